@@ -1,0 +1,1 @@
+"""Presets (TOML) and genesis files shipped with the node."""

@@ -1,0 +1,1 @@
+"""Transaction execution: the Executor seam, the py-evm reference, the native interpreter."""

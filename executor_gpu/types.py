@@ -1,0 +1,159 @@
+"""Values crossing the Executor seam."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from primitives.blocks import Log, Receipt
+from primitives.transactions import Transaction
+from primitives.types import ZERO_HASH, Address, Hash32
+
+
+@dataclass(frozen=True)
+class Account:
+    """An account as stored in the state trie."""
+
+    nonce: int
+    """Transactions sent (EOA) or contracts created (contract)."""
+    balance: int
+    """Wei held."""
+    storage_root: Hash32
+    """Root of the account's storage trie."""
+    code_hash: Hash32
+    """Keccak-256 of the account's code."""
+
+
+@dataclass(frozen=True)
+class BlockEnv:
+    """The block a batch executes in: everything the EVM's block opcodes read."""
+
+    number: int
+    """Height of the block being built (NUMBER)."""
+    timestamp: int
+    """Block time in seconds (TIMESTAMP)."""
+    coinbase: Address
+    """Receiver of priority fees (COINBASE)."""
+    gas_limit: int
+    """Block gas limit (GASLIMIT)."""
+    base_fee_per_gas: int
+    """EIP-1559 base fee (BASEFEE)."""
+    chain_id: int
+    """Chain id (CHAINID); transactions signed for another chain are rejected."""
+    prev_randao: Hash32 = ZERO_HASH
+    """PREVRANDAO value."""
+    excess_blob_gas: int = 0
+    """Sets BLOBBASEFEE; 0 on this L2."""
+    parent_beacon_block_root: Hash32 = ZERO_HASH
+    """EIP-4788 root; zero on this L2."""
+    block_hashes: tuple[Hash32, ...] = ()
+    """Hashes of up to 256 previous blocks, most recent first (BLOCKHASH)."""
+
+
+@dataclass(frozen=True)
+class AccountChange:
+    """The new value of an account that a batch changed."""
+
+    nonce: int
+    """New nonce."""
+    balance: int
+    """New balance."""
+    code: bytes | None = None
+    """New code when it changed (contract creation); None keeps the old code."""
+    storage: Mapping[int, int] = field(default_factory=dict)
+    """Slots whose value changed, with their new value (0 deletes the slot)."""
+    storage_reset: bool = False
+    """True when the old storage was wiped before ``storage`` applies."""
+
+
+@dataclass(frozen=True)
+class StateDiff:
+    """Every state change of a batch; applying it to the pre-state gives the post-state."""
+
+    accounts: Mapping[Address, AccountChange | None]
+    """Changed accounts; None means the account no longer exists."""
+
+
+@dataclass(frozen=True)
+class ExecutedTx:
+    """Outcome of one included transaction."""
+
+    tx: Transaction
+    """The transaction."""
+    receipt: Receipt
+    """Consensus receipt (status, cumulative gas, logs)."""
+    gas_used: int
+    """Gas charged to this transaction after refunds."""
+    effective_gas_price: int
+    """Price per gas paid."""
+    contract_address: Address | None
+    """Address of the contract created, for creation transactions."""
+    error: str | None = None
+    """Why execution failed (revert, out of gas...), or None on success."""
+
+    @property
+    def logs(self) -> tuple[Log, ...]:
+        """Logs emitted by this transaction."""
+        return self.receipt.logs
+
+
+@dataclass(frozen=True)
+class RejectedTx:
+    """A transaction that cannot be included against the batch's state."""
+
+    index: int
+    """Position in the ``txs`` passed to ``execute``."""
+    tx: Transaction
+    """The transaction."""
+    reason: str
+    """Why, in go-ethereum's wording ("nonce too low", "insufficient funds for gas * price + value", ...)."""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Result of executing a batch of transactions in order."""
+
+    executed: tuple[ExecutedTx, ...]
+    """Included transactions, in order."""
+    rejected: tuple[RejectedTx, ...]
+    """Transactions skipped because they were invalid against the state at their turn."""
+    state_diff: StateDiff
+    """State changes of the whole batch."""
+    gas_used: int
+    """Total gas of the included transactions."""
+    state_root: Hash32 | None = None
+    """Post-state root, when the executor computed one itself; the node cross-checks it."""
+    fallbacks: int = 0
+    """Transactions a native executor handed to the reference executor."""
+
+
+@dataclass(frozen=True)
+class CallMessage:
+    """An unsigned call for eth_call / eth_estimateGas: no signature, no fee charged."""
+
+    sender: Address
+    """Caller (``from``); zero address when not given."""
+    to: Address | None
+    """Callee, or None to run ``data`` as init code."""
+    gas: int
+    """Gas available to the call."""
+    value: int = 0
+    """Wei sent with the call."""
+    data: bytes = b""
+    """Call data or init code."""
+    gas_price: int = 0
+    """Price per gas (GASPRICE); 0 when not given, so no balance is needed for gas."""
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """Outcome of a CallMessage."""
+
+    succeeded: bool
+    """False on revert or exceptional halt."""
+    output: bytes
+    """Return data (or revert data)."""
+    gas_used: int
+    """Gas consumed, after refunds."""
+    error: str | None = None
+    """Why the call failed ("execution reverted", "out of gas", ...)."""

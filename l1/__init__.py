@@ -1,0 +1,1 @@
+"""L1 side: batch contract binding, poster, watcher."""

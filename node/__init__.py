@@ -1,0 +1,1 @@
+"""The l2node daemon: CLI, configuration, wiring, storage."""

@@ -1,0 +1,57 @@
+"""The KV seam: an ordered byte-keyed store with atomic write batches.
+
+Every backend (LevelDB via plyvel, in-memory) passes the one shared suite in
+tests/db/test_kv.py.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Protocol
+
+
+class KVReader(Protocol):
+    """Point reads and ordered iteration."""
+
+    def get(self, key: bytes) -> bytes | None:
+        """Value stored at ``key``, or None."""
+        ...
+
+    def iterate(self, prefix: bytes = b"", *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        """Items whose key starts with ``prefix``, in key order (or reversed)."""
+        ...
+
+
+class WriteBatch(KVReader, Protocol):
+    """Pending writes, applied all at once by ``commit``; reads see the pending writes."""
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """Stage ``key`` -> ``value``."""
+        ...
+
+    def delete(self, key: bytes) -> None:
+        """Stage the removal of ``key``."""
+        ...
+
+    def commit(self) -> None:
+        """Apply every staged write atomically (all or nothing, durable on return)."""
+        ...
+
+
+class KV(KVReader, Protocol):
+    """A key-value store."""
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """Write one key (atomic, durable)."""
+        ...
+
+    def delete(self, key: bytes) -> None:
+        """Remove one key."""
+        ...
+
+    def write_batch(self) -> WriteBatch:
+        """Start an atomic batch over this store."""
+        ...
+
+    def close(self) -> None:
+        """Release the store; further calls fail."""
+        ...

@@ -1,0 +1,1 @@
+"""Peer-to-peer networking (libp2p): gossip, gate validators, sync."""

@@ -1,0 +1,1 @@
+"""The chain's shared vocabulary: typed values, transactions, headers, receipts, logs."""

@@ -1,0 +1,194 @@
+"""Headers, logs, blooms and receipts in Ethereum's (Cancun) encodings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import rlp
+from trie import HexaryTrie
+
+from primitives.crypto import keccak256
+from primitives.transactions import LEGACY_TX
+from primitives.types import ZERO_ADDRESS, ZERO_HASH, Address, Hash32
+
+EMPTY_ROOT = Hash32(keccak256(rlp.encode(b"")))
+"""Root of an empty Merkle-Patricia trie."""
+EMPTY_OMMERS_HASH = Hash32(keccak256(rlp.encode([])))
+"""Hash of an empty ommers list (no ommers after the merge)."""
+EMPTY_BLOOM = b"\x00" * 256
+
+
+@dataclass(frozen=True)
+class Log:
+    """One event emitted by a contract."""
+
+    address: Address
+    """Contract that emitted the log."""
+    topics: tuple[Hash32, ...]
+    """Up to four indexed topics."""
+    data: bytes
+    """Unindexed payload."""
+
+    def to_rlp(self) -> list[object]:
+        """RLP structure: [address, [topics], data]."""
+        return [self.address, list(self.topics), self.data]
+
+
+def bloom_of(logs: Iterable[Log]) -> bytes:
+    """2048-bit bloom filter over the addresses and topics of ``logs``."""
+    bloom = 0
+    for log in logs:
+        for item in (log.address, *log.topics):
+            digest = keccak256(item)
+            for i in (0, 2, 4):
+                bloom |= 1 << (((digest[i] << 8) | digest[i + 1]) & 2047)
+    return bloom.to_bytes(256, "big")
+
+
+def bloom_contains(bloom: bytes, item: bytes) -> bool:
+    """True when ``item`` (an address or topic) may be in the bloom."""
+    value = int.from_bytes(bloom, "big")
+    digest = keccak256(item)
+    return all(
+        value >> (((digest[i] << 8) | digest[i + 1]) & 2047) & 1 for i in (0, 2, 4)
+    )
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Consensus part of a transaction receipt (what the receipts root commits to)."""
+
+    tx_type: int
+    """Type of the transaction this receipt belongs to."""
+    succeeded: bool
+    """Status: True for success, False for revert or exceptional halt."""
+    cumulative_gas_used: int
+    """Gas used in the block up to and including this transaction."""
+    logs: tuple[Log, ...]
+    """Logs emitted, in order."""
+
+    @property
+    def bloom(self) -> bytes:
+        """Bloom filter of ``logs``."""
+        return bloom_of(self.logs)
+
+    def encode(self) -> bytes:
+        """Consensus encoding: RLP, prefixed by the type byte for typed transactions."""
+        body = rlp.encode(
+            [
+                1 if self.succeeded else 0,
+                self.cumulative_gas_used,
+                self.bloom,
+                [log.to_rlp() for log in self.logs],
+            ]
+        )
+        return body if self.tx_type == LEGACY_TX else bytes([self.tx_type]) + body
+
+
+def ordered_trie_root(items: Sequence[bytes]) -> Hash32:
+    """Root of the trie mapping rlp(index) -> item (transactions and receipts roots)."""
+    trie = HexaryTrie({})
+    with trie.squash_changes() as batch:
+        for index, item in enumerate(items):
+            batch[rlp.encode(index)] = item
+    return Hash32(trie.root_hash)
+
+
+@dataclass(frozen=True)
+class Header:
+    """A Cancun block header; its hash is Ethereum's block hash."""
+
+    parent_hash: Hash32
+    """Hash of the parent header (zero for genesis)."""
+    coinbase: Address
+    """Receiver of priority fees: the proposer's fee address."""
+    state_root: Hash32
+    """Merkle-Patricia root of the state after this block."""
+    transactions_root: Hash32
+    """Root of the ordered trie of encoded transactions."""
+    receipts_root: Hash32
+    """Root of the ordered trie of encoded receipts."""
+    logs_bloom: bytes
+    """Union of the receipts' blooms."""
+    number: int
+    """Height; genesis is 0."""
+    gas_limit: int
+    """Most gas the block may use."""
+    gas_used: int
+    """Gas the block used."""
+    timestamp: int
+    """Seconds since the Unix epoch."""
+    base_fee_per_gas: int
+    """EIP-1559 base fee."""
+    extra_data: bytes = b""
+    """Free bytes (at most 32)."""
+    prev_randao: Hash32 = ZERO_HASH
+    """PREVRANDAO value (mixHash field)."""
+    withdrawals_root: Hash32 = EMPTY_ROOT
+    """No withdrawals on this L2: always the empty root."""
+    blob_gas_used: int = 0
+    """No blobs on this L2: always 0."""
+    excess_blob_gas: int = 0
+    """No blobs on this L2: always 0."""
+    parent_beacon_block_root: Hash32 = ZERO_HASH
+    """No beacon chain on this L2: always zero."""
+
+    def to_rlp(self) -> list[object]:
+        """RLP structure in Ethereum's field order."""
+        return [
+            self.parent_hash,
+            EMPTY_OMMERS_HASH,
+            self.coinbase,
+            self.state_root,
+            self.transactions_root,
+            self.receipts_root,
+            self.logs_bloom,
+            0,
+            self.number,
+            self.gas_limit,
+            self.gas_used,
+            self.timestamp,
+            self.extra_data,
+            self.prev_randao,
+            b"\x00" * 8,
+            self.base_fee_per_gas,
+            self.withdrawals_root,
+            self.blob_gas_used,
+            self.excess_blob_gas,
+            self.parent_beacon_block_root,
+        ]
+
+    def encode(self) -> bytes:
+        """RLP encoding."""
+        return rlp.encode(self.to_rlp())
+
+    @property
+    def hash(self) -> Hash32:
+        """Block hash: Keccak-256 of the RLP encoding."""
+        return keccak256(self.encode())
+
+    @classmethod
+    def decode(cls, data: bytes) -> Header:
+        """Inverse of ``encode``."""
+        f = rlp.decode(data)
+        n = lambda b: int.from_bytes(b, "big")  # noqa: E731
+        return cls(
+            parent_hash=Hash32(f[0]),
+            coinbase=Address(f[2]),
+            state_root=Hash32(f[3]),
+            transactions_root=Hash32(f[4]),
+            receipts_root=Hash32(f[5]),
+            logs_bloom=f[6],
+            number=n(f[8]),
+            gas_limit=n(f[9]),
+            gas_used=n(f[10]),
+            timestamp=n(f[11]),
+            extra_data=f[12],
+            prev_randao=Hash32(f[13]),
+            base_fee_per_gas=n(f[15]),
+            withdrawals_root=Hash32(f[16]),
+            blob_gas_used=n(f[17]),
+            excess_blob_gas=n(f[18]),
+            parent_beacon_block_root=Hash32(f[19]),
+        )

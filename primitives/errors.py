@@ -1,0 +1,33 @@
+"""The error tree shared by all components.
+
+Each error says what the caller should do: drop the input, retry later, or halt.
+"""
+
+from __future__ import annotations
+
+
+class L2NodeError(Exception):
+    """Root of every error l2node raises on purpose."""
+
+
+class InvalidInput(L2NodeError, ValueError):
+    """Input from outside (wallet, peer, file) is malformed: reject it, keep running."""
+
+
+class InvalidTransaction(InvalidInput):
+    """A transaction that can never be valid as encoded (bad RLP, signature, chain id...)."""
+
+
+class TransactionRejected(L2NodeError):
+    """A well-formed transaction that the current state or pool refuses (nonce, funds, fee).
+
+    ``message`` uses go-ethereum's wording, which wallets match on.
+    """
+
+
+class RetryLater(L2NodeError):
+    """A transient condition (peer or L1 unavailable): retry the same call later."""
+
+
+class Halt(L2NodeError):
+    """Local state is inconsistent: stop the node rather than continue on a wrong chain."""

@@ -1,0 +1,1 @@
+"""JSON-RPC server (FastAPI): eth_*, net_*, web3_*, l2_*."""

@@ -1,0 +1,115 @@
+"""Values the RPC layer reads from the node."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from primitives.blocks import Header, Log, Receipt
+from primitives.transactions import Transaction
+from primitives.types import Address, Hash32
+
+
+@dataclass(frozen=True)
+class BlockView:
+    """A finalized block with its transactions."""
+
+    header: Header
+    """The header; ``header.hash`` is the block hash."""
+    transactions: tuple[Transaction, ...]
+    """Transactions in block order."""
+
+
+@dataclass(frozen=True)
+class TxLocation:
+    """Where a transaction was included."""
+
+    block_hash: Hash32
+    """Hash of the including block."""
+    block_number: int
+    """Height of the including block."""
+    index: int
+    """Position within the block."""
+
+
+@dataclass(frozen=True)
+class ReceiptView:
+    """A receipt with everything eth_getTransactionReceipt returns."""
+
+    tx: Transaction
+    """The transaction."""
+    location: TxLocation
+    """Where it was included."""
+    receipt: Receipt
+    """Consensus receipt."""
+    gas_used: int
+    """Gas used by this transaction alone."""
+    effective_gas_price: int
+    """Price per gas paid."""
+    contract_address: Address | None
+    """Created contract, if any."""
+    first_log_index: int
+    """Block-wide index of this receipt's first log."""
+
+
+@dataclass(frozen=True)
+class LogView:
+    """A log with its position, as eth_getLogs returns it."""
+
+    log: Log
+    """The log."""
+    location: TxLocation
+    """Transaction that emitted it."""
+    tx_hash: Hash32
+    """Hash of that transaction."""
+    log_index: int
+    """Index of the log within its block."""
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """eth_getLogs criteria, already resolved to block numbers."""
+
+    from_block: int
+    """First height, inclusive."""
+    to_block: int
+    """Last height, inclusive."""
+    addresses: tuple[Address, ...] = ()
+    """Match any of these emitters; empty matches all."""
+    topics: tuple[tuple[Hash32, ...] | None, ...] = ()
+    """Per position: any of these topics, or None for a wildcard."""
+
+
+@dataclass(frozen=True)
+class FeeHistory:
+    """eth_feeHistory result."""
+
+    oldest_block: int
+    """First height covered."""
+    base_fees: tuple[int, ...]
+    """Base fee per block, plus the next block's."""
+    gas_used_ratios: tuple[float, ...]
+    """gas used / gas limit per block."""
+    rewards: tuple[tuple[int, ...], ...]
+    """Tip percentiles per block (empty when no percentiles asked)."""
+
+
+@dataclass(frozen=True)
+class BatchView:
+    """A batch of blocks the node committed to L1."""
+
+    number: int
+    """Batch number (1-based on the contract)."""
+    first_block: int
+    """First L2 height in the batch."""
+    last_block: int
+    """Last L2 height in the batch."""
+    prev_state_root: Hash32
+    """State root before the batch."""
+    state_root: Hash32
+    """State root after the batch (of ``last_block``)."""
+    data_hash: Hash32
+    """Keccak-256 of the posted batch data."""
+    l1_tx_hash: Hash32 | None
+    """L1 transaction that carried the commitment, once sent."""
+    l1_block_number: int | None
+    """L1 block that included it, once mined."""

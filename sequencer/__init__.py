@@ -1,0 +1,1 @@
+"""Ordering: mempool, fees, block building, consensus rules. Pure logic, no I/O."""
