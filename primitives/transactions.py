@@ -136,16 +136,18 @@ def encode_access_list(entries: tuple[AccessListEntry, ...]) -> list[list[Any]]:
     return [[e.address, [k.to_bytes(32, "big") for k in e.storage_keys]] for e in entries]
 
 
-def decode_transaction(raw: bytes) -> Transaction:
+def decode_transaction(raw: bytes, sender: Address | None = None) -> Transaction:
     """Decode a transaction as sent to ``eth_sendRawTransaction`` and recover its sender.
 
+    ``sender`` skips recovery; pass it only for transactions read back from our own
+    database, whose sender was recovered when they were accepted.
     Raises InvalidTransaction with a message fit for a wallet.
     """
     if not raw:
         raise InvalidTransaction("empty transaction")
     first = raw[0]
     if first >= 0xC0:
-        return _decode_legacy(raw)
+        return _decode_legacy(raw, sender)
     if first == BLOB_TX:
         raise InvalidTransaction("blob transactions (type 3) are not supported on this L2")
     if first not in (ACCESS_LIST_TX, DYNAMIC_FEE_TX):
@@ -191,13 +193,13 @@ def decode_transaction(raw: bytes) -> Transaction:
         v=y_parity,
         r=r,
         s=s,
-        sender=_recover(signing_hash, y_parity, r, s),
+        sender=sender or _recover(signing_hash, y_parity, r, s),
         hash=keccak256(raw),
         raw=bytes(raw),
     )
 
 
-def _decode_legacy(raw: bytes) -> Transaction:
+def _decode_legacy(raw: bytes, sender: Address | None) -> Transaction:
     try:
         fields = rlp.decode(raw, strict=True)
     except rlp.exceptions.DecodingError as exc:
@@ -238,7 +240,7 @@ def _decode_legacy(raw: bytes) -> Transaction:
         v=v,
         r=r,
         s=s,
-        sender=_recover(signing_hash, y_parity, r, s),
+        sender=sender or _recover(signing_hash, y_parity, r, s),
         hash=keccak256(raw),
         raw=bytes(raw),
     )

@@ -1,0 +1,86 @@
+"""The whole on-disk key schema: every key l2node writes is built here.
+
+One byte of prefix per table; numbers are 8-byte big-endian so keys sort by height.
+"""
+
+from __future__ import annotations
+
+from primitives.types import Hash32
+
+# Chain data
+HEAD = b"H"
+"""-> 8-byte height of the latest finalized block."""
+HEADER_PREFIX = b"h"
+"""h + number -> RLP header."""
+HASH_TO_NUMBER_PREFIX = b"n"
+"""n + block hash -> 8-byte number."""
+BODY_PREFIX = b"b"
+"""b + number -> RLP list of stored transactions."""
+RECEIPTS_PREFIX = b"r"
+"""r + number -> RLP list of stored receipts."""
+TX_INDEX_PREFIX = b"t"
+"""t + tx hash -> number + 4-byte index."""
+
+# State: trie nodes and contract code, content-addressed (never deleted: archive node)
+STATE_NODE_PREFIX = b"s"
+"""s + keccak(node or code) -> node or code."""
+
+# Pool: accepted transactions not yet in a block, so a crash loses none
+POOL_PREFIX = b"p"
+"""p + tx hash -> stored transaction."""
+
+# L1 commitments
+BATCH_PREFIX = b"c"
+"""c + batch number -> RLP batch record (range, roots, data hash, L1 tx)."""
+POSTER_META = b"P"
+"""-> RLP poster state (next batch to build, L1 nonce)."""
+
+# Node metadata
+META_PREFIX = b"m"
+"""m + name -> value (genesis hash, chain id, schema version)."""
+
+
+def encode_number(number: int) -> bytes:
+    """8-byte big-endian height, so that keys sort numerically."""
+    return number.to_bytes(8, "big")
+
+
+def decode_number(data: bytes) -> int:
+    """Inverse of ``encode_number``."""
+    return int.from_bytes(data, "big")
+
+
+def header_key(number: int) -> bytes:
+    return HEADER_PREFIX + encode_number(number)
+
+
+def hash_to_number_key(block_hash: Hash32) -> bytes:
+    return HASH_TO_NUMBER_PREFIX + block_hash
+
+
+def body_key(number: int) -> bytes:
+    return BODY_PREFIX + encode_number(number)
+
+
+def receipts_key(number: int) -> bytes:
+    return RECEIPTS_PREFIX + encode_number(number)
+
+
+def tx_index_key(tx_hash: Hash32) -> bytes:
+    return TX_INDEX_PREFIX + tx_hash
+
+
+def state_node_key(node_hash: bytes) -> bytes:
+    return STATE_NODE_PREFIX + node_hash
+
+
+def pool_key(tx_hash: Hash32) -> bytes:
+    return POOL_PREFIX + tx_hash
+
+
+def batch_key(batch_number: int) -> bytes:
+    return BATCH_PREFIX + encode_number(batch_number)
+
+
+def meta_key(name: str) -> bytes:
+    return META_PREFIX + name.encode()
