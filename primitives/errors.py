@@ -31,3 +31,7 @@ class RetryLater(L2NodeError):
 
 class Halt(L2NodeError):
     """Local state is inconsistent: stop the node rather than continue on a wrong chain."""
+
+
+class StoreClosed(L2NodeError):
+    """A storage call after the store was closed (the node is shutting down): stop that work."""
