@@ -35,3 +35,11 @@ class Halt(L2NodeError):
 
 class StoreClosed(L2NodeError):
     """A storage call after the store was closed (the node is shutting down): stop that work."""
+
+
+class ExecutionReverted(L2NodeError):
+    """A call (eth_call, eth_estimateGas) that reverts or halts; ``data`` is the revert output."""
+
+    def __init__(self, message: str, data: bytes = b"") -> None:
+        super().__init__(message)
+        self.data = data
