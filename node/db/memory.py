@@ -1,0 +1,174 @@
+"""In-memory KV store, and the write batch that both backends use.
+
+``MemoryKV`` is the test twin of ``LevelDBKV``: same semantics, no disk.
+``OverlayBatch`` keeps a batch's pending writes in a dict layered over the
+store, so that the batch reads its own writes; the backend applies them at once.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import TracebackType
+
+from node.db.api import KVReader
+from primitives.errors import StoreClosed
+
+PendingWrites = Mapping[bytes, bytes | None]
+"""Staged writes: key -> new value, or None for a delete."""
+
+
+def prefix_end(prefix: bytes) -> bytes | None:
+    """Smallest key greater than every key starting with ``prefix`` (None: no such key)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def _merge(
+    stored: Iterable[tuple[bytes, bytes]],
+    pending: list[tuple[bytes, bytes | None]],
+    reverse: bool,
+) -> Iterator[tuple[bytes, bytes]]:
+    """Merge two key-ordered streams; a pending write replaces (or deletes) a stored key."""
+
+    def before(a: bytes, b: bytes) -> bool:
+        return a > b if reverse else a < b
+
+    position = 0
+    for key, value in stored:
+        while position < len(pending) and before(pending[position][0], key):
+            new_key, new_value = pending[position]
+            if new_value is not None:
+                yield new_key, new_value
+            position += 1
+        if position < len(pending) and pending[position][0] == key:
+            new_value = pending[position][1]
+            if new_value is not None:
+                yield key, new_value
+            position += 1
+        else:
+            yield key, value
+    for new_key, new_value in pending[position:]:
+        if new_value is not None:
+            yield new_key, new_value
+
+
+class OverlayBatch:
+    """A write batch whose reads see its own pending writes over the store's contents.
+
+    ``commit`` hands every pending write to the backend in one call, then the
+    batch is empty and can be used again. As a context manager it commits on a
+    normal exit and drops its writes when the block raises.
+    """
+
+    def __init__(self, store: KVReader, apply: Callable[[PendingWrites], None]) -> None:
+        self._store = store
+        self._apply = apply
+        self._pending: dict[bytes, bytes | None] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self._pending:
+            return self._pending[key]
+        return self._store.get(key)
+
+    def iterate(self, prefix: bytes = b"", *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        pending = sorted(
+            ((k, v) for k, v in self._pending.items() if k.startswith(prefix)), reverse=reverse
+        )
+        return _merge(self._store.iterate(prefix, reverse=reverse), pending, reverse)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._pending[bytes(key)] = bytes(value)
+
+    def delete(self, key: bytes) -> None:
+        self._pending[bytes(key)] = None
+
+    def commit(self) -> None:
+        self._apply(self._pending)
+        self._pending = {}
+
+    def __enter__(self) -> OverlayBatch:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self._pending = {}
+
+
+class MemoryKV:
+    """An ordered in-memory KV store; a lock makes each batch visible all at once."""
+
+    def __init__(self) -> None:
+        self._data: dict[bytes, bytes] = {}
+        self._keys: list[bytes] = []  # keys of _data, sorted, for ordered iteration
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosed("the in-memory store is closed")
+
+    def get(self, key: bytes) -> bytes | None:
+        with self._lock:
+            self._check_open()
+            return self._data.get(key)
+
+    def iterate(self, prefix: bytes = b"", *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        # Copy the range now, like LevelDB's implicit snapshot: later writes don't show.
+        with self._lock:
+            self._check_open()
+            start = bisect.bisect_left(self._keys, prefix)
+            end_key = prefix_end(prefix)
+            end = len(self._keys) if end_key is None else bisect.bisect_left(self._keys, end_key)
+            items = [(key, self._data[key]) for key in self._keys[start:end]]
+        if reverse:
+            items.reverse()
+        return iter(items)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        with self._lock:
+            self._check_open()
+            self._set(bytes(key), bytes(value))
+
+    def delete(self, key: bytes) -> None:
+        with self._lock:
+            self._check_open()
+            self._set(key, None)
+
+    def write_batch(self) -> OverlayBatch:
+        self._check_open()
+        return OverlayBatch(self, self._apply)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._data.clear()
+            self._keys.clear()
+
+    def _apply(self, writes: PendingWrites) -> None:
+        with self._lock:
+            self._check_open()
+            for key, value in writes.items():
+                self._set(key, value)
+
+    def _set(self, key: bytes, value: bytes | None) -> None:
+        """Write or delete one key; the caller holds the lock."""
+        present = key in self._data
+        if value is None:
+            if present:
+                del self._data[key]
+                del self._keys[bisect.bisect_left(self._keys, key)]
+            return
+        if not present:
+            bisect.insort(self._keys, key)
+        self._data[key] = value

@@ -1,0 +1,276 @@
+"""One suite for every KV backend: MemoryKV and LevelDBKV must behave the same."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from node.db.api import KV
+from node.db.leveldb import LevelDBKV
+from node.db.memory import MemoryKV, prefix_end
+from primitives.errors import Halt, StoreClosed
+
+
+class Backend:
+    """Opens one store, and reopens it where the backend persists."""
+
+    def __init__(self, name: str, tmp_path: Path) -> None:
+        self.name = name
+        self._path = tmp_path / "db"
+        self.persistent = name == "leveldb"
+
+    def open(self) -> KV:
+        return LevelDBKV(self._path) if self.persistent else MemoryKV()
+
+
+@pytest.fixture(params=["memory", "leveldb"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return Backend(request.param, tmp_path)
+
+
+@pytest.fixture
+def kv(backend: Backend) -> Iterator[KV]:
+    store = backend.open()
+    yield store
+    store.close()
+
+
+def items(kv: KV, prefix: bytes = b"", reverse: bool = False) -> list[tuple[bytes, bytes]]:
+    return list(kv.iterate(prefix, reverse=reverse))
+
+
+KEYS = [b"", b"\x00", b"a", b"a\x00", b"a\xff", b"a\xff\x00", b"a\xff\xff", b"ab", b"b", b"\xff", b"\xff\xff"]
+
+
+def fill(kv: KV, keys: list[bytes] = KEYS) -> dict[bytes, bytes]:
+    expected = {}
+    for i, key in enumerate(reversed(keys)):
+        value = b"v%d" % i
+        kv.put(key, value)
+        expected[key] = value
+    return expected
+
+
+def test_put_get_delete(kv: KV) -> None:
+    assert kv.get(b"k") is None
+    kv.put(b"k", b"one")
+    assert kv.get(b"k") == b"one"
+    kv.put(b"k", b"two")
+    assert kv.get(b"k") == b"two"
+    kv.delete(b"k")
+    assert kv.get(b"k") is None
+    kv.delete(b"never-written")
+    assert items(kv) == []
+
+
+def test_empty_and_large_values(kv: KV) -> None:
+    large = bytes(range(256)) * 40_000  # 10 MiB
+    kv.put(b"empty", b"")
+    kv.put(b"large", large)
+    assert kv.get(b"empty") == b""
+    assert kv.get(b"large") == large
+    assert items(kv) == [(b"empty", b""), (b"large", large)]
+
+
+def test_stored_value_is_a_copy(kv: KV) -> None:
+    value = bytearray(b"abc")
+    kv.put(b"k", bytes(value))
+    value[0] = ord("z")
+    assert kv.get(b"k") == b"abc"
+
+
+@pytest.mark.parametrize(
+    "prefix", [b"", b"a", b"a\xff", b"a\xff\xff", b"\xff", b"\xff\xff\xff", b"ab", b"c", b"\x00"]
+)
+def test_prefix_iteration_order(kv: KV, prefix: bytes) -> None:
+    stored = fill(kv)
+    expected = sorted((k, v) for k, v in stored.items() if k.startswith(prefix))
+    assert items(kv, prefix) == expected
+    assert items(kv, prefix, reverse=True) == expected[::-1]
+
+
+def test_iteration_is_bytewise_not_length_first(kv: KV) -> None:
+    for key in (b"\x02", b"\x01\xff\xff", b"\x01", b"\x10"):
+        kv.put(key, key)
+    assert [k for k, _ in items(kv)] == [b"\x01", b"\x01\xff\xff", b"\x02", b"\x10"]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_iterator_ignores_writes_after_the_call(kv: KV, reverse: bool) -> None:
+    kv.put(b"a1", b"1")
+    kv.put(b"a2", b"2")
+    iterator = kv.iterate(b"a", reverse=reverse)
+    kv.put(b"a3", b"3")
+    kv.put(b"a0", b"0")
+    kv.delete(b"a1")
+    expected = [(b"a1", b"1"), (b"a2", b"2")]
+    assert list(iterator) == (expected[::-1] if reverse else expected)
+
+
+def test_prefix_end() -> None:
+    assert prefix_end(b"a") == b"b"
+    assert prefix_end(b"a\xff") == b"b"
+    assert prefix_end(b"a\x00") == b"a\x01"
+    assert prefix_end(b"\xff\xff") is None
+    assert prefix_end(b"") is None
+
+
+def test_batch_invisible_before_commit(kv: KV) -> None:
+    kv.put(b"keep", b"old")
+    kv.put(b"gone", b"old")
+    batch = kv.write_batch()
+    batch.put(b"new", b"1")
+    batch.put(b"keep", b"new")
+    batch.delete(b"gone")
+    assert kv.get(b"new") is None
+    assert kv.get(b"keep") == b"old"
+    assert kv.get(b"gone") == b"old"
+    assert items(kv) == [(b"gone", b"old"), (b"keep", b"old")]
+    batch.commit()
+    assert items(kv) == [(b"keep", b"new"), (b"new", b"1")]
+
+
+def test_batch_reads_its_own_writes(kv: KV) -> None:
+    kv.put(b"a1", b"stored")
+    kv.put(b"a3", b"stored")
+    kv.put(b"a5", b"stored")
+    kv.put(b"b", b"stored")
+    batch = kv.write_batch()
+    batch.put(b"a0", b"pending")
+    batch.put(b"a3", b"pending")
+    batch.delete(b"a5")
+    batch.put(b"a6", b"pending")
+    batch.put(b"c", b"pending")
+    batch.delete(b"absent")
+    assert batch.get(b"a0") == b"pending"
+    assert batch.get(b"a1") == b"stored"
+    assert batch.get(b"a3") == b"pending"
+    assert batch.get(b"a5") is None
+    assert batch.get(b"absent") is None
+    expected = [(b"a0", b"pending"), (b"a1", b"stored"), (b"a3", b"pending"), (b"a6", b"pending")]
+    assert list(batch.iterate(b"a")) == expected
+    assert list(batch.iterate(b"a", reverse=True)) == expected[::-1]
+    everything = expected + [(b"b", b"stored"), (b"c", b"pending")]
+    assert list(batch.iterate()) == everything
+    assert list(batch.iterate(reverse=True)) == everything[::-1]
+    batch.commit()
+    assert items(kv) == everything
+
+
+def test_batch_put_then_delete_and_delete_then_put(kv: KV) -> None:
+    kv.put(b"x", b"stored")
+    batch = kv.write_batch()
+    batch.put(b"y", b"1")
+    batch.delete(b"y")
+    batch.delete(b"x")
+    batch.put(b"x", b"again")
+    assert list(batch.iterate()) == [(b"x", b"again")]
+    batch.commit()
+    assert items(kv) == [(b"x", b"again")]
+
+
+def test_batch_merge_matches_a_plain_store(kv: KV) -> None:
+    stored = fill(kv)
+    batch = kv.write_batch()
+    model = dict(stored)
+    for i, key in enumerate(KEYS + [b"a\x01", b"aa", b"\xfe"]):
+        if i % 3 == 0:
+            batch.delete(key)
+            model.pop(key, None)
+        elif i % 3 == 1:
+            batch.put(key, b"p%d" % i)
+            model[key] = b"p%d" % i
+    for prefix in (b"", b"a", b"a\xff", b"\xff", b"z"):
+        expected = sorted((k, v) for k, v in model.items() if k.startswith(prefix))
+        assert list(batch.iterate(prefix)) == expected
+        assert list(batch.iterate(prefix, reverse=True)) == expected[::-1]
+    batch.commit()
+    assert items(kv) == sorted(model.items())
+
+
+def test_batch_reuse_after_commit(kv: KV) -> None:
+    batch = kv.write_batch()
+    batch.put(b"a", b"1")
+    batch.commit()
+    batch.put(b"b", b"2")
+    assert kv.get(b"b") is None
+    batch.commit()
+    assert items(kv) == [(b"a", b"1"), (b"b", b"2")]
+
+
+def test_batch_context_manager(kv: KV) -> None:
+    with kv.write_batch() as batch:  # type: ignore[attr-defined]
+        batch.put(b"a", b"1")
+    assert kv.get(b"a") == b"1"
+    with pytest.raises(ZeroDivisionError):
+        with kv.write_batch() as batch:  # type: ignore[attr-defined]
+            batch.put(b"b", b"2")
+            1 / 0
+    assert kv.get(b"b") is None
+
+
+def test_batch_sees_store_writes_made_after_it_started(kv: KV) -> None:
+    batch = kv.write_batch()
+    kv.put(b"k", b"direct")
+    assert batch.get(b"k") == b"direct"
+
+
+def test_closed_store_raises(kv: KV) -> None:
+    kv.put(b"a", b"1")
+    batch = kv.write_batch()
+    batch.put(b"b", b"2")
+    kv.close()
+    calls: list[Callable[[], object]] = [
+        lambda: kv.get(b"a"),
+        lambda: kv.iterate(),
+        lambda: kv.put(b"a", b"2"),
+        lambda: kv.delete(b"a"),
+        lambda: kv.write_batch(),
+        lambda: batch.get(b"a"),
+        batch.commit,
+    ]
+    for call in calls:
+        with pytest.raises(StoreClosed):
+            call()
+    kv.close()  # closing twice is harmless
+
+
+def test_close_during_iteration_raises(backend: Backend) -> None:
+    kv = backend.open()
+    kv.put(b"a", b"1")
+    kv.put(b"b", b"2")
+    iterator = kv.iterate()
+    kv.close()
+    if backend.persistent:
+        with pytest.raises(StoreClosed):
+            list(iterator)
+    else:  # the in-memory store copied the range at the call
+        assert list(iterator) == [(b"a", b"1"), (b"b", b"2")]
+
+
+def test_persists_across_reopen(tmp_path: Path) -> None:
+    backend = Backend("leveldb", tmp_path)
+    kv = backend.open()
+    stored = fill(kv)
+    with kv.write_batch() as batch:  # type: ignore[attr-defined]
+        batch.put(b"batched", b"yes")
+        batch.delete(b"a")
+    kv.delete(b"b")
+    kv.close()
+    reopened = backend.open()
+    stored.pop(b"a")
+    stored.pop(b"b")
+    stored[b"batched"] = b"yes"
+    assert items(reopened) == sorted(stored.items())
+    reopened.close()
+
+
+def test_leveldb_open_errors(tmp_path: Path) -> None:
+    with pytest.raises(Halt, match="cannot open"):
+        LevelDBKV(tmp_path / "missing", create_if_missing=False)
+    first = LevelDBKV(tmp_path / "db")
+    with pytest.raises(Halt, match="lock"):
+        LevelDBKV(tmp_path / "db")
+    first.close()
