@@ -1,0 +1,102 @@
+"""Block building: pick transactions from the pool, execute them in one call, derive roots and header."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from executor_gpu.api import Executor, StateReader
+from executor_gpu.types import BlockEnv
+from primitives.blocks import Header, bloom_of, ordered_trie_root
+from primitives.errors import Halt
+from primitives.types import Address, Hash32
+from sequencer.fees import next_base_fee
+from sequencer.mempool import Mempool
+from sequencer.types import BlockBody
+
+MAX_BLOCK_HASHES = 256
+"""BLOCKHASH reaches back at most this many blocks."""
+
+
+def nonce_reader(state: StateReader) -> Callable[[Address], int]:
+    """The state nonce of any address (0 for accounts that do not exist), for select() and prune()."""
+
+    def nonce(address: Address) -> int:
+        account = state.get_account(address)
+        return 0 if account is None else account.nonce
+
+    return nonce
+
+
+def next_block_env(
+    parent: Header,
+    timestamp: int,
+    coinbase: Address,
+    chain_id: int,
+    gas_limit: int,
+    block_hashes: Sequence[Hash32],
+) -> BlockEnv:
+    """Environment of the child of ``parent``.
+
+    ``block_hashes`` are the hashes of the latest blocks, most recent (``parent``) first.
+    The timestamp is raised to parent + 1 when the clock gives less, because block
+    timestamps must strictly increase.
+    """
+    if block_hashes and block_hashes[0] != parent.hash:
+        raise Halt("block_hashes must start with the parent's hash")
+    return BlockEnv(
+        number=parent.number + 1,
+        timestamp=max(timestamp, parent.timestamp + 1),
+        coinbase=coinbase,
+        gas_limit=gas_limit,
+        base_fee_per_gas=next_base_fee(parent.gas_used, parent.gas_limit, parent.base_fee_per_gas),
+        chain_id=chain_id,
+        block_hashes=tuple(block_hashes[:MAX_BLOCK_HASHES]),
+    )
+
+
+def build_block(
+    pool: Mempool, executor: Executor, pre_state: StateReader, env: BlockEnv, max_txs: int
+) -> BlockBody:
+    """Select the best executable pool transactions, execute them in one call, derive the roots.
+
+    The pool is left unchanged: the caller removes the included and rejected transactions
+    once the block is committed.
+    """
+    txs = pool.select(nonce_reader(pre_state), env.base_fee_per_gas, env.gas_limit, max_txs)
+    result = executor.execute(pre_state, env, txs)
+    receipts = [executed.receipt for executed in result.executed]
+    # A disagreement here means the executor is broken; building on it would fork the chain.
+    last_cumulative = receipts[-1].cumulative_gas_used if receipts else 0
+    if result.gas_used != last_cumulative or result.gas_used > env.gas_limit:
+        raise Halt(
+            f"executor {executor.name} reports gas used {result.gas_used}, receipts say "
+            f"{last_cumulative}, block gas limit {env.gas_limit}"
+        )
+    return BlockBody(
+        result=result,
+        transactions_root=ordered_trie_root([executed.tx.raw for executed in result.executed]),
+        receipts_root=ordered_trie_root([receipt.encode() for receipt in receipts]),
+        logs_bloom=bloom_of(log for receipt in receipts for log in receipt.logs),
+        gas_used=result.gas_used,
+    )
+
+
+def make_header(parent: Header, env: BlockEnv, body: BlockBody, state_root: Hash32) -> Header:
+    """Header of the block ``body`` executed in ``env`` on top of ``parent``."""
+    if env.number != parent.number + 1:
+        raise Halt(f"block {env.number} cannot follow block {parent.number}")
+    return Header(
+        parent_hash=parent.hash,
+        coinbase=env.coinbase,
+        state_root=state_root,
+        transactions_root=body.transactions_root,
+        receipts_root=body.receipts_root,
+        logs_bloom=body.logs_bloom,
+        number=env.number,
+        gas_limit=env.gas_limit,
+        gas_used=body.gas_used,
+        timestamp=env.timestamp,
+        base_fee_per_gas=env.base_fee_per_gas,
+        prev_randao=env.prev_randao,
+        parent_beacon_block_root=env.parent_beacon_block_root,
+    )

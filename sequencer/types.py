@@ -1,0 +1,54 @@
+"""Values of the sequencer's pure logic: pool limits, an account's view for validation, block bodies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from executor_gpu.types import BatchResult
+from primitives.transactions import Transaction
+from primitives.types import Hash32
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """Limits and pricing rules of the mempool."""
+
+    max_per_sender: int = 64
+    """Most pooled transactions per sender; also the widest nonce gap accepted above the state nonce."""
+    max_total: int = 10_000
+    """Most pooled transactions overall; beyond it the cheapest evictable one makes room or the new one is refused."""
+    price_bump_percent: int = 10
+    """A replacement (same sender and nonce) must raise both fee cap and tip by at least this much."""
+    min_tip: int = 0
+    """Least max priority fee per gas accepted into the pool."""
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """What the pool needs to know of a sender's account in the latest state."""
+
+    nonce: int
+    """Nonce of the account in the latest state: the next nonce a block can include."""
+    balance: int
+    """Wei held in the latest state."""
+
+
+@dataclass(frozen=True)
+class BlockBody:
+    """An executed block before it has a state root: execution result plus the roots derived from it."""
+
+    result: BatchResult
+    """What the executor returned for the selected transactions."""
+    transactions_root: Hash32
+    """Ordered-trie root of the included transactions' encodings."""
+    receipts_root: Hash32
+    """Ordered-trie root of the included transactions' receipt encodings."""
+    logs_bloom: bytes
+    """Union of the receipts' blooms (256 bytes)."""
+    gas_used: int
+    """Gas used by the included transactions."""
+
+    @property
+    def transactions(self) -> tuple[Transaction, ...]:
+        """Included transactions, in block order."""
+        return tuple(executed.tx for executed in self.result.executed)
