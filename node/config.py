@@ -23,7 +23,7 @@ class ChainConfig:
     gas_limit: int
     """Block gas limit."""
     initial_base_fee: int
-    """Base fee of block 1 in wei."""
+    """Base fee of the genesis block in wei; EIP-1559 adjusts it per block."""
     genesis_timestamp: int
     """Timestamp of block 0 (fixed, so the genesis hash is reproducible)."""
 

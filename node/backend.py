@@ -1,0 +1,177 @@
+"""NodeBackend for the RPC server, answered from the node's finalized state."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from executor_gpu.api import StateReader
+from executor_gpu.types import CallMessage, CallResult
+from l1.api import L1Client
+from l1.types import CommittedBatch
+from node.node import Node
+from primitives.errors import ExecutionReverted, InvalidInput
+from primitives.transactions import Transaction
+from primitives.types import Address, Hash32
+from rpc.types import BatchView, BlockView, FeeHistory, LogFilter, LogView, ReceiptView, TxLocation
+from sequencer.fees import suggest_tip
+
+CLIENT_VERSION = "l2node/0.1.0"
+TIP_FLOOR = 1_000_000  # wei: suggested tips never go below this, so transactions keep moving
+TIP_SAMPLE_BLOCKS = 20
+
+
+class NodeRpcBackend:
+    """Implements rpc.api.NodeBackend over a Node and its L1 client."""
+
+    def __init__(self, node: Node, l1: L1Client) -> None:
+        self.node = node
+        self.l1 = l1
+
+    @property
+    def chain_id(self) -> int:
+        return self.node.params.chain_id
+
+    @property
+    def client_version(self) -> str:
+        return CLIENT_VERSION
+
+    def head_number(self) -> int:
+        return self.node.head_number()
+
+    def block_by_number(self, number: int) -> BlockView | None:
+        return self.node.chain.block(number)
+
+    def block_by_hash(self, block_hash: Hash32) -> BlockView | None:
+        number = self.node.chain.number_of(block_hash)
+        return None if number is None else self.node.chain.block(number)
+
+    def transaction(self, tx_hash: Hash32) -> tuple[Transaction, TxLocation | None] | None:
+        location = self.node.chain.tx_location(tx_hash)
+        if location is not None:
+            tx = self.node.chain.transactions(location.block_number)[location.index]
+            return tx, location
+        pooled = self.node.pool.get(tx_hash)
+        return None if pooled is None else (pooled, None)
+
+    def receipt(self, tx_hash: Hash32) -> ReceiptView | None:
+        return self.node.chain.receipt(tx_hash)
+
+    def block_receipts(self, number: int) -> Sequence[ReceiptView]:
+        return self.node.chain.receipts(number)
+
+    def state_at(self, number: int) -> StateReader:
+        header = self.node.chain.header(number)
+        if header is None:
+            raise InvalidInput(f"header not found: block {number}")
+        return self.node.state.at(header.state_root)
+
+    def pending_nonce(self, address: bytes) -> int:
+        account = self.state_at(self.head_number()).get_account(Address(address))
+        state_nonce = 0 if account is None else account.nonce
+        return self.node.pool.pending_nonce(Address(address), state_nonce)
+
+    def send_raw_transaction(self, raw: bytes) -> Hash32:
+        return self.node.submit(raw).hash
+
+    def call(self, message: CallMessage, number: int) -> CallResult:
+        return self.node.call(message, number)
+
+    def estimate_gas(self, message: CallMessage, number: int) -> int:
+        """Binary search for the least gas that succeeds, like go-ethereum."""
+        cap = message.gas or self.node.params.gas_limit
+        top = self.node.call(_with_gas(message, cap), number)
+        if not top.succeeded:
+            raise ExecutionReverted(top.error or "execution reverted", top.output)
+        low, high = top.gas_used - 1, cap
+        while low + 1 < high:
+            mid = (low + high) // 2
+            if self.node.call(_with_gas(message, mid), number).succeeded:
+                high = mid
+            else:
+                low = mid
+        return high
+
+    def max_priority_fee(self) -> int:
+        head = self.head_number()
+        tips: list[int] = []
+        for number in range(max(1, head - TIP_SAMPLE_BLOCKS + 1), head + 1):
+            block = self.node.chain.block(number)
+            if block is None:
+                continue
+            base_fee = block.header.base_fee_per_gas
+            tips.extend(tx.effective_tip(base_fee) for tx in block.transactions)
+        return suggest_tip(tips, TIP_FLOOR)
+
+    def next_base_fee(self) -> int:
+        return self.node.next_base_fee()
+
+    def gas_price(self) -> int:
+        return self.next_base_fee() + self.max_priority_fee()
+
+    def fee_history(self, block_count: int, newest: int, percentiles: Sequence[float]) -> FeeHistory:
+        newest = min(newest, self.head_number())
+        oldest = max(0, newest - block_count + 1)
+        base_fees: list[int] = []
+        ratios: list[float] = []
+        rewards: list[tuple[int, ...]] = []
+        for number in range(oldest, newest + 1):
+            block = self.node.chain.block(number)
+            if block is None:
+                break
+            header = block.header
+            base_fees.append(header.base_fee_per_gas)
+            ratios.append(header.gas_used / header.gas_limit if header.gas_limit else 0.0)
+            if percentiles:
+                rewards.append(_tip_percentiles(self.node.chain.receipts(number), header.base_fee_per_gas, percentiles))
+        next_header = self.node.chain.header(newest + 1)
+        base_fees.append(
+            next_header.base_fee_per_gas if next_header is not None else self.next_base_fee()
+        )
+        return FeeHistory(oldest, tuple(base_fees), tuple(ratios), tuple(rewards))
+
+    def logs(self, log_filter: LogFilter) -> Sequence[LogView]:
+        return self.node.chain.logs(log_filter)
+
+    def batch(self, number: int) -> BatchView | None:
+        committed = self.l1.batch(number)
+        return None if committed is None else _batch_view(committed)
+
+    def latest_committed_batch(self) -> BatchView | None:
+        committed = self.l1.latest_batch()
+        return None if committed is None else _batch_view(committed)
+
+
+def _with_gas(message: CallMessage, gas: int) -> CallMessage:
+    return CallMessage(message.sender, message.to, gas, message.value, message.data, message.gas_price)
+
+
+def _tip_percentiles(
+    receipts: Sequence[ReceiptView], base_fee: int, percentiles: Sequence[float]
+) -> tuple[int, ...]:
+    """Tips at the given gas-weighted percentiles, as go-ethereum computes them."""
+    if not receipts:
+        return tuple(0 for _ in percentiles)
+    weighted = sorted((r.effective_gas_price - base_fee, r.gas_used) for r in receipts)
+    total = sum(gas for _, gas in weighted)
+    result = []
+    index, cumulative = 0, weighted[0][1]
+    for p in percentiles:
+        threshold = total * p / 100
+        while cumulative < threshold and index < len(weighted) - 1:
+            index += 1
+            cumulative += weighted[index][1]
+        result.append(weighted[index][0])
+    return tuple(result)
+
+
+def _batch_view(batch: CommittedBatch) -> BatchView:
+    return BatchView(
+        number=batch.batch_number,
+        first_block=batch.first_block,
+        last_block=batch.last_block,
+        prev_state_root=batch.prev_state_root,
+        state_root=batch.state_root,
+        data_hash=batch.data_hash,
+        l1_tx_hash=batch.l1_tx_hash,
+        l1_block_number=batch.l1_block_number,
+    )

@@ -1,0 +1,70 @@
+"""`l2node` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from primitives.errors import L2NodeError
+
+
+def _run(args: argparse.Namespace) -> int:
+    from node.config import load_config
+    from node.run import run_node
+
+    overrides: dict[str, object] = {"data_dir": args.data_dir}
+    if args.rpc_port is not None:
+        overrides["rpc__port"] = args.rpc_port
+    if args.l1_rpc is not None:
+        overrides["l1__rpc_url"] = args.l1_rpc
+    if args.executor is not None:
+        overrides["executor__kind"] = args.executor
+    config = load_config(args.config, **overrides)
+    run_node(config)
+    return 0
+
+
+def _statetest(args: argparse.Namespace) -> int:
+    from node import statetest
+
+    return statetest.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="l2node", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a node (default: single-validator devnet)")
+    run.add_argument("--config", type=Path, help="TOML file overriding configs/devnet.toml")
+    run.add_argument("--data-dir", type=Path, default=Path(".l2node"), help="LevelDB directory")
+    run.add_argument("--rpc-port", type=int, help="JSON-RPC port (default 8545)")
+    run.add_argument("--l1-rpc", help="Ethereum JSON-RPC URL of the L1 (default: in-process L1)")
+    run.add_argument("--executor", choices=["reference", "native-cpu", "native-cuda", "auto"])
+    run.set_defaults(handler=_run)
+
+    from node import statetest
+
+    st = commands.add_parser("statetest", help="run Ethereum state tests against an executor")
+    statetest.add_arguments(st)
+    st.set_defaults(handler=_statetest)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.handler(args))
+    except L2NodeError as exc:
+        logging.getLogger("l2node").error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""The node: wires storage, execution, the pool, block production and L1 posting together."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Sequence
+
+import rlp
+
+from executor_gpu.api import Caller, Executor
+from executor_gpu.types import BlockEnv, CallMessage, CallResult
+from l1.types import L2BlockData
+from node.db import schema
+from node.db.api import KV
+from node.db.chain import ChainStore
+from node.db.state import GenesisAccount, StateDB
+from primitives.blocks import EMPTY_BLOOM, EMPTY_ROOT, Header
+from primitives.clock import Clock
+from primitives.crypto import private_key_to_address
+from primitives.errors import Halt, InvalidTransaction, TransactionRejected
+from primitives.transactions import Transaction, decode_transaction
+from primitives.types import ZERO_HASH, Address, Hash32
+from sequencer.builder import build_block, make_header, next_block_env
+from sequencer.mempool import Mempool
+from sequencer.types import AccountState, PoolConfig
+
+log = logging.getLogger("l2node")
+
+
+@dataclass(frozen=True)
+class ChainParams:
+    """What the node needs to know about the chain it runs."""
+
+    chain_id: int
+    """L2 chain id."""
+    gas_limit: int
+    """Block gas limit."""
+    initial_base_fee: int
+    """Base fee of the genesis block; EIP-1559 moves it from there."""
+    genesis_timestamp: int
+    """Timestamp of block 0."""
+    max_txs_per_block: int
+    """Most transactions per block."""
+
+
+def encode_stored_tx(tx: Transaction) -> bytes:
+    """Pool record: raw bytes plus the sender recovered at acceptance."""
+    return rlp.encode([tx.raw, tx.sender])
+
+
+def decode_stored_tx(data: bytes) -> Transaction:
+    """Inverse of ``encode_stored_tx``, without signature recovery."""
+    raw, sender = rlp.decode(data)
+    return decode_transaction(raw, sender=Address(sender))
+
+
+class Node:
+    """A single-validator sequencer node over a KV store."""
+
+    def __init__(
+        self,
+        kv: KV,
+        params: ChainParams,
+        pool_config: PoolConfig,
+        executor: Executor,
+        caller: Caller,
+        validator_key: bytes,
+        clock: Clock,
+    ) -> None:
+        self.kv = kv
+        self.params = params
+        self.chain = ChainStore(kv)
+        self.state = StateDB(kv)
+        self.pool = Mempool(pool_config)
+        self.executor = executor
+        self.caller = caller
+        self.clock = clock
+        self.validator_key = validator_key
+        self.coinbase = private_key_to_address(validator_key)
+        # One writer at a time: the pool and the head change together.
+        self._lock = threading.RLock()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def init_or_resume(self, genesis_alloc: dict[Address, GenesisAccount]) -> Header:
+        """Write genesis on an empty database; then reload the pool. Returns the head."""
+        head = self.chain.head_number()
+        if head is None:
+            batch = self.kv.write_batch()
+            root = self.state.genesis(genesis_alloc, batch)
+            genesis = Header(
+                parent_hash=ZERO_HASH,
+                coinbase=Address(b"\x00" * 20),
+                state_root=root,
+                transactions_root=EMPTY_ROOT,
+                receipts_root=EMPTY_ROOT,
+                logs_bloom=EMPTY_BLOOM,
+                number=0,
+                gas_limit=self.params.gas_limit,
+                gas_used=0,
+                timestamp=self.params.genesis_timestamp,
+                base_fee_per_gas=self.params.initial_base_fee,
+            )
+            self.chain.stage_block(batch, genesis, [])
+            batch.put(schema.meta_key("chain_id"), self.params.chain_id.to_bytes(8, "big"))
+            batch.commit()
+            log.info("genesis %s state root %s", genesis.hash.hex(), root.hex())
+        else:
+            stored = self.kv.get(schema.meta_key("chain_id"))
+            if stored is not None and int.from_bytes(stored, "big") != self.params.chain_id:
+                raise Halt(
+                    f"data dir holds chain {int.from_bytes(stored, 'big')}, "
+                    f"config says {self.params.chain_id}: use another --data-dir"
+                )
+        self._reload_pool()
+        return self.head()
+
+    def _reload_pool(self) -> None:
+        base_fee = self.next_base_fee()
+        for _key, value in self.kv.iterate(schema.POOL_PREFIX):
+            tx = decode_stored_tx(value)
+            try:
+                self.pool.add(tx, self._account_state(tx.sender), base_fee, self.params.gas_limit)
+            except TransactionRejected:
+                self.kv.delete(schema.pool_key(tx.hash))
+        if len(self.pool):
+            log.info("reloaded %d pooled transactions", len(self.pool))
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def head(self) -> Header:
+        number = self.chain.head_number()
+        if number is None:
+            raise Halt("database has no head block")
+        header = self.chain.header(number)
+        if header is None:
+            raise Halt(f"head block {number} missing from the database")
+        return header
+
+    def next_base_fee(self) -> int:
+        return self._next_env(self.head()).base_fee_per_gas
+
+    def _account_state(self, address: Address) -> AccountState:
+        account = self.state.at(self.head().state_root).get_account(address)
+        if account is None:
+            return AccountState(nonce=0, balance=0)
+        return AccountState(nonce=account.nonce, balance=account.balance)
+
+    def _block_hashes(self, parent: Header) -> tuple[Hash32, ...]:
+        hashes = [parent.hash]
+        number = parent.number - 1
+        while number >= 0 and len(hashes) < 256:
+            header = self.chain.header(number)
+            if header is None:
+                break
+            hashes.append(header.hash)
+            number -= 1
+        return tuple(hashes)
+
+    def _next_env(self, parent: Header, block_hashes: tuple[Hash32, ...] = ()) -> BlockEnv:
+        timestamp = max(parent.timestamp + 1, int(self.clock.now()))
+        return next_block_env(
+            parent, timestamp, self.coinbase, self.params.chain_id, self.params.gas_limit,
+            block_hashes,
+        )
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def submit(self, raw: bytes) -> Transaction:
+        """Validate and pool a wallet's transaction; durable before this returns."""
+        tx = decode_transaction(raw)
+        if tx.chain_id is None:
+            raise InvalidTransaction("only replay-protected (EIP-155) transactions are allowed")
+        if tx.chain_id != self.params.chain_id:
+            raise InvalidTransaction(
+                f"invalid chain id: got {tx.chain_id}, this chain is {self.params.chain_id}"
+            )
+        with self._lock:
+            if tx.hash in self.pool or self.chain.tx_location(tx.hash) is not None:
+                raise TransactionRejected("already known")
+            self.pool.add(tx, self._account_state(tx.sender), self.next_base_fee(),
+                          self.params.gas_limit)
+            self.kv.put(schema.pool_key(tx.hash), encode_stored_tx(tx))
+        return tx
+
+    def produce_block(self) -> Header:
+        """Build, execute and commit the next block from the pool (single validator: final)."""
+        with self._lock:
+            parent = self.head()
+            env = self._next_env(parent, self._block_hashes(parent))
+            pre_state = self.state.at(parent.state_root)
+            body = build_block(self.pool, self.executor, pre_state, env,
+                               self.params.max_txs_per_block)
+            result = body.result
+            batch = self.kv.write_batch()
+            root = self.state.apply(parent.state_root, result.state_diff, batch)
+            if result.state_root is not None and result.state_root != root:
+                raise Halt(
+                    f"block {env.number}: executor root {result.state_root.hex()} != "
+                    f"state root {root.hex()}"
+                )
+            header = make_header(parent, env, body, root)
+            self.chain.stage_block(batch, header, result.executed)
+            done = [e.tx.hash for e in result.executed] + [r.tx.hash for r in result.rejected]
+            for tx_hash in done:
+                batch.delete(schema.pool_key(tx_hash))
+            batch.commit()
+            self.pool.remove(done)
+            post_state = self.state.at(root)
+
+            def state_nonce(address: Address) -> int:
+                account = post_state.get_account(address)
+                return 0 if account is None else account.nonce
+
+            self.pool.prune(state_nonce)
+            for rejected in result.rejected:
+                log.info("dropped tx %s: %s", rejected.tx.hash.hex(), rejected.reason)
+        log.info(
+            "block %d txs=%d gas=%d root=%s", header.number, len(result.executed),
+            header.gas_used, root.hex()[:12],
+        )
+        return header
+
+    # -- calls ------------------------------------------------------------------------------
+
+    def call(self, message: CallMessage, number: int) -> CallResult:
+        """Run ``message`` on the state after block ``number`` in the next block's env."""
+        header = self.chain.header(number)
+        if header is None:
+            raise InvalidTransaction(f"unknown block {number}")
+        env = self._next_env(header, self._block_hashes(header))
+        return self.caller.call(self.state.at(header.state_root), env, message)
+
+    # -- L1 block source --------------------------------------------------------------------
+
+    def head_number(self) -> int:
+        return self.head().number
+
+    def block_data(self, number: int) -> L2BlockData:
+        header = self.chain.header(number)
+        if header is None:
+            raise Halt(f"block {number} missing")
+        return L2BlockData(
+            number=header.number,
+            timestamp=header.timestamp,
+            coinbase=header.coinbase,
+            gas_limit=header.gas_limit,
+            base_fee_per_gas=header.base_fee_per_gas,
+            transactions=tuple(tx.raw for tx in self.chain.transactions(number)),
+        )
+
+    def state_root(self, number: int) -> Hash32:
+        header = self.chain.header(number)
+        if header is None:
+            raise Halt(f"block {number} missing")
+        return header.state_root
+

@@ -1,0 +1,226 @@
+"""`l2node run`: open the database, start the L1 side, serve RPC, produce blocks, post batches."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import uvicorn
+
+from executor_gpu.api import Caller, Executor
+from l1.api import L1Client
+from l1.client import Web3L1Client, deploy_batch_inbox
+from l1.poster import BatchPoster
+from node.backend import NodeRpcBackend
+from node.config import NodeConfig
+from node.db.leveldb import LevelDBKV
+from node.db.state import GenesisAccount
+from node.genesis import development_accounts
+from node.node import ChainParams, Node
+from primitives.clock import SystemClock
+from primitives.crypto import private_key_to_address
+from primitives.errors import Halt, InvalidInput, L2NodeError, RetryLater
+from primitives.types import Address
+from rpc.server import create_app
+from sequencer.types import PoolConfig
+
+log = logging.getLogger("l2node")
+
+
+def make_executor(kind: str) -> tuple[Executor, Caller]:
+    """The configured executor, and the reference for unsigned calls."""
+    from executor_gpu.reference import PyEvmExecutor
+
+    reference = PyEvmExecutor()
+    if kind == "reference":
+        return reference, reference
+    if kind in ("native-cpu", "native-cuda", "auto"):
+        try:
+            from executor_gpu.native import NativeExecutor
+        except ImportError as exc:
+            raise InvalidInput(f"executor {kind!r} is not available: {exc}") from exc
+        device = {"native-cpu": "cpu", "native-cuda": "cuda", "auto": "auto"}[kind]
+        return NativeExecutor(device=device), reference
+    raise InvalidInput(f"unknown executor {kind!r}: use reference, native-cpu, native-cuda or auto")
+
+
+def _hex_key(value: str, what: str) -> bytes:
+    try:
+        key = bytes.fromhex(value.removeprefix("0x"))
+    except ValueError:
+        raise InvalidInput(f"{what} is not hex") from None
+    if len(key) != 32:
+        raise InvalidInput(f"{what} must be 32 bytes")
+    return key
+
+
+@dataclass
+class L1Side:
+    """The L1 client in use and a line that says where it is."""
+
+    client: L1Client
+    """Binding to the batch contract."""
+    description: str
+    """For the start-up log."""
+
+
+def connect_l1(config: NodeConfig, node: Node, validator: Address) -> L1Side:
+    """The embedded L1 (contract deployed now) or the configured endpoint."""
+    genesis_root = node.state_root(0)
+    chain_id = config.chain.chain_id
+    if not config.l1.rpc_url:
+        from l1.embedded import start_embedded_l1
+
+        embedded = start_embedded_l1()
+        address = deploy_batch_inbox(
+            embedded.w3, embedded.poster_key, chain_id, genesis_root, [validator], [1]
+        )
+        return L1Side(
+            Web3L1Client(embedded.w3, address, embedded.poster_key),
+            f"in-process L1, batch contract {address}",
+        )
+    from web3 import Web3
+
+    w3 = Web3(Web3.HTTPProvider(config.l1.rpc_url, request_kwargs={"timeout": 30}))
+    poster_key = _hex_key(config.l1.poster_key, "l1.poster_key")
+    if config.l1.contract:
+        address = Web3.to_checksum_address(config.l1.contract)
+    else:
+        address = deploy_batch_inbox(w3, poster_key, chain_id, genesis_root, [validator], [1])
+    return L1Side(Web3L1Client(w3, address, poster_key), f"L1 {config.l1.rpc_url}, batch contract {address}")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the node decides how to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def run_node(config: NodeConfig) -> None:
+    """Run until SIGINT or SIGTERM, then shut down cleanly."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    kv = LevelDBKV(config.data_dir / "chain")
+    try:
+        asyncio.run(_serve(config, kv))
+    finally:
+        kv.close()
+        log.info("stopped")
+
+
+async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
+    validator_key = _hex_key(config.validator.private_key, "validator.private_key")
+    executor, caller = make_executor(config.executor.kind)
+    node = Node(
+        kv,
+        ChainParams(
+            chain_id=config.chain.chain_id,
+            gas_limit=config.chain.gas_limit,
+            initial_base_fee=config.chain.initial_base_fee,
+            genesis_timestamp=config.chain.genesis_timestamp,
+            max_txs_per_block=config.mempool.max_txs_per_block,
+        ),
+        PoolConfig(
+            max_per_sender=config.mempool.max_per_sender,
+            max_total=config.mempool.max_total,
+            price_bump_percent=config.mempool.price_bump_percent,
+            min_tip=config.mempool.min_tip,
+        ),
+        executor,
+        caller,
+        validator_key,
+        SystemClock(),
+    )
+    alloc = {
+        address: GenesisAccount(balance=config.genesis.balance_wei)
+        for address in development_accounts(config.genesis.mnemonic, config.genesis.accounts)
+    }
+    head = node.init_or_resume(alloc)
+    validator = private_key_to_address(validator_key)
+    l1 = connect_l1(config, node, validator)
+    poster = BatchPoster(
+        client=l1.client,
+        source=node,
+        signer_key=validator_key,
+        blocks_per_batch=config.l1.blocks_per_batch,
+    )
+    app = create_app(NodeRpcBackend(node, l1.client))
+    server = _Server(uvicorn.Config(
+        app, host=config.rpc.host, port=config.rpc.port, log_level="warning", lifespan="off",
+    ))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    log.info(
+        "chain %d head %d root %s executor %s; %s",
+        config.chain.chain_id, head.number, head.state_root.hex()[:12], executor.name,
+        l1.description,
+    )
+    serving = asyncio.create_task(server.serve())
+    loops = [
+        asyncio.create_task(_every(config.chain.block_time, node.produce_block, stop, "block")),
+        # L1 trouble must never stop the L2: the poster resumes from the contract's state.
+        asyncio.create_task(
+            _every(config.l1.poll_interval, poster.step, stop, "poster", contain_bugs=True)
+        ),
+    ]
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.05)
+    if serving.done():
+        stop.set()
+        serving.result()  # re-raise why uvicorn could not start (e.g. port in use)
+    else:
+        log.info("JSON-RPC on http://%s:%d", config.rpc.host, config.rpc.port)
+    waiting = asyncio.create_task(stop.wait())
+    await asyncio.wait([waiting, *loops], return_when=asyncio.FIRST_COMPLETED)
+    stop.set()
+    log.info("shutting down")
+    server.should_exit = True
+    await serving
+    for task in loops:
+        await task
+    for task in loops:
+        if task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+
+async def _every(
+    interval: float,
+    step: Callable[[], Any],
+    stop: asyncio.Event,
+    what: str,
+    contain_bugs: bool = False,
+) -> None:
+    """Call ``step`` in a worker thread every ``interval`` seconds until ``stop``.
+
+    A Halt ends the loop (and the node); transient errors are logged and retried;
+    unexpected exceptions end the node too unless ``contain_bugs``.
+    """
+    loop = asyncio.get_running_loop()
+    next_due = loop.time()
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(step)
+        except Halt:
+            log.exception("%s: halting", what)
+            stop.set()
+            raise
+        except RetryLater as exc:
+            log.warning("%s: %s (will retry)", what, exc)
+        except L2NodeError as exc:
+            log.error("%s: %s", what, exc)
+        except Exception:
+            if not contain_bugs:
+                raise
+            log.exception("%s failed (will retry)", what)
+        next_due = max(next_due + interval, loop.time())
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=next_due - loop.time())
