@@ -1,0 +1,124 @@
+"""Batch data encoding and the batch digest validators sign; mirrors contracts/BatchInbox.sol.
+
+Batch data (the calldata of ``commitBatch``) is one version byte followed by
+zlib(RLP([block, ...])) with block = [number, timestamp, coinbase, gas_limit,
+base_fee_per_gas, [raw_tx, ...]].
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Iterable, Sequence
+
+import rlp
+from eth_abi import encode as abi_encode
+from rlp.sedes import Binary, CountableList, List, big_endian_int, binary
+
+from l1.types import BatchCommitment, BatchDomain, L2BlockData
+from primitives.crypto import InvalidSignature, keccak256, recover_address, sign_hash
+from primitives.errors import InvalidInput
+from primitives.types import Address, Hash32
+
+BATCH_DATA_VERSION = 1
+"""Version byte of the encoding above; a new encoding gets a new byte."""
+MAX_DECODED_SIZE = 64 * 1024 * 1024
+"""Bound on the decompressed RLP, so hostile data cannot exhaust memory."""
+DIGEST_DOMAIN = "l2node.batch.v1"
+"""First field of the signed encoding: separates batch signatures from any other."""
+SIGNATURE_SIZE = 65
+"""r (32) || s (32) || v (1, 27 or 28)."""
+
+_BLOCK = List(
+    [big_endian_int, big_endian_int, Binary.fixed_length(20), big_endian_int, big_endian_int,
+     CountableList(binary)]
+)
+_BATCH = CountableList(_BLOCK)
+
+
+def encode_batch_data(blocks: Iterable[L2BlockData]) -> bytes:
+    """Versioned, compressed encoding of ``blocks`` (the calldata of a batch)."""
+    items = [
+        [b.number, b.timestamp, b.coinbase, b.gas_limit, b.base_fee_per_gas, list(b.transactions)]
+        for b in blocks
+    ]
+    return bytes([BATCH_DATA_VERSION]) + zlib.compress(rlp.encode(items, sedes=_BATCH), 9)
+
+
+def decode_batch_data(data: bytes) -> tuple[L2BlockData, ...]:
+    """Inverse of ``encode_batch_data``; raises InvalidInput on anything else."""
+    if not data:
+        raise InvalidInput("empty batch data")
+    if data[0] != BATCH_DATA_VERSION:
+        raise InvalidInput(f"unknown batch data version {data[0]}")
+    inflater = zlib.decompressobj()
+    try:
+        encoded = inflater.decompress(data[1:], MAX_DECODED_SIZE)
+    except zlib.error as exc:
+        raise InvalidInput(f"batch data is not zlib: {exc}") from None
+    if inflater.unconsumed_tail:
+        raise InvalidInput(f"batch data inflates past {MAX_DECODED_SIZE} bytes")
+    if not inflater.eof or inflater.unused_data:
+        raise InvalidInput("batch data is truncated or has trailing bytes")
+    try:
+        items = rlp.decode(encoded, sedes=_BATCH, strict=True)
+    except rlp.exceptions.DecodingError as exc:
+        raise InvalidInput(f"batch data RLP: {exc}") from None
+    except rlp.exceptions.DeserializationError as exc:
+        raise InvalidInput(f"batch data layout: {exc}") from None
+    return tuple(
+        L2BlockData(
+            number=number,
+            timestamp=timestamp,
+            coinbase=Address(coinbase),
+            gas_limit=gas_limit,
+            base_fee_per_gas=base_fee,
+            transactions=tuple(txs),
+        )
+        for number, timestamp, coinbase, gas_limit, base_fee, txs in items
+    )
+
+
+def batch_digest(domain: BatchDomain, commitment: BatchCommitment) -> Hash32:
+    """The digest BatchInbox.batchDigest computes: what validators sign for ``commitment``."""
+    encoded = abi_encode(
+        ["string", "uint256", "address", "uint256", "uint256", "bytes32", "bytes32", "uint64",
+         "uint64", "bytes32"],
+        [
+            DIGEST_DOMAIN,
+            domain.l1_chain_id,
+            domain.contract,
+            domain.l2_chain_id,
+            commitment.batch_number,
+            commitment.prev_state_root,
+            commitment.state_root,
+            commitment.first_block,
+            commitment.last_block,
+            commitment.data_hash,
+        ],
+    )
+    return keccak256(encoded)
+
+
+def sign_batch(digest: Hash32, private_key: bytes) -> bytes:
+    """65-byte signature r || s || v (v = 27 + y parity, low s) as the contract expects."""
+    y_parity, r, s = sign_hash(digest, private_key)
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([27 + y_parity])
+
+
+def recover_batch_signer(digest: Hash32, signature: bytes) -> Address:
+    """Address that produced ``signature`` over ``digest``, under the contract's rules."""
+    if len(signature) != SIGNATURE_SIZE:
+        raise InvalidInput(f"a batch signature is {SIGNATURE_SIZE} bytes, got {len(signature)}")
+    if signature[64] not in (27, 28):
+        raise InvalidInput(f"batch signature v must be 27 or 28, got {signature[64]}")
+    r = int.from_bytes(signature[:32], "big")
+    s = int.from_bytes(signature[32:64], "big")
+    try:
+        return recover_address(digest, signature[64] - 27, r, s)
+    except InvalidSignature as exc:
+        raise InvalidInput(f"bad batch signature: {exc}") from None
+
+
+def order_signatures(digest: Hash32, signatures: Sequence[bytes]) -> tuple[bytes, ...]:
+    """``signatures`` sorted by signer address, the order commitBatch requires."""
+    return tuple(sorted(signatures, key=lambda sig: recover_batch_signer(digest, sig)))

@@ -1,0 +1,89 @@
+"""Values crossing the L1 seam: block data posted to L1 and batch commitments read back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from primitives.types import Address, Hash32
+
+
+@dataclass(frozen=True)
+class L2BlockData:
+    """What anyone needs to re-execute one L2 block from its parent's state."""
+
+    number: int
+    """Height of the block."""
+    timestamp: int
+    """Block time in seconds since the Unix epoch."""
+    coinbase: Address
+    """Receiver of priority fees."""
+    gas_limit: int
+    """Block gas limit."""
+    base_fee_per_gas: int
+    """EIP-1559 base fee of the block."""
+    transactions: tuple[bytes, ...]
+    """Raw signed transactions in block order (as sent to eth_sendRawTransaction)."""
+
+
+@dataclass(frozen=True)
+class BatchCommitment:
+    """What the validators sign and the contract checks for one batch."""
+
+    batch_number: int
+    """Position in the chain of batches; the first batch is 1."""
+    prev_state_root: Hash32
+    """State root after the previous batch (the genesis root for batch 1)."""
+    state_root: Hash32
+    """State root after the batch's last block."""
+    first_block: int
+    """First L2 block of the batch (previous batch's last block + 1)."""
+    last_block: int
+    """Last L2 block of the batch (inclusive)."""
+    data_hash: Hash32
+    """Keccak-256 of the batch data posted as calldata."""
+
+
+@dataclass(frozen=True)
+class CommittedBatch:
+    """A batch commitment as found on L1."""
+
+    batch_number: int
+    """Position in the chain of batches; the first batch is 1."""
+    prev_state_root: Hash32
+    """State root after the previous batch (the genesis root for batch 1)."""
+    state_root: Hash32
+    """State root after the batch's last block."""
+    first_block: int
+    """First L2 block of the batch."""
+    last_block: int
+    """Last L2 block of the batch (inclusive)."""
+    data_hash: Hash32
+    """Keccak-256 of the batch data posted as calldata."""
+    l1_tx_hash: Hash32
+    """Hash of the L1 transaction that committed the batch (its input holds the data)."""
+    l1_block_number: int
+    """L1 block that includes that transaction."""
+
+    @property
+    def commitment(self) -> BatchCommitment:
+        """The signed part, without the L1 location."""
+        return BatchCommitment(
+            batch_number=self.batch_number,
+            prev_state_root=self.prev_state_root,
+            state_root=self.state_root,
+            first_block=self.first_block,
+            last_block=self.last_block,
+            data_hash=self.data_hash,
+        )
+
+
+@dataclass(frozen=True)
+class BatchDomain:
+    """Where a batch signature is valid: one contract on one L1 for one L2 chain."""
+
+    l1_chain_id: int
+    """Chain id of the L1 the contract lives on."""
+    contract: Address
+    """Address of the BatchInbox contract."""
+    l2_chain_id: int
+    """Chain id of the L2 whose batches the contract accepts."""
