@@ -1,4 +1,4 @@
-"""KV store on LevelDB (plyvel): every write is synced, so an acknowledged write survives a crash."""
+"""KV store on LevelDB (plyvel): every write is synced, so an acknowledged one survives a crash."""
 
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ class LevelDBKV:
         value: bytes | None = self._open_db().get(key)
         return value
 
-    def iterate(self, prefix: bytes = b"", *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+    def iterate(
+        self, prefix: bytes = b"", *, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
         # plyvel's own reverse range iterator yields nothing for a range of one key
         # (plyvel 1.5.1), so we walk a raw iterator. It is created here, not lazily,
         # so that its snapshot is taken at the call.

@@ -11,6 +11,7 @@ import bisect
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
+from typing import Self
 
 from node.db.api import KVReader
 from primitives.errors import StoreClosed
@@ -74,7 +75,9 @@ class OverlayBatch:
             return self._pending[key]
         return self._store.get(key)
 
-    def iterate(self, prefix: bytes = b"", *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+    def iterate(
+        self, prefix: bytes = b"", *, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
         pending = sorted(
             ((k, v) for k, v in self._pending.items() if k.startswith(prefix)), reverse=reverse
         )
@@ -90,7 +93,7 @@ class OverlayBatch:
         self._apply(self._pending)
         self._pending = {}
 
-    def __enter__(self) -> OverlayBatch:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -123,7 +126,9 @@ class MemoryKV:
             self._check_open()
             return self._data.get(key)
 
-    def iterate(self, prefix: bytes = b"", *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+    def iterate(
+        self, prefix: bytes = b"", *, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
         # Copy the range now, like LevelDB's implicit snapshot: later writes don't show.
         with self._lock:
             self._check_open()

@@ -1,0 +1,337 @@
+"""The chain's blocks, receipts and indexes over a KV store.
+
+Stored values are RLP. A body is a list of [raw transaction, sender], so reads
+skip signature recovery. A stored receipt is [tx type, status, cumulative gas,
+logs, gas used, effective gas price, contract address or empty].
+Blocks are stored contiguously from height 0: every height up to HEAD exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import rlp
+
+from executor_gpu.types import ExecutedTx
+from node.db import schema
+from node.db.api import KV, KVReader, WriteBatch
+from primitives.blocks import Header, Log, Receipt, bloom_contains
+from primitives.crypto import keccak256
+from primitives.errors import Halt
+from primitives.transactions import Transaction, decode_transaction
+from primitives.types import UINT64_MAX, Address, Hash32
+from rpc.types import BlockView, LogFilter, LogView, ReceiptView, TxLocation
+
+_TX_INDEX_BYTES = 4
+"""Width of the position within a block in a tx index entry."""
+
+
+@contextmanager
+def _decoding(what: str) -> Iterator[None]:
+    """Our own stored data that fails to decode means the database is corrupt."""
+    try:
+        yield
+    except (rlp.exceptions.DecodingError, ValueError, IndexError, TypeError) as exc:
+        raise Halt(f"corrupt {what} in the database: {exc}") from exc
+
+
+def _bytes(item: object) -> bytes:
+    if not isinstance(item, bytes):
+        raise TypeError("expected an RLP string")
+    return item
+
+
+def _list(item: object) -> list[object]:
+    if not isinstance(item, list):
+        raise TypeError("expected an RLP list")
+    return item
+
+
+def _int(item: object) -> int:
+    return int.from_bytes(_bytes(item), "big")
+
+
+def _log(item: object) -> Log:
+    address, topics, data = _list(item)
+    return Log(
+        Address(_bytes(address)), tuple(Hash32(_bytes(t)) for t in _list(topics)), _bytes(data)
+    )
+
+
+@dataclass(frozen=True)
+class _StoredTx:
+    """A transaction as kept in a block body."""
+
+    raw: bytes
+    """Canonical encoding."""
+    sender: Address
+    """Sender recovered when the transaction was accepted."""
+
+    @property
+    def hash(self) -> Hash32:
+        """Transaction hash."""
+        return keccak256(self.raw)
+
+    def decode(self) -> Transaction:
+        """The full transaction, without signature recovery."""
+        with _decoding("transaction"):
+            return decode_transaction(self.raw, sender=self.sender)
+
+
+@dataclass(frozen=True)
+class _StoredReceipt:
+    """A receipt as kept in a block's receipt list."""
+
+    receipt: Receipt
+    """Consensus receipt."""
+    gas_used: int
+    """Gas used by this transaction alone."""
+    effective_gas_price: int
+    """Price per gas paid."""
+    contract_address: Address | None
+    """Created contract, if any."""
+
+    @classmethod
+    def of(cls, executed: ExecutedTx) -> _StoredReceipt:
+        """The stored form of an executed transaction's receipt."""
+        return cls(
+            executed.receipt,
+            executed.gas_used,
+            executed.effective_gas_price,
+            executed.contract_address,
+        )
+
+    def to_rlp(self) -> list[object]:
+        """RLP structure (see the module docstring)."""
+        receipt = self.receipt
+        return [
+            receipt.tx_type,
+            1 if receipt.succeeded else 0,
+            receipt.cumulative_gas_used,
+            [log.to_rlp() for log in receipt.logs],
+            self.gas_used,
+            self.effective_gas_price,
+            self.contract_address or b"",
+        ]
+
+    @classmethod
+    def from_rlp(cls, item: object) -> _StoredReceipt:
+        """Inverse of ``to_rlp``; raises ValueError or TypeError on a wrong shape."""
+        tx_type, status, cumulative, logs, gas_used, price, contract = _list(item)
+        contract_address = _bytes(contract)
+        return cls(
+            receipt=Receipt(
+                tx_type=_int(tx_type),
+                succeeded=_int(status) == 1,
+                cumulative_gas_used=_int(cumulative),
+                logs=tuple(_log(log) for log in _list(logs)),
+            ),
+            gas_used=_int(gas_used),
+            effective_gas_price=_int(price),
+            contract_address=Address(contract_address) if contract_address else None,
+        )
+
+
+def _filter_may_match(bloom: bytes, log_filter: LogFilter) -> bool:
+    """False when the block's bloom proves that no log of the block matches."""
+    if log_filter.addresses and not any(bloom_contains(bloom, a) for a in log_filter.addresses):
+        return False
+    return all(
+        not options or any(bloom_contains(bloom, topic) for topic in options)
+        for options in log_filter.topics
+    )
+
+
+def _log_matches(log: Log, log_filter: LogFilter) -> bool:
+    """eth_getLogs matching: address in the set; topics by position, None or () a wildcard."""
+    if log_filter.addresses and log.address not in log_filter.addresses:
+        return False
+    # Like go-ethereum: a filter with more positions than the log has topics never matches.
+    if len(log_filter.topics) > len(log.topics):
+        return False
+    return all(
+        not options or topic in options for options, topic in zip(log_filter.topics, log.topics)
+    )
+
+
+class ChainStore:
+    """Finalized blocks: headers, bodies, receipts, and the hash and transaction indexes."""
+
+    def __init__(self, kv: KV) -> None:
+        self._kv = kv
+
+    def head_number(self) -> int | None:
+        """Height of the latest stored block, or None before genesis."""
+        return self._head(self._kv)
+
+    def header(self, number: int) -> Header | None:
+        """Header at ``number``, or None above the head."""
+        return self._header(self._kv, number)
+
+    def number_of(self, block_hash: Hash32) -> int | None:
+        """Height of the block with hash ``block_hash``, or None if unknown."""
+        data = self._kv.get(schema.hash_to_number_key(block_hash))
+        return None if data is None else schema.decode_number(data)
+
+    def block(self, number: int) -> BlockView | None:
+        """Header and transactions at ``number``, or None above the head."""
+        header = self.header(number)
+        if header is None:
+            return None
+        return BlockView(header, self.transactions(number))
+
+    def transactions(self, number: int) -> tuple[Transaction, ...]:
+        """Transactions of block ``number`` in order; empty above the head."""
+        return tuple(stored.decode() for stored in self._body(number))
+
+    def tx_location(self, tx_hash: Hash32) -> TxLocation | None:
+        """Where ``tx_hash`` was included, or None if it is in no stored block."""
+        data = self._kv.get(schema.tx_index_key(tx_hash))
+        if data is None:
+            return None
+        number = schema.decode_number(data[:-_TX_INDEX_BYTES])
+        return TxLocation(self._require_header(number).hash, number, _int(data[-_TX_INDEX_BYTES:]))
+
+    def receipts(self, number: int) -> tuple[ReceiptView, ...]:
+        """Receipts of block ``number`` in order; empty above the head."""
+        header = self.header(number)
+        if header is None:
+            return ()
+        block_hash = header.hash
+        body, stored = self._body_and_receipts(number)
+        views = []
+        first_log_index = 0
+        for index, (tx, receipt) in enumerate(zip(body, stored)):
+            location = TxLocation(block_hash, number, index)
+            views.append(self._receipt_view(tx, location, receipt, first_log_index))
+            first_log_index += len(receipt.receipt.logs)
+        return tuple(views)
+
+    def receipt(self, tx_hash: Hash32) -> ReceiptView | None:
+        """Receipt of ``tx_hash``, or None if it is in no stored block."""
+        location = self.tx_location(tx_hash)
+        if location is None:
+            return None
+        body, stored = self._body_and_receipts(location.block_number)
+        if location.index >= len(body):
+            raise Halt(f"tx index of {tx_hash.hex()} points past block {location.block_number}")
+        first_log_index = sum(len(r.receipt.logs) for r in stored[: location.index])
+        return self._receipt_view(
+            body[location.index], location, stored[location.index], first_log_index
+        )
+
+    def logs(self, log_filter: LogFilter) -> list[LogView]:
+        """Logs matching ``log_filter`` in stored blocks, in chain order (eth_getLogs)."""
+        head = self.head_number()
+        if head is None:
+            return []
+        found = []
+        for number in range(max(log_filter.from_block, 0), min(log_filter.to_block, head) + 1):
+            header = self._require_header(number)
+            if not _filter_may_match(header.logs_bloom, log_filter):
+                continue
+            block_hash = header.hash
+            body, stored = self._body_and_receipts(number)
+            log_index = 0
+            for index, (tx, receipt) in enumerate(zip(body, stored)):
+                for log in receipt.receipt.logs:
+                    if _log_matches(log, log_filter):
+                        location = TxLocation(block_hash, number, index)
+                        found.append(LogView(log, location, tx.hash, log_index))
+                    log_index += 1
+        return found
+
+    def stage_block(
+        self, batch: WriteBatch, header: Header, executed: Sequence[ExecutedTx]
+    ) -> None:
+        """Stage block ``header`` with its transactions' outcomes into ``batch``.
+
+        Writes header, hash index, body, receipts, tx index entries and HEAD; the
+        caller adds the state and commits once, so the block appears atomically.
+        Several blocks may be staged into one batch, in order.
+        Raises Halt when the block does not extend the head staged so far.
+        """
+        head = self._head(batch)
+        expected = 0 if head is None else head + 1
+        if header.number != expected:
+            raise Halt(f"block {header.number} does not follow head {head}")
+        if head is not None:
+            parent = self._header(batch, head)
+            if parent is None:
+                raise Halt(f"header {head} is missing at the head")
+            if header.parent_hash != parent.hash:
+                raise Halt(f"block {header.number}'s parent hash is not the hash of block {head}")
+        number = header.number
+        block_hash = header.hash
+        batch.put(schema.header_key(number), header.encode())
+        batch.put(schema.hash_to_number_key(block_hash), schema.encode_number(number))
+        batch.put(schema.body_key(number), rlp.encode([[e.tx.raw, e.tx.sender] for e in executed]))
+        batch.put(
+            schema.receipts_key(number),
+            rlp.encode([_StoredReceipt.of(e).to_rlp() for e in executed]),
+        )
+        for index, e in enumerate(executed):
+            batch.put(
+                schema.tx_index_key(e.tx.hash),
+                schema.encode_number(number) + index.to_bytes(_TX_INDEX_BYTES, "big"),
+            )
+        batch.put(schema.HEAD, schema.encode_number(number))
+
+    @staticmethod
+    def _head(reader: KVReader) -> int | None:
+        data = reader.get(schema.HEAD)
+        return None if data is None else schema.decode_number(data)
+
+    @staticmethod
+    def _header(reader: KVReader, number: int) -> Header | None:
+        if not 0 <= number <= UINT64_MAX:
+            return None
+        data = reader.get(schema.header_key(number))
+        if data is None:
+            return None
+        with _decoding(f"header {number}"):
+            return Header.decode(data)
+
+    def _require_header(self, number: int) -> Header:
+        header = self.header(number)
+        if header is None:
+            raise Halt(f"header {number} is missing below the head")
+        return header
+
+    def _body(self, number: int) -> list[_StoredTx]:
+        if not 0 <= number <= UINT64_MAX:
+            return []
+        data = self._kv.get(schema.body_key(number))
+        if data is None:
+            return []
+        with _decoding(f"body {number}"):
+            return [
+                _StoredTx(_bytes(raw), Address(_bytes(sender)))
+                for raw, sender in map(_list, _list(rlp.decode(data)))
+            ]
+
+    def _body_and_receipts(self, number: int) -> tuple[list[_StoredTx], list[_StoredReceipt]]:
+        body = self._body(number)
+        data = self._kv.get(schema.receipts_key(number))
+        with _decoding(f"receipts {number}"):
+            items = [] if data is None else _list(rlp.decode(data))
+            stored = [_StoredReceipt.from_rlp(item) for item in items]
+        if len(stored) != len(body):
+            raise Halt(f"block {number} has {len(body)} transactions but {len(stored)} receipts")
+        return body, stored
+
+    @staticmethod
+    def _receipt_view(
+        tx: _StoredTx, location: TxLocation, stored: _StoredReceipt, first_log_index: int
+    ) -> ReceiptView:
+        return ReceiptView(
+            tx=tx.decode(),
+            location=location,
+            receipt=stored.receipt,
+            gas_used=stored.gas_used,
+            effective_gas_price=stored.effective_gas_price,
+            contract_address=stored.contract_address,
+            first_log_index=first_log_index,
+        )
