@@ -1,0 +1,63 @@
+"""Headers, receipts and blooms encode exactly as py-evm does."""
+
+from __future__ import annotations
+
+from eth.db.trie import make_trie_root_and_nodes
+from eth.rlp.logs import Log as EvmLog
+from eth.rlp.receipts import Receipt as EvmReceipt
+from eth.vm.forks.cancun.blocks import CancunBlockHeader
+from eth_bloom import BloomFilter
+
+from primitives.blocks import (
+    EMPTY_BLOOM, EMPTY_ROOT, Header, Log, Receipt, bloom_contains, bloom_of, ordered_trie_root,
+)
+from primitives.transactions import DYNAMIC_FEE_TX, LEGACY_TX
+from primitives.types import Address, Hash32
+
+LOG = Log(Address(b"\x11" * 20), (Hash32(b"\x01" * 32), Hash32(b"\x02" * 32)), b"payload")
+
+
+def test_header_hash_equals_py_evm() -> None:
+    ours = Header(
+        parent_hash=Hash32(b"\x01" * 32), coinbase=Address(b"\x02" * 20),
+        state_root=Hash32(b"\x03" * 32), transactions_root=EMPTY_ROOT, receipts_root=EMPTY_ROOT,
+        logs_bloom=bloom_of([LOG]), number=7, gas_limit=30_000_000, gas_used=21_000,
+        timestamp=1_700_000_007, base_fee_per_gas=875_000_000, extra_data=b"l2",
+    )
+    theirs = CancunBlockHeader(
+        parent_hash=ours.parent_hash, coinbase=ours.coinbase, state_root=ours.state_root,
+        transaction_root=EMPTY_ROOT, receipt_root=EMPTY_ROOT,
+        bloom=int.from_bytes(ours.logs_bloom, "big"), difficulty=0, block_number=7,
+        gas_limit=30_000_000, gas_used=21_000, timestamp=1_700_000_007, extra_data=b"l2",
+        mix_hash=b"\x00" * 32, nonce=b"\x00" * 8, base_fee_per_gas=875_000_000,
+        withdrawals_root=EMPTY_ROOT, blob_gas_used=0, excess_blob_gas=0,
+        parent_beacon_block_root=b"\x00" * 32,
+    )
+    assert ours.hash == theirs.hash
+    assert Header.decode(ours.encode()) == ours
+
+
+def test_bloom_equals_eth_bloom() -> None:
+    expected = BloomFilter()
+    expected.add(LOG.address)
+    for topic in LOG.topics:
+        expected.add(topic)
+    assert int.from_bytes(bloom_of([LOG]), "big") == int(expected)
+    assert bloom_contains(bloom_of([LOG]), LOG.address)
+    assert not bloom_contains(EMPTY_BLOOM, LOG.address)
+
+
+def test_receipts_root_equals_py_evm() -> None:
+    ours = [
+        Receipt(LEGACY_TX, True, 21_000, ()),
+        Receipt(DYNAMIC_FEE_TX, False, 60_000, (LOG,)),
+    ]
+    evm_log = EvmLog(LOG.address, [int.from_bytes(t, "big") for t in LOG.topics], LOG.data)
+    legacy = EvmReceipt(b"\x01", 21_000, [])
+    typed = EvmReceipt(b"", 60_000, [evm_log])
+    import rlp
+
+    theirs = [rlp.encode(legacy), bytes([DYNAMIC_FEE_TX]) + rlp.encode(typed)]
+    assert [r.encode() for r in ours] == theirs
+    assert ordered_trie_root([r.encode() for r in ours]) == make_trie_root_and_nodes(tuple(theirs))[0]
+    assert ordered_trie_root([]) == EMPTY_ROOT
