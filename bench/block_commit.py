@@ -1,0 +1,73 @@
+"""Block execution + commit throughput: N plain transfers per block through the node's own path.
+
+Builds a node on LevelDB in a temporary directory, pools N signed transfers from distinct
+prefunded senders, and times `Node.produce_block` (select, execute, state root, one atomic
+LevelDB write). Prints what it measured and on what machine; never fails for being slow.
+
+    python -m bench.block_commit --txs 2000 --blocks 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from eth_account import Account
+
+from node.db.leveldb import LevelDBKV
+from node.db.state import GenesisAccount
+from node.node import ChainParams, Node
+from node.run import make_executor
+from primitives.clock import SystemClock
+from primitives.crypto import keccak256, private_key_to_address
+from sequencer.types import PoolConfig
+
+CHAIN_ID = 7331
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--txs", type=int, default=2000, help="transfers per block")
+    parser.add_argument("--blocks", type=int, default=3, help="blocks to time")
+    parser.add_argument("--executor", default="reference")
+    args = parser.parse_args()
+
+    keys = [keccak256(b"bench sender %d" % i) for i in range(args.txs)]
+    senders = [private_key_to_address(k) for k in keys]
+    executor, caller = make_executor(args.executor)
+    with tempfile.TemporaryDirectory() as tmp:
+        kv = LevelDBKV(Path(tmp) / "chain")
+        node = Node(
+            kv,
+            ChainParams(CHAIN_ID, 30_000_000 * max(1, args.txs * 21_000 // 30_000_000 + 1), 10**9,
+                        1_700_000_000, args.txs),
+            PoolConfig(max_per_sender=64, max_total=args.txs * 2),
+            executor, caller, keccak256(b"bench validator"), SystemClock(),
+        )
+        node.init_or_resume({s: GenesisAccount(balance=10**24) for s in senders})
+        timings = []
+        for block in range(args.blocks):
+            fee = 2 * node.next_base_fee() + 10**9
+            for i, key in enumerate(keys):
+                tx = {"chainId": CHAIN_ID, "nonce": block, "to": senders[(i + 1) % len(senders)],
+                      "value": 1, "gas": 21_000, "maxFeePerGas": fee, "maxPriorityFeePerGas": 10**9}
+                node.submit(bytes(Account.sign_transaction(tx, key).raw_transaction))
+            start = time.perf_counter()
+            header = node.produce_block()
+            timings.append(time.perf_counter() - start)
+            assert len(node.chain.transactions(header.number)) == args.txs, "not all txs included"
+        kv.close()
+    best = min(timings)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}; executor {executor.name}")
+    for i, t in enumerate(timings):
+        print(f"block {i + 1}: {args.txs} transfers in {t:.3f} s = {args.txs / t:,.0f} tx/s")
+    print(f"best: {args.txs / best:,.0f} tx/s (execute + state root + atomic LevelDB commit)")
+
+
+if __name__ == "__main__":
+    main()
