@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence
 
-from l1.types import BatchCommitment, CommittedBatch, L2BlockData
+from l1.types import BatchCommitment, BatchDomain, CommittedBatch, L2BlockData
 from primitives.errors import Halt
 from primitives.types import Hash32
 
@@ -23,6 +23,10 @@ class L1Client(Protocol):
     Connection trouble raises primitives.errors.RetryLater; a commitment the
     contract refuses raises L1Rejected with the contract's reason.
     """
+
+    def domain(self) -> BatchDomain:
+        """L1 chain id, contract address and L2 chain id: what batch signatures commit to."""
+        ...
 
     def latest_batch(self) -> CommittedBatch | None:
         """The last committed batch, or None when none is committed yet."""

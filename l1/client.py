@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from importlib import resources
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence, cast
 
-from eth_abi import decode as abi_decode
+from eth_abi.abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_utils import ValidationError, function_abi_to_4byte_selector
+from eth_typing import ABIError
+from eth_utils.abi import function_abi_to_4byte_selector
+from eth_utils.exceptions import ValidationError
 from web3 import Web3
 from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import (
@@ -25,10 +27,10 @@ from web3.exceptions import (
     TooManyRequests,
     Web3RPCError,
 )
-from web3.types import TxReceipt
+from web3.types import Nonce, TxParams, TxReceipt, Wei
 
 from l1.api import L1Rejected
-from l1.types import BatchCommitment, CommittedBatch
+from l1.types import BatchCommitment, BatchDomain, CommittedBatch
 from primitives.errors import RetryLater
 from primitives.types import Address, Hash32, to_address, to_hash32
 
@@ -64,11 +66,24 @@ class Web3L1Client:
         abi = load_artifact()["abi"]
         self._contract = w3.eth.contract(address=Web3.to_checksum_address(contract_address), abi=abi)
         self._sender = _Sender(w3, Account.from_key(poster_key), _ErrorDecoder(abi), receipt_timeout_s)
+        self._w3 = w3
+        self._domain: BatchDomain | None = None
 
     @property
     def contract_address(self) -> Address:
         """Address of the BatchInbox this client talks to."""
         return to_address(bytes.fromhex(self._contract.address[2:]))
+
+    def domain(self) -> BatchDomain:
+        """L1 chain id, contract address and the contract's L2 chain id (read once)."""
+        if self._domain is None:
+            with self._sender.l1_errors():
+                self._domain = BatchDomain(
+                    l1_chain_id=self._w3.eth.chain_id,
+                    contract=self.contract_address,
+                    l2_chain_id=int(self._contract.functions.l2ChainId().call()),
+                )
+        return self._domain
 
     def latest_batch(self) -> CommittedBatch | None:
         """The last committed batch, or None when none is committed yet."""
@@ -147,7 +162,9 @@ class _ErrorDecoder:
 
     def __init__(self, abi: list[dict[str, Any]]) -> None:
         self._errors = {
-            function_abi_to_4byte_selector(entry): entry for entry in abi if entry["type"] == "error"
+            function_abi_to_4byte_selector(cast(ABIError, entry)): entry
+            for entry in abi
+            if entry["type"] == "error"
         }
 
     def describe(self, data: bytes) -> str:
@@ -183,26 +200,25 @@ class _Sender:
     def send(self, call: ContractFunction | ContractConstructor) -> TxReceipt:
         """Send ``call`` and wait for a successful receipt."""
         with self.l1_errors():
-            params = {"from": self._account.address}
+            params: TxParams = {"from": self._account.address}
             # The estimate runs the call: a batch the contract refuses fails here, before any fee.
             gas = call.estimate_gas(params) * (100 + GAS_MARGIN_PERCENT) // 100
             base_fee = int(self._w3.eth.get_block("latest")["baseFeePerGas"])
             tip = int(self._w3.eth.max_priority_fee)
             if self._nonce is None:
                 self._nonce = self._w3.eth.get_transaction_count(self._account.address, "pending")
-            tx = call.build_transaction(
-                {
-                    "from": self._account.address,
-                    "nonce": self._nonce,
-                    "gas": gas,
-                    # Twice the base fee survives six full blocks of base fee increases.
-                    "maxFeePerGas": 2 * base_fee + tip,
-                    "maxPriorityFeePerGas": tip,
-                    "chainId": self._w3.eth.chain_id,
-                    "type": 2,
-                }
-            )
-            signed = self._account.sign_transaction(tx)
+            fields: TxParams = {
+                "from": self._account.address,
+                "nonce": Nonce(self._nonce),
+                "gas": gas,
+                # Twice the base fee survives six full blocks of base fee increases.
+                "maxFeePerGas": Wei(2 * base_fee + tip),
+                "maxPriorityFeePerGas": Wei(tip),
+                "chainId": self._w3.eth.chain_id,
+                "type": 2,
+            }
+            tx = call.build_transaction(fields)
+            signed = self._account.sign_transaction(cast(dict[str, Any], tx))
             try:
                 tx_hash = self._w3.eth.send_raw_transaction(signed.raw_transaction)
             except (Web3RPCError, ValidationError) as exc:

@@ -11,7 +11,7 @@ import zlib
 from typing import Iterable, Sequence
 
 import rlp
-from eth_abi import encode as abi_encode
+from eth_abi.abi import encode as abi_encode
 from rlp.sedes import Binary, CountableList, List, big_endian_int, binary
 
 from l1.types import BatchCommitment, BatchDomain, L2BlockData

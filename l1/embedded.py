@@ -7,6 +7,7 @@ again from block 1). Every transaction is mined at once into its own block.
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from typing import Any, Callable, cast
 
@@ -57,9 +58,12 @@ def _keep_revert_data(delegator: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return delegator(tester, params)
         except TransactionFailed as exc:
-            # eth-tester passes py-evm's Revert (holding the data) or the data itself.
+            # eth_estimateGas passes py-evm's Revert, which holds the data; eth_call passes
+            # str(Revert), the data as a Python bytes literal.
             cause = exc.args[0] if exc.args else None
             data = cause.args[0] if isinstance(cause, Revert) and cause.args else cause
+            if isinstance(data, str) and data.startswith(("b'", 'b"')):
+                data = ast.literal_eval(data)
             if isinstance(data, bytes):
                 raise _Reverted(data) from exc
             raise

@@ -1,0 +1,104 @@
+"""Batch data encoding and batch signatures."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+import rlp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from l1.codec import (
+    BATCH_DATA_VERSION,
+    MAX_DECODED_SIZE,
+    decode_batch_data,
+    encode_batch_data,
+    order_signatures,
+    recover_batch_signer,
+    sign_batch,
+)
+from l1.types import L2BlockData
+from primitives.crypto import SECP256K1_N, keccak256, private_key_to_address
+from primitives.errors import InvalidInput
+from primitives.types import Address
+from tests.l1.conftest import VALIDATOR_KEYS, make_block
+
+blocks = st.builds(
+    L2BlockData,
+    number=st.integers(0, 2**64 - 1),
+    timestamp=st.integers(0, 2**64 - 1),
+    coinbase=st.binary(min_size=20, max_size=20).map(Address),
+    gas_limit=st.integers(0, 2**64 - 1),
+    base_fee_per_gas=st.integers(0, 2**256 - 1),
+    transactions=st.lists(st.binary(max_size=200), max_size=5).map(tuple),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(blocks, max_size=6))
+def test_round_trip(batch: list[L2BlockData]) -> None:
+    data = encode_batch_data(batch)
+    assert data[0] == BATCH_DATA_VERSION
+    assert decode_batch_data(data) == tuple(batch)
+
+
+def test_layout_is_version_byte_then_zlib_rlp() -> None:
+    block = make_block(5)
+    data = encode_batch_data([block])
+    expected = [[5, block.timestamp, block.coinbase, block.gas_limit, block.base_fee_per_gas,
+                 list(block.transactions)]]
+    assert rlp.decode(zlib.decompress(data[1:])) == rlp.decode(rlp.encode(expected))
+
+
+def _version1(payload: bytes) -> bytes:
+    return bytes([BATCH_DATA_VERSION]) + zlib.compress(payload)
+
+
+@pytest.mark.parametrize(
+    "data, why",
+    [
+        (b"", "empty"),
+        (bytes([2]) + zlib.compress(rlp.encode([])), "version"),
+        (bytes([BATCH_DATA_VERSION]) + b"not zlib", "zlib"),
+        (encode_batch_data([make_block(1)])[:-3], "truncated"),
+        (encode_batch_data([make_block(1)]) + b"\x00", "trailing"),
+        (_version1(b"\xff\xff"), "RLP"),
+        (_version1(rlp.encode([[1, 2, 3]])), "layout"),
+        (_version1(rlp.encode([[1, 2, b"\x01" * 19, 4, 5, []]])), "layout"),
+        (_version1(rlp.encode([[b"\x00\x01", 2, b"\x01" * 20, 4, 5, []]])), "layout"),
+        (_version1(b"\x00" * (MAX_DECODED_SIZE + 1)), "inflates"),
+    ],
+)
+def test_decode_rejects(data: bytes, why: str) -> None:
+    with pytest.raises(InvalidInput, match=why):
+        decode_batch_data(data)
+
+
+def test_sign_and_recover() -> None:
+    digest = keccak256(b"some batch")
+    key = VALIDATOR_KEYS[0]
+    signature = sign_batch(digest, key)
+    assert len(signature) == 65 and signature[64] in (27, 28)
+    assert int.from_bytes(signature[32:64], "big") <= SECP256K1_N // 2
+    assert recover_batch_signer(digest, signature) == private_key_to_address(key)
+    assert recover_batch_signer(keccak256(b"other"), signature) != private_key_to_address(key)
+
+
+def test_recover_rejects_malformed() -> None:
+    digest = keccak256(b"some batch")
+    signature = sign_batch(digest, VALIDATOR_KEYS[0])
+    high_s = (SECP256K1_N - int.from_bytes(signature[32:64], "big")).to_bytes(32, "big")
+    flipped_v = bytes([55 - signature[64]])  # 27 <-> 28: the same signature, malleated
+    for bad in (signature[:64], signature[:64] + b"\x01", signature[:32] + high_s + flipped_v):
+        with pytest.raises(InvalidInput):
+            recover_batch_signer(digest, bad)
+
+
+def test_order_signatures_sorts_by_signer() -> None:
+    digest = keccak256(b"some batch")
+    signatures = [sign_batch(digest, key) for key in VALIDATOR_KEYS]
+    ordered = order_signatures(digest, signatures)
+    signers = [recover_batch_signer(digest, s) for s in ordered]
+    assert signers == sorted(private_key_to_address(k) for k in VALIDATOR_KEYS)
+    assert sorted(ordered) == sorted(signatures)
