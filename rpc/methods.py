@@ -1,0 +1,338 @@
+"""The JSON-RPC methods: decode parameters, ask the NodeBackend, render the answer.
+
+Every method is synchronous and may block on the backend; the server runs it off the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from executor_gpu.types import CallMessage, CallResult
+from primitives.crypto import keccak256
+from primitives.errors import TransactionRejected
+from primitives.types import ZERO_ADDRESS, Hash32
+from rpc import render
+from rpc.api import NodeBackend
+from rpc.codec import (
+    LATEST,
+    Args,
+    BlockId,
+    CallRequest,
+    data,
+    parse_address,
+    parse_block_number,
+    parse_block_ref,
+    parse_bool,
+    parse_call,
+    parse_count,
+    parse_data,
+    parse_hash,
+    parse_log_query,
+    parse_percentiles,
+    parse_storage_slot,
+    parse_u64,
+    quantity,
+)
+from rpc.errors import (
+    LIMIT_EXCEEDED,
+    METHOD_NOT_FOUND,
+    RESOURCE_NOT_FOUND,
+    SERVER_ERROR,
+    InvalidParams,
+    RpcError,
+    execution_reverted,
+    header_not_found,
+)
+from rpc.types import BlockView, FeeHistory, LogFilter
+
+MAX_LOG_BLOCK_RANGE = 10_000
+"""Most blocks one eth_getLogs call may scan."""
+CALL_GAS_CAP = 50_000_000
+"""Most gas an eth_call / eth_estimateGas may use (geth's default RPC gas cap)."""
+MAX_FEE_HISTORY_BLOCKS = 1024
+"""Most blocks one eth_feeHistory answer covers; larger counts are cut (as geth)."""
+NO_PERCENTILES: tuple[float, ...] = ()
+"""eth_feeHistory without reward percentiles."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """A JSON-RPC method."""
+
+    most_args: int
+    """Number of positional parameters it takes at most."""
+    run: Callable[[Args], object]
+    """Decodes the parameters and returns the JSON-ready result."""
+
+
+def _reverted(result: CallResult) -> bool:
+    # Only REVERT returns data from a failed call; an empty revert is known by its error text.
+    return not result.succeeded and (
+        bool(result.output) or (result.error or "").startswith("execution reverted")
+    )
+
+
+class RpcMethods:
+    """All methods the server answers, over one NodeBackend."""
+
+    def __init__(self, backend: NodeBackend) -> None:
+        self._backend = backend
+        self.methods: Mapping[str, Method] = {
+            "web3_clientVersion": Method(0, lambda _: backend.client_version),
+            "web3_sha3": Method(1, lambda a: data(keccak256(a.required(0, parse_data)))),
+            "net_version": Method(0, lambda _: str(backend.chain_id)),
+            "net_listening": Method(0, lambda _: True),
+            "net_peerCount": Method(0, lambda _: quantity(0)),
+            "eth_chainId": Method(0, lambda _: quantity(backend.chain_id)),
+            "eth_syncing": Method(0, lambda _: False),
+            "eth_mining": Method(0, lambda _: False),
+            "eth_accounts": Method(0, lambda _: []),
+            "eth_coinbase": Method(0, self._coinbase),
+            "eth_blockNumber": Method(0, lambda _: quantity(backend.head_number())),
+            "eth_gasPrice": Method(0, lambda _: quantity(backend.gas_price())),
+            "eth_maxPriorityFeePerGas": Method(0, lambda _: quantity(backend.max_priority_fee())),
+            "eth_feeHistory": Method(3, self._fee_history),
+            "eth_getBlockByNumber": Method(2, self._block_by_number),
+            "eth_getBlockByHash": Method(2, self._block_by_hash),
+            "eth_getBlockTransactionCountByNumber": Method(1, self._tx_count_by_number),
+            "eth_getBlockTransactionCountByHash": Method(1, self._tx_count_by_hash),
+            "eth_getTransactionByBlockNumberAndIndex": Method(2, self._tx_by_number_and_index),
+            "eth_getTransactionByBlockHashAndIndex": Method(2, self._tx_by_hash_and_index),
+            "eth_getTransactionByHash": Method(1, self._transaction),
+            "eth_getTransactionReceipt": Method(1, self._receipt),
+            "eth_getBlockReceipts": Method(1, self._block_receipts),
+            "eth_getTransactionCount": Method(2, self._nonce),
+            "eth_getBalance": Method(2, self._balance),
+            "eth_getCode": Method(2, self._code),
+            "eth_getStorageAt": Method(3, self._storage),
+            "eth_call": Method(2, self._call),
+            "eth_estimateGas": Method(2, self._estimate_gas),
+            "eth_sendRawTransaction": Method(1, self._send_raw_transaction),
+            "eth_getLogs": Method(1, self._logs),
+            "l2_getBatch": Method(1, self._batch),
+            "l2_latestCommittedBatch": Method(0, self._latest_committed_batch),
+        }
+
+    def dispatch(self, name: str, params: object) -> object:
+        """Run method ``name``; raises RpcError (or a backend error) when it fails."""
+        method = self.methods.get(name)
+        if method is None:
+            raise RpcError(METHOD_NOT_FOUND, f"the method {name} does not exist/is not available")
+        return method.run(Args(params, method.most_args))
+
+    # -- resolving block names ---------------------------------------------------------------
+
+    def _block(self, block_id: BlockId) -> BlockView | None:
+        if block_id.block_hash is not None:
+            return self._backend.block_by_hash(block_id.block_hash)
+        number = self._backend.head_number() if block_id.number is None else block_id.number
+        return self._backend.block_by_number(number)
+
+    def _state_number(self, block_id: BlockId) -> int:
+        """Height whose post-state ``block_id`` names; "header not found" when there is none."""
+        if block_id.block_hash is not None:
+            view = self._backend.block_by_hash(block_id.block_hash)
+            if view is None:
+                raise header_not_found()
+            return view.header.number
+        head = self._backend.head_number()
+        if block_id.number is None:
+            return head
+        if block_id.number > head:
+            raise header_not_found()
+        return block_id.number
+
+    # -- blocks and transactions -------------------------------------------------------------
+
+    def _block_by_number(self, args: Args) -> object:
+        view = self._block(args.required(0, parse_block_number))
+        full = args.required(1, parse_bool)
+        return None if view is None else render.block(view, full)
+
+    def _block_by_hash(self, args: Args) -> object:
+        view = self._backend.block_by_hash(args.required(0, parse_hash))
+        full = args.required(1, parse_bool)
+        return None if view is None else render.block(view, full)
+
+    def _tx_count_by_number(self, args: Args) -> object:
+        view = self._block(args.required(0, parse_block_number))
+        return None if view is None else quantity(len(view.transactions))
+
+    def _tx_count_by_hash(self, args: Args) -> object:
+        view = self._backend.block_by_hash(args.required(0, parse_hash))
+        return None if view is None else quantity(len(view.transactions))
+
+    def _tx_in_block(self, view: BlockView | None, index: int) -> object:
+        if view is None or index >= len(view.transactions):
+            return None
+        return render.block_transaction(view, view.header.hash, index)
+
+    def _tx_by_number_and_index(self, args: Args) -> object:
+        view = self._block(args.required(0, parse_block_number))
+        return self._tx_in_block(view, args.required(1, parse_u64))
+
+    def _tx_by_hash_and_index(self, args: Args) -> object:
+        view = self._backend.block_by_hash(args.required(0, parse_hash))
+        return self._tx_in_block(view, args.required(1, parse_u64))
+
+    def _transaction(self, args: Args) -> object:
+        tx_hash = args.required(0, parse_hash)
+        found = self._backend.transaction(tx_hash)
+        if found is None:
+            return None
+        tx, location = found
+        if location is None:
+            return render.transaction(tx, None, tx.max_fee_per_gas)
+        return render.transaction(tx, location, self._paid_gas_price(tx_hash))
+
+    def _paid_gas_price(self, tx_hash: Hash32) -> int:
+        receipt = self._backend.receipt(tx_hash)
+        if receipt is None:
+            raise RuntimeError(f"included transaction {tx_hash.hex()} has no receipt")
+        return receipt.effective_gas_price
+
+    def _receipt(self, args: Args) -> object:
+        view = self._backend.receipt(args.required(0, parse_hash))
+        return None if view is None else render.receipt(view)
+
+    def _block_receipts(self, args: Args) -> object:
+        view = self._block(args.required(0, parse_block_ref))
+        if view is None:
+            return None
+        return [render.receipt(r) for r in self._backend.block_receipts(view.header.number)]
+
+    def _send_raw_transaction(self, args: Args) -> object:
+        return data(self._backend.send_raw_transaction(args.required(0, parse_data)))
+
+    # -- state -------------------------------------------------------------------------------
+
+    def _nonce(self, args: Args) -> object:
+        address = args.required(0, parse_address)
+        block_id = args.optional(1, parse_block_ref, LATEST)
+        if block_id.pending:
+            return quantity(self._backend.pending_nonce(address))
+        account = self._backend.state_at(self._state_number(block_id)).get_account(address)
+        return quantity(0 if account is None else account.nonce)
+
+    def _balance(self, args: Args) -> object:
+        address = args.required(0, parse_address)
+        number = self._state_number(args.optional(1, parse_block_ref, LATEST))
+        account = self._backend.state_at(number).get_account(address)
+        return quantity(0 if account is None else account.balance)
+
+    def _code(self, args: Args) -> object:
+        address = args.required(0, parse_address)
+        number = self._state_number(args.optional(1, parse_block_ref, LATEST))
+        return data(self._backend.state_at(number).get_code(address))
+
+    def _storage(self, args: Args) -> object:
+        address = args.required(0, parse_address)
+        slot = args.required(1, parse_storage_slot)
+        number = self._state_number(args.optional(2, parse_block_ref, LATEST))
+        value = self._backend.state_at(number).get_storage(address, slot)
+        return data(value.to_bytes(32, "big"))
+
+    def _message(self, request: CallRequest, gas: int) -> CallMessage:
+        """The CallMessage for ``request``, priced as geth prices calls."""
+        if request.gas_price is not None:
+            gas_price = request.gas_price
+        else:
+            fee_cap = request.max_fee_per_gas or 0
+            tip = request.max_priority_fee_per_gas or 0
+            # No price given means a free call that needs no balance for gas.
+            gas_price = 0
+            if fee_cap or tip:
+                gas_price = min(tip + self._backend.next_base_fee(), fee_cap)
+        return CallMessage(
+            sender=request.sender or ZERO_ADDRESS,
+            to=request.to,
+            gas=min(gas, CALL_GAS_CAP),
+            value=request.value,
+            data=request.data,
+            gas_price=gas_price,
+        )
+
+    def _call(self, args: Args) -> object:
+        request = args.required(0, parse_call)
+        number = self._state_number(args.optional(1, parse_block_ref, LATEST))
+        message = self._message(request, CALL_GAS_CAP if request.gas is None else request.gas)
+        result = self._backend.call(message, number)
+        if result.succeeded:
+            return data(result.output)
+        if _reverted(result):
+            raise execution_reverted(result.output)
+        raise RpcError(SERVER_ERROR, result.error or "execution failed")
+
+    def _estimate_gas(self, args: Args) -> object:
+        request = args.required(0, parse_call)
+        block_id = args.optional(1, parse_block_ref, LATEST)
+        number = self._state_number(block_id)
+        gas = request.gas
+        if gas is None:
+            view = self._backend.block_by_number(number)
+            if view is None:
+                raise header_not_found()
+            gas = view.header.gas_limit
+        message = self._message(request, gas)
+        try:
+            return quantity(self._backend.estimate_gas(message, number))
+        except TransactionRejected:
+            # Tell a revert (code 3, with its data) from other failures, as geth does.
+            result = self._backend.call(message, number)
+            if _reverted(result):
+                raise execution_reverted(result.output) from None
+            raise
+
+    # -- fees, logs, batches -----------------------------------------------------------------
+
+    def _fee_history(self, args: Args) -> object:
+        count = args.required(0, parse_count)
+        newest_id = args.required(1, parse_block_number)
+        percentiles = args.optional(2, parse_percentiles, NO_PERCENTILES)
+        head = self._backend.head_number()
+        newest = head if newest_id.number is None else newest_id.number
+        if newest > head:
+            raise RpcError(
+                SERVER_ERROR, f"request beyond head block: requested {newest}, head {head}"
+            )
+        count = min(count, newest + 1, MAX_FEE_HISTORY_BLOCKS)
+        if count == 0:
+            return render.fee_history(FeeHistory(0, (), (), ()), with_rewards=False)
+        history = self._backend.fee_history(count, newest, percentiles)
+        return render.fee_history(history, with_rewards=bool(percentiles))
+
+    def _logs(self, args: Args) -> object:
+        query = args.required(0, parse_log_query)
+        if query.block_hash is not None:
+            view = self._backend.block_by_hash(query.block_hash)
+            if view is None:
+                raise RpcError(RESOURCE_NOT_FOUND, "unknown block")
+            first = last = view.header.number
+        else:
+            head = self._backend.head_number()
+            first = head if query.from_block.number is None else query.from_block.number
+            last = head if query.to_block.number is None else query.to_block.number
+            if first > last:
+                raise InvalidParams("invalid block range params")
+            last = min(last, head)
+            if first > last:
+                return []
+            if last - first + 1 > MAX_LOG_BLOCK_RANGE:
+                raise RpcError(
+                    LIMIT_EXCEEDED, f"query exceeds max block range {MAX_LOG_BLOCK_RANGE}"
+                )
+        log_filter = LogFilter(first, last, query.addresses, query.topics)
+        return [render.log(view) for view in self._backend.logs(log_filter)]
+
+    def _batch(self, args: Args) -> object:
+        view = self._backend.batch(args.required(0, parse_u64))
+        return None if view is None else render.batch(view)
+
+    def _latest_committed_batch(self, args: Args) -> object:
+        view = self._backend.latest_committed_batch()
+        return None if view is None else render.batch(view)
+
+    def _coinbase(self, args: Args) -> object:
+        # Blocks are proposed by validators, not mined by this RPC endpoint's owner.
+        raise RpcError(SERVER_ERROR, "etherbase must be explicitly specified")

@@ -1,0 +1,160 @@
+"""The JSON-RPC 2.0 server: POST "/" (single and batch requests) and GET "/health".
+
+Whatever a caller sends gets a JSON-RPC answer: malformed input is an error object, never an
+HTTP 500, and an unexpected failure is logged with its traceback and answered "internal error".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+from fastapi import FastAPI, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from primitives.errors import InvalidInput, InvalidTransaction, RetryLater, TransactionRejected
+from rpc.api import NodeBackend
+from rpc.errors import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    SERVER_ERROR,
+    RpcError,
+)
+from rpc.methods import RpcMethods
+
+MAX_BODY_BYTES = 5 * 1024 * 1024
+"""Largest request body accepted."""
+MAX_BATCH = 1000
+"""Most requests in one batch."""
+
+logger = logging.getLogger(__name__)
+
+_JSON_MEDIA_TYPE = "application/json"
+
+
+def create_app(
+    backend: NodeBackend, *, max_body_bytes: int = MAX_BODY_BYTES, max_batch: int = MAX_BATCH
+) -> FastAPI:
+    """The ASGI app serving ``backend`` (run it with uvicorn)."""
+    methods = RpcMethods(backend)
+    app = FastAPI(title="l2node JSON-RPC", openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.get("/health")
+    async def health() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.post("/")
+    async def rpc(request: Request) -> Response:
+        body = await _read_body(request, max_body_bytes)
+        if body is None:
+            message = f"request body too large: at most {max_body_bytes} bytes"
+            reply = _encode(_error(None, INVALID_REQUEST, message))
+            return Response(reply, status_code=413, media_type=_JSON_MEDIA_TYPE)
+        # Backend calls block (storage, EVM): keep them off the event loop.
+        answer = await run_in_threadpool(handle_body, methods, body, max_batch)
+        return Response(answer or b"", media_type=_JSON_MEDIA_TYPE)
+
+    return app
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None when it is longer than ``limit`` (read no further then)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def handle_body(methods: RpcMethods, body: bytes, max_batch: int) -> bytes | None:
+    """The encoded answer to a request body; None when it held only notifications."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
+        return _encode(_error(None, PARSE_ERROR, "parse error"))
+    if not isinstance(payload, list):
+        return _handle_request(methods, payload)
+    if not payload:
+        return _encode(_error(None, INVALID_REQUEST, "empty batch"))
+    if len(payload) > max_batch:
+        message = f"batch too large: at most {max_batch} requests"
+        return _encode(_error(None, INVALID_REQUEST, message))
+    replies = [reply for reply in (_handle_request(methods, item) for item in payload) if reply]
+    return b"[" + b",".join(replies) + b"]" if replies else None
+
+
+def _valid_id(request_id: object) -> bool:
+    if isinstance(request_id, float):
+        return math.isfinite(request_id)
+    return request_id is None or (
+        isinstance(request_id, (str, int)) and not isinstance(request_id, bool)
+    )
+
+
+def _handle_request(methods: RpcMethods, request: object) -> bytes | None:
+    """The encoded answer to one request object; None for a notification (no "id")."""
+    if not isinstance(request, dict):
+        return _encode(_error(None, INVALID_REQUEST, "invalid request: expected an object"))
+    request_id = request.get("id")
+    if not _valid_id(request_id):
+        message = "invalid request: id must be a string, a number or null"
+        return _encode(_error(None, INVALID_REQUEST, message))
+    if request.get("jsonrpc") != "2.0":
+        message = 'invalid request: jsonrpc must be "2.0"'
+        return _encode(_error(request_id, INVALID_REQUEST, message))
+    method = request.get("method")
+    if not isinstance(method, str):
+        message = "invalid request: method must be a string"
+        return _encode(_error(request_id, INVALID_REQUEST, message))
+    try:
+        reply = {
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "result": methods.dispatch(method, request.get("params")),
+        }
+    except Exception as exc:  # noqa: BLE001 -- every failure becomes an error object
+        reply = _error(request_id, *_error_of(exc, method))
+    if "id" not in request:
+        return None
+    try:
+        return _encode(reply)
+    except (
+        ValueError
+    ) as exc:  # a result JSON cannot hold (NaN, circular): our bug, not the caller's
+        logger.error("cannot encode the result of %s", method, exc_info=exc)
+        return _encode(_error(request_id, INTERNAL_ERROR, "internal error"))
+
+
+def _error_of(exc: Exception, method: str) -> tuple[int, str, str | None]:
+    """JSON-RPC code, message and data for an exception raised while running ``method``."""
+    if isinstance(exc, RpcError):
+        return exc.code, exc.message, exc.data
+    # geth answers rejected transactions with -32000 and its own wording, which wallets match.
+    if isinstance(exc, (InvalidTransaction, TransactionRejected, RetryLater)):
+        return SERVER_ERROR, str(exc) or type(exc).__name__, None
+    if isinstance(exc, InvalidInput):
+        return INVALID_PARAMS, str(exc) or "invalid params", None
+    logger.error("internal error in %s", method, exc_info=exc)
+    return INTERNAL_ERROR, "internal error", None
+
+
+def _error(
+    request_id: object, code: int, message: str, data: str | None = None
+) -> dict[str, object]:
+    error: dict[str, object] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "id": request_id, "error": error}
+
+
+def _encode(reply: dict[str, object]) -> bytes:
+    return json.dumps(reply, separators=(",", ":"), allow_nan=False).encode()
