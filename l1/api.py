@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from l1.types import BatchCommitment, BatchDomain, CommittedBatch, L2BlockData
 from primitives.errors import Halt

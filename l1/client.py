@@ -7,9 +7,10 @@ that key's nonce itself, so it needs no unlocked account on the L1 node.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
-from typing import Any, Iterator, Sequence, cast
+from typing import Any, cast
 
 from eth_abi.abi import decode as abi_decode
 from eth_account import Account
@@ -64,8 +65,12 @@ class Web3L1Client:
         receipt_timeout_s: float = RECEIPT_TIMEOUT_S,
     ) -> None:
         abi = load_artifact()["abi"]
-        self._contract = w3.eth.contract(address=Web3.to_checksum_address(contract_address), abi=abi)
-        self._sender = _Sender(w3, Account.from_key(poster_key), _ErrorDecoder(abi), receipt_timeout_s)
+        self._contract = w3.eth.contract(
+            address=Web3.to_checksum_address(contract_address), abi=abi
+        )
+        self._sender = _Sender(
+            w3, Account.from_key(poster_key), _ErrorDecoder(abi), receipt_timeout_s
+        )
         self._w3 = w3
         self._domain: BatchDomain | None = None
 

@@ -8,7 +8,7 @@ base_fee_per_gas, [raw_tx, ...]].
 from __future__ import annotations
 
 import zlib
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import rlp
 from eth_abi.abi import encode as abi_encode
@@ -29,8 +29,14 @@ SIGNATURE_SIZE = 65
 """r (32) || s (32) || v (1, 27 or 28)."""
 
 _BLOCK = List(
-    [big_endian_int, big_endian_int, Binary.fixed_length(20), big_endian_int, big_endian_int,
-     CountableList(binary)]
+    [
+        big_endian_int,
+        big_endian_int,
+        Binary.fixed_length(20),
+        big_endian_int,
+        big_endian_int,
+        CountableList(binary),
+    ]
 )
 _BATCH = CountableList(_BLOCK)
 
@@ -81,8 +87,18 @@ def decode_batch_data(data: bytes) -> tuple[L2BlockData, ...]:
 def batch_digest(domain: BatchDomain, commitment: BatchCommitment) -> Hash32:
     """The digest BatchInbox.batchDigest computes: what validators sign for ``commitment``."""
     encoded = abi_encode(
-        ["string", "uint256", "address", "uint256", "uint256", "bytes32", "bytes32", "uint64",
-         "uint64", "bytes32"],
+        [
+            "string",
+            "uint256",
+            "address",
+            "uint256",
+            "uint256",
+            "bytes32",
+            "bytes32",
+            "uint64",
+            "uint64",
+            "bytes32",
+        ],
         [
             DIGEST_DOMAIN,
             domain.l1_chain_id,

@@ -8,8 +8,9 @@ again from block 1). Every transaction is mined at once into its own block.
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, cast
+from typing import Any, cast
 
 from eth.exceptions import Revert
 from eth_tester import EthereumTester, PyEVMBackend

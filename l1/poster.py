@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from l1.api import BlockSource, L1Client
 from l1.codec import batch_digest, encode_batch_data, sign_batch
@@ -110,7 +110,9 @@ class BatchPoster:
         self._pending = None
         committed = self._client.batch(batch.commitment.batch_number)
         if committed is None:
-            raise RetryLater(f"batch {batch.commitment.batch_number} not visible on L1 after commit")
+            raise RetryLater(
+                f"batch {batch.commitment.batch_number} not visible on L1 after commit"
+            )
         log.info(
             "committed batch %d (blocks %d..%d, state root %s) in L1 block %d",
             committed.batch_number,

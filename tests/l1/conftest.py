@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from web3.contract import Contract
@@ -41,11 +42,16 @@ class Inbox:
 def deploy_inbox(signer_keys: Sequence[bytes], weights: Sequence[int]) -> Inbox:
     l1 = start_embedded_l1()
     address = deploy_batch_inbox(
-        l1.w3, l1.deployer_key, L2_CHAIN_ID, GENESIS_ROOT,
-        [validator_address(k) for k in signer_keys], weights,
+        l1.w3,
+        l1.deployer_key,
+        L2_CHAIN_ID,
+        GENESIS_ROOT,
+        [validator_address(k) for k in signer_keys],
+        weights,
     )
-    contract: Any = l1.w3.eth.contract(address=l1.w3.to_checksum_address(address),
-                                       abi=load_artifact()["abi"])
+    contract: Any = l1.w3.eth.contract(
+        address=l1.w3.to_checksum_address(address), abi=load_artifact()["abi"]
+    )
     return Inbox(l1, address, Web3L1Client(l1.w3, address, l1.poster_key), contract)
 
 
@@ -72,20 +78,24 @@ def make_block(number: int) -> L2BlockData:
 
 @dataclass
 class ChainSource:
-    """In-test BlockSource: a chain of finalized blocks that grows on demand."""
+    """In-test BlockSource: a chain of finalized blocks; tests move ``head``."""
 
     head: int = 0
     genesis_root: Hash32 = GENESIS_ROOT
-    reads: list[int] = field(default_factory=list)
+    fork_at: int | None = None
+    """From this block on, state roots differ from ``state_root_of`` (another chain)."""
 
     def head_number(self) -> int:
         return self.head
 
     def block_data(self, number: int) -> L2BlockData:
         assert 1 <= number <= self.head, f"block {number} is not finalized (head {self.head})"
-        self.reads.append(number)
         return make_block(number)
 
     def state_root(self, number: int) -> Hash32:
         assert 0 <= number <= self.head
-        return self.genesis_root if number == 0 else state_root_of(number)
+        if number == 0:
+            return self.genesis_root
+        if self.fork_at is not None and number >= self.fork_at:
+            return keccak256(b"forked " + state_root_of(number))
+        return state_root_of(number)

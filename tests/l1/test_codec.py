@@ -46,8 +46,16 @@ def test_round_trip(batch: list[L2BlockData]) -> None:
 def test_layout_is_version_byte_then_zlib_rlp() -> None:
     block = make_block(5)
     data = encode_batch_data([block])
-    expected = [[5, block.timestamp, block.coinbase, block.gas_limit, block.base_fee_per_gas,
-                 list(block.transactions)]]
+    expected = [
+        [
+            5,
+            block.timestamp,
+            block.coinbase,
+            block.gas_limit,
+            block.base_fee_per_gas,
+            list(block.transactions),
+        ]
+    ]
     assert rlp.decode(zlib.decompress(data[1:])) == rlp.decode(rlp.encode(expected))
 
 

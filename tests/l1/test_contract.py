@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from eth_utils.abi import function_signature_to_4byte_selector
+from hexbytes import HexBytes
 from web3.exceptions import ContractCustomError
 
 from l1.api import L1Rejected
 from l1.client import deploy_batch_inbox
-from l1.codec import batch_digest, decode_batch_data, encode_batch_data, sign_batch
+from l1.codec import batch_digest, decode_batch_data, encode_batch_data
 from l1.embedded import EmbeddedL1, start_embedded_l1
 from l1.types import BatchCommitment, BatchDomain
 from primitives.crypto import SECP256K1_N, keccak256
-from primitives.types import ZERO_ADDRESS, Address
+from primitives.types import ZERO_ADDRESS, Address, Hash32
 from tests.l1.conftest import (
     GENESIS_ROOT,
     L2_CHAIN_ID,
@@ -30,12 +32,14 @@ from tests.l1.conftest import (
 KEY = VALIDATOR_KEYS[0]
 
 
-def batch(number: int, first: int, last: int, prev_root: bytes | None = None) -> tuple[BatchCommitment, bytes]:
+def batch(
+    number: int, first: int, last: int, prev_root: Hash32 | None = None
+) -> tuple[BatchCommitment, bytes]:
     """Commitment and data for blocks first..last as batch ``number``."""
     data = encode_batch_data(make_block(n) for n in range(first, last + 1))
     commitment = BatchCommitment(
         batch_number=number,
-        prev_state_root=state_root_of(first - 1) if prev_root is None else prev_root,  # type: ignore[arg-type]
+        prev_state_root=state_root_of(first - 1) if prev_root is None else prev_root,
         state_root=state_root_of(last),
         first_block=first,
         last_block=last,
@@ -44,7 +48,9 @@ def batch(number: int, first: int, last: int, prev_root: bytes | None = None) ->
     return commitment, data
 
 
-def commit(inbox: Inbox, commitment: BatchCommitment, data: bytes, keys: tuple[bytes, ...] = (KEY,)) -> None:
+def commit(
+    inbox: Inbox, commitment: BatchCommitment, data: bytes, keys: tuple[bytes, ...] = (KEY,)
+) -> None:
     inbox.client.commit_batch(commitment, data, inbox.sign(commitment, keys))
 
 
@@ -112,13 +118,14 @@ def test_commits_are_stored_emitted_and_carry_the_data() -> None:
     assert committed is not None and committed.commitment == second
     assert committed.l1_tx_hash == tx_hash
     assert inbox.client.latest_batch() == committed
-    assert inbox.client.batch(1) is not None and inbox.client.batch(1).commitment == first  # type: ignore[union-attr]
+    earlier = inbox.client.batch(1)
+    assert earlier is not None and earlier.commitment == first
     assert inbox.client.batch(3) is None
     stored = inbox.contract.functions.getBatch(2).call()
     assert stored == (second.state_root, second.data_hash, 4, 4, committed.l1_block_number)
 
     # A watcher finds the block data in the input of the committing transaction.
-    tx = inbox.l1.w3.eth.get_transaction(tx_hash)
+    tx = inbox.l1.w3.eth.get_transaction(HexBytes(tx_hash))
     assert tx["blockNumber"] == committed.l1_block_number
     _, args = inbox.contract.decode_function_input(tx["input"])
     assert decode_batch_data(args["data"]) == (make_block(4),)
@@ -130,12 +137,17 @@ def test_commits_are_stored_emitted_and_carry_the_data() -> None:
         ([], [], "EmptyValidatorSet()"),
         ([validator_address(KEY)], [], "LengthMismatch(signers=1, weights=0)"),
         ([ZERO_ADDRESS], [1], "ZeroAddressValidator(index=0)"),
-        ([validator_address(KEY)] * 2, [1, 1],
-         f"DuplicateValidator(validator=0x{validator_address(KEY).hex()})"),
+        (
+            [validator_address(KEY)] * 2,
+            [1, 1],
+            f"DuplicateValidator(validator=0x{validator_address(KEY).hex()})",
+        ),
         ([validator_address(KEY)], [0], f"ZeroWeight(validator=0x{validator_address(KEY).hex()})"),
     ],
 )
-def test_constructor_reverts(l1: EmbeddedL1, signers: list[Address], weights: list[int], error: str) -> None:
+def test_constructor_reverts(
+    l1: EmbeddedL1, signers: list[Address], weights: list[int], error: str
+) -> None:
     with rejected(error):
         deploy_batch_inbox(l1.w3, l1.deployer_key, L2_CHAIN_ID, GENESIS_ROOT, signers, weights)
 
@@ -145,11 +157,22 @@ def test_constructor_reverts(l1: EmbeddedL1, signers: list[Address], weights: li
     [
         (lambda: batch(3, 3, 3), "BatchNumberMismatch(expected=2, got=3)"),
         (lambda: batch(1, 1, 2), "BatchNumberMismatch(expected=2, got=1)"),
-        (lambda: batch(2, 3, 3, prev_root=GENESIS_ROOT),
-         f"PrevStateRootMismatch(expected=0x{state_root_of(2).hex()}, got=0x{GENESIS_ROOT.hex()})"),
-        (lambda: batch(2, 4, 5, prev_root=state_root_of(2)), "FirstBlockMismatch(expected=3, got=4)"),
-        (lambda: batch(2, 2, 3, prev_root=state_root_of(2)), "FirstBlockMismatch(expected=3, got=2)"),
-        (lambda: batch(2, 3, 2, prev_root=state_root_of(2)), "EmptyBlockRange(firstBlock=3, lastBlock=2)"),
+        (
+            lambda: batch(2, 3, 3, prev_root=GENESIS_ROOT),
+            f"PrevStateRootMismatch(expected=0x{state_root_of(2).hex()}, got=0x{GENESIS_ROOT.hex()})",
+        ),
+        (
+            lambda: batch(2, 4, 5, prev_root=state_root_of(2)),
+            "FirstBlockMismatch(expected=3, got=4)",
+        ),
+        (
+            lambda: batch(2, 2, 3, prev_root=state_root_of(2)),
+            "FirstBlockMismatch(expected=3, got=2)",
+        ),
+        (
+            lambda: batch(2, 3, 2, prev_root=state_root_of(2)),
+            "EmptyBlockRange(firstBlock=3, lastBlock=2)",
+        ),
     ],
 )
 def test_continuity_reverts(
@@ -177,7 +200,9 @@ def _malleate(signature: bytes) -> bytes:
         (lambda sig: bytes(32) + sig[32:], "InvalidSignature(index=0)"),
     ],
 )
-def test_malformed_signature_reverts(one_batch: Inbox, tamper: Callable[[bytes], bytes], error: str) -> None:
+def test_malformed_signature_reverts(
+    one_batch: Inbox, tamper: Callable[[bytes], bytes], error: str
+) -> None:
     commitment, data = batch(2, 3, 4)
     (signature,) = one_batch.sign(commitment, (KEY,))
     with rejected(error):

@@ -27,7 +27,11 @@ def test_artifact_is_what_pinned_solc_builds() -> None:
     assert node is not None, "node is not installed"
     built = subprocess.run(
         [node, "contracts/build.js", "--stdout"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     )
     artifact = load_artifact()
     pinned = json.loads((ROOT / "package.json").read_text())["devDependencies"]["solc"]
