@@ -78,21 +78,21 @@ def connect_l1(config: NodeConfig, node: Node, validator: Address) -> L1Side:
 
         embedded = start_embedded_l1()
         address = deploy_batch_inbox(
-            embedded.w3, embedded.poster_key, chain_id, genesis_root, [validator], [1]
+            embedded.w3, embedded.deployer_key, chain_id, genesis_root, [validator], [1]
         )
         return L1Side(
             Web3L1Client(embedded.w3, address, embedded.poster_key),
-            f"in-process L1, batch contract {address}",
+            f"in-process L1, batch contract 0x{address.hex()}",
         )
     from web3 import Web3
 
     w3 = Web3(Web3.HTTPProvider(config.l1.rpc_url, request_kwargs={"timeout": 30}))
     poster_key = _hex_key(config.l1.poster_key, "l1.poster_key")
     if config.l1.contract:
-        address = Web3.to_checksum_address(config.l1.contract)
+        address = Address(bytes.fromhex(Web3.to_checksum_address(config.l1.contract)[2:]))
     else:
         address = deploy_batch_inbox(w3, poster_key, chain_id, genesis_root, [validator], [1])
-    return L1Side(Web3L1Client(w3, address, poster_key), f"L1 {config.l1.rpc_url}, batch contract {address}")
+    return L1Side(Web3L1Client(w3, address, poster_key), f"L1 {config.l1.rpc_url}, batch contract 0x{address.hex()}")
 
 
 class _Server(uvicorn.Server):
