@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import pytest
 import rlp
 from eth.vm.forks.cancun import CancunVM
 from eth.vm.forks.cancun.blocks import CancunBlock, CancunBlockHeader
+from eth_typing import BlockNumber
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import ContractLogicError, ContractPanicError, Web3RPCError
+from web3.types import RPCEndpoint
 
 from primitives.crypto import keccak256
 from primitives.transactions import Transaction
+from primitives.types import Address
+from rpc.types import TxLocation
 from tests.rpc.twin import (
     ADDRESSES,
     BASE_FEE,
@@ -33,7 +39,7 @@ from tests.rpc.twin import (
 )
 
 
-def token(chain: TwinBackend) -> bytes:
+def token(chain: TwinBackend) -> Address:
     create = chain.blocks[1].transactions[2]
     return contract_address(create.sender, create.nonce)
 
@@ -46,14 +52,14 @@ def test_chain_basics(w3: Web3, chain: TwinBackend) -> None:
     assert w3.client_version == chain.client_version
     assert w3.eth.block_number == chain.head_number()
     assert w3.eth.syncing is False
-    assert w3.eth.accounts == []
+    assert list(w3.eth.accounts) == []
     assert w3.eth.gas_price == chain.gas_price()
     assert w3.eth.max_priority_fee == chain.max_priority_fee()
-    sha3 = w3.manager.request_blocking("web3_sha3", ["0x" + b"hello".hex()])
+    sha3 = w3.manager.request_blocking(RPCEndpoint("web3_sha3"), ["0x" + b"hello".hex()])
     assert sha3 == "0x" + keccak256(b"hello").hex()
 
 
-def check_tx(got: object, tx: Transaction, block_number: int | None, index: int | None) -> None:
+def check_tx(got: object, tx: Transaction, location: TxLocation | None) -> None:
     assert isinstance(got, Mapping)
     assert bytes(got["hash"]) == tx.hash
     assert got["from"] == checksum(tx.sender)
@@ -65,12 +71,14 @@ def check_tx(got: object, tx: Transaction, block_number: int | None, index: int 
     assert got["type"] == tx.tx_type
     assert got["chainId"] == tx.chain_id
     assert got["r"] == tx.r.to_bytes(32, "big") and got["s"] == tx.s.to_bytes(32, "big")
-    assert got["blockNumber"] == block_number
-    assert got["transactionIndex"] == index
-    if block_number is None:
+    if location is None:
         assert got["blockHash"] is None
+        assert got["blockNumber"] is None and got["transactionIndex"] is None
         assert got["gasPrice"] == tx.max_fee_per_gas
     else:
+        assert bytes(got["blockHash"]) == location.block_hash
+        assert got["blockNumber"] == location.block_number
+        assert got["transactionIndex"] == location.index
         assert got["gasPrice"] == tx.effective_gas_price(BASE_FEE)
     if tx.tx_type >= 1:
         assert got["yParity"] == tx.v
@@ -89,7 +97,7 @@ def test_get_block(w3: Web3, chain: TwinBackend, number: int) -> None:
     view = chain.blocks[number]
     header = view.header
     by_number = w3.eth.get_block(number)
-    by_hash = w3.eth.get_block(header.hash)
+    by_hash = w3.eth.get_block(HexBytes(header.hash))
     assert by_number == by_hash
     assert by_number["number"] == number
     assert bytes(by_number["hash"]) == header.hash
@@ -107,7 +115,7 @@ def test_get_block(w3: Web3, chain: TwinBackend, number: int) -> None:
     assert by_number["withdrawals"] == [] and by_number["uncles"] == []
     assert bytes(by_number["withdrawalsRoot"]) == header.withdrawals_root
     assert by_number["blobGasUsed"] == 0 and by_number["excessBlobGas"] == 0
-    assert [bytes(h) for h in by_number["transactions"]] == [tx.hash for tx in view.transactions]
+    assert by_number["transactions"] == [HexBytes(tx.hash) for tx in view.transactions]
 
     # The header hash and block size as py-evm, the reference, computes them.
     theirs = CancunBlock(
@@ -125,8 +133,7 @@ def test_get_block(w3: Web3, chain: TwinBackend, number: int) -> None:
     full = w3.eth.get_block(number, full_transactions=True)
     assert len(full["transactions"]) == len(view.transactions)
     for index, (got, tx) in enumerate(zip(full["transactions"], view.transactions)):
-        check_tx(got, tx, number, index)
-        assert bytes(got["blockHash"]) == header.hash
+        check_tx(got, tx, TxLocation(header.hash, number, index))
 
 
 def test_get_block_tags(w3: Web3, chain: TwinBackend) -> None:
@@ -139,14 +146,17 @@ def test_get_block_tags(w3: Web3, chain: TwinBackend) -> None:
 def test_get_transaction(w3: Web3, chain: TwinBackend) -> None:
     for number in (1, 2):
         for index, tx in enumerate(chain.blocks[number].transactions):
-            check_tx(w3.eth.get_transaction(tx.hash), tx, number, index)
-            check_tx(w3.eth.get_transaction_by_block(number, index), tx, number, index)
-            by_hash = w3.eth.get_transaction_by_block(chain.blocks[number].header.hash, index)
-            check_tx(by_hash, tx, number, index)
+            location = TxLocation(chain.blocks[number].header.hash, number, index)
+            check_tx(w3.eth.get_transaction(HexBytes(tx.hash)), tx, location)
+            check_tx(w3.eth.get_transaction_by_block(number, index), tx, location)
+            by_hash = w3.eth.get_transaction_by_block(
+                HexBytes(chain.blocks[number].header.hash), index
+            )
+            check_tx(by_hash, tx, location)
     (pending,) = chain.pool.values()
-    check_tx(w3.eth.get_transaction(pending.hash), pending, None, None)
+    check_tx(w3.eth.get_transaction(HexBytes(pending.hash)), pending, None)
     assert w3.eth.get_block_transaction_count(1) == 3
-    assert w3.eth.get_block_transaction_count(chain.blocks[2].header.hash) == 2
+    assert w3.eth.get_block_transaction_count(HexBytes(chain.blocks[2].header.hash)) == 2
 
 
 def test_get_transaction_receipt(w3: Web3, chain: TwinBackend) -> None:
@@ -154,7 +164,7 @@ def test_get_transaction_receipt(w3: Web3, chain: TwinBackend) -> None:
         block_hash = chain.blocks[number].header.hash
         for index, tx in enumerate(chain.blocks[number].transactions):
             view = chain.receipts[tx.hash]
-            got = w3.eth.get_transaction_receipt(tx.hash)
+            got = w3.eth.get_transaction_receipt(HexBytes(tx.hash))
             assert bytes(got["transactionHash"]) == tx.hash
             assert got["transactionIndex"] == index
             assert got["blockNumber"] == number and bytes(got["blockHash"]) == block_hash
@@ -182,16 +192,23 @@ def test_get_transaction_receipt(w3: Web3, chain: TwinBackend) -> None:
                 assert log["removed"] is False
     # The second call of block 2 follows the first's two logs.
     second = chain.blocks[2].transactions[1]
-    assert w3.eth.get_transaction_receipt(second.hash)["logs"][0]["logIndex"] == 2
+    assert w3.eth.get_transaction_receipt(HexBytes(second.hash))["logs"][0]["logIndex"] == 2
     (pending,) = chain.pool
-    assert w3.manager.request_blocking("eth_getTransactionReceipt", ["0x" + pending.hex()]) is None
+    assert (
+        w3.manager.request_blocking(
+            RPCEndpoint("eth_getTransactionReceipt"), ["0x" + pending.hex()]
+        )
+        is None
+    )
 
 
 def test_get_block_receipts(w3: Web3, chain: TwinBackend) -> None:
     receipts = w3.eth.get_block_receipts(2)
-    expected = [w3.eth.get_transaction_receipt(tx.hash) for tx in chain.blocks[2].transactions]
+    expected = [
+        w3.eth.get_transaction_receipt(HexBytes(tx.hash)) for tx in chain.blocks[2].transactions
+    ]
     assert receipts == expected
-    assert w3.eth.get_block_receipts(chain.blocks[2].header.hash) == expected
+    assert w3.eth.get_block_receipts(HexBytes(chain.blocks[2].header.hash)) == expected
     assert w3.eth.get_block_receipts(3) == []
 
 
@@ -203,7 +220,7 @@ def test_get_logs(w3: Web3, chain: TwinBackend) -> None:
     assert w3.eth.get_logs({"fromBlock": 0, "address": address}) == all_logs
     assert w3.eth.get_logs({"fromBlock": 0, "address": [address, checksum(RECIPIENT)]}) == all_logs
     assert w3.eth.get_logs({"fromBlock": 0, "address": checksum(RECIPIENT)}) == []
-    assert w3.eth.get_logs({"blockHash": chain.blocks[2].header.hash}) == all_logs
+    assert w3.eth.get_logs({"blockHash": HexBytes(chain.blocks[2].header.hash)}) == all_logs
     assert w3.eth.get_logs({"fromBlock": 3}) == []
     sender_topic = "0x" + ADDRESSES[0].rjust(32, b"\0").hex()
     first = w3.eth.get_logs({"fromBlock": 1, "topics": [None, sender_topic]})
@@ -229,7 +246,7 @@ def test_fee_history(w3: Web3, chain: TwinBackend) -> None:
     # Block 2's calls are capped at BASE_FEE + TIP/2, so they tip half of TIP.
     assert history["reward"] == [[TIP, 2 * TIP], [TIP // 2, TIP // 2], [0, 0]]
     # Counts beyond genesis are cut to the chain's length.
-    assert w3.eth.fee_history(100, 1)["oldestBlock"] == 0
+    assert w3.eth.fee_history(100, BlockNumber(1))["oldestBlock"] == 0
     assert "reward" not in w3.eth.fee_history(1, "latest")
 
 
@@ -239,7 +256,7 @@ def test_state(w3: Web3, chain: TwinBackend) -> None:
     assert state1 is not None
     assert w3.eth.get_balance(sender) == chain.states[-1].accounts[ADDRESSES[0]].balance
     assert w3.eth.get_balance(sender, 1) == state1.balance
-    assert w3.eth.get_balance(sender, chain.blocks[1].header.hash) == state1.balance
+    assert w3.eth.get_balance(sender, HexBytes(chain.blocks[1].header.hash)) == state1.balance
     assert w3.eth.get_balance(sender, "earliest") > state1.balance
     assert w3.eth.get_balance(checksum(b"\x99" * 20)) == 0
     assert w3.eth.get_transaction_count(sender, 0) == 0
@@ -271,8 +288,8 @@ def test_call_and_estimate(w3: Web3, chain: TwinBackend) -> None:
     assert panicked.value.data == "0x4e487b71" + (0x11).to_bytes(32, "big").hex()
     with pytest.raises(Web3RPCError) as out_of_gas:
         w3.eth.call({"to": checksum(OUT_OF_GAS)})
-    assert out_of_gas.value.rpc_response["error"]["code"] == -32000
-    assert out_of_gas.value.rpc_response["error"]["message"] == "out of gas"
+    assert out_of_gas.value.rpc_response is not None
+    assert out_of_gas.value.rpc_response["error"] == {"code": -32000, "message": "out of gas"}
 
 
 def test_send_raw_transaction(w3: Web3, chain: TwinBackend) -> None:
@@ -290,11 +307,12 @@ def test_send_raw_transaction(w3: Web3, chain: TwinBackend) -> None:
     )
     assert bytes(w3.eth.send_raw_transaction(tx.raw)) == tx.hash
     assert w3.eth.get_transaction_count(sender, "pending") == nonce + 1
-    check_tx(w3.eth.get_transaction(tx.hash), tx, None, None)
+    check_tx(w3.eth.get_transaction(HexBytes(tx.hash)), tx, None)
 
     def rejected(raw: bytes) -> tuple[int, str]:
         with pytest.raises(Web3RPCError) as error:
             w3.eth.send_raw_transaction(raw)
+        assert error.value.rpc_response is not None
         body = error.value.rpc_response["error"]
         return body["code"], body["message"]
 
@@ -322,7 +340,7 @@ def test_batch_requests(w3: Web3, chain: TwinBackend) -> None:
         batch.add(w3.eth.get_block(1))
         batch.add(w3.eth.get_block_number())
         batch.add(w3.eth.get_balance(checksum(ADDRESSES[1])))
-        results = batch.execute()
+        results: list[Any] = batch.execute()
     assert results[0]["number"] == 1
     assert results[1] == chain.head_number()
     assert results[2] == chain.states[-1].accounts[ADDRESSES[1]].balance
@@ -330,8 +348,8 @@ def test_batch_requests(w3: Web3, chain: TwinBackend) -> None:
 
 def test_l2_batches(w3: Web3, chain: TwinBackend) -> None:
     (view,) = chain.batches
-    got = w3.manager.request_blocking("l2_getBatch", ["0x1"])
-    assert got == w3.manager.request_blocking("l2_latestCommittedBatch", [])
+    got = w3.manager.request_blocking(RPCEndpoint("l2_getBatch"), ["0x1"])
+    assert got == w3.manager.request_blocking(RPCEndpoint("l2_latestCommittedBatch"), [])
     assert int(got["number"], 16) == view.number
     assert int(got["firstBlock"], 16) == view.first_block
     assert int(got["lastBlock"], 16) == view.last_block
@@ -340,4 +358,4 @@ def test_l2_batches(w3: Web3, chain: TwinBackend) -> None:
     assert got["dataHash"] == "0x" + view.data_hash.hex()
     assert got["l1TransactionHash"] == "0x" + (view.l1_tx_hash or b"").hex()
     assert got["l1BlockNumber"] == hex(view.l1_block_number or 0)
-    assert w3.manager.request_blocking("l2_getBatch", ["0x2"]) is None
+    assert w3.manager.request_blocking(RPCEndpoint("l2_getBatch"), ["0x2"]) is None

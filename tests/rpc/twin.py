@@ -14,7 +14,8 @@ from typing import Any
 
 import rlp
 from eth_account import Account as EthAccount
-from eth_utils import to_checksum_address
+from eth_typing import ChecksumAddress
+from eth_utils.address import to_checksum_address
 
 from executor_gpu.types import Account, CallMessage, CallResult
 from primitives.blocks import EMPTY_ROOT, Header, Log, Receipt, bloom_of, ordered_trie_root
@@ -63,7 +64,7 @@ def sign(key: bytes, **fields: Any) -> Transaction:
     return decode_transaction(raw)
 
 
-def checksum(address: bytes) -> str:
+def checksum(address: bytes) -> ChecksumAddress:
     """EIP-55 spelling, which eth-account insists on."""
     return to_checksum_address(address)
 
