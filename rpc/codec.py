@@ -118,7 +118,7 @@ def parse_storage_slot(value: object) -> int:
 
 
 def parse_count(value: object) -> int:
-    """A count given as a quantity or as a plain JSON integer (eth_feeHistory's blockCount)."""
+    """A quantity or a plain JSON integer (eth_feeHistory's blockCount; l2_getBatch for curl users)."""
     if isinstance(value, int) and not isinstance(value, bool):
         if not 0 <= value <= UINT64_MAX:
             raise InvalidParams("count out of range")

@@ -326,7 +326,7 @@ class RpcMethods:
         return [render.log(view) for view in self._backend.logs(log_filter)]
 
     def _batch(self, args: Args) -> object:
-        view = self._backend.batch(args.required(0, parse_u64))
+        view = self._backend.batch(args.required(0, parse_count))
         return None if view is None else render.batch(view)
 
     def _latest_committed_batch(self, args: Args) -> object:

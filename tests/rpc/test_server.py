@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
+import time
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
+from web3 import Web3
+from web3.exceptions import ContractLogicError
 
 from executor_gpu.types import CallMessage, CallResult
 from primitives.errors import Halt, RetryLater
@@ -24,6 +29,7 @@ from tests.rpc.twin import (
     REVERTER,
     BlockingBackend,
     TwinBackend,
+    build_chain,
     error_string,
 )
 
@@ -189,6 +195,7 @@ def test_misc_methods(rpc: Rpc) -> None:
     assert rpc("net_listening") is True
     assert rpc("net_peerCount") == "0x0"
     assert rpc.error("eth_coinbase")["code"] == -32000
+    assert rpc("l2_getBatch", 1) == rpc("l2_getBatch", "0x1") is not None
     assert rpc("eth_feeHistory", 2, "latest") == rpc("eth_feeHistory", "0x2", "latest")
     assert rpc("eth_feeHistory", "0x0", "latest") == {
         "oldestBlock": "0x0",
@@ -289,3 +296,35 @@ def test_slow_backend_does_not_block_the_server() -> None:
         asyncio.run(scenario())
     finally:
         backend.release.set()
+
+
+def test_over_real_http() -> None:
+    """uvicorn on a free port, web3.py's HTTPProvider as a wallet would use it."""
+    backend = build_chain()
+    config = uvicorn.Config(
+        create_app(backend, max_body_bytes=100_000), host="127.0.0.1", port=0, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive()
+            time.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        url = f"http://127.0.0.1:{port}/"
+        w3 = Web3(Web3.HTTPProvider(url))
+        assert w3.eth.chain_id == backend.chain_id
+        assert w3.eth.get_block("latest")["number"] == backend.head_number()
+        with pytest.raises(ContractLogicError, match="execution reverted: nope"):
+            w3.eth.call({"to": Web3.to_checksum_address(REVERTER)})
+        too_big = httpx.post(url, content=b" " * 200_000)
+        assert too_big.status_code == 413 and too_big.json()["error"]["code"] == -32600
+        garbage = httpx.post(url, content=b"\x00{]")
+        assert garbage.status_code == 200 and garbage.json()["error"]["code"] == -32700
+        assert httpx.get(url + "health").json() == {"ok": True}
+        assert w3.eth.block_number == backend.head_number()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
