@@ -1,0 +1,39 @@
+"""The host's view of the interpreter's data layout, read from ``kernels/evm_abi.h``.
+
+The header is the single source of the layout: every enum member there is written
+``NAME = value,`` and this module exposes them as ``ABI["NAME"]``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+KERNEL_DIR = Path(__file__).resolve().parent / "kernels"
+"""C sources of the interpreter."""
+
+KERNEL_SOURCES = ("evm_base.h", "evm_u256.h", "evm_keccak.h", "evm_abi.h", "evm_state.h",
+                  "evm_interp.h", "evm_tx.h", "evm.c")
+"""Every file the build depends on, for the cache key."""
+
+_MEMBER = re.compile(r"^\s*([A-Z][A-Z0-9_]*)\s*=\s*(\d+)\s*,", re.MULTILINE)
+
+
+def _parse(text: str) -> dict[str, int]:
+    return {name: int(value) for name, value in _MEMBER.findall(text)}
+
+
+ABI: dict[str, int] = _parse((KERNEL_DIR / "evm_abi.h").read_text())
+"""Every enum member of evm_abi.h by name."""
+
+
+def words(value: int) -> list[int]:
+    """A 256-bit value as four little-endian 64-bit limbs."""
+    return [(value >> (64 * i)) & 0xFFFFFFFFFFFFFFFF for i in range(4)]
+
+
+def from_words(limbs: Iterable[Any]) -> int:
+    """Inverse of ``words`` for any four integers (numpy rows included)."""
+    a, b, c, d = (int(x) for x in limbs)
+    return a | (b << 64) | (c << 128) | (d << 192)

@@ -1,0 +1,108 @@
+"""Builds the interpreter from ``kernels/``: a shared library for the CPU, a CUDA module for the GPU.
+
+The CPU build runs the system C compiler once per source version and caches the
+library outside the repository (``$XDG_CACHE_HOME/l2node`` or ``~/.cache/l2node``),
+keyed by a hash of the sources. CuPy is imported only when the CUDA build is asked for.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from executor_gpu.native_abi import KERNEL_DIR, KERNEL_SOURCES
+from primitives.errors import L2NodeError
+
+CFLAGS = ("-O2", "-shared", "-fPIC", "-fvisibility=hidden")
+
+
+class NativeUnavailable(L2NodeError):
+    """The native interpreter cannot be built or run here (no compiler, no GPU, no CuPy)."""
+
+
+def source_digest() -> str:
+    """Hash of every kernel source and the build flags: the cache key."""
+    digest = hashlib.sha256(" ".join(CFLAGS).encode())
+    for name in KERNEL_SOURCES:
+        digest.update(name.encode() + b"\0" + (KERNEL_DIR / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    """Where built libraries are kept."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "l2node"
+
+
+def _compile(target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    compiler = os.environ.get("CC", "cc")
+    # Build next to the target and rename: concurrent builders never see a partial file.
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        result = subprocess.run(
+            [compiler, *CFLAGS, "-o", tmp, str(KERNEL_DIR / "evm.c")],
+            capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            raise NativeUnavailable(f"{compiler} failed to build the interpreter:\n{result.stderr}")
+        os.replace(tmp, target)
+    except FileNotFoundError as exc:
+        raise NativeUnavailable(f"no C compiler ({compiler}): {exc}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@functools.cache
+def cpu_library() -> ctypes.CDLL:
+    """The CPU build, compiled on first use."""
+    target = cache_dir() / f"evm-{source_digest()}.so"
+    if not target.exists():
+        _compile(target)
+    lib = ctypes.CDLL(str(target))
+    u64, ptr = ctypes.c_uint64, ctypes.c_void_p
+    lib.evm_run.argtypes = [ptr, u64, u64]
+    lib.evm_run.restype = None
+    lib.evm_build_index.argtypes = [ptr, u64, u64, u64, ptr, u64]
+    lib.evm_build_index.restype = None
+    lib.evm_analyze_codes.argtypes = [ptr, u64, u64, ptr, ptr]
+    lib.evm_analyze_codes.restype = None
+    lib.evm_test_arith.argtypes = [u64, ptr, ptr]
+    lib.evm_test_arith.restype = None
+    lib.evm_test_keccak.argtypes = [ptr, u64, ptr]
+    lib.evm_test_keccak.restype = None
+    return lib
+
+
+def cuda_available() -> bool:
+    """True when CuPy is installed and a CUDA device answers."""
+    try:
+        import cupy
+    except ImportError:
+        return False
+    try:
+        return bool(cupy.is_available()) and cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # CuPy raises CUDARuntimeError (a RuntimeError) and others without a device
+        return False
+
+
+@functools.cache
+def cuda_kernel() -> Any:
+    """The CUDA build's ``evm_kernel``, compiled by NVRTC on first use."""
+    if not cuda_available():
+        raise NativeUnavailable("CUDA executor needs CuPy and a CUDA device")
+    import cupy
+
+    module = cupy.RawModule(
+        code=(KERNEL_DIR / "evm.c").read_text(),
+        options=(f"-I{KERNEL_DIR}", "--std=c++14"),
+    )
+    return module.get_function("evm_kernel")
