@@ -266,8 +266,7 @@ class RpcMethods:
 
     def _estimate_gas(self, args: Args) -> object:
         request = args.required(0, parse_call)
-        block_id = args.optional(1, parse_block_ref, LATEST)
-        number = self._state_number(block_id)
+        number = self._state_number(args.optional(1, parse_block_ref, LATEST))
         gas = request.gas
         if gas is None:
             view = self._backend.block_by_number(number)
@@ -323,7 +322,7 @@ class RpcMethods:
                     LIMIT_EXCEEDED, f"query exceeds max block range {MAX_LOG_BLOCK_RANGE}"
                 )
         log_filter = LogFilter(first, last, query.addresses, query.topics)
-        return [render.log(view) for view in self._backend.logs(log_filter)]
+        return [render.log(found) for found in self._backend.logs(log_filter)]
 
     def _batch(self, args: Args) -> object:
         view = self._backend.batch(args.required(0, parse_count))

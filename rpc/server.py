@@ -15,6 +15,7 @@ from itertools import accumulate
 
 from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from primitives.errors import InvalidInput, InvalidTransaction, RetryLater, TransactionRejected
 from rpc.api import NodeBackend
@@ -56,7 +57,10 @@ def create_app(
 
     @app.post("/")
     async def rpc(request: Request) -> Response:
-        body = await _read_body(request, max_body_bytes)
+        try:
+            body = await _read_body(request, max_body_bytes)
+        except ClientDisconnect:  # nobody is left to answer; not a server error
+            return Response(status_code=400)
         if body is None:
             message = f"request body too large: at most {max_body_bytes} bytes"
             reply = _encode(_error(None, INVALID_REQUEST, message))
@@ -149,9 +153,8 @@ def _handle_request(methods: RpcMethods, request: object) -> bytes | None:
         return None
     try:
         return _encode(reply)
-    except (
-        ValueError
-    ) as exc:  # a result JSON cannot hold (NaN, circular): our bug, not the caller's
+    # A result JSON cannot hold (NaN, a cycle) is our bug, not the caller's.
+    except ValueError as exc:
         logger.error("cannot encode the result of %s", method, exc_info=exc)
         return _encode(_error(request_id, INTERNAL_ERROR, "internal error"))
 
