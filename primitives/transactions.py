@@ -86,6 +86,16 @@ class Transaction:
         return self.gas_limit * self.max_fee_per_gas + self.value
 
 
+def _rlp_decode(payload: bytes) -> Any:
+    try:
+        return rlp.decode(payload, strict=True)
+    except rlp.exceptions.DecodingError as exc:
+        raise InvalidTransaction(f"rlp: {exc}") from None
+    except RecursionError:
+        # A transaction nests three levels at most; deeper input is hostile.
+        raise InvalidTransaction("rlp: nested too deeply") from None
+
+
 def _int(item: Any, what: str, limit: int = UINT256_MAX) -> int:
     if not isinstance(item, bytes):
         raise InvalidTransaction(f"{what} must be an RLP string")
@@ -152,10 +162,7 @@ def decode_transaction(raw: bytes, sender: Address | None = None) -> Transaction
         raise InvalidTransaction("blob transactions (type 3) are not supported on this L2")
     if first not in (ACCESS_LIST_TX, DYNAMIC_FEE_TX):
         raise InvalidTransaction(f"transaction type {first} not supported")
-    try:
-        fields = rlp.decode(raw[1:], strict=True)
-    except rlp.exceptions.DecodingError as exc:
-        raise InvalidTransaction(f"rlp: {exc}") from None
+    fields = _rlp_decode(raw[1:])
     expected = 11 if first == ACCESS_LIST_TX else 12
     if not isinstance(fields, list) or len(fields) != expected:
         raise InvalidTransaction(f"type {first} transaction must have {expected} fields")
@@ -200,10 +207,7 @@ def decode_transaction(raw: bytes, sender: Address | None = None) -> Transaction
 
 
 def _decode_legacy(raw: bytes, sender: Address | None) -> Transaction:
-    try:
-        fields = rlp.decode(raw, strict=True)
-    except rlp.exceptions.DecodingError as exc:
-        raise InvalidTransaction(f"rlp: {exc}") from None
+    fields = _rlp_decode(raw)
     if not isinstance(fields, list) or len(fields) != 9:
         raise InvalidTransaction("legacy transaction must have 9 fields")
     nonce = _int(fields[0], "nonce", UINT64_MAX - 1)

@@ -164,11 +164,6 @@ def nested_rlp(depth: int) -> bytes:
     return encoded
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="primitives.decode_transaction lets RecursionError out of rlp.decode on deeply "
-    "nested RLP, which the server answers -32603 instead of -32000",
-)
 def test_deeply_nested_rlp_transaction(rpc: Rpc) -> None:
     error = rpc.error("eth_sendRawTransaction", "0x" + nested_rlp(150_000).hex())
     still_serving(rpc.client)
