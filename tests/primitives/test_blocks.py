@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import rlp
 from eth.db.trie import make_trie_root_and_nodes
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from trie import HexaryTrie
 from eth.rlp.logs import Log as EvmLog
 from eth.rlp.receipts import Receipt as EvmReceipt
 from eth.vm.forks.cancun.blocks import CancunBlockHeader
@@ -55,9 +59,16 @@ def test_receipts_root_equals_py_evm() -> None:
     evm_log = EvmLog(LOG.address, [int.from_bytes(t, "big") for t in LOG.topics], LOG.data)
     legacy = EvmReceipt(b"\x01", 21_000, [])
     typed = EvmReceipt(b"", 60_000, [evm_log])
-    import rlp
-
     theirs = [rlp.encode(legacy), bytes([DYNAMIC_FEE_TX]) + rlp.encode(typed)]
     assert [r.encode() for r in ours] == theirs
     assert ordered_trie_root([r.encode() for r in ours]) == make_trie_root_and_nodes(tuple(ours))[0]  # type: ignore[arg-type]
     assert ordered_trie_root([]) == EMPTY_ROOT
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=80), max_size=300))
+def test_ordered_trie_root_equals_hexary_trie(items: list[bytes]) -> None:
+    trie = HexaryTrie({})
+    for index, item in enumerate(items):
+        trie[rlp.encode(index)] = item
+    assert ordered_trie_root(items) == trie.root_hash
