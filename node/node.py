@@ -47,7 +47,7 @@ class ChainParams:
 
 def encode_stored_tx(tx: Transaction) -> bytes:
     """Pool record: raw bytes plus the sender recovered at acceptance."""
-    return rlp.encode([tx.raw, tx.sender])
+    return bytes(rlp.encode([tx.raw, tx.sender]))
 
 
 def decode_stored_tx(data: bytes) -> Transaction:

@@ -82,7 +82,7 @@ class Receipt:
                 [log.to_rlp() for log in self.logs],
             ]
         )
-        return body if self.tx_type == LEGACY_TX else bytes([self.tx_type]) + body
+        return bytes(body) if self.tx_type == LEGACY_TX else bytes([self.tx_type]) + body
 
 
 def ordered_trie_root(items: Sequence[bytes]) -> Hash32:
@@ -206,7 +206,7 @@ class Header:
 
     def encode(self) -> bytes:
         """RLP encoding."""
-        return rlp.encode(self.to_rlp())
+        return bytes(rlp.encode(self.to_rlp()))
 
     @property
     def hash(self) -> Hash32:
@@ -217,7 +217,10 @@ class Header:
     def decode(cls, data: bytes) -> Header:
         """Inverse of ``encode``."""
         f = rlp.decode(data)
-        n = lambda b: int.from_bytes(b, "big")  # noqa: E731
+
+        def n(item: bytes) -> int:
+            return int.from_bytes(item, "big")
+
         return cls(
             parent_hash=Hash32(f[0]),
             coinbase=Address(f[2]),

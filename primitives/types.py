@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import NewType
+# The same NewTypes py-evm and web3 use, so values cross those APIs without casts.
+from eth_typing import Address, Hash32
 
-Address = NewType("Address", bytes)
-"""A 20-byte account address."""
-
-Hash32 = NewType("Hash32", bytes)
-"""A 32-byte Keccak-256 digest."""
+__all__ = ["Address", "Hash32", "UINT256_MAX", "UINT64_MAX", "ZERO_ADDRESS", "ZERO_HASH",
+           "to_address", "to_hash32"]
 
 UINT256_MAX = 2**256 - 1
 UINT64_MAX = 2**64 - 1
