@@ -68,7 +68,11 @@ class NodeBackend(Protocol):
         ...
 
     def estimate_gas(self, message: CallMessage, number: int) -> int:
-        """Least gas with which ``message`` succeeds. Raises TransactionRejected if it never does."""
+        """Least gas with which ``message`` succeeds.
+
+        Raises primitives.errors.ExecutionReverted (with the revert data) when it fails even
+        with all of ``message.gas``.
+        """
         ...
 
     def gas_price(self) -> int:

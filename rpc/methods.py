@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from executor_gpu.types import CallMessage, CallResult
 from primitives.crypto import keccak256
-from primitives.errors import TransactionRejected
+from primitives.errors import ExecutionReverted
 from primitives.types import ZERO_ADDRESS, Hash32
 from rpc import render
 from rpc.api import NodeBackend
@@ -276,12 +276,11 @@ class RpcMethods:
         message = self._message(request, gas)
         try:
             return quantity(self._backend.estimate_gas(message, number))
-        except TransactionRejected:
-            # Tell a revert (code 3, with its data) from other failures, as geth does.
-            result = self._backend.call(message, number)
-            if _reverted(result):
-                raise execution_reverted(result.output) from None
-            raise
+        except ExecutionReverted as exc:
+            # A revert is code 3 with its data, as geth answers; other failures are -32000.
+            if exc.data or str(exc).startswith("execution reverted"):
+                raise execution_reverted(exc.data) from None
+            raise RpcError(SERVER_ERROR, str(exc)) from None
 
     # -- fees, logs, batches -----------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from eth_utils.address import to_checksum_address
 from executor_gpu.types import Account, CallMessage, CallResult
 from primitives.blocks import EMPTY_ROOT, Header, Log, Receipt, bloom_of, ordered_trie_root
 from primitives.crypto import keccak256
-from primitives.errors import InvalidTransaction, TransactionRejected
+from primitives.errors import ExecutionReverted, InvalidTransaction, TransactionRejected
 from primitives.transactions import Transaction, decode_transaction
 from primitives.types import ZERO_HASH, Address, Hash32
 from rpc.types import BatchView, BlockView, FeeHistory, LogFilter, LogView, ReceiptView, TxLocation
@@ -263,7 +263,7 @@ class TwinBackend:
     def estimate_gas(self, message: CallMessage, number: int) -> int:
         result = self.call(message, number)
         if not result.succeeded:
-            raise TransactionRejected(result.error or "execution failed")
+            raise ExecutionReverted(result.error or "execution failed", result.output)
         return result.gas_used
 
     def gas_price(self) -> int:
