@@ -69,7 +69,7 @@ def cpu_library() -> ctypes.CDLL:
         _compile(target)
     lib = ctypes.CDLL(str(target))
     u64, ptr = ctypes.c_uint64, ctypes.c_void_p
-    lib.evm_run.argtypes = [ptr, u64, u64]
+    lib.evm_run.argtypes = [ptr, u64, u64, u64]
     lib.evm_run.restype = None
     lib.evm_build_index.argtypes = [ptr, u64, u64, u64, ptr, u64]
     lib.evm_build_index.restype = None

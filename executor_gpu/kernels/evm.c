@@ -8,16 +8,16 @@
 
 extern "C" __global__ void evm_kernel(const u64 *desc) {
     u64 slot = (u64)blockIdx.x * blockDim.x + threadIdx.x;
-    if (slot < desc[D_N_RUN]) evm_run_slot(desc, slot);
+    if (slot < desc[D_N_RUN]) evm_run_slot(desc, slot, slot);
 }
 
 #else
 
 #define EVM_EXPORT __attribute__((visibility("default")))
 
-/* Runs slots [first, first + count) of a launch. */
-EVM_EXPORT void evm_run(const u64 *desc, u64 first, u64 count) {
-    for (u64 slot = first; slot < first + count; slot++) evm_run_slot(desc, slot);
+/* Runs slots [first, first + count) of a launch with the scratch arenas of worker. */
+EVM_EXPORT void evm_run(const u64 *desc, u64 first, u64 count, u64 worker) {
+    for (u64 slot = first; slot < first + count; slot++) evm_run_slot(desc, slot, worker);
 }
 
 /* Builds the open-addressing index (mask + 1 entries) over n records whose key is their

@@ -27,12 +27,12 @@ enum evm_desc {
     D_JUMPDEST = 14,    /* u8: one bit per code byte, set on valid JUMPDESTs */
     D_RESULT = 15,      /* per slot: u64[RS_WORDS] */
     D_ENTRIES = 16,     /* per slot: u64[CAP_ENTRIES * E_WORDS], the accessed state */
-    D_ENTRY_INDEX = 17, /* per slot: i32[2 * CAP_ENTRIES] */
-    D_JOURNAL = 18,     /* per slot: u64[CAP_JOURNAL * J_WORDS] */
-    D_STACK = 19,       /* per slot: u64[CAP_STACK * 4] */
-    D_MEMORY = 20,      /* per slot: u8[CAP_MEMORY] */
-    D_RETURN = 21,      /* per slot: u8[CAP_RETURN], the last call's return data */
-    D_FRAMES = 22,      /* per slot: u64[CAP_FRAMES * FRAME_WORDS] */
+    D_ENTRY_INDEX = 17, /* per worker: i32[2 * CAP_ENTRIES] */
+    D_JOURNAL = 18,     /* per worker: u64[CAP_JOURNAL * J_WORDS] */
+    D_STACK = 19,       /* per worker: u64[CAP_STACK * 4] */
+    D_MEMORY = 20,      /* per worker: u8[CAP_MEMORY] */
+    D_RETURN = 21,      /* per worker: u8[CAP_RETURN], the last call's return data */
+    D_FRAMES = 22,      /* per worker: u64[CAP_FRAMES * FRAME_WORDS] */
     D_LOGS = 23,        /* per slot: u64[CAP_LOGS * LG_WORDS] */
     D_LOG_DATA = 24,    /* per slot: u8[CAP_LOG_DATA] */
     D_OUTPUT = 25,      /* per slot: u8[CAP_OUTPUT], the transaction's return data */
@@ -135,10 +135,12 @@ enum evm_result {
     RS_N_LOGS = 4,
     RS_OUT_LEN = 5,
     RS_NEED_KIND = 6,  /* with ST_NEEDS_KEY: EK_ACCOUNT or EK_SLOT */
+    RS_NEW_CODE = 7,   /* bytes of D_NEW_CODE used */
     RS_NEED_ADDR = 8,
     RS_NEED_KEY = 12,
     RS_CREATED = 16,   /* address of the contract a creation transaction deployed */
-    RS_WORDS = 20,
+    RS_LOG_DATA = 20,  /* bytes of D_LOG_DATA used */
+    RS_WORDS = 24,
 };
 
 /* Outcome of a slot. Below ST_REJECT_FIRST the transaction is included. */

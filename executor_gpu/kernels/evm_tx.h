@@ -150,8 +150,10 @@ EVM_FN_BIG void evm_transaction(EvmCtx *c) {
     evm_cleanup(c);
 }
 
-/* Runs the transaction of one slot of a launch described by desc (see evm_abi.h). */
-EVM_FN_BIG void evm_run_slot(const u64 *desc, u64 slot) {
+/* Runs the transaction of one slot of a launch described by desc (see evm_abi.h), with the
+ * scratch arenas (stack, memory, journal...) of worker: one per slot on the device, one per
+ * thread on the CPU. */
+EVM_FN_BIG void evm_run_slot(const u64 *desc, u64 slot, u64 worker) {
     EvmCtx ctx;
     EvmCtx *c = &ctx;
     u64 txi = ((const u64 *)desc[D_RUN])[slot];
@@ -180,12 +182,12 @@ EVM_FN_BIG void evm_run_slot(const u64 *desc, u64 slot) {
     c->cap_new_code = desc[D_CAP_NEW_CODE];
     c->res = (u64 *)desc[D_RESULT] + slot * RS_WORDS;
     c->ent = (u64 *)desc[D_ENTRIES] + slot * c->cap_ent * E_WORDS;
-    c->ent_index = (i32 *)desc[D_ENTRY_INDEX] + slot * 2 * c->cap_ent;
-    c->jrn = (u64 *)desc[D_JOURNAL] + slot * c->cap_jrn * J_WORDS;
-    c->stack = (u64 *)desc[D_STACK] + slot * c->cap_stack * 4;
-    c->mem = (u8 *)desc[D_MEMORY] + slot * c->cap_mem;
-    c->ret = (u8 *)desc[D_RETURN] + slot * c->cap_ret;
-    c->frames = (EvmFrame *)((u64 *)desc[D_FRAMES] + slot * c->cap_frames * FRAME_WORDS);
+    c->ent_index = (i32 *)desc[D_ENTRY_INDEX] + worker * 2 * c->cap_ent;
+    c->jrn = (u64 *)desc[D_JOURNAL] + worker * c->cap_jrn * J_WORDS;
+    c->stack = (u64 *)desc[D_STACK] + worker * c->cap_stack * 4;
+    c->mem = (u8 *)desc[D_MEMORY] + worker * c->cap_mem;
+    c->ret = (u8 *)desc[D_RETURN] + worker * c->cap_ret;
+    c->frames = (EvmFrame *)((u64 *)desc[D_FRAMES] + worker * c->cap_frames * FRAME_WORDS);
     c->logs = (u64 *)desc[D_LOGS] + slot * c->cap_logs * LG_WORDS;
     c->log_data = (u8 *)desc[D_LOG_DATA] + slot * c->cap_log_data;
     c->out = (u8 *)desc[D_OUTPUT] + slot * c->cap_out;
@@ -208,6 +210,8 @@ EVM_FN_BIG void evm_run_slot(const u64 *desc, u64 slot) {
     if (c->abort) c->res[RS_STATUS] = (u64)c->abort;
     c->res[RS_N_ENTRIES] = c->n_ent;
     c->res[RS_N_LOGS] = c->n_logs;
+    c->res[RS_LOG_DATA] = c->n_log_data;
+    c->res[RS_NEW_CODE] = c->n_new_code;
 }
 
 #endif

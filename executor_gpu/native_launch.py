@@ -1,0 +1,244 @@
+"""One run of the interpreter over a set of transactions: the flat arrays and the devices.
+
+A launch packs the descriptor of ``kernels/evm_abi.h``: the transactions, the state
+tables, and per-slot buffers whose sizes ``SlotCaps`` fixes. The CPU device runs the
+slots in worker threads (ctypes releases the GIL); the CUDA device copies the arrays
+to the GPU and runs one thread per slot.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from executor_gpu.native_abi import ABI
+from executor_gpu.native_state import Index
+
+U64Array = npt.NDArray[np.uint64]
+U8Array = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class SlotCaps:
+    """Buffer sizes of one slot; a transaction that outgrows one runs again with ``LARGE_CAPS``."""
+
+    entries: int = 64
+    """Accounts and slots a transaction may touch (a power of two)."""
+    journal: int = 256
+    """State changes a transaction may undo."""
+    stack: int = 2048
+    """Stack words shared by all call frames."""
+    memory: int = 1 << 16
+    """Memory bytes shared by all call frames."""
+    return_data: int = 1 << 14
+    """Bytes of the last call's return data."""
+    frames: int = 16
+    """Call depth (the transaction's frame included)."""
+    logs: int = 16
+    """Logs a transaction may emit."""
+    log_data: int = 1 << 12
+    """Bytes of log data."""
+    output: int = 1 << 12
+    """Bytes of the transaction's return data."""
+    new_code: int = 1 << 13
+    """Bytes of code deployed by the transaction (with jumpdest bitmaps)."""
+
+
+LARGE_CAPS = SlotCaps(
+    entries=1 << 16, journal=1 << 18, stack=1 << 20, memory=1 << 26, return_data=1 << 24,
+    frames=1100, logs=1 << 14, log_data=1 << 24, output=1 << 24, new_code=1 << 23,
+)
+"""Caps for a transaction re-run alone: more than any block's gas can use up, in practice."""
+
+
+@dataclass
+class Inputs:
+    """Everything a launch reads: the batch's transactions, the block and the state tables."""
+
+    txs: U64Array
+    """Transaction records, TX_WORDS each."""
+    tx_data: U8Array
+    """Call data and init code of all transactions."""
+    access: U64Array
+    """Access list records, AL_WORDS each."""
+    env: U64Array
+    """The block environment, ENV_WORDS."""
+    accounts: U64Array
+    account_index: Index
+    slots: U64Array
+    slot_index: Index
+    codes: U64Array
+    code_bytes: U8Array
+    jumpdests: U8Array
+
+
+@dataclass
+class Outputs:
+    """Per-slot results of a launch, on the host."""
+
+    result: U64Array
+    """(slots, RS_WORDS)."""
+    entries: U64Array
+    """(slots, caps.entries, E_WORDS)."""
+    logs: U64Array
+    """(slots, caps.logs, LG_WORDS)."""
+    log_data: U8Array
+    """(slots, caps.log_data)."""
+    output: U8Array
+    """(slots, caps.output)."""
+    new_code: U8Array
+    """(slots, caps.new_code)."""
+
+
+class Device(Protocol):
+    """Runs launches; ``cpu`` and ``cuda`` implement it."""
+
+    name: str
+
+    def run(self, inputs: Inputs, tx_ids: list[int], caps: SlotCaps) -> Outputs:
+        """Runs the transactions ``tx_ids`` (slot i runs ``tx_ids[i]``)."""
+        ...
+
+
+def _outputs(n: int, caps: SlotCaps) -> Outputs:
+    return Outputs(
+        result=np.zeros((n, ABI["RS_WORDS"]), dtype=np.uint64),
+        entries=np.zeros((n, caps.entries, ABI["E_WORDS"]), dtype=np.uint64),
+        logs=np.zeros((n, caps.logs, ABI["LG_WORDS"]), dtype=np.uint64),
+        log_data=np.zeros((n, caps.log_data), dtype=np.uint8),
+        output=np.zeros((n, caps.output), dtype=np.uint8),
+        new_code=np.zeros((n, caps.new_code), dtype=np.uint8),
+    )
+
+
+def _scratch(workers: int, caps: SlotCaps, zeros: Any) -> dict[str, Any]:
+    """Per-worker arenas the interpreter only uses while a transaction runs."""
+    return {
+        "D_ENTRY_INDEX": zeros((workers, 2 * caps.entries), np.int32),
+        "D_JOURNAL": zeros((workers, caps.journal, ABI["J_WORDS"]), np.uint64),
+        "D_STACK": zeros((workers, caps.stack, 4), np.uint64),
+        "D_MEMORY": zeros((workers, caps.memory), np.uint8),
+        "D_RETURN": zeros((workers, caps.return_data), np.uint8),
+        "D_FRAMES": zeros((workers, caps.frames, ABI["FRAME_WORDS"]), np.uint64),
+    }
+
+
+def descriptor(
+    inputs: dict[str, Any], outputs: dict[str, Any], scratch: dict[str, Any], n: int,
+    caps: SlotCaps, masks: tuple[int, int], address: Any,
+) -> U64Array:
+    """The D_* descriptor of a launch; ``address`` gives an array's address on the device."""
+    desc = np.zeros(ABI["D_WORDS"], dtype=np.uint64)
+    for name, array in (inputs | outputs | scratch).items():
+        desc[ABI[name]] = address(array)
+    desc[ABI["D_N_RUN"]] = n
+    desc[ABI["D_ACC_MASK"]], desc[ABI["D_SLOT_MASK"]] = masks
+    for name, value in (
+        ("D_CAP_ENTRIES", caps.entries), ("D_CAP_JOURNAL", caps.journal), ("D_CAP_STACK", caps.stack),
+        ("D_CAP_MEMORY", caps.memory), ("D_CAP_RETURN", caps.return_data),
+        ("D_CAP_FRAMES", caps.frames), ("D_CAP_LOGS", caps.logs), ("D_CAP_LOG_DATA", caps.log_data),
+        ("D_CAP_OUTPUT", caps.output), ("D_CAP_NEW_CODE", caps.new_code),
+    ):
+        desc[ABI[name]] = value
+    return desc
+
+
+def _input_arrays(inputs: Inputs, tx_ids: list[int]) -> dict[str, Any]:
+    return {
+        "D_RUN": np.asarray(tx_ids, dtype=np.uint64),
+        "D_TX": inputs.txs,
+        "D_TX_DATA": inputs.tx_data,
+        "D_ACCESS": inputs.access,
+        "D_ENV": inputs.env,
+        "D_ACC": inputs.accounts,
+        "D_ACC_INDEX": inputs.account_index.slots,
+        "D_SLOT": inputs.slots,
+        "D_SLOT_INDEX": inputs.slot_index.slots,
+        "D_CODE": inputs.codes,
+        "D_CODE_BYTES": inputs.code_bytes,
+        "D_JUMPDEST": inputs.jumpdests,
+    }
+
+
+def _output_arrays(out: Outputs) -> dict[str, Any]:
+    return {
+        "D_RESULT": out.result, "D_ENTRIES": out.entries, "D_LOGS": out.logs,
+        "D_LOG_DATA": out.log_data, "D_OUTPUT": out.output, "D_NEW_CODE": out.new_code,
+    }
+
+
+def _host_address(array: npt.NDArray[Any]) -> int:
+    # Empty tables still need a valid pointer; numpy gives one for a size-0 array too.
+    assert array.flags.c_contiguous
+    return int(array.ctypes.data)
+
+
+class CpuDevice:
+    """The C build on the host's cores."""
+
+    name = "cpu"
+
+    def __init__(self, lib: ctypes.CDLL, workers: int = 1) -> None:
+        self._lib = lib
+        self._workers = max(1, workers)
+        self._scratch: dict[SlotCaps, dict[str, Any]] = {}
+
+    def run(self, inputs: Inputs, tx_ids: list[int], caps: SlotCaps) -> Outputs:
+        n = len(tx_ids)
+        out = _outputs(n, caps)
+        scratch = self._scratch.get(caps)
+        if scratch is None:
+            scratch = _scratch(self._workers, caps, np.zeros)
+            if caps != LARGE_CAPS:  # the large arenas are too big to keep around
+                self._scratch[caps] = scratch
+        ins = {name: np.ascontiguousarray(a) for name, a in _input_arrays(inputs, tx_ids).items()}
+        desc = descriptor(
+            ins, _output_arrays(out), scratch, n, caps,
+            (inputs.account_index.mask, inputs.slot_index.mask), _host_address,
+        )
+        chunk = -(-n // self._workers)
+        if self._workers == 1 or n < 2:
+            self._lib.evm_run(desc.ctypes.data, 0, n, 0)
+        else:
+            with ThreadPoolExecutor(self._workers) as pool:
+                for worker in range(self._workers):
+                    first = worker * chunk
+                    if first < n:
+                        pool.submit(self._lib.evm_run, desc.ctypes.data, first, min(chunk, n - first), worker)
+        return out
+
+
+class CudaDevice:
+    """The same interpreter compiled by NVRTC, one GPU thread per slot."""
+
+    name = "cuda"
+    block = 128
+    """Threads per block."""
+
+    def __init__(self, kernel: Any) -> None:
+        import cupy
+
+        self._cupy = cupy
+        self._kernel = kernel
+
+    def run(self, inputs: Inputs, tx_ids: list[int], caps: SlotCaps) -> Outputs:
+        cp = self._cupy
+        n = len(tx_ids)
+        ins = {name: cp.asarray(a) for name, a in _input_arrays(inputs, tx_ids).items()}
+        host = _outputs(n, caps)
+        outs = {name: cp.zeros(a.shape, dtype=a.dtype) for name, a in _output_arrays(host).items()}
+        scratch = _scratch(n, caps, lambda shape, dtype: cp.zeros(shape, dtype=dtype))
+        desc = descriptor(
+            ins, outs, scratch, n, caps,
+            (inputs.account_index.mask, inputs.slot_index.mask), lambda a: int(a.data.ptr),
+        )
+        grid = (n + self.block - 1) // self.block
+        self._kernel((grid,), (self.block,), (cp.asarray(desc),))
+        for name, array in _output_arrays(host).items():
+            outs[name].get(out=array)
+        return host
