@@ -1,0 +1,147 @@
+"""Property tests of the mempool: what select() returns and what eviction keeps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from primitives.errors import TransactionRejected
+from primitives.transactions import Transaction
+from primitives.types import Address
+from sequencer.mempool import Mempool
+from sequencer.types import AccountState, PoolConfig
+
+Sign = Callable[..., Transaction]
+SENDERS = 4
+RICH = 10**30
+
+fees = st.tuples(
+    st.integers(min_value=0, max_value=20),  # tip
+    st.integers(min_value=0, max_value=30),  # fee cap above the tip
+    st.sampled_from([21_000, 30_000, 50_000]),  # gas limit
+)
+Params = tuple[int, int, int, int, int]
+"""sender, nonce above the sender's state nonce, tip, fee cap above the tip, gas limit"""
+
+any_params = st.builds(
+    lambda sender, offset, fee: (sender, offset, *fee),
+    st.integers(min_value=0, max_value=SENDERS - 1),
+    st.integers(min_value=0, max_value=4),
+    fees,
+)
+
+
+@st.composite
+def chained_params(draw: st.DrawFn) -> list[Params]:
+    """Per sender a run of nonces from its state nonce, maybe with a gap, in random arrival order."""
+    params: list[Params] = []
+    for sender in range(SENDERS):
+        run = draw(st.lists(fees, max_size=5))
+        gap = draw(st.none() | st.integers(min_value=0, max_value=4))
+        params += [(sender, offset, *fee) for offset, fee in enumerate(run) if offset != gap]
+    return draw(st.permutations(params))
+
+
+def fill(
+    pool: Mempool,
+    signer: Sign,
+    addresses: Sequence[Address],
+    params: list[Params],
+    state_nonces: list[int],
+    base_fee: int = 0,
+) -> Iterator[tuple[Transaction, tuple[Transaction, ...]]]:
+    """Add what the pool accepts; yields each accepted transaction with what it pushed out."""
+    for sender, offset, tip, extra, gas in params:
+        nonce = state_nonces[sender] + offset
+        tx = signer(sender, nonce, tip=tip, fee_cap=tip + extra, gas=gas)
+        account = AccountState(nonce=state_nonces[sender], balance=RICH)
+        try:
+            dropped = pool.add(tx, account, base_fee, 30_000_000)
+        except TransactionRejected:
+            continue
+        yield tx, dropped
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    params=chained_params(),
+    state_nonces=st.lists(
+        st.integers(min_value=0, max_value=2), min_size=SENDERS, max_size=SENDERS
+    ),
+    base_fee=st.integers(min_value=0, max_value=30),
+    gas_limit=st.integers(min_value=21_000, max_value=400_000),
+    max_count=st.integers(min_value=1, max_value=25),
+)
+def test_select_properties(
+    signer: Sign,
+    addresses: Sequence[Address],
+    params: list[Params],
+    state_nonces: list[int],
+    base_fee: int,
+    gas_limit: int,
+    max_count: int,
+) -> None:
+    pool = Mempool(PoolConfig())
+    list(fill(pool, signer, addresses, params, state_nonces))
+    nonce_of = {addresses[i]: state_nonces[i] for i in range(SENDERS)}
+    selected = pool.select(nonce_of.__getitem__, base_fee, gas_limit, max_count)
+
+    assert len(selected) <= max_count
+    assert len({tx.hash for tx in selected}) == len(selected)
+    assert all(tx.hash in pool for tx in selected)
+    assert all(tx.max_fee_per_gas >= base_fee for tx in selected)
+    used = sum(tx.gas_limit for tx in selected)
+    assert used <= gas_limit
+
+    # Per sender: the state nonce first, then each next nonce, without gaps.
+    expected_nonce = dict(nonce_of)
+    position_of: dict[tuple[Address, int], int] = {}
+    for position, tx in enumerate(selected):
+        assert tx.nonce == expected_nonce[tx.sender]
+        expected_nonce[tx.sender] += 1
+        position_of[(tx.sender, tx.nonce)] = position
+
+    # Tip order: when a transaction was picked, no available one paid a higher tip.
+    for i, earlier in enumerate(selected):
+        for later in selected[i + 1 :]:
+            available_at_i = (
+                later.nonce == nonce_of[later.sender]
+                or position_of[(later.sender, later.nonce - 1)] < i
+            )
+            if available_at_i:
+                assert earlier.effective_tip(base_fee) >= later.effective_tip(base_fee)
+
+    # Nothing left behind that could still have been included.
+    if len(selected) < max_count:
+        pooled = {(tx.sender, tx.nonce): tx for tx in pool.all()}
+        for sender, nonce in expected_nonce.items():
+            waiting = pooled.get((sender, nonce))
+            if waiting is not None and waiting.max_fee_per_gas >= base_fee:
+                assert used + waiting.gas_limit > gas_limit
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    params=st.lists(any_params, min_size=2, max_size=20),
+    base_fee=st.integers(min_value=0, max_value=10),
+)
+def test_full_pool_evicts_only_chain_tails(
+    signer: Sign,
+    addresses: Sequence[Address],
+    params: list[Params],
+    base_fee: int,
+) -> None:
+    pool = Mempool(PoolConfig(max_total=5, max_per_sender=4))
+    for tx, dropped in fill(pool, signer, addresses, params, [0] * SENDERS, base_fee):
+        assert len(pool) <= 5
+        assert tx.hash in pool
+        for victim in dropped:
+            assert victim.hash not in pool
+            if (victim.sender, victim.nonce) == (tx.sender, tx.nonce):
+                continue  # replaced, not evicted
+            assert victim.effective_tip(base_fee) < tx.effective_tip(base_fee)
+            assert not any(
+                other.sender == victim.sender and other.nonce > victim.nonce for other in pool.all()
+            )
