@@ -1,4 +1,4 @@
-"""Block building: pick transactions from the pool, execute them in one call, derive roots and header."""
+"""Block building: pick pool transactions, execute them in one call, derive roots and header."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ MAX_BLOCK_HASHES = 256
 
 
 def nonce_reader(state: StateReader) -> Callable[[Address], int]:
-    """The state nonce of any address (0 for accounts that do not exist), for select() and prune()."""
+    """State nonce of any address (0 when the account does not exist), for select() and prune()."""
 
     def nonce(address: Address) -> int:
         account = state.get_account(address)

@@ -132,14 +132,14 @@ class Mempool:
         return selected
 
     def remove(self, tx_hashes: Iterable[Hash32]) -> None:
-        """Forget these transactions (included in a block, or found invalid); unknown ones are ignored."""
+        """Forget these transactions (included, or found invalid); unknown hashes are ignored."""
         for tx_hash in tx_hashes:
             tx = self._by_hash.get(tx_hash)
             if tx is not None:
                 self._drop(tx)
 
     def prune(self, state_nonce: Callable[[Address], int]) -> tuple[Transaction, ...]:
-        """After a block: drop every transaction whose nonce is below its sender's new state nonce."""
+        """After a block: drop the transactions below their sender's new state nonce."""
         stale: list[Transaction] = []
         for sender, chain in self._by_sender.items():
             first_live = state_nonce(sender)
@@ -149,7 +149,7 @@ class Mempool:
         return tuple(stale)
 
     def _check_static(self, tx: Transaction, base_fee: int, block_gas_limit: int) -> None:
-        """Checks that need no account state, in go-ethereum's order."""
+        """Checks that need no account state."""
         if tx.is_create and len(tx.data) > MAX_INITCODE_SIZE:
             raise TransactionRejected(INITCODE_TOO_LARGE)
         if tx.gas_limit > block_gas_limit:

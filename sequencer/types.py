@@ -1,4 +1,4 @@
-"""Values of the sequencer's pure logic: pool limits, an account's view for validation, block bodies."""
+"""Values of the sequencer's pure logic: pool limits, a sender's account, block bodies."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ class PoolConfig:
     """Limits and pricing rules of the mempool."""
 
     max_per_sender: int = 64
-    """Most pooled transactions per sender; also the widest nonce gap accepted above the state nonce."""
+    """Most pooled transactions per sender: nonces from the state nonce up to this many above."""
     max_total: int = 10_000
-    """Most pooled transactions overall; beyond it the cheapest evictable one makes room or the new one is refused."""
+    """Most pooled transactions; beyond it the cheapest evictable one makes room, or none enters."""
     price_bump_percent: int = 10
-    """A replacement (same sender and nonce) must raise both fee cap and tip by at least this much."""
+    """A replacement (same sender and nonce) must raise fee cap and tip by at least this much."""
     min_tip: int = 0
     """Least max priority fee per gas accepted into the pool."""
 
@@ -35,7 +35,7 @@ class AccountState:
 
 @dataclass(frozen=True)
 class BlockBody:
-    """An executed block before it has a state root: execution result plus the roots derived from it."""
+    """An executed block before its state root is known: execution result and derived roots."""
 
     result: BatchResult
     """What the executor returned for the selected transactions."""

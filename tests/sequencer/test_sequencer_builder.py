@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pytest
+from eth.abc import ReceiptAPI
 from eth.constants import BLANK_ROOT_HASH
 from eth.db.trie import make_trie_root_and_nodes
 from eth.rlp.logs import Log as EvmLog
@@ -13,6 +14,7 @@ from eth.rlp.receipts import Receipt as EvmReceipt
 from eth.vm.forks.cancun.receipts import CancunReceiptBuilder
 from eth.vm.forks.cancun.transactions import CancunTransactionBuilder
 
+from executor_gpu.api import StateReader
 from executor_gpu.types import (
     Account,
     BatchResult,
@@ -59,7 +61,7 @@ class StateTwin:
 
 @dataclass
 class ExecutorTwin:
-    """An Executor that fakes execution with a fixed shape: every second tx logs, every third fails."""
+    """An Executor faking a fixed shape of result: every 2nd tx logs, every 3rd fails."""
 
     name: str = "twin"
     calls: list[list[Transaction]] = field(default_factory=list)
@@ -67,7 +69,7 @@ class ExecutorTwin:
     """Added to the reported gas used, to play a broken executor."""
 
     def execute(
-        self, pre_state: StateTwin, block_env: BlockEnv, txs: Sequence[Transaction]
+        self, pre_state: StateReader, block_env: BlockEnv, txs: Sequence[Transaction]
     ) -> BatchResult:
         self.calls.append(list(txs))
         executed, rejected, cumulative = [], [], 0
@@ -90,10 +92,10 @@ class ExecutorTwin:
         )
 
 
-def evm_receipt(receipt: Receipt) -> object:
+def evm_receipt(receipt: Receipt) -> ReceiptAPI:
     """The same receipt built from py-evm's classes (status 1 is b'\\x01', 0 is b'')."""
     logs = [
-        EvmLog(log.address, [int.from_bytes(topic, "big") for topic in log.topics], log.data)
+        EvmLog(log.address, tuple(int.from_bytes(topic, "big") for topic in log.topics), log.data)
         for log in receipt.logs
     ]
     inner = EvmReceipt(b"\x01" if receipt.succeeded else b"", receipt.cumulative_gas_used, logs)
@@ -169,10 +171,10 @@ def test_block_body_roots_match_py_evm(pool_and_txs: tuple[Mempool, list[Transac
     evm_txs = [CancunTransactionBuilder.decode(tx.raw) for tx in body.transactions]
     assert body.transactions_root == make_trie_root_and_nodes(evm_txs)[0]
     evm_receipts = [evm_receipt(receipt) for receipt in receipts]
-    assert body.receipts_root == make_trie_root_and_nodes(evm_receipts)[0]  # type: ignore[arg-type]
+    assert body.receipts_root == make_trie_root_and_nodes(evm_receipts)[0]
     bloom = 0
     for receipt in evm_receipts:
-        bloom |= receipt.bloom  # type: ignore[attr-defined]
+        bloom |= receipt.bloom
     assert bloom != 0
     assert body.logs_bloom == bloom.to_bytes(256, "big")
     assert body.gas_used == receipts[-1].cumulative_gas_used == body.result.gas_used

@@ -35,7 +35,7 @@ any_params = st.builds(
 
 @st.composite
 def chained_params(draw: st.DrawFn) -> list[Params]:
-    """Per sender a run of nonces from its state nonce, maybe with a gap, in random arrival order."""
+    """Per sender a run of nonces from its state nonce, maybe with a gap; random arrival order."""
     params: list[Params] = []
     for sender in range(SENDERS):
         run = draw(st.lists(fees, max_size=5))
@@ -52,7 +52,7 @@ def fill(
     state_nonces: list[int],
     base_fee: int = 0,
 ) -> Iterator[tuple[Transaction, tuple[Transaction, ...]]]:
-    """Add what the pool accepts; yields each accepted transaction with what it pushed out."""
+    """Add what the pool accepts; yield each accepted transaction and what it drops."""
     for sender, offset, tip, extra, gas in params:
         nonce = state_nonces[sender] + offset
         tx = signer(sender, nonce, tip=tip, fee_cap=tip + extra, gas=gas)
