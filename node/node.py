@@ -22,7 +22,7 @@ from primitives.crypto import private_key_to_address
 from primitives.errors import Halt, InvalidTransaction, TransactionRejected
 from primitives.transactions import Transaction, decode_transaction
 from primitives.types import ZERO_HASH, Address, Hash32
-from sequencer.builder import build_block, make_header, next_block_env
+from sequencer.builder import build_block, make_header, next_block_env, nonce_reader
 from sequencer.mempool import Mempool
 from sequencer.types import AccountState, PoolConfig
 
@@ -122,9 +122,12 @@ class Node:
         for _key, value in self.kv.iterate(schema.POOL_PREFIX):
             tx = decode_stored_tx(value)
             try:
-                self.pool.add(tx, self._account_state(tx.sender), base_fee, self.params.gas_limit)
+                dropped = self.pool.add(tx, self._account_state(tx.sender), base_fee,
+                                        self.params.gas_limit)
             except TransactionRejected:
-                self.kv.delete(schema.pool_key(tx.hash))
+                dropped = (tx,)
+            for old in dropped:
+                self.kv.delete(schema.pool_key(old.hash))
         if len(self.pool):
             log.info("reloaded %d pooled transactions", len(self.pool))
 
@@ -180,9 +183,13 @@ class Node:
         with self._lock:
             if tx.hash in self.pool or self.chain.tx_location(tx.hash) is not None:
                 raise TransactionRejected("already known")
-            self.pool.add(tx, self._account_state(tx.sender), self.next_base_fee(),
-                          self.params.gas_limit)
-            self.kv.put(schema.pool_key(tx.hash), encode_stored_tx(tx))
+            dropped = self.pool.add(tx, self._account_state(tx.sender), self.next_base_fee(),
+                                    self.params.gas_limit)
+            batch = self.kv.write_batch()
+            batch.put(schema.pool_key(tx.hash), encode_stored_tx(tx))
+            for old in dropped:  # replaced or evicted
+                batch.delete(schema.pool_key(old.hash))
+            batch.commit()
         return tx
 
     def produce_block(self) -> Header:
@@ -208,13 +215,12 @@ class Node:
                 batch.delete(schema.pool_key(tx_hash))
             batch.commit()
             self.pool.remove(done)
-            post_state = self.state.at(root)
-
-            def state_nonce(address: Address) -> int:
-                account = post_state.get_account(address)
-                return 0 if account is None else account.nonce
-
-            self.pool.prune(state_nonce)
+            stale = self.pool.prune(nonce_reader(self.state.at(root)))
+            if stale:  # a crash before this delete is harmless: reloading drops them again
+                cleanup = self.kv.write_batch()
+                for tx in stale:
+                    cleanup.delete(schema.pool_key(tx.hash))
+                cleanup.commit()
             for rejected in result.rejected:
                 log.info("dropped tx %s: %s", rejected.tx.hash.hex(), rejected.reason)
         log.info(
