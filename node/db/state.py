@@ -16,8 +16,8 @@ from eth.db.account import AccountDB
 from eth.db.atomic import AtomicDB
 from eth.db.backends.base import BaseDB
 from eth.rlp.accounts import Account as RlpAccount
-from trie import HexaryTrie
 from trie.exceptions import MissingTrieNode
+from trie.hexary import HexaryTrie
 
 from executor_gpu.types import Account, AccountChange, StateDiff
 from node.db import schema

@@ -10,7 +10,7 @@ import pytest
 import rlp
 from eth.db.account import AccountDB
 from eth.db.atomic import AtomicDB
-from trie import HexaryTrie
+from trie.hexary import HexaryTrie
 
 from executor_gpu.types import Account, AccountChange, StateDiff
 from node.db.api import KV

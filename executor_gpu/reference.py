@@ -1,0 +1,426 @@
+"""The reference executor: py-evm's CancunVM semantics, a whole batch in one VM state.
+
+Every other executor must give identical results. Transactions are validated in
+go-ethereum's order and wording before py-evm runs them, so an invalid one is
+rejected with the message wallets expect and leaves no trace in the state. The
+batch runs over the pre-state's trie nodes with an in-memory write overlay; the
+``StateDiff`` is read back from the accounts and slots py-evm touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+import rlp
+from eth.abc import ComputationAPI, MetaWitnessAPI, SignedTransactionAPI, StateAPI
+from eth.constants import CREATE_CONTRACT_ADDRESS
+from eth.db.account import AccountDB
+from eth.db.atomic import AtomicDB
+from eth.db.backends.base import BaseDB
+from eth.exceptions import (
+    ContractCreationCollision,
+    FullStack,
+    InsufficientFunds,
+    InsufficientStack,
+    InvalidInstruction,
+    InvalidJumpDestination,
+    OutOfBoundsRead,
+    OutOfGas,
+    ReservedBytesInCode,
+    Revert,
+    StackDepthLimit,
+    VMError,
+    WriteProtection,
+)
+from eth.rlp.accounts import Account as RlpAccount
+from eth.vm.execution_context import ExecutionContext
+from eth.vm.forks.cancun import CancunVM
+from eth.vm.forks.cancun.state import CancunState, CancunTransactionExecutor
+from eth.vm.forks.shanghai.constants import MAX_INITCODE_SIZE
+from eth.vm.spoof import SpoofTransaction
+from eth_typing import BlockNumber
+from eth_utils.exceptions import ValidationError
+from trie.hexary import HexaryTrie
+
+from executor_gpu.api import StateReader
+from executor_gpu.types import (
+    Account,
+    AccountChange,
+    BatchResult,
+    BlockEnv,
+    CallMessage,
+    CallResult,
+    ExecutedTx,
+    RejectedTx,
+    StateDiff,
+)
+from primitives.blocks import EMPTY_ROOT, Log, Receipt
+from primitives.crypto import keccak256
+from primitives.transactions import Transaction
+from primitives.types import UINT64_MAX, UINT256_MAX, Address, Hash32
+
+EMPTY_CODE_HASH = keccak256(b"")
+
+# go-ethereum's messages for failed executions (core/vm/errors.go), by py-evm error.
+_VM_ERRORS: tuple[tuple[type[VMError], str], ...] = (
+    (Revert, "execution reverted"),
+    (OutOfGas, "out of gas"),
+    (InsufficientStack, "stack underflow"),
+    (FullStack, "stack limit reached 1024"),
+    (InvalidJumpDestination, "invalid jump destination"),
+    (InvalidInstruction, "invalid opcode"),
+    (InsufficientFunds, "insufficient balance for transfer"),
+    (StackDepthLimit, "max call depth exceeded"),
+    (ContractCreationCollision, "contract address collision"),
+    (WriteProtection, "write protection"),
+    (OutOfBoundsRead, "return data out of bounds"),
+    (ReservedBytesInCode, "invalid code: must not begin with 0xef"),
+)
+
+
+class _OverlayDB(BaseDB):
+    """Reads fall through to the pre-state's node store; writes stay in memory."""
+
+    def __init__(self, nodes: Mapping[bytes, bytes]) -> None:
+        self._nodes = nodes
+        self._written: dict[bytes, bytes] = {}
+
+    def __getitem__(self, key: bytes) -> bytes:
+        value = self._written.get(key)
+        return self._nodes[key] if value is None else value
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self._written[key] = value
+
+    def __delitem__(self, key: bytes) -> None:
+        # AccountDB only deletes pending, never-persisted keys of its own batches.
+        self._written.pop(key, None)
+
+    def _exists(self, key: bytes) -> bool:
+        return key in self._written or key in self._nodes
+
+
+class _TrackingAccountDB(AccountDB):
+    """AccountDB that remembers whose storage was wiped, even by a later-reverted call."""
+
+    def __init__(self, db: Any, state_root: Hash32 = EMPTY_ROOT) -> None:
+        super().__init__(db, state_root)
+        self.wiped: set[Address] = set()
+
+    def delete_account(self, address: Any) -> None:
+        self.wiped.add(address)
+        super().delete_account(address)
+
+    def delete_storage(self, address: Any) -> None:
+        self.wiped.add(address)
+        # py-evm 0.12.1b1 blanks the storage root before it loads the account's storage,
+        # so a revert of the wipe (CREATE2 in a reverted frame) restores an empty storage.
+        # Loading it first makes the revert restore the real one, as in go-ethereum.
+        self._get_address_store(address)
+        super().delete_storage(address)
+
+
+class _PrecheckedExecutor(CancunTransactionExecutor):
+    """Skips py-evm's per-transaction signature re-check: the sender was recovered at decode."""
+
+    def validate_transaction(self, transaction: SignedTransactionAPI) -> None:
+        self.vm_state.validate_transaction(transaction)
+
+
+class _ReferenceState(CancunState):
+    account_db_class = _TrackingAccountDB
+    transaction_executor_class = _PrecheckedExecutor
+
+    @property
+    def wiped_accounts(self) -> set[Address]:
+        """Accounts whose storage was wiped at some point of the batch."""
+        account_db = self._account_db
+        assert isinstance(account_db, _TrackingAccountDB)
+        return account_db.wiped
+
+
+def _build_state(
+    pre_state: StateReader, env: BlockEnv, base_fee: int
+) -> tuple[_ReferenceState, _OverlayDB]:
+    overlay = _OverlayDB(pre_state.node_store)
+    context = ExecutionContext(
+        coinbase=env.coinbase,
+        timestamp=env.timestamp,
+        block_number=BlockNumber(env.number),
+        difficulty=0,
+        mix_hash=env.prev_randao,
+        gas_limit=env.gas_limit,
+        prev_hashes=env.block_hashes,
+        chain_id=env.chain_id,
+        base_fee_per_gas=base_fee,
+        excess_blob_gas=env.excess_blob_gas,
+    )
+    return _ReferenceState(AtomicDB(overlay), context, pre_state.state_root), overlay
+
+
+def _precheck(state: StateAPI, env: BlockEnv, tx: Transaction, gas_left: int, intrinsic: int) -> str | None:
+    """Why ``tx`` cannot be included now, in go-ethereum's order and wording; None when valid."""
+    sender = "0x" + tx.sender.hex()
+    if tx.chain_id is not None and tx.chain_id != env.chain_id:
+        return f"invalid chain id for signer: have {tx.chain_id} want {env.chain_id}"
+    nonce = state.get_nonce(tx.sender)
+    if tx.nonce > nonce:
+        return f"nonce too high: address {sender}, tx: {tx.nonce} state: {nonce}"
+    if tx.nonce < nonce:
+        return f"nonce too low: address {sender}, tx: {tx.nonce} state: {nonce}"
+    if nonce >= UINT64_MAX:
+        return f"nonce has max value: address {sender}, nonce: {nonce}"
+    if state.get_code_hash(tx.sender) != EMPTY_CODE_HASH:
+        return f"sender not an eoa: address {sender}"
+    if tx.max_fee_per_gas < tx.max_priority_fee_per_gas:
+        return (
+            f"max priority fee per gas higher than max fee per gas: address {sender}, "
+            f"maxPriorityFeePerGas: {tx.max_priority_fee_per_gas}, maxFeePerGas: {tx.max_fee_per_gas}"
+        )
+    if tx.max_fee_per_gas < env.base_fee_per_gas:
+        return (
+            f"max fee per gas less than block base fee: address {sender}, "
+            f"maxFeePerGas: {tx.max_fee_per_gas}, baseFee: {env.base_fee_per_gas}"
+        )
+    return _check_funds_and_gas(state, tx.sender, tx.upfront_cost, tx.gas_limit, gas_left,
+                                intrinsic, tx.is_create, len(tx.data))
+
+
+def _check_funds_and_gas(
+    state: StateAPI,
+    sender: Address,
+    cost: int,
+    gas_limit: int,
+    gas_left: int,
+    intrinsic: int,
+    is_create: bool,
+    data_length: int,
+) -> str | None:
+    """geth's buyGas and intrinsic checks, shared by transactions and calls."""
+    address = "0x" + sender.hex()
+    if cost > UINT256_MAX:
+        return f"insufficient funds for gas * price + value: address {address} required balance exceeds 256 bits"
+    balance = state.get_balance(sender)
+    if balance < cost:
+        return f"insufficient funds for gas * price + value: address {address} have {balance} want {cost}"
+    if gas_limit > gas_left:
+        return f"gas limit reached: have {gas_left}, want {gas_limit}"
+    if gas_limit < intrinsic:
+        return f"intrinsic gas too low: have {gas_limit}, want {intrinsic}"
+    if is_create and data_length > MAX_INITCODE_SIZE:
+        return f"max initcode size exceeded: code size {data_length} limit {MAX_INITCODE_SIZE}"
+    return None
+
+
+def _error_message(computation: ComputationAPI) -> str | None:
+    if computation.is_success:
+        return None
+    error = computation.error
+    for error_type, message in _VM_ERRORS:
+        if isinstance(error, error_type):
+            return message
+    return str(error) or type(error).__name__
+
+
+def _logs(computation: ComputationAPI) -> tuple[Log, ...]:
+    return tuple(
+        Log(
+            address=Address(address),
+            topics=tuple(Hash32(topic.to_bytes(32, "big")) for topic in topics),
+            data=data,
+        )
+        for address, topics, data in computation.get_log_entries()
+    )
+
+
+def _decode_account(encoded: bytes) -> Account | None:
+    if not encoded:
+        return None
+    account = rlp.decode(encoded, sedes=RlpAccount)
+    return Account(account.nonce, account.balance, Hash32(account.storage_root), Hash32(account.code_hash))
+
+
+def _slot_value(storage: HexaryTrie, slot: int) -> int:
+    encoded = storage.get(keccak256(slot.to_bytes(32, "big")))
+    return rlp.decode(encoded, sedes=rlp.sedes.big_endian_int) if encoded else 0
+
+
+def _storage_root(slots: Mapping[int, int]) -> Hash32:
+    trie = HexaryTrie({})
+    with trie.squash_changes() as batch:
+        for slot, value in slots.items():
+            batch[keccak256(slot.to_bytes(32, "big"))] = rlp.encode(value)
+    return Hash32(trie.root_hash)
+
+
+def _account_change(
+    pre: Account | None,
+    post: Account,
+    slots: frozenset[int],
+    wiped: bool,
+    pre_db: Mapping[bytes, bytes],
+    post_db: _OverlayDB,
+) -> AccountChange | None:
+    """The change from ``pre`` to ``post`` over the ``slots`` execution touched; None if none."""
+    pre_storage_root = EMPTY_ROOT if pre is None else pre.storage_root
+    pre_code_hash = EMPTY_CODE_HASH if pre is None else pre.code_hash
+    code = None if post.code_hash == pre_code_hash else post_db[post.code_hash] if post.code_hash != EMPTY_CODE_HASH else b""
+    post_storage = HexaryTrie(post_db, post.storage_root)
+    storage: dict[int, int] = {}
+    reset = False
+    if wiped and pre_storage_root != EMPTY_ROOT:
+        # A wipe that stuck leaves only slots written afterwards, all of them touched;
+        # a wipe undone by a revert leaves a root these slots alone do not give.
+        kept = {slot: value for slot in slots if (value := _slot_value(post_storage, slot))}
+        reset = _storage_root(kept) == post.storage_root
+        if reset:
+            storage = kept
+    if not reset and post.storage_root != pre_storage_root:
+        pre_storage = HexaryTrie(pre_db, pre_storage_root)
+        for slot in slots:
+            value = _slot_value(post_storage, slot)
+            if value != _slot_value(pre_storage, slot):
+                storage[slot] = value
+    if (
+        pre is not None
+        and not reset
+        and not storage
+        and code is None
+        and (pre.nonce, pre.balance) == (post.nonce, post.balance)
+    ):
+        return None
+    return AccountChange(
+        nonce=post.nonce, balance=post.balance, code=code, storage=storage, storage_reset=reset
+    )
+
+
+def _state_diff(
+    pre_state: StateReader,
+    post_root: Hash32,
+    overlay: _OverlayDB,
+    witness: MetaWitnessAPI,
+    wiped: set[Address],
+) -> StateDiff:
+    post_accounts = HexaryTrie(overlay, post_root)
+    changes: dict[Address, AccountChange | None] = {}
+    for address in witness.accounts_queried:
+        pre = pre_state.get_account(Address(address))
+        post = _decode_account(post_accounts.get(keccak256(address)))
+        if post is None:
+            if pre is not None:
+                changes[Address(address)] = None
+            continue
+        change = _account_change(
+            pre, post, witness.get_slots_queried(address), address in wiped,
+            pre_state.node_store, overlay,
+        )
+        if change is not None:
+            changes[Address(address)] = change
+    return StateDiff(accounts=changes)
+
+
+class PyEvmExecutor:
+    """Executor and Caller on py-evm's Cancun rules; the semantics every executor must match."""
+
+    name = "reference"
+
+    def __init__(self) -> None:
+        self._builder = CancunVM.get_transaction_builder()
+
+    def execute(
+        self, pre_state: StateReader, block_env: BlockEnv, txs: Sequence[Transaction]
+    ) -> BatchResult:
+        state, overlay = _build_state(pre_state, block_env, block_env.base_fee_per_gas)
+        executed: list[ExecutedTx] = []
+        rejected: list[RejectedTx] = []
+        gas_used = 0
+        for index, tx in enumerate(txs):
+            evm_tx = self._to_evm(tx)
+            reason = _precheck(state, block_env, tx, block_env.gas_limit - gas_used, evm_tx.intrinsic_gas)
+            if reason is not None:
+                rejected.append(RejectedTx(index=index, tx=tx, reason=reason))
+                continue
+            # A new transaction starts: warm/cold sets and SSTORE originals reset.
+            state.lock_changes()
+            snapshot = state.snapshot()
+            try:
+                computation = state.apply_transaction(evm_tx)
+            except ValidationError as exc:  # a py-evm rule our precheck does not mirror
+                state.revert(snapshot)
+                rejected.append(RejectedTx(index=index, tx=tx, reason=str(exc)))
+                continue
+            state.commit(snapshot)
+            tx_gas = CancunVM.finalize_gas_used(evm_tx, computation)
+            gas_used += tx_gas
+            executed.append(self._executed(tx, computation, tx_gas, gas_used, block_env))
+        witness = state.persist()
+        root = Hash32(state.state_root)
+        return BatchResult(
+            executed=tuple(executed),
+            rejected=tuple(rejected),
+            state_diff=_state_diff(pre_state, root, overlay, witness, state.wiped_accounts),
+            gas_used=gas_used,
+            state_root=root,
+        )
+
+    def call(self, pre_state: StateReader, block_env: BlockEnv, message: CallMessage) -> CallResult:
+        # Like geth's eth_call: a call that pays no gas price sees a zero base fee.
+        base_fee = block_env.base_fee_per_gas if message.gas_price else 0
+        state, _ = _build_state(pre_state, block_env, base_fee)
+        unsigned = self._builder.create_unsigned_transaction(
+            nonce=state.get_nonce(message.sender),
+            gas_price=message.gas_price,
+            gas=message.gas,
+            to=CREATE_CONTRACT_ADDRESS if message.to is None else message.to,
+            value=message.value,
+            data=message.data,
+        )
+        # A spoofed transaction quacks like a signed one from ``message.sender``.
+        tx = cast(SignedTransactionAPI, SpoofTransaction(unsigned, from_=message.sender))
+        if message.gas_price and message.gas_price < base_fee:
+            reason: str | None = (
+                f"max fee per gas less than block base fee: address 0x{message.sender.hex()}, "
+                f"maxFeePerGas: {message.gas_price}, baseFee: {base_fee}"
+            )
+        else:
+            reason = _check_funds_and_gas(
+                state, message.sender, message.gas * message.gas_price + message.value,
+                message.gas, message.gas, unsigned.intrinsic_gas, message.to is None,
+                len(message.data),
+            )
+        if reason is not None:
+            return CallResult(succeeded=False, output=b"", gas_used=0, error=reason)
+        executor = state.get_transaction_executor()
+        computation = executor.build_computation(executor.build_evm_message(tx), tx)
+        return CallResult(
+            succeeded=computation.is_success,
+            output=computation.output,
+            gas_used=CancunVM.finalize_gas_used(tx, computation),
+            error=_error_message(computation),
+        )
+
+    def _to_evm(self, tx: Transaction) -> SignedTransactionAPI:
+        evm_tx = self._builder.decode(tx.raw)
+        # py-evm caches the recovered sender on the object: seed it with the one
+        # decode_transaction already recovered, instead of recovering it again.
+        evm_tx.__dict__["sender"] = tx.sender
+        return evm_tx
+
+    @staticmethod
+    def _executed(
+        tx: Transaction, computation: ComputationAPI, gas: int, cumulative: int, env: BlockEnv
+    ) -> ExecutedTx:
+        return ExecutedTx(
+            tx=tx,
+            receipt=Receipt(
+                tx_type=tx.tx_type,
+                succeeded=computation.is_success,
+                cumulative_gas_used=cumulative,
+                logs=_logs(computation),
+            ),
+            gas_used=gas,
+            effective_gas_price=tx.effective_gas_price(env.base_fee_per_gas),
+            contract_address=Address(computation.msg.storage_address) if tx.is_create else None,
+            error=_error_message(computation),
+        )
