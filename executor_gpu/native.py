@@ -123,28 +123,29 @@ class _Batch:
     def _run(self, tx_ids: list[int], caps: SlotCaps) -> None:
         for start in range(0, len(tx_ids), self.executor.chunk):
             chunk = tx_ids[start : start + self.executor.chunk]
+            given = (self.tables.accounts.count, self.tables.slots.count)
             launch = self.executor.device.run(self._inputs(), chunk, caps)
             retry = []
             for slot, k in enumerate(chunk):
                 result = _Slot.take(launch, slot, self.committed)
                 self.results[k] = result
                 if result.status == ABI["ST_NEEDS_KEY"]:
-                    self._load_needed(result)
+                    self._load_needed(result, given)
                 elif result.status == ABI["ST_RESOURCE"] and caps != LARGE_CAPS:
                     retry.append(k)
             if retry:
                 self._run(retry, LARGE_CAPS)
 
-    def _load_needed(self, result: _Slot) -> None:
+    def _load_needed(self, result: _Slot, given: tuple[int, int]) -> None:
+        """Loads the key a transaction stopped on; ``given`` are the table sizes it ran with."""
         address = int_address(result.word("RS_NEED_ADDR"))
-        loaded = (self.tables.accounts.count, self.tables.slots.count)
         if result.result[_E["RS_NEED_KIND"]] == _E["EK_ACCOUNT"]:
-            self.tables.account_row(address)
+            row, known = self.tables.account_row(address), given[0]
         else:
-            self.tables.slot_row(address, result.word("RS_NEED_KEY"))
-        if loaded == (self.tables.accounts.count, self.tables.slots.count):
-            # Loading the same key twice would loop forever: the host and kernel disagree.
-            raise Halt(f"native interpreter asked again for a key it was given: 0x{address.hex()}")
+            row, known = self.tables.slot_row(address, result.word("RS_NEED_KEY")), given[1]
+        if row < known:
+            # It asked for a key it was given: rerunning would loop forever.
+            raise Halt(f"native interpreter could not find a loaded key of 0x{address.hex()}")
 
     def run(self) -> BatchResult:
         n = len(self.txs)
@@ -286,7 +287,7 @@ class _Batch:
             if not exists:
                 gone.add(from_words(e[_E["E_ADDR"] : _E["E_ADDR"] + 4]))
             code_ref = int(e[_E["E_CODE"]])
-            if code_ref >= _CODE_NEW:
+            if _CODE_NEW <= code_ref != NO_CODE:
                 offset = code_ref - _CODE_NEW
                 length = int.from_bytes(result.new_code[offset : offset + 8], "little")
                 code_ref = self.tables.code_row(result.new_code[offset + 8 : offset + 8 + length])

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 
 import rlp
 from eth.db.account import AccountDB
+from eth.db.atomic import AtomicDB
 from eth.db.backends.base import BaseDB
 from eth.rlp.accounts import Account as RlpAccount
 from trie import HexaryTrie
@@ -48,7 +49,7 @@ class CommittedState:
 
     def __init__(self, pre: StateReader, diff: StateDiff) -> None:
         self._overlay = _Overlay(pre.node_store)
-        accounts = AccountDB(self._overlay, pre.state_root)
+        accounts = AccountDB(AtomicDB(self._overlay), pre.state_root)
         for address, change in diff.accounts.items():
             if change is None:
                 accounts.delete_account(address)

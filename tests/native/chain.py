@@ -1,0 +1,114 @@
+"""Helpers for the native executor's tests: signed transactions, pre-states, and the comparison
+of a native result with the reference executor's."""
+
+from __future__ import annotations
+
+import functools
+from typing import Mapping, Sequence
+
+import rlp
+
+from executor_gpu.native import NativeExecutor
+from executor_gpu.reference import PyEvmExecutor
+from executor_gpu.types import BatchResult, BlockEnv
+from node.db.memory import MemoryKV
+from node.db.state import GenesisAccount, StateDB, StateView
+from primitives.crypto import keccak256, private_key_to_address, sign_hash
+from primitives.transactions import AccessListEntry, Transaction, decode_transaction, encode_access_list
+from primitives.types import Address, Hash32
+
+CHAIN_ID = 1337
+COINBASE = Address(bytes.fromhex("c0ffee0000000000000000000000000000000001"))
+ENV = BlockEnv(
+    number=7,
+    timestamp=1_700_000_000,
+    coinbase=COINBASE,
+    gas_limit=30_000_000,
+    base_fee_per_gas=7,
+    chain_id=CHAIN_ID,
+    prev_randao=Hash32(b"\x42" * 32),
+    block_hashes=tuple(Hash32(keccak256(bytes([i]))) for i in range(7)),
+)
+
+
+@functools.cache
+def key(i: int) -> bytes:
+    """A deterministic private key."""
+    return keccak256(b"native-test-key-%d" % i)
+
+
+@functools.cache
+def address(i: int) -> Address:
+    """The address of ``key(i)``."""
+    return private_key_to_address(key(i))
+
+
+def make_tx(
+    sender: int,
+    nonce: int,
+    to: Address | None,
+    value: int = 0,
+    data: bytes = b"",
+    gas: int = 100_000,
+    max_fee: int = 20,
+    tip: int = 2,
+    tx_type: int = 2,
+    access_list: tuple[AccessListEntry, ...] = (),
+    chain_id: int = CHAIN_ID,
+) -> Transaction:
+    """A transaction signed by ``key(sender)``; type 0 uses ``max_fee`` as the gas price."""
+    to_field = b"" if to is None else to
+    if tx_type == 0:
+        unsigned = [nonce, max_fee, gas, to_field, value, data]
+        parity, r, s = sign_hash(keccak256(rlp.encode(unsigned + [chain_id, 0, 0])), key(sender))
+        raw = rlp.encode(unsigned + [35 + 2 * chain_id + parity, r, s])
+    else:
+        fees = [max_fee] if tx_type == 1 else [tip, max_fee]
+        unsigned = [chain_id, nonce, *fees, gas, to_field, value, data, encode_access_list(access_list)]
+        prefix = bytes([tx_type])
+        parity, r, s = sign_hash(keccak256(prefix + rlp.encode(unsigned)), key(sender))
+        raw = prefix + rlp.encode(unsigned + [parity, r, s])
+    return decode_transaction(raw)
+
+
+def make_state(alloc: Mapping[Address, GenesisAccount]) -> StateView:
+    """A pre-state holding ``alloc``, in memory."""
+    kv = MemoryKV()
+    db = StateDB(kv)
+    batch = kv.write_batch()
+    root = db.genesis(alloc, batch)
+    batch.commit()
+    return db.at(root)
+
+
+@functools.cache
+def native() -> NativeExecutor:
+    """The CPU native executor (one per test process: it holds the built library)."""
+    return NativeExecutor("cpu")
+
+
+@functools.cache
+def reference() -> PyEvmExecutor:
+    return PyEvmExecutor()
+
+
+def comparable(result: BatchResult) -> tuple[object, ...]:
+    """Everything every executor must agree on (the root is the node's to compute)."""
+    accounts = {
+        a: None if c is None else (c.nonce, c.balance, c.code, dict(c.storage), c.storage_reset)
+        for a, c in result.state_diff.accounts.items()
+    }
+    return result.executed, result.rejected, accounts, result.gas_used
+
+
+def run_both(
+    alloc: Mapping[Address, GenesisAccount], txs: Sequence[Transaction], env: BlockEnv = ENV
+) -> tuple[BatchResult, BatchResult]:
+    """The native and the reference results of ``txs`` on ``alloc``, checked to be identical."""
+    pre = make_state(alloc)
+    mine = native().execute(pre, env, txs)
+    want = reference().execute(pre, env, txs)
+    got, expected = comparable(mine), comparable(want)
+    for name, a, b in zip(("executed", "rejected", "state diff", "gas used"), got, expected):
+        assert a == b, f"{name} differs"
+    return mine, want
