@@ -23,9 +23,11 @@ import numpy.typing as npt
 
 from executor_gpu.api import Executor, StateReader
 from executor_gpu.native_abi import ABI, from_words, words
-from executor_gpu.native_build import NativeUnavailable, cpu_library, cuda_kernel
+from executor_gpu.native_build import NativeUnavailable, cpu_library, cuda_available, cuda_kernel
 from executor_gpu.native_fallback import CommittedState
-from executor_gpu.native_launch import LARGE_CAPS, CpuDevice, CudaDevice, Device, Inputs, Outputs, SlotCaps
+from executor_gpu.native_launch import (
+    LARGE_CAPS, CpuDevice, CudaDevice, Device, DeviceTime, Inputs, Outputs, SlotCaps,
+)
 from executor_gpu.native_state import NO_CODE, StateTables, address_int, int_address
 from executor_gpu.native_tx import PackedTxs, pack_transactions
 from executor_gpu.types import BatchResult, BlockEnv, ExecutedTx, RejectedTx
@@ -157,10 +159,10 @@ class _Batch:
             before = self.committed
             if todo:
                 self._run(todo, self.executor.caps)
-            self._commit_ready()
+            stale = self._commit_ready()
             done = self.committed - before
-            # Conflicts make later work wasted: run fewer ahead until commits catch up.
-            window = min(n, window * 2) if done * 2 >= len(todo) else max(32, 2 * done)
+            # A conflict wastes the work run ahead of it: run fewer ahead until commits catch up.
+            window = max(32, 2 * done) if stale else min(n, window * 2)
         return BatchResult(
             executed=tuple(self.executed),
             rejected=tuple(self.rejected),
@@ -196,21 +198,24 @@ class _Batch:
         return not ((self.last_account_write[account_rows] >= base).any()
                     or (self.last_slot_write[slot_rows] >= base).any())
 
-    def _commit_ready(self) -> None:
+    def _commit_ready(self) -> bool:
+        """Commits the results that are still valid, in order; True when it stopped at a stale one."""
         while self.committed < len(self.txs):
             k = self.committed
             reason = self.packed.reject_first[k]
             if reason is not None:
                 self.rejected.append(RejectedTx(index=k, tx=self.txs[k], reason=reason))
             elif not self._valid(k):
+                result = self.results[k]
                 self.results[k] = None
-                return
+                return result is not None and result.status != ABI["ST_NEEDS_KEY"]
             else:
                 result = self.results[k]
                 assert result is not None
                 self._commit(k, result)
             self.results[k] = None
             self.committed += 1
+        return False
 
     def _reject(self, k: int, reason: str) -> None:
         self.rejected.append(RejectedTx(index=k, tx=self.txs[k], reason=reason))
@@ -369,12 +374,15 @@ class _Batch:
 
 
 class NativeExecutor:
-    """Executor running the native interpreter on ``device`` ("cpu" or "cuda")."""
+    """Executor running the native interpreter on ``device``: "cpu", "cuda", or "auto" (CUDA
+    when CuPy finds a working GPU, else the CPU)."""
 
     def __init__(
         self, device: str = "cpu", *, workers: int = 1, caps: SlotCaps = SlotCaps(),
-        chunk: int = 4096, reference: Executor | None = None,
+        chunk: int | None = None, reference: Executor | None = None,
     ) -> None:
+        if device == "auto":
+            device = "cuda" if cuda_available() else "cpu"
         if device == "cpu":
             self.device: Device = CpuDevice(cpu_library(), workers)
         elif device == "cuda":
@@ -383,8 +391,8 @@ class NativeExecutor:
             raise NativeUnavailable(f"unknown device {device!r}: use cpu or cuda")
         self.name = f"native-{device}"
         self.caps = caps
-        self.chunk = chunk
-        """Transactions per launch: bounds the host memory of per-slot buffers."""
+        self.chunk = chunk or (4096 if device == "cpu" else 65536)
+        """Transactions per launch: bounds the memory of per-slot buffers."""
         if reference is None:
             from executor_gpu.reference import PyEvmExecutor
 
@@ -394,3 +402,18 @@ class NativeExecutor:
     def execute(self, pre_state: StateReader, block_env: BlockEnv, txs: Sequence[Transaction]) -> BatchResult:
         """Run ``txs`` in order on ``pre_state``; the result equals the reference executor's."""
         return _Batch(self, pre_state, block_env, txs).run()
+
+    def interpreter_time(self, pre_state: StateReader, block_env: BlockEnv, txs: Sequence[Transaction]) -> DeviceTime:
+        """Device time of one launch running every transaction on ``pre_state`` with all the
+        state it reads already loaded: the interpreter's own pace, for benchmarks."""
+        batch = _Batch(self, pre_state, block_env, txs)
+        todo = list(range(len(txs)))
+        while todo:
+            batch._run(todo, self.caps)
+            todo = [k for k in todo if (r := batch.results[k]) is None or r.status == ABI["ST_NEEDS_KEY"]]
+        kept, self.device.time = self.device.time, DeviceTime()
+        try:
+            self.device.run(batch._inputs(), list(range(len(txs))), self.caps)
+            return self.device.time
+        finally:
+            self.device.time = kept

@@ -13,7 +13,7 @@ from eth.db.account import AccountDB
 from eth.db.atomic import AtomicDB
 from eth.db.backends.base import BaseDB
 from eth.rlp.accounts import Account as RlpAccount
-from trie import HexaryTrie
+from trie.hexary import HexaryTrie
 
 from executor_gpu.api import StateReader
 from executor_gpu.native_state import EMPTY_CODE_HASH, NO_CODE, StateTables

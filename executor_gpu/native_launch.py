@@ -9,6 +9,7 @@ to the GPU and runs one thread per slot.
 from __future__ import annotations
 
 import ctypes
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -95,10 +96,27 @@ class Outputs:
     """(slots, caps.new_code)."""
 
 
+@dataclass
+class DeviceTime:
+    """Seconds a device spent, summed over launches."""
+
+    upload: float = 0.0
+    """Copying inputs to the device (zero on the CPU)."""
+    kernel: float = 0.0
+    """Running the interpreter."""
+    download: float = 0.0
+    """Copying results back (zero on the CPU)."""
+    launches: int = 0
+    slots: int = 0
+    """Transactions run, re-runs included."""
+
+
 class Device(Protocol):
     """Runs launches; ``cpu`` and ``cuda`` implement it."""
 
     name: str
+    time: DeviceTime
+    """Where the device's time went since it was last reset."""
 
     def run(self, inputs: Inputs, tx_ids: list[int], caps: SlotCaps) -> Outputs:
         """Runs the transactions ``tx_ids`` (slot i runs ``tx_ids[i]``)."""
@@ -187,6 +205,7 @@ class CpuDevice:
         self._lib = lib
         self._workers = max(1, workers)
         self._scratch: dict[SlotCaps, dict[str, Any]] = {}
+        self.time = DeviceTime()
 
     def run(self, inputs: Inputs, tx_ids: list[int], caps: SlotCaps) -> Outputs:
         n = len(tx_ids)
@@ -201,15 +220,17 @@ class CpuDevice:
             ins, _output_arrays(out), scratch, n, caps,
             (inputs.account_index.mask, inputs.slot_index.mask), _host_address,
         )
+        start = time.perf_counter()
         chunk = -(-n // self._workers)
         if self._workers == 1 or n < 2:
             self._lib.evm_run(desc.ctypes.data, 0, n, 0)
         else:
             with ThreadPoolExecutor(self._workers) as pool:
-                for worker in range(self._workers):
-                    first = worker * chunk
-                    if first < n:
-                        pool.submit(self._lib.evm_run, desc.ctypes.data, first, min(chunk, n - first), worker)
+                ranges = [(w * chunk, min(chunk, n - w * chunk), w) for w in range(self._workers) if w * chunk < n]
+                list(pool.map(lambda r: self._lib.evm_run(desc.ctypes.data, *r), ranges))
+        self.time.kernel += time.perf_counter() - start
+        self.time.launches += 1
+        self.time.slots += n
         return out
 
 
@@ -225,20 +246,33 @@ class CudaDevice:
 
         self._cupy = cupy
         self._kernel = kernel
+        self.time = DeviceTime()
+
+    def _now(self) -> float:
+        self._cupy.cuda.Device().synchronize()
+        return time.perf_counter()
 
     def run(self, inputs: Inputs, tx_ids: list[int], caps: SlotCaps) -> Outputs:
         cp = self._cupy
         n = len(tx_ids)
+        start = self._now()
         ins = {name: cp.asarray(a) for name, a in _input_arrays(inputs, tx_ids).items()}
         host = _outputs(n, caps)
         outs = {name: cp.zeros(a.shape, dtype=a.dtype) for name, a in _output_arrays(host).items()}
         scratch = _scratch(n, caps, lambda shape, dtype: cp.zeros(shape, dtype=dtype))
-        desc = descriptor(
+        desc = cp.asarray(descriptor(
             ins, outs, scratch, n, caps,
             (inputs.account_index.mask, inputs.slot_index.mask), lambda a: int(a.data.ptr),
-        )
+        ))
+        uploaded = self._now()
         grid = (n + self.block - 1) // self.block
-        self._kernel((grid,), (self.block,), (cp.asarray(desc),))
+        self._kernel((grid,), (self.block,), (desc,))
+        ran = self._now()
         for name, array in _output_arrays(host).items():
             outs[name].get(out=array)
+        self.time.upload += uploaded - start
+        self.time.kernel += ran - uploaded
+        self.time.download += self._now() - ran
+        self.time.launches += 1
+        self.time.slots += n
         return host

@@ -1,0 +1,49 @@
+"""A solc-compiled ERC-20 (tests/e2e/TestToken.sol) on the native executor and the reference."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from executor_gpu.native_tx import create_address
+from node.db.state import GenesisAccount
+from primitives.crypto import keccak256
+from primitives.transactions import Transaction
+
+from tests.native.chain import address, make_tx, run_both
+from tests.solc import compile_contract
+
+TOKEN_SOURCE = Path(__file__).resolve().parents[1] / "e2e" / "TestToken.sol"
+
+
+@functools.cache
+def token_bytecode() -> bytes:
+    _, bytecode = compile_contract(TOKEN_SOURCE, "TestToken")
+    return bytes.fromhex(bytecode.removeprefix("0x"))
+
+
+def call(signature: str, *args: int | bytes) -> bytes:
+    words = b"".join(a.rjust(32, b"\0") if isinstance(a, bytes) else a.to_bytes(32, "big") for a in args)
+    return keccak256(signature.encode())[:4] + words
+
+
+def test_deploy_transfer_approve_and_transfer_from() -> None:
+    alloc = {address(i): GenesisAccount(balance=10**22) for i in range(6)}
+    token = create_address(address(0), 0)
+    txs: list[Transaction] = [make_tx(0, 0, None, data=token_bytecode() + call("", 10**6)[4:], gas=2_000_000)]
+    # The deployer funds five holders, who pay each other (conflicts on shared balances).
+    txs += [make_tx(0, 1 + i, token, data=call("transfer(address,uint256)", address(i + 1), 1000 * (i + 1)))
+            for i in range(5)]
+    txs += [make_tx(i + 1, 0, token, data=call("transfer(address,uint256)", address((i + 2) % 5 + 1), 7))
+            for i in range(5)]
+    txs += [
+        make_tx(1, 1, token, data=call("approve(address,uint256)", address(2), 500)),
+        make_tx(2, 1, token, data=call("transferFrom(address,address,uint256)", address(1), address(3), 300)),
+        make_tx(2, 2, token, data=call("transferFrom(address,address,uint256)", address(1), address(3), 300)),
+        make_tx(3, 1, token, data=call("transfer(address,uint256)", address(4), 10**9)),  # reverts
+        make_tx(4, 1, token, data=call("balanceOf(address)", address(4))),
+    ]
+    mine, _ = run_both(alloc, txs)
+    assert [e.error for e in mine.executed[-3:]] == ["execution reverted", "execution reverted", None]
+    assert all(e.receipt.logs for e in mine.executed[1:11])
+    assert mine.fallbacks == 0
