@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 # pysha3 is about 6x faster than the pycryptodome backend eth_hash picks by default.
-os.environ.setdefault("ETH_HASH_BACKEND", "pysha3")
+if importlib.util.find_spec("sha3") is not None:
+    os.environ.setdefault("ETH_HASH_BACKEND", "pysha3")
 
 import coincurve  # noqa: E402
 from eth_hash.auto import keccak as _keccak  # noqa: E402
