@@ -15,6 +15,8 @@ than identity, storage wipes) goes to the reference executor at its turn, counte
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -49,6 +51,10 @@ _ERRORS = {
     ABI["ST_CREATE_COLLISION"]: "contract address collision",
     ABI["ST_CODE_EF"]: "invalid code: must not begin with 0xef",
 }
+
+_LOG = logging.getLogger(__name__)
+_WHY = {ABI["WHY_HUGE_MEMORY"]: "memory beyond 2^36 bytes", ABI["WHY_CREATE_OVER_STORAGE"]:
+        "creation over existing storage", ABI["WHY_DELETE_WITH_STORAGE"]: "deletion of an account with storage"}
 
 _E = {name: ABI[name] for name in ABI if name.startswith(("E_", "EF_", "EK_", "LG_", "RS_"))}
 _CODE_NEW = ABI["CODE_NEW"]
@@ -252,7 +258,7 @@ class _Batch:
         if reason is not None:
             self._reject(k, reason)
         elif result.status in (ABI["ST_UNSUPPORTED"], ABI["ST_RESOURCE"]):
-            self._fall_back(k)
+            self._fall_back(k, result)
         else:
             self._include(k, result)
 
@@ -341,9 +347,13 @@ class _Batch:
             ))
         return tuple(logs)
 
-    def _fall_back(self, k: int) -> None:
+    def _fall_back(self, k: int, result: _Slot) -> None:
         """Runs transaction k on the reference executor against the committed state."""
         self.fallbacks += 1
+        why = int(result.result[_E["RS_WHY"]])
+        reason = _WHY.get(why, f"precompile 0x{why:02x}" if why else "slot buffers too small")
+        self.executor.fallback_reasons[reason] += 1
+        _LOG.debug("transaction %d runs on the reference executor: %s", k, reason)
         view = CommittedState(self.pre_state, self.tables.diff())
         result = self.executor.reference.execute(view, self.env, [self.txs[k]])
         if result.rejected:
@@ -398,6 +408,8 @@ class NativeExecutor:
 
             reference = PyEvmExecutor()
         self.reference: Executor = reference
+        self.fallback_reasons: Counter[str] = Counter()
+        """Transactions handed to the reference executor, by reason, since this executor was made."""
 
     def execute(self, pre_state: StateReader, block_env: BlockEnv, txs: Sequence[Transaction]) -> BatchResult:
         """Run ``txs`` in order on ``pre_state``; the result equals the reference executor's."""

@@ -140,6 +140,7 @@ enum evm_result {
     RS_NEED_KEY = 12,
     RS_CREATED = 16,   /* address of the contract a creation transaction deployed */
     RS_LOG_DATA = 20,  /* bytes of D_LOG_DATA used */
+    RS_WHY = 21,       /* with ST_UNSUPPORTED: a precompile's address, or a WHY_* */
     RS_WORDS = 24,
 };
 
@@ -167,6 +168,13 @@ enum evm_status {
     ST_NEEDS_KEY = 64,     /* state the host did not give: load RS_NEED_* and run again */
     ST_RESOURCE = 65,      /* a per-slot buffer is too small: run again with larger ones */
     ST_UNSUPPORTED = 66,   /* a feature the interpreter lacks: use the reference executor */
+};
+
+/* Why a transaction went to the reference executor, beside precompile addresses 1-10. */
+enum evm_why {
+    WHY_HUGE_MEMORY = 16,
+    WHY_CREATE_OVER_STORAGE = 17,
+    WHY_DELETE_WITH_STORAGE = 18,
 };
 
 /* State entry: an account, storage slot or transient slot the transaction accessed. */
@@ -198,6 +206,7 @@ enum evm_entry_flags {
     EF_DESTROYED = 32,     /* deleted at the end of the transaction */
     EF_TOUCHED = 64,       /* deleted at the end when empty (EIP-161) */
     EF_KNOWN = 128,        /* the value fields are valid */
+    EF_TOUCH_KEPT = 256,   /* touched in a way no revert undoes (RIPEMD-160, EIP-716) */
 };
 
 /* E_CODE values: -1 no code; below CODE_NEW an index into D_CODE; CODE_NEW + offset of a

@@ -7,6 +7,7 @@
 #ifndef EVM_INTERP_H
 #define EVM_INTERP_H
 
+#include "evm_precompile.h"
 #include "evm_state.h"
 
 #define EVM_STACK_LIMIT 1024
@@ -158,7 +159,7 @@ EVM_FN int mem_need(EvmCtx *c, EvmFrame *f, u256 off, u256 len, u64 *at) {
     if (words > (1ULL << 31)) {
         /* Would cost more than 2^53 gas: beyond any real gas limit. */
         if (f->gas < (1ULL << 53)) return ST_OUT_OF_GAS;
-        ctx_abort(c, ST_UNSUPPORTED);
+        unsupported(c, WHY_HUGE_MEMORY);
         return ST_UNSUPPORTED;
     }
     u64 cost = mem_cost(words) - mem_cost(f->mem_size / 32);
@@ -358,15 +359,32 @@ EVM_FN void call_refused(EvmCtx *c, EvmFrame *f, u64 gas) {
     push(c, f, u256_of(0));
 }
 
-/* Identity precompile (0x04), the only one run natively; the others go to the reference. */
-EVM_FN int run_precompile(EvmCtx *c, EvmFrame *f, u256 addr) {
-    if (addr.w[0] != 4) {
-        ctx_abort(c, ST_UNSUPPORTED);
-        return 1;
+/* Precompiles 0x01-0x04 run natively; the others go to the reference executor. */
+EVM_FN_BIG int run_precompile(EvmCtx *c, EvmFrame *f, u256 addr) {
+    u64 id = addr.w[0], words = words_of(f->calldata_len), cost;
+    switch (id) {
+    case 1: cost = 3000; break;
+    case 2: cost = 60 + 12 * words; break;
+    case 3: cost = 600 + 120 * words; break;
+    case 4: cost = 15 + 3 * words; break;
+    default: unsupported(c, id); return 1;
     }
-    u64 cost = 15 + 3 * words_of(f->calldata_len);
     if (f->gas < cost) return frame_end(c, ST_OUT_OF_GAS, 0, 0);
     f->gas -= cost;
+    u8 out[32];
+    if (id == 1) {
+        u8 in[128];
+        copy_padded(in, 128, f->calldata, f->calldata_len, u256_of(0));
+        return frame_end(c, ST_SUCCESS, out, evm_ecrecover(in, out) ? 32 : 0);
+    }
+    if (id == 2) {
+        evm_sha256(f->calldata, f->calldata_len, out);
+        return frame_end(c, ST_SUCCESS, out, 32);
+    }
+    if (id == 3) {
+        evm_ripemd160(f->calldata, f->calldata_len, out);
+        return frame_end(c, ST_SUCCESS, out, 32);
+    }
     return frame_end(c, ST_SUCCESS, f->calldata, f->calldata_len);
 }
 
@@ -381,8 +399,12 @@ EVM_FN int frame_start_code(EvmCtx *c, EvmFrame *f, u256 code_addr, i64 code_ent
 /* Message start common to calls and creations: value transfer, then EIP-161 touch. */
 EVM_FN int message_begin(EvmCtx *c, i64 from, i64 to, u256 value, int transfer_value, int touch) {
     if (transfer_value && transfer(c, from, to, value)) return -1;
-    if (touch && add_flags(c, to, EF_TOUCHED | EF_EXISTS)) return -1;
-    return 0;
+    if (!touch) return 0;
+    u64 *p = ent_at(c, to);
+    /* A call to RIPEMD-160 touches it even when the call fails (go-ethereum and Parity kept
+     * this bug of 2016, EIP-716): that touch escapes the journal. */
+    if (u256_eq(u256_load(p + E_ADDR), u256_of(3))) p[E_FLAGS] |= EF_TOUCH_KEPT;
+    return add_flags(c, to, EF_TOUCHED | EF_EXISTS);
 }
 
 EVM_FN_BIG int op_call(EvmCtx *c, EvmFrame *f, u8 op) {
@@ -480,7 +502,7 @@ EVM_FN_BIG int op_create(EvmCtx *c, EvmFrame *f, u8 op) {
     if (n > EVM_MAX_INITCODE) return ST_OUT_OF_GAS;
     if (tp[E_FLAGS] & EF_HAS_STORAGE) {
         /* Creation over existing storage wipes it: left to the reference executor. */
-        ctx_abort(c, ST_UNSUPPORTED);
+        unsupported(c, WHY_CREATE_OVER_STORAGE);
         return ST_UNSUPPORTED;
     }
     EvmFrame *g = frame_open(c);

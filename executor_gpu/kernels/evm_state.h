@@ -93,6 +93,13 @@ EVM_FN void ctx_abort(EvmCtx *c, int status) {
     if (!c->abort) c->abort = status;
 }
 
+/* Hands the transaction to the reference executor; why is recorded for the host's metrics. */
+EVM_FN void unsupported(EvmCtx *c, u64 why) {
+    if (c->abort) return;
+    c->abort = ST_UNSUPPORTED;
+    c->res[RS_WHY] = why;
+}
+
 EVM_FN u256 evm_addr(u256 a) {
     a.w[2] &= 0xFFFFFFFFULL;
     a.w[3] = 0;

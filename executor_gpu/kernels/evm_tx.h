@@ -47,7 +47,7 @@ EVM_FN_BIG void evm_execute(EvmCtx *c, i64 s, u64 gas) {
             return;
         }
         if (tp[E_FLAGS] & EF_HAS_STORAGE) {
-            ctx_abort(c, ST_UNSUPPORTED);
+            unsupported(c, WHY_CREATE_OVER_STORAGE);
             return;
         }
         f->journal_mark = c->n_jrn;
@@ -87,13 +87,13 @@ EVM_FN void evm_cleanup(EvmCtx *c) {
         u64 *p = ent_at(c, (i64)e);
         if (p[E_KIND] != EK_ACCOUNT || !(p[E_FLAGS] & EF_EXISTS)) continue;
         int gone = (p[E_FLAGS] & EF_DESTROYED) != 0;
-        if ((p[E_FLAGS] & EF_TOUCHED) && account_empty(c, (i64)e) &&
+        if ((p[E_FLAGS] & (EF_TOUCHED | EF_TOUCH_KEPT)) && account_empty(c, (i64)e) &&
             !u256_eq(u256_load(p + E_ADDR), c->coinbase))
             gone = 1;
         if (!gone) continue;
         if ((p[E_FLAGS] & EF_HAS_STORAGE) && !(p[E_FLAGS] & EF_CREATED)) {
             /* Deleting an account wipes its storage: left to the reference executor. */
-            ctx_abort(c, ST_UNSUPPORTED);
+            unsupported(c, WHY_DELETE_WITH_STORAGE);
             return;
         }
         p[E_FLAGS] &= ~(u64)EF_EXISTS;

@@ -143,3 +143,45 @@ def test_random_programs_match_the_reference(
         for i, (target, value, data, gas) in enumerate(calls)
     ]
     run_both(alloc, txs)
+
+
+def precompile_caller(precompile: int, gas: int) -> bytes:
+    """Calls ``precompile`` with the call data; stores success, output word and output size."""
+    return (
+        b"\x36\x5f\x5f\x37"  # CALLDATACOPY(0, 0, CALLDATASIZE)
+        + push(0x20) + push(0x1000) + b"\x36" + push(0) + push(0) + push(precompile) + push(gas)
+        + b"\xf1" + push(0) + b"\x55"  # CALL ... -> slot 0
+        + push(0x1000) + b"\x51" + push(1) + b"\x55"  # output word -> slot 1
+        + b"\x3d" + push(2) + b"\x55"  # RETURNDATASIZE -> slot 2
+    )
+
+
+def _signature_input(seed: int, v_delta: int) -> bytes:
+    from primitives.crypto import keccak256, sign_hash
+
+    digest = keccak256(b"message %d" % seed)
+    parity, r, s = sign_hash(digest, keccak256(b"signer %d" % seed))
+    return digest + (27 + parity + v_delta).to_bytes(32, "big") + r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    inputs=st.lists(st.one_of(
+        st.binary(max_size=200),
+        st.builds(_signature_input, st.integers(0, 10**6), st.sampled_from([0, 0, 0, 1, -1, 2])),
+    ), min_size=1, max_size=4),
+    gas=st.sampled_from([100_000, 700, 80, 3000]),
+)
+def test_precompiles_one_to_four_match_the_reference(inputs: list[bytes], gas: int) -> None:
+    alloc = funded(0) | {contract(p): GenesisAccount(code=precompile_caller(p, gas)) for p in (1, 2, 3, 4)}
+    txs = [make_tx(0, n, contract(p), data=data, gas=500_000)
+           for n, (p, data) in enumerate((p, data) for data in inputs for p in (1, 2, 3, 4))]
+    mine, _ = run_both(alloc, txs)
+    assert mine.fallbacks == 0
+
+
+def test_calls_to_ripemd160_touch_it_even_when_they_fail() -> None:
+    # 0x03 exists and is empty; a call that runs out of gas still deletes it (EIP-716).
+    alloc = funded(0) | {Address(b"\0" * 19 + b"\3"): GenesisAccount(), contract(3): GenesisAccount(
+        code=precompile_caller(3, 10))}
+    run_both(alloc, [make_tx(0, 0, contract(3), data=b"abc")])
