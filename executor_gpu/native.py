@@ -355,16 +355,16 @@ class _Batch:
         self.executor.fallback_reasons[reason] += 1
         _LOG.debug("transaction %d runs on the reference executor: %s", k, reason)
         view = CommittedState(self.pre_state, self.tables.diff())
-        result = self.executor.reference.execute(view, self.env, [self.txs[k]])
-        if result.rejected:
-            self._reject(k, result.rejected[0].reason)
+        outcome = self.executor.reference.execute(view, self.env, [self.txs[k]])
+        if outcome.rejected:
+            self._reject(k, outcome.rejected[0].reason)
             return
         self._grow_write_marks()
-        for row_kind, row in CommittedState.apply(result.state_diff, self.tables):
+        for row_kind, row in CommittedState.apply(outcome.state_diff, self.tables):
             self._grow_write_marks()
             marks = self.last_account_write if row_kind == "account" else self.last_slot_write
             marks[row] = k
-        executed = result.executed[0]
+        executed = outcome.executed[0]
         self.gas_used += executed.gas_used
         self.executed.append(
             ExecutedTx(
