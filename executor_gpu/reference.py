@@ -9,9 +9,11 @@ batch runs over the pre-state's trie nodes with an in-memory write overlay; the
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
+import ckzg
 import rlp
 from eth.abc import ComputationAPI, MetaWitnessAPI, SignedTransactionAPI, StateAPI
 from eth.constants import CREATE_CONTRACT_ADDRESS
@@ -33,9 +35,11 @@ from eth.exceptions import (
     VMError,
     WriteProtection,
 )
+from eth.precompiles import point_evaluation
 from eth.rlp.accounts import Account as RlpAccount
 from eth.vm.execution_context import ExecutionContext
 from eth.vm.forks.cancun import CancunVM
+from eth.vm.forks.cancun.computation import CancunComputation
 from eth.vm.forks.cancun.state import CancunState, CancunTransactionExecutor
 from eth.vm.forks.shanghai.constants import MAX_INITCODE_SIZE
 from eth.vm.spoof import SpoofTransaction
@@ -61,6 +65,13 @@ from primitives.transactions import Transaction
 from primitives.types import UINT64_MAX, UINT256_MAX, Address, Hash32
 
 EMPTY_CODE_HASH = keccak256(b"")
+INSUFFICIENT_FUNDS = "insufficient funds for gas * price + value"
+MODEXP_ADDRESS = Address(b"\x00" * 19 + b"\x05")
+
+# py-evm 0.12.1b1 reads the KZG trusted setup from disk on every point-evaluation
+# call (about 2 s, and never freed); read it once per process.
+cached_setup = functools.cache(ckzg.load_trusted_setup)
+point_evaluation.load_trusted_setup = cached_setup  # type: ignore[attr-defined]
 
 # go-ethereum's messages for failed executions (core/vm/errors.go), by py-evm error.
 _VM_ERRORS: tuple[tuple[type[VMError], str], ...] = (
@@ -101,6 +112,34 @@ class _OverlayDB(BaseDB):
         return key in self._written or key in self._nodes
 
 
+_py_evm_modexp = CancunComputation.get_precompiles()[MODEXP_ADDRESS]
+
+
+def _modexp(computation: ComputationAPI) -> ComputationAPI:
+    """py-evm's MODEXP, but 0 ** 0 = 1 for an empty base, as in go-ethereum.
+
+    py-evm 0.12.1b1 returns 0 whenever the base is empty (eth/precompiles/modexp.py).
+    """
+    computation = _py_evm_modexp(computation)
+    data = computation.msg.data_as_bytes
+    base_length, exponent_length, modulus_length = (
+        int.from_bytes(data[i : i + 32].ljust(32, b"\x00"), "big") for i in (0, 32, 64)
+    )
+    exponent_is_zero = not any(data[96 : 96 + exponent_length])
+    if base_length == 0 and modulus_length and exponent_is_zero:
+        start = 96 + exponent_length
+        modulus = int.from_bytes(
+            data[start : start + modulus_length].ljust(modulus_length, b"\x00"), "big"
+        )
+        if modulus:
+            computation.output = (1 % modulus).to_bytes(modulus_length, "big")
+    return computation
+
+
+class _ReferenceComputation(CancunComputation):
+    _precompiles = {**CancunComputation.get_precompiles(), MODEXP_ADDRESS: _modexp}  # noqa: RUF012
+
+
 class _TrackingAccountDB(AccountDB):
     """AccountDB that remembers whose storage was wiped, even by a later-reverted call."""
 
@@ -111,6 +150,10 @@ class _TrackingAccountDB(AccountDB):
     def delete_account(self, address: Any) -> None:
         self.wiped.add(address)
         super().delete_account(address)
+
+    def has_storage(self, address: Address) -> bool:
+        """True when the account's storage root (as of the batch start) is not empty."""
+        return bool(self._get_storage_root(address) != EMPTY_ROOT)
 
     def delete_storage(self, address: Any) -> None:
         self.wiped.add(address)
@@ -129,15 +172,20 @@ class _PrecheckedExecutor(CancunTransactionExecutor):
 
 
 class _ReferenceState(CancunState):
+    computation_class = _ReferenceComputation
     account_db_class = _TrackingAccountDB
     transaction_executor_class = _PrecheckedExecutor
 
     @property
-    def wiped_accounts(self) -> set[Address]:
-        """Accounts whose storage was wiped at some point of the batch."""
+    def tracking_db(self) -> _TrackingAccountDB:
         account_db = self._account_db
         assert isinstance(account_db, _TrackingAccountDB)
-        return account_db.wiped
+        return account_db
+
+    def has_code_or_nonce(self, address: Address) -> bool:
+        # The creation collision check. EIP-7610 (after py-evm 0.12.1b1) adds
+        # non-empty storage to code and nonce.
+        return super().has_code_or_nonce(address) or self.tracking_db.has_storage(address)
 
 
 def _build_state(
@@ -159,7 +207,9 @@ def _build_state(
     return _ReferenceState(AtomicDB(overlay), context, pre_state.state_root), overlay
 
 
-def _precheck(state: StateAPI, env: BlockEnv, tx: Transaction, gas_left: int, intrinsic: int) -> str | None:
+def _precheck(
+    state: StateAPI, env: BlockEnv, tx: Transaction, gas_left: int, intrinsic: int
+) -> str | None:
     """Why ``tx`` cannot be included now, in go-ethereum's order and wording; None when valid."""
     sender = "0x" + tx.sender.hex()
     if tx.chain_id is not None and tx.chain_id != env.chain_id:
@@ -176,15 +226,24 @@ def _precheck(state: StateAPI, env: BlockEnv, tx: Transaction, gas_left: int, in
     if tx.max_fee_per_gas < tx.max_priority_fee_per_gas:
         return (
             f"max priority fee per gas higher than max fee per gas: address {sender}, "
-            f"maxPriorityFeePerGas: {tx.max_priority_fee_per_gas}, maxFeePerGas: {tx.max_fee_per_gas}"
+            f"maxPriorityFeePerGas: {tx.max_priority_fee_per_gas}, "
+            f"maxFeePerGas: {tx.max_fee_per_gas}"
         )
     if tx.max_fee_per_gas < env.base_fee_per_gas:
         return (
             f"max fee per gas less than block base fee: address {sender}, "
             f"maxFeePerGas: {tx.max_fee_per_gas}, baseFee: {env.base_fee_per_gas}"
         )
-    return _check_funds_and_gas(state, tx.sender, tx.upfront_cost, tx.gas_limit, gas_left,
-                                intrinsic, tx.is_create, len(tx.data))
+    return _check_funds_and_gas(
+        state,
+        tx.sender,
+        tx.upfront_cost,
+        tx.gas_limit,
+        gas_left,
+        intrinsic,
+        tx.is_create,
+        len(tx.data),
+    )
 
 
 def _check_funds_and_gas(
@@ -200,10 +259,10 @@ def _check_funds_and_gas(
     """geth's buyGas and intrinsic checks, shared by transactions and calls."""
     address = "0x" + sender.hex()
     if cost > UINT256_MAX:
-        return f"insufficient funds for gas * price + value: address {address} required balance exceeds 256 bits"
+        return f"{INSUFFICIENT_FUNDS}: address {address} required balance exceeds 256 bits"
     balance = state.get_balance(sender)
     if balance < cost:
-        return f"insufficient funds for gas * price + value: address {address} have {balance} want {cost}"
+        return f"{INSUFFICIENT_FUNDS}: address {address} have {balance} want {cost}"
     if gas_limit > gas_left:
         return f"gas limit reached: have {gas_left}, want {gas_limit}"
     if gas_limit < intrinsic:
@@ -238,20 +297,14 @@ def _decode_account(encoded: bytes) -> Account | None:
     if not encoded:
         return None
     account = rlp.decode(encoded, sedes=RlpAccount)
-    return Account(account.nonce, account.balance, Hash32(account.storage_root), Hash32(account.code_hash))
+    return Account(
+        account.nonce, account.balance, Hash32(account.storage_root), Hash32(account.code_hash)
+    )
 
 
 def _slot_value(storage: HexaryTrie, slot: int) -> int:
     encoded = storage.get(keccak256(slot.to_bytes(32, "big")))
     return rlp.decode(encoded, sedes=rlp.sedes.big_endian_int) if encoded else 0
-
-
-def _storage_root(slots: Mapping[int, int]) -> Hash32:
-    trie = HexaryTrie({})
-    with trie.squash_changes() as batch:
-        for slot, value in slots.items():
-            batch[keccak256(slot.to_bytes(32, "big"))] = rlp.encode(value)
-    return Hash32(trie.root_hash)
 
 
 def _account_change(
@@ -265,18 +318,17 @@ def _account_change(
     """The change from ``pre`` to ``post`` over the ``slots`` execution touched; None if none."""
     pre_storage_root = EMPTY_ROOT if pre is None else pre.storage_root
     pre_code_hash = EMPTY_CODE_HASH if pre is None else pre.code_hash
-    code = None if post.code_hash == pre_code_hash else post_db[post.code_hash] if post.code_hash != EMPTY_CODE_HASH else b""
+    code: bytes | None = None
+    if post.code_hash != pre_code_hash:
+        code = b"" if post.code_hash == EMPTY_CODE_HASH else post_db[post.code_hash]
     post_storage = HexaryTrie(post_db, post.storage_root)
     storage: dict[int, int] = {}
-    reset = False
-    if wiped and pre_storage_root != EMPTY_ROOT:
-        # A wipe that stuck leaves only slots written afterwards, all of them touched;
-        # a wipe undone by a revert leaves a root these slots alone do not give.
-        kept = {slot: value for slot in slots if (value := _slot_value(post_storage, slot))}
-        reset = _storage_root(kept) == post.storage_root
-        if reset:
-            storage = kept
-    if not reset and post.storage_root != pre_storage_root:
+    # A wipe (account deleted, later re-created) leaves only slots written afterwards,
+    # all of them touched: the post storage is exactly their non-zero values.
+    reset = wiped and pre_storage_root != EMPTY_ROOT
+    if reset:
+        storage = {slot: value for slot in slots if (value := _slot_value(post_storage, slot))}
+    elif post.storage_root != pre_storage_root:
         pre_storage = HexaryTrie(pre_db, pre_storage_root)
         for slot in slots:
             value = _slot_value(post_storage, slot)
@@ -312,8 +364,12 @@ def _state_diff(
                 changes[Address(address)] = None
             continue
         change = _account_change(
-            pre, post, witness.get_slots_queried(address), address in wiped,
-            pre_state.node_store, overlay,
+            pre,
+            post,
+            witness.get_slots_queried(address),
+            address in wiped,
+            pre_state.node_store,
+            overlay,
         )
         if change is not None:
             changes[Address(address)] = change
@@ -337,7 +393,9 @@ class PyEvmExecutor:
         gas_used = 0
         for index, tx in enumerate(txs):
             evm_tx = self._to_evm(tx)
-            reason = _precheck(state, block_env, tx, block_env.gas_limit - gas_used, evm_tx.intrinsic_gas)
+            reason = _precheck(
+                state, block_env, tx, block_env.gas_limit - gas_used, evm_tx.intrinsic_gas
+            )
             if reason is not None:
                 rejected.append(RejectedTx(index=index, tx=tx, reason=reason))
                 continue
@@ -359,7 +417,7 @@ class PyEvmExecutor:
         return BatchResult(
             executed=tuple(executed),
             rejected=tuple(rejected),
-            state_diff=_state_diff(pre_state, root, overlay, witness, state.wiped_accounts),
+            state_diff=_state_diff(pre_state, root, overlay, witness, state.tracking_db.wiped),
             gas_used=gas_used,
             state_root=root,
         )
@@ -385,8 +443,13 @@ class PyEvmExecutor:
             )
         else:
             reason = _check_funds_and_gas(
-                state, message.sender, message.gas * message.gas_price + message.value,
-                message.gas, message.gas, unsigned.intrinsic_gas, message.to is None,
+                state,
+                message.sender,
+                message.gas * message.gas_price + message.value,
+                message.gas,
+                message.gas,
+                unsigned.intrinsic_gas,
+                message.to is None,
                 len(message.data),
             )
         if reason is not None:

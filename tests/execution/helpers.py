@@ -37,8 +37,14 @@ def sign(
     chain_id: int = CHAIN_ID,
 ) -> Transaction:
     """A transaction signed by eth-account (an implementation independent of ours)."""
-    fields: dict[str, Any] = {"chainId": chain_id, "nonce": nonce, "gas": gas, "value": value,
-                              "data": data, "to": to or b""}
+    fields: dict[str, Any] = {
+        "chainId": chain_id,
+        "nonce": nonce,
+        "gas": gas,
+        "value": value,
+        "data": data,
+        "to": to or b"",
+    }
     if tx_type == 2:
         fields.update(type=2, maxFeePerGas=fee_cap, maxPriorityFeePerGas=tip, accessList=[])
     elif tx_type == 1:
@@ -57,7 +63,9 @@ def block_env(number: int = 1, **overrides: Any) -> BlockEnv:
         "base_fee_per_gas": BASE_FEE,
         "chain_id": CHAIN_ID,
         "prev_randao": Hash32(keccak256(b"randao %d" % number)),
-        "block_hashes": tuple(Hash32(keccak256(b"block %d" % n)) for n in range(number - 1, -1, -1)),
+        "block_hashes": tuple(
+            Hash32(keccak256(b"block %d" % n)) for n in range(number - 1, -1, -1)
+        ),
     }
     fields.update(overrides)
     return BlockEnv(**fields)
@@ -70,7 +78,9 @@ def create_address(sender: Address, nonce: int) -> Address:
 def deploy_code(runtime: bytes) -> bytes:
     """Init code that returns ``runtime``."""
     assert len(runtime) < 256
-    return bytes([0x60, len(runtime), 0x80, 0x60, 0x0B, 0x60, 0x00, 0x39, 0x60, 0x00, 0xF3]) + runtime
+    return (
+        bytes([0x60, len(runtime), 0x80, 0x60, 0x0B, 0x60, 0x00, 0x39, 0x60, 0x00, 0xF3]) + runtime
+    )
 
 
 def word(value: int) -> bytes:
@@ -79,15 +89,15 @@ def word(value: int) -> bytes:
 
 STORE = bytes.fromhex("6000356020355500")
 """sstore(calldata[32:64], calldata[0:32])."""
-LOGGER = bytes.fromhex("60206020600037600035602060" "00a100")
+LOGGER = bytes.fromhex("6020602060003760003560206000a100")
 """log1(data = calldata[32:64], topic = calldata[0:32])."""
-REVERTER = bytes.fromhex("6001600055" "60006000fd")
+REVERTER = bytes.fromhex("600160005560006000fd")
 """sstore(0, 1), then revert."""
 ENV_READER = bytes.fromhex(
-    "43600052" "42602052" "41604052" "48606052" "44608052" "4660a052" "600143034060c052"
-    "3a60e052" "6101006000f3"
+    "43600052426020524160405248606052446080524660a052600143034060c0523a60e0526101006000f3"
 )
-"""Returns NUMBER, TIMESTAMP, COINBASE, BASEFEE, PREVRANDAO, CHAINID, BLOCKHASH(NUMBER-1), GASPRICE."""
+"""Returns NUMBER, TIMESTAMP, COINBASE, BASEFEE, PREVRANDAO, CHAINID, BLOCKHASH(NUMBER-1)
+and GASPRICE as eight words."""
 
 
 def self_destruct_to(beneficiary: Address) -> bytes:

@@ -51,8 +51,12 @@ def contracts() -> dict[Address, GenesisAccount]:
 def test_transfers_pay_value_fees_and_tips() -> None:
     chain = Chain(funded())
     before = chain.view
-    result = chain.run([sign(0, 0, RECIPIENT, value=5, tip=2, fee_cap=10),
-                        sign(0, 1, RECIPIENT, value=6, tip=1, fee_cap=BASE_FEE, tx_type=0)])
+    result = chain.run(
+        [
+            sign(0, 0, RECIPIENT, value=5, tip=2, fee_cap=10),
+            sign(0, 1, RECIPIENT, value=6, tip=1, fee_cap=BASE_FEE, tx_type=0),
+        ]
+    )
     assert result.rejected == ()
     first, second = result.executed
     assert (first.gas_used, second.gas_used, result.gas_used) == (21_000, 21_000, 42_000)
@@ -63,7 +67,10 @@ def test_transfers_pay_value_fees_and_tips() -> None:
     sender_before, sender_after = before.get_account(ADDRESSES[0]), view.get_account(ADDRESSES[0])
     assert sender_before is not None and sender_after is not None
     assert sender_after.nonce == 2
-    assert sender_before.balance - sender_after.balance == 11 + 21_000 * (BASE_FEE + 2) + 21_000 * BASE_FEE
+    assert (
+        sender_before.balance - sender_after.balance
+        == 11 + 21_000 * (BASE_FEE + 2) + 21_000 * BASE_FEE
+    )
     assert view.get_account(RECIPIENT) is not None
     coinbase = view.get_account(COINBASE)
     assert coinbase is not None and coinbase.balance == 21_000 * 2
@@ -73,12 +80,18 @@ def test_transfers_pay_value_fees_and_tips() -> None:
     "make, reason",
     [
         (lambda: sign(0, 1, RECIPIENT), "nonce too high"),
-        (lambda: sign(1, 0, RECIPIENT, fee_cap=BASE_FEE - 1, tip=0), "max fee per gas less than block base fee"),
+        (
+            lambda: sign(1, 0, RECIPIENT, fee_cap=BASE_FEE - 1, tip=0),
+            "max fee per gas less than block base fee",
+        ),
         (lambda: sign(1, 0, RECIPIENT, value=10**21), "insufficient funds for gas * price + value"),
         (lambda: sign(1, 0, RECIPIENT, gas=20_999), "intrinsic gas too low"),
         (lambda: sign(1, 0, RECIPIENT, gas=30_000_001), "gas limit reached"),
         (lambda: sign(1, 0, RECIPIENT, chain_id=CHAIN_ID + 1), "invalid chain id for signer"),
-        (lambda: sign(1, 0, None, data=b"\x00" * 49_153, gas=5_000_000), "max initcode size exceeded"),
+        (
+            lambda: sign(1, 0, None, data=b"\x00" * 49_153, gas=5_000_000),
+            "max initcode size exceeded",
+        ),
         (lambda: sign(2, 0, RECIPIENT), "sender not an eoa"),
     ],
 )
@@ -105,8 +118,9 @@ def test_rejection_leaves_no_trace_and_the_batch_goes_on() -> None:
 
 def test_block_gas_is_shared_by_the_batch() -> None:
     chain = Chain(funded())
-    result = chain.run([sign(0, 0, RECIPIENT, gas=30_000), sign(1, 0, RECIPIENT, gas=30_000)],
-                       gas_limit=50_000)
+    result = chain.run(
+        [sign(0, 0, RECIPIENT, gas=30_000), sign(1, 0, RECIPIENT, gas=30_000)], gas_limit=50_000
+    )
     # The first used 21,000 of its 30,000: 29,000 are left, not enough for 30,000.
     assert len(result.executed) == 1
     assert result.rejected[0].reason.startswith("gas limit reached")
@@ -114,12 +128,14 @@ def test_block_gas_is_shared_by_the_batch() -> None:
 
 def test_storage_logs_and_revert() -> None:
     chain = Chain(contracts())
-    result = chain.run([
-        sign(0, 0, STORE_AT, data=word(0) + word(1)),        # delete slot 1
-        sign(0, 1, STORE_AT, data=word(99) + word(3)),       # new slot 3
-        sign(0, 2, LOGGER_AT, data=word(0xABC) + word(5)),
-        sign(0, 3, REVERTER_AT),
-    ])
+    result = chain.run(
+        [
+            sign(0, 0, STORE_AT, data=word(0) + word(1)),  # delete slot 1
+            sign(0, 1, STORE_AT, data=word(99) + word(3)),  # new slot 3
+            sign(0, 2, LOGGER_AT, data=word(0xABC) + word(5)),
+            sign(0, 3, REVERTER_AT),
+        ]
+    )
     stored, created, logged, reverted = result.executed
     assert all(tx.receipt.succeeded for tx in (stored, created, logged))
     view = chain.view
@@ -138,11 +154,13 @@ def test_contract_creation_and_self_destruct_in_the_same_transaction() -> None:
     chain = Chain(funded())
     deployed = create_address(ADDRESSES[0], 0)
     doomed = create_address(ADDRESSES[0], 1)
-    result = chain.run([
-        sign(0, 0, None, data=deploy_code(STORE)),
-        sign(0, 1, None, data=self_destruct_to(RECIPIENT), value=1000),
-        sign(0, 2, deployed, data=word(7) + word(7)),
-    ])
+    result = chain.run(
+        [
+            sign(0, 0, None, data=deploy_code(STORE)),
+            sign(0, 1, None, data=self_destruct_to(RECIPIENT), value=1000),
+            sign(0, 2, deployed, data=word(7) + word(7)),
+        ]
+    )
     assert [tx.contract_address for tx in result.executed] == [deployed, doomed, None]
     view = chain.view
     assert view.get_code(deployed) == STORE and view.get_storage(deployed, 7) == 7
@@ -163,41 +181,55 @@ def create2_address(factory: Address) -> Address:
     return Address(keccak256(b"\xff" + factory + word(0) + keccak256(b""))[12:])
 
 
-def test_create_over_a_storage_only_account_resets_its_storage() -> None:
-    # py-evm's CREATE2 wipes the storage of the address it creates at (pre-EIP-7610 rules).
+def test_creation_collides_with_an_address_that_has_storage() -> None:
+    # EIP-7610: storage alone makes an address unusable for a new contract.
     factory = Address(b"\x66" * 20)
     target = create2_address(factory)
-    code = bytes.fromhex("6000600060006000f5" "00")  # create2(0, 0, 0, salt 0); stop
-    chain = Chain(funded((factory, GenesisAccount(nonce=1, code=code)),
-                         (target, GenesisAccount(balance=3, storage={1: 1, 2: 2}))))
-    result = chain.run([sign(0, 0, factory)])
+    code = bytes.fromhex("6000600060006000f5600155")  # sstore(1, create2(0, 0, 0, salt 0))
+    chain = Chain(
+        funded(
+            (factory, GenesisAccount(nonce=1, code=code)),
+            (target, GenesisAccount(balance=3, storage={1: 1})),
+        )
+    )
+    # A failed CREATE2 keeps only 1/64 of the gas: 1M leaves enough for the SSTORE.
+    result = chain.run([sign(0, 0, factory, gas=1_000_000)])
     assert result.executed[0].receipt.succeeded
-    change = result.state_diff.accounts[target]
-    assert change is not None and change.storage_reset and dict(change.storage) == {}
-    assert (change.nonce, change.balance) == (1, 3)
-    assert [chain.view.get_storage(target, slot) for slot in (1, 2)] == [0, 0]
-
-
-def test_a_reverted_wipe_keeps_the_storage() -> None:
-    # Factory: CREATE2 (which wipes the target's storage), then REVERT undoes it.
-    factory = Address(b"\x66" * 20)
-    target = create2_address(factory)
-    code = bytes.fromhex("6000600060006000f5" "60006000fd")  # create2(0, 0, 0, 0); revert
-    chain = Chain(funded((factory, GenesisAccount(nonce=1, code=code)),
-                         (target, GenesisAccount(balance=1, storage={1: 1}))))
-    result = chain.run([sign(0, 0, factory)])
-    assert not result.executed[0].receipt.succeeded
+    assert chain.view.get_storage(factory, 1) == 0  # CREATE2 pushed 0: collision
     assert target not in result.state_diff.accounts
-    assert chain.view.get_storage(target, 1) == 1
+    empty_target = create2_address(Address(b"\x67" * 20))
+    chain = Chain(
+        funded(
+            (Address(b"\x67" * 20), GenesisAccount(code=code)),
+            (empty_target, GenesisAccount(balance=3)),
+        )
+    )
+    chain.run([sign(0, 0, Address(b"\x67" * 20), gas=1_000_000)])
+    assert chain.view.get_storage(Address(b"\x67" * 20), 1) == int.from_bytes(empty_target, "big")
+
+
+def test_a_deleted_then_recreated_account_has_its_storage_reset() -> None:
+    # An empty account that still holds storage is deleted when touched (EIP-161);
+    # a later transfer re-creates it, without the old storage.
+    ghost = Address(b"\x68" * 20)
+    chain = Chain(funded((ghost, GenesisAccount(storage={1: 1, 2: 2}))))
+    result = chain.run([sign(0, 0, ghost), sign(0, 1, ghost, value=5)])
+    change = result.state_diff.accounts[ghost]
+    assert change is not None and change.storage_reset and dict(change.storage) == {}
+    assert change.balance == 5
+    assert [chain.view.get_storage(ghost, slot) for slot in (1, 2)] == [0, 0]
+    deleted = Chain(funded((ghost, GenesisAccount(storage={1: 1}))))
+    assert deleted.run([sign(0, 0, ghost)]).state_diff.accounts[ghost] is None
 
 
 def test_block_environment_reaches_the_evm() -> None:
     chain = Chain(contracts())
     env = block_env(5)
-    result = PyEvmExecutor().call(chain.view, env, CallMessage(sender=ADDRESSES[0], to=ENV_AT,
-                                                              gas=100_000, gas_price=9))
+    result = PyEvmExecutor().call(
+        chain.view, env, CallMessage(sender=ADDRESSES[0], to=ENV_AT, gas=100_000, gas_price=9)
+    )
     assert result.succeeded, result.error
-    words = [int.from_bytes(result.output[i:i + 32], "big") for i in range(0, 256, 32)]
+    words = [int.from_bytes(result.output[i : i + 32], "big") for i in range(0, 256, 32)]
     assert words[:3] == [5, env.timestamp, int.from_bytes(COINBASE, "big")]
     assert words[3:6] == [BASE_FEE, int.from_bytes(env.prev_randao, "big"), CHAIN_ID]
     assert words[6] == int.from_bytes(env.block_hashes[0], "big")
@@ -208,34 +240,47 @@ def test_call_runs_without_fees_and_discards_changes() -> None:
     chain = Chain(contracts())
     before = chain.root
     nobody = Address(b"\x99" * 20)  # no balance: a free call needs none
-    result = PyEvmExecutor().call(chain.view, block_env(1),
-                                  CallMessage(sender=nobody, to=STORE_AT, gas=100_000,
-                                              data=word(5) + word(9)))
+    result = PyEvmExecutor().call(
+        chain.view,
+        block_env(1),
+        CallMessage(sender=nobody, to=STORE_AT, gas=100_000, data=word(5) + word(9)),
+    )
     assert result.succeeded and result.error is None
     assert 21_000 < result.gas_used < 100_000
     assert chain.root == before and chain.view.get_storage(STORE_AT, 9) == 0
-    reverted = PyEvmExecutor().call(chain.view, block_env(1),
-                                    CallMessage(sender=nobody, to=REVERTER_AT, gas=100_000))
+    reverted = PyEvmExecutor().call(
+        chain.view, block_env(1), CallMessage(sender=nobody, to=REVERTER_AT, gas=100_000)
+    )
     assert not reverted.succeeded and reverted.error == "execution reverted"
-    broke = PyEvmExecutor().call(chain.view, block_env(1),
-                                 CallMessage(sender=nobody, to=STORE_AT, gas=100_000, value=1))
+    broke = PyEvmExecutor().call(
+        chain.view, block_env(1), CallMessage(sender=nobody, to=STORE_AT, gas=100_000, value=1)
+    )
     assert broke.error is not None and broke.error.startswith("insufficient funds")
-    created = PyEvmExecutor().call(chain.view, block_env(1),
-                                   CallMessage(sender=ADDRESSES[0], to=None, gas=200_000,
-                                               data=deploy_code(STORE)))
+    created = PyEvmExecutor().call(
+        chain.view,
+        block_env(1),
+        CallMessage(sender=ADDRESSES[0], to=None, gas=200_000, data=deploy_code(STORE)),
+    )
     assert created.succeeded and created.output == STORE
 
 
 def test_pre_state_is_never_mutated() -> None:
     chain = Chain(contracts())
     stored = dict(chain.kv.iterate())
-    PyEvmExecutor().execute(chain.view, block_env(1), [
-        sign(0, 0, STORE_AT, data=word(1) + word(1)), sign(0, 1, None, data=deploy_code(STORE)),
-    ])
+    PyEvmExecutor().execute(
+        chain.view,
+        block_env(1),
+        [
+            sign(0, 0, STORE_AT, data=word(1) + word(1)),
+            sign(0, 1, None, data=deploy_code(STORE)),
+        ],
+    )
     assert dict(chain.kv.iterate()) == stored
 
 
-def random_batch(rng: random.Random, nonces: list[int], deployed: list[Address]) -> list[Transaction]:
+def random_batch(
+    rng: random.Random, nonces: list[int], deployed: list[Address]
+) -> list[Transaction]:
     """Transfers, deployments, storage writes and deletions, logs, reverts and self-destructs."""
     txs = []
     for _ in range(rng.randrange(5, 25)):
@@ -243,21 +288,35 @@ def random_batch(rng: random.Random, nonces: list[int], deployed: list[Address])
         nonce = nonces[sender]
         kind = rng.randrange(7)
         if kind == 0:
-            tx = sign(sender, nonce, Address(bytes([0x70 + rng.randrange(8)]) * 20), value=rng.randrange(3))
+            tx = sign(
+                sender,
+                nonce,
+                Address(bytes([0x70 + rng.randrange(8)]) * 20),
+                value=rng.randrange(3),
+            )
         elif kind == 1:
             tx = sign(sender, nonce, None, data=deploy_code(STORE), tx_type=rng.randrange(3))
             deployed.append(create_address(ADDRESSES[sender], nonce))
         elif kind == 2:
             target = rng.choice([STORE_AT, *deployed])
-            tx = sign(sender, nonce, target, data=word(rng.choice([0, rng.randrange(1, 2**256)]))
-                      + word(rng.randrange(4)))
+            tx = sign(
+                sender,
+                nonce,
+                target,
+                data=word(rng.choice([0, rng.randrange(1, 2**256)])) + word(rng.randrange(4)),
+            )
         elif kind == 3:
             tx = sign(sender, nonce, LOGGER_AT, data=word(rng.randrange(2**256)) + word(1))
         elif kind == 4:
             tx = sign(sender, nonce, REVERTER_AT, tx_type=rng.randrange(3))
         elif kind == 5:
-            tx = sign(sender, nonce, None, value=rng.randrange(100),
-                      data=self_destruct_to(Address(bytes([0x70 + rng.randrange(8)]) * 20)))
+            tx = sign(
+                sender,
+                nonce,
+                None,
+                value=rng.randrange(100),
+                data=self_destruct_to(Address(bytes([0x70 + rng.randrange(8)]) * 20)),
+            )
         else:
             tx = sign(sender, nonce + rng.choice([1, -1]) if nonce else nonce + 1, RECIPIENT)
         if kind != 6:
@@ -280,8 +339,10 @@ def test_state_db_reproduces_the_executor_root_on_generated_batches() -> None:
 @pytest.mark.slow
 def test_throughput_of_a_2000_transfer_block() -> None:
     senders = len(ADDRESSES)
-    txs = [sign(i % senders, i // senders, Address(keccak256(b"%d" % i)[:20]), value=1)
-           for i in range(2000)]
+    txs = [
+        sign(i % senders, i // senders, Address(keccak256(b"%d" % i)[:20]), value=1)
+        for i in range(2000)
+    ]
     chain = Chain(funded())
     started = time.perf_counter()
     result = PyEvmExecutor().execute(chain.view, block_env(1, gas_limit=60_000_000), txs)
@@ -291,5 +352,8 @@ def test_throughput_of_a_2000_transfer_block() -> None:
     batch.commit()
     done = time.perf_counter()
     assert len(result.executed) == 2000 and root == result.state_root
-    print(f"\n2000 transfers: execute {executed - started:.3f} s ({2000 / (executed - started):.0f} tx/s), "
-          f"execute + StateDB.apply + commit {done - started:.3f} s ({2000 / (done - started):.0f} tx/s)")
+    execute_s, total_s = executed - started, done - started
+    print(
+        f"\n2000 transfers: execute {execute_s:.3f} s ({2000 / execute_s:.0f} tx/s), "
+        f"execute + StateDB.apply + commit {total_s:.3f} s ({2000 / total_s:.0f} tx/s)"
+    )

@@ -77,12 +77,16 @@ def random_diff(rng: random.Random, model: Model, size: int) -> StateDiff:
             changes[target] = None
             continue
         existing = model.accounts.get(target, (0, 0, b"", {}))[3]
-        storage = {slot: rng.choice([0, rng.randrange(1, 2**256)]) for slot in rng.sample(range(20), 4)}
+        storage = {
+            slot: rng.choice([0, rng.randrange(1, 2**256)]) for slot in rng.sample(range(20), 4)
+        }
         storage.update({slot: 0 for slot in list(existing)[:2]})  # deletions of live slots
         changes[target] = AccountChange(
             nonce=rng.randrange(0, 2**64),
             balance=rng.randrange(0, 2**256),
-            code=bytes(rng.randrange(256) for _ in range(rng.randrange(1, 50))) if roll > 0.8 else None,
+            code=bytes(rng.randrange(256) for _ in range(rng.randrange(1, 50)))
+            if roll > 0.8
+            else None,
             storage=storage,
             storage_reset=0.1 <= roll < 0.2,
         )
@@ -138,8 +142,10 @@ def test_views_read_accounts_code_and_storage(kv: KV) -> None:
     state = StateDB(kv)
     batch = kv.write_batch()
     root = state.genesis(
-        {address(1): GenesisAccount(balance=5, nonce=2, code=b"\x60\x00", storage={3: 4}),
-         address(2): GenesisAccount(balance=7)},
+        {
+            address(1): GenesisAccount(balance=5, nonce=2, code=b"\x60\x00", storage={3: 4}),
+            address(2): GenesisAccount(balance=7),
+        },
         batch,
     )
     batch.commit()
@@ -164,14 +170,20 @@ def test_deleted_account_and_reset_storage(kv: KV) -> None:
     state = StateDB(kv)
     batch = kv.write_batch()
     root = state.genesis(
-        {address(1): GenesisAccount(balance=1, storage={1: 1, 2: 2}),
-         address(2): GenesisAccount(balance=2, storage={1: 1})},
+        {
+            address(1): GenesisAccount(balance=1, storage={1: 1, 2: 2}),
+            address(2): GenesisAccount(balance=2, storage={1: 1}),
+        },
         batch,
     )
     new_root = state.apply(
         root,
-        StateDiff({address(1): AccountChange(nonce=1, balance=1, storage={3: 3}, storage_reset=True),
-                   address(2): None}),
+        StateDiff(
+            {
+                address(1): AccountChange(nonce=1, balance=1, storage={3: 3}, storage_reset=True),
+                address(2): None,
+            }
+        ),
         batch,
     )
     batch.commit()
