@@ -7,9 +7,12 @@ was written by a transaction committed after it ran; the first one that fails th
 check runs again in the next wave. Fee credits to the coinbase are not reads, so they
 never conflict. The outcome equals running the transactions one by one.
 
+Runs of plain results (included, no deployment, no deletion) commit together with array
+operations; the others (rejections, fallbacks, deployments) one by one.
+
 A transaction that needs state the host did not load stops with "needs key": the
-host loads it and runs it again. One the interpreter cannot run (a precompile other
-than identity, storage wipes) goes to the reference executor at its turn, counted in
+host loads it and runs it again. One the interpreter cannot run (precompiles 0x05 and
+up, storage wipes) goes to the reference executor at its turn, counted in
 ``BatchResult.fallbacks``.
 """
 
@@ -17,25 +20,23 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 from executor_gpu.api import Executor, StateReader
-from executor_gpu.native_abi import ABI, from_words, words
+from executor_gpu.native_abi import ABI, from_words
 from executor_gpu.native_build import NativeUnavailable, cpu_library, cuda_available, cuda_kernel
 from executor_gpu.native_fallback import CommittedState
-from executor_gpu.native_launch import (
-    LARGE_CAPS, CpuDevice, CudaDevice, Device, DeviceTime, Inputs, Outputs, SlotCaps,
-)
-from executor_gpu.native_state import NO_CODE, StateTables, address_int, int_address
-from executor_gpu.native_tx import PackedTxs, pack_transactions
+from executor_gpu.native_launch import LARGE_CAPS, CpuDevice, CudaDevice, Device, DeviceTime, Inputs, SlotCaps
+from executor_gpu.native_results import LaunchResults, SlotResult
+from executor_gpu.native_state import NO_CODE, StateTables, int_address
+from executor_gpu.native_tx import GAS_CAP, PackedTxs, pack_transactions
 from executor_gpu.types import BatchResult, BlockEnv, ExecutedTx, RejectedTx
 from primitives.blocks import Log, Receipt
-from primitives.transactions import Transaction
 from primitives.errors import Halt
+from primitives.transactions import Transaction
 from primitives.types import Hash32
 
 # go-ethereum's messages for failed executions, as the reference reports them.
@@ -51,47 +52,25 @@ _ERRORS = {
     ABI["ST_CREATE_COLLISION"]: "contract address collision",
     ABI["ST_CODE_EF"]: "invalid code: must not begin with 0xef",
 }
-
+_WHY = {
+    ABI["WHY_HUGE_MEMORY"]: "memory beyond 2^36 bytes",
+    ABI["WHY_CREATE_OVER_STORAGE"]: "creation over existing storage",
+    ABI["WHY_DELETE_WITH_STORAGE"]: "deletion of an account with storage",
+}
 _LOG = logging.getLogger(__name__)
-_WHY = {ABI["WHY_HUGE_MEMORY"]: "memory beyond 2^36 bytes", ABI["WHY_CREATE_OVER_STORAGE"]:
-        "creation over existing storage", ABI["WHY_DELETE_WITH_STORAGE"]: "deletion of an account with storage"}
-
-_E = {name: ABI[name] for name in ABI if name.startswith(("E_", "EF_", "EK_", "LG_", "RS_"))}
 _CODE_NEW = ABI["CODE_NEW"]
+_NO_ROW = 2**64 - 1
+_ENTRY_WORDS = {"nonce": ABI["E_NONCE"], "value": ABI["E_VALUE"], "code": ABI["E_CODE"], "orig": ABI["E_ORIG"]}
 
 
-@dataclass
-class _Slot:
-    """A transaction's outcome from the interpreter, valid while what it read is unchanged."""
+def _flag(entries: npt.NDArray[np.uint64], flag: str) -> npt.NDArray[np.bool_]:
+    mask: npt.NDArray[np.bool_] = (entries[:, ABI["E_FLAGS"]] & np.uint64(ABI[flag])) != 0
+    return mask
 
-    status: int
-    base: int
-    """Transactions committed when it ran: its reads are of that state."""
-    result: npt.NDArray[np.uint64]
-    """Its RS_* record."""
-    entries: npt.NDArray[np.uint64]
-    """The accounts and slots it touched (E_* records)."""
-    logs: npt.NDArray[np.uint64]
-    log_data: bytes
-    new_code: bytes
 
-    @classmethod
-    def take(cls, launch: Outputs, slot: int, base: int) -> _Slot:
-        """Copies what the host needs out of a launch's buffers, so they can be freed."""
-        res = launch.result[slot].copy()
-        return cls(
-            status=int(res[_E["RS_STATUS"]]),
-            base=base,
-            result=res,
-            entries=launch.entries[slot, : int(res[_E["RS_N_ENTRIES"]])].copy(),
-            logs=launch.logs[slot, : int(res[_E["RS_N_LOGS"]])].copy(),
-            log_data=launch.log_data[slot, : int(res[_E["RS_LOG_DATA"]])].tobytes(),
-            new_code=launch.new_code[slot, : int(res[_E["RS_NEW_CODE"]])].tobytes(),
-        )
-
-    def word(self, name: str) -> int:
-        """The 256-bit field ``name`` of the result."""
-        return from_words(self.result[_E[name] : _E[name] + 4])
+def _first(mask: npt.NDArray[np.bool_], owners: npt.NDArray[np.int64], default: int) -> int:
+    """Smallest owner where mask holds, else ``default``."""
+    return int(owners[mask].min()) if mask.any() else default
 
 
 class _Batch:
@@ -107,7 +86,7 @@ class _Batch:
         self.tables = StateTables(pre_state, cpu_library())
         self.packed: PackedTxs = pack_transactions(txs, env, self.tables)
         self.coinbase_row = self.tables.account_row(env.coinbase)
-        self.results: list[_Slot | None] = [None] * len(txs)
+        self.results: list[SlotResult | None] = [None] * len(txs)
         self.last_account_write = np.full(0, -1, dtype=np.int64)
         self.last_slot_write = np.full(0, -1, dtype=np.int64)
         self.committed = 0
@@ -132,22 +111,22 @@ class _Batch:
         for start in range(0, len(tx_ids), self.executor.chunk):
             chunk = tx_ids[start : start + self.executor.chunk]
             given = (self.tables.accounts.count, self.tables.slots.count)
-            launch = self.executor.device.run(self._inputs(), chunk, caps)
+            launch = LaunchResults(self.executor.device.run(self._inputs(), chunk, caps), len(chunk), self.committed)
             retry = []
-            for slot, k in enumerate(chunk):
-                result = _Slot.take(launch, slot, self.committed)
-                self.results[k] = result
-                if result.status == ABI["ST_NEEDS_KEY"]:
+            for slot, (k, status) in enumerate(zip(chunk, launch.result[:, ABI["RS_STATUS"]].tolist())):
+                result = SlotResult(launch, slot)
+                self.results[k] = None if status == ABI["ST_NEEDS_KEY"] else result
+                if status == ABI["ST_NEEDS_KEY"]:
                     self._load_needed(result, given)
-                elif result.status == ABI["ST_RESOURCE"] and caps != LARGE_CAPS:
+                elif status == ABI["ST_RESOURCE"] and caps != LARGE_CAPS:
                     retry.append(k)
             if retry:
                 self._run(retry, LARGE_CAPS)
 
-    def _load_needed(self, result: _Slot, given: tuple[int, int]) -> None:
+    def _load_needed(self, result: SlotResult, given: tuple[int, int]) -> None:
         """Loads the key a transaction stopped on; ``given`` are the table sizes it ran with."""
         address = int_address(result.word("RS_NEED_ADDR"))
-        if result.result[_E["RS_NEED_KIND"]] == _E["EK_ACCOUNT"]:
+        if result.field("RS_NEED_KIND") == ABI["EK_ACCOUNT"]:
             row, known = self.tables.account_row(address), given[0]
         else:
             row, known = self.tables.slot_row(address, result.word("RS_NEED_KEY")), given[1]
@@ -158,10 +137,12 @@ class _Batch:
     def run(self) -> BatchResult:
         n = len(self.txs)
         window = n
+        stale = False
         while self.committed < n:
             end = min(n, self.committed + window)
+            # After a conflict, results past it may be stale too: run those again as well.
             todo = [k for k in range(self.committed, end) if self.packed.reject_first[k] is None
-                    and not self._valid(k)]
+                    and (self.results[k] is None or stale and not self._valid(k))]
             before = self.committed
             if todo:
                 self._run(todo, self.executor.caps)
@@ -177,7 +158,7 @@ class _Batch:
             fallbacks=self.fallbacks,
         )
 
-    # -- validation and commit ----------------------------------------------------
+    # -- validation ------------------------------------------------------------
 
     def _grow_write_marks(self) -> None:
         for attr, count in (("last_account_write", self.tables.accounts.count),
@@ -186,42 +167,160 @@ class _Batch:
             if len(marks) < count:
                 setattr(self, attr, np.concatenate([marks, np.full(count - len(marks) + 1024, -1, np.int64)]))
 
+    def _stale_reads(self, entries: npt.NDArray[np.uint64], base: int) -> npt.NDArray[np.bool_]:
+        """Entries read from rows written by a transaction committed at ``base`` or later."""
+        self._grow_write_marks()
+        loaded = _flag(entries, "EF_LOADED")
+        rows = entries[:, ABI["E_ROW"]].astype(np.int64)
+        kinds = entries[:, ABI["E_KIND"]]
+        account = loaded & (kinds == ABI["EK_ACCOUNT"])
+        slot = loaded & (kinds == ABI["EK_SLOT"])
+        stale = np.zeros(len(entries), dtype=bool)
+        stale[account] = self.last_account_write[rows[account]] >= base
+        stale[slot] = self.last_slot_write[rows[slot]] >= base
+        return stale
+
     def _valid(self, k: int) -> bool:
         """True when transaction k has a result and nothing it read changed since it ran."""
         result = self.results[k]
-        if result is None or result.status == ABI["ST_NEEDS_KEY"]:
+        if result is None:
             return False
-        if result.base == self.committed:
-            return True
-        self._grow_write_marks()
-        entries = result.entries
-        loaded = (entries[:, _E["E_FLAGS"]] & np.uint64(_E["EF_LOADED"])) != 0
-        rows = entries[loaded, _E["E_ROW"]].astype(np.int64)
-        kinds = entries[loaded, _E["E_KIND"]]
-        account_rows = rows[kinds == _E["EK_ACCOUNT"]]
-        slot_rows = rows[kinds == _E["EK_SLOT"]]
-        base = result.base
-        return not ((self.last_account_write[account_rows] >= base).any()
-                    or (self.last_slot_write[slot_rows] >= base).any())
+        return result.base == self.committed or not self._stale_reads(result.entries, result.base).any()
+
+    # -- commit ----------------------------------------------------------------
 
     def _commit_ready(self) -> bool:
         """Commits the results that are still valid, in order; True when it stopped at a stale one."""
-        while self.committed < len(self.txs):
+        n = len(self.txs)
+        while self.committed < n:
             k = self.committed
             reason = self.packed.reject_first[k]
             if reason is not None:
-                self.rejected.append(RejectedTx(index=k, tx=self.txs[k], reason=reason))
-            elif not self._valid(k):
-                result = self.results[k]
+                self._reject(k, reason)
+                self.committed += 1
+                continue
+            if self.results[k] is None:
+                return False
+            if self._commit_run(k):
+                continue
+            if not self._valid(k):
                 self.results[k] = None
-                return result is not None and result.status != ABI["ST_NEEDS_KEY"]
-            else:
-                result = self.results[k]
-                assert result is not None
-                self._commit(k, result)
+                return True
+            result = self.results[k]
+            assert result is not None
+            self._commit_one(k, result)
             self.results[k] = None
             self.committed += 1
         return False
+
+    def _commit_run(self, k: int) -> int:
+        """Commits, with array operations, the longest run of plain results from k that neither
+        read stale state nor conflict with each other; returns how many."""
+        head = self.results[k]
+        assert head is not None
+        launch, first = head.launch, head.slot
+        count = 0
+        limit = len(self.txs)
+        while k + count < limit:
+            r = self.results[k + count]
+            if r is None or r.launch is not launch or r.slot != first + count or self.packed.reject_first[k + count]:
+                break
+            count += 1
+        res = launch.result[first : first + count]
+        status = res[:, ABI["RS_STATUS"]]
+        stop = _first(
+            (status >= ABI["ST_REJECT_FIRST"]) | (res[:, ABI["RS_NEW_CODE"]] != 0),
+            np.arange(count, dtype=np.int64), count,
+        )
+        # Block gas: a transaction over what is left is rejected, one by one.
+        gas = res[:, ABI["RS_GAS_USED"]].astype(np.int64)
+        left = min(self.env.gas_limit - self.gas_used, GAS_CAP) - (np.cumsum(gas) - gas)
+        limits = self.packed.gas_limits[k : k + count]
+        stop = _first((limits > left) | (limits >= GAS_CAP), np.arange(count, dtype=np.int64), stop)
+        if stop == 0:
+            return 0
+        entries = launch.entries[launch.entry_starts[first] : launch.entry_starts[first + stop]]
+        owners = np.repeat(np.arange(stop, dtype=np.int64), res[:stop, ABI["RS_N_ENTRIES"]].astype(np.int64))
+        stop = min(stop, _first(self._stale_reads(entries, launch.base), owners, stop))
+        rows = entries[:, ABI["E_ROW"]].astype(np.int64)
+        kinds = entries[:, ABI["E_KIND"]]
+        known = _flag(entries, "EF_KNOWN")
+        account = known & (kinds == ABI["EK_ACCOUNT"])
+        slot = known & (kinds == ABI["EK_SLOT"])
+        stop = min(stop, _first(slot & (entries[:, ABI["E_ROW"]] == np.uint64(_NO_ROW)), owners, stop))
+        slot &= entries[:, ABI["E_ROW"]] != np.uint64(_NO_ROW)
+        changed = np.zeros(len(entries), dtype=bool)
+        table = self.tables.accounts.data[rows[account]]
+        values = entries[account]
+        exists = _flag(values, "EF_EXISTS")
+        changed[account] = (
+            (values[:, ABI["E_NONCE"]] != table[:, ABI["ACC_NONCE"]])
+            | (values[:, ABI["E_VALUE"] : ABI["E_VALUE"] + 4] != table[:, ABI["ACC_BALANCE"] : ABI["ACC_BALANCE"] + 4]).any(axis=1)
+            | (values[:, ABI["E_CODE"]] != table[:, ABI["ACC_CODE"]])
+            | (exists != ((table[:, ABI["ACC_FLAGS"]] & np.uint64(ABI["AF_EXISTS"])) != 0))
+        )
+        # A deletion also drops storage: committed one by one.
+        deleted = np.zeros(len(entries), dtype=bool)
+        deleted[account] = changed[account] & ~exists
+        stop = min(stop, _first(deleted, owners, stop))
+        changed[slot] = (
+            entries[slot, ABI["E_VALUE"] : ABI["E_VALUE"] + 4]
+            != self.tables.slots.data[rows[slot], ABI["SL_VALUE"] : ABI["SL_VALUE"] + 4]
+        ).any(axis=1)
+        stop = min(stop, self._first_conflict(entries, owners, rows, kinds, changed, stop))
+        if stop == 0:
+            return 0
+        mine = owners < stop
+        self._grow_write_marks()
+        write = mine & changed & account
+        self.tables.commit_accounts(rows[write], entries[write], _ENTRY_WORDS)
+        self.last_account_write[rows[write]] = k + owners[write]
+        write = mine & changed & slot
+        self.tables.commit_slots(rows[write], entries[write, ABI["E_VALUE"] : ABI["E_VALUE"] + 4])
+        self.last_slot_write[rows[write]] = k + owners[write]
+        tips = self.packed.tips[k : k + stop]
+        self._credit_coinbase(k + stop - 1, sum(g * t for g, t in zip(gas[:stop].tolist(), tips)))
+        for i in range(stop):
+            self._executed(k + i, SlotResult(launch, first + i))
+            self.results[k + i] = None
+        self.committed += stop
+        return stop
+
+    def _first_conflict(
+        self, entries: npt.NDArray[np.uint64], owners: npt.NDArray[np.int64], rows: npt.NDArray[np.int64],
+        kinds: npt.NDArray[np.uint64], changed: npt.NDArray[np.bool_], stop: int,
+    ) -> int:
+        """First transaction of a run that read a row an earlier one of the run changes (the
+        coinbase counts as changed by every transaction: it is paid fees)."""
+        keys = rows * 2 + (kinds == ABI["EK_SLOT"])
+        written_keys = keys[changed]
+        writers = owners[changed]
+        order = np.lexsort((writers, written_keys))
+        written_keys, writers = written_keys[order], writers[order]
+        firsts = np.ones(len(written_keys), dtype=bool)
+        firsts[1:] = written_keys[1:] != written_keys[:-1]
+        written_keys, writers = written_keys[firsts], writers[firsts]
+        loaded = _flag(entries, "EF_LOADED")
+        read_keys = keys[loaded]
+        readers = owners[loaded]
+        at = np.minimum(np.searchsorted(written_keys, read_keys), max(len(written_keys) - 1, 0))
+        conflict = np.zeros(len(read_keys), dtype=bool)
+        if len(written_keys):
+            conflict = (written_keys[at] == read_keys) & (writers[at] < readers)
+        coinbase = (read_keys == self.coinbase_row * 2) & (readers > 0)
+        return _first(conflict | coinbase, readers, stop)
+
+    def _commit_one(self, k: int, result: SlotResult) -> None:
+        reason = self._rejection(k, result.status)
+        if reason is not None:
+            self._reject(k, reason)
+        elif result.status in (ABI["ST_UNSUPPORTED"], ABI["ST_RESOURCE"]):
+            self._fall_back(k, result)
+        else:
+            self._apply(k, result)
+            gas = result.field("RS_GAS_USED")
+            self._credit_coinbase(k, gas * self.packed.tips[k])
+            self._executed(k, result)
 
     def _reject(self, k: int, reason: str) -> None:
         self.rejected.append(RejectedTx(index=k, tx=self.txs[k], reason=reason))
@@ -253,20 +352,9 @@ class _Batch:
             return self.packed.reject_late[k]
         return None
 
-    def _commit(self, k: int, result: _Slot) -> None:
-        reason = self._rejection(k, result.status)
-        if reason is not None:
-            self._reject(k, reason)
-        elif result.status in (ABI["ST_UNSUPPORTED"], ABI["ST_RESOURCE"]):
-            self._fall_back(k, result)
-        else:
-            self._include(k, result)
-
-    def _include(self, k: int, result: _Slot) -> None:
+    def _executed(self, k: int, result: SlotResult) -> None:
         tx = self.txs[k]
-        self._apply(k, result)
-        gas = int(result.result[_E["RS_GAS_USED"]])
-        self._credit_coinbase(k, gas * tx.effective_tip(self.env.base_fee_per_gas))
+        gas = result.field("RS_GAS_USED")
         self.gas_used += gas
         self.executed.append(
             ExecutedTx(
@@ -284,73 +372,73 @@ class _Batch:
             )
         )
 
-    def _apply(self, k: int, result: _Slot) -> None:
-        """Commits the final values of the state a transaction touched."""
+    def _apply(self, k: int, result: SlotResult) -> None:
+        """Commits the final values of the state a transaction touched, entry by entry."""
         self._grow_write_marks()
-        entries = result.entries
+        entries = result.entries.tolist()
         gone: set[int] = set()
         for e in entries:
-            if int(e[_E["E_KIND"]]) != _E["EK_ACCOUNT"] or not int(e[_E["E_FLAGS"]]) & _E["EF_KNOWN"]:
+            if e[ABI["E_KIND"]] != ABI["EK_ACCOUNT"] or not e[ABI["E_FLAGS"]] & ABI["EF_KNOWN"]:
                 continue
-            row = int(e[_E["E_ROW"]])
-            flags = int(e[_E["E_FLAGS"]])
-            exists = bool(flags & _E["EF_EXISTS"])
+            row = e[ABI["E_ROW"]]
+            exists = bool(e[ABI["E_FLAGS"]] & ABI["EF_EXISTS"])
             if not exists:
-                gone.add(from_words(e[_E["E_ADDR"] : _E["E_ADDR"] + 4]))
-            code_ref = int(e[_E["E_CODE"]])
+                gone.add(_value(e, "E_ADDR"))
+            code_ref = e[ABI["E_CODE"]]
             if _CODE_NEW <= code_ref != NO_CODE:
                 offset = code_ref - _CODE_NEW
                 length = int.from_bytes(result.new_code[offset : offset + 8], "little")
                 code_ref = self.tables.code_row(result.new_code[offset + 8 : offset + 8 + length])
-            values = (int(e[_E["E_NONCE"]]), from_words(e[_E["E_VALUE"] : _E["E_VALUE"] + 4]), code_ref, exists)
+            values = (e[ABI["E_NONCE"]], _value(e, "E_VALUE"), code_ref, exists)
             if values != self.tables.account(row):
-                code_hash = from_words(e[_E["E_ORIG"] : _E["E_ORIG"] + 4]).to_bytes(32, "big")
+                code_hash = _value(e, "E_ORIG").to_bytes(32, "big")
                 self.tables.write_account(row, values[0], values[1], code_ref, code_hash, exists)
                 self.last_account_write[row] = k
         for e in entries:
-            if int(e[_E["E_KIND"]]) != _E["EK_SLOT"] or not int(e[_E["E_FLAGS"]]) & _E["EF_KNOWN"]:
+            if e[ABI["E_KIND"]] != ABI["EK_SLOT"] or not e[ABI["E_FLAGS"]] & ABI["EF_KNOWN"]:
                 continue
-            address = from_words(e[_E["E_ADDR"] : _E["E_ADDR"] + 4])
+            address = _value(e, "E_ADDR")
             if address in gone:  # storage of a contract created and destroyed by this transaction
                 continue
-            value = from_words(e[_E["E_VALUE"] : _E["E_VALUE"] + 4])
-            row = int(e[_E["E_ROW"]])
-            if row == 2**64 - 1:
-                row = self.tables.slot_row(int_address(address), from_words(e[_E["E_KEY"] : _E["E_KEY"] + 4]))
+            value = _value(e, "E_VALUE")
+            row = e[ABI["E_ROW"]]
+            if row == _NO_ROW:
+                row = self.tables.slot_row(int_address(address), _value(e, "E_KEY"))
                 self._grow_write_marks()
             if value != self.tables.slot_value(row):
                 self.tables.write_slot(row, value)
                 self.last_slot_write[row] = k
 
     def _credit_coinbase(self, k: int, fee: int) -> None:
-        """The fee, then EIP-161: the coinbase counts as touched by every transaction."""
+        """The fees, then EIP-161: the coinbase counts as touched by every transaction."""
         row = self.coinbase_row
         nonce, balance, code, exists = self.tables.account(row)
         balance += fee
         if exists or fee:
             empty = nonce == 0 and balance == 0 and code == NO_CODE
             self.tables.write_account(row, nonce, balance, code, self.tables.code_hash(row), not empty)
+        self._grow_write_marks()
         self.last_account_write[row] = k
 
-    def _logs(self, result: _Slot) -> tuple[Log, ...]:
+    def _logs(self, result: SlotResult) -> tuple[Log, ...]:
         logs = []
-        for lg in result.logs:
+        data = result.log_data
+        for lg in result.logs.tolist():
             topics = tuple(
-                Hash32(from_words(lg[_E["LG_TOPICS"] + 4 * i : _E["LG_TOPICS"] + 4 * i + 4]).to_bytes(32, "big"))
-                for i in range(int(lg[_E["LG_N_TOPICS"]]))
+                Hash32(_value(lg, "LG_TOPICS", 4 * i).to_bytes(32, "big")) for i in range(lg[ABI["LG_N_TOPICS"]])
             )
-            start = int(lg[_E["LG_DATA_OFF"]])
+            start = lg[ABI["LG_DATA_OFF"]]
             logs.append(Log(
-                address=int_address(from_words(lg[_E["LG_ADDR"] : _E["LG_ADDR"] + 4])),
+                address=int_address(_value(lg, "LG_ADDR")),
                 topics=topics,
-                data=result.log_data[start : start + int(lg[_E["LG_DATA_LEN"]])],
+                data=data[start : start + lg[ABI["LG_DATA_LEN"]]],
             ))
         return tuple(logs)
 
-    def _fall_back(self, k: int, result: _Slot) -> None:
+    def _fall_back(self, k: int, result: SlotResult) -> None:
         """Runs transaction k on the reference executor against the committed state."""
         self.fallbacks += 1
-        why = int(result.result[_E["RS_WHY"]])
+        why = result.field("RS_WHY")
         reason = _WHY.get(why, f"precompile 0x{why:02x}" if why else "slot buffers too small")
         self.executor.fallback_reasons[reason] += 1
         _LOG.debug("transaction %d runs on the reference executor: %s", k, reason)
@@ -359,7 +447,6 @@ class _Batch:
         if outcome.rejected:
             self._reject(k, outcome.rejected[0].reason)
             return
-        self._grow_write_marks()
         for row_kind, row in CommittedState.apply(outcome.state_diff, self.tables):
             self._grow_write_marks()
             marks = self.last_account_write if row_kind == "account" else self.last_slot_write
@@ -381,6 +468,12 @@ class _Batch:
                 error=executed.error,
             )
         )
+
+
+def _value(record: list[int], name: str, extra: int = 0) -> int:
+    """The 256-bit field ``name`` (plus ``extra`` words) of a record given as a list of limbs."""
+    at = ABI[name] + extra
+    return record[at] | record[at + 1] << 64 | record[at + 2] << 128 | record[at + 3] << 192
 
 
 class NativeExecutor:
@@ -422,7 +515,7 @@ class NativeExecutor:
         todo = list(range(len(txs)))
         while todo:
             batch._run(todo, self.caps)
-            todo = [k for k in todo if (r := batch.results[k]) is None or r.status == ABI["ST_NEEDS_KEY"]]
+            todo = [k for k in todo if batch.results[k] is None]
         kept, self.device.time = self.device.time, DeviceTime()
         try:
             self.device.run(batch._inputs(), list(range(len(txs))), self.caps)

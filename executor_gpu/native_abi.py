@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Iterable
+
+import numpy as np
+import numpy.typing as npt
 
 KERNEL_DIR = Path(__file__).resolve().parent / "kernels"
 """C sources of the interpreter."""
@@ -33,7 +35,6 @@ def words(value: int) -> list[int]:
     return [(value >> (64 * i)) & 0xFFFFFFFFFFFFFFFF for i in range(4)]
 
 
-def from_words(limbs: Iterable[Any]) -> int:
-    """Inverse of ``words`` for any four integers (numpy rows included)."""
-    a, b, c, d = (int(x) for x in limbs)
-    return a | (b << 64) | (c << 128) | (d << 192)
+def from_words(limbs: npt.NDArray[np.uint64]) -> int:
+    """Inverse of ``words``: a 256-bit value from four limbs (a slice of a uint64 array)."""
+    return int.from_bytes(limbs.tobytes(), "little")

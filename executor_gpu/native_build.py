@@ -75,6 +75,8 @@ def cpu_library() -> ctypes.CDLL:
     lib.evm_build_index.restype = None
     lib.evm_analyze_codes.argtypes = [ptr, u64, u64, ptr, ptr]
     lib.evm_analyze_codes.restype = None
+    lib.evm_trie_step.argtypes = [ctypes.c_char_p, u64, ctypes.c_char_p, u64, ptr]
+    lib.evm_trie_step.restype = ctypes.c_int64
     lib.evm_test_arith.argtypes = [u64, ptr, ptr]
     lib.evm_test_arith.restype = None
     lib.evm_test_keccak.argtypes = [ptr, u64, ptr]

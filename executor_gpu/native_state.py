@@ -9,17 +9,20 @@ applied in place. The pre-state value of every row is kept, so that the batch's
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import rlp
 
 from executor_gpu.api import StateReader
 from executor_gpu.native_abi import ABI, from_words, words
 from executor_gpu.types import Account, AccountChange, StateDiff
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
-from primitives.types import Address
+from primitives.errors import Halt
+from primitives.types import Address, Hash32
 
 EMPTY_CODE_HASH = keccak256(b"")
 NO_CODE = 2**64 - 1
@@ -79,6 +82,50 @@ class _Bytes:
         return offset
 
 
+class TrieReader:
+    """Point lookups in the Merkle-Patricia tries of a node store, each node parsed in C.
+
+    Walking the trie in Python (trie.HexaryTrie) costs most of a lookup's time in RLP
+    decoding; this fetches the nodes from the store and lets ``evm_trie_step`` pick the path.
+    """
+
+    def __init__(self, nodes: Mapping[bytes, bytes], lib: ctypes.CDLL) -> None:
+        self._nodes = nodes
+        self._cache: dict[bytes, bytes] = {}
+        """Nodes read so far: the top of the trie is on every path."""
+        self._step = lib.evm_trie_step
+        self._out = (ctypes.c_uint64 * 3)()
+
+    def get(self, root: bytes, key: bytes) -> bytes | None:
+        """Value at keccak(key) in the trie under ``root``, or None."""
+        if root == EMPTY_ROOT:
+            return None
+        path = keccak256(key)
+        node = self._node(root)
+        out = self._out
+        at = 0
+        while True:
+            kind = self._step(node, len(node), path, at, out)
+            if kind == 0:
+                return None
+            if kind < 0:
+                raise Halt(f"malformed state trie node under root {root.hex()}")
+            at += out[2]
+            start = out[0]
+            if kind == 1:
+                return node[start : start + out[1]]
+            node = self._node(node[start : start + 32]) if kind == 2 else node[start : start + out[1]]
+
+    def _node(self, node_hash: bytes) -> bytes:
+        node = self._cache.get(node_hash)
+        if node is None:
+            try:
+                node = self._cache[node_hash] = self._nodes[node_hash]
+            except KeyError:
+                raise Halt(f"state trie node {node_hash.hex()} is missing") from None
+        return node
+
+
 @dataclass
 class Index:
     """An open-addressing index over table rows, as the interpreter probes it."""
@@ -105,6 +152,8 @@ class StateTables:
 
     def __init__(self, reader: StateReader, lib: ctypes.CDLL) -> None:
         self._reader = reader
+        self._trie = TrieReader(reader.node_store, lib)
+        self._root = reader.state_root
         self._lib = lib
         self.accounts = _Rows(_ACC_WORDS)
         self.slots = _Rows(_SL_WORDS)
@@ -117,8 +166,11 @@ class StateTables:
         self._code_rows: dict[bytes, int] = {}
         self._code_list: list[bytes] = []
         self._account_pre: list[Account | None] = []
+        self._storage_roots: dict[bytes, bytes] = {}
         self._slot_pre: list[int] = []
         self._slot_address: list[bytes] = []
+        self.slot_account = np.zeros(64, dtype=np.int64)
+        """Account row of each slot row."""
         self._wiped: set[bytes] = set()
         self.written_accounts: set[int] = set()
         self.written_slots: set[int] = set()
@@ -133,7 +185,7 @@ class StateTables:
         row = self._account_rows.get(address)
         if row is not None:
             return row
-        account = self._reader.get_account(Address(address))
+        account = self._read_account(address)
         row = self.accounts.append()
         self._account_rows[address] = row
         self._account_pre.append(account)
@@ -143,9 +195,10 @@ class StateTables:
             data[ABI["ACC_CODE"]] = NO_CODE
             data[ABI["ACC_CODE_HASH"] : ABI["ACC_CODE_HASH"] + 4] = words(int.from_bytes(EMPTY_CODE_HASH, "big"))
             return row
+        self._storage_roots[address] = account.storage_root
         code_index = NO_CODE
         if account.code_hash != EMPTY_CODE_HASH:
-            code_index = self.code_row(self._reader.get_code(Address(address)))
+            code_index = self.code_row(self._reader.node_store[account.code_hash])
         self._set_account(row, account.nonce, account.balance, code_index, account.code_hash, True)
         if account.storage_root != EMPTY_ROOT:
             data[ABI["ACC_FLAGS"]] |= _HAS_STORAGE
@@ -157,8 +210,12 @@ class StateTables:
         row = self._slot_rows.get(key)
         if row is not None:
             return row
-        value = self._reader.get_storage(Address(address), slot)
+        value = self._read_slot(address, slot)
+        account = self.account_row(address)
         row = self.slots.append()
+        if row >= len(self.slot_account):
+            self.slot_account = np.concatenate([self.slot_account, np.zeros_like(self.slot_account)])
+        self.slot_account[row] = account
         self._slot_rows[key] = row
         self._slot_pre.append(value)
         self._slot_address.append(address)
@@ -168,6 +225,23 @@ class StateTables:
         # A storage wiped earlier in the batch reads as empty, whatever the pre-state holds.
         data[ABI["SL_VALUE"] : ABI["SL_VALUE"] + 4] = words(0 if address in self._wiped else value)
         return row
+
+    def _read_account(self, address: bytes) -> Account | None:
+        encoded = self._trie.get(self._root, address)
+        if encoded is None:
+            return None
+        nonce, balance, storage_root, code_hash = rlp.decode(encoded)
+        return Account(
+            int.from_bytes(nonce, "big"), int.from_bytes(balance, "big"), Hash32(storage_root),
+            Hash32(code_hash),
+        )
+
+    def _read_slot(self, address: bytes, slot: int) -> int:
+        if address not in self._storage_roots:
+            self.account_row(address)
+        root = self._storage_roots.get(address, EMPTY_ROOT)
+        encoded = self._trie.get(root, slot.to_bytes(32, "big"))
+        return 0 if encoded is None else int.from_bytes(rlp.decode(encoded), "big")
 
     def code_row(self, code: bytes) -> int:
         """Index of ``code`` in the code table (deduplicated by hash)."""
@@ -248,7 +322,27 @@ class StateTables:
         data[ABI["SL_VALUE"] : ABI["SL_VALUE"] + 4] = words(value)
         self.written_slots.add(row)
         if value:
-            self.accounts.data[self.account_row(self._slot_address[row])][ABI["ACC_FLAGS"]] |= _HAS_STORAGE
+            self.accounts.data[self.slot_account[row], ABI["ACC_FLAGS"]] |= np.uint64(_HAS_STORAGE)
+
+    def commit_accounts(self, rows: npt.NDArray[np.int64], entries: U64Array, offsets: dict[str, int]) -> None:
+        """Commits existing accounts' new values from interpreter entries (one per row).
+
+        ``offsets`` name the entry words: nonce, value (balance), code, orig (code hash).
+        """
+        data = self.accounts.data
+        data[rows, ABI["ACC_NONCE"]] = entries[:, offsets["nonce"]]
+        data[rows, ABI["ACC_BALANCE"] : ABI["ACC_BALANCE"] + 4] = entries[:, offsets["value"] : offsets["value"] + 4]
+        data[rows, ABI["ACC_CODE"]] = entries[:, offsets["code"]]
+        data[rows, ABI["ACC_CODE_HASH"] : ABI["ACC_CODE_HASH"] + 4] = entries[:, offsets["orig"] : offsets["orig"] + 4]
+        data[rows, ABI["ACC_FLAGS"]] |= np.uint64(_EXISTS)
+        self.written_accounts.update(rows.tolist())
+
+    def commit_slots(self, rows: npt.NDArray[np.int64], values: U64Array) -> None:
+        """Commits slots' new values (four words each, one per row)."""
+        self.slots.data[rows, ABI["SL_VALUE"] : ABI["SL_VALUE"] + 4] = values
+        owners = self.slot_account[rows[values.any(axis=1)]]
+        self.accounts.data[owners, ABI["ACC_FLAGS"]] |= np.uint64(_HAS_STORAGE)
+        self.written_slots.update(rows.tolist())
 
     def slot_value(self, row: int) -> int:
         """Committed value of a slot row."""

@@ -63,6 +63,13 @@ class PackedTxs:
     """Reason checked after the nonce and sender-code checks."""
     reject_late: list[str | None]
     """Reason checked after the funds and block gas checks."""
+    tips: list[int]
+    """Priority fee per gas each transaction pays the coinbase."""
+    gas_limits: npt.NDArray[np.int64]
+    """Gas limits, capped at GAS_CAP (the host checks larger ones one by one)."""
+
+
+GAS_CAP = 2**62
 
 
 def pack_env(env: BlockEnv) -> npt.NDArray[np.uint64]:
@@ -164,4 +171,6 @@ def pack_transactions(txs: Sequence[Transaction], env: BlockEnv, tables: StateTa
         reject_first=firsts,
         reject_early=earlies,
         reject_late=lates,
+        tips=[tx.effective_tip(env.base_fee_per_gas) for tx in txs],
+        gas_limits=np.array([min(tx.gas_limit, GAS_CAP) for tx in txs], dtype=np.int64),
     )

@@ -13,32 +13,59 @@ EVM_TABLE u64 KECCAK_RC[24] = {
     0x8000000080008081ULL, 0x8000000000008080ULL, 0x0000000080000001ULL, 0x8000000080008008ULL,
 };
 
-/* Rotation offsets of rho, indexed by lane x + 5y. */
-EVM_TABLE u8 KECCAK_ROT[25] = {
-    0, 1, 62, 28, 27, 36, 44, 6, 55, 20, 3, 10, 43, 25, 39, 41, 45, 15, 21, 8, 18, 2, 61, 56, 14,
-};
+/* rho and pi as one walk over the lanes: starting from lane (1, 0), each lane moves to
+ * (y, 2x + 3y), and the t-th lane of the walk rotates by (t + 1)(t + 2) / 2 mod 64. */
+EVM_TABLE u8 KECCAK_PI[24] = {10, 7, 11, 17, 18, 3, 5, 16, 8, 21, 24, 4, 15, 23, 19, 13, 12, 2, 20, 14, 22, 9, 6, 1};
+EVM_TABLE u8 KECCAK_RHO[24] = {1, 3, 6, 10, 15, 21, 28, 36, 45, 55, 2, 14, 27, 41, 56, 8, 25, 43, 62, 18, 39, 61, 20, 44};
 
-EVM_FN u64 evm_rotl(u64 x, unsigned n) { return n ? (x << n) | (x >> (64 - n)) : x; }
+EVM_FN u64 evm_rotl(u64 x, unsigned n) { return (x << n) | (x >> (64 - n)); }
 
-EVM_FN_BIG void keccak_f1600(u64 *a) {
-    u64 b[25], c[5];
+/* Loops over lanes are unrolled so that the state lives in registers. */
+#if defined(__CUDACC__)
+#define EVM_UNROLL _Pragma("unroll")
+#elif defined(__clang__)
+#define EVM_UNROLL _Pragma("unroll")
+#else
+#define EVM_UNROLL _Pragma("GCC unroll 25")
+#endif
+
+EVM_FN_BIG void keccak_f1600(u64 *state) {
+    u64 a[25];
+    EVM_UNROLL
+    for (int i = 0; i < 25; i++) a[i] = state[i];
     for (int round = 0; round < 24; round++) {
+        u64 c[5];
+EVM_UNROLL
         for (int x = 0; x < 5; x++) c[x] = a[x] ^ a[x + 5] ^ a[x + 10] ^ a[x + 15] ^ a[x + 20];
+EVM_UNROLL
         for (int x = 0; x < 5; x++) {
-            u64 d = c[(x + 4) % 5] ^ evm_rotl(c[(x + 1) % 5], 1);
-            for (int y = 0; y < 25; y += 5) a[y + x] ^= d;
+            u64 d = c[x == 0 ? 4 : x - 1] ^ evm_rotl(c[x == 4 ? 0 : x + 1], 1);
+            a[x] ^= d;
+            a[x + 5] ^= d;
+            a[x + 10] ^= d;
+            a[x + 15] ^= d;
+            a[x + 20] ^= d;
         }
-        /* rho and pi: lane (x, y) moves to (y, 2x + 3y). */
-        for (int x = 0; x < 5; x++) {
-            for (int y = 0; y < 5; y++) {
-                b[y + 5 * ((2 * x + 3 * y) % 5)] = evm_rotl(a[x + 5 * y], KECCAK_ROT[x + 5 * y]);
-            }
+        u64 t = a[1];
+EVM_UNROLL
+        for (int i = 0; i < 24; i++) {
+            u64 next = a[KECCAK_PI[i]];
+            a[KECCAK_PI[i]] = evm_rotl(t, KECCAK_RHO[i]);
+            t = next;
         }
+EVM_UNROLL
         for (int y = 0; y < 25; y += 5) {
-            for (int x = 0; x < 5; x++) a[y + x] = b[y + x] ^ (~b[y + (x + 1) % 5] & b[y + (x + 2) % 5]);
+            u64 r0 = a[y], r1 = a[y + 1], r2 = a[y + 2], r3 = a[y + 3], r4 = a[y + 4];
+            a[y] = r0 ^ (~r1 & r2);
+            a[y + 1] = r1 ^ (~r2 & r3);
+            a[y + 2] = r2 ^ (~r3 & r4);
+            a[y + 3] = r3 ^ (~r4 & r0);
+            a[y + 4] = r4 ^ (~r0 & r1);
         }
         a[0] ^= KECCAK_RC[round];
     }
+    EVM_UNROLL
+    for (int i = 0; i < 25; i++) state[i] = a[i];
 }
 
 /* Keccak-256 of `data`, returned as the big-endian word the EVM pushes. */
