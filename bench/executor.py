@@ -217,13 +217,17 @@ def executors(names: Sequence[str]) -> dict[str, Callable[[], Executor]]:
 
 
 def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
     gpu = "none"
     if cuda_available():
         import cupy
 
         props = cupy.cuda.runtime.getDeviceProperties(0)
         gpu = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; GPU: {gpu}"
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}; GPU: {gpu}"
 
 
 def main() -> None:
@@ -259,12 +263,16 @@ def main() -> None:
                     row, results[name] = _run_executor(name, makers[name](), work, pre)
                     rows.append(row)
                 print(_format(rows[-1], rows), flush=True)
-            if not args.no_check and "reference" in results:
+            if not args.no_check and len(results) > 1:
+                # Against the reference when it ran, else against the first executor.
+                base_name = "reference" if "reference" in results else next(iter(results))
+                base = results[base_name]
                 for name, result in results.items():
+                    if name == base_name:
+                        continue
                     same = (result.executed, result.rejected, result.state_diff, result.gas_used) == (
-                        results["reference"].executed, results["reference"].rejected,
-                        results["reference"].state_diff, results["reference"].gas_used)
-                    print(f"  {name} {'matches' if same else 'DIFFERS FROM'} the reference on {kind} x {size}")
+                        base.executed, base.rejected, base.state_diff, base.gas_used)
+                    print(f"  {name} {'matches' if same else 'DIFFERS FROM'} {base_name} on {kind} x {size}")
 
 
 def _format(row: Row, rows: list[Row]) -> str:

@@ -111,7 +111,7 @@ class _Batch:
         for start in range(0, len(tx_ids), self.executor.chunk):
             chunk = tx_ids[start : start + self.executor.chunk]
             given = (self.tables.accounts.count, self.tables.slots.count)
-            launch = LaunchResults(self.executor.device.run(self._inputs(), chunk, caps), len(chunk), self.committed)
+            launch = LaunchResults(self.executor.device.run(self._inputs(), chunk, caps), self.committed)
             retry = []
             for slot, (k, status) in enumerate(zip(chunk, launch.result[:, ABI["RS_STATUS"]].tolist())):
                 result = SlotResult(launch, slot)

@@ -42,11 +42,11 @@ class SlotCaps:
     """Call depth (the transaction's frame included)."""
     logs: int = 16
     """Logs a transaction may emit."""
-    log_data: int = 1 << 12
+    log_data: int = 1 << 10
     """Bytes of log data."""
-    output: int = 1 << 12
+    output: int = 1 << 10
     """Bytes of the transaction's return data."""
-    new_code: int = 1 << 13
+    new_code: int = 1 << 12
     """Bytes of code deployed by the transaction (with jumpdest bitmaps)."""
 
 
@@ -97,6 +97,38 @@ class Outputs:
 
 
 @dataclass
+class Compacted:
+    """The parts of a launch's per-slot buffers in use, on the host: each kind of record of all
+    slots concatenated, with where each slot's start (``*_starts``, n + 1 entries)."""
+
+    result: U64Array
+    """(n, RS_WORDS) result records."""
+    entries: U64Array
+    entry_starts: npt.NDArray[np.int64]
+    logs: U64Array
+    log_starts: npt.NDArray[np.int64]
+    log_data: U8Array
+    log_data_starts: npt.NDArray[np.int64]
+    new_code: U8Array
+    new_code_starts: npt.NDArray[np.int64]
+
+
+def _compact(xp: Any, out: Outputs, n: int, host: Any) -> Compacted:
+    """Compacts ``out`` with the array module ``xp`` (numpy, or cupy on the device, which saves
+    copying the unused parts back); ``host`` brings an array to the host."""
+    result = out.result[:n]
+    parts = []
+    for array, count in ((out.entries, "RS_N_ENTRIES"), (out.logs, "RS_N_LOGS"),
+                         (out.log_data, "RS_LOG_DATA"), (out.new_code, "RS_NEW_CODE")):
+        counts = result[:, ABI[count]].astype(xp.int64)
+        starts = xp.zeros(n + 1, dtype=xp.int64)
+        xp.cumsum(counts, out=starts[1:])
+        used = xp.arange(array.shape[1]) < counts[:, None]
+        parts += [host(array[:n][used]), host(starts)]
+    return Compacted(host(result), *parts)
+
+
+@dataclass
 class DeviceTime:
     """Seconds a device spent, summed over launches."""
 
@@ -118,7 +150,7 @@ class Device(Protocol):
     time: DeviceTime
     """Where the device's time went since it was last reset."""
 
-    def run(self, inputs: Inputs, tx_ids: list[int], caps: SlotCaps) -> Outputs:
+    def run(self, inputs: Inputs, tx_ids: list[int], caps: SlotCaps) -> Compacted:
         """Runs the transactions ``tx_ids`` (slot i runs ``tx_ids[i]``)."""
         ...
 
@@ -225,9 +257,10 @@ class CpuDevice:
         self._workers = max(1, workers)
         self._scratch: dict[SlotCaps, dict[str, Any]] = {}
         self._buffers = _Buffers(np.zeros)
+        self._pool = ThreadPoolExecutor(self._workers) if self._workers > 1 else None
         self.time = DeviceTime()
 
-    def run(self, inputs: Inputs, tx_ids: list[int], caps: SlotCaps) -> Outputs:
+    def run(self, inputs: Inputs, tx_ids: list[int], caps: SlotCaps) -> Compacted:
         n = len(tx_ids)
         out = self._buffers.get(n, caps)
         scratch = self._scratch.get(caps)
@@ -242,16 +275,15 @@ class CpuDevice:
         )
         start = time.perf_counter()
         chunk = -(-n // self._workers)
-        if self._workers == 1 or n < 2:
+        if self._pool is None or n < 2:
             self._lib.evm_run(desc.ctypes.data, 0, n, 0)
         else:
-            with ThreadPoolExecutor(self._workers) as pool:
-                ranges = [(w * chunk, min(chunk, n - w * chunk), w) for w in range(self._workers) if w * chunk < n]
-                list(pool.map(lambda r: self._lib.evm_run(desc.ctypes.data, *r), ranges))
+            ranges = [(w * chunk, min(chunk, n - w * chunk), w) for w in range(self._workers) if w * chunk < n]
+            list(self._pool.map(lambda r: self._lib.evm_run(desc.ctypes.data, *r), ranges))
         self.time.kernel += time.perf_counter() - start
         self.time.launches += 1
         self.time.slots += n
-        return out
+        return _compact(np, out, n, np.copy)
 
 
 class CudaDevice:
@@ -266,20 +298,27 @@ class CudaDevice:
 
         self._cupy = cupy
         self._kernel = kernel
+        # The interpreter writes every part of these it or the host reads: no clearing needed.
+        self._buffers = _Buffers(lambda shape, dtype: cupy.empty(shape, dtype=dtype))
+        self._scratch: dict[tuple[SlotCaps, int], dict[str, Any]] = {}
         self.time = DeviceTime()
 
     def _now(self) -> float:
         self._cupy.cuda.Device().synchronize()
         return time.perf_counter()
 
-    def run(self, inputs: Inputs, tx_ids: list[int], caps: SlotCaps) -> Outputs:
+    def run(self, inputs: Inputs, tx_ids: list[int], caps: SlotCaps) -> Compacted:
         cp = self._cupy
         n = len(tx_ids)
         start = self._now()
         ins = {name: cp.asarray(a) for name, a in _input_arrays(inputs, tx_ids).items()}
-        host = _outputs(n, caps)
-        outs = {name: cp.zeros(a.shape, dtype=a.dtype) for name, a in _output_arrays(host).items()}
-        scratch = _scratch(n, caps, lambda shape, dtype: cp.zeros(shape, dtype=dtype))
+        out = self._buffers.get(n, caps)
+        outs = _output_arrays(out)
+        scratch = self._scratch.get((caps, n))
+        if scratch is None:
+            scratch = _scratch(n, caps, lambda shape, dtype: cp.empty(shape, dtype=dtype))
+            if caps != LARGE_CAPS:
+                self._scratch = {(caps, n): scratch}  # keep the latest size only
         desc = cp.asarray(descriptor(
             ins, outs, scratch, n, caps,
             (inputs.account_index.mask, inputs.slot_index.mask), lambda a: int(a.data.ptr),
@@ -288,11 +327,10 @@ class CudaDevice:
         grid = (n + self.block - 1) // self.block
         self._kernel((grid,), (self.block,), (desc,))
         ran = self._now()
-        for name, array in _output_arrays(host).items():
-            outs[name].get(out=array)
+        compacted = _compact(cp, out, n, cp.asnumpy)
         self.time.upload += uploaded - start
         self.time.kernel += ran - uploaded
         self.time.download += self._now() - ran
         self.time.launches += 1
         self.time.slots += n
-        return host
+        return compacted

@@ -1,8 +1,7 @@
-"""What the host keeps of a launch: its per-slot buffers compacted to the parts in use.
+"""What the host keeps of a launch until its results commit.
 
-A launch's buffers are sized for the worst transaction; the results of a whole wave
-are kept until their turn to commit, so only the used entries, logs and bytes are kept,
-in flat arrays that the commit can read a run of transactions from in one slice.
+The device compacts its per-slot buffers to the parts in use (flat arrays, slot after
+slot), so that a run of consecutive transactions' entries is one slice.
 """
 
 from __future__ import annotations
@@ -11,40 +10,29 @@ import numpy as np
 import numpy.typing as npt
 
 from executor_gpu.native_abi import ABI, from_words
-from executor_gpu.native_launch import Outputs
+from executor_gpu.native_launch import Compacted
 
 U64Array = npt.NDArray[np.uint64]
 
 
-def _flatten(per_slot: U64Array, counts: npt.NDArray[np.int64]) -> tuple[U64Array, npt.NDArray[np.int64]]:
-    """The first counts[i] records of each slot, concatenated, and where each slot's start."""
-    starts = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=starts[1:])
-    used = np.arange(per_slot.shape[1]) < counts[:, None]
-    return per_slot[used], starts
-
-
 class LaunchResults:
-    """The compacted results of one launch."""
+    """The compacted results of one launch, and the state they read."""
 
-    def __init__(self, out: Outputs, n: int, base: int) -> None:
+    def __init__(self, compacted: Compacted, base: int) -> None:
         self.base = base
         """Transactions committed when the launch ran: every result read that state."""
-        self.result: U64Array = out.result[:n].copy()
-        """(n, RS_WORDS) result records."""
-        self.entries, self.entry_starts = _flatten(
-            out.entries[:n], self.result[:, ABI["RS_N_ENTRIES"]].astype(np.int64)
-        )
-        """Every slot's accessed state (E_* records), slot after slot."""
-        self.logs, self.log_starts = _flatten(out.logs[:n], self.result[:, ABI["RS_N_LOGS"]].astype(np.int64))
-        self.log_data = {
-            slot: out.log_data[slot, :size].tobytes()
-            for slot, size in enumerate(self.result[:, ABI["RS_LOG_DATA"]].tolist()) if size
-        }
-        self.new_code = {
-            slot: out.new_code[slot, :size].tobytes()
-            for slot, size in enumerate(self.result[:, ABI["RS_NEW_CODE"]].tolist()) if size
-        }
+        c = compacted
+        self.result = c.result
+        self.entries, self.entry_starts = c.entries, c.entry_starts
+        self.logs, self.log_starts = c.logs, c.log_starts
+        self._log_data, self._log_data_starts = c.log_data, c.log_data_starts
+        self._new_code, self._new_code_starts = c.new_code, c.new_code_starts
+
+    def log_data(self, slot: int) -> bytes:
+        return self._log_data[self._log_data_starts[slot] : self._log_data_starts[slot + 1]].tobytes()
+
+    def new_code(self, slot: int) -> bytes:
+        return self._new_code[self._new_code_starts[slot] : self._new_code_starts[slot + 1]].tobytes()
 
 
 class SlotResult:
@@ -85,8 +73,8 @@ class SlotResult:
 
     @property
     def log_data(self) -> bytes:
-        return self.launch.log_data.get(self.slot, b"")
+        return self.launch.log_data(self.slot)
 
     @property
     def new_code(self) -> bytes:
-        return self.launch.new_code.get(self.slot, b"")
+        return self.launch.new_code(self.slot)
