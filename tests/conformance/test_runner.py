@@ -1,0 +1,170 @@
+"""The `l2node statetest` runner itself: transaction building, judging, reporting, CLI."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from executor_gpu.reference import PyEvmExecutor
+from executor_gpu.types import BatchResult, BlockEnv, StateDiff
+from node import statetest
+from node.statetest import discover, load_known_failures, run_case
+from primitives.errors import InvalidInput
+from primitives.transactions import Transaction, decode_transaction
+from tests.conformance.test_state_tests import FIXTURES
+
+ADD11 = FIXTURES / "stExample" / "add11.json"
+
+
+def cli(*argv: str | Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    parser = argparse.ArgumentParser()
+    statetest.add_arguments(parser)
+    code = statetest.run(parser.parse_args([str(arg) for arg in argv]))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def broken_copy(tmp_path: Path) -> Path:
+    """add11.json with a wrong expected root."""
+    tests = json.loads(ADD11.read_text())
+    tests["add11"]["post"]["Cancun"][0]["hash"] = "0x" + "11" * 32
+    path = tmp_path / "broken" / "add11.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(tests))
+    return path
+
+
+def test_built_transactions_match_the_fixtures_own_encoding() -> None:
+    """Types 0, 1 and 2 from the JSON fields, against the fixture's txbytes."""
+    seen_types = set()
+    files: dict[str, dict[str, Any]] = {}
+    for key in discover([FIXTURES / "stEIP2930", FIXTURES / "stEIP1559", ADD11], "Cancun", None):
+        if key.file not in files:
+            files[key.file] = json.loads(Path(key.file).read_text())
+        test = files[key.file][key.test]
+        entry = test["post"]["Cancun"][key.index]
+        if "expectException" in entry:
+            continue
+        raw = statetest.sign_fixture_transaction(test["transaction"], key.data, key.gas, key.value)
+        assert "0x" + raw.hex() == entry["txbytes"], key.case_id
+        seen_types.add(decode_transaction(raw).tx_type)
+    assert seen_types == {0, 1, 2}
+
+
+def test_a_passing_case(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(ADD11, capsys=capsys)
+    assert code == 0
+    assert out.splitlines()[-2:] == ["fallback: 0", "1 passed, 0 failed, 0 skipped"]
+
+
+def test_a_failing_case_fails_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(broken_copy(tmp_path), "--known-failures", "", capsys=capsys)
+    assert code == 1
+    fail, *_, closing = out.splitlines()
+    assert fail.startswith("FAIL broken/add11.json::add11[d0,g0,v0]: root: expected 0x1111")
+    assert closing == "0 passed, 1 failed, 0 skipped"
+
+
+def test_a_listed_failure_is_skipped_with_its_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    known = tmp_path / "known.txt"
+    known.write_text("# comment\nreason: wrong on purpose\nadd11[d0,*\n")
+    code, out, _ = cli(broken_copy(tmp_path), "--known-failures", known, capsys=capsys)
+    assert code == 0
+    assert out.splitlines() == [
+        "skipped 1: wrong on purpose",
+        "fallback: 0",
+        "0 passed, 0 failed, 1 skipped",
+    ]
+    # Listed but passing: counted as passed, and reported for removal.
+    code, out, _ = cli(ADD11, "--known-failures", known, capsys=capsys)
+    assert code == 0 and out.startswith("NOTE stExample/add11.json::add11[d0,g0,v0]")
+
+
+def test_json_report_and_filter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "report.json"
+    folder = FIXTURES / "stExample"
+    code, out, _ = cli(folder, "--filter", "add11.json::", "--json", report, capsys=capsys)
+    assert code == 0 and out.splitlines()[-1] == "1 passed, 0 failed, 0 skipped"
+    data = json.loads(report.read_text())
+    assert (data["executor"], data["passed"], data["failed"], data["skipped"]) == (
+        "reference",
+        1,
+        0,
+        0,
+    )
+    assert [case["case_id"] for case in data["cases"]] == ["add11.json::add11[d0,g0,v0]"]
+    code, out, err = cli(ADD11, "--json", capsys=capsys)
+    assert (
+        json.loads(out)["passed"] == 1 and err.splitlines()[-1] == "1 passed, 0 failed, 0 skipped"
+    )
+
+
+def test_jobs_run_in_worker_processes(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(FIXTURES / "stChainId", ADD11, "--jobs", "2", capsys=capsys)
+    assert code == 0 and out.splitlines()[-1] == "3 passed, 0 failed, 0 skipped"
+
+
+def test_usage_errors_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert cli(ADD11, "--filter", "no such case", capsys=capsys)[0] == 2
+    assert cli(tmp_path / "missing.json", capsys=capsys)[0] == 2
+    monkeypatch.setitem(sys.modules, "executor_gpu.native", None)  # as if not importable
+    code, _, err = cli(ADD11, "--executor", "native-cpu", capsys=capsys)
+    assert code == 2 and "executor_gpu.native" in err
+
+
+def test_known_failures_file_needs_reasons(tmp_path: Path) -> None:
+    bad = tmp_path / "known.txt"
+    bad.write_text("add11[*\n")
+    with pytest.raises(InvalidInput):
+        load_known_failures(bad)
+
+
+class OneWeiRicher:
+    """An executor twin that leaves the sender 1 wei richer and reports a fallback."""
+
+    name = "native-cpu"
+
+    def execute(
+        self, pre_state: object, block_env: BlockEnv, txs: Sequence[Transaction]
+    ) -> BatchResult:
+        result = PyEvmExecutor().execute(pre_state, block_env, txs)  # type: ignore[arg-type]
+        accounts = dict(result.state_diff.accounts)
+        sender = accounts[txs[0].sender]
+        assert sender is not None
+        accounts[txs[0].sender] = dataclasses.replace(sender, balance=sender.balance + 1)
+        return dataclasses.replace(
+            result, state_diff=StateDiff(accounts), state_root=None, fallbacks=1
+        )
+
+
+def test_a_wrong_root_names_the_first_differing_account() -> None:
+    (key,) = discover([ADD11], "Cancun", None)
+    test = json.loads(ADD11.read_text())[key.test]
+    result = run_case(OneWeiRicher(), test, key, "Cancun")
+    assert not result.passed and result.fallbacks == 1
+    sender = test["transaction"]["sender"]
+    assert f"first difference: account {sender} balance:" in result.message
+
+
+def test_rejections_are_judged_against_expect_exception() -> None:
+    path = FIXTURES / "stEIP1559" / "intrinsic.json"
+    keys = discover([path], "Cancun", None)
+    test = json.loads(path.read_text())["intrinsic"]
+    rejected = next(k for k in keys if "expectException" in test["post"]["Cancun"][k.index])
+    assert run_case(PyEvmExecutor(), test, rejected, "Cancun").passed
+    # The same transaction judged against an entry that expects it included.
+    included = next(k for k in keys if "expectException" not in test["post"]["Cancun"][k.index])
+    lenient = dataclasses.replace(rejected, index=included.index)
+    verdict = run_case(PyEvmExecutor(), test, lenient, "Cancun")
+    assert not verdict.passed and verdict.message.startswith("rejected: intrinsic gas too low")
