@@ -1,0 +1,83 @@
+"""Blocks whose transactions conflict, interleaved with rejections and fallbacks: the waves and
+the array commit of plain runs must still give the sequential result."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench.executor import TOKEN, balance_slot, token_code
+from node.db.state import GenesisAccount
+from primitives.transactions import Transaction
+from primitives.types import Address
+
+from tests.native.chain import COINBASE, ENV, address, make_tx, run_both
+from tests.native.programs import push
+
+READ_COINBASE = Address(b"\x00" * 18 + b"\xcb\x01")
+"""A contract that stores the coinbase's balance: it must see every earlier fee."""
+PRECOMPILE_USER = Address(b"\x00" * 18 + b"\x05\x05")
+"""A contract that calls MODEXP (0x05), which the native interpreter hands to the reference."""
+
+
+def transfer(to: Address, amount: int) -> bytes:
+    return bytes.fromhex("a9059cbb") + to.rjust(32, b"\0") + amount.to_bytes(32, "big")
+
+
+def alloc(holders: int) -> dict[Address, GenesisAccount]:
+    accounts = {address(i): GenesisAccount(balance=10**22) for i in range(holders)}
+    accounts[TOKEN] = GenesisAccount(code=token_code(), storage={balance_slot(address(i)): 10**9 for i in range(holders)})
+    accounts[READ_COINBASE] = GenesisAccount(code=b"\x41\x31" + push(0) + b"\x55")
+    modexp_input = (1).to_bytes(32, "big") * 3 + b"\x03\x05\x07"
+    accounts[PRECOMPILE_USER] = GenesisAccount(code=b"".join(
+        push(b) + push(i) + b"\x53" for i, b in enumerate(modexp_input)
+    ) + push(32) + push(0) + push(len(modexp_input)) + push(0) + push(5) + b"\x5a\xfa" + push(0) + b"\x55")
+    return accounts
+
+
+def block(seed: int, holders: int, size: int) -> list[Transaction]:
+    """Token and ETH transfers among few holders (so they conflict), with nonce chains,
+    coinbase readers, fallbacks and rejections mixed in."""
+    rng = random.Random(seed)
+    nonces = [0] * holders
+    txs = []
+    for _ in range(size):
+        sender = rng.randrange(holders)
+        kind = rng.random()
+        nonce = nonces[sender]
+        if kind < 0.05:
+            txs.append(make_tx(sender, nonce + 5, address(0)))  # nonce too high: rejected
+            continue
+        if kind < 0.5:
+            tx = make_tx(sender, nonce, TOKEN, data=transfer(address(rng.randrange(holders)), rng.randrange(10**6)))
+        elif kind < 0.8:
+            tx = make_tx(sender, nonce, address(rng.randrange(holders)), value=rng.randrange(10**15))
+        elif kind < 0.9:
+            tx = make_tx(sender, nonce, READ_COINBASE)
+        elif kind < 0.95:
+            tx = make_tx(sender, nonce, COINBASE, value=1)
+        else:
+            tx = make_tx(sender, nonce, PRECOMPILE_USER, gas=200_000)
+        nonces[sender] += 1
+        txs.append(tx)
+    return txs
+
+
+def test_conflicting_block_matches_the_reference() -> None:
+    mine, _ = run_both(alloc(6), block(1, 6, 120))
+    assert mine.fallbacks > 0 and mine.rejected
+
+
+def test_block_gas_limit_reached_midway() -> None:
+    txs = block(2, 8, 60)
+    mine, _ = run_both(alloc(8), txs, replace(ENV, gas_limit=1_500_000))
+    assert any(r.reason.startswith("gas limit reached") for r in mine.rejected)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10**9), holders=st.integers(1, 12), size=st.integers(1, 80))
+def test_random_conflicting_blocks(seed: int, holders: int, size: int) -> None:
+    run_both(alloc(holders), block(seed, holders, size))
