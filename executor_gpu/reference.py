@@ -70,8 +70,8 @@ MODEXP_ADDRESS = Address(b"\x00" * 19 + b"\x05")
 
 # py-evm 0.12.1b1 reads the KZG trusted setup from disk on every point-evaluation
 # call (about 2 s, and never freed); read it once per process.
-cached_setup = functools.cache(ckzg.load_trusted_setup)
-point_evaluation.load_trusted_setup = cached_setup  # type: ignore[attr-defined]
+_load_setup_once = functools.cache(ckzg.load_trusted_setup)
+point_evaluation.load_trusted_setup = _load_setup_once  # type: ignore[attr-defined]
 
 # go-ethereum's messages for failed executions (core/vm/errors.go), by py-evm error.
 _VM_ERRORS: tuple[tuple[type[VMError], str], ...] = (
@@ -125,8 +125,7 @@ def _modexp(computation: ComputationAPI) -> ComputationAPI:
     base_length, exponent_length, modulus_length = (
         int.from_bytes(data[i : i + 32].ljust(32, b"\x00"), "big") for i in (0, 32, 64)
     )
-    exponent_is_zero = not any(data[96 : 96 + exponent_length])
-    if base_length == 0 and modulus_length and exponent_is_zero:
+    if base_length == 0 and modulus_length and not any(data[96 : 96 + exponent_length]):
         start = 96 + exponent_length
         modulus = int.from_bytes(
             data[start : start + modulus_length].ljust(modulus_length, b"\x00"), "big"
@@ -152,7 +151,11 @@ class _TrackingAccountDB(AccountDB):
         super().delete_account(address)
 
     def has_storage(self, address: Address) -> bool:
-        """True when the account's storage root (as of the batch start) is not empty."""
+        """True when the account had storage at the batch start (and was not wiped since).
+
+        py-evm updates storage roots only when the batch's root is computed, like geth,
+        whose collision check reads the root as of the last intermediate state root.
+        """
         return bool(self._get_storage_root(address) != EMPTY_ROOT)
 
     def delete_storage(self, address: Any) -> None:

@@ -36,7 +36,7 @@ from executor_gpu.types import AccountChange, BatchResult, BlockEnv, StateDiff
 from node.db.memory import MemoryKV
 from node.db.state import GenesisAccount, StateDB
 from primitives.crypto import keccak256, sign_hash
-from primitives.errors import InvalidInput, InvalidTransaction
+from primitives.errors import InvalidInput, InvalidTransaction, L2NodeError
 from primitives.transactions import Transaction, decode_transaction
 from primitives.types import Address, Hash32
 
@@ -225,7 +225,8 @@ def sign_fixture_transaction(fields: Mapping[str, Any], data: int, gas: int, val
             _access_list(access_list),
         ]
     else:
-        # Unprotected legacy (v = 27/28), as the fixtures' own txbytes are.
+        # Unprotected legacy (v = 27/28), as in ethereum/tests' txbytes; the chain id a
+        # signature commits to does not change the execution.
         unsigned = [nonce, _int(fields["gasPrice"]), *common]
         y_parity, r, s = sign_hash(keccak256(rlp.encode(unsigned)), _hex(fields["secretKey"]))
         return bytes(rlp.encode([*unsigned, 27 + y_parity, r, s]))
@@ -250,11 +251,11 @@ def make_executor(name: str) -> Executor:
     if name in ("native-cpu", "native-cuda"):
         try:
             native = importlib.import_module("executor_gpu.native")
-        except ImportError as exc:
+            executor: Executor = native.NativeExecutor(device=name.removeprefix("native-"))
+        except (ImportError, L2NodeError) as exc:  # not built, no compiler, no GPU...
             raise InvalidInput(
-                f"executor {name!r} needs executor_gpu.native, which cannot be imported: {exc}"
+                f"executor {name!r} is not available here (executor_gpu.native): {exc}"
             ) from exc
-        executor: Executor = native.NativeExecutor(device=name.removeprefix("native-"))
         return executor
     raise InvalidInput(f"unknown executor {name!r}: use one of {', '.join(EXECUTORS)}")
 
