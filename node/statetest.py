@@ -16,9 +16,9 @@ printed in the summary; any other failure fails the run.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
-import multiprocessing
 import re
 import sys
 import time
@@ -46,8 +46,6 @@ EXECUTORS = ("reference", "native-cpu", "native-cuda")
 FORKS = ("Cancun",)
 STATE_TEST_CHAIN_ID = 1
 """Chain id the fixtures' transactions are signed for."""
-CASES_PER_TASK = 100
-"""Cases one worker runs per task: small enough to balance the big files across workers."""
 
 
 @dataclass(frozen=True)
@@ -378,11 +376,16 @@ def _init_worker(executor_name: str) -> None:
     _worker_executor = make_executor(executor_name)
 
 
-def _run_task(task: tuple[str, tuple[CaseKey, ...], str]) -> list[CaseResult]:
-    path, keys, fork = task
+@functools.lru_cache(maxsize=16)
+def _load(path: str) -> dict[str, Any]:
+    """A fixture file; cached, since its cases come one after another."""
+    tests: dict[str, Any] = json.loads(Path(path).read_text())
+    return tests
+
+
+def _run_one(key: CaseKey, fork: str) -> CaseResult:
     assert _worker_executor is not None, "worker not initialised"
-    tests = json.loads(Path(path).read_text())
-    return [run_case(_worker_executor, tests[key.test], key, fork) for key in keys]
+    return run_case(_worker_executor, _load(key.file)[key.test], key, fork)
 
 
 # --- discovery and reporting ----------------------------------------------------------
@@ -423,31 +426,17 @@ def discover(paths: Sequence[Path], fork: str, substring: str | None) -> list[Ca
     return keys
 
 
-def _tasks(keys: Sequence[CaseKey], fork: str) -> list[tuple[str, tuple[CaseKey, ...], str]]:
-    by_file: dict[str, list[CaseKey]] = {}
-    for key in keys:
-        by_file.setdefault(key.file, []).append(key)
-    tasks = [
-        (file, tuple(file_keys[start : start + CASES_PER_TASK]), fork)
-        for file, file_keys in by_file.items()
-        for start in range(0, len(file_keys), CASES_PER_TASK)
-    ]
-    # Biggest first, so that no worker is left with a long task at the end.
-    return sorted(tasks, key=lambda task: -len(task[1]))
-
-
-def _results(
-    tasks: list[tuple[str, tuple[CaseKey, ...], str]], executor: str, jobs: int
-) -> Iterator[CaseResult]:
+def _results(keys: Sequence[CaseKey], fork: str, executor: str, jobs: int) -> Iterator[CaseResult]:
     if jobs <= 1:
         _init_worker(executor)
-        for task in tasks:
-            yield from _run_task(task)
+        for key in keys:
+            yield _run_one(key, fork)
         return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, context, _init_worker, (executor,)) as pool:
-        for done in as_completed([pool.submit(_run_task, task) for task in tasks]):
-            yield from done.result()
+    # One case per task: case costs vary a thousandfold, so only a free worker taking
+    # the next case keeps both busy to the end.
+    with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(executor,)) as pool:
+        for done in as_completed([pool.submit(_run_one, key, fork) for key in keys]):
+            yield done.result()
 
 
 class _Progress:
@@ -491,7 +480,7 @@ def run_cases(
     passed = failed = fallbacks = 0
     skipped: Counter[str] = Counter()
     records: list[dict[str, Any]] = []
-    for result in _results(_tasks(keys, fork), executor, jobs):
+    for result in _results(keys, fork, executor, jobs):
         fallbacks += result.fallbacks
         listed = next((k.reason for k in known if k.matches(result.case_id)), None)
         if result.passed:
