@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import sys
 from collections.abc import Sequence
@@ -168,3 +169,19 @@ def test_rejections_are_judged_against_expect_exception() -> None:
     lenient = dataclasses.replace(rejected, index=included.index)
     verdict = run_case(PyEvmExecutor(), test, lenient, "Cancun")
     assert not verdict.passed and verdict.message.startswith("rejected: intrinsic gas too low")
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_on_a_terminal() -> None:
+    keys = discover([FIXTURES / "stChainId"], "Cancun", None)
+    terminal, pipe = Terminal(), io.StringIO()
+    for progress in (terminal, pipe):
+        statetest.run_cases(keys, "Cancun", "reference", 1, (), io.StringIO(), progress)
+    assert f"\r[{'#' * 30}] {len(keys)}/{len(keys)} 0 failed" in terminal.getvalue()
+    assert terminal.getvalue().endswith("\r\033[K") and pipe.getvalue() == ""

@@ -330,10 +330,10 @@ def test_state_db_reproduces_the_executor_root_on_generated_batches() -> None:
     chain = Chain(contracts())
     nonces = [0] * 6
     deployed: list[Address] = []
-    for _ in range(8):
+    for _ in range(15):
         result = chain.run(random_batch(rng, nonces, deployed))  # Chain.run checks the roots
         assert len(result.executed) + len(result.rejected) > 0
-    assert chain.number == 8
+    assert chain.number == 15
 
 
 @pytest.mark.slow
