@@ -54,7 +54,6 @@ _ERRORS = {
 }
 _WHY = {
     ABI["WHY_HUGE_MEMORY"]: "memory beyond 2^36 bytes",
-    ABI["WHY_CREATE_OVER_STORAGE"]: "creation over existing storage",
     ABI["WHY_DELETE_WITH_STORAGE"]: "deletion of an account with storage",
 }
 _LOG = logging.getLogger(__name__)

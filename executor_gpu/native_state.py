@@ -169,8 +169,6 @@ class StateTables:
         self._storage_roots: dict[bytes, bytes] = {}
         self._slot_pre: list[int] = []
         self._slot_address: list[bytes] = []
-        self.slot_account = np.zeros(64, dtype=np.int64)
-        """Account row of each slot row."""
         self._wiped: set[bytes] = set()
         self.written_accounts: set[int] = set()
         self.written_slots: set[int] = set()
@@ -211,11 +209,7 @@ class StateTables:
         if row is not None:
             return row
         value = self._read_slot(address, slot)
-        account = self.account_row(address)
         row = self.slots.append()
-        if row >= len(self.slot_account):
-            self.slot_account = np.concatenate([self.slot_account, np.zeros_like(self.slot_account)])
-        self.slot_account[row] = account
         self._slot_rows[key] = row
         self._slot_pre.append(value)
         self._slot_address.append(address)
@@ -321,8 +315,6 @@ class StateTables:
         data = self.slots.data[row]
         data[ABI["SL_VALUE"] : ABI["SL_VALUE"] + 4] = words(value)
         self.written_slots.add(row)
-        if value:
-            self.accounts.data[self.slot_account[row], ABI["ACC_FLAGS"]] |= np.uint64(_HAS_STORAGE)
 
     def commit_accounts(self, rows: npt.NDArray[np.int64], entries: U64Array, offsets: dict[str, int]) -> None:
         """Commits existing accounts' new values from interpreter entries (one per row).
@@ -340,8 +332,6 @@ class StateTables:
     def commit_slots(self, rows: npt.NDArray[np.int64], values: U64Array) -> None:
         """Commits slots' new values (four words each, one per row)."""
         self.slots.data[rows, ABI["SL_VALUE"] : ABI["SL_VALUE"] + 4] = values
-        owners = self.slot_account[rows[values.any(axis=1)]]
-        self.accounts.data[owners, ABI["ACC_FLAGS"]] |= np.uint64(_HAS_STORAGE)
         self.written_slots.update(rows.tolist())
 
     def slot_value(self, row: int) -> int:
@@ -351,6 +341,7 @@ class StateTables:
     def wipe_storage(self, address: bytes) -> list[int]:
         """Empties the storage of ``address`` (deletion, or a creation over it); returns the rows."""
         self._wiped.add(address)
+        self.accounts.data[self.account_row(address), ABI["ACC_FLAGS"]] &= ~np.uint64(_HAS_STORAGE)
         rows = [row for (owner, _), row in self._slot_rows.items() if owner == address]
         for row in rows:
             self.write_slot(row, 0)
@@ -361,21 +352,22 @@ class StateTables:
     def diff(self) -> StateDiff:
         """Changes from the pre-state to the committed values, as the reference reports them."""
         written: dict[bytes, dict[int, tuple[int, int]]] = {}
-        for row in self.written_slots:
-            slot = from_words(self.slots.data[row][ABI["SL_KEY"] : ABI["SL_KEY"] + 4])
-            written.setdefault(self._slot_address[row], {})[slot] = (self.slot_value(row), self._slot_pre[row])
+        slot_rows = sorted(self.written_slots)
+        for row, record in zip(slot_rows, self.slots.data[slot_rows].tolist()):
+            key, value = _limbs(record, ABI["SL_KEY"]), _limbs(record, ABI["SL_VALUE"])
+            written.setdefault(self._slot_address[row], {})[key] = (value, self._slot_pre[row])
         changes: dict[Address, AccountChange | None] = {}
-        rows = self.written_accounts | {self._account_rows[a] for a in written}
-        for row in sorted(rows):
-            address = int_address(from_words(self.accounts.data[row][ABI["ACC_ADDR"] : ABI["ACC_ADDR"] + 4]))
+        rows = sorted(self.written_accounts | {self._account_rows[a] for a in written})
+        for row, record in zip(rows, self.accounts.data[rows].tolist()):
+            address = int_address(_limbs(record, ABI["ACC_ADDR"]))
             pre = self._account_pre[row]
-            nonce, balance, code_index, exists = self.account(row)
-            if not exists:
+            if not record[ABI["ACC_FLAGS"]] & _EXISTS:
                 if pre is not None:
                     changes[address] = None
                 continue
+            nonce, balance, code_index = record[ABI["ACC_NONCE"]], _limbs(record, ABI["ACC_BALANCE"]), record[ABI["ACC_CODE"]]
+            code_hash = _limbs(record, ABI["ACC_CODE_HASH"]).to_bytes(32, "big")
             pre_hash = EMPTY_CODE_HASH if pre is None else pre.code_hash
-            code_hash = EMPTY_CODE_HASH if code_index == NO_CODE else keccak256(self.code(code_index))
             code = None if code_hash == pre_hash else (b"" if code_index == NO_CODE else self.code(code_index))
             # A wipe of non-empty storage is reported as a reset plus the slots set since.
             reset = address in self._wiped and pre is not None and pre.storage_root != EMPTY_ROOT
@@ -396,3 +388,8 @@ class StateTables:
                 nonce=nonce, balance=balance, code=code, storage=slots, storage_reset=reset
             )
         return StateDiff(accounts=changes)
+
+
+def _limbs(record: list[int], at: int) -> int:
+    """The 256-bit value at word ``at`` of a record given as a list of limbs."""
+    return record[at] | record[at + 1] << 64 | record[at + 2] << 128 | record[at + 3] << 192

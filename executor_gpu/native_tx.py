@@ -94,7 +94,7 @@ def pack_env(env: BlockEnv) -> npt.NDArray[np.uint64]:
     return record
 
 
-def _static_reasons(tx: Transaction, env: BlockEnv) -> tuple[str | None, str | None, str | None]:
+def _static_reasons(tx: Transaction, env: BlockEnv, intrinsic: int) -> tuple[str | None, str | None, str | None]:
     sender = "0x" + tx.sender.hex()
     first = early = late = None
     if tx.chain_id is not None and tx.chain_id != env.chain_id:
@@ -111,7 +111,6 @@ def _static_reasons(tx: Transaction, env: BlockEnv) -> tuple[str | None, str | N
         )
     elif tx.upfront_cost > UINT256_MAX:
         early = f"insufficient funds for gas * price + value: address {sender} required balance exceeds 256 bits"
-    intrinsic = intrinsic_gas(tx)
     if tx.gas_limit < intrinsic:
         late = f"intrinsic gas too low: have {tx.gas_limit}, want {intrinsic}"
     elif tx.is_create and len(tx.data) > MAX_INITCODE_SIZE:
@@ -119,54 +118,57 @@ def _static_reasons(tx: Transaction, env: BlockEnv) -> tuple[str | None, str | N
     return first, early, late
 
 
+_TX = {name: ABI[name] for name in ABI if name.startswith("TX_")}
+
+
 def pack_transactions(txs: Sequence[Transaction], env: BlockEnv, tables: StateTables) -> PackedTxs:
     """Packs ``txs`` and loads the accounts each one surely reads (sender, recipient, access list)."""
-    records = np.zeros((len(txs), ABI["TX_WORDS"]), dtype=np.uint64)
+    records: list[list[int]] = []
     access: list[list[int]] = []
     data = bytearray()
     firsts: list[str | None] = []
     earlies: list[str | None] = []
     lates: list[str | None] = []
-    for k, tx in enumerate(txs):
-        first, early, late = _static_reasons(tx, env)
+    for tx in txs:
+        intrinsic = intrinsic_gas(tx)
+        first, early, late = _static_reasons(tx, env, intrinsic)
         firsts.append(first)
         earlies.append(early)
         lates.append(late)
-        rec = records[k]
-        rec[ABI["TX_SENDER"] : ABI["TX_SENDER"] + 4] = words(address_int(tx.sender))
+        rec = [0] * _TX["TX_WORDS"]
+        rec[_TX["TX_SENDER"] : _TX["TX_SENDER"] + 4] = words(address_int(tx.sender))
         tables.account_row(tx.sender)
         if tx.to is None:
             tables.account_row(create_address(tx.sender, tx.nonce))
         else:
-            rec[ABI["TX_TO"] : ABI["TX_TO"] + 4] = words(address_int(tx.to))
+            rec[_TX["TX_TO"] : _TX["TX_TO"] + 4] = words(address_int(tx.to))
             tables.account_row(tx.to)
-        rec[ABI["TX_VALUE"] : ABI["TX_VALUE"] + 4] = words(tx.value)
+        rec[_TX["TX_VALUE"] : _TX["TX_VALUE"] + 4] = words(tx.value)
         price = min(tx.effective_gas_price(env.base_fee_per_gas), UINT256_MAX)
-        rec[ABI["TX_PRICE"] : ABI["TX_PRICE"] + 4] = words(price)
-        rec[ABI["TX_UPFRONT"] : ABI["TX_UPFRONT"] + 4] = words(min(tx.upfront_cost, UINT256_MAX))
-        rec[ABI["TX_NONCE"]] = tx.nonce
-        rec[ABI["TX_GAS"]] = tx.gas_limit
-        rec[ABI["TX_INTRINSIC"]] = min(intrinsic_gas(tx), tx.gas_limit)
-        flags = ABI["TXF_CREATE"] if tx.is_create else 0
-        if early is not None:
-            flags |= ABI["TXF_REJECT_EARLY"]
-        if late is not None:
-            flags |= ABI["TXF_REJECT_LATE"]
-        rec[ABI["TX_FLAGS"]] = flags
-        rec[ABI["TX_DATA_OFF"]] = len(data)
-        rec[ABI["TX_DATA_LEN"]] = len(tx.data)
+        rec[_TX["TX_PRICE"] : _TX["TX_PRICE"] + 4] = words(price)
+        rec[_TX["TX_UPFRONT"] : _TX["TX_UPFRONT"] + 4] = words(min(tx.upfront_cost, UINT256_MAX))
+        rec[_TX["TX_NONCE"]] = tx.nonce
+        rec[_TX["TX_GAS"]] = tx.gas_limit
+        rec[_TX["TX_INTRINSIC"]] = min(intrinsic, tx.gas_limit)
+        rec[_TX["TX_FLAGS"]] = (
+            (ABI["TXF_CREATE"] if tx.is_create else 0)
+            | (ABI["TXF_REJECT_EARLY"] if early is not None else 0)
+            | (ABI["TXF_REJECT_LATE"] if late is not None else 0)
+        )
+        rec[_TX["TX_DATA_OFF"]] = len(data)
+        rec[_TX["TX_DATA_LEN"]] = len(tx.data)
         data += tx.data
-        rec[ABI["TX_ACCESS_OFF"]] = len(access)
+        rec[_TX["TX_ACCESS_OFF"]] = len(access)
         for entry in tx.access_list:
             tables.account_row(entry.address)
             access.append(words(address_int(entry.address)) + [0] * 4 + [0])
             access.extend(words(address_int(entry.address)) + words(key) + [1] for key in entry.storage_keys)
-        rec[ABI["TX_ACCESS_LEN"]] = len(access) - int(rec[ABI["TX_ACCESS_OFF"]])
-    access_array = np.array(access, dtype=np.uint64).reshape(-1, ABI["AL_WORDS"])
+        rec[_TX["TX_ACCESS_LEN"]] = len(access) - rec[_TX["TX_ACCESS_OFF"]]
+        records.append(rec)
     return PackedTxs(
-        records=records,
+        records=np.array(records, dtype=np.uint64).reshape(-1, _TX["TX_WORDS"]),
         data=np.frombuffer(bytes(data), dtype=np.uint8).copy() if data else np.zeros(1, dtype=np.uint8),
-        access=access_array if len(access_array) else np.zeros((1, ABI["AL_WORDS"]), dtype=np.uint64),
+        access=np.array(access or [[0] * ABI["AL_WORDS"]], dtype=np.uint64).reshape(-1, ABI["AL_WORDS"]),
         env=pack_env(env),
         reject_first=firsts,
         reject_early=earlies,

@@ -109,7 +109,7 @@ enum evm_account {
 
 enum evm_account_flags {
     AF_EXISTS = 1,
-    AF_HAS_STORAGE = 2,
+    AF_HAS_STORAGE = 2, /* storage at the batch start, not wiped since (EIP-7610 collisions) */
 };
 
 enum evm_slot {
@@ -173,7 +173,6 @@ enum evm_status {
 /* Why a transaction went to the reference executor, beside precompile addresses 1-10. */
 enum evm_why {
     WHY_HUGE_MEMORY = 16,
-    WHY_CREATE_OVER_STORAGE = 17,
     WHY_DELETE_WITH_STORAGE = 18,
 };
 

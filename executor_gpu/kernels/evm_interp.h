@@ -226,6 +226,13 @@ EVM_FN u256 create2_address(u256 sender, u256 salt, const u8 *init, u64 len) {
     return addr_of_hash(evm_keccak(buf, 85));
 }
 
+/* EIP-7610 as the reference applies it: code, a nonce, or storage the account had when the
+ * batch started (and kept) make the address unusable for a new contract. */
+EVM_FN int creation_collision(EvmCtx *c, i64 e) {
+    const u64 *p = ent_at(c, e);
+    return p[E_NONCE] != 0 || p[E_CODE] != (u64)-1 || (p[E_FLAGS] & EF_HAS_STORAGE);
+}
+
 /* Opens a frame above the current one; 0 when the frame arena is full. */
 EVM_FN EvmFrame *frame_open(EvmCtx *c) {
     if (c->depth + 1 >= c->cap_frames) {
@@ -493,18 +500,12 @@ EVM_FN_BIG int op_create(EvmCtx *c, EvmFrame *f, u8 op) {
     if (set_nonce(c, self, nonce + 1)) return ST_UNSUPPORTED;
     i64 t = ent_account(c, addr);
     if (t < 0 || warm_entry(c, t) < 0) return ST_UNSUPPORTED;
-    u64 *tp = ent_at(c, t);
-    if (tp[E_NONCE] != 0 || tp[E_CODE] != (u64)-1) {
+    if (creation_collision(c, t)) {
         c->ret_len = 0;
         push(c, f, u256_of(0));
         return ST_SUCCESS;
     }
     if (n > EVM_MAX_INITCODE) return ST_OUT_OF_GAS;
-    if (tp[E_FLAGS] & EF_HAS_STORAGE) {
-        /* Creation over existing storage wipes it: left to the reference executor. */
-        unsupported(c, WHY_CREATE_OVER_STORAGE);
-        return ST_UNSUPPORTED;
-    }
     EvmFrame *g = frame_open(c);
     if (!g || frame_set_initcode(c, g, init, n)) return ST_UNSUPPORTED;
     g->address = addr;

@@ -212,9 +212,8 @@ EVM_FN i64 ent_storage(EvmCtx *c, i64 acct, u256 key) {
     if (e < 0) return -1;
     u64 *p = ent_at(c, e);
     if (p[E_FLAGS] & EF_KNOWN) return e;
-    if (ent_at(c, acct)[E_FLAGS] & EF_CREATED) {
-        /* A contract this transaction created starts with empty storage (creation over
-         * existing storage is handed to the reference executor). */
+    if ((ent_at(c, acct)[E_FLAGS] & (EF_CREATED | EF_HAS_STORAGE)) == EF_CREATED) {
+        /* A contract this transaction created where no storage was starts empty. */
         p[E_FLAGS] |= EF_KNOWN;
         return e;
     }

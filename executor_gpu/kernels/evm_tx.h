@@ -40,14 +40,9 @@ EVM_FN_BIG void evm_execute(EvmCtx *c, i64 s, u64 gas) {
         f->address = addr;
         f->create_entry = (u64)t;
         u256_store(c->res + RS_CREATED, addr);
-        u64 *tp = ent_at(c, t);
-        if (tp[E_NONCE] != 0 || tp[E_CODE] != (u64)-1) {
+        if (creation_collision(c, t)) {
             tx_status(c, ST_CREATE_COLLISION);
             f->gas = 0;
-            return;
-        }
-        if (tp[E_FLAGS] & EF_HAS_STORAGE) {
-            unsupported(c, WHY_CREATE_OVER_STORAGE);
             return;
         }
         f->journal_mark = c->n_jrn;
