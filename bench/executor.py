@@ -171,6 +171,8 @@ def _run_executor(name: str, executor: Executor, work: Workload, pre: StateView)
     from executor_gpu.native_launch import DeviceTime
 
     native = executor if isinstance(executor, NativeExecutor) else None
+    # Warm up: compilers (NVRTC, CuPy's own kernels) and buffers run once per process.
+    executor.execute(pre, work.env, work.txs[:64])
     if native is not None:
         native.device.time = DeviceTime()
     start = time.perf_counter()

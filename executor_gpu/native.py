@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from executor_gpu.api import Executor, StateReader
-from executor_gpu.native_abi import ABI, from_words
+from executor_gpu.native_abi import ABI, value_at
 from executor_gpu.native_build import NativeUnavailable, cpu_library, cuda_available, cuda_kernel
 from executor_gpu.native_fallback import CommittedState
 from executor_gpu.native_launch import LARGE_CAPS, CpuDevice, CudaDevice, Device, DeviceTime, Inputs, SlotCaps
@@ -382,27 +382,27 @@ class _Batch:
             row = e[ABI["E_ROW"]]
             exists = bool(e[ABI["E_FLAGS"]] & ABI["EF_EXISTS"])
             if not exists:
-                gone.add(_value(e, "E_ADDR"))
+                gone.add(value_at(e, ABI["E_ADDR"]))
             code_ref = e[ABI["E_CODE"]]
             if _CODE_NEW <= code_ref != NO_CODE:
                 offset = code_ref - _CODE_NEW
                 length = int.from_bytes(result.new_code[offset : offset + 8], "little")
                 code_ref = self.tables.code_row(result.new_code[offset + 8 : offset + 8 + length])
-            values = (e[ABI["E_NONCE"]], _value(e, "E_VALUE"), code_ref, exists)
+            values = (e[ABI["E_NONCE"]], value_at(e, ABI["E_VALUE"]), code_ref, exists)
             if values != self.tables.account(row):
-                code_hash = _value(e, "E_ORIG").to_bytes(32, "big")
+                code_hash = value_at(e, ABI["E_ORIG"]).to_bytes(32, "big")
                 self.tables.write_account(row, values[0], values[1], code_ref, code_hash, exists)
                 self.last_account_write[row] = k
         for e in entries:
             if e[ABI["E_KIND"]] != ABI["EK_SLOT"] or not e[ABI["E_FLAGS"]] & ABI["EF_KNOWN"]:
                 continue
-            address = _value(e, "E_ADDR")
+            address = value_at(e, ABI["E_ADDR"])
             if address in gone:  # storage of a contract created and destroyed by this transaction
                 continue
-            value = _value(e, "E_VALUE")
+            value = value_at(e, ABI["E_VALUE"])
             row = e[ABI["E_ROW"]]
             if row == _NO_ROW:
-                row = self.tables.slot_row(int_address(address), _value(e, "E_KEY"))
+                row = self.tables.slot_row(int_address(address), value_at(e, ABI["E_KEY"]))
                 self._grow_write_marks()
             if value != self.tables.slot_value(row):
                 self.tables.write_slot(row, value)
@@ -424,11 +424,11 @@ class _Batch:
         data = result.log_data
         for lg in result.logs.tolist():
             topics = tuple(
-                Hash32(_value(lg, "LG_TOPICS", 4 * i).to_bytes(32, "big")) for i in range(lg[ABI["LG_N_TOPICS"]])
+                Hash32(value_at(lg, ABI["LG_TOPICS"] + 4 * i).to_bytes(32, "big")) for i in range(lg[ABI["LG_N_TOPICS"]])
             )
             start = lg[ABI["LG_DATA_OFF"]]
             logs.append(Log(
-                address=int_address(_value(lg, "LG_ADDR")),
+                address=int_address(value_at(lg, ABI["LG_ADDR"])),
                 topics=topics,
                 data=data[start : start + lg[ABI["LG_DATA_LEN"]]],
             ))
@@ -469,12 +469,6 @@ class _Batch:
         )
 
 
-def _value(record: list[int], name: str, extra: int = 0) -> int:
-    """The 256-bit field ``name`` (plus ``extra`` words) of a record given as a list of limbs."""
-    at = ABI[name] + extra
-    return record[at] | record[at + 1] << 64 | record[at + 2] << 128 | record[at + 3] << 192
-
-
 class NativeExecutor:
     """Executor running the native interpreter on ``device``: "cpu", "cuda", or "auto" (CUDA
     when CuPy finds a working GPU, else the CPU)."""
@@ -508,7 +502,7 @@ class NativeExecutor:
         return _Batch(self, pre_state, block_env, txs).run()
 
     def interpreter_time(self, pre_state: StateReader, block_env: BlockEnv, txs: Sequence[Transaction]) -> DeviceTime:
-        """Device time of one launch running every transaction on ``pre_state`` with all the
+        """Device time of running every transaction on ``pre_state`` once more, with all the
         state it reads already loaded: the interpreter's own pace, for benchmarks."""
         batch = _Batch(self, pre_state, block_env, txs)
         todo = list(range(len(txs)))
@@ -517,7 +511,9 @@ class NativeExecutor:
             todo = [k for k in todo if batch.results[k] is None]
         kept, self.device.time = self.device.time, DeviceTime()
         try:
-            self.device.run(batch._inputs(), list(range(len(txs))), self.caps)
+            inputs = batch._inputs()
+            for start in range(0, len(txs), self.chunk):
+                self.device.run(inputs, list(range(start, min(len(txs), start + self.chunk))), self.caps)
             return self.device.time
         finally:
             self.device.time = kept

@@ -38,3 +38,8 @@ def words(value: int) -> list[int]:
 def from_words(limbs: npt.NDArray[np.uint64]) -> int:
     """Inverse of ``words``: a 256-bit value from four limbs (a slice of a uint64 array)."""
     return int.from_bytes(limbs.tobytes(), "little")
+
+
+def value_at(record: list[int], at: int) -> int:
+    """The 256-bit value at word ``at`` of a record given as a list of limbs (``tolist()``)."""
+    return record[at] | record[at + 1] << 64 | record[at + 2] << 128 | record[at + 3] << 192

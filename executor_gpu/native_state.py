@@ -17,7 +17,7 @@ import numpy.typing as npt
 import rlp
 
 from executor_gpu.api import StateReader
-from executor_gpu.native_abi import ABI, from_words, words
+from executor_gpu.native_abi import ABI, from_words, value_at, words
 from executor_gpu.types import Account, AccountChange, StateDiff
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
@@ -354,19 +354,19 @@ class StateTables:
         written: dict[bytes, dict[int, tuple[int, int]]] = {}
         slot_rows = sorted(self.written_slots)
         for row, record in zip(slot_rows, self.slots.data[slot_rows].tolist()):
-            key, value = _limbs(record, ABI["SL_KEY"]), _limbs(record, ABI["SL_VALUE"])
+            key, value = value_at(record, ABI["SL_KEY"]), value_at(record, ABI["SL_VALUE"])
             written.setdefault(self._slot_address[row], {})[key] = (value, self._slot_pre[row])
         changes: dict[Address, AccountChange | None] = {}
         rows = sorted(self.written_accounts | {self._account_rows[a] for a in written})
         for row, record in zip(rows, self.accounts.data[rows].tolist()):
-            address = int_address(_limbs(record, ABI["ACC_ADDR"]))
+            address = int_address(value_at(record, ABI["ACC_ADDR"]))
             pre = self._account_pre[row]
             if not record[ABI["ACC_FLAGS"]] & _EXISTS:
                 if pre is not None:
                     changes[address] = None
                 continue
-            nonce, balance, code_index = record[ABI["ACC_NONCE"]], _limbs(record, ABI["ACC_BALANCE"]), record[ABI["ACC_CODE"]]
-            code_hash = _limbs(record, ABI["ACC_CODE_HASH"]).to_bytes(32, "big")
+            nonce, balance, code_index = record[ABI["ACC_NONCE"]], value_at(record, ABI["ACC_BALANCE"]), record[ABI["ACC_CODE"]]
+            code_hash = value_at(record, ABI["ACC_CODE_HASH"]).to_bytes(32, "big")
             pre_hash = EMPTY_CODE_HASH if pre is None else pre.code_hash
             code = None if code_hash == pre_hash else (b"" if code_index == NO_CODE else self.code(code_index))
             # A wipe of non-empty storage is reported as a reset plus the slots set since.
@@ -388,8 +388,3 @@ class StateTables:
                 nonce=nonce, balance=balance, code=code, storage=slots, storage_reset=reset
             )
         return StateDiff(accounts=changes)
-
-
-def _limbs(record: list[int], at: int) -> int:
-    """The 256-bit value at word ``at`` of a record given as a list of limbs."""
-    return record[at] | record[at + 1] << 64 | record[at + 2] << 128 | record[at + 3] << 192

@@ -20,7 +20,6 @@ typedef unsigned char u8;
 #define EVM_MULHI(a, b) __umul64hi((a), (b))
 #define EVM_CLZ32(x) __clz((int)(x))
 #define EVM_CLZ64(x) __clzll((long long)(x))
-#define EVM_EXPORT extern "C" __global__
 #else
 #define EVM_FN static inline
 #define EVM_FN_BIG static
@@ -28,7 +27,6 @@ typedef unsigned char u8;
 #define EVM_MULHI(a, b) ((u64)(((unsigned __int128)(a) * (unsigned __int128)(b)) >> 64))
 #define EVM_CLZ32(x) __builtin_clz(x)
 #define EVM_CLZ64(x) __builtin_clzll(x)
-#define EVM_EXPORT __attribute__((visibility("default")))
 #endif
 
 EVM_FN void evm_copy(u8 *dst, const u8 *src, u64 n) {

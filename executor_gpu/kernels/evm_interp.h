@@ -188,8 +188,6 @@ EVM_FN void addr_bytes(u256 a, u8 *out20) {
     for (int i = 0; i < 20; i++) out20[i] = be[12 + i];
 }
 
-EVM_FN u256 addr_of_hash(u256 h) { return evm_addr(h); }
-
 /* Address of a contract created by sender at nonce: keccak(rlp([sender, nonce]))[12:]. */
 EVM_FN u256 create_address(u256 sender, u64 nonce) {
     u8 buf[32];
@@ -213,7 +211,7 @@ EVM_FN u256 create_address(u256 sender, u64 nonce) {
         buf[n++] = (u8)(0x80 + nlen);
         for (int i = 0; i < nlen; i++) buf[n++] = nb[i];
     }
-    return addr_of_hash(evm_keccak(buf, (u64)n));
+    return evm_addr(evm_keccak(buf, (u64)n));
 }
 
 /* CREATE2 address: keccak(0xff ++ sender ++ salt ++ keccak(initcode))[12:]. */
@@ -223,7 +221,7 @@ EVM_FN u256 create2_address(u256 sender, u256 salt, const u8 *init, u64 len) {
     addr_bytes(sender, buf + 1);
     u256_to_be(salt, buf + 21);
     u256_to_be(evm_keccak(init, len), buf + 53);
-    return addr_of_hash(evm_keccak(buf, 85));
+    return evm_addr(evm_keccak(buf, 85));
 }
 
 /* EIP-7610 as the reference applies it: code, a nonce, or storage the account had when the
