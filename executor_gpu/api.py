@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Protocol, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from executor_gpu.types import Account, BatchResult, BlockEnv, CallMessage, CallResult
 from primitives.transactions import Transaction

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from executor_gpu.api import StateReader
 from executor_gpu.types import CallMessage, CallResult

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import rlp
 
 from primitives.crypto import keccak256
 from primitives.transactions import LEGACY_TX
-from primitives.types import ZERO_ADDRESS, ZERO_HASH, Address, Hash32
+from primitives.types import ZERO_HASH, Address, Hash32
 
 EMPTY_ROOT = Hash32(keccak256(rlp.encode(b"")))
 """Root of an empty Merkle-Patricia trie."""

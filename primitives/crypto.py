@@ -9,10 +9,10 @@ import os
 if importlib.util.find_spec("sha3") is not None:
     os.environ.setdefault("ETH_HASH_BACKEND", "pysha3")
 
-import coincurve  # noqa: E402
-from eth_hash.auto import keccak as _keccak  # noqa: E402
+import coincurve
+from eth_hash.auto import keccak as _keccak
 
-from primitives.types import Address, Hash32  # noqa: E402
+from primitives.types import Address, Hash32
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 SECP256K1_HALF_N = SECP256K1_N // 2

@@ -5,8 +5,16 @@ from __future__ import annotations
 # The same NewTypes py-evm and web3 use, so values cross those APIs without casts.
 from eth_typing import Address, Hash32
 
-__all__ = ["Address", "Hash32", "UINT256_MAX", "UINT64_MAX", "ZERO_ADDRESS", "ZERO_HASH",
-           "to_address", "to_hash32"]
+__all__ = [
+    "UINT64_MAX",
+    "UINT256_MAX",
+    "ZERO_ADDRESS",
+    "ZERO_HASH",
+    "Address",
+    "Hash32",
+    "to_address",
+    "to_hash32",
+]
 
 UINT256_MAX = 2**256 - 1
 UINT64_MAX = 2**64 - 1

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from executor_gpu.api import StateReader
 from executor_gpu.types import CallMessage, CallResult
+from primitives.transactions import Transaction
 from primitives.types import Hash32
 from rpc.types import BatchView, BlockView, FeeHistory, LogFilter, LogView, ReceiptView, TxLocation
-from primitives.transactions import Transaction
 
 
 class NodeBackend(Protocol):

@@ -6,7 +6,8 @@ tests/db/test_kv.py.
 
 from __future__ import annotations
 
-from typing import Iterator, Protocol
+from collections.abc import Iterator
+from typing import Protocol
 
 
 class KVReader(Protocol):
