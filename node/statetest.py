@@ -19,6 +19,7 @@ import argparse
 import functools
 import importlib
 import json
+import multiprocessing
 import re
 import sys
 import time
@@ -434,7 +435,11 @@ def _results(keys: Sequence[CaseKey], fork: str, executor: str, jobs: int) -> It
         return
     # One case per task: case costs vary a thousandfold, so only a free worker taking
     # the next case keeps both busy to the end.
-    with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(executor,)) as pool:
+    # Spawned, not forked: a CUDA context (made by the fail-fast check) does not survive fork.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_init_worker, initargs=(executor,)
+    ) as pool:
         for done in as_completed([pool.submit(_run_one, key, fork) for key in keys]):
             yield done.result()
 
