@@ -6,7 +6,9 @@ transaction with its ``secretKey``, decodes it with the node's own decoder, runs
 it through ``Executor.execute`` and applies the diff with ``StateDB.apply``: the
 same code the node runs for a block. It then compares the post-state root and
 the logs hash with the fixture, or that the transaction was rejected where
-``expectException`` says so.
+``expectException`` says so. The fixtures carry no post-state, so when a root differs
+for an executor other than the reference, the report names the first account or slot
+where its diff departs from the reference executor's on the same case.
 
 Cases listed in the known-failures file (``reason: ...`` lines, each followed by
 case-id patterns where ``*`` matches anything) count as skipped, with the reason
@@ -310,9 +312,9 @@ def _first_difference(got: StateDiff, want: StateDiff) -> str:
         if mine is None or theirs is None:
             return f"{where}: {_describe(mine)} vs reference {_describe(theirs)}"
         for name in ("nonce", "balance", "code", "storage_reset"):
-            if getattr(mine, name) != getattr(theirs, name):
-                got, want = getattr(mine, name), getattr(theirs, name)
-                return f"{where} {name}: {got!r} vs reference {want!r}"
+            ours, reference = getattr(mine, name), getattr(theirs, name)
+            if ours != reference:
+                return f"{where} {name}: {_short(ours)} vs reference {_short(reference)}"
         for slot in sorted(set(mine.storage) | set(theirs.storage)):
             if mine.storage.get(slot) != theirs.storage.get(slot):
                 return (
@@ -320,6 +322,11 @@ def _first_difference(got: StateDiff, want: StateDiff) -> str:
                     f"reference {theirs.storage.get(slot)}"
                 )
     return "state diffs are equal"
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _describe(change: AccountChange | None) -> str:
