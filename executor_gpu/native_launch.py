@@ -51,8 +51,8 @@ class SlotCaps:
 
 
 LARGE_CAPS = SlotCaps(
-    entries=1 << 20, journal=1 << 21, stack=1 << 20, memory=1 << 26, return_data=1 << 24,
-    frames=1100, logs=1 << 14, log_data=1 << 24, output=1 << 24, new_code=1 << 23,
+    entries=1 << 20, journal=1 << 21, stack=1 << 20, memory=1 << 31, return_data=1 << 24,
+    frames=1100, logs=1 << 14, log_data=1 << 24, output=1 << 24, new_code=1 << 27,
 )
 """Caps for a transaction re-run alone: more than any block's gas can use up, in practice."""
 
