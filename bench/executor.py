@@ -16,8 +16,10 @@ import functools
 import os
 import platform
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+
+import rlp
 
 from executor_gpu.api import Executor
 from executor_gpu.native_build import cuda_available
@@ -27,8 +29,6 @@ from node.db.state import GenesisAccount, StateDB, StateView
 from primitives.crypto import keccak256, private_key_to_address, sign_hash
 from primitives.transactions import Transaction, decode_transaction
 from primitives.types import Address, Hash32
-
-import rlp
 
 CHAIN_ID = 7331
 TOKEN = Address(bytes.fromhex("70ce000000000000000000000000000000000001"))

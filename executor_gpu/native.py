@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +29,15 @@ from executor_gpu.api import Executor, StateReader
 from executor_gpu.native_abi import ABI, value_at
 from executor_gpu.native_build import NativeUnavailable, cpu_library, cuda_available, cuda_kernel
 from executor_gpu.native_fallback import CommittedState
-from executor_gpu.native_launch import LARGE_CAPS, CpuDevice, CudaDevice, Device, DeviceTime, Inputs, SlotCaps
+from executor_gpu.native_launch import (
+    LARGE_CAPS,
+    CpuDevice,
+    CudaDevice,
+    Device,
+    DeviceTime,
+    Inputs,
+    SlotCaps,
+)
 from executor_gpu.native_results import LaunchResults, SlotResult
 from executor_gpu.native_state import NO_CODE, StateTables, int_address
 from executor_gpu.native_tx import GAS_CAP, PackedTxs, pack_transactions
@@ -474,7 +482,7 @@ class NativeExecutor:
     when CuPy finds a working GPU, else the CPU)."""
 
     def __init__(
-        self, device: str = "cpu", *, workers: int = 1, caps: SlotCaps = SlotCaps(),
+        self, device: str = "cpu", *, workers: int = 1, caps: SlotCaps | None = None,
         chunk: int | None = None, reference: Executor | None = None,
     ) -> None:
         if device == "auto":
@@ -486,7 +494,7 @@ class NativeExecutor:
         else:
             raise NativeUnavailable(f"unknown device {device!r}: use cpu or cuda")
         self.name = f"native-{device}"
-        self.caps = caps
+        self.caps = caps or SlotCaps()
         self.chunk = chunk or (4096 if device == "cpu" else 65536)
         """Transactions per launch: bounds the memory of per-slot buffers."""
         if reference is None:

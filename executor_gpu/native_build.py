@@ -92,7 +92,7 @@ def cuda_available() -> bool:
         return False
     try:
         return bool(cupy.is_available()) and cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # CuPy raises CUDARuntimeError (a RuntimeError) and others without a device
+    except (RuntimeError, OSError):  # CUDARuntimeError, or CUDA libraries that fail to load
         return False
 
 

@@ -7,11 +7,12 @@ its own (nonce, sender code, funds), so that the first failing one gives the rea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import numpy.typing as npt
+import rlp
 from eth._utils.calculations import fake_exponential
 
 from executor_gpu.native_abi import ABI, words
@@ -20,8 +21,6 @@ from executor_gpu.types import BlockEnv
 from primitives.crypto import keccak256
 from primitives.transactions import Transaction
 from primitives.types import UINT256_MAX, Address
-
-import rlp
 
 MAX_INITCODE_SIZE = 49152
 """EIP-3860 limit on init code."""

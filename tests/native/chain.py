@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import rlp
 
@@ -15,7 +15,12 @@ from executor_gpu.types import BatchResult, BlockEnv
 from node.db.memory import MemoryKV
 from node.db.state import GenesisAccount, StateDB, StateView
 from primitives.crypto import keccak256, private_key_to_address, sign_hash
-from primitives.transactions import AccessListEntry, Transaction, decode_transaction, encode_access_list
+from primitives.transactions import (
+    AccessListEntry,
+    Transaction,
+    decode_transaction,
+    encode_access_list,
+)
 from primitives.types import Address, Hash32
 
 CHAIN_ID = 1337

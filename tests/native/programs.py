@@ -3,7 +3,7 @@ pushed just before it, and most results are stored, so that the post-state shows
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from hypothesis import strategies as st
 

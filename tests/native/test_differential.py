@@ -11,7 +11,6 @@ from executor_gpu.native_tx import create_address
 from node.db.state import GenesisAccount
 from primitives.transactions import AccessListEntry
 from primitives.types import Address
-
 from tests.native.chain import COINBASE, ENV, address, make_tx, run_both
 from tests.native.programs import program, push
 

@@ -35,10 +35,10 @@ def test_cuda_random_programs_match_cpu() -> None:
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from tests.native.chain import make_state, make_tx, ENV
+    from node.db.state import GenesisAccount
+    from tests.native.chain import ENV, make_state, make_tx
     from tests.native.programs import program
     from tests.native.test_differential import PEERS, contract, funded
-    from node.db.state import GenesisAccount
 
     @settings(max_examples=60, deadline=None)
     @given(codes=st.lists(program([*PEERS]), min_size=3, max_size=3), data=st.binary(max_size=40))

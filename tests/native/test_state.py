@@ -9,7 +9,6 @@ from executor_gpu.native_build import cpu_library
 from executor_gpu.native_state import EMPTY_CODE_HASH, NO_CODE, StateTables, TrieReader
 from node.db.state import GenesisAccount
 from primitives.types import Address
-
 from tests.native.chain import make_state
 
 ADDRESSES = st.binary(min_size=20, max_size=20).map(Address)

@@ -9,7 +9,6 @@ from executor_gpu.native_tx import create_address
 from node.db.state import GenesisAccount
 from primitives.crypto import keccak256
 from primitives.transactions import Transaction
-
 from tests.native.chain import address, make_tx, run_both
 from tests.solc import compile_contract
 

@@ -13,7 +13,6 @@ from bench.executor import TOKEN, balance_slot, token_code
 from node.db.state import GenesisAccount
 from primitives.transactions import Transaction
 from primitives.types import Address
-
 from tests.native.chain import COINBASE, ENV, address, make_tx, run_both
 from tests.native.programs import push
 
