@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -26,10 +27,10 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _statetest(args: argparse.Namespace) -> int:
-    from node import statetest
-
-    return statetest.run(args)
+# Subcommands other than `run`: each module has add_arguments(parser) and run(args) -> int.
+_COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("statetest", "node.statetest", "run Ethereum state tests against an executor"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,11 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", choices=["reference", "native-cpu", "native-cuda", "auto"])
     run.set_defaults(handler=_run)
 
-    from node import statetest
-
-    st = commands.add_parser("statetest", help="run Ethereum state tests against an executor")
-    statetest.add_arguments(st)
-    st.set_defaults(handler=_statetest)
+    for name, module_name, help_text in _COMMANDS:
+        module = importlib.import_module(module_name)
+        command = commands.add_parser(name, help=help_text)
+        module.add_arguments(command)
+        command.set_defaults(handler=module.run)
     return parser
 
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 # Fast blocks and small batches keep the tests short; everything else is the devnet preset.
 TEST_CONFIG = """
@@ -22,6 +24,21 @@ block_time = 0.25
 blocks_per_batch = 4
 poll_interval = 0.5
 """
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def l2node_command(*args: str) -> list[str]:
+    """`l2node ARGS` run from this checkout (not whichever copy pip installed)."""
+    return [sys.executable, "-m", "node.cli", *args]
+
+
+def l2node_env() -> dict[str, str]:
+    """The environment for ``l2node_command``: this checkout first on the import path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
 
 
 def free_port() -> int:
@@ -61,9 +78,6 @@ def post_json(url: str, body: Any, raw: bytes | None = None) -> Any:
 @contextmanager
 def running_node(data_dir: Path, port: int | None = None, config: str = TEST_CONFIG) -> Iterator[NodeProcess]:
     """Start `l2node run`, wait until it answers RPC, stop it (SIGTERM) afterwards."""
-    exe = shutil.which("l2node")
-    if exe is None:
-        raise RuntimeError("l2node is not installed: run `pip install -e .[test]` first")
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     config_path = data_dir.parent / f"{data_dir.name}.toml"
@@ -71,8 +85,9 @@ def running_node(data_dir: Path, port: int | None = None, config: str = TEST_CON
     log_path = data_dir.parent / f"{data_dir.name}.log"
     log_file = log_path.open("ab")
     process = subprocess.Popen(
-        [exe, "run", "--data-dir", str(data_dir), "--rpc-port", str(port), "--config", str(config_path)],
-        stdout=log_file, stderr=subprocess.STDOUT,
+        l2node_command("run", "--data-dir", str(data_dir), "--rpc-port", str(port),
+                       "--config", str(config_path)),
+        stdout=log_file, stderr=subprocess.STDOUT, env=l2node_env(),
     )
     node = NodeProcess(process, f"http://127.0.0.1:{port}", log_path)
     try:
