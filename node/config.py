@@ -38,6 +38,8 @@ class GenesisConfig:
     """How many accounts to fund."""
     balance_wei: int
     """Balance of each."""
+    file: str = ""
+    """Genesis JSON (see node/genesis.py); when set it replaces the preset's chain and accounts."""
 
 
 @dataclass(frozen=True)

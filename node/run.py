@@ -19,11 +19,9 @@ from l1.poster import BatchPoster
 from node.backend import NodeRpcBackend
 from node.config import NodeConfig
 from node.db.leveldb import LevelDBKV
-from node.db.state import GenesisAccount
-from node.genesis import development_accounts
+from node.genesis import Genesis, chain_genesis
 from node.node import ChainParams, Node
 from primitives.clock import SystemClock
-from primitives.crypto import private_key_to_address
 from primitives.errors import Halt, InvalidInput, L2NodeError, RetryLater
 from primitives.types import Address
 from rpc.server import create_app
@@ -69,16 +67,18 @@ class L1Side:
     """For the start-up log."""
 
 
-def connect_l1(config: NodeConfig, node: Node, validator: Address) -> L1Side:
+def connect_l1(config: NodeConfig, node: Node, genesis: Genesis) -> L1Side:
     """The embedded L1 (contract deployed now) or the configured endpoint."""
     genesis_root = node.state_root(0)
-    chain_id = config.chain.chain_id
+    chain_id = genesis.chain_id
+    signers = [v.address for v in genesis.validators]
+    weights = [v.weight for v in genesis.validators]
     if not config.l1.rpc_url:
         from l1.embedded import start_embedded_l1
 
         embedded = start_embedded_l1()
         address = deploy_batch_inbox(
-            embedded.w3, embedded.deployer_key, chain_id, genesis_root, [validator], [1]
+            embedded.w3, embedded.deployer_key, chain_id, genesis_root, signers, weights
         )
         return L1Side(
             Web3L1Client(embedded.w3, address, embedded.poster_key),
@@ -91,7 +91,7 @@ def connect_l1(config: NodeConfig, node: Node, validator: Address) -> L1Side:
     if config.l1.contract:
         address = Address(bytes.fromhex(Web3.to_checksum_address(config.l1.contract)[2:]))
     else:
-        address = deploy_batch_inbox(w3, poster_key, chain_id, genesis_root, [validator], [1])
+        address = deploy_batch_inbox(w3, poster_key, chain_id, genesis_root, signers, weights)
     return L1Side(Web3L1Client(w3, address, poster_key), f"L1 {config.l1.rpc_url}, batch contract 0x{address.hex()}")
 
 
@@ -117,13 +117,14 @@ def run_node(config: NodeConfig) -> None:
 async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
     validator_key = _hex_key(config.validator.private_key, "validator.private_key")
     executor, caller = make_executor(config.executor.kind)
+    genesis = chain_genesis(config)
     node = Node(
         kv,
         ChainParams(
-            chain_id=config.chain.chain_id,
-            gas_limit=config.chain.gas_limit,
-            initial_base_fee=config.chain.initial_base_fee,
-            genesis_timestamp=config.chain.genesis_timestamp,
+            chain_id=genesis.chain_id,
+            gas_limit=genesis.gas_limit,
+            initial_base_fee=genesis.base_fee_per_gas,
+            genesis_timestamp=genesis.timestamp,
             max_txs_per_block=config.mempool.max_txs_per_block,
         ),
         PoolConfig(
@@ -137,13 +138,8 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
         validator_key,
         SystemClock(),
     )
-    alloc = {
-        address: GenesisAccount(balance=config.genesis.balance_wei)
-        for address in development_accounts(config.genesis.mnemonic, config.genesis.accounts)
-    }
-    head = node.init_or_resume(alloc)
-    validator = private_key_to_address(validator_key)
-    l1 = connect_l1(config, node, validator)
+    head = node.init_or_resume(dict(genesis.alloc))
+    l1 = connect_l1(config, node, genesis)
     poster = BatchPoster(
         client=l1.client,
         source=node,
@@ -161,7 +157,7 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
 
     log.info(
         "chain %d head %d root %s executor %s; %s",
-        config.chain.chain_id, head.number, head.state_root.hex()[:12], executor.name,
+        genesis.chain_id, head.number, head.state_root.hex()[:12], executor.name,
         l1.description,
     )
     serving = asyncio.create_task(server.serve())
