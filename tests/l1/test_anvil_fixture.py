@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from eth_account import Account
+from hexbytes import HexBytes
 from web3 import Web3
 
 from tests.anvil import CHAIN_ID, DEV_KEYS, Anvil
 
 
-def send_value(w3: Web3, nonce: int) -> bytes:
+def send_value(w3: Web3, nonce: int) -> HexBytes:
     account = Account.from_key(DEV_KEYS[0])
     tx = account.sign_transaction({
         "nonce": nonce, "to": Account.from_key(DEV_KEYS[1]).address, "value": 1, "gas": 21_000,
         "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9, "chainId": CHAIN_ID, "type": 2,
     })
-    return bytes(w3.eth.send_raw_transaction(tx.raw_transaction))
+    return w3.eth.send_raw_transaction(tx.raw_transaction)
 
 
 def test_restart_keeps_the_chain(anvil: Anvil) -> None:
