@@ -13,9 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from l1.api import BlockSource, L1Client
-from l1.codec import batch_digest, encode_batch_data, sign_batch
+from l1.codec import batch_data_hash, batch_digest, encode_batch_data, sign_batch
 from l1.types import BatchCommitment, BatchDomain, CommittedBatch
-from primitives.crypto import keccak256
 from primitives.errors import Halt, RetryLater
 
 log = logging.getLogger(__name__)
@@ -136,7 +135,7 @@ class BatchPoster:
             state_root=self._source.state_root(last),
             first_block=first,
             last_block=last,
-            data_hash=keccak256(data),
+            data_hash=batch_data_hash(data),
         )
         if self._domain is None:
             self._domain = self._client.domain()

@@ -87,3 +87,48 @@ class BatchDomain:
     """Address of the BatchInbox contract."""
     l2_chain_id: int
     """Chain id of the L2 whose batches the contract accepts."""
+
+
+@dataclass(frozen=True)
+class L1Call:
+    """One unsigned transaction to the batch contract (a data part or the commit)."""
+
+    data: bytes
+    """Calldata."""
+    gas: int
+    """Gas limit: a bound computed from the calldata, since later parts cannot be estimated
+    before the earlier ones are mined."""
+    what: str
+    """What it does, for logs (e.g. "batch 3 data part 0")."""
+
+
+@dataclass(frozen=True)
+class L1Fees:
+    """EIP-1559 fee caps of an L1 transaction, in wei per gas."""
+
+    max_fee_per_gas: int
+    """Most the sender pays per gas (base fee + tip)."""
+    max_priority_fee_per_gas: int
+    """Most of that going to the L1 block producer."""
+
+
+@dataclass(frozen=True)
+class L1Receipt:
+    """Outcome of a mined L1 transaction."""
+
+    tx_hash: Hash32
+    """The transaction."""
+    block_number: int
+    """L1 block that includes it."""
+    success: bool
+    """False when it reverted."""
+
+
+@dataclass(frozen=True)
+class L1Head:
+    """The L1 chain's latest block, as far as the poster needs it."""
+
+    number: int
+    """Block number."""
+    base_fee_per_gas: int
+    """Its EIP-1559 base fee in wei."""
