@@ -234,6 +234,15 @@ class Web3L1Client:
         """
         return self._sender.send_raw(self._contract.address, call, nonce, fees)
 
+    def is_known(self, tx_hash: Hash32) -> bool:
+        """Whether the L1 node has ``tx_hash``, pending or mined."""
+        with self._sender.l1_errors():
+            try:
+                self._w3.eth.get_transaction(HexBytes(tx_hash))
+            except TransactionNotFound:
+                return False
+        return True
+
     def simulate(self, call: L1Call) -> None:
         """Run ``call`` against the latest L1 state without sending; L1Rejected says why it reverts."""
         self._sender.simulate(self._contract.address, call.data)

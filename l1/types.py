@@ -132,3 +132,51 @@ class L1Head:
     """Block number."""
     base_fee_per_gas: int
     """Its EIP-1559 base fee in wei."""
+
+
+@dataclass(frozen=True)
+class SignedBatch:
+    """A batch ready for L1: what the contract checks, the data, and the quorum's signatures."""
+
+    commitment: BatchCommitment
+    """What the validators signed."""
+    data: bytes
+    """The batch data payload (l1.codec.encode_batch_data)."""
+    signatures: tuple[bytes, ...]
+    """Signatures over the batch digest, in the contract's order (ascending signer)."""
+
+
+@dataclass(frozen=True)
+class SentTransaction:
+    """One L1 transaction of a post attempt, with every fee version sent for its nonce."""
+
+    call: L1Call
+    """What it does."""
+    nonce: int
+    """The poster account nonce it uses."""
+    fees: L1Fees
+    """Fees of the latest version."""
+    tx_hashes: tuple[Hash32, ...]
+    """Hashes of every version sent (fee bumps replace the earlier ones), oldest first."""
+    sent_at_l1_block: int
+    """L1 head number when the latest version was sent."""
+
+
+@dataclass(frozen=True)
+class PostAttempt:
+    """The L1 transactions that post one batch: its data parts, then the commit."""
+
+    batch_number: int
+    """The batch they post."""
+    transactions: tuple[SentTransaction, ...]
+    """In nonce order; the last is commitBatch."""
+
+
+@dataclass(frozen=True)
+class PosterState:
+    """What the poster keeps across restarts (the contract stays the source of truth)."""
+
+    queue: tuple[SignedBatch, ...] = ()
+    """Signed batches not yet confirmed on L1, in batch order."""
+    attempt: PostAttempt | None = None
+    """Transactions in flight for the first unposted batch."""
