@@ -6,13 +6,11 @@ each rule next to its verdict). The node wires them to the consensus topic.
 
 from __future__ import annotations
 
+from p2p.topics import MAX_MESSAGE
 from p2p.types import Validation
 from primitives.errors import InvalidInput
 from sequencer import leader, wire
 from sequencer.types import Proposal, ValidatorSet
-
-MAX_CONSENSUS_MESSAGE_BYTES = 8 * 1024 * 1024
-"""Largest proposal accepted: a 30M-gas block of calldata is under 2 MB encoded."""
 
 
 def check_consensus_message(
@@ -20,8 +18,8 @@ def check_consensus_message(
 ) -> Validation:
     """Verdict on a proposal or vote, for a receiver deciding ``height`` with ``validators``
     and leader ``seed`` (the same values its consensus.start_height got)."""
-    # REJECT: larger than any honest proposal.
-    if len(data) > MAX_CONSENSUS_MESSAGE_BYTES:
+    # REJECT: larger than a node publishes (a 30M-gas block of calldata is under 2 MB).
+    if len(data) > MAX_MESSAGE:
         return Validation.REJECT
     # REJECT: not a canonical message, or not signed by the signer it names.
     try:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import rlp
 
 from p2p.memory import InProcessGossip, InProcessNetwork
+from p2p.topics import CONSENSUS as TOPIC
+from p2p.topics import SYNC
 from p2p.types import PeerId, Validation
 from primitives.clock import ManualClock
 from primitives.crypto import keccak256, private_key_to_address
@@ -38,8 +40,6 @@ from sequencer.types import (
 )
 
 CHAIN_ID = 7331
-TOPIC = "l2/consensus/1"
-SYNC = "l2/sync/1"
 SEED = b"simulation seed"
 INVALID = b"INVALID "
 
