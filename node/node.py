@@ -4,26 +4,39 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import rlp
 
 from executor_gpu.api import Caller, Executor
-from executor_gpu.types import BlockEnv, CallMessage, CallResult
+from executor_gpu.types import BlockEnv, CallMessage, CallResult, ExecutedTx
 from l1.types import L2BlockData
 from node.db import schema
-from node.db.api import KV
+from node.db.api import KV, WriteBatch
 from node.db.chain import ChainStore
 from node.db.state import GenesisAccount, StateDB
 from primitives.blocks import EMPTY_BLOOM, EMPTY_ROOT, Header
 from primitives.clock import Clock
 from primitives.crypto import private_key_to_address
-from primitives.errors import Halt, InvalidTransaction, TransactionRejected
+from primitives.errors import (
+    Halt,
+    InvalidInput,
+    InvalidTransaction,
+    RetryLater,
+    TransactionRejected,
+)
 from primitives.transactions import Transaction, decode_transaction
 from primitives.types import ZERO_HASH, Address, Hash32
-from sequencer.builder import build_block, make_header, next_block_env, nonce_reader
+from sequencer.builder import (
+    build_block,
+    execute_block,
+    make_header,
+    next_block_env,
+    nonce_reader,
+)
 from sequencer.mempool import Mempool
-from sequencer.types import AccountState, PoolConfig
+from sequencer.types import AccountState, BlockBody, PoolConfig
 
 log = logging.getLogger("l2node")
 
@@ -55,8 +68,45 @@ def decode_stored_tx(data: bytes) -> Transaction:
     return decode_transaction(raw, sender=Address(sender))
 
 
+MAX_CLOCK_DRIFT = 15
+"""Seconds a block's timestamp may be ahead of this node's clock."""
+
+
+def encode_block(header: Header, raw_txs: Sequence[bytes]) -> bytes:
+    """A block as consensus agrees on it and peers exchange it: RLP [header, [raw txs]]."""
+    return bytes(rlp.encode([header.to_rlp(), list(raw_txs)]))
+
+
+def decode_block(value: bytes) -> tuple[Header, list[bytes]]:
+    """Inverse of ``encode_block``; InvalidInput on anything malformed."""
+    try:
+        header_rlp, raws = rlp.decode(value)
+        header = Header.decode(rlp.encode(header_rlp))
+        if not isinstance(raws, list) or not all(isinstance(raw, bytes) for raw in raws):
+            raise TypeError("transactions must be a list of byte strings")
+        if header.encode() != bytes(rlp.encode(header_rlp)):
+            raise ValueError("header is not canonically encoded")
+    except (rlp.exceptions.RLPException, ValueError, TypeError, IndexError) as exc:
+        raise InvalidInput(f"malformed block: {exc}") from exc
+    return header, raws
+
+
+@dataclass
+class _Staged:
+    """An executed block staged in a write batch, not yet committed."""
+
+    header: Header
+    """Its header (hash = the value's id)."""
+    executed: tuple[ExecutedTx, ...]
+    """Its transactions' outcomes."""
+    batch: WriteBatch
+    """State, block and indexes, staged; committing it makes the block the head."""
+    dropped: tuple[Hash32, ...] = ()
+    """Pool transactions the proposer found invalid: removed from the pool on commit."""
+
+
 class Node:
-    """A single-validator sequencer node over a KV store."""
+    """A validator node over a KV store: pool, block building, re-execution and commits."""
 
     def __init__(
         self,
@@ -80,6 +130,8 @@ class Node:
         self.coinbase = private_key_to_address(validator_key)
         # One writer at a time: the pool and the head change together.
         self._lock = threading.RLock()
+        # Executed candidates for the next block, by block hash, until one is committed.
+        self._staged: dict[Hash32, _Staged] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -194,39 +246,130 @@ class Node:
     def produce_block(self) -> Header:
         """Build, execute and commit the next block from the pool (single validator: final)."""
         with self._lock:
+            value = self.propose(self.head().number + 1)
+            return self.commit(value, None)
+
+    def propose(self, height: int) -> bytes:
+        """Build and execute block ``height`` from the pool; its encoding (see ``encode_block``).
+
+        The executed result is kept, so committing this value does not execute it again.
+        """
+        with self._lock:
             parent = self.head()
+            if height != parent.number + 1:
+                raise RetryLater(f"cannot build block {height} on head {parent.number}")
             env = self._next_env(parent, self._block_hashes(parent))
-            pre_state = self.state.at(parent.state_root)
-            body = build_block(self.pool, self.executor, pre_state, env,
+            body = build_block(self.pool, self.executor, self.state.at(parent.state_root), env,
                                self.params.max_txs_per_block)
-            result = body.result
-            batch = self.kv.write_batch()
-            root = self.state.apply(parent.state_root, result.state_diff, batch)
-            if result.state_root is not None and result.state_root != root:
-                raise Halt(
-                    f"block {env.number}: executor root {result.state_root.hex()} != "
-                    f"state root {root.hex()}"
-                )
-            header = make_header(parent, env, body, root)
-            self.chain.stage_block(batch, header, result.executed)
-            done = [e.tx.hash for e in result.executed] + [r.tx.hash for r in result.rejected]
+            staged = self._stage(parent, env, body)
+            # The pool offered these but they failed against the state: forget them on commit.
+            staged.dropped = tuple(r.tx.hash for r in body.result.rejected)
+            for rejected in body.result.rejected:
+                log.info("dropped tx %s: %s", rejected.tx.hash.hex(), rejected.reason)
+            return encode_block(staged.header, [e.tx.raw for e in body.result.executed])
+
+    def verify(self, value: bytes) -> bool:
+        """True when ``value`` is a valid next block: it extends the head, and re-executing its
+        transactions here reproduces its header exactly. Never raises on hostile bytes."""
+        try:
+            header, raws = decode_block(value)
+        except InvalidInput as exc:
+            log.info("proposal rejected: %s", exc)
+            return False
+        with self._lock:
+            cached = self._staged.get(header.hash)
+            if cached is not None and cached.header.parent_hash == self.head().hash:
+                return True
+            try:
+                self._check_and_stage(header, raws)
+            except InvalidInput as exc:
+                log.info("block %d %s rejected: %s", header.number, header.hash.hex()[:12], exc)
+                return False
+            return True
+
+    def commit(self, value: bytes, certificate: bytes | None) -> Header:
+        """Make ``value`` (a block agreed on) the new head, in one atomic write with its
+        ``certificate``; prune the pool. Raises Halt when this node cannot reproduce it."""
+        header, raws = decode_block(value)
+        with self._lock:
+            staged = self._staged.get(header.hash)
+            if staged is None or staged.header.parent_hash != self.head().hash:
+                try:
+                    staged = self._check_and_stage(header, raws)
+                except InvalidInput as exc:
+                    raise Halt(f"finalized block {header.number} does not verify here: {exc}") from exc
+            batch = staged.batch
+            if certificate is not None:
+                self.chain.stage_certificate(batch, header.number, certificate)
+            done = [e.tx.hash for e in staged.executed] + list(staged.dropped)
             for tx_hash in done:
                 batch.delete(schema.pool_key(tx_hash))
             batch.commit()
+            self._staged.clear()  # every other candidate was built on the old head
             self.pool.remove(done)
-            stale = self.pool.prune(nonce_reader(self.state.at(root)))
+            stale = self.pool.prune(nonce_reader(self.state.at(header.state_root)))
             if stale:  # a crash before this delete is harmless: reloading drops them again
                 cleanup = self.kv.write_batch()
                 for tx in stale:
                     cleanup.delete(schema.pool_key(tx.hash))
                 cleanup.commit()
-            for rejected in result.rejected:
-                log.info("dropped tx %s: %s", rejected.tx.hash.hex(), rejected.reason)
         log.info(
-            "block %d txs=%d gas=%d root=%s", header.number, len(result.executed),
-            header.gas_used, root.hex()[:12],
+            "block %d txs=%d gas=%d root=%s", header.number, len(staged.executed),
+            header.gas_used, header.state_root.hex()[:12],
         )
         return header
+
+    def _check_and_stage(self, header: Header, raws: list[bytes]) -> _Staged:
+        """Re-execute a block received from a peer; InvalidInput says why it is not valid."""
+        parent = self.head()
+        # Rule: a block extends our head; its timestamp moves forward but not into the future.
+        if header.number != parent.number + 1 or header.parent_hash != parent.hash:
+            raise InvalidInput(f"does not extend head {parent.number} {parent.hash.hex()[:12]}")
+        if header.timestamp <= parent.timestamp:
+            raise InvalidInput("timestamp does not increase")
+        if header.timestamp > self.clock.now() + MAX_CLOCK_DRIFT:
+            raise InvalidInput(f"timestamp {header.timestamp} is in the future")
+        if len(raws) > self.params.max_txs_per_block:
+            raise InvalidInput(f"{len(raws)} transactions, the limit is {self.params.max_txs_per_block}")
+        txs = []
+        for raw in raws:
+            tx = decode_transaction(raw)
+            if tx.chain_id != self.params.chain_id:
+                raise InvalidTransaction(f"transaction {tx.hash.hex()} is not for this chain")
+            txs.append(tx)
+        env = next_block_env(
+            parent, header.timestamp, header.coinbase, self.params.chain_id,
+            self.params.gas_limit, self._block_hashes(parent),
+        )
+        body = execute_block(self.executor, self.state.at(parent.state_root), env, txs)
+        # Rule: every transaction of a block executes; a proposer must not include invalid ones.
+        if body.result.rejected:
+            first = body.result.rejected[0]
+            raise InvalidInput(f"includes an invalid transaction {first.tx.hash.hex()}: {first.reason}")
+        staged = self._stage(parent, env, body)
+        if staged.header != header:
+            raise InvalidInput(
+                f"re-execution gives header {staged.header.hash.hex()[:12]} "
+                f"(state root {staged.header.state_root.hex()[:12]}), "
+                f"proposed state root {header.state_root.hex()[:12]}"
+            )
+        return staged
+
+    def _stage(self, parent: Header, env: BlockEnv, body: BlockBody) -> _Staged:
+        """Stage state and block into a write batch, kept until the block is committed."""
+        result = body.result
+        batch = self.kv.write_batch()
+        root = self.state.apply(parent.state_root, result.state_diff, batch)
+        if result.state_root is not None and result.state_root != root:
+            raise Halt(
+                f"block {env.number}: executor root {result.state_root.hex()} != "
+                f"state root {root.hex()}"
+            )
+        header = make_header(parent, env, body, root)
+        self.chain.stage_block(batch, header, result.executed)
+        staged = _Staged(header, result.executed, batch)
+        self._staged[header.hash] = staged
+        return staged
 
     # -- calls ------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from executor_gpu.api import Executor, StateReader
 from executor_gpu.types import BlockEnv
 from primitives.blocks import Header, bloom_of, ordered_trie_root
 from primitives.errors import Halt
+from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
 from sequencer.fees import next_base_fee
 from sequencer.mempool import Mempool
@@ -63,6 +64,13 @@ def build_block(
     once the block is committed.
     """
     txs = pool.select(nonce_reader(pre_state), env.base_fee_per_gas, env.gas_limit, max_txs)
+    return execute_block(executor, pre_state, env, txs)
+
+
+def execute_block(
+    executor: Executor, pre_state: StateReader, env: BlockEnv, txs: Sequence[Transaction]
+) -> BlockBody:
+    """Execute ``txs`` in one call and derive the block's roots (proposer and re-executing peers)."""
     result = executor.execute(pre_state, env, txs)
     receipts = [executed.receipt for executed in result.executed]
     # A disagreement here means the executor is broken; building on it would fork the chain.

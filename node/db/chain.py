@@ -243,6 +243,24 @@ class ChainStore:
                     log_index += 1
         return found
 
+    def certificate(self, number: int) -> bytes | None:
+        """Commit certificate of block ``number`` (None for genesis and single-validator blocks)."""
+        if not 0 <= number <= UINT64_MAX:
+            return None
+        return self._kv.get(schema.certificate_key(number))
+
+    def evidence(self) -> list[bytes]:
+        """Every piece of double-signing evidence kept, in key order."""
+        return [value for _key, value in self._kv.iterate(schema.EVIDENCE_PREFIX)]
+
+    def add_evidence(self, evidence: bytes) -> bool:
+        """Keep ``evidence`` (durable on return); False when it was already kept."""
+        key = schema.evidence_key(keccak256(evidence))
+        if self._kv.get(key) is not None:
+            return False
+        self._kv.put(key, evidence)
+        return True
+
     def stage_block(
         self, batch: WriteBatch, header: Header, executed: Sequence[ExecutedTx]
     ) -> None:
@@ -297,6 +315,11 @@ class ChainStore:
             batch.delete(schema.body_key(above))
             batch.delete(schema.receipts_key(above))
         batch.put(schema.HEAD, schema.encode_number(number))
+
+    @staticmethod
+    def stage_certificate(batch: WriteBatch, number: int, certificate: bytes) -> None:
+        """Stage the commit certificate of block ``number`` beside the block itself."""
+        batch.put(schema.certificate_key(number), certificate)
 
     @staticmethod
     def _head(reader: KVReader) -> int | None:

@@ -21,6 +21,12 @@ RECEIPTS_PREFIX = b"r"
 TX_INDEX_PREFIX = b"t"
 """t + tx hash -> number + 4-byte index."""
 
+# Consensus: why each block is final, and misbehaviour seen
+CERTIFICATE_PREFIX = b"f"
+"""f + number -> commit certificate of that block (sequencer/wire.py encoding)."""
+EVIDENCE_PREFIX = b"e"
+"""e + keccak(evidence) -> encoded evidence of a validator's double signing."""
+
 # State: trie nodes and contract code, content-addressed (never deleted: archive node)
 STATE_NODE_PREFIX = b"s"
 """s + keccak(node or code) -> node or code."""
@@ -72,6 +78,14 @@ def receipts_key(number: int) -> bytes:
 
 def tx_index_key(tx_hash: Hash32) -> bytes:
     return TX_INDEX_PREFIX + tx_hash
+
+
+def certificate_key(number: int) -> bytes:
+    return CERTIFICATE_PREFIX + encode_number(number)
+
+
+def evidence_key(evidence_hash: Hash32) -> bytes:
+    return EVIDENCE_PREFIX + evidence_hash
 
 
 def state_node_key(node_hash: bytes) -> bytes:

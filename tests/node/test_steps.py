@@ -1,0 +1,114 @@
+"""Block production split for consensus: propose, verify (re-execution), commit."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import rlp
+
+from node.db import schema
+from node.node import Node, decode_block, encode_block
+from primitives.clock import ManualClock
+from primitives.errors import Halt
+from primitives.types import Hash32
+from tests.node.helpers import RECIPIENT, VALIDATOR_KEYS, make_node, transfer
+
+
+def pair() -> tuple[ManualClock, Node, Node]:
+    clock = ManualClock()
+    return clock, make_node(clock, VALIDATOR_KEYS[0]), make_node(clock, VALIDATOR_KEYS[1])
+
+
+def test_a_peer_reproduces_and_commits_the_proposed_block() -> None:
+    clock, proposer, peer = pair()
+    for nonce in range(3):
+        proposer.submit(transfer(0, nonce))
+    peer.submit(transfer(0, 0))  # the peer pooled one of them too
+    clock.advance(2)
+    value = proposer.propose(1)
+    assert peer.verify(value)
+    head = peer.commit(value, b"certificate")
+    assert proposer.commit(value, b"certificate") == head
+    assert head.number == 1 and len(peer.chain.transactions(1)) == 3
+    assert peer.chain.certificate(1) == b"certificate"
+    assert len(peer.pool) == 0 and len(proposer.pool) == 0
+    assert list(proposer.kv.iterate(schema.POOL_PREFIX)) == []
+    balance = peer.state.at(head.state_root).get_account(RECIPIENT)
+    assert balance is not None and balance.balance == 3
+
+
+def test_commit_without_verify_re_executes() -> None:
+    clock, proposer, peer = pair()
+    proposer.submit(transfer(1, 0))
+    clock.advance(1)
+    value = proposer.propose(1)
+    assert peer.commit(value, None).hash == decode_block(value)[0].hash
+
+
+def test_produce_block_is_propose_plus_commit() -> None:
+    clock = ManualClock()
+    node = make_node(clock)
+    node.submit(transfer(0, 0))
+    clock.advance(1)
+    header = node.produce_block()
+    assert header.number == 1 and node.head() == header
+    assert node.chain.certificate(1) is None
+
+
+def _tampered(value: bytes, **changes: object) -> bytes:
+    header, raws = decode_block(value)
+    return encode_block(dataclasses.replace(header, **changes), raws)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda v: _tampered(v, state_root=Hash32(b"\x01" * 32)),
+        lambda v: _tampered(v, receipts_root=Hash32(b"\x02" * 32)),
+        lambda v: _tampered(v, gas_used=1),
+        lambda v: _tampered(v, base_fee_per_gas=1),
+        lambda v: _tampered(v, number=2),
+        lambda v: _tampered(v, parent_hash=Hash32(b"\x03" * 32)),
+        lambda v: _tampered(v, timestamp=1_600_000_000),
+        lambda v: _tampered(v, timestamp=1_800_000_000),
+        lambda v: _tampered(v, extra_data=b"x"),
+        lambda v: encode_block(decode_block(v)[0], []),  # transactions left out
+        lambda v: encode_block(decode_block(v)[0], decode_block(v)[1] * 2),  # replayed
+        lambda v: encode_block(decode_block(v)[0], [transfer(2, 0, chain_id=1)]),
+        lambda v: v[:-1],
+        lambda v: b"",
+        lambda v: b"\xc0",
+        lambda v: bytes(rlp.encode([b"x", [b"y"]])),
+        lambda v: bytes(rlp.encode([[b""] * 20, b"notalist"])),
+        lambda v: bytes(rlp.encode([decode_block(v)[0].to_rlp(), [b"\x02\xff"]])),
+    ],
+)
+def test_verify_says_false_to_hostile_or_wrong_blocks(mutate) -> None:  # type: ignore[no-untyped-def]
+    clock, proposer, peer = pair()
+    proposer.submit(transfer(0, 0))
+    proposer.submit(transfer(0, 1))
+    clock.advance(1)
+    value = proposer.propose(1)
+    bad = mutate(value)
+    assert not peer.verify(bad)
+    assert peer.head().number == 0
+    assert peer.verify(value)  # the honest block still verifies afterwards
+
+
+def test_committing_a_block_this_node_cannot_reproduce_halts() -> None:
+    clock, proposer, peer = pair()
+    clock.advance(1)
+    value = _tampered(proposer.propose(1), state_root=Hash32(b"\x01" * 32))
+    with pytest.raises(Halt):
+        peer.commit(value, b"cert")
+    assert peer.head().number == 0
+
+
+def test_a_block_on_an_old_head_no_longer_verifies() -> None:
+    clock, proposer, peer = pair()
+    clock.advance(1)
+    first = proposer.propose(1)
+    assert peer.verify(first)
+    peer.commit(first, None)
+    assert not peer.verify(first)
