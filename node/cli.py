@@ -30,6 +30,7 @@ def _run(args: argparse.Namespace) -> int:
 # Subcommands other than `run`: each module has add_arguments(parser) and run(args) -> int.
 _COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("statetest", "node.statetest", "run Ethereum state tests against an executor"),
+    ("watch", "node.watch", "rebuild the L2 from L1 alone and check every posted state root"),
 )
 
 
