@@ -53,6 +53,9 @@ class FlakyL1:
     def domain(self) -> BatchDomain:
         return self.inner.domain()
 
+    def genesis_state_root(self) -> Hash32:
+        return self.inner.genesis_state_root()
+
     def latest_batch(self) -> CommittedBatch | None:
         self.reads += 1
         if self.fail_reads > 0:
