@@ -27,6 +27,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO, TypeVar
 
@@ -156,7 +157,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 at the first MISMATCH")
     parser.add_argument(
-        "--from-batch", type=int, default=1, metavar="N",
+        "--from-batch", type=int, metavar="N",
         help="print from batch N on; re-verify from N when the data dir is already past it",
     )
     parser.add_argument("--follow", action="store_true", help="keep watching for new batches")
@@ -167,7 +168,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.from_batch < 1:
+    from_batch = 1 if args.from_batch is None else args.from_batch
+    if from_batch < 1:
         raise InvalidInput("--from-batch counts from 1")
     if not args.verbose:
         log.setLevel(logging.WARNING)  # one line per block would bury the batch lines
@@ -206,28 +208,40 @@ def run(args: argparse.Namespace) -> int:
         client = Web3L1Client(w3, contract)
         chain = NodeChain(node)
         watcher = Watcher(client, chain)
-        _retrying(watcher.check_genesis, args.follow, args.poll_interval)
+        options = WatchOptions(args.strict, args.follow, from_batch, args.poll_interval)
+        _retrying(watcher.check_genesis, options, time.sleep)
         last = chain.last_verified()
-        if last is not None and last.batch_number >= args.from_batch:
-            chain.unwind(args.from_batch - 1)
-        return watch(watcher, client, args.strict, args.follow, args.from_batch,
-                     args.poll_interval, sys.stdout, sys.stderr)
+        if args.from_batch is not None and last is not None and last.batch_number >= from_batch:
+            chain.unwind(from_batch - 1)
+        return watch(watcher, client, options, sys.stdout, sys.stderr)
     finally:
         kv.close()
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    """How ``watch`` runs (the command line's flags)."""
+
+    strict: bool = False
+    """Stop at the first batch that does not verify."""
+    follow: bool = False
+    """Keep polling L1 for new batches instead of stopping when caught up."""
+    from_batch: int = 1
+    """Print verdicts from this batch on (earlier ones only when they are not OK)."""
+    poll_interval: float = 2.0
+    """Seconds between polls once caught up, and after L1 trouble."""
 
 
 def watch(
     watcher: Watcher,
     l1: L1Client,
-    strict: bool,
-    follow: bool,
-    from_batch: int,
-    poll_interval: float,
+    options: WatchOptions,
     out: TextIO,
     progress: TextIO,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """Report batches until caught up (or forever with ``follow``); the exit status."""
-    latest = _retrying(l1.latest_batch, follow, poll_interval)
+    """Report batches until caught up (or until interrupted with ``follow``); the exit status."""
+    latest = _retrying(l1.latest_batch, options, sleep)
     bar = Progress(
         progress, 0 if latest is None else latest.batch_number, "batches",
         plain_every_s=PLAIN_PROGRESS_S,
@@ -235,11 +249,11 @@ def watch(
     failed = 0
     try:
         while True:
-            event = _retrying(watcher.step, follow, poll_interval)
+            event = _retrying(watcher.step, options, sleep)
             if event is None:
-                if not follow:
+                if not options.follow:
                     break
-                time.sleep(poll_interval)
+                sleep(options.poll_interval)
                 continue
             if isinstance(event, Unwound):
                 bar.clear()
@@ -248,10 +262,10 @@ def watch(
             number = event.batch.batch_number
             if event.status is not Status.OK:
                 failed += 1
-            if number >= from_batch or event.status is not Status.OK:
+            if number >= options.from_batch or event.status is not Status.OK:
                 bar.clear()
                 print(event.line(), file=out, flush=True)
-            if failed and strict:
+            if failed and options.strict:
                 return 1
             bar.total = max(bar.total, number)
             bar.update(number, f"{failed} not verified" if failed else "")
@@ -262,17 +276,17 @@ def watch(
     return 1 if failed else 0
 
 
-def _retrying(call: Callable[[], T], follow: bool, poll_interval: float) -> T:
+def _retrying(call: Callable[[], T], options: WatchOptions, sleep: Callable[[float], None]) -> T:
     """``call()``, again after L1 trouble: forever with ``follow``, else up to RETRY_LIMIT_S."""
     give_up = time.monotonic() + RETRY_LIMIT_S
     while True:
         try:
             return call()
         except RetryLater as exc:
-            if not follow and time.monotonic() > give_up:
+            if not options.follow and time.monotonic() > give_up:
                 raise
-            log.warning("L1: %s (retrying in %.0fs)", exc, poll_interval)
-            time.sleep(poll_interval)
+            log.warning("L1: %s (retrying in %.0fs)", exc, options.poll_interval)
+            sleep(options.poll_interval)
 
 
 def _address(text: str) -> Address:

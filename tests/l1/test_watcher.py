@@ -9,6 +9,7 @@ A second node derives the chain from L1 alone through l1/watcher.py.
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from l1.types import BatchCommitment, CommittedBatch, L2BlockData
 from l1.watcher import BatchReport, Status, Unwound, Watcher
 from node.db.memory import MemoryKV
 from node.node import Node
-from node.watch import NodeChain, decode_verified, encode_verified
+from node.watch import NodeChain, WatchOptions, decode_verified, encode_verified, watch
 from primitives.clock import ManualClock
 from primitives.crypto import keccak256, private_key_to_address
 from primitives.errors import InvalidInput
@@ -42,6 +43,8 @@ class Setup:
     l1: EmbeddedL1
     poster: Web3L1Client
     reader: Web3L1Client
+    follower: Node
+    """The node under the watcher's chain."""
     chain: NodeChain
     watcher: Watcher
 
@@ -99,14 +102,9 @@ class Setup:
 
     def assert_derived_up_to(self, block: int) -> None:
         """The watcher's chain is the producer's, header for header, up to ``block``."""
-        watcher_node = self.watcher_node()
-        assert watcher_node.head_number() == block
+        assert self.follower.head_number() == block
         for number in range(block + 1):
-            assert watcher_node.chain.header(number) == self.producer.chain.header(number)
-
-    def watcher_node(self) -> Node:
-        node: Node = self.chain._node  # noqa: SLF001 (the test looks inside)
-        return node
+            assert self.follower.chain.header(number) == self.producer.chain.header(number)
 
     def tester(self) -> EthereumTester:
         provider: Any = self.l1.w3.provider
@@ -122,10 +120,11 @@ def make_setup(kv: MemoryKV | None = None) -> Setup:
         l1.w3, l1.deployer_key, CHAIN_ID, producer.state_root(0), [private_key_to_address(KEY)], [1]
     )
     reader = Web3L1Client(l1.w3, address)
-    chain = NodeChain(make_node(clock, kv=kv))
+    follower = make_node(clock, kv=kv)
+    chain = NodeChain(follower)
     return Setup(
-        clock, producer, l1, Web3L1Client(l1.w3, address, l1.poster_key), reader, chain,
-        Watcher(reader, chain),
+        clock, producer, l1, Web3L1Client(l1.w3, address, l1.poster_key), reader, follower,
+        chain, Watcher(reader, chain),
     )
 
 
@@ -330,3 +329,57 @@ def test_verified_records_round_trip(setup: Setup) -> None:
     setup.produce([1])
     batch = setup.post(1, 1)
     assert decode_verified(encode_verified(batch)) == batch
+
+
+def _forged_chain(setup: Setup) -> None:
+    """Batches 1 (honest), 2 (forged root), 3 (honest data on the forged root)."""
+    setup.produce([1, 1, 1])
+    setup.post(1, 1)
+    setup.post(2, 2, state_root=keccak256(b"forged"))
+    setup.post(3, 3)
+
+
+def test_watch_reports_every_batch_and_fails_at_the_end(setup: Setup) -> None:
+    _forged_chain(setup)
+    out = io.StringIO()
+    assert watch(setup.watcher, setup.reader, WatchOptions(), out, io.StringIO()) == 1
+    assert [line.split()[6] for line in out.getvalue().splitlines()] == [
+        "OK", "MISMATCH", "UNVERIFIED:"
+    ]
+
+
+def test_watch_strict_stops_at_the_first_mismatch(setup: Setup) -> None:
+    _forged_chain(setup)
+    out = io.StringIO()
+    assert watch(setup.watcher, setup.reader, WatchOptions(strict=True), out, io.StringIO()) == 1
+    assert [line.split()[6] for line in out.getvalue().splitlines()] == ["OK", "MISMATCH"]
+
+
+def test_watch_from_batch_prints_only_later_verdicts_and_exits_0(setup: Setup) -> None:
+    setup.produce([1, 1, 1])
+    for n in (1, 2, 3):
+        setup.post(n, n)
+    out = io.StringIO()
+    options = WatchOptions(strict=True, from_batch=3)
+    assert watch(setup.watcher, setup.reader, options, out, io.StringIO()) == 0
+    assert [line.split()[1] for line in out.getvalue().splitlines()] == ["3"]
+    setup.assert_derived_up_to(3)
+
+
+def test_watch_follow_picks_up_new_batches_until_interrupted(setup: Setup) -> None:
+    setup.produce([1, 1])
+    setup.post(1, 1)
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:  # L1 gets a new batch while the watcher waits
+        pauses.append(seconds)
+        if len(pauses) == 1:
+            setup.post(2, 2)
+        else:
+            raise KeyboardInterrupt
+
+    out = io.StringIO()
+    options = WatchOptions(follow=True, poll_interval=0.5)
+    assert watch(setup.watcher, setup.reader, options, out, io.StringIO(), sleep) == 0
+    assert [line.split()[1] for line in out.getvalue().splitlines()] == ["1", "2"]
+    assert pauses == [0.5, 0.5]
