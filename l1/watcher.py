@@ -33,9 +33,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from l1.api import L1Client
-from l1.codec import decode_batch_data
+from l1.codec import batch_data_hash, decode_batch_data
 from l1.types import CommittedBatch, L2BlockData
-from primitives.crypto import keccak256
 from primitives.errors import InvalidInput
 from primitives.types import Hash32
 
@@ -266,8 +265,8 @@ class Watcher:
     def _blocks(self, batch: CommittedBatch) -> Sequence[L2BlockData]:
         data = self._l1.batch_data(batch)
         # Rule: the data is what the validators signed (the client checks it; so does the watcher).
-        if keccak256(data) != batch.data_hash:
-            raise _Mismatch(f"posted data hashes to 0x{keccak256(data).hex()}, not data_hash")
+        if batch_data_hash(data) != batch.data_hash:
+            raise _Mismatch(f"posted data hashes to 0x{batch_data_hash(data).hex()}, not data_hash")
         try:
             blocks = decode_batch_data(data)
         except InvalidInput as exc:

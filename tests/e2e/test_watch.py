@@ -14,7 +14,8 @@ from eth_account import Account
 from web3 import Web3
 
 from l1.client import Web3L1Client, deploy_batch_inbox
-from l1.codec import batch_digest, encode_batch_data, sign_batch
+from l1.codec import batch_data_hash, batch_digest, encode_batch_data, sign_batch
+from l1.keystore import write_keystore
 from l1.types import BatchCommitment, L2BlockData
 from node.config import load_config
 from node.db.chain import ChainStore
@@ -72,7 +73,7 @@ def forge_next_batch(url: str, contract: Address, validator_key: bytes, watch_di
     commitment = BatchCommitment(
         batch_number=latest.batch_number + 1, prev_state_root=latest.state_root,
         state_root=forged, first_block=block.number, last_block=block.number,
-        data_hash=keccak256(data),
+        data_hash=batch_data_hash(data),
     )
     signature = sign_batch(batch_digest(client.domain(), commitment), validator_key)
     client.commit_batch(commitment, data, [signature])
@@ -91,6 +92,9 @@ def test_watch_verifies_a_running_nodes_batches_and_reports_a_forged_one(
         w3, DEV_KEYS[1], genesis.chain_id, genesis_root(genesis),
         [v.address for v in genesis.validators], [v.weight for v in genesis.validators],
     )
+    keystore, password = tmp_path / "poster.json", tmp_path / "password"
+    write_keystore(keystore, DEV_KEYS[0], "poster password")
+    password.write_text("poster password\n")
     config = f"""
 [chain]
 block_time = 0.25
@@ -99,6 +103,8 @@ file = "{genesis_file}"
 [l1]
 rpc_url = "{anvil.url}"
 contract = "0x{contract.hex()}"
+poster_keystore = "{keystore}"
+poster_password_file = "{password}"
 blocks_per_batch = 4
 poll_interval = 0.3
 """

@@ -18,7 +18,7 @@ import pytest
 from eth_tester import EthereumTester
 
 from l1.client import Web3L1Client, deploy_batch_inbox
-from l1.codec import batch_digest, encode_batch_data, sign_batch
+from l1.codec import batch_data_hash, batch_digest, encode_batch_data, sign_batch
 from l1.embedded import EmbeddedL1, start_embedded_l1
 from l1.types import BatchCommitment, CommittedBatch, L2BlockData
 from l1.watcher import BatchReport, Status, Unwound, Watcher
@@ -80,7 +80,7 @@ class Setup:
             state_root=state_root or self.producer.state_root(last),
             first_block=first,
             last_block=last,
-            data_hash=keccak256(data),
+            data_hash=batch_data_hash(data),
         )
         signature = sign_batch(batch_digest(self.poster.domain(), commitment), KEY)
         self.poster.commit_batch(commitment, data, [signature])
