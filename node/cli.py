@@ -30,6 +30,7 @@ def _run(args: argparse.Namespace) -> int:
 # Subcommands other than `run`: each module has add_arguments(parser) and run(args) -> int.
 _COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("statetest", "node.statetest", "run Ethereum state tests against an executor"),
+    ("devnet", "node.devnet", "run N local validators (genesis, keys, configs written for you)"),
 )
 
 

@@ -81,7 +81,9 @@ def chain_genesis(config: NodeConfig) -> Genesis:
     """The genesis a node runs: ``[genesis] file`` when set, else the devnet preset's."""
     if config.genesis.file:
         return load_genesis(Path(config.genesis.file))
-    key = bytes.fromhex(config.validator.private_key.removeprefix("0x"))
+    from node.config import validator_key
+
+    key = validator_key(config.validator)
     return Genesis(
         chain_id=config.chain.chain_id,
         timestamp=config.chain.genesis_timestamp,
