@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -30,6 +31,8 @@ from primitives.errors import InvalidInput
 
 P2P_PORT_OFFSET = 100
 """Node i listens for peers on base port + this + i."""
+NODE_LINE = re.compile(r"node (\d+): pid (\d+) rpc (\S+) p2p (\S+) log (\S+)")
+"""The line `l2node devnet` prints per node (tests and benchmarks read it)."""
 STOP_TIMEOUT = 30.0
 """Seconds a node gets to stop after SIGTERM before it is killed."""
 

@@ -83,6 +83,7 @@ class ValidatorLoop:
         self._relay_lock = threading.Lock()
         self._relay_due: float | None = None
         self._next_height_at: float | None = None
+        self._height_started = clock.now()
         self._started = False
         gossip.subscribe(CONSENSUS, self._gate_consensus, self._enqueue("consensus"))
         gossip.subscribe(TXS, TxBatchGate(), self._enqueue("txs"))
@@ -177,6 +178,7 @@ class ValidatorLoop:
         height = self.node.head().number + 1
         if height <= self.consensus.height:
             return
+        self._height_started = self.clock.now()
         self._run(self.consensus.start_height(height, self.validators, self._seed(height)))
 
     def _on_consensus(self, data: bytes) -> None:
@@ -192,7 +194,10 @@ class ValidatorLoop:
                 self.gossip.publish(CONSENSUS, wire.encode_message(action.message))
             elif isinstance(action, Decide):
                 self.node.commit(action.value, wire.encode_certificate(action.certificate))
-                self._next_height_at = self.clock.now() + self.options.block_time
+                now = self.clock.now()
+                log.info("height %d final in round %d, %.0f ms after it started", action.height,
+                         action.certificate.round, (now - self._height_started) * 1000)
+                self._next_height_at = now + self.options.block_time
             elif isinstance(action, Behind):
                 log.info("validators are at height %d: syncing", action.height)
                 if self._sync():
