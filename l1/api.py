@@ -37,6 +37,14 @@ class L1Client(Protocol):
         """Committed batch ``number`` (1-based), or None when it is not committed."""
         ...
 
+    def batch_data(self, batch: CommittedBatch) -> bytes:
+        """The whole payload posted for ``batch`` (all parts joined), checked against its data_hash.
+
+        Decode it with l1.codec.decode_batch_data. Raises RetryLater when L1 does not
+        (or no longer) hold data matching the commitment (e.g. it was reorged out).
+        """
+        ...
+
     def commit_batch(
         self, commitment: BatchCommitment, data: bytes, signatures: Sequence[bytes]
     ) -> Hash32:

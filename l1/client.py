@@ -18,6 +18,7 @@ from eth_account.signers.local import LocalAccount
 from eth_typing import ABIError
 from eth_utils.abi import function_abi_to_4byte_selector
 from eth_utils.exceptions import ValidationError
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import (
@@ -26,13 +27,15 @@ from web3.exceptions import (
     RequestTimedOut,
     TimeExhausted,
     TooManyRequests,
+    TransactionNotFound,
     Web3RPCError,
 )
 from web3.types import Nonce, TxParams, TxReceipt, Wei
 
 from l1.api import L1Rejected
 from l1.types import BatchCommitment, BatchDomain, CommittedBatch
-from primitives.errors import RetryLater
+from primitives.crypto import keccak256
+from primitives.errors import Halt, RetryLater
 from primitives.types import Address, Hash32, to_address, to_hash32
 
 ARTIFACT = "BatchInbox.json"
@@ -54,13 +57,13 @@ def load_artifact() -> dict[str, Any]:
 
 
 class Web3L1Client:
-    """L1Client for a deployed BatchInbox."""
+    """L1Client for a deployed BatchInbox; read-only (a watcher) without ``poster_key``."""
 
     def __init__(
         self,
         w3: Web3,
         contract_address: Address,
-        poster_key: bytes,
+        poster_key: bytes | None = None,
         *,
         receipt_timeout_s: float = RECEIPT_TIMEOUT_S,
     ) -> None:
@@ -68,9 +71,8 @@ class Web3L1Client:
         self._contract = w3.eth.contract(
             address=Web3.to_checksum_address(contract_address), abi=abi
         )
-        self._sender = _Sender(
-            w3, Account.from_key(poster_key), _ErrorDecoder(abi), receipt_timeout_s
-        )
+        account = None if poster_key is None else Account.from_key(poster_key)
+        self._sender = _Sender(w3, account, _ErrorDecoder(abi), receipt_timeout_s)
         self._w3 = w3
         self._domain: BatchDomain | None = None
 
@@ -121,6 +123,25 @@ class Web3L1Client:
             l1_tx_hash=to_hash32(bytes(logs[0]["transactionHash"])),
             l1_block_number=l1_block,
         )
+
+    def batch_data(self, batch: CommittedBatch) -> bytes:
+        """The payload of ``batch``: the ``data`` argument of its commitBatch transaction."""
+        with self._sender.l1_errors():
+            try:
+                tx = self._w3.eth.get_transaction(HexBytes(batch.l1_tx_hash))
+            except TransactionNotFound:
+                raise RetryLater(
+                    f"batch {batch.batch_number}: L1 transaction 0x{batch.l1_tx_hash.hex()} "
+                    "is gone (an L1 reorg?)"
+                ) from None
+        _, args = self._contract.decode_function_input(tx["input"])
+        data = bytes(args["data"])
+        if keccak256(data) != batch.data_hash:
+            raise RetryLater(
+                f"batch {batch.batch_number}: data in L1 transaction 0x{batch.l1_tx_hash.hex()} "
+                "does not match the committed data hash (an L1 reorg?)"
+            )
+        return data
 
     def commit_batch(
         self, commitment: BatchCommitment, data: bytes, signatures: Sequence[bytes]
@@ -191,7 +212,7 @@ class _Sender:
     def __init__(
         self,
         w3: Web3,
-        account: LocalAccount,
+        account: LocalAccount | None,
         errors: _ErrorDecoder,
         receipt_timeout_s: float = RECEIPT_TIMEOUT_S,
     ) -> None:
@@ -204,6 +225,8 @@ class _Sender:
 
     def send(self, call: ContractFunction | ContractConstructor) -> TxReceipt:
         """Send ``call`` and wait for a successful receipt."""
+        if self._account is None:
+            raise Halt("this L1 client is read-only: it has no poster key to send with")
         with self.l1_errors():
             params: TxParams = {"from": self._account.address}
             # The estimate runs the call: a batch the contract refuses fails here, before any fee.
@@ -249,7 +272,7 @@ class _Sender:
         """Why ``call`` reverts now (it reverted when mined, after a successful estimate)."""
         try:
             with self.l1_errors():
-                call.estimate_gas({"from": self._account.address})
+                call.estimate_gas({} if self._account is None else {"from": self._account.address})
         except L1Rejected as exc:
             return str(exc)
         return "no reason (the call succeeds against the current L1 state)"

@@ -15,6 +15,7 @@ from l1.embedded import EmbeddedL1, start_embedded_l1
 from l1.types import BatchCommitment, L2BlockData
 from primitives.crypto import keccak256, private_key_to_address
 from primitives.types import Address, Hash32
+from tests.anvil import anvil  # noqa: F401  (the fixture, for test_anvil_*.py)
 
 L2_CHAIN_ID = 4242
 GENESIS_ROOT = keccak256(b"test genesis state")

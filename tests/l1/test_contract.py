@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from eth_utils.abi import function_signature_to_4byte_selector
-from hexbytes import HexBytes
 from web3.exceptions import ContractCustomError
 
 from l1.api import L1Rejected
-from l1.client import deploy_batch_inbox
+from l1.client import Web3L1Client, deploy_batch_inbox
 from l1.codec import batch_digest, decode_batch_data, encode_batch_data
 from l1.embedded import EmbeddedL1, start_embedded_l1
 from l1.types import BatchCommitment, BatchDomain
 from primitives.crypto import SECP256K1_N, keccak256
+from primitives.errors import Halt, RetryLater
 from primitives.types import ZERO_ADDRESS, Address, Hash32
 from tests.l1.conftest import (
     GENESIS_ROOT,
@@ -124,11 +125,17 @@ def test_commits_are_stored_emitted_and_carry_the_data() -> None:
     stored = inbox.contract.functions.getBatch(2).call()
     assert stored == (second.state_root, second.data_hash, 4, 4, committed.l1_block_number)
 
-    # A watcher finds the block data in the input of the committing transaction.
-    tx = inbox.l1.w3.eth.get_transaction(HexBytes(tx_hash))
-    assert tx["blockNumber"] == committed.l1_block_number
-    _, args = inbox.contract.decode_function_input(tx["input"])
-    assert decode_batch_data(args["data"]) == (make_block(4),)
+    # A watcher (read-only client, no key) finds the block data on L1.
+    watcher = Web3L1Client(inbox.l1.w3, inbox.address)
+    assert decode_batch_data(watcher.batch_data(committed)) == (make_block(4),)
+    assert watcher.batch_data(earlier) == first_data
+    forged = dataclasses.replace(committed, data_hash=keccak256(b"other data"))
+    with pytest.raises(RetryLater, match="does not match"):
+        watcher.batch_data(forged)
+    with pytest.raises(Halt, match="read-only"):
+        watcher.commit_batch(*batch(3, 5, 5), ())
+
+
 
 
 @pytest.mark.parametrize(

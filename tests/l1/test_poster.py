@@ -63,6 +63,9 @@ class FlakyL1:
     def batch(self, number: int) -> CommittedBatch | None:
         return self.inner.batch(number)
 
+    def batch_data(self, batch: CommittedBatch) -> bytes:
+        return self.inner.batch_data(batch)
+
     def commit_batch(
         self, commitment: BatchCommitment, data: bytes, signatures: Sequence[bytes]
     ) -> Hash32:
