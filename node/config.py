@@ -154,6 +154,10 @@ _SECTIONS: dict[str, type[Any]] = {
 }
 
 
+_FILE_KEYS = {"genesis": ("file",), "validator": ("key_file",), "p2p": ("identity_file",)}
+"""Config keys that name files."""
+
+
 def default_preset() -> dict[str, Any]:
     """The devnet preset shipped in configs/devnet.toml."""
     text = resources.files("configs").joinpath("devnet.toml").read_text()
@@ -175,6 +179,10 @@ def load_config(path: Path | None = None, **overrides: Any) -> NodeConfig:
         for section, values in user.items():
             if section not in _SECTIONS or not isinstance(values, dict):
                 raise InvalidInput(f"config {path}: unknown section [{section}]")
+            for key in _FILE_KEYS.get(section, ()):
+                # Files named in a config are relative to it, not to where the node starts.
+                if isinstance(values.get(key), str) and values[key]:
+                    values[key] = str(Path(path).parent / values[key])
             raw.setdefault(section, {}).update(values)
     data_dir = Path(overrides.pop("data_dir", None) or ".l2node")
     for key, value in overrides.items():
