@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from p2p.api import GateValidator, MessageHandler, RequestHandler
+from p2p.topics import MAX_MESSAGE, MAX_REQUEST, MAX_RESPONSE
 from p2p.types import PeerId, Validation
 from primitives.clock import Clock
 from primitives.errors import InvalidInput, RetryLater
@@ -120,9 +121,12 @@ class InProcessNetwork:
         if handler is None:
             raise RetryLater(f"peer {peer} does not serve {protocol}")
         try:
-            return handler(sender, data)
+            answer = handler(sender, data)
         except InvalidInput as exc:
             raise RetryLater(f"peer {peer} refused the request: {exc}") from exc
+        if len(answer) > MAX_RESPONSE:
+            raise RetryLater(f"peer {peer} answered {len(answer)} bytes, over {MAX_RESPONSE}")
+        return answer
 
 
 class InProcessGossip:
@@ -142,6 +146,8 @@ class InProcessGossip:
         self._topics[topic] = (validator, handler)
 
     def publish(self, topic: str, data: bytes) -> None:
+        if len(data) > MAX_MESSAGE:
+            raise InvalidInput(f"gossip message of {len(data)} bytes exceeds {MAX_MESSAGE}")
         if self._peer_id not in self._network._down:
             self._network._send(self._peer_id, topic, data)
 
@@ -155,6 +161,8 @@ class InProcessGossip:
         self._services[protocol] = handler
 
     def request(self, peer: PeerId, protocol: str, data: bytes, timeout: float) -> bytes:
+        if len(data) > MAX_REQUEST:
+            raise InvalidInput(f"request of {len(data)} bytes exceeds {MAX_REQUEST}")
         return self._network._request(self._peer_id, peer, protocol, data)
 
     def _receive(self, sender: PeerId, topic: str, data: bytes) -> bool:

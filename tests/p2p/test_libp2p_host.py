@@ -1,0 +1,114 @@
+"""What only the real libp2p host has: topology, forwarding, restarts, identity, threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from p2p.host import Libp2pGossip, load_or_create_identity, peer_id_of
+from primitives.errors import InvalidInput, RetryLater
+from tests.nodeproc import free_port
+from tests.p2p.networks import Libp2pNetwork
+from tests.p2p.test_gossip_suite import TOPIC, Inbox
+
+
+@pytest.fixture
+def net() -> Iterator[Libp2pNetwork]:
+    network = Libp2pNetwork()
+    yield network
+    network.close()
+
+
+def test_line_of_three_forwards_accepted_and_drops_rejected(net: Libp2pNetwork) -> None:
+    a = net.node()
+    b = net.node([a])
+    c = net.node([b])
+    inboxes = [Inbox().join(node) for node in (a, b, c)]
+    net.ready(TOPIC, [a, b, c])
+    assert c.peer_id not in a.peers()  # a reaches c only through b
+    for data in (b"bad", b"ignored", b"ok sentinel"):
+        a.publish(TOPIC, data)
+    net.wait_for(lambda: inboxes[2].data() == [b"ok sentinel"], "c gets the sentinel via b")
+    assert inboxes[1].data() == [b"ok sentinel"]
+    assert inboxes[2].checked == [b"ok sentinel"]  # b forwarded neither the REJECT nor the IGNORE
+    assert b.rejections == {a.peer_id: 2}
+    c.publish(TOPIC, b"ok from c")
+    net.wait_for(lambda: b"ok from c" in inboxes[0].data(), "a gets c's message via b")
+    assert inboxes[0].received[-1] == (c.peer_id, b"ok from c")
+
+
+def test_restarted_peer_keeps_its_id_is_reconnected_and_receives(
+    net: Libp2pNetwork, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "p2p.key"
+    listen = f"/ip4/127.0.0.1/tcp/{free_port()}"
+    b = net.node(identity=load_or_create_identity(key_file), listen=listen)
+    a = net.node([b])
+    Inbox().join(a)
+    Inbox().join(b)
+    net.ready(TOPIC, [a, b])
+    old_id = b.peer_id
+
+    b.stop()
+    net.wait_for(lambda: a.peers() == (), "a notices b is gone")
+    with pytest.raises(RetryLater):
+        b.publish(TOPIC, b"ok while stopped")
+    with pytest.raises(RetryLater):
+        a.request(old_id, "test/any/1", b"", timeout=5)
+
+    again = Libp2pGossip(load_or_create_identity(key_file), b._config)  # same key, same port
+    inbox = Inbox().join(again)
+    again.start()
+    net.hosts.append(again)
+    assert again.peer_id == old_id
+    net.wait_for(lambda: a.peers() == (old_id,), "a redials the restarted b")
+    net.ready(TOPIC, [a, again])
+    a.publish(TOPIC, b"ok after restart")
+    net.wait_for(lambda: inbox.data() == [b"ok after restart"], "the restarted b receives")
+
+
+def test_identity_file_is_created_once_and_private(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "p2p.key"
+    first = load_or_create_identity(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert peer_id_of(load_or_create_identity(path)) == peer_id_of(first)
+    assert peer_id_of(load_or_create_identity(tmp_path / "other.key")) != peer_id_of(first)
+    path.write_text("not hex\n")
+    with pytest.raises(InvalidInput):
+        load_or_create_identity(path)
+    path.write_text("00" * 31 + "\n")
+    with pytest.raises(InvalidInput):
+        load_or_create_identity(path)
+
+
+def test_stop_is_quick_and_leaves_no_threads(net: Libp2pNetwork) -> None:
+    before = {thread.ident for thread in threading.enumerate()}
+    a = net.node()
+    b = net.node([a])
+    Inbox().join(a)
+    Inbox().join(b)
+    net.ready(TOPIC, [a, b])
+    a.publish(TOPIC, b"ok")
+    started = time.monotonic()
+    a.stop()
+    b.stop()
+    assert time.monotonic() - started < 3.0
+    left = [
+        thread for thread in threading.enumerate()
+        if thread.ident not in before and not thread.name.startswith("Trio thread")
+    ]  # trio's idle worker-thread cache retires on its own
+    assert left == []
+    b.stop()  # idempotent
+
+
+def test_a_host_that_cannot_listen_says_so(net: Libp2pNetwork) -> None:
+    a = net.node()
+    taken = a.addrs[0].split("/p2p/")[0]
+    with pytest.raises(RetryLater, match="in use"):
+        net.node(listen=taken)
+    with pytest.raises(RetryLater, match="could not listen"):
+        net.node(listen="/ip4/192.0.2.1/tcp/0")  # TEST-NET-1: not an address of this machine
