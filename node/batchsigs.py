@@ -28,6 +28,7 @@ from l1.codec import (
 from l1.types import BatchCommitment, BatchDomain
 from node.node import Node
 from p2p.api import Gossip
+from p2p.topics import BATCHSIGS
 from p2p.types import PeerId, Validation
 from primitives.crypto import keccak256
 from primitives.errors import InvalidInput
@@ -35,7 +36,6 @@ from primitives.types import Address, Hash32
 
 log = logging.getLogger("l2node.batchsigs")
 
-TOPIC = "l2/batchsigs/1"
 REQUEST, SIGNATURE = 0, 1
 MAX_MESSAGE_BYTES = 1024
 """Both kinds of message are a few hundred bytes."""
@@ -124,7 +124,7 @@ class GossipBatchSignatures:
         self._lock = threading.Lock()
         self._signed: dict[Hash32, dict[Address, bytes]] = {}
         self._asked: dict[Hash32, float] = {}
-        gossip.subscribe(TOPIC, self._gate, self._receive)
+        gossip.subscribe(BATCHSIGS, self._gate, self._receive)
 
     def signatures(self, commitment: BatchCommitment, domain: BatchDomain) -> Sequence[bytes] | None:
         """Signatures of more than 2/3 of the weight over the batch digest, in the contract's
@@ -139,7 +139,7 @@ class GossipBatchSignatures:
             else:
                 ask = False
         if ask:
-            self.gossip.publish(TOPIC, encode_request(commitment, domain))
+            self.gossip.publish(BATCHSIGS, encode_request(commitment, domain))
             self._sign(commitment, domain)
         with self._lock:
             signed = dict(self._signed.get(digest, {}))
@@ -156,7 +156,7 @@ class GossipBatchSignatures:
         digest = batch_digest(domain, commitment)
         signature = sign_batch(digest, self.node.validator_key)
         self._keep(digest, me, signature)
-        self.gossip.publish(TOPIC, encode_signature(digest, signature))
+        self.gossip.publish(BATCHSIGS, encode_signature(digest, signature))
 
     def _true_here(self, commitment: BatchCommitment) -> bool:
         c = commitment

@@ -15,6 +15,7 @@ import rlp
 
 from node.node import Node, decode_block, encode_block
 from p2p.api import Gossip
+from p2p.topics import SYNC
 from p2p.types import PeerId
 from primitives.errors import InvalidInput, RetryLater
 from primitives.types import Hash32
@@ -99,7 +100,7 @@ def catch_up(node: Node, gossip: Gossip, check: CertificateCheck, target: int | 
 
 def _fetch_from(node: Node, gossip: Gossip, peer: PeerId, check: CertificateCheck) -> int:
     first = node.head().number + 1
-    answer = gossip.request(peer, "l2/sync/1", encode_request(first, MAX_BLOCKS_PER_ANSWER),
+    answer = gossip.request(peer, SYNC, encode_request(first, MAX_BLOCKS_PER_ANSWER),
                             REQUEST_TIMEOUT)
     committed = 0
     for value, certificate in decode_answer(answer):

@@ -7,9 +7,10 @@ import rlp
 
 from l1.codec import batch_digest, encode_batch_data, recover_batch_signer, sign_batch
 from l1.types import BatchCommitment, BatchDomain
-from node.batchsigs import TOPIC, GossipBatchSignatures, encode_request, encode_signature
+from node.batchsigs import GossipBatchSignatures, encode_request, encode_signature
 from node.node import Node
 from p2p.memory import InProcessNetwork
+from p2p.topics import BATCHSIGS
 from p2p.types import PeerId
 from primitives.clock import ManualClock
 from primitives.crypto import keccak256, private_key_to_address
@@ -89,7 +90,7 @@ def test_a_commitment_that_is_not_true_of_the_chain_gets_no_signatures() -> None
 )
 def test_malformed_or_forged_messages_are_rejected_at_the_gate(data: bytes) -> None:
     _clock, network, _nodes, _exchanges = cluster(2)
-    network.join("stranger").publish(TOPIC, data)
+    network.join("stranger").publish(BATCHSIGS, data)
     network.deliver_due()
     assert [(r, s) for r, s, _ in network.rejected] == [
         (PeerId("v0"), PeerId("stranger")), (PeerId("v1"), PeerId("stranger"))
@@ -99,7 +100,7 @@ def test_malformed_or_forged_messages_are_rejected_at_the_gate(data: bytes) -> N
 def test_a_signature_by_a_non_validator_is_rejected() -> None:
     _clock, network, nodes, _exchanges = cluster(2)
     digest = batch_digest(DOMAIN, commitment_of(nodes[0]))
-    network.join("stranger").publish(TOPIC, encode_signature(digest, sign_batch(digest, b"\x09" * 32)))
-    network.join("other").publish(TOPIC, encode_request(commitment_of(nodes[0]), DOMAIN))
+    network.join("stranger").publish(BATCHSIGS, encode_signature(digest, sign_batch(digest, b"\x09" * 32)))
+    network.join("other").publish(BATCHSIGS, encode_request(commitment_of(nodes[0]), DOMAIN))
     network.deliver_due()
     assert {s for _, s, _ in network.rejected} == {PeerId("stranger")}

@@ -8,12 +8,11 @@ import rlp
 from node.node import Node, decode_block
 from node.sync import catch_up, decode_answer, decode_request, encode_request, serve_blocks
 from p2p.memory import InProcessNetwork
+from p2p.topics import SYNC
 from primitives.clock import ManualClock
 from primitives.errors import InvalidInput
 from primitives.types import Hash32
 from tests.node.helpers import VALIDATOR_KEYS, make_node, transfer
-
-SYNC = "l2/sync/1"
 
 
 def chain_of(clock: ManualClock, blocks: int) -> Node:
