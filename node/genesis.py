@@ -97,6 +97,11 @@ def chain_genesis(config: NodeConfig) -> Genesis:
     )
 
 
+def genesis_weights(genesis: Genesis) -> dict[Address, int]:
+    """The first validator set as address -> weight."""
+    return {v.address: v.weight for v in genesis.validators}
+
+
 def genesis_to_json(genesis: Genesis) -> str:
     """The genesis file text for ``genesis`` (inverse of ``parse_genesis``)."""
     return json.dumps(

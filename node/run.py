@@ -18,10 +18,11 @@ from l1.api import L1Client
 from l1.client import Web3L1Client, deploy_batch_inbox
 from l1.poster import BatchPoster
 from node.backend import NodeRpcBackend
+from node.batchsigs import GossipBatchSignatures
 from node.config import NodeConfig, validator_key
 from node.config import hex_key as _hex_key
 from node.db.leveldb import LevelDBKV
-from node.genesis import Genesis, chain_genesis
+from node.genesis import Genesis, chain_genesis, genesis_weights
 from node.node import ChainParams, Node
 from node.validator import ValidatorLoop, ValidatorOptions
 from primitives.clock import SystemClock
@@ -141,9 +142,11 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
     with contextlib.ExitStack() as cleanup:
         if config.p2p.enabled:
             validator = _start_validator(config, node, genesis, cleanup)
+            # Every validator answers the poster's requests for batch signatures; the L1
+            # contract counts the genesis weights.
+            GossipBatchSignatures(node, validator.gossip, genesis_weights(genesis), node.clock.now)
             backend = NodeRpcBackend(node, None, relay=validator.relay, peers=validator.gossip)
             tasks = [asyncio.create_task(_drive(validator, stop))]
-            # Posting needs the validators' batch signatures: not wired yet.
             where = "L1 posting off (multi-validator)"
         else:
             l1 = connect_l1(config, node, genesis)
@@ -188,7 +191,7 @@ def _start_validator(
     return ValidatorLoop(
         node,
         gossip,
-        {v.address: v.weight for v in genesis.validators},
+        genesis_weights(genesis),
         node.clock,
         ValidatorOptions(
             block_time=config.chain.block_time, tx_batch_interval=config.p2p.tx_batch_interval
