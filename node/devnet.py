@@ -71,13 +71,21 @@ class DevnetNode:
 
 
 def write_devnet(
-    directory: Path, validators: int, base_port: int, block_time: float, executor: str
+    directory: Path, validators: int, base_port: int, block_time: float, executor: str,
+    hosts: tuple[str, ...] = (),
 ) -> list[DevnetNode]:
-    """Genesis, keys and per-node configs for ``validators`` nodes (overwritten if present)."""
+    """Genesis, keys and per-node configs for ``validators`` nodes (overwritten if present).
+
+    ``hosts`` are the nodes' IPv4 addresses (one per node; default all 127.0.0.1): RPC
+    then listens on all interfaces, for nodes in containers or on several machines.
+    """
     from p2p.host import load_or_create_identity, peer_id_of
 
     if validators < 1:
         raise InvalidInput("--validators must be at least 1")
+    if hosts and len(hosts) != validators:
+        raise InvalidInput(f"--hosts names {len(hosts)} addresses for {validators} validators")
+    addresses = hosts or ("127.0.0.1",) * validators
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     preset = chain_genesis(load_config())
@@ -101,8 +109,8 @@ def write_devnet(
             config=directory / f"node{i}.toml",
             data_dir=data_dir,
             log=directory / f"node{i}.log",
-            rpc_url=f"http://127.0.0.1:{base_port + i}",
-            p2p_addr=f"/ip4/127.0.0.1/tcp/{base_port + P2P_PORT_OFFSET + i}/p2p/{peer}",
+            rpc_url=f"http://{addresses[i]}:{base_port + i}",
+            p2p_addr=f"/ip4/{addresses[i]}/tcp/{base_port + P2P_PORT_OFFSET + i}/p2p/{peer}",
         ))
     for node, key in zip(nodes, keys):
         others = [other.p2p_addr for other in nodes if other is not node]
@@ -113,7 +121,8 @@ def write_devnet(
             f"[genesis]\nfile = {json.dumps(str(genesis_path))}\n\n"
             f"[validator]\nprivate_key = \"0x{key.hex()}\"  # DEVNET ONLY: public key material\n\n"
             f"[executor]\nkind = \"{executor}\"\n\n"
-            f"[rpc]\nport = {base_port + node.index}\n\n"
+            f"[rpc]\nhost = \"{'0.0.0.0' if hosts else '127.0.0.1'}\"\n"
+            f"port = {base_port + node.index}\n\n"
             f"[p2p]\nenabled = true\nlisten = \"{listen}\"\n"
             f"identity_file = {json.dumps(str(node.data_dir / 'p2p.key'))}\n"
             f"bootstrap = {json.dumps(others)}\n"
@@ -130,11 +139,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block-time", type=float, default=1.0, help="seconds between blocks")
     parser.add_argument("--executor", default="reference",
                         choices=["reference", "native-cpu", "native-cuda", "auto"])
+    parser.add_argument("--hosts", default="",
+                        help="comma-separated IPv4 address of each node (containers, machines)")
+    parser.add_argument("--write-only", action="store_true",
+                        help="write genesis, keys and configs, print the nodes, start nothing")
 
 
 def run(args: argparse.Namespace) -> int:
+    hosts = tuple(h for h in args.hosts.split(",") if h)
     nodes = write_devnet(args.data_dir, args.validators, args.base_port, args.block_time,
-                         args.executor)
+                         args.executor, hosts)
+    if args.write_only:
+        for node in nodes:
+            print(f"node {node.index}: config {node.config} rpc {node.rpc_url} p2p {node.p2p_addr}")
+        return 0
     stopping = False
 
     def request_stop(_signum: int, _frame: FrameType | None) -> None:
