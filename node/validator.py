@@ -27,7 +27,7 @@ from p2p.topics import CONSENSUS, SYNC, TXS
 from p2p.txbatch import TxBatchGate, decode_tx_batch, pack_tx_batches
 from p2p.types import PeerId, Validation
 from primitives.clock import Clock
-from primitives.errors import InvalidInput, L2NodeError, RetryLater
+from primitives.errors import Halt, InvalidInput, L2NodeError, RetryLater
 from primitives.types import Address, Hash32
 from sequencer import wire
 from sequencer.consensus import Consensus, verify_certificate
@@ -193,7 +193,8 @@ class ValidatorLoop:
             if isinstance(action, Broadcast):
                 self.gossip.publish(CONSENSUS, wire.encode_message(action.message))
             elif isinstance(action, Decide):
-                self.node.commit(action.value, wire.encode_certificate(action.certificate))
+                if not self._commit(action):
+                    continue
                 now = self.clock.now()
                 log.info("height %d final in round %d, %.0f ms after it started", action.height,
                          action.certificate.round, (now - self._height_started) * 1000)
@@ -205,6 +206,16 @@ class ValidatorLoop:
         for evidence in self.consensus.take_evidence():
             if self.node.chain.add_evidence(wire.encode_evidence(evidence)):
                 log.warning("double signing by 0x%s kept as evidence", evidence.offender.hex())
+
+    def _commit(self, decision: Decide) -> bool:
+        """Commit a decided block; False when sync brought it in already."""
+        have = self.node.chain.header(decision.height)
+        if have is None:
+            self.node.commit(decision.value, wire.encode_certificate(decision.certificate))
+            return True
+        if have.hash != decision.certificate.value_id:
+            raise Halt(f"consensus decided another block {decision.height} than the one stored")
+        return False
 
     def _sync(self) -> int:
         try:
