@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import rlp
 
 from l1.codec import (
+    batch_data_hash,
     batch_digest,
     encode_batch_data,
     order_signatures,
@@ -30,7 +31,6 @@ from node.node import Node
 from p2p.api import Gossip
 from p2p.topics import BATCHSIGS
 from p2p.types import PeerId, Validation
-from primitives.crypto import keccak256
 from primitives.errors import InvalidInput
 from primitives.types import Address, Hash32
 
@@ -170,7 +170,7 @@ class GossipBatchSignatures:
         if (before.state_root, last.state_root) != (c.prev_state_root, c.state_root):
             return False
         blocks = [self.node.block_data(n) for n in range(c.first_block, c.last_block + 1)]
-        return keccak256(encode_batch_data(blocks)) == c.data_hash
+        return batch_data_hash(encode_batch_data(blocks)) == c.data_hash
 
     def _keep(self, digest: Hash32, signer: Address, signature: bytes) -> None:
         with self._lock:

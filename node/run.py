@@ -14,7 +14,7 @@ from typing import Any
 import uvicorn
 
 from executor_gpu.api import Caller, Executor
-from l1.api import L1Client
+from l1.api import BatchSignatures, L1Client
 from l1.client import Web3L1Client, deploy_batch_inbox
 from l1.poster import BatchPoster, LocalSignatures, PosterConfig
 from node.backend import NodeRpcBackend
@@ -161,20 +161,35 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     with contextlib.ExitStack() as cleanup:
+        signatures: BatchSignatures
+        l1: L1Side | None = None
         if config.p2p.enabled:
             validator = _start_validator(config, node, genesis, cleanup)
             # Every validator answers the poster's requests for batch signatures; the L1
             # contract counts the genesis weights.
-            GossipBatchSignatures(node, validator.gossip, genesis_weights(genesis), node.clock.now)
-            backend = NodeRpcBackend(node, None, relay=validator.relay, peers=validator.gossip)
+            signatures = GossipBatchSignatures(
+                node, validator.gossip, genesis_weights(genesis), node.clock.now
+            )
             tasks = [asyncio.create_task(_drive(validator, stop))]
-            where = "L1 posting off (multi-validator)"
+            # The designated poster is the validator configured with an L1 endpoint.
+            if config.l1.rpc_url:
+                l1 = connect_l1(config, node, genesis)
+            backend = NodeRpcBackend(node, None if l1 is None else l1.client,
+                                     relay=validator.relay, peers=validator.gossip)
         else:
+            signatures = LocalSignatures(node.validator_key)
             l1 = connect_l1(config, node, genesis)
+            backend = NodeRpcBackend(node, l1.client)
+            tasks = [
+                asyncio.create_task(
+                    _every(config.chain.block_time, node.produce_block, stop, "block")
+                ),
+            ]
+        if l1 is not None:
             poster = BatchPoster(
                 l1.client,
                 node,
-                LocalSignatures(node.validator_key),
+                signatures,
                 KVPosterStore(kv),
                 SystemClock(),
                 PosterConfig(
@@ -183,17 +198,11 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
                     stuck_blocks=config.l1.stuck_blocks,
                 ),
             )
-            backend = NodeRpcBackend(node, l1.client)
-            tasks = [
-                asyncio.create_task(
-                    _every(config.chain.block_time, node.produce_block, stop, "block")
-                ),
-                # L1 trouble must never stop the L2: the poster resumes from the contract's state.
-                asyncio.create_task(
-                    _every(config.l1.poll_interval, poster.step, stop, "poster", contain_bugs=True)
-                ),
-            ]
-            where = l1.description
+            # L1 trouble must never stop the L2: the poster resumes from the contract's state.
+            tasks.append(asyncio.create_task(
+                _every(config.l1.poll_interval, poster.step, stop, "poster", contain_bugs=True)
+            ))
+        where = "L1 posting off (no [l1] rpc_url)" if l1 is None else l1.description
         log.info(
             "chain %d head %d root %s executor %s; %s",
             genesis.chain_id, head.number, head.state_root.hex()[:12], executor.name, where,

@@ -71,7 +71,8 @@ def _wait(what: str, condition: Callable[[], bool], timeout: float, logs: list[P
 
 
 @contextmanager
-def devnet(directory: Path) -> Iterator[tuple[list[Member], subprocess.Popen[str]]]:
+def devnet(directory: Path) -> Iterator[tuple[list[Member], str, subprocess.Popen[str]]]:
+    """The devnet's members and the line that says what it does with L1."""
     base = next(b for b in (random.randrange(20_000, 40_000) for _ in range(50)) if _ports_free(b))
     process = subprocess.Popen(
         l2node_command("devnet", "--validators", "4", "--base-port", str(base),
@@ -88,7 +89,8 @@ def devnet(directory: Path) -> Iterator[tuple[list[Member], subprocess.Popen[str
             if match:
                 index, pid, url, _addr, log = match.groups()
                 members.append(Member(int(index), int(pid), url, Path(log)))
-        yield members, process
+        l1_line = process.stdout.readline()
+        yield members, l1_line, process
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -101,7 +103,7 @@ def devnet(directory: Path) -> Iterator[tuple[list[Member], subprocess.Popen[str
 def test_four_validators_agree_survive_a_kill_and_the_killed_one_catches_up(
     tmp_path: Path,
 ) -> None:
-    with devnet(tmp_path / "devnet") as (members, process):
+    with devnet(tmp_path / "devnet") as (members, l1_line, process):
         logs = [m.log for m in members]
         _wait("all nodes at block 2", lambda: min(m.head() for m in members) >= 2, 90, logs)
 
@@ -127,6 +129,14 @@ def test_four_validators_agree_survive_a_kill_and_the_killed_one_catches_up(
         views = {(m.block(common)["hash"], m.block(common)["stateRoot"]) for m in members}
         assert len(views) == 1, views
         assert int(members[0].rpc("net_peerCount"), 16) == 3
+        if "node 0 posts" in l1_line:  # anvil is installed (npm ci): batches reach L1
+            _wait("a batch on L1", lambda: members[0].rpc("l2_latestCommittedBatch") is not None,
+                  60, logs)
+            batch = members[0].rpc("l2_latestCommittedBatch")
+            posted = members[2].block(int(batch["lastBlock"], 16))["stateRoot"]
+            assert batch["stateRoot"] == posted
+        else:
+            assert "L1 posting off" in l1_line, l1_line
 
         # SIGKILL one validator: the other three keep finalizing.
         victim = members[3]

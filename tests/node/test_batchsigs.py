@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import rlp
 
-from l1.codec import batch_digest, encode_batch_data, recover_batch_signer, sign_batch
+from l1.codec import (
+    batch_data_hash,
+    batch_digest,
+    encode_batch_data,
+    recover_batch_signer,
+    sign_batch,
+)
 from l1.types import BatchCommitment, BatchDomain
 from node.batchsigs import GossipBatchSignatures, encode_request, encode_signature
 from node.node import Node
@@ -13,7 +19,7 @@ from p2p.memory import InProcessNetwork
 from p2p.topics import BATCHSIGS
 from p2p.types import PeerId
 from primitives.clock import ManualClock
-from primitives.crypto import keccak256, private_key_to_address
+from primitives.crypto import private_key_to_address
 from primitives.types import Address, Hash32
 from tests.node.helpers import VALIDATOR_KEYS, make_node, transfer
 
@@ -42,7 +48,7 @@ def cluster(signers: int) -> tuple[ManualClock, InProcessNetwork, list[Node], li
 def commitment_of(node: Node, state_root: Hash32 | None = None) -> BatchCommitment:
     data = encode_batch_data(node.block_data(n) for n in range(1, 4))
     return BatchCommitment(1, node.state_root(0), state_root or node.state_root(3), 1, 3,
-                           keccak256(data))
+                           batch_data_hash(data))
 
 
 def test_the_poster_gets_a_quorum_of_signatures_in_contract_order() -> None:

@@ -19,9 +19,9 @@ def test_every_node_config_loads_with_the_shared_genesis_and_its_own_key(tmp_pat
     for node in nodes:
         config = load_config(node.config)
         genesis = chain_genesis(config)
-        assert [v.address for v in genesis.validators] == [
+        assert [v.address for v in genesis.validators] == sorted(
             private_key_to_address(devnet_validator_key(i)) for i in range(4)
-        ]
+        )
         assert validator_key(config.validator) == devnet_validator_key(node.index)
         assert config.rpc.port == 30_000 + node.index and config.rpc.host == "127.0.0.1"
         assert config.p2p.enabled and len(config.p2p.bootstrap) == 3
