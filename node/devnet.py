@@ -190,8 +190,7 @@ def start_l1(
     from web3 import Web3
 
     from l1.client import deploy_batch_inbox
-    from node.db.memory import MemoryKV
-    from node.db.state import StateDB
+    from node.deploy import genesis_state_root
 
     binary = find_anvil()
     if binary is None:
@@ -209,9 +208,7 @@ def start_l1(
             process.kill()
             raise InvalidInput(f"anvil did not start on port {port}: see {directory / 'anvil.log'}")
         time.sleep(0.1)
-    kv = MemoryKV()
-    batch = kv.write_batch()
-    root = StateDB(kv).genesis(genesis.alloc, batch)
+    root = genesis_state_root(genesis)
     deployer = development_keys(load_config().genesis.mnemonic, 1)[0]
     contract = deploy_batch_inbox(
         w3, deployer, genesis.chain_id, root, [v.address for v in genesis.validators],
