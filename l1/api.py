@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from l1.types import BatchCommitment, BatchDomain, CommittedBatch, L2BlockData
+from l1.types import (
+    BatchCommitment,
+    BatchDomain,
+    CommittedBatch,
+    L1Call,
+    L1Fees,
+    L1Head,
+    L1Receipt,
+    L2BlockData,
+    PosterState,
+)
 from primitives.errors import Halt
 from primitives.types import Hash32
 
@@ -48,7 +58,74 @@ class L1Client(Protocol):
     def commit_batch(
         self, commitment: BatchCommitment, data: bytes, signatures: Sequence[bytes]
     ) -> Hash32:
-        """Send commitBatch with ``data`` as calldata; returns the L1 tx hash once it is mined."""
+        """Send the batch (data parts, then commitBatch), each once the one before is mined.
+
+        Returns the commitBatch transaction hash. For tools and tests; the poster
+        uses the calls below, which do not wait.
+        """
+        ...
+
+    # The poster's path: unsigned calls, sent with its own nonce and fee management.
+
+    def batch_calls(
+        self, commitment: BatchCommitment, data: bytes, signatures: Sequence[bytes]
+    ) -> tuple[L1Call, ...]:
+        """The transactions that post a batch: data parts, then the commit."""
+        ...
+
+    def head(self) -> L1Head:
+        """The latest L1 block."""
+        ...
+
+    def poster_nonce(self) -> int:
+        """Mined transaction count of the poster account (pending ones not counted)."""
+        ...
+
+    def suggested_fees(self) -> L1Fees:
+        """Fees for a transaction sent now."""
+        ...
+
+    def simulate(self, call: L1Call) -> None:
+        """Run ``call`` from the poster account against the latest L1 state, sending nothing.
+
+        Raises L1Rejected with the contract's reason when it would revert.
+        """
+        ...
+
+    def send(self, call: L1Call, nonce: int, fees: L1Fees) -> Hash32:
+        """Sign ``call`` with the poster key and hand it to the L1 node, without waiting.
+
+        Sending the same (call, nonce, fees) again is harmless.
+        """
+        ...
+
+    def receipt(self, tx_hash: Hash32) -> L1Receipt | None:
+        """The receipt of ``tx_hash``; None while it is not mined (or no longer is)."""
+        ...
+
+    def is_known(self, tx_hash: Hash32) -> bool:
+        """Whether the L1 node has ``tx_hash`` (pending or mined); False after it dropped it."""
+        ...
+
+
+class BatchSignatures(Protocol):
+    """Where the poster gets the validators' signatures for a batch."""
+
+    def signatures(self, commitment: BatchCommitment, domain: BatchDomain) -> Sequence[bytes] | None:
+        """Signatures of more than 2/3 of the weight over batch_digest(domain, commitment),
+        in the contract's order; None while the quorum is not reached (ask again later)."""
+        ...
+
+
+class PosterStore(Protocol):
+    """Durable home of the poster's queue and in-flight transactions."""
+
+    def load(self) -> PosterState:
+        """The last saved state (an empty one before the first save)."""
+        ...
+
+    def save(self, state: PosterState) -> None:
+        """Replace the saved state, durably, before returning."""
         ...
 
 

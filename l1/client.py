@@ -15,12 +15,11 @@ from typing import Any, cast
 from eth_abi.abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_typing import ABIError
+from eth_typing import ABIError, ChecksumAddress
 from eth_utils.abi import function_abi_to_4byte_selector
 from eth_utils.exceptions import ValidationError
 from hexbytes import HexBytes
 from web3 import Web3
-from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import (
     ContractLogicError,
     ProviderConnectionError,
@@ -30,11 +29,19 @@ from web3.exceptions import (
     TransactionNotFound,
     Web3RPCError,
 )
-from web3.types import Nonce, TxParams, TxReceipt, Wei
+from web3.types import TxParams, TxReceipt
 
 from l1.api import L1Rejected
-from l1.types import BatchCommitment, BatchDomain, CommittedBatch
-from primitives.crypto import keccak256
+from l1.codec import batch_data_hash, split_batch_data
+from l1.types import (
+    BatchCommitment,
+    BatchDomain,
+    CommittedBatch,
+    L1Call,
+    L1Fees,
+    L1Head,
+    L1Receipt,
+)
 from primitives.errors import Halt, RetryLater
 from primitives.types import Address, Hash32, to_address, to_hash32
 
@@ -44,6 +51,8 @@ RECEIPT_TIMEOUT_S = 120.0
 """How long a send waits for its receipt before giving up with RetryLater."""
 GAS_MARGIN_PERCENT = 25
 """Headroom over the gas estimate, for state that changes before inclusion."""
+MAX_PART_BYTES = 120 * 1024
+"""Calldata per L1 transaction; L1 nodes refuse transactions over 128 KiB."""
 
 # OSError covers requests' connection errors and timeouts (HTTPProvider).
 _TRANSIENT = (OSError, ProviderConnectionError, RequestTimedOut, TimeExhausted, TooManyRequests)
@@ -65,6 +74,7 @@ class Web3L1Client:
         contract_address: Address,
         poster_key: bytes | None = None,
         *,
+        max_part_bytes: int = MAX_PART_BYTES,
         receipt_timeout_s: float = RECEIPT_TIMEOUT_S,
     ) -> None:
         abi = load_artifact()["abi"]
@@ -74,6 +84,7 @@ class Web3L1Client:
         account = None if poster_key is None else Account.from_key(poster_key)
         self._sender = _Sender(w3, account, _ErrorDecoder(abi), receipt_timeout_s)
         self._w3 = w3
+        self._max_part_bytes = max_part_bytes
         self._domain: BatchDomain | None = None
 
     @property
@@ -106,13 +117,8 @@ class Web3L1Client:
             if number > self._contract.functions.latestBatchNumber().call():
                 return None
             l1_block = int(self._contract.functions.getBatch(number).call()[4])
-            logs = self._contract.events.BatchCommitted.get_logs(
-                argument_filters={"batchNumber": number}, from_block=l1_block, to_block=l1_block
-            )
-        if len(logs) != 1:
-            # The L1 block changed between the two reads (a reorg): ask again later.
-            raise RetryLater(f"batch {number}: L1 block {l1_block} has {len(logs)} commit events")
-        event = logs[0]["args"]
+        log = self._commit_event(number, l1_block)
+        event = log["args"]
         return CommittedBatch(
             batch_number=number,
             prev_state_root=to_hash32(event["prevStateRoot"]),
@@ -120,47 +126,175 @@ class Web3L1Client:
             first_block=int(event["firstBlock"]),
             last_block=int(event["lastBlock"]),
             data_hash=to_hash32(event["dataHash"]),
-            l1_tx_hash=to_hash32(bytes(logs[0]["transactionHash"])),
+            l1_tx_hash=to_hash32(bytes(log["transactionHash"])),
             l1_block_number=l1_block,
         )
 
     def batch_data(self, batch: CommittedBatch) -> bytes:
-        """The payload of ``batch``: the ``data`` argument of its commitBatch transaction."""
+        """The payload of ``batch``: its BatchData events joined, checked against data_hash.
+
+        The BatchCommitted event names the submitter, the number of parts and the L1
+        block of the first; the parts are that submitter's last ``parts`` BatchData
+        events for the batch up to the commit (part 0 starts over, so they are one run).
+        """
+        commit = self._commit_event(batch.batch_number, batch.l1_block_number)
+        args = commit["args"]
+        parts = int(args["parts"])
         with self._sender.l1_errors():
-            try:
-                tx = self._w3.eth.get_transaction(HexBytes(batch.l1_tx_hash))
-            except TransactionNotFound:
-                raise RetryLater(
-                    f"batch {batch.batch_number}: L1 transaction 0x{batch.l1_tx_hash.hex()} "
-                    "is gone (an L1 reorg?)"
-                ) from None
-        _, args = self._contract.decode_function_input(tx["input"])
-        data = bytes(args["data"])
-        if keccak256(data) != batch.data_hash:
-            raise RetryLater(
-                f"batch {batch.batch_number}: data in L1 transaction 0x{batch.l1_tx_hash.hex()} "
-                "does not match the committed data hash (an L1 reorg?)"
+            logs = self._contract.events.BatchData.get_logs(
+                argument_filters={"batchNumber": batch.batch_number, "submitter": args["submitter"]},
+                from_block=int(args["dataFromL1Block"]),
+                to_block=batch.l1_block_number,
             )
-        return data
+        position = (commit["blockNumber"], commit["logIndex"])
+        run = [log for log in logs if (log["blockNumber"], log["logIndex"]) < position][-parts:]
+        payload = b"".join(bytes(log["args"]["data"]) for log in run)
+        if [int(log["args"]["part"]) for log in run] != list(range(parts)) or (
+            batch_data_hash(payload) != batch.data_hash
+        ):
+            raise RetryLater(
+                f"batch {batch.batch_number}: the data parts on L1 do not match the committed "
+                "data hash (an L1 reorg?)"
+            )
+        return payload
 
     def commit_batch(
         self, commitment: BatchCommitment, data: bytes, signatures: Sequence[bytes]
     ) -> Hash32:
-        """Send commitBatch and wait for its receipt; returns the L1 transaction hash.
+        """Send the batch's data parts and commitBatch, each once the one before is mined.
 
-        Raises L1Rejected when the contract refuses the batch, RetryLater on
-        connection trouble, a transaction the L1 node refuses, or no receipt in time.
+        Returns the commitBatch transaction hash. Raises L1Rejected when the contract
+        refuses a call, RetryLater on connection trouble, a transaction the L1 node
+        refuses, or no receipt in time.
         """
-        call = self._contract.functions.commitBatch(
-            commitment.batch_number,
-            commitment.prev_state_root,
-            commitment.state_root,
-            commitment.first_block,
-            commitment.last_block,
-            data,
-            list(signatures),
+        receipt = None
+        for call in self.batch_calls(commitment, data, signatures):
+            receipt = self._sender.send(self._contract.address, call.data)
+        assert receipt is not None, "a batch has at least the commit call"
+        return to_hash32(bytes(receipt["transactionHash"]))
+
+    def batch_calls(
+        self, commitment: BatchCommitment, data: bytes, signatures: Sequence[bytes]
+    ) -> tuple[L1Call, ...]:
+        """appendBatchData for every part but the last, then commitBatch with the last.
+
+        The commit's share of ``max_part_bytes`` leaves room for the signatures.
+        """
+        number = commitment.batch_number
+        signature_bytes = 96 * len(signatures)  # 65 bytes padded to 64 + length + offset
+        head, tail = _split_for_commit(data, self._max_part_bytes, signature_bytes)
+        calls = [
+            L1Call(
+                data=self._encode("appendBatchData", [number, index, part]),
+                gas=_gas_bound(len(part), 0),
+                what=f"batch {number} data part {index}",
+            )
+            for index, part in enumerate(head)
+        ]
+        commit = self._encode(
+            "commitBatch",
+            [
+                number,
+                commitment.prev_state_root,
+                commitment.state_root,
+                commitment.first_block,
+                commitment.last_block,
+                len(head),
+                tail,
+                list(signatures),
+            ],
         )
-        return to_hash32(bytes(self._sender.send(call)["transactionHash"]))
+        calls.append(
+            L1Call(data=commit, gas=_gas_bound(len(commit), len(signatures)), what=f"commit batch {number}")
+        )
+        return tuple(calls)
+
+    def head(self) -> L1Head:
+        """Number and base fee of the latest L1 block."""
+        with self._sender.l1_errors():
+            block = self._w3.eth.get_block("latest")
+        return L1Head(number=int(block["number"]), base_fee_per_gas=int(block["baseFeePerGas"]))
+
+    def poster_nonce(self) -> int:
+        """Transactions of the poster account mined so far (its next nonce without the pool)."""
+        with self._sender.l1_errors():
+            return self._w3.eth.get_transaction_count(self._sender.address(), "latest")
+
+    def suggested_fees(self) -> L1Fees:
+        """Fees for a transaction sent now: twice the base fee (six full blocks of rises) + tip."""
+        with self._sender.l1_errors():
+            tip = int(self._w3.eth.max_priority_fee)
+            base_fee = int(self._w3.eth.get_block("latest")["baseFeePerGas"])
+        return L1Fees(max_fee_per_gas=2 * base_fee + tip, max_priority_fee_per_gas=tip)
+
+    def send(self, call: L1Call, nonce: int, fees: L1Fees) -> Hash32:
+        """Sign ``call`` with the poster key at ``nonce`` and hand it to the L1 node; no waiting.
+
+        Raises RetryLater when the node refuses it (fee too low, nonce taken, funds).
+        """
+        return self._sender.send_raw(self._contract.address, call, nonce, fees)
+
+    def is_known(self, tx_hash: Hash32) -> bool:
+        """Whether the L1 node has ``tx_hash``, pending or mined."""
+        with self._sender.l1_errors():
+            try:
+                self._w3.eth.get_transaction(HexBytes(tx_hash))
+            except TransactionNotFound:
+                return False
+        return True
+
+    def simulate(self, call: L1Call) -> None:
+        """Run ``call`` against the latest L1 state without sending; L1Rejected says why it reverts."""
+        self._sender.simulate(self._contract.address, call.data)
+
+    def receipt(self, tx_hash: Hash32) -> L1Receipt | None:
+        """The receipt of ``tx_hash``, or None while it is not mined (or no longer is)."""
+        with self._sender.l1_errors():
+            try:
+                receipt = self._w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+            except TransactionNotFound:
+                return None
+        if receipt is None or receipt["blockNumber"] is None:
+            return None
+        return L1Receipt(
+            tx_hash=tx_hash, block_number=int(receipt["blockNumber"]), success=receipt["status"] == 1
+        )
+
+    def _encode(self, function: str, args: list[Any]) -> bytes:
+        return bytes(HexBytes(self._contract.encode_abi(function, args)))
+
+    def _commit_event(self, number: int, l1_block: int) -> Any:
+        with self._sender.l1_errors():
+            logs = self._contract.events.BatchCommitted.get_logs(
+                argument_filters={"batchNumber": number}, from_block=l1_block, to_block=l1_block
+            )
+        if len(logs) != 1:
+            # The L1 block changed between the two reads (a reorg): ask again later.
+            raise RetryLater(f"batch {number}: L1 block {l1_block} has {len(logs)} commit events")
+        return logs[0]
+
+
+def _split_for_commit(
+    data: bytes, max_part_bytes: int, reserved: int
+) -> tuple[tuple[bytes, ...], bytes]:
+    """Parts sent before the commit, and the commit's own part (which shares its room)."""
+    if len(data) + reserved <= max_part_bytes:
+        return (), data
+    parts = split_batch_data(data, max_part_bytes)
+    if len(parts[-1]) + reserved > max_part_bytes:
+        # The last part and the signatures do not fit together: the commit carries no data.
+        return parts, b""
+    return parts[:-1], parts[-1]
+
+
+def _gas_bound(calldata_bytes: int, signatures: int) -> int:
+    """Gas limit for a BatchInbox call: more than it can use, whatever the data.
+
+    Calldata costs at most 40 gas a byte (the EIP-7623 floor); execution adds the event
+    copy (8 a byte) and hashing; the rest covers storage writes, and ecrecover per signature.
+    Unused gas is not charged.
+    """
+    return 21_000 + 50 * calldata_bytes + 200_000 + 12_000 * signatures
 
 
 def deploy_batch_inbox(
@@ -178,7 +312,7 @@ def deploy_batch_inbox(
         l2_chain_id, genesis_root, [Web3.to_checksum_address(s) for s in signers], list(weights)
     )
     sender = _Sender(w3, Account.from_key(deployer_key), _ErrorDecoder(artifact["abi"]))
-    address = sender.send(constructor)["contractAddress"]
+    address = sender.send(None, bytes(HexBytes(constructor.data_in_transaction)))["contractAddress"]
     assert address is not None, "a successful creation receipt names the contract"
     return to_address(bytes.fromhex(address[2:]))
 
@@ -207,7 +341,7 @@ class _ErrorDecoder:
 
 
 class _Sender:
-    """Builds, signs and sends EIP-1559 transactions from one key, tracking its nonce."""
+    """Builds, signs and sends EIP-1559 transactions from one key."""
 
     def __init__(
         self,
@@ -220,59 +354,83 @@ class _Sender:
         self._account = account
         self._errors = errors
         self._receipt_timeout_s = receipt_timeout_s
-        # Read from the chain before the first send and again after any failed one.
-        self._nonce: int | None = None
 
-    def send(self, call: ContractFunction | ContractConstructor) -> TxReceipt:
-        """Send ``call`` and wait for a successful receipt."""
-        if self._account is None:
-            raise Halt("this L1 client is read-only: it has no poster key to send with")
+    def address(self) -> ChecksumAddress:
+        return self._signer().address
+
+    def send(self, to: str | None, data: bytes) -> TxReceipt:
+        """Send ``data`` to ``to`` (None: create) at the pending nonce; wait for a successful receipt.
+
+        The gas estimate runs the call first: a call the contract refuses fails here,
+        before any fee, with the contract's reason.
+        """
+        account = self._signer()
+        params: TxParams = {"from": account.address, "data": HexBytes(data)}
+        if to is not None:
+            params["to"] = Web3.to_checksum_address(to)
         with self.l1_errors():
-            params: TxParams = {"from": self._account.address}
-            # The estimate runs the call: a batch the contract refuses fails here, before any fee.
-            gas = call.estimate_gas(params) * (100 + GAS_MARGIN_PERCENT) // 100
-            base_fee = int(self._w3.eth.get_block("latest")["baseFeePerGas"])
+            gas = self._w3.eth.estimate_gas(params) * (100 + GAS_MARGIN_PERCENT) // 100
             tip = int(self._w3.eth.max_priority_fee)
-            if self._nonce is None:
-                self._nonce = self._w3.eth.get_transaction_count(self._account.address, "pending")
-            fields: TxParams = {
-                "from": self._account.address,
-                "nonce": Nonce(self._nonce),
-                "gas": gas,
-                # Twice the base fee survives six full blocks of base fee increases.
-                "maxFeePerGas": Wei(2 * base_fee + tip),
-                "maxPriorityFeePerGas": Wei(tip),
-                "chainId": self._w3.eth.chain_id,
-                "type": 2,
-            }
-            tx = call.build_transaction(fields)
-            signed = self._account.sign_transaction(cast(dict[str, Any], tx))
-            try:
-                tx_hash = self._w3.eth.send_raw_transaction(signed.raw_transaction)
-            except (Web3RPCError, ValidationError) as exc:
-                # Nonce races, low funds, fee too low: nothing was sent; read the nonce again.
-                self._nonce = None
-                raise RetryLater(f"L1 refused the transaction: {exc}") from exc
-            self._nonce += 1
-            try:
-                receipt = self._w3.eth.wait_for_transaction_receipt(
-                    tx_hash, timeout=self._receipt_timeout_s
-                )
-            except TimeExhausted:
-                self._nonce = None  # the pending count tells whether it is still queued
-                raise
+            base_fee = int(self._w3.eth.get_block("latest")["baseFeePerGas"])
+            nonce = self._w3.eth.get_transaction_count(account.address, "pending")
+            call = L1Call(data=data, gas=gas, what="")
+            tx_hash = self._sign_and_send(to, call, nonce, L1Fees(2 * base_fee + tip, tip))
+            receipt = self._w3.eth.wait_for_transaction_receipt(
+                HexBytes(tx_hash), timeout=self._receipt_timeout_s
+            )
         if receipt["status"] != 1:
             raise L1Rejected(
-                f"transaction 0x{bytes(tx_hash).hex()} reverted in L1 block "
-                f"{receipt['blockNumber']}: {self._reason(call)}"
+                f"transaction 0x{tx_hash.hex()} reverted in L1 block {receipt['blockNumber']}: "
+                f"{self._reason(params)}"
             )
         return receipt
 
-    def _reason(self, call: ContractFunction | ContractConstructor) -> str:
-        """Why ``call`` reverts now (it reverted when mined, after a successful estimate)."""
+    def simulate(self, to: str, data: bytes) -> None:
+        """eth_call ``data`` to ``to`` from this key (or from no one, read-only)."""
+        params: TxParams = {"to": Web3.to_checksum_address(to), "data": HexBytes(data)}
+        if self._account is not None:
+            params["from"] = self._account.address
+        with self.l1_errors():
+            self._w3.eth.call(params)
+
+    def send_raw(self, to: str, call: L1Call, nonce: int, fees: L1Fees) -> Hash32:
+        """Sign and send ``call`` as given; returns its hash without waiting."""
+        with self.l1_errors():
+            return self._sign_and_send(to, call, nonce, fees)
+
+    def _sign_and_send(self, to: str | None, call: L1Call, nonce: int, fees: L1Fees) -> Hash32:
+        fields: dict[str, Any] = {
+            "nonce": nonce,
+            "gas": call.gas,
+            "maxFeePerGas": fees.max_fee_per_gas,
+            "maxPriorityFeePerGas": fees.max_priority_fee_per_gas,
+            "chainId": self._w3.eth.chain_id,
+            "data": call.data,
+            "value": 0,
+            "type": 2,
+        }
+        if to is not None:
+            fields["to"] = Web3.to_checksum_address(to)
+        signed = self._signer().sign_transaction(fields)
+        try:
+            self._w3.eth.send_raw_transaction(signed.raw_transaction)
+        except (Web3RPCError, ValidationError) as exc:
+            if "already known" in str(exc):
+                return to_hash32(bytes(signed.hash))  # the node has this very transaction
+            # Nonce taken, fee too low, low funds: nothing was sent.
+            raise RetryLater(f"L1 refused the transaction: {exc}") from exc
+        return to_hash32(bytes(signed.hash))
+
+    def _signer(self) -> LocalAccount:
+        if self._account is None:
+            raise Halt("this L1 client is read-only: it has no poster key to send with")
+        return self._account
+
+    def _reason(self, params: TxParams) -> str:
+        """Why the call reverts now (it reverted when mined, after a successful estimate)."""
         try:
             with self.l1_errors():
-                call.estimate_gas({} if self._account is None else {"from": self._account.address})
+                self._w3.eth.estimate_gas(params)
         except L1Rejected as exc:
             return str(exc)
         return "no reason (the call succeeds against the current L1 state)"

@@ -1,8 +1,19 @@
-"""Batch data encoding and the batch digest validators sign; mirrors contracts/BatchInbox.sol.
+"""Batch data encoding, its data hash, and the digests validators sign; mirrors contracts/BatchInbox.sol.
 
-Batch data (the calldata of ``commitBatch``) is one version byte followed by
-zlib(RLP([block, ...])) with block = [number, timestamp, coinbase, gas_limit,
-base_fee_per_gas, [raw_tx, ...]].
+Batch data format (the payload posted to L1 for one batch), version 1::
+
+    payload = 0x01 ++ zlib(RLP([block, ...]))
+    block   = [number, timestamp, coinbase (20 bytes), gas_limit, base_fee_per_gas, [raw_tx, ...]]
+
+Integers are RLP big-endian without leading zeros; raw_tx is a signed transaction as
+sent to eth_sendRawTransaction. A decoder refuses other versions, data that inflates
+past MAX_DECODED_SIZE, truncated or trailing bytes, and non-canonical RLP.
+
+On L1 the payload is cut into parts of at most a few hundred kB (one L1 transaction
+each, see ``split_batch_data``); the data hash is computed over fixed 4 KiB pieces,
+so it does not depend on how the payload was cut::
+
+    h_0 = 0x00 * 32;  h_{i+1} = keccak256(h_i ++ keccak256(piece_i));  data_hash = h_last
 """
 
 from __future__ import annotations
@@ -25,6 +36,10 @@ MAX_DECODED_SIZE = 64 * 1024 * 1024
 """Bound on the decompressed RLP, so hostile data cannot exhaust memory."""
 DIGEST_DOMAIN = "l2node.batch.v1"
 """First field of the signed encoding: separates batch signatures from any other."""
+VALIDATORS_DOMAIN = "l2node.validators.v1"
+"""First field of the encoding signed for a validator set update."""
+DATA_PIECE_BYTES = 4096
+"""Piece size of the data hash (BatchInbox.DATA_PIECE_BYTES); parts but the last are multiples."""
 SIGNATURE_SIZE = 65
 """r (32) || s (32) || v (1, 27 or 28)."""
 
@@ -84,6 +99,23 @@ def decode_batch_data(data: bytes) -> tuple[L2BlockData, ...]:
     )
 
 
+def batch_data_hash(payload: bytes) -> Hash32:
+    """The data hash BatchInbox computes over ``payload`` (see the module docstring)."""
+    acc = bytes(32)
+    for offset in range(0, len(payload), DATA_PIECE_BYTES):
+        acc = keccak256(acc + keccak256(payload[offset : offset + DATA_PIECE_BYTES]))
+    return Hash32(acc)
+
+
+def split_batch_data(payload: bytes, max_part_bytes: int) -> tuple[bytes, ...]:
+    """``payload`` cut into L1-sized parts: all but the last a multiple of DATA_PIECE_BYTES."""
+    part_bytes = max_part_bytes - max_part_bytes % DATA_PIECE_BYTES
+    if part_bytes < DATA_PIECE_BYTES:
+        raise ValueError(f"max_part_bytes must be at least {DATA_PIECE_BYTES}, got {max_part_bytes}")
+    parts = [payload[o : o + part_bytes] for o in range(0, len(payload), part_bytes)]
+    return tuple(parts) or (b"",)
+
+
 def batch_digest(domain: BatchDomain, commitment: BatchCommitment) -> Hash32:
     """The digest BatchInbox.batchDigest computes: what validators sign for ``commitment``."""
     encoded = abi_encode(
@@ -110,6 +142,25 @@ def batch_digest(domain: BatchDomain, commitment: BatchCommitment) -> Hash32:
             commitment.first_block,
             commitment.last_block,
             commitment.data_hash,
+        ],
+    )
+    return keccak256(encoded)
+
+
+def validators_digest(
+    domain: BatchDomain, epoch: int, signers: Sequence[Address], weights: Sequence[int]
+) -> Hash32:
+    """The digest BatchInbox.validatorsDigest computes: what the current set signs to install a new one."""
+    encoded = abi_encode(
+        ["string", "uint256", "address", "uint256", "uint256", "address[]", "uint64[]"],
+        [
+            VALIDATORS_DOMAIN,
+            domain.l1_chain_id,
+            domain.contract,
+            domain.l2_chain_id,
+            epoch,
+            list(signers),
+            list(weights),
         ],
     )
     return keccak256(encoded)

@@ -87,3 +87,96 @@ class BatchDomain:
     """Address of the BatchInbox contract."""
     l2_chain_id: int
     """Chain id of the L2 whose batches the contract accepts."""
+
+
+@dataclass(frozen=True)
+class L1Call:
+    """One unsigned transaction to the batch contract (a data part or the commit)."""
+
+    data: bytes
+    """Calldata."""
+    gas: int
+    """Gas limit: a bound computed from the calldata, since later parts cannot be estimated
+    before the earlier ones are mined."""
+    what: str
+    """What it does, for logs (e.g. "batch 3 data part 0")."""
+
+
+@dataclass(frozen=True)
+class L1Fees:
+    """EIP-1559 fee caps of an L1 transaction, in wei per gas."""
+
+    max_fee_per_gas: int
+    """Most the sender pays per gas (base fee + tip)."""
+    max_priority_fee_per_gas: int
+    """Most of that going to the L1 block producer."""
+
+
+@dataclass(frozen=True)
+class L1Receipt:
+    """Outcome of a mined L1 transaction."""
+
+    tx_hash: Hash32
+    """The transaction."""
+    block_number: int
+    """L1 block that includes it."""
+    success: bool
+    """False when it reverted."""
+
+
+@dataclass(frozen=True)
+class L1Head:
+    """The L1 chain's latest block, as far as the poster needs it."""
+
+    number: int
+    """Block number."""
+    base_fee_per_gas: int
+    """Its EIP-1559 base fee in wei."""
+
+
+@dataclass(frozen=True)
+class SignedBatch:
+    """A batch ready for L1: what the contract checks, the data, and the quorum's signatures."""
+
+    commitment: BatchCommitment
+    """What the validators signed."""
+    data: bytes
+    """The batch data payload (l1.codec.encode_batch_data)."""
+    signatures: tuple[bytes, ...]
+    """Signatures over the batch digest, in the contract's order (ascending signer)."""
+
+
+@dataclass(frozen=True)
+class SentTransaction:
+    """One L1 transaction of a post attempt, with every fee version sent for its nonce."""
+
+    call: L1Call
+    """What it does."""
+    nonce: int
+    """The poster account nonce it uses."""
+    fees: L1Fees
+    """Fees of the latest version."""
+    tx_hashes: tuple[Hash32, ...]
+    """Hashes of every version sent (fee bumps replace the earlier ones), oldest first."""
+    sent_at_l1_block: int
+    """L1 head number when the latest version was sent."""
+
+
+@dataclass(frozen=True)
+class PostAttempt:
+    """The L1 transactions that post one batch: its data parts, then the commit."""
+
+    batch_number: int
+    """The batch they post."""
+    transactions: tuple[SentTransaction, ...]
+    """In nonce order; the last is commitBatch."""
+
+
+@dataclass(frozen=True)
+class PosterState:
+    """What the poster keeps across restarts (the contract stays the source of truth)."""
+
+    queue: tuple[SignedBatch, ...] = ()
+    """Signed batches not yet confirmed on L1, in batch order."""
+    attempt: PostAttempt | None = None
+    """Transactions in flight for the first unposted batch."""

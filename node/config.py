@@ -92,12 +92,23 @@ class L1Config:
     """Ethereum JSON-RPC endpoint; empty for the in-process L1."""
     contract: str
     """Batch contract address; empty to deploy one at start."""
-    poster_key: str
-    """Hex key paying L1 gas when ``rpc_url`` is set."""
     blocks_per_batch: int
     """L2 blocks per L1 commitment."""
     poll_interval: float
     """Seconds between poster steps."""
+    poster_keystore: str = ""
+    """Ethereum keystore (v3 JSON) of the key paying L1 gas when ``rpc_url`` is set
+    (`l2node keys new` / `l2node keys import`)."""
+    poster_password_file: str = ""
+    """File holding the keystore's password; else env L2NODE_KEYSTORE_PASSWORD, else a prompt."""
+    poster_key: str = ""
+    """Refused with ``rpc_url``: raw keys do not belong in config files (use ``poster_keystore``)."""
+    max_chunk_bytes: int = 120 * 1024
+    """Most batch data per L1 transaction (L1 nodes refuse transactions over 128 KiB)."""
+    confirmations: int = 6
+    """L1 blocks on top of a commitment before the poster forgets the batch."""
+    stuck_blocks: int = 3
+    """L1 blocks a poster transaction may stay pending before its fees are bumped."""
 
 
 @dataclass(frozen=True)

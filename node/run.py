@@ -8,6 +8,7 @@ import logging
 import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -15,12 +16,13 @@ import uvicorn
 from executor_gpu.api import Caller, Executor
 from l1.api import L1Client
 from l1.client import Web3L1Client, deploy_batch_inbox
-from l1.poster import BatchPoster
+from l1.poster import BatchPoster, LocalSignatures, PosterConfig
 from node.backend import NodeRpcBackend
 from node.config import NodeConfig
 from node.db.leveldb import LevelDBKV
 from node.genesis import Genesis, chain_genesis
 from node.node import ChainParams, Node
+from node.poster_store import KVPosterStore
 from primitives.clock import SystemClock
 from primitives.errors import Halt, InvalidInput, L2NodeError, RetryLater
 from primitives.types import Address
@@ -81,18 +83,39 @@ def connect_l1(config: NodeConfig, node: Node, genesis: Genesis) -> L1Side:
             embedded.w3, embedded.deployer_key, chain_id, genesis_root, signers, weights
         )
         return L1Side(
-            Web3L1Client(embedded.w3, address, embedded.poster_key),
+            Web3L1Client(
+                embedded.w3, address, embedded.poster_key, max_part_bytes=config.l1.max_chunk_bytes
+            ),
             f"in-process L1, batch contract 0x{address.hex()}",
         )
     from web3 import Web3
 
     w3 = Web3(Web3.HTTPProvider(config.l1.rpc_url, request_kwargs={"timeout": 30}))
-    poster_key = _hex_key(config.l1.poster_key, "l1.poster_key")
+    poster_key = poster_key_of(config)
     if config.l1.contract:
         address = Address(bytes.fromhex(Web3.to_checksum_address(config.l1.contract)[2:]))
     else:
         address = deploy_batch_inbox(w3, poster_key, chain_id, genesis_root, signers, weights)
-    return L1Side(Web3L1Client(w3, address, poster_key), f"L1 {config.l1.rpc_url}, batch contract 0x{address.hex()}")
+    return L1Side(
+        Web3L1Client(w3, address, poster_key, max_part_bytes=config.l1.max_chunk_bytes),
+        f"L1 {config.l1.rpc_url}, batch contract 0x{address.hex()}",
+    )
+
+
+def poster_key_of(config: NodeConfig) -> bytes:
+    """The L1 poster key from ``[l1] poster_keystore``; a raw key in the config is refused."""
+    from l1.keystore import read_keystore, read_password
+
+    if config.l1.poster_key:
+        raise InvalidInput(
+            "[l1] poster_key: raw keys are refused for a real L1; "
+            "put it in a keystore (l2node keys import) and set [l1] poster_keystore"
+        )
+    if not config.l1.poster_keystore:
+        raise InvalidInput("an L1 endpoint needs [l1] poster_keystore (l2node keys new)")
+    password_file = config.l1.poster_password_file
+    password = read_password(Path(password_file) if password_file else None)
+    return read_keystore(Path(config.l1.poster_keystore), password)
 
 
 class _Server(uvicorn.Server):
@@ -141,10 +164,16 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
     head = node.init_or_resume(dict(genesis.alloc))
     l1 = connect_l1(config, node, genesis)
     poster = BatchPoster(
-        client=l1.client,
-        source=node,
-        signer_key=validator_key,
-        blocks_per_batch=config.l1.blocks_per_batch,
+        l1.client,
+        node,
+        LocalSignatures(validator_key),
+        KVPosterStore(kv),
+        SystemClock(),
+        PosterConfig(
+            blocks_per_batch=config.l1.blocks_per_batch,
+            confirmations=config.l1.confirmations,
+            stuck_blocks=config.l1.stuck_blocks,
+        ),
     )
     app = create_app(NodeRpcBackend(node, l1.client))
     server = _Server(uvicorn.Config(

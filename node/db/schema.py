@@ -39,7 +39,7 @@ POOL_PREFIX = b"p"
 BATCH_PREFIX = b"c"
 """c + batch number -> RLP batch record (range, roots, data hash, L1 tx)."""
 POSTER_META = b"P"
-"""-> RLP poster state (next batch to build, L1 nonce)."""
+"""-> RLP poster state: signed batches not yet confirmed, L1 transactions in flight (node/poster_store.py)."""
 
 # Node metadata
 META_PREFIX = b"m"

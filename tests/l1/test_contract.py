@@ -13,7 +13,7 @@ from web3.exceptions import ContractCustomError
 
 from l1.api import L1Rejected
 from l1.client import Web3L1Client, deploy_batch_inbox
-from l1.codec import batch_digest, decode_batch_data, encode_batch_data
+from l1.codec import batch_data_hash, batch_digest, decode_batch_data, encode_batch_data
 from l1.embedded import EmbeddedL1, start_embedded_l1
 from l1.types import BatchCommitment, BatchDomain
 from primitives.crypto import SECP256K1_N, keccak256
@@ -44,7 +44,7 @@ def batch(
         state_root=state_root_of(last),
         first_block=first,
         last_block=last,
-        data_hash=keccak256(data),
+        data_hash=batch_data_hash(data),
     )
     return commitment, data
 
@@ -130,7 +130,7 @@ def test_commits_are_stored_emitted_and_carry_the_data() -> None:
     assert decode_batch_data(watcher.batch_data(committed)) == (make_block(4),)
     assert watcher.batch_data(earlier) == first_data
     forged = dataclasses.replace(committed, data_hash=keccak256(b"other data"))
-    with pytest.raises(RetryLater, match="does not match"):
+    with pytest.raises(RetryLater, match="do not match"):
         watcher.batch_data(forged)
     with pytest.raises(Halt, match="read-only"):
         watcher.commit_batch(*batch(3, 5, 5), ())

@@ -1,17 +1,24 @@
-"""BatchPoster against the embedded L1 with an in-test chain of blocks."""
+"""BatchPoster against the embedded L1 with an in-test chain of blocks.
+
+Faults the embedded L1 cannot show (stuck transactions, reorgs, an L1 restart) are
+tested against anvil in test_anvil_poster.py.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import pytest
-from hexbytes import HexBytes
 
-from l1.api import L1Client, L1Rejected
-from l1.codec import decode_batch_data
-from l1.poster import BatchPoster
-from l1.types import BatchCommitment, BatchDomain, CommittedBatch
+from l1.api import L1Client, L1Rejected, PosterStore
+from l1.client import Web3L1Client
+from l1.codec import DATA_PIECE_BYTES, decode_batch_data
+from l1.poster import BatchPoster, LocalSignatures, MemoryPosterStore, PosterConfig
+from l1.types import BatchCommitment, BatchDomain, L1Call, L1Fees
+from primitives.clock import ManualClock
+from primitives.crypto import keccak256
 from primitives.errors import Halt, RetryLater
 from primitives.types import Hash32
 from tests.l1.conftest import (
@@ -28,54 +35,55 @@ KEY = VALIDATOR_KEYS[0]
 
 
 @dataclass
-class FakeClock:
-    now: float = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
 class FlakyL1:
-    """Wraps a real L1Client; the next ``fail_reads`` reads and ``fail_commits`` commits fail.
+    """Wraps a real L1Client: the next ``fail_reads`` head reads and ``fail_sends`` sends fail.
 
-    A failing commit raises RetryLater before sending, or after sending when ``lose_receipt``
-    (as when the receipt does not come in time).
+    A failing send raises RetryLater before sending, or after sending when ``lose_answer``
+    (as when the connection drops before the answer comes).
     """
 
     inner: L1Client
     fail_reads: int = 0
-    fail_commits: int = 0
-    lose_receipt: bool = False
-    commits: list[tuple[BatchCommitment, bytes, tuple[bytes, ...]]] = field(default_factory=list)
+    fail_sends: int = 0
+    lose_answer: bool = False
+    swallow_sends: int = 0
+    """Sends that pretend to succeed but never reach L1 (the node dropped them)."""
+    sent: list[tuple[L1Call, int, L1Fees]] = field(default_factory=list)
     reads: int = 0
 
-    def domain(self) -> BatchDomain:
-        return self.inner.domain()
-
-    def latest_batch(self) -> CommittedBatch | None:
+    def head(self) -> Any:
         self.reads += 1
         if self.fail_reads > 0:
             self.fail_reads -= 1
             raise RetryLater("L1 node down")
-        return self.inner.latest_batch()
+        return self.inner.head()
 
-    def batch(self, number: int) -> CommittedBatch | None:
-        return self.inner.batch(number)
+    def send(self, call: L1Call, nonce: int, fees: L1Fees) -> Hash32:
+        if self.swallow_sends > 0:
+            self.swallow_sends -= 1
+            return keccak256(call.data + nonce.to_bytes(8, "big"))
+        if self.fail_sends > 0:
+            self.fail_sends -= 1
+            if self.lose_answer:
+                self.inner.send(call, nonce, fees)
+            raise RetryLater("connection reset")
+        self.sent.append((call, nonce, fees))
+        return self.inner.send(call, nonce, fees)
 
-    def batch_data(self, batch: CommittedBatch) -> bytes:
-        return self.inner.batch_data(batch)
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
-    def commit_batch(
-        self, commitment: BatchCommitment, data: bytes, signatures: Sequence[bytes]
-    ) -> Hash32:
-        self.commits.append((commitment, data, tuple(signatures)))
-        if self.fail_commits > 0:
-            self.fail_commits -= 1
-            if self.lose_receipt:
-                self.inner.commit_batch(commitment, data, signatures)
-            raise RetryLater("no receipt")
-        return self.inner.commit_batch(commitment, data, signatures)
+
+@dataclass
+class SlowQuorum:
+    """BatchSignatures that has no quorum until ``ready``."""
+
+    ready: bool = False
+    asked: list[int] = field(default_factory=list)
+
+    def signatures(self, commitment: BatchCommitment, domain: BatchDomain) -> Sequence[bytes] | None:
+        self.asked.append(commitment.batch_number)
+        return LocalSignatures(KEY).signatures(commitment, domain) if self.ready else None
 
 
 @pytest.fixture
@@ -83,7 +91,26 @@ def inbox() -> Inbox:
     return deploy_inbox((KEY,), [1])
 
 
-def committed_numbers(inbox: Inbox) -> list[tuple[int, int, int]]:
+def make_poster(
+    client: L1Client | FlakyL1,
+    source: ChainSource,
+    *,
+    store: PosterStore | None = None,
+    clock: ManualClock | None = None,
+    key: bytes = KEY,
+    **config: Any,
+) -> BatchPoster:
+    return BatchPoster(
+        cast(L1Client, client),
+        source,
+        LocalSignatures(key),
+        store or MemoryPosterStore(),
+        clock or ManualClock(),
+        PosterConfig(**{"blocks_per_batch": 3, "confirmations": 2, **config}),
+    )
+
+
+def committed_ranges(inbox: Inbox) -> list[tuple[int, int, int]]:
     latest = inbox.client.latest_batch()
     found = []
     for n in range(1, 1 + (0 if latest is None else latest.batch_number)):
@@ -95,96 +122,175 @@ def committed_numbers(inbox: Inbox) -> list[tuple[int, int, int]]:
 
 def test_posts_full_batches_in_order_then_flushes_the_rest(inbox: Inbox) -> None:
     source = ChainSource()
-    poster = BatchPoster(inbox.client, source, KEY, blocks_per_batch=3)
+    poster = make_poster(inbox.client, source)
     assert poster.step() is None  # genesis only
     source.head = 2
-    assert poster.step() is None  # not a full batch yet
+    poster.step()
+    assert inbox.client.latest_batch() is None  # not a full batch yet
     source.head = 3
-    first = poster.step()
+    poster.step()
+    first = inbox.client.latest_batch()
     assert first is not None
-    assert first.commitment == BatchCommitment(
-        1, GENESIS_ROOT, state_root_of(3), 1, 3, first.data_hash
-    )
-    tx = inbox.l1.w3.eth.get_transaction(HexBytes(first.l1_tx_hash))
-    _, args = inbox.contract.decode_function_input(tx["input"])
-    assert decode_batch_data(args["data"]) == tuple(make_block(n) for n in (1, 2, 3))
+    assert first.commitment == BatchCommitment(1, GENESIS_ROOT, state_root_of(3), 1, 3, first.data_hash)
+    assert decode_batch_data(inbox.client.batch_data(first)) == tuple(make_block(n) for n in (1, 2, 3))
 
     source.head = 7
-    second = poster.step()
+    poster.step()
+    second = inbox.client.latest_batch()
     assert second is not None and (second.first_block, second.last_block) == (4, 6)
     assert second.prev_state_root == first.state_root == state_root_of(3)
-    assert poster.step() is None  # block 7 alone is not a full batch
-    flushed = poster.flush()
-    assert [(b.batch_number, b.first_block, b.last_block) for b in flushed] == [(3, 7, 7)]
-    assert flushed[0].state_root == state_root_of(7)
-    assert poster.flush() == ()
-    assert committed_numbers(inbox) == [(1, 1, 3), (2, 4, 6), (3, 7, 7)]
+    poster.step()
+    assert committed_ranges(inbox) == [(1, 1, 3), (2, 4, 6)]  # block 7 alone is not a batch
+    poster.flush()
+    assert committed_ranges(inbox) == [(1, 1, 3), (2, 4, 6), (3, 7, 7)]
+    poster.flush()
+    assert committed_ranges(inbox) == [(1, 1, 3), (2, 4, 6), (3, 7, 7)]
+
+
+def test_queue_keeps_batches_until_confirmed(inbox: Inbox) -> None:
+    source = ChainSource(head=3)
+    poster = make_poster(inbox.client, source, confirmations=1)
+    poster.step()
+    assert [b.commitment.batch_number for b in poster.state.queue] == [1]
+    assert poster.state.attempt is not None
+    poster.step()  # committed in the L1 head block: not yet confirmed
+    assert [b.commitment.batch_number for b in poster.state.queue] == [1]
+    assert poster.state.attempt is None
+    source.head = 6
+    poster.step()  # batch 2 sent, on top of batch 1's L1 block
+    poster.step()
+    assert [b.commitment.batch_number for b in poster.state.queue] == [2]
 
 
 def test_restarted_poster_does_not_post_again(inbox: Inbox) -> None:
     source = ChainSource(head=5)
-    BatchPoster(inbox.client, source, KEY, blocks_per_batch=2).flush()
-    assert committed_numbers(inbox) == [(1, 1, 2), (2, 3, 4), (3, 5, 5)]
+    store = MemoryPosterStore()
+    first = make_poster(inbox.client, source, store=store, blocks_per_batch=2)
+    for _ in range(4):
+        first.flush()
+    assert committed_ranges(inbox) == [(1, 1, 2), (2, 3, 4), (3, 5, 5)]
     l1_head = inbox.l1.w3.eth.block_number
 
-    restarted = BatchPoster(inbox.client, source, KEY, blocks_per_batch=2)
-    assert restarted.step() is None
-    assert restarted.flush() == ()
-    assert inbox.l1.w3.eth.block_number == l1_head  # no transaction sent
+    # With its store, or with none (the contract alone says what is posted).
+    for restarted_store in (store, MemoryPosterStore()):
+        restarted = make_poster(inbox.client, source, store=restarted_store, blocks_per_batch=2)
+        restarted.step()
+        restarted.flush()
+        assert inbox.l1.w3.eth.block_number == l1_head  # no transaction sent
     source.head = 7
-    posted = restarted.step()
-    assert posted is not None and (posted.batch_number, posted.first_block) == (4, 6)
-
-
-def test_fresh_l1_receives_every_batch_from_block_one() -> None:
-    source = ChainSource(head=7)
-    inbox = deploy_inbox((KEY,), [1])
-    poster = BatchPoster(inbox.client, source, KEY, blocks_per_batch=3)
-    while poster.step() is not None:
-        pass
-    assert committed_numbers(inbox) == [(1, 1, 3), (2, 4, 6)]
+    restarted.step()
+    assert committed_ranges(inbox)[-1] == (4, 6, 7)
 
 
 def test_l1_trouble_keeps_the_batch_and_waits(inbox: Inbox) -> None:
-    clock = FakeClock()
-    flaky = FlakyL1(inbox.client, fail_commits=1)
-    poster = BatchPoster(flaky, ChainSource(head=2), KEY, 2, clock=clock, retry_delay_s=5)
+    clock = ManualClock()
+    flaky = FlakyL1(inbox.client, fail_reads=1)
+    poster = make_poster(flaky, ChainSource(head=3), clock=clock, retry_delay_s=5)
     assert poster.step() is None
-    assert inbox.client.latest_batch() is None
     reads = flaky.reads
-    clock.now += 4
-    assert poster.step() is None and flaky.reads == reads  # still waiting: L1 not asked
-    clock.now += 1
-    posted = poster.step()
-    assert posted is not None and posted.batch_number == 1
-    assert len(flaky.commits) == 2 and flaky.commits[0] == flaky.commits[1]  # the same batch
-
+    clock.advance(4)
+    poster.step()
+    assert flaky.reads == reads  # still waiting: L1 not asked
+    clock.advance(1)
+    poster.step()
+    assert committed_ranges(inbox) == [(1, 1, 3)]
     flaky.fail_reads = 1
-    clock.now += 10
-    assert poster.step() is None
     with pytest.raises(RetryLater):  # flush leaves the decision to its caller
-        flaky.fail_reads = 1
         poster.flush()
 
 
-def test_commit_that_landed_despite_an_error_is_not_sent_again(inbox: Inbox) -> None:
-    clock = FakeClock()
-    flaky = FlakyL1(inbox.client, fail_commits=1, lose_receipt=True)
-    source = ChainSource(head=2)
-    poster = BatchPoster(flaky, source, KEY, 2, clock=clock, retry_delay_s=1)
-    assert poster.step() is None  # sent, but the poster could not tell
-    clock.now += 1
-    assert poster.step() is None  # L1 has it: nothing left to post
-    assert len(flaky.commits) == 1
-    source.head = 4
-    posted = poster.step()
-    assert posted is not None and posted.batch_number == 2
-    assert committed_numbers(inbox) == [(1, 1, 2), (2, 3, 4)]
+def test_send_failing_part_way_resumes_with_the_rest(inbox: Inbox) -> None:
+    client = Web3L1Client(
+        inbox.l1.w3, inbox.address, inbox.l1.poster_key, max_part_bytes=DATA_PIECE_BYTES
+    )
+    source = ChainSource(head=300)  # about 13 kB of batch data: four parts
+    flaky = FlakyL1(client)
+    clock = ManualClock()
+    poster = make_poster(flaky, source, clock=clock, blocks_per_batch=300, retry_delay_s=1)
+    real_send = flaky.send
+    calls = 0
+
+    def send_then_fail(call: L1Call, nonce: int, fees: L1Fees) -> Hash32:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RetryLater("L1 gone mid-batch")
+        return real_send(call, nonce, fees)
+
+    flaky.send = send_then_fail  # type: ignore[method-assign]
+    poster.step()
+    attempt = poster.state.attempt
+    assert attempt is not None and len(attempt.transactions) == 2
+    clock.advance(1)
+    poster.step()
+    poster.step()
+    latest = client.latest_batch()
+    assert latest is not None and latest.last_block == 300
+    data = client.batch_data(latest)
+    assert decode_batch_data(data) == tuple(make_block(n) for n in range(1, 301))
+    assert len(client.batch_calls(latest.commitment, data, [b"s" * 65])) == len(flaky.sent) == 4
+    nonces = [nonce for _, nonce, _ in flaky.sent]
+    assert nonces == sorted(set(nonces))  # every transaction sent once, nonces consecutive
+
+
+def test_send_that_landed_despite_an_error_is_not_sent_twice(inbox: Inbox) -> None:
+    clock = ManualClock()
+    flaky = FlakyL1(inbox.client, fail_sends=1, lose_answer=True)
+    source = ChainSource(head=3)
+    poster = make_poster(flaky, source, clock=clock, retry_delay_s=1)
+    poster.step()  # sent, but the poster could not tell
+    clock.advance(1)
+    poster.step()  # L1 has it: nothing left to post
+    assert committed_ranges(inbox) == [(1, 1, 3)]
+    assert flaky.sent == []
+    source.head = 6
+    poster.step()
+    assert committed_ranges(inbox) == [(1, 1, 3), (2, 4, 6)]
+
+
+def test_nonce_taken_by_another_transaction_posts_again_with_higher_fees(inbox: Inbox) -> None:
+    flaky = FlakyL1(inbox.client, swallow_sends=1)
+    poster = make_poster(flaky, ChainSource(head=3))
+    poster.step()  # the L1 node lost the commit
+    attempt = poster.state.attempt
+    assert attempt is not None
+    lost = attempt.transactions[0]
+    # Meanwhile the operator uses the poster key by hand: the nonce goes to another transaction.
+    w3 = inbox.l1.w3
+    account = w3.eth.account.from_key(inbox.l1.poster_key)
+    other = account.sign_transaction({
+        "nonce": lost.nonce, "to": account.address, "value": 0, "gas": 21_000,
+        "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9, "chainId": w3.eth.chain_id,
+        "type": 2,
+    })
+    w3.eth.send_raw_transaction(other.raw_transaction)
+    poster.step()
+    again = poster.state.attempt
+    assert again is not None and again.transactions[0].nonce == lost.nonce + 1
+    assert again.transactions[0].fees.max_fee_per_gas * 100 >= lost.fees.max_fee_per_gas * 112.5
+    poster.step()
+    assert committed_ranges(inbox) == [(1, 1, 3)]
+
+
+def test_waits_for_the_quorum(inbox: Inbox) -> None:
+    quorum = SlowQuorum()
+    source = ChainSource(head=6)
+    poster = BatchPoster(
+        inbox.client, source, quorum, MemoryPosterStore(), ManualClock(), PosterConfig(3)
+    )
+    poster.step()
+    assert quorum.asked == [1] and inbox.client.latest_batch() is None
+    quorum.ready = True
+    poster.step()
+    poster.step()
+    assert committed_ranges(inbox) == [(1, 1, 3), (2, 4, 6)]
 
 
 def test_halts_when_l1_disagrees_with_the_local_chain(inbox: Inbox) -> None:
-    BatchPoster(inbox.client, ChainSource(head=4), KEY, 2).flush()
-    forked = BatchPoster(inbox.client, ChainSource(head=6, fork_at=3), KEY, 2)
+    poster = make_poster(inbox.client, ChainSource(head=4), blocks_per_batch=2)
+    poster.step()
+    poster.step()
+    forked = make_poster(inbox.client, ChainSource(head=6, fork_at=3), blocks_per_batch=2)
     with pytest.raises(Halt, match="L1 batch 2 ends block 4"):
         forked.step()
 
@@ -192,15 +298,32 @@ def test_halts_when_l1_disagrees_with_the_local_chain(inbox: Inbox) -> None:
 def test_contract_refuses_what_the_poster_cannot_sign_for() -> None:
     inbox = deploy_inbox(VALIDATOR_KEYS[:2], [1, 1])
     with pytest.raises(L1Rejected, match=r"^InsufficientWeight\(signed=1, total=2\)$"):
-        BatchPoster(inbox.client, ChainSource(head=1), VALIDATOR_KEYS[0], 1).step()
+        make_poster(inbox.client, ChainSource(head=1), blocks_per_batch=1).step()
     with pytest.raises(L1Rejected, match=r"^UnknownSigner\(index=0, "):
-        BatchPoster(inbox.client, ChainSource(head=1), VALIDATOR_KEYS[3], 1).step()
+        make_poster(inbox.client, ChainSource(head=1), key=VALIDATOR_KEYS[3], blocks_per_batch=1).step()
     wrong_genesis = ChainSource(head=1, genesis_root=state_root_of(99))
     with pytest.raises(L1Rejected, match=r"^PrevStateRootMismatch\("):
-        BatchPoster(inbox.client, wrong_genesis, VALIDATOR_KEYS[0], 1).step()
+        make_poster(inbox.client, wrong_genesis, blocks_per_batch=1).step()
     assert inbox.client.latest_batch() is None
+    assert inbox.l1.w3.eth.get_transaction_count(
+        inbox.l1.w3.eth.account.from_key(inbox.l1.poster_key).address
+    ) == 0  # refused before any fee was spent
 
 
-def test_blocks_per_batch_must_be_positive(inbox: Inbox) -> None:
+def test_batch_committed_by_another_poster_is_not_posted_again(inbox: Inbox) -> None:
+    source = ChainSource(head=6)
+    mine = make_poster(inbox.client, source, blocks_per_batch=3)
+    other = make_poster(inbox.client, source, blocks_per_batch=2)
+    other.step()  # batch 1 = blocks 1..2
+    mine.step()  # its batch 1 (1..3) loses; rebuilt from L1's batch 1
+    mine.step()
+    mine.step()
+    assert committed_ranges(inbox)[:2] == [(1, 1, 2), (2, 3, 5)]
+
+
+@pytest.mark.parametrize(
+    "config", [{"blocks_per_batch": 0}, {"stuck_blocks": 0}, {"confirmations": -1}, {"max_queue": 0}]
+)
+def test_config_is_checked(config: dict[str, int]) -> None:
     with pytest.raises(ValueError):
-        BatchPoster(inbox.client, ChainSource(), KEY, 0)
+        PosterConfig(**config)
