@@ -362,10 +362,11 @@ class Node:
         self, parent: Header, timestamp: int, coinbase: Address, raws: Sequence[bytes]
     ) -> _Staged:
         """Check a child of ``parent`` from its fields and transactions, and execute it."""
-        # Rule: the timestamp moves forward but not into the future.
+        # Rule: the timestamp moves forward but not into the future (parent + 1 is always
+        # allowed: blocks faster than one a second run a little ahead).
         if timestamp <= parent.timestamp:
             raise InvalidInput("timestamp does not increase")
-        if timestamp > self.clock.now() + MAX_CLOCK_DRIFT:
+        if timestamp > max(self.clock.now() + MAX_CLOCK_DRIFT, parent.timestamp + 1):
             raise InvalidInput(f"timestamp {timestamp} is in the future")
         if len(raws) > self.params.max_txs_per_block:
             raise InvalidInput(f"{len(raws)} transactions, the limit is {self.params.max_txs_per_block}")
