@@ -103,6 +103,7 @@ class Consensus:
         self._buffer: list[ConsensusMessage] = []
         self._later: dict[Address, int] = {}
         self._evidence: list[Evidence] = []
+        self._last_commit: CommitCertificate | None = None
 
     def _reset_height(self) -> None:
         self.locked_value: Proposal | None = None
@@ -332,6 +333,7 @@ class Consensus:
                     tuple(v for _, v in sorted(votes.items()) if v.value_id == proposal.value_id),
                 )
                 self._set_step(Step.DECIDED)
+                self._last_commit = certificate
                 return Decide(self.height, proposal.value, certificate)
         return None
 
@@ -439,12 +441,16 @@ class Consensus:
         )
 
     def _rebroadcast(self) -> list[Action]:
-        """Resend own messages of the rounds peers may still need; report being behind."""
+        """Resend own messages of the rounds peers may still need, and the precommits that
+        decided the previous height (a peer still deciding it may have lost some); report
+        being behind."""
         assert self.validators is not None
         self._rebroadcast_at = self.clock.now() + self.config.rebroadcast
         actions: list[Action] = [Broadcast(m) for m in self._own_messages(
             {self.round, self.valid_round, self.locked_round} - {NIL_ROUND}
         )]
+        if self._last_commit is not None and self._last_commit.height == self.height - 1:
+            actions += [Broadcast(vote) for vote in self._last_commit.votes]
         behind = self._behind_height()
         if behind is not None:
             actions.append(Behind(behind))
@@ -465,8 +471,19 @@ class Consensus:
         return own
 
     def _behind_height(self) -> int | None:
-        """The highest height reached by validators holding more than 1/3 of the weight."""
+        """The highest height reached by validators holding more than 1/3 of the weight, or
+        the next one when > 2/3 precommitted a value whose proposal never reached us."""
         assert self.validators is not None
+        for (kind, round), votes in self._votes.items():
+            proposal = self._proposals.get(round)
+            decided_elsewhere = {
+                v.value_id for v in votes.values()
+                if v.value_id is not None and (proposal is None or proposal.value_id != v.value_id)
+            }
+            if kind is VoteKind.PRECOMMIT and any(
+                self._has_quorum(kind, round, value_id) for value_id in decided_elsewhere
+            ):
+                return self.height + 1
         weight = 0
         for address, height in sorted(self._later.items(), key=lambda item: -item[1]):
             weight += self.validators.weight_of(address)
