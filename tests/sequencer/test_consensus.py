@@ -232,7 +232,11 @@ def test_proposer_reproposes_its_valid_value_with_its_round() -> None:
     _, _, actions = lock_on_round_zero(me)
     proposals = [m for m in sent(actions) if isinstance(m, Proposal)]
     assert [(p.round, p.value, p.pol_round) for p in proposals] == [(1, b"A", 0)]
-    assert own_votes(actions, VoteKind.PREVOTE) == [keccak256(b"A")]
+    prevotes = [m for m in sent(actions) if isinstance(m, Vote)]
+    assert (1, keccak256(b"A")) in [(v.round, v.value_id) for v in prevotes if v.validator == me]
+    # the round-0 polka travels with the re-proposal: peers that lost some prevotes need it
+    polka = {v.validator for v in prevotes if v.round == 0 and v.value_id == keccak256(b"A")}
+    assert polka == {me, *others(me)[:2]}
 
 
 def test_nil_polka_precommits_nil_and_timeouts_grow_with_rounds() -> None:
