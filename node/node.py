@@ -322,12 +322,13 @@ class Node:
     def _check_and_stage(self, header: Header, raws: list[bytes]) -> _Staged:
         """Re-execute a block received from a peer; InvalidInput says why it is not valid."""
         parent = self.head()
-        # Rule: a block extends our head; its timestamp moves forward but not into the future.
+        # Rule: a block extends our head; its timestamp moves forward but not into the future
+        # (parent + 1 is always allowed: blocks faster than one a second run a little ahead).
         if header.number != parent.number + 1 or header.parent_hash != parent.hash:
             raise InvalidInput(f"does not extend head {parent.number} {parent.hash.hex()[:12]}")
         if header.timestamp <= parent.timestamp:
             raise InvalidInput("timestamp does not increase")
-        if header.timestamp > self.clock.now() + MAX_CLOCK_DRIFT:
+        if header.timestamp > max(self.clock.now() + MAX_CLOCK_DRIFT, parent.timestamp + 1):
             raise InvalidInput(f"timestamp {header.timestamp} is in the future")
         if len(raws) > self.params.max_txs_per_block:
             raise InvalidInput(f"{len(raws)} transactions, the limit is {self.params.max_txs_per_block}")
