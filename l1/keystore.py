@@ -22,6 +22,8 @@ PASSWORD_ENV = "L2NODE_KEYSTORE_PASSWORD"
 """Environment variable read when no password file is given."""
 KDF: Final = "scrypt"
 """Key derivation of new keystores (geth's default)."""
+LIGHT_SCRYPT_N = 4096
+"""scrypt cost of a "light" keystore (geth --lightkdf): fast to open, weaker; test networks only."""
 
 
 def read_password(password_file: Path | None, *, confirm: bool = False) -> str:
@@ -51,13 +53,17 @@ def read_password(password_file: Path | None, *, confirm: bool = False) -> str:
     return password
 
 
-def write_keystore(path: Path, private_key: bytes, password: str) -> str:
+def write_keystore(path: Path, private_key: bytes, password: str, *, light: bool = False) -> str:
     """Encrypt ``private_key`` into a new keystore file at ``path`` (mode 0600); its address.
 
     Refuses to overwrite an existing file: that could destroy the only copy of a key.
+    ``light``: scrypt with LIGHT_SCRYPT_N instead of eth-account's default (2**18).
     """
     _check_key(private_key)
-    keystore = Account.encrypt(private_key, password, kdf=KDF)
+    check_new_file(path)
+    keystore = Account.encrypt(
+        private_key, password, kdf=KDF, iterations=LIGHT_SCRYPT_N if light else None
+    )
     text = json.dumps(keystore, indent=2) + "\n"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -68,6 +74,12 @@ def write_keystore(path: Path, private_key: bytes, password: str) -> str:
     with os.fdopen(fd, "w") as file:
         file.write(text)
     return "0x" + str(keystore["address"]).removeprefix("0x")
+
+
+def check_new_file(path: Path) -> None:
+    """Fail early (before a password prompt or the slow key derivation) if ``path`` exists."""
+    if path.exists():
+        raise InvalidInput(f"{path} exists: not overwriting a keystore")
 
 
 def read_keystore(path: Path, password: str) -> bytes:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from executor_gpu.api import StateReader
 from executor_gpu.types import CallMessage, CallResult
 from l1.api import L1Client
 from l1.types import CommittedBatch
 from node.node import Node
+from p2p.api import Gossip
 from primitives.errors import ExecutionReverted, InvalidInput
 from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
@@ -23,9 +24,19 @@ TIP_SAMPLE_BLOCKS = 20
 class NodeRpcBackend:
     """Implements rpc.api.NodeBackend over a Node and its L1 client."""
 
-    def __init__(self, node: Node, l1: L1Client) -> None:
+    def __init__(
+        self,
+        node: Node,
+        l1: L1Client | None,
+        relay: Callable[[bytes], None] | None = None,
+        peers: Gossip | None = None,
+    ) -> None:
+        """``l1`` None: L1 posting is off; ``relay`` gossips accepted transactions;
+        ``peers`` is the validator network, when there is one."""
         self.node = node
         self.l1 = l1
+        self.relay = relay
+        self.gossip = peers
 
     @property
     def chain_id(self) -> int:
@@ -71,7 +82,13 @@ class NodeRpcBackend:
         return self.node.pool.pending_nonce(Address(address), state_nonce)
 
     def send_raw_transaction(self, raw: bytes) -> Hash32:
-        return self.node.submit(raw).hash
+        tx = self.node.submit(raw)
+        if self.relay is not None:
+            self.relay(raw)
+        return tx.hash
+
+    def peer_count(self) -> int:
+        return 0 if self.gossip is None else len(self.gossip.peers())
 
     def call(self, message: CallMessage, number: int) -> CallResult:
         return self.node.call(message, number)
@@ -133,10 +150,14 @@ class NodeRpcBackend:
         return self.node.chain.logs(log_filter)
 
     def batch(self, number: int) -> BatchView | None:
+        if self.l1 is None:
+            return None
         committed = self.l1.batch(number)
         return None if committed is None else _batch_view(committed)
 
     def latest_committed_batch(self) -> BatchView | None:
+        if self.l1 is None:
+            return None
         committed = self.l1.latest_batch()
         return None if committed is None else _batch_view(committed)
 

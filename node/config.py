@@ -47,7 +47,9 @@ class ValidatorConfig:
     """This node's validator identity."""
 
     private_key: str
-    """Hex key that signs blocks and batches (devnet presets only; keystores come later)."""
+    """Hex key that signs blocks, votes and batches (devnet presets only; keystores come later)."""
+    key_file: str = ""
+    """File holding the hex key instead (an operator's setup); when set it wins over ``private_key``."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,22 @@ class RpcConfig:
     """Interface to bind."""
     port: int
     """TCP port."""
+
+
+@dataclass(frozen=True)
+class P2PConfig:
+    """Membership in a validator network (off: a single validator that finalizes alone)."""
+
+    enabled: bool = False
+    """Run consensus with the genesis validators over libp2p."""
+    listen: str = "/ip4/127.0.0.1/tcp/9000"
+    """Multiaddr to listen on."""
+    bootstrap: tuple[str, ...] = ()
+    """Multiaddrs (with /p2p/<peer id>) of peers to stay connected to."""
+    identity_file: str = ""
+    """This node's libp2p key (hex Ed25519 seed), created on first start; empty: DATA_DIR/p2p.key."""
+    tx_batch_interval: float = 0.05
+    """Seconds between gossip messages carrying the transactions accepted meanwhile."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +147,8 @@ class NodeConfig:
     """RPC listener."""
     l1: L1Config
     """L1 commitment."""
+    p2p: P2PConfig = P2PConfig()
+    """Validator network."""
     data_dir: Path = Path(".l2node")
     """Where LevelDB lives."""
 
@@ -141,7 +161,17 @@ _SECTIONS: dict[str, type[Any]] = {
     "mempool": MempoolConfig,
     "rpc": RpcConfig,
     "l1": L1Config,
+    "p2p": P2PConfig,
 }
+
+
+_FILE_KEYS = {
+    "genesis": ("file",),
+    "validator": ("key_file",),
+    "p2p": ("identity_file",),
+    "l1": ("poster_keystore", "poster_password_file"),
+}
+"""Config keys that name files."""
 
 
 def default_preset() -> dict[str, Any]:
@@ -165,19 +195,48 @@ def load_config(path: Path | None = None, **overrides: Any) -> NodeConfig:
         for section, values in user.items():
             if section not in _SECTIONS or not isinstance(values, dict):
                 raise InvalidInput(f"config {path}: unknown section [{section}]")
-            raw[section].update(values)
+            for key in _FILE_KEYS.get(section, ()):
+                # Files named in a config are relative to it, not to where the node starts.
+                if isinstance(values.get(key), str) and values[key]:
+                    values[key] = str(Path(path).parent / values[key])
+            raw.setdefault(section, {}).update(values)
     data_dir = Path(overrides.pop("data_dir", None) or ".l2node")
     for key, value in overrides.items():
         section, _, field = key.partition("__")
-        raw[section][field] = value
+        raw.setdefault(section, {})[field] = value
     sections: dict[str, Any] = {}
     for name, cls in _SECTIONS.items():
+        values = raw.get(name, {})
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(raw[name]) - known
+        unknown = set(values) - known
         if unknown:
             raise InvalidInput(f"config [{name}]: unknown keys {sorted(unknown)}")
+        # TOML arrays arrive as lists; frozen configs hold tuples.
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
         try:
-            sections[name] = cls(**raw[name])
+            sections[name] = cls(**values)
         except TypeError as exc:
             raise InvalidInput(f"config [{name}]: {exc}") from exc
     return NodeConfig(data_dir=data_dir, **sections)
+
+
+def validator_key(config: ValidatorConfig) -> bytes:
+    """The validator's 32-byte private key, from ``key_file`` when set, else ``private_key``."""
+    if config.key_file:
+        try:
+            text = Path(config.key_file).read_text().strip()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read validator.key_file: {exc}") from exc
+        return hex_key(text, f"key in {config.key_file}")
+    return hex_key(config.private_key, "validator.private_key")
+
+
+def hex_key(value: str, what: str) -> bytes:
+    """A 32-byte key written as hex (0x optional); InvalidInput names ``what`` otherwise."""
+    try:
+        key = bytes.fromhex(value.removeprefix("0x"))
+    except ValueError:
+        raise InvalidInput(f"{what} is not hex") from None
+    if len(key) != 32:
+        raise InvalidInput(f"{what} must be 32 bytes")
+    return key

@@ -81,7 +81,9 @@ def chain_genesis(config: NodeConfig) -> Genesis:
     """The genesis a node runs: ``[genesis] file`` when set, else the devnet preset's."""
     if config.genesis.file:
         return load_genesis(Path(config.genesis.file))
-    key = bytes.fromhex(config.validator.private_key.removeprefix("0x"))
+    from node.config import validator_key
+
+    key = validator_key(config.validator)
     return Genesis(
         chain_id=config.chain.chain_id,
         timestamp=config.chain.genesis_timestamp,
@@ -93,6 +95,11 @@ def chain_genesis(config: NodeConfig) -> Genesis:
         },
         validators=(GenesisValidator(private_key_to_address(key), 1),),
     )
+
+
+def genesis_weights(genesis: Genesis) -> dict[Address, int]:
+    """The first validator set as address -> weight."""
+    return {v.address: v.weight for v in genesis.validators}
 
 
 def genesis_to_json(genesis: Genesis) -> str:

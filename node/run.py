@@ -14,15 +14,17 @@ from typing import Any
 import uvicorn
 
 from executor_gpu.api import Caller, Executor
-from l1.api import L1Client
+from l1.api import BatchSignatures, L1Client
 from l1.client import Web3L1Client, deploy_batch_inbox
 from l1.poster import BatchPoster, LocalSignatures, PosterConfig
 from node.backend import NodeRpcBackend
-from node.config import NodeConfig
+from node.batchsigs import GossipBatchSignatures
+from node.config import NodeConfig, validator_key
 from node.db.leveldb import LevelDBKV
-from node.genesis import Genesis, chain_genesis
+from node.genesis import Genesis, chain_genesis, genesis_weights
 from node.node import ChainParams, Node
 from node.poster_store import KVPosterStore
+from node.validator import ValidatorLoop, ValidatorOptions
 from primitives.clock import SystemClock
 from primitives.errors import Halt, InvalidInput, L2NodeError, RetryLater
 from primitives.types import Address
@@ -30,6 +32,9 @@ from rpc.server import create_app
 from sequencer.types import PoolConfig
 
 log = logging.getLogger("l2node")
+
+MAX_VALIDATOR_PAUSE = 0.25
+"""Longest wait between validator steps when nothing is due (also bounds shutdown time)."""
 
 
 def make_executor(kind: str) -> tuple[Executor, Caller]:
@@ -47,16 +52,6 @@ def make_executor(kind: str) -> tuple[Executor, Caller]:
         device = {"native-cpu": "cpu", "native-cuda": "cuda", "auto": "auto"}[kind]
         return NativeExecutor(device=device), reference
     raise InvalidInput(f"unknown executor {kind!r}: use reference, native-cpu, native-cuda or auto")
-
-
-def _hex_key(value: str, what: str) -> bytes:
-    try:
-        key = bytes.fromhex(value.removeprefix("0x"))
-    except ValueError:
-        raise InvalidInput(f"{what} is not hex") from None
-    if len(key) != 32:
-        raise InvalidInput(f"{what} must be 32 bytes")
-    return key
 
 
 @dataclass
@@ -138,7 +133,6 @@ def run_node(config: NodeConfig) -> None:
 
 
 async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
-    validator_key = _hex_key(config.validator.private_key, "validator.private_key")
     executor, caller = make_executor(config.executor.kind)
     genesis = chain_genesis(config)
     node = Node(
@@ -158,45 +152,108 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
         ),
         executor,
         caller,
-        validator_key,
+        validator_key(config.validator),
         SystemClock(),
     )
     head = node.init_or_resume(dict(genesis.alloc))
-    l1 = connect_l1(config, node, genesis)
-    poster = BatchPoster(
-        l1.client,
-        node,
-        LocalSignatures(validator_key),
-        KVPosterStore(kv),
-        SystemClock(),
-        PosterConfig(
-            blocks_per_batch=config.l1.blocks_per_batch,
-            confirmations=config.l1.confirmations,
-            stuck_blocks=config.l1.stuck_blocks,
-        ),
-    )
-    app = create_app(NodeRpcBackend(node, l1.client))
-    server = _Server(uvicorn.Config(
-        app, host=config.rpc.host, port=config.rpc.port, log_level="warning", lifespan="off",
-    ))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    with contextlib.ExitStack() as cleanup:
+        signatures: BatchSignatures
+        l1: L1Side | None = None
+        if config.p2p.enabled:
+            validator = _start_validator(config, node, genesis, cleanup)
+            # Every validator answers the poster's requests for batch signatures; the L1
+            # contract counts the genesis weights.
+            signatures = GossipBatchSignatures(
+                node, validator.gossip, genesis_weights(genesis), node.clock.now
+            )
+            tasks = [asyncio.create_task(_drive(validator, stop))]
+            # The designated poster is the validator configured with an L1 endpoint.
+            if config.l1.rpc_url:
+                l1 = connect_l1(config, node, genesis)
+            backend = NodeRpcBackend(node, None if l1 is None else l1.client,
+                                     relay=validator.relay, peers=validator.gossip)
+        else:
+            signatures = LocalSignatures(node.validator_key)
+            l1 = connect_l1(config, node, genesis)
+            backend = NodeRpcBackend(node, l1.client)
+            tasks = [
+                asyncio.create_task(
+                    _every(config.chain.block_time, node.produce_block, stop, "block")
+                ),
+            ]
+        if l1 is not None:
+            poster = BatchPoster(
+                l1.client,
+                node,
+                signatures,
+                KVPosterStore(kv),
+                SystemClock(),
+                PosterConfig(
+                    blocks_per_batch=config.l1.blocks_per_batch,
+                    confirmations=config.l1.confirmations,
+                    stuck_blocks=config.l1.stuck_blocks,
+                ),
+            )
+            # L1 trouble must never stop the L2: the poster resumes from the contract's state.
+            tasks.append(asyncio.create_task(
+                _every(config.l1.poll_interval, poster.step, stop, "poster", contain_bugs=True)
+            ))
+        where = "L1 posting off (no [l1] rpc_url)" if l1 is None else l1.description
+        log.info(
+            "chain %d head %d root %s executor %s; %s",
+            genesis.chain_id, head.number, head.state_root.hex()[:12], executor.name, where,
+        )
+        await _serve_rpc(config, backend, tasks, stop)
 
-    log.info(
-        "chain %d head %d root %s executor %s; %s",
-        genesis.chain_id, head.number, head.state_root.hex()[:12], executor.name,
-        l1.description,
+
+def _start_validator(
+    config: NodeConfig, node: Node, genesis: Genesis, cleanup: contextlib.ExitStack
+) -> ValidatorLoop:
+    """Join the validator network over libp2p; the host stops when ``cleanup`` closes."""
+    from p2p.host import HostConfig, Libp2pGossip, load_or_create_identity
+
+    identity_path = Path(config.p2p.identity_file or config.data_dir / "p2p.key")
+    gossip = Libp2pGossip(
+        load_or_create_identity(identity_path),
+        HostConfig(listen=(config.p2p.listen,), bootstrap=config.p2p.bootstrap),
     )
-    serving = asyncio.create_task(server.serve())
-    loops = [
-        asyncio.create_task(_every(config.chain.block_time, node.produce_block, stop, "block")),
-        # L1 trouble must never stop the L2: the poster resumes from the contract's state.
-        asyncio.create_task(
-            _every(config.l1.poll_interval, poster.step, stop, "poster", contain_bugs=True)
+    gossip.start()
+    cleanup.callback(gossip.stop)
+    log.info("p2p %s as %s", " ".join(gossip.addrs), gossip.peer_id)
+    return ValidatorLoop(
+        node,
+        gossip,
+        genesis_weights(genesis),
+        node.clock,
+        ValidatorOptions(
+            block_time=config.chain.block_time, tx_batch_interval=config.p2p.tx_batch_interval
         ),
-    ]
+    )
+
+
+async def _drive(validator: ValidatorLoop, stop: asyncio.Event) -> None:
+    """Step the validator whenever a message arrives or its next deadline passes."""
+    while not stop.is_set():
+        await _guarded(validator.step, stop, "validator")
+        wake = validator.next_wakeup()
+        pause = MAX_VALIDATOR_PAUSE if wake is None else wake - validator.clock.now()
+        await asyncio.to_thread(validator.wait, min(max(pause, 0.0), MAX_VALIDATOR_PAUSE))
+
+
+async def _serve_rpc(
+    config: NodeConfig, backend: NodeRpcBackend, tasks: list[asyncio.Task[None]],
+    stop: asyncio.Event,
+) -> None:
+    """Serve JSON-RPC until ``stop`` or until a task ends (a Halt), then stop everything."""
+    app = create_app(backend)
+    server = _Server(uvicorn.Config(
+        app, host=config.rpc.host, port=config.rpc.port, log_level="warning", lifespan="off",
+    ))
+    serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():
         await asyncio.sleep(0.05)
     if serving.done():
@@ -205,14 +262,14 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
     else:
         log.info("JSON-RPC on http://%s:%d", config.rpc.host, config.rpc.port)
     waiting = asyncio.create_task(stop.wait())
-    await asyncio.wait([waiting, *loops], return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait([waiting, *tasks], return_when=asyncio.FIRST_COMPLETED)
     stop.set()
     log.info("shutting down")
     server.should_exit = True
     await serving
-    for task in loops:
+    for task in tasks:
         await task
-    for task in loops:
+    for task in tasks:
         if task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
 
@@ -224,28 +281,35 @@ async def _every(
     what: str,
     contain_bugs: bool = False,
 ) -> None:
-    """Call ``step`` in a worker thread every ``interval`` seconds until ``stop``.
-
-    A Halt ends the loop (and the node); transient errors are logged and retried;
-    unexpected exceptions end the node too unless ``contain_bugs``.
-    """
+    """Call ``step`` in a worker thread every ``interval`` seconds until ``stop``."""
     loop = asyncio.get_running_loop()
     next_due = loop.time()
     while not stop.is_set():
-        try:
-            await asyncio.to_thread(step)
-        except Halt:
-            log.exception("%s: halting", what)
-            stop.set()
-            raise
-        except RetryLater as exc:
-            log.warning("%s: %s (will retry)", what, exc)
-        except L2NodeError as exc:
-            log.error("%s: %s", what, exc)
-        except Exception:
-            if not contain_bugs:
-                raise
-            log.exception("%s failed (will retry)", what)
+        await _guarded(step, stop, what, contain_bugs)
         next_due = max(next_due + interval, loop.time())
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=next_due - loop.time())
+
+
+async def _guarded(
+    step: Callable[[], Any], stop: asyncio.Event, what: str, contain_bugs: bool = False
+) -> None:
+    """Run ``step`` once in a worker thread.
+
+    A Halt ends the node; transient errors are logged (the caller retries);
+    unexpected exceptions end the node too unless ``contain_bugs``.
+    """
+    try:
+        await asyncio.to_thread(step)
+    except Halt:
+        log.exception("%s: halting", what)
+        stop.set()
+        raise
+    except RetryLater as exc:
+        log.warning("%s: %s (will retry)", what, exc)
+    except L2NodeError as exc:
+        log.error("%s: %s", what, exc)
+    except Exception:
+        if not contain_bugs:
+            raise
+        log.exception("%s failed (will retry)", what)

@@ -69,6 +69,8 @@ class HostConfig:
     """Peers to stay connected to, as ``/ip4/.../tcp/PORT/p2p/PEERID``; redialed when lost."""
     reconnect_interval: float = 1.0
     """Seconds between checks that every bootstrap peer is connected."""
+    max_redial_interval: float = 10.0
+    """Longest wait between dials of a bootstrap peer that stays unreachable."""
     dial_timeout: float = 5.0
     """Seconds one dial may take before it counts as failed (retried next interval)."""
     heartbeat_interval: float = 1.0
@@ -175,6 +177,8 @@ class Libp2pGossip:
         self._stopping: trio.Event | None = None
         self._outbox: trio.MemorySendChannel[tuple[str, bytes]] | None = None
         self._dialing: set[ID] = set()
+        self._redial: dict[ID, tuple[float, float]] = {}
+        """Unreachable bootstrap peers: (when to dial next, the wait that was chosen)."""
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -284,6 +288,8 @@ class Libp2pGossip:
                 )
                 self._ready.set()
                 await self._stopping.wait()
+                with trio.move_on_after(2):  # leaving host.run() alone leaves sockets open
+                    await host.close()
                 nursery.cancel_scope.cancel()
 
     # -- the Gossip seam ----------------------------------------------------------------------
@@ -305,12 +311,9 @@ class Libp2pGossip:
 
     def mesh_peers(self, topic: str) -> tuple[PeerId, ...]:
         """Peers in this host's gossipsub mesh for ``topic`` (they get its messages at once)."""
-
-        def mesh() -> tuple[PeerId, ...]:
-            assert self._router is not None
-            return tuple(PeerId(peer.to_base58()) for peer in self._router.mesh.get(topic, ()))
-
-        return self._on_host_thread(mesh)
+        if self._token is None or self._router is None:
+            return ()
+        return tuple(PeerId(peer.to_base58()) for peer in list(self._router.mesh.get(topic, ())))
 
     def subscribe(self, topic: str, validator: GateValidator, handler: MessageHandler) -> None:
         with self._lock:
@@ -331,10 +334,12 @@ class Libp2pGossip:
             raise RetryLater("the libp2p host has stopped") from None
 
     def peers(self) -> tuple[PeerId, ...]:
-        def connected() -> tuple[PeerId, ...]:
-            return tuple(PeerId(peer.to_base58()) for peer in self._host.get_connected_peers())
-
-        return self._on_host_thread(connected)
+        # Read without waiting for the host's thread, so a caller holding a lock that a
+        # handler wants cannot deadlock: copying a dict's items is atomic under the GIL.
+        if self._token is None:
+            return ()
+        connections = list(self._host.get_network().connections.items())
+        return tuple(PeerId(peer.to_base58()) for peer, conns in connections if conns)
 
     def serve(self, protocol: str, handler: RequestHandler) -> None:
         with self._lock:
@@ -355,7 +360,7 @@ class Libp2pGossip:
             return trio.from_thread.run(
                 self._ask, ID.from_base58(peer), protocol, data, timeout, trio_token=token
             )
-        except trio.RunFinishedError:
+        except (trio.RunFinishedError, trio.Cancelled):
             raise RetryLater("the libp2p host has stopped") from None
 
     # -- on the host's thread -----------------------------------------------------------------
@@ -416,26 +421,39 @@ class Libp2pGossip:
             await self._pubsub.publish(topic, data)
 
     async def _keep_connected(self) -> None:
-        """Dial every bootstrap peer that is not connected, again and again (restarts, drops)."""
+        """Dial every bootstrap peer that is not connected, again and again (restarts, drops).
+
+        A peer that stays unreachable is dialed less often (doubling up to
+        ``max_redial_interval``); once connected, its next loss is redialed at once.
+        """
         assert self._nursery is not None
         while True:
             connected = set(self._host.get_connected_peers())
+            now = trio.current_time()
             for info in self._bootstrap:
-                if info.peer_id == self._id or info.peer_id in connected:
+                peer = info.peer_id
+                if peer == self._id or peer in self._dialing:
                     continue
-                if info.peer_id not in self._dialing:
-                    self._dialing.add(info.peer_id)
+                if peer in connected:
+                    self._redial.pop(peer, None)
+                elif self._redial.get(peer, (0.0, 0.0))[0] <= now:
+                    self._dialing.add(peer)
                     self._nursery.start_soon(self._dial, info)
             await trio.sleep(self._config.reconnect_interval)
 
     async def _dial(self, info: PeerInfo) -> None:
+        peer = info.peer_id
         try:
             with trio.move_on_after(self._config.dial_timeout):
                 await self._host.connect(info)
         except Exception as exc:  # noqa: BLE001 - unreachable peers are normal; retried
-            log.debug("dial %s failed: %s", info.peer_id, exc)
+            log.debug("dial %s failed: %s", peer, exc)
         finally:
-            self._dialing.discard(info.peer_id)
+            self._dialing.discard(peer)
+        if peer not in self._host.get_connected_peers():
+            wait = self._redial.get(peer, (0.0, self._config.reconnect_interval / 2))[1] * 2
+            wait = min(wait, self._config.max_redial_interval)
+            self._redial[peer] = (trio.current_time() + wait, wait)
 
     async def _forget_old_messages(self) -> None:
         """Bound gossipsub 0.8.1's equivocation table, which keeps every message forever.
@@ -451,24 +469,38 @@ class Libp2pGossip:
     # -- request/response ---------------------------------------------------------------------
 
     async def _ask(self, peer: ID, protocol: str, data: bytes, timeout: float) -> bytes:
+        answer: tuple[int, bytes] | None = None
         try:
             with trio.fail_after(timeout):
                 stream = await self._host.new_stream(peer, [_protocol_id(protocol)])
                 try:
-                    await stream.write(_frame(data))
-                    status = (await _read_exactly(stream, 1))[0]
-                    body = await _read_frame(stream, self._config.max_response)
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._cancel_when_gone, peer, nursery.cancel_scope)
+                        await stream.write(_frame(data))
+                        status = (await _read_exactly(stream, 1))[0]
+                        answer = status, await _read_frame(stream, self._config.max_response)
+                        nursery.cancel_scope.cancel()
                 finally:
-                    await stream.close()
+                    with trio.CancelScope(deadline=trio.current_time() + 1, shield=True):
+                        await stream.close()
         except trio.TooSlowError:
             raise RetryLater(f"peer {peer} did not answer {protocol} within {timeout} s") from None
         except RetryLater:
             raise
         except Exception as exc:  # libp2p raises many kinds for a peer that is gone or deaf
             raise RetryLater(f"request {protocol} to {peer} failed: {exc!r}") from exc
+        if answer is None:
+            raise RetryLater(f"peer {peer} disconnected during {protocol}")
+        status, body = answer
         if status != _OK:
             raise RetryLater(f"peer {peer} refused {protocol}: {body.decode(errors='replace')}")
         return body
+
+    async def _cancel_when_gone(self, peer: ID, scope: trio.CancelScope) -> None:
+        """0.8.1 leaves a stream read hanging when its connection closes: watch the connection."""
+        while self._host.get_network().connections.get(peer):
+            await trio.sleep(0.1)
+        scope.cancel()
 
     async def _answer(self, stream: Any) -> None:
         protocol = str(stream.get_protocol()).lstrip("/")
@@ -478,7 +510,10 @@ class Libp2pGossip:
             request = await _read_frame(stream, self._config.max_request)
             status, body = _ERROR, b"not served"
             if handler is not None:
-                status, body = await trio.to_thread.run_sync(self._run_handler, handler, peer, request)
+                status, body = await trio.to_thread.run_sync(
+                    self._run_handler, handler, peer, request,
+                    abandon_on_cancel=True,  # type: ignore[call-arg]  # stubs predate trio 0.23
+                )  # stop() must not wait for a slow handler
             if len(body) > self._config.max_response:
                 status, body = _ERROR, f"answer of {len(body)} bytes exceeds the cap".encode()
             await stream.write(bytes([status]) + _frame(body))

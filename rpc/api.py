@@ -103,3 +103,7 @@ class NodeBackend(Protocol):
     def latest_committed_batch(self) -> BatchView | None:
         """The newest batch the L1 contract holds."""
         ...
+
+    def peer_count(self) -> int:
+        """Peers connected on the validator network (0 for a single validator)."""
+        ...

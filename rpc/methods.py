@@ -83,7 +83,7 @@ class RpcMethods:
             "web3_sha3": Method(1, lambda a: data(keccak256(a.required(0, parse_data)))),
             "net_version": Method(0, lambda _: str(backend.chain_id)),
             "net_listening": Method(0, lambda _: True),
-            "net_peerCount": Method(0, lambda _: quantity(0)),
+            "net_peerCount": Method(0, lambda _: quantity(backend.peer_count())),
             "eth_chainId": Method(0, lambda _: quantity(backend.chain_id)),
             "eth_syncing": Method(0, lambda _: False),
             "eth_mining": Method(0, lambda _: False),

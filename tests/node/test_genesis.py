@@ -64,3 +64,11 @@ def test_bad_files_name_the_field(mutate, message) -> None:  # type: ignore[no-u
 def test_not_json() -> None:
     with pytest.raises(InvalidInput, match="not JSON"):
         parse_genesis("{")
+
+
+def test_the_validator_config_example_loads() -> None:
+    from pathlib import Path
+
+    config = load_config(Path(__file__).parents[2] / "configs" / "validator.toml")
+    assert config.p2p.enabled and config.validator.key_file.endswith("configs/validator.key")
+    assert config.p2p.bootstrap == ()

@@ -112,3 +112,13 @@ def test_a_block_on_an_old_head_no_longer_verifies() -> None:
     assert peer.verify(first)
     peer.commit(first, None)
     assert not peer.verify(first)
+
+
+def test_blocks_faster_than_one_a_second_stay_valid() -> None:
+    clock, proposer, peer = pair()
+    for _ in range(30):  # timestamps run ahead of the clock by up to one second per block
+        value = proposer.propose(proposer.head().number + 1)
+        assert peer.verify(value)
+        proposer.commit(value, None)
+        peer.commit(value, None)
+    assert peer.head().timestamp > clock.now() + 15

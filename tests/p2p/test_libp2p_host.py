@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from libp2p.crypto.ed25519 import create_new_key_pair
 
-from p2p.host import Libp2pGossip, load_or_create_identity, peer_id_of
+from p2p.host import HostConfig, Libp2pGossip, load_or_create_identity, peer_id_of
 from primitives.errors import InvalidInput, RetryLater
 from tests.nodeproc import free_port
 from tests.p2p.networks import Libp2pNetwork
@@ -112,3 +113,53 @@ def test_a_host_that_cannot_listen_says_so(net: Libp2pNetwork) -> None:
         net.node(listen=taken)
     with pytest.raises(RetryLater, match="could not listen"):
         net.node(listen="/ip4/192.0.2.1/tcp/0")  # TEST-NET-1: not an address of this machine
+
+
+def test_four_validators_bootstrapping_to_each_other_all_hear_all(net: Libp2pNetwork) -> None:
+    keys = [create_new_key_pair() for _ in range(4)]
+    listens = [f"/ip4/127.0.0.1/tcp/{free_port()}" for _ in keys]
+    everyone = tuple(f"{listen}/p2p/{peer_id_of(key)}" for key, listen in zip(keys, listens))
+    hosts = []
+    for key, listen in zip(keys, listens):
+        host = Libp2pGossip(key, HostConfig(listen=(listen,), bootstrap=everyone))
+        net.hosts.append(host)
+        hosts.append((host, Inbox().join(host)))
+        host.start()
+    started = time.monotonic()
+    net.wait_for(lambda: all(len(host.peers()) == 3 for host, _ in hosts), "a full mesh")
+    connected = time.monotonic()
+    net.ready(TOPIC, [host for host, _ in hosts])
+    print(f"connected in {connected - started:.2f} s, meshed {time.monotonic() - connected:.2f} s later")
+    for host, _ in hosts:
+        host.publish(TOPIC, b"ok from " + host.peer_id.encode())
+    sent = {b"ok from " + host.peer_id.encode() for host, _ in hosts}
+    net.wait_for(
+        lambda: all(len(inbox.data()) == 3 for _, inbox in hosts), "every validator hears 3"
+    )
+    for host, inbox in hosts:  # once each, though every message reaches it several ways
+        assert sorted(inbox.data()) == sorted(sent - {b"ok from " + host.peer_id.encode()})
+
+
+def test_stop_ends_requests_in_flight_on_both_sides(net: Libp2pNetwork) -> None:
+    a = net.node()
+    b = net.node([a])
+    net.wait_for(lambda: b.peer_id in a.peers(), "connected")
+    release = threading.Event()
+    b.serve("test/slow/1", lambda _peer, _data: b"late" if release.wait(30) else b"")
+    outcome: list[BaseException | bytes] = []
+
+    def ask() -> None:
+        try:
+            outcome.append(a.request(b.peer_id, "test/slow/1", b"", timeout=30))
+        except RetryLater as exc:
+            outcome.append(exc)
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    time.sleep(0.5)  # let the request reach b's handler (not asserted on)
+    started = time.monotonic()
+    b.stop()
+    assert time.monotonic() - started < 3.0  # did not wait for the slow handler
+    asker.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], RetryLater)
+    release.set()

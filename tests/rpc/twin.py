@@ -327,6 +327,9 @@ class TwinBackend:
     def latest_committed_batch(self) -> BatchView | None:
         return self.batches[-1] if self.batches else None
 
+    def peer_count(self) -> int:
+        return 0
+
 
 class BlockingBackend(TwinBackend):
     """A twin whose eth_call waits until ``release`` is set: a slow EVM call."""

@@ -1,0 +1,164 @@
+"""Time to finality and failover time of a local `l2node devnet` of N validators.
+
+Starts `l2node devnet`, lets it run, and reports:
+- finality per block: from the start of a height (block_time after the previous commit)
+  to its commit with > 2/3 precommits, as each node logs it ("height H final in round R,
+  X ms after it started"): median and p99 over every node and height;
+- transaction latency: eth_sendRawTransaction on one node until that node returns the
+  receipt (waiting for the next height included);
+- failover: the round-0 proposer of the next height (computed as every node does, from
+  the genesis weights and the last block's hash) is killed with SIGKILL just after the
+  previous block; the time from that block to the next, against the usual interval.
+Prints what it measured and on what machine; never fails for being slow.
+
+    python -m bench.finality --validators 4 --seconds 30 --block-time 1.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+
+from node.devnet import NODE_LINE, devnet_validator_key
+from node.genesis import development_keys
+from primitives.crypto import private_key_to_address
+from primitives.types import Hash32
+from sequencer import leader
+from sequencer.types import ValidatorSet
+
+MNEMONIC = "test test test test test test test test test test test junk"
+FINAL = re.compile(r"height (\d+) final in round (\d+), (\d+) ms")
+
+
+def rpc(url: str, method: str, params: list[Any] | None = None) -> Any:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []})
+    request = urllib.request.Request(url, body.encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())["result"]
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--validators", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=30.0, help="steady-state run time")
+    parser.add_argument("--block-time", type=float, default=1.0)
+    parser.add_argument("--base-port", type=int, default=28545)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "node.cli", "devnet", "--validators", str(args.validators),
+             "--base-port", str(args.base_port), "--data-dir", tmp,
+             "--block-time", str(args.block_time)],
+            stdout=subprocess.PIPE, text=True,
+        )
+        try:
+            measure(process, args)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+
+
+def measure(process: subprocess.Popen[str], args: argparse.Namespace) -> None:
+    nodes: list[tuple[int, str, Path]] = []
+    assert process.stdout is not None
+    while len(nodes) < args.validators:
+        match = NODE_LINE.match(process.stdout.readline())
+        if match:
+            nodes.append((int(match[2]), match[3], Path(match[5])))
+    urls = [url for _, url, _ in nodes]
+    while True:
+        try:
+            if min(int(rpc(u, "eth_blockNumber"), 16) for u in urls) >= 2:
+                break
+        except OSError:
+            pass
+        time.sleep(0.2)
+
+    # Steady state, with a transfer every half second to a rotating node.
+    latencies = []
+    keys = development_keys(MNEMONIC, 1)
+    end = time.monotonic() + args.seconds
+    nonce = 0
+    while time.monotonic() < end:
+        url = urls[nonce % len(urls)]
+        raw = Account.sign_transaction(
+            {"chainId": 7331, "nonce": nonce, "to": "0x" + "42" * 20, "value": 1, "gas": 21_000,
+             "maxFeePerGas": 10**11, "maxPriorityFeePerGas": 10**9}, keys[0]).raw_transaction
+        sent = time.monotonic()
+        tx_hash = rpc(url, "eth_sendRawTransaction", ["0x" + raw.hex()])
+        while rpc(url, "eth_getTransactionReceipt", [tx_hash]) is None:
+            time.sleep(0.01)
+        latencies.append(time.monotonic() - sent)
+        nonce += 1
+        time.sleep(0.5)
+
+    finality: list[float] = []
+    later_rounds = 0
+    for _, _, log in nodes:
+        for match in FINAL.finditer(log.read_text()):
+            finality.append(int(match[3]) / 1000)
+            later_rounds += int(match[2]) > 0
+
+    # Failover: kill the next height's round-0 proposer right after the block before it.
+    validators = ValidatorSet.of(
+        {private_key_to_address(devnet_validator_key(i)): 1 for i in range(args.validators)}
+    )
+    observer = 0
+    intervals, seen_at, head = [], time.monotonic(), int(rpc(urls[0], "eth_blockNumber"), 16)
+    while True:
+        now_head = int(rpc(urls[observer], "eth_blockNumber"), 16)
+        if now_head > head:
+            now = time.monotonic()
+            intervals.append(now - seen_at)
+            head, seen_at = now_head, now
+            block = rpc(urls[observer], "eth_getBlockByNumber", [hex(head), False])
+            proposer = leader.proposer(
+                validators, Hash32(bytes.fromhex(block["hash"][2:])), head + 1, 0
+            )
+            victim = next(i for i in range(args.validators)
+                          if private_key_to_address(devnet_validator_key(i)) == proposer)
+            if victim != observer and len(intervals) >= 3:
+                os.kill(nodes[victim][0], signal.SIGKILL)
+                break
+        time.sleep(0.005)
+    while int(rpc(urls[observer], "eth_blockNumber"), 16) <= head:
+        time.sleep(0.005)
+    failover = time.monotonic() - seen_at
+
+    print(f"machine: {platform.machine()} {platform.processor() or ''} "
+          f"{os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
+          f"Python {platform.python_version()}")
+    print(f"command: python -m bench.finality --validators {args.validators} "
+          f"--seconds {args.seconds:g} --block-time {args.block_time:g}")
+    print(f"finality per block ({len(finality)} commits over {args.validators} nodes, "
+          f"{later_rounds} after round 0): median {statistics.median(finality) * 1000:.0f} ms, "
+          f"p99 {percentile(finality, 99) * 1000:.0f} ms")
+    print(f"tx submit -> receipt on the same node ({len(latencies)} txs): median "
+          f"{statistics.median(latencies) * 1000:.0f} ms, p99 {percentile(latencies, 99) * 1000:.0f} ms")
+    print(f"block interval before the kill: median {statistics.median(intervals[1:]) * 1000:.0f} ms")
+    print(f"failover: proposer of height {head + 1} killed; that block came "
+          f"{failover * 1000:.0f} ms after block {head}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""The validator loop: runs this node's consensus state machine over the Gossip seam.
+
+Gossip handlers run on the network's thread and only queue what they receive; ``step``
+does all the work on one thread (the node's worker, or a test's), so the state machine,
+block building and commits never run concurrently:
+
+- consensus messages -> the state machine (sequencer/consensus.py); its actions are
+  carried out here: Broadcast -> publish, Decide -> commit with the certificate, then
+  the next height after ``block_time``; Behind -> sync finalized blocks from peers;
+- transaction batches from peers -> the pool (persisted, as for RPC);
+- transactions accepted over RPC -> gossiped in batches every ``tx_batch_interval``;
+- ``l2/sync/1`` requests are answered from the finalized chain.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from node.node import Node, decode_block
+from node.sync import catch_up, serve_blocks
+from p2p.api import Gossip, MessageHandler
+from p2p.topics import CONSENSUS, SYNC, TXS
+from p2p.txbatch import TxBatchGate, decode_tx_batch, pack_tx_batches
+from p2p.types import PeerId, Validation
+from primitives.clock import Clock
+from primitives.errors import Halt, InvalidInput, L2NodeError, RetryLater
+from primitives.types import Address, Hash32
+from sequencer import wire
+from sequencer.consensus import Consensus, verify_certificate
+from sequencer.gates import check_consensus_message
+from sequencer.types import (
+    Action,
+    Behind,
+    Broadcast,
+    ConsensusConfig,
+    Decide,
+    ValidatorSet,
+)
+
+log = logging.getLogger("l2node.validator")
+
+
+@dataclass(frozen=True)
+class ValidatorOptions:
+    """Timing of the validator loop."""
+
+    block_time: float = 1.0
+    """Seconds from a block's commit to the start of the next height."""
+    tx_batch_interval: float = 0.05
+    """Seconds between gossip messages carrying the transactions accepted over RPC."""
+    consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
+    """Timeouts of the state machine."""
+
+
+class ValidatorLoop:
+    """One validator (or a follower, without a key in the set) of a network of nodes."""
+
+    def __init__(
+        self,
+        node: Node,
+        gossip: Gossip,
+        weights: Mapping[Address, int],
+        clock: Clock,
+        options: ValidatorOptions = ValidatorOptions(),
+    ) -> None:
+        self.node = node
+        self.gossip = gossip
+        self.clock = clock
+        self.options = options
+        self.validators = ValidatorSet.of(weights)
+        self.chain_id = node.params.chain_id
+        self.consensus = Consensus(
+            chain_id=self.chain_id, app=self, clock=clock, private_key=node.validator_key,
+            config=options.consensus,
+        )
+        self._inbox: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
+        self._wakeup = threading.Event()
+        self._relay: list[bytes] = []
+        self._relay_lock = threading.Lock()
+        self._relay_due: float | None = None
+        self._next_height_at: float | None = None
+        self._height_started = clock.now()
+        self._started = False
+        gossip.subscribe(CONSENSUS, self._gate_consensus, self._enqueue("consensus"))
+        gossip.subscribe(TXS, TxBatchGate(), self._enqueue("txs"))
+        gossip.serve(SYNC, lambda _peer, data: serve_blocks(node, data))
+
+    # -- consensus.api.ConsensusApp ------------------------------------------------------------
+
+    def build(self, height: int, round: int) -> tuple[bytes, Hash32]:
+        value = self.node.propose(height)
+        log.debug("proposing block %d round %d", height, round)
+        return value, decode_block(value)[0].hash
+
+    def validate(self, height: int, value: bytes, value_id: Hash32) -> bool:
+        try:
+            header, _ = decode_block(value)
+        except InvalidInput:
+            return False
+        # Rule: the value is the block it claims to be, at this height, and re-executes here.
+        return header.hash == value_id and header.number == height and self.node.verify(value)
+
+    # -- inputs from other threads ---------------------------------------------------------------
+
+    def relay(self, raw_tx: bytes) -> None:
+        """Gossip a transaction this node accepted over RPC (batched)."""
+        with self._relay_lock:
+            self._relay.append(raw_tx)
+            if self._relay_due is None:
+                self._relay_due = self.clock.now() + self.options.tx_batch_interval
+        self._wakeup.set()
+
+    def _enqueue(self, kind: str) -> MessageHandler:
+        def handler(_peer: PeerId, data: bytes) -> None:
+            self._inbox.put((kind, data))
+            self._wakeup.set()
+
+        return handler
+
+    def _gate_consensus(self, _peer: PeerId, data: bytes) -> Validation:
+        # The rules live in sequencer/gates.py; this node's view is its current height.
+        head = self.node.chain.head_number() or 0
+        return check_consensus_message(
+            data, chain_id=self.chain_id, height=head + 1, validators=self.validators,
+            seed=self._seed(head + 1),
+        )
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Catch up with peers, then start deciding the height after our head."""
+        self._sync()
+        self._started = True
+        self._start_next_height()
+
+    def step(self) -> None:
+        """Do everything that is due now: messages, timeouts, the next height, tx relay."""
+        if not self._started:
+            self.start()
+        while True:
+            try:
+                kind, data = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "txs":
+                self._pool_txs(data)
+            else:
+                self._on_consensus(data)
+        now = self.clock.now()
+        if self._next_height_at is not None and now >= self._next_height_at:
+            self._start_next_height()
+        self._run(self.consensus.tick())
+        self._flush_relay(now)
+
+    def next_wakeup(self) -> float | None:
+        """When ``step`` has timed work next (messages wake it earlier through ``wait``)."""
+        times = [self.consensus.next_deadline(), self._next_height_at, self._relay_due]
+        return min((t for t in times if t is not None), default=None)
+
+    def wait(self, timeout: float) -> None:
+        """Block until a message or relayed tx arrives, or ``timeout`` seconds pass."""
+        self._wakeup.wait(timeout)
+        self._wakeup.clear()
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _seed(self, height: int) -> bytes:
+        """Leader seed of ``height``: the hash of the block before it (final, known to all)."""
+        parent = self.node.chain.header(height - 1)
+        return parent.hash if parent is not None else b""
+
+    def _start_next_height(self) -> None:
+        self._next_height_at = None
+        height = self.node.head().number + 1
+        if height <= self.consensus.height:
+            return
+        self._height_started = self.clock.now()
+        self._run(self.consensus.start_height(height, self.validators, self._seed(height)))
+
+    def _on_consensus(self, data: bytes) -> None:
+        try:
+            message = wire.decode_message(self.chain_id, data)
+        except InvalidInput:
+            return  # the gate let it through for an older view; it is no longer valid
+        self._run(self.consensus.on_message(message))
+
+    def _run(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Broadcast):
+                self.gossip.publish(CONSENSUS, wire.encode_message(action.message))
+            elif isinstance(action, Decide):
+                if not self._commit(action):
+                    continue
+                now = self.clock.now()
+                log.info("height %d final in round %d, %.0f ms after it started", action.height,
+                         action.certificate.round, (now - self._height_started) * 1000)
+                self._next_height_at = now + self.options.block_time
+            elif isinstance(action, Behind):
+                log.info("validators are at height %d: syncing", action.height)
+                if self._sync():
+                    self._start_next_height()
+        for evidence in self.consensus.take_evidence():
+            if self.node.chain.add_evidence(wire.encode_evidence(evidence)):
+                log.warning("double signing by 0x%s kept as evidence", evidence.offender.hex())
+
+    def _commit(self, decision: Decide) -> bool:
+        """Commit a decided block; False when sync brought it in already."""
+        have = self.node.chain.header(decision.height)
+        if have is None:
+            self.node.commit(decision.value, wire.encode_certificate(decision.certificate))
+            return True
+        if have.hash != decision.certificate.value_id:
+            raise Halt(f"consensus decided another block {decision.height} than the one stored")
+        return False
+
+    def _sync(self) -> int:
+        try:
+            return catch_up(self.node, self.gossip, self._certificate_valid)
+        except RetryLater as exc:
+            log.info("sync: %s", exc)
+            return 0
+
+    def _certificate_valid(self, height: int, block_hash: Hash32, data: bytes) -> bool:
+        try:
+            certificate = wire.decode_certificate(self.chain_id, data)
+            verify_certificate(certificate, self.validators)
+        except InvalidInput as exc:
+            log.info("block %d: bad certificate: %s", height, exc)
+            return False
+        return certificate.height == height and certificate.value_id == block_hash
+
+    def _pool_txs(self, data: bytes) -> None:
+        try:
+            raws = decode_tx_batch(data)
+        except InvalidInput:
+            return
+        for raw in raws:
+            try:
+                self.node.submit(raw)
+            except L2NodeError as exc:  # known already, or not valid against our state
+                log.debug("gossiped tx not pooled: %s", exc)
+
+    def _flush_relay(self, now: float) -> None:
+        with self._relay_lock:
+            if self._relay_due is None or now < self._relay_due:
+                return
+            raws, self._relay, self._relay_due = self._relay, [], None
+        for message in pack_tx_batches(raws):
+            self.gossip.publish(TXS, message)
+

@@ -1,0 +1,166 @@
+"""`l2node devnet --validators 4` as real processes over libp2p: transactions sent to
+different nodes end up once in one chain that every node agrees on; a validator killed
+with SIGKILL does not stop finality; restarted, it catches up."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+
+from node.devnet import NODE_LINE
+from node.genesis import development_keys
+from tests.nodeproc import l2node_command, l2node_env, post_json
+
+MNEMONIC = "test test test test test test test test test test test junk"
+RECIPIENT = "0x" + "42" * 20
+
+
+@dataclass
+class Member:
+    index: int
+    pid: int
+    url: str
+    log: Path
+
+    def rpc(self, method: str, params: list[Any] | None = None) -> Any:
+        answer = post_json(self.url, {"jsonrpc": "2.0", "id": 1, "method": method,
+                                      "params": params or []})
+        assert "result" in answer, answer
+        return answer["result"]
+
+    def head(self) -> int:
+        return int(self.rpc("eth_blockNumber"), 16)
+
+    def block(self, number: int) -> dict[str, Any]:
+        block: dict[str, Any] = self.rpc("eth_getBlockByNumber", [hex(number), False])
+        return block
+
+
+def _ports_free(base: int) -> bool:
+    for port in [*range(base, base + 4), *range(base + 100, base + 104)]:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def _wait(what: str, condition: Callable[[], bool], timeout: float, logs: list[Path]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except OSError:
+            pass  # a node not answering yet
+        time.sleep(0.25)
+    tails = "\n".join(f"--- {p}\n" + "\n".join(p.read_text().splitlines()[-15:]) for p in logs)
+    raise AssertionError(f"timed out waiting for {what}\n{tails}")
+
+
+@contextmanager
+def devnet(directory: Path) -> Iterator[tuple[list[Member], str, subprocess.Popen[str]]]:
+    """The devnet's members and the line that says what it does with L1."""
+    base = next(b for b in (random.randrange(20_000, 40_000) for _ in range(50)) if _ports_free(b))
+    process = subprocess.Popen(
+        l2node_command("devnet", "--validators", "4", "--base-port", str(base),
+                       "--data-dir", str(directory), "--block-time", "0.25"),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=l2node_env(),
+    )
+    try:
+        members = []
+        assert process.stdout is not None
+        while len(members) < 4:
+            line = process.stdout.readline()
+            assert line, f"devnet exited early with {process.wait()}"
+            match = NODE_LINE.match(line)
+            if match:
+                index, pid, url, _addr, log = match.groups()
+                members.append(Member(int(index), int(pid), url, Path(log)))
+        l1_line = process.stdout.readline()
+        yield members, l1_line, process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_four_validators_agree_survive_a_kill_and_the_killed_one_catches_up(
+    tmp_path: Path,
+) -> None:
+    with devnet(tmp_path / "devnet") as (members, l1_line, process):
+        logs = [m.log for m in members]
+        _wait("all nodes at block 2", lambda: min(m.head() for m in members) >= 2, 90, logs)
+
+        # One transfer from each of four wallets, each sent to a different node.
+        keys = development_keys(MNEMONIC, 4)
+        hashes = []
+        for member, key in zip(members, keys):
+            tx = {"chainId": 7331, "nonce": 0, "to": RECIPIENT, "value": 10**18 + member.index,
+                  "gas": 21_000, "maxFeePerGas": 10**11, "maxPriorityFeePerGas": 10**9}
+            raw = Account.sign_transaction(tx, key).raw_transaction
+            hashes.append(member.rpc("eth_sendRawTransaction", ["0x" + raw.hex()]))
+        expected = hex(sum(10**18 + i for i in range(4)))
+
+        def everyone_has_everything() -> bool:
+            return all(m.rpc("eth_getBalance", [RECIPIENT, "latest"]) == expected for m in members)
+
+        _wait("every transfer on every node", everyone_has_everything, 60, logs)
+        for member in members:
+            blocks = [member.rpc("eth_getTransactionReceipt", [h])["blockHash"] for h in hashes]
+            assert blocks == [members[0].rpc("eth_getTransactionReceipt", [h])["blockHash"]
+                              for h in hashes]
+        common = min(m.head() for m in members)
+        views = {(m.block(common)["hash"], m.block(common)["stateRoot"]) for m in members}
+        assert len(views) == 1, views
+        assert int(members[0].rpc("net_peerCount"), 16) == 3
+        if "node 0 posts" in l1_line:  # anvil is installed (npm ci): batches reach L1
+            _wait("a batch on L1", lambda: members[0].rpc("l2_latestCommittedBatch") is not None,
+                  60, logs)
+            batch = members[0].rpc("l2_latestCommittedBatch")
+            posted = members[2].block(int(batch["lastBlock"], 16))["stateRoot"]
+            assert batch["stateRoot"] == posted
+        else:
+            assert "L1 posting off" in l1_line, l1_line
+
+        # SIGKILL one validator: the other three keep finalizing.
+        victim = members[3]
+        os.kill(victim.pid, signal.SIGKILL)
+        killed_at = members[0].head()
+        alive = members[:3]
+        _wait("finality without node 3", lambda: min(m.head() for m in alive) >= killed_at + 8,
+              60, logs)
+
+        # Restarted on its database, it catches up and follows the same chain.
+        config = victim.log.with_name("node3.toml")
+        with victim.log.open("ab") as log:
+            restarted = subprocess.Popen(
+                l2node_command("run", "--config", str(config),
+                               "--data-dir", str(victim.log.with_name("node3"))),
+                stdout=log, stderr=subprocess.STDOUT, env=l2node_env(),
+            )
+        try:
+            target = members[0].head()
+            _wait("node 3 catching up", lambda: victim.head() >= target + 2, 90, logs)
+            height = min(victim.head(), members[0].head())
+            assert victim.block(height)["hash"] == members[0].block(height)["hash"]
+            assert victim.rpc("eth_getBalance", [RECIPIENT, "latest"]) == expected
+        finally:
+            restarted.send_signal(signal.SIGTERM)
+            assert restarted.wait(timeout=60) == 0
+    assert process.returncode == 0
