@@ -8,47 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-import rlp
 from eth.db.account import AccountDB
 from eth.db.atomic import AtomicDB
-from eth.db.backends.base import BaseDB
-from eth.rlp.accounts import Account as RlpAccount
 from trie.hexary import HexaryTrie
 
 from executor_gpu.api import StateReader
 from executor_gpu.native_state import EMPTY_CODE_HASH, NO_CODE, StateTables
+from executor_gpu.reference import OverlayDB, decode_account, slot_value
 from executor_gpu.types import Account, StateDiff
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
 from primitives.types import Address, Hash32
 
 
-class _Overlay(BaseDB):
-    """Reads fall through to the pre-state's node store; writes stay in memory."""
-
-    def __init__(self, nodes: Mapping[bytes, bytes]) -> None:
-        self._nodes = nodes
-        self._written: dict[bytes, bytes] = {}
-
-    def __getitem__(self, key: bytes) -> bytes:
-        value = self._written.get(key)
-        return self._nodes[key] if value is None else value
-
-    def __setitem__(self, key: bytes, value: bytes) -> None:
-        self._written[key] = value
-
-    def __delitem__(self, key: bytes) -> None:
-        self._written.pop(key, None)
-
-    def _exists(self, key: bytes) -> bool:
-        return key in self._written or key in self._nodes
-
-
 class CommittedState:
     """``pre`` with ``diff`` applied, with its own state root and trie nodes."""
 
     def __init__(self, pre: StateReader, diff: StateDiff) -> None:
-        self._overlay = _Overlay(pre.node_store)
+        self._overlay = OverlayDB(pre.node_store)
         accounts = AccountDB(AtomicDB(self._overlay), pre.state_root)
         for address, change in diff.accounts.items():
             if change is None:
@@ -77,11 +54,7 @@ class CommittedState:
 
     def get_account(self, address: Address) -> Account | None:
         """The account, or None."""
-        encoded = HexaryTrie(self._overlay, self._root).get(keccak256(address))
-        if not encoded:
-            return None
-        account = rlp.decode(encoded, sedes=RlpAccount)
-        return Account(account.nonce, account.balance, Hash32(account.storage_root), Hash32(account.code_hash))
+        return decode_account(HexaryTrie(self._overlay, self._root).get(keccak256(address)))
 
     def get_code(self, address: Address) -> bytes:
         """Code of the account."""
@@ -95,8 +68,7 @@ class CommittedState:
         account = self.get_account(address)
         if account is None or account.storage_root == EMPTY_ROOT:
             return 0
-        encoded = HexaryTrie(self._overlay, account.storage_root).get(keccak256(slot.to_bytes(32, "big")))
-        return int(rlp.decode(encoded, sedes=rlp.sedes.big_endian_int)) if encoded else 0
+        return int(slot_value(HexaryTrie(self._overlay, account.storage_root), slot))
 
     @staticmethod
     def apply(diff: StateDiff, tables: StateTables) -> Iterator[tuple[str, int]]:

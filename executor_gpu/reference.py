@@ -90,8 +90,9 @@ _VM_ERRORS: tuple[tuple[type[VMError], str], ...] = (
 )
 
 
-class _OverlayDB(BaseDB):
-    """Reads fall through to the pre-state's node store; writes stay in memory."""
+class OverlayDB(BaseDB):
+    """Reads fall through to the pre-state's node store; writes stay in memory (also the
+    native executor's view of a batch's committed state, for its fallbacks)."""
 
     def __init__(self, nodes: Mapping[bytes, bytes]) -> None:
         self._nodes = nodes
@@ -193,8 +194,8 @@ class _ReferenceState(CancunState):
 
 def _build_state(
     pre_state: StateReader, env: BlockEnv, base_fee: int
-) -> tuple[_ReferenceState, _OverlayDB]:
-    overlay = _OverlayDB(pre_state.node_store)
+) -> tuple[_ReferenceState, OverlayDB]:
+    overlay = OverlayDB(pre_state.node_store)
     context = ExecutionContext(
         coinbase=env.coinbase,
         timestamp=env.timestamp,
@@ -296,7 +297,8 @@ def _logs(computation: ComputationAPI) -> tuple[Log, ...]:
     )
 
 
-def _decode_account(encoded: bytes) -> Account | None:
+def decode_account(encoded: bytes) -> Account | None:
+    """An account from its state-trie encoding; None for an absent one."""
     if not encoded:
         return None
     account = rlp.decode(encoded, sedes=RlpAccount)
@@ -305,7 +307,8 @@ def _decode_account(encoded: bytes) -> Account | None:
     )
 
 
-def _slot_value(storage: HexaryTrie, slot: int) -> int:
+def slot_value(storage: HexaryTrie, slot: int) -> int:
+    """Value of ``slot`` in a storage trie."""
     encoded = storage.get(keccak256(slot.to_bytes(32, "big")))
     return rlp.decode(encoded, sedes=rlp.sedes.big_endian_int) if encoded else 0
 
@@ -316,7 +319,7 @@ def _account_change(
     slots: frozenset[int],
     wiped: bool,
     pre_db: Mapping[bytes, bytes],
-    post_db: _OverlayDB,
+    post_db: OverlayDB,
 ) -> AccountChange | None:
     """The change from ``pre`` to ``post`` over the ``slots`` execution touched; None if none."""
     pre_storage_root = EMPTY_ROOT if pre is None else pre.storage_root
@@ -330,12 +333,12 @@ def _account_change(
     # all of them touched: the post storage is exactly their non-zero values.
     reset = wiped and pre_storage_root != EMPTY_ROOT
     if reset:
-        storage = {slot: value for slot in slots if (value := _slot_value(post_storage, slot))}
+        storage = {slot: value for slot in slots if (value := slot_value(post_storage, slot))}
     elif post.storage_root != pre_storage_root:
         pre_storage = HexaryTrie(pre_db, pre_storage_root)
         for slot in slots:
-            value = _slot_value(post_storage, slot)
-            if value != _slot_value(pre_storage, slot):
+            value = slot_value(post_storage, slot)
+            if value != slot_value(pre_storage, slot):
                 storage[slot] = value
     if (
         pre is not None
@@ -353,7 +356,7 @@ def _account_change(
 def _state_diff(
     pre_state: StateReader,
     post_root: Hash32,
-    overlay: _OverlayDB,
+    overlay: OverlayDB,
     witness: MetaWitnessAPI,
     wiped: set[Address],
 ) -> StateDiff:
@@ -361,7 +364,7 @@ def _state_diff(
     changes: dict[Address, AccountChange | None] = {}
     for address in witness.accounts_queried:
         pre = pre_state.get_account(Address(address))
-        post = _decode_account(post_accounts.get(keccak256(address)))
+        post = decode_account(post_accounts.get(keccak256(address)))
         if post is None:
             if pre is not None:
                 changes[Address(address)] = None
