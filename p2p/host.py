@@ -443,6 +443,9 @@ class Libp2pGossip:
 
     async def _dial(self, info: PeerInfo) -> None:
         peer = info.peer_id
+        # 0.8.1's swarm refuses to dial a peer for 60 s after one failed dial; our own
+        # backoff decides instead, so a restarted peer is found within max_redial_interval.
+        self._host.get_network().unblock_peer(peer)
         try:
             with trio.move_on_after(self._config.dial_timeout):
                 await self._host.connect(info)
