@@ -234,7 +234,12 @@ class BatchPoster:
         if attempt is None or attempt.batch_number != number:
             self._preflight(batch, batch_calls[0])
             fees = self._client.suggested_fees()
-            return PosterState(queue, self._send(batch, batch_calls, head, (), self._client.poster_nonce(), fees))
+            if attempt is not None:
+                # An attempt for a later batch: an L1 reorg dropped this one. Its transactions,
+                # or the dropped ones, may be back in the L1 pool at the nonces we now use.
+                fees = _max_fees(fees, _bumped(_highest_fees(attempt)))
+            nonce = self._client.poster_nonce()
+            return PosterState(queue, self._send(batch, batch_calls, head, (), nonce, fees))
         mined = self._client.poster_nonce()
         transactions = list(attempt.transactions)
         for index, sent in enumerate(transactions):

@@ -118,12 +118,19 @@ def test_reorg_that_drops_commitments_gets_them_posted_again(anvil: Anvil) -> No
     source = ChainSource(head=6)
     poster = make_poster(client, source, confirmations=10)
     snapshot = anvil.snapshot()
-    for _ in range(3):
-        poster.step()
+    poster.step()
+    poster.step()
     assert ranges(client) == [(1, 1, 3), (2, 4, 6)]
+    before = poster.state.attempt
+    assert before is not None and before.batch_number == 2
     anvil.revert(snapshot)  # the L1 blocks holding both commitments are gone
     assert client.latest_batch() is None
-    for _ in range(4):
+    poster.step()
+    again = poster.state.attempt
+    assert again is not None and again.batch_number == 1
+    # Over the fees of what may still sit in an L1 pool at these nonces.
+    assert again.transactions[0].fees.max_fee_per_gas > before.transactions[0].fees.max_fee_per_gas
+    for _ in range(3):
         poster.step()
     assert ranges(client) == [(1, 1, 3), (2, 4, 6)]
     assert all(r["status"] == 1 for r in poster_receipts(w3))
