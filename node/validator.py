@@ -14,16 +14,18 @@ block building and commits never run concurrently:
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from executor_gpu.challenge import fingerprints_of, run_challenge
 from node.node import Node, decode_block
 from node.sync import catch_up, serve_blocks
 from p2p.api import Gossip, MessageHandler
-from p2p.topics import CONSENSUS, SYNC, TXS
+from p2p.topics import CONSENSUS, PROOFS, SYNC, TXS
 from p2p.txbatch import TxBatchGate, decode_tx_batch, pack_tx_batches
 from p2p.types import PeerId, Validation
 from primitives.clock import Clock
@@ -40,6 +42,7 @@ from sequencer.types import (
     Decide,
     ValidatorSet,
 )
+from sequencer.weights import Commitment, challenge_key, decode_proof, encode_proof, make_proof
 
 log = logging.getLogger("l2node.validator")
 
@@ -54,6 +57,15 @@ class ValidatorOptions:
     """Seconds between gossip messages carrying the transactions accepted over RPC."""
     consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
     """Timeouts of the state machine."""
+    challenge_seconds: float = 5.0
+    """How long this validator computes its GPU challenge each epoch (the proof follows)."""
+    challenge_device: str = "auto"
+    """Where: "cuda", "cpu" or "auto" (a GPU when there is one)."""
+    challenge_max_products: int = 1 << 40
+    """Stop the challenge after this many products even before the deadline."""
+    background: bool = True
+    """Prove and verify weight proofs in worker threads; False does it inside ``step``
+    (deterministic tests)."""
 
 
 class ValidatorLoop:
@@ -63,15 +75,16 @@ class ValidatorLoop:
         self,
         node: Node,
         gossip: Gossip,
-        weights: Mapping[Address, int],
         clock: Clock,
         options: ValidatorOptions = ValidatorOptions(),
     ) -> None:
+        """The validator set of each height comes from ``node.epochs`` (genesis weights, then
+        GPU weights)."""
         self.node = node
         self.gossip = gossip
         self.clock = clock
         self.options = options
-        self.validators = ValidatorSet.of(weights)
+        self.epochs = node.epochs
         self.chain_id = node.params.chain_id
         self.consensus = Consensus(
             chain_id=self.chain_id, app=self, clock=clock, private_key=node.validator_key,
@@ -85,20 +98,26 @@ class ValidatorLoop:
         self._next_height_at: float | None = None
         self._height_started = clock.now()
         self._started = False
+        self._proofs_lock = threading.Lock()
+        self._proofs: dict[int, dict[Address, bytes]] = {}  # epoch -> validator -> verified proof
+        self._proving: set[int] = set()
         gossip.subscribe(CONSENSUS, self._gate_consensus, self._enqueue("consensus"))
         gossip.subscribe(TXS, TxBatchGate(), self._enqueue("txs"))
+        gossip.subscribe(PROOFS, self._gate_proof, self._enqueue("proof"))
         gossip.serve(SYNC, lambda _peer, data: serve_blocks(node, data))
 
     # -- consensus.api.ConsensusApp ------------------------------------------------------------
 
     def build(self, height: int, round: int) -> tuple[bytes, Hash32]:
-        value = self.node.propose(height)
+        with self._proofs_lock:
+            proofs = list(self._proofs.get(self.epochs.epoch_of(height), {}).values())
+        value = self.node.propose(height, proofs)
         log.debug("proposing block %d round %d", height, round)
-        return value, decode_block(value)[0].hash
+        return value, decode_block(value).header.hash
 
     def validate(self, height: int, value: bytes, value_id: Hash32) -> bool:
         try:
-            header, _ = decode_block(value)
+            header = decode_block(value).header
         except InvalidInput:
             return False
         # Rule: the value is the block it claims to be, at this height, and re-executes here.
@@ -123,11 +142,30 @@ class ValidatorLoop:
 
     def _gate_consensus(self, _peer: PeerId, data: bytes) -> Validation:
         # The rules live in sequencer/gates.py; this node's view is its current height.
-        head = self.node.chain.head_number() or 0
+        height = (self.node.chain.head_number() or 0) + 1
         return check_consensus_message(
-            data, chain_id=self.chain_id, height=head + 1, validators=self.validators,
-            seed=self._seed(head + 1),
+            data, chain_id=self.chain_id, height=height, validators=self.validators_at(height),
+            seed=self._seed(height),
         )
+
+    def _gate_proof(self, _peer: PeerId, data: bytes) -> Validation:
+        # REJECT: not a proof, or not by a validator of the genesis set (who alone earn weight).
+        try:
+            proof = decode_proof(data)
+        except InvalidInput:
+            return Validation.REJECT
+        if proof.validator not in self.epochs.genesis_weights:
+            return Validation.REJECT
+        # IGNORE: another epoch's (late, or from a node ahead of us).
+        epoch = self.epochs.epoch_of((self.node.chain.head_number() or 0) + 1)
+        if proof.epoch != epoch:
+            return Validation.IGNORE
+        # ACCEPT: the sampled products are recomputed off the network thread (a second or so).
+        return Validation.ACCEPT
+
+    def validators_at(self, height: int) -> ValidatorSet:
+        """The validator set deciding ``height`` (its epoch's weights)."""
+        return ValidatorSet.of(self.epochs.weights(self.epochs.epoch_of(height)))
 
     # -- the loop ----------------------------------------------------------------------------------
 
@@ -148,6 +186,8 @@ class ValidatorLoop:
                 break
             if kind == "txs":
                 self._pool_txs(data)
+            elif kind == "proof":
+                self._background(functools.partial(self._admit_proof, data))
             else:
                 self._on_consensus(data)
         now = self.clock.now()
@@ -179,7 +219,9 @@ class ValidatorLoop:
         if height <= self.consensus.height:
             return
         self._height_started = self.clock.now()
-        self._run(self.consensus.start_height(height, self.validators, self._seed(height)))
+        self._start_challenge(height)
+        self._run(self.consensus.start_height(height, self.validators_at(height),
+                                              self._seed(height)))
 
     def _on_consensus(self, data: bytes) -> None:
         try:
@@ -227,11 +269,71 @@ class ValidatorLoop:
     def _certificate_valid(self, height: int, block_hash: Hash32, data: bytes) -> bool:
         try:
             certificate = wire.decode_certificate(self.chain_id, data)
-            verify_certificate(certificate, self.validators)
+            verify_certificate(certificate, self.validators_at(height))
         except InvalidInput as exc:
             log.info("block %d: bad certificate: %s", height, exc)
             return False
         return certificate.height == height and certificate.value_id == block_hash
+
+    # -- GPU weights -------------------------------------------------------------------------------
+
+    def _background(self, job: Callable[[], None]) -> None:
+        if self.options.background:
+            threading.Thread(target=job, daemon=True, name="l2node-weights").start()
+        else:
+            job()
+
+    def _start_challenge(self, height: int) -> None:
+        """Prove this epoch's work once its seed is final (at its first height, or at start)."""
+        epoch = self.epochs.epoch_of(height)
+        me = self.node.coinbase
+        if (
+            not self.epochs.enabled
+            or epoch in self._proving
+            or me not in self.epochs.genesis_weights
+            or me in self.epochs.included(epoch, height)
+        ):
+            return
+        self._proving = {e for e in self._proving if e >= epoch} | {epoch}
+        with self._proofs_lock:
+            self._proofs = {e: p for e, p in self._proofs.items() if e >= epoch}
+        seed = self.epochs.seed(epoch)
+        self._background(lambda: self._prove(epoch, seed))
+
+    def _prove(self, epoch: int, seed: Hash32) -> None:
+        """Run the challenge until the deadline, then keep and gossip the proof."""
+        options = self.options
+        key = challenge_key(self.chain_id, epoch, seed, self.node.coinbase)
+        commitment = Commitment()
+        work = run_challenge(
+            key, self.clock.now() + options.challenge_seconds, self.clock,
+            device=options.challenge_device, on_batch=commitment.add,
+            max_products=options.challenge_max_products,
+        )
+        if work.products == 0:
+            log.warning("epoch %d: the challenge computed nothing in time", epoch)
+            return
+        proof = make_proof(
+            commitment, key, self.chain_id, epoch, seed, self.node.validator_key,
+            recompute=functools.partial(fingerprints_of, key, device=work.device),
+        )
+        log.info("epoch %d: proved %d products on %s in %.1f s", epoch, work.products,
+                 work.device, work.seconds)
+        data = encode_proof(proof)
+        self.epochs.add_own(data, epoch, work.products)
+        self._admit_proof(data)
+        self.gossip.publish(PROOFS, data)
+
+    def _admit_proof(self, data: bytes) -> None:
+        """Keep a proof for inclusion once it verifies (sampled products recomputed)."""
+        try:
+            proof = decode_proof(data)
+            self.epochs.verified(data, proof.epoch)
+        except (InvalidInput, Halt) as exc:  # Halt: its epoch's seed is not final here yet
+            log.info("weight proof not kept: %s", exc)
+            return
+        with self._proofs_lock:
+            self._proofs.setdefault(proof.epoch, {}).setdefault(proof.validator, data)
 
     def _pool_txs(self, data: bytes) -> None:
         try:

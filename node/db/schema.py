@@ -21,6 +21,10 @@ RECEIPTS_PREFIX = b"r"
 TX_INDEX_PREFIX = b"t"
 """t + tx hash -> number + 4-byte index."""
 
+# GPU weights: proofs a block carries (its header's extra_data commits to them)
+PROOFS_PREFIX = b"w"
+"""w + number -> RLP list of encoded weight proofs (absent when the block carries none)."""
+
 # Consensus: why each block is final, and misbehaviour seen
 CERTIFICATE_PREFIX = b"f"
 """f + number -> commit certificate of that block (sequencer/wire.py encoding)."""
@@ -74,6 +78,10 @@ def receipts_key(number: int) -> bytes:
 
 def tx_index_key(tx_hash: Hash32) -> bytes:
     return TX_INDEX_PREFIX + tx_hash
+
+
+def proofs_key(number: int) -> bytes:
+    return PROOFS_PREFIX + encode_number(number)
 
 
 def certificate_key(number: int) -> bytes:

@@ -8,7 +8,7 @@ Safety (no two different blocks at one height, on any node) is asserted in every
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from node.db.memory import MemoryKV
 from node.node import Node, decode_block, encode_block
@@ -19,29 +19,37 @@ from primitives.clock import ManualClock
 from primitives.crypto import private_key_to_address
 from primitives.types import Hash32
 from sequencer import leader, wire
+from sequencer.consensus import verify_certificate
+from sequencer.weights import decode_proof
 from sequencer.types import ValidatorSet
-from tests.node.helpers import RECIPIENT, VALIDATOR_KEYS, make_node, transfer
+from tests.node.helpers import RECIPIENT, VALIDATOR_KEYS, WEIGHTS, make_node, transfer
 
-WEIGHTS = {private_key_to_address(key): 1 for key in VALIDATOR_KEYS}
-OPTIONS = ValidatorOptions(block_time=0.5)
+OPTIONS = ValidatorOptions(block_time=0.5, background=False)
 
 
 class Cluster:
     """Validators v0..v3 and the loop that drives them by jumping the clock to the next event."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, epoch_length: int = 0, options: list[ValidatorOptions] | None = None
+    ) -> None:
+        self.epoch_length = epoch_length
+        self.options = options or [OPTIONS] * len(VALIDATOR_KEYS)
         self.clock = ManualClock()
         self.network = InProcessNetwork(self.clock, lambda _s, _r, _t: 0.01)
         self.kvs = [MemoryKV() for _ in VALIDATOR_KEYS]
         self.nodes: list[Node] = []
         self.loops: list[ValidatorLoop | None] = []
         for index in range(len(VALIDATOR_KEYS)):
-            self.nodes.append(make_node(self.clock, VALIDATOR_KEYS[index], self.kvs[index]))
+            self.nodes.append(self._node(index))
             self.loops.append(self._loop(index))
 
     def _loop(self, index: int) -> ValidatorLoop:
         gossip = self.network.join(f"v{index}")
-        return ValidatorLoop(self.nodes[index], gossip, WEIGHTS, self.clock, OPTIONS)
+        return ValidatorLoop(self.nodes[index], gossip, self.clock, self.options[index])
+
+    def _node(self, index: int) -> Node:
+        return make_node(self.clock, VALIDATOR_KEYS[index], self.kvs[index], self.epoch_length)
 
     def crash(self, index: int) -> None:
         self.network.crash(self.network_id(index))
@@ -50,7 +58,7 @@ class Cluster:
     def restart(self, index: int) -> None:
         """A fresh process on the same database."""
         self.network.restart(self.network_id(index))
-        self.nodes[index] = make_node(self.clock, VALIDATOR_KEYS[index], self.kvs[index])
+        self.nodes[index] = self._node(index)
         self.loops[index] = self._loop(index)
 
     @staticmethod
@@ -149,9 +157,10 @@ def test_a_proposer_with_a_wrong_state_root_gets_nil_votes_and_the_next_round_de
     honest_propose = liar.propose
     bad_root = Hash32(b"\x66" * 32)
 
-    def lying_propose(height: int) -> bytes:
-        header, raws = decode_block(honest_propose(height))
-        return encode_block(dataclasses.replace(header, state_root=bad_root), raws)
+    def lying_propose(height: int, proofs: Sequence[bytes] = ()) -> bytes:
+        block = decode_block(honest_propose(height, proofs))
+        return encode_block(dataclasses.replace(block.header, state_root=bad_root),
+                            block.transactions)
 
     liar.propose = lying_propose  # type: ignore[method-assign]
     liar.submit(transfer(0, 0))
@@ -165,3 +174,30 @@ def test_a_proposer_with_a_wrong_state_root_gets_nil_votes_and_the_next_round_de
     certificate = cluster.nodes[honest[0]].chain.certificate(1)
     assert certificate is not None
     assert wire.decode_certificate(liar.params.chain_id, certificate).round >= 1
+
+
+def test_gpu_weights_from_proofs_carried_in_one_epoch_decide_the_next() -> None:
+    # CPU challenges of different sizes; v3 computes nothing, so it earns no weight.
+    products = [16, 32, 16, 0]
+    options = [
+        dataclasses.replace(OPTIONS, challenge_device="cpu", challenge_max_products=n)
+        for n in products
+    ]
+    cluster = Cluster(epoch_length=4, options=options)
+    assert cluster.run(lambda: min(cluster.heads()) >= 9, limit=120)
+    addresses = [node.coinbase for node in cluster.nodes]
+    for node in cluster.nodes:
+        carried = [decode_proof(p) for h in range(1, 5) for p in node.chain.proofs(h)]
+        assert sorted((p.validator, p.products) for p in carried) == sorted(
+            (a, n) for a, n in zip(addresses, products) if n
+        )
+        assert node.epochs.weights(1) == {a: n for a, n in zip(addresses, products) if n}
+    # Heights of epoch 1 were decided by the new weights: v3's precommits count for nothing,
+    # and every certificate holds more than 2/3 of the 64 units of work.
+    epoch1 = ValidatorSet.of(cluster.nodes[0].epochs.weights(1))
+    assert addresses[3] not in epoch1
+    for height in range(5, 9):
+        data = cluster.nodes[0].chain.certificate(height)
+        assert data is not None
+        certificate = wire.decode_certificate(cluster.nodes[0].params.chain_id, data)
+        verify_certificate(certificate, epoch1)
