@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from executor_gpu.challenge import fingerprints_of, run_challenge
+from node.db import schema
 from node.node import Node, decode_block
 from node.sync import catch_up, serve_blocks
 from p2p.api import Gossip, MessageHandler
@@ -39,7 +40,9 @@ from sequencer.types import (
     Behind,
     Broadcast,
     ConsensusConfig,
+    ConsensusMessage,
     Decide,
+    Proposal,
     ValidatorSet,
 )
 from sequencer.weights import Commitment, challenge_key, decode_proof, encode_proof, make_proof
@@ -233,10 +236,12 @@ class ValidatorLoop:
     def _run(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Broadcast):
-                self.gossip.publish(CONSENSUS, wire.encode_message(action.message))
+                if self._first_signature(action.message):
+                    self.gossip.publish(CONSENSUS, wire.encode_message(action.message))
             elif isinstance(action, Decide):
                 if not self._commit(action):
                     continue
+                self._forget_signed_below(action.height)
                 now = self.clock.now()
                 log.info("height %d final in round %d, %.0f ms after it started", action.height,
                          action.certificate.round, (now - self._height_started) * 1000)
@@ -248,6 +253,37 @@ class ValidatorLoop:
         for evidence in self.consensus.take_evidence():
             if self.node.chain.add_evidence(wire.encode_evidence(evidence)):
                 log.warning("double signing by 0x%s kept as evidence", evidence.offender.hex())
+
+    def _first_signature(self, message: ConsensusMessage) -> bool:
+        """Record what this validator signs for a height, round and step before it is sent
+        (durably); False for a message that conflicts with one signed before a restart,
+        which is then never sent: double signing is what BFT safety cannot survive."""
+        signer = message.proposer if isinstance(message, Proposal) else message.validator
+        if signer != self.node.coinbase:
+            return True
+        kind = 0 if isinstance(message, Proposal) else int(message.kind)
+        key = schema.signed_key(message.height, message.round, kind)
+        digest = wire.message_digest(self.chain_id, message)
+        signed = self.node.kv.get(key)
+        if signed is None:
+            self.node.kv.put(key, digest)
+            return True
+        if signed != digest:
+            log.warning("not sending a second, different message for height %d round %d "
+                        "step %d (signed another before a restart)", message.height,
+                        message.round, kind)
+            return False
+        return True
+
+    def _forget_signed_below(self, height: int) -> None:
+        """Drop the records of heights below ``height`` (decided: nothing to conflict with)."""
+        end = schema.SIGNED_PREFIX + schema.encode_number(height)
+        batch = self.node.kv.write_batch()
+        for key, _value in self.node.kv.iterate(schema.SIGNED_PREFIX):
+            if key >= end:
+                break
+            batch.delete(key)
+        batch.commit()
 
     def _commit(self, decision: Decide) -> bool:
         """Commit a decided block; False when sync brought it in already."""

@@ -28,6 +28,9 @@ PROOFS_PREFIX = b"w"
 # Consensus: why each block is final, and misbehaviour seen
 CERTIFICATE_PREFIX = b"f"
 """f + number -> commit certificate of that block (sequencer/wire.py encoding)."""
+SIGNED_PREFIX = b"v"
+"""v + height + 4-byte round + kind (0 proposal, 1 prevote, 2 precommit) -> digest of the
+message this validator signed there: after a restart it never signs a conflicting one."""
 EVIDENCE_PREFIX = b"e"
 """e + keccak(evidence) -> encoded evidence of a validator's double signing."""
 
@@ -86,6 +89,10 @@ def proofs_key(number: int) -> bytes:
 
 def certificate_key(number: int) -> bytes:
     return CERTIFICATE_PREFIX + encode_number(number)
+
+
+def signed_key(height: int, round: int, kind: int) -> bytes:
+    return SIGNED_PREFIX + encode_number(height) + round.to_bytes(4, "big") + bytes([kind])
 
 
 def evidence_key(evidence_hash: Hash32) -> bytes:

@@ -14,14 +14,14 @@ from node.db.memory import MemoryKV
 from node.node import Node, decode_block, encode_block
 from node.validator import ValidatorLoop, ValidatorOptions
 from p2p.memory import InProcessNetwork
-from p2p.types import PeerId
+from p2p.topics import CONSENSUS
+from p2p.types import PeerId, Validation
 from primitives.clock import ManualClock
-from primitives.crypto import private_key_to_address
 from primitives.types import Hash32
 from sequencer import leader, wire
 from sequencer.consensus import verify_certificate
+from sequencer.types import Broadcast, ValidatorSet, Vote, VoteKind
 from sequencer.weights import decode_proof
-from sequencer.types import ValidatorSet
 from tests.node.helpers import RECIPIENT, VALIDATOR_KEYS, WEIGHTS, make_node, transfer
 
 OPTIONS = ValidatorOptions(block_time=0.5, background=False)
@@ -201,3 +201,39 @@ def test_gpu_weights_from_proofs_carried_in_one_epoch_decide_the_next() -> None:
         assert data is not None
         certificate = wire.decode_certificate(cluster.nodes[0].params.chain_id, data)
         verify_certificate(certificate, epoch1)
+
+
+def test_a_restarted_validator_never_sends_a_second_different_vote_for_one_slot() -> None:
+    cluster = Cluster()
+    node = cluster.nodes[0]
+    me = node.coinbase
+
+    def vote(value: bytes | None, kind: VoteKind = VoteKind.PREVOTE, height: int = 5) -> Broadcast:
+        value_id = None if value is None else Hash32(value * 32)
+        return Broadcast(wire.sign_vote(node.params.chain_id, VALIDATOR_KEYS[0], kind, height, 0,
+                                        value_id, me))
+
+    sent: list[bytes] = []
+    network = cluster.network
+    network.join("observer").subscribe(CONSENSUS, lambda _p, _d: Validation.ACCEPT,
+                                       lambda _p, data: sent.append(data))
+    loop = cluster.loops[0]
+    assert loop is not None
+    loop._run([vote(b"\x01"), vote(b"\x01")])  # a rebroadcast of the same vote goes out
+    cluster.crash(0)
+    cluster.restart(0)
+    loop = cluster.loops[0]
+    assert loop is not None
+    loop._run([vote(b"\x02"), vote(None), vote(b"\x02", VoteKind.PRECOMMIT)])
+    cluster.clock.advance(1)
+    network.deliver_due()
+    decoded = [wire.decode_message(node.params.chain_id, data) for data in sent]
+    assert [(m.kind, m.value_id) for m in decoded if isinstance(m, Vote)] == [
+        (VoteKind.PREVOTE, Hash32(b"\x01" * 32)), (VoteKind.PREVOTE, Hash32(b"\x01" * 32)),
+        (VoteKind.PRECOMMIT, Hash32(b"\x02" * 32)),
+    ]
+    loop._forget_signed_below(6)  # height 5 decided: its records go
+    loop._run([vote(b"\x03")])
+    cluster.clock.advance(1)
+    network.deliver_due()
+    assert len(sent) == 4
