@@ -8,12 +8,13 @@ Safety (no two different blocks at one height, on any node) is asserted in every
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Callable, Sequence
 
 from node.db.memory import MemoryKV
 from node.node import Node, decode_block, encode_block
 from node.validator import ValidatorLoop, ValidatorOptions
-from p2p.memory import InProcessNetwork
+from p2p.memory import InProcessNetwork, Latency
 from p2p.topics import CONSENSUS
 from p2p.types import PeerId, Validation
 from primitives.clock import ManualClock
@@ -31,12 +32,13 @@ class Cluster:
     """Validators v0..v3 and the loop that drives them by jumping the clock to the next event."""
 
     def __init__(
-        self, epoch_length: int = 0, options: list[ValidatorOptions] | None = None
+        self, epoch_length: int = 0, options: list[ValidatorOptions] | None = None,
+        latency: Latency = lambda _s, _r, _t: 0.01,
     ) -> None:
         self.epoch_length = epoch_length
         self.options = options or [OPTIONS] * len(VALIDATOR_KEYS)
         self.clock = ManualClock()
-        self.network = InProcessNetwork(self.clock, lambda _s, _r, _t: 0.01)
+        self.network = InProcessNetwork(self.clock, latency)
         self.kvs = [MemoryKV() for _ in VALIDATOR_KEYS]
         self.nodes: list[Node] = []
         self.loops: list[ValidatorLoop | None] = []
@@ -237,3 +239,25 @@ def test_a_restarted_validator_never_sends_a_second_different_vote_for_one_slot(
     cluster.clock.advance(1)
     network.deliver_due()
     assert len(sent) == 4
+
+
+def test_delayed_and_reordered_messages_still_give_one_chain() -> None:
+    jitter = random.Random(7)
+    # Every message takes 10 ms to 1.5 s, so messages overtake each other all the time.
+    cluster = Cluster(latency=lambda _s, _r, _t: jitter.uniform(0.01, 1.5))
+    cluster.nodes[1].submit(transfer(1, 0))
+    loop = cluster.loops[1]
+    assert loop is not None
+    loop.relay(transfer(1, 0))
+    assert cluster.run(lambda: min(cluster.heads()) >= 6, limit=300)
+    assert any(cluster.nodes[0].chain.transactions(h) for h in range(1, 7))
+
+
+def test_a_partition_without_a_quorum_stops_finality_and_healing_resumes_it() -> None:
+    cluster = Cluster()
+    assert cluster.run(lambda: min(cluster.heads()) >= 2)
+    cluster.network.partition(["v0", "v1"], ["v2", "v3"])
+    stalled = max(cluster.heads())
+    assert not cluster.run(lambda: max(cluster.heads()) > stalled + 1, limit=20)
+    cluster.network.heal()
+    assert cluster.run(lambda: min(cluster.heads()) >= stalled + 3, limit=120)
