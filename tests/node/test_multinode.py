@@ -21,7 +21,7 @@ from primitives.clock import ManualClock
 from primitives.types import Hash32
 from sequencer import leader, wire
 from sequencer.consensus import verify_certificate
-from sequencer.types import Broadcast, ValidatorSet, Vote, VoteKind
+from sequencer.types import Broadcast, Proposal, ValidatorSet, Vote, VoteKind
 from sequencer.weights import decode_proof
 from tests.node.helpers import RECIPIENT, VALIDATOR_KEYS, WEIGHTS, make_node, transfer
 
@@ -261,3 +261,32 @@ def test_a_partition_without_a_quorum_stops_finality_and_healing_resumes_it() ->
     assert not cluster.run(lambda: max(cluster.heads()) > stalled + 1, limit=20)
     cluster.network.heal()
     assert cluster.run(lambda: min(cluster.heads()) >= stalled + 3, limit=120)
+
+
+def test_two_different_proposals_are_kept_as_evidence_and_one_chain_follows() -> None:
+    cluster = Cluster()
+    chain_id = cluster.nodes[0].params.chain_id
+    index = 2
+    liar = cluster.loops[index]
+    assert liar is not None
+    publish = liar.gossip.publish
+
+    def equivocate(topic: str, data: bytes) -> None:
+        publish(topic, data)
+        message = wire.decode_message(chain_id, data) if topic == CONSENSUS else None
+        if isinstance(message, Proposal):
+            block = decode_block(message.value)
+            later = dataclasses.replace(block.header, timestamp=block.header.timestamp + 1)
+            other = encode_block(later, block.transactions, block.proofs)
+            publish(topic, wire.encode_message(wire.sign_proposal(
+                chain_id, VALIDATOR_KEYS[index], message.height, message.round, other,
+                later.hash, message.pol_round, message.proposer,
+            )))
+
+    liar.gossip.publish = equivocate  # type: ignore[method-assign]
+    assert cluster.run(lambda: min(cluster.heads()) >= 8)
+    offenders = {
+        wire.decode_evidence(chain_id, data).offender
+        for node in cluster.nodes for data in node.chain.evidence()
+    }
+    assert offenders == {cluster.nodes[index].coinbase}
