@@ -1,6 +1,6 @@
 """L1 gas per committed L2 transaction: batches of plain transfers posted to BatchInbox on anvil.
 
-Starts anvil (from `npm ci`), deploys BatchInbox with V validators, and commits batches
+Starts anvil (installed by npm, see package.json), deploys BatchInbox with V validators, and commits batches
 of one L2 block of N signed EIP-1559 transfers (distinct senders and recipients, random
 amounts: little for zlib to squeeze) through the poster's own calls, signed by all V
 validators. Prints calldata size and L1 gas (all the batch's L1 transactions) per L2

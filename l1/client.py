@@ -41,6 +41,7 @@ from l1.types import (
     L1Fees,
     L1Head,
     L1Receipt,
+    ValidatorSet,
 )
 from primitives.errors import Halt, RetryLater
 from primitives.types import Address, Hash32, to_address, to_hash32
@@ -171,6 +172,35 @@ class Web3L1Client:
         for call in self.batch_calls(commitment, data, signatures):
             receipt = self._sender.send(self._contract.address, call.data)
         assert receipt is not None, "a batch has at least the commit call"
+        return to_hash32(bytes(receipt["transactionHash"]))
+
+    def validator_set(self) -> ValidatorSet:
+        """The validator set the contract checks signatures against now."""
+        with self._sender.l1_errors():
+            epoch = int(self._contract.functions.validatorEpoch().call())
+            signers, weights = self._contract.functions.validators().call()
+        return ValidatorSet(
+            epoch=epoch,
+            members=tuple(
+                (to_address(bytes.fromhex(s[2:])), int(w)) for s, w in zip(signers, weights)
+            ),
+        )
+
+    def update_validators(
+        self, new_set: ValidatorSet, signatures: Sequence[bytes]
+    ) -> Hash32:
+        """Install ``new_set`` (its epoch is the current one + 1), signed by the current quorum
+        over l1.codec.validators_digest; waits for the receipt, returns the L1 tx hash."""
+        data = self._encode(
+            "updateValidators",
+            [
+                new_set.epoch,
+                [Web3.to_checksum_address(a) for a, _ in new_set.members],
+                [w for _, w in new_set.members],
+                list(signatures),
+            ],
+        )
+        receipt = self._sender.send(self._contract.address, data)
         return to_hash32(bytes(receipt["transactionHash"]))
 
     def batch_calls(

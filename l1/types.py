@@ -180,3 +180,18 @@ class PosterState:
     """Signed batches not yet confirmed on L1, in batch order."""
     attempt: PostAttempt | None = None
     """Transactions in flight for the first unposted batch."""
+
+
+@dataclass(frozen=True)
+class ValidatorSet:
+    """The validators the batch contract accepts signatures from."""
+
+    epoch: int
+    """Updates applied so far (0: the set the contract was deployed with)."""
+    members: tuple[tuple[Address, int], ...]
+    """(signer address, weight) in registration order."""
+
+    @property
+    def total_weight(self) -> int:
+        """Sum of the weights; a quorum signs more than 2/3 of it."""
+        return sum(weight for _, weight in self.members)

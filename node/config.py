@@ -169,7 +169,12 @@ _SECTIONS: dict[str, type[Any]] = {
 }
 
 
-_FILE_KEYS = {"genesis": ("file",), "validator": ("key_file",), "p2p": ("identity_file",)}
+_FILE_KEYS = {
+    "genesis": ("file",),
+    "validator": ("key_file",),
+    "p2p": ("identity_file",),
+    "l1": ("poster_keystore", "poster_password_file"),
+}
 """Config keys that name files."""
 
 

@@ -54,7 +54,7 @@ _PLATFORM_PACKAGES = {
 
 
 def anvil_binary() -> Path:
-    """The anvil executable that `npm ci` installed for this platform.
+    """The anvil executable that npm installed for this platform (scripts/test runs npm).
 
     The platform package holds the binary itself; running it directly (not the
     node wrapper in node_modules/.bin) means a kill reaches anvil, not a parent.
@@ -65,7 +65,7 @@ def anvil_binary() -> Path:
     binary = ROOT / "node_modules" / "@foundry-rs" / package / "bin" / "anvil"
     if not binary.is_file():
         raise RuntimeError(
-            f"anvil not found at {binary}: run `npm ci` in the repository root "
+            f"anvil not found at {binary}: run `npm install` in the repository root "
             "(package.json pins @foundry-rs/anvil)"
         )
     return binary

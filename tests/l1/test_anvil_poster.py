@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
 from web3 import Web3
 
+from l1.api import PosterStore
 from l1.client import Web3L1Client, _gas_bound, deploy_batch_inbox
 from l1.codec import DATA_PIECE_BYTES, decode_batch_data
 from l1.poster import BatchPoster, LocalSignatures, MemoryPosterStore, PosterConfig
+from node.db.leveldb import LevelDBKV
+from node.poster_store import KVPosterStore
 from primitives.clock import ManualClock
 from primitives.crypto import private_key_to_address
 from tests.anvil import DEV_KEYS, Anvil
@@ -28,12 +32,14 @@ def setup(anvil: Anvil, max_part_bytes: int = 120 * 1024) -> tuple[Web3, Web3L1C
     return w3, Web3L1Client(w3, address, POSTER, max_part_bytes=max_part_bytes)
 
 
-def make_poster(client: Web3L1Client, source: ChainSource, **config: int) -> BatchPoster:
+def make_poster(
+    client: Web3L1Client, source: ChainSource, store: PosterStore | None = None, **config: int
+) -> BatchPoster:
     return BatchPoster(
         client,
         source,
         LocalSignatures(KEY),
-        MemoryPosterStore(),
+        store or MemoryPosterStore(),
         ManualClock(),
         PosterConfig(**{"blocks_per_batch": 3, "confirmations": 2, "retry_delay_s": 0, **config}),
     )
@@ -142,3 +148,27 @@ def test_l1_down_for_a_while_loses_nothing(anvil: Anvil, caplog: pytest.LogCaptu
     receipts = poster_receipts(w3)
     assert len(receipts) == 3 and all(r["status"] == 1 for r in receipts)  # none doubled
     assert "re-sent commit batch 1" in caplog.text  # the restarted L1 had forgotten it
+
+
+def test_restart_with_a_transaction_in_flight_sends_nothing_new(anvil: Anvil, tmp_path: Path) -> None:
+    w3, client = setup(anvil)
+    source = ChainSource(head=3)
+    kv = LevelDBKV(tmp_path / "db")
+    try:
+        anvil.set_automine(False)
+        first = make_poster(client, source, store=KVPosterStore(kv))
+        first.step()  # sent; the node "crashes" before seeing it mined
+        attempt = first.state.attempt
+        assert attempt is not None
+        kv.close()
+        kv = LevelDBKV(tmp_path / "db")
+        restarted = make_poster(client, source, store=KVPosterStore(kv))
+        assert restarted.state == first.state
+        restarted.step()  # the stored attempt is still pending: watched, not sent again
+        assert restarted.state.attempt == attempt
+        anvil.mine()
+        restarted.step()
+        assert ranges(client) == [(1, 1, 3)]
+        assert len(poster_receipts(w3)) == 1
+    finally:
+        kv.close()

@@ -110,3 +110,15 @@ def test_order_signatures_sorts_by_signer() -> None:
     signers = [recover_batch_signer(digest, s) for s in ordered]
     assert signers == sorted(private_key_to_address(k) for k in VALIDATOR_KEYS)
     assert sorted(ordered) == sorted(signatures)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600), st.booleans())
+def test_hostile_data_is_invalid_input_or_blocks(payload: bytes, compress: bool) -> None:
+    """Whatever arrives from L1 decodes to blocks or raises InvalidInput, nothing else."""
+    data = _version1(payload) if compress else bytes([BATCH_DATA_VERSION]) + payload
+    try:
+        blocks = decode_batch_data(data)
+    except InvalidInput:
+        return
+    assert all(isinstance(b, L2BlockData) for b in blocks)

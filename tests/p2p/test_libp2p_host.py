@@ -138,3 +138,28 @@ def test_four_validators_bootstrapping_to_each_other_all_hear_all(net: Libp2pNet
     )
     for host, inbox in hosts:  # once each, though every message reaches it several ways
         assert sorted(inbox.data()) == sorted(sent - {b"ok from " + host.peer_id.encode()})
+
+
+def test_stop_ends_requests_in_flight_on_both_sides(net: Libp2pNetwork) -> None:
+    a = net.node()
+    b = net.node([a])
+    net.wait_for(lambda: b.peer_id in a.peers(), "connected")
+    release = threading.Event()
+    b.serve("test/slow/1", lambda _peer, _data: b"late" if release.wait(30) else b"")
+    outcome: list[BaseException | bytes] = []
+
+    def ask() -> None:
+        try:
+            outcome.append(a.request(b.peer_id, "test/slow/1", b"", timeout=30))
+        except RetryLater as exc:
+            outcome.append(exc)
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    time.sleep(0.5)  # let the request reach b's handler (not asserted on)
+    started = time.monotonic()
+    b.stop()
+    assert time.monotonic() - started < 3.0  # did not wait for the slow handler
+    asker.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], RetryLater)
+    release.set()
