@@ -9,7 +9,10 @@ block building and commits never run concurrently:
   the next height after ``block_time``; Behind -> sync finalized blocks from peers;
 - transaction batches from peers -> the pool (persisted, as for RPC);
 - transactions accepted over RPC -> gossiped in batches every ``tx_batch_interval``;
-- ``l2/sync/1`` requests are answered from the finalized chain.
+- ``l2/sync/1`` requests are answered from the finalized chain;
+- GPU weights (node/epochs.py): at an epoch's first height this validator runs its
+  challenge and gossips the proof on ``l2/proofs/1``; proofs from peers are verified off
+  the loop and carried by this node's proposals.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ log = logging.getLogger("l2node.validator")
 
 @dataclass(frozen=True)
 class ValidatorOptions:
-    """Timing of the validator loop."""
+    """Timing of the validator loop and of its GPU challenge."""
 
     block_time: float = 1.0
     """Seconds from a block's commit to the start of the next height."""
