@@ -39,6 +39,10 @@ class L1Client(Protocol):
         """L1 chain id, contract address and L2 chain id: what batch signatures commit to."""
         ...
 
+    def genesis_state_root(self) -> Hash32:
+        """The L2 genesis state root the contract was deployed with (batch 1 starts from it)."""
+        ...
+
     def latest_batch(self) -> CommittedBatch | None:
         """The last committed batch, or None when none is committed yet."""
         ...

@@ -104,6 +104,11 @@ class Web3L1Client:
                 )
         return self._domain
 
+    def genesis_state_root(self) -> Hash32:
+        """The contract's genesisStateRoot."""
+        with self._sender.l1_errors():
+            return to_hash32(bytes(self._contract.functions.genesisStateRoot().call()))
+
     def latest_batch(self) -> CommittedBatch | None:
         """The last committed batch, or None when none is committed yet."""
         with self._sender.l1_errors():

@@ -30,6 +30,7 @@ def _run(args: argparse.Namespace) -> int:
 # Subcommands other than `run`: each module has add_arguments(parser) and run(args) -> int.
 _COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("statetest", "node.statetest", "run Ethereum state tests against an executor"),
+    ("watch", "node.watch", "rebuild the L2 from L1 alone and check every posted state root"),
     ("devnet", "node.devnet", "run N local validators (genesis, keys, configs written for you)"),
     ("keys", "node.keys", "create or import the L1 poster key into an Ethereum keystore file"),
     ("deploy-contract", "node.deploy", "deploy the L1 batch contract with the genesis validators"),

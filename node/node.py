@@ -372,34 +372,11 @@ class Node:
         """Re-execute a block received from a peer; InvalidInput says why it is not valid."""
         header, raws = block.header, block.transactions
         parent = self.head()
-        # Rule: a block extends our head; its timestamp moves forward but not into the future
-        # (parent + 1 is always allowed: blocks faster than one a second run a little ahead).
+        # Rule: a block extends our head.
         if header.number != parent.number + 1 or header.parent_hash != parent.hash:
             raise InvalidInput(f"does not extend head {parent.number} {parent.hash.hex()[:12]}")
-        if header.timestamp <= parent.timestamp:
-            raise InvalidInput("timestamp does not increase")
-        if header.timestamp > max(self.clock.now() + MAX_CLOCK_DRIFT, parent.timestamp + 1):
-            raise InvalidInput(f"timestamp {header.timestamp} is in the future")
-        if len(raws) > self.params.max_txs_per_block:
-            raise InvalidInput(f"{len(raws)} transactions, the limit is {self.params.max_txs_per_block}")
-        # Rule: the proofs it carries earn weight in its epoch, one per validator and epoch.
-        self.epochs.check_block_proofs(header.number, block.proofs)
-        txs = []
-        for raw in raws:
-            tx = decode_transaction(raw)
-            if tx.chain_id != self.params.chain_id:
-                raise InvalidTransaction(f"transaction {tx.hash.hex()} is not for this chain")
-            txs.append(tx)
-        env = next_block_env(
-            parent, header.timestamp, header.coinbase, self.params.chain_id,
-            self.params.gas_limit, self._block_hashes(parent),
-        )
-        body = execute_block(self.executor, self.state.at(parent.state_root), env, txs)
-        # Rule: every transaction of a block executes; a proposer must not include invalid ones.
-        if body.result.rejected:
-            first = body.result.rejected[0]
-            raise InvalidInput(f"includes an invalid transaction {first.tx.hash.hex()}: {first.reason}")
-        staged = self._stage(parent, env, body, block.proofs)
+        staged = self._execute_child(parent, header.timestamp, header.coinbase, raws,
+                                     block.proofs)
         if staged.header != header:
             raise InvalidInput(
                 f"re-execution gives header {staged.header.hash.hex()[:12]} "
@@ -407,6 +384,63 @@ class Node:
                 f"proposed state root {header.state_root.hex()[:12]}"
             )
         return staged
+
+    def replay(self, block: L2BlockData) -> Header:
+        """Re-execute a block known by its data alone (an L1 batch) on the head and commit it.
+
+        The rules are a peer's block's, with the header derived here instead of compared.
+        Raises InvalidInput, committing nothing, when the block breaks one.
+        """
+        with self._lock:
+            parent = self.head()
+            if block.number != parent.number + 1:
+                raise InvalidInput(f"block {block.number} does not follow head {parent.number}")
+            staged = self._execute_child(parent, block.timestamp, block.coinbase,
+                                         block.transactions)
+            self._staged.clear()
+            header = staged.header
+            # Rule: the gas limit is the chain's, the base fee follows EIP-1559 from the parent.
+            if (block.gas_limit, block.base_fee_per_gas) != (header.gas_limit,
+                                                             header.base_fee_per_gas):
+                raise InvalidInput(
+                    f"gas limit {block.gas_limit} and base fee {block.base_fee_per_gas}, "
+                    f"the chain has {header.gas_limit} and {header.base_fee_per_gas}"
+                )
+            staged.batch.commit()
+        return header
+
+    def _execute_child(
+        self, parent: Header, timestamp: int, coinbase: Address, raws: Sequence[bytes],
+        proofs: Sequence[bytes] = (),
+    ) -> _Staged:
+        """Check a child of ``parent`` from its fields, transactions and weight proofs, and
+        execute it."""
+        # Rule: the timestamp moves forward but not into the future (parent + 1 is always
+        # allowed: blocks faster than one a second run a little ahead).
+        if timestamp <= parent.timestamp:
+            raise InvalidInput("timestamp does not increase")
+        if timestamp > max(self.clock.now() + MAX_CLOCK_DRIFT, parent.timestamp + 1):
+            raise InvalidInput(f"timestamp {timestamp} is in the future")
+        if len(raws) > self.params.max_txs_per_block:
+            raise InvalidInput(f"{len(raws)} transactions, the limit is {self.params.max_txs_per_block}")
+        # Rule: the proofs it carries earn weight in its epoch, one per validator and epoch.
+        self.epochs.check_block_proofs(parent.number + 1, proofs)
+        txs = []
+        for raw in raws:
+            tx = decode_transaction(raw)
+            if tx.chain_id != self.params.chain_id:
+                raise InvalidTransaction(f"transaction {tx.hash.hex()} is not for this chain")
+            txs.append(tx)
+        env = next_block_env(
+            parent, timestamp, coinbase, self.params.chain_id,
+            self.params.gas_limit, self._block_hashes(parent),
+        )
+        body = execute_block(self.executor, self.state.at(parent.state_root), env, txs)
+        # Rule: every transaction of a block executes; a proposer must not include invalid ones.
+        if body.result.rejected:
+            first = body.result.rejected[0]
+            raise InvalidInput(f"includes an invalid transaction {first.tx.hash.hex()}: {first.reason}")
+        return self._stage(parent, env, body, proofs)
 
     def _stage(
         self, parent: Header, env: BlockEnv, body: BlockBody, proofs: Sequence[bytes]

@@ -38,6 +38,7 @@ from executor_gpu.api import Executor
 from executor_gpu.types import AccountChange, BatchResult, BlockEnv, StateDiff
 from node.db.memory import MemoryKV
 from node.db.state import GenesisAccount, StateDB
+from node.progress import Progress
 from primitives.crypto import keccak256, sign_hash
 from primitives.errors import InvalidInput, InvalidTransaction, L2NodeError
 from primitives.transactions import Transaction, decode_transaction
@@ -451,33 +452,6 @@ def _results(keys: Sequence[CaseKey], fork: str, executor: str, jobs: int) -> It
             yield done.result()
 
 
-class _Progress:
-    """A one-line progress bar on a terminal; silent otherwise."""
-
-    def __init__(self, stream: TextIO, total: int) -> None:
-        self._stream = stream
-        self._total = total
-        self._active = stream.isatty()
-        self._shown = 0.0
-
-    def update(self, done: int, failed: int) -> None:
-        now = time.monotonic()
-        if not self._active or (now - self._shown < 0.1 and done < self._total):
-            return
-        self._shown = now
-        width = 30
-        filled = width * done // max(self._total, 1)
-        self._stream.write(
-            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self._total} {failed} failed"
-        )
-        self._stream.flush()
-
-    def clear(self) -> None:
-        if self._active:
-            self._stream.write("\r\033[K")
-            self._stream.flush()
-
-
 def run_cases(
     keys: Sequence[CaseKey],
     fork: str,
@@ -488,7 +462,7 @@ def run_cases(
     progress: TextIO,
 ) -> tuple[Summary, list[dict[str, Any]]]:
     """Run ``keys``, print one line per failure and the summary; the counts and per-case records."""
-    bar = _Progress(progress, len(keys))
+    bar = Progress(progress, len(keys))
     passed = failed = fallbacks = 0
     skipped: Counter[str] = Counter()
     records: list[dict[str, Any]] = []
@@ -510,7 +484,7 @@ def run_cases(
             bar.clear()
             print(f"FAIL {result.case_id}: {result.message}", file=out)
         records.append({**asdict(result), "status": status, "known_failure": listed})
-        bar.update(len(records), failed)
+        bar.update(len(records), f"{failed} failed")
     bar.clear()
     for reason, count in skipped.most_common():
         print(f"skipped {count}: {reason}", file=out)

@@ -10,9 +10,13 @@ calls ``start_height`` for the next height, with that height's validators and se
 
 Additions to the paper, each needed because real gossip loses messages:
 - a step that makes no progress for ``config.rebroadcast`` seconds resends this node's own
-  messages of the current, valid and locked rounds (peers drop exact duplicates);
+  messages of the current, valid and locked rounds, the prevotes that made its valid value
+  valid (sent with a re-proposal too: the proposal's pol_round needs them), and the
+  precommits that decided the previous height (for peers still deciding it); peers drop
+  exact duplicates;
 - at that moment, if validators with more than 1/3 of the weight were seen at a later
-  height, the machine returns Behind so that the node syncs finalized blocks.
+  height, or more than 2/3 precommitted a value whose proposal never arrived, the machine
+  returns Behind so that the node syncs finalized blocks.
 Memory is bounded: messages of past heights are dropped, of the next height buffered,
 of later heights only noted (signer and height); rounds more than
 ``config.max_rounds_ahead`` past the current one are dropped; one message per signer,
@@ -73,7 +77,10 @@ def verify_certificate(certificate: CommitCertificate, validators: ValidatorSet)
 
 
 class Consensus:
-    """One validator's (or an observer's) view of consensus, one height at a time."""
+    """One validator's (or an observer's) view of consensus, one height at a time.
+
+    Not thread-safe: the node calls it from one loop (gossip handlers hand messages over).
+    """
 
     def __init__(
         self,
@@ -103,6 +110,7 @@ class Consensus:
         self._buffer: list[ConsensusMessage] = []
         self._later: dict[Address, int] = {}
         self._evidence: list[Evidence] = []
+        self._last_commit: CommitCertificate | None = None
 
     def _reset_height(self) -> None:
         self.locked_value: Proposal | None = None
@@ -129,9 +137,11 @@ class Consensus:
         """Begin deciding ``height`` (the previous one is committed) with its validators and
         leader seed; takes in the messages that arrived early for it.
 
-        After a restart, ``replay`` gives back the messages of ``height`` the node logged
-        before the crash, its own signed ones above all: the machine resumes in the last
-        round it signed in, keeps its lock, and never signs a conflicting message.
+        After a restart, ``replay`` gives back the messages of ``height`` that the node
+        logged before the crash: every message it broadcast (log it before sending) and the
+        proposals and votes it accepted. The machine resumes in the last round it signed
+        in, re-locks on the value of its latest precommit (whose proposal must be in the
+        log), and re-sends rather than re-signs, so it never signs a conflicting message.
         """
         if height <= self.height:
             raise ValueError(f"height {height} is not after {self.height}")
@@ -332,6 +342,7 @@ class Consensus:
                     tuple(v for _, v in sorted(votes.items()) if v.value_id == proposal.value_id),
                 )
                 self._set_step(Step.DECIDED)
+                self._last_commit = certificate
                 return Decide(self.height, proposal.value, certificate)
         return None
 
@@ -368,7 +379,7 @@ class Consensus:
                 self.address,
             )
             self._proposals[round] = proposal
-            return [Broadcast(proposal)]
+            return [Broadcast(proposal), *self._valid_polka()]
         self._timers[(Step.PROPOSE, round)] = self._deadline(Step.PROPOSE, round)
         return []
 
@@ -439,16 +450,30 @@ class Consensus:
         )
 
     def _rebroadcast(self) -> list[Action]:
-        """Resend own messages of the rounds peers may still need; report being behind."""
+        """Resend own messages of the rounds peers may still need, and the precommits that
+        decided the previous height (a peer still deciding it may have lost some); report
+        being behind."""
         assert self.validators is not None
         self._rebroadcast_at = self.clock.now() + self.config.rebroadcast
         actions: list[Action] = [Broadcast(m) for m in self._own_messages(
             {self.round, self.valid_round, self.locked_round} - {NIL_ROUND}
         )]
+        actions += self._valid_polka()
+        if self._last_commit is not None and self._last_commit.height == self.height - 1:
+            actions += [Broadcast(vote) for vote in self._last_commit.votes]
         behind = self._behind_height()
         if behind is not None:
             actions.append(Behind(behind))
         return actions
+
+    def _valid_polka(self) -> list[Action]:
+        """The > 2/3 prevotes that made ``valid_value`` valid: a proposal that re-proposes it
+        names their round, and peers that lost some cannot accept it without them."""
+        if self.valid_value is None:
+            return []
+        value_id = self.valid_value.value_id
+        votes = self._votes.get((VoteKind.PREVOTE, self.valid_round), {})
+        return [Broadcast(v) for v in votes.values() if v.value_id == value_id]
 
     def _own_messages(self, rounds: Iterable[int]) -> list[ConsensusMessage]:
         if self.address is None:
@@ -465,8 +490,19 @@ class Consensus:
         return own
 
     def _behind_height(self) -> int | None:
-        """The highest height reached by validators holding more than 1/3 of the weight."""
+        """The highest height reached by validators holding more than 1/3 of the weight, or
+        the next one when > 2/3 precommitted a value whose proposal never reached us."""
         assert self.validators is not None
+        for (kind, round), votes in self._votes.items():
+            proposal = self._proposals.get(round)
+            decided_elsewhere = {
+                v.value_id for v in votes.values()
+                if v.value_id is not None and (proposal is None or proposal.value_id != v.value_id)
+            }
+            if kind is VoteKind.PRECOMMIT and any(
+                self._has_quorum(kind, round, value_id) for value_id in decided_elsewhere
+            ):
+                return self.height + 1
         weight = 0
         for address, height in sorted(self._later.items(), key=lambda item: -item[1]):
             weight += self.validators.weight_of(address)

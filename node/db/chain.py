@@ -297,6 +297,25 @@ class ChainStore:
             )
         batch.put(schema.HEAD, schema.encode_number(number))
 
+    def stage_unwind(self, batch: WriteBatch, number: int) -> None:
+        """Stage removing every block above ``number``, which becomes the head.
+
+        For chains derived from L1 data, which an L1 reorg can take back; a validator's
+        finalized blocks never unwind. State trie nodes stay (content-addressed, shared).
+        """
+        head = self._head(batch)
+        if head is None or not 0 <= number <= head:
+            raise Halt(f"cannot unwind to block {number}: the head is {head}")
+        for above in range(head, number, -1):
+            header = self._require_header(above)
+            for stored in self._body(above):
+                batch.delete(schema.tx_index_key(stored.hash))
+            batch.delete(schema.hash_to_number_key(header.hash))
+            batch.delete(schema.header_key(above))
+            batch.delete(schema.body_key(above))
+            batch.delete(schema.receipts_key(above))
+        batch.put(schema.HEAD, schema.encode_number(number))
+
     @staticmethod
     def stage_proofs(batch: WriteBatch, number: int, proofs: Sequence[bytes]) -> None:
         """Stage the weight proofs block ``number`` carries (nothing when none)."""

@@ -52,6 +52,10 @@ POSTER_META = b"P"
 META_PREFIX = b"m"
 """m + name -> value (genesis hash, chain id, schema version)."""
 
+# L1 watcher: batches whose blocks it re-executed and whose state root it confirmed
+VERIFIED_BATCH_PREFIX = b"v"
+"""v + batch number -> RLP batch as found on L1 (l1/watcher.py, node/watch.py)."""
+
 
 def encode_number(number: int) -> bytes:
     """8-byte big-endian height, so that keys sort numerically."""
@@ -113,3 +117,7 @@ def batch_key(batch_number: int) -> bytes:
 
 def meta_key(name: str) -> bytes:
     return META_PREFIX + name.encode()
+
+
+def verified_batch_key(batch_number: int) -> bytes:
+    return VERIFIED_BATCH_PREFIX + encode_number(batch_number)

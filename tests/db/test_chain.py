@@ -15,6 +15,7 @@ from executor_gpu.types import ExecutedTx
 from node.db import schema
 from node.db.api import KV
 from node.db.chain import ChainStore
+from node.db.memory import MemoryKV
 from primitives.blocks import Header, Log, Receipt, bloom_contains, bloom_of, ordered_trie_root
 from primitives.crypto import keccak256
 from primitives.errors import Halt
@@ -375,3 +376,33 @@ def test_logs_skip_blocks_whose_bloom_excludes_the_filter(kv: KV) -> None:
     ]
     with pytest.raises(Halt):  # block 2 is read when its bloom may match
         store.logs(LogFilter(0, 3, (TOKEN_B,)))
+
+
+def test_unwind_removes_the_blocks_above_and_the_chain_grows_again(kv: KV) -> None:
+    store = store_chain(kv)
+    batch = kv.write_batch()
+    store.stage_unwind(batch, 1)
+    assert store.head_number() == 3  # nothing visible before commit
+    batch.commit()
+    assert store.head_number() == 1
+    for number in (2, 3):
+        header, txs = chain()[number]
+        assert store.header(number) is None
+        assert store.number_of(header.hash) is None
+        assert store.transactions(number) == () and store.receipts(number) == ()
+        assert all(store.tx_location(e.tx.hash) is None for e in txs)
+    assert store.header(1) == chain()[1][0]
+    assert store.tx_location(chain()[1][1][0].tx.hash) is not None
+    for header, txs in chain()[2:]:
+        batch = kv.write_batch()
+        store.stage_block(batch, header, txs)
+        batch.commit()
+    check_every_read(store)
+
+
+def test_unwind_above_the_head_halts(kv: KV) -> None:
+    store = store_chain(kv)
+    with pytest.raises(Halt, match="cannot unwind to block 4"):
+        store.stage_unwind(kv.write_batch(), 4)
+    with pytest.raises(Halt, match="head is None"):
+        ChainStore(MemoryKV()).stage_unwind(MemoryKV().write_batch(), 0)

@@ -79,8 +79,9 @@ class SimNode:
     decided: dict[int, tuple[bytes, CommitCertificate]] = field(default_factory=dict)
     """Height -> (value, certificate): this node's finalized chain."""
     decided_at: dict[int, float] = field(default_factory=dict)
-    sent: list[ConsensusMessage] = field(default_factory=list)
-    """Everything this node signed (its write-ahead log, replayed on a fresh restart)."""
+    log: list[ConsensusMessage] = field(default_factory=list)
+    """Every message this node signed or accepted: its write-ahead log, replayed on a fresh
+    restart (a real node logs its own messages before sending them)."""
     evidence: list[object] = field(default_factory=list)
     synced: int = 0
 
@@ -150,7 +151,9 @@ class Simulation:
     def _handler(self, node: SimNode) -> Callable[[PeerId, bytes], None]:
         def handle(_peer: PeerId, data: bytes) -> None:
             if node.alive:
-                self.apply(node, node.consensus.on_message(wire.decode_message(CHAIN_ID, data)))
+                message = wire.decode_message(CHAIN_ID, data)
+                node.log.append(message)
+                self.apply(node, node.consensus.on_message(message))
         return handle
 
     def _sync_server(self, node: SimNode) -> Callable[[PeerId, bytes], bytes]:
@@ -165,7 +168,7 @@ class Simulation:
     def apply(self, node: SimNode, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Broadcast):
-                node.sent.append(action.message)
+                node.log.append(action.message)
                 if isinstance(action.message, Proposal) and node.name in self.equivocating:
                     equivocate(self, node.name, action.message)
                 else:
@@ -255,7 +258,7 @@ class Simulation:
         if fresh:
             node.consensus = self._machine(node.key, node.app)
             height = node.head + 1
-            replay = [m for m in node.sent if m.height == height]
+            replay = [m for m in node.log if m.height == height]
             self.apply(node, node.consensus.start_height(height, self.validators, SEED, replay))
 
     # -- properties ---------------------------------------------------------------------------
