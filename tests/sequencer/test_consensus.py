@@ -239,7 +239,7 @@ def test_proposer_reproposes_its_valid_value_with_its_round() -> None:
     assert polka == {me, *others(me)[:2]}
 
 
-def test_nil_polka_precommits_nil_and_timeouts_grow_with_rounds() -> None:
+def test_nil_polka_precommits_nil_and_nil_precommits_end_the_round_at_once() -> None:
     me = a_follower()
     consensus, _, clock, _ = machine(me)
     clock.advance(CONFIG.timeout(Step.PROPOSE, 0))
@@ -247,12 +247,27 @@ def test_nil_polka_precommits_nil_and_timeouts_grow_with_rounds() -> None:
     actions = feed(consensus, [vote(p, VoteKind.PREVOTE, 0, None) for p in others(me)[:2]])
     assert own_votes(actions, VoteKind.PRECOMMIT) == [None]
     feed(consensus, [vote(p, VoteKind.PRECOMMIT, 0, None) for p in others(me)[:2]])
+    assert consensus.round == 1  # nothing can be decided in round 0: no timeoutPrecommit
+    assert consensus.next_deadline() == clock.now() + CONFIG.timeout(Step.PROPOSE, 1)
+
+
+def test_split_precommits_wait_for_the_growing_precommit_timeout() -> None:
+    me = a_follower()
+    consensus, _, clock, _ = machine(me)
+    feed(consensus, [propose(0, b"A")])
+    peers = others(me)
+    feed(consensus, [vote(peers[0], VoteKind.PREVOTE, 0, b"A"),
+                     vote(peers[1], VoteKind.PREVOTE, 0, b"A")])
+    feed(consensus, [vote(peers[0], VoteKind.PRECOMMIT, 0, None),
+                     vote(peers[1], VoteKind.PRECOMMIT, 0, b"B")])
+    assert consensus.round == 0
     assert consensus.next_deadline() == clock.now() + CONFIG.timeout(Step.PRECOMMIT, 0)
     clock.advance(CONFIG.timeout(Step.PRECOMMIT, 0))
     consensus.tick()
     assert consensus.round == 1
-    for round in range(1, 4):
-        assert CONFIG.timeout(Step.PROPOSE, round) > CONFIG.timeout(Step.PROPOSE, round - 1)
+    for step in (Step.PROPOSE, Step.PREVOTE, Step.PRECOMMIT):
+        assert [CONFIG.timeout(step, r) for r in range(4)] == sorted(
+            {CONFIG.timeout(step, r) for r in range(4)})
 
 
 def test_split_prevotes_wait_for_the_prevote_timeout() -> None:
