@@ -282,3 +282,43 @@ class Behind:
 
 Action = Broadcast | Decide | Behind
 """Everything the state machine returns."""
+
+# -- GPU weights (sequencer/weights.py) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProofOpening:
+    """One opened leaf of a weight proof's commitment: a group of consecutive products."""
+
+    group: int
+    """Leaf index: the group of products ``group * GROUP .. group * GROUP + GROUP - 1``."""
+    fingerprints: bytes
+    """The group's product fingerprints, 8 bytes big-endian each (fewer in the last group)."""
+    path: tuple[Hash32, ...]
+    """Sibling hashes from the leaf up to the root."""
+
+
+@dataclass(frozen=True)
+class WeightProof:
+    """A validator's signed claim of GPU work for an epoch's challenge, checkable by sampling.
+
+    The prover computed ``products`` matrix products of its challenge key (derived from
+    ``seed``, ``validator`` and the chain), committed to their fingerprints in a Merkle tree
+    (``root``), and opened the leaves that Fiat-Shamir samples of (key, root, products)
+    select. A verifier recomputes only the sampled products.
+    """
+
+    epoch: int
+    """Epoch whose challenge this answers."""
+    seed: Hash32
+    """The epoch's seed (from the last finalized block before the epoch)."""
+    validator: Address
+    """Address of the signing key: whose weight this is."""
+    products: int
+    """Products claimed: the work units the weight counts."""
+    root: Hash32
+    """Merkle root over the groups of product fingerprints."""
+    openings: tuple[ProofOpening, ...]
+    """The sampled groups, ordered by group index, each once."""
+    signature: bytes
+    """65 bytes r || s || y_parity by ``validator`` over ``weights.proof_digest``."""

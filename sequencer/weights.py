@@ -1,0 +1,343 @@
+"""GPU weights: an epoch's compute challenge, its proofs, and the weights they earn (pure).
+
+Each epoch has a seed (from the last finalized block before it). A validator's challenge
+key binds the seed, the epoch, the chain and the validator's address, so work cannot be
+copied from another validator or computed before the seed is known. The work is the
+numbered matrix products of ``executor_gpu.challenge`` for that key; the prover computes
+products 0, 1, 2, ... until its deadline, then commits to their fingerprints::
+
+    leaf(g)    = keccak(0x00 || fingerprints of products g*GROUP .. g*GROUP+GROUP-1)
+    node(l, r) = keccak(0x01 || l || r)          (leaves padded to a power of two with zeros)
+
+``SAMPLES`` product indexes are drawn from keccak(key, root, products, j) (Fiat-Shamir);
+the proof opens the leaves that hold them and is signed by the validator. A verifier
+checks the signature, the Merkle paths, and recomputes only the sampled products
+(SAMPLES products, against the millions a GPU proves). No valid proof, no weight; a valid
+proof weighs the products it claims, whatever device computed them.
+
+Soundness: a prover that computed a fraction f of the products it claims passes with
+probability f^SAMPLES per commitment (0.5^32 < 1e-9); it can re-roll the samples by
+changing an uncomputed leaf, so claiming 10% more than was done costs about 1.1^32 = 21
+tries on average. The weight is therefore a measurement good to about that margin, not an
+exact count.
+
+Node wiring (node/ glues the two halves)::
+
+    key = challenge_key(chain_id, epoch, seed, me)
+    commitment = Commitment()
+    work = challenge.run_challenge(key, deadline, clock, on_batch=commitment.add)
+    proof = make_proof(commitment, key, chain_id, epoch, seed, private_key,
+                       recompute=functools.partial(challenge.fingerprints_of, key))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import rlp
+
+from executor_gpu.challenge import fingerprints, matrices
+from p2p.types import Validation
+from primitives.crypto import (
+    InvalidSignature,
+    keccak256,
+    private_key_to_address,
+    recover_address,
+    sign_hash,
+)
+from primitives.errors import InvalidInput
+from primitives.types import ZERO_HASH, Address, Hash32
+from sequencer.types import ProofOpening, WeightProof
+
+CHALLENGE_TAG = b"l2node/weights/challenge/1"
+PROOF_TAG = b"l2node/weights/proof/1"
+SAMPLE_TAG = b"l2node/weights/sample/1"
+
+KEEP = 1 << 20
+"""A commitment keeps the fingerprints of up to this many products (8 MB) for its openings;
+beyond, the opened groups are recomputed."""
+GROUP = 64
+"""Products per Merkle leaf: an opening reveals GROUP fingerprints (512 bytes)."""
+SAMPLES = 32
+"""Products a verifier recomputes per proof."""
+MAX_PRODUCTS = 1 << 40
+"""Most products a proof may claim (keeps Merkle paths, and so proofs, bounded)."""
+MAX_PROOF_BYTES = 64 * 1024
+"""Largest encoded proof accepted; SAMPLES openings at MAX_PRODUCTS fit in about 52 KB."""
+
+Fingerprints = npt.NDArray[np.uint64]
+Recompute = Callable[[int, int], Fingerprints]
+"""Fingerprints of ``count`` products from ``first`` (on whatever device the prover has)."""
+
+
+def challenge_key(chain_id: int, epoch: int, seed: Hash32, validator: Address) -> Hash32:
+    """The key of ``validator``'s challenge in ``epoch``: what its products derive from."""
+    return keccak256(rlp.encode([CHALLENGE_TAG, chain_id, epoch, seed, validator]))
+
+
+def cpu_fingerprints(key: bytes, first: int, count: int) -> Fingerprints:
+    """Fingerprints of products first .. first+count-1 recomputed here, in exact int64."""
+    a, b = matrices(np, key, first, count)
+    product = np.matmul(a.astype(np.int64), b.astype(np.int64))
+    prints: Fingerprints = fingerprints(np, key, first, product)
+    return prints
+
+
+# -- commitment --------------------------------------------------------------------------
+
+
+def _leaf(prints: Fingerprints) -> Hash32:
+    return keccak256(b"\x00" + prints.astype(">u8").tobytes())
+
+
+def _node(left: bytes, right: bytes) -> Hash32:
+    return keccak256(b"\x01" + left + right)
+
+
+def _depth(products: int) -> int:
+    """Levels above the leaves of a tree over ``products`` products."""
+    return max(0, (-(-products // GROUP) - 1).bit_length())
+
+
+class Commitment:
+    """The prover's Merkle tree over product fingerprints, fed batch by batch in order.
+
+    Keeps one hash per GROUP products, and the fingerprints only up to KEEP products:
+    past that, the opened groups are recomputed once the samples are known.
+    """
+
+    def __init__(self) -> None:
+        self.products = 0
+        self._kept: list[Fingerprints] | None = []
+        self._leaves: list[Hash32] = []
+        self._partial = np.zeros(0, dtype=np.uint64)
+        self._levels: list[list[Hash32]] | None = None
+
+    def add(self, prints: Fingerprints) -> None:
+        """Appends the fingerprints of the next products."""
+        if self._levels is not None:
+            raise ValueError("the commitment is closed")
+        self.products += len(prints)
+        if self._kept is not None and self.products <= KEEP:
+            self._kept.append(prints)
+        else:
+            self._kept = None
+        pending = np.concatenate([self._partial, prints]) if len(self._partial) else prints
+        whole = len(pending) - len(pending) % GROUP
+        self._leaves.extend(_leaf(pending[i : i + GROUP]) for i in range(0, whole, GROUP))
+        self._partial = np.array(pending[whole:], dtype=np.uint64)
+
+    def root(self) -> Hash32:
+        """Closes the tree and returns its root (ZERO_HASH for no products)."""
+        if self._levels is None:
+            leaves = self._leaves + ([_leaf(self._partial)] if len(self._partial) else [])
+            levels = [leaves + [ZERO_HASH] * ((1 << _depth(self.products)) - len(leaves))]
+            while len(levels[-1]) > 1:
+                below = levels[-1]
+                levels.append([_node(below[i], below[i + 1]) for i in range(0, len(below), 2)])
+            self._levels = levels
+        return self._levels[-1][0] if self._levels[0] else ZERO_HASH
+
+    def kept(self, first: int, count: int) -> Fingerprints | None:
+        """Fingerprints of products first .. first+count-1 if they were kept, else None."""
+        if self._kept is None:
+            return None
+        if len(self._kept) > 1:
+            self._kept = [np.concatenate(self._kept)]
+        return self._kept[0][first : first + count] if self._kept else None
+
+    def leaf(self, group: int) -> Hash32:
+        """Hash of leaf ``group``."""
+        self.root()
+        assert self._levels is not None
+        return self._levels[0][group]
+
+    def path(self, group: int) -> tuple[Hash32, ...]:
+        """Sibling hashes of leaf ``group``, bottom up."""
+        self.root()
+        assert self._levels is not None
+        return tuple(level[(group >> height) ^ 1] for height, level in enumerate(self._levels[:-1]))
+
+
+# -- sampling, digest, encoding ----------------------------------------------------------
+
+
+def samples(key: bytes, root: Hash32, products: int) -> list[int]:
+    """The product indexes a proof must open (Fiat-Shamir over the commitment)."""
+    return [
+        int.from_bytes(keccak256(rlp.encode([SAMPLE_TAG, key, root, products, j])), "big") % products
+        for j in range(SAMPLES)
+    ]
+
+
+def _unsigned(proof: WeightProof) -> list[Any]:
+    return [
+        proof.epoch, proof.seed, proof.validator, proof.products, proof.root,
+        [[o.group, o.fingerprints, list(o.path)] for o in proof.openings],
+    ]
+
+
+def proof_digest(chain_id: int, proof: WeightProof) -> Hash32:
+    """What the validator signs: every field but the signature, under a domain tag and the chain."""
+    return keccak256(rlp.encode([PROOF_TAG, chain_id, *_unsigned(proof)]))
+
+
+def encode_proof(proof: WeightProof) -> bytes:
+    """RLP ``[epoch, seed, validator, products, root, [[group, fingerprints, [path]]], signature]``."""
+    return bytes(rlp.encode([*_unsigned(proof), proof.signature]))
+
+
+def _uint(item: Any, what: str) -> int:
+    if not isinstance(item, bytes) or item[:1] == b"\x00" or len(item) > 8:
+        raise InvalidInput(f"weight proof: {what} is not a canonical 64-bit integer")
+    return int.from_bytes(item, "big")
+
+
+def _fixed(item: Any, size: int, what: str) -> bytes:
+    if not isinstance(item, bytes) or len(item) != size:
+        raise InvalidInput(f"weight proof: {what} must be {size} bytes")
+    return item
+
+
+def decode_proof(data: bytes) -> WeightProof:
+    """Parses an encoded proof; InvalidInput for anything malformed (never another error)."""
+    if len(data) > MAX_PROOF_BYTES:
+        raise InvalidInput(f"weight proof of {len(data)} bytes exceeds {MAX_PROOF_BYTES}")
+    try:
+        items = rlp.decode(data)
+    except rlp.exceptions.DecodingError as exc:
+        raise InvalidInput(f"weight proof is not RLP: {exc}") from None
+    if not isinstance(items, list) or len(items) != 7 or not isinstance(items[5], list):
+        raise InvalidInput("weight proof must be a list of 7 items with a list of openings")
+    openings = []
+    for raw in items[5]:
+        if not isinstance(raw, list) or len(raw) != 3 or not isinstance(raw[1], bytes) or not isinstance(raw[2], list):
+            raise InvalidInput("weight proof opening must be [group, fingerprints, [path]]")
+        path = tuple(Hash32(_fixed(h, 32, "path hash")) for h in raw[2])
+        openings.append(ProofOpening(_uint(raw[0], "group"), raw[1], path))
+    return WeightProof(
+        epoch=_uint(items[0], "epoch"),
+        seed=Hash32(_fixed(items[1], 32, "seed")),
+        validator=Address(_fixed(items[2], 20, "validator")),
+        products=_uint(items[3], "products"),
+        root=Hash32(_fixed(items[4], 32, "root")),
+        openings=tuple(openings),
+        signature=_fixed(items[6], 65, "signature"),
+    )
+
+
+# -- proving and verifying ----------------------------------------------------------------
+
+
+def make_proof(
+    commitment: Commitment, key: bytes, chain_id: int, epoch: int, seed: Hash32,
+    private_key: bytes, recompute: Recompute | None = None,
+) -> WeightProof:
+    """Closes ``commitment`` (the fingerprints of ``key``'s products, in order), opens the
+    sampled groups (recomputed by ``recompute``, on the CPU by default) and signs."""
+    products = commitment.products
+    if not 0 < products <= MAX_PRODUCTS:
+        raise InvalidInput(f"a proof claims 1 .. {MAX_PRODUCTS} products, not {products}")
+    root = commitment.root()
+    again = recompute or (lambda first, count: cpu_fingerprints(key, first, count))
+    openings = []
+    for group in sorted({index // GROUP for index in samples(key, root, products)}):
+        first = group * GROUP
+        count = min(GROUP, products - first)
+        kept = commitment.kept(first, count)
+        prints = again(first, count) if kept is None else kept
+        if _leaf(prints) != commitment.leaf(group):
+            raise InvalidInput(f"recomputed group {group} differs from the committed one")
+        openings.append(ProofOpening(group, prints.astype(">u8").tobytes(), commitment.path(group)))
+    proof = WeightProof(epoch, seed, private_key_to_address(private_key), products, root,
+                        tuple(openings), b"")
+    parity, r, s = sign_hash(proof_digest(chain_id, proof), private_key)
+    signature = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([parity])
+    return WeightProof(proof.epoch, seed, proof.validator, products, root, proof.openings, signature)
+
+
+def verify_proof(
+    proof: WeightProof, chain_id: int, epoch: int, seed: Hash32, validators: Collection[Address],
+) -> int:
+    """The work units ``proof`` earns for ``epoch``; InvalidInput saying why when it earns none.
+
+    Checks, cheapest first: the epoch and seed, the signer is a validator, the signature,
+    the claim's range, the openings are exactly the sampled groups with valid Merkle paths,
+    and the sampled products recomputed here match their opened fingerprints.
+    """
+    if proof.epoch != epoch:
+        raise InvalidInput(f"proof is for epoch {proof.epoch}, not {epoch}")
+    if proof.seed != seed:
+        raise InvalidInput("proof answers another seed than the epoch's")
+    if proof.validator not in validators:
+        raise InvalidInput(f"0x{proof.validator.hex()} is not a validator")
+    try:
+        signer = recover_address(
+            proof_digest(chain_id, proof), proof.signature[64],
+            int.from_bytes(proof.signature[:32], "big"), int.from_bytes(proof.signature[32:64], "big"),
+        )
+    except (InvalidSignature, IndexError) as exc:
+        raise InvalidInput(f"proof signature is invalid: {exc}") from None
+    if signer != proof.validator:
+        raise InvalidInput(f"proof is signed by 0x{signer.hex()}, not by 0x{proof.validator.hex()}")
+    products = proof.products
+    if not 0 < products <= MAX_PRODUCTS:
+        raise InvalidInput(f"a proof claims 1 .. {MAX_PRODUCTS} products, not {products}")
+    key = challenge_key(chain_id, epoch, seed, proof.validator)
+    picked = samples(key, proof.root, products)
+    opened = {o.group: o for o in proof.openings}
+    if [o.group for o in proof.openings] != sorted({index // GROUP for index in picked}):
+        raise InvalidInput("proof does not open exactly the sampled groups, in order")
+    depth = _depth(products)
+    for o in proof.openings:
+        first = o.group * GROUP
+        if len(o.fingerprints) != 8 * min(GROUP, products - first) or len(o.path) != depth:
+            raise InvalidInput(f"opening of group {o.group} has the wrong size")
+        node = keccak256(b"\x00" + o.fingerprints)
+        for height, sibling in enumerate(o.path):
+            node = _node(sibling, node) if (o.group >> height) & 1 else _node(node, sibling)
+        if node != proof.root:
+            raise InvalidInput(f"opening of group {o.group} is not under the committed root")
+    for index in picked:
+        o = opened[index // GROUP]
+        at = 8 * (index % GROUP)
+        if int.from_bytes(o.fingerprints[at : at + 8], "big") != int(cpu_fingerprints(key, index, 1)[0]):
+            raise InvalidInput(f"product {index} is wrong: the claimed work was not done")
+    return products
+
+
+def check_proof_message(
+    data: bytes, chain_id: int, epoch: int, seed: Hash32, validators: Collection[Address],
+) -> Validation:
+    """Gate of the proofs topic: REJECT what is malformed, forged or wrong; IGNORE proofs
+    of another epoch (late or early, not a fault); ACCEPT a valid proof."""
+    try:
+        proof = decode_proof(data)
+    except InvalidInput:
+        return Validation.REJECT
+    if proof.epoch != epoch:
+        return Validation.IGNORE
+    try:
+        verify_proof(proof, chain_id, epoch, seed, validators)
+    except InvalidInput:
+        return Validation.REJECT
+    return Validation.ACCEPT
+
+
+def epoch_weights(
+    proofs: Iterable[WeightProof], chain_id: int, epoch: int, seed: Hash32,
+    validators: Collection[Address],
+) -> dict[Address, int]:
+    """Weights earned by ``epoch``'s proofs: the verified products of each validator's best
+    valid proof. Validators without a valid proof are absent (no proof, no weight)."""
+    weights: dict[Address, int] = {}
+    for proof in proofs:
+        try:
+            work = verify_proof(proof, chain_id, epoch, seed, validators)
+        except InvalidInput:
+            continue
+        weights[proof.validator] = max(work, weights.get(proof.validator, 0))
+    return weights

@@ -1,0 +1,171 @@
+"""GPU weight proofs: honest proofs verify and weigh their work; forged ones earn nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+import pytest
+
+from executor_gpu.challenge import compute, run_challenge
+from p2p.types import Validation
+from primitives.clock import ManualClock
+from primitives.crypto import keccak256, private_key_to_address
+from primitives.errors import InvalidInput
+from primitives.types import Hash32
+from sequencer.types import WeightProof
+from sequencer.weights import (
+    GROUP,
+    MAX_PROOF_BYTES,
+    SAMPLES,
+    Commitment,
+    challenge_key,
+    check_proof_message,
+    cpu_fingerprints,
+    decode_proof,
+    encode_proof,
+    epoch_weights,
+    make_proof,
+    samples,
+    verify_proof,
+)
+
+CHAIN = 7331
+EPOCH = 3
+SEED = Hash32(keccak256(b"epoch seed"))
+KEYS = [keccak256(b"validator %d" % i) for i in range(3)]
+VALIDATORS = [private_key_to_address(k) for k in KEYS]
+
+
+def commit(prints: np.ndarray) -> Commitment:
+    commitment = Commitment()
+    for start in range(0, len(prints), 50):  # batches that do not line up with groups
+        commitment.add(prints[start : start + 50])
+    return commitment
+
+
+@functools.cache
+def honest(validator: int = 0, products: int = 130, seed: Hash32 = SEED) -> WeightProof:
+    """A proof of work really done, on the CPU, through the prover's own loop."""
+    key = challenge_key(CHAIN, EPOCH, seed, VALIDATORS[validator])
+    commitment = Commitment()
+    work = run_challenge(key, deadline=float("inf"), clock=ManualClock(), device="cpu",
+                         on_batch=commitment.add, max_products=products)
+    assert work.products == products == commitment.products
+    return make_proof(commitment, key, CHAIN, EPOCH, seed, KEYS[validator])
+
+
+def verify(proof: WeightProof, seed: Hash32 = SEED) -> int:
+    return verify_proof(proof, CHAIN, EPOCH, seed, VALIDATORS)
+
+
+def test_honest_proof_verifies_and_weighs_its_products() -> None:
+    proof = honest()
+    assert verify(proof) == 130
+    assert decode_proof(encode_proof(proof)) == proof
+    assert check_proof_message(encode_proof(proof), CHAIN, EPOCH, SEED, VALIDATORS) is Validation.ACCEPT
+
+
+@pytest.mark.parametrize("products", [1, GROUP - 1, GROUP, GROUP + 1, 3 * GROUP + 5])
+def test_commitment_paths_verify_at_every_size(products: int) -> None:
+    assert verify(honest(products=products)) == products
+
+
+def test_cpu_prover_and_verifier_agree_on_the_work() -> None:
+    key = challenge_key(CHAIN, EPOCH, SEED, VALIDATORS[0])
+    # float64 BLAS (prover) and int64 (verifier) give the same exact products.
+    assert (compute(np, key, 17, 40) == cpu_fingerprints(key, 17, 40)).all()
+    # Any product can be recomputed alone, at its own index.
+    assert compute(np, key, 40, 1)[0] == cpu_fingerprints(key, 17, 40)[23]
+    # Another key is other work.
+    other = challenge_key(CHAIN, EPOCH, SEED, VALIDATORS[1])
+    assert (cpu_fingerprints(other, 17, 40) != cpu_fingerprints(key, 17, 40)).all()
+
+
+def cheat(prints: np.ndarray, validator: int = 0, seed: Hash32 = SEED) -> WeightProof:
+    """A proof signed over fingerprints the prover made up (for some or all products)."""
+    key = challenge_key(CHAIN, EPOCH, seed, VALIDATORS[validator])
+    return make_proof(commit(prints), key, CHAIN, EPOCH, seed, KEYS[validator],
+                      recompute=lambda first, count: prints[first : first + count])
+
+
+def test_wrong_products_are_rejected() -> None:
+    fake = np.random.default_rng(1).integers(0, 2**63, size=200, dtype=np.uint64)
+    with pytest.raises(InvalidInput, match="wrong"):
+        verify(cheat(fake))
+
+
+def test_claiming_more_work_than_done_is_rejected() -> None:
+    key = challenge_key(CHAIN, EPOCH, SEED, VALIDATORS[0])
+    done = cpu_fingerprints(key, 0, 64)
+    padded = np.concatenate([done, np.zeros(64 * 40, dtype=np.uint64)])  # claims 41x the work
+    with pytest.raises(InvalidInput, match="wrong"):
+        verify(cheat(padded))
+    # The same 64 products, claimed honestly, verify.
+    assert verify(cheat(done)) == 64
+
+
+def test_proof_for_another_seed_is_rejected() -> None:
+    other = Hash32(keccak256(b"another seed"))
+    with pytest.raises(InvalidInput, match="seed"):
+        verify(honest(), seed=other)
+    # Work done for another seed, relabelled and re-signed as this seed's, fails the samples.
+    key = challenge_key(CHAIN, EPOCH, other, VALIDATORS[0])
+    with pytest.raises(InvalidInput, match="sampled groups|wrong"):
+        verify(cheat(cpu_fingerprints(key, 0, 130)))
+
+
+def test_work_of_another_validator_is_rejected() -> None:
+    key = challenge_key(CHAIN, EPOCH, SEED, VALIDATORS[1])
+    with pytest.raises(InvalidInput, match="sampled groups|wrong"):
+        verify(cheat(cpu_fingerprints(key, 0, 130), validator=0))
+
+
+def test_wrong_signer_and_tampering_are_rejected() -> None:
+    proof = honest()
+    with pytest.raises(InvalidInput, match="signed by"):
+        verify(dataclasses.replace(proof, validator=VALIDATORS[1]))
+    with pytest.raises(InvalidInput, match="signed by"):
+        verify(dataclasses.replace(proof, products=proof.products + 1))
+    with pytest.raises(InvalidInput, match="signature"):
+        verify(dataclasses.replace(proof, signature=b"\x01" * 64 + b"\x05"))
+    with pytest.raises(InvalidInput, match="not a validator"):
+        verify_proof(proof, CHAIN, EPOCH, SEED, VALIDATORS[1:])
+    with pytest.raises(InvalidInput, match="signed by"):  # another chain's signature
+        verify_proof(proof, CHAIN + 1, EPOCH, SEED, VALIDATORS)
+
+
+def test_openings_must_be_the_sampled_ones() -> None:
+    proof = honest(products=6 * GROUP)
+    key = challenge_key(CHAIN, EPOCH, SEED, VALIDATORS[0])
+    assert len(proof.openings) == len({i // GROUP for i in samples(key, proof.root, proof.products)})
+    dropped = dataclasses.replace(proof, openings=proof.openings[1:])
+    with pytest.raises(InvalidInput):
+        verify(dropped)
+
+
+def test_gate_rejects_garbage_and_ignores_other_epochs() -> None:
+    data = encode_proof(honest())
+    for bad in (b"", b"\xc0", data[:-1], data + b"\x00", b"\xff" * 100, b"\x00" * (MAX_PROOF_BYTES + 1)):
+        assert check_proof_message(bad, CHAIN, EPOCH, SEED, VALIDATORS) is Validation.REJECT
+        with pytest.raises(InvalidInput):
+            decode_proof(bad)
+    assert check_proof_message(data, CHAIN, EPOCH + 1, SEED, VALIDATORS) is Validation.IGNORE
+    assert check_proof_message(data, CHAIN, EPOCH, Hash32(b"\x07" * 32), VALIDATORS) is Validation.REJECT
+
+
+def test_proof_stays_small_at_the_largest_claim() -> None:
+    # SAMPLES full groups with the deepest paths a proof may have.
+    proof = honest()
+    deepest = dataclasses.replace(proof, openings=tuple(
+        dataclasses.replace(proof.openings[0], fingerprints=b"\x01" * 8 * GROUP, path=(Hash32(b"\x02" * 32),) * 34)
+        for _ in range(SAMPLES)))
+    assert len(encode_proof(deepest)) < MAX_PROOF_BYTES
+
+
+def test_weights_count_verified_work_only() -> None:
+    fake = np.arange(500, dtype=np.uint64)
+    proofs = [honest(0, 130), honest(1, GROUP + 1), cheat(fake, validator=2), honest(0, GROUP)]
+    assert epoch_weights(proofs, CHAIN, EPOCH, SEED, VALIDATORS) == {VALIDATORS[0]: 130, VALIDATORS[1]: GROUP + 1}
+    assert epoch_weights([], CHAIN, EPOCH, SEED, VALIDATORS) == {}
