@@ -7,7 +7,9 @@ each validator proves work on its challenge for that seed, gossips the proof, an
 proposers include proofs in the epoch's blocks (each validator's at most once per epoch).
 The weights of epoch e + 1 are the verified work of the proofs included in epoch e; epoch
 0 runs on the genesis weights, and an epoch whose predecessor included no valid proof
-keeps its predecessor's weights (the chain never loses every validator at once).
+keeps its predecessor's weights (the chain never loses every validator at once). Earned
+weights are capped below 1/3 of the total each (sequencer.weights.cap_shares), so that with
+four or more validators no single one going down stops finality.
 With ``epoch_length`` 0, the genesis weights hold forever and blocks carry no proofs.
 """
 
@@ -20,7 +22,7 @@ from node.db.chain import ChainStore
 from primitives.crypto import keccak256
 from primitives.errors import Halt, InvalidInput
 from primitives.types import Address, Hash32
-from sequencer.weights import decode_proof, verify_proof
+from sequencer.weights import cap_shares, decode_proof, verify_proof
 
 MAX_PROOFS_PER_BLOCK = 64
 """A block carries at most this many proofs (each under 64 KB)."""
@@ -76,7 +78,7 @@ class Epochs:
                 for data in self.chain.proofs(height):
                     proof = decode_proof(data)
                     earned[proof.validator] = max(proof.products, earned.get(proof.validator, 0))
-            result = earned or result
+            result = cap_shares(earned) or result
             with self._lock:
                 self._weights[current] = result
         return result
