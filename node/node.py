@@ -396,7 +396,7 @@ class Node:
             if block.number != parent.number + 1:
                 raise InvalidInput(f"block {block.number} does not follow head {parent.number}")
             staged = self._execute_child(parent, block.timestamp, block.coinbase,
-                                         block.transactions)
+                                         block.transactions, block.proofs)
             self._staged.clear()
             header = staged.header
             # Rule: the gas limit is the chain's, the base fee follows EIP-1559 from the parent.
@@ -488,6 +488,7 @@ class Node:
             gas_limit=header.gas_limit,
             base_fee_per_gas=header.base_fee_per_gas,
             transactions=tuple(tx.raw for tx in self.chain.transactions(number)),
+            proofs=tuple(self.chain.proofs(number)),
         )
 
     def state_root(self, number: int) -> Hash32:

@@ -6,6 +6,7 @@ import dataclasses
 from functools import cache
 
 from executor_gpu.challenge import run_challenge
+from l1.codec import decode_batch_data, encode_batch_data
 from node.node import Node, decode_block, encode_block, proofs_commitment
 from primitives.clock import ManualClock
 from primitives.crypto import private_key_to_address
@@ -97,3 +98,22 @@ def test_a_chain_without_epochs_carries_no_proofs() -> None:
     proofs = [proof(0, seed)]
     header = dataclasses.replace(honest.header, extra_data=proofs_commitment(proofs))
     assert not peer.verify(encode_block(header, honest.transactions, proofs))
+
+
+def test_l1_block_data_carries_the_proofs_so_a_replay_derives_the_same_blocks_and_weights() -> None:
+    clock, proposer, _ = pair()
+    watcher = make_node(clock, VALIDATOR_KEYS[3], epoch_length=EPOCH)
+    seed = proposer.head().hash
+    for height in (1, 2):
+        clock.advance(1)
+        proofs = [proof(0, seed), proof(1, seed)] if height == 1 else []
+        proposer.commit(proposer.propose(height, proofs), None)
+    posted = decode_batch_data(encode_batch_data([proposer.block_data(n) for n in (1, 2)]))
+    assert len(posted[0].proofs) == 2
+    for block in posted:
+        assert watcher.replay(block).hash == proposer.chain.header(block.number).hash
+    assert watcher.epochs.weights(1) == proposer.epochs.weights(1) != watcher.epochs.weights(0)
+    # Without the proofs the replayed header differs: its extra_data commits to them.
+    stripped = dataclasses.replace(posted[0], proofs=())
+    other = make_node(clock, VALIDATOR_KEYS[3], epoch_length=EPOCH)
+    assert other.replay(stripped).hash != proposer.chain.header(1).hash
