@@ -36,7 +36,7 @@ from eth_account import Account
 from node.devnet import NODE_LINE, devnet_validator_key
 from node.genesis import development_keys
 from primitives.crypto import private_key_to_address
-from primitives.types import Hash32
+from primitives.types import Address, Hash32
 from sequencer import leader
 from sequencer.types import ValidatorSet
 
@@ -62,13 +62,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="steady-state run time")
     parser.add_argument("--block-time", type=float, default=1.0)
     parser.add_argument("--base-port", type=int, default=28545)
+    parser.add_argument("--epoch-length", type=int, default=30,
+                        help="blocks per GPU-weight epoch (0: genesis weights forever)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         process = subprocess.Popen(
             [sys.executable, "-m", "node.cli", "devnet", "--validators", str(args.validators),
              "--base-port", str(args.base_port), "--data-dir", tmp,
-             "--block-time", str(args.block_time)],
+             "--block-time", str(args.block_time), "--epoch-length", str(args.epoch_length)],
             stdout=subprocess.PIPE, text=True,
         )
         try:
@@ -119,10 +121,8 @@ def measure(process: subprocess.Popen[str], args: argparse.Namespace) -> None:
             finality.append(int(match[3]) / 1000)
             later_rounds += int(match[2]) > 0
 
-    # Failover: kill the next height's round-0 proposer right after the block before it.
-    validators = ValidatorSet.of(
-        {private_key_to_address(devnet_validator_key(i)): 1 for i in range(args.validators)}
-    )
+    # Failover: kill the next height's round-0 proposer right after the block before it,
+    # drawn as every node draws it (weights of the height's epoch, previous block's hash).
     observer = 0
     intervals, seen_at, head = [], time.monotonic(), int(rpc(urls[0], "eth_blockNumber"), 16)
     while True:
@@ -132,12 +132,18 @@ def measure(process: subprocess.Popen[str], args: argparse.Namespace) -> None:
             intervals.append(now - seen_at)
             head, seen_at = now_head, now
             block = rpc(urls[observer], "eth_getBlockByNumber", [hex(head), False])
+            deciding = rpc(urls[observer], "l2_getValidators", [hex(head)])["validators"]
+            validators = ValidatorSet.of(
+                {Address(bytes.fromhex(v["address"][2:])): int(v["weight"], 16) for v in deciding}
+            )
             proposer = leader.proposer(
                 validators, Hash32(bytes.fromhex(block["hash"][2:])), head + 1, 0
             )
             victim = next(i for i in range(args.validators)
                           if private_key_to_address(devnet_validator_key(i)) == proposer)
-            if victim != observer and len(intervals) >= 3:
+            weight = validators.weight_of(proposer)
+            # Only a validator with under 1/3 of the weight may go: the others must finalize.
+            if victim != observer and len(intervals) >= 3 and 3 * weight < validators.total_weight:
                 os.kill(nodes[victim][0], signal.SIGKILL)
                 break
         time.sleep(0.005)
@@ -147,9 +153,10 @@ def measure(process: subprocess.Popen[str], args: argparse.Namespace) -> None:
 
     print(f"machine: {platform.machine()} {platform.processor() or ''} "
           f"{os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
-          f"Python {platform.python_version()}")
+          f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f}")
     print(f"command: python -m bench.finality --validators {args.validators} "
-          f"--seconds {args.seconds:g} --block-time {args.block_time:g}")
+          f"--seconds {args.seconds:g} --block-time {args.block_time:g} "
+          f"--epoch-length {args.epoch_length}")
     print(f"finality per block ({len(finality)} commits over {args.validators} nodes, "
           f"{later_rounds} after round 0): median {statistics.median(finality) * 1000:.0f} ms, "
           f"p99 {percentile(finality, 99) * 1000:.0f} ms")

@@ -3,10 +3,13 @@
 Batch data format (the payload posted to L1 for one batch), version 1::
 
     payload = 0x01 ++ zlib(RLP([block, ...]))
-    block   = [number, timestamp, coinbase (20 bytes), gas_limit, base_fee_per_gas, [raw_tx, ...]]
+    block   = [number, timestamp, coinbase (20 bytes), gas_limit, base_fee_per_gas, [raw_tx, ...],
+               [proof, ...]]
 
 Integers are RLP big-endian without leading zeros; raw_tx is a signed transaction as
-sent to eth_sendRawTransaction. A decoder refuses other versions, data that inflates
+sent to eth_sendRawTransaction; proof is an encoded GPU weight proof the block carries
+(sequencer/weights.py), so a watcher derives the same block hashes and epoch weights as
+the validators. A decoder refuses other versions, data that inflates
 past MAX_DECODED_SIZE, truncated or trailing bytes, and non-canonical RLP.
 
 On L1 the payload is cut into parts of at most a few hundred kB (one L1 transaction
@@ -51,6 +54,7 @@ _BLOCK = List(
         big_endian_int,
         big_endian_int,
         CountableList(binary),
+        CountableList(binary),
     ]
 )
 _BATCH = CountableList(_BLOCK)
@@ -59,7 +63,10 @@ _BATCH = CountableList(_BLOCK)
 def encode_batch_data(blocks: Iterable[L2BlockData]) -> bytes:
     """Versioned, compressed encoding of ``blocks`` (the calldata of a batch)."""
     items = [
-        [b.number, b.timestamp, b.coinbase, b.gas_limit, b.base_fee_per_gas, list(b.transactions)]
+        [
+            b.number, b.timestamp, b.coinbase, b.gas_limit, b.base_fee_per_gas,
+            list(b.transactions), list(b.proofs),
+        ]
         for b in blocks
     ]
     return bytes([BATCH_DATA_VERSION]) + zlib.compress(rlp.encode(items, sedes=_BATCH), 9)
@@ -94,8 +101,9 @@ def decode_batch_data(data: bytes) -> tuple[L2BlockData, ...]:
             gas_limit=gas_limit,
             base_fee_per_gas=base_fee,
             transactions=tuple(txs),
+            proofs=tuple(proofs),
         )
-        for number, timestamp, coinbase, gas_limit, base_fee, txs in items
+        for number, timestamp, coinbase, gas_limit, base_fee, txs, proofs in items
     )
 
 

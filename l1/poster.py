@@ -234,7 +234,12 @@ class BatchPoster:
         if attempt is None or attempt.batch_number != number:
             self._preflight(batch, batch_calls[0])
             fees = self._client.suggested_fees()
-            return PosterState(queue, self._send(batch, batch_calls, head, (), self._client.poster_nonce(), fees))
+            if attempt is not None:
+                # An attempt for a later batch: an L1 reorg dropped this one. Its transactions,
+                # or the dropped ones, may be back in the L1 pool at the nonces we now use.
+                fees = _max_fees(fees, _bumped(_highest_fees(attempt)))
+            nonce = self._client.poster_nonce()
+            return PosterState(queue, self._send(batch, batch_calls, head, (), nonce, fees))
         mined = self._client.poster_nonce()
         transactions = list(attempt.transactions)
         for index, sent in enumerate(transactions):
@@ -255,16 +260,21 @@ class BatchPoster:
                     return PosterState(queue, self._send(batch, batch_calls, head, (), mined, fees))
                 if not receipt.success:
                     log.warning("%s (nonce %d) reverted", sent.call.what, sent.nonce)
-                    if sent is transactions[-1]:
+                    if index == len(batch_calls) - 1:
                         self._preflight(batch, sent.call)  # the parts are on L1: the real reason
                     # L1 moved under the batch (another poster, a reorg): sign it again
                     # from L1's state at the next step instead of repeating the revert.
                     return PosterState(tuple(b for b in queue if b.commitment.batch_number < number))
                 continue
             transactions[index] = self._look_after(sent, head)
+            # Saved at once: a later send failing must not lose the hash of a bump just sent.
+            self._save(PosterState(queue, PostAttempt(number, tuple(transactions))))
         last = transactions[-1]
         # A send that failed part-way (L1 went away) left the rest of the calls unsent.
-        return PosterState(queue, self._send(batch, batch_calls, head, tuple(transactions), last.nonce + 1, last.fees))
+        rest_from = last.nonce + 1
+        return PosterState(
+            queue, self._send(batch, batch_calls, head, tuple(transactions), rest_from, last.fees)
+        )
 
     def _preflight(self, batch: SignedBatch, call: L1Call) -> None:
         """Raise L1Rejected if ``call`` would revert for another reason than L1 moving on.

@@ -23,6 +23,9 @@ class L2BlockData:
     """EIP-1559 base fee of the block."""
     transactions: tuple[bytes, ...]
     """Raw signed transactions in block order (as sent to eth_sendRawTransaction)."""
+    proofs: tuple[bytes, ...] = ()
+    """Encoded GPU weight proofs the block carries (sequencer/weights.py); its header commits to
+    them, and the weights of the next epoch follow from them."""
 
 
 @dataclass(frozen=True)

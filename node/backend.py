@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from executor_gpu.api import StateReader
 from executor_gpu.types import CallMessage, CallResult
@@ -86,6 +86,11 @@ class NodeRpcBackend:
         if self.relay is not None:
             self.relay(raw)
         return tx.hash
+
+    def validators(self, height: int) -> tuple[int, Mapping[Address, int]]:
+        epochs = self.node.epochs
+        epoch = epochs.epoch_of(height)
+        return epoch, epochs.weights(epoch)
 
     def peer_count(self) -> int:
         return 0 if self.gossip is None else len(self.gossip.peers())

@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # py-libp2p logs every failed dial at ERROR: one line per backoff step while a peer is
+        # down. The node reports its peers itself; -v shows libp2p's own lines.
+        logging.getLogger("libp2p").setLevel(logging.CRITICAL)
     try:
         return int(args.handler(args))
     except L2NodeError as exc:

@@ -4,7 +4,9 @@ Writes DIR/genesis.json (the devnet preset's chain and funded accounts, N valida
 weight 1) and, per node i, DIR/node<i>.toml, a libp2p key DIR/node<i>/p2p.key, its
 LevelDB in DIR/node<i>/ and its log in DIR/node<i>.log. Node i serves JSON-RPC on
 BASE_PORT + i and libp2p on BASE_PORT + 100 + i; every node keeps connections to all
-others. Ctrl-C or SIGTERM stops every node cleanly.
+others. Ctrl-C or SIGTERM stops every node cleanly. Every ``--epoch-length`` blocks the
+validators' weights become the work their GPU challenge proofs show (node/epochs.py);
+each computes it for an eighth of an epoch (on the CPU where there is no GPU).
 
 DEVNET ONLY: the validator keys are keccak256("l2node devnet validator <i>") and the
 libp2p keys keccak256("l2node devnet p2p <i>"): public, so anyone can sign as them.
@@ -44,6 +46,8 @@ P2P_PORT_OFFSET = 100
 """Node i listens for peers on base port + this + i."""
 NODE_LINE = re.compile(r"node (\d+): pid (\d+) rpc (\S+) p2p (\S+) log (\S+)")
 """The line `l2node devnet` prints per node (tests and benchmarks read it)."""
+CHALLENGE_SHARE = 8
+"""A validator computes its GPU challenge for 1/CHALLENGE_SHARE of an epoch's duration."""
 ANVIL_PORT_OFFSET = 200
 """The devnet's anvil listens on base port + this."""
 POSTER_PASSWORD = "l2node devnet"
@@ -85,8 +89,9 @@ class DevnetNode:
                 "--data-dir", str(self.data_dir)]
 
 
-def devnet_genesis(validators: int) -> Genesis:
-    """The devnet preset's chain and accounts with ``validators`` validators of weight 1."""
+def devnet_genesis(validators: int, epoch_length: int = 0) -> Genesis:
+    """The devnet preset's chain and accounts with ``validators`` validators of weight 1
+    until GPU weights take over (every ``epoch_length`` blocks; 0: never)."""
     if validators < 1:
         raise InvalidInput("--validators must be at least 1")
     preset = chain_genesis(load_config())
@@ -99,12 +104,13 @@ def devnet_genesis(validators: int) -> Genesis:
              for i in range(validators)),
             key=lambda v: v.address,
         )),
+        epoch_length=epoch_length,
     )
 
 
 def write_devnet(
     directory: Path, validators: int, base_port: int, block_time: float, executor: str,
-    hosts: tuple[str, ...] = (), l1: str = "",
+    hosts: tuple[str, ...] = (), l1: str = "", epoch_length: int = 0,
 ) -> list[DevnetNode]:
     """Genesis, keys and per-node configs for ``validators`` nodes (overwritten if present).
 
@@ -120,7 +126,7 @@ def write_devnet(
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     keys = [devnet_validator_key(i) for i in range(validators)]
-    genesis = devnet_genesis(validators)
+    genesis = devnet_genesis(validators, epoch_length)
     genesis_path = directory / "genesis.json"
     genesis_path.write_text(genesis_to_json(genesis))
     nodes = []
@@ -145,7 +151,9 @@ def write_devnet(
             f"# devnet node {node.index}: written by `l2node devnet`\n"
             f"[chain]\nblock_time = {block_time}\n\n"
             f"[genesis]\nfile = {json.dumps(str(genesis_path))}\n\n"
-            f"[validator]\nprivate_key = \"0x{key.hex()}\"  # DEVNET ONLY: public key material\n\n"
+            f"[validator]\nprivate_key = \"0x{key.hex()}\"  # DEVNET ONLY: public key material\n"
+            # An eighth of the epoch leaves time for the proofs to spread and be carried.
+            f"challenge_seconds = {epoch_length * block_time / CHALLENGE_SHARE:g}\n\n"
             f"[executor]\nkind = \"{executor}\"\n\n"
             f"[rpc]\nhost = \"{'0.0.0.0' if hosts else '127.0.0.1'}\"\n"
             f"port = {base_port + node.index}\n\n"
@@ -224,6 +232,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=Path(".l2node-devnet"),
                         help="where genesis, configs, databases and logs go")
     parser.add_argument("--block-time", type=float, default=1.0, help="seconds between blocks")
+    parser.add_argument("--epoch-length", type=int, default=30,
+                        help="blocks per GPU-weight epoch (0: genesis weights forever)")
     parser.add_argument("--executor", default="reference",
                         choices=["reference", "native-cpu", "native-cuda", "auto"])
     parser.add_argument("--hosts", default="",
@@ -238,9 +248,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.write_only:
         args.data_dir.mkdir(parents=True, exist_ok=True)
         anvil = start_l1(args.data_dir, args.base_port + ANVIL_PORT_OFFSET,
-                         devnet_genesis(args.validators))
+                         devnet_genesis(args.validators, args.epoch_length))
     nodes = write_devnet(args.data_dir, args.validators, args.base_port, args.block_time,
-                         args.executor, hosts, l1="" if anvil is None else anvil[1])
+                         args.executor, hosts, l1="" if anvil is None else anvil[1],
+                         epoch_length=args.epoch_length)
     if args.write_only:
         for node in nodes:
             print(f"node {node.index}: config {node.config} rpc {node.rpc_url} p2p {node.p2p_addr}")

@@ -9,11 +9,13 @@ description of block 0::
       "gas_limit": 30000000,
       "base_fee_per_gas": 1000000000,
       "alloc": {"0x<address>": {"balance": "0x<wei>", "nonce": 0, "code": "0x", "storage": {"0x1": "0x2"}}},
-      "validators": [{"address": "0x<address>", "weight": 1}]
+      "validators": [{"address": "0x<address>", "weight": 1}],
+      "epoch_length": 30
     }
 
 Numbers may be JSON integers or 0x-hex strings. ``validators`` weights are the
-bootstrap weights, in force until GPU proofs define new ones.
+bootstrap weights, in force until GPU proofs define new ones: ``epoch_length`` blocks per
+GPU-weight epoch (node/epochs.py); 0 or absent keeps the bootstrap weights forever.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class Genesis:
     """Accounts that exist at block 0."""
     validators: tuple[GenesisValidator, ...]
     """The first validator set (at least one)."""
+    epoch_length: int = 0
+    """Blocks per GPU-weight epoch; 0: the genesis weights hold forever."""
 
 
 def development_keys(mnemonic: str, count: int) -> list[bytes]:
@@ -122,6 +126,7 @@ def genesis_to_json(genesis: Genesis) -> str:
             "validators": [
                 {"address": "0x" + v.address.hex(), "weight": v.weight} for v in genesis.validators
             ],
+            "epoch_length": genesis.epoch_length,
         },
         indent=2,
     )
@@ -182,6 +187,7 @@ def parse_genesis(text: str, where: str = "genesis") -> Genesis:
         ),
         alloc=alloc,
         validators=tuple(validators),
+        epoch_length=_number(raw.get("epoch_length", 0), f"{where}: epoch_length"),
     )
 
 

@@ -8,6 +8,7 @@ see it). Both write a v3 keystore and print the address to fund; never the key.
 from __future__ import annotations
 
 import argparse
+import getpass
 import secrets
 import sys
 from pathlib import Path
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 def _read_key_text(key_file: Path | None) -> str:
     if key_file is None:
         if sys.stdin.isatty():
-            print("Private key (hex): ", end="", file=sys.stderr, flush=True)
+            return getpass.getpass("Private key (hex, not echoed): ")
         return sys.stdin.readline()
     try:
         return key_file.read_text()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import rlp
 
@@ -16,9 +16,10 @@ from node.db import schema
 from node.db.api import KV, WriteBatch
 from node.db.chain import ChainStore
 from node.db.state import GenesisAccount, StateDB
+from node.epochs import MAX_PROOFS_PER_BLOCK, Epochs
 from primitives.blocks import EMPTY_BLOOM, EMPTY_ROOT, Header
 from primitives.clock import Clock
-from primitives.crypto import private_key_to_address
+from primitives.crypto import keccak256, private_key_to_address
 from primitives.errors import (
     Halt,
     InvalidInput,
@@ -55,6 +56,8 @@ class ChainParams:
     """Timestamp of block 0."""
     max_txs_per_block: int
     """Most transactions per block."""
+    epoch_length: int = 0
+    """Blocks per GPU-weight epoch; 0: the genesis weights hold forever (node/epochs.py)."""
 
 
 def encode_stored_tx(tx: Transaction) -> bytes:
@@ -72,23 +75,41 @@ MAX_CLOCK_DRIFT = 15
 """Seconds a block's timestamp may be ahead of this node's clock."""
 
 
-def encode_block(header: Header, raw_txs: Sequence[bytes]) -> bytes:
-    """A block as consensus agrees on it and peers exchange it: RLP [header, [raw txs]]."""
-    return bytes(rlp.encode([header.to_rlp(), list(raw_txs)]))
+@dataclass(frozen=True)
+class Block:
+    """A block as consensus agrees on it and peers exchange it."""
+
+    header: Header
+    """Its header; the hash is the block's id."""
+    transactions: tuple[bytes, ...]
+    """Raw transactions, in order."""
+    proofs: tuple[bytes, ...] = ()
+    """Encoded GPU weight proofs it carries; its header's extra_data commits to them."""
 
 
-def decode_block(value: bytes) -> tuple[Header, list[bytes]]:
+def encode_block(header: Header, raw_txs: Sequence[bytes], proofs: Sequence[bytes] = ()) -> bytes:
+    """RLP [header, [raw txs], [proofs]]."""
+    return bytes(rlp.encode([header.to_rlp(), list(raw_txs), list(proofs)]))
+
+
+def decode_block(value: bytes) -> Block:
     """Inverse of ``encode_block``; InvalidInput on anything malformed."""
     try:
-        header_rlp, raws = rlp.decode(value)
+        header_rlp, raws, proofs = rlp.decode(value)
         header = Header.decode(rlp.encode(header_rlp))
-        if not isinstance(raws, list) or not all(isinstance(raw, bytes) for raw in raws):
-            raise TypeError("transactions must be a list of byte strings")
+        for items in (raws, proofs):
+            if not isinstance(items, list) or not all(isinstance(item, bytes) for item in items):
+                raise TypeError("transactions and proofs must be lists of byte strings")
         if header.encode() != bytes(rlp.encode(header_rlp)):
             raise ValueError("header is not canonically encoded")
     except (rlp.exceptions.RLPException, ValueError, TypeError, IndexError) as exc:
         raise InvalidInput(f"malformed block: {exc}") from exc
-    return header, raws
+    return Block(header, tuple(raws), tuple(proofs))
+
+
+def proofs_commitment(proofs: Sequence[bytes]) -> bytes:
+    """The header's extra_data: keccak of the RLP list of proofs, or empty without proofs."""
+    return keccak256(rlp.encode(list(proofs))) if proofs else b""
 
 
 @dataclass
@@ -117,10 +138,16 @@ class Node:
         caller: Caller,
         validator_key: bytes,
         clock: Clock,
+        genesis_weights: Mapping[Address, int] | None = None,
     ) -> None:
+        """``genesis_weights``: the first validator set (default: this node alone)."""
         self.kv = kv
         self.params = params
         self.chain = ChainStore(kv)
+        self.epochs = Epochs(
+            self.chain, params.chain_id, params.epoch_length,
+            genesis_weights or {private_key_to_address(validator_key): 1},
+        )
         self.state = StateDB(kv)
         self.pool = Mempool(pool_config)
         self.executor = executor
@@ -249,8 +276,9 @@ class Node:
             value = self.propose(self.head().number + 1)
             return self.commit(value, None)
 
-    def propose(self, height: int) -> bytes:
-        """Build and execute block ``height`` from the pool; its encoding (see ``encode_block``).
+    def propose(self, height: int, proofs: Sequence[bytes] = ()) -> bytes:
+        """Build and execute block ``height`` from the pool, carrying those of ``proofs`` (GPU
+        weight proofs) that it may carry; its encoding (see ``encode_block``).
 
         The executed result is kept, so committing this value does not execute it again.
         """
@@ -258,30 +286,50 @@ class Node:
             parent = self.head()
             if height != parent.number + 1:
                 raise RetryLater(f"cannot build block {height} on head {parent.number}")
+            carried = self._carriable(height, proofs)
             env = self._next_env(parent, self._block_hashes(parent))
             body = build_block(self.pool, self.executor, self.state.at(parent.state_root), env,
                                self.params.max_txs_per_block)
-            staged = self._stage(parent, env, body)
+            staged = self._stage(parent, env, body, carried)
             # The pool offered these but they failed against the state: forget them on commit.
             staged.dropped = tuple(r.tx.hash for r in body.result.rejected)
             for rejected in body.result.rejected:
                 log.info("dropped tx %s: %s", rejected.tx.hash.hex(), rejected.reason)
-            return encode_block(staged.header, [e.tx.raw for e in body.result.executed])
+            return encode_block(staged.header, [e.tx.raw for e in body.result.executed], carried)
+
+    def _carriable(self, height: int, proofs: Sequence[bytes]) -> tuple[bytes, ...]:
+        """The proofs block ``height`` may carry: valid for its epoch, one per validator that
+        has none in the epoch yet."""
+        if not self.epochs.enabled:
+            return ()
+        epoch = self.epochs.epoch_of(height)
+        taken = self.epochs.included(epoch, height)
+        carried: list[bytes] = []
+        for data in proofs:
+            try:
+                validator = self.epochs.verified(data, epoch)
+            except InvalidInput:
+                continue
+            if validator not in taken and len(carried) < MAX_PROOFS_PER_BLOCK:
+                taken.add(validator)
+                carried.append(data)
+        return tuple(carried)
 
     def verify(self, value: bytes) -> bool:
         """True when ``value`` is a valid next block: it extends the head, and re-executing its
         transactions here reproduces its header exactly. Never raises on hostile bytes."""
         try:
-            header, raws = decode_block(value)
+            block = decode_block(value)
         except InvalidInput as exc:
             log.info("proposal rejected: %s", exc)
             return False
+        header = block.header
         with self._lock:
             cached = self._staged.get(header.hash)
             if cached is not None and cached.header.parent_hash == self.head().hash:
                 return True
             try:
-                self._check_and_stage(header, raws)
+                self._check_and_stage(block)
             except InvalidInput as exc:
                 log.info("block %d %s rejected: %s", header.number, header.hash.hex()[:12], exc)
                 return False
@@ -290,12 +338,13 @@ class Node:
     def commit(self, value: bytes, certificate: bytes | None) -> Header:
         """Make ``value`` (a block agreed on) the new head, in one atomic write with its
         ``certificate``; prune the pool. Raises Halt when this node cannot reproduce it."""
-        header, raws = decode_block(value)
+        block = decode_block(value)
+        header = block.header
         with self._lock:
             staged = self._staged.get(header.hash)
             if staged is None or staged.header.parent_hash != self.head().hash:
                 try:
-                    staged = self._check_and_stage(header, raws)
+                    staged = self._check_and_stage(block)
                 except InvalidInput as exc:
                     raise Halt(f"finalized block {header.number} does not verify here: {exc}") from exc
             batch = staged.batch
@@ -319,13 +368,15 @@ class Node:
         )
         return header
 
-    def _check_and_stage(self, header: Header, raws: list[bytes]) -> _Staged:
+    def _check_and_stage(self, block: Block) -> _Staged:
         """Re-execute a block received from a peer; InvalidInput says why it is not valid."""
+        header, raws = block.header, block.transactions
         parent = self.head()
         # Rule: a block extends our head.
         if header.number != parent.number + 1 or header.parent_hash != parent.hash:
             raise InvalidInput(f"does not extend head {parent.number} {parent.hash.hex()[:12]}")
-        staged = self._execute_child(parent, header.timestamp, header.coinbase, raws)
+        staged = self._execute_child(parent, header.timestamp, header.coinbase, raws,
+                                     block.proofs)
         if staged.header != header:
             raise InvalidInput(
                 f"re-execution gives header {staged.header.hash.hex()[:12]} "
@@ -345,7 +396,7 @@ class Node:
             if block.number != parent.number + 1:
                 raise InvalidInput(f"block {block.number} does not follow head {parent.number}")
             staged = self._execute_child(parent, block.timestamp, block.coinbase,
-                                         block.transactions)
+                                         block.transactions, block.proofs)
             self._staged.clear()
             header = staged.header
             # Rule: the gas limit is the chain's, the base fee follows EIP-1559 from the parent.
@@ -359,9 +410,11 @@ class Node:
         return header
 
     def _execute_child(
-        self, parent: Header, timestamp: int, coinbase: Address, raws: Sequence[bytes]
+        self, parent: Header, timestamp: int, coinbase: Address, raws: Sequence[bytes],
+        proofs: Sequence[bytes] = (),
     ) -> _Staged:
-        """Check a child of ``parent`` from its fields and transactions, and execute it."""
+        """Check a child of ``parent`` from its fields, transactions and weight proofs, and
+        execute it."""
         # Rule: the timestamp moves forward but not into the future (parent + 1 is always
         # allowed: blocks faster than one a second run a little ahead).
         if timestamp <= parent.timestamp:
@@ -370,6 +423,8 @@ class Node:
             raise InvalidInput(f"timestamp {timestamp} is in the future")
         if len(raws) > self.params.max_txs_per_block:
             raise InvalidInput(f"{len(raws)} transactions, the limit is {self.params.max_txs_per_block}")
+        # Rule: the proofs it carries earn weight in its epoch, one per validator and epoch.
+        self.epochs.check_block_proofs(parent.number + 1, proofs)
         txs = []
         for raw in raws:
             tx = decode_transaction(raw)
@@ -385,9 +440,11 @@ class Node:
         if body.result.rejected:
             first = body.result.rejected[0]
             raise InvalidInput(f"includes an invalid transaction {first.tx.hash.hex()}: {first.reason}")
-        return self._stage(parent, env, body)
+        return self._stage(parent, env, body, proofs)
 
-    def _stage(self, parent: Header, env: BlockEnv, body: BlockBody) -> _Staged:
+    def _stage(
+        self, parent: Header, env: BlockEnv, body: BlockBody, proofs: Sequence[bytes]
+    ) -> _Staged:
         """Stage state and block into a write batch, kept until the block is committed."""
         result = body.result
         batch = self.kv.write_batch()
@@ -397,8 +454,10 @@ class Node:
                 f"block {env.number}: executor root {result.state_root.hex()} != "
                 f"state root {root.hex()}"
             )
-        header = make_header(parent, env, body, root)
+        header = replace(make_header(parent, env, body, root),
+                         extra_data=proofs_commitment(proofs))
         self.chain.stage_block(batch, header, result.executed)
+        self.chain.stage_proofs(batch, header.number, proofs)
         staged = _Staged(header, result.executed, batch)
         self._staged[header.hash] = staged
         return staged
@@ -429,6 +488,7 @@ class Node:
             gas_limit=header.gas_limit,
             base_fee_per_gas=header.base_fee_per_gas,
             transactions=tuple(tx.raw for tx in self.chain.transactions(number)),
+            proofs=tuple(self.chain.proofs(number)),
         )
 
     def state_root(self, number: int) -> Hash32:

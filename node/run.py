@@ -143,6 +143,7 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
             initial_base_fee=genesis.base_fee_per_gas,
             genesis_timestamp=genesis.timestamp,
             max_txs_per_block=config.mempool.max_txs_per_block,
+            epoch_length=genesis.epoch_length,
         ),
         PoolConfig(
             max_per_sender=config.mempool.max_per_sender,
@@ -154,6 +155,7 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
         caller,
         validator_key(config.validator),
         SystemClock(),
+        genesis_weights(genesis),
     )
     head = node.init_or_resume(dict(genesis.alloc))
     stop = asyncio.Event()
@@ -164,7 +166,7 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
         signatures: BatchSignatures
         l1: L1Side | None = None
         if config.p2p.enabled:
-            validator = _start_validator(config, node, genesis, cleanup)
+            validator = _start_validator(config, node, cleanup)
             # Every validator answers the poster's requests for batch signatures; the L1
             # contract counts the genesis weights.
             signatures = GossipBatchSignatures(
@@ -211,7 +213,7 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
 
 
 def _start_validator(
-    config: NodeConfig, node: Node, genesis: Genesis, cleanup: contextlib.ExitStack
+    config: NodeConfig, node: Node, cleanup: contextlib.ExitStack
 ) -> ValidatorLoop:
     """Join the validator network over libp2p; the host stops when ``cleanup`` closes."""
     from p2p.host import HostConfig, Libp2pGossip, load_or_create_identity
@@ -227,10 +229,12 @@ def _start_validator(
     return ValidatorLoop(
         node,
         gossip,
-        genesis_weights(genesis),
         node.clock,
         ValidatorOptions(
-            block_time=config.chain.block_time, tx_batch_interval=config.p2p.tx_batch_interval
+            block_time=config.chain.block_time,
+            tx_batch_interval=config.p2p.tx_batch_interval,
+            challenge_seconds=config.validator.challenge_seconds,
+            challenge_device=config.validator.challenge_device,
         ),
     )
 

@@ -58,7 +58,7 @@ def serve_blocks(node: Node, data: bytes) -> bytes:
         if header is None or certificate is None:
             break  # a single-validator block has no certificate: nothing to prove it with
         raws = [tx.raw for tx in node.chain.transactions(number)]
-        items.append([encode_block(header, raws), certificate])
+        items.append([encode_block(header, raws, node.chain.proofs(number)), certificate])
     return bytes(rlp.encode(items))
 
 
@@ -104,7 +104,7 @@ def _fetch_from(node: Node, gossip: Gossip, peer: PeerId, check: CertificateChec
                             REQUEST_TIMEOUT)
     committed = 0
     for value, certificate in decode_answer(answer):
-        header, _ = decode_block(value)
+        header = decode_block(value).header
         # Rule: only a block proven final (> 2/3 precommits for this hash) is taken from a peer.
         if header.number != node.head().number + 1:
             raise InvalidInput(f"sent block {header.number}, expected {node.head().number + 1}")

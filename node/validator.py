@@ -9,21 +9,27 @@ block building and commits never run concurrently:
   the next height after ``block_time``; Behind -> sync finalized blocks from peers;
 - transaction batches from peers -> the pool (persisted, as for RPC);
 - transactions accepted over RPC -> gossiped in batches every ``tx_batch_interval``;
-- ``l2/sync/1`` requests are answered from the finalized chain.
+- ``l2/sync/1`` requests are answered from the finalized chain;
+- GPU weights (node/epochs.py): at an epoch's first height this validator runs its
+  challenge and gossips the proof on ``l2/proofs/1``; proofs from peers are verified off
+  the loop and carried by this node's proposals.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from executor_gpu.challenge import fingerprints_of, run_challenge
+from node.db import schema
 from node.node import Node, decode_block
 from node.sync import catch_up, serve_blocks
 from p2p.api import Gossip, MessageHandler
-from p2p.topics import CONSENSUS, SYNC, TXS
+from p2p.topics import CONSENSUS, PROOFS, SYNC, TXS
 from p2p.txbatch import TxBatchGate, decode_tx_batch, pack_tx_batches
 from p2p.types import PeerId, Validation
 from primitives.clock import Clock
@@ -37,16 +43,19 @@ from sequencer.types import (
     Behind,
     Broadcast,
     ConsensusConfig,
+    ConsensusMessage,
     Decide,
+    Proposal,
     ValidatorSet,
 )
+from sequencer.weights import Commitment, challenge_key, decode_proof, encode_proof, make_proof
 
 log = logging.getLogger("l2node.validator")
 
 
 @dataclass(frozen=True)
 class ValidatorOptions:
-    """Timing of the validator loop."""
+    """Timing of the validator loop and of its GPU challenge."""
 
     block_time: float = 1.0
     """Seconds from a block's commit to the start of the next height."""
@@ -54,6 +63,15 @@ class ValidatorOptions:
     """Seconds between gossip messages carrying the transactions accepted over RPC."""
     consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
     """Timeouts of the state machine."""
+    challenge_seconds: float = 5.0
+    """How long this validator computes its GPU challenge each epoch (the proof follows)."""
+    challenge_device: str = "auto"
+    """Where: "cuda", "cpu" or "auto" (a GPU when there is one)."""
+    challenge_max_products: int = 1 << 40
+    """Stop the challenge after this many products even before the deadline."""
+    background: bool = True
+    """Prove and verify weight proofs in worker threads; False does it inside ``step``
+    (deterministic tests)."""
 
 
 class ValidatorLoop:
@@ -63,15 +81,16 @@ class ValidatorLoop:
         self,
         node: Node,
         gossip: Gossip,
-        weights: Mapping[Address, int],
         clock: Clock,
         options: ValidatorOptions = ValidatorOptions(),
     ) -> None:
+        """The validator set of each height comes from ``node.epochs`` (genesis weights, then
+        GPU weights)."""
         self.node = node
         self.gossip = gossip
         self.clock = clock
         self.options = options
-        self.validators = ValidatorSet.of(weights)
+        self.epochs = node.epochs
         self.chain_id = node.params.chain_id
         self.consensus = Consensus(
             chain_id=self.chain_id, app=self, clock=clock, private_key=node.validator_key,
@@ -85,20 +104,26 @@ class ValidatorLoop:
         self._next_height_at: float | None = None
         self._height_started = clock.now()
         self._started = False
+        self._proofs_lock = threading.Lock()
+        self._proofs: dict[int, dict[Address, bytes]] = {}  # epoch -> validator -> verified proof
+        self._proving: set[int] = set()
         gossip.subscribe(CONSENSUS, self._gate_consensus, self._enqueue("consensus"))
         gossip.subscribe(TXS, TxBatchGate(), self._enqueue("txs"))
+        gossip.subscribe(PROOFS, self._gate_proof, self._enqueue("proof"))
         gossip.serve(SYNC, lambda _peer, data: serve_blocks(node, data))
 
     # -- consensus.api.ConsensusApp ------------------------------------------------------------
 
     def build(self, height: int, round: int) -> tuple[bytes, Hash32]:
-        value = self.node.propose(height)
+        with self._proofs_lock:
+            proofs = list(self._proofs.get(self.epochs.epoch_of(height), {}).values())
+        value = self.node.propose(height, proofs)
         log.debug("proposing block %d round %d", height, round)
-        return value, decode_block(value)[0].hash
+        return value, decode_block(value).header.hash
 
     def validate(self, height: int, value: bytes, value_id: Hash32) -> bool:
         try:
-            header, _ = decode_block(value)
+            header = decode_block(value).header
         except InvalidInput:
             return False
         # Rule: the value is the block it claims to be, at this height, and re-executes here.
@@ -123,11 +148,30 @@ class ValidatorLoop:
 
     def _gate_consensus(self, _peer: PeerId, data: bytes) -> Validation:
         # The rules live in sequencer/gates.py; this node's view is its current height.
-        head = self.node.chain.head_number() or 0
+        height = (self.node.chain.head_number() or 0) + 1
         return check_consensus_message(
-            data, chain_id=self.chain_id, height=head + 1, validators=self.validators,
-            seed=self._seed(head + 1),
+            data, chain_id=self.chain_id, height=height, validators=self.validators_at(height),
+            seed=self._seed(height),
         )
+
+    def _gate_proof(self, _peer: PeerId, data: bytes) -> Validation:
+        # REJECT: not a proof, or not by a validator of the genesis set (who alone earn weight).
+        try:
+            proof = decode_proof(data)
+        except InvalidInput:
+            return Validation.REJECT
+        if proof.validator not in self.epochs.genesis_weights:
+            return Validation.REJECT
+        # IGNORE: another epoch's (late, or from a node ahead of us).
+        epoch = self.epochs.epoch_of((self.node.chain.head_number() or 0) + 1)
+        if proof.epoch != epoch:
+            return Validation.IGNORE
+        # ACCEPT: the sampled products are recomputed off the network thread (a second or so).
+        return Validation.ACCEPT
+
+    def validators_at(self, height: int) -> ValidatorSet:
+        """The validator set deciding ``height`` (its epoch's weights)."""
+        return ValidatorSet.of(self.epochs.weights(self.epochs.epoch_of(height)))
 
     # -- the loop ----------------------------------------------------------------------------------
 
@@ -148,6 +192,8 @@ class ValidatorLoop:
                 break
             if kind == "txs":
                 self._pool_txs(data)
+            elif kind == "proof":
+                self._background(functools.partial(self._admit_proof, data))
             else:
                 self._on_consensus(data)
         now = self.clock.now()
@@ -179,7 +225,9 @@ class ValidatorLoop:
         if height <= self.consensus.height:
             return
         self._height_started = self.clock.now()
-        self._run(self.consensus.start_height(height, self.validators, self._seed(height)))
+        self._start_challenge(height)
+        self._run(self.consensus.start_height(height, self.validators_at(height),
+                                              self._seed(height)))
 
     def _on_consensus(self, data: bytes) -> None:
         try:
@@ -191,10 +239,12 @@ class ValidatorLoop:
     def _run(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Broadcast):
-                self.gossip.publish(CONSENSUS, wire.encode_message(action.message))
+                if self._first_signature(action.message):
+                    self.gossip.publish(CONSENSUS, wire.encode_message(action.message))
             elif isinstance(action, Decide):
                 if not self._commit(action):
                     continue
+                self._forget_signed_below(action.height)
                 now = self.clock.now()
                 log.info("height %d final in round %d, %.0f ms after it started", action.height,
                          action.certificate.round, (now - self._height_started) * 1000)
@@ -206,6 +256,37 @@ class ValidatorLoop:
         for evidence in self.consensus.take_evidence():
             if self.node.chain.add_evidence(wire.encode_evidence(evidence)):
                 log.warning("double signing by 0x%s kept as evidence", evidence.offender.hex())
+
+    def _first_signature(self, message: ConsensusMessage) -> bool:
+        """Record what this validator signs for a height, round and step before it is sent
+        (durably); False for a message that conflicts with one signed before a restart,
+        which is then never sent: double signing is what BFT safety cannot survive."""
+        signer = message.proposer if isinstance(message, Proposal) else message.validator
+        if signer != self.node.coinbase:
+            return True
+        kind = 0 if isinstance(message, Proposal) else int(message.kind)
+        key = schema.signed_key(message.height, message.round, kind)
+        digest = wire.message_digest(self.chain_id, message)
+        signed = self.node.kv.get(key)
+        if signed is None:
+            self.node.kv.put(key, digest)
+            return True
+        if signed != digest:
+            log.warning("not sending a second, different message for height %d round %d "
+                        "step %d (signed another before a restart)", message.height,
+                        message.round, kind)
+            return False
+        return True
+
+    def _forget_signed_below(self, height: int) -> None:
+        """Drop the records of heights below ``height`` (decided: nothing to conflict with)."""
+        end = schema.SIGNED_PREFIX + schema.encode_number(height)
+        batch = self.node.kv.write_batch()
+        for key, _value in self.node.kv.iterate(schema.SIGNED_PREFIX):
+            if key >= end:
+                break
+            batch.delete(key)
+        batch.commit()
 
     def _commit(self, decision: Decide) -> bool:
         """Commit a decided block; False when sync brought it in already."""
@@ -227,11 +308,71 @@ class ValidatorLoop:
     def _certificate_valid(self, height: int, block_hash: Hash32, data: bytes) -> bool:
         try:
             certificate = wire.decode_certificate(self.chain_id, data)
-            verify_certificate(certificate, self.validators)
+            verify_certificate(certificate, self.validators_at(height))
         except InvalidInput as exc:
             log.info("block %d: bad certificate: %s", height, exc)
             return False
         return certificate.height == height and certificate.value_id == block_hash
+
+    # -- GPU weights -------------------------------------------------------------------------------
+
+    def _background(self, job: Callable[[], None]) -> None:
+        if self.options.background:
+            threading.Thread(target=job, daemon=True, name="l2node-weights").start()
+        else:
+            job()
+
+    def _start_challenge(self, height: int) -> None:
+        """Prove this epoch's work once its seed is final (at its first height, or at start)."""
+        epoch = self.epochs.epoch_of(height)
+        me = self.node.coinbase
+        if (
+            not self.epochs.enabled
+            or epoch in self._proving
+            or me not in self.epochs.genesis_weights
+            or me in self.epochs.included(epoch, height)
+        ):
+            return
+        self._proving = {e for e in self._proving if e >= epoch} | {epoch}
+        with self._proofs_lock:
+            self._proofs = {e: p for e, p in self._proofs.items() if e >= epoch}
+        seed = self.epochs.seed(epoch)
+        self._background(lambda: self._prove(epoch, seed))
+
+    def _prove(self, epoch: int, seed: Hash32) -> None:
+        """Run the challenge until the deadline, then keep and gossip the proof."""
+        options = self.options
+        key = challenge_key(self.chain_id, epoch, seed, self.node.coinbase)
+        commitment = Commitment()
+        work = run_challenge(
+            key, self.clock.now() + options.challenge_seconds, self.clock,
+            device=options.challenge_device, on_batch=commitment.add,
+            max_products=options.challenge_max_products,
+        )
+        if work.products == 0:
+            log.warning("epoch %d: the challenge computed nothing in time", epoch)
+            return
+        proof = make_proof(
+            commitment, key, self.chain_id, epoch, seed, self.node.validator_key,
+            recompute=functools.partial(fingerprints_of, key, device=work.device),
+        )
+        log.info("epoch %d: proved %d products on %s in %.1f s", epoch, work.products,
+                 work.device, work.seconds)
+        data = encode_proof(proof)
+        self.epochs.add_own(data, epoch, work.products)
+        self._admit_proof(data)
+        self.gossip.publish(PROOFS, data)
+
+    def _admit_proof(self, data: bytes) -> None:
+        """Keep a proof for inclusion once it verifies (sampled products recomputed)."""
+        try:
+            proof = decode_proof(data)
+            self.epochs.verified(data, proof.epoch)
+        except (InvalidInput, Halt) as exc:  # Halt: its epoch's seed is not final here yet
+            log.info("weight proof not kept: %s", exc)
+            return
+        with self._proofs_lock:
+            self._proofs.setdefault(proof.epoch, {}).setdefault(proof.validator, data)
 
     def _pool_txs(self, data: bytes) -> None:
         try:

@@ -40,7 +40,7 @@ from l1.types import CommittedBatch, L2BlockData
 from l1.watcher import Status, Unwound, Watcher
 from node.db import schema
 from node.db.leveldb import LevelDBKV
-from node.genesis import load_genesis
+from node.genesis import genesis_weights, load_genesis
 from node.node import ChainParams, Node
 from node.progress import Progress
 from node.run import make_executor
@@ -187,12 +187,14 @@ def run(args: argparse.Namespace) -> int:
                 initial_base_fee=genesis.base_fee_per_gas,
                 genesis_timestamp=genesis.timestamp,
                 max_txs_per_block=PoolConfig().max_total,
+                epoch_length=genesis.epoch_length,
             ),
             PoolConfig(),
             executor,
             caller,
             WATCHER_KEY,
             SystemClock(),
+            genesis_weights(genesis),
         )
         node.init_or_resume(dict(genesis.alloc))
         stored = kv.get(schema.meta_key(CONTRACT_META))

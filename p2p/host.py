@@ -443,6 +443,9 @@ class Libp2pGossip:
 
     async def _dial(self, info: PeerInfo) -> None:
         peer = info.peer_id
+        # 0.8.1's swarm refuses to dial a peer for 60 s after one failed dial; our own
+        # backoff decides instead, so a restarted peer is found within max_redial_interval.
+        self._host.get_network().unblock_peer(peer)
         try:
             with trio.move_on_after(self._config.dial_timeout):
                 await self._host.connect(info)
@@ -458,12 +461,13 @@ class Libp2pGossip:
     async def _forget_old_messages(self) -> None:
         """Bound gossipsub 0.8.1's equivocation table, which keeps every message forever.
 
-        Duplicates inside the seen-cache window are dropped before that table is read, so
-        clearing it at that period loses no protection.
+        A repeated (origin, seqno) is dropped by the seen cache before that table is read,
+        so it only ever judged repeats older than the seen window; our gates judge content
+        (consensus equivocation is evidence in sequencer/, not a transport matter).
         """
-        assert self._router is not None and self._pubsub is not None
+        assert self._router is not None
         while True:
-            await trio.sleep(self._pubsub.seen_messages.ttl)
+            await trio.sleep(10)
             self._router.equivocation_detection.clear()
 
     # -- request/response ---------------------------------------------------------------------

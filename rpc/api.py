@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from executor_gpu.api import StateReader
 from executor_gpu.types import CallMessage, CallResult
 from primitives.transactions import Transaction
-from primitives.types import Hash32
+from primitives.types import Address, Hash32
 from rpc.types import BatchView, BlockView, FeeHistory, LogFilter, LogView, ReceiptView, TxLocation
 
 
@@ -102,6 +102,10 @@ class NodeBackend(Protocol):
 
     def latest_committed_batch(self) -> BatchView | None:
         """The newest batch the L1 contract holds."""
+        ...
+
+    def validators(self, height: int) -> tuple[int, Mapping[Address, int]]:
+        """(epoch, address -> weight) of the validator set deciding ``height``."""
         ...
 
     def peer_count(self) -> int:

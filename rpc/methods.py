@@ -112,6 +112,7 @@ class RpcMethods:
             "eth_getLogs": Method(1, self._logs),
             "l2_getBatch": Method(1, self._batch),
             "l2_latestCommittedBatch": Method(0, self._latest_committed_batch),
+            "l2_getValidators": Method(1, self._validators),
         }
 
     def dispatch(self, name: str, params: object) -> object:
@@ -330,6 +331,19 @@ class RpcMethods:
     def _latest_committed_batch(self, args: Args) -> object:
         view = self._backend.latest_committed_batch()
         return None if view is None else render.batch(view)
+
+    def _validators(self, args: Args) -> object:
+        """The validator set deciding the block after ``block`` (default latest): its epoch
+        and each validator's weight (genesis weights, then verified GPU work)."""
+        number = self._state_number(args.optional(0, parse_block_ref, LATEST))
+        epoch, weights = self._backend.validators(number + 1)
+        return {
+            "epoch": quantity(epoch),
+            "validators": [
+                {"address": data(address), "weight": quantity(weight)}
+                for address, weight in sorted(weights.items())
+            ],
+        }
 
     def _coinbase(self, args: Args) -> object:
         # Blocks are proposed by validators, not mined by this RPC endpoint's owner.

@@ -318,6 +318,10 @@ class Consensus:
             actions = self._vote(VoteKind.PRECOMMIT, None)
             self._set_step(Step.PRECOMMIT)
             return actions
+        if self._has_quorum(VoteKind.PRECOMMIT, r, None):
+            # Not in the paper: > 2/3 precommitted nil, so nothing can be decided in this
+            # round; skip timeoutPrecommit (leaving a round early never costs safety).
+            return self._start_round(r + 1)
         if self._quorum_any(VoteKind.PRECOMMIT, r) and self._first("precommit-any", r):  # line 47
             self._timers[(Step.PRECOMMIT, r)] = self._deadline(Step.PRECOMMIT, r)
             return []
@@ -365,6 +369,7 @@ class Consensus:
     def _start_round(self, round: int) -> list[Action]:
         """Line 11: enter ``round``; its proposer proposes, the others wait for a proposal."""
         self.round = round
+        self._timers = {key: at for key, at in self._timers.items() if key[1] >= round}
         self._set_step(Step.PROPOSE)
         if self._signing() and self.proposer(round) == self.address:
             if round in self._proposals:  # replayed after a restart: never propose twice

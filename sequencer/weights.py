@@ -32,7 +32,7 @@ Node wiring (node/ glues the two halves)::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -341,3 +341,31 @@ def epoch_weights(
             continue
         weights[proof.validator] = max(work, weights.get(proof.validator, 0))
     return weights
+
+
+def cap_shares(weights: Mapping[Address, int]) -> dict[Address, int]:
+    """``weights`` with every share held below 1/3 of the total, when that is possible.
+
+    Work-based weights can hand one fast machine a third of the weight or more, and then
+    that one validator going down stops finality for everyone. With four or more
+    validators, the largest weights are lowered to the largest cap ``c`` that keeps
+    3 * c < total (of the capped weights); with three or fewer no cap can help, and the
+    weights are returned as they are. Zero weights are dropped (no work, no weight).
+    """
+    capped = {address: weight for address, weight in weights.items() if weight > 0}
+    if len(capped) < 4 or 3 * max(capped.values()) < sum(capped.values()):
+        return capped
+
+    def fits(cap: int) -> bool:
+        return 3 * cap < sum(min(w, cap) for w in capped.values())
+
+    # sum(min(w, c)) - 3c is concave in c and positive at c = 1 (four or more weights of
+    # at least 1), so the caps that fit form a range starting at 1: find its top.
+    low, high = 1, max(capped.values())
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return {address: min(weight, low) for address, weight in capped.items()}

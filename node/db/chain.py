@@ -317,6 +317,22 @@ class ChainStore:
         batch.put(schema.HEAD, schema.encode_number(number))
 
     @staticmethod
+    def stage_proofs(batch: WriteBatch, number: int, proofs: Sequence[bytes]) -> None:
+        """Stage the weight proofs block ``number`` carries (nothing when none)."""
+        if proofs:
+            batch.put(schema.proofs_key(number), rlp.encode(list(proofs)))
+
+    def proofs(self, number: int) -> tuple[bytes, ...]:
+        """Encoded weight proofs block ``number`` carries, in block order."""
+        if not 0 <= number <= UINT64_MAX:
+            return ()
+        data = self._kv.get(schema.proofs_key(number))
+        if data is None:
+            return ()
+        with _decoding(f"proofs {number}"):
+            return tuple(_bytes(item) for item in _list(rlp.decode(data)))
+
+    @staticmethod
     def stage_certificate(batch: WriteBatch, number: int, certificate: bytes) -> None:
         """Stage the commit certificate of block ``number`` beside the block itself."""
         batch.put(schema.certificate_key(number), certificate)

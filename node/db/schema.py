@@ -21,9 +21,16 @@ RECEIPTS_PREFIX = b"r"
 TX_INDEX_PREFIX = b"t"
 """t + tx hash -> number + 4-byte index."""
 
+# GPU weights: proofs a block carries (its header's extra_data commits to them)
+PROOFS_PREFIX = b"w"
+"""w + number -> RLP list of encoded weight proofs (absent when the block carries none)."""
+
 # Consensus: why each block is final, and misbehaviour seen
 CERTIFICATE_PREFIX = b"f"
 """f + number -> commit certificate of that block (sequencer/wire.py encoding)."""
+SIGNED_PREFIX = b"v"
+"""v + height + 4-byte round + kind (0 proposal, 1 prevote, 2 precommit) -> digest of the
+message this validator signed there: after a restart it never signs a conflicting one."""
 EVIDENCE_PREFIX = b"e"
 """e + keccak(evidence) -> encoded evidence of a validator's double signing."""
 
@@ -80,8 +87,16 @@ def tx_index_key(tx_hash: Hash32) -> bytes:
     return TX_INDEX_PREFIX + tx_hash
 
 
+def proofs_key(number: int) -> bytes:
+    return PROOFS_PREFIX + encode_number(number)
+
+
 def certificate_key(number: int) -> bytes:
     return CERTIFICATE_PREFIX + encode_number(number)
+
+
+def signed_key(height: int, round: int, kind: int) -> bytes:
+    return SIGNED_PREFIX + encode_number(height) + round.to_bytes(4, "big") + bytes([kind])
 
 
 def evidence_key(evidence_hash: Hash32) -> bytes:

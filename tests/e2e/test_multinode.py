@@ -18,12 +18,15 @@ from typing import Any
 
 from eth_account import Account
 
-from node.devnet import NODE_LINE
+from node.devnet import NODE_LINE, devnet_validator_key
 from node.genesis import development_keys
+from primitives.crypto import private_key_to_address
 from tests.nodeproc import l2node_command, l2node_env, post_json
 
 MNEMONIC = "test test test test test test test test test test test junk"
 RECIPIENT = "0x" + "42" * 20
+EPOCH = 40
+"""Blocks per GPU-weight epoch: 10 s at 0.25 s per block, a challenge of 1.25 s in each."""
 
 
 @dataclass
@@ -76,7 +79,8 @@ def devnet(directory: Path) -> Iterator[tuple[list[Member], str, subprocess.Pope
     base = next(b for b in (random.randrange(20_000, 40_000) for _ in range(50)) if _ports_free(b))
     process = subprocess.Popen(
         l2node_command("devnet", "--validators", "4", "--base-port", str(base),
-                       "--data-dir", str(directory), "--block-time", "0.25"),
+                       "--data-dir", str(directory), "--block-time", "0.25",
+                       "--epoch-length", str(EPOCH)),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=l2node_env(),
     )
     try:
@@ -138,25 +142,41 @@ def test_four_validators_agree_survive_a_kill_and_the_killed_one_catches_up(
         else:
             assert "L1 posting off" in l1_line, l1_line
 
-        # SIGKILL one validator: the other three keep finalizing.
-        victim = members[3]
+        # Epoch 1 runs on the work the validators proved in epoch 0 (CPU challenges here).
+        def epoch_one() -> bool:
+            return int(members[0].rpc("l2_getValidators")["epoch"], 16) >= 1
+
+        _wait("GPU weights of epoch 1", epoch_one, 90, logs)
+        epoch_one_set = members[0].rpc("l2_getValidators", [hex(EPOCH)])
+        assert epoch_one_set["epoch"] == "0x1"
+        assert all(m.rpc("l2_getValidators", [hex(EPOCH)]) == epoch_one_set for m in members)
+        weights = {int(v["address"], 16): int(v["weight"], 16)
+                   for v in epoch_one_set["validators"]}
+        assert weights and all(w > 1 for w in weights.values()), weights
+
+        # SIGKILL the validator with the least weight (under 1/3): the others keep finalizing.
+        def weight_of(member: Member) -> int:
+            return weights.get(int.from_bytes(private_key_to_address(
+                devnet_validator_key(member.index)), "big"), 0)
+
+        victim = min(members, key=weight_of)
         os.kill(victim.pid, signal.SIGKILL)
         killed_at = members[0].head()
-        alive = members[:3]
-        _wait("finality without node 3", lambda: min(m.head() for m in alive) >= killed_at + 8,
+        alive = [m for m in members if m is not victim]
+        _wait("finality without one node", lambda: min(m.head() for m in alive) >= killed_at + 8,
               60, logs)
 
         # Restarted on its database, it catches up and follows the same chain.
-        config = victim.log.with_name("node3.toml")
+        config = victim.log.with_name(f"node{victim.index}.toml")
         with victim.log.open("ab") as log:
             restarted = subprocess.Popen(
                 l2node_command("run", "--config", str(config),
-                               "--data-dir", str(victim.log.with_name("node3"))),
+                               "--data-dir", str(victim.log.with_name(f"node{victim.index}"))),
                 stdout=log, stderr=subprocess.STDOUT, env=l2node_env(),
             )
         try:
             target = members[0].head()
-            _wait("node 3 catching up", lambda: victim.head() >= target + 2, 90, logs)
+            _wait("the restarted node catching up", lambda: victim.head() >= target + 2, 90, logs)
             height = min(victim.head(), members[0].head())
             assert victim.block(height)["hash"] == members[0].block(height)["hash"]
             assert victim.rpc("eth_getBalance", [RECIPIENT, "latest"]) == expected

@@ -1,7 +1,8 @@
 """`l2node watch` against a real L1: anvil, a running `l2node run` posting batches, and forgery.
 
-The contract is deployed with the devnet validator (its key is public, so this
-test can also sign a forged batch, as a compromised validator set would).
+The contract is deployed (`l2node deploy-contract`) with the devnet validator, whose
+key is public, so this test can also sign a forged batch, as a compromised validator
+set would.
 """
 
 from __future__ import annotations
@@ -20,9 +21,7 @@ from l1.types import BatchCommitment, L2BlockData
 from node.config import load_config
 from node.db.chain import ChainStore
 from node.db.leveldb import LevelDBKV
-from node.db.memory import MemoryKV
-from node.db.state import StateDB
-from node.genesis import Genesis, chain_genesis, development_keys, genesis_to_json
+from node.genesis import chain_genesis, development_keys, genesis_to_json
 from primitives.crypto import keccak256
 from primitives.types import Address, Hash32
 from sequencer.fees import next_base_fee
@@ -32,11 +31,6 @@ from tests.nodeproc import l2node_command, l2node_env, running_node
 MNEMONIC = "test test test test test test test test test test test junk"
 BATCHES = 3
 """Batches the node posts before it is stopped (4 blocks each)."""
-
-
-def genesis_root(genesis: Genesis) -> Hash32:
-    batch = MemoryKV().write_batch()
-    return StateDB(MemoryKV()).genesis(genesis.alloc, batch)
 
 
 def watch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -87,14 +81,19 @@ def test_watch_verifies_a_running_nodes_batches_and_reports_a_forged_one(
     genesis = chain_genesis(preset)
     genesis_file = tmp_path / "genesis.json"
     genesis_file.write_text(genesis_to_json(genesis))
-    w3 = Web3(Web3.HTTPProvider(anvil.url))
-    contract = deploy_batch_inbox(
-        w3, DEV_KEYS[1], genesis.chain_id, genesis_root(genesis),
-        [v.address for v in genesis.validators], [v.weight for v in genesis.validators],
+    keystore, deployer, password = (
+        tmp_path / "poster.json", tmp_path / "deployer.json", tmp_path / "password"
     )
-    keystore, password = tmp_path / "poster.json", tmp_path / "password"
-    write_keystore(keystore, DEV_KEYS[0], "poster password")
-    password.write_text("poster password\n")
+    write_keystore(keystore, DEV_KEYS[0], "test password")
+    write_keystore(deployer, DEV_KEYS[1], "test password")
+    password.write_text("test password\n")
+    deployed = subprocess.run(
+        l2node_command("deploy-contract", "--l1-rpc", anvil.url, "--keystore", str(deployer),
+                       "--password-file", str(password), "--genesis", str(genesis_file)),
+        check=True, capture_output=True, text=True, timeout=120, env=l2node_env(),
+    )
+    contract = Address(bytes.fromhex(deployed.stdout.strip().removeprefix("0x")))
+    w3 = Web3(Web3.HTTPProvider(anvil.url))
     config = f"""
 [chain]
 block_time = 0.25

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from web3 import Web3
 
-from l1.api import PosterStore
+from l1.api import L1Client, PosterStore
 from l1.client import Web3L1Client, _gas_bound, deploy_batch_inbox
 from l1.codec import DATA_PIECE_BYTES, decode_batch_data
 from l1.poster import BatchPoster, LocalSignatures, MemoryPosterStore, PosterConfig
+from l1.types import L1Call, L1Fees
 from node.db.leveldb import LevelDBKV
 from node.poster_store import KVPosterStore
 from primitives.clock import ManualClock
 from primitives.crypto import private_key_to_address
+from primitives.errors import RetryLater
+from primitives.types import Hash32
 from tests.anvil import DEV_KEYS, Anvil
 from tests.l1.conftest import GENESIS_ROOT, L2_CHAIN_ID, VALIDATOR_KEYS, ChainSource, make_block
 
@@ -118,12 +121,19 @@ def test_reorg_that_drops_commitments_gets_them_posted_again(anvil: Anvil) -> No
     source = ChainSource(head=6)
     poster = make_poster(client, source, confirmations=10)
     snapshot = anvil.snapshot()
-    for _ in range(3):
-        poster.step()
+    poster.step()
+    poster.step()
     assert ranges(client) == [(1, 1, 3), (2, 4, 6)]
+    before = poster.state.attempt
+    assert before is not None and before.batch_number == 2
     anvil.revert(snapshot)  # the L1 blocks holding both commitments are gone
     assert client.latest_batch() is None
-    for _ in range(4):
+    poster.step()
+    again = poster.state.attempt
+    assert again is not None and again.batch_number == 1
+    # Over the fees of what may still sit in an L1 pool at these nonces.
+    assert again.transactions[0].fees.max_fee_per_gas > before.transactions[0].fees.max_fee_per_gas
+    for _ in range(3):
         poster.step()
     assert ranges(client) == [(1, 1, 3), (2, 4, 6)]
     assert all(r["status"] == 1 for r in poster_receipts(w3))
@@ -172,3 +182,52 @@ def test_restart_with_a_transaction_in_flight_sends_nothing_new(anvil: Anvil, tm
         assert len(poster_receipts(w3)) == 1
     finally:
         kv.close()
+
+
+class FailSecondBump:
+    """Wraps the client: after ``arm()``, the second send fails (L1 refuses it)."""
+
+    def __init__(self, inner: Web3L1Client) -> None:
+        self.inner = inner
+        self.sends_left: int | None = None
+
+    def arm(self) -> None:
+        self.sends_left = 1
+
+    def send(self, call: L1Call, nonce: int, fees: L1Fees) -> Hash32:
+        if self.sends_left is not None:
+            if self.sends_left == 0:
+                raise RetryLater("replacement transaction underpriced")
+            self.sends_left -= 1
+        return self.inner.send(call, nonce, fees)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_bump_that_fails_half_way_keeps_the_hashes_already_sent(anvil: Anvil) -> None:
+    w3, client = setup(anvil, max_part_bytes=DATA_PIECE_BYTES)
+    flaky = FailSecondBump(client)
+    poster = BatchPoster(
+        cast(L1Client, flaky), ChainSource(head=120), LocalSignatures(KEY), MemoryPosterStore(),
+        ManualClock(), PosterConfig(blocks_per_batch=120, stuck_blocks=1, retry_delay_s=0),
+    )
+    anvil.set_automine(False)
+    poster.step()
+    attempt = poster.state.attempt
+    assert attempt is not None and len(attempt.transactions) == 2
+    anvil.set_next_base_fee(attempt.transactions[0].fees.max_fee_per_gas * 20)
+    anvil.mine()
+    flaky.arm()
+    poster.step()  # bumps the part, then the commit's bump is refused
+    attempt = poster.state.attempt
+    assert attempt is not None
+    part, commit = attempt.transactions
+    assert len(part.tx_hashes) == 2 and len(commit.tx_hashes) == 1
+    flaky.sends_left = None
+    anvil.mine()
+    poster.step()  # the commit gets its bump now
+    anvil.mine()
+    poster.step()
+    assert ranges(client) == [(1, 1, 120)]
+    assert all(r["status"] == 1 for r in poster_receipts(w3))

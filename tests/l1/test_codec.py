@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 
 import pytest
@@ -44,7 +45,7 @@ def test_round_trip(batch: list[L2BlockData]) -> None:
 
 
 def test_layout_is_version_byte_then_zlib_rlp() -> None:
-    block = make_block(5)
+    block = dataclasses.replace(make_block(5), proofs=(b"proof one", b"proof two"))
     data = encode_batch_data([block])
     expected = [
         [
@@ -54,6 +55,7 @@ def test_layout_is_version_byte_then_zlib_rlp() -> None:
             block.gas_limit,
             block.base_fee_per_gas,
             list(block.transactions),
+            [b"proof one", b"proof two"],
         ]
     ]
     assert rlp.decode(zlib.decompress(data[1:])) == rlp.decode(rlp.encode(expected))

@@ -14,7 +14,13 @@ import pytest
 
 from l1.api import L1Client, L1Rejected, PosterStore
 from l1.client import Web3L1Client
-from l1.codec import DATA_PIECE_BYTES, decode_batch_data
+from l1.codec import (
+    DATA_PIECE_BYTES,
+    batch_digest,
+    decode_batch_data,
+    order_signatures,
+    sign_batch,
+)
 from l1.poster import BatchPoster, LocalSignatures, MemoryPosterStore, PosterConfig
 from l1.types import BatchCommitment, BatchDomain, L1Call, L1Fees
 from primitives.clock import ManualClock
@@ -327,3 +333,27 @@ def test_batch_committed_by_another_poster_is_not_posted_again(inbox: Inbox) -> 
 def test_config_is_checked(config: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         PosterConfig(**config)
+
+
+@dataclass
+class QuorumOf:
+    """BatchSignatures from several local keys, ordered as the contract wants."""
+
+    keys: tuple[bytes, ...]
+
+    def signatures(self, commitment: BatchCommitment, domain: BatchDomain) -> Sequence[bytes]:
+        digest = batch_digest(domain, commitment)
+        return order_signatures(digest, [sign_batch(digest, key) for key in self.keys])
+
+
+def test_multi_validator_quorum_signatures_are_posted() -> None:
+    inbox = deploy_inbox(VALIDATOR_KEYS, [1, 1, 1, 1])
+    source = ChainSource(head=6)
+    poster = BatchPoster(
+        inbox.client, source, QuorumOf(VALIDATOR_KEYS[1:]), MemoryPosterStore(), ManualClock(),
+        PosterConfig(3),
+    )
+    poster.step()
+    poster.step()
+    assert committed_ranges(inbox) == [(1, 1, 3), (2, 4, 6)]
+    assert all(len(b.signatures) == 3 for b in poster.state.queue)

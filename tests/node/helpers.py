@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
@@ -22,6 +23,7 @@ BASE_FEE = 1_000_000_000
 USER_KEYS = [(0x1000 + i).to_bytes(32, "big") for i in range(4)]
 USERS = [private_key_to_address(k) for k in USER_KEYS]
 VALIDATOR_KEYS = [(0x2000 + i).to_bytes(32, "big") for i in range(4)]
+WEIGHTS = {private_key_to_address(key): 1 for key in VALIDATOR_KEYS}
 RECIPIENT = Address(bytes.fromhex("42" * 20))
 PARAMS = ChainParams(
     chain_id=CHAIN_ID, gas_limit=30_000_000, initial_base_fee=BASE_FEE,
@@ -34,10 +36,14 @@ def _reference() -> PyEvmExecutor:
     return PyEvmExecutor()
 
 
-def make_node(clock: Clock, key: bytes = VALIDATOR_KEYS[0], kv: MemoryKV | None = None) -> Node:
-    """A node at genesis (or resumed from ``kv``), every user funded with 1,000 ETH."""
+def make_node(
+    clock: Clock, key: bytes = VALIDATOR_KEYS[0], kv: MemoryKV | None = None, epoch_length: int = 0,
+) -> Node:
+    """A validator of the four VALIDATOR_KEYS (weight 1 each) at genesis (or resumed from
+    ``kv``), every user funded with 1,000 ETH."""
     reference = _reference()
-    node = Node(kv or MemoryKV(), PARAMS, PoolConfig(), reference, reference, key, clock)
+    node = Node(kv or MemoryKV(), replace(PARAMS, epoch_length=epoch_length), PoolConfig(),
+                reference, reference, key, clock, WEIGHTS)
     node.init_or_resume({user: GenesisAccount(balance=10**21) for user in USERS})
     return node
 

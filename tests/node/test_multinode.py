@@ -8,40 +8,50 @@ Safety (no two different blocks at one height, on any node) is asserted in every
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Sequence
 
 from node.db.memory import MemoryKV
 from node.node import Node, decode_block, encode_block
 from node.validator import ValidatorLoop, ValidatorOptions
-from p2p.memory import InProcessNetwork
-from p2p.types import PeerId
+from p2p.memory import InProcessNetwork, Latency
+from p2p.topics import CONSENSUS
+from p2p.types import PeerId, Validation
 from primitives.clock import ManualClock
-from primitives.crypto import private_key_to_address
 from primitives.types import Hash32
 from sequencer import leader, wire
-from sequencer.types import ValidatorSet
-from tests.node.helpers import RECIPIENT, VALIDATOR_KEYS, make_node, transfer
+from sequencer.consensus import verify_certificate
+from sequencer.types import Broadcast, Proposal, ValidatorSet, Vote, VoteKind
+from sequencer.weights import decode_proof
+from tests.node.helpers import RECIPIENT, VALIDATOR_KEYS, WEIGHTS, make_node, transfer
 
-WEIGHTS = {private_key_to_address(key): 1 for key in VALIDATOR_KEYS}
-OPTIONS = ValidatorOptions(block_time=0.5)
+OPTIONS = ValidatorOptions(block_time=0.5, background=False)
 
 
 class Cluster:
     """Validators v0..v3 and the loop that drives them by jumping the clock to the next event."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, epoch_length: int = 0, options: list[ValidatorOptions] | None = None,
+        latency: Latency = lambda _s, _r, _t: 0.01,
+    ) -> None:
+        self.epoch_length = epoch_length
+        self.options = options or [OPTIONS] * len(VALIDATOR_KEYS)
         self.clock = ManualClock()
-        self.network = InProcessNetwork(self.clock, lambda _s, _r, _t: 0.01)
+        self.network = InProcessNetwork(self.clock, latency)
         self.kvs = [MemoryKV() for _ in VALIDATOR_KEYS]
         self.nodes: list[Node] = []
         self.loops: list[ValidatorLoop | None] = []
         for index in range(len(VALIDATOR_KEYS)):
-            self.nodes.append(make_node(self.clock, VALIDATOR_KEYS[index], self.kvs[index]))
+            self.nodes.append(self._node(index))
             self.loops.append(self._loop(index))
 
     def _loop(self, index: int) -> ValidatorLoop:
         gossip = self.network.join(f"v{index}")
-        return ValidatorLoop(self.nodes[index], gossip, WEIGHTS, self.clock, OPTIONS)
+        return ValidatorLoop(self.nodes[index], gossip, self.clock, self.options[index])
+
+    def _node(self, index: int) -> Node:
+        return make_node(self.clock, VALIDATOR_KEYS[index], self.kvs[index], self.epoch_length)
 
     def crash(self, index: int) -> None:
         self.network.crash(self.network_id(index))
@@ -50,7 +60,7 @@ class Cluster:
     def restart(self, index: int) -> None:
         """A fresh process on the same database."""
         self.network.restart(self.network_id(index))
-        self.nodes[index] = make_node(self.clock, VALIDATOR_KEYS[index], self.kvs[index])
+        self.nodes[index] = self._node(index)
         self.loops[index] = self._loop(index)
 
     @staticmethod
@@ -149,9 +159,10 @@ def test_a_proposer_with_a_wrong_state_root_gets_nil_votes_and_the_next_round_de
     honest_propose = liar.propose
     bad_root = Hash32(b"\x66" * 32)
 
-    def lying_propose(height: int) -> bytes:
-        header, raws = decode_block(honest_propose(height))
-        return encode_block(dataclasses.replace(header, state_root=bad_root), raws)
+    def lying_propose(height: int, proofs: Sequence[bytes] = ()) -> bytes:
+        block = decode_block(honest_propose(height, proofs))
+        return encode_block(dataclasses.replace(block.header, state_root=bad_root),
+                            block.transactions)
 
     liar.propose = lying_propose  # type: ignore[method-assign]
     liar.submit(transfer(0, 0))
@@ -165,3 +176,117 @@ def test_a_proposer_with_a_wrong_state_root_gets_nil_votes_and_the_next_round_de
     certificate = cluster.nodes[honest[0]].chain.certificate(1)
     assert certificate is not None
     assert wire.decode_certificate(liar.params.chain_id, certificate).round >= 1
+
+
+def test_gpu_weights_from_proofs_carried_in_one_epoch_decide_the_next() -> None:
+    # CPU challenges of different sizes; v3 computes nothing, so it earns no weight.
+    products = [16, 32, 16, 0]
+    options = [
+        dataclasses.replace(OPTIONS, challenge_device="cpu", challenge_max_products=n)
+        for n in products
+    ]
+    cluster = Cluster(epoch_length=4, options=options)
+    assert cluster.run(lambda: min(cluster.heads()) >= 9, limit=120)
+    addresses = [node.coinbase for node in cluster.nodes]
+    for node in cluster.nodes:
+        carried = [decode_proof(p) for h in range(1, 5) for p in node.chain.proofs(h)]
+        assert sorted((p.validator, p.products) for p in carried) == sorted(
+            (a, n) for a, n in zip(addresses, products) if n
+        )
+        assert node.epochs.weights(1) == {a: n for a, n in zip(addresses, products) if n}
+    # Heights of epoch 1 were decided by the new weights: v3's precommits count for nothing,
+    # and every certificate holds more than 2/3 of the 64 units of work.
+    epoch1 = ValidatorSet.of(cluster.nodes[0].epochs.weights(1))
+    assert addresses[3] not in epoch1
+    for height in range(5, 9):
+        data = cluster.nodes[0].chain.certificate(height)
+        assert data is not None
+        certificate = wire.decode_certificate(cluster.nodes[0].params.chain_id, data)
+        verify_certificate(certificate, epoch1)
+
+
+def test_a_restarted_validator_never_sends_a_second_different_vote_for_one_slot() -> None:
+    cluster = Cluster()
+    node = cluster.nodes[0]
+    me = node.coinbase
+
+    def vote(value: bytes | None, kind: VoteKind = VoteKind.PREVOTE, height: int = 5) -> Broadcast:
+        value_id = None if value is None else Hash32(value * 32)
+        return Broadcast(wire.sign_vote(node.params.chain_id, VALIDATOR_KEYS[0], kind, height, 0,
+                                        value_id, me))
+
+    sent: list[bytes] = []
+    network = cluster.network
+    network.join("observer").subscribe(CONSENSUS, lambda _p, _d: Validation.ACCEPT,
+                                       lambda _p, data: sent.append(data))
+    loop = cluster.loops[0]
+    assert loop is not None
+    loop._run([vote(b"\x01"), vote(b"\x01")])  # a rebroadcast of the same vote goes out
+    cluster.crash(0)
+    cluster.restart(0)
+    loop = cluster.loops[0]
+    assert loop is not None
+    loop._run([vote(b"\x02"), vote(None), vote(b"\x02", VoteKind.PRECOMMIT)])
+    cluster.clock.advance(1)
+    network.deliver_due()
+    decoded = [wire.decode_message(node.params.chain_id, data) for data in sent]
+    assert [(m.kind, m.value_id) for m in decoded if isinstance(m, Vote)] == [
+        (VoteKind.PREVOTE, Hash32(b"\x01" * 32)), (VoteKind.PREVOTE, Hash32(b"\x01" * 32)),
+        (VoteKind.PRECOMMIT, Hash32(b"\x02" * 32)),
+    ]
+    loop._forget_signed_below(6)  # height 5 decided: its records go
+    loop._run([vote(b"\x03")])
+    cluster.clock.advance(1)
+    network.deliver_due()
+    assert len(sent) == 4
+
+
+def test_delayed_and_reordered_messages_still_give_one_chain() -> None:
+    jitter = random.Random(7)
+    # Every message takes 10 ms to 1.5 s, so messages overtake each other all the time.
+    cluster = Cluster(latency=lambda _s, _r, _t: jitter.uniform(0.01, 1.5))
+    cluster.nodes[1].submit(transfer(1, 0))
+    loop = cluster.loops[1]
+    assert loop is not None
+    loop.relay(transfer(1, 0))
+    assert cluster.run(lambda: min(cluster.heads()) >= 6, limit=300)
+    assert any(cluster.nodes[0].chain.transactions(h) for h in range(1, 7))
+
+
+def test_a_partition_without_a_quorum_stops_finality_and_healing_resumes_it() -> None:
+    cluster = Cluster()
+    assert cluster.run(lambda: min(cluster.heads()) >= 2)
+    cluster.network.partition(["v0", "v1"], ["v2", "v3"])
+    stalled = max(cluster.heads())
+    assert not cluster.run(lambda: max(cluster.heads()) > stalled + 1, limit=20)
+    cluster.network.heal()
+    assert cluster.run(lambda: min(cluster.heads()) >= stalled + 3, limit=120)
+
+
+def test_two_different_proposals_are_kept_as_evidence_and_one_chain_follows() -> None:
+    cluster = Cluster()
+    chain_id = cluster.nodes[0].params.chain_id
+    index = 2
+    liar = cluster.loops[index]
+    assert liar is not None
+    publish = liar.gossip.publish
+
+    def equivocate(topic: str, data: bytes) -> None:
+        publish(topic, data)
+        message = wire.decode_message(chain_id, data) if topic == CONSENSUS else None
+        if isinstance(message, Proposal):
+            block = decode_block(message.value)
+            later = dataclasses.replace(block.header, timestamp=block.header.timestamp + 1)
+            other = encode_block(later, block.transactions, block.proofs)
+            publish(topic, wire.encode_message(wire.sign_proposal(
+                chain_id, VALIDATOR_KEYS[index], message.height, message.round, other,
+                later.hash, message.pol_round, message.proposer,
+            )))
+
+    liar.gossip.publish = equivocate  # type: ignore[method-assign]
+    assert cluster.run(lambda: min(cluster.heads()) >= 8)
+    offenders = {
+        wire.decode_evidence(chain_id, data).offender
+        for node in cluster.nodes for data in node.chain.evidence()
+    }
+    assert offenders == {cluster.nodes[index].coinbase}

@@ -43,7 +43,7 @@ def test_commit_without_verify_re_executes() -> None:
     proposer.submit(transfer(1, 0))
     clock.advance(1)
     value = proposer.propose(1)
-    assert peer.commit(value, None).hash == decode_block(value)[0].hash
+    assert peer.commit(value, None).hash == decode_block(value).header.hash
 
 
 def test_produce_block_is_propose_plus_commit() -> None:
@@ -57,8 +57,8 @@ def test_produce_block_is_propose_plus_commit() -> None:
 
 
 def _tampered(value: bytes, **changes: object) -> bytes:
-    header, raws = decode_block(value)
-    return encode_block(dataclasses.replace(header, **changes), raws)  # type: ignore[arg-type]
+    block = decode_block(value)
+    return encode_block(dataclasses.replace(block.header, **changes), block.transactions)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -73,15 +73,17 @@ def _tampered(value: bytes, **changes: object) -> bytes:
         lambda v: _tampered(v, timestamp=1_600_000_000),
         lambda v: _tampered(v, timestamp=1_800_000_000),
         lambda v: _tampered(v, extra_data=b"x"),
-        lambda v: encode_block(decode_block(v)[0], []),  # transactions left out
-        lambda v: encode_block(decode_block(v)[0], decode_block(v)[1] * 2),  # replayed
-        lambda v: encode_block(decode_block(v)[0], [transfer(2, 0, chain_id=1)]),
+        lambda v: encode_block(decode_block(v).header, []),  # transactions left out
+        lambda v: encode_block(decode_block(v).header, decode_block(v).transactions * 2),  # replayed
+        lambda v: encode_block(decode_block(v).header, [transfer(2, 0, chain_id=1)]),
         lambda v: v[:-1],
         lambda v: b"",
         lambda v: b"\xc0",
         lambda v: bytes(rlp.encode([b"x", [b"y"]])),
         lambda v: bytes(rlp.encode([[b""] * 20, b"notalist"])),
-        lambda v: bytes(rlp.encode([decode_block(v)[0].to_rlp(), [b"\x02\xff"]])),
+        lambda v: bytes(rlp.encode([decode_block(v).header.to_rlp(), [b"\x02\xff"], []])),
+        lambda v: bytes(rlp.encode([decode_block(v).header.to_rlp(), [], [b"\x01"]])),
+        lambda v: bytes(rlp.encode([decode_block(v).header.to_rlp(), []])),  # old shape
     ],
 )
 def test_verify_says_false_to_hostile_or_wrong_blocks(mutate) -> None:  # type: ignore[no-untyped-def]

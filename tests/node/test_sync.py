@@ -46,7 +46,7 @@ def test_request_round_trip_and_ranges() -> None:
     assert decode_request(encode_request(5, 64)) == (5, 64)
     node = chain_of(ManualClock(), 3)
     first, _ = decode_answer(serve_blocks(node, encode_request(2, 10)))[0]
-    assert decode_block(first)[0] == node.chain.header(2)
+    assert decode_block(first).header == node.chain.header(2)
     assert len(decode_answer(serve_blocks(node, encode_request(0, 10)))) == 3  # genesis skipped
     assert len(decode_answer(serve_blocks(node, encode_request(2, 1)))) == 1
     assert decode_answer(serve_blocks(node, encode_request(9, 10))) == []

@@ -42,17 +42,20 @@ def test_line_of_three_forwards_accepted_and_drops_rejected(net: Libp2pNetwork) 
     assert inboxes[0].received[-1] == (c.peer_id, b"ok from c")
 
 
-def test_restarted_peer_keeps_its_id_is_reconnected_and_receives(
+def test_restarted_peer_keeps_its_id_is_reconnected_and_is_heard(
     net: Libp2pNetwork, tmp_path: Path
 ) -> None:
     key_file = tmp_path / "p2p.key"
     listen = f"/ip4/127.0.0.1/tcp/{free_port()}"
     b = net.node(identity=load_or_create_identity(key_file), listen=listen)
     a = net.node([b])
-    Inbox().join(a)
+    inbox_a = Inbox().join(a)
     Inbox().join(b)
     net.ready(TOPIC, [a, b])
     old_id = b.peer_id
+    for i in range(100):  # moves b's message counter well past the restart below
+        b.publish(TOPIC, b"ok before %d" % i)
+    net.wait_for(lambda: len(inbox_a.received) == 100, "a hears b")
 
     b.stop()
     net.wait_for(lambda: a.peers() == (), "a notices b is gone")
@@ -70,6 +73,8 @@ def test_restarted_peer_keeps_its_id_is_reconnected_and_receives(
     net.ready(TOPIC, [a, again])
     a.publish(TOPIC, b"ok after restart")
     net.wait_for(lambda: inbox.data() == [b"ok after restart"], "the restarted b receives")
+    again.publish(TOPIC, b"ok, b is back")  # a fresh message id though a still holds old ones
+    net.wait_for(lambda: inbox_a.data()[-1] == b"ok, b is back", "a hears the restarted b")
 
 
 def test_identity_file_is_created_once_and_private(tmp_path: Path) -> None:

@@ -194,6 +194,10 @@ def test_misc_methods(rpc: Rpc) -> None:
     assert rpc("eth_accounts") == []
     assert rpc("net_listening") is True
     assert rpc("net_peerCount") == "0x0"
+    assert rpc("l2_getValidators") == {
+        "epoch": "0x0", "validators": [{"address": "0x" + ADDRESSES[0].hex(), "weight": "0x1"}]
+    }
+    assert rpc.error("l2_getValidators", "0xffffff")["message"] == "header not found"
     assert rpc.error("eth_coinbase")["code"] == -32000
     assert rpc("l2_getBatch", 1) == rpc("l2_getBatch", "0x1") is not None
     assert rpc("eth_feeHistory", 2, "latest") == rpc("eth_feeHistory", "0x2", "latest")

@@ -35,6 +35,7 @@ from sequencer.types import (
     ConsensusConfig,
     ConsensusMessage,
     Decide,
+    Evidence,
     Proposal,
     ValidatorSet,
 )
@@ -82,7 +83,7 @@ class SimNode:
     log: list[ConsensusMessage] = field(default_factory=list)
     """Every message this node signed or accepted: its write-ahead log, replayed on a fresh
     restart (a real node logs its own messages before sending them)."""
-    evidence: list[object] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
     synced: int = 0
 
     @property

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from p2p.types import Validation
@@ -92,7 +94,7 @@ def own_votes(actions: list[Action], kind: VoteKind) -> list[Hash32 | None]:
     return [m.value_id for m in sent(actions) if isinstance(m, Vote) and m.kind is kind]
 
 
-def feed(consensus: Consensus, messages: list[Proposal | Vote]) -> list[Action]:
+def feed(consensus: Consensus, messages: Sequence[Proposal | Vote]) -> list[Action]:
     actions: list[Action] = []
     for message in messages:
         actions += consensus.on_message(message)
@@ -239,7 +241,7 @@ def test_proposer_reproposes_its_valid_value_with_its_round() -> None:
     assert polka == {me, *others(me)[:2]}
 
 
-def test_nil_polka_precommits_nil_and_timeouts_grow_with_rounds() -> None:
+def test_nil_polka_precommits_nil_and_nil_precommits_end_the_round_at_once() -> None:
     me = a_follower()
     consensus, _, clock, _ = machine(me)
     clock.advance(CONFIG.timeout(Step.PROPOSE, 0))
@@ -247,12 +249,27 @@ def test_nil_polka_precommits_nil_and_timeouts_grow_with_rounds() -> None:
     actions = feed(consensus, [vote(p, VoteKind.PREVOTE, 0, None) for p in others(me)[:2]])
     assert own_votes(actions, VoteKind.PRECOMMIT) == [None]
     feed(consensus, [vote(p, VoteKind.PRECOMMIT, 0, None) for p in others(me)[:2]])
+    assert consensus.round == 1  # nothing can be decided in round 0: no timeoutPrecommit
+    assert consensus.next_deadline() == clock.now() + CONFIG.timeout(Step.PROPOSE, 1)
+
+
+def test_split_precommits_wait_for_the_growing_precommit_timeout() -> None:
+    me = a_follower()
+    consensus, _, clock, _ = machine(me)
+    feed(consensus, [propose(0, b"A")])
+    peers = others(me)
+    feed(consensus, [vote(peers[0], VoteKind.PREVOTE, 0, b"A"),
+                     vote(peers[1], VoteKind.PREVOTE, 0, b"A")])
+    feed(consensus, [vote(peers[0], VoteKind.PRECOMMIT, 0, None),
+                     vote(peers[1], VoteKind.PRECOMMIT, 0, b"B")])
+    assert consensus.round == 0
     assert consensus.next_deadline() == clock.now() + CONFIG.timeout(Step.PRECOMMIT, 0)
     clock.advance(CONFIG.timeout(Step.PRECOMMIT, 0))
     consensus.tick()
     assert consensus.round == 1
-    for round in range(1, 4):
-        assert CONFIG.timeout(Step.PROPOSE, round) > CONFIG.timeout(Step.PROPOSE, round - 1)
+    for step in (Step.PROPOSE, Step.PREVOTE, Step.PRECOMMIT):
+        assert [CONFIG.timeout(step, r) for r in range(4)] == sorted(
+            {CONFIG.timeout(step, r) for r in range(4)})
 
 
 def test_split_prevotes_wait_for_the_prevote_timeout() -> None:
@@ -355,7 +372,7 @@ def test_replayed_log_keeps_the_lock_and_signs_nothing_conflicting() -> None:
     before, _, _ = lock_on_round_zero(me)
     before_nil = own_votes(feed(before, [propose(1, b"B")]), VoteKind.PREVOTE)
     assert before_nil == [None]
-    log = [*before._proposals.values(),
+    log: list[Proposal | Vote] = [*before._proposals.values(),
            *(v for votes in before._votes.values() for v in votes.values())]
     fresh = Consensus(chain_id=CHAIN_ID, app=App(), clock=ManualClock(), private_key=KEYS[me])
     actions = fresh.start_height(HEIGHT, VALIDATORS, SEED, replay=log)
@@ -416,3 +433,31 @@ def test_gate_verdicts(data: bytes, verdict: Validation) -> None:
     assert check_consensus_message(
         data, chain_id=CHAIN_ID, height=HEIGHT, validators=VALIDATORS, seed=SEED
     ) is verdict
+
+
+def test_a_flooding_validator_cannot_grow_memory_without_bound() -> None:
+    me = a_follower()
+    consensus, _, _, _ = machine(me)
+    spammer = others(me)[0]
+    for round in range(0, 2000, 7):
+        feed(consensus, [vote(spammer, VoteKind.PREVOTE, round, None),
+                         vote(spammer, VoteKind.PRECOMMIT, round, bytes([round % 256])),
+                         vote(spammer, VoteKind.PREVOTE, round % 17, bytes([round % 256])),
+                         vote(spammer, VoteKind.PREVOTE, 0, None, height=HEIGHT + round)])
+    stored = sum(len(votes) for votes in consensus._votes.values())
+    assert stored <= 2 * (CONFIG.max_rounds_ahead + 1)
+    assert len(consensus._buffer) <= 1 and len(consensus._later) == 1
+    assert len(consensus.take_evidence()) <= CONFIG.max_rounds_ahead + 1
+    assert consensus.round == 0  # one validator of four cannot drag others to its rounds
+
+
+def test_an_observer_without_a_key_follows_and_decides_silently() -> None:
+    app = App()
+    observer = Consensus(chain_id=CHAIN_ID, app=app, clock=ManualClock(), private_key=None)
+    actions = observer.start_height(HEIGHT, VALIDATORS, SEED)
+    actions += feed(observer, [propose(0, b"A")])
+    voters = list(KEYS)[:3]
+    actions += feed(observer, [vote(a, VoteKind.PREVOTE, 0, b"A") for a in voters])
+    actions += feed(observer, [vote(a, VoteKind.PRECOMMIT, 0, b"A") for a in voters])
+    assert sent(actions) == [] and app.built == []
+    assert [a.value for a in actions if isinstance(a, Decide)] == [b"A"]

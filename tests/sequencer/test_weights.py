@@ -7,19 +7,22 @@ import functools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from executor_gpu.challenge import compute, run_challenge
 from p2p.types import Validation
 from primitives.clock import ManualClock
 from primitives.crypto import keccak256, private_key_to_address
 from primitives.errors import InvalidInput
-from primitives.types import Hash32
+from primitives.types import Address, Hash32
 from sequencer.types import WeightProof
 from sequencer.weights import (
     GROUP,
     MAX_PROOF_BYTES,
     SAMPLES,
     Commitment,
+    cap_shares,
     challenge_key,
     check_proof_message,
     cpu_fingerprints,
@@ -169,3 +172,39 @@ def test_weights_count_verified_work_only() -> None:
     proofs = [honest(0, 130), honest(1, GROUP + 1), cheat(fake, validator=2), honest(0, GROUP)]
     assert epoch_weights(proofs, CHAIN, EPOCH, SEED, VALIDATORS) == {VALIDATORS[0]: 130, VALIDATORS[1]: GROUP + 1}
     assert epoch_weights([], CHAIN, EPOCH, SEED, VALIDATORS) == {}
+
+
+def _addresses(count: int) -> list[Address]:
+    return [Address(bytes([i + 1]) * 20) for i in range(count)]
+
+
+def test_cap_shares_keeps_every_validator_below_a_third() -> None:
+    a, b, c, d = _addresses(4)
+    capped = cap_shares({a: 1000, b: 10, c: 12, d: 9})
+    total = sum(capped.values())
+    assert all(3 * weight < total for weight in capped.values())
+    assert capped[b] == 10 and capped[c] == 12 and capped[d] == 9  # only the top is lowered
+    assert capped[a] == max(w for w in range(1, 1000) if 3 * w < 31 + w)
+
+
+def test_cap_shares_leaves_balanced_weights_alone_and_drops_zero() -> None:
+    a, b, c, d, e = _addresses(5)
+    assert cap_shares({a: 5, b: 6, c: 7, d: 8, e: 0}) == {a: 5, b: 6, c: 7, d: 8}
+
+
+def test_cap_shares_cannot_help_three_validators() -> None:
+    a, b, c = _addresses(3)
+    assert cap_shares({a: 100, b: 1, c: 1}) == {a: 100, b: 1, c: 1}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=10**12), min_size=4, max_size=30))
+def test_cap_shares_is_the_largest_cap_that_fits(raw: list[int]) -> None:
+    weights = dict(zip(_addresses(len(raw)), raw, strict=True))
+    capped = cap_shares(weights)
+    total = sum(capped.values())
+    assert all(3 * w < total for w in capped.values())
+    assert all(capped[a] == w or capped[a] < w for a, w in weights.items())
+    top = max(capped.values())
+    if top < max(raw):  # lowered: one more unit would not fit
+        assert 3 * (top + 1) >= sum(min(w, top + 1) for w in raw)

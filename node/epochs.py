@@ -1,0 +1,131 @@
+"""GPU weights on the chain: epochs, their seeds, proofs carried by blocks, and the weights
+that follow from them (the rules are sequencer/weights.py; this reads the chain for them).
+
+Heights 1 .. E are epoch 0, E+1 .. 2E epoch 1, and so on (E = ``epoch_length``). The seed
+of epoch e is the hash of block e*E, final before the epoch's first block. During epoch e
+each validator proves work on its challenge for that seed, gossips the proof, and
+proposers include proofs in the epoch's blocks (each validator's at most once per epoch).
+The weights of epoch e + 1 are the verified work of the proofs included in epoch e; epoch
+0 runs on the genesis weights, and an epoch whose predecessor included no valid proof
+keeps its predecessor's weights (the chain never loses every validator at once). Earned
+weights are capped below 1/3 of the total each (sequencer.weights.cap_shares), so that with
+four or more validators no single one going down stops finality.
+With ``epoch_length`` 0, the genesis weights hold forever and blocks carry no proofs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+
+from node.db.chain import ChainStore
+from primitives.crypto import keccak256
+from primitives.errors import Halt, InvalidInput
+from primitives.types import Address, Hash32
+from sequencer.weights import cap_shares, decode_proof, verify_proof
+
+MAX_PROOFS_PER_BLOCK = 64
+"""A block carries at most this many proofs (each under 64 KB)."""
+
+
+class Epochs:
+    """Epoch arithmetic and weights over one node's finalized chain (thread-safe)."""
+
+    def __init__(
+        self, chain: ChainStore, chain_id: int, epoch_length: int,
+        genesis_weights: Mapping[Address, int],
+    ) -> None:
+        self.chain = chain
+        self.chain_id = chain_id
+        self.epoch_length = epoch_length
+        self.genesis_weights = dict(genesis_weights)
+        self._lock = threading.Lock()
+        self._weights: dict[int, dict[Address, int]] = {0: self.genesis_weights}
+        self._verified: dict[tuple[Hash32, int], int] = {}
+
+    @property
+    def enabled(self) -> bool:
+        """Whether blocks carry proofs and weights change per epoch."""
+        return self.epoch_length > 0
+
+    def epoch_of(self, height: int) -> int:
+        return 0 if not self.enabled else max(height - 1, 0) // self.epoch_length
+
+    def first_height(self, epoch: int) -> int:
+        return epoch * self.epoch_length + 1
+
+    def seed(self, epoch: int) -> Hash32:
+        """Hash of block epoch * E; Halt when it is not final here yet."""
+        header = self.chain.header(epoch * self.epoch_length)
+        if header is None:
+            raise Halt(f"the seed of epoch {epoch} is not final here yet")
+        return header.hash
+
+    def weights(self, epoch: int) -> dict[Address, int]:
+        """Validator weights of ``epoch`` (needs every block of the epoch before it).
+
+        Stored blocks had their proofs verified before they were committed, so their
+        claims count as they stand.
+        """
+        with self._lock:
+            known = max(e for e in self._weights if e <= epoch)
+            result = self._weights[known]
+        for current in range(known + 1, epoch + 1):
+            earned: dict[Address, int] = {}
+            for height in range(self.first_height(current - 1), self.first_height(current)):
+                if self.chain.header(height) is None:
+                    raise Halt(f"the weights of epoch {current} need block {height}")
+                for data in self.chain.proofs(height):
+                    proof = decode_proof(data)
+                    earned[proof.validator] = max(proof.products, earned.get(proof.validator, 0))
+            result = cap_shares(earned) or result
+            with self._lock:
+                self._weights[current] = result
+        return result
+
+    def included(self, epoch: int, below: int) -> set[Address]:
+        """Validators whose proof a block of ``epoch`` under height ``below`` carries."""
+        found = set()
+        for height in range(self.first_height(epoch), below):
+            for data in self.chain.proofs(height):
+                found.add(decode_proof(data).validator)
+        return found
+
+    def check_block_proofs(self, height: int, proofs: Sequence[bytes]) -> None:
+        """InvalidInput unless ``proofs`` may be carried by block ``height``: valid proofs
+        for its epoch, of distinct validators whose proof no earlier block of the epoch has."""
+        if not proofs:
+            return
+        if not self.enabled:
+            raise InvalidInput("this chain's blocks carry no weight proofs")
+        if len(proofs) > MAX_PROOFS_PER_BLOCK:
+            raise InvalidInput(f"{len(proofs)} proofs, at most {MAX_PROOFS_PER_BLOCK}")
+        epoch = self.epoch_of(height)
+        seen = self.included(epoch, height)
+        for data in proofs:
+            validator, _ = self._work(data, epoch)
+            if validator in seen:
+                raise InvalidInput(f"a second proof of 0x{validator.hex()} in epoch {epoch}")
+            seen.add(validator)
+
+    def add_own(self, data: bytes, epoch: int, work: int) -> None:
+        """Remember this node's own proof as verified (it did the work itself)."""
+        with self._lock:
+            self._verified[(keccak256(data), epoch)] = work
+
+    def verified(self, data: bytes, epoch: int) -> Address:
+        """The validator of a proof that earns weight in ``epoch``; InvalidInput if none."""
+        return self._work(data, epoch)[0]
+
+    def _work(self, data: bytes, epoch: int) -> tuple[Address, int]:
+        """(validator, verified work) of an encoded proof for ``epoch``; InvalidInput if it
+        earns nothing. Verification recomputes sampled products: each proof is checked once."""
+        proof = decode_proof(data)
+        key = (keccak256(data), epoch)
+        with self._lock:
+            work = self._verified.get(key)
+        if work is None:
+            work = verify_proof(proof, self.chain_id, epoch, self.seed(epoch), self.genesis_weights)
+            with self._lock:
+                self._verified[key] = work
+        return proof.validator, work
