@@ -227,13 +227,18 @@ class ValidatorLoop:
         self._height_started = self.clock.now()
         self._start_challenge(height)
         self._run(self.consensus.start_height(height, self.validators_at(height),
-                                              self._seed(height)))
+                                              self._seed(height), self._logged(height)))
 
     def _on_consensus(self, data: bytes) -> None:
         try:
             message = wire.decode_message(self.chain_id, data)
         except InvalidInput:
             return  # the gate let it through for an older view; it is no longer valid
+        if (isinstance(message, Proposal) and message.height == self.consensus.height
+                and message.proposer == self.consensus.proposer(message.round)):
+            # Logged before consensus acts on it: a lock taken on it survives a restart.
+            self._log(schema.signed_key(message.height, message.round, schema.SEEN_PROPOSAL),
+                      message)
         self._run(self.consensus.on_message(message))
 
     def _run(self, actions: list[Action]) -> None:
@@ -264,19 +269,32 @@ class ValidatorLoop:
         signer = message.proposer if isinstance(message, Proposal) else message.validator
         if signer != self.node.coinbase:
             return True
-        kind = 0 if isinstance(message, Proposal) else int(message.kind)
+        kind = schema.SIGNED_PROPOSAL if isinstance(message, Proposal) else int(message.kind)
         key = schema.signed_key(message.height, message.round, kind)
-        digest = wire.message_digest(self.chain_id, message)
-        signed = self.node.kv.get(key)
-        if signed is None:
-            self.node.kv.put(key, digest)
-            return True
-        if signed != digest:
+        signed = self._log(key, message)
+        if wire.message_digest(self.chain_id, signed) != wire.message_digest(self.chain_id,
+                                                                             message):
             log.warning("not sending a second, different message for height %d round %d "
                         "step %d (signed another before a restart)", message.height,
                         message.round, kind)
             return False
         return True
+
+    def _log(self, key: bytes, message: ConsensusMessage) -> ConsensusMessage:
+        """Durably keep ``message`` under ``key`` unless one is there; returns the kept one."""
+        stored = self.node.kv.get(key)
+        if stored is not None:
+            return wire.decode_message(self.chain_id, stored)
+        self.node.kv.put(key, wire.encode_message(message))
+        return message
+
+    def _logged(self, height: int) -> list[ConsensusMessage]:
+        """What was logged at ``height`` before a restart: replayed into consensus."""
+        prefix = schema.SIGNED_PREFIX + schema.encode_number(height)
+        return [
+            wire.decode_message(self.chain_id, value)
+            for _key, value in self.node.kv.iterate(prefix)
+        ]
 
     def _forget_signed_below(self, height: int) -> None:
         """Drop the records of heights below ``height`` (decided: nothing to conflict with)."""

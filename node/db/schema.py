@@ -29,8 +29,12 @@ PROOFS_PREFIX = b"w"
 CERTIFICATE_PREFIX = b"f"
 """f + number -> commit certificate of that block (sequencer/wire.py encoding)."""
 SIGNED_PREFIX = b"v"
-"""v + height + 4-byte round + kind (0 proposal, 1 prevote, 2 precommit) -> digest of the
-message this validator signed there: after a restart it never signs a conflicting one."""
+"""v + height + 4-byte round + kind -> a consensus message of an undecided height, logged
+before it is acted on: kind 0 proposal, 1 prevote, 2 precommit that this validator signed (it
+never signs a conflicting one), 3 a proposal it accepted. After a restart they are replayed
+into consensus, so the node resumes its round and its lock (sequencer/consensus.py)."""
+SIGNED_PROPOSAL, SIGNED_PREVOTE, SIGNED_PRECOMMIT, SEEN_PROPOSAL = range(4)
+"""The kinds of the ``v`` table."""
 EVIDENCE_PREFIX = b"e"
 """e + keccak(evidence) -> encoded evidence of a validator's double signing."""
 
@@ -53,8 +57,8 @@ META_PREFIX = b"m"
 """m + name -> value (genesis hash, chain id, schema version)."""
 
 # L1 watcher: batches whose blocks it re-executed and whose state root it confirmed
-VERIFIED_BATCH_PREFIX = b"v"
-"""v + batch number -> RLP batch as found on L1 (l1/watcher.py, node/watch.py)."""
+VERIFIED_BATCH_PREFIX = b"V"
+"""V + batch number -> RLP batch as found on L1 (l1/watcher.py, node/watch.py)."""
 
 
 def encode_number(number: int) -> bytes:

@@ -290,3 +290,28 @@ def test_two_different_proposals_are_kept_as_evidence_and_one_chain_follows() ->
         for node in cluster.nodes for data in node.chain.evidence()
     }
     assert offenders == {cluster.nodes[index].coinbase}
+
+
+def test_a_restarted_validator_resumes_the_round_it_had_signed_in() -> None:
+    cluster = Cluster()
+    me = cluster.nodes[0].coinbase
+    cluster.crash(3)  # heights it would propose at round 0 go to round 1
+
+    def own_rounds() -> set[int]:
+        loop = cluster.loops[0]
+        assert loop is not None
+        logged = loop._logged(loop.consensus.height)
+        return {m.round for m in logged if me in (getattr(m, "validator", None),
+                                                  getattr(m, "proposer", None))}
+
+    assert cluster.run(lambda: max(own_rounds(), default=0) >= 1)
+    before = cluster.loops[0]
+    assert before is not None
+    height, signed_round = before.consensus.height, max(own_rounds())
+    cluster.crash(0)
+    cluster.restart(0)
+    after = cluster.loops[0]
+    assert after is not None
+    after.step()
+    # The log was replayed: it resumes in the round it signed in last, not at round 0.
+    assert (after.consensus.height, after.consensus.round) == (height, signed_round)
