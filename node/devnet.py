@@ -11,7 +11,7 @@ each computes it for an eighth of an epoch (on the CPU where there is no GPU).
 DEVNET ONLY: the validator keys are keccak256("l2node devnet validator <i>") and the
 libp2p keys keccak256("l2node devnet p2p <i>"): public, so anyone can sign as them.
 
-L1: when the npm package @foundry-rs/anvil is installed (`npm ci`), one anvil runs on
+L1: when the npm package @foundry-rs/anvil is installed (`npm install`), one anvil runs on
 BASE_PORT + 200 with the batch contract deployed for the N validators; node 0 posts
 batches, each signed by more than 2/3 of the validators over `l2/batchsigs/1`. Without
 anvil, L1 posting is off (the log says so).
@@ -184,7 +184,7 @@ def _poster_section(node: DevnetNode, l1: str) -> str:
 
 
 def find_anvil() -> Path | None:
-    """The anvil binary that `npm ci` installed beside this checkout, if any."""
+    """The anvil binary that `npm install` installed beside this checkout, if any."""
     packages = Path(__file__).resolve().parents[1] / "node_modules" / "@foundry-rs"
     found = [p for p in sorted(packages.glob("anvil-*/bin/anvil")) if os.access(p, os.X_OK)]
     return found[0] if found else None
@@ -265,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     processes: dict[int, subprocess.Popen[bytes]] = {}
-    l1_line = "L1 posting off (no anvil: `npm ci` installs it)"
+    l1_line = "L1 posting off (no anvil: `npm install` installs it)"
     if anvil is not None:
         processes[-1] = anvil[0]
         url, contract = anvil[1].split()

@@ -7,6 +7,7 @@ block building and commits never run concurrently:
 - consensus messages -> the state machine (sequencer/consensus.py); its actions are
   carried out here: Broadcast -> publish, Decide -> commit with the certificate, then
   the next height after ``block_time``; Behind -> sync finalized blocks from peers;
+  Disagree -> Halt (the network finalized a block this node's execution rejects);
 - transaction batches from peers -> the pool (persisted, as for RPC);
 - transactions accepted over RPC -> gossiped in batches every ``tx_batch_interval``;
 - ``l2/sync/1`` requests are answered from the finalized chain;
@@ -45,6 +46,7 @@ from sequencer.types import (
     ConsensusConfig,
     ConsensusMessage,
     Decide,
+    Disagree,
     Proposal,
     ValidatorSet,
 )
@@ -258,6 +260,14 @@ class ValidatorLoop:
                 log.info("validators are at height %d: syncing", action.height)
                 if self._sync():
                     self._start_next_height()
+            elif isinstance(action, Disagree):
+                raise Halt(
+                    f"validators holding more than 2/3 of the weight precommitted block "
+                    f"0x{action.value_id.hex()} at height {action.height} (round {action.round}), "
+                    f"and this node's re-execution rejects it: its executor or state differs "
+                    f"from the network's. Check the node's version and executor (compare with "
+                    f"--executor reference) before restarting it"
+                )
         for evidence in self.consensus.take_evidence():
             if self.node.chain.add_evidence(wire.encode_evidence(evidence)):
                 log.warning("double signing by 0x%s kept as evidence", evidence.offender.hex())

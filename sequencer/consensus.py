@@ -42,6 +42,7 @@ from sequencer.types import (
     ConsensusConfig,
     ConsensusMessage,
     Decide,
+    Disagree,
     Evidence,
     Proposal,
     Step,
@@ -334,12 +335,15 @@ class Consensus:
         self._set_step(Step.PREVOTE)
         return actions
 
-    def _decision(self) -> Decide | None:
-        """Line 49: a proposal of any round with > 2/3 precommits for it decides the height."""
+    def _decision(self) -> Decide | Disagree | None:
+        """Line 49: a proposal of any round with > 2/3 precommits for it decides the height;
+        one that this node finds invalid cannot be decided here (Disagree, once per round)."""
         for round, proposal in sorted(self._proposals.items()):
-            if self._has_quorum(VoteKind.PRECOMMIT, round, proposal.value_id) and self._is_valid(
-                proposal
-            ):
+            if self._has_quorum(VoteKind.PRECOMMIT, round, proposal.value_id):
+                if not self._is_valid(proposal):
+                    if self._first("disagree", round):
+                        return Disagree(self.height, round, proposal.value_id)
+                    continue
                 votes = self._votes[(VoteKind.PRECOMMIT, round)]
                 certificate = CommitCertificate(
                     self.height, round, proposal.value_id,

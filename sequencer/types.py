@@ -280,7 +280,21 @@ class Behind:
     """The highest height those validators are at (blocks before it are final somewhere)."""
 
 
-Action = Broadcast | Decide | Behind
+@dataclass(frozen=True)
+class Disagree:
+    """Validators with more than 2/3 of the weight precommitted a value this node's
+    ``validate`` rejects: its execution or state differs from the network's. Consensus
+    cannot go on here; the node must halt for an operator to look."""
+
+    height: int
+    """Height of the value."""
+    round: int
+    """Round in which it gathered the precommits."""
+    value_id: Hash32
+    """Id (block hash) of the value."""
+
+
+Action = Broadcast | Decide | Behind | Disagree
 """Everything the state machine returns."""
 
 # -- GPU weights (sequencer/weights.py) ----------------------------------------------------

@@ -1,4 +1,4 @@
-"""Compile Solidity test contracts with the project's pinned npm solc (installed by `npm ci`)."""
+"""Compile Solidity test contracts with the project's pinned npm solc (installed by `npm install`)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ process.stdout.write(solc.compile(JSON.stringify(input)));
 def compile_contract(source: Path, name: str) -> tuple[list[Any], str]:
     """(abi, 0x-bytecode) of contract ``name`` in ``source``; cancun EVM, optimizer on."""
     if not (ROOT / "node_modules" / "solc").is_dir():
-        raise RuntimeError("solc is not installed: run `npm ci` in the repository root")
+        raise RuntimeError("solc is not installed: run `npm install` in the repository root")
     request = {
         "language": "Solidity",
         "sources": {source.name: {"content": source.read_text()}},

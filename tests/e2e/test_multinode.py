@@ -133,7 +133,7 @@ def test_four_validators_agree_survive_a_kill_and_the_killed_one_catches_up(
         views = {(m.block(common)["hash"], m.block(common)["stateRoot"]) for m in members}
         assert len(views) == 1, views
         assert int(members[0].rpc("net_peerCount"), 16) == 3
-        if "node 0 posts" in l1_line:  # anvil is installed (npm ci): batches reach L1
+        if "node 0 posts" in l1_line:  # anvil is installed (npm install): batches reach L1
             _wait("a batch on L1", lambda: members[0].rpc("l2_latestCommittedBatch") is not None,
                   60, logs)
             batch = members[0].rpc("l2_latestCommittedBatch")

@@ -35,6 +35,7 @@ from sequencer.types import (
     ConsensusConfig,
     ConsensusMessage,
     Decide,
+    Disagree,
     Evidence,
     Proposal,
     ValidatorSet,
@@ -168,6 +169,7 @@ class Simulation:
 
     def apply(self, node: SimNode, actions: list[Action]) -> None:
         for action in actions:
+            assert not isinstance(action, Disagree), f"{node.name}: {action}"  # all are honest
             if isinstance(action, Broadcast):
                 node.log.append(action.message)
                 if isinstance(action.message, Proposal) and node.name in self.equivocating:

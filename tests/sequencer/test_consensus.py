@@ -23,6 +23,7 @@ from sequencer.types import (
     CommitCertificate,
     ConsensusConfig,
     Decide,
+    Disagree,
     Proposal,
     Step,
     ValidatorSet,
@@ -461,3 +462,18 @@ def test_an_observer_without_a_key_follows_and_decides_silently() -> None:
     actions += feed(observer, [vote(a, VoteKind.PRECOMMIT, 0, b"A") for a in voters])
     assert sent(actions) == [] and app.built == []
     assert [a.value for a in actions if isinstance(a, Decide)] == [b"A"]
+
+
+def test_a_quorum_for_a_value_this_node_rejects_is_reported_once_not_decided() -> None:
+    me = a_follower()
+    app = App()
+    app.invalid.add(b"block")
+    consensus, _, _, _ = machine(me, app)
+    feed(consensus, [propose(0, b"block")])
+    actions = feed(consensus, [vote(p, VoteKind.PRECOMMIT, 0, b"block") for p in others(me)])
+    assert [a for a in actions if isinstance(a, Decide)] == []
+    assert [a for a in actions if isinstance(a, Disagree)] == [
+        Disagree(HEIGHT, 0, keccak256(b"block"))
+    ]
+    assert consensus.step is not Step.DECIDED
+    assert not any(isinstance(a, Disagree) for a in consensus.tick())
