@@ -217,9 +217,10 @@ class ValidatorLoop:
     # -- internals ---------------------------------------------------------------------------------
 
     def _seed(self, height: int) -> bytes:
-        """Leader seed of ``height``: the hash of the block before it (final, known to all)."""
-        parent = self.node.chain.header(height - 1)
-        return parent.hash if parent is not None else b""
+        """Leader seed of ``height``: its epoch's seed (the last block of the epoch before; the
+        genesis hash without epochs). One seed per epoch, not the parent's hash: a proposer
+        could grind its block's hash to pick the next height's proposer."""
+        return self.epochs.seed(self.epochs.epoch_of(height))
 
     def _start_next_height(self) -> None:
         self._next_height_at = None

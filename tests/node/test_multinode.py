@@ -11,6 +11,8 @@ import dataclasses
 import random
 from collections.abc import Callable, Sequence
 
+import pytest
+
 from node.db.memory import MemoryKV
 from node.node import Node, decode_block, encode_block
 from node.validator import ValidatorLoop, ValidatorOptions
@@ -315,3 +317,17 @@ def test_a_restarted_validator_resumes_the_round_it_had_signed_in() -> None:
     after.step()
     # The log was replayed: it resumes in the round it signed in last, not at round 0.
     assert (after.consensus.height, after.consensus.round) == (height, signed_round)
+
+
+@pytest.mark.parametrize("epoch_length", [0, 4])
+def test_the_leader_seed_is_fixed_per_epoch_not_the_parent_hash(epoch_length: int) -> None:
+    quick = dataclasses.replace(OPTIONS, challenge_device="cpu", challenge_max_products=16)
+    cluster = Cluster(epoch_length=epoch_length, options=[quick] * len(VALIDATOR_KEYS))
+    assert cluster.run(lambda: min(cluster.heads()) >= 6, limit=120)
+    loop, chain = cluster.loops[0], cluster.nodes[0].chain
+    assert loop is not None
+    for height in range(1, 7):
+        seed_block = 0 if epoch_length == 0 else (height - 1) // epoch_length * epoch_length
+        header = chain.header(seed_block)
+        assert header is not None
+        assert loop._seed(height) == header.hash
