@@ -144,7 +144,7 @@ def test_four_validators_agree_survive_a_kill_and_the_killed_one_catches_up(
 
         # Epoch 1 runs on the work the validators proved in epoch 0 (CPU challenges here).
         def epoch_one() -> bool:
-            return int(members[0].rpc("l2_getValidators")["epoch"], 16) >= 1
+            return all(int(m.rpc("l2_getValidators")["epoch"], 16) >= 1 for m in members)
 
         _wait("GPU weights of epoch 1", epoch_one, 90, logs)
         epoch_one_set = members[0].rpc("l2_getValidators", [hex(EPOCH)])
