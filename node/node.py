@@ -17,6 +17,7 @@ from node.db.api import KV, WriteBatch
 from node.db.chain import ChainStore
 from node.db.state import GenesisAccount, StateDB
 from node.epochs import MAX_PROOFS_PER_BLOCK, Epochs
+from node.genesis import Genesis
 from primitives.blocks import EMPTY_BLOOM, EMPTY_ROOT, Header
 from primitives.clock import Clock
 from primitives.crypto import keccak256, private_key_to_address
@@ -58,6 +59,18 @@ class ChainParams:
     """Most transactions per block."""
     epoch_length: int = 0
     """Blocks per GPU-weight epoch; 0: the genesis weights hold forever (node/epochs.py)."""
+
+    @classmethod
+    def of(cls, genesis: Genesis, max_txs_per_block: int) -> ChainParams:
+        """The parameters ``genesis`` fixes, with this node's block size limit."""
+        return cls(
+            chain_id=genesis.chain_id,
+            gas_limit=genesis.gas_limit,
+            initial_base_fee=genesis.base_fee_per_gas,
+            genesis_timestamp=genesis.timestamp,
+            max_txs_per_block=max_txs_per_block,
+            epoch_length=genesis.epoch_length,
+        )
 
 
 def encode_stored_tx(tx: Transaction) -> bytes:

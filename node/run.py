@@ -137,14 +137,7 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
     genesis = chain_genesis(config)
     node = Node(
         kv,
-        ChainParams(
-            chain_id=genesis.chain_id,
-            gas_limit=genesis.gas_limit,
-            initial_base_fee=genesis.base_fee_per_gas,
-            genesis_timestamp=genesis.timestamp,
-            max_txs_per_block=config.mempool.max_txs_per_block,
-            epoch_length=genesis.epoch_length,
-        ),
+        ChainParams.of(genesis, config.mempool.max_txs_per_block),
         PoolConfig(
             max_per_sender=config.mempool.max_per_sender,
             max_total=config.mempool.max_total,

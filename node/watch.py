@@ -181,14 +181,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         node = Node(
             kv,
-            ChainParams(
-                chain_id=genesis.chain_id,
-                gas_limit=genesis.gas_limit,
-                initial_base_fee=genesis.base_fee_per_gas,
-                genesis_timestamp=genesis.timestamp,
-                max_txs_per_block=PoolConfig().max_total,
-                epoch_length=genesis.epoch_length,
-            ),
+            ChainParams.of(genesis, PoolConfig().max_total),
             PoolConfig(),
             executor,
             caller,
