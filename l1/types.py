@@ -43,7 +43,7 @@ class BatchCommitment:
     last_block: int
     """Last L2 block of the batch (inclusive)."""
     data_hash: Hash32
-    """Keccak-256 of the batch data posted as calldata."""
+    """Hash of the batch data over 4 KiB pieces (l1.codec.batch_data_hash), as BatchInbox computes it."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class CommittedBatch:
     last_block: int
     """Last L2 block of the batch (inclusive)."""
     data_hash: Hash32
-    """Keccak-256 of the batch data posted as calldata."""
+    """Hash of the batch data over 4 KiB pieces (l1.codec.batch_data_hash), as BatchInbox computes it."""
     l1_tx_hash: Hash32
     """Hash of the L1 transaction that committed the batch (its input holds the data)."""
     l1_block_number: int
