@@ -123,8 +123,10 @@ def _compact(xp: Any, out: Outputs, n: int, host: Any) -> Compacted:
         counts = result[:, ABI[count]].astype(xp.int64)
         starts = xp.zeros(n + 1, dtype=xp.int64)
         xp.cumsum(counts, out=starts[1:])
-        used = xp.arange(array.shape[1]) < counts[:, None]
-        parts += [host(array[:n][used]), host(starts)]
+        # Only the columns some slot used: the large caps run to gigabytes per slot.
+        width = int(counts.max()) if n else 0
+        used = xp.arange(width) < counts[:, None]
+        parts += [host(array[:n, :width][used]), host(starts)]
     return Compacted(host(result), *parts)
 
 
