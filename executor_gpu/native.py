@@ -21,12 +21,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from itertools import accumulate
 
 import numpy as np
 import numpy.typing as npt
 
 from executor_gpu.api import Executor, StateReader
-from executor_gpu.native_abi import ABI, value_at
+from executor_gpu.native_abi import ABI, from_words, value_at
 from executor_gpu.native_build import NativeUnavailable, cpu_library, cuda_available, cuda_kernel
 from executor_gpu.native_fallback import CommittedState
 from executor_gpu.native_launch import (
@@ -39,13 +40,12 @@ from executor_gpu.native_launch import (
     SlotCaps,
 )
 from executor_gpu.native_results import LaunchResults, SlotResult
-from executor_gpu.native_state import NO_CODE, StateTables, int_address
+from executor_gpu.native_state import NO_CODE, StateTables, int_address, word_bytes
 from executor_gpu.native_tx import GAS_CAP, PackedTxs, pack_transactions
 from executor_gpu.types import BatchResult, BlockEnv, ExecutedTx, RejectedTx
-from primitives.blocks import Log, Receipt
+from primitives.blocks import Receipt
 from primitives.errors import Halt
 from primitives.transactions import Transaction
-from primitives.types import Hash32
 
 # go-ethereum's messages for failed executions, as the reference reports them.
 _ERRORS = {
@@ -119,27 +119,35 @@ class _Batch:
             chunk = tx_ids[start : start + self.executor.chunk]
             given = (self.tables.accounts.count, self.tables.slots.count)
             launch = LaunchResults(self.executor.device.run(self._inputs(), chunk, caps), self.committed)
-            retry = []
-            for slot, (k, status) in enumerate(zip(chunk, launch.result[:, ABI["RS_STATUS"]].tolist())):
-                result = SlotResult(launch, slot)
-                self.results[k] = None if status == ABI["ST_NEEDS_KEY"] else result
-                if status == ABI["ST_NEEDS_KEY"]:
-                    self._load_needed(result, given)
-                elif status == ABI["ST_RESOURCE"] and caps != LARGE_CAPS:
-                    retry.append(k)
-            if retry:
-                self._run(retry, LARGE_CAPS)
+            status = launch.result[:, ABI["RS_STATUS"]]
+            needs = status == ABI["ST_NEEDS_KEY"]
+            for slot, (k, wait) in enumerate(zip(chunk, needs.tolist())):
+                self.results[k] = None if wait else SlotResult(launch, slot)
+            if needs.any():
+                self._load_needed(launch.result[needs], given)
+            if caps != LARGE_CAPS:
+                retry = [k for k, s in zip(chunk, status.tolist()) if s == ABI["ST_RESOURCE"]]
+                if retry:
+                    self._run(retry, LARGE_CAPS)
 
-    def _load_needed(self, result: SlotResult, given: tuple[int, int]) -> None:
-        """Loads the key a transaction stopped on; ``given`` are the table sizes it ran with."""
-        address = int_address(result.word("RS_NEED_ADDR"))
-        if result.field("RS_NEED_KIND") == ABI["EK_ACCOUNT"]:
-            row, known = self.tables.account_row(address), given[0]
-        else:
-            row, known = self.tables.slot_row(address, result.word("RS_NEED_KEY")), given[1]
-        if row < known:
-            # It asked for a key it was given: rerunning would loop forever.
-            raise Halt(f"native interpreter could not find a loaded key of 0x{address.hex()}")
+    def _load_needed(self, needs: npt.NDArray[np.uint64], given: tuple[int, int]) -> None:
+        """Loads the keys transactions stopped on (their RS_* records); ``given`` are the table
+        sizes they ran with."""
+        at = ABI["RS_NEED_ADDR"]
+        addresses = word_bytes(needs[:, at : at + 4])[:, 12:]
+        account = needs[:, ABI["RS_NEED_KIND"]] == ABI["EK_ACCOUNT"]
+        wanted = np.ascontiguousarray(addresses[account]).view("V20").ravel().tolist()
+        self.tables.load_accounts(wanted)
+        rows = self.tables.account_rows(wanted)
+        at = ABI["RS_NEED_KEY"]
+        keys = np.concatenate([addresses[~account], word_bytes(needs[~account, at : at + 4])], axis=1)
+        wanted_slots = keys.view("V52").ravel().tolist()
+        self.tables.load_slots(wanted_slots)
+        # A transaction that asked for a key it was given would loop forever.
+        for rows_of, known, keys_of in ((rows, given[0], wanted), (self.tables.slot_rows(wanted_slots), given[1], wanted_slots)):
+            stale = np.flatnonzero(rows_of < known)
+            if len(stale):
+                raise Halt(f"native interpreter could not find a loaded key of 0x{keys_of[stale[0]][:20].hex()}")
 
     def run(self) -> BatchResult:
         n = len(self.txs)
@@ -287,9 +295,8 @@ class _Batch:
         self.last_slot_write[rows[write]] = k + owners[write]
         tips = self.packed.tips[k : k + stop]
         self._credit_coinbase(k + stop - 1, sum(g * t for g, t in zip(gas[:stop].tolist(), tips)))
-        for i in range(stop):
-            self._executed(k + i, SlotResult(launch, first + i))
-            self.results[k + i] = None
+        self._executed(k, launch, first, stop)
+        self.results[k : k + stop] = [None] * stop
         self.committed += stop
         return stop
 
@@ -327,7 +334,7 @@ class _Batch:
             self._apply(k, result)
             gas = result.field("RS_GAS_USED")
             self._credit_coinbase(k, gas * self.packed.tips[k])
-            self._executed(k, result)
+            self._executed(k, result.launch, result.slot, 1)
 
     def _reject(self, k: int, reason: str) -> None:
         self.rejected.append(RejectedTx(index=k, tx=self.txs[k], reason=reason))
@@ -359,25 +366,25 @@ class _Batch:
             return self.packed.reject_late[k]
         return None
 
-    def _executed(self, k: int, result: SlotResult) -> None:
-        tx = self.txs[k]
-        gas = result.field("RS_GAS_USED")
-        self.gas_used += gas
-        self.executed.append(
-            ExecutedTx(
+    def _executed(self, k: int, launch: LaunchResults, first: int, count: int) -> None:
+        """Records transactions k to k + count as included: their results are slots ``first``
+        to ``first + count`` of ``launch``."""
+        res = launch.result[first : first + count]
+        gas = res[:, ABI["RS_GAS_USED"]].tolist()
+        cumulative = list(accumulate(gas, initial=self.gas_used))
+        self.gas_used = cumulative[-1]
+        at = ABI["RS_CREATED"]
+        for i, (status, logs) in enumerate(zip(res[:, ABI["RS_STATUS"]].tolist(), launch.receipt_logs(first, count))):
+            tx = self.txs[k + i]
+            self.executed.append(ExecutedTx(
                 tx=tx,
-                receipt=Receipt(
-                    tx_type=tx.tx_type,
-                    succeeded=result.status == ABI["ST_SUCCESS"],
-                    cumulative_gas_used=self.gas_used,
-                    logs=self._logs(result),
-                ),
-                gas_used=gas,
-                effective_gas_price=tx.effective_gas_price(self.env.base_fee_per_gas),
-                contract_address=int_address(result.word("RS_CREATED")) if tx.is_create else None,
-                error=_ERRORS.get(result.status),
-            )
-        )
+                receipt=Receipt(tx_type=tx.tx_type, succeeded=status == ABI["ST_SUCCESS"],
+                                cumulative_gas_used=cumulative[i + 1], logs=logs),
+                gas_used=gas[i],
+                effective_gas_price=self.packed.prices[k + i],
+                contract_address=int_address(from_words(res[i, at : at + 4])) if tx.to is None else None,
+                error=_ERRORS.get(status),
+            ))
 
     def _apply(self, k: int, result: SlotResult) -> None:
         """Commits the final values of the state a transaction touched, entry by entry."""
@@ -426,21 +433,6 @@ class _Batch:
             self.tables.write_account(row, nonce, balance, code, self.tables.code_hash(row), not empty)
         self._grow_write_marks()
         self.last_account_write[row] = k
-
-    def _logs(self, result: SlotResult) -> tuple[Log, ...]:
-        logs = []
-        data = result.log_data
-        for lg in result.logs.tolist():
-            topics = tuple(
-                Hash32(value_at(lg, ABI["LG_TOPICS"] + 4 * i).to_bytes(32, "big")) for i in range(lg[ABI["LG_N_TOPICS"]])
-            )
-            start = lg[ABI["LG_DATA_OFF"]]
-            logs.append(Log(
-                address=int_address(value_at(lg, ABI["LG_ADDR"])),
-                topics=topics,
-                data=data[start : start + lg[ABI["LG_DATA_LEN"]]],
-            ))
-        return tuple(logs)
 
     def _fall_back(self, k: int, result: SlotResult) -> None:
         """Runs transaction k on the reference executor against the committed state."""

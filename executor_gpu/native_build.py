@@ -77,6 +77,10 @@ def cpu_library() -> ctypes.CDLL:
     lib.evm_analyze_codes.restype = None
     lib.evm_trie_step.argtypes = [ctypes.c_char_p, u64, ctypes.c_char_p, u64, ptr]
     lib.evm_trie_step.restype = ctypes.c_int64
+    lib.evm_hash_keys.argtypes = [ptr, u64, u64, ptr]
+    lib.evm_hash_keys.restype = None
+    lib.evm_trie_level.argtypes = [ptr, ptr, ptr, ptr, u64, ptr, ptr, ptr, ptr, u64, ptr, u64, ptr]
+    lib.evm_trie_level.restype = None
     lib.evm_test_arith.argtypes = [u64, ptr, ptr]
     lib.evm_test_arith.restype = None
     lib.evm_test_keccak.argtypes = [ptr, u64, ptr]

@@ -11,6 +11,8 @@ import numpy.typing as npt
 
 from executor_gpu.native_abi import ABI, from_words
 from executor_gpu.native_launch import Compacted
+from executor_gpu.native_state import word_bytes
+from primitives.blocks import Log
 
 U64Array = npt.NDArray[np.uint64]
 
@@ -28,11 +30,33 @@ class LaunchResults:
         self._log_data, self._log_data_starts = c.log_data, c.log_data_starts
         self._new_code, self._new_code_starts = c.new_code, c.new_code_starts
 
-    def log_data(self, slot: int) -> bytes:
-        return self._log_data[self._log_data_starts[slot] : self._log_data_starts[slot + 1]].tobytes()
-
     def new_code(self, slot: int) -> bytes:
         return self._new_code[self._new_code_starts[slot] : self._new_code_starts[slot + 1]].tobytes()
+
+    def receipt_logs(self, first: int, count: int) -> list[tuple[Log, ...]]:
+        """The logs of slots ``first`` to ``first + count``, one tuple per slot, converted together."""
+        starts = self.log_starts[first : first + count + 1]
+        records = self.logs[starts[0] : starts[-1]]
+        if not len(records):
+            return [()] * count
+        at = ABI["LG_ADDR"]
+        addresses = word_bytes(records[:, at : at + 4])[:, 12:].view("V20").ravel().tolist()
+        at = ABI["LG_TOPICS"]
+        topics = word_bytes(records[:, at : at + 16].reshape(-1, 4)).view("V32").reshape(-1, 4).tolist()
+        # Each log's data, as offsets into the slots' log data taken as one piece.
+        data_starts = self._log_data_starts[first : first + count + 1]
+        owners = np.repeat(np.arange(count), np.diff(starts))
+        begins = data_starts[owners] - data_starts[0] + records[:, ABI["LG_DATA_OFF"]].astype(np.int64)
+        ends = begins + records[:, ABI["LG_DATA_LEN"]].astype(np.int64)
+        data = self._log_data[data_starts[0] : data_starts[-1]].tobytes()
+        logs = [
+            Log(address=address, topics=tuple(topic[:n]), data=data[begin:end])
+            for address, topic, n, begin, end in zip(
+                addresses, topics, records[:, ABI["LG_N_TOPICS"]].tolist(), begins.tolist(), ends.tolist()
+            )
+        ]
+        bounds = (starts - starts[0]).tolist()
+        return [tuple(logs[bounds[i] : bounds[i + 1]]) for i in range(count)]
 
 
 class SlotResult:
@@ -65,15 +89,6 @@ class SlotResult:
     def entries(self) -> U64Array:
         starts = self.launch.entry_starts
         return self.launch.entries[starts[self.slot] : starts[self.slot + 1]]
-
-    @property
-    def logs(self) -> U64Array:
-        starts = self.launch.log_starts
-        return self.launch.logs[starts[self.slot] : starts[self.slot + 1]]
-
-    @property
-    def log_data(self) -> bytes:
-        return self.launch.log_data(self.slot)
 
     @property
     def new_code(self) -> bytes:

@@ -9,20 +9,20 @@ applied in place. The pre-state value of every row is kept, so that the batch's
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import rlp
 
 from executor_gpu.api import StateReader
-from executor_gpu.native_abi import ABI, from_words, value_at, words
-from executor_gpu.types import Account, AccountChange, StateDiff
+from executor_gpu.native_abi import ABI, from_words, words
+from executor_gpu.types import AccountChange, StateDiff
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
 from primitives.errors import Halt
-from primitives.types import Address, Hash32
+from primitives.types import Address
 
 EMPTY_CODE_HASH = keccak256(b"")
 NO_CODE = 2**64 - 1
@@ -35,6 +35,7 @@ _EXISTS = ABI["AF_EXISTS"]
 _HAS_STORAGE = ABI["AF_HAS_STORAGE"]
 
 U64Array = npt.NDArray[np.uint64]
+U8Array = npt.NDArray[np.uint8]
 
 
 def address_int(address: bytes) -> int:
@@ -48,20 +49,26 @@ def int_address(value: int) -> Address:
 
 
 class _Rows:
-    """A growable 2-D uint64 array."""
+    """A growable 2-D array of rows, with a mark per row of whether the batch wrote it."""
 
-    def __init__(self, width: int) -> None:
-        self.data: U64Array = np.zeros((64, width), dtype=np.uint64)
+    def __init__(self, width: int, dtype: type[np.generic] = np.uint64) -> None:
+        self.data: npt.NDArray[Any] = np.zeros((64, width), dtype=dtype)
+        self.written: npt.NDArray[np.bool_] = np.zeros(64, dtype=bool)
         self.count = 0
 
-    def append(self) -> int:
-        if self.count == len(self.data):
-            self.data = np.concatenate([self.data, np.zeros_like(self.data)])
-        self.count += 1
-        return self.count - 1
+    def extend(self, n: int) -> int:
+        """Adds ``n`` zeroed rows; returns the first."""
+        size = len(self.data)
+        while self.count + n > size:
+            size *= 2
+        if size > len(self.data):
+            self.data = np.concatenate([self.data, np.zeros((size - len(self.data), self.data.shape[1]), self.data.dtype)])
+            self.written = np.concatenate([self.written, np.zeros(size - len(self.written), dtype=bool)])
+        self.count += n
+        return self.count - n
 
     @property
-    def used(self) -> U64Array:
+    def used(self) -> npt.NDArray[Any]:
         return self.data[: self.count]
 
 
@@ -82,48 +89,117 @@ class _Bytes:
         return offset
 
 
-class TrieReader:
-    """Point lookups in the Merkle-Patricia tries of a node store, each node parsed in C.
+def be_words(values: U8Array) -> U64Array:
+    """Big-endian numbers of at most 32 bytes, one per row, as rows of four little-endian words."""
+    n, width = values.shape
+    padded = np.zeros((n, 32), dtype=np.uint8)
+    padded[:, 32 - width :] = values
+    return np.ascontiguousarray(padded[:, ::-1]).view("<u8")
 
-    Walking the trie in Python (trie.HexaryTrie) costs most of a lookup's time in RLP
-    decoding; this fetches the nodes from the store and lets ``evm_trie_step`` pick the path.
+
+def word_bytes(values: U64Array) -> U8Array:
+    """Inverse of ``be_words``: rows of four little-endian words as 32-byte big-endian numbers."""
+    return np.ascontiguousarray(values[:, ::-1], dtype=">u8").view(np.uint8)
+
+
+def word_ints(words: U64Array) -> list[int]:
+    """Rows of four little-endian words as Python ints."""
+    raw = np.ascontiguousarray(words, dtype="<u8").tobytes()
+    return [int.from_bytes(raw[i : i + 32], "little") for i in range(0, len(raw), 32)]
+
+
+_EMPTY_ROOT = np.frombuffer(EMPTY_ROOT, dtype=np.uint8)
+_EMPTY_CODE_WORDS = np.array(words(int.from_bytes(EMPTY_CODE_HASH, "big")), dtype=np.uint64)
+
+
+class TrieReader:
+    """Batched lookups in the Merkle-Patricia tries of a node store.
+
+    A batch walks its tries level by level: each distinct node a level needs is read once
+    from the store (and kept: the top of a trie is on every path), and ``evm_trie_level``
+    moves every lookup through it in C and decodes the values it reaches into table rows.
+    A missing or malformed node halts: the store is corrupt.
     """
 
     def __init__(self, nodes: Mapping[bytes, bytes], lib: ctypes.CDLL) -> None:
         self._nodes = nodes
         self._cache: dict[bytes, bytes] = {}
-        """Nodes read so far: the top of the trie is on every path."""
-        self._step = lib.evm_trie_step
-        self._out = (ctypes.c_uint64 * 3)()
+        self._lib = lib
 
-    def get(self, root: bytes, key: bytes) -> bytes | None:
-        """Value at keccak(key) in the trie under ``root``, or None."""
-        if root == EMPTY_ROOT:
-            return None
-        path = keccak256(key)
-        node = self._node(root)
-        out = self._out
-        at = 0
+    def paths(self, keys: U8Array) -> U8Array:
+        """Trie paths (Keccak-256) of keys, one per row."""
+        keys = np.ascontiguousarray(keys)
+        digests = np.empty((len(keys), 32), dtype=np.uint8)
+        self._lib.evm_hash_keys(keys.ctypes.data, keys.shape[1], len(keys), digests.ctypes.data)
+        return digests
+
+    def walk(
+        self, roots: U8Array, paths: U8Array, rows: U64Array, storage_roots: U8Array | None
+    ) -> npt.NDArray[np.bool_]:
+        """Looks up ``paths[i]`` in the trie under ``roots[i]`` and decodes what it finds into
+        ``rows[i]``: accounts (ACC_* rows, storage roots into ``storage_roots[i]``) when
+        ``storage_roots`` is given, else slots (SL_VALUE). Rows of absent keys are left alone;
+        returns which keys were found."""
+        n = len(paths)
+        assert rows.flags.c_contiguous and paths.flags.c_contiguous
+        pos = np.zeros(n, dtype=np.uint64)
+        state = np.where((roots == _EMPTY_ROOT).all(axis=1), 0, 2).astype(np.int64)
+        next_hash = np.array(roots, dtype=np.uint8, order="C")
+        roots_out = storage_roots if storage_roots is not None else np.zeros((1, 32), dtype=np.uint8)
+        level = 0
         while True:
-            kind = self._step(node, len(node), path, at, out)
-            if kind == 0:
-                return None
-            if kind < 0:
-                raise Halt(f"malformed state trie node under root {root.hex()}")
-            at += out[2]
-            start = out[0]
-            if kind == 1:
-                return node[start : start + out[1]]
-            node = self._node(node[start : start + 32]) if kind == 2 else node[start : start + out[1]]
+            todo = np.flatnonzero(state == 2).astype(np.uint64)
+            if not len(todo):
+                break
+            wanted, where = _distinct(next_hash[todo])
+            # The top of a trie is on many paths, across batches too; below, nodes are rarely met twice.
+            nodes = [self._node(node_hash, level < _CACHED_LEVELS) for node_hash in wanted]
+            level += 1
+            lengths = np.fromiter(map(len, nodes), dtype=np.uint64, count=len(nodes))
+            starts = np.cumsum(lengths) - lengths
+            # Each lookup's node in the level's buffer (kept in locals: C reads them).
+            offsets, sizes = starts[where], lengths[where]
+            self._lib.evm_trie_level(
+                b"".join(nodes), offsets.ctypes.data, sizes.ctypes.data, todo.ctypes.data,
+                len(todo), paths.ctypes.data, pos.ctypes.data, state.ctypes.data, next_hash.ctypes.data,
+                storage_roots is not None, rows.ctypes.data, rows.shape[1], roots_out.ctypes.data,
+            )
+        bad = np.flatnonzero(state < 0)
+        if len(bad):
+            root = roots[bad[0]].tobytes().hex()
+            raise Halt(f"malformed state trie node or value under root {root}")
+        found: npt.NDArray[np.bool_] = state == 1
+        return found
 
-    def _node(self, node_hash: bytes) -> bytes:
+    def _node(self, node_hash: bytes, keep: bool) -> bytes:
         node = self._cache.get(node_hash)
         if node is None:
             try:
-                node = self._cache[node_hash] = self._nodes[node_hash]
+                node = self._nodes[node_hash]
             except KeyError:
                 raise Halt(f"state trie node {node_hash.hex()} is missing") from None
+            if keep:
+                self._cache[node_hash] = node
         return node
+
+
+_CACHED_LEVELS = 4
+"""Trie levels whose nodes a TrieReader keeps."""
+
+
+def _distinct(hashes: U8Array) -> tuple[list[bytes], npt.NDArray[np.intp]]:
+    """The distinct rows of ``hashes`` (32 bytes each), and the index of each row among them.
+
+    Sorting by the first eight bytes is enough to bring equal rows together; rows that only
+    share those (made on purpose) may come out more than once, which costs a fetch, no more.
+    """
+    order = np.argsort(np.ascontiguousarray(hashes).view("<u8")[:, 0], kind="stable")
+    ranked = hashes[order]
+    starts = np.ones(len(ranked), dtype=bool)
+    starts[1:] = (ranked[1:] != ranked[:-1]).any(axis=1)
+    where = np.empty(len(ranked), dtype=np.intp)
+    where[order] = np.cumsum(starts) - 1
+    return np.ascontiguousarray(ranked[starts]).view("V32").ravel().tolist(), where
 
 
 @dataclass
@@ -148,94 +224,129 @@ def build_index(lib: ctypes.CDLL, rows: U64Array, width: int, key_words: int) ->
 
 
 class StateTables:
-    """Accounts, storage slots and codes known to the host, with their batch pre-state values."""
+    """Accounts, storage slots and codes known to the host, with their batch pre-state values.
+
+    Keys are loaded in batches (``load_accounts``, ``load_slots``): one trie walk in C per
+    batch, straight into the rows. A slot is keyed by its address and its 32-byte big-endian
+    slot number, concatenated.
+    """
 
     def __init__(self, reader: StateReader, lib: ctypes.CDLL) -> None:
         self._reader = reader
         self._trie = TrieReader(reader.node_store, lib)
-        self._root = reader.state_root
+        self._root = np.frombuffer(reader.state_root, dtype=np.uint8)
         self._lib = lib
         self.accounts = _Rows(_ACC_WORDS)
+        self._account_pre = _Rows(_ACC_WORDS)
+        """Each account row as loaded (flags: AF_EXISTS, AF_HAS_STORAGE of the pre-state)."""
+        self._storage_roots = _Rows(32, np.uint8)
         self.slots = _Rows(_SL_WORDS)
+        self._slot_pre = _Rows(4)
+        """Each slot's pre-state value."""
+        self._slot_account = _Rows(1, np.int64)
+        """Each slot's account row."""
         self.codes = _Rows(_CD_WORDS)
         self.code_bytes = _Bytes()
         self.jumpdests = _Bytes()
         self._analyzed = 0
         self._account_rows: dict[bytes, int] = {}
-        self._slot_rows: dict[tuple[bytes, int], int] = {}
+        self._addresses: list[bytes] = []
+        """Address of each account row."""
+        self._slot_rows: dict[bytes, int] = {}
         self._code_rows: dict[bytes, int] = {}
         self._code_list: list[bytes] = []
-        self._account_pre: list[Account | None] = []
-        self._storage_roots: dict[bytes, bytes] = {}
-        self._slot_pre: list[int] = []
-        self._slot_address: list[bytes] = []
         self._wiped: set[bytes] = set()
-        self.written_accounts: set[int] = set()
-        self.written_slots: set[int] = set()
         self._indexed = (-1, -1)
         self._account_index: Index | None = None
         self._slot_index: Index | None = None
 
     # -- loading -----------------------------------------------------------
 
-    def account_row(self, address: bytes) -> int:
-        """Row of ``address``, loaded from the reader on first use."""
-        row = self._account_rows.get(address)
+    def load_accounts(self, addresses: Iterable[bytes]) -> None:
+        """Loads the accounts of ``addresses`` not loaded yet."""
+        known = self._account_rows
+        new = [a for a in dict.fromkeys(addresses) if a not in known]
+        if not new:
+            return
+        n = len(new)
+        first = self.accounts.extend(n)
+        self._storage_roots.extend(n)
+        self._account_pre.extend(n)
+        known.update(zip(new, range(first, first + n)))
+        self._addresses.extend(new)
+        keys = np.frombuffer(b"".join(new), dtype=np.uint8).reshape(n, 20)
+        rows = self.accounts.data[first : first + n]
+        rows[:, ABI["ACC_ADDR"] : ABI["ACC_ADDR"] + 4] = be_words(keys)
+        rows[:, ABI["ACC_CODE"]] = NO_CODE
+        rows[:, ABI["ACC_CODE_HASH"] : ABI["ACC_CODE_HASH"] + 4] = _EMPTY_CODE_WORDS
+        roots = self._storage_roots.data[first : first + n]
+        roots[:] = _EMPTY_ROOT
+        self._trie.walk(np.broadcast_to(self._root, (n, 32)), self._trie.paths(keys), rows, roots)
+        hashes = rows[:, ABI["ACC_CODE_HASH"] : ABI["ACC_CODE_HASH"] + 4]
+        for i in np.flatnonzero((hashes != _EMPTY_CODE_WORDS).any(axis=1)).tolist():
+            rows[i, ABI["ACC_CODE"]] = self._code_of(hashes[i, ::-1].astype(">u8").tobytes())
+        self._account_pre.data[first : first + n] = rows
+
+    def _code_of(self, code_hash: bytes) -> int:
+        row = self._code_rows.get(code_hash)
         if row is not None:
             return row
-        account = self._read_account(address)
-        row = self.accounts.append()
-        self._account_rows[address] = row
-        self._account_pre.append(account)
-        data = self.accounts.data[row]
-        data[ABI["ACC_ADDR"] : ABI["ACC_ADDR"] + 4] = words(address_int(address))
-        if account is None:
-            data[ABI["ACC_CODE"]] = NO_CODE
-            data[ABI["ACC_CODE_HASH"] : ABI["ACC_CODE_HASH"] + 4] = words(int.from_bytes(EMPTY_CODE_HASH, "big"))
-            return row
-        self._storage_roots[address] = account.storage_root
-        code_index = NO_CODE
-        if account.code_hash != EMPTY_CODE_HASH:
-            code_index = self.code_row(self._reader.node_store[account.code_hash])
-        self._set_account(row, account.nonce, account.balance, code_index, account.code_hash, True)
-        if account.storage_root != EMPTY_ROOT:
-            data[ABI["ACC_FLAGS"]] |= _HAS_STORAGE
+        try:
+            code = self._reader.node_store[code_hash]
+        except KeyError:
+            raise Halt(f"code {code_hash.hex()} is missing from the state store") from None
+        return self.code_row(code)
+
+    def load_slots(self, keys: Iterable[bytes]) -> None:
+        """Loads the slots of ``keys`` (address + 32-byte slot) not loaded yet, and their accounts."""
+        known = self._slot_rows
+        new = [k for k in dict.fromkeys(keys) if k not in known]
+        if not new:
+            return
+        owners = [k[:20] for k in new]
+        self.load_accounts(owners)
+        n = len(new)
+        first = self.slots.extend(n)
+        self._slot_pre.extend(n)
+        self._slot_account.extend(n)
+        known.update(zip(new, range(first, first + n)))
+        account_rows = np.fromiter(map(self._account_rows.__getitem__, owners), dtype=np.int64, count=n)
+        self._slot_account.data[first : first + n, 0] = account_rows
+        raw = np.frombuffer(b"".join(new), dtype=np.uint8).reshape(n, 52)
+        rows = self.slots.data[first : first + n]
+        rows[:, ABI["SL_ADDR"] : ABI["SL_ADDR"] + 4] = be_words(raw[:, :20])
+        rows[:, ABI["SL_KEY"] : ABI["SL_KEY"] + 4] = be_words(raw[:, 20:])
+        self._trie.walk(self._storage_roots.data[account_rows], self._trie.paths(raw[:, 20:]), rows, None)
+        self._slot_pre.data[first : first + n] = rows[:, ABI["SL_VALUE"] : ABI["SL_VALUE"] + 4]
+        if self._wiped:
+            # A storage wiped earlier in the batch reads as empty, whatever the pre-state holds.
+            wiped = np.fromiter((owner in self._wiped for owner in owners), dtype=bool, count=n)
+            rows[wiped, ABI["SL_VALUE"] : ABI["SL_VALUE"] + 4] = 0
+
+    def account_row(self, address: bytes) -> int:
+        """Row of ``address``, loaded on first use."""
+        row = self._account_rows.get(address)
+        if row is None:
+            self.load_accounts((address,))
+            row = self._account_rows[address]
         return row
 
     def slot_row(self, address: bytes, slot: int) -> int:
-        """Row of a storage slot, loaded from the reader on first use."""
-        key = (address, slot)
+        """Row of a storage slot, loaded on first use."""
+        key = address + slot.to_bytes(32, "big")
         row = self._slot_rows.get(key)
-        if row is not None:
-            return row
-        value = self._read_slot(address, slot)
-        row = self.slots.append()
-        self._slot_rows[key] = row
-        self._slot_pre.append(value)
-        self._slot_address.append(address)
-        data = self.slots.data[row]
-        data[ABI["SL_ADDR"] : ABI["SL_ADDR"] + 4] = words(address_int(address))
-        data[ABI["SL_KEY"] : ABI["SL_KEY"] + 4] = words(slot)
-        # A storage wiped earlier in the batch reads as empty, whatever the pre-state holds.
-        data[ABI["SL_VALUE"] : ABI["SL_VALUE"] + 4] = words(0 if address in self._wiped else value)
+        if row is None:
+            self.load_slots((key,))
+            row = self._slot_rows[key]
         return row
 
-    def _read_account(self, address: bytes) -> Account | None:
-        encoded = self._trie.get(self._root, address)
-        if encoded is None:
-            return None
-        nonce, balance, storage_root, code_hash = rlp.decode(encoded)
-        return Account(
-            int.from_bytes(nonce, "big"), int.from_bytes(balance, "big"), Hash32(storage_root),
-            Hash32(code_hash),
-        )
+    def account_rows(self, addresses: Iterable[bytes]) -> npt.NDArray[np.int64]:
+        """Rows of loaded accounts."""
+        return np.fromiter(map(self._account_rows.__getitem__, addresses), dtype=np.int64)
 
-    def _read_slot(self, address: bytes, slot: int) -> int:
-        if address not in self._storage_roots:
-            self.account_row(address)
-        root = self._storage_roots.get(address, EMPTY_ROOT)
-        encoded = self._trie.get(root, slot.to_bytes(32, "big"))
-        return 0 if encoded is None else int.from_bytes(rlp.decode(encoded), "big")
+    def slot_rows(self, keys: Iterable[bytes]) -> npt.NDArray[np.int64]:
+        """Rows of loaded slots (address + 32-byte slot)."""
+        return np.fromiter(map(self._slot_rows.__getitem__, keys), dtype=np.int64)
 
     def code_row(self, code: bytes) -> int:
         """Index of ``code`` in the code table (deduplicated by hash)."""
@@ -243,7 +354,7 @@ class StateTables:
         row = self._code_rows.get(code_hash)
         if row is not None:
             return row
-        row = self.codes.append()
+        row = self.codes.extend(1)
         self._code_rows[code_hash] = row
         self._code_list.append(code)
         rec = self.codes.data[row]
@@ -308,13 +419,13 @@ class StateTables:
         if not exists:
             nonce, balance, code_index, code_hash = 0, 0, NO_CODE, EMPTY_CODE_HASH
         self._set_account(row, nonce, balance, code_index, code_hash, exists)
-        self.written_accounts.add(row)
+        self.accounts.written[row] = True
 
     def write_slot(self, row: int, value: int) -> None:
         """Commits a new value of a slot row."""
         data = self.slots.data[row]
         data[ABI["SL_VALUE"] : ABI["SL_VALUE"] + 4] = words(value)
-        self.written_slots.add(row)
+        self.slots.written[row] = True
 
     def commit_accounts(self, rows: npt.NDArray[np.int64], entries: U64Array, offsets: dict[str, int]) -> None:
         """Commits existing accounts' new values from interpreter entries (one per row).
@@ -327,12 +438,12 @@ class StateTables:
         data[rows, ABI["ACC_CODE"]] = entries[:, offsets["code"]]
         data[rows, ABI["ACC_CODE_HASH"] : ABI["ACC_CODE_HASH"] + 4] = entries[:, offsets["orig"] : offsets["orig"] + 4]
         data[rows, ABI["ACC_FLAGS"]] |= np.uint64(_EXISTS)
-        self.written_accounts.update(rows.tolist())
+        self.accounts.written[rows] = True
 
     def commit_slots(self, rows: npt.NDArray[np.int64], values: U64Array) -> None:
         """Commits slots' new values (four words each, one per row)."""
         self.slots.data[rows, ABI["SL_VALUE"] : ABI["SL_VALUE"] + 4] = values
-        self.written_slots.update(rows.tolist())
+        self.slots.written[rows] = True
 
     def slot_value(self, row: int) -> int:
         """Committed value of a slot row."""
@@ -341,8 +452,9 @@ class StateTables:
     def wipe_storage(self, address: bytes) -> list[int]:
         """Empties the storage of ``address`` (deletion, or a creation over it); returns the rows."""
         self._wiped.add(address)
-        self.accounts.data[self.account_row(address), ABI["ACC_FLAGS"]] &= ~np.uint64(_HAS_STORAGE)
-        rows = [row for (owner, _), row in self._slot_rows.items() if owner == address]
+        account = self.account_row(address)
+        self.accounts.data[account, ABI["ACC_FLAGS"]] &= ~np.uint64(_HAS_STORAGE)
+        rows: list[int] = np.flatnonzero(self._slot_account.used[:, 0] == account).tolist()
         for row in rows:
             self.write_slot(row, 0)
         return rows
@@ -351,40 +463,48 @@ class StateTables:
 
     def diff(self) -> StateDiff:
         """Changes from the pre-state to the committed values, as the reference reports them."""
-        written: dict[bytes, dict[int, tuple[int, int]]] = {}
-        slot_rows = sorted(self.written_slots)
-        for row, record in zip(slot_rows, self.slots.data[slot_rows].tolist()):
-            key, value = value_at(record, ABI["SL_KEY"]), value_at(record, ABI["SL_VALUE"])
-            written.setdefault(self._slot_address[row], {})[key] = (value, self._slot_pre[row])
+        pre = self._account_pre.used
+        now = self.accounts.used
+        # A wipe of non-empty storage is reported as a reset plus the slots set since.
+        reset = np.zeros(len(now), dtype=bool)
+        wiped = [self._account_rows[a] for a in self._wiped]
+        reset[wiped] = (pre[wiped, ABI["ACC_FLAGS"]] & np.uint64(_HAS_STORAGE)) != 0
+        slot_rows = np.flatnonzero(self.slots.written[: self.slots.count])
+        owners = self._slot_account.data[slot_rows, 0]
+        values = self.slots.data[slot_rows, ABI["SL_VALUE"] : ABI["SL_VALUE"] + 4]
+        baseline = np.where(reset[owners][:, None], np.uint64(0), self._slot_pre.data[slot_rows])
+        changed = (values != baseline).any(axis=1)
+        slot_rows, owners, values = slot_rows[changed], owners[changed], values[changed]
+        storage: dict[int, dict[int, int]] = {}
+        keys = word_ints(self.slots.data[slot_rows, ABI["SL_KEY"] : ABI["SL_KEY"] + 4])
+        for owner, key, value in zip(owners.tolist(), keys, word_ints(values)):
+            storage.setdefault(owner, {})[key] = value
+        written = self.accounts.written[: len(now)].copy()
+        written[self._slot_account.data[np.flatnonzero(self.slots.written[: self.slots.count]), 0]] = True
+        exists = (now[:, ABI["ACC_FLAGS"]] & np.uint64(_EXISTS)) != 0
+        existed = (pre[:, ABI["ACC_FLAGS"]] & np.uint64(_EXISTS)) != 0
+        code_changed = (now[:, ABI["ACC_CODE_HASH"] : ABI["ACC_CODE_HASH"] + 4]
+                        != pre[:, ABI["ACC_CODE_HASH"] : ABI["ACC_CODE_HASH"] + 4]).any(axis=1)
+        has_slots = np.zeros(len(now), dtype=bool)
+        has_slots[owners] = True
+        same = (
+            existed & ~reset & ~has_slots & ~code_changed
+            & (now[:, ABI["ACC_NONCE"]] == pre[:, ABI["ACC_NONCE"]])
+            & (now[:, ABI["ACC_BALANCE"] : ABI["ACC_BALANCE"] + 4] == pre[:, ABI["ACC_BALANCE"] : ABI["ACC_BALANCE"] + 4]).all(axis=1)
+        )
         changes: dict[Address, AccountChange | None] = {}
-        rows = sorted(self.written_accounts | {self._account_rows[a] for a in written})
-        for row, record in zip(rows, self.accounts.data[rows].tolist()):
-            address = int_address(value_at(record, ABI["ACC_ADDR"]))
-            pre = self._account_pre[row]
-            if not record[ABI["ACC_FLAGS"]] & _EXISTS:
-                if pre is not None:
-                    changes[address] = None
-                continue
-            nonce, balance, code_index = record[ABI["ACC_NONCE"]], value_at(record, ABI["ACC_BALANCE"]), record[ABI["ACC_CODE"]]
-            code_hash = value_at(record, ABI["ACC_CODE_HASH"]).to_bytes(32, "big")
-            pre_hash = EMPTY_CODE_HASH if pre is None else pre.code_hash
-            code = None if code_hash == pre_hash else (b"" if code_index == NO_CODE else self.code(code_index))
-            # A wipe of non-empty storage is reported as a reset plus the slots set since.
-            reset = address in self._wiped and pre is not None and pre.storage_root != EMPTY_ROOT
-            slots = {
-                slot: value
-                for slot, (value, pre_value) in written.get(address, {}).items()
-                if (value != 0 if reset else value != pre_value)
-            }
-            if (
-                pre is not None
-                and not reset
-                and not slots
-                and code is None
-                and (pre.nonce, pre.balance) == (nonce, balance)
-            ):
-                continue
-            changes[address] = AccountChange(
-                nonce=nonce, balance=balance, code=code, storage=slots, storage_reset=reset
+        deleted = np.flatnonzero(written & ~exists & existed).tolist()
+        rows = np.flatnonzero(written & exists & ~same)
+        record = now[rows]
+        balances = word_ints(record[:, ABI["ACC_BALANCE"] : ABI["ACC_BALANCE"] + 4])
+        for row, nonce, balance, code_index, new_code, wipe in zip(
+            rows.tolist(), record[:, ABI["ACC_NONCE"]].tolist(), balances, record[:, ABI["ACC_CODE"]].tolist(),
+            code_changed[rows].tolist(), reset[rows].tolist(),
+        ):
+            code = None if not new_code else (b"" if code_index == NO_CODE else self.code(code_index))
+            changes[Address(self._addresses[row])] = AccountChange(
+                nonce=nonce, balance=balance, code=code, storage=storage.get(row, {}), storage_reset=wipe
             )
+        for row in deleted:
+            changes[Address(self._addresses[row])] = None
         return StateDiff(accounts=changes)

@@ -16,7 +16,7 @@ import rlp
 from eth._utils.calculations import fake_exponential
 
 from executor_gpu.native_abi import ABI, words
-from executor_gpu.native_state import StateTables, address_int
+from executor_gpu.native_state import StateTables, address_int, be_words
 from executor_gpu.types import BlockEnv
 from primitives.crypto import keccak256
 from primitives.transactions import Transaction
@@ -28,15 +28,6 @@ MAX_INITCODE_SIZE = 49152
 # EIP-4844 blob base fee parameters (Cancun).
 _MIN_BLOB_BASE_FEE = 1
 _BLOB_BASE_FEE_UPDATE_FRACTION = 3338477
-
-
-def intrinsic_gas(tx: Transaction) -> int:
-    """Gas charged before execution, as py-evm counts it (init code words are charged later)."""
-    zeros = tx.data.count(0)
-    gas = 21000 + 4 * zeros + 16 * (len(tx.data) - zeros)
-    if tx.is_create:
-        gas += 32000
-    return gas + sum(2400 + 1900 * len(entry.storage_keys) for entry in tx.access_list)
 
 
 def create_address(sender: bytes, nonce: int) -> Address:
@@ -62,6 +53,8 @@ class PackedTxs:
     """Reason checked after the nonce and sender-code checks."""
     reject_late: list[str | None]
     """Reason checked after the funds and block gas checks."""
+    prices: list[int]
+    """Price per gas each transaction pays."""
     tips: list[int]
     """Priority fee per gas each transaction pays the coinbase."""
     gas_limits: npt.NDArray[np.int64]
@@ -93,6 +86,16 @@ def pack_env(env: BlockEnv) -> npt.NDArray[np.uint64]:
     return record
 
 
+def _intrinsic_gas(txs: Sequence[Transaction], data_sizes: npt.NDArray[np.int64],
+                   creates: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """Gas charged before execution, as py-evm counts it (init code words are charged later)."""
+    zeros = np.fromiter((tx.data.count(0) for tx in txs), dtype=np.int64, count=len(txs))
+    gas: npt.NDArray[np.int64] = 21000 + 4 * zeros + 16 * (data_sizes - zeros) + 32000 * creates.astype(np.int64)
+    for i in [i for i, tx in enumerate(txs) if tx.access_list]:
+        gas[i] += sum(2400 + 1900 * len(entry.storage_keys) for entry in txs[i].access_list)
+    return gas
+
+
 def _static_reasons(tx: Transaction, env: BlockEnv, intrinsic: int) -> tuple[str | None, str | None, str | None]:
     sender = "0x" + tx.sender.hex()
     first = early = late = None
@@ -118,60 +121,97 @@ def _static_reasons(tx: Transaction, env: BlockEnv, intrinsic: int) -> tuple[str
 
 
 _TX = {name: ABI[name] for name in ABI if name.startswith("TX_")}
+_NO_ADDRESS = bytes(20)
+
+
+def _words(values: list[int]) -> npt.NDArray[np.uint64]:
+    """256-bit values as rows of four little-endian words."""
+    raw = b"".join(value.to_bytes(32, "little") for value in values)
+    return np.frombuffer(raw, dtype="<u8").reshape(len(values), 4)
+
+
+def _access_records(txs: Sequence[Transaction], records: npt.NDArray[np.uint64]) -> tuple[npt.NDArray[np.uint64], list[bytes], list[bytes]]:
+    """Access list records (and each transaction's range of them in ``records``), with the
+    accounts and slots (address + 32-byte slot) they name."""
+    access: list[list[int]] = []
+    addresses: list[bytes] = []
+    slots: list[bytes] = []
+    counts = np.zeros(len(txs), dtype=np.uint64)
+    for i in [i for i, tx in enumerate(txs) if tx.access_list]:
+        start = len(access)
+        for entry in txs[i].access_list:
+            address = words(address_int(entry.address))
+            addresses.append(entry.address)
+            access.append(address + [0] * 4 + [0])
+            access.extend(address + words(key) + [1] for key in entry.storage_keys)
+            slots.extend(entry.address + key.to_bytes(32, "big") for key in entry.storage_keys)
+        counts[i] = len(access) - start
+    records[:, _TX["TX_ACCESS_OFF"]] = np.cumsum(counts) - counts
+    records[:, _TX["TX_ACCESS_LEN"]] = counts
+    table = np.array(access or [[0] * ABI["AL_WORDS"]], dtype=np.uint64).reshape(-1, ABI["AL_WORDS"])
+    return table, addresses, slots
 
 
 def pack_transactions(txs: Sequence[Transaction], env: BlockEnv, tables: StateTables) -> PackedTxs:
-    """Packs ``txs`` and loads the accounts each one surely reads (sender, recipient, access list)."""
-    records: list[list[int]] = []
-    access: list[list[int]] = []
-    data = bytearray()
-    firsts: list[str | None] = []
-    earlies: list[str | None] = []
-    lates: list[str | None] = []
-    for tx in txs:
-        intrinsic = intrinsic_gas(tx)
-        first, early, late = _static_reasons(tx, env, intrinsic)
-        firsts.append(first)
-        earlies.append(early)
-        lates.append(late)
-        rec = [0] * _TX["TX_WORDS"]
-        rec[_TX["TX_SENDER"] : _TX["TX_SENDER"] + 4] = words(address_int(tx.sender))
-        tables.account_row(tx.sender)
-        if tx.to is None:
-            tables.account_row(create_address(tx.sender, tx.nonce))
-        else:
-            rec[_TX["TX_TO"] : _TX["TX_TO"] + 4] = words(address_int(tx.to))
-            tables.account_row(tx.to)
-        rec[_TX["TX_VALUE"] : _TX["TX_VALUE"] + 4] = words(tx.value)
-        price = min(tx.effective_gas_price(env.base_fee_per_gas), UINT256_MAX)
-        rec[_TX["TX_PRICE"] : _TX["TX_PRICE"] + 4] = words(price)
-        rec[_TX["TX_UPFRONT"] : _TX["TX_UPFRONT"] + 4] = words(min(tx.upfront_cost, UINT256_MAX))
-        rec[_TX["TX_NONCE"]] = tx.nonce
-        rec[_TX["TX_GAS"]] = tx.gas_limit
-        rec[_TX["TX_INTRINSIC"]] = min(intrinsic, tx.gas_limit)
-        rec[_TX["TX_FLAGS"]] = (
-            (ABI["TXF_CREATE"] if tx.is_create else 0)
-            | (ABI["TXF_REJECT_EARLY"] if early is not None else 0)
-            | (ABI["TXF_REJECT_LATE"] if late is not None else 0)
+    """Packs ``txs`` and loads the state each one surely reads (sender, recipient, access list)."""
+    n = len(txs)
+    base_fee = env.base_fee_per_gas
+    tos = [tx.to for tx in txs]
+    datas = [tx.data for tx in txs]
+    gas = [tx.gas_limit for tx in txs]
+    prices = [tx.effective_gas_price(base_fee) for tx in txs]
+    upfronts = [tx.upfront_cost for tx in txs]
+    creates = np.fromiter((to is None for to in tos), dtype=bool, count=n)
+    sizes = np.fromiter(map(len, datas), dtype=np.int64, count=n)
+    intrinsic = _intrinsic_gas(txs, sizes, creates)
+    records = np.zeros((n, _TX["TX_WORDS"]), dtype=np.uint64)
+    senders = np.frombuffer(b"".join(tx.sender for tx in txs), dtype=np.uint8).reshape(n, 20)
+    records[:, _TX["TX_SENDER"] : _TX["TX_SENDER"] + 4] = be_words(senders)
+    recipients = np.frombuffer(b"".join(to or _NO_ADDRESS for to in tos), dtype=np.uint8).reshape(n, 20)
+    records[:, _TX["TX_TO"] : _TX["TX_TO"] + 4] = be_words(recipients)
+    records[:, _TX["TX_VALUE"] : _TX["TX_VALUE"] + 4] = _words([tx.value for tx in txs])
+    records[:, _TX["TX_PRICE"] : _TX["TX_PRICE"] + 4] = _words(prices)
+    records[:, _TX["TX_UPFRONT"] : _TX["TX_UPFRONT"] + 4] = _words([min(u, UINT256_MAX) for u in upfronts])
+    records[:, _TX["TX_NONCE"]] = [tx.nonce for tx in txs]
+    gas_limits = np.array(gas, dtype=np.uint64)
+    records[:, _TX["TX_GAS"]] = gas_limits
+    records[:, _TX["TX_INTRINSIC"]] = np.minimum(intrinsic.astype(np.uint64), gas_limits)
+    records[:, _TX["TX_DATA_LEN"]] = sizes
+    records[:, _TX["TX_DATA_OFF"]] = np.cumsum(sizes) - sizes
+    # The checks that read no state: only the transactions failing one get their reasons.
+    firsts: list[str | None] = [None] * n
+    earlies: list[str | None] = [None] * n
+    lates: list[str | None] = [None] * n
+    chain_id = env.chain_id
+    suspects = [
+        i for i, (tx, need, upfront) in enumerate(zip(txs, intrinsic.tolist(), upfronts))
+        if (tx.chain_id is not None and tx.chain_id != chain_id) or tx.max_fee_per_gas < tx.max_priority_fee_per_gas
+        or tx.max_fee_per_gas < base_fee or upfront > UINT256_MAX or tx.gas_limit < need
+        or (tx.to is None and len(tx.data) > MAX_INITCODE_SIZE)
+    ]
+    for i in suspects:
+        firsts[i], earlies[i], lates[i] = _static_reasons(txs[i], env, int(intrinsic[i]))
+        records[i, _TX["TX_FLAGS"]] |= np.uint64(
+            (ABI["TXF_REJECT_EARLY"] if earlies[i] is not None else 0)
+            | (ABI["TXF_REJECT_LATE"] if lates[i] is not None else 0)
         )
-        rec[_TX["TX_DATA_OFF"]] = len(data)
-        rec[_TX["TX_DATA_LEN"]] = len(tx.data)
-        data += tx.data
-        rec[_TX["TX_ACCESS_OFF"]] = len(access)
-        for entry in tx.access_list:
-            tables.account_row(entry.address)
-            access.append(words(address_int(entry.address)) + [0] * 4 + [0])
-            access.extend(words(address_int(entry.address)) + words(key) + [1] for key in entry.storage_keys)
-        rec[_TX["TX_ACCESS_LEN"]] = len(access) - rec[_TX["TX_ACCESS_OFF"]]
-        records.append(rec)
+    records[creates, _TX["TX_FLAGS"]] |= np.uint64(ABI["TXF_CREATE"])
+    access, access_accounts, access_slots = _access_records(txs, records)
+    needed = [tx.sender for tx in txs]
+    needed += [to for to in tos if to is not None]
+    needed += [create_address(txs[i].sender, txs[i].nonce) for i in np.flatnonzero(creates).tolist()]
+    tables.load_accounts(needed + access_accounts)
+    tables.load_slots(access_slots)
+    data = b"".join(datas)
     return PackedTxs(
-        records=np.array(records, dtype=np.uint64).reshape(-1, _TX["TX_WORDS"]),
-        data=np.frombuffer(bytes(data), dtype=np.uint8).copy() if data else np.zeros(1, dtype=np.uint8),
-        access=np.array(access or [[0] * ABI["AL_WORDS"]], dtype=np.uint64).reshape(-1, ABI["AL_WORDS"]),
+        records=records,
+        data=np.frombuffer(data, dtype=np.uint8).copy() if data else np.zeros(1, dtype=np.uint8),
+        access=access,
         env=pack_env(env),
         reject_first=firsts,
         reject_early=earlies,
         reject_late=lates,
-        tips=[tx.effective_tip(env.base_fee_per_gas) for tx in txs],
-        gas_limits=np.array([min(tx.gas_limit, GAS_CAP) for tx in txs], dtype=np.int64),
+        prices=prices,
+        tips=[tx.effective_tip(base_fee) for tx in txs],
+        gas_limits=np.minimum(gas_limits, GAS_CAP).astype(np.int64),
     )
