@@ -37,7 +37,10 @@ _COMMANDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The parser for ``argv``: only the command it names has its module imported (all of
+    them would pull in web3, libp2p and py-evm, seconds of start-up)."""
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
     parser = argparse.ArgumentParser(prog="l2node", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -51,15 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     for name, module_name, help_text in _COMMANDS:
-        module = importlib.import_module(module_name)
         command = commands.add_parser(name, help=help_text)
-        module.add_arguments(command)
-        command.set_defaults(handler=module.run)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(command)
+            command.set_defaults(handler=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -89,6 +89,8 @@ class CaseResult:
     """Why it failed (roots, logs, rejection, first differing account or slot)."""
     fallbacks: int = 0
     """Transactions the executor handed to the reference executor."""
+    fallback_reasons: Mapping[str, int] = field(default_factory=dict)
+    """Those fallbacks by reason (a native executor's ``fallback_reasons``)."""
     seconds: float = 0.0
     """Wall time of the case."""
 
@@ -121,6 +123,8 @@ class Summary:
     """Listed cases that failed as expected."""
     fallbacks: int
     """Per-transaction fallbacks to the reference executor."""
+    fallback_reasons: Mapping[str, int] = field(default_factory=dict)
+    """Those fallbacks by reason."""
 
 
 def load_known_failures(path: Path) -> tuple[KnownFailure, ...]:
@@ -278,6 +282,8 @@ class _Outcome:
     """The root the executor computed itself, if any."""
     fallbacks: int
     """Fallbacks to the reference executor."""
+    fallback_reasons: Mapping[str, int]
+    """Those fallbacks by reason."""
 
 
 def _execute(executor: Executor, test: Mapping[str, Any], key: CaseKey) -> _Outcome:
@@ -292,14 +298,18 @@ def _execute(executor: Executor, test: Mapping[str, Any], key: CaseKey) -> _Outc
             sign_fixture_transaction(test["transaction"], key.data, key.gas, key.value)
         )
     except InvalidTransaction as exc:
-        return _Outcome(f"undecodable: {exc}", pre_root, no_logs, StateDiff({}), None, 0)
+        return _Outcome(f"undecodable: {exc}", pre_root, no_logs, StateDiff({}), None, 0, {})
+    counted: Counter[str] | None = getattr(executor, "fallback_reasons", None)  # native executors
+    before = Counter(counted or {})
     result = executor.execute(state.at(pre_root), block_env(test["env"]), [tx])
+    reasons = dict(Counter(counted or {}) - before)
     batch = kv.write_batch()
     root = state.apply(pre_root, result.state_diff, batch)
     batch.commit()
     rejected = result.rejected[0].reason if result.rejected else None
     return _Outcome(
-        rejected, root, logs_hash(result), result.state_diff, result.state_root, result.fallbacks
+        rejected, root, logs_hash(result), result.state_diff, result.state_root, result.fallbacks,
+        reasons,
     )
 
 
@@ -340,21 +350,23 @@ def run_case(executor: Executor, test: Mapping[str, Any], key: CaseKey, fork: st
     """Run one case and judge it against the fixture."""
     started = time.perf_counter()
     try:
-        problems, fallbacks = _judge(executor, test, key, test["post"][fork][key.index])
+        problems, outcome = _judge(executor, test, key, test["post"][fork][key.index])
+        fallbacks, reasons = outcome.fallbacks, outcome.fallback_reasons
     except Exception as exc:  # noqa: BLE001 - an executor bug fails its case, not the run
-        problems, fallbacks = [f"crashed: {type(exc).__name__}: {exc}"], 0
+        problems, fallbacks, reasons = [f"crashed: {type(exc).__name__}: {exc}"], 0, {}
     return CaseResult(
         key.case_id,
         not problems,
         "; ".join(problems),
         fallbacks,
+        reasons,
         round(time.perf_counter() - started, 4),
     )
 
 
 def _judge(
     executor: Executor, test: Mapping[str, Any], key: CaseKey, expected: Mapping[str, Any]
-) -> tuple[list[str], int]:
+) -> tuple[list[str], _Outcome]:
     outcome = _execute(executor, test, key)
     problems: list[str] = []
     if "expectException" in expected:
@@ -374,7 +386,7 @@ def _judge(
         problems.append(
             f"executor root 0x{outcome.executor_root.hex()} != StateDB root 0x{outcome.root.hex()}"
         )
-    return problems, outcome.fallbacks
+    return problems, outcome
 
 
 _worker_executor: Executor | None = None
@@ -464,10 +476,12 @@ def run_cases(
     """Run ``keys``, print one line per failure and the summary; the counts and per-case records."""
     bar = Progress(progress, len(keys))
     passed = failed = fallbacks = 0
+    reasons: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
     records: list[dict[str, Any]] = []
     for result in _results(keys, fork, executor, jobs):
         fallbacks += result.fallbacks
+        reasons.update(result.fallback_reasons)
         listed = next((k.reason for k in known if k.matches(result.case_id)), None)
         if result.passed:
             passed += 1
@@ -488,8 +502,9 @@ def run_cases(
     bar.clear()
     for reason, count in skipped.most_common():
         print(f"skipped {count}: {reason}", file=out)
-    print(f"fallback: {fallbacks}", file=out)
-    summary = Summary(passed, failed, sum(skipped.values()), fallbacks)
+    by_reason = ", ".join(f"{reason}: {count}" for reason, count in sorted(reasons.items()))
+    print(f"fallback: {fallbacks}" + (f" ({by_reason})" if by_reason else ""), file=out)
+    summary = Summary(passed, failed, sum(skipped.values()), fallbacks, dict(reasons))
     print(f"{summary.passed} passed, {summary.failed} failed, {summary.skipped} skipped", file=out)
     return summary, records
 

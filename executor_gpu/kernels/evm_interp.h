@@ -15,17 +15,11 @@
 #define EVM_MAX_CODE 24576
 #define EVM_MAX_INITCODE 49152
 
-/* Stack effect and constant gas of each opcode; OP_DEFINED marks the Cancun set. */
-enum { OP_DEFINED = 0x80 };
-
 EVM_FN u64 words_of(u64 len) { return len / 32 + (len % 32 != 0); }
 
-/* Arithmetic, comparison and bitwise opcodes 0x01-0x1d on their stack arguments. */
-EVM_FN_BIG u256 evm_arith(u8 op, u256 a, u256 b, u256 n) {
+/* The arithmetic opcodes of evm_arith too big to inline into the interpreter's loop. */
+EVM_FN_BIG u256 evm_arith_big(u8 op, u256 a, u256 b, u256 n) {
     switch (op) {
-    case 0x01: return u256_add(a, b);
-    case 0x02: return u256_mul(a, b);
-    case 0x03: return u256_sub(a, b);
     case 0x04: return evm_div(a, b);
     case 0x05: return evm_sdiv(a, b);
     case 0x06: return evm_mod(a, b);
@@ -34,6 +28,20 @@ EVM_FN_BIG u256 evm_arith(u8 op, u256 a, u256 b, u256 n) {
     case 0x09: return evm_mulmod(a, b, n);
     case 0x0a: return evm_exp(a, b);
     case 0x0b: return evm_signextend(a, b);
+    case 0x1a: return evm_byte(a, b);
+    case 0x1b: return evm_shl(a, b);
+    case 0x1c: return evm_shr(a, b);
+    case 0x1d: return evm_sar(a, b);
+    }
+    return u256_of(0);
+}
+
+/* Arithmetic, comparison and bitwise opcodes 0x01-0x1d on their stack arguments. */
+EVM_FN u256 evm_arith(u8 op, u256 a, u256 b, u256 n) {
+    switch (op) {
+    case 0x01: return u256_add(a, b);
+    case 0x02: return u256_mul(a, b);
+    case 0x03: return u256_sub(a, b);
     case 0x10: return u256_of((u64)u256_lt(a, b));
     case 0x11: return u256_of((u64)u256_lt(b, a));
     case 0x12: return u256_of((u64)u256_slt(a, b));
@@ -50,81 +58,50 @@ EVM_FN_BIG u256 evm_arith(u8 op, u256 a, u256 b, u256 n) {
         for (int i = 0; i < 4; i++) a.w[i] ^= b.w[i];
         return a;
     case 0x19: return u256_not(a);
-    case 0x1a: return evm_byte(a, b);
-    case 0x1b: return evm_shl(a, b);
-    case 0x1c: return evm_shr(a, b);
-    case 0x1d: return evm_sar(a, b);
     }
-    return u256_of(0);
+    return evm_arith_big(op, a, b, n);
 }
 
-/* Items popped, items pushed, constant gas. */
-EVM_FN void op_info(u8 op, u32 *in, u32 *out, u32 *gas, int *defined) {
-    *defined = 1;
-    *gas = 3;
-    *in = 0;
-    *out = 1;
-    if (op >= 0x60 && op <= 0x7F) return;
-    if (op >= 0x80 && op <= 0x8F) {
-        *in = op - 0x7F;
-        *out = *in + 1;
-        return;
-    }
-    if (op >= 0x90 && op <= 0x9F) {
-        *in = op - 0x8E;
-        *out = *in;
-        return;
-    }
-    if (op >= 0xA0 && op <= 0xA4) {
-        *in = 2 + (op - 0xA0);
-        *out = 0;
-        *gas = 375 * (1 + (op - 0xA0));
-        return;
-    }
-    switch (op) {
-    case 0x00: *out = 0; *gas = 0; return;
-    case 0x01: case 0x03: case 0x10: case 0x11: case 0x12: case 0x13: case 0x14: case 0x16:
-    case 0x17: case 0x18: case 0x1a: case 0x1b: case 0x1c: case 0x1d:
-        *in = 2; return;
-    case 0x02: case 0x04: case 0x05: case 0x06: case 0x07: case 0x0b: *in = 2; *gas = 5; return;
-    case 0x08: case 0x09: *in = 3; *gas = 8; return;
-    case 0x0a: *in = 2; *gas = 10; return;
-    case 0x15: case 0x19: *in = 1; return;
-    case 0x20: *in = 2; *gas = 30; return;
-    case 0x30: case 0x32: case 0x33: case 0x34: case 0x36: case 0x38: case 0x3a: case 0x3d:
-    case 0x41: case 0x42: case 0x43: case 0x44: case 0x45: case 0x46: case 0x48: case 0x4a:
-    case 0x58: case 0x59: case 0x5a: case 0x5f:
-        *gas = 2; return;
-    case 0x31: case 0x3b: case 0x3f: *in = 1; *gas = 0; return;
-    case 0x35: *in = 1; return;
-    case 0x37: case 0x39: case 0x3e: case 0x5e: *in = 3; *out = 0; return;
-    case 0x3c: *in = 4; *out = 0; *gas = 0; return;
-    case 0x40: *in = 1; *gas = 20; return;
-    case 0x47: *gas = 5; return;
-    case 0x49: *in = 1; return;
-    case 0x50: *in = 1; *out = 0; *gas = 2; return;
-    case 0x51: *in = 1; return;
-    case 0x52: case 0x53: *in = 2; *out = 0; return;
-    case 0x54: *in = 1; *gas = 0; return;
-    case 0x55: *in = 2; *out = 0; *gas = 0; return;
-    case 0x56: *in = 1; *out = 0; *gas = 8; return;
-    case 0x57: *in = 2; *out = 0; *gas = 10; return;
-    case 0x5b: *out = 0; *gas = 1; return;
-    case 0x5c: *in = 1; *gas = 100; return;
-    case 0x5d: *in = 2; *out = 0; *gas = 100; return;
-    case 0xf0: *in = 3; *gas = 32000; return;
-    case 0xf1: case 0xf2: *in = 7; *gas = 0; return;
-    case 0xf3: case 0xfd: *in = 2; *out = 0; *gas = 0; return;
-    case 0xf4: case 0xfa: *in = 6; *gas = 0; return;
-    case 0xf5: *in = 4; *gas = 32000; return;
-    case 0xff: *in = 1; *out = 0; *gas = 5000; return;
-    }
-    *defined = 0;
-    *gas = 0;
-    *out = 0;
-}
-
-#define STK(i) (c->stack + (f->stack_base + f->sp - 1 - (i)) * 4)
+/* Per opcode: items popped, items pushed, constant gas; UNDEF outside the Cancun set.
+ * A table rather than a switch: it is read on every step. */
+#define OP(in, out, gas) (0x80000000u | ((u32)(in) << 24) | ((u32)(out) << 16) | (u32)(gas))
+#define UNDEF 0u
+EVM_TABLE u32 OP_INFO[256] = {
+    /* 0x00 */ OP(0, 0, 0), OP(2, 1, 3), OP(2, 1, 5), OP(2, 1, 3), OP(2, 1, 5), OP(2, 1, 5), OP(2, 1, 5), OP(2, 1, 5),
+    /* 0x08 */ OP(3, 1, 8), OP(3, 1, 8), OP(2, 1, 10), OP(2, 1, 5), UNDEF, UNDEF, UNDEF, UNDEF,
+    /* 0x10 */ OP(2, 1, 3), OP(2, 1, 3), OP(2, 1, 3), OP(2, 1, 3), OP(2, 1, 3), OP(1, 1, 3), OP(2, 1, 3), OP(2, 1, 3),
+    /* 0x18 */ OP(2, 1, 3), OP(1, 1, 3), OP(2, 1, 3), OP(2, 1, 3), OP(2, 1, 3), OP(2, 1, 3), UNDEF, UNDEF,
+    /* 0x20 */ OP(2, 1, 30), UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF,
+    /* 0x28 */ UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF,
+    /* 0x30 */ OP(0, 1, 2), OP(1, 1, 0), OP(0, 1, 2), OP(0, 1, 2), OP(0, 1, 2), OP(1, 1, 3), OP(0, 1, 2), OP(3, 0, 3),
+    /* 0x38 */ OP(0, 1, 2), OP(3, 0, 3), OP(0, 1, 2), OP(1, 1, 0), OP(4, 0, 0), OP(0, 1, 2), OP(3, 0, 3), OP(1, 1, 0),
+    /* 0x40 */ OP(1, 1, 20), OP(0, 1, 2), OP(0, 1, 2), OP(0, 1, 2), OP(0, 1, 2), OP(0, 1, 2), OP(0, 1, 2), OP(0, 1, 5),
+    /* 0x48 */ OP(0, 1, 2), OP(1, 1, 3), OP(0, 1, 2), UNDEF, UNDEF, UNDEF, UNDEF, UNDEF,
+    /* 0x50 */ OP(1, 0, 2), OP(1, 1, 3), OP(2, 0, 3), OP(2, 0, 3), OP(1, 1, 0), OP(2, 0, 0), OP(1, 0, 8), OP(2, 0, 10),
+    /* 0x58 */ OP(0, 1, 2), OP(0, 1, 2), OP(0, 1, 2), OP(0, 0, 1), OP(1, 1, 100), OP(2, 0, 100), OP(3, 0, 3), OP(0, 1, 2),
+    /* 0x60 */ OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3),
+    /* 0x68 */ OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3),
+    /* 0x70 */ OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3),
+    /* 0x78 */ OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3),
+    /* 0x80 */ OP(1, 2, 3), OP(2, 3, 3), OP(3, 4, 3), OP(4, 5, 3), OP(5, 6, 3), OP(6, 7, 3), OP(7, 8, 3), OP(8, 9, 3),
+    /* 0x88 */ OP(9, 10, 3), OP(10, 11, 3), OP(11, 12, 3), OP(12, 13, 3), OP(13, 14, 3), OP(14, 15, 3), OP(15, 16, 3), OP(16, 17, 3),
+    /* 0x90 */ OP(2, 2, 3), OP(3, 3, 3), OP(4, 4, 3), OP(5, 5, 3), OP(6, 6, 3), OP(7, 7, 3), OP(8, 8, 3), OP(9, 9, 3),
+    /* 0x98 */ OP(10, 10, 3), OP(11, 11, 3), OP(12, 12, 3), OP(13, 13, 3), OP(14, 14, 3), OP(15, 15, 3), OP(16, 16, 3), OP(17, 17, 3),
+    /* 0xa0 */ OP(2, 0, 375), OP(3, 0, 750), OP(4, 0, 1125), OP(5, 0, 1500), OP(6, 0, 1875), UNDEF, UNDEF, UNDEF,
+    /* 0xa8 */ UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF,
+    /* 0xb0 */ UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF,
+    /* 0xb8 */ UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF,
+    /* 0xc0 */ UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF,
+    /* 0xc8 */ UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF,
+    /* 0xd0 */ UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF,
+    /* 0xd8 */ UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF,
+    /* 0xe0 */ UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF,
+    /* 0xe8 */ UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF,
+    /* 0xf0 */ OP(3, 1, 32000), OP(7, 1, 0), OP(7, 1, 0), OP(2, 0, 0), OP(6, 1, 0), OP(4, 1, 32000), UNDEF, UNDEF,
+    /* 0xf8 */ UNDEF, UNDEF, OP(6, 1, 0), UNDEF, UNDEF, OP(2, 0, 0), UNDEF, OP(1, 0, 5000),
+};
+#undef OP
+#undef UNDEF
 
 EVM_FN u256 pop(EvmCtx *c, EvmFrame *f) {
     f->sp--;
@@ -607,12 +584,11 @@ EVM_FN_BIG int op_sstore(EvmCtx *c, EvmFrame *f) {
     return ST_SUCCESS;
 }
 
-EVM_FN int jump_ok(EvmFrame *f, u256 dest) {
-    if (!u256_fits64(dest) || dest.w[0] >= f->code_len) return 0;
-    return (f->jumpdest[dest.w[0] / 8] >> (dest.w[0] % 8)) & 1;
-}
-
-/* Runs frames until the transaction's frame ends (or the slot aborts). */
+/* Runs frames until the transaction's frame ends (or the slot aborts).
+ *
+ * The common opcodes (arithmetic, PUSH, DUP, SWAP, POP, jumps) run in an inner loop that
+ * keeps pc, gas and the stack height in locals (registers on the GPU, where the frame
+ * lives in global memory); any other opcode writes them back and runs in the switch. */
 EVM_FN_BIG void evm_interpret(EvmCtx *c) {
     for (;;) {
         EvmFrame *f = &c->frames[c->depth];
@@ -620,72 +596,102 @@ EVM_FN_BIG void evm_interpret(EvmCtx *c) {
         const u8 *out = 0;
         u64 out_len = 0;
         if (c->abort) return;
-        if (f->pc >= f->code_len) {
-            if (frame_end(c, ST_SUCCESS, 0, 0)) return;
-            continue;
-        }
-        u8 op = f->code[f->pc];
-        u32 in, outn, gas;
-        int defined;
-        op_info(op, &in, &outn, &gas, &defined);
-        if (!defined) {
-            st = ST_INVALID_OPCODE;
-            goto halt;
-        }
-        if (f->gas < gas) {
-            st = ST_OUT_OF_GAS;
-            goto halt;
-        }
-        f->gas -= gas;
-        if (f->sp < in) {
-            st = ST_STACK_UNDERFLOW;
-            goto halt;
-        }
-        if (outn > in) {
-            if (f->sp - in + outn > EVM_STACK_LIMIT) {
-                st = ST_STACK_OVERFLOW;
-                goto halt;
+        const u8 *code = f->code;
+        const u8 *jumpdest = f->jumpdest;
+        u64 code_len = f->code_len;
+        u64 *stack = c->stack + f->stack_base * 4; /* this frame's first stack word */
+        u64 room = c->cap_stack - f->stack_base;   /* words the arena has left for it */
+        u64 pc = f->pc, gas = f->gas, sp = f->sp;
+        u8 op = 0;
+#define TOP(i) (stack + (sp - 1 - (i)) * 4)
+        for (;;) {
+            if (pc >= code_len) {
+                op = 0x00; /* running off the end of the code is STOP */
+                break;
             }
-            if (f->stack_base + f->sp - in + outn > c->cap_stack) {
-                ctx_abort(c, ST_RESOURCE);
-                return;
+            op = code[pc];
+            u32 info = OP_INFO[op];
+            u32 in = (info >> 24) & 0x7f, outn = (info >> 16) & 0xff, cost = info & 0xffff;
+            if (!info) {
+                st = ST_INVALID_OPCODE;
+                break;
             }
-        }
-        f->pc++;
-        if (op <= 0x1d && op != 0x00) {
-            u256 a = pop(c, f);
-            u256 b = in >= 2 ? pop(c, f) : u256_of(0);
-            u256 n = in >= 3 ? pop(c, f) : u256_of(0);
-            if (op == 0x0a && (st = charge(f, 50 * ((u256_bitlen(b) + 7) / 8)))) goto halt;
-            push(c, f, evm_arith(op, a, b, n));
-            continue;
-        }
-        if (op >= 0x5f && op <= 0x7f) {
-            u64 n = op - 0x5f;
-            u64 avail = f->code_len - f->pc;
-            push(c, f, u256_from_be(f->code + f->pc, n < avail ? n : avail));
-            if (n > avail) {
+            if (gas < cost) {
+                st = ST_OUT_OF_GAS;
+                break;
+            }
+            gas -= cost;
+            if (sp < in) {
+                st = ST_STACK_UNDERFLOW;
+                break;
+            }
+            if (outn > in) {
+                if (sp - in + outn > EVM_STACK_LIMIT) {
+                    st = ST_STACK_OVERFLOW;
+                    break;
+                }
+                if (sp - in + outn > room) {
+                    ctx_abort(c, ST_RESOURCE);
+                    return;
+                }
+            }
+            pc++;
+            if (op <= 0x1d && op != 0x00) {
+                u256 a = u256_load(TOP(0));
+                u256 b = in >= 2 ? u256_load(TOP(1)) : u256_of(0);
+                u256 n = in >= 3 ? u256_load(TOP(2)) : u256_of(0);
+                if (op == 0x0a) {
+                    u64 exp_gas = 50 * ((u256_bitlen(b) + 7) / 8);
+                    if (gas < exp_gas) {
+                        st = ST_OUT_OF_GAS;
+                        break;
+                    }
+                    gas -= exp_gas;
+                }
+                sp -= in - 1;
+                u256_store(TOP(0), evm_arith(op, a, b, n));
+            } else if (op >= 0x5f && op <= 0x7f) {
                 /* PUSH data cut off by the end of code reads as zeros on the right. */
-                u256 v = u256_load(STK(0));
-                u256_store(STK(0), u256_shl(v, (unsigned)(8 * (n - avail))));
+                u64 n = op - 0x5f;
+                sp++;
+                u256_store(TOP(0), u256_from_be_cut(code + pc, n, code_len - pc));
+                pc += n;
+            } else if (op >= 0x80 && op <= 0x8f) {
+                u256 v = u256_load(TOP(op - 0x80));
+                sp++;
+                u256_store(TOP(0), v);
+            } else if (op >= 0x90 && op <= 0x9f) {
+                u64 *x = TOP(0), *y = TOP(op - 0x8f);
+                for (int i = 0; i < 4; i++) {
+                    u64 t = x[i];
+                    x[i] = y[i];
+                    y[i] = t;
+                }
+            } else if (op == 0x50) {
+                sp--;
+            } else if (op == 0x56 || op == 0x57) {
+                u256 dest = u256_load(TOP(0));
+                int taken = op == 0x56 || !u256_is_zero(u256_load(TOP(1)));
+                sp -= op == 0x56 ? 1 : 2;
+                if (taken) {
+                    if (!u256_fits64(dest) || dest.w[0] >= code_len ||
+                        !((jumpdest[dest.w[0] / 8] >> (dest.w[0] % 8)) & 1)) {
+                        st = ST_BAD_JUMP;
+                        break;
+                    }
+                    pc = dest.w[0];
+                }
+            } else if (op == 0x5b) {
+                /* JUMPDEST: its gas is all it does */
+            } else {
+                break;
             }
-            f->pc += n;
-            continue;
         }
-        if (op >= 0x80 && op <= 0x8f) {
-            u256 v = u256_load(STK(op - 0x80));
-            push(c, f, v);
-            continue;
-        }
-        if (op >= 0x90 && op <= 0x9f) {
-            u64 *x = STK(0), *y = STK(op - 0x8f);
-            for (int i = 0; i < 4; i++) {
-                u64 t = x[i];
-                x[i] = y[i];
-                y[i] = t;
-            }
-            continue;
-        }
+#undef TOP
+        f->pc = pc;
+        f->gas = gas;
+        f->sp = sp;
+        if (st) goto halt;
         if (op >= 0xa0 && op <= 0xa4) {
             if ((st = op_log(c, f, op))) goto halt;
             continue;
@@ -801,7 +807,6 @@ EVM_FN_BIG void evm_interpret(EvmCtx *c) {
             push(c, f, u256_of(0));
             break;
         case 0x4a: push(c, f, u256_load(c->env + ENV_BLOB_BASE_FEE)); break;
-        case 0x50: pop(c, f); break;
         case 0x51: {
             u64 at;
             if ((st = mem_need(c, f, pop(c, f), u256_of(32), &at))) goto halt;
@@ -831,30 +836,9 @@ EVM_FN_BIG void evm_interpret(EvmCtx *c) {
         case 0x55:
             if ((st = op_sstore(c, f))) goto halt;
             break;
-        case 0x56: {
-            u256 dest = pop(c, f);
-            if (!jump_ok(f, dest)) {
-                st = ST_BAD_JUMP;
-                goto halt;
-            }
-            f->pc = dest.w[0];
-            break;
-        }
-        case 0x57: {
-            u256 dest = pop(c, f), cond = pop(c, f);
-            if (!u256_is_zero(cond)) {
-                if (!jump_ok(f, dest)) {
-                    st = ST_BAD_JUMP;
-                    goto halt;
-                }
-                f->pc = dest.w[0];
-            }
-            break;
-        }
         case 0x58: push(c, f, u256_of(f->pc - 1)); break;
         case 0x59: push(c, f, u256_of(f->mem_size)); break;
         case 0x5a: push(c, f, u256_of(f->gas)); break;
-        case 0x5b: break;
         case 0x5c: case 0x5d: {
             u256 key = pop(c, f);
             if (op == 0x5d && f->is_static) {

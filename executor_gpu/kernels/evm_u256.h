@@ -351,14 +351,30 @@ EVM_FN u256 evm_sar(u256 shift, u256 x) {
 }
 
 /* Big-endian bytes <-> words, as the EVM's memory and hashes are laid out. */
-EVM_FN u256 u256_from_be(const u8 *p, u64 n) {
-    u256 r = u256_of(0);
-    for (u64 i = 0; i < n; i++) {
-        u64 pos = n - 1 - i; /* byte significance */
-        r.w[pos / 8] |= (u64)p[i] << (8 * (pos % 8));
+/* The limb of significance k of the n-byte big-endian number at p, of which only the first
+ * avail bytes are there: the others read as zero. */
+EVM_FN u64 be_limb(const u8 *p, u64 n, u64 avail, u64 k) {
+    u64 v = 0;
+    if (n > 8 * k) {
+        u64 above = n - 8 * k; /* bytes of this limb and the ones above it */
+        u64 count = above < 8 ? above : 8;
+        for (u64 i = above - count; i < above; i++) v = (v << 8) | (i < avail ? p[i] : 0);
     }
+    return v;
+}
+
+/* Limb by limb in registers: or-ing bytes into r.w[pos / 8] stalled on store forwarding
+ * (CPU) and put r in local memory (GPU); PUSH runs this on every other opcode. */
+EVM_FN u256 u256_from_be_cut(const u8 *p, u64 n, u64 avail) {
+    u256 r;
+    r.w[0] = be_limb(p, n, avail, 0);
+    r.w[1] = be_limb(p, n, avail, 1);
+    r.w[2] = be_limb(p, n, avail, 2);
+    r.w[3] = be_limb(p, n, avail, 3);
     return r;
 }
+
+EVM_FN u256 u256_from_be(const u8 *p, u64 n) { return u256_from_be_cut(p, n, n); }
 
 EVM_FN void u256_to_be(u256 a, u8 *p) {
     for (int i = 0; i < 32; i++) {
