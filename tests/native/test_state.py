@@ -11,7 +11,7 @@ import pytest
 import rlp
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from trie import HexaryTrie
+from trie.hexary import HexaryTrie
 
 from executor_gpu.native_abi import ABI
 from executor_gpu.native_build import cpu_library
