@@ -168,21 +168,24 @@ class Row:
 
 def _run_executor(name: str, executor: Executor, work: Workload, pre: StateView) -> tuple[Row, BatchResult]:
     from executor_gpu.native import NativeExecutor
-    from executor_gpu.native_launch import DeviceTime
+    from executor_gpu.native_launch import DeviceTime, HostTime
 
     native = executor if isinstance(executor, NativeExecutor) else None
     # Warm up: compilers (NVRTC, CuPy's own kernels) and buffers run once per process.
     executor.execute(pre, work.env, work.txs[:64])
     if native is not None:
         native.device.time = DeviceTime()
+        native.host_time = HostTime()
     start = time.perf_counter()
     result = executor.execute(pre, work.env, work.txs)
     row = Row(name, work.kind, len(work.txs), time.perf_counter() - start)
     if native is not None:
-        t = native.device.time
+        t, h = native.device.time, native.host_time
+        host = row.seconds - t.kernel - t.upload - t.download
         row.notes.append(f"{t.launches} launches ran {t.slots} txs: device {t.kernel:.2f}s"
                          + (f" + upload {t.upload:.2f}s + download {t.download:.2f}s" if t.upload else "")
-                         + f", host {row.seconds - t.kernel - t.upload - t.download:.2f}s")
+                         + f", host {host:.2f}s (load {h.load:.2f} + pack {h.pack:.2f} + commit {h.commit:.2f}"
+                         + f" + diff {h.diff:.2f} + launches {host - h.load - h.pack - h.commit - h.diff:.2f})")
         alone = native.interpreter_time(pre, work.env, work.txs)
         row.interpreter_seconds = alone.kernel
     return row, result

@@ -145,6 +145,21 @@ class DeviceTime:
     """Transactions run, re-runs included."""
 
 
+@dataclass
+class HostTime:
+    """Seconds the host spent on batches' phases, summed over batches. The rest of a batch's
+    time is the device's, and the host's work around launches (indexes, results' compaction)."""
+
+    load: float = 0.0
+    """Loading state: trie walks in the node store, decoding into table rows."""
+    pack: float = 0.0
+    """Packing transactions and the block (state loading excluded)."""
+    commit: float = 0.0
+    """Validating results and committing them in block order, receipts included."""
+    diff: float = 0.0
+    """Building the batch's state diff."""
+
+
 class Device(Protocol):
     """Runs launches; ``cpu`` and ``cuda`` implement it."""
 

@@ -9,9 +9,10 @@ applied in place. The pre-state value of every row is kept, so that the batch's
 from __future__ import annotations
 
 import ctypes
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -152,8 +153,7 @@ class TrieReader:
             if not len(todo):
                 break
             wanted, where = _distinct(next_hash[todo])
-            # The top of a trie is on many paths, across batches too; below, nodes are rarely met twice.
-            nodes = [self._node(node_hash, level < _CACHED_LEVELS) for node_hash in wanted]
+            nodes = self._fetch(wanted, level < _CACHED_LEVELS)
             level += 1
             lengths = np.fromiter(map(len, nodes), dtype=np.uint64, count=len(nodes))
             starts = np.cumsum(lengths) - lengths
@@ -171,16 +171,18 @@ class TrieReader:
         found: npt.NDArray[np.bool_] = state == 1
         return found
 
-    def _node(self, node_hash: bytes, keep: bool) -> bytes:
-        node = self._cache.get(node_hash)
-        if node is None:
-            try:
-                node = self._nodes[node_hash]
-            except KeyError:
-                raise Halt(f"state trie node {node_hash.hex()} is missing") from None
-            if keep:
-                self._cache[node_hash] = node
-        return node
+    def _fetch(self, hashes: list[bytes], keep: bool) -> list[bytes]:
+        """The nodes of ``hashes``; ``keep`` keeps them for later walks (the top of a trie is on
+        many paths; below it, nodes are rarely met twice)."""
+        cache, read = self._cache, self._nodes.__getitem__
+        try:
+            nodes = [cache.get(node_hash) or read(node_hash) for node_hash in hashes]
+        except KeyError:
+            missing = next(h for h in hashes if h not in cache and h not in self._nodes)
+            raise Halt(f"state trie node {missing.hex()} is missing") from None
+        if keep:
+            cache.update(zip(hashes, nodes))
+        return nodes
 
 
 _CACHED_LEVELS = 4
@@ -210,17 +212,22 @@ class Index:
     """Row per bucket, -1 when empty."""
     mask: int
     """Number of buckets minus one."""
+    rows: int = 0
+    """Rows indexed: the first ones of the table."""
 
 
-def build_index(lib: ctypes.CDLL, rows: U64Array, width: int, key_words: int) -> Index:
-    """Index of ``rows`` by their first ``key_words`` words, with at most half the buckets used."""
-    buckets = 64
-    while buckets < 2 * len(rows):
-        buckets *= 2
-    slots = np.empty(buckets, dtype=np.int32)
+def build_index(lib: ctypes.CDLL, rows: U64Array, width: int, key_words: int, index: Index | None = None) -> Index:
+    """Index of ``rows`` by their first ``key_words`` words, with at most half the buckets used.
+    ``index``, an index of the first rows, is extended in place when it has room."""
+    if index is None or 2 * len(rows) > index.mask + 1:
+        buckets = 64
+        while buckets < 2 * len(rows):
+            buckets *= 2
+        index = Index(np.full(buckets, -1, dtype=np.int32), buckets - 1)
     data = np.ascontiguousarray(rows)
-    lib.evm_build_index(data.ctypes.data, width, key_words, len(rows), slots.ctypes.data, buckets - 1)
-    return Index(slots, buckets - 1)
+    lib.evm_build_index(data.ctypes.data, width, key_words, index.rows, len(rows), index.slots.ctypes.data, index.mask)
+    index.rows = len(rows)
+    return index
 
 
 class StateTables:
@@ -250,7 +257,7 @@ class StateTables:
         self.jumpdests = _Bytes()
         self._analyzed = 0
         self._account_rows: dict[bytes, int] = {}
-        self._addresses: list[bytes] = []
+        self._addresses: list[Address] = []
         """Address of each account row."""
         self._slot_rows: dict[bytes, int] = {}
         self._code_rows: dict[bytes, int] = {}
@@ -259,11 +266,24 @@ class StateTables:
         self._indexed = (-1, -1)
         self._account_index: Index | None = None
         self._slot_index: Index | None = None
+        self.load_seconds = 0.0
+        """Time spent loading state so far."""
 
     # -- loading -----------------------------------------------------------
 
     def load_accounts(self, addresses: Iterable[bytes]) -> None:
         """Loads the accounts of ``addresses`` not loaded yet."""
+        start = time.perf_counter()
+        self._load_accounts(addresses)
+        self.load_seconds += time.perf_counter() - start
+
+    def load_slots(self, keys: Iterable[bytes]) -> None:
+        """Loads the slots of ``keys`` (address + 32-byte slot) not loaded yet, and their accounts."""
+        start = time.perf_counter()
+        self._load_slots(keys)
+        self.load_seconds += time.perf_counter() - start
+
+    def _load_accounts(self, addresses: Iterable[bytes]) -> None:
         known = self._account_rows
         new = [a for a in dict.fromkeys(addresses) if a not in known]
         if not new:
@@ -273,7 +293,7 @@ class StateTables:
         self._storage_roots.extend(n)
         self._account_pre.extend(n)
         known.update(zip(new, range(first, first + n)))
-        self._addresses.extend(new)
+        self._addresses.extend(cast("list[Address]", new))
         keys = np.frombuffer(b"".join(new), dtype=np.uint8).reshape(n, 20)
         rows = self.accounts.data[first : first + n]
         rows[:, ABI["ACC_ADDR"] : ABI["ACC_ADDR"] + 4] = be_words(keys)
@@ -297,14 +317,13 @@ class StateTables:
             raise Halt(f"code {code_hash.hex()} is missing from the state store") from None
         return self.code_row(code)
 
-    def load_slots(self, keys: Iterable[bytes]) -> None:
-        """Loads the slots of ``keys`` (address + 32-byte slot) not loaded yet, and their accounts."""
+    def _load_slots(self, keys: Iterable[bytes]) -> None:
         known = self._slot_rows
         new = [k for k in dict.fromkeys(keys) if k not in known]
         if not new:
             return
         owners = [k[:20] for k in new]
-        self.load_accounts(owners)
+        self._load_accounts(owners)
         n = len(new)
         first = self.slots.extend(n)
         self._slot_pre.extend(n)
@@ -378,8 +397,8 @@ class StateTables:
             )
             self._analyzed = self.codes.count
         if self._indexed != (self.accounts.count, self.slots.count):
-            self._account_index = build_index(self._lib, self.accounts.used, _ACC_WORDS, 4)
-            self._slot_index = build_index(self._lib, self.slots.used, _SL_WORDS, 8)
+            self._account_index = build_index(self._lib, self.accounts.used, _ACC_WORDS, 4, self._account_index)
+            self._slot_index = build_index(self._lib, self.slots.used, _SL_WORDS, 8, self._slot_index)
             self._indexed = (self.accounts.count, self.slots.count)
         assert self._account_index is not None and self._slot_index is not None
         return self._account_index, self._slot_index
@@ -497,14 +516,14 @@ class StateTables:
         rows = np.flatnonzero(written & exists & ~same)
         record = now[rows]
         balances = word_ints(record[:, ABI["ACC_BALANCE"] : ABI["ACC_BALANCE"] + 4])
+        addresses = self._addresses
         for row, nonce, balance, code_index, new_code, wipe in zip(
             rows.tolist(), record[:, ABI["ACC_NONCE"]].tolist(), balances, record[:, ABI["ACC_CODE"]].tolist(),
             code_changed[rows].tolist(), reset[rows].tolist(),
         ):
             code = None if not new_code else (b"" if code_index == NO_CODE else self.code(code_index))
-            changes[Address(self._addresses[row])] = AccountChange(
-                nonce=nonce, balance=balance, code=code, storage=storage.get(row, {}), storage_reset=wipe
-            )
+            slots = storage.get(row)
+            changes[addresses[row]] = AccountChange(nonce, balance, code, {} if slots is None else slots, wipe)
         for row in deleted:
-            changes[Address(self._addresses[row])] = None
+            changes[addresses[row]] = None
         return StateDiff(accounts=changes)

@@ -22,11 +22,11 @@ EVM_EXPORT void evm_run(const u64 *desc, u64 first, u64 count, u64 worker) {
     for (u64 slot = first; slot < first + count; slot++) evm_run_slot(desc, slot, worker);
 }
 
-/* Builds the open-addressing index (mask + 1 entries) over n records whose key is their
- * first nkey words; the interpreter's tbl_find reads it, on the CPU or the device. */
-EVM_EXPORT void evm_build_index(const u64 *recs, u64 words, u64 nkey, u64 n, i32 *index, u64 mask) {
-    for (u64 i = 0; i <= mask; i++) index[i] = -1;
-    for (u64 r = 0; r < n; r++) {
+/* Adds records [first, n) to the open-addressing index (mask + 1 entries, -1 where empty) over
+ * records whose key is their first nkey words; the interpreter's tbl_find reads it, on the
+ * CPU or the device. */
+EVM_EXPORT void evm_build_index(const u64 *recs, u64 words, u64 nkey, u64 first, u64 n, i32 *index, u64 mask) {
+    for (u64 r = first; r < n; r++) {
         const u64 *key = recs + r * words;
         u64 h = evm_hash_words(key, (int)nkey) & mask;
         while (index[h] >= 0) h = (h + 1) & mask;
