@@ -26,8 +26,7 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -125,6 +124,8 @@ class Summary:
     """Per-transaction fallbacks to the reference executor."""
     fallback_reasons: Mapping[str, int] = field(default_factory=dict)
     """Those fallbacks by reason."""
+    not_run: Sequence[str] = ()
+    """Cases an interrupt stopped before they ran."""
 
 
 def load_known_failures(path: Path) -> tuple[KnownFailure, ...]:
@@ -409,6 +410,10 @@ def _run_one(key: CaseKey, fork: str) -> CaseResult:
     return run_case(_worker_executor, _load(key.file)[key.test], key, fork)
 
 
+def _run_task(task: tuple[CaseKey, str]) -> CaseResult:
+    return _run_one(*task)
+
+
 # --- discovery and reporting ----------------------------------------------------------
 
 
@@ -447,7 +452,9 @@ def discover(paths: Sequence[Path], fork: str, substring: str | None) -> list[Ca
     return keys
 
 
-def _results(keys: Sequence[CaseKey], fork: str, executor: str, jobs: int) -> Iterator[CaseResult]:
+def _results(
+    keys: Sequence[CaseKey], fork: str, executor: str, jobs: int
+) -> Generator[CaseResult, None, None]:
     if jobs <= 1:
         _init_worker(executor)
         for key in keys:
@@ -456,12 +463,10 @@ def _results(keys: Sequence[CaseKey], fork: str, executor: str, jobs: int) -> It
     # One case per task: case costs vary a thousandfold, so only a free worker taking
     # the next case keeps both busy to the end.
     # Spawned, not forked: a CUDA context (made by the fail-fast check) does not survive fork.
+    # A Pool, since leaving its block (an interrupt included) kills the workers at once.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        jobs, mp_context=context, initializer=_init_worker, initargs=(executor,)
-    ) as pool:
-        for done in as_completed([pool.submit(_run_one, key, fork) for key in keys]):
-            yield done.result()
+    with context.Pool(jobs, initializer=_init_worker, initargs=(executor,)) as pool:
+        yield from pool.imap_unordered(_run_task, [(key, fork) for key in keys], chunksize=1)
 
 
 def run_cases(
@@ -479,7 +484,17 @@ def run_cases(
     reasons: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
     records: list[dict[str, Any]] = []
-    for result in _results(keys, fork, executor, jobs):
+    results = _results(keys, fork, executor, jobs)
+    interrupted = False
+    while True:
+        try:
+            result = next(results)
+        except StopIteration:
+            break
+        except KeyboardInterrupt:  # Ctrl-C, or `timeout -s INT`: report what ran
+            results.close()
+            interrupted = True
+            break
         fallbacks += result.fallbacks
         reasons.update(result.fallback_reasons)
         listed = next((k.reason for k in known if k.matches(result.case_id)), None)
@@ -500,11 +515,17 @@ def run_cases(
         records.append({**asdict(result), "status": status, "known_failure": listed})
         bar.update(len(records), f"{failed} failed")
     bar.clear()
+    ran = {record["case_id"] for record in records}
+    not_run = [key.case_id for key in keys if key.case_id not in ran]
+    if interrupted:
+        print(f"interrupted: {len(not_run)} of {len(keys)} cases did not run", file=out)
+        for case_id in not_run[:20]:
+            print(f"NOT RUN {case_id}", file=out)
     for reason, count in skipped.most_common():
         print(f"skipped {count}: {reason}", file=out)
     by_reason = ", ".join(f"{reason}: {count}" for reason, count in sorted(reasons.items()))
     print(f"fallback: {fallbacks}" + (f" ({by_reason})" if by_reason else ""), file=out)
-    summary = Summary(passed, failed, sum(skipped.values()), fallbacks, dict(reasons))
+    summary = Summary(passed, failed, sum(skipped.values()), fallbacks, dict(reasons), not_run)
     print(f"{summary.passed} passed, {summary.failed} failed, {summary.skipped} skipped", file=out)
     return summary, records
 
@@ -576,4 +597,6 @@ def run(args: argparse.Namespace) -> int:
             print(text)
         else:
             Path(args.json).write_text(text + "\n")
+    if summary.not_run:
+        return 130  # as a shell reports a command stopped by SIGINT
     return 1 if summary.failed else 0

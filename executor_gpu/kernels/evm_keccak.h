@@ -13,11 +13,6 @@ EVM_TABLE u64 KECCAK_RC[24] = {
     0x8000000080008081ULL, 0x8000000000008080ULL, 0x0000000080000001ULL, 0x8000000080008008ULL,
 };
 
-/* rho and pi as one walk over the lanes: starting from lane (1, 0), each lane moves to
- * (y, 2x + 3y), and the t-th lane of the walk rotates by (t + 1)(t + 2) / 2 mod 64. */
-EVM_TABLE u8 KECCAK_PI[24] = {10, 7, 11, 17, 18, 3, 5, 16, 8, 21, 24, 4, 15, 23, 19, 13, 12, 2, 20, 14, 22, 9, 6, 1};
-EVM_TABLE u8 KECCAK_RHO[24] = {1, 3, 6, 10, 15, 21, 28, 36, 45, 55, 2, 14, 27, 41, 56, 8, 25, 43, 62, 18, 39, 61, 20, 44};
-
 EVM_FN u64 evm_rotl(u64 x, unsigned n) { return (x << n) | (x >> (64 - n)); }
 
 /* Loops over lanes are unrolled so that the state lives in registers. */
@@ -46,13 +41,16 @@ EVM_UNROLL
             a[x + 15] ^= d;
             a[x + 20] ^= d;
         }
-        u64 t = a[1];
-EVM_UNROLL
-        for (int i = 0; i < 24; i++) {
-            u64 next = a[KECCAK_PI[i]];
-            a[KECCAK_PI[i]] = evm_rotl(t, KECCAK_RHO[i]);
-            t = next;
-        }
+        /* rho and pi as one walk over the lanes: starting from lane (1, 0), each lane moves to
+         * (y, 2x + 3y), and the t-th lane of the walk rotates by (t + 1)(t + 2) / 2 mod 64.
+         * Literal lane numbers keep the state in registers (a table lookup would not). */
+        u64 t = a[1], next;
+#define RHO_PI(lane, rotation) next = a[lane], a[lane] = evm_rotl(t, rotation), t = next
+        RHO_PI(10, 1); RHO_PI(7, 3); RHO_PI(11, 6); RHO_PI(17, 10); RHO_PI(18, 15); RHO_PI(3, 21);
+        RHO_PI(5, 28); RHO_PI(16, 36); RHO_PI(8, 45); RHO_PI(21, 55); RHO_PI(24, 2); RHO_PI(4, 14);
+        RHO_PI(15, 27); RHO_PI(23, 41); RHO_PI(19, 56); RHO_PI(13, 8); RHO_PI(12, 25); RHO_PI(2, 43);
+        RHO_PI(20, 62); RHO_PI(14, 18); RHO_PI(22, 39); RHO_PI(9, 61); RHO_PI(6, 20); RHO_PI(1, 44);
+#undef RHO_PI
 EVM_UNROLL
         for (int y = 0; y < 25; y += 5) {
             u64 r0 = a[y], r1 = a[y + 1], r2 = a[y + 2], r3 = a[y + 3], r4 = a[y + 4];
@@ -68,27 +66,48 @@ EVM_UNROLL
     for (int i = 0; i < 25; i++) state[i] = a[i];
 }
 
+/* The little-endian 64-bit word at p. */
+EVM_FN u64 evm_le64(const u8 *p) {
+    u64 v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+EVM_FN u64 evm_bswap64(u64 x) {
+    u64 r = 0;
+    for (int i = 0; i < 8; i++) r = (r << 8) | ((x >> (8 * i)) & 0xff);
+    return r;
+}
+
+#define KECCAK_RATE 136
+
+/* Absorbs one block of KECCAK_RATE bytes, a lane at a time. */
+EVM_FN void keccak_absorb(u64 *state, const u8 *block) {
+    EVM_UNROLL
+    for (int i = 0; i < KECCAK_RATE / 8; i++) state[i] ^= evm_le64(block + 8 * i);
+    keccak_f1600(state);
+}
+
 /* Keccak-256 of `data`, returned as the big-endian word the EVM pushes. */
 EVM_FN_BIG u256 evm_keccak(const u8 *data, u64 len) {
-    const u64 rate = 136;
     u64 st[25];
+    EVM_UNROLL
     for (int i = 0; i < 25; i++) st[i] = 0;
     u64 off = 0;
-    for (;;) {
-        u64 n = len - off < rate ? len - off : rate;
-        for (u64 i = 0; i < n; i++) st[i / 8] ^= (u64)data[off + i] << (8 * (i % 8));
-        off += n;
-        if (n < rate) {
-            st[n / 8] ^= 0x01ULL << (8 * (n % 8));
-            st[(rate - 1) / 8] ^= 0x80ULL << (8 * ((rate - 1) % 8));
-            keccak_f1600(st);
-            break;
-        }
-        keccak_f1600(st);
-    }
-    u8 out[32];
-    for (int i = 0; i < 32; i++) out[i] = (u8)(st[i / 8] >> (8 * (i % 8)));
-    return u256_from_be(out, 32);
+    for (; len - off >= KECCAK_RATE; off += KECCAK_RATE) keccak_absorb(st, data + off);
+    u8 last[KECCAK_RATE];
+    u64 n = len - off;
+    for (u64 i = 0; i < KECCAK_RATE; i++) last[i] = i < n ? data[off + i] : 0;
+    last[n] ^= 0x01;
+    last[KECCAK_RATE - 1] ^= 0x80;
+    keccak_absorb(st, last);
+    /* The digest is lanes 0-3 in little-endian order; the EVM reads it big-endian. */
+    u256 r;
+    r.w[3] = evm_bswap64(st[0]);
+    r.w[2] = evm_bswap64(st[1]);
+    r.w[1] = evm_bswap64(st[2]);
+    r.w[0] = evm_bswap64(st[3]);
+    return r;
 }
 
 #endif

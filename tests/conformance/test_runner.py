@@ -114,6 +114,31 @@ def test_jobs_run_in_worker_processes(capsys: pytest.CaptureFixture[str]) -> Non
     assert code == 0 and out.splitlines()[-1] == "3 passed, 0 failed, 0 skipped"
 
 
+def test_an_interrupt_reports_what_ran(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C (or ``timeout -s INT``) mid-run: the summary and JSON cover the cases that ran
+    and name the rest."""
+    run_one = statetest._run_one
+    calls = []
+
+    def interrupted_second(key: statetest.CaseKey, fork: str) -> statetest.CaseResult:
+        calls.append(key)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return run_one(key, fork)
+
+    monkeypatch.setattr(statetest, "_run_one", interrupted_second)
+    report = tmp_path / "report.json"
+    code, out, _ = cli(FIXTURES / "stChainId", ADD11, "--json", report, capsys=capsys)
+    data = json.loads(report.read_text())
+    assert code == 130
+    assert "interrupted: 2 of 3 cases did not run" in out
+    assert out.splitlines()[-1] == "1 passed, 0 failed, 0 skipped"
+    assert len(data["not_run"]) == 2 and len(data["cases"]) == 1
+    assert data["cases"][0]["case_id"] not in data["not_run"]
+
+
 def test_usage_errors_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
