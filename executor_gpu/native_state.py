@@ -1,9 +1,10 @@
 """The state the native interpreter reads: flat tables the host fills from a StateReader.
 
-Rows are loaded on demand (the interpreter stops with "needs key" for a row it lacks)
-and hold the batch's committed values: after each transaction commits, its writes are
-applied in place. The pre-state value of every row is kept, so that the batch's
-``StateDiff`` is the difference between the two at the end.
+Rows are loaded in batches: what transactions surely read before they run, then the keys
+they stopped on ("needs key"), each batch in one trie walk in C. They hold the batch's
+committed values: after each transaction commits, its writes are applied in place. The
+pre-state value of every row is kept, so that the batch's ``StateDiff`` is the difference
+between the two at the end.
 """
 
 from __future__ import annotations
@@ -105,6 +106,9 @@ def word_bytes(values: U64Array) -> U8Array:
 
 def word_ints(words: U64Array) -> list[int]:
     """Rows of four little-endian words as Python ints."""
+    if not words[:, 1:].any():  # all below 2^64: numpy converts them itself
+        values: list[int] = words[:, 0].tolist()
+        return values
     raw = np.ascontiguousarray(words, dtype="<u8").tobytes()
     return [int.from_bytes(raw[i : i + 32], "little") for i in range(0, len(raw), 32)]
 
@@ -176,7 +180,7 @@ class TrieReader:
         many paths; below it, nodes are rarely met twice)."""
         cache, read = self._cache, self._nodes.__getitem__
         try:
-            nodes = [cache.get(node_hash) or read(node_hash) for node_hash in hashes]
+            nodes = [cache.get(node_hash) or read(node_hash) for node_hash in hashes] if keep else list(map(read, hashes))
         except KeyError:
             missing = next(h for h in hashes if h not in cache and h not in self._nodes)
             raise Halt(f"state trie node {missing.hex()} is missing") from None

@@ -126,7 +126,7 @@ _NO_ADDRESS = bytes(20)
 
 def _words(values: list[int]) -> npt.NDArray[np.uint64]:
     """256-bit values as rows of four little-endian words."""
-    raw = b"".join(value.to_bytes(32, "little") for value in values)
+    raw = b"".join([value.to_bytes(32, "little") for value in values])
     return np.frombuffer(raw, dtype="<u8").reshape(len(values), 4)
 
 
