@@ -145,12 +145,13 @@ class TrieReader:
         ``rows[i]``: accounts (ACC_* rows, storage roots into ``storage_roots[i]``) when
         ``storage_roots`` is given, else slots (SL_VALUE). Rows of absent keys are left alone;
         returns which keys were found."""
-        n = len(paths)
-        assert rows.flags.c_contiguous and paths.flags.c_contiguous
-        pos = np.zeros(n, dtype=np.uint64)
-        state = np.where((roots == _EMPTY_ROOT).all(axis=1), 0, 2).astype(np.int64)
-        next_hash = np.array(roots, dtype=np.uint8, order="C")
-        roots_out = storage_roots if storage_roots is not None else np.zeros((1, 32), dtype=np.uint8)
+        # The walk runs over the lookups sorted by root and path: those that meet in a node are
+        # neighbours at every level, and the nodes of a level come in the order they are used.
+        order = np.lexsort((np.ascontiguousarray(paths).view(">u8")[:, 0], np.ascontiguousarray(roots).view(">u8")[:, 0]))
+        paths, next_hash, found_rows = paths[order], roots[order], rows[order]
+        found_roots = storage_roots[order] if storage_roots is not None else np.zeros((1, 32), dtype=np.uint8)
+        state = np.where((next_hash == _EMPTY_ROOT).all(axis=1), 0, 2).astype(np.int64)
+        pos = np.zeros(len(paths), dtype=np.uint64)
         level = 0
         while True:
             todo = np.flatnonzero(state == 2).astype(np.uint64)
@@ -166,13 +167,17 @@ class TrieReader:
             self._lib.evm_trie_level(
                 b"".join(nodes), offsets.ctypes.data, sizes.ctypes.data, todo.ctypes.data,
                 len(todo), paths.ctypes.data, pos.ctypes.data, state.ctypes.data, next_hash.ctypes.data,
-                storage_roots is not None, rows.ctypes.data, rows.shape[1], roots_out.ctypes.data,
+                storage_roots is not None, found_rows.ctypes.data, rows.shape[1], found_roots.ctypes.data,
             )
         bad = np.flatnonzero(state < 0)
         if len(bad):
-            root = roots[bad[0]].tobytes().hex()
+            root = roots[order[bad[0]]].tobytes().hex()
             raise Halt(f"malformed state trie node or value under root {root}")
-        found: npt.NDArray[np.bool_] = state == 1
+        found = np.zeros(len(state), dtype=bool)
+        found[order] = state == 1
+        rows[order] = found_rows
+        if storage_roots is not None:
+            storage_roots[order] = found_roots
         return found
 
     def _fetch(self, hashes: list[bytes], keep: bool) -> list[bytes]:
@@ -194,18 +199,14 @@ _CACHED_LEVELS = 4
 
 
 def _distinct(hashes: U8Array) -> tuple[list[bytes], npt.NDArray[np.intp]]:
-    """The distinct rows of ``hashes`` (32 bytes each), and the index of each row among them.
-
-    Sorting by the first eight bytes is enough to bring equal rows together; rows that only
-    share those (made on purpose) may come out more than once, which costs a fetch, no more.
-    """
-    order = np.argsort(np.ascontiguousarray(hashes).view("<u8")[:, 0], kind="stable")
-    ranked = hashes[order]
-    starts = np.ones(len(ranked), dtype=bool)
-    starts[1:] = (ranked[1:] != ranked[:-1]).any(axis=1)
-    where = np.empty(len(ranked), dtype=np.intp)
-    where[order] = np.cumsum(starts) - 1
-    return np.ascontiguousarray(ranked[starts]).view("V32").ravel().tolist(), where
+    """The distinct rows of ``hashes`` (32 bytes each, equal ones next to each other), and the
+    index of each row among them. Equal rows apart (paths that share their first 16 nibbles
+    and not their roots' first 8 bytes) come out more than once: that costs a fetch, no more."""
+    words = hashes.view("<u8")
+    starts = np.ones(len(hashes), dtype=bool)
+    starts[1:] = (words[1:] != words[:-1]).any(axis=1)
+    where: npt.NDArray[np.intp] = np.cumsum(starts) - 1
+    return hashes[starts].view("V32").ravel().tolist(), where
 
 
 @dataclass
