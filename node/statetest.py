@@ -23,6 +23,7 @@ import importlib
 import json
 import multiprocessing
 import re
+import signal
 import sys
 import time
 from collections import Counter
@@ -395,6 +396,10 @@ _worker_executor: Executor | None = None
 
 def _init_worker(executor_name: str) -> None:
     global _worker_executor
+    if multiprocessing.parent_process() is not None:
+        # The parent handles an interrupt (it stops the pool); a worker that also got it would
+        # die mid-case and the pool would start a replacement.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_executor = make_executor(executor_name)
 
 
