@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from executor_gpu.native_abi import ABI, from_words
+from executor_gpu.native_abi import ABI
 from executor_gpu.native_launch import Compacted
 from executor_gpu.native_state import word_bytes
 from primitives.blocks import Log
@@ -79,11 +79,6 @@ class SlotResult:
     def field(self, name: str) -> int:
         """A 64-bit field of the RS_* record."""
         return int(self.launch.result[self.slot, ABI[name]])
-
-    def word(self, name: str) -> int:
-        """A 256-bit field of the RS_* record."""
-        at = ABI[name]
-        return from_words(self.launch.result[self.slot, at : at + 4])
 
     @property
     def entries(self) -> U64Array:
