@@ -4,7 +4,9 @@ Every sender is distinct, so the transactions of a block do not conflict. Each e
 (reference py-evm, native-cpu, native-cuda where a GPU works, and pyrevm as an outside
 CPU peer where installed) runs each block once; the table gives transactions per second
 end to end, and for the native executors the interpreter alone (state already in place).
-Prints the machine and GPU; never fails for being slow.
+After each block it also times the state root the node computes from the block's diff
+(``StateDB.apply``), the same work whichever executor ran. Prints the machine and GPU;
+never fails for being slow.
 
     python -m bench.executor --sizes 10000 100000
 """
@@ -137,13 +139,27 @@ def workload(kind: str, n: int) -> Workload:
     return Workload(kind, alloc, txs, env)
 
 
-def pre_state(alloc: dict[Address, GenesisAccount]) -> StateView:
+def genesis_state(alloc: dict[Address, GenesisAccount]) -> tuple[MemoryKV, StateDB, Hash32]:
     kv = MemoryKV()
     db = StateDB(kv)
     batch = kv.write_batch()
     root = db.genesis(alloc, batch)
     batch.commit()
+    return kv, db, root
+
+
+def pre_state(alloc: dict[Address, GenesisAccount]) -> StateView:
+    _, db, root = genesis_state(alloc)
     return db.at(root)
+
+
+def root_seconds(kv: MemoryKV, db: StateDB, root: Hash32, result: BatchResult) -> float:
+    """Seconds ``StateDB.apply`` takes to stage a block's diff and compute its state root: what
+    the node does after every executor (the reference's ``execute`` computes a root of its own
+    as well; the native executors leave it to this)."""
+    start = time.perf_counter()
+    db.apply(root, result.state_diff, kv.write_batch())
+    return time.perf_counter() - start
 
 
 @dataclass
@@ -242,6 +258,8 @@ def main() -> None:
     parser.add_argument("--executors", nargs="+",
                         default=["reference", "native-cpu", "native-cuda", "pyrevm"])
     parser.add_argument("--no-check", action="store_true", help="skip comparing results with the reference")
+    parser.add_argument("--no-root", action="store_true",
+                        help="skip timing the state root the node computes after the block")
     args = parser.parse_args()
     names = list(args.executors)
     if "native-cuda" in names and not cuda_available():
@@ -259,7 +277,8 @@ def main() -> None:
     for size in args.sizes:
         for kind in args.kinds:
             work = workload(kind, size)
-            pre = pre_state(work.alloc)
+            kv, db, root = genesis_state(work.alloc)
+            pre = db.at(root)
             results: dict[str, BatchResult] = {}
             for name in names:
                 if name == "pyrevm":
@@ -278,6 +297,10 @@ def main() -> None:
                     same = (result.executed, result.rejected, result.state_diff, result.gas_used) == (
                         base.executed, base.rejected, base.state_diff, base.gas_used)
                     print(f"  {name} {'matches' if same else 'DIFFERS FROM'} {base_name} on {kind} x {size}")
+            if results and not args.no_root:
+                seconds = root_seconds(kv, db, root, next(iter(results.values())))
+                print(f"  state root after the block (StateDB.apply, py-trie; the node runs it after any"
+                      f" executor): {seconds:.2f}s, {size / seconds:,.0f} tx/s", flush=True)
 
 
 def _format(row: Row, rows: list[Row]) -> str:
