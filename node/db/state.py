@@ -1,9 +1,9 @@
 """Ethereum state (accounts, code, storage) over the KV seam, with Merkle-Patricia roots.
 
-Writes go through py-evm's own ``AccountDB`` over an adapter onto the KV, so the
-roots are by construction the ones py-evm computes. Trie nodes and code are
-stored content-addressed under ``schema.state_node_key`` and never deleted: every
-past root stays readable (archive node).
+A block's diff is applied in one batched pass per trie (``node.db.mpt``): every storage
+trie it changes, then the account trie, each touched node read and written once. Trie
+nodes and code are stored content-addressed under ``schema.state_node_key`` and never
+deleted: every past root stays readable (archive node).
 """
 
 from __future__ import annotations
@@ -12,9 +12,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import rlp
-from eth.db.account import AccountDB
-from eth.db.atomic import AtomicDB
-from eth.db.backends.base import BaseDB
 from eth.rlp.accounts import Account as RlpAccount
 from trie.exceptions import MissingTrieNode
 from trie.hexary import HexaryTrie
@@ -22,6 +19,7 @@ from trie.hexary import HexaryTrie
 from executor_gpu.types import Account, AccountChange, StateDiff
 from node.db import schema
 from node.db.api import KV, KVReader, WriteBatch
+from node.db.mpt import TrieWriter, decode, encode
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
 from primitives.errors import Halt, InvalidInput
@@ -69,29 +67,6 @@ class NodeStore(Mapping[bytes, bytes]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self._reader.iterate(schema.STATE_NODE_PREFIX))
-
-
-class _BatchNodeDB(BaseDB):
-    """py-evm's database API onto a write batch: reads see pending writes, writes are staged."""
-
-    def __init__(self, batch: WriteBatch) -> None:
-        self._batch = batch
-
-    def __getitem__(self, key: bytes) -> bytes:
-        value = self._batch.get(schema.state_node_key(key))
-        if value is None:
-            raise KeyError(key)
-        return value
-
-    def __setitem__(self, key: bytes, value: bytes) -> None:
-        self._batch.put(schema.state_node_key(key), value)
-
-    def __delitem__(self, key: bytes) -> None:
-        # Content-addressed nodes may be shared by other roots; AccountDB never deletes.
-        raise Halt(f"refusing to delete state node {key.hex()}: the state store is append-only")
-
-    def _exists(self, key: bytes) -> bool:
-        return self._batch.get(schema.state_node_key(key)) is not None
 
 
 class StateView:
@@ -162,17 +137,38 @@ class StateDB:
 
     def apply(self, parent_root: Hash32, diff: StateDiff, batch: WriteBatch) -> Hash32:
         """Stage the state after ``diff`` into ``batch`` (the caller commits); its root."""
-        accounts = AccountDB(AtomicDB(_BatchNodeDB(batch)), parent_root)
+
+        def read(node_hash: bytes) -> bytes:
+            value = batch.get(schema.state_node_key(node_hash))
+            if value is None:
+                raise KeyError(node_hash)
+            return value
+
+        def write(node_hash: bytes, node: bytes) -> None:
+            batch.put(schema.state_node_key(node_hash), node)
+
+        tries = TrieWriter(read, write)
+        accounts: dict[bytes, bytes | None] = {}
         for address, change in diff.accounts.items():
+            key = keccak256(address)
             if change is None:
-                accounts.delete_account(address)
-            else:
-                _apply_change(accounts, address, change)
-        try:
-            accounts.persist()
-        except MissingTrieNode as exc:
-            raise Halt(f"state trie node missing under root {parent_root.hex()}: {exc}") from exc
-        return Hash32(accounts.state_root)
+                accounts[key] = None
+                continue
+            storage_root, code_hash = _stored_roots(tries.get(parent_root, key))
+            if change.storage_reset:
+                storage_root = EMPTY_ROOT
+            if change.storage:
+                storage_root = tries.update(storage_root, {
+                    keccak256(slot.to_bytes(32, "big")): encode(_int_bytes(value)) if value else None
+                    for slot, value in change.storage.items()
+                })
+            if change.code is not None:
+                code_hash = keccak256(change.code)
+                write(code_hash, change.code)
+            accounts[key] = encode(
+                [_int_bytes(change.nonce), _int_bytes(change.balance), storage_root, code_hash]
+            )
+        return Hash32(tries.update(parent_root, accounts))
 
     def genesis(self, alloc: Mapping[Address, GenesisAccount], batch: WriteBatch) -> Hash32:
         """Stage the genesis state into ``batch``; its root."""
@@ -190,12 +186,19 @@ class StateDB:
         return self.apply(EMPTY_ROOT, diff, batch)
 
 
-def _apply_change(accounts: AccountDB, address: Address, change: AccountChange) -> None:
-    if change.storage_reset:
-        accounts.delete_storage(address)
-    accounts.set_nonce(address, change.nonce)
-    accounts.set_balance(address, change.balance)
-    if change.code is not None:
-        accounts.set_code(address, change.code)
-    for slot, value in change.storage.items():
-        accounts.set_storage(address, slot, value)
+def _int_bytes(value: int) -> bytes:
+    """RLP's minimal big-endian form of an integer (zero is empty)."""
+    return value.to_bytes((value.bit_length() + 7) // 8, "big")
+
+
+def _stored_roots(encoded: bytes | None) -> tuple[bytes, bytes]:
+    """(storage root, code hash) of an account's trie value; an absent account's when None."""
+    if encoded is None:
+        return EMPTY_ROOT, EMPTY_CODE_HASH
+    fields = decode(encoded)
+    if not isinstance(fields, list) or len(fields) != 4:
+        raise Halt("malformed account in the state trie")
+    _, _, storage_root, code_hash = fields
+    if not isinstance(storage_root, bytes) or not isinstance(code_hash, bytes):
+        raise Halt("malformed account in the state trie")
+    return storage_root, code_hash
