@@ -13,7 +13,8 @@ parent, any other is referred to by its Keccak-256 hash. The root is always stor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import TypeVar
 
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
@@ -251,14 +252,8 @@ class TrieWriter:
         if not changes[0][0]:  # the branch's own value
             branch[16] = changes[0][1] or _BLANK
             start = 1
-        while start < len(changes):
-            nibble = changes[start][0][0]
-            end = start
-            while end < len(changes) and changes[end][0][0] == nibble:
-                end += 1
-            below = self._apply(self._child(branch[nibble]), [(p[1:], v) for p, v in changes[start:end]])
-            branch[nibble] = self._ref(below)
-            start = end
+        for nibble, below in _by_first_nibble(changes[start:]):
+            branch[nibble] = self._ref(self._apply(self._child(branch[nibble]), below))
         return self._normalized_branch(branch)
 
     def _normalized_branch(self, branch: list[Node]) -> Node:
@@ -296,11 +291,22 @@ class TrieWriter:
         if not items[0][0]:
             branch[16] = items[0][1]
             start = 1
-        while start < len(items):
-            nibble = items[start][0][0]
-            end = start
-            while end < len(items) and items[end][0][0] == nibble:
-                end += 1
-            branch[nibble] = self._ref(self._build([(p[1:], v) for p, v in items[start:end]]))
-            start = end
+        for nibble, below in _by_first_nibble(items[start:]):
+            branch[nibble] = self._ref(self._build(below))
         return branch
+
+
+_Value = TypeVar("_Value")
+
+
+def _by_first_nibble(items: list[tuple[Nibbles, _Value]]) -> Iterator[tuple[int, list[tuple[Nibbles, _Value]]]]:
+    """Runs of ``items`` (sorted, no path empty) with the same first nibble, and that nibble,
+    with it taken off their paths."""
+    start = 0
+    while start < len(items):
+        nibble = items[start][0][0]
+        end = start
+        while end < len(items) and items[end][0][0] == nibble:
+            end += 1
+        yield nibble, [(path[1:], value) for path, value in items[start:end]]
+        start = end
