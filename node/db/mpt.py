@@ -98,18 +98,19 @@ def _checked(data: bytes, end: int) -> int:
 # -- paths ----------------------------------------------------------------------------
 
 
+_TO_NIBBLES = bytes.maketrans(b"0123456789abcdef", bytes(range(16)))
+_TO_HEX = bytes.maketrans(bytes(range(16)), b"0123456789abcdef")
+
+
 def nibbles(key: bytes) -> Nibbles:
     """The nibbles of ``key``, most significant first."""
-    out = bytearray(2 * len(key))
-    out[0::2] = bytes(b >> 4 for b in key)
-    out[1::2] = bytes(b & 0x0F for b in key)
-    return bytes(out)
+    return key.hex().encode().translate(_TO_NIBBLES)
 
 
 def _hex_prefix(path: Nibbles, leaf: bool) -> bytes:
     flag = (2 if leaf else 0) + (len(path) & 1)
     padded = bytes([flag]) + path if len(path) & 1 else bytes([flag, 0]) + path
-    return bytes((padded[i] << 4) | padded[i + 1] for i in range(0, len(padded), 2))
+    return bytes.fromhex(padded.translate(_TO_HEX).decode())
 
 
 def _unprefix(encoded: bytes) -> tuple[Nibbles, bool]:
