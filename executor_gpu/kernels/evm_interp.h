@@ -62,32 +62,51 @@ EVM_FN u256 evm_arith(u8 op, u256 a, u256 b, u256 n) {
     return evm_arith_big(op, a, b, n);
 }
 
-/* Per opcode: items popped, items pushed, constant gas; UNDEF outside the Cancun set.
- * A table rather than a switch: it is read on every step. */
-#define OP(in, out, gas) (0x80000000u | ((u32)(in) << 24) | ((u32)(out) << 16) | (u32)(gas))
+/* Per opcode: its class in the interpreter's inner loop, items popped, items pushed and
+ * constant gas; 0 outside the Cancun set. A table rather than a switch: it is read on every
+ * step, and the class is the loop's only dispatch. */
+#define OPC_SLOW 0 /* leaves the inner loop for the switch, and the undefined opcodes */
+#define OPC_ARITH 1
+#define OPC_PUSH 2
+#define OPC_DUP 3
+#define OPC_SWAP 4
+#define OPC_POP 5
+#define OPC_JUMP 6
+#define OPC_JUMPI 7
+#define OPC_JUMPDEST 8
+#define OP(cls, in, out, gas) ((u32)(cls) << 26 | (u32)(in) << 21 | (u32)(out) << 16 | (u32)(gas))
+#define A(in, out, gas) OP(OPC_ARITH, in, out, gas)
+#define P(in, out, gas) OP(OPC_PUSH, in, out, gas)
+#define D(in, out, gas) OP(OPC_DUP, in, out, gas)
+#define W(in, out, gas) OP(OPC_SWAP, in, out, gas)
+#define O(in, out, gas) OP(OPC_POP, in, out, gas)
+#define J(in, out, gas) OP(OPC_JUMP, in, out, gas)
+#define I(in, out, gas) OP(OPC_JUMPI, in, out, gas)
+#define T(in, out, gas) OP(OPC_JUMPDEST, in, out, gas)
+#define S(in, out, gas) OP(OPC_SLOW, in, out, gas)
 #define UNDEF 0u
 EVM_TABLE u32 OP_INFO[256] = {
-    /* 0x00 */ OP(0, 0, 0), OP(2, 1, 3), OP(2, 1, 5), OP(2, 1, 3), OP(2, 1, 5), OP(2, 1, 5), OP(2, 1, 5), OP(2, 1, 5),
-    /* 0x08 */ OP(3, 1, 8), OP(3, 1, 8), OP(2, 1, 10), OP(2, 1, 5), UNDEF, UNDEF, UNDEF, UNDEF,
-    /* 0x10 */ OP(2, 1, 3), OP(2, 1, 3), OP(2, 1, 3), OP(2, 1, 3), OP(2, 1, 3), OP(1, 1, 3), OP(2, 1, 3), OP(2, 1, 3),
-    /* 0x18 */ OP(2, 1, 3), OP(1, 1, 3), OP(2, 1, 3), OP(2, 1, 3), OP(2, 1, 3), OP(2, 1, 3), UNDEF, UNDEF,
-    /* 0x20 */ OP(2, 1, 30), UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF,
+    /* 0x00 */ S(0, 0, 0), A(2, 1, 3), A(2, 1, 5), A(2, 1, 3), A(2, 1, 5), A(2, 1, 5), A(2, 1, 5), A(2, 1, 5),
+    /* 0x08 */ A(3, 1, 8), A(3, 1, 8), A(2, 1, 10), A(2, 1, 5), UNDEF, UNDEF, UNDEF, UNDEF,
+    /* 0x10 */ A(2, 1, 3), A(2, 1, 3), A(2, 1, 3), A(2, 1, 3), A(2, 1, 3), A(1, 1, 3), A(2, 1, 3), A(2, 1, 3),
+    /* 0x18 */ A(2, 1, 3), A(1, 1, 3), A(2, 1, 3), A(2, 1, 3), A(2, 1, 3), A(2, 1, 3), UNDEF, UNDEF,
+    /* 0x20 */ S(2, 1, 30), UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF,
     /* 0x28 */ UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF,
-    /* 0x30 */ OP(0, 1, 2), OP(1, 1, 0), OP(0, 1, 2), OP(0, 1, 2), OP(0, 1, 2), OP(1, 1, 3), OP(0, 1, 2), OP(3, 0, 3),
-    /* 0x38 */ OP(0, 1, 2), OP(3, 0, 3), OP(0, 1, 2), OP(1, 1, 0), OP(4, 0, 0), OP(0, 1, 2), OP(3, 0, 3), OP(1, 1, 0),
-    /* 0x40 */ OP(1, 1, 20), OP(0, 1, 2), OP(0, 1, 2), OP(0, 1, 2), OP(0, 1, 2), OP(0, 1, 2), OP(0, 1, 2), OP(0, 1, 5),
-    /* 0x48 */ OP(0, 1, 2), OP(1, 1, 3), OP(0, 1, 2), UNDEF, UNDEF, UNDEF, UNDEF, UNDEF,
-    /* 0x50 */ OP(1, 0, 2), OP(1, 1, 3), OP(2, 0, 3), OP(2, 0, 3), OP(1, 1, 0), OP(2, 0, 0), OP(1, 0, 8), OP(2, 0, 10),
-    /* 0x58 */ OP(0, 1, 2), OP(0, 1, 2), OP(0, 1, 2), OP(0, 0, 1), OP(1, 1, 100), OP(2, 0, 100), OP(3, 0, 3), OP(0, 1, 2),
-    /* 0x60 */ OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3),
-    /* 0x68 */ OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3),
-    /* 0x70 */ OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3),
-    /* 0x78 */ OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3), OP(0, 1, 3),
-    /* 0x80 */ OP(1, 2, 3), OP(2, 3, 3), OP(3, 4, 3), OP(4, 5, 3), OP(5, 6, 3), OP(6, 7, 3), OP(7, 8, 3), OP(8, 9, 3),
-    /* 0x88 */ OP(9, 10, 3), OP(10, 11, 3), OP(11, 12, 3), OP(12, 13, 3), OP(13, 14, 3), OP(14, 15, 3), OP(15, 16, 3), OP(16, 17, 3),
-    /* 0x90 */ OP(2, 2, 3), OP(3, 3, 3), OP(4, 4, 3), OP(5, 5, 3), OP(6, 6, 3), OP(7, 7, 3), OP(8, 8, 3), OP(9, 9, 3),
-    /* 0x98 */ OP(10, 10, 3), OP(11, 11, 3), OP(12, 12, 3), OP(13, 13, 3), OP(14, 14, 3), OP(15, 15, 3), OP(16, 16, 3), OP(17, 17, 3),
-    /* 0xa0 */ OP(2, 0, 375), OP(3, 0, 750), OP(4, 0, 1125), OP(5, 0, 1500), OP(6, 0, 1875), UNDEF, UNDEF, UNDEF,
+    /* 0x30 */ S(0, 1, 2), S(1, 1, 0), S(0, 1, 2), S(0, 1, 2), S(0, 1, 2), S(1, 1, 3), S(0, 1, 2), S(3, 0, 3),
+    /* 0x38 */ S(0, 1, 2), S(3, 0, 3), S(0, 1, 2), S(1, 1, 0), S(4, 0, 0), S(0, 1, 2), S(3, 0, 3), S(1, 1, 0),
+    /* 0x40 */ S(1, 1, 20), S(0, 1, 2), S(0, 1, 2), S(0, 1, 2), S(0, 1, 2), S(0, 1, 2), S(0, 1, 2), S(0, 1, 5),
+    /* 0x48 */ S(0, 1, 2), S(1, 1, 3), S(0, 1, 2), UNDEF, UNDEF, UNDEF, UNDEF, UNDEF,
+    /* 0x50 */ O(1, 0, 2), S(1, 1, 3), S(2, 0, 3), S(2, 0, 3), S(1, 1, 0), S(2, 0, 0), J(1, 0, 8), I(2, 0, 10),
+    /* 0x58 */ S(0, 1, 2), S(0, 1, 2), S(0, 1, 2), T(0, 0, 1), S(1, 1, 100), S(2, 0, 100), S(3, 0, 3), P(0, 1, 2),
+    /* 0x60 */ P(0, 1, 3), P(0, 1, 3), P(0, 1, 3), P(0, 1, 3), P(0, 1, 3), P(0, 1, 3), P(0, 1, 3), P(0, 1, 3),
+    /* 0x68 */ P(0, 1, 3), P(0, 1, 3), P(0, 1, 3), P(0, 1, 3), P(0, 1, 3), P(0, 1, 3), P(0, 1, 3), P(0, 1, 3),
+    /* 0x70 */ P(0, 1, 3), P(0, 1, 3), P(0, 1, 3), P(0, 1, 3), P(0, 1, 3), P(0, 1, 3), P(0, 1, 3), P(0, 1, 3),
+    /* 0x78 */ P(0, 1, 3), P(0, 1, 3), P(0, 1, 3), P(0, 1, 3), P(0, 1, 3), P(0, 1, 3), P(0, 1, 3), P(0, 1, 3),
+    /* 0x80 */ D(1, 2, 3), D(2, 3, 3), D(3, 4, 3), D(4, 5, 3), D(5, 6, 3), D(6, 7, 3), D(7, 8, 3), D(8, 9, 3),
+    /* 0x88 */ D(9, 10, 3), D(10, 11, 3), D(11, 12, 3), D(12, 13, 3), D(13, 14, 3), D(14, 15, 3), D(15, 16, 3), D(16, 17, 3),
+    /* 0x90 */ W(2, 2, 3), W(3, 3, 3), W(4, 4, 3), W(5, 5, 3), W(6, 6, 3), W(7, 7, 3), W(8, 8, 3), W(9, 9, 3),
+    /* 0x98 */ W(10, 10, 3), W(11, 11, 3), W(12, 12, 3), W(13, 13, 3), W(14, 14, 3), W(15, 15, 3), W(16, 16, 3), W(17, 17, 3),
+    /* 0xa0 */ S(2, 0, 375), S(3, 0, 750), S(4, 0, 1125), S(5, 0, 1500), S(6, 0, 1875), UNDEF, UNDEF, UNDEF,
     /* 0xa8 */ UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF,
     /* 0xb0 */ UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF,
     /* 0xb8 */ UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF,
@@ -97,19 +116,28 @@ EVM_TABLE u32 OP_INFO[256] = {
     /* 0xd8 */ UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF,
     /* 0xe0 */ UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF,
     /* 0xe8 */ UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF, UNDEF,
-    /* 0xf0 */ OP(3, 1, 32000), OP(7, 1, 0), OP(7, 1, 0), OP(2, 0, 0), OP(6, 1, 0), OP(4, 1, 32000), UNDEF, UNDEF,
-    /* 0xf8 */ UNDEF, UNDEF, OP(6, 1, 0), UNDEF, UNDEF, OP(2, 0, 0), UNDEF, OP(1, 0, 5000),
+    /* 0xf0 */ S(3, 1, 32000), S(7, 1, 0), S(7, 1, 0), S(2, 0, 0), S(6, 1, 0), S(4, 1, 32000), UNDEF, UNDEF,
+    /* 0xf8 */ UNDEF, UNDEF, S(6, 1, 0), UNDEF, UNDEF, S(2, 0, 0), UNDEF, S(1, 0, 5000),
 };
 #undef OP
+#undef A
+#undef P
+#undef D
+#undef W
+#undef O
+#undef J
+#undef I
+#undef T
+#undef S
 #undef UNDEF
 
 EVM_FN u256 pop(EvmCtx *c, EvmFrame *f) {
     f->sp--;
-    return u256_load(c->stack + (f->stack_base + f->sp) * 4);
+    return word_load(c->stack + (f->stack_base + f->sp) * 4);
 }
 
 EVM_FN void push(EvmCtx *c, EvmFrame *f, u256 v) {
-    u256_store(c->stack + (f->stack_base + f->sp) * 4, v);
+    word_store(c->stack + (f->stack_base + f->sp) * 4, v);
     f->sp++;
 }
 
@@ -584,11 +612,21 @@ EVM_FN_BIG int op_sstore(EvmCtx *c, EvmFrame *f) {
     return ST_SUCCESS;
 }
 
+/* The status of an opcode whose constant gas or stack room the inner loop found lacking. */
+EVM_FN int step_fault(u64 gas, u32 cost, u32 sp, u32 in, u32 outn) {
+    if (gas < cost) return ST_OUT_OF_GAS;
+    if (sp < in) return ST_STACK_UNDERFLOW;
+    if (sp - in + outn > EVM_STACK_LIMIT) return ST_STACK_OVERFLOW;
+    return ST_RESOURCE; /* the slot's stack arena is full */
+}
+
 /* Runs frames until the transaction's frame ends (or the slot aborts).
  *
  * The common opcodes (arithmetic, PUSH, DUP, SWAP, POP, jumps) run in an inner loop that
  * keeps pc, gas and the stack height in locals (registers on the GPU, where the frame
- * lives in global memory); any other opcode writes them back and runs in the switch. */
+ * lives in global memory), 32 bits wide where that suffices; any other opcode writes them
+ * back and runs in the switch. One GPU thread runs a long transaction alone, so the loop
+ * is kept to few instructions: one table read, one combined check, one dispatch. */
 EVM_FN_BIG void evm_interpret(EvmCtx *c) {
     for (;;) {
         EvmFrame *f = &c->frames[c->depth];
@@ -598,12 +636,13 @@ EVM_FN_BIG void evm_interpret(EvmCtx *c) {
         if (c->abort) return;
         const u8 *code = f->code;
         const u8 *jumpdest = f->jumpdest;
-        u64 code_len = f->code_len;
+        u32 code_len = (u32)f->code_len; /* at most EVM_MAX_INITCODE */
         u64 *stack = c->stack + f->stack_base * 4; /* this frame's first stack word */
         u64 room = c->cap_stack - f->stack_base;   /* words the arena has left for it */
-        u64 pc = f->pc, gas = f->gas, sp = f->sp;
+        u32 limit = room < EVM_STACK_LIMIT ? (u32)room : EVM_STACK_LIMIT;
+        u32 pc = (u32)f->pc, sp = (u32)f->sp;
+        u64 gas = f->gas;
         u8 op = 0;
-#define TOP(i) (stack + (sp - 1 - (i)) * 4)
         for (;;) {
             if (pc >= code_len) {
                 op = 0x00; /* running off the end of the code is STOP */
@@ -611,35 +650,46 @@ EVM_FN_BIG void evm_interpret(EvmCtx *c) {
             }
             op = code[pc];
             u32 info = OP_INFO[op];
-            u32 in = (info >> 24) & 0x7f, outn = (info >> 16) & 0xff, cost = info & 0xffff;
-            if (!info) {
-                st = ST_INVALID_OPCODE;
-                break;
-            }
-            if (gas < cost) {
-                st = ST_OUT_OF_GAS;
-                break;
-            }
-            gas -= cost;
-            if (sp < in) {
-                st = ST_STACK_UNDERFLOW;
-                break;
-            }
-            if (outn > in) {
-                if (sp - in + outn > EVM_STACK_LIMIT) {
-                    st = ST_STACK_OVERFLOW;
-                    break;
-                }
-                if (sp - in + outn > room) {
+            u32 cls = info >> 26, in = (info >> 21) & 31, outn = (info >> 16) & 31, cost = info & 0xffff;
+            /* sp - in wraps when sp < in, which the same comparison catches */
+            if ((gas < cost) | (sp - in + outn > limit) | (sp < in)) {
+                st = step_fault(gas, cost, sp, in, outn);
+                if (st == ST_RESOURCE) {
                     ctx_abort(c, ST_RESOURCE);
                     return;
                 }
+                break;
             }
+            gas -= cost;
             pc++;
-            if (op <= 0x1d && op != 0x00) {
-                u256 a = u256_load(TOP(0));
-                u256 b = in >= 2 ? u256_load(TOP(1)) : u256_of(0);
-                u256 n = in >= 3 ? u256_load(TOP(2)) : u256_of(0);
+            u64 *top = stack + (u64)sp * 4; /* one past the top item */
+            if (cls == OPC_PUSH) {
+                /* PUSH data cut off by the end of code reads as zeros on the right. */
+                u32 n = op - 0x5fu;
+                if (n <= 4 && n <= code_len - pc) { /* PUSH0-PUSH4: most of them */
+                    const u8 *p = code + pc;
+                    u32 v = 0;
+                    for (u32 i = 0; i < 4; i++) {
+                        if (i < n) v = v << 8 | p[i];
+                    }
+                    word_store(top, u256_of(v));
+                } else {
+                    word_store(top, u256_from_be_cut(code + pc, n, code_len - pc));
+                }
+                sp++;
+                pc += n;
+            } else if (cls == OPC_DUP) {
+                word_store(top, word_load(top - 4 * (op - 0x7fu)));
+                sp++;
+            } else if (cls == OPC_SWAP) {
+                u64 *x = top - 4, *y = top - 4 * (op - 0x8eu);
+                u256 t = word_load(x);
+                word_store(x, word_load(y));
+                word_store(y, t);
+            } else if (cls == OPC_ARITH) {
+                u256 a = word_load(top - 4);
+                u256 b = in >= 2 ? word_load(top - 8) : u256_of(0);
+                u256 n = in >= 3 ? word_load(top - 12) : u256_of(0);
                 if (op == 0x0a) {
                     u64 exp_gas = 50 * ((u256_bitlen(b) + 7) / 8);
                     if (gas < exp_gas) {
@@ -649,45 +699,25 @@ EVM_FN_BIG void evm_interpret(EvmCtx *c) {
                     gas -= exp_gas;
                 }
                 sp -= in - 1;
-                u256_store(TOP(0), evm_arith(op, a, b, n));
-            } else if (op >= 0x5f && op <= 0x7f) {
-                /* PUSH data cut off by the end of code reads as zeros on the right. */
-                u64 n = op - 0x5f;
-                sp++;
-                u256_store(TOP(0), u256_from_be_cut(code + pc, n, code_len - pc));
-                pc += n;
-            } else if (op >= 0x80 && op <= 0x8f) {
-                u256 v = u256_load(TOP(op - 0x80));
-                sp++;
-                u256_store(TOP(0), v);
-            } else if (op >= 0x90 && op <= 0x9f) {
-                u64 *x = TOP(0), *y = TOP(op - 0x8f);
-                for (int i = 0; i < 4; i++) {
-                    u64 t = x[i];
-                    x[i] = y[i];
-                    y[i] = t;
-                }
-            } else if (op == 0x50) {
+                word_store(top - 4 * in, evm_arith(op, a, b, n));
+            } else if (cls == OPC_POP) {
                 sp--;
-            } else if (op == 0x56 || op == 0x57) {
-                u256 dest = u256_load(TOP(0));
-                int taken = op == 0x56 || !u256_is_zero(u256_load(TOP(1)));
-                sp -= op == 0x56 ? 1 : 2;
+            } else if (cls == OPC_JUMP || cls == OPC_JUMPI) {
+                u256 dest = word_load(top - 4);
+                int taken = cls == OPC_JUMP || !u256_is_zero(word_load(top - 8));
+                sp -= cls == OPC_JUMP ? 1 : 2;
                 if (taken) {
                     if (!u256_fits64(dest) || dest.w[0] >= code_len ||
                         !((jumpdest[dest.w[0] / 8] >> (dest.w[0] % 8)) & 1)) {
                         st = ST_BAD_JUMP;
                         break;
                     }
-                    pc = dest.w[0];
+                    pc = (u32)dest.w[0];
                 }
-            } else if (op == 0x5b) {
-                /* JUMPDEST: its gas is all it does */
-            } else {
+            } else if (cls != OPC_JUMPDEST) { /* JUMPDEST: its gas is all it does */
                 break;
             }
         }
-#undef TOP
         f->pc = pc;
         f->gas = gas;
         f->sp = sp;
@@ -880,6 +910,9 @@ EVM_FN_BIG void evm_interpret(EvmCtx *c) {
         }
         case 0xff:
             if ((st = op_selfdestruct(c, f))) goto halt;
+            goto halt;
+        default:
+            st = ST_INVALID_OPCODE;
             goto halt;
         }
         continue;
