@@ -133,12 +133,21 @@ EVM_TABLE u32 OP_INFO[256] = {
 
 EVM_FN u256 pop(EvmCtx *c, EvmFrame *f) {
     f->sp--;
-    return word_load(c->stack + (f->stack_base + f->sp) * 4);
+    return word_load(c->window + f->sp * 4);
 }
 
 EVM_FN void push(EvmCtx *c, EvmFrame *f, u256 v) {
-    word_store(c->stack + (f->stack_base + f->sp) * 4, v);
+    word_store(c->window + f->sp * 4, v);
     f->sp++;
+}
+
+/* Moves a suspended caller's stack between the window and its place in the arena. */
+EVM_FN void stack_save(EvmCtx *c, const EvmFrame *f) {
+    for (u64 i = 0; i < f->sp; i++) word_store(c->stack + (f->stack_base + i) * 4, word_load(c->window + i * 4));
+}
+
+EVM_FN void stack_restore(EvmCtx *c, const EvmFrame *f) {
+    for (u64 i = 0; i < f->sp; i++) word_store(c->window + i * 4, word_load(c->stack + (f->stack_base + i) * 4));
 }
 
 EVM_FN int charge(EvmFrame *f, u64 gas) {
@@ -244,6 +253,7 @@ EVM_FN EvmFrame *frame_open(EvmCtx *c) {
     }
     EvmFrame *caller = &c->frames[c->depth];
     EvmFrame *f = &c->frames[c->depth + 1];
+    stack_save(c, caller);
     f->stack_base = caller->stack_base + caller->sp;
     f->sp = 0;
     f->mem_base = caller->mem_base + caller->mem_size;
@@ -350,6 +360,7 @@ EVM_FN_BIG int frame_end(EvmCtx *c, int status, const u8 *output, u64 out_len) {
     }
     c->depth--;
     EvmFrame *caller = &c->frames[c->depth];
+    stack_restore(c, caller);
     caller->gas += gas_left;
     if (is_create) {
         u256 created = u256_load(ent_at(c, (i64)f->create_entry) + E_ADDR);
@@ -628,6 +639,11 @@ EVM_FN int step_fault(u64 gas, u32 cost, u32 sp, u32 in, u32 outn) {
  * back and runs in the switch. One GPU thread runs a long transaction alone, so the loop
  * is kept to few instructions: one table read, one combined check, one dispatch. */
 EVM_FN_BIG void evm_interpret(EvmCtx *c) {
+    /* The running frame's stack lives here, in thread-local memory, and a call saves the
+     * caller's part in the arena. Nearly every step reads a word the step before wrote: on
+     * the GPU that is an L1 hit in local memory, but a trip to L2 in global memory. */
+    u64 window[EVM_STACK_LIMIT * 4] __attribute__((aligned(32)));
+    c->window = window;
     for (;;) {
         EvmFrame *f = &c->frames[c->depth];
         int st = ST_SUCCESS;
@@ -637,7 +653,7 @@ EVM_FN_BIG void evm_interpret(EvmCtx *c) {
         const u8 *code = f->code;
         const u8 *jumpdest = f->jumpdest;
         u32 code_len = (u32)f->code_len; /* at most EVM_MAX_INITCODE */
-        u64 *stack = c->stack + f->stack_base * 4; /* this frame's first stack word */
+        u64 *stack = window;
         u64 room = c->cap_stack - f->stack_base;   /* words the arena has left for it */
         u32 limit = room < EVM_STACK_LIMIT ? (u32)room : EVM_STACK_LIMIT;
         u32 pc = (u32)f->pc, sp = (u32)f->sp;

@@ -66,8 +66,9 @@ typedef struct {
     u64 n_ent, cap_ent;
     u64 *jrn;
     u64 n_jrn, cap_jrn;
-    u64 *stack;
+    u64 *stack;     /* the slot's arena, where suspended callers' stacks wait */
     u64 cap_stack;
+    u64 *window;    /* the running frame's stack: see evm_interpret */
     u8 *mem;
     u64 cap_mem;
     u8 *ret;
