@@ -299,7 +299,7 @@ def main() -> None:
                     print(f"  {name} {'matches' if same else 'DIFFERS FROM'} {base_name} on {kind} x {size}")
             if results and not args.no_root:
                 seconds = root_seconds(kv, db, root, next(iter(results.values())))
-                print(f"  state root after the block (StateDB.apply, py-trie; the node runs it after any"
+                print(f"  state root after the block (StateDB.apply; the node runs it after any"
                       f" executor): {seconds:.2f}s, {size / seconds:,.0f} tx/s", flush=True)
 
 

@@ -27,7 +27,8 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -457,39 +458,37 @@ def discover(paths: Sequence[Path], fork: str, substring: str | None) -> list[Ca
     return keys
 
 
-def _results(
-    keys: Sequence[CaseKey], fork: str, executor: str, jobs: int
-) -> Generator[CaseResult, None, None]:
+@contextmanager
+def case_results(keys: Sequence[CaseKey], fork: str, executor: str, jobs: int) -> Iterator[Iterator[CaseResult]]:
+    """The results of ``keys`` as they come. The worker pool stops when the block ends: after
+    an interrupt that can wait for a GPU kernel a worker is inside (minutes on the longest
+    cases), so the report is written inside the block, before the pool stops."""
     if jobs <= 1:
         _init_worker(executor)
-        for key in keys:
-            yield _run_one(key, fork)
+        yield (_run_one(key, fork) for key in keys)
         return
     # One case per task: case costs vary a thousandfold, so only a free worker taking
     # the next case keeps both busy to the end.
     # Spawned, not forked: a CUDA context (made by the fail-fast check) does not survive fork.
-    # A Pool, since leaving its block (an interrupt included) kills the workers at once.
     context = multiprocessing.get_context("spawn")
     with context.Pool(jobs, initializer=_init_worker, initargs=(executor,)) as pool:
-        yield from pool.imap_unordered(_run_task, [(key, fork) for key in keys], chunksize=1)
+        yield pool.imap_unordered(_run_task, [(key, fork) for key in keys], chunksize=1)
 
 
 def run_cases(
     keys: Sequence[CaseKey],
-    fork: str,
-    executor: str,
-    jobs: int,
+    results: Iterator[CaseResult],
     known: Sequence[KnownFailure],
     out: TextIO,
     progress: TextIO,
 ) -> tuple[Summary, list[dict[str, Any]]]:
-    """Run ``keys``, print one line per failure and the summary; the counts and per-case records."""
+    """Take the ``results`` of ``keys``, print one line per failure and the summary; the counts
+    and per-case records. An interrupt stops the intake: the cases not reported are listed."""
     bar = Progress(progress, len(keys))
     passed = failed = fallbacks = 0
     reasons: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
     records: list[dict[str, Any]] = []
-    results = _results(keys, fork, executor, jobs)
     interrupted = False
     while True:
         try:
@@ -497,7 +496,6 @@ def run_cases(
         except StopIteration:
             break
         except KeyboardInterrupt:  # Ctrl-C, or `timeout -s INT`: report what ran
-            results.close()
             interrupted = True
             break
         fallbacks += result.fallbacks
@@ -586,22 +584,22 @@ def run(args: argparse.Namespace) -> int:
     if not keys:
         print("statetest: no cases found", file=sys.stderr)
         return 2
-    summary, records = run_cases(
-        keys, args.fork, args.executor, max(1, args.jobs), known, out, sys.stderr
-    )
-    if args.json is not None:
-        report = {
-            "executor": args.executor,
-            "fork": args.fork,
-            **asdict(summary),
-            "wall_seconds": round(time.monotonic() - started, 3),
-            "cases": records,
-        }
-        text = json.dumps(report, indent=1)
-        if json_to_stdout:
-            print(text)
-        else:
-            Path(args.json).write_text(text + "\n")
+    with case_results(keys, args.fork, args.executor, max(1, args.jobs)) as results:
+        summary, records = run_cases(keys, results, known, out, sys.stderr)
+        if args.json is not None:
+            report = {
+                "executor": args.executor,
+                "fork": args.fork,
+                **asdict(summary),
+                "wall_seconds": round(time.monotonic() - started, 3),
+                "cases": records,
+            }
+            text = json.dumps(report, indent=1)
+            if json_to_stdout:
+                print(text, flush=True)
+            else:
+                Path(args.json).write_text(text + "\n")
+        out.flush()
     if summary.not_run:
         return 130  # as a shell reports a command stopped by SIGINT
     return 1 if summary.failed else 0

@@ -7,7 +7,7 @@ import dataclasses
 import io
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +139,40 @@ def test_an_interrupt_reports_what_ran(
     assert data["cases"][0]["case_id"] not in data["not_run"]
 
 
+def test_the_report_is_out_before_the_workers_stop(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopping a worker inside a GPU kernel waits for the kernel: the summary and the JSON
+    report must not wait for that."""
+    report = tmp_path / "report.json"
+    seen_at_stop: list[bool] = []
+
+    class StoppingPool:
+        def __init__(self, jobs: int, initializer: object, initargs: object) -> None:
+            pass
+
+        def __enter__(self) -> StoppingPool:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            seen_at_stop.append(report.exists())
+
+        def imap_unordered(self, task: object, tasks: list[tuple[statetest.CaseKey, str]],
+                           chunksize: int) -> Iterator[statetest.CaseResult]:
+            statetest._init_worker("reference")
+            yield statetest._run_task(tasks[0])
+            raise KeyboardInterrupt
+
+    class Context:
+        Pool = StoppingPool
+
+    monkeypatch.setattr(statetest.multiprocessing, "get_context", lambda method: Context())
+    code, out, _ = cli(FIXTURES / "stChainId", ADD11, "--jobs", "2", "--json", report, capsys=capsys)
+    assert code == 130 and seen_at_stop == [True]
+    assert "interrupted: 2 of 3 cases did not run" in out
+    assert len(json.loads(report.read_text())["cases"]) == 1
+
+
 def test_usage_errors_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -207,6 +241,7 @@ def test_progress_bar_only_on_a_terminal() -> None:
     keys = discover([FIXTURES / "stChainId"], "Cancun", None)
     terminal, pipe = Terminal(), io.StringIO()
     for progress in (terminal, pipe):
-        statetest.run_cases(keys, "Cancun", "reference", 1, (), io.StringIO(), progress)
+        with statetest.case_results(keys, "Cancun", "reference", 1) as results:
+            statetest.run_cases(keys, results, (), io.StringIO(), progress)
     assert f"\r[{'#' * 30}] {len(keys)}/{len(keys)} 0 failed" in terminal.getvalue()
     assert terminal.getvalue().endswith("\r\033[K") and pipe.getvalue() == ""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from node.statetest import DEFAULT_KNOWN_FAILURES, discover, load_known_failures, run_cases
+from node.statetest import DEFAULT_KNOWN_FAILURES, case_results, discover, load_known_failures, run_cases
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "state_tests"
 
@@ -63,9 +63,9 @@ SLICE = (
 def run_and_check(paths: list[Path]) -> None:
     out = io.StringIO()
     known = load_known_failures(DEFAULT_KNOWN_FAILURES)
-    summary, records = run_cases(
-        discover(paths, "Cancun", None), "Cancun", "reference", 2, known, out, io.StringIO()
-    )
+    keys = discover(paths, "Cancun", None)
+    with case_results(keys, "Cancun", "reference", 2) as results:
+        summary, records = run_cases(keys, results, known, out, io.StringIO())
     report = out.getvalue()
     assert summary.failed == 0, report
     assert summary.passed > 0 and summary.passed + summary.skipped == len(records)
