@@ -623,12 +623,209 @@ EVM_FN_BIG int op_sstore(EvmCtx *c, EvmFrame *f) {
     return ST_SUCCESS;
 }
 
+/* The value of PUSH5-PUSH32, or of a PUSH cut off by the end of the code (zeros on the right):
+ * out of line, since inlined its byte loops would be most of the inner loop's code. */
+EVM_FN_BIG u256 push_wide(const u8 *p, u64 n, u64 avail) { return u256_from_be_cut(p, n, avail); }
+
 /* The status of an opcode whose constant gas or stack room the inner loop found lacking. */
 EVM_FN int step_fault(u64 gas, u32 cost, u32 sp, u32 in, u32 outn) {
     if (gas < cost) return ST_OUT_OF_GAS;
     if (sp < in) return ST_STACK_UNDERFLOW;
     if (sp - in + outn > EVM_STACK_LIMIT) return ST_STACK_OVERFLOW;
     return ST_RESOURCE; /* the slot's stack arena is full */
+}
+
+/* Result of evm_slow_step for an opcode after which the frame runs on. */
+#define STEP_NEXT (-1)
+
+/* Runs an opcode the interpreter's inner loop leaves for (its constant gas and stack room are
+ * checked): STEP_NEXT, or the status the frame ends with, and for RETURN and REVERT its output.
+ * STEP_NEXT also when the slot aborted (c->abort). Kept out of the loop's function, so that the
+ * loop stays compact in the instruction cache. */
+EVM_FN_BIG int evm_slow_step(EvmCtx *c, EvmFrame *f, u8 op, const u8 **out, u64 *out_len) {
+    int st = ST_SUCCESS;
+    if (op >= 0xa0 && op <= 0xa4) return (st = op_log(c, f, op)) ? st : STEP_NEXT;
+    switch (op) {
+    case 0x00: return ST_SUCCESS;
+    case 0x20: {
+        u256 off = pop(c, f), len = pop(c, f);
+        u64 at;
+        if ((st = mem_need(c, f, off, len, &at))) return st;
+        u64 n = u256_is_zero(len) ? 0 : len.w[0];
+        if ((st = charge(f, 6 * words_of(n)))) return st;
+        push(c, f, evm_keccak(c->mem + f->mem_base + at, n));
+        break;
+    }
+    case 0x30: push(c, f, f->address); break;
+    case 0x31: case 0x3b: case 0x3f: {
+        u256 a = evm_addr(pop(c, f));
+        i64 g = account_access_gas(c, a);
+        if (g < 0) return STEP_NEXT;
+        if ((st = charge(f, (u64)g))) return st;
+        i64 e = ent_account(c, a);
+        if (e < 0) return STEP_NEXT;
+        const u64 *p = ent_at(c, e);
+        if (op == 0x31) {
+            push(c, f, u256_load(p + E_VALUE));
+        } else if (op == 0x3b) {
+            const u8 *code, *jd;
+            u64 len;
+            code_of(c, p[E_CODE], &code, &len, &jd);
+            push(c, f, u256_of(len));
+        } else {
+            push(c, f, account_empty(c, e) ? u256_of(0) : u256_load(p + E_ORIG));
+        }
+        break;
+    }
+    case 0x32: push(c, f, c->origin); break;
+    case 0x33: push(c, f, f->caller); break;
+    case 0x34: push(c, f, f->value); break;
+    case 0x35: {
+        u8 word[32];
+        copy_padded(word, 32, f->calldata, f->calldata_len, pop(c, f));
+        push(c, f, u256_from_be(word, 32));
+        break;
+    }
+    case 0x36: push(c, f, u256_of(f->calldata_len)); break;
+    case 0x37: case 0x39: case 0x3e: {
+        u256 moff = pop(c, f), soff = pop(c, f), len = pop(c, f);
+        if (op == 0x3e) {
+            u256 end = u256_add(soff, len);
+            if (u256_lt(end, soff) || u256_lt(u256_of(c->ret_len), end)) {
+                return ST_RETURNDATA_OOB;
+            }
+        }
+        u64 at;
+        if ((st = mem_need(c, f, moff, len, &at))) return st;
+        u64 n = u256_is_zero(len) ? 0 : len.w[0];
+        if ((st = charge(f, 3 * words_of(n)))) return st;
+        u8 *dst = c->mem + f->mem_base + at;
+        if (op == 0x37) copy_padded(dst, n, f->calldata, f->calldata_len, soff);
+        else if (op == 0x39) copy_padded(dst, n, f->code, f->code_len, soff);
+        else copy_padded(dst, n, c->ret, c->ret_len, soff);
+        break;
+    }
+    case 0x38: push(c, f, u256_of(f->code_len)); break;
+    case 0x3a: push(c, f, c->gas_price); break;
+    case 0x3c: {
+        u256 a = evm_addr(pop(c, f)), moff = pop(c, f), soff = pop(c, f), len = pop(c, f);
+        u64 at;
+        if ((st = mem_need(c, f, moff, len, &at))) return st;
+        u64 n = u256_is_zero(len) ? 0 : len.w[0];
+        if ((st = charge(f, 3 * words_of(n)))) return st;
+        i64 g = account_access_gas(c, a);
+        if (g < 0) return STEP_NEXT;
+        if ((st = charge(f, (u64)g))) return st;
+        i64 e = ent_account(c, a);
+        if (e < 0) return STEP_NEXT;
+        const u8 *code, *jd;
+        u64 len_code;
+        code_of(c, ent_at(c, e)[E_CODE], &code, &len_code, &jd);
+        copy_padded(c->mem + f->mem_base + at, n, code, len_code, soff);
+        break;
+    }
+    case 0x3d: push(c, f, u256_of(c->ret_len)); break;
+    case 0x40: {
+        u256 num = pop(c, f);
+        u64 cur = c->env[ENV_NUMBER];
+        u64 nh = c->env[ENV_N_HASHES];
+        u256 h = u256_of(0);
+        if (u256_fits64(num) && num.w[0] < cur) {
+            u64 depth = cur - 1 - num.w[0];
+            if (depth < 256 && depth < nh) h = u256_load(c->env + ENV_HASHES + 4 * depth);
+        }
+        push(c, f, h);
+        break;
+    }
+    case 0x41: push(c, f, c->coinbase); break;
+    case 0x42: push(c, f, u256_load(c->env + ENV_TIMESTAMP)); break;
+    case 0x43: push(c, f, u256_load(c->env + ENV_NUMBER)); break;
+    case 0x44: push(c, f, u256_load(c->env + ENV_PREVRANDAO)); break;
+    case 0x45: push(c, f, u256_load(c->env + ENV_GAS_LIMIT)); break;
+    case 0x46: push(c, f, u256_load(c->env + ENV_CHAIN_ID)); break;
+    case 0x47: {
+        i64 e = ent_account(c, f->address);
+        if (e < 0) return STEP_NEXT;
+        push(c, f, u256_load(ent_at(c, e) + E_VALUE));
+        break;
+    }
+    case 0x48: push(c, f, u256_load(c->env + ENV_BASE_FEE)); break;
+    case 0x49: /* no blob transactions on this chain: every index is out of range */
+        pop(c, f);
+        push(c, f, u256_of(0));
+        break;
+    case 0x4a: push(c, f, u256_load(c->env + ENV_BLOB_BASE_FEE)); break;
+    case 0x51: {
+        u64 at;
+        if ((st = mem_need(c, f, pop(c, f), u256_of(32), &at))) return st;
+        push(c, f, u256_from_be(c->mem + f->mem_base + at, 32));
+        break;
+    }
+    case 0x52: case 0x53: {
+        u256 off = pop(c, f), v = pop(c, f);
+        u64 at;
+        if ((st = mem_need(c, f, off, u256_of(op == 0x52 ? 32 : 1), &at))) return st;
+        if (op == 0x52) u256_to_be(v, c->mem + f->mem_base + at);
+        else c->mem[f->mem_base + at] = (u8)v.w[0];
+        break;
+    }
+    case 0x54: {
+        u256 key = pop(c, f);
+        i64 self = ent_account(c, f->address);
+        if (self < 0) return STEP_NEXT;
+        i64 e = ent_storage(c, self, key);
+        if (e < 0) return STEP_NEXT;
+        int cold = warm_entry(c, e);
+        if (cold < 0) return STEP_NEXT;
+        if ((st = charge(f, cold ? 2100 : 100))) return st;
+        push(c, f, u256_load(ent_at(c, e) + E_VALUE));
+        break;
+    }
+    case 0x55:
+        if ((st = op_sstore(c, f))) return st;
+        break;
+    case 0x58: push(c, f, u256_of(f->pc - 1)); break;
+    case 0x59: push(c, f, u256_of(f->mem_size)); break;
+    case 0x5a: push(c, f, u256_of(f->gas)); break;
+    case 0x5c: case 0x5d: {
+        u256 key = pop(c, f);
+        if (op == 0x5d && f->is_static) return ST_STATIC_WRITE;
+        i64 e = ent_transient(c, f->address, key);
+        if (e < 0) return STEP_NEXT;
+        if (op == 0x5c) {
+            push(c, f, u256_load(ent_at(c, e) + E_VALUE));
+        } else if (set_value(c, e, pop(c, f))) {
+            return STEP_NEXT;
+        }
+        break;
+    }
+    case 0x5e: {
+        u256 dst = pop(c, f), src = pop(c, f), len = pop(c, f);
+        u64 at;
+        if ((st = mem_need(c, f, u256_lt(dst, src) ? src : dst, len, &at))) return st;
+        u64 n = u256_is_zero(len) ? 0 : len.w[0];
+        if ((st = charge(f, 3 * words_of(n)))) return st;
+        if (n) evm_move(c->mem + f->mem_base + dst.w[0], c->mem + f->mem_base + src.w[0], n);
+        break;
+    }
+    case 0xf0: case 0xf5:
+        if ((st = op_create(c, f, op))) return st;
+        break;
+    case 0xf1: case 0xf2: case 0xf4: case 0xfa:
+        if ((st = op_call(c, f, op))) return st;
+        break;
+    case 0xf3: case 0xfd: {
+        u256 off = pop(c, f), len = pop(c, f);
+        u64 at;
+        if ((st = mem_need(c, f, off, len, &at))) return st;
+        *out_len = u256_is_zero(len) ? 0 : len.w[0];
+        *out = c->mem + f->mem_base + at;
+        return op == 0xf3 ? ST_SUCCESS : ST_REVERT;
+    }
+    case 0xff: return op_selfdestruct(c, f);
+    default: return ST_INVALID_OPCODE;
+    }
+    return STEP_NEXT;
 }
 
 /* Runs frames until the transaction's frame ends (or the slot aborts).
@@ -653,8 +850,7 @@ EVM_FN_BIG void evm_interpret(EvmCtx *c) {
         const u8 *code = f->code;
         const u8 *jumpdest = f->jumpdest;
         u32 code_len = (u32)f->code_len; /* at most EVM_MAX_INITCODE */
-        u64 *stack = window;
-        u64 room = c->cap_stack - f->stack_base;   /* words the arena has left for it */
+        u64 room = c->cap_stack - f->stack_base; /* stack words the arena has left for it */
         u32 limit = room < EVM_STACK_LIMIT ? (u32)room : EVM_STACK_LIMIT;
         u32 pc = (u32)f->pc, sp = (u32)f->sp;
         u64 gas = f->gas;
@@ -678,7 +874,7 @@ EVM_FN_BIG void evm_interpret(EvmCtx *c) {
             }
             gas -= cost;
             pc++;
-            u64 *top = stack + (u64)sp * 4; /* one past the top item */
+            u64 *top = window + (u64)sp * 4; /* one past the top item */
             if (cls == OPC_PUSH) {
                 /* PUSH data cut off by the end of code reads as zeros on the right. */
                 u32 n = op - 0x5fu;
@@ -690,7 +886,7 @@ EVM_FN_BIG void evm_interpret(EvmCtx *c) {
                     }
                     word_store(top, u256_of(v));
                 } else {
-                    word_store(top, u256_from_be_cut(code + pc, n, code_len - pc));
+                    word_store(top, push_wide(code + pc, n, code_len - pc));
                 }
                 sp++;
                 pc += n;
@@ -737,202 +933,10 @@ EVM_FN_BIG void evm_interpret(EvmCtx *c) {
         f->pc = pc;
         f->gas = gas;
         f->sp = sp;
-        if (st) goto halt;
-        if (op >= 0xa0 && op <= 0xa4) {
-            if ((st = op_log(c, f, op))) goto halt;
-            continue;
+        if (!st) {
+            st = evm_slow_step(c, f, op, &out, &out_len);
+            if (st == STEP_NEXT) continue;
         }
-        switch (op) {
-        case 0x00: goto halt;
-        case 0x20: {
-            u256 off = pop(c, f), len = pop(c, f);
-            u64 at;
-            if ((st = mem_need(c, f, off, len, &at))) goto halt;
-            u64 n = u256_is_zero(len) ? 0 : len.w[0];
-            if ((st = charge(f, 6 * words_of(n)))) goto halt;
-            push(c, f, evm_keccak(c->mem + f->mem_base + at, n));
-            break;
-        }
-        case 0x30: push(c, f, f->address); break;
-        case 0x31: case 0x3b: case 0x3f: {
-            u256 a = evm_addr(pop(c, f));
-            i64 g = account_access_gas(c, a);
-            if (g < 0) return;
-            if ((st = charge(f, (u64)g))) goto halt;
-            i64 e = ent_account(c, a);
-            if (e < 0) return;
-            const u64 *p = ent_at(c, e);
-            if (op == 0x31) {
-                push(c, f, u256_load(p + E_VALUE));
-            } else if (op == 0x3b) {
-                const u8 *code, *jd;
-                u64 len;
-                code_of(c, p[E_CODE], &code, &len, &jd);
-                push(c, f, u256_of(len));
-            } else {
-                push(c, f, account_empty(c, e) ? u256_of(0) : u256_load(p + E_ORIG));
-            }
-            break;
-        }
-        case 0x32: push(c, f, c->origin); break;
-        case 0x33: push(c, f, f->caller); break;
-        case 0x34: push(c, f, f->value); break;
-        case 0x35: {
-            u8 word[32];
-            copy_padded(word, 32, f->calldata, f->calldata_len, pop(c, f));
-            push(c, f, u256_from_be(word, 32));
-            break;
-        }
-        case 0x36: push(c, f, u256_of(f->calldata_len)); break;
-        case 0x37: case 0x39: case 0x3e: {
-            u256 moff = pop(c, f), soff = pop(c, f), len = pop(c, f);
-            if (op == 0x3e) {
-                u256 end = u256_add(soff, len);
-                if (u256_lt(end, soff) || u256_lt(u256_of(c->ret_len), end)) {
-                    st = ST_RETURNDATA_OOB;
-                    goto halt;
-                }
-            }
-            u64 at;
-            if ((st = mem_need(c, f, moff, len, &at))) goto halt;
-            u64 n = u256_is_zero(len) ? 0 : len.w[0];
-            if ((st = charge(f, 3 * words_of(n)))) goto halt;
-            u8 *dst = c->mem + f->mem_base + at;
-            if (op == 0x37) copy_padded(dst, n, f->calldata, f->calldata_len, soff);
-            else if (op == 0x39) copy_padded(dst, n, f->code, f->code_len, soff);
-            else copy_padded(dst, n, c->ret, c->ret_len, soff);
-            break;
-        }
-        case 0x38: push(c, f, u256_of(f->code_len)); break;
-        case 0x3a: push(c, f, c->gas_price); break;
-        case 0x3c: {
-            u256 a = evm_addr(pop(c, f)), moff = pop(c, f), soff = pop(c, f), len = pop(c, f);
-            u64 at;
-            if ((st = mem_need(c, f, moff, len, &at))) goto halt;
-            u64 n = u256_is_zero(len) ? 0 : len.w[0];
-            if ((st = charge(f, 3 * words_of(n)))) goto halt;
-            i64 g = account_access_gas(c, a);
-            if (g < 0) return;
-            if ((st = charge(f, (u64)g))) goto halt;
-            i64 e = ent_account(c, a);
-            if (e < 0) return;
-            const u8 *code, *jd;
-            u64 len_code;
-            code_of(c, ent_at(c, e)[E_CODE], &code, &len_code, &jd);
-            copy_padded(c->mem + f->mem_base + at, n, code, len_code, soff);
-            break;
-        }
-        case 0x3d: push(c, f, u256_of(c->ret_len)); break;
-        case 0x40: {
-            u256 num = pop(c, f);
-            u64 cur = c->env[ENV_NUMBER];
-            u64 nh = c->env[ENV_N_HASHES];
-            u256 h = u256_of(0);
-            if (u256_fits64(num) && num.w[0] < cur) {
-                u64 depth = cur - 1 - num.w[0];
-                if (depth < 256 && depth < nh) h = u256_load(c->env + ENV_HASHES + 4 * depth);
-            }
-            push(c, f, h);
-            break;
-        }
-        case 0x41: push(c, f, c->coinbase); break;
-        case 0x42: push(c, f, u256_load(c->env + ENV_TIMESTAMP)); break;
-        case 0x43: push(c, f, u256_load(c->env + ENV_NUMBER)); break;
-        case 0x44: push(c, f, u256_load(c->env + ENV_PREVRANDAO)); break;
-        case 0x45: push(c, f, u256_load(c->env + ENV_GAS_LIMIT)); break;
-        case 0x46: push(c, f, u256_load(c->env + ENV_CHAIN_ID)); break;
-        case 0x47: {
-            i64 e = ent_account(c, f->address);
-            if (e < 0) return;
-            push(c, f, u256_load(ent_at(c, e) + E_VALUE));
-            break;
-        }
-        case 0x48: push(c, f, u256_load(c->env + ENV_BASE_FEE)); break;
-        case 0x49: /* no blob transactions on this chain: every index is out of range */
-            pop(c, f);
-            push(c, f, u256_of(0));
-            break;
-        case 0x4a: push(c, f, u256_load(c->env + ENV_BLOB_BASE_FEE)); break;
-        case 0x51: {
-            u64 at;
-            if ((st = mem_need(c, f, pop(c, f), u256_of(32), &at))) goto halt;
-            push(c, f, u256_from_be(c->mem + f->mem_base + at, 32));
-            break;
-        }
-        case 0x52: case 0x53: {
-            u256 off = pop(c, f), v = pop(c, f);
-            u64 at;
-            if ((st = mem_need(c, f, off, u256_of(op == 0x52 ? 32 : 1), &at))) goto halt;
-            if (op == 0x52) u256_to_be(v, c->mem + f->mem_base + at);
-            else c->mem[f->mem_base + at] = (u8)v.w[0];
-            break;
-        }
-        case 0x54: {
-            u256 key = pop(c, f);
-            i64 self = ent_account(c, f->address);
-            if (self < 0) return;
-            i64 e = ent_storage(c, self, key);
-            if (e < 0) return;
-            int cold = warm_entry(c, e);
-            if (cold < 0) return;
-            if ((st = charge(f, cold ? 2100 : 100))) goto halt;
-            push(c, f, u256_load(ent_at(c, e) + E_VALUE));
-            break;
-        }
-        case 0x55:
-            if ((st = op_sstore(c, f))) goto halt;
-            break;
-        case 0x58: push(c, f, u256_of(f->pc - 1)); break;
-        case 0x59: push(c, f, u256_of(f->mem_size)); break;
-        case 0x5a: push(c, f, u256_of(f->gas)); break;
-        case 0x5c: case 0x5d: {
-            u256 key = pop(c, f);
-            if (op == 0x5d && f->is_static) {
-                st = ST_STATIC_WRITE;
-                goto halt;
-            }
-            i64 e = ent_transient(c, f->address, key);
-            if (e < 0) return;
-            if (op == 0x5c) {
-                push(c, f, u256_load(ent_at(c, e) + E_VALUE));
-            } else if (set_value(c, e, pop(c, f))) {
-                return;
-            }
-            break;
-        }
-        case 0x5e: {
-            u256 dst = pop(c, f), src = pop(c, f), len = pop(c, f);
-            u64 at;
-            if ((st = mem_need(c, f, u256_lt(dst, src) ? src : dst, len, &at))) goto halt;
-            u64 n = u256_is_zero(len) ? 0 : len.w[0];
-            if ((st = charge(f, 3 * words_of(n)))) goto halt;
-            if (n) evm_move(c->mem + f->mem_base + dst.w[0], c->mem + f->mem_base + src.w[0], n);
-            break;
-        }
-        case 0xf0: case 0xf5:
-            if ((st = op_create(c, f, op))) goto halt;
-            break;
-        case 0xf1: case 0xf2: case 0xf4: case 0xfa:
-            if ((st = op_call(c, f, op))) goto halt;
-            break;
-        case 0xf3: case 0xfd: {
-            u256 off = pop(c, f), len = pop(c, f);
-            u64 at;
-            if ((st = mem_need(c, f, off, len, &at))) goto halt;
-            out_len = u256_is_zero(len) ? 0 : len.w[0];
-            out = c->mem + f->mem_base + at;
-            st = op == 0xf3 ? ST_SUCCESS : ST_REVERT;
-            goto halt;
-        }
-        case 0xff:
-            if ((st = op_selfdestruct(c, f))) goto halt;
-            goto halt;
-        default:
-            st = ST_INVALID_OPCODE;
-            goto halt;
-        }
-        continue;
-    halt:
         if (c->abort) return;
         if (frame_end(c, st, out, out_len)) return;
     }
