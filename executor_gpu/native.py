@@ -148,7 +148,8 @@ class _Batch:
             waiting = status == ABI["ST_NEEDS_KEY"]
             for slot, (k, wait) in enumerate(zip(chunk, waiting.tolist())):
                 self.results[k] = None if wait else SlotResult(launch, slot)
-            needs.append(launch.result[waiting])
+            if waiting.any():
+                needs.append(launch.assumed(waiting))
             if caps != LARGE_CAPS:
                 retry += [k for k, s in zip(chunk, status.tolist()) if s == ABI["ST_RESOURCE"]]
         if needs:
@@ -157,15 +158,15 @@ class _Batch:
             self._run(retry, LARGE_CAPS)
 
     def _load_needed(self, needs: npt.NDArray[np.uint64], given: tuple[int, int]) -> None:
-        """Loads the keys transactions stopped on (their RS_* records); ``given`` are the table
-        sizes they ran with."""
-        at = ABI["RS_NEED_ADDR"]
+        """Loads the keys transactions named (their entries taken as absent); ``given`` are the
+        table sizes they ran with."""
+        at = ABI["E_ADDR"]
         addresses = word_bytes(needs[:, at : at + 4])[:, 12:]
-        account = needs[:, ABI["RS_NEED_KIND"]] == ABI["EK_ACCOUNT"]
+        account = needs[:, ABI["E_KIND"]] == ABI["EK_ACCOUNT"]
         wanted = np.ascontiguousarray(addresses[account]).view("V20").ravel().tolist()
         self.tables.load_accounts(wanted)
         rows = self.tables.account_rows(wanted)
-        at = ABI["RS_NEED_KEY"]
+        at = ABI["E_KEY"]
         keys = np.concatenate([addresses[~account], word_bytes(needs[~account, at : at + 4])], axis=1)
         wanted_slots = keys.view("V52").ravel().tolist()
         self.tables.load_slots(wanted_slots)

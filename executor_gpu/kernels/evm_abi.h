@@ -134,14 +134,11 @@ enum evm_result {
     RS_N_ENTRIES = 3,
     RS_N_LOGS = 4,
     RS_OUT_LEN = 5,
-    RS_NEED_KIND = 6,  /* with ST_NEEDS_KEY: EK_ACCOUNT or EK_SLOT */
-    RS_NEW_CODE = 7,   /* bytes of D_NEW_CODE used */
-    RS_NEED_ADDR = 8,
-    RS_NEED_KEY = 12,
-    RS_CREATED = 16,   /* address of the contract a creation transaction deployed */
-    RS_LOG_DATA = 20,  /* bytes of D_LOG_DATA used */
-    RS_WHY = 21,       /* with ST_UNSUPPORTED: a precompile's address, or a WHY_* */
-    RS_WORDS = 24,
+    RS_NEW_CODE = 6,   /* bytes of D_NEW_CODE used */
+    RS_LOG_DATA = 7,   /* bytes of D_LOG_DATA used */
+    RS_WHY = 8,        /* with ST_UNSUPPORTED: a precompile's address, or a WHY_* */
+    RS_CREATED = 12,   /* address of the contract a creation transaction deployed */
+    RS_WORDS = 16,
 };
 
 /* Outcome of a slot. Below ST_REJECT_FIRST the transaction is included. */
@@ -165,7 +162,7 @@ enum evm_status {
     ST_STATIC_REJECT = 36,  /* the state checks before the host's reason passed */
     ST_INSUFFICIENT_FUNDS = 37,
     ST_CONTROL_FIRST = 64,
-    ST_NEEDS_KEY = 64,     /* state the host did not give: load RS_NEED_* and run again */
+    ST_NEEDS_KEY = 64,     /* state the host did not give: load the EF_ASSUMED entries, run again */
     ST_RESOURCE = 65,      /* a per-slot buffer is too small: run again with larger ones */
     ST_UNSUPPORTED = 66,   /* a feature the interpreter lacks: use the reference executor */
 };
@@ -206,6 +203,7 @@ enum evm_entry_flags {
     EF_TOUCHED = 64,       /* deleted at the end when empty (EIP-161) */
     EF_KNOWN = 128,        /* the value fields are valid */
     EF_TOUCH_KEPT = 256,   /* touched in a way no revert undoes (RIPEMD-160, EIP-716) */
+    EF_ASSUMED = 512,      /* not in the host's tables, taken as absent: see assume_absent */
 };
 
 /* E_CODE values: -1 no code; below CODE_NEW an index into D_CODE; CODE_NEW + offset of a

@@ -85,6 +85,7 @@ typedef struct {
     u64 n_new_code, cap_new_code;
     i64 refund;
     int abort; /* a control status (ST_NEEDS_KEY, ST_RESOURCE, ST_UNSUPPORTED) that stops the slot */
+    u64 n_assumed; /* entries taken as absent: see assume_absent */
     u256 origin;
     u256 gas_price;
     u256 coinbase;
@@ -142,12 +143,22 @@ EVM_FN i64 tbl_find(const u64 *recs, u64 words, const i32 *index, u64 mask, cons
 
 EVM_FN u64 *ent_at(EvmCtx *c, i64 e) { return c->ent + (u64)e * E_WORDS; }
 
-EVM_FN void need_key(EvmCtx *c, u64 kind, u256 addr, u256 key) {
-    if (c->abort) return;
-    c->abort = ST_NEEDS_KEY;
-    c->res[RS_NEED_KIND] = kind;
-    u256_store(c->res + RS_NEED_ADDR, addr);
-    u256_store(c->res + RS_NEED_KEY, key);
+/* Keys one run may take as absent before it stops. */
+#define EVM_MAX_ASSUMED 256
+
+/* State the host did not give (entry p): the run takes it as absent, zero, and goes on, so
+ * that one run finds most of the keys a transaction needs (a loop creating or paying N new
+ * accounts would otherwise run N + 1 times). Such a run only names its keys: it ends with
+ * ST_NEEDS_KEY and the host loads its EF_ASSUMED entries. 0 when the slot must stop now. */
+EVM_FN int assume_absent(EvmCtx *c, u64 *p) {
+    if (c->abort) return 0;
+    if (c->n_assumed == EVM_MAX_ASSUMED) {
+        c->abort = ST_NEEDS_KEY;
+        return 0;
+    }
+    c->n_assumed++;
+    p[E_FLAGS] |= EF_KNOWN | EF_ASSUMED;
+    return 1;
 }
 
 /* The entry for (kind, addr, key), created empty when new; -1 when the slot must stop. */
@@ -192,8 +203,9 @@ EVM_FN i64 ent_account(EvmCtx *c, u256 addr) {
     if (p[E_FLAGS] & EF_KNOWN) return e;
     i64 row = tbl_find(c->acc, ACC_WORDS, c->acc_index, c->acc_mask, addr.w, 4);
     if (row < 0) {
-        need_key(c, EK_ACCOUNT, addr, u256_of(0));
-        return -1;
+        if (!assume_absent(c, p)) return -1;
+        u256_store(p + E_ORIG, evm_empty_code_hash());
+        return e;
     }
     const u64 *a = c->acc + (u64)row * ACC_WORDS;
     p[E_ROW] = (u64)row;
@@ -224,10 +236,7 @@ EVM_FN i64 ent_storage(EvmCtx *c, i64 acct, u256 key) {
         k[4 + i] = key.w[i];
     }
     i64 row = tbl_find(c->slot, SL_WORDS, c->slot_index, c->slot_mask, k, 8);
-    if (row < 0) {
-        need_key(c, EK_SLOT, addr, key);
-        return -1;
-    }
+    if (row < 0) return assume_absent(c, p) ? e : -1;
     u256 v = u256_load(c->slot + (u64)row * SL_WORDS + SL_VALUE);
     p[E_ROW] = (u64)row;
     u256_store(p + E_VALUE, v);

@@ -198,10 +198,13 @@ EVM_FN_BIG void evm_run_slot(const u64 *desc, u64 slot, u64 worker) {
     c->n_new_code = 0;
     c->refund = 0;
     c->abort = 0;
+    c->n_assumed = 0;
     c->origin = u256_load(c->tx + TX_SENDER);
     c->gas_price = u256_load(c->tx + TX_PRICE);
     c->coinbase = u256_load(c->env + ENV_COINBASE);
     evm_transaction(c);
+    /* A run on assumed state only names keys, whatever else it ended with. */
+    if (c->n_assumed) c->abort = ST_NEEDS_KEY;
     if (c->abort) c->res[RS_STATUS] = (u64)c->abort;
     c->res[RS_N_ENTRIES] = c->n_ent;
     c->res[RS_N_LOGS] = c->n_logs;
