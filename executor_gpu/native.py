@@ -10,8 +10,9 @@ never conflict. The outcome equals running the transactions one by one.
 Runs of plain results (included, no deployment, no deletion) commit together with array
 operations; the others (rejections, fallbacks, deployments) one by one.
 
-A transaction that needs state the host did not load stops with "needs key": the
-host loads it and runs it again. One the interpreter cannot run (precompiles 0x05 and
+A transaction that needs state the host did not load goes on taking it as absent,
+and ends with "needs key" naming every key it reached: the host loads them and runs
+it again (a result computed on such state is never used). One the interpreter cannot run (precompiles 0x05 and
 up, storage wipes) goes to the reference executor at its turn, counted in
 ``BatchResult.fallbacks``.
 """

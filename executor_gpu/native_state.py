@@ -1,7 +1,7 @@
 """The state the native interpreter reads: flat tables the host fills from a StateReader.
 
 Rows are loaded in batches: what transactions surely read before they run, then the keys
-they stopped on ("needs key"), each batch in one trie walk in C. They hold the batch's
+they named ("needs key"), each batch in one trie walk in C. They hold the batch's
 committed values: after each transaction commits, its writes are applied in place. The
 pre-state value of every row is kept, so that the batch's ``StateDiff`` is the difference
 between the two at the end.
