@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import io
 import json
+import multiprocessing
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -166,7 +167,7 @@ def test_the_report_is_out_before_the_workers_stop(
     class Context:
         Pool = StoppingPool
 
-    monkeypatch.setattr(statetest.multiprocessing, "get_context", lambda method: Context())
+    monkeypatch.setattr(multiprocessing, "get_context", lambda method: Context())
     code, out, _ = cli(FIXTURES / "stChainId", ADD11, "--jobs", "2", "--json", report, capsys=capsys)
     assert code == 130 and seen_at_stop == [True]
     assert "interrupted: 2 of 3 cases did not run" in out

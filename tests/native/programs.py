@@ -111,10 +111,10 @@ def instruction(draw: st.DrawFn, peers: Sequence[int], slot: int, at: int) -> by
         return _op(code, gas, target, *value, *memory) + _store(slot)
     if kind == "create":
         # Init code from memory: whatever was stored there (often nothing, a valid empty contract).
-        value = draw(st.sampled_from([0, 5]))
+        endowment = draw(st.sampled_from([0, 5]))
         if draw(st.booleans()):
-            return _op(0xF0, value, draw(SMALL), draw(SMALL)) + _store(slot)
-        return _op(0xF5, value, draw(SMALL), draw(SMALL), draw(WORDS)) + _store(slot)
+            return _op(0xF0, endowment, draw(SMALL), draw(SMALL)) + _store(slot)
+        return _op(0xF5, endowment, draw(SMALL), draw(SMALL), draw(WORDS)) + _store(slot)
     # A conditional jump over an instruction: [cond] PUSH2 dest JUMPI [body] JUMPDEST.
     cond = push(draw(st.sampled_from([0, 1])))
     body = draw(instruction(peers, slot, at + len(cond) + 4))
