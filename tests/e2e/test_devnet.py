@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from eth_account import Account
 from web3 import Web3
+from web3.types import TxParams
 
 from node.genesis import development_keys
 from tests.nodeproc import free_port, running_node
@@ -46,7 +47,7 @@ def send(w3: Web3, account: Any, **fields: Any) -> Any:
         **fields,
     }
     if "gas" not in tx:
-        tx["gas"] = w3.eth.estimate_gas({k: v for k, v in tx.items() if k != "nonce"} | {"from": account.address})
+        tx["gas"] = w3.eth.estimate_gas(cast(TxParams, {k: v for k, v in tx.items() if k != "nonce"} | {"from": account.address}))
     signed = account.sign_transaction(tx)
     return w3.eth.send_raw_transaction(signed.raw_transaction)
 

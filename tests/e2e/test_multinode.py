@@ -84,7 +84,7 @@ def devnet(directory: Path) -> Iterator[tuple[list[Member], str, subprocess.Pope
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=l2node_env(),
     )
     try:
-        members = []
+        members: list[Member] = []
         assert process.stdout is not None
         while len(members) < 4:
             line = process.stdout.readline()

@@ -111,9 +111,11 @@ def test_l1_block_data_carries_the_proofs_so_a_replay_derives_the_same_blocks_an
     posted = decode_batch_data(encode_batch_data([proposer.block_data(n) for n in (1, 2)]))
     assert len(posted[0].proofs) == 2
     for block in posted:
-        assert watcher.replay(block).hash == proposer.chain.header(block.number).hash
+        header = proposer.chain.header(block.number)
+        assert header is not None and watcher.replay(block).hash == header.hash
     assert watcher.epochs.weights(1) == proposer.epochs.weights(1) != watcher.epochs.weights(0)
     # Without the proofs the replayed header differs: its extra_data commits to them.
     stripped = dataclasses.replace(posted[0], proofs=())
     other = make_node(clock, VALIDATOR_KEYS[3], epoch_length=EPOCH)
-    assert other.replay(stripped).hash != proposer.chain.header(1).hash
+    first = proposer.chain.header(1)
+    assert first is not None and other.replay(stripped).hash != first.hash

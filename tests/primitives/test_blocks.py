@@ -6,11 +6,12 @@ import rlp
 from eth.db.trie import make_trie_root_and_nodes
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from trie import HexaryTrie
+from trie.hexary import HexaryTrie
 from eth.rlp.logs import Log as EvmLog
 from eth.rlp.receipts import Receipt as EvmReceipt
 from eth.vm.forks.cancun.blocks import CancunBlockHeader
-from eth_bloom import BloomFilter
+from eth_bloom.bloom import BloomFilter
+from eth_typing import BlockNumber
 
 from primitives.blocks import (
     EMPTY_BLOOM, EMPTY_ROOT, Header, Log, Receipt, bloom_contains, bloom_of, ordered_trie_root,
@@ -31,11 +32,11 @@ def test_header_hash_equals_py_evm() -> None:
     theirs = CancunBlockHeader(
         parent_hash=ours.parent_hash, coinbase=ours.coinbase, state_root=ours.state_root,
         transaction_root=EMPTY_ROOT, receipt_root=EMPTY_ROOT,
-        bloom=int.from_bytes(ours.logs_bloom, "big"), difficulty=0, block_number=7,
+        bloom=int.from_bytes(ours.logs_bloom, "big"), difficulty=0, block_number=BlockNumber(7),
         gas_limit=30_000_000, gas_used=21_000, timestamp=1_700_000_007, extra_data=b"l2",
-        mix_hash=b"\x00" * 32, nonce=b"\x00" * 8, base_fee_per_gas=875_000_000,
+        mix_hash=Hash32(b"\x00" * 32), nonce=b"\x00" * 8, base_fee_per_gas=875_000_000,
         withdrawals_root=EMPTY_ROOT, blob_gas_used=0, excess_blob_gas=0,
-        parent_beacon_block_root=b"\x00" * 32,
+        parent_beacon_block_root=Hash32(b"\x00" * 32),
     )
     assert ours.hash == theirs.hash
     assert Header.decode(ours.encode()) == ours
@@ -56,7 +57,7 @@ def test_receipts_root_equals_py_evm() -> None:
         Receipt(LEGACY_TX, True, 21_000, ()),
         Receipt(DYNAMIC_FEE_TX, False, 60_000, (LOG,)),
     ]
-    evm_log = EvmLog(LOG.address, [int.from_bytes(t, "big") for t in LOG.topics], LOG.data)
+    evm_log = EvmLog(LOG.address, tuple(int.from_bytes(t, "big") for t in LOG.topics), LOG.data)
     legacy = EvmReceipt(b"\x01", 21_000, [])
     typed = EvmReceipt(b"", 60_000, [evm_log])
     theirs = [rlp.encode(legacy), bytes([DYNAMIC_FEE_TX]) + rlp.encode(typed)]
