@@ -27,8 +27,8 @@ import signal
 import sys
 import time
 from collections import Counter
-from contextlib import contextmanager
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -459,7 +459,9 @@ def discover(paths: Sequence[Path], fork: str, substring: str | None) -> list[Ca
 
 
 @contextmanager
-def case_results(keys: Sequence[CaseKey], fork: str, executor: str, jobs: int) -> Iterator[Iterator[CaseResult]]:
+def case_results(
+    keys: Sequence[CaseKey], fork: str, executor: str, jobs: int
+) -> Iterator[Iterator[CaseResult]]:
     """The results of ``keys`` as they come. The worker pool stops when the block ends: after
     an interrupt that can wait for a GPU kernel a worker is inside (minutes on the longest
     cases), so the report is written inside the block, before the pool stops."""

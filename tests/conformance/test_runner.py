@@ -10,7 +10,7 @@ import multiprocessing
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
@@ -152,7 +152,7 @@ def test_the_report_is_out_before_the_workers_stop(
         def __init__(self, jobs: int, initializer: object, initargs: object) -> None:
             pass
 
-        def __enter__(self) -> StoppingPool:
+        def __enter__(self) -> Self:
             return self
 
         def __exit__(self, *exc: object) -> None:

@@ -19,7 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from node.statetest import DEFAULT_KNOWN_FAILURES, case_results, discover, load_known_failures, run_cases
+from node.statetest import (
+    DEFAULT_KNOWN_FAILURES,
+    case_results,
+    discover,
+    load_known_failures,
+    run_cases,
+)
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "state_tests"
 

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import rlp
 from eth.db.trie import make_trie_root_and_nodes
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from trie.hexary import HexaryTrie
 from eth.rlp.logs import Log as EvmLog
 from eth.rlp.receipts import Receipt as EvmReceipt
 from eth.vm.forks.cancun.blocks import CancunBlockHeader
 from eth_bloom.bloom import BloomFilter
 from eth_typing import BlockNumber
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from trie.hexary import HexaryTrie
 
 from primitives.blocks import (
-    EMPTY_BLOOM, EMPTY_ROOT, Header, Log, Receipt, bloom_contains, bloom_of, ordered_trie_root,
+    EMPTY_BLOOM,
+    EMPTY_ROOT,
+    Header,
+    Log,
+    Receipt,
+    bloom_contains,
+    bloom_of,
+    ordered_trie_root,
 )
 from primitives.transactions import DYNAMIC_FEE_TX, LEGACY_TX
 from primitives.types import Address, Hash32
