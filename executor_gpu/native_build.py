@@ -20,6 +20,8 @@ from executor_gpu.native_abi import KERNEL_DIR, KERNEL_SOURCES
 from primitives.errors import L2NodeError
 
 CFLAGS = ("-O2", "-shared", "-fPIC", "-fvisibility=hidden")
+NVRTC_OPTIONS = (f"-I{KERNEL_DIR}", "--std=c++14")
+"""How NVRTC compiles ``kernels/evm.c`` for the GPU (CuPy adds the target architecture)."""
 
 
 class NativeUnavailable(L2NodeError):
@@ -107,8 +109,5 @@ def cuda_kernel() -> Any:
         raise NativeUnavailable("CUDA executor needs CuPy and a CUDA device")
     import cupy
 
-    module = cupy.RawModule(
-        code=(KERNEL_DIR / "evm.c").read_text(),
-        options=(f"-I{KERNEL_DIR}", "--std=c++14"),
-    )
+    module = cupy.RawModule(code=(KERNEL_DIR / "evm.c").read_text(), options=NVRTC_OPTIONS)
     return module.get_function("evm_kernel")
