@@ -12,9 +12,9 @@ operations; the others (rejections, fallbacks, deployments) one by one.
 
 A transaction that needs state the host did not load goes on taking it as absent,
 and ends with "needs key" naming every key it reached: the host loads them and runs
-it again (a result computed on such state is never used). One the interpreter cannot run (precompiles 0x05 and
-up, storage wipes) goes to the reference executor at its turn, counted in
-``BatchResult.fallbacks``.
+it again (a result computed on such state is never used). One the interpreter cannot
+run (precompiles 0x05 and up, storage wipes) goes to the reference executor at its
+turn, counted in ``BatchResult.fallbacks``.
 """
 
 from __future__ import annotations

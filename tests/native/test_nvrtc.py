@@ -15,8 +15,8 @@ from executor_gpu.native_build import NVRTC_OPTIONS
 
 # The test extra installs the wheel where one exists (pyproject.toml's marker says the same).
 pytestmark = pytest.mark.skipif(
-    platform.machine() != "x86_64" or sys.platform != "linux",
-    reason="NVRTC wheels exist for x86-64 Linux only",
+    sys.platform != "linux" or platform.machine() not in ("x86_64", "aarch64"),
+    reason="NVRTC wheels exist for x86-64 and aarch64 Linux only",
 )
 
 
