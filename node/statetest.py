@@ -538,6 +538,25 @@ def run_cases(
 # --- command line ---------------------------------------------------------------------
 
 
+def gpu_workers(executor: str, jobs: int, err: TextIO) -> int:
+    """``jobs``, or as many native-cuda workers as the GPU's free memory holds if that is fewer:
+    each keeps gigabytes of thread-local memory, and one that finds none crashes its cases."""
+    if executor != "native-cuda" or jobs <= 1:
+        return jobs
+    from executor_gpu.native_build import PROCESS_MARGIN, cuda_memory
+
+    memory = cuda_memory()
+    fit = max(1, memory.processes())
+    if fit < jobs:
+        print(
+            f"statetest: {fit} workers, not {jobs}: a native-cuda worker keeps "
+            f"{memory.local / 2**30:.1f} GiB of GPU memory for thread-local stacks and needs about "
+            f"{PROCESS_MARGIN / 2**30:.1f} GiB more, and {memory.free / 2**30:.1f} GiB are free",
+            file=err,
+        )
+    return min(jobs, fit)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `l2node statetest`."""
     parser.add_argument(
@@ -586,7 +605,8 @@ def run(args: argparse.Namespace) -> int:
     if not keys:
         print("statetest: no cases found", file=sys.stderr)
         return 2
-    with case_results(keys, args.fork, args.executor, max(1, args.jobs)) as results:
+    jobs = gpu_workers(args.executor, max(1, args.jobs), sys.stderr)
+    with case_results(keys, args.fork, args.executor, jobs) as results:
         summary, records = run_cases(keys, results, known, out, sys.stderr)
         if args.json is not None:
             report = {

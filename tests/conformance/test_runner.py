@@ -246,3 +246,34 @@ def test_progress_bar_only_on_a_terminal() -> None:
             statetest.run_cases(keys, results, (), io.StringIO(), progress)
     assert f"\r[{'#' * 30}] {len(keys)}/{len(keys)} 0 failed" in terminal.getvalue()
     assert terminal.getvalue().endswith("\r\033[K") and pipe.getvalue() == ""
+
+
+def test_native_cuda_workers_are_cut_to_what_the_gpu_memory_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from executor_gpu import native_build
+
+    # The H200's figures: 139.3 GiB free, 34,224 bytes of local memory x 2,048 threads x 132 SMs.
+    h200 = native_build.CudaMemory(free=int(139.3 * 2**30), local=34_224 * 2_048 * 132)
+    assert h200.processes() == 12
+    monkeypatch.setattr(native_build, "cuda_memory", lambda: h200)
+    err = io.StringIO()
+    assert statetest.gpu_workers("native-cuda", 16, err) == 12
+    assert "12 workers, not 16" in err.getvalue() and "8.6 GiB" in err.getvalue()
+    err = io.StringIO()
+    assert statetest.gpu_workers("native-cuda", 4, err) == 4
+    assert err.getvalue() == ""
+
+
+def test_only_native_cuda_workers_are_sized_by_gpu_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from executor_gpu import native_build
+
+    def no_gpu() -> native_build.CudaMemory:
+        raise AssertionError("asked the GPU")
+
+    monkeypatch.setattr(native_build, "cuda_memory", no_gpu)
+    assert statetest.gpu_workers("native-cpu", 16, io.StringIO()) == 16
+    assert statetest.gpu_workers("native-cuda", 1, io.StringIO()) == 1
+    full = native_build.CudaMemory(free=2**30, local=8 * 2**30)
+    monkeypatch.setattr(native_build, "cuda_memory", lambda: full)
+    assert statetest.gpu_workers("native-cuda", 8, io.StringIO()) == 1  # one runs, and may crash

@@ -50,3 +50,16 @@ def test_cuda_random_programs_match_cpu() -> None:
         assert comparable(cuda().execute(pre, ENV, txs)) == comparable(native().execute(pre, ENV, txs))
 
     check()
+
+
+def test_the_local_memory_a_process_keeps_is_what_the_kernel_asks_for() -> None:
+    import cupy
+
+    from executor_gpu.native_build import cuda_kernel, cuda_memory
+
+    memory = cuda_memory()
+    props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+    threads = props["maxThreadsPerMultiProcessor"] * props["multiProcessorCount"]
+    assert memory.local == cuda_kernel().attributes["local_size_bytes"] * threads
+    assert memory.local >= 32 * 1024 * threads  # the 1,024-item stack window alone
+    assert 0 < memory.free <= cupy.cuda.runtime.memGetInfo()[1] and memory.processes() >= 1
