@@ -22,12 +22,17 @@ def sign(**fields: Any) -> bytes:
     return bytes(Account.sign_transaction(fields, KEY).raw_transaction)
 
 
-legacy = dict(nonce=3, gasPrice=10**9, gas=21_000, to="0x" + "22" * 20, value=5, chainId=7331)
-access = dict(legacy, type=1, accessList=[{"address": "0x" + "33" * 20, "storageKeys": ["0x" + "00" * 31 + "09"]}])
-dynamic = dict(
-    type=2, nonce=1, maxFeePerGas=3 * 10**9, maxPriorityFeePerGas=10**9, gas=50_000, to=None,
-    value=0, data=b"\x60\x00", chainId=7331,
-)
+legacy = {
+    "nonce": 3, "gasPrice": 10**9, "gas": 21_000, "to": "0x" + "22" * 20, "value": 5, "chainId": 7331,
+}
+access = {
+    **legacy, "type": 1,
+    "accessList": [{"address": "0x" + "33" * 20, "storageKeys": ["0x" + "00" * 31 + "09"]}],
+}
+dynamic = {
+    "type": 2, "nonce": 1, "maxFeePerGas": 3 * 10**9, "maxPriorityFeePerGas": 10**9,
+    "gas": 50_000, "to": None, "value": 0, "data": b"\x60\x00", "chainId": 7331,
+}
 
 
 @pytest.mark.parametrize("fields", [legacy, access, dynamic], ids=["legacy", "2930", "1559"])
