@@ -13,7 +13,6 @@ import hashlib
 import os
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,34 +112,3 @@ def cuda_kernel() -> Any:
     module = cupy.RawModule(code=(KERNEL_DIR / "evm.c").read_text(), options=NVRTC_OPTIONS)
     return module.get_function("evm_kernel")
 
-
-PROCESS_MARGIN = 5 * 2**29
-"""GPU memory a process running the CUDA build needs beside its thread-local memory: its CUDA
-context and CuPy's buffers. On the H200, 13 state-test processes with 8.6 GiB of local memory
-each ran out of its 139 GiB: they took more than 10.7 GiB each, so 2.5 GiB more than local."""
-
-
-@dataclass(frozen=True)
-class CudaMemory:
-    """The GPU memory processes running the CUDA build take."""
-
-    free: int
-    """Bytes the device has free now."""
-    local: int
-    """Bytes of thread-local memory a process reserves at its first launch and keeps until it
-    exits: the kernel's local memory per thread, for every thread the GPU can hold (8.6 GiB on
-    the H200, whose free memory drops by that less the default 1 KB stack per thread)."""
-
-    def processes(self) -> int:
-        """How many more processes running the CUDA build the free memory holds."""
-        return self.free // (self.local + PROCESS_MARGIN)
-
-
-def cuda_memory() -> CudaMemory:
-    """The device's free memory and what one process running the CUDA build reserves."""
-    import cupy
-
-    props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
-    threads = int(props["maxThreadsPerMultiProcessor"]) * int(props["multiProcessorCount"])
-    free, _ = cupy.cuda.runtime.memGetInfo()
-    return CudaMemory(int(free), int(cuda_kernel().attributes["local_size_bytes"]) * threads)

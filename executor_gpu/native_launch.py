@@ -303,6 +303,52 @@ class CpuDevice:
         return _compact(np, out, n, np.copy)
 
 
+def slot_bytes(caps: SlotCaps) -> int:
+    """Device memory one slot's buffers and arenas take under ``caps``."""
+    sizes: list[int] = []
+
+    def tally(shape: tuple[int, ...], dtype: type[np.generic]) -> None:
+        sizes.append(int(np.prod(shape)) * np.dtype(dtype).itemsize)
+
+    _outputs(1, caps, tally)
+    _scratch(1, caps, tally)
+    return sum(sizes)
+
+
+@dataclass(frozen=True)
+class CudaMemory:
+    """The GPU memory processes running the CUDA build take."""
+
+    free: int
+    """Bytes the device has free now."""
+    local: int
+    """Bytes of thread-local memory a process reserves at its first launch and keeps until it
+    exits: the kernel's local memory per thread, for every thread the GPU can hold (8.6 GiB on
+    the H200, whose free memory drops by that less the default 1 KB stack per thread)."""
+    margin: int = 0
+    """Bytes each process needs beside ``local``."""
+
+    def processes(self) -> int:
+        """How many more processes running the CUDA build the free memory holds."""
+        return self.free // (self.local + self.margin)
+
+
+def cuda_memory() -> CudaMemory:
+    """The device's free memory and what a process running the state tests' single transactions
+    on the CUDA build takes: its thread-local memory, a slot with ``LARGE_CAPS`` (2.5 GiB, which
+    CuPy's pool keeps once a transaction has needed it), and 1 GiB for its CUDA context and
+    other buffers. On the H200, 13 such processes ran out of its 139 GiB."""
+    import cupy
+
+    from executor_gpu.native_build import cuda_kernel
+
+    props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+    threads = int(props["maxThreadsPerMultiProcessor"]) * int(props["multiProcessorCount"])
+    free, _ = cupy.cuda.runtime.memGetInfo()
+    local = int(cuda_kernel().attributes["local_size_bytes"]) * threads
+    return CudaMemory(int(free), local, slot_bytes(LARGE_CAPS) + 2**30)
+
+
 class CudaDevice:
     """The same interpreter compiled by NVRTC, one GPU thread per slot."""
 

@@ -543,7 +543,7 @@ def gpu_workers(executor: str, jobs: int, err: TextIO) -> int:
     each keeps gigabytes of thread-local memory, and one that finds none crashes its cases."""
     if executor != "native-cuda" or jobs <= 1:
         return jobs
-    from executor_gpu.native_build import PROCESS_MARGIN, cuda_memory
+    from executor_gpu.native_launch import cuda_memory
 
     memory = cuda_memory()
     fit = max(1, memory.processes())
@@ -551,7 +551,7 @@ def gpu_workers(executor: str, jobs: int, err: TextIO) -> int:
         print(
             f"statetest: {fit} workers, not {jobs}: a native-cuda worker keeps "
             f"{memory.local / 2**30:.1f} GiB of GPU memory for thread-local stacks and needs about "
-            f"{PROCESS_MARGIN / 2**30:.1f} GiB more, and {memory.free / 2**30:.1f} GiB are free",
+            f"{memory.margin / 2**30:.1f} GiB more, and {memory.free / 2**30:.1f} GiB are free",
             file=err,
         )
     return min(jobs, fit)

@@ -251,29 +251,40 @@ def test_progress_bar_only_on_a_terminal() -> None:
 def test_native_cuda_workers_are_cut_to_what_the_gpu_memory_holds(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from executor_gpu import native_build
+    from executor_gpu import native_launch
 
-    # The H200's figures: 139.3 GiB free, 34,224 bytes of local memory x 2,048 threads x 132 SMs.
-    h200 = native_build.CudaMemory(free=int(139.3 * 2**30), local=34_224 * 2_048 * 132)
-    assert h200.processes() == 12
-    monkeypatch.setattr(native_build, "cuda_memory", lambda: h200)
+    # The H200's figures: 139.3 GiB free, 34,224 bytes of local memory x 2,048 threads x 132 SMs,
+    # and the margin cuda_memory() adds: a LARGE_CAPS slot and 1 GiB.
+    margin = native_launch.slot_bytes(native_launch.LARGE_CAPS) + 2**30
+    assert 3 * 2**30 < margin < 4 * 2**30
+    h200 = native_launch.CudaMemory(int(139.3 * 2**30), 34_224 * 2_048 * 132, margin)
+    assert h200.processes() == 11  # 13 of them ran out
+    monkeypatch.setattr(native_launch, "cuda_memory", lambda: h200)
     err = io.StringIO()
-    assert statetest.gpu_workers("native-cuda", 16, err) == 12
-    assert "12 workers, not 16" in err.getvalue() and "8.6 GiB" in err.getvalue()
+    assert statetest.gpu_workers("native-cuda", 16, err) == 11
+    assert "11 workers, not 16" in err.getvalue() and "8.6 GiB" in err.getvalue()
     err = io.StringIO()
     assert statetest.gpu_workers("native-cuda", 4, err) == 4
     assert err.getvalue() == ""
 
 
 def test_only_native_cuda_workers_are_sized_by_gpu_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    from executor_gpu import native_build
+    from executor_gpu import native_launch
 
-    def no_gpu() -> native_build.CudaMemory:
+    def no_gpu() -> native_launch.CudaMemory:
         raise AssertionError("asked the GPU")
 
-    monkeypatch.setattr(native_build, "cuda_memory", no_gpu)
+    monkeypatch.setattr(native_launch, "cuda_memory", no_gpu)
     assert statetest.gpu_workers("native-cpu", 16, io.StringIO()) == 16
     assert statetest.gpu_workers("native-cuda", 1, io.StringIO()) == 1
-    full = native_build.CudaMemory(free=2**30, local=8 * 2**30)
-    monkeypatch.setattr(native_build, "cuda_memory", lambda: full)
+    full = native_launch.CudaMemory(free=2**30, local=8 * 2**30)
+    monkeypatch.setattr(native_launch, "cuda_memory", lambda: full)
     assert statetest.gpu_workers("native-cuda", 8, io.StringIO()) == 1  # one runs, and may crash
+
+
+def test_slot_bytes_counts_every_buffer_and_arena() -> None:
+    from executor_gpu.native_launch import LARGE_CAPS, SlotCaps, slot_bytes
+
+    # LARGE_CAPS: 2 GiB of EVM memory alone; the default caps: 64 KiB of it.
+    assert 2**31 < slot_bytes(LARGE_CAPS) < 3 * 2**30
+    assert 2**16 < slot_bytes(SlotCaps()) < 2**18

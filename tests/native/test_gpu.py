@@ -55,7 +55,8 @@ def test_cuda_random_programs_match_cpu() -> None:
 def test_the_local_memory_a_process_keeps_is_what_the_kernel_asks_for() -> None:
     import cupy
 
-    from executor_gpu.native_build import cuda_kernel, cuda_memory
+    from executor_gpu.native_build import cuda_kernel
+    from executor_gpu.native_launch import cuda_memory
 
     memory = cuda_memory()
     props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
