@@ -111,4 +111,3 @@ def cuda_kernel() -> Any:
 
     module = cupy.RawModule(code=(KERNEL_DIR / "evm.c").read_text(), options=NVRTC_OPTIONS)
     return module.get_function("evm_kernel")
-

@@ -325,7 +325,7 @@ class CudaMemory:
     """Bytes of thread-local memory a process reserves at its first launch and keeps until it
     exits: the kernel's local memory per thread, for every thread the GPU can hold (8.6 GiB on
     the H200, whose free memory drops by that less the default 1 KB stack per thread)."""
-    margin: int = 0
+    margin: int
     """Bytes each process needs beside ``local``."""
 
     def processes(self) -> int:

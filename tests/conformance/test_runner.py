@@ -277,7 +277,7 @@ def test_only_native_cuda_workers_are_sized_by_gpu_memory(monkeypatch: pytest.Mo
     monkeypatch.setattr(native_launch, "cuda_memory", no_gpu)
     assert statetest.gpu_workers("native-cpu", 16, io.StringIO()) == 16
     assert statetest.gpu_workers("native-cuda", 1, io.StringIO()) == 1
-    full = native_launch.CudaMemory(free=2**30, local=8 * 2**30)
+    full = native_launch.CudaMemory(free=2**30, local=8 * 2**30, margin=2**30)
     monkeypatch.setattr(native_launch, "cuda_memory", lambda: full)
     assert statetest.gpu_workers("native-cuda", 8, io.StringIO()) == 1  # one runs, and may crash
 
