@@ -10,7 +10,7 @@ from l1.api import L1Client
 from l1.types import CommittedBatch
 from node.node import Node
 from p2p.api import Gossip
-from primitives.errors import ExecutionReverted, InvalidInput
+from primitives.errors import ExecutionReverted, InvalidInput, L2NodeError
 from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
 from rpc.types import BatchView, BlockView, FeeHistory, LogFilter, LogView, ReceiptView, TxLocation
@@ -77,15 +77,15 @@ class NodeRpcBackend:
         return self.node.state.at(header.state_root)
 
     def pending_nonce(self, address: bytes) -> int:
-        account = self.state_at(self.head_number()).get_account(Address(address))
-        state_nonce = 0 if account is None else account.nonce
-        return self.node.pool.pending_nonce(Address(address), state_nonce)
+        return self.node.pending_nonce(Address(address))
 
-    def send_raw_transaction(self, raw: bytes) -> Hash32:
-        tx = self.node.submit(raw)
+    def send_raw_transactions(self, raws: Sequence[bytes]) -> list[Hash32 | L2NodeError]:
+        outcomes = self.node.submit_many(raws)
         if self.relay is not None:
-            self.relay(raw)
-        return tx.hash
+            for tx in outcomes:
+                if isinstance(tx, Transaction):
+                    self.relay(tx.raw)
+        return [tx.hash if isinstance(tx, Transaction) else tx for tx in outcomes]
 
     def validators(self, height: int) -> tuple[int, Mapping[Address, int]]:
         epochs = self.node.epochs

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import rlp
 
 from executor_gpu.api import Caller, Executor
-from executor_gpu.types import BlockEnv, CallMessage, CallResult, ExecutedTx
+from executor_gpu.types import BlockEnv, CallMessage, CallResult, ExecutedTx, StateDiff
 from l1.types import L2BlockData
 from node.db import schema
 from node.db.api import KV, WriteBatch
@@ -18,6 +18,7 @@ from node.db.chain import ChainStore
 from node.db.state import GenesisAccount, StateDB
 from node.epochs import MAX_PROOFS_PER_BLOCK, Epochs
 from node.genesis import Genesis
+from node.journal import GroupCommitJournal, Write
 from primitives.blocks import EMPTY_BLOOM, EMPTY_ROOT, Header
 from primitives.clock import Clock
 from primitives.crypto import keccak256, private_key_to_address
@@ -25,18 +26,13 @@ from primitives.errors import (
     Halt,
     InvalidInput,
     InvalidTransaction,
+    L2NodeError,
     RetryLater,
     TransactionRejected,
 )
 from primitives.transactions import Transaction, decode_transaction
 from primitives.types import ZERO_HASH, Address, Hash32
-from sequencer.builder import (
-    build_block,
-    execute_block,
-    make_header,
-    next_block_env,
-    nonce_reader,
-)
+from sequencer.builder import execute_block, make_header, next_block_env
 from sequencer.mempool import Mempool
 from sequencer.types import AccountState, BlockBody, PoolConfig
 
@@ -83,6 +79,9 @@ def decode_stored_tx(data: bytes) -> Transaction:
     raw, sender = rlp.decode(data)
     return decode_transaction(raw, sender=Address(sender))
 
+
+HEAD_ACCOUNTS_LIMIT = 1_000_000
+"""Most senders whose head-state nonce and balance admission keeps in memory."""
 
 MAX_CLOCK_DRIFT = 15
 """Seconds a block's timestamp may be ahead of this node's clock."""
@@ -135,12 +134,21 @@ class _Staged:
     """Its transactions' outcomes."""
     batch: WriteBatch
     """State, block and indexes, staged; committing it makes the block the head."""
+    diff: StateDiff
+    """The accounts it changes (to update the in-memory head view on commit)."""
     dropped: tuple[Hash32, ...] = ()
     """Pool transactions the proposer found invalid: removed from the pool on commit."""
 
 
 class Node:
-    """A validator node over a KV store: pool, block building, re-execution and commits."""
+    """A validator node over a KV store: pool, block building, re-execution and commits.
+
+    Two locks, so that accepting transactions never waits for a block to execute:
+    ``_chain_lock`` serialises the block path (propose, verify, commit, replay);
+    ``_pool_lock`` guards the pool, the head header and the head view of senders' accounts,
+    which change together when a block commits (a reader never sees a pool without the
+    transactions a block took and a head state without them either).
+    """
 
     def __init__(
         self,
@@ -163,13 +171,17 @@ class Node:
         )
         self.state = StateDB(kv)
         self.pool = Mempool(pool_config)
+        self.journal = GroupCommitJournal(kv)
         self.executor = executor
         self.caller = caller
         self.clock = clock
         self.validator_key = validator_key
         self.coinbase = private_key_to_address(validator_key)
-        # One writer at a time: the pool and the head change together.
-        self._lock = threading.RLock()
+        self._chain_lock = threading.RLock()
+        self._pool_lock = threading.Lock()
+        self._head: Header | None = None
+        # Nonce and balance of senders in the head state: admission and selection read no trie.
+        self._accounts: dict[Address, AccountState] = {}
         # Executed candidates for the next block, by block hash, until one is committed.
         self._staged: dict[Hash32, _Staged] = {}
 
@@ -210,21 +222,30 @@ class Node:
 
     def _reload_pool(self) -> None:
         base_fee = self.next_base_fee()
-        for _key, value in self.kv.iterate(schema.POOL_PREFIX):
-            tx = decode_stored_tx(value)
-            try:
-                dropped = self.pool.add(tx, self._account_state(tx.sender), base_fee,
-                                        self.params.gas_limit)
-            except TransactionRejected:
-                dropped = (tx,)
-            for old in dropped:
-                self.kv.delete(schema.pool_key(old.hash))
+        forget: list[Write] = []
+        with self._pool_lock:
+            for _key, value in self.kv.iterate(schema.POOL_PREFIX):
+                tx = decode_stored_tx(value)
+                try:
+                    dropped = self.pool.add(tx, self._head_account(tx.sender), base_fee,
+                                            self.params.gas_limit)
+                except TransactionRejected:
+                    dropped = (tx,)
+                forget.extend((schema.pool_key(old.hash), None) for old in dropped)
+        self.journal.wait(self.journal.append(forget))
         if len(self.pool):
             log.info("reloaded %d pooled transactions", len(self.pool))
 
     # -- reads ------------------------------------------------------------------------------
 
     def head(self) -> Header:
+        """The latest block's header (kept in memory; read from the database once)."""
+        head = self._head
+        if head is None:
+            head = self._head = self._stored_head()
+        return head
+
+    def _stored_head(self) -> Header:
         number = self.chain.head_number()
         if number is None:
             raise Halt("database has no head block")
@@ -236,11 +257,26 @@ class Node:
     def next_base_fee(self) -> int:
         return self._next_env(self.head()).base_fee_per_gas
 
-    def _account_state(self, address: Address) -> AccountState:
+    def pending_nonce(self, address: Address) -> int:
+        """The nonce a sender's next transaction needs: head state plus its pooled run."""
+        with self._pool_lock:
+            return self.pool.pending_nonce(address, self._head_account(address).nonce)
+
+    def _head_account(self, address: Address) -> AccountState:
+        """Nonce and balance of ``address`` at the head; the caller holds ``_pool_lock``."""
+        known = self._accounts.get(address)
+        if known is not None:
+            return known
         account = self.state.at(self.head().state_root).get_account(address)
-        if account is None:
-            return AccountState(nonce=0, balance=0)
-        return AccountState(nonce=account.nonce, balance=account.balance)
+        known = AccountState(0, 0) if account is None else AccountState(account.nonce,
+                                                                         account.balance)
+        if len(self._accounts) >= HEAD_ACCOUNTS_LIMIT:
+            self._accounts.clear()
+        self._accounts[address] = known
+        return known
+
+    def _head_nonce(self, address: Address) -> int:
+        return self._head_account(address).nonce
 
     def _block_hashes(self, parent: Header) -> tuple[Hash32, ...]:
         hashes = [parent.hash]
@@ -264,6 +300,43 @@ class Node:
 
     def submit(self, raw: bytes) -> Transaction:
         """Validate and pool a wallet's transaction; durable before this returns."""
+        (outcome,) = self.submit_many([raw])
+        if isinstance(outcome, L2NodeError):
+            raise outcome
+        return outcome
+
+    def submit_many(self, raws: Sequence[bytes]) -> list[Transaction | L2NodeError]:
+        """Validate and pool transactions in order; each one's transaction or why it was
+        refused. The accepted ones are written in one group commit, durable before this
+        returns (shared with concurrent callers: one synced write for all of them)."""
+        outcomes: list[Transaction | L2NodeError] = []
+        for raw in raws:
+            try:
+                outcomes.append(self._decode_for_pool(raw))
+            except L2NodeError as exc:
+                outcomes.append(exc)
+        writes: list[Write] = []
+        with self._pool_lock:
+            base_fee = self.next_base_fee()
+            for index, tx in enumerate(outcomes):
+                if isinstance(tx, L2NodeError):
+                    continue
+                try:
+                    if tx.hash in self.pool or self.chain.tx_location(tx.hash) is not None:
+                        raise TransactionRejected("already known")
+                    dropped = self.pool.add(tx, self._head_account(tx.sender), base_fee,
+                                            self.params.gas_limit)
+                except L2NodeError as exc:
+                    outcomes[index] = exc
+                    continue
+                writes.append((schema.pool_key(tx.hash), encode_stored_tx(tx)))
+                writes.extend((schema.pool_key(old.hash), None) for old in dropped)
+            # Queued under the pool lock: the journal's order is the pool's.
+            ticket = self.journal.append(writes)
+        self.journal.wait(ticket)
+        return outcomes
+
+    def _decode_for_pool(self, raw: bytes) -> Transaction:
         tx = decode_transaction(raw)
         if tx.chain_id is None:
             raise InvalidTransaction("only replay-protected (EIP-155) transactions are allowed")
@@ -271,21 +344,11 @@ class Node:
             raise InvalidTransaction(
                 f"invalid chain id: got {tx.chain_id}, this chain is {self.params.chain_id}"
             )
-        with self._lock:
-            if tx.hash in self.pool or self.chain.tx_location(tx.hash) is not None:
-                raise TransactionRejected("already known")
-            dropped = self.pool.add(tx, self._account_state(tx.sender), self.next_base_fee(),
-                                    self.params.gas_limit)
-            batch = self.kv.write_batch()
-            batch.put(schema.pool_key(tx.hash), encode_stored_tx(tx))
-            for old in dropped:  # replaced or evicted
-                batch.delete(schema.pool_key(old.hash))
-            batch.commit()
         return tx
 
     def produce_block(self) -> Header:
         """Build, execute and commit the next block from the pool (single validator: final)."""
-        with self._lock:
+        with self._chain_lock:
             value = self.propose(self.head().number + 1)
             return self.commit(value, None)
 
@@ -294,15 +357,18 @@ class Node:
         weight proofs) that it may carry; its encoding (see ``encode_block``).
 
         The executed result is kept, so committing this value does not execute it again.
+        Only the selection holds the pool: admission goes on while the block executes.
         """
-        with self._lock:
+        with self._chain_lock:
             parent = self.head()
             if height != parent.number + 1:
                 raise RetryLater(f"cannot build block {height} on head {parent.number}")
             carried = self._carriable(height, proofs)
             env = self._next_env(parent, self._block_hashes(parent))
-            body = build_block(self.pool, self.executor, self.state.at(parent.state_root), env,
-                               self.params.max_txs_per_block)
+            with self._pool_lock:
+                txs = self.pool.select(self._head_nonce, env.base_fee_per_gas, env.gas_limit,
+                                       self.params.max_txs_per_block)
+            body = execute_block(self.executor, self.state.at(parent.state_root), env, txs)
             staged = self._stage(parent, env, body, carried)
             # The pool offered these but they failed against the state: forget them on commit.
             staged.dropped = tuple(r.tx.hash for r in body.result.rejected)
@@ -337,7 +403,7 @@ class Node:
             log.info("proposal rejected: %s", exc)
             return False
         header = block.header
-        with self._lock:
+        with self._chain_lock:
             cached = self._staged.get(header.hash)
             if cached is not None and cached.header.parent_hash == self.head().hash:
                 return True
@@ -353,7 +419,7 @@ class Node:
         ``certificate``; prune the pool. Raises Halt when this node cannot reproduce it."""
         block = decode_block(value)
         header = block.header
-        with self._lock:
+        with self._chain_lock:
             staged = self._staged.get(header.hash)
             if staged is None or staged.header.parent_hash != self.head().hash:
                 try:
@@ -368,18 +434,28 @@ class Node:
                 batch.delete(schema.pool_key(tx_hash))
             batch.commit()
             self._staged.clear()  # every other candidate was built on the old head
-            self.pool.remove(done)
-            stale = self.pool.prune(nonce_reader(self.state.at(header.state_root)))
-            if stale:  # a crash before this delete is harmless: reloading drops them again
-                cleanup = self.kv.write_batch()
-                for tx in stale:
-                    cleanup.delete(schema.pool_key(tx.hash))
-                cleanup.commit()
+            self._advance_head(staged, done)
         log.info(
             "block %d txs=%d gas=%d root=%s", header.number, len(staged.executed),
             header.gas_used, header.state_root.hex()[:12],
         )
         return header
+
+    def _advance_head(self, staged: _Staged, done: Iterable[Hash32]) -> None:
+        """After ``staged`` is on disk: move the head, its accounts and the pool together."""
+        with self._pool_lock:
+            self._head = staged.header
+            for address, change in staged.diff.accounts.items():
+                if address in self._accounts:
+                    self._accounts[address] = (
+                        AccountState(0, 0) if change is None
+                        else AccountState(change.nonce, change.balance)
+                    )
+            self.pool.remove(done)
+            # Only senders the block touched can have pooled transactions below their nonce.
+            stale = self.pool.prune(staged.diff.accounts, self._head_nonce)
+            # A crash before these deletes are written is harmless: reloading drops them again.
+            self.journal.append((schema.pool_key(tx.hash), None) for tx in stale)
 
     def _check_and_stage(self, block: Block) -> _Staged:
         """Re-execute a block received from a peer; InvalidInput says why it is not valid."""
@@ -404,7 +480,7 @@ class Node:
         The rules are a peer's block's, with the header derived here instead of compared.
         Raises InvalidInput, committing nothing, when the block breaks one.
         """
-        with self._lock:
+        with self._chain_lock:
             parent = self.head()
             if block.number != parent.number + 1:
                 raise InvalidInput(f"block {block.number} does not follow head {parent.number}")
@@ -420,7 +496,15 @@ class Node:
                     f"the chain has {header.gas_limit} and {header.base_fee_per_gas}"
                 )
             staged.batch.commit()
+            self._advance_head(staged, ())
         return header
+
+    def forget_head(self) -> None:
+        """The database's head changed behind the node's back (an unwind): read it again."""
+        with self._chain_lock, self._pool_lock:
+            self._head = None
+            self._accounts.clear()
+            self._staged.clear()
 
     def _execute_child(
         self, parent: Header, timestamp: int, coinbase: Address, raws: Sequence[bytes],
@@ -438,12 +522,7 @@ class Node:
             raise InvalidInput(f"{len(raws)} transactions, the limit is {self.params.max_txs_per_block}")
         # Rule: the proofs it carries earn weight in its epoch, one per validator and epoch.
         self.epochs.check_block_proofs(parent.number + 1, proofs)
-        txs = []
-        for raw in raws:
-            tx = decode_transaction(raw)
-            if tx.chain_id != self.params.chain_id:
-                raise InvalidTransaction(f"transaction {tx.hash.hex()} is not for this chain")
-            txs.append(tx)
+        txs = [self._decoded(raw) for raw in raws]
         env = next_block_env(
             parent, timestamp, coinbase, self.params.chain_id,
             self.params.gas_limit, self._block_hashes(parent),
@@ -454,6 +533,16 @@ class Node:
             first = body.result.rejected[0]
             raise InvalidInput(f"includes an invalid transaction {first.tx.hash.hex()}: {first.reason}")
         return self._stage(parent, env, body, proofs)
+
+    def _decoded(self, raw: bytes) -> Transaction:
+        """A block's transaction: the pool's decoded copy when it has one (its sender was
+        recovered at admission), else decoded and recovered now."""
+        with self._pool_lock:
+            pooled = self.pool.get(keccak256(raw))
+        tx = pooled if pooled is not None and pooled.raw == raw else decode_transaction(raw)
+        if tx.chain_id != self.params.chain_id:
+            raise InvalidTransaction(f"transaction {tx.hash.hex()} is not for this chain")
+        return tx
 
     def _stage(
         self, parent: Header, env: BlockEnv, body: BlockBody, proofs: Sequence[bytes]
@@ -471,7 +560,7 @@ class Node:
                          extra_data=proofs_commitment(proofs))
         self.chain.stage_block(batch, header, result.executed)
         self.chain.stage_proofs(batch, header.number, proofs)
-        staged = _Staged(header, result.executed, batch)
+        staged = _Staged(header, result.executed, batch, result.state_diff)
         self._staged[header.hash] = staged
         return staged
 

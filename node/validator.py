@@ -408,11 +408,9 @@ class ValidatorLoop:
             raws = decode_tx_batch(data)
         except InvalidInput:
             return
-        for raw in raws:
-            try:
-                self.node.submit(raw)
-            except L2NodeError as exc:  # known already, or not valid against our state
-                log.debug("gossiped tx not pooled: %s", exc)
+        for outcome in self.node.submit_many(raws):
+            if isinstance(outcome, L2NodeError):  # known already, or not valid against our state
+                log.debug("gossiped tx not pooled: %s", outcome)
 
     def _flush_relay(self, now: float) -> None:
         with self._relay_lock:

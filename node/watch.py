@@ -142,6 +142,7 @@ class NodeChain:
             if key >= start:
                 batch.delete(key)
         batch.commit()
+        self._node.forget_head()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from executor_gpu.api import StateReader
 from executor_gpu.types import CallMessage, CallResult
+from primitives.errors import L2NodeError
 from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
 from rpc.types import BatchView, BlockView, FeeHistory, LogFilter, LogView, ReceiptView, TxLocation
@@ -57,10 +58,11 @@ class NodeBackend(Protocol):
         """Next nonce for ``address`` counting pooled transactions."""
         ...
 
-    def send_raw_transaction(self, raw: bytes) -> Hash32:
-        """Validate and pool a transaction.
+    def send_raw_transactions(self, raws: Sequence[bytes]) -> Sequence[Hash32 | L2NodeError]:
+        """Validate and pool transactions, in order, together (one durable write for all).
 
-        Raises primitives.errors.InvalidTransaction or TransactionRejected.
+        Each one's hash, or why it was refused (primitives.errors.InvalidTransaction or
+        TransactionRejected).
         """
         ...
 

@@ -5,7 +5,7 @@ Every method is synchronous and may block on the backend; the server runs it off
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from executor_gpu.types import CallMessage, CallResult
@@ -52,6 +52,8 @@ CALL_GAS_CAP = 50_000_000
 """Most gas an eth_call / eth_estimateGas may use (geth's default RPC gas cap)."""
 MAX_FEE_HISTORY_BLOCKS = 1024
 """Most blocks one eth_feeHistory answer covers; larger counts are cut (as geth)."""
+_ADMITTING = object()
+"""Placeholder for an answer the backend gives later."""
 NO_PERCENTILES: tuple[float, ...] = ()
 """eth_feeHistory without reward percentiles."""
 
@@ -204,7 +206,29 @@ class RpcMethods:
         return [render.receipt(r) for r in self._backend.block_receipts(view.header.number)]
 
     def _send_raw_transaction(self, args: Args) -> object:
-        return data(self._backend.send_raw_transaction(args.required(0, parse_data)))
+        (outcome,) = self.send_raw_transactions([args])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def send_raw_transactions(self, calls: Sequence[Args | object]) -> list[object | Exception]:
+        """Answers to several eth_sendRawTransaction calls (their Args, or raw params),
+        admitted together: one pass over the pool and one durable write for all of them."""
+        answers: list[object | Exception] = []
+        raws: list[bytes] = []
+        for call in calls:
+            try:
+                args = call if isinstance(call, Args) else Args(call, 1)
+                raws.append(args.required(0, parse_data))
+                answers.append(_ADMITTING)
+            except RpcError as exc:
+                answers.append(exc)
+        admitted = iter(self._backend.send_raw_transactions(raws))
+        for index, answer in enumerate(answers):
+            if answer is _ADMITTING:
+                sent = next(admitted)
+                answers[index] = sent if isinstance(sent, Exception) else data(sent)
+        return answers
 
     # -- state -------------------------------------------------------------------------------
 

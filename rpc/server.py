@@ -11,6 +11,7 @@ import logging
 import math
 import re
 from array import array
+from dataclasses import dataclass
 from itertools import accumulate
 
 from fastapi import FastAPI, Request, Response
@@ -103,7 +104,7 @@ def handle_body(methods: RpcMethods, body: bytes, max_batch: int) -> bytes | Non
     if len(payload) > max_batch:
         message = f"batch too large: at most {max_batch} requests"
         return _encode(_error(None, INVALID_REQUEST, message))
-    replies = [reply for reply in (_handle_request(methods, item) for item in payload) if reply]
+    replies = _handle_batch(methods, payload)
     return b"[" + b",".join(replies) + b"]" if replies else None
 
 
@@ -126,8 +127,26 @@ def _valid_id(request_id: object) -> bool:
     )
 
 
-def _handle_request(methods: RpcMethods, request: object) -> bytes | None:
-    """The encoded answer to one request object; None for a notification (no "id")."""
+SEND_RAW_TRANSACTION = "eth_sendRawTransaction"
+"""Batched calls of this method are admitted together (see ``_handle_batch``)."""
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One well-formed request object."""
+
+    request_id: object
+    """Its id (None also for a notification)."""
+    method: str
+    """The method's name."""
+    params: object
+    """Its params as sent."""
+    notification: bool
+    """True when it has no "id": it gets no answer."""
+
+
+def _parse_call(request: object) -> _Call | bytes:
+    """The call a request object makes, or the encoded error answer to a malformed one."""
     if not isinstance(request, dict):
         return _encode(_error(None, INVALID_REQUEST, "invalid request: expected an object"))
     request_id = request.get("id")
@@ -141,22 +160,57 @@ def _handle_request(methods: RpcMethods, request: object) -> bytes | None:
     if not isinstance(method, str):
         message = "invalid request: method must be a string"
         return _encode(_error(request_id, INVALID_REQUEST, message))
+    return _Call(request_id, method, request.get("params"), "id" not in request)
+
+
+def _handle_request(methods: RpcMethods, request: object) -> bytes | None:
+    """The encoded answer to one request object; None for a notification (no "id")."""
+    call = _parse_call(request)
+    if isinstance(call, bytes):
+        return call
+    return _answer(call, _run(methods, call))
+
+
+def _handle_batch(methods: RpcMethods, requests: list[object]) -> list[bytes]:
+    """The answers to a batch, in order. Its eth_sendRawTransaction calls are admitted
+    together: one decoding pass and one durable write for all of them, not one each."""
+    calls = [_parse_call(request) for request in requests]
+    sends = [c for c in calls if isinstance(c, _Call) and c.method == SEND_RAW_TRANSACTION]
+    sent = iter(methods.send_raw_transactions([c.params for c in sends]) if sends else ())
+    replies: list[bytes] = []
+    for call in calls:
+        if isinstance(call, bytes):
+            replies.append(call)
+            continue
+        outcome = next(sent) if call.method == SEND_RAW_TRANSACTION else _run(methods, call)
+        reply = _answer(call, outcome)
+        if reply is not None:
+            replies.append(reply)
+    return replies
+
+
+def _run(methods: RpcMethods, call: _Call) -> object | Exception:
+    """The result of ``call``, or the exception it raised."""
     try:
-        reply = {
-            "jsonrpc": "2.0",
-            "id": request_id,
-            "result": methods.dispatch(method, request.get("params")),
-        }
+        return methods.dispatch(call.method, call.params)
     except Exception as exc:  # noqa: BLE001 -- every failure becomes an error object
-        reply = _error(request_id, *_error_of(exc, method))
-    if "id" not in request:
+        return exc
+
+
+def _answer(call: _Call, outcome: object | Exception) -> bytes | None:
+    """The encoded answer carrying ``outcome``; None for a notification."""
+    if call.notification:
         return None
+    if isinstance(outcome, Exception):
+        reply = _error(call.request_id, *_error_of(outcome, call.method))
+    else:
+        reply = {"jsonrpc": "2.0", "id": call.request_id, "result": outcome}
     try:
         return _encode(reply)
     # A result JSON cannot hold (NaN, a cycle) is our bug, not the caller's.
     except ValueError as exc:
-        logger.error("cannot encode the result of %s", method, exc_info=exc)
-        return _encode(_error(request_id, INTERNAL_ERROR, "internal error"))
+        logger.error("cannot encode the result of %s", call.method, exc_info=exc)
+        return _encode(_error(call.request_id, INTERNAL_ERROR, "internal error"))
 
 
 def _error_of(exc: Exception, method: str) -> tuple[int, str, str | None]:

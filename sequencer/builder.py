@@ -1,8 +1,8 @@
-"""Block building: pick pool transactions, execute them in one call, derive roots and header."""
+"""Block building: execute the selected transactions in one call, derive roots and header."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from executor_gpu.api import Executor, StateReader
 from executor_gpu.types import BlockEnv
@@ -11,21 +11,10 @@ from primitives.errors import Halt
 from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
 from sequencer.fees import next_base_fee
-from sequencer.mempool import Mempool
 from sequencer.types import BlockBody
 
 MAX_BLOCK_HASHES = 256
 """BLOCKHASH reaches back at most this many blocks."""
-
-
-def nonce_reader(state: StateReader) -> Callable[[Address], int]:
-    """State nonce of any address (0 when the account does not exist), for select() and prune()."""
-
-    def nonce(address: Address) -> int:
-        account = state.get_account(address)
-        return 0 if account is None else account.nonce
-
-    return nonce
 
 
 def next_block_env(
@@ -53,18 +42,6 @@ def next_block_env(
         chain_id=chain_id,
         block_hashes=tuple(block_hashes[:MAX_BLOCK_HASHES]),
     )
-
-
-def build_block(
-    pool: Mempool, executor: Executor, pre_state: StateReader, env: BlockEnv, max_txs: int
-) -> BlockBody:
-    """Select the best executable pool transactions, execute them in one call, derive the roots.
-
-    The pool is left unchanged: the caller removes the included and rejected transactions
-    once the block is committed.
-    """
-    txs = pool.select(nonce_reader(pre_state), env.base_fee_per_gas, env.gas_limit, max_txs)
-    return execute_block(executor, pre_state, env, txs)
 
 
 def execute_block(

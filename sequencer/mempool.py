@@ -138,12 +138,17 @@ class Mempool:
             if tx is not None:
                 self._drop(tx)
 
-    def prune(self, state_nonce: Callable[[Address], int]) -> tuple[Transaction, ...]:
-        """After a block: drop the transactions below their sender's new state nonce."""
+    def prune(
+        self, senders: Iterable[Address], state_nonce: Callable[[Address], int]
+    ) -> tuple[Transaction, ...]:
+        """After a block: drop the transactions of ``senders`` (those whose nonce it may have
+        moved) below their new state nonce."""
         stale: list[Transaction] = []
-        for sender, chain in self._by_sender.items():
-            first_live = state_nonce(sender)
-            stale.extend(tx for nonce, tx in chain.items() if nonce < first_live)
+        for sender in senders:
+            chain = self._by_sender.get(sender)
+            if chain:
+                first_live = state_nonce(sender)
+                stale.extend(tx for nonce, tx in chain.items() if nonce < first_live)
         for tx in stale:
             self._drop(tx)
         return tuple(stale)

@@ -20,7 +20,12 @@ from eth_utils.address import to_checksum_address
 from executor_gpu.types import Account, CallMessage, CallResult
 from primitives.blocks import EMPTY_ROOT, Header, Log, Receipt, bloom_of, ordered_trie_root
 from primitives.crypto import keccak256
-from primitives.errors import ExecutionReverted, InvalidTransaction, TransactionRejected
+from primitives.errors import (
+    ExecutionReverted,
+    InvalidTransaction,
+    L2NodeError,
+    TransactionRejected,
+)
 from primitives.transactions import Transaction, decode_transaction
 from primitives.types import ZERO_HASH, Address, Hash32
 from rpc.types import BatchView, BlockView, FeeHistory, LogFilter, LogView, ReceiptView, TxLocation
@@ -230,6 +235,15 @@ class TwinBackend:
         account = self.states[-1].get_account(Address(address))
         pooled = sum(1 for tx in self.pool.values() if tx.sender == address)
         return (0 if account is None else account.nonce) + pooled
+
+    def send_raw_transactions(self, raws: Sequence[bytes]) -> list[Hash32 | L2NodeError]:
+        outcomes: list[Hash32 | L2NodeError] = []
+        for raw in raws:
+            try:
+                outcomes.append(self.send_raw_transaction(raw))
+            except L2NodeError as exc:
+                outcomes.append(exc)
+        return outcomes
 
     def send_raw_transaction(self, raw: bytes) -> Hash32:
         tx = decode_transaction(raw)

@@ -28,15 +28,24 @@ from primitives.crypto import keccak256
 from primitives.errors import Halt
 from primitives.transactions import LEGACY_TX, Transaction
 from primitives.types import ZERO_HASH, Address, Hash32
-from sequencer.builder import build_block, make_header, next_block_env
+from sequencer.builder import execute_block, make_header, next_block_env
 from sequencer.mempool import Mempool
-from sequencer.types import AccountState, PoolConfig
+from sequencer.types import AccountState, BlockBody, PoolConfig
 
 Sign = Callable[..., Transaction]
 COINBASE = Address(b"\xc0" * 20)
 GAS_LIMIT = 30_000_000
 REJECT_VALUE = 13
 """The executor twin rejects transactions carrying exactly this value."""
+
+
+def build_block(
+    pool: Mempool, executor: ExecutorTwin, state: StateTwin, env: BlockEnv, max_txs: int
+) -> BlockBody:
+    """What a proposer does: select from the pool at the state's nonces, execute in one call."""
+    txs = pool.select(lambda a: state.nonces.get(a, 0), env.base_fee_per_gas, env.gas_limit,
+                      max_txs)
+    return execute_block(executor, state, env, txs)
 
 
 @dataclass

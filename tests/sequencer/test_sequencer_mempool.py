@@ -208,9 +208,12 @@ def test_prune_drops_what_the_new_state_nonce_covers(
     for tx in (a0, a1, a2, b0):
         admit(pool, tx)
     nonces = {addresses[0]: 2, addresses[1]: 0}
-    assert set(pool.prune(lambda address: nonces[address])) == {a0, a1}
+    assert set(pool.prune(nonces, lambda address: nonces[address])) == {a0, a1}
     assert pool.all() == [a2, b0]
     assert pool.pending_nonce(addresses[0], 2) == 3
+    # Only the senders named are looked at: the others' nonces did not move.
+    assert pool.prune([addresses[0]], lambda address: 5) == (a2,)
+    assert pool.all() == [b0]
 
 
 def test_remove_forgets_transactions(signer: Sign) -> None:

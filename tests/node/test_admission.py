@@ -1,0 +1,156 @@
+"""Admission: group commit of the pool journal, batch submission, the in-memory head view."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from node.db import schema
+from node.db.memory import MemoryKV, OverlayBatch
+from node.journal import GroupCommitJournal
+from node.node import decode_stored_tx
+from primitives.clock import ManualClock
+from primitives.errors import Halt, InvalidTransaction, TransactionRejected
+from primitives.transactions import Transaction
+from tests.node.helpers import GENESIS_TIME, USERS, make_node, transfer
+
+
+class CountingKV(MemoryKV):
+    """MemoryKV that counts the write batches committed to it, and can be made to fail."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.commits = 0
+        self.fail = False
+        self.in_commit = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+
+    def write_batch(self) -> OverlayBatch:
+        batch = super().write_batch()
+        commit = batch.commit
+
+        def counted() -> None:
+            if self.fail:
+                raise OSError("disk full")
+            self.in_commit.set()
+            self.release.wait(5)
+            self.commits += 1
+            commit()
+
+        batch.commit = counted  # type: ignore[method-assign]
+        return batch
+
+
+def test_journal_writes_in_order_and_waits_for_its_ticket() -> None:
+    kv = CountingKV()
+    journal = GroupCommitJournal(kv)
+    first = journal.append([(b"a", b"1"), (b"b", b"1")])
+    second = journal.append([(b"a", None), (b"c", b"2")])
+    journal.wait(first)  # one write takes both groups: everything queued so far
+    assert kv.commits == 1
+    journal.wait(second)
+    assert kv.commits == 1
+    assert [kv.get(k) for k in (b"a", b"b", b"c")] == [None, b"1", b"2"]
+
+
+def test_journal_groups_writers_that_queue_while_one_is_writing() -> None:
+    kv = CountingKV()
+    journal = GroupCommitJournal(kv)
+    kv.release.clear()  # the first write blocks until released
+    leader = threading.Thread(target=lambda: journal.wait(journal.append([(b"k0", b"v")])))
+    leader.start()
+    assert kv.in_commit.wait(5)
+    followers = [
+        threading.Thread(target=lambda i=i: journal.wait(journal.append([(b"k%d" % i, b"v")])))
+        for i in range(1, 9)
+    ]
+    for thread in followers:
+        thread.start()
+    kv.release.set()
+    for thread in (leader, *followers):
+        thread.join(5)
+    assert all(kv.get(b"k%d" % i) == b"v" for i in range(9))
+    assert kv.commits == 2  # the leader's, then one for all eight that queued behind it
+
+
+def test_journal_that_cannot_write_halts_every_waiter() -> None:
+    kv = CountingKV()
+    journal = GroupCommitJournal(kv)
+    kv.fail = True
+    with pytest.raises(OSError):
+        journal.wait(journal.append([(b"a", b"1")]))
+    with pytest.raises(Halt, match="disk full"):
+        journal.wait(journal.append([(b"b", b"1")]))
+
+
+@pytest.fixture
+def clock() -> Iterator[ManualClock]:
+    yield ManualClock(GENESIS_TIME + 10)
+
+
+def test_submit_many_answers_each_and_writes_once(clock: ManualClock) -> None:
+    kv = CountingKV()
+    node = make_node(clock, kv=kv)
+    kv.commits = 0
+    raws = [transfer(0, 0), transfer(0, 1), transfer(0, 1), b"\x02junk", transfer(1, 0, 1, 1)]
+    outcomes = node.submit_many(raws)
+    assert [type(o) for o in outcomes] == [
+        Transaction, Transaction, TransactionRejected, InvalidTransaction, InvalidTransaction,
+    ]
+    assert str(outcomes[2]) == "already known"
+    assert kv.commits == 1
+    stored = [decode_stored_tx(v).raw for _, v in kv.iterate(schema.POOL_PREFIX)]
+    assert sorted(stored) == sorted(raws[:2])
+
+
+def test_pending_nonce_and_admission_follow_the_head_without_trie_reads(
+    clock: ManualClock,
+) -> None:
+    node = make_node(clock)
+    for nonce in range(3):
+        node.submit(transfer(0, nonce))
+    assert node.pending_nonce(USERS[0]) == 3
+    node.produce_block()
+    assert len(node.pool) == 0
+    # The head view was updated from the block's diff: no stale nonce lets a replay in.
+    assert node.pending_nonce(USERS[0]) == 3
+    with pytest.raises(TransactionRejected, match="already known|nonce too low"):
+        node.submit(transfer(0, 1))
+    account = node.state.at(node.head().state_root).get_account(USERS[0])
+    assert account is not None and account.nonce == 3
+    node.submit(transfer(0, 3))
+    assert node.pending_nonce(USERS[0]) == 4
+
+
+def test_admission_goes_on_while_a_block_executes(clock: ManualClock) -> None:
+    node = make_node(clock)
+    node.submit(transfer(0, 0))
+    executing = threading.Event()
+    finish = threading.Event()
+    execute = node.executor.execute
+
+    def slow_execute(*args: object) -> object:
+        executing.set()
+        assert finish.wait(5)
+        return execute(*args)  # type: ignore[arg-type]
+
+    node.executor = type("Slow", (), {"execute": staticmethod(slow_execute),
+                                      "name": "slow"})()  # type: ignore[assignment]
+    producer = threading.Thread(target=node.produce_block)
+    producer.start()
+    try:
+        assert executing.wait(5)
+        admitted = threading.Event()
+        submitter = threading.Thread(target=lambda: (node.submit(transfer(1, 0)), admitted.set()))
+        submitter.start()
+        # Admitted while the block is still executing, not after it.
+        assert admitted.wait(3)
+        assert node.pending_nonce(USERS[1]) == 1
+    finally:
+        finish.set()
+        producer.join(10)
+    assert node.head().number == 1
+    assert len(node.pool) == 1  # user 1's transaction waits for the next block
