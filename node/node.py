@@ -30,6 +30,7 @@ from primitives.errors import (
     RetryLater,
     TransactionRejected,
 )
+from primitives.rlp import encode as rlp_encode
 from primitives.transactions import Transaction, decode_transaction
 from primitives.types import ZERO_HASH, Address, Hash32
 from sequencer.builder import execute_block, make_header, next_block_env
@@ -71,7 +72,7 @@ class ChainParams:
 
 def encode_stored_tx(tx: Transaction) -> bytes:
     """Pool record: raw bytes plus the sender recovered at acceptance."""
-    return bytes(rlp.encode([tx.raw, tx.sender]))
+    return rlp_encode([tx.raw, tx.sender])
 
 
 def decode_stored_tx(data: bytes) -> Transaction:

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 import rlp
 
 from primitives.crypto import keccak256
+from primitives.rlp import Item
+from primitives.rlp import encode as rlp_encode
 from primitives.transactions import LEGACY_TX
 from primitives.types import ZERO_HASH, Address, Hash32
 
-EMPTY_ROOT = Hash32(keccak256(rlp.encode(b"")))
+EMPTY_ROOT = Hash32(keccak256(rlp_encode(b"")))
 """Root of an empty Merkle-Patricia trie."""
-EMPTY_OMMERS_HASH = Hash32(keccak256(rlp.encode([])))
+EMPTY_OMMERS_HASH = Hash32(keccak256(rlp_encode([])))
 """Hash of an empty ommers list (no ommers after the merge)."""
 EMPTY_BLOOM = b"\x00" * 256
 
@@ -29,7 +31,7 @@ class Log:
     data: bytes
     """Unindexed payload."""
 
-    def to_rlp(self) -> list[object]:
+    def to_rlp(self) -> list[Item]:
         """RLP structure: [address, [topics], data]."""
         return [self.address, list(self.topics), self.data]
 
@@ -74,7 +76,7 @@ class Receipt:
 
     def encode(self) -> bytes:
         """Consensus encoding: RLP, prefixed by the type byte for typed transactions."""
-        body = rlp.encode(
+        body = rlp_encode(
             [
                 1 if self.succeeded else 0,
                 self.cumulative_gas_used,
@@ -93,8 +95,8 @@ def ordered_trie_root(items: Sequence[bytes]) -> Hash32:
     """
     if not items:
         return EMPTY_ROOT
-    keyed = sorted((_nibbles(rlp.encode(index)), item) for index, item in enumerate(items))
-    return keccak256(rlp.encode(_trie_node(keyed, 0)))
+    keyed = sorted((_nibbles(rlp_encode(index)), item) for index, item in enumerate(items))
+    return keccak256(rlp_encode(_trie_node(keyed, 0)))
 
 
 def _nibbles(key: bytes) -> bytes:
@@ -107,7 +109,7 @@ def _hex_prefix(nibbles: bytes, is_leaf: bool) -> bytes:
     return bytes((padded[i] << 4) | padded[i + 1] for i in range(0, len(padded), 2))
 
 
-def _trie_node(items: Sequence[tuple[bytes, bytes]], depth: int) -> object:
+def _trie_node(items: Sequence[tuple[bytes, bytes]], depth: int) -> Item:
     """Node (as an RLP structure) of the trie over ``items``, sorted, keys as nibbles."""
     if len(items) == 1:
         key, value = items[0]
@@ -119,7 +121,7 @@ def _trie_node(items: Sequence[tuple[bytes, bytes]], depth: int) -> object:
     if shared:
         return [_hex_prefix(first[depth : depth + shared], False),
                 _child_ref(_trie_node(items, depth + shared))]
-    branch: list[object] = [b""] * 17
+    branch: list[Item] = [b""] * 17
     start = 0
     if len(first) == depth:  # a key ending here stores its value in the branch itself
         branch[16] = items[0][1]
@@ -134,9 +136,9 @@ def _trie_node(items: Sequence[tuple[bytes, bytes]], depth: int) -> object:
     return branch
 
 
-def _child_ref(node: object) -> object:
+def _child_ref(node: Item) -> Item:
     """A child is embedded when its encoding is under 32 bytes, else referenced by hash."""
-    encoded = rlp.encode(node)
+    encoded = rlp_encode(node)
     return node if len(encoded) < 32 else keccak256(encoded)
 
 
@@ -179,7 +181,7 @@ class Header:
     parent_beacon_block_root: Hash32 = ZERO_HASH
     """No beacon chain on this L2: always zero."""
 
-    def to_rlp(self) -> list[object]:
+    def to_rlp(self) -> list[Item]:
         """RLP structure in Ethereum's field order."""
         return [
             self.parent_hash,
@@ -206,7 +208,7 @@ class Header:
 
     def encode(self) -> bytes:
         """RLP encoding."""
-        return bytes(rlp.encode(self.to_rlp()))
+        return rlp_encode(self.to_rlp())
 
     @property
     def hash(self) -> Hash32:

@@ -12,6 +12,7 @@ import rlp
 
 from primitives.crypto import InvalidSignature, keccak256, recover_address
 from primitives.errors import InvalidTransaction
+from primitives.rlp import encode as rlp_encode
 from primitives.types import UINT64_MAX, UINT256_MAX, Address, Hash32
 
 LEGACY_TX = 0
@@ -185,7 +186,7 @@ def decode_transaction(raw: bytes, sender: Address | None = None) -> Transaction
     y_parity = _int(rest[5], "yParity")
     r = _int(rest[6], "r")
     s = _int(rest[7], "s")
-    signing_hash = keccak256(bytes([first]) + rlp.encode(fields[:-3]))
+    signing_hash = keccak256(bytes([first]) + rlp_encode(fields[:-3]))
     return Transaction(
         tx_type=first,
         chain_id=chain_id,
@@ -223,11 +224,11 @@ def _decode_legacy(raw: bytes, sender: Address | None) -> Transaction:
     if v in (27, 28):
         chain_id = None
         y_parity = v - 27
-        signing_hash = keccak256(rlp.encode(fields[:6]))
+        signing_hash = keccak256(rlp_encode(fields[:6]))
     elif v >= 35:
         chain_id = (v - 35) // 2
         y_parity = (v - 35) % 2
-        signing_hash = keccak256(rlp.encode(fields[:6] + [chain_id, 0, 0]))
+        signing_hash = keccak256(rlp_encode(fields[:6] + [chain_id, 0, 0]))
     else:
         raise InvalidTransaction(f"invalid legacy signature v={v}")
     return Transaction(

@@ -20,6 +20,8 @@ from node.db.api import KV, KVReader, WriteBatch
 from primitives.blocks import Header, Log, Receipt, bloom_contains
 from primitives.crypto import keccak256
 from primitives.errors import Halt
+from primitives.rlp import Item
+from primitives.rlp import encode as rlp_encode
 from primitives.transactions import Transaction, decode_transaction
 from primitives.types import UINT64_MAX, Address, Hash32
 from rpc.types import BlockView, LogFilter, LogView, ReceiptView, TxLocation
@@ -103,7 +105,7 @@ class _StoredReceipt:
             executed.contract_address,
         )
 
-    def to_rlp(self) -> list[object]:
+    def to_rlp(self) -> list[Item]:
         """RLP structure (see the module docstring)."""
         receipt = self.receipt
         return [
@@ -285,10 +287,10 @@ class ChainStore:
         block_hash = header.hash
         batch.put(schema.header_key(number), header.encode())
         batch.put(schema.hash_to_number_key(block_hash), schema.encode_number(number))
-        batch.put(schema.body_key(number), rlp.encode([[e.tx.raw, e.tx.sender] for e in executed]))
+        batch.put(schema.body_key(number), rlp_encode([[e.tx.raw, e.tx.sender] for e in executed]))
         batch.put(
             schema.receipts_key(number),
-            rlp.encode([_StoredReceipt.of(e).to_rlp() for e in executed]),
+            rlp_encode([_StoredReceipt.of(e).to_rlp() for e in executed]),
         )
         for index, e in enumerate(executed):
             batch.put(

@@ -19,6 +19,7 @@ from typing import TypeVar
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
 from primitives.errors import Halt
+from primitives.rlp import encode
 
 Node = bytes | list["Node"]
 """A decoded node (a list), an item of one (bytes or an embedded list), or b"" for none."""
@@ -32,24 +33,7 @@ Change = tuple[Nibbles, bytes | None]
 _BLANK = b""
 
 
-# -- RLP, for nodes: byte strings and lists of them -----------------------------------
-
-
-def encode(item: Node) -> bytes:
-    """RLP encoding of a node or node item."""
-    if isinstance(item, bytes):
-        if len(item) == 1 and item[0] < 0x80:
-            return item
-        return _length_prefix(len(item), 0x80) + item
-    payload = b"".join(map(encode, item))
-    return _length_prefix(len(payload), 0xC0) + payload
-
-
-def _length_prefix(length: int, offset: int) -> bytes:
-    if length < 56:
-        return bytes([offset + length])
-    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes([offset + 55 + len(size)]) + size
+# -- RLP decoding of nodes (encoding: primitives.rlp) ------------------------------------
 
 
 def decode(data: bytes) -> Node:

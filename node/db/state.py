@@ -19,10 +19,11 @@ from trie.hexary import HexaryTrie
 from executor_gpu.types import Account, AccountChange, StateDiff
 from node.db import schema
 from node.db.api import KV, KVReader, WriteBatch
-from node.db.mpt import TrieWriter, decode, encode
+from node.db.mpt import TrieWriter, decode
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
 from primitives.errors import Halt, InvalidInput
+from primitives.rlp import encode
 from primitives.types import Address, Hash32
 
 EMPTY_CODE_HASH = keccak256(b"")
