@@ -19,7 +19,7 @@ from typing import Any
 from executor_gpu.native_abi import KERNEL_DIR, KERNEL_SOURCES
 from primitives.errors import L2NodeError
 
-CFLAGS = ("-O2", "-shared", "-fPIC", "-fvisibility=hidden")
+CFLAGS = ("-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-pthread")
 NVRTC_OPTIONS = (f"-I{KERNEL_DIR}", "--std=c++14")
 """How NVRTC compiles ``kernels/evm.c`` for the GPU (CuPy adds the target architecture)."""
 
@@ -83,6 +83,8 @@ def cpu_library() -> ctypes.CDLL:
     lib.evm_hash_keys.restype = None
     lib.evm_trie_level.argtypes = [ptr, ptr, ptr, ptr, u64, ptr, ptr, ptr, ptr, u64, ptr, u64, ptr]
     lib.evm_trie_level.restype = None
+    lib.evm_recover_batch.argtypes = [ptr, ptr, ptr, ptr, u64, ptr, ptr, ptr, ptr, u64]
+    lib.evm_recover_batch.restype = None
     lib.evm_test_arith.argtypes = [u64, ptr, ptr]
     lib.evm_test_arith.restype = None
     lib.evm_test_keccak.argtypes = [ptr, u64, ptr]

@@ -7,8 +7,6 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-import rlp
-
 from executor_gpu.api import Caller, Executor
 from executor_gpu.types import BlockEnv, CallMessage, CallResult, ExecutedTx, StateDiff
 from l1.types import L2BlockData
@@ -19,9 +17,10 @@ from node.db.state import GenesisAccount, StateDB
 from node.epochs import MAX_PROOFS_PER_BLOCK, Epochs
 from node.genesis import Genesis
 from node.journal import GroupCommitJournal, Write
+from primitives import rlp
 from primitives.blocks import EMPTY_BLOOM, EMPTY_ROOT, Header
 from primitives.clock import Clock
-from primitives.crypto import keccak256, private_key_to_address
+from primitives.crypto import BatchRecover, keccak256, private_key_to_address, recover_addresses
 from primitives.errors import (
     Halt,
     InvalidInput,
@@ -30,8 +29,7 @@ from primitives.errors import (
     RetryLater,
     TransactionRejected,
 )
-from primitives.rlp import encode as rlp_encode
-from primitives.transactions import Transaction, decode_transaction
+from primitives.transactions import Transaction, decode_transaction, decode_transactions
 from primitives.types import ZERO_HASH, Address, Hash32
 from sequencer.builder import execute_block, make_header, next_block_env
 from sequencer.mempool import Mempool
@@ -72,12 +70,14 @@ class ChainParams:
 
 def encode_stored_tx(tx: Transaction) -> bytes:
     """Pool record: raw bytes plus the sender recovered at acceptance."""
-    return rlp_encode([tx.raw, tx.sender])
+    return rlp.encode([tx.raw, tx.sender])
 
 
 def decode_stored_tx(data: bytes) -> Transaction:
     """Inverse of ``encode_stored_tx``, without signature recovery."""
     raw, sender = rlp.decode(data)
+    if not isinstance(raw, bytes) or not isinstance(sender, bytes):
+        raise Halt("corrupt pool record in the database")
     return decode_transaction(raw, sender=Address(sender))
 
 
@@ -102,22 +102,29 @@ class Block:
 
 def encode_block(header: Header, raw_txs: Sequence[bytes], proofs: Sequence[bytes] = ()) -> bytes:
     """RLP [header, [raw txs], [proofs]]."""
-    return bytes(rlp.encode([header.to_rlp(), list(raw_txs), list(proofs)]))
+    return rlp.encode([header.to_rlp(), list(raw_txs), list(proofs)])
 
 
 def decode_block(value: bytes) -> Block:
     """Inverse of ``encode_block``; InvalidInput on anything malformed."""
     try:
-        header_rlp, raws, proofs = rlp.decode(value)
+        decoded = rlp.decode(value)
+        if not isinstance(decoded, list) or len(decoded) != 3:
+            raise TypeError("a block is a list of header, transactions and proofs")
+        header_rlp, raws, proofs = decoded
         header = Header.decode(rlp.encode(header_rlp))
-        for items in (raws, proofs):
-            if not isinstance(items, list) or not all(isinstance(item, bytes) for item in items):
-                raise TypeError("transactions and proofs must be lists of byte strings")
-        if header.encode() != bytes(rlp.encode(header_rlp)):
+        if header.encode() != rlp.encode(header_rlp):
             raise ValueError("header is not canonically encoded")
-    except (rlp.exceptions.RLPException, ValueError, TypeError, IndexError) as exc:
+        txs, carried = _byte_strings(raws), _byte_strings(proofs)
+    except (ValueError, TypeError, IndexError) as exc:  # rlp.DecodingError is a ValueError
         raise InvalidInput(f"malformed block: {exc}") from exc
-    return Block(header, tuple(raws), tuple(proofs))
+    return Block(header, txs, carried)
+
+
+def _byte_strings(item: rlp.Decoded) -> tuple[bytes, ...]:
+    if not isinstance(item, list) or not all(isinstance(entry, bytes) for entry in item):
+        raise TypeError("transactions and proofs must be lists of byte strings")
+    return tuple(entry for entry in item if isinstance(entry, bytes))
 
 
 def proofs_commitment(proofs: Sequence[bytes]) -> bytes:
@@ -161,8 +168,10 @@ class Node:
         validator_key: bytes,
         clock: Clock,
         genesis_weights: Mapping[Address, int] | None = None,
+        recover: BatchRecover = recover_addresses,
     ) -> None:
-        """``genesis_weights``: the first validator set (default: this node alone)."""
+        """``genesis_weights``: the first validator set (default: this node alone);
+        ``recover`` finds the senders of a batch of transactions (a native one in production)."""
         self.kv = kv
         self.params = params
         self.chain = ChainStore(kv)
@@ -178,6 +187,7 @@ class Node:
         self.clock = clock
         self.validator_key = validator_key
         self.coinbase = private_key_to_address(validator_key)
+        self.recover = recover
         self._chain_lock = threading.RLock()
         self._pool_lock = threading.Lock()
         self._head: Header | None = None
@@ -310,12 +320,10 @@ class Node:
         """Validate and pool transactions in order; each one's transaction or why it was
         refused. The accepted ones are written in one group commit, durable before this
         returns (shared with concurrent callers: one synced write for all of them)."""
-        outcomes: list[Transaction | L2NodeError] = []
-        for raw in raws:
-            try:
-                outcomes.append(self._decode_for_pool(raw))
-            except L2NodeError as exc:
-                outcomes.append(exc)
+        outcomes: list[Transaction | L2NodeError] = [
+            tx if isinstance(tx, InvalidTransaction) else self._replay_protected(tx)
+            for tx in decode_transactions(raws, self.recover)
+        ]
         writes: list[Write] = []
         with self._pool_lock:
             base_fee = self.next_base_fee()
@@ -337,12 +345,12 @@ class Node:
         self.journal.wait(ticket)
         return outcomes
 
-    def _decode_for_pool(self, raw: bytes) -> Transaction:
-        tx = decode_transaction(raw)
+    def _replay_protected(self, tx: Transaction) -> Transaction | InvalidTransaction:
+        """``tx`` when it is signed for this chain, else why not."""
         if tx.chain_id is None:
-            raise InvalidTransaction("only replay-protected (EIP-155) transactions are allowed")
+            return InvalidTransaction("only replay-protected (EIP-155) transactions are allowed")
         if tx.chain_id != self.params.chain_id:
-            raise InvalidTransaction(
+            return InvalidTransaction(
                 f"invalid chain id: got {tx.chain_id}, this chain is {self.params.chain_id}"
             )
         return tx
@@ -523,7 +531,7 @@ class Node:
             raise InvalidInput(f"{len(raws)} transactions, the limit is {self.params.max_txs_per_block}")
         # Rule: the proofs it carries earn weight in its epoch, one per validator and epoch.
         self.epochs.check_block_proofs(parent.number + 1, proofs)
-        txs = [self._decoded(raw) for raw in raws]
+        txs = self._decoded(raws)
         env = next_block_env(
             parent, timestamp, coinbase, self.params.chain_id,
             self.params.gas_limit, self._block_hashes(parent),
@@ -535,15 +543,20 @@ class Node:
             raise InvalidInput(f"includes an invalid transaction {first.tx.hash.hex()}: {first.reason}")
         return self._stage(parent, env, body, proofs)
 
-    def _decoded(self, raw: bytes) -> Transaction:
-        """A block's transaction: the pool's decoded copy when it has one (its sender was
-        recovered at admission), else decoded and recovered now."""
+    def _decoded(self, raws: Sequence[bytes]) -> list[Transaction]:
+        """A block's transactions: the pool's decoded copies where it has them (their senders
+        were recovered at admission), the others decoded and recovered now in one batch."""
         with self._pool_lock:
-            pooled = self.pool.get(keccak256(raw))
-        tx = pooled if pooled is not None and pooled.raw == raw else decode_transaction(raw)
-        if tx.chain_id != self.params.chain_id:
-            raise InvalidTransaction(f"transaction {tx.hash.hex()} is not for this chain")
-        return tx
+            pooled = [self.pool.get(keccak256(raw)) for raw in raws]
+        missing = [raw for raw, tx in zip(raws, pooled, strict=True) if tx is None]
+        fresh = iter(decode_transactions(missing, self.recover))
+        txs = [next(fresh) if tx is None else tx for tx in pooled]
+        for tx in txs:
+            if isinstance(tx, InvalidTransaction):
+                raise tx
+            if tx.chain_id != self.params.chain_id:
+                raise InvalidTransaction(f"transaction {tx.hash.hex()} is not for this chain")
+        return [tx for tx in txs if isinstance(tx, Transaction)]
 
     def _stage(
         self, parent: Header, env: BlockEnv, body: BlockBody, proofs: Sequence[bytes]

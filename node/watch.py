@@ -34,6 +34,7 @@ from typing import TextIO, TypeVar
 import rlp
 from rlp.sedes import Binary, big_endian_int
 
+from executor_gpu.recover import batch_recover
 from l1.api import L1Client
 from l1.client import Web3L1Client
 from l1.types import CommittedBatch, L2BlockData
@@ -189,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
             WATCHER_KEY,
             SystemClock(),
             genesis_weights(genesis),
+            batch_recover(),
         )
         node.init_or_resume(dict(genesis.alloc))
         stored = kv.get(schema.meta_key(CONTRACT_META))

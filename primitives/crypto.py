@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable, Sequence
 
 # pysha3 is about 6x faster than the pycryptodome backend eth_hash picks by default.
 if importlib.util.find_spec("sha3") is not None:
@@ -32,12 +33,25 @@ def public_key_to_address(uncompressed: bytes) -> Address:
     return Address(keccak256(uncompressed[1:])[12:])
 
 
-def recover_address(message_hash: bytes, y_parity: int, r: int, s: int) -> Address:
-    """Address that signed ``message_hash``; enforces EIP-2 low-s."""
+Signature = tuple[bytes, int, int, int]
+"""A signed message hash with the signature's y parity, r and s."""
+
+BatchRecover = Callable[[Sequence[Signature]], list[Address | None]]
+"""Signers of many signatures at once (None where one recovers no key); the values were
+checked by ``check_signature_values``."""
+
+
+def check_signature_values(y_parity: int, r: int, s: int) -> None:
+    """Raise InvalidSignature unless the values are in range, with EIP-2's low s."""
     if y_parity not in (0, 1):
         raise InvalidSignature(f"y parity must be 0 or 1, got {y_parity}")
     if not (0 < r < SECP256K1_N) or not (0 < s <= SECP256K1_HALF_N):
         raise InvalidSignature("signature values r, s out of range")
+
+
+def recover_address(message_hash: bytes, y_parity: int, r: int, s: int) -> Address:
+    """Address that signed ``message_hash``; enforces EIP-2 low-s."""
+    check_signature_values(y_parity, r, s)
     signature = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([y_parity])
     try:
         public_key = coincurve.PublicKey.from_signature_and_message(
@@ -46,6 +60,17 @@ def recover_address(message_hash: bytes, y_parity: int, r: int, s: int) -> Addre
     except Exception as exc:  # coincurve raises plain Exception subclasses
         raise InvalidSignature(f"signature recovers no public key: {exc}") from exc
     return public_key_to_address(public_key.format(compressed=False))
+
+
+def recover_addresses(signatures: Sequence[Signature]) -> list[Address | None]:
+    """A BatchRecover one signature at a time (the node uses a native batch where it can)."""
+    signers: list[Address | None] = []
+    for message_hash, y_parity, r, s in signatures:
+        try:
+            signers.append(recover_address(message_hash, y_parity, r, s))
+        except InvalidSignature:
+            signers.append(None)
+    return signers
 
 
 def sign_hash(message_hash: bytes, private_key: bytes) -> tuple[int, int, int]:

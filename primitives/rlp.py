@@ -37,3 +37,66 @@ def length_prefix(length: int, offset: int) -> bytes:
         return bytes([offset + length])
     size = length.to_bytes((length.bit_length() + 7) // 8, "big")
     return bytes([offset + 55 + len(size)]) + size
+
+
+Decoded = bytes | list["Decoded"]
+"""What ``decode`` returns: byte strings and lists of them."""
+
+MAX_DEPTH = 16
+"""Deepest list nesting ``decode`` accepts by default; the chain's structures need 4."""
+
+
+class DecodingError(ValueError):
+    """Bytes that are not one canonical RLP item."""
+
+
+def decode(data: bytes, max_depth: int = MAX_DEPTH) -> Decoded:
+    """The item ``data`` encodes, which must be canonical (the shortest form of every length)
+    with nothing after it, nested at most ``max_depth`` lists deep (hostile input cannot
+    exhaust the stack). Raises DecodingError."""
+    item, end = _decode_at(data, 0, max_depth)
+    if end != len(data):
+        raise DecodingError(f"{len(data) - end} bytes after the item")
+    return item
+
+
+def _decode_at(data: bytes, at: int, depth: int) -> tuple[Decoded, int]:
+    if at >= len(data):
+        raise DecodingError("truncated")
+    first = data[at]
+    if first < 0x80:
+        return data[at : at + 1], at + 1
+    if first < 0xC0:
+        start, end = _payload(data, at, first - 0x80)
+        if end - start == 1 and data[start] < 0x80:
+            raise DecodingError("a single byte below 0x80 encoded as a string")
+        return data[start:end], end
+    if depth == 0:
+        raise DecodingError("nested too deeply")
+    start, end = _payload(data, at, first - 0xC0)
+    items: list[Decoded] = []
+    while start < end:
+        item, start = _decode_at(data, start, depth - 1)
+        items.append(item)
+    if start != end:
+        raise DecodingError("an item runs past the end of its list")
+    return items, end
+
+
+def _payload(data: bytes, at: int, short: int) -> tuple[int, int]:
+    """Start and end of the payload whose header is at ``at`` (``short``: header byte less
+    the string or list offset)."""
+    if short < 56:
+        start, end = at + 1, at + 1 + short
+    else:
+        size = short - 55
+        start = at + 1 + size
+        if start > len(data) or data[at + 1] == 0:
+            raise DecodingError("truncated or zero-padded length")
+        length = int.from_bytes(data[at + 1 : start], "big")
+        if length < 56:
+            raise DecodingError("a short payload with a long length header")
+        end = start + length
+    if end > len(data):
+        raise DecodingError("truncated")
+    return start, end

@@ -16,6 +16,7 @@ extern "C" __global__ void evm_kernel(const u64 *desc) {
 #define EVM_EXPORT __attribute__((visibility("default")))
 
 #include "evm_host.h"
+#include "evm_recover.h"
 
 /* Runs slots [first, first + count) of a launch with the scratch arenas of worker. */
 EVM_EXPORT void evm_run(const u64 *desc, u64 first, u64 count, u64 worker) {
@@ -57,6 +58,16 @@ EVM_EXPORT void evm_trie_level(const u8 *buf, const u64 *off, const u64 *len, co
                                const u8 *paths, u64 *pos, i64 *state, u8 *next, u64 accounts, u64 *rows,
                                u64 width, u8 *roots) {
     host_trie_level(buf, off, len, idx, m, paths, pos, state, next, (int)accounts, rows, width, roots);
+}
+
+/* Senders of n signatures (see evm_recover.h): libsecp256k1's context and functions, then
+ * the batch; addresses and per-item success flags are written. */
+EVM_EXPORT void evm_recover_batch(const void *ctx, void *parse, void *recover, void *serialize,
+                                  u64 n, const u8 *hashes, const u8 *sigs, u8 *addresses, u8 *ok,
+                                  u64 threads) {
+    recover_job batch = {ctx, (secp_parse_fn)parse, (secp_recover_fn)recover,
+                         (secp_serialize_fn)serialize, hashes, sigs, addresses, ok, 0, n};
+    host_recover_batch(&batch, n, threads);
 }
 
 /* Test hooks: the interpreter's own arithmetic and hashing, for checks against Python. */

@@ -12,16 +12,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import rlp
-
 from executor_gpu.types import ExecutedTx
 from node.db import schema
 from node.db.api import KV, KVReader, WriteBatch
+from primitives import rlp
 from primitives.blocks import Header, Log, Receipt, bloom_contains
 from primitives.crypto import keccak256
 from primitives.errors import Halt
 from primitives.rlp import Item
-from primitives.rlp import encode as rlp_encode
 from primitives.transactions import Transaction, decode_transaction
 from primitives.types import UINT64_MAX, Address, Hash32
 from rpc.types import BlockView, LogFilter, LogView, ReceiptView, TxLocation
@@ -35,7 +33,7 @@ def _decoding(what: str) -> Iterator[None]:
     """Our own stored data that fails to decode means the database is corrupt."""
     try:
         yield
-    except (rlp.exceptions.DecodingError, ValueError, IndexError, TypeError) as exc:
+    except (ValueError, IndexError, TypeError) as exc:  # rlp.DecodingError is a ValueError
         raise Halt(f"corrupt {what} in the database: {exc}") from exc
 
 
@@ -287,10 +285,10 @@ class ChainStore:
         block_hash = header.hash
         batch.put(schema.header_key(number), header.encode())
         batch.put(schema.hash_to_number_key(block_hash), schema.encode_number(number))
-        batch.put(schema.body_key(number), rlp_encode([[e.tx.raw, e.tx.sender] for e in executed]))
+        batch.put(schema.body_key(number), rlp.encode([[e.tx.raw, e.tx.sender] for e in executed]))
         batch.put(
             schema.receipts_key(number),
-            rlp_encode([_StoredReceipt.of(e).to_rlp() for e in executed]),
+            rlp.encode([_StoredReceipt.of(e).to_rlp() for e in executed]),
         )
         for index, e in enumerate(executed):
             batch.put(

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import TypeVar
 
+from primitives import rlp
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
 from primitives.errors import Halt
@@ -33,50 +34,15 @@ Change = tuple[Nibbles, bytes | None]
 _BLANK = b""
 
 
-# -- RLP decoding of nodes (encoding: primitives.rlp) ------------------------------------
+# -- RLP (primitives.rlp) -----------------------------------------------------------------
 
 
 def decode(data: bytes) -> Node:
     """A node from its RLP encoding; Halt when it is not well formed."""
-    item, end = _decode_at(data, 0)
-    if end != len(data):
-        raise Halt("malformed state trie node: trailing bytes")
-    return item
-
-
-def _decode_at(data: bytes, at: int) -> tuple[Node, int]:
-    if at >= len(data):
-        raise Halt("malformed state trie node: truncated")
-    first = data[at]
-    if first < 0x80:
-        return data[at : at + 1], at + 1
-    if first < 0xB8:
-        end = at + 1 + first - 0x80
-        return data[at + 1 : end], _checked(data, end)
-    if first < 0xC0:
-        size = first - 0xB7
-        end = at + 1 + size + int.from_bytes(data[at + 1 : at + 1 + size], "big")
-        return data[at + 1 + size : end], _checked(data, end)
-    if first < 0xF8:
-        start, end = at + 1, at + 1 + first - 0xC0
-    else:
-        size = first - 0xF7
-        start = at + 1 + size
-        end = start + int.from_bytes(data[at + 1 : start], "big")
-    _checked(data, end)
-    items: list[Node] = []
-    while start < end:
-        item, start = _decode_at(data, start)
-        items.append(item)
-    if start != end:
-        raise Halt("malformed state trie node: list overruns its length")
-    return items, end
-
-
-def _checked(data: bytes, end: int) -> int:
-    if end > len(data):
-        raise Halt("malformed state trie node: truncated")
-    return end
+    try:
+        return rlp.decode(data)
+    except rlp.DecodingError as exc:
+        raise Halt(f"malformed state trie node: {exc}") from None
 
 
 # -- paths ----------------------------------------------------------------------------

@@ -1,0 +1,93 @@
+/* Batch sender recovery for the host: many transaction signatures at once, on CPU threads.
+ *
+ * Only the CPU library includes this (evm.c). The elliptic-curve work is libsecp256k1's, the
+ * library coincurve ships: the host passes its function pointers and a verify context, so
+ * this file needs neither its headers nor a link against it. Each thread takes a contiguous
+ * share of the batch; the host releases the GIL for the call (ctypes does).
+ */
+#ifndef EVM_RECOVER_H
+#define EVM_RECOVER_H
+
+#include <pthread.h>
+
+#include "evm_keccak.h"
+
+/* libsecp256k1's opaque recoverable signature (65 bytes) and public key (64 bytes). */
+typedef struct { u8 data[65]; } secp_recsig;
+typedef struct { u8 data[64]; } secp_pubkey;
+
+typedef int (*secp_parse_fn)(const void *ctx, secp_recsig *sig, const u8 *in64, int recid);
+typedef int (*secp_recover_fn)(const void *ctx, secp_pubkey *pub, const secp_recsig *sig, const u8 *msg32);
+typedef int (*secp_serialize_fn)(const void *ctx, u8 *out, size_t *outlen, const secp_pubkey *pub,
+                                 unsigned int flags);
+
+#define SECP_EC_UNCOMPRESSED 2u /* SECP256K1_FLAGS_TYPE_COMPRESSION */
+
+typedef struct {
+    const void *ctx;
+    secp_parse_fn parse;
+    secp_recover_fn recover;
+    secp_serialize_fn serialize;
+    const u8 *hashes;  /* 32 bytes each */
+    const u8 *sigs;    /* r (32) s (32) y parity (1) each */
+    u8 *addresses;     /* 20 bytes each, written */
+    u8 *ok;            /* 1 when recovered, 0 when the signature recovers no key */
+    u64 first, count;
+} recover_job;
+
+static void recover_one(const recover_job *job, u64 i) {
+    const u8 *sig = job->sigs + 65 * i;
+    secp_recsig parsed;
+    secp_pubkey pub;
+    u8 out[65];
+    size_t outlen = sizeof out;
+    job->ok[i] = 0;
+    if (sig[64] > 1 || !job->parse(job->ctx, &parsed, sig, sig[64])) return;
+    if (!job->recover(job->ctx, &pub, &parsed, job->hashes + 32 * i)) return;
+    if (!job->serialize(job->ctx, out, &outlen, &pub, SECP_EC_UNCOMPRESSED) || outlen != 65) return;
+    /* The address is the last 20 bytes of keccak256 of the key's 64 coordinate bytes. */
+    u8 digest[32];
+    u256_to_be(evm_keccak(out + 1, 64), digest);
+    for (int b = 0; b < 20; b++) job->addresses[20 * i + b] = digest[12 + b];
+    job->ok[i] = 1;
+}
+
+static void *recover_range(void *arg) {
+    const recover_job *job = (const recover_job *)arg;
+    for (u64 i = job->first; i < job->first + job->count; i++) recover_one(job, i);
+    return 0;
+}
+
+#define RECOVER_MAX_THREADS 64
+
+/* Recovers n signers on up to `threads` threads (fewer for small batches). */
+static void host_recover_batch(const recover_job *batch, u64 n, u64 threads) {
+    if (threads > RECOVER_MAX_THREADS) threads = RECOVER_MAX_THREADS;
+    if (threads > n / 16) threads = n / 16; /* a thread is worth starting for 16 or more */
+    if (threads < 2) {
+        recover_job job = *batch;
+        job.first = 0;
+        job.count = n;
+        recover_range(&job);
+        return;
+    }
+    recover_job jobs[RECOVER_MAX_THREADS];
+    pthread_t ids[RECOVER_MAX_THREADS];
+    u64 started = 0, at = 0;
+    for (u64 t = 0; t < threads; t++) {
+        jobs[t] = *batch;
+        jobs[t].first = at;
+        jobs[t].count = n / threads + (t < n % threads);
+        at += jobs[t].count;
+        /* The last share runs on this thread; a thread that cannot start runs here too. */
+        if (t + 1 < threads && pthread_create(&ids[t], 0, recover_range, &jobs[t]) == 0) {
+            started |= 1ULL << t;
+        } else {
+            recover_range(&jobs[t]);
+        }
+    }
+    for (u64 t = 0; t + 1 < threads; t++)
+        if (started & (1ULL << t)) pthread_join(ids[t], 0);
+}
+
+#endif
