@@ -59,8 +59,7 @@ class NodeRpcBackend:
     def transaction(self, tx_hash: Hash32) -> tuple[Transaction, TxLocation | None] | None:
         location = self.node.chain.tx_location(tx_hash)
         if location is not None:
-            tx = self.node.chain.transactions(location.block_number)[location.index]
-            return tx, location
+            return self.node.chain.transaction(location), location
         pooled = self.node.pool.get(tx_hash)
         return None if pooled is None else (pooled, None)
 

@@ -603,7 +603,7 @@ class Node:
             coinbase=header.coinbase,
             gas_limit=header.gas_limit,
             base_fee_per_gas=header.base_fee_per_gas,
-            transactions=tuple(tx.raw for tx in self.chain.transactions(number)),
+            transactions=self.chain.raw_transactions(number),
             proofs=tuple(self.chain.proofs(number)),
         )
 

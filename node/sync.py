@@ -57,7 +57,7 @@ def serve_blocks(node: Node, data: bytes) -> bytes:
         certificate = node.chain.certificate(number)
         if header is None or certificate is None:
             break  # a single-validator block has no certificate: nothing to prove it with
-        raws = [tx.raw for tx in node.chain.transactions(number)]
+        raws = list(node.chain.raw_transactions(number))
         items.append([encode_block(header, raws, node.chain.proofs(number)), certificate])
     return bytes(rlp.encode(items))
 

@@ -116,19 +116,23 @@ class Mempool:
         a sender whose next transaction's fee cap is below ``base_fee`` stops there. A
         transaction whose gas limit no longer fits ends its sender's run (its successors
         cannot go first), and smaller ones of other senders may still fill the block.
+        Among equal tips, every sender's first transaction goes before anyone's second
+        (then arrival order): consecutive transactions of one sender depend on each other,
+        and the executor runs independent neighbours in parallel.
         """
-        heads: list[tuple[int, int, Transaction]] = []
+        heads: list[tuple[int, int, int, Transaction]] = []
         for sender, chain in self._by_sender.items():
-            self._push_head(heads, chain.get(state_nonce(sender)), base_fee)
+            self._push_head(heads, chain.get(state_nonce(sender)), base_fee, 0)
         selected: list[Transaction] = []
         gas = 0
         while heads and len(selected) < max_count:
-            _, _, tx = heapq.heappop(heads)
+            _, depth, _, tx = heapq.heappop(heads)
             if gas + tx.gas_limit > gas_limit:
                 continue
             selected.append(tx)
             gas += tx.gas_limit
-            self._push_head(heads, self._by_sender[tx.sender].get(tx.nonce + 1), base_fee)
+            self._push_head(heads, self._by_sender[tx.sender].get(tx.nonce + 1), base_fee,
+                            depth + 1)
         return selected
 
     def remove(self, tx_hashes: Iterable[Hash32]) -> None:
@@ -195,10 +199,11 @@ class Mempool:
         return tx.effective_tip(base_fee), -self._arrival[tx.hash]
 
     def _push_head(
-        self, heads: list[tuple[int, int, Transaction]], tx: Transaction | None, base_fee: int
+        self, heads: list[tuple[int, int, int, Transaction]], tx: Transaction | None,
+        base_fee: int, depth: int,
     ) -> None:
         if tx is not None and tx.max_fee_per_gas >= base_fee:
-            heapq.heappush(heads, (-tx.effective_tip(base_fee), self._arrival[tx.hash], tx))
+            heapq.heappush(heads, (-tx.effective_tip(base_fee), depth, self._arrival[tx.hash], tx))
 
     def _insert(self, tx: Transaction) -> None:
         self._by_hash[tx.hash] = tx

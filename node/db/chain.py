@@ -186,6 +186,18 @@ class ChainStore:
         """Transactions of block ``number`` in order; empty above the head."""
         return tuple(stored.decode() for stored in self._body(number))
 
+    def raw_transactions(self, number: int) -> tuple[bytes, ...]:
+        """The encodings of block ``number``'s transactions (nothing decoded); empty above the
+        head."""
+        return tuple(stored.raw for stored in self._body(number))
+
+    def transaction(self, location: TxLocation) -> Transaction:
+        """The transaction at ``location`` (only it decoded)."""
+        body = self._body(location.block_number)
+        if location.index >= len(body):
+            raise Halt(f"block {location.block_number} has no transaction {location.index}")
+        return body[location.index].decode()
+
     def tx_location(self, tx_hash: Hash32) -> TxLocation | None:
         """Where ``tx_hash`` was included, or None if it is in no stored block."""
         data = self._kv.get(schema.tx_index_key(tx_hash))

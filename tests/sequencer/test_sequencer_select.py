@@ -145,3 +145,23 @@ def test_full_pool_evicts_only_chain_tails(
             assert not any(
                 other.sender == victim.sender and other.nonce > victim.nonce for other in pool.all()
             )
+
+
+def test_equal_tips_take_every_senders_first_transaction_before_anyones_second(
+    signer: Sign, addresses: Sequence[Address]
+) -> None:
+    pool = Mempool(PoolConfig())
+    # Sender 0's whole run arrives before sender 1's first transaction.
+    for sender in (0, 1):
+        for nonce in range(3):
+            pool.add(signer(sender, nonce, tip=2, fee_cap=10), AccountState(0, RICH), 0, 10**9)
+    order = [(addresses.index(tx.sender), tx.nonce)
+             for tx in pool.select(lambda _: 0, 0, 10**9, 100)]
+    assert order == [(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)]
+    # A better tip still goes first, whatever its depth.
+    pool.add(signer(1, 3, tip=5, fee_cap=10), AccountState(0, RICH), 0, 10**9)
+    pool.add(signer(2, 0, tip=1, fee_cap=10), AccountState(0, RICH), 0, 10**9)
+    order = [(addresses.index(tx.sender), tx.nonce)
+             for tx in pool.select(lambda _: 0, 0, 10**9, 100)]
+    assert order[:3] == [(0, 0), (1, 0), (0, 1)]
+    assert order[-1] == (2, 0)
