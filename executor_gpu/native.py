@@ -183,9 +183,12 @@ class _Batch:
         stale = False
         while self.committed < n:
             end = min(n, self.committed + window)
+            candidates = [k for k in range(self.committed, end) if self.packed.reject_first[k] is None]
             # After a conflict, results past it may be stale too: run those again as well.
-            todo = [k for k in range(self.committed, end) if self.packed.reject_first[k] is None
-                    and (self.results[k] is None or stale and not self._valid(k))]
+            if stale:
+                todo = [k for k, ok in zip(candidates, self._valid_many(candidates)) if not ok]
+            else:
+                todo = [k for k in candidates if self.results[k] is None]
             before = self.committed
             if todo:
                 self._run(todo, self.executor.caps)
@@ -235,6 +238,32 @@ class _Batch:
         if result is None:
             return False
         return result.base == self.committed or not self._stale_reads(result.entries, result.base).any()
+
+    def _valid_many(self, ks: list[int]) -> list[bool]:
+        """``_valid`` of each of ``ks``, with one staleness check per launch instead of one
+        per transaction."""
+        valid = [False] * len(ks)
+        groups: dict[int, tuple[LaunchResults, list[int], list[int]]] = {}
+        for at, k in enumerate(ks):
+            result = self.results[k]
+            if result is None:
+                continue
+            if result.base == self.committed:
+                valid[at] = True
+                continue
+            launch = result.launch
+            _, positions, slots = groups.setdefault(id(launch), (launch, [], []))
+            positions.append(at)
+            slots.append(result.slot)
+        for launch, positions, slots in groups.values():
+            stale = self._stale_reads(launch.entries, launch.base)
+            seen = np.concatenate([[0], np.cumsum(stale)])  # stale entries before each entry
+            starts = launch.entry_starts
+            chosen = np.array(slots, dtype=np.int64)
+            clean = seen[starts[chosen + 1]] == seen[starts[chosen]]
+            for at, ok in zip(positions, clean.tolist()):
+                valid[at] = ok
+        return valid
 
     # -- commit ----------------------------------------------------------------
 

@@ -11,6 +11,12 @@ import plyvel
 from node.db.memory import OverlayBatch, PendingWrites, prefix_end
 from primitives.errors import Halt, StoreClosed
 
+LRU_CACHE_BYTES = 128 * 1024 * 1024
+"""Uncompressed blocks LevelDB keeps in memory (its default is 8 MiB)."""
+WRITE_BUFFER_BYTES = 64 * 1024 * 1024
+"""Writes gathered in memory before a table file is written (default 4 MiB): a block of
+tens of thousands of transactions writes more than that at once."""
+
 
 class LevelDBKV:
     """A LevelDB database in the directory ``path``."""
@@ -18,7 +24,14 @@ class LevelDBKV:
     def __init__(self, path: str | os.PathLike[str], create_if_missing: bool = True) -> None:
         self._path = os.fspath(path)
         try:
-            self._db: Any = plyvel.DB(self._path, create_if_missing=create_if_missing)
+            self._db: Any = plyvel.DB(
+                self._path, create_if_missing=create_if_missing,
+                # A get of an absent key (a new transaction's hash, a new account) would
+                # otherwise read a block of every table file it might be in.
+                bloom_filter_bits=10,
+                lru_cache_size=LRU_CACHE_BYTES,
+                write_buffer_size=WRITE_BUFFER_BYTES,
+            )
         except plyvel.Error as exc:
             # Missing directory, or another process holds the lock: the node cannot run.
             raise Halt(f"cannot open LevelDB at {self._path}: {exc}") from exc
