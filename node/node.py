@@ -331,8 +331,6 @@ class Node:
                 if isinstance(tx, L2NodeError):
                     continue
                 try:
-                    if tx.hash in self.pool or self.chain.tx_location(tx.hash) is not None:
-                        raise TransactionRejected("already known")
                     dropped = self.pool.add(tx, self._head_account(tx.sender), base_fee,
                                             self.params.gas_limit)
                 except L2NodeError as exc:
