@@ -219,7 +219,7 @@ class Node:
             )
             self.chain.stage_block(batch, genesis, [])
             batch.put(schema.meta_key("chain_id"), self.params.chain_id.to_bytes(8, "big"))
-            batch.commit()
+            self.state.commit(batch)
             log.info("genesis %s state root %s", genesis.hash.hex(), root.hex())
         else:
             stored = self.kv.get(schema.meta_key("chain_id"))
@@ -439,7 +439,7 @@ class Node:
             done = [e.tx.hash for e in staged.executed] + list(staged.dropped)
             for tx_hash in done:
                 batch.delete(schema.pool_key(tx_hash))
-            batch.commit()
+            self.state.commit(batch)
             self._staged.clear()  # every other candidate was built on the old head
             self._advance_head(staged, done)
         log.info(
@@ -502,7 +502,7 @@ class Node:
                     f"gas limit {block.gas_limit} and base fee {block.base_fee_per_gas}, "
                     f"the chain has {header.gas_limit} and {header.base_fee_per_gas}"
                 )
-            staged.batch.commit()
+            self.state.commit(staged.batch)
             self._advance_head(staged, ())
         return header
 

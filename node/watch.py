@@ -138,11 +138,12 @@ class NodeChain:
             last_block = kept.last_block
         batch = self._node.kv.write_batch()
         self._node.chain.stage_unwind(batch, last_block)
+        self._node.state.stage_unwind(batch, last_block, self._node.state_root(last_block))
         start = schema.verified_batch_key(batch_number + 1)
         for key, _value in self._node.kv.iterate(schema.VERIFIED_BATCH_PREFIX):
             if key >= start:
                 batch.delete(key)
-        batch.commit()
+        self._node.state.commit(batch)
         self._node.forget_head()
 
 

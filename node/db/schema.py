@@ -42,6 +42,21 @@ EVIDENCE_PREFIX = b"e"
 STATE_NODE_PREFIX = b"s"
 """s + keccak(node or code) -> node or code."""
 
+# State, flat: the state at one root (FLAT_MARKER) for reads with one get, no trie walk. Keys
+# are the trie's hashed keys, so the tables sort like the trie and can be rebuilt from it.
+FLAT_ACCOUNT_PREFIX = b"a"
+"""a + keccak(address) -> the account's state trie value, RLP [nonce, balance, storage root,
+code hash]."""
+FLAT_STORAGE_PREFIX = b"o"
+"""o + keccak(address) + keccak(slot) -> the slot's value, big-endian without leading zeros
+(slots holding zero are absent)."""
+FLAT_MARKER = b"R"
+"""-> the state root the flat tables hold (32 bytes) + 8-byte flat height (the block number:
+one diff per block from genesis, height 0). Absent: the empty state, nothing applied yet."""
+FLAT_CHANGES_PREFIX = b"u"
+"""u + height -> RLP [parent state root, [[flat key, value before or empty for absent], ...]]:
+what unwinding that height restores (node/db/state.py). Height 0 (genesis) has none."""
+
 # Pool: accepted transactions not yet in a block, so a crash loses none
 POOL_PREFIX = b"p"
 """p + tx hash -> stored transaction."""
@@ -109,6 +124,23 @@ def evidence_key(evidence_hash: Hash32) -> bytes:
 
 def state_node_key(node_hash: bytes) -> bytes:
     return STATE_NODE_PREFIX + node_hash
+
+
+def flat_account_key(account_hash: Hash32) -> bytes:
+    return FLAT_ACCOUNT_PREFIX + account_hash
+
+
+def flat_storage_prefix(account_hash: Hash32) -> bytes:
+    """Prefix of every flat slot of one account."""
+    return FLAT_STORAGE_PREFIX + account_hash
+
+
+def flat_storage_key(account_hash: Hash32, slot_hash: Hash32) -> bytes:
+    return FLAT_STORAGE_PREFIX + account_hash + slot_hash
+
+
+def flat_changes_key(height: int) -> bytes:
+    return FLAT_CHANGES_PREFIX + encode_number(height)
 
 
 def pool_key(tx_hash: Hash32) -> bytes:

@@ -1,25 +1,43 @@
-"""Ethereum state (accounts, code, storage) over the KV seam, with Merkle-Patricia roots.
+"""Ethereum state (accounts, code, storage) over the KV seam: Merkle-Patricia roots for every
+block, and a flat copy of the latest state for reads.
 
-A block's diff is applied in one batched pass per trie (``node.db.mpt``): every storage
-trie it changes, then the account trie, each touched node read and written once. Trie
-nodes and code are stored content-addressed under ``schema.state_node_key`` and never
-deleted: every past root stays readable (archive node).
+Roots: a block's diff is applied in one batched pass per trie (``node.db.mpt``): every storage
+trie it changes, then the account trie, each touched node read and written once. Trie nodes
+and code are stored content-addressed under ``schema.state_node_key`` and never deleted:
+every past root stays readable by walking its trie (archive node; proofs).
+
+Flat state: the same batch writes the diff into the flat tables (``schema.FLAT_*``), every
+account and slot of one state under the trie's hashed keys, and moves the marker that names
+their root and height. ``StateDB.at(root)`` reads the flat tables, one ``get`` a value, when
+``root`` is the marker's root as its reader sees it (so a staged batch reads its own writes),
+and walks the trie for any other root. Each height keeps a change set (the values its writes
+replaced), so ``stage_unwind`` takes the flat state back with the blocks (an L1 reorg under the
+watcher's chain).
+
+Cache: a bounded LRU of decoded accounts and slots of the committed flat state. Reads fill it;
+``StateDB.commit``, which commits every batch carrying state, updates the entries the batch
+changed and bumps a generation count before and after. A view opened before a commit sees the
+count move and reads its own root from the trie from then on, so no view mixes two states and
+the cache never holds a value of a staged, uncommitted batch.
 """
 
 from __future__ import annotations
 
+import functools
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import rlp
-from eth.rlp.accounts import Account as RlpAccount
 from trie.exceptions import MissingTrieNode
 from trie.hexary import HexaryTrie
 
 from executor_gpu.types import Account, AccountChange, StateDiff
 from node.db import schema
 from node.db.api import KV, KVReader, WriteBatch
-from node.db.mpt import TrieWriter, decode
+from node.db.mpt import Node, TrieWriter, decode
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
 from primitives.errors import Halt, InvalidInput
@@ -28,6 +46,9 @@ from primitives.types import Address, Hash32
 
 EMPTY_CODE_HASH = keccak256(b"")
 """Code hash of an account without code."""
+
+DEFAULT_CACHE_ENTRIES = 100_000
+"""Accounts and slots the flat cache holds by default (about 0.5 KB each in CPython)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +63,30 @@ class GenesisAccount:
     """Contract code (empty for an externally owned account)."""
     storage: Mapping[int, int] = field(default_factory=dict)
     """Initial storage slots (zero values are ignored)."""
+
+
+@dataclass(frozen=True)
+class FlatMarker:
+    """Which state the flat tables hold (``schema.FLAT_MARKER``)."""
+
+    root: Hash32
+    """Its state root."""
+    height: int
+    """Diffs applied since genesis (height 0), the block number in a node; -1 before genesis."""
+
+    @classmethod
+    def read(cls, reader: KVReader) -> FlatMarker:
+        """The marker as ``reader`` sees it; absent: the empty state before genesis."""
+        data = reader.get(schema.FLAT_MARKER)
+        if data is None:
+            return cls(EMPTY_ROOT, -1)
+        if len(data) != 40:
+            raise Halt("corrupt flat state marker in the database")
+        return cls(Hash32(data[:32]), schema.decode_number(data[32:]))
+
+    def encode(self) -> bytes:
+        """The stored form: root, then the 8-byte height."""
+        return self.root + schema.encode_number(self.height)
 
 
 class NodeStore(Mapping[bytes, bytes]):
@@ -70,13 +115,146 @@ class NodeStore(Mapping[bytes, bytes]):
         return sum(1 for _ in self._reader.iterate(schema.STATE_NODE_PREFIX))
 
 
-class StateView:
-    """Read-only state at one root; implements executor_gpu.api.StateReader."""
+class FlatCache:
+    """Decoded accounts and slots of the committed flat state at ``root``, by flat key, least
+    recently used evicted first; and the generation count of commits (odd while one runs)."""
 
-    def __init__(self, reader: KVReader, state_root: Hash32) -> None:
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.root: Hash32 | None = None
+        self.generation = 0
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[bytes, Account | int] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def adopt(self, root: Hash32, generation: int) -> int | None:
+        """Serve ``root``, the committed marker's root read at ``generation``: the generation
+        views of it use, or None when a commit began since. A change of root empties the
+        cache and moves the generation on, so views of the old root stop using it."""
+        with self._lock:
+            if generation != self.generation:
+                return None
+            if root != self.root:
+                self._entries.clear()
+                self.root = root
+                self.generation += 2
+            return self.generation
+
+    def get(self, key: bytes) -> Account | int | None:
+        with self._lock:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
+
+    def put(self, key: bytes, value: Account | int, generation: int) -> None:
+        """Keep ``value``, read from the committed tables at ``generation`` (dropped when a
+        commit began since: it may be the old state's)."""
+        with self._lock:
+            if generation != self.generation:
+                return
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            if len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+
+    def begin_commit(self) -> None:
+        with self._lock:
+            self.generation += 1
+
+    def end_commit(self, staged: _StagedFlat | None) -> None:
+        """After a commit of ``staged`` (None: of unknown effect): update the entries it
+        changed, or start over when it does not continue the cached state."""
+        with self._lock:
+            self.generation += 1
+            if staged is None or staged.writes is None or staged.before != self.root:
+                self._entries.clear()
+                self.root = None
+                return
+            for key, value in staged.writes.items():
+                if key in self._entries:
+                    if value is None:
+                        del self._entries[key]
+                    else:
+                        self._entries[key] = _decode_flat(key, value)
+            self.root = staged.after
+
+
+@dataclass
+class _StagedFlat:
+    """What the flat writes staged into one batch do, for the cache at commit."""
+
+    before: Hash32
+    """Root of the flat state the batch starts from."""
+    after: Hash32
+    """Root it leaves."""
+    writes: dict[bytes, bytes | None] | None
+    """New value of every flat key written (None: deleted); None when the steps staged did
+    not chain (the cache starts over)."""
+
+
+class _Stale(Exception):
+    """A commit moved the flat tables since the view was opened."""
+
+
+class _FlatReads:
+    """One view's reads of the flat tables; valid while the cache's generation stays put."""
+
+    def __init__(self, reader: KVReader, cache: FlatCache, generation: int, cached: bool) -> None:
+        self._reader = reader
+        self._cache = cache
+        self._generation = generation
+        self._cached = cached
+
+    def account(self, address: Address) -> Account | None:
+        key = schema.flat_account_key(_account_hash(address))
+        if self._cached:
+            hit = self._cache.get(key)
+            if isinstance(hit, Account):
+                self._check()
+                return hit
+        raw = self._reader.get(key)
+        self._check()
+        if raw is None:
+            return None
+        account = _decode_account(raw)
+        if self._cached:
+            self._cache.put(key, account, self._generation)
+        return account
+
+    def storage(self, address: Address, slot: int) -> int:
+        key = schema.flat_storage_key(_account_hash(address), _slot_hash(slot))
+        if self._cached:
+            hit = self._cache.get(key)
+            if isinstance(hit, int):
+                self._check()
+                return hit
+        raw = self._reader.get(key)
+        self._check()
+        value = 0 if raw is None else int.from_bytes(raw, "big")
+        if self._cached:
+            self._cache.put(key, value, self._generation)
+        return value
+
+    def _check(self) -> None:
+        if self._cache.generation != self._generation:
+            raise _Stale
+
+
+class StateView:
+    """Read-only state at one root; implements executor_gpu.api.StateReader.
+
+    Reads come from ``flat`` while it is given and current, else from the trie."""
+
+    def __init__(
+        self, reader: KVReader, state_root: Hash32, flat: _FlatReads | None = None
+    ) -> None:
         self._root = state_root
         self._nodes = NodeStore(reader)
         self._trie = HexaryTrie(self._nodes, state_root)
+        self._flat = flat
 
     @property
     def state_root(self) -> Hash32:
@@ -86,17 +264,19 @@ class StateView:
     def node_store(self) -> Mapping[bytes, bytes]:
         return self._nodes
 
+    @property
+    def reads_flat(self) -> bool:
+        """True while reads come from the flat tables (False: they walk the trie)."""
+        return self._flat is not None
+
     def get_account(self, address: Address) -> Account | None:
-        encoded = self._lookup(self._trie, keccak256(address))
-        if not encoded:
-            return None
-        account = rlp.decode(encoded, sedes=RlpAccount)
-        return Account(
-            nonce=account.nonce,
-            balance=account.balance,
-            storage_root=Hash32(account.storage_root),
-            code_hash=Hash32(account.code_hash),
-        )
+        if self._flat is not None:
+            try:
+                return self._flat.account(address)
+            except _Stale:
+                self._flat = None
+        encoded = self._lookup(self._trie, _account_hash(address))
+        return _decode_account(encoded) if encoded else None
 
     def get_code(self, address: Address) -> bytes:
         account = self.get_account(address)
@@ -108,11 +288,16 @@ class StateView:
             raise Halt(f"code {account.code_hash.hex()} of {address.hex()} is missing") from None
 
     def get_storage(self, address: Address, slot: int) -> int:
+        if self._flat is not None:
+            try:
+                return self._flat.storage(address, slot)
+            except _Stale:
+                self._flat = None
         account = self.get_account(address)
         if account is None or account.storage_root == EMPTY_ROOT:
             return 0
         storage = HexaryTrie(self._nodes, account.storage_root)
-        encoded = self._lookup(storage, keccak256(slot.to_bytes(32, "big")))
+        encoded = self._lookup(storage, _slot_hash(slot))
         return rlp.decode(encoded, sedes=rlp.sedes.big_endian_int) if encoded else 0
 
     def _lookup(self, trie: HexaryTrie, key: bytes) -> bytes:
@@ -124,20 +309,42 @@ class StateView:
 
 
 class StateDB:
-    """The node's state: views at any past root, and diffs applied into a block's batch."""
+    """The node's state: views at any past root, and diffs applied into a block's batch.
 
-    def __init__(self, kv: KV) -> None:
+    Batches that ``apply``, ``genesis`` or ``stage_unwind`` staged into are committed with
+    ``commit``, which keeps the cache and the views opened before it right."""
+
+    def __init__(self, kv: KV, cache_entries: int = DEFAULT_CACHE_ENTRIES) -> None:
         self._kv = kv
+        self._cache = FlatCache(cache_entries)
+        self._commit_lock = threading.Lock()
+        # Flat writes staged per uncommitted batch (forgotten with a discarded batch).
+        self._staged: weakref.WeakKeyDictionary[WriteBatch, _StagedFlat] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @property
+    def cache(self) -> FlatCache:
+        return self._cache
 
     def at(self, state_root: Hash32, reader: KVReader | None = None) -> StateView:
         """The state at ``state_root``; pass a pending batch as ``reader`` to see its writes."""
         source = self._kv if reader is None else reader
+        generation = self._cache.generation  # before the marker: a commit after it shows
+        if generation % 2 == 0 and FlatMarker.read(source).root == state_root:
+            # Only committed reads (no batch) may fill or use the cache.
+            adopted = None if reader is not None else self._cache.adopt(state_root, generation)
+            flat = _FlatReads(source, self._cache, generation if adopted is None else adopted,
+                              adopted is not None)
+            return StateView(source, state_root, flat)
         if state_root != EMPTY_ROOT and source.get(schema.state_node_key(state_root)) is None:
             raise InvalidInput(f"unknown state root {state_root.hex()}")
         return StateView(source, state_root)
 
     def apply(self, parent_root: Hash32, diff: StateDiff, batch: WriteBatch) -> Hash32:
-        """Stage the state after ``diff`` into ``batch`` (the caller commits); its root."""
+        """Stage the state after ``diff`` into ``batch`` (the caller commits); its root.
+
+        The flat tables follow when they hold ``parent_root`` as ``batch`` sees them."""
 
         def read(node_hash: bytes) -> bytes:
             value = batch.get(schema.state_node_key(node_hash))
@@ -169,7 +376,14 @@ class StateDB:
             accounts[key] = encode(
                 [_int_bytes(change.nonce), _int_bytes(change.balance), storage_root, code_hash]
             )
-        return Hash32(tries.update(parent_root, accounts))
+        root = Hash32(tries.update(parent_root, accounts))
+        marker = FlatMarker.read(batch)
+        if marker.root == parent_root:
+            flat = _FlatWriter(batch)
+            flat.stage(diff, accounts)
+            flat.finish(marker, FlatMarker(root, marker.height + 1))
+            self._record(batch, parent_root, root, flat.writes)
+        return root
 
     def genesis(self, alloc: Mapping[Address, GenesisAccount], batch: WriteBatch) -> Hash32:
         """Stage the genesis state into ``batch``; its root."""
@@ -186,6 +400,179 @@ class StateDB:
         )
         return self.apply(EMPTY_ROOT, diff, batch)
 
+    def stage_unwind(self, batch: WriteBatch, height: int, state_root: Hash32) -> None:
+        """Stage taking the flat state back to ``height`` (block number), whose root is
+        ``state_root``, from the change sets of the heights above it. Nothing to do when the
+        flat state is not above ``height``; Halt when a change set is missing or the
+        restored root is not ``state_root``."""
+        marker = FlatMarker.read(batch)
+        if marker.height <= height:
+            return
+        restored: dict[bytes, bytes | None] = {}
+        root = marker.root
+        for above in range(marker.height, height, -1):
+            key = schema.flat_changes_key(above)
+            data = batch.get(key)
+            if data is None:
+                raise Halt(f"flat state change set {above} is missing: cannot unwind to {height}")
+            root, previous = _decode_changes(data)
+            for flat_key, value in previous:
+                restored[flat_key] = value
+                if value is None:
+                    batch.delete(flat_key)
+                else:
+                    batch.put(flat_key, value)
+            batch.delete(key)
+        if root != state_root:
+            raise Halt(
+                f"unwinding the flat state to {height} gives root {root.hex()}, "
+                f"the block has {state_root.hex()}"
+            )
+        batch.put(schema.FLAT_MARKER, FlatMarker(root, height).encode())
+        self._record(batch, marker.root, root, restored)
+
+    def commit(self, batch: WriteBatch) -> None:
+        """Commit ``batch``; the cache takes its flat writes, views opened before notice."""
+        staged = self._staged.pop(batch, None)
+        if staged is None:  # no flat writes of ours: nothing cached or viewed changes
+            batch.commit()
+            return
+        with self._commit_lock:
+            self._cache.begin_commit()
+            committed = False
+            try:
+                batch.commit()
+                committed = True
+            finally:
+                self._cache.end_commit(staged if committed else None)
+
+    def _record(
+        self, batch: WriteBatch, before: Hash32, after: Hash32, writes: dict[bytes, bytes | None]
+    ) -> None:
+        """Remember flat writes staged into ``batch`` (several steps chain into one)."""
+        staged = self._staged.get(batch)
+        if staged is None:
+            self._staged[batch] = _StagedFlat(before, after, dict(writes))
+            return
+        if staged.writes is not None and staged.after == before:
+            staged.writes.update(writes)
+        else:
+            staged.writes = None
+        staged.after = after
+
+
+class _FlatWriter:
+    """Stages one diff's flat-table writes into a batch, and the change set that undoes them."""
+
+    def __init__(self, batch: WriteBatch) -> None:
+        self._batch = batch
+        self._before: dict[bytes, bytes | None] = {}
+        self.writes: dict[bytes, bytes | None] = {}
+        """Every key written, with its new value (None: deleted)."""
+
+    def stage(self, diff: StateDiff, accounts: Mapping[bytes, bytes | None]) -> None:
+        """Write ``diff``, whose accounts' new trie values by hashed address are ``accounts``."""
+        storage: dict[bytes, AccountChange] = {
+            keccak256(address): change
+            for address, change in diff.accounts.items()
+            if change is not None and (change.storage or change.storage_reset)
+        }
+        for account_hash, value in accounts.items():
+            key = schema.flat_account_key(Hash32(account_hash))
+            change = storage.get(account_hash)
+            wiped = value is None or (change is not None and change.storage_reset)
+            if wiped and self._has_storage(key):
+                # Only accounts with a storage root have slots: creations skip the scan.
+                prefix = schema.flat_storage_prefix(Hash32(account_hash))
+                for slot_key, _ in list(self._batch.iterate(prefix)):
+                    self._set(slot_key, None)
+            self._set(key, value)
+        for account_hash, change in storage.items():
+            for slot, slot_value in change.storage.items():
+                slot_key = schema.flat_storage_key(Hash32(account_hash), _slot_hash(slot))
+                self._set(slot_key, _int_bytes(slot_value) or None)
+
+    def finish(self, before: FlatMarker, after: FlatMarker) -> None:
+        """Stage the change set (none for genesis: it never unwinds) and move the marker."""
+        if after.height > 0:
+            previous: list[Node] = [[key, self._before[key] or b""] for key in self.writes]
+            self._batch.put(schema.flat_changes_key(after.height), encode([before.root, previous]))
+        self._batch.put(schema.FLAT_MARKER, after.encode())
+
+    def _previous(self, key: bytes) -> bytes | None:
+        if key not in self._before:
+            self._before[key] = self._batch.get(key)
+        return self._before[key]
+
+    def _has_storage(self, account_key: bytes) -> bool:
+        previous = self._previous(account_key)
+        return previous is not None and _decode_account(previous).storage_root != EMPTY_ROOT
+
+    def _set(self, key: bytes, value: bytes | None) -> None:
+        if self._previous(key) == value and key not in self.writes:
+            return
+        self.writes[key] = value
+        if value is None:
+            self._batch.delete(key)
+        else:
+            self._batch.put(key, value)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _account_hash(address: bytes) -> Hash32:
+    """Trie and flat key of an account (memoized: hot accounts are read again and again)."""
+    return keccak256(address)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _slot_hash(slot: int) -> Hash32:
+    """Trie and flat key of a storage slot within its account."""
+    return keccak256(slot.to_bytes(32, "big"))
+
+
+def _decode_account(encoded: bytes) -> Account:
+    """An account from its trie (and flat) value, RLP [nonce, balance, storage root, code hash]."""
+    fields = decode(encoded)
+    if isinstance(fields, list) and len(fields) == 4:
+        nonce, balance, storage_root, code_hash = fields
+        if (
+            isinstance(nonce, bytes) and isinstance(balance, bytes)
+            and isinstance(storage_root, bytes) and isinstance(code_hash, bytes)
+        ):
+            return Account(
+                nonce=int.from_bytes(nonce, "big"),
+                balance=int.from_bytes(balance, "big"),
+                storage_root=Hash32(storage_root),
+                code_hash=Hash32(code_hash),
+            )
+    raise Halt("malformed account in the state")
+
+
+def _decode_flat(key: bytes, value: bytes) -> Account | int:
+    """The cached form of a flat table's value."""
+    if key.startswith(schema.FLAT_ACCOUNT_PREFIX):
+        return _decode_account(value)
+    return int.from_bytes(value, "big")
+
+
+def _decode_changes(data: bytes) -> tuple[Hash32, list[tuple[bytes, bytes | None]]]:
+    """A change set: the parent root and each flat key's previous value (None: absent)."""
+    items = decode(data)
+    if not isinstance(items, list) or len(items) != 2:
+        raise Halt("corrupt flat state change set in the database")
+    root, entries = items
+    if not isinstance(root, bytes) or not isinstance(entries, list):
+        raise Halt("corrupt flat state change set in the database")
+    previous: list[tuple[bytes, bytes | None]] = []
+    for entry in entries:
+        if not isinstance(entry, list) or len(entry) != 2:
+            raise Halt("corrupt flat state change set in the database")
+        key, value = entry
+        if not isinstance(key, bytes) or not isinstance(value, bytes):
+            raise Halt("corrupt flat state change set in the database")
+        previous.append((key, value or None))
+    return Hash32(root), previous
+
 
 def _int_bytes(value: int) -> bytes:
     """RLP's minimal big-endian form of an integer (zero is empty)."""
@@ -196,10 +583,5 @@ def _stored_roots(encoded: bytes | None) -> tuple[bytes, bytes]:
     """(storage root, code hash) of an account's trie value; an absent account's when None."""
     if encoded is None:
         return EMPTY_ROOT, EMPTY_CODE_HASH
-    fields = decode(encoded)
-    if not isinstance(fields, list) or len(fields) != 4:
-        raise Halt("malformed account in the state trie")
-    _, _, storage_root, code_hash = fields
-    if not isinstance(storage_root, bytes) or not isinstance(code_hash, bytes):
-        raise Halt("malformed account in the state trie")
-    return storage_root, code_hash
+    account = _decode_account(encoded)
+    return account.storage_root, account.code_hash
