@@ -54,8 +54,9 @@ FLAT_MARKER = b"R"
 """-> the state root the flat tables hold (32 bytes) + 8-byte flat height (the block number:
 one diff per block from genesis, height 0). Absent: the empty state, nothing applied yet."""
 FLAT_CHANGES_PREFIX = b"u"
-"""u + height -> RLP [parent state root, [[flat key, value before or empty for absent], ...]]:
-what unwinding that height restores (node/db/state.py). Height 0 (genesis) has none."""
+"""u + height -> what unwinding that height restores (node/db/state.py): the parent's state root
+(32 bytes), then per flat key written, the key (its table fixes its length), the 2-byte length
+of its previous value (0: absent) and that value. Height 0 (genesis) has none."""
 
 # Pool: accepted transactions not yet in a block, so a crash loses none
 POOL_PREFIX = b"p"

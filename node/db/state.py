@@ -37,7 +37,7 @@ from trie.hexary import HexaryTrie
 from executor_gpu.types import Account, AccountChange, StateDiff
 from node.db import schema
 from node.db.api import KV, KVReader, WriteBatch
-from node.db.mpt import Node, TrieWriter, decode
+from node.db.mpt import TrieWriter, decode
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
 from primitives.errors import Halt, InvalidInput
@@ -356,13 +356,18 @@ class StateDB:
             batch.put(schema.state_node_key(node_hash), node)
 
         tries = TrieWriter(read, write)
+        marker = FlatMarker.read(batch)
+        # The flat tables follow when they hold the parent state; then they also give each
+        # account's old storage root and code hash with one get instead of a trie walk.
+        flat = _FlatWriter(batch) if marker.root == parent_root else None
         accounts: dict[bytes, bytes | None] = {}
         for address, change in diff.accounts.items():
             key = keccak256(address)
             if change is None:
                 accounts[key] = None
                 continue
-            storage_root, code_hash = _stored_roots(tries.get(parent_root, key))
+            old = tries.get(parent_root, key) if flat is None else flat.previous_account(key)
+            storage_root, code_hash = _stored_roots(old)
             if change.storage_reset:
                 storage_root = EMPTY_ROOT
             if change.storage:
@@ -377,9 +382,7 @@ class StateDB:
                 [_int_bytes(change.nonce), _int_bytes(change.balance), storage_root, code_hash]
             )
         root = Hash32(tries.update(parent_root, accounts))
-        marker = FlatMarker.read(batch)
-        if marker.root == parent_root:
-            flat = _FlatWriter(batch)
+        if flat is not None:
             flat.stage(diff, accounts)
             flat.finish(marker, FlatMarker(root, marker.height + 1))
             self._record(batch, parent_root, root, flat.writes)
@@ -495,9 +498,16 @@ class _FlatWriter:
     def finish(self, before: FlatMarker, after: FlatMarker) -> None:
         """Stage the change set (none for genesis: it never unwinds) and move the marker."""
         if after.height > 0:
-            previous: list[Node] = [[key, self._before[key] or b""] for key in self.writes]
-            self._batch.put(schema.flat_changes_key(after.height), encode([before.root, previous]))
+            parts: list[bytes] = [before.root]
+            for key in self.writes:
+                value = self._before[key] or b""
+                parts += (key, len(value).to_bytes(2, "big"), value)
+            self._batch.put(schema.flat_changes_key(after.height), b"".join(parts))
         self._batch.put(schema.FLAT_MARKER, after.encode())
+
+    def previous_account(self, account_hash: bytes) -> bytes | None:
+        """The account's trie value in the state the diff applies to (None: absent)."""
+        return self._previous(schema.flat_account_key(Hash32(account_hash)))
 
     def _previous(self, key: bytes) -> bytes | None:
         if key not in self._before:
@@ -548,6 +558,13 @@ def _decode_account(encoded: bytes) -> Account:
     raise Halt("malformed account in the state")
 
 
+_FLAT_KEY_LENGTHS = {
+    schema.FLAT_ACCOUNT_PREFIX: len(schema.flat_account_key(EMPTY_ROOT)),
+    schema.FLAT_STORAGE_PREFIX: len(schema.flat_storage_key(EMPTY_ROOT, EMPTY_ROOT)),
+}
+"""Length of a flat key by its table (the change sets' entries rely on it)."""
+
+
 def _decode_flat(key: bytes, value: bytes) -> Account | int:
     """The cached form of a flat table's value."""
     if key.startswith(schema.FLAT_ACCOUNT_PREFIX):
@@ -556,22 +573,22 @@ def _decode_flat(key: bytes, value: bytes) -> Account | int:
 
 
 def _decode_changes(data: bytes) -> tuple[Hash32, list[tuple[bytes, bytes | None]]]:
-    """A change set: the parent root and each flat key's previous value (None: absent)."""
-    items = decode(data)
-    if not isinstance(items, list) or len(items) != 2:
-        raise Halt("corrupt flat state change set in the database")
-    root, entries = items
-    if not isinstance(root, bytes) or not isinstance(entries, list):
-        raise Halt("corrupt flat state change set in the database")
+    """A change set (``schema.FLAT_CHANGES_PREFIX``): the parent root and each flat key's
+    previous value (None: absent)."""
     previous: list[tuple[bytes, bytes | None]] = []
-    for entry in entries:
-        if not isinstance(entry, list) or len(entry) != 2:
+    at = 32
+    while at < len(data):
+        key_length = _FLAT_KEY_LENGTHS.get(data[at : at + 1])
+        if key_length is None or at + key_length + 2 > len(data):
             raise Halt("corrupt flat state change set in the database")
-        key, value = entry
-        if not isinstance(key, bytes) or not isinstance(value, bytes):
+        key = data[at : at + key_length]
+        at += key_length + 2
+        end = at + int.from_bytes(data[at - 2 : at], "big")
+        if end > len(data):
             raise Halt("corrupt flat state change set in the database")
-        previous.append((key, value or None))
-    return Hash32(root), previous
+        previous.append((key, data[at:end] or None))
+        at = end
+    return Hash32(data[:32]), previous
 
 
 def _int_bytes(value: int) -> bytes:

@@ -1,0 +1,124 @@
+"""Account reads per second at the head, trie walk against flat tables, and what flat writes add
+to ``StateDB.apply``.
+
+Builds a state of N accounts on LevelDB in a temporary directory (genesis, in bulk), then reads
+random accounts through ``StateDB.at(head)``: by the trie (a view without the flat tables),
+from the flat tables with a cold cache, and again with the cache warm. Then applies blocks of
+plain transfers (sender nonce and balance, recipient balance) with and without the flat writes
+(a batch whose marker names another root skips them) and times apply + commit. Prints the
+machine; never fails for being slow.
+
+    python -m bench.state_reads --accounts 100000 --reads 20000 --transfers 10000 --blocks 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from executor_gpu.types import AccountChange, StateDiff
+from node.db import schema
+from node.db.leveldb import LevelDBKV
+from node.db.state import GenesisAccount, StateDB, StateView
+from primitives.crypto import keccak256
+from primitives.types import Address, Hash32
+
+
+def address(n: int) -> Address:
+    return Address(keccak256(b"bench account %d" % n)[:20])
+
+
+def per_second(count: int, run: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    run()
+    return count / (time.perf_counter() - start)
+
+
+def transfers(rng: random.Random, accounts: int, count: int, block: int) -> StateDiff:
+    """``count`` transfers between distinct random accounts: 2 x ``count`` account updates."""
+    touched = rng.sample(range(accounts), 2 * count)
+    changes = {}
+    for sender in touched[:count]:
+        changes[address(sender)] = AccountChange(nonce=block, balance=10**18 - block)
+    for recipient in touched[count:]:
+        changes[address(recipient)] = AccountChange(nonce=0, balance=10**18 + block)
+    return StateDiff(changes)
+
+
+def apply_seconds(kv: LevelDBKV, state: StateDB, root: Hash32, diff: StateDiff,
+                  flat: bool) -> tuple[Hash32, float, float]:
+    """(new root, apply seconds, commit seconds); without ``flat`` the marker is restored."""
+    marker = kv.get(schema.FLAT_MARKER)
+    assert marker is not None
+    batch = kv.write_batch()
+    if not flat:
+        batch.put(schema.FLAT_MARKER, b"\x00" * 40)  # another root: apply skips the flat writes
+    start = time.perf_counter()
+    new_root = state.apply(root, diff, batch)
+    applied = time.perf_counter()
+    if not flat:
+        batch.put(schema.FLAT_MARKER, marker)
+    state.commit(batch)
+    return new_root, applied - start, time.perf_counter() - applied
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=100_000, help="accounts in the state")
+    parser.add_argument("--reads", type=int, default=20_000, help="random account reads")
+    parser.add_argument("--transfers", type=int, default=10_000, help="transfers per block")
+    parser.add_argument("--blocks", type=int, default=3, help="blocks to time, each way")
+    args = parser.parse_args()
+    rng = random.Random(1)
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        kv = LevelDBKV(Path(tmp) / "state")
+        state = StateDB(kv, cache_entries=args.reads)
+        start = time.perf_counter()
+        batch = kv.write_batch()
+        root = state.genesis(
+            {address(n): GenesisAccount(balance=10**18) for n in range(args.accounts)}, batch
+        )
+        state.commit(batch)
+        print(f"state: {args.accounts} accounts (genesis + commit {time.perf_counter() - start:.1f} s)")
+
+        sample = [address(n) for n in rng.sample(range(args.accounts), args.reads)]
+        trie = StateView(kv, root)
+        trie_rate = per_second(args.reads, lambda: [trie.get_account(a) for a in sample] and None)
+        head = state.at(root)
+        assert head.reads_flat
+        cold = per_second(args.reads, lambda: [head.get_account(a) for a in sample] and None)
+        warm = per_second(args.reads, lambda: [head.get_account(a) for a in sample] and None)
+        print(f"account reads at the head, {args.reads} random accounts through StateDB.at(head):")
+        print(f"  trie walk          {trie_rate:>10,.0f} /s")
+        print(f"  flat, cold cache   {cold:>10,.0f} /s  ({cold / trie_rate:.0f}x)")
+        print(f"  flat, cached       {warm:>10,.0f} /s  ({warm / trie_rate:.0f}x)")
+
+        timings: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+        for block in range(1, args.blocks + 1):
+            diff = transfers(rng, args.accounts, args.transfers, block)
+            for flat in (False, True):  # the flat run last: it moves the marker
+                new_root, apply_s, commit_s = apply_seconds(kv, state, root, diff, flat)
+                timings[flat].append((apply_s, commit_s))
+            root = new_root
+        print(f"StateDB.apply + commit per block of {args.transfers} transfers "
+              f"({2 * args.transfers} account updates), median of {args.blocks}:")
+        for flat in (False, True):
+            apply_s = statistics.median(t[0] for t in timings[flat])
+            commit_s = statistics.median(t[1] for t in timings[flat])
+            label = "with flat writes" if flat else "trie only       "
+            print(f"  {label}  apply {apply_s * 1000:7.0f} ms  commit {commit_s * 1000:5.0f} ms")
+        kv.close()
+
+
+if __name__ == "__main__":
+    main()
