@@ -228,6 +228,9 @@ class Node:
                     f"data dir holds chain {int.from_bytes(stored, 'big')}, "
                     f"config says {self.params.chain_id}: use another --data-dir"
                 )
+            header = self.head()
+            if self.state.resume(header.state_root, header.number):
+                log.info("rebuilt the flat state at block %d from its trie", header.number)
         self._reload_pool()
         return self.head()
 

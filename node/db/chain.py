@@ -313,7 +313,8 @@ class ChainStore:
         """Stage removing every block above ``number``, which becomes the head.
 
         For chains derived from L1 data, which an L1 reorg can take back; a validator's
-        finalized blocks never unwind. State trie nodes stay (content-addressed, shared).
+        finalized blocks never unwind. State trie nodes stay (content-addressed, shared); the
+        flat state unwinds with ``StateDB.stage_unwind`` into the same batch.
         """
         head = self._head(batch)
         if head is None or not 0 <= number <= head:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import rlp
 from trie.exceptions import MissingTrieNode
 from trie.hexary import HexaryTrie
+from trie.iter import NodeIterator
 
 from executor_gpu.types import Account, AccountChange, StateDiff
 from node.db import schema
@@ -434,6 +435,35 @@ class StateDB:
         batch.put(schema.FLAT_MARKER, FlatMarker(root, height).encode())
         self._record(batch, marker.root, root, restored)
 
+    def resume(self, state_root: Hash32, height: int) -> bool:
+        """Make the flat tables hold the head's state, ``state_root`` at block ``height``, as
+        they do unless the database predates them (or their marker strayed): then rebuild them
+        by walking the head's trie, in one batch holding the whole state. True if rebuilt."""
+        if FlatMarker.read(self._kv) == FlatMarker(state_root, height):
+            return False
+        batch = self._kv.write_batch()
+        before = FlatMarker.read(batch).root
+        for prefix in (schema.FLAT_ACCOUNT_PREFIX, schema.FLAT_STORAGE_PREFIX,
+                       schema.FLAT_CHANGES_PREFIX):
+            for key, _ in self._kv.iterate(prefix):
+                batch.delete(key)
+        nodes = NodeStore(self._kv)
+        for account_hash, value in NodeIterator(HexaryTrie(nodes, state_root)).items():
+            batch.put(schema.flat_account_key(Hash32(account_hash)), value)
+            storage_root = _decode_account(value).storage_root
+            if storage_root == EMPTY_ROOT:
+                continue
+            for slot_hash, encoded in NodeIterator(HexaryTrie(nodes, storage_root)).items():
+                slot_value = decode(encoded)
+                if not isinstance(slot_value, bytes):
+                    raise Halt(f"malformed storage value of account {account_hash.hex()}")
+                key = schema.flat_storage_key(Hash32(account_hash), Hash32(slot_hash))
+                batch.put(key, slot_value)
+        batch.put(schema.FLAT_MARKER, FlatMarker(state_root, height).encode())
+        self._record(batch, before, state_root, None)
+        self.commit(batch)
+        return True
+
     def commit(self, batch: WriteBatch) -> None:
         """Commit ``batch``; the cache takes its flat writes, views opened before notice."""
         staged = self._staged.pop(batch, None)
@@ -450,14 +480,16 @@ class StateDB:
                 self._cache.end_commit(staged if committed else None)
 
     def _record(
-        self, batch: WriteBatch, before: Hash32, after: Hash32, writes: dict[bytes, bytes | None]
+        self, batch: WriteBatch, before: Hash32, after: Hash32,
+        writes: dict[bytes, bytes | None] | None,
     ) -> None:
-        """Remember flat writes staged into ``batch`` (several steps chain into one)."""
+        """Remember flat writes staged into ``batch`` (several steps chain into one; None:
+        writes the cache cannot follow)."""
         staged = self._staged.get(batch)
         if staged is None:
-            self._staged[batch] = _StagedFlat(before, after, dict(writes))
+            self._staged[batch] = _StagedFlat(before, after, None if writes is None else dict(writes))
             return
-        if staged.writes is not None and staged.after == before:
+        if staged.writes is not None and writes is not None and staged.after == before:
             staged.writes.update(writes)
         else:
             staged.writes = None

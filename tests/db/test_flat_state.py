@@ -214,3 +214,23 @@ def test_a_reopened_database_resumes_the_flat_state(backend: Backend) -> None:
         assert_flat_matches_trie(kv, state, genesis)
     finally:
         kv.close()
+
+
+def test_resume_rebuilds_flat_tables_missing_from_an_older_database(kv: KV) -> None:
+    state = StateDB(kv)
+    root = commit_genesis(kv, state)
+    for diff in (
+        StateDiff({A: AccountChange(1, 2, storage={2: 5, 3: 2**255}), B: None}),
+        StateDiff({ADDRESSES[2]: AccountChange(0, 1, code=b"\x00", storage={0: 1})}),
+    ):
+        root = commit_diff(kv, state, root, diff)
+    expected = flat_tables(kv)
+    assert not state.resume(root, 2)
+    for prefix in (schema.FLAT_ACCOUNT_PREFIX, schema.FLAT_STORAGE_PREFIX, schema.FLAT_MARKER):
+        for key, _ in kv.iterate(prefix):
+            kv.delete(key)
+    assert not state.at(root).reads_flat
+    assert state.resume(root, 2)
+    assert flat_tables(kv) == expected
+    assert list(kv.iterate(schema.FLAT_CHANGES_PREFIX)) == []  # nothing below it to unwind to
+    assert_flat_matches_trie(kv, state, root)

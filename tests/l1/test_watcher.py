@@ -309,6 +309,8 @@ def test_an_l1_reorg_unwinds_to_the_batch_l1_still_holds(setup: Setup) -> None:
         (3, Status.OK), (4, Status.OK)
     ]
     setup.assert_derived_up_to(4)
+    # The flat state unwound with the blocks and followed the replayed ones.
+    assert setup.follower.state.at(setup.follower.head().state_root).reads_flat
 
 
 def test_a_reorg_that_replaces_a_bad_batch_resumes_verification(setup: Setup) -> None:
