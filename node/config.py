@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from node.db.state import StateOptions
 from primitives.errors import InvalidInput
 
 
@@ -153,6 +154,8 @@ class NodeConfig:
     """L1 commitment."""
     p2p: P2PConfig = P2PConfig()
     """Validator network."""
+    state: StateOptions = dataclasses.field(default_factory=StateOptions)
+    """Flat state cache and unwind depth."""
     data_dir: Path = Path(".l2node")
     """Where LevelDB lives."""
 
@@ -166,6 +169,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "rpc": RpcConfig,
     "l1": L1Config,
     "p2p": P2PConfig,
+    "state": StateOptions,
 }
 
 

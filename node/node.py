@@ -13,7 +13,7 @@ from l1.types import L2BlockData
 from node.db import schema
 from node.db.api import KV, WriteBatch
 from node.db.chain import ChainStore
-from node.db.state import GenesisAccount, StateDB
+from node.db.state import GenesisAccount, StateDB, StateOptions
 from node.epochs import MAX_PROOFS_PER_BLOCK, Epochs
 from node.genesis import Genesis
 from node.journal import GroupCommitJournal, Write
@@ -169,9 +169,11 @@ class Node:
         clock: Clock,
         genesis_weights: Mapping[Address, int] | None = None,
         recover: BatchRecover = recover_addresses,
+        state_options: StateOptions | None = None,
     ) -> None:
         """``genesis_weights``: the first validator set (default: this node alone);
-        ``recover`` finds the senders of a batch of transactions (a native one in production)."""
+        ``recover`` finds the senders of a batch of transactions (a native one in production);
+        ``state_options``: flat state cache and unwind depth (default: StateOptions())."""
         self.kv = kv
         self.params = params
         self.chain = ChainStore(kv)
@@ -179,7 +181,7 @@ class Node:
             self.chain, params.chain_id, params.epoch_length,
             genesis_weights or {private_key_to_address(validator_key): 1},
         )
-        self.state = StateDB(kv)
+        self.state = StateDB(kv, state_options)
         self.pool = Mempool(pool_config)
         self.journal = GroupCommitJournal(kv)
         self.executor = executor

@@ -151,6 +151,7 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
         SystemClock(),
         genesis_weights(genesis),
         batch_recover(),
+        config.state,
     )
     head = node.init_or_resume(dict(genesis.alloc))
     stop = asyncio.Event()

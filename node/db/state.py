@@ -48,8 +48,17 @@ from primitives.types import Address, Hash32
 EMPTY_CODE_HASH = keccak256(b"")
 """Code hash of an account without code."""
 
-DEFAULT_CACHE_ENTRIES = 100_000
-"""Accounts and slots the flat cache holds by default (about 0.5 KB each in CPython)."""
+
+
+@dataclass(frozen=True)
+class StateOptions:
+    """How much the flat state keeps in memory and for unwinding ([state] in the config)."""
+
+    cache_entries: int = 100_000
+    """Accounts and slots the cache of the committed head holds (about 0.5 KB each)."""
+    unwind_depth: int = 1024
+    """Heights whose change sets are kept; unwinding deeper rebuilds the flat tables from
+    the trie (reads the whole state)."""
 
 
 @dataclass(frozen=True)
@@ -315,9 +324,10 @@ class StateDB:
     Batches that ``apply``, ``genesis`` or ``stage_unwind`` staged into are committed with
     ``commit``, which keeps the cache and the views opened before it right."""
 
-    def __init__(self, kv: KV, cache_entries: int = DEFAULT_CACHE_ENTRIES) -> None:
+    def __init__(self, kv: KV, options: StateOptions | None = None) -> None:
         self._kv = kv
-        self._cache = FlatCache(cache_entries)
+        self._options = options or StateOptions()
+        self._cache = FlatCache(self._options.cache_entries)
         self._commit_lock = threading.Lock()
         # Flat writes staged per uncommitted batch (forgotten with a discarded batch).
         self._staged: weakref.WeakKeyDictionary[WriteBatch, _StagedFlat] = (
@@ -385,7 +395,7 @@ class StateDB:
         root = Hash32(tries.update(parent_root, accounts))
         if flat is not None:
             flat.stage(diff, accounts)
-            flat.finish(marker, FlatMarker(root, marker.height + 1))
+            flat.finish(marker, FlatMarker(root, marker.height + 1), self._options.unwind_depth)
             self._record(batch, parent_root, root, flat.writes)
         return root
 
@@ -406,11 +416,14 @@ class StateDB:
 
     def stage_unwind(self, batch: WriteBatch, height: int, state_root: Hash32) -> None:
         """Stage taking the flat state back to ``height`` (block number), whose root is
-        ``state_root``, from the change sets of the heights above it. Nothing to do when the
-        flat state is not above ``height``; Halt when a change set is missing or the
-        restored root is not ``state_root``."""
+        ``state_root``: from the change sets of the heights above it, or, below the kept
+        ones, by rebuilding the tables from the trie. Nothing to do when the flat state is
+        not above ``height``; Halt when the change sets do not lead to ``state_root``."""
         marker = FlatMarker.read(batch)
         if marker.height <= height:
+            return
+        if batch.get(schema.flat_changes_key(height + 1)) is None:
+            self._stage_rebuild(batch, state_root, height)
             return
         restored: dict[bytes, bytes | None] = {}
         root = marker.root
@@ -437,30 +450,12 @@ class StateDB:
 
     def resume(self, state_root: Hash32, height: int) -> bool:
         """Make the flat tables hold the head's state, ``state_root`` at block ``height``, as
-        they do unless the database predates them (or their marker strayed): then rebuild them
-        by walking the head's trie, in one batch holding the whole state. True if rebuilt."""
+        they do unless the database predates them (or their marker strayed): then rebuild
+        them from the trie. True if rebuilt."""
         if FlatMarker.read(self._kv) == FlatMarker(state_root, height):
             return False
         batch = self._kv.write_batch()
-        before = FlatMarker.read(batch).root
-        for prefix in (schema.FLAT_ACCOUNT_PREFIX, schema.FLAT_STORAGE_PREFIX,
-                       schema.FLAT_CHANGES_PREFIX):
-            for key, _ in self._kv.iterate(prefix):
-                batch.delete(key)
-        nodes = NodeStore(self._kv)
-        for account_hash, value in NodeIterator(HexaryTrie(nodes, state_root)).items():
-            batch.put(schema.flat_account_key(Hash32(account_hash)), value)
-            storage_root = _decode_account(value).storage_root
-            if storage_root == EMPTY_ROOT:
-                continue
-            for slot_hash, encoded in NodeIterator(HexaryTrie(nodes, storage_root)).items():
-                slot_value = decode(encoded)
-                if not isinstance(slot_value, bytes):
-                    raise Halt(f"malformed storage value of account {account_hash.hex()}")
-                key = schema.flat_storage_key(Hash32(account_hash), Hash32(slot_hash))
-                batch.put(key, slot_value)
-        batch.put(schema.FLAT_MARKER, FlatMarker(state_root, height).encode())
-        self._record(batch, before, state_root, None)
+        self._stage_rebuild(batch, state_root, height)
         self.commit(batch)
         return True
 
@@ -478,6 +473,30 @@ class StateDB:
                 committed = True
             finally:
                 self._cache.end_commit(staged if committed else None)
+
+    def _stage_rebuild(self, batch: WriteBatch, state_root: Hash32, height: int) -> None:
+        """Stage flat tables holding the state at ``state_root`` (``height``), read from its
+        trie, in place of the ones there; no change sets below. The batch holds the whole
+        state: fine for the states we run, a chunked rebuild is due for tens of millions."""
+        before = FlatMarker.read(batch).root
+        for prefix in (schema.FLAT_ACCOUNT_PREFIX, schema.FLAT_STORAGE_PREFIX,
+                       schema.FLAT_CHANGES_PREFIX):
+            for key, _ in list(batch.iterate(prefix)):
+                batch.delete(key)
+        nodes = NodeStore(batch)
+        for account_hash, value in NodeIterator(HexaryTrie(nodes, state_root)).items():
+            batch.put(schema.flat_account_key(Hash32(account_hash)), value)
+            storage_root = _decode_account(value).storage_root
+            if storage_root == EMPTY_ROOT:
+                continue
+            for slot_hash, encoded in NodeIterator(HexaryTrie(nodes, storage_root)).items():
+                slot_value = decode(encoded)
+                if not isinstance(slot_value, bytes):
+                    raise Halt(f"malformed storage value of account {account_hash.hex()}")
+                key = schema.flat_storage_key(Hash32(account_hash), Hash32(slot_hash))
+                batch.put(key, slot_value)
+        batch.put(schema.FLAT_MARKER, FlatMarker(state_root, height).encode())
+        self._record(batch, before, state_root, None)
 
     def _record(
         self, batch: WriteBatch, before: Hash32, after: Hash32,
@@ -527,8 +546,11 @@ class _FlatWriter:
                 slot_key = schema.flat_storage_key(Hash32(account_hash), _slot_hash(slot))
                 self._set(slot_key, _int_bytes(slot_value) or None)
 
-    def finish(self, before: FlatMarker, after: FlatMarker) -> None:
-        """Stage the change set (none for genesis: it never unwinds) and move the marker."""
+    def finish(self, before: FlatMarker, after: FlatMarker, depth: int) -> None:
+        """Stage the change set (none for genesis: it never unwinds), forget the one ``depth``
+        heights below, and move the marker."""
+        if after.height > depth:
+            self._batch.delete(schema.flat_changes_key(after.height - depth))
         if after.height > 0:
             parts: list[bytes] = [before.root]
             for key in self.writes:

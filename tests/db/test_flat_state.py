@@ -15,7 +15,14 @@ from trie.hexary import HexaryTrie
 from executor_gpu.types import AccountChange, StateDiff
 from node.db import schema
 from node.db.api import KV
-from node.db.state import FlatMarker, GenesisAccount, NodeStore, StateDB, StateView
+from node.db.state import (
+    FlatMarker,
+    GenesisAccount,
+    NodeStore,
+    StateDB,
+    StateOptions,
+    StateView,
+)
 from primitives.crypto import keccak256
 from primitives.errors import InvalidInput
 from primitives.types import Address, Hash32
@@ -90,24 +97,36 @@ def unwind(kv: KV, state: StateDB, height: int, root: Hash32) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 @settings(max_examples=40, deadline=None)
-@given(blocks=st.lists(diffs, min_size=1, max_size=6), unwind_to=st.integers(0, 6))
+@given(
+    blocks=st.lists(diffs, min_size=1, max_size=6),
+    unwind_to=st.integers(0, 6),
+    depth=st.integers(1, 7),
+)
 def test_flat_reads_equal_trie_reads_through_blocks_and_unwinds(
-    name: str, blocks: list[StateDiff], unwind_to: int
+    name: str, blocks: list[StateDiff], unwind_to: int, depth: int
 ) -> None:
     with tempfile.TemporaryDirectory() as folder:
         kv = Backend(name, Path(folder)).open()
         try:
-            state = StateDB(kv, cache_entries=8)  # small: evictions happen
+            # A small cache, so evictions happen; change sets for ``depth`` heights.
+            state = StateDB(kv, StateOptions(cache_entries=8, unwind_depth=depth))
             roots = [commit_genesis(kv, state)]
             for diff in blocks:
                 roots.append(commit_diff(kv, state, roots[-1], diff))
                 assert_flat_matches_trie(kv, state, roots[-1])
+            kept = range(max(1, len(blocks) - depth + 1), len(blocks) + 1)
+            assert [key for key, _ in kv.iterate(schema.FLAT_CHANGES_PREFIX)] == [
+                schema.flat_changes_key(height) for height in kept
+            ]
             target = min(unwind_to, len(blocks))
             unwind(kv, state, target, roots[target])
             assert FlatMarker.read(kv) == FlatMarker(roots[target], target)
-            assert [key for key, _ in kv.iterate(schema.FLAT_CHANGES_PREFIX)] == [
-                schema.flat_changes_key(height) for height in range(1, target + 1)
-            ]
+            # Below the kept change sets the unwind rebuilds the tables, keeping none.
+            by_change_sets = target == len(blocks) or target + 1 in kept
+            assert [key for key, _ in kv.iterate(schema.FLAT_CHANGES_PREFIX)] == (
+                [schema.flat_changes_key(height) for height in kept if height <= target]
+                if by_change_sets else []
+            )
             assert_flat_matches_trie(kv, state, roots[target])
             for height, diff in enumerate(blocks[target:], start=target + 1):
                 assert commit_diff(kv, state, roots[height - 1], diff) == roots[height]
@@ -187,7 +206,7 @@ def test_diffs_on_another_root_leave_the_flat_state_alone(kv: KV) -> None:
 
 
 def test_the_cache_is_bounded(kv: KV) -> None:
-    state = StateDB(kv, cache_entries=5)
+    state = StateDB(kv, StateOptions(cache_entries=5))
     batch = kv.write_batch()
     many = [Address(n.to_bytes(20, "big")) for n in range(1, 21)]
     root = state.genesis({address: GenesisAccount(balance=1) for address in many}, batch)
