@@ -89,7 +89,8 @@ def main() -> None:
             {address(n): GenesisAccount(balance=10**18) for n in range(args.accounts)}, batch
         )
         state.commit(batch)
-        print(f"state: {args.accounts} accounts (genesis + commit {time.perf_counter() - start:.1f} s)")
+        built_s = time.perf_counter() - start
+        print(f"state: {args.accounts} accounts (genesis + commit {built_s:.1f} s)")
 
         sample = [address(n) for n in rng.sample(range(args.accounts), args.reads)]
         trie = StateView(kv, root)

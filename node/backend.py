@@ -8,12 +8,24 @@ from executor_gpu.api import StateReader
 from executor_gpu.types import CallMessage, CallResult
 from l1.api import L1Client
 from l1.types import CommittedBatch
+from node.db.state import EMPTY_CODE_HASH
 from node.node import Node
 from p2p.api import Gossip
+from primitives.blocks import EMPTY_ROOT
 from primitives.errors import ExecutionReverted, InvalidInput, L2NodeError
 from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
-from rpc.types import BatchView, BlockView, FeeHistory, LogFilter, LogView, ReceiptView, TxLocation
+from rpc.types import (
+    AccountProof,
+    BatchView,
+    BlockView,
+    FeeHistory,
+    LogFilter,
+    LogView,
+    ReceiptView,
+    StorageProof,
+    TxLocation,
+)
 from sequencer.fees import suggest_tip
 
 CLIENT_VERSION = "l2node/0.1.0"
@@ -74,6 +86,26 @@ class NodeRpcBackend:
         if header is None:
             raise InvalidInput(f"header not found: block {number}")
         return self.node.state.at(header.state_root)
+
+    def proof(self, number: int, address: Address, slots: Sequence[int]) -> AccountProof:
+        header = self.node.chain.header(number)
+        if header is None:
+            raise InvalidInput(f"header not found: block {number}")
+        state = self.node.state.at(header.state_root)
+        account = state.get_account(address)
+        return AccountProof(
+            address=address,
+            nonce=0 if account is None else account.nonce,
+            balance=0 if account is None else account.balance,
+            storage_root=EMPTY_ROOT if account is None else account.storage_root,
+            code_hash=EMPTY_CODE_HASH if account is None else account.code_hash,
+            proof=state.account_proof(address),
+            storage=tuple(
+                StorageProof(slot, state.get_storage(address, slot),
+                             state.storage_proof(address, slot))
+                for slot in slots
+            ),
+        )
 
     def pending_nonce(self, address: bytes) -> int:
         return self.node.pending_nonce(Address(address))

@@ -10,7 +10,16 @@ from executor_gpu.types import CallMessage, CallResult
 from primitives.errors import L2NodeError
 from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
-from rpc.types import BatchView, BlockView, FeeHistory, LogFilter, LogView, ReceiptView, TxLocation
+from rpc.types import (
+    AccountProof,
+    BatchView,
+    BlockView,
+    FeeHistory,
+    LogFilter,
+    LogView,
+    ReceiptView,
+    TxLocation,
+)
 
 
 class NodeBackend(Protocol):
@@ -52,6 +61,10 @@ class NodeBackend(Protocol):
 
     def state_at(self, number: int) -> StateReader:
         """State after block ``number``."""
+        ...
+
+    def proof(self, number: int, address: Address, slots: Sequence[int]) -> AccountProof:
+        """The account and ``slots`` after block ``number``, with their Merkle proofs."""
         ...
 
     def pending_nonce(self, address: bytes) -> int:

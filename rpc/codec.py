@@ -117,6 +117,19 @@ def parse_storage_slot(value: object) -> int:
     return int(digits, 16)
 
 
+MAX_PROOF_SLOTS = 1024
+"""Most storage keys one eth_getProof call may ask for (each costs a trie walk)."""
+
+
+def parse_storage_slots(value: object) -> list[int]:
+    """A list of storage keys (eth_getProof), each as ``parse_storage_slot``."""
+    if not isinstance(value, list):
+        raise InvalidParams(f"expected a list of storage keys, got {_kind(value)}")
+    if len(value) > MAX_PROOF_SLOTS:
+        raise InvalidParams(f"at most {MAX_PROOF_SLOTS} storage keys")
+    return [parse_storage_slot(item) for item in value]
+
+
 def parse_count(value: object) -> int:
     """A quantity or a plain JSON integer (eth_feeHistory's blockCount; l2_getBatch for curl users)."""
     if isinstance(value, int) and not isinstance(value, bool):

@@ -31,6 +31,7 @@ from rpc.codec import (
     parse_log_query,
     parse_percentiles,
     parse_storage_slot,
+    parse_storage_slots,
     parse_u64,
     quantity,
 )
@@ -108,6 +109,7 @@ class RpcMethods:
             "eth_getBalance": Method(2, self._balance),
             "eth_getCode": Method(2, self._code),
             "eth_getStorageAt": Method(3, self._storage),
+            "eth_getProof": Method(3, self._proof),
             "eth_call": Method(2, self._call),
             "eth_estimateGas": Method(2, self._estimate_gas),
             "eth_sendRawTransaction": Method(1, self._send_raw_transaction),
@@ -257,6 +259,12 @@ class RpcMethods:
         number = self._state_number(args.optional(2, parse_block_ref, LATEST))
         value = self._backend.state_at(number).get_storage(address, slot)
         return data(value.to_bytes(32, "big"))
+
+    def _proof(self, args: Args) -> object:
+        address = args.required(0, parse_address)
+        slots = args.required(1, parse_storage_slots)
+        number = self._state_number(args.required(2, parse_block_ref))
+        return render.account_proof(self._backend.proof(number, address, slots))
 
     def _message(self, request: CallRequest, gas: int) -> CallMessage:
         """The CallMessage for ``request``, priced as geth prices calls."""

@@ -8,7 +8,15 @@ from primitives.blocks import EMPTY_OMMERS_HASH, Header
 from primitives.transactions import ACCESS_LIST_TX, DYNAMIC_FEE_TX, LEGACY_TX, Transaction
 from primitives.types import Hash32
 from rpc.codec import data, quantity
-from rpc.types import BatchView, BlockView, FeeHistory, LogView, ReceiptView, TxLocation
+from rpc.types import (
+    AccountProof,
+    BatchView,
+    BlockView,
+    FeeHistory,
+    LogView,
+    ReceiptView,
+    TxLocation,
+)
 
 JsonObject = dict[str, object]
 
@@ -193,4 +201,24 @@ def batch(view: BatchView) -> JsonObject:
         "dataHash": data(view.data_hash),
         "l1TransactionHash": None if view.l1_tx_hash is None else data(view.l1_tx_hash),
         "l1BlockNumber": None if view.l1_block_number is None else quantity(view.l1_block_number),
+    }
+
+
+def account_proof(proof: AccountProof) -> JsonObject:
+    """eth_getProof's answer, as EIP-1186 and go-ethereum shape it."""
+    return {
+        "address": data(proof.address),
+        "accountProof": [data(node) for node in proof.proof],
+        "balance": quantity(proof.balance),
+        "codeHash": data(proof.code_hash),
+        "nonce": quantity(proof.nonce),
+        "storageHash": data(proof.storage_root),
+        "storageProof": [
+            {
+                "key": data(slot.slot.to_bytes(32, "big")),
+                "value": quantity(slot.value),
+                "proof": [data(node) for node in slot.proof],
+            }
+            for slot in proof.storage
+        ],
     }

@@ -113,3 +113,35 @@ class BatchView:
     """L1 transaction that carried the commitment, once sent."""
     l1_block_number: int | None
     """L1 block that included it, once mined."""
+
+
+@dataclass(frozen=True)
+class StorageProof:
+    """A storage slot's value with its Merkle proof (EIP-1186)."""
+
+    slot: int
+    """The slot."""
+    value: int
+    """Its value (0 when unset)."""
+    proof: tuple[bytes, ...]
+    """RLP-encoded nodes of the account's storage trie, from its root along keccak(slot)."""
+
+
+@dataclass(frozen=True)
+class AccountProof:
+    """An account with its Merkle proof against a block's state root (eth_getProof)."""
+
+    address: Address
+    """The account."""
+    nonce: int
+    """Its nonce (0 when it does not exist)."""
+    balance: int
+    """Its balance in wei."""
+    storage_root: Hash32
+    """Root of its storage trie (the empty trie's when it has none)."""
+    code_hash: Hash32
+    """Keccak-256 of its code (of empty code when it has none)."""
+    proof: tuple[bytes, ...]
+    """RLP-encoded nodes of the state trie, from the state root along keccak(address)."""
+    storage: tuple[StorageProof, ...]
+    """The slots asked for, in the order asked."""

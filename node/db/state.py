@@ -310,6 +310,27 @@ class StateView:
         encoded = self._lookup(storage, _slot_hash(slot))
         return rlp.decode(encoded, sedes=rlp.sedes.big_endian_int) if encoded else 0
 
+    def account_proof(self, address: Address) -> tuple[bytes, ...]:
+        """The trie nodes from the root along the account's key (EIP-1186 ``accountProof``)."""
+        return self._proof(self._trie, _account_hash(address))
+
+    def storage_proof(self, address: Address, slot: int) -> tuple[bytes, ...]:
+        """The nodes from the account's storage root along the slot's key (none when the
+        account has no storage)."""
+        account = self.get_account(address)
+        if account is None or account.storage_root == EMPTY_ROOT:
+            return ()
+        return self._proof(HexaryTrie(self._nodes, account.storage_root), _slot_hash(slot))
+
+    def _proof(self, trie: HexaryTrie, key: bytes) -> tuple[bytes, ...]:
+        try:
+            nodes = trie.get_proof(key)  # type: ignore[no-untyped-call]  # py-trie: untyped
+        except MissingTrieNode as exc:
+            raise Halt(f"state trie node missing under root {self._root.hex()}: {exc}") from exc
+        encoded = [rlp.encode(node) for node in nodes]
+        # As go-ethereum: nodes embedded in their parent (under 32 bytes) are not listed.
+        return tuple(node for i, node in enumerate(encoded) if i == 0 or len(node) >= 32)
+
     def _lookup(self, trie: HexaryTrie, key: bytes) -> bytes:
         try:
             value: bytes = trie.get(key)
@@ -506,7 +527,8 @@ class StateDB:
         writes the cache cannot follow)."""
         staged = self._staged.get(batch)
         if staged is None:
-            self._staged[batch] = _StagedFlat(before, after, None if writes is None else dict(writes))
+            copied = None if writes is None else dict(writes)
+            self._staged[batch] = _StagedFlat(before, after, copied)
             return
         if staged.writes is not None and writes is not None and staged.after == before:
             staged.writes.update(writes)

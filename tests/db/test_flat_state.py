@@ -39,7 +39,9 @@ changes = st.one_of(
         nonce=st.integers(0, 3),
         balance=st.integers(0, 3) | st.integers(0, 2**256 - 1),
         code=st.none() | st.binary(min_size=1, max_size=40),
-        storage=st.dictionaries(st.sampled_from(SLOTS), st.integers(0, 2) | st.integers(0, 2**256 - 1)),
+        storage=st.dictionaries(
+            st.sampled_from(SLOTS), st.integers(0, 2) | st.integers(0, 2**256 - 1)
+        ),
         storage_reset=st.booleans(),
     ),
 )
@@ -47,7 +49,8 @@ diffs = st.dictionaries(st.sampled_from(ADDRESSES), changes, max_size=4).map(Sta
 
 
 def flat_tables(kv: KV) -> dict[bytes, bytes]:
-    return dict(kv.iterate(schema.FLAT_ACCOUNT_PREFIX)) | dict(kv.iterate(schema.FLAT_STORAGE_PREFIX))
+    accounts = kv.iterate(schema.FLAT_ACCOUNT_PREFIX)
+    return dict(accounts) | dict(kv.iterate(schema.FLAT_STORAGE_PREFIX))
 
 
 def assert_flat_matches_trie(kv: KV, state: StateDB, root: Hash32) -> None:

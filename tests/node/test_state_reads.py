@@ -1,14 +1,34 @@
-"""The node reads its head from the flat state, keeps the state cache on the committed head, and
-rebuilds the flat tables of a data dir written before them."""
+"""The node reads its head from the flat state, keeps the state cache on the committed head,
+rebuilds the flat tables of a data dir written before them, and proves state (eth_getProof)."""
 
 from __future__ import annotations
 
+import pytest
+import rlp
+from trie.exceptions import BadTrieProof
+from trie.hexary import HexaryTrie
+
+from executor_gpu.reference import PyEvmExecutor
+from node.backend import NodeRpcBackend
 from node.db import schema
 from node.db.memory import MemoryKV
-from node.db.state import StateView
+from node.db.state import GenesisAccount, StateView
+from node.node import Node
 from primitives.clock import ManualClock
+from primitives.crypto import keccak256
+from primitives.types import Address
+from rpc.methods import RpcMethods
+from sequencer.types import PoolConfig
 from tests.db.test_flat_state import flat_tables
-from tests.node.helpers import RECIPIENT, USERS, VALIDATOR_KEYS, make_node, transfer
+from tests.node.helpers import (
+    PARAMS,
+    RECIPIENT,
+    USERS,
+    VALIDATOR_KEYS,
+    WEIGHTS,
+    make_node,
+    transfer,
+)
 
 
 def test_the_head_is_read_from_the_flat_state_and_the_cache_follows_commits() -> None:
@@ -54,3 +74,67 @@ def test_a_data_dir_without_flat_tables_gets_them_rebuilt_on_resume() -> None:
     view = resumed.state.at(head.state_root)
     assert view.reads_flat
     assert view.get_account(RECIPIENT).balance == 1  # type: ignore[union-attr]
+
+
+CONTRACT = Address(bytes.fromhex("c0" * 20))
+ABSENT = Address(bytes.fromhex("ab" * 20))
+
+
+def _nodes(hex_nodes: object) -> list[object]:
+    assert isinstance(hex_nodes, list)
+    return [rlp.decode(bytes.fromhex(node[2:])) for node in hex_nodes]
+
+
+def _proven(root: bytes, key: bytes, hex_nodes: object) -> bytes:
+    """The value under ``key`` that the proof shows, checked by py-trie (not our trie code)."""
+    prove = HexaryTrie.get_from_proof  # untyped in py-trie
+    value: bytes = prove(root, keccak256(key), _nodes(hex_nodes))  # type: ignore[no-untyped-call]
+    return value
+
+
+def test_eth_get_proof_answers_proofs_that_verify_against_the_block_state_root() -> None:
+    clock = ManualClock()
+    reference = PyEvmExecutor()
+    node = Node(MemoryKV(), PARAMS, PoolConfig(), reference, reference, VALIDATOR_KEYS[0], clock,
+                WEIGHTS)
+    storage = {slot: slot * 7 + 1 for slot in range(40)}
+    node.init_or_resume({
+        **{user: GenesisAccount(balance=10**21) for user in USERS},
+        CONTRACT: GenesisAccount(balance=5, nonce=1, code=b"\x60\x00", storage=storage),
+    })
+    node.submit(transfer(0, 0))
+    clock.advance(1)
+    node.produce_block()
+    methods = RpcMethods(NodeRpcBackend(node, None))
+    slots = [0, 39, 1000]  # the last one is unset: a proof of absence
+    for number in (0, 1):  # block 0 from the trie alone (the flat state is at block 1)
+        root = node.state_root(number)
+        answer = methods.dispatch(
+            "eth_getProof", ["0x" + CONTRACT.hex(), [hex(s) for s in slots], hex(number)]
+        )
+        assert isinstance(answer, dict)
+        account = rlp.decode(_proven(root, CONTRACT, answer["accountProof"]))
+        assert [int.from_bytes(account[0], "big"), int.from_bytes(account[1], "big"),
+                "0x" + account[2].hex(), "0x" + account[3].hex()] == [
+            int(answer["nonce"], 16), int(answer["balance"], 16),
+            answer["storageHash"], answer["codeHash"],
+        ] == [1, 5, answer["storageHash"], "0x" + keccak256(b"\x60\x00").hex()]
+        storage_root = bytes.fromhex(answer["storageHash"][2:])
+        for slot, entry in zip(slots, answer["storageProof"], strict=True):
+            assert entry["key"] == "0x" + slot.to_bytes(32, "big").hex()
+            value = _proven(storage_root, slot.to_bytes(32, "big"), entry["proof"])
+            assert int(entry["value"], 16) == storage.get(slot, 0)
+            proven = int.from_bytes(rlp.decode(value), "big") if value else 0
+            assert proven == storage.get(slot, 0)
+    absent = methods.dispatch("eth_getProof", ["0x" + ABSENT.hex(), [], "latest"])
+    assert isinstance(absent, dict)
+    assert _proven(node.head().state_root, ABSENT, absent["accountProof"]) == b""
+    assert (absent["balance"], absent["nonce"], absent["storageProof"]) == ("0x0", "0x0", [])
+    # A proof altered in its last byte (the account's code hash) no longer verifies.
+    latest = methods.dispatch("eth_getProof", ["0x" + CONTRACT.hex(), [], "latest"])
+    assert isinstance(latest, dict)
+    altered = list(latest["accountProof"])
+    leaf = bytes.fromhex(altered[-1][2:])
+    altered[-1] = "0x" + (leaf[:-1] + bytes([leaf[-1] ^ 1])).hex()
+    with pytest.raises(BadTrieProof):
+        _proven(node.head().state_root, CONTRACT, altered)

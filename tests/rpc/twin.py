@@ -28,7 +28,17 @@ from primitives.errors import (
 )
 from primitives.transactions import Transaction, decode_transaction
 from primitives.types import ZERO_HASH, Address, Hash32
-from rpc.types import BatchView, BlockView, FeeHistory, LogFilter, LogView, ReceiptView, TxLocation
+from rpc.types import (
+    AccountProof,
+    BatchView,
+    BlockView,
+    FeeHistory,
+    LogFilter,
+    LogView,
+    ReceiptView,
+    StorageProof,
+    TxLocation,
+)
 
 CHAIN_ID = 1337
 BASE_FEE = 7 * 10**9
@@ -230,6 +240,15 @@ class TwinBackend:
 
     def state_at(self, number: int) -> TwinState:
         return self.states[number]
+
+    def proof(self, number: int, address: Address, slots: Sequence[int]) -> AccountProof:
+        """The twin's values, without Merkle nodes (it keeps no trie)."""
+        state = self.states[number]
+        account = state.get_account(address) or Account(0, 0, EMPTY_ROOT, keccak256(b""))
+        return AccountProof(
+            address, account.nonce, account.balance, account.storage_root, account.code_hash, (),
+            tuple(StorageProof(slot, state.get_storage(address, slot), ()) for slot in slots),
+        )
 
     def pending_nonce(self, address: bytes) -> int:
         account = self.states[-1].get_account(Address(address))
