@@ -27,8 +27,9 @@ import functools
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import rlp
 from trie.exceptions import MissingTrieNode
@@ -48,6 +49,8 @@ from primitives.types import Address, Hash32
 EMPTY_CODE_HASH = keccak256(b"")
 """Code hash of an account without code."""
 
+_Value = TypeVar("_Value", Account, int)
+"""What a flat table holds, decoded: an account or a slot's value."""
 
 
 @dataclass(frozen=True)
@@ -220,31 +223,24 @@ class _FlatReads:
 
     def account(self, address: Address) -> Account | None:
         key = schema.flat_account_key(_account_hash(address))
-        if self._cached:
-            hit = self._cache.get(key)
-            if isinstance(hit, Account):
-                self._check()
-                return hit
-        raw = self._reader.get(key)
-        self._check()
-        if raw is None:
-            return None
-        account = _decode_account(raw)
-        if self._cached:
-            self._cache.put(key, account, self._generation)
-        return account
+        return self._read(key, Account, _flat_account)
 
     def storage(self, address: Address, slot: int) -> int:
         key = schema.flat_storage_key(_account_hash(address), _slot_hash(slot))
+        return self._read(key, int, _flat_slot) or 0
+
+    def _read(
+        self, key: bytes, kind: type[_Value], decode: Callable[[bytes | None], _Value | None]
+    ) -> _Value | None:
+        """The decoded value of ``key``: from the cache, else the tables (then cached)."""
         if self._cached:
             hit = self._cache.get(key)
-            if isinstance(hit, int):
+            if isinstance(hit, kind):
                 self._check()
                 return hit
-        raw = self._reader.get(key)
+        value = decode(self._reader.get(key))
         self._check()
-        value = 0 if raw is None else int.from_bytes(raw, "big")
-        if self._cached:
+        if self._cached and value is not None:
             self._cache.put(key, value, self._generation)
         return value
 
@@ -641,11 +637,19 @@ _FLAT_KEY_LENGTHS = {
 """Length of a flat key by its table (the change sets' entries rely on it)."""
 
 
+def _flat_account(raw: bytes | None) -> Account | None:
+    return None if raw is None else _decode_account(raw)
+
+
+def _flat_slot(raw: bytes | None) -> int:
+    return 0 if raw is None else int.from_bytes(raw, "big")
+
+
 def _decode_flat(key: bytes, value: bytes) -> Account | int:
     """The cached form of a flat table's value."""
     if key.startswith(schema.FLAT_ACCOUNT_PREFIX):
         return _decode_account(value)
-    return int.from_bytes(value, "big")
+    return _flat_slot(value)
 
 
 def _decode_changes(data: bytes) -> tuple[Hash32, list[tuple[bytes, bytes | None]]]:
