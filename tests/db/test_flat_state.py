@@ -1,10 +1,12 @@
 """The flat state (node/db/state.py) over both KV backends: its reads equal the trie's at the
 same root, staged batches stay out of the committed view and the cache, unwinding restores the
-parent's flat state, and a reopened database resumes it."""
+parent's flat state, views opened before a commit keep their own state, and a reopened database
+resumes it."""
 
 from __future__ import annotations
 
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -256,3 +258,39 @@ def test_resume_rebuilds_flat_tables_missing_from_an_older_database(kv: KV) -> N
     assert flat_tables(kv) == expected
     assert list(kv.iterate(schema.FLAT_CHANGES_PREFIX)) == []  # nothing below it to unwind to
     assert_flat_matches_trie(kv, state, root)
+
+
+def test_views_read_one_state_each_while_blocks_commit_beside_them(kv: KV) -> None:
+    state = StateDB(kv, StateOptions(cache_entries=64))
+    roots = [commit_genesis(kv, state)]
+    committed = [0]  # the height readers open views at
+    mixed: list[str] = []
+    done = threading.Event()
+
+    def expected(height: int) -> int:
+        return 1 if height == 0 else 100 + height  # A's balance and slot 1
+
+    def read() -> None:
+        while not done.is_set():
+            height = committed[0]
+            view = state.at(roots[height])
+            for _ in range(20):
+                account = view.get_account(A)
+                seen = (0 if account is None else account.balance, view.get_storage(A, 1))
+                if seen != (expected(height), expected(height)):
+                    mixed.append(f"view of {height} read {seen}")
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    try:
+        for height in range(1, 40):
+            value = expected(height)
+            diff = StateDiff({A: AccountChange(1, value, storage={1: value})})
+            roots.append(commit_diff(kv, state, roots[-1], diff))
+            committed[0] = height
+    finally:
+        done.set()
+        for reader in readers:
+            reader.join()
+    assert mixed == []
