@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -41,10 +42,25 @@ def l2node_env() -> dict[str, str]:
     return env
 
 
+PORT_RANGE = (20000, 32000)
+"""Where ``free_port`` looks: below Linux's ephemeral range (32768-60999), which outgoing
+connections draw from, so a port picked here is not taken by a client socket meanwhile."""
+
+_port_random = random.Random()  # seeded from os.urandom: parallel runs pick different ports
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1, free right now, in ``PORT_RANGE``."""
+    low, high = PORT_RANGE
+    for _ in range(500):
+        port = _port_random.randint(low, high)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {low}-{high}")
 
 
 @dataclass
