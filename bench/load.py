@@ -593,6 +593,55 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+@contextmanager
+def py_spy(pid: int, output: Path | None, gil: bool) -> Iterator[None]:
+    """Record ``pid`` with py-spy (raw collapsed stacks in ``output``) while the block runs."""
+    exe = shutil.which("py-spy")
+    if output is None or exe is None:
+        if output is not None:
+            print("py-spy not found (pip install py-spy): no profile")
+        yield
+        return
+    command = [exe, "record", "--pid", str(pid), "--rate", "100", "--format", "raw",
+               "--output", str(output), *(["--gil"] if gil else [])]
+    recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
+        try:
+            _, err = recorder.communicate(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            recorder.kill()
+            _, err = recorder.communicate()
+        if not output.exists():
+            print(f"py-spy wrote no profile: {err.decode(errors='replace').strip()[-500:]}")
+
+
+def profile_summary(path: Path, top: int = 15) -> list[str]:
+    """The functions with the most samples in a py-spy raw file: own (leaf) and inclusive."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = stack.split(";")
+        total += int(count)
+        own[frames[-1]] += int(count)
+        for frame in set(frames):  # a recursive function counts once per sample
+            inclusive[frame] += int(count)
+    if not total:
+        return ["no samples"]
+    lines = [f"{total} samples; own time (leaf function):"]
+    lines += [f"  {n / total:6.1%}  {name}" for name, n in own.most_common(top)]
+    lines.append("inclusive (the function and what it calls):")
+    lines += [f"  {n / total:6.1%}  {name}" for name, n in inclusive.most_common(top + 15)
+              if "threading.py" not in name and "<frozen runpy>" not in name][:top]
+    return lines
+
+
 # -- report -------------------------------------------------------------------------------------
 
 
@@ -676,6 +725,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds to wait for inclusion after sending (and most to send)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--profile", type=Path,
+                        help="record l2node with py-spy during the load (raw format) to this file "
+                        "and print its top functions")
+    parser.add_argument("--profile-gil", action="store_true",
+                        help="with --profile: sample only the thread holding the GIL")
     args = parser.parse_args(argv)
     if args.txs < 1 or args.senders < 1 or args.connections < 1 or not 1 <= args.batch <= 1000:
         parser.error("--txs, --senders, --connections must be >= 1; --batch 1..1000")
@@ -706,14 +760,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             with start as target:
                 run_setup(target, workload, args.timeout)
                 print(f"{name}: sending", flush=True)
-                figures = run_load(target, workload.load, args.connections, args.batch,
-                                   args.timeout)
+                profile = args.profile if name == "l2node" else None
+                with py_spy(target.pid, profile, args.profile_gil):
+                    figures = run_load(target, workload.load, args.connections, args.batch,
+                                       args.timeout)
                 figures["failed_receipts_in_sample"] = check_receipts(target, workload.load)
                 results[name] = figures
                 print(f"{name}: {figures['included']} of {len(workload.load)} included, "
                       f"{figures['inclusion_tps']:.0f} tx/s", flush=True)
     print()
     ratios = report(results)
+    if args.profile and args.profile.exists():
+        print(f"\nl2node profile ({args.profile}{', GIL holder only' if args.profile_gil else ''}):")
+        print("\n".join(profile_summary(args.profile)))
     if args.json:
         args.json.write_text(json.dumps({
             "machine": info, "workload": args.workload, "txs": args.txs, "senders": senders,
