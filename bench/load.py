@@ -16,8 +16,9 @@ transaction is included. For each target it prints:
 
 and the ratio l2node/anvil, with the machine, GPU, executor and commit. Workloads:
 `transfer` (ETH to fresh addresses) and `erc20` (TestToken transfers to fresh addresses; the
-token is deployed and the senders funded before timing). A benchmark prints: it never fails
-for being slow.
+token is deployed and the senders funded before timing); `--prefill-accounts N` puts N more
+accounts in both genesis states (l2node: a genesis file; anvil: --init) and sends the load to
+them instead of fresh addresses. A benchmark prints: it never fails for being slow.
 
     python -m bench.load --workload transfer --txs 20000 [--executor native-cuda] [--no-anvil]
 """
@@ -135,6 +136,12 @@ def fresh_address(index: int) -> bytes:
     return keccak256(b"l2node bench.load recipient" + index.to_bytes(8, "big"))[12:]
 
 
+def prefill_addresses(count: int) -> list[bytes]:
+    """Accounts that exist at genesis for the large-state workload (1 wei each)."""
+    return [keccak256(b"l2node bench.load prefill" + i.to_bytes(8, "big"))[12:]
+            for i in range(count)]
+
+
 def contract_address(deployer: bytes, nonce: int) -> bytes:
     return keccak256(rlp.encode([deployer, nonce]))[12:]
 
@@ -157,9 +164,11 @@ class Workload:
     """An account whose token balance shows that the setup ran."""
 
 
-def build_workload(name: str, keys: Sequence[bytes], txs: int, chain_id: int) -> Workload:
+def build_workload(name: str, keys: Sequence[bytes], txs: int, chain_id: int,
+                   recipients: Sequence[bytes] = ()) -> Workload:
     """Sign ``txs`` transactions from accounts 1..len(keys)-1, round by round (a nonce of each
-    sender per round); account 0 deploys and funds the token for ``erc20``."""
+    sender per round), to ``recipients`` in turn (fresh addresses when there are none);
+    account 0 deploys and funds the token for ``erc20``."""
     senders = len(keys) - 1
     addresses = [private_key_to_address(key) for key in keys]
     setup: list[SignedTx] = []
@@ -181,10 +190,11 @@ def build_workload(name: str, keys: Sequence[bytes], txs: int, chain_id: int) ->
     load: list[SignedTx] = []
     for i in range(txs):
         sender, nonce = 1 + i % senders, i // senders
+        to = recipients[i % len(recipients)] if recipients else fresh_address(i)
         if token is None:
-            raw = sign_1559(keys[sender], chain_id, nonce, TRANSFER_GAS, fresh_address(i), 1)
+            raw = sign_1559(keys[sender], chain_id, nonce, TRANSFER_GAS, to, 1)
         else:
-            data = token_call(TRANSFER_SELECTOR, fresh_address(i), 1)
+            data = token_call(TRANSFER_SELECTOR, to, 1)
             raw = sign_1559(keys[sender], chain_id, nonce, TOKEN_TRANSFER_GAS, token, 0, data)
         load.append(signed(raw, sender))
     return Workload(name, setup, load, token, addresses[-1] if token else None)
@@ -512,11 +522,13 @@ def toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
-def node_config(accounts: int, executor: str) -> str:
-    """configs/throughput.toml with this run's accounts and executor, as TOML text."""
+def node_config(accounts: int, executor: str, genesis_file: Path | None = None) -> str:
+    """configs/throughput.toml with this run's accounts, executor and genesis, as TOML text."""
     preset = tomllib.loads(PRESET.read_text())
     preset["genesis"]["accounts"] = accounts
     preset["executor"]["kind"] = executor
+    if genesis_file is not None:
+        preset["genesis"]["file"] = str(genesis_file.resolve())
     lines = []
     for section, values in preset.items():
         lines.append(f"[{section}]")
@@ -530,10 +542,44 @@ def chain_settings() -> dict[str, Any]:
     }
 
 
+def write_genesis_files(work: Path, funded: Sequence[bytes], prefill: Sequence[bytes]
+                        ) -> tuple[Path, Path]:
+    """Genesis files holding ``prefill`` (1 wei each): l2node's (node/genesis.py format, with the
+    ``funded`` senders and the preset's chain and validator) and anvil's (geth format, for
+    --init; anvil funds the senders itself from --mnemonic/--accounts)."""
+    preset = tomllib.loads(PRESET.read_text())
+    chain = preset["chain"]
+    validator = private_key_to_address(bytes.fromhex(
+        preset["validator"]["private_key"].removeprefix("0x")))
+    balance = hex(preset["genesis"]["balance_wei"])
+    alloc = {"0x" + a.hex(): {"balance": balance} for a in funded}
+    alloc |= {"0x" + a.hex(): {"balance": "0x1"} for a in prefill}
+    node_genesis = work / "l2node-genesis.json"
+    node_genesis.write_text(json.dumps({
+        "chain_id": chain["chain_id"], "timestamp": chain["genesis_timestamp"],
+        "gas_limit": chain["gas_limit"], "base_fee_per_gas": chain["initial_base_fee"],
+        "alloc": alloc, "validators": [{"address": "0x" + validator.hex(), "weight": 1}],
+    }))
+    forks = ["homestead", "eip150", "eip155", "eip158", "byzantium", "constantinople",
+             "petersburg", "istanbul", "berlin", "london"]
+    anvil_genesis = work / "anvil-genesis.json"
+    anvil_genesis.write_text(json.dumps({
+        "config": {"chainId": chain["chain_id"], **{f"{f}Block": 0 for f in forks},
+                   "shanghaiTime": 0, "cancunTime": 0, "pragueTime": 0},
+        "nonce": "0x0", "difficulty": "0x0", "timestamp": hex(chain["genesis_timestamp"]),
+        "gasLimit": hex(chain["gas_limit"]), "baseFeePerGas": hex(chain["initial_base_fee"]),
+        "alloc": {a.hex(): {"balance": "0x1"} for a in prefill},
+    }))
+    return node_genesis, anvil_genesis
+
+
 @contextmanager
-def l2node_target(work: Path, accounts: int, executor: str) -> Iterator[Target]:
+def l2node_target(work: Path, accounts: int, executor: str,
+                  genesis_file: Path | None = None) -> Iterator[Target]:
     """`l2node run` with the throughput preset; SIGTERM (then kill) at the end."""
-    with running_node(work / "l2node", free_port(), node_config(accounts, executor)) as node:
+    config = node_config(accounts, executor, genesis_file)
+    # Building a large genesis state takes a while (about 35 s per million accounts).
+    with running_node(work / "l2node", free_port(), config, start_timeout=600) as node:
         yield Target("l2node", node.url, node.process.pid, node.log_path)
 
 
@@ -548,8 +594,9 @@ def anvil_available() -> bool:
 
 
 @contextmanager
-def anvil_target(work: Path, accounts: int) -> Iterator[Target]:
-    """anvil with the preset's block time, gas limit, chain id and prefunded accounts."""
+def anvil_target(work: Path, accounts: int, init: Path | None = None) -> Iterator[Target]:
+    """anvil with the preset's block time, gas limit, chain id and prefunded accounts, and
+    the genesis ``init`` (geth format) when given."""
     from tests.anvil import anvil_binary
 
     chain = chain_settings()
@@ -560,12 +607,13 @@ def anvil_target(work: Path, accounts: int) -> Iterator[Target]:
         "--chain-id", str(chain["chain_id"]), "--block-time", str(int(chain["block_time"])),
         "--gas-limit", str(chain["gas_limit"]), "--base-fee", str(chain["initial_base_fee"]),
         "--mnemonic", chain["mnemonic"], "--accounts", str(accounts), "--balance", "10000",
+        *(["--init", str(init)] if init is not None else []),
     ]
     with log_path.open("ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     target = Target("anvil", f"http://127.0.0.1:{port}", process.pid, log_path)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 600
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"anvil exited with {process.returncode}:\n"
@@ -575,7 +623,7 @@ def anvil_target(work: Path, accounts: int) -> Iterator[Target]:
                 break
             except (OSError, http.client.HTTPException):
                 if time.monotonic() > deadline:
-                    raise RuntimeError("anvil did not answer in 60 s") from None
+                    raise RuntimeError("anvil did not answer in 600 s") from None
                 time.sleep(0.1)
         yield target
     finally:
@@ -721,6 +769,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=200, help="transactions per HTTP request")
     parser.add_argument("--executor", default="native-cpu",
                         choices=["reference", "native-cpu", "native-cuda", "auto"])
+    parser.add_argument("--prefill-accounts", type=int, default=0, metavar="N",
+                        help="N more accounts in the genesis state; the load goes to them")
     parser.add_argument("--no-anvil", action="store_true", help="load l2node only")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds to wait for inclusion after sending (and most to send)")
@@ -733,6 +783,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.txs < 1 or args.senders < 1 or args.connections < 1 or not 1 <= args.batch <= 1000:
         parser.error("--txs, --senders, --connections must be >= 1; --batch 1..1000")
+    if args.prefill_accounts < 0:
+        parser.error("--prefill-accounts must be >= 0")
     senders = min(args.senders, args.txs)
 
     info = machine()
@@ -740,20 +792,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"machine: {info['cpu']}, {info['cores']} cores; GPU: {info['gpu']}; "
           f"Python {info['python']}; commit {info['commit']}")
     print(f"load: {args.txs} {args.workload} txs from {senders} senders, {args.connections} "
-          f"connections, {args.batch} txs per request; l2node executor {args.executor}; "
+          f"connections, {args.batch} txs per request, {args.prefill_accounts} prefilled "
+          f"accounts; l2node executor {args.executor}; "
           f"anvil: {'yes' if with_anvil else 'no (--no-anvil or not installed)'}")
     chain = chain_settings()
     started = time.monotonic()
     keys = development_keys(chain["mnemonic"], senders + 1)
-    workload = build_workload(args.workload, keys, args.txs, chain["chain_id"])
+    prefill = prefill_addresses(args.prefill_accounts)
+    workload = build_workload(args.workload, keys, args.txs, chain["chain_id"], prefill)
     print(f"signed {len(workload.setup)} setup + {len(workload.load)} load txs "
           f"in {time.monotonic() - started:.1f} s", flush=True)
 
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
+        node_genesis = anvil_genesis = None
+        if prefill:
+            addresses = [private_key_to_address(key) for key in keys]
+            node_genesis, anvil_genesis = write_genesis_files(Path(tmp), addresses, prefill)
         targets = [
-            l2node_target(Path(tmp), senders + 1, args.executor),
-            *([anvil_target(Path(tmp), senders + 1)] if with_anvil else []),
+            l2node_target(Path(tmp), senders + 1, args.executor, node_genesis),
+            *([anvil_target(Path(tmp), senders + 1, anvil_genesis)] if with_anvil else []),
         ]
         for name, start in zip(["l2node", "anvil"], targets, strict=False):
             print(f"{name}: starting", flush=True)
@@ -777,6 +835,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(json.dumps({
             "machine": info, "workload": args.workload, "txs": args.txs, "senders": senders,
             "connections": args.connections, "batch": args.batch, "executor": args.executor,
+            "prefill_accounts": args.prefill_accounts,
             "targets": results, "ratio_l2node_to_anvil": ratios,
         }, indent=2))
     return 0

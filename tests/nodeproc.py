@@ -92,8 +92,11 @@ def post_json(url: str, body: Any, raw: bytes | None = None) -> Any:
 
 
 @contextmanager
-def running_node(data_dir: Path, port: int | None = None, config: str = TEST_CONFIG) -> Iterator[NodeProcess]:
-    """Start `l2node run`, wait until it answers RPC, stop it (SIGTERM) afterwards."""
+def running_node(
+    data_dir: Path, port: int | None = None, config: str = TEST_CONFIG, start_timeout: float = 90
+) -> Iterator[NodeProcess]:
+    """Start `l2node run`, wait (at most ``start_timeout`` s) until it answers RPC, stop it
+    (SIGTERM) afterwards."""
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     config_path = data_dir.parent / f"{data_dir.name}.toml"
@@ -107,7 +110,7 @@ def running_node(data_dir: Path, port: int | None = None, config: str = TEST_CON
     )
     node = NodeProcess(process, f"http://127.0.0.1:{port}", log_path)
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + start_timeout
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"l2node exited with {process.returncode}:\n{node.log_tail()}")
@@ -117,7 +120,9 @@ def running_node(data_dir: Path, port: int | None = None, config: str = TEST_CON
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"l2node did not answer in 90 s:\n{node.log_tail()}")
+                raise RuntimeError(
+                    f"l2node did not answer in {start_timeout:.0f} s:\n{node.log_tail()}"
+                )
             time.sleep(0.2)
         yield node
     finally:
