@@ -342,34 +342,39 @@ class BlockWatcher:
     expected: int | None = None
     """Set when sending ends: stop once this many transactions have been seen."""
     stop: threading.Event = field(default_factory=threading.Event)
+    poll_errors: int = 0
     error: str | None = None
+    """The last failed poll's error."""
 
     def run(self) -> None:
-        try:
-            while not self.stop.is_set():
-                if self.expected is not None and self.included >= self.expected:
-                    return
+        while not self.stop.is_set():
+            if self.expected is not None and self.included >= self.expected:
+                return
+            try:
                 block = self.rpc.call("eth_getBlockByNumber", [hex(self.next_block), False])
-                if block is None:
-                    time.sleep(POLL_INTERVAL)
-                    continue
-                now = time.monotonic()
-                new = 0
-                for tx_hash in block["transactions"]:
-                    position = self.index.get(tx_hash)
-                    if position is not None and self.seen_at[position] is None:
-                        self.seen_at[position] = now
-                        new += 1
-                if new:
-                    self.included += new
-                    self.first_seen = self.first_seen or now
-                    self.last_seen = now
-                    self.cpu_at_last = cpu_seconds(self.pid)
-                    self.blocks.append((self.next_block, new, len(block["transactions"])))
-                self.next_block += 1
-        except (OSError, http.client.HTTPException, RuntimeError, ValueError, KeyError) as exc:
-            # Reported with the figures: the sending side still has its numbers.
-            self.error = f"{type(exc).__name__}: {exc}"
+            except (OSError, http.client.HTTPException, RuntimeError, ValueError) as exc:
+                # A busy target may time out a poll: try again, and report it with the figures.
+                self.poll_errors += 1
+                self.error = f"{type(exc).__name__}: {exc}"
+                time.sleep(POLL_INTERVAL)
+                continue
+            if block is None:
+                time.sleep(POLL_INTERVAL)
+                continue
+            now = time.monotonic()
+            new = 0
+            for tx_hash in block["transactions"]:
+                position = self.index.get(tx_hash)
+                if position is not None and self.seen_at[position] is None:
+                    self.seen_at[position] = now
+                    new += 1
+            if new:
+                self.included += new
+                self.first_seen = self.first_seen or now
+                self.last_seen = now
+                self.cpu_at_last = cpu_seconds(self.pid)
+                self.blocks.append((self.next_block, new, len(block["transactions"])))
+            self.next_block += 1
 
 
 @dataclass
@@ -473,7 +478,8 @@ def run_load(target: Target, txs: Sequence[SignedTx], connections: int, batch: i
         "max_block_txs": max((b[1] for b in watcher.blocks), default=0),
         "cpu_cores": (cpu_after - cpu_before) / window,
         "peak_rss_mib": peak_rss_bytes(target.pid) / 2**20,
-        "watcher_error": watcher.error,
+        "poll_errors": watcher.poll_errors,
+        "last_poll_error": watcher.error,
     }
 
 
@@ -755,8 +761,9 @@ def report(results: dict[str, dict[str, Any]]) -> dict[str, float]:
     for name in names:
         for message, count in sorted(results[name]["errors"].items(), key=lambda e: -e[1]):
             print(f"{name} errors: {count} x {message}")
-        if results[name].get("watcher_error"):
-            print(f"{name} block polling failed: {results[name]['watcher_error']}")
+        if results[name].get("poll_errors"):
+            print(f"{name}: {results[name]['poll_errors']} block polls failed, the last with "
+                  f"{results[name]['last_poll_error']}")
     return ratios
 
 

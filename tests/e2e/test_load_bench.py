@@ -50,7 +50,7 @@ def test_tiny_load_is_accepted_and_included(
         assert result["errors"] == {}, (name, result["errors"])
         assert result["accepted"] == result["included"] == 300, (name, result)
         assert result["failed_receipts_in_sample"] == 0, (name, result)
-        assert result["watcher_error"] is None
+        assert result["poll_errors"] == 0, result["last_poll_error"]
         assert 0 < result["acceptance_tps"] and 0 < result["inclusion_tps"]
         assert 0 < result["latency_p50_s"] <= result["latency_p99_s"] < 60
         assert 0 < result["cpu_cores"] <= figures["machine"]["cores"] + 0.5
