@@ -543,9 +543,11 @@ def node_config(accounts: int, executor: str, genesis_file: Path | None = None) 
 
 
 def chain_settings() -> dict[str, Any]:
-    return dict(tomllib.loads(PRESET.read_text())["chain"]) | {
-        "mnemonic": tomllib.loads(PRESET.read_text())["genesis"]["mnemonic"]
-    }
+    """The preset's [chain] values, with the genesis mnemonic and balance."""
+    preset = tomllib.loads(PRESET.read_text())
+    genesis = preset["genesis"]
+    return {**preset["chain"], "mnemonic": genesis["mnemonic"],
+            "balance_wei": genesis["balance_wei"]}
 
 
 def write_genesis_files(work: Path, funded: Sequence[bytes], prefill: Sequence[bytes]
@@ -610,9 +612,10 @@ def anvil_target(work: Path, accounts: int, init: Path | None = None) -> Iterato
     log_path = work / "anvil.log"
     command = [
         str(anvil_binary()), "--host", "127.0.0.1", "--port", str(port), "--silent",
-        "--chain-id", str(chain["chain_id"]), "--block-time", str(int(chain["block_time"])),
+        "--chain-id", str(chain["chain_id"]), "--block-time", f"{chain['block_time']:g}",
         "--gas-limit", str(chain["gas_limit"]), "--base-fee", str(chain["initial_base_fee"]),
-        "--mnemonic", chain["mnemonic"], "--accounts", str(accounts), "--balance", "10000",
+        "--mnemonic", chain["mnemonic"], "--accounts", str(accounts),
+        "--balance", str(chain["balance_wei"] // 10**18),
         *(["--init", str(init)] if init is not None else []),
     ]
     with log_path.open("ab") as log:
@@ -836,7 +839,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     ratios = report(results)
     if args.profile and args.profile.exists():
-        print(f"\nl2node profile ({args.profile}{', GIL holder only' if args.profile_gil else ''}):")
+        only = ", GIL holder only" if args.profile_gil else ""
+        print(f"\nl2node profile ({args.profile}{only}):")
         print("\n".join(profile_summary(args.profile)))
     if args.json:
         args.json.write_text(json.dumps({
