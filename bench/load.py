@@ -26,8 +26,6 @@ them instead of fresh addresses. A benchmark prints: it never fails for being sl
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import http.client
 import json
 import math
@@ -48,10 +46,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import coincurve
 import rlp
 
-from primitives.crypto import SECP256K1_N, keccak256, private_key_to_address, sign_hash
+from node.genesis import development_keys
+from primitives.crypto import keccak256, private_key_to_address, sign_hash
 from tests.nodeproc import free_port, running_node
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,35 +71,6 @@ POLL_INTERVAL = 0.025
 """Seconds between polls for the next block: the resolution of the latency figures."""
 STOP_TIMEOUT = 30.0
 """Seconds a target gets to exit on SIGTERM before it is killed."""
-HARDENED = 0x8000_0000
-
-
-# -- keys ---------------------------------------------------------------------------------------
-
-
-def _child_key(key: bytes, chain: bytes, index: int) -> tuple[bytes, bytes]:
-    """BIP-32 private child derivation (the invalid-key case, odds 2^-127, is ignored)."""
-    if index & HARDENED:
-        data = b"\0" + key
-    else:
-        data = coincurve.PrivateKey(key).public_key.format(compressed=True)
-    digest = hmac.new(chain, data + index.to_bytes(4, "big"), hashlib.sha512).digest()
-    child = (int.from_bytes(digest[:32], "big") + int.from_bytes(key, "big")) % SECP256K1_N
-    return child.to_bytes(32, "big"), digest[32:]
-
-
-def development_keys(mnemonic: str, count: int) -> list[bytes]:
-    """Private keys m/44'/60'/0'/0/i for i < count, as anvil and node/genesis.py derive them.
-
-    One seed and one parent key, then one HMAC per key: thousands per second, where deriving
-    each path from the mnemonic again (eth_account) takes 2.4 ms a key.
-    """
-    seed = hashlib.pbkdf2_hmac("sha512", mnemonic.encode(), b"mnemonic", 2048)
-    digest = hmac.new(b"Bitcoin seed", seed, hashlib.sha512).digest()
-    key, chain = digest[:32], digest[32:]
-    for index in (44 | HARDENED, 60 | HARDENED, 0 | HARDENED, 0):
-        key, chain = _child_key(key, chain, index)
-    return [_child_key(key, chain, i)[0] for i in range(count)]
 
 
 # -- the load -----------------------------------------------------------------------------------
