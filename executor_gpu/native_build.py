@@ -19,7 +19,7 @@ from typing import Any
 from executor_gpu.native_abi import KERNEL_DIR, KERNEL_SOURCES
 from primitives.errors import L2NodeError
 
-CFLAGS = ("-O2", "-shared", "-fPIC", "-fvisibility=hidden")
+CFLAGS = ("-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-pthread")
 NVRTC_OPTIONS = (f"-I{KERNEL_DIR}", "--std=c++14")
 """How NVRTC compiles ``kernels/evm.c`` for the GPU (CuPy adds the target architecture)."""
 
@@ -83,6 +83,28 @@ def cpu_library() -> ctypes.CDLL:
     lib.evm_hash_keys.restype = None
     lib.evm_trie_level.argtypes = [ptr, ptr, ptr, ptr, u64, ptr, ptr, ptr, ptr, u64, ptr, u64, ptr]
     lib.evm_trie_level.restype = None
+    lib.mpt_open.argtypes = [u64]
+    lib.mpt_open.restype = ptr
+    lib.mpt_close.argtypes = [ptr]
+    lib.mpt_close.restype = None
+    lib.mpt_begin_trie.argtypes = [ptr, ctypes.c_char_p, u64, ctypes.c_char_p, ctypes.c_char_p, ptr]
+    lib.mpt_begin_trie.restype = None
+    lib.mpt_begin_state.argtypes = [ptr, ctypes.c_char_p, u64, ctypes.c_char_p, ctypes.c_char_p, ptr]
+    lib.mpt_begin_state.restype = None
+    lib.mpt_step.argtypes = [ptr]
+    lib.mpt_step.restype = ctypes.c_int64
+    lib.mpt_missing.argtypes = [ptr]
+    lib.mpt_missing.restype = ptr
+    lib.mpt_error.argtypes = [ptr]
+    lib.mpt_error.restype = ctypes.c_char_p
+    lib.mpt_supply.argtypes = [ptr, ctypes.c_char_p, ptr]
+    lib.mpt_supply.restype = None
+    lib.mpt_root.argtypes = [ptr, ptr]
+    lib.mpt_root.restype = None
+    lib.mpt_output_size.argtypes = [ptr, ptr]
+    lib.mpt_output_size.restype = u64
+    lib.mpt_output.argtypes = [ptr, ptr, ptr, ptr]
+    lib.mpt_output.restype = None
     lib.evm_test_arith.argtypes = [u64, ptr, ptr]
     lib.evm_test_arith.restype = None
     lib.evm_test_keccak.argtypes = [ptr, u64, ptr]
