@@ -83,7 +83,7 @@ def cpu_library() -> ctypes.CDLL:
     lib.evm_hash_keys.restype = None
     lib.evm_trie_level.argtypes = [ptr, ptr, ptr, ptr, u64, ptr, ptr, ptr, ptr, u64, ptr, u64, ptr]
     lib.evm_trie_level.restype = None
-    lib.mpt_open.argtypes = [u64]
+    lib.mpt_open.argtypes = [u64, u64]
     lib.mpt_open.restype = ptr
     lib.mpt_close.argtypes = [ptr]
     lib.mpt_close.restype = None

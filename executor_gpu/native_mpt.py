@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ctypes
 import os
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import accumulate, chain
 from types import TracebackType
 from typing import Self
 
@@ -28,10 +30,11 @@ Loader = Callable[[list[bytes]], list[bytes | None]]
 """Reads trie nodes by hash, one get each; None where the store has none."""
 
 _MPT = enum_members("evm_mpt.h")
-_RECORD, _SLOT = _MPT["MA_SIZE"], _MPT["MS_SIZE"]
+_RECORD = _MPT["MA_SIZE"]
 _DELETE, _KEEP_CODE, _KEEP_STORAGE = _MPT["MF_DELETE"], _MPT["MF_KEEP_CODE"], _MPT["MF_KEEP_STORAGE"]
 _STORAGE, _RESET = _MPT["MF_STORAGE"], _MPT["MF_RESET"]
-_ZERO32 = bytes(32)
+_ZERO32, _ZERO64 = bytes(32), bytes(64)
+_PLAIN = bytes([_KEEP_CODE | _KEEP_STORAGE])
 _DELETED = bytes([_DELETE]) + bytes(_RECORD - 21)
 _EMPTY_ROOT = keccak256(b"\x80")
 
@@ -55,29 +58,40 @@ class Commit:
     codes: Mapping[bytes, bytes]
     """New contract code by hash."""
 
-    def nodes(self) -> Iterator[tuple[bytes, bytes]]:
-        """(hash, node) of every new trie node, then (hash, code) of every new code."""
-        hashes, data, at = self.hashes, self.data, 0
-        for i, length in enumerate(self.lengths):
-            yield hashes[32 * i : 32 * i + 32], data[at : at + length]
-            at += length
-        yield from self.codes.items()
+    def nodes(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """(``prefix`` + hash, node) of every new trie node, then of every new code."""
+        hashes, data = self.hashes, self.data
+        ends = list(accumulate(self.lengths))
+        keys = [prefix + hashes[at : at + 32] for at in range(0, len(hashes), 32)]
+        nodes = [data[start:end] for start, end in zip([0, *ends], ends)]
+        return chain(zip(keys, nodes), ((prefix + key, code) for key, code in self.codes.items()))
+
+
+CACHE_BYTES = 256 << 20
+"""Default budget of a committer's node cache."""
 
 
 class TrieCommitter:
-    """A session of the C committer: one commit at a time; close it (or use ``with``)."""
+    """A session of the C committer: one commit at a time (not thread-safe).
 
-    def __init__(self, threads: int = _THREADS) -> None:
+    It keeps the nodes of its last commits, up to ``cache_bytes``: the next block's paths
+    start in them (every block changes the top of the trie), so most of its reads are saved.
+    Nodes are content-addressed, so a cached node is always right; the one thing it can do
+    is stand in for a node whose write batch was dropped, which only a root of that dropped
+    batch reaches. Its memory is freed by ``close`` or when it is collected.
+    """
+
+    def __init__(self, threads: int = _THREADS, cache_bytes: int = CACHE_BYTES) -> None:
         self._lib = cpu_library()
-        self._session: int | None = self._lib.mpt_open(threads)
+        self._session: int | None = self._lib.mpt_open(threads, cache_bytes)
         if not self._session:
             raise MemoryError("cannot open a trie committer session")
+        self._free = weakref.finalize(self, self._lib.mpt_close, self._session)
 
     def close(self) -> None:
         """Frees the session's memory."""
-        if self._session:
-            self._lib.mpt_close(self._session)
-            self._session = None
+        self._free()
+        self._session = None
 
     def __enter__(self) -> Self:
         return self
@@ -104,13 +118,18 @@ class TrieCommitter:
 
     def commit_state(self, root: bytes, diff: StateDiff, load: Loader) -> Commit:
         """The state under ``root`` after ``diff``: its storage tries, then its account trie."""
-        records: list[bytes] = []
+        records: list[bytes] = []  # the fields of every record, in order
         slots: list[bytes] = []
         counts = np.zeros(len(diff.accounts), dtype=np.uint64)
         codes: dict[bytes, bytes] = {}
         for i, (address, change) in enumerate(diff.accounts.items()):
             if change is None:
-                records.append(address + _DELETED)
+                records += (address, _DELETED)
+                continue
+            if change.code is None and not change.storage and not change.storage_reset:
+                # A balance or nonce change (most of a block): the old code and storage stay.
+                records += (address, _PLAIN, change.nonce.to_bytes(8, "big"),
+                            change.balance.to_bytes(32, "big"), _ZERO64)
                 continue
             flags, code_hash, storage_root = 0, _ZERO32, _ZERO32
             if change.code is None:
@@ -128,16 +147,14 @@ class TrieCommitter:
                 storage_root = _EMPTY_ROOT
             else:
                 flags |= _KEEP_STORAGE
-            records.append(
-                b"".join((address, bytes([flags]), change.nonce.to_bytes(8, "big"),
-                          change.balance.to_bytes(32, "big"), code_hash, storage_root))
-            )
+            records += (address, bytes([flags]), change.nonce.to_bytes(8, "big"),
+                        change.balance.to_bytes(32, "big"), code_hash, storage_root)
         packed = b"".join(records)
-        assert len(packed) == _RECORD * len(records)
+        if len(packed) != _RECORD * len(diff.accounts):
+            raise ValueError("every address must be 20 bytes")
         self._lib.mpt_begin_state(
-            self._open(), root, len(records), packed, b"".join(slots), counts.ctypes.data
+            self._open(), root, len(diff.accounts), packed, b"".join(slots), counts.ctypes.data
         )
-        assert _SLOT == 64
         return self._run(load, codes)
 
     def _open(self) -> int:

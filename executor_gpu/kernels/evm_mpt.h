@@ -49,9 +49,7 @@ enum {
     MF_RESET = 16,       /* with MF_STORAGE: the slot changes apply to an empty storage trie */
 };
 /* A slot change: the slot and its new value, 32 bytes big-endian each (0 deletes it). */
-enum {
-    MS_SIZE = 64,
-};
+#define MS_SIZE 64
 
 enum { MK_LEAF = 1, MK_EXT, MK_BRANCH, MK_HASH };
 enum { MP_LOOKUP, MP_STORAGE, MP_ACCOUNTS, MP_DONE };
@@ -66,7 +64,7 @@ struct mnode {
     const u8 *ref;
     const u8 *val;  /* leaf value */
     u64 vlen;
-    mnode *child;   /* extension */
+    mnode *child;   /* extension; for MK_HASH, the node once resolved */
     mnode **kids;   /* branch: 16, NULL where empty */
 };
 
@@ -159,6 +157,14 @@ typedef struct {
     mnode *node; /* NULL while listed as missing */
 } mslot;
 
+/* One generation of the node cache: encodings by hash, each entry in the arena as the hash,
+ * the length (8 bytes) and the encoding. */
+typedef struct {
+    marena arena;
+    u8 **slots;
+    u64 mask, used, bytes;
+} mgen;
+
 typedef struct {
     marena work;  /* everything of one commit but the workers' output */
     mslot *map;   /* nodes held, by hash */
@@ -173,6 +179,11 @@ typedef struct {
     mjob main;    /* the account trie, or the one trie of a raw commit */
     u64 threads;
     mworker *workers;
+    /* Nodes the last commits created, for the next ones (whose paths start in them): two
+     * generations; when the young one outgrows half the budget, the old one is dropped and
+     * the young one becomes old. A node met in the old one moves to the young one. */
+    mgen cache[2];
+    u64 cache_budget;
     char err[200];
 } msession;
 
@@ -213,33 +224,116 @@ static void mpt_map_grow(msession *s) {
     free(old);
 }
 
-static void mpt_list(msession *s, const u8 *hash);
-
-/* The map's slot for hash; added (empty) and listed as missing when absent. */
-static mslot *mpt_slot(msession *s, const u8 *hash) {
+/* The map's slot for hash; added empty (and *added set) when absent. */
+static mslot *mpt_slot(msession *s, const u8 *hash, int *added) {
     if (2 * (s->used + 1) > s->mask + 1) mpt_map_grow(s);
     u64 h = evm_le64(hash) & s->mask;
+    *added = 0;
     while (s->map[h].hash) {
         if (memcmp(s->map[h].hash, hash, 32) == 0) return &s->map[h];
         h = (h + 1) & s->mask;
     }
     s->map[h].hash = hash;
     s->used++;
-    mpt_list(s, hash);
+    *added = 1;
     return &s->map[h];
 }
 
-/* The node n stands for: itself, or the node its hash names; MPT_MISSING (and listed) when
- * the session does not hold it yet. */
+/* The cache entry of hash in generation g, or NULL. */
+static const u8 *mpt_gen_find(const mgen *g, const u8 *hash) {
+    if (!g->slots) return NULL;
+    for (u64 h = evm_le64(hash) & g->mask; g->slots[h]; h = (h + 1) & g->mask) {
+        if (memcmp(g->slots[h], hash, 32) == 0) return g->slots[h];
+    }
+    return NULL;
+}
+
+static void mpt_gen_add(mgen *g, const u8 *hash, const u8 *node, u64 len) {
+    if (2 * (g->used + 1) > (g->slots ? g->mask + 1 : 0)) {
+        u64 cap = g->slots ? 2 * (g->mask + 1) : 4096, old_cap = g->slots ? g->mask + 1 : 0;
+        u8 **old = g->slots;
+        g->slots = (u8 **)calloc(cap, sizeof(u8 *));
+        if (!g->slots) abort();
+        g->mask = cap - 1;
+        for (u64 i = 0; i < old_cap; i++) {
+            if (!old[i]) continue;
+            u64 h = evm_le64(old[i]) & g->mask;
+            while (g->slots[h]) h = (h + 1) & g->mask;
+            g->slots[h] = old[i];
+        }
+        free(old);
+    }
+    u64 h = evm_le64(hash) & g->mask;
+    for (; g->slots[h]; h = (h + 1) & g->mask) {
+        if (memcmp(g->slots[h], hash, 32) == 0) return;
+    }
+    u8 *entry = (u8 *)mpt_alloc(&g->arena, 40 + len);
+    memcpy(entry, hash, 32);
+    memcpy(entry + 32, &len, 8);
+    memcpy(entry + 40, node, len);
+    g->slots[h] = entry;
+    g->used++;
+    g->bytes += 40 + len + 2 * sizeof(u8 *);
+}
+
+static void mpt_gen_free(mgen *g) {
+    mpt_arena_free(&g->arena);
+    free(g->slots);
+    memset(g, 0, sizeof(mgen));
+}
+
+/* Keeps a commit's new node for the next commits, within the budget. */
+static void mpt_cache_add(msession *s, const u8 *hash, const u8 *node, u64 len) {
+    if (!s->cache_budget) return;
+    mpt_gen_add(&s->cache[0], hash, node, len);
+    if (s->cache[0].bytes > s->cache_budget / 2) {
+        mpt_gen_free(&s->cache[1]);
+        s->cache[1] = s->cache[0];
+        memset(&s->cache[0], 0, sizeof(mgen));
+    }
+}
+
+static void mpt_list(msession *s, const u8 *hash);
+static mnode *mpt_decode(msession *s, const u8 *p, u64 len);
+
+/* The node n stands for: itself, or the node its hash names, from this commit's reads or the
+ * cache; MPT_MISSING (and listed for the host to read) when the session does not hold it. */
 static mnode *mpt_resolve(msession *s, mnode *n) {
     if (!n || n->kind != MK_HASH) return n;
-    mslot *e = mpt_slot(s, n->ref);
-    return e->node ? e->node : MPT_MISSING;
+    if (n->child) return n->child; /* resolved by an earlier pass */
+    int added;
+    mslot *e = mpt_slot(s, n->ref, &added);
+    if (!e->node) {
+        const u8 *entry = mpt_gen_find(&s->cache[0], n->ref);
+        if (!entry && (entry = mpt_gen_find(&s->cache[1], n->ref)) != NULL) {
+            u64 len;
+            memcpy(&len, entry + 32, 8);
+            mpt_gen_add(&s->cache[0], entry, entry + 40, len); /* still in use: keep it young */
+        }
+        if (!entry) {
+            if (added) mpt_list(s, n->ref); /* first met: the host reads it */
+            return MPT_MISSING;
+        }
+        u64 len;
+        memcpy(&len, entry + 32, 8);
+        /* a copy: the cache may drop its generation before this commit's nodes are gone */
+        u8 *copy = (u8 *)mpt_alloc(&s->work, 32 + len);
+        memcpy(copy, entry, 32);
+        memcpy(copy + 32, entry + 40, len);
+        e->hash = copy;
+        e->node = mpt_decode(s, copy + 32, len);
+        if (!e->node) {
+            mpt_fail(s, "malformed state trie node", copy);
+            return MPT_MISSING;
+        }
+        e->node->ref = copy;
+        e->node->reflen = 32;
+    }
+    n->child = e->node;
+    return e->node;
 }
 
 /* ---- decoding nodes read from the store ----------------------------------------------------- */
-
-static mnode *mpt_decode(msession *s, const u8 *p, u64 len);
 
 /* A child item: empty, a hash (a stub to resolve) or an embedded node; 0 when malformed. */
 static int mpt_child(msession *s, const u8 *raw, u64 rawlen, const u8 *pay, u64 paylen, int list, mnode **out) {
@@ -811,9 +905,11 @@ static void mpt_set_root(mjob *j, const u8 *root) {
     j->done = 0;
 }
 
-EVM_EXPORT void *mpt_open(u64 threads) {
+/* A session with threads worker threads and a node cache of at most cache_budget bytes. */
+EVM_EXPORT void *mpt_open(u64 threads, u64 cache_budget) {
     msession *s = (msession *)calloc(1, sizeof(msession));
     if (!s) return NULL;
+    s->cache_budget = cache_budget;
     s->threads = threads < 1 ? 1 : threads > 64 ? 64 : threads;
     s->workers = (mworker *)calloc(s->threads, sizeof(mworker));
     if (!s->workers) {
@@ -832,6 +928,8 @@ EVM_EXPORT void mpt_close(void *h) {
         free(s->workers[t].len);
     }
     free(s->workers);
+    mpt_gen_free(&s->cache[0]);
+    mpt_gen_free(&s->cache[1]);
     free(s->map);
     free(s->missing);
     free(s);
@@ -1022,6 +1120,10 @@ EVM_EXPORT i64 mpt_step(void *h) {
         if (s->err[0]) return -1;
         if (!all) goto listed;
         mpt_finish_jobs(s, &s->main, 1);
+        for (u64 t = 0; t < s->threads; t++) {
+            mworker *w = s->workers + t;
+            for (u64 i = 0; i < w->n; i++) mpt_cache_add(s, w->hashes + 32 * i, w->enc[i], w->len[i]);
+        }
         s->phase = MP_DONE;
     }
     return s->err[0] ? -1 : 0;
@@ -1048,7 +1150,8 @@ EVM_EXPORT void mpt_supply(void *h, const u8 *buf, const u64 *lens) {
         n->ref = copy;
         n->reflen = 32;
         /* the slot's key moves to the copy: the listed hash may live in a root that changes */
-        mslot *e = mpt_slot(s, copy);
+        int added;
+        mslot *e = mpt_slot(s, copy, &added);
         e->hash = copy;
         e->node = n;
     }

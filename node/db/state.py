@@ -9,6 +9,7 @@ readable (archive node).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -17,7 +18,7 @@ from eth.rlp.accounts import Account as RlpAccount
 from trie.exceptions import MissingTrieNode
 from trie.hexary import HexaryTrie
 
-from executor_gpu.native_mpt import TrieCommitter
+from executor_gpu.native_mpt import CACHE_BYTES, TrieCommitter
 from executor_gpu.types import Account, AccountChange, StateDiff
 from node.db import schema
 from node.db.api import KV, KVReader, WriteBatch
@@ -126,8 +127,11 @@ class StateView:
 class StateDB:
     """The node's state: views at any past root, and diffs applied into a block's batch."""
 
-    def __init__(self, kv: KV) -> None:
+    def __init__(self, kv: KV, cache_bytes: int = CACHE_BYTES) -> None:
         self._kv = kv
+        # One committer for the node's life: its cache holds the nodes the next block starts from.
+        self._committer = TrieCommitter(cache_bytes=cache_bytes)
+        self._committing = threading.Lock()
 
     def at(self, state_root: Hash32, reader: KVReader | None = None) -> StateView:
         """The state at ``state_root``; pass a pending batch as ``reader`` to see its writes."""
@@ -138,16 +142,16 @@ class StateDB:
 
     def apply(self, parent_root: Hash32, diff: StateDiff, batch: WriteBatch) -> Hash32:
         """Stage the state after ``diff`` into ``batch`` (the caller commits); its root."""
-        get, key = batch.get, schema.state_node_key
+        get, prefix = batch.get, schema.STATE_NODE_PREFIX  # state_node_key, inlined: a get per node
 
         def load(hashes: list[bytes]) -> list[bytes | None]:
-            return [get(key(node_hash)) for node_hash in hashes]
+            return [get(prefix + node_hash) for node_hash in hashes]
 
-        with TrieCommitter() as committer:
-            commit = committer.commit_state(parent_root, diff, load)
+        with self._committing:
+            commit = self._committer.commit_state(parent_root, diff, load)
         put = batch.put
-        for node_hash, node in commit.nodes():
-            put(key(node_hash), node)
+        for key, node in commit.nodes(prefix):
+            put(key, node)
         return commit.root
 
     def genesis(self, alloc: Mapping[Address, GenesisAccount], batch: WriteBatch) -> Hash32:

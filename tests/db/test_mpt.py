@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from trie.hexary import HexaryTrie
 
 from executor_gpu.native_fallback import CommittedState
-from executor_gpu.native_mpt import Commit, TrieCommitter
+from executor_gpu.native_mpt import CACHE_BYTES, Commit, TrieCommitter
 from executor_gpu.types import AccountChange, StateDiff
 from node.db.memory import MemoryKV
 from node.db.state import EMPTY_CODE_HASH, StateDB
@@ -78,14 +78,15 @@ class _Store:
 
 
 @settings(max_examples=300, deadline=None)
-@given(_trie_batches())
-def test_trie_commits_give_py_trie_roots(batches: list[dict[bytes, bytes | None]]) -> None:
+@given(_trie_batches(), st.sampled_from([0, 3000, CACHE_BYTES]))
+def test_trie_commits_give_py_trie_roots(batches: list[dict[bytes, bytes | None]], cache_bytes: int) -> None:
     """Batches of sets and deletes (some of absent keys) from the empty trie give py-trie's
-    root after each batch, and every node the new root needs is in the store."""
+    root after each batch, and every node the new root needs is in the store; with no node
+    cache, a cache that keeps dropping, and the default one."""
     reference: Any = HexaryTrie({})  # py-trie is untyped
     store = _Store()
     root = EMPTY_ROOT
-    with TrieCommitter() as committer:
+    with TrieCommitter(cache_bytes=cache_bytes) as committer:
         for changes in batches:
             for key, value in changes.items():
                 if value is None:
@@ -103,15 +104,19 @@ def test_trie_commits_give_py_trie_roots(batches: list[dict[bytes, bytes | None]
 
 
 def test_commit_reads_only_touched_paths() -> None:
-    """One key changed in a trie of 4,096 reads the nodes on its path, no more."""
+    """One key changed in a trie of 4,096 reads the nodes on its path, no more; none when
+    they are in the cache of the commit that wrote them."""
     rng = random.Random(7)
     store = _Store()
     with TrieCommitter() as committer:
         commit = committer.commit_trie(EMPTY_ROOT, {rng.randbytes(32): b"v" * 40 for _ in range(4096)}, store.load)
         store.keep(commit)
         assert store.reads == 0 and len(commit.lengths) > 4096
-        one = committer.commit_trie(commit.root, {rng.randbytes(32): b"w" * 40}, store.load)
-    assert store.reads <= 5 and len(one.lengths) <= 6
+        committer.commit_trie(commit.root, {rng.randbytes(32): b"w" * 40}, store.load)
+        assert store.reads == 0
+    with TrieCommitter(cache_bytes=0) as cold:
+        one = cold.commit_trie(commit.root, {rng.randbytes(32): b"w" * 40}, store.load)
+    assert 1 <= store.reads <= 5 and len(one.lengths) <= 6
 
 
 def test_missing_and_malformed_nodes_halt() -> None:
@@ -120,6 +125,7 @@ def test_missing_and_malformed_nodes_halt() -> None:
     with TrieCommitter() as committer:
         commit = committer.commit_trie(EMPTY_ROOT, dict.fromkeys(keys, b"x" * 40), store.load)
         store.keep(commit)
+    with TrieCommitter(cache_bytes=0) as committer:
         only_root = _Store()
         only_root.nodes[commit.root] = store.nodes[commit.root]
         with pytest.raises(Halt, match="missing"):
@@ -220,13 +226,13 @@ _DIFF = st.builds(
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(_DIFF, min_size=1, max_size=5))
-def test_state_diffs_give_py_trie_roots(diffs: list[StateDiff]) -> None:
+@given(st.lists(_DIFF, min_size=1, max_size=5), st.sampled_from([0, CACHE_BYTES]))
+def test_state_diffs_give_py_trie_roots(diffs: list[StateDiff], cache_bytes: int) -> None:
     """Blocks of diffs (accounts created, changed and deleted; storage tries created, changed,
     reset and emptied; code set; keys sharing prefixes) give the root py-trie computes from
-    the whole state, block after block."""
+    the whole state, block after block (every node read from the store, or from the cache)."""
     kv = MemoryKV()
-    state = StateDB(kv)
+    state = StateDB(kv, cache_bytes)
     model: dict[Address, _Account] = {}
     root = EMPTY_ROOT
     for diff in diffs:
