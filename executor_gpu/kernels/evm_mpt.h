@@ -153,15 +153,23 @@ typedef struct {
 } mworker;
 
 typedef struct {
+    u64 key;     /* the hash's first 8 bytes */
     const u8 *hash;
     mnode *node; /* NULL while listed as missing */
 } mslot;
+
+/* A slot of a hash table keyed by node hash: the hash's first 8 bytes, kept beside the
+ * pointer so that a probe rarely follows a pointer that is not the one. */
+typedef struct {
+    u64 key;
+    u8 *entry; /* starts with the 32-byte hash; NULL where the slot is free */
+} mkeyed;
 
 /* One generation of the node cache: encodings by hash, each entry in the arena as the hash,
  * the length (8 bytes) and the encoding. */
 typedef struct {
     marena arena;
-    u8 **slots;
+    mkeyed *slots;
     u64 mask, used, bytes;
 } mgen;
 
@@ -202,10 +210,27 @@ static void mpt_fail(msession *s, const char *what, const u8 *hash) {
     s->err[n] = 0;
 }
 
+/* Keccak-256 of n bytes at p, as bytes: the interpreter's permutation, absorbing whole lanes
+ * (the CPU library runs on little-endian hosts, where a lane is its bytes in memory order). */
 static void mpt_keccak(const u8 *p, u64 n, u8 *out) {
-    u64 limbs[4];
-    u256_store(limbs, evm_keccak(p, n));
-    for (int b = 0; b < 32; b++) out[b] = (u8)(limbs[(31 - b) / 8] >> (8 * ((31 - b) % 8)));
+    u64 st[25] = {0}, lane;
+    for (; n >= KECCAK_RATE; n -= KECCAK_RATE, p += KECCAK_RATE) {
+        for (int i = 0; i < KECCAK_RATE / 8; i++) memcpy(&lane, p + 8 * i, 8), st[i] ^= lane;
+        keccak_f1600(st);
+    }
+    u8 last[KECCAK_RATE] = {0};
+    memcpy(last, p, n);
+    last[n] ^= 0x01;
+    last[KECCAK_RATE - 1] ^= 0x80;
+    for (int i = 0; i < KECCAK_RATE / 8; i++) memcpy(&lane, last + 8 * i, 8), st[i] ^= lane;
+    keccak_f1600(st);
+    memcpy(out, st, 32);
+}
+
+static u64 mpt_key(const u8 *hash) {
+    u64 key;
+    memcpy(&key, hash, 8);
+    return key;
 }
 
 static void mpt_map_grow(msession *s) {
@@ -217,7 +242,7 @@ static void mpt_map_grow(msession *s) {
     s->mask = cap - 1;
     for (u64 i = 0; i < old_cap; i++) {
         if (!old[i].hash) continue;
-        u64 h = evm_le64(old[i].hash) & s->mask;
+        u64 h = old[i].key & s->mask;
         while (s->map[h].hash) h = (h + 1) & s->mask;
         s->map[h] = old[i];
     }
@@ -227,12 +252,13 @@ static void mpt_map_grow(msession *s) {
 /* The map's slot for hash; added empty (and *added set) when absent. */
 static mslot *mpt_slot(msession *s, const u8 *hash, int *added) {
     if (2 * (s->used + 1) > s->mask + 1) mpt_map_grow(s);
-    u64 h = evm_le64(hash) & s->mask;
+    u64 key = mpt_key(hash), h = key & s->mask;
     *added = 0;
     while (s->map[h].hash) {
-        if (memcmp(s->map[h].hash, hash, 32) == 0) return &s->map[h];
+        if (s->map[h].key == key && memcmp(s->map[h].hash, hash, 32) == 0) return &s->map[h];
         h = (h + 1) & s->mask;
     }
+    s->map[h].key = key;
     s->map[h].hash = hash;
     s->used++;
     *added = 1;
@@ -242,8 +268,9 @@ static mslot *mpt_slot(msession *s, const u8 *hash, int *added) {
 /* The cache entry of hash in generation g, or NULL. */
 static const u8 *mpt_gen_find(const mgen *g, const u8 *hash) {
     if (!g->slots) return NULL;
-    for (u64 h = evm_le64(hash) & g->mask; g->slots[h]; h = (h + 1) & g->mask) {
-        if (memcmp(g->slots[h], hash, 32) == 0) return g->slots[h];
+    u64 key = mpt_key(hash);
+    for (u64 h = key & g->mask; g->slots[h].entry; h = (h + 1) & g->mask) {
+        if (g->slots[h].key == key && memcmp(g->slots[h].entry, hash, 32) == 0) return g->slots[h].entry;
     }
     return NULL;
 }
@@ -251,29 +278,29 @@ static const u8 *mpt_gen_find(const mgen *g, const u8 *hash) {
 static void mpt_gen_add(mgen *g, const u8 *hash, const u8 *node, u64 len) {
     if (2 * (g->used + 1) > (g->slots ? g->mask + 1 : 0)) {
         u64 cap = g->slots ? 2 * (g->mask + 1) : 4096, old_cap = g->slots ? g->mask + 1 : 0;
-        u8 **old = g->slots;
-        g->slots = (u8 **)calloc(cap, sizeof(u8 *));
+        mkeyed *old = g->slots;
+        g->slots = (mkeyed *)calloc(cap, sizeof(mkeyed));
         if (!g->slots) abort();
         g->mask = cap - 1;
         for (u64 i = 0; i < old_cap; i++) {
-            if (!old[i]) continue;
-            u64 h = evm_le64(old[i]) & g->mask;
-            while (g->slots[h]) h = (h + 1) & g->mask;
+            if (!old[i].entry) continue;
+            u64 h = old[i].key & g->mask;
+            while (g->slots[h].entry) h = (h + 1) & g->mask;
             g->slots[h] = old[i];
         }
         free(old);
     }
-    u64 h = evm_le64(hash) & g->mask;
-    for (; g->slots[h]; h = (h + 1) & g->mask) {
-        if (memcmp(g->slots[h], hash, 32) == 0) return;
+    u64 key = mpt_key(hash), h = key & g->mask;
+    for (; g->slots[h].entry; h = (h + 1) & g->mask) {
+        if (g->slots[h].key == key && memcmp(g->slots[h].entry, hash, 32) == 0) return;
     }
     u8 *entry = (u8 *)mpt_alloc(&g->arena, 40 + len);
     memcpy(entry, hash, 32);
     memcpy(entry + 32, &len, 8);
     memcpy(entry + 40, node, len);
-    g->slots[h] = entry;
+    g->slots[h] = (mkeyed){key, entry};
     g->used++;
-    g->bytes += 40 + len + 2 * sizeof(u8 *);
+    g->bytes += 40 + len + 2 * sizeof(mkeyed);
 }
 
 static void mpt_gen_free(mgen *g) {
