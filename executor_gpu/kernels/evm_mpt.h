@@ -87,19 +87,28 @@ struct mblock {
 };
 #define MPT_BLOCK_HEAD 32 /* a block's header, rounded up to keep allocations aligned */
 
+#define MPT_BLOCK (1u << 20)
+#define MPT_KEEP (64u << 20) /* block bytes an arena keeps between commits */
+
 typedef struct {
-    mblock *head;
+    mblock *head;  /* blocks in use, the current one first */
+    mblock *spare; /* blocks of MPT_BLOCK bytes kept from earlier commits */
 } marena;
 
 static void *mpt_alloc(marena *a, u64 n) {
     n = (n + 15) & ~(u64)15;
     mblock *b = a->head;
     if (!b || b->used + n > b->size) {
-        u64 size = n > (1u << 20) ? n : (1u << 20);
-        b = (mblock *)malloc(MPT_BLOCK_HEAD + size);
-        if (!b) abort(); /* out of memory: the node cannot go on */
+        if (n <= MPT_BLOCK && a->spare) {
+            b = a->spare;
+            a->spare = b->next;
+        } else {
+            u64 size = n > MPT_BLOCK ? n : MPT_BLOCK;
+            b = (mblock *)malloc(MPT_BLOCK_HEAD + size);
+            if (!b) abort(); /* out of memory: the node cannot go on */
+            b->size = size;
+        }
         b->next = a->head;
-        b->size = size;
         b->used = 0;
         a->head = b;
     }
@@ -108,11 +117,30 @@ static void *mpt_alloc(marena *a, u64 n) {
     return p;
 }
 
-static void mpt_arena_free(marena *a) {
+/* Frees everything allocated; keeps up to keep bytes of blocks for the next commit (reused
+ * memory is already mapped: fresh pages would cost a fault each). */
+static void mpt_arena_reset(marena *a, u64 keep) {
+    u64 kept = 0;
+    for (mblock *b = a->spare; b; b = b->next) kept += b->size;
     while (a->head) {
-        mblock *next = a->head->next;
-        free(a->head);
-        a->head = next;
+        mblock *b = a->head;
+        a->head = b->next;
+        if (b->size == MPT_BLOCK && kept + MPT_BLOCK <= keep) {
+            b->next = a->spare;
+            a->spare = b;
+            kept += MPT_BLOCK;
+        } else {
+            free(b);
+        }
+    }
+}
+
+static void mpt_arena_free(marena *a) {
+    mpt_arena_reset(a, 0);
+    while (a->spare) {
+        mblock *next = a->spare->next;
+        free(a->spare);
+        a->spare = next;
     }
 }
 
@@ -341,19 +369,16 @@ static mnode *mpt_resolve(msession *s, mnode *n) {
             if (added) mpt_list(s, n->ref); /* first met: the host reads it */
             return MPT_MISSING;
         }
+        /* used in place: the cache drops a generation only after the commit's last pass */
         u64 len;
         memcpy(&len, entry + 32, 8);
-        /* a copy: the cache may drop its generation before this commit's nodes are gone */
-        u8 *copy = (u8 *)mpt_alloc(&s->work, 32 + len);
-        memcpy(copy, entry, 32);
-        memcpy(copy + 32, entry + 40, len);
-        e->hash = copy;
-        e->node = mpt_decode(s, copy + 32, len);
+        e->hash = entry;
+        e->node = mpt_decode(s, entry + 40, len);
         if (!e->node) {
-            mpt_fail(s, "malformed state trie node", copy);
+            mpt_fail(s, "malformed state trie node", entry);
             return MPT_MISSING;
         }
-        e->node->ref = copy;
+        e->node->ref = entry;
         e->node->reflen = 32;
     }
     n->child = e->node;
@@ -910,9 +935,9 @@ static u8 *mpt_hashed_key(msession *s, const u8 *p, u64 n) {
 }
 
 static void mpt_reset(msession *s) {
-    mpt_arena_free(&s->work);
+    mpt_arena_reset(&s->work, MPT_KEEP);
     for (u64 t = 0; t < s->threads; t++) {
-        mpt_arena_free(&s->workers[t].arena);
+        mpt_arena_reset(&s->workers[t].arena, MPT_KEEP / s->threads);
         s->workers[t].n = 0;
     }
     if (s->map) memset(s->map, 0, (s->mask + 1) * sizeof(mslot));
@@ -948,8 +973,9 @@ EVM_EXPORT void *mpt_open(u64 threads, u64 cache_budget) {
 
 EVM_EXPORT void mpt_close(void *h) {
     msession *s = (msession *)h;
-    mpt_reset(s);
+    mpt_arena_free(&s->work);
     for (u64 t = 0; t < s->threads; t++) {
+        mpt_arena_free(&s->workers[t].arena);
         free(s->workers[t].hashes);
         free((void *)s->workers[t].enc);
         free(s->workers[t].len);

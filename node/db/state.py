@@ -149,9 +149,7 @@ class StateDB:
 
         with self._committing:
             commit = self._committer.commit_state(parent_root, diff, load)
-        put = batch.put
-        for key, node in commit.nodes(prefix):
-            put(key, node)
+        batch.put_many(commit.nodes(prefix))
         return commit.root
 
     def genesis(self, alloc: Mapping[Address, GenesisAccount], batch: WriteBatch) -> Hash32:
