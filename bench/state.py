@@ -125,6 +125,16 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def rss_now_mib() -> float:
+    """Resident memory of this process now (Linux), 0 where /proc is missing."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return 0.0
+    line = next((line for line in status.splitlines() if line.startswith("VmRSS:")), "VmRSS: 0 kB")
+    return int(line.split()[1]) / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=100_000, help="accounts in the generated state")
@@ -192,7 +202,7 @@ def main() -> None:
         took = time.perf_counter() - start
         assert found.all()
         print(f"; native batched walk {args.reads / took:,.0f} accounts/s")
-        print(f"peak RSS {rss_mib():,.0f} MiB")
+        print(f"RSS {rss_now_mib():,.0f} MiB now, {rss_mib():,.0f} MiB at peak (the build)")
         kv.close()
 
 

@@ -1,4 +1,5 @@
-"""Builds the interpreter from ``kernels/``: a shared library for the CPU, a CUDA module for the GPU.
+"""Builds the interpreter from ``kernels/``: a shared library for the CPU (with the host's state
+loading and the Merkle-Patricia committer), a CUDA module for the GPU.
 
 The CPU build runs the system C compiler once per source version and caches the
 library outside the repository (``$XDG_CACHE_HOME/l2node`` or ``~/.cache/l2node``),

@@ -119,6 +119,22 @@ def test_commit_reads_only_touched_paths() -> None:
     assert 1 <= store.reads <= 5 and len(one.lengths) <= 6
 
 
+def test_empty_commits() -> None:
+    """No changes keep the root (even one the store lacks: nothing is read); deletions of
+    absent keys keep it too; the empty trie stays empty; an empty diff keeps the state."""
+    store = _Store()
+    unknown = keccak256(b"no such trie")
+    with TrieCommitter() as committer:
+        assert committer.commit_trie(unknown, {}, store.load).root == unknown
+        assert committer.commit_trie(EMPTY_ROOT, {bytes(32): None}, store.load).root == EMPTY_ROOT
+        commit = committer.commit_trie(EMPTY_ROOT, {bytes(32): b"v" * 40}, store.load)
+        store.keep(commit)
+        again = committer.commit_trie(commit.root, {b"\xff" * 32: None}, store.load)
+        assert again.root == commit.root and not again.lengths
+    kv = MemoryKV()
+    assert StateDB(kv).apply(EMPTY_ROOT, StateDiff({}), kv.write_batch()) == EMPTY_ROOT
+
+
 def test_missing_and_malformed_nodes_halt() -> None:
     store = _Store()
     keys = [bytes([i]) * 32 for i in range(20)]
