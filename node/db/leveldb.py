@@ -92,6 +92,10 @@ class LevelDBKV:
         self._open_db()
         return OverlayBatch(self, self._apply)
 
+    def compact(self) -> None:
+        """Compacts the whole store now (after a bulk load, so that later writes do not stall)."""
+        self._open_db().compact_range()
+
     def close(self) -> None:
         if self._db is not None:
             self._db.close()

@@ -1,13 +1,15 @@
 """Ethereum state (accounts, code, storage) over the KV seam, with Merkle-Patricia roots.
 
-A block's diff is applied in one batched pass per trie (``node.db.mpt``): every storage
-trie it changes, then the account trie, each touched node read and written once. Trie
-nodes and code are stored content-addressed under ``schema.state_node_key`` and never
-deleted: every past root stays readable (archive node).
+A block's diff is applied by the native committer (``executor_gpu.native_mpt``): every
+storage trie it changes, then the account trie, each touched node read once (in rounds, one
+get per node) and every new node hashed in C. Trie nodes and code are stored
+content-addressed under ``schema.state_node_key`` and never deleted: every past root stays
+readable (archive node).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -16,14 +18,13 @@ from eth.rlp.accounts import Account as RlpAccount
 from trie.exceptions import MissingTrieNode
 from trie.hexary import HexaryTrie
 
+from executor_gpu.native_mpt import CACHE_BYTES, TrieCommitter
 from executor_gpu.types import Account, AccountChange, StateDiff
 from node.db import schema
 from node.db.api import KV, KVReader, WriteBatch
-from node.db.mpt import TrieWriter, decode
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
 from primitives.errors import Halt, InvalidInput
-from primitives.rlp import encode
 from primitives.types import Address, Hash32
 
 EMPTY_CODE_HASH = keccak256(b"")
@@ -126,8 +127,11 @@ class StateView:
 class StateDB:
     """The node's state: views at any past root, and diffs applied into a block's batch."""
 
-    def __init__(self, kv: KV) -> None:
+    def __init__(self, kv: KV, cache_bytes: int = CACHE_BYTES) -> None:
         self._kv = kv
+        # One committer for the node's life: its cache holds the nodes the next block starts from.
+        self._committer = TrieCommitter(cache_bytes=cache_bytes)
+        self._committing = threading.Lock()
 
     def at(self, state_root: Hash32, reader: KVReader | None = None) -> StateView:
         """The state at ``state_root``; pass a pending batch as ``reader`` to see its writes."""
@@ -138,38 +142,15 @@ class StateDB:
 
     def apply(self, parent_root: Hash32, diff: StateDiff, batch: WriteBatch) -> Hash32:
         """Stage the state after ``diff`` into ``batch`` (the caller commits); its root."""
+        get, prefix = batch.get, schema.STATE_NODE_PREFIX  # state_node_key, inlined: a get per node
 
-        def read(node_hash: bytes) -> bytes:
-            value = batch.get(schema.state_node_key(node_hash))
-            if value is None:
-                raise KeyError(node_hash)
-            return value
+        def load(hashes: list[bytes]) -> list[bytes | None]:
+            return [get(prefix + node_hash) for node_hash in hashes]
 
-        def write(node_hash: bytes, node: bytes) -> None:
-            batch.put(schema.state_node_key(node_hash), node)
-
-        tries = TrieWriter(read, write)
-        accounts: dict[bytes, bytes | None] = {}
-        for address, change in diff.accounts.items():
-            key = keccak256(address)
-            if change is None:
-                accounts[key] = None
-                continue
-            storage_root, code_hash = _stored_roots(tries.get(parent_root, key))
-            if change.storage_reset:
-                storage_root = EMPTY_ROOT
-            if change.storage:
-                storage_root = tries.update(storage_root, {
-                    keccak256(slot.to_bytes(32, "big")): encode(_int_bytes(value)) if value else None
-                    for slot, value in change.storage.items()
-                })
-            if change.code is not None:
-                code_hash = keccak256(change.code)
-                write(code_hash, change.code)
-            accounts[key] = encode(
-                [_int_bytes(change.nonce), _int_bytes(change.balance), storage_root, code_hash]
-            )
-        return Hash32(tries.update(parent_root, accounts))
+        with self._committing:
+            commit = self._committer.commit_state(parent_root, diff, load)
+        batch.put_many(commit.nodes(prefix))
+        return commit.root
 
     def genesis(self, alloc: Mapping[Address, GenesisAccount], batch: WriteBatch) -> Hash32:
         """Stage the genesis state into ``batch``; its root."""
@@ -185,21 +166,3 @@ class StateDB:
             }
         )
         return self.apply(EMPTY_ROOT, diff, batch)
-
-
-def _int_bytes(value: int) -> bytes:
-    """RLP's minimal big-endian form of an integer (zero is empty)."""
-    return value.to_bytes((value.bit_length() + 7) // 8, "big")
-
-
-def _stored_roots(encoded: bytes | None) -> tuple[bytes, bytes]:
-    """(storage root, code hash) of an account's trie value; an absent account's when None."""
-    if encoded is None:
-        return EMPTY_ROOT, EMPTY_CODE_HASH
-    fields = decode(encoded)
-    if not isinstance(fields, list) or len(fields) != 4:
-        raise Halt("malformed account in the state trie")
-    _, _, storage_root, code_hash = fields
-    if not isinstance(storage_root, bytes) or not isinstance(code_hash, bytes):
-        raise Halt("malformed account in the state trie")
-    return storage_root, code_hash
