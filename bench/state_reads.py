@@ -85,7 +85,7 @@ def main() -> None:
           f"Python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as tmp:
         kv = LevelDBKV(Path(tmp) / "state")
-        state = StateDB(kv, StateOptions(cache_entries=args.reads))
+        state = StateDB(kv, options=StateOptions(cache_entries=args.reads))
         start = time.perf_counter()
         batch = kv.write_batch()
         root = state.genesis(

@@ -17,17 +17,18 @@ KERNEL_DIR = Path(__file__).resolve().parent / "kernels"
 
 KERNEL_SOURCES = ("evm_base.h", "evm_u256.h", "evm_keccak.h", "evm_precompile.h", "evm_abi.h",
                   "evm_state.h", "evm_interp.h", "evm_tx.h", "evm_host.h", "evm_recover.h",
-                  "evm.c")
+                  "evm_mpt.h", "evm.c")
 """Every file the build depends on, for the cache key."""
 
 _MEMBER = re.compile(r"^\s*([A-Z][A-Z0-9_]*)\s*=\s*(\d+)\s*,", re.MULTILINE)
 
 
-def _parse(text: str) -> dict[str, int]:
-    return {name: int(value) for name, value in _MEMBER.findall(text)}
+def enum_members(header: str) -> dict[str, int]:
+    """Every enum member of the kernel header ``header`` by name."""
+    return {name: int(value) for name, value in _MEMBER.findall((KERNEL_DIR / header).read_text())}
 
 
-ABI: dict[str, int] = _parse((KERNEL_DIR / "evm_abi.h").read_text())
+ABI: dict[str, int] = enum_members("evm_abi.h")
 """Every enum member of evm_abi.h by name."""
 
 

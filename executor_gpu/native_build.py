@@ -1,4 +1,5 @@
-"""Builds the interpreter from ``kernels/``: a shared library for the CPU, a CUDA module for the GPU.
+"""Builds the interpreter from ``kernels/``: a shared library for the CPU (with the host's state
+loading and the Merkle-Patricia committer), a CUDA module for the GPU.
 
 The CPU build runs the system C compiler once per source version and caches the
 library outside the repository (``$XDG_CACHE_HOME/l2node`` or ``~/.cache/l2node``),
@@ -85,6 +86,28 @@ def cpu_library() -> ctypes.CDLL:
     lib.evm_trie_level.restype = None
     lib.evm_recover_batch.argtypes = [ptr, ptr, ptr, ptr, u64, ptr, ptr, ptr, ptr, u64]
     lib.evm_recover_batch.restype = None
+    lib.mpt_open.argtypes = [u64, u64]
+    lib.mpt_open.restype = ptr
+    lib.mpt_close.argtypes = [ptr]
+    lib.mpt_close.restype = None
+    lib.mpt_begin_trie.argtypes = [ptr, ctypes.c_char_p, u64, ctypes.c_char_p, ctypes.c_char_p, ptr]
+    lib.mpt_begin_trie.restype = None
+    lib.mpt_begin_state.argtypes = [ptr, ctypes.c_char_p, u64, ctypes.c_char_p, ctypes.c_char_p, ptr]
+    lib.mpt_begin_state.restype = None
+    lib.mpt_step.argtypes = [ptr]
+    lib.mpt_step.restype = ctypes.c_int64
+    lib.mpt_missing.argtypes = [ptr]
+    lib.mpt_missing.restype = ptr
+    lib.mpt_error.argtypes = [ptr]
+    lib.mpt_error.restype = ctypes.c_char_p
+    lib.mpt_supply.argtypes = [ptr, ctypes.c_char_p, ptr]
+    lib.mpt_supply.restype = None
+    lib.mpt_root.argtypes = [ptr, ptr]
+    lib.mpt_root.restype = None
+    lib.mpt_output_size.argtypes = [ptr, ptr]
+    lib.mpt_output_size.restype = u64
+    lib.mpt_output.argtypes = [ptr, ptr, ptr, ptr]
+    lib.mpt_output.restype = None
     lib.evm_test_arith.argtypes = [u64, ptr, ptr]
     lib.evm_test_arith.restype = None
     lib.evm_test_keccak.argtypes = [ptr, u64, ptr]

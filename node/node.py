@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from executor_gpu.api import Caller, Executor
 from executor_gpu.types import BlockEnv, CallMessage, CallResult, ExecutedTx, StateDiff
 from l1.types import L2BlockData
+from node.admit import Admission
 from node.db import schema
 from node.db.api import KV, WriteBatch
 from node.db.chain import ChainStore
 from node.db.state import GenesisAccount, StateDB, StateOptions
 from node.epochs import MAX_PROOFS_PER_BLOCK, Epochs
 from node.genesis import Genesis
-from node.journal import GroupCommitJournal, Write
 from primitives import rlp
 from primitives.blocks import EMPTY_BLOOM, EMPTY_ROOT, Header
 from primitives.clock import Clock
@@ -27,13 +27,11 @@ from primitives.errors import (
     InvalidTransaction,
     L2NodeError,
     RetryLater,
-    TransactionRejected,
 )
-from primitives.transactions import Transaction, decode_transaction, decode_transactions
+from primitives.transactions import Transaction
 from primitives.types import ZERO_HASH, Address, Hash32
 from sequencer.builder import execute_block, make_header, next_block_env
-from sequencer.mempool import Mempool
-from sequencer.types import AccountState, BlockBody, PoolConfig
+from sequencer.types import BlockBody, PoolConfig
 
 log = logging.getLogger("l2node")
 
@@ -67,22 +65,6 @@ class ChainParams:
             epoch_length=genesis.epoch_length,
         )
 
-
-def encode_stored_tx(tx: Transaction) -> bytes:
-    """Pool record: raw bytes plus the sender recovered at acceptance."""
-    return rlp.encode([tx.raw, tx.sender])
-
-
-def decode_stored_tx(data: bytes) -> Transaction:
-    """Inverse of ``encode_stored_tx``, without signature recovery."""
-    raw, sender = rlp.decode(data)
-    if not isinstance(raw, bytes) or not isinstance(sender, bytes):
-        raise Halt("corrupt pool record in the database")
-    return decode_transaction(raw, sender=Address(sender))
-
-
-HEAD_ACCOUNTS_LIMIT = 1_000_000
-"""Most senders whose head-state nonce and balance admission keeps in memory."""
 
 MAX_CLOCK_DRIFT = 15
 """Seconds a block's timestamp may be ahead of this node's clock."""
@@ -149,13 +131,12 @@ class _Staged:
 
 
 class Node:
-    """A validator node over a KV store: pool, block building, re-execution and commits.
+    """A validator node over a KV store: admission (node/admit.py), block building,
+    re-execution and commits.
 
-    Two locks, so that accepting transactions never waits for a block to execute:
-    ``_chain_lock`` serialises the block path (propose, verify, commit, replay);
-    ``_pool_lock`` guards the pool, the head header and the head view of senders' accounts,
-    which change together when a block commits (a reader never sees a pool without the
-    transactions a block took and a head state without them either).
+    Accepting transactions never waits for a block to execute: ``_chain_lock`` serialises
+    the block path (propose, verify, commit, replay), and the admit stage has its own lock,
+    held by the block path only to select transactions and to advance the head.
     """
 
     def __init__(
@@ -181,20 +162,16 @@ class Node:
             self.chain, params.chain_id, params.epoch_length,
             genesis_weights or {private_key_to_address(validator_key): 1},
         )
-        self.state = StateDB(kv, state_options)
-        self.pool = Mempool(pool_config)
-        self.journal = GroupCommitJournal(kv)
+        self.state = StateDB(kv, options=state_options)
+        self.admission = Admission(kv, self.chain, self.state, pool_config, params.chain_id,
+                                   params.gas_limit, recover)
+        self.pool = self.admission.pool
         self.executor = executor
         self.caller = caller
         self.clock = clock
         self.validator_key = validator_key
         self.coinbase = private_key_to_address(validator_key)
-        self.recover = recover
         self._chain_lock = threading.RLock()
-        self._pool_lock = threading.Lock()
-        self._head: Header | None = None
-        # Nonce and balance of senders in the head state: admission and selection read no trie.
-        self._accounts: dict[Address, AccountState] = {}
         # Executed candidates for the next block, by block hash, until one is committed.
         self._staged: dict[Hash32, _Staged] = {}
 
@@ -233,66 +210,21 @@ class Node:
             header = self.head()
             if self.state.resume(header.state_root, header.number):
                 log.info("rebuilt the flat state at block %d from its trie", header.number)
-        self._reload_pool()
+        self.admission.reload()
         return self.head()
-
-    def _reload_pool(self) -> None:
-        base_fee = self.next_base_fee()
-        forget: list[Write] = []
-        with self._pool_lock:
-            for _key, value in self.kv.iterate(schema.POOL_PREFIX):
-                tx = decode_stored_tx(value)
-                try:
-                    dropped = self.pool.add(tx, self._head_account(tx.sender), base_fee,
-                                            self.params.gas_limit)
-                except TransactionRejected:
-                    dropped = (tx,)
-                forget.extend((schema.pool_key(old.hash), None) for old in dropped)
-        self.journal.wait(self.journal.append(forget))
-        if len(self.pool):
-            log.info("reloaded %d pooled transactions", len(self.pool))
 
     # -- reads ------------------------------------------------------------------------------
 
     def head(self) -> Header:
-        """The latest block's header (kept in memory; read from the database once)."""
-        head = self._head
-        if head is None:
-            head = self._head = self._stored_head()
-        return head
-
-    def _stored_head(self) -> Header:
-        number = self.chain.head_number()
-        if number is None:
-            raise Halt("database has no head block")
-        header = self.chain.header(number)
-        if header is None:
-            raise Halt(f"head block {number} missing from the database")
-        return header
+        """The latest block's header."""
+        return self.admission.head
 
     def next_base_fee(self) -> int:
-        return self._next_env(self.head()).base_fee_per_gas
+        return self.admission.next_base_fee()
 
     def pending_nonce(self, address: Address) -> int:
         """The nonce a sender's next transaction needs: head state plus its pooled run."""
-        with self._pool_lock:
-            return self.pool.pending_nonce(address, self._head_account(address).nonce)
-
-    def _head_account(self, address: Address) -> AccountState:
-        """Nonce and balance of ``address`` at the head; the caller holds ``_pool_lock``."""
-        known = self._accounts.get(address)
-        if known is not None:
-            return known
-        account = self.state.at(self.head().state_root).get_account(address)
-        known = AccountState(0, 0) if account is None else AccountState(account.nonce,
-                                                                         account.balance)
-        if len(self._accounts) >= HEAD_ACCOUNTS_LIMIT:
-            self._accounts.clear()
-        self._accounts[address] = known
-        return known
-
-    def _head_nonce(self, address: Address) -> int:
-        return self._head_account(address).nonce
+        return self.admission.pending_nonce(address)
 
     def _block_hashes(self, parent: Header) -> tuple[Hash32, ...]:
         hashes = [parent.hash]
@@ -322,41 +254,8 @@ class Node:
         return outcome
 
     def submit_many(self, raws: Sequence[bytes]) -> list[Transaction | L2NodeError]:
-        """Validate and pool transactions in order; each one's transaction or why it was
-        refused. The accepted ones are written in one group commit, durable before this
-        returns (shared with concurrent callers: one synced write for all of them)."""
-        outcomes: list[Transaction | L2NodeError] = [
-            tx if isinstance(tx, InvalidTransaction) else self._replay_protected(tx)
-            for tx in decode_transactions(raws, self.recover)
-        ]
-        writes: list[Write] = []
-        with self._pool_lock:
-            base_fee = self.next_base_fee()
-            for index, tx in enumerate(outcomes):
-                if isinstance(tx, L2NodeError):
-                    continue
-                try:
-                    dropped = self.pool.add(tx, self._head_account(tx.sender), base_fee,
-                                            self.params.gas_limit)
-                except L2NodeError as exc:
-                    outcomes[index] = exc
-                    continue
-                writes.append((schema.pool_key(tx.hash), encode_stored_tx(tx)))
-                writes.extend((schema.pool_key(old.hash), None) for old in dropped)
-            # Queued under the pool lock: the journal's order is the pool's.
-            ticket = self.journal.append(writes)
-        self.journal.wait(ticket)
-        return outcomes
-
-    def _replay_protected(self, tx: Transaction) -> Transaction | InvalidTransaction:
-        """``tx`` when it is signed for this chain, else why not."""
-        if tx.chain_id is None:
-            return InvalidTransaction("only replay-protected (EIP-155) transactions are allowed")
-        if tx.chain_id != self.params.chain_id:
-            return InvalidTransaction(
-                f"invalid chain id: got {tx.chain_id}, this chain is {self.params.chain_id}"
-            )
-        return tx
+        """Validate and pool transactions (see Admission.submit)."""
+        return self.admission.submit(raws)
 
     def produce_block(self) -> Header:
         """Build, execute and commit the next block from the pool (single validator: final)."""
@@ -377,9 +276,8 @@ class Node:
                 raise RetryLater(f"cannot build block {height} on head {parent.number}")
             carried = self._carriable(height, proofs)
             env = self._next_env(parent, self._block_hashes(parent))
-            with self._pool_lock:
-                txs = self.pool.select(self._head_nonce, env.base_fee_per_gas, env.gas_limit,
-                                       self.params.max_txs_per_block)
+            txs = self.admission.select(env.base_fee_per_gas, env.gas_limit,
+                                        self.params.max_txs_per_block)
             body = execute_block(self.executor, self.state.at(parent.state_root), env, txs)
             staged = self._stage(parent, env, body, carried)
             # The pool offered these but they failed against the state: forget them on commit.
@@ -446,28 +344,12 @@ class Node:
                 batch.delete(schema.pool_key(tx_hash))
             self.state.commit(batch)
             self._staged.clear()  # every other candidate was built on the old head
-            self._advance_head(staged, done)
+            self.admission.advance(staged.header, staged.diff, done)
         log.info(
             "block %d txs=%d gas=%d root=%s", header.number, len(staged.executed),
             header.gas_used, header.state_root.hex()[:12],
         )
         return header
-
-    def _advance_head(self, staged: _Staged, done: Iterable[Hash32]) -> None:
-        """After ``staged`` is on disk: move the head, its accounts and the pool together."""
-        with self._pool_lock:
-            self._head = staged.header
-            for address, change in staged.diff.accounts.items():
-                if address in self._accounts:
-                    self._accounts[address] = (
-                        AccountState(0, 0) if change is None
-                        else AccountState(change.nonce, change.balance)
-                    )
-            self.pool.remove(done)
-            # Only senders the block touched can have pooled transactions below their nonce.
-            stale = self.pool.prune(staged.diff.accounts, self._head_nonce)
-            # A crash before these deletes are written is harmless: reloading drops them again.
-            self.journal.append((schema.pool_key(tx.hash), None) for tx in stale)
 
     def _check_and_stage(self, block: Block) -> _Staged:
         """Re-execute a block received from a peer; InvalidInput says why it is not valid."""
@@ -508,14 +390,13 @@ class Node:
                     f"the chain has {header.gas_limit} and {header.base_fee_per_gas}"
                 )
             self.state.commit(staged.batch)
-            self._advance_head(staged, ())
+            self.admission.advance(staged.header, staged.diff, ())
         return header
 
     def forget_head(self) -> None:
         """The database's head changed behind the node's back (an unwind): read it again."""
-        with self._chain_lock, self._pool_lock:
-            self._head = None
-            self._accounts.clear()
+        with self._chain_lock:
+            self.admission.reset()
             self._staged.clear()
 
     def _execute_child(
@@ -549,10 +430,9 @@ class Node:
     def _decoded(self, raws: Sequence[bytes]) -> list[Transaction]:
         """A block's transactions: the pool's decoded copies where it has them (their senders
         were recovered at admission), the others decoded and recovered now in one batch."""
-        with self._pool_lock:
-            pooled = [self.pool.get(keccak256(raw)) for raw in raws]
+        pooled = self.admission.pooled([keccak256(raw) for raw in raws])
         missing = [raw for raw, tx in zip(raws, pooled, strict=True) if tx is None]
-        fresh = iter(decode_transactions(missing, self.recover))
+        fresh = iter(self.admission.decode(missing))
         txs = [next(fresh) if tx is None else tx for tx in pooled]
         for tx in txs:
             if isinstance(tx, InvalidTransaction):

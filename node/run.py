@@ -63,6 +63,8 @@ class L1Side:
     """Binding to the batch contract."""
     description: str
     """For the start-up log."""
+    stop: Callable[[], None] = lambda: None
+    """Releases what the connection holds (the embedded L1's process)."""
 
 
 def connect_l1(config: NodeConfig, node: Node, genesis: Genesis) -> L1Side:
@@ -74,7 +76,7 @@ def connect_l1(config: NodeConfig, node: Node, genesis: Genesis) -> L1Side:
     if not config.l1.rpc_url:
         from l1.embedded import start_embedded_l1
 
-        embedded = start_embedded_l1()
+        embedded = start_embedded_l1(own_process=True)
         address = deploy_batch_inbox(
             embedded.w3, embedded.deployer_key, chain_id, genesis_root, signers, weights
         )
@@ -82,7 +84,8 @@ def connect_l1(config: NodeConfig, node: Node, genesis: Genesis) -> L1Side:
             Web3L1Client(
                 embedded.w3, address, embedded.poster_key, max_part_bytes=config.l1.max_chunk_bytes
             ),
-            f"in-process L1, batch contract 0x{address.hex()}",
+            f"embedded L1 (its own process), batch contract 0x{address.hex()}",
+            embedded.stop,
         )
     from web3 import Web3
 
@@ -172,11 +175,13 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
             # The designated poster is the validator configured with an L1 endpoint.
             if config.l1.rpc_url:
                 l1 = connect_l1(config, node, genesis)
+                cleanup.callback(l1.stop)
             backend = NodeRpcBackend(node, None if l1 is None else l1.client,
                                      relay=validator.relay, peers=validator.gossip)
         else:
             signatures = LocalSignatures(node.validator_key)
             l1 = connect_l1(config, node, genesis)
+            cleanup.callback(l1.stop)
             backend = NodeRpcBackend(node, l1.client)
             tasks = [
                 asyncio.create_task(

@@ -17,18 +17,26 @@ Item = bytes | int | Sequence["Item"]
 def encode(item: Item) -> bytes:
     """The RLP encoding of ``item``."""
     if isinstance(item, bytes):
-        if len(item) == 1 and item[0] < 0x80:
-            return item
-        return length_prefix(len(item), 0x80) + item
+        size = len(item)
+        if size < 56:
+            if size == 1 and item[0] < 0x80:
+                return item
+            return _SHORT_STRING[size] + item
+        return length_prefix(size, 0x80) + item
     if isinstance(item, int):
         if item < 0:
             raise ValueError(f"RLP cannot encode the negative integer {item}")
         if item < 0x80:
             return bytes([item]) if item else b"\x80"
-        data = item.to_bytes((item.bit_length() + 7) // 8, "big")
-        return length_prefix(len(data), 0x80) + data
-    payload = b"".join(map(encode, item))
-    return length_prefix(len(payload), 0xC0) + payload
+        return encode(item.to_bytes((item.bit_length() + 7) // 8, "big"))
+    payload = b"".join([encode(child) for child in item])
+    size = len(payload)
+    return (_SHORT_LIST[size] if size < 56 else length_prefix(size, 0xC0)) + payload
+
+
+_SHORT_STRING = [bytes([0x80 + size]) for size in range(56)]
+_SHORT_LIST = [bytes([0xC0 + size]) for size in range(56)]
+"""Headers of payloads under 56 bytes, made once."""
 
 
 def length_prefix(length: int, offset: int) -> bytes:

@@ -158,13 +158,20 @@ class _Unsigned:
 
     fields: dict[str, Any]
     """Transaction's fields but the sender."""
-    signing_hash: bytes
-    """What the sender signed."""
+    signed_payload: Sequence[Any]
+    """The RLP items the sender signed (hashed only when the sender is recovered)."""
+    type_prefix: bytes
+    """The type byte before them (empty for legacy)."""
     y_parity: int
     """Signature y parity (0 or 1 when valid)."""
 
     def signed_by(self, sender: Address) -> Transaction:
         return Transaction(**self.fields, sender=sender)
+
+    @property
+    def signing_hash(self) -> bytes:
+        """What the sender signed."""
+        return keccak256(self.type_prefix + rlp_encode(self.signed_payload))
 
 
 def decode_transaction(raw: bytes, sender: Address | None = None) -> Transaction:
@@ -258,7 +265,8 @@ def _decode_unsigned(raw: bytes) -> _Unsigned:
             "hash": keccak256(raw),
             "raw": bytes(raw),
         },
-        signing_hash=keccak256(bytes([first]) + rlp_encode(fields[:-3])),
+        signed_payload=fields[:-3],
+        type_prefix=bytes([first]),
         y_parity=y_parity,
     )
 
@@ -273,11 +281,11 @@ def _decode_legacy(raw: bytes) -> _Unsigned:
     if v in (27, 28):
         chain_id = None
         y_parity = v - 27
-        signing_hash = keccak256(rlp_encode(fields[:6]))
+        signed = fields[:6]
     elif v >= 35:
         chain_id = (v - 35) // 2
         y_parity = (v - 35) % 2
-        signing_hash = keccak256(rlp_encode(fields[:6] + [chain_id, 0, 0]))
+        signed = fields[:6] + [chain_id, 0, 0]
     else:
         raise InvalidTransaction(f"invalid legacy signature v={v}")
     return _Unsigned(
@@ -298,7 +306,8 @@ def _decode_legacy(raw: bytes) -> _Unsigned:
             "hash": keccak256(raw),
             "raw": bytes(raw),
         },
-        signing_hash=signing_hash,
+        signed_payload=signed,
+        type_prefix=b"",
         y_parity=y_parity,
     )
 

@@ -90,11 +90,17 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
 
 def handle_body(methods: RpcMethods, body: bytes, max_batch: int) -> bytes | None:
     """The encoded answer to a request body; None when it held only notifications."""
+    try:
+        # Only UTF-8 (RFC 8259): json.loads would also take UTF-16 and UTF-32 bytes, whose
+        # brackets the nesting check below does not see.
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return _encode(_error(None, PARSE_ERROR, "parse error: the body is not UTF-8"))
     if _nesting_depth(body) > MAX_JSON_DEPTH:
         message = f"parse error: nested deeper than {MAX_JSON_DEPTH} levels"
         return _encode(_error(None, PARSE_ERROR, message))
     try:
-        payload = json.loads(body)
+        payload = json.loads(text)
     except ValueError:
         return _encode(_error(None, PARSE_ERROR, "parse error"))
     if not isinstance(payload, list):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -41,10 +42,25 @@ def l2node_env() -> dict[str, str]:
     return env
 
 
+PORT_RANGE = (20000, 32000)
+"""Where ``free_port`` looks: below Linux's ephemeral range (32768-60999), which outgoing
+connections draw from, so a port picked here is not taken by a client socket meanwhile."""
+
+_port_random = random.Random()  # seeded from os.urandom: parallel runs pick different ports
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1, free right now, in ``PORT_RANGE``."""
+    low, high = PORT_RANGE
+    for _ in range(500):
+        port = _port_random.randint(low, high)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {low}-{high}")
 
 
 @dataclass
@@ -76,8 +92,11 @@ def post_json(url: str, body: Any, raw: bytes | None = None) -> Any:
 
 
 @contextmanager
-def running_node(data_dir: Path, port: int | None = None, config: str = TEST_CONFIG) -> Iterator[NodeProcess]:
-    """Start `l2node run`, wait until it answers RPC, stop it (SIGTERM) afterwards."""
+def running_node(
+    data_dir: Path, port: int | None = None, config: str = TEST_CONFIG, start_timeout: float = 90
+) -> Iterator[NodeProcess]:
+    """Start `l2node run`, wait (at most ``start_timeout`` s) until it answers RPC, stop it
+    (SIGTERM) afterwards."""
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     config_path = data_dir.parent / f"{data_dir.name}.toml"
@@ -91,7 +110,7 @@ def running_node(data_dir: Path, port: int | None = None, config: str = TEST_CON
     )
     node = NodeProcess(process, f"http://127.0.0.1:{port}", log_path)
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + start_timeout
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"l2node exited with {process.returncode}:\n{node.log_tail()}")
@@ -101,7 +120,9 @@ def running_node(data_dir: Path, port: int | None = None, config: str = TEST_CON
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"l2node did not answer in 90 s:\n{node.log_tail()}")
+                raise RuntimeError(
+                    f"l2node did not answer in {start_timeout:.0f} s:\n{node.log_tail()}"
+                )
             time.sleep(0.2)
         yield node
     finally:

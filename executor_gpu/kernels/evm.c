@@ -17,6 +17,7 @@ extern "C" __global__ void evm_kernel(const u64 *desc) {
 
 #include "evm_host.h"
 #include "evm_recover.h"
+#include "evm_mpt.h"
 
 /* Runs slots [first, first + count) of a launch with the scratch arenas of worker. */
 EVM_EXPORT void evm_run(const u64 *desc, u64 first, u64 count, u64 worker) {

@@ -6,7 +6,7 @@ tests/db/test_kv.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 
@@ -27,6 +27,11 @@ class WriteBatch(KVReader, Protocol):
 
     def put(self, key: bytes, value: bytes) -> None:
         """Stage ``key`` -> ``value``."""
+        ...
+
+    def put_many(self, items: Iterable[tuple[bytes, bytes]]) -> None:
+        """Stage every (key, value) of ``items`` (bytes, not views): a block's tens of
+        thousands of trie nodes without a Python call each."""
         ...
 
     def delete(self, key: bytes) -> None:

@@ -166,6 +166,16 @@ class ChainStore:
         """Height of the latest stored block, or None before genesis."""
         return self._head(self._kv)
 
+    def require_head(self) -> Header:
+        """The head block's header; Halt when the database has none."""
+        number = self.head_number()
+        if number is None:
+            raise Halt("database has no head block")
+        header = self.header(number)
+        if header is None:
+            raise Halt(f"head block {number} missing from the database")
+        return header
+
     def header(self, number: int) -> Header | None:
         """Header at ``number``, or None above the head."""
         return self._header(self._kv, number)

@@ -86,6 +86,9 @@ class OverlayBatch:
     def put(self, key: bytes, value: bytes) -> None:
         self._pending[bytes(key)] = bytes(value)
 
+    def put_many(self, items: Iterable[tuple[bytes, bytes]]) -> None:
+        self._pending.update(items)
+
     def delete(self, key: bytes) -> None:
         self._pending[bytes(key)] = None
 

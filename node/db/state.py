@@ -1,10 +1,11 @@
 """Ethereum state (accounts, code, storage) over the KV seam: Merkle-Patricia roots for every
 block, and a flat copy of the latest state for reads.
 
-Roots: a block's diff is applied in one batched pass per trie (``node.db.mpt``): every storage
-trie it changes, then the account trie, each touched node read and written once. Trie nodes
-and code are stored content-addressed under ``schema.state_node_key`` and never deleted:
-every past root stays readable by walking its trie (archive node; proofs).
+Roots: a block's diff is applied by the native committer (``executor_gpu.native_mpt``): every
+storage trie it changes, then the account trie, each touched node read once (in rounds, one
+get per node) and every new node hashed in C. Trie nodes and code are stored
+content-addressed under ``schema.state_node_key`` and never deleted: every past root stays
+readable by walking its trie (archive node; proofs).
 
 Flat state: the same batch writes the diff into the flat tables (``schema.FLAT_*``), every
 account and slot of one state under the trie's hashed keys, and moves the marker that names
@@ -36,14 +37,14 @@ from trie.exceptions import MissingTrieNode
 from trie.hexary import HexaryTrie
 from trie.iter import NodeIterator
 
+from executor_gpu.native_mpt import CACHE_BYTES, TrieCommitter
 from executor_gpu.types import Account, AccountChange, StateDiff
 from node.db import schema
 from node.db.api import KV, KVReader, WriteBatch
-from node.db.mpt import TrieWriter, decode
+from primitives import rlp as fast_rlp
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
 from primitives.errors import Halt, InvalidInput
-from primitives.rlp import encode
 from primitives.types import Address, Hash32
 
 EMPTY_CODE_HASH = keccak256(b"")
@@ -281,7 +282,7 @@ class StateView:
                 return self._flat.account(address)
             except _Stale:
                 self._flat = None
-        encoded = self._lookup(self._trie, _account_hash(address))
+        encoded = _trie_get(self._trie, _account_hash(address))
         return _decode_account(encoded) if encoded else None
 
     def get_code(self, address: Address) -> bytes:
@@ -303,7 +304,7 @@ class StateView:
         if account is None or account.storage_root == EMPTY_ROOT:
             return 0
         storage = HexaryTrie(self._nodes, account.storage_root)
-        encoded = self._lookup(storage, _slot_hash(slot))
+        encoded = _trie_get(storage, _slot_hash(slot))
         return rlp.decode(encoded, sedes=rlp.sedes.big_endian_int) if encoded else 0
 
     def account_proof(self, address: Address) -> tuple[bytes, ...]:
@@ -327,12 +328,6 @@ class StateView:
         # As go-ethereum: nodes embedded in their parent (under 32 bytes) are not listed.
         return tuple(node for i, node in enumerate(encoded) if i == 0 or len(node) >= 32)
 
-    def _lookup(self, trie: HexaryTrie, key: bytes) -> bytes:
-        try:
-            value: bytes = trie.get(key)
-        except MissingTrieNode as exc:
-            raise Halt(f"state trie node missing under root {self._root.hex()}: {exc}") from exc
-        return value
 
 
 class StateDB:
@@ -341,8 +336,14 @@ class StateDB:
     Batches that ``apply``, ``genesis`` or ``stage_unwind`` staged into are committed with
     ``commit``, which keeps the cache and the views opened before it right."""
 
-    def __init__(self, kv: KV, options: StateOptions | None = None) -> None:
+    def __init__(
+        self, kv: KV, cache_bytes: int = CACHE_BYTES, options: StateOptions | None = None
+    ) -> None:
+        """``cache_bytes``: the committer's node cache; ``options``: the flat state's."""
         self._kv = kv
+        # One committer for the node's life: its cache holds the nodes the next block starts from.
+        self._committer = TrieCommitter(cache_bytes=cache_bytes)
+        self._committing = threading.Lock()
         self._options = options or StateOptions()
         self._cache = FlatCache(self._options.cache_entries)
         self._commit_lock = threading.Lock()
@@ -373,48 +374,22 @@ class StateDB:
         """Stage the state after ``diff`` into ``batch`` (the caller commits); its root.
 
         The flat tables follow when they hold ``parent_root`` as ``batch`` sees them."""
+        get, prefix = batch.get, schema.STATE_NODE_PREFIX  # state_node_key, inlined: a get per node
 
-        def read(node_hash: bytes) -> bytes:
-            value = batch.get(schema.state_node_key(node_hash))
-            if value is None:
-                raise KeyError(node_hash)
-            return value
+        def load(hashes: list[bytes]) -> list[bytes | None]:
+            return [get(prefix + node_hash) for node_hash in hashes]
 
-        def write(node_hash: bytes, node: bytes) -> None:
-            batch.put(schema.state_node_key(node_hash), node)
-
-        tries = TrieWriter(read, write)
+        with self._committing:
+            commit = self._committer.commit_state(parent_root, diff, load)
+        batch.put_many(commit.nodes(prefix))
         marker = FlatMarker.read(batch)
-        # The flat tables follow when they hold the parent state; then they also give each
-        # account's old storage root and code hash with one get instead of a trie walk.
-        flat = _FlatWriter(batch) if marker.root == parent_root else None
-        accounts: dict[bytes, bytes | None] = {}
-        for address, change in diff.accounts.items():
-            key = keccak256(address)
-            if change is None:
-                accounts[key] = None
-                continue
-            old = tries.get(parent_root, key) if flat is None else flat.previous_account(key)
-            storage_root, code_hash = _stored_roots(old)
-            if change.storage_reset:
-                storage_root = EMPTY_ROOT
-            if change.storage:
-                storage_root = tries.update(storage_root, {
-                    keccak256(slot.to_bytes(32, "big")): encode(_int_bytes(value)) if value else None
-                    for slot, value in change.storage.items()
-                })
-            if change.code is not None:
-                code_hash = keccak256(change.code)
-                write(code_hash, change.code)
-            accounts[key] = encode(
-                [_int_bytes(change.nonce), _int_bytes(change.balance), storage_root, code_hash]
-            )
-        root = Hash32(tries.update(parent_root, accounts))
-        if flat is not None:
-            flat.stage(diff, accounts)
-            flat.finish(marker, FlatMarker(root, marker.height + 1), self._options.unwind_depth)
-            self._record(batch, parent_root, root, flat.writes)
-        return root
+        if marker.root == parent_root:
+            flat = _FlatWriter(batch)
+            flat.stage(diff, commit.root)
+            flat.finish(marker, FlatMarker(commit.root, marker.height + 1),
+                        self._options.unwind_depth)
+            self._record(batch, parent_root, commit.root, flat.writes)
+        return commit.root
 
     def genesis(self, alloc: Mapping[Address, GenesisAccount], batch: WriteBatch) -> Hash32:
         """Stage the genesis state into ``batch``; its root."""
@@ -507,7 +482,7 @@ class StateDB:
             if storage_root == EMPTY_ROOT:
                 continue
             for slot_hash, encoded in NodeIterator(HexaryTrie(nodes, storage_root)).items():
-                slot_value = decode(encoded)
+                slot_value = _rlp_decode(encoded)
                 if not isinstance(slot_value, bytes):
                     raise Halt(f"malformed storage value of account {account_hash.hex()}")
                 key = schema.flat_storage_key(Hash32(account_hash), Hash32(slot_hash))
@@ -542,27 +517,37 @@ class _FlatWriter:
         self.writes: dict[bytes, bytes | None] = {}
         """Every key written, with its new value (None: deleted)."""
 
-    def stage(self, diff: StateDiff, accounts: Mapping[bytes, bytes | None]) -> None:
-        """Write ``diff``, whose accounts' new trie values by hashed address are ``accounts``."""
-        storage: dict[bytes, AccountChange] = {
-            keccak256(address): change
-            for address, change in diff.accounts.items()
-            if change is not None and (change.storage or change.storage_reset)
-        }
-        for account_hash, value in accounts.items():
-            key = schema.flat_account_key(Hash32(account_hash))
-            change = storage.get(account_hash)
-            wiped = value is None or (change is not None and change.storage_reset)
-            if wiped and self._has_storage(key):
+    def stage(self, diff: StateDiff, root: Hash32) -> None:
+        """Write ``diff``, whose state root is ``root`` (its new nodes staged in the batch)."""
+        new_state: HexaryTrie | None = None
+        for address, change in diff.accounts.items():
+            account_hash = keccak256(address)
+            key = schema.flat_account_key(account_hash)
+            previous = self._previous(key)
+            old = None if previous is None else _decode_account(previous)
+            if (change is None or change.storage_reset) and old and old.storage_root != EMPTY_ROOT:
                 # Only accounts with a storage root have slots: creations skip the scan.
-                prefix = schema.flat_storage_prefix(Hash32(account_hash))
+                prefix = schema.flat_storage_prefix(account_hash)
                 for slot_key, _ in list(self._batch.iterate(prefix)):
                     self._set(slot_key, None)
-            self._set(key, value)
-        for account_hash, change in storage.items():
-            for slot, slot_value in change.storage.items():
-                slot_key = schema.flat_storage_key(Hash32(account_hash), _slot_hash(slot))
-                self._set(slot_key, _int_bytes(slot_value) or None)
+            if change is None:
+                self._set(key, None)
+                continue
+            if change.storage:
+                # The committer keeps new storage roots to itself: read the account's new value
+                # from the new trie (the few accounts whose storage a block changes).
+                new_state = new_state or HexaryTrie(NodeStore(self._batch), root)
+                self._set(key, _trie_get(new_state, account_hash) or None)
+                for slot, slot_value in change.storage.items():
+                    slot_key = schema.flat_storage_key(account_hash, _slot_hash(slot))
+                    self._set(slot_key, _int_bytes(slot_value) or None)
+                continue
+            storage_root = EMPTY_ROOT if old is None or change.storage_reset else old.storage_root
+            code_hash = (keccak256(change.code) if change.code is not None
+                         else EMPTY_CODE_HASH if old is None else old.code_hash)
+            self._set(key, fast_rlp.encode(
+                [_int_bytes(change.nonce), _int_bytes(change.balance), storage_root, code_hash]
+            ))
 
     def finish(self, before: FlatMarker, after: FlatMarker, depth: int) -> None:
         """Stage the change set (none for genesis, which never unwinds, nor with ``depth`` 0),
@@ -577,18 +562,10 @@ class _FlatWriter:
             self._batch.put(schema.flat_changes_key(after.height), b"".join(parts))
         self._batch.put(schema.FLAT_MARKER, after.encode())
 
-    def previous_account(self, account_hash: bytes) -> bytes | None:
-        """The account's trie value in the state the diff applies to (None: absent)."""
-        return self._previous(schema.flat_account_key(Hash32(account_hash)))
-
     def _previous(self, key: bytes) -> bytes | None:
         if key not in self._before:
             self._before[key] = self._batch.get(key)
         return self._before[key]
-
-    def _has_storage(self, account_key: bytes) -> bool:
-        previous = self._previous(account_key)
-        return previous is not None and _decode_account(previous).storage_root != EMPTY_ROOT
 
     def _set(self, key: bytes, value: bytes | None) -> None:
         if self._previous(key) == value and key not in self.writes:
@@ -612,9 +589,26 @@ def _slot_hash(slot: int) -> Hash32:
     return keccak256(slot.to_bytes(32, "big"))
 
 
+def _trie_get(trie: HexaryTrie, key: bytes) -> bytes:
+    """The value under ``key`` (empty: none); Halt when the store lacks a node on its path."""
+    try:
+        value: bytes = trie.get(key)
+    except MissingTrieNode as exc:
+        raise Halt(f"state trie node missing under root {trie.root_hash.hex()}: {exc}") from exc
+    return value
+
+
+def _rlp_decode(data: bytes) -> fast_rlp.Decoded:
+    """Our own stored RLP; Halt when it is not well formed (the store is corrupt)."""
+    try:
+        return fast_rlp.decode(data)
+    except fast_rlp.DecodingError as exc:
+        raise Halt(f"malformed state value: {exc}") from None
+
+
 def _decode_account(encoded: bytes) -> Account:
     """An account from its trie (and flat) value, RLP [nonce, balance, storage root, code hash]."""
-    fields = decode(encoded)
+    fields = _rlp_decode(encoded)
     if isinstance(fields, list) and len(fields) == 4:
         nonce, balance, storage_root, code_hash = fields
         if (
@@ -674,11 +668,3 @@ def _decode_changes(data: bytes) -> tuple[Hash32, list[tuple[bytes, bytes | None
 def _int_bytes(value: int) -> bytes:
     """RLP's minimal big-endian form of an integer (zero is empty)."""
     return value.to_bytes((value.bit_length() + 7) // 8, "big")
-
-
-def _stored_roots(encoded: bytes | None) -> tuple[bytes, bytes]:
-    """(storage root, code hash) of an account's trie value; an absent account's when None."""
-    if encoded is None:
-        return EMPTY_ROOT, EMPTY_CODE_HASH
-    account = _decode_account(encoded)
-    return account.storage_root, account.code_hash

@@ -114,7 +114,7 @@ def test_flat_reads_equal_trie_reads_through_blocks_and_unwinds(
         kv = Backend(name, Path(folder)).open()
         try:
             # A small cache, so evictions happen; change sets for ``depth`` heights.
-            state = StateDB(kv, StateOptions(cache_entries=8, unwind_depth=depth))
+            state = StateDB(kv, options=StateOptions(cache_entries=8, unwind_depth=depth))
             roots = [commit_genesis(kv, state)]
             for diff in blocks:
                 roots.append(commit_diff(kv, state, roots[-1], diff))
@@ -211,7 +211,7 @@ def test_diffs_on_another_root_leave_the_flat_state_alone(kv: KV) -> None:
 
 
 def test_the_cache_is_bounded(kv: KV) -> None:
-    state = StateDB(kv, StateOptions(cache_entries=5))
+    state = StateDB(kv, options=StateOptions(cache_entries=5))
     batch = kv.write_batch()
     many = [Address(n.to_bytes(20, "big")) for n in range(1, 21)]
     root = state.genesis({address: GenesisAccount(balance=1) for address in many}, batch)
@@ -261,7 +261,7 @@ def test_resume_rebuilds_flat_tables_missing_from_an_older_database(kv: KV) -> N
 
 
 def test_views_read_one_state_each_while_blocks_commit_beside_them(kv: KV) -> None:
-    state = StateDB(kv, StateOptions(cache_entries=64))
+    state = StateDB(kv, options=StateOptions(cache_entries=64))
     roots = [commit_genesis(kv, state)]
     committed = [0]  # the height readers open views at
     mixed: list[str] = []

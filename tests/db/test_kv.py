@@ -148,6 +148,16 @@ def test_batch_reads_its_own_writes(kv: KV) -> None:
     assert items(kv) == everything
 
 
+def test_batch_put_many(kv: KV) -> None:
+    kv.put(b"a", b"stored")
+    batch = kv.write_batch()
+    batch.delete(b"b")
+    batch.put_many([(b"a", b"1"), (b"b", b"2"), (b"c", b"3")])
+    assert batch.get(b"a") == b"1" and batch.get(b"b") == b"2"
+    batch.commit()
+    assert items(kv) == [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]
+
+
 def test_batch_put_then_delete_and_delete_then_put(kv: KV) -> None:
     kv.put(b"x", b"stored")
     batch = kv.write_batch()

@@ -1,76 +1,266 @@
-"""Batched trie updates (node.db.mpt) and StateDB.apply against py-trie and py-evm."""
+"""The native Merkle-Patricia committer (executor_gpu.native_mpt) and StateDB.apply against
+py-trie's HexaryTrie and py-evm's AccountDB, on random changes."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import rlp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from trie.hexary import HexaryTrie
 
 from executor_gpu.native_fallback import CommittedState
+from executor_gpu.native_mpt import CACHE_BYTES, Commit, TrieCommitter
 from executor_gpu.types import AccountChange, StateDiff
 from node.db.memory import MemoryKV
-from node.db.mpt import Node, TrieWriter, decode, encode
-from node.db.state import StateDB
+from node.db.state import EMPTY_CODE_HASH, StateDB
 from primitives.blocks import EMPTY_ROOT
+from primitives.crypto import keccak256
 from primitives.errors import Halt
 from primitives.types import Address
 
-
-def _writer() -> tuple[TrieWriter, dict[bytes, bytes]]:
-    nodes: dict[bytes, bytes] = {}
-    return TrieWriter(nodes.__getitem__, nodes.__setitem__), nodes
+# -- keys that share long prefixes ------------------------------------------------------
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_batches_give_py_trie_roots(seed: int) -> None:
-    """Random batches of sets and deletes on keys of 1-3 bytes (so that keys are prefixes of
-    one another, nodes embed, branches hold values and collapse) and of 32 bytes."""
-    rng = random.Random(seed)
-    key_size = rng.choice([1, 2, 3, 32])
-    keys = [bytes(rng.randrange(256) for _ in range(rng.randint(1, key_size))) for _ in range(60)]
+def _near(base: bytes, nibbles: int, rng: random.Random) -> bytes:
+    """A 32-byte key sharing exactly its first ``nibbles`` nibbles with ``base``."""
+    if nibbles >= 64:
+        return base
+    digits = list(base.hex()[:nibbles])
+    digits.append(rng.choice([d for d in "0123456789abcdef" if d != base.hex()[nibbles]]))
+    digits += [rng.choice("0123456789abcdef") for _ in range(63 - nibbles)]
+    return bytes.fromhex("".join(digits))
+
+
+@st.composite
+def _key_pool(draw: st.DrawFn) -> list[bytes]:
+    """Keys around a few bases: neighbours diverging at any nibble (63 = the last one), so
+    that paths share long prefixes, extensions split and join, and short leaves embed."""
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    bases = [rng.randbytes(32) for _ in range(draw(st.integers(1, 3)))]
+    keys = set(bases)
+    for _ in range(draw(st.integers(0, 24))):
+        keys.add(_near(rng.choice(bases), draw(st.sampled_from([0, 1, 2, 5, 31, 32, 33, 56, 60, 62, 63])), rng))
+    return sorted(keys)
+
+
+_VALUES = st.one_of(st.binary(min_size=1, max_size=3), st.binary(min_size=1, max_size=70))
+
+
+@st.composite
+def _trie_batches(draw: st.DrawFn) -> list[dict[bytes, bytes | None]]:
+    keys = draw(_key_pool())
+    batch = st.dictionaries(st.sampled_from(keys), st.one_of(st.none(), _VALUES), min_size=1)
+    batches = draw(st.lists(batch, min_size=1, max_size=6))
+    if draw(st.booleans()):  # and everything deleted: back to the empty trie
+        batches.append({key: None for key in keys})
+    return batches
+
+
+class _Store:
+    """The node store of a test: a dict, with the count of reads."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[bytes, bytes] = {}
+        self.reads = 0
+
+    def load(self, hashes: list[bytes]) -> list[bytes | None]:
+        self.reads += len(hashes)
+        return [self.nodes.get(node_hash) for node_hash in hashes]
+
+    def keep(self, commit: Commit) -> None:
+        self.nodes.update(commit.nodes())
+
+
+@settings(max_examples=300, deadline=None)
+@given(_trie_batches(), st.sampled_from([0, 3000, CACHE_BYTES]))
+def test_trie_commits_give_py_trie_roots(batches: list[dict[bytes, bytes | None]], cache_bytes: int) -> None:
+    """Batches of sets and deletes (some of absent keys) from the empty trie give py-trie's
+    root after each batch, and every node the new root needs is in the store; with no node
+    cache, a cache that keeps dropping, and the default one."""
     reference: Any = HexaryTrie({})  # py-trie is untyped
-    writer, _ = _writer()
-    root: bytes = EMPTY_ROOT
-    for _ in range(8):
-        changes: dict[bytes, bytes | None] = {}
-        for key in rng.sample(keys, rng.randint(1, len(keys))):
-            changes[key] = None if rng.random() < 0.4 else bytes(rng.randrange(256) for _ in range(rng.randint(1, 40)))
-        for key, value in changes.items():
-            if value is None:
-                del reference[key]
-            else:
-                reference[key] = value
-        root = writer.update(root, changes)
-        assert root == reference.root_hash
-        for key in keys:
-            assert writer.get(root, key) == (reference.get(key) or None)
-    every = {key: None for key in keys}
-    assert writer.update(root, every) == EMPTY_ROOT
+    store = _Store()
+    root = EMPTY_ROOT
+    with TrieCommitter(cache_bytes=cache_bytes) as committer:
+        for changes in batches:
+            for key, value in changes.items():
+                if value is None:
+                    del reference[key]
+                else:
+                    reference[key] = value
+            commit = committer.commit_trie(root, changes, store.load)
+            store.keep(commit)
+            root = commit.root
+            assert root == reference.root_hash
+            # py-trie reads the new trie from the committer's nodes alone
+            stored: Any = HexaryTrie(store.nodes, root)
+            for key in changes:
+                assert stored.get(key) == reference.get(key)
+
+
+def test_commit_reads_only_touched_paths() -> None:
+    """One key changed in a trie of 4,096 reads the nodes on its path, no more; none when
+    they are in the cache of the commit that wrote them."""
+    rng = random.Random(7)
+    store = _Store()
+    with TrieCommitter() as committer:
+        commit = committer.commit_trie(EMPTY_ROOT, {rng.randbytes(32): b"v" * 40 for _ in range(4096)}, store.load)
+        store.keep(commit)
+        assert store.reads == 0 and len(commit.lengths) > 4096
+        committer.commit_trie(commit.root, {rng.randbytes(32): b"w" * 40}, store.load)
+        assert store.reads == 0
+    with TrieCommitter(cache_bytes=0) as cold:
+        one = cold.commit_trie(commit.root, {rng.randbytes(32): b"w" * 40}, store.load)
+    assert 1 <= store.reads <= 5 and len(one.lengths) <= 6
+
+
+def test_empty_commits() -> None:
+    """No changes keep the root (even one the store lacks: nothing is read); deletions of
+    absent keys keep it too; the empty trie stays empty; an empty diff keeps the state."""
+    store = _Store()
+    unknown = keccak256(b"no such trie")
+    with TrieCommitter() as committer:
+        assert committer.commit_trie(unknown, {}, store.load).root == unknown
+        assert committer.commit_trie(EMPTY_ROOT, {bytes(32): None}, store.load).root == EMPTY_ROOT
+        commit = committer.commit_trie(EMPTY_ROOT, {bytes(32): b"v" * 40}, store.load)
+        store.keep(commit)
+        again = committer.commit_trie(commit.root, {b"\xff" * 32: None}, store.load)
+        assert again.root == commit.root and not again.lengths
+    kv = MemoryKV()
+    assert StateDB(kv).apply(EMPTY_ROOT, StateDiff({}), kv.write_batch()) == EMPTY_ROOT
 
 
 def test_missing_and_malformed_nodes_halt() -> None:
-    writer, nodes = _writer()
-    root = writer.update(EMPTY_ROOT, {bytes([i]) * 32: b"x" * 40 for i in range(20)})
-    only_root = {root: nodes[root]}
-    fresh = TrieWriter(only_root.__getitem__, only_root.__setitem__)
-    with pytest.raises(Halt, match="missing"):
-        fresh.update(root, {bytes([0]) * 32: None})
-    with pytest.raises(Halt, match="missing"):
-        fresh.get(root, bytes([1]) * 32)
-    broken, broken_nodes = _writer()
-    root = broken.update(EMPTY_ROOT, {b"\x01" * 32: b"v" * 40, b"\x02" * 32: b"w" * 40})
-    broken_nodes[root] = broken_nodes[root][:-3]
-    fresh = TrieWriter(broken_nodes.__getitem__, broken_nodes.__setitem__)
-    with pytest.raises(Halt, match="malformed"):
-        fresh.get(root, b"\x01" * 32)
+    store = _Store()
+    keys = [bytes([i]) * 32 for i in range(20)]
+    with TrieCommitter() as committer:
+        commit = committer.commit_trie(EMPTY_ROOT, dict.fromkeys(keys, b"x" * 40), store.load)
+        store.keep(commit)
+    with TrieCommitter(cache_bytes=0) as committer:
+        only_root = _Store()
+        only_root.nodes[commit.root] = store.nodes[commit.root]
+        with pytest.raises(Halt, match="missing"):
+            committer.commit_trie(commit.root, {keys[0]: None}, only_root.load)
+        broken = _Store()
+        broken.nodes = dict(store.nodes)
+        broken.nodes[commit.root] = broken.nodes[commit.root][:-3]
+        with pytest.raises(Halt, match="malformed"):
+            committer.commit_trie(commit.root, {keys[0]: None}, broken.load)
+        with pytest.raises(ValueError, match="32 bytes"):
+            committer.commit_trie(commit.root, {b"short": b"x"}, store.load)
+        # the session goes on after a failed commit
+        assert committer.commit_trie(commit.root, {keys[0]: b"y"}, store.load).root != commit.root
 
 
-def test_rlp_round_trip() -> None:
-    items: list[Node] = [b"", b"\x00", b"\x7f", b"\x80", b"a" * 55, b"a" * 56, [b"a" * 60, [b"", [b"x"]]], [b"b"] * 17]
-    for item in items:
-        assert decode(encode(item)) == item
+# -- state diffs --------------------------------------------------------------------------
+
+
+def _addresses_near(count: int, nibbles: int, seed: int) -> list[Address]:
+    """Addresses whose keys (Keccak-256) share their first ``nibbles`` nibbles, found by trying."""
+    rng = random.Random(seed)
+    found: dict[str, list[Address]] = {}
+    while True:
+        address = Address(rng.randbytes(20))
+        group = found.setdefault(keccak256(address).hex()[:nibbles], [])
+        group.append(address)
+        if len(group) == count:
+            return group
+
+
+def _slots_near(count: int, nibbles: int) -> list[int]:
+    """Slots whose keys share their first ``nibbles`` nibbles."""
+    found: dict[str, list[int]] = {}
+    slot = 0
+    while True:
+        group = found.setdefault(keccak256(slot.to_bytes(32, "big")).hex()[:nibbles], [])
+        group.append(slot)
+        if len(group) == count:
+            return group
+        slot += 1
+
+
+_ADDRESSES = _addresses_near(3, 3, 1) + _addresses_near(2, 2, 2) + [Address(bytes([i]) * 20) for i in range(6)]
+_SLOTS = _slots_near(3, 3) + list(range(6))
+
+
+@dataclass
+class _Account:
+    nonce: int = 0
+    balance: int = 0
+    code_hash: bytes = EMPTY_CODE_HASH
+    storage: dict[int, int] = field(default_factory=dict)
+
+
+def _model_root(state: Mapping[Address, _Account]) -> bytes:
+    """The state root py-trie computes from scratch: the oracle."""
+    accounts: Any = HexaryTrie({})
+    for address, account in state.items():
+        storage: Any = HexaryTrie({})
+        for slot, value in account.storage.items():
+            storage[keccak256(slot.to_bytes(32, "big"))] = rlp.encode(value)
+        accounts[keccak256(address)] = rlp.encode(
+            [account.nonce, account.balance, storage.root_hash, account.code_hash]
+        )
+    root: bytes = accounts.root_hash
+    return root
+
+
+def _apply_model(state: dict[Address, _Account], diff: StateDiff) -> None:
+    for address, change in diff.accounts.items():
+        if change is None:
+            state.pop(address, None)
+            continue
+        account = state.setdefault(address, _Account())
+        account.nonce, account.balance = change.nonce, change.balance
+        if change.code is not None:
+            account.code_hash = keccak256(change.code)
+        if change.storage_reset:
+            account.storage.clear()
+        for slot, value in change.storage.items():
+            if value:
+                account.storage[slot] = value
+            else:
+                account.storage.pop(slot, None)
+
+
+_CHANGE = st.builds(
+    AccountChange,
+    nonce=st.sampled_from([0, 1, 2**64 - 1]),
+    balance=st.sampled_from([0, 1, 255, 10**18, 2**256 - 1]),
+    code=st.sampled_from([None, None, None, b"", b"\x60\x00", bytes(range(100))]),
+    storage=st.dictionaries(st.sampled_from(_SLOTS), st.sampled_from([0, 0, 1, 0x7F, 0x80, 2**255]), max_size=6),
+    storage_reset=st.booleans(),
+)
+_DIFF = st.builds(
+    StateDiff, st.dictionaries(st.sampled_from(_ADDRESSES), st.one_of(st.none(), _CHANGE), min_size=1)
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_DIFF, min_size=1, max_size=5), st.sampled_from([0, CACHE_BYTES]))
+def test_state_diffs_give_py_trie_roots(diffs: list[StateDiff], cache_bytes: int) -> None:
+    """Blocks of diffs (accounts created, changed and deleted; storage tries created, changed,
+    reset and emptied; code set; keys sharing prefixes) give the root py-trie computes from
+    the whole state, block after block (every node read from the store, or from the cache)."""
+    kv = MemoryKV()
+    state = StateDB(kv, cache_bytes)
+    model: dict[Address, _Account] = {}
+    root = EMPTY_ROOT
+    for diff in diffs:
+        _apply_model(model, diff)
+        batch = kv.write_batch()
+        root = state.apply(root, diff, batch)
+        batch.commit()
+        assert root == _model_root(model)
+    view = state.at(root)
+    for address, account in model.items():
+        for slot, value in account.storage.items():
+            assert view.get_storage(address, slot) == value
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -102,3 +292,4 @@ def test_state_apply_matches_py_evm(seed: int) -> None:
         root = state.apply(root, diff, batch)
         batch.commit()
         assert root == expected
+

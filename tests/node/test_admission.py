@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from node.admit import decode_stored_tx
 from node.db import schema
 from node.db.memory import MemoryKV, OverlayBatch
 from node.journal import GroupCommitJournal
-from node.node import decode_stored_tx
 from primitives.clock import ManualClock
 from primitives.errors import Halt, InvalidTransaction, TransactionRejected
 from primitives.transactions import Transaction

@@ -72,3 +72,17 @@ def test_the_validator_config_example_loads() -> None:
     config = load_config(Path(__file__).parents[2] / "configs" / "validator.toml")
     assert config.p2p.enabled and config.validator.key_file.endswith("configs/validator.key")
     assert config.p2p.bootstrap == ()
+
+
+def test_development_keys_are_hardhats_and_anvils() -> None:
+    from eth_account import Account
+
+    from node.genesis import development_keys
+
+    Account.enable_unaudited_hdwallet_features()
+    mnemonic = "test test test test test test test test test test test junk"
+    keys = development_keys(mnemonic, 300)
+    for index in (0, 1, 9, 299):
+        path = f"m/44'/60'/0'/0/{index}"
+        assert keys[index] == bytes(Account.from_mnemonic(mnemonic, account_path=path).key)
+    assert keys[0].hex() == "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"

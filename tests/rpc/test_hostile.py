@@ -47,6 +47,9 @@ def error_of(client: TestClient, body: bytes) -> tuple[int, Any, str]:
         (b"", -32700, None),
         (b'{"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"', -32700, None),
         (b"\xff\xfe\x00garbage", -32700, None),
+        # json.loads reads UTF-16 too: its brackets would pass the nesting check unseen.
+        (('["' + "\u4e22" + "\u4e5d" * 2000 + '",' + "[" * 2000).encode("utf-16-le"), -32700, None),
+        ('{"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}'.encode("utf-16"), -32700, None),
         (b"[" * 100_000 + b"]" * 100_000, -32700, None),
         (deep_params(32), -32602, 1),
         (deep_params(33), -32700, None),

@@ -1,0 +1,213 @@
+"""State engine: state root + persist per block on a large generated state, against py-trie.
+
+Builds a state of ``--accounts`` accounts in LevelDB (in a temporary directory), written
+straight as trie by the native committer from the empty state, ``--chunk`` accounts a
+commit (no transactions). Then, per block of ``--txs`` transfers (2 x txs account updates:
+random existing senders, recipients half existing and half new), it times
+``StateDB.apply`` (the root, with every new node staged) and the atomic LevelDB commit
+(persist). py-trie (``HexaryTrie`` with ``squash_changes``, as py-evm uses it) applies the
+same diffs for ``--py-trie-blocks`` blocks in the same run, from the same parent state, and
+its roots must match. Last, random account reads per second through the trie: py-trie
+lookups (``StateView.get_account``) and the executor's batched native walk (``TrieReader``).
+Prints the machine and the process's peak RSS; never fails for being slow.
+
+    python -m bench.state --accounts 100000 --txs 10000
+    python -m bench.state --accounts 1000000 --txs 10000 --py-trie-blocks 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rlp
+from eth.rlp.accounts import Account as RlpAccount
+from trie.hexary import HexaryTrie
+
+from executor_gpu.native_abi import ABI
+from executor_gpu.native_build import cpu_library
+from executor_gpu.native_mpt import CACHE_BYTES
+from executor_gpu.native_state import TrieReader
+from executor_gpu.types import AccountChange, StateDiff
+from node.db.leveldb import LevelDBKV
+from node.db.schema import state_node_key
+from node.db.state import StateDB
+from primitives.blocks import EMPTY_ROOT
+from primitives.crypto import keccak256
+from primitives.types import Address, Hash32
+
+
+def address(i: int) -> Address:
+    """The i-th generated account."""
+    return Address(keccak256(i.to_bytes(8, "big"))[:20])
+
+
+def build(state: StateDB, kv: LevelDBKV, accounts: int, chunk: int) -> Hash32:
+    """A state of ``accounts`` funded accounts, committed ``chunk`` accounts at a time."""
+    root = EMPTY_ROOT
+    for start in range(0, accounts, chunk):
+        diff = StateDiff({
+            address(i): AccountChange(nonce=0, balance=10**18 + i) for i in range(start, min(accounts, start + chunk))
+        })
+        batch = kv.write_batch()
+        root = state.apply(root, diff, batch)
+        batch.commit()
+    return root
+
+
+def block_diff(rng: random.Random, accounts: int, txs: int, block: int) -> StateDiff:
+    """The account updates of ``txs`` transfers: senders among the existing accounts,
+    recipients half existing and half new."""
+    changes: dict[Address, AccountChange | None] = {}
+    senders = rng.sample(range(accounts), txs)
+    for n, i in enumerate(senders):
+        changes[address(i)] = AccountChange(nonce=block + 1, balance=10**18 - 21_000 * 10**9 * (block + 1))
+        recipient = address(rng.randrange(accounts) if n % 2 else accounts + rng.randrange(2**40))
+        changes[recipient] = AccountChange(nonce=0, balance=10**18 + n)
+    return StateDiff(changes)
+
+
+def py_trie_apply(kv: LevelDBKV, root: Hash32, diff: StateDiff) -> bytes:
+    """The same diff through py-trie (accounts only: the bench's diffs touch no storage)."""
+    batch = kv.write_batch()
+    trie: Any = HexaryTrie(_Writable(batch), root)  # py-trie is untyped
+    with trie.squash_changes() as squashed:
+        for addr, change in diff.accounts.items():
+            assert change is not None and not change.storage
+            key = keccak256(addr)
+            old = squashed.get(key)
+            account = rlp.decode(old, sedes=RlpAccount) if old else RlpAccount()
+            squashed[key] = rlp.encode(account.copy(nonce=change.nonce, balance=change.balance))
+    new_root: bytes = trie.root_hash
+    return new_root
+
+
+class _Writable(dict[bytes, bytes]):
+    """py-trie's node store over a write batch (it reads and writes nodes by hash)."""
+
+    def __init__(self, batch: Any) -> None:
+        super().__init__()
+        self._batch = batch
+
+    def __getitem__(self, key: bytes) -> bytes:
+        value: bytes | None = self._batch.get(state_node_key(key))
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self._batch.put(state_node_key(key), value)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, bytes) and self._batch.get(state_node_key(key)) is not None
+
+
+class CountingKV(LevelDBKV):
+    """LevelDB that counts its gets: the trie nodes a block read from the store."""
+
+    gets = 0
+
+    def get(self, key: bytes) -> bytes | None:
+        self.gets += 1
+        return super().get(key)
+
+
+def rss_mib() -> float:
+    """Peak resident memory of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_now_mib() -> float:
+    """Resident memory of this process now (Linux), 0 where /proc is missing."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return 0.0
+    line = next((line for line in status.splitlines() if line.startswith("VmRSS:")), "VmRSS: 0 kB")
+    return int(line.split()[1]) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=100_000, help="accounts in the generated state")
+    parser.add_argument("--txs", type=int, default=10_000, help="transfers per block")
+    parser.add_argument("--blocks", type=int, default=3, help="blocks to time")
+    parser.add_argument("--py-trie-blocks", type=int, default=1, help="blocks py-trie also applies")
+    parser.add_argument("--chunk", type=int, default=200_000, help="accounts per commit while building")
+    parser.add_argument("--reads", type=int, default=2_000, help="random account reads to time")
+    parser.add_argument("--cache-mib", type=int, default=CACHE_BYTES >> 20, help="committer's node cache")
+    parser.add_argument("--cold", action="store_true",
+                        help="time the blocks on a fresh StateDB (a restarted node: empty node cache)")
+    args = parser.parse_args()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+    rng = random.Random(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        kv = CountingKV(Path(tmp) / "state")
+        state = StateDB(kv, args.cache_mib << 20)
+        start = time.perf_counter()
+        root = build(state, kv, args.accounts, args.chunk)
+        took = time.perf_counter() - start
+        print(f"built {args.accounts:,} accounts in {took:.1f} s ({args.accounts / took:,.0f} accounts/s,"
+              f" committer + LevelDB), peak RSS {rss_mib():,.0f} MiB; node cache {args.cache_mib} MiB"
+              f"{', emptied (--cold)' if args.cold else ''}")
+        start = time.perf_counter()
+        kv.compact()  # as a node that grew its state over time has it: no compaction debt
+        print(f"compacted LevelDB in {time.perf_counter() - start:.1f} s")
+        if args.cold:
+            state = StateDB(kv, args.cache_mib << 20)
+        for block in range(args.blocks):
+            diff = block_diff(rng, args.accounts, args.txs, block)
+            batch = kv.write_batch()
+            kv.gets = 0
+            start, cpu = time.perf_counter(), time.process_time()
+            new_root = state.apply(root, diff, batch)
+            applied = time.perf_counter() - start
+            staged = len(batch._pending)  # the nodes staged: a bench's look inside
+            batch.commit()
+            persisted = time.perf_counter() - start
+            # CPU time of all threads: on a shared box, what the work costs apart from waiting
+            cpu = time.process_time() - cpu
+            line = (f"block {block + 1}: {args.txs:,} transfers ({len(diff.accounts):,} accounts), "
+                    f"{kv.gets:,} nodes read, {staged:,} written: root {applied * 1000:.0f} ms + persist "
+                    f"{(persisted - applied) * 1000:.0f} ms = {persisted * 1000:.0f} ms"
+                    f" (CPU {cpu * 1000:.0f} ms)")
+            if block < args.py_trie_blocks:
+                start = time.perf_counter()
+                reference = py_trie_apply(kv, root, diff)
+                took = time.perf_counter() - start
+                same = "same root" if reference == new_root else "ROOT DIFFERS"
+                line += f"; py-trie root {took * 1000:,.0f} ms ({took / applied:.0f}x), {same}"
+            print(line, flush=True)
+            root = new_root
+        picks = [address(rng.randrange(args.accounts)) for _ in range(args.reads)]
+        view = state.at(root)
+        start = time.perf_counter()
+        for addr in picks:
+            assert view.get_account(addr) is not None
+        took = time.perf_counter() - start
+        print(f"reads through the trie: py-trie {args.reads / took:,.0f} accounts/s", end="", flush=True)
+        reader = TrieReader(view.node_store, cpu_library())
+        keys = np.frombuffer(b"".join(picks), dtype=np.uint8).reshape(-1, 20)
+        start = time.perf_counter()
+        paths = reader.paths(keys)
+        roots = np.tile(np.frombuffer(root, dtype=np.uint8), (len(picks), 1))
+        rows = np.zeros((len(picks), ABI["ACC_WORDS"]), dtype=np.uint64)
+        found = reader.walk(roots, paths, rows, np.zeros((len(picks), 32), dtype=np.uint8))
+        took = time.perf_counter() - start
+        assert found.all()
+        print(f"; native batched walk {args.reads / took:,.0f} accounts/s")
+        print(f"RSS {rss_now_mib():,.0f} MiB now, {rss_mib():,.0f} MiB at peak (the build)")
+        kv.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1244 @@
+/* The native Merkle-Patricia committer: a block's changes applied to the state tries in one
+ * pass per trie, hashed bottom up, the new nodes handed back to be persisted.
+ *
+ * Only the CPU library includes this (evm.c); the host drives it through ctypes
+ * (executor_gpu/native_mpt.py). The rules are Ethereum's (Yellow Paper, appendix D): a node is
+ * a leaf [path, value], an extension [path, child] or a branch of 16 children and a value;
+ * paths are hex-prefix encoded; a child whose encoding is shorter than 32 bytes is embedded
+ * in its parent, any other is referred to by its Keccak-256 hash; the root is always hashed.
+ * Keys are 32 bytes (64 nibbles), as in Ethereum's account and storage tries, so a branch
+ * never holds a value.
+ *
+ * C cannot read the node store, so nodes come from the host in rounds. A pass walks from the
+ * root down every changed path and builds the new nodes; a node it needs but does not hold
+ * is listed (mpt_missing) and the pass goes on with the other paths. The host reads every
+ * listed node (one get each), hands them over (mpt_supply) and steps again; the pass re-runs
+ * from the root over what it now holds, which costs little next to a read. A pass that
+ * needs nothing more is final: its new nodes are encoded and hashed, in worker threads over
+ * independent subtries.
+ *
+ * A state commit runs three phases, each in rounds: the old storage roots of the accounts
+ * whose storage changes (lookups in the account trie), the storage tries (independent of one
+ * another), then the account trie, whose new values take the old code hash and storage root
+ * of an account from its old leaf when the diff keeps them.
+ */
+#ifndef EVM_MPT_H
+#define EVM_MPT_H
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "evm_host.h"
+
+/* An account record as the host packs it (offsets in bytes), and its flags. */
+enum {
+    MA_ADDRESS = 0,
+    MA_FLAGS = 20,
+    MA_NONCE = 21,
+    MA_BALANCE = 29,
+    MA_CODE_HASH = 61,
+    MA_STORAGE_ROOT = 93,
+    MA_SIZE = 125,
+};
+enum {
+    MF_DELETE = 1,       /* the account no longer exists */
+    MF_KEEP_CODE = 2,    /* its code hash is the old one (MA_CODE_HASH is ignored) */
+    MF_KEEP_STORAGE = 4, /* its storage root is the old one (MA_STORAGE_ROOT is ignored) */
+    MF_STORAGE = 8,      /* its storage root is its storage trie's after its slot changes */
+    MF_RESET = 16,       /* with MF_STORAGE: the slot changes apply to an empty storage trie */
+};
+/* A slot change: the slot and its new value, 32 bytes big-endian each (0 deletes it). */
+#define MS_SIZE 64
+
+enum { MK_LEAF = 1, MK_EXT, MK_BRANCH, MK_HASH };
+enum { MP_LOOKUP, MP_STORAGE, MP_ACCOUNTS, MP_DONE };
+
+typedef struct mnode mnode;
+struct mnode {
+    u8 kind;        /* MK_*; MK_HASH is a child known only by its hash, not yet resolved */
+    u8 plen;        /* nibbles of path (leaf, extension) */
+    u8 dirty;       /* 1 built by this commit, 2 and encoded; 0 read from the store */
+    u8 reflen;      /* 32: ref is the node's hash; less: ref is its (embedded) encoding */
+    const u8 *path; /* one nibble a byte */
+    const u8 *ref;
+    const u8 *val;  /* leaf value */
+    u64 vlen;
+    mnode *child;   /* extension; for MK_HASH, the node once resolved */
+    mnode **kids;   /* branch: 16, NULL where empty */
+};
+
+static mnode MPT_MISSING_NODE;
+/* What a pass returns for a subtrie it could not finish: a node it needs is missing. */
+#define MPT_MISSING (&MPT_MISSING_NODE)
+
+static const u8 MPT_NIBBLES[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+static const u8 MPT_EMPTY_CODE_HASH[32] = {
+    0xc5, 0xd2, 0x46, 0x01, 0x86, 0xf7, 0x23, 0x3c, 0x92, 0x7e, 0x7d, 0xb2, 0xdc, 0xc7, 0x03, 0xc0,
+    0xe5, 0x00, 0xb6, 0x53, 0xca, 0x82, 0x27, 0x3b, 0x7b, 0xfa, 0xd8, 0x04, 0x5d, 0x85, 0xa4, 0x70,
+};
+
+/* ---- memory: bump arenas, freed a commit at a time ------------------------------------------ */
+
+typedef struct mblock mblock;
+struct mblock {
+    mblock *next;
+    u64 size, used;
+};
+#define MPT_BLOCK_HEAD 32 /* a block's header, rounded up to keep allocations aligned */
+
+#define MPT_BLOCK (1u << 20)
+#define MPT_KEEP (64u << 20) /* block bytes an arena keeps between commits */
+
+typedef struct {
+    mblock *head;  /* blocks in use, the current one first */
+    mblock *spare; /* blocks of MPT_BLOCK bytes kept from earlier commits */
+} marena;
+
+static void *mpt_alloc(marena *a, u64 n) {
+    n = (n + 15) & ~(u64)15;
+    mblock *b = a->head;
+    if (!b || b->used + n > b->size) {
+        if (n <= MPT_BLOCK && a->spare) {
+            b = a->spare;
+            a->spare = b->next;
+        } else {
+            u64 size = n > MPT_BLOCK ? n : MPT_BLOCK;
+            b = (mblock *)malloc(MPT_BLOCK_HEAD + size);
+            if (!b) abort(); /* out of memory: the node cannot go on */
+            b->size = size;
+        }
+        b->next = a->head;
+        b->used = 0;
+        a->head = b;
+    }
+    void *p = (u8 *)b + MPT_BLOCK_HEAD + b->used;
+    b->used += n;
+    return p;
+}
+
+/* Frees everything allocated; keeps up to keep bytes of blocks for the next commit (reused
+ * memory is already mapped: fresh pages would cost a fault each). */
+static void mpt_arena_reset(marena *a, u64 keep) {
+    u64 kept = 0;
+    for (mblock *b = a->spare; b; b = b->next) kept += b->size;
+    while (a->head) {
+        mblock *b = a->head;
+        a->head = b->next;
+        if (b->size == MPT_BLOCK && kept + MPT_BLOCK <= keep) {
+            b->next = a->spare;
+            a->spare = b;
+            kept += MPT_BLOCK;
+        } else {
+            free(b);
+        }
+    }
+}
+
+static void mpt_arena_free(marena *a) {
+    mpt_arena_reset(a, 0);
+    while (a->spare) {
+        mblock *next = a->spare->next;
+        free(a->spare);
+        a->spare = next;
+    }
+}
+
+static mnode *mpt_node(marena *a, u8 kind) {
+    mnode *n = (mnode *)mpt_alloc(a, sizeof(mnode));
+    memset(n, 0, sizeof(mnode));
+    n->kind = kind;
+    return n;
+}
+
+/* ---- the session: one commit at a time ------------------------------------------------------ */
+
+typedef struct {
+    const u8 *nib; /* 64 nibbles */
+    const u8 *val; /* the new value (raw tries and slots) */
+    u64 vlen;
+    i64 account; /* account tries: the record of the change, else -1 */
+    u8 del;
+} mchange;
+
+typedef struct {
+    mchange *c; /* sorted by key */
+    u64 n;
+    u8 root[32];   /* the trie's root before, then after */
+    mnode *result; /* the new root node once a pass finished (NULL: empty) */
+    int done;
+    i64 account;    /* storage tries: their account's record */
+    const u8 *key;  /* and that account's key (64 nibbles) */
+} mjob;
+
+/* What one worker thread produced: new nodes and their hashes. */
+typedef struct {
+    marena arena;
+    u8 *hashes;
+    const u8 **enc;
+    u64 *len;
+    u64 n, cap;
+} mworker;
+
+typedef struct {
+    u64 key;     /* the hash's first 8 bytes */
+    const u8 *hash;
+    mnode *node; /* NULL while listed as missing */
+} mslot;
+
+/* A slot of a hash table keyed by node hash: the hash's first 8 bytes, kept beside the
+ * pointer so that a probe rarely follows a pointer that is not the one. */
+typedef struct {
+    u64 key;
+    u8 *entry; /* starts with the 32-byte hash; NULL where the slot is free */
+} mkeyed;
+
+/* One generation of the node cache: encodings by hash, each entry in the arena as the hash,
+ * the length (8 bytes) and the encoding. */
+typedef struct {
+    marena arena;
+    mkeyed *slots;
+    u64 mask, used, bytes;
+} mgen;
+
+typedef struct {
+    marena work;  /* everything of one commit but the workers' output */
+    mslot *map;   /* nodes held, by hash */
+    u64 mask, used;
+    u8 *missing;  /* hashes the last step listed */
+    u64 nmissing, capmissing;
+    int phase;
+    u8 *accounts; /* the host's account records (storage roots are filled in) */
+    u64 naccounts;
+    mjob *storage;
+    u64 nstorage;
+    mjob main;    /* the account trie, or the one trie of a raw commit */
+    u64 threads;
+    mworker *workers;
+    /* Nodes the last commits created, for the next ones (whose paths start in them): two
+     * generations; when the young one outgrows half the budget, the old one is dropped and
+     * the young one becomes old. A node met in the old one moves to the young one. */
+    mgen cache[2];
+    u64 cache_budget;
+    char err[200];
+} msession;
+
+static void mpt_fail(msession *s, const char *what, const u8 *hash) {
+    if (s->err[0]) return;
+    u64 n = 0;
+    for (const char *p = what; *p && n < 120; p++) s->err[n++] = *p;
+    if (hash) {
+        static const char HEX[] = "0123456789abcdef";
+        s->err[n++] = ' ';
+        for (int i = 0; i < 32; i++) {
+            s->err[n++] = HEX[hash[i] >> 4];
+            s->err[n++] = HEX[hash[i] & 15];
+        }
+    }
+    s->err[n] = 0;
+}
+
+/* Keccak-256 of n bytes at p, as bytes: the interpreter's permutation, absorbing whole lanes
+ * (the CPU library runs on little-endian hosts, where a lane is its bytes in memory order). */
+static void mpt_keccak(const u8 *p, u64 n, u8 *out) {
+    u64 st[25] = {0}, lane;
+    for (; n >= KECCAK_RATE; n -= KECCAK_RATE, p += KECCAK_RATE) {
+        for (int i = 0; i < KECCAK_RATE / 8; i++) memcpy(&lane, p + 8 * i, 8), st[i] ^= lane;
+        keccak_f1600(st);
+    }
+    u8 last[KECCAK_RATE] = {0};
+    memcpy(last, p, n);
+    last[n] ^= 0x01;
+    last[KECCAK_RATE - 1] ^= 0x80;
+    for (int i = 0; i < KECCAK_RATE / 8; i++) memcpy(&lane, last + 8 * i, 8), st[i] ^= lane;
+    keccak_f1600(st);
+    memcpy(out, st, 32);
+}
+
+static u64 mpt_key(const u8 *hash) {
+    u64 key;
+    memcpy(&key, hash, 8);
+    return key;
+}
+
+static void mpt_map_grow(msession *s) {
+    u64 cap = s->map ? 2 * (s->mask + 1) : 1024;
+    mslot *old = s->map;
+    u64 old_cap = s->map ? s->mask + 1 : 0;
+    s->map = (mslot *)calloc(cap, sizeof(mslot));
+    if (!s->map) abort();
+    s->mask = cap - 1;
+    for (u64 i = 0; i < old_cap; i++) {
+        if (!old[i].hash) continue;
+        u64 h = old[i].key & s->mask;
+        while (s->map[h].hash) h = (h + 1) & s->mask;
+        s->map[h] = old[i];
+    }
+    free(old);
+}
+
+/* The map's slot for hash; added empty (and *added set) when absent. */
+static mslot *mpt_slot(msession *s, const u8 *hash, int *added) {
+    if (2 * (s->used + 1) > s->mask + 1) mpt_map_grow(s);
+    u64 key = mpt_key(hash), h = key & s->mask;
+    *added = 0;
+    while (s->map[h].hash) {
+        if (s->map[h].key == key && memcmp(s->map[h].hash, hash, 32) == 0) return &s->map[h];
+        h = (h + 1) & s->mask;
+    }
+    s->map[h].key = key;
+    s->map[h].hash = hash;
+    s->used++;
+    *added = 1;
+    return &s->map[h];
+}
+
+/* The cache entry of hash in generation g, or NULL. */
+static const u8 *mpt_gen_find(const mgen *g, const u8 *hash) {
+    if (!g->slots) return NULL;
+    u64 key = mpt_key(hash);
+    for (u64 h = key & g->mask; g->slots[h].entry; h = (h + 1) & g->mask) {
+        if (g->slots[h].key == key && memcmp(g->slots[h].entry, hash, 32) == 0) return g->slots[h].entry;
+    }
+    return NULL;
+}
+
+static void mpt_gen_add(mgen *g, const u8 *hash, const u8 *node, u64 len) {
+    if (2 * (g->used + 1) > (g->slots ? g->mask + 1 : 0)) {
+        u64 cap = g->slots ? 2 * (g->mask + 1) : 4096, old_cap = g->slots ? g->mask + 1 : 0;
+        mkeyed *old = g->slots;
+        g->slots = (mkeyed *)calloc(cap, sizeof(mkeyed));
+        if (!g->slots) abort();
+        g->mask = cap - 1;
+        for (u64 i = 0; i < old_cap; i++) {
+            if (!old[i].entry) continue;
+            u64 h = old[i].key & g->mask;
+            while (g->slots[h].entry) h = (h + 1) & g->mask;
+            g->slots[h] = old[i];
+        }
+        free(old);
+    }
+    u64 key = mpt_key(hash), h = key & g->mask;
+    for (; g->slots[h].entry; h = (h + 1) & g->mask) {
+        if (g->slots[h].key == key && memcmp(g->slots[h].entry, hash, 32) == 0) return;
+    }
+    u8 *entry = (u8 *)mpt_alloc(&g->arena, 40 + len);
+    memcpy(entry, hash, 32);
+    memcpy(entry + 32, &len, 8);
+    memcpy(entry + 40, node, len);
+    g->slots[h] = (mkeyed){key, entry};
+    g->used++;
+    g->bytes += 40 + len + 2 * sizeof(mkeyed);
+}
+
+static void mpt_gen_free(mgen *g) {
+    mpt_arena_free(&g->arena);
+    free(g->slots);
+    memset(g, 0, sizeof(mgen));
+}
+
+/* Keeps a commit's new node for the next commits, within the budget. */
+static void mpt_cache_add(msession *s, const u8 *hash, const u8 *node, u64 len) {
+    if (!s->cache_budget) return;
+    mpt_gen_add(&s->cache[0], hash, node, len);
+    if (s->cache[0].bytes > s->cache_budget / 2) {
+        mpt_gen_free(&s->cache[1]);
+        s->cache[1] = s->cache[0];
+        memset(&s->cache[0], 0, sizeof(mgen));
+    }
+}
+
+static void mpt_list(msession *s, const u8 *hash);
+static mnode *mpt_decode(msession *s, const u8 *p, u64 len);
+
+/* The node n stands for: itself, or the node its hash names, from this commit's reads or the
+ * cache; MPT_MISSING (and listed for the host to read) when the session does not hold it. */
+static mnode *mpt_resolve(msession *s, mnode *n) {
+    if (!n || n->kind != MK_HASH) return n;
+    if (n->child) return n->child; /* resolved by an earlier pass */
+    int added;
+    mslot *e = mpt_slot(s, n->ref, &added);
+    if (!e->node) {
+        const u8 *entry = mpt_gen_find(&s->cache[0], n->ref);
+        if (!entry && (entry = mpt_gen_find(&s->cache[1], n->ref)) != NULL) {
+            u64 len;
+            memcpy(&len, entry + 32, 8);
+            mpt_gen_add(&s->cache[0], entry, entry + 40, len); /* still in use: keep it young */
+        }
+        if (!entry) {
+            if (added) mpt_list(s, n->ref); /* first met: the host reads it */
+            return MPT_MISSING;
+        }
+        /* used in place: the cache drops a generation only after the commit's last pass */
+        u64 len;
+        memcpy(&len, entry + 32, 8);
+        e->hash = entry;
+        e->node = mpt_decode(s, entry + 40, len);
+        if (!e->node) {
+            mpt_fail(s, "malformed state trie node", entry);
+            return MPT_MISSING;
+        }
+        e->node->ref = entry;
+        e->node->reflen = 32;
+    }
+    n->child = e->node;
+    return e->node;
+}
+
+/* ---- decoding nodes read from the store ----------------------------------------------------- */
+
+/* A child item: empty, a hash (a stub to resolve) or an embedded node; 0 when malformed. */
+static int mpt_child(msession *s, const u8 *raw, u64 rawlen, const u8 *pay, u64 paylen, int list, mnode **out) {
+    if (list) {
+        if (rawlen >= 32) return 0;
+        mnode *e = mpt_decode(s, raw, rawlen);
+        if (!e) return 0;
+        e->ref = raw;
+        e->reflen = (u8)rawlen;
+        *out = e;
+        return 1;
+    }
+    if (paylen == 0) {
+        *out = NULL;
+        return 1;
+    }
+    if (paylen != 32) return 0;
+    mnode *stub = mpt_node(&s->work, MK_HASH);
+    stub->ref = pay;
+    stub->reflen = 32;
+    *out = stub;
+    return 1;
+}
+
+/* The node encoded at p[0..len); NULL when malformed. Its ref is left for the caller. */
+static mnode *mpt_decode(msession *s, const u8 *p, u64 len) {
+    u64 off, size;
+    if (rlp_item(p, len, &off, &size) != 1 || off + size != len) return NULL;
+    const u8 *raw[17], *pay[17];
+    u64 rawlen[17], paylen[17], count = 0, at = off;
+    int list[17];
+    while (at < len) {
+        if (count == 17) return NULL;
+        u64 o, n;
+        int k = rlp_item(p + at, len - at, &o, &n);
+        if (k < 0) return NULL;
+        raw[count] = p + at;
+        rawlen[count] = o + n;
+        pay[count] = p + at + o;
+        paylen[count] = n;
+        list[count] = k;
+        count++;
+        at += o + n;
+    }
+    if (count == 17) {
+        if (list[16] || paylen[16]) return NULL; /* a value in a branch: keys are not 32 bytes */
+        mnode *b = mpt_node(&s->work, MK_BRANCH);
+        b->kids = (mnode **)mpt_alloc(&s->work, 16 * sizeof(mnode *));
+        for (int i = 0; i < 16; i++) {
+            if (!mpt_child(s, raw[i], rawlen[i], pay[i], paylen[i], list[i], &b->kids[i])) return NULL;
+        }
+        return b;
+    }
+    if (count != 2 || list[0] || paylen[0] == 0) return NULL;
+    int flag = pay[0][0] >> 4;
+    if (flag > 3) return NULL;
+    int odd = flag & 1;
+    u64 plen = 2 * paylen[0] - 2 + (u64)odd;
+    if (plen > 64) return NULL;
+    u8 *path = (u8 *)mpt_alloc(&s->work, plen + 1);
+    for (u64 i = 0; i < plen; i++) path[i] = key_nibble(pay[0], i + (odd ? 1 : 2));
+    mnode *n = mpt_node(&s->work, flag >= 2 ? MK_LEAF : MK_EXT);
+    n->path = path;
+    n->plen = (u8)plen;
+    if (n->kind == MK_LEAF) {
+        if (list[1]) return NULL;
+        n->val = pay[1];
+        n->vlen = paylen[1];
+        return n;
+    }
+    if (plen == 0 || !mpt_child(s, raw[1], rawlen[1], pay[1], paylen[1], list[1], &n->child) || !n->child) return NULL;
+    return n;
+}
+
+/* ---- the update pass ------------------------------------------------------------------------ */
+
+typedef struct {
+    const u8 *nib;
+    const u8 *val;
+    u64 vlen;
+} mitem;
+
+static u64 mpt_lcp(const u8 *a, const u8 *b, u64 n) {
+    u64 i = 0;
+    while (i < n && a[i] == b[i]) i++;
+    return i;
+}
+
+static mnode *mpt_leaf(msession *s, const u8 *path, u64 plen, const u8 *val, u64 vlen) {
+    mnode *n = mpt_node(&s->work, MK_LEAF);
+    n->dirty = 1;
+    n->path = path;
+    n->plen = (u8)plen;
+    n->val = val;
+    n->vlen = vlen;
+    return n;
+}
+
+static mnode *mpt_ext(msession *s, const u8 *path, u64 plen, mnode *child) {
+    mnode *n = mpt_node(&s->work, MK_EXT);
+    n->dirty = 1;
+    n->path = path;
+    n->plen = (u8)plen;
+    n->child = child;
+    return n;
+}
+
+/* node under the path prefix[0..plen): a leaf's or extension's path grows, a branch gets an
+ * extension above it. */
+static mnode *mpt_prefixed(msession *s, const u8 *prefix, u64 plen, mnode *node) {
+    node = mpt_resolve(s, node);
+    if (!plen || !node || node == MPT_MISSING) return node;
+    if (node->kind == MK_BRANCH) return mpt_ext(s, prefix, plen, node);
+    u8 *path = (u8 *)mpt_alloc(&s->work, plen + node->plen);
+    memcpy(path, prefix, plen);
+    memcpy(path + plen, node->path, node->plen);
+    if (node->kind == MK_LEAF) return mpt_leaf(s, path, plen + node->plen, node->val, node->vlen);
+    return mpt_ext(s, path, plen + node->plen, node->child);
+}
+
+static mnode *mpt_branch(msession *s, mnode **kids) {
+    mnode *n = mpt_node(&s->work, MK_BRANCH);
+    n->dirty = 1;
+    n->kids = (mnode **)mpt_alloc(&s->work, 16 * sizeof(mnode *));
+    memcpy(n->kids, kids, 16 * sizeof(mnode *));
+    return n;
+}
+
+/* A trie of items (sorted, distinct keys) from nothing, at depth. */
+static mnode *mpt_build(msession *s, const mitem *items, u64 n, u64 depth) {
+    if (n == 0) return NULL;
+    if (n == 1) return mpt_leaf(s, items[0].nib + depth, 64 - depth, items[0].val, items[0].vlen);
+    /* sorted: the first and last keys share what all share */
+    u64 shared = mpt_lcp(items[0].nib + depth, items[n - 1].nib + depth, 64 - depth);
+    mnode *kids[16] = {0};
+    u64 d = depth + shared;
+    for (u64 i = 0; i < n;) {
+        u64 j = i;
+        while (j < n && items[j].nib[d] == items[i].nib[d]) j++;
+        kids[items[i].nib[d]] = mpt_build(s, items + i, j - i, d + 1);
+        i = j;
+    }
+    mnode *b = mpt_branch(s, kids);
+    return shared ? mpt_ext(s, items[0].nib + depth, shared, b) : b;
+}
+
+/* The RLP string item (header and payload) of n bytes at p, written at out; its size. */
+static u64 mpt_put_string(u8 *out, const u8 *p, u64 n);
+
+/* An account's new value: the change's record, with the old account's code hash and storage
+ * root where the record keeps them (old NULL: the account is new). 0 when old is malformed. */
+static int mpt_account_value(msession *s, const u8 *rec, const u8 *old, u64 oldlen, const u8 **val, u64 *vlen) {
+    const u8 *code = rec + MA_CODE_HASH, *root = rec + MA_STORAGE_ROOT;
+    u8 flags = rec[MA_FLAGS];
+    if (flags & (MF_KEEP_CODE | MF_KEEP_STORAGE)) {
+        const u8 *old_code = MPT_EMPTY_CODE_HASH, *old_root = EMPTY_ROOT_BYTES;
+        if (old) {
+            u64 off, size, at;
+            if (rlp_item(old, oldlen, &off, &size) != 1 || off + size != oldlen) return 0;
+            at = off;
+            const u8 *items[4];
+            for (int i = 0; i < 4; i++) {
+                u64 o, n;
+                if (at >= oldlen || rlp_item(old + at, oldlen - at, &o, &n) != 0) return 0;
+                if (i >= 2 && n != 32) return 0;
+                items[i] = old + at + o;
+                at += o + n;
+            }
+            if (at != oldlen) return 0;
+            old_root = items[2];
+            old_code = items[3];
+        }
+        if (flags & MF_KEEP_CODE) code = old_code;
+        if (flags & MF_KEEP_STORAGE) root = old_root;
+    }
+    u64 nz = 0, bz = 0;
+    while (nz < 8 && rec[MA_NONCE + nz] == 0) nz++;
+    while (bz < 32 && rec[MA_BALANCE + bz] == 0) bz++;
+    u8 body[2 + 8 + 1 + 32 + 66], *p = body;
+    p += mpt_put_string(p, rec + MA_NONCE + nz, 8 - nz);
+    p += mpt_put_string(p, rec + MA_BALANCE + bz, 32 - bz);
+    p += mpt_put_string(p, root, 32);
+    p += mpt_put_string(p, code, 32);
+    u64 size = (u64)(p - body);
+    u8 *out = (u8 *)mpt_alloc(&s->work, size + 2);
+    out[0] = 0xF8; /* the body is 68 to 109 bytes: a list with a one-byte length */
+    out[1] = (u8)size;
+    memcpy(out + 2, body, size);
+    *val = out;
+    *vlen = size + 2;
+    return 1;
+}
+
+/* The item a change sets (old: the value it replaces, NULL when none); 0 when malformed. */
+static int mpt_item(msession *s, const mchange *c, const u8 *old, u64 oldlen, mitem *item) {
+    item->nib = c->nib;
+    item->val = c->val;
+    item->vlen = c->vlen;
+    if (c->account < 0) return 1;
+    if (!mpt_account_value(s, s->accounts + c->account * MA_SIZE, old, oldlen, &item->val, &item->vlen)) {
+        mpt_fail(s, "malformed account in the state trie", NULL);
+        return 0;
+    }
+    return 1;
+}
+
+/* First change (of n, sorted) whose key from depth on is >= path[0..plen) (upper: >). */
+static u64 mpt_bound(const mchange *c, u64 n, u64 depth, const u8 *path, u64 plen, int upper) {
+    u64 lo = 0, hi = n;
+    while (lo < hi) {
+        u64 mid = (lo + hi) / 2;
+        int cmp = memcmp(c[mid].nib + depth, path, plen);
+        if (cmp < 0 || (upper && cmp == 0)) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+static mnode *mpt_update(msession *s, mnode *n, u64 depth, const mchange *c, u64 count);
+
+/* A branch (kids, at depth) after changes; n the branch they belonged to (NULL: a new one). */
+static mnode *mpt_update_branch(msession *s, mnode *n, mnode **old, u64 depth, const mchange *c, u64 count) {
+    mnode *kids[16];
+    memcpy(kids, old, sizeof(kids));
+    int missing = 0, changed = n == NULL;
+    for (u64 i = 0; i < count;) {
+        u8 x = c[i].nib[depth];
+        u64 j = i;
+        while (j < count && c[j].nib[depth] == x) j++;
+        mnode *r = mpt_update(s, kids[x], depth + 1, c + i, j - i);
+        if (r == MPT_MISSING) missing = 1;
+        else if (r != kids[x]) kids[x] = r, changed = 1;
+        i = j;
+    }
+    if (missing) return MPT_MISSING;
+    if (!changed) return n;
+    int live = 0, only = 0;
+    for (int x = 0; x < 16; x++) {
+        if (kids[x]) live++, only = x;
+    }
+    if (live >= 2) return mpt_branch(s, kids);
+    if (live == 0) return NULL;
+    /* one child left: it moves up, its path one nibble longer */
+    return mpt_prefixed(s, MPT_NIBBLES + only, 1, kids[only]);
+}
+
+/* A leaf (at depth) after changes that all share its path up to depth. */
+static mnode *mpt_update_leaf(msession *s, mnode *n, u64 depth, const mchange *c, u64 count) {
+    u64 at = mpt_bound(c, count, depth, n->path, n->plen, 0);
+    int hit = at < count && memcmp(c[at].nib + depth, n->path, n->plen) == 0;
+    u64 live = 0;
+    for (u64 i = 0; i < count; i++) live += !c[i].del;
+    if (!live && !hit) return n; /* deletions of absent keys */
+    mitem *items = (mitem *)mpt_alloc(&s->work, (live + 1) * sizeof(mitem));
+    u64 m = 0;
+    for (u64 i = 0; i < count; i++) {
+        if (i == at && !hit) { /* the old leaf, in key order */
+            u8 *nib = (u8 *)mpt_alloc(&s->work, 64);
+            memcpy(nib, c[0].nib, depth);
+            memcpy(nib + depth, n->path, n->plen);
+            items[m++] = (mitem){nib, n->val, n->vlen};
+        }
+        if (c[i].del) continue;
+        if (!mpt_item(s, c + i, i == at && hit ? n->val : NULL, n->vlen, items + m)) return MPT_MISSING;
+        m++;
+    }
+    if (at == count && !hit) {
+        u8 *nib = (u8 *)mpt_alloc(&s->work, 64);
+        memcpy(nib, c[0].nib, depth);
+        memcpy(nib + depth, n->path, n->plen);
+        items[m++] = (mitem){nib, n->val, n->vlen};
+    }
+    return mpt_build(s, items, m, depth);
+}
+
+/* An extension (at depth) after changes. */
+static mnode *mpt_update_ext(msession *s, mnode *n, u64 depth, const mchange *c, u64 count) {
+    u64 a = mpt_bound(c, count, depth, n->path, n->plen, 0);
+    u64 b = mpt_bound(c, count, depth, n->path, n->plen, 1);
+    int diverge = 0; /* a change that leaves the path and sets a key */
+    for (u64 i = 0; i < count && !diverge; i++) diverge = (i < a || i >= b) && !c[i].del;
+    if (!diverge) { /* changes off the path only delete absent keys */
+        mnode *r = mpt_update(s, n->child, depth + n->plen, c + a, b - a);
+        if (r == MPT_MISSING || r == n->child) return r == MPT_MISSING ? r : n;
+        return mpt_prefixed(s, n->path, n->plen, r);
+    }
+    /* split the path where the first or last change leaves it (sorted: they bound the rest) */
+    u64 lo = mpt_lcp(n->path, c[0].nib + depth, n->plen), hi = mpt_lcp(n->path, c[count - 1].nib + depth, n->plen);
+    u64 shared = lo < hi ? lo : hi, rest = n->plen - shared - 1;
+    mnode *kids[16] = {0};
+    kids[n->path[shared]] = rest ? mpt_ext(s, n->path + shared + 1, rest, n->child) : n->child;
+    mnode *r = mpt_update_branch(s, NULL, kids, depth + shared, c, count);
+    return r == MPT_MISSING ? r : mpt_prefixed(s, n->path, shared, r);
+}
+
+/* The node n (at depth; NULL for none) after changes (sorted; keys share its path to depth):
+ * n itself when nothing changed, NULL when the subtrie became empty, MPT_MISSING when a node
+ * it needs is missing (listed) or malformed (s->err). */
+static mnode *mpt_update(msession *s, mnode *n, u64 depth, const mchange *c, u64 count) {
+    if (!count) return n;
+    mnode *m = mpt_resolve(s, n);
+    if (m == MPT_MISSING) return m;
+    if (!m) {
+        mitem *items = (mitem *)mpt_alloc(&s->work, count * sizeof(mitem));
+        u64 k = 0;
+        for (u64 i = 0; i < count; i++) {
+            if (c[i].del) continue;
+            if (!mpt_item(s, c + i, NULL, 0, items + k)) return MPT_MISSING;
+            k++;
+        }
+        return mpt_build(s, items, k, depth);
+    }
+    mnode *r;
+    if (m->kind == MK_LEAF && depth + m->plen == 64) r = mpt_update_leaf(s, m, depth, c, count);
+    else if (m->kind == MK_EXT && depth + m->plen < 64) r = mpt_update_ext(s, m, depth, c, count);
+    else if (m->kind == MK_BRANCH && depth < 64) r = mpt_update_branch(s, m, m->kids, depth, c, count);
+    else {
+        mpt_fail(s, "malformed state trie node: a path of the wrong length", NULL);
+        return MPT_MISSING;
+    }
+    return r == m ? n : r;
+}
+
+/* The value of key (64 nibbles) in the trie under n: 1 found, 0 absent, 2 a node is missing
+ * (listed), -1 malformed. */
+static int mpt_get(msession *s, mnode *n, const u8 *nib, const u8 **val, u64 *vlen) {
+    u64 depth = 0;
+    for (;;) {
+        n = mpt_resolve(s, n);
+        if (n == MPT_MISSING) return 2;
+        if (!n) return 0;
+        if (n->kind == MK_BRANCH) {
+            if (depth >= 64) return -1;
+            n = n->kids[nib[depth++]];
+            continue;
+        }
+        if (depth + n->plen > 64 || memcmp(n->path, nib + depth, n->plen) != 0) return 0;
+        depth += n->plen;
+        if (n->kind == MK_LEAF) {
+            if (depth != 64) return -1;
+            *val = n->val;
+            *vlen = n->vlen;
+            return 1;
+        }
+        n = n->child;
+    }
+}
+
+/* ---- encoding and hashing ------------------------------------------------------------------- */
+
+static u64 mpt_head_size(u64 n) {
+    u64 k = 0;
+    if (n < 56) return 1;
+    while (n >> (8 * k)) k++;
+    return 1 + k;
+}
+
+static u8 *mpt_put_head(u8 *out, u64 n, u8 base) {
+    if (n < 56) {
+        *out++ = (u8)(base + n);
+        return out;
+    }
+    u64 k = mpt_head_size(n) - 1;
+    *out++ = (u8)(base + 55 + k);
+    for (u64 i = k; i > 0; i--) *out++ = (u8)(n >> (8 * (i - 1)));
+    return out;
+}
+
+static u64 mpt_string_size(const u8 *p, u64 n) { return n == 1 && p[0] < 0x80 ? 1 : mpt_head_size(n) + n; }
+
+static u64 mpt_put_string(u8 *out, const u8 *p, u64 n) {
+    if (n == 1 && p[0] < 0x80) {
+        out[0] = p[0];
+        return 1;
+    }
+    u8 *q = mpt_put_head(out, n, 0x80);
+    memcpy(q, p, n);
+    return (u64)(q - out) + n;
+}
+
+/* Hex-prefix encoding of a path (at most 33 bytes); its size. */
+static u64 mpt_hex_prefix(const u8 *path, u64 plen, int leaf, u8 *out) {
+    u64 odd = plen & 1, n = plen / 2 + 1;
+    out[0] = (u8)(((leaf ? 2 : 0) + odd) << 4 | (odd ? path[0] : 0));
+    for (u64 i = odd; i < plen; i += 2) out[1 + i / 2] = (u8)(path[i] << 4 | path[i + 1]);
+    return n;
+}
+
+static u64 mpt_ref_size(const mnode *n) { return !n ? 1 : n->reflen == 32 ? 33 : n->reflen; }
+
+static u8 *mpt_put_ref(u8 *out, const mnode *n) {
+    if (!n) {
+        *out++ = 0x80;
+    } else if (n->reflen == 32) {
+        *out++ = 0xA0;
+        memcpy(out, n->ref, 32);
+        out += 32;
+    } else {
+        memcpy(out, n->ref, n->reflen);
+        out += n->reflen;
+    }
+    return out;
+}
+
+/* Encodes the new nodes of the subtrie n, children first, hashing those of 32 bytes or more
+ * (and n itself when it is a root) into w's output. */
+static void mpt_encode(mworker *w, mnode *n, int root) {
+    if (!n || n->dirty != 1) return;
+    u8 hp[33];
+    u64 hplen = 0, payload;
+    if (n->kind == MK_BRANCH) {
+        payload = 1;
+        for (int i = 0; i < 16; i++) {
+            mpt_encode(w, n->kids[i], 0);
+            payload += mpt_ref_size(n->kids[i]);
+        }
+    } else {
+        hplen = mpt_hex_prefix(n->path, n->plen, n->kind == MK_LEAF, hp);
+        payload = mpt_string_size(hp, hplen);
+        if (n->kind == MK_LEAF) {
+            payload += mpt_string_size(n->val, n->vlen);
+        } else {
+            mpt_encode(w, n->child, 0);
+            payload += mpt_ref_size(n->child);
+        }
+    }
+    u64 size = mpt_head_size(payload) + payload;
+    u8 *enc = (u8 *)mpt_alloc(&w->arena, size), *p = mpt_put_head(enc, payload, 0xC0);
+    if (n->kind == MK_BRANCH) {
+        for (int i = 0; i < 16; i++) p = mpt_put_ref(p, n->kids[i]);
+        *p++ = 0x80;
+    } else {
+        p += mpt_put_string(p, hp, hplen);
+        if (n->kind == MK_LEAF) p += mpt_put_string(p, n->val, n->vlen);
+        else p = mpt_put_ref(p, n->child);
+    }
+    n->dirty = 2;
+    if (size < 32 && !root) {
+        n->ref = enc;
+        n->reflen = (u8)size;
+        return;
+    }
+    if (w->n == w->cap) {
+        w->cap = w->cap ? 2 * w->cap : 4096;
+        w->hashes = (u8 *)realloc(w->hashes, 32 * w->cap);
+        w->enc = (const u8 **)realloc((void *)w->enc, w->cap * sizeof(u8 *));
+        w->len = (u64 *)realloc(w->len, w->cap * sizeof(u64));
+        if (!w->hashes || !w->enc || !w->len) abort();
+    }
+    u8 *hash = w->hashes + 32 * w->n;
+    mpt_keccak(enc, size, hash);
+    w->enc[w->n] = enc;
+    w->len[w->n] = size;
+    w->n++;
+    /* the output array may move: the node keeps a copy of its hash */
+    u8 *ref = (u8 *)mpt_alloc(&w->arena, 32);
+    memcpy(ref, hash, 32);
+    n->ref = ref;
+    n->reflen = 32;
+}
+
+typedef struct {
+    mworker *w;
+    mnode **tasks;
+    u64 ntasks, *next;
+    pthread_mutex_t *lock;
+} mthread;
+
+static void *mpt_thread(void *arg) {
+    mthread *t = (mthread *)arg;
+    for (;;) {
+        pthread_mutex_lock(t->lock);
+        u64 i = (*t->next)++;
+        pthread_mutex_unlock(t->lock);
+        if (i >= t->ntasks) return NULL;
+        mpt_encode(t->w, t->tasks[i], 0);
+    }
+}
+
+/* The new subtries two levels below n (or the top of its new nodes), as parallel tasks. */
+static void mpt_tasks(mnode *n, int level, mnode **tasks, u64 *count, u64 cap) {
+    if (!n || n->dirty != 1) return;
+    if (level == 2 || n->kind == MK_LEAF || *count + 16 > cap) {
+        if (level > 0) tasks[(*count)++] = n;
+        return;
+    }
+    if (n->kind == MK_EXT) {
+        mpt_tasks(n->child, level, tasks, count, cap);
+        return;
+    }
+    for (int i = 0; i < 16; i++) mpt_tasks(n->kids[i], level + 1, tasks, count, cap);
+}
+
+/* Encodes and hashes the new tries of jobs: independent subtries in the worker threads, then
+ * the tops; each job's root hash lands in its root. */
+static void mpt_finish(msession *s, mjob **jobs, u64 njobs) {
+    u64 cap = 0, ntasks = 0;
+    for (u64 i = 0; i < njobs; i++) cap += 256 + 16;
+    mnode **tasks = (mnode **)mpt_alloc(&s->work, cap * sizeof(mnode *));
+    for (u64 i = 0; i < njobs; i++) mpt_tasks(jobs[i]->result, 0, tasks, &ntasks, cap);
+    u64 threads = s->threads < ntasks ? s->threads : ntasks;
+    if (threads > 1) {
+        pthread_t ids[64];
+        mthread args[64];
+        pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+        u64 next = 0, started = 0;
+        for (u64 t = 0; t < threads && t < 64; t++) {
+            args[t] = (mthread){s->workers + t, tasks, ntasks, &next, &lock};
+            if (t == 0 || pthread_create(&ids[t], NULL, mpt_thread, &args[t]) == 0) started = t + 1;
+            else break;
+        }
+        mpt_thread(&args[0]);
+        for (u64 t = 1; t < started; t++) pthread_join(ids[t], NULL);
+    }
+    for (u64 i = 0; i < ntasks; i++) mpt_encode(s->workers, tasks[i], 0);
+    for (u64 i = 0; i < njobs; i++) {
+        mnode *r = jobs[i]->result;
+        if (!r) {
+            memcpy(jobs[i]->root, EMPTY_ROOT_BYTES, 32);
+            continue;
+        }
+        mpt_encode(s->workers, r, 1);
+        memcpy(jobs[i]->root, r->ref, 32);
+    }
+}
+
+/* ---- the host's interface ------------------------------------------------------------------- */
+
+static int mpt_change_order(const void *a, const void *b) {
+    return memcmp(((const mchange *)a)->nib, ((const mchange *)b)->nib, 64);
+}
+
+/* Sorts a job's changes; fails on a key given twice. */
+static void mpt_sort(msession *s, mjob *j) {
+    qsort(j->c, j->n, sizeof(mchange), mpt_change_order);
+    for (u64 i = 1; i < j->n; i++) {
+        if (memcmp(j->c[i - 1].nib, j->c[i].nib, 64) == 0) mpt_fail(s, "a key changed twice in one commit", NULL);
+    }
+}
+
+/* The nibbles of the Keccak-256 hash of n bytes at p. */
+static u8 *mpt_hashed_key(msession *s, const u8 *p, u64 n) {
+    u8 hash[32], *nib = (u8 *)mpt_alloc(&s->work, 64);
+    mpt_keccak(p, n, hash);
+    for (int i = 0; i < 64; i++) nib[i] = key_nibble(hash, (u64)i);
+    return nib;
+}
+
+static void mpt_reset(msession *s) {
+    mpt_arena_reset(&s->work, MPT_KEEP);
+    for (u64 t = 0; t < s->threads; t++) {
+        mpt_arena_reset(&s->workers[t].arena, MPT_KEEP / s->threads);
+        s->workers[t].n = 0;
+    }
+    if (s->map) memset(s->map, 0, (s->mask + 1) * sizeof(mslot));
+    s->used = 0;
+    s->nmissing = 0;
+    s->err[0] = 0;
+    s->storage = NULL;
+    s->nstorage = 0;
+    s->accounts = NULL;
+    s->naccounts = 0;
+    memset(&s->main, 0, sizeof(mjob));
+}
+
+static void mpt_set_root(mjob *j, const u8 *root) {
+    memcpy(j->root, root, 32);
+    j->result = NULL;
+    j->done = 0;
+}
+
+/* A session with threads worker threads and a node cache of at most cache_budget bytes. */
+EVM_EXPORT void *mpt_open(u64 threads, u64 cache_budget) {
+    msession *s = (msession *)calloc(1, sizeof(msession));
+    if (!s) return NULL;
+    s->cache_budget = cache_budget;
+    s->threads = threads < 1 ? 1 : threads > 64 ? 64 : threads;
+    s->workers = (mworker *)calloc(s->threads, sizeof(mworker));
+    if (!s->workers) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+EVM_EXPORT void mpt_close(void *h) {
+    msession *s = (msession *)h;
+    mpt_arena_free(&s->work);
+    for (u64 t = 0; t < s->threads; t++) {
+        mpt_arena_free(&s->workers[t].arena);
+        free(s->workers[t].hashes);
+        free((void *)s->workers[t].enc);
+        free(s->workers[t].len);
+    }
+    free(s->workers);
+    mpt_gen_free(&s->cache[0]);
+    mpt_gen_free(&s->cache[1]);
+    free(s->map);
+    free(s->missing);
+    free(s);
+}
+
+/* Starts a commit of one trie: n changes of keys (32 bytes each, the trie paths), value i of
+ * lens[i] bytes in vals, in order; lens[i] < 0 deletes the key. */
+EVM_EXPORT void mpt_begin_trie(void *h, const u8 *root, u64 n, const u8 *keys, const u8 *vals, const i64 *lens) {
+    msession *s = (msession *)h;
+    mpt_reset(s);
+    mpt_set_root(&s->main, root);
+    s->main.c = (mchange *)mpt_alloc(&s->work, (n + 1) * sizeof(mchange));
+    s->main.n = n;
+    u64 total = 0;
+    for (u64 i = 0; i < n; i++) total += lens[i] > 0 ? (u64)lens[i] : 0;
+    u8 *copy = (u8 *)mpt_alloc(&s->work, total + 1), *nibs = (u8 *)mpt_alloc(&s->work, 64 * n + 1);
+    memcpy(copy, vals, total);
+    for (u64 i = 0, at = 0; i < n; i++) {
+        mchange *c = s->main.c + i;
+        for (int k = 0; k < 64; k++) nibs[64 * i + k] = key_nibble(keys + 32 * i, (u64)k);
+        c->nib = nibs + 64 * i;
+        c->account = -1;
+        c->del = lens[i] < 0;
+        c->val = copy + at;
+        c->vlen = c->del ? 0 : (u64)lens[i];
+        at += c->vlen;
+        if (!c->del && !c->vlen) c->del = 1; /* an empty value is no value */
+    }
+    mpt_sort(s, &s->main);
+    s->phase = MP_ACCOUNTS;
+}
+
+/* Starts a commit of a state diff: n account records (MA_SIZE bytes each) under root, and
+ * for the i-th record with MF_STORAGE, slot_counts[i] slot changes (MS_SIZE bytes each) taken
+ * in order from slots. */
+EVM_EXPORT void mpt_begin_state(void *h, const u8 *root, u64 n, const u8 *records, const u8 *slots,
+                                const u64 *slot_counts) {
+    msession *s = (msession *)h;
+    mpt_reset(s);
+    mpt_set_root(&s->main, root);
+    s->accounts = (u8 *)mpt_alloc(&s->work, n * MA_SIZE + 1);
+    memcpy(s->accounts, records, n * MA_SIZE);
+    s->naccounts = n;
+    s->main.c = (mchange *)mpt_alloc(&s->work, (n + 1) * sizeof(mchange));
+    s->main.n = n;
+    u64 jobs = 0;
+    for (u64 i = 0; i < n; i++) jobs += (records[i * MA_SIZE + MA_FLAGS] & MF_STORAGE) != 0;
+    s->storage = (mjob *)mpt_alloc(&s->work, (jobs + 1) * sizeof(mjob));
+    s->nstorage = jobs;
+    const u8 *slot = slots;
+    for (u64 i = 0, k = 0; i < n; i++) {
+        const u8 *rec = s->accounts + i * MA_SIZE;
+        mchange *c = s->main.c + i;
+        c->nib = mpt_hashed_key(s, rec + MA_ADDRESS, 20);
+        c->account = (i64)i;
+        c->del = (rec[MA_FLAGS] & MF_DELETE) != 0;
+        if (!(rec[MA_FLAGS] & MF_STORAGE)) continue;
+        mjob *j = s->storage + k++;
+        memset(j, 0, sizeof(mjob));
+        j->account = (i64)i;
+        j->key = c->nib;
+        j->n = slot_counts[i];
+        j->c = (mchange *)mpt_alloc(&s->work, (j->n + 1) * sizeof(mchange));
+        /* a reset storage starts empty; else its root is looked up first (MP_LOOKUP) */
+        memcpy(j->root, EMPTY_ROOT_BYTES, 32);
+        j->done = (rec[MA_FLAGS] & MF_RESET) != 0;
+        for (u64 m = 0; m < j->n; m++, slot += MS_SIZE) {
+            mchange *sc = j->c + m;
+            sc->nib = mpt_hashed_key(s, slot, 32);
+            sc->account = -1;
+            u64 z = 0;
+            while (z < 32 && slot[32 + z] == 0) z++;
+            sc->del = z == 32;
+            if (sc->del) continue;
+            u8 *val = (u8 *)mpt_alloc(&s->work, 33);
+            sc->vlen = mpt_put_string(val, slot + 32 + z, 32 - z);
+            sc->val = val;
+        }
+        mpt_sort(s, j);
+    }
+    mpt_sort(s, &s->main);
+    s->phase = MP_LOOKUP;
+}
+
+/* A stub for a trie's root (NULL for the empty trie). */
+static mnode *mpt_root_stub(msession *s, const u8 *root) {
+    if (memcmp(root, EMPTY_ROOT_BYTES, 32) == 0) return NULL;
+    mnode *stub = mpt_node(&s->work, MK_HASH);
+    stub->ref = root;
+    stub->reflen = 32;
+    return stub;
+}
+
+/* Runs a pass over the jobs not done; 1 when all are. */
+static int mpt_pass(msession *s, mjob *jobs, u64 n) {
+    int all = 1;
+    for (u64 i = 0; i < n; i++) {
+        mjob *j = jobs + i;
+        if (j->done) continue;
+        mnode *r = mpt_update(s, mpt_root_stub(s, j->root), 0, j->c, j->n);
+        if (r == MPT_MISSING) {
+            all = 0;
+            continue;
+        }
+        j->done = 1;
+        j->result = r;
+        if (r && r->dirty == 0) { /* unchanged (only absent keys deleted): same root */
+            j->result = NULL;
+            j->done = 2;
+        }
+    }
+    return all;
+}
+
+/* Lists a node the pass needs: the host reads it before the next step. */
+static void mpt_list(msession *s, const u8 *hash) {
+    if (s->nmissing == s->capmissing) {
+        s->capmissing = s->capmissing ? 2 * s->capmissing : 1024;
+        s->missing = (u8 *)realloc(s->missing, 32 * s->capmissing);
+        if (!s->missing) abort();
+    }
+    memcpy(s->missing + 32 * s->nmissing++, hash, 32);
+}
+
+/* The jobs' results hashed; a job whose trie did not change keeps its root. */
+static void mpt_finish_jobs(msession *s, mjob *jobs, u64 n) {
+    mjob **list = (mjob **)mpt_alloc(&s->work, (n + 1) * sizeof(mjob *));
+    u64 k = 0;
+    for (u64 i = 0; i < n; i++) {
+        if (jobs[i].done == 1) list[k++] = jobs + i;
+    }
+    mpt_finish(s, list, k);
+}
+
+/* Goes on with the commit: 0 when it is done (mpt_root, mpt_output), -1 on an error
+ * (mpt_error), else the number of nodes it needs (mpt_missing; hand them to mpt_supply). */
+EVM_EXPORT i64 mpt_step(void *h) {
+    msession *s = (msession *)h;
+    s->nmissing = 0;
+    if (s->phase == MP_LOOKUP) {
+        int all = 1;
+        for (u64 i = 0; i < s->nstorage; i++) {
+            mjob *j = s->storage + i;
+            if (j->done) continue;
+            const u8 *val;
+            u64 vlen;
+            int r = mpt_get(s, mpt_root_stub(s, s->main.root), j->key, &val, &vlen);
+            if (r == 2) {
+                all = 0;
+                continue;
+            }
+            if (r < 0) mpt_fail(s, "malformed state trie node", NULL);
+            if (r == 1) {
+                const u8 *item = NULL;
+                u64 off, size, at, o, len = 0;
+                if (rlp_item(val, vlen, &off, &size) == 1) {
+                    at = off;
+                    for (int f = 0; f < 3 && at < vlen; f++) {
+                        if (rlp_item(val + at, vlen - at, &o, &len) != 0) break;
+                        item = val + at + o;
+                        at += o + len;
+                    }
+                }
+                if (!item || len != 32) mpt_fail(s, "malformed account in the state trie", NULL);
+                else memcpy(j->root, item, 32);
+            }
+            j->done = 1;
+        }
+        if (s->err[0]) return -1;
+        if (!all) goto listed;
+        for (u64 i = 0; i < s->nstorage; i++) s->storage[i].done = 0;
+        s->phase = MP_STORAGE;
+    }
+    if (s->phase == MP_STORAGE) {
+        int all = mpt_pass(s, s->storage, s->nstorage);
+        if (s->err[0]) return -1;
+        if (!all) goto listed;
+        mpt_finish_jobs(s, s->storage, s->nstorage);
+        for (u64 i = 0; i < s->nstorage; i++) {
+            u8 *rec = s->accounts + s->storage[i].account * MA_SIZE;
+            memcpy(rec + MA_STORAGE_ROOT, s->storage[i].root, 32);
+            rec[MA_FLAGS] &= (u8)~MF_KEEP_STORAGE;
+        }
+        s->phase = MP_ACCOUNTS;
+    }
+    if (s->phase == MP_ACCOUNTS) {
+        int all = mpt_pass(s, &s->main, 1);
+        if (s->err[0]) return -1;
+        if (!all) goto listed;
+        mpt_finish_jobs(s, &s->main, 1);
+        for (u64 t = 0; t < s->threads; t++) {
+            mworker *w = s->workers + t;
+            for (u64 i = 0; i < w->n; i++) mpt_cache_add(s, w->hashes + 32 * i, w->enc[i], w->len[i]);
+        }
+        s->phase = MP_DONE;
+    }
+    return s->err[0] ? -1 : 0;
+listed:
+    return (i64)s->nmissing;
+}
+
+EVM_EXPORT const u8 *mpt_missing(void *h) { return ((msession *)h)->missing; }
+
+EVM_EXPORT const char *mpt_error(void *h) { return ((msession *)h)->err; }
+
+/* Hands over the nodes the last step listed, in its order: node i is lens[i] bytes of buf. */
+EVM_EXPORT void mpt_supply(void *h, const u8 *buf, const u64 *lens) {
+    msession *s = (msession *)h;
+    for (u64 i = 0, at = 0; i < s->nmissing; at += lens[i], i++) {
+        u8 *copy = (u8 *)mpt_alloc(&s->work, lens[i] + 32);
+        memcpy(copy, s->missing + 32 * i, 32);
+        memcpy(copy + 32, buf + at, lens[i]);
+        mnode *n = mpt_decode(s, copy + 32, lens[i]);
+        if (!n) {
+            mpt_fail(s, "malformed state trie node", copy);
+            continue;
+        }
+        n->ref = copy;
+        n->reflen = 32;
+        /* the slot's key moves to the copy: the listed hash may live in a root that changes */
+        int added;
+        mslot *e = mpt_slot(s, copy, &added);
+        e->hash = copy;
+        e->node = n;
+    }
+    s->nmissing = 0;
+}
+
+/* The root after the commit (32 bytes). */
+EVM_EXPORT void mpt_root(void *h, u8 *out) { memcpy(out, ((msession *)h)->main.root, 32); }
+
+/* The number of new nodes to persist; their total size into *bytes. */
+EVM_EXPORT u64 mpt_output_size(void *h, u64 *bytes) {
+    msession *s = (msession *)h;
+    u64 n = 0, total = 0;
+    for (u64 t = 0; t < s->threads; t++) {
+        n += s->workers[t].n;
+        for (u64 i = 0; i < s->workers[t].n; i++) total += s->workers[t].len[i];
+    }
+    *bytes = total;
+    return n;
+}
+
+/* Copies out the new nodes: their hashes (32 bytes each), encodings (concatenated), sizes. */
+EVM_EXPORT void mpt_output(void *h, u8 *hashes, u8 *data, u64 *lens) {
+    msession *s = (msession *)h;
+    for (u64 t = 0; t < s->threads; t++) {
+        mworker *w = s->workers + t;
+        memcpy(hashes, w->hashes, 32 * w->n);
+        hashes += 32 * w->n;
+        for (u64 i = 0; i < w->n; i++) {
+            memcpy(data, w->enc[i], w->len[i]);
+            data += w->len[i];
+            *lens++ = w->len[i];
+        }
+    }
+}
+
+#endif

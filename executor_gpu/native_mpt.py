@@ -1,0 +1,188 @@
+"""The native Merkle-Patricia committer (``kernels/evm_mpt.h``), driven from Python.
+
+A commit applies a block's changes to a trie (or a state diff to the account trie and the
+storage tries) and returns the new root with every new node to persist. The C side reads
+nothing itself: it lists the nodes it needs, ``load`` reads each with one get, and it goes
+on, until its pass needs nothing more; then it hashes the new nodes in worker threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from itertools import accumulate, chain
+from types import TracebackType
+from typing import Self
+
+import numpy as np
+
+from executor_gpu.native_abi import enum_members
+from executor_gpu.native_build import cpu_library
+from executor_gpu.types import StateDiff
+from primitives.crypto import keccak256
+from primitives.errors import Halt
+from primitives.types import Hash32
+
+Loader = Callable[[list[bytes]], list[bytes | None]]
+"""Reads trie nodes by hash, one get each; None where the store has none."""
+
+_MPT = enum_members("evm_mpt.h")
+_RECORD = _MPT["MA_SIZE"]
+_DELETE, _KEEP_CODE, _KEEP_STORAGE = _MPT["MF_DELETE"], _MPT["MF_KEEP_CODE"], _MPT["MF_KEEP_STORAGE"]
+_STORAGE, _RESET = _MPT["MF_STORAGE"], _MPT["MF_RESET"]
+_ZERO32, _ZERO64 = bytes(32), bytes(64)
+_PLAIN = bytes([_KEEP_CODE | _KEEP_STORAGE])
+_DELETED = bytes([_DELETE]) + bytes(_RECORD - 21)
+_EMPTY_ROOT = keccak256(b"\x80")
+
+_THREADS = min(os.cpu_count() or 1, 8)
+"""Worker threads that hash independent subtries."""
+
+
+@dataclass(frozen=True)
+class Commit:
+    """What a commit produced: the new root, and the new entries of the content-addressed node
+    store (trie nodes by hash; contract code by hash, for state commits)."""
+
+    root: Hash32
+    """Root of the trie (the state root, for state commits) after the changes."""
+    hashes: bytes
+    """The new nodes' hashes, 32 bytes each."""
+    data: bytes
+    """The new nodes' encodings, concatenated."""
+    lengths: list[int]
+    """Size of each encoding."""
+    codes: Mapping[bytes, bytes]
+    """New contract code by hash."""
+
+    def nodes(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """(``prefix`` + hash, node) of every new trie node, then of every new code."""
+        hashes, data = self.hashes, self.data
+        ends = list(accumulate(self.lengths))
+        keys = [prefix + hashes[at : at + 32] for at in range(0, len(hashes), 32)]
+        nodes = [data[start:end] for start, end in zip([0, *ends], ends)]
+        return chain(zip(keys, nodes), ((prefix + key, code) for key, code in self.codes.items()))
+
+
+CACHE_BYTES = 256 << 20
+"""Default budget of a committer's node cache."""
+
+
+class TrieCommitter:
+    """A session of the C committer: one commit at a time (not thread-safe).
+
+    It keeps the nodes of its last commits, up to ``cache_bytes``: the next block's paths
+    start in them (every block changes the top of the trie), so most of its reads are saved.
+    Nodes are content-addressed, so a cached node is always right; the one thing it can do
+    is stand in for a node whose write batch was dropped, which only a root of that dropped
+    batch reaches. Its memory is freed by ``close`` or when it is collected.
+    """
+
+    def __init__(self, threads: int = _THREADS, cache_bytes: int = CACHE_BYTES) -> None:
+        self._lib = cpu_library()
+        self._session: int | None = self._lib.mpt_open(threads, cache_bytes)
+        if not self._session:
+            raise MemoryError("cannot open a trie committer session")
+        self._free = weakref.finalize(self, self._lib.mpt_close, self._session)
+
+    def close(self) -> None:
+        """Frees the session's memory."""
+        self._free()
+        self._session = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def commit_trie(self, root: bytes, changes: Mapping[bytes, bytes | None], load: Loader) -> Commit:
+        """The trie under ``root`` after setting each key (32 bytes: the path itself) to its
+        value, or deleting it where the value is None or empty."""
+        keys = b"".join(changes)
+        if len(keys) != 32 * len(changes):
+            raise ValueError("trie keys must be 32 bytes")
+        values = [b"" if value is None else value for value in changes.values()]
+        lengths = np.fromiter(
+            (-1 if value is None else len(value) for value in changes.values()), dtype=np.int64, count=len(changes)
+        )
+        self._lib.mpt_begin_trie(
+            self._open(), root, len(changes), keys, b"".join(values), lengths.ctypes.data
+        )
+        return self._run(load, {})
+
+    def commit_state(self, root: bytes, diff: StateDiff, load: Loader) -> Commit:
+        """The state under ``root`` after ``diff``: its storage tries, then its account trie."""
+        records: list[bytes] = []  # the fields of every record, in order
+        slots: list[bytes] = []
+        counts = np.zeros(len(diff.accounts), dtype=np.uint64)
+        codes: dict[bytes, bytes] = {}
+        for i, (address, change) in enumerate(diff.accounts.items()):
+            if change is None:
+                records += (address, _DELETED)
+                continue
+            if change.code is None and not change.storage and not change.storage_reset:
+                # A balance or nonce change (most of a block): the old code and storage stay.
+                records += (address, _PLAIN, change.nonce.to_bytes(8, "big"),
+                            change.balance.to_bytes(32, "big"), _ZERO64)
+                continue
+            flags, code_hash, storage_root = 0, _ZERO32, _ZERO32
+            if change.code is None:
+                flags |= _KEEP_CODE
+            else:
+                code_hash = keccak256(change.code)
+                codes[code_hash] = change.code
+            if change.storage:
+                flags |= _STORAGE | (_RESET if change.storage_reset else 0)
+                slots.extend(
+                    slot.to_bytes(32, "big") + value.to_bytes(32, "big") for slot, value in change.storage.items()
+                )
+                counts[i] = len(change.storage)
+            elif change.storage_reset:
+                storage_root = _EMPTY_ROOT
+            else:
+                flags |= _KEEP_STORAGE
+            records += (address, bytes([flags]), change.nonce.to_bytes(8, "big"),
+                        change.balance.to_bytes(32, "big"), code_hash, storage_root)
+        packed = b"".join(records)
+        if len(packed) != _RECORD * len(diff.accounts):
+            raise ValueError("every address must be 20 bytes")
+        self._lib.mpt_begin_state(
+            self._open(), root, len(diff.accounts), packed, b"".join(slots), counts.ctypes.data
+        )
+        return self._run(load, codes)
+
+    def _open(self) -> int:
+        if not self._session:
+            raise ValueError("the trie committer is closed")
+        return self._session
+
+    def _run(self, load: Loader, codes: Mapping[bytes, bytes]) -> Commit:
+        lib, session = self._lib, self._open()
+        while (count := lib.mpt_step(session)) != 0:
+            if count < 0:
+                raise Halt(lib.mpt_error(session).decode())
+            listed = ctypes.string_at(lib.mpt_missing(session), 32 * count)
+            hashes = [listed[i : i + 32] for i in range(0, len(listed), 32)]
+            nodes = load(hashes)
+            try:
+                data = b"".join(nodes)  # type: ignore[arg-type]  # None is caught below
+            except TypeError:
+                missing = next(h for h, node in zip(hashes, nodes) if node is None)
+                raise Halt(f"state trie node {missing.hex()} is missing") from None
+            lengths = np.fromiter(map(len, nodes), dtype=np.uint64, count=count)  # type: ignore[arg-type]
+            lib.mpt_supply(session, data, lengths.ctypes.data)
+        root = ctypes.create_string_buffer(32)
+        lib.mpt_root(session, root)
+        total = ctypes.c_uint64()
+        count = lib.mpt_output_size(session, ctypes.byref(total))
+        hashes_out = ctypes.create_string_buffer(32 * count)
+        data_out = ctypes.create_string_buffer(total.value)
+        sizes = np.empty(count, dtype=np.uint64)
+        lib.mpt_output(session, hashes_out, data_out, sizes.ctypes.data)
+        return Commit(Hash32(root.raw), hashes_out.raw, data_out.raw, sizes.tolist(), codes)

@@ -1,0 +1,63 @@
+"""bench/load.py stays runnable: a tiny load against a real node (and anvil when installed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import load
+from node.genesis import development_keys
+
+MNEMONIC = "test test test test test test test test test test test junk"
+
+
+def test_fast_key_derivation_matches_the_genesis() -> None:
+    assert load.development_keys(MNEMONIC, 3) == development_keys(MNEMONIC, 3)
+
+
+def test_batches_keep_each_sender_on_one_connection_in_nonce_order() -> None:
+    keys = load.development_keys(MNEMONIC, 6)
+    txs = load.build_workload("transfer", keys, 23, 7331).load
+    plans = load.plan_batches(txs, connections=3, batch=4)
+    lanes: dict[int, int] = {}
+    for lane, batches in enumerate(plans):
+        order = [i for batch in batches for i in batch.indexes]
+        assert order == sorted(order)  # the load is built nonce round by nonce round
+        for i in order:
+            assert lanes.setdefault(txs[i].sender, lane) == lane
+        for batch in batches:
+            assert len(json.loads(batch.body)) == len(batch.indexes) <= 4
+    assert sorted(i for batches in plans for b in batches for i in b.indexes) == list(range(23))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("workload", ["transfer", "erc20"])
+def test_tiny_load_is_accepted_and_included(
+    workload: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "figures.json"
+    argv = ["--workload", workload, "--txs", "300", "--senders", "20", "--connections", "3",
+            "--batch", "50", "--timeout", "60", "--json", str(out)]
+    assert load.main(argv) == 0
+    printed = capsys.readouterr().out
+    figures = json.loads(out.read_text())
+    expected = ["l2node", "anvil"] if load.anvil_available() else ["l2node"]
+    assert list(figures["targets"]) == expected
+    assert figures["machine"]["cores"] >= 1 and figures["machine"]["commit"]
+    for name, result in figures["targets"].items():
+        assert result["errors"] == {}, (name, result["errors"])
+        assert result["accepted"] == result["included"] == 300, (name, result)
+        assert result["failed_receipts_in_sample"] == 0, (name, result)
+        assert result["poll_errors"] == 0, result["last_poll_error"]
+        assert 0 < result["acceptance_tps"] and 0 < result["inclusion_tps"]
+        assert 0 < result["latency_p50_s"] <= result["latency_p99_s"] < 60
+        assert 0 < result["cpu_cores"] <= figures["machine"]["cores"] + 0.5
+        assert result["peak_rss_mib"] > 5
+        assert 1 <= result["blocks"] and result["max_block_txs"] <= 300
+    for row in ("acceptance tx/s", "inclusion tx/s", "latency p99 s", "CPU cores"):
+        assert row in printed
+    if "anvil" in figures["targets"]:
+        assert figures["ratio_l2node_to_anvil"]["inclusion_tps"] > 0
+        assert "l2node/anvil" in printed
