@@ -523,17 +523,16 @@ class _FlatWriter:
         for address, change in diff.accounts.items():
             account_hash = keccak256(address)
             key = schema.flat_account_key(account_hash)
-            previous = self._previous(key)
-            old = None if previous is None else _decode_account(previous)
-            if (change is None or change.storage_reset) and old and old.storage_root != EMPTY_ROOT:
+            old = self._previous(key)
+            roots = _EMPTY_ROOTS if old is None else _stored_roots(old)
+            if (change is None or change.storage_reset) and roots[1:33] != EMPTY_ROOT:
                 # Only accounts with a storage root have slots: creations skip the scan.
                 prefix = schema.flat_storage_prefix(account_hash)
                 for slot_key, _ in list(self._batch.iterate(prefix)):
                     self._set(slot_key, None)
             if change is None:
                 self._set(key, None)
-                continue
-            if change.storage:
+            elif change.storage:
                 # The committer keeps new storage roots to itself: read the account's new value
                 # from the new trie (the few accounts whose storage a block changes).
                 new_state = new_state or HexaryTrie(NodeStore(self._batch), root)
@@ -541,13 +540,12 @@ class _FlatWriter:
                 for slot, slot_value in change.storage.items():
                     slot_key = schema.flat_storage_key(account_hash, _slot_hash(slot))
                     self._set(slot_key, _int_bytes(slot_value) or None)
-                continue
-            storage_root = EMPTY_ROOT if old is None or change.storage_reset else old.storage_root
-            code_hash = (keccak256(change.code) if change.code is not None
-                         else EMPTY_CODE_HASH if old is None else old.code_hash)
-            self._set(key, fast_rlp.encode(
-                [_int_bytes(change.nonce), _int_bytes(change.balance), storage_root, code_hash]
-            ))
+            else:
+                # Most of a block: nonce and balance change, the old roots stay (no decoding).
+                storage_root = _EMPTY_ROOTS[:33] if change.storage_reset else roots[:33]
+                code = roots[33:] if change.code is None else b"\xa0" + keccak256(change.code)
+                payload = _rlp_int(change.nonce) + _rlp_int(change.balance) + storage_root + code
+                self._set(key, fast_rlp.length_prefix(len(payload), 0xC0) + payload)
 
     def finish(self, before: FlatMarker, after: FlatMarker, depth: int) -> None:
         """Stage the change set (none for genesis, which never unwinds, nor with ``depth`` 0),
@@ -587,6 +585,26 @@ def _account_hash(address: bytes) -> Hash32:
 def _slot_hash(slot: int) -> Hash32:
     """Trie and flat key of a storage slot within its account."""
     return keccak256(slot.to_bytes(32, "big"))
+
+
+_EMPTY_ROOTS = b"\xa0" + EMPTY_ROOT + b"\xa0" + EMPTY_CODE_HASH
+"""How an account's RLP ends without storage or code: its storage root and code hash, each a
+32-byte string (0xa0 and the bytes)."""
+
+
+def _stored_roots(account: bytes) -> bytes:
+    """The RLP of an account's storage root and code hash: the last 66 bytes of its value."""
+    if len(account) < 70 or account[-66] != 0xA0 or account[-33] != 0xA0:
+        raise Halt("malformed account in the state")
+    return account[-66:]
+
+
+def _rlp_int(value: int) -> bytes:
+    """RLP of an integer below 2**256 (a string of at most 32 bytes, so a one-byte prefix)."""
+    if 0 < value < 0x80:
+        return bytes([value])
+    data = _int_bytes(value)
+    return bytes([0x80 + len(data)]) + data
 
 
 def _trie_get(trie: HexaryTrie, key: bytes) -> bytes:
