@@ -346,7 +346,8 @@ class StateDB:
         self._committing = threading.Lock()
         self._options = options or StateOptions()
         self._cache = FlatCache(self._options.cache_entries)
-        self._commit_lock = threading.Lock()
+        # One batch commit at a time, so the cache's generation brackets exactly one.
+        self._batch_commits = threading.Lock()
         # Flat writes staged per uncommitted batch (forgotten with a discarded batch).
         self._staged: weakref.WeakKeyDictionary[WriteBatch, _StagedFlat] = (
             weakref.WeakKeyDictionary()
@@ -457,7 +458,7 @@ class StateDB:
         if staged is None:  # no flat writes of ours: nothing cached or viewed changes
             batch.commit()
             return
-        with self._commit_lock:
+        with self._batch_commits:
             self._cache.begin_commit()
             committed = False
             try:
