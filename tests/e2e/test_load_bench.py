@@ -13,12 +13,8 @@ from node.genesis import development_keys
 MNEMONIC = "test test test test test test test test test test test junk"
 
 
-def test_fast_key_derivation_matches_the_genesis() -> None:
-    assert load.development_keys(MNEMONIC, 3) == development_keys(MNEMONIC, 3)
-
-
 def test_batches_keep_each_sender_on_one_connection_in_nonce_order() -> None:
-    keys = load.development_keys(MNEMONIC, 6)
+    keys = development_keys(MNEMONIC, 6)
     txs = load.build_workload("transfer", keys, 23, 7331).load
     plans = load.plan_batches(txs, connections=3, batch=4)
     lanes: dict[int, int] = {}

@@ -9,18 +9,20 @@ import pytest
 from executor_gpu.recover import NativeRecover, batch_recover
 from primitives.crypto import (
     SECP256K1_N,
+    Signature,
     keccak256,
     private_key_to_address,
     recover_addresses,
     sign_hash,
 )
 from primitives.transactions import decode_transaction, decode_transactions
+from primitives.types import Address
 from tests.node.helpers import transfer
 
 
-def _signed(count: int) -> tuple[list[tuple[bytes, int, int, int]], list[bytes]]:
+def _signed(count: int) -> tuple[list[Signature], list[Address]]:
     keys = [keccak256(b"key %d" % i) for i in range(count)]
-    signatures = []
+    signatures: list[Signature] = []
     for i, key in enumerate(keys):
         message = keccak256(b"message %d" % i)
         signatures.append((message, *sign_hash(message, key)))

@@ -137,15 +137,18 @@ def test_admission_goes_on_while_a_block_executes(clock: ManualClock) -> None:
         assert finish.wait(5)
         return execute(*args)  # type: ignore[arg-type]
 
-    node.executor = type("Slow", (), {"execute": staticmethod(slow_execute),
-                                      "name": "slow"})()  # type: ignore[assignment]
+    node.executor = type("Slow", (), {"execute": staticmethod(slow_execute), "name": "slow"})()
     producer = threading.Thread(target=node.produce_block)
     producer.start()
     try:
         assert executing.wait(5)
         admitted = threading.Event()
-        submitter = threading.Thread(target=lambda: (node.submit(transfer(1, 0)), admitted.set()))
-        submitter.start()
+
+        def submit() -> None:
+            node.submit(transfer(1, 0))
+            admitted.set()
+
+        threading.Thread(target=submit).start()
         # Admitted while the block is still executing, not after it.
         assert admitted.wait(3)
         assert node.pending_nonce(USERS[1]) == 1

@@ -35,7 +35,7 @@ def test_negative_integers_are_refused() -> None:
 
 @given(items)
 def test_decode_inverts_encode(item: object) -> None:
-    encoded = rlp.encode(item)  # type: ignore[arg-type]
+    encoded = rlp.encode(item)
     assert decode(encoded) == rlp.decode(encoded)
 
 
