@@ -84,6 +84,8 @@ def cpu_library() -> ctypes.CDLL:
     lib.evm_hash_keys.restype = None
     lib.evm_trie_level.argtypes = [ptr, ptr, ptr, ptr, u64, ptr, ptr, ptr, ptr, u64, ptr, u64, ptr]
     lib.evm_trie_level.restype = None
+    lib.evm_ordered_root.argtypes = [u64, ptr, ptr, ptr]
+    lib.evm_ordered_root.restype = ctypes.c_int
     lib.evm_recover_batch.argtypes = [ptr, ptr, ptr, ptr, u64, ptr, ptr, ptr, ptr, u64]
     lib.evm_recover_batch.restype = None
     lib.mpt_open.argtypes = [u64, u64]

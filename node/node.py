@@ -18,7 +18,7 @@ from node.db.state import GenesisAccount, StateDB, StateOptions
 from node.epochs import MAX_PROOFS_PER_BLOCK, Epochs
 from node.genesis import Genesis
 from primitives import rlp
-from primitives.blocks import EMPTY_BLOOM, EMPTY_ROOT, Header
+from primitives.blocks import EMPTY_BLOOM, EMPTY_ROOT, Header, OrderedRoot, ordered_trie_root
 from primitives.clock import Clock
 from primitives.crypto import BatchRecover, keccak256, private_key_to_address, recover_addresses
 from primitives.errors import (
@@ -151,11 +151,14 @@ class Node:
         genesis_weights: Mapping[Address, int] | None = None,
         recover: BatchRecover = recover_addresses,
         state_options: StateOptions | None = None,
+        ordered_root: OrderedRoot = ordered_trie_root,
     ) -> None:
         """``genesis_weights``: the first validator set (default: this node alone);
         ``recover`` finds the senders of a batch of transactions (a native one in production);
-        ``state_options``: flat state cache and unwind depth (default: StateOptions())."""
+        ``state_options``: flat state cache and unwind depth (default: StateOptions());
+        ``ordered_root`` computes transactions and receipts roots (native in production)."""
         self.kv = kv
+        self._ordered_root = ordered_root
         self.params = params
         self.chain = ChainStore(kv)
         self.epochs = Epochs(
@@ -278,7 +281,8 @@ class Node:
             env = self._next_env(parent, self._block_hashes(parent))
             txs = self.admission.select(env.base_fee_per_gas, env.gas_limit,
                                         self.params.max_txs_per_block)
-            body = execute_block(self.executor, self.state.at(parent.state_root), env, txs)
+            body = execute_block(self.executor, self.state.at(parent.state_root), env, txs,
+                             self._ordered_root)
             staged = self._stage(parent, env, body, carried)
             # The pool offered these but they failed against the state: forget them on commit.
             staged.dropped = tuple(r.tx.hash for r in body.result.rejected)
@@ -420,7 +424,8 @@ class Node:
             parent, timestamp, coinbase, self.params.chain_id,
             self.params.gas_limit, self._block_hashes(parent),
         )
-        body = execute_block(self.executor, self.state.at(parent.state_root), env, txs)
+        body = execute_block(self.executor, self.state.at(parent.state_root), env, txs,
+                             self._ordered_root)
         # Rule: every transaction of a block executes; a proposer must not include invalid ones.
         if body.result.rejected:
             first = body.result.rejected[0]

@@ -14,6 +14,7 @@ from typing import Any
 import uvicorn
 
 from executor_gpu.api import Caller, Executor
+from executor_gpu.ordered import ordered_root
 from executor_gpu.recover import batch_recover
 from l1.api import BatchSignatures, L1Client
 from l1.client import Web3L1Client, deploy_batch_inbox
@@ -153,8 +154,9 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
         validator_key(config.validator),
         SystemClock(),
         genesis_weights(genesis),
-        batch_recover(),
-        config.state,
+        recover=batch_recover(),
+        state_options=config.state,
+        ordered_root=ordered_root(),
     )
     head = node.init_or_resume(dict(genesis.alloc))
     stop = asyncio.Event()

@@ -34,6 +34,7 @@ from typing import TextIO, TypeVar
 import rlp
 from rlp.sedes import Binary, big_endian_int
 
+from executor_gpu.ordered import ordered_root
 from executor_gpu.recover import batch_recover
 from l1.api import L1Client
 from l1.client import Web3L1Client
@@ -191,7 +192,8 @@ def run(args: argparse.Namespace) -> int:
             WATCHER_KEY,
             SystemClock(),
             genesis_weights(genesis),
-            batch_recover(),
+            recover=batch_recover(),
+            ordered_root=ordered_root(),
         )
         node.init_or_resume(dict(genesis.alloc))
         stored = kv.get(schema.meta_key(CONTRACT_META))

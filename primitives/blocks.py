@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import rlp
@@ -85,6 +85,10 @@ class Receipt:
             ]
         )
         return bytes(body) if self.tx_type == LEGACY_TX else bytes([self.tx_type]) + body
+
+
+OrderedRoot = Callable[[Sequence[bytes]], Hash32]
+"""Computes ``ordered_trie_root`` (the node injects a native one)."""
 
 
 def ordered_trie_root(items: Sequence[bytes]) -> Hash32:

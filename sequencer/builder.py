@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from executor_gpu.api import Executor, StateReader
 from executor_gpu.types import BlockEnv
-from primitives.blocks import Header, bloom_of, ordered_trie_root
+from primitives.blocks import Header, OrderedRoot, bloom_of, ordered_trie_root
 from primitives.errors import Halt
 from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
@@ -45,9 +45,11 @@ def next_block_env(
 
 
 def execute_block(
-    executor: Executor, pre_state: StateReader, env: BlockEnv, txs: Sequence[Transaction]
+    executor: Executor, pre_state: StateReader, env: BlockEnv, txs: Sequence[Transaction],
+    ordered_root: OrderedRoot = ordered_trie_root,
 ) -> BlockBody:
-    """Execute ``txs`` in one call and derive the block's roots (proposer and re-executing peers)."""
+    """Execute ``txs`` in one call and derive the block's roots (proposer and re-executing peers),
+    with ``ordered_root`` (a native one in the node)."""
     result = executor.execute(pre_state, env, txs)
     receipts = [executed.receipt for executed in result.executed]
     # A disagreement here means the executor is broken; building on it would fork the chain.
@@ -59,8 +61,8 @@ def execute_block(
         )
     return BlockBody(
         result=result,
-        transactions_root=ordered_trie_root([executed.tx.raw for executed in result.executed]),
-        receipts_root=ordered_trie_root([receipt.encode() for receipt in receipts]),
+        transactions_root=ordered_root([executed.tx.raw for executed in result.executed]),
+        receipts_root=ordered_root([receipt.encode() for receipt in receipts]),
         logs_bloom=bloom_of(log for receipt in receipts for log in receipt.logs),
         gas_used=result.gas_used,
     )

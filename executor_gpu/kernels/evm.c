@@ -16,6 +16,7 @@ extern "C" __global__ void evm_kernel(const u64 *desc) {
 #define EVM_EXPORT __attribute__((visibility("default")))
 
 #include "evm_host.h"
+#include "evm_ordered.h"
 #include "evm_recover.h"
 #include "evm_mpt.h"
 
@@ -69,6 +70,12 @@ EVM_EXPORT void evm_recover_batch(const void *ctx, void *parse, void *recover, v
     recover_job batch = {ctx, (secp_parse_fn)parse, (secp_recover_fn)recover,
                          (secp_serialize_fn)serialize, hashes, sigs, addresses, ok, 0, n};
     host_recover_batch(&batch, n, threads);
+}
+
+/* Root of the ordered trie (keys rlp(i)) of n > 0 values, value i at
+ * values[offsets[i]..offsets[i + 1]); 0 when memory ran out. See evm_ordered.h. */
+EVM_EXPORT int evm_ordered_root(u64 n, const u8 *values, const u64 *offsets, u8 *root) {
+    return host_ordered_root(n, values, offsets, root);
 }
 
 /* Test hooks: the interpreter's own arithmetic and hashing, for checks against Python. */
