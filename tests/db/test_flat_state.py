@@ -221,9 +221,8 @@ def test_the_cache_is_bounded(kv: KV) -> None:
     assert len(state.cache) == 5
 
 
-def test_a_reopened_database_resumes_the_flat_state(backend: Backend) -> None:
-    if not backend.persistent:
-        pytest.skip("the in-memory store does not persist")
+def test_a_reopened_database_resumes_the_flat_state(tmp_path: Path) -> None:
+    backend = Backend("leveldb", tmp_path)  # the one store that persists
     kv = backend.open()
     state = StateDB(kv)
     genesis = commit_genesis(kv, state)
