@@ -940,7 +940,13 @@ static void mpt_reset(msession *s) {
         mpt_arena_reset(&s->workers[t].arena, MPT_KEEP / s->threads);
         s->workers[t].n = 0;
     }
-    if (s->map) memset(s->map, 0, (s->mask + 1) * sizeof(mslot));
+    if (s->map && s->mask + 1 > 8 * (s->used + 1024)) { /* far larger than the last commit needed */
+        free(s->map);
+        s->map = NULL;
+        s->mask = 0;
+    } else if (s->map) {
+        memset(s->map, 0, (s->mask + 1) * sizeof(mslot));
+    }
     s->used = 0;
     s->nmissing = 0;
     s->err[0] = 0;
