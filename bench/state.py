@@ -125,14 +125,16 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def rss_now_mib() -> float:
-    """Resident memory of this process now (Linux), 0 where /proc is missing."""
+def rss_now() -> str:
+    """Resident memory of this process now, anonymous and file-backed (LevelDB maps its
+    tables), from /proc (Linux)."""
     try:
         status = Path("/proc/self/status").read_text()
     except OSError:
-        return 0.0
-    line = next((line for line in status.splitlines() if line.startswith("VmRSS:")), "VmRSS: 0 kB")
-    return int(line.split()[1]) / 1024
+        return "RSS unknown"
+    mib = {line.split(":")[0]: int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("Rss")}
+    return (f"RSS {mib.get('RssAnon', 0) + mib.get('RssFile', 0) + mib.get('RssShmem', 0):,.0f} MiB now"
+            f" ({mib.get('RssAnon', 0):,.0f} anonymous, {mib.get('RssFile', 0):,.0f} file-backed)")
 
 
 def main() -> None:
@@ -205,7 +207,7 @@ def main() -> None:
         took = time.perf_counter() - start
         assert found.all()
         print(f"; native batched walk {args.reads / took:,.0f} accounts/s")
-        print(f"RSS {rss_now_mib():,.0f} MiB now, {rss_mib():,.0f} MiB at peak (the build)")
+        print(f"{rss_now()}, {rss_mib():,.0f} MiB at peak (the build)")
         kv.close()
 
 
