@@ -55,17 +55,20 @@ enum { MK_LEAF = 1, MK_EXT, MK_BRANCH, MK_HASH };
 enum { MP_LOOKUP, MP_STORAGE, MP_ACCOUNTS, MP_DONE };
 
 typedef struct mnode mnode;
+/* 32 bytes: a decoded branch makes one for each of its (up to 16) children by hash. */
 struct mnode {
     u8 kind;        /* MK_*; MK_HASH is a child known only by its hash, not yet resolved */
     u8 plen;        /* nibbles of path (leaf, extension) */
     u8 dirty;       /* 1 built by this commit, 2 and encoded; 0 read from the store */
     u8 reflen;      /* 32: ref is the node's hash; less: ref is its (embedded) encoding */
+    u32 vlen;       /* leaf value's size */
     const u8 *path; /* one nibble a byte */
     const u8 *ref;
-    const u8 *val;  /* leaf value */
-    u64 vlen;
-    mnode *child;   /* extension; for MK_HASH, the node once resolved */
-    mnode **kids;   /* branch: 16, NULL where empty */
+    union {
+        const u8 *val; /* leaf */
+        mnode *child;  /* extension; for MK_HASH, the node once resolved */
+        mnode **kids;  /* branch: 16, NULL where empty */
+    };
 };
 
 static mnode MPT_MISSING_NODE;
