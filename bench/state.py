@@ -13,6 +13,7 @@ Prints the machine and the process's peak RSS; never fails for being slow.
 
     python -m bench.state --accounts 100000 --txs 10000
     python -m bench.state --accounts 1000000 --txs 10000 --py-trie-blocks 1
+    python -m bench.state --accounts 1000000 --dir /tmp/state1m   # twice: build, then restarted
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import random
 import resource
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -125,14 +127,16 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def rss_now_mib() -> float:
-    """Resident memory of this process now (Linux), 0 where /proc is missing."""
+def rss_now() -> str:
+    """Resident memory of this process now, anonymous and file-backed (LevelDB maps its
+    tables), from /proc (Linux)."""
     try:
         status = Path("/proc/self/status").read_text()
     except OSError:
-        return 0.0
-    line = next((line for line in status.splitlines() if line.startswith("VmRSS:")), "VmRSS: 0 kB")
-    return int(line.split()[1]) / 1024
+        return "RSS unknown"
+    mib = {line.split(":")[0]: int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("Rss")}
+    return (f"RSS {mib.get('RssAnon', 0) + mib.get('RssFile', 0) + mib.get('RssShmem', 0):,.0f} MiB now"
+            f" ({mib.get('RssAnon', 0):,.0f} anonymous, {mib.get('RssFile', 0):,.0f} file-backed)")
 
 
 def main() -> None:
@@ -146,22 +150,31 @@ def main() -> None:
     parser.add_argument("--cache-mib", type=int, default=CACHE_BYTES >> 20, help="committer's node cache")
     parser.add_argument("--cold", action="store_true",
                         help="time the blocks on a fresh StateDB (a restarted node: empty node cache)")
+    parser.add_argument("--dir", type=Path,
+                        help="keep the state in this folder; a later run on it skips the build and is"
+                             " a restarted node (its RSS is that of a node holding the state)")
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
     rng = random.Random(1)
-    with tempfile.TemporaryDirectory() as tmp:
-        kv = CountingKV(Path(tmp) / "state")
+    with tempfile.TemporaryDirectory() if args.dir is None else nullcontext(args.dir) as folder:
+        kv = CountingKV(Path(folder) / "state")
         state = StateDB(kv, args.cache_mib << 20)
-        start = time.perf_counter()
-        root = build(state, kv, args.accounts, args.chunk)
-        took = time.perf_counter() - start
-        print(f"built {args.accounts:,} accounts in {took:.1f} s ({args.accounts / took:,.0f} accounts/s,"
-              f" committer + LevelDB), peak RSS {rss_mib():,.0f} MiB; node cache {args.cache_mib} MiB"
-              f"{', emptied (--cold)' if args.cold else ''}")
-        start = time.perf_counter()
-        kv.compact()  # as a node that grew its state over time has it: no compaction debt
-        print(f"compacted LevelDB in {time.perf_counter() - start:.1f} s")
+        saved = Path(folder) / f"root-{args.accounts}"
+        if saved.exists():
+            root = Hash32(bytes.fromhex(saved.read_text()))
+            print(f"reusing the state of {args.accounts:,} accounts in {folder}: node cache"
+                  f" {args.cache_mib} MiB, empty; {rss_now()}")
+        else:
+            start = time.perf_counter()
+            root = build(state, kv, args.accounts, args.chunk)
+            took = time.perf_counter() - start
+            print(f"built {args.accounts:,} accounts in {took:.1f} s ({args.accounts / took:,.0f} accounts/s,"
+                  f" committer + LevelDB), peak RSS {rss_mib():,.0f} MiB; node cache {args.cache_mib} MiB"
+                  f"{', emptied (--cold)' if args.cold else ''}")
+            start = time.perf_counter()
+            kv.compact()  # as a node that grew its state over time has it: no compaction debt
+            print(f"compacted LevelDB in {time.perf_counter() - start:.1f} s")
         if args.cold:
             state = StateDB(kv, args.cache_mib << 20)
         for block in range(args.blocks):
@@ -188,6 +201,8 @@ def main() -> None:
                 line += f"; py-trie root {took * 1000:,.0f} ms ({took / applied:.0f}x), {same}"
             print(line, flush=True)
             root = new_root
+        if args.dir is not None:
+            saved.write_text(root.hex())
         picks = [address(rng.randrange(args.accounts)) for _ in range(args.reads)]
         view = state.at(root)
         start = time.perf_counter()
@@ -205,7 +220,7 @@ def main() -> None:
         took = time.perf_counter() - start
         assert found.all()
         print(f"; native batched walk {args.reads / took:,.0f} accounts/s")
-        print(f"RSS {rss_now_mib():,.0f} MiB now, {rss_mib():,.0f} MiB at peak (the build)")
+        print(f"{rss_now()}, {rss_mib():,.0f} MiB at peak")
         kv.close()
 
 

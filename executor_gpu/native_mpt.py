@@ -22,6 +22,7 @@ import numpy as np
 from executor_gpu.native_abi import enum_members
 from executor_gpu.native_build import cpu_library
 from executor_gpu.types import StateDiff
+from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
 from primitives.errors import Halt
 from primitives.types import Hash32
@@ -31,12 +32,12 @@ Loader = Callable[[list[bytes]], list[bytes | None]]
 
 _MPT = enum_members("evm_mpt.h")
 _RECORD = _MPT["MA_SIZE"]
+"""An account record: address, flags, nonce (8 bytes), balance, code hash, storage root."""
 _DELETE, _KEEP_CODE, _KEEP_STORAGE = _MPT["MF_DELETE"], _MPT["MF_KEEP_CODE"], _MPT["MF_KEEP_STORAGE"]
 _STORAGE, _RESET = _MPT["MF_STORAGE"], _MPT["MF_RESET"]
 _ZERO32, _ZERO64 = bytes(32), bytes(64)
 _PLAIN = bytes([_KEEP_CODE | _KEEP_STORAGE])
-_DELETED = bytes([_DELETE]) + bytes(_RECORD - 21)
-_EMPTY_ROOT = keccak256(b"\x80")
+_DELETED = bytes([_DELETE]) + bytes(_RECORD - _MPT["MA_NONCE"])
 
 _THREADS = min(os.cpu_count() or 1, 8)
 """Worker threads that hash independent subtries."""
@@ -112,7 +113,7 @@ class TrieCommitter:
             (-1 if value is None else len(value) for value in changes.values()), dtype=np.int64, count=len(changes)
         )
         self._lib.mpt_begin_trie(
-            self._open(), root, len(changes), keys, b"".join(values), lengths.ctypes.data
+            self._open(root), root, len(changes), keys, b"".join(values), lengths.ctypes.data
         )
         return self._run(load, {})
 
@@ -144,7 +145,7 @@ class TrieCommitter:
                 )
                 counts[i] = len(change.storage)
             elif change.storage_reset:
-                storage_root = _EMPTY_ROOT
+                storage_root = EMPTY_ROOT
             else:
                 flags |= _KEEP_STORAGE
             records += (address, bytes([flags]), change.nonce.to_bytes(8, "big"),
@@ -153,17 +154,19 @@ class TrieCommitter:
         if len(packed) != _RECORD * len(diff.accounts):
             raise ValueError("every address must be 20 bytes")
         self._lib.mpt_begin_state(
-            self._open(), root, len(diff.accounts), packed, b"".join(slots), counts.ctypes.data
+            self._open(root), root, len(diff.accounts), packed, b"".join(slots), counts.ctypes.data
         )
         return self._run(load, codes)
 
-    def _open(self) -> int:
+    def _open(self, root: bytes) -> int:
         if not self._session:
             raise ValueError("the trie committer is closed")
+        if len(root) != 32:
+            raise ValueError("a trie root is 32 bytes")
         return self._session
 
     def _run(self, load: Loader, codes: Mapping[bytes, bytes]) -> Commit:
-        lib, session = self._lib, self._open()
+        lib, session = self._lib, self._session
         while (count := lib.mpt_step(session)) != 0:
             if count < 0:
                 raise Halt(lib.mpt_error(session).decode())

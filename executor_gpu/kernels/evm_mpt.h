@@ -55,17 +55,20 @@ enum { MK_LEAF = 1, MK_EXT, MK_BRANCH, MK_HASH };
 enum { MP_LOOKUP, MP_STORAGE, MP_ACCOUNTS, MP_DONE };
 
 typedef struct mnode mnode;
+/* 32 bytes: a decoded branch makes one for each of its (up to 16) children by hash. */
 struct mnode {
     u8 kind;        /* MK_*; MK_HASH is a child known only by its hash, not yet resolved */
     u8 plen;        /* nibbles of path (leaf, extension) */
     u8 dirty;       /* 1 built by this commit, 2 and encoded; 0 read from the store */
     u8 reflen;      /* 32: ref is the node's hash; less: ref is its (embedded) encoding */
+    u32 vlen;       /* leaf value's size */
     const u8 *path; /* one nibble a byte */
     const u8 *ref;
-    const u8 *val;  /* leaf value */
-    u64 vlen;
-    mnode *child;   /* extension; for MK_HASH, the node once resolved */
-    mnode **kids;   /* branch: 16, NULL where empty */
+    union {
+        const u8 *val; /* leaf */
+        mnode *child;  /* extension; for MK_HASH, the node once resolved */
+        mnode **kids;  /* branch: 16, NULL where empty */
+    };
 };
 
 static mnode MPT_MISSING_NODE;
@@ -535,6 +538,24 @@ static mnode *mpt_build(msession *s, const mitem *items, u64 n, u64 depth) {
 /* The RLP string item (header and payload) of n bytes at p, written at out; its size. */
 static u64 mpt_put_string(u8 *out, const u8 *p, u64 n);
 
+/* The storage root and code hash of a stored account, RLP [nonce, balance, storage root,
+ * code hash]; 0 when it is malformed. */
+static int mpt_account_roots(const u8 *p, u64 len, const u8 **root, const u8 **code) {
+    u64 off, size;
+    if (rlp_item(p, len, &off, &size) != 1 || off + size != len) return 0;
+    const u8 *items[4];
+    u64 at = off;
+    for (int i = 0; i < 4; i++) {
+        u64 o, n;
+        if (at >= len || rlp_item(p + at, len - at, &o, &n) != 0 || (i >= 2 && n != 32)) return 0;
+        items[i] = p + at + o;
+        at += o + n;
+    }
+    *root = items[2];
+    *code = items[3];
+    return at == len;
+}
+
 /* An account's new value: the change's record, with the old account's code hash and storage
  * root where the record keeps them (old NULL: the account is new). 0 when old is malformed. */
 static int mpt_account_value(msession *s, const u8 *rec, const u8 *old, u64 oldlen, const u8 **val, u64 *vlen) {
@@ -542,22 +563,7 @@ static int mpt_account_value(msession *s, const u8 *rec, const u8 *old, u64 oldl
     u8 flags = rec[MA_FLAGS];
     if (flags & (MF_KEEP_CODE | MF_KEEP_STORAGE)) {
         const u8 *old_code = MPT_EMPTY_CODE_HASH, *old_root = EMPTY_ROOT_BYTES;
-        if (old) {
-            u64 off, size, at;
-            if (rlp_item(old, oldlen, &off, &size) != 1 || off + size != oldlen) return 0;
-            at = off;
-            const u8 *items[4];
-            for (int i = 0; i < 4; i++) {
-                u64 o, n;
-                if (at >= oldlen || rlp_item(old + at, oldlen - at, &o, &n) != 0) return 0;
-                if (i >= 2 && n != 32) return 0;
-                items[i] = old + at + o;
-                at += o + n;
-            }
-            if (at != oldlen) return 0;
-            old_root = items[2];
-            old_code = items[3];
-        }
+        if (old && !mpt_account_roots(old, oldlen, &old_root, &old_code)) return 0;
         if (flags & MF_KEEP_CODE) code = old_code;
         if (flags & MF_KEEP_STORAGE) root = old_root;
     }
@@ -940,7 +946,13 @@ static void mpt_reset(msession *s) {
         mpt_arena_reset(&s->workers[t].arena, MPT_KEEP / s->threads);
         s->workers[t].n = 0;
     }
-    if (s->map) memset(s->map, 0, (s->mask + 1) * sizeof(mslot));
+    if (s->map && s->mask + 1 > 8 * (s->used + 1024)) { /* far larger than the last commit needed */
+        free(s->map);
+        s->map = NULL;
+        s->mask = 0;
+    } else if (s->map) {
+        memset(s->map, 0, (s->mask + 1) * sizeof(mslot));
+    }
     s->used = 0;
     s->nmissing = 0;
     s->err[0] = 0;
@@ -1117,49 +1129,47 @@ static void mpt_finish_jobs(msession *s, mjob *jobs, u64 n) {
     mpt_finish(s, list, k);
 }
 
+/* Looks up the old storage roots of the storage jobs that start from one; 1 when all are
+ * known. */
+static int mpt_lookup_roots(msession *s) {
+    int all = 1;
+    for (u64 i = 0; i < s->nstorage; i++) {
+        mjob *j = s->storage + i;
+        if (j->done) continue;
+        const u8 *val, *root, *code;
+        u64 vlen;
+        int r = mpt_get(s, mpt_root_stub(s, s->main.root), j->key, &val, &vlen);
+        if (r == 2) {
+            all = 0;
+            continue;
+        }
+        if (r < 0) mpt_fail(s, "malformed state trie node", NULL);
+        if (r == 1 && !mpt_account_roots(val, vlen, &root, &code)) {
+            mpt_fail(s, "malformed account in the state trie", NULL);
+        } else if (r == 1) {
+            memcpy(j->root, root, 32);
+        }
+        j->done = 1;
+    }
+    return all;
+}
+
 /* Goes on with the commit: 0 when it is done (mpt_root, mpt_output), -1 on an error
  * (mpt_error), else the number of nodes it needs (mpt_missing; hand them to mpt_supply). */
 EVM_EXPORT i64 mpt_step(void *h) {
     msession *s = (msession *)h;
     s->nmissing = 0;
     if (s->phase == MP_LOOKUP) {
-        int all = 1;
-        for (u64 i = 0; i < s->nstorage; i++) {
-            mjob *j = s->storage + i;
-            if (j->done) continue;
-            const u8 *val;
-            u64 vlen;
-            int r = mpt_get(s, mpt_root_stub(s, s->main.root), j->key, &val, &vlen);
-            if (r == 2) {
-                all = 0;
-                continue;
-            }
-            if (r < 0) mpt_fail(s, "malformed state trie node", NULL);
-            if (r == 1) {
-                const u8 *item = NULL;
-                u64 off, size, at, o, len = 0;
-                if (rlp_item(val, vlen, &off, &size) == 1) {
-                    at = off;
-                    for (int f = 0; f < 3 && at < vlen; f++) {
-                        if (rlp_item(val + at, vlen - at, &o, &len) != 0) break;
-                        item = val + at + o;
-                        at += o + len;
-                    }
-                }
-                if (!item || len != 32) mpt_fail(s, "malformed account in the state trie", NULL);
-                else memcpy(j->root, item, 32);
-            }
-            j->done = 1;
-        }
+        int all = mpt_lookup_roots(s);
         if (s->err[0]) return -1;
-        if (!all) goto listed;
+        if (!all) return (i64)s->nmissing;
         for (u64 i = 0; i < s->nstorage; i++) s->storage[i].done = 0;
         s->phase = MP_STORAGE;
     }
     if (s->phase == MP_STORAGE) {
         int all = mpt_pass(s, s->storage, s->nstorage);
         if (s->err[0]) return -1;
-        if (!all) goto listed;
+        if (!all) return (i64)s->nmissing;
         mpt_finish_jobs(s, s->storage, s->nstorage);
         for (u64 i = 0; i < s->nstorage; i++) {
             u8 *rec = s->accounts + s->storage[i].account * MA_SIZE;
@@ -1171,7 +1181,7 @@ EVM_EXPORT i64 mpt_step(void *h) {
     if (s->phase == MP_ACCOUNTS) {
         int all = mpt_pass(s, &s->main, 1);
         if (s->err[0]) return -1;
-        if (!all) goto listed;
+        if (!all) return (i64)s->nmissing;
         mpt_finish_jobs(s, &s->main, 1);
         for (u64 t = 0; t < s->threads; t++) {
             mworker *w = s->workers + t;
@@ -1180,8 +1190,6 @@ EVM_EXPORT i64 mpt_step(void *h) {
         s->phase = MP_DONE;
     }
     return s->err[0] ? -1 : 0;
-listed:
-    return (i64)s->nmissing;
 }
 
 EVM_EXPORT const u8 *mpt_missing(void *h) { return ((msession *)h)->missing; }

@@ -25,10 +25,12 @@ the cache never holds a value of a staged, uncommitted batch.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -49,6 +51,11 @@ from primitives.types import Address, Hash32
 
 EMPTY_CODE_HASH = keccak256(b"")
 """Code hash of an account without code."""
+
+_READ_THREADS = max(2, min(os.cpu_count() or 1, 8))
+"""Threads that read a round's trie nodes (the caller's and helpers)."""
+_READ_SHARE = 2_000
+"""Fewest nodes a reading thread is given: below that, handing over costs more than it saves."""
 
 _Value = TypeVar("_Value", Account, int)
 """What a flat table holds, decoded: an account or a slot's value."""
@@ -344,6 +351,7 @@ class StateDB:
         # One committer for the node's life: its cache holds the nodes the next block starts from.
         self._committer = TrieCommitter(cache_bytes=cache_bytes)
         self._committing = threading.Lock()
+        self._readers: tuple[int, ThreadPoolExecutor] | None = None
         self._options = options or StateOptions()
         self._cache = FlatCache(self._options.cache_entries)
         # One batch commit at a time, so the cache's generation brackets exactly one.
@@ -377,8 +385,18 @@ class StateDB:
         The flat tables follow when they hold ``parent_root`` as ``batch`` sees them."""
         get, prefix = batch.get, schema.STATE_NODE_PREFIX  # state_node_key, inlined: a get per node
 
+        def read(keys: list[bytes]) -> list[bytes | None]:
+            return list(map(get, keys))
+
         def load(hashes: list[bytes]) -> list[bytes | None]:
-            return [get(prefix + node_hash) for node_hash in hashes]
+            keys = [prefix + node_hash for node_hash in hashes]
+            share = max(_READ_SHARE, -(-len(keys) // _READ_THREADS))
+            parts = [keys[at : at + share] for at in range(0, len(keys), share)]
+            others = [self._reader_pool().submit(read, part) for part in parts[1:]]
+            nodes = read(parts[0]) if parts else []
+            for other in others:
+                nodes += other.result()
+            return nodes
 
         with self._committing:
             commit = self._committer.commit_state(parent_root, diff, load)
@@ -391,6 +409,14 @@ class StateDB:
                         self._options.unwind_depth)
             self._record(batch, parent_root, commit.root, flat.writes)
         return commit.root
+
+    def _reader_pool(self) -> ThreadPoolExecutor:
+        """Helpers for a round's node reads (LevelDB's get leaves the GIL: 2 threads read 1.3-2x
+        faster), started in this process: a forked child has none of its parent's threads."""
+        if self._readers is None or self._readers[0] != os.getpid():
+            pool = ThreadPoolExecutor(_READ_THREADS - 1, thread_name_prefix="state-read")
+            self._readers = (os.getpid(), pool)
+        return self._readers[1]
 
     def genesis(self, alloc: Mapping[Address, GenesisAccount], batch: WriteBatch) -> Hash32:
         """Stage the genesis state into ``batch``; its root."""

@@ -17,6 +17,7 @@ from trie.hexary import HexaryTrie
 from executor_gpu.native_fallback import CommittedState
 from executor_gpu.native_mpt import CACHE_BYTES, Commit, TrieCommitter
 from executor_gpu.types import AccountChange, StateDiff
+from node.db.api import KV
 from node.db.memory import MemoryKV
 from node.db.state import EMPTY_CODE_HASH, StateDB
 from primitives.blocks import EMPTY_ROOT
@@ -261,6 +262,21 @@ def test_state_diffs_give_py_trie_roots(diffs: list[StateDiff], cache_bytes: int
     for address, account in model.items():
         for slot, value in account.storage.items():
             assert view.get_storage(address, slot) == value
+
+
+def test_restarted_state_reads_rounds_in_threads(kv: KV) -> None:
+    """A StateDB with an empty node cache (a restarted node) reads rounds of thousands of
+    nodes, split over threads, from either backend, and gets py-trie's root."""
+    model: dict[Address, _Account] = {}
+    first = StateDiff({Address(keccak256(b"%d" % i)[:20]): AccountChange(nonce=1, balance=i) for i in range(6000)})
+    batch = kv.write_batch()
+    root = StateDB(kv).apply(EMPTY_ROOT, first, batch)
+    batch.commit()
+    _apply_model(model, first)
+    second = StateDiff({address: AccountChange(nonce=2, balance=7) for address in list(first.accounts)[::2]})
+    _apply_model(model, second)
+    restarted = StateDB(kv, cache_bytes=0)
+    assert restarted.apply(root, second, kv.write_batch()) == _model_root(model)
 
 
 @pytest.mark.parametrize("seed", range(6))
