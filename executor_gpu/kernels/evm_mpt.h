@@ -198,6 +198,7 @@ typedef struct {
 
 /* One generation of the node cache: encodings by hash, each entry in the arena as the hash,
  * the length (8 bytes) and the encoding. */
+#define MPT_ENTRY 192 /* bytes a cached node takes, about: an account leaf, its entry and slots */
 typedef struct {
     marena arena;
     mkeyed *slots;
@@ -306,9 +307,13 @@ static const u8 *mpt_gen_find(const mgen *g, const u8 *hash) {
     return NULL;
 }
 
-static void mpt_gen_add(mgen *g, const u8 *hash, const u8 *node, u64 len) {
+/* Adds a node to generation g, which holds up to about budget bytes: its table starts at the
+ * size that many nodes need (growing it in one block's commit rehashed millions of entries:
+ * a 300 ms stall on a 1M-account state). */
+static void mpt_gen_add(mgen *g, u64 budget, const u8 *hash, const u8 *node, u64 len) {
     if (2 * (g->used + 1) > (g->slots ? g->mask + 1 : 0)) {
-        u64 cap = g->slots ? 2 * (g->mask + 1) : 4096, old_cap = g->slots ? g->mask + 1 : 0;
+        u64 cap = 4096, old_cap = g->slots ? g->mask + 1 : 0;
+        while (cap < 2 * old_cap || cap < 2 * (budget / MPT_ENTRY)) cap *= 2;
         mkeyed *old = g->slots;
         g->slots = (mkeyed *)calloc(cap, sizeof(mkeyed));
         if (!g->slots) abort();
@@ -343,7 +348,7 @@ static void mpt_gen_free(mgen *g) {
 /* Keeps a commit's new node for the next commits, within the budget. */
 static void mpt_cache_add(msession *s, const u8 *hash, const u8 *node, u64 len) {
     if (!s->cache_budget) return;
-    mpt_gen_add(&s->cache[0], hash, node, len);
+    mpt_gen_add(&s->cache[0], s->cache_budget / 2, hash, node, len);
     if (s->cache[0].bytes > s->cache_budget / 2) {
         mpt_gen_free(&s->cache[1]);
         s->cache[1] = s->cache[0];
@@ -366,7 +371,7 @@ static mnode *mpt_resolve(msession *s, mnode *n) {
         if (!entry && (entry = mpt_gen_find(&s->cache[1], n->ref)) != NULL) {
             u64 len;
             memcpy(&len, entry + 32, 8);
-            mpt_gen_add(&s->cache[0], entry, entry + 40, len); /* still in use: keep it young */
+            mpt_gen_add(&s->cache[0], s->cache_budget / 2, entry, entry + 40, len); /* in use: keep it young */
         }
         if (!entry) {
             if (added) mpt_list(s, n->ref); /* first met: the host reads it */
