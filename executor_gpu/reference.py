@@ -88,6 +88,8 @@ _VM_ERRORS: tuple[tuple[type[VMError], str], ...] = (
     (OutOfBoundsRead, "return data out of bounds"),
     (ReservedBytesInCode, "invalid code: must not begin with 0xef"),
 )
+_JUMP_INTO_PUSH_DATA = "Jump resulted in invalid instruction"
+"""py-evm's message (eth/vm/logic/flow.py) for a jump to a 0x5b byte of PUSH data."""
 
 
 class OverlayDB(BaseDB):
@@ -280,6 +282,10 @@ def _error_message(computation: ComputationAPI) -> str | None:
     if computation.is_success:
         return None
     error = computation.error
+    # py-evm calls a jump onto a 0x5b byte inside PUSH data an invalid instruction; for
+    # go-ethereum it is an invalid jump destination (its JUMPDEST analysis skips PUSH data).
+    if isinstance(error, InvalidInstruction) and str(error) == _JUMP_INTO_PUSH_DATA:
+        return "invalid jump destination"
     for error_type, message in _VM_ERRORS:
         if isinstance(error, error_type):
             return message

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from executor_gpu.native_tx import create_address
@@ -129,6 +129,13 @@ PEERS = [0xC0DE0001, 0xC0DE0002, 0xC0DE0003]
         min_size=1, max_size=4,
     ),
     storage=st.dictionaries(st.integers(0, 4), st.integers(1, 2**256 - 1), max_size=5),
+)
+# A JUMP onto a 0x5b byte inside PUSH4 data (offset 12): go-ethereum's "invalid jump
+# destination", which py-evm words as an invalid instruction.
+@example(
+    codes=[b"\x00", bytes.fromhex("6001600103610100556301" + "4e5b00" + "5f0161010155600c56"), b"\x00"],
+    calls=[(1, 0, b"", 60_000)],
+    storage={},
 )
 def test_random_programs_match_the_reference(
     codes: list[bytes], calls: list[tuple[int, int, bytes, int]], storage: dict[int, int]
