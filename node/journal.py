@@ -64,12 +64,6 @@ class GroupCommitJournal:
                     self._cond.notify_all()
                 self._durable = upto
 
-    def flush(self) -> None:
-        """Make everything queued so far durable."""
-        with self._cond:
-            ticket = self._queued
-        self.wait(ticket)
-
     def _write(self, writes: list[Write]) -> None:
         if not writes:
             return
