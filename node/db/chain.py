@@ -8,9 +8,12 @@ Blocks are stored contiguously from height 0: every height up to HEAD exists.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import accumulate
 
 from executor_gpu.types import ExecutedTx
 from node.db import schema
@@ -156,11 +159,32 @@ def _log_matches(log: Log, log_filter: LogFilter) -> bool:
     )
 
 
+DECODED_BLOCKS = 4
+"""Blocks whose decoded bodies and receipts are kept: wallets poll the receipts of the newest
+blocks, and a block may hold tens of thousands (decoding one block's receipts list once per
+eth_getTransactionReceipt made each call cost O(block))."""
+
+
+@dataclass(frozen=True)
+class _DecodedBlock:
+    """A block's stored transactions and receipts, decoded."""
+
+    body: list[_StoredTx]
+    """Transactions, in order."""
+    receipts: list[_StoredReceipt]
+    """Their receipts."""
+    first_log_index: list[int]
+    """Block-wide index of each transaction's first log."""
+
+
 class ChainStore:
     """Finalized blocks: headers, bodies, receipts, and the hash and transaction indexes."""
 
     def __init__(self, kv: KV) -> None:
         self._kv = kv
+        # Keyed by number and hash: an unwound and replaced block is never served from here.
+        self._decoded: OrderedDict[tuple[int, Hash32], _DecodedBlock] = OrderedDict()
+        self._decoded_lock = threading.Lock()
 
     def head_number(self) -> int | None:
         """Height of the latest stored block, or None before genesis."""
@@ -222,26 +246,25 @@ class ChainStore:
         if header is None:
             return ()
         block_hash = header.hash
-        body, stored = self._body_and_receipts(number)
-        views = []
-        first_log_index = 0
-        for index, (tx, receipt) in enumerate(zip(body, stored)):
-            location = TxLocation(block_hash, number, index)
-            views.append(self._receipt_view(tx, location, receipt, first_log_index))
-            first_log_index += len(receipt.receipt.logs)
-        return tuple(views)
+        block = self._decoded_block(number, block_hash)
+        return tuple(
+            self._receipt_view(tx, TxLocation(block_hash, number, index), receipt, first_log)
+            for index, (tx, receipt, first_log) in enumerate(
+                zip(block.body, block.receipts, block.first_log_index)
+            )
+        )
 
     def receipt(self, tx_hash: Hash32) -> ReceiptView | None:
         """Receipt of ``tx_hash``, or None if it is in no stored block."""
         location = self.tx_location(tx_hash)
         if location is None:
             return None
-        body, stored = self._body_and_receipts(location.block_number)
-        if location.index >= len(body):
+        block = self._decoded_block(location.block_number, location.block_hash)
+        index = location.index
+        if index >= len(block.body):
             raise Halt(f"tx index of {tx_hash.hex()} points past block {location.block_number}")
-        first_log_index = sum(len(r.receipt.logs) for r in stored[: location.index])
         return self._receipt_view(
-            body[location.index], location, stored[location.index], first_log_index
+            block.body[index], location, block.receipts[index], block.first_log_index[index]
         )
 
     def logs(self, log_filter: LogFilter) -> list[LogView]:
@@ -255,9 +278,9 @@ class ChainStore:
             if not _filter_may_match(header.logs_bloom, log_filter):
                 continue
             block_hash = header.hash
-            body, stored = self._body_and_receipts(number)
+            block = self._decoded_block(number, block_hash)
             log_index = 0
-            for index, (tx, receipt) in enumerate(zip(body, stored)):
+            for index, (tx, receipt) in enumerate(zip(block.body, block.receipts)):
                 for log in receipt.receipt.logs:
                     if _log_matches(log, log_filter):
                         location = TxLocation(block_hash, number, index)
@@ -392,6 +415,23 @@ class ChainStore:
                 _StoredTx(_bytes(raw), Address(_bytes(sender)))
                 for raw, sender in map(_list, _list(rlp.decode(data)))
             ]
+
+    def _decoded_block(self, number: int, block_hash: Hash32) -> _DecodedBlock:
+        """Block ``number`` (whose hash is ``block_hash``) decoded, from the recent ones kept."""
+        key = (number, block_hash)
+        with self._decoded_lock:
+            block = self._decoded.get(key)
+            if block is not None:
+                self._decoded.move_to_end(key)
+                return block
+        body, stored = self._body_and_receipts(number)
+        starts = list(accumulate((len(r.receipt.logs) for r in stored), initial=0))
+        block = _DecodedBlock(body, stored, starts[:-1])
+        with self._decoded_lock:
+            self._decoded[key] = block
+            while len(self._decoded) > DECODED_BLOCKS:
+                self._decoded.popitem(last=False)
+        return block
 
     def _body_and_receipts(self, number: int) -> tuple[list[_StoredTx], list[_StoredReceipt]]:
         body = self._body(number)

@@ -406,3 +406,22 @@ def test_unwind_above_the_head_halts(kv: KV) -> None:
         store.stage_unwind(kv.write_batch(), 4)
     with pytest.raises(Halt, match="head is None"):
         ChainStore(MemoryKV()).stage_unwind(MemoryKV().write_batch(), 0)
+
+
+def test_a_replaced_block_is_read_afresh(kv: KV) -> None:
+    store = store_chain(kv)
+    check_every_read(store)  # keeps the newest blocks decoded
+    batch = kv.write_batch()
+    store.stage_unwind(batch, 1)
+    batch.commit()
+    header, _ = chain()[2]
+    _, other = chain()[3]
+    replaced = replace(header, timestamp=header.timestamp + 7)
+    batch = kv.write_batch()
+    store.stage_block(batch, replaced, other)
+    batch.commit()
+    receipts = store.receipts(2)
+    assert [r.tx for r in receipts] == [e.tx for e in other]
+    assert {r.location.block_hash for r in receipts} == {replaced.hash}
+    receipt = store.receipt(other[0].tx.hash)
+    assert receipt is not None and receipt.location == TxLocation(replaced.hash, 2, 0)
