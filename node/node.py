@@ -347,6 +347,7 @@ class Node:
             for tx_hash in done:
                 batch.delete(schema.pool_key(tx_hash))
             self.state.commit(batch)
+            self.chain.remember(staged.header, staged.executed)
             self._staged.clear()  # every other candidate was built on the old head
             self.admission.advance(staged.header, staged.diff, done)
         log.info(
@@ -394,6 +395,7 @@ class Node:
                     f"the chain has {header.gas_limit} and {header.base_fee_per_gas}"
                 )
             self.state.commit(staged.batch)
+            self.chain.remember(staged.header, staged.executed)
             self.admission.advance(staged.header, staged.diff, ())
         return header
 

@@ -165,7 +165,7 @@ blocks, and a block may hold tens of thousands (decoding one block's receipts li
 eth_getTransactionReceipt made each call cost O(block))."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class _DecodedBlock:
     """A block's stored transactions and receipts, decoded."""
 
@@ -175,6 +175,21 @@ class _DecodedBlock:
     """Their receipts."""
     first_log_index: list[int]
     """Block-wide index of each transaction's first log."""
+    decoded: tuple[Transaction, ...] | None = None
+    """The full transactions, once something asked for them (or the committer gave them)."""
+
+    @classmethod
+    def of(cls, body: list[_StoredTx], receipts: list[_StoredReceipt],
+           decoded: tuple[Transaction, ...] | None = None) -> _DecodedBlock:
+        starts = list(accumulate((len(r.receipt.logs) for r in receipts), initial=0))
+        return cls(body, receipts, starts[:-1], decoded)
+
+    @property
+    def transactions(self) -> tuple[Transaction, ...]:
+        """The full transactions, decoded on first use (racing readers decode alike)."""
+        if self.decoded is None:
+            self.decoded = tuple(stored.decode() for stored in self.body)
+        return self.decoded
 
 
 class ChainStore:
@@ -214,11 +229,12 @@ class ChainStore:
         header = self.header(number)
         if header is None:
             return None
-        return BlockView(header, self.transactions(number))
+        return BlockView(header, self._decoded_block(number, header.hash).transactions)
 
     def transactions(self, number: int) -> tuple[Transaction, ...]:
         """Transactions of block ``number`` in order; empty above the head."""
-        return tuple(stored.decode() for stored in self._body(number))
+        view = self.block(number)
+        return () if view is None else view.transactions
 
     def raw_transactions(self, number: int) -> tuple[bytes, ...]:
         """The encodings of block ``number``'s transactions (nothing decoded); empty above the
@@ -226,11 +242,13 @@ class ChainStore:
         return tuple(stored.raw for stored in self._body(number))
 
     def transaction(self, location: TxLocation) -> Transaction:
-        """The transaction at ``location`` (only it decoded)."""
-        body = self._body(location.block_number)
-        if location.index >= len(body):
+        """The transaction at ``location``."""
+        block = self._decoded_block(location.block_number, location.block_hash)
+        if location.index >= len(block.body):
             raise Halt(f"block {location.block_number} has no transaction {location.index}")
-        return body[location.index].decode()
+        if block.decoded is not None:
+            return block.decoded[location.index]
+        return block.body[location.index].decode()
 
     def tx_location(self, tx_hash: Hash32) -> TxLocation | None:
         """Where ``tx_hash`` was included, or None if it is in no stored block."""
@@ -250,7 +268,7 @@ class ChainStore:
         return tuple(
             self._receipt_view(tx, TxLocation(block_hash, number, index), receipt, first_log)
             for index, (tx, receipt, first_log) in enumerate(
-                zip(block.body, block.receipts, block.first_log_index)
+                zip(block.transactions, block.receipts, block.first_log_index)
             )
         )
 
@@ -263,9 +281,9 @@ class ChainStore:
         index = location.index
         if index >= len(block.body):
             raise Halt(f"tx index of {tx_hash.hex()} points past block {location.block_number}")
-        return self._receipt_view(
-            block.body[index], location, block.receipts[index], block.first_log_index[index]
-        )
+        tx = block.body[index].decode() if block.decoded is None else block.decoded[index]
+        return self._receipt_view(tx, location, block.receipts[index],
+                                  block.first_log_index[index])
 
     def logs(self, log_filter: LogFilter) -> list[LogView]:
         """Logs matching ``log_filter`` in stored blocks, in chain order (eth_getLogs)."""
@@ -424,14 +442,24 @@ class ChainStore:
             if block is not None:
                 self._decoded.move_to_end(key)
                 return block
-        body, stored = self._body_and_receipts(number)
-        starts = list(accumulate((len(r.receipt.logs) for r in stored), initial=0))
-        block = _DecodedBlock(body, stored, starts[:-1])
+        block = _DecodedBlock.of(*self._body_and_receipts(number))
+        self._keep(key, block)
+        return block
+
+    def remember(self, header: Header, executed: Sequence[ExecutedTx]) -> None:
+        """Block ``header``, just committed with ``executed``, joins the decoded blocks kept:
+        the first reads of a new block (wallets polling it) decode nothing."""
+        body = [_StoredTx(e.tx.raw, e.tx.sender) for e in executed]
+        receipts = [_StoredReceipt.of(e) for e in executed]
+        self._keep((header.number, header.hash),
+                   _DecodedBlock.of(body, receipts, tuple(e.tx for e in executed)))
+
+    def _keep(self, key: tuple[int, Hash32], block: _DecodedBlock) -> None:
         with self._decoded_lock:
             self._decoded[key] = block
+            self._decoded.move_to_end(key)
             while len(self._decoded) > DECODED_BLOCKS:
                 self._decoded.popitem(last=False)
-        return block
 
     def _body_and_receipts(self, number: int) -> tuple[list[_StoredTx], list[_StoredReceipt]]:
         body = self._body(number)
@@ -445,10 +473,10 @@ class ChainStore:
 
     @staticmethod
     def _receipt_view(
-        tx: _StoredTx, location: TxLocation, stored: _StoredReceipt, first_log_index: int
+        tx: Transaction, location: TxLocation, stored: _StoredReceipt, first_log_index: int
     ) -> ReceiptView:
         return ReceiptView(
-            tx=tx.decode(),
+            tx=tx,
             location=location,
             receipt=stored.receipt,
             gas_used=stored.gas_used,
