@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import accumulate
@@ -19,10 +19,9 @@ from executor_gpu.types import ExecutedTx
 from node.db import schema
 from node.db.api import KV, KVReader, WriteBatch
 from primitives import rlp
-from primitives.blocks import Header, Log, Receipt, bloom_contains
+from primitives.blocks import Header, Log, Receipt, bloom_contains, encode_logs
 from primitives.crypto import keccak256
 from primitives.errors import Halt
-from primitives.rlp import Item
 from primitives.transactions import Transaction, decode_transaction
 from primitives.types import UINT64_MAX, Address, Hash32
 from rpc.types import BlockView, LogFilter, LogView, ReceiptView, TxLocation
@@ -97,29 +96,6 @@ class _StoredReceipt:
     """Created contract, if any."""
 
     @classmethod
-    def of(cls, executed: ExecutedTx) -> _StoredReceipt:
-        """The stored form of an executed transaction's receipt."""
-        return cls(
-            executed.receipt,
-            executed.gas_used,
-            executed.effective_gas_price,
-            executed.contract_address,
-        )
-
-    def to_rlp(self) -> list[Item]:
-        """RLP structure (see the module docstring)."""
-        receipt = self.receipt
-        return [
-            receipt.tx_type,
-            1 if receipt.succeeded else 0,
-            receipt.cumulative_gas_used,
-            [log.to_rlp() for log in receipt.logs],
-            self.gas_used,
-            self.effective_gas_price,
-            self.contract_address or b"",
-        ]
-
-    @classmethod
     def from_rlp(cls, item: object) -> _StoredReceipt:
         """Inverse of ``to_rlp``; raises ValueError or TypeError on a wrong shape."""
         tx_type, status, cumulative, logs, gas_used, price, contract = _list(item)
@@ -135,6 +111,32 @@ class _StoredReceipt:
             effective_gas_price=_int(price),
             contract_address=Address(contract_address) if contract_address else None,
         )
+
+
+def _encode_receipt(stored: _StoredReceipt | ExecutedTx) -> bytes:
+    """The stored form (see the module docstring), built from its parts: blocks of tens of
+    thousands of receipts are encoded on the block path."""
+    receipt = stored.receipt
+    contract = stored.contract_address
+    return rlp.encode_list_payload(
+        rlp.encode_uint(receipt.tx_type)
+        + (b"\x01" if receipt.succeeded else b"\x80")
+        + rlp.encode_uint(receipt.cumulative_gas_used)
+        + encode_logs(receipt.logs)
+        + rlp.encode_uint(stored.gas_used)
+        + rlp.encode_uint(stored.effective_gas_price)
+        + (b"\x80" if contract is None else b"\x94" + contract)
+    )
+
+
+def _encode_body(txs: Iterable[Transaction]) -> bytes:
+    """A stored body: the list of [raw transaction, sender]."""
+    pair, string = rlp.encode_list_payload, rlp.encode_string
+    return pair(b"".join([pair(string(tx.raw) + b"\x94" + tx.sender) for tx in txs]))
+
+
+def _decode(stored: _StoredTx | Transaction) -> Transaction:
+    return stored if isinstance(stored, Transaction) else stored.decode()
 
 
 def _filter_may_match(bloom: bytes, log_filter: LogFilter) -> bool:
@@ -167,11 +169,12 @@ eth_getTransactionReceipt made each call cost O(block))."""
 
 @dataclass
 class _DecodedBlock:
-    """A block's stored transactions and receipts, decoded."""
+    """A block's stored transactions and receipts, decoded (or as the committer had them:
+    a Transaction has a stored transaction's fields, an ExecutedTx a stored receipt's)."""
 
-    body: list[_StoredTx]
+    body: Sequence[_StoredTx | Transaction]
     """Transactions, in order."""
-    receipts: list[_StoredReceipt]
+    receipts: Sequence[_StoredReceipt | ExecutedTx]
     """Their receipts."""
     first_log_index: list[int]
     """Block-wide index of each transaction's first log."""
@@ -179,7 +182,8 @@ class _DecodedBlock:
     """The full transactions, once something asked for them (or the committer gave them)."""
 
     @classmethod
-    def of(cls, body: list[_StoredTx], receipts: list[_StoredReceipt],
+    def of(cls, body: Sequence[_StoredTx | Transaction],
+           receipts: Sequence[_StoredReceipt | ExecutedTx],
            decoded: tuple[Transaction, ...] | None = None) -> _DecodedBlock:
         starts = list(accumulate((len(r.receipt.logs) for r in receipts), initial=0))
         return cls(body, receipts, starts[:-1], decoded)
@@ -188,7 +192,7 @@ class _DecodedBlock:
     def transactions(self) -> tuple[Transaction, ...]:
         """The full transactions, decoded on first use (racing readers decode alike)."""
         if self.decoded is None:
-            self.decoded = tuple(stored.decode() for stored in self.body)
+            self.decoded = tuple(_decode(stored) for stored in self.body)
         return self.decoded
 
 
@@ -248,7 +252,7 @@ class ChainStore:
             raise Halt(f"block {location.block_number} has no transaction {location.index}")
         if block.decoded is not None:
             return block.decoded[location.index]
-        return block.body[location.index].decode()
+        return _decode(block.body[location.index])
 
     def tx_location(self, tx_hash: Hash32) -> TxLocation | None:
         """Where ``tx_hash`` was included, or None if it is in no stored block."""
@@ -281,7 +285,7 @@ class ChainStore:
         index = location.index
         if index >= len(block.body):
             raise Halt(f"tx index of {tx_hash.hex()} points past block {location.block_number}")
-        tx = block.body[index].decode() if block.decoded is None else block.decoded[index]
+        tx = _decode(block.body[index]) if block.decoded is None else block.decoded[index]
         return self._receipt_view(tx, location, block.receipts[index],
                                   block.first_log_index[index])
 
@@ -348,16 +352,14 @@ class ChainStore:
         block_hash = header.hash
         batch.put(schema.header_key(number), header.encode())
         batch.put(schema.hash_to_number_key(block_hash), schema.encode_number(number))
-        batch.put(schema.body_key(number), rlp.encode([[e.tx.raw, e.tx.sender] for e in executed]))
-        batch.put(
-            schema.receipts_key(number),
-            rlp.encode([_StoredReceipt.of(e).to_rlp() for e in executed]),
+        batch.put(schema.body_key(number), _encode_body(e.tx for e in executed))
+        batch.put(schema.receipts_key(number), rlp.encode_list_payload(
+            b"".join([_encode_receipt(e) for e in executed])))
+        at_height = schema.encode_number(number)
+        batch.put_many(
+            (schema.tx_index_key(e.tx.hash), at_height + index.to_bytes(_TX_INDEX_BYTES, "big"))
+            for index, e in enumerate(executed)
         )
-        for index, e in enumerate(executed):
-            batch.put(
-                schema.tx_index_key(e.tx.hash),
-                schema.encode_number(number) + index.to_bytes(_TX_INDEX_BYTES, "big"),
-            )
         batch.put(schema.HEAD, schema.encode_number(number))
 
     def stage_unwind(self, batch: WriteBatch, number: int) -> None:
@@ -449,10 +451,8 @@ class ChainStore:
     def remember(self, header: Header, executed: Sequence[ExecutedTx]) -> None:
         """Block ``header``, just committed with ``executed``, joins the decoded blocks kept:
         the first reads of a new block (wallets polling it) decode nothing."""
-        body = [_StoredTx(e.tx.raw, e.tx.sender) for e in executed]
-        receipts = [_StoredReceipt.of(e) for e in executed]
-        self._keep((header.number, header.hash),
-                   _DecodedBlock.of(body, receipts, tuple(e.tx for e in executed)))
+        txs = tuple(e.tx for e in executed)
+        self._keep((header.number, header.hash), _DecodedBlock.of(txs, executed, txs))
 
     def _keep(self, key: tuple[int, Hash32], block: _DecodedBlock) -> None:
         with self._decoded_lock:
@@ -473,7 +473,8 @@ class ChainStore:
 
     @staticmethod
     def _receipt_view(
-        tx: Transaction, location: TxLocation, stored: _StoredReceipt, first_log_index: int
+        tx: Transaction, location: TxLocation, stored: _StoredReceipt | ExecutedTx,
+        first_log_index: int,
     ) -> ReceiptView:
         return ReceiptView(
             tx=tx,
