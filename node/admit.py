@@ -1,7 +1,7 @@
 """The admit stage: transactions from wallets and peers into the pool, durably.
 
-A batch of raw transactions is decoded and its senders recovered together (``recover``:
-native threads in production), checked against an in-memory view of the head state
+A batch of raw transactions is decoded and its senders recovered together (``decode``:
+C on native threads in production), checked against an in-memory view of the head state
 (nonce and balance of each sender, read once from the state and then moved by every
 committed block's diff) and the pool, pooled, and journalled with group commit: the
 batch is durable when ``submit`` returns. The head header, the head view and the pool
@@ -26,9 +26,13 @@ from node.db.state import StateDB
 from node.journal import GroupCommitJournal, Write
 from primitives import rlp
 from primitives.blocks import Header
-from primitives.crypto import BatchRecover
 from primitives.errors import Halt, InvalidTransaction, L2NodeError, TransactionRejected
-from primitives.transactions import Transaction, decode_transaction, decode_transactions
+from primitives.transactions import (
+    BatchDecode,
+    Transaction,
+    decode_transaction,
+    decode_transactions,
+)
 from primitives.types import Address, Hash32
 from sequencer.fees import next_base_fee
 from sequencer.mempool import Mempool
@@ -64,14 +68,14 @@ class Admission:
         pool_config: PoolConfig,
         chain_id: int,
         gas_limit: int,
-        recover: BatchRecover,
+        decode: BatchDecode = decode_transactions,
     ) -> None:
         self._kv = kv
         self._chain = chain
         self._state = state
         self._chain_id = chain_id
         self._gas_limit = gas_limit
-        self._recover = recover
+        self._decode = decode
         self.pool = Mempool(pool_config)
         self.journal = GroupCommitJournal(kv)
         self._lock = threading.Lock()
@@ -122,7 +126,7 @@ class Admission:
         returns (shared with concurrent callers: one synced write for all of them)."""
         outcomes: list[Transaction | L2NodeError] = [
             tx if isinstance(tx, InvalidTransaction) else self._replay_protected(tx)
-            for tx in decode_transactions(raws, self._recover)
+            for tx in self._decode(raws)
         ]
         writes: list[Write] = []
         with self._lock:
@@ -186,7 +190,7 @@ class Admission:
 
     def decode(self, raws: Sequence[bytes]) -> list[Transaction | InvalidTransaction]:
         """Decode and recover, in one batch, transactions the pool does not have."""
-        return decode_transactions(raws, self._recover)
+        return self._decode(raws)
 
     # -- after a commit, and unwind ---------------------------------------------------------
 

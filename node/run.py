@@ -15,7 +15,7 @@ import uvicorn
 
 from executor_gpu.api import Caller, Executor
 from executor_gpu.ordered import ordered_root
-from executor_gpu.recover import batch_recover
+from executor_gpu.recover import batch_decode
 from l1.api import BatchSignatures, L1Client
 from l1.client import Web3L1Client, deploy_batch_inbox
 from l1.poster import BatchPoster, LocalSignatures, PosterConfig
@@ -154,7 +154,7 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
         validator_key(config.validator),
         SystemClock(),
         genesis_weights(genesis),
-        recover=batch_recover(),
+        decode=batch_decode(),
         state_options=config.state,
         ordered_root=ordered_root(),
     )
