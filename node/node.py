@@ -167,7 +167,7 @@ class Node:
         )
         self.state = StateDB(kv, options=state_options)
         self.admission = Admission(kv, self.chain, self.state, pool_config, params.chain_id,
-                                   params.gas_limit, recover)
+                                   params.gas_limit, recover, clock)
         self.pool = self.admission.pool
         self.executor = executor
         self.caller = caller

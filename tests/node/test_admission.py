@@ -102,7 +102,7 @@ def test_submit_many_answers_each_and_writes_once(clock: ManualClock) -> None:
     ]
     assert str(outcomes[2]) == "already known"
     assert kv.commits == 1
-    stored = [decode_stored_tx(v).raw for _, v in kv.iterate(schema.POOL_PREFIX)]
+    stored = [decode_stored_tx(v)[0].raw for _, v in kv.iterate(schema.POOL_PREFIX)]
     assert sorted(stored) == sorted(raws[:2])
 
 
