@@ -123,6 +123,16 @@ def test_select_properties(
                 assert used + waiting.gas_limit > gas_limit
 
 
+def tails(txs: list[Transaction], queued: set[Transaction]) -> list[Transaction]:
+    """Each sender's last pending and last queued transaction."""
+    last: dict[tuple[Address, bool], Transaction] = {}
+    for tx in txs:
+        key = (tx.sender, tx in queued)
+        if key not in last or last[key].nonce < tx.nonce:
+            last[key] = tx
+    return list(last.values())
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     params=st.lists(any_params, min_size=2, max_size=20),
@@ -136,6 +146,7 @@ def test_full_pool_evicts_only_chain_tails(
 ) -> None:
     pool = Mempool(PoolConfig(max_total=5, max_per_sender=4, max_queued=3), ManualClock())
     queued_before: set[Transaction] = set()
+    tails_before: list[Transaction] = []
     for tx, dropped in fill(pool, signer, addresses, params, [0] * SENDERS, base_fee):
         assert len(pool) <= 5
         assert pool.queued_count <= 3
@@ -152,7 +163,14 @@ def test_full_pool_evicts_only_chain_tails(
             assert not any(
                 other.sender == victim.sender and other.nonce > victim.nonce for other in pool.all()
             )
+            # The cheapest such tail: of the victim's kind, not a predecessor of tx.
+            rivals = [other for other in tails_before
+                      if (other in queued_before) == (victim in queued_before)
+                      and not (other.sender == tx.sender and other.nonce < tx.nonce)]
+            assert victim.effective_tip(base_fee) == min(
+                other.effective_tip(base_fee) for other in rivals)
         queued_before = {other for other in pool.all() if pool.is_queued(other)}
+        tails_before = tails(pool.all(), queued_before)
 
 
 def test_equal_tips_take_every_senders_first_transaction_before_anyones_second(
