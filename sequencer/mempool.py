@@ -236,7 +236,9 @@ class Mempool:
             if self._by_hash.get(tx.hash) is tx and self.is_queued(tx):
                 self._drop(tx)
                 expired.append(tx)
-        if len(self._expiry) > 2 * self._queued + 64:
+        # Entries of promoted or dropped transactions pile up: rebuild (O(n)) once they
+        # outnumber the pool, so that each costs O(1) over time.
+        if len(self._expiry) > 2 * len(self._by_hash) + 64:
             self._expiry = [(self._arrived[tx.hash], self._order[tx.hash], tx)
                             for sender in self._senders.values() if sender.queued
                             for tx in sender.txs.values() if tx.nonce > sender.ready]
@@ -309,7 +311,7 @@ class Mempool:
             if not self._is_tail(tx, queued):
                 heapq.heappop(heap)
             elif tx.sender == incoming.sender and tx.nonce < incoming.nonce:
-                kept = heapq.heappop(heap)  # at most one: one tail per sender and kind
+                kept = heapq.heappop(heap)  # only this sender's tail (or copies of it)
             else:
                 victim = tx
                 break
