@@ -153,10 +153,11 @@ class Mempool:
         if tx.nonce >= account.nonce + self._config.max_per_sender:
             raise TransactionRejected(NONCE_TOO_HIGH)
         sender = self._senders.get(tx.sender)
-        # A nonce the pool has not seen yet (it follows blocks through prune()): catch up.
-        stale = () if sender is None or sender.nonce == account.nonce else tuple(
-            self._set_nonce(sender, account.nonce))
-        sender = self._senders.get(tx.sender)
+        stale: tuple[Transaction, ...] = ()
+        if sender is not None and sender.nonce != account.nonce:
+            # A nonce the pool has not seen yet (it follows blocks through prune()): catch up.
+            stale = tuple(self._set_nonce(sender, account.nonce))
+            sender = self._senders.get(tx.sender)
         replaced = None if sender is None else sender.txs.get(tx.nonce)
         # The sender must afford this transaction together with its other pooled ones.
         committed = 0 if sender is None else sender.cost
@@ -173,7 +174,9 @@ class Mempool:
             self._config.max_queued_per_sender
         ):
             raise TransactionRejected(ACCOUNT_LIMIT)
-        victim = self._make_room(tx, queued, base_fee)
+        victim = None
+        if len(self._by_hash) >= self._config.max_total or queued:
+            victim = self._make_room(tx, queued, base_fee)
         self._insert(tx, account.nonce, arrived)
         return (*stale, victim) if victim is not None else stale
 
@@ -188,10 +191,13 @@ class Mempool:
         (then arrival order): consecutive transactions of one sender depend on each other,
         and the executor runs independent neighbours in parallel.
         """
-        heads: list[tuple[int, int, int, Transaction]] = []
-        for sender in self._senders.values():
-            if sender.ready > sender.nonce:
-                self._push_head(heads, sender.txs[sender.nonce], base_fee, 0)
+        senders, order = self._senders, self._order
+        heads = [
+            (-tx.effective_tip(base_fee), 0, order[tx.hash], tx)
+            for sender in senders.values() if sender.ready > sender.nonce
+            for tx in (sender.txs[sender.nonce],) if tx.max_fee_per_gas >= base_fee
+        ]
+        heapq.heapify(heads)
         selected: list[Transaction] = []
         gas = 0
         while heads and len(selected) < max_count:
@@ -200,9 +206,12 @@ class Mempool:
                 continue
             selected.append(tx)
             gas += tx.gas_limit
-            sender = self._senders[tx.sender]
+            sender = senders[tx.sender]
             if tx.nonce + 1 < sender.ready:
-                self._push_head(heads, sender.txs[tx.nonce + 1], base_fee, depth + 1)
+                after = sender.txs[tx.nonce + 1]
+                if after.max_fee_per_gas >= base_fee:
+                    heapq.heappush(heads, (-after.effective_tip(base_fee), depth + 1,
+                                           order[after.hash], after))
         return selected
 
     def remove(self, tx_hashes: Iterable[Hash32]) -> None:
@@ -361,13 +370,6 @@ class Mempool:
 
     # -- bookkeeping ------------------------------------------------------------------------
 
-    def _push_head(
-        self, heads: list[tuple[int, int, int, Transaction]], tx: Transaction,
-        base_fee: int, depth: int,
-    ) -> None:
-        if tx.max_fee_per_gas >= base_fee:
-            heapq.heappush(heads, (-tx.effective_tip(base_fee), depth, self._order[tx.hash], tx))
-
     def _insert(self, tx: Transaction, state_nonce: int, arrived: float | None) -> None:
         sender = self._senders.get(tx.sender)
         if sender is None:
@@ -417,6 +419,15 @@ class Mempool:
         """Move ``sender`` to state nonce ``nonce``: drop (and return) what lies below it,
         then find its pending run again."""
         queued_before, ready_before = sender.queued, sender.ready
+        if nonce > sender.top:
+            # The usual case after a block: it included everything the sender had pooled.
+            stale = list(sender.txs.values())
+            by_hash, order, arrived = self._by_hash, self._order, self._arrived
+            for tx in stale:
+                del by_hash[tx.hash], order[tx.hash], arrived[tx.hash]
+            self._queued -= queued_before
+            del self._senders[stale[0].sender]
+            return stale
         stale = [tx for n, tx in sender.txs.items() if n < nonce]
         for tx in stale:
             self._forget(sender, tx)
