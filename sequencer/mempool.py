@@ -436,9 +436,6 @@ class Mempool:
             ready += 1
         sender.ready = ready
         self._queued += sender.queued - queued_before
-        if not sender.txs:
-            del self._senders[stale[0].sender]
-            return stale
         # Demoted (an unwind moved the nonce back): from now on they can expire.
         for n in range(ready + 1, ready_before):
             if n in sender.txs:
