@@ -110,10 +110,6 @@ class Mempool:
         """True when pooled ``tx`` waits behind a nonce gap of its sender."""
         return tx.nonce > self._senders[tx.sender].ready
 
-    def arrived(self, tx_hash: Hash32) -> float:
-        """When a pooled transaction arrived (clock seconds), which its expiry counts from."""
-        return self._arrived[tx_hash]
-
     def all(self) -> list[Transaction]:
         """Every pooled transaction, oldest first (for persistence)."""
         return list(self._by_hash.values())
