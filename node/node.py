@@ -171,7 +171,7 @@ class Node:
         )
         self.state = StateDB(kv, options=state_options)
         self.admission = Admission(kv, self.chain, self.state, pool_config, params.chain_id,
-                                   params.gas_limit, decode)
+                                   params.gas_limit, clock, decode)
         self.pool = self.admission.pool
         self.executor = executor
         self.caller = caller
