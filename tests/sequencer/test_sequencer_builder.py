@@ -68,6 +68,12 @@ class StateTwin:
     def get_storage(self, address: Address, slot: int) -> int:
         return 0
 
+    def flat_accounts(self, account_hashes: Sequence[bytes]) -> list[bytes | None] | None:
+        return None
+
+    def flat_slots(self, slot_paths: Sequence[bytes]) -> list[bytes | None] | None:
+        return None
+
 
 @dataclass
 class ExecutorTwin:
