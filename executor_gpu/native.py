@@ -44,6 +44,7 @@ from executor_gpu.native_launch import (
     Inputs,
     SlotCaps,
 )
+from executor_gpu.native_prefetch import SlotPatterns
 from executor_gpu.native_results import LaunchResults, SlotResult
 from executor_gpu.native_state import NO_CODE, StateTables, int_address, word_bytes
 from executor_gpu.native_tx import GAS_CAP, PackedTxs, pack_transactions
@@ -156,9 +157,12 @@ class _Batch:
         )
 
     def _run(self, tx_ids: list[int], caps: SlotCaps) -> None:
+        # The slots their functions are known to read are loaded first: those run once.
+        self.tables.load_slots(self.executor.slot_patterns.slots([self.txs[k] for k in tx_ids]))
         # The keys transactions stop on are loaded after all launches, in one walk.
         given = (self.tables.accounts.count, self.tables.slots.count)
         needs = []
+        owners = []
         retry: list[int] = []
         for start in range(0, len(tx_ids), self.executor.chunk):
             chunk = tx_ids[start : start + self.executor.chunk]
@@ -168,17 +172,22 @@ class _Batch:
             for slot, (k, wait) in enumerate(zip(chunk, waiting.tolist())):
                 self.results[k] = None if wait else SlotResult(launch, slot)
             if waiting.any():
-                needs.append(launch.assumed(waiting))
+                entries, slots = launch.assumed(waiting)
+                needs.append(entries)
+                owners.append(np.asarray(chunk, dtype=np.int64)[slots])
             if caps != LARGE_CAPS:
                 retry += [k for k, s in zip(chunk, status.tolist()) if s == ABI["ST_RESOURCE"]]
         if needs:
-            self._load_needed(np.concatenate(needs), given)
+            self._load_needed(np.concatenate(needs), np.concatenate(owners), given)
         if retry:
             self._run(retry, LARGE_CAPS)
 
-    def _load_needed(self, needs: npt.NDArray[np.uint64], given: tuple[int, int]) -> None:
-        """Loads the keys transactions named (their entries taken as absent); ``given`` are the
-        table sizes they ran with."""
+    def _load_needed(
+        self, needs: npt.NDArray[np.uint64], owners: npt.NDArray[np.int64], given: tuple[int, int]
+    ) -> None:
+        """Loads the keys transactions named (their entries taken as absent; ``owners``: the
+        transaction that needs each), and learns from the slots; ``given`` are the table sizes
+        they ran with."""
         at = ABI["E_ADDR"]
         addresses = word_bytes(needs[:, at : at + 4])[:, 12:]
         account = needs[:, ABI["E_KIND"]] == ABI["EK_ACCOUNT"]
@@ -189,6 +198,7 @@ class _Batch:
         keys = np.concatenate([addresses[~account], word_bytes(needs[~account, at : at + 4])], axis=1)
         wanted_slots = keys.view("V52").ravel().tolist()
         self.tables.load_slots(wanted_slots)
+        self.executor.slot_patterns.learn([self.txs[k] for k in owners[~account].tolist()], wanted_slots)
         # A transaction that asked for a key it was given would loop forever.
         for rows_of, known, keys_of in ((rows, given[0], wanted), (self.tables.slot_rows(wanted_slots), given[1], wanted_slots)):
             stale = np.flatnonzero(rows_of < known)
@@ -579,6 +589,8 @@ class NativeExecutor:
         """Transactions handed to the reference executor, by reason, since this executor was made."""
         self.host_time = HostTime()
         """Where the host's time went since it was last reset (the device's is ``device.time``)."""
+        self.slot_patterns = SlotPatterns(cpu_library())
+        """Which slots its contracts' functions read, learned from the blocks it ran."""
 
     def execute(self, pre_state: StateReader, block_env: BlockEnv, txs: Sequence[Transaction]) -> BatchResult:
         """Run ``txs`` in order on ``pre_state``; the result equals the reference executor's."""
