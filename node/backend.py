@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 from executor_gpu.api import StateReader
-from executor_gpu.types import CallMessage, CallResult
+from executor_gpu.types import CallMessage, CallResult, TraceOptions, TxTrace
 from l1.api import L1Client
 from l1.types import CommittedBatch
 from node.db.state import EMPTY_CODE_HASH
@@ -129,6 +130,14 @@ class NodeRpcBackend:
     def call(self, message: CallMessage, number: int) -> CallResult:
         return self.node.call(message, number)
 
+    def trace_call(self, message: CallMessage, number: int, options: TraceOptions) -> TxTrace:
+        return self.node.trace_call(message, number, options)
+
+    def trace_block(
+        self, number: int, options: TraceOptions, only: int | None = None
+    ) -> list[TxTrace]:
+        return self.node.trace_block(number, options, only)
+
     def estimate_gas(self, message: CallMessage, number: int) -> int:
         """Binary search for the least gas that succeeds, like go-ethereum."""
         cap = message.gas or self.node.params.gas_limit
@@ -199,7 +208,7 @@ class NodeRpcBackend:
 
 
 def _with_gas(message: CallMessage, gas: int) -> CallMessage:
-    return CallMessage(message.sender, message.to, gas, message.value, message.data, message.gas_price)
+    return replace(message, gas=gas)
 
 
 def _tip_percentiles(

@@ -7,8 +7,16 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from executor_gpu.api import Caller, Executor
-from executor_gpu.types import BlockEnv, CallMessage, CallResult, ExecutedTx, StateDiff
+from executor_gpu.api import Caller, Executor, Tracer
+from executor_gpu.types import (
+    BlockEnv,
+    CallMessage,
+    CallResult,
+    ExecutedTx,
+    StateDiff,
+    TraceOptions,
+    TxTrace,
+)
 from l1.types import L2BlockData
 from node.admit import Admission
 from node.db import schema
@@ -152,11 +160,13 @@ class Node:
         recover: BatchRecover = recover_addresses,
         state_options: StateOptions | None = None,
         ordered_root: OrderedRoot = ordered_trie_root,
+        tracer: Tracer | None = None,
     ) -> None:
         """``genesis_weights``: the first validator set (default: this node alone);
         ``recover`` finds the senders of a batch of transactions (a native one in production);
         ``state_options``: flat state cache and unwind depth (default: StateOptions());
-        ``ordered_root`` computes transactions and receipts roots (native in production)."""
+        ``ordered_root`` computes transactions and receipts roots (native in production);
+        ``tracer`` re-runs calls and blocks step by step (None: tracing is off)."""
         self.kv = kv
         self._ordered_root = ordered_root
         self.params = params
@@ -171,6 +181,7 @@ class Node:
         self.pool = self.admission.pool
         self.executor = executor
         self.caller = caller
+        self.tracer = tracer
         self.clock = clock
         self.validator_key = validator_key
         self.coinbase = private_key_to_address(validator_key)
@@ -475,6 +486,35 @@ class Node:
             raise InvalidTransaction(f"unknown block {number}")
         env = self._next_env(header, self._block_hashes(header))
         return self.caller.call(self.state.at(header.state_root), env, message)
+
+    def _tracing(self) -> Tracer:
+        if self.tracer is None:
+            raise InvalidInput("tracing is not enabled on this node")
+        return self.tracer
+
+    def trace_call(self, message: CallMessage, number: int, options: TraceOptions) -> TxTrace:
+        """Trace ``message`` as ``call`` runs it."""
+        header = self.chain.header(number)
+        if header is None:
+            raise InvalidInput(f"unknown block {number}")
+        env = self._next_env(header, self._block_hashes(header))
+        return self._tracing().trace_call(self.state.at(header.state_root), env, message, options)
+
+    def trace_block(
+        self, number: int, options: TraceOptions, only: int | None = None
+    ) -> list[TxTrace]:
+        """Re-run block ``number`` (> 0) on its parent's state in its own env, tracing every
+        transaction (or only the one at index ``only``)."""
+        header, parent = self.chain.header(number), self.chain.header(number - 1)
+        if header is None or parent is None:
+            raise InvalidInput(f"unknown block {number}")
+        env = next_block_env(
+            parent, header.timestamp, header.coinbase, self.params.chain_id,
+            self.params.gas_limit, self._block_hashes(parent),
+        )
+        return self._tracing().trace_transactions(
+            self.state.at(parent.state_root), env, self.chain.transactions(number), options, only
+        )
 
     # -- L1 block source --------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import uvicorn
 from executor_gpu.api import Caller, Executor
 from executor_gpu.ordered import ordered_root
 from executor_gpu.recover import batch_recover
+from executor_gpu.tracing import ReferenceTracer
 from l1.api import BatchSignatures, L1Client
 from l1.client import Web3L1Client, deploy_batch_inbox
 from l1.poster import BatchPoster, LocalSignatures, PosterConfig
@@ -157,6 +158,7 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
         recover=batch_recover(),
         state_options=config.state,
         ordered_root=ordered_root(),
+        tracer=ReferenceTracer(),
     )
     head = node.init_or_resume(dict(genesis.alloc))
     stop = asyncio.Event()

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from executor_gpu.api import StateReader
-from executor_gpu.types import CallMessage, CallResult
+from executor_gpu.types import CallMessage, CallResult, TraceOptions, TxTrace
 from primitives.errors import L2NodeError
 from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
@@ -89,6 +89,18 @@ class NodeBackend(Protocol):
         Raises primitives.errors.ExecutionReverted (with the revert data) when it fails even
         with all of ``message.gas``.
         """
+        ...
+
+    def trace_call(self, message: CallMessage, number: int, options: TraceOptions) -> TxTrace:
+        """``call``, recorded step by step on the reference executor. Raises
+        primitives.errors.InvalidInput when the message cannot run (funds, gas, nonce)."""
+        ...
+
+    def trace_block(
+        self, number: int, options: TraceOptions, only: int | None = None
+    ) -> Sequence[TxTrace]:
+        """Block ``number`` re-run on its parent's state, each transaction traced (or only the
+        one at index ``only``, the ones before it run untraced)."""
         ...
 
     def gas_price(self) -> int:

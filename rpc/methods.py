@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
-from executor_gpu.types import CallMessage, CallResult
+from executor_gpu.types import AccountOverride, CallMessage, CallResult
 from primitives.crypto import keccak256
 from primitives.errors import ExecutionReverted
-from primitives.types import ZERO_ADDRESS, Hash32
+from primitives.types import ZERO_ADDRESS, Address, Hash32
 from rpc import render
 from rpc.api import NodeBackend
 from rpc.codec import (
@@ -30,6 +31,7 @@ from rpc.codec import (
     parse_hash,
     parse_log_query,
     parse_percentiles,
+    parse_state_overrides,
     parse_storage_slot,
     parse_storage_slots,
     parse_u64,
@@ -45,6 +47,7 @@ from rpc.errors import (
     execution_reverted,
     header_not_found,
 )
+from rpc.trace import TraceMethods
 from rpc.types import BlockView, FeeHistory, LogFilter
 
 MAX_LOG_BLOCK_RANGE = 10_000
@@ -56,6 +59,8 @@ MAX_FEE_HISTORY_BLOCKS = 1024
 _ADMITTING = object()
 """Placeholder for an answer the backend gives later."""
 NO_PERCENTILES: tuple[float, ...] = ()
+_NONE: Mapping[Address, AccountOverride] = MappingProxyType({})
+"""No state overrides."""
 """eth_feeHistory without reward percentiles."""
 
 
@@ -81,7 +86,7 @@ class RpcMethods:
 
     def __init__(self, backend: NodeBackend) -> None:
         self._backend = backend
-        self.methods: Mapping[str, Method] = {
+        self.methods: dict[str, Method] = {
             "web3_clientVersion": Method(0, lambda _: backend.client_version),
             "web3_sha3": Method(1, lambda a: data(keccak256(a.required(0, parse_data)))),
             "net_version": Method(0, lambda _: str(backend.chain_id)),
@@ -110,14 +115,18 @@ class RpcMethods:
             "eth_getCode": Method(2, self._code),
             "eth_getStorageAt": Method(3, self._storage),
             "eth_getProof": Method(3, self._proof),
-            "eth_call": Method(2, self._call),
-            "eth_estimateGas": Method(2, self._estimate_gas),
+            "eth_call": Method(3, self._call),
+            "eth_estimateGas": Method(3, self._estimate_gas),
             "eth_sendRawTransaction": Method(1, self._send_raw_transaction),
             "eth_getLogs": Method(1, self._logs),
             "l2_getBatch": Method(1, self._batch),
             "l2_latestCommittedBatch": Method(0, self._latest_committed_batch),
             "l2_getValidators": Method(1, self._validators),
         }
+        tracing = TraceMethods(backend, self._state_number, self._message, self._call_gas)
+        self.methods.update(
+            (name, Method(most, run)) for name, (most, run) in tracing.methods().items()
+        )
 
     def dispatch(self, name: str, params: object) -> object:
         """Run method ``name``; raises RpcError (or a backend error) when it fails."""
@@ -266,7 +275,18 @@ class RpcMethods:
         number = self._state_number(args.required(2, parse_block_ref))
         return render.account_proof(self._backend.proof(number, address, slots))
 
-    def _message(self, request: CallRequest, gas: int) -> CallMessage:
+    def _call_gas(self, request: CallRequest, number: int) -> int:
+        """The gas a call request may use: its own, else the block's gas limit."""
+        if request.gas is not None:
+            return request.gas
+        view = self._backend.block_by_number(number)
+        if view is None:
+            raise header_not_found()
+        return view.header.gas_limit
+
+    def _message(
+        self, request: CallRequest, gas: int, overrides: Mapping[Address, AccountOverride] = _NONE
+    ) -> CallMessage:
         """The CallMessage for ``request``, priced as geth prices calls."""
         if request.gas_price is not None:
             gas_price = request.gas_price
@@ -284,12 +304,17 @@ class RpcMethods:
             value=request.value,
             data=request.data,
             gas_price=gas_price,
+            access_list=request.access_list,
+            overrides=overrides,
         )
 
     def _call(self, args: Args) -> object:
         request = args.required(0, parse_call)
         number = self._state_number(args.optional(1, parse_block_ref, LATEST))
-        message = self._message(request, CALL_GAS_CAP if request.gas is None else request.gas)
+        overrides = args.optional(2, parse_state_overrides, _NONE)
+        message = self._message(
+            request, CALL_GAS_CAP if request.gas is None else request.gas, overrides
+        )
         result = self._backend.call(message, number)
         if result.succeeded:
             return data(result.output)
@@ -300,13 +325,8 @@ class RpcMethods:
     def _estimate_gas(self, args: Args) -> object:
         request = args.required(0, parse_call)
         number = self._state_number(args.optional(1, parse_block_ref, LATEST))
-        gas = request.gas
-        if gas is None:
-            view = self._backend.block_by_number(number)
-            if view is None:
-                raise header_not_found()
-            gas = view.header.gas_limit
-        message = self._message(request, gas)
+        overrides = args.optional(2, parse_state_overrides, _NONE)
+        message = self._message(request, self._call_gas(request, number), overrides)
         try:
             return quantity(self._backend.estimate_gas(message, number))
         except ExecutionReverted as exc:

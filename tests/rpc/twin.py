@@ -17,11 +17,12 @@ from eth_account import Account as EthAccount
 from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
 
-from executor_gpu.types import Account, CallMessage, CallResult
+from executor_gpu.types import Account, CallMessage, CallResult, TraceOptions, TxTrace
 from primitives.blocks import EMPTY_ROOT, Header, Log, Receipt, bloom_of, ordered_trie_root
 from primitives.crypto import keccak256
 from primitives.errors import (
     ExecutionReverted,
+    InvalidInput,
     InvalidTransaction,
     L2NodeError,
     TransactionRejected,
@@ -298,6 +299,14 @@ class TwinBackend:
         if not result.succeeded:
             raise ExecutionReverted(result.error or "execution failed", result.output)
         return result.gas_used
+
+    def trace_call(self, message: CallMessage, number: int, options: TraceOptions) -> TxTrace:
+        raise InvalidInput("the twin does not execute code: trace on tests.rpc.realnode")
+
+    def trace_block(
+        self, number: int, options: TraceOptions, only: int | None = None
+    ) -> list[TxTrace]:
+        raise InvalidInput("the twin does not execute code: trace on tests.rpc.realnode")
 
     def gas_price(self) -> int:
         return BASE_FEE + TIP
