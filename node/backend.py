@@ -16,6 +16,7 @@ from primitives.blocks import EMPTY_ROOT
 from primitives.errors import ExecutionReverted, InvalidInput, L2NodeError
 from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
+from rpc.api import ChainEvents
 from rpc.types import (
     AccountProof,
     BatchView,
@@ -126,6 +127,9 @@ class NodeRpcBackend:
 
     def peer_count(self) -> int:
         return 0 if self.gossip is None else len(self.gossip.peers())
+
+    def subscribe(self, events: ChainEvents) -> None:
+        self.node.events = events
 
     def call(self, message: CallMessage, number: int) -> CallResult:
         return self.node.call(message, number)

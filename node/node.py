@@ -38,6 +38,7 @@ from primitives.errors import (
 )
 from primitives.transactions import Transaction
 from primitives.types import ZERO_HASH, Address, Hash32
+from rpc.api import ChainEvents
 from sequencer.builder import execute_block, make_header, next_block_env
 from sequencer.types import BlockBody, PoolConfig
 
@@ -182,6 +183,8 @@ class Node:
         self.executor = executor
         self.caller = caller
         self.tracer = tracer
+        self.events: ChainEvents | None = None
+        """Told of new heads and admitted transactions (the RPC server's subscriptions)."""
         self.clock = clock
         self.validator_key = validator_key
         self.coinbase = private_key_to_address(validator_key)
@@ -269,7 +272,11 @@ class Node:
 
     def submit_many(self, raws: Sequence[bytes]) -> list[Transaction | L2NodeError]:
         """Validate and pool transactions (see Admission.submit)."""
-        return self.admission.submit(raws)
+        outcomes = self.admission.submit(raws)
+        events = self.events
+        if events is not None and events.wants_pending():
+            events.new_pending([tx.hash for tx in outcomes if isinstance(tx, Transaction)])
+        return outcomes
 
     def produce_block(self) -> Header:
         """Build, execute and commit the next block from the pool (single validator: final)."""
@@ -360,6 +367,7 @@ class Node:
             self.state.commit(batch)
             self._staged.clear()  # every other candidate was built on the old head
             self.admission.advance(staged.header, staged.diff, done)
+        self._published(staged.header)
         log.info(
             "block %d txs=%d gas=%d root=%s", header.number, len(staged.executed),
             header.gas_used, header.state_root.hex()[:12],
@@ -406,7 +414,12 @@ class Node:
                 )
             self.state.commit(staged.batch)
             self.admission.advance(staged.header, staged.diff, ())
+        self._published(header)
         return header
+
+    def _published(self, header: Header) -> None:
+        if self.events is not None:
+            self.events.new_head(header)
 
     def forget_head(self) -> None:
         """The database's head changed behind the node's back (an unwind): read it again."""

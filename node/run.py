@@ -31,7 +31,7 @@ from node.validator import ValidatorLoop, ValidatorOptions
 from primitives.clock import SystemClock
 from primitives.errors import Halt, InvalidInput, L2NodeError, RetryLater
 from primitives.types import Address
-from rpc.server import create_app
+from rpc.server import MAX_BODY_BYTES, create_app
 from sequencer.types import PoolConfig
 
 log = logging.getLogger("l2node")
@@ -258,9 +258,10 @@ async def _serve_rpc(
     stop: asyncio.Event,
 ) -> None:
     """Serve JSON-RPC until ``stop`` or until a task ends (a Halt), then stop everything."""
-    app = create_app(backend)
+    app = create_app(backend, cors=config.rpc.cors, hosts=config.rpc.hosts)
     server = _Server(uvicorn.Config(
         app, host=config.rpc.host, port=config.rpc.port, log_level="warning", lifespan="off",
+        ws_max_size=MAX_BODY_BYTES,
     ))
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from executor_gpu.api import StateReader
 from executor_gpu.types import CallMessage, CallResult, TraceOptions, TxTrace
+from primitives.blocks import Header
 from primitives.errors import L2NodeError
 from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
@@ -20,6 +21,26 @@ from rpc.types import (
     ReceiptView,
     TxLocation,
 )
+
+
+class ChainEvents(Protocol):
+    """What the node tells the RPC server as it happens (subscriptions and filters).
+
+    Called from the node's threads; implementations hand the work over and return at once.
+    """
+
+    def wants_pending(self) -> bool:
+        """True when someone listens for new pool transactions (else the node skips
+        ``new_pending``, keeping admission free of the work)."""
+        ...
+
+    def new_pending(self, tx_hashes: Sequence[Hash32]) -> None:
+        """Transactions just admitted to the pool, one call per admitted batch."""
+        ...
+
+    def new_head(self, header: Header) -> None:
+        """A block just became the head (final)."""
+        ...
 
 
 class NodeBackend(Protocol):
@@ -137,4 +158,8 @@ class NodeBackend(Protocol):
 
     def peer_count(self) -> int:
         """Peers connected on the validator network (0 for a single validator)."""
+        ...
+
+    def subscribe(self, events: ChainEvents) -> None:
+        """Report every new head and every admitted batch of transactions to ``events``."""
         ...

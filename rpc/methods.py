@@ -5,11 +5,13 @@ Every method is synchronous and may block on the backend; the server runs it off
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from executor_gpu.types import AccountOverride, CallMessage, CallResult
+from primitives.clock import SystemClock
 from primitives.crypto import keccak256
 from primitives.errors import ExecutionReverted
 from primitives.types import ZERO_ADDRESS, Address, Hash32
@@ -47,6 +49,7 @@ from rpc.errors import (
     execution_reverted,
     header_not_found,
 )
+from rpc.filters import FilterMethods, FilterTable
 from rpc.trace import TraceMethods
 from rpc.types import BlockView, FeeHistory, LogFilter
 
@@ -74,6 +77,11 @@ class Method:
     """Decodes the parameters and returns the JSON-ready result."""
 
 
+def _no_notifications(args: Args) -> object:
+    # Subscriptions live on a WebSocket connection (rpc/ws.py), as in geth.
+    raise RpcError(METHOD_NOT_FOUND, "notifications not supported")
+
+
 def _reverted(result: CallResult) -> bool:
     # Only REVERT returns data from a failed call; an empty revert is known by its error text.
     return not result.succeeded and (
@@ -84,7 +92,8 @@ def _reverted(result: CallResult) -> bool:
 class RpcMethods:
     """All methods the server answers, over one NodeBackend."""
 
-    def __init__(self, backend: NodeBackend) -> None:
+    def __init__(self, backend: NodeBackend, filters: FilterTable | None = None) -> None:
+        """``filters``: the server's installed polling filters (default: a table of its own)."""
         self._backend = backend
         self.methods: dict[str, Method] = {
             "web3_clientVersion": Method(0, lambda _: backend.client_version),
@@ -122,11 +131,19 @@ class RpcMethods:
             "l2_getBatch": Method(1, self._batch),
             "l2_latestCommittedBatch": Method(0, self._latest_committed_batch),
             "l2_getValidators": Method(1, self._validators),
+            "eth_subscribe": Method(2, _no_notifications),
+            "eth_unsubscribe": Method(1, _no_notifications),
         }
         tracing = TraceMethods(backend, self._state_number, self._message, self._call_gas)
-        self.methods.update(
-            (name, Method(most, run)) for name, (most, run) in tracing.methods().items()
-        )
+        polling = FilterMethods(backend, FilterTable(SystemClock()) if filters is None else filters)
+        for extra in (tracing.methods(), polling.methods()):
+            self.methods.update((name, Method(most, run)) for name, (most, run) in extra.items())
+
+    def extended(self, extra: Mapping[str, Method]) -> RpcMethods:
+        """A copy that also answers ``extra`` (a WebSocket connection's eth_subscribe)."""
+        twin = copy.copy(self)
+        twin.methods = {**self.methods, **extra}
+        return twin
 
     def dispatch(self, name: str, params: object) -> object:
         """Run method ``name``; raises RpcError (or a backend error) when it fails."""

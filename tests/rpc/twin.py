@@ -29,6 +29,7 @@ from primitives.errors import (
 )
 from primitives.transactions import Transaction, decode_transaction
 from primitives.types import ZERO_HASH, Address, Hash32
+from rpc.api import ChainEvents
 from rpc.types import (
     AccountProof,
     BatchView,
@@ -137,6 +138,7 @@ class TwinBackend:
         self.receipts: dict[Hash32, ReceiptView] = {}
         self.pool: dict[Hash32, Transaction] = {}
         self.batches: list[BatchView] = []
+        self.events: ChainEvents | None = None
         self._seal(genesis, (), ())
 
     # -- building the chain ----------------------------------------------------------------
@@ -204,6 +206,8 @@ class TwinBackend:
             )
             first_log += len(receipt.logs)
             self.pool.pop(tx.hash, None)
+        if self.events is not None:
+            self.events.new_head(header)
         return self.blocks[-1]
 
     # -- NodeBackend -----------------------------------------------------------------------
@@ -263,6 +267,8 @@ class TwinBackend:
                 outcomes.append(self.send_raw_transaction(raw))
             except L2NodeError as exc:
                 outcomes.append(exc)
+        if self.events is not None and self.events.wants_pending():
+            self.events.new_pending([o for o in outcomes if not isinstance(o, L2NodeError)])
         return outcomes
 
     def send_raw_transaction(self, raw: bytes) -> Hash32:
@@ -374,6 +380,9 @@ class TwinBackend:
 
     def peer_count(self) -> int:
         return 0
+
+    def subscribe(self, events: ChainEvents) -> None:
+        self.events = events
 
 
 class BlockingBackend(TwinBackend):
