@@ -181,12 +181,13 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
                 l1 = connect_l1(config, node, genesis)
                 cleanup.callback(l1.stop)
             backend = NodeRpcBackend(node, None if l1 is None else l1.client,
-                                     relay=validator.relay, peers=validator.gossip)
+                                     relay=validator.relay, peers=validator.gossip,
+                                     l1_final_depth=config.l1.confirmations)
         else:
             signatures = LocalSignatures(node.validator_key)
             l1 = connect_l1(config, node, genesis)
             cleanup.callback(l1.stop)
-            backend = NodeRpcBackend(node, l1.client)
+            backend = NodeRpcBackend(node, l1.client, l1_final_depth=config.l1.confirmations)
             tasks = [
                 asyncio.create_task(
                     _every(config.chain.block_time, node.produce_block, stop, "block")

@@ -18,6 +18,7 @@ from rpc.types import (
     FeeHistory,
     LogFilter,
     LogView,
+    PoolContent,
     ReceiptView,
     TxLocation,
 )
@@ -60,6 +61,15 @@ class NodeBackend(Protocol):
         """Height of the latest finalized block."""
         ...
 
+    def safe_number(self) -> int:
+        """Height of the "safe" block: the last block of the newest batch committed to L1."""
+        ...
+
+    def finalized_number(self) -> int:
+        """Height of the "finalized" block: the last block of the newest batch whose L1
+        commitment is final."""
+        ...
+
     def block_by_number(self, number: int) -> BlockView | None:
         """Finalized block at ``number``."""
         ...
@@ -86,6 +96,10 @@ class NodeBackend(Protocol):
 
     def proof(self, number: int, address: Address, slots: Sequence[int]) -> AccountProof:
         """The account and ``slots`` after block ``number``, with their Merkle proofs."""
+        ...
+
+    def pool_content(self, sender: Address | None = None) -> PoolContent:
+        """The pooled transactions (of ``sender`` only, when given)."""
         ...
 
     def pending_nonce(self, address: bytes) -> int:

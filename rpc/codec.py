@@ -146,11 +146,13 @@ class BlockId:
     """A block as the caller named it, before it is resolved against the chain."""
 
     number: int | None = None
-    """Height; None names the head (latest, safe, finalized, pending)."""
+    """Height; None names the head (latest, pending) or a tagged block (safe, finalized)."""
     block_hash: Hash32 | None = None
     """Hash, when the block was named by hash (EIP-1898)."""
     pending: bool = False
     """True for the "pending" tag (pending nonces count pooled transactions)."""
+    tag: str | None = None
+    """"safe" or "finalized" (resolved by rpc.tags), else None."""
 
 
 LATEST = BlockId()
@@ -158,8 +160,8 @@ LATEST = BlockId()
 
 _TAGS = {
     "latest": LATEST,
-    "safe": LATEST,
-    "finalized": LATEST,
+    "safe": BlockId(tag="safe"),
+    "finalized": BlockId(tag="finalized"),
     "pending": BlockId(pending=True),
     "earliest": BlockId(number=0),
 }

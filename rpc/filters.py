@@ -21,6 +21,7 @@ from rpc import render
 from rpc.api import NodeBackend
 from rpc.codec import Args, LogQuery, data, parse_log_query
 from rpc.errors import LIMIT_EXCEEDED, SERVER_ERROR, InvalidParams, RpcError
+from rpc.tags import block_number
 from rpc.types import LogFilter
 
 FILTER_TIMEOUT = 300.0
@@ -161,9 +162,10 @@ class FilterMethods:
         query = args.required(0, parse_log_query)
         if query.block_hash is not None:
             raise InvalidParams("a filter cannot name a block hash: use eth_getLogs")
-        start = query.from_block.number
         # Logs of blocks before the filter count only when fromBlock names them.
-        next_block = self._next() if start is None else min(start, self._next())
+        next_block = self._next()
+        if query.from_block.number is not None or query.from_block.tag is not None:
+            next_block = min(block_number(self._backend, query.from_block), next_block)
         return self._table.install(LOGS, next_block, query)
 
     def _new_block_filter(self, args: Args) -> object:
@@ -202,16 +204,15 @@ class FilterMethods:
         if found.kind != LOGS or found.query is None:
             raise RpcError(SERVER_ERROR, "filter not found")
         query = found.query
-        head = self._backend.head_number()
-        first = head if query.from_block.number is None else query.from_block.number
-        return self._logs(query, first, head)
+        first = block_number(self._backend, query.from_block)
+        return self._logs(query, first, self._backend.head_number())
 
     def _logs(self, query: LogQuery, first: int, last: int) -> list[object]:
         """Logs matching ``query`` in blocks ``first``..``last`` within its own range."""
-        if query.from_block.number is not None:
-            first = max(first, query.from_block.number)
-        if query.to_block.number is not None:
-            last = min(last, query.to_block.number)
+        if query.from_block.number is not None or query.from_block.tag is not None:
+            first = max(first, block_number(self._backend, query.from_block))
+        if query.to_block.number is not None or query.to_block.tag is not None:
+            last = min(last, block_number(self._backend, query.to_block))
         if first > last:
             return []
         if last - first + 1 > MAX_BLOCKS_PER_POLL:

@@ -50,13 +50,17 @@ from rpc.errors import (
     header_not_found,
 )
 from rpc.filters import FilterMethods, FilterTable
+from rpc.tags import block_number
 from rpc.trace import TraceMethods
+from rpc.txpool import PoolMethods
 from rpc.types import BlockView, FeeHistory, LogFilter
 
 MAX_LOG_BLOCK_RANGE = 10_000
 """Most blocks one eth_getLogs call may scan."""
 CALL_GAS_CAP = 50_000_000
 """Most gas an eth_call / eth_estimateGas may use (geth's default RPC gas cap)."""
+MIN_BLOB_BASE_FEE = 1
+"""EIP-4844's blob base fee at zero excess blob gas."""
 MAX_FEE_HISTORY_BLOCKS = 1024
 """Most blocks one eth_feeHistory answer covers; larger counts are cut (as geth)."""
 _ADMITTING = object()
@@ -109,6 +113,8 @@ class RpcMethods:
             "eth_blockNumber": Method(0, lambda _: quantity(backend.head_number())),
             "eth_gasPrice": Method(0, lambda _: quantity(backend.gas_price())),
             "eth_maxPriorityFeePerGas": Method(0, lambda _: quantity(backend.max_priority_fee())),
+            # No blob gas is ever used here: the blob base fee stays EIP-4844's minimum.
+            "eth_blobBaseFee": Method(0, lambda _: quantity(MIN_BLOB_BASE_FEE)),
             "eth_feeHistory": Method(3, self._fee_history),
             "eth_getBlockByNumber": Method(2, self._block_by_number),
             "eth_getBlockByHash": Method(2, self._block_by_hash),
@@ -136,7 +142,8 @@ class RpcMethods:
         }
         tracing = TraceMethods(backend, self._state_number, self._message, self._call_gas)
         polling = FilterMethods(backend, FilterTable(SystemClock()) if filters is None else filters)
-        for extra in (tracing.methods(), polling.methods()):
+        pool = PoolMethods(backend, self._block)
+        for extra in (tracing.methods(), polling.methods(), pool.methods()):
             self.methods.update((name, Method(most, run)) for name, (most, run) in extra.items())
 
     def extended(self, extra: Mapping[str, Method]) -> RpcMethods:
@@ -157,7 +164,7 @@ class RpcMethods:
     def _block(self, block_id: BlockId) -> BlockView | None:
         if block_id.block_hash is not None:
             return self._backend.block_by_hash(block_id.block_hash)
-        number = self._backend.head_number() if block_id.number is None else block_id.number
+        number = block_number(self._backend, block_id)
         return self._backend.block_by_number(number)
 
     def _state_number(self, block_id: BlockId) -> int:
@@ -167,12 +174,10 @@ class RpcMethods:
             if view is None:
                 raise header_not_found()
             return view.header.number
-        head = self._backend.head_number()
-        if block_id.number is None:
-            return head
-        if block_id.number > head:
+        number = block_number(self._backend, block_id)
+        if number > self._backend.head_number():
             raise header_not_found()
-        return block_id.number
+        return number
 
     # -- blocks and transactions -------------------------------------------------------------
 
@@ -359,7 +364,7 @@ class RpcMethods:
         newest_id = args.required(1, parse_block_number)
         percentiles = args.optional(2, parse_percentiles, NO_PERCENTILES)
         head = self._backend.head_number()
-        newest = head if newest_id.number is None else newest_id.number
+        newest = block_number(self._backend, newest_id)
         if newest > head:
             raise RpcError(
                 SERVER_ERROR, f"request beyond head block: requested {newest}, head {head}"
@@ -379,13 +384,12 @@ class RpcMethods:
             first = last = view.header.number
         else:
             head = self._backend.head_number()
-            first = head if query.from_block.number is None else query.from_block.number
-            last = head if query.to_block.number is None else query.to_block.number
+            first = block_number(self._backend, query.from_block)
+            last = block_number(self._backend, query.to_block)
+            if first > head or last > head:
+                raise InvalidParams("block range extends beyond current head block")
             if first > last:
                 raise InvalidParams("invalid block range params")
-            last = min(last, head)
-            if first > last:
-                return []
             if last - first + 1 > MAX_LOG_BLOCK_RANGE:
                 raise RpcError(
                     LIMIT_EXCEEDED, f"query exceeds max block range {MAX_LOG_BLOCK_RANGE}"

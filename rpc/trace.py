@@ -36,6 +36,7 @@ from rpc.codec import (
     quantity,
 )
 from rpc.errors import SERVER_ERROR, InvalidParams, RpcError, header_not_found, revert_reason
+from rpc.tags import block_number
 
 PRECOMPILES = frozenset(Address(i.to_bytes(20, "big")) for i in range(1, 11))
 """Cancun's precompiles (0x01-0x0a): always warm, so never in an access list."""
@@ -367,9 +368,8 @@ class TraceMethods:
     def _trace_block_by_number(self, args: Args) -> object:
         block_id = args.required(0, parse_block_number)
         config = args.optional(1, parse_trace_config, DEFAULT_CONFIG)
-        head = self._backend.head_number()
-        number = head if block_id.number is None else block_id.number
-        if number > head:
+        number = block_number(self._backend, block_id)
+        if number > self._backend.head_number():
             raise RpcError(SERVER_ERROR, f"block #{number} not found")
         return self._trace_block(number, config)
 

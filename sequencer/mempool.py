@@ -52,6 +52,12 @@ class Mempool:
         """Every pooled transaction, oldest first (for persistence)."""
         return list(self._by_hash.values())
 
+    def by_sender(self, address: Address | None = None) -> dict[Address, dict[int, Transaction]]:
+        """Pooled transactions by sender and nonce (of ``address`` only, when given); a copy."""
+        if address is not None:
+            return {address: dict(self._by_sender[address])} if address in self._by_sender else {}
+        return {sender: dict(chain) for sender, chain in self._by_sender.items()}
+
     def pending_nonce(self, address: Address, state_nonce: int) -> int:
         """Next nonce for ``address``: the state nonce plus its contiguous run of pooled nonces."""
         chain = self._by_sender.get(address, {})

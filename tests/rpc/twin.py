@@ -37,6 +37,7 @@ from rpc.types import (
     FeeHistory,
     LogFilter,
     LogView,
+    PoolContent,
     ReceiptView,
     StorageProof,
     TxLocation,
@@ -199,7 +200,7 @@ class TwinBackend:
         header = self._seal(state, txs, receipts)
         first_log = 0
         for index, (tx, receipt, (gas, created)) in enumerate(zip(txs, receipts, extras)):
-            location = TxLocation(header.hash, header.number, index)
+            location = TxLocation(header.hash, header.number, index, header.timestamp)
             price = tx.effective_gas_price(BASE_FEE)
             self.receipts[tx.hash] = ReceiptView(
                 tx, location, receipt, gas, price, created, first_log
@@ -222,6 +223,14 @@ class TwinBackend:
 
     def head_number(self) -> int:
         return len(self.blocks) - 1
+
+    def safe_number(self) -> int:
+        return self.batches[-1].last_block if self.batches else 0
+
+    def finalized_number(self) -> int:
+        """Batches whose L1 block is 10 below the twin's L1 head (30) count as final."""
+        final = [b for b in self.batches if b.l1_block_number is not None and b.l1_block_number <= 20]
+        return final[-1].last_block if final else 0
 
     def block_by_number(self, number: int) -> BlockView | None:
         return self.blocks[number] if number < len(self.blocks) else None
@@ -254,6 +263,19 @@ class TwinBackend:
             address, account.nonce, account.balance, account.storage_root, account.code_hash, (),
             tuple(StorageProof(slot, state.get_storage(address, slot), ()) for slot in slots),
         )
+
+    def pool_content(self, sender: Address | None = None) -> PoolContent:
+        pending: list[Transaction] = []
+        queued: list[Transaction] = []
+        txs = sorted(self.pool.values(), key=lambda tx: (tx.sender, tx.nonce))
+        for tx in txs:
+            if sender is not None and tx.sender != sender:
+                continue
+            account = self.states[-1].get_account(tx.sender)
+            ahead = sum(1 for t in pending if t.sender == tx.sender)
+            ready = tx.nonce == (0 if account is None else account.nonce) + ahead
+            (pending if ready else queued).append(tx)
+        return PoolContent(tuple(pending), tuple(queued))
 
     def pending_nonce(self, address: bytes) -> int:
         account = self.states[-1].get_account(Address(address))
