@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from eth.abc import ComputationAPI, MessageAPI, SignedTransactionAPI
-from eth.exceptions import VMError
+from eth.exceptions import Revert, VMError
 from eth.vm.forks.cancun import CancunVM
 from eth.vm.logic.invalid import InvalidOpcode
 from eth.vm.opcode_values import (
@@ -212,7 +212,10 @@ class _Recorder:
         if not options.struct_logs:
             return None
         if len(self.steps) >= options.step_limit:
-            raise TraceTooLong(f"trace longer than {options.step_limit} steps")
+            if options.truncate:
+                return None
+            raise TraceTooLong(f"trace longer than {options.step_limit} steps: pass a "
+                               "smaller limit, or use callTracer")
         step = {
             "pc": max(0, computation.code.program_counter - 1),
             "op": _GETH_NAMES.get(mnemonic, mnemonic),
@@ -332,6 +335,8 @@ class _Dispatch:
             return
         try:
             self._run(computation=computation)
+        except Revert:
+            raise  # a revert is an outcome, not a fault of the step (geth prints no error)
         except VMError as exc:
             step["error"] = _error_text(exc)
             raise

@@ -194,7 +194,9 @@ class TraceOptions:
     return_data: bool = False
     """Each step carries the last call's return data (enableReturnData)."""
     step_limit: int = 100_000
-    """Most steps recorded; the trace fails beyond (a bound on memory)."""
+    """Most steps recorded (a bound on memory)."""
+    truncate: bool = False
+    """At ``step_limit``, stop recording and finish (geth's ``limit``); else the trace fails."""
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,7 @@ def parse_trace_config(value: object) -> TraceConfig:
         storage=not _flag(value, "disableStorage", False),
         return_data=_flag(value, "enableReturnData", False),
         step_limit=min(limit, defaults.step_limit) if limit else defaults.step_limit,
+        truncate=0 < limit <= defaults.step_limit,
     )
     return TraceConfig(
         tracer=tracer,
