@@ -162,11 +162,9 @@ class FilterMethods:
         query = args.required(0, parse_log_query)
         if query.block_hash is not None:
             raise InvalidParams("a filter cannot name a block hash: use eth_getLogs")
-        # Logs of blocks before the filter count only when fromBlock names them.
-        next_block = self._next()
-        if query.from_block.number is not None or query.from_block.tag is not None:
-            next_block = min(block_number(self._backend, query.from_block), next_block)
-        return self._table.install(LOGS, next_block, query)
+        # As geth: changes are the logs of blocks after the filter was made (within its
+        # range); eth_getFilterLogs reads the whole range.
+        return self._table.install(LOGS, self._next(), query)
 
     def _new_block_filter(self, args: Args) -> object:
         return self._table.install(BLOCKS, self._next())
