@@ -17,6 +17,7 @@ from primitives.errors import ExecutionReverted
 from primitives.types import ZERO_ADDRESS, Address, Hash32
 from rpc import render
 from rpc.api import NodeBackend
+from rpc.chaininfo import ChainInfoMethods
 from rpc.codec import (
     LATEST,
     Args,
@@ -143,7 +144,8 @@ class RpcMethods:
         tracing = TraceMethods(backend, self._state_number, self._message, self._call_gas)
         polling = FilterMethods(backend, FilterTable(SystemClock()) if filters is None else filters)
         pool = PoolMethods(backend, self._block)
-        for extra in (tracing.methods(), polling.methods(), pool.methods()):
+        info = ChainInfoMethods(backend, self._state_number, self._call_gas, self._estimate_gas)
+        for extra in (tracing.methods(), polling.methods(), pool.methods(), info.methods()):
             self.methods.update((name, Method(most, run)) for name, (most, run) in extra.items())
 
     def extended(self, extra: Mapping[str, Method]) -> RpcMethods:

@@ -3,13 +3,25 @@ txpool_*, eth_blobBaseFee, debug_getRaw*."""
 
 from __future__ import annotations
 
+import zlib
+
 import rlp
 
 from primitives.blocks import Header, ordered_trie_root
 from primitives.crypto import keccak256
 from rpc.types import BatchView
 from tests.rpc.conftest import Rpc
-from tests.rpc.twin import BASE_FEE, KEYS, RECIPIENT, TIP, TwinBackend, checksum, sign
+from tests.rpc.twin import (
+    ADDRESSES,
+    BASE_FEE,
+    KEYS,
+    RECIPIENT,
+    TIP,
+    TwinBackend,
+    checksum,
+    contract_address,
+    sign,
+)
 
 
 def test_block_timestamp_in_transactions_and_logs(rpc: Rpc, chain: TwinBackend) -> None:
@@ -79,3 +91,52 @@ def test_raw_encodings(rpc: Rpc, chain: TwinBackend) -> None:
     receipts = [bytes.fromhex(r[2:]) for r in rpc("debug_getRawReceipts", "0x1")]
     assert ordered_trie_root(receipts) == view.header.receipts_root
     assert rpc.error("debug_getRawHeader", "0x99")["message"] == "header not found"
+
+
+def test_base_fee_and_storage_values(rpc: Rpc, chain: TwinBackend) -> None:
+    assert rpc("eth_baseFee") == hex(chain.next_base_fee())
+    token = chain.blocks[1].transactions[2]
+    address = "0x" + contract_address(token.sender, token.nonce).hex()
+    other = "0x" + RECIPIENT.hex()
+    values = rpc("eth_getStorageValues", {address: ["0x0", "0x1"], other: []}, "latest")
+    assert values == {address: ["0x" + (42).to_bytes(32, "big").hex(), "0x" + "00" * 32],
+                      other: []}
+    assert values[address][0] == rpc("eth_getStorageAt", address, "0x0", "latest")
+    assert rpc.error("eth_getStorageValues", {address: ["0x0"] * 1025})["code"] == -32602
+    assert rpc.error("eth_getStorageValues", {address: "0x0"})["code"] == -32602
+
+
+def test_capabilities_and_config(rpc: Rpc, chain: TwinBackend) -> None:
+    head = chain.blocks[-1].header
+    capabilities = rpc("eth_capabilities")
+    assert capabilities["head"] == {"number": hex(head.number), "hash": "0x" + head.hash.hex()}
+    assert capabilities["stateproofs"] == {"disabled": False, "oldestBlock": "0x0"}
+    config = rpc("eth_config")
+    genesis = chain.blocks[0].header
+    assert config["next"] is None and config["last"] is None
+    current = config["current"]
+    assert current["activationTime"] == genesis.timestamp
+    assert current["chainId"] == hex(chain.chain_id)
+    assert current["forkId"] == "0x" + zlib.crc32(genesis.hash).to_bytes(4, "big").hex()
+    assert current["precompiles"]["ECREC"] == "0x" + "00" * 19 + "01"
+    assert len(current["precompiles"]) == 10 and current["systemContracts"] == {}
+
+
+def test_fill_transaction(rpc: Rpc, chain: TwinBackend) -> None:
+    sender = ADDRESSES[1]
+    filled = rpc("eth_fillTransaction", {"from": "0x" + sender.hex(), "to": "0x" + RECIPIENT.hex(),
+                                          "value": "0x7"})
+    tx = filled["tx"]
+    assert tx["type"] == "0x2" and tx["nonce"] == hex(chain.pending_nonce(sender))
+    assert tx["chainId"] == hex(chain.chain_id) and tx["gas"] == hex(23_000)
+    assert tx["maxFeePerGas"] == hex(2 * BASE_FEE + TIP)
+    raw = bytes.fromhex(filled["raw"][2:])
+    assert raw[0] == 2 and rlp.decode(raw[1:])[-3:] == [b"", b"", b""]
+    signed = sign(KEYS[1], type=2, nonce=int(tx["nonce"], 16), gas=int(tx["gas"], 16),
+                  maxFeePerGas=int(tx["maxFeePerGas"], 16),
+                  maxPriorityFeePerGas=int(tx["maxPriorityFeePerGas"], 16),
+                  to=checksum(RECIPIENT), value=7)
+    assert rpc("eth_sendRawTransaction", "0x" + signed.raw.hex()) == "0x" + signed.hash.hex()
+    legacy = rpc("eth_fillTransaction", {"from": "0x" + sender.hex(), "gas": "0x5208",
+                                          "gasPrice": hex(BASE_FEE)})["tx"]
+    assert legacy["type"] == "0x0" and legacy["gasPrice"] == hex(BASE_FEE)
