@@ -63,7 +63,8 @@ class RealChain:
             {**entry, "address": to_checksum_address(entry["address"])}
             for entry in fields.get("accessList", [])
         ]
-        if fields.get("type") is None and "gasPrice" in fields:
+        if fields.get("type") is None and "gasPrice" in fields:  # legacy
+            fields.pop("type", None)
             del fields["accessList"]
         raw = Account.sign_transaction(fields, USER_KEYS[user]).raw_transaction
         result: str = self.rpc("eth_sendRawTransaction", "0x" + bytes(raw).hex())
