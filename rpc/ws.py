@@ -15,6 +15,7 @@ import secrets
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -155,12 +156,23 @@ class EventHub:
             return
         if self._filters.pending_filters:
             self._filters.add_pending(tx_hashes)
-        if self._pending_count and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._push_pending, tuple(tx_hashes))
+        if self._pending_count:
+            self._hand_over(self._push_pending, tuple(tx_hashes))
 
     def new_head(self, header: Header) -> None:
-        if self._head_count and self._loop is not None and self._heads is not None:
-            self._loop.call_soon_threadsafe(self._heads.put_nowait, header)
+        if self._head_count and self._heads is not None:
+            self._hand_over(self._heads.put_nowait, header)
+
+    def _hand_over(self, work: Callable[[Any], None], item: object) -> None:
+        """Run ``work(item)`` on the event loop; nothing when the server is gone (the node
+        must not stop because nobody listens any more)."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(work, item)
+        except RuntimeError:  # the loop is closed: the server stopped
+            pass
 
     # -- subscriptions -----------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -15,6 +16,8 @@ from primitives.types import Hash32
 from rpc.errors import LIMIT_EXCEEDED, RpcError
 from rpc.filters import PENDING, FilterTable
 from rpc.server import create_app
+from rpc.ws import NEW_HEADS, EventHub, Session, Subscription
+from rpc.ws import PENDING as PENDING_TXS
 from tests.rpc.conftest import Rpc
 from tests.rpc.twin import (
     BASE_FEE,
@@ -217,3 +220,27 @@ def test_cors_and_hosts_restricted() -> None:
     with client.websocket_connect("ws://localhost/",
                                  headers={"Origin": "https://good.example"}) as raw:
         assert Socket(raw).call("eth_chainId")["result"]
+
+
+def test_events_after_the_server_stopped_are_dropped() -> None:
+    chain = build_chain()
+    hub = EventHub(chain, FilterTable(ManualClock()))
+
+    async def serve() -> None:
+        hub.attach()
+        session = Session(hub)
+        hub.subscribe(Subscription(NEW_HEADS, session, None, active=True))
+        hub.subscribe(Subscription(PENDING_TXS, session, None, active=True))
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(serve())
+    running = asyncio.all_tasks(loop)  # the hub's dispatcher
+    for task in running:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*running, return_exceptions=True))
+    loop.close()
+    chain.subscribe(hub)
+    # The node keeps making blocks and admitting transactions: nothing may raise.
+    chain.add_block([])
+    assert hub.wants_pending()
+    hub.new_pending([Hash32(b"\x01" * 32)])
