@@ -81,22 +81,35 @@ class _Frame:
     """A call frame while it runs."""
 
     call_type: str
+    """CALL, STATICCALL, DELEGATECALL, CALLCODE, CREATE or CREATE2."""
     sender: Address
+    """``from``."""
     to: Address
+    """Callee (the code's address for DELEGATECALL), or the contract being created."""
     value: int | None
+    """Wei sent; None for calls that send none."""
     gas: int
+    """Gas given to the frame."""
     input: bytes
+    """Call data or init code."""
     calls: list[CallFrame] = field(default_factory=list)
+    """Finished sub-calls, in order."""
     call_step: dict[str, Any] | None = None
     """The caller's step that opened this frame (its gas cost is set on entry)."""
 
 
 @dataclass
 class _Account:
+    """A touched account as it was before the transaction."""
+
     balance: int
+    """Wei held."""
     nonce: int
+    """Nonce."""
     code: bytes
+    """Code."""
     storage: dict[int, int] = field(default_factory=dict)
+    """Touched slots and their values before the transaction."""
 
 
 class _Recorder:
