@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import rlp
 
 from node.db.state import GenesisAccount
 from primitives.crypto import keccak256
@@ -153,3 +154,32 @@ def test_eth_call_state_overrides(chain: RealChain, token: str) -> None:
     assert chain.rpc("eth_call", paid, "latest", {poor: {"balance": hex(10**19)}}) == "0x"
     assert chain.rpc.error("eth_call", call, "latest", {token: {"state": {}, "stateDiff": {}}})[
         "code"] == -32602
+    # "state" replaces the whole storage: the holder's balance slot is gone, slot 0 is new.
+    total = {"to": token, "data": "0x" + keccak256(b"totalSupply()")[:4].hex()}
+    mine = {"to": token, "data": "0x" + (selector + USERS[0].rjust(32, b"\0")).hex()}
+    replaced = {token: {"state": {slot_key(0): slot_key(42)}}}
+    assert int(chain.rpc("eth_call", total, "latest", replaced), 16) == 42
+    assert int(chain.rpc("eth_call", mine, "latest", replaced), 16) == 0
+    assert int(chain.rpc("eth_call", mine, "latest"), 16) > 0
+    # "code" puts the token's code at an empty address, with the storage it is given there.
+    code = chain.rpc("eth_getCode", token, "latest")
+    clone = hexa(bytes.fromhex("c1" * 20))
+    cloned = {clone: {"code": code, "stateDiff": {slot_key(0): slot_key(7)}}}
+    assert int(chain.rpc("eth_call", {**total, "to": clone}, "latest", cloned), 16) == 7
+    assert chain.rpc("eth_call", {**total, "to": clone}, "latest") == "0x"
+
+
+def test_create_access_list_for_a_deployment(chain: RealChain) -> None:
+    _, bytecode = compile_contract(TOKEN_SOURCE, "TestToken")
+    sender = USERS[2]
+    call = {"from": hexa(sender), "data": bytecode + (10**6).to_bytes(32, "big").hex()}
+    result = chain.rpc("eth_createAccessList", call)
+    nonce = int(chain.rpc("eth_getTransactionCount", hexa(sender), "latest"), 16)
+    created = Address(keccak256(rlp.encode([sender, nonce]))[12:])
+    # The new contract's own address is excluded, but its slots are listed (as geth does):
+    # totalSupply (slot 0) and the deployer's balance.
+    assert result["accessList"] == [{"address": hexa(created), "storageKeys": [
+        slot_key(0), slot_key(balance_slot(sender))]}]
+    assert "error" not in result
+    assert chain.rpc("eth_estimateGas", {**call, "accessList": result["accessList"]}) == (
+        result["gasUsed"])
