@@ -8,7 +8,9 @@ untraced path.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -364,12 +366,22 @@ class ReferenceTracer:
 
     def __init__(self) -> None:
         self._calls = PyEvmExecutor()
-        self._recorder: _Recorder | None = None
+        # py-evm runs in the calling thread: each RPC worker thread traces with its own
+        # recorder while the traced classes are shared.
+        self._local = threading.local()
         self._state_class = _traced_state_class(self._current)
 
     def _current(self) -> _Recorder:
-        assert self._recorder is not None
-        return self._recorder
+        recorder: _Recorder = self._local.recorder
+        return recorder
+
+    @contextmanager
+    def _recording(self, recorder: _Recorder) -> Iterator[_Recorder]:
+        self._local.recorder = recorder
+        try:
+            yield recorder
+        finally:
+            self._local.recorder = None
 
     def trace_call(
         self, pre_state: StateReader, block_env: BlockEnv, message: CallMessage,
@@ -380,16 +392,13 @@ class ReferenceTracer:
         tx, reason = self._calls.prepare_call(state, message, base_fee)
         if reason is not None:
             raise InvalidInput(reason)
-        self._recorder = _Recorder(options, state)
-        try:
+        with self._recording(_Recorder(options, state)) as recorder:
             executor = state.get_transaction_executor()
             computation = executor.build_computation(executor.build_evm_message(tx), tx)
-            return self._recorder.trace(
-                CancunVM.finalize_gas_used(tx, computation), not computation.is_success,
-                computation.output,
-            )
-        finally:
-            self._recorder = None
+        return recorder.trace(
+            CancunVM.finalize_gas_used(tx, computation), not computation.is_success,
+            computation.output,
+        )
 
     def trace_transactions(
         self, pre_state: StateReader, block_env: BlockEnv, txs: Sequence[Transaction],
@@ -408,13 +417,11 @@ class ReferenceTracer:
                 raise InvalidInput(f"transaction {index} does not apply: {reason}")
             state.lock_changes()
             wanted = only is None or index == only
-            self._recorder = _Recorder(options if wanted else silent, state)
-            try:
-                computation = state.apply_transaction(evm_tx)
-            except ValidationError as exc:
-                raise InvalidInput(f"transaction {index} does not apply: {exc}") from exc
-            finally:
-                recorder, self._recorder = self._recorder, None
+            with self._recording(_Recorder(options if wanted else silent, state)) as recorder:
+                try:
+                    computation = state.apply_transaction(evm_tx)
+                except ValidationError as exc:
+                    raise InvalidInput(f"transaction {index} does not apply: {exc}") from exc
             tx_gas = CancunVM.finalize_gas_used(evm_tx, computation)
             gas_used += tx_gas
             if wanted:

@@ -3,6 +3,7 @@ prestateTracer in go-ethereum's shapes, checked against the receipts and the sta
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from executor_gpu.types import TraceOptions
 from primitives.crypto import keccak256, private_key_to_address
 from tests.node.helpers import USERS, VALIDATOR_KEYS
 from tests.rpc.realnode import TOKEN_SOURCE, RealChain
@@ -219,3 +221,16 @@ def test_txpool_on_a_real_pool(deployed: Deployed) -> None:
     mine = chain.rpc("txpool_contentFrom", "0x" + USERS[3].hex())
     assert mine["pending"][str(nonce)]["hash"] == ready
     assert mine["queued"][str(nonce + 2)]["hash"] == gapped
+
+
+def test_concurrent_traces_do_not_mix(deployed: Deployed) -> None:
+    # RPC calls run in a thread pool: traces of different blocks at once, each its own.
+    backend = deployed.chain.backend
+    options = TraceOptions(struct_logs=True)
+    blocks = [int(deployed.chain.rpc("eth_getTransactionReceipt", h)["blockNumber"], 16)
+              for h in (deployed.transfer, deployed.run)]
+    alone = {number: backend.trace_block(number, options) for number in blocks}
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda n: (n, backend.trace_block(n, options)), blocks * 4))
+    for number, traces in together:
+        assert traces == alone[number]
