@@ -275,7 +275,7 @@ class Node:
         outcomes = self.admission.submit(raws)
         events = self.events
         if events is not None and events.wants_pending():
-            events.new_pending([tx.hash for tx in outcomes if isinstance(tx, Transaction)])
+            events.new_pending([tx for tx in outcomes if isinstance(tx, Transaction)])
         return outcomes
 
     def produce_block(self) -> Header:

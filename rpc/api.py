@@ -35,7 +35,7 @@ class ChainEvents(Protocol):
         ``new_pending``, keeping admission free of the work)."""
         ...
 
-    def new_pending(self, tx_hashes: Sequence[Hash32]) -> None:
+    def new_pending(self, txs: Sequence[Transaction]) -> None:
         """Transactions just admitted to the pool, one call per admitted batch."""
         ...
 

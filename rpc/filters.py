@@ -170,7 +170,7 @@ class FilterMethods:
         return self._table.install(BLOCKS, self._next())
 
     def _new_pending_filter(self, args: Args) -> object:
-        # geth's optional fullTx flag is not supported: hashes only.
+        # geth's optional fullTx flag is not supported here (it is on eth_subscribe).
         return self._table.install(PENDING, self._next())
 
     def _uninstall(self, args: Args) -> object:

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from primitives.blocks import Header, Log
-from primitives.types import Hash32
+from primitives.transactions import Transaction
 from rpc import render
 from rpc.api import NodeBackend
 from rpc.codec import Args, LogQuery, data, parse_bool, parse_log_query
@@ -51,6 +51,8 @@ class Subscription:
     """The connection it belongs to."""
     query: LogQuery | None
     """Address and topic criteria (LOGS)."""
+    full: bool = False
+    """PENDING: notify whole transaction objects instead of hashes (geth's fullTx)."""
     active: bool = False
     """False until the eth_subscribe answer is queued: no notification may precede it."""
 
@@ -104,16 +106,16 @@ class Session:
     def _subscribe(self, args: Args) -> str:
         kind = args.required(0, _kind)
         query = None
+        full = False
         if kind == LOGS:
             query = args.optional(1, parse_log_query, parse_log_query({}))
             if query.block_hash is not None or query.from_block.number is not None:
                 raise InvalidParams("a logs subscription takes only address and topics")
-        # geth's fullTx flag is accepted; notifications carry hashes only when false.
-        elif kind == PENDING and args.optional(1, parse_bool, False):
-            raise InvalidParams("full transactions in newPendingTransactions are not served")
+        elif kind == PENDING:
+            full = args.optional(1, parse_bool, False)
         if len(self.ids) >= MAX_SUBSCRIPTIONS:
             raise InvalidParams(f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection")
-        subscription_id = self._hub.subscribe(Subscription(kind, self, query))
+        subscription_id = self._hub.subscribe(Subscription(kind, self, query, full))
         self.ids.add(subscription_id)
         self.created.append(subscription_id)
         return subscription_id
@@ -151,13 +153,13 @@ class EventHub:
     def wants_pending(self) -> bool:
         return self._pending_count > 0 or self._filters.pending_filters > 0
 
-    def new_pending(self, tx_hashes: Sequence[Hash32]) -> None:
-        if not tx_hashes:
+    def new_pending(self, txs: Sequence[Transaction]) -> None:
+        if not txs:
             return
         if self._filters.pending_filters:
-            self._filters.add_pending(tx_hashes)
+            self._filters.add_pending([tx.hash for tx in txs])
         if self._pending_count:
-            self._hand_over(self._push_pending, tuple(tx_hashes))
+            self._hand_over(self._push_pending, tuple(txs))
 
     def new_head(self, header: Header) -> None:
         if self._head_count and self._heads is not None:
@@ -225,11 +227,15 @@ class EventHub:
 
     # -- delivery (event loop) ---------------------------------------------------------------
 
-    def _push_pending(self, tx_hashes: tuple[Hash32, ...]) -> None:
-        encoded = [data(tx_hash) for tx_hash in tx_hashes]
-        for subscription_id, subscription in self._active(PENDING):
-            for tx_hash in encoded:
-                subscription.session.notify(subscription_id, tx_hash)
+    def _push_pending(self, txs: tuple[Transaction, ...]) -> None:
+        subscriptions = self._active(PENDING)
+        hashes = [data(tx.hash) for tx in txs]
+        objects = None
+        if any(s.full for _, s in subscriptions):
+            objects = [render.transaction(tx, None, tx.max_fee_per_gas) for tx in txs]
+        for subscription_id, subscription in subscriptions:
+            for item in objects if subscription.full and objects is not None else hashes:
+                subscription.session.notify(subscription_id, item)
 
     async def _dispatch_heads(self) -> None:
         assert self._heads is not None

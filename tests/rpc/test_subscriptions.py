@@ -100,10 +100,15 @@ def test_new_heads_logs_and_pending_subscriptions(client: TestClient, chain: Twi
                                "0x" + TRANSFER_TOPIC.hex()], "0x" + b"\x07".rjust(32, b"\0").hex()
                            ]})["result"]
         pending = socket.call("eth_subscribe", "newPendingTransactions")["result"]
-        assert len({heads, logs, pending}) == 3
+        full = socket.call("eth_subscribe", "newPendingTransactions", True)["result"]
+        assert len({heads, logs, pending, full}) == 4
         sent = transfer(b, 2)
         Rpc(client)("eth_sendRawTransaction", "0x" + sent.raw.hex())
         assert socket.notification(pending) == "0x" + sent.hash.hex()
+        whole = socket.notification(full)
+        assert whole["hash"] == "0x" + sent.hash.hex() and whole["blockHash"] is None
+        assert whole["nonce"] == "0x2" and whole["from"] == "0x" + sent.sender.hex()
+        assert socket.call("eth_unsubscribe", full)["result"] is True
         view = chain.add_block([call_token(chain, a, 2)])
         head = socket.notification(heads)
         assert head["hash"] == "0x" + view.header.hash.hex()
@@ -243,4 +248,4 @@ def test_events_after_the_server_stopped_are_dropped() -> None:
     # The node keeps making blocks and admitting transactions: nothing may raise.
     chain.add_block([])
     assert hub.wants_pending()
-    hub.new_pending([Hash32(b"\x01" * 32)])
+    hub.new_pending([transfer(KEYS[0], 9)])

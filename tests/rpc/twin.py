@@ -290,7 +290,7 @@ class TwinBackend:
             except L2NodeError as exc:
                 outcomes.append(exc)
         if self.events is not None and self.events.wants_pending():
-            self.events.new_pending([o for o in outcomes if not isinstance(o, L2NodeError)])
+            self.events.new_pending([self.pool[o] for o in outcomes if not isinstance(o, L2NodeError)])
         return outcomes
 
     def send_raw_transaction(self, raw: bytes) -> Hash32:
