@@ -67,9 +67,9 @@ MAX_FEE_HISTORY_BLOCKS = 1024
 _ADMITTING = object()
 """Placeholder for an answer the backend gives later."""
 NO_PERCENTILES: tuple[float, ...] = ()
+"""eth_feeHistory without reward percentiles."""
 _NONE: Mapping[Address, AccountOverride] = MappingProxyType({})
 """No state overrides."""
-"""eth_feeHistory without reward percentiles."""
 
 
 @dataclass(frozen=True)
