@@ -72,7 +72,9 @@ class Tracer(Protocol):
         self, pre_state: StateReader, block_env: BlockEnv, message: CallMessage,
         options: TraceOptions,
     ) -> TxTrace:
-        """Trace ``message`` on ``pre_state``; the changes are discarded."""
+        """Trace ``message`` on ``pre_state``; the changes are discarded. Raises
+        TransactionRejected when it cannot run (funds, gas), InvalidInput when the trace
+        would outgrow ``options``' bounds."""
         ...
 
     def trace_transactions(

@@ -55,7 +55,7 @@ from executor_gpu.types import (
     TxTrace,
 )
 from primitives.blocks import Log
-from primitives.errors import InvalidInput
+from primitives.errors import InvalidInput, TransactionRejected
 from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
 
@@ -127,6 +127,8 @@ class _Recorder:
         self.pre: dict[Address, _Account] = {}
         self.seen_storage: dict[Address, dict[int, int]] = {}
         self.call_type = "CALL"
+        self.recorded = 0
+        """Bytes of stacks, memory, storage and return data recorded so far."""
 
     # -- accounts ----------------------------------------------------------------------------
 
@@ -231,6 +233,16 @@ class _Recorder:
                 return None
             raise TraceTooLong(f"trace longer than {options.step_limit} steps: pass a "
                                "smaller limit, or use callTracer")
+        stack = tuple(_word(v) for v in values) if options.stack else None
+        memory = bytes(computation._memory._bytes) if options.memory else None
+        returned = bytes(computation.return_data) if options.return_data else None
+        if not options.storage:
+            storage = None
+        self.recorded += (32 * len(stack or ()) + len(memory or b"") + 64 * len(storage or ())
+                          + len(returned or b""))
+        if self.recorded > options.byte_limit:
+            raise TraceTooLong(f"trace larger than {options.byte_limit} bytes: disable the "
+                               "memory or the stack, pass a limit, or use callTracer")
         step = {
             "pc": max(0, computation.code.program_counter - 1),
             "op": _GETH_NAMES.get(mnemonic, mnemonic),
@@ -238,10 +250,10 @@ class _Recorder:
             "gas_cost": 0,
             "depth": computation.msg.depth + 1,
             "refund": computation.get_gas_refund(),
-            "stack": tuple(_word(v) for v in values) if options.stack else None,
-            "memory": bytes(computation._memory._bytes) if options.memory else None,
-            "storage": storage if options.storage else None,
-            "return_data": bytes(computation.return_data) if options.return_data else None,
+            "stack": stack,
+            "memory": memory,
+            "storage": storage,
+            "return_data": returned,
             "error": None,
         }
         self.steps.append(step)
@@ -391,7 +403,7 @@ class ReferenceTracer:
         state, _ = _build_state(pre_state, block_env, base_fee, self._state_class)
         tx, reason = self._calls.prepare_call(state, message, base_fee)
         if reason is not None:
-            raise InvalidInput(reason)
+            raise TransactionRejected(reason)
         with self._recording(_Recorder(options, state)) as recorder:
             executor = state.get_transaction_executor()
             computation = executor.build_computation(executor.build_evm_message(tx), tx)

@@ -128,7 +128,8 @@ class NodeBackend(Protocol):
 
     def trace_call(self, message: CallMessage, number: int, options: TraceOptions) -> TxTrace:
         """``call``, recorded step by step on the reference executor. Raises
-        primitives.errors.InvalidInput when the message cannot run (funds, gas, nonce)."""
+        primitives.errors.TransactionRejected when the message cannot run (funds, gas), and
+        InvalidInput when the trace would outgrow ``options``' bounds."""
         ...
 
     def trace_block(

@@ -18,7 +18,7 @@ from executor_gpu.types import (
     TraceStep,
     TxTrace,
 )
-from primitives.errors import InvalidInput
+from primitives.errors import TransactionRejected
 from primitives.transactions import AccessListEntry
 from primitives.types import Address, Hash32
 from rpc.api import NodeBackend
@@ -330,9 +330,7 @@ class TraceMethods:
                 options: TraceOptions = ACCESSES_ONLY) -> TxTrace:
         try:
             return self._backend.trace_call(message, number, options)
-        except InvalidInput as exc:
-            if isinstance(exc, RpcError):
-                raise
+        except TransactionRejected as exc:
             raise RpcError(SERVER_ERROR, f"failed to apply transaction: {exc}") from None
 
     def _trace_call(self, args: Args) -> object:

@@ -234,3 +234,21 @@ def test_concurrent_traces_do_not_mix(deployed: Deployed) -> None:
         together = list(pool.map(lambda n: (n, backend.trace_block(n, options)), blocks * 4))
     for number, traces in together:
         assert traces == alone[number]
+
+
+def test_trace_size_is_bounded(deployed: Deployed) -> None:
+    rpc = deployed.chain.rpc
+    # Expand memory to 1 MiB, then loop until the gas runs out.
+    spinner = "0x" + "5e" * 20
+    code = "0x600162100000525b600756"
+    call = {"from": "0x" + USERS[2].hex(), "to": spinner, "gas": hex(2_400_000)}
+    overrides = {spinner: {"code": code}}
+    # Each step would copy the megabyte: refused past the byte budget, not held in memory.
+    error = rpc.error("debug_traceCall", call, "latest",
+                      {"enableMemory": True, "stateOverrides": overrides})
+    assert error["code"] == -32602 and "trace larger than" in error["message"]
+    cut = rpc("debug_traceCall", call, "latest", {"limit": 10, "stateOverrides": overrides})
+    assert len(cut["structLogs"]) == 10 and cut["failed"] is True
+    frame = rpc("debug_traceCall", call, "latest",
+                {"tracer": "callTracer", "stateOverrides": overrides})
+    assert frame["error"] == "out of gas" and frame["gasUsed"] == hex(2_400_000)
