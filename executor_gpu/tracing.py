@@ -420,6 +420,7 @@ class ReferenceTracer:
                                 self._state_class)
         traces: list[TxTrace] = []
         gas_used = 0
+        spent = 0
         silent = TraceOptions()
         for index, tx in enumerate(txs[: None if only is None else only + 1]):
             evm_tx = self._calls.to_evm(tx)
@@ -430,6 +431,8 @@ class ReferenceTracer:
             state.lock_changes()
             wanted = only is None or index == only
             with self._recording(_Recorder(options if wanted else silent, state)) as recorder:
+                # The byte budget holds for the whole block, not for each transaction.
+                recorder.recorded = spent
                 try:
                     computation = state.apply_transaction(evm_tx)
                 except ValidationError as exc:
@@ -437,6 +440,7 @@ class ReferenceTracer:
             tx_gas = CancunVM.finalize_gas_used(evm_tx, computation)
             gas_used += tx_gas
             if wanted:
+                spent = recorder.recorded
                 traces.append(recorder.trace(tx_gas, not computation.is_success,
                                              computation.output))
         return traces

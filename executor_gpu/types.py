@@ -196,8 +196,8 @@ class TraceOptions:
     step_limit: int = 100_000
     """Most steps recorded (a bound on memory)."""
     byte_limit: int = 64 * 1024 * 1024
-    """Most bytes of stacks, memory, storage and return data recorded over all steps (one
-    step may copy a megabyte of memory: a bound on what a trace holds)."""
+    """Most bytes of stacks, memory, storage and return data recorded over all steps of a
+    call or of a whole block (one step may copy a megabyte of memory)."""
     truncate: bool = False
     """At ``step_limit``, stop recording and finish (geth's ``limit``); else the trace fails.
     Past ``byte_limit`` the trace fails either way."""

@@ -13,6 +13,7 @@ import pytest
 
 from executor_gpu.types import TraceOptions
 from primitives.crypto import keccak256, private_key_to_address
+from primitives.errors import InvalidInput
 from tests.node.helpers import USERS, VALIDATOR_KEYS
 from tests.rpc.realnode import TOKEN_SOURCE, RealChain
 from tests.solc import compile_contract
@@ -252,3 +253,16 @@ def test_trace_size_is_bounded(deployed: Deployed) -> None:
     frame = rpc("debug_traceCall", call, "latest",
                 {"tracer": "callTracer", "stateOverrides": overrides})
     assert frame["error"] == "out of gas" and frame["gasUsed"] == hex(2_400_000)
+
+
+def test_byte_budget_covers_the_whole_block(deployed: Deployed) -> None:
+    backend = deployed.chain.backend
+    number = int(deployed.chain.rpc("eth_getTransactionReceipt", deployed.run)["blockNumber"], 16)
+    full = backend.trace_block(number, TraceOptions(struct_logs=True))
+    sizes = [sum(32 * len(step.stack or ()) + 64 * len(step.storage or {}) for step in t.steps)
+             for t in full]
+    budget = TraceOptions(struct_logs=True, byte_limit=max(sizes) + 1)
+    for index in range(len(full)):
+        assert backend.trace_block(number, budget, only=index) == [full[index]]
+    with pytest.raises(InvalidInput, match="trace larger than"):
+        backend.trace_block(number, budget)
