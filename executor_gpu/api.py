@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from executor_gpu.types import Account, BatchResult, BlockEnv, CallMessage, CallResult
+from executor_gpu.types import (
+    Account,
+    BatchResult,
+    BlockEnv,
+    CallMessage,
+    CallResult,
+    TraceOptions,
+    TxTrace,
+)
 from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
 
@@ -65,4 +73,24 @@ class Caller(Protocol):
 
     def call(self, pre_state: StateReader, block_env: BlockEnv, message: CallMessage) -> CallResult:
         """Execute ``message`` on ``pre_state``; the changes are discarded."""
+        ...
+
+
+class Tracer(Protocol):
+    """Re-runs calls and included transactions step by step (debug_trace*, eth_createAccessList)."""
+
+    def trace_call(
+        self, pre_state: StateReader, block_env: BlockEnv, message: CallMessage,
+        options: TraceOptions,
+    ) -> TxTrace:
+        """Trace ``message`` on ``pre_state``; the changes are discarded. Raises
+        TransactionRejected when it cannot run (funds, gas), InvalidInput when the trace
+        would outgrow ``options``' bounds."""
+        ...
+
+    def trace_transactions(
+        self, pre_state: StateReader, block_env: BlockEnv, txs: Sequence[Transaction],
+        options: TraceOptions, only: int | None = None,
+    ) -> list[TxTrace]:
+        """Run a block's ``txs`` in order and trace each (or only the one at index ``only``)."""
         ...

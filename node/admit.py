@@ -116,6 +116,25 @@ class Admission:
         with self._lock:
             return self.pool.pending_nonce(address, self._account(address).nonce)
 
+    def content(
+        self, address: Address | None = None
+    ) -> tuple[list[Transaction], list[Transaction]]:
+        """Pooled transactions (of ``address`` only, when given), by sender and nonce: those
+        executable now (a contiguous run from the sender's nonce) and those queued behind a
+        gap."""
+        pending: list[Transaction] = []
+        queued: list[Transaction] = []
+        with self._lock:
+            for sender, chain in sorted(self.pool.by_sender(address).items()):
+                next_nonce = self._account(sender).nonce
+                for nonce in sorted(chain):
+                    if nonce == next_nonce:
+                        pending.append(chain[nonce])
+                        next_nonce += 1
+                    else:
+                        queued.append(chain[nonce])
+        return pending, queued
+
     def _account(self, address: Address) -> AccountState:
         """Nonce and balance of ``address`` at the head; the caller holds the lock."""
         known = self._accounts.get(address)

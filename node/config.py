@@ -94,7 +94,11 @@ class RpcConfig:
     host: str
     """Interface to bind."""
     port: int
-    """TCP port."""
+    """TCP port (HTTP and WebSocket)."""
+    cors: tuple[str, ...] = ("*",)
+    """Origins browsers may call from ("*": any), also checked on WebSocket upgrades."""
+    hosts: tuple[str, ...] = ("*",)
+    """Host header values accepted ("*": any; e.g. ["localhost"] against DNS rebinding)."""
 
 
 @dataclass(frozen=True)

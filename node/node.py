@@ -7,8 +7,16 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from executor_gpu.api import Caller, Executor
-from executor_gpu.types import BlockEnv, CallMessage, CallResult, ExecutedTx, StateDiff
+from executor_gpu.api import Caller, Executor, Tracer
+from executor_gpu.types import (
+    BlockEnv,
+    CallMessage,
+    CallResult,
+    ExecutedTx,
+    StateDiff,
+    TraceOptions,
+    TxTrace,
+)
 from l1.types import L2BlockData
 from node.admit import Admission
 from node.db import schema
@@ -31,6 +39,7 @@ from primitives.errors import (
 )
 from primitives.transactions import BatchDecode, Transaction, decode_transactions
 from primitives.types import ZERO_HASH, Address, Hash32
+from rpc.api import ChainEvents
 from sequencer.builder import execute_block, make_header, next_block_env
 from sequencer.types import BlockBody, PoolConfig
 
@@ -155,12 +164,14 @@ class Node:
         decode: BatchDecode = decode_transactions,
         state_options: StateOptions | None = None,
         ordered_root: OrderedRoot = ordered_trie_root,
+        tracer: Tracer | None = None,
     ) -> None:
         """``genesis_weights``: the first validator set (default: this node alone);
         ``decode`` decodes a batch of transactions and finds their senders (native in
         production);
         ``state_options``: flat state cache and unwind depth (default: StateOptions());
-        ``ordered_root`` computes transactions and receipts roots (native in production)."""
+        ``ordered_root`` computes transactions and receipts roots (native in production);
+        ``tracer`` re-runs calls and blocks step by step (None: tracing is off)."""
         self.kv = kv
         self._ordered_root = ordered_root
         self.params = params
@@ -175,6 +186,9 @@ class Node:
         self.pool = self.admission.pool
         self.executor = executor
         self.caller = caller
+        self.tracer = tracer
+        self.events: ChainEvents | None = None
+        """Told of new heads and admitted transactions (the RPC server's subscriptions)."""
         self.clock = clock
         self.validator_key = validator_key
         self.coinbase = private_key_to_address(validator_key)
@@ -262,7 +276,11 @@ class Node:
 
     def submit_many(self, raws: Sequence[bytes]) -> list[Transaction | L2NodeError]:
         """Validate and pool transactions (see Admission.submit)."""
-        return self.admission.submit(raws)
+        outcomes = self.admission.submit(raws)
+        events = self.events
+        if events is not None and events.wants_pending():
+            events.new_pending([tx for tx in outcomes if isinstance(tx, Transaction)])
+        return outcomes
 
     def produce_block(self) -> Header:
         """Build, execute and commit the next block from the pool (single validator: final)."""
@@ -362,6 +380,7 @@ class Node:
                 self.chain.remember(staged.header, staged.executed)
                 self._staged.clear()  # every other candidate was built on the old head
                 self.admission.advance(staged.header, staged.diff, done)
+        self._published(staged.header)
         log.info(
             "block %d txs=%d gas=%d root=%s %s", header.number, len(staged.executed),
             header.gas_used, header.state_root.hex()[:12], times,
@@ -409,7 +428,12 @@ class Node:
             self.state.commit(staged.batch)
             self.chain.remember(staged.header, staged.executed)
             self.admission.advance(staged.header, staged.diff, ())
+        self._published(header)
         return header
+
+    def _published(self, header: Header) -> None:
+        if self.events is not None:
+            self.events.new_head(header)
 
     def forget_head(self) -> None:
         """The database's head changed behind the node's back (an unwind): read it again."""
@@ -495,6 +519,35 @@ class Node:
             raise InvalidTransaction(f"unknown block {number}")
         env = self._next_env(header, self._block_hashes(header))
         return self.caller.call(self.state.at(header.state_root), env, message)
+
+    def _tracing(self) -> Tracer:
+        if self.tracer is None:
+            raise InvalidInput("tracing is not enabled on this node")
+        return self.tracer
+
+    def trace_call(self, message: CallMessage, number: int, options: TraceOptions) -> TxTrace:
+        """Trace ``message`` as ``call`` runs it."""
+        header = self.chain.header(number)
+        if header is None:
+            raise InvalidInput(f"unknown block {number}")
+        env = self._next_env(header, self._block_hashes(header))
+        return self._tracing().trace_call(self.state.at(header.state_root), env, message, options)
+
+    def trace_block(
+        self, number: int, options: TraceOptions, only: int | None = None
+    ) -> list[TxTrace]:
+        """Re-run block ``number`` (> 0) on its parent's state in its own env, tracing every
+        transaction (or only the one at index ``only``)."""
+        header, parent = self.chain.header(number), self.chain.header(number - 1)
+        if header is None or parent is None:
+            raise InvalidInput(f"unknown block {number}")
+        env = next_block_env(
+            parent, header.timestamp, header.coinbase, self.params.chain_id,
+            self.params.gas_limit, self._block_hashes(parent),
+        )
+        return self._tracing().trace_transactions(
+            self.state.at(parent.state_root), env, self.chain.transactions(number), options, only
+        )
 
     # -- L1 block source --------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import uvicorn
 from executor_gpu.api import Caller, Executor
 from executor_gpu.ordered import ordered_root
 from executor_gpu.recover import batch_decode
+from executor_gpu.tracing import ReferenceTracer
 from l1.api import BatchSignatures, L1Client
 from l1.client import Web3L1Client, deploy_batch_inbox
 from l1.poster import BatchPoster, LocalSignatures, PosterConfig
@@ -30,7 +31,7 @@ from node.validator import ValidatorLoop, ValidatorOptions
 from primitives.clock import SystemClock
 from primitives.errors import Halt, InvalidInput, L2NodeError, RetryLater
 from primitives.types import Address
-from rpc.server import create_app
+from rpc.server import MAX_BODY_BYTES, create_app
 from sequencer.types import PoolConfig
 
 log = logging.getLogger("l2node")
@@ -160,6 +161,7 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
         decode=batch_decode(),
         state_options=config.state,
         ordered_root=ordered_root(),
+        tracer=ReferenceTracer(),
     )
     head = node.init_or_resume(dict(genesis.alloc))
     stop = asyncio.Event()
@@ -182,12 +184,13 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
                 l1 = connect_l1(config, node, genesis)
                 cleanup.callback(l1.stop)
             backend = NodeRpcBackend(node, None if l1 is None else l1.client,
-                                     relay=validator.relay, peers=validator.gossip)
+                                     relay=validator.relay, peers=validator.gossip,
+                                     l1_final_depth=config.l1.confirmations)
         else:
             signatures = LocalSignatures(node.validator_key)
             l1 = connect_l1(config, node, genesis)
             cleanup.callback(l1.stop)
-            backend = NodeRpcBackend(node, l1.client)
+            backend = NodeRpcBackend(node, l1.client, l1_final_depth=config.l1.confirmations)
             tasks = [
                 asyncio.create_task(
                     _every(config.chain.block_time, node.produce_block, stop, "block")
@@ -259,9 +262,10 @@ async def _serve_rpc(
     stop: asyncio.Event,
 ) -> None:
     """Serve JSON-RPC until ``stop`` or until a task ends (a Halt), then stop everything."""
-    app = create_app(backend)
+    app = create_app(backend, cors=config.rpc.cors, hosts=config.rpc.hosts)
     server = _Server(uvicorn.Config(
         app, host=config.rpc.host, port=config.rpc.port, log_level="warning", lifespan="off",
+        ws_max_size=MAX_BODY_BYTES,
     ))
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():

@@ -29,6 +29,8 @@ class TxLocation:
     """Height of the including block."""
     index: int
     """Position within the block."""
+    block_timestamp: int
+    """Timestamp of the including block (``blockTimestamp`` in transactions and logs)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,16 @@ class FeeHistory:
     """gas used / gas limit per block."""
     rewards: tuple[tuple[int, ...], ...]
     """Tip percentiles per block (empty when no percentiles asked)."""
+
+
+@dataclass(frozen=True)
+class PoolContent:
+    """The transaction pool (txpool_*), ordered by sender and nonce."""
+
+    pending: tuple[Transaction, ...]
+    """Executable now: each sender's contiguous run from its account nonce."""
+    queued: tuple[Transaction, ...]
+    """Waiting behind a nonce gap."""
 
 
 @dataclass(frozen=True)

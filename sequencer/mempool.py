@@ -118,6 +118,13 @@ class Mempool:
         """Every sender with pooled transactions."""
         return list(self._senders)
 
+    def by_sender(self, address: Address | None = None) -> dict[Address, dict[int, Transaction]]:
+        """Pooled transactions by sender and nonce (of ``address`` only, when given); a copy."""
+        senders = self._senders
+        if address is not None:
+            return {address: dict(senders[address].txs)} if address in senders else {}
+        return {sender: dict(state.txs) for sender, state in senders.items()}
+
     def pending_nonce(self, address: Address, state_nonce: int) -> int:
         """Next nonce for ``address``: the state nonce plus its contiguous run of pooled nonces."""
         sender = self._senders.get(address)
