@@ -98,6 +98,12 @@ class Admission:
         with self._lock:
             return self.pool.pending_nonce(address, self._account(address).nonce)
 
+    def pool_counts(self) -> tuple[int, int]:
+        """(pending, queued) pooled transactions at the head's nonces (for metrics)."""
+        with self._lock:
+            pending = self.pool.pending_count(self._nonce)
+            return pending, len(self.pool) - pending
+
     def _account(self, address: Address) -> AccountState:
         """Nonce and balance of ``address`` at the head; the caller holds the lock."""
         known = self._accounts.get(address)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from executor_gpu.api import Caller, Executor
 from executor_gpu.types import BlockEnv, CallMessage, CallResult, ExecutedTx, StateDiff
@@ -17,6 +18,7 @@ from node.db.chain import ChainStore
 from node.db.state import GenesisAccount, StateDB, StateOptions
 from node.epochs import MAX_PROOFS_PER_BLOCK, Epochs
 from node.genesis import Genesis
+from node.metrics import BlockReport, Metrics
 from primitives import rlp
 from primitives.blocks import EMPTY_BLOOM, EMPTY_ROOT, Header, OrderedRoot, ordered_trie_root
 from primitives.clock import Clock
@@ -32,6 +34,7 @@ from primitives.transactions import Transaction
 from primitives.types import ZERO_HASH, Address, Hash32
 from sequencer.builder import execute_block, make_header, next_block_env
 from sequencer.types import BlockBody, PoolConfig
+from sequencer.wire import certificate_round
 
 log = logging.getLogger("l2node")
 
@@ -128,6 +131,10 @@ class _Staged:
     """The accounts it changes (to update the in-memory head view on commit)."""
     dropped: tuple[Hash32, ...] = ()
     """Pool transactions the proposer found invalid: removed from the pool on commit."""
+    started: float = 0.0
+    """time.monotonic() when this node began executing it (its proposal, seen here)."""
+    stages: dict[str, float] = field(default_factory=dict)
+    """Seconds spent on it so far, per stage (node.metrics.STAGES)."""
 
 
 class Node:
@@ -152,12 +159,15 @@ class Node:
         recover: BatchRecover = recover_addresses,
         state_options: StateOptions | None = None,
         ordered_root: OrderedRoot = ordered_trie_root,
+        metrics: Metrics | None = None,
     ) -> None:
         """``genesis_weights``: the first validator set (default: this node alone);
         ``recover`` finds the senders of a batch of transactions (a native one in production);
         ``state_options``: flat state cache and unwind depth (default: StateOptions());
-        ``ordered_root`` computes transactions and receipts roots (native in production)."""
+        ``ordered_root`` computes transactions and receipts roots (native in production);
+        ``metrics`` receives blocks and admissions (default: a registry nobody serves)."""
         self.kv = kv
+        self.metrics = metrics or Metrics()
         self._ordered_root = ordered_root
         self.params = params
         self.chain = ChainStore(kv)
@@ -214,6 +224,7 @@ class Node:
             if self.state.resume(header.state_root, header.number):
                 log.info("rebuilt the flat state at block %d from its trie", header.number)
         self.admission.reload()
+        self.metrics.head_loaded(self.head())
         return self.head()
 
     # -- reads ------------------------------------------------------------------------------
@@ -258,7 +269,9 @@ class Node:
 
     def submit_many(self, raws: Sequence[bytes]) -> list[Transaction | L2NodeError]:
         """Validate and pool transactions (see Admission.submit)."""
-        return self.admission.submit(raws)
+        outcomes = self.admission.submit(raws)
+        self.metrics.admitted(outcomes)
+        return outcomes
 
     def produce_block(self) -> Header:
         """Build, execute and commit the next block from the pool (single validator: final)."""
@@ -279,11 +292,12 @@ class Node:
                 raise RetryLater(f"cannot build block {height} on head {parent.number}")
             carried = self._carriable(height, proofs)
             env = self._next_env(parent, self._block_hashes(parent))
+            started = time.monotonic()
             txs = self.admission.select(env.base_fee_per_gas, env.gas_limit,
                                         self.params.max_txs_per_block)
             body = execute_block(self.executor, self.state.at(parent.state_root), env, txs,
                              self._ordered_root)
-            staged = self._stage(parent, env, body, carried)
+            staged = self._stage(parent, env, body, carried, started)
             # The pool offered these but they failed against the state: forget them on commit.
             staged.dropped = tuple(r.tx.hash for r in body.result.rejected)
             for rejected in body.result.rejected:
@@ -346,14 +360,34 @@ class Node:
             done = [e.tx.hash for e in staged.executed] + list(staged.dropped)
             for tx_hash in done:
                 batch.delete(schema.pool_key(tx_hash))
+            writing = time.monotonic()
             self.state.commit(batch)
             self._staged.clear()  # every other candidate was built on the old head
             self.admission.advance(staged.header, staged.diff, done)
-        log.info(
-            "block %d txs=%d gas=%d root=%s", header.number, len(staged.executed),
-            header.gas_used, header.state_root.hex()[:12],
-        )
+            now = time.monotonic()
+        staged.stages["commit"] = now - writing
+        self._report(BlockReport(
+            header=header, transactions=len(staged.executed),
+            round=0 if certificate is None else certificate_round(certificate),
+            finality_s=now - staged.started, stages=staged.stages,
+        ))
         return header
+
+    def _report(self, report: BlockReport) -> None:
+        """The block's log line (its fields also structured, for JSON logs) and metrics."""
+        header = report.header
+        fields = {
+            "height": header.number, "hash": "0x" + header.hash.hex(),
+            "txs": report.transactions, "gas": header.gas_used, "round": report.round,
+            "proposer": "0x" + header.coinbase.hex(),
+            "finality_ms": round(report.finality_s * 1000),
+        }
+        log.info(
+            "block %(height)d hash %(hash)s txs %(txs)d gas %(gas)d round %(round)d "
+            "proposer %(proposer)s final in %(finality_ms)d ms", fields,
+            extra={"fields": fields},
+        )
+        self.metrics.block_committed(report)
 
     def _check_and_stage(self, block: Block) -> _Staged:
         """Re-execute a block received from a peer; InvalidInput says why it is not valid."""
@@ -419,6 +453,7 @@ class Node:
             raise InvalidInput(f"{len(raws)} transactions, the limit is {self.params.max_txs_per_block}")
         # Rule: the proofs it carries earn weight in its epoch, one per validator and epoch.
         self.epochs.check_block_proofs(parent.number + 1, proofs)
+        started = time.monotonic()
         txs = self._decoded(raws)
         env = next_block_env(
             parent, timestamp, coinbase, self.params.chain_id,
@@ -430,7 +465,7 @@ class Node:
         if body.result.rejected:
             first = body.result.rejected[0]
             raise InvalidInput(f"includes an invalid transaction {first.tx.hash.hex()}: {first.reason}")
-        return self._stage(parent, env, body, proofs)
+        return self._stage(parent, env, body, proofs, started)
 
     def _decoded(self, raws: Sequence[bytes]) -> list[Transaction]:
         """A block's transactions: the pool's decoded copies where it has them (their senders
@@ -447,11 +482,14 @@ class Node:
         return [tx for tx in txs if isinstance(tx, Transaction)]
 
     def _stage(
-        self, parent: Header, env: BlockEnv, body: BlockBody, proofs: Sequence[bytes]
+        self, parent: Header, env: BlockEnv, body: BlockBody, proofs: Sequence[bytes],
+        started: float,
     ) -> _Staged:
-        """Stage state and block into a write batch, kept until the block is committed."""
+        """Stage state and block into a write batch, kept until the block is committed;
+        ``started``: time.monotonic() when its execution began."""
         result = body.result
         batch = self.kv.write_batch()
+        executed = time.monotonic()
         root = self.state.apply(parent.state_root, result.state_diff, batch)
         if result.state_root is not None and result.state_root != root:
             raise Halt(
@@ -462,7 +500,9 @@ class Node:
                          extra_data=proofs_commitment(proofs))
         self.chain.stage_block(batch, header, result.executed)
         self.chain.stage_proofs(batch, header.number, proofs)
-        staged = _Staged(header, result.executed, batch, result.state_diff)
+        staged = _Staged(header, result.executed, batch, result.state_diff, started=started,
+                         stages={"execute": executed - started,
+                                 "state_root": time.monotonic() - executed})
         self._staged[header.hash] = staged
         return staged
 

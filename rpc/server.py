@@ -1,4 +1,5 @@
-"""The JSON-RPC 2.0 server: POST "/" (single and batch requests) and GET "/health".
+"""The JSON-RPC 2.0 server: POST "/" (single and batch requests), GET "/health" (liveness)
+and GET "/ready" (readiness: 200, or 503 with the reasons).
 
 Whatever a caller sends gets a JSON-RPC answer: malformed input is an error object, never an
 HTTP 500, and an unexpected failure is logged with its traceback and answered "internal error".
@@ -11,6 +12,7 @@ import logging
 import math
 import re
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import accumulate
 
@@ -29,6 +31,7 @@ from rpc.errors import (
     RpcError,
 )
 from rpc.methods import RpcMethods
+from rpc.types import Readiness
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
 """Largest request body accepted."""
@@ -46,15 +49,23 @@ _BRACKET_STEPS = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")
 
 
 def create_app(
-    backend: NodeBackend, *, max_body_bytes: int = MAX_BODY_BYTES, max_batch: int = MAX_BATCH
+    backend: NodeBackend, *, max_body_bytes: int = MAX_BODY_BYTES, max_batch: int = MAX_BATCH,
+    readiness: Callable[[], Readiness] = lambda: Readiness(()),
 ) -> FastAPI:
-    """The ASGI app serving ``backend`` (run it with uvicorn)."""
+    """The ASGI app serving ``backend`` (run it with uvicorn); ``readiness`` answers /ready."""
     methods = RpcMethods(backend)
     app = FastAPI(title="l2node JSON-RPC", openapi_url=None, docs_url=None, redoc_url=None)
 
     @app.get("/health")
     async def health() -> dict[str, bool]:
         return {"ok": True}
+
+    @app.get("/ready")
+    async def ready() -> Response:
+        state = readiness()
+        body = {"ready": state.ready, "reasons": list(state.reasons), **dict(state.details)}
+        return Response(_encode(body), status_code=200 if state.ready else 503,
+                        media_type=_JSON_MEDIA_TYPE)
 
     @app.post("/")
     async def rpc(request: Request) -> Response:
