@@ -19,9 +19,11 @@ def _run(args: argparse.Namespace) -> int:
     overrides: dict[str, object] = {"data_dir": args.data_dir}
     if args.rpc_port is not None:
         overrides["rpc__port"] = args.rpc_port
-    if args.metrics_port is not None:
+    if args.metrics_port == 0:
+        overrides["metrics__enabled"] = False
+    elif args.metrics_port is not None:
         overrides["metrics__port"] = args.metrics_port
-        overrides["metrics__enabled"] = args.metrics_port != 0
+        overrides["metrics__enabled"] = True
     if args.l1_rpc is not None:
         overrides["l1__rpc_url"] = args.l1_rpc
     if args.executor is not None:

@@ -300,8 +300,7 @@ def _measured(poster: BatchPoster, node: Node, metrics: Metrics, l1: L1Side) -> 
     def step() -> None:
         nonlocal balance_due
         latest = poster.step()
-        metrics.l1_step(latest, node.head_number(), lambda n: node.block_data(n).timestamp,
-                        time.time())
+        metrics.l1_step(latest, node.head_number())
         if l1.poster_balance is not None and time.monotonic() >= balance_due:
             balance_due = time.monotonic() + BALANCE_EVERY_S
             with contextlib.suppress(Exception):  # L1 down: the poster reports it
