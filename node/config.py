@@ -63,7 +63,7 @@ class ValidatorConfig:
     """Hex key that signs blocks, votes and batches (devnet presets only; keystores come later)."""
     key_file: str = ""
     """File holding the hex key instead (an operator's setup); when set it wins over ``private_key``."""
-    challenge_seconds: Seconds = 5.0
+    challenge_seconds: Annotated[float, Ge(0)] = 5.0
     """Seconds of GPU challenge per epoch (with an ``epoch_length`` in the genesis)."""
     challenge_device: Literal["cuda", "cpu", "auto"] = "auto"
     """cuda | cpu | auto: where the challenge runs (a CPU proof weighs what it computed)."""
