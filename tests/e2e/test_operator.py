@@ -195,8 +195,8 @@ def test_ready_turns_503_when_a_validator_loses_its_quorum(tmp_path: Path) -> No
         assert status == 503 and body["ready"] is False and body["peers"] == 0
         head = body["head"]
         assert body["reasons"] == [
-            f"head {head} has not advanced for {body['head_age_seconds']:.1f} s (limit 2.5 s, "
-            "10 block times)",
+            (f"head {head} has not advanced for {body['head_age_seconds']:.1f} s (limit 2.5 s, "
+            "10 block times)"),
             "0 peers connected, a quorum needs 1",
         ], body
         assert get(first + "/health") == (200, {"ok": True})  # alive, only not ready

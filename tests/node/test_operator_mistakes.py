@@ -46,17 +46,17 @@ def run_with(tmp_path: Path, toml: str, *extra: str) -> str:
     ('[chain]\nblock_time = "fast"\n',
      '[chain] block_time = "fast" (in {config}): input should be a valid number'),
     ('[rpc]\nport = "8545"\n',
-     '[rpc] port = "8545" (in {config}): input should be a valid integer, not a string '
-     '(write it without quotes)'),
+     ('[rpc] port = "8545" (in {config}): input should be a valid integer, not a string '
+     '(write it without quotes)')),
     ("[chain]\nchain_id = -5\n",
      "[chain] chain_id = -5 (in {config}): input should be greater than or equal to 1"),
     ('[executor]\nkind = "gpu"\n',
-     "[executor] kind = \"gpu\" (in {config}): input should be 'reference', 'native-cpu', "
-     "'native-cuda' or 'auto'"),
+     ("[executor] kind = \"gpu\" (in {config}): input should be 'reference', 'native-cpu', "
+     "'native-cuda' or 'auto'")),
     ("[rpc]\nprot = 8546\n", "[rpc] prot (in {config}): unknown key; [rpc] has host, port"),
     ('[l1]\nrpc_url = "http://127.0.0.1:1"\nposter_key = "0x01"\n',
-     "[l1] poster_key: raw keys are refused for a real L1; put it in a keystore "
-     "(l2node keys import) and set [l1] poster_keystore"),
+     ("[l1] poster_key: raw keys are refused for a real L1; put it in a keystore "
+     "(l2node keys import) and set [l1] poster_keystore")),
 ])
 def test_a_config_value_of_the_wrong_type_or_range(tmp_path: Path, toml: str,
                                                     expected: str) -> None:
