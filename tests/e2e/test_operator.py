@@ -67,7 +67,8 @@ def wait_for(what: str, condition: Callable[[], bool], timeout: float,
 def transfer(key: bytes, nonce: int) -> str:
     tx = {"chainId": 7331, "nonce": nonce, "to": RECIPIENT, "value": 1, "gas": 21_000,
           "maxFeePerGas": 10**11, "maxPriorityFeePerGas": 10**9}
-    return "0x" + Account.sign_transaction(tx, key).raw_transaction.hex()
+    raw: bytes = Account.sign_transaction(tx, key).raw_transaction
+    return "0x" + raw.hex()
 
 
 def test_metrics_move_with_transactions_and_the_node_is_ready(tmp_path: Path) -> None:
