@@ -112,6 +112,18 @@ def _byte_strings(item: rlp.Decoded) -> tuple[bytes, ...]:
     return tuple(entry for entry in item if isinstance(entry, bytes))
 
 
+def _round_of(certificate: bytes | None) -> int:
+    """The consensus round a commit certificate was cast in, for the block's log line and
+    metrics (0 without one). The certificate is opaque to the commit itself, which does not
+    check it: one that does not decode reads as round 0."""
+    if certificate is None:
+        return 0
+    try:
+        return certificate_round(certificate)
+    except InvalidInput:
+        return 0
+
+
 def proofs_commitment(proofs: Sequence[bytes]) -> bytes:
     """The header's extra_data: keccak of the RLP list of proofs, or empty without proofs."""
     return keccak256(rlp.encode(list(proofs))) if proofs else b""
@@ -368,7 +380,7 @@ class Node:
         staged.stages["commit"] = now - writing
         self._report(BlockReport(
             header=header, transactions=len(staged.executed),
-            round=0 if certificate is None else certificate_round(certificate),
+            round=_round_of(certificate),
             finality_s=now - staged.started, stages=staged.stages,
         ))
         return header
