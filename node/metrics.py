@@ -34,10 +34,6 @@ from primitives.transactions import Transaction
 from primitives.types import Hash32
 from sequencer import mempool
 
-STAGES = ("execute", "state_root", "commit")
-"""Where a block's time goes on this node: executing its transactions, computing the state
-root (trie updates and hashing, the block staged in its write batch), the atomic write."""
-
 _REJECTION_REASONS = {
     reason: reason.replace(" ", "_").replace("*", "x").replace("+", "plus")
     for reason in (
@@ -72,7 +68,8 @@ class BlockReport:
     """Seconds from the block's proposal (built here, or received and re-executed) to its
     commit."""
     stages: Mapping[str, float]
-    """Seconds per stage of ``STAGES`` spent on it here."""
+    """Seconds per stage of the block path spent on it here (node.stages.StageTimes: select or
+    decode, execute, state, write, advance)."""
 
     @property
     def hash(self) -> Hash32:

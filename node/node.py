@@ -19,6 +19,7 @@ from node.db.state import GenesisAccount, StateDB, StateOptions
 from node.epochs import MAX_PROOFS_PER_BLOCK, Epochs
 from node.genesis import Genesis
 from node.metrics import BlockReport, Metrics
+from node.stages import StageTimes
 from primitives import rlp
 from primitives.blocks import EMPTY_BLOOM, EMPTY_ROOT, Header, OrderedRoot, ordered_trie_root
 from primitives.clock import Clock
@@ -143,10 +144,11 @@ class _Staged:
     """The accounts it changes (to update the in-memory head view on commit)."""
     dropped: tuple[Hash32, ...] = ()
     """Pool transactions the proposer found invalid: removed from the pool on commit."""
+    stages: StageTimes = field(default_factory=StageTimes)
+    """Seconds each stage of the block path took for it, for the block's log line."""
     started: float = 0.0
-    """time.monotonic() when this node began executing it (its proposal, seen here)."""
-    stages: dict[str, float] = field(default_factory=dict)
-    """Seconds spent on it so far, per stage (node.metrics.STAGES)."""
+    """time.monotonic() when this node began building or re-executing it (its proposal, as
+    seen here): time to finality counts from there."""
 
 
 class Node:
@@ -304,12 +306,16 @@ class Node:
                 raise RetryLater(f"cannot build block {height} on head {parent.number}")
             carried = self._carriable(height, proofs)
             env = self._next_env(parent, self._block_hashes(parent))
-            started = time.monotonic()
-            txs = self.admission.select(env.base_fee_per_gas, env.gas_limit,
-                                        self.params.max_txs_per_block)
-            body = execute_block(self.executor, self.state.at(parent.state_root), env, txs,
-                             self._ordered_root)
-            staged = self._stage(parent, env, body, carried, started)
+            times, started = StageTimes(), time.monotonic()
+            with times.stage("select"):
+                txs = self.admission.select(env.base_fee_per_gas, env.gas_limit,
+                                            self.params.max_txs_per_block)
+            with times.stage("execute"):
+                body = execute_block(self.executor, self.state.at(parent.state_root), env, txs,
+                                     self._ordered_root)
+            with times.stage("state"):
+                staged = self._stage(parent, env, body, carried)
+            staged.stages, staged.started = times, started
             # The pool offered these but they failed against the state: forget them on commit.
             staged.dropped = tuple(r.tx.hash for r in body.result.rejected)
             for rejected in body.result.rejected:
@@ -370,33 +376,40 @@ class Node:
             if certificate is not None:
                 self.chain.stage_certificate(batch, header.number, certificate)
             done = [e.tx.hash for e in staged.executed] + list(staged.dropped)
-            for tx_hash in done:
-                batch.delete(schema.pool_key(tx_hash))
-            writing = time.monotonic()
-            self.state.commit(batch)
-            self._staged.clear()  # every other candidate was built on the old head
-            self.admission.advance(staged.header, staged.diff, done)
-            now = time.monotonic()
-        staged.stages["commit"] = now - writing
+            times = staged.stages
+            with times.stage("write"):
+                for tx_hash in done:
+                    batch.delete(schema.pool_key(tx_hash))
+                self.state.commit(batch)
+            with times.stage("advance"):
+                self.chain.remember(staged.header, staged.executed)
+                self._staged.clear()  # every other candidate was built on the old head
+                self.admission.advance(staged.header, staged.diff, done)
         self._report(BlockReport(
-            header=header, transactions=len(staged.executed),
-            round=_round_of(certificate),
-            finality_s=now - staged.started, stages=staged.stages,
+            header=header, transactions=len(staged.executed), round=_round_of(certificate),
+            finality_s=time.monotonic() - staged.started, stages=times.seconds,
         ))
         return header
 
     def _report(self, report: BlockReport) -> None:
-        """The block's log line (its fields also structured, for JSON logs) and metrics."""
+        """The block's log line (its fields also structured, for JSON logs) and metrics.
+
+        key=value pairs; the stage times come last, after root= (bench.load reads them)."""
         header = report.header
-        fields = {
-            "height": header.number, "hash": "0x" + header.hash.hex(),
-            "txs": report.transactions, "gas": header.gas_used, "round": report.round,
+        fields: dict[str, object] = {
+            "height": header.number, "txs": report.transactions, "gas": header.gas_used,
+            "hash": "0x" + header.hash.hex(), "round": report.round,
             "proposer": "0x" + header.coinbase.hex(),
             "finality_ms": round(report.finality_s * 1000),
+            "root": header.state_root.hex()[:12],
         }
+        fields.update({f"{name}_ms": round(seconds * 1000)
+                       for name, seconds in report.stages.items()})
         log.info(
-            "block %(height)d hash %(hash)s txs %(txs)d gas %(gas)d round %(round)d "
-            "proposer %(proposer)s final in %(finality_ms)d ms", fields,
+            "block %d txs=%d gas=%d hash=%s round=%d proposer=%s final=%dms root=%s %s",
+            header.number, report.transactions, header.gas_used, fields["hash"], report.round,
+            fields["proposer"], fields["finality_ms"], fields["root"],
+            " ".join(f"{name}={1000 * seconds:.0f}ms" for name, seconds in report.stages.items()),
             extra={"fields": fields},
         )
         self.metrics.block_committed(report)
@@ -440,6 +453,7 @@ class Node:
                     f"the chain has {header.gas_limit} and {header.base_fee_per_gas}"
                 )
             self.state.commit(staged.batch)
+            self.chain.remember(staged.header, staged.executed)
             self.admission.advance(staged.header, staged.diff, ())
         return header
 
@@ -465,19 +479,24 @@ class Node:
             raise InvalidInput(f"{len(raws)} transactions, the limit is {self.params.max_txs_per_block}")
         # Rule: the proofs it carries earn weight in its epoch, one per validator and epoch.
         self.epochs.check_block_proofs(parent.number + 1, proofs)
-        started = time.monotonic()
-        txs = self._decoded(raws)
+        times, started = StageTimes(), time.monotonic()
+        with times.stage("decode"):
+            txs = self._decoded(raws)
         env = next_block_env(
             parent, timestamp, coinbase, self.params.chain_id,
             self.params.gas_limit, self._block_hashes(parent),
         )
-        body = execute_block(self.executor, self.state.at(parent.state_root), env, txs,
-                             self._ordered_root)
+        with times.stage("execute"):
+            body = execute_block(self.executor, self.state.at(parent.state_root), env, txs,
+                                 self._ordered_root)
         # Rule: every transaction of a block executes; a proposer must not include invalid ones.
         if body.result.rejected:
             first = body.result.rejected[0]
             raise InvalidInput(f"includes an invalid transaction {first.tx.hash.hex()}: {first.reason}")
-        return self._stage(parent, env, body, proofs, started)
+        with times.stage("state"):
+            staged = self._stage(parent, env, body, proofs)
+        staged.stages, staged.started = times, started
+        return staged
 
     def _decoded(self, raws: Sequence[bytes]) -> list[Transaction]:
         """A block's transactions: the pool's decoded copies where it has them (their senders
@@ -494,14 +513,11 @@ class Node:
         return [tx for tx in txs if isinstance(tx, Transaction)]
 
     def _stage(
-        self, parent: Header, env: BlockEnv, body: BlockBody, proofs: Sequence[bytes],
-        started: float,
+        self, parent: Header, env: BlockEnv, body: BlockBody, proofs: Sequence[bytes]
     ) -> _Staged:
-        """Stage state and block into a write batch, kept until the block is committed;
-        ``started``: time.monotonic() when its execution began."""
+        """Stage state and block into a write batch, kept until the block is committed."""
         result = body.result
         batch = self.kv.write_batch()
-        executed = time.monotonic()
         root = self.state.apply(parent.state_root, result.state_diff, batch)
         if result.state_root is not None and result.state_root != root:
             raise Halt(
@@ -512,9 +528,7 @@ class Node:
                          extra_data=proofs_commitment(proofs))
         self.chain.stage_block(batch, header, result.executed)
         self.chain.stage_proofs(batch, header.number, proofs)
-        staged = _Staged(header, result.executed, batch, result.state_diff, started=started,
-                         stages={"execute": executed - started,
-                                 "state_root": time.monotonic() - executed})
+        staged = _Staged(header, result.executed, batch, result.state_diff)
         self._staged[header.hash] = staged
         return staged
 

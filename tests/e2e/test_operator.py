@@ -94,7 +94,7 @@ def test_metrics_move_with_transactions_and_the_node_is_ready(tmp_path: Path) ->
         assert moved("l2node_txpool_accepted_total") == 3
         assert moved("l2node_txpool_rejected_total", (("reason", "already_known"),)) == 1
         assert after[("l2node_txpool_transactions", (("state", "pending"),))] == 0
-        for stage in ("execute", "state_root", "commit"):
+        for stage in ("select", "execute", "state", "write", "advance"):
             assert moved("l2node_block_stage_seconds_count", (("stage", stage),)) > 0
         assert moved("l2node_block_finality_seconds_count") > 0
         info = next(labels for name, labels in after if name == "l2node_info")
@@ -123,8 +123,9 @@ def test_metrics_move_with_transactions_and_the_node_is_ready(tmp_path: Path) ->
         receipt = node.rpc("eth_getTransactionReceipt", [hashes[0]])["result"]
     number = int(receipt["blockNumber"], 16)
     block_line = re.compile(
-        rf"INFO l2node: block {number} hash {receipt['blockHash']} txs (\d+) gas (\d+) round 0 "
-        rf"proposer 0x[0-9a-f]{{40}} final in \d+ ms$", re.MULTILINE)
+        rf"INFO l2node: block {number} txs=(\d+) gas=(\d+) hash={receipt['blockHash']} round=0 "
+        r"proposer=0x[0-9a-f]{40} final=\d+ms root=[0-9a-f]{12} select=\d+ms execute=\d+ms "
+        r"state=\d+ms write=\d+ms advance=\d+ms$", re.MULTILINE)
     match = block_line.search(node.log_path.read_text())
     assert match is not None, node.log_tail()
     assert int(match.group(2)) == 21_000 * int(match.group(1))

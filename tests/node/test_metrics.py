@@ -39,7 +39,7 @@ def test_a_node_reports_its_blocks_and_admissions() -> None:
     assert value(metrics, "l2node_gas_used_total") == 42_000
     assert value(metrics, "l2node_txpool_accepted_total") == 3
     assert value(metrics, "l2node_txpool_rejected_total", {"reason": "already_known"}) == 1
-    for stage in ("execute", "state_root", "commit"):
+    for stage in ("select", "execute", "state", "write", "advance"):
         assert value(metrics, "l2node_block_stage_seconds_count", {"stage": stage}) == 1
     assert value(metrics, "l2node_txpool_transactions", {"state": "pending"}) == 0
     assert metrics.last_block_at is not None
