@@ -30,7 +30,7 @@ from node.health import ReadinessCheck, ReadinessRules, quorum_peers
 from node.metrics import Metrics, serve_metrics
 from node.node import ChainParams, Node
 from node.poster_store import KVPosterStore
-from node.startup import DataDir, bind_tcp
+from node.startup import DataDir, bind_tcp, check_listen_multiaddr
 from node.validator import ValidatorLoop, ValidatorOptions
 from node.version import version
 from primitives.clock import SystemClock
@@ -181,6 +181,8 @@ def run_node(config: NodeConfig) -> None:
         cleanup.callback(data_dir.close)
         rpc_socket = bind_tcp("JSON-RPC", config.rpc.host, config.rpc.port)
         cleanup.callback(rpc_socket.close)
+        if config.p2p.enabled:
+            check_listen_multiaddr("p2p", config.p2p.listen)
         metrics = Metrics()
         if config.metrics.enabled:
             cleanup.callback(serve_metrics(metrics, config.metrics.host, config.metrics.port))

@@ -40,6 +40,14 @@ def bind_tcp(what: str, host: str, port: int) -> socket.socket:
     return sock
 
 
+def check_listen_multiaddr(what: str, multiaddr: str) -> None:
+    """For a /ip4|ip6/HOST/tcp/PORT multiaddr, that its port is free now (the libp2p host
+    binds it moments later); others are left to the host."""
+    parts = multiaddr.split("/")
+    if len(parts) >= 5 and parts[1] in ("ip4", "ip6") and parts[3] == "tcp" and parts[4].isdigit():
+        bind_tcp(what, parts[2], int(parts[4])).close()
+
+
 class DataDir:
     """A data dir this process created if needed, checked writable and holds the lock of.
 

@@ -134,3 +134,9 @@ def test_version_and_logging_options_after_the_subcommand(tmp_path: Path) -> Non
     assert done.returncode == 0 and done.stdout.strip() == "l2node 0.1.0"
     line = run_with(tmp_path, "[chain]\nchain_id = -5\n", "-v", "--log-format", "json")
     assert line.startswith("{") and '"level": "error"' in line and "chain_id = -5" in line
+
+
+def test_a_p2p_port_in_use(tmp_path: Path, taken_port: int) -> None:
+    line = run_with(tmp_path, f'[p2p]\nenabled = true\nlisten = "/ip4/127.0.0.1/tcp/{taken_port}"\n')
+    assert line.endswith(f"p2p port {taken_port} on 127.0.0.1 is in use (another l2node or "
+                         "program holds it): stop it or choose another port")
