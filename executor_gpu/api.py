@@ -35,6 +35,17 @@ class StateReader(Protocol):
         """Value of a storage slot (0 when unset)."""
         ...
 
+    def flat_accounts(self, account_hashes: Sequence[bytes]) -> list[bytes | None] | None:
+        """Accounts by the Keccak-256 of their address, encoded as the state trie's leaves
+        (RLP), from flat tables with one read each (None for an absent one); None when this
+        state has no flat tables: walk the trie under ``state_root`` then."""
+        ...
+
+    def flat_slots(self, slot_paths: Sequence[bytes]) -> list[bytes | None] | None:
+        """Storage values by account hash + slot hash (64 bytes), minimal big-endian, as
+        ``flat_accounts`` reads accounts."""
+        ...
+
 
 class Executor(Protocol):
     """Executes ordered transactions; every implementation gives identical results."""

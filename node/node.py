@@ -23,7 +23,7 @@ from node.stages import StageTimes
 from primitives import rlp
 from primitives.blocks import EMPTY_BLOOM, EMPTY_ROOT, Header, OrderedRoot, ordered_trie_root
 from primitives.clock import Clock
-from primitives.crypto import BatchRecover, keccak256, private_key_to_address, recover_addresses
+from primitives.crypto import keccak256, private_key_to_address
 from primitives.errors import (
     Halt,
     InvalidInput,
@@ -31,7 +31,7 @@ from primitives.errors import (
     L2NodeError,
     RetryLater,
 )
-from primitives.transactions import Transaction
+from primitives.transactions import BatchDecode, Transaction, decode_transactions
 from primitives.types import ZERO_HASH, Address, Hash32
 from sequencer.builder import execute_block, make_header, next_block_env
 from sequencer.types import BlockBody, PoolConfig
@@ -170,13 +170,14 @@ class Node:
         validator_key: bytes,
         clock: Clock,
         genesis_weights: Mapping[Address, int] | None = None,
-        recover: BatchRecover = recover_addresses,
+        decode: BatchDecode = decode_transactions,
         state_options: StateOptions | None = None,
         ordered_root: OrderedRoot = ordered_trie_root,
         metrics: Metrics | None = None,
     ) -> None:
         """``genesis_weights``: the first validator set (default: this node alone);
-        ``recover`` finds the senders of a batch of transactions (a native one in production);
+        ``decode`` decodes a batch of transactions and finds their senders (native in
+        production);
         ``state_options``: flat state cache and unwind depth (default: StateOptions());
         ``ordered_root`` computes transactions and receipts roots (native in production);
         ``metrics`` receives blocks and admissions (default: a registry nobody serves)."""
@@ -191,7 +192,7 @@ class Node:
         )
         self.state = StateDB(kv, options=state_options)
         self.admission = Admission(kv, self.chain, self.state, pool_config, params.chain_id,
-                                   params.gas_limit, recover)
+                                   params.gas_limit, clock, decode)
         self.pool = self.admission.pool
         self.executor = executor
         self.caller = caller

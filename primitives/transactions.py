@@ -5,7 +5,7 @@ Blob transactions (EIP-4844, type 3) are rejected: an L2 has no blob pool.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -221,6 +221,11 @@ def decode_transactions(
             if sender is None else outcome.signed_by(sender)
         )
     return decoded
+
+
+BatchDecode = Callable[[Sequence[bytes]], list[Transaction | InvalidTransaction]]
+"""Decodes a batch of raw transactions and recovers their senders, as ``decode_transactions``
+does (the node injects a native one)."""
 
 
 def _decode_unsigned(raw: bytes) -> _Unsigned:

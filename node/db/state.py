@@ -29,7 +29,7 @@ import os
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Annotated, TypeVar
@@ -238,6 +238,12 @@ class _FlatReads:
         key = schema.flat_storage_key(_account_hash(address), _slot_hash(slot))
         return self._read(key, int, _flat_slot) or 0
 
+    def values(self, keys: list[bytes]) -> list[bytes | None]:
+        """The stored values of flat ``keys``, one get each (bulk reads skip the cache)."""
+        values = list(map(self._reader.get, keys))
+        self._check()
+        return values
+
     def _read(
         self, key: bytes, kind: type[_Value], decode: Callable[[bytes | None], _Value | None]
     ) -> _Value | None:
@@ -314,6 +320,22 @@ class StateView:
         storage = HexaryTrie(self._nodes, account.storage_root)
         encoded = _trie_get(storage, _slot_hash(slot))
         return rlp.decode(encoded, sedes=rlp.sedes.big_endian_int) if encoded else 0
+
+    def flat_accounts(self, account_hashes: Sequence[bytes]) -> list[bytes | None] | None:
+        prefix = schema.FLAT_ACCOUNT_PREFIX
+        return self._flat_values([prefix + path for path in account_hashes])
+
+    def flat_slots(self, slot_paths: Sequence[bytes]) -> list[bytes | None] | None:
+        prefix = schema.FLAT_STORAGE_PREFIX
+        return self._flat_values([prefix + path for path in slot_paths])
+
+    def _flat_values(self, keys: list[bytes]) -> list[bytes | None] | None:
+        if self._flat is not None:
+            try:
+                return self._flat.values(keys)
+            except _Stale:
+                self._flat = None
+        return None
 
     def account_proof(self, address: Address) -> tuple[bytes, ...]:
         """The trie nodes from the root along the account's key (EIP-1186 ``accountProof``)."""

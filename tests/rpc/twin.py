@@ -114,6 +114,12 @@ class TwinState:
     def get_storage(self, address: Address, slot: int) -> int:
         return self.storage.get((address, slot), 0)
 
+    def flat_accounts(self, account_hashes: Sequence[bytes]) -> list[bytes | None] | None:
+        return None
+
+    def flat_slots(self, slot_paths: Sequence[bytes]) -> list[bytes | None] | None:
+        return None
+
     def copy(self) -> TwinState:
         return TwinState(dict(self.accounts), dict(self.code), dict(self.storage))
 
