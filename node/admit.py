@@ -117,10 +117,10 @@ class Admission:
             return self.pool.pending_nonce(address, self._account(address).nonce)
 
     def pool_counts(self) -> tuple[int, int]:
-        """(pending, queued) pooled transactions at the head's nonces (for metrics)."""
+        """(pending, queued) pooled transactions (for metrics)."""
         with self._lock:
-            pending = self.pool.pending_count(self._nonce)
-            return pending, len(self.pool) - pending
+            queued = self.pool.queued_count
+            return len(self.pool) - queued, queued
 
     def _account(self, address: Address) -> AccountState:
         """Nonce and balance of ``address`` at the head; the caller holds the lock."""

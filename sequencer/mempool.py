@@ -130,15 +130,6 @@ class Mempool:
             nonce += 1
         return nonce
 
-    def pending_count(self, state_nonce: Callable[[Address], int]) -> int:
-        """Pooled transactions executable in order from their senders' state nonces (the
-        others wait behind a nonce gap: queued)."""
-        count = 0
-        for sender in self._by_sender:
-            nonce = state_nonce(sender)
-            count += self.pending_nonce(sender, nonce) - nonce
-        return count
-
     def add(
         self, tx: Transaction, account: AccountState, base_fee: int, block_gas_limit: int,
         arrived: float | None = None,
