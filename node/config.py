@@ -91,11 +91,11 @@ class MempoolConfig:
     """Lowest priority fee accepted, in wei."""
     max_txs_per_block: Count
     """Most transactions per block."""
-    max_queued_per_sender: int = 16
+    max_queued_per_sender: Annotated[int, Ge(0)] = 16
     """Most nonce-gapped (queued) transactions per sender."""
-    max_queued: int = 1_024
+    max_queued: Annotated[int, Ge(0)] = 1_024
     """Most queued transactions overall (go-ethereum: global_queue)."""
-    queued_lifetime: float = 3 * 3600.0
+    queued_lifetime: Seconds = 3 * 3600.0
     """Seconds before a queued transaction whose gap stays open is dropped."""
 
 
