@@ -135,6 +135,12 @@ class Admission:
                         queued.append(chain[nonce])
         return pending, queued
 
+    def pool_counts(self) -> tuple[int, int]:
+        """(pending, queued) pooled transactions (for metrics)."""
+        with self._lock:
+            queued = self.pool.queued_count
+            return len(self.pool) - queued, queued
+
     def _account(self, address: Address) -> AccountState:
         """Nonce and balance of ``address`` at the head; the caller holds the lock."""
         known = self._accounts.get(address)

@@ -1,5 +1,6 @@
 """The JSON-RPC 2.0 server: POST "/" (single and batch requests), WebSocket "/" (the same,
-plus eth_subscribe; rpc/ws.py), CORS, and GET "/health".
+plus eth_subscribe; rpc/ws.py), CORS, GET "/health" (liveness) and GET "/ready" (readiness:
+200, or 503 with the reasons).
 
 Whatever a caller sends gets a JSON-RPC answer: malformed input is an error object, never an
 HTTP 500, and an unexpected failure is logged with its traceback and answered "internal error".
@@ -12,7 +13,7 @@ import logging
 import math
 import re
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
@@ -35,6 +36,7 @@ from rpc.errors import (
 )
 from rpc.filters import FilterTable
 from rpc.methods import RpcMethods
+from rpc.types import Readiness
 from rpc.ws import EventHub, serve_websocket
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -55,11 +57,13 @@ _BRACKET_STEPS = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")
 def create_app(
     backend: NodeBackend, *, max_body_bytes: int = MAX_BODY_BYTES, max_batch: int = MAX_BATCH,
     cors: Sequence[str] = ("*",), hosts: Sequence[str] = ("*",), clock: Clock | None = None,
+    readiness: Callable[[], Readiness] = lambda: Readiness(()),
 ) -> FastAPI:
     """The ASGI app serving ``backend`` (run it with uvicorn).
 
     ``cors``: origins browsers may call from ("*": any); ``hosts``: Host headers accepted
-    ("*": any); ``clock`` times out idle filters (default: the system's).
+    ("*": any); ``clock`` times out idle filters (default: the system's); ``readiness``
+    answers /ready.
     """
     filters = FilterTable(clock or SystemClock())
     methods = RpcMethods(backend, filters)
@@ -88,6 +92,13 @@ def create_app(
     @app.get("/health")
     async def health() -> dict[str, bool]:
         return {"ok": True}
+
+    @app.get("/ready")
+    async def ready() -> Response:
+        state = readiness()
+        body = {"ready": state.ready, "reasons": list(state.reasons), **dict(state.details)}
+        return Response(_encode(body), status_code=200 if state.ready else 503,
+                        media_type=_JSON_MEDIA_TYPE)
 
     @app.post("/")
     async def rpc(request: Request) -> Response:

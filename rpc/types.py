@@ -157,3 +157,18 @@ class AccountProof:
     """RLP-encoded nodes of the state trie, from the state root along keccak(address)."""
     storage: tuple[StorageProof, ...]
     """The slots asked for, in the order asked."""
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """The answer to GET /ready: whether the node should get traffic, and why not."""
+
+    reasons: tuple[str, ...]
+    """What is wrong, one sentence each; empty when ready."""
+    details: tuple[tuple[str, float], ...] = ()
+    """The figures the checks looked at (head, head age, peers, L1 lag...), by name."""
+
+    @property
+    def ready(self) -> bool:
+        """True when nothing is wrong."""
+        return not self.reasons

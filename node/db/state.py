@@ -32,9 +32,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import rlp
+from annotated_types import Ge
 from trie.exceptions import MissingTrieNode
 from trie.hexary import HexaryTrie
 from trie.iter import NodeIterator
@@ -65,9 +66,9 @@ _Value = TypeVar("_Value", Account, int)
 class StateOptions:
     """How much the flat state keeps in memory and for unwinding ([state] in the config)."""
 
-    cache_entries: int = 100_000
+    cache_entries: Annotated[int, Ge(0)] = 100_000
     """Accounts and slots the cache of the committed head holds (about 0.5 KB each)."""
-    unwind_depth: int = 128
+    unwind_depth: Annotated[int, Ge(0)] = 128
     """Heights whose change sets are kept (a block of 10,000 transfers writes about 2 MB);
     unwinding deeper rebuilds the flat tables from the trie (reads the whole state)."""
 
