@@ -44,6 +44,7 @@ from executor_gpu.native_launch import (
     Inputs,
     SlotCaps,
 )
+from executor_gpu.native_precompiles import precompile_error
 from executor_gpu.native_results import LaunchResults, SlotResult
 from executor_gpu.native_state import NO_CODE, StateTables, int_address, word_bytes
 from executor_gpu.native_tx import GAS_CAP, PackedTxs, pack_transactions
@@ -71,6 +72,13 @@ _WHY = {
     ABI["WHY_DELETE_WITH_STORAGE"]: "deletion of an account with storage",
 }
 _LOG = logging.getLogger(__name__)
+
+
+def _refusal(tx: Transaction) -> str:
+    """The error of a transaction whose precompile (its ``to``) refused the input."""
+    assert tx.to is not None  # only a call's frame 0 can be a precompile's
+    return precompile_error(int.from_bytes(tx.to, "big"), tx.data)
+
 _CODE_NEW = ABI["CODE_NEW"]
 _NO_ROW = 2**64 - 1
 _ENTRY_WORDS = {"nonce": ABI["E_NONCE"], "value": ABI["E_VALUE"], "code": ABI["E_CODE"], "orig": ABI["E_ORIG"]}
@@ -438,6 +446,7 @@ class _Batch:
         self.gas_used = cumulative[-1]
         created = word_bytes(res[:, ABI["RS_CREATED"] : ABI["RS_CREATED"] + 4])[:, 12:].view("V20").ravel().tolist()
         success, errors, append = ABI["ST_SUCCESS"], _ERRORS, self.executed.append
+        refused = ABI["ST_PRECOMPILE_FAILURE"]
         for tx, status, logs, used, total, price, address in zip(
             self.txs[k : k + count], res[:, ABI["RS_STATUS"]].tolist(), launch.receipt_logs(first, count),
             gas, cumulative[1:], self.packed.prices[k : k + count], created,
@@ -445,7 +454,7 @@ class _Batch:
             receipt = Receipt(tx_type=tx.tx_type, succeeded=status == success, cumulative_gas_used=total, logs=logs)
             append(ExecutedTx(tx=tx, receipt=receipt, gas_used=used, effective_gas_price=price,
                               contract_address=Address(address) if tx.to is None else None,
-                              error=errors.get(status)))
+                              error=errors.get(status) if status != refused else _refusal(tx)))
 
     def _apply(self, k: int, result: SlotResult) -> None:
         """Commits the final values of the state a transaction touched, entry by entry."""

@@ -154,6 +154,7 @@ enum evm_status {
     ST_RETURNDATA_OOB = 8,
     ST_CREATE_COLLISION = 9,
     ST_CODE_EF = 10,
+    ST_PRECOMPILE_FAILURE = 11, /* a precompile's input is invalid (the host words the error) */
     ST_REJECT_FIRST = 32,
     ST_NONCE_TOO_HIGH = 32,
     ST_NONCE_TOO_LOW = 33,

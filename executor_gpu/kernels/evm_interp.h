@@ -8,6 +8,8 @@
 #define EVM_INTERP_H
 
 #include "evm_precompile.h"
+#include "evm_blake2f.h"
+#include "evm_modexp.h"
 #include "evm_state.h"
 
 #define EVM_STACK_LIMIT 1024
@@ -380,33 +382,62 @@ EVM_FN void call_refused(EvmCtx *c, EvmFrame *f, u64 gas) {
     push(c, f, u256_of(0));
 }
 
-/* Precompiles 0x01-0x04 run natively; the others go to the reference executor. */
+/* Scratch bytes for a precompile: the slot's memory arena above the frame's memory (a
+ * precompile's frame has none), 8-byte aligned; 0 after asking the host for larger buffers. */
+EVM_FN u8 *precompile_scratch(EvmCtx *c, EvmFrame *f, u64 bytes) {
+    u64 at = (f->mem_base + f->mem_size + 7) & ~7ULL;
+    if (at > c->cap_mem || bytes > c->cap_mem - at) {
+        ctx_abort(c, ST_RESOURCE);
+        return 0;
+    }
+    return c->mem + at;
+}
+
+/* Runs a precompile in frame f. Each checks what it checks before its price first, as the
+ * reference does (the order decides the error a transaction calling it directly reports).
+ * The point evaluation (0x0a) goes to the reference executor. */
 EVM_FN_BIG int run_precompile(EvmCtx *c, EvmFrame *f, u256 addr) {
-    u64 id = addr.w[0], words = words_of(f->calldata_len), cost;
+    u64 id = addr.w[0], len = f->calldata_len, words = words_of(len), cost;
+    const u8 *in = f->calldata;
+    ModexpLengths lengths = {0, 0, 0};
     switch (id) {
     case 1: cost = 3000; break;
     case 2: cost = 60 + 12 * words; break;
     case 3: cost = 600 + 120 * words; break;
     case 4: cost = 15 + 3 * words; break;
+    case 5:
+        lengths = modexp_lengths(in, len);
+        cost = modexp_gas(in, len, lengths);
+        break;
+    case 9:
+        if (len != BLAKE2F_INPUT || in[BLAKE2F_INPUT - 1] > 1) return frame_end(c, ST_PRECOMPILE_FAILURE, 0, 0);
+        cost = blake2f_rounds(in);
+        break;
     default: unsupported(c, id); return 1;
     }
     if (f->gas < cost) return frame_end(c, ST_OUT_OF_GAS, 0, 0);
     f->gas -= cost;
-    u8 out[32];
-    if (id == 1) {
-        u8 in[128];
-        copy_padded(in, 128, f->calldata, f->calldata_len, u256_of(0));
-        return frame_end(c, ST_SUCCESS, out, evm_ecrecover(in, out) ? 32 : 0);
+    u8 out[64];
+    switch (id) {
+    case 1: {
+        u8 buf[128];
+        copy_padded(buf, 128, in, len, u256_of(0));
+        return frame_end(c, ST_SUCCESS, out, evm_ecrecover(buf, out) ? 32 : 0);
     }
-    if (id == 2) {
-        evm_sha256(f->calldata, f->calldata_len, out);
-        return frame_end(c, ST_SUCCESS, out, 32);
+    case 2: evm_sha256(in, len, out); return frame_end(c, ST_SUCCESS, out, 32);
+    case 3: evm_ripemd160(in, len, out); return frame_end(c, ST_SUCCESS, out, 32);
+    case 5: {
+        if (lengths.mod == 0) return frame_end(c, ST_SUCCESS, 0, 0);
+        /* Paid for, so the lengths are small: the result goes after the work area. */
+        u64 work = modexp_layout(lengths).end;
+        u8 *scratch = precompile_scratch(c, f, work + lengths.mod);
+        if (!scratch) return 1;
+        evm_modexp(in, len, lengths, scratch, scratch + work);
+        return frame_end(c, ST_SUCCESS, scratch + work, lengths.mod);
     }
-    if (id == 3) {
-        evm_ripemd160(f->calldata, f->calldata_len, out);
-        return frame_end(c, ST_SUCCESS, out, 32);
+    case 9: evm_blake2f(in, out); return frame_end(c, ST_SUCCESS, out, 64);
     }
-    return frame_end(c, ST_SUCCESS, f->calldata, f->calldata_len);
+    return frame_end(c, ST_SUCCESS, in, len);
 }
 
 /* Starts the code of the account at code_addr in frame f; runs precompiles at once.

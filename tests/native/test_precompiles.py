@@ -1,0 +1,137 @@
+"""The native precompiles 0x05-0x09 against py-evm's: output, gas left and failure, on random
+and edge-case inputs; then through whole transactions (no fallback, identical results)."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from node.db.state import GenesisAccount
+from primitives.types import Address
+from tests.native.chain import make_tx, run_both
+from tests.native.precompiles import native_call, reference_call
+from tests.native.test_differential import contract, funded, precompile_caller
+
+
+def check(precompile: int, data: bytes, gas: int) -> None:
+    assert native_call(precompile, data, gas) == reference_call(precompile, data, gas)
+
+
+# ---- BLAKE2F (0x09) ------------------------------------------------------------------------
+
+BLAKE2B_IV = (
+    0x6A09E667F3BCC908, 0xBB67AE8584CAA73B, 0x3C6EF372FE94F82B, 0xA54FF53A5F1D36F1,
+    0x510E527FADE682D1, 0x9B05688C2B3E6C1F, 0x1F83D9ABFB41BD6B, 0x5BE0CD19137E2179,
+)
+# EIP-152's test vector 5: 12 rounds on "abc", BLAKE2b-512's state (IV, parameter block xored in).
+BLAKE2F_ABC = (
+    (12).to_bytes(4, "big")
+    + b"".join((iv ^ (0x01010040 if i == 0 else 0)).to_bytes(8, "little") for i, iv in enumerate(BLAKE2B_IV))
+    + b"abc".ljust(128, b"\x00")
+    + (3).to_bytes(8, "little") + bytes(8)
+    + b"\x01"
+)
+
+
+def test_blake2f_gives_the_eips_vector() -> None:
+    outcome = native_call(9, BLAKE2F_ABC, 100)
+    assert outcome.output.hex() == (
+        "ba80a53f981c4d0d6a2797b69f12f6e94c212f14685ac4b74b12bb6fdbffa2d17d87c5392aab792dc252d5de4533cc95"
+        "18d38aa8dbf1925ab92386edd4009923"
+    )
+    assert outcome.gas_left == 88
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rounds=st.one_of(st.integers(0, 40), st.integers(0, 2**32 - 1)),
+    body=st.binary(min_size=208, max_size=208),
+    flag=st.one_of(st.sampled_from([0, 1]), st.integers(0, 255)),
+    length=st.sampled_from([213, 213, 213, 0, 212, 214, 300]),
+    gas=st.sampled_from([300, 12, 11, 0]),
+)
+@example(rounds=0, body=bytes(208), flag=0, length=213, gas=0)
+@example(rounds=12, body=BLAKE2F_ABC[4:212], flag=2, length=213, gas=100)
+def test_blake2f_matches_the_reference(rounds: int, body: bytes, flag: int, length: int, gas: int) -> None:
+    # The gas keeps py-evm's pure-Python rounds few.
+    check(9, (rounds.to_bytes(4, "big") + body + bytes([flag])).ljust(length, b"\x00")[:length], gas)
+
+
+# ---- MODEXP (0x05) --------------------------------------------------------------------------
+
+def modexp_input(base: bytes, exponent: bytes, modulus: bytes) -> bytes:
+    return b"".join(len(x).to_bytes(32, "big") for x in (base, exponent, modulus)) + base + exponent + modulus
+
+
+def numbers(max_size: int) -> st.SearchStrategy[bytes]:
+    """Byte strings biased to the edges: empty, zero, one, all ones, random."""
+    return st.one_of(
+        st.binary(max_size=max_size),
+        st.sampled_from([b"", b"\x00", b"\x01", b"\x00\x01", b"\xff" * 32, b"\x00" * 40 + b"\x03"]),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(base=numbers(80), exponent=numbers(40), modulus=numbers(80), cut=st.integers(0, 400),
+       gas=st.sampled_from([10**7, 200, 199, 5000]))
+@example(base=b"", exponent=b"", modulus=b"\x05", cut=400, gas=10**7)  # 0^0 = 1
+@example(base=b"\x02", exponent=b"\x05", modulus=b"\x01", cut=400, gas=10**7)  # mod 1
+@example(base=b"\x02", exponent=b"\x05", modulus=b"\x00\x00", cut=400, gas=10**7)  # mod 0
+@example(base=b"\xff" * 80, exponent=b"\xff" * 40, modulus=b"\xff" * 79 + b"\xfe", cut=400, gas=10**7)
+def test_modexp_matches_the_reference(base: bytes, exponent: bytes, modulus: bytes, cut: int, gas: int) -> None:
+    # cut shortens the input: what is missing reads as zeros.
+    check(5, modexp_input(base, exponent, modulus)[: 96 + cut], gas)
+
+
+@settings(max_examples=20, deadline=None)
+@given(size=st.sampled_from([64, 128, 256, 384]), seed=st.integers(0, 2**64), even=st.booleans())
+def test_modexp_of_long_operands(size: int, seed: int, even: bool) -> None:
+    rng = random.Random(seed)
+    modulus = rng.getrandbits(8 * size) | (1 << (8 * size - 1))
+    modulus = modulus & ~1 if even else modulus | 1
+    data = modexp_input(rng.randbytes(size), rng.randbytes(size), modulus.to_bytes(size, "big"))
+    check(5, data, 10**8)
+
+
+def length_words(*lengths: int) -> bytes:
+    return b"".join(n.to_bytes(32, "big") for n in lengths)
+
+
+def test_modexp_with_huge_lengths_is_priced_out_before_any_work() -> None:
+    huge = 2**255 + 7
+    for lengths in [(huge, 1, 1), (1, huge, 1), (1, 1, huge), (huge, huge, huge), (0, 2**64, 1), (2**40, 0, 0)]:
+        data = length_words(*lengths) + b"\x01\x02\x03"
+        check(5, data, 10**9)
+        assert not native_call(5, data, 10**9).ok
+    # Lengths of zero for base and modulus cost 200 whatever the exponent's length; output empty.
+    for exponent_length in (2**64, huge):
+        check(5, length_words(0, exponent_length, 0) + b"\xff" * 40, 1000)
+    check(5, length_words(5, huge, 0) + b"\xff" * 40, 10**9)
+
+
+# ---- Through transactions: no fallback, identical results ------------------------------------
+
+def test_transactions_calling_blake2f_and_modexp_run_natively() -> None:
+    alloc = funded(0) | {contract(p): GenesisAccount(code=precompile_caller(p, 10**6)) for p in (5, 9)}
+    alloc |= {contract(0x19): GenesisAccount(code=precompile_caller(9, 5))}  # out of gas
+    inputs = [
+        (5, modexp_input(b"\x03", b"\x05", b"\x07")),
+        (5, modexp_input(b"\x03" * 100, b"\xff" * 3, b"\x0f" * 100)),
+        (9, BLAKE2F_ABC),
+        (9, BLAKE2F_ABC[:-1] + b"\x02"),  # refused
+        (0x19, BLAKE2F_ABC),
+    ]
+    txs = [make_tx(0, n, contract(p), data=data, gas=2_000_000) for n, (p, data) in enumerate(inputs)]
+    # Direct calls: a refusal's error words come from the host.
+    direct = [(5, modexp_input(b"\x02", b"\x10", b"\x03\x01")), (9, BLAKE2F_ABC), (9, BLAKE2F_ABC[:100]),
+              (9, BLAKE2F_ABC[:-1] + b"\x07"), (5, length_words(1, 1, 2**200))]
+    txs += [make_tx(0, len(txs) + n, Address(bytes(19) + bytes([p])), data=data, gas=100_000)
+            for n, (p, data) in enumerate(direct)]
+    mine, _ = run_both(alloc, txs)
+    assert mine.fallbacks == 0
+    errors = [e.error for e in mine.executed]
+    assert errors[3] is None  # a refused call inside a contract: the contract goes on
+    assert errors[-4] is None and errors[-3].startswith("Blake2b input parameter validation failure")
+    assert errors[-1] == "out of gas"
