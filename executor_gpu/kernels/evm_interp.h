@@ -9,7 +9,7 @@
 
 #include "evm_precompile.h"
 #include "evm_blake2f.h"
-#include "evm_modexp.h"
+#include "evm_bn254.h"
 #include "evm_state.h"
 
 #define EVM_STACK_LIMIT 1024
@@ -409,6 +409,12 @@ EVM_FN_BIG int run_precompile(EvmCtx *c, EvmFrame *f, u256 addr) {
         lengths = modexp_lengths(in, len);
         cost = modexp_gas(in, len, lengths);
         break;
+    case 6: cost = 150; break;
+    case 7: cost = 6000; break;
+    case 8:
+        if (len % 192) return frame_end(c, ST_PRECOMPILE_FAILURE, 0, 0);
+        cost = 45000 + 34000 * (len / 192); /* len fits the caller's memory: no overflow */
+        break;
     case 9:
         if (len != BLAKE2F_INPUT || in[BLAKE2F_INPUT - 1] > 1) return frame_end(c, ST_PRECOMPILE_FAILURE, 0, 0);
         cost = blake2f_rounds(in);
@@ -434,6 +440,20 @@ EVM_FN_BIG int run_precompile(EvmCtx *c, EvmFrame *f, u256 addr) {
         if (!scratch) return 1;
         evm_modexp(in, len, lengths, scratch, scratch + work);
         return frame_end(c, ST_SUCCESS, scratch + work, lengths.mod);
+    }
+    case 6:
+    case 7: {
+        u8 buf[128];
+        copy_padded(buf, 128, in, len, u256_of(0));
+        if (!(id == 6 ? evm_bn_add(buf, out) : evm_bn_mul(buf, out))) return frame_end(c, ST_PRECOMPILE_FAILURE, 0, 0);
+        return frame_end(c, ST_SUCCESS, out, 64);
+    }
+    case 8: {
+        int ok = evm_bn_pairing(in, len);
+        if (ok < 0) return frame_end(c, ST_PRECOMPILE_FAILURE, 0, 0);
+        evm_zero(out, 32);
+        out[31] = (u8)ok;
+        return frame_end(c, ST_SUCCESS, out, 32);
     }
     case 9: evm_blake2f(in, out); return frame_end(c, ST_SUCCESS, out, 64);
     }
