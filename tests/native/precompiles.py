@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
+from eth.abc import ComputationAPI
 from eth.exceptions import OutOfGas, VMError
+from eth_typing import Address
 
 from executor_gpu.native_abi import ABI
 from executor_gpu.native_build import cpu_library
@@ -67,10 +70,10 @@ class _Computation:
 
 def reference_call(precompile: int, data: bytes, gas: int) -> Outcome:
     """``precompile`` as the reference executor runs it (py-evm's functions)."""
-    function = _ReferenceComputation.get_precompiles()[precompile.to_bytes(20, "big")]
+    function = _ReferenceComputation.get_precompiles()[Address(precompile.to_bytes(20, "big"))]
     computation = _Computation(data, gas)
     try:
-        function(computation)
+        function(cast(ComputationAPI, computation))
     except OutOfGas:
         return Outcome(False, b"", 0)
     except VMError:

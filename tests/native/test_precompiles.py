@@ -7,6 +7,18 @@ import random
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from py_ecc.fields import optimized_bn128_FQ as FQ
+from py_ecc.fields import optimized_bn128_FQ2 as FQ2
+from py_ecc.optimized_bn128.optimized_curve import (
+    G1,
+    G2,
+    b2,
+    curve_order,
+    field_modulus,
+    is_inf,
+    multiply,
+    normalize,
+)
 
 from node.db.state import GenesisAccount
 from primitives.types import Address
@@ -133,5 +145,151 @@ def test_transactions_calling_blake2f_and_modexp_run_natively() -> None:
     assert mine.fallbacks == 0
     errors = [e.error for e in mine.executed]
     assert errors[3] is None  # a refused call inside a contract: the contract goes on
-    assert errors[-4] is None and errors[-3].startswith("Blake2b input parameter validation failure")
+    assert errors[-4] is None and str(errors[-3]).startswith("Blake2b input parameter validation failure")
     assert errors[-1] == "out of gas"
+
+
+# ---- BN254 (0x06-0x08) -----------------------------------------------------------------------
+
+P = field_modulus
+R = curve_order
+
+
+def g1_bytes(point: tuple[FQ, FQ, FQ]) -> bytes:
+    if is_inf(point):
+        return bytes(64)
+    x, y = normalize(point)
+    return int(x).to_bytes(32, "big") + int(y).to_bytes(32, "big")
+
+
+def g2_bytes(point: tuple[FQ2, FQ2, FQ2]) -> bytes:
+    if is_inf(point):
+        return bytes(128)
+    x, y = normalize(point)
+    return b"".join(int(c).to_bytes(32, "big") for c in (x.coeffs[1], x.coeffs[0], y.coeffs[1], y.coeffs[0]))
+
+
+def g1(k: int) -> bytes:
+    return g1_bytes(multiply(G1, k))
+
+
+def g2(k: int) -> bytes:
+    return g2_bytes(multiply(G2, k))
+
+
+def fq2_sqrt(a: FQ2) -> FQ2 | None:
+    """A square root in Fp2 (p = 3 mod 4), or None."""
+    a0, a1 = (int(c) for c in a.coeffs)
+    norm = pow(a0 * a0 + a1 * a1, (P + 1) // 4, P)
+    for s in (norm, P - norm):
+        x0 = pow((a0 + s) * pow(2, -1, P) % P, (P + 1) // 4, P)
+        if x0 == 0:
+            continue
+        root = FQ2([x0, a1 * pow(2 * x0, -1, P) % P])
+        if root * root == a:
+            return root
+    return None
+
+
+def twist_point_outside_g2(seed: int) -> bytes:
+    """A point on the twist curve that is not of order r (the twist's cofactor is large)."""
+    x = seed
+    while True:
+        fx = FQ2([x, 1])
+        y = fq2_sqrt(fx**3 + b2)
+        if y is not None:
+            point = (fx, y, FQ2.one())
+            assert not is_inf(multiply(point, R))
+            return g2_bytes(point)
+        x += 1
+
+
+def scalars() -> st.SearchStrategy[int]:
+    return st.one_of(st.integers(0, R - 1), st.sampled_from([0, 1, 2, R - 1, R, R + 1, 2**256 - 1]))
+
+
+def g1_points() -> st.SearchStrategy[bytes]:
+    """Valid points mostly, and invalid ones: off the curve, coordinates at or above p."""
+    return st.one_of(
+        st.builds(g1, st.integers(0, R - 1)),
+        st.builds(g1, st.integers(0, R - 1)),
+        st.binary(min_size=64, max_size=64),
+        st.sampled_from([bytes(64), (1).to_bytes(32, "big") + (2).to_bytes(32, "big"),
+                         P.to_bytes(32, "big") + bytes(32), g1(1)[:32] + (2 + P).to_bytes(32, "big")]),
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(a=g1_points(), b=g1_points(), cut=st.integers(0, 140), gas=st.sampled_from([150, 149, 10**5]))
+@example(a=g1(5), b=g1(R - 5), cut=128, gas=150)  # P + (-P) = infinity
+@example(a=g1(5), b=g1(5), cut=128, gas=150)  # doubling
+def test_ecadd_matches_the_reference(a: bytes, b: bytes, cut: int, gas: int) -> None:
+    check(6, (a + b)[:cut], gas)
+
+
+@settings(max_examples=150, deadline=None)
+@given(a=g1_points(), k=scalars(), cut=st.integers(0, 100), gas=st.sampled_from([6000, 5999, 10**5]))
+def test_ecmul_matches_the_reference(a: bytes, k: int, cut: int, gas: int) -> None:
+    check(7, (a + k.to_bytes(32, "big"))[:cut], gas)
+
+
+def pairing_that_holds(a: int, b: int) -> bytes:
+    """e(aG1, bG2) e(-abG1, G2) = 1."""
+    return g1(a) + g2(b) + g1(R - a * b % R) + g2(1)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    pairs=st.one_of(
+        st.builds(pairing_that_holds, st.integers(1, R - 1), st.integers(1, R - 1)),
+        st.builds(lambda a, b: g1(a) + g2(b), st.integers(0, R - 1), st.integers(0, R - 1)),
+    ),
+    tweak=st.sampled_from(["none", "none", "flip", "g2-high", "g2-off-curve", "g1-bad", "cut", "gas"]),
+)
+def test_pairing_matches_the_reference(pairs: bytes, tweak: str) -> None:
+    gas = 45_000 + 34_000 * (len(pairs) // 192)
+    if tweak == "flip":  # a valid but different G1 point: the product is no longer 1
+        pairs = g1(12345) + pairs[64:]
+    elif tweak == "g2-high":
+        pairs = pairs[:64] + (P + 1).to_bytes(32, "big") + pairs[96:]
+    elif tweak == "g2-off-curve":
+        pairs = pairs[:64] + (1).to_bytes(32, "big") + pairs[96:]
+    elif tweak == "g1-bad":
+        pairs = (3).to_bytes(32, "big") + pairs[32:]
+    elif tweak == "cut":
+        pairs = pairs[:-1]
+    elif tweak == "gas":
+        gas -= 1
+    check(8, pairs, gas)
+
+
+def test_pairing_edge_cases() -> None:
+    for data in [
+        b"",  # the empty product is 1
+        bytes(192),  # infinities
+        g1(0) + g2(7) + g1(7) + g2(0),
+        pairing_that_holds(5, 7),
+        g1(3) + twist_point_outside_g2(1),  # on the twist, not in G2: refused
+        bytes(64) + twist_point_outside_g2(2),  # even beside the infinity
+        g1(3) + g2(5),
+    ]:
+        check(8, data, 10**6)
+    assert native_call(8, pairing_that_holds(5, 7), 10**6).output == (1).to_bytes(32, "big")
+    assert native_call(8, g1(3) + g2(5), 10**6).output == bytes(32)
+    assert native_call(8, g1(3) + twist_point_outside_g2(1), 10**6).refused
+
+
+def test_transactions_calling_bn254_run_natively() -> None:
+    alloc = funded(0) | {contract(p): GenesisAccount(code=precompile_caller(p, 10**6)) for p in (6, 7, 8)}
+    inputs = [(6, g1(2) + g1(3)), (6, g1(2)[:32] + bytes(32)), (7, g1(2) + (5).to_bytes(32, "big")),
+              (8, pairing_that_holds(3, 4)), (8, g1(1) + g2(1))]
+    txs = [make_tx(0, n, contract(p), data=data, gas=2_000_000) for n, (p, data) in enumerate(inputs)]
+    direct = [(6, g1(2) + g1(3)), (6, (1).to_bytes(32, "big") * 2), (7, (1).to_bytes(32, "big") * 3),
+              (8, bytes(100)), (8, pairing_that_holds(3, 4)), (8, bytes(64) + (1).to_bytes(32, "big") * 4)]
+    txs += [make_tx(0, len(txs) + n, Address(bytes(19) + bytes([p])), data=data, gas=500_000)
+            for n, (p, data) in enumerate(direct)]
+    mine, _ = run_both(alloc, txs)
+    assert mine.fallbacks == 0
+    assert [e.error for e in mine.executed[-6:]] == [
+        None, "Invalid ECADD parameters", "Invalid ECMUL parameters", "Invalid ECPAIRING parameters", None,
+        "Invalid ECPAIRING parameters"]
