@@ -13,8 +13,10 @@ operations; the others (rejections, fallbacks, deployments) one by one.
 A transaction that needs state the host did not load goes on taking it as absent,
 and ends with "needs key" naming every key it reached: the host loads them and runs
 it again (a result computed on such state is never used). One the interpreter cannot
-run (precompiles 0x05 and up, storage wipes) goes to the reference executor at its
-turn, counted in ``BatchResult.fallbacks``.
+run (a wipe of an account's storage, memory beyond 2^36 bytes) goes to the reference
+executor at its turn, counted in ``BatchResult.fallbacks``. The GPU build cannot call the
+host's KZG library: a transaction it stops at the point evaluation precompile runs on the
+CPU build, counted in ``NativeExecutor.host_runs``.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from executor_gpu.native_launch import (
     Inputs,
     SlotCaps,
 )
-from executor_gpu.native_precompiles import precompile_error
+from executor_gpu.native_precompiles import kzg_verifier, precompile_error
 from executor_gpu.native_results import LaunchResults, SlotResult
 from executor_gpu.native_state import NO_CODE, StateTables, int_address, word_bytes
 from executor_gpu.native_tx import GAS_CAP, PackedTxs, pack_transactions
@@ -80,6 +82,8 @@ def _refusal(tx: Transaction) -> str:
     return precompile_error(int.from_bytes(tx.to, "big"), tx.data)
 
 _CODE_NEW = ABI["CODE_NEW"]
+_POINT_EVALUATION = 0x0A
+"""RS_WHY of a transaction the GPU build stops at the point evaluation: the host runs it."""
 _NO_ROW = 2**64 - 1
 _ENTRY_WORDS = {"nonce": ABI["E_NONCE"], "value": ABI["E_VALUE"], "code": ABI["E_CODE"], "orig": ABI["E_ORIG"]}
 
@@ -145,14 +149,17 @@ class _Batch:
             code_bytes=t.code_bytes.data, jumpdests=t.jumpdests.data,
         )
 
-    def _run(self, tx_ids: list[int], caps: SlotCaps) -> None:
+    def _run(self, tx_ids: list[int], caps: SlotCaps, device: Device | None = None) -> None:
+        """Runs ``tx_ids`` on ``device`` (default: the executor's)."""
         # The keys transactions stop on are loaded after all launches, in one walk.
         given = (self.tables.accounts.count, self.tables.slots.count)
         needs = []
         retry: list[int] = []
+        on_host: list[int] = []
+        host = self.executor.host if device is None else None
         for start in range(0, len(tx_ids), self.executor.chunk):
             chunk = tx_ids[start : start + self.executor.chunk]
-            launch = LaunchResults(self.executor.device.run(self._inputs(), chunk, caps), self.committed)
+            launch = LaunchResults((device or self.executor.device).run(self._inputs(), chunk, caps), self.committed)
             status = launch.result[:, ABI["RS_STATUS"]]
             waiting = status == ABI["ST_NEEDS_KEY"]
             for slot, (k, wait) in enumerate(zip(chunk, waiting.tolist())):
@@ -161,10 +168,18 @@ class _Batch:
                 needs.append(launch.assumed(waiting))
             if caps != LARGE_CAPS:
                 retry += [k for k, s in zip(chunk, status.tolist()) if s == ABI["ST_RESOURCE"]]
+            if host is not None:
+                why = launch.result[:, ABI["RS_WHY"]]
+                kzg = (status == ABI["ST_UNSUPPORTED"]) & (why == _POINT_EVALUATION)
+                on_host += [chunk[slot] for slot in np.flatnonzero(kzg).tolist()]
         if needs:
             self._load_needed(np.concatenate(needs), given)
+        if on_host:
+            assert host is not None
+            self.executor.host_runs["precompile 0x0a"] += len(on_host)
+            self._run(on_host, caps, host)
         if retry:
-            self._run(retry, LARGE_CAPS)
+            self._run(retry, LARGE_CAPS, device)
 
     def _load_needed(self, needs: npt.NDArray[np.uint64], given: tuple[int, int]) -> None:
         """Loads the keys transactions named (their entries taken as absent); ``given`` are the
@@ -549,10 +564,14 @@ class NativeExecutor:
     ) -> None:
         if device == "auto":
             device = "cuda" if cuda_available() else "cpu"
+        self.host: Device | None = None
+        """Where transactions run that the device can run only with the host's help (the GPU
+        build's KZG point evaluations): the CPU build; None when the device is the CPU."""
         if device == "cpu":
-            self.device: Device = CpuDevice(cpu_library(), workers)
+            self.device: Device = CpuDevice(cpu_library(), workers, kzg_verifier())
         elif device == "cuda":
             self.device = CudaDevice(cuda_kernel())
+            self.host = CpuDevice(cpu_library(), 1, kzg_verifier())
         else:
             raise NativeUnavailable(f"unknown device {device!r}: use cpu or cuda")
         self.name = f"native-{device}"
@@ -566,6 +585,9 @@ class NativeExecutor:
         self.reference: Executor = reference
         self.fallback_reasons: Counter[str] = Counter()
         """Transactions handed to the reference executor, by reason, since this executor was made."""
+        self.host_runs: Counter[str] = Counter()
+        """Runs of transactions on ``host`` instead of the device, by reason, since this executor
+        was made (a transaction may run more than once: waves)."""
         self.host_time = HostTime()
         """Where the host's time went since it was last reset (the device's is ``device.time``)."""
 

@@ -216,10 +216,12 @@ def _scratch(workers: int, caps: SlotCaps, zeros: Any) -> dict[str, Any]:
 
 def descriptor(
     inputs: dict[str, Any], outputs: dict[str, Any], scratch: dict[str, Any], n: int,
-    caps: SlotCaps, masks: tuple[int, int], address: Any,
+    caps: SlotCaps, masks: tuple[int, int], address: Any, kzg: tuple[int, int] = (0, 0),
 ) -> U64Array:
-    """The D_* descriptor of a launch; ``address`` gives an array's address on the device."""
+    """The D_* descriptor of a launch; ``address`` gives an array's address on the device, ``kzg``
+    the host's KZG verifier and trusted setup (CPU build only: see native_precompiles)."""
     desc = np.zeros(ABI["D_WORDS"], dtype=np.uint64)
+    desc[ABI["D_KZG_VERIFY"]], desc[ABI["D_KZG_SETTINGS"]] = kzg
     for name, array in (inputs | outputs | scratch).items():
         desc[ABI[name]] = address(array)
     desc[ABI["D_N_RUN"]] = n
@@ -265,12 +267,14 @@ def _host_address(array: npt.NDArray[Any]) -> int:
 
 
 class CpuDevice:
-    """The C build on the host's cores."""
+    """The C build on the host's cores; ``kzg`` (D_KZG_VERIFY, D_KZG_SETTINGS) lets it run the
+    point evaluation precompile."""
 
     name = "cpu"
 
-    def __init__(self, lib: ctypes.CDLL, workers: int = 1) -> None:
+    def __init__(self, lib: ctypes.CDLL, workers: int = 1, kzg: tuple[int, int] = (0, 0)) -> None:
         self._lib = lib
+        self._kzg = kzg
         self._workers = max(1, workers)
         self._scratch: dict[SlotCaps, dict[str, Any]] = {}
         self._buffers = _Buffers(np.zeros)
@@ -288,7 +292,7 @@ class CpuDevice:
         ins = {name: np.ascontiguousarray(a) for name, a in _input_arrays(inputs, tx_ids).items()}
         desc = descriptor(
             ins, _output_arrays(out), scratch, n, caps,
-            (inputs.account_index.mask, inputs.slot_index.mask), _host_address,
+            (inputs.account_index.mask, inputs.slot_index.mask), _host_address, self._kzg,
         )
         start = time.perf_counter()
         chunk = -(-n // self._workers)

@@ -14,6 +14,7 @@ from eth_typing import Address
 
 from executor_gpu.native_abi import ABI
 from executor_gpu.native_build import cpu_library
+from executor_gpu.native_precompiles import kzg_verifier
 from executor_gpu.reference import _ReferenceComputation
 
 
@@ -39,8 +40,8 @@ def native_call(precompile: int, data: bytes, gas: int, scratch: int = 1 << 22) 
     out = np.zeros(1 << 20, dtype=np.uint8)
     res = np.zeros(ABI["RS_WORDS"], dtype=np.uint64)
     buf = ctypes.create_string_buffer(data, len(data) or 1)
-    left = lib.evm_test_precompile(precompile, buf, len(data), gas, mem.ctypes.data, scratch,
-                                   ret.ctypes.data, out.ctypes.data, len(out), res.ctypes.data)
+    left = lib.evm_test_precompile(precompile, buf, len(data), gas, mem.ctypes.data, scratch, ret.ctypes.data,
+                                   out.ctypes.data, len(out), res.ctypes.data, *kzg_verifier())
     status = int(res[ABI["RS_STATUS"]])
     assert status < ABI["ST_CONTROL_FIRST"], f"stopped with control status {status}"
     if status != ABI["ST_SUCCESS"]:

@@ -1,10 +1,13 @@
-"""The native precompiles 0x05-0x09 against py-evm's: output, gas left and failure, on random
+"""The native precompiles 0x05-0x0a against py-evm's: output, gas left and failure, on random
 and edge-case inputs; then through whole transactions (no fallback, identical results)."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import random
 
+import ckzg
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from py_ecc.fields import optimized_bn128_FQ as FQ
@@ -20,10 +23,15 @@ from py_ecc.optimized_bn128.optimized_curve import (
     normalize,
 )
 
+from executor_gpu.native import NativeExecutor
+from executor_gpu.native_build import cpu_library
+from executor_gpu.native_launch import CpuDevice
+from executor_gpu.reference import kzg_settings
 from node.db.state import GenesisAccount
+from primitives.transactions import Transaction
 from primitives.types import Address
-from tests.native.chain import make_tx, run_both
-from tests.native.precompiles import native_call, reference_call
+from tests.native.chain import ENV, comparable, make_state, make_tx, reference, run_both
+from tests.native.precompiles import Outcome, native_call, reference_call
 from tests.native.test_differential import contract, funded, precompile_caller
 
 
@@ -293,3 +301,88 @@ def test_transactions_calling_bn254_run_natively() -> None:
     assert [e.error for e in mine.executed[-6:]] == [
         None, "Invalid ECADD parameters", "Invalid ECMUL parameters", "Invalid ECPAIRING parameters", None,
         "Invalid ECPAIRING parameters"]
+
+
+# ---- KZG point evaluation (0x0a) -------------------------------------------------------------
+
+BLS_MODULUS = 0x73EDA753299D7D483339D80809A1D80553BDA402FFFE5BFEFFFFFFFF00000001
+
+
+@functools.cache
+def point_evaluation_input(seed: int, z: int) -> bytes:
+    """A valid input: the commitment to a random blob, its value at z and the proof."""
+    rng = random.Random(seed)
+    blob = b"".join((rng.getrandbits(256) % BLS_MODULUS).to_bytes(32, "big") for _ in range(4096))
+    settings = kzg_settings()
+    commitment = ckzg.blob_to_kzg_commitment(blob, settings)
+    proof, y = ckzg.compute_kzg_proof(blob, z.to_bytes(32, "big"), settings)
+    versioned = b"\x01" + hashlib.sha256(commitment).digest()[1:]
+    return bytes(versioned + z.to_bytes(32, "big") + y + commitment + proof)
+
+
+def tweak_point_evaluation(data: bytes, tweak: str) -> bytes:
+    """The input spoiled in one way (or not)."""
+    if tweak == "y":  # another value: the proof fails
+        return data[:64] + ((int.from_bytes(data[64:96], "big") + 1) % BLS_MODULUS).to_bytes(32, "big") + data[96:]
+    if tweak == "y-high":  # not a field element: c-kzg refuses it
+        return data[:64] + BLS_MODULUS.to_bytes(32, "big") + data[96:]
+    if tweak == "hash":
+        return b"\x02" + data[1:]
+    if tweak == "commitment":  # not a point: hash matched to it, c-kzg refuses it
+        commitment = b"\xc0" + b"\x11" * 47
+        return b"\x01" + hashlib.sha256(commitment).digest()[1:] + data[32:96] + commitment + data[144:]
+    if tweak == "proof":
+        return data[:144] + b"\xc0" + bytes(47)  # the point at infinity: a wrong proof
+    if tweak == "short":
+        return data[:-1]
+    if tweak == "long":
+        return data + b"\x00"
+    return data
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 3), z=st.sampled_from([0, 1, 12345, BLS_MODULUS - 1]),
+    tweak=st.sampled_from(["none", "none", "y", "y-high", "hash", "commitment", "proof", "short", "long"]),
+    gas=st.sampled_from([50_000, 49_999, 10**6]),
+)
+def test_point_evaluation_matches_the_reference(seed: int, z: int, tweak: str, gas: int) -> None:
+    check(10, tweak_point_evaluation(point_evaluation_input(seed, z), tweak), gas)
+
+
+def test_point_evaluation_output() -> None:
+    outcome = native_call(10, point_evaluation_input(0, 7), 60_000)
+    assert outcome == Outcome(True, (4096).to_bytes(32, "big") + BLS_MODULUS.to_bytes(32, "big"), 10_000)
+
+
+def point_evaluation_txs() -> tuple[dict[Address, GenesisAccount], list[Transaction]]:
+    alloc = funded(0) | {contract(10): GenesisAccount(code=precompile_caller(10, 10**6))}
+    valid = point_evaluation_input(1, 99)
+    inputs = [valid, tweak_point_evaluation(valid, "y")]
+    txs = [make_tx(0, n, contract(10), data=data, gas=500_000) for n, data in enumerate(inputs)]
+    direct = [valid, valid[:100], tweak_point_evaluation(valid, "hash"), tweak_point_evaluation(valid, "proof")]
+    txs += [make_tx(0, len(txs) + n, Address(bytes(19) + b"\x0a"), data=data, gas=500_000)
+            for n, data in enumerate(direct)]
+    return alloc, txs
+
+
+def test_transactions_calling_the_point_evaluation_run_natively() -> None:
+    alloc, txs = point_evaluation_txs()
+    mine, _ = run_both(alloc, txs)
+    assert mine.fallbacks == 0
+    assert [e.error for e in mine.executed[-4:]] == [
+        None, "Point evaluation invalid input length.", "Point evaluation commitment does not match versioned hash.",
+        "Point evaluation KZG proof verification failed."]
+
+
+def test_a_device_without_the_kzg_library_hands_point_evaluations_to_the_host() -> None:
+    # The GPU build's case (it cannot call c-kzg), on the CPU: a device without the verifier.
+    executor = NativeExecutor("cpu")
+    executor.host = executor.device
+    executor.device = CpuDevice(cpu_library())
+    alloc, txs = point_evaluation_txs()
+    pre = make_state(alloc)
+    mine = executor.execute(pre, ENV, txs)
+    assert comparable(mine) == comparable(reference().execute(pre, ENV, txs))
+    # Every transaction ran on the host at least once (a wave may run one again).
+    assert mine.fallbacks == 0 and executor.host_runs["precompile 0x0a"] >= len(txs)
