@@ -239,66 +239,45 @@ EVM_FN_BIG int evm_bn_mul(const u8 *in, u8 *out) {
     return 1;
 }
 
-/* ---- Fp12 = Fp2[w] / (w^6 - xi) ------------------------------------------------------------- */
+/* ---- Fp6 = Fp2[v] / (v^3 - xi) and Fp12 = Fp6[w] / (w^2 - v) --------------------------------- */
 
 typedef struct {
-    bnf2 c[6]; /* coefficients of w^0..w^5 */
+    bnf2 c[3]; /* coefficients of v^0..v^2 */
+} bnf6;
+
+/* An Fp12 element a + b w; as six Fp2 coefficients of w^0..w^5 it is (a0, b0, a1, b1, a2, b2). */
+typedef struct {
+    bnf6 a, b;
 } bnf12;
 
-EVM_FN bnf12 bn12_one(void) {
-    bnf12 r;
-    r.c[0] = bn2_one();
-    for (int i = 1; i < 6; i++) r.c[i] = bn2_zero();
+EVM_FN bnf6 bn6_add(bnf6 x, bnf6 y) {
+    for (int i = 0; i < 3; i++) x.c[i] = bn2_add(x.c[i], y.c[i]);
+    return x;
+}
+
+EVM_FN bnf6 bn6_sub(bnf6 x, bnf6 y) {
+    for (int i = 0; i < 3; i++) x.c[i] = bn2_sub(x.c[i], y.c[i]);
+    return x;
+}
+
+EVM_FN bnf6 bn6_neg(bnf6 x) {
+    for (int i = 0; i < 3; i++) x.c[i] = bn2_neg(x.c[i]);
+    return x;
+}
+
+/* x * v */
+EVM_FN bnf6 bn6_mul_v(bnf6 x) {
+    bnf6 r = {{bn2_mul_xi(x.c[2]), x.c[0], x.c[1]}};
     return r;
 }
 
-EVM_FN int bn12_is_one(const bnf12 *x) {
-    if (!bn2_eq(x->c[0], bn2_one())) return 0;
-    for (int i = 1; i < 6; i++)
-        if (!bn2_is_zero(x->c[i])) return 0;
-    return 1;
-}
-
-/* t[0..10] (products of degree up to 10) folded by w^6 = xi into r. */
-EVM_FN void bn12_fold(const bnf2 *t, bnf12 *r) {
-    for (int k = 0; k < 5; k++) r->c[k] = bn2_add(t[k], bn2_mul_xi(t[k + 6]));
-    r->c[5] = t[5];
-}
-
-EVM_FN_BIG void bn12_mul(const bnf12 *x, const bnf12 *y, bnf12 *r) {
-    bnf2 t[11];
-    for (int k = 0; k < 11; k++) t[k] = bn2_zero();
-    for (int i = 0; i < 6; i++)
-        for (int j = 0; j < 6; j++) t[i + j] = bn2_add(t[i + j], bn2_mul(x->c[i], y->c[j]));
-    bn12_fold(t, r);
-}
-
-/* x *= l0 + l1 w + l3 w^3 (a line's value: l0 in Fp). */
-EVM_FN_BIG void bn12_mul_line(bnf12 *x, bnf l0, bnf2 l1, bnf2 l3) {
-    bnf2 t[11];
-    for (int k = 0; k < 11; k++) t[k] = bn2_zero();
-    for (int i = 0; i < 6; i++) {
-        t[i] = bn2_add(t[i], bn2_scale(x->c[i], l0));
-        t[i + 1] = bn2_add(t[i + 1], bn2_mul(x->c[i], l1));
-        t[i + 3] = bn2_add(t[i + 3], bn2_mul(x->c[i], l3));
-    }
-    bn12_fold(t, x);
-}
-
-/* Fp6 = Fp2[v] / (v^3 - xi), v = w^2: the even and odd halves of an Fp12 element. */
-typedef struct {
-    bnf2 c[3];
-} bnf6;
-
+/* Karatsuba: 6 Fp2 products. */
 EVM_FN_BIG bnf6 bn6_mul(bnf6 x, bnf6 y) {
-    bnf2 t[5];
-    for (int k = 0; k < 5; k++) t[k] = bn2_zero();
-    for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 3; j++) t[i + j] = bn2_add(t[i + j], bn2_mul(x.c[i], y.c[j]));
+    bnf2 v0 = bn2_mul(x.c[0], y.c[0]), v1 = bn2_mul(x.c[1], y.c[1]), v2 = bn2_mul(x.c[2], y.c[2]);
     bnf6 r;
-    r.c[0] = bn2_add(t[0], bn2_mul_xi(t[3]));
-    r.c[1] = bn2_add(t[1], bn2_mul_xi(t[4]));
-    r.c[2] = t[2];
+    r.c[0] = bn2_add(v0, bn2_mul_xi(bn2_sub(bn2_sub(bn2_mul(bn2_add(x.c[1], x.c[2]), bn2_add(y.c[1], y.c[2])), v1), v2)));
+    r.c[1] = bn2_add(bn2_sub(bn2_sub(bn2_mul(bn2_add(x.c[0], x.c[1]), bn2_add(y.c[0], y.c[1])), v0), v1), bn2_mul_xi(v2));
+    r.c[2] = bn2_add(bn2_sub(bn2_sub(bn2_mul(bn2_add(x.c[0], x.c[2]), bn2_add(y.c[0], y.c[2])), v0), v2), v1);
     return r;
 }
 
@@ -307,45 +286,52 @@ EVM_FN_BIG bnf6 bn6_inv(bnf6 x) {
     bnf2 t0 = bn2_sub(bn2_mul(c0, c0), bn2_mul_xi(bn2_mul(c1, c2)));
     bnf2 t1 = bn2_sub(bn2_mul_xi(bn2_mul(c2, c2)), bn2_mul(c0, c1));
     bnf2 t2 = bn2_sub(bn2_mul(c1, c1), bn2_mul(c0, c2));
-    bnf2 d = bn2_add(bn2_mul(c0, t0), bn2_mul_xi(bn2_add(bn2_mul(c2, t1), bn2_mul(c1, t2))));
-    d = bn2_inv(d);
-    bnf6 r;
-    r.c[0] = bn2_mul(t0, d);
-    r.c[1] = bn2_mul(t1, d);
-    r.c[2] = bn2_mul(t2, d);
+    bnf2 d = bn2_inv(bn2_add(bn2_mul(c0, t0), bn2_mul_xi(bn2_add(bn2_mul(c2, t1), bn2_mul(c1, t2)))));
+    bnf6 r = {{bn2_mul(t0, d), bn2_mul(t1, d), bn2_mul(t2, d)}};
     return r;
 }
 
-/* 1 / (A + B w) = (A - B w) / (A^2 - B^2 v) with A, B in Fp6. */
-EVM_FN_BIG void bn12_inv(const bnf12 *x, bnf12 *r) {
-    bnf6 a = {{x->c[0], x->c[2], x->c[4]}}, b = {{x->c[1], x->c[3], x->c[5]}};
-    bnf6 aa = bn6_mul(a, a), bb = bn6_mul(b, b);
-    bnf6 d; /* A^2 - v B^2 */
-    d.c[0] = bn2_sub(aa.c[0], bn2_mul_xi(bb.c[2]));
-    d.c[1] = bn2_sub(aa.c[1], bb.c[0]);
-    d.c[2] = bn2_sub(aa.c[2], bb.c[1]);
-    d = bn6_inv(d);
-    a = bn6_mul(a, d);
-    b = bn6_mul(b, d);
-    for (int i = 0; i < 3; i++) {
-        r->c[2 * i] = a.c[i];
-        r->c[2 * i + 1] = bn2_neg(b.c[i]);
-    }
+EVM_FN bnf12 bn12_one(void) {
+    bnf12 r;
+    r.a.c[0] = bn2_one();
+    r.a.c[1] = r.a.c[2] = r.b.c[0] = r.b.c[1] = r.b.c[2] = bn2_zero();
+    return r;
 }
 
-/* Constants (plain form; converted at use): xi^((p-1)/3), xi^((p-1)/2) for the p-Frobenius of
- * a twist point, xi^((p^2-1)/3), xi^((p^2-1)/2) (in Fp) for the p^2 one, and
- * gamma^i = xi^(i (p^2-1)/6) (in Fp) for the p^2-Frobenius of Fp12. */
-EVM_TABLE u64 BN_FROB1_X[2][4] = {
-    {0x99e39557176f553dULL, 0xb78cc310c2c3330cULL, 0x4c0bec3cf559b143ULL, 0x2fb347984f7911f7ULL},
-    {0x1665d51c640fcba2ULL, 0x32ae2a1d0b7c9dceULL, 0x4ba4cc8bd75a0794ULL, 0x16c9e55061ebae20ULL},
+EVM_FN int bn12_is_one(const bnf12 *x) {
+    return bn2_eq(x->a.c[0], bn2_one()) && bn2_is_zero(x->a.c[1]) && bn2_is_zero(x->a.c[2]) &&
+           bn2_is_zero(x->b.c[0]) && bn2_is_zero(x->b.c[1]) && bn2_is_zero(x->b.c[2]);
+}
+
+/* r = x * y (Karatsuba over Fp6: 18 Fp2 products); r may be x or y. */
+EVM_FN_BIG void bn12_mul(const bnf12 *x, const bnf12 *y, bnf12 *r) {
+    bnf6 aa = bn6_mul(x->a, y->a), bb = bn6_mul(x->b, y->b);
+    bnf6 cross = bn6_mul(bn6_add(x->a, x->b), bn6_add(y->a, y->b));
+    r->b = bn6_sub(bn6_sub(cross, aa), bb);
+    r->a = bn6_add(aa, bn6_mul_v(bb));
+}
+
+/* f^(p^6) = a - b w: the conjugate, also the inverse once f is in the cyclotomic subgroup. */
+EVM_FN void bn12_conj(bnf12 *x) { x->b = bn6_neg(x->b); }
+
+/* 1 / (a + b w) = (a - b w) / (a^2 - b^2 v) */
+EVM_FN_BIG void bn12_inv(const bnf12 *x, bnf12 *r) {
+    bnf6 d = bn6_inv(bn6_sub(bn6_mul(x->a, x->a), bn6_mul_v(bn6_mul(x->b, x->b))));
+    r->a = bn6_mul(x->a, d);
+    r->b = bn6_neg(bn6_mul(x->b, d));
+}
+
+/* Constants (plain form, converted where used): delta^i = xi^(i (p-1)/6), by which w^i is
+ * multiplied by the p-Frobenius, and gamma^i = xi^(i (p^2-1)/6) (in Fp) for the p^2 one. The
+ * twist's Frobenius multiplies x by delta^2 (gamma^2) and y by delta^3 (gamma^3). */
+EVM_TABLE u64 BN_DELTA[6][2][4] = {
+    {{0x0000000000000001ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL}, {0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL}},
+    {{0xd60b35dadcc9e470ULL, 0x5c521e08292f2176ULL, 0xe8b99fdd76e68b60ULL, 0x1284b71c2865a7dfULL}, {0xca5cf05f80f362acULL, 0x747992778eeec7e5ULL, 0xa6327cfe12150b8eULL, 0x246996f3b4fae7e6ULL}},
+    {{0x99e39557176f553dULL, 0xb78cc310c2c3330cULL, 0x4c0bec3cf559b143ULL, 0x2fb347984f7911f7ULL}, {0x1665d51c640fcba2ULL, 0x32ae2a1d0b7c9dceULL, 0x4ba4cc8bd75a0794ULL, 0x16c9e55061ebae20ULL}},
+    {{0xdc54014671a0135aULL, 0xdbaae0eda9c95998ULL, 0xdc5ec698b6e2f9b9ULL, 0x063cf305489af5dcULL}, {0x82d37f632623b0e3ULL, 0x21807dc98fa25bd2ULL, 0x0704b5a7ec796f2bULL, 0x07c03cbcac41049aULL}},
+    {{0x848a1f55921ea762ULL, 0xd33365f7be94ec72ULL, 0x80f3c0b75a181e84ULL, 0x05b54f5e64eea801ULL}, {0xc13b4711cd2b8126ULL, 0x3685d2ea1bdec763ULL, 0x9f3a80b03b0b1c92ULL, 0x2c145edbe7fd8aeeULL}},
+    {{0x2ea2c810eab7692fULL, 0x425c459b55aa1bd3ULL, 0xe93a3661a4353ff4ULL, 0x0183c1e74f798649ULL}, {0x24c6b8ee6e0c2c4bULL, 0xb080cb99678e2ac0ULL, 0xa27fb246c7729f7dULL, 0x12acf2ca76fd0675ULL}},
 };
-EVM_TABLE u64 BN_FROB1_Y[2][4] = {
-    {0xdc54014671a0135aULL, 0xdbaae0eda9c95998ULL, 0xdc5ec698b6e2f9b9ULL, 0x063cf305489af5dcULL},
-    {0x82d37f632623b0e3ULL, 0x21807dc98fa25bd2ULL, 0x0704b5a7ec796f2bULL, 0x07c03cbcac41049aULL},
-};
-EVM_TABLE u64 BN_FROB2_X[4] = {0xe4bd44e5607cfd48ULL, 0xc28f069fbb966e3dULL, 0x5e6dd9e7e0acccb0ULL, 0x30644e72e131a029ULL};
-EVM_TABLE u64 BN_FROB2_Y[4] = {0x3c208c16d87cfd46ULL, 0x97816a916871ca8dULL, 0xb85045b68181585dULL, 0x30644e72e131a029ULL};
 EVM_TABLE u64 BN_GAMMA2[6][4] = {
     {0x0000000000000001ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL},
     {0xe4bd44e5607cfd49ULL, 0xc28f069fbb966e3dULL, 0x5e6dd9e7e0acccb0ULL, 0x30644e72e131a029ULL},
@@ -354,41 +340,117 @@ EVM_TABLE u64 BN_GAMMA2[6][4] = {
     {0x5763473177fffffeULL, 0xd4f263f1acdb5c4fULL, 0x59e26bcea0d48bacULL, 0x0000000000000000ULL},
     {0x5763473177ffffffULL, 0xd4f263f1acdb5c4fULL, 0x59e26bcea0d48bacULL, 0x0000000000000000ULL},
 };
-/* The hard part of the final exponent, (p^4 - p^2 + 1) / r, big-endian (761 bits). */
-EVM_TABLE u8 BN_HARD_BE[96] = {
-    0x01, 0xba, 0xaa, 0x71, 0x0b, 0x07, 0x59, 0xad, 0x33, 0x1e, 0xc1, 0x51, 0x83, 0x17, 0x7f, 0xaf,
-    0x6c, 0x0e, 0xb5, 0x22, 0xd5, 0xb1, 0x22, 0x78, 0x4e, 0x52, 0x9a, 0x58, 0x61, 0x87, 0x6f, 0x6b,
-    0x3b, 0x1b, 0x13, 0x55, 0xd1, 0x89, 0x22, 0x7d, 0x79, 0x58, 0x1e, 0x16, 0xf3, 0xfd, 0x90, 0xc6,
-    0x6b, 0x88, 0x7d, 0x56, 0xd5, 0x09, 0x5f, 0x23, 0xaa, 0xa4, 0x41, 0xe3, 0x95, 0x4b, 0xcf, 0x8a,
-    0xdc, 0xc7, 0xb4, 0x4c, 0x87, 0xcd, 0xba, 0xcf, 0xf1, 0x15, 0x4e, 0x7e, 0x1d, 0xa0, 0x14, 0xfd,
-    0x5a, 0xbf, 0x5c, 0xc4, 0xf4, 0x9c, 0x36, 0xd4, 0xe8, 0x1b, 0xb4, 0x82, 0xcc, 0xdf, 0x42, 0xb1,
-};
-/* 6t + 2, the optimal ate loop count (65 bits), without its top bit 2^64. */
+/* The BN parameter u (t), 63 bits: p and r are polynomials in it, and the optimal ate loop
+ * runs over 6u + 2 (65 bits), here without its top bit 2^64. */
+#define BN_U 0x44e992b44a6909f1ULL
 #define BN_ATE_LOOP 0x9d797039be763ba8ULL
 
 EVM_FN bnf bn_const(const u64 *limbs) { return bn_to_mont(u256_load(limbs)); }
 EVM_FN bnf2 bn2_const(const u64 (*pair)[4]) { return bn2_of(bn_const(pair[0]), bn_const(pair[1])); }
 
-/* f^(p^2): w^i picks up gamma^i, Fp2 coefficients are fixed. */
-EVM_FN_BIG void bn12_frob2(bnf12 *x) {
-    for (int i = 1; i < 6; i++) x->c[i] = bn2_scale(x->c[i], bn_const(BN_GAMMA2[i]));
+/* Coefficient i of w^i (0..5) of x. */
+EVM_FN bnf2 *bn12_coeff(bnf12 *x, int i) { return i % 2 ? &x->b.c[i / 2] : &x->a.c[i / 2]; }
+
+/* x^p: each Fp2 coefficient is conjugated, w^i picks up delta^i. */
+EVM_FN_BIG void bn12_frob(bnf12 *x) {
+    for (int i = 0; i < 6; i++) {
+        bnf2 *c = bn12_coeff(x, i);
+        *c = bn2_conj(*c);
+        if (i) *c = bn2_mul(*c, bn2_const(BN_DELTA[i]));
+    }
 }
 
-/* f^((p^12 - 1) / r) == 1 */
-EVM_FN_BIG int bn_final_exp_is_one(bnf12 *f) {
-    bnf12 conj = *f, inv, g;
-    for (int i = 1; i < 6; i += 2) conj.c[i] = bn2_neg(conj.c[i]); /* f^(p^6): w -> -w */
-    bn12_inv(f, &inv);
-    bn12_mul(&conj, &inv, &g); /* f^(p^6 - 1) */
-    bnf12 h = g;
-    bn12_frob2(&h);
-    bn12_mul(&h, &g, &g); /* ^(p^2 + 1) */
-    bnf12 r = bn12_one();
-    for (int i = 0; i < 8 * 96; i++) {
-        bn12_mul(&r, &r, &r);
-        if ((BN_HARD_BE[i / 8] >> (7 - i % 8)) & 1) bn12_mul(&r, &g, &r);
+/* x^(p^2): the coefficients are fixed, w^i picks up gamma^i (in Fp). */
+EVM_FN_BIG void bn12_frob2(bnf12 *x) {
+    for (int i = 1; i < 6; i++) {
+        bnf2 *c = bn12_coeff(x, i);
+        *c = bn2_scale(*c, bn_const(BN_GAMMA2[i]));
     }
-    return bn12_is_one(&r);
+}
+
+/* r = x^u (square-and-multiply over u's 63 bits); r must not be x. */
+EVM_FN_BIG void bn12_pow_u(const bnf12 *x, bnf12 *r) {
+    *r = *x;
+    for (int i = 61; i >= 0; i--) {
+        bn12_mul(r, r, r);
+        if ((BN_U >> i) & 1) bn12_mul(r, x, r);
+    }
+}
+
+/* f^((p^12 - 1) / r) == 1. The easy part (p^6 - 1)(p^2 + 1) by conjugation, one inversion and
+ * the p^2-Frobenius; the hard part (p^4 - p^2 + 1) / r by the u-adic addition chain of Devegili,
+ * Scott and Dahab (as go-ethereum's bn256 has it), which raises to a fixed multiple of it prime
+ * to r: the same elements are 1. */
+EVM_FN_BIG int bn_final_exp_is_one(const bnf12 *f) {
+    bnf12 t, inv;
+    t = *f;
+    bn12_conj(&t);
+    bn12_inv(f, &inv);
+    bn12_mul(&t, &inv, &t); /* f^(p^6 - 1) */
+    inv = t;
+    bn12_frob2(&inv);
+    bn12_mul(&t, &inv, &t); /* ^(p^2 + 1): t is in the cyclotomic subgroup, conj inverts it */
+    bnf12 fp = t, fp2 = t, fp3, fu, fu2, fu3;
+    bn12_frob(&fp);
+    bn12_frob2(&fp2);
+    fp3 = fp2;
+    bn12_frob(&fp3);
+    bn12_pow_u(&t, &fu);
+    bn12_pow_u(&fu, &fu2);
+    bn12_pow_u(&fu2, &fu3);
+    bnf12 y0, y1 = t, y2 = fu2, y3 = fu, y4, y5 = fu2, y6, tmp;
+    bn12_mul(&fp, &fp2, &y0);
+    bn12_mul(&y0, &fp3, &y0);
+    bn12_conj(&y1);
+    bn12_frob2(&y2);
+    bn12_frob(&y3);
+    bn12_conj(&y3);
+    tmp = fu2;
+    bn12_frob(&tmp);
+    bn12_mul(&fu, &tmp, &y4);
+    bn12_conj(&y4);
+    bn12_conj(&y5);
+    tmp = fu3;
+    bn12_frob(&tmp);
+    bn12_mul(&fu3, &tmp, &y6);
+    bn12_conj(&y6);
+    bnf12 t0, t1;
+    bn12_mul(&y6, &y6, &t0);
+    bn12_mul(&t0, &y4, &t0);
+    bn12_mul(&t0, &y5, &t0);
+    bn12_mul(&y3, &y5, &t1);
+    bn12_mul(&t1, &t0, &t1);
+    bn12_mul(&t0, &y2, &t0);
+    bn12_mul(&t1, &t1, &t1);
+    bn12_mul(&t1, &t0, &t1);
+    bn12_mul(&t1, &t1, &t1);
+    bn12_mul(&t1, &y1, &t0);
+    bn12_mul(&t1, &y0, &t1);
+    bn12_mul(&t0, &t0, &t0);
+    bn12_mul(&t0, &t1, &t0);
+    return bn12_is_one(&t0);
+}
+
+/* f *= l0 + l1 w + l3 w^3 (a line's value; w^3 = v w): a = (l0, 0, 0), b = (l1, l3, 0). */
+EVM_FN_BIG void bn12_mul_line(bnf12 *f, bnf2 l0, bnf2 l1, bnf2 l3) {
+    bnf6 a = f->a, b = f->b;
+    bnf6 aa; /* a * l0 */
+    for (int i = 0; i < 3; i++) aa.c[i] = bn2_mul(a.c[i], l0);
+    /* b * (l1 + l3 v), sparse Karatsuba */
+    bnf2 v0 = bn2_mul(b.c[0], l1), v1 = bn2_mul(b.c[1], l3);
+    bnf6 bb;
+    bb.c[0] = bn2_add(v0, bn2_mul_xi(bn2_mul(b.c[2], l3)));
+    bb.c[1] = bn2_sub(bn2_sub(bn2_mul(bn2_add(b.c[0], b.c[1]), bn2_add(l1, l3)), v0), v1);
+    bb.c[2] = bn2_add(bn2_mul(b.c[2], l1), v1);
+    /* (a + b)(l0 + l1 + l3 v) for the cross term */
+    bnf6 s = bn6_add(a, b), cross;
+    bnf2 m0 = bn2_add(l0, l1);
+    bnf2 u0 = bn2_mul(s.c[0], m0), u1 = bn2_mul(s.c[1], l3);
+    cross.c[0] = bn2_add(u0, bn2_mul_xi(bn2_mul(s.c[2], l3)));
+    cross.c[1] = bn2_sub(bn2_sub(bn2_mul(bn2_add(s.c[0], s.c[1]), bn2_add(m0, l3)), u0), u1);
+    cross.c[2] = bn2_add(bn2_mul(s.c[2], m0), u1);
+    f->b = bn6_sub(bn6_sub(cross, aa), bb);
+    f->a = bn6_add(aa, bn6_mul_v(bb));
 }
 
 /* An affine point on the twist. */
@@ -397,45 +459,76 @@ typedef struct {
     int infinity;
 } bn_twist;
 
-/* f *= the line through T and Q (the tangent when they are equal) at P = (px, py); T += Q. */
-EVM_FN_BIG void bn_line(bnf12 *f, bn_twist *t, const bn_twist *q, bnf px, bnf py) {
-    if (t->infinity) return; /* unreachable for points of order r: the loop's multiples are not 0 */
-    bnf2 lambda;
-    if (bn2_eq(t->x, q->x)) {
-        if (!bn2_eq(t->y, q->y) || bn2_is_zero(t->y)) {
-            t->infinity = 1; /* a vertical line: its value is sent to 1 */
-            return;
-        }
-        bnf2 xx = bn2_mul(t->x, t->x);
-        lambda = bn2_mul(bn2_add(bn2_add(xx, xx), xx), bn2_inv(bn2_add(t->y, t->y)));
-    } else {
-        lambda = bn2_mul(bn2_sub(q->y, t->y), bn2_inv(bn2_sub(q->x, t->x)));
-    }
-    /* y_P - y_T w^3 - lambda w (x_P - x_T w^2) */
-    bn12_mul_line(f, py, bn2_neg(bn2_scale(lambda, px)), bn2_sub(bn2_mul(lambda, t->x), t->y));
-    bnf2 x3 = bn2_sub(bn2_sub(bn2_mul(lambda, lambda), t->x), q->x);
-    t->y = bn2_sub(bn2_mul(lambda, bn2_sub(t->x, x3)), t->y);
-    t->x = x3;
+/* A point of the twist in homogeneous projective coordinates (x = X / Z, y = Y / Z). */
+typedef struct {
+    bnf2 x, y, z;
+} bn_proj;
+
+/* f *= the tangent at T evaluated at P = (px, py); T = 2T. The line
+ * y_P - y_T w^3 - lambda w (x_P - x_T w^2), lambda = 3X^2 / (2YZ), times 2YZ^2 (an Fp2 factor,
+ * which the final exponentiation sends to 1). */
+EVM_FN_BIG void bn_double_step(bnf12 *f, bn_proj *t, bnf px, bnf py) {
+    bnf2 xx = bn2_mul(t->x, t->x);
+    bnf2 w = bn2_add(bn2_add(xx, xx), xx); /* 3X^2 */
+    bnf2 s = bn2_mul(t->y, t->z);          /* YZ */
+    bnf2 l0 = bn2_scale(bn2_mul(bn2_add(s, s), t->z), py);
+    bnf2 l1 = bn2_neg(bn2_scale(bn2_mul(w, t->z), px));
+    bnf2 yy = bn2_mul(t->y, t->y);
+    bnf2 l3 = bn2_sub(bn2_mul(w, t->x), bn2_mul(bn2_add(yy, yy), t->z));
+    bn12_mul_line(f, l0, l1, l3);
+    /* W = 3X^2, S = YZ, B = XYS, H = W^2 - 8B: X' = 2HS, Y' = W(4B - H) - 8Y^2S^2, Z' = 8S^3 */
+    bnf2 b = bn2_mul(bn2_mul(t->x, t->y), s);
+    bnf2 b4 = bn2_add(b, b);
+    b4 = bn2_add(b4, b4);
+    bnf2 h = bn2_sub(bn2_mul(w, w), bn2_add(b4, b4));
+    bnf2 ss = bn2_mul(s, s);
+    bnf2 y8 = bn2_mul(yy, ss);
+    y8 = bn2_add(y8, y8);
+    y8 = bn2_add(y8, y8);
+    y8 = bn2_add(y8, y8);
+    bnf2 hs = bn2_mul(h, s);
+    t->x = bn2_add(hs, hs);
+    t->y = bn2_sub(bn2_mul(w, bn2_sub(b4, h)), y8);
+    bnf2 s3 = bn2_mul(ss, s);
+    s3 = bn2_add(s3, s3);
+    s3 = bn2_add(s3, s3);
+    t->z = bn2_add(s3, s3);
 }
 
-/* f *= the Miller loop of the optimal ate pairing of (Q, P), both finite. */
+/* f *= the line through T and Q (affine, T != +-Q: T and Q are distinct multiples of a point
+ * of order r below r) at P; T += Q. With theta = y_Q Z - Y, delta = x_Q Z - X (lambda =
+ * theta / delta), the line y_P - lambda x_P w + (lambda x_Q - y_Q) w^3 times delta. */
+EVM_FN_BIG void bn_add_step(bnf12 *f, bn_proj *t, const bn_twist *q, bnf px, bnf py) {
+    bnf2 theta = bn2_sub(bn2_mul(q->y, t->z), t->y), delta = bn2_sub(bn2_mul(q->x, t->z), t->x);
+    bn12_mul_line(f, bn2_scale(delta, py), bn2_neg(bn2_scale(theta, px)),
+                  bn2_sub(bn2_mul(theta, q->x), bn2_mul(delta, q->y)));
+    /* A = theta^2 Z - delta^3 - 2 delta^2 X: X' = delta A, Y' = theta(delta^2 X - A) - delta^3 Y,
+     * Z' = delta^3 Z */
+    bnf2 dd = bn2_mul(delta, delta), ddd = bn2_mul(dd, delta), ddx = bn2_mul(dd, t->x);
+    bnf2 a = bn2_sub(bn2_sub(bn2_mul(bn2_mul(theta, theta), t->z), ddd), bn2_add(ddx, ddx));
+    t->y = bn2_sub(bn2_mul(theta, bn2_sub(ddx, a)), bn2_mul(ddd, t->y));
+    t->x = bn2_mul(delta, a);
+    t->z = bn2_mul(ddd, t->z);
+}
+
+/* f *= the Miller loop of the optimal ate pairing of (Q, P), both finite: over 6u + 2, then
+ * the lines with pi(Q) and -pi^2(Q) (pi the p-Frobenius on the twist). */
 EVM_FN_BIG void bn_miller(bnf12 *f, const bn_twist *q, bnf px, bnf py) {
     bnf12 m = bn12_one();
-    bn_twist t = *q;
+    bn_proj t = {q->x, q->y, bn2_one()};
     for (int i = 63; i >= 0; i--) {
         bn12_mul(&m, &m, &m);
-        bn_line(&m, &t, &t, px, py);
-        if ((BN_ATE_LOOP >> i) & 1) bn_line(&m, &t, q, px, py);
+        bn_double_step(&m, &t, px, py);
+        if ((BN_ATE_LOOP >> i) & 1) bn_add_step(&m, &t, q, px, py);
     }
     bn_twist q1, q2;
-    q1.x = bn2_mul(bn2_conj(q->x), bn2_const(BN_FROB1_X));
-    q1.y = bn2_mul(bn2_conj(q->y), bn2_const(BN_FROB1_Y));
-    q1.infinity = 0;
-    q2.x = bn2_scale(q->x, bn_const(BN_FROB2_X));
-    q2.y = bn2_neg(bn2_scale(q->y, bn_const(BN_FROB2_Y)));
-    q2.infinity = 0;
-    bn_line(&m, &t, &q1, px, py);
-    bn_line(&m, &t, &q2, px, py);
+    q1.x = bn2_mul(bn2_conj(q->x), bn2_const(BN_DELTA[2]));
+    q1.y = bn2_mul(bn2_conj(q->y), bn2_const(BN_DELTA[3]));
+    q2.x = bn2_scale(q->x, bn_const(BN_GAMMA2[2]));
+    q2.y = bn2_neg(bn2_scale(q->y, bn_const(BN_GAMMA2[3])));
+    q1.infinity = q2.infinity = 0;
+    bn_add_step(&m, &t, &q1, px, py);
+    bn_add_step(&m, &t, &q2, px, py);
     bn12_mul(f, &m, f);
 }
 

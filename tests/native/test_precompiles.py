@@ -3,35 +3,39 @@ and edge-case inputs; then through whole transactions (no fallback, identical re
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import random
 
-import ckzg
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from py_ecc.fields import optimized_bn128_FQ as FQ
 from py_ecc.fields import optimized_bn128_FQ2 as FQ2
 from py_ecc.optimized_bn128.optimized_curve import (
-    G1,
-    G2,
     b2,
     curve_order,
     field_modulus,
     is_inf,
     multiply,
-    normalize,
 )
 
+from bench.precompiles import (
+    BLS_MODULUS,
+    Outcome,
+    g1,
+    g2,
+    g2_bytes,
+    modexp_input,
+    native_call,
+    pairing_that_holds,
+    point_evaluation_input,
+    reference_call,
+)
 from executor_gpu.native import NativeExecutor
 from executor_gpu.native_build import cpu_library
 from executor_gpu.native_launch import CpuDevice
-from executor_gpu.reference import kzg_settings
 from node.db.state import GenesisAccount
 from primitives.transactions import Transaction
 from primitives.types import Address
 from tests.native.chain import ENV, comparable, make_state, make_tx, reference, run_both
-from tests.native.precompiles import Outcome, native_call, reference_call
 from tests.native.test_differential import contract, funded, precompile_caller
 
 
@@ -80,10 +84,6 @@ def test_blake2f_matches_the_reference(rounds: int, body: bytes, flag: int, leng
 
 
 # ---- MODEXP (0x05) --------------------------------------------------------------------------
-
-def modexp_input(base: bytes, exponent: bytes, modulus: bytes) -> bytes:
-    return b"".join(len(x).to_bytes(32, "big") for x in (base, exponent, modulus)) + base + exponent + modulus
-
 
 def numbers(max_size: int) -> st.SearchStrategy[bytes]:
     """Byte strings biased to the edges: empty, zero, one, all ones, random."""
@@ -163,28 +163,6 @@ P = field_modulus
 R = curve_order
 
 
-def g1_bytes(point: tuple[FQ, FQ, FQ]) -> bytes:
-    if is_inf(point):
-        return bytes(64)
-    x, y = normalize(point)
-    return int(x).to_bytes(32, "big") + int(y).to_bytes(32, "big")
-
-
-def g2_bytes(point: tuple[FQ2, FQ2, FQ2]) -> bytes:
-    if is_inf(point):
-        return bytes(128)
-    x, y = normalize(point)
-    return b"".join(int(c).to_bytes(32, "big") for c in (x.coeffs[1], x.coeffs[0], y.coeffs[1], y.coeffs[0]))
-
-
-def g1(k: int) -> bytes:
-    return g1_bytes(multiply(G1, k))
-
-
-def g2(k: int) -> bytes:
-    return g2_bytes(multiply(G2, k))
-
-
 def fq2_sqrt(a: FQ2) -> FQ2 | None:
     """A square root in Fp2 (p = 3 mod 4), or None."""
     a0, a1 = (int(c) for c in a.coeffs)
@@ -239,11 +217,6 @@ def test_ecadd_matches_the_reference(a: bytes, b: bytes, cut: int, gas: int) -> 
 @given(a=g1_points(), k=scalars(), cut=st.integers(0, 100), gas=st.sampled_from([6000, 5999, 10**5]))
 def test_ecmul_matches_the_reference(a: bytes, k: int, cut: int, gas: int) -> None:
     check(7, (a + k.to_bytes(32, "big"))[:cut], gas)
-
-
-def pairing_that_holds(a: int, b: int) -> bytes:
-    """e(aG1, bG2) e(-abG1, G2) = 1."""
-    return g1(a) + g2(b) + g1(R - a * b % R) + g2(1)
 
 
 @settings(max_examples=12, deadline=None)
@@ -304,21 +277,6 @@ def test_transactions_calling_bn254_run_natively() -> None:
 
 
 # ---- KZG point evaluation (0x0a) -------------------------------------------------------------
-
-BLS_MODULUS = 0x73EDA753299D7D483339D80809A1D80553BDA402FFFE5BFEFFFFFFFF00000001
-
-
-@functools.cache
-def point_evaluation_input(seed: int, z: int) -> bytes:
-    """A valid input: the commitment to a random blob, its value at z and the proof."""
-    rng = random.Random(seed)
-    blob = b"".join((rng.getrandbits(256) % BLS_MODULUS).to_bytes(32, "big") for _ in range(4096))
-    settings = kzg_settings()
-    commitment = ckzg.blob_to_kzg_commitment(blob, settings)
-    proof, y = ckzg.compute_kzg_proof(blob, z.to_bytes(32, "big"), settings)
-    versioned = b"\x01" + hashlib.sha256(commitment).digest()[1:]
-    return bytes(versioned + z.to_bytes(32, "big") + y + commitment + proof)
-
 
 def tweak_point_evaluation(data: bytes, tweak: str) -> bytes:
     """The input spoiled in one way (or not)."""
