@@ -380,55 +380,60 @@ EVM_FN_BIG void bn12_pow_u(const bnf12 *x, bnf12 *r) {
 /* f^((p^12 - 1) / r) == 1. The easy part (p^6 - 1)(p^2 + 1) by conjugation, one inversion and
  * the p^2-Frobenius; the hard part (p^4 - p^2 + 1) / r by the u-adic addition chain of Devegili,
  * Scott and Dahab (as go-ethereum's bn256 has it), which raises to a fixed multiple of it prime
- * to r: the same elements are 1. */
-EVM_FN_BIG int bn_final_exp_is_one(const bnf12 *f) {
-    bnf12 t, inv;
-    t = *f;
-    bn12_conj(&t);
-    bn12_inv(f, &inv);
-    bn12_mul(&t, &inv, &t); /* f^(p^6 - 1) */
-    inv = t;
-    bn12_frob2(&inv);
-    bn12_mul(&t, &inv, &t); /* ^(p^2 + 1): t is in the cyclotomic subgroup, conj inverts it */
-    bnf12 fp = t, fp2 = t, fp3, fu, fu2, fu3;
-    bn12_frob(&fp);
-    bn12_frob2(&fp2);
-    fp3 = fp2;
-    bn12_frob(&fp3);
-    bn12_pow_u(&t, &fu);
-    bn12_pow_u(&fu, &fu2);
-    bn12_pow_u(&fu2, &fu3);
-    bnf12 y0, y1 = t, y2 = fu2, y3 = fu, y4, y5 = fu2, y6, tmp;
-    bn12_mul(&fp, &fp2, &y0);
-    bn12_mul(&y0, &fp3, &y0);
-    bn12_conj(&y1);
-    bn12_frob2(&y2);
-    bn12_frob(&y3);
-    bn12_conj(&y3);
-    tmp = fu2;
-    bn12_frob(&tmp);
-    bn12_mul(&fu, &tmp, &y4);
-    bn12_conj(&y4);
-    bn12_conj(&y5);
-    tmp = fu3;
-    bn12_frob(&tmp);
-    bn12_mul(&fu3, &tmp, &y6);
-    bn12_conj(&y6);
-    bnf12 t0, t1;
-    bn12_mul(&y6, &y6, &t0);
-    bn12_mul(&t0, &y4, &t0);
-    bn12_mul(&t0, &y5, &t0);
-    bn12_mul(&y3, &y5, &t1);
-    bn12_mul(&t1, &t0, &t1);
-    bn12_mul(&t0, &y2, &t0);
-    bn12_mul(&t1, &t1, &t1);
-    bn12_mul(&t1, &t0, &t1);
-    bn12_mul(&t1, &t1, &t1);
-    bn12_mul(&t1, &y1, &t0);
-    bn12_mul(&t1, &y0, &t1);
-    bn12_mul(&t0, &t0, &t0);
-    bn12_mul(&t0, &t1, &t0);
-    return bn12_is_one(&t0);
+ * to r: the same elements are 1. w holds BN_FINAL_EXP_WORK elements: kept out of the GPU's
+ * per-thread stack, which every thread reserves whether it runs a pairing or not. */
+#define BN_FINAL_EXP_WORK 12
+EVM_FN_BIG int bn_final_exp_is_one(const bnf12 *f, bnf12 *w) {
+    bnf12 *t = w, *inv = w + 1, *fp = w + 2, *fp2 = w + 3, *fp3 = w + 4, *fu = w + 5, *fu2 = w + 6;
+    bnf12 *fu3 = w + 7, *y0 = w + 8, *y4 = w + 9, *y6 = w + 10, *tmp = w + 11;
+    *t = *f;
+    bn12_conj(t);
+    bn12_inv(f, inv);
+    bn12_mul(t, inv, t); /* f^(p^6 - 1) */
+    *inv = *t;
+    bn12_frob2(inv);
+    bn12_mul(t, inv, t); /* ^(p^2 + 1): t is in the cyclotomic subgroup, conj inverts it */
+    *fp = *fp2 = *t;
+    bn12_frob(fp);
+    bn12_frob2(fp2);
+    *fp3 = *fp2;
+    bn12_frob(fp3);
+    bn12_pow_u(t, fu);
+    bn12_pow_u(fu, fu2);
+    bn12_pow_u(fu2, fu3);
+    bn12_mul(fp, fp2, y0);
+    bn12_mul(y0, fp3, y0);
+    bnf12 *y1 = t, *y2 = fp, *y3 = fp2, *y5 = fp3, *t0 = inv, *t1 = tmp;
+    bn12_conj(y1);
+    *y2 = *fu2;
+    bn12_frob2(y2);
+    *y3 = *fu;
+    bn12_frob(y3);
+    bn12_conj(y3);
+    *tmp = *fu2;
+    bn12_frob(tmp);
+    bn12_mul(fu, tmp, y4);
+    bn12_conj(y4);
+    *y5 = *fu2;
+    bn12_conj(y5);
+    *tmp = *fu3;
+    bn12_frob(tmp);
+    bn12_mul(fu3, tmp, y6);
+    bn12_conj(y6);
+    bn12_mul(y6, y6, t0);
+    bn12_mul(t0, y4, t0);
+    bn12_mul(t0, y5, t0);
+    bn12_mul(y3, y5, t1);
+    bn12_mul(t1, t0, t1);
+    bn12_mul(t0, y2, t0);
+    bn12_mul(t1, t1, t1);
+    bn12_mul(t1, t0, t1);
+    bn12_mul(t1, t1, t1);
+    bn12_mul(t1, y1, t0);
+    bn12_mul(t1, y0, t1);
+    bn12_mul(t0, t0, t0);
+    bn12_mul(t0, t1, t0);
+    return bn12_is_one(t0);
 }
 
 /* f *= l0 + l1 w + l3 w^3 (a line's value; w^3 = v w): a = (l0, 0, 0), b = (l1, l3, 0). */
@@ -552,8 +557,8 @@ EVM_FN_BIG int bn_g2_read(const u8 *in, bn_twist *out) {
 }
 
 /* The pairing check on len bytes (a multiple of 192): 1 when the product of the pairings is 1,
- * 0 when not, -1 when an input is invalid. */
-EVM_FN_BIG int evm_bn_pairing(const u8 *in, u64 len) {
+ * 0 when not, -1 when an input is invalid. w holds BN_FINAL_EXP_WORK elements. */
+EVM_FN_BIG int evm_bn_pairing(const u8 *in, u64 len, bnf12 *w) {
     bnf12 f = bn12_one();
     for (u64 at = 0; at < len; at += 192) {
         bn_g1 p;
@@ -562,7 +567,7 @@ EVM_FN_BIG int evm_bn_pairing(const u8 *in, u64 len) {
         if (bn_is_zero(p.z) || q.infinity) continue;
         bn_miller(&f, &q, p.x, p.y);
     }
-    return bn_final_exp_is_one(&f);
+    return bn_final_exp_is_one(&f, w);
 }
 
 #endif

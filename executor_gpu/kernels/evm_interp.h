@@ -487,7 +487,9 @@ EVM_FN_BIG int run_precompile(EvmCtx *c, EvmFrame *f, u256 addr) {
         return frame_end(c, ST_SUCCESS, out, 64);
     }
     case 8: {
-        int ok = evm_bn_pairing(in, len);
+        bnf12 *work = (bnf12 *)precompile_scratch(c, f, BN_FINAL_EXP_WORK * sizeof(bnf12));
+        if (!work) return 1;
+        int ok = evm_bn_pairing(in, len, work);
         if (ok < 0) return frame_end(c, ST_PRECOMPILE_FAILURE, 0, 0);
         evm_zero(out, 32);
         out[31] = (u8)ok;
