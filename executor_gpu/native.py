@@ -16,7 +16,8 @@ it again (a result computed on such state is never used). One the interpreter ca
 run (a wipe of an account's storage, memory beyond 2^36 bytes) goes to the reference
 executor at its turn, counted in ``BatchResult.fallbacks``. The GPU build cannot call the
 host's KZG library: a transaction it stops at the point evaluation precompile runs on the
-CPU build, counted in ``NativeExecutor.host_runs``.
+CPU build, counted in ``NativeExecutor.host_runs`` (the CPU build is given the library when
+its first point evaluation comes: loading the trusted setup takes seconds).
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def _refusal(tx: Transaction) -> str:
 
 _CODE_NEW = ABI["CODE_NEW"]
 _POINT_EVALUATION = 0x0A
-"""RS_WHY of a transaction the GPU build stops at the point evaluation: the host runs it."""
+"""RS_WHY of a transaction stopped at the point evaluation by a build without the KZG library
+(the GPU's, or the CPU's before its first one): the host's CPU build runs it."""
 _NO_ROW = 2**64 - 1
 _ENTRY_WORDS = {"nonce": ABI["E_NONCE"], "value": ABI["E_VALUE"], "code": ABI["E_CODE"], "orig": ABI["E_ORIG"]}
 
@@ -156,7 +158,6 @@ class _Batch:
         needs = []
         retry: list[int] = []
         on_host: list[int] = []
-        host = self.executor.host if device is None else None
         for start in range(0, len(tx_ids), self.executor.chunk):
             chunk = tx_ids[start : start + self.executor.chunk]
             launch = LaunchResults((device or self.executor.device).run(self._inputs(), chunk, caps), self.committed)
@@ -168,15 +169,16 @@ class _Batch:
                 needs.append(launch.assumed(waiting))
             if caps != LARGE_CAPS:
                 retry += [k for k, s in zip(chunk, status.tolist()) if s == ABI["ST_RESOURCE"]]
-            if host is not None:
+            if device is None:
                 why = launch.result[:, ABI["RS_WHY"]]
                 kzg = (status == ABI["ST_UNSUPPORTED"]) & (why == _POINT_EVALUATION)
                 on_host += [chunk[slot] for slot in np.flatnonzero(kzg).tolist()]
         if needs:
             self._load_needed(np.concatenate(needs), given)
         if on_host:
-            assert host is not None
-            self.executor.host_runs["precompile 0x0a"] += len(on_host)
+            host = self.executor.host()
+            if host is not self.executor.device:
+                self.executor.host_runs["precompile 0x0a"] += len(on_host)
             self._run(on_host, caps, host)
         if retry:
             self._run(retry, LARGE_CAPS, device)
@@ -564,14 +566,10 @@ class NativeExecutor:
     ) -> None:
         if device == "auto":
             device = "cuda" if cuda_available() else "cpu"
-        self.host: Device | None = None
-        """Where transactions run that the device can run only with the host's help (the GPU
-        build's KZG point evaluations): the CPU build; None when the device is the CPU."""
         if device == "cpu":
-            self.device: Device = CpuDevice(cpu_library(), workers, kzg_verifier())
+            self.device: Device = CpuDevice(cpu_library(), workers)
         elif device == "cuda":
             self.device = CudaDevice(cuda_kernel())
-            self.host = CpuDevice(cpu_library(), 1, kzg_verifier())
         else:
             raise NativeUnavailable(f"unknown device {device!r}: use cpu or cuda")
         self.name = f"native-{device}"
@@ -586,10 +584,21 @@ class NativeExecutor:
         self.fallback_reasons: Counter[str] = Counter()
         """Transactions handed to the reference executor, by reason, since this executor was made."""
         self.host_runs: Counter[str] = Counter()
-        """Runs of transactions on ``host`` instead of the device, by reason, since this executor
-        was made (a transaction may run more than once: waves)."""
+        """Runs of transactions on the host's CPU build instead of the device (the GPU build's
+        point evaluations), since this executor was made (a wave may run one again)."""
+        self._host: CpuDevice | None = None
         self.host_time = HostTime()
         """Where the host's time went since it was last reset (the device's is ``device.time``)."""
+
+    def host(self) -> CpuDevice:
+        """The device that runs point evaluations: the CPU build given c-kzg-4844 and the
+        trusted setup, loaded on first use (seconds: most processes never need it). It is the
+        executor's own device when that is the CPU build; the GPU build cannot call the host."""
+        if self._host is None:
+            own = self.device
+            self._host = own if isinstance(own, CpuDevice) else CpuDevice(cpu_library())
+            self._host.kzg = kzg_verifier()
+        return self._host
 
     def execute(self, pre_state: StateReader, block_env: BlockEnv, txs: Sequence[Transaction]) -> BatchResult:
         """Run ``txs`` in order on ``pre_state``; the result equals the reference executor's."""

@@ -267,14 +267,15 @@ def _host_address(array: npt.NDArray[Any]) -> int:
 
 
 class CpuDevice:
-    """The C build on the host's cores; ``kzg`` (D_KZG_VERIFY, D_KZG_SETTINGS) lets it run the
-    point evaluation precompile."""
+    """The C build on the host's cores."""
 
     name = "cpu"
 
-    def __init__(self, lib: ctypes.CDLL, workers: int = 1, kzg: tuple[int, int] = (0, 0)) -> None:
+    def __init__(self, lib: ctypes.CDLL, workers: int = 1) -> None:
         self._lib = lib
-        self._kzg = kzg
+        self.kzg = (0, 0)
+        """D_KZG_VERIFY and D_KZG_SETTINGS: set, the build runs the point evaluation precompile
+        (see native_precompiles.kzg_verifier); unset, it stops a transaction there."""
         self._workers = max(1, workers)
         self._scratch: dict[SlotCaps, dict[str, Any]] = {}
         self._buffers = _Buffers(np.zeros)
@@ -292,7 +293,7 @@ class CpuDevice:
         ins = {name: np.ascontiguousarray(a) for name, a in _input_arrays(inputs, tx_ids).items()}
         desc = descriptor(
             ins, _output_arrays(out), scratch, n, caps,
-            (inputs.account_index.mask, inputs.slot_index.mask), _host_address, self._kzg,
+            (inputs.account_index.mask, inputs.slot_index.mask), _host_address, self.kzg,
         )
         start = time.perf_counter()
         chunk = -(-n // self._workers)
