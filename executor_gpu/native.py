@@ -13,8 +13,11 @@ operations; the others (rejections, fallbacks, deployments) one by one.
 A transaction that needs state the host did not load goes on taking it as absent,
 and ends with "needs key" naming every key it reached: the host loads them and runs
 it again (a result computed on such state is never used). One the interpreter cannot
-run (precompiles 0x05 and up, storage wipes) goes to the reference executor at its
-turn, counted in ``BatchResult.fallbacks``.
+run (a wipe of an account's storage, memory beyond 2^36 bytes) goes to the reference
+executor at its turn, counted in ``BatchResult.fallbacks``. The GPU build cannot call the
+host's KZG library: a transaction it stops at the point evaluation precompile runs on the
+CPU build, counted in ``NativeExecutor.host_runs`` (the CPU build is given the library when
+its first point evaluation comes: loading the trusted setup takes seconds).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from executor_gpu.native_launch import (
     Inputs,
     SlotCaps,
 )
+from executor_gpu.native_precompiles import kzg_verifier, precompile_error
 from executor_gpu.native_prefetch import SlotPatterns
 from executor_gpu.native_results import LaunchResults, SlotResult
 from executor_gpu.native_state import NO_CODE, StateTables, int_address, word_bytes
@@ -72,7 +76,17 @@ _WHY = {
     ABI["WHY_DELETE_WITH_STORAGE"]: "deletion of an account with storage",
 }
 _LOG = logging.getLogger(__name__)
+
+
+def _refusal(tx: Transaction) -> str:
+    """The error of a transaction whose precompile (its ``to``) refused the input."""
+    assert tx.to is not None  # only a call's frame 0 can be a precompile's
+    return precompile_error(int.from_bytes(tx.to, "big"), tx.data)
+
 _CODE_NEW = ABI["CODE_NEW"]
+_POINT_EVALUATION = 0x0A
+"""RS_WHY of a transaction stopped at the point evaluation by a build without the KZG library
+(the GPU's, or the CPU's before its first one): the host's CPU build runs it."""
 _NO_ROW = 2**64 - 1
 _ENTRY_WORDS = {"nonce": ABI["E_NONCE"], "value": ABI["E_VALUE"], "code": ABI["E_CODE"], "orig": ABI["E_ORIG"]}
 
@@ -156,7 +170,8 @@ class _Batch:
             code_bytes=t.code_bytes.data, jumpdests=t.jumpdests.data,
         )
 
-    def _run(self, tx_ids: list[int], caps: SlotCaps) -> None:
+    def _run(self, tx_ids: list[int], caps: SlotCaps, device: Device | None = None) -> None:
+        """Runs ``tx_ids`` on ``device`` (default: the executor's)."""
         # The slots their functions are known to read are loaded first: those run once.
         self.tables.load_slots(self.executor.slot_patterns.slots([self.txs[k] for k in tx_ids]))
         # The keys transactions stop on are loaded after all launches, in one walk.
@@ -164,9 +179,10 @@ class _Batch:
         needs = []
         owners = []
         retry: list[int] = []
+        on_host: list[int] = []
         for start in range(0, len(tx_ids), self.executor.chunk):
             chunk = tx_ids[start : start + self.executor.chunk]
-            launch = LaunchResults(self.executor.device.run(self._inputs(), chunk, caps), self.committed)
+            launch = LaunchResults((device or self.executor.device).run(self._inputs(), chunk, caps), self.committed)
             status = launch.result[:, ABI["RS_STATUS"]]
             waiting = status == ABI["ST_NEEDS_KEY"]
             for slot, (k, wait) in enumerate(zip(chunk, waiting.tolist())):
@@ -177,10 +193,19 @@ class _Batch:
                 owners.append(np.asarray(chunk, dtype=np.int64)[slots])
             if caps != LARGE_CAPS:
                 retry += [k for k, s in zip(chunk, status.tolist()) if s == ABI["ST_RESOURCE"]]
+            if device is None:
+                why = launch.result[:, ABI["RS_WHY"]]
+                kzg = (status == ABI["ST_UNSUPPORTED"]) & (why == _POINT_EVALUATION)
+                on_host += [chunk[slot] for slot in np.flatnonzero(kzg).tolist()]
         if needs:
             self._load_needed(np.concatenate(needs), np.concatenate(owners), given)
+        if on_host:
+            host = self.executor.host()
+            if host is not self.executor.device:
+                self.executor.host_runs["precompile 0x0a"] += len(on_host)
+            self._run(on_host, caps, host)
         if retry:
-            self._run(retry, LARGE_CAPS)
+            self._run(retry, LARGE_CAPS, device)
 
     def _load_needed(
         self, needs: npt.NDArray[np.uint64], owners: npt.NDArray[np.int64], given: tuple[int, int]
@@ -468,6 +493,7 @@ class _Batch:
         self.gas_used = cumulative[-1]
         created = word_bytes(res[:, ABI["RS_CREATED"] : ABI["RS_CREATED"] + 4])[:, 12:].view("V20").ravel().tolist()
         success, errors, append = ABI["ST_SUCCESS"], _ERRORS, self.executed.append
+        refused = ABI["ST_PRECOMPILE_FAILURE"]
         for tx, status, logs, used, total, price, address in zip(
             self.txs[k : k + count], res[:, ABI["RS_STATUS"]].tolist(), launch.receipt_logs(first, count),
             gas, cumulative[1:], self.packed.prices[k : k + count], created,
@@ -475,7 +501,7 @@ class _Batch:
             receipt = Receipt(tx_type=tx.tx_type, succeeded=status == success, cumulative_gas_used=total, logs=logs)
             append(ExecutedTx(tx=tx, receipt=receipt, gas_used=used, effective_gas_price=price,
                               contract_address=Address(address) if tx.to is None else None,
-                              error=errors.get(status)))
+                              error=errors.get(status) if status != refused else _refusal(tx)))
 
     def _apply(self, k: int, result: SlotResult) -> None:
         """Commits the final values of the state a transaction touched, entry by entry."""
@@ -587,10 +613,24 @@ class NativeExecutor:
         self.reference: Executor = reference
         self.fallback_reasons: Counter[str] = Counter()
         """Transactions handed to the reference executor, by reason, since this executor was made."""
+        self.host_runs: Counter[str] = Counter()
+        """Runs of transactions on the host's CPU build instead of the device (the GPU build's
+        point evaluations), since this executor was made (a wave may run one again)."""
+        self._host: CpuDevice | None = None
         self.host_time = HostTime()
         """Where the host's time went since it was last reset (the device's is ``device.time``)."""
         self.slot_patterns = SlotPatterns(cpu_library())
         """Which slots its contracts' functions read, learned from the blocks it ran."""
+
+    def host(self) -> CpuDevice:
+        """The device that runs point evaluations: the CPU build given c-kzg-4844 and the
+        trusted setup, loaded on first use (seconds: most processes never need it). It is the
+        executor's own device when that is the CPU build; the GPU build cannot call the host."""
+        if self._host is None:
+            own = self.device
+            self._host = own if isinstance(own, CpuDevice) else CpuDevice(cpu_library())
+            self._host.kzg = kzg_verifier()
+        return self._host
 
     def execute(self, pre_state: StateReader, block_env: BlockEnv, txs: Sequence[Transaction]) -> BatchResult:
         """Run ``txs`` in order on ``pre_state``; the result equals the reference executor's."""

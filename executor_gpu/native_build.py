@@ -117,6 +117,8 @@ def cpu_library() -> ctypes.CDLL:
     lib.mpt_output.restype = None
     lib.evm_test_arith.argtypes = [u64, ptr, ptr]
     lib.evm_test_arith.restype = None
+    lib.evm_test_precompile.argtypes = [u64, ptr, u64, u64, ptr, u64, ptr, ptr, u64, ptr, u64, ptr]
+    lib.evm_test_precompile.restype = u64
     lib.evm_test_keccak.argtypes = [ptr, u64, ptr]
     lib.evm_test_keccak.restype = None
     return lib

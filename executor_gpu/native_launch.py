@@ -216,10 +216,12 @@ def _scratch(workers: int, caps: SlotCaps, zeros: Any) -> dict[str, Any]:
 
 def descriptor(
     inputs: dict[str, Any], outputs: dict[str, Any], scratch: dict[str, Any], n: int,
-    caps: SlotCaps, masks: tuple[int, int], address: Any,
+    caps: SlotCaps, masks: tuple[int, int], address: Any, kzg: tuple[int, int] = (0, 0),
 ) -> U64Array:
-    """The D_* descriptor of a launch; ``address`` gives an array's address on the device."""
+    """The D_* descriptor of a launch; ``address`` gives an array's address on the device, ``kzg``
+    the host's KZG verifier and trusted setup (CPU build only: see native_precompiles)."""
     desc = np.zeros(ABI["D_WORDS"], dtype=np.uint64)
+    desc[ABI["D_KZG_VERIFY"]], desc[ABI["D_KZG_SETTINGS"]] = kzg
     for name, array in (inputs | outputs | scratch).items():
         desc[ABI[name]] = address(array)
     desc[ABI["D_N_RUN"]] = n
@@ -271,6 +273,9 @@ class CpuDevice:
 
     def __init__(self, lib: ctypes.CDLL, workers: int = 1) -> None:
         self._lib = lib
+        self.kzg = (0, 0)
+        """D_KZG_VERIFY and D_KZG_SETTINGS: set, the build runs the point evaluation precompile
+        (see native_precompiles.kzg_verifier); unset, it stops a transaction there."""
         self._workers = max(1, workers)
         self._scratch: dict[SlotCaps, dict[str, Any]] = {}
         self._buffers = _Buffers(np.zeros)
@@ -288,7 +293,7 @@ class CpuDevice:
         ins = {name: np.ascontiguousarray(a) for name, a in _input_arrays(inputs, tx_ids).items()}
         desc = descriptor(
             ins, _output_arrays(out), scratch, n, caps,
-            (inputs.account_index.mask, inputs.slot_index.mask), _host_address,
+            (inputs.account_index.mask, inputs.slot_index.mask), _host_address, self.kzg,
         )
         start = time.perf_counter()
         chunk = -(-n // self._workers)

@@ -78,6 +78,12 @@ MODEXP_ADDRESS = Address(b"\x00" * 19 + b"\x05")
 _load_setup_once = functools.cache(ckzg.load_trusted_setup)
 point_evaluation.load_trusted_setup = _load_setup_once  # type: ignore[attr-defined]
 
+
+def kzg_settings() -> object:
+    """The trusted setup the point evaluation precompile verifies against (ckzg's capsule of a
+    ``KZGSettings``), loaded once per process and shared with the native executor."""
+    return _load_setup_once(point_evaluation.TRUSTED_SETUP_PATH, 0)
+
 # go-ethereum's messages for failed executions (core/vm/errors.go), by py-evm error.
 _VM_ERRORS: tuple[tuple[type[VMError], str], ...] = (
     (Revert, "execution reverted"),

@@ -94,6 +94,9 @@ class CaseResult:
     """Those fallbacks by reason (a native executor's ``fallback_reasons``)."""
     seconds: float = 0.0
     """Wall time of the case."""
+    host_runs: Mapping[str, int] = field(default_factory=dict)
+    """Runs the executor's device handed to the host's CPU build, by reason (a native
+    executor's ``host_runs``: native-cuda's point evaluations); not fallbacks."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,8 @@ class Summary:
     """Those fallbacks by reason."""
     not_run: Sequence[str] = ()
     """Cases an interrupt stopped before they ran."""
+    host_runs: Mapping[str, int] = field(default_factory=dict)
+    """Runs handed to the host's CPU build, by reason."""
 
 
 def load_known_failures(path: Path) -> tuple[KnownFailure, ...]:
@@ -287,6 +292,8 @@ class _Outcome:
     """Fallbacks to the reference executor."""
     fallback_reasons: Mapping[str, int]
     """Those fallbacks by reason."""
+    host_runs: Mapping[str, int]
+    """Runs handed to the host's CPU build, by reason."""
 
 
 def _execute(executor: Executor, test: Mapping[str, Any], key: CaseKey) -> _Outcome:
@@ -301,18 +308,20 @@ def _execute(executor: Executor, test: Mapping[str, Any], key: CaseKey) -> _Outc
             sign_fixture_transaction(test["transaction"], key.data, key.gas, key.value)
         )
     except InvalidTransaction as exc:
-        return _Outcome(f"undecodable: {exc}", pre_root, no_logs, StateDiff({}), None, 0, {})
+        return _Outcome(f"undecodable: {exc}", pre_root, no_logs, StateDiff({}), None, 0, {}, {})
     counted: Counter[str] | None = getattr(executor, "fallback_reasons", None)  # native executors
-    before = Counter(counted or {})
+    on_host: Counter[str] | None = getattr(executor, "host_runs", None)
+    before, host_before = Counter(counted or {}), Counter(on_host or {})
     result = executor.execute(state.at(pre_root), block_env(test["env"]), [tx])
     reasons = dict(Counter(counted or {}) - before)
+    host_runs = dict(Counter(on_host or {}) - host_before)
     batch = kv.write_batch()
     root = state.apply(pre_root, result.state_diff, batch)
     batch.commit()
     rejected = result.rejected[0].reason if result.rejected else None
     return _Outcome(
         rejected, root, logs_hash(result), result.state_diff, result.state_root, result.fallbacks,
-        reasons,
+        reasons, host_runs,
     )
 
 
@@ -354,9 +363,9 @@ def run_case(executor: Executor, test: Mapping[str, Any], key: CaseKey, fork: st
     started = time.perf_counter()
     try:
         problems, outcome = _judge(executor, test, key, test["post"][fork][key.index])
-        fallbacks, reasons = outcome.fallbacks, outcome.fallback_reasons
+        fallbacks, reasons, host_runs = outcome.fallbacks, outcome.fallback_reasons, outcome.host_runs
     except Exception as exc:  # noqa: BLE001 - an executor bug fails its case, not the run
-        problems, fallbacks, reasons = [f"crashed: {type(exc).__name__}: {exc}"], 0, {}
+        problems, fallbacks, reasons, host_runs = [f"crashed: {type(exc).__name__}: {exc}"], 0, {}, {}
     return CaseResult(
         key.case_id,
         not problems,
@@ -364,6 +373,7 @@ def run_case(executor: Executor, test: Mapping[str, Any], key: CaseKey, fork: st
         fallbacks,
         reasons,
         round(time.perf_counter() - started, 4),
+        host_runs,
     )
 
 
@@ -489,6 +499,7 @@ def run_cases(
     bar = Progress(progress, len(keys))
     passed = failed = fallbacks = 0
     reasons: Counter[str] = Counter()
+    host_runs: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
     records: list[dict[str, Any]] = []
     interrupted = False
@@ -502,6 +513,7 @@ def run_cases(
             break
         fallbacks += result.fallbacks
         reasons.update(result.fallback_reasons)
+        host_runs.update(result.host_runs)
         listed = next((k.reason for k in known if k.matches(result.case_id)), None)
         if result.passed:
             passed += 1
@@ -528,9 +540,12 @@ def run_cases(
             print(f"NOT RUN {case_id}", file=out)
     for reason, count in skipped.most_common():
         print(f"skipped {count}: {reason}", file=out)
+    if host_runs:
+        on_host = ", ".join(f"{reason}: {count}" for reason, count in sorted(host_runs.items()))
+        print(f"host runs: {sum(host_runs.values())} ({on_host})", file=out)
     by_reason = ", ".join(f"{reason}: {count}" for reason, count in sorted(reasons.items()))
     print(f"fallback: {fallbacks}" + (f" ({by_reason})" if by_reason else ""), file=out)
-    summary = Summary(passed, failed, sum(skipped.values()), fallbacks, dict(reasons), not_run)
+    summary = Summary(passed, failed, sum(skipped.values()), fallbacks, dict(reasons), not_run, dict(host_runs))
     print(f"{summary.passed} passed, {summary.failed} failed, {summary.skipped} skipped", file=out)
     return summary, records
 

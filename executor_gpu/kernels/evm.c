@@ -118,6 +118,35 @@ EVM_EXPORT void evm_test_arith(u64 op, const u64 *args, u64 *out) {
     u256_store(out, evm_arith((u8)op, u256_load(args), u256_load(args + 4), u256_load(args + 8)));
 }
 
+/* Runs precompile id on len bytes of input with gas, as a transaction calling it directly
+ * would: mem is its scratch arena (cap_mem bytes), ret and out receive cap_out bytes of output.
+ * res gets RS_STATUS (or the control status that stopped it) and RS_OUT_LEN; returns the gas
+ * left. kzg_verify and kzg_settings as D_KZG_VERIFY and D_KZG_SETTINGS. */
+EVM_EXPORT u64 evm_test_precompile(u64 id, const u8 *in, u64 len, u64 gas, u8 *mem, u64 cap_mem, u8 *ret,
+                                   u8 *out, u64 cap_out, u64 *res, u64 kzg_verify, const void *kzg_settings) {
+    EvmCtx c;
+    EvmFrame frame;
+    evm_zero((u8 *)&c, sizeof c);
+    evm_zero((u8 *)&frame, sizeof frame);
+    c.frames = &frame;
+    c.cap_frames = 1;
+    c.mem = mem;
+    c.cap_mem = cap_mem;
+    c.ret = ret;
+    c.cap_ret = cap_out;
+    c.out = out;
+    c.cap_out = cap_out;
+    c.res = res;
+    c.kzg_verify = kzg_verify;
+    c.kzg_settings = kzg_settings;
+    frame.gas = gas;
+    frame.calldata = in;
+    frame.calldata_len = len;
+    run_precompile(&c, &frame, u256_of(id));
+    if (c.abort) res[RS_STATUS] = (u64)c.abort;
+    return frame.gas;
+}
+
 EVM_EXPORT void evm_test_keccak(const u8 *data, u64 len, u64 *out) { u256_store(out, evm_keccak(data, len)); }
 
 #endif

@@ -47,6 +47,8 @@ enum evm_desc {
     D_CAP_LOG_DATA = 34,
     D_CAP_OUTPUT = 35,
     D_CAP_NEW_CODE = 36,
+    D_KZG_VERIFY = 37,   /* CPU build: c-kzg-4844's verify_kzg_proof, or 0 (the GPU's: always 0) */
+    D_KZG_SETTINGS = 38, /* its trusted setup (KZGSettings *) */
     D_WORDS = 40,
 };
 
@@ -154,6 +156,7 @@ enum evm_status {
     ST_RETURNDATA_OOB = 8,
     ST_CREATE_COLLISION = 9,
     ST_CODE_EF = 10,
+    ST_PRECOMPILE_FAILURE = 11, /* a precompile's input is invalid (the host words the error) */
     ST_REJECT_FIRST = 32,
     ST_NONCE_TOO_HIGH = 32,
     ST_NONCE_TOO_LOW = 33,

@@ -8,6 +8,8 @@
 #define EVM_INTERP_H
 
 #include "evm_precompile.h"
+#include "evm_blake2f.h"
+#include "evm_bn254.h"
 #include "evm_state.h"
 
 #define EVM_STACK_LIMIT 1024
@@ -380,33 +382,126 @@ EVM_FN void call_refused(EvmCtx *c, EvmFrame *f, u64 gas) {
     push(c, f, u256_of(0));
 }
 
-/* Precompiles 0x01-0x04 run natively; the others go to the reference executor. */
+/* Scratch bytes for a precompile: the slot's memory arena above the frame's memory (a
+ * precompile's frame has none), 8-byte aligned; 0 after asking the host for larger buffers. */
+EVM_FN u8 *precompile_scratch(EvmCtx *c, EvmFrame *f, u64 bytes) {
+    u64 at = (f->mem_base + f->mem_size + 7) & ~7ULL;
+    if (at > c->cap_mem || bytes > c->cap_mem - at) {
+        ctx_abort(c, ST_RESOURCE);
+        return 0;
+    }
+    return c->mem + at;
+}
+
+/* c-kzg-4844's verify_kzg_proof: 0 (C_KZG_OK) and *ok set, or an error for a malformed input. */
+typedef int (*kzg_verify_fn)(u8 *ok, const u8 *commitment, const u8 *z, const u8 *y, const u8 *proof,
+                             const void *settings);
+
+/* The point evaluation (EIP-4844) on its 192-byte input (versioned hash, z, y, commitment,
+ * proof): 1 when the commitment matches the hash and the proof holds. The proof is checked by
+ * the host's c-kzg-4844 (CPU build only: the caller makes sure c->kzg_verify is set). */
+EVM_FN_BIG int evm_point_evaluation(EvmCtx *c, const u8 *in, u64 len) {
+    if (len != 192) return 0;
+    u8 hash[32];
+    evm_sha256(in + 96, 48, hash);
+    hash[0] = 0x01; /* VERSIONED_HASH_VERSION_KZG */
+    for (int i = 0; i < 32; i++)
+        if (hash[i] != in[i]) return 0;
+#if defined(__CUDACC__)
+    (void)c;
+    return 0;
+#else
+    u8 ok = 0;
+    int ret = ((kzg_verify_fn)c->kzg_verify)(&ok, in + 96, in + 32, in + 64, in + 144, c->kzg_settings);
+    return ret == 0 && ok;
+#endif
+}
+
+/* The point evaluation's output: FIELD_ELEMENTS_PER_BLOB (4096) and BLS_MODULUS, 32 bytes each. */
+EVM_TABLE u8 KZG_OUTPUT[64] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0,
+    0x73, 0xed, 0xa7, 0x53, 0x29, 0x9d, 0x7d, 0x48, 0x33, 0x39, 0xd8, 0x08, 0x09, 0xa1, 0xd8, 0x05,
+    0x53, 0xbd, 0xa4, 0x02, 0xff, 0xfe, 0x5b, 0xfe, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x01,
+};
+
+/* Runs a precompile in frame f. Each checks what it checks before its price first, as the
+ * reference does (the order decides the error a transaction calling it directly reports).
+ * Where no KZG verifier is given (the GPU), the point evaluation (0x0a) goes to the host. */
 EVM_FN_BIG int run_precompile(EvmCtx *c, EvmFrame *f, u256 addr) {
-    u64 id = addr.w[0], words = words_of(f->calldata_len), cost;
+    u64 id = addr.w[0], len = f->calldata_len, words = words_of(len), cost;
+    const u8 *in = f->calldata;
+    ModexpLengths lengths = {0, 0, 0};
     switch (id) {
     case 1: cost = 3000; break;
     case 2: cost = 60 + 12 * words; break;
     case 3: cost = 600 + 120 * words; break;
     case 4: cost = 15 + 3 * words; break;
+    case 5:
+        lengths = modexp_lengths(in, len);
+        cost = modexp_gas(in, len, lengths);
+        break;
+    case 6: cost = 150; break;
+    case 7: cost = 6000; break;
+    case 8:
+        if (len % 192) return frame_end(c, ST_PRECOMPILE_FAILURE, 0, 0);
+        cost = 45000 + 34000 * (len / 192); /* len fits the caller's memory: no overflow */
+        break;
+    case 9:
+        if (len != BLAKE2F_INPUT || in[BLAKE2F_INPUT - 1] > 1) return frame_end(c, ST_PRECOMPILE_FAILURE, 0, 0);
+        cost = blake2f_rounds(in);
+        break;
+    case 10:
+        if (!c->kzg_verify) {
+            unsupported(c, id);
+            return 1;
+        }
+        cost = 50000;
+        break;
     default: unsupported(c, id); return 1;
     }
     if (f->gas < cost) return frame_end(c, ST_OUT_OF_GAS, 0, 0);
     f->gas -= cost;
-    u8 out[32];
-    if (id == 1) {
-        u8 in[128];
-        copy_padded(in, 128, f->calldata, f->calldata_len, u256_of(0));
-        return frame_end(c, ST_SUCCESS, out, evm_ecrecover(in, out) ? 32 : 0);
+    u8 out[64];
+    switch (id) {
+    case 1: {
+        u8 buf[128];
+        copy_padded(buf, 128, in, len, u256_of(0));
+        return frame_end(c, ST_SUCCESS, out, evm_ecrecover(buf, out) ? 32 : 0);
     }
-    if (id == 2) {
-        evm_sha256(f->calldata, f->calldata_len, out);
+    case 2: evm_sha256(in, len, out); return frame_end(c, ST_SUCCESS, out, 32);
+    case 3: evm_ripemd160(in, len, out); return frame_end(c, ST_SUCCESS, out, 32);
+    case 5: {
+        if (lengths.mod == 0) return frame_end(c, ST_SUCCESS, 0, 0);
+        /* Paid for, so the lengths are small: the result goes after the work area. */
+        u64 work = modexp_layout(lengths).end;
+        u8 *scratch = precompile_scratch(c, f, work + lengths.mod);
+        if (!scratch) return 1;
+        evm_modexp(in, len, lengths, scratch, scratch + work);
+        return frame_end(c, ST_SUCCESS, scratch + work, lengths.mod);
+    }
+    case 6:
+    case 7: {
+        u8 buf[128];
+        copy_padded(buf, 128, in, len, u256_of(0));
+        if (!(id == 6 ? evm_bn_add(buf, out) : evm_bn_mul(buf, out))) return frame_end(c, ST_PRECOMPILE_FAILURE, 0, 0);
+        return frame_end(c, ST_SUCCESS, out, 64);
+    }
+    case 8: {
+        bnf12 *work = (bnf12 *)precompile_scratch(c, f, BN_FINAL_EXP_WORK * sizeof(bnf12));
+        if (!work) return 1;
+        int ok = evm_bn_pairing(in, len, work);
+        if (ok < 0) return frame_end(c, ST_PRECOMPILE_FAILURE, 0, 0);
+        evm_zero(out, 32);
+        out[31] = (u8)ok;
         return frame_end(c, ST_SUCCESS, out, 32);
     }
-    if (id == 3) {
-        evm_ripemd160(f->calldata, f->calldata_len, out);
-        return frame_end(c, ST_SUCCESS, out, 32);
+    case 9: evm_blake2f(in, out); return frame_end(c, ST_SUCCESS, out, 64);
+    case 10:
+        if (!evm_point_evaluation(c, in, len)) return frame_end(c, ST_PRECOMPILE_FAILURE, 0, 0);
+        for (int i = 0; i < 64; i++) out[i] = KZG_OUTPUT[i];
+        return frame_end(c, ST_SUCCESS, out, 64);
     }
-    return frame_end(c, ST_SUCCESS, f->calldata, f->calldata_len);
+    return frame_end(c, ST_SUCCESS, in, len);
 }
 
 /* Starts the code of the account at code_addr in frame f; runs precompiles at once.

@@ -84,6 +84,8 @@ typedef struct {
     u8 *new_code;
     u64 n_new_code, cap_new_code;
     i64 refund;
+    u64 kzg_verify;          /* D_KZG_VERIFY */
+    const void *kzg_settings; /* D_KZG_SETTINGS */
     int abort; /* a control status (ST_NEEDS_KEY, ST_RESOURCE, ST_UNSUPPORTED) that stops the slot */
     u64 n_assumed; /* entries taken as absent: see assume_absent */
     u256 origin;

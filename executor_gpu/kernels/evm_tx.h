@@ -175,6 +175,8 @@ EVM_FN_BIG void evm_run_slot(const u64 *desc, u64 slot, u64 worker) {
     c->cap_log_data = desc[D_CAP_LOG_DATA];
     c->cap_out = desc[D_CAP_OUTPUT];
     c->cap_new_code = desc[D_CAP_NEW_CODE];
+    c->kzg_verify = desc[D_KZG_VERIFY];
+    c->kzg_settings = (const void *)desc[D_KZG_SETTINGS];
     c->res = (u64 *)desc[D_RESULT] + slot * RS_WORDS;
     c->ent = (u64 *)desc[D_ENTRIES] + slot * c->cap_ent * E_WORDS;
     c->ent_index = (i32 *)desc[D_ENTRY_INDEX] + worker * 2 * c->cap_ent;

@@ -186,19 +186,21 @@ EVM_FN unsigned u256_bitlen(u256 a) {
  * n digits with v[n-1] != 0 and m >= n; writes m-n+1 quotient digits and n remainder digits.
  * 32-bit digits keep every intermediate in 64 bits, which both compilers handle natively. */
 #define EVM_DIV_MAX 17
-EVM_FN void evm_divmod32(const u32 *u, int m, const u32 *v, int n, u32 *q, u32 *r) {
+/* The same with the caller's scratch: un holds m + 1 digits, vn n digits; q may be 0 when
+ * only the remainder is wanted (MODEXP divides numbers of any length the gas allows). */
+EVM_FN void evm_divmod32_buf(const u32 *u, int m, const u32 *v, int n, u32 *q, u32 *r, u32 *un, u32 *vn) {
     const u64 b = 1ULL << 32;
     if (n == 1) {
         u64 k = 0;
         for (int j = m - 1; j >= 0; j--) {
             u64 cur = k * b + u[j];
-            q[j] = (u32)(cur / v[0]);
-            k = cur - (u64)q[j] * v[0];
+            u32 qj = (u32)(cur / v[0]);
+            if (q) q[j] = qj;
+            k = cur - (u64)qj * v[0];
         }
         r[0] = (u32)k;
         return;
     }
-    u32 un[EVM_DIV_MAX + 1], vn[EVM_DIV_MAX];
     int s = EVM_CLZ32(v[n - 1]);
     for (int i = n - 1; i > 0; i--) vn[i] = (u32)(((u64)v[i] << s) | ((u64)v[i - 1] >> (32 - s)));
     vn[0] = v[0] << s;
@@ -224,9 +226,8 @@ EVM_FN void evm_divmod32(const u32 *u, int m, const u32 *v, int n, u32 *q, u32 *
         }
         t = (i64)un[j + n] - k;
         un[j + n] = (u32)t;
-        q[j] = (u32)qhat;
         if (t < 0) {
-            q[j]--;
+            qhat--;
             u64 c = 0;
             for (int i = 0; i < n; i++) {
                 u64 sum = (u64)un[i + j] + vn[i] + c;
@@ -235,9 +236,15 @@ EVM_FN void evm_divmod32(const u32 *u, int m, const u32 *v, int n, u32 *q, u32 *
             }
             un[j + n] += (u32)c;
         }
+        if (q) q[j] = (u32)qhat;
     }
     for (int i = 0; i < n - 1; i++) r[i] = (u32)(((u64)un[i] >> s) | ((u64)un[i + 1] << (32 - s)));
     r[n - 1] = un[n - 1] >> s;
+}
+
+EVM_FN void evm_divmod32(const u32 *u, int m, const u32 *v, int n, u32 *q, u32 *r) {
+    u32 un[EVM_DIV_MAX + 1], vn[EVM_DIV_MAX];
+    evm_divmod32_buf(u, m, v, n, q, r, un, vn);
 }
 
 /* Splits 64-bit limbs into 32-bit digits; returns the count without leading zero digits. */

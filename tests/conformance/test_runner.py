@@ -8,6 +8,7 @@ import io
 import json
 import multiprocessing
 import sys
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -289,3 +290,31 @@ def test_slot_bytes_counts_every_buffer_and_arena() -> None:
     # LARGE_CAPS: 2 GiB of EVM memory alone; the default caps: 64 KiB of it.
     assert 2**31 < slot_bytes(LARGE_CAPS) < 3 * 2**30
     assert 2**16 < slot_bytes(SlotCaps()) < 2**18
+
+
+class HostHelped:
+    """An executor twin whose device handed the transaction to the host's CPU build (as
+    native-cuda does with a point evaluation): counted apart from fallbacks."""
+
+    name = "native-cuda"
+
+    def __init__(self) -> None:
+        self.host_runs: Counter[str] = Counter()
+
+    def execute(
+        self, pre_state: object, block_env: BlockEnv, txs: Sequence[Transaction]
+    ) -> BatchResult:
+        self.host_runs["precompile 0x0a"] += 1
+        return PyEvmExecutor().execute(pre_state, block_env, txs)  # type: ignore[arg-type]
+
+
+def test_host_runs_are_reported_apart_from_fallbacks() -> None:
+    (key,) = discover([ADD11], "Cancun", None)
+    test = json.loads(ADD11.read_text())[key.test]
+    result = run_case(HostHelped(), test, key, "Cancun")
+    assert result.passed and result.fallbacks == 0 and result.host_runs == {"precompile 0x0a": 1}
+    out = io.StringIO()
+    summary, _ = statetest.run_cases([key], iter([result]), (), out, io.StringIO())
+    assert summary.host_runs == {"precompile 0x0a": 1}
+    assert out.getvalue().splitlines() == [
+        "host runs: 1 (precompile 0x0a: 1)", "fallback: 0", "1 passed, 0 failed, 0 skipped"]

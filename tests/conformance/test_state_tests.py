@@ -10,6 +10,8 @@ on py-evm (stBadOpcode's 4,000 variants, stStaticCall's 50,000-call loops,
 stCreate2's recursive creations, stPreCompiledContracts2's Blake2f rounds,
 stZeroKnowledge's pairings, vmPerformance's loops). ``-m slow`` runs the full set.
 Cases listed in tests/conformance/known_failures.txt count as skipped, with reasons.
+The precompile-heavy folders among those also run on the native-cpu executor, which must
+run them without falling back.
 
 The slice and the full set live outside the repository (``../shared/fixtures``); without
 them those tests are skipped with one line saying so, and the small slice committed under
@@ -25,6 +27,7 @@ import pytest
 
 from node.statetest import (
     DEFAULT_KNOWN_FAILURES,
+    Summary,
     case_results,
     discover,
     load_known_failures,
@@ -84,11 +87,11 @@ SLICE = (
 )
 
 
-def run_and_check(paths: list[Path]) -> None:
+def run_and_check(paths: list[Path], executor: str = "reference") -> Summary:
     out = io.StringIO()
     known = load_known_failures(DEFAULT_KNOWN_FAILURES)
     keys = discover(paths, "Cancun", None)
-    with case_results(keys, "Cancun", "reference", 2) as results:
+    with case_results(keys, "Cancun", executor, 2) as results:
         summary, records = run_cases(keys, results, known, out, io.StringIO())
     report = out.getvalue()
     assert summary.failed == 0, report
@@ -96,6 +99,7 @@ def run_and_check(paths: list[Path]) -> None:
     assert report.splitlines()[-1] == (
         f"{summary.passed} passed, 0 failed, {summary.skipped} skipped"
     )
+    return summary
 
 
 def test_in_repository_slice() -> None:
@@ -109,6 +113,14 @@ def test_representative_slice() -> None:
 @pytest.mark.slow
 def test_full_set() -> None:
     run_and_check([shared_fixtures()])
+
+
+def test_precompile_folders_on_the_native_cpu_executor() -> None:
+    """MODEXP, BN254 and BLAKE2F run natively (py-evm would take minutes on these folders): no
+    transaction falls back to the reference."""
+    shared = shared_fixtures()
+    summary = run_and_check([shared / "stPreCompiledContracts2", shared / "stZeroKnowledge"], "native-cpu")
+    assert summary.fallbacks == 0, summary.fallback_reasons
 
 
 def test_every_known_failure_entry_matches_a_case() -> None:

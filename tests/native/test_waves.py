@@ -18,8 +18,9 @@ from tests.native.programs import push
 
 READ_COINBASE = Address(b"\x00" * 18 + b"\xcb\x01")
 """A contract that stores the coinbase's balance: it must see every earlier fee."""
-PRECOMPILE_USER = Address(b"\x00" * 18 + b"\x05\x05")
-"""A contract that calls MODEXP (0x05), which the native interpreter hands to the reference."""
+STORAGE_ONLY = [Address(b"\x00" * 18 + bytes([0x5E, i])) for i in range(4)]
+"""Empty accounts that hold storage: a call touches one, which deletes it and wipes its storage
+(EIP-161), which the native interpreter hands to the reference."""
 
 
 def transfer(to: Address, amount: int) -> bytes:
@@ -30,10 +31,7 @@ def alloc(holders: int) -> dict[Address, GenesisAccount]:
     accounts = {address(i): GenesisAccount(balance=10**22) for i in range(holders)}
     accounts[TOKEN] = GenesisAccount(code=token_code(), storage={balance_slot(address(i)): 10**9 for i in range(holders)})
     accounts[READ_COINBASE] = GenesisAccount(code=b"\x41\x31" + push(0) + b"\x55")
-    modexp_input = (1).to_bytes(32, "big") * 3 + b"\x03\x05\x07"
-    accounts[PRECOMPILE_USER] = GenesisAccount(code=b"".join(
-        push(b) + push(i) + b"\x53" for i, b in enumerate(modexp_input)
-    ) + push(32) + push(0) + push(len(modexp_input)) + push(0) + push(5) + b"\x5a\xfa" + push(0) + b"\x55")
+    accounts |= {a: GenesisAccount(storage={1: i + 1}) for i, a in enumerate(STORAGE_ONLY)}
     return accounts
 
 
@@ -59,7 +57,7 @@ def block(seed: int, holders: int, size: int) -> list[Transaction]:
         elif kind < 0.95:
             tx = make_tx(sender, nonce, COINBASE, value=1)
         else:
-            tx = make_tx(sender, nonce, PRECOMPILE_USER, gas=200_000)
+            tx = make_tx(sender, nonce, STORAGE_ONLY[nonce % len(STORAGE_ONLY)])
         nonces[sender] += 1
         txs.append(tx)
     return txs
