@@ -167,7 +167,8 @@ class InProcessGossip:
 
     def _receive(self, sender: PeerId, topic: str, data: bytes) -> bool:
         validator, handler = self._topics[topic]
-        verdict = validator(sender, data)
+        checked = validator(sender, data)
+        verdict = checked if isinstance(checked, Validation) else checked.result()
         if verdict is Validation.REJECT:
             self._network.rejected.append((self._peer_id, sender, topic))
         if verdict is not Validation.ACCEPT:
