@@ -14,12 +14,14 @@ is disconnected, its messages dropped unread and its connections refused until t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import socket
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
@@ -264,8 +266,10 @@ class Libp2pGossip:
             # Off: it grafts by IP diversity, meaningless for a devnet on one address.
             eclipse_protection_enabled=False,
         )
-        pubsub = _GatedPubsub(self._gate, host, router,
-                              max_inbound_rpc_size=MAX_MESSAGE + 64 * 1024)
+        pubsub = _GatedPubsub(
+            self._gate, lambda peer: self._count(peer, Validation.REJECT, "an unreadable RPC"),
+            host, router, max_inbound_rpc_size=MAX_MESSAGE + 64 * 1024,
+        )
         # Message ids are (origin, seqno) and 0.8.1 starts seqno at the current second:
         # a host restarted within a burst would reuse ids its peers still hold as seen.
         pubsub.counter = time.time_ns()
@@ -427,17 +431,21 @@ class Libp2pGossip:
         except Exception:  # a gate must answer; one that crashes on input rejects it
             log.exception("gate for %s raised on a message from %s", topic, peer)
             verdict = Validation.REJECT
-        if verdict is Validation.ACCEPT:
-            return True
+        if verdict is not Validation.ACCEPT:
+            self._count(forwarder, verdict, topic)
+        return verdict is Validation.ACCEPT
+
+    def _count(self, forwarder: ID, verdict: Validation, what: str) -> None:
+        """Count a message that was not ACCEPTed; ban its peer when REJECTs add up."""
+        peer = PeerId(forwarder.to_base58())
         with self._lock:
             self._rejections[peer] += 1
             banned = verdict is Validation.REJECT and self._scores.rejected(peer)
         if banned:
-            log.warning("banning peer %s: too many invalid messages (last on %s)", peer, topic)
+            log.warning("banning peer %s: too many invalid messages (last on %s)", peer, what)
             assert self._pubsub is not None and self._nursery is not None
             self._pubsub.add_to_blacklist(forwarder)  # its messages are dropped unread
             self._nursery.start_soon(self._host.disconnect, forwarder)
-        return False
 
     async def _lift_bans(self) -> None:
         """Let peers whose ban has ended connect and publish again."""
@@ -591,21 +599,52 @@ class Libp2pGossip:
 
 
 class _GatedPubsub(Pubsub):
-    """0.8.1's Pubsub with our gates in place of its topic validators, whose async form
-    always yields (reordering messages: trio schedules ready tasks in random order) and
-    caches verdicts by message id (our gates remember what they need)."""
+    """0.8.1's Pubsub, fixed where a peer could break it, with our gates in its hook.
+
+    - Our gates replace its topic validators, whose async form always yields (reordering
+      messages: trio runs ready tasks in random order) and caches verdicts by message id
+      (our gates remember what they need).
+    - Writes to one peer's stream are serialized. 0.8.1 writes from several tasks (the
+      peer's send queue, IWANT answers, publishing) and yamux sends a write larger than
+      its window (256 KB) as several frames: two writes interleaved and the peer read
+      garbage (seen with 470 KB messages).
+    - An unreadable RPC (protobuf DecodeError) ends that peer's stream and counts against
+      it; 0.8.1 let it end the whole host.
+    """
 
     def __init__(
-        self, gate: Callable[[str, ID, rpc_pb2.Message], Awaitable[bool]], *args: Any,
-        **kwargs: Any,
+        self, gate: Callable[[str, ID, rpc_pb2.Message], Awaitable[bool]],
+        unreadable: Callable[[ID], None], *args: Any, **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._gate = gate
+        self._unreadable = unreadable
+        self._write_locks: weakref.WeakKeyDictionary[INetStream, trio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def validate_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
         for topic in msg.topicIDs:
             if not await self._gate(topic, msg_forwarder, msg):
                 raise ValidationError(f"the gate of {topic} did not accept the message")
+
+    async def write_msg(self, stream: INetStream, rpc_msg: rpc_pb2.RPC) -> bool:
+        lock = self._write_locks.get(stream)
+        if lock is None:
+            lock = self._write_locks[stream] = trio.Lock()
+        async with lock:
+            return await super().write_msg(stream, rpc_msg)
+
+    async def stream_handler(self, stream: INetStream) -> None:
+        try:
+            await super().stream_handler(stream)
+        except Exception as exc:  # noqa: BLE001 - whatever a peer sends must not end the host
+            peer = stream.muxed_conn.peer_id
+            log.warning("dropping the pubsub stream of %s: %r", peer, exc)
+            self._unreadable(peer)
+            with contextlib.suppress(Exception):
+                await stream.reset()
+            self._handle_dead_peer(peer)
 
 
 class _RefuseBanned(INotifee):

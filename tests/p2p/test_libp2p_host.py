@@ -8,7 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.peer.id import ID
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11
 
 from p2p.checks import CheckLimits, CheckQueue
 from p2p.host import HostConfig, Libp2pGossip, load_or_create_identity, peer_id_of
@@ -105,6 +108,50 @@ def test_a_peer_sending_invalid_messages_is_banned_disconnected_and_refused_unti
     net.ready(TOPIC, [a, b])
     a.publish(TOPIC, b"ok after the ban")
     net.wait_for(lambda: b"ok after the ban" in inbox_b.data(), "b hears a again")
+
+
+def test_big_messages_published_while_a_peer_joins_arrive_intact(net: Libp2pNetwork) -> None:
+    # Published before the subscriptions are exchanged, they wait in 0.8.1's pending queue,
+    # which it flushes with direct writes beside the peer's send queue: 1 MB writes (16
+    # yamux frames each) interleaved and b read garbage, unless writes are serialized.
+    b = net.node()
+    inbox_b = Inbox().join(b)
+    a = net.node([b])
+    Inbox().join(a)
+    net.wait_for(lambda: b.peer_id in a.peers(), "a connected to b")
+    sent = [b"ok %d " % i + bytes([i]) * (1 << 20) for i in range(8)]
+    for data in sent:
+        a.publish(TOPIC, data)
+    net.ready(TOPIC, [a, b])
+    more = [b"ok more %d " % i + bytes([i]) * (1 << 20) for i in range(8)]
+    for data in more:
+        a.publish(TOPIC, data)
+    net.wait_for(lambda: set(more) <= set(inbox_b.data()), "b gets the later ones", 60)
+    assert set(inbox_b.data()) <= set(sent + more)  # the early ones may be lost, never garbled
+    assert b.rejections == {} and a.peer_id in b.peers()
+
+
+def test_an_unreadable_rpc_ends_only_that_peers_stream_and_counts_against_it(
+    net: Libp2pNetwork,
+) -> None:
+    a = net.node()
+    b = net.node([a])
+    c = net.node([b])
+    inbox_b = Inbox().join(b)
+    Inbox().join(a)
+    Inbox().join(c)
+    net.ready(TOPIC, [a, b, c])
+
+    async def send_garbage() -> None:
+        stream = await a._host.new_stream(ID.from_base58(b.peer_id), [PROTOCOL_ID_V11])
+        garbage = b"\xff" * 64  # a protobuf field tag no RPC has
+        await stream.write(bytes([len(garbage)]) + garbage)
+
+    assert a._token is not None
+    trio.from_thread.run(send_garbage, trio_token=a._token)
+    net.wait_for(lambda: b.rejections.get(a.peer_id) == 1, "b counts it against a")
+    c.publish(TOPIC, b"ok, b is still up")
+    net.wait_for(lambda: b"ok, b is still up" in inbox_b.data(), "b still hears c")
 
 
 def test_restarted_peer_keeps_its_id_is_reconnected_and_is_heard(
