@@ -16,7 +16,7 @@ from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11
 from p2p.checks import CheckLimits, CheckQueue
 from p2p.host import HostConfig, Libp2pGossip, load_or_create_identity, peer_id_of
 from p2p.scoring import ScoreRules
-from p2p.types import PeerId, Validation
+from p2p.types import Validation
 from primitives.clock import ManualClock
 from primitives.errors import InvalidInput, RetryLater
 from tests.nodeproc import free_port
