@@ -122,12 +122,15 @@ class Admission:
         returns (shared with concurrent callers: one synced write for all of them)."""
         return self.add(self.check(raws))
 
-    def check(self, raws: Sequence[bytes]) -> list[Transaction | InvalidTransaction]:
+    def check(
+        self, raws: Sequence[bytes], stop_at_invalid: bool = False
+    ) -> list[Transaction | InvalidTransaction]:
         """What no state can change: each transaction decoded with its sender (one batch
-        recovery) and signed for this chain, or why it can never be valid here."""
+        recovery) and signed for this chain, or why it can never be valid here.
+        ``stop_at_invalid``: as decode_transactions (only ``[why]`` when one is found)."""
         return [
             tx if isinstance(tx, InvalidTransaction) else self._replay_protected(tx)
-            for tx in decode_transactions(raws, self._recover)
+            for tx in decode_transactions(raws, self._recover, stop_at_invalid=stop_at_invalid)
         ]
 
     def add(

@@ -60,12 +60,12 @@ from sequencer.weights import Commitment, challenge_key, decode_proof, encode_pr
 
 log = logging.getLogger("l2node.validator")
 
-TX_CHECKS = CheckLimits(workers=1, max_pending=16, max_pending_per_peer=4)
+TX_CHECKS = CheckLimits(workers=1, max_pending=16, max_pending_per_peer=2)
 """Gossiped transaction batches checked (decode, batch recovery, pooling) at once and queued.
 One worker: the recovery runs natively on every core without the GIL; the decoding holds
 the GIL, and more threads of it would take more of it from the consensus thread."""
 
-PROOF_CHECKS = CheckLimits(workers=1, max_pending=16, max_pending_per_peer=4)
+PROOF_CHECKS = CheckLimits(workers=1, max_pending=16, max_pending_per_peer=2)
 """Gossiped weight proofs verified (sampled products recomputed, about a second) at once."""
 
 
@@ -202,7 +202,7 @@ class ValidatorLoop:
     def _check_txs(self, raws: tuple[bytes, ...]) -> Validation:
         """The worker's half of the ``l2/txs/1`` gate: one batch decode and sender
         recovery, then the pool (durably, as for RPC)."""
-        checked = self.node.admission.check(raws)
+        checked = self.node.admission.check(raws, stop_at_invalid=True)
         # REJECT: a transaction that can never be valid (undecodable, a bad signature,
         # another chain). Honest peers forward only batches that passed this check.
         if any(isinstance(tx, InvalidTransaction) for tx in checked):

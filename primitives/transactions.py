@@ -189,10 +189,15 @@ def decode_transaction(raw: bytes, sender: Address | None = None) -> Transaction
 
 
 def decode_transactions(
-    raws: Sequence[bytes], recover: BatchRecover = recover_addresses
+    raws: Sequence[bytes], recover: BatchRecover = recover_addresses, *,
+    stop_at_invalid: bool = False,
 ) -> list[Transaction | InvalidTransaction]:
     """Decode many transactions and recover their senders in one ``recover`` call (a native
-    batch on CPU threads where the node has one); each transaction, or why it is invalid."""
+    batch on CPU threads where the node has one); each transaction, or why it is invalid.
+
+    ``stop_at_invalid``: return at the first transaction found invalid before recovery,
+    as ``[why]`` (for a caller that refuses the whole batch then: a gossip gate).
+    """
     outcomes: list[_Unsigned | InvalidTransaction] = []
     for raw in raws:
         try:
@@ -200,10 +205,14 @@ def decode_transactions(
             fields = unsigned.fields
             check_signature_values(unsigned.y_parity, fields["r"], fields["s"])
             outcomes.append(unsigned)
+            continue
         except InvalidSignature as exc:
-            outcomes.append(InvalidTransaction(f"invalid signature: {exc}"))
+            invalid = InvalidTransaction(f"invalid signature: {exc}")
         except InvalidTransaction as exc:
-            outcomes.append(exc)
+            invalid = exc
+        if stop_at_invalid:
+            return [invalid]
+        outcomes.append(invalid)
     pending = [u for u in outcomes if isinstance(u, _Unsigned)]
     senders = iter(recover([
         (u.signing_hash, u.y_parity, u.fields["r"], u.fields["s"]) for u in pending

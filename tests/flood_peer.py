@@ -46,11 +46,12 @@ def junk_batch(count: int = MAX_BATCH_TXS) -> bytes:
     assert count <= 0xFF00
     noise = bytearray(os.urandom(64 * count))
     noise[0::32] = bytes(b | 1 for b in noise[0::32])  # no leading zero: fixed width
-    return rlp.encode([
+    batch: bytes = rlp.encode([
         _HEAD + (0x100 + i).to_bytes(2, "big") + _MIDDLE
         + b"\xa0" + noise[64 * i : 64 * i + 32] + b"\xa0" + noise[64 * i + 32 : 64 * i + 64]
         for i in range(count)
     ])
+    return batch
 
 
 @dataclass
@@ -70,13 +71,15 @@ class Flooder(threading.Thread):
     """Floods ``bootstrap`` peers at ``rate`` messages per second for ``seconds``."""
 
     def __init__(self, bootstrap: Sequence[str], rate: float, seconds: float,
-                 batch_txs: int = MAX_BATCH_TXS, dropped_grace: float = 3.0) -> None:
+                 batch_txs: int = MAX_BATCH_TXS, dropped_grace: float = 3.0,
+                 join_timeout: float = 10.0) -> None:
         super().__init__(name="flooder", daemon=True)
         self.bootstrap = tuple(bootstrap)
         self.rate = rate
         self.seconds = seconds
         self.batch_txs = batch_txs
         self.dropped_grace = dropped_grace
+        self.join_timeout = join_timeout
         self.identities: list[Identity] = []
         self.failure: BaseException | None = None
 
@@ -89,8 +92,10 @@ class Flooder(threading.Thread):
             self.failure = exc
 
     def _one_identity(self, deadline: float) -> None:
+        # Dials each validator once: a validator that drops it stays dropped (a validator
+        # refusing redials of a banned peer is tests/p2p/test_libp2p_host.py's).
         host = Libp2pGossip(create_new_key_pair(), HostConfig(
-            bootstrap=self.bootstrap, reconnect_interval=0.5, max_redial_interval=1.0,
+            bootstrap=self.bootstrap, reconnect_interval=3600.0,
         ))
         # Subscribed, so the validators graft it into their mesh like any member.
         host.subscribe(TXS, lambda _peer, _data: Validation.IGNORE, lambda _peer, _data: None)
@@ -98,8 +103,11 @@ class Flooder(threading.Thread):
         identity = Identity(host.peer_id)
         self.identities.append(identity)
         try:
-            while not host.peers() and time.monotonic() < deadline:
+            joined_by = min(time.monotonic() + self.join_timeout, deadline)
+            while not host.peers() and time.monotonic() < joined_by:
                 time.sleep(0.05)
+            if not host.peers():
+                return  # nobody let it in: the next identity tries
             first: float | None = None
             alone_since: float | None = None
             next_send = time.monotonic()
