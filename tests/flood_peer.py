@@ -103,10 +103,11 @@ class Flooder(threading.Thread):
         identity = Identity(host.peer_id)
         self.identities.append(identity)
         try:
+            # In a validator's mesh first: like any member, not racing the subscriptions.
             joined_by = min(time.monotonic() + self.join_timeout, deadline)
-            while not host.peers() and time.monotonic() < joined_by:
+            while not host.mesh_peers(TXS) and time.monotonic() < joined_by:
                 time.sleep(0.05)
-            if not host.peers():
+            if not host.mesh_peers(TXS):
                 return  # nobody let it in: the next identity tries
             first: float | None = None
             alone_since: float | None = None
