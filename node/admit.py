@@ -158,6 +158,12 @@ class Admission:
         self.journal.wait(ticket)
         return outcomes
 
+    def unpayable(self, txs: Sequence[Transaction]) -> int:
+        """How many of ``txs`` their sender could not pay for at the head (balance below the
+        gas limit times the fee cap, plus the value), whatever the pool's rules."""
+        with self._lock:
+            return sum(tx.upfront_cost > self._account(tx.sender).balance for tx in txs)
+
     def _replay_protected(self, tx: Transaction) -> Transaction | InvalidTransaction:
         """``tx`` when it is signed for this chain, else why not."""
         if tx.chain_id is None:

@@ -207,11 +207,18 @@ class ValidatorLoop:
         # another chain). Honest peers forward only batches that passed this check.
         if any(isinstance(tx, InvalidTransaction) for tx in checked):
             return Validation.REJECT
-        outcomes = self.node.admission.add(checked)
-        # IGNORE: nothing pooled (known, or not valid at this node's head: a block may have
-        # included it since; no fault of the peer). ACCEPT: something new, worth forwarding.
-        pooled = any(isinstance(outcome, Transaction) for outcome in outcomes)
-        return Validation.ACCEPT if pooled else Validation.IGNORE
+        txs = [tx for tx in checked if isinstance(tx, Transaction)]
+        # ACCEPT: something new pooled, worth forwarding.
+        if any(isinstance(outcome, Transaction) for outcome in self.node.admission.add(txs)):
+            return Validation.ACCEPT
+        # REJECT: nothing pooled, and mostly signers who cannot pay at this node's head. Any
+        # signature "recovers" someone (random r and s do, half the time), so that is what a
+        # junk batch looks like; an honest peer pooled each of them against a head at most
+        # a block or two apart from ours.
+        if 2 * self.node.admission.unpayable(txs) > len(txs):
+            return Validation.REJECT
+        # IGNORE: nothing new (known already, included since it was sent: no fault of the peer).
+        return Validation.IGNORE
 
     def validators_at(self, height: int) -> ValidatorSet:
         """The validator set deciding ``height`` (its epoch's weights)."""

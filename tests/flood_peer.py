@@ -2,7 +2,8 @@
 
 Used by the gossip flood test (tests/e2e/test_gossip_flood.py). The peer joins the
 validators with a fresh identity, publishes well-formed batches (4,096 EIP-1559 transfers
-each, about 470 KB, the ``r`` and ``s`` of every signature random) at a bounded rate, and
+each, about 470 KB, every signature junk: random, or recovering random unfunded accounts)
+at a bounded rate, and
 when every validator has dropped it for a few seconds it comes back under a new identity,
 until its time is up: the network is under flood for the whole window even though each
 identity is banned.
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import rlp
+from coincurve import PublicKey
 from libp2p.crypto.ed25519 import create_new_key_pair
 
 from p2p.host import HostConfig, Libp2pGossip
@@ -40,18 +42,31 @@ def _splice_points() -> tuple[bytes, bytes]:
 _HEAD, _MIDDLE = _splice_points()
 
 
-def junk_batch(count: int = MAX_BATCH_TXS) -> bytes:
+def junk_batch(count: int = MAX_BATCH_TXS, recoverable: bool = False) -> bytes:
     """One ``l2/txs/1`` message of ``count`` well-formed type-2 transfers whose signatures
-    (r, s) are random bytes."""
+    (r, s) are random bytes: half of them out of range (high s), or, ``recoverable``, all of
+    them "signed" by random unfunded accounts (r a curve point's x, s low)."""
     assert count <= 0xFF00
     noise = bytearray(os.urandom(64 * count))
     noise[0::32] = bytes(b | 1 for b in noise[0::32])  # no leading zero: fixed width
+    if recoverable:
+        noise[32::64] = bytes(b & 0x3F for b in noise[32::64])  # s < n / 2
+        for i in range(count):
+            noise[64 * i : 64 * i + 32] = _curve_x()
     batch: bytes = rlp.encode([
         _HEAD + (0x100 + i).to_bytes(2, "big") + _MIDDLE
         + b"\xa0" + noise[64 * i : 64 * i + 32] + b"\xa0" + noise[64 * i + 32 : 64 * i + 64]
         for i in range(count)
     ])
     return batch
+
+
+def _curve_x() -> bytes:
+    """The x coordinate of a random curve point, 32 bytes without a leading zero."""
+    while True:
+        x = PublicKey.from_secret(os.urandom(32)).format(compressed=True)[1:]
+        if x[0]:
+            return x
 
 
 @dataclass
@@ -125,7 +140,9 @@ class Flooder(threading.Thread):
                         return
                 if now >= next_send:
                     if peers:
-                        host.publish(TXS, junk_batch(self.batch_txs))
+                        # Alternately cheap to refuse and dear (recovery, state reads).
+                        recoverable = bool(identity.published % 2)
+                        host.publish(TXS, junk_batch(self.batch_txs, recoverable))
                         identity.published += 1
                         first = first or now
                     next_send += 1.0 / self.rate

@@ -364,15 +364,18 @@ def test_gossiped_batches_are_pooled_by_the_gate_and_bad_ones_rejected_whole() -
     # ACCEPT: pooled (durably, as over RPC) by the gate's check; the loop never sees it.
     send([transfer(0, 0), transfer(2, 0)])
     assert pooled(transfer(0, 0)) == pooled(transfer(2, 0)) == [True] * 4
-    # IGNORE, no penalty: nothing to pool (known, or a signer who cannot pay at our head).
-    pauper = Account.sign_transaction({
-        "chainId": 7331, "nonce": 0, "gas": 21_000, "to": "0x" + "11" * 20, "value": 1,
+    # IGNORE, no penalty: nothing new (known already; one signer who cannot pay among them).
+    paupers = [bytes(Account.sign_transaction({  # the second one with a nonce gap, too
+        "chainId": 7331, "nonce": 300 * i, "gas": 21_000, "to": "0x" + "11" * 20, "value": 1,
         "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9,
-    }, b"\x07" * 32).raw_transaction
-    send([bytes(pauper)])
+    }, bytes([7 + i]) * 32).raw_transaction) for i in range(2)]
     send([transfer(2, 0)])
+    send([transfer(0, 0), transfer(2, 0), paupers[0]])
     assert len(cluster.network.rejected) == 8
-    assert pooled(bytes(pauper)) == [False] * 4
+    # REJECT: nothing pooled, mostly signers who cannot pay (what random signatures recover).
+    send([transfer(0, 0), *paupers])
+    assert len(cluster.network.rejected) == 12
+    assert pooled(paupers[0]) == pooled(paupers[1]) == [False] * 4
     assert cluster.run(lambda: all(node.admission.pooled([keccak256(transfer(0, 0))]) == [None]
                                    for node in cluster.nodes))  # and included
 
