@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from primitives import rlp
@@ -88,9 +89,10 @@ class Transaction:
         """Tip per gas the block producer earns at ``base_fee`` (negative when underpriced)."""
         return min(self.max_priority_fee_per_gas, self.max_fee_per_gas - base_fee)
 
-    @property
+    @cached_property
     def upfront_cost(self) -> int:
-        """Balance the sender must hold: gas_limit * fee cap + value."""
+        """Balance the sender must hold: gas_limit * fee cap + value (kept: admission, the
+        pool and the executor each ask)."""
         return self.gas_limit * self.max_fee_per_gas + self.value
 
 
