@@ -605,9 +605,10 @@ class _GatedPubsub(Pubsub):
       messages: trio runs ready tasks in random order) and caches verdicts by message id
       (our gates remember what they need).
     - Writes to one peer's stream are serialized. 0.8.1 writes from several tasks (the
-      peer's send queue, IWANT answers, publishing) and yamux sends a write larger than
-      its window (256 KB) as several frames: two writes interleaved and the peer read
-      garbage (seen with 470 KB messages).
+      peer's send queue; directly, messages published before the peer's subscriptions
+      arrived and recent messages for a new subscriber) and yamux sends a write over 64 KB
+      as several frames: two writes interleaved and the peer read garbage (seen with
+      470 KB messages published right after connecting).
     - An unreadable RPC (protobuf DecodeError) ends that peer's stream and counts against
       it; 0.8.1 let it end the whole host.
     """

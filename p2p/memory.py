@@ -130,7 +130,11 @@ class InProcessNetwork:
 
 
 class InProcessGossip:
-    """One member of an ``InProcessNetwork``; implements p2p.api.Gossip."""
+    """One member of an ``InProcessNetwork``; implements p2p.api.Gossip.
+
+    It waits for a gate's future verdict in place, and bans nobody: REJECTs are recorded
+    in ``InProcessNetwork.rejected`` for tests to assert on.
+    """
 
     def __init__(self, network: InProcessNetwork, peer_id: PeerId) -> None:
         self._network = network
