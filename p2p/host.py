@@ -330,7 +330,8 @@ class Libp2pGossip:
 
     @property
     def rejections(self) -> dict[PeerId, int]:
-        """Messages not ACCEPTed by a gate, per forwarding peer (for metrics and tests)."""
+        """Messages not ACCEPTed by a gate, per forwarding peer (for metrics and tests;
+        forgotten when a ban ends)."""
         with self._lock:
             return dict(self._rejections)
 
@@ -454,6 +455,8 @@ class Libp2pGossip:
             await trio.sleep(1)
             with self._lock:
                 ended = self._scores.expired()
+                for peer in ended:  # bounded by the bans, however many identities a flood uses
+                    self._rejections.pop(peer, None)
             for peer in ended:
                 log.info("ban of peer %s ended", peer)
                 self._pubsub.remove_from_blacklist(ID.from_base58(peer))

@@ -105,6 +105,7 @@ def test_a_peer_sending_invalid_messages_is_banned_disconnected_and_refused_unti
     assert b.rejections == {a.peer_id: int(rules.ban_threshold)}
     clock.advance(rules.ban_seconds)
     net.wait_for(lambda: not b.banned(a.peer_id) and a.peer_id in b.peers(), "a back after")
+    assert a.peer_id not in b.rejections  # a fresh start
     net.ready(TOPIC, [a, b])
     a.publish(TOPIC, b"ok after the ban")
     net.wait_for(lambda: b"ok after the ban" in inbox_b.data(), "b hears a again")
