@@ -184,6 +184,8 @@ class Libp2pGossip:
         self._services: dict[str, RequestHandler] = {}
         self._rejections: Counter[PeerId] = Counter()
         self._scores = PeerScores(clock or SystemClock(), config.scoring)  # under _lock
+        self._banned: set[PeerId] = set()
+        """Peers banned now: set with the pubsub blacklist, cleared with it (under _lock)."""
         self._thread: threading.Thread | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._ready = threading.Event()
@@ -338,7 +340,7 @@ class Libp2pGossip:
     def banned(self, peer: PeerId) -> bool:
         """Whether ``peer`` is banned now (for RPC, metrics and tests)."""
         with self._lock:
-            return self._scores.banned(peer)
+            return peer in self._banned
 
     def mesh_peers(self, topic: str) -> tuple[PeerId, ...]:
         """Peers in this host's gossipsub mesh for ``topic`` (they get its messages at once)."""
@@ -442,6 +444,8 @@ class Libp2pGossip:
         with self._lock:
             self._rejections[peer] += 1
             banned = verdict is Validation.REJECT and self._scores.rejected(peer)
+            if banned:
+                self._banned.add(peer)
         if banned:
             log.warning("banning peer %s: too many invalid messages (last on %s)", peer, what)
             assert self._pubsub is not None and self._nursery is not None
@@ -449,7 +453,11 @@ class Libp2pGossip:
             self._nursery.start_soon(self._host.disconnect, forwarder)
 
     async def _lift_bans(self) -> None:
-        """Let peers whose ban has ended connect and publish again."""
+        """Let peers whose ban has ended connect and publish again.
+
+        Connections are refused by ``banned``, which changes here together with the pubsub
+        blacklist: a peer let in while still blacklisted would never get a pubsub stream.
+        """
         assert self._pubsub is not None
         while True:
             await trio.sleep(1)
@@ -457,6 +465,7 @@ class Libp2pGossip:
                 ended = self._scores.expired()
                 for peer in ended:  # bounded by the bans, however many identities a flood uses
                     self._rejections.pop(peer, None)
+                    self._banned.discard(peer)
             for peer in ended:
                 log.info("ban of peer %s ended", peer)
                 self._pubsub.remove_from_blacklist(ID.from_base58(peer))
