@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from executor_gpu.types import Account, BatchResult, BlockEnv, CallMessage, CallResult
+from executor_gpu.types import (
+    Account,
+    BatchResult,
+    BlockEnv,
+    CallMessage,
+    CallResult,
+    TraceOptions,
+    TxTrace,
+)
 from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
 
@@ -35,6 +43,17 @@ class StateReader(Protocol):
         """Value of a storage slot (0 when unset)."""
         ...
 
+    def flat_accounts(self, account_hashes: Sequence[bytes]) -> list[bytes | None] | None:
+        """Accounts by the Keccak-256 of their address, encoded as the state trie's leaves
+        (RLP), from flat tables with one read each (None for an absent one); None when this
+        state has no flat tables: walk the trie under ``state_root`` then."""
+        ...
+
+    def flat_slots(self, slot_paths: Sequence[bytes]) -> list[bytes | None] | None:
+        """Storage values by account hash + slot hash (64 bytes), minimal big-endian, as
+        ``flat_accounts`` reads accounts."""
+        ...
+
 
 class Executor(Protocol):
     """Executes ordered transactions; every implementation gives identical results."""
@@ -54,4 +73,24 @@ class Caller(Protocol):
 
     def call(self, pre_state: StateReader, block_env: BlockEnv, message: CallMessage) -> CallResult:
         """Execute ``message`` on ``pre_state``; the changes are discarded."""
+        ...
+
+
+class Tracer(Protocol):
+    """Re-runs calls and included transactions step by step (debug_trace*, eth_createAccessList)."""
+
+    def trace_call(
+        self, pre_state: StateReader, block_env: BlockEnv, message: CallMessage,
+        options: TraceOptions,
+    ) -> TxTrace:
+        """Trace ``message`` on ``pre_state``; the changes are discarded. Raises
+        TransactionRejected when it cannot run (funds, gas), InvalidInput when the trace
+        would outgrow ``options``' bounds."""
+        ...
+
+    def trace_transactions(
+        self, pre_state: StateReader, block_env: BlockEnv, txs: Sequence[Transaction],
+        options: TraceOptions, only: int | None = None,
+    ) -> list[TxTrace]:
+        """Run a block's ``txs`` in order and trace each (or only the one at index ``only``)."""
         ...

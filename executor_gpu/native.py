@@ -44,6 +44,7 @@ from executor_gpu.native_launch import (
     Inputs,
     SlotCaps,
 )
+from executor_gpu.native_prefetch import SlotPatterns
 from executor_gpu.native_results import LaunchResults, SlotResult
 from executor_gpu.native_state import NO_CODE, StateTables, int_address, word_bytes
 from executor_gpu.native_tx import GAS_CAP, PackedTxs, pack_transactions
@@ -101,6 +102,20 @@ def _cycle_collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _previous_of_sender(txs: Sequence[Transaction]) -> npt.NDArray[np.int64]:
+    """For each transaction, the index of the same sender's transaction before it, or -1."""
+    n = len(txs)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    senders = np.frombuffer(b"".join(tx.sender for tx in txs), dtype="V20")
+    _, group = np.unique(senders, return_inverse=True)
+    order = np.argsort(group, kind="stable")
+    same = group[order[1:]] == group[order[:-1]]
+    previous = np.full(n, -1, dtype=np.int64)
+    previous[order[1:][same]] = order[:-1][same]
+    return previous
+
+
 class _Batch:
     """One call of ``execute``: the wave loop and the commit of results in block order."""
 
@@ -117,6 +132,10 @@ class _Batch:
         executor.host_time.pack += time.perf_counter() - start - self.tables.load_seconds
         self.coinbase_row = self.tables.account_row(env.coinbase)
         self.results: list[SlotResult | None] = [None] * len(txs)
+        # A transaction runs once the same sender's one before it is committed: it reads the
+        # nonce and balance that one writes. Those that fail a static check never run.
+        self.after = _previous_of_sender(txs)
+        self.static_ok = np.array([reason is None for reason in self.packed.reject_first], dtype=bool)
         self.last_account_write = np.full(0, -1, dtype=np.int64)
         self.last_slot_write = np.full(0, -1, dtype=np.int64)
         self.committed = 0
@@ -138,9 +157,12 @@ class _Batch:
         )
 
     def _run(self, tx_ids: list[int], caps: SlotCaps) -> None:
+        # The slots their functions are known to read are loaded first: those run once.
+        self.tables.load_slots(self.executor.slot_patterns.slots([self.txs[k] for k in tx_ids]))
         # The keys transactions stop on are loaded after all launches, in one walk.
         given = (self.tables.accounts.count, self.tables.slots.count)
         needs = []
+        owners = []
         retry: list[int] = []
         for start in range(0, len(tx_ids), self.executor.chunk):
             chunk = tx_ids[start : start + self.executor.chunk]
@@ -150,17 +172,22 @@ class _Batch:
             for slot, (k, wait) in enumerate(zip(chunk, waiting.tolist())):
                 self.results[k] = None if wait else SlotResult(launch, slot)
             if waiting.any():
-                needs.append(launch.assumed(waiting))
+                entries, slots = launch.assumed(waiting)
+                needs.append(entries)
+                owners.append(np.asarray(chunk, dtype=np.int64)[slots])
             if caps != LARGE_CAPS:
                 retry += [k for k, s in zip(chunk, status.tolist()) if s == ABI["ST_RESOURCE"]]
         if needs:
-            self._load_needed(np.concatenate(needs), given)
+            self._load_needed(np.concatenate(needs), np.concatenate(owners), given)
         if retry:
             self._run(retry, LARGE_CAPS)
 
-    def _load_needed(self, needs: npt.NDArray[np.uint64], given: tuple[int, int]) -> None:
-        """Loads the keys transactions named (their entries taken as absent); ``given`` are the
-        table sizes they ran with."""
+    def _load_needed(
+        self, needs: npt.NDArray[np.uint64], owners: npt.NDArray[np.int64], given: tuple[int, int]
+    ) -> None:
+        """Loads the keys transactions named (their entries taken as absent; ``owners``: the
+        transaction that needs each), and learns from the slots; ``given`` are the table sizes
+        they ran with."""
         at = ABI["E_ADDR"]
         addresses = word_bytes(needs[:, at : at + 4])[:, 12:]
         account = needs[:, ABI["E_KIND"]] == ABI["EK_ACCOUNT"]
@@ -171,6 +198,7 @@ class _Batch:
         keys = np.concatenate([addresses[~account], word_bytes(needs[~account, at : at + 4])], axis=1)
         wanted_slots = keys.view("V52").ravel().tolist()
         self.tables.load_slots(wanted_slots)
+        self.executor.slot_patterns.learn([self.txs[k] for k in owners[~account].tolist()], wanted_slots)
         # A transaction that asked for a key it was given would loop forever.
         for rows_of, known, keys_of in ((rows, given[0], wanted), (self.tables.slot_rows(wanted_slots), given[1], wanted_slots)):
             stale = np.flatnonzero(rows_of < known)
@@ -183,7 +211,9 @@ class _Batch:
         stale = False
         while self.committed < n:
             end = min(n, self.committed + window)
-            candidates = [k for k in range(self.committed, end) if self.packed.reject_first[k] is None]
+            committed = self.committed
+            runnable = self.static_ok[committed:end] & (self.after[committed:end] < committed)
+            candidates = (np.flatnonzero(runnable) + committed).tolist()
             # After a conflict, results past it may be stale too: run those again as well.
             if stale:
                 todo = [k for k, ok in zip(candidates, self._valid_many(candidates)) if not ok]
@@ -559,6 +589,8 @@ class NativeExecutor:
         """Transactions handed to the reference executor, by reason, since this executor was made."""
         self.host_time = HostTime()
         """Where the host's time went since it was last reset (the device's is ``device.time``)."""
+        self.slot_patterns = SlotPatterns(cpu_library())
+        """Which slots its contracts' functions read, learned from the blocks it ran."""
 
     def execute(self, pre_state: StateReader, block_env: BlockEnv, txs: Sequence[Transaction]) -> BatchResult:
         """Run ``txs`` in order on ``pre_state``; the result equals the reference executor's."""

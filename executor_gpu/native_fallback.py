@@ -6,7 +6,7 @@ trie nodes plus, in memory, the nodes of the batch's changes so far.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 from eth.db.account import AccountDB
 from eth.db.atomic import AtomicDB
@@ -69,6 +69,14 @@ class CommittedState:
         if account is None or account.storage_root == EMPTY_ROOT:
             return 0
         return int(slot_value(HexaryTrie(self._overlay, account.storage_root), slot))
+
+    def flat_accounts(self, account_hashes: Sequence[bytes]) -> list[bytes | None] | None:
+        """None: no flat tables (readers walk the trie)."""
+        return None
+
+    def flat_slots(self, slot_paths: Sequence[bytes]) -> list[bytes | None] | None:
+        """None: no flat tables."""
+        return None
 
     @staticmethod
     def apply(diff: StateDiff, tables: StateTables) -> Iterator[tuple[str, int]]:

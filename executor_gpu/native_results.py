@@ -30,12 +30,14 @@ class LaunchResults:
         self._log_data, self._log_data_starts = c.log_data, c.log_data_starts
         self._new_code, self._new_code_starts = c.new_code, c.new_code_starts
 
-    def assumed(self, slots: npt.NDArray[np.bool_]) -> U64Array:
-        """The entries the marked slots took as absent (EF_ASSUMED): the keys they need."""
-        owners = np.repeat(slots, np.diff(self.entry_starts))
+    def assumed(self, slots: npt.NDArray[np.bool_]) -> tuple[U64Array, npt.NDArray[np.intp]]:
+        """The entries the marked slots took as absent (EF_ASSUMED): the keys they need, and
+        the slot that needs each."""
+        owners = np.repeat(np.arange(len(slots)), np.diff(self.entry_starts))
         flagged = (self.entries[:, ABI["E_FLAGS"]] & np.uint64(ABI["EF_ASSUMED"])) != 0
-        chosen: U64Array = self.entries[owners & flagged]
-        return chosen
+        chosen = slots[owners] & flagged
+        entries: U64Array = self.entries[chosen]
+        return entries, owners[chosen]
 
     def new_code(self, slot: int) -> bytes:
         return self._new_code[self._new_code_starts[slot] : self._new_code_starts[slot + 1]].tobytes()

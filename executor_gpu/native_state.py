@@ -13,6 +13,7 @@ import ctypes
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any, cast
 
 import numpy as np
@@ -306,7 +307,12 @@ class StateTables:
         rows[:, ABI["ACC_CODE_HASH"] : ABI["ACC_CODE_HASH"] + 4] = _EMPTY_CODE_WORDS
         roots = self._storage_roots.data[first : first + n]
         roots[:] = _EMPTY_ROOT
-        self._trie.walk(np.broadcast_to(self._root, (n, 32)), self._trie.paths(keys), rows, roots)
+        paths = self._trie.paths(keys)
+        flat = self._reader.flat_accounts(paths.view("V32").ravel().tolist())
+        if flat is None:
+            self._trie.walk(np.broadcast_to(self._root, (n, 32)), paths, rows, roots)
+        else:
+            self._decode_flat(flat, rows, roots)
         hashes = rows[:, ABI["ACC_CODE_HASH"] : ABI["ACC_CODE_HASH"] + 4]
         for i in np.flatnonzero((hashes != _EMPTY_CODE_WORDS).any(axis=1)).tolist():
             rows[i, ABI["ACC_CODE"]] = self._code_of(hashes[i, ::-1].astype(">u8").tobytes())
@@ -340,12 +346,34 @@ class StateTables:
         rows = self.slots.data[first : first + n]
         rows[:, ABI["SL_ADDR"] : ABI["SL_ADDR"] + 4] = be_words(raw[:, :20])
         rows[:, ABI["SL_KEY"] : ABI["SL_KEY"] + 4] = be_words(raw[:, 20:])
-        self._trie.walk(self._storage_roots.data[account_rows], self._trie.paths(raw[:, 20:]), rows, None)
+        slot_paths = self._trie.paths(raw[:, 20:])
+        flat = self._reader.flat_slots(
+            np.concatenate([self._trie.paths(raw[:, :20]), slot_paths], axis=1).view("V64").ravel().tolist()
+        )
+        if flat is None:
+            self._trie.walk(self._storage_roots.data[account_rows], slot_paths, rows, None)
+        else:
+            self._decode_flat(flat, rows, None)
         self._slot_pre.data[first : first + n] = rows[:, ABI["SL_VALUE"] : ABI["SL_VALUE"] + 4]
         if self._wiped:
             # A storage wiped earlier in the batch reads as empty, whatever the pre-state holds.
             wiped = np.fromiter((owner in self._wiped for owner in owners), dtype=bool, count=n)
             rows[wiped, ABI["SL_VALUE"] : ABI["SL_VALUE"] + 4] = 0
+
+    def _decode_flat(self, values: list[bytes | None], rows: U64Array, roots: U8Array | None) -> None:
+        """Decodes values read from the flat tables into ``rows`` (accounts, with their storage
+        roots into ``roots``, when ``roots`` is given; else slots), as a walk would."""
+        present = np.fromiter((value is not None for value in values), dtype=np.uint8, count=len(values))
+        offsets = np.fromiter(accumulate((len(v) if v else 0 for v in values), initial=0), dtype=np.uint64,
+                              count=len(values) + 1)
+        data = np.ascontiguousarray(rows)
+        bad = self._lib.evm_decode_flat(
+            len(values), b"".join(v for v in values if v), offsets.ctypes.data, present.ctypes.data,
+            roots is not None, data.ctypes.data, rows.shape[1], 0 if roots is None else roots.ctypes.data,
+        )
+        if bad:
+            raise Halt(f"malformed flat state value under root {self._reader.state_root.hex()}")
+        rows[:] = data
 
     def account_row(self, address: bytes) -> int:
         """Row of ``address``, loaded on first use."""

@@ -38,6 +38,10 @@ from eth.exceptions import (
 from eth.precompiles import point_evaluation
 from eth.rlp.accounts import Account as RlpAccount
 from eth.vm.execution_context import ExecutionContext
+from eth.vm.forks.berlin.constants import (
+    ACCESS_LIST_ADDRESS_COST_EIP_2930,
+    ACCESS_LIST_STORAGE_KEY_COST_EIP_2930,
+)
 from eth.vm.forks.cancun import CancunVM
 from eth.vm.forks.cancun.computation import CancunComputation
 from eth.vm.forks.cancun.state import CancunState, CancunTransactionExecutor
@@ -51,6 +55,7 @@ from executor_gpu.api import StateReader
 from executor_gpu.types import (
     Account,
     AccountChange,
+    AccountOverride,
     BatchResult,
     BlockEnv,
     CallMessage,
@@ -195,7 +200,8 @@ class _ReferenceState(CancunState):
 
 
 def _build_state(
-    pre_state: StateReader, env: BlockEnv, base_fee: int
+    pre_state: StateReader, env: BlockEnv, base_fee: int,
+    state_class: type[_ReferenceState] = _ReferenceState,
 ) -> tuple[_ReferenceState, OverlayDB]:
     overlay = OverlayDB(pre_state.node_store)
     context = ExecutionContext(
@@ -210,7 +216,7 @@ def _build_state(
         base_fee_per_gas=base_fee,
         excess_blob_gas=env.excess_blob_gas,
     )
-    return _ReferenceState(AtomicDB(overlay), context, pre_state.state_root), overlay
+    return state_class(AtomicDB(overlay), context, pre_state.state_root), overlay
 
 
 def _precheck(
@@ -388,6 +394,24 @@ def _state_diff(
     return StateDiff(accounts=changes)
 
 
+def _apply_overrides(state: StateAPI, overrides: Mapping[Address, AccountOverride]) -> None:
+    """Write eth_call state overrides into ``state``, as the call's starting point."""
+    for address, override in overrides.items():
+        if override.nonce is not None:
+            state.set_nonce(address, override.nonce)
+        if override.balance is not None:
+            state.set_balance(address, override.balance)
+        if override.code is not None:
+            state.set_code(address, override.code)
+        if override.state is not None:
+            state.delete_storage(address)
+        for slot, value in {**(override.state or {}), **override.state_diff}.items():
+            state.set_storage(address, slot, value)
+    if overrides:
+        # Overridden values are the call's originals (SSTORE gas), as in go-ethereum.
+        state.lock_changes()
+
+
 class PyEvmExecutor:
     """Executor and Caller on py-evm's Cancun rules; the semantics every executor must match."""
 
@@ -404,7 +428,7 @@ class PyEvmExecutor:
         rejected: list[RejectedTx] = []
         gas_used = 0
         for index, tx in enumerate(txs):
-            evm_tx = self._to_evm(tx)
+            evm_tx = self.to_evm(tx)
             reason = _precheck(
                 state, block_env, tx, block_env.gas_limit - gas_used, evm_tx.intrinsic_gas
             )
@@ -438,32 +462,7 @@ class PyEvmExecutor:
         # Like geth's eth_call: a call that pays no gas price sees a zero base fee.
         base_fee = block_env.base_fee_per_gas if message.gas_price else 0
         state, _ = _build_state(pre_state, block_env, base_fee)
-        unsigned = self._builder.create_unsigned_transaction(
-            nonce=state.get_nonce(message.sender),
-            gas_price=message.gas_price,
-            gas=message.gas,
-            to=CREATE_CONTRACT_ADDRESS if message.to is None else message.to,
-            value=message.value,
-            data=message.data,
-        )
-        # A spoofed transaction quacks like a signed one from ``message.sender``.
-        tx = cast(SignedTransactionAPI, SpoofTransaction(unsigned, from_=message.sender))
-        if message.gas_price and message.gas_price < base_fee:
-            reason: str | None = (
-                f"max fee per gas less than block base fee: address 0x{message.sender.hex()}, "
-                f"maxFeePerGas: {message.gas_price}, baseFee: {base_fee}"
-            )
-        else:
-            reason = _check_funds_and_gas(
-                state,
-                message.sender,
-                message.gas * message.gas_price + message.value,
-                message.gas,
-                message.gas,
-                unsigned.intrinsic_gas,
-                message.to is None,
-                len(message.data),
-            )
+        tx, reason = self.prepare_call(state, message, base_fee)
         if reason is not None:
             return CallResult(succeeded=False, output=b"", gas_used=0, error=reason)
         executor = state.get_transaction_executor()
@@ -475,7 +474,50 @@ class PyEvmExecutor:
             error=_error_message(computation),
         )
 
-    def _to_evm(self, tx: Transaction) -> SignedTransactionAPI:
+    def prepare_call(
+        self, state: _ReferenceState, message: CallMessage, base_fee: int
+    ) -> tuple[SignedTransactionAPI, str | None]:
+        """Apply ``message``'s state overrides to ``state``; the transaction py-evm runs for
+        it, and why it cannot run (None when it can)."""
+        _apply_overrides(state, message.overrides)
+        unsigned = self._builder.create_unsigned_transaction(
+            nonce=state.get_nonce(message.sender),
+            gas_price=message.gas_price,
+            gas=message.gas,
+            to=CREATE_CONTRACT_ADDRESS if message.to is None else message.to,
+            value=message.value,
+            data=message.data,
+        )
+        access_list = [(entry.address, entry.storage_keys) for entry in message.access_list]
+        intrinsic = unsigned.intrinsic_gas + sum(
+            ACCESS_LIST_ADDRESS_COST_EIP_2930
+            + ACCESS_LIST_STORAGE_KEY_COST_EIP_2930 * len(slots)
+            for _, slots in access_list
+        )
+        # A spoofed transaction quacks like a signed one from ``message.sender``; the access
+        # list is pre-warmed by Berlin's executor and charged in the intrinsic gas.
+        tx = cast(SignedTransactionAPI, SpoofTransaction(
+            unsigned, from_=message.sender, access_list=access_list,
+            intrinsic_gas=intrinsic, get_intrinsic_gas=lambda: intrinsic,
+        ))
+        if message.gas_price and message.gas_price < base_fee:
+            return tx, (
+                f"max fee per gas less than block base fee: address 0x{message.sender.hex()}, "
+                f"maxFeePerGas: {message.gas_price}, baseFee: {base_fee}"
+            )
+        return tx, _check_funds_and_gas(
+            state,
+            message.sender,
+            message.gas * message.gas_price + message.value,
+            message.gas,
+            message.gas,
+            intrinsic,
+            message.to is None,
+            len(message.data),
+        )
+
+    def to_evm(self, tx: Transaction) -> SignedTransactionAPI:
+        """py-evm's form of ``tx``, its sender taken as recovered."""
         evm_tx = self._builder.decode(tx.raw)
         # py-evm caches the recovered sender on the object: seed it with the one
         # decode_transaction already recovered, instead of recovering it again.

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from primitives.blocks import Log, Receipt
-from primitives.transactions import Transaction
+from primitives.transactions import AccessListEntry, Transaction
 from primitives.types import ZERO_HASH, Address, Hash32
 
 
@@ -128,6 +128,22 @@ class BatchResult:
 
 
 @dataclass(frozen=True)
+class AccountOverride:
+    """One account of an eth_call state override set (geth's OverrideAccount)."""
+
+    nonce: int | None = None
+    """New nonce; None keeps it."""
+    balance: int | None = None
+    """New balance; None keeps it."""
+    code: bytes | None = None
+    """New code; None keeps it."""
+    state: Mapping[int, int] | None = None
+    """Replaces the whole storage with these slots; None keeps it."""
+    state_diff: Mapping[int, int] = field(default_factory=dict)
+    """Slots set on top of the storage."""
+
+
+@dataclass(frozen=True)
 class CallMessage:
     """An unsigned call for eth_call / eth_estimateGas: no signature, no fee charged."""
 
@@ -143,6 +159,10 @@ class CallMessage:
     """Call data or init code."""
     gas_price: int = 0
     """Price per gas (GASPRICE); 0 when not given, so no balance is needed for gas."""
+    access_list: tuple[AccessListEntry, ...] = ()
+    """EIP-2930 access list: pre-warmed, and charged in the intrinsic gas."""
+    overrides: Mapping[Address, AccountOverride] = field(default_factory=dict)
+    """eth_call state overrides: accounts replaced or patched before the call runs."""
 
 
 @dataclass(frozen=True)
@@ -157,3 +177,120 @@ class CallResult:
     """Gas consumed, after refunds."""
     error: str | None = None
     """Why the call failed ("execution reverted", "out of gas", ...)."""
+
+
+@dataclass(frozen=True)
+class TraceOptions:
+    """What a trace records beyond the call tree and the touched accounts."""
+
+    struct_logs: bool = False
+    """Record every EVM step (geth's struct logger)."""
+    memory: bool = False
+    """Each step carries the memory (enableMemory)."""
+    stack: bool = True
+    """Each step carries the stack (not disableStack)."""
+    storage: bool = True
+    """SLOAD/SSTORE steps carry the slots of the contract seen so far (not disableStorage)."""
+    return_data: bool = False
+    """Each step carries the last call's return data (enableReturnData)."""
+    step_limit: int = 100_000
+    """Most steps recorded (a bound on memory)."""
+    byte_limit: int = 64 * 1024 * 1024
+    """Most bytes of stacks, memory, storage and return data recorded over all steps of a
+    call or of a whole block (one step may copy a megabyte of memory)."""
+    truncate: bool = False
+    """At ``step_limit``, stop recording and finish (geth's ``limit``); else the trace fails.
+    Past ``byte_limit`` the trace fails either way."""
+
+
+@dataclass(frozen=True)
+class TraceStep:
+    """One EVM step, as geth's struct logger prints it."""
+
+    pc: int
+    """Program counter."""
+    op: str
+    """Mnemonic, geth's spelling."""
+    gas: int
+    """Gas left before the step."""
+    gas_cost: int
+    """Gas the step cost (for calls and creates: with the gas handed to the callee)."""
+    depth: int
+    """Call depth, 1 for the transaction's own frame."""
+    refund: int
+    """Refund counter before the step."""
+    stack: tuple[int, ...] | None
+    """Stack before the step, bottom first (None when not recorded)."""
+    memory: bytes | None
+    """Memory before the step (None when not recorded)."""
+    storage: Mapping[int, int] | None
+    """For SLOAD/SSTORE: the contract's slots seen so far, with this step's."""
+    return_data: bytes | None
+    """Return data of the last call (None when not recorded)."""
+    error: str | None
+    """Why the step failed, if it did."""
+
+
+@dataclass(frozen=True)
+class CallFrame:
+    """A message call or creation and the calls it made (geth's callTracer frame)."""
+
+    call_type: str
+    """CALL, STATICCALL, DELEGATECALL, CALLCODE, CREATE, CREATE2 or SELFDESTRUCT."""
+    sender: Address
+    """``from``."""
+    to: Address
+    """Callee, or the created contract."""
+    value: int | None
+    """Wei sent (None for STATICCALL and DELEGATECALL, which send none)."""
+    gas: int
+    """Gas given to the frame."""
+    gas_used: int
+    """Gas the frame used."""
+    input: bytes
+    """Call data or init code."""
+    output: bytes
+    """Return data, revert data, or the created code."""
+    error: str | None
+    """Why the frame failed, if it did."""
+    calls: tuple[CallFrame, ...]
+    """Sub-calls, in order."""
+    logs: tuple[Log, ...]
+    """Logs the frame emitted itself (kept only when it succeeded)."""
+
+
+@dataclass(frozen=True)
+class AccountSnapshot:
+    """An account touched by a traced transaction, before or after it (prestateTracer)."""
+
+    balance: int
+    """Wei held."""
+    nonce: int
+    """Nonce."""
+    code: bytes
+    """Code."""
+    storage: Mapping[int, int]
+    """The touched slots' values."""
+
+
+@dataclass(frozen=True)
+class TxTrace:
+    """Everything one traced transaction or call recorded."""
+
+    gas_used: int
+    """Gas charged, after refunds."""
+    failed: bool
+    """True when it reverted or halted."""
+    output: bytes
+    """Return or revert data."""
+    call: CallFrame
+    """The call tree."""
+    steps: tuple[TraceStep, ...]
+    """Every step, when TraceOptions.struct_logs."""
+    accessed: Mapping[Address, tuple[int, ...]]
+    """Accounts and slots its opcodes accessed (SLOAD/SSTORE, BALANCE, EXTCODE*, CALL*,
+    SELFDESTRUCT), in first-access order: what eth_createAccessList builds on."""
+    pre: Mapping[Address, AccountSnapshot]
+    """Every touched account before the transaction."""
+    post: Mapping[Address, AccountSnapshot]
+    """The same accounts after it (absent: it no longer exists)."""

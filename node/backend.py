@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 from executor_gpu.api import StateReader
-from executor_gpu.types import CallMessage, CallResult
+from executor_gpu.types import CallMessage, CallResult, TraceOptions, TxTrace
 from l1.api import L1Client
 from l1.types import CommittedBatch
 from node.db.state import EMPTY_CODE_HASH
@@ -15,6 +16,7 @@ from primitives.blocks import EMPTY_ROOT
 from primitives.errors import ExecutionReverted, InvalidInput, L2NodeError
 from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
+from rpc.api import ChainEvents
 from rpc.types import (
     AccountProof,
     BatchView,
@@ -22,6 +24,7 @@ from rpc.types import (
     FeeHistory,
     LogFilter,
     LogView,
+    PoolContent,
     ReceiptView,
     StorageProof,
     TxLocation,
@@ -29,6 +32,9 @@ from rpc.types import (
 from sequencer.fees import suggest_tip
 
 CLIENT_VERSION = "l2node/0.1.0"
+L1_FINAL_DEPTH = 6
+"""L1 blocks on top of a batch commitment before it counts as final (the poster's default
+``[l1] confirmations``): the L1 client reports no finalized tag of its own."""
 TIP_FLOOR = 1_000_000  # wei: suggested tips never go below this, so transactions keep moving
 TIP_SAMPLE_BLOCKS = 20
 
@@ -42,11 +48,14 @@ class NodeRpcBackend:
         l1: L1Client | None,
         relay: Callable[[bytes], None] | None = None,
         peers: Gossip | None = None,
+        l1_final_depth: int = L1_FINAL_DEPTH,
     ) -> None:
         """``l1`` None: L1 posting is off; ``relay`` gossips accepted transactions;
-        ``peers`` is the validator network, when there is one."""
+        ``peers`` is the validator network, when there is one; ``l1_final_depth``: L1
+        blocks on top of a commitment before the "finalized" tag counts it."""
         self.node = node
         self.l1 = l1
+        self.l1_final_depth = l1_final_depth
         self.relay = relay
         self.gossip = peers
 
@@ -60,6 +69,22 @@ class NodeRpcBackend:
 
     def head_number(self) -> int:
         return self.node.head_number()
+
+    def safe_number(self) -> int:
+        # Without an L1 view every block is final by the validators' BFT vote alone.
+        if self.l1 is None:
+            return self.head_number()
+        batch = self.l1.latest_batch()
+        return 0 if batch is None else min(batch.last_block, self.head_number())
+
+    def finalized_number(self) -> int:
+        if self.l1 is None:
+            return self.head_number()
+        final_l1 = self.l1.head().number - self.l1_final_depth
+        batch = self.l1.latest_batch()
+        while batch is not None and batch.l1_block_number > final_l1:
+            batch = self.l1.batch(batch.batch_number - 1) if batch.batch_number > 1 else None
+        return 0 if batch is None else min(batch.last_block, self.head_number())
 
     def block_by_number(self, number: int) -> BlockView | None:
         return self.node.chain.block(number)
@@ -107,6 +132,10 @@ class NodeRpcBackend:
             ),
         )
 
+    def pool_content(self, sender: Address | None = None) -> PoolContent:
+        pending, queued = self.node.admission.content(sender)
+        return PoolContent(tuple(pending), tuple(queued))
+
     def pending_nonce(self, address: bytes) -> int:
         return self.node.pending_nonce(Address(address))
 
@@ -126,8 +155,19 @@ class NodeRpcBackend:
     def peer_count(self) -> int:
         return 0 if self.gossip is None else len(self.gossip.peers())
 
+    def subscribe(self, events: ChainEvents) -> None:
+        self.node.events = events
+
     def call(self, message: CallMessage, number: int) -> CallResult:
         return self.node.call(message, number)
+
+    def trace_call(self, message: CallMessage, number: int, options: TraceOptions) -> TxTrace:
+        return self.node.trace_call(message, number, options)
+
+    def trace_block(
+        self, number: int, options: TraceOptions, only: int | None = None
+    ) -> list[TxTrace]:
+        return self.node.trace_block(number, options, only)
 
     def estimate_gas(self, message: CallMessage, number: int) -> int:
         """Binary search for the least gas that succeeds, like go-ethereum."""
@@ -199,7 +239,7 @@ class NodeRpcBackend:
 
 
 def _with_gas(message: CallMessage, gas: int) -> CallMessage:
-    return CallMessage(message.sender, message.to, gas, message.value, message.data, message.gas_price)
+    return replace(message, gas=gas)
 
 
 def _tip_percentiles(

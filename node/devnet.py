@@ -50,6 +50,8 @@ CHALLENGE_SHARE = 8
 """A validator computes its GPU challenge for 1/CHALLENGE_SHARE of an epoch's duration."""
 ANVIL_PORT_OFFSET = 200
 """The devnet's anvil listens on base port + this."""
+METRICS_PORT_OFFSET = 300
+"""Node i serves Prometheus metrics on base port + this + i."""
 POSTER_PASSWORD = "l2node devnet"
 """Password of node 0's L1 poster keystore (DEVNET ONLY, written beside it)."""
 STOP_TIMEOUT = 30.0
@@ -82,6 +84,8 @@ class DevnetNode:
     """Its JSON-RPC endpoint."""
     p2p_addr: str
     """Its multiaddr, with its peer id."""
+    metrics_url: str = ""
+    """Its Prometheus endpoint."""
 
     def command(self) -> list[str]:
         """The command line that runs this node."""
@@ -143,6 +147,7 @@ def write_devnet(
             log=directory / f"node{i}.log",
             rpc_url=f"http://{addresses[i]}:{base_port + i}",
             p2p_addr=f"/ip4/{addresses[i]}/tcp/{base_port + P2P_PORT_OFFSET + i}/p2p/{peer}",
+            metrics_url=f"http://{addresses[i]}:{base_port + METRICS_PORT_OFFSET + i}/metrics",
         ))
     for node, key in zip(nodes, keys):
         others = [other.p2p_addr for other in nodes if other is not node]
@@ -157,6 +162,8 @@ def write_devnet(
             f"[executor]\nkind = \"{executor}\"\n\n"
             f"[rpc]\nhost = \"{'0.0.0.0' if hosts else '127.0.0.1'}\"\n"
             f"port = {base_port + node.index}\n\n"
+            f"[metrics]\nenabled = true\nhost = \"{'0.0.0.0' if hosts else '127.0.0.1'}\"\n"
+            f"port = {base_port + METRICS_PORT_OFFSET + node.index}\n\n"
             f"[p2p]\nenabled = true\nlisten = \"{listen}\"\n"
             f"identity_file = {json.dumps(str(node.data_dir / 'p2p.key'))}\n"
             f"bootstrap = {json.dumps(others)}\n"
@@ -228,7 +235,8 @@ def start_l1(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validators", type=int, default=4, help="number of validators (4)")
     parser.add_argument("--base-port", type=int, default=8545,
-                        help="RPC of node i on BASE+i, libp2p on BASE+100+i (8545)")
+                        help="RPC of node i on BASE+i, libp2p on BASE+100+i, metrics on "
+                        "BASE+300+i (8545)")
     parser.add_argument("--data-dir", type=Path, default=Path(".l2node-devnet"),
                         help="where genesis, configs, databases and logs go")
     parser.add_argument("--block-time", type=float, default=1.0, help="seconds between blocks")
@@ -278,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
                     node.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 )
             print(f"node {node.index}: pid {processes[node.index].pid} rpc {node.rpc_url} "
-                  f"p2p {node.p2p_addr} log {node.log}", flush=True)
+                  f"p2p {node.p2p_addr} log {node.log} metrics {node.metrics_url}", flush=True)
         print(f"devnet of {len(nodes)} validators running; {l1_line}; Ctrl-C stops it",
               flush=True)
         while not stopping:

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from executor_gpu.api import Caller, Executor
-from executor_gpu.types import BlockEnv, CallMessage, CallResult, ExecutedTx, StateDiff
+from executor_gpu.api import Caller, Executor, Tracer
+from executor_gpu.types import (
+    BlockEnv,
+    CallMessage,
+    CallResult,
+    ExecutedTx,
+    StateDiff,
+    TraceOptions,
+    TxTrace,
+)
 from l1.types import L2BlockData
 from node.admit import Admission
 from node.db import schema
@@ -17,11 +26,12 @@ from node.db.chain import ChainStore
 from node.db.state import GenesisAccount, StateDB, StateOptions
 from node.epochs import MAX_PROOFS_PER_BLOCK, Epochs
 from node.genesis import Genesis
-from node.stages import StageTimes
+from node.metrics import BlockReport, Metrics
+from node.stages import StageTimes, format_stages
 from primitives import rlp
 from primitives.blocks import EMPTY_BLOOM, EMPTY_ROOT, Header, OrderedRoot, ordered_trie_root
 from primitives.clock import Clock
-from primitives.crypto import BatchRecover, keccak256, private_key_to_address, recover_addresses
+from primitives.crypto import keccak256, private_key_to_address
 from primitives.errors import (
     Halt,
     InvalidInput,
@@ -29,10 +39,12 @@ from primitives.errors import (
     L2NodeError,
     RetryLater,
 )
-from primitives.transactions import Transaction
+from primitives.transactions import BatchDecode, Transaction, decode_transactions
 from primitives.types import ZERO_HASH, Address, Hash32
+from rpc.api import ChainEvents
 from sequencer.builder import execute_block, make_header, next_block_env
 from sequencer.types import BlockBody, PoolConfig
+from sequencer.wire import certificate_round
 
 log = logging.getLogger("l2node")
 
@@ -110,6 +122,18 @@ def _byte_strings(item: rlp.Decoded) -> tuple[bytes, ...]:
     return tuple(entry for entry in item if isinstance(entry, bytes))
 
 
+def _round_of(certificate: bytes | None) -> int:
+    """The consensus round a commit certificate was cast in, for the block's log line and
+    metrics (0 without one). The certificate is opaque to the commit itself, which does not
+    check it: one that does not decode reads as round 0."""
+    if certificate is None:
+        return 0
+    try:
+        return certificate_round(certificate)
+    except InvalidInput:
+        return 0
+
+
 def proofs_commitment(proofs: Sequence[bytes]) -> bytes:
     """The header's extra_data: keccak of the RLP list of proofs, or empty without proofs."""
     return keccak256(rlp.encode(list(proofs))) if proofs else b""
@@ -131,6 +155,9 @@ class _Staged:
     """Pool transactions the proposer found invalid: removed from the pool on commit."""
     stages: StageTimes = field(default_factory=StageTimes)
     """Seconds each stage of the block path took for it, for the block's log line."""
+    started: float = 0.0
+    """time.monotonic() when this node began building or re-executing it (its proposal, as
+    seen here): time to finality counts from there."""
 
 
 class Node:
@@ -152,15 +179,21 @@ class Node:
         validator_key: bytes,
         clock: Clock,
         genesis_weights: Mapping[Address, int] | None = None,
-        recover: BatchRecover = recover_addresses,
+        decode: BatchDecode = decode_transactions,
         state_options: StateOptions | None = None,
         ordered_root: OrderedRoot = ordered_trie_root,
+        tracer: Tracer | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """``genesis_weights``: the first validator set (default: this node alone);
-        ``recover`` finds the senders of a batch of transactions (a native one in production);
+        ``decode`` decodes a batch of transactions and finds their senders (native in
+        production);
         ``state_options``: flat state cache and unwind depth (default: StateOptions());
-        ``ordered_root`` computes transactions and receipts roots (native in production)."""
+        ``ordered_root`` computes transactions and receipts roots (native in production);
+        ``tracer`` re-runs calls and blocks step by step (None: tracing is off);
+        ``metrics`` receives blocks and admissions (default: a registry nobody serves)."""
         self.kv = kv
+        self.metrics = metrics or Metrics()
         self._ordered_root = ordered_root
         self.params = params
         self.chain = ChainStore(kv)
@@ -170,10 +203,13 @@ class Node:
         )
         self.state = StateDB(kv, options=state_options)
         self.admission = Admission(kv, self.chain, self.state, pool_config, params.chain_id,
-                                   params.gas_limit, recover)
+                                   params.gas_limit, clock, decode)
         self.pool = self.admission.pool
         self.executor = executor
         self.caller = caller
+        self.tracer = tracer
+        self.events: ChainEvents | None = None
+        """Told of new heads and admitted transactions (the RPC server's subscriptions)."""
         self.clock = clock
         self.validator_key = validator_key
         self.coinbase = private_key_to_address(validator_key)
@@ -217,6 +253,7 @@ class Node:
             if self.state.resume(header.state_root, header.number):
                 log.info("rebuilt the flat state at block %d from its trie", header.number)
         self.admission.reload()
+        self.metrics.head_loaded(self.head())
         return self.head()
 
     # -- reads ------------------------------------------------------------------------------
@@ -261,7 +298,12 @@ class Node:
 
     def submit_many(self, raws: Sequence[bytes]) -> list[Transaction | L2NodeError]:
         """Validate and pool transactions (see Admission.submit)."""
-        return self.admission.submit(raws)
+        outcomes = self.admission.submit(raws)
+        events = self.events
+        if events is not None and events.wants_pending():
+            events.new_pending([tx for tx in outcomes if isinstance(tx, Transaction)])
+        self.metrics.admitted(outcomes)
+        return outcomes
 
     def produce_block(self) -> Header:
         """Build, execute and commit the next block from the pool (single validator: final)."""
@@ -282,7 +324,7 @@ class Node:
                 raise RetryLater(f"cannot build block {height} on head {parent.number}")
             carried = self._carriable(height, proofs)
             env = self._next_env(parent, self._block_hashes(parent))
-            times = StageTimes()
+            times, started = StageTimes(), time.monotonic()
             with times.stage("select"):
                 txs = self.admission.select(env.base_fee_per_gas, env.gas_limit,
                                             self.params.max_txs_per_block)
@@ -291,7 +333,7 @@ class Node:
                                      self._ordered_root)
             with times.stage("state"):
                 staged = self._stage(parent, env, body, carried)
-            staged.stages = times
+            staged.stages, staged.started = times, started
             # The pool offered these but they failed against the state: forget them on commit.
             staged.dropped = tuple(r.tx.hash for r in body.result.rejected)
             for rejected in body.result.rejected:
@@ -361,11 +403,35 @@ class Node:
                 self.chain.remember(staged.header, staged.executed)
                 self._staged.clear()  # every other candidate was built on the old head
                 self.admission.advance(staged.header, staged.diff, done)
-        log.info(
-            "block %d txs=%d gas=%d root=%s %s", header.number, len(staged.executed),
-            header.gas_used, header.state_root.hex()[:12], times,
-        )
+        self._published(staged.header)
+        self._report(BlockReport(
+            header=header, transactions=len(staged.executed), round=_round_of(certificate),
+            finality_s=time.monotonic() - staged.started, stages=times.seconds,
+        ))
         return header
+
+    def _report(self, report: BlockReport) -> None:
+        """The block's log line (its fields also structured, for JSON logs) and metrics.
+
+        key=value pairs; the stage times come last, after root= (bench.load reads them)."""
+        header = report.header
+        fields: dict[str, object] = {
+            "height": header.number, "txs": report.transactions, "gas": header.gas_used,
+            "hash": "0x" + header.hash.hex(), "round": report.round,
+            "proposer": "0x" + header.coinbase.hex(),
+            "finality_ms": round(report.finality_s * 1000),
+            "root": header.state_root.hex()[:12],
+        }
+        fields.update({f"{name}_ms": round(seconds * 1000)
+                       for name, seconds in report.stages.items()})
+        log.info(
+            "block %d txs=%d gas=%d hash=%s round=%d proposer=%s final=%dms root=%s %s",
+            header.number, report.transactions, header.gas_used, fields["hash"], report.round,
+            fields["proposer"], fields["finality_ms"], fields["root"],
+            format_stages(report.stages),
+            extra={"fields": fields},
+        )
+        self.metrics.block_committed(report)
 
     def _check_and_stage(self, block: Block) -> _Staged:
         """Re-execute a block received from a peer; InvalidInput says why it is not valid."""
@@ -408,7 +474,12 @@ class Node:
             self.state.commit(staged.batch)
             self.chain.remember(staged.header, staged.executed)
             self.admission.advance(staged.header, staged.diff, ())
+        self._published(header)
         return header
+
+    def _published(self, header: Header) -> None:
+        if self.events is not None:
+            self.events.new_head(header)
 
     def forget_head(self) -> None:
         """The database's head changed behind the node's back (an unwind): read it again."""
@@ -432,7 +503,7 @@ class Node:
             raise InvalidInput(f"{len(raws)} transactions, the limit is {self.params.max_txs_per_block}")
         # Rule: the proofs it carries earn weight in its epoch, one per validator and epoch.
         self.epochs.check_block_proofs(parent.number + 1, proofs)
-        times = StageTimes()
+        times, started = StageTimes(), time.monotonic()
         with times.stage("decode"):
             txs = self._decoded(raws)
         env = next_block_env(
@@ -448,7 +519,7 @@ class Node:
             raise InvalidInput(f"includes an invalid transaction {first.tx.hash.hex()}: {first.reason}")
         with times.stage("state"):
             staged = self._stage(parent, env, body, proofs)
-        staged.stages = times
+        staged.stages, staged.started = times, started
         return staged
 
     def _decoded(self, raws: Sequence[bytes]) -> list[Transaction]:
@@ -494,6 +565,35 @@ class Node:
             raise InvalidTransaction(f"unknown block {number}")
         env = self._next_env(header, self._block_hashes(header))
         return self.caller.call(self.state.at(header.state_root), env, message)
+
+    def _tracing(self) -> Tracer:
+        if self.tracer is None:
+            raise InvalidInput("tracing is not enabled on this node")
+        return self.tracer
+
+    def trace_call(self, message: CallMessage, number: int, options: TraceOptions) -> TxTrace:
+        """Trace ``message`` as ``call`` runs it."""
+        header = self.chain.header(number)
+        if header is None:
+            raise InvalidInput(f"unknown block {number}")
+        env = self._next_env(header, self._block_hashes(header))
+        return self._tracing().trace_call(self.state.at(header.state_root), env, message, options)
+
+    def trace_block(
+        self, number: int, options: TraceOptions, only: int | None = None
+    ) -> list[TxTrace]:
+        """Re-run block ``number`` (> 0) on its parent's state in its own env, tracing every
+        transaction (or only the one at index ``only``)."""
+        header, parent = self.chain.header(number), self.chain.header(number - 1)
+        if header is None or parent is None:
+            raise InvalidInput(f"unknown block {number}")
+        env = next_block_env(
+            parent, header.timestamp, header.coinbase, self.params.chain_id,
+            self.params.gas_limit, self._block_hashes(parent),
+        )
+        return self._tracing().trace_transactions(
+            self.state.at(parent.state_root), env, self.chain.transactions(number), options, only
+        )
 
     # -- L1 block source --------------------------------------------------------------------
 

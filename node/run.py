@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,8 @@ import uvicorn
 
 from executor_gpu.api import Caller, Executor
 from executor_gpu.ordered import ordered_root
-from executor_gpu.recover import batch_recover
+from executor_gpu.recover import batch_decode
+from executor_gpu.tracing import ReferenceTracer
 from l1.api import BatchSignatures, L1Client
 from l1.client import Web3L1Client, deploy_batch_inbox
 from l1.poster import BatchPoster, LocalSignatures, PosterConfig
@@ -24,13 +27,17 @@ from node.batchsigs import GossipBatchSignatures
 from node.config import NodeConfig, validator_key
 from node.db.leveldb import LevelDBKV
 from node.genesis import Genesis, chain_genesis, genesis_weights
+from node.health import ReadinessCheck, ReadinessRules, quorum_peers
+from node.metrics import Metrics, serve_metrics
 from node.node import ChainParams, Node
 from node.poster_store import KVPosterStore
+from node.startup import DataDir, bind_tcp, check_listen_multiaddr
 from node.validator import ValidatorLoop, ValidatorOptions
+from node.version import version
 from primitives.clock import SystemClock
 from primitives.errors import Halt, InvalidInput, L2NodeError, RetryLater
 from primitives.types import Address
-from rpc.server import create_app
+from rpc.server import MAX_BODY_BYTES, create_app
 from sequencer.types import PoolConfig
 
 log = logging.getLogger("l2node")
@@ -66,6 +73,8 @@ class L1Side:
     """For the start-up log."""
     stop: Callable[[], None] = lambda: None
     """Releases what the connection holds (the embedded L1's process)."""
+    poster_balance: Callable[[], int] | None = None
+    """Reads the poster account's balance on L1, in wei."""
 
 
 def connect_l1(config: NodeConfig, node: Node, genesis: Genesis) -> L1Side:
@@ -87,35 +96,70 @@ def connect_l1(config: NodeConfig, node: Node, genesis: Genesis) -> L1Side:
             ),
             f"embedded L1 (its own process), batch contract 0x{address.hex()}",
             embedded.stop,
+            _balance_reader(embedded.w3, embedded.poster_key),
         )
     from web3 import Web3
 
     w3 = Web3(Web3.HTTPProvider(config.l1.rpc_url, request_kwargs={"timeout": 30}))
     poster_key = poster_key_of(config)
     if config.l1.contract:
-        address = Address(bytes.fromhex(Web3.to_checksum_address(config.l1.contract)[2:]))
+        address = contract_address(w3, config.l1.contract, "[l1] contract")
     else:
         address = deploy_batch_inbox(w3, poster_key, chain_id, genesis_root, signers, weights)
     return L1Side(
         Web3L1Client(w3, address, poster_key, max_part_bytes=config.l1.max_chunk_bytes),
         f"L1 {config.l1.rpc_url}, batch contract 0x{address.hex()}",
+        poster_balance=_balance_reader(w3, poster_key),
     )
+
+
+def contract_address(w3: Any, text: str, what: str) -> Address:
+    """The address ``text`` names, checked to hold code on the L1 behind ``w3``: InvalidInput
+    (one line) for a malformed address or one without code; RetryLater when L1 is down."""
+    try:
+        value = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        value = b""
+    if len(value) != 20:
+        raise InvalidInput(f"{what} {text!r} is not a 20-byte hex address")
+    try:
+        code = w3.eth.get_code(w3.to_checksum_address(value))
+    except Exception as exc:
+        raise RetryLater(f"cannot read the code at {text} on L1: {exc}") from exc
+    if not code:
+        raise InvalidInput(
+            f"{what} 0x{value.hex()} has no contract code on L1 (chain id {w3.eth.chain_id}): "
+            "is it the BatchInbox address, on this L1?"
+        )
+    return Address(value)
+
+
+def _balance_reader(w3: Any, key: bytes) -> Callable[[], int]:
+    from primitives.crypto import private_key_to_address
+
+    poster = w3.to_checksum_address(private_key_to_address(key))
+    return lambda: int(w3.eth.get_balance(poster))
 
 
 def poster_key_of(config: NodeConfig) -> bytes:
     """The L1 poster key from ``[l1] poster_keystore``; a raw key in the config is refused."""
     from l1.keystore import read_keystore, read_password
 
-    if config.l1.poster_key:
-        raise InvalidInput(
-            "[l1] poster_key: raw keys are refused for a real L1; "
-            "put it in a keystore (l2node keys import) and set [l1] poster_keystore"
-        )
+    refuse_raw_poster_key(config)
     if not config.l1.poster_keystore:
         raise InvalidInput("an L1 endpoint needs [l1] poster_keystore (l2node keys new)")
     password_file = config.l1.poster_password_file
     password = read_password(Path(password_file) if password_file else None)
     return read_keystore(Path(config.l1.poster_keystore), password)
+
+
+def refuse_raw_poster_key(config: NodeConfig) -> None:
+    """A raw ``[l1] poster_key`` with a real L1 is a config mistake: InvalidInput."""
+    if config.l1.rpc_url and config.l1.poster_key:
+        raise InvalidInput(
+            "[l1] poster_key: raw keys are refused for a real L1; "
+            "put it in a keystore (l2node keys import) and set [l1] poster_keystore"
+        )
 
 
 class _Server(uvicorn.Server):
@@ -127,17 +171,34 @@ class _Server(uvicorn.Server):
 
 
 def run_node(config: NodeConfig) -> None:
-    """Run until SIGINT or SIGTERM, then shut down cleanly."""
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    kv = LevelDBKV(config.data_dir / "chain")
-    try:
-        asyncio.run(_serve(config, kv))
-    finally:
-        kv.close()
-        log.info("stopped")
+    """Run until SIGINT or SIGTERM, then shut down cleanly.
+
+    The data dir (created, writable, locked for this process) and the ports are checked
+    before anything starts: each problem is one InvalidInput line.
+    """
+    refuse_raw_poster_key(config)
+    with contextlib.ExitStack() as cleanup:
+        data_dir = DataDir(config.data_dir)
+        cleanup.callback(data_dir.close)
+        rpc_socket = bind_tcp("JSON-RPC", config.rpc.host, config.rpc.port)
+        cleanup.callback(rpc_socket.close)
+        if config.p2p.enabled:
+            check_listen_multiaddr("p2p", config.p2p.listen)
+        metrics = Metrics()
+        if config.metrics.enabled:
+            cleanup.callback(serve_metrics(metrics, config.metrics.host, config.metrics.port))
+            log.info("metrics on http://%s:%d/metrics", config.metrics.host, config.metrics.port)
+        kv = LevelDBKV(config.data_dir / "chain")
+        try:
+            asyncio.run(_serve(config, kv, metrics, rpc_socket))
+        finally:
+            kv.close()
+            log.info("stopped")
 
 
-async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
+async def _serve(
+    config: NodeConfig, kv: LevelDBKV, metrics: Metrics, rpc_socket: socket.socket
+) -> None:
     executor, caller = make_executor(config.executor.kind)
     genesis = chain_genesis(config)
     node = Node(
@@ -148,17 +209,27 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
             max_total=config.mempool.max_total,
             price_bump_percent=config.mempool.price_bump_percent,
             min_tip=config.mempool.min_tip,
+            max_queued_per_sender=config.mempool.max_queued_per_sender,
+            max_queued=config.mempool.max_queued,
+            queued_lifetime=config.mempool.queued_lifetime,
         ),
         executor,
         caller,
         validator_key(config.validator),
         SystemClock(),
         genesis_weights(genesis),
-        recover=batch_recover(),
+        decode=batch_decode(),
         state_options=config.state,
         ordered_root=ordered_root(),
+        tracer=ReferenceTracer(),
+        metrics=metrics,
     )
     head = node.init_or_resume(dict(genesis.alloc))
+    metrics.info.labels(version(), str(genesis.chain_id), executor.name,
+                        "validator" if config.p2p.enabled else "sequencer").set(1)
+    metrics.watch_pool(node.admission.pool_counts)
+    metrics.watch_executor(executor)
+    peers: Callable[[], int] = lambda: 0
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -168,6 +239,8 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
         l1: L1Side | None = None
         if config.p2p.enabled:
             validator = _start_validator(config, node, cleanup)
+            metrics.watch_peers(validator.gossip)
+            peers = lambda: len(validator.gossip.peers())
             # Every validator answers the poster's requests for batch signatures; the L1
             # contract counts the genesis weights.
             signatures = GossipBatchSignatures(
@@ -179,12 +252,13 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
                 l1 = connect_l1(config, node, genesis)
                 cleanup.callback(l1.stop)
             backend = NodeRpcBackend(node, None if l1 is None else l1.client,
-                                     relay=validator.relay, peers=validator.gossip)
+                                     relay=validator.relay, peers=validator.gossip,
+                                     l1_final_depth=config.l1.confirmations)
         else:
             signatures = LocalSignatures(node.validator_key)
             l1 = connect_l1(config, node, genesis)
             cleanup.callback(l1.stop)
-            backend = NodeRpcBackend(node, l1.client)
+            backend = NodeRpcBackend(node, l1.client, l1_final_depth=config.l1.confirmations)
             tasks = [
                 asyncio.create_task(
                     _every(config.chain.block_time, node.produce_block, stop, "block")
@@ -204,15 +278,43 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
                 ),
             )
             # L1 trouble must never stop the L2: the poster resumes from the contract's state.
-            tasks.append(asyncio.create_task(
-                _every(config.l1.poll_interval, poster.step, stop, "poster", contain_bugs=True)
-            ))
+            tasks.append(asyncio.create_task(_every(
+                config.l1.poll_interval, _measured(poster, node, metrics, l1), stop, "poster",
+                contain_bugs=True,
+            )))
         where = "L1 posting off (no [l1] rpc_url)" if l1 is None else l1.description
         log.info(
             "chain %d head %d root %s executor %s; %s",
             genesis.chain_id, head.number, head.state_root.hex()[:12], executor.name, where,
         )
-        await _serve_rpc(config, backend, tasks, stop)
+        rules = ReadinessRules(
+            block_time=config.chain.block_time,
+            bounds=config.health,
+            peers_needed=quorum_peers(len(genesis.validators)) if config.p2p.enabled else 0,
+            posts_to_l1=l1 is not None,
+        )
+        readiness = ReadinessCheck(metrics, rules, peers, time.monotonic)
+        await _serve_rpc(config, backend, readiness, rpc_socket, tasks, stop)
+
+
+BALANCE_EVERY_S = 15.0
+"""Seconds between reads of the poster's L1 balance (a metric)."""
+
+
+def _measured(poster: BatchPoster, node: Node, metrics: Metrics, l1: L1Side) -> Callable[[], None]:
+    """``poster.step`` that reports L1's latest batch, the L1 lag and the poster's balance."""
+    balance_due = 0.0
+
+    def step() -> None:
+        nonlocal balance_due
+        latest = poster.step()
+        metrics.l1_step(latest, node.head_number())
+        if l1.poster_balance is not None and time.monotonic() >= balance_due:
+            balance_due = time.monotonic() + BALANCE_EVERY_S
+            with contextlib.suppress(Exception):  # L1 down: the poster reports it
+                metrics.poster_balance.set(l1.poster_balance())
+
+    return step
 
 
 def _start_validator(
@@ -231,7 +333,7 @@ def _start_validator(
     log.info("p2p %s as %s", " ".join(gossip.addrs), gossip.peer_id)
     return ValidatorLoop(
         node,
-        gossip,
+        node.metrics.counting(gossip),
         node.clock,
         ValidatorOptions(
             block_time=config.chain.block_time,
@@ -252,15 +354,17 @@ async def _drive(validator: ValidatorLoop, stop: asyncio.Event) -> None:
 
 
 async def _serve_rpc(
-    config: NodeConfig, backend: NodeRpcBackend, tasks: list[asyncio.Task[None]],
-    stop: asyncio.Event,
+    config: NodeConfig, backend: NodeRpcBackend, readiness: ReadinessCheck,
+    rpc_socket: socket.socket, tasks: list[asyncio.Task[None]], stop: asyncio.Event,
 ) -> None:
-    """Serve JSON-RPC until ``stop`` or until a task ends (a Halt), then stop everything."""
-    app = create_app(backend)
+    """Serve JSON-RPC on ``rpc_socket`` (bound at start) until ``stop`` or until a task ends
+    (a Halt), then stop everything."""
+    app = create_app(backend, readiness=readiness, cors=config.rpc.cors, hosts=config.rpc.hosts)
     server = _Server(uvicorn.Config(
         app, host=config.rpc.host, port=config.rpc.port, log_level="warning", lifespan="off",
+        ws_max_size=MAX_BODY_BYTES,
     ))
-    serving = asyncio.create_task(server.serve())
+    serving = asyncio.create_task(server.serve(sockets=[rpc_socket]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.05)
     if serving.done():

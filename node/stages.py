@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 
@@ -25,5 +25,9 @@ class StageTimes:
             self.seconds[name] = self.seconds.get(name, 0.0) + self._clock() - start
 
     def __str__(self) -> str:
-        """``select=12ms execute=340ms ...``"""
-        return " ".join(f"{name}={1000 * value:.0f}ms" for name, value in self.seconds.items())
+        return format_stages(self.seconds)
+
+
+def format_stages(seconds: Mapping[str, float]) -> str:
+    """``select=12ms execute=340ms ...`` (what bench.load reads back from the log)."""
+    return " ".join(f"{name}={1000 * value:.0f}ms" for name, value in seconds.items())

@@ -210,7 +210,7 @@ class ValidatorLoop:
         admission = self.node.admission
         txs: list[Transaction] = []
         for part in (raws[:GOSSIP_SAMPLE], raws[GOSSIP_SAMPLE:]):
-            checked = admission.check(part, stop_at_invalid=True)
+            checked = admission.check(part)
             # REJECT: a transaction that can never be valid (undecodable, a bad signature,
             # another chain). Honest peers forward only batches that passed this check.
             if any(isinstance(tx, InvalidTransaction) for tx in checked):

@@ -35,7 +35,7 @@ import rlp
 from rlp.sedes import Binary, big_endian_int
 
 from executor_gpu.ordered import ordered_root
-from executor_gpu.recover import batch_recover
+from executor_gpu.recover import batch_decode
 from l1.api import L1Client
 from l1.client import Web3L1Client
 from l1.types import CommittedBatch, L2BlockData
@@ -45,11 +45,12 @@ from node.db.leveldb import LevelDBKV
 from node.genesis import genesis_weights, load_genesis
 from node.node import ChainParams, Node
 from node.progress import Progress
-from node.run import make_executor
+from node.run import contract_address, make_executor
+from node.startup import DataDir
 from primitives.clock import SystemClock
 from primitives.crypto import keccak256
 from primitives.errors import Halt, InvalidInput, RetryLater
-from primitives.types import Address, Hash32
+from primitives.types import Hash32
 from sequencer.types import PoolConfig
 
 log = logging.getLogger("l2node")
@@ -178,9 +179,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.verbose:
         log.setLevel(logging.WARNING)  # one line per block would bury the batch lines
     genesis = load_genesis(args.genesis)
-    contract = _address(args.contract)
+    options = WatchOptions(args.strict, args.follow, from_batch, args.poll_interval)
+    from web3 import Web3
+
+    w3 = Web3(Web3.HTTPProvider(args.l1_rpc, request_kwargs={"timeout": 30}))
+    contract = _retrying(lambda: contract_address(w3, args.contract, "--contract"), options,
+                         time.sleep)
     executor, caller = make_executor(args.executor)
-    args.data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = DataDir(args.data_dir)
     kv = LevelDBKV(args.data_dir / "chain")
     try:
         node = Node(
@@ -192,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
             WATCHER_KEY,
             SystemClock(),
             genesis_weights(genesis),
-            recover=batch_recover(),
+            decode=batch_decode(),
             ordered_root=ordered_root(),
         )
         node.init_or_resume(dict(genesis.alloc))
@@ -203,13 +209,9 @@ def run(args: argparse.Namespace) -> int:
                 "use another --data-dir"
             )
         kv.put(schema.meta_key(CONTRACT_META), contract)
-        from web3 import Web3
-
-        w3 = Web3(Web3.HTTPProvider(args.l1_rpc, request_kwargs={"timeout": 30}))
         client = Web3L1Client(w3, contract)
         chain = NodeChain(node)
         watcher = Watcher(client, chain)
-        options = WatchOptions(args.strict, args.follow, from_batch, args.poll_interval)
         _retrying(watcher.check_genesis, options, time.sleep)
         last = chain.last_verified()
         if args.from_batch is not None and last is not None and last.batch_number >= from_batch:
@@ -217,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
         return watch(watcher, client, options, sys.stdout, sys.stderr)
     finally:
         kv.close()
+        data_dir.close()
 
 
 @dataclass(frozen=True)
@@ -288,13 +291,3 @@ def _retrying(call: Callable[[], T], options: WatchOptions, sleep: Callable[[flo
                 raise
             log.warning("L1: %s (retrying in %.0fs)", exc, options.poll_interval)
             sleep(options.poll_interval)
-
-
-def _address(text: str) -> Address:
-    try:
-        value = bytes.fromhex(text.removeprefix("0x"))
-    except ValueError:
-        value = b""
-    if len(value) != 20:
-        raise InvalidInput(f"--contract {text!r} is not a 20-byte hex address")
-    return Address(value)

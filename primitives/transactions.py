@@ -5,7 +5,7 @@ Blob transactions (EIP-4844, type 3) are rejected: an L2 has no blob pool.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -191,15 +191,10 @@ def decode_transaction(raw: bytes, sender: Address | None = None) -> Transaction
 
 
 def decode_transactions(
-    raws: Sequence[bytes], recover: BatchRecover = recover_addresses, *,
-    stop_at_invalid: bool = False,
+    raws: Sequence[bytes], recover: BatchRecover = recover_addresses
 ) -> list[Transaction | InvalidTransaction]:
     """Decode many transactions and recover their senders in one ``recover`` call (a native
-    batch on CPU threads where the node has one); each transaction, or why it is invalid.
-
-    ``stop_at_invalid``: return at the first transaction found invalid before recovery,
-    as ``[why]`` (for a caller that refuses the whole batch then: a gossip gate).
-    """
+    batch on CPU threads where the node has one); each transaction, or why it is invalid."""
     outcomes: list[_Unsigned | InvalidTransaction] = []
     for raw in raws:
         try:
@@ -207,14 +202,10 @@ def decode_transactions(
             fields = unsigned.fields
             check_signature_values(unsigned.y_parity, fields["r"], fields["s"])
             outcomes.append(unsigned)
-            continue
         except InvalidSignature as exc:
-            invalid = InvalidTransaction(f"invalid signature: {exc}")
+            outcomes.append(InvalidTransaction(f"invalid signature: {exc}"))
         except InvalidTransaction as exc:
-            invalid = exc
-        if stop_at_invalid:
-            return [invalid]
-        outcomes.append(invalid)
+            outcomes.append(exc)
     pending = [u for u in outcomes if isinstance(u, _Unsigned)]
     senders = iter(recover([
         (u.signing_hash, u.y_parity, u.fields["r"], u.fields["s"]) for u in pending
@@ -230,6 +221,11 @@ def decode_transactions(
             if sender is None else outcome.signed_by(sender)
         )
     return decoded
+
+
+BatchDecode = Callable[[Sequence[bytes]], list[Transaction | InvalidTransaction]]
+"""Decodes a batch of raw transactions and recovers their senders, as ``decode_transactions``
+does (the node injects a native one)."""
 
 
 def _decode_unsigned(raw: bytes) -> _Unsigned:

@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from executor_gpu.api import StateReader
-from executor_gpu.types import CallMessage, CallResult
+from executor_gpu.types import CallMessage, CallResult, TraceOptions, TxTrace
+from primitives.blocks import Header
 from primitives.errors import L2NodeError
 from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
@@ -17,9 +18,30 @@ from rpc.types import (
     FeeHistory,
     LogFilter,
     LogView,
+    PoolContent,
     ReceiptView,
     TxLocation,
 )
+
+
+class ChainEvents(Protocol):
+    """What the node tells the RPC server as it happens (subscriptions and filters).
+
+    Called from the node's threads; implementations hand the work over and return at once.
+    """
+
+    def wants_pending(self) -> bool:
+        """True when someone listens for new pool transactions (else the node skips
+        ``new_pending``, keeping admission free of the work)."""
+        ...
+
+    def new_pending(self, txs: Sequence[Transaction]) -> None:
+        """Transactions just admitted to the pool, one call per admitted batch."""
+        ...
+
+    def new_head(self, header: Header) -> None:
+        """A block just became the head (final)."""
+        ...
 
 
 class NodeBackend(Protocol):
@@ -37,6 +59,15 @@ class NodeBackend(Protocol):
 
     def head_number(self) -> int:
         """Height of the latest finalized block."""
+        ...
+
+    def safe_number(self) -> int:
+        """Height of the "safe" block: the last block of the newest batch committed to L1."""
+        ...
+
+    def finalized_number(self) -> int:
+        """Height of the "finalized" block: the last block of the newest batch whose L1
+        commitment is final."""
         ...
 
     def block_by_number(self, number: int) -> BlockView | None:
@@ -67,6 +98,10 @@ class NodeBackend(Protocol):
         """The account and ``slots`` after block ``number``, with their Merkle proofs."""
         ...
 
+    def pool_content(self, sender: Address | None = None) -> PoolContent:
+        """The pooled transactions (of ``sender`` only, when given)."""
+        ...
+
     def pending_nonce(self, address: bytes) -> int:
         """Next nonce for ``address`` counting pooled transactions."""
         ...
@@ -89,6 +124,19 @@ class NodeBackend(Protocol):
         Raises primitives.errors.ExecutionReverted (with the revert data) when it fails even
         with all of ``message.gas``.
         """
+        ...
+
+    def trace_call(self, message: CallMessage, number: int, options: TraceOptions) -> TxTrace:
+        """``call``, recorded step by step on the reference executor. Raises
+        primitives.errors.TransactionRejected when the message cannot run (funds, gas), and
+        InvalidInput when the trace would outgrow ``options``' bounds."""
+        ...
+
+    def trace_block(
+        self, number: int, options: TraceOptions, only: int | None = None
+    ) -> Sequence[TxTrace]:
+        """Block ``number`` re-run on its parent's state, each transaction traced (or only the
+        one at index ``only``, the ones before it run untraced)."""
         ...
 
     def gas_price(self) -> int:
@@ -125,4 +173,8 @@ class NodeBackend(Protocol):
 
     def peer_count(self) -> int:
         """Peers connected on the validator network (0 for a single validator)."""
+        ...
+
+    def subscribe(self, events: ChainEvents) -> None:
+        """Report every new head and every admitted batch of transactions to ``events``."""
         ...

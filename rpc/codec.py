@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from executor_gpu.types import AccountOverride
+from primitives.transactions import AccessListEntry
 from primitives.types import UINT64_MAX, UINT256_MAX, Address, Hash32
 from rpc.errors import InvalidParams
 
@@ -144,11 +146,13 @@ class BlockId:
     """A block as the caller named it, before it is resolved against the chain."""
 
     number: int | None = None
-    """Height; None names the head (latest, safe, finalized, pending)."""
+    """Height; None names the head (latest, pending) or a tagged block (safe, finalized)."""
     block_hash: Hash32 | None = None
     """Hash, when the block was named by hash (EIP-1898)."""
     pending: bool = False
     """True for the "pending" tag (pending nonces count pooled transactions)."""
+    tag: str | None = None
+    """"safe" or "finalized" (resolved by rpc.tags), else None."""
 
 
 LATEST = BlockId()
@@ -156,8 +160,8 @@ LATEST = BlockId()
 
 _TAGS = {
     "latest": LATEST,
-    "safe": LATEST,
-    "finalized": LATEST,
+    "safe": BlockId(tag="safe"),
+    "finalized": BlockId(tag="finalized"),
     "pending": BlockId(pending=True),
     "earliest": BlockId(number=0),
 }
@@ -219,10 +223,80 @@ class CallRequest:
     """``value`` in wei (0 when not given)."""
     data: bytes
     """``input`` or ``data`` (empty when not given)."""
+    access_list: tuple[AccessListEntry, ...] = ()
+    """``accessList`` (EIP-2930)."""
+
+
+MAX_ACCESS_LIST_ITEMS = 10_000
+"""Most addresses plus storage keys one call's access list may hold."""
+
+
+def parse_access_list(value: object) -> tuple[AccessListEntry, ...]:
+    """An EIP-2930 access list: [{address, storageKeys: [32-byte hex]}]."""
+    if not isinstance(value, list):
+        raise InvalidParams(f"expected an access list, got {_kind(value)}")
+    entries: list[AccessListEntry] = []
+    items = 0
+    for item in value:
+        if not isinstance(item, dict):
+            raise InvalidParams(f"expected an access list entry, got {_kind(item)}")
+        keys = item.get("storageKeys") or []
+        if not isinstance(keys, list):
+            raise InvalidParams(f"storageKeys: expected an array, got {_kind(keys)}")
+        items += 1 + len(keys)
+        if items > MAX_ACCESS_LIST_ITEMS:
+            raise InvalidParams(f"access list longer than {MAX_ACCESS_LIST_ITEMS} items")
+        address = _field(item, "address", parse_address)
+        if address is None:
+            raise InvalidParams("access list entry without address")
+        slots = tuple(int.from_bytes(parse_hash(key), "big") for key in keys)
+        entries.append(AccessListEntry(address, slots))
+    return tuple(entries)
+
+
+MAX_OVERRIDE_ACCOUNTS = 1000
+"""Most accounts one state override set may name."""
+
+
+def _slots(value: object) -> dict[int, int]:
+    if not isinstance(value, dict):
+        raise InvalidParams(f"expected an object of storage slots, got {_kind(value)}")
+    return {
+        int.from_bytes(parse_hash(slot), "big"): int.from_bytes(parse_hash(word), "big")
+        for slot, word in value.items()
+    }
+
+
+def parse_state_overrides(value: object) -> dict[Address, AccountOverride]:
+    """eth_call's state override set: {address: {nonce, balance, code, state | stateDiff}}."""
+    if not isinstance(value, dict):
+        raise InvalidParams(f"expected a state override object, got {_kind(value)}")
+    if len(value) > MAX_OVERRIDE_ACCOUNTS:
+        raise InvalidParams(f"at most {MAX_OVERRIDE_ACCOUNTS} overridden accounts")
+    overrides: dict[Address, AccountOverride] = {}
+    for key, fields in value.items():
+        address = parse_address(key)
+        if not isinstance(fields, dict):
+            raise InvalidParams(f"expected an account override object, got {_kind(fields)}")
+        unknown = set(fields) - {"nonce", "balance", "code", "state", "stateDiff"}
+        if unknown:
+            raise InvalidParams(f"unknown account override field {min(unknown)}")
+        if fields.get("state") is not None and fields.get("stateDiff") is not None:
+            raise InvalidParams(
+                f"account {key} has both 'state' and 'stateDiff'"
+            )
+        overrides[address] = AccountOverride(
+            nonce=_field(fields, "nonce", parse_u64),
+            balance=_field(fields, "balance", parse_quantity),
+            code=_field(fields, "code", parse_data),
+            state=_field(fields, "state", _slots),
+            state_diff=_field(fields, "stateDiff", _slots) or {},
+        )
+    return overrides
 
 
 def parse_call(value: object) -> CallRequest:
-    """A call object; unknown fields (nonce, chainId, accessList, ...) are ignored, as geth does."""
+    """A call object; unknown fields (nonce, chainId, type, ...) are ignored, as geth does."""
     if not isinstance(value, dict):
         raise InvalidParams(f"expected a transaction call object, got {_kind(value)}")
     input_data = _field(value, "input", parse_data)
@@ -241,6 +315,7 @@ def parse_call(value: object) -> CallRequest:
         max_priority_fee_per_gas=_field(value, "maxPriorityFeePerGas", parse_quantity),
         value=_field(value, "value", parse_quantity) or 0,
         data=input_data if input_data is not None else legacy_data or b"",
+        access_list=_field(value, "accessList", parse_access_list) or (),
     )
     dynamic = request.max_fee_per_gas is not None or request.max_priority_fee_per_gas is not None
     if request.gas_price is not None and dynamic:

@@ -5,15 +5,19 @@ Every method is synchronous and may block on the backend; the server runs it off
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
-from executor_gpu.types import CallMessage, CallResult
+from executor_gpu.types import AccountOverride, CallMessage, CallResult
+from primitives.clock import SystemClock
 from primitives.crypto import keccak256
 from primitives.errors import ExecutionReverted
-from primitives.types import ZERO_ADDRESS, Hash32
+from primitives.types import ZERO_ADDRESS, Address, Hash32
 from rpc import render
 from rpc.api import NodeBackend
+from rpc.chaininfo import ChainInfoMethods
 from rpc.codec import (
     LATEST,
     Args,
@@ -30,6 +34,7 @@ from rpc.codec import (
     parse_hash,
     parse_log_query,
     parse_percentiles,
+    parse_state_overrides,
     parse_storage_slot,
     parse_storage_slots,
     parse_u64,
@@ -45,18 +50,26 @@ from rpc.errors import (
     execution_reverted,
     header_not_found,
 )
+from rpc.filters import FilterMethods, FilterTable
+from rpc.tags import block_number
+from rpc.trace import TraceMethods
+from rpc.txpool import PoolMethods
 from rpc.types import BlockView, FeeHistory, LogFilter
 
 MAX_LOG_BLOCK_RANGE = 10_000
 """Most blocks one eth_getLogs call may scan."""
 CALL_GAS_CAP = 50_000_000
 """Most gas an eth_call / eth_estimateGas may use (geth's default RPC gas cap)."""
+MIN_BLOB_BASE_FEE = 1
+"""EIP-4844's blob base fee at zero excess blob gas."""
 MAX_FEE_HISTORY_BLOCKS = 1024
 """Most blocks one eth_feeHistory answer covers; larger counts are cut (as geth)."""
 _ADMITTING = object()
 """Placeholder for an answer the backend gives later."""
 NO_PERCENTILES: tuple[float, ...] = ()
 """eth_feeHistory without reward percentiles."""
+_NONE: Mapping[Address, AccountOverride] = MappingProxyType({})
+"""No state overrides."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,11 @@ class Method:
     """Decodes the parameters and returns the JSON-ready result."""
 
 
+def _no_notifications(args: Args) -> object:
+    # Subscriptions live on a WebSocket connection (rpc/ws.py), as in geth.
+    raise RpcError(METHOD_NOT_FOUND, "notifications not supported")
+
+
 def _reverted(result: CallResult) -> bool:
     # Only REVERT returns data from a failed call; an empty revert is known by its error text.
     return not result.succeeded and (
@@ -79,9 +97,10 @@ def _reverted(result: CallResult) -> bool:
 class RpcMethods:
     """All methods the server answers, over one NodeBackend."""
 
-    def __init__(self, backend: NodeBackend) -> None:
+    def __init__(self, backend: NodeBackend, filters: FilterTable | None = None) -> None:
+        """``filters``: the server's installed polling filters (default: a table of its own)."""
         self._backend = backend
-        self.methods: Mapping[str, Method] = {
+        self.methods: dict[str, Method] = {
             "web3_clientVersion": Method(0, lambda _: backend.client_version),
             "web3_sha3": Method(1, lambda a: data(keccak256(a.required(0, parse_data)))),
             "net_version": Method(0, lambda _: str(backend.chain_id)),
@@ -95,6 +114,8 @@ class RpcMethods:
             "eth_blockNumber": Method(0, lambda _: quantity(backend.head_number())),
             "eth_gasPrice": Method(0, lambda _: quantity(backend.gas_price())),
             "eth_maxPriorityFeePerGas": Method(0, lambda _: quantity(backend.max_priority_fee())),
+            # No blob gas is ever used here: the blob base fee stays EIP-4844's minimum.
+            "eth_blobBaseFee": Method(0, lambda _: quantity(MIN_BLOB_BASE_FEE)),
             "eth_feeHistory": Method(3, self._fee_history),
             "eth_getBlockByNumber": Method(2, self._block_by_number),
             "eth_getBlockByHash": Method(2, self._block_by_hash),
@@ -110,14 +131,28 @@ class RpcMethods:
             "eth_getCode": Method(2, self._code),
             "eth_getStorageAt": Method(3, self._storage),
             "eth_getProof": Method(3, self._proof),
-            "eth_call": Method(2, self._call),
-            "eth_estimateGas": Method(2, self._estimate_gas),
+            "eth_call": Method(3, self._call),
+            "eth_estimateGas": Method(3, self._estimate_gas),
             "eth_sendRawTransaction": Method(1, self._send_raw_transaction),
             "eth_getLogs": Method(1, self._logs),
             "l2_getBatch": Method(1, self._batch),
             "l2_latestCommittedBatch": Method(0, self._latest_committed_batch),
             "l2_getValidators": Method(1, self._validators),
+            "eth_subscribe": Method(2, _no_notifications),
+            "eth_unsubscribe": Method(1, _no_notifications),
         }
+        tracing = TraceMethods(backend, self._state_number, self._message, self._call_gas)
+        polling = FilterMethods(backend, FilterTable(SystemClock()) if filters is None else filters)
+        pool = PoolMethods(backend, self._block)
+        info = ChainInfoMethods(backend, self._state_number, self._call_gas, self._estimate_gas)
+        for extra in (tracing.methods(), polling.methods(), pool.methods(), info.methods()):
+            self.methods.update((name, Method(most, run)) for name, (most, run) in extra.items())
+
+    def extended(self, extra: Mapping[str, Method]) -> RpcMethods:
+        """A copy that also answers ``extra`` (a WebSocket connection's eth_subscribe)."""
+        twin = copy.copy(self)
+        twin.methods = {**self.methods, **extra}
+        return twin
 
     def dispatch(self, name: str, params: object) -> object:
         """Run method ``name``; raises RpcError (or a backend error) when it fails."""
@@ -131,7 +166,7 @@ class RpcMethods:
     def _block(self, block_id: BlockId) -> BlockView | None:
         if block_id.block_hash is not None:
             return self._backend.block_by_hash(block_id.block_hash)
-        number = self._backend.head_number() if block_id.number is None else block_id.number
+        number = block_number(self._backend, block_id)
         return self._backend.block_by_number(number)
 
     def _state_number(self, block_id: BlockId) -> int:
@@ -141,12 +176,10 @@ class RpcMethods:
             if view is None:
                 raise header_not_found()
             return view.header.number
-        head = self._backend.head_number()
-        if block_id.number is None:
-            return head
-        if block_id.number > head:
+        number = block_number(self._backend, block_id)
+        if number > self._backend.head_number():
             raise header_not_found()
-        return block_id.number
+        return number
 
     # -- blocks and transactions -------------------------------------------------------------
 
@@ -266,7 +299,18 @@ class RpcMethods:
         number = self._state_number(args.required(2, parse_block_ref))
         return render.account_proof(self._backend.proof(number, address, slots))
 
-    def _message(self, request: CallRequest, gas: int) -> CallMessage:
+    def _call_gas(self, request: CallRequest, number: int) -> int:
+        """The gas a call request may use: its own, else the block's gas limit."""
+        if request.gas is not None:
+            return request.gas
+        view = self._backend.block_by_number(number)
+        if view is None:
+            raise header_not_found()
+        return view.header.gas_limit
+
+    def _message(
+        self, request: CallRequest, gas: int, overrides: Mapping[Address, AccountOverride] = _NONE
+    ) -> CallMessage:
         """The CallMessage for ``request``, priced as geth prices calls."""
         if request.gas_price is not None:
             gas_price = request.gas_price
@@ -284,12 +328,17 @@ class RpcMethods:
             value=request.value,
             data=request.data,
             gas_price=gas_price,
+            access_list=request.access_list,
+            overrides=overrides,
         )
 
     def _call(self, args: Args) -> object:
         request = args.required(0, parse_call)
         number = self._state_number(args.optional(1, parse_block_ref, LATEST))
-        message = self._message(request, CALL_GAS_CAP if request.gas is None else request.gas)
+        overrides = args.optional(2, parse_state_overrides, _NONE)
+        message = self._message(
+            request, CALL_GAS_CAP if request.gas is None else request.gas, overrides
+        )
         result = self._backend.call(message, number)
         if result.succeeded:
             return data(result.output)
@@ -300,13 +349,8 @@ class RpcMethods:
     def _estimate_gas(self, args: Args) -> object:
         request = args.required(0, parse_call)
         number = self._state_number(args.optional(1, parse_block_ref, LATEST))
-        gas = request.gas
-        if gas is None:
-            view = self._backend.block_by_number(number)
-            if view is None:
-                raise header_not_found()
-            gas = view.header.gas_limit
-        message = self._message(request, gas)
+        overrides = args.optional(2, parse_state_overrides, _NONE)
+        message = self._message(request, self._call_gas(request, number), overrides)
         try:
             return quantity(self._backend.estimate_gas(message, number))
         except ExecutionReverted as exc:
@@ -322,7 +366,7 @@ class RpcMethods:
         newest_id = args.required(1, parse_block_number)
         percentiles = args.optional(2, parse_percentiles, NO_PERCENTILES)
         head = self._backend.head_number()
-        newest = head if newest_id.number is None else newest_id.number
+        newest = block_number(self._backend, newest_id)
         if newest > head:
             raise RpcError(
                 SERVER_ERROR, f"request beyond head block: requested {newest}, head {head}"
@@ -342,13 +386,12 @@ class RpcMethods:
             first = last = view.header.number
         else:
             head = self._backend.head_number()
-            first = head if query.from_block.number is None else query.from_block.number
-            last = head if query.to_block.number is None else query.to_block.number
+            first = block_number(self._backend, query.from_block)
+            last = block_number(self._backend, query.to_block)
+            if first > head or last > head:
+                raise InvalidParams("block range extends beyond current head block")
             if first > last:
                 raise InvalidParams("invalid block range params")
-            last = min(last, head)
-            if first > last:
-                return []
             if last - first + 1 > MAX_LOG_BLOCK_RANGE:
                 raise RpcError(
                     LIMIT_EXCEEDED, f"query exceeds max block range {MAX_LOG_BLOCK_RANGE}"

@@ -25,7 +25,12 @@ _EMPTY_RLP_LIST = bytes([_RLP_LIST])
 
 
 def block_size(view: BlockView) -> int:
-    """Length of the block's RLP encoding [header, transactions, ommers, withdrawals]."""
+    """Length of the block's RLP encoding."""
+    return len(block_rlp(view))
+
+
+def block_rlp(view: BlockView) -> bytes:
+    """The block's RLP encoding [header, transactions, ommers, withdrawals]."""
     # Legacy transactions are RLP lists already; typed ones are embedded as RLP strings.
     txs = b"".join(
         tx.raw if tx.tx_type == LEGACY_TX else rlp.encode(tx.raw) for tx in view.transactions
@@ -37,7 +42,7 @@ def block_size(view: BlockView) -> int:
         + _EMPTY_RLP_LIST
         + _EMPTY_RLP_LIST
     )
-    return len(rlp.codec.length_prefix(len(body), _RLP_LIST)) + len(body)
+    return bytes(rlp.codec.length_prefix(len(body), _RLP_LIST)) + bytes(body)
 
 
 def header_fields(header: Header) -> JsonObject:
@@ -94,7 +99,7 @@ def block_transaction(view: BlockView, block_hash: Hash32, index: int) -> JsonOb
     """
     header = view.header
     tx = view.transactions[index]
-    location = TxLocation(block_hash, header.number, index)
+    location = TxLocation(block_hash, header.number, index, header.timestamp)
     return transaction(tx, location, tx.effective_gas_price(header.base_fee_per_gas))
 
 
@@ -107,6 +112,7 @@ def transaction(tx: Transaction, location: TxLocation | None, gas_price: int) ->
         "blockHash": None if location is None else data(location.block_hash),
         "blockNumber": None if location is None else quantity(location.block_number),
         "transactionIndex": None if location is None else quantity(location.index),
+        "blockTimestamp": None if location is None else quantity(location.block_timestamp),
         "hash": data(tx.hash),
         "type": quantity(tx.tx_type),
         "from": data(tx.sender),
@@ -145,6 +151,7 @@ def log(view: LogView) -> JsonObject:
         "data": data(view.log.data),
         "blockNumber": quantity(view.location.block_number),
         "blockHash": data(view.location.block_hash),
+        "blockTimestamp": quantity(view.location.block_timestamp),
         "transactionHash": data(view.tx_hash),
         "transactionIndex": quantity(view.location.index),
         "logIndex": quantity(view.log_index),

@@ -1,4 +1,6 @@
-"""The JSON-RPC 2.0 server: POST "/" (single and batch requests) and GET "/health".
+"""The JSON-RPC 2.0 server: POST "/" (single and batch requests), WebSocket "/" (the same,
+plus eth_subscribe; rpc/ws.py), CORS, GET "/health" (liveness) and GET "/ready" (readiness:
+200, or 503 with the reasons).
 
 Whatever a caller sends gets a JSON-RPC answer: malformed input is an error object, never an
 HTTP 500, and an unexpected failure is logged with its traceback and answered "internal error".
@@ -11,13 +13,17 @@ import logging
 import math
 import re
 from array import array
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response, WebSocket
+from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
 
+from primitives.clock import Clock, SystemClock
 from primitives.errors import InvalidInput, InvalidTransaction, RetryLater, TransactionRejected
 from rpc.api import NodeBackend
 from rpc.errors import (
@@ -28,7 +34,10 @@ from rpc.errors import (
     SERVER_ERROR,
     RpcError,
 )
+from rpc.filters import FilterTable
 from rpc.methods import RpcMethods
+from rpc.types import Readiness
+from rpc.ws import EventHub, serve_websocket
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
 """Largest request body accepted."""
@@ -46,15 +55,50 @@ _BRACKET_STEPS = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")
 
 
 def create_app(
-    backend: NodeBackend, *, max_body_bytes: int = MAX_BODY_BYTES, max_batch: int = MAX_BATCH
+    backend: NodeBackend, *, max_body_bytes: int = MAX_BODY_BYTES, max_batch: int = MAX_BATCH,
+    cors: Sequence[str] = ("*",), hosts: Sequence[str] = ("*",), clock: Clock | None = None,
+    readiness: Callable[[], Readiness] = lambda: Readiness(()),
 ) -> FastAPI:
-    """The ASGI app serving ``backend`` (run it with uvicorn)."""
-    methods = RpcMethods(backend)
+    """The ASGI app serving ``backend`` (run it with uvicorn).
+
+    ``cors``: origins browsers may call from ("*": any); ``hosts``: Host headers accepted
+    ("*": any); ``clock`` times out idle filters (default: the system's); ``readiness``
+    answers /ready.
+    """
+    filters = FilterTable(clock or SystemClock())
+    methods = RpcMethods(backend, filters)
+    hub = EventHub(backend, filters)
+    backend.subscribe(hub)
     app = FastAPI(title="l2node JSON-RPC", openapi_url=None, docs_url=None, redoc_url=None)
+    app.add_middleware(
+        CORSMiddleware, allow_origins=list(cors), allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["*"], max_age=600,
+    )
+    if "*" not in hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))
+
+    @app.options("/")
+    async def options() -> Response:
+        # A preflight is answered by CORSMiddleware; a bare OPTIONS learns what is allowed.
+        return Response(status_code=204, headers={"Allow": "GET, POST, OPTIONS"})
+
+    @app.websocket("/")
+    async def websocket(socket: WebSocket) -> None:
+        await serve_websocket(
+            socket, methods, hub, lambda m, body: handle_body(m, body, max_batch),
+            max_body_bytes, cors,
+        )
 
     @app.get("/health")
     async def health() -> dict[str, bool]:
         return {"ok": True}
+
+    @app.get("/ready")
+    async def ready() -> Response:
+        state = readiness()
+        body = {"ready": state.ready, "reasons": list(state.reasons), **dict(state.details)}
+        return Response(_encode(body), status_code=200 if state.ready else 503,
+                        media_type=_JSON_MEDIA_TYPE)
 
     @app.post("/")
     async def rpc(request: Request) -> Response:

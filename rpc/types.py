@@ -29,6 +29,8 @@ class TxLocation:
     """Height of the including block."""
     index: int
     """Position within the block."""
+    block_timestamp: int
+    """Timestamp of the including block (``blockTimestamp`` in transactions and logs)."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,16 @@ class FeeHistory:
 
 
 @dataclass(frozen=True)
+class PoolContent:
+    """The transaction pool (txpool_*), ordered by sender and nonce."""
+
+    pending: tuple[Transaction, ...]
+    """Executable now: each sender's contiguous run from its account nonce."""
+    queued: tuple[Transaction, ...]
+    """Waiting behind a nonce gap."""
+
+
+@dataclass(frozen=True)
 class BatchView:
     """A batch of blocks the node committed to L1."""
 
@@ -145,3 +157,18 @@ class AccountProof:
     """RLP-encoded nodes of the state trie, from the state root along keccak(address)."""
     storage: tuple[StorageProof, ...]
     """The slots asked for, in the order asked."""
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """The answer to GET /ready: whether the node should get traffic, and why not."""
+
+    reasons: tuple[str, ...]
+    """What is wrong, one sentence each; empty when ready."""
+    details: tuple[tuple[str, float], ...] = ()
+    """The figures the checks looked at (head, head age, peers, L1 lag...), by name."""
+
+    @property
+    def ready(self) -> bool:
+        """True when nothing is wrong."""
+        return not self.reasons

@@ -297,6 +297,13 @@ def decode_certificate(chain_id: int, data: bytes) -> CommitCertificate:
     return CommitCertificate(height, round, value_id, tuple(votes))
 
 
+def certificate_round(data: bytes) -> int:
+    """The round of an encoded commit certificate, read without checking its signatures (for
+    logs and metrics of a block already committed)."""
+    fields = _list(_rlp(data, "certificate"), 4, "certificate")
+    return _uint(fields[1], "certificate round", MAX_ROUND)
+
+
 def decode_evidence(chain_id: int, data: bytes) -> Evidence:
     """Evidence as encoded by ``encode_evidence``: both signatures and the conflict checked."""
     first_fields, second_fields = _list(_rlp(data, "evidence"), 2, "evidence")

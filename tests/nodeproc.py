@@ -70,6 +70,8 @@ class NodeProcess:
     process: subprocess.Popen[bytes]
     url: str
     log_path: Path
+    metrics_url: str = ""
+    """http://127.0.0.1:PORT/metrics when started with a metrics port."""
 
     def rpc(self, method: str, params: list[Any] | None = None) -> Any:
         """Raw JSON-RPC call; returns the whole response object."""
@@ -93,10 +95,12 @@ def post_json(url: str, body: Any, raw: bytes | None = None) -> Any:
 
 @contextmanager
 def running_node(
-    data_dir: Path, port: int | None = None, config: str = TEST_CONFIG, start_timeout: float = 90
+    data_dir: Path, port: int | None = None, config: str = TEST_CONFIG, start_timeout: float = 90,
+    metrics_port: int = 0,
 ) -> Iterator[NodeProcess]:
     """Start `l2node run`, wait (at most ``start_timeout`` s) until it answers RPC, stop it
-    (SIGTERM) afterwards."""
+    (SIGTERM) afterwards. Metrics are off unless ``metrics_port`` is given (parallel tests
+    would all take the preset's port)."""
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     config_path = data_dir.parent / f"{data_dir.name}.toml"
@@ -105,10 +109,11 @@ def running_node(
     log_file = log_path.open("ab")
     process = subprocess.Popen(
         l2node_command("run", "--data-dir", str(data_dir), "--rpc-port", str(port),
-                       "--config", str(config_path)),
+                       "--config", str(config_path), "--metrics-port", str(metrics_port)),
         stdout=log_file, stderr=subprocess.STDOUT, env=l2node_env(),
     )
-    node = NodeProcess(process, f"http://127.0.0.1:{port}", log_path)
+    node = NodeProcess(process, f"http://127.0.0.1:{port}", log_path,
+                       f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else "")
     try:
         deadline = time.monotonic() + start_timeout
         while True:

@@ -18,6 +18,7 @@ extern "C" __global__ void evm_kernel(const u64 *desc) {
 #include "evm_host.h"
 #include "evm_ordered.h"
 #include "evm_recover.h"
+#include "evm_txdecode.h"
 #include "evm_mpt.h"
 
 /* Runs slots [first, first + count) of a launch with the scratch arenas of worker. */
@@ -62,14 +63,48 @@ EVM_EXPORT void evm_trie_level(const u8 *buf, const u64 *off, const u64 *len, co
     host_trie_level(buf, off, len, idx, m, paths, pos, state, next, (int)accounts, rows, width, roots);
 }
 
+/* Decodes n values of the flat state into rows: accounts (RLP, as the trie's leaves) into
+ * ACC_* rows and their storage roots, or slots (minimal big-endian) into SL_VALUE. Value i is
+ * values[offsets[i]..offsets[i + 1]); absent keys (present[i] == 0) leave their rows alone.
+ * Returns 0, or 1 + the index of the first malformed value. */
+EVM_EXPORT u64 evm_decode_flat(u64 n, const u8 *values, const u64 *offsets, const u8 *present,
+                               u64 accounts, u64 *rows, u64 width, u8 *roots) {
+    for (u64 i = 0; i < n; i++) {
+        if (!present[i]) continue;
+        const u8 *value = values + offsets[i];
+        u64 size = offsets[i + 1] - offsets[i];
+        u64 *row = rows + i * width;
+        if (accounts) {
+            if (!host_decode_account(value, size, row, roots + 32 * i)) return i + 1;
+        } else {
+            if (size > 32 || size == 0 || value[0] == 0) return i + 1;
+            host_be_words(value, size, row + SL_VALUE);
+        }
+    }
+    return 0;
+}
+
 /* Senders of n signatures (see evm_recover.h): libsecp256k1's context and functions, then
  * the batch; addresses and per-item success flags are written. */
 EVM_EXPORT void evm_recover_batch(const void *ctx, void *parse, void *recover, void *serialize,
                                   u64 n, const u8 *hashes, const u8 *sigs, u8 *addresses, u8 *ok,
                                   u64 threads) {
     recover_job batch = {ctx, (secp_parse_fn)parse, (secp_recover_fn)recover,
-                         (secp_serialize_fn)serialize, hashes, sigs, addresses, ok, 0, n};
+                         (secp_serialize_fn)serialize, hashes, sigs, addresses, ok};
     host_recover_batch(&batch, n, threads);
+}
+
+/* Decodes n raw transactions (transaction i at blob[offsets[i]..offsets[i + 1])) and recovers
+ * their senders on up to `threads` threads; see evm_txdecode.h for what it takes and what it
+ * writes. signing_hashes, sigs and ok are scratch of 32, 65 and 1 bytes a transaction. */
+EVM_EXPORT void evm_decode_transactions(const void *ctx, void *parse, void *recover, void *serialize,
+                                        u64 n, const u8 *blob, const u64 *offsets, u64 *rows, u8 *bigs,
+                                        u8 *tx_hashes, u8 *senders, u8 *signing_hashes, u8 *sigs, u8 *ok,
+                                        u64 threads) {
+    txd_job job = {{ctx, (secp_parse_fn)parse, (secp_recover_fn)recover, (secp_serialize_fn)serialize,
+                    signing_hashes, sigs, senders, ok},
+                   signing_hashes, sigs, blob, offsets, rows, bigs, tx_hashes};
+    host_parallel(n, threads, 16, txd_range, &job);
 }
 
 /* Root of the ordered trie (keys rlp(i)) of n > 0 values, value i at

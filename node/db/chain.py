@@ -260,7 +260,8 @@ class ChainStore:
         if data is None:
             return None
         number = schema.decode_number(data[:-_TX_INDEX_BYTES])
-        return TxLocation(self._require_header(number).hash, number, _int(data[-_TX_INDEX_BYTES:]))
+        header = self._require_header(number)
+        return TxLocation(header.hash, number, _int(data[-_TX_INDEX_BYTES:]), header.timestamp)
 
     def receipts(self, number: int) -> tuple[ReceiptView, ...]:
         """Receipts of block ``number`` in order; empty above the head."""
@@ -270,7 +271,8 @@ class ChainStore:
         block_hash = header.hash
         block = self._decoded_block(number, block_hash)
         return tuple(
-            self._receipt_view(tx, TxLocation(block_hash, number, index), receipt, first_log)
+            self._receipt_view(tx, TxLocation(block_hash, number, index, header.timestamp),
+                               receipt, first_log)
             for index, (tx, receipt, first_log) in enumerate(
                 zip(block.transactions, block.receipts, block.first_log_index)
             )
@@ -305,7 +307,7 @@ class ChainStore:
             for index, (tx, receipt) in enumerate(zip(block.body, block.receipts)):
                 for log in receipt.receipt.logs:
                     if _log_matches(log, log_filter):
-                        location = TxLocation(block_hash, number, index)
+                        location = TxLocation(block_hash, number, index, header.timestamp)
                         found.append(LogView(log, location, tx.hash, log_index))
                     log_index += 1
         return found

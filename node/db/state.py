@@ -29,12 +29,13 @@ import os
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import rlp
+from annotated_types import Ge
 from trie.exceptions import MissingTrieNode
 from trie.hexary import HexaryTrie
 from trie.iter import NodeIterator
@@ -65,9 +66,9 @@ _Value = TypeVar("_Value", Account, int)
 class StateOptions:
     """How much the flat state keeps in memory and for unwinding ([state] in the config)."""
 
-    cache_entries: int = 100_000
+    cache_entries: Annotated[int, Ge(0)] = 100_000
     """Accounts and slots the cache of the committed head holds (about 0.5 KB each)."""
-    unwind_depth: int = 128
+    unwind_depth: Annotated[int, Ge(0)] = 128
     """Heights whose change sets are kept (a block of 10,000 transfers writes about 2 MB);
     unwinding deeper rebuilds the flat tables from the trie (reads the whole state)."""
 
@@ -237,6 +238,12 @@ class _FlatReads:
         key = schema.flat_storage_key(_account_hash(address), _slot_hash(slot))
         return self._read(key, int, _flat_slot) or 0
 
+    def values(self, keys: list[bytes]) -> list[bytes | None]:
+        """The stored values of flat ``keys``, one get each (bulk reads skip the cache)."""
+        values = list(map(self._reader.get, keys))
+        self._check()
+        return values
+
     def _read(
         self, key: bytes, kind: type[_Value], decode: Callable[[bytes | None], _Value | None]
     ) -> _Value | None:
@@ -313,6 +320,22 @@ class StateView:
         storage = HexaryTrie(self._nodes, account.storage_root)
         encoded = _trie_get(storage, _slot_hash(slot))
         return rlp.decode(encoded, sedes=rlp.sedes.big_endian_int) if encoded else 0
+
+    def flat_accounts(self, account_hashes: Sequence[bytes]) -> list[bytes | None] | None:
+        prefix = schema.FLAT_ACCOUNT_PREFIX
+        return self._flat_values([prefix + path for path in account_hashes])
+
+    def flat_slots(self, slot_paths: Sequence[bytes]) -> list[bytes | None] | None:
+        prefix = schema.FLAT_STORAGE_PREFIX
+        return self._flat_values([prefix + path for path in slot_paths])
+
+    def _flat_values(self, keys: list[bytes]) -> list[bytes | None] | None:
+        if self._flat is not None:
+            try:
+                return self._flat.values(keys)
+            except _Stale:
+                self._flat = None
+        return None
 
     def account_proof(self, address: Address) -> tuple[bytes, ...]:
         """The trie nodes from the root along the account's key (EIP-1186 ``accountProof``)."""

@@ -219,10 +219,11 @@ def test_a_wrong_root_names_the_first_differing_account() -> None:
 
 
 def test_rejections_are_judged_against_expect_exception() -> None:
-    path = FIXTURES / "stEIP1559" / "intrinsic.json"
+    path = FIXTURES / "stEIP1559" / "lowGasLimit.json"
     keys = discover([path], "Cancun", None)
-    test = json.loads(path.read_text())["intrinsic"]
-    rejected = next(k for k in keys if "expectException" in test["post"]["Cancun"][k.index])
+    test = json.loads(path.read_text())["lowGasLimit"]
+    rejected = next(k for k in keys if test["post"]["Cancun"][k.index].get("expectException")
+                    == "TransactionException.INTRINSIC_GAS_TOO_LOW")
     assert run_case(PyEvmExecutor(), test, rejected, "Cancun").passed
     # The same transaction judged against an entry that expects it included.
     included = next(k for k in keys if "expectException" not in test["post"]["Cancun"][k.index])

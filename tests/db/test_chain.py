@@ -194,7 +194,7 @@ def expected_receipts(number: int, first_log_indexes: Sequence[int]) -> tuple[Re
     return tuple(
         ReceiptView(
             tx=e.tx,
-            location=TxLocation(header.hash, number, index),
+            location=TxLocation(header.hash, number, index, header.timestamp),
             receipt=e.receipt,
             gas_used=e.gas_used,
             effective_gas_price=e.effective_gas_price,
@@ -218,7 +218,8 @@ def check_every_read(store: ChainStore) -> None:
         receipts = expected_receipts(number, FIRST_LOG_INDEXES[number])
         assert store.receipts(number) == receipts
         for index, e in enumerate(txs):
-            assert store.tx_location(e.tx.hash) == TxLocation(header.hash, number, index)
+            location = TxLocation(header.hash, number, index, header.timestamp)
+            assert store.tx_location(e.tx.hash) == location
             assert store.receipt(e.tx.hash) == receipts[index]
 
 
@@ -424,7 +425,8 @@ def test_a_replaced_block_is_read_afresh(kv: KV) -> None:
     assert [r.tx for r in receipts] == [e.tx for e in other]
     assert {r.location.block_hash for r in receipts} == {replaced.hash}
     receipt = store.receipt(other[0].tx.hash)
-    assert receipt is not None and receipt.location == TxLocation(replaced.hash, 2, 0)
+    assert receipt is not None
+    assert receipt.location == TxLocation(replaced.hash, 2, 0, replaced.timestamp)
 
 
 def test_a_remembered_block_is_served_without_decoding(kv: KV) -> None:

@@ -52,7 +52,8 @@ class Member:
 
 
 def _ports_free(base: int) -> bool:
-    for port in [*range(base, base + 4), *range(base + 100, base + 104)]:
+    for port in [*range(base, base + 4), *range(base + 100, base + 104),
+                 *range(base + 300, base + 304)]:
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))

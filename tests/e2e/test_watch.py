@@ -166,3 +166,18 @@ def test_watch_refuses_a_genesis_that_is_not_the_contracts(
     assert result.returncode == 2
     assert "wrong --genesis or --contract" in result.stderr
     assert result.stdout == ""
+
+
+def test_watch_refuses_an_address_without_code(
+    anvil: Anvil, tmp_path: Path  # noqa: F811 (the fixture)
+) -> None:
+    genesis_file = tmp_path / "genesis.json"
+    genesis_file.write_text(genesis_to_json(chain_genesis(load_config(None))))
+    empty = "0x" + "42" * 20
+    result = watch("--l1-rpc", anvil.url, "--contract", empty, "--genesis", str(genesis_file),
+                   "--data-dir", str(tmp_path / "watch"), cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert line.endswith(f"--contract {empty} has no contract code on L1 (chain id 31337): "
+                         "is it the BatchInbox address, on this L1?")
+    assert not (tmp_path / "watch").exists()  # refused before anything was written

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 
 import pytest
 
@@ -57,20 +56,3 @@ def test_decode_transactions_in_a_batch_equals_one_by_one() -> None:
     assert decoded[len(raws)] != decode_transaction(raws[0])
     assert str(decoded[-1]).startswith("type 2 transaction must have")
     assert 0 < high_s.s < SECP256K1_N // 2
-
-
-def test_decode_transactions_can_stop_at_the_first_invalid_one_before_recovering() -> None:
-    raws = [transfer(0, nonce) for nonce in range(3)]
-    recovered: list[int] = []
-
-    def counting(signatures: Sequence[Signature]) -> list[Address | None]:
-        recovered.append(len(signatures))
-        return batch_recover()(signatures)
-
-    stopped = decode_transactions([*raws, b"\x02\xc0", *raws], counting, stop_at_invalid=True)
-    assert len(stopped) == 1 and str(stopped[0]).startswith("type 2 transaction must have")
-    assert recovered == []
-    assert decode_transactions(raws, counting, stop_at_invalid=True) == [
-        decode_transaction(raw) for raw in raws
-    ]
-    assert recovered == [3]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from executor_gpu.native_state import (
     TrieReader,
     word_ints,
 )
-from node.db.state import GenesisAccount
+from node.db.state import GenesisAccount, StateView
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
 from primitives.errors import Halt
@@ -207,3 +208,31 @@ def test_lookups_match_the_state_view(
         assert tables.slot_value(tables.slot_row(address, slot)) == view.get_storage(address, slot)
     assert tables.accounts.count == len(set(addresses))
     assert tables.slots.count == len(set(keys))
+    # The flat tables (this view's) and the trie give the same rows, in the same order.
+    assert view.reads_flat
+    walked = StateTables(TrieOnly(view), cpu_library())
+    for address in addresses:
+        walked.account_row(address)
+    for address, slot in keys:
+        walked.slot_row(address, slot)
+    assert np.array_equal(walked.accounts.used, tables.accounts.used)
+    assert np.array_equal(walked.slots.used, tables.slots.used)
+    assert np.array_equal(walked._storage_roots.used, tables._storage_roots.used)
+
+
+class TrieOnly:
+    """A state view without its flat tables: lookups walk the trie."""
+
+    def __init__(self, view: StateView) -> None:
+        self._view = view
+        self.state_root = view.state_root
+        self.node_store = view.node_store
+        self.get_account = view.get_account
+        self.get_code = view.get_code
+        self.get_storage = view.get_storage
+
+    def flat_accounts(self, account_hashes: Sequence[bytes]) -> list[bytes | None] | None:
+        return None
+
+    def flat_slots(self, slot_paths: Sequence[bytes]) -> list[bytes | None] | None:
+        return None

@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+from executor_gpu.native import NativeExecutor
 from executor_gpu.native_tx import create_address
 from node.db.state import GenesisAccount
 from primitives.crypto import keccak256
 from primitives.transactions import Transaction
-from tests.native.chain import address, make_tx, run_both
+from tests.native.chain import ENV, address, comparable, make_state, make_tx, reference, run_both
 from tests.solc import compile_contract
 
 TOKEN_SOURCE = Path(__file__).resolve().parents[1] / "e2e" / "TestToken.sol"
@@ -46,3 +47,29 @@ def test_deploy_transfer_approve_and_transfer_from() -> None:
     assert [e.error for e in mine.executed[-3:]] == ["execution reverted", "execution reverted", None]
     assert all(e.receipt.logs for e in mine.executed[1:11])
     assert mine.fallbacks == 0
+
+
+def test_a_learned_function_runs_each_transaction_once() -> None:
+    """After one block, the executor loads the balances a ``transfer`` reads before it runs it:
+    no transaction stops to ask for a slot (two asks, three runs, before it learned)."""
+    holders = [address(i) for i in range(1, 7)]
+    token = create_address(address(0), 0)
+    setup = [make_tx(0, 0, None, data=token_bytecode() + call("", 10**6)[4:], gas=2_000_000)]
+    setup += [make_tx(0, 1 + i, token, data=call("transfer(address,uint256)", h, 1000))
+              for i, h in enumerate(holders)]
+    deployed, _ = run_both({address(0): GenesisAccount(balance=10**22)}, setup)
+    change = deployed.state_diff.accounts[token]
+    assert change is not None and change.code is not None
+    alloc = {h: GenesisAccount(balance=10**22) for h in holders}
+    alloc[token] = GenesisAccount(code=change.code, storage=dict(change.storage))
+    txs = [make_tx(i + 1, nonce, token, data=call("transfer(address,uint256)",
+                                                  keccak256(b"fresh %d %d" % (i, nonce))[:20], 5))
+           for nonce in range(2) for i in range(len(holders))]
+    executor = NativeExecutor("cpu")
+    first = executor.execute(make_state(alloc), ENV, txs)
+    learned_runs = executor.device.time.slots
+    second = executor.execute(make_state(alloc), ENV, txs)
+    assert executor.device.time.slots - learned_runs == len(txs)
+    assert learned_runs > len(txs)
+    assert comparable(second) == comparable(first) == comparable(reference().execute(make_state(alloc), ENV, txs))
+    assert all(e.error is None and e.receipt.logs for e in second.executed)

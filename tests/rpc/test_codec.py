@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from primitives.types import UINT64_MAX, UINT256_MAX
 from rpc.codec import (
-    LATEST,
     Args,
     BlockId,
     parse_address,
@@ -98,7 +97,8 @@ def test_accepts() -> None:
     assert parse_address(checksummed) == parse_address("0X" + checksummed[2:].upper())
     assert parse_storage_slot("0x" + "00" * 31 + "07") == parse_storage_slot("0x7") == 7
     assert parse_block_number("earliest") == BlockId(number=0)
-    assert parse_block_number("safe") == parse_block_number("finalized") == LATEST
+    assert parse_block_number("safe") == BlockId(tag="safe")
+    assert parse_block_number("finalized") == BlockId(tag="finalized")
     assert parse_block_number("pending").pending
     block_hash = "0x" + "ab" * 32
     assert parse_block_ref(block_hash) == BlockId(block_hash=parse_hash(block_hash))

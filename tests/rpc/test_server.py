@@ -183,9 +183,13 @@ def test_log_range_limits(rpc: Rpc, chain: TwinBackend, monkeypatch: pytest.Monk
     assert error["code"] == -32005 and str(MAX_LOG_BLOCK_RANGE) in error["message"]
     error = rpc.error("eth_getLogs", {"fromBlock": "0x0", "toBlock": hex(MAX_LOG_BLOCK_RANGE)})
     assert error["code"] == -32005
-    # A range reaching past the head is cut at the head.
+    # A range reaching past the head is refused, as the execution-apis spec says.
     monkeypatch.undo()
-    assert rpc("eth_getLogs", {"fromBlock": "0x2", "toBlock": hex(10 * MAX_LOG_BLOCK_RANGE)})
+    for query in ({"fromBlock": "0x2", "toBlock": hex(10 * MAX_LOG_BLOCK_RANGE)},
+                  {"fromBlock": hex(chain.head_number() + 1)}):
+        assert rpc.error("eth_getLogs", query) == {
+            "code": -32602, "message": "block range extends beyond current head block"}
+    assert rpc("eth_getLogs", {"fromBlock": "0x2", "toBlock": hex(chain.head_number())})
 
 
 def test_misc_methods(rpc: Rpc) -> None:

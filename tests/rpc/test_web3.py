@@ -133,7 +133,7 @@ def test_get_block(w3: Web3, chain: TwinBackend, number: int) -> None:
     full = w3.eth.get_block(number, full_transactions=True)
     assert len(full["transactions"]) == len(view.transactions)
     for index, (got, tx) in enumerate(zip(full["transactions"], view.transactions)):
-        check_tx(got, tx, TxLocation(header.hash, number, index))
+        check_tx(got, tx, TxLocation(header.hash, number, index, header.timestamp))
 
 
 def test_get_block_tags(w3: Web3, chain: TwinBackend) -> None:
@@ -146,7 +146,8 @@ def test_get_block_tags(w3: Web3, chain: TwinBackend) -> None:
 def test_get_transaction(w3: Web3, chain: TwinBackend) -> None:
     for number in (1, 2):
         for index, tx in enumerate(chain.blocks[number].transactions):
-            location = TxLocation(chain.blocks[number].header.hash, number, index)
+            header = chain.blocks[number].header
+            location = TxLocation(header.hash, number, index, header.timestamp)
             check_tx(w3.eth.get_transaction(HexBytes(tx.hash)), tx, location)
             check_tx(w3.eth.get_transaction_by_block(number, index), tx, location)
             by_hash = w3.eth.get_transaction_by_block(

@@ -17,17 +17,19 @@ from eth_account import Account as EthAccount
 from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
 
-from executor_gpu.types import Account, CallMessage, CallResult
+from executor_gpu.types import Account, CallMessage, CallResult, TraceOptions, TxTrace
 from primitives.blocks import EMPTY_ROOT, Header, Log, Receipt, bloom_of, ordered_trie_root
 from primitives.crypto import keccak256
 from primitives.errors import (
     ExecutionReverted,
+    InvalidInput,
     InvalidTransaction,
     L2NodeError,
     TransactionRejected,
 )
 from primitives.transactions import Transaction, decode_transaction
 from primitives.types import ZERO_HASH, Address, Hash32
+from rpc.api import ChainEvents
 from rpc.types import (
     AccountProof,
     BatchView,
@@ -35,6 +37,7 @@ from rpc.types import (
     FeeHistory,
     LogFilter,
     LogView,
+    PoolContent,
     ReceiptView,
     StorageProof,
     TxLocation,
@@ -114,6 +117,12 @@ class TwinState:
     def get_storage(self, address: Address, slot: int) -> int:
         return self.storage.get((address, slot), 0)
 
+    def flat_accounts(self, account_hashes: Sequence[bytes]) -> list[bytes | None] | None:
+        return None
+
+    def flat_slots(self, slot_paths: Sequence[bytes]) -> list[bytes | None] | None:
+        return None
+
     def copy(self) -> TwinState:
         return TwinState(dict(self.accounts), dict(self.code), dict(self.storage))
 
@@ -136,6 +145,7 @@ class TwinBackend:
         self.receipts: dict[Hash32, ReceiptView] = {}
         self.pool: dict[Hash32, Transaction] = {}
         self.batches: list[BatchView] = []
+        self.events: ChainEvents | None = None
         self._seal(genesis, (), ())
 
     # -- building the chain ----------------------------------------------------------------
@@ -196,13 +206,15 @@ class TwinBackend:
         header = self._seal(state, txs, receipts)
         first_log = 0
         for index, (tx, receipt, (gas, created)) in enumerate(zip(txs, receipts, extras)):
-            location = TxLocation(header.hash, header.number, index)
+            location = TxLocation(header.hash, header.number, index, header.timestamp)
             price = tx.effective_gas_price(BASE_FEE)
             self.receipts[tx.hash] = ReceiptView(
                 tx, location, receipt, gas, price, created, first_log
             )
             first_log += len(receipt.logs)
             self.pool.pop(tx.hash, None)
+        if self.events is not None:
+            self.events.new_head(header)
         return self.blocks[-1]
 
     # -- NodeBackend -----------------------------------------------------------------------
@@ -217,6 +229,14 @@ class TwinBackend:
 
     def head_number(self) -> int:
         return len(self.blocks) - 1
+
+    def safe_number(self) -> int:
+        return self.batches[-1].last_block if self.batches else 0
+
+    def finalized_number(self) -> int:
+        """Batches whose L1 block is 10 below the twin's L1 head (30) count as final."""
+        final = [b for b in self.batches if b.l1_block_number is not None and b.l1_block_number <= 20]
+        return final[-1].last_block if final else 0
 
     def block_by_number(self, number: int) -> BlockView | None:
         return self.blocks[number] if number < len(self.blocks) else None
@@ -250,6 +270,19 @@ class TwinBackend:
             tuple(StorageProof(slot, state.get_storage(address, slot), ()) for slot in slots),
         )
 
+    def pool_content(self, sender: Address | None = None) -> PoolContent:
+        pending: list[Transaction] = []
+        queued: list[Transaction] = []
+        txs = sorted(self.pool.values(), key=lambda tx: (tx.sender, tx.nonce))
+        for tx in txs:
+            if sender is not None and tx.sender != sender:
+                continue
+            account = self.states[-1].get_account(tx.sender)
+            ahead = sum(1 for t in pending if t.sender == tx.sender)
+            ready = tx.nonce == (0 if account is None else account.nonce) + ahead
+            (pending if ready else queued).append(tx)
+        return PoolContent(tuple(pending), tuple(queued))
+
     def pending_nonce(self, address: bytes) -> int:
         account = self.states[-1].get_account(Address(address))
         pooled = sum(1 for tx in self.pool.values() if tx.sender == address)
@@ -262,6 +295,8 @@ class TwinBackend:
                 outcomes.append(self.send_raw_transaction(raw))
             except L2NodeError as exc:
                 outcomes.append(exc)
+        if self.events is not None and self.events.wants_pending():
+            self.events.new_pending([self.pool[o] for o in outcomes if not isinstance(o, L2NodeError)])
         return outcomes
 
     def send_raw_transaction(self, raw: bytes) -> Hash32:
@@ -298,6 +333,14 @@ class TwinBackend:
         if not result.succeeded:
             raise ExecutionReverted(result.error or "execution failed", result.output)
         return result.gas_used
+
+    def trace_call(self, message: CallMessage, number: int, options: TraceOptions) -> TxTrace:
+        raise InvalidInput("the twin does not execute code: trace on tests.rpc.realnode")
+
+    def trace_block(
+        self, number: int, options: TraceOptions, only: int | None = None
+    ) -> list[TxTrace]:
+        raise InvalidInput("the twin does not execute code: trace on tests.rpc.realnode")
 
     def gas_price(self) -> int:
         return BASE_FEE + TIP
@@ -365,6 +408,9 @@ class TwinBackend:
 
     def peer_count(self) -> int:
         return 0
+
+    def subscribe(self, events: ChainEvents) -> None:
+        self.events = events
 
 
 class BlockingBackend(TwinBackend):
