@@ -52,6 +52,16 @@ class Executor(Protocol):
 class Caller(Protocol):
     """Runs unsigned calls against a state without changing it (eth_call, eth_estimateGas)."""
 
-    def call(self, pre_state: StateReader, block_env: BlockEnv, message: CallMessage) -> CallResult:
-        """Execute ``message`` on ``pre_state``; the changes are discarded."""
+    def call(
+        self,
+        pre_state: StateReader,
+        block_env: BlockEnv,
+        message: CallMessage,
+        deadline: float | None = None,
+    ) -> CallResult:
+        """Execute ``message`` on ``pre_state``; the changes are discarded.
+
+        Past ``deadline`` (a time.monotonic() value; None: none) the call stops and raises
+        primitives.errors.ExecutionAborted.
+        """
         ...

@@ -126,19 +126,20 @@ class NodeRpcBackend:
     def peer_count(self) -> int:
         return 0 if self.gossip is None else len(self.gossip.peers())
 
-    def call(self, message: CallMessage, number: int) -> CallResult:
-        return self.node.call(message, number)
+    def call(self, message: CallMessage, number: int, deadline: float) -> CallResult:
+        return self.node.call(message, number, deadline)
 
-    def estimate_gas(self, message: CallMessage, number: int) -> int:
-        """Binary search for the least gas that succeeds, like go-ethereum."""
+    def estimate_gas(self, message: CallMessage, number: int, deadline: float) -> int:
+        """Binary search for the least gas that succeeds, like go-ethereum; all of its calls
+        share one ``deadline``."""
         cap = message.gas or self.node.params.gas_limit
-        top = self.node.call(_with_gas(message, cap), number)
+        top = self.node.call(_with_gas(message, cap), number, deadline)
         if not top.succeeded:
             raise ExecutionReverted(top.error or "execution reverted", top.output)
         low, high = top.gas_used - 1, cap
         while low + 1 < high:
             mid = (low + high) // 2
-            if self.node.call(_with_gas(message, mid), number).succeeded:
+            if self.node.call(_with_gas(message, mid), number, deadline).succeeded:
                 high = mid
             else:
                 low = mid

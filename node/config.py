@@ -11,6 +11,7 @@ from typing import Any
 
 from node.db.state import StateOptions
 from primitives.errors import InvalidInput
+from rpc.types import RpcLimits
 
 
 @dataclass(frozen=True)
@@ -82,12 +83,12 @@ class MempoolConfig:
 
 
 @dataclass(frozen=True)
-class RpcConfig:
-    """JSON-RPC listener."""
+class RpcConfig(RpcLimits):
+    """JSON-RPC listener, and the limits of what one caller may make it spend."""
 
-    host: str
+    host: str = "127.0.0.1"
     """Interface to bind."""
-    port: int
+    port: int = 8545
     """TCP port."""
 
 

@@ -468,13 +468,16 @@ class Node:
 
     # -- calls ------------------------------------------------------------------------------
 
-    def call(self, message: CallMessage, number: int) -> CallResult:
-        """Run ``message`` on the state after block ``number`` in the next block's env."""
+    def call(
+        self, message: CallMessage, number: int, deadline: float | None = None
+    ) -> CallResult:
+        """Run ``message`` on the state after block ``number`` in the next block's env
+        (ExecutionAborted past ``deadline``, a time.monotonic() value)."""
         header = self.chain.header(number)
         if header is None:
             raise InvalidTransaction(f"unknown block {number}")
         env = self._next_env(header, self._block_hashes(header))
-        return self.caller.call(self.state.at(header.state_root), env, message)
+        return self.caller.call(self.state.at(header.state_root), env, message, deadline)
 
     # -- L1 block source --------------------------------------------------------------------
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import itertools
 import logging
+import resource
 import signal
+import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 
@@ -30,6 +35,7 @@ from node.validator import ValidatorLoop, ValidatorOptions
 from primitives.clock import SystemClock
 from primitives.errors import Halt, InvalidInput, L2NodeError, RetryLater
 from primitives.types import Address
+from rpc.http import server_config
 from rpc.server import create_app
 from sequencer.types import PoolConfig
 
@@ -37,6 +43,14 @@ log = logging.getLogger("l2node")
 
 MAX_VALIDATOR_PAUSE = 0.25
 """Longest wait between validator steps when nothing is due (also bounds shutdown time)."""
+BIND_RETRY_SECONDS = 30.0
+"""How long a port that is taken (a previous run's socket, another process) is retried."""
+BIND_RETRY_PAUSES = (0.1, 0.2, 0.5, 1.0, 2.0)
+"""Waits between bind attempts; the last one repeats."""
+RPC_BACKLOG = 2048
+"""Connections the kernel queues for the RPC listener (uvicorn's default)."""
+
+_T = TypeVar("_T")
 
 
 def make_executor(kind: str) -> tuple[Executor, Caller]:
@@ -118,6 +132,51 @@ def poster_key_of(config: NodeConfig) -> bytes:
     return read_keystore(Path(config.l1.poster_keystore), password)
 
 
+def retry_bind(
+    what: str,
+    attempt: Callable[[], _T],
+    give_up_after: float = BIND_RETRY_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> _T:
+    """``attempt()``, tried again with backoff while it raises RetryLater (a port taken) for
+    ``give_up_after`` seconds: a restarted node often finds its port held for a moment (a
+    TIME-WAIT self-connection after a kill, a process that is just exiting)."""
+    give_up = clock() + give_up_after
+    pauses = itertools.chain(BIND_RETRY_PAUSES, itertools.repeat(BIND_RETRY_PAUSES[-1]))
+    while True:
+        try:
+            return attempt()
+        except RetryLater as exc:
+            pause = next(pauses)
+            if clock() + pause > give_up:
+                raise RetryLater(f"{what}: {exc}; still so after {give_up_after:g} s") from None
+            if pause == BIND_RETRY_PAUSES[0]:  # one line, not one per attempt
+                log.warning("%s: %s; retrying for up to %g s", what, exc, give_up_after)
+        sleep(pause)
+
+
+def bind_rpc_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host``:``port``; RetryLater while the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        # create_server sets SO_REUSEADDR: a previous run's TIME-WAIT sockets do not count.
+        return socket.create_server((host, port), family=family, backlog=RPC_BACKLOG)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise RetryLater(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def rpc_connection_cap(configured: int) -> int:
+    """``configured``, or when 0 a quarter of the open-file limit: LevelDB takes up to half
+    of it (node/db/leveldb.py), peers and the L1 some more."""
+    if configured:
+        return configured
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(16, soft // 4)
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: the node decides how to stop."""
 
@@ -138,6 +197,16 @@ def run_node(config: NodeConfig) -> None:
 
 
 async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
+    # Listen before anything else: a port that stays taken ends the node before it makes
+    # a block, and no request finds the port closed once blocks are made.
+    rpc_socket = await asyncio.to_thread(
+        retry_bind, "JSON-RPC", lambda: bind_rpc_socket(config.rpc.host, config.rpc.port)
+    )
+    with contextlib.closing(rpc_socket):
+        await _serve_node(config, kv, rpc_socket)
+
+
+async def _serve_node(config: NodeConfig, kv: LevelDBKV, rpc_socket: socket.socket) -> None:
     executor, caller = make_executor(config.executor.kind)
     genesis = chain_genesis(config)
     node = Node(
@@ -212,7 +281,7 @@ async def _serve(config: NodeConfig, kv: LevelDBKV) -> None:
             "chain %d head %d root %s executor %s; %s",
             genesis.chain_id, head.number, head.state_root.hex()[:12], executor.name, where,
         )
-        await _serve_rpc(config, backend, tasks, stop)
+        await _serve_rpc(config, backend, rpc_socket, tasks, stop)
 
 
 def _start_validator(
@@ -221,12 +290,19 @@ def _start_validator(
     """Join the validator network over libp2p; the host stops when ``cleanup`` closes."""
     from p2p.host import HostConfig, Libp2pGossip, load_or_create_identity
 
-    identity_path = Path(config.p2p.identity_file or config.data_dir / "p2p.key")
-    gossip = Libp2pGossip(
-        load_or_create_identity(identity_path),
-        HostConfig(listen=(config.p2p.listen,), bootstrap=config.p2p.bootstrap),
+    identity = load_or_create_identity(
+        Path(config.p2p.identity_file or config.data_dir / "p2p.key")
     )
-    gossip.start()
+
+    def started() -> Libp2pGossip:
+        # A host whose start failed cannot start again: each attempt gets a new one.
+        gossip = Libp2pGossip(
+            identity, HostConfig(listen=(config.p2p.listen,), bootstrap=config.p2p.bootstrap)
+        )
+        gossip.start()
+        return gossip
+
+    gossip = retry_bind("libp2p", started)
     cleanup.callback(gossip.stop)
     log.info("p2p %s as %s", " ".join(gossip.addrs), gossip.peer_id)
     return ValidatorLoop(
@@ -252,15 +328,18 @@ async def _drive(validator: ValidatorLoop, stop: asyncio.Event) -> None:
 
 
 async def _serve_rpc(
-    config: NodeConfig, backend: NodeRpcBackend, tasks: list[asyncio.Task[None]],
-    stop: asyncio.Event,
+    config: NodeConfig, backend: NodeRpcBackend, rpc_socket: socket.socket,
+    tasks: list[asyncio.Task[None]], stop: asyncio.Event,
 ) -> None:
     """Serve JSON-RPC until ``stop`` or until a task ends (a Halt), then stop everything."""
-    app = create_app(backend)
-    server = _Server(uvicorn.Config(
-        app, host=config.rpc.host, port=config.rpc.port, log_level="warning", lifespan="off",
+    limits = config.rpc
+    server = _Server(server_config(
+        create_app(backend, limits), config.rpc.host, config.rpc.port, limits,
+        rpc_connection_cap(limits.max_connections), log_level="warning", lifespan="off",
+        # A call still running at shutdown is cancelled; its thread stops at its deadline.
+        timeout_graceful_shutdown=1,
     ))
-    serving = asyncio.create_task(server.serve())
+    serving = asyncio.create_task(server.serve(sockets=[rpc_socket]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.05)
     if serving.done():

@@ -79,15 +79,19 @@ class NodeBackend(Protocol):
         """
         ...
 
-    def call(self, message: CallMessage, number: int) -> CallResult:
-        """Run an unsigned call on the state after block ``number``, in the next block's env."""
+    def call(self, message: CallMessage, number: int, deadline: float) -> CallResult:
+        """Run an unsigned call on the state after block ``number``, in the next block's env.
+
+        Raises primitives.errors.ExecutionAborted when it runs past ``deadline`` (a
+        time.monotonic() value).
+        """
         ...
 
-    def estimate_gas(self, message: CallMessage, number: int) -> int:
+    def estimate_gas(self, message: CallMessage, number: int, deadline: float) -> int:
         """Least gas with which ``message`` succeeds.
 
         Raises primitives.errors.ExecutionReverted (with the revert data) when it fails even
-        with all of ``message.gas``.
+        with all of ``message.gas``, ExecutionAborted when the search runs past ``deadline``.
         """
         ...
 

@@ -5,12 +5,15 @@ Every method is synchronous and may block on the backend; the server runs it off
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 from executor_gpu.types import CallMessage, CallResult
 from primitives.crypto import keccak256
-from primitives.errors import ExecutionReverted
+from primitives.errors import ExecutionAborted, ExecutionReverted
 from primitives.types import ZERO_ADDRESS, Hash32
 from rpc import render
 from rpc.api import NodeBackend
@@ -45,12 +48,12 @@ from rpc.errors import (
     execution_reverted,
     header_not_found,
 )
-from rpc.types import BlockView, FeeHistory, LogFilter
+from rpc.types import DEFAULT_LIMITS, BlockView, FeeHistory, LogFilter, RpcLimits
 
 MAX_LOG_BLOCK_RANGE = 10_000
 """Most blocks one eth_getLogs call may scan."""
-CALL_GAS_CAP = 50_000_000
-"""Most gas an eth_call / eth_estimateGas may use (geth's default RPC gas cap)."""
+CHEAP_LOG_BLOCK_RANGE = 100
+"""An eth_getLogs over more blocks than this counts as an expensive call."""
 MAX_FEE_HISTORY_BLOCKS = 1024
 """Most blocks one eth_feeHistory answer covers; larger counts are cut (as geth)."""
 _ADMITTING = object()
@@ -79,8 +82,10 @@ def _reverted(result: CallResult) -> bool:
 class RpcMethods:
     """All methods the server answers, over one NodeBackend."""
 
-    def __init__(self, backend: NodeBackend) -> None:
+    def __init__(self, backend: NodeBackend, limits: RpcLimits = DEFAULT_LIMITS) -> None:
         self._backend = backend
+        self._limits = limits
+        self._expensive_slots = threading.BoundedSemaphore(limits.expensive_calls)
         self.methods: Mapping[str, Method] = {
             "web3_clientVersion": Method(0, lambda _: backend.client_version),
             "web3_sha3": Method(1, lambda a: data(keccak256(a.required(0, parse_data)))),
@@ -125,6 +130,26 @@ class RpcMethods:
         if method is None:
             raise RpcError(METHOD_NOT_FOUND, f"the method {name} does not exist/is not available")
         return method.run(Args(params, method.most_args))
+
+    @contextmanager
+    def _expensive(self) -> Iterator[None]:
+        """Hold one of the few slots for expensive calls; "server busy" after a short wait, so
+        a flood of them cannot starve cheap requests and block production of the CPU."""
+        if not self._expensive_slots.acquire(timeout=self._limits.busy_wait):
+            raise RpcError(LIMIT_EXCEEDED, "server busy: too many expensive calls, retry later")
+        try:
+            yield
+        finally:
+            self._expensive_slots.release()
+
+    def _deadline(self) -> float:
+        return time.monotonic() + self._limits.evm_timeout
+
+    def _aborted(self) -> RpcError:
+        # go-ethereum's wording: "execution aborted (timeout = 5s)".
+        return RpcError(
+            SERVER_ERROR, f"execution aborted (timeout = {self._limits.evm_timeout:g}s)"
+        )
 
     # -- resolving block names ---------------------------------------------------------------
 
@@ -280,7 +305,7 @@ class RpcMethods:
         return CallMessage(
             sender=request.sender or ZERO_ADDRESS,
             to=request.to,
-            gas=min(gas, CALL_GAS_CAP),
+            gas=min(gas, self._limits.gas_cap),
             value=request.value,
             data=request.data,
             gas_price=gas_price,
@@ -289,8 +314,13 @@ class RpcMethods:
     def _call(self, args: Args) -> object:
         request = args.required(0, parse_call)
         number = self._state_number(args.optional(1, parse_block_ref, LATEST))
-        message = self._message(request, CALL_GAS_CAP if request.gas is None else request.gas)
-        result = self._backend.call(message, number)
+        gas_cap = self._limits.gas_cap
+        message = self._message(request, gas_cap if request.gas is None else request.gas)
+        with self._expensive():
+            try:
+                result = self._backend.call(message, number, self._deadline())
+            except ExecutionAborted:
+                raise self._aborted() from None
         if result.succeeded:
             return data(result.output)
         if _reverted(result):
@@ -308,7 +338,10 @@ class RpcMethods:
             gas = view.header.gas_limit
         message = self._message(request, gas)
         try:
-            return quantity(self._backend.estimate_gas(message, number))
+            with self._expensive():
+                return quantity(self._backend.estimate_gas(message, number, self._deadline()))
+        except ExecutionAborted:
+            raise self._aborted() from None
         except ExecutionReverted as exc:
             # A revert is code 3 with its data, as geth answers; other failures are -32000.
             if exc.data or str(exc).startswith("execution reverted"):
@@ -354,7 +387,10 @@ class RpcMethods:
                     LIMIT_EXCEEDED, f"query exceeds max block range {MAX_LOG_BLOCK_RANGE}"
                 )
         log_filter = LogFilter(first, last, query.addresses, query.topics)
-        return [render.log(found) for found in self._backend.logs(log_filter)]
+        long_range = last - first + 1 > CHEAP_LOG_BLOCK_RANGE
+        with self._expensive() if long_range else nullcontext():
+            logs = self._backend.logs(log_filter)
+        return [render.log(found) for found in logs]
 
     def _batch(self, args: Args) -> object:
         view = self._backend.batch(args.required(0, parse_count))

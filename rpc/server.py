@@ -6,6 +6,7 @@ HTTP 500, and an unexpected failure is logged with its traceback and answered "i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -29,11 +30,8 @@ from rpc.errors import (
     RpcError,
 )
 from rpc.methods import RpcMethods
+from rpc.types import DEFAULT_LIMITS, RpcLimits
 
-MAX_BODY_BYTES = 5 * 1024 * 1024
-"""Largest request body accepted."""
-MAX_BATCH = 1000
-"""Most requests in one batch."""
 MAX_JSON_DEPTH = 32
 """Deepest nesting of arrays and objects accepted; real requests need about 6."""
 
@@ -45,11 +43,11 @@ _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 _BRACKET_STEPS = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")
 
 
-def create_app(
-    backend: NodeBackend, *, max_body_bytes: int = MAX_BODY_BYTES, max_batch: int = MAX_BATCH
-) -> FastAPI:
-    """The ASGI app serving ``backend`` (run it with uvicorn)."""
-    methods = RpcMethods(backend)
+def create_app(backend: NodeBackend, limits: RpcLimits = DEFAULT_LIMITS) -> FastAPI:
+    """The ASGI app serving ``backend`` (run it with uvicorn; rpc.http.server_config adds
+    the connection limits)."""
+    methods = RpcMethods(backend, limits)
+    max_body_bytes = limits.max_body_bytes
     app = FastAPI(title="l2node JSON-RPC", openapi_url=None, docs_url=None, redoc_url=None)
 
     @app.get("/health")
@@ -59,15 +57,20 @@ def create_app(
     @app.post("/")
     async def rpc(request: Request) -> Response:
         try:
-            body = await _read_body(request, max_body_bytes)
+            body = await asyncio.wait_for(_read_body(request, max_body_bytes), limits.read_timeout)
         except ClientDisconnect:  # nobody is left to answer; not a server error
             return Response(status_code=400)
+        except TimeoutError:  # a body trickling in would hold its memory and a task forever
+            message = f"request body not received within {limits.read_timeout:g} s"
+            reply = _encode(_error(None, INVALID_REQUEST, message))
+            return Response(reply, status_code=408, media_type=_JSON_MEDIA_TYPE,
+                            headers={"connection": "close"})
         if body is None:
             message = f"request body too large: at most {max_body_bytes} bytes"
             reply = _encode(_error(None, INVALID_REQUEST, message))
             return Response(reply, status_code=413, media_type=_JSON_MEDIA_TYPE)
         # Backend calls block (storage, EVM): keep them off the event loop.
-        answer = await run_in_threadpool(handle_body, methods, body, max_batch)
+        answer = await run_in_threadpool(handle_body, methods, body, limits.max_batch)
         return Response(answer or b"", media_type=_JSON_MEDIA_TYPE)
 
     return app

@@ -280,7 +280,7 @@ class TwinBackend:
         self.pool[tx.hash] = tx
         return tx.hash
 
-    def call(self, message: CallMessage, number: int) -> CallResult:
+    def call(self, message: CallMessage, number: int, deadline: float) -> CallResult:
         if message.to == REVERTER:
             return CallResult(False, error_string("nope"), 500, "execution reverted")
         if message.to == PANICKER:
@@ -293,8 +293,8 @@ class TwinBackend:
             return CallResult(True, value.to_bytes(32, "big"), 23_000)
         return CallResult(True, b"", 53_000)
 
-    def estimate_gas(self, message: CallMessage, number: int) -> int:
-        result = self.call(message, number)
+    def estimate_gas(self, message: CallMessage, number: int, deadline: float) -> int:
+        result = self.call(message, number, deadline)
         if not result.succeeded:
             raise ExecutionReverted(result.error or "execution failed", result.output)
         return result.gas_used
@@ -375,10 +375,10 @@ class BlockingBackend(TwinBackend):
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def call(self, message: CallMessage, number: int) -> CallResult:
+    def call(self, message: CallMessage, number: int, deadline: float) -> CallResult:
         self.entered.set()
         self.release.wait(timeout=30)
-        return super().call(message, number)
+        return super().call(message, number, deadline)
 
 
 def build_chain() -> TwinBackend:

@@ -1,0 +1,86 @@
+"""The HTTP connections of the JSON-RPC server: header and idle timeouts, a connection cap.
+
+uvicorn closes an idle keep-alive connection, but only after a response: a connection that
+never finishes its headers (slowloris) stays open forever, and each one holds a file
+descriptor. Past the process's limit, accept() fails and nobody is served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from rpc.types import RpcLimits
+
+logger = logging.getLogger(__name__)
+
+_BUSY_TEXT = b"too many open connections, retry later"
+_BUSY_RESPONSE = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_BUSY_TEXT), _BUSY_TEXT)
+)
+"""Answer to a connection over the cap, before its request is read."""
+
+
+def http_protocol(header_timeout: float, max_connections: int) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol, closing connections whose request headers take longer
+    than ``header_timeout`` seconds and answering 503 to those over ``max_connections``."""
+
+    class LimitedHttpToolsProtocol(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                # Refused at once: a connection held open here would hold a descriptor.
+                transport.write(_BUSY_RESPONSE)
+                transport.close()
+                return
+            self._await_headers()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            # The next request on a keep-alive connection: its headers get their own time.
+            if self._header_timer is None:
+                self._await_headers()
+
+        def on_headers_complete(self) -> None:
+            self._stop_waiting()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_waiting()
+            super().connection_lost(exc)
+
+        def _await_headers(self) -> None:
+            self._header_timer = self.loop.call_later(header_timeout, self._headers_late)
+
+        def _stop_waiting(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_late(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    return LimitedHttpToolsProtocol
+
+
+def server_config(app: Any, host: str, port: int, limits: RpcLimits, max_connections: int,
+                  **options: Any) -> uvicorn.Config:
+    """uvicorn's Config for ``app`` with the timeouts and the connection cap of ``limits``
+    (``max_connections`` resolved by the caller; ``options`` go to uvicorn as they are)."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=http_protocol(limits.header_timeout, max_connections),
+        timeout_keep_alive=limits.idle_timeout,  # type: ignore[arg-type]  # a float works
+        **options,
+    )
