@@ -150,6 +150,7 @@ def attack(node: NodeProcess, name: str, clients: int, seconds: float) -> None:
         time.sleep(0.2)
     during = [(t, h) for t, h in prober.heads if t >= started]
     latencies = prober.latencies[-len(during):] if during else []
+    baseline = prober.latencies[: len(prober.latencies) - len(during)]
     failures = sum(1 for t in prober.failures if t >= started)
     sigterm = time.monotonic()
     node.process.send_signal(signal.SIGTERM) if name == "loop" else None
@@ -169,6 +170,9 @@ def attack(node: NodeProcess, name: str, clients: int, seconds: float) -> None:
     prober.stop.set()
     blocks = (during[-1][1] - during[0][1]) / (during[-1][0] - during[0][0]) if len(during) > 1 else 0
     print(f"attack {name}: {clients} clients for {seconds:.0f} s")
+    if baseline:
+        print(f"  before the attack: eth_blockNumber median "
+              f"{statistics.median(baseline) * 1000:.0f} ms")
     if latencies:
         print(f"  honest eth_blockNumber: {len(latencies)} answers, median "
               f"{statistics.median(latencies) * 1000:.0f} ms, worst {max(latencies) * 1000:.0f} ms; "
@@ -182,6 +186,10 @@ def attack(node: NodeProcess, name: str, clients: int, seconds: float) -> None:
     if name == "loop":
         print(f"  SIGTERM during the attack: stopped in "
               f"{'(not within 60 s)' if stopped_in is None else f'{stopped_in:.1f} s'}")
+    errors = [line for line in node.log_path.read_text(errors="replace").splitlines()
+              if "ERROR" in line or "WARNING" in line]
+    print(f"  node log: {len(errors)} warning/error lines" + (f", first: {errors[0][:160]}"
+                                                             if errors else ""))
     counts: dict[str, int] = {}
     for outcome in outcomes:
         key = outcome if "after" not in outcome else outcome.rsplit(" after ", 1)[0]

@@ -5,10 +5,8 @@ Every method is synchronous and may block on the backend; the server runs it off
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from executor_gpu.types import CallMessage, CallResult
@@ -52,8 +50,8 @@ from rpc.types import DEFAULT_LIMITS, BlockView, FeeHistory, LogFilter, RpcLimit
 
 MAX_LOG_BLOCK_RANGE = 10_000
 """Most blocks one eth_getLogs call may scan."""
-CHEAP_LOG_BLOCK_RANGE = 100
-"""An eth_getLogs over more blocks than this counts as an expensive call."""
+EXPENSIVE_METHODS = frozenset({"eth_call", "eth_estimateGas", "eth_getLogs"})
+"""Methods that may take seconds of CPU: only a few run at once (RpcLimits.expensive_calls)."""
 MAX_FEE_HISTORY_BLOCKS = 1024
 """Most blocks one eth_feeHistory answer covers; larger counts are cut (as geth)."""
 _ADMITTING = object()
@@ -85,7 +83,6 @@ class RpcMethods:
     def __init__(self, backend: NodeBackend, limits: RpcLimits = DEFAULT_LIMITS) -> None:
         self._backend = backend
         self._limits = limits
-        self._expensive_slots = threading.BoundedSemaphore(limits.expensive_calls)
         self.methods: Mapping[str, Method] = {
             "web3_clientVersion": Method(0, lambda _: backend.client_version),
             "web3_sha3": Method(1, lambda a: data(keccak256(a.required(0, parse_data)))),
@@ -124,23 +121,17 @@ class RpcMethods:
             "l2_getValidators": Method(1, self._validators),
         }
 
-    def dispatch(self, name: str, params: object) -> object:
-        """Run method ``name``; raises RpcError (or a backend error) when it fails."""
+    def dispatch(self, name: str, params: object, busy: bool = False) -> object:
+        """Run method ``name``; raises RpcError (or a backend error) when it fails.
+
+        ``busy``: the caller holds no slot for expensive calls, so those are refused.
+        """
         method = self.methods.get(name)
         if method is None:
             raise RpcError(METHOD_NOT_FOUND, f"the method {name} does not exist/is not available")
-        return method.run(Args(params, method.most_args))
-
-    @contextmanager
-    def _expensive(self) -> Iterator[None]:
-        """Hold one of the few slots for expensive calls; "server busy" after a short wait, so
-        a flood of them cannot starve cheap requests and block production of the CPU."""
-        if not self._expensive_slots.acquire(timeout=self._limits.busy_wait):
+        if busy and name in EXPENSIVE_METHODS:
             raise RpcError(LIMIT_EXCEEDED, "server busy: too many expensive calls, retry later")
-        try:
-            yield
-        finally:
-            self._expensive_slots.release()
+        return method.run(Args(params, method.most_args))
 
     def _deadline(self) -> float:
         return time.monotonic() + self._limits.evm_timeout
@@ -316,11 +307,10 @@ class RpcMethods:
         number = self._state_number(args.optional(1, parse_block_ref, LATEST))
         gas_cap = self._limits.gas_cap
         message = self._message(request, gas_cap if request.gas is None else request.gas)
-        with self._expensive():
-            try:
-                result = self._backend.call(message, number, self._deadline())
-            except ExecutionAborted:
-                raise self._aborted() from None
+        try:
+            result = self._backend.call(message, number, self._deadline())
+        except ExecutionAborted:
+            raise self._aborted() from None
         if result.succeeded:
             return data(result.output)
         if _reverted(result):
@@ -338,8 +328,7 @@ class RpcMethods:
             gas = view.header.gas_limit
         message = self._message(request, gas)
         try:
-            with self._expensive():
-                return quantity(self._backend.estimate_gas(message, number, self._deadline()))
+            return quantity(self._backend.estimate_gas(message, number, self._deadline()))
         except ExecutionAborted:
             raise self._aborted() from None
         except ExecutionReverted as exc:
@@ -387,10 +376,7 @@ class RpcMethods:
                     LIMIT_EXCEEDED, f"query exceeds max block range {MAX_LOG_BLOCK_RANGE}"
                 )
         log_filter = LogFilter(first, last, query.addresses, query.topics)
-        long_range = last - first + 1 > CHEAP_LOG_BLOCK_RANGE
-        with self._expensive() if long_range else nullcontext():
-            logs = self._backend.logs(log_filter)
-        return [render.log(found) for found in logs]
+        return [render.log(found) for found in self._backend.logs(log_filter)]
 
     def _batch(self, args: Args) -> object:
         view = self._backend.batch(args.required(0, parse_count))

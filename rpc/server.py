@@ -29,7 +29,7 @@ from rpc.errors import (
     SERVER_ERROR,
     RpcError,
 )
-from rpc.methods import RpcMethods
+from rpc.methods import EXPENSIVE_METHODS, RpcMethods
 from rpc.types import DEFAULT_LIMITS, RpcLimits
 
 MAX_JSON_DEPTH = 32
@@ -38,6 +38,7 @@ MAX_JSON_DEPTH = 32
 logger = logging.getLogger(__name__)
 
 _JSON_MEDIA_TYPE = "application/json"
+_EXPENSIVE_NAMES = re.compile(b"|".join(name.encode() for name in sorted(EXPENSIVE_METHODS)))
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 _BRACKET_STEPS = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")
@@ -48,6 +49,7 @@ def create_app(backend: NodeBackend, limits: RpcLimits = DEFAULT_LIMITS) -> Fast
     the connection limits)."""
     methods = RpcMethods(backend, limits)
     max_body_bytes = limits.max_body_bytes
+    slots = asyncio.Semaphore(limits.expensive_calls)
     app = FastAPI(title="l2node JSON-RPC", openapi_url=None, docs_url=None, redoc_url=None)
 
     @app.get("/health")
@@ -69,11 +71,32 @@ def create_app(backend: NodeBackend, limits: RpcLimits = DEFAULT_LIMITS) -> Fast
             message = f"request body too large: at most {max_body_bytes} bytes"
             reply = _encode(_error(None, INVALID_REQUEST, message))
             return Response(reply, status_code=413, media_type=_JSON_MEDIA_TYPE)
-        # Backend calls block (storage, EVM): keep them off the event loop.
-        answer = await run_in_threadpool(handle_body, methods, body, limits.max_batch)
+        # Backend calls block (storage, EVM): keep them off the event loop. A request for an
+        # expensive method waits here, not in a worker thread, for one of the few slots:
+        # waiting threads would fill the pool that cheap requests run in.
+        if not _EXPENSIVE_NAMES.search(body):
+            # An expensive method spelled with escapes lands here and is refused as busy.
+            answer = await run_in_threadpool(handle_body, methods, body, limits.max_batch, True)
+        elif await _acquire(slots, limits.busy_wait):
+            try:
+                answer = await run_in_threadpool(handle_body, methods, body, limits.max_batch)
+            finally:
+                slots.release()
+        else:
+            answer = await run_in_threadpool(handle_body, methods, body, limits.max_batch, True)
         return Response(answer or b"", media_type=_JSON_MEDIA_TYPE)
 
     return app
+
+
+async def _acquire(slots: asyncio.Semaphore, wait: float) -> bool:
+    """True once a slot of ``slots`` is held; False after ``wait`` seconds without one."""
+    try:
+        async with asyncio.timeout(wait):
+            await slots.acquire()
+    except TimeoutError:
+        return False
+    return True
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
@@ -91,8 +114,13 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def handle_body(methods: RpcMethods, body: bytes, max_batch: int) -> bytes | None:
-    """The encoded answer to a request body; None when it held only notifications."""
+def handle_body(
+    methods: RpcMethods, body: bytes, max_batch: int, busy: bool = False
+) -> bytes | None:
+    """The encoded answer to a request body; None when it held only notifications.
+
+    ``busy``: no slot for expensive calls is held; they are answered "server busy".
+    """
     try:
         # Only UTF-8 (RFC 8259): json.loads would also take UTF-16 and UTF-32 bytes, whose
         # brackets the nesting check below does not see.
@@ -107,13 +135,13 @@ def handle_body(methods: RpcMethods, body: bytes, max_batch: int) -> bytes | Non
     except ValueError:
         return _encode(_error(None, PARSE_ERROR, "parse error"))
     if not isinstance(payload, list):
-        return _handle_request(methods, payload)
+        return _handle_request(methods, payload, busy)
     if not payload:
         return _encode(_error(None, INVALID_REQUEST, "empty batch"))
     if len(payload) > max_batch:
         message = f"batch too large: at most {max_batch} requests"
         return _encode(_error(None, INVALID_REQUEST, message))
-    replies = _handle_batch(methods, payload)
+    replies = _handle_batch(methods, payload, busy)
     return b"[" + b",".join(replies) + b"]" if replies else None
 
 
@@ -172,15 +200,15 @@ def _parse_call(request: object) -> _Call | bytes:
     return _Call(request_id, method, request.get("params"), "id" not in request)
 
 
-def _handle_request(methods: RpcMethods, request: object) -> bytes | None:
+def _handle_request(methods: RpcMethods, request: object, busy: bool) -> bytes | None:
     """The encoded answer to one request object; None for a notification (no "id")."""
     call = _parse_call(request)
     if isinstance(call, bytes):
         return call
-    return _answer(call, _run(methods, call))
+    return _answer(call, _run(methods, call, busy))
 
 
-def _handle_batch(methods: RpcMethods, requests: list[object]) -> list[bytes]:
+def _handle_batch(methods: RpcMethods, requests: list[object], busy: bool) -> list[bytes]:
     """The answers to a batch, in order. Its eth_sendRawTransaction calls are admitted
     together: one decoding pass and one durable write for all of them, not one each."""
     calls = [_parse_call(request) for request in requests]
@@ -191,17 +219,19 @@ def _handle_batch(methods: RpcMethods, requests: list[object]) -> list[bytes]:
         if isinstance(call, bytes):
             replies.append(call)
             continue
-        outcome = next(sent) if call.method == SEND_RAW_TRANSACTION else _run(methods, call)
+        outcome = (
+            next(sent) if call.method == SEND_RAW_TRANSACTION else _run(methods, call, busy)
+        )
         reply = _answer(call, outcome)
         if reply is not None:
             replies.append(reply)
     return replies
 
 
-def _run(methods: RpcMethods, call: _Call) -> object | Exception:
+def _run(methods: RpcMethods, call: _Call, busy: bool) -> object | Exception:
     """The result of ``call``, or the exception it raised."""
     try:
-        return methods.dispatch(call.method, call.params)
+        return methods.dispatch(call.method, call.params, busy)
     except Exception as exc:  # noqa: BLE001 -- every failure becomes an error object
         return exc
 
