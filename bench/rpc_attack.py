@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import json
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -209,6 +210,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--nofile", type=int, default=0, help="the node's open-file limit")
     parser.add_argument("--config", default="", help="extra TOML appended to the test config")
+    parser.add_argument("--keep-log", default="", help="copy the node's log here at the end")
     args = parser.parse_args()
     # The attackers need more sockets than the node may have.
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -218,6 +220,8 @@ def main() -> None:
         if args.nofile:
             resource.prlimit(node.process.pid, resource.RLIMIT_NOFILE, (args.nofile, args.nofile))
         attack(node, args.attack, args.clients, args.seconds)
+        if args.keep_log:
+            shutil.copy(node.log_path, args.keep_log)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from node.logs import throttle_resource_errors
 from primitives.errors import L2NodeError
 
 
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    throttle_resource_errors(logging.getLogger())
     if not args.verbose:
         # py-libp2p logs every failed dial at ERROR: one line per backoff step while a peer is
         # down. The node reports its peers itself; -v shows libp2p's own lines.

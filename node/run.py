@@ -52,8 +52,10 @@ BIND_RETRY_PAUSES = (0.1, 0.2, 0.5, 1.0, 2.0)
 GIL_SWITCH_INTERVAL = 0.0005
 """Seconds a busy thread (an eth_call in py-evm) keeps the GIL while another waits for it
 (Python's default: 0.005). A cheap request needs it dozens of times."""
-RPC_BACKLOG = 2048
-"""Connections the kernel queues for the RPC listener (uvicorn's default)."""
+RPC_BACKLOG = 128
+"""Connections the kernel queues for the RPC listener; asyncio also accepts at most this many
+at once, each a file descriptor until the connection cap closes it (uvicorn's 2,048 ran a
+1,024-file process out of descriptors under a connection flood)."""
 
 _T = TypeVar("_T")
 
@@ -342,6 +344,8 @@ async def _serve_rpc(
     server = _Server(server_config(
         create_app(backend, limits), config.rpc.host, config.rpc.port, limits,
         rpc_connection_cap(limits.max_connections), log_level="warning", lifespan="off",
+        log_config=None,  # uvicorn's lines go through the node's handlers (and throttle)
+        backlog=RPC_BACKLOG,
         # Running calls end by their deadline and get their answer; a request whose body
         # still trickles in is cut off.
         timeout_graceful_shutdown=math.ceil(limits.evm_timeout + limits.busy_wait + 1),

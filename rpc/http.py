@@ -28,7 +28,15 @@ _BUSY_RESPONSE = (
 
 def http_protocol(header_timeout: float, max_connections: int) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol, closing connections whose request headers take longer
-    than ``header_timeout`` seconds and answering 503 to those over ``max_connections``."""
+    than ``header_timeout`` seconds, and keeping at most ``max_connections`` open.
+
+    At the cap a new connection closes the longest-waiting one that has no request under
+    way (headers not complete, or idle between requests): an honest client sends its
+    headers at once and is served, a slow-header flood only churns its own connections.
+    When every connection is busy with a request, the new one gets 503.
+    """
+    waiting: dict[LimitedHttpToolsProtocol, None] = {}
+    """Connections without a request under way, oldest first (a dict keeps insertion order)."""
 
     class LimitedHttpToolsProtocol(HttpToolsProtocol):
         _header_timer: asyncio.TimerHandle | None = None
@@ -36,10 +44,14 @@ def http_protocol(header_timeout: float, max_connections: int) -> type[asyncio.P
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             if len(self.connections) > max_connections:
-                # Refused at once: a connection held open here would hold a descriptor.
-                transport.write(_BUSY_RESPONSE)
-                transport.close()
-                return
+                if not waiting:
+                    # Refused at once: a connection held open here would hold a descriptor.
+                    transport.write(_BUSY_RESPONSE)
+                    transport.close()
+                    return
+                oldest = next(iter(waiting))
+                oldest._forget()
+                oldest.transport.close()
             self._await_headers()
 
         def on_message_begin(self) -> None:
@@ -49,23 +61,32 @@ def http_protocol(header_timeout: float, max_connections: int) -> type[asyncio.P
                 self._await_headers()
 
         def on_headers_complete(self) -> None:
-            self._stop_waiting()
+            self._forget()
             super().on_headers_complete()
 
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                waiting[self] = None  # idle until its next request; uvicorn times it out
+
         def connection_lost(self, exc: Exception | None) -> None:
-            self._stop_waiting()
+            self._forget()
             super().connection_lost(exc)
 
-        def _await_headers(self) -> None:
-            self._header_timer = self.loop.call_later(header_timeout, self._headers_late)
-
-        def _stop_waiting(self) -> None:
+        def _forget(self) -> None:
+            """Not waiting any more: a request is under way, or the connection is gone."""
+            waiting.pop(self, None)
             if self._header_timer is not None:
                 self._header_timer.cancel()
                 self._header_timer = None
 
+        def _await_headers(self) -> None:
+            waiting[self] = None
+            self._header_timer = self.loop.call_later(header_timeout, self._headers_late)
+
         def _headers_late(self) -> None:
             self._header_timer = None
+            self._forget()
             if not self.transport.is_closing():
                 self.transport.close()
 
