@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import itertools
 import logging
@@ -52,6 +53,10 @@ BIND_RETRY_PAUSES = (0.1, 0.2, 0.5, 1.0, 2.0)
 GIL_SWITCH_INTERVAL = 0.0005
 """Seconds a busy thread (an eth_call in py-evm) keeps the GIL while another waits for it
 (Python's default: 0.005). A cheap request needs it dozens of times."""
+M_MMAP_THRESHOLD = -3
+"""mallopt's parameter number (malloc.h)."""
+MMAP_THRESHOLD = 128 * 1024
+"""glibc's initial mmap threshold, which _fix_mmap_threshold keeps."""
 RPC_BACKLOG = 128
 """Connections the kernel queues for the RPC listener; asyncio also accepts at most this many
 at once, each a file descriptor until the connection cap closes it (uvicorn's 2,048 ran a
@@ -184,6 +189,20 @@ def rpc_connection_cap(configured: int) -> int:
     return max(16, soft // 4)
 
 
+def _fix_mmap_threshold() -> None:
+    """Blocks of MMAP_THRESHOLD and more get their own mapping, given back when freed.
+
+    glibc starts there but raises the threshold to the size of each such block freed (up to
+    32 MiB): after one 4.9 MB request body, the next ones came from its heaps and stayed
+    there (200 at once left RSS 355 MB higher for good). Other C libraries: nothing to do.
+    """
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: the node decides how to stop."""
 
@@ -196,6 +215,7 @@ def run_node(config: NodeConfig) -> None:
     """Run until SIGINT or SIGTERM, then shut down cleanly."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+    _fix_mmap_threshold()
     kv = LevelDBKV(config.data_dir / "chain")
     try:
         asyncio.run(_serve(config, kv))

@@ -164,6 +164,9 @@ class RpcLimits:
     """Largest request body; a longer one is refused while it is read."""
     max_batch: int = 1000
     """Most requests in one batch."""
+    body_memory: int = 64 * 1024 * 1024
+    """Most bytes of large request bodies held at once, from reading to answer; past it a
+    large request is answered "server busy"."""
     header_timeout: float = 10.0
     """Seconds a connection may take to send a request's headers (--http.readheadertimeout)."""
     read_timeout: float = 30.0
