@@ -9,6 +9,7 @@ import errno
 import itertools
 import logging
 import math
+import os
 import resource
 import signal
 import socket
@@ -175,9 +176,11 @@ def bind_rpc_socket(host: str, port: int) -> socket.socket:
         # create_server sets SO_REUSEADDR: a previous run's TIME-WAIT sockets do not count.
         return socket.create_server((host, port), family=family, backlog=RPC_BACKLOG)
     except OSError as exc:
+        # create_server appends the address to strerror; the line says it already.
+        reason = f"cannot listen on {host}:{port}: {os.strerror(exc.errno or 0)}"
         if exc.errno == errno.EADDRINUSE:
-            raise RetryLater(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+            raise RetryLater(reason) from None
+        raise InvalidInput(reason) from None
 
 
 def rpc_connection_cap(configured: int) -> int:

@@ -8,7 +8,6 @@ descriptor. Past the process's limit, accept() fails and nobody is served.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 import uvicorn
@@ -16,7 +15,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from rpc.types import RpcLimits
 
-logger = logging.getLogger(__name__)
+EVICTION_GRACE = 0.2
+"""Seconds a new connection has to start its request before a newer one may close it."""
 
 _BUSY_TEXT = b"too many open connections, retry later"
 _BUSY_RESPONSE = (
@@ -30,13 +30,16 @@ def http_protocol(header_timeout: float, max_connections: int) -> type[asyncio.P
     """uvicorn's httptools protocol, closing connections whose request headers take longer
     than ``header_timeout`` seconds, and keeping at most ``max_connections`` open.
 
-    At the cap a new connection closes the longest-waiting one that has no request under
-    way (headers not complete, or idle between requests): an honest client sends its
-    headers at once and is served, a slow-header flood only churns its own connections.
-    When every connection is busy with a request, the new one gets 503.
+    Over the cap a new connection closes the longest-waiting one that has no request under
+    way (headers not complete, or idle between requests) and has had EVICTION_GRACE seconds
+    to send one: an honest client sends its headers at once and is served, a slow-header
+    flood only churns its own connections. Without such a one, the new connection is let in
+    while there are fewer than twice ``max_connections`` (the young ones soon finish their
+    requests or become old enough to be closed), and gets 503 beyond that.
     """
-    waiting: dict[LimitedHttpToolsProtocol, None] = {}
-    """Connections without a request under way, oldest first (a dict keeps insertion order)."""
+    waiting: dict[LimitedHttpToolsProtocol, float] = {}
+    """Connections without a request under way, oldest first (a dict keeps insertion order),
+    with the loop time when they started waiting."""
 
     class LimitedHttpToolsProtocol(HttpToolsProtocol):
         _header_timer: asyncio.TimerHandle | None = None
@@ -44,14 +47,15 @@ def http_protocol(header_timeout: float, max_connections: int) -> type[asyncio.P
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             if len(self.connections) > max_connections:
-                if not waiting:
+                oldest = next(iter(waiting.items()), None)
+                if oldest is not None and self.loop.time() - oldest[1] >= EVICTION_GRACE:
+                    oldest[0]._forget()
+                    oldest[0].transport.close()
+                elif len(self.connections) > 2 * max_connections:
                     # Refused at once: a connection held open here would hold a descriptor.
                     transport.write(_BUSY_RESPONSE)
                     transport.close()
                     return
-                oldest = next(iter(waiting))
-                oldest._forget()
-                oldest.transport.close()
             self._await_headers()
 
         def on_message_begin(self) -> None:
@@ -67,7 +71,7 @@ def http_protocol(header_timeout: float, max_connections: int) -> type[asyncio.P
         def on_response_complete(self) -> None:
             super().on_response_complete()
             if not self.transport.is_closing():
-                waiting[self] = None  # idle until its next request; uvicorn times it out
+                waiting[self] = self.loop.time()  # idle until its next request
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._forget()
@@ -81,7 +85,7 @@ def http_protocol(header_timeout: float, max_connections: int) -> type[asyncio.P
                 self._header_timer = None
 
         def _await_headers(self) -> None:
-            waiting[self] = None
+            waiting.setdefault(self, self.loop.time())
             self._header_timer = self.loop.call_later(header_timeout, self._headers_late)
 
         def _headers_late(self) -> None:

@@ -51,19 +51,24 @@ def head(node: NodeProcess) -> int:
 
 
 class Honest(threading.Thread):
-    """eth_blockNumber every 0.2 s: each latency, and the heads seen."""
+    """eth_blockNumber every 0.2 s: each latency, the heads seen, and transport failures."""
 
     def __init__(self, node: NodeProcess) -> None:
         super().__init__(daemon=True)
         self.node = node
         self.latencies: list[float] = []
         self.heads: list[int] = []
+        self.failures: list[str] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.wait(0.2):
             start = time.monotonic()
-            self.heads.append(head(self.node))
+            try:
+                self.heads.append(head(self.node))
+            except OSError as exc:  # refused (503) or reset
+                self.failures.append(str(exc))
+                continue
             self.latencies.append(time.monotonic() - start)
 
     def finish(self) -> None:
@@ -97,6 +102,7 @@ def test_an_endless_call_is_aborted_while_blocks_keep_coming(node: NodeProcess) 
         assert took < 5
     finally:
         honest.finish()
+    assert not honest.failures
     assert max(honest.latencies) < 1.5, honest.latencies
     assert honest.heads[-1] - honest.heads[0] >= 4  # 0.25 s blocks over about 4 s
 
@@ -122,7 +128,7 @@ def test_slow_headers_are_cut_off_and_honest_requests_answered(node: NodeProcess
                     with lock:
                         closed.append(time.monotonic() - opened)
 
-    attackers = in_threads(150, slow_headers)  # more than max_connections (64)
+    attackers = in_threads(100, slow_headers)  # more than max_connections (64)
     honest = Honest(node)
     honest.start()
     time.sleep(6)
@@ -130,10 +136,11 @@ def test_slow_headers_are_cut_off_and_honest_requests_answered(node: NodeProcess
     stop.set()
     for thread in attackers:
         thread.join(timeout=15)
-    # Every slow connection was closed: at the cap at once, otherwise after header_timeout.
-    assert len(closed) > 150
+    # Every slow connection was closed: over the cap after 0.2 s, else after header_timeout.
+    assert len(closed) > 100
     assert max(closed) < 3, max(closed)
-    assert len(honest.latencies) >= 20
+    assert len(honest.latencies) >= 20, (len(honest.failures), honest.failures[:3])
+    assert len(honest.failures) <= len(honest.latencies) // 10, honest.failures
     assert statistics.median(honest.latencies) < 0.5, honest.latencies
     assert honest.heads[-1] > honest.heads[0]
 
@@ -199,6 +206,7 @@ def test_concurrent_endless_calls_starve_nobody_and_sigterm_stops_the_node(
     assert {code for code, _ in outcomes} <= {ABORTED[0], BUSY}, outcomes[:5]
     assert ABORTED in outcomes
     assert sum(code == BUSY for code, _ in outcomes) > 30
+    assert not honest.failures
     assert statistics.median(honest.latencies) < 0.5, honest.latencies
     assert max(honest.latencies) < 3, honest.latencies
     assert honest.heads[-1] - honest.heads[0] >= 8  # 0.25 s blocks over 8 s: about 32
@@ -207,15 +215,29 @@ def test_concurrent_endless_calls_starve_nobody_and_sigterm_stops_the_node(
 def test_a_node_waits_for_its_rpc_port(tmp_path: Path) -> None:
     port = free_port()
     holder = socket.create_server(("127.0.0.1", port))
-    released = threading.Timer(3, holder.close)
-    released.start()
-    started = time.monotonic()
+    log = tmp_path / "node.log"  # where running_node logs the node "node"
+    released_at: list[float] = []
+
+    def release_when_the_node_waits() -> None:
+        # Held until the node has found it taken, then 3 s more.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+            log.exists() and "retrying for up to 30 s" in log.read_text()
+        ):
+            time.sleep(0.1)
+        time.sleep(3)
+        released_at.append(time.monotonic())
+        holder.close()
+
+    releaser = threading.Thread(target=release_when_the_node_waits, daemon=True)
+    releaser.start()
     try:
         with running_node(tmp_path / "node", port=port) as node:
-            assert time.monotonic() - started > 3
+            assert released_at, "the node answered while the port was still held"
             assert node.rpc("eth_chainId")["result"]
-            assert "JSON-RPC: cannot listen on" in node.log_path.read_text()
-            assert "retrying for up to 30 s" in node.log_path.read_text()
+            text = node.log_path.read_text()
+            assert f"JSON-RPC: cannot listen on 127.0.0.1:{port}: Address already in use" in text
+            assert text.count("retrying for up to 30 s") == 1
     finally:
-        released.cancel()
         holder.close()
+        releaser.join(timeout=70)
