@@ -212,13 +212,12 @@ def main() -> None:
     parser.add_argument("--config", default="", help="extra TOML appended to the test config")
     parser.add_argument("--keep-log", default="", help="copy the node's log here at the end")
     args = parser.parse_args()
-    # The attackers need more sockets than the node may have.
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    # The node starts under --nofile (it inherits the limit); the attackers need more.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile or soft, hard))
     with tempfile.TemporaryDirectory() as tmp, \
             running_node(Path(tmp) / "node", config=TEST_CONFIG + args.config) as node:
-        if args.nofile:
-            resource.prlimit(node.process.pid, resource.RLIMIT_NOFILE, (args.nofile, args.nofile))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         attack(node, args.attack, args.clients, args.seconds)
         if args.keep_log:
             shutil.copy(node.log_path, args.keep_log)
