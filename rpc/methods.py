@@ -50,8 +50,6 @@ from rpc.types import DEFAULT_LIMITS, BlockView, FeeHistory, LogFilter, RpcLimit
 
 MAX_LOG_BLOCK_RANGE = 10_000
 """Most blocks one eth_getLogs call may scan."""
-EXPENSIVE_METHODS = frozenset({"eth_call", "eth_estimateGas", "eth_getLogs"})
-"""Methods that may take seconds of CPU: only a few run at once (RpcLimits.expensive_calls)."""
 MAX_FEE_HISTORY_BLOCKS = 1024
 """Most blocks one eth_feeHistory answer covers; larger counts are cut (as geth)."""
 _ADMITTING = object()
@@ -70,6 +68,18 @@ class Method:
     """Decodes the parameters and returns the JSON-ready result."""
 
 
+@dataclass(frozen=True)
+class ExpensiveMethod:
+    """A JSON-RPC method that may take seconds of CPU: only a few run at once (the server
+    holds a slot for them, RpcLimits.expensive_calls), each by a deadline."""
+
+    most_args: int
+    """Number of positional parameters it takes at most."""
+    run: Callable[[Args, float], object]
+    """Decodes the parameters and returns the JSON-ready result by the deadline (a
+    time.monotonic() value) it is given."""
+
+
 def _reverted(result: CallResult) -> bool:
     # Only REVERT returns data from a failed call; an empty revert is known by its error text.
     return not result.succeeded and (
@@ -83,7 +93,7 @@ class RpcMethods:
     def __init__(self, backend: NodeBackend, limits: RpcLimits = DEFAULT_LIMITS) -> None:
         self._backend = backend
         self._limits = limits
-        self.methods: Mapping[str, Method] = {
+        self.methods: Mapping[str, Method | ExpensiveMethod] = {
             "web3_clientVersion": Method(0, lambda _: backend.client_version),
             "web3_sha3": Method(1, lambda a: data(keccak256(a.required(0, parse_data)))),
             "net_version": Method(0, lambda _: str(backend.chain_id)),
@@ -112,28 +122,36 @@ class RpcMethods:
             "eth_getCode": Method(2, self._code),
             "eth_getStorageAt": Method(3, self._storage),
             "eth_getProof": Method(3, self._proof),
-            "eth_call": Method(2, self._call),
-            "eth_estimateGas": Method(2, self._estimate_gas),
+            "eth_call": ExpensiveMethod(2, self._call),
+            "eth_estimateGas": ExpensiveMethod(2, self._estimate_gas),
             "eth_sendRawTransaction": Method(1, self._send_raw_transaction),
-            "eth_getLogs": Method(1, self._logs),
+            # A range of up to MAX_LOG_BLOCK_RANGE blocks; the scan itself has no deadline.
+            "eth_getLogs": ExpensiveMethod(1, lambda a, _: self._logs(a)),
             "l2_getBatch": Method(1, self._batch),
             "l2_latestCommittedBatch": Method(0, self._latest_committed_batch),
             "l2_getValidators": Method(1, self._validators),
         }
 
-    def dispatch(self, name: str, params: object, busy: bool = False) -> object:
+    def dispatch(self, name: str, params: object, deadline: float | None = None) -> object:
         """Run method ``name``; raises RpcError (or a backend error) when it fails.
 
-        ``busy``: the caller holds no slot for expensive calls, so those are refused.
+        ``deadline`` (from ``new_deadline``) is given by a caller holding a slot for
+        expensive methods, which then must end by it; without one they are refused "busy".
         """
         method = self.methods.get(name)
         if method is None:
             raise RpcError(METHOD_NOT_FOUND, f"the method {name} does not exist/is not available")
-        if busy and name in EXPENSIVE_METHODS:
+        args = Args(params, method.most_args)
+        if isinstance(method, Method):
+            return method.run(args)
+        if deadline is None:
             raise RpcError(LIMIT_EXCEEDED, "server busy: too many expensive calls, retry later")
-        return method.run(Args(params, method.most_args))
+        if time.monotonic() > deadline:  # earlier calls of its batch used up the time
+            raise self._aborted()
+        return method.run(args, deadline)
 
-    def _deadline(self) -> float:
+    def new_deadline(self) -> float:
+        """The deadline of expensive calls starting now (RpcLimits.evm_timeout)."""
         return time.monotonic() + self._limits.evm_timeout
 
     def _aborted(self) -> RpcError:
@@ -302,13 +320,13 @@ class RpcMethods:
             gas_price=gas_price,
         )
 
-    def _call(self, args: Args) -> object:
+    def _call(self, args: Args, deadline: float) -> object:
         request = args.required(0, parse_call)
         number = self._state_number(args.optional(1, parse_block_ref, LATEST))
         gas_cap = self._limits.gas_cap
         message = self._message(request, gas_cap if request.gas is None else request.gas)
         try:
-            result = self._backend.call(message, number, self._deadline())
+            result = self._backend.call(message, number, deadline)
         except ExecutionAborted:
             raise self._aborted() from None
         if result.succeeded:
@@ -317,7 +335,7 @@ class RpcMethods:
             raise execution_reverted(result.output)
         raise RpcError(SERVER_ERROR, result.error or "execution failed")
 
-    def _estimate_gas(self, args: Args) -> object:
+    def _estimate_gas(self, args: Args, deadline: float) -> object:
         request = args.required(0, parse_call)
         number = self._state_number(args.optional(1, parse_block_ref, LATEST))
         gas = request.gas
@@ -328,7 +346,7 @@ class RpcMethods:
             gas = view.header.gas_limit
         message = self._message(request, gas)
         try:
-            return quantity(self._backend.estimate_gas(message, number, self._deadline()))
+            return quantity(self._backend.estimate_gas(message, number, deadline))
         except ExecutionAborted:
             raise self._aborted() from None
         except ExecutionReverted as exc:

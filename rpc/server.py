@@ -32,7 +32,7 @@ from rpc.errors import (
     SERVER_ERROR,
     RpcError,
 )
-from rpc.methods import EXPENSIVE_METHODS, RpcMethods
+from rpc.methods import ExpensiveMethod, RpcMethods
 from rpc.types import DEFAULT_LIMITS, RpcLimits
 
 SMALL_BODY_BYTES = 64 * 1024
@@ -48,7 +48,6 @@ except (OSError, AttributeError):  # another C library: nothing to call
     _malloc_trim = None
 
 _JSON_MEDIA_TYPE = "application/json"
-_EXPENSIVE_NAMES = re.compile(b"|".join(name.encode() for name in sorted(EXPENSIVE_METHODS)))
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 _BRACKET_STEPS = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")
@@ -58,6 +57,10 @@ def create_app(backend: NodeBackend, limits: RpcLimits = DEFAULT_LIMITS) -> Fast
     """The ASGI app serving ``backend`` (run it with uvicorn; rpc.http.server_config adds
     the connection limits)."""
     methods = RpcMethods(backend, limits)
+    expensive_names = re.compile(b"|".join(
+        re.escape(name.encode()) for name, method in sorted(methods.methods.items())
+        if isinstance(method, ExpensiveMethod)
+    ))
     max_body_bytes = limits.max_body_bytes
     slots = asyncio.Semaphore(limits.expensive_calls)
     memory = _BodyMemory(limits.body_memory)
@@ -87,18 +90,15 @@ def create_app(backend: NodeBackend, limits: RpcLimits = DEFAULT_LIMITS) -> Fast
     async def answer(body: bytes) -> Response:
         # Backend calls block (storage, EVM): keep them off the event loop. A request for an
         # expensive method waits here, not in a worker thread, for one of the few slots:
-        # waiting threads would fill the pool that cheap requests run in.
-        if not _EXPENSIVE_NAMES.search(body):
-            # An expensive method spelled with escapes lands here and is refused as busy.
-            answer = await run_in_threadpool(handle_body, methods, body, limits.max_batch, True)
-        elif await _acquire(slots, limits.busy_wait):
-            try:
-                answer = await run_in_threadpool(handle_body, methods, body, limits.max_batch)
-            finally:
+        # waiting threads would fill the pool that cheap requests run in. (Such a method
+        # spelled with escapes is not seen here, gets no slot, and is answered "busy".)
+        slot = bool(expensive_names.search(body)) and await _acquire(slots, limits.busy_wait)
+        try:
+            reply = await run_in_threadpool(handle_body, methods, body, limits.max_batch, slot)
+        finally:
+            if slot:
                 slots.release()
-        else:
-            answer = await run_in_threadpool(handle_body, methods, body, limits.max_batch, True)
-        return Response(answer or b"", media_type=_JSON_MEDIA_TYPE)
+        return Response(reply or b"", media_type=_JSON_MEDIA_TYPE)
 
     return app
 
@@ -204,11 +204,12 @@ async def _read_body(request: Request, limit: int, held: _Held) -> bytes:
 
 
 def handle_body(
-    methods: RpcMethods, body: bytes, max_batch: int, busy: bool = False
+    methods: RpcMethods, body: bytes, max_batch: int, slot: bool = True
 ) -> bytes | None:
     """The encoded answer to a request body; None when it held only notifications.
 
-    ``busy``: no slot for expensive calls is held; they are answered "server busy".
+    ``slot``: the caller holds a slot for expensive methods, which share one deadline
+    (a batch of them as much as one); without a slot they are answered "server busy".
     """
     try:
         # Only UTF-8 (RFC 8259): json.loads would also take UTF-16 and UTF-32 bytes, whose
@@ -223,14 +224,15 @@ def handle_body(
         payload = json.loads(text)
     except ValueError:
         return _encode(_error(None, PARSE_ERROR, "parse error"))
+    deadline = methods.new_deadline() if slot else None
     if not isinstance(payload, list):
-        return _handle_request(methods, payload, busy)
+        return _handle_request(methods, payload, deadline)
     if not payload:
         return _encode(_error(None, INVALID_REQUEST, "empty batch"))
     if len(payload) > max_batch:
         message = f"batch too large: at most {max_batch} requests"
         return _encode(_error(None, INVALID_REQUEST, message))
-    replies = _handle_batch(methods, payload, busy)
+    replies = _handle_batch(methods, payload, deadline)
     return b"[" + b",".join(replies) + b"]" if replies else None
 
 
@@ -289,15 +291,19 @@ def _parse_call(request: object) -> _Call | bytes:
     return _Call(request_id, method, request.get("params"), "id" not in request)
 
 
-def _handle_request(methods: RpcMethods, request: object, busy: bool) -> bytes | None:
+def _handle_request(
+    methods: RpcMethods, request: object, deadline: float | None
+) -> bytes | None:
     """The encoded answer to one request object; None for a notification (no "id")."""
     call = _parse_call(request)
     if isinstance(call, bytes):
         return call
-    return _answer(call, _run(methods, call, busy))
+    return _answer(call, _run(methods, call, deadline))
 
 
-def _handle_batch(methods: RpcMethods, requests: list[object], busy: bool) -> list[bytes]:
+def _handle_batch(
+    methods: RpcMethods, requests: list[object], deadline: float | None
+) -> list[bytes]:
     """The answers to a batch, in order. Its eth_sendRawTransaction calls are admitted
     together: one decoding pass and one durable write for all of them, not one each."""
     calls = [_parse_call(request) for request in requests]
@@ -309,7 +315,7 @@ def _handle_batch(methods: RpcMethods, requests: list[object], busy: bool) -> li
             replies.append(call)
             continue
         outcome = (
-            next(sent) if call.method == SEND_RAW_TRANSACTION else _run(methods, call, busy)
+            next(sent) if call.method == SEND_RAW_TRANSACTION else _run(methods, call, deadline)
         )
         reply = _answer(call, outcome)
         if reply is not None:
@@ -317,10 +323,10 @@ def _handle_batch(methods: RpcMethods, requests: list[object], busy: bool) -> li
     return replies
 
 
-def _run(methods: RpcMethods, call: _Call, busy: bool) -> object | Exception:
+def _run(methods: RpcMethods, call: _Call, deadline: float | None) -> object | Exception:
     """The result of ``call``, or the exception it raised."""
     try:
-        return methods.dispatch(call.method, call.params, busy)
+        return methods.dispatch(call.method, call.params, deadline)
     except Exception as exc:  # noqa: BLE001 -- every failure becomes an error object
         return exc
 
