@@ -56,8 +56,10 @@ GIL_SWITCH_INTERVAL = 0.0005
 (Python's default: 0.005). A cheap request needs it dozens of times."""
 M_MMAP_THRESHOLD = -3
 """mallopt's parameter number (malloc.h)."""
-MMAP_THRESHOLD = 128 * 1024
-"""glibc's initial mmap threshold, which _fix_mmap_threshold keeps."""
+MMAP_THRESHOLD = 1024 * 1024
+"""Blocks this large and larger get their own mapping (glibc starts at 128 KiB: keeping that
+made every 64-256 KiB chunk of a request body a fresh mapping, and page faults took the
+event loop's time)."""
 RPC_BACKLOG = 128
 """Connections the kernel queues for the RPC listener; asyncio also accepts at most this many
 at once, each a file descriptor until the connection cap closes it (uvicorn's 2,048 ran a
@@ -195,9 +197,10 @@ def rpc_connection_cap(configured: int) -> int:
 def _fix_mmap_threshold() -> None:
     """Blocks of MMAP_THRESHOLD and more get their own mapping, given back when freed.
 
-    glibc starts there but raises the threshold to the size of each such block freed (up to
-    32 MiB): after one 4.9 MB request body, the next ones came from its heaps and stayed
-    there (200 at once left RSS 355 MB higher for good). Other C libraries: nothing to do.
+    glibc raises its threshold to the size of each such block freed (up to 32 MiB): after
+    one 4.9 MB request body, the next ones came from its heaps and stayed there (200 at once
+    left RSS 355 MB higher for good). A fixed threshold ends that. Other C libraries:
+    nothing to do.
     """
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
