@@ -53,7 +53,9 @@ BIND_RETRY_PAUSES = (0.1, 0.2, 0.5, 1.0, 2.0)
 """Waits between bind attempts; the last one repeats."""
 GIL_SWITCH_INTERVAL = 0.0005
 """Seconds a busy thread (an eth_call in py-evm) keeps the GIL while another waits for it
-(Python's default: 0.005). A cheap request needs it dozens of times."""
+(Python's default: 0.005). A cheap request needs it dozens of times: under 45 looping
+eth_calls, eth_blockNumber took 93 ms median (worst 1.4 s) with the default, 26 ms (worst
+0.34 s) with this, and blocks came at 3.65/s and 4.05/s (of 4)."""
 M_MMAP_THRESHOLD = -3
 """mallopt's parameter number (malloc.h)."""
 MMAP_THRESHOLD = 1024 * 1024
