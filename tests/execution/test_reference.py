@@ -9,9 +9,9 @@ import pytest
 
 from executor_gpu.reference import PyEvmExecutor
 from executor_gpu.types import CallMessage
-from primitives.errors import ExecutionAborted
 from node.db.state import GenesisAccount
 from primitives.crypto import keccak256
+from primitives.errors import ExecutionAborted
 from primitives.transactions import Transaction
 from primitives.types import Address
 from tests.execution.helpers import (
