@@ -31,6 +31,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -424,6 +425,7 @@ def run_load(target: Target, txs: Sequence[SignedTx], connections: int, batch: i
     poller.join(10)
     rpc.close()
     included = watcher.included
+    stages = block_stages(target.log_path, head + 1) if target.name == "l2node" else {}
     if not measure:
         return {"accepted": watcher.expected, "included": included, "errors": dict(sent.errors)}
     send_seconds = sent.finished - sent.started
@@ -449,7 +451,26 @@ def run_load(target: Target, txs: Sequence[SignedTx], connections: int, batch: i
         "peak_rss_mib": peak_rss_bytes(target.pid) / 2**20,
         "poll_errors": watcher.poll_errors,
         "last_poll_error": watcher.error,
+        "block_stages_s": stages,
     }
+
+
+_BLOCK_LINE = re.compile(r"block (\d+) txs=(\d+) .*?root=\w+ (.*)$")
+_STAGE = re.compile(r"(\w+)=(\d+)ms")
+
+
+def block_stages(log_path: Path, first_block: int) -> dict[str, float]:
+    """Seconds per stage of the block path, summed over the blocks from ``first_block`` on
+    that carried transactions, from the node's block log lines; "blocks" counts them."""
+    totals: dict[str, float] = {"blocks": 0}
+    for line in log_path.read_text(errors="replace").splitlines():
+        match = _BLOCK_LINE.search(line)
+        if match is None or int(match[1]) < first_block or match[2] == "0":
+            continue
+        totals["blocks"] += 1
+        for name, ms in _STAGE.findall(match[3]):
+            totals[name] = totals.get(name, 0.0) + int(ms) / 1000
+    return totals
 
 
 def check_receipts(target: Target, txs: Sequence[SignedTx], sample: int = 50) -> int:
@@ -731,6 +752,10 @@ def report(results: dict[str, dict[str, Any]]) -> dict[str, float]:
         ratio = f"{ratios[key]:>13.2f}x" if key in ratios else ""
         print(f"{label:32}" + "".join(cells) + ratio)
     for name in names:
+        stages = dict(results[name].get("block_stages_s") or {})
+        if stages.pop("blocks", 0):
+            print(f"{name} block path, seconds summed over the load's blocks: "
+                  + " ".join(f"{stage}={seconds:.2f}" for stage, seconds in stages.items()))
         for message, count in sorted(results[name]["errors"].items(), key=lambda e: -e[1]):
             print(f"{name} errors: {count} x {message}")
         if results[name].get("poll_errors"):

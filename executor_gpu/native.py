@@ -101,6 +101,20 @@ def _cycle_collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _previous_of_sender(txs: Sequence[Transaction]) -> npt.NDArray[np.int64]:
+    """For each transaction, the index of the same sender's transaction before it, or -1."""
+    n = len(txs)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    senders = np.frombuffer(b"".join(tx.sender for tx in txs), dtype="V20")
+    _, group = np.unique(senders, return_inverse=True)
+    order = np.argsort(group, kind="stable")
+    same = group[order[1:]] == group[order[:-1]]
+    previous = np.full(n, -1, dtype=np.int64)
+    previous[order[1:][same]] = order[:-1][same]
+    return previous
+
+
 class _Batch:
     """One call of ``execute``: the wave loop and the commit of results in block order."""
 
@@ -117,6 +131,10 @@ class _Batch:
         executor.host_time.pack += time.perf_counter() - start - self.tables.load_seconds
         self.coinbase_row = self.tables.account_row(env.coinbase)
         self.results: list[SlotResult | None] = [None] * len(txs)
+        # A transaction runs once the same sender's one before it is committed: it reads the
+        # nonce and balance that one writes. Those that fail a static check never run.
+        self.after = _previous_of_sender(txs)
+        self.static_ok = np.array([reason is None for reason in self.packed.reject_first], dtype=bool)
         self.last_account_write = np.full(0, -1, dtype=np.int64)
         self.last_slot_write = np.full(0, -1, dtype=np.int64)
         self.committed = 0
@@ -183,7 +201,9 @@ class _Batch:
         stale = False
         while self.committed < n:
             end = min(n, self.committed + window)
-            candidates = [k for k in range(self.committed, end) if self.packed.reject_first[k] is None]
+            committed = self.committed
+            runnable = self.static_ok[committed:end] & (self.after[committed:end] < committed)
+            candidates = (np.flatnonzero(runnable) + committed).tolist()
             # After a conflict, results past it may be stale too: run those again as well.
             if stale:
                 todo = [k for k, ok in zip(candidates, self._valid_many(candidates)) if not ok]

@@ -88,6 +88,9 @@ def cpu_library() -> ctypes.CDLL:
     lib.evm_ordered_root.restype = ctypes.c_int
     lib.evm_recover_batch.argtypes = [ptr, ptr, ptr, ptr, u64, ptr, ptr, ptr, ptr, u64]
     lib.evm_recover_batch.restype = None
+    lib.evm_decode_transactions.argtypes = [ptr, ptr, ptr, ptr, u64, ptr, ptr, ptr, ptr, ptr, ptr, ptr,
+                                            ptr, ptr, u64]
+    lib.evm_decode_transactions.restype = None
     lib.mpt_open.argtypes = [u64, u64]
     lib.mpt_open.restype = ptr
     lib.mpt_close.argtypes = [ptr]

@@ -1,7 +1,7 @@
 """The admit stage: transactions from wallets and peers into the pool, durably.
 
-A batch of raw transactions is decoded and its senders recovered together (``recover``:
-native threads in production), checked against an in-memory view of the head state
+A batch of raw transactions is decoded and its senders recovered together (``decode``:
+C on native threads in production), checked against an in-memory view of the head state
 (nonce and balance of each sender, read once from the state and then moved by every
 committed block's diff) and the pool, pooled, and journalled with group commit: the
 batch is durable when ``submit`` returns. The head header, the head view and the pool
@@ -26,9 +26,14 @@ from node.db.state import StateDB
 from node.journal import GroupCommitJournal, Write
 from primitives import rlp
 from primitives.blocks import Header
-from primitives.crypto import BatchRecover
+from primitives.clock import Clock
 from primitives.errors import Halt, InvalidTransaction, L2NodeError, TransactionRejected
-from primitives.transactions import Transaction, decode_transaction, decode_transactions
+from primitives.transactions import (
+    BatchDecode,
+    Transaction,
+    decode_transaction,
+    decode_transactions,
+)
 from primitives.types import Address, Hash32
 from sequencer.fees import next_base_fee
 from sequencer.mempool import Mempool
@@ -40,17 +45,28 @@ HEAD_ACCOUNTS_LIMIT = 1_000_000
 """Most senders whose head-state nonce and balance admission keeps in memory."""
 
 
-def encode_stored_tx(tx: Transaction) -> bytes:
-    """Pool record: raw bytes plus the sender recovered at acceptance."""
-    return rlp.encode([tx.raw, tx.sender])
+def encode_stored_tx(tx: Transaction, arrived: float) -> bytes:
+    """Pool record: raw bytes, the sender recovered at acceptance, and the arrival time in
+    milliseconds (a queued transaction's lifetime counts from it, across restarts too)."""
+    return rlp.encode([tx.raw, tx.sender, int(arrived * 1000)])
 
 
-def decode_stored_tx(data: bytes) -> Transaction:
-    """Inverse of ``encode_stored_tx``, without signature recovery."""
-    raw, sender = rlp.decode(data)
-    if not isinstance(raw, bytes) or not isinstance(sender, bytes):
+def decode_stored_tx(data: bytes) -> tuple[Transaction, float | None]:
+    """Inverse of ``encode_stored_tx``, without signature recovery; the arrival time is None
+    in records written before it was stored."""
+    fields = rlp.decode(data)
+    if not isinstance(fields, list) or len(fields) not in (2, 3) or not all(
+        isinstance(field, bytes) for field in fields
+    ):
         raise Halt("corrupt pool record in the database")
-    return decode_transaction(raw, sender=Address(sender))
+    raw, sender, *arrival = (field for field in fields if isinstance(field, bytes))
+    arrived = int.from_bytes(arrival[0], "big") / 1000 if arrival else None
+    return decode_transaction(raw, sender=Address(sender)), arrived
+
+
+def forgotten(txs: Iterable[Transaction]) -> list[Write]:
+    """Journal deletes of these transactions' pool records."""
+    return [(schema.pool_key(tx.hash), None) for tx in txs]
 
 
 class Admission:
@@ -64,15 +80,17 @@ class Admission:
         pool_config: PoolConfig,
         chain_id: int,
         gas_limit: int,
-        recover: BatchRecover,
+        clock: Clock,
+        decode: BatchDecode = decode_transactions,
     ) -> None:
         self._kv = kv
         self._chain = chain
         self._state = state
         self._chain_id = chain_id
         self._gas_limit = gas_limit
-        self._recover = recover
-        self.pool = Mempool(pool_config)
+        self._decode = decode
+        self._clock = clock
+        self.pool = Mempool(pool_config, clock)
         self.journal = GroupCommitJournal(kv)
         self._lock = threading.Lock()
         self._head: Header | None = None
@@ -122,23 +140,25 @@ class Admission:
         returns (shared with concurrent callers: one synced write for all of them)."""
         outcomes: list[Transaction | L2NodeError] = [
             tx if isinstance(tx, InvalidTransaction) else self._replay_protected(tx)
-            for tx in decode_transactions(raws, self._recover)
+            for tx in self._decode(raws)
         ]
         writes: list[Write] = []
         with self._lock:
             base_fee = self.next_base_fee()
+            now = self._clock.now()
+            writes.extend(forgotten(self.pool.expire()))
             for index, tx in enumerate(outcomes):
                 if isinstance(tx, L2NodeError):
                     continue
                 # An included transaction needs no lookup: its nonce is below the head's.
                 try:
                     dropped = self.pool.add(tx, self._account(tx.sender), base_fee,
-                                            self._gas_limit)
+                                            self._gas_limit, now)
                 except L2NodeError as exc:
                     outcomes[index] = exc
                     continue
-                writes.append((schema.pool_key(tx.hash), encode_stored_tx(tx)))
-                writes.extend((schema.pool_key(old.hash), None) for old in dropped)
+                writes.append((schema.pool_key(tx.hash), encode_stored_tx(tx, now)))
+                writes.extend(forgotten(dropped))
             # Queued under the lock: the journal's order is the pool's.
             ticket = self.journal.append(writes)
         self.journal.wait(ticket)
@@ -155,19 +175,24 @@ class Admission:
         return tx
 
     def reload(self) -> None:
-        """Pool the journalled transactions again (at start), forgetting those no longer
-        valid at the head."""
+        """Pool the journalled transactions again (at start) under the pool's rules,
+        forgetting those no longer valid at the head and queued ones past their lifetime."""
         base_fee = self.next_base_fee()
+        now = self._clock.now()
         forget: list[Write] = []
+        stored = [decode_stored_tx(value) for _key, value in self._kv.iterate(schema.POOL_PREFIX)]
+        # Each sender's run in nonce order, so that pending ones are never counted as queued
+        # (the journal's key order is the hashes').
+        stored.sort(key=lambda record: (record[0].sender, record[0].nonce))
         with self._lock:
-            for _key, value in self._kv.iterate(schema.POOL_PREFIX):
-                tx = decode_stored_tx(value)
+            for tx, arrived in stored:
                 try:
                     dropped = self.pool.add(tx, self._account(tx.sender), base_fee,
-                                            self._gas_limit)
+                                            self._gas_limit, now if arrived is None else arrived)
                 except TransactionRejected:
                     dropped = (tx,)
-                forget.extend((schema.pool_key(old.hash), None) for old in dropped)
+                forget.extend(forgotten(dropped))
+            forget.extend(forgotten(self.pool.expire()))
         self.journal.wait(self.journal.append(forget))
         if len(self.pool):
             log.info("reloaded %d pooled transactions", len(self.pool))
@@ -177,7 +202,7 @@ class Admission:
     def select(self, base_fee: int, gas_limit: int, max_count: int) -> list[Transaction]:
         """The next block's transactions (see Mempool.select), at the head's nonces."""
         with self._lock:
-            return self.pool.select(self._nonce, base_fee, gas_limit, max_count)
+            return self.pool.select(base_fee, gas_limit, max_count)
 
     def pooled(self, tx_hashes: Sequence[Hash32]) -> list[Transaction | None]:
         """The pool's decoded copies of these transactions, where it has them."""
@@ -186,7 +211,7 @@ class Admission:
 
     def decode(self, raws: Sequence[bytes]) -> list[Transaction | InvalidTransaction]:
         """Decode and recover, in one batch, transactions the pool does not have."""
-        return decode_transactions(raws, self._recover)
+        return self._decode(raws)
 
     # -- after a commit, and unwind ---------------------------------------------------------
 
@@ -200,14 +225,18 @@ class Admission:
                         AccountState(0, 0) if change is None
                         else AccountState(change.nonce, change.balance)
                     )
-            self.pool.remove(done)
-            # Only senders the block touched can have pooled transactions below their nonce.
+            # Only senders the block touched can have pooled transactions below their nonce
+            # (the included ones) or queued ones it promotes; then the rejected ones go.
             stale = self.pool.prune(diff.accounts, self._nonce)
+            self.pool.remove(done)
             # A crash before these deletes are written is harmless: reloading drops them again.
-            self.journal.append((schema.pool_key(tx.hash), None) for tx in stale)
+            self.journal.append(forgotten((*stale, *self.pool.expire())))
 
     def reset(self) -> None:
-        """The head moved back (an unwind): read it and the accounts again."""
+        """The head moved back (an unwind): read it and the accounts again, and move every
+        pooled sender to its nonce there (pending ones above a new gap become queued)."""
         with self._lock:
             self._head = None
             self._accounts.clear()
+            stale = self.pool.prune(self.pool.senders(), self._nonce)
+            self.journal.append(forgotten(stale))

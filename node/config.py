@@ -80,6 +80,12 @@ class MempoolConfig:
     """Lowest priority fee accepted, in wei."""
     max_txs_per_block: int
     """Most transactions per block."""
+    max_queued_per_sender: int = 16
+    """Most nonce-gapped (queued) transactions per sender."""
+    max_queued: int = 1_024
+    """Most queued transactions overall (go-ethereum: global_queue)."""
+    queued_lifetime: float = 3 * 3600.0
+    """Seconds before a queued transaction whose gap stays open is dropped."""
 
 
 @dataclass(frozen=True)

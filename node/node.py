@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from executor_gpu.api import Caller, Executor
 from executor_gpu.types import BlockEnv, CallMessage, CallResult, ExecutedTx, StateDiff
@@ -17,10 +17,11 @@ from node.db.chain import ChainStore
 from node.db.state import GenesisAccount, StateDB, StateOptions
 from node.epochs import MAX_PROOFS_PER_BLOCK, Epochs
 from node.genesis import Genesis
+from node.stages import StageTimes
 from primitives import rlp
 from primitives.blocks import EMPTY_BLOOM, EMPTY_ROOT, Header, OrderedRoot, ordered_trie_root
 from primitives.clock import Clock
-from primitives.crypto import BatchRecover, keccak256, private_key_to_address, recover_addresses
+from primitives.crypto import keccak256, private_key_to_address
 from primitives.errors import (
     Halt,
     InvalidInput,
@@ -28,7 +29,7 @@ from primitives.errors import (
     L2NodeError,
     RetryLater,
 )
-from primitives.transactions import Transaction
+from primitives.transactions import BatchDecode, Transaction, decode_transactions
 from primitives.types import ZERO_HASH, Address, Hash32
 from sequencer.builder import execute_block, make_header, next_block_env
 from sequencer.types import BlockBody, PoolConfig
@@ -128,6 +129,8 @@ class _Staged:
     """The accounts it changes (to update the in-memory head view on commit)."""
     dropped: tuple[Hash32, ...] = ()
     """Pool transactions the proposer found invalid: removed from the pool on commit."""
+    stages: StageTimes = field(default_factory=StageTimes)
+    """Seconds each stage of the block path took for it, for the block's log line."""
 
 
 class Node:
@@ -149,12 +152,13 @@ class Node:
         validator_key: bytes,
         clock: Clock,
         genesis_weights: Mapping[Address, int] | None = None,
-        recover: BatchRecover = recover_addresses,
+        decode: BatchDecode = decode_transactions,
         state_options: StateOptions | None = None,
         ordered_root: OrderedRoot = ordered_trie_root,
     ) -> None:
         """``genesis_weights``: the first validator set (default: this node alone);
-        ``recover`` finds the senders of a batch of transactions (a native one in production);
+        ``decode`` decodes a batch of transactions and finds their senders (native in
+        production);
         ``state_options``: flat state cache and unwind depth (default: StateOptions());
         ``ordered_root`` computes transactions and receipts roots (native in production)."""
         self.kv = kv
@@ -167,7 +171,7 @@ class Node:
         )
         self.state = StateDB(kv, options=state_options)
         self.admission = Admission(kv, self.chain, self.state, pool_config, params.chain_id,
-                                   params.gas_limit, recover)
+                                   params.gas_limit, clock, decode)
         self.pool = self.admission.pool
         self.executor = executor
         self.caller = caller
@@ -279,11 +283,16 @@ class Node:
                 raise RetryLater(f"cannot build block {height} on head {parent.number}")
             carried = self._carriable(height, proofs)
             env = self._next_env(parent, self._block_hashes(parent))
-            txs = self.admission.select(env.base_fee_per_gas, env.gas_limit,
-                                        self.params.max_txs_per_block)
-            body = execute_block(self.executor, self.state.at(parent.state_root), env, txs,
-                             self._ordered_root)
-            staged = self._stage(parent, env, body, carried)
+            times = StageTimes()
+            with times.stage("select"):
+                txs = self.admission.select(env.base_fee_per_gas, env.gas_limit,
+                                            self.params.max_txs_per_block)
+            with times.stage("execute"):
+                body = execute_block(self.executor, self.state.at(parent.state_root), env, txs,
+                                     self._ordered_root)
+            with times.stage("state"):
+                staged = self._stage(parent, env, body, carried)
+            staged.stages = times
             # The pool offered these but they failed against the state: forget them on commit.
             staged.dropped = tuple(r.tx.hash for r in body.result.rejected)
             for rejected in body.result.rejected:
@@ -344,14 +353,18 @@ class Node:
             if certificate is not None:
                 self.chain.stage_certificate(batch, header.number, certificate)
             done = [e.tx.hash for e in staged.executed] + list(staged.dropped)
-            for tx_hash in done:
-                batch.delete(schema.pool_key(tx_hash))
-            self.state.commit(batch)
-            self._staged.clear()  # every other candidate was built on the old head
-            self.admission.advance(staged.header, staged.diff, done)
+            times = staged.stages
+            with times.stage("write"):
+                for tx_hash in done:
+                    batch.delete(schema.pool_key(tx_hash))
+                self.state.commit(batch)
+            with times.stage("advance"):
+                self.chain.remember(staged.header, staged.executed)
+                self._staged.clear()  # every other candidate was built on the old head
+                self.admission.advance(staged.header, staged.diff, done)
         log.info(
-            "block %d txs=%d gas=%d root=%s", header.number, len(staged.executed),
-            header.gas_used, header.state_root.hex()[:12],
+            "block %d txs=%d gas=%d root=%s %s", header.number, len(staged.executed),
+            header.gas_used, header.state_root.hex()[:12], times,
         )
         return header
 
@@ -394,6 +407,7 @@ class Node:
                     f"the chain has {header.gas_limit} and {header.base_fee_per_gas}"
                 )
             self.state.commit(staged.batch)
+            self.chain.remember(staged.header, staged.executed)
             self.admission.advance(staged.header, staged.diff, ())
         return header
 
@@ -419,18 +433,24 @@ class Node:
             raise InvalidInput(f"{len(raws)} transactions, the limit is {self.params.max_txs_per_block}")
         # Rule: the proofs it carries earn weight in its epoch, one per validator and epoch.
         self.epochs.check_block_proofs(parent.number + 1, proofs)
-        txs = self._decoded(raws)
+        times = StageTimes()
+        with times.stage("decode"):
+            txs = self._decoded(raws)
         env = next_block_env(
             parent, timestamp, coinbase, self.params.chain_id,
             self.params.gas_limit, self._block_hashes(parent),
         )
-        body = execute_block(self.executor, self.state.at(parent.state_root), env, txs,
-                             self._ordered_root)
+        with times.stage("execute"):
+            body = execute_block(self.executor, self.state.at(parent.state_root), env, txs,
+                                 self._ordered_root)
         # Rule: every transaction of a block executes; a proposer must not include invalid ones.
         if body.result.rejected:
             first = body.result.rejected[0]
             raise InvalidInput(f"includes an invalid transaction {first.tx.hash.hex()}: {first.reason}")
-        return self._stage(parent, env, body, proofs)
+        with times.stage("state"):
+            staged = self._stage(parent, env, body, proofs)
+        staged.stages = times
+        return staged
 
     def _decoded(self, raws: Sequence[bytes]) -> list[Transaction]:
         """A block's transactions: the pool's decoded copies where it has them (their senders

@@ -24,7 +24,7 @@ import uvicorn
 
 from executor_gpu.api import Caller, Executor
 from executor_gpu.ordered import ordered_root
-from executor_gpu.recover import batch_recover
+from executor_gpu.recover import batch_decode
 from l1.api import BatchSignatures, L1Client
 from l1.client import Web3L1Client, deploy_batch_inbox
 from l1.poster import BatchPoster, LocalSignatures, PosterConfig
@@ -253,13 +253,16 @@ async def _serve_node(config: NodeConfig, kv: LevelDBKV, rpc_socket: socket.sock
             max_total=config.mempool.max_total,
             price_bump_percent=config.mempool.price_bump_percent,
             min_tip=config.mempool.min_tip,
+            max_queued_per_sender=config.mempool.max_queued_per_sender,
+            max_queued=config.mempool.max_queued,
+            queued_lifetime=config.mempool.queued_lifetime,
         ),
         executor,
         caller,
         validator_key(config.validator),
         SystemClock(),
         genesis_weights(genesis),
-        recover=batch_recover(),
+        decode=batch_decode(),
         state_options=config.state,
         ordered_root=ordered_root(),
     )

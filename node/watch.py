@@ -35,7 +35,7 @@ import rlp
 from rlp.sedes import Binary, big_endian_int
 
 from executor_gpu.ordered import ordered_root
-from executor_gpu.recover import batch_recover
+from executor_gpu.recover import batch_decode
 from l1.api import L1Client
 from l1.client import Web3L1Client
 from l1.types import CommittedBatch, L2BlockData
@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
             WATCHER_KEY,
             SystemClock(),
             genesis_weights(genesis),
-            recover=batch_recover(),
+            decode=batch_decode(),
             ordered_root=ordered_root(),
         )
         node.init_or_resume(dict(genesis.alloc))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import rlp
 
 from primitives.crypto import keccak256
-from primitives.rlp import Item
+from primitives.rlp import Item, encode_list_payload, encode_string, encode_uint
 from primitives.rlp import encode as rlp_encode
 from primitives.transactions import LEGACY_TX
 from primitives.types import ZERO_HASH, Address, Hash32
@@ -18,6 +18,9 @@ EMPTY_ROOT = Hash32(keccak256(rlp_encode(b"")))
 EMPTY_OMMERS_HASH = Hash32(keccak256(rlp_encode([])))
 """Hash of an empty ommers list (no ommers after the merge)."""
 EMPTY_BLOOM = b"\x00" * 256
+_BLOOM_HEADER = b"\xb9\x01\x00"
+"""RLP header of a 256-byte string."""
+_TYPE_BYTE = [bytes([tx_type]) for tx_type in range(0x80)]
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,16 @@ class Log:
     def to_rlp(self) -> list[Item]:
         """RLP structure: [address, [topics], data]."""
         return [self.address, list(self.topics), self.data]
+
+    def encode(self) -> bytes:
+        """RLP of ``to_rlp()``, built from its fixed-width parts."""
+        topics = encode_list_payload(b"".join([b"\xa0" + topic for topic in self.topics]))
+        return encode_list_payload(b"\x94" + self.address + topics + encode_string(self.data))
+
+
+def encode_logs(logs: Sequence[Log]) -> bytes:
+    """RLP of a list of logs."""
+    return encode_list_payload(b"".join([log.encode() for log in logs])) if logs else b"\xc0"
 
 
 def bloom_of(logs: Iterable[Log]) -> bytes:
@@ -75,16 +88,16 @@ class Receipt:
         return bloom_of(self.logs)
 
     def encode(self) -> bytes:
-        """Consensus encoding: RLP, prefixed by the type byte for typed transactions."""
-        body = rlp_encode(
-            [
-                1 if self.succeeded else 0,
-                self.cumulative_gas_used,
-                self.bloom,
-                [log.to_rlp() for log in self.logs],
-            ]
+        """Consensus encoding: RLP [status, cumulative gas, bloom, logs], prefixed by the type
+        byte for typed transactions."""
+        logs = self.logs
+        body = encode_list_payload(
+            (b"\x01" if self.succeeded else b"\x80")
+            + encode_uint(self.cumulative_gas_used)
+            + _BLOOM_HEADER + (bloom_of(logs) if logs else EMPTY_BLOOM)
+            + encode_logs(logs)
         )
-        return bytes(body) if self.tx_type == LEGACY_TX else bytes([self.tx_type]) + body
+        return body if self.tx_type == LEGACY_TX else _TYPE_BYTE[self.tx_type] + body
 
 
 OrderedRoot = Callable[[Sequence[bytes]], Hash32]

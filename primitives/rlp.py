@@ -17,19 +17,36 @@ Item = bytes | int | Sequence["Item"]
 def encode(item: Item) -> bytes:
     """The RLP encoding of ``item``."""
     if isinstance(item, bytes):
-        size = len(item)
-        if size < 56:
-            if size == 1 and item[0] < 0x80:
-                return item
-            return _SHORT_STRING[size] + item
-        return length_prefix(size, 0x80) + item
+        return encode_string(item)
     if isinstance(item, int):
-        if item < 0:
-            raise ValueError(f"RLP cannot encode the negative integer {item}")
-        if item < 0x80:
-            return bytes([item]) if item else b"\x80"
-        return encode(item.to_bytes((item.bit_length() + 7) // 8, "big"))
-    payload = b"".join([encode(child) for child in item])
+        return encode_uint(item)
+    return encode_list_payload(b"".join([encode(child) for child in item]))
+
+
+def encode_string(data: bytes) -> bytes:
+    """The RLP encoding of the byte string ``data``."""
+    size = len(data)
+    if size < 56:
+        if size == 1 and data[0] < 0x80:
+            return data
+        return _SHORT_STRING[size] + data
+    return length_prefix(size, 0x80) + data
+
+
+def encode_uint(value: int) -> bytes:
+    """The RLP encoding of a non-negative integer (a minimal big-endian string)."""
+    if value < 0x80:
+        if value < 0:
+            raise ValueError(f"RLP cannot encode the negative integer {value}")
+        return _SMALL_INT[value]
+    return encode_string(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+
+
+def encode_list_payload(payload: bytes) -> bytes:
+    """The RLP encoding of a list whose items, encoded and concatenated, are ``payload``.
+
+    Hot paths build a list's payload from pieces they know (fixed-width fields, items
+    encoded once) and wrap it here, instead of nesting Python lists for ``encode``."""
     size = len(payload)
     return (_SHORT_LIST[size] if size < 56 else length_prefix(size, 0xC0)) + payload
 
@@ -37,6 +54,8 @@ def encode(item: Item) -> bytes:
 _SHORT_STRING = [bytes([0x80 + size]) for size in range(56)]
 _SHORT_LIST = [bytes([0xC0 + size]) for size in range(56)]
 """Headers of payloads under 56 bytes, made once."""
+_SMALL_INT = [b"\x80"] + [bytes([value]) for value in range(1, 0x80)]
+"""Encodings of the integers below 0x80."""
 
 
 def length_prefix(length: int, offset: int) -> bytes:

@@ -5,8 +5,9 @@ Blob transactions (EIP-4844, type 3) are rejected: an L2 has no blob pool.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from primitives import rlp
@@ -88,9 +89,10 @@ class Transaction:
         """Tip per gas the block producer earns at ``base_fee`` (negative when underpriced)."""
         return min(self.max_priority_fee_per_gas, self.max_fee_per_gas - base_fee)
 
-    @property
+    @cached_property
     def upfront_cost(self) -> int:
-        """Balance the sender must hold: gas_limit * fee cap + value."""
+        """Balance the sender must hold: gas_limit * fee cap + value (kept: admission, the
+        pool and the executor each ask)."""
         return self.gas_limit * self.max_fee_per_gas + self.value
 
 
@@ -219,6 +221,11 @@ def decode_transactions(
             if sender is None else outcome.signed_by(sender)
         )
     return decoded
+
+
+BatchDecode = Callable[[Sequence[bytes]], list[Transaction | InvalidTransaction]]
+"""Decodes a batch of raw transactions and recovers their senders, as ``decode_transactions``
+does (the node injects a native one)."""
 
 
 def _decode_unsigned(raw: bytes) -> _Unsigned:

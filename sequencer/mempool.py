@@ -1,4 +1,13 @@
-"""The mempool: pending transactions by sender and nonce, ordered for blocks by effective tip.
+"""The mempool: transactions by sender and nonce, pending or queued, ordered for blocks by tip.
+
+A sender's transactions whose nonces run without a gap from its state nonce are *pending*
+(executable now); those above a gap are *queued*. As in go-ethereum's pool, queued ones
+cost their sender nothing until the gap is filled, so they are held to small limits (per
+sender and overall), expire after ``PoolConfig.queued_lifetime``, and are the first to go
+when the pool is full: a full pool takes an executable transaction by evicting a queued
+one, or else the cheapest pending one (by effective tip at the next base fee), always the
+last of its sender's run so that no gap strands the others. A newcomer is "underpriced"
+only when it pays no more than the transaction it would evict.
 
 Rejections raise TransactionRejected with go-ethereum's wording, which wallets match on.
 """
@@ -8,6 +17,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable
 
+from primitives.clock import Clock
 from primitives.errors import TransactionRejected
 from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
@@ -25,18 +35,61 @@ GAS_LIMIT_EXCEEDED = "exceeds block gas limit"
 INTRINSIC_GAS_TOO_LOW = "intrinsic gas too low"
 INITCODE_TOO_LARGE = "max initcode size exceeded"
 POOL_FULL = "txpool is full"
+ACCOUNT_LIMIT = "account limit exceeded"
+
+_Entry = tuple[int, int, Transaction]
+"""Eviction heap entry: effective tip at the heaps' base fee, minus arrival order, the tail."""
+
+
+class _Sender:
+    """One sender's pooled transactions and where its pending run ends."""
+
+    __slots__ = ("cost", "nonce", "pending_tail", "queued_tail", "ready", "top", "txs")
+
+    def __init__(self, nonce: int) -> None:
+        self.nonce = nonce
+        """The sender's state nonce as the pool last learnt it."""
+        self.txs: dict[int, Transaction] = {}
+        """Pooled transactions by nonce, all at or above ``nonce``."""
+        self.ready = nonce
+        """First nonce missing above ``nonce``: pending ones are ``nonce .. ready - 1``."""
+        self.top = -1
+        """Highest pooled nonce (the queued tail when above ``ready``)."""
+        self.cost = 0
+        """Sum of the pooled transactions' upfront costs."""
+        self.pending_tail: Transaction | None = None
+        """Pending tail last pushed on the eviction heap (not pushed twice)."""
+        self.queued_tail: Transaction | None = None
+        """Queued tail last pushed on the eviction heap."""
+
+    @property
+    def queued(self) -> int:
+        """How many of its transactions wait behind a gap."""
+        return len(self.txs) - (self.ready - self.nonce)
 
 
 class Mempool:
     """Transactions accepted but not yet in a block; not thread-safe (the node serializes calls)."""
 
-    def __init__(self, config: PoolConfig) -> None:
+    def __init__(self, config: PoolConfig, clock: Clock) -> None:
         self._config = config
+        self._clock = clock
         self._by_hash: dict[Hash32, Transaction] = {}
-        self._by_sender: dict[Address, dict[int, Transaction]] = {}
+        self._senders: dict[Address, _Sender] = {}
         # Arrival order breaks tip ties in select(), so earlier senders go first.
-        self._arrival: dict[Hash32, int] = {}
-        self._next_arrival = 0
+        self._order: dict[Hash32, int] = {}
+        self._next_order = 0
+        self._arrived: dict[Hash32, float] = {}
+        self._queued = 0
+        # Queued transactions by arrival time, for expiry; entries of transactions promoted
+        # or gone meanwhile are skipped when they come up.
+        self._expiry: list[tuple[float, int, Transaction]] = []
+        # Eviction candidates: each sender's pending tail and queued tail, cheapest first at
+        # ``_heap_fee``. Built at the first eviction, rebuilt when the base fee moves; stale
+        # entries (no longer a tail) are skipped when they come up.
+        self._heap_fee: int | None = None
+        self._pending_tails: list[_Entry] = []
+        self._queued_tails: list[_Entry] = []
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -44,30 +97,49 @@ class Mempool:
     def __contains__(self, tx_hash: object) -> bool:
         return tx_hash in self._by_hash
 
+    @property
+    def queued_count(self) -> int:
+        """How many pooled transactions wait behind a nonce gap."""
+        return self._queued
+
     def get(self, tx_hash: Hash32) -> Transaction | None:
         """A pooled transaction by hash."""
         return self._by_hash.get(tx_hash)
+
+    def is_queued(self, tx: Transaction) -> bool:
+        """True when pooled ``tx`` waits behind a nonce gap of its sender."""
+        return tx.nonce > self._senders[tx.sender].ready
 
     def all(self) -> list[Transaction]:
         """Every pooled transaction, oldest first (for persistence)."""
         return list(self._by_hash.values())
 
+    def senders(self) -> list[Address]:
+        """Every sender with pooled transactions."""
+        return list(self._senders)
+
     def pending_nonce(self, address: Address, state_nonce: int) -> int:
         """Next nonce for ``address``: the state nonce plus its contiguous run of pooled nonces."""
-        chain = self._by_sender.get(address, {})
+        sender = self._senders.get(address)
+        if sender is None:
+            return state_nonce
+        if sender.nonce == state_nonce:
+            return sender.ready
         nonce = state_nonce
-        while nonce in chain:
+        while nonce in sender.txs:
             nonce += 1
         return nonce
 
     def add(
-        self, tx: Transaction, account: AccountState, base_fee: int, block_gas_limit: int
+        self, tx: Transaction, account: AccountState, base_fee: int, block_gas_limit: int,
+        arrived: float | None = None,
     ) -> tuple[Transaction, ...]:
         """Validate ``tx`` against the sender's ``account`` and pool it.
 
-        ``base_fee`` is the next block's. Returns the transactions it pushed out (the one it
-        replaced, or the one evicted to make room), so that the caller can forget them too.
-        Raises TransactionRejected.
+        ``base_fee`` is the next block's; ``arrived`` when it first arrived (default: now).
+        Returns the transactions it pushed out (the one it replaced, the one evicted to make
+        room, those ``account``'s nonce shows included), so that the caller can forget them
+        too. Raises TransactionRejected.
         """
         if tx.hash in self._by_hash:
             raise TransactionRejected(ALREADY_KNOWN)
@@ -76,53 +148,52 @@ class Mempool:
             raise TransactionRejected(NONCE_TOO_LOW)
         if tx.nonce >= account.nonce + self._config.max_per_sender:
             raise TransactionRejected(NONCE_TOO_HIGH)
-        chain = self._by_sender.get(tx.sender, {})
-        replaced = chain.get(tx.nonce)
+        sender = self._senders.get(tx.sender)
+        stale: tuple[Transaction, ...] = ()
+        if sender is not None and sender.nonce != account.nonce:
+            # A nonce the pool has not seen yet (it follows blocks through prune()): catch up.
+            stale = tuple(self._set_nonce(sender, account.nonce))
+            sender = self._senders.get(tx.sender)
+        replaced = None if sender is None else sender.txs.get(tx.nonce)
         # The sender must afford this transaction together with its other pooled ones.
-        committed = sum(
-            other.upfront_cost
-            for nonce, other in chain.items()
-            if nonce >= account.nonce and nonce != tx.nonce
-        )
+        committed = 0 if sender is None else sender.cost
+        if replaced is not None:
+            committed -= replaced.upfront_cost
         if committed + tx.upfront_cost > account.balance:
             raise TransactionRejected(INSUFFICIENT_FUNDS)
         if replaced is not None:
             self._check_replacement(replaced, tx)
-            self._drop(replaced)
-            self._insert(tx)
-            return (replaced,)
-        if len(self._by_hash) < self._config.max_total:
-            self._insert(tx)
-            return ()
-        victim = self._cheapest_evictable(tx, base_fee)
-        if victim is None:
-            raise TransactionRejected(POOL_FULL)
-        if tx.effective_tip(base_fee) <= victim.effective_tip(base_fee):
-            raise TransactionRejected(UNDERPRICED)
-        self._drop(victim)
-        self._insert(tx)
-        return (victim,)
+            self._replace(replaced, tx, arrived)
+            return (*stale, replaced)
+        queued = tx.nonce > (account.nonce if sender is None else sender.ready)
+        if queued and (0 if sender is None else sender.queued) >= (
+            self._config.max_queued_per_sender
+        ):
+            raise TransactionRejected(ACCOUNT_LIMIT)
+        victim = None
+        if len(self._by_hash) >= self._config.max_total or queued:
+            victim = self._make_room(tx, queued, base_fee)
+        self._insert(tx, account.nonce, arrived)
+        return (*stale, victim) if victim is not None else stale
 
-    def select(
-        self,
-        state_nonce: Callable[[Address], int],
-        base_fee: int,
-        gas_limit: int,
-        max_count: int,
-    ) -> list[Transaction]:
+    def select(self, base_fee: int, gas_limit: int, max_count: int) -> list[Transaction]:
         """Executable transactions for the next block, best effective tip first.
 
-        Each sender's transactions come in nonce order from its state nonce, without gaps;
-        a sender whose next transaction's fee cap is below ``base_fee`` stops there. A
+        Each sender's pending transactions come in nonce order from its state nonce; a
+        sender whose next transaction's fee cap is below ``base_fee`` stops there. A
         transaction whose gas limit no longer fits ends its sender's run (its successors
         cannot go first), and smaller ones of other senders may still fill the block.
         Among equal tips, every sender's first transaction goes before anyone's second
         (then arrival order): consecutive transactions of one sender depend on each other,
         and the executor runs independent neighbours in parallel.
         """
-        heads: list[tuple[int, int, int, Transaction]] = []
-        for sender, chain in self._by_sender.items():
-            self._push_head(heads, chain.get(state_nonce(sender)), base_fee, 0)
+        senders, order = self._senders, self._order
+        heads = [
+            (-tx.effective_tip(base_fee), 0, order[tx.hash], tx)
+            for sender in senders.values() if sender.ready > sender.nonce
+            for tx in (sender.txs[sender.nonce],) if tx.max_fee_per_gas >= base_fee
+        ]
+        heapq.heapify(heads)
         selected: list[Transaction] = []
         gas = 0
         while heads and len(selected) < max_count:
@@ -131,12 +202,17 @@ class Mempool:
                 continue
             selected.append(tx)
             gas += tx.gas_limit
-            self._push_head(heads, self._by_sender[tx.sender].get(tx.nonce + 1), base_fee,
-                            depth + 1)
+            sender = senders[tx.sender]
+            if tx.nonce + 1 < sender.ready:
+                after = sender.txs[tx.nonce + 1]
+                if after.max_fee_per_gas >= base_fee:
+                    heapq.heappush(heads, (-after.effective_tip(base_fee), depth + 1,
+                                           order[after.hash], after))
         return selected
 
     def remove(self, tx_hashes: Iterable[Hash32]) -> None:
-        """Forget these transactions (included, or found invalid); unknown hashes are ignored."""
+        """Forget these transactions (found invalid); unknown hashes are ignored. Their
+        sender's later transactions wait behind the gap (queued) until it is filled."""
         for tx_hash in tx_hashes:
             tx = self._by_hash.get(tx_hash)
             if tx is not None:
@@ -145,17 +221,36 @@ class Mempool:
     def prune(
         self, senders: Iterable[Address], state_nonce: Callable[[Address], int]
     ) -> tuple[Transaction, ...]:
-        """After a block: drop the transactions of ``senders`` (those whose nonce it may have
-        moved) below their new state nonce."""
+        """After a block (or an unwind): move ``senders`` (those whose nonce it may have
+        changed) to their new state nonce. Drops their transactions below it (returned);
+        promotes queued ones that now follow it without a gap, demotes pending ones that
+        no longer do."""
         stale: list[Transaction] = []
-        for sender in senders:
-            chain = self._by_sender.get(sender)
-            if chain:
-                first_live = state_nonce(sender)
-                stale.extend(tx for nonce, tx in chain.items() if nonce < first_live)
-        for tx in stale:
-            self._drop(tx)
+        for address in senders:
+            sender = self._senders.get(address)
+            if sender is not None:
+                stale.extend(self._set_nonce(sender, state_nonce(address)))
         return tuple(stale)
+
+    def expire(self) -> tuple[Transaction, ...]:
+        """Drop queued transactions older than the queued lifetime; returns them."""
+        cutoff = self._clock.now() - self._config.queued_lifetime
+        expired: list[Transaction] = []
+        while self._expiry and self._expiry[0][0] <= cutoff:
+            _, _, tx = heapq.heappop(self._expiry)
+            if self._by_hash.get(tx.hash) is tx and self.is_queued(tx):
+                self._drop(tx)
+                expired.append(tx)
+        # Entries of promoted or dropped transactions pile up: rebuild (O(n)) once they
+        # outnumber the pool, so that each costs O(1) over time.
+        if len(self._expiry) > 2 * len(self._by_hash) + 64:
+            self._expiry = [(self._arrived[tx.hash], self._order[tx.hash], tx)
+                            for sender in self._senders.values() if sender.queued
+                            for tx in sender.txs.values() if tx.nonce > sender.ready]
+            heapq.heapify(self._expiry)
+        return tuple(expired)
+
+    # -- checks -----------------------------------------------------------------------------
 
     def _check_static(self, tx: Transaction, base_fee: int, block_gas_limit: int) -> None:
         """Checks that need no account state."""
@@ -181,40 +276,184 @@ class Mempool:
         ):
             raise TransactionRejected(REPLACE_UNDERPRICED)
 
-    def _cheapest_evictable(self, incoming: Transaction, base_fee: int) -> Transaction | None:
-        """Lowest-tip tail of a sender's chain, never a nonce-predecessor of ``incoming``."""
-        cheapest: Transaction | None = None
-        for sender, chain in self._by_sender.items():
-            tail = chain[max(chain)]
-            if sender == incoming.sender and tail.nonce < incoming.nonce:
-                continue
-            if cheapest is None or self._eviction_key(tail, base_fee) < self._eviction_key(
-                cheapest, base_fee
-            ):
-                cheapest = tail
-        return cheapest
+    # -- eviction ---------------------------------------------------------------------------
 
-    def _eviction_key(self, tx: Transaction, base_fee: int) -> tuple[int, int]:
+    def _make_room(self, tx: Transaction, queued: bool, base_fee: int) -> Transaction | None:
+        """Evict what ``tx`` needs evicted to enter (None when there is room), or raise.
+
+        A queued newcomer may only push out a queued transaction; a pending one takes any
+        queued one first (whatever it pays: it cannot execute), else the cheapest pending
+        tail. Either must pay more than its victim, except a pending one over a queued one.
+        """
+        config = self._config
+        if len(self._by_hash) < config.max_total and not (
+            queued and self._queued >= config.max_queued
+        ):
+            return None
+        over_queued = queued or self._queued > 0
+        victim = self._cheapest_tail(tx, over_queued, base_fee)
+        if victim is None:
+            raise TransactionRejected(POOL_FULL)
+        if (queued or not over_queued) and (
+            tx.effective_tip(base_fee) <= victim.effective_tip(base_fee)
+        ):
+            raise TransactionRejected(UNDERPRICED)
+        self._drop(victim)
+        return victim
+
+    def _cheapest_tail(
+        self, incoming: Transaction, queued: bool, base_fee: int
+    ) -> Transaction | None:
+        """The cheapest queued (or pending) tail of a sender's transactions, never a
+        nonce-predecessor of ``incoming``; lowest tip first, then the newest."""
+        if self._heap_fee != base_fee:
+            self._build_heaps(base_fee)
+        heap = self._queued_tails if queued else self._pending_tails
+        kept: _Entry | None = None
+        victim: Transaction | None = None
+        while heap:
+            tx = heap[0][2]
+            if not self._is_tail(tx, queued):
+                heapq.heappop(heap)
+            elif tx.sender == incoming.sender and tx.nonce < incoming.nonce:
+                kept = heapq.heappop(heap)  # only this sender's tail (or copies of it)
+            else:
+                victim = tx
+                break
+        if kept is not None:
+            heapq.heappush(heap, kept)
+        return victim
+
+    def _is_tail(self, tx: Transaction, queued: bool) -> bool:
+        """True when ``tx`` is still pooled and its sender's queued (or pending) tail."""
+        if self._by_hash.get(tx.hash) is not tx:
+            return False
+        sender = self._senders[tx.sender]
+        return tx.nonce == sender.top > sender.ready if queued else tx.nonce == sender.ready - 1
+
+    def _build_heaps(self, base_fee: int) -> None:
+        self._heap_fee = base_fee
+        self._pending_tails, self._queued_tails = [], []
+        for sender in self._senders.values():
+            sender.pending_tail = sender.queued_tail = None
+            self._push_tails(sender)
+        heapq.heapify(self._pending_tails)
+        heapq.heapify(self._queued_tails)
+
+    def _push_tails(self, sender: _Sender) -> None:
+        """Put ``sender``'s current tails on the eviction heaps (when they are built)."""
+        if self._heap_fee is None:
+            return
+        if sender.ready > sender.nonce:
+            tail = sender.txs[sender.ready - 1]
+            if tail is not sender.pending_tail:
+                sender.pending_tail = tail
+                heapq.heappush(self._pending_tails, self._eviction_entry(tail))
+        if sender.top > sender.ready:
+            tail = sender.txs[sender.top]
+            if tail is not sender.queued_tail:
+                sender.queued_tail = tail
+                heapq.heappush(self._queued_tails, self._eviction_entry(tail))
+        # Too many stale entries: rebuild at the next eviction instead.
+        if len(self._pending_tails) + len(self._queued_tails) > 4 * len(self._senders) + 64:
+            self._heap_fee = None
+            self._pending_tails, self._queued_tails = [], []
+
+    def _eviction_entry(self, tx: Transaction) -> _Entry:
         """Lowest tip first; among equals, the newest goes first."""
-        return tx.effective_tip(base_fee), -self._arrival[tx.hash]
+        assert self._heap_fee is not None
+        return tx.effective_tip(self._heap_fee), -self._order[tx.hash], tx
 
-    def _push_head(
-        self, heads: list[tuple[int, int, int, Transaction]], tx: Transaction | None,
-        base_fee: int, depth: int,
-    ) -> None:
-        if tx is not None and tx.max_fee_per_gas >= base_fee:
-            heapq.heappush(heads, (-tx.effective_tip(base_fee), depth, self._arrival[tx.hash], tx))
+    # -- bookkeeping ------------------------------------------------------------------------
 
-    def _insert(self, tx: Transaction) -> None:
-        self._by_hash[tx.hash] = tx
-        self._by_sender.setdefault(tx.sender, {})[tx.nonce] = tx
-        self._arrival[tx.hash] = self._next_arrival
-        self._next_arrival += 1
+    def _insert(self, tx: Transaction, state_nonce: int, arrived: float | None) -> None:
+        sender = self._senders.get(tx.sender)
+        if sender is None:
+            sender = self._senders[tx.sender] = _Sender(state_nonce)
+        self._remember(sender, tx, arrived)
+        sender.top = max(sender.top, tx.nonce)
+        if tx.nonce == sender.ready:
+            # Pending, and it may close a gap: the queued ones after it are promoted.
+            ready = tx.nonce + 1
+            while ready in sender.txs:
+                ready += 1
+            self._queued -= ready - tx.nonce - 1
+            sender.ready = ready
+        elif tx.nonce > sender.ready:
+            self._queued += 1
+            self._expire_later(tx)
+        self._push_tails(sender)
+
+    def _replace(self, old: Transaction, new: Transaction, arrived: float | None) -> None:
+        """Put ``new`` in ``old``'s place (same sender and nonce): pending or queued alike."""
+        sender = self._senders[old.sender]
+        self._forget(sender, old)
+        self._remember(sender, new, arrived)
+        if self.is_queued(new):
+            self._expire_later(new)
+        self._push_tails(sender)
 
     def _drop(self, tx: Transaction) -> None:
+        """Forget ``tx``; a pending one's successors become queued."""
+        sender = self._senders[tx.sender]
+        self._forget(sender, tx)
+        if tx.nonce < sender.ready:
+            for nonce in range(tx.nonce + 1, sender.ready):
+                self._expire_later(sender.txs[nonce])
+            self._queued += sender.ready - tx.nonce - 1
+            sender.ready = tx.nonce
+        else:
+            self._queued -= 1
+        if not sender.txs:
+            del self._senders[tx.sender]
+            return
+        if tx.nonce == sender.top:
+            sender.top = max(sender.txs)
+        self._push_tails(sender)
+
+    def _set_nonce(self, sender: _Sender, nonce: int) -> list[Transaction]:
+        """Move ``sender`` to state nonce ``nonce``: drop (and return) what lies below it,
+        then find its pending run again."""
+        queued_before, ready_before = sender.queued, sender.ready
+        if nonce > sender.top:
+            # The usual case after a block: it included everything the sender had pooled.
+            stale = list(sender.txs.values())
+            by_hash, order, arrived = self._by_hash, self._order, self._arrived
+            for tx in stale:
+                del by_hash[tx.hash], order[tx.hash], arrived[tx.hash]
+            self._queued -= queued_before
+            del self._senders[stale[0].sender]
+            return stale
+        stale = [tx for n, tx in sender.txs.items() if n < nonce]
+        for tx in stale:
+            self._forget(sender, tx)
+        sender.nonce = ready = nonce
+        while ready in sender.txs:
+            ready += 1
+        sender.ready = ready
+        self._queued += sender.queued - queued_before
+        # Demoted (an unwind moved the nonce back): from now on they can expire.
+        for n in range(ready + 1, ready_before):
+            if n in sender.txs:
+                self._expire_later(sender.txs[n])
+        sender.top = max(sender.txs)
+        self._push_tails(sender)
+        return stale
+
+    def _remember(self, sender: _Sender, tx: Transaction, arrived: float | None) -> None:
+        self._by_hash[tx.hash] = tx
+        self._order[tx.hash] = self._next_order
+        self._next_order += 1
+        self._arrived[tx.hash] = self._clock.now() if arrived is None else arrived
+        sender.txs[tx.nonce] = tx
+        sender.cost += tx.upfront_cost
+
+    def _forget(self, sender: _Sender, tx: Transaction) -> None:
         del self._by_hash[tx.hash]
-        del self._arrival[tx.hash]
-        chain = self._by_sender[tx.sender]
-        del chain[tx.nonce]
-        if not chain:
-            del self._by_sender[tx.sender]
+        del self._order[tx.hash]
+        del self._arrived[tx.hash]
+        del sender.txs[tx.nonce]
+        sender.cost -= tx.upfront_cost
+
+    def _expire_later(self, tx: Transaction) -> None:
+        heapq.heappush(self._expiry, (self._arrived[tx.hash], self._order[tx.hash], tx))

@@ -18,7 +18,14 @@ class PoolConfig:
     max_per_sender: int = 64
     """Most pooled transactions per sender: nonces from the state nonce up to this many above."""
     max_total: int = 10_000
-    """Most pooled transactions; beyond it the cheapest evictable one makes room, or none enters."""
+    """Most pooled transactions, pending and queued; beyond it a queued one, else the cheapest
+    pending tail, makes room for a better one, or none enters."""
+    max_queued_per_sender: int = 16
+    """Most queued (nonce-gapped, not yet executable) transactions per sender."""
+    max_queued: int = 1_024
+    """Most queued transactions overall; beyond it the cheapest queued one makes room."""
+    queued_lifetime: float = 3 * 3600.0
+    """Seconds a queued transaction may wait for its gap to be filled before it is dropped."""
     price_bump_percent: int = 10
     """A replacement (same sender and nonce) must raise fee cap and tip by at least this much."""
     min_tip: int = 0

@@ -18,6 +18,7 @@ extern "C" __global__ void evm_kernel(const u64 *desc) {
 #include "evm_host.h"
 #include "evm_ordered.h"
 #include "evm_recover.h"
+#include "evm_txdecode.h"
 #include "evm_mpt.h"
 
 /* Runs slots [first, first + count) of a launch with the scratch arenas of worker. */
@@ -68,8 +69,21 @@ EVM_EXPORT void evm_recover_batch(const void *ctx, void *parse, void *recover, v
                                   u64 n, const u8 *hashes, const u8 *sigs, u8 *addresses, u8 *ok,
                                   u64 threads) {
     recover_job batch = {ctx, (secp_parse_fn)parse, (secp_recover_fn)recover,
-                         (secp_serialize_fn)serialize, hashes, sigs, addresses, ok, 0, n};
+                         (secp_serialize_fn)serialize, hashes, sigs, addresses, ok};
     host_recover_batch(&batch, n, threads);
+}
+
+/* Decodes n raw transactions (transaction i at blob[offsets[i]..offsets[i + 1])) and recovers
+ * their senders on up to `threads` threads; see evm_txdecode.h for what it takes and what it
+ * writes. signing_hashes, sigs and ok are scratch of 32, 65 and 1 bytes a transaction. */
+EVM_EXPORT void evm_decode_transactions(const void *ctx, void *parse, void *recover, void *serialize,
+                                        u64 n, const u8 *blob, const u64 *offsets, u64 *rows, u8 *bigs,
+                                        u8 *tx_hashes, u8 *senders, u8 *signing_hashes, u8 *sigs, u8 *ok,
+                                        u64 threads) {
+    txd_job job = {{ctx, (secp_parse_fn)parse, (secp_recover_fn)recover, (secp_serialize_fn)serialize,
+                    signing_hashes, sigs, senders, ok},
+                   signing_hashes, sigs, blob, offsets, rows, bigs, tx_hashes};
+    host_parallel(n, threads, 16, txd_range, &job);
 }
 
 /* Root of the ordered trie (keys rlp(i)) of n > 0 values, value i at

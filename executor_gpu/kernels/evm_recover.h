@@ -32,7 +32,6 @@ typedef struct {
     const u8 *sigs;    /* r (32) s (32) y parity (1) each */
     u8 *addresses;     /* 20 bytes each, written */
     u8 *ok;            /* 1 when recovered, 0 when the signature recovers no key */
-    u64 first, count;
 } recover_job;
 
 static void recover_one(const recover_job *job, u64 i) {
@@ -52,42 +51,53 @@ static void recover_one(const recover_job *job, u64 i) {
     job->ok[i] = 1;
 }
 
-static void *recover_range(void *arg) {
-    const recover_job *job = (const recover_job *)arg;
-    for (u64 i = job->first; i < job->first + job->count; i++) recover_one(job, i);
+#define HOST_MAX_THREADS 64
+
+typedef struct {
+    void (*run)(void *ctx, u64 first, u64 count);
+    void *ctx;
+    u64 first, count;
+} host_share;
+
+static void *host_share_run(void *arg) {
+    const host_share *share = (const host_share *)arg;
+    share->run(share->ctx, share->first, share->count);
     return 0;
 }
 
-#define RECOVER_MAX_THREADS 64
-
-/* Recovers n signers on up to `threads` threads (fewer for small batches). */
-static void host_recover_batch(const recover_job *batch, u64 n, u64 threads) {
-    if (threads > RECOVER_MAX_THREADS) threads = RECOVER_MAX_THREADS;
-    if (threads > n / 16) threads = n / 16; /* a thread is worth starting for 16 or more */
+/* Runs run(ctx, first, count) over [0, n) in contiguous shares on up to `threads` threads
+ * (fewer for small n: a thread is worth starting for `min_share` items or more). */
+static void host_parallel(u64 n, u64 threads, u64 min_share, void (*run)(void *, u64, u64), void *ctx) {
+    if (threads > HOST_MAX_THREADS) threads = HOST_MAX_THREADS;
+    if (threads > n / min_share) threads = n / min_share;
     if (threads < 2) {
-        recover_job job = *batch;
-        job.first = 0;
-        job.count = n;
-        recover_range(&job);
+        run(ctx, 0, n);
         return;
     }
-    recover_job jobs[RECOVER_MAX_THREADS];
-    pthread_t ids[RECOVER_MAX_THREADS];
+    host_share shares[HOST_MAX_THREADS];
+    pthread_t ids[HOST_MAX_THREADS];
     u64 started = 0, at = 0;
     for (u64 t = 0; t < threads; t++) {
-        jobs[t] = *batch;
-        jobs[t].first = at;
-        jobs[t].count = n / threads + (t < n % threads);
-        at += jobs[t].count;
+        shares[t] = (host_share){run, ctx, at, n / threads + (t < n % threads)};
+        at += shares[t].count;
         /* The last share runs on this thread; a thread that cannot start runs here too. */
-        if (t + 1 < threads && pthread_create(&ids[t], 0, recover_range, &jobs[t]) == 0) {
+        if (t + 1 < threads && pthread_create(&ids[t], 0, host_share_run, &shares[t]) == 0) {
             started |= 1ULL << t;
         } else {
-            recover_range(&jobs[t]);
+            host_share_run(&shares[t]);
         }
     }
     for (u64 t = 0; t + 1 < threads; t++)
         if (started & (1ULL << t)) pthread_join(ids[t], 0);
+}
+
+static void recover_range(void *job, u64 first, u64 count) {
+    for (u64 i = first; i < first + count; i++) recover_one((const recover_job *)job, i);
+}
+
+/* Recovers n signers on up to `threads` threads. */
+static void host_recover_batch(const recover_job *batch, u64 n, u64 threads) {
+    host_parallel(n, threads, 16, recover_range, (void *)batch);
 }
 
 #endif

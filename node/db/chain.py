@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import accumulate
@@ -19,10 +19,9 @@ from executor_gpu.types import ExecutedTx
 from node.db import schema
 from node.db.api import KV, KVReader, WriteBatch
 from primitives import rlp
-from primitives.blocks import Header, Log, Receipt, bloom_contains
+from primitives.blocks import Header, Log, Receipt, bloom_contains, encode_logs
 from primitives.crypto import keccak256
 from primitives.errors import Halt
-from primitives.rlp import Item
 from primitives.transactions import Transaction, decode_transaction
 from primitives.types import UINT64_MAX, Address, Hash32
 from rpc.types import BlockView, LogFilter, LogView, ReceiptView, TxLocation
@@ -97,29 +96,6 @@ class _StoredReceipt:
     """Created contract, if any."""
 
     @classmethod
-    def of(cls, executed: ExecutedTx) -> _StoredReceipt:
-        """The stored form of an executed transaction's receipt."""
-        return cls(
-            executed.receipt,
-            executed.gas_used,
-            executed.effective_gas_price,
-            executed.contract_address,
-        )
-
-    def to_rlp(self) -> list[Item]:
-        """RLP structure (see the module docstring)."""
-        receipt = self.receipt
-        return [
-            receipt.tx_type,
-            1 if receipt.succeeded else 0,
-            receipt.cumulative_gas_used,
-            [log.to_rlp() for log in receipt.logs],
-            self.gas_used,
-            self.effective_gas_price,
-            self.contract_address or b"",
-        ]
-
-    @classmethod
     def from_rlp(cls, item: object) -> _StoredReceipt:
         """Inverse of ``to_rlp``; raises ValueError or TypeError on a wrong shape."""
         tx_type, status, cumulative, logs, gas_used, price, contract = _list(item)
@@ -135,6 +111,32 @@ class _StoredReceipt:
             effective_gas_price=_int(price),
             contract_address=Address(contract_address) if contract_address else None,
         )
+
+
+def _encode_receipt(stored: _StoredReceipt | ExecutedTx) -> bytes:
+    """The stored form (see the module docstring), built from its parts: blocks of tens of
+    thousands of receipts are encoded on the block path."""
+    receipt = stored.receipt
+    contract = stored.contract_address
+    return rlp.encode_list_payload(
+        rlp.encode_uint(receipt.tx_type)
+        + (b"\x01" if receipt.succeeded else b"\x80")
+        + rlp.encode_uint(receipt.cumulative_gas_used)
+        + encode_logs(receipt.logs)
+        + rlp.encode_uint(stored.gas_used)
+        + rlp.encode_uint(stored.effective_gas_price)
+        + (b"\x80" if contract is None else b"\x94" + contract)
+    )
+
+
+def _encode_body(txs: Iterable[Transaction]) -> bytes:
+    """A stored body: the list of [raw transaction, sender]."""
+    pair, string = rlp.encode_list_payload, rlp.encode_string
+    return pair(b"".join([pair(string(tx.raw) + b"\x94" + tx.sender) for tx in txs]))
+
+
+def _decode(stored: _StoredTx | Transaction) -> Transaction:
+    return stored if isinstance(stored, Transaction) else stored.decode()
 
 
 def _filter_may_match(bloom: bytes, log_filter: LogFilter) -> bool:
@@ -165,16 +167,33 @@ blocks, and a block may hold tens of thousands (decoding one block's receipts li
 eth_getTransactionReceipt made each call cost O(block))."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class _DecodedBlock:
-    """A block's stored transactions and receipts, decoded."""
+    """A block's stored transactions and receipts, decoded (or as the committer had them:
+    a Transaction has a stored transaction's fields, an ExecutedTx a stored receipt's)."""
 
-    body: list[_StoredTx]
+    body: Sequence[_StoredTx | Transaction]
     """Transactions, in order."""
-    receipts: list[_StoredReceipt]
+    receipts: Sequence[_StoredReceipt | ExecutedTx]
     """Their receipts."""
     first_log_index: list[int]
     """Block-wide index of each transaction's first log."""
+    decoded: tuple[Transaction, ...] | None = None
+    """The full transactions, once something asked for them (or the committer gave them)."""
+
+    @classmethod
+    def of(cls, body: Sequence[_StoredTx | Transaction],
+           receipts: Sequence[_StoredReceipt | ExecutedTx],
+           decoded: tuple[Transaction, ...] | None = None) -> _DecodedBlock:
+        starts = list(accumulate((len(r.receipt.logs) for r in receipts), initial=0))
+        return cls(body, receipts, starts[:-1], decoded)
+
+    @property
+    def transactions(self) -> tuple[Transaction, ...]:
+        """The full transactions, decoded on first use (racing readers decode alike)."""
+        if self.decoded is None:
+            self.decoded = tuple(_decode(stored) for stored in self.body)
+        return self.decoded
 
 
 class ChainStore:
@@ -214,11 +233,12 @@ class ChainStore:
         header = self.header(number)
         if header is None:
             return None
-        return BlockView(header, self.transactions(number))
+        return BlockView(header, self._decoded_block(number, header.hash).transactions)
 
     def transactions(self, number: int) -> tuple[Transaction, ...]:
         """Transactions of block ``number`` in order; empty above the head."""
-        return tuple(stored.decode() for stored in self._body(number))
+        view = self.block(number)
+        return () if view is None else view.transactions
 
     def raw_transactions(self, number: int) -> tuple[bytes, ...]:
         """The encodings of block ``number``'s transactions (nothing decoded); empty above the
@@ -226,11 +246,13 @@ class ChainStore:
         return tuple(stored.raw for stored in self._body(number))
 
     def transaction(self, location: TxLocation) -> Transaction:
-        """The transaction at ``location`` (only it decoded)."""
-        body = self._body(location.block_number)
-        if location.index >= len(body):
+        """The transaction at ``location``."""
+        block = self._decoded_block(location.block_number, location.block_hash)
+        if location.index >= len(block.body):
             raise Halt(f"block {location.block_number} has no transaction {location.index}")
-        return body[location.index].decode()
+        if block.decoded is not None:
+            return block.decoded[location.index]
+        return _decode(block.body[location.index])
 
     def tx_location(self, tx_hash: Hash32) -> TxLocation | None:
         """Where ``tx_hash`` was included, or None if it is in no stored block."""
@@ -250,7 +272,7 @@ class ChainStore:
         return tuple(
             self._receipt_view(tx, TxLocation(block_hash, number, index), receipt, first_log)
             for index, (tx, receipt, first_log) in enumerate(
-                zip(block.body, block.receipts, block.first_log_index)
+                zip(block.transactions, block.receipts, block.first_log_index)
             )
         )
 
@@ -263,9 +285,9 @@ class ChainStore:
         index = location.index
         if index >= len(block.body):
             raise Halt(f"tx index of {tx_hash.hex()} points past block {location.block_number}")
-        return self._receipt_view(
-            block.body[index], location, block.receipts[index], block.first_log_index[index]
-        )
+        tx = _decode(block.body[index]) if block.decoded is None else block.decoded[index]
+        return self._receipt_view(tx, location, block.receipts[index],
+                                  block.first_log_index[index])
 
     def logs(self, log_filter: LogFilter) -> list[LogView]:
         """Logs matching ``log_filter`` in stored blocks, in chain order (eth_getLogs)."""
@@ -330,16 +352,14 @@ class ChainStore:
         block_hash = header.hash
         batch.put(schema.header_key(number), header.encode())
         batch.put(schema.hash_to_number_key(block_hash), schema.encode_number(number))
-        batch.put(schema.body_key(number), rlp.encode([[e.tx.raw, e.tx.sender] for e in executed]))
-        batch.put(
-            schema.receipts_key(number),
-            rlp.encode([_StoredReceipt.of(e).to_rlp() for e in executed]),
+        batch.put(schema.body_key(number), _encode_body(e.tx for e in executed))
+        batch.put(schema.receipts_key(number), rlp.encode_list_payload(
+            b"".join([_encode_receipt(e) for e in executed])))
+        at_height = schema.encode_number(number)
+        batch.put_many(
+            (schema.tx_index_key(e.tx.hash), at_height + index.to_bytes(_TX_INDEX_BYTES, "big"))
+            for index, e in enumerate(executed)
         )
-        for index, e in enumerate(executed):
-            batch.put(
-                schema.tx_index_key(e.tx.hash),
-                schema.encode_number(number) + index.to_bytes(_TX_INDEX_BYTES, "big"),
-            )
         batch.put(schema.HEAD, schema.encode_number(number))
 
     def stage_unwind(self, batch: WriteBatch, number: int) -> None:
@@ -424,14 +444,22 @@ class ChainStore:
             if block is not None:
                 self._decoded.move_to_end(key)
                 return block
-        body, stored = self._body_and_receipts(number)
-        starts = list(accumulate((len(r.receipt.logs) for r in stored), initial=0))
-        block = _DecodedBlock(body, stored, starts[:-1])
+        block = _DecodedBlock.of(*self._body_and_receipts(number))
+        self._keep(key, block)
+        return block
+
+    def remember(self, header: Header, executed: Sequence[ExecutedTx]) -> None:
+        """Block ``header``, just committed with ``executed``, joins the decoded blocks kept:
+        the first reads of a new block (wallets polling it) decode nothing."""
+        txs = tuple(e.tx for e in executed)
+        self._keep((header.number, header.hash), _DecodedBlock.of(txs, executed, txs))
+
+    def _keep(self, key: tuple[int, Hash32], block: _DecodedBlock) -> None:
         with self._decoded_lock:
             self._decoded[key] = block
+            self._decoded.move_to_end(key)
             while len(self._decoded) > DECODED_BLOCKS:
                 self._decoded.popitem(last=False)
-        return block
 
     def _body_and_receipts(self, number: int) -> tuple[list[_StoredTx], list[_StoredReceipt]]:
         body = self._body(number)
@@ -445,10 +473,11 @@ class ChainStore:
 
     @staticmethod
     def _receipt_view(
-        tx: _StoredTx, location: TxLocation, stored: _StoredReceipt, first_log_index: int
+        tx: Transaction, location: TxLocation, stored: _StoredReceipt | ExecutedTx,
+        first_log_index: int,
     ) -> ReceiptView:
         return ReceiptView(
-            tx=tx.decode(),
+            tx=tx,
             location=location,
             receipt=stored.receipt,
             gas_used=stored.gas_used,

@@ -425,3 +425,19 @@ def test_a_replaced_block_is_read_afresh(kv: KV) -> None:
     assert {r.location.block_hash for r in receipts} == {replaced.hash}
     receipt = store.receipt(other[0].tx.hash)
     assert receipt is not None and receipt.location == TxLocation(replaced.hash, 2, 0)
+
+
+def test_a_remembered_block_is_served_without_decoding(kv: KV) -> None:
+    store = ChainStore(kv)
+    for header, txs in chain():
+        batch = kv.write_batch()
+        store.stage_block(batch, header, txs)
+        batch.commit()
+        store.remember(header, txs)
+    header, txs = chain()[1]
+    # The committer's own transaction objects, not copies decoded from the stored body.
+    view = store.block(1)
+    assert view is not None and all(a is e.tx for a, e in zip(view.transactions, txs, strict=True))
+    receipt = store.receipt(txs[0].tx.hash)
+    assert receipt is not None and receipt.tx is txs[0].tx
+    check_every_read(store)

@@ -38,11 +38,12 @@ def _reference() -> PyEvmExecutor:
 
 def make_node(
     clock: Clock, key: bytes = VALIDATOR_KEYS[0], kv: MemoryKV | None = None, epoch_length: int = 0,
+    pool: PoolConfig | None = None,
 ) -> Node:
     """A validator of the four VALIDATOR_KEYS (weight 1 each) at genesis (or resumed from
     ``kv``), every user funded with 1,000 ETH."""
     reference = _reference()
-    node = Node(kv or MemoryKV(), replace(PARAMS, epoch_length=epoch_length), PoolConfig(),
+    node = Node(kv or MemoryKV(), replace(PARAMS, epoch_length=epoch_length), pool or PoolConfig(),
                 reference, reference, key, clock, WEIGHTS)
     node.init_or_resume({user: GenesisAccount(balance=10**21) for user in USERS})
     return node

@@ -14,6 +14,7 @@ from node.journal import GroupCommitJournal
 from primitives.clock import ManualClock
 from primitives.errors import Halt, InvalidTransaction, TransactionRejected
 from primitives.transactions import Transaction
+from sequencer.types import PoolConfig
 from tests.node.helpers import GENESIS_TIME, USERS, make_node, transfer
 
 
@@ -102,7 +103,7 @@ def test_submit_many_answers_each_and_writes_once(clock: ManualClock) -> None:
     ]
     assert str(outcomes[2]) == "already known"
     assert kv.commits == 1
-    stored = [decode_stored_tx(v).raw for _, v in kv.iterate(schema.POOL_PREFIX)]
+    stored = [decode_stored_tx(v)[0].raw for _, v in kv.iterate(schema.POOL_PREFIX)]
     assert sorted(stored) == sorted(raws[:2])
 
 
@@ -157,3 +158,58 @@ def test_admission_goes_on_while_a_block_executes(clock: ManualClock) -> None:
         producer.join(10)
     assert node.head().number == 1
     assert len(node.pool) == 1  # user 1's transaction waits for the next block
+
+
+def pooled_raws(kv: MemoryKV) -> set[bytes]:
+    return {decode_stored_tx(value)[0].raw for _, value in kv.iterate(schema.POOL_PREFIX)}
+
+
+def test_a_restart_keeps_arrival_times_and_forgets_expired_queued_ones(
+    clock: ManualClock,
+) -> None:
+    kv = MemoryKV()
+    lifetime = PoolConfig().queued_lifetime
+    node = make_node(clock, kv=kv)
+    node.submit_many([transfer(0, 0), transfer(1, 5)])  # pending; queued (nonces 0-4 missing)
+    clock.advance(lifetime / 2)
+    node.submit(transfer(1, 6))
+    clock.advance(lifetime / 2)
+    restarted = make_node(clock, kv=kv)
+    assert {tx.raw for tx in restarted.pool.all()} == {transfer(0, 0), transfer(1, 6)}
+    assert pooled_raws(kv) == {transfer(0, 0), transfer(1, 6)}
+    # Its clock kept running across the restart: the younger one expires on time too.
+    clock.advance(lifetime / 2)
+    restarted.produce_block()
+    assert len(restarted.pool) == 0
+    journal = restarted.admission.journal
+    journal.wait(journal.append([]))  # the expired one's delete goes out with the next group
+    assert pooled_raws(kv) == set()
+
+
+def test_a_reloaded_pool_of_gapped_transactions_does_not_block_honest_ones(
+    clock: ManualClock,
+) -> None:
+    kv = MemoryKV()
+    limits = PoolConfig(max_total=4, max_queued=4, max_queued_per_sender=2)
+    node = make_node(clock, kv=kv, pool=limits)
+    gapped = [transfer(user, nonce) for user in (0, 1) for nonce in (1, 2)]
+    assert all(isinstance(o, Transaction) for o in node.submit_many(gapped))
+    assert str(node.submit_many([transfer(2, 3)])[0]) == "transaction underpriced"
+    restarted = make_node(clock, kv=kv, pool=limits)
+    assert restarted.pool.queued_count == 4
+    honest = [transfer(2, 0), transfer(3, 0)]
+    assert all(isinstance(o, Transaction) for o in restarted.submit_many(honest))
+    restarted.produce_block()
+    assert set(restarted.chain.raw_transactions(1)) == set(honest)
+    assert restarted.pool.queued_count == len(restarted.pool) == 2
+
+
+def test_a_restart_puts_each_senders_run_back_in_nonce_order(clock: ManualClock) -> None:
+    kv = MemoryKV()
+    # The journal lists records by hash: out of nonce order, most would count as queued.
+    limits = PoolConfig(max_queued=1, max_queued_per_sender=1)
+    node = make_node(clock, kv=kv, pool=limits)
+    node.submit_many([transfer(0, nonce) for nonce in range(6)])
+    restarted = make_node(clock, kv=kv, pool=limits)
+    assert len(restarted.pool) == 6 and restarted.pool.queued_count == 0
+    assert restarted.pending_nonce(USERS[0]) == 6

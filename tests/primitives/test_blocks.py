@@ -80,3 +80,24 @@ def test_ordered_trie_root_equals_hexary_trie(items: list[bytes]) -> None:
     for index, item in enumerate(items):
         trie[rlp.encode(index)] = item
     assert ordered_trie_root(items) == trie.root_hash
+
+
+logs = st.builds(
+    Log,
+    st.binary(min_size=20, max_size=20).map(Address),
+    st.lists(st.binary(min_size=32, max_size=32).map(Hash32), max_size=4).map(tuple),
+    st.binary(max_size=120),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from([0, 1, 2]), st.booleans(), st.integers(0, 2**64 - 1),
+       st.lists(logs, max_size=4))
+def test_receipt_and_log_encodings_equal_pyrlp(tx_type: int, succeeded: bool, cumulative: int,
+                                               emitted: list[Log]) -> None:
+    receipt = Receipt(tx_type, succeeded, cumulative, tuple(emitted))
+    structure = [1 if succeeded else 0, cumulative, bloom_of(emitted),
+                 [log.to_rlp() for log in emitted]]
+    body = rlp.encode(structure)
+    assert receipt.encode() == (body if tx_type == LEGACY_TX else bytes([tx_type]) + body)
+    assert [log.encode() for log in emitted] == [rlp.encode(log.to_rlp()) for log in emitted]

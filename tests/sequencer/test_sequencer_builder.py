@@ -24,6 +24,7 @@ from executor_gpu.types import (
     StateDiff,
 )
 from primitives.blocks import Header, Log, Receipt
+from primitives.clock import ManualClock
 from primitives.crypto import keccak256
 from primitives.errors import Halt
 from primitives.transactions import LEGACY_TX, Transaction
@@ -42,9 +43,9 @@ REJECT_VALUE = 13
 def build_block(
     pool: Mempool, executor: ExecutorTwin, state: StateTwin, env: BlockEnv, max_txs: int
 ) -> BlockBody:
-    """What a proposer does: select from the pool at the state's nonces, execute in one call."""
-    txs = pool.select(lambda a: state.nonces.get(a, 0), env.base_fee_per_gas, env.gas_limit,
-                      max_txs)
+    """What a proposer does: select from the pool (at the nonces it was given), execute in one
+    call."""
+    txs = pool.select(env.base_fee_per_gas, env.gas_limit, max_txs)
     return execute_block(executor, state, env, txs)
 
 
@@ -149,7 +150,7 @@ def pool_and_txs(signer: Sign) -> tuple[Mempool, list[Transaction]]:
     c0 = signer(2, 0, tip=5, fee_cap=100, create=True, data=b"\x60\x00", gas=60_000)
     a1 = signer(0, 1, tip=3, fee_cap=3 + 10, tx_type=0)
     b1 = signer(1, 1, tip=1, fee_cap=100, value=REJECT_VALUE)
-    pool = Mempool(PoolConfig())
+    pool = Mempool(PoolConfig(), ManualClock())
     for tx in (b1, a1, c0, b0, a0):
         pool.add(tx, AccountState(nonce=0, balance=10**30), 10, GAS_LIMIT)
     return pool, [a0, b0, c0, a1, b1]
@@ -190,7 +191,7 @@ def test_block_body_roots_match_py_evm(pool_and_txs: tuple[Mempool, list[Transac
 
 
 def test_empty_block(signer: Sign) -> None:
-    pool = Mempool(PoolConfig())
+    pool = Mempool(PoolConfig(), ManualClock())
     pool.add(signer(tip=1, fee_cap=10), AccountState(0, 10**30), 10, GAS_LIMIT)
     # At base fee 11 the only transaction cannot pay.
     body = build_block(pool, ExecutorTwin(), StateTwin({}), block_env(base_fee=11), max_txs=10)

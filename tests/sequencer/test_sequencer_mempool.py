@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
+from primitives.clock import ManualClock
 from primitives.errors import TransactionRejected
 from primitives.transactions import Transaction
 from primitives.types import Address
@@ -37,7 +38,7 @@ def rejected(pool: Mempool, tx: Transaction, message: str, **kwargs: int) -> Non
 
 
 def test_added_transactions_can_be_found(signer: Sign) -> None:
-    pool = Mempool(PoolConfig())
+    pool = Mempool(PoolConfig(), ManualClock())
     first, second = signer(nonce=0), signer(sender=1, nonce=0, tx_type=0)
     assert admit(pool, first) == ()
     assert admit(pool, second) == ()
@@ -49,7 +50,7 @@ def test_added_transactions_can_be_found(signer: Sign) -> None:
 
 
 def test_same_transaction_twice_is_already_known(signer: Sign) -> None:
-    pool = Mempool(PoolConfig())
+    pool = Mempool(PoolConfig(), ManualClock())
     tx = signer()
     admit(pool, tx)
     with pytest.raises(TransactionRejected, match="^already known$"):
@@ -58,7 +59,7 @@ def test_same_transaction_twice_is_already_known(signer: Sign) -> None:
 
 
 def test_nonce_window(signer: Sign) -> None:
-    pool = Mempool(PoolConfig(max_per_sender=4))
+    pool = Mempool(PoolConfig(max_per_sender=4), ManualClock())
     rejected(pool, signer(nonce=4), "nonce too low", nonce=5)
     rejected(pool, signer(nonce=9), "nonce too high", nonce=5)
     admit(pool, signer(nonce=8), nonce=5)  # a gap is fine inside the window
@@ -66,7 +67,7 @@ def test_nonce_window(signer: Sign) -> None:
 
 
 def test_sender_must_afford_gas_and_value(signer: Sign) -> None:
-    pool = Mempool(PoolConfig())
+    pool = Mempool(PoolConfig(), ManualClock())
     tx = signer(fee_cap=100, value=5)
     cost = 21_000 * 100 + 5
     rejected(pool, tx, "insufficient funds for gas * price + value", balance=cost - 1)
@@ -74,7 +75,7 @@ def test_sender_must_afford_gas_and_value(signer: Sign) -> None:
 
 
 def test_pooled_transactions_of_the_sender_count_against_its_balance(signer: Sign) -> None:
-    pool = Mempool(PoolConfig())
+    pool = Mempool(PoolConfig(), ManualClock())
     cost = 21_000 * 100
     admit(pool, signer(nonce=0, fee_cap=100), balance=2 * cost - 1)
     rejected(
@@ -90,20 +91,20 @@ def test_pooled_transactions_of_the_sender_count_against_its_balance(signer: Sig
 
 
 def test_fee_cap_below_base_fee(signer: Sign) -> None:
-    pool = Mempool(PoolConfig())
+    pool = Mempool(PoolConfig(), ManualClock())
     rejected(pool, signer(fee_cap=9, tip=1), "max fee per gas less than block base fee")
     rejected(pool, signer(fee_cap=9, tx_type=0), "max fee per gas less than block base fee")
     admit(pool, signer(fee_cap=10, tip=1))
 
 
 def test_tip_below_pool_minimum_is_underpriced(signer: Sign) -> None:
-    pool = Mempool(PoolConfig(min_tip=3))
+    pool = Mempool(PoolConfig(min_tip=3), ManualClock())
     rejected(pool, signer(tip=2), "transaction underpriced")
     admit(pool, signer(tip=3))
 
 
 def test_gas_limit_bounds(signer: Sign) -> None:
-    pool = Mempool(PoolConfig())
+    pool = Mempool(PoolConfig(), ManualClock())
     rejected(pool, signer(gas=30_000_001), "exceeds block gas limit")
     rejected(pool, signer(gas=21_000, data=b"\x01"), "intrinsic gas too low")
     rejected(pool, signer(gas=52_999, create=True), "intrinsic gas too low")
@@ -111,7 +112,7 @@ def test_gas_limit_bounds(signer: Sign) -> None:
 
 
 def test_oversized_init_code(signer: Sign) -> None:
-    pool = Mempool(PoolConfig())
+    pool = Mempool(PoolConfig(), ManualClock())
     rejected(
         pool,
         signer(gas=2_000_000, create=True, data=b"\x01" * 49_153),
@@ -121,7 +122,7 @@ def test_oversized_init_code(signer: Sign) -> None:
 
 
 def test_replacement_needs_the_price_bump_on_both_fees(signer: Sign) -> None:
-    pool = Mempool(PoolConfig(price_bump_percent=10))
+    pool = Mempool(PoolConfig(price_bump_percent=10), ManualClock())
     original = signer(tip=10, fee_cap=100)
     admit(pool, original)
     for tip, fee_cap in ((11, 109), (10, 110), (10, 200), (100, 100), (9, 120)):
@@ -134,7 +135,7 @@ def test_replacement_needs_the_price_bump_on_both_fees(signer: Sign) -> None:
 
 
 def test_legacy_replacement_bumps_the_gas_price(signer: Sign) -> None:
-    pool = Mempool(PoolConfig(price_bump_percent=10))
+    pool = Mempool(PoolConfig(price_bump_percent=10), ManualClock())
     original = signer(tx_type=0, fee_cap=100)
     admit(pool, original)
     rejected(pool, signer(tx_type=0, fee_cap=109), "replacement transaction underpriced")
@@ -142,7 +143,7 @@ def test_legacy_replacement_bumps_the_gas_price(signer: Sign) -> None:
 
 
 def test_bump_on_tiny_prices_still_needs_a_strict_increase(signer: Sign) -> None:
-    pool = Mempool(PoolConfig(price_bump_percent=10))
+    pool = Mempool(PoolConfig(price_bump_percent=10), ManualClock())
     admit(pool, signer(tip=1, fee_cap=10))
     # 10% of 1 rounds to nothing, but an equal tip is no replacement.
     rejected(pool, signer(tip=1, fee_cap=20), "replacement transaction underpriced")
@@ -150,7 +151,7 @@ def test_bump_on_tiny_prices_still_needs_a_strict_increase(signer: Sign) -> None
 
 
 def test_full_pool_evicts_the_cheapest_chain_tail(signer: Sign) -> None:
-    pool = Mempool(PoolConfig(max_total=3))
+    pool = Mempool(PoolConfig(max_total=3), ManualClock())
     a0, a1, b0 = (
         signer(0, 0, tip=1, fee_cap=50),
         signer(0, 1, tip=9, fee_cap=50),
@@ -167,21 +168,21 @@ def test_full_pool_evicts_the_cheapest_chain_tail(signer: Sign) -> None:
 
 
 def test_eviction_compares_effective_tips_at_the_base_fee(signer: Sign) -> None:
-    pool = Mempool(PoolConfig(max_total=1))
+    pool = Mempool(PoolConfig(max_total=1), ManualClock())
     capped = signer(0, 0, tip=15, fee_cap=15)  # earns only 15 - 10 = 5 at base fee 10
     admit(pool, capped)
     assert admit(pool, signer(1, 0, tip=6, fee_cap=100)) == (capped,)
 
 
 def test_full_pool_never_evicts_a_predecessor_of_the_newcomer(signer: Sign) -> None:
-    pool = Mempool(PoolConfig(max_total=2))
+    pool = Mempool(PoolConfig(max_total=2), ManualClock())
     admit(pool, signer(0, 0, tip=1))
     admit(pool, signer(0, 1, tip=1))
     rejected(pool, signer(0, 2, tip=50), "txpool is full")
 
 
 def test_replacement_in_a_full_pool_needs_no_eviction(signer: Sign) -> None:
-    pool = Mempool(PoolConfig(max_total=1))
+    pool = Mempool(PoolConfig(max_total=1), ManualClock())
     original = signer(tip=1, fee_cap=100)
     admit(pool, original)
     assert admit(pool, signer(tip=2, fee_cap=200)) == (original,)
@@ -191,7 +192,7 @@ def test_replacement_in_a_full_pool_needs_no_eviction(signer: Sign) -> None:
 def test_pending_nonce_counts_the_contiguous_run(
     signer: Sign, addresses: Sequence[Address]
 ) -> None:
-    pool = Mempool(PoolConfig())
+    pool = Mempool(PoolConfig(), ManualClock())
     for nonce in (0, 1, 3):
         admit(pool, signer(nonce=nonce))
     assert pool.pending_nonce(addresses[0], 0) == 2
@@ -203,7 +204,7 @@ def test_pending_nonce_counts_the_contiguous_run(
 def test_prune_drops_what_the_new_state_nonce_covers(
     signer: Sign, addresses: Sequence[Address]
 ) -> None:
-    pool = Mempool(PoolConfig())
+    pool = Mempool(PoolConfig(), ManualClock())
     a0, a1, a2, b0 = signer(0, 0), signer(0, 1), signer(0, 2), signer(1, 0)
     for tx in (a0, a1, a2, b0):
         admit(pool, tx)
@@ -217,7 +218,7 @@ def test_prune_drops_what_the_new_state_nonce_covers(
 
 
 def test_remove_forgets_transactions(signer: Sign) -> None:
-    pool = Mempool(PoolConfig())
+    pool = Mempool(PoolConfig(), ManualClock())
     a0, a1 = signer(0, 0), signer(0, 1)
     admit(pool, a0)
     admit(pool, a1)
@@ -231,30 +232,30 @@ def test_remove_forgets_transactions(signer: Sign) -> None:
 def test_select_orders_by_tip_and_keeps_nonce_order(
     signer: Sign, addresses: Sequence[Address]
 ) -> None:
-    pool = Mempool(PoolConfig())
+    pool = Mempool(PoolConfig(), ManualClock())
     a0, a1 = signer(0, 0, tip=1, fee_cap=100), signer(0, 1, tip=9, fee_cap=100)
     b0, c0 = signer(1, 0, tip=5, fee_cap=100), signer(2, 0, tip=12, fee_cap=12)
     for tx in (a0, a1, b0, c0):
         admit(pool, tx)
-    nonces = {address: 0 for address in addresses}
     # c0's tip is capped at 12 - 10 = 2; a1 waits for a0.
-    assert pool.select(nonces.__getitem__, 10, GAS_LIMIT, 10) == [b0, c0, a0, a1]
+    assert pool.select(10, GAS_LIMIT, 10) == [b0, c0, a0, a1]
     # At base fee 13, c0 cannot pay and is skipped.
-    assert pool.select(nonces.__getitem__, 13, GAS_LIMIT, 10) == [b0, a0, a1]
-    assert pool.select(nonces.__getitem__, 10, GAS_LIMIT, 2) == [b0, c0]
+    assert pool.select(13, GAS_LIMIT, 10) == [b0, a0, a1]
+    assert pool.select(10, GAS_LIMIT, 2) == [b0, c0]
     # Room for two transactions of 21000 gas only.
-    assert pool.select(nonces.__getitem__, 10, 63_000 - 1, 10) == [b0, c0]
-    nonces[addresses[0]] = 1
-    assert pool.select(nonces.__getitem__, 10, GAS_LIMIT, 10) == [a1, b0, c0]
+    assert pool.select(10, 63_000 - 1, 10) == [b0, c0]
+    # A block included a0: the pool learns the sender's new nonce, a1 leads.
+    assert pool.prune([addresses[0]], lambda address: 1) == (a0,)
+    assert pool.select(10, GAS_LIMIT, 10) == [a1, b0, c0]
 
 
 def test_select_skips_a_sender_whose_next_transaction_does_not_fit(
     signer: Sign, addresses: Sequence[Address]
 ) -> None:
-    pool = Mempool(PoolConfig())
+    pool = Mempool(PoolConfig(), ManualClock())
     big, after_big = signer(0, 0, tip=9, gas=40_000), signer(0, 1, tip=9)
     small = signer(1, 0, tip=1)
     for tx in (big, after_big, small):
         admit(pool, tx)
-    assert pool.select(lambda address: 0, 10, 50_000, 10) == [big]
-    assert pool.select(lambda address: 0, 10, 39_999, 10) == [small]
+    assert pool.select(10, 50_000, 10) == [big]
+    assert pool.select(10, 39_999, 10) == [small]

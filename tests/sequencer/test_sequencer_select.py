@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from primitives.clock import ManualClock
 from primitives.errors import TransactionRejected
 from primitives.transactions import Transaction
 from primitives.types import Address
@@ -83,10 +84,10 @@ def test_select_properties(
     gas_limit: int,
     max_count: int,
 ) -> None:
-    pool = Mempool(PoolConfig())
+    pool = Mempool(PoolConfig(), ManualClock())
     list(fill(pool, signer, addresses, params, state_nonces))
     nonce_of = {addresses[i]: state_nonces[i] for i in range(SENDERS)}
-    selected = pool.select(nonce_of.__getitem__, base_fee, gas_limit, max_count)
+    selected = pool.select(base_fee, gas_limit, max_count)
 
     assert len(selected) <= max_count
     assert len({tx.hash for tx in selected}) == len(selected)
@@ -122,6 +123,16 @@ def test_select_properties(
                 assert used + waiting.gas_limit > gas_limit
 
 
+def tails(txs: list[Transaction], queued: set[Transaction]) -> list[Transaction]:
+    """Each sender's last pending and last queued transaction."""
+    last: dict[tuple[Address, bool], Transaction] = {}
+    for tx in txs:
+        key = (tx.sender, tx in queued)
+        if key not in last or last[key].nonce < tx.nonce:
+            last[key] = tx
+    return list(last.values())
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     params=st.lists(any_params, min_size=2, max_size=20),
@@ -133,35 +144,50 @@ def test_full_pool_evicts_only_chain_tails(
     params: list[Params],
     base_fee: int,
 ) -> None:
-    pool = Mempool(PoolConfig(max_total=5, max_per_sender=4))
+    pool = Mempool(PoolConfig(max_total=5, max_per_sender=4, max_queued=3), ManualClock())
+    queued_before: set[Transaction] = set()
+    tails_before: list[Transaction] = []
     for tx, dropped in fill(pool, signer, addresses, params, [0] * SENDERS, base_fee):
         assert len(pool) <= 5
+        assert pool.queued_count <= 3
         assert tx.hash in pool
         for victim in dropped:
             assert victim.hash not in pool
             if (victim.sender, victim.nonce) == (tx.sender, tx.nonce):
                 continue  # replaced, not evicted
-            assert victim.effective_tip(base_fee) < tx.effective_tip(base_fee)
+            # A queued victim goes before any pending one; a pending newcomer takes it
+            # whatever it pays, otherwise the newcomer pays more.
+            assert victim in queued_before or not queued_before
+            if pool.is_queued(tx) or victim not in queued_before:
+                assert victim.effective_tip(base_fee) < tx.effective_tip(base_fee)
             assert not any(
                 other.sender == victim.sender and other.nonce > victim.nonce for other in pool.all()
             )
+            # The cheapest such tail: of the victim's kind, not a predecessor of tx.
+            rivals = [other for other in tails_before
+                      if (other in queued_before) == (victim in queued_before)
+                      and not (other.sender == tx.sender and other.nonce < tx.nonce)]
+            assert victim.effective_tip(base_fee) == min(
+                other.effective_tip(base_fee) for other in rivals)
+        queued_before = {other for other in pool.all() if pool.is_queued(other)}
+        tails_before = tails(pool.all(), queued_before)
 
 
 def test_equal_tips_take_every_senders_first_transaction_before_anyones_second(
     signer: Sign, addresses: Sequence[Address]
 ) -> None:
-    pool = Mempool(PoolConfig())
+    pool = Mempool(PoolConfig(), ManualClock())
     # Sender 0's whole run arrives before sender 1's first transaction.
     for sender in (0, 1):
         for nonce in range(3):
             pool.add(signer(sender, nonce, tip=2, fee_cap=10), AccountState(0, RICH), 0, 10**9)
     order = [(addresses.index(tx.sender), tx.nonce)
-             for tx in pool.select(lambda _: 0, 0, 10**9, 100)]
+             for tx in pool.select(0, 10**9, 100)]
     assert order == [(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)]
     # A better tip still goes first, whatever its depth.
     pool.add(signer(1, 3, tip=5, fee_cap=10), AccountState(0, RICH), 0, 10**9)
     pool.add(signer(2, 0, tip=1, fee_cap=10), AccountState(0, RICH), 0, 10**9)
     order = [(addresses.index(tx.sender), tx.nonce)
-             for tx in pool.select(lambda _: 0, 0, 10**9, 100)]
+             for tx in pool.select(0, 10**9, 100)]
     assert order[:3] == [(0, 0), (1, 0), (0, 1)]
     assert order[-1] == (2, 0)
