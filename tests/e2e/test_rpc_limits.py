@@ -96,14 +96,14 @@ def test_an_endless_call_is_aborted_while_blocks_keep_coming(node: NodeProcess) 
     try:
         error, took = loop_call(node)
         assert error == ABORTED
-        assert 1.9 < took < 5
+        assert 1.9 < took < 6  # without the timeout: about 15 s (50M gas)
         error, took = loop_call(node, "eth_estimateGas")
         assert error == ABORTED
-        assert took < 5
+        assert took < 6
     finally:
         honest.finish()
     assert not honest.failures
-    assert max(honest.latencies) < 1.5, honest.latencies
+    assert max(honest.latencies) < 3, honest.latencies
     assert honest.heads[-1] - honest.heads[0] >= 4  # 0.25 s blocks over about 4 s
 
 

@@ -279,7 +279,7 @@ def test_call_stops_at_its_deadline(to: Address | None, code: bytes) -> None:
     start = time.monotonic()
     with pytest.raises(ExecutionAborted):
         PyEvmExecutor().call(chain.view, block_env(1), message, deadline=start + 0.3)
-    assert time.monotonic() - start < 1.5
+    assert time.monotonic() - start < 5  # without the deadline: 15 s and more
     # The same executor answers the next call as usual.
     result = PyEvmExecutor().call(
         chain.view, block_env(1), CallMessage(sender=ADDRESSES[0], to=STORE_AT, gas=100_000),
