@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from executor_gpu.types import Account, BatchResult, BlockEnv, CallMessage, CallResult
+from executor_gpu.types import Account, BatchResult, BlockEnv, CallMessage, CallResult, Deadline
 from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
 
@@ -57,11 +57,11 @@ class Caller(Protocol):
         pre_state: StateReader,
         block_env: BlockEnv,
         message: CallMessage,
-        deadline: float | None = None,
+        deadline: Deadline | None = None,
     ) -> CallResult:
         """Execute ``message`` on ``pre_state``; the changes are discarded.
 
-        Past ``deadline`` (a time.monotonic() value; None: none) the call stops and raises
+        Once ``deadline`` has passed (None: never) the call stops and raises
         primitives.errors.ExecutionAborted.
         """
         ...

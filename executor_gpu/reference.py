@@ -10,8 +10,6 @@ batch runs over the pre-state's trie nodes with an in-memory write overlay; the
 from __future__ import annotations
 
 import functools
-import math
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar, cast
 
@@ -57,6 +55,7 @@ from executor_gpu.types import (
     BlockEnv,
     CallMessage,
     CallResult,
+    Deadline,
     ExecutedTx,
     RejectedTx,
     StateDiff,
@@ -156,10 +155,10 @@ def _stops_at_deadline(opcode: OpcodeAPI) -> OpcodeAPI:
 
     @functools.wraps(opcode)  # py-evm's debug log reads the mnemonic through __wrapped__
     def checked(computation: ComputationAPI) -> None:
-        state = cast(_CallState, computation.state)
-        if time.monotonic() > state.deadline:
+        deadline = cast(_CallState, computation.state).deadline
+        if deadline is not None and deadline.passed():
             # Not a VMError: py-evm lets it through every frame instead of failing the frame.
-            raise ExecutionAborted("execution aborted: the call ran past its deadline")
+            raise ExecutionAborted("execution aborted: the call's deadline passed")
         opcode(computation=computation)
 
     # py-evm only calls an opcode with computation=...; the wrapper is one to its loop.
@@ -234,8 +233,8 @@ class _CallState(_ReferenceState):
     """State of one eth_call: its computation gives up at ``deadline``."""
 
     computation_class = _CallComputation
-    deadline = math.inf
-    """time.monotonic() after which the call raises ExecutionAborted."""
+    deadline: Deadline | None = None
+    """Once it has passed, the call raises ExecutionAborted."""
 
 
 def _build_state(
@@ -485,13 +484,12 @@ class PyEvmExecutor:
         pre_state: StateReader,
         block_env: BlockEnv,
         message: CallMessage,
-        deadline: float | None = None,
+        deadline: Deadline | None = None,
     ) -> CallResult:
         # Like geth's eth_call: a call that pays no gas price sees a zero base fee.
         base_fee = block_env.base_fee_per_gas if message.gas_price else 0
         state, _ = _build_state(pre_state, block_env, base_fee, _CallState)
-        if deadline is not None:
-            state.deadline = deadline
+        state.deadline = deadline
         unsigned = self._builder.create_unsigned_transaction(
             nonce=state.get_nonce(message.sender),
             gas_price=message.gas_price,

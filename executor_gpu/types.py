@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -143,6 +145,19 @@ class CallMessage:
     """Call data or init code."""
     gas_price: int = 0
     """Price per gas (GASPRICE); 0 when not given, so no balance is needed for gas."""
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When an unsigned call (eth_call, eth_estimateGas) must stop."""
+
+    at: float
+    """time.monotonic() value past which it stops."""
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    """Set to stop it at once (the node is shutting down)."""
+
+    def passed(self) -> bool:
+        return self.cancelled.is_set() or time.monotonic() > self.at
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from executor_gpu.api import StateReader
-from executor_gpu.types import CallMessage, CallResult
+from executor_gpu.types import CallMessage, CallResult, Deadline
 from l1.api import L1Client
 from l1.types import CommittedBatch
 from node.db.state import EMPTY_CODE_HASH
@@ -126,10 +126,10 @@ class NodeRpcBackend:
     def peer_count(self) -> int:
         return 0 if self.gossip is None else len(self.gossip.peers())
 
-    def call(self, message: CallMessage, number: int, deadline: float) -> CallResult:
+    def call(self, message: CallMessage, number: int, deadline: Deadline) -> CallResult:
         return self.node.call(message, number, deadline)
 
-    def estimate_gas(self, message: CallMessage, number: int, deadline: float) -> int:
+    def estimate_gas(self, message: CallMessage, number: int, deadline: Deadline) -> int:
         """Binary search for the least gas that succeeds, like go-ethereum; all of its calls
         share one ``deadline``."""
         cap = message.gas or self.node.params.gas_limit

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from executor_gpu.api import Caller, Executor
-from executor_gpu.types import BlockEnv, CallMessage, CallResult, ExecutedTx, StateDiff
+from executor_gpu.types import BlockEnv, CallMessage, CallResult, Deadline, ExecutedTx, StateDiff
 from l1.types import L2BlockData
 from node.admit import Admission
 from node.db import schema
@@ -489,10 +489,10 @@ class Node:
     # -- calls ------------------------------------------------------------------------------
 
     def call(
-        self, message: CallMessage, number: int, deadline: float | None = None
+        self, message: CallMessage, number: int, deadline: Deadline | None = None
     ) -> CallResult:
         """Run ``message`` on the state after block ``number`` in the next block's env
-        (ExecutionAborted past ``deadline``, a time.monotonic() value)."""
+        (ExecutionAborted once ``deadline`` has passed)."""
         header = self.chain.header(number)
         if header is None:
             raise InvalidTransaction(f"unknown block {number}")

@@ -14,6 +14,7 @@ import resource
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -372,13 +373,14 @@ async def _serve_rpc(
 ) -> None:
     """Serve JSON-RPC until ``stop`` or until a task ends (a Halt), then stop everything."""
     limits = config.rpc
+    stopping = threading.Event()
     server = _Server(server_config(
-        create_app(backend, limits), config.rpc.host, config.rpc.port, limits,
+        create_app(backend, limits, stopping), config.rpc.host, config.rpc.port, limits,
         rpc_connection_cap(limits.max_connections), log_level="warning", lifespan="off",
         log_config=None,  # uvicorn's lines go through the node's handlers (and throttle)
         backlog=RPC_BACKLOG,
-        # Running calls end by their deadline and get their answer; a request whose body
-        # still trickles in is cut off.
+        # Running calls are stopped (``stopping``) and get their answer; a request whose
+        # body still trickles in is cut off.
         timeout_graceful_shutdown=math.ceil(limits.evm_timeout + limits.busy_wait + 1),
     ))
     serving = asyncio.create_task(server.serve(sockets=[rpc_socket]))
@@ -393,6 +395,7 @@ async def _serve_rpc(
     await asyncio.wait([waiting, *tasks], return_when=asyncio.FIRST_COMPLETED)
     stop.set()
     log.info("shutting down")
+    stopping.set()
     server.should_exit = True
     await serving
     for task in tasks:

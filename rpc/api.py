@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from executor_gpu.api import StateReader
-from executor_gpu.types import CallMessage, CallResult
+from executor_gpu.types import CallMessage, CallResult, Deadline
 from primitives.errors import L2NodeError
 from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
@@ -79,19 +79,18 @@ class NodeBackend(Protocol):
         """
         ...
 
-    def call(self, message: CallMessage, number: int, deadline: float) -> CallResult:
+    def call(self, message: CallMessage, number: int, deadline: Deadline) -> CallResult:
         """Run an unsigned call on the state after block ``number``, in the next block's env.
 
-        Raises primitives.errors.ExecutionAborted when it runs past ``deadline`` (a
-        time.monotonic() value).
+        Raises primitives.errors.ExecutionAborted once ``deadline`` has passed.
         """
         ...
 
-    def estimate_gas(self, message: CallMessage, number: int, deadline: float) -> int:
+    def estimate_gas(self, message: CallMessage, number: int, deadline: Deadline) -> int:
         """Least gas with which ``message`` succeeds.
 
         Raises primitives.errors.ExecutionReverted (with the revert data) when it fails even
-        with all of ``message.gas``, ExecutionAborted when the search runs past ``deadline``.
+        with all of ``message.gas``, ExecutionAborted once ``deadline`` has passed.
         """
         ...
 

@@ -5,11 +5,12 @@ Every method is synchronous and may block on the backend; the server runs it off
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from executor_gpu.types import CallMessage, CallResult
+from executor_gpu.types import CallMessage, CallResult, Deadline
 from primitives.crypto import keccak256
 from primitives.errors import ExecutionAborted, ExecutionReverted
 from primitives.types import ZERO_ADDRESS, Hash32
@@ -75,9 +76,8 @@ class ExpensiveMethod:
 
     most_args: int
     """Number of positional parameters it takes at most."""
-    run: Callable[[Args, float], object]
-    """Decodes the parameters and returns the JSON-ready result by the deadline (a
-    time.monotonic() value) it is given."""
+    run: Callable[[Args, Deadline], object]
+    """Decodes the parameters and returns the JSON-ready result by the deadline it is given."""
 
 
 def _reverted(result: CallResult) -> bool:
@@ -90,9 +90,16 @@ def _reverted(result: CallResult) -> bool:
 class RpcMethods:
     """All methods the server answers, over one NodeBackend."""
 
-    def __init__(self, backend: NodeBackend, limits: RpcLimits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self,
+        backend: NodeBackend,
+        limits: RpcLimits = DEFAULT_LIMITS,
+        stopping: threading.Event | None = None,
+    ) -> None:
+        """``stopping``: set when the server shuts down; running calls then stop at once."""
         self._backend = backend
         self._limits = limits
+        self._stopping = threading.Event() if stopping is None else stopping
         self.methods: Mapping[str, Method | ExpensiveMethod] = {
             "web3_clientVersion": Method(0, lambda _: backend.client_version),
             "web3_sha3": Method(1, lambda a: data(keccak256(a.required(0, parse_data)))),
@@ -132,7 +139,7 @@ class RpcMethods:
             "l2_getValidators": Method(1, self._validators),
         }
 
-    def dispatch(self, name: str, params: object, deadline: float | None = None) -> object:
+    def dispatch(self, name: str, params: object, deadline: Deadline | None = None) -> object:
         """Run method ``name``; raises RpcError (or a backend error) when it fails.
 
         ``deadline`` (from ``new_deadline``) is given by a caller holding a slot for
@@ -146,13 +153,14 @@ class RpcMethods:
             return method.run(args)
         if deadline is None:
             raise RpcError(LIMIT_EXCEEDED, "server busy: too many expensive calls, retry later")
-        if time.monotonic() > deadline:  # earlier calls of its batch used up the time
+        if deadline.passed():  # earlier calls of its batch used up the time
             raise self._aborted()
         return method.run(args, deadline)
 
-    def new_deadline(self) -> float:
-        """The deadline of expensive calls starting now (RpcLimits.evm_timeout)."""
-        return time.monotonic() + self._limits.evm_timeout
+    def new_deadline(self) -> Deadline:
+        """The deadline of expensive calls starting now (RpcLimits.evm_timeout); all are
+        cancelled when ``stopping`` is set."""
+        return Deadline(time.monotonic() + self._limits.evm_timeout, self._stopping)
 
     def _aborted(self) -> RpcError:
         # go-ethereum's wording: "execution aborted (timeout = 5s)".
@@ -320,7 +328,7 @@ class RpcMethods:
             gas_price=gas_price,
         )
 
-    def _call(self, args: Args, deadline: float) -> object:
+    def _call(self, args: Args, deadline: Deadline) -> object:
         request = args.required(0, parse_call)
         number = self._state_number(args.optional(1, parse_block_ref, LATEST))
         gas_cap = self._limits.gas_cap
@@ -335,7 +343,7 @@ class RpcMethods:
             raise execution_reverted(result.output)
         raise RpcError(SERVER_ERROR, result.error or "execution failed")
 
-    def _estimate_gas(self, args: Args, deadline: float) -> object:
+    def _estimate_gas(self, args: Args, deadline: Deadline) -> object:
         request = args.required(0, parse_call)
         number = self._state_number(args.optional(1, parse_block_ref, LATEST))
         gas = request.gas

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import re
+import threading
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from executor_gpu.types import Deadline
 from primitives.errors import InvalidInput, InvalidTransaction, RetryLater, TransactionRejected
 from rpc.api import NodeBackend
 from rpc.errors import (
@@ -53,10 +55,14 @@ _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 _BRACKET_STEPS = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")
 
 
-def create_app(backend: NodeBackend, limits: RpcLimits = DEFAULT_LIMITS) -> FastAPI:
+def create_app(
+    backend: NodeBackend,
+    limits: RpcLimits = DEFAULT_LIMITS,
+    stopping: threading.Event | None = None,
+) -> FastAPI:
     """The ASGI app serving ``backend`` (run it with uvicorn; rpc.http.server_config adds
-    the connection limits)."""
-    methods = RpcMethods(backend, limits)
+    the connection limits). Setting ``stopping`` stops running eth_calls at once."""
+    methods = RpcMethods(backend, limits, stopping)
     expensive_names = re.compile(b"|".join(
         re.escape(name.encode()) for name, method in sorted(methods.methods.items())
         if isinstance(method, ExpensiveMethod)
@@ -292,7 +298,7 @@ def _parse_call(request: object) -> _Call | bytes:
 
 
 def _handle_request(
-    methods: RpcMethods, request: object, deadline: float | None
+    methods: RpcMethods, request: object, deadline: Deadline | None
 ) -> bytes | None:
     """The encoded answer to one request object; None for a notification (no "id")."""
     call = _parse_call(request)
@@ -302,7 +308,7 @@ def _handle_request(
 
 
 def _handle_batch(
-    methods: RpcMethods, requests: list[object], deadline: float | None
+    methods: RpcMethods, requests: list[object], deadline: Deadline | None
 ) -> list[bytes]:
     """The answers to a batch, in order. Its eth_sendRawTransaction calls are admitted
     together: one decoding pass and one durable write for all of them, not one each."""
@@ -323,7 +329,7 @@ def _handle_batch(
     return replies
 
 
-def _run(methods: RpcMethods, call: _Call, deadline: float | None) -> object | Exception:
+def _run(methods: RpcMethods, call: _Call, deadline: Deadline | None) -> object | Exception:
     """The result of ``call``, or the exception it raised."""
     try:
         return methods.dispatch(call.method, call.params, deadline)

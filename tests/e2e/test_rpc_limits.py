@@ -202,7 +202,7 @@ def test_concurrent_endless_calls_starve_nobody_and_sigterm_stops_the_node(
         stop.set()
         for thread in attackers:
             thread.join(timeout=30)
-    assert stopped_in < 12, stopped_in
+    assert stopped_in < 8, stopped_in  # running calls are stopped, not waited for (5 s)
     assert {code for code, _ in outcomes} <= {ABORTED[0], BUSY}, outcomes[:5]
     assert ABORTED in outcomes
     assert sum(code == BUSY for code, _ in outcomes) > 30

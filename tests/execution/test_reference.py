@@ -8,7 +8,7 @@ import time
 import pytest
 
 from executor_gpu.reference import PyEvmExecutor
-from executor_gpu.types import CallMessage
+from executor_gpu.types import CallMessage, Deadline
 from node.db.state import GenesisAccount
 from primitives.crypto import keccak256
 from primitives.errors import ExecutionAborted
@@ -278,12 +278,12 @@ def test_call_stops_at_its_deadline(to: Address | None, code: bytes) -> None:
     message = CallMessage(sender=ADDRESSES[0], to=to, gas=50_000_000, data=code)
     start = time.monotonic()
     with pytest.raises(ExecutionAborted):
-        PyEvmExecutor().call(chain.view, block_env(1), message, deadline=start + 0.3)
+        PyEvmExecutor().call(chain.view, block_env(1), message, Deadline(start + 0.3))
     assert time.monotonic() - start < 5  # without the deadline: 15 s and more
     # The same executor answers the next call as usual.
     result = PyEvmExecutor().call(
         chain.view, block_env(1), CallMessage(sender=ADDRESSES[0], to=STORE_AT, gas=100_000),
-        deadline=time.monotonic() + 5,
+        Deadline(time.monotonic() + 5),
     )
     assert result.succeeded
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
 
-from executor_gpu.types import CallMessage, CallResult
+from executor_gpu.types import CallMessage, CallResult, Deadline
 from primitives.errors import ExecutionAborted
 from rpc.server import create_app
 from rpc.types import RpcLimits
@@ -28,10 +29,10 @@ class SlowBackend(TwinBackend):
         self.seconds = seconds
         self.messages: list[CallMessage] = []
 
-    def call(self, message: CallMessage, number: int, deadline: float) -> CallResult:
+    def call(self, message: CallMessage, number: int, deadline: Deadline) -> CallResult:
         self.messages.append(message)
-        if time.monotonic() + self.seconds > deadline:
-            time.sleep(max(0.0, deadline - time.monotonic()))
+        if time.monotonic() + self.seconds > deadline.at:
+            time.sleep(max(0.0, deadline.at - time.monotonic()))
             raise ExecutionAborted("past the deadline")
         time.sleep(self.seconds)
         return super().call(message, number, deadline)
@@ -168,3 +169,31 @@ def test_threads_are_not_held_by_waiting_calls() -> None:
         asyncio.run(scenario())
     finally:
         backend.release.set()
+
+
+class SpinningBackend(TwinBackend):
+    """eth_call runs until its deadline passes, as an endless loop in the EVM does."""
+
+    def call(self, message: CallMessage, number: int, deadline: Deadline) -> CallResult:
+        while not deadline.passed():
+            time.sleep(0.01)
+        raise ExecutionAborted("past the deadline")
+
+
+def test_stopping_the_server_stops_running_calls() -> None:
+    stopping = threading.Event()
+    app = create_app(SpinningBackend(), RpcLimits(evm_timeout=30), stopping)
+
+    async def scenario() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://rpc") as client:
+            call = asyncio.create_task(client.post("/", json=request("eth_call", [{"to": TO}])))
+            await asyncio.sleep(0.3)
+            assert not call.done()
+            start = time.monotonic()
+            stopping.set()
+            reply = (await asyncio.wait_for(call, 5)).json()
+            assert reply["error"]["message"] == "execution aborted (timeout = 30s)"
+            assert time.monotonic() - start < 1
+
+    asyncio.run(scenario())

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from web3 import Web3
 from web3.exceptions import ContractLogicError
 
-from executor_gpu.types import CallMessage, CallResult
+from executor_gpu.types import CallMessage, CallResult, Deadline
 from primitives.errors import Halt, RetryLater
 from rpc.methods import MAX_LOG_BLOCK_RANGE
 from rpc.server import create_app
@@ -153,7 +153,7 @@ class RecordingBackend(TwinBackend):
         super().__init__()
         self.messages: list[CallMessage] = []
 
-    def call(self, message: CallMessage, number: int, deadline: float) -> CallResult:
+    def call(self, message: CallMessage, number: int, deadline: Deadline) -> CallResult:
         self.messages.append(message)
         return super().call(message, number, deadline)
 

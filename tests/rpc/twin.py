@@ -17,7 +17,7 @@ from eth_account import Account as EthAccount
 from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
 
-from executor_gpu.types import Account, CallMessage, CallResult
+from executor_gpu.types import Account, CallMessage, CallResult, Deadline
 from primitives.blocks import EMPTY_ROOT, Header, Log, Receipt, bloom_of, ordered_trie_root
 from primitives.crypto import keccak256
 from primitives.errors import (
@@ -280,7 +280,7 @@ class TwinBackend:
         self.pool[tx.hash] = tx
         return tx.hash
 
-    def call(self, message: CallMessage, number: int, deadline: float) -> CallResult:
+    def call(self, message: CallMessage, number: int, deadline: Deadline) -> CallResult:
         if message.to == REVERTER:
             return CallResult(False, error_string("nope"), 500, "execution reverted")
         if message.to == PANICKER:
@@ -293,7 +293,7 @@ class TwinBackend:
             return CallResult(True, value.to_bytes(32, "big"), 23_000)
         return CallResult(True, b"", 53_000)
 
-    def estimate_gas(self, message: CallMessage, number: int, deadline: float) -> int:
+    def estimate_gas(self, message: CallMessage, number: int, deadline: Deadline) -> int:
         result = self.call(message, number, deadline)
         if not result.succeeded:
             raise ExecutionReverted(result.error or "execution failed", result.output)
@@ -375,7 +375,7 @@ class BlockingBackend(TwinBackend):
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def call(self, message: CallMessage, number: int, deadline: float) -> CallResult:
+    def call(self, message: CallMessage, number: int, deadline: Deadline) -> CallResult:
         self.entered.set()
         self.release.wait(timeout=30)
         return super().call(message, number, deadline)
