@@ -11,6 +11,7 @@ from executor_gpu.types import (
     BlockEnv,
     CallMessage,
     CallResult,
+    Deadline,
     TraceOptions,
     TxTrace,
 )
@@ -71,8 +72,18 @@ class Executor(Protocol):
 class Caller(Protocol):
     """Runs unsigned calls against a state without changing it (eth_call, eth_estimateGas)."""
 
-    def call(self, pre_state: StateReader, block_env: BlockEnv, message: CallMessage) -> CallResult:
-        """Execute ``message`` on ``pre_state``; the changes are discarded."""
+    def call(
+        self,
+        pre_state: StateReader,
+        block_env: BlockEnv,
+        message: CallMessage,
+        deadline: Deadline | None = None,
+    ) -> CallResult:
+        """Execute ``message`` on ``pre_state``; the changes are discarded.
+
+        Once ``deadline`` has passed (None: never) the call stops and raises
+        primitives.errors.ExecutionAborted.
+        """
         ...
 
 
@@ -81,16 +92,17 @@ class Tracer(Protocol):
 
     def trace_call(
         self, pre_state: StateReader, block_env: BlockEnv, message: CallMessage,
-        options: TraceOptions,
+        options: TraceOptions, deadline: Deadline | None = None,
     ) -> TxTrace:
         """Trace ``message`` on ``pre_state``; the changes are discarded. Raises
         TransactionRejected when it cannot run (funds, gas), InvalidInput when the trace
-        would outgrow ``options``' bounds."""
+        would outgrow ``options``' bounds, ExecutionAborted once ``deadline`` has passed."""
         ...
 
     def trace_transactions(
         self, pre_state: StateReader, block_env: BlockEnv, txs: Sequence[Transaction],
-        options: TraceOptions, only: int | None = None,
+        options: TraceOptions, only: int | None = None, deadline: Deadline | None = None,
     ) -> list[TxTrace]:
-        """Run a block's ``txs`` in order and trace each (or only the one at index ``only``)."""
+        """Run a block's ``txs`` in order and trace each (or only the one at index ``only``),
+        by ``deadline`` (ExecutionAborted)."""
         ...

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import ckzg
 import rlp
-from eth.abc import ComputationAPI, MetaWitnessAPI, SignedTransactionAPI, StateAPI
+from eth.abc import ComputationAPI, MetaWitnessAPI, OpcodeAPI, SignedTransactionAPI, StateAPI
 from eth.constants import CREATE_CONTRACT_ADDRESS
 from eth.db.account import AccountDB
 from eth.db.atomic import AtomicDB
@@ -60,12 +60,14 @@ from executor_gpu.types import (
     BlockEnv,
     CallMessage,
     CallResult,
+    Deadline,
     ExecutedTx,
     RejectedTx,
     StateDiff,
 )
 from primitives.blocks import EMPTY_ROOT, Log, Receipt
 from primitives.crypto import keccak256
+from primitives.errors import ExecutionAborted
 from primitives.transactions import Transaction
 from primitives.types import UINT64_MAX, UINT256_MAX, Address, Hash32
 
@@ -153,6 +155,36 @@ class _ReferenceComputation(CancunComputation):
     _precompiles = {**CancunComputation.get_precompiles(), MODEXP_ADDRESS: _modexp}  # noqa: RUF012
 
 
+_LOOPING_OPCODES = (0x56, 0x57, 0xF0, 0xF1, 0xF2, 0xF4, 0xF5, 0xFA)
+"""JUMP, JUMPI, CREATE, CALL, CALLCODE, DELEGATECALL, CREATE2, STATICCALL: without them the
+program counter only moves forward through at most one code's length, so every unbounded
+run of a call passes one of these again and again."""
+
+
+def _stops_at_deadline(opcode: OpcodeAPI) -> OpcodeAPI:
+    """``opcode``, first checking the call's deadline (see _CallState)."""
+
+    @functools.wraps(opcode)  # py-evm's debug log reads the mnemonic through __wrapped__
+    def checked(computation: ComputationAPI) -> None:
+        deadline = cast(_CallState, computation.state).deadline
+        if deadline is not None and deadline.passed():
+            # Not a VMError: py-evm lets it through every frame instead of failing the frame.
+            raise ExecutionAborted("execution aborted: the call's deadline passed")
+        opcode(computation=computation)
+
+    # py-evm only calls an opcode with computation=...; the wrapper is one to its loop.
+    return cast(OpcodeAPI, checked)
+
+
+class _CallComputation(_ReferenceComputation):
+    """The reference computation for eth_call: loops and nested calls stop at a deadline."""
+
+    opcodes = {  # noqa: RUF012
+        code: _stops_at_deadline(fn) if code in _LOOPING_OPCODES else fn
+        for code, fn in _ReferenceComputation.opcodes.items()
+    }
+
+
 class _TrackingAccountDB(AccountDB):
     """AccountDB that remembers whose storage was wiped, even by a later-reverted call."""
 
@@ -205,10 +237,20 @@ class _ReferenceState(CancunState):
         return super().has_code_or_nonce(address) or self.tracking_db.has_storage(address)
 
 
+_S = TypeVar("_S", bound=_ReferenceState)
+
+
+class _CallState(_ReferenceState):
+    """State of one eth_call: its computation gives up at ``deadline``."""
+
+    computation_class = _CallComputation
+    deadline: Deadline | None = None
+    """Once it has passed, the call raises ExecutionAborted."""
+
+
 def _build_state(
-    pre_state: StateReader, env: BlockEnv, base_fee: int,
-    state_class: type[_ReferenceState] = _ReferenceState,
-) -> tuple[_ReferenceState, OverlayDB]:
+    pre_state: StateReader, env: BlockEnv, base_fee: int, state_class: type[_S]
+) -> tuple[_S, OverlayDB]:
     overlay = OverlayDB(pre_state.node_store)
     context = ExecutionContext(
         coinbase=env.coinbase,
@@ -429,7 +471,9 @@ class PyEvmExecutor:
     def execute(
         self, pre_state: StateReader, block_env: BlockEnv, txs: Sequence[Transaction]
     ) -> BatchResult:
-        state, overlay = _build_state(pre_state, block_env, block_env.base_fee_per_gas)
+        state, overlay = _build_state(
+            pre_state, block_env, block_env.base_fee_per_gas, _ReferenceState
+        )
         executed: list[ExecutedTx] = []
         rejected: list[RejectedTx] = []
         gas_used = 0
@@ -464,10 +508,17 @@ class PyEvmExecutor:
             state_root=root,
         )
 
-    def call(self, pre_state: StateReader, block_env: BlockEnv, message: CallMessage) -> CallResult:
+    def call(
+        self,
+        pre_state: StateReader,
+        block_env: BlockEnv,
+        message: CallMessage,
+        deadline: Deadline | None = None,
+    ) -> CallResult:
         # Like geth's eth_call: a call that pays no gas price sees a zero base fee.
         base_fee = block_env.base_fee_per_gas if message.gas_price else 0
-        state, _ = _build_state(pre_state, block_env, base_fee)
+        state, _ = _build_state(pre_state, block_env, base_fee, _CallState)
+        state.deadline = deadline
         tx, reason = self.prepare_call(state, message, base_fee)
         if reason is not None:
             return CallResult(succeeded=False, output=b"", gas_used=0, error=reason)

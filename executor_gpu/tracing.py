@@ -39,17 +39,18 @@ from executor_gpu.api import StateReader
 from executor_gpu.reference import (
     PyEvmExecutor,
     _build_state,
+    _CallComputation,
+    _CallState,
     _error_message,
     _precheck,
     _PrecheckedExecutor,
-    _ReferenceComputation,
-    _ReferenceState,
 )
 from executor_gpu.types import (
     AccountSnapshot,
     BlockEnv,
     CallFrame,
     CallMessage,
+    Deadline,
     TraceOptions,
     TraceStep,
     TxTrace,
@@ -297,18 +298,19 @@ def _mnemonic(run: Any) -> str:
     return str(name)
 
 
-def _traced_state_class(recorder_of: Callable[[], _Recorder]) -> type[_ReferenceState]:
-    """State and computation classes that report to the current recorder."""
+def _traced_state_class(recorder_of: Callable[[], _Recorder]) -> type[_CallState]:
+    """State and computation classes that report to the current recorder (and stop at the
+    state's deadline, as eth_call's)."""
 
     def opcodes() -> dict[int, Callable[..., Any]]:
         table: dict[int, Callable[..., Any]] = {}
         for opcode in range(256):
-            run = _ReferenceComputation.opcodes.get(opcode) or InvalidOpcode(opcode)
-            name = _mnemonic(run) if opcode in _ReferenceComputation.opcodes else "INVALID"
+            run = _CallComputation.opcodes.get(opcode) or InvalidOpcode(opcode)
+            name = _mnemonic(run) if opcode in _CallComputation.opcodes else "INVALID"
             table[opcode] = _Dispatch(recorder_of, opcode, run, name)
         return table
 
-    class TracedComputation(_ReferenceComputation):
+    class TracedComputation(_CallComputation):
         def generate_child_computation(self, child_msg: MessageAPI) -> ComputationAPI:
             recorder = recorder_of()
             recorder.enter(child_msg, recorder.call_type)
@@ -337,7 +339,7 @@ def _traced_state_class(recorder_of: Callable[[], _Recorder]) -> type[_Reference
             recorder.exit(computation)
             return computation
 
-    class TracedState(_ReferenceState):
+    class TracedState(_CallState):
         computation_class = TracedComputation
         transaction_executor_class = TracedExecutor
 
@@ -397,10 +399,11 @@ class ReferenceTracer:
 
     def trace_call(
         self, pre_state: StateReader, block_env: BlockEnv, message: CallMessage,
-        options: TraceOptions,
+        options: TraceOptions, deadline: Deadline | None = None,
     ) -> TxTrace:
         base_fee = block_env.base_fee_per_gas if message.gas_price else 0
         state, _ = _build_state(pre_state, block_env, base_fee, self._state_class)
+        state.deadline = deadline
         tx, reason = self._calls.prepare_call(state, message, base_fee)
         if reason is not None:
             raise TransactionRejected(reason)
@@ -414,10 +417,11 @@ class ReferenceTracer:
 
     def trace_transactions(
         self, pre_state: StateReader, block_env: BlockEnv, txs: Sequence[Transaction],
-        options: TraceOptions, only: int | None = None,
+        options: TraceOptions, only: int | None = None, deadline: Deadline | None = None,
     ) -> list[TxTrace]:
         state, _ = _build_state(pre_state, block_env, block_env.base_fee_per_gas,
                                 self._state_class)
+        state.deadline = deadline
         traces: list[TxTrace] = []
         gas_used = 0
         spent = 0

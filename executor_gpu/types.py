@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -163,6 +165,19 @@ class CallMessage:
     """EIP-2930 access list: pre-warmed, and charged in the intrinsic gas."""
     overrides: Mapping[Address, AccountOverride] = field(default_factory=dict)
     """eth_call state overrides: accounts replaced or patched before the call runs."""
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When an unsigned call (eth_call, eth_estimateGas) must stop."""
+
+    at: float
+    """time.monotonic() value past which it stops."""
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    """Set to stop it at once (the node is shutting down)."""
+
+    def passed(self) -> bool:
+        return self.cancelled.is_set() or time.monotonic() > self.at
 
 
 @dataclass(frozen=True)

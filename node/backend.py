@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from executor_gpu.api import StateReader
-from executor_gpu.types import CallMessage, CallResult, TraceOptions, TxTrace
+from executor_gpu.types import CallMessage, CallResult, Deadline, TraceOptions, TxTrace
 from l1.api import L1Client
 from l1.types import CommittedBatch
 from node.db.state import EMPTY_CODE_HASH
@@ -158,27 +158,32 @@ class NodeRpcBackend:
     def subscribe(self, events: ChainEvents) -> None:
         self.node.events = events
 
-    def call(self, message: CallMessage, number: int) -> CallResult:
-        return self.node.call(message, number)
+    def call(self, message: CallMessage, number: int, deadline: Deadline) -> CallResult:
+        return self.node.call(message, number, deadline)
 
-    def trace_call(self, message: CallMessage, number: int, options: TraceOptions) -> TxTrace:
-        return self.node.trace_call(message, number, options)
+    def trace_call(
+        self, message: CallMessage, number: int, options: TraceOptions,
+        deadline: Deadline | None = None,
+    ) -> TxTrace:
+        return self.node.trace_call(message, number, options, deadline)
 
     def trace_block(
-        self, number: int, options: TraceOptions, only: int | None = None
+        self, number: int, options: TraceOptions, only: int | None = None,
+        deadline: Deadline | None = None,
     ) -> list[TxTrace]:
-        return self.node.trace_block(number, options, only)
+        return self.node.trace_block(number, options, only, deadline)
 
-    def estimate_gas(self, message: CallMessage, number: int) -> int:
-        """Binary search for the least gas that succeeds, like go-ethereum."""
+    def estimate_gas(self, message: CallMessage, number: int, deadline: Deadline) -> int:
+        """Binary search for the least gas that succeeds, like go-ethereum; all of its calls
+        share one ``deadline``."""
         cap = message.gas or self.node.params.gas_limit
-        top = self.node.call(_with_gas(message, cap), number)
+        top = self.node.call(_with_gas(message, cap), number, deadline)
         if not top.succeeded:
             raise ExecutionReverted(top.error or "execution reverted", top.output)
         low, high = top.gas_used - 1, cap
         while low + 1 < high:
             mid = (low + high) // 2
-            if self.node.call(_with_gas(message, mid), number).succeeded:
+            if self.node.call(_with_gas(message, mid), number, deadline).succeeded:
                 high = mid
             else:
                 low = mid

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from node.db.state import StateOptions
 from primitives.errors import InvalidInput
+from rpc.types import RpcLimits
 
 # Value ranges, checked when the config is loaded (pydantic reads these annotations).
 Port = Annotated[int, Interval(ge=1, le=65535)]
@@ -100,17 +101,20 @@ class MempoolConfig:
 
 
 @dataclass(frozen=True)
-class RpcConfig:
-    """JSON-RPC listener."""
+class RpcConfig(RpcLimits):
+    """JSON-RPC listener, and the limits of what one caller may make it spend."""
 
-    host: str
+    host: str = "127.0.0.1"
     """Interface to bind."""
-    port: Port
+    port: Port = 8545
     """TCP port (HTTP and WebSocket)."""
     cors: tuple[str, ...] = ("*",)
     """Origins browsers may call from ("*": any), also checked on WebSocket upgrades."""
     hosts: tuple[str, ...] = ("*",)
     """Host header values accepted ("*": any; e.g. ["localhost"] against DNS rebinding)."""
+    bind_retry: Annotated[float, Ge(0)] = 30.0
+    """Seconds a taken port, RPC or libp2p, is retried with backoff before giving up (0: fail
+    at once)."""
 
 
 @dataclass(frozen=True)

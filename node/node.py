@@ -13,6 +13,7 @@ from executor_gpu.types import (
     BlockEnv,
     CallMessage,
     CallResult,
+    Deadline,
     ExecutedTx,
     StateDiff,
     TraceOptions,
@@ -558,32 +559,41 @@ class Node:
 
     # -- calls ------------------------------------------------------------------------------
 
-    def call(self, message: CallMessage, number: int) -> CallResult:
-        """Run ``message`` on the state after block ``number`` in the next block's env."""
+    def call(
+        self, message: CallMessage, number: int, deadline: Deadline | None = None
+    ) -> CallResult:
+        """Run ``message`` on the state after block ``number`` in the next block's env
+        (ExecutionAborted once ``deadline`` has passed)."""
         header = self.chain.header(number)
         if header is None:
             raise InvalidTransaction(f"unknown block {number}")
         env = self._next_env(header, self._block_hashes(header))
-        return self.caller.call(self.state.at(header.state_root), env, message)
+        return self.caller.call(self.state.at(header.state_root), env, message, deadline)
 
     def _tracing(self) -> Tracer:
         if self.tracer is None:
             raise InvalidInput("tracing is not enabled on this node")
         return self.tracer
 
-    def trace_call(self, message: CallMessage, number: int, options: TraceOptions) -> TxTrace:
+    def trace_call(
+        self, message: CallMessage, number: int, options: TraceOptions,
+        deadline: Deadline | None = None,
+    ) -> TxTrace:
         """Trace ``message`` as ``call`` runs it."""
         header = self.chain.header(number)
         if header is None:
             raise InvalidInput(f"unknown block {number}")
         env = self._next_env(header, self._block_hashes(header))
-        return self._tracing().trace_call(self.state.at(header.state_root), env, message, options)
+        return self._tracing().trace_call(
+            self.state.at(header.state_root), env, message, options, deadline
+        )
 
     def trace_block(
-        self, number: int, options: TraceOptions, only: int | None = None
+        self, number: int, options: TraceOptions, only: int | None = None,
+        deadline: Deadline | None = None,
     ) -> list[TxTrace]:
         """Re-run block ``number`` (> 0) on its parent's state in its own env, tracing every
-        transaction (or only the one at index ``only``)."""
+        transaction (or only the one at index ``only``), by ``deadline``."""
         header, parent = self.chain.header(number), self.chain.header(number - 1)
         if header is None or parent is None:
             raise InvalidInput(f"unknown block {number}")
@@ -592,7 +602,8 @@ class Node:
             self.params.gas_limit, self._block_hashes(parent),
         )
         return self._tracing().trace_transactions(
-            self.state.at(parent.state_root), env, self.chain.transactions(number), options, only
+            self.state.at(parent.state_root), env, self.chain.transactions(number), options, only,
+            deadline,
         )
 
     # -- L1 block source --------------------------------------------------------------------

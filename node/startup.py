@@ -1,39 +1,57 @@
-"""Checks a node makes before it starts anything: its ports are free and its data dir is
-usable and its own. Each failure is one InvalidInput line (the CLI exits 2 with it)."""
+"""Checks a node makes before it starts anything: its ports are free (a taken one retried
+for a while) and its data dir is usable and its own. Each failure is one InvalidInput line
+(the CLI exits 2 with it)."""
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import itertools
+import logging
 import os
 import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-from primitives.errors import InvalidInput
+from primitives.errors import InvalidInput, RetryLater
+
+log = logging.getLogger("l2node")
 
 LOCK_FILE = "l2node.lock"
 """Held (flock) by the process that uses a data dir, as long as it runs."""
+BIND_RETRY_PAUSES = (0.1, 0.2, 0.5, 1.0, 2.0)
+"""Waits between bind attempts; the last one repeats."""
+
+_T = TypeVar("_T")
+
+
+class PortInUse(InvalidInput):
+    """A port another socket listens on: a mistake once retry_bind has waited it out."""
 
 
 def port_error(what: str, host: str, port: int, exc: OSError) -> InvalidInput:
-    """The one line that says why ``what`` cannot listen on ``host:port``."""
+    """The one line that says why ``what`` cannot listen on ``host:port`` (PortInUse when
+    another socket holds it)."""
     if exc.errno == errno.EADDRINUSE:
-        return InvalidInput(
+        return PortInUse(
             f"{what} port {port} on {host} is in use (another l2node or program holds it): "
             "stop it or choose another port"
         )
     return InvalidInput(f"{what} cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
-def bind_tcp(what: str, host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port``, bound now (before any block is produced)."""
+def bind_tcp(what: str, host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """A listening TCP socket on ``host:port``, bound now (before any block is produced),
+    with ``backlog`` connections queued by the kernel at most."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         # As uvicorn does: a port whose last user left sockets in TIME_WAIT can be bound again.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        sock.listen(2048)
+        sock.listen(backlog)
     except OSError as exc:
         sock.close()
         raise port_error(what, host, port, exc) from None
@@ -46,6 +64,33 @@ def check_listen_multiaddr(what: str, multiaddr: str) -> None:
     parts = multiaddr.split("/")
     if len(parts) >= 5 and parts[1] in ("ip4", "ip6") and parts[3] == "tcp" and parts[4].isdigit():
         bind_tcp(what, parts[2], int(parts[4])).close()
+
+
+def retry_bind(
+    what: str,
+    attempt: Callable[[], _T],
+    give_up_after: float,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> _T:
+    """``attempt()``, tried again with backoff while it raises PortInUse or RetryLater for
+    ``give_up_after`` seconds, then InvalidInput with the last reason: a restarted node often
+    finds its port held for a moment (a TIME-WAIT self-connection after a kill, a process
+    that is just exiting)."""
+    give_up = clock() + give_up_after
+    pauses = itertools.chain(BIND_RETRY_PAUSES, itertools.repeat(BIND_RETRY_PAUSES[-1]))
+    while True:
+        try:
+            return attempt()
+        except (PortInUse, RetryLater) as exc:
+            # PortInUse names what it is about; the libp2p host's reasons do not.
+            reason = str(exc) if isinstance(exc, PortInUse) else f"{what}: {exc}"
+            pause = next(pauses)
+            if clock() + pause > give_up:
+                raise InvalidInput(reason) from None
+            if pause == BIND_RETRY_PAUSES[0]:  # one line, not one per attempt
+                log.warning("%s; retrying for up to %g s", reason, give_up_after)
+        sleep(pause)
 
 
 class DataDir:

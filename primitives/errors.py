@@ -37,6 +37,10 @@ class StoreClosed(L2NodeError):
     """A storage call after the store was closed (the node is shutting down): stop that work."""
 
 
+class ExecutionAborted(L2NodeError):
+    """A call (eth_call, eth_estimateGas) stopped because it ran past its deadline."""
+
+
 class ExecutionReverted(L2NodeError):
     """A call (eth_call, eth_estimateGas) that reverts or halts; ``data`` is the revert output."""
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from executor_gpu.api import StateReader
-from executor_gpu.types import CallMessage, CallResult, TraceOptions, TxTrace
+from executor_gpu.types import CallMessage, CallResult, Deadline, TraceOptions, TxTrace
 from primitives.blocks import Header
 from primitives.errors import L2NodeError
 from primitives.transactions import Transaction
@@ -114,29 +114,37 @@ class NodeBackend(Protocol):
         """
         ...
 
-    def call(self, message: CallMessage, number: int) -> CallResult:
-        """Run an unsigned call on the state after block ``number``, in the next block's env."""
-        ...
+    def call(self, message: CallMessage, number: int, deadline: Deadline) -> CallResult:
+        """Run an unsigned call on the state after block ``number``, in the next block's env.
 
-    def estimate_gas(self, message: CallMessage, number: int) -> int:
-        """Least gas with which ``message`` succeeds.
-
-        Raises primitives.errors.ExecutionReverted (with the revert data) when it fails even
-        with all of ``message.gas``.
+        Raises primitives.errors.ExecutionAborted once ``deadline`` has passed.
         """
         ...
 
-    def trace_call(self, message: CallMessage, number: int, options: TraceOptions) -> TxTrace:
+    def estimate_gas(self, message: CallMessage, number: int, deadline: Deadline) -> int:
+        """Least gas with which ``message`` succeeds.
+
+        Raises primitives.errors.ExecutionReverted (with the revert data) when it fails even
+        with all of ``message.gas``, ExecutionAborted once ``deadline`` has passed.
+        """
+        ...
+
+    def trace_call(
+        self, message: CallMessage, number: int, options: TraceOptions,
+        deadline: Deadline | None = None,
+    ) -> TxTrace:
         """``call``, recorded step by step on the reference executor. Raises
-        primitives.errors.TransactionRejected when the message cannot run (funds, gas), and
-        InvalidInput when the trace would outgrow ``options``' bounds."""
+        primitives.errors.TransactionRejected when the message cannot run (funds, gas),
+        InvalidInput when the trace would outgrow ``options``' bounds, ExecutionAborted once
+        ``deadline`` has passed."""
         ...
 
     def trace_block(
-        self, number: int, options: TraceOptions, only: int | None = None
+        self, number: int, options: TraceOptions, only: int | None = None,
+        deadline: Deadline | None = None,
     ) -> Sequence[TxTrace]:
         """Block ``number`` re-run on its parent's state, each transaction traced (or only the
-        one at index ``only``, the ones before it run untraced)."""
+        one at index ``only``, the ones before it run untraced), by ``deadline``."""
         ...
 
     def gas_price(self) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 
+from executor_gpu.types import Deadline
 from primitives import rlp
 from primitives.transactions import ACCESS_LIST_TX, DYNAMIC_FEE_TX, LEGACY_TX, encode_access_list
 from primitives.types import ZERO_ADDRESS, Address
@@ -62,7 +63,7 @@ class ChainInfoMethods:
         backend: NodeBackend,
         state_number: Callable[[BlockId], int],
         call_gas: Callable[[CallRequest, int], int],
-        estimate: Callable[[Args], object],
+        estimate: Callable[[Args, Deadline], object],
     ) -> None:
         """``state_number`` resolves a block argument; ``call_gas`` is a request's gas cap;
         ``estimate`` is eth_estimateGas."""
@@ -78,8 +79,11 @@ class ChainInfoMethods:
             "eth_getStorageValues": (2, self._storage_values),
             "eth_capabilities": (0, self._capabilities),
             "eth_config": (0, self._config),
-            "eth_fillTransaction": (1, self._fill),
         }
+
+    def expensive_methods(self) -> dict[str, tuple[int, Callable[[Args, Deadline], object]]]:
+        """name -> (most arguments, handler) of the ones that run calls, by a deadline."""
+        return {"eth_fillTransaction": (1, self._fill)}
 
     def _storage_values(self, args: Args) -> object:
         requests = args.required(0, _storage_requests)
@@ -122,13 +126,13 @@ class ChainInfoMethods:
         }
         return {"current": current, "next": None, "last": None}
 
-    def _fill(self, args: Args) -> object:
+    def _fill(self, args: Args, deadline: Deadline) -> object:
         request = args.required(0, parse_call)
         sender = request.sender or ZERO_ADDRESS
         nonce = self._backend.pending_nonce(sender)
         gas = request.gas
         if gas is None:
-            gas = parse_u64(self._estimate(args))
+            gas = parse_u64(self._estimate(args, deadline))
         tip = request.max_priority_fee_per_gas
         if request.gas_price is not None:
             tx_type = ACCESS_LIST_TX if request.access_list else LEGACY_TX

@@ -6,14 +6,16 @@ Every method is synchronous and may block on the backend; the server runs it off
 from __future__ import annotations
 
 import copy
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from executor_gpu.types import AccountOverride, CallMessage, CallResult
+from executor_gpu.types import AccountOverride, CallMessage, CallResult, Deadline
 from primitives.clock import SystemClock
 from primitives.crypto import keccak256
-from primitives.errors import ExecutionReverted
+from primitives.errors import ExecutionAborted, ExecutionReverted
 from primitives.types import ZERO_ADDRESS, Address, Hash32
 from rpc import render
 from rpc.api import NodeBackend
@@ -54,12 +56,10 @@ from rpc.filters import FilterMethods, FilterTable
 from rpc.tags import block_number
 from rpc.trace import TraceMethods
 from rpc.txpool import PoolMethods
-from rpc.types import BlockView, FeeHistory, LogFilter
+from rpc.types import DEFAULT_LIMITS, BlockView, FeeHistory, LogFilter, RpcLimits
 
 MAX_LOG_BLOCK_RANGE = 10_000
 """Most blocks one eth_getLogs call may scan."""
-CALL_GAS_CAP = 50_000_000
-"""Most gas an eth_call / eth_estimateGas may use (geth's default RPC gas cap)."""
 MIN_BLOB_BASE_FEE = 1
 """EIP-4844's blob base fee at zero excess blob gas."""
 MAX_FEE_HISTORY_BLOCKS = 1024
@@ -82,6 +82,17 @@ class Method:
     """Decodes the parameters and returns the JSON-ready result."""
 
 
+@dataclass(frozen=True)
+class ExpensiveMethod:
+    """A JSON-RPC method that may take seconds of CPU: only a few run at once (the server
+    holds a slot for them, RpcLimits.expensive_calls), each by a deadline."""
+
+    most_args: int
+    """Number of positional parameters it takes at most."""
+    run: Callable[[Args, Deadline], object]
+    """Decodes the parameters and returns the JSON-ready result by the deadline it is given."""
+
+
 def _no_notifications(args: Args) -> object:
     # Subscriptions live on a WebSocket connection (rpc/ws.py), as in geth.
     raise RpcError(METHOD_NOT_FOUND, "notifications not supported")
@@ -97,10 +108,19 @@ def _reverted(result: CallResult) -> bool:
 class RpcMethods:
     """All methods the server answers, over one NodeBackend."""
 
-    def __init__(self, backend: NodeBackend, filters: FilterTable | None = None) -> None:
-        """``filters``: the server's installed polling filters (default: a table of its own)."""
+    def __init__(
+        self,
+        backend: NodeBackend,
+        limits: RpcLimits = DEFAULT_LIMITS,
+        stopping: threading.Event | None = None,
+        filters: FilterTable | None = None,
+    ) -> None:
+        """``stopping``: set when the server shuts down; running calls then stop at once.
+        ``filters``: the server's installed polling filters (default: a table of its own)."""
         self._backend = backend
-        self.methods: dict[str, Method] = {
+        self._limits = limits
+        self._stopping = threading.Event() if stopping is None else stopping
+        self.methods: dict[str, Method | ExpensiveMethod] = {
             "web3_clientVersion": Method(0, lambda _: backend.client_version),
             "web3_sha3": Method(1, lambda a: data(keccak256(a.required(0, parse_data)))),
             "net_version": Method(0, lambda _: str(backend.chain_id)),
@@ -131,10 +151,11 @@ class RpcMethods:
             "eth_getCode": Method(2, self._code),
             "eth_getStorageAt": Method(3, self._storage),
             "eth_getProof": Method(3, self._proof),
-            "eth_call": Method(3, self._call),
-            "eth_estimateGas": Method(3, self._estimate_gas),
+            "eth_call": ExpensiveMethod(3, self._call),
+            "eth_estimateGas": ExpensiveMethod(3, self._estimate_gas),
             "eth_sendRawTransaction": Method(1, self._send_raw_transaction),
-            "eth_getLogs": Method(1, self._logs),
+            # A range of up to MAX_LOG_BLOCK_RANGE blocks; the scan itself has no deadline.
+            "eth_getLogs": ExpensiveMethod(1, lambda a, _: self._logs(a)),
             "l2_getBatch": Method(1, self._batch),
             "l2_latestCommittedBatch": Method(0, self._latest_committed_batch),
             "l2_getValidators": Method(1, self._validators),
@@ -145,8 +166,13 @@ class RpcMethods:
         polling = FilterMethods(backend, FilterTable(SystemClock()) if filters is None else filters)
         pool = PoolMethods(backend, self._block)
         info = ChainInfoMethods(backend, self._state_number, self._call_gas, self._estimate_gas)
-        for extra in (tracing.methods(), polling.methods(), pool.methods(), info.methods()):
+        for extra in (polling.methods(), pool.methods(), info.methods()):
             self.methods.update((name, Method(most, run)) for name, (most, run) in extra.items())
+        # Traces and eth_fillTransaction run calls: a slot and a deadline, as eth_call.
+        for costly in (tracing.methods(), info.expensive_methods()):
+            self.methods.update(
+                (name, ExpensiveMethod(most, run)) for name, (most, run) in costly.items()
+            )
 
     def extended(self, extra: Mapping[str, Method]) -> RpcMethods:
         """A copy that also answers ``extra`` (a WebSocket connection's eth_subscribe)."""
@@ -154,12 +180,37 @@ class RpcMethods:
         twin.methods = {**self.methods, **extra}
         return twin
 
-    def dispatch(self, name: str, params: object) -> object:
-        """Run method ``name``; raises RpcError (or a backend error) when it fails."""
+    def dispatch(self, name: str, params: object, deadline: Deadline | None = None) -> object:
+        """Run method ``name``; raises RpcError (or a backend error) when it fails.
+
+        ``deadline`` (from ``new_deadline``) is given by a caller holding a slot for
+        expensive methods, which then must end by it; without one they are refused "busy".
+        """
         method = self.methods.get(name)
         if method is None:
             raise RpcError(METHOD_NOT_FOUND, f"the method {name} does not exist/is not available")
-        return method.run(Args(params, method.most_args))
+        args = Args(params, method.most_args)
+        if isinstance(method, Method):
+            return method.run(args)
+        if deadline is None:
+            raise RpcError(LIMIT_EXCEEDED, "server busy: too many expensive calls, retry later")
+        if deadline.passed():  # earlier calls of its batch used up the time
+            raise self._aborted()
+        try:
+            return method.run(args, deadline)
+        except ExecutionAborted:
+            raise self._aborted() from None
+
+    def new_deadline(self) -> Deadline:
+        """The deadline of expensive calls starting now (RpcLimits.evm_timeout); all are
+        cancelled when ``stopping`` is set."""
+        return Deadline(time.monotonic() + self._limits.evm_timeout, self._stopping)
+
+    def _aborted(self) -> RpcError:
+        # go-ethereum's wording: "execution aborted (timeout = 5s)".
+        return RpcError(
+            SERVER_ERROR, f"execution aborted (timeout = {self._limits.evm_timeout:g}s)"
+        )
 
     # -- resolving block names ---------------------------------------------------------------
 
@@ -324,7 +375,7 @@ class RpcMethods:
         return CallMessage(
             sender=request.sender or ZERO_ADDRESS,
             to=request.to,
-            gas=min(gas, CALL_GAS_CAP),
+            gas=min(gas, self._limits.gas_cap),
             value=request.value,
             data=request.data,
             gas_price=gas_price,
@@ -332,27 +383,28 @@ class RpcMethods:
             overrides=overrides,
         )
 
-    def _call(self, args: Args) -> object:
+    def _call(self, args: Args, deadline: Deadline) -> object:
         request = args.required(0, parse_call)
         number = self._state_number(args.optional(1, parse_block_ref, LATEST))
         overrides = args.optional(2, parse_state_overrides, _NONE)
+        gas_cap = self._limits.gas_cap
         message = self._message(
-            request, CALL_GAS_CAP if request.gas is None else request.gas, overrides
+            request, gas_cap if request.gas is None else request.gas, overrides
         )
-        result = self._backend.call(message, number)
+        result = self._backend.call(message, number, deadline)
         if result.succeeded:
             return data(result.output)
         if _reverted(result):
             raise execution_reverted(result.output)
         raise RpcError(SERVER_ERROR, result.error or "execution failed")
 
-    def _estimate_gas(self, args: Args) -> object:
+    def _estimate_gas(self, args: Args, deadline: Deadline) -> object:
         request = args.required(0, parse_call)
         number = self._state_number(args.optional(1, parse_block_ref, LATEST))
         overrides = args.optional(2, parse_state_overrides, _NONE)
         message = self._message(request, self._call_gas(request, number), overrides)
         try:
-            return quantity(self._backend.estimate_gas(message, number))
+            return quantity(self._backend.estimate_gas(message, number, deadline))
         except ExecutionReverted as exc:
             # A revert is code 3 with its data, as geth answers; other failures are -32000.
             if exc.data or str(exc).startswith("execution reverted"):

@@ -8,10 +8,13 @@ HTTP 500, and an unexpected failure is logged with its traceback and answered "i
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
 import json
 import logging
 import math
 import re
+import threading
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
 
+from executor_gpu.types import Deadline
 from primitives.clock import Clock, SystemClock
 from primitives.errors import InvalidInput, InvalidTransaction, RetryLater, TransactionRejected
 from rpc.api import NodeBackend
@@ -30,23 +34,27 @@ from rpc.errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
+    LIMIT_EXCEEDED,
     PARSE_ERROR,
     SERVER_ERROR,
     RpcError,
 )
 from rpc.filters import FilterTable
-from rpc.methods import RpcMethods
-from rpc.types import Readiness
+from rpc.methods import ExpensiveMethod, RpcMethods
+from rpc.types import DEFAULT_LIMITS, Readiness, RpcLimits
 from rpc.ws import EventHub, serve_websocket
 
-MAX_BODY_BYTES = 5 * 1024 * 1024
-"""Largest request body accepted."""
-MAX_BATCH = 1000
-"""Most requests in one batch."""
+SMALL_BODY_BYTES = 64 * 1024
+"""Bodies up to this size do not count against RpcLimits.body_memory."""
 MAX_JSON_DEPTH = 32
 """Deepest nesting of arrays and objects accepted; real requests need about 6."""
 
 logger = logging.getLogger(__name__)
+
+try:  # glibc: give freed heap memory back to the system
+    _malloc_trim: Callable[[int], int] | None = ctypes.CDLL("libc.so.6").malloc_trim
+except (OSError, AttributeError):  # another C library: nothing to call
+    _malloc_trim = None
 
 _JSON_MEDIA_TYPE = "application/json"
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
@@ -55,20 +63,33 @@ _BRACKET_STEPS = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")
 
 
 def create_app(
-    backend: NodeBackend, *, max_body_bytes: int = MAX_BODY_BYTES, max_batch: int = MAX_BATCH,
-    cors: Sequence[str] = ("*",), hosts: Sequence[str] = ("*",), clock: Clock | None = None,
+    backend: NodeBackend,
+    limits: RpcLimits = DEFAULT_LIMITS,
+    stopping: threading.Event | None = None,
+    *,
+    cors: Sequence[str] = ("*",),
+    hosts: Sequence[str] = ("*",),
+    clock: Clock | None = None,
     readiness: Callable[[], Readiness] = lambda: Readiness(()),
 ) -> FastAPI:
-    """The ASGI app serving ``backend`` (run it with uvicorn).
+    """The ASGI app serving ``backend`` (run it with uvicorn; rpc.http.server_config adds
+    the connection limits). Setting ``stopping`` stops running eth_calls at once.
 
     ``cors``: origins browsers may call from ("*": any); ``hosts``: Host headers accepted
     ("*": any); ``clock`` times out idle filters (default: the system's); ``readiness``
     answers /ready.
     """
     filters = FilterTable(clock or SystemClock())
-    methods = RpcMethods(backend, filters)
+    methods = RpcMethods(backend, limits, stopping, filters)
     hub = EventHub(backend, filters)
     backend.subscribe(hub)
+    expensive_names = re.compile(b"|".join(
+        re.escape(name.encode()) for name, method in sorted(methods.methods.items())
+        if isinstance(method, ExpensiveMethod)
+    ))
+    max_body_bytes = limits.max_body_bytes
+    slots = asyncio.Semaphore(limits.expensive_calls)
+    memory = _BodyMemory(limits.body_memory)
     app = FastAPI(title="l2node JSON-RPC", openapi_url=None, docs_url=None, redoc_url=None)
     app.add_middleware(
         CORSMiddleware, allow_origins=list(cors), allow_methods=["GET", "POST", "OPTIONS"],
@@ -84,10 +105,7 @@ def create_app(
 
     @app.websocket("/")
     async def websocket(socket: WebSocket) -> None:
-        await serve_websocket(
-            socket, methods, hub, lambda m, body: handle_body(m, body, max_batch),
-            max_body_bytes, cors,
-        )
+        await serve_websocket(socket, methods, hub, respond, max_body_bytes, cors)
 
     @app.get("/health")
     async def health() -> dict[str, bool]:
@@ -102,38 +120,149 @@ def create_app(
 
     @app.post("/")
     async def rpc(request: Request) -> Response:
+        held = _Held(memory)
         try:
-            body = await _read_body(request, max_body_bytes)
+            async with asyncio.timeout(limits.read_timeout):
+                body = await _read_body(request, max_body_bytes, held)
+            return await answer(body)
         except ClientDisconnect:  # nobody is left to answer; not a server error
             return Response(status_code=400)
-        if body is None:
-            message = f"request body too large: at most {max_body_bytes} bytes"
-            reply = _encode(_error(None, INVALID_REQUEST, message))
-            return Response(reply, status_code=413, media_type=_JSON_MEDIA_TYPE)
-        # Backend calls block (storage, EVM): keep them off the event loop.
-        answer = await run_in_threadpool(handle_body, methods, body, max_batch)
-        return Response(answer or b"", media_type=_JSON_MEDIA_TYPE)
+        except TimeoutError:  # a body trickling in would hold its memory and a task forever
+            message = f"request body not received within {limits.read_timeout:g} s"
+            return _refusal(408, INVALID_REQUEST, message)
+        except _Refused as refused:
+            return _refusal(refused.status, refused.code, str(refused))
+        finally:
+            await held.release()
+
+    async def answer(body: bytes) -> Response:
+        reply = await respond(methods, body)
+        return Response(reply or b"", media_type=_JSON_MEDIA_TYPE)
+
+    async def respond(to: RpcMethods, body: bytes) -> bytes | None:
+        # Backend calls block (storage, EVM): keep them off the event loop. A request for an
+        # expensive method waits here, not in a worker thread, for one of the few slots:
+        # waiting threads would fill the pool that cheap requests run in. (Such a method
+        # spelled with escapes is not seen here, gets no slot, and is answered "busy".)
+        # HTTP requests and WebSocket messages share the slots.
+        slot = bool(expensive_names.search(body)) and await _acquire(slots, limits.busy_wait)
+        try:
+            return await run_in_threadpool(handle_body, to, body, limits.max_batch, slot)
+        finally:
+            if slot:
+                slots.release()
 
     return app
 
 
-async def _read_body(request: Request, limit: int) -> bytes | None:
-    """The request body, or None when it is longer than ``limit`` (read no further then)."""
+async def _acquire(slots: asyncio.Semaphore, wait: float) -> bool:
+    """True once a slot of ``slots`` is held; False after ``wait`` seconds without one."""
+    try:
+        async with asyncio.timeout(wait):
+            await slots.acquire()
+    except TimeoutError:
+        return False
+    return True
+
+
+class _Refused(Exception):
+    """A request refused before it is parsed: HTTP status, JSON-RPC code and message."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def _refusal(status: int, code: int, message: str) -> Response:
+    reply = _encode(_error(None, code, message))
+    return Response(reply, status_code=status, media_type=_JSON_MEDIA_TYPE,
+                    headers={"connection": "close"})
+
+
+class _BodyMemory:
+    """Bytes of large request bodies held at once, from their reading to their answer.
+
+    Past ``limit`` a further large body is refused "server busy". When the last large one
+    is answered, freed memory goes back to the system: glibc keeps freed multi-megabyte
+    buffers for reuse (200 bodies of 4.9 MB at once left RSS 350 MB higher for good).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        """Most bytes held at once."""
+        self.held = 0
+        """Bytes held now."""
+
+    def take(self, size: int) -> bool:
+        """Hold ``size`` more bytes; False when that would pass the limit."""
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+
+class _Held:
+    """What one request holds of a _BodyMemory."""
+
+    def __init__(self, memory: _BodyMemory) -> None:
+        self._memory = memory
+        self.size = 0
+        """Bytes held (0 while the body is small)."""
+
+    def add(self, size: int, total: int) -> bool:
+        """Account for a chunk of ``size`` that brings the body to ``total`` bytes; small
+        bodies are free. False when the memory for it is not there."""
+        if total <= SMALL_BODY_BYTES:
+            return True
+        grown = total - self.size
+        if not self._memory.take(grown):
+            return False
+        self.size += grown
+        return True
+
+    async def release(self) -> None:
+        if not self.size:
+            return
+        self._memory.held -= self.size
+        self.size = 0
+        if self._memory.held == 0 and _malloc_trim is not None:
+            await asyncio.to_thread(_malloc_trim, 0)
+
+
+async def _read_body(request: Request, limit: int, held: _Held) -> bytes:
+    """The request body; _Refused when it is longer than ``limit`` (read no further then) or
+    no memory for it is left."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        return None
+        raise _Refused(413, INVALID_REQUEST, f"request body too large: at most {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                message = f"request body too large: at most {limit} bytes"
+                raise _Refused(413, INVALID_REQUEST, message)
+            if not held.add(len(chunk), size):
+                message = "server busy: too many large requests, retry later"
+                raise _Refused(503, LIMIT_EXCEEDED, message)
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        # A raised exception keeps this frame alive through its traceback, and asyncio's
+        # exceptions sit in reference cycles that only the cyclic GC frees, at its leisure.
+        chunks.clear()
 
 
-def handle_body(methods: RpcMethods, body: bytes, max_batch: int) -> bytes | None:
-    """The encoded answer to a request body; None when it held only notifications."""
+def handle_body(
+    methods: RpcMethods, body: bytes, max_batch: int, slot: bool = True
+) -> bytes | None:
+    """The encoded answer to a request body; None when it held only notifications.
+
+    ``slot``: the caller holds a slot for expensive methods, which share one deadline
+    (a batch of them as much as one); without a slot they are answered "server busy".
+    """
     try:
         # Only UTF-8 (RFC 8259): json.loads would also take UTF-16 and UTF-32 bytes, whose
         # brackets the nesting check below does not see.
@@ -147,14 +276,15 @@ def handle_body(methods: RpcMethods, body: bytes, max_batch: int) -> bytes | Non
         payload = json.loads(text)
     except ValueError:
         return _encode(_error(None, PARSE_ERROR, "parse error"))
+    deadline = methods.new_deadline() if slot else None
     if not isinstance(payload, list):
-        return _handle_request(methods, payload)
+        return _handle_request(methods, payload, deadline)
     if not payload:
         return _encode(_error(None, INVALID_REQUEST, "empty batch"))
     if len(payload) > max_batch:
         message = f"batch too large: at most {max_batch} requests"
         return _encode(_error(None, INVALID_REQUEST, message))
-    replies = _handle_batch(methods, payload)
+    replies = _handle_batch(methods, payload, deadline)
     return b"[" + b",".join(replies) + b"]" if replies else None
 
 
@@ -213,15 +343,19 @@ def _parse_call(request: object) -> _Call | bytes:
     return _Call(request_id, method, request.get("params"), "id" not in request)
 
 
-def _handle_request(methods: RpcMethods, request: object) -> bytes | None:
+def _handle_request(
+    methods: RpcMethods, request: object, deadline: Deadline | None
+) -> bytes | None:
     """The encoded answer to one request object; None for a notification (no "id")."""
     call = _parse_call(request)
     if isinstance(call, bytes):
         return call
-    return _answer(call, _run(methods, call))
+    return _answer(call, _run(methods, call, deadline))
 
 
-def _handle_batch(methods: RpcMethods, requests: list[object]) -> list[bytes]:
+def _handle_batch(
+    methods: RpcMethods, requests: list[object], deadline: Deadline | None
+) -> list[bytes]:
     """The answers to a batch, in order. Its eth_sendRawTransaction calls are admitted
     together: one decoding pass and one durable write for all of them, not one each."""
     calls = [_parse_call(request) for request in requests]
@@ -232,17 +366,19 @@ def _handle_batch(methods: RpcMethods, requests: list[object]) -> list[bytes]:
         if isinstance(call, bytes):
             replies.append(call)
             continue
-        outcome = next(sent) if call.method == SEND_RAW_TRANSACTION else _run(methods, call)
+        outcome = (
+            next(sent) if call.method == SEND_RAW_TRANSACTION else _run(methods, call, deadline)
+        )
         reply = _answer(call, outcome)
         if reply is not None:
             replies.append(reply)
     return replies
 
 
-def _run(methods: RpcMethods, call: _Call) -> object | Exception:
+def _run(methods: RpcMethods, call: _Call, deadline: Deadline | None) -> object | Exception:
     """The result of ``call``, or the exception it raised."""
     try:
-        return methods.dispatch(call.method, call.params)
+        return methods.dispatch(call.method, call.params, deadline)
     except Exception as exc:  # noqa: BLE001 -- every failure becomes an error object
         return exc
 

@@ -14,6 +14,7 @@ from executor_gpu.types import (
     AccountSnapshot,
     CallFrame,
     CallMessage,
+    Deadline,
     TraceOptions,
     TraceStep,
     TxTrace,
@@ -290,8 +291,8 @@ class TraceMethods:
         self._message = message
         self._call_gas = call_gas
 
-    def methods(self) -> dict[str, tuple[int, Callable[[Args], object]]]:
-        """name -> (most arguments, handler)."""
+    def methods(self) -> dict[str, tuple[int, Callable[[Args, Deadline], object]]]:
+        """name -> (most arguments, handler); all are expensive, each ends by its deadline."""
         return {
             "eth_createAccessList": (2, self._create_access_list),
             "debug_traceCall": (3, self._trace_call),
@@ -300,7 +301,7 @@ class TraceMethods:
             "debug_traceBlockByHash": (2, self._trace_block_by_hash),
         }
 
-    def _create_access_list(self, args: Args) -> object:
+    def _create_access_list(self, args: Args, deadline: Deadline) -> object:
         request = args.required(0, parse_call)
         number = self._state_number(args.optional(1, parse_block_ref, LATEST))
         message = self._message(request, self._call_gas(request, number))
@@ -309,7 +310,7 @@ class TraceMethods:
             excluded |= {message.to}
         entries = _merged(message.access_list, {}, excluded)
         for _ in range(MAX_ACCESS_LIST_ROUNDS):
-            trace = self._traced(replace(message, access_list=entries), number)
+            trace = self._traced(replace(message, access_list=entries), number, deadline)
             # A creation's own address is the transaction's "to" (go-ethereum excludes it).
             if message.to is None:
                 excluded |= {trace.call.to}
@@ -326,56 +327,58 @@ class TraceMethods:
             result["error"] = error if reason is None else f"{error}: {reason}"
         return result
 
-    def _traced(self, message: CallMessage, number: int,
+    def _traced(self, message: CallMessage, number: int, deadline: Deadline,
                 options: TraceOptions = ACCESSES_ONLY) -> TxTrace:
         try:
-            return self._backend.trace_call(message, number, options)
+            return self._backend.trace_call(message, number, options, deadline)
         except TransactionRejected as exc:
             raise RpcError(SERVER_ERROR, f"failed to apply transaction: {exc}") from None
 
-    def _trace_call(self, args: Args) -> object:
+    def _trace_call(self, args: Args, deadline: Deadline) -> object:
         request = args.required(0, parse_call)
         number = self._state_number(args.optional(1, parse_block_ref, LATEST))
         config = args.optional(2, parse_trace_config, DEFAULT_CONFIG)
         message = replace(self._message(request, self._call_gas(request, number)),
                           overrides=config.state_overrides)
-        trace = self._traced(message, number, config.options)
+        trace = self._traced(message, number, deadline, config.options)
         return render_trace(trace, config, message.gas)
 
-    def _trace_transaction(self, args: Args) -> object:
+    def _trace_transaction(self, args: Args, deadline: Deadline) -> object:
         tx_hash = args.required(0, parse_hash)
         config = args.optional(1, parse_trace_config, DEFAULT_CONFIG)
         receipt = self._backend.receipt(tx_hash)
         if receipt is None:
             raise RpcError(SERVER_ERROR, "transaction not found")
         location = receipt.location
-        (trace,) = self._backend.trace_block(location.block_number, config.options, location.index)
+        (trace,) = self._backend.trace_block(
+            location.block_number, config.options, location.index, deadline
+        )
         return render_trace(trace, config, receipt.tx.gas_limit)
 
-    def _trace_block(self, number: int, config: TraceConfig) -> object:
+    def _trace_block(self, number: int, config: TraceConfig, deadline: Deadline) -> object:
         if number == 0:
             raise RpcError(SERVER_ERROR, "genesis is not traceable")
         view = self._backend.block_by_number(number)
         if view is None:
             raise RpcError(SERVER_ERROR, f"block #{number} not found")
-        traces = self._backend.trace_block(number, config.options)
+        traces = self._backend.trace_block(number, config.options, None, deadline)
         return [
             {"txHash": data(tx.hash), "result": render_trace(trace, config, tx.gas_limit)}
             for tx, trace in zip(view.transactions, traces, strict=True)
         ]
 
-    def _trace_block_by_number(self, args: Args) -> object:
+    def _trace_block_by_number(self, args: Args, deadline: Deadline) -> object:
         block_id = args.required(0, parse_block_number)
         config = args.optional(1, parse_trace_config, DEFAULT_CONFIG)
         number = block_number(self._backend, block_id)
         if number > self._backend.head_number():
             raise RpcError(SERVER_ERROR, f"block #{number} not found")
-        return self._trace_block(number, config)
+        return self._trace_block(number, config, deadline)
 
-    def _trace_block_by_hash(self, args: Args) -> object:
+    def _trace_block_by_hash(self, args: Args, deadline: Deadline) -> object:
         block_hash: Hash32 = args.required(0, parse_hash)
         config = args.optional(1, parse_trace_config, DEFAULT_CONFIG)
         view = self._backend.block_by_hash(block_hash)
         if view is None:
             raise header_not_found()
-        return self._trace_block(view.header.number, config)
+        return self._trace_block(view.header.number, config, deadline)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from annotated_types import Ge, Gt
 
 from primitives.blocks import Header, Log, Receipt
 from primitives.transactions import Transaction
@@ -172,3 +175,39 @@ class Readiness:
     def ready(self) -> bool:
         """True when nothing is wrong."""
         return not self.reasons
+
+
+@dataclass(frozen=True)
+class RpcLimits:
+    """What one caller may make the JSON-RPC server spend (geth's flag in brackets); the
+    ranges are checked when a node config is loaded."""
+
+    evm_timeout: Annotated[float, Gt(0)] = 5.0
+    """Seconds an eth_call or eth_estimateGas may run before it is aborted (--rpc.evmtimeout)."""
+    gas_cap: Annotated[int, Ge(1)] = 50_000_000
+    """Most gas an eth_call or eth_estimateGas may use (--rpc.gascap; geth's default)."""
+    expensive_calls: Annotated[int, Ge(1)] = 2
+    """Most eth_call, eth_estimateGas and long eth_getLogs running at once. Python runs one at
+    a time anyway (the GIL): more only slows every other request and block production."""
+    busy_wait: Annotated[float, Ge(0)] = 1.0
+    """Seconds an expensive call waits for a free slot before it is answered "server busy"."""
+    max_body_bytes: Annotated[int, Ge(1)] = 5 * 1024 * 1024
+    """Largest request body; a longer one is refused while it is read."""
+    max_batch: Annotated[int, Ge(1)] = 1000
+    """Most requests in one batch."""
+    body_memory: Annotated[int, Ge(0)] = 64 * 1024 * 1024
+    """Most bytes of large request bodies held at once, from reading to answer; past it a
+    large request is answered "server busy"."""
+    header_timeout: Annotated[float, Gt(0)] = 10.0
+    """Seconds a connection may take to send a request's headers (--http.readheadertimeout)."""
+    read_timeout: Annotated[float, Gt(0)] = 30.0
+    """Seconds a request's body may take to arrive (geth's http ReadTimeout)."""
+    idle_timeout: Annotated[float, Gt(0)] = 30.0
+    """Seconds a keep-alive connection may stay idle between requests (geth's IdleTimeout)."""
+    max_connections: Annotated[int, Ge(0)] = 0
+    """Most open connections; further ones are answered 503 and closed. 0: a quarter of the
+    process's open-file limit (the rest is for the database and peers)."""
+
+
+DEFAULT_LIMITS = RpcLimits()
+"""The limits when none are configured."""

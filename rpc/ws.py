@@ -13,7 +13,7 @@ import json
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -269,8 +269,9 @@ class EventHub:
                     subscription.session.notify(subscription_id, rendered)
 
 
-Respond = Callable[[RpcMethods, bytes], "bytes | None"]
-"""The server's answer to a message (rpc.server.handle_body with its limits)."""
+Respond = Callable[[RpcMethods, bytes], Awaitable["bytes | None"]]
+"""The server's answer to a message (rpc.server.handle_body with its limits, and a slot
+for expensive methods as on HTTP)."""
 
 
 async def serve_websocket(
@@ -296,7 +297,7 @@ async def serve_websocket(
             if len(body) > max_message_bytes:
                 await websocket.close(code=1009)
                 break
-            answer = await run_in_threadpool(respond, connection, body)
+            answer = await respond(connection, body)
             if answer is not None:
                 session.send(answer.decode())
             hub.activate(session.created)

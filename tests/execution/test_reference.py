@@ -8,9 +8,11 @@ import time
 import pytest
 
 from executor_gpu.reference import PyEvmExecutor
-from executor_gpu.types import CallMessage
+from executor_gpu.tracing import ReferenceTracer
+from executor_gpu.types import CallMessage, Deadline, TraceOptions
 from node.db.state import GenesisAccount
 from primitives.crypto import keccak256
+from primitives.errors import ExecutionAborted
 from primitives.transactions import Transaction
 from primitives.types import Address
 from tests.execution.helpers import (
@@ -262,6 +264,40 @@ def test_call_runs_without_fees_and_discards_changes() -> None:
         CallMessage(sender=ADDRESSES[0], to=None, gas=200_000, data=deploy_code(STORE)),
     )
     assert created.succeeded and created.output == STORE
+
+
+LOOP = bytes.fromhex("5b600056")
+"""JUMPDEST; PUSH1 0; JUMP: loops until the gas runs out (50M gas: about 15 s on py-evm)."""
+FORK_BOMB = bytes.fromhex("60006000600060006000305af1" * 2 + "00")
+"""Calls itself twice, with no jump: a tree of calls as big as the gas allows."""
+BOMB_AT = Address(b"\x55" * 20)
+
+
+@pytest.mark.parametrize("to, code", [(None, LOOP), (BOMB_AT, b"")], ids=["jump-loop", "call-tree"])
+def test_call_stops_at_its_deadline(to: Address | None, code: bytes) -> None:
+    chain = Chain({**contracts(), BOMB_AT: GenesisAccount(code=FORK_BOMB)})
+    message = CallMessage(sender=ADDRESSES[0], to=to, gas=50_000_000, data=code)
+    start = time.monotonic()
+    with pytest.raises(ExecutionAborted):
+        PyEvmExecutor().call(chain.view, block_env(1), message, Deadline(start + 0.3))
+    assert time.monotonic() - start < 5  # without the deadline: 15 s and more
+    # The same executor answers the next call as usual.
+    result = PyEvmExecutor().call(
+        chain.view, block_env(1), CallMessage(sender=ADDRESSES[0], to=STORE_AT, gas=100_000),
+        Deadline(time.monotonic() + 5),
+    )
+    assert result.succeeded
+
+
+def test_a_trace_stops_at_its_deadline() -> None:
+    chain = Chain(contracts())
+    message = CallMessage(sender=ADDRESSES[0], to=None, gas=50_000_000, data=LOOP)
+    start = time.monotonic()
+    with pytest.raises(ExecutionAborted):
+        ReferenceTracer().trace_call(
+            chain.view, block_env(1), message, TraceOptions(), Deadline(start + 0.3)
+        )
+    assert time.monotonic() - start < 5
 
 
 def test_pre_state_is_never_mutated() -> None:

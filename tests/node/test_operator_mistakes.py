@@ -53,7 +53,13 @@ def run_with(tmp_path: Path, toml: str, *extra: str) -> str:
     ('[executor]\nkind = "gpu"\n',
      ("[executor] kind = \"gpu\" (in {config}): input should be 'reference', 'native-cpu', "
      "'native-cuda' or 'auto'")),
-    ("[rpc]\nprot = 8546\n", "[rpc] prot (in {config}): unknown key; [rpc] has host, port, cors, hosts"),
+    ("[rpc]\nprot = 8546\n", ("[rpc] prot (in {config}): unknown key; [rpc] has evm_timeout, gas_cap, "
+      "expensive_calls, busy_wait, max_body_bytes, max_batch, body_memory, header_timeout, "
+      "read_timeout, idle_timeout, max_connections, host, port, cors, hosts, bind_retry")),
+    ("[rpc]\nexpensive_calls = 0\n",
+     "[rpc] expensive_calls = 0 (in {config}): input should be greater than or equal to 1"),
+    ("[rpc]\nbind_retry = -1\n",
+     "[rpc] bind_retry = -1 (in {config}): input should be greater than or equal to 0"),
     ('[l1]\nrpc_url = "http://127.0.0.1:1"\nposter_key = "0x01"\n',
      ("[l1] poster_key: raw keys are refused for a real L1; put it in a keystore "
      "(l2node keys import) and set [l1] poster_keystore")),
@@ -82,8 +88,8 @@ def taken_port() -> Iterator[int]:
 
 
 def test_an_rpc_port_in_use(tmp_path: Path, taken_port: int) -> None:
-    line = one_error_line(l2node("run", "--data-dir", str(tmp_path / "data"), "--rpc-port",
-                                 str(taken_port), "--metrics-port", "0", cwd=tmp_path))
+    # No waiting for the port to be freed (that is tests/e2e/test_rpc_limits.py's).
+    line = run_with(tmp_path, f"[rpc]\nport = {taken_port}\nbind_retry = 0\n")
     assert line.endswith(f"JSON-RPC port {taken_port} on 127.0.0.1 is in use (another l2node or "
                          "program holds it): stop it or choose another port")
 
@@ -137,6 +143,7 @@ def test_version_and_logging_options_after_the_subcommand(tmp_path: Path) -> Non
 
 
 def test_a_p2p_port_in_use(tmp_path: Path, taken_port: int) -> None:
-    line = run_with(tmp_path, f'[p2p]\nenabled = true\nlisten = "/ip4/127.0.0.1/tcp/{taken_port}"\n')
+    line = run_with(tmp_path, f"[rpc]\nport = {free_port()}\nbind_retry = 0\n"
+                    f'[p2p]\nenabled = true\nlisten = "/ip4/127.0.0.1/tcp/{taken_port}"\n')
     assert line.endswith(f"p2p port {taken_port} on 127.0.0.1 is in use (another l2node or "
                          "program holds it): stop it or choose another port")

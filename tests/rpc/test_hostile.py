@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rpc.methods import RpcMethods
-from rpc.server import MAX_BATCH, create_app
+from rpc.server import create_app
+from rpc.types import RpcLimits
 from tests.rpc.conftest import Rpc
 from tests.rpc.twin import BASE_FEE, KEYS, RECIPIENT, TwinBackend, build_chain, checksum, sign
 
@@ -184,7 +185,7 @@ def test_wallet_rejections(rpc: Rpc) -> None:
 
 
 def test_oversize_body() -> None:
-    client = TestClient(create_app(build_chain(), max_body_bytes=1000))
+    client = TestClient(create_app(build_chain(), RpcLimits(max_body_bytes=1000)))
     big = json.dumps(
         {"jsonrpc": "2.0", "id": 1, "method": "web3_sha3", "params": ["0x" + "00" * 600]}
     )
@@ -209,13 +210,13 @@ def test_oversize_body() -> None:
 
 def test_huge_batch(client: TestClient) -> None:
     request = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}
-    response = client.post("/", json=[request] * (MAX_BATCH + 1))
+    response = client.post("/", json=[request] * (RpcLimits().max_batch + 1))
     assert response.status_code == 200
     reply = response.json()
     assert isinstance(reply, dict) and reply["error"]["code"] == -32600
-    assert str(MAX_BATCH) in reply["error"]["message"]
-    full = client.post("/", json=[request] * MAX_BATCH).json()
-    assert len(full) == MAX_BATCH
+    assert str(RpcLimits().max_batch) in reply["error"]["message"]
+    full = client.post("/", json=[request] * RpcLimits().max_batch).json()
+    assert len(full) == RpcLimits().max_batch
     still_serving(client)
 
 

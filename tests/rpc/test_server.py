@@ -16,10 +16,11 @@ from fastapi.testclient import TestClient
 from web3 import Web3
 from web3.exceptions import ContractLogicError
 
-from executor_gpu.types import CallMessage, CallResult
+from executor_gpu.types import CallMessage, CallResult, Deadline
 from primitives.errors import Halt, RetryLater
-from rpc.methods import CALL_GAS_CAP, MAX_LOG_BLOCK_RANGE
+from rpc.methods import MAX_LOG_BLOCK_RANGE
 from rpc.server import create_app
+from rpc.types import RpcLimits
 from tests.rpc.conftest import Rpc
 from tests.rpc.twin import (
     ADDRESSES,
@@ -152,9 +153,9 @@ class RecordingBackend(TwinBackend):
         super().__init__()
         self.messages: list[CallMessage] = []
 
-    def call(self, message: CallMessage, number: int) -> CallResult:
+    def call(self, message: CallMessage, number: int, deadline: Deadline) -> CallResult:
         self.messages.append(message)
-        return super().call(message, number)
+        return super().call(message, number, deadline)
 
 
 def test_call_messages() -> None:
@@ -162,13 +163,13 @@ def test_call_messages() -> None:
     rpc = Rpc(TestClient(create_app(backend)))
     to = "0x" + "12" * 20
     rpc("eth_call", {"to": to})
-    rpc("eth_call", {"to": to, "gas": hex(CALL_GAS_CAP * 2), "gasPrice": "0x5", "input": "0xab"})
+    rpc("eth_call", {"to": to, "gas": hex(RpcLimits().gas_cap * 2), "gasPrice": "0x5", "input": "0xab"})
     rpc("eth_call", {"from": to, "maxFeePerGas": hex(BASE_FEE + 3), "maxPriorityFeePerGas": "0x9"})
     rpc("eth_call", {"to": to, "maxFeePerGas": hex(2 * BASE_FEE), "maxPriorityFeePerGas": "0x9"})
     rpc("eth_estimateGas", {"to": to})
     free, capped, capped_fee, tipped, estimated = backend.messages
-    assert free.gas == CALL_GAS_CAP and free.gas_price == 0 and free.sender == bytes(20)
-    assert capped.gas == CALL_GAS_CAP and capped.gas_price == 5 and capped.data == b"\xab"
+    assert free.gas == RpcLimits().gas_cap and free.gas_price == 0 and free.sender == bytes(20)
+    assert capped.gas == RpcLimits().gas_cap and capped.gas_price == 5 and capped.data == b"\xab"
     assert capped_fee.gas_price == BASE_FEE + 3 and capped_fee.to is None
     assert capped_fee.sender == bytes.fromhex("12" * 20)
     assert tipped.gas_price == BASE_FEE + 9
@@ -310,7 +311,7 @@ def test_over_real_http() -> None:
     """uvicorn on a free port, web3.py's HTTPProvider as a wallet would use it."""
     backend = build_chain()
     config = uvicorn.Config(
-        create_app(backend, max_body_bytes=100_000), host="127.0.0.1", port=0, log_level="warning"
+        create_app(backend, RpcLimits(max_body_bytes=100_000)), host="127.0.0.1", port=0, log_level="warning"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -17,7 +17,7 @@ from eth_account import Account as EthAccount
 from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
 
-from executor_gpu.types import Account, CallMessage, CallResult, TraceOptions, TxTrace
+from executor_gpu.types import Account, CallMessage, CallResult, Deadline, TraceOptions, TxTrace
 from primitives.blocks import EMPTY_ROOT, Header, Log, Receipt, bloom_of, ordered_trie_root
 from primitives.crypto import keccak256
 from primitives.errors import (
@@ -315,7 +315,7 @@ class TwinBackend:
         self.pool[tx.hash] = tx
         return tx.hash
 
-    def call(self, message: CallMessage, number: int) -> CallResult:
+    def call(self, message: CallMessage, number: int, deadline: Deadline) -> CallResult:
         if message.to == REVERTER:
             return CallResult(False, error_string("nope"), 500, "execution reverted")
         if message.to == PANICKER:
@@ -328,17 +328,21 @@ class TwinBackend:
             return CallResult(True, value.to_bytes(32, "big"), 23_000)
         return CallResult(True, b"", 53_000)
 
-    def estimate_gas(self, message: CallMessage, number: int) -> int:
-        result = self.call(message, number)
+    def estimate_gas(self, message: CallMessage, number: int, deadline: Deadline) -> int:
+        result = self.call(message, number, deadline)
         if not result.succeeded:
             raise ExecutionReverted(result.error or "execution failed", result.output)
         return result.gas_used
 
-    def trace_call(self, message: CallMessage, number: int, options: TraceOptions) -> TxTrace:
+    def trace_call(
+        self, message: CallMessage, number: int, options: TraceOptions,
+        deadline: Deadline | None = None,
+    ) -> TxTrace:
         raise InvalidInput("the twin does not execute code: trace on tests.rpc.realnode")
 
     def trace_block(
-        self, number: int, options: TraceOptions, only: int | None = None
+        self, number: int, options: TraceOptions, only: int | None = None,
+        deadline: Deadline | None = None,
     ) -> list[TxTrace]:
         raise InvalidInput("the twin does not execute code: trace on tests.rpc.realnode")
 
@@ -421,10 +425,10 @@ class BlockingBackend(TwinBackend):
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def call(self, message: CallMessage, number: int) -> CallResult:
+    def call(self, message: CallMessage, number: int, deadline: Deadline) -> CallResult:
         self.entered.set()
         self.release.wait(timeout=30)
-        return super().call(message, number)
+        return super().call(message, number, deadline)
 
 
 def build_chain() -> TwinBackend:
