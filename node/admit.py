@@ -8,7 +8,7 @@ batch is durable when ``submit`` returns. The head header, the head view and the
 change together under one lock, so RPC reads (``pending_nonce``) never see a block's
 transactions gone from the pool but not yet in the head state.
 
-Step: ``submit``. After a block commits: ``advance``. Unwind (the head moved back):
+Step: ``submit`` (or ``check`` then ``add``: gossip checks a batch before pooling it). After a block commits: ``advance``. Unwind (the head moved back):
 ``reset``.
 """
 
@@ -163,10 +163,21 @@ class Admission:
         """Validate and pool transactions in order; each one's transaction or why it was
         refused. The accepted ones are written in one group commit, durable before this
         returns (shared with concurrent callers: one synced write for all of them)."""
-        outcomes: list[Transaction | L2NodeError] = [
+        return self.add(self.check(raws))
+
+    def check(self, raws: Sequence[bytes]) -> list[Transaction | InvalidTransaction]:
+        """What no state can change: each transaction decoded with its sender (one batch)
+        and signed for this chain, or why it can never be valid here."""
+        return [
             tx if isinstance(tx, InvalidTransaction) else self._replay_protected(tx)
             for tx in self._decode(raws)
         ]
+
+    def add(
+        self, checked: Sequence[Transaction | InvalidTransaction]
+    ) -> list[Transaction | L2NodeError]:
+        """Pool the ``check``ed transactions against the head and the pool, as ``submit``."""
+        outcomes: list[Transaction | L2NodeError] = list(checked)
         writes: list[Write] = []
         with self._lock:
             base_fee = self.next_base_fee()
@@ -188,6 +199,12 @@ class Admission:
             ticket = self.journal.append(writes)
         self.journal.wait(ticket)
         return outcomes
+
+    def unpayable(self, txs: Sequence[Transaction]) -> int:
+        """How many of ``txs`` their sender could not pay for at the head (balance below the
+        gas limit times the fee cap, plus the value), whatever the pool's rules."""
+        with self._lock:
+            return sum(tx.upfront_cost > self._account(tx.sender).balance for tx in txs)
 
     def _replay_protected(self, tx: Transaction) -> Transaction | InvalidTransaction:
         """``tx`` when it is signed for this chain, else why not."""

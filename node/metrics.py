@@ -12,6 +12,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from prometheus_client import (
@@ -316,9 +317,16 @@ class _CountingGossip:
     def subscribe(self, topic: str, validator: GateValidator, handler: MessageHandler) -> None:
         children = {v: self._counter.labels(topic, v.value) for v in Validation}
 
-        def counted(peer: PeerId, data: bytes) -> Validation:
+        def count(done: Future[Validation]) -> None:
+            if done.exception() is None:
+                children[done.result()].inc()
+
+        def counted(peer: PeerId, data: bytes) -> Validation | Future[Validation]:
             verdict = validator(peer, data)
-            children[verdict].inc()
+            if isinstance(verdict, Validation):
+                children[verdict].inc()
+            else:  # counted when a worker has decided it
+                verdict.add_done_callback(count)
             return verdict
 
         self._inner.subscribe(topic, counted, handler)

@@ -1,19 +1,22 @@
 """The validator loop: runs this node's consensus state machine over the Gossip seam.
 
-Gossip handlers run on the network's thread and only queue what they receive; ``step``
-does all the work on one thread (the node's worker, or a test's), so the state machine,
-block building and commits never run concurrently:
+The consensus handler runs on the network's thread and only queues what it receives;
+``step`` does all the work on one thread (the node's worker, or a test's), so the state
+machine, block building and commits never run concurrently:
 
 - consensus messages -> the state machine (sequencer/consensus.py); its actions are
   carried out here: Broadcast -> publish, Decide -> commit with the certificate, then
   the next height after ``block_time``; Behind -> sync finalized blocks from peers;
   Disagree -> Halt (the network finalized a block this node's execution rejects);
-- transaction batches from peers -> the pool (persisted, as for RPC);
 - transactions accepted over RPC -> gossiped in batches every ``tx_batch_interval``;
 - ``l2/sync/1`` requests are answered from the finalized chain;
 - GPU weights (node/epochs.py): at an epoch's first height this validator runs its
-  challenge and gossips the proof on ``l2/proofs/1``; proofs from peers are verified off
-  the loop and carried by this node's proposals.
+  challenge and gossips the proof on ``l2/proofs/1``; its proposals carry the proofs.
+
+Transaction batches and weight proofs from peers never reach this loop, so consensus
+messages never wait behind them: each topic's gate checks them on its own bounded worker
+queue (p2p/checks.py) before they are forwarded, pooling the transactions and keeping the
+proofs on the way; a full queue drops (IGNOREs) what comes next.
 """
 
 from __future__ import annotations
@@ -23,18 +26,21 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from executor_gpu.challenge import fingerprints_of, run_challenge
 from node.db import schema
 from node.node import Node, decode_block
 from node.sync import catch_up, serve_blocks
-from p2p.api import Gossip, MessageHandler
+from p2p.api import Gossip
+from p2p.checks import CheckLimits, CheckQueue
 from p2p.topics import CONSENSUS, PROOFS, SYNC, TXS
-from p2p.txbatch import TxBatchGate, decode_tx_batch, pack_tx_batches
+from p2p.txbatch import TxBatchGate, pack_tx_batches
 from p2p.types import PeerId, Validation
 from primitives.clock import Clock
-from primitives.errors import Halt, InvalidInput, L2NodeError, RetryLater
+from primitives.errors import Halt, InvalidInput, InvalidTransaction, RetryLater
+from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
 from sequencer import wire
 from sequencer.consensus import Consensus, verify_certificate
@@ -54,6 +60,18 @@ from sequencer.weights import Commitment, challenge_key, decode_proof, encode_pr
 
 log = logging.getLogger("l2node.validator")
 
+TX_CHECKS = CheckLimits(workers=1, max_pending=16, max_pending_per_peer=2)
+"""Gossiped transaction batches checked (decode, batch recovery, pooling) at once and queued.
+One worker: the recovery runs natively on every core without the GIL; the decoding holds
+the GIL, and more threads of it would take more of it from the consensus thread."""
+
+GOSSIP_SAMPLE = 64
+"""Transactions of a gossiped batch checked (decoded, recovered, their signers' funds read)
+before the rest: enough for a majority verdict on junk."""
+
+PROOF_CHECKS = CheckLimits(workers=1, max_pending=16, max_pending_per_peer=2)
+"""Gossiped weight proofs verified (sampled products recomputed, about a second) at once."""
+
 
 @dataclass(frozen=True)
 class ValidatorOptions:
@@ -72,8 +90,8 @@ class ValidatorOptions:
     challenge_max_products: int = 1 << 40
     """Stop the challenge after this many products even before the deadline."""
     background: bool = True
-    """Prove and verify weight proofs in worker threads; False does it inside ``step``
-    (deterministic tests)."""
+    """Prove weight proofs, and check gossiped transactions and proofs, in worker threads;
+    False does it inside ``step`` and the gates (deterministic tests)."""
 
 
 class ValidatorLoop:
@@ -98,7 +116,7 @@ class ValidatorLoop:
             chain_id=self.chain_id, app=self, clock=clock, private_key=node.validator_key,
             config=options.consensus,
         )
-        self._inbox: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()  # consensus messages
         self._wakeup = threading.Event()
         self._relay: list[bytes] = []
         self._relay_lock = threading.Lock()
@@ -109,9 +127,14 @@ class ValidatorLoop:
         self._proofs_lock = threading.Lock()
         self._proofs: dict[int, dict[Address, bytes]] = {}  # epoch -> validator -> verified proof
         self._proving: set[int] = set()
-        gossip.subscribe(CONSENSUS, self._gate_consensus, self._enqueue("consensus"))
-        gossip.subscribe(TXS, TxBatchGate(), self._enqueue("txs"))
-        gossip.subscribe(PROOFS, self._gate_proof, self._enqueue("proof"))
+        inline = not options.background
+        self._proof_checks = CheckQueue("l2node-proofs", PROOF_CHECKS, inline)
+        gossip.subscribe(CONSENSUS, self._gate_consensus, self._receive_consensus)
+        # The gate's check pools the transactions: nothing is left for the handler.
+        gossip.subscribe(TXS, TxBatchGate(self._check_txs, CheckQueue("l2node-txs", TX_CHECKS,
+                                                                      inline)),
+                         lambda _peer, _data: None)
+        gossip.subscribe(PROOFS, self._gate_proof, lambda _peer, data: self._admit_proof(data))
         gossip.serve(SYNC, lambda _peer, data: serve_blocks(node, data))
 
     # -- consensus.api.ConsensusApp ------------------------------------------------------------
@@ -141,12 +164,9 @@ class ValidatorLoop:
                 self._relay_due = self.clock.now() + self.options.tx_batch_interval
         self._wakeup.set()
 
-    def _enqueue(self, kind: str) -> MessageHandler:
-        def handler(_peer: PeerId, data: bytes) -> None:
-            self._inbox.put((kind, data))
-            self._wakeup.set()
-
-        return handler
+    def _receive_consensus(self, _peer: PeerId, data: bytes) -> None:
+        self._inbox.put(data)
+        self._wakeup.set()
 
     def _gate_consensus(self, _peer: PeerId, data: bytes) -> Validation:
         # The rules live in sequencer/gates.py; this node's view is its current height.
@@ -156,7 +176,7 @@ class ValidatorLoop:
             seed=self._seed(height),
         )
 
-    def _gate_proof(self, _peer: PeerId, data: bytes) -> Validation:
+    def _gate_proof(self, peer: PeerId, data: bytes) -> Validation | Future[Validation]:
         # REJECT: not a proof, or not by a validator of the genesis set (who alone earn weight).
         try:
             proof = decode_proof(data)
@@ -168,8 +188,44 @@ class ValidatorLoop:
         epoch = self.epochs.epoch_of((self.node.chain.head_number() or 0) + 1)
         if proof.epoch != epoch:
             return Validation.IGNORE
-        # ACCEPT: the sampled products are recomputed off the network thread (a second or so).
+        # The rest on the proofs' worker (a second or so): IGNORE if its queue is full.
+        return self._proof_checks.submit(peer, functools.partial(self._check_proof, data, epoch))
+
+    def _check_proof(self, data: bytes, epoch: int) -> Validation:
+        try:
+            self.epochs.verified(data, epoch)  # kept: the handler's _admit_proof finds it
+        except InvalidInput:
+            # REJECT: its sampled products do not check out; an honest node never sends it.
+            return Validation.REJECT
+        except Halt:
+            # IGNORE: the epoch's seed is not final here yet (this node is behind).
+            return Validation.IGNORE
+        # ACCEPT: verified; kept for this node's proposals, and forwarded.
         return Validation.ACCEPT
+
+    def _check_txs(self, raws: tuple[bytes, ...]) -> Validation:
+        """The worker's half of the ``l2/txs/1`` gate: batch decode and sender recovery,
+        then the pool (durably, as for RPC). A sample first: junk is refused for the price
+        of its first ``GOSSIP_SAMPLE`` transactions, not of 4,096."""
+        admission = self.node.admission
+        txs: list[Transaction] = []
+        for part in (raws[:GOSSIP_SAMPLE], raws[GOSSIP_SAMPLE:]):
+            checked = admission.check(part)
+            # REJECT: a transaction that can never be valid (undecodable, a bad signature,
+            # another chain). Honest peers forward only batches that passed this check.
+            if any(isinstance(tx, InvalidTransaction) for tx in checked):
+                return Validation.REJECT
+            txs += [tx for tx in checked if isinstance(tx, Transaction)]
+            # REJECT: mostly signers who cannot pay at this node's head. Any signature
+            # "recovers" someone (random r and s do, half the time): that is what a junk
+            # batch looks like, while an honest peer pooled each of them against a head at
+            # most a block or so apart from ours.
+            if 2 * admission.unpayable(txs) > len(txs):
+                return Validation.REJECT
+        # ACCEPT: something new pooled, worth forwarding. IGNORE: nothing new (known
+        # already, or included since it was sent: no fault of the peer).
+        pooled = any(isinstance(outcome, Transaction) for outcome in admission.add(txs))
+        return Validation.ACCEPT if pooled else Validation.IGNORE
 
     def validators_at(self, height: int) -> ValidatorSet:
         """The validator set deciding ``height`` (its epoch's weights)."""
@@ -189,15 +245,10 @@ class ValidatorLoop:
             self.start()
         while True:
             try:
-                kind, data = self._inbox.get_nowait()
+                data = self._inbox.get_nowait()
             except queue.Empty:
                 break
-            if kind == "txs":
-                self._pool_txs(data)
-            elif kind == "proof":
-                self._background(functools.partial(self._admit_proof, data))
-            else:
-                self._on_consensus(data)
+            self._on_consensus(data)
         now = self.clock.now()
         if self._next_height_at is not None and now >= self._next_height_at:
             self._start_next_height()
@@ -402,15 +453,6 @@ class ValidatorLoop:
             return
         with self._proofs_lock:
             self._proofs.setdefault(proof.epoch, {}).setdefault(proof.validator, data)
-
-    def _pool_txs(self, data: bytes) -> None:
-        try:
-            raws = decode_tx_batch(data)
-        except InvalidInput:
-            return
-        for outcome in self.node.submit_many(raws):
-            if isinstance(outcome, L2NodeError):  # known already, or not valid against our state
-                log.debug("gossiped tx not pooled: %s", outcome)
 
     def _flush_relay(self, now: float) -> None:
         with self._relay_lock:

@@ -7,12 +7,16 @@ p2p/memory.py (deterministic multi-node tests). One test suite runs over both.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Protocol
 
 from p2p.types import PeerId, Validation
 
-GateValidator = Callable[[PeerId, bytes], Validation]
-"""Checks a message at the gate, before delivery and forwarding; must not block."""
+GateValidator = Callable[[PeerId, bytes], Validation | Future[Validation]]
+"""Checks a message at the gate, before delivery and forwarding; ``PeerId`` is the peer that
+delivered it (whom a REJECT penalizes). Must not block: a gate with heavy work returns a
+future of its verdict (p2p/checks.py), and the message waits for it, not delivered or
+forwarded before."""
 
 MessageHandler = Callable[[PeerId, bytes], None]
 """Receives an accepted message; ``PeerId`` is the peer that published it."""
@@ -34,7 +38,8 @@ class Gossip(Protocol):
         ...
 
     def subscribe(self, topic: str, validator: GateValidator, handler: MessageHandler) -> None:
-        """Receive ``topic``: each message passes ``validator``; ACCEPTed ones reach ``handler``.
+        """Receive ``topic``: each message passes ``validator``; ACCEPTed ones reach ``handler``
+        and are forwarded. A peer whose messages are REJECTed again and again is banned.
 
         A node does not receive its own publications.
         """

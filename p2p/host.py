@@ -5,30 +5,39 @@ in its own thread running ``trio.run``; calls from other threads cross over with
 ``TrioToken.run_sync_soon`` (publish, subscribe: never blocks the caller) or
 ``trio.from_thread`` (request, peers: the caller waits for the answer). Gate validators
 and message handlers run on the host's thread; request handlers on trio worker threads.
+
+Gates run in gossipsub's validation hook, before delivery and before forwarding; a gate's
+future verdict (a heavy check on its own worker, p2p/checks.py) is awaited there. Each
+REJECT counts against the peer that delivered the message (p2p/scoring.py); a banned peer
+is disconnected, its messages dropped unread and its connections refused until the ban ends.
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import logging
 import math
 import os
 import socket
 import threading
 import time
+import weakref
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import multiaddr
 import trio
 from libp2p import new_host
+from libp2p.abc import INetConn, INetStream, INetwork, INotifee
 from libp2p.crypto.ed25519 import Ed25519PrivateKey, create_new_key_pair
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
+from libp2p.exceptions import ValidationError
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.pubsub import pubsub as pubsub_module
@@ -41,8 +50,10 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.tools.anyio_service import background_trio_service
 
 from p2p.api import GateValidator, MessageHandler, RequestHandler
+from p2p.scoring import PeerScores, ScoreRules
 from p2p.topics import MAX_MESSAGE, MAX_REQUEST, MAX_RESPONSE
 from p2p.types import PeerId, Validation
+from primitives.clock import Clock, SystemClock
 from primitives.errors import InvalidInput, RetryLater
 
 log = logging.getLogger(__name__)
@@ -54,6 +65,10 @@ OUTBOUND_QUEUE = 4096
 
 SUBSCRIPTION_QUEUE = 4096
 """Accepted messages waiting for this node's handler per topic (libp2p's default is 32)."""
+
+GATE_TIMEOUT = 30.0
+"""Seconds a message may wait for its gate's future verdict before it is IGNOREd (a
+backstop: the check queues are short)."""
 
 _OK, _ERROR = 0, 1
 """First byte of a response frame: an answer follows, or an error text does."""
@@ -81,6 +96,8 @@ class HostConfig:
     """Largest request body this host sends or serves, in bytes."""
     max_response: int = MAX_RESPONSE
     """Largest response body this host sends or accepts, in bytes."""
+    scoring: ScoreRules = field(default_factory=ScoreRules)
+    """When a peer whose messages are REJECTed is banned, and for how long."""
 
 
 # -- identity ---------------------------------------------------------------------------------
@@ -150,10 +167,12 @@ class Libp2pGossip:
 
     Gate validators run inside gossipsub's validation hook, so a message that is not
     ACCEPTed is neither delivered nor forwarded. The hook is a yes/no in 0.8.1: REJECT and
-    IGNORE differ only in ``rejections`` (counted per forwarding peer).
+    IGNORE differ in ``rejections`` and ``banned`` (only REJECTs count towards a ban).
     """
 
-    def __init__(self, identity: KeyPair, config: HostConfig = HostConfig()) -> None:
+    def __init__(
+        self, identity: KeyPair, config: HostConfig = HostConfig(), clock: Clock | None = None
+    ) -> None:
         self._identity = identity
         self._config = config
         self._id = ID.from_pubkey(identity.public_key)
@@ -164,6 +183,9 @@ class Libp2pGossip:
         self._topics: dict[str, tuple[GateValidator, MessageHandler]] = {}
         self._services: dict[str, RequestHandler] = {}
         self._rejections: Counter[PeerId] = Counter()
+        self._scores = PeerScores(clock or SystemClock(), config.scoring)  # under _lock
+        self._banned: set[PeerId] = set()
+        """Peers banned now: set with the pubsub blacklist, cleared with it (under _lock)."""
         self._thread: threading.Thread | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._ready = threading.Event()
@@ -246,7 +268,10 @@ class Libp2pGossip:
             # Off: it grafts by IP diversity, meaningless for a devnet on one address.
             eclipse_protection_enabled=False,
         )
-        pubsub = Pubsub(host, router, max_inbound_rpc_size=MAX_MESSAGE + 64 * 1024)
+        pubsub = _GatedPubsub(
+            self._gate, lambda peer: self._count(peer, Validation.REJECT, "an unreadable RPC"),
+            host, router, max_inbound_rpc_size=MAX_MESSAGE + 64 * 1024,
+        )
         # Message ids are (origin, seqno) and 0.8.1 starts seqno at the current second:
         # a host restarted within a burst would reuse ids its peers still hold as seen.
         pubsub.counter = time.time_ns()
@@ -272,6 +297,7 @@ class Libp2pGossip:
                 raise RetryLater(f"could not listen on every one of {self._config.listen}")
             async with trio.open_nursery() as nursery:
                 self._nursery, self._outbox = nursery, outbox
+                host.get_network().register_notifee(_RefuseBanned(self))
                 self._stopping = trio.Event()
                 with self._lock:  # later subscribe()/serve() calls come through the token
                     topics, protocols = list(self._topics), list(self._services)
@@ -283,6 +309,7 @@ class Libp2pGossip:
                 nursery.start_soon(self._send_published, inbox)
                 nursery.start_soon(self._keep_connected)
                 nursery.start_soon(self._forget_old_messages)
+                nursery.start_soon(self._lift_bans)
                 self._addrs = tuple(
                     f"{addr}/p2p/{self._id.to_base58()}" for addr in host.get_transport_addrs()
                 )
@@ -305,9 +332,15 @@ class Libp2pGossip:
 
     @property
     def rejections(self) -> dict[PeerId, int]:
-        """Messages not ACCEPTed by a gate, per forwarding peer (for metrics and tests)."""
+        """Messages not ACCEPTed by a gate, per forwarding peer (for metrics and tests;
+        forgotten when a ban ends)."""
         with self._lock:
             return dict(self._rejections)
+
+    def banned(self, peer: PeerId) -> bool:
+        """Whether ``peer`` is banned now (for RPC, metrics and tests)."""
+        with self._lock:
+            return peer in self._banned
 
     def mesh_peers(self, topic: str) -> tuple[PeerId, ...]:
         """Peers in this host's gossipsub mesh for ``topic`` (they get its messages at once)."""
@@ -381,27 +414,66 @@ class Libp2pGossip:
             raise RetryLater("the libp2p host has stopped") from None
 
     async def _follow(self, topic: str) -> None:
-        """Join ``topic`` with its gate in gossipsub's hook, and hand accepted messages over."""
+        """Join ``topic`` (its gate is in gossipsub's hook), and hand accepted messages over."""
         assert self._pubsub is not None and self._nursery is not None
-        self._pubsub.set_topic_validator(topic, functools.partial(self._gate, topic), False)
         subscription = await self._pubsub.subscribe(topic)
         self._nursery.start_soon(self._deliver, topic, subscription)
 
-    def _gate(self, topic: str, forwarder: ID, message: rpc_pb2.Message) -> bool:
+    async def _gate(self, topic: str, forwarder: ID, message: rpc_pb2.Message) -> bool:
+        """Whether a message may be delivered and forwarded. Awaits only a future verdict, so
+        messages with an immediate one keep their order."""
         if forwarder == self._id:
             return True  # our own publication: the node checked it before publishing
-        validator, _ = self._topics[topic]
-        origin = PeerId(ID(message.from_id).to_base58())
+        gate = self._topics.get(topic)
+        if gate is None:
+            return False  # a topic we do not follow
+        peer = PeerId(forwarder.to_base58())
         try:
-            verdict = validator(origin, message.data)
+            checked = gate[0](peer, message.data)
+            verdict = checked if isinstance(checked, Validation) else await _verdict(checked)
         except Exception:  # a gate must answer; one that crashes on input rejects it
-            log.exception("gate for %s raised on a message from %s", topic, origin)
+            log.exception("gate for %s raised on a message from %s", topic, peer)
             verdict = Validation.REJECT
-        if verdict is Validation.ACCEPT:
-            return True
+        if verdict is not Validation.ACCEPT:
+            self._count(forwarder, verdict, topic)
+        return verdict is Validation.ACCEPT
+
+    def _count(self, forwarder: ID, verdict: Validation, what: str) -> None:
+        """Count a message that was not ACCEPTed; ban its peer when REJECTs add up."""
+        peer = PeerId(forwarder.to_base58())
         with self._lock:
-            self._rejections[PeerId(forwarder.to_base58())] += 1
-        return False
+            self._rejections[peer] += 1
+            banned = verdict is Validation.REJECT and self._scores.rejected(peer)
+            if banned:
+                self._banned.add(peer)
+        if banned:
+            log.warning("banning peer %s: too many invalid messages (last on %s)", peer, what)
+            assert self._pubsub is not None and self._nursery is not None
+            self._pubsub.add_to_blacklist(forwarder)  # its messages are dropped unread
+            self._nursery.start_soon(self._host.disconnect, forwarder)
+
+    async def _lift_bans(self) -> None:
+        """Let peers whose ban has ended connect and publish again.
+
+        Connections are refused by ``banned``, which changes here together with the pubsub
+        blacklist: a peer let in while still blacklisted would never get a pubsub stream.
+        """
+        assert self._pubsub is not None
+        while True:
+            await trio.sleep(1)
+            with self._lock:
+                ended = self._scores.expired()
+                for peer in ended:  # bounded by the bans, however many identities a flood uses
+                    self._rejections.pop(peer, None)
+                    self._banned.discard(peer)
+            for peer in ended:
+                log.info("ban of peer %s ended", peer)
+                self._pubsub.remove_from_blacklist(ID.from_base58(peer))
+
+    def _refuse_if_banned(self, peer: ID) -> None:
+        """Close a new connection from a banned peer (the swarm's gate knows only addresses)."""
+        if self.banned(PeerId(peer.to_base58())) and self._nursery is not None:
+            self._nursery.start_soon(self._host.disconnect, peer)
 
     async def _deliver(self, topic: str, subscription: Any) -> None:
         while True:
@@ -432,7 +504,9 @@ class Libp2pGossip:
             now = trio.current_time()
             for info in self._bootstrap:
                 peer = info.peer_id
-                if peer == self._id or peer in self._dialing:
+                if peer == self._id or peer in self._dialing or self.banned(
+                    PeerId(peer.to_base58())
+                ):
                     continue
                 if peer in connected:
                     self._redial.pop(peer, None)
@@ -534,6 +608,99 @@ class Libp2pGossip:
         except Exception:
             log.exception("request handler failed for %s", peer)
             return _ERROR, b"internal error"
+
+
+class _GatedPubsub(Pubsub):
+    """0.8.1's Pubsub, fixed where a peer could break it, with our gates in its hook.
+
+    - Our gates replace its topic validators, whose async form always yields (reordering
+      messages: trio runs ready tasks in random order) and caches verdicts by message id
+      (our gates remember what they need).
+    - Writes to one peer's stream are serialized. 0.8.1 writes from several tasks (the
+      peer's send queue; directly, messages published before the peer's subscriptions
+      arrived and recent messages for a new subscriber) and yamux sends a write over 64 KB
+      as several frames: two writes interleaved and the peer read garbage (seen with
+      470 KB messages published right after connecting).
+    - An unreadable RPC (protobuf DecodeError) ends that peer's stream and counts against
+      it; 0.8.1 let it end the whole host.
+    """
+
+    def __init__(
+        self, gate: Callable[[str, ID, rpc_pb2.Message], Awaitable[bool]],
+        unreadable: Callable[[ID], None], *args: Any, **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._gate = gate
+        self._unreadable = unreadable
+        self._write_locks: weakref.WeakKeyDictionary[INetStream, trio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def validate_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
+        for topic in msg.topicIDs:
+            if not await self._gate(topic, msg_forwarder, msg):
+                raise ValidationError(f"the gate of {topic} did not accept the message")
+
+    async def write_msg(self, stream: INetStream, rpc_msg: rpc_pb2.RPC) -> bool:
+        lock = self._write_locks.get(stream)
+        if lock is None:
+            lock = self._write_locks[stream] = trio.Lock()
+        async with lock:
+            return await super().write_msg(stream, rpc_msg)
+
+    async def stream_handler(self, stream: INetStream) -> None:
+        try:
+            await super().stream_handler(stream)
+        except Exception as exc:  # noqa: BLE001 - whatever a peer sends must not end the host
+            peer = stream.muxed_conn.peer_id
+            log.warning("dropping the pubsub stream of %s: %r", peer, exc)
+            self._unreadable(peer)
+            with contextlib.suppress(Exception):
+                await stream.reset()
+            self._handle_dead_peer(peer)
+
+
+class _RefuseBanned(INotifee):
+    """Hears of every new connection, so the host can close those of banned peers."""
+
+    def __init__(self, host: Libp2pGossip) -> None:
+        self._host = host
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        self._host._refuse_if_banned(conn.muxed_conn.peer_id)
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        pass
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        pass
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        pass
+
+    async def listen(self, network: INetwork, addr: multiaddr.Multiaddr) -> None:
+        pass
+
+    async def listen_close(self, network: INetwork, addr: multiaddr.Multiaddr) -> None:
+        pass
+
+
+async def _verdict(future: Future[Validation]) -> Validation:
+    """Wait on the host's thread, without blocking it, for a verdict decided on another."""
+    done = trio.Event()
+    token = trio.lowlevel.current_trio_token()
+
+    def wake(_future: Future[Validation]) -> None:
+        try:
+            token.run_sync_soon(done.set)
+        except trio.RunFinishedError:
+            pass  # the host stopped meanwhile
+
+    future.add_done_callback(wake)
+    with trio.move_on_after(GATE_TIMEOUT):
+        await done.wait()
+        return future.result()
+    return Validation.IGNORE
 
 
 def _check_port_free(addr: str) -> None:

@@ -130,7 +130,11 @@ class InProcessNetwork:
 
 
 class InProcessGossip:
-    """One member of an ``InProcessNetwork``; implements p2p.api.Gossip."""
+    """One member of an ``InProcessNetwork``; implements p2p.api.Gossip.
+
+    It waits for a gate's future verdict in place, and bans nobody: REJECTs are recorded
+    in ``InProcessNetwork.rejected`` for tests to assert on.
+    """
 
     def __init__(self, network: InProcessNetwork, peer_id: PeerId) -> None:
         self._network = network
@@ -167,7 +171,8 @@ class InProcessGossip:
 
     def _receive(self, sender: PeerId, topic: str, data: bytes) -> bool:
         validator, handler = self._topics[topic]
-        verdict = validator(sender, data)
+        checked = validator(sender, data)
+        verdict = checked if isinstance(checked, Validation) else checked.result()
         if verdict is Validation.REJECT:
             self._network.rejected.append((self._peer_id, sender, topic))
         if verdict is not Validation.ACCEPT:

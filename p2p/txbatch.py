@@ -1,18 +1,22 @@
 """``l2/txs/1`` messages: many raw signed transactions per gossip message, and their gate.
 
 A message is the RLP list of the transactions' raw bytes, exactly as sent to
-``eth_sendRawTransaction``. The gate checks structure and caps only: decoding the
-fields and recovering senders is the node's job (it needs the pool anyway).
+``eth_sendRawTransaction``. The gate checks structure and caps on the network thread, and
+hands the rest (decoding the fields, recovering the senders in one batch, pooling) to the
+node's check on a bounded worker queue: a batch is forwarded only once its verdict is in.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 
 import rlp
 
+from p2p.checks import CheckQueue
 from p2p.types import PeerId, Validation
 from primitives.crypto import keccak256
 from primitives.errors import InvalidInput
@@ -85,33 +89,47 @@ def _check(raw_txs: Sequence[bytes], size: int) -> None:
         raise InvalidInput("tx batch repeats a transaction")
 
 
-class TxBatchGate:
-    """The ``l2/txs/1`` gate validator; remembers the last ``memory`` transactions it passed.
+BatchCheck = Callable[[tuple[bytes, ...]], Validation]
+"""The node's verdict on a well-formed batch (decode, recover, pool): runs on a worker."""
 
-    Thread-safe: the network thread calls it.
+
+class TxBatchGate:
+    """The ``l2/txs/1`` gate validator: caps here, then ``check`` on ``queue``.
+
+    Remembers the last ``memory`` transactions of batches that ``check`` did not REJECT.
+    Thread-safe: the network thread calls it, the queue's workers finish it.
     """
 
-    def __init__(self, memory: int = 100_000) -> None:
+    def __init__(self, check: BatchCheck, queue: CheckQueue, memory: int = 100_000) -> None:
+        self._check = check
+        self._queue = queue
         self._memory = memory
         self._seen: OrderedDict[Hash32, None] = OrderedDict()
         self._lock = threading.Lock()
 
-    def __call__(self, _peer: PeerId, data: bytes) -> Validation:
+    def __call__(self, peer: PeerId, data: bytes) -> Validation | Future[Validation]:
         # REJECT: malformed (not an RLP list of byte strings, over a cap, an empty or
         # unknown-type transaction, a transaction twice). An honest encoder never sends it.
         try:
             raw_txs = decode_tx_batch(data)
         except InvalidInput:
             return Validation.REJECT
-        # IGNORE: nothing new (empty, or every transaction already passed this gate).
+        # IGNORE: nothing new (empty, or every transaction already checked here).
         hashes = [keccak256(raw) for raw in raw_txs]
         with self._lock:
             if all(h in self._seen for h in hashes):
                 return Validation.IGNORE
-            for h in hashes:
-                self._seen[h] = None
-                self._seen.move_to_end(h)
-            while len(self._seen) > self._memory:
-                self._seen.popitem(last=False)
-        # ACCEPT: well-formed with something new; the node decodes and checks each tx.
-        return Validation.ACCEPT
+        # The rest is the node's check on a worker (REJECT: a transaction that can never be
+        # valid; IGNORE: nothing pooled; ACCEPT: pooled something). IGNORE if its queue is full.
+        return self._queue.submit(peer, functools.partial(self._checked, raw_txs, hashes))
+
+    def _checked(self, raw_txs: tuple[bytes, ...], hashes: list[Hash32]) -> Validation:
+        verdict = self._check(raw_txs)
+        if verdict is not Validation.REJECT:  # a REJECTed batch may hide honest transactions
+            with self._lock:
+                for h in hashes:
+                    self._seen[h] = None
+                    self._seen.move_to_end(h)
+                while len(self._seen) > self._memory:
+                    self._seen.popitem(last=False)
+        return verdict

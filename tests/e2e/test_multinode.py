@@ -34,6 +34,7 @@ class Member:
     index: int
     pid: int
     url: str
+    p2p: str
     log: Path
 
     def rpc(self, method: str, params: list[Any] | None = None) -> Any:
@@ -75,13 +76,15 @@ def _wait(what: str, condition: Callable[[], bool], timeout: float, logs: list[P
 
 
 @contextmanager
-def devnet(directory: Path) -> Iterator[tuple[list[Member], str, subprocess.Popen[str]]]:
+def devnet(
+    directory: Path, epoch_length: int = EPOCH
+) -> Iterator[tuple[list[Member], str, subprocess.Popen[str]]]:
     """The devnet's members and the line that says what it does with L1."""
-    base = next(b for b in (random.randrange(20_000, 40_000) for _ in range(50)) if _ports_free(b))
+    base = next(b for b in (random.randrange(20_000, 32_000) for _ in range(50)) if _ports_free(b))
     process = subprocess.Popen(
         l2node_command("devnet", "--validators", "4", "--base-port", str(base),
                        "--data-dir", str(directory), "--block-time", "0.25",
-                       "--epoch-length", str(EPOCH)),
+                       "--epoch-length", str(epoch_length)),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=l2node_env(),
     )
     try:
@@ -92,8 +95,8 @@ def devnet(directory: Path) -> Iterator[tuple[list[Member], str, subprocess.Pope
             assert line, f"devnet exited early with {process.wait()}"
             match = NODE_LINE.match(line)
             if match:
-                index, pid, url, _addr, log = match.groups()
-                members.append(Member(int(index), int(pid), url, Path(log)))
+                index, pid, url, addr, log = match.groups()
+                members.append(Member(int(index), int(pid), url, addr, Path(log)))
         l1_line = process.stdout.readline()
         yield members, l1_line, process
     finally:

@@ -12,19 +12,23 @@ import random
 from collections.abc import Callable, Sequence
 
 import pytest
+import rlp
+from eth_account import Account
 
 from node.db.memory import MemoryKV
 from node.node import Node, decode_block, encode_block
 from node.validator import ValidatorLoop, ValidatorOptions
 from p2p.memory import InProcessNetwork, Latency
-from p2p.topics import CONSENSUS
+from p2p.topics import CONSENSUS, TXS
+from p2p.txbatch import encode_tx_batch
 from p2p.types import PeerId, Validation
 from primitives.clock import ManualClock
+from primitives.crypto import keccak256
 from primitives.types import Hash32
 from sequencer import leader, wire
 from sequencer.consensus import verify_certificate
 from sequencer.types import Broadcast, Proposal, ValidatorSet, Vote, VoteKind
-from sequencer.weights import decode_proof
+from sequencer.weights import decode_proof, encode_proof
 from tests.node.helpers import RECIPIENT, VALIDATOR_KEYS, WEIGHTS, make_node, transfer
 
 OPTIONS = ValidatorOptions(block_time=0.5, background=False)
@@ -331,3 +335,68 @@ def test_the_leader_seed_is_fixed_per_epoch_not_the_parent_hash(epoch_length: in
         header = chain.header(seed_block)
         assert header is not None
         assert loop._seed(height) == header.hash
+
+
+def _unsigned_by_anyone(raw: bytes) -> bytes:
+    """A type-2 transaction ``raw`` with s = 0: a signature no key made."""
+    fields = rlp.decode(raw[1:])
+    return b"\x02" + bytes(rlp.encode([*fields[:-1], b""]))
+
+
+def test_gossiped_batches_are_pooled_by_the_gate_and_bad_ones_rejected_whole() -> None:
+    cluster = Cluster()
+    outsider = cluster.network.join("outsider")
+
+    def send(raws: list[bytes]) -> None:
+        outsider.publish(TXS, encode_tx_batch(raws))
+        cluster.clock.advance(0.02)
+        cluster.network.deliver_due()
+
+    def pooled(raw: bytes) -> list[bool]:
+        return [node.admission.pooled([keccak256(raw)])[0] is not None for node in cluster.nodes]
+
+    # REJECT: one transaction that can never be valid (no signer, another chain) spoils it.
+    send([transfer(0, 0), _unsigned_by_anyone(transfer(1, 0))])
+    send([transfer(2, 0), transfer(3, 0, chain_id=1)])
+    assert cluster.network.rejected == [(PeerId(f"v{i}"), PeerId("outsider"), TXS)
+                                        for i in range(4)] * 2
+    assert pooled(transfer(0, 0)) == pooled(transfer(2, 0)) == [False] * 4
+    # ACCEPT: pooled (durably, as over RPC) by the gate's check; the loop never sees it.
+    send([transfer(0, 0), transfer(2, 0)])
+    assert pooled(transfer(0, 0)) == pooled(transfer(2, 0)) == [True] * 4
+    # IGNORE, no penalty: nothing new (known already; one signer who cannot pay among them).
+    paupers = [bytes(Account.sign_transaction({  # the second one with a nonce gap, too
+        "chainId": 7331, "nonce": 300 * i, "gas": 21_000, "to": "0x" + "11" * 20, "value": 1,
+        "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9,
+    }, bytes([7 + i]) * 32).raw_transaction) for i in range(2)]
+    send([transfer(2, 0)])
+    send([transfer(0, 0), transfer(2, 0), paupers[0]])
+    assert len(cluster.network.rejected) == 8
+    # REJECT: nothing pooled, mostly signers who cannot pay (what random signatures recover).
+    send([transfer(0, 0), *paupers])
+    assert len(cluster.network.rejected) == 12
+    assert pooled(paupers[0]) == pooled(paupers[1]) == [False] * 4
+    assert cluster.run(lambda: all(node.admission.pooled([keccak256(transfer(0, 0))]) == [None]
+                                   for node in cluster.nodes))  # and included
+
+
+def test_weight_proofs_are_verified_by_the_gate_before_they_are_kept_or_forwarded() -> None:
+    options = [dataclasses.replace(OPTIONS, challenge_device="cpu", challenge_max_products=16)
+               ] * len(VALIDATOR_KEYS)
+    cluster = Cluster(epoch_length=20, options=options)
+    node = cluster.nodes[0]
+
+    def carried() -> list[bytes]:
+        return [p for h in range(1, node.head().number + 1) for p in node.chain.proofs(h)]
+
+    assert cluster.run(lambda: bool(carried()), limit=30)
+    assert node.head().number < 20  # still the proofs' epoch
+    honest = carried()[0]
+    proof = decode_proof(honest)
+    forged = encode_proof(dataclasses.replace(proof, products=proof.products * 2))
+    loop = cluster.loops[1]
+    assert loop is not None
+    assert loop._gate_proof(PeerId("outsider"), forged) is Validation.REJECT
+    assert loop._gate_proof(PeerId("outsider"), honest) is Validation.ACCEPT
+    late = encode_proof(dataclasses.replace(proof, epoch=proof.epoch + 1))
+    assert loop._gate_proof(PeerId("outsider"), late) is Validation.IGNORE

@@ -53,7 +53,7 @@ def run_with(tmp_path: Path, toml: str, *extra: str) -> str:
     ('[executor]\nkind = "gpu"\n',
      ("[executor] kind = \"gpu\" (in {config}): input should be 'reference', 'native-cpu', "
      "'native-cuda' or 'auto'")),
-    ("[rpc]\nprot = 8546\n", "[rpc] prot (in {config}): unknown key; [rpc] has host, port"),
+    ("[rpc]\nprot = 8546\n", "[rpc] prot (in {config}): unknown key; [rpc] has host, port, cors, hosts"),
     ('[l1]\nrpc_url = "http://127.0.0.1:1"\nposter_key = "0x01"\n',
      ("[l1] poster_key: raw keys are refused for a real L1; put it in a keystore "
      "(l2node keys import) and set [l1] poster_keystore")),

@@ -16,7 +16,7 @@ from libp2p.crypto.keys import KeyPair
 from p2p.api import Gossip
 from p2p.host import HostConfig, Libp2pGossip
 from p2p.memory import InProcessNetwork
-from primitives.clock import ManualClock
+from primitives.clock import Clock, ManualClock
 
 NAMES = ["memory", "libp2p"]
 
@@ -65,10 +65,10 @@ class Libp2pNetwork(Network):
         self.hosts: list[Libp2pGossip] = []
 
     def node(self, bootstrap: Sequence[Gossip] = (), identity: KeyPair | None = None,
-             listen: str = "/ip4/127.0.0.1/tcp/0") -> Libp2pGossip:
+             listen: str = "/ip4/127.0.0.1/tcp/0", clock: Clock | None = None) -> Libp2pGossip:
         addrs = tuple(addr for peer in bootstrap for addr in _host(peer).addrs)
         config = HostConfig(listen=(listen,), bootstrap=addrs, reconnect_interval=0.2)
-        host = Libp2pGossip(identity or create_new_key_pair(), config)
+        host = Libp2pGossip(identity or create_new_key_pair(), config, clock)
         self.hosts.append(host)
         host.start()
         return host
