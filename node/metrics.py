@@ -256,8 +256,9 @@ class Metrics:
         self.poster_balance.set_function(read)
 
     def watch_executor(self, executor: object) -> None:
-        """Native executors count their fallbacks to the reference, by reason, and the host's
-        time per phase: exported as they stand at each scrape."""
+        """Native executors count their fallbacks to the reference and their runs on the host's
+        CPU build, by reason, and the host's time per phase: exported as they stand at each
+        scrape."""
         self.registry.register(_ExecutorCollector(executor))
 
     def counting(self, gossip: Gossip) -> Gossip:
@@ -266,7 +267,8 @@ class Metrics:
 
 
 class _ExecutorCollector(Collector):
-    """Reads a native executor's ``fallback_reasons`` and ``host_time`` when scraped."""
+    """Reads a native executor's ``fallback_reasons``, ``host_runs`` and ``host_time`` when
+    scraped."""
 
     def __init__(self, executor: object) -> None:
         self._executor = executor
@@ -280,6 +282,16 @@ class _ExecutorCollector(Collector):
         for reason, count in sorted(reasons.items()):
             fallbacks.add_metric([reason], count)
         yield fallbacks
+        on_host: Mapping[str, int] | None = getattr(self._executor, "host_runs", None)
+        if on_host is not None:
+            runs = CounterMetricFamily(
+                "l2node_executor_host_runs",
+                "Transactions the native executor's device left to the host's CPU build "
+                "(the GPU's KZG point evaluations), by reason",
+                labels=["reason"])
+            for reason, count in sorted(on_host.items()):
+                runs.add_metric([reason], count)
+            yield runs
         host = getattr(self._executor, "host_time", None)
         if host is not None:
             phases = CounterMetricFamily(

@@ -1,15 +1,17 @@
 /* BN254 (alt_bn128): the precompiles ECADD (0x06), ECMUL (0x07) and the pairing check (0x08)
  * of EIP-196/197 at EIP-1108's prices.
  *
- * Fp in Montgomery form on four 64-bit limbs; Fp2 = Fp[u]/(u^2 + 1); Fp12 = Fp2[w]/(w^6 - xi)
- * with xi = 9 + u, stored as six Fp2 coefficients of w^0..w^5 (py_ecc's FQ12 is the same field:
- * its w^6 - 9 is our u). G2 lives on the twist y^2 = x^3 + 3/xi over Fp2, mapped into E(Fp12)
- * by (x, y) -> (x w^2, y w^3). The pairing is the optimal ate pairing: a Miller loop over
- * 6t + 2 in affine twist coordinates whose lines are sparse in Fp12 (vertical lines lie in a
- * subfield the final exponentiation sends to 1, so they are left out), two more lines with the
- * Frobenius images of Q, then the final exponentiation f^((p^12 - 1) / r): its easy part by
- * conjugation, inversion and the p^2-Frobenius, its hard part (p^4 - p^2 + 1) / r by plain
- * square-and-multiply. Constants were computed with py_ecc (see the tests).
+ * Fp in Montgomery form on four 64-bit limbs; Fp2 = Fp[u]/(u^2 + 1); Fp6 = Fp2[v]/(v^3 - xi)
+ * with xi = 9 + u; Fp12 = Fp6[w]/(w^2 - v), so w^6 = xi (py_ecc's FQ12 is the same field: its
+ * w^6 - 9 is our u). G1 in Jacobian coordinates. G2 lives on the twist y^2 = x^3 + 3/xi over
+ * Fp2, mapped into E(Fp12) by (x, y) -> (x w^2, y w^3). The pairing is the optimal ate
+ * pairing: a Miller loop over 6u + 2 in homogeneous projective twist coordinates whose lines
+ * are sparse in Fp12 and scaled by Fp2 factors (which, like the left-out vertical lines, the
+ * final exponentiation sends to 1), two more lines with the Frobenius images of Q, then the
+ * final exponentiation f^((p^12 - 1) / r): its easy part by conjugation, inversion and the
+ * p^2-Frobenius, its hard part by the u-adic chain go-ethereum's bn256 uses. The constants
+ * were computed with py_ecc; the differential tests (tests/native/test_precompiles.py) check
+ * the whole against py-evm's precompiles.
  */
 #ifndef EVM_BN254_H
 #define EVM_BN254_H

@@ -57,19 +57,22 @@ def test_rejection_reasons_are_bounded_labels() -> None:
 
 
 class Executor:
-    name = "native-cpu"
+    name = "native-cuda"
 
     def __init__(self) -> None:
-        self.fallback_reasons = {"precompile 0x0a": 2}
+        self.fallback_reasons = {"deletion of an account with storage": 2}
+        self.host_runs = {"precompile 0x0a": 1}
 
 
-def test_native_fallbacks_are_read_at_each_scrape() -> None:
+def test_native_fallbacks_and_host_runs_are_read_at_each_scrape() -> None:
     metrics = Metrics()
     executor = Executor()
     metrics.watch_executor(executor)
-    assert value(metrics, "l2node_executor_fallbacks_total", {"reason": "precompile 0x0a"}) == 2
-    executor.fallback_reasons["precompile 0x0a"] = 5
-    assert value(metrics, "l2node_executor_fallbacks_total", {"reason": "precompile 0x0a"}) == 5
+    reason = {"reason": "deletion of an account with storage"}
+    assert value(metrics, "l2node_executor_fallbacks_total", reason) == 2
+    executor.fallback_reasons["deletion of an account with storage"] = 5
+    assert value(metrics, "l2node_executor_fallbacks_total", reason) == 5
+    assert value(metrics, "l2node_executor_host_runs_total", {"reason": "precompile 0x0a"}) == 1
 
 
 def batch(number: int, last_block: int) -> CommittedBatch:
