@@ -39,8 +39,7 @@ import numpy as np
 import numpy.typing as npt
 import rlp
 
-from executor_gpu.challenge import fingerprints, matrices
-from p2p.types import Validation
+from primitives.challenge import cpu_fingerprints, cpu_fingerprints_at
 from primitives.crypto import (
     InvalidSignature,
     keccak256,
@@ -49,6 +48,7 @@ from primitives.crypto import (
     sign_hash,
 )
 from primitives.errors import InvalidInput
+from primitives.gossip import Validation
 from primitives.types import ZERO_HASH, Address, Hash32
 from sequencer.types import ProofOpening, WeightProof
 
@@ -76,14 +76,6 @@ Recompute = Callable[[int, int], Fingerprints]
 def challenge_key(chain_id: int, epoch: int, seed: Hash32, validator: Address) -> Hash32:
     """The key of ``validator``'s challenge in ``epoch``: what its products derive from."""
     return keccak256(rlp.encode([CHALLENGE_TAG, chain_id, epoch, seed, validator]))
-
-
-def cpu_fingerprints(key: bytes, first: int, count: int) -> Fingerprints:
-    """Fingerprints of products first .. first+count-1 recomputed here, in exact int64."""
-    a, b = matrices(np, key, first, count)
-    product = np.matmul(a.astype(np.int64), b.astype(np.int64))
-    prints: Fingerprints = fingerprints(np, key, first, product)
-    return prints
 
 
 # -- commitment --------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from executor_gpu.challenge import compute, run_challenge
 from p2p.types import Validation
+from primitives.challenge import cpu_fingerprints
 from primitives.clock import ManualClock
 from primitives.crypto import keccak256, private_key_to_address
 from primitives.errors import InvalidInput
@@ -25,7 +26,6 @@ from sequencer.weights import (
     cap_shares,
     challenge_key,
     check_proof_message,
-    cpu_fingerprints,
     decode_proof,
     encode_proof,
     epoch_weights,
