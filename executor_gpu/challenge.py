@@ -107,10 +107,11 @@ def _backend(device: str) -> tuple[str, Any, int]:
 def run_challenge(
     key: bytes, deadline: float, clock: Clock, *, device: str = "auto",
     on_batch: Callable[[FingerprintArray], None], max_products: int = 1 << 40,
+    stop: Callable[[], bool] = lambda: False,
 ) -> ChallengeWork:
-    """Computes products of ``key`` in batches until ``clock.now()`` reaches ``deadline``
-    (checked between batches) or ``max_products`` are done, handing each batch's
-    fingerprints, in order, to ``on_batch`` (the commitment).
+    """Computes products of ``key`` in batches until ``clock.now()`` reaches ``deadline`` or
+    ``stop()`` holds (both checked between batches, after the first) or ``max_products``
+    are done, handing each batch's fingerprints, in order, to ``on_batch`` (the commitment).
 
     On a GPU the next batch is queued before the previous one's fingerprints are handed
     over, so ``on_batch`` runs on the host while the device works.
@@ -119,7 +120,7 @@ def run_challenge(
     started = time.perf_counter()
     first = 0
     pending: Callable[[], FingerprintArray] | None = None
-    while first < max_products and clock.now() < deadline:
+    while first < max_products and clock.now() < deadline and not (first and stop()):
         count = min(batch, max_products - first)
         queued = _queue(xp, key, first, count)
         first += count

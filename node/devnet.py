@@ -46,8 +46,6 @@ P2P_PORT_OFFSET = 100
 """Node i listens for peers on base port + this + i."""
 NODE_LINE = re.compile(r"node (\d+): pid (\d+) rpc (\S+) p2p (\S+) log (\S+)")
 """The line `l2node devnet` prints per node (tests and benchmarks read it)."""
-CHALLENGE_SHARE = 8
-"""A validator computes its GPU challenge for 1/CHALLENGE_SHARE of an epoch's duration."""
 ANVIL_PORT_OFFSET = 200
 """The devnet's anvil listens on base port + this."""
 POSTER_PASSWORD = "l2node devnet"
@@ -152,8 +150,7 @@ def write_devnet(
             f"[chain]\nblock_time = {block_time}\n\n"
             f"[genesis]\nfile = {json.dumps(str(genesis_path))}\n\n"
             f"[validator]\nprivate_key = \"0x{key.hex()}\"  # DEVNET ONLY: public key material\n"
-            # An eighth of the epoch leaves time for the proofs to spread and be carried.
-            f"challenge_seconds = {epoch_length * block_time / CHALLENGE_SHARE:g}\n\n"
+            "\n"
             f"[executor]\nkind = \"{executor}\"\n\n"
             f"[rpc]\nhost = \"{'0.0.0.0' if hosts else '127.0.0.1'}\"\n"
             f"port = {base_port + node.index}\n\n"

@@ -293,7 +293,7 @@ class Node:
     def _carriable(self, height: int, proofs: Sequence[bytes]) -> tuple[bytes, ...]:
         """The proofs block ``height`` may carry: valid for its epoch, one per validator that
         has none in the epoch yet."""
-        if not self.epochs.enabled:
+        if not self.epochs.window.may_carry(height):
             return ()
         epoch = self.epochs.epoch_of(height)
         taken = self.epochs.included(epoch, height)
