@@ -385,8 +385,9 @@ class ValidatorLoop:
                 self._due = {epoch: frozenset(self._proofs.get(epoch, {}))}
 
     def _start_challenge(self, height: int) -> None:
-        """Prove this epoch's work once its seed is final (at its first height, or at start)."""
-        epoch = self.epochs.epoch_of(height)
+        """Prove an epoch's work once its seed is final (the height after its seed block, or
+        at start)."""
+        epoch = self.epochs.window.proving_epoch(height)
         me = self.node.coinbase
         if (
             not self.epochs.enabled

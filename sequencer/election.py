@@ -3,7 +3,8 @@
 The chain, not a node's config, says how long everyone may compute. For epoch ``e`` with
 ``E`` blocks an epoch (heights e*E+1 .. e*E+E)::
 
-    seed block       e*E                      its hash keys the challenge (final before e starts)
+    seed block       (e-1)*E+D                the last block of the window before: it fixes
+                                              e's seed (``next_seed``); everyone starts then
     window           e*E+1 .. e*E+D           blocks that may carry epoch e's proofs (D = deadline)
     cutoff           e*E+D-C                  a proof a validator holds when it starts this
                                               height must be in a block by e*E+D
@@ -30,7 +31,13 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from primitives.types import Address
+import rlp
+
+from primitives.crypto import keccak256
+from primitives.types import Address, Hash32
+
+REVEAL_TAG = b"l2node/election/reveal/1"
+SEED_TAG = b"l2node/election/seed/1"
 
 MAX_PROOFS = 8
 """A block carries at most this many weight proofs (each at most 320 KB: 2.5 MB in all, under
@@ -53,8 +60,8 @@ class ChallengeWindow:
     def of(cls, epoch_length: int) -> ChallengeWindow:
         """The window of a chain with ``epoch_length``: the first two thirds of the epoch
         (D = E - E // 3: 20 of 30 blocks), cutoff one block before the deadline when the
-        window has room for it. The last third leaves the next seed block (e*E+E) out of the
-        window, so its proposer cannot choose the epoch's proofs as it seals the seed."""
+        window has room for it. The last third lets the next epoch's challenge start (at the
+        seed block) before that epoch does, and its proofs reach the first blocks."""
         deadline = epoch_length - epoch_length // 3
         return cls(epoch_length, deadline, 1 if deadline > 2 else 0)
 
@@ -63,8 +70,9 @@ class ChallengeWindow:
         return 0 if self.epoch_length <= 0 else max(height - 1, 0) // self.epoch_length
 
     def seed_height(self, epoch: int) -> int:
-        """The block whose hash keys ``epoch``'s challenge."""
-        return epoch * self.epoch_length
+        """The block that fixes ``epoch``'s seed (the last of the window before; genesis for
+        epoch 0): the challenge starts once it is final."""
+        return 0 if epoch == 0 else self.last_height(epoch - 1)
 
     def first_height(self, epoch: int) -> int:
         return epoch * self.epoch_length + 1
@@ -80,6 +88,12 @@ class ChallengeWindow:
     def stop_height(self, epoch: int) -> int:
         """An honest prover stops computing when it starts this height (at least the first)."""
         return max(self.cutoff_height(epoch) - 1, self.first_height(epoch))
+
+    def proving_epoch(self, height: int) -> int:
+        """The epoch whose challenge runs while ``height`` is decided: its own until its
+        window closes, then the next one (whose seed that closing fixed)."""
+        epoch = self.epoch_of(height)
+        return epoch + 1 if self.epoch_length > 0 and height > self.last_height(epoch) else epoch
 
     def may_carry(self, height: int) -> bool:
         """Whether block ``height`` may carry proofs of its epoch at all."""
@@ -110,3 +124,39 @@ def missing(height: int, window: ChallengeWindow, due: Collection[Address],
     if not window.must_carry(height) or len(carried) >= MAX_PROOFS:
         return set()
     return set(due) - set(included) - set(carried)
+
+
+# -- the seed: commit-reveal through the proofs ------------------------------------------
+
+
+def reveal(private_key: bytes, chain_id: int, epoch: int) -> bytes:
+    """The secret a validator reveals in its proof of ``epoch`` (committed to, by its keccak,
+    in its proof of the epoch before). Derived from its key, so there is nothing to store,
+    and unknown to anyone else until revealed."""
+    return keccak256(rlp.encode([REVEAL_TAG, chain_id, epoch, private_key]))
+
+
+def counted_reveals(carried: Mapping[Address, bytes],
+                    commits: Mapping[Address, bytes]) -> dict[Address, bytes]:
+    """The reveals carried in an epoch's window (validator -> reveal) that open the
+    commitment the same validator's proof made in the epoch before (``commits``); a
+    validator without one there reveals nothing that counts."""
+    return {v: r for v, r in carried.items() if v in commits and keccak256(r) == commits[v]}
+
+
+def next_seed(epoch: int, seed: Hash32, reveals: Mapping[Address, bytes]) -> Hash32:
+    """The seed of ``epoch`` + 1: keccak of ``epoch``'s seed and its counted reveals, in
+    address order.
+
+    Fixed once the window of ``epoch`` closes (block ``last_height(epoch)``): E - D blocks
+    before the epoch it keys, so that no block's proposer seals it (the old seed, a block
+    hash, could be ground by its proposer over transactions and timestamp). Residual bias:
+    every reveal was committed an epoch earlier, so the only choice left is to withhold
+    one. A validator that withholds forgoes its proof, and so its whole weight in the
+    next epoch (no proof, no weight); the inclusion rule stops a proposer from dropping
+    reveals gossiped before the cutoff. So a coalition of k validators can choose among
+    2^k seeds, each choice costing the withholders their next epoch's weight, and a
+    single validator gains nothing from the schedule it picks (it has no weight in it).
+    Epoch 1's seed mixes no reveal (nothing was committed before epoch 0): predictable
+    from genesis, but chosen by no one."""
+    return keccak256(rlp.encode([SEED_TAG, epoch + 1, seed, [[v, reveals[v]] for v in sorted(reveals)]]))

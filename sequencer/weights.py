@@ -49,6 +49,7 @@ Node wiring (node/ glues the two halves)::
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
@@ -67,6 +68,7 @@ from primitives.crypto import (
 from primitives.errors import InvalidInput
 from primitives.gossip import Validation
 from primitives.types import ZERO_HASH, Address, Hash32
+from sequencer import election
 from sequencer.types import ProofOpening, WeightProof
 
 CHALLENGE_TAG = b"l2node/weights/challenge/1"
@@ -190,6 +192,7 @@ def _unsigned(proof: WeightProof) -> list[Any]:
     return [
         proof.epoch, proof.seed, proof.validator, proof.products, proof.root,
         [[o.group, o.fingerprints, list(o.path)] for o in proof.openings],
+        proof.reveal, proof.commit,
     ]
 
 
@@ -199,7 +202,8 @@ def proof_digest(chain_id: int, proof: WeightProof) -> Hash32:
 
 
 def encode_proof(proof: WeightProof) -> bytes:
-    """RLP ``[epoch, seed, validator, products, root, [[group, fingerprints, [path]]], signature]``."""
+    """RLP ``[epoch, seed, validator, products, root, [[group, fingerprints, [path]]], reveal,
+    commit, signature]``."""
     return bytes(rlp.encode([*_unsigned(proof), proof.signature]))
 
 
@@ -223,8 +227,8 @@ def decode_proof(data: bytes) -> WeightProof:
         items = rlp.decode(data)
     except rlp.exceptions.DecodingError as exc:
         raise InvalidInput(f"weight proof is not RLP: {exc}") from None
-    if not isinstance(items, list) or len(items) != 7 or not isinstance(items[5], list):
-        raise InvalidInput("weight proof must be a list of 7 items with a list of openings")
+    if not isinstance(items, list) or len(items) != 9 or not isinstance(items[5], list):
+        raise InvalidInput("weight proof must be a list of 9 items with a list of openings")
     openings = []
     for raw in items[5]:
         if not isinstance(raw, list) or len(raw) != 3 or not isinstance(raw[1], bytes) or not isinstance(raw[2], list):
@@ -238,8 +242,17 @@ def decode_proof(data: bytes) -> WeightProof:
         products=_uint(items[3], "products"),
         root=Hash32(_fixed(items[4], 32, "root")),
         openings=tuple(openings),
-        signature=_fixed(items[6], 65, "signature"),
+        signature=_fixed(items[8], 65, "signature"),
+        reveal=_secret(items[6], "reveal"),
+        commit=_secret(items[7], "commit"),
     )
+
+
+def _secret(item: Any, what: str) -> bytes:
+    """A reveal or commitment: 32 bytes, or empty for none."""
+    if not isinstance(item, bytes) or len(item) not in (0, 32):
+        raise InvalidInput(f"weight proof: {what} must be empty or 32 bytes")
+    return item
 
 
 # -- proving and verifying ----------------------------------------------------------------
@@ -250,7 +263,8 @@ def make_proof(
     private_key: bytes, recompute: Recompute | None = None,
 ) -> WeightProof:
     """Closes ``commitment`` (the fingerprints of ``key``'s products, in order), opens the
-    sampled groups (recomputed by ``recompute``, on the CPU by default) and signs."""
+    sampled groups (recomputed by ``recompute``, on the CPU by default), adds this
+    validator's seed reveal for ``epoch`` and commitment for the next, and signs."""
     products = commitment.products
     if not 0 < products <= MAX_PRODUCTS:
         raise InvalidInput(f"a proof claims 1 .. {MAX_PRODUCTS} products, not {products}")
@@ -265,11 +279,14 @@ def make_proof(
         if _leaf(prints) != commitment.leaf(group):
             raise InvalidInput(f"recomputed group {group} differs from the committed one")
         openings.append(ProofOpening(group, prints.astype(">u8").tobytes(), commitment.path(group)))
-    proof = WeightProof(epoch, seed, private_key_to_address(private_key), products, root,
-                        tuple(openings), b"")
+    proof = WeightProof(
+        epoch, seed, private_key_to_address(private_key), products, root, tuple(openings), b"",
+        reveal=election.reveal(private_key, chain_id, epoch),
+        commit=keccak256(election.reveal(private_key, chain_id, epoch + 1)),
+    )
     parity, r, s = sign_hash(proof_digest(chain_id, proof), private_key)
     signature = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([parity])
-    return WeightProof(proof.epoch, seed, proof.validator, products, root, proof.openings, signature)
+    return dataclasses.replace(proof, signature=signature)
 
 
 def verify_proof(

@@ -3,10 +3,13 @@
 Four validators with the same hardware decide EPOCHS epochs in tests/sequencer/election_sim.py;
 v0 cheats in one way or in all at once. Whatever it does: every honest validator's proof is
 carried in every epoch (censoring fails), no epoch gives the cheater more weight than the
-honest validators get, and over the run its weight is at most the honest average.
+honest validators get, and over the run its weight is at most the honest average. Seed
+grinding by proposers has nothing to grind: the seed mixes only committed reveals.
 """
 
 from __future__ import annotations
+
+from functools import cache
 
 import pytest
 
@@ -39,21 +42,30 @@ def shares(sim: ElectionSim) -> list[dict[str, float]]:
 
 def test_the_window_is_fixed_by_the_chain() -> None:
     window = ChallengeWindow.of(30)
-    assert (window.first_height(2), window.stop_height(2), window.cutoff_height(2),
-            window.last_height(2)) == (61, 78, 79, 80)
+    assert (window.seed_height(2), window.first_height(2), window.stop_height(2),
+            window.cutoff_height(2), window.last_height(2)) == (50, 61, 78, 79, 80)
+    assert [window.proving_epoch(h) for h in (50, 51, 60, 61, 80, 81)] == [1, 2, 2, 2, 2, 3]
     assert window.may_carry(80) and not window.may_carry(81) and not window.may_carry(90)
     assert window.must_carry(79) and not window.must_carry(78) and not window.must_carry(81)
 
 
+@cache
+def honest_run() -> list[dict[str, float]]:
+    """The shares when v0 is honest too: what it earns without cheating."""
+    return shares(run(()))
+
+
 def test_honest_validators_share_the_weight_equally() -> None:
     sim = run(())
+    assert shares(sim) == honest_run()  # deterministic
     for epoch in shares(sim):
         assert set(epoch) == {"v0", "v1", "v2", "v3"}
         assert max(epoch.values()) < 1.2 * min(epoch.values())
     assert all(value[1].round == 0 for value in sim.nodes["v1"].decided.values())
 
 
-@pytest.mark.parametrize("behaviours", [("long",), ("grind",), ("censor",), ("long", "censor")])
+@pytest.mark.parametrize("behaviours", [("long",), ("grind",), ("censor",), ("seed",),
+                                        ("long", "censor", "seed")])
 def test_a_cheater_gains_no_more_than_its_honest_share(behaviours: tuple[str, ...]) -> None:
     sim = run(behaviours)
     per_epoch = shares(sim)
@@ -61,15 +73,17 @@ def test_a_cheater_gains_no_more_than_its_honest_share(behaviours: tuple[str, ..
         # Censoring failed: every honest validator's proof was carried, every epoch.
         assert {"v1", "v2", "v3"} <= set(epoch), epoch
         honest = [epoch[name] for name in ("v1", "v2", "v3")]
-        assert epoch.get(CHEATER, 0.0) <= max(honest) + 1e-9, epoch
+        # Within the few percent by which message timing moves any measured window.
+        assert epoch.get(CHEATER, 0.0) <= 1.05 * max(honest), epoch
         # The cap: below 1/3 each with four validators, exactly 1/n with fewer.
         assert all(share < 1 / 3 if len(epoch) >= 4 else share == 1 / len(epoch)
                    for share in epoch.values())
-    # Over the run: no more than an honest validator with the same machine (whose totals
-    # differ by the few percent that block timing moves a measured window).
+    # Over the run: no more than the same validator gets when honest (the same network, the
+    # same messages' timing), beyond 1%, nor more than the honest validators' average by 3%.
     cheater = sum(epoch.get(CHEATER, 0.0) for epoch in per_epoch)
     honest = [sum(epoch[n] for epoch in per_epoch) for n in ("v1", "v2", "v3")]
-    assert cheater <= max(honest) and cheater <= 1.03 * sum(honest) / 3, (cheater, honest)
+    baseline = sum(epoch[CHEATER] for epoch in honest_run())
+    assert cheater <= 1.01 * baseline and cheater <= 1.03 * sum(honest) / 3, (cheater, baseline, honest)
     if "grind" in behaviours:  # its overclaim never verified: no weight at all
         assert cheater == 0.0
     if behaviours == ("censor",):
