@@ -126,6 +126,17 @@ class Epochs:
                 self._forget_before(current - KEEP_EPOCHS)
         return result
 
+    def forget_above(self, height: int) -> None:
+        """The chain was unwound to ``height``: drop what was derived from blocks above it
+        (the weights and seeds of the epochs after the one ``height`` is in, and every
+        verdict, since a verdict depends on the seed and the proofs before)."""
+        epoch = self.epoch_of(height)
+        with self._lock:
+            for cache in (self._weights, self._seeds):
+                for later in [e for e in cache if e > epoch]:
+                    del cache[later]
+            self._verified.clear()
+
     def _forget_before(self, epoch: int) -> None:
         """Drop cached weights and verdicts of epochs before ``epoch`` (not the genesis')."""
         for old in [e for e in self._weights if 0 < e < epoch]:

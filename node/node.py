@@ -402,6 +402,7 @@ class Node:
         with self._chain_lock:
             self.admission.reset()
             self._staged.clear()
+            self.epochs.forget_above(self.chain.head_number() or 0)
 
     def _execute_child(
         self, parent: Header, timestamp: int, coinbase: Address, raws: Sequence[bytes],

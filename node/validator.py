@@ -149,7 +149,8 @@ class ValidatorLoop:
             return False
         carried = {decode_proof(p).validator for p in decode_block(value).proofs}
         left_out = election.missing(height, self.epochs.window, due,
-                                    self.epochs.included(epoch, height), carried)
+                                    self.epochs.included(epoch, height), carried,
+                                    self.consensus.round, len(self.validators_at(height).validators))
         if left_out:
             log.info("block %d leaves out the proofs of %s: prevoting nil", height,
                      ", ".join(f"0x{v.hex()}" for v in sorted(left_out)))
@@ -188,9 +189,10 @@ class ValidatorLoop:
             return Validation.REJECT
         if proof.validator not in self.epochs.genesis_weights:
             return Validation.REJECT
-        # IGNORE: another epoch's (late, or from a node ahead of us).
-        epoch = self.epochs.epoch_of((self.node.chain.head_number() or 0) + 1)
-        if proof.epoch != epoch:
+        # IGNORE: another epoch's than the one being carried or proved (late, or from a node
+        # ahead of us).
+        height = (self.node.chain.head_number() or 0) + 1
+        if proof.epoch not in (self.epochs.epoch_of(height), self.epochs.window.proving_epoch(height)):
             return Validation.IGNORE
         # ACCEPT: the sampled products are recomputed off the network thread (a second or so).
         return Validation.ACCEPT

@@ -116,12 +116,19 @@ def carry(held: Mapping[Address, bytes], included: Collection[Address],
 
 
 def missing(height: int, window: ChallengeWindow, due: Collection[Address],
-            included: Collection[Address], carried: Collection[Address]) -> set[Address]:
+            included: Collection[Address], carried: Collection[Address],
+            round: int = 0, validators: int = 1) -> set[Address]:
     """Validators whose proof block ``height`` must carry and does not: those in ``due``
     (held at the cutoff) with no proof in the epoch's earlier blocks (``included``) nor in
-    this one (``carried``). Empty outside [cutoff, deadline] and for a full block. A
-    non-empty answer is a nil prevote."""
-    if not window.must_carry(height) or len(carried) >= MAX_PROOFS:
+    this one (``carried``). A non-empty answer is a nil prevote.
+
+    Empty outside [cutoff, deadline], for a full block, and from round ``validators`` on:
+    by then every validator has proposed at this height (sequencer.leader: round r is the
+    r-th of a permutation), and honest proposers carry every proof they hold at the
+    cutoff, so if none of their blocks passed, what is asked for is held by too few to be
+    carried (a proof that did not spread): insisting would stop the chain, and a
+    censoring proposer cannot get here without every honest proposer failing first."""
+    if not window.must_carry(height) or len(carried) >= MAX_PROOFS or round >= validators:
         return set()
     return set(due) - set(included) - set(carried)
 

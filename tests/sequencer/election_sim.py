@@ -152,7 +152,8 @@ class ElectionApp(SimApp):
         if self.name == CHEATER:
             return True  # the cheater votes for anything valid
         due = sim.due[self.name].get(epoch, frozenset())
-        return not missing(height, sim.window, due, seen, carried)
+        return not missing(height, sim.window, due, seen, carried, node.consensus.round,
+                           len(sim.validators_at(node, height).validators))
 
 
 class ElectionSim(Simulation):

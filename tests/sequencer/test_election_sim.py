@@ -110,3 +110,7 @@ def test_carry_and_missing_rules() -> None:
     assert missing(9, window, {a, b}, set(), set()) == set()  # past the window: no proofs at all
     full = {Address(bytes([i + 10]) * 20) for i in range(MAX_PROOFS)}
     assert missing(8, window, {a}, set(), full) == set()  # a full block is never faulted
+    # Once every one of 4 validators proposed at the height, a proof held by too few to be
+    # carried no longer stops the chain.
+    assert missing(8, window, {a}, set(), set(), round=3, validators=4) == {a}
+    assert missing(8, window, {a}, set(), set(), round=4, validators=4) == set()
