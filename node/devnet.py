@@ -46,6 +46,10 @@ P2P_PORT_OFFSET = 100
 """Node i listens for peers on base port + this + i."""
 NODE_LINE = re.compile(r"node (\d+): pid (\d+) rpc (\S+) p2p (\S+) log (\S+)")
 """The line `l2node devnet` prints per node (tests and benchmarks read it)."""
+CHALLENGE_SHARE = 8
+"""A devnet validator computes its GPU challenge for at most 1/CHALLENGE_SHARE of an epoch's
+duration: several nodes share one machine's CPUs. (A cap only lowers what a node earns; the
+chain's challenge window bounds it either way.)"""
 ANVIL_PORT_OFFSET = 200
 """The devnet's anvil listens on base port + this."""
 POSTER_PASSWORD = "l2node devnet"
@@ -150,7 +154,8 @@ def write_devnet(
             f"[chain]\nblock_time = {block_time}\n\n"
             f"[genesis]\nfile = {json.dumps(str(genesis_path))}\n\n"
             f"[validator]\nprivate_key = \"0x{key.hex()}\"  # DEVNET ONLY: public key material\n"
-            "\n"
+            # At most an eighth of the epoch: the nodes share this machine.
+            f"challenge_seconds = {epoch_length * block_time / CHALLENGE_SHARE:g}\n\n"
             f"[executor]\nkind = \"{executor}\"\n\n"
             f"[rpc]\nhost = \"{'0.0.0.0' if hosts else '127.0.0.1'}\"\n"
             f"port = {base_port + node.index}\n\n"
