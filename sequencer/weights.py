@@ -33,10 +33,10 @@ so a 25% overclaim needs more than 2^64 grinding tries, out of reach of any grin
 (199 samples would give 2^-64.06; 200 is the round number above it.)
 
 Cost. A proof opens at most SAMPLES leaves of GROUP fingerprints with a Merkle path each:
-size about SAMPLES * (8 * GROUP + 33 * depth) bytes, depth = log2(products / GROUP); 140 KB
-at 2^24 products, 190 KB at 2^30, under MAX_PROOF_BYTES at MAX_PRODUCTS. Verifying it
+size about SAMPLES * (8 * GROUP + 33 * depth) bytes, depth = log2(products / GROUP): 179 KB
+at 2^24 products, 219 KB at 2^30, 259 KB at MAX_PRODUCTS (under MAX_PROOF_BYTES). Verifying
 recomputes SAMPLES products, 200 * 128^3 multiply-adds (0.84 GFLOP, one batched float64
-BLAS call) plus some 200 * depth keccaks: about 0.1-0.3 s on one CPU core.
+BLAS call) plus some 200 * depth keccaks: 0.12 s of CPU measured on one core (README).
 
 Node wiring (node/ glues the two halves)::
 
