@@ -13,7 +13,7 @@ block building and commits never run concurrently:
 - ``l2/sync/1`` requests are answered from the finalized chain;
 - GPU weights (node/epochs.py): at an epoch's first height this validator runs its
   challenge until the chain reaches the window's honest stop, and gossips the proof on
-  ``l2/proofs/1``; proofs from peers are verified off the loop and carried by this node's
+  ``l2/proofs/2``; proofs from peers are verified off the loop and carried by this node's
   proposals; from the cutoff it prevotes nil for a block that leaves out a proof it held
   at the cutoff (sequencer/election.py).
 """

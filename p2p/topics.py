@@ -20,8 +20,8 @@ TXS = "l2/txs/1"
 CONSENSUS = "l2/consensus/1"
 """Consensus proposals and votes (sequencer/wire.py)."""
 
-PROOFS = "l2/proofs/1"
-"""Validators' GPU weight proofs for the coming epoch."""
+PROOFS = "l2/proofs/2"
+"""Validators' GPU weight proofs for the coming epoch (2: 200 samples and the seed reveal)."""
 
 BATCHSIGS = "l2/batchsigs/1"
 """Validators' signatures over finalized L1 batch digests."""
