@@ -7,8 +7,9 @@ Starts `l2node devnet`, lets it run, and reports:
 - transaction latency: eth_sendRawTransaction on one node until that node returns the
   receipt (waiting for the next height included);
 - failover: the round-0 proposer of the next height (computed as every node does, from
-  the genesis weights and the last block's hash) is killed with SIGKILL just after the
-  previous block; the time from that block to the next, against the usual interval.
+  the weights and the leader seed of that height, both from ``l2_getValidators``) is killed
+  with SIGKILL just after the previous block; the time from that block to the next,
+  against the usual interval.
 Prints what it measured and on what machine; never fails for being slow.
 
     python -m bench.finality --validators 4 --seconds 30 --block-time 1.0
@@ -122,7 +123,7 @@ def measure(process: subprocess.Popen[str], args: argparse.Namespace) -> None:
             later_rounds += int(match[2]) > 0
 
     # Failover: kill the next height's round-0 proposer right after the block before it,
-    # drawn as every node draws it (weights of the height's epoch, previous block's hash).
+    # drawn as every node draws it (the weights and seed of the height's epoch).
     observer = 0
     intervals, seen_at, head = [], time.monotonic(), int(rpc(urls[0], "eth_blockNumber"), 16)
     while True:
@@ -131,13 +132,11 @@ def measure(process: subprocess.Popen[str], args: argparse.Namespace) -> None:
             now = time.monotonic()
             intervals.append(now - seen_at)
             head, seen_at = now_head, now
-            block = rpc(urls[observer], "eth_getBlockByNumber", [hex(head), False])
-            deciding = rpc(urls[observer], "l2_getValidators", [hex(head)])["validators"]
-            validators = ValidatorSet.of(
-                {Address(bytes.fromhex(v["address"][2:])): int(v["weight"], 16) for v in deciding}
-            )
+            deciding = rpc(urls[observer], "l2_getValidators", [hex(head)])
+            validators = ValidatorSet.of({Address(bytes.fromhex(v["address"][2:])): int(v["weight"], 16)
+                                          for v in deciding["validators"]})
             proposer = leader.proposer(
-                validators, Hash32(bytes.fromhex(block["hash"][2:])), head + 1, 0
+                validators, Hash32(bytes.fromhex(deciding["seed"][2:])), head + 1, 0
             )
             victim = next(i for i in range(args.validators)
                           if private_key_to_address(devnet_validator_key(i)) == proposer)

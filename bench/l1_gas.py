@@ -2,7 +2,7 @@
 
 Starts anvil (installed by npm, see package.json), deploys BatchInbox with V validators, and commits batches
 of one L2 block of N signed EIP-1559 transfers (distinct senders and recipients, random
-amounts: little for zlib to squeeze) through the poster's own calls, signed by all V
+amounts) through the poster's own calls, signed by all V
 validators. Prints calldata size and L1 gas (all the batch's L1 transactions) per L2
 transaction, and the machine. Never fails for being expensive.
 
@@ -108,13 +108,13 @@ def main() -> None:
         version = anvil.rpc("web3_clientVersion")
         print(f"machine: {platform.machine()} {platform.processor() or ''} {platform.node()}; "
               f"python {platform.python_version()}; L1: {version} (Prague rules, EIP-7623 calldata floor)")
-        print(f"{'L2 txs/batch':>12} {'validators':>10} {'raw B/tx':>9} {'zlib B/tx':>9} "
+        print(f"{'L2 txs/batch':>12} {'validators':>10} {'raw B/tx':>9} {'posted B/tx':>11} "
               f"{'L1 txs':>6} {'L1 gas/batch':>12} {'L1 gas/L2 tx':>12}")
         for tx_count in args.txs:
             for validators in args.validators:
                 m = measure(anvil.url, tx_count, validators, args.batches)
                 print(f"{tx_count:>12} {validators:>10} {m['raw_bytes_per_tx']:>9.1f} "
-                      f"{m['payload_bytes_per_tx']:>9.1f} {m['l1_txs_per_batch']:>6.1f} "
+                      f"{m['payload_bytes_per_tx']:>11.1f} {m['l1_txs_per_batch']:>6.1f} "
                       f"{m['gas_per_batch']:>12,.0f} {m['gas_per_tx']:>12,.1f}")
 
 

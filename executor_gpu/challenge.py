@@ -1,16 +1,10 @@
 """The GPU weight challenge: as many integer matrix products as a device computes by a deadline.
 
 An epoch's challenge for one validator is a 32-byte key (``sequencer.weights.challenge_key``:
-the epoch seed, the validator's address, the chain). Product ``i`` of the key is
-``C_i = A_i @ B_i`` for two ``DIM x DIM`` matrices of 16-bit entries that a counter-based
-hash of (key, i, position) defines, so any product can be regenerated alone. The entries
-are small enough that float64 arithmetic is exact (sums stay below 2^53), so cuBLAS on a
-GPU, BLAS on a CPU and any other correct code give the same integers. Each product is
-reduced to a 64-bit fingerprint, a wrapping sum of a mixing hash of every entry and its
-position: it cannot be had without every entry of C_i, and it is what the prover commits to.
-
-The functions take the array module (numpy, or cupy on a GPU) so that the prover and the
-verifier share one definition of the work. CuPy is imported only by the GPU prover.
+the epoch seed, the validator's address, the chain). The work is defined once, in
+``primitives.challenge`` (shared with the verifier): product ``i`` of the key and its 64-bit
+fingerprint. This module runs it fast: fused CUDA kernels around cuBLAS on a GPU, numpy's
+BLAS on the CPU. CuPy is imported only by the GPU prover.
 """
 
 from __future__ import annotations
@@ -21,76 +15,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from primitives.challenge import DIM, ENTRY_BITS, FingerprintArray, cpu_fingerprints, key_words
 from primitives.clock import Clock
 
-DIM = 128
-"""Rows and columns of each matrix: one product is DIM^3 multiply-adds."""
-ENTRY_BITS = 16
-"""Matrix entries are in [0, 2^ENTRY_BITS): a DIM-term sum of products stays exact in float64."""
-
-FingerprintArray = npt.NDArray[np.uint64]
-
-_GOLDEN = 0x9E3779B97F4A7C15
-_MIX1 = 0xBF58476D1CE4E5B9
-_MIX2 = 0x94D049BB133111EB
-_MASK = (1 << 64) - 1
-
-
-def key_words(key: bytes) -> tuple[int, int, int, int]:
-    """The challenge key as four 64-bit words: A's stream, B's stream, the fingerprint's mix."""
-    if len(key) != 32:
-        raise ValueError(f"a challenge key is 32 bytes, got {len(key)}")
-    w = [int.from_bytes(key[i : i + 8], "little") for i in range(0, 32, 8)]
-    return w[0], w[1], w[2], w[3]
-
-
-def _mix(xp: Any, z: Any) -> Any:
-    """SplitMix64's finalizer on a uint64 array (wrapping arithmetic, same on numpy and cupy)."""
-    z = (z ^ (z >> xp.uint64(30))) * xp.uint64(_MIX1)
-    z = (z ^ (z >> xp.uint64(27))) * xp.uint64(_MIX2)
-    return z ^ (z >> xp.uint64(31))
-
-
-def _positions(xp: Any, first: int, count: int) -> Any:
-    """Global counters (product * DIM^2 + row * DIM + column) of ``count`` products from ``first``."""
-    base = xp.arange(count, dtype=xp.uint64)[:, None] + xp.uint64(first)
-    return base * xp.uint64(DIM * DIM) + xp.arange(DIM * DIM, dtype=xp.uint64)[None, :]
-
-
-def matrices(xp: Any, key: bytes, first: int, count: int) -> tuple[Any, Any]:
-    """A_i and B_i for products first .. first+count-1, as float64 arrays (count, DIM, DIM)."""
-    k_a, k_b, _, _ = key_words(key)
-    at = _positions(xp, first, count)
-    shift = xp.uint64(64 - ENTRY_BITS)
-    out = []
-    for stream in (k_a, k_b):
-        z = _mix(xp, (at + xp.uint64(stream)) * xp.uint64(_GOLDEN))
-        out.append((z >> shift).astype(xp.float64).reshape(count, DIM, DIM))
-    return out[0], out[1]
-
-
-def fingerprints(xp: Any, key: bytes, first: int, products: Any) -> Any:
-    """64-bit fingerprints of ``products`` (count, DIM, DIM), exact integers held as float64."""
-    _, _, k_mix, k_pos = key_words(key)
-    count = products.shape[0]
-    entries = products.reshape(count, DIM * DIM).astype(xp.uint64)
-    salt = _mix(xp, (_positions(xp, first, count) ^ xp.uint64(k_pos)) * xp.uint64(_GOLDEN))
-    mixed = _mix(xp, (entries + xp.uint64(k_mix)) ^ salt)
-    return mixed.sum(axis=1, dtype=xp.uint64)
+__all__ = ["DIM", "ChallengeWork", "compute", "fingerprints_of", "run_challenge"]
 
 
 def compute(xp: Any, key: bytes, first: int, count: int) -> Any:
     """Fingerprints of products first .. first+count-1: the work itself."""
     if xp is not np:
         return _cuda_compute(xp, key, first, count)
-    a, b = matrices(xp, key, first, count)
-    return fingerprints(xp, key, first, xp.matmul(a, b))
+    return cpu_fingerprints(key, first, count)
 
 
-# The same arithmetic as ``matrices`` and ``fingerprints``, fused into one pass per array so
-# that the GPU spends its time in the matrix products (cuBLAS), not in temporaries.
+# The same arithmetic as primitives.challenge's ``matrices`` and ``fingerprints``, fused into
+# one pass per array so that the GPU spends its time in cuBLAS, not in temporaries.
 _CUDA_MIX = """
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
@@ -167,10 +107,11 @@ def _backend(device: str) -> tuple[str, Any, int]:
 def run_challenge(
     key: bytes, deadline: float, clock: Clock, *, device: str = "auto",
     on_batch: Callable[[FingerprintArray], None], max_products: int = 1 << 40,
+    stop: Callable[[], bool] = lambda: False,
 ) -> ChallengeWork:
-    """Computes products of ``key`` in batches until ``clock.now()`` reaches ``deadline``
-    (checked between batches) or ``max_products`` are done, handing each batch's
-    fingerprints, in order, to ``on_batch`` (the commitment).
+    """Computes products of ``key`` in batches until ``clock.now()`` reaches ``deadline`` or
+    ``stop()`` holds (both checked between batches, after the first) or ``max_products``
+    are done, handing each batch's fingerprints, in order, to ``on_batch`` (the commitment).
 
     On a GPU the next batch is queued before the previous one's fingerprints are handed
     over, so ``on_batch`` runs on the host while the device works.
@@ -179,7 +120,7 @@ def run_challenge(
     started = time.perf_counter()
     first = 0
     pending: Callable[[], FingerprintArray] | None = None
-    while first < max_products and clock.now() < deadline:
+    while first < max_products and clock.now() < deadline and not (first and stop()):
         count = min(batch, max_products - first)
         queued = _queue(xp, key, first, count)
         first += count

@@ -152,6 +152,10 @@ class NodeRpcBackend:
         epoch = epochs.epoch_of(height)
         return epoch, epochs.weights(epoch)
 
+    def leader_seed(self, height: int) -> Hash32:
+        epochs = self.node.epochs
+        return epochs.seed(epochs.epoch_of(height))
+
     def peer_count(self) -> int:
         return 0 if self.gossip is None else len(self.gossip.peers())
 

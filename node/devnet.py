@@ -47,7 +47,9 @@ P2P_PORT_OFFSET = 100
 NODE_LINE = re.compile(r"node (\d+): pid (\d+) rpc (\S+) p2p (\S+) log (\S+)")
 """The line `l2node devnet` prints per node (tests and benchmarks read it)."""
 CHALLENGE_SHARE = 8
-"""A validator computes its GPU challenge for 1/CHALLENGE_SHARE of an epoch's duration."""
+"""A devnet validator computes its GPU challenge for at most 1/CHALLENGE_SHARE of an epoch's
+duration: several nodes share one machine's CPUs. (A cap only lowers what a node earns; the
+chain's challenge window bounds it either way.)"""
 ANVIL_PORT_OFFSET = 200
 """The devnet's anvil listens on base port + this."""
 METRICS_PORT_OFFSET = 300
@@ -157,7 +159,7 @@ def write_devnet(
             f"[chain]\nblock_time = {block_time}\n\n"
             f"[genesis]\nfile = {json.dumps(str(genesis_path))}\n\n"
             f"[validator]\nprivate_key = \"0x{key.hex()}\"  # DEVNET ONLY: public key material\n"
-            # An eighth of the epoch leaves time for the proofs to spread and be carried.
+            # At most an eighth of the epoch: the nodes share this machine.
             f"challenge_seconds = {epoch_length * block_time / CHALLENGE_SHARE:g}\n\n"
             f"[executor]\nkind = \"{executor}\"\n\n"
             f"[rpc]\nhost = \"{'0.0.0.0' if hosts else '127.0.0.1'}\"\n"

@@ -2,14 +2,17 @@
 that follow from them (the rules are sequencer/weights.py; this reads the chain for them).
 
 Heights 1 .. E are epoch 0, E+1 .. 2E epoch 1, and so on (E = ``epoch_length``). The seed
-of epoch e is the hash of block e*E, final before the epoch's first block. During epoch e
-each validator proves work on its challenge for that seed, gossips the proof, and
-proposers include proofs in the epoch's blocks (each validator's at most once per epoch).
+of epoch 0 is the genesis hash; that of epoch e + 1 mixes the seed reveals carried in epoch
+e's window (sequencer.election.next_seed: commit-reveal through the proofs, a reveal must
+open its validator's commitment of the epoch before), fixed when that window closes. From
+then each validator proves work on its challenge for that seed, gossips the proof, and
+proposers include proofs in the blocks of the epoch's challenge window (the first D
+blocks, sequencer.election.ChallengeWindow; each validator's at most once per epoch).
 The weights of epoch e + 1 are the verified work of the proofs included in epoch e; epoch
 0 runs on the genesis weights, and an epoch whose predecessor included no valid proof
 keeps its predecessor's weights (the chain never loses every validator at once). Earned
-weights are capped below 1/3 of the total each (sequencer.weights.cap_shares), so that with
-four or more validators no single one going down stops finality.
+weights are capped (sequencer.weights.cap_shares: below 1/3 each with four or more earners,
+equal below four). Weights and verified proofs are cached for the last KEEP_EPOCHS epochs.
 With ``epoch_length`` 0, the genesis weights hold forever and blocks carry no proofs.
 """
 
@@ -22,10 +25,14 @@ from node.db.chain import ChainStore
 from primitives.crypto import keccak256
 from primitives.errors import Halt, InvalidInput
 from primitives.types import Address, Hash32
+from sequencer.election import MAX_PROOFS, ChallengeWindow, counted_reveals, next_seed
+from sequencer.types import WeightProof
 from sequencer.weights import cap_shares, decode_proof, verify_proof
 
-MAX_PROOFS_PER_BLOCK = 64
-"""A block carries at most this many proofs (each under 64 KB)."""
+MAX_PROOFS_PER_BLOCK = MAX_PROOFS
+"""A block carries at most this many proofs."""
+KEEP_EPOCHS = 8
+"""Epochs whose weights and verified proofs stay cached (older ones are recomputed)."""
 
 
 class Epochs:
@@ -39,8 +46,10 @@ class Epochs:
         self.chain_id = chain_id
         self.epoch_length = epoch_length
         self.genesis_weights = dict(genesis_weights)
+        self.window = ChallengeWindow.of(epoch_length)
         self._lock = threading.Lock()
         self._weights: dict[int, dict[Address, int]] = {0: self.genesis_weights}
+        self._seeds: dict[int, Hash32] = {}
         self._verified: dict[tuple[Hash32, int], int] = {}
 
     @property
@@ -49,20 +58,52 @@ class Epochs:
         return self.epoch_length > 0
 
     def epoch_of(self, height: int) -> int:
-        return 0 if not self.enabled else max(height - 1, 0) // self.epoch_length
+        return self.window.epoch_of(height)
 
     def first_height(self, epoch: int) -> int:
-        return epoch * self.epoch_length + 1
+        return self.window.first_height(epoch)
 
     def seed(self, epoch: int) -> Hash32:
-        """Hash of block epoch * E; Halt when it is not final here yet."""
-        header = self.chain.header(epoch * self.epoch_length)
-        if header is None:
-            raise Halt(f"the seed of epoch {epoch} is not final here yet")
-        return header.hash
+        """The seed of ``epoch``: the genesis hash for epoch 0 (and without epochs), then
+        sequencer.election.next_seed of each window's reveals; Halt when the window that
+        fixes it is not final here yet."""
+        with self._lock:
+            known = max((e for e in self._seeds if e <= epoch), default=None)
+        if known is None:
+            genesis = self.chain.header(0)
+            if genesis is None:
+                raise Halt("no genesis block")
+            known, seed = 0, genesis.hash
+        else:
+            seed = self._seeds[known]
+        if not self.enabled:
+            return seed
+        for current in range(known + 1, epoch + 1):
+            if self.chain.header(self.window.seed_height(current)) is None:
+                raise Halt(f"the seed of epoch {current} is not final here yet")
+            reveals = {v: p.reveal for v, p in self._carried(current - 1).items()}
+            commits = {v: p.commit for v, p in self._carried(current - 2).items()}
+            seed = next_seed(current - 1, seed, counted_reveals(reveals, commits))
+            with self._lock:
+                self._seeds[current] = seed
+        with self._lock:
+            for old in [e for e in self._seeds if e < epoch - KEEP_EPOCHS]:
+                del self._seeds[old]
+        return seed
+
+    def _carried(self, epoch: int) -> dict[Address, WeightProof]:
+        """The proofs carried in ``epoch``'s window, by validator (none before epoch 0)."""
+        carried: dict[Address, WeightProof] = {}
+        if epoch < 0:
+            return carried
+        for height in range(self.window.first_height(epoch), self.window.last_height(epoch) + 1):
+            for data in self.chain.proofs(height):
+                proof = decode_proof(data)
+                carried[proof.validator] = proof
+        return carried
 
     def weights(self, epoch: int) -> dict[Address, int]:
-        """Validator weights of ``epoch`` (needs every block of the epoch before it).
+        """Validator weights of ``epoch`` (needs the challenge window of the epoch before it).
 
         Stored blocks had their proofs verified before they were committed, so their
         claims count as they stand.
@@ -72,7 +113,8 @@ class Epochs:
             result = self._weights[known]
         for current in range(known + 1, epoch + 1):
             earned: dict[Address, int] = {}
-            for height in range(self.first_height(current - 1), self.first_height(current)):
+            window = self.window
+            for height in range(window.first_height(current - 1), window.last_height(current - 1) + 1):
                 if self.chain.header(height) is None:
                     raise Halt(f"the weights of epoch {current} need block {height}")
                 for data in self.chain.proofs(height):
@@ -81,7 +123,26 @@ class Epochs:
             result = cap_shares(earned) or result
             with self._lock:
                 self._weights[current] = result
+                self._forget_before(current - KEEP_EPOCHS)
         return result
+
+    def forget_above(self, height: int) -> None:
+        """The chain was unwound to ``height``: drop what was derived from blocks above it
+        (the weights and seeds of the epochs after the one ``height`` is in, and every
+        verdict, since a verdict depends on the seed and the proofs before)."""
+        epoch = self.epoch_of(height)
+        with self._lock:
+            for cache in (self._weights, self._seeds):
+                for later in [e for e in cache if e > epoch]:
+                    del cache[later]
+            self._verified.clear()
+
+    def _forget_before(self, epoch: int) -> None:
+        """Drop cached weights and verdicts of epochs before ``epoch`` (not the genesis')."""
+        for old in [e for e in self._weights if 0 < e < epoch]:
+            del self._weights[old]
+        for key in [k for k in self._verified if k[1] < epoch]:
+            del self._verified[key]
 
     def included(self, epoch: int, below: int) -> set[Address]:
         """Validators whose proof a block of ``epoch`` under height ``below`` carries."""
@@ -98,6 +159,8 @@ class Epochs:
             return
         if not self.enabled:
             raise InvalidInput("this chain's blocks carry no weight proofs")
+        if not self.window.may_carry(height):
+            raise InvalidInput(f"block {height} is past its epoch's challenge window: no proofs")
         if len(proofs) > MAX_PROOFS_PER_BLOCK:
             raise InvalidInput(f"{len(proofs)} proofs, at most {MAX_PROOFS_PER_BLOCK}")
         epoch = self.epoch_of(height)
@@ -125,6 +188,12 @@ class Epochs:
         with self._lock:
             work = self._verified.get(key)
         if work is None:
+            # Rule: its reveal opens what its proof of the epoch before committed to, so the
+            # seed it feeds was fixed an epoch ago (withholding is the only choice left).
+            before = self._carried(epoch - 1).get(proof.validator)
+            if before is not None and keccak256(proof.reveal) != before.commit:
+                raise InvalidInput(f"the seed reveal of 0x{proof.validator.hex()} does not open "
+                                   f"its commitment of epoch {epoch - 1}")
             work = verify_proof(proof, self.chain_id, epoch, self.seed(epoch), self.genesis_weights)
             with self._lock:
                 self._verified[key] = work

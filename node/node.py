@@ -344,7 +344,7 @@ class Node:
     def _carriable(self, height: int, proofs: Sequence[bytes]) -> tuple[bytes, ...]:
         """The proofs block ``height`` may carry: valid for its epoch, one per validator that
         has none in the epoch yet."""
-        if not self.epochs.enabled:
+        if not self.epochs.window.may_carry(height):
             return ()
         epoch = self.epochs.epoch_of(height)
         taken = self.epochs.included(epoch, height)
@@ -487,6 +487,7 @@ class Node:
         with self._chain_lock:
             self.admission.reset()
             self._staged.clear()
+            self.epochs.forget_above(self.chain.head_number() or 0)
 
     def _execute_child(
         self, parent: Header, timestamp: int, coinbase: Address, raws: Sequence[bytes],

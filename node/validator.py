@@ -11,12 +11,15 @@ machine, block building and commits never run concurrently:
 - transactions accepted over RPC -> gossiped in batches every ``tx_batch_interval``;
 - ``l2/sync/1`` requests are answered from the finalized chain;
 - GPU weights (node/epochs.py): at an epoch's first height this validator runs its
-  challenge and gossips the proof on ``l2/proofs/1``; its proposals carry the proofs.
+  challenge until the chain reaches the window's honest stop, and gossips the proof on
+  ``l2/proofs/2``; its proposals carry the proofs it holds; from the cutoff it prevotes
+  nil for a block that leaves out a proof it held at the cutoff (sequencer/election.py).
 
 Transaction batches and weight proofs from peers never reach this loop, so consensus
 messages never wait behind them: each topic's gate checks them on its own bounded worker
 queue (p2p/checks.py) before they are forwarded, pooling the transactions and keeping the
-proofs on the way; a full queue drops (IGNOREs) what comes next.
+proofs on the way; a full queue drops (IGNOREs) what comes next. The proofs held at an
+epoch's cutoff are fixed on this loop's thread, under the lock the proofs are kept with.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from primitives.clock import Clock
 from primitives.errors import Halt, InvalidInput, InvalidTransaction, RetryLater
 from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
-from sequencer import wire
+from sequencer import election, wire
 from sequencer.consensus import Consensus, verify_certificate
 from sequencer.gates import check_consensus_message
 from sequencer.types import (
@@ -83,8 +86,9 @@ class ValidatorOptions:
     """Seconds between gossip messages carrying the transactions accepted over RPC."""
     consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
     """Timeouts of the state machine."""
-    challenge_seconds: float = 5.0
-    """How long this validator computes its GPU challenge each epoch (the proof follows)."""
+    challenge_seconds: float = float("inf")
+    """Longest this validator computes its GPU challenge each epoch; it stops earlier at the
+    chain's honest stop (sequencer.election), which alone bounds what a proof may earn."""
     challenge_device: str = "auto"
     """Where: "cuda", "cpu" or "auto" (a GPU when there is one)."""
     challenge_max_products: int = 1 << 40
@@ -127,6 +131,7 @@ class ValidatorLoop:
         self._proofs_lock = threading.Lock()
         self._proofs: dict[int, dict[Address, bytes]] = {}  # epoch -> validator -> verified proof
         self._proving: set[int] = set()
+        self._due: dict[int, frozenset[Address]] = {}  # epoch -> proofs held at its cutoff
         inline = not options.background
         self._proof_checks = CheckQueue("l2node-proofs", PROOF_CHECKS, inline)
         gossip.subscribe(CONSENSUS, self._gate_consensus, self._receive_consensus)
@@ -140,9 +145,12 @@ class ValidatorLoop:
     # -- consensus.api.ConsensusApp ------------------------------------------------------------
 
     def build(self, height: int, round: int) -> tuple[bytes, Hash32]:
+        epoch = self.epochs.epoch_of(height)
         with self._proofs_lock:
-            proofs = list(self._proofs.get(self.epochs.epoch_of(height), {}).values())
-        value = self.node.propose(height, proofs)
+            held = dict(self._proofs.get(epoch, {}))
+        # Every proof held; past the cutoff only those held at it (the rest came too late).
+        due = self._due.get(epoch) if self.epochs.window.must_carry(height) else None
+        value = self.node.propose(height, election.carry(held, (), due))
         log.debug("proposing block %d round %d", height, round)
         return value, decode_block(value).header.hash
 
@@ -152,7 +160,25 @@ class ValidatorLoop:
         except InvalidInput:
             return False
         # Rule: the value is the block it claims to be, at this height, and re-executes here.
-        return header.hash == value_id and header.number == height and self.node.verify(value)
+        if not (header.hash == value_id and header.number == height and self.node.verify(value)):
+            return False
+        # Rule: from the cutoff, it carries the proofs this validator held at the cutoff.
+        return not self._censors(height, value)
+
+    def _censors(self, height: int, value: bytes) -> bool:
+        """Whether block ``height`` leaves out a proof that sequencer.election requires."""
+        epoch = self.epochs.epoch_of(height)
+        due = self._due.get(epoch, frozenset())
+        if not due or not self.epochs.window.must_carry(height):
+            return False
+        carried = {decode_proof(p).validator for p in decode_block(value).proofs}
+        left_out = election.missing(height, self.epochs.window, due,
+                                    self.epochs.included(epoch, height), carried,
+                                    self.consensus.round, len(self.validators_at(height).validators))
+        if left_out:
+            log.info("block %d leaves out the proofs of %s: prevoting nil", height,
+                     ", ".join(f"0x{v.hex()}" for v in sorted(left_out)))
+        return bool(left_out)
 
     # -- inputs from other threads ---------------------------------------------------------------
 
@@ -184,12 +210,13 @@ class ValidatorLoop:
             return Validation.REJECT
         if proof.validator not in self.epochs.genesis_weights:
             return Validation.REJECT
-        # IGNORE: another epoch's (late, or from a node ahead of us).
-        epoch = self.epochs.epoch_of((self.node.chain.head_number() or 0) + 1)
-        if proof.epoch != epoch:
+        # IGNORE: another epoch's than the one being carried or proved (late, or from a node
+        # ahead of us).
+        height = (self.node.chain.head_number() or 0) + 1
+        if proof.epoch not in (self.epochs.epoch_of(height), self.epochs.window.proving_epoch(height)):
             return Validation.IGNORE
         # The rest on the proofs' worker (a second or so): IGNORE if its queue is full.
-        return self._proof_checks.submit(peer, functools.partial(self._check_proof, data, epoch))
+        return self._proof_checks.submit(peer, functools.partial(self._check_proof, data, proof.epoch))
 
     def _check_proof(self, data: bytes, epoch: int) -> Validation:
         try:
@@ -279,6 +306,7 @@ class ValidatorLoop:
         if height <= self.consensus.height:
             return
         self._height_started = self.clock.now()
+        self._fix_due(height)
         self._start_challenge(height)
         self._run(self.consensus.start_height(height, self.validators_at(height),
                                               self._seed(height), self._logged(height)))
@@ -402,9 +430,18 @@ class ValidatorLoop:
         else:
             job()
 
-    def _start_challenge(self, height: int) -> None:
-        """Prove this epoch's work once its seed is final (at its first height, or at start)."""
+    def _fix_due(self, height: int) -> None:
+        """At its epoch's cutoff height, fix the proofs this validator holds: from here to
+        the deadline, blocks must carry them."""
         epoch = self.epochs.epoch_of(height)
+        if self.epochs.enabled and height == self.epochs.window.cutoff_height(epoch):
+            with self._proofs_lock:
+                self._due = {epoch: frozenset(self._proofs.get(epoch, {}))}
+
+    def _start_challenge(self, height: int) -> None:
+        """Prove an epoch's work once its seed is final (the height after its seed block, or
+        at start)."""
+        epoch = self.epochs.window.proving_epoch(height)
         me = self.node.coinbase
         if (
             not self.epochs.enabled
@@ -424,10 +461,12 @@ class ValidatorLoop:
         options = self.options
         key = challenge_key(self.chain_id, epoch, seed, self.node.coinbase)
         commitment = Commitment()
+        stop = self.epochs.window.stop_height(epoch)
         work = run_challenge(
             key, self.clock.now() + options.challenge_seconds, self.clock,
             device=options.challenge_device, on_batch=commitment.add,
             max_products=options.challenge_max_products,
+            stop=lambda: (self.node.chain.head_number() or 0) + 1 >= stop,
         )
         if work.products == 0:
             log.warning("epoch %d: the challenge computed nothing in time", epoch)

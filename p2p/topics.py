@@ -6,14 +6,22 @@ different versions then simply do not hear each other, instead of misreading.
 
 from __future__ import annotations
 
+# Shared with sequencer/'s gate rules, so it lives in primitives/.
+from primitives.gossip import MAX_MESSAGE
+
+__all__ = [
+    "BATCHSIGS", "CONSENSUS", "MAX_MESSAGE", "MAX_REQUEST", "MAX_RESPONSE", "PROOFS",
+    "PROTOCOLS", "SYNC", "TOPICS", "TXS",
+]
+
 TXS = "l2/txs/1"
 """Batches of raw signed transactions (p2p/txbatch.py), many per message."""
 
 CONSENSUS = "l2/consensus/1"
 """Consensus proposals and votes (sequencer/wire.py)."""
 
-PROOFS = "l2/proofs/1"
-"""Validators' GPU weight proofs for the coming epoch."""
+PROOFS = "l2/proofs/2"
+"""Validators' GPU weight proofs for the coming epoch (2: 200 samples and the seed reveal)."""
 
 BATCHSIGS = "l2/batchsigs/1"
 """Validators' signatures over finalized L1 batch digests."""
@@ -23,9 +31,6 @@ SYNC = "l2/sync/1"
 
 TOPICS = (TXS, CONSENSUS, PROOFS, BATCHSIGS)
 PROTOCOLS = (SYNC,)
-
-MAX_MESSAGE = 4 * 1024 * 1024
-"""Largest gossip message a node publishes or accepts, in bytes."""
 
 MAX_REQUEST = 1024 * 1024
 """Largest request body a node sends or serves, in bytes."""

@@ -179,6 +179,10 @@ class NodeBackend(Protocol):
         """(epoch, address -> weight) of the validator set deciding ``height``."""
         ...
 
+    def leader_seed(self, height: int) -> Hash32:
+        """The seed that draws the proposers of ``height`` (its epoch's seed)."""
+        ...
+
     def peer_count(self) -> int:
         """Peers connected on the validator network (0 for a single validator)."""
         ...

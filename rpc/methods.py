@@ -460,12 +460,14 @@ class RpcMethods:
         return None if view is None else render.batch(view)
 
     def _validators(self, args: Args) -> object:
-        """The validator set deciding the block after ``block`` (default latest): its epoch
-        and each validator's weight (genesis weights, then verified GPU work)."""
+        """The validator set deciding the block after ``block`` (default latest): its epoch,
+        the seed that draws its proposers (sequencer.leader) and each validator's weight
+        (genesis weights, then verified GPU work)."""
         number = self._state_number(args.optional(0, parse_block_ref, LATEST))
         epoch, weights = self._backend.validators(number + 1)
         return {
             "epoch": quantity(epoch),
+            "seed": data(self._backend.leader_seed(number + 1)),
             "validators": [
                 {"address": data(address), "weight": quantity(weight)}
                 for address, weight in sorted(weights.items())

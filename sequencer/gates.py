@@ -6,9 +6,8 @@ each rule next to its verdict). The node wires them to the consensus topic.
 
 from __future__ import annotations
 
-from p2p.topics import MAX_MESSAGE
-from p2p.types import Validation
 from primitives.errors import InvalidInput
+from primitives.gossip import MAX_MESSAGE, Validation
 from sequencer import leader, wire
 from sequencer.types import Proposal, ValidatorSet
 

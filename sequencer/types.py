@@ -332,7 +332,7 @@ class WeightProof:
     epoch: int
     """Epoch whose challenge this answers."""
     seed: Hash32
-    """The epoch's seed (from the last finalized block before the epoch)."""
+    """The epoch's seed (sequencer.election: mixed from the validators' reveals)."""
     validator: Address
     """Address of the signing key: whose weight this is."""
     products: int
@@ -343,3 +343,8 @@ class WeightProof:
     """The sampled groups, ordered by group index, each once."""
     signature: bytes
     """65 bytes r || s || y_parity by ``validator`` over ``weights.proof_digest``."""
+    reveal: bytes = b""
+    """32-byte secret whose keccak this validator's proof of the epoch before committed to
+    (sequencer.election.reveal); mixed into the next epoch's seed."""
+    commit: bytes = b""
+    """keccak of the secret this validator reveals in its next epoch's proof (32 bytes)."""

@@ -11,15 +11,32 @@ products 0, 1, 2, ... until its deadline, then commits to their fingerprints::
 
 ``SAMPLES`` product indexes are drawn from keccak(key, root, products, j) (Fiat-Shamir);
 the proof opens the leaves that hold them and is signed by the validator. A verifier
-checks the signature, the Merkle paths, and recomputes only the sampled products
-(SAMPLES products, against the millions a GPU proves). No valid proof, no weight; a valid
-proof weighs the products it claims, whatever device computed them.
+checks the signature, the Merkle paths, and recomputes only the sampled products, in one
+batched matrix product (SAMPLES products, against the hundreds of millions a GPU proves).
+No valid proof, no weight; a valid proof weighs the products it claims, whatever device
+computed them.
 
-Soundness: a prover that computed a fraction f of the products it claims passes with
-probability f^SAMPLES per commitment (0.5^32 < 1e-9); it can re-roll the samples by
-changing an uncomputed leaf, so claiming 10% more than was done costs about 1.1^32 = 21
-tries on average. The weight is therefore a measurement good to about that margin, not an
-exact count.
+Soundness. A prover that computed a fraction f of the products it claims (and made up the
+rest) passes only if every sample lands on a computed product: probability f^s for
+s = SAMPLES independent samples. A made-up fingerprint passes its check with probability
+2^-64 (it must equal a 64-bit hash of the true product), so guessing does not help. It
+can re-roll the samples by changing one made-up fingerprint (a new leaf, root, and so new
+samples; a few dozen keccaks a try), so claiming c times the work it did costs c^s tries
+on average. With s = 200::
+
+    claim 1.05x  ->  1.05^200 = 2^14.1 tries     (a measurement good to ~5% at best)
+    claim 1.10x  ->  1.10^200 = 2^27.5 tries
+    claim 1.25x  ->  1.25^200 = 2^64.4 tries     (f = 0.8: 0.8^200 = 2^-64.4 per try)
+
+so a 25% overclaim needs more than 2^64 grinding tries, out of reach of any grinder
+(2^64 keccaks is a large mining farm for a year), and smaller overclaims gain little.
+(199 samples would give 2^-64.06; 200 is the round number above it.)
+
+Cost. A proof opens at most SAMPLES leaves of GROUP fingerprints with a Merkle path each:
+size about SAMPLES * (8 * GROUP + 33 * depth) bytes, depth = log2(products / GROUP): 179 KB
+at 2^24 products, 219 KB at 2^30, 259 KB at MAX_PRODUCTS (under MAX_PROOF_BYTES). Verifying
+recomputes SAMPLES products, 200 * 128^3 multiply-adds (0.84 GFLOP, one batched float64
+BLAS call) plus some 200 * depth keccaks: 0.12 s of CPU measured on one core (README).
 
 Node wiring (node/ glues the two halves)::
 
@@ -32,6 +49,7 @@ Node wiring (node/ glues the two halves)::
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
@@ -39,8 +57,7 @@ import numpy as np
 import numpy.typing as npt
 import rlp
 
-from executor_gpu.challenge import fingerprints, matrices
-from p2p.types import Validation
+from primitives.challenge import cpu_fingerprints, cpu_fingerprints_at
 from primitives.crypto import (
     InvalidSignature,
     keccak256,
@@ -49,7 +66,9 @@ from primitives.crypto import (
     sign_hash,
 )
 from primitives.errors import InvalidInput
+from primitives.gossip import Validation
 from primitives.types import ZERO_HASH, Address, Hash32
+from sequencer import election
 from sequencer.types import ProofOpening, WeightProof
 
 CHALLENGE_TAG = b"l2node/weights/challenge/1"
@@ -59,14 +78,17 @@ SAMPLE_TAG = b"l2node/weights/sample/1"
 KEEP = 1 << 20
 """A commitment keeps the fingerprints of up to this many products (8 MB) for its openings;
 beyond, the opened groups are recomputed."""
-GROUP = 64
-"""Products per Merkle leaf: an opening reveals GROUP fingerprints (512 bytes)."""
-SAMPLES = 32
-"""Products a verifier recomputes per proof."""
-MAX_PRODUCTS = 1 << 40
-"""Most products a proof may claim (keeps Merkle paths, and so proofs, bounded)."""
-MAX_PROOF_BYTES = 64 * 1024
-"""Largest encoded proof accepted; SAMPLES openings at MAX_PRODUCTS fit in about 52 KB."""
+GROUP = 32
+"""Products per Merkle leaf: an opening reveals GROUP fingerprints (256 bytes). Smaller groups
+make smaller openings (8 * GROUP bytes against 33 per level of path saved) but cost the
+prover a keccak per GROUP products on the host, which must keep up with the GPU."""
+SAMPLES = 200
+"""Products a verifier recomputes per proof: 0.8^200 = 2^-64.4 (see the module's soundness)."""
+MAX_PRODUCTS = 1 << 36
+"""Most products a proof may claim (keeps Merkle paths, and so proofs, bounded): over an hour
+of an H100's work (about 10^7 products a second), far beyond any challenge window."""
+MAX_PROOF_BYTES = 320 * 1024
+"""Largest encoded proof accepted; SAMPLES openings at MAX_PRODUCTS fit in about 256 KB."""
 
 Fingerprints = npt.NDArray[np.uint64]
 Recompute = Callable[[int, int], Fingerprints]
@@ -76,14 +98,6 @@ Recompute = Callable[[int, int], Fingerprints]
 def challenge_key(chain_id: int, epoch: int, seed: Hash32, validator: Address) -> Hash32:
     """The key of ``validator``'s challenge in ``epoch``: what its products derive from."""
     return keccak256(rlp.encode([CHALLENGE_TAG, chain_id, epoch, seed, validator]))
-
-
-def cpu_fingerprints(key: bytes, first: int, count: int) -> Fingerprints:
-    """Fingerprints of products first .. first+count-1 recomputed here, in exact int64."""
-    a, b = matrices(np, key, first, count)
-    product = np.matmul(a.astype(np.int64), b.astype(np.int64))
-    prints: Fingerprints = fingerprints(np, key, first, product)
-    return prints
 
 
 # -- commitment --------------------------------------------------------------------------
@@ -165,11 +179,12 @@ class Commitment:
 # -- sampling, digest, encoding ----------------------------------------------------------
 
 
-def samples(key: bytes, root: Hash32, products: int) -> list[int]:
-    """The product indexes a proof must open (Fiat-Shamir over the commitment)."""
+def samples(key: bytes, root: Hash32, products: int, count: int = SAMPLES) -> list[int]:
+    """The ``count`` product indexes a proof must open (Fiat-Shamir over the commitment);
+    only tests ask for another count than SAMPLES (to show what fewer samples would allow)."""
     return [
         int.from_bytes(keccak256(rlp.encode([SAMPLE_TAG, key, root, products, j])), "big") % products
-        for j in range(SAMPLES)
+        for j in range(count)
     ]
 
 
@@ -177,6 +192,7 @@ def _unsigned(proof: WeightProof) -> list[Any]:
     return [
         proof.epoch, proof.seed, proof.validator, proof.products, proof.root,
         [[o.group, o.fingerprints, list(o.path)] for o in proof.openings],
+        proof.reveal, proof.commit,
     ]
 
 
@@ -186,7 +202,8 @@ def proof_digest(chain_id: int, proof: WeightProof) -> Hash32:
 
 
 def encode_proof(proof: WeightProof) -> bytes:
-    """RLP ``[epoch, seed, validator, products, root, [[group, fingerprints, [path]]], signature]``."""
+    """RLP ``[epoch, seed, validator, products, root, [[group, fingerprints, [path]]], reveal,
+    commit, signature]``."""
     return bytes(rlp.encode([*_unsigned(proof), proof.signature]))
 
 
@@ -210,8 +227,8 @@ def decode_proof(data: bytes) -> WeightProof:
         items = rlp.decode(data)
     except rlp.exceptions.DecodingError as exc:
         raise InvalidInput(f"weight proof is not RLP: {exc}") from None
-    if not isinstance(items, list) or len(items) != 7 or not isinstance(items[5], list):
-        raise InvalidInput("weight proof must be a list of 7 items with a list of openings")
+    if not isinstance(items, list) or len(items) != 9 or not isinstance(items[5], list):
+        raise InvalidInput("weight proof must be a list of 9 items with a list of openings")
     openings = []
     for raw in items[5]:
         if not isinstance(raw, list) or len(raw) != 3 or not isinstance(raw[1], bytes) or not isinstance(raw[2], list):
@@ -225,8 +242,17 @@ def decode_proof(data: bytes) -> WeightProof:
         products=_uint(items[3], "products"),
         root=Hash32(_fixed(items[4], 32, "root")),
         openings=tuple(openings),
-        signature=_fixed(items[6], 65, "signature"),
+        signature=_fixed(items[8], 65, "signature"),
+        reveal=_secret(items[6], "reveal"),
+        commit=_secret(items[7], "commit"),
     )
+
+
+def _secret(item: Any, what: str) -> bytes:
+    """A reveal or commitment: 32 bytes, or empty for none."""
+    if not isinstance(item, bytes) or len(item) not in (0, 32):
+        raise InvalidInput(f"weight proof: {what} must be empty or 32 bytes")
+    return item
 
 
 # -- proving and verifying ----------------------------------------------------------------
@@ -237,7 +263,8 @@ def make_proof(
     private_key: bytes, recompute: Recompute | None = None,
 ) -> WeightProof:
     """Closes ``commitment`` (the fingerprints of ``key``'s products, in order), opens the
-    sampled groups (recomputed by ``recompute``, on the CPU by default) and signs."""
+    sampled groups (recomputed by ``recompute``, on the CPU by default), adds this
+    validator's seed reveal for ``epoch`` and commitment for the next, and signs."""
     products = commitment.products
     if not 0 < products <= MAX_PRODUCTS:
         raise InvalidInput(f"a proof claims 1 .. {MAX_PRODUCTS} products, not {products}")
@@ -252,11 +279,14 @@ def make_proof(
         if _leaf(prints) != commitment.leaf(group):
             raise InvalidInput(f"recomputed group {group} differs from the committed one")
         openings.append(ProofOpening(group, prints.astype(">u8").tobytes(), commitment.path(group)))
-    proof = WeightProof(epoch, seed, private_key_to_address(private_key), products, root,
-                        tuple(openings), b"")
+    proof = WeightProof(
+        epoch, seed, private_key_to_address(private_key), products, root, tuple(openings), b"",
+        reveal=election.reveal(private_key, chain_id, epoch),
+        commit=keccak256(election.reveal(private_key, chain_id, epoch + 1)),
+    )
     parity, r, s = sign_hash(proof_digest(chain_id, proof), private_key)
     signature = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([parity])
-    return WeightProof(proof.epoch, seed, proof.validator, products, root, proof.openings, signature)
+    return dataclasses.replace(proof, signature=signature)
 
 
 def verify_proof(
@@ -301,10 +331,11 @@ def verify_proof(
             node = _node(sibling, node) if (o.group >> height) & 1 else _node(node, sibling)
         if node != proof.root:
             raise InvalidInput(f"opening of group {o.group} is not under the committed root")
-    for index in picked:
-        o = opened[index // GROUP]
+    # All samples recomputed in one batched product: verifying costs one BLAS call.
+    truth = cpu_fingerprints_at(key, np.array(picked, dtype=np.uint64)).tolist()
+    for index, want in zip(picked, truth, strict=True):
         at = 8 * (index % GROUP)
-        if int.from_bytes(o.fingerprints[at : at + 8], "big") != int(cpu_fingerprints(key, index, 1)[0]):
+        if int.from_bytes(opened[index // GROUP].fingerprints[at : at + 8], "big") != want:
             raise InvalidInput(f"product {index} is wrong: the claimed work was not done")
     return products
 
@@ -344,16 +375,29 @@ def epoch_weights(
 
 
 def cap_shares(weights: Mapping[Address, int]) -> dict[Address, int]:
-    """``weights`` with every share held below 1/3 of the total, when that is possible.
+    """``weights`` with no share above what a validator may hold, at any validator count.
 
     Work-based weights can hand one fast machine a third of the weight or more, and then
-    that one validator going down stops finality for everyone. With four or more
-    validators, the largest weights are lowered to the largest cap ``c`` that keeps
-    3 * c < total (of the capped weights); with three or fewer no cap can help, and the
-    weights are returned as they are. Zero weights are dropped (no work, no weight).
+    that one validator going down stops finality for everyone (and one holding more than
+    2/3 decides alone). The rule, over the validators with weight (zero weights are dropped:
+    no work, no weight):
+
+    - four or more: the largest weights are lowered to the largest cap ``c`` that keeps
+      3 * c < total (of the capped weights), so every share is below 1/3;
+    - one to three: every weight is lowered to the smallest, so each holds exactly 1/n.
+      No cap can keep shares below 1/3 there, and none is needed for liveness: with n <= 3
+      equal weights, > 2/3 takes every validator, so the chain already needs all of them,
+      whatever the weights. What equal weights add is that no one of them can decide
+      alone or be drawn as proposer more than 1/n of the time, however much work it
+      claims: a fast (or cheating) validator gets no more than the share it would have
+      among equals. (One earner holds everything only when the others proved nothing:
+      the inclusion rule of sequencer.election keeps their proofs from being censored.)
     """
     capped = {address: weight for address, weight in weights.items() if weight > 0}
-    if len(capped) < 4 or 3 * max(capped.values()) < sum(capped.values()):
+    if 0 < len(capped) < 4:
+        floor = min(capped.values())
+        return {address: floor for address in capped}
+    if not capped or 3 * max(capped.values()) < sum(capped.values()):
         return capped
 
     def fits(cap: int) -> bool:

@@ -365,7 +365,9 @@ class ChainStore:
         batch.put(schema.HEAD, schema.encode_number(number))
 
     def stage_unwind(self, batch: WriteBatch, number: int) -> None:
-        """Stage removing every block above ``number``, which becomes the head.
+        """Stage removing every block above ``number``, which becomes the head: everything
+        the block wrote (header, hash index, body, receipts, tx index, the weight proofs it
+        carries, its commit certificate).
 
         For chains derived from L1 data, which an L1 reorg can take back; a validator's
         finalized blocks never unwind. State trie nodes stay (content-addressed, shared); the
@@ -382,6 +384,8 @@ class ChainStore:
             batch.delete(schema.header_key(above))
             batch.delete(schema.body_key(above))
             batch.delete(schema.receipts_key(above))
+            batch.delete(schema.proofs_key(above))
+            batch.delete(schema.certificate_key(above))
         batch.put(schema.HEAD, schema.encode_number(number))
 
     @staticmethod

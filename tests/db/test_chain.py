@@ -382,6 +382,11 @@ def test_logs_skip_blocks_whose_bloom_excludes_the_filter(kv: KV) -> None:
 def test_unwind_removes_the_blocks_above_and_the_chain_grows_again(kv: KV) -> None:
     store = store_chain(kv)
     batch = kv.write_batch()
+    for number in (1, 2, 3):  # what a validator's commit adds beside the block
+        store.stage_proofs(batch, number, [b"proof %d" % number])
+        batch.put(schema.certificate_key(number), b"certificate %d" % number)
+    batch.commit()
+    batch = kv.write_batch()
     store.stage_unwind(batch, 1)
     assert store.head_number() == 3  # nothing visible before commit
     batch.commit()
@@ -392,6 +397,8 @@ def test_unwind_removes_the_blocks_above_and_the_chain_grows_again(kv: KV) -> No
         assert store.number_of(header.hash) is None
         assert store.transactions(number) == () and store.receipts(number) == ()
         assert all(store.tx_location(e.tx.hash) is None for e in txs)
+        assert store.proofs(number) == () and store.certificate(number) is None
+    assert store.proofs(1) == (b"proof 1",) and store.certificate(1) == b"certificate 1"
     assert store.header(1) == chain()[1][0]
     assert store.tx_location(chain()[1][1][0].tx.hash) is not None
     for header, txs in chain()[2:]:

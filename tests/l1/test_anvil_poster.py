@@ -209,8 +209,8 @@ def test_bump_that_fails_half_way_keeps_the_hashes_already_sent(anvil: Anvil) ->
     w3, client = setup(anvil, max_part_bytes=DATA_PIECE_BYTES)
     flaky = FailSecondBump(client)
     poster = BatchPoster(
-        cast(L1Client, flaky), ChainSource(head=120), LocalSignatures(KEY), MemoryPosterStore(),
-        ManualClock(), PosterConfig(blocks_per_batch=120, stuck_blocks=1, retry_delay_s=0),
+        cast(L1Client, flaky), ChainSource(head=50), LocalSignatures(KEY), MemoryPosterStore(),
+        ManualClock(), PosterConfig(blocks_per_batch=50, stuck_blocks=1, retry_delay_s=0),
     )
     anvil.set_automine(False)
     poster.step()
@@ -229,5 +229,5 @@ def test_bump_that_fails_half_way_keeps_the_hashes_already_sent(anvil: Anvil) ->
     poster.step()  # the commit gets its bump now
     anvil.mine()
     poster.step()
-    assert ranges(client) == [(1, 1, 120)]
+    assert ranges(client) == [(1, 1, 50)]
     assert all(r["status"] == 1 for r in poster_receipts(w3))

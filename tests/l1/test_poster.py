@@ -209,10 +209,10 @@ def test_send_failing_part_way_resumes_with_the_rest(inbox: Inbox) -> None:
     client = Web3L1Client(
         inbox.l1.w3, inbox.address, inbox.l1.poster_key, max_part_bytes=DATA_PIECE_BYTES
     )
-    source = ChainSource(head=300)  # about 13 kB of batch data: four parts
+    source = ChainSource(head=100)  # about 14 kB of batch data: four parts
     flaky = FlakyL1(client)
     clock = ManualClock()
-    poster = make_poster(flaky, source, clock=clock, blocks_per_batch=300, retry_delay_s=1)
+    poster = make_poster(flaky, source, clock=clock, blocks_per_batch=100, retry_delay_s=1)
     real_send = flaky.send
     calls = 0
 
@@ -231,9 +231,9 @@ def test_send_failing_part_way_resumes_with_the_rest(inbox: Inbox) -> None:
     poster.step()
     poster.step()
     latest = client.latest_batch()
-    assert latest is not None and latest.last_block == 300
+    assert latest is not None and latest.last_block == 100
     data = client.batch_data(latest)
-    assert decode_batch_data(data) == tuple(make_block(n) for n in range(1, 301))
+    assert decode_batch_data(data) == tuple(make_block(n) for n in range(1, 101))
     assert len(client.batch_calls(latest.commitment, data, [b"s" * 65])) == len(flaky.sent) == 4
     nonces = [nonce for _, nonce, _ in flaky.sent]
     assert nonces == sorted(set(nonces))  # every transaction sent once, nonces consecutive

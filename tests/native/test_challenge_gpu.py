@@ -11,10 +11,11 @@ import time
 import pytest
 
 from executor_gpu.challenge import fingerprints_of, run_challenge
+from primitives.challenge import cpu_fingerprints
 from primitives.clock import SystemClock
 from primitives.crypto import keccak256, private_key_to_address
 from primitives.types import Hash32
-from sequencer.weights import Commitment, challenge_key, cpu_fingerprints, make_proof, verify_proof
+from sequencer.weights import Commitment, challenge_key, make_proof, verify_proof
 
 pytestmark = pytest.mark.gpu
 

@@ -5,13 +5,24 @@ from __future__ import annotations
 import dataclasses
 from functools import cache
 
+import pytest
+
 from executor_gpu.challenge import run_challenge
 from l1.codec import decode_batch_data, encode_batch_data
+from l1.types import L2BlockData
 from node.node import Node, decode_block, encode_block, proofs_commitment
 from primitives.clock import ManualClock
-from primitives.crypto import private_key_to_address
+from primitives.crypto import keccak256, private_key_to_address, sign_hash
+from primitives.errors import InvalidInput
 from primitives.types import Hash32
-from sequencer.weights import Commitment, challenge_key, decode_proof, encode_proof, make_proof
+from sequencer.weights import (
+    Commitment,
+    challenge_key,
+    decode_proof,
+    encode_proof,
+    make_proof,
+    proof_digest,
+)
 from tests.node.helpers import CHAIN_ID, VALIDATOR_KEYS, make_node
 
 EPOCH = 2
@@ -119,3 +130,62 @@ def test_l1_block_data_carries_the_proofs_so_a_replay_derives_the_same_blocks_an
     other = make_node(clock, VALIDATOR_KEYS[3], epoch_length=EPOCH)
     first = proposer.chain.header(1)
     assert first is not None and other.replay(stripped).hash != first.hash
+
+
+def test_an_unwound_window_is_derived_again_from_the_blocks_that_replace_it() -> None:
+    # A watcher's chain unwinds on an L1 reorg: the weights and seeds cached from the
+    # unwound blocks go with them, and the replacing blocks decide the epoch again.
+    clock, proposer, _ = pair()
+    other = make_node(clock, VALIDATOR_KEYS[2], epoch_length=EPOCH)
+    watcher = make_node(clock, VALIDATOR_KEYS[3], epoch_length=EPOCH)
+    seed = proposer.head().hash
+    first, second = [], []
+    for height in (1, 2):
+        clock.advance(1)
+        first.append(proposer.propose(height, [proof(0, seed)] if height == 1 else []))
+        proposer.commit(first[-1], None)
+        second.append(other.propose(height, [proof(2, seed)] if height == 1 else []))
+        other.commit(second[-1], None)
+    for value in first:
+        watcher.replay(watcher_block(proposer, value))
+    before = (watcher.epochs.weights(1), watcher.epochs.seed(1))
+    assert before[0] == {private_key_to_address(VALIDATOR_KEYS[0]): PRODUCTS}
+    batch = watcher.kv.write_batch()
+    genesis = watcher.chain.header(0)
+    assert genesis is not None
+    watcher.chain.stage_unwind(batch, 0)
+    watcher.state.stage_unwind(batch, 0, genesis.state_root)
+    batch.commit()
+    watcher.forget_head()
+    for value in second:
+        watcher.replay(watcher_block(other, value))
+    after = (watcher.epochs.weights(1), watcher.epochs.seed(1))
+    assert after == (other.epochs.weights(1), other.epochs.seed(1))
+    assert after[0] == {private_key_to_address(VALIDATOR_KEYS[2]): PRODUCTS} != before[0]
+    assert watcher.chain.proofs(1) == decode_block(second[0]).proofs
+
+
+def watcher_block(node: Node, value: bytes) -> L2BlockData:
+    """The L1 form of a block ``node`` committed (what a watcher replays)."""
+    return node.block_data(decode_block(value).header.number)
+
+
+def test_a_seed_reveal_must_open_the_commitment_of_the_epoch_before() -> None:
+    clock, proposer, _ = pair()
+    genesis = proposer.head().hash
+    for height in (1, 2):  # epoch 0 carries validator 0's proof: its commitment for epoch 1
+        clock.advance(1)
+        proposer.commit(proposer.propose(height, [proof(0, genesis)] if height == 1 else []), None)
+    seed = proposer.epochs.seed(1)
+    honest = decode_proof(proof(0, seed, epoch=1))
+    assert keccak256(honest.reveal) == decode_proof(proof(0, genesis)).commit
+    assert proposer.epochs.verified(encode_proof(honest), 1) == honest.validator
+    # The same proof revealing anything else (signed properly) earns nothing.
+    other = dataclasses.replace(honest, reveal=b"\x01" * 32, signature=b"")
+    parity, r, s = sign_hash(proof_digest(CHAIN_ID, other), VALIDATOR_KEYS[0])
+    forged = dataclasses.replace(other, signature=r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([parity]))
+    with pytest.raises(InvalidInput, match="does not open"):
+        proposer.epochs.verified(encode_proof(forged), 1)
+    # A validator without a proof in epoch 0 committed to nothing: its reveal is not checked,
+    # and it does not count in the seed of epoch 2.
+    assert proposer.epochs.verified(proof(1, seed, epoch=1), 1) == private_key_to_address(VALIDATOR_KEYS[1])

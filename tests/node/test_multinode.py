@@ -27,6 +27,7 @@ from primitives.crypto import keccak256
 from primitives.types import Hash32
 from sequencer import leader, wire
 from sequencer.consensus import verify_certificate
+from sequencer.election import next_seed
 from sequencer.types import Broadcast, Proposal, ValidatorSet, Vote, VoteKind
 from sequencer.weights import decode_proof, encode_proof
 from tests.node.helpers import RECIPIENT, VALIDATOR_KEYS, WEIGHTS, make_node, transfer
@@ -191,20 +192,21 @@ def test_gpu_weights_from_proofs_carried_in_one_epoch_decide_the_next() -> None:
         dataclasses.replace(OPTIONS, challenge_device="cpu", challenge_max_products=n)
         for n in products
     ]
-    cluster = Cluster(epoch_length=4, options=options)
-    assert cluster.run(lambda: min(cluster.heads()) >= 9, limit=120)
+    cluster = Cluster(epoch_length=6, options=options)  # window: heights 1 .. 4
+    assert cluster.run(lambda: min(cluster.heads()) >= 13, limit=120)
     addresses = [node.coinbase for node in cluster.nodes]
     for node in cluster.nodes:
-        carried = [decode_proof(p) for h in range(1, 5) for p in node.chain.proofs(h)]
+        carried = [decode_proof(p) for h in range(1, 7) for p in node.chain.proofs(h)]
         assert sorted((p.validator, p.products) for p in carried) == sorted(
             (a, n) for a, n in zip(addresses, products) if n
         )
-        assert node.epochs.weights(1) == {a: n for a, n in zip(addresses, products) if n}
+        # Three earners: each holds 1/3 (sequencer.weights.cap_shares), v3 none.
+        assert node.epochs.weights(1) == {a: 16 for a, n in zip(addresses, products) if n}
     # Heights of epoch 1 were decided by the new weights: v3's precommits count for nothing,
-    # and every certificate holds more than 2/3 of the 64 units of work.
+    # and every certificate holds more than 2/3 of the 48 units of work.
     epoch1 = ValidatorSet.of(cluster.nodes[0].epochs.weights(1))
     assert addresses[3] not in epoch1
-    for height in range(5, 9):
+    for height in range(7, 13):
         data = cluster.nodes[0].chain.certificate(height)
         assert data is not None
         certificate = wire.decode_certificate(cluster.nodes[0].params.chain_id, data)
@@ -327,14 +329,27 @@ def test_a_restarted_validator_resumes_the_round_it_had_signed_in() -> None:
 def test_the_leader_seed_is_fixed_per_epoch_not_the_parent_hash(epoch_length: int) -> None:
     quick = dataclasses.replace(OPTIONS, challenge_device="cpu", challenge_max_products=16)
     cluster = Cluster(epoch_length=epoch_length, options=[quick] * len(VALIDATOR_KEYS))
-    assert cluster.run(lambda: min(cluster.heads()) >= 6, limit=120)
-    loop, chain = cluster.loops[0], cluster.nodes[0].chain
+    assert cluster.run(lambda: min(cluster.heads()) >= 13, limit=240)
+    loop, node = cluster.loops[0], cluster.nodes[0]
     assert loop is not None
-    for height in range(1, 7):
-        seed_block = 0 if epoch_length == 0 else (height - 1) // epoch_length * epoch_length
-        header = chain.header(seed_block)
-        assert header is not None
-        assert loop._seed(height) == header.hash
+    genesis = node.chain.header(0)
+    assert genesis is not None
+    if epoch_length == 0:
+        assert all(loop._seed(height) == genesis.hash for height in range(1, 14))
+        return
+    # Epoch 0: the genesis hash. Epoch 1: mixes no reveal (nothing was committed before
+    # epoch 0). Epoch 2: every validator's reveal, carried in epoch 1's window, opening the
+    # commitment its proof of epoch 0 made; no block hash, so no proposer chose it.
+    carried = {e: {decode_proof(p).validator: decode_proof(p) for h in range(e * 4 + 1, e * 4 + 4)
+                   for p in node.chain.proofs(h)} for e in (0, 1)}
+    assert len(carried[0]) == len(carried[1]) == len(VALIDATOR_KEYS)
+    assert all(keccak256(carried[1][v].reveal) == carried[0][v].commit for v in carried[1])
+    seeds = [genesis.hash, next_seed(0, genesis.hash, {})]
+    seeds.append(next_seed(1, seeds[1], {v: p.reveal for v, p in carried[1].items()}))
+    for height in range(1, 13):
+        assert loop._seed(height) == node.epochs.seed((height - 1) // 4) == seeds[(height - 1) // 4]
+    hashes = {header.hash for h in range(13) if (header := node.chain.header(h)) is not None}
+    assert not set(seeds[1:]) & hashes
 
 
 def _unsigned_by_anyone(raw: bytes) -> bytes:

@@ -200,7 +200,8 @@ def test_misc_methods(rpc: Rpc) -> None:
     assert rpc("net_listening") is True
     assert rpc("net_peerCount") == "0x0"
     assert rpc("l2_getValidators") == {
-        "epoch": "0x0", "validators": [{"address": "0x" + ADDRESSES[0].hex(), "weight": "0x1"}]
+        "epoch": "0x0", "seed": "0x" + "5e" * 32,
+        "validators": [{"address": "0x" + ADDRESSES[0].hex(), "weight": "0x1"}],
     }
     assert rpc.error("l2_getValidators", "0xffffff")["message"] == "header not found"
     assert rpc.error("eth_coinbase")["code"] == -32000

@@ -124,16 +124,31 @@ class Simulation:
         self.nodes: dict[str, SimNode] = {}
         for i, key in enumerate(keys):
             name = f"v{i}"
-            app = SimApp(name, byzantine=name in byzantine)
+            app = self.make_app(name, byzantine=name in byzantine)
             node = SimNode(name, key, app, self._machine(key, app), self.network.join(name))
             self.nodes[name] = node
             node.gossip.subscribe(TOPIC, self._gate(node), self._handler(node))
             node.gossip.serve(SYNC, self._sync_server(node))
 
+    def make_app(self, name: str, byzantine: bool) -> SimApp:
+        """The consensus app of validator ``name`` (subclasses bring their own values)."""
+        return SimApp(name, byzantine)
+
     def _machine(self, key: bytes, app: SimApp) -> Consensus:
         return Consensus(
             chain_id=CHAIN_ID, app=app, clock=self.clock, private_key=key, config=self.config
         )
+
+    def validators_at(self, node: SimNode, height: int) -> ValidatorSet:
+        """The set deciding ``height`` in ``node``'s view (fixed here; epochs in subclasses)."""
+        return self.validators
+
+    def seed_at(self, node: SimNode, height: int) -> bytes:
+        """The leader seed of ``height`` in ``node``'s view (fixed here)."""
+        return SEED
+
+    def on_height(self, node: SimNode, height: int) -> None:
+        """Called as ``node`` starts deciding ``height`` (subclasses act on epochs here)."""
 
     def _latency(self, sender: PeerId, receiver: PeerId, topic: str) -> float | None:
         if self.override is not None and receiver in self.override:
@@ -144,9 +159,10 @@ class Simulation:
 
     def _gate(self, node: SimNode) -> Callable[[PeerId, bytes], Validation]:
         def gate(_peer: PeerId, data: bytes) -> Validation:
+            height = max(node.consensus.height, 1)
             return check_consensus_message(
-                data, chain_id=CHAIN_ID, height=max(node.consensus.height, 1),
-                validators=self.validators, seed=SEED,
+                data, chain_id=CHAIN_ID, height=height,
+                validators=self.validators_at(node, height), seed=self.seed_at(node, height),
             )
         return gate
 
@@ -189,7 +205,9 @@ class Simulation:
         assert height not in node.decided, f"{node.name} decided {height} twice"
         node.decided[height] = (value, cert)
         node.decided_at[height] = self.clock.now()
-        self.apply(node, node.consensus.start_height(height + 1, self.validators, SEED))
+        self.on_height(node, height + 1)
+        self.apply(node, node.consensus.start_height(
+            height + 1, self.validators_at(node, height + 1), self.seed_at(node, height + 1)))
 
     def _sync(self, node: SimNode, target: int) -> None:
         """Fetch finalized values up to ``target`` from peers, checking each certificate."""
@@ -202,7 +220,7 @@ class Simulation:
                     continue
                 value, cert_bytes = rlp.decode(raw)
                 certificate = wire.decode_certificate(CHAIN_ID, cert_bytes)
-                verify_certificate(certificate, self.validators)
+                verify_certificate(certificate, self.validators_at(node, height))
                 assert certificate.height == height
                 assert node.app.validate(height, value, certificate.value_id)
                 node.synced += 1
@@ -215,7 +233,9 @@ class Simulation:
 
     def start(self) -> None:
         for node in self.nodes.values():
-            self.apply(node, node.consensus.start_height(1, self.validators, SEED))
+            self.on_height(node, 1)
+            self.apply(node, node.consensus.start_height(
+                1, self.validators_at(node, 1), self.seed_at(node, 1)))
 
     def step(self, until: float) -> bool:
         """Advance to the next event no later than ``until``; False when there is none."""
@@ -262,7 +282,8 @@ class Simulation:
             node.consensus = self._machine(node.key, node.app)
             height = node.head + 1
             replay = [m for m in node.log if m.height == height]
-            self.apply(node, node.consensus.start_height(height, self.validators, SEED, replay))
+            self.apply(node, node.consensus.start_height(
+                height, self.validators_at(node, height), self.seed_at(node, height), replay))
 
     # -- properties ---------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import numpy as np
 import pytest
@@ -12,20 +13,21 @@ from hypothesis import strategies as st
 
 from executor_gpu.challenge import compute, run_challenge
 from p2p.types import Validation
+from primitives.challenge import cpu_fingerprints
 from primitives.clock import ManualClock
 from primitives.crypto import keccak256, private_key_to_address
 from primitives.errors import InvalidInput
 from primitives.types import Address, Hash32
-from sequencer.types import WeightProof
+from sequencer.types import ProofOpening, WeightProof
 from sequencer.weights import (
     GROUP,
+    MAX_PRODUCTS,
     MAX_PROOF_BYTES,
     SAMPLES,
     Commitment,
     cap_shares,
     challenge_key,
     check_proof_message,
-    cpu_fingerprints,
     decode_proof,
     encode_proof,
     epoch_weights,
@@ -159,12 +161,56 @@ def test_gate_rejects_garbage_and_ignores_other_epochs() -> None:
 
 
 def test_proof_stays_small_at_the_largest_claim() -> None:
-    # SAMPLES full groups with the deepest paths a proof may have.
-    proof = honest()
+    # SAMPLES full groups with the deepest paths a proof may have, at the largest group index.
+    proof = dataclasses.replace(honest(), products=MAX_PRODUCTS)
+    depth = (MAX_PRODUCTS // GROUP - 1).bit_length()
     deepest = dataclasses.replace(proof, openings=tuple(
-        dataclasses.replace(proof.openings[0], fingerprints=b"\x01" * 8 * GROUP, path=(Hash32(b"\x02" * 32),) * 34)
+        ProofOpening(MAX_PRODUCTS // GROUP - 1, b"\x01" * 8 * GROUP, (Hash32(b"\x02" * 32),) * depth)
         for _ in range(SAMPLES)))
     assert len(encode_proof(deepest)) < MAX_PROOF_BYTES
+
+
+def test_sample_count_makes_a_quarter_overclaim_cost_2_to_the_64_tries() -> None:
+    # A prover that did a fraction f = 1/1.25 of what it claims passes one try with f^SAMPLES.
+    assert math.log2(0.8) * SAMPLES < -64
+    assert math.log2(0.8) * (SAMPLES - 2) > -64  # and the count is not far beyond what it takes
+
+
+class Grinder:
+    """A cheater that computed the first ``done`` of ``claimed`` products, made up the rest,
+    and re-rolls its samples by changing its last made-up fingerprint: a new leaf, a new
+    root (only that leaf's path is rehashed, as a real grinder would), new samples."""
+
+    def __init__(self, done: int, claimed: int) -> None:
+        self.key = challenge_key(CHAIN, EPOCH, SEED, VALIDATORS[0])
+        made_up = np.random.default_rng(7).integers(0, 2**63, size=claimed - done, dtype=np.uint64)
+        self.prints = np.concatenate([cpu_fingerprints(self.key, 0, done), made_up])
+        self.commitment = commit(self.prints)
+        self.last = (claimed - 1) // GROUP
+        self.done = done
+
+    def try_once(self, attempt: int, count: int) -> bool:
+        """Re-roll with ``attempt`` as the last fingerprint; True when all ``count`` samples
+        land on computed products (the proof would pass)."""
+        self.prints[-1] = np.uint64(attempt)
+        node = keccak256(b"\x00" + self.prints[self.last * GROUP :].astype(">u8").tobytes())
+        for height, sibling in enumerate(self.commitment.path(self.last)):
+            node = keccak256(b"\x01" + sibling + node if (self.last >> height) & 1 else b"\x01" + node + sibling)
+        return all(i < self.done for i in samples(self.key, Hash32(node), len(self.prints), count))
+
+
+def test_grinding_cheater_fails_with_the_sample_count() -> None:
+    # Scaled down (640 products), the rule kept: claiming 1.25x the work done (f = 0.8).
+    grinder = Grinder(done=512, claimed=640)
+    budget = 3000
+    # With the old 32 samples the same grinder wins within the budget (1/0.8^32 ~ 1262 tries
+    # on average): the attack is real, not an artefact of the simulation.
+    assert any(grinder.try_once(attempt, 32) for attempt in range(budget))
+    # With SAMPLES it never does (each try passes with 2^-64.4).
+    assert not any(grinder.try_once(attempt, SAMPLES) for attempt in range(budget))
+    # Whatever try it settles on, the verifier recomputes the samples and rejects the claim.
+    with pytest.raises(InvalidInput, match="wrong"):
+        verify(cheat(grinder.prints))
 
 
 def test_weights_count_verified_work_only() -> None:
@@ -192,9 +238,13 @@ def test_cap_shares_leaves_balanced_weights_alone_and_drops_zero() -> None:
     assert cap_shares({a: 5, b: 6, c: 7, d: 8, e: 0}) == {a: 5, b: 6, c: 7, d: 8}
 
 
-def test_cap_shares_cannot_help_three_validators() -> None:
-    a, b, c = _addresses(3)
-    assert cap_shares({a: 100, b: 1, c: 1}) == {a: 100, b: 1, c: 1}
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_cap_shares_makes_fewer_than_four_validators_equal(count: int) -> None:
+    # A huge claim buys no more than 1/n: below four validators each holds exactly 1/n.
+    addresses = _addresses(count)
+    capped = cap_shares({a: 10**9 if i == 0 else 7 + i for i, a in enumerate(addresses)})
+    assert capped == {a: 10**9 if count == 1 else 8 for a in addresses}
+    assert cap_shares({}) == {}
 
 
 @settings(max_examples=200, deadline=None)
