@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import {
   ContractFactory, JsonRpcProvider, Wallet, WebSocketProvider, parseEther, toBeHex, zeroPadValue,
 } from "ethers";
+import { check, report, sendUntilSeen, within } from "./steps.mjs";
 
 const [url, contractFile] = process.argv.slice(2);
 const { abi, bytecode } = JSON.parse(readFileSync(contractFile, "utf8"));
@@ -15,34 +16,6 @@ const OTHER = "0x000000000000000000000000000000000000dEaD";
 
 const provider = new JsonRpcProvider(url, undefined, { pollingInterval: 100 });
 const wallet = new Wallet(KEY, provider);
-
-const started = Date.now();
-
-function report(step, detail) {
-  console.log(JSON.stringify({ step, ms: Date.now() - started, detail }));
-}
-
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
-function within(ms, promise, what) {
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms)),
-  ]);
-}
-
-// A watcher installs its filter when the library gets to it, and a filter reports only what
-// happens after it exists (as geth's): send until the watcher sees one of ours.
-async function sendUntilSeen(seen, send, what) {
-  for (let attempt = 1; attempt <= 10; attempt++) {
-    await send();
-    const got = await Promise.race([seen, new Promise((resolve) => setTimeout(() => resolve(null), 1000))]);
-    if (got !== null) return [got, attempt];
-  }
-  throw new Error(`${what}: nothing seen after 10 sends`);
-}
 
 async function transfers() {
   const accessList = [{ address: OTHER, storageKeys: [zeroPadValue("0x01", 32), zeroPadValue("0x02", 32)] }];

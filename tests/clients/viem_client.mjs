@@ -7,6 +7,7 @@ import {
   encodeFunctionData, http, pad, parseEther, toHex, webSocket,
 } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { check, report, sendUntilSeen, within } from "./steps.mjs";
 
 const [url, contractFile] = process.argv.slice(2);
 const { abi, bytecode } = JSON.parse(readFileSync(contractFile, "utf8"));
@@ -21,34 +22,6 @@ const OTHER = "0x000000000000000000000000000000000000bEEF";
 
 const client = createPublicClient({ chain, transport: http(url), pollingInterval: 100 });
 const wallet = createWalletClient({ account, chain, transport: http(url) });
-
-const started = Date.now();
-
-function report(step, detail) {
-  console.log(JSON.stringify({ step, ms: Date.now() - started, detail }, (k, v) => (typeof v === "bigint" ? v.toString() : v)));
-}
-
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
-function within(ms, promise, what) {
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms)),
-  ]);
-}
-
-// A watcher installs its filter when the library gets to it, and a filter reports only what
-// happens after it exists (as geth's): send until the watcher sees one of ours.
-async function sendUntilSeen(seen, send, what) {
-  for (let attempt = 1; attempt <= 10; attempt++) {
-    await send();
-    const got = await Promise.race([seen, new Promise((resolve) => setTimeout(() => resolve(null), 1000))]);
-    if (got !== null) return [got, attempt];
-  }
-  throw new Error(`${what}: nothing seen after 10 sends`);
-}
 
 async function transfers() {
   const accessList = [{ address: OTHER, storageKeys: [pad("0x01"), pad("0x02")] }];
