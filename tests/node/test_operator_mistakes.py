@@ -82,7 +82,7 @@ def test_a_port_out_of_range_on_the_command_line(tmp_path: Path) -> None:
 def taken_port() -> Iterator[int]:
     """A port some other program listens on."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", free_port()))  # below the ephemeral range, as every test
         sock.listen()
         yield sock.getsockname()[1]
 

@@ -21,6 +21,7 @@ from primitives.errors import Halt, RetryLater
 from rpc.methods import MAX_LOG_BLOCK_RANGE
 from rpc.server import create_app
 from rpc.types import RpcLimits
+from tests.nodeproc import free_port
 from tests.rpc.conftest import Rpc
 from tests.rpc.twin import (
     ADDRESSES,
@@ -312,7 +313,8 @@ def test_over_real_http() -> None:
     """uvicorn on a free port, web3.py's HTTPProvider as a wallet would use it."""
     backend = build_chain()
     config = uvicorn.Config(
-        create_app(backend, RpcLimits(max_body_bytes=100_000)), host="127.0.0.1", port=0, log_level="warning"
+        create_app(backend, RpcLimits(max_body_bytes=100_000)), host="127.0.0.1", port=free_port(),
+        log_level="warning",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
