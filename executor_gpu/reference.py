@@ -511,6 +511,19 @@ def _apply_overrides(state: StateAPI, overrides: Mapping[Address, AccountOverrid
     if overrides:
         # Overridden values are the call's originals (SSTORE gas), as in go-ethereum.
         state.lock_changes()
+    precompiles = dict(state.computation_class.get_precompiles())
+    moved = {
+        override.move_precompile_to: precompiles[address]
+        for address, override in overrides.items()
+        if override.move_precompile_to is not None and address in precompiles
+    }
+    if any(address in precompiles for address in overrides):
+        for address in overrides:
+            precompiles.pop(address, None)
+        precompiles.update(moved)
+        # py-evm finds precompiles (and their warmth) on the state's computation class.
+        base = state.computation_class
+        state.computation_class = type(base.__name__, (base,), {"_precompiles": precompiles})
 
 
 class PyEvmExecutor:
@@ -694,6 +707,7 @@ class ReferenceSimulation:
         self._root = pre_state.state_root
         self._validation = validation
         self._state_class = _TransferLoggingState if trace_transfers else _SimulationState
+        self._computation_class = self._state_class.computation_class
         self._gas_left = gas_cap
         self._deadline = deadline
 
@@ -707,7 +721,10 @@ class ReferenceSimulation:
         state = _state_on(self._db, self._root, env, env.base_fee_per_gas, self._state_class)
         state.deadline = self._deadline
         state.transfer_counters = set()
+        state.computation_class = self._computation_class
         _apply_overrides(state, overrides)
+        # Precompiles moved in a block stay moved in the blocks after it.
+        self._computation_class = state.computation_class
         results: list[SimulatedCallResult] = []
         gas_used = 0
         for call in calls:

@@ -143,6 +143,9 @@ class AccountOverride:
     """Replaces the whole storage with these slots; None keeps it."""
     state_diff: Mapping[int, int] = field(default_factory=dict)
     """Slots set on top of the storage."""
+    move_precompile_to: Address | None = None
+    """Where the precompile at this address moves to (it must be one); overriding a
+    precompile's address in any way makes it an ordinary account, as in go-ethereum."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import TypeVar
 from executor_gpu.types import AccountOverride
 from primitives.transactions import AccessListEntry
 from primitives.types import UINT64_MAX, UINT256_MAX, Address, Hash32
-from rpc.errors import InvalidParams
+from rpc.errors import SERVER_ERROR, InvalidParams, RpcError
 
 T = TypeVar("T")
 
@@ -254,6 +254,8 @@ def parse_access_list(value: object) -> tuple[AccessListEntry, ...]:
     return tuple(entries)
 
 
+PRECOMPILES = frozenset(Address(i.to_bytes(20, "big")) for i in range(1, 11))
+"""Cancun's precompiles (0x01-0x0a): always warm, so never in an access list."""
 MAX_OVERRIDE_ACCOUNTS = 1000
 """Most accounts one state override set may name."""
 
@@ -278,7 +280,9 @@ def parse_state_overrides(value: object) -> dict[Address, AccountOverride]:
         address = parse_address(key)
         if not isinstance(fields, dict):
             raise InvalidParams(f"expected an account override object, got {kind_of(fields)}")
-        unknown = set(fields) - {"nonce", "balance", "code", "state", "stateDiff"}
+        unknown = set(fields) - {
+            "nonce", "balance", "code", "state", "stateDiff", "movePrecompileToAddress"
+        }
         if unknown:
             raise InvalidParams(f"unknown account override field {min(unknown)}")
         if fields.get("state") is not None and fields.get("stateDiff") is not None:
@@ -291,7 +295,15 @@ def parse_state_overrides(value: object) -> dict[Address, AccountOverride]:
             code=parse_field(fields, "code", parse_data),
             state=parse_field(fields, "state", _slots),
             state_diff=parse_field(fields, "stateDiff", _slots) or {},
+            move_precompile_to=parse_field(fields, "movePrecompileToAddress", parse_address),
         )
+    for address, override in overrides.items():
+        target = override.move_precompile_to
+        # go-ethereum's checks and wording (-32000: its plain errors).
+        if target is not None and address not in PRECOMPILES:
+            raise RpcError(SERVER_ERROR, f"account 0x{address.hex()} is not a precompile")
+        if target is not None and target in overrides:
+            raise RpcError(SERVER_ERROR, f"account 0x{target.hex()} is already overridden")
     return overrides
 
 

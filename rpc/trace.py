@@ -25,6 +25,7 @@ from primitives.types import Address, Hash32
 from rpc.api import NodeBackend
 from rpc.codec import (
     LATEST,
+    PRECOMPILES,
     Args,
     BlockId,
     CallRequest,
@@ -39,8 +40,6 @@ from rpc.codec import (
 from rpc.errors import SERVER_ERROR, InvalidParams, RpcError, header_not_found, revert_reason
 from rpc.tags import block_number
 
-PRECOMPILES = frozenset(Address(i.to_bytes(20, "big")) for i in range(1, 11))
-"""Cancun's precompiles (0x01-0x0a): always warm, so never in an access list."""
 MAX_ACCESS_LIST_ROUNDS = 16
 """eth_createAccessList re-runs until the list stops growing; a bound for pathological code."""
 TRACERS = ("callTracer", "prestateTracer")
