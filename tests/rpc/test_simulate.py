@@ -199,6 +199,7 @@ def test_bad_requests_get_the_specification_codes(chain: RealChain) -> None:
     assert error(chain, far)["code"] == -38026
     assert error(chain, {"blockStateCalls": [{"calls": [{"from": POOR, "to": A, "value": "0x1"}]}]}
                  )["code"] == -38014
+    bad: object
     for bad in ({}, {"blockStateCalls": {}}, {"blockStateCalls": [{"calls": [{"gas": "1"}]}]},
                 {"blockStateCalls": [{"blockOverrides": {"blobBaseFee": "0x1"}}]},
                 {"blockStateCalls": [{"stateOverrides": {A: {"stat": {}}}}]}, []):
