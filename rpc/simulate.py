@@ -38,6 +38,7 @@ from rpc.errors import (
     INVALID_PARAMS,
     InvalidParams,
     RpcError,
+    code_by_phrase,
     execution_reverted,
     header_not_found,
 )
@@ -103,8 +104,7 @@ class _RequestedBlock:
 def rejection_error(rejected: TransactionRejected) -> RpcError:
     """The eth_simulateV1 error for a call that cannot run."""
     message = str(rejected)
-    code = next((code for phrase, code in REJECTION_CODES if phrase in message), INTERNAL_ERROR)
-    return RpcError(code, message)
+    return RpcError(code_by_phrase(message, REJECTION_CODES, INTERNAL_ERROR), message)
 
 
 def settle_blocks(
