@@ -36,11 +36,11 @@ from rpc.errors import (
     EXECUTION_REVERTED,
     INTERNAL_ERROR,
     INVALID_PARAMS,
+    SERVER_ERROR,
     InvalidParams,
     RpcError,
     code_by_phrase,
     execution_reverted,
-    header_not_found,
 )
 from rpc.types import (
     BlockView,
@@ -325,10 +325,15 @@ class SimulateMethods:
 
     def _simulate(self, args: Args, deadline: Deadline) -> object:
         payload = args.required(0, parse_payload)
-        number = self._state_number(args.optional(1, parse_block_ref, LATEST))
+        block_id = args.optional(1, parse_block_ref, LATEST)
+        try:
+            number = self._state_number(block_id)
+        except RpcError as missing:
+            # The specification's tests (go-ethereum's) answer -32000 here.
+            raise RpcError(SERVER_ERROR, missing.message) from None
         base = self._backend.block_by_number(number)
         if base is None:
-            raise header_not_found()
+            raise RpcError(SERVER_ERROR, "header not found")
         header = base.header
         blocks = settle_blocks(payload.blocks, header.number, header.timestamp)
         try:

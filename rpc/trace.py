@@ -37,7 +37,7 @@ from rpc.codec import (
     parse_state_overrides,
     quantity,
 )
-from rpc.errors import SERVER_ERROR, InvalidParams, RpcError, header_not_found, revert_reason
+from rpc.errors import SERVER_ERROR, InvalidParams, RpcError, revert_reason
 from rpc.tags import block_number
 
 MAX_ACCESS_LIST_ROUNDS = 16
@@ -379,5 +379,5 @@ class TraceMethods:
         config = args.optional(1, parse_trace_config, DEFAULT_CONFIG)
         view = self._backend.block_by_hash(block_hash)
         if view is None:
-            raise header_not_found()
+            raise RpcError(SERVER_ERROR, f"block 0x{block_hash.hex()} not found")
         return self._trace_block(view.header.number, config, deadline)

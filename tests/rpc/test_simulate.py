@@ -204,7 +204,7 @@ def test_bad_requests_get_the_specification_codes(chain: RealChain) -> None:
                 {"blockStateCalls": [{"blockOverrides": {"blobBaseFee": "0x1"}}]},
                 {"blockStateCalls": [{"stateOverrides": {A: {"stat": {}}}}]}, []):
         assert error(chain, bad)["code"] == -32602, bad
-    assert error(chain, {"blockStateCalls": []}, hex(head + 1))["code"] == -32001
+    assert error(chain, {"blockStateCalls": []}, hex(head + 1))["code"] == -32000
     moved = {"blockStateCalls": [{"stateOverrides": {A: {"movePrecompileToAddress": B}}}]}
     assert error(chain, moved) == {"code": -32000, "message": f"account {A} is not a precompile"}
 
