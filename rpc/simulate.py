@@ -72,7 +72,6 @@ REJECTION_CODES = (
     ("intrinsic gas too low", -38013),
     ("insufficient funds", -38014),
     ("block gas limit reached", -38015),
-    ("sender not an eoa", -38024),
     ("max initcode size exceeded", -38025),
     ("max priority fee per gas higher than max fee per gas", INVALID_PARAMS),
 )
