@@ -136,6 +136,35 @@ async function revertReason(token) {
   throw new Error("the transfer did not revert");
 }
 
+async function simulateBlocks(token) {
+  // eth_simulateV1: two blocks, the second on the state the first left; an unfunded account
+  // funded by a state override; ETH transfers traced as logs; a revert reason decoded.
+  const transfer = (to, value) => ({ abi, to: token, functionName: "transfer", args: [to, value] });
+  const balanceBefore = await client.getBalance({ address: empty.address });
+  const [first, second] = await client.simulateBlocks({
+    traceTransfers: true,
+    blocks: [
+      { stateOverrides: [{ address: empty.address, balance: parseEther("1") }],
+        calls: [{ account: empty, to: OTHER, value: 1000n },
+                { account, ...transfer(empty.address, 7n) }] },
+      { blockOverrides: { time: BigInt(Math.floor(Date.now() / 1000) + 3600) },
+        calls: [{ account: empty, ...transfer(OTHER, 7n) }, { account: empty, ...transfer(OTHER, 1n) }] },
+    ],
+  });
+  check(first.calls.every((call) => call.status === "success") && first.calls[1].result === true,
+    `first block: ${first.calls.map((call) => call.status)}`);
+  const [traced] = first.calls[0].logs;
+  check(traced.address === "0xeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee" && BigInt(traced.data) === 1000n,
+    "traced ETH transfer");
+  check(second.number === first.number + 1n && second.parentHash === first.hash, "chained blocks");
+  const [spent, refused] = second.calls;
+  check(spent.status === "success" && refused.status === "failure", "second block statuses");
+  const reverted = refused.error.walk((e) => e instanceof ContractFunctionRevertedError);
+  check(reverted && reverted.reason === "insufficient balance", `simulated revert: ${refused.error.shortMessage}`);
+  check(await client.getBalance({ address: empty.address }) === balanceBefore, "simulation changed the chain");
+  report("simulateBlocks", { blocks: [first.number, second.number], gasUsed: second.gasUsed });
+}
+
 try {
   check((await client.getChainId()) === 7331, "chain id");
   await transfers();
@@ -145,6 +174,7 @@ try {
   await websocketBlocks();
   await proofAndOverrides(token);
   await revertReason(token);
+  await simulateBlocks(token);
   process.exit(0);
 } catch (error) {
   console.log(JSON.stringify({ step: "failed", detail: String(error.stack || error) }));
