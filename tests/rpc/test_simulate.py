@@ -217,6 +217,11 @@ def test_precompiles_move(chain: RealChain) -> None:
                    {"from": ME, "to": identity, "input": "0xabcd"}]},
         {"calls": [{"from": ME, "to": moved_to, "input": "0xabcd"}]}]})
     assert [c["returnData"] for b in blocks for c in b["calls"]] == ["0xabcd", "0x", "0xabcd"]
+    # eth_call takes the same override; a code override on a precompile's address runs it.
+    moved = {identity: {"movePrecompileToAddress": moved_to}}
+    assert chain.rpc("eth_call", {"to": moved_to, "input": "0xabcd"}, "latest", moved) == "0xabcd"
+    coded = {identity: {"code": "0x600160005260206000f3"}}  # returns 1
+    assert word(chain.rpc("eth_call", {"to": identity, "input": "0xabcd"}, "latest", coded)) == 1
 
 
 def test_bounded_like_eth_call(chain: RealChain) -> None:
