@@ -23,6 +23,7 @@ from eth.db.backends.base import BaseDB
 from eth.exceptions import (
     ContractCreationCollision,
     FullStack,
+    Halt,
     InsufficientFunds,
     InsufficientStack,
     InvalidInstruction,
@@ -264,15 +265,57 @@ class _SimulationState(_CallState):
         return max(0, super().get_tip(transaction))
 
 
+SELFDESTRUCT = 0xFF
 TRANSFER_LOG_ADDRESS = Address(b"\xee" * 20)
 """The emitter of eth_simulateV1's traced ETH transfers (the specification's choice)."""
 TRANSFER_TOPIC = int.from_bytes(keccak256(b"Transfer(address,address,uint256)"), "big")
 """ERC-20's Transfer event: the shape traced ETH transfers are reported in."""
 
 
+def _transfer_entry(
+    state: StateAPI, counter: int, sender: bytes, recipient: bytes, value: int
+) -> tuple[int, Address, tuple[int, ...], bytes]:
+    """py-evm's log entry reporting an ETH transfer as an ERC-20 Transfer, at ``counter``."""
+    cast(_SimulationState, state).transfer_counters.add(counter)
+    topics = (TRANSFER_TOPIC, int.from_bytes(sender, "big"), int.from_bytes(recipient, "big"))
+    return counter, TRANSFER_LOG_ADDRESS, topics, value.to_bytes(32, "big")
+
+
+def _logs_selfdestruct(opcode: OpcodeAPI) -> OpcodeAPI:
+    """SELFDESTRUCT, reporting the balance it sends as a transfer (as go-ethereum's
+    traceTransfers does)."""
+
+    @functools.wraps(opcode)
+    def logged(computation: ComputationAPI) -> None:
+        stack = cast(Any, computation)._stack.values
+        if not stack:
+            opcode(computation=computation)  # fails: stack underflow
+            return
+        top = stack[-1]
+        word = top.to_bytes(32, "big") if isinstance(top, int) else top.rjust(32, b"\0")
+        contract = computation.msg.storage_address
+        value = computation.state.get_balance(contract)
+        counter = computation.transaction_context.get_next_log_counter()
+        try:
+            opcode(computation=computation)
+        except Halt:  # how SELFDESTRUCT ends its frame successfully
+            if value:
+                entry = _transfer_entry(computation.state, counter, contract, word[12:], value)
+                cast(Any, computation)._log_entries.append(entry)
+            raise
+
+    return cast(OpcodeAPI, logged)
+
+
 class _TransferLoggingComputation(_CallComputation):
     """Reports every successful ETH transfer of a frame as an ERC-20 Transfer log, placed
-    before the logs of the frame it starts (eth_simulateV1's ``traceTransfers``)."""
+    before the logs of the frame it starts (eth_simulateV1's ``traceTransfers``); and the
+    balances SELFDESTRUCT sends."""
+
+    opcodes = {  # noqa: RUF012
+        **_CallComputation.opcodes,
+        SELFDESTRUCT: _logs_selfdestruct(_CallComputation.opcodes[SELFDESTRUCT]),
+    }
 
     @classmethod
     def apply_message(
@@ -289,11 +332,8 @@ class _TransferLoggingComputation(_CallComputation):
         computation = super().apply_message(state, message, transaction_context,
                                             parent_computation)
         if computation.is_success:
-            topics = (TRANSFER_TOPIC, int.from_bytes(message.sender, "big"),
-                      int.from_bytes(message.storage_address, "big"))
-            entry = (counter, TRANSFER_LOG_ADDRESS, topics, message.value.to_bytes(32, "big"))
-            computation._log_entries.append(entry)
-            cast(_SimulationState, state).transfer_counters.add(counter)
+            computation._log_entries.append(_transfer_entry(
+                state, counter, message.sender, message.storage_address, message.value))
         return computation
 
 
@@ -511,7 +551,8 @@ def _apply_overrides(state: StateAPI, overrides: Mapping[Address, AccountOverrid
     if overrides:
         # Overridden values are the call's originals (SSTORE gas), as in go-ethereum.
         state.lock_changes()
-    precompiles = dict(state.computation_class.get_precompiles())
+    base = state.computation_class
+    precompiles = dict(cast(Any, base)._precompiles)  # what runs now, earlier moves included
     moved = {
         override.move_precompile_to: precompiles[address]
         for address, override in overrides.items()
@@ -521,9 +562,16 @@ def _apply_overrides(state: StateAPI, overrides: Mapping[Address, AccountOverrid
         for address in overrides:
             precompiles.pop(address, None)
         precompiles.update(moved)
-        # py-evm finds precompiles (and their warmth) on the state's computation class.
-        base = state.computation_class
-        state.computation_class = type(base.__name__, (base,), {"_precompiles": precompiles})
+        # py-evm runs the precompiles of the state's computation class; the fork's own stay
+        # warm wherever they went (go-ethereum warms vm.ActivePrecompiles, not the moved).
+        state.computation_class = type(base.__name__, (base,), {
+            "_precompiles": precompiles, "get_precompiles": classmethod(_fork_precompiles),
+        })
+
+
+def _fork_precompiles(cls: type) -> dict[Any, Any]:
+    """Cancun's precompiles by address, whatever an override moved."""
+    return _ReferenceComputation._precompiles
 
 
 class PyEvmExecutor:
@@ -756,13 +804,21 @@ class ReferenceSimulation:
             call.max_fee_per_gas, call.max_priority_fee_per_gas,
         )
         reason = self._precheck(state, env, call, nonce, gas, tx.intrinsic_gas)
+        if reason is None and nonce == UINT64_MAX and call.to is None:
+            reason = f"nonce has max value: address 0x{call.sender.hex()}, nonce: {nonce}"
         if reason is not None:
             raise TransactionRejected(f"err: {reason} (supplied gas {gas})")
+        # go-ethereum's uint64 nonce wraps to 0 when no check stops it (py-evm refuses).
+        wraps = nonce == UINT64_MAX
+        if wraps:
+            state.set_nonce(call.sender, nonce - 1)
         # A new transaction starts: warm/cold sets and SSTORE originals reset.
         state.lock_changes()
         executor = state.get_transaction_executor()
         computation = executor.build_computation(executor.build_evm_message(tx), tx)
         executor.finalize_computation(tx, computation)
+        if wraps:
+            state.set_nonce(call.sender, 0)
         gas_used = CancunVM.finalize_gas_used(tx, computation)
         self._gas_left -= gas_used
         entries = computation.get_raw_log_entries()

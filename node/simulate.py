@@ -46,8 +46,9 @@ def simulate_blocks(
         env = BlockEnv(
             number=spec.number,
             timestamp=spec.timestamp,
-            coinbase=base.coinbase if spec.coinbase is None else spec.coinbase,
-            gas_limit=base.gas_limit if spec.gas_limit is None else spec.gas_limit,
+            # Not overridden, they are the block before's (an override holds on, as in geth).
+            coinbase=parent.coinbase if spec.coinbase is None else spec.coinbase,
+            gas_limit=parent.gas_limit if spec.gas_limit is None else spec.gas_limit,
             base_fee_per_gas=base_fee,
             chain_id=chain_id,
             prev_randao=spec.prev_randao,

@@ -84,7 +84,8 @@ _BLOCK_OVERRIDES = frozenset({
 })
 _CALL_FIELDS = frozenset({
     "type", "nonce", "to", "from", "gas", "value", "input", "data", "gasPrice",
-    "maxPriorityFeePerGas", "maxFeePerGas", "accessList", "chainId",
+    "maxPriorityFeePerGas", "maxFeePerGas", "accessList", "chainId", "maxFeePerBlobGas",
+    "blobVersionedHashes", "authorizationList",
 })
 
 
@@ -177,6 +178,11 @@ def _call(value: object) -> SimulatedCall:
         raise InvalidParams(f"call: unknown field {min(unknown)}")
     if fields.get("type") not in (None, "0x0", "0x1", "0x2"):
         raise InvalidParams(f"call: transaction type {fields['type']} not supported")
+    # Blob and EIP-7702 calls belong to rules this chain does not run; a blob fee cap alone
+    # (which wallets fill in) changes nothing without blobs.
+    for unsupported in ("blobVersionedHashes", "authorizationList"):
+        if fields.get(unsupported):
+            raise InvalidParams(f"call: {unsupported} is not supported on this chain")
     request = parse_call(fields)
     if request.gas_price is not None:
         fee_cap = tip = request.gas_price
@@ -265,7 +271,8 @@ def _call_result(
     result: SimulatedCallResult, location: TxLocation, tx_hash: Hash32, first_log_index: int
 ) -> dict[str, object]:
     answer: dict[str, object] = {
-        "returnData": data(result.output),
+        # A failed call's output is its error's data (go-ethereum's choice).
+        "returnData": data(result.output if result.succeeded else b""),
         "logs": [
             render.log(LogView(log, location, tx_hash, first_log_index + offset))
             for offset, log in enumerate(result.reported_logs if result.succeeded else ())

@@ -188,9 +188,9 @@ class SimulatedBlockSpec:
     timestamp: int
     """Timestamp; more than the block before it."""
     gas_limit: int | None
-    """Gas limit; None: the base block's."""
+    """Gas limit; None: the block before's."""
     coinbase: Address | None
-    """Fee recipient; None: the base block's."""
+    """Fee recipient; None: the block before's."""
     base_fee_per_gas: int | None
     """Base fee; None: the next base fee when validating, else 0 (as go-ethereum)."""
     prev_randao: Hash32

@@ -96,6 +96,14 @@ def test_block_overrides_are_what_the_calls_see(chain: RealChain) -> None:
     last = blocks[-1]
     assert (last["miner"], last["gasLimit"], last["baseFeePerGas"], last["timestamp"]) == (
         "0x" + "ab" * 20, hex(40_000_000), "0x7", "0x7fffffff")
+    # Fee recipient and gas limit hold on in the blocks after (go-ethereum's choice); the base
+    # fee and the randomness do not.
+    after = simulate(chain, {"blockStateCalls": [
+        {"blockOverrides": {"gasLimit": hex(40_000_000), "feeRecipient": "0x" + "ab" * 20}},
+        {"blockOverrides": {"prevRandao": "0x99", "baseFeePerGas": "0x7"}}, {}]})
+    assert {(b["miner"], b["gasLimit"]) for b in after} == {("0x" + "ab" * 20, hex(40_000_000))}
+    assert [(b["mixHash"][-2:], b["baseFeePerGas"]) for b in after] == [
+        ("00", "0x0"), ("99", "0x7"), ("00", "0x0")]
 
 
 def test_blockhash_reaches_the_simulated_blocks(chain: RealChain) -> None:
@@ -116,7 +124,8 @@ def test_failed_calls_report_their_error_and_keep_going(chain: RealChain) -> Non
                   {"from": ME, "to": C}],
     }]})
     reverted, halted, emitted = blocks[0]["calls"]
-    assert reverted["status"] == "0x0" and reverted["returnData"] == "0xdeadbeef"
+    # A failed call's output is in its error's data (as go-ethereum answers).
+    assert reverted["status"] == "0x0" and reverted["returnData"] == "0x"
     assert reverted["error"] == {"code": 3, "message": "execution reverted",
                                  "data": "0xdeadbeef"}
     assert halted["status"] == "0x0" and halted["gasUsed"] == hex(50_000)
@@ -145,6 +154,13 @@ def test_trace_transfers_reports_eth_moves_as_erc20_logs(chain: RealChain) -> No
         ("0x" + "ee" * 20, [transfer, "0x" + B[2:].rjust(64, "0"), "0x" + C[2:].rjust(64, "0")],
          "0x" + "64".rjust(64, "0"), "0x1"),
     ]
+    # SELFDESTRUCT's send is a transfer too.
+    destruct = {"stateOverrides": {A: {"code": "0x73" + C[2:] + "ff", "balance": "0x2a"}},
+                "calls": [{"from": ME, "to": A}]}
+    (log,) = simulate(chain, {"traceTransfers": True, "blockStateCalls": [destruct]})[0][
+        "calls"][0]["logs"]
+    assert (log["topics"][1:], log["data"]) == (
+        ["0x" + A[2:].rjust(64, "0"), "0x" + C[2:].rjust(64, "0")], "0x" + "2a".rjust(64, "0"))
     # Traced transfers are not logs of the block: its bloom and receipts root are the same.
     assert traced[0]["logsBloom"] == plain[0]["logsBloom"]
     assert traced[0]["receiptsRoot"] == plain[0]["receiptsRoot"]
@@ -176,6 +192,12 @@ def test_validation_checks_calls_as_transactions(chain: RealChain) -> None:
         {"stateOverrides": rich, "calls": [{"from": POOR, "to": A, "nonce": "0x9"}]}]})
     assert blocks[0]["calls"][0]["status"] == "0x1"
     assert blocks[0]["baseFeePerGas"] == "0x0"
+    # Without validation a nonce at its maximum wraps to 0, as go-ethereum's uint64 does.
+    wrapped = simulate(chain, {"blockStateCalls": [
+        {"stateOverrides": {POOR: {"nonce": hex(2**64 - 1)}},
+         "calls": [{"from": POOR, "to": A}, {"from": POOR, "to": A}]}], "returnFullTransactions":
+        True})
+    assert [tx["nonce"] for tx in wrapped[0]["transactions"]] == [hex(2**64 - 1), "0x0"]
     valid = simulate(chain, {"validation": True, "blockStateCalls": [
         {"stateOverrides": rich, "calls": [{"from": POOR, "to": A, "nonce": "0x0", **priced}]}]})
     assert valid[0]["baseFeePerGas"] == hex(base_fee)
