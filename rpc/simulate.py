@@ -8,7 +8,7 @@ specification's error codes; the node runs the calls on the reference executor.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from executor_gpu.types import Deadline, SimulatedCall, SimulatedCallResult
 from primitives.errors import TransactionRejected
@@ -98,7 +98,7 @@ class _RequestedBlock:
     timestamp: int | None
     """blockOverrides.time."""
     spec: SimulatedBlockSpec
-    """Everything else (its number and timestamp still to be filled in)."""
+    """Everything else (its number and timestamp 0 until settled)."""
 
 
 def rejection_error(rejected: TransactionRejected) -> RpcError:
@@ -133,11 +133,7 @@ def settle_blocks(
                            f"block timestamps must be in order: {block.timestamp} <= {timestamp}")
         else:
             timestamp = block.timestamp
-        spec = block.spec
-        settled.append(SimulatedBlockSpec(
-            number, timestamp, spec.gas_limit, spec.coinbase, spec.base_fee_per_gas,
-            spec.prev_randao, spec.withdrawals, spec.overrides, spec.calls,
-        ))
+        settled.append(replace(block.spec, number=number, timestamp=timestamp))
     return settled
 
 
