@@ -266,6 +266,7 @@ class _SimulationState(_CallState):
 
 
 SELFDESTRUCT = 0xFF
+"""The opcode whose send traceTransfers reports besides value-carrying frames."""
 TRANSFER_LOG_ADDRESS = Address(b"\xee" * 20)
 """The emitter of eth_simulateV1's traced ETH transfers (the specification's choice)."""
 TRANSFER_TOPIC = int.from_bytes(keccak256(b"Transfer(address,address,uint256)"), "big")
