@@ -3,10 +3,11 @@
 // Prints one JSON line per step ({"step", "detail"}); exits 1 at the first failure.
 import { readFileSync } from "node:fs";
 import {
-  BaseError, ContractFunctionRevertedError, createPublicClient, createWalletClient, defineChain,
-  encodeFunctionData, http, pad, parseEther, toHex, webSocket,
+  BaseError, ContractFunctionRevertedError, InsufficientFundsError, NonceTooLowError,
+  createPublicClient, createWalletClient, defineChain, encodeFunctionData, http, pad, parseEther,
+  toHex, webSocket,
 } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { check, report, sendUntilSeen, within } from "./steps.mjs";
 
 const [url, contractFile] = process.argv.slice(2);
@@ -165,6 +166,19 @@ async function simulateBlocks(token) {
   report("simulateBlocks", { blocks: [first.number, second.number], gasUsed: second.gasUsed });
 }
 
+async function refusals() {
+  // A refused transaction carries the spec catalogue's code (1, 809) and geth's message,
+  // which viem reads.
+  const fees = { gas: 21000n, maxFeePerGas: 10n ** 10n, maxPriorityFeePerGas: 10n ** 9n };
+  const refused = (promise) => promise.then(() => { throw new Error("accepted"); }, (error) => error);
+  const stale = await refused(wallet.sendTransaction({ to: OTHER, value: 1n, nonce: 0, ...fees }));
+  check(stale.walk((e) => e instanceof NonceTooLowError), `stale nonce: ${stale.shortMessage}`);
+  const pauper = createWalletClient({ account: privateKeyToAccount(generatePrivateKey()), chain, transport: http(url) });
+  const poor = await refused(pauper.sendTransaction({ to: OTHER, value: 1n, nonce: 0, ...fees }));
+  check(poor.walk((e) => e instanceof InsufficientFundsError), `no funds: ${poor.shortMessage}`);
+  report("refused transactions", { stale: stale.name, poor: poor.name });
+}
+
 try {
   check((await client.getChainId()) === 7331, "chain id");
   await transfers();
@@ -175,6 +189,7 @@ try {
   await proofAndOverrides(token);
   await revertReason(token);
   await simulateBlocks(token);
+  await refusals();
   process.exit(0);
 } catch (error) {
   console.log(JSON.stringify({ step: "failed", detail: String(error.stack || error) }));
