@@ -827,6 +827,7 @@ class ReferenceSimulation:
             succeeded=computation.is_success,
             output=computation.output,
             gas_used=gas_used,
+            max_used_gas=gas - computation.get_gas_remaining(),
             gas_limit=gas,
             nonce=nonce if call.nonce is None else call.nonce,
             logs=_entry_logs(e for e in entries if e[0] not in state.transfer_counters),

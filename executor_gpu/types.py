@@ -231,6 +231,8 @@ class SimulatedCallResult:
     """Return data (or revert data)."""
     gas_used: int
     """Gas charged, after refunds."""
+    max_used_gas: int
+    """Most gas it held at once: charged before refunds (what a gas limit must cover)."""
     gas_limit: int
     """The gas limit it ran with (its ``gas``, or the default it got)."""
     nonce: int

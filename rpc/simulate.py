@@ -274,6 +274,7 @@ def _call_result(
             for offset, log in enumerate(result.reported_logs if result.succeeded else ())
         ],
         "gasUsed": quantity(result.gas_used),
+        "maxUsedGas": quantity(result.max_used_gas),
         "status": quantity(int(result.succeeded)),
     }
     if result.succeeded:

@@ -106,6 +106,14 @@ def test_block_overrides_are_what_the_calls_see(chain: RealChain) -> None:
         ("00", "0x0"), ("99", "0x7"), ("00", "0x0")]
 
 
+def test_max_used_gas_is_before_refunds(chain: RealChain) -> None:
+    clear = {A: {"code": "0x600060005500", "stateDiff": {"0x" + "00" * 32: "0x" + "00" * 31 + "01"}}}
+    (call,) = simulate(chain, {"blockStateCalls": [
+        {"stateOverrides": clear, "calls": [{"from": ME, "to": A}]}]})[0]["calls"]
+    used, most = word(call["gasUsed"]), word(call["maxUsedGas"])
+    assert most - used == min(4800, most // 5)  # SSTORE's refund for clearing a slot
+
+
 def test_blockhash_reaches_the_simulated_blocks(chain: RealChain) -> None:
     parent_hash = "0x4360019003" + "40" + RETURN_WORD  # BLOCKHASH(NUMBER - 1)
     blocks = simulate(chain, {"blockStateCalls": [
@@ -128,7 +136,7 @@ def test_failed_calls_report_their_error_and_keep_going(chain: RealChain) -> Non
     assert reverted["status"] == "0x0" and reverted["returnData"] == "0x"
     assert reverted["error"] == {"code": 3, "message": "execution reverted",
                                  "data": "0xdeadbeef"}
-    assert halted["status"] == "0x0" and halted["gasUsed"] == hex(50_000)
+    assert halted["status"] == "0x0" and halted["gasUsed"] == halted["maxUsedGas"] == hex(50_000)
     assert halted["error"] == {"code": -32015, "message": "vm execution error: out of gas"}
     assert emitted["status"] == "0x1"
     (log,) = emitted["logs"]
