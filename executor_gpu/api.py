@@ -7,11 +7,14 @@ from typing import Protocol
 
 from executor_gpu.types import (
     Account,
+    AccountOverride,
     BatchResult,
     BlockEnv,
     CallMessage,
     CallResult,
     Deadline,
+    SimulatedBlockResult,
+    SimulatedCall,
     TraceOptions,
     TxTrace,
 )
@@ -84,6 +87,32 @@ class Caller(Protocol):
         Once ``deadline`` has passed (None: never) the call stops and raises
         primitives.errors.ExecutionAborted.
         """
+        ...
+
+    def simulation(
+        self, pre_state: StateReader, validation: bool, trace_transfers: bool, gas_cap: int,
+        deadline: Deadline | None = None,
+    ) -> Simulation:
+        """A simulation starting from ``pre_state``: with ``validation`` calls are checked as
+        transactions are (nonce, fee cap against the base fee); ``trace_transfers`` reports
+        ETH transfers as logs; all calls together use at most ``gas_cap`` gas."""
+        ...
+
+
+class Simulation(Protocol):
+    """An eth_simulateV1 run: blocks of calls, each on the state the ones before it left."""
+
+    def run_block(
+        self,
+        env: BlockEnv,
+        overrides: Mapping[Address, AccountOverride],
+        calls: Sequence[SimulatedCall],
+        credits: Sequence[tuple[Address, int]] = (),
+    ) -> SimulatedBlockResult:
+        """Apply ``overrides``, run ``calls`` in order in ``env``, then add ``credits``
+        (withdrawals: address, wei). Raises primitives.errors.TransactionRejected, worded as
+        go-ethereum words it, for a call that cannot run (nonce, fees, funds, gas);
+        ExecutionAborted once the run's deadline has passed."""
         ...
 
 

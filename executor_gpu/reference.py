@@ -10,7 +10,7 @@ batch runs over the pre-state's trie nodes with an in-memory write overlay; the
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import ckzg
@@ -23,6 +23,7 @@ from eth.db.backends.base import BaseDB
 from eth.exceptions import (
     ContractCreationCollision,
     FullStack,
+    Halt,
     InsufficientFunds,
     InsufficientStack,
     InvalidInstruction,
@@ -63,12 +64,15 @@ from executor_gpu.types import (
     Deadline,
     ExecutedTx,
     RejectedTx,
+    SimulatedBlockResult,
+    SimulatedCall,
+    SimulatedCallResult,
     StateDiff,
 )
 from primitives.blocks import EMPTY_ROOT, Log, Receipt
 from primitives.crypto import keccak256
-from primitives.errors import ExecutionAborted
-from primitives.transactions import Transaction
+from primitives.errors import ExecutionAborted, TransactionRejected
+from primitives.transactions import AccessListEntry, Transaction
 from primitives.types import UINT64_MAX, UINT256_MAX, Address, Hash32
 
 EMPTY_CODE_HASH = keccak256(b"")
@@ -248,10 +252,107 @@ class _CallState(_ReferenceState):
     """Once it has passed, the call raises ExecutionAborted."""
 
 
+class _SimulationState(_CallState):
+    """State of an eth_simulateV1 block: as a call's, but calls pay for gas as transactions
+    do."""
+
+    transfer_counters: set[int]
+    """Log counters of the ETH transfer logs added by _TransferLoggingComputation."""
+
+    def get_tip(self, transaction: SignedTransactionAPI) -> int:
+        # Without validation a call may price its gas under an overridden base fee, as geth's
+        # NoBaseFee allows; the block producer then earns nothing, never less.
+        return max(0, super().get_tip(transaction))
+
+
+SELFDESTRUCT = 0xFF
+"""The opcode whose send traceTransfers reports besides value-carrying frames."""
+TRANSFER_LOG_ADDRESS = Address(b"\xee" * 20)
+"""The emitter of eth_simulateV1's traced ETH transfers (the specification's choice)."""
+TRANSFER_TOPIC = int.from_bytes(keccak256(b"Transfer(address,address,uint256)"), "big")
+"""ERC-20's Transfer event: the shape traced ETH transfers are reported in."""
+
+
+def _transfer_entry(
+    state: StateAPI, counter: int, sender: bytes, recipient: bytes, value: int
+) -> tuple[int, Address, tuple[int, ...], bytes]:
+    """py-evm's log entry reporting an ETH transfer as an ERC-20 Transfer, at ``counter``."""
+    cast(_SimulationState, state).transfer_counters.add(counter)
+    topics = (TRANSFER_TOPIC, int.from_bytes(sender, "big"), int.from_bytes(recipient, "big"))
+    return counter, TRANSFER_LOG_ADDRESS, topics, value.to_bytes(32, "big")
+
+
+def _logs_selfdestruct(opcode: OpcodeAPI) -> OpcodeAPI:
+    """SELFDESTRUCT, reporting the balance it sends as a transfer (as go-ethereum's
+    traceTransfers does)."""
+
+    @functools.wraps(opcode)
+    def logged(computation: ComputationAPI) -> None:
+        stack = cast(Any, computation)._stack.values
+        if not stack:
+            opcode(computation=computation)  # fails: stack underflow
+            return
+        top = stack[-1]
+        word = top.to_bytes(32, "big") if isinstance(top, int) else top.rjust(32, b"\0")
+        contract = computation.msg.storage_address
+        value = computation.state.get_balance(contract)
+        counter = computation.transaction_context.get_next_log_counter()
+        try:
+            opcode(computation=computation)
+        except Halt:  # how SELFDESTRUCT ends its frame successfully
+            if value:
+                entry = _transfer_entry(computation.state, counter, contract, word[12:], value)
+                cast(Any, computation)._log_entries.append(entry)
+            raise
+
+    return cast(OpcodeAPI, logged)
+
+
+class _TransferLoggingComputation(_CallComputation):
+    """Reports every successful ETH transfer of a frame as an ERC-20 Transfer log, placed
+    before the logs of the frame it starts (eth_simulateV1's ``traceTransfers``); and the
+    balances SELFDESTRUCT sends."""
+
+    opcodes = {  # noqa: RUF012
+        **_CallComputation.opcodes,
+        SELFDESTRUCT: _logs_selfdestruct(_CallComputation.opcodes[SELFDESTRUCT]),
+    }
+
+    @classmethod
+    def apply_message(
+        cls,
+        state: StateAPI,
+        message: Any,
+        transaction_context: Any,
+        parent_computation: ComputationAPI | None = None,
+    ) -> ComputationAPI:
+        if not (message.should_transfer_value and message.value):
+            return super().apply_message(state, message, transaction_context, parent_computation)
+        # Its place among the logs is taken now: the frame's own logs come after it.
+        counter = transaction_context.get_next_log_counter()
+        computation = super().apply_message(state, message, transaction_context,
+                                            parent_computation)
+        if computation.is_success:
+            computation._log_entries.append(_transfer_entry(
+                state, counter, message.sender, message.storage_address, message.value))
+        return computation
+
+
+class _TransferLoggingState(_SimulationState):
+    computation_class = _TransferLoggingComputation
+
+
 def _build_state(
     pre_state: StateReader, env: BlockEnv, base_fee: int, state_class: type[_S]
 ) -> tuple[_S, OverlayDB]:
     overlay = OverlayDB(pre_state.node_store)
+    return _state_on(AtomicDB(overlay), pre_state.state_root, env, base_fee, state_class), overlay
+
+
+def _state_on(
+    db: AtomicDB, state_root: Hash32, env: BlockEnv, base_fee: int, state_class: type[_S]
+) -> _S:
+    """A py-evm state over ``db`` at ``state_root``, in ``env`` with ``base_fee``."""
     context = ExecutionContext(
         coinbase=env.coinbase,
         timestamp=env.timestamp,
@@ -264,7 +365,7 @@ def _build_state(
         base_fee_per_gas=base_fee,
         excess_blob_gas=env.excess_blob_gas,
     )
-    return state_class(AtomicDB(overlay), context, pre_state.state_root), overlay
+    return state_class(db, context, state_root)
 
 
 def _precheck(
@@ -347,14 +448,7 @@ def _error_message(computation: ComputationAPI) -> str | None:
 
 
 def _logs(computation: ComputationAPI) -> tuple[Log, ...]:
-    return tuple(
-        Log(
-            address=Address(address),
-            topics=tuple(Hash32(topic.to_bytes(32, "big")) for topic in topics),
-            data=data,
-        )
-        for address, topics, data in computation.get_log_entries()
-    )
+    return _entry_logs(computation.get_raw_log_entries())
 
 
 def decode_account(encoded: bytes) -> Account | None:
@@ -458,6 +552,27 @@ def _apply_overrides(state: StateAPI, overrides: Mapping[Address, AccountOverrid
     if overrides:
         # Overridden values are the call's originals (SSTORE gas), as in go-ethereum.
         state.lock_changes()
+    base = state.computation_class
+    precompiles = dict(cast(Any, base)._precompiles)  # what runs now, earlier moves included
+    moved = {
+        override.move_precompile_to: precompiles[address]
+        for address, override in overrides.items()
+        if override.move_precompile_to is not None and address in precompiles
+    }
+    if any(address in precompiles for address in overrides):
+        for address in overrides:
+            precompiles.pop(address, None)
+        precompiles.update(moved)
+        # py-evm runs the precompiles of the state's computation class; the fork's own stay
+        # warm wherever they went (go-ethereum warms vm.ActivePrecompiles, not the moved).
+        state.computation_class = type(base.__name__, (base,), {
+            "_precompiles": precompiles, "get_precompiles": classmethod(_fork_precompiles),
+        })
+
+
+def _fork_precompiles(cls: type) -> dict[Any, Any]:
+    """Cancun's precompiles by address, whatever an override moved."""
+    return _ReferenceComputation._precompiles
 
 
 class PyEvmExecutor:
@@ -537,26 +652,11 @@ class PyEvmExecutor:
         """Apply ``message``'s state overrides to ``state``; the transaction py-evm runs for
         it, and why it cannot run (None when it can)."""
         _apply_overrides(state, message.overrides)
-        unsigned = self._builder.create_unsigned_transaction(
-            nonce=state.get_nonce(message.sender),
-            gas_price=message.gas_price,
-            gas=message.gas,
-            to=CREATE_CONTRACT_ADDRESS if message.to is None else message.to,
-            value=message.value,
-            data=message.data,
+        tx = self.spoofed(
+            state, message.sender, message.to, message.gas, message.value, message.data,
+            message.access_list, message.gas_price, message.gas_price,
         )
-        access_list = [(entry.address, entry.storage_keys) for entry in message.access_list]
-        intrinsic = unsigned.intrinsic_gas + sum(
-            ACCESS_LIST_ADDRESS_COST_EIP_2930
-            + ACCESS_LIST_STORAGE_KEY_COST_EIP_2930 * len(slots)
-            for _, slots in access_list
-        )
-        # A spoofed transaction quacks like a signed one from ``message.sender``; the access
-        # list is pre-warmed by Berlin's executor and charged in the intrinsic gas.
-        tx = cast(SignedTransactionAPI, SpoofTransaction(
-            unsigned, from_=message.sender, access_list=access_list,
-            intrinsic_gas=intrinsic, get_intrinsic_gas=lambda: intrinsic,
-        ))
+        intrinsic = tx.intrinsic_gas
         if message.gas_price and message.gas_price < base_fee:
             return tx, (
                 f"max fee per gas less than block base fee: address 0x{message.sender.hex()}, "
@@ -572,6 +672,48 @@ class PyEvmExecutor:
             message.to is None,
             len(message.data),
         )
+
+    def spoofed(
+        self,
+        state: StateAPI,
+        sender: Address,
+        to: Address | None,
+        gas: int,
+        value: int,
+        data: bytes,
+        access_list: Sequence[AccessListEntry],
+        fee_cap: int,
+        tip: int,
+    ) -> SignedTransactionAPI:
+        """The transaction py-evm runs for an unsigned call from ``sender`` at its nonce."""
+        unsigned = self._builder.create_unsigned_transaction(
+            nonce=state.get_nonce(sender),
+            gas_price=fee_cap,
+            gas=gas,
+            to=CREATE_CONTRACT_ADDRESS if to is None else to,
+            value=value,
+            data=data,
+        )
+        accesses = [(entry.address, entry.storage_keys) for entry in access_list]
+        intrinsic = unsigned.intrinsic_gas + sum(
+            ACCESS_LIST_ADDRESS_COST_EIP_2930
+            + ACCESS_LIST_STORAGE_KEY_COST_EIP_2930 * len(slots)
+            for _, slots in accesses
+        )
+        # A spoofed transaction quacks like a signed one from ``sender``; the access list is
+        # pre-warmed by Berlin's executor and charged in the intrinsic gas.
+        return cast(SignedTransactionAPI, SpoofTransaction(
+            unsigned, from_=sender, access_list=accesses, intrinsic_gas=intrinsic,
+            get_intrinsic_gas=lambda: intrinsic, max_fee_per_gas=fee_cap,
+            max_priority_fee_per_gas=tip,
+        ))
+
+    def simulation(
+        self, pre_state: StateReader, validation: bool, trace_transfers: bool, gas_cap: int,
+        deadline: Deadline | None = None,
+    ) -> ReferenceSimulation:
+        return ReferenceSimulation(self, pre_state, validation, trace_transfers, gas_cap,
+                                   deadline)
 
     def to_evm(self, tx: Transaction) -> SignedTransactionAPI:
         """py-evm's form of ``tx``, its sender taken as recovered."""
@@ -598,3 +740,140 @@ class PyEvmExecutor:
             contract_address=Address(computation.msg.storage_address) if tx.is_create else None,
             error=_error_message(computation),
         )
+
+
+class ReferenceSimulation:
+    """An eth_simulateV1 run on py-evm: every block's state is persisted into one in-memory
+    overlay of the starting state, which the next block starts from (and gives each block
+    its state root)."""
+
+    def __init__(
+        self, executor: PyEvmExecutor, pre_state: StateReader, validation: bool,
+        trace_transfers: bool, gas_cap: int, deadline: Deadline | None,
+    ) -> None:
+        self._executor = executor
+        self._db = AtomicDB(OverlayDB(pre_state.node_store))
+        self._root = pre_state.state_root
+        self._validation = validation
+        self._state_class = _TransferLoggingState if trace_transfers else _SimulationState
+        self._computation_class = self._state_class.computation_class
+        self._gas_left = gas_cap
+        self._deadline = deadline
+
+    def run_block(
+        self,
+        env: BlockEnv,
+        overrides: Mapping[Address, AccountOverride],
+        calls: Sequence[SimulatedCall],
+        credits: Sequence[tuple[Address, int]] = (),
+    ) -> SimulatedBlockResult:
+        state = _state_on(self._db, self._root, env, env.base_fee_per_gas, self._state_class)
+        state.deadline = self._deadline
+        state.transfer_counters = set()
+        state.computation_class = self._computation_class
+        _apply_overrides(state, overrides)
+        # Precompiles moved in a block stay moved in the blocks after it.
+        self._computation_class = state.computation_class
+        results: list[SimulatedCallResult] = []
+        gas_used = 0
+        for call in calls:
+            result = self._run(state, env, call, gas_used)
+            gas_used += result.gas_used
+            results.append(result)
+        for address, amount in credits:  # withdrawals come after the transactions
+            state.delta_balance(address, amount)
+        state.persist()
+        self._root = Hash32(state.state_root)
+        return SimulatedBlockResult(tuple(results), gas_used, self._root)
+
+    def _run(
+        self, state: _SimulationState, env: BlockEnv, call: SimulatedCall, block_gas_used: int
+    ) -> SimulatedCallResult:
+        """``call`` on ``state`` after ``block_gas_used`` gas of its block, checked as
+        go-ethereum checks it and worded as it words it."""
+        if self._deadline is not None and self._deadline.passed():
+            raise ExecutionAborted("execution aborted: the simulation's deadline passed")
+        gas = env.gas_limit - block_gas_used if call.gas is None else call.gas
+        if block_gas_used + gas > env.gas_limit:
+            raise TransactionRejected(
+                f"block gas limit reached: {block_gas_used} >= {env.gas_limit}"
+            )
+        gas = min(gas, self._gas_left)
+        nonce = state.get_nonce(call.sender)
+        tx = self._executor.spoofed(
+            state, call.sender, call.to, gas, call.value, call.data, call.access_list,
+            call.max_fee_per_gas, call.max_priority_fee_per_gas,
+        )
+        reason = self._precheck(state, env, call, nonce, gas, tx.intrinsic_gas)
+        if reason is None and nonce == UINT64_MAX and call.to is None:
+            reason = f"nonce has max value: address 0x{call.sender.hex()}, nonce: {nonce}"
+        if reason is not None:
+            raise TransactionRejected(f"err: {reason} (supplied gas {gas})")
+        # go-ethereum's uint64 nonce wraps to 0 when no check stops it (py-evm refuses).
+        wraps = nonce == UINT64_MAX
+        if wraps:
+            state.set_nonce(call.sender, nonce - 1)
+        # A new transaction starts: warm/cold sets and SSTORE originals reset.
+        state.lock_changes()
+        executor = state.get_transaction_executor()
+        computation = executor.build_computation(executor.build_evm_message(tx), tx)
+        executor.finalize_computation(tx, computation)
+        if wraps:
+            state.set_nonce(call.sender, 0)
+        gas_used = CancunVM.finalize_gas_used(tx, computation)
+        self._gas_left -= gas_used
+        entries = computation.get_raw_log_entries()
+        return SimulatedCallResult(
+            succeeded=computation.is_success,
+            output=computation.output,
+            gas_used=gas_used,
+            max_used_gas=gas - computation.get_gas_remaining(),
+            gas_limit=gas,
+            nonce=nonce if call.nonce is None else call.nonce,
+            logs=_entry_logs(e for e in entries if e[0] not in state.transfer_counters),
+            reported_logs=_entry_logs(entries),
+            error=_error_message(computation),
+        )
+
+    def _precheck(
+        self, state: _SimulationState, env: BlockEnv, call: SimulatedCall, nonce: int,
+        gas: int, intrinsic: int,
+    ) -> str | None:
+        """Why ``call`` cannot run; go-ethereum's preCheck, nonces and fee caps checked only
+        when validating (a call that names no fees never pays the base fee then)."""
+        sender = "0x" + call.sender.hex()
+        if self._validation and call.nonce is not None:
+            if call.nonce > nonce:
+                return f"nonce too high: address {sender}, tx: {call.nonce} state: {nonce}"
+            if call.nonce < nonce:
+                return f"nonce too low: address {sender}, tx: {call.nonce} state: {nonce}"
+        if self._validation and nonce >= UINT64_MAX:
+            return f"nonce has max value: address {sender}, nonce: {nonce}"
+        fee_cap, tip = call.max_fee_per_gas, call.max_priority_fee_per_gas
+        if self._validation or fee_cap or tip:
+            if fee_cap < tip:
+                return (
+                    f"max priority fee per gas higher than max fee per gas: address {sender}, "
+                    f"maxPriorityFeePerGas: {tip}, maxFeePerGas: {fee_cap}"
+                )
+            if fee_cap < env.base_fee_per_gas:
+                return (
+                    f"max fee per gas less than block base fee: address {sender}, "
+                    f"maxFeePerGas: {fee_cap}, baseFee: {env.base_fee_per_gas}"
+                )
+        return _check_funds_and_gas(
+            state, call.sender, gas * fee_cap + call.value, gas, gas, intrinsic,
+            call.to is None, len(call.data),
+        )
+
+
+def _entry_logs(entries: Iterable[tuple[int, bytes, tuple[int, ...], bytes]]) -> tuple[Log, ...]:
+    """Logs from py-evm's raw log entries (counter, address, topics, data)."""
+    return tuple(
+        Log(
+            address=Address(address),
+            topics=tuple(Hash32(topic.to_bytes(32, "big")) for topic in topics),
+            data=data,
+        )
+        for _, address, topics, data in entries
+    )

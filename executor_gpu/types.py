@@ -143,6 +143,9 @@ class AccountOverride:
     """Replaces the whole storage with these slots; None keeps it."""
     state_diff: Mapping[int, int] = field(default_factory=dict)
     """Slots set on top of the storage."""
+    move_precompile_to: Address | None = None
+    """Where the precompile at this address moves to (it must be one); overriding a
+    precompile's address in any way makes it an ordinary account, as in go-ethereum."""
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,67 @@ class CallResult:
     """Gas consumed, after refunds."""
     error: str | None = None
     """Why the call failed ("execution reverted", "out of gas", ...)."""
+
+
+@dataclass(frozen=True)
+class SimulatedCall:
+    """One call of an eth_simulateV1 block: a transaction run without a signature."""
+
+    sender: Address
+    """Caller (``from``); zero address when not given."""
+    to: Address | None
+    """Callee, or None to run ``data`` as init code."""
+    gas: int | None
+    """Gas limit; None: what is left of the block's gas (and of the simulation's gas cap)."""
+    value: int = 0
+    """Wei sent with the call."""
+    data: bytes = b""
+    """Call data or init code."""
+    max_fee_per_gas: int = 0
+    """Fee cap (the gas price for legacy pricing); 0 when not given."""
+    max_priority_fee_per_gas: int = 0
+    """Tip cap (the gas price for legacy pricing); 0 when not given."""
+    access_list: tuple[AccessListEntry, ...] = ()
+    """EIP-2930 access list: pre-warmed, and charged in the intrinsic gas."""
+    nonce: int | None = None
+    """Nonce; None: the sender's nonce in the simulated state. Checked only when validating."""
+
+
+@dataclass(frozen=True)
+class SimulatedCallResult:
+    """Outcome of a SimulatedCall; its state changes stay for the calls after it."""
+
+    succeeded: bool
+    """False on revert or exceptional halt."""
+    output: bytes
+    """Return data (or revert data)."""
+    gas_used: int
+    """Gas charged, after refunds."""
+    max_used_gas: int
+    """Most gas it held at once: charged before refunds (what a gas limit must cover)."""
+    gas_limit: int
+    """The gas limit it ran with (its ``gas``, or the default it got)."""
+    nonce: int
+    """The nonce it ran with (its ``nonce``, or the sender's)."""
+    logs: tuple[Log, ...]
+    """Logs it emitted (its receipt's)."""
+    reported_logs: tuple[Log, ...]
+    """``logs`` with its ETH transfers as ERC-20 Transfer logs between them, when transfers are
+    traced; else ``logs``."""
+    error: str | None = None
+    """Why the call failed ("execution reverted", "out of gas", ...)."""
+
+
+@dataclass(frozen=True)
+class SimulatedBlockResult:
+    """One block of an eth_simulateV1 run."""
+
+    calls: tuple[SimulatedCallResult, ...]
+    """Its calls' outcomes, in order."""
+    gas_used: int
+    """Gas its calls used."""
+    state_root: Hash32
+    """State root after the block (its overrides, calls and withdrawals)."""
 
 
 @dataclass(frozen=True)

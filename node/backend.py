@@ -26,6 +26,8 @@ from rpc.types import (
     LogView,
     PoolContent,
     ReceiptView,
+    SimulatedBlockSpec,
+    SimulatedBlockView,
     StorageProof,
     TxLocation,
 )
@@ -164,6 +166,12 @@ class NodeRpcBackend:
 
     def call(self, message: CallMessage, number: int, deadline: Deadline) -> CallResult:
         return self.node.call(message, number, deadline)
+
+    def simulate(
+        self, blocks: Sequence[SimulatedBlockSpec], number: int, validation: bool,
+        trace_transfers: bool, gas_cap: int, deadline: Deadline,
+    ) -> list[SimulatedBlockView]:
+        return self.node.simulate(blocks, number, validation, trace_transfers, gas_cap, deadline)
 
     def trace_call(
         self, message: CallMessage, number: int, options: TraceOptions,

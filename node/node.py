@@ -28,6 +28,7 @@ from node.db.state import GenesisAccount, StateDB, StateOptions
 from node.epochs import MAX_PROOFS_PER_BLOCK, Epochs
 from node.genesis import Genesis
 from node.metrics import BlockReport, Metrics
+from node.simulate import simulate_blocks
 from node.stages import StageTimes, format_stages
 from primitives import rlp
 from primitives.blocks import EMPTY_BLOOM, EMPTY_ROOT, Header, OrderedRoot, ordered_trie_root
@@ -43,6 +44,7 @@ from primitives.errors import (
 from primitives.transactions import BatchDecode, Transaction, decode_transactions
 from primitives.types import ZERO_HASH, Address, Hash32
 from rpc.api import ChainEvents
+from rpc.types import SimulatedBlockSpec, SimulatedBlockView
 from sequencer.builder import execute_block, make_header, next_block_env
 from sequencer.types import BlockBody, PoolConfig
 from sequencer.wire import certificate_round
@@ -570,6 +572,20 @@ class Node:
             raise InvalidTransaction(f"unknown block {number}")
         env = self._next_env(header, self._block_hashes(header))
         return self.caller.call(self.state.at(header.state_root), env, message, deadline)
+
+    def simulate(
+        self, blocks: Sequence[SimulatedBlockSpec], number: int, validation: bool,
+        trace_transfers: bool, gas_cap: int, deadline: Deadline,
+    ) -> list[SimulatedBlockView]:
+        """eth_simulateV1 on the state after block ``number`` (node/simulate.py)."""
+        header = self.chain.header(number)
+        if header is None:
+            raise InvalidInput(f"unknown block {number}")
+        return simulate_blocks(
+            self.caller, self.state.at(header.state_root), header, self._block_hashes(header),
+            self.params.chain_id, blocks, validation, trace_transfers, gas_cap, deadline,
+            self._ordered_root,
+        )
 
     def _tracing(self) -> Tracer:
         if self.tracer is None:

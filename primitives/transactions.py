@@ -176,6 +176,32 @@ class _Unsigned:
         return keccak256(self.type_prefix + rlp_encode(self.signed_payload))
 
 
+def unsigned_transaction(
+    chain_id: int,
+    sender: Address,
+    nonce: int,
+    max_priority_fee_per_gas: int,
+    max_fee_per_gas: int,
+    gas_limit: int,
+    to: Address | None,
+    value: int,
+    data: bytes,
+    access_list: tuple[AccessListEntry, ...] = (),
+) -> Transaction:
+    """An EIP-1559 transaction from ``sender`` with an empty signature (v = r = s = 0): how
+    eth_simulateV1 reports its calls, hashed as go-ethereum hashes them."""
+    raw = bytes([DYNAMIC_FEE_TX]) + rlp_encode([
+        chain_id, nonce, max_priority_fee_per_gas, max_fee_per_gas, gas_limit,
+        b"" if to is None else to, value, data, encode_access_list(access_list), 0, 0, 0,
+    ])
+    return Transaction(
+        tx_type=DYNAMIC_FEE_TX, chain_id=chain_id, nonce=nonce,
+        max_priority_fee_per_gas=max_priority_fee_per_gas, max_fee_per_gas=max_fee_per_gas,
+        gas_limit=gas_limit, to=to, value=value, data=data, access_list=access_list,
+        v=0, r=0, s=0, sender=sender, hash=keccak256(raw), raw=raw,
+    )
+
+
 def decode_transaction(raw: bytes, sender: Address | None = None) -> Transaction:
     """Decode a transaction as sent to ``eth_sendRawTransaction`` and recover its sender.
 

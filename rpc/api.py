@@ -20,6 +20,8 @@ from rpc.types import (
     LogView,
     PoolContent,
     ReceiptView,
+    SimulatedBlockSpec,
+    SimulatedBlockView,
     TxLocation,
 )
 
@@ -127,6 +129,16 @@ class NodeBackend(Protocol):
         Raises primitives.errors.ExecutionReverted (with the revert data) when it fails even
         with all of ``message.gas``, ExecutionAborted once ``deadline`` has passed.
         """
+        ...
+
+    def simulate(
+        self, blocks: Sequence[SimulatedBlockSpec], number: int, validation: bool,
+        trace_transfers: bool, gas_cap: int, deadline: Deadline,
+    ) -> Sequence[SimulatedBlockView]:
+        """eth_simulateV1: ``blocks`` built one on the other on top of block ``number``, on the
+        reference executor, all calls together using at most ``gas_cap`` gas. Raises
+        primitives.errors.TransactionRejected for a call that cannot run (go-ethereum's
+        wording), ExecutionAborted once ``deadline`` has passed."""
         ...
 
     def trace_call(

@@ -43,6 +43,8 @@ CANCUN_BLOB_SCHEDULE = {"target": 3, "max": 6, "baseFeeUpdateFraction": 3_338_47
 def _storage_requests(value: object) -> dict[Address, list[int]]:
     if not isinstance(value, dict):
         raise InvalidParams("expected an object of address -> storage keys")
+    if not value:
+        raise InvalidParams("empty request")
     requests: dict[Address, list[int]] = {}
     total = 0
     for key, slots in value.items():

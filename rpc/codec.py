@@ -16,7 +16,7 @@ from typing import TypeVar
 from executor_gpu.types import AccountOverride
 from primitives.transactions import AccessListEntry
 from primitives.types import UINT64_MAX, UINT256_MAX, Address, Hash32
-from rpc.errors import InvalidParams
+from rpc.errors import SERVER_ERROR, InvalidParams, RpcError
 
 T = TypeVar("T")
 
@@ -38,7 +38,7 @@ def data(value: bytes) -> str:
 
 def _hex_digits(value: object) -> str:
     if not isinstance(value, str):
-        raise InvalidParams(f"expected a 0x-prefixed hex string, got {_kind(value)}")
+        raise InvalidParams(f"expected a 0x-prefixed hex string, got {kind_of(value)}")
     match = _HEX.fullmatch(value)
     if match is None:
         if value[:2] not in ("0x", "0X"):
@@ -47,7 +47,7 @@ def _hex_digits(value: object) -> str:
     return match.group(1)
 
 
-def _kind(value: object) -> str:
+def kind_of(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -107,7 +107,7 @@ def parse_hash(value: object) -> Hash32:
 def parse_bool(value: object) -> bool:
     """A JSON boolean."""
     if not isinstance(value, bool):
-        raise InvalidParams(f"expected a boolean, got {_kind(value)}")
+        raise InvalidParams(f"expected a boolean, got {kind_of(value)}")
     return value
 
 
@@ -126,7 +126,7 @@ MAX_PROOF_SLOTS = 1024
 def parse_storage_slots(value: object) -> list[int]:
     """A list of storage keys (eth_getProof), each as ``parse_storage_slot``."""
     if not isinstance(value, list):
-        raise InvalidParams(f"expected a list of storage keys, got {_kind(value)}")
+        raise InvalidParams(f"expected a list of storage keys, got {kind_of(value)}")
     if len(value) > MAX_PROOF_SLOTS:
         raise InvalidParams(f"at most {MAX_PROOF_SLOTS} storage keys")
     return [parse_storage_slot(item) for item in value]
@@ -192,7 +192,7 @@ def parse_block_ref(value: object) -> BlockId:
     raise InvalidParams("block object needs blockNumber or blockHash")
 
 
-def _field(obj: dict[str, object], key: str, parse: Callable[[object], T]) -> T | None:
+def parse_field(obj: dict[str, object], key: str, parse: Callable[[object], T]) -> T | None:
     """``obj[key]`` decoded, or None when absent or null; errors name the field."""
     value = obj.get(key)
     if value is None:
@@ -234,19 +234,19 @@ MAX_ACCESS_LIST_ITEMS = 10_000
 def parse_access_list(value: object) -> tuple[AccessListEntry, ...]:
     """An EIP-2930 access list: [{address, storageKeys: [32-byte hex]}]."""
     if not isinstance(value, list):
-        raise InvalidParams(f"expected an access list, got {_kind(value)}")
+        raise InvalidParams(f"expected an access list, got {kind_of(value)}")
     entries: list[AccessListEntry] = []
     items = 0
     for item in value:
         if not isinstance(item, dict):
-            raise InvalidParams(f"expected an access list entry, got {_kind(item)}")
+            raise InvalidParams(f"expected an access list entry, got {kind_of(item)}")
         keys = item.get("storageKeys") or []
         if not isinstance(keys, list):
-            raise InvalidParams(f"storageKeys: expected an array, got {_kind(keys)}")
+            raise InvalidParams(f"storageKeys: expected an array, got {kind_of(keys)}")
         items += 1 + len(keys)
         if items > MAX_ACCESS_LIST_ITEMS:
             raise InvalidParams(f"access list longer than {MAX_ACCESS_LIST_ITEMS} items")
-        address = _field(item, "address", parse_address)
+        address = parse_field(item, "address", parse_address)
         if address is None:
             raise InvalidParams("access list entry without address")
         slots = tuple(int.from_bytes(parse_hash(key), "big") for key in keys)
@@ -254,13 +254,15 @@ def parse_access_list(value: object) -> tuple[AccessListEntry, ...]:
     return tuple(entries)
 
 
+PRECOMPILES = frozenset(Address(i.to_bytes(20, "big")) for i in range(1, 11))
+"""Cancun's precompiles (0x01-0x0a): always warm, so never in an access list."""
 MAX_OVERRIDE_ACCOUNTS = 1000
 """Most accounts one state override set may name."""
 
 
 def _slots(value: object) -> dict[int, int]:
     if not isinstance(value, dict):
-        raise InvalidParams(f"expected an object of storage slots, got {_kind(value)}")
+        raise InvalidParams(f"expected an object of storage slots, got {kind_of(value)}")
     return {
         int.from_bytes(parse_hash(slot), "big"): int.from_bytes(parse_hash(word), "big")
         for slot, word in value.items()
@@ -270,15 +272,17 @@ def _slots(value: object) -> dict[int, int]:
 def parse_state_overrides(value: object) -> dict[Address, AccountOverride]:
     """eth_call's state override set: {address: {nonce, balance, code, state | stateDiff}}."""
     if not isinstance(value, dict):
-        raise InvalidParams(f"expected a state override object, got {_kind(value)}")
+        raise InvalidParams(f"expected a state override object, got {kind_of(value)}")
     if len(value) > MAX_OVERRIDE_ACCOUNTS:
         raise InvalidParams(f"at most {MAX_OVERRIDE_ACCOUNTS} overridden accounts")
     overrides: dict[Address, AccountOverride] = {}
     for key, fields in value.items():
         address = parse_address(key)
         if not isinstance(fields, dict):
-            raise InvalidParams(f"expected an account override object, got {_kind(fields)}")
-        unknown = set(fields) - {"nonce", "balance", "code", "state", "stateDiff"}
+            raise InvalidParams(f"expected an account override object, got {kind_of(fields)}")
+        unknown = set(fields) - {
+            "nonce", "balance", "code", "state", "stateDiff", "movePrecompileToAddress"
+        }
         if unknown:
             raise InvalidParams(f"unknown account override field {min(unknown)}")
         if fields.get("state") is not None and fields.get("stateDiff") is not None:
@@ -286,36 +290,44 @@ def parse_state_overrides(value: object) -> dict[Address, AccountOverride]:
                 f"account {key} has both 'state' and 'stateDiff'"
             )
         overrides[address] = AccountOverride(
-            nonce=_field(fields, "nonce", parse_u64),
-            balance=_field(fields, "balance", parse_quantity),
-            code=_field(fields, "code", parse_data),
-            state=_field(fields, "state", _slots),
-            state_diff=_field(fields, "stateDiff", _slots) or {},
+            nonce=parse_field(fields, "nonce", parse_u64),
+            balance=parse_field(fields, "balance", parse_quantity),
+            code=parse_field(fields, "code", parse_data),
+            state=parse_field(fields, "state", _slots),
+            state_diff=parse_field(fields, "stateDiff", _slots) or {},
+            move_precompile_to=parse_field(fields, "movePrecompileToAddress", parse_address),
         )
+    for address, override in overrides.items():
+        target = override.move_precompile_to
+        # go-ethereum's checks and wording (-32000: its plain errors).
+        if target is not None and address not in PRECOMPILES:
+            raise RpcError(SERVER_ERROR, f"account 0x{address.hex()} is not a precompile")
+        if target is not None and target in overrides:
+            raise RpcError(SERVER_ERROR, f"account 0x{target.hex()} is already overridden")
     return overrides
 
 
 def parse_call(value: object) -> CallRequest:
     """A call object; unknown fields (nonce, chainId, type, ...) are ignored, as geth does."""
     if not isinstance(value, dict):
-        raise InvalidParams(f"expected a transaction call object, got {_kind(value)}")
-    input_data = _field(value, "input", parse_data)
-    legacy_data = _field(value, "data", parse_data)
+        raise InvalidParams(f"expected a transaction call object, got {kind_of(value)}")
+    input_data = parse_field(value, "input", parse_data)
+    legacy_data = parse_field(value, "data", parse_data)
     if input_data is not None and legacy_data is not None and input_data != legacy_data:
         raise InvalidParams(
             'both "data" and "input" are set and not equal. Please use "input" to pass '
             "transaction call data"
         )
     request = CallRequest(
-        sender=_field(value, "from", parse_address),
-        to=_field(value, "to", parse_address),
-        gas=_field(value, "gas", parse_u64),
-        gas_price=_field(value, "gasPrice", parse_quantity),
-        max_fee_per_gas=_field(value, "maxFeePerGas", parse_quantity),
-        max_priority_fee_per_gas=_field(value, "maxPriorityFeePerGas", parse_quantity),
-        value=_field(value, "value", parse_quantity) or 0,
+        sender=parse_field(value, "from", parse_address),
+        to=parse_field(value, "to", parse_address),
+        gas=parse_field(value, "gas", parse_u64),
+        gas_price=parse_field(value, "gasPrice", parse_quantity),
+        max_fee_per_gas=parse_field(value, "maxFeePerGas", parse_quantity),
+        max_priority_fee_per_gas=parse_field(value, "maxPriorityFeePerGas", parse_quantity),
+        value=parse_field(value, "value", parse_quantity) or 0,
         data=input_data if input_data is not None else legacy_data or b"",
-        access_list=_field(value, "accessList", parse_access_list) or (),
+        access_list=parse_field(value, "accessList", parse_access_list) or (),
     )
     dynamic = request.max_fee_per_gas is not None or request.max_priority_fee_per_gas is not None
     if request.gas_price is not None and dynamic:
@@ -364,7 +376,7 @@ def _topic_position(value: object) -> tuple[Hash32, ...] | None:
 
 def _topics(value: object) -> tuple[tuple[Hash32, ...] | None, ...]:
     if not isinstance(value, list):
-        raise InvalidParams(f"expected an array of topics, got {_kind(value)}")
+        raise InvalidParams(f"expected an array of topics, got {kind_of(value)}")
     if len(value) > MAX_TOPICS:
         raise InvalidParams("exceed max topics")
     return tuple(_topic_position(item) for item in value)
@@ -373,10 +385,10 @@ def _topics(value: object) -> tuple[tuple[Hash32, ...] | None, ...]:
 def parse_log_query(value: object) -> LogQuery:
     """An eth_getLogs filter object."""
     if not isinstance(value, dict):
-        raise InvalidParams(f"expected a filter object, got {_kind(value)}")
-    block_hash = _field(value, "blockHash", parse_hash)
-    from_block = _field(value, "fromBlock", parse_block_number)
-    to_block = _field(value, "toBlock", parse_block_number)
+        raise InvalidParams(f"expected a filter object, got {kind_of(value)}")
+    block_hash = parse_field(value, "blockHash", parse_hash)
+    from_block = parse_field(value, "fromBlock", parse_block_number)
+    to_block = parse_field(value, "toBlock", parse_block_number)
     if block_hash is not None and (from_block is not None or to_block is not None):
         raise InvalidParams(
             "cannot specify both BlockHash and FromBlock/ToBlock, choose one or the other"
@@ -385,8 +397,8 @@ def parse_log_query(value: object) -> LogQuery:
         from_block=from_block or LATEST,
         to_block=to_block or LATEST,
         block_hash=block_hash,
-        addresses=_field(value, "address", _addresses) or (),
-        topics=_field(value, "topics", _topics) or (),
+        addresses=parse_field(value, "address", _addresses) or (),
+        topics=parse_field(value, "topics", _topics) or (),
     )
 
 
@@ -397,13 +409,13 @@ MAX_PERCENTILES = 100
 def parse_percentiles(value: object) -> tuple[float, ...]:
     """Reward percentiles: numbers in [0, 100], non-decreasing."""
     if not isinstance(value, list):
-        raise InvalidParams(f"expected an array of percentiles, got {_kind(value)}")
+        raise InvalidParams(f"expected an array of percentiles, got {kind_of(value)}")
     if len(value) > MAX_PERCENTILES:
         raise InvalidParams(f"too many percentiles, at most {MAX_PERCENTILES}")
     result: list[float] = []
     for item in value:
         if isinstance(item, bool) or not isinstance(item, (int, float)):
-            raise InvalidParams(f"invalid reward percentile: expected a number, got {_kind(item)}")
+            raise InvalidParams(f"invalid reward percentile: expected a number, got {kind_of(item)}")
         percentile = float(item)
         if not (math.isfinite(percentile) and 0 <= percentile <= 100):
             raise InvalidParams(f"invalid reward percentile: {item}")

@@ -19,6 +19,29 @@ EXECUTION_REVERTED = 3
 """go-ethereum's code for a reverted eth_call / eth_estimateGas; ``data`` holds the revert bytes."""
 
 
+TRANSACTION_REJECTIONS = (
+    ("nonce too low", 1),
+    ("nonce too high", 2),
+    ("intrinsic gas too low", 800),
+    ("transaction underpriced", 802),  # also "replacement transaction underpriced"
+    ("exceeds block gas limit", 803),
+    ("max priority fee per gas higher than max fee per gas", 804),
+    ("max fee per gas less than block base fee", 806),
+    ("insufficient funds", 809),
+    ("already known", 1000),
+    ("invalid signature", 1001),
+)
+"""eth_sendRawTransaction's codes from the execution-apis error catalogue
+(src/error-groups: ExecutionErrors, GasErrors, TxPoolErrors), by the phrase of
+go-ethereum's message that says why; the message stays go-ethereum's, which wallets match.
+A rejection the catalogue has no code for keeps go-ethereum's -32000."""
+
+
+def code_by_phrase(message: str, table: tuple[tuple[str, int], ...], default: int) -> int:
+    """The code of the first phrase of ``table`` that ``message`` contains, else ``default``."""
+    return next((code for phrase, code in table if phrase in message), default)
+
+
 class RpcError(L2NodeError):
     """An error answered to the caller as a JSON-RPC error object."""
 

@@ -19,7 +19,7 @@ from primitives.clock import Clock
 from primitives.types import Hash32
 from rpc import render
 from rpc.api import NodeBackend
-from rpc.codec import Args, LogQuery, data, parse_log_query
+from rpc.codec import Args, LogQuery, data, parse_log_query, quantity
 from rpc.errors import LIMIT_EXCEEDED, SERVER_ERROR, InvalidParams, RpcError
 from rpc.tags import block_number
 from rpc.types import LogFilter
@@ -73,7 +73,8 @@ class FilterTable:
             self._expire()
             if len(self._filters) >= self._limit:
                 raise RpcError(LIMIT_EXCEEDED, f"too many filters installed (at most {self._limit})")
-            filter_id = "0x" + secrets.token_hex(16)
+            # A quantity, no leading zeros (the spec's uint; go-ethereum trims them too).
+            filter_id = quantity(secrets.randbits(128))
             self._filters[filter_id] = Filter(kind, next_block, self._clock.now(), query)
             self._count()
             return filter_id

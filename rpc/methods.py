@@ -53,6 +53,7 @@ from rpc.errors import (
     header_not_found,
 )
 from rpc.filters import FilterMethods, FilterTable
+from rpc.simulate import SimulateMethods
 from rpc.tags import block_number
 from rpc.trace import TraceMethods
 from rpc.txpool import PoolMethods
@@ -166,10 +167,12 @@ class RpcMethods:
         polling = FilterMethods(backend, FilterTable(SystemClock()) if filters is None else filters)
         pool = PoolMethods(backend, self._block)
         info = ChainInfoMethods(backend, self._state_number, self._call_gas, self._estimate_gas)
+        simulate = SimulateMethods(backend, self._state_number, limits.gas_cap)
         for extra in (polling.methods(), pool.methods(), info.methods()):
             self.methods.update((name, Method(most, run)) for name, (most, run) in extra.items())
-        # Traces and eth_fillTransaction run calls: a slot and a deadline, as eth_call.
-        for costly in (tracing.methods(), info.expensive_methods()):
+        # Traces, eth_simulateV1 and eth_fillTransaction run calls: a slot and a deadline,
+        # as eth_call.
+        for costly in (tracing.methods(), info.expensive_methods(), simulate.expensive_methods()):
             self.methods.update(
                 (name, ExpensiveMethod(most, run)) for name, (most, run) in costly.items()
             )

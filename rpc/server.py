@@ -37,7 +37,9 @@ from rpc.errors import (
     LIMIT_EXCEEDED,
     PARSE_ERROR,
     SERVER_ERROR,
+    TRANSACTION_REJECTIONS,
     RpcError,
+    code_by_phrase,
 )
 from rpc.filters import FilterTable
 from rpc.methods import ExpensiveMethod, RpcMethods
@@ -403,9 +405,13 @@ def _error_of(exc: Exception, method: str) -> tuple[int, str, str | None]:
     """JSON-RPC code, message and data for an exception raised while running ``method``."""
     if isinstance(exc, RpcError):
         return exc.code, exc.message, exc.data
-    # geth answers rejected transactions with -32000 and its own wording, which wallets match.
     if isinstance(exc, (InvalidTransaction, TransactionRejected, RetryLater)):
-        return SERVER_ERROR, str(exc) or type(exc).__name__, None
+        message = str(exc) or type(exc).__name__
+        # A transaction refused keeps geth's wording, which wallets match; its code is the
+        # spec catalogue's where it has one (geth answers -32000 for all, as for the rest).
+        if method == SEND_RAW_TRANSACTION and not isinstance(exc, RetryLater):
+            return code_by_phrase(message, TRANSACTION_REJECTIONS, SERVER_ERROR), message, None
+        return SERVER_ERROR, message, None
     if isinstance(exc, InvalidInput):
         return INVALID_PARAMS, str(exc) or "invalid params", None
     logger.error("internal error in %s", method, exc_info=exc)

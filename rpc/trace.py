@@ -25,6 +25,7 @@ from primitives.types import Address, Hash32
 from rpc.api import NodeBackend
 from rpc.codec import (
     LATEST,
+    PRECOMPILES,
     Args,
     BlockId,
     CallRequest,
@@ -36,11 +37,9 @@ from rpc.codec import (
     parse_state_overrides,
     quantity,
 )
-from rpc.errors import SERVER_ERROR, InvalidParams, RpcError, header_not_found, revert_reason
+from rpc.errors import SERVER_ERROR, InvalidParams, RpcError, revert_reason
 from rpc.tags import block_number
 
-PRECOMPILES = frozenset(Address(i.to_bytes(20, "big")) for i in range(1, 11))
-"""Cancun's precompiles (0x01-0x0a): always warm, so never in an access list."""
 MAX_ACCESS_LIST_ROUNDS = 16
 """eth_createAccessList re-runs until the list stops growing; a bound for pathological code."""
 TRACERS = ("callTracer", "prestateTracer")
@@ -380,5 +379,5 @@ class TraceMethods:
         config = args.optional(1, parse_trace_config, DEFAULT_CONFIG)
         view = self._backend.block_by_hash(block_hash)
         if view is None:
-            raise header_not_found()
+            raise RpcError(SERVER_ERROR, f"block 0x{block_hash.hex()} not found")
         return self._trace_block(view.header.number, config, deadline)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
 from annotated_types import Ge, Gt
 
+from executor_gpu.types import AccountOverride, SimulatedCall, SimulatedCallResult
 from primitives.blocks import Header, Log, Receipt
 from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
@@ -160,6 +162,59 @@ class AccountProof:
     """RLP-encoded nodes of the state trie, from the state root along keccak(address)."""
     storage: tuple[StorageProof, ...]
     """The slots asked for, in the order asked."""
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """A withdrawal credited at the end of a simulated block (eth_simulateV1's
+    blockOverrides.withdrawals)."""
+
+    index: int
+    """Withdrawal index."""
+    validator_index: int
+    """Index of the validator withdrawing."""
+    address: Address
+    """Account credited."""
+    amount: int
+    """Amount in gwei."""
+
+
+@dataclass(frozen=True)
+class SimulatedBlockSpec:
+    """One block of an eth_simulateV1 request, its number and time settled (gaps filled)."""
+
+    number: int
+    """Height; one more than the block before it."""
+    timestamp: int
+    """Timestamp; more than the block before it."""
+    gas_limit: int | None
+    """Gas limit; None: the block before's."""
+    coinbase: Address | None
+    """Fee recipient; None: the block before's."""
+    base_fee_per_gas: int | None
+    """Base fee; None: the next base fee when validating, else 0 (as go-ethereum)."""
+    prev_randao: Hash32
+    """PREVRANDAO value."""
+    withdrawals: tuple[Withdrawal, ...]
+    """Credited after the calls."""
+    overrides: Mapping[Address, AccountOverride]
+    """State overrides applied before the calls."""
+    calls: tuple[SimulatedCall, ...]
+    """The calls, in order."""
+
+
+@dataclass(frozen=True)
+class SimulatedBlockView:
+    """A block eth_simulateV1 built."""
+
+    header: Header
+    """Its header, hashed as a real block's."""
+    transactions: tuple[Transaction, ...]
+    """Its calls as unsigned transactions."""
+    calls: tuple[SimulatedCallResult, ...]
+    """The calls' outcomes."""
+    withdrawals: tuple[Withdrawal, ...]
+    """Its withdrawals."""
 
 
 @dataclass(frozen=True)

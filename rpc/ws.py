@@ -24,7 +24,7 @@ from primitives.blocks import Header, Log
 from primitives.transactions import Transaction
 from rpc import render
 from rpc.api import NodeBackend
-from rpc.codec import Args, LogQuery, data, parse_bool, parse_log_query
+from rpc.codec import Args, LogQuery, data, parse_bool, parse_log_query, quantity
 from rpc.errors import InvalidParams
 from rpc.filters import FilterTable
 from rpc.methods import Method, RpcMethods
@@ -186,7 +186,7 @@ class EventHub:
             self._dispatcher = self._loop.create_task(self._dispatch_heads())
 
     def subscribe(self, subscription: Subscription) -> str:
-        subscription_id = "0x" + secrets.token_hex(16)
+        subscription_id = quantity(secrets.randbits(128))  # as a filter id: no leading zeros
         with self._lock:
             self._subscriptions[subscription_id] = subscription
             self._recount()

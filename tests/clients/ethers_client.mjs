@@ -120,6 +120,19 @@ async function revertReason(token) {
   throw new Error("the transfer did not revert");
 }
 
+async function refusals() {
+  // A refused transaction carries the spec catalogue's code (1, 809) and geth's message,
+  // which ethers reads. Gas and fees are given: ethers sends without estimating first.
+  const fees = { type: 2, gasLimit: 21000n, maxFeePerGas: 10n ** 10n, maxPriorityFeePerGas: 10n ** 9n };
+  const refused = (promise) => promise.then(() => { throw new Error("accepted"); }, (error) => error);
+  const stale = await refused(wallet.sendTransaction({ to: OTHER, value: 1n, nonce: 0, ...fees }));
+  check(stale.code === "NONCE_EXPIRED", `stale nonce: ${stale.code} ${stale.message}`);
+  const pauper = Wallet.createRandom(provider);
+  const poor = await refused(pauper.sendTransaction({ to: OTHER, value: 1n, nonce: 0, ...fees }));
+  check(poor.code === "INSUFFICIENT_FUNDS", `no funds: ${poor.code} ${poor.message}`);
+  report("refused transactions", { stale: stale.code, poor: poor.code });
+}
+
 try {
   check((await provider.getNetwork()).chainId === 7331n, "chain id");
   await transfers();
@@ -129,6 +142,7 @@ try {
   await websocketBlocks();
   await proofAndOverrides(token);
   await revertReason(token);
+  await refusals();
   provider.destroy();
   process.exit(0);
 } catch (error) {

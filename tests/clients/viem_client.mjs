@@ -3,10 +3,11 @@
 // Prints one JSON line per step ({"step", "detail"}); exits 1 at the first failure.
 import { readFileSync } from "node:fs";
 import {
-  BaseError, ContractFunctionRevertedError, createPublicClient, createWalletClient, defineChain,
-  encodeFunctionData, http, pad, parseEther, toHex, webSocket,
+  BaseError, ContractFunctionRevertedError, InsufficientFundsError, NonceTooLowError,
+  createPublicClient, createWalletClient, defineChain, encodeFunctionData, http, pad, parseEther,
+  toHex, webSocket,
 } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { check, report, sendUntilSeen, within } from "./steps.mjs";
 
 const [url, contractFile] = process.argv.slice(2);
@@ -136,6 +137,48 @@ async function revertReason(token) {
   throw new Error("the transfer did not revert");
 }
 
+async function simulateBlocks(token) {
+  // eth_simulateV1: two blocks, the second on the state the first left; an unfunded account
+  // funded by a state override; ETH transfers traced as logs; a revert reason decoded.
+  const transfer = (to, value) => ({ abi, to: token, functionName: "transfer", args: [to, value] });
+  const balanceBefore = await client.getBalance({ address: empty.address });
+  const [first, second] = await client.simulateBlocks({
+    traceTransfers: true,
+    blocks: [
+      { stateOverrides: [{ address: empty.address, balance: parseEther("1") }],
+        calls: [{ account: empty, to: OTHER, value: 1000n },
+                { account, ...transfer(empty.address, 7n) }] },
+      { blockOverrides: { time: BigInt(Math.floor(Date.now() / 1000) + 3600) },
+        calls: [{ account: empty, ...transfer(OTHER, 7n) }, { account: empty, ...transfer(OTHER, 1n) }] },
+    ],
+  });
+  check(first.calls.every((call) => call.status === "success") && first.calls[1].result === true,
+    `first block: ${first.calls.map((call) => call.status)}`);
+  const [traced] = first.calls[0].logs;
+  check(traced.address === "0xeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee" && BigInt(traced.data) === 1000n,
+    "traced ETH transfer");
+  check(second.number === first.number + 1n && second.parentHash === first.hash, "chained blocks");
+  const [spent, refused] = second.calls;
+  check(spent.status === "success" && refused.status === "failure", "second block statuses");
+  const reverted = refused.error.walk((e) => e instanceof ContractFunctionRevertedError);
+  check(reverted && reverted.reason === "insufficient balance", `simulated revert: ${refused.error.shortMessage}`);
+  check(await client.getBalance({ address: empty.address }) === balanceBefore, "simulation changed the chain");
+  report("simulateBlocks", { blocks: [first.number, second.number], gasUsed: second.gasUsed });
+}
+
+async function refusals() {
+  // A refused transaction carries the spec catalogue's code (1, 809) and geth's message,
+  // which viem reads.
+  const fees = { gas: 21000n, maxFeePerGas: 10n ** 10n, maxPriorityFeePerGas: 10n ** 9n };
+  const refused = (promise) => promise.then(() => { throw new Error("accepted"); }, (error) => error);
+  const stale = await refused(wallet.sendTransaction({ to: OTHER, value: 1n, nonce: 0, ...fees }));
+  check(stale.walk((e) => e instanceof NonceTooLowError), `stale nonce: ${stale.shortMessage}`);
+  const pauper = createWalletClient({ account: privateKeyToAccount(generatePrivateKey()), chain, transport: http(url) });
+  const poor = await refused(pauper.sendTransaction({ to: OTHER, value: 1n, nonce: 0, ...fees }));
+  check(poor.walk((e) => e instanceof InsufficientFundsError), `no funds: ${poor.shortMessage}`);
+  report("refused transactions", { stale: stale.name, poor: poor.name });
+}
+
 try {
   check((await client.getChainId()) === 7331, "chain id");
   await transfers();
@@ -145,6 +188,8 @@ try {
   await websocketBlocks();
   await proofAndOverrides(token);
   await revertReason(token);
+  await simulateBlocks(token);
+  await refusals();
   process.exit(0);
 } catch (error) {
   console.log(JSON.stringify({ step: "failed", detail: String(error.stack || error) }));

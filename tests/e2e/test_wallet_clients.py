@@ -1,7 +1,8 @@
 """Real wallet libraries from npm (ethers 6, viem 2: `npm install`) against a real `l2node run`:
 transfers of the three types with access lists, a deploy, event filters, pending-transaction
-watching, blocks over WebSocket, eth_getProof, state overrides, eth_createAccessList and a
-revert reason. Each script prints one JSON line per step. Then foundry's `cast run` replays a
+watching, blocks over WebSocket, eth_getProof, state overrides, eth_createAccessList, a
+revert reason, (viem) eth_simulateV1 through simulateBlocks, and refused transactions (stale
+nonce, no funds) recognised by each library. Each script prints one JSON line per step. Then foundry's `cast run` replays a
 token transfer from the node's blocks and state with its own EVM (revm)."""
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def run_client(script: str, node: NodeProcess, contract: Path) -> list[dict[str,
 EXPECTED = [
     "transfer type 0", "transfer type 1", "transfer type 2", "deploy", "event filters",
     "provider.on('pending')", "WebSocket block subscription",
-    "getProof, stateOverride, createAccessList", "revert reason",
+    "getProof, stateOverride, createAccessList", "revert reason", "refused transactions",
 ]
 
 
@@ -78,7 +79,8 @@ def test_viem_2(node: NodeProcess, contract: Path) -> None:
     assert [step["step"] for step in steps] == [
         "transfer type legacy", "transfer type eip2930", "transfer type eip1559", "deploy",
         "event filters", "watchPendingTransactions", "watchBlocks over WebSocket",
-        "getProof, stateOverride, createAccessList", "revert reason",
+        "getProof, stateOverride, createAccessList", "revert reason", "simulateBlocks",
+        "refused transactions",
     ]
 
 

@@ -62,11 +62,11 @@ def test_a_call_over_a_websocket_has_the_same_deadline() -> None:
         }
 
 
-def test_traces_and_access_lists_are_expensive() -> None:
+def test_traces_simulations_and_access_lists_are_expensive() -> None:
     methods = RpcMethods(TwinBackend())
     costly = {"eth_call", "eth_estimateGas", "eth_createAccessList", "eth_fillTransaction",
               "debug_traceCall", "debug_traceTransaction", "debug_traceBlockByNumber",
-              "debug_traceBlockByHash", "eth_getLogs"}
+              "debug_traceBlockByHash", "eth_getLogs", "eth_simulateV1"}
     assert {name for name, method in methods.methods.items()
             if isinstance(method, ExpensiveMethod)} == costly
 

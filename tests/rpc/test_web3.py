@@ -317,19 +317,19 @@ def test_send_raw_transaction(w3: Web3, chain: TwinBackend) -> None:
         body = error.value.rpc_response["error"]
         return body["code"], body["message"]
 
-    assert rejected(tx.raw) == (-32000, "already known")
+    assert rejected(tx.raw) == (1000, "already known")
     stale = sign(
         KEYS[0], nonce=0, gasPrice=2 * BASE_FEE, gas=21_000, to=checksum(RECIPIENT), value=1
     )
-    assert rejected(stale.raw) == (-32000, "nonce too low")
+    assert rejected(stale.raw) == (1, "nonce too low")
     cheap = sign(
         KEYS[1], nonce=5, gasPrice=BASE_FEE - 1, gas=21_000, to=checksum(RECIPIENT), value=1
     )
-    assert rejected(cheap.raw) == (-32000, "max fee per gas less than block base fee")
+    assert rejected(cheap.raw) == (806, "max fee per gas less than block base fee")
     rich = sign(
         KEYS[1], nonce=5, gasPrice=BASE_FEE, gas=21_000, to=checksum(RECIPIENT), value=10**30
     )
-    assert rejected(rich.raw) == (-32000, "insufficient funds for gas * price + value")
+    assert rejected(rich.raw) == (809, "insufficient funds for gas * price + value")
     foreign = sign(
         KEYS[1], nonce=5, gasPrice=BASE_FEE, gas=21_000, to=checksum(RECIPIENT), chainId=1
     )

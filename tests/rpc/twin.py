@@ -39,6 +39,8 @@ from rpc.types import (
     LogView,
     PoolContent,
     ReceiptView,
+    SimulatedBlockSpec,
+    SimulatedBlockView,
     StorageProof,
     TxLocation,
 )
@@ -345,6 +347,12 @@ class TwinBackend:
         deadline: Deadline | None = None,
     ) -> list[TxTrace]:
         raise InvalidInput("the twin does not execute code: trace on tests.rpc.realnode")
+
+    def simulate(
+        self, blocks: Sequence[SimulatedBlockSpec], number: int, validation: bool,
+        trace_transfers: bool, gas_cap: int, deadline: Deadline,
+    ) -> list[SimulatedBlockView]:
+        raise InvalidInput("the twin does not execute code: simulate on tests.rpc.realnode")
 
     def gas_price(self) -> int:
         return BASE_FEE + TIP
