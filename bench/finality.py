@@ -6,13 +6,14 @@ Starts `l2node devnet`, lets it run, and reports:
   X ms after it started"): median and p99 over every node and height;
 - transaction latency: eth_sendRawTransaction on one node until that node returns the
   receipt (waiting for the next height included);
-- failover: the round-0 proposer of the next height (computed as every node does, from
-  the weights and the leader seed of that height, both from ``l2_getValidators``) is killed
-  with SIGKILL just after the previous block; the time from that block to the next,
-  against the usual interval.
+- failover, ``--kills`` times: the round-0 proposer of the next height (computed as every
+  node does, from the weights and the leader seed of that height, both from
+  ``l2_getValidators``) is killed with SIGKILL just after the previous block; the time from
+  that block to the next (median, p99), against the usual interval between blocks. The
+  killed node is restarted on its data dir and caught up before the next kill.
 Prints what it measured and on what machine; never fails for being slow.
 
-    python -m bench.finality --validators 4 --seconds 30 --block-time 1.0
+    python -m bench.finality --validators 4 --seconds 30 --block-time 1.0 --kills 10
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def main() -> None:
     parser.add_argument("--base-port", type=int, default=28545)
     parser.add_argument("--epoch-length", type=int, default=30,
                         help="blocks per GPU-weight epoch (0: genesis weights forever)")
+    parser.add_argument("--kills", type=int, default=10,
+                        help="times the next proposer is killed (and restarted)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,48 +125,110 @@ def measure(process: subprocess.Popen[str], args: argparse.Namespace) -> None:
             finality.append(int(match[3]) / 1000)
             later_rounds += int(match[2]) > 0
 
-    # Failover: kill the next height's round-0 proposer right after the block before it,
-    # drawn as every node draws it (the weights and seed of the height's epoch).
-    observer = 0
-    intervals, seen_at, head = [], time.monotonic(), int(rpc(urls[0], "eth_blockNumber"), 16)
-    while True:
-        now_head = int(rpc(urls[observer], "eth_blockNumber"), 16)
-        if now_head > head:
-            now = time.monotonic()
-            intervals.append(now - seen_at)
-            head, seen_at = now_head, now
-            deciding = rpc(urls[observer], "l2_getValidators", [hex(head)])
-            validators = ValidatorSet.of({Address(bytes.fromhex(v["address"][2:])): int(v["weight"], 16)
-                                          for v in deciding["validators"]})
-            proposer = leader.proposer(
-                validators, Hash32(bytes.fromhex(deciding["seed"][2:])), head + 1, 0
-            )
-            victim = next(i for i in range(args.validators)
-                          if private_key_to_address(devnet_validator_key(i)) == proposer)
-            weight = validators.weight_of(proposer)
-            # Only a validator with under 1/3 of the weight may go: the others must finalize.
-            if victim != observer and len(intervals) >= 3 and 3 * weight < validators.total_weight:
-                os.kill(nodes[victim][0], signal.SIGKILL)
-                break
-        time.sleep(0.005)
-    while int(rpc(urls[observer], "eth_blockNumber"), 16) <= head:
-        time.sleep(0.005)
-    failover = time.monotonic() - seen_at
+    intervals, failover = failovers(nodes, args)
 
     print(f"machine: {platform.machine()} {platform.processor() or ''} "
           f"{os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
           f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f}")
     print(f"command: python -m bench.finality --validators {args.validators} "
           f"--seconds {args.seconds:g} --block-time {args.block_time:g} "
-          f"--epoch-length {args.epoch_length}")
+          f"--epoch-length {args.epoch_length} --kills {args.kills}")
     print(f"finality per block ({len(finality)} commits over {args.validators} nodes, "
           f"{later_rounds} after round 0): median {statistics.median(finality) * 1000:.0f} ms, "
           f"p99 {percentile(finality, 99) * 1000:.0f} ms")
     print(f"tx submit -> receipt on the same node ({len(latencies)} txs): median "
           f"{statistics.median(latencies) * 1000:.0f} ms, p99 {percentile(latencies, 99) * 1000:.0f} ms")
-    print(f"block interval before the kill: median {statistics.median(intervals[1:]) * 1000:.0f} ms")
-    print(f"failover: proposer of height {head + 1} killed; that block came "
-          f"{failover * 1000:.0f} ms after block {head}")
+    print(f"block interval without a kill ({len(intervals)} blocks): median "
+          f"{statistics.median(intervals) * 1000:.0f} ms, p99 {percentile(intervals, 99) * 1000:.0f} ms")
+    print(f"failover ({len(failover)} kills of the next height's round-0 proposer): block after "
+          f"the kill came median {statistics.median(failover) * 1000:.0f} ms, p99 "
+          f"{percentile(failover, 99) * 1000:.0f} ms after the block before "
+          f"(each: {', '.join(f'{f * 1000:.0f}' for f in failover)} ms)")
+
+
+def head_of(url: str) -> int:
+    return int(rpc(url, "eth_blockNumber"), 16)
+
+
+def next_proposer(url: str, head: int) -> tuple[Address, bool]:
+    """The round-0 proposer of ``head`` + 1, drawn as every node draws it (the weights and
+    seed of its epoch), and whether it holds under 1/3 of the weight (the rest finalize
+    without it)."""
+    deciding = rpc(url, "l2_getValidators", [hex(head)])
+    validators = ValidatorSet.of({Address(bytes.fromhex(v["address"][2:])): int(v["weight"], 16)
+                                  for v in deciding["validators"]})
+    proposer = leader.proposer(validators, Hash32(bytes.fromhex(deciding["seed"][2:])), head + 1, 0)
+    return proposer, 3 * validators.weight_of(proposer) < validators.total_weight
+
+
+def failovers(
+    nodes: list[tuple[int, str, Path]], args: argparse.Namespace
+) -> tuple[list[float], list[float]]:
+    """(block intervals with no kill, block intervals across a kill), ``args.kills`` kills."""
+    urls = [url for _, url, _ in nodes]
+    addresses = [private_key_to_address(devnet_validator_key(i)) for i in range(len(nodes))]
+    pids = [pid for pid, _, _ in nodes]
+    restarted: list[subprocess.Popen[bytes]] = []
+    intervals: list[float] = []
+    failover: list[float] = []
+    try:
+        observer = 0
+        head, seen_at = head_of(urls[observer]), time.monotonic()
+        while len(failover) < args.kills:
+            wait_for_head(urls[observer], head + 1, 0.005)
+            now_head, now = head_of(urls[observer]), time.monotonic()
+            if now_head == head + 1:
+                intervals.append(now - seen_at)
+            head, seen_at = now_head, now
+            proposer, may_go = next_proposer(urls[observer], head)
+            victim = addresses.index(proposer)
+            if not may_go or len(intervals) < 3:
+                continue
+            os.kill(pids[victim], signal.SIGKILL)
+            observer = (victim + 1) % len(nodes)  # a node that is still up
+            wait_for_head(urls[observer], head + 1, 0.005)
+            failover.append(time.monotonic() - seen_at)
+            restarted.append(restart(nodes, victim))
+            pids[victim] = restarted[-1].pid
+            # Back in step with the others before the next kill (its blocks over l2/sync/1).
+            wait_for_head(urls[victim], head_of(urls[observer]) + 2, 0.1)
+            head, seen_at = head_of(urls[observer]), time.monotonic()
+    finally:
+        for process in restarted:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=60)
+    return intervals, failover
+
+
+WAIT_LIMIT_S = 120.0
+"""Longest wait for one event (a block, a restarted node): past it the devnet is stuck."""
+
+
+def wait_for_head(url: str, height: int, pause: float) -> None:
+    """Poll ``url`` every ``pause`` s until its head is at ``height`` (a node not serving yet
+    counts as behind), up to WAIT_LIMIT_S."""
+    give_up = time.monotonic() + WAIT_LIMIT_S
+    while True:
+        try:
+            if head_of(url) >= height:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > give_up:
+            raise RuntimeError(f"{url} not at block {height} in {WAIT_LIMIT_S:.0f} s: the devnet is stuck")
+        time.sleep(pause)
+
+
+def restart(nodes: list[tuple[int, str, Path]], index: int) -> subprocess.Popen[bytes]:
+    """Node ``index`` again, on its config and data dir (as `l2node devnet` wrote them)."""
+    log = nodes[index][2]
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "node.cli", "run", "--config", str(log.with_name(f"node{index}.toml")),
+             "--data-dir", str(log.with_name(f"node{index}"))],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from l1.types import (
@@ -15,9 +15,10 @@ from l1.types import (
     L1Receipt,
     L2BlockData,
     PosterState,
+    ValidatorSet,
 )
 from primitives.errors import Halt
-from primitives.types import Hash32
+from primitives.types import Address, Hash32
 
 
 class L1Rejected(Halt):
@@ -59,6 +60,23 @@ class L1Client(Protocol):
         """
         ...
 
+    def validator_set(self) -> ValidatorSet:
+        """The validator set the contract checks signatures against now."""
+        ...
+
+    def validators_at(self, batch: CommittedBatch) -> ValidatorSet:
+        """The set the contract checked ``batch``'s signatures against: the last
+        ValidatorsUpdated before its commit on L1 (epoch 0: the deployment's)."""
+        ...
+
+    def batch_signatures(self, batch: CommittedBatch) -> tuple[bytes, ...]:
+        """The signatures ``batch`` was committed with, read from its commit transaction.
+
+        Raises InvalidInput when that transaction is not a direct commitBatch call to the
+        contract (another contract relayed it: its input does not hold them).
+        """
+        ...
+
     def commit_batch(
         self, commitment: BatchCommitment, data: bytes, signatures: Sequence[bytes]
     ) -> Hash32:
@@ -75,6 +93,11 @@ class L1Client(Protocol):
         self, commitment: BatchCommitment, data: bytes, signatures: Sequence[bytes]
     ) -> tuple[L1Call, ...]:
         """The transactions that post a batch: data parts, then the commit."""
+        ...
+
+    def validators_call(self, new_set: ValidatorSet, signatures: Sequence[bytes]) -> L1Call:
+        """The transaction that installs ``new_set`` (updateValidators), signed by the
+        current set over l1.codec.validators_digest."""
         ...
 
     def head(self) -> L1Head:
@@ -113,11 +136,18 @@ class L1Client(Protocol):
 
 
 class BatchSignatures(Protocol):
-    """Where the poster gets the validators' signatures for a batch."""
+    """Where the poster gets the validators' signatures for a batch or a validator-set update."""
 
     def signatures(self, commitment: BatchCommitment, domain: BatchDomain) -> Sequence[bytes] | None:
-        """Signatures of more than 2/3 of the weight over batch_digest(domain, commitment),
-        in the contract's order; None while the quorum is not reached (ask again later)."""
+        """Signatures of more than 2/3 of the weight of the batch's epoch (that of its first
+        block) over batch_digest(domain, commitment), in the contract's order; None while the
+        quorum is not reached (ask again later)."""
+        ...
+
+    def validator_signatures(self, new_set: ValidatorSet, domain: BatchDomain) -> Sequence[bytes] | None:
+        """Signatures of more than 2/3 of the weight of epoch ``new_set.epoch - 1`` (the set
+        the contract holds) over validators_digest for ``new_set``, in the contract's order;
+        None while the quorum is not reached (ask again later)."""
         ...
 
 
@@ -146,4 +176,13 @@ class BlockSource(Protocol):
 
     def state_root(self, number: int) -> Hash32:
         """State root after block ``number`` (the genesis root for 0)."""
+        ...
+
+    def epoch_of(self, number: int) -> int:
+        """The validator-set epoch of block ``number``: its validators sign its batch."""
+        ...
+
+    def validators(self, epoch: int) -> Mapping[Address, int] | None:
+        """The weights of ``epoch``'s validators, or None while the finalized chain has not
+        fixed them yet."""
         ...

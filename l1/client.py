@@ -43,7 +43,7 @@ from l1.types import (
     L1Receipt,
     ValidatorSet,
 )
-from primitives.errors import Halt, RetryLater
+from primitives.errors import Halt, InvalidInput, RetryLater
 from primitives.types import Address, Hash32, to_address, to_hash32
 
 ARTIFACT = "BatchInbox.json"
@@ -54,6 +54,9 @@ GAS_MARGIN_PERCENT = 25
 """Headroom over the gas estimate, for state that changes before inclusion."""
 MAX_PART_BYTES = 120 * 1024
 """Calldata per L1 transaction; L1 nodes refuse transactions over 128 KiB."""
+MEMBER_GAS = 50_000
+"""Bound on updateValidators' storage work per member: two new slots (array entry and
+weight, 20,000 gas each) and the old member's weight cleared."""
 
 # OSError covers requests' connection errors and timeouts (HTTPProvider).
 _TRANSIENT = (OSError, ProviderConnectionError, RequestTimedOut, TimeExhausted, TooManyRequests)
@@ -87,6 +90,7 @@ class Web3L1Client:
         self._w3 = w3
         self._max_part_bytes = max_part_bytes
         self._domain: BatchDomain | None = None
+        self._deployed_at: int | None = None  # L1 block of the deployment (batch 0)
 
     @property
     def contract_address(self) -> Address:
@@ -191,11 +195,66 @@ class Web3L1Client:
             ),
         )
 
+    def validators_at(self, batch: CommittedBatch) -> ValidatorSet:
+        """The set in force when ``batch`` was committed: the last ValidatorsUpdated event
+        (the constructor emits epoch 0's) before its BatchCommitted event."""
+        commit = self._commit_event(batch.batch_number, batch.l1_block_number)
+        with self._sender.l1_errors():
+            if self._deployed_at is None:
+                self._deployed_at = int(self._contract.functions.getBatch(0).call()[4])
+            logs = self._contract.events.ValidatorsUpdated.get_logs(
+                from_block=self._deployed_at, to_block=batch.l1_block_number
+            )
+        position = (commit["blockNumber"], commit["logIndex"])
+        before = [log for log in logs if (log["blockNumber"], log["logIndex"]) < position]
+        if not before:
+            raise RetryLater(f"batch {batch.batch_number}: no validator set on L1 before it (a reorg?)")
+        args = before[-1]["args"]
+        return ValidatorSet(
+            epoch=int(args["epoch"]),
+            members=tuple(
+                (to_address(bytes.fromhex(s[2:])), int(w))
+                for s, w in zip(args["signers"], args["weights"])
+            ),
+        )
+
+    def batch_signatures(self, batch: CommittedBatch) -> tuple[bytes, ...]:
+        """The signatures argument of ``batch``'s commitBatch transaction."""
+        with self._sender.l1_errors():
+            try:
+                tx = self._w3.eth.get_transaction(HexBytes(batch.l1_tx_hash))
+            except TransactionNotFound as exc:
+                raise RetryLater(f"batch {batch.batch_number}: its commit transaction is gone "
+                                 "(an L1 reorg?)") from exc
+        relayed = InvalidInput(
+            f"batch {batch.batch_number}: L1 transaction 0x{batch.l1_tx_hash.hex()} is not a "
+            "commitBatch call to the contract (relayed by another contract?): its signatures "
+            "cannot be read"
+        )
+        if tx.get("to") != self._contract.address:
+            raise relayed
+        try:
+            function, args = self._contract.decode_function_input(bytes(tx["input"]))
+        except ValueError:
+            raise relayed from None
+        if function.fn_name != "commitBatch":
+            raise relayed
+        return tuple(bytes(s) for s in args["signatures"])
+
     def update_validators(
         self, new_set: ValidatorSet, signatures: Sequence[bytes]
     ) -> Hash32:
         """Install ``new_set`` (its epoch is the current one + 1), signed by the current quorum
-        over l1.codec.validators_digest; waits for the receipt, returns the L1 tx hash."""
+        over l1.codec.validators_digest; waits for the receipt, returns the L1 tx hash.
+        For tools and tests; the poster sends ``validators_call``."""
+        receipt = self._sender.send(
+            self._contract.address, self.validators_call(new_set, signatures).data
+        )
+        return to_hash32(bytes(receipt["transactionHash"]))
+
+    def validators_call(self, new_set: ValidatorSet, signatures: Sequence[bytes]) -> L1Call:
+        """updateValidators installing ``new_set``; the gas bound adds the storage of the
+        members (the old ones cleared, the new ones written)."""
         data = self._encode(
             "updateValidators",
             [
@@ -205,8 +264,11 @@ class Web3L1Client:
                 list(signatures),
             ],
         )
-        receipt = self._sender.send(self._contract.address, data)
-        return to_hash32(bytes(receipt["transactionHash"]))
+        return L1Call(
+            data=data,
+            gas=_gas_bound(len(data), len(signatures)) + MEMBER_GAS * len(new_set.members),
+            what=f"validator set {new_set.epoch}",
+        )
 
     def batch_calls(
         self, commitment: BatchCommitment, data: bytes, signatures: Sequence[bytes]

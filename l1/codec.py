@@ -36,7 +36,7 @@ import rlp
 from eth_abi.abi import encode as abi_encode
 from rlp.sedes import Binary, CountableList, List, big_endian_int, binary
 
-from l1.types import BatchCommitment, BatchDomain, L2BlockData
+from l1.types import BatchCommitment, BatchDomain, L2BlockData, ValidatorSet
 from primitives.crypto import InvalidSignature, keccak256, recover_address, sign_hash
 from primitives.errors import InvalidInput
 from primitives.types import Address, Hash32
@@ -191,6 +191,13 @@ def validators_digest(
         ],
     )
     return keccak256(encoded)
+
+
+def validator_set_digest(domain: BatchDomain, new_set: ValidatorSet) -> Hash32:
+    """``validators_digest`` of ``new_set``: what the current set signs to install it."""
+    return validators_digest(
+        domain, new_set.epoch, [a for a, _ in new_set.members], [w for _, w in new_set.members]
+    )
 
 
 def sign_batch(digest: Hash32, private_key: bytes) -> bytes:

@@ -9,14 +9,21 @@ collect) and the transactions in flight with their nonces and fees.
 
 One step, in order:
 
-1. read L1 (head, last committed batch); halt if L1's batch disagrees with the local chain;
+1. read L1 (head, last committed batch, validator-set epoch); halt if L1's batch
+   disagrees with the local chain;
 2. drop queued batches that are committed and ``confirmations`` blocks deep;
-3. sign and queue new batches of ``blocks_per_batch`` finalized blocks;
-4. post the first batch L1 lacks: send its transactions (data parts, then the commit)
-   at consecutive nonces, or watch the ones in flight: re-send one the L1 node
-   forgot, bump the fees (same nonce, +12.5% on both caps at least) of one pending for
-   ``stuck_blocks`` blocks, and start over when one was mined but reverted or its
-   nonce went to another transaction.
+3. sign and queue new batches of ``blocks_per_batch`` finalized blocks (a batch ends at
+   its epoch's last block: one epoch's validators sign it);
+4. post what L1 needs next, in order: when the next block to post is in a later epoch than
+   the contract's validator set, the update to the next set (updateValidators, signed by
+   more than 2/3 of the set L1 holds), else the first batch L1 lacks (data parts, then the
+   commit). Send its transactions at consecutive nonces, or watch the ones in flight:
+   re-send one the L1 node forgot, bump the fees (same nonce, +12.5% on both caps at
+   least) of one pending for ``stuck_blocks`` blocks, and start over when one was mined
+   but reverted or its nonce went to another transaction.
+
+So the contract's validator epoch is the L2 epoch of the batches it accepts: the update
+for epoch e lands after the last batch of epoch e - 1 and before the first of epoch e.
 
 L1 trouble (RetryLater) pauses posting for ``retry_delay_s``; nothing is lost.
 """
@@ -28,7 +35,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from l1.api import BatchSignatures, BlockSource, L1Client, L1Rejected, PosterStore
-from l1.codec import batch_data_hash, batch_digest, encode_batch_data, sign_batch
+from l1.codec import (
+    batch_data_hash,
+    batch_digest,
+    encode_batch_data,
+    sign_batch,
+    validator_set_digest,
+)
 from l1.types import (
     BatchCommitment,
     BatchDomain,
@@ -40,6 +53,7 @@ from l1.types import (
     PosterState,
     SentTransaction,
     SignedBatch,
+    ValidatorSet,
 )
 from primitives.clock import Clock
 from primitives.errors import Halt, RetryLater
@@ -73,13 +87,28 @@ class PosterConfig:
 
 
 class LocalSignatures:
-    """BatchSignatures of a single validator: it signs every batch itself."""
+    """BatchSignatures of a single validator: it signs every batch and set update itself."""
 
     def __init__(self, validator_key: bytes) -> None:
         self._key = validator_key
 
     def signatures(self, commitment: BatchCommitment, domain: BatchDomain) -> Sequence[bytes]:
         return (sign_batch(batch_digest(domain, commitment), self._key),)
+
+    def validator_signatures(self, new_set: ValidatorSet, domain: BatchDomain) -> Sequence[bytes]:
+        return (sign_batch(validator_set_digest(domain, new_set), self._key),)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """The L1 transactions of one post: a batch's, or a validator-set update's."""
+
+    batch_number: int
+    """The batch posted, or the one the update must precede."""
+    validator_epoch: int
+    """0 for a batch; else the validator-set epoch the update installs."""
+    calls: tuple[L1Call, ...]
+    """In nonce order."""
 
 
 class MemoryPosterStore:
@@ -150,16 +179,51 @@ class BatchPoster:
         if latest is not None:
             self._check_agrees(latest)
         latest_number = 0 if latest is None else latest.batch_number
+        on_l1 = self._client.validator_set().epoch
         queue = self._confirmed_dropped(self._state.queue, latest_number, head)
         queue = self._filled(queue, latest, min_blocks)
         attempt = self._state.attempt
-        if attempt is not None and attempt.batch_number <= latest_number:
+        if attempt is not None and (
+            attempt.validator_epoch <= on_l1 if attempt.validator_epoch else attempt.batch_number <= latest_number
+        ):
             attempt = None  # it landed
         self._save(PosterState(queue, attempt))
-        pending = next((b for b in queue if b.commitment.batch_number == latest_number + 1), None)
-        if pending is not None:
-            self._save(self._post(pending, attempt, head))
+        job = self._next_job(queue, latest, on_l1)
+        if job is not None:
+            self._save(self._post(job, attempt, head))
         return latest
+
+    def _next_job(
+        self, queue: tuple[SignedBatch, ...], latest: CommittedBatch | None, on_l1: int
+    ) -> _Job | None:
+        """What L1 needs next: the next validator set, or the first batch it lacks; None
+        while that is not signed (or not fixed) yet."""
+        number = 1 if latest is None else latest.batch_number + 1
+        next_block = 1 if latest is None else latest.last_block + 1
+        epoch = self._source.epoch_of(next_block)
+        if epoch < on_l1:
+            raise Halt(
+                f"the L1 contract holds validator set {on_l1}, but block {next_block}, the next "
+                f"to post, is signed by epoch {epoch}'s validators: its batch can never land"
+            )
+        if epoch > on_l1:
+            weights = self._source.validators(on_l1 + 1)
+            if weights is None:
+                return None
+            new_set = ValidatorSet.of(on_l1 + 1, weights)
+            signatures = self._signer.validator_signatures(new_set, self._domain_of_l1())
+            if signatures is None:
+                return None  # no quorum yet: ask again next step
+            return _Job(number, new_set.epoch, (self._client.validators_call(new_set, signatures),))
+        batch = next((b for b in queue if b.commitment.batch_number == number), None)
+        if batch is None:
+            return None
+        return _Job(number, 0, self._client.batch_calls(batch.commitment, batch.data, batch.signatures))
+
+    def _domain_of_l1(self) -> BatchDomain:
+        if self._domain is None:
+            self._domain = self._client.domain()
+        return self._domain
 
     def _confirmed_dropped(
         self, queue: tuple[SignedBatch, ...], latest_number: int, head: L1Head
@@ -206,9 +270,14 @@ class BatchPoster:
             else:
                 number, first, prev_root = 1, 1, self._source.state_root(0)
             available = self._source.head_number() - first + 1
-            if available < min_blocks:
+            if available < 1:
                 break
             last = first + min(available, self._config.blocks_per_batch) - 1
+            epoch = self._source.epoch_of(first)
+            while self._source.epoch_of(last) != epoch:
+                last -= 1  # one epoch's validators sign a batch: it ends with the epoch
+            if available < min_blocks and self._source.epoch_of(last + 1) == epoch:
+                break
             data = encode_batch_data(self._source.block_data(n) for n in range(first, last + 1))
             commitment = BatchCommitment(
                 batch_number=number,
@@ -218,28 +287,25 @@ class BatchPoster:
                 last_block=last,
                 data_hash=batch_data_hash(data),
             )
-            if self._domain is None:
-                self._domain = self._client.domain()
-            signatures = self._signer.signatures(commitment, self._domain)
+            signatures = self._signer.signatures(commitment, self._domain_of_l1())
             if signatures is None:
                 break  # no quorum yet: ask again next step
             batches.append(SignedBatch(commitment, data, tuple(signatures)))
         return tuple(batches)
 
-    def _post(self, batch: SignedBatch, attempt: PostAttempt | None, head: L1Head) -> PosterState:
-        """Send ``batch`` or look after its transactions in flight; the state after that."""
+    def _post(self, job: _Job, attempt: PostAttempt | None, head: L1Head) -> PosterState:
+        """Send ``job`` or look after its transactions in flight; the state after that."""
         queue = self._state.queue
-        number = batch.commitment.batch_number
-        batch_calls = self._client.batch_calls(batch.commitment, batch.data, batch.signatures)
-        if attempt is None or attempt.batch_number != number:
-            self._preflight(batch, batch_calls[0])
+        number = job.batch_number
+        if attempt is None or (attempt.batch_number, attempt.validator_epoch) != (number, job.validator_epoch):
+            self._preflight(job, job.calls[0])
             fees = self._client.suggested_fees()
             if attempt is not None:
-                # An attempt for a later batch: an L1 reorg dropped this one. Its transactions,
+                # An attempt for something later: an L1 reorg dropped this. Its transactions,
                 # or the dropped ones, may be back in the L1 pool at the nonces we now use.
                 fees = _max_fees(fees, _bumped(_highest_fees(attempt)))
             nonce = self._client.poster_nonce()
-            return PosterState(queue, self._send(batch, batch_calls, head, (), nonce, fees))
+            return PosterState(queue, self._send(job, head, (), nonce, fees))
         mined = self._client.poster_nonce()
         transactions = list(attempt.transactions)
         for index, sent in enumerate(transactions):
@@ -257,56 +323,57 @@ class BatchPoster:
                     # Later transactions of this attempt may sit in the L1 pool at the nonces
                     # the new attempt uses: replacing them needs a bump over their fees.
                     fees = _max_fees(self._client.suggested_fees(), _bumped(_highest_fees(attempt)))
-                    return PosterState(queue, self._send(batch, batch_calls, head, (), mined, fees))
+                    return PosterState(queue, self._send(job, head, (), mined, fees))
                 if not receipt.success:
                     log.warning("%s (nonce %d) reverted", sent.call.what, sent.nonce)
-                    if index == len(batch_calls) - 1:
-                        self._preflight(batch, sent.call)  # the parts are on L1: the real reason
+                    if index == len(job.calls) - 1:
+                        self._preflight(job, sent.call)  # the parts are on L1: the real reason
+                    if job.validator_epoch:
+                        return PosterState(queue)  # signatures are asked for again next step
                     # L1 moved under the batch (another poster, a reorg): sign it again
                     # from L1's state at the next step instead of repeating the revert.
                     return PosterState(tuple(b for b in queue if b.commitment.batch_number < number))
                 continue
             transactions[index] = self._look_after(sent, head)
             # Saved at once: a later send failing must not lose the hash of a bump just sent.
-            self._save(PosterState(queue, PostAttempt(number, tuple(transactions))))
+            self._save(PosterState(queue, PostAttempt(number, tuple(transactions), job.validator_epoch)))
         last = transactions[-1]
         # A send that failed part-way (L1 went away) left the rest of the calls unsent.
-        rest_from = last.nonce + 1
-        return PosterState(
-            queue, self._send(batch, batch_calls, head, tuple(transactions), rest_from, last.fees)
-        )
+        return PosterState(queue, self._send(job, head, tuple(transactions), last.nonce + 1, last.fees))
 
-    def _preflight(self, batch: SignedBatch, call: L1Call) -> None:
+    def _preflight(self, job: _Job, call: L1Call) -> None:
         """Raise L1Rejected if ``call`` would revert for another reason than L1 moving on.
 
-        A refusal while L1's latest batch still precedes ``batch`` means the batch itself
+        A refusal while L1 still lacks what ``job`` posts means the batch or update itself
         is wrong (signatures, roots): posting it can never succeed. If another poster
-        committed meanwhile, RetryLater: the next step rebuilds from L1.
+        posted it meanwhile, RetryLater: the next step rebuilds from L1.
         """
         try:
             self._client.simulate(call)
         except L1Rejected as exc:
-            latest = self._client.latest_batch()
-            if latest is not None and latest.batch_number >= batch.commitment.batch_number:
-                raise RetryLater(f"batch {batch.commitment.batch_number} was committed meanwhile") from exc
+            if job.validator_epoch:
+                landed = self._client.validator_set().epoch >= job.validator_epoch
+            else:
+                latest = self._client.latest_batch()
+                landed = latest is not None and latest.batch_number >= job.batch_number
+            if landed:
+                raise RetryLater(f"{call.what}: posted meanwhile") from exc
             raise
 
     def _send(
         self,
-        batch: SignedBatch,
-        calls: tuple[L1Call, ...],
+        job: _Job,
         head: L1Head,
         sent: tuple[SentTransaction, ...],
         nonce: int,
         fees: L1Fees,
     ) -> PostAttempt:
-        """The attempt with ``sent`` and then the rest of ``calls``, sent from ``nonce``."""
-        commitment = batch.commitment
-        attempt = PostAttempt(commitment.batch_number, sent)
-        for call in calls[len(sent) :]:
+        """The attempt with ``sent`` and then the rest of ``job``'s calls, sent from ``nonce``."""
+        attempt = PostAttempt(job.batch_number, sent, job.validator_epoch)
+        for call in job.calls[len(sent) :]:
             tx_hash = self._client.send(call, nonce, fees)
             transaction = SentTransaction(call, nonce, fees, (tx_hash,), head.number)
-            attempt = PostAttempt(commitment.batch_number, (*attempt.transactions, transaction))
+            attempt = PostAttempt(job.batch_number, (*attempt.transactions, transaction), job.validator_epoch)
             # Saved after each send: a crash between sends leaves the nonces accounted for.
             self._save(PosterState(self._state.queue, attempt))
             log.info("sent %s (nonce %d)", call.what, nonce)

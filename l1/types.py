@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from primitives.types import Address, Hash32
@@ -167,12 +168,15 @@ class SentTransaction:
 
 @dataclass(frozen=True)
 class PostAttempt:
-    """The L1 transactions that post one batch: its data parts, then the commit."""
+    """The L1 transactions that post one batch (its data parts, then the commit) or one
+    validator-set update."""
 
     batch_number: int
-    """The batch they post."""
+    """The batch they post (for a validator-set update: the batch it is sent before)."""
     transactions: tuple[SentTransaction, ...]
-    """In nonce order; the last is commitBatch."""
+    """In nonce order; the last is commitBatch (or the one updateValidators)."""
+    validator_epoch: int = 0
+    """0 for a batch; else the validator-set epoch that updateValidators installs."""
 
 
 @dataclass(frozen=True)
@@ -190,9 +194,21 @@ class ValidatorSet:
     """The validators the batch contract accepts signatures from."""
 
     epoch: int
-    """Updates applied so far (0: the set the contract was deployed with)."""
+    """Updates applied so far (0: the set the contract was deployed with). The poster installs
+    one set per L2 epoch, so this is the L2 epoch whose validators sign the batches."""
     members: tuple[tuple[Address, int], ...]
-    """(signer address, weight) in registration order."""
+    """(signer address, weight) in registration order (ascending address for an update)."""
+
+    @classmethod
+    def of(cls, epoch: int, weights: Mapping[Address, int]) -> ValidatorSet:
+        """The set of ``epoch`` with ``weights``, in ascending address order (the order every
+        validator signs, so they all sign one digest)."""
+        return cls(epoch, tuple(sorted(weights.items())))
+
+    @property
+    def weights(self) -> dict[Address, int]:
+        """Signer address -> weight."""
+        return dict(self.members)
 
     @property
     def total_weight(self) -> int:

@@ -8,11 +8,18 @@ rule holds, else a MISMATCH naming the first rule broken:
 
 1. continuity: ``prev_state_root`` is the root of the last verified batch (the
    genesis root for batch 1) and ``first_block`` follows its last block;
-2. data: the payload matches ``data_hash`` and decodes (l1.codec) into exactly
+2. signers: the batch's blocks are in one epoch e (``DerivedChain.epoch_of``); the
+   validator set L1 checked its signatures against (the last ValidatorsUpdated before
+   its commit) is set e with the weights of epoch e on the derived chain (the poster
+   installs one set per epoch, from the proofs the chain carries); and its signatures,
+   read from the commit transaction, are by distinct members of that set in ascending
+   address order holding more than 2/3 of its weight: the contract's quorum rule, so the
+   watcher and the contract agree on who may sign each batch;
+3. data: the payload matches ``data_hash`` and decodes (l1.codec) into exactly
    the blocks ``first_block..last_block``, in order;
-3. execution: every block re-executes under the chain's rules
+4. execution: every block re-executes under the chain's rules
    (``DerivedChain.replay`` raises InvalidInput otherwise);
-4. result: the state root after the last block is the posted ``state_root``.
+5. result: the state root after the last block is the posted ``state_root``.
 
 After a MISMATCH the local state cannot follow the posted chain: the batch's
 blocks are unwound, and later batches are only fetched and decoded, reported as
@@ -28,15 +35,16 @@ unwinds the local chain to it.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Protocol
 
 from l1.api import L1Client
-from l1.codec import batch_data_hash, decode_batch_data
+from l1.codec import batch_data_hash, batch_digest, decode_batch_data, recover_batch_signer
 from l1.types import CommittedBatch, L2BlockData
 from primitives.errors import InvalidInput
-from primitives.types import Hash32
+from primitives.types import Address, Hash32
 
 
 class DerivedChain(Protocol):
@@ -61,6 +69,15 @@ class DerivedChain(Protocol):
 
     def verified(self, number: int) -> CommittedBatch | None:
         """Verified batch ``number`` as it was found on L1, or None when it is not verified."""
+        ...
+
+    def epoch_of(self, block: int) -> int:
+        """The validator-set epoch of block ``block``."""
+        ...
+
+    def validators(self, epoch: int) -> Mapping[Address, int] | None:
+        """The weights of ``epoch``'s validators on this chain; None while the blocks that fix
+        them are not replayed here."""
         ...
 
     def replay(self, block: L2BlockData) -> Hash32:
@@ -230,6 +247,7 @@ class Watcher:
     def _verify(self, batch: CommittedBatch, last: CommittedBatch | None) -> BatchReport:
         try:
             self._check_continuity(batch, last)
+            self._check_signers(batch)
             blocks = self._blocks(batch)
         except _Mismatch as exc:
             return BatchReport(batch, Status.MISMATCH, exc.txs, reason=str(exc))
@@ -262,6 +280,38 @@ class Watcher:
         if batch.first_block != first or batch.last_block < batch.first_block:
             raise _Mismatch(f"blocks do not continue the chain at block {first}")
 
+    def _check_signers(self, batch: CommittedBatch) -> None:
+        # Rule: one epoch's validators sign a batch, L1 checked them against that epoch's
+        # set as this chain derives it, and they hold the contract's quorum of it.
+        epoch = self._chain.epoch_of(batch.first_block)
+        if self._chain.epoch_of(batch.last_block) != epoch:
+            raise _Mismatch(
+                f"blocks span epochs {epoch}-{self._chain.epoch_of(batch.last_block)}: "
+                "a batch is signed by one epoch's validators"
+            )
+        weights = self._chain.validators(epoch)
+        if weights is None:
+            raise _Mismatch(f"the blocks that fix epoch {epoch}'s validators are not verified here")
+        on_l1 = self._l1.validators_at(batch)
+        if on_l1.epoch != epoch or on_l1.weights != weights:
+            raise _Mismatch(
+                f"L1 checked its signatures against validator set {on_l1.epoch} "
+                f"{_weights_text(on_l1.weights)}, not epoch {epoch}'s {_weights_text(weights)}"
+            )
+        digest = batch_digest(self._l1.domain(), batch.commitment)
+        try:
+            signers = [recover_batch_signer(digest, s) for s in self._l1.batch_signatures(batch)]
+        except InvalidInput as exc:
+            raise _Mismatch(f"signatures: {exc}") from None
+        if any(b <= a for a, b in pairwise(signers)):
+            raise _Mismatch("signers are not in strictly ascending address order")
+        strangers = [s for s in signers if s not in weights]
+        if strangers:
+            raise _Mismatch(f"0x{strangers[0].hex()} signed but is not in epoch {epoch}'s set")
+        signed, total = sum(weights[s] for s in signers), sum(weights.values())
+        if 3 * signed <= 2 * total:
+            raise _Mismatch(f"signatures hold {signed} of {total} weight: not more than 2/3")
+
     def _blocks(self, batch: CommittedBatch) -> Sequence[L2BlockData]:
         data = self._l1.batch_data(batch)
         # Rule: the data is what the validators signed (the client checks it; so does the watcher).
@@ -289,3 +339,7 @@ class Watcher:
             batch, Status.UNVERIFIED, txs,
             reason=f"follows batch {self._diverged.batch_number}, which did not verify",
         )
+
+
+def _weights_text(weights: Mapping[Address, int]) -> str:
+    return "{" + ", ".join(f"0x{a.hex()[:8]}..: {w}" for a, w in sorted(weights.items())) + "}"

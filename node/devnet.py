@@ -13,8 +13,9 @@ libp2p keys keccak256("l2node devnet p2p <i>"): public, so anyone can sign as th
 
 L1: when the npm package @foundry-rs/anvil is installed (`npm install`), one anvil runs on
 BASE_PORT + 200 with the batch contract deployed for the N validators; node 0 posts
-batches, each signed by more than 2/3 of the validators over `l2/batchsigs/1`. Without
-anvil, L1 posting is off (the log says so).
+batches, each signed by more than 2/3 of its epoch's weight over `l2/batchsigs/1`, and
+each epoch's validator set before that epoch's batches (l1/poster.py). Without anvil, L1
+posting is off (the log says so).
 """
 
 from __future__ import annotations

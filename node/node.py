@@ -648,3 +648,12 @@ class Node:
             raise Halt(f"block {number} missing")
         return header.state_root
 
+    def epoch_of(self, number: int) -> int:
+        return self.epochs.epoch_of(number)
+
+    def validators(self, epoch: int) -> dict[Address, int] | None:
+        """The weights of ``epoch`` (None until the window that fixes them is final here)."""
+        if epoch > 0 and self.head_number() < self.epochs.window.last_height(epoch - 1):
+            return None
+        return self.epochs.weights(epoch)
+

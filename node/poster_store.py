@@ -2,7 +2,8 @@
 
 Record: RLP [version, [batch, ...], attempt] with
 batch = [number, prev_root, state_root, first_block, last_block, data_hash, data, [signature, ...]],
-attempt = [] (none) or [batch_number, [tx, ...]],
+attempt = [] (none) or [batch_number, [tx, ...], validator_epoch] (records written before
+validator-set updates have no validator_epoch: 0, a batch),
 tx = [calldata, gas, what, nonce, max_fee_per_gas, max_priority_fee_per_gas, [tx_hash, ...], sent_at_l1_block].
 """
 
@@ -69,6 +70,7 @@ def encode_poster_state(state: PosterState) -> bytes:
                 ]
                 for t in state.attempt.transactions
             ],
+            state.attempt.validator_epoch,
         ]
     batches = [
         [
@@ -108,7 +110,7 @@ def decode_poster_state(raw: bytes) -> PosterState:
     )
     if not attempt:
         return PosterState(queue, None)
-    batch_number, transactions = attempt
+    batch_number, transactions, *rest = attempt
     return PosterState(
         queue,
         PostAttempt(
@@ -123,6 +125,7 @@ def decode_poster_state(raw: bytes) -> PosterState:
                 )
                 for data, gas, what, nonce, max_fee, tip, hashes, sent_at in transactions
             ),
+            _int(rest[0]) if rest else 0,
         ),
     )
 

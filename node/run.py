@@ -293,11 +293,10 @@ async def _serve(
             validator = _start_validator(config, node, cleanup)
             metrics.watch_peers(validator.gossip)
             peers = lambda: len(validator.gossip.peers())
-            # Every validator answers the poster's requests for batch signatures; the L1
-            # contract counts the genesis weights.
-            signatures = GossipBatchSignatures(
-                node, validator.gossip, genesis_weights(genesis), node.clock.now
-            )
+            # Every validator answers the poster's requests for batch and validator-set
+            # signatures; quorums count each epoch's weights, as the L1 contract does once
+            # the poster installed that epoch's set.
+            signatures = GossipBatchSignatures(node, validator.gossip, node.clock.now)
             tasks = [asyncio.create_task(_drive(validator, stop))]
             # The designated poster is the validator configured with an L1 endpoint.
             if config.l1.rpc_url:

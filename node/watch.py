@@ -26,7 +26,7 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO, TypeVar
@@ -50,7 +50,7 @@ from node.startup import DataDir
 from primitives.clock import SystemClock
 from primitives.crypto import keccak256
 from primitives.errors import Halt, InvalidInput, RetryLater
-from primitives.types import Hash32
+from primitives.types import Address, Hash32
 from sequencer.types import PoolConfig
 
 log = logging.getLogger("l2node")
@@ -124,6 +124,12 @@ class NodeChain:
     def verified(self, number: int) -> CommittedBatch | None:
         data = self._node.kv.get(schema.verified_batch_key(number))
         return None if data is None else decode_verified(data)
+
+    def epoch_of(self, block: int) -> int:
+        return self._node.epoch_of(block)
+
+    def validators(self, epoch: int) -> Mapping[Address, int] | None:
+        return self._node.validators(epoch)
 
     def replay(self, block: L2BlockData) -> Hash32:
         return self._node.replay(block).state_root

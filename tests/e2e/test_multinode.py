@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -16,11 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from eth_account import Account
+from web3 import Web3
 
+from l1.client import Web3L1Client
 from node.devnet import NODE_LINE, devnet_validator_key
 from node.genesis import development_keys
 from primitives.crypto import private_key_to_address
+from primitives.types import Address
 from tests.nodeproc import l2node_command, l2node_env, post_json
 
 MNEMONIC = "test test test test test test test test test test test junk"
@@ -59,6 +64,14 @@ def _ports_free(base: int) -> bool:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 return False
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
     return True
 
 
@@ -189,3 +202,54 @@ def test_four_validators_agree_survive_a_kill_and_the_killed_one_catches_up(
             restarted.send_signal(signal.SIGTERM)
             assert restarted.wait(timeout=60) == 0
     assert process.returncode == 0
+
+
+SHORT_EPOCH = 8
+"""Blocks per epoch of the L1 test: 2 s at 0.25 s per block (a CPU challenge of 0.25 s), one
+batch each (blocks_per_batch is 10)."""
+
+
+@pytest.mark.slow  # 80-110 s on a loaded 2-core box: four nodes, anvil, then a full watch
+def test_each_epochs_weights_reach_l1_and_watch_strict_verifies_every_batch(
+    tmp_path: Path,
+) -> None:
+    with devnet(tmp_path / "devnet", epoch_length=SHORT_EPOCH) as (members, l1_line, _process):
+        # anvil comes with the npm packages the test run installs (scripts/test).
+        match = re.search(r"L1 anvil (\S+), batch contract (0x[0-9a-f]{40}), node 0 posts", l1_line)
+        assert match, f"no L1 in the devnet: {l1_line}"
+        url, contract = match[1], match[2]
+        l1 = Web3L1Client(Web3(Web3.HTTPProvider(url)), Address(bytes.fromhex(contract[2:])))
+        logs = [m.log for m in members]
+        assert l1.validator_set().epoch == 0
+
+        # Epoch 2's set: its weights come from the proofs carried in epoch 1 (CPU work here).
+        _wait("validator set 2 on L1", lambda: l1.validator_set().epoch >= 2, 150, logs)
+        on_l1 = l1.validator_set()
+        last_of_epoch_1 = 2 * SHORT_EPOCH  # l2_getValidators(n) is the set deciding n + 1
+        deciding = members[1].rpc("l2_getValidators", [hex(last_of_epoch_1)])
+        assert int(deciding["epoch"], 16) == 2
+        assert all(m.rpc("l2_getValidators", [hex(last_of_epoch_1)]) == deciding for m in members)
+        l2_weights = {Address(bytes.fromhex(v["address"][2:])): int(v["weight"], 16)
+                      for v in deciding["validators"]}
+        assert on_l1.epoch == 2 and on_l1.weights == l2_weights, (on_l1, l2_weights)
+        assert all(w > 1 for w in l2_weights.values()), l2_weights  # proven work, not genesis 1s
+        # Batches of epoch 2 land only under set 2; wait for one so every set is exercised.
+        _wait("a batch of epoch 2", lambda: (b := l1.latest_batch()) is not None
+              and b.first_block > last_of_epoch_1, 60, logs)
+
+        # Rebuilt from L1 alone: every batch verifies, its signers included. The validators
+        # stop first (anvil stays), leaving the CPUs to the watcher's proof checks.
+        for member in members:
+            os.kill(member.pid, signal.SIGTERM)
+        _wait("the validators to stop", lambda: not any(_alive(m.pid) for m in members), 60, logs)
+        watched = subprocess.run(
+            l2node_command("watch", "--l1-rpc", url, "--contract", contract,
+                           "--genesis", str(tmp_path / "devnet" / "genesis.json"),
+                           "--data-dir", str(tmp_path / "watch"), "--strict"),
+            capture_output=True, text=True, timeout=240, env=l2node_env(), check=False,
+        )
+        assert watched.returncode == 0, watched.stdout + watched.stderr
+        lines = watched.stdout.splitlines()
+        assert lines and all(" OK root 0x" in line for line in lines), watched.stdout
+        epochs_seen = {(int(line.split()[3].split("-")[0]) - 1) // SHORT_EPOCH for line in lines}
+        assert epochs_seen >= {0, 1, 2}, lines

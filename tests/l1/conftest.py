@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -85,6 +85,10 @@ class ChainSource:
     genesis_root: Hash32 = GENESIS_ROOT
     fork_at: int | None = None
     """From this block on, state roots differ from ``state_root_of`` (another chain)."""
+    epoch_length: int = 0
+    """Blocks per validator-set epoch (0: one epoch forever)."""
+    epoch_weights: dict[int, dict[Address, int]] = field(default_factory=dict)
+    """The weights of epochs 1, 2, ... (missing: not fixed yet)."""
 
     def head_number(self) -> int:
         return self.head
@@ -100,3 +104,9 @@ class ChainSource:
         if self.fork_at is not None and number >= self.fork_at:
             return keccak256(b"forked " + state_root_of(number))
         return state_root_of(number)
+
+    def epoch_of(self, number: int) -> int:
+        return 0 if self.epoch_length == 0 else max(number - 1, 0) // self.epoch_length
+
+    def validators(self, epoch: int) -> dict[Address, int] | None:
+        return self.epoch_weights.get(epoch)

@@ -20,9 +20,10 @@ from l1.codec import (
     decode_batch_data,
     order_signatures,
     sign_batch,
+    validator_set_digest,
 )
 from l1.poster import BatchPoster, LocalSignatures, MemoryPosterStore, PosterConfig
-from l1.types import BatchCommitment, BatchDomain, L1Call, L1Fees
+from l1.types import BatchCommitment, BatchDomain, L1Call, L1Fees, ValidatorSet
 from primitives.clock import ManualClock
 from primitives.crypto import keccak256
 from primitives.errors import Halt, RetryLater
@@ -35,6 +36,7 @@ from tests.l1.conftest import (
     deploy_inbox,
     make_block,
     state_root_of,
+    validator_address,
 )
 
 KEY = VALIDATOR_KEYS[0]
@@ -90,6 +92,9 @@ class SlowQuorum:
     def signatures(self, commitment: BatchCommitment, domain: BatchDomain) -> Sequence[bytes] | None:
         self.asked.append(commitment.batch_number)
         return LocalSignatures(KEY).signatures(commitment, domain) if self.ready else None
+
+    def validator_signatures(self, new_set: ValidatorSet, domain: BatchDomain) -> Sequence[bytes] | None:
+        return LocalSignatures(KEY).validator_signatures(new_set, domain) if self.ready else None
 
 
 @pytest.fixture
@@ -345,6 +350,10 @@ class QuorumOf:
         digest = batch_digest(domain, commitment)
         return order_signatures(digest, [sign_batch(digest, key) for key in self.keys])
 
+    def validator_signatures(self, new_set: ValidatorSet, domain: BatchDomain) -> Sequence[bytes]:
+        digest = validator_set_digest(domain, new_set)
+        return order_signatures(digest, [sign_batch(digest, key) for key in self.keys])
+
 
 def test_multi_validator_quorum_signatures_are_posted() -> None:
     inbox = deploy_inbox(VALIDATOR_KEYS, [1, 1, 1, 1])
@@ -357,3 +366,50 @@ def test_multi_validator_quorum_signatures_are_posted() -> None:
     poster.step()
     assert committed_ranges(inbox) == [(1, 1, 3), (2, 4, 6)]
     assert all(len(b.signatures) == 3 for b in poster.state.queue)
+
+
+def test_each_epochs_validator_set_lands_between_its_batches_and_the_epoch_befores() -> None:
+    # Epochs of 4 blocks: epoch 0's batches are signed by the deployed set, then
+    # updateValidators installs epoch 1's weights, then epoch 1's batches, and so on.
+    inbox = deploy_inbox(VALIDATOR_KEYS, [1, 1, 1, 1])
+    addresses = [validator_address(k) for k in VALIDATOR_KEYS]
+    epoch_1 = {addresses[0]: 5, addresses[1]: 4, addresses[2]: 4, addresses[3]: 3}
+    epoch_2 = {addresses[1]: 7, addresses[2]: 6, addresses[3]: 6}  # validator 0 proved nothing
+    source = ChainSource(head=11, epoch_length=4, epoch_weights={1: epoch_1})
+    poster = BatchPoster(
+        inbox.client, source, QuorumOf(VALIDATOR_KEYS[1:]), MemoryPosterStore(), ManualClock(),
+        PosterConfig(3, confirmations=0),
+    )
+    for _ in range(8):
+        poster.step()
+    # Batches end with their epoch; epoch 2's weights are not fixed yet: nothing past epoch 1.
+    assert committed_ranges(inbox) == [(1, 1, 3), (2, 4, 4), (3, 5, 7), (4, 8, 8)]
+    assert inbox.client.validator_set() == ValidatorSet.of(1, epoch_1)
+    source.epoch_weights[2] = epoch_2
+    source.head = 13
+    for _ in range(6):
+        poster.step()
+    assert committed_ranges(inbox) == [(1, 1, 3), (2, 4, 4), (3, 5, 7), (4, 8, 8), (5, 9, 11),
+                                       (6, 12, 12)]
+    assert inbox.client.validator_set() == ValidatorSet.of(2, epoch_2)
+    # Each batch was checked against its own epoch's set (the contract's record of it).
+    expected = {0: ValidatorSet(0, tuple((a, 1) for a in addresses)),
+                1: ValidatorSet.of(1, epoch_1), 2: ValidatorSet.of(2, epoch_2)}
+    for number, first, _last in committed_ranges(inbox):
+        batch = inbox.client.batch(number)
+        assert batch is not None
+        assert inbox.client.validators_at(batch) == expected[source.epoch_of(first)]
+        assert len(inbox.client.batch_signatures(batch)) == 3
+    assert poster.state.attempt is None or poster.state.attempt.validator_epoch == 0
+
+
+def test_a_contract_past_the_next_blocks_epoch_halts_the_poster() -> None:
+    inbox = deploy_inbox(VALIDATOR_KEYS, [1, 1, 1, 1])
+    new_set = ValidatorSet.of(1, {validator_address(k): 2 for k in VALIDATOR_KEYS})
+    inbox.client.update_validators(new_set, QuorumOf(VALIDATOR_KEYS).validator_signatures(
+        new_set, inbox.client.domain()))
+    source = ChainSource(head=6, epoch_length=4)
+    poster = BatchPoster(inbox.client, source, QuorumOf(VALIDATOR_KEYS), MemoryPosterStore(),
+                         ManualClock(), PosterConfig(3))
+    with pytest.raises(Halt, match="holds validator set 1, but block 1"):
+        poster.step()

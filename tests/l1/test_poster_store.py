@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import rlp
 
 from l1.api import PosterStore
 from l1.poster import MemoryPosterStore
@@ -66,6 +67,15 @@ STATES = [
             ),
         ),
     ),
+    PosterState(
+        queue=(signed_batch(8),),
+        attempt=PostAttempt(
+            8,
+            (SentTransaction(L1Call(b"\xbb" * 40, 260_000, "validator set 3"), 4,
+                             L1Fees(3, 1), (keccak256(b"d"),), 20),),
+            validator_epoch=3,
+        ),
+    ),
 ]
 
 
@@ -111,3 +121,11 @@ def test_corrupt_record_halts() -> None:
         kv.put(POSTER_META, junk)
         with pytest.raises(Halt, match="poster record"):
             KVPosterStore(kv).load()
+
+
+def test_a_record_from_before_validator_set_updates_reads_as_a_batch_attempt() -> None:
+    kv = MemoryKV()
+    tx = [b"\xaa", 21_000, b"commit batch 7", 1, 3, 1, [keccak256(b"c")], 9]
+    kv.put(POSTER_META, bytes(rlp.encode([1, [], [7, [tx]]])))
+    attempt = KVPosterStore(kv).load().attempt
+    assert attempt is not None and (attempt.batch_number, attempt.validator_epoch) == (7, 0)

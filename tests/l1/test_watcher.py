@@ -10,17 +10,25 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from eth_tester import EthereumTester
 
+from l1.api import L1Client
 from l1.client import Web3L1Client, deploy_batch_inbox
-from l1.codec import batch_data_hash, batch_digest, encode_batch_data, sign_batch
+from l1.codec import (
+    batch_data_hash,
+    batch_digest,
+    encode_batch_data,
+    recover_batch_signer,
+    sign_batch,
+    validator_set_digest,
+)
 from l1.embedded import EmbeddedL1, start_embedded_l1
-from l1.types import BatchCommitment, CommittedBatch, L2BlockData
+from l1.types import BatchCommitment, CommittedBatch, L2BlockData, ValidatorSet
 from l1.watcher import BatchReport, Status, Unwound, Watcher
 from node.db.memory import MemoryKV
 from node.node import Node
@@ -28,8 +36,8 @@ from node.watch import NodeChain, WatchOptions, decode_verified, encode_verified
 from primitives.clock import ManualClock
 from primitives.crypto import keccak256, private_key_to_address
 from primitives.errors import InvalidInput
-from primitives.types import Hash32
-from tests.node.helpers import CHAIN_ID, VALIDATOR_KEYS, make_node, transfer
+from primitives.types import Address, Hash32
+from tests.node.helpers import CHAIN_ID, VALIDATOR_KEYS, WEIGHTS, make_node, transfer
 
 KEY = VALIDATOR_KEYS[0]
 
@@ -67,8 +75,10 @@ class Setup:
         state_root: Hash32 | None = None,
         blocks: Sequence[L2BlockData] | None = None,
         data: bytes | None = None,
+        signers: Sequence[bytes] = VALIDATOR_KEYS,
     ) -> CommittedBatch:
-        """Commit blocks first..last (or tampered ``state_root`` / ``blocks`` / ``data``)."""
+        """Commit blocks first..last (or tampered ``state_root`` / ``blocks`` / ``data``),
+        signed by ``signers`` (default: all four validators)."""
         latest = self.poster.latest_batch()
         if data is None:
             data = encode_batch_data(
@@ -82,11 +92,15 @@ class Setup:
             last_block=last,
             data_hash=batch_data_hash(data),
         )
-        signature = sign_batch(batch_digest(self.poster.domain(), commitment), KEY)
-        self.poster.commit_batch(commitment, data, [signature])
+        self.poster.commit_batch(commitment, data, self.sign(commitment, signers))
         posted = self.poster.batch(commitment.batch_number)
         assert posted is not None
         return posted
+
+    def sign(self, commitment: BatchCommitment, keys: Sequence[bytes]) -> list[bytes]:
+        digest = batch_digest(self.poster.domain(), commitment)
+        return sorted((sign_batch(digest, k) for k in keys),
+                      key=lambda s: recover_batch_signer(digest, s))
 
     def steps(self) -> list[BatchReport | Unwound]:
         """Every step until the watcher is caught up."""
@@ -112,15 +126,20 @@ class Setup:
         return tester
 
 
-def make_setup(kv: MemoryKV | None = None) -> Setup:
+def make_setup(
+    kv: MemoryKV | None = None, epoch_length: int = 0,
+    deployed: Mapping[Address, int] = WEIGHTS,
+) -> Setup:
+    """``deployed``: the validator set the contract is deployed with (default: the genesis')."""
     clock = ManualClock()
-    producer = make_node(clock, KEY)
+    producer = make_node(clock, KEY, epoch_length=epoch_length)
     l1 = start_embedded_l1()
     address = deploy_batch_inbox(
-        l1.w3, l1.deployer_key, CHAIN_ID, producer.state_root(0), [private_key_to_address(KEY)], [1]
+        l1.w3, l1.deployer_key, CHAIN_ID, producer.state_root(0), sorted(deployed),
+        [deployed[a] for a in sorted(deployed)],
     )
     reader = Web3L1Client(l1.w3, address)
-    follower = make_node(clock, kv=kv)
+    follower = make_node(clock, kv=kv, epoch_length=epoch_length)
     chain = NodeChain(follower)
     return Setup(
         clock, producer, l1, Web3L1Client(l1.w3, address, l1.poster_key), reader, follower,
@@ -151,6 +170,113 @@ def test_every_honest_batch_verifies_and_the_chain_is_the_producers(setup: Setup
     setup.post(6, 6)
     assert [r.status for r in setup.reports()] == [Status.OK]
     setup.assert_derived_up_to(6)
+
+
+def install(setup: Setup, new_set: ValidatorSet) -> None:
+    """updateValidators with ``new_set``, signed by all four validators."""
+    digest = validator_set_digest(setup.poster.domain(), new_set)
+    setup.poster.update_validators(new_set, sorted(
+        (sign_batch(digest, k) for k in VALIDATOR_KEYS), key=lambda s: recover_batch_signer(digest, s)
+    ))
+
+
+def test_batches_verify_against_each_epochs_set_as_installed_on_l1() -> None:
+    # Epochs of 3 blocks; no proofs, so every epoch keeps the genesis weights.
+    setup = make_setup(epoch_length=3)
+    setup.produce([1, 0, 1, 1, 0, 2, 1])
+    setup.post(1, 3)
+    install(setup, ValidatorSet.of(1, WEIGHTS))
+    setup.post(4, 6, signers=VALIDATOR_KEYS[1:])  # three of four: a quorum
+    install(setup, ValidatorSet.of(2, WEIGHTS))
+    setup.post(7, 7)
+    assert [r.status for r in setup.reports()] == [Status.OK] * 3
+    assert [len(setup.reader.batch_signatures(b)) for b in
+            (setup.reader.batch(n) for n in (1, 2, 3)) if b is not None] == [4, 3, 4]
+
+
+def test_a_batch_posted_before_its_epochs_set_is_a_mismatch() -> None:
+    setup = make_setup(epoch_length=3)
+    setup.produce([1, 0, 1, 1])
+    setup.post(1, 3)
+    setup.post(4, 4)  # the contract still holds set 0, and takes it
+    ok, bad = setup.reports()
+    assert ok.status is Status.OK and bad.status is Status.MISMATCH
+    assert "L1 checked its signatures against validator set 0" in bad.reason
+    assert "not epoch 1's" in bad.reason
+
+
+def test_an_installed_set_that_is_not_the_chains_weights_is_a_mismatch() -> None:
+    setup = make_setup(epoch_length=3)
+    setup.produce([1, 0, 1, 1])
+    setup.post(1, 3)
+    install(setup, ValidatorSet.of(1, {a: 2 for a in WEIGHTS}))  # the chain says 1 each
+    setup.post(4, 4)
+    _ok, bad = setup.reports()
+    assert bad.status is Status.MISMATCH and "not epoch 1's" in bad.reason
+
+
+def test_a_batch_across_an_epoch_boundary_is_a_mismatch() -> None:
+    setup = make_setup(epoch_length=3)
+    setup.produce([1, 0, 1, 1])
+    setup.post(1, 4)
+    (bad,) = setup.reports()
+    assert bad.status is Status.MISMATCH and "span epochs 0-1" in bad.reason
+
+
+def test_a_contract_deployed_with_another_set_is_a_mismatch() -> None:
+    # The contract trusts validator 0 alone; the chain's genesis names four validators.
+    setup = make_setup(deployed={private_key_to_address(KEY): 1})
+    setup.produce([1])
+    setup.post(1, 1, signers=[KEY])
+    (bad,) = setup.reports()
+    assert bad.status is Status.MISMATCH
+    assert "validator set 0 {0x" in bad.reason and "not epoch 0's" in bad.reason
+
+
+@dataclass
+class LaxContract:
+    """The reader's L1 as a contract that checked signatures differently would leave it:
+    ``keep`` picks which of each batch's signatures were on L1."""
+
+    inner: Web3L1Client
+    keep: Callable[[tuple[bytes, ...]], tuple[bytes, ...]]
+
+    def batch_signatures(self, batch: CommittedBatch) -> tuple[bytes, ...]:
+        return self.keep(self.inner.batch_signatures(batch))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize(("keep", "reason"), [
+    (lambda sigs: sigs[:2], "signatures hold 2 of 4 weight: not more than 2/3"),
+    (lambda sigs: sigs[::-1], "not in strictly ascending address order"),
+    (lambda sigs: (*sigs[:3], sigs[2]), "not in strictly ascending address order"),
+    (lambda sigs: (sigs[0][:64] + b"\x05",), "signatures: batch signature v must be 27 or 28"),
+])
+def test_signatures_that_do_not_hold_the_contracts_quorum_rule_are_a_mismatch(
+    setup: Setup, keep: Callable[[tuple[bytes, ...]], tuple[bytes, ...]], reason: str
+) -> None:
+    setup.produce([1])
+    setup.post(1, 1)
+    watcher = Watcher(cast(L1Client, LaxContract(setup.reader, keep)), setup.chain)
+    report = watcher.step()
+    assert isinstance(report, BatchReport) and report.status is Status.MISMATCH
+    assert reason in report.reason
+
+
+def test_a_stranger_among_the_signers_is_a_mismatch(setup: Setup) -> None:
+    setup.produce([1])
+    batch = setup.post(1, 1)
+    stranger = b"\x09" * 32
+    digest = batch_digest(setup.reader.domain(), batch.commitment)
+    extra = sign_batch(digest, stranger)
+    watcher = Watcher(cast(L1Client, LaxContract(setup.reader, lambda sigs: tuple(
+        sorted((*sigs, extra), key=lambda s: recover_batch_signer(digest, s))))), setup.chain)
+    report = watcher.step()
+    assert isinstance(report, BatchReport) and report.status is Status.MISMATCH
+    assert report.reason == (f"0x{private_key_to_address(stranger).hex()} signed but is not in "
+                             "epoch 0's set")
 
 
 def test_a_second_watcher_resumes_where_the_first_stopped() -> None:

@@ -15,9 +15,16 @@ import pytest
 import rlp
 from eth_account import Account
 
+from l1.client import Web3L1Client, deploy_batch_inbox
+from l1.embedded import start_embedded_l1
+from l1.poster import BatchPoster, MemoryPosterStore, PosterConfig
+from l1.types import ValidatorSet as ValidatorSet_L1
+from l1.watcher import BatchReport, Status, Watcher
+from node.batchsigs import GossipBatchSignatures
 from node.db.memory import MemoryKV
 from node.node import Node, decode_block, encode_block
 from node.validator import ValidatorLoop, ValidatorOptions
+from node.watch import NodeChain
 from p2p.memory import InProcessNetwork, Latency
 from p2p.topics import CONSENSUS, TXS
 from p2p.txbatch import encode_tx_batch
@@ -30,7 +37,7 @@ from sequencer.consensus import verify_certificate
 from sequencer.election import next_seed
 from sequencer.types import Broadcast, Proposal, ValidatorSet, Vote, VoteKind
 from sequencer.weights import decode_proof, encode_proof
-from tests.node.helpers import RECIPIENT, VALIDATOR_KEYS, WEIGHTS, make_node, transfer
+from tests.node.helpers import CHAIN_ID, RECIPIENT, VALIDATOR_KEYS, WEIGHTS, make_node, transfer
 
 OPTIONS = ValidatorOptions(block_time=0.5, background=False)
 
@@ -415,3 +422,50 @@ def test_weight_proofs_are_verified_by_the_gate_before_they_are_kept_or_forwarde
     assert loop._gate_proof(PeerId("outsider"), honest) is Validation.ACCEPT
     late = encode_proof(dataclasses.replace(proof, epoch=proof.epoch + 1))
     assert loop._gate_proof(PeerId("outsider"), late) is Validation.IGNORE
+
+
+def test_each_epochs_weights_reach_l1_before_its_batches_and_the_watcher_agrees() -> None:
+    # As above: v3 proves nothing, so from epoch 1 on the set is v0..v2 with 16 each.
+    options = [
+        dataclasses.replace(OPTIONS, challenge_device="cpu", challenge_max_products=n)
+        for n in (16, 32, 16, 0)
+    ]
+    cluster = Cluster(epoch_length=6, options=options)
+    assert cluster.run(lambda: min(cluster.heads()) >= 14, limit=120)
+    l1 = start_embedded_l1()
+    address = deploy_batch_inbox(l1.w3, l1.deployer_key, CHAIN_ID, cluster.nodes[0].state_root(0),
+                                 sorted(WEIGHTS), [1] * len(WEIGHTS))
+    client = Web3L1Client(l1.w3, address, l1.poster_key)
+    # Every validator answers over l2/batchsigs/1; v0 posts.
+    exchanges = [GossipBatchSignatures(node, cluster.network.join(f"s{i}"), cluster.clock.now)
+                 for i, node in enumerate(cluster.nodes)]
+    poster = BatchPoster(client, cluster.nodes[0], exchanges[0], MemoryPosterStore(),
+                         cluster.clock, PosterConfig(blocks_per_batch=4, confirmations=0))
+    for _ in range(40):
+        poster.step()
+        cluster.network.deliver_due()
+        cluster.network.deliver_due()
+        cluster.clock.advance(2.5)  # ASK_AGAIN_AFTER: a request is repeated
+    # Epochs 0 and 1 are on L1 (batches of 4 blocks, cut at 6 and 12); epoch 2's set follows
+    # at once, while its first batch waits for 4 blocks (heads are at 14).
+    assert client.validator_set() == ValidatorSet_L1.of(2, cluster.nodes[0].epochs.weights(2))
+    latest = client.latest_batch()
+    assert latest is not None and (latest.batch_number, latest.last_block) == (4, 12)
+    epoch_1 = cluster.nodes[0].epochs.weights(1)
+    assert cluster.nodes[0].coinbase in epoch_1 and len(epoch_1) == 3  # v3 left the set
+    for number in range(1, latest.batch_number + 1):
+        batch = client.batch(number)
+        assert batch is not None
+        epoch = cluster.nodes[0].epoch_of(batch.first_block)
+        assert cluster.nodes[0].epoch_of(batch.last_block) == epoch  # a batch ends with its epoch
+        assert client.validators_at(batch) == ValidatorSet_L1.of(
+            epoch, cluster.nodes[0].epochs.weights(epoch))
+    # A watcher rebuilding the chain from L1 alone verifies every batch, signers included.
+    follower = make_node(cluster.clock, epoch_length=6)
+    watcher = Watcher(Web3L1Client(l1.w3, address), NodeChain(follower))
+    reports = []
+    while (report := watcher.step()) is not None:
+        reports.append(report)
+    assert [(r.status, r.batch.batch_number) for r in reports if isinstance(r, BatchReport)] == [
+        (Status.OK, n) for n in range(1, latest.batch_number + 1)
+    ], reports
