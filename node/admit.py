@@ -270,9 +270,12 @@ class Admission:
             # Only senders the block touched can have pooled transactions below their nonce
             # (the included ones) or queued ones it promotes; then the rejected ones go.
             stale = self.pool.prune(diff.accounts, self._nonce)
-            self.pool.remove(done)
-            # A crash before these deletes are written is harmless: reloading drops them again.
-            self.journal.append(forgotten((*stale, *self.pool.expire())))
+            included = set(done)
+            self.pool.remove(included)
+            # The block's own batch deleted the records of ``done``. A crash before the others'
+            # deletes are written is harmless: reloading drops them again.
+            left = [tx for tx in stale if tx.hash not in included]
+            self.journal.append(forgotten((*left, *self.pool.expire())))
 
     def reset(self) -> None:
         """The head moved back (an unwind): read it and the accounts again, and move every
