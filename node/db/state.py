@@ -40,7 +40,7 @@ from trie.exceptions import MissingTrieNode
 from trie.hexary import HexaryTrie
 from trie.iter import NodeIterator
 
-from executor_gpu.native_mpt import CACHE_BYTES, TrieCommitter
+from executor_gpu.native_mpt import CACHE_BYTES, OldValues, TrieCommitter
 from executor_gpu.types import Account, AccountChange, StateDiff
 from node.db import schema
 from node.db.api import KV, KVReader, WriteBatch
@@ -405,28 +405,32 @@ class StateDB:
     def apply(self, parent_root: Hash32, diff: StateDiff, batch: WriteBatch) -> Hash32:
         """Stage the state after ``diff`` into ``batch`` (the caller commits); its root.
 
-        The flat tables follow when they hold ``parent_root`` as ``batch`` sees them."""
+        The flat tables follow when they hold ``parent_root`` as ``batch`` sees them; their old
+        rows, read first, tell the committer the old values (it then reads no old leaf)."""
         get, prefix = batch.get, schema.STATE_NODE_PREFIX  # state_node_key, inlined: a get per node
 
         def read(keys: list[bytes]) -> list[bytes | None]:
             return list(map(get, keys))
 
-        def load(hashes: list[bytes]) -> list[bytes | None]:
-            keys = [prefix + node_hash for node_hash in hashes]
+        def read_many(keys: list[bytes]) -> list[bytes | None]:
             share = max(_READ_SHARE, -(-len(keys) // _READ_THREADS))
             parts = [keys[at : at + share] for at in range(0, len(keys), share)]
             others = [self._reader_pool().submit(read, part) for part in parts[1:]]
-            nodes = read(parts[0]) if parts else []
+            values = read(parts[0]) if parts else []
             for other in others:
-                nodes += other.result()
-            return nodes
+                values += other.result()
+            return values
 
-        with self._committing:
-            commit = self._committer.commit_state(parent_root, diff, load)
-        batch.put_many(commit.nodes(prefix))
+        def load(hashes: list[bytes]) -> list[bytes | None]:
+            return read_many([prefix + node_hash for node_hash in hashes])
+
         marker = FlatMarker.read(batch)
-        if marker.root == parent_root:
-            flat = _FlatWriter(batch)
+        flat = _FlatWriter(batch) if marker.root == parent_root else None
+        old = None if flat is None else flat.read_old(diff, read_many)
+        with self._committing:
+            commit = self._committer.commit_state(parent_root, diff, load, old)
+        batch.put_many(commit.nodes(prefix))
+        if flat is not None:
             flat.stage(diff, commit.root)
             flat.finish(marker, FlatMarker(commit.root, marker.height + 1),
                         self._options.unwind_depth)
@@ -564,14 +568,32 @@ class _FlatWriter:
     def __init__(self, batch: WriteBatch) -> None:
         self._batch = batch
         self._before: dict[bytes, bytes | None] = {}
+        self._hashes: dict[Address, Hash32] = {}
         self.writes: dict[bytes, bytes | None] = {}
         """Every key written, with its new value (None: deleted)."""
+
+    def read_old(
+        self, diff: StateDiff, read_many: Callable[[list[bytes]], list[bytes | None]]
+    ) -> OldValues:
+        """The old rows of ``diff``'s accounts and of the slots it sets (``read_many``: one get
+        each), kept for the change set and told to the committer."""
+        hashes = self._hashes = dict(zip(diff.accounts, map(keccak256, diff.accounts)))
+        keys = [schema.flat_account_key(account_hash) for account_hash in hashes.values()]
+        slots: list[tuple[Address, int]] = []
+        for address, change in diff.accounts.items():
+            if change is not None and change.storage and not change.storage_reset:
+                slots += ((address, slot) for slot in change.storage)
+        keys += (schema.flat_storage_key(hashes[address], _slot_hash(slot)) for address, slot in slots)
+        values = read_many(keys)
+        self._before.update(zip(keys, values))
+        count = len(hashes)
+        return OldValues(dict(zip(hashes, values[:count])), dict(zip(slots, values[count:])))
 
     def stage(self, diff: StateDiff, root: Hash32) -> None:
         """Write ``diff``, whose state root is ``root`` (its new nodes staged in the batch)."""
         new_state: HexaryTrie | None = None
         for address, change in diff.accounts.items():
-            account_hash = keccak256(address)
+            account_hash = self._hashes[address]
             key = schema.flat_account_key(account_hash)
             old = self._previous(key)
             roots = _EMPTY_ROOTS if old is None else _stored_roots(old)
