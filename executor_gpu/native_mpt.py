@@ -85,6 +85,21 @@ CACHE_BYTES = 256 << 20
 """Default budget of a committer's node cache."""
 
 
+def hash_keys(keys: Sequence[bytes]) -> list[Hash32]:
+    """Keccak-256 of each key (keys of one length: addresses, slots), in C: a block's
+    thousands of account keys cost about 0.1 us each instead of 2 us in Python."""
+    if not keys:
+        return []
+    packed = np.frombuffer(b"".join(keys), dtype=np.uint8)
+    width = len(keys[0])
+    if len(packed) != width * len(keys):
+        raise ValueError("keys to hash must be of one length")
+    digests = np.empty(32 * len(keys), dtype=np.uint8)
+    cpu_library().evm_hash_keys(packed.ctypes.data, width, len(keys), digests.ctypes.data)
+    raw = digests.tobytes()
+    return [Hash32(raw[at : at + 32]) for at in range(0, len(raw), 32)]
+
+
 def _hints(values: Sequence[bytes | None]) -> tuple[bytes, np.ndarray]:
     """Old values concatenated, and each one's length (-1: not known)."""
     lengths = np.fromiter((-1 if value is None else len(value) for value in values), dtype=np.int64,

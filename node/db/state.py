@@ -40,7 +40,7 @@ from trie.exceptions import MissingTrieNode
 from trie.hexary import HexaryTrie
 from trie.iter import NodeIterator
 
-from executor_gpu.native_mpt import CACHE_BYTES, OldValues, TrieCommitter
+from executor_gpu.native_mpt import CACHE_BYTES, OldValues, TrieCommitter, hash_keys
 from executor_gpu.types import Account, AccountChange, StateDiff
 from node.db import schema
 from node.db.api import KV, KVReader, WriteBatch
@@ -577,7 +577,7 @@ class _FlatWriter:
     ) -> OldValues:
         """The old rows of ``diff``'s accounts and of the slots it sets (``read_many``: one get
         each), kept for the change set and told to the committer."""
-        hashes = self._hashes = dict(zip(diff.accounts, map(keccak256, diff.accounts)))
+        hashes = self._hashes = dict(zip(diff.accounts, hash_keys(list(diff.accounts))))
         keys = [schema.flat_account_key(account_hash) for account_hash in hashes.values()]
         slots: list[tuple[Address, int]] = []
         for address, change in diff.accounts.items():
