@@ -111,6 +111,8 @@ def cpu_library() -> ctypes.CDLL:
     lib.mpt_error.restype = ctypes.c_char_p
     lib.mpt_supply.argtypes = [ptr, ctypes.c_char_p, ptr]
     lib.mpt_supply.restype = None
+    lib.mpt_account_values.argtypes = [ptr, ptr, ptr]
+    lib.mpt_account_values.restype = None
     lib.mpt_root.argtypes = [ptr, ptr]
     lib.mpt_root.restype = None
     lib.mpt_output_size.argtypes = [ptr, ptr]

@@ -33,7 +33,7 @@ Loader = Callable[[list[bytes]], list[bytes | None]]
 """Reads trie nodes by hash, one get each; None where the store has none."""
 
 _MPT = enum_members("evm_mpt.h")
-_RECORD = _MPT["MA_SIZE"]
+_RECORD, _VALUE_MAX = _MPT["MA_SIZE"], _MPT["MA_VALUE_MAX"]
 """An account record: address, flags, nonce (8 bytes), balance, code hash, storage root."""
 _DELETE, _KEEP_CODE, _KEEP_STORAGE = _MPT["MF_DELETE"], _MPT["MF_KEEP_CODE"], _MPT["MF_KEEP_STORAGE"]
 _STORAGE, _RESET = _MPT["MF_STORAGE"], _MPT["MF_RESET"]
@@ -60,6 +60,9 @@ class Commit:
     """Size of each encoding."""
     codes: Mapping[bytes, bytes]
     """New contract code by hash."""
+    values: Sequence[bytes | None] = ()
+    """State commits: each changed account's new value (RLP, as its leaf holds it), in the
+    diff's order; None for a deleted one."""
 
     def nodes(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         """(``prefix`` + hash, node) of every new trie node, then of every new code."""
@@ -150,7 +153,7 @@ class TrieCommitter:
         self._lib.mpt_begin_trie(
             self._open(root), root, len(changes), keys, b"".join(values), lengths.ctypes.data
         )
-        return self._run(load, {})
+        return self._run(load, {}, 0)
 
     def commit_state(self, root: bytes, diff: StateDiff, load: Loader, old: OldValues | None = None) -> Commit:
         """The state under ``root`` after ``diff``: its storage tries, then its account trie;
@@ -204,7 +207,7 @@ class TrieCommitter:
             hints, None if old is None else hint_lengths.ctypes.data,
             slot_hints, None if old is None else slot_hint_lengths.ctypes.data,
         )
-        return self._run(load, codes)
+        return self._run(load, codes, len(diff.accounts))
 
     def _open(self, root: bytes) -> int:
         if not self._session:
@@ -213,7 +216,7 @@ class TrieCommitter:
             raise ValueError("a trie root is 32 bytes")
         return self._session
 
-    def _run(self, load: Loader, codes: Mapping[bytes, bytes]) -> Commit:
+    def _run(self, load: Loader, codes: Mapping[bytes, bytes], accounts: int) -> Commit:
         lib, session = self._lib, self._session
         while (count := lib.mpt_step(session)) != 0:
             if count < 0:
@@ -236,4 +239,16 @@ class TrieCommitter:
         data_out = ctypes.create_string_buffer(total.value)
         sizes = np.empty(count, dtype=np.uint64)
         lib.mpt_output(session, hashes_out, data_out, sizes.ctypes.data)
-        return Commit(Hash32(root.raw), hashes_out.raw, data_out.raw, sizes.tolist(), codes)
+        return Commit(Hash32(root.raw), hashes_out.raw, data_out.raw, sizes.tolist(), codes,
+                      self._account_values(accounts))
+
+    def _account_values(self, count: int) -> list[bytes | None]:
+        """The new values of a state commit's ``count`` accounts (None: deleted)."""
+        packed = ctypes.create_string_buffer(_VALUE_MAX * count)
+        lengths = np.empty(count, dtype=np.int64)
+        self._lib.mpt_account_values(self._session, packed, lengths.ctypes.data)
+        data, values, at = packed.raw, [], 0
+        for length in lengths.tolist():
+            values.append(None if length < 0 else data[at : at + length])
+            at += max(length, 0)
+        return values

@@ -46,6 +46,7 @@ enum {
     MA_CODE_HASH = 61,
     MA_STORAGE_ROOT = 93,
     MA_SIZE = 125,
+    MA_VALUE_MAX = 112, /* bytes of an account's value (RLP) at most */
 };
 enum {
     MF_DELETE = 1,       /* the account no longer exists */
@@ -222,6 +223,8 @@ typedef struct {
     int phase;
     u8 *accounts; /* the host's account records (storage roots are filled in) */
     u64 naccounts;
+    const u8 **values; /* each record's new value (its leaf's), NULL while none; and its size */
+    u64 *vlens;
     mjob *storage;
     u64 nstorage;
     mjob main;    /* the account trie, or the one trie of a raw commit */
@@ -621,6 +624,8 @@ static int mpt_item(msession *s, const mchange *c, const u8 *old, u64 oldlen, mi
         mpt_fail(s, "malformed account in the state trie", NULL);
         return 0;
     }
+    s->values[c->account] = item->val; /* the last pass's stays: the final value */
+    s->vlens[c->account] = item->vlen;
     return 1;
 }
 
@@ -1014,6 +1019,8 @@ static void mpt_reset(msession *s) {
     s->nstorage = 0;
     s->accounts = NULL;
     s->naccounts = 0;
+    s->values = NULL;
+    s->vlens = NULL;
     memset(&s->main, 0, sizeof(mjob));
 }
 
@@ -1111,6 +1118,9 @@ EVM_EXPORT void mpt_begin_state(void *h, const u8 *root, u64 n, const u8 *record
     s->accounts = (u8 *)mpt_alloc(&s->work, n * MA_SIZE + 1);
     memcpy(s->accounts, records, n * MA_SIZE);
     s->naccounts = n;
+    s->values = (const u8 **)mpt_alloc(&s->work, (n + 1) * sizeof(u8 *));
+    s->vlens = (u64 *)mpt_alloc(&s->work, (n + 1) * sizeof(u64));
+    memset(s->values, 0, (n + 1) * sizeof(u8 *));
     s->main.c = (mchange *)mpt_alloc(&s->work, (n + 1) * sizeof(mchange));
     s->main.n = n;
     u64 jobs = 0;
@@ -1293,6 +1303,19 @@ EVM_EXPORT void mpt_supply(void *h, const u8 *buf, const u64 *lens) {
         e->node = n;
     }
     s->nmissing = 0;
+}
+
+/* After a state commit, each account record's new value (RLP, as its trie leaf and flat row
+ * hold it) into out (room for MA_VALUE_MAX bytes a record), concatenated, and its size into
+ * lens[i]; -1 for a deleted account. */
+EVM_EXPORT void mpt_account_values(void *h, u8 *out, i64 *lens) {
+    msession *s = (msession *)h;
+    for (u64 i = 0; i < s->naccounts; i++) {
+        lens[i] = s->values[i] ? (i64)s->vlens[i] : -1;
+        if (!s->values[i]) continue;
+        memcpy(out, s->values[i], s->vlens[i]);
+        out += s->vlens[i];
+    }
 }
 
 /* The root after the commit (32 bytes). */

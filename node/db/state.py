@@ -431,7 +431,7 @@ class StateDB:
             commit = self._committer.commit_state(parent_root, diff, load, old)
         batch.put_many(commit.nodes(prefix))
         if flat is not None:
-            flat.stage(diff, commit.root)
+            flat.stage(diff, commit.values)
             flat.finish(marker, FlatMarker(commit.root, marker.height + 1),
                         self._options.unwind_depth)
             self._record(batch, parent_root, commit.root, flat.writes)
@@ -589,35 +589,24 @@ class _FlatWriter:
         count = len(hashes)
         return OldValues(dict(zip(hashes, values[:count])), dict(zip(slots, values[count:])))
 
-    def stage(self, diff: StateDiff, root: Hash32) -> None:
-        """Write ``diff``, whose state root is ``root`` (its new nodes staged in the batch)."""
-        new_state: HexaryTrie | None = None
-        for address, change in diff.accounts.items():
+    def stage(self, diff: StateDiff, values: Sequence[bytes | None]) -> None:
+        """Write ``diff``, whose accounts' new rows (``values``, None: deleted; their trie
+        values) the committer made."""
+        for (address, change), value in zip(diff.accounts.items(), values, strict=True):
             account_hash = self._hashes[address]
             key = schema.flat_account_key(account_hash)
-            old = self._previous(key)
-            roots = _EMPTY_ROOTS if old is None else _stored_roots(old)
-            if (change is None or change.storage_reset) and roots[1:33] != EMPTY_ROOT:
+            if change is None or change.storage_reset:
+                old = self._previous(key)
                 # Only accounts with a storage root have slots: creations skip the scan.
-                prefix = schema.flat_storage_prefix(account_hash)
-                for slot_key, _ in list(self._batch.iterate(prefix)):
-                    self._set(slot_key, None)
-            if change is None:
-                self._set(key, None)
-            elif change.storage:
-                # The committer keeps new storage roots to itself: read the account's new value
-                # from the new trie (the few accounts whose storage a block changes).
-                new_state = new_state or HexaryTrie(NodeStore(self._batch), root)
-                self._set(key, _trie_get(new_state, account_hash) or None)
+                if old is not None and _stored_roots(old)[1:33] != EMPTY_ROOT:
+                    prefix = schema.flat_storage_prefix(account_hash)
+                    for slot_key, _ in list(self._batch.iterate(prefix)):
+                        self._set(slot_key, None)
+            self._set(key, value)
+            if change is not None:
                 for slot, slot_value in change.storage.items():
                     slot_key = schema.flat_storage_key(account_hash, _slot_hash(slot))
                     self._set(slot_key, _int_bytes(slot_value) or None)
-            else:
-                # Most of a block: nonce and balance change, the old roots stay (no decoding).
-                storage_root = _EMPTY_ROOTS[:33] if change.storage_reset else roots[:33]
-                code = roots[33:] if change.code is None else b"\xa0" + keccak256(change.code)
-                payload = _rlp_int(change.nonce) + _rlp_int(change.balance) + storage_root + code
-                self._set(key, fast_rlp.length_prefix(len(payload), 0xC0) + payload)
 
     def finish(self, before: FlatMarker, after: FlatMarker, depth: int) -> None:
         """Stage the change set (none for genesis, which never unwinds, nor with ``depth`` 0),
@@ -659,24 +648,11 @@ def _slot_hash(slot: int) -> Hash32:
     return keccak256(slot.to_bytes(32, "big"))
 
 
-_EMPTY_ROOTS = b"\xa0" + EMPTY_ROOT + b"\xa0" + EMPTY_CODE_HASH
-"""How an account's RLP ends without storage or code: its storage root and code hash, each a
-32-byte string (0xa0 and the bytes)."""
-
-
 def _stored_roots(account: bytes) -> bytes:
     """The RLP of an account's storage root and code hash: the last 66 bytes of its value."""
     if len(account) < 70 or account[-66] != 0xA0 or account[-33] != 0xA0:
         raise Halt("malformed account in the state")
     return account[-66:]
-
-
-def _rlp_int(value: int) -> bytes:
-    """RLP of an integer below 2**256 (a string of at most 32 bytes, so a one-byte prefix)."""
-    if 0 < value < 0x80:
-        return bytes([value])
-    data = _int_bytes(value)
-    return bytes([0x80 + len(data)]) + data
 
 
 def _trie_get(trie: HexaryTrie, key: bytes) -> bytes:
