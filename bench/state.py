@@ -16,9 +16,9 @@ the machine and the process's RSS; never fails for being slow.
     python -m bench.state --accounts 1000000 --txs 10000 --py-trie-blocks 1
     python -m bench.state --accounts 1000000 --dir /tmp/state1m   # twice: build, then restarted
 
-A 10M-account state in two steps, each well inside 10 minutes on a 16-core host (the build
-writes about 3 GB; peak RSS about 2 GB): ``--blocks 0`` builds and keeps it, the second run
-is a restarted node on it:
+A 10M-account state in two steps (the build writes about 3 GB and holds one chunk's commit
+in memory, so its peak RSS does not grow with ``--accounts``): ``--blocks 0`` builds and keeps
+it, the second run is a restarted node on it:
 
     python -m bench.state --accounts 10000000 --dir build/state10m --blocks 0 --reads 0
     python -m bench.state --accounts 10000000 --dir build/state10m --txs 50000 --blocks 4
