@@ -1,8 +1,9 @@
 """Block execution + commit throughput: N plain transfers per block through the node's own path.
 
-Builds a node on LevelDB in a temporary directory, pools N signed transfers from distinct
-prefunded senders, and times `Node.produce_block` (select, execute, state root, one atomic
-LevelDB write). Prints what it measured and on what machine; never fails for being slow.
+Builds a node on LevelDB in a temporary directory, wired as `l2node run` wires it (native batch
+decode and ordered roots), pools N signed transfers from distinct prefunded senders, and times
+`Node.produce_block` (select, execute, state root, one atomic LevelDB write) with the block's
+stage times. Prints what it measured and on what machine; never fails for being slow.
 
     python -m bench.block_commit --txs 2000 --blocks 3
 """
@@ -10,6 +11,7 @@ LevelDB write). Prints what it measured and on what machine; never fails for bei
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import tempfile
@@ -18,10 +20,13 @@ from pathlib import Path
 
 from eth_account import Account
 
+from executor_gpu.ordered import ordered_root
+from executor_gpu.recover import batch_decode
 from node.db.leveldb import LevelDBKV
 from node.db.state import GenesisAccount
 from node.node import ChainParams, Node
 from node.run import make_executor
+from node.stages import format_stages
 from primitives.clock import SystemClock
 from primitives.crypto import keccak256, private_key_to_address
 from sequencer.types import PoolConfig
@@ -47,15 +52,23 @@ def main() -> None:
             ChainParams(CHAIN_ID, max(30_000_000, args.txs * 21_000), 10**9, 1_700_000_000, args.txs),
             PoolConfig(max_per_sender=64, max_total=args.txs * 2),
             executor, caller, keccak256(b"bench validator"), SystemClock(),
+            decode=batch_decode(), ordered_root=ordered_root(),
         )
         node.init_or_resume({s: GenesisAccount(balance=10**24) for s in senders})
+        blocks = _BlockLines()
+        logging.getLogger("l2node").addHandler(blocks)
+        logging.getLogger("l2node").setLevel(logging.INFO)
         timings = []
         for block in range(args.blocks):
             fee = 2 * node.next_base_fee() + 10**9
-            for i, key in enumerate(keys):
-                tx = {"chainId": CHAIN_ID, "nonce": block, "to": senders[(i + 1) % len(senders)],
-                      "value": 1, "gas": 21_000, "maxFeePerGas": fee, "maxPriorityFeePerGas": 10**9}
-                node.submit(bytes(Account.sign_transaction(tx, key).raw_transaction))
+            raws = [
+                bytes(Account.sign_transaction(
+                    {"chainId": CHAIN_ID, "nonce": block, "to": senders[(i + 1) % len(senders)],
+                     "value": 1, "gas": 21_000, "maxFeePerGas": fee,
+                     "maxPriorityFeePerGas": 10**9}, key).raw_transaction)
+                for i, key in enumerate(keys)
+            ]
+            node.submit_many(raws)
             start = time.perf_counter()
             header = node.produce_block()
             timings.append(time.perf_counter() - start)
@@ -64,9 +77,24 @@ def main() -> None:
     best = min(timings)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}; executor {executor.name}")
-    for i, t in enumerate(timings):
-        print(f"block {i + 1}: {args.txs} transfers in {t:.3f} s = {args.txs / t:,.0f} tx/s")
+    for i, (t, stages) in enumerate(zip(timings, blocks.stages, strict=True)):
+        print(f"block {i + 1}: {args.txs} transfers in {t:.3f} s = {args.txs / t:,.0f} tx/s  "
+              f"{format_stages(stages)}")
     print(f"best: {args.txs / best:,.0f} tx/s (execute + state root + atomic LevelDB commit)")
+
+
+class _BlockLines(logging.Handler):
+    """Keeps the stage times of each committed block's log line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stages: list[dict[str, float]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict) and "txs" in fields:
+            self.stages.append({name[:-3]: ms / 1000 for name, ms in fields.items()
+                                if name.endswith("_ms") and name != "finality_ms"})
 
 
 if __name__ == "__main__":

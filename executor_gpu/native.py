@@ -96,6 +96,15 @@ def _flag(entries: npt.NDArray[np.uint64], flag: str) -> npt.NDArray[np.bool_]:
     return mask
 
 
+def _last_of_key(keys: npt.NDArray[np.int64], mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """Where mask holds, the last entry of each key; False elsewhere."""
+    chosen = np.flatnonzero(mask)
+    _, from_end = np.unique(keys[chosen][::-1], return_index=True)
+    last = np.zeros(len(keys), dtype=bool)
+    last[chosen[len(chosen) - 1 - from_end]] = True
+    return last
+
+
 def _first(mask: npt.NDArray[np.bool_], owners: npt.NDArray[np.int64], default: int) -> int:
     """Smallest owner where mask holds, else ``default``."""
     return int(owners[mask].min()) if mask.any() else default
@@ -207,6 +216,23 @@ class _Batch:
         if retry:
             self._run(retry, LARGE_CAPS, device)
 
+    def _run_in_order(self, tx_ids: list[int]) -> None:
+        """Runs ``tx_ids``, every runnable transaction from the first uncommitted one on, in one
+        sequential launch on the CPU build: a chain of transactions that each read what the one
+        before wrote commits in one round, not one round each. The transaction it stopped at
+        runs again as ``_run`` runs it (keys, larger buffers, the host); those after it wait."""
+        tx_ids = tx_ids[: self.executor.chunk]
+        gas_left = min(self.env.gas_limit - self.gas_used, GAS_CAP - 1)
+        compacted = self.executor.cpu().run_sequential(self._inputs(), tx_ids, self.executor.caps, gas_left)
+        launch = LaunchResults(compacted, self.committed, in_order=tx_ids)
+        status = launch.result[:, ABI["RS_STATUS"]]
+        ran = int(np.count_nonzero(status != ABI["ST_SKIPPED"]))
+        for slot, k in enumerate(tx_ids[:ran]):
+            self.results[k] = SlotResult(launch, slot)
+        if ran and status[ran - 1] >= ABI["ST_CONTROL_FIRST"]:
+            self.results[tx_ids[ran - 1]] = None
+            self._run([tx_ids[ran - 1]], self.executor.caps)
+
     def _load_needed(
         self, needs: npt.NDArray[np.uint64], owners: npt.NDArray[np.int64], given: tuple[int, int]
     ) -> None:
@@ -237,16 +263,17 @@ class _Batch:
         while self.committed < n:
             end = min(n, self.committed + window)
             committed = self.committed
-            runnable = self.static_ok[committed:end] & (self.after[committed:end] < committed)
-            candidates = (np.flatnonzero(runnable) + committed).tolist()
-            # After a conflict, results past it may be stale too: run those again as well.
-            if stale:
-                todo = [k for k, ok in zip(candidates, self._valid_many(candidates)) if not ok]
-            else:
-                todo = [k for k in candidates if self.results[k] is None]
             before = self.committed
-            if todo:
-                self._run(todo, self.executor.caps)
+            if stale:
+                # After a conflict, results past it may be stale too, and more conflicts tend
+                # to follow (a chain of payments): run the window in order, each transaction
+                # on the state the ones before it left.
+                self._run_in_order((np.flatnonzero(self.static_ok[committed:end]) + committed).tolist())
+            else:
+                runnable = self.static_ok[committed:end] & (self.after[committed:end] < committed)
+                todo = [k for k in (np.flatnonzero(runnable) + committed).tolist() if self.results[k] is None]
+                if todo:
+                    self._run(todo, self.executor.caps)
             start = time.perf_counter()
             stale = self._commit_ready()
             self.executor.host_time.commit += time.perf_counter() - start
@@ -294,32 +321,6 @@ class _Batch:
             return False
         return result.base == self.committed or not self._stale_reads(result.entries, result.base).any()
 
-    def _valid_many(self, ks: list[int]) -> list[bool]:
-        """``_valid`` of each of ``ks``, with one staleness check per launch instead of one
-        per transaction."""
-        valid = [False] * len(ks)
-        groups: dict[int, tuple[LaunchResults, list[int], list[int]]] = {}
-        for at, k in enumerate(ks):
-            result = self.results[k]
-            if result is None:
-                continue
-            if result.base == self.committed:
-                valid[at] = True
-                continue
-            launch = result.launch
-            _, positions, slots = groups.setdefault(id(launch), (launch, [], []))
-            positions.append(at)
-            slots.append(result.slot)
-        for launch, positions, slots in groups.values():
-            stale = self._stale_reads(launch.entries, launch.base)
-            seen = np.concatenate([[0], np.cumsum(stale)])  # stale entries before each entry
-            starts = launch.entry_starts
-            chosen = np.array(slots, dtype=np.int64)
-            clean = seen[starts[chosen + 1]] == seen[starts[chosen]]
-            for at, ok in zip(positions, clean.tolist()):
-                valid[at] = ok
-        return valid
-
     # -- commit ----------------------------------------------------------------
 
     def _commit_ready(self) -> bool:
@@ -348,7 +349,8 @@ class _Batch:
 
     def _commit_run(self, k: int) -> int:
         """Commits, with array operations, the longest run of plain results from k that neither
-        read stale state nor conflict with each other; returns how many."""
+        read stale state nor conflict with each other (in a sequential launch, each read what
+        the ones before it wrote); returns how many."""
         head = self.results[k]
         assert head is not None
         launch, first = head.launch, head.slot
@@ -374,7 +376,7 @@ class _Batch:
             return 0
         entries = launch.entries[launch.entry_starts[first] : launch.entry_starts[first + stop]]
         owners = np.repeat(np.arange(stop, dtype=np.int64), res[:stop, ABI["RS_N_ENTRIES"]].astype(np.int64))
-        stop = min(stop, _first(self._stale_reads(entries, launch.base), owners, stop))
+        stop = min(stop, _first(self._stale_reads(entries, head.base), owners, stop))
         rows = entries[:, ABI["E_ROW"]].astype(np.int64)
         kinds = entries[:, ABI["E_KIND"]]
         known = _flag(entries, "EF_KNOWN")
@@ -400,10 +402,16 @@ class _Batch:
             entries[slot, ABI["E_VALUE"] : ABI["E_VALUE"] + 4]
             != self.tables.slots.data[rows[slot], ABI["SL_VALUE"] : ABI["SL_VALUE"] + 4]
         ).any(axis=1)
-        stop = min(stop, self._first_conflict(entries, owners, rows, kinds, changed, stop))
+        keys = rows * 2 + (kinds == ABI["EK_SLOT"])
+        in_order = launch.in_order is not None
+        stop = min(stop, self._first_conflict(entries, owners, keys, changed, stop, in_order))
         if stop == 0:
             return 0
         mine = owners < stop
+        if in_order:
+            # An entry holds its row's value after its own transaction, which ran on what the
+            # ones before it left: the row's last entry in the run holds its final value.
+            changed &= _last_of_key(keys, mine & (account | slot))
         self._grow_write_marks()
         write = mine & changed & account
         self.tables.commit_accounts(rows[write], entries[write], _ENTRY_WORDS)
@@ -419,12 +427,18 @@ class _Batch:
         return stop
 
     def _first_conflict(
-        self, entries: npt.NDArray[np.uint64], owners: npt.NDArray[np.int64], rows: npt.NDArray[np.int64],
-        kinds: npt.NDArray[np.uint64], changed: npt.NDArray[np.bool_], stop: int,
+        self, entries: npt.NDArray[np.uint64], owners: npt.NDArray[np.int64], keys: npt.NDArray[np.int64],
+        changed: npt.NDArray[np.bool_], stop: int, in_order: bool,
     ) -> int:
         """First transaction of a run that read a row an earlier one of the run changes (the
-        coinbase counts as changed by every transaction: it is paid fees)."""
-        keys = rows * 2 + (kinds == ABI["EK_SLOT"])
+        coinbase counts as changed by every transaction: it is paid fees, which the run's
+        commit adds up); in a sequential launch, only the coinbase counts."""
+        loaded = _flag(entries, "EF_LOADED")
+        read_keys = keys[loaded]
+        readers = owners[loaded]
+        coinbase = (read_keys == self.coinbase_row * 2) & (readers > 0)
+        if in_order:
+            return _first(coinbase, readers, stop)
         written_keys = keys[changed]
         writers = owners[changed]
         order = np.lexsort((writers, written_keys))
@@ -432,14 +446,10 @@ class _Batch:
         firsts = np.ones(len(written_keys), dtype=bool)
         firsts[1:] = written_keys[1:] != written_keys[:-1]
         written_keys, writers = written_keys[firsts], writers[firsts]
-        loaded = _flag(entries, "EF_LOADED")
-        read_keys = keys[loaded]
-        readers = owners[loaded]
         at = np.minimum(np.searchsorted(written_keys, read_keys), max(len(written_keys) - 1, 0))
         conflict = np.zeros(len(read_keys), dtype=bool)
         if len(written_keys):
             conflict = (written_keys[at] == read_keys) & (writers[at] < readers)
-        coinbase = (read_keys == self.coinbase_row * 2) & (readers > 0)
         return _first(conflict | coinbase, readers, stop)
 
     def _commit_one(self, k: int, result: SlotResult) -> None:
@@ -616,21 +626,28 @@ class NativeExecutor:
         self.host_runs: Counter[str] = Counter()
         """Runs of transactions on the host's CPU build instead of the device (the GPU build's
         point evaluations), since this executor was made (a wave may run one again)."""
-        self._host: CpuDevice | None = None
+        self._cpu: CpuDevice | None = None
         self.host_time = HostTime()
         """Where the host's time went since it was last reset (the device's is ``device.time``)."""
         self.slot_patterns = SlotPatterns(cpu_library())
         """Which slots its contracts' functions read, learned from the blocks it ran."""
 
+    def cpu(self) -> CpuDevice:
+        """The CPU build: the executor's own device when that is it (sequential launches and
+        point evaluations run there)."""
+        if self._cpu is None:
+            own = self.device
+            self._cpu = own if isinstance(own, CpuDevice) else CpuDevice(cpu_library())
+        return self._cpu
+
     def host(self) -> CpuDevice:
         """The device that runs point evaluations: the CPU build given c-kzg-4844 and the
-        trusted setup, loaded on first use (seconds: most processes never need it). It is the
-        executor's own device when that is the CPU build; the GPU build cannot call the host."""
-        if self._host is None:
-            own = self.device
-            self._host = own if isinstance(own, CpuDevice) else CpuDevice(cpu_library())
-            self._host.kzg = kzg_verifier()
-        return self._host
+        trusted setup, loaded on first use (seconds: most processes never need it). The GPU
+        build cannot call the host."""
+        host = self.cpu()
+        if host.kzg == (0, 0):
+            host.kzg = kzg_verifier()
+        return host
 
     def execute(self, pre_state: StateReader, block_env: BlockEnv, txs: Sequence[Transaction]) -> BatchResult:
         """Run ``txs`` in order on ``pre_state``; the result equals the reference executor's."""

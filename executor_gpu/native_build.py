@@ -74,6 +74,8 @@ def cpu_library() -> ctypes.CDLL:
     u64, ptr = ctypes.c_uint64, ctypes.c_void_p
     lib.evm_run.argtypes = [ptr, u64, u64, u64]
     lib.evm_run.restype = None
+    lib.evm_run_sequential.argtypes = [ptr, u64]
+    lib.evm_run_sequential.restype = u64
     lib.evm_build_index.argtypes = [ptr, u64, u64, u64, u64, ptr, u64]
     lib.evm_build_index.restype = None
     lib.evm_analyze_codes.argtypes = [ptr, u64, u64, ptr, ptr]

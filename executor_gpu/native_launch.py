@@ -283,6 +283,17 @@ class CpuDevice:
         self.time = DeviceTime()
 
     def run(self, inputs: Inputs, tx_ids: list[int], caps: SlotCaps) -> Compacted:
+        return self._launch(inputs, tx_ids, caps, None)
+
+    def run_sequential(self, inputs: Inputs, tx_ids: list[int], caps: SlotCaps, gas_left: int) -> Compacted:
+        """Runs ``tx_ids`` one after another, each on the state the ones before it left, on one
+        thread (see evm_run_sequential: it stops before a transaction whose gas limit is over
+        ``gas_left`` and after one whose effects it cannot follow; the slots after the stop
+        get ST_SKIPPED). The tables of ``inputs`` are left as they were."""
+        return self._launch(inputs, tx_ids, caps, gas_left)
+
+    def _launch(self, inputs: Inputs, tx_ids: list[int], caps: SlotCaps, gas_left: int | None) -> Compacted:
+        """A launch: on the workers' threads, or sequential over ``gas_left`` when given."""
         n = len(tx_ids)
         out = self._buffers.get(n, caps)
         scratch = self._scratch.get(caps)
@@ -291,13 +302,17 @@ class CpuDevice:
             if caps != LARGE_CAPS:  # the large arenas are too big to keep around
                 self._scratch[caps] = scratch
         ins = {name: np.ascontiguousarray(a) for name, a in _input_arrays(inputs, tx_ids).items()}
+        if gas_left is not None:  # it writes each transaction's effects into the tables
+            ins["D_ACC"], ins["D_SLOT"] = ins["D_ACC"].copy(), ins["D_SLOT"].copy()
         desc = descriptor(
             ins, _output_arrays(out), scratch, n, caps,
             (inputs.account_index.mask, inputs.slot_index.mask), _host_address, self.kzg,
         )
         start = time.perf_counter()
         chunk = -(-n // self._workers)
-        if self._pool is None or n < 2:
+        if gas_left is not None:
+            self._lib.evm_run_sequential(desc.ctypes.data, gas_left)
+        elif self._pool is None or n < 2:
             self._lib.evm_run(desc.ctypes.data, 0, n, 0)
         else:
             ranges = [(w * chunk, min(chunk, n - w * chunk), w) for w in range(self._workers) if w * chunk < n]

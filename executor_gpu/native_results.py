@@ -20,9 +20,12 @@ U64Array = npt.NDArray[np.uint64]
 class LaunchResults:
     """The compacted results of one launch, and the state they read."""
 
-    def __init__(self, compacted: Compacted, base: int) -> None:
+    def __init__(self, compacted: Compacted, base: int, in_order: list[int] | None = None) -> None:
         self.base = base
         """Transactions committed when the launch ran: every result read that state."""
+        self.in_order = in_order
+        """For a sequential launch, the transaction each slot ran (all runnable ones from the
+        first uncommitted on): a slot read the state after every transaction before its own."""
         c = compacted
         self.result = c.result
         self.entries, self.entry_starts = c.entries, c.entry_starts
@@ -79,7 +82,9 @@ class SlotResult:
 
     @property
     def base(self) -> int:
-        return self.launch.base
+        """Transactions committed in the state it read."""
+        in_order = self.launch.in_order
+        return self.launch.base if in_order is None else in_order[self.slot]
 
     @property
     def status(self) -> int:

@@ -26,6 +26,80 @@ EVM_EXPORT void evm_run(const u64 *desc, u64 first, u64 count, u64 worker) {
     for (u64 slot = first; slot < first + count; slot++) evm_run_slot(desc, slot, worker);
 }
 
+/* Puts the effects of slot s of a sequential launch into the launch's tables: the final values
+ * of what it touched, then its fee to the coinbase (as the host commits them); gas_left loses
+ * its gas. Returns 0, changing nothing, when the tables cannot hold its effects: it is not
+ * decided, or it deployed code, wrote storage no row holds, or deleted an account. */
+static int seq_apply(const u64 *desc, u64 s, u64 *gas_left) {
+    u64 *res = (u64 *)desc[D_RESULT] + s * RS_WORDS;
+    u64 status = res[RS_STATUS];
+    if (status >= ST_CONTROL_FIRST || res[RS_NEW_CODE]) return 0;
+    if (status >= ST_REJECT_FIRST) return 1; /* not included: changes nothing */
+    u64 *acc = (u64 *)desc[D_ACC];
+    u64 *slots = (u64 *)desc[D_SLOT];
+    const u64 *ent = (const u64 *)desc[D_ENTRIES] + s * desc[D_CAP_ENTRIES] * E_WORDS;
+    u64 n_ent = res[RS_N_ENTRIES];
+    for (int apply = 0; apply < 2; apply++) {
+        for (u64 i = 0; i < n_ent; i++) {
+            const u64 *p = ent + i * E_WORDS;
+            if (p[E_KIND] == EK_TSLOT || !(p[E_FLAGS] & EF_KNOWN)) continue;
+            u64 row = p[E_ROW];
+            if (row == (u64)-1) return 0;
+            if (p[E_KIND] == EK_SLOT) {
+                if (apply) u256_store(slots + row * SL_WORDS + SL_VALUE, u256_load(p + E_VALUE));
+                continue;
+            }
+            u64 *a = acc + row * ACC_WORDS;
+            int exists = (p[E_FLAGS] & EF_EXISTS) != 0;
+            if (!exists && (a[ACC_FLAGS] & AF_EXISTS)) return 0; /* a deletion also drops storage */
+            if (!apply) continue;
+            a[ACC_NONCE] = p[E_NONCE];
+            a[ACC_CODE] = p[E_CODE];
+            u256_store(a + ACC_BALANCE, u256_load(p + E_VALUE));
+            u256_store(a + ACC_CODE_HASH, u256_load(p + E_ORIG));
+            a[ACC_FLAGS] = exists ? (a[ACC_FLAGS] | AF_EXISTS) : (a[ACC_FLAGS] & ~(u64)AF_EXISTS);
+        }
+    }
+    /* The fee, then EIP-161: the coinbase counts as touched by every transaction. */
+    const u64 *tx = (const u64 *)desc[D_TX] + ((const u64 *)desc[D_RUN])[s] * TX_WORDS;
+    const u64 *env = (const u64 *)desc[D_ENV];
+    u256 tip = u256_sub(u256_load(tx + TX_PRICE), u256_load(env + ENV_BASE_FEE));
+    u256 fee = u256_mul(u256_of(res[RS_GAS_USED]), tip);
+    i64 row = tbl_find(acc, ACC_WORDS, (const i32 *)desc[D_ACC_INDEX], desc[D_ACC_MASK], env + ENV_COINBASE, 4);
+    if (row < 0) return 0; /* the host always loads the coinbase */
+    u64 *a = acc + (u64)row * ACC_WORDS;
+    if ((a[ACC_FLAGS] & AF_EXISTS) || !u256_is_zero(fee)) {
+        u256 balance = u256_add(u256_load(a + ACC_BALANCE), fee);
+        u256_store(a + ACC_BALANCE, balance);
+        int empty = a[ACC_NONCE] == 0 && u256_is_zero(balance) && a[ACC_CODE] == (u64)-1;
+        a[ACC_FLAGS] = empty ? (a[ACC_FLAGS] & ~(u64)AF_EXISTS) : (a[ACC_FLAGS] | AF_EXISTS);
+    }
+    *gas_left -= res[RS_GAS_USED];
+    return 1;
+}
+
+/* Runs the slots of a launch one after another on worker 0's arenas, each on the state the ones
+ * before it left (seq_apply puts each slot's effects into the account and slot tables, which the
+ * host passes as copies): a chain of dependent transactions runs in one launch. Stops before a
+ * slot whose gas limit is over gas_left, and after one seq_apply cannot follow; the slots after
+ * the stop get ST_SKIPPED. Returns the slots run. */
+EVM_EXPORT u64 evm_run_sequential(const u64 *desc, u64 gas_left) {
+    u64 n = desc[D_N_RUN];
+    u64 s = 0;
+    while (s < n) {
+        const u64 *tx = (const u64 *)desc[D_TX] + ((const u64 *)desc[D_RUN])[s] * TX_WORDS;
+        if (tx[TX_GAS] > gas_left) break;
+        evm_run_slot(desc, s, 0);
+        if (!seq_apply(desc, s++, &gas_left)) break;
+    }
+    for (u64 rest = s; rest < n; rest++) {
+        u64 *res = (u64 *)desc[D_RESULT] + rest * RS_WORDS;
+        for (int i = 0; i < RS_WORDS; i++) res[i] = 0;
+        res[RS_STATUS] = ST_SKIPPED;
+    }
+    return s;
+}
+
 /* Adds records [first, n) to the open-addressing index (mask + 1 entries, -1 where empty) over
  * records whose key is their first nkey words; the interpreter's tbl_find reads it, on the
  * CPU or the device. */

@@ -168,6 +168,7 @@ enum evm_status {
     ST_NEEDS_KEY = 64,     /* state the host did not give: load the EF_ASSUMED entries, run again */
     ST_RESOURCE = 65,      /* a per-slot buffer is too small: run again with larger ones */
     ST_UNSUPPORTED = 66,   /* a feature the interpreter lacks: use the reference executor */
+    ST_SKIPPED = 67,       /* not run: a sequential launch stopped before it */
 };
 
 /* Why a transaction went to the reference executor, beside precompile addresses 1-10. */
