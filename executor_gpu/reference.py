@@ -253,6 +253,8 @@ class _FlatStorageLookup(StorageLookup):
         if not self._reads_flat():
             value: bytes = super().__getitem__(key)
             return value
+        if self._pre_root == EMPTY_ROOT:
+            return b""  # no storage: nothing to read
         # ``key`` is the slot number, big-endian (AccountStorageDB's key)
         slot_value = self._pre_state.get_storage(self._address, int.from_bytes(key, "big"))
         return fast_rlp.encode_uint(slot_value) if slot_value else b""
