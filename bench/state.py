@@ -7,13 +7,22 @@ random existing senders, recipients half existing and half new), it times
 ``StateDB.apply`` (the root, with every new node staged) and the atomic LevelDB commit
 (persist). py-trie (``HexaryTrie`` with ``squash_changes``, as py-evm uses it) applies the
 same diffs for ``--py-trie-blocks`` blocks in the same run, from the same parent state, and
-its roots must match. Last, random account reads per second through the trie: py-trie
-lookups (``StateView.get_account``) and the executor's batched native walk (``TrieReader``).
-Prints the machine and the process's peak RSS; never fails for being slow.
+its roots must match. Last, random account reads per second: from the flat tables as the node
+reads its head (``StateDB.at``, one get each, cold cache), by py-trie walks (a ``StateView``
+without the flat tables) and by the executor's batched native walk (``TrieReader``). Prints
+the machine and the process's RSS; never fails for being slow.
 
     python -m bench.state --accounts 100000 --txs 10000
     python -m bench.state --accounts 1000000 --txs 10000 --py-trie-blocks 1
     python -m bench.state --accounts 1000000 --dir /tmp/state1m   # twice: build, then restarted
+
+A 10M-account state in two steps (the build writes about 6 GB and commits ``--chunk``
+accounts at a time; its peak RSS was 1.5 GB at 1M accounts and 2.9 GB at 3M, half of it
+LevelDB's mapped tables): ``--blocks 0`` builds and keeps it, the second run is a restarted
+node on it:
+
+    python -m bench.state --accounts 10000000 --dir build/state10m --blocks 0 --reads 0
+    python -m bench.state --accounts 10000000 --dir build/state10m --txs 50000 --blocks 4
 """
 
 from __future__ import annotations
@@ -40,8 +49,8 @@ from executor_gpu.native_mpt import CACHE_BYTES
 from executor_gpu.native_state import TrieReader
 from executor_gpu.types import AccountChange, StateDiff
 from node.db.leveldb import LevelDBKV
-from node.db.schema import state_node_key
-from node.db.state import StateDB
+from node.db.schema import STATE_NODE_PREFIX, state_node_key
+from node.db.state import StateDB, StateView
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
 from primitives.types import Address, Hash32
@@ -113,12 +122,15 @@ class _Writable(dict[bytes, bytes]):
 
 
 class CountingKV(LevelDBKV):
-    """LevelDB that counts its gets: the trie nodes a block read from the store."""
+    """LevelDB that counts its gets: the trie nodes a block read from the store, and the rest
+    (flat rows)."""
 
     gets = 0
+    node_gets = 0
 
     def get(self, key: bytes) -> bytes | None:
         self.gets += 1
+        self.node_gets += key.startswith(STATE_NODE_PREFIX)
         return super().get(key)
 
 
@@ -158,6 +170,7 @@ def main() -> None:
           f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
     rng = random.Random(1)
     with tempfile.TemporaryDirectory() if args.dir is None else nullcontext(args.dir) as folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
         kv = CountingKV(Path(folder) / "state")
         state = StateDB(kv, args.cache_mib << 20)
         saved = Path(folder) / f"root-{args.accounts}"
@@ -180,7 +193,7 @@ def main() -> None:
         for block in range(args.blocks):
             diff = block_diff(rng, args.accounts, args.txs, block)
             batch = kv.write_batch()
-            kv.gets = 0
+            kv.gets = kv.node_gets = 0
             start, cpu = time.perf_counter(), time.process_time()
             new_root = state.apply(root, diff, batch)
             applied = time.perf_counter() - start
@@ -190,7 +203,7 @@ def main() -> None:
             # CPU time of all threads: on a shared box, what the work costs apart from waiting
             cpu = time.process_time() - cpu
             line = (f"block {block + 1}: {args.txs:,} transfers ({len(diff.accounts):,} accounts), "
-                    f"{kv.gets:,} nodes read, {staged:,} written: root {applied * 1000:.0f} ms + persist "
+                    f"{kv.node_gets:,} nodes and {kv.gets - kv.node_gets:,} flat rows read, {staged:,} written: root {applied * 1000:.0f} ms + persist "
                     f"{(persisted - applied) * 1000:.0f} ms = {persisted * 1000:.0f} ms"
                     f" (CPU {cpu * 1000:.0f} ms)")
             if block < args.py_trie_blocks:
@@ -203,25 +216,36 @@ def main() -> None:
             root = new_root
         if args.dir is not None:
             saved.write_text(root.hex())
-        picks = [address(rng.randrange(args.accounts)) for _ in range(args.reads)]
-        view = state.at(root)
+        if args.reads:
+            print(f"random account reads: {reads(state, kv, root, rng, args.accounts, args.reads)}")
+        print(f"{rss_now()}, {rss_mib():,.0f} MiB at peak")
+        kv.close()
+
+
+def reads(state: StateDB, kv: LevelDBKV, root: Hash32, rng: random.Random, accounts: int, count: int) -> str:
+    """Random account reads per second at the head: flat, by py-trie walks, by native walks."""
+    rates = []
+    head = state.at(root)
+    assert head.reads_flat
+    for view in (head, StateView(kv, root)):
+        picks = [address(rng.randrange(accounts)) for _ in range(count)]
         start = time.perf_counter()
         for addr in picks:
             assert view.get_account(addr) is not None
-        took = time.perf_counter() - start
-        print(f"reads through the trie: py-trie {args.reads / took:,.0f} accounts/s", end="", flush=True)
-        reader = TrieReader(view.node_store, cpu_library())
-        keys = np.frombuffer(b"".join(picks), dtype=np.uint8).reshape(-1, 20)
-        start = time.perf_counter()
-        paths = reader.paths(keys)
-        roots = np.tile(np.frombuffer(root, dtype=np.uint8), (len(picks), 1))
-        rows = np.zeros((len(picks), ABI["ACC_WORDS"]), dtype=np.uint64)
-        found = reader.walk(roots, paths, rows, np.zeros((len(picks), 32), dtype=np.uint8))
-        took = time.perf_counter() - start
-        assert found.all()
-        print(f"; native batched walk {args.reads / took:,.0f} accounts/s")
-        print(f"{rss_now()}, {rss_mib():,.0f} MiB at peak")
-        kv.close()
+        rates.append(count / (time.perf_counter() - start))
+    picks = [address(rng.randrange(accounts)) for _ in range(count)]
+    reader = TrieReader(head.node_store, cpu_library())
+    keys = np.frombuffer(b"".join(picks), dtype=np.uint8).reshape(-1, 20)
+    start = time.perf_counter()
+    paths = reader.paths(keys)
+    roots = np.tile(np.frombuffer(root, dtype=np.uint8), (len(picks), 1))
+    rows = np.zeros((len(picks), ABI["ACC_WORDS"]), dtype=np.uint64)
+    found = reader.walk(roots, paths, rows, np.zeros((len(picks), 32), dtype=np.uint8))
+    rates.append(count / (time.perf_counter() - start))
+    assert found.all()
+    flat, walked, native = rates
+    return (f"flat {flat:,.0f}/s (StateDB.at(head), cold cache), py-trie walk {walked:,.0f}/s,"
+            f" native batched walk {native:,.0f}/s")
 
 
 if __name__ == "__main__":

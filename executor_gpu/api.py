@@ -35,6 +35,13 @@ class StateReader(Protocol):
         """Trie nodes and contract code keyed by their Keccak-256 hash (for trie-walking executors)."""
         ...
 
+    @property
+    def reads_flat(self) -> bool:
+        """True while ``get_account`` and ``get_storage`` read flat tables, one read each: an
+        executor then reads through them; False: they walk the trie, as an executor can
+        itself (under ``state_root`` in ``node_store``)."""
+        ...
+
     def get_account(self, address: Address) -> Account | None:
         """The account, or None when it does not exist."""
         ...

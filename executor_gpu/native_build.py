@@ -101,7 +101,9 @@ def cpu_library() -> ctypes.CDLL:
     lib.mpt_close.restype = None
     lib.mpt_begin_trie.argtypes = [ptr, ctypes.c_char_p, u64, ctypes.c_char_p, ctypes.c_char_p, ptr]
     lib.mpt_begin_trie.restype = None
-    lib.mpt_begin_state.argtypes = [ptr, ctypes.c_char_p, u64, ctypes.c_char_p, ctypes.c_char_p, ptr]
+    lib.mpt_begin_state.argtypes = [
+        ptr, ctypes.c_char_p, u64, ctypes.c_char_p, ctypes.c_char_p, ptr, ctypes.c_char_p, ptr, ctypes.c_char_p, ptr
+    ]
     lib.mpt_begin_state.restype = None
     lib.mpt_step.argtypes = [ptr]
     lib.mpt_step.restype = ctypes.c_int64
@@ -111,6 +113,8 @@ def cpu_library() -> ctypes.CDLL:
     lib.mpt_error.restype = ctypes.c_char_p
     lib.mpt_supply.argtypes = [ptr, ctypes.c_char_p, ptr]
     lib.mpt_supply.restype = None
+    lib.mpt_account_values.argtypes = [ptr, ptr, ptr]
+    lib.mpt_account_values.restype = None
     lib.mpt_root.argtypes = [ptr, ptr]
     lib.mpt_root.restype = None
     lib.mpt_output_size.argtypes = [ptr, ptr]

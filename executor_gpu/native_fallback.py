@@ -52,6 +52,11 @@ class CommittedState:
         """Trie nodes and code of the pre-state and of the changes."""
         return self._overlay
 
+    @property
+    def reads_flat(self) -> bool:
+        """False: reads walk the trie."""
+        return False
+
     def get_account(self, address: Address) -> Account | None:
         """The account, or None."""
         return decode_account(HexaryTrie(self._overlay, self._root).get(keccak256(address)))

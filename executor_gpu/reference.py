@@ -4,22 +4,38 @@ Every other executor must give identical results. Transactions are validated in
 go-ethereum's order and wording before py-evm runs them, so an invalid one is
 rejected with the message wallets expect and leaves no trace in the state. The
 batch runs over the pre-state's trie nodes with an in-memory write overlay; the
-``StateDiff`` is read back from the accounts and slots py-evm touched.
+``StateDiff`` is read back from the accounts and slots py-evm touched. When the pre-state
+reads flat (``StateReader.reads_flat``), py-evm's account and slot reads come from it, one
+read each, instead of walking the trie; the trie is walked only to compute a batch's root
+(``execute``), never for a call or a trace.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import ckzg
 import rlp
-from eth.abc import ComputationAPI, MetaWitnessAPI, OpcodeAPI, SignedTransactionAPI, StateAPI
+from eth.abc import (
+    AccountStorageDatabaseAPI,
+    AtomicDatabaseAPI,
+    ComputationAPI,
+    ExecutionContextAPI,
+    MetaWitnessAPI,
+    OpcodeAPI,
+    SignedTransactionAPI,
+    StateAPI,
+)
 from eth.constants import CREATE_CONTRACT_ADDRESS
+from eth.db.accesslog import KeyAccessLoggerDB
 from eth.db.account import AccountDB
 from eth.db.atomic import AtomicDB
 from eth.db.backends.base import BaseDB
+from eth.db.cache import CacheDB
+from eth.db.journal import JournalDB
+from eth.db.storage import AccountStorageDB, StorageLookup
 from eth.exceptions import (
     ContractCreationCollision,
     FullStack,
@@ -69,6 +85,7 @@ from executor_gpu.types import (
     SimulatedCallResult,
     StateDiff,
 )
+from primitives import rlp as fast_rlp
 from primitives.blocks import EMPTY_ROOT, Log, Receipt
 from primitives.crypto import keccak256
 from primitives.errors import ExecutionAborted, TransactionRejected
@@ -189,12 +206,115 @@ class _CallComputation(_ReferenceComputation):
     }
 
 
+class _FlatAccounts(BaseDB):
+    """The account trie as AccountDB reads it (by address), answered by the pre-state's flat
+    reads while the trie still has the pre-state's root: py-evm moves the root only when it
+    computes one, at the end of a batch. Writes, and reads after that, go to the trie."""
+
+    def __init__(self, trie: Any, pre_state: StateReader) -> None:
+        self._trie = trie
+        self._pre_state = pre_state
+
+    def __getitem__(self, address: bytes) -> bytes:
+        if self._trie.root_hash != self._pre_state.state_root:
+            value: bytes = self._trie[address]
+            return value
+        account = self._pre_state.get_account(Address(address))
+        if account is None:
+            return b""  # as the trie answers for an absent key
+        return fast_rlp.encode(
+            (account.nonce, account.balance, account.storage_root, account.code_hash)
+        )
+
+    def __setitem__(self, address: bytes, value: bytes) -> None:
+        self._trie[address] = value
+
+    def __delitem__(self, address: bytes) -> None:
+        del self._trie[address]
+
+    def _exists(self, address: bytes) -> bool:
+        return self[address] != b""
+
+
+class _FlatStorageLookup(StorageLookup):
+    """An account's storage trie as AccountStorageDB reads it (by slot), answered by the
+    pre-state's flat reads while it is the pre-state's storage, unchanged: its root is the
+    pre-state's and nothing was written (py-evm writes slots into the trie only when it
+    computes a root, and a wipe moves the root to the empty one)."""
+
+    def __init__(
+        self, db: Any, storage_root: Hash32, address: Address, pre_state: StateReader,
+        pre_root: Hash32,
+    ) -> None:
+        super().__init__(db, storage_root, address)
+        self._pre_state = pre_state
+        self._pre_root = pre_root
+
+    def _reads_flat(self) -> bool:
+        return self._write_trie is None and self._starting_root_hash == self._pre_root
+
+    def __getitem__(self, key: bytes) -> bytes:
+        if not self._reads_flat():
+            value: bytes = super().__getitem__(key)
+            return value
+        if self._pre_root == EMPTY_ROOT:
+            return b""  # no storage: nothing to read
+        # ``key`` is the slot number, big-endian (AccountStorageDB's key)
+        slot_value = self._pre_state.get_storage(self._address, int.from_bytes(key, "big"))
+        return fast_rlp.encode_uint(slot_value) if slot_value else b""
+
+    def _exists(self, key: bytes) -> bool:
+        return bool(self[key]) if self._reads_flat() else super()._exists(key)
+
+
+class _FlatStorageDB(AccountStorageDB):
+    """AccountStorageDB whose slot reads come from the pre-state's flat reads (see
+    _FlatStorageLookup)."""
+
+    def __init__(
+        self, db: Any, storage_root: Hash32, address: Address, pre_state: StateReader,
+        pre_root: Hash32,
+    ) -> None:
+        super().__init__(db, storage_root, address)
+        # py-evm's own pipeline (AccountStorageDB.__init__), over the flat lookup.
+        self._storage_lookup = _FlatStorageLookup(
+            db, storage_root, address, pre_state, pre_root
+        )
+        self._storage_cache = CacheDB(self._storage_lookup)
+        self._locked_changes = JournalDB(self._storage_cache)
+        self._journal_storage = JournalDB(self._locked_changes)
+
+
 class _TrackingAccountDB(AccountDB):
-    """AccountDB that remembers whose storage was wiped, even by a later-reverted call."""
+    """AccountDB that remembers whose storage was wiped, even by a later-reverted call; and
+    reads accounts and slots from a flat pre-state once ``read_flat`` is called."""
 
     def __init__(self, db: Any, state_root: Hash32 = EMPTY_ROOT) -> None:
         super().__init__(db, state_root)
         self.wiped: set[Address] = set()
+        self._pre_state: StateReader | None = None
+
+    def read_flat(self, pre_state: StateReader) -> None:
+        """Read accounts and slots through ``pre_state`` (this state's root; reads flat):
+        call before the first read."""
+        self._pre_state = pre_state
+        # py-evm's own pipeline (AccountDB.__init__), over the flat accounts.
+        self._trie_logger = KeyAccessLoggerDB(
+            _FlatAccounts(self._trie, pre_state), log_missing_keys=False
+        )
+        self._trie_cache = CacheDB(self._trie_logger)
+        self._journaltrie = JournalDB(self._trie_cache)
+
+    def _get_address_store(self, address: Address) -> AccountStorageDatabaseAPI:
+        if self._pre_state is None or address in self._account_stores:
+            return super()._get_address_store(address)
+        pre = self._pre_state.get_account(address)
+        store = _FlatStorageDB(
+            self._raw_store_db, self._get_storage_root(address), address, self._pre_state,
+            EMPTY_ROOT if pre is None else pre.storage_root,
+        )
+        self._account_stores[address] = store
+        return store
 
     def delete_account(self, address: Any) -> None:
         self.wiped.add(address)
@@ -228,6 +348,21 @@ class _ReferenceState(CancunState):
     computation_class = _ReferenceComputation
     account_db_class = _TrackingAccountDB
     transaction_executor_class = _PrecheckedExecutor
+
+    def __init__(
+        self, db: AtomicDatabaseAPI, execution_context: ExecutionContextAPI, state_root: Hash32,
+        pre_state: StateReader | None = None,
+    ) -> None:
+        """``pre_state``: the state at ``state_root``, read through when it reads flat."""
+        self._flat_pre_state = pre_state if pre_state is not None and pre_state.reads_flat else None
+        super().__init__(db, execution_context, state_root)
+
+    def set_system_contracts(self) -> None:
+        # py-evm calls this right after it made the account db, and it reads the state: the
+        # flat reads go in first.
+        if self._flat_pre_state is not None:
+            self.tracking_db.read_flat(self._flat_pre_state)
+        super().set_system_contracts()
 
     @property
     def tracking_db(self) -> _TrackingAccountDB:
@@ -346,13 +481,16 @@ def _build_state(
     pre_state: StateReader, env: BlockEnv, base_fee: int, state_class: type[_S]
 ) -> tuple[_S, OverlayDB]:
     overlay = OverlayDB(pre_state.node_store)
-    return _state_on(AtomicDB(overlay), pre_state.state_root, env, base_fee, state_class), overlay
+    state = _state_on(AtomicDB(overlay), pre_state.state_root, env, base_fee, state_class, pre_state)
+    return state, overlay
 
 
 def _state_on(
-    db: AtomicDB, state_root: Hash32, env: BlockEnv, base_fee: int, state_class: type[_S]
+    db: AtomicDB, state_root: Hash32, env: BlockEnv, base_fee: int, state_class: type[_S],
+    pre_state: StateReader | None = None,
 ) -> _S:
-    """A py-evm state over ``db`` at ``state_root``, in ``env`` with ``base_fee``."""
+    """A py-evm state over ``db`` at ``state_root``, in ``env`` with ``base_fee``; reads go
+    through ``pre_state`` (the state at ``state_root``) when it reads flat."""
     context = ExecutionContext(
         coinbase=env.coinbase,
         timestamp=env.timestamp,
@@ -365,7 +503,7 @@ def _state_on(
         base_fee_per_gas=base_fee,
         excess_blob_gas=env.excess_blob_gas,
     )
-    return state_class(db, context, state_root)
+    return state_class(db, context, state_root, pre_state)
 
 
 def _precheck(
@@ -472,7 +610,7 @@ def _account_change(
     post: Account,
     slots: frozenset[int],
     wiped: bool,
-    pre_db: Mapping[bytes, bytes],
+    pre_slot: Callable[[int], int],
     post_db: OverlayDB,
 ) -> AccountChange | None:
     """The change from ``pre`` to ``post`` over the ``slots`` execution touched; None if none."""
@@ -489,10 +627,9 @@ def _account_change(
     if reset:
         storage = {slot: value for slot in slots if (value := slot_value(post_storage, slot))}
     elif post.storage_root != pre_storage_root:
-        pre_storage = HexaryTrie(pre_db, pre_storage_root)
         for slot in slots:
             value = slot_value(post_storage, slot)
-            if value != slot_value(pre_storage, slot):
+            if value != pre_slot(slot):
                 storage[slot] = value
     if (
         pre is not None
@@ -505,6 +642,14 @@ def _account_change(
     return AccountChange(
         nonce=post.nonce, balance=post.balance, code=code, storage=storage, storage_reset=reset
     )
+
+
+def _pre_slots(pre_state: StateReader, address: Address, pre: Account | None) -> Callable[[int], int]:
+    """Reads of ``address``'s slots in ``pre_state``: flat, or in its storage trie."""
+    if pre_state.reads_flat:
+        return functools.partial(pre_state.get_storage, address)
+    storage_root = EMPTY_ROOT if pre is None else pre.storage_root
+    return functools.partial(slot_value, HexaryTrie(pre_state.node_store, storage_root))
 
 
 def _state_diff(
@@ -528,7 +673,7 @@ def _state_diff(
             post,
             witness.get_slots_queried(address),
             address in wiped,
-            pre_state.node_store,
+            _pre_slots(pre_state, Address(address), pre),
             overlay,
         )
         if change is not None:

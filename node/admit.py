@@ -22,7 +22,7 @@ from executor_gpu.types import StateDiff
 from node.db import schema
 from node.db.api import KV
 from node.db.chain import ChainStore
-from node.db.state import StateDB
+from node.db.state import StateDB, StateView
 from node.journal import GroupCommitJournal, Write
 from primitives import rlp
 from primitives.blocks import Header
@@ -94,6 +94,8 @@ class Admission:
         self.journal = GroupCommitJournal(kv)
         self._lock = threading.Lock()
         self._head: Header | None = None
+        self._head_view: StateView | None = None
+        """The head's state, opened once a head (StateDB.at reads the flat marker)."""
         self._accounts: dict[Address, AccountState] = {}
 
     # -- the head ---------------------------------------------------------------------------
@@ -146,7 +148,10 @@ class Admission:
         known = self._accounts.get(address)
         if known is not None:
             return known
-        account = self._state.at(self.head.state_root).get_account(address)
+        view = self._head_view
+        if view is None or view.state_root != self.head.state_root:
+            view = self._head_view = self._state.at(self.head.state_root)
+        account = view.get_account(address)
         known = AccountState(0, 0) if account is None else AccountState(account.nonce,
                                                                          account.balance)
         if len(self._accounts) >= HEAD_ACCOUNTS_LIMIT:
@@ -261,6 +266,7 @@ class Admission:
         """Block ``head`` is on disk: move the head, its accounts and the pool together."""
         with self._lock:
             self._head = head
+            self._head_view = None
             for address, change in diff.accounts.items():
                 if address in self._accounts:
                     self._accounts[address] = (
@@ -282,6 +288,7 @@ class Admission:
         pooled sender to its nonce there (pending ones above a new gap become queued)."""
         with self._lock:
             self._head = None
+            self._head_view = None
             self._accounts.clear()
             stale = self.pool.prune(self.pool.senders(), self._nonce)
             self.journal.append(forgotten(stale))

@@ -127,8 +127,11 @@ EVM_EXPORT i64 evm_trie_step(const u8 *node, u64 len, const u8 *key, u64 pos, u6
     return trie_step(node, len, key, pos, out);
 }
 
-/* Keccak-256 digests of n keys of klen bytes: the trie paths of accounts and slots. */
-EVM_EXPORT void evm_hash_keys(const u8 *keys, u64 klen, u64 n, u8 *digests) { host_hash_keys(keys, klen, n, digests); }
+/* Keccak-256 digests of n keys of klen bytes: the trie paths of accounts and slots (with
+ * the committer's lane-wise Keccak, several times faster than the interpreter's). */
+EVM_EXPORT void evm_hash_keys(const u8 *keys, u64 klen, u64 n, u8 *digests) {
+    for (u64 i = 0; i < n; i++) mpt_keccak(keys + i * klen, klen, digests + 32 * i);
+}
 
 /* One level of a batch of trie lookups: see host_trie_level. */
 EVM_EXPORT void evm_trie_level(const u8 *buf, const u64 *off, const u64 *len, const u64 *idx, u64 m,

@@ -202,13 +202,4 @@ static void host_trie_level(const u8 *buf, const u64 *off, const u64 *len, const
     }
 }
 
-/* Keccak-256 digests (32 bytes each, as bytes) of n keys of klen bytes. */
-static void host_hash_keys(const u8 *keys, u64 klen, u64 n, u8 *digests) {
-    for (u64 i = 0; i < n; i++) {
-        u64 limbs[4];
-        u256_store(limbs, evm_keccak(keys + i * klen, klen));
-        for (int b = 0; b < 32; b++) digests[32 * i + b] = (u8)(limbs[(31 - b) / 8] >> (8 * ((31 - b) % 8)));
-    }
-}
-
 #endif

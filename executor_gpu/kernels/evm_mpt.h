@@ -21,6 +21,12 @@
  * whose storage changes (lookups in the account trie), the storage tries (independent of one
  * another), then the account trie, whose new values take the old code hash and storage root
  * of an account from its old leaf when the diff keeps them.
+ *
+ * The host may tell a change's old value (the flat tables hold it). A key's old leaf is then
+ * not read: the pass encodes the leaf that value makes at the depth it reached, and when its
+ * hash is the one its parent names, that is the leaf (a wrong hint only costs the read). Most
+ * of a block's changes update existing keys, so its reads come down to the branches the node
+ * cache does not hold; the cache keeps no leaves, which such commits never read.
  */
 #ifndef EVM_MPT_H
 #define EVM_MPT_H
@@ -40,6 +46,7 @@ enum {
     MA_CODE_HASH = 61,
     MA_STORAGE_ROOT = 93,
     MA_SIZE = 125,
+    MA_VALUE_MAX = 112, /* bytes of an account's value (RLP) at most */
 };
 enum {
     MF_DELETE = 1,       /* the account no longer exists */
@@ -61,7 +68,7 @@ struct mnode {
     u8 plen;        /* nibbles of path (leaf, extension) */
     u8 dirty;       /* 1 built by this commit, 2 and encoded; 0 read from the store */
     u8 reflen;      /* 32: ref is the node's hash; less: ref is its (embedded) encoding */
-    u32 vlen;       /* leaf value's size */
+    u32 vlen;       /* leaf value's size; MK_HASH: 1 once it proved not to be a told old leaf */
     const u8 *path; /* one nibble a byte */
     const u8 *ref;
     union {
@@ -160,6 +167,8 @@ typedef struct {
     const u8 *nib; /* 64 nibbles */
     const u8 *val; /* the new value (raw tries and slots) */
     u64 vlen;
+    const u8 *old; /* the old value as the host knows it (a hint), NULL when not told */
+    u64 oldlen;
     i64 account; /* account tries: the record of the change, else -1 */
     u8 del;
 } mchange;
@@ -171,7 +180,7 @@ typedef struct {
     mnode *result; /* the new root node once a pass finished (NULL: empty) */
     int done;
     i64 account;    /* storage tries: their account's record */
-    const u8 *key;  /* and that account's key (64 nibbles) */
+    mchange lookup; /* and that account's change: its key and old value, to look up its root */
 } mjob;
 
 /* What one worker thread produced: new nodes and their hashes. */
@@ -214,6 +223,8 @@ typedef struct {
     int phase;
     u8 *accounts; /* the host's account records (storage roots are filled in) */
     u64 naccounts;
+    const u8 **values; /* each record's new value (its leaf's), NULL while none; and its size */
+    u64 *vlens;
     mjob *storage;
     u64 nstorage;
     mjob main;    /* the account trie, or the one trie of a raw commit */
@@ -345,9 +356,19 @@ static void mpt_gen_free(mgen *g) {
     memset(g, 0, sizeof(mgen));
 }
 
-/* Keeps a commit's new node for the next commits, within the budget. */
+/* 1 when the encoding is a leaf's: two items, the first a path with the leaf flag. */
+static int mpt_is_leaf(const u8 *p, u64 len) {
+    u64 off, size, o1, n1, o2, n2;
+    if (rlp_item(p, len, &off, &size) != 1 || rlp_item(p + off, size, &o1, &n1) != 0 || n1 == 0) return 0;
+    u64 second = off + o1 + n1;
+    if (second >= len || rlp_item(p + second, len - second, &o2, &n2) < 0 || second + o2 + n2 != len) return 0;
+    return p[off + o1] >> 4 >= 2;
+}
+
+/* Keeps a commit's new node for the next commits, within the budget: branches and extensions
+ * (a leaf is read only to insert a key beside it or to delete one near it). */
 static void mpt_cache_add(msession *s, const u8 *hash, const u8 *node, u64 len) {
-    if (!s->cache_budget) return;
+    if (!s->cache_budget || mpt_is_leaf(node, len)) return;
     mpt_gen_add(&s->cache[0], s->cache_budget / 2, hash, node, len);
     if (s->cache[0].bytes > s->cache_budget / 2) {
         mpt_gen_free(&s->cache[1]);
@@ -542,6 +563,9 @@ static mnode *mpt_build(msession *s, const mitem *items, u64 n, u64 depth) {
 
 /* The RLP string item (header and payload) of n bytes at p, written at out; its size. */
 static u64 mpt_put_string(u8 *out, const u8 *p, u64 n);
+static u64 mpt_string_size(const u8 *p, u64 n);
+static u8 *mpt_put_head(u8 *out, u64 n, u8 base);
+static u64 mpt_hex_prefix(const u8 *path, u64 plen, int leaf, u8 *out);
 
 /* The storage root and code hash of a stored account, RLP [nonce, balance, storage root,
  * code hash]; 0 when it is malformed. */
@@ -600,6 +624,8 @@ static int mpt_item(msession *s, const mchange *c, const u8 *old, u64 oldlen, mi
         mpt_fail(s, "malformed account in the state trie", NULL);
         return 0;
     }
+    s->values[c->account] = item->val; /* the last pass's stays: the final value */
+    s->vlens[c->account] = item->vlen;
     return 1;
 }
 
@@ -613,6 +639,33 @@ static u64 mpt_bound(const mchange *c, u64 n, u64 depth, const u8 *path, u64 ple
         else hi = mid;
     }
     return lo;
+}
+
+/* The node the unresolved stub n (at depth) stands for, when it is the old leaf of the one
+ * change c and the host told c's old value: that leaf's encoding hashes to the stub's hash.
+ * Else what mpt_resolve finds (a read). */
+static mnode *mpt_resolve_for(msession *s, mnode *n, u64 depth, const mchange *c, u64 count) {
+    if (count != 1 || !c->old || !n || n->kind != MK_HASH || n->child || n->vlen || c->oldlen > 160)
+        return mpt_resolve(s, n);
+    u8 hp[33], enc[200], hash[32];
+    u64 hplen = mpt_hex_prefix(c->nib + depth, 64 - depth, 1, hp);
+    u8 *p = mpt_put_head(enc, mpt_string_size(hp, hplen) + mpt_string_size(c->old, c->oldlen), 0xC0);
+    p += mpt_put_string(p, hp, hplen);
+    p += mpt_put_string(p, c->old, c->oldlen);
+    mpt_keccak(enc, (u64)(p - enc), hash);
+    if (memcmp(hash, n->ref, 32) != 0) {
+        n->vlen = 1; /* a branch, or another key's leaf: later passes do not try again */
+        return mpt_resolve(s, n);
+    }
+    mnode *leaf = mpt_node(&s->work, MK_LEAF); /* dirty 0: as if read from the store */
+    leaf->path = c->nib + depth;
+    leaf->plen = (u8)(64 - depth);
+    leaf->val = c->old;
+    leaf->vlen = (u32)c->oldlen;
+    leaf->ref = n->ref;
+    leaf->reflen = 32;
+    n->child = leaf; /* resolved: later passes go straight to it */
+    return leaf;
 }
 
 static mnode *mpt_update(msession *s, mnode *n, u64 depth, const mchange *c, u64 count);
@@ -697,7 +750,7 @@ static mnode *mpt_update_ext(msession *s, mnode *n, u64 depth, const mchange *c,
  * it needs is missing (listed) or malformed (s->err). */
 static mnode *mpt_update(msession *s, mnode *n, u64 depth, const mchange *c, u64 count) {
     if (!count) return n;
-    mnode *m = mpt_resolve(s, n);
+    mnode *m = mpt_resolve_for(s, n, depth, c, count);
     if (m == MPT_MISSING) return m;
     if (!m) {
         mitem *items = (mitem *)mpt_alloc(&s->work, count * sizeof(mitem));
@@ -720,12 +773,13 @@ static mnode *mpt_update(msession *s, mnode *n, u64 depth, const mchange *c, u64
     return r == m ? n : r;
 }
 
-/* The value of key (64 nibbles) in the trie under n: 1 found, 0 absent, 2 a node is missing
- * (listed), -1 malformed. */
-static int mpt_get(msession *s, mnode *n, const u8 *nib, const u8 **val, u64 *vlen) {
+/* The value of the key of change c in the trie under n: 1 found, 0 absent, 2 a node is
+ * missing (listed), -1 malformed. */
+static int mpt_get(msession *s, mnode *n, const mchange *c, const u8 **val, u64 *vlen) {
+    const u8 *nib = c->nib;
     u64 depth = 0;
     for (;;) {
-        n = mpt_resolve(s, n);
+        n = mpt_resolve_for(s, n, depth, c, 1);
         if (n == MPT_MISSING) return 2;
         if (!n) return 0;
         if (n->kind == MK_BRANCH) {
@@ -965,6 +1019,8 @@ static void mpt_reset(msession *s) {
     s->nstorage = 0;
     s->accounts = NULL;
     s->naccounts = 0;
+    s->values = NULL;
+    s->vlens = NULL;
     memset(&s->main, 0, sizeof(mjob));
 }
 
@@ -1021,6 +1077,7 @@ EVM_EXPORT void mpt_begin_trie(void *h, const u8 *root, u64 n, const u8 *keys, c
         mchange *c = s->main.c + i;
         for (int k = 0; k < 64; k++) nibs[64 * i + k] = key_nibble(keys + 32 * i, (u64)k);
         c->nib = nibs + 64 * i;
+        c->old = NULL;
         c->account = -1;
         c->del = lens[i] < 0;
         c->val = copy + at;
@@ -1032,17 +1089,38 @@ EVM_EXPORT void mpt_begin_trie(void *h, const u8 *root, u64 n, const u8 *keys, c
     s->phase = MP_ACCOUNTS;
 }
 
+/* The old value of the i-th hint, copied: lens[i] bytes of the concatenated vals (those
+ * before it skipped at *at); NULL when lens[i] < 0 (not told) or when there are no hints. As a
+ * slot's (big-endian, no leading zeros) it becomes the trie's value, an RLP string. */
+static const u8 *mpt_hint(msession *s, const u8 *vals, const i64 *lens, u64 i, u64 *at, int slot, u64 *len) {
+    if (!lens || lens[i] < 0) return NULL;
+    const u8 *p = vals + *at;
+    u64 n = (u64)lens[i];
+    *at += n;
+    if (n == 0 || n > (slot ? 32u : 160u)) return NULL;
+    u8 *copy = (u8 *)mpt_alloc(&s->work, n + 1);
+    *len = slot ? mpt_put_string(copy, p, n) : n;
+    if (!slot) memcpy(copy, p, n);
+    return copy;
+}
+
 /* Starts a commit of a state diff: n account records (MA_SIZE bytes each) under root, and
  * for the i-th record with MF_STORAGE, slot_counts[i] slot changes (MS_SIZE bytes each) taken
- * in order from slots. */
+ * in order from slots. Hints, when old_lens / old_slot_lens are not NULL: the i-th account's
+ * old value (its trie value, RLP) is old_lens[i] bytes of old (-1: not told), and the k-th
+ * slot change's old value (big-endian, no leading zeros) old_slot_lens[k] bytes of old_slots. */
 EVM_EXPORT void mpt_begin_state(void *h, const u8 *root, u64 n, const u8 *records, const u8 *slots,
-                                const u64 *slot_counts) {
+                                const u64 *slot_counts, const u8 *old, const i64 *old_lens,
+                                const u8 *old_slots, const i64 *old_slot_lens) {
     msession *s = (msession *)h;
     mpt_reset(s);
     mpt_set_root(&s->main, root);
     s->accounts = (u8 *)mpt_alloc(&s->work, n * MA_SIZE + 1);
     memcpy(s->accounts, records, n * MA_SIZE);
     s->naccounts = n;
+    s->values = (const u8 **)mpt_alloc(&s->work, (n + 1) * sizeof(u8 *));
+    s->vlens = (u64 *)mpt_alloc(&s->work, (n + 1) * sizeof(u64));
+    memset(s->values, 0, (n + 1) * sizeof(u8 *));
     s->main.c = (mchange *)mpt_alloc(&s->work, (n + 1) * sizeof(mchange));
     s->main.n = n;
     u64 jobs = 0;
@@ -1050,17 +1128,19 @@ EVM_EXPORT void mpt_begin_state(void *h, const u8 *root, u64 n, const u8 *record
     s->storage = (mjob *)mpt_alloc(&s->work, (jobs + 1) * sizeof(mjob));
     s->nstorage = jobs;
     const u8 *slot = slots;
+    u64 old_at = 0, old_slot_at = 0, slot_index = 0;
     for (u64 i = 0, k = 0; i < n; i++) {
         const u8 *rec = s->accounts + i * MA_SIZE;
         mchange *c = s->main.c + i;
         c->nib = mpt_hashed_key(s, rec + MA_ADDRESS, 20);
         c->account = (i64)i;
         c->del = (rec[MA_FLAGS] & MF_DELETE) != 0;
+        c->old = mpt_hint(s, old, old_lens, i, &old_at, 0, &c->oldlen);
         if (!(rec[MA_FLAGS] & MF_STORAGE)) continue;
         mjob *j = s->storage + k++;
         memset(j, 0, sizeof(mjob));
         j->account = (i64)i;
-        j->key = c->nib;
+        j->lookup = *c;
         j->n = slot_counts[i];
         j->c = (mchange *)mpt_alloc(&s->work, (j->n + 1) * sizeof(mchange));
         /* a reset storage starts empty; else its root is looked up first (MP_LOOKUP) */
@@ -1070,6 +1150,7 @@ EVM_EXPORT void mpt_begin_state(void *h, const u8 *root, u64 n, const u8 *record
             mchange *sc = j->c + m;
             sc->nib = mpt_hashed_key(s, slot, 32);
             sc->account = -1;
+            sc->old = mpt_hint(s, old_slots, old_slot_lens, slot_index++, &old_slot_at, 1, &sc->oldlen);
             u64 z = 0;
             while (z < 32 && slot[32 + z] == 0) z++;
             sc->del = z == 32;
@@ -1143,7 +1224,7 @@ static int mpt_lookup_roots(msession *s) {
         if (j->done) continue;
         const u8 *val, *root, *code;
         u64 vlen;
-        int r = mpt_get(s, mpt_root_stub(s, s->main.root), j->key, &val, &vlen);
+        int r = mpt_get(s, mpt_root_stub(s, s->main.root), &j->lookup, &val, &vlen);
         if (r == 2) {
             all = 0;
             continue;
@@ -1222,6 +1303,19 @@ EVM_EXPORT void mpt_supply(void *h, const u8 *buf, const u64 *lens) {
         e->node = n;
     }
     s->nmissing = 0;
+}
+
+/* After a state commit, each account record's new value (RLP, as its trie leaf and flat row
+ * hold it) into out (room for MA_VALUE_MAX bytes a record), concatenated, and its size into
+ * lens[i]; -1 for a deleted account. */
+EVM_EXPORT void mpt_account_values(void *h, u8 *out, i64 *lens) {
+    msession *s = (msession *)h;
+    for (u64 i = 0; i < s->naccounts; i++) {
+        lens[i] = s->values[i] ? (i64)s->vlens[i] : -1;
+        if (!s->values[i]) continue;
+        memcpy(out, s->values[i], s->vlens[i]);
+        out += s->vlens[i];
+    }
 }
 
 /* The root after the commit (32 bytes). */

@@ -40,7 +40,7 @@ from trie.exceptions import MissingTrieNode
 from trie.hexary import HexaryTrie
 from trie.iter import NodeIterator
 
-from executor_gpu.native_mpt import CACHE_BYTES, TrieCommitter
+from executor_gpu.native_mpt import CACHE_BYTES, OldValues, TrieCommitter, hash_keys
 from executor_gpu.types import Account, AccountChange, StateDiff
 from node.db import schema
 from node.db.api import KV, KVReader, WriteBatch
@@ -405,29 +405,36 @@ class StateDB:
     def apply(self, parent_root: Hash32, diff: StateDiff, batch: WriteBatch) -> Hash32:
         """Stage the state after ``diff`` into ``batch`` (the caller commits); its root.
 
-        The flat tables follow when they hold ``parent_root`` as ``batch`` sees them."""
+        The flat tables follow when they hold ``parent_root`` as ``batch`` sees them; their old
+        rows, read first, tell the committer the old values (it then reads no old leaf)."""
         get, prefix = batch.get, schema.STATE_NODE_PREFIX  # state_node_key, inlined: a get per node
 
         def read(keys: list[bytes]) -> list[bytes | None]:
             return list(map(get, keys))
 
-        def load(hashes: list[bytes]) -> list[bytes | None]:
-            keys = [prefix + node_hash for node_hash in hashes]
+        def read_many(keys: list[bytes]) -> list[bytes | None]:
+            # In key order: LevelDB's gets of random keys ran about 30% faster sorted.
+            ordered = sorted(keys)
             share = max(_READ_SHARE, -(-len(keys) // _READ_THREADS))
-            parts = [keys[at : at + share] for at in range(0, len(keys), share)]
+            parts = [ordered[at : at + share] for at in range(0, len(keys), share)]
             others = [self._reader_pool().submit(read, part) for part in parts[1:]]
-            nodes = read(parts[0]) if parts else []
+            values = read(parts[0]) if parts else []
             for other in others:
-                nodes += other.result()
-            return nodes
+                values += other.result()
+            found = dict(zip(ordered, values))
+            return [found[key] for key in keys]
 
-        with self._committing:
-            commit = self._committer.commit_state(parent_root, diff, load)
-        batch.put_many(commit.nodes(prefix))
+        def load(hashes: list[bytes]) -> list[bytes | None]:
+            return read_many([prefix + node_hash for node_hash in hashes])
+
         marker = FlatMarker.read(batch)
-        if marker.root == parent_root:
-            flat = _FlatWriter(batch)
-            flat.stage(diff, commit.root)
+        flat = _FlatWriter(batch) if marker.root == parent_root else None
+        old = None if flat is None else flat.read_old(diff, read_many)
+        with self._committing:
+            commit = self._committer.commit_state(parent_root, diff, load, old)
+        batch.put_many(commit.nodes(prefix))
+        if flat is not None:
+            flat.stage(diff, commit.values)
             flat.finish(marker, FlatMarker(commit.root, marker.height + 1),
                         self._options.unwind_depth)
             self._record(batch, parent_root, commit.root, flat.writes)
@@ -564,38 +571,45 @@ class _FlatWriter:
     def __init__(self, batch: WriteBatch) -> None:
         self._batch = batch
         self._before: dict[bytes, bytes | None] = {}
+        self._hashes: dict[Address, Hash32] = {}
         self.writes: dict[bytes, bytes | None] = {}
         """Every key written, with its new value (None: deleted)."""
 
-    def stage(self, diff: StateDiff, root: Hash32) -> None:
-        """Write ``diff``, whose state root is ``root`` (its new nodes staged in the batch)."""
-        new_state: HexaryTrie | None = None
+    def read_old(
+        self, diff: StateDiff, read_many: Callable[[list[bytes]], list[bytes | None]]
+    ) -> OldValues:
+        """The old rows of ``diff``'s accounts and of the slots it sets (``read_many``: one get
+        each), kept for the change set and told to the committer."""
+        hashes = self._hashes = dict(zip(diff.accounts, hash_keys(list(diff.accounts))))
+        keys = [schema.flat_account_key(account_hash) for account_hash in hashes.values()]
+        slots: list[tuple[Address, int]] = []
         for address, change in diff.accounts.items():
-            account_hash = keccak256(address)
+            if change is not None and change.storage and not change.storage_reset:
+                slots += ((address, slot) for slot in change.storage)
+        keys += (schema.flat_storage_key(hashes[address], _slot_hash(slot)) for address, slot in slots)
+        values = read_many(keys)
+        self._before.update(zip(keys, values))
+        count = len(hashes)
+        return OldValues(dict(zip(hashes, values[:count])), dict(zip(slots, values[count:])))
+
+    def stage(self, diff: StateDiff, values: Sequence[bytes | None]) -> None:
+        """Write ``diff``, whose accounts' new rows (``values``, None: deleted; their trie
+        values) the committer made."""
+        for (address, change), value in zip(diff.accounts.items(), values, strict=True):
+            account_hash = self._hashes[address]
             key = schema.flat_account_key(account_hash)
-            old = self._previous(key)
-            roots = _EMPTY_ROOTS if old is None else _stored_roots(old)
-            if (change is None or change.storage_reset) and roots[1:33] != EMPTY_ROOT:
+            if change is None or change.storage_reset:
+                old = self._previous(key)
                 # Only accounts with a storage root have slots: creations skip the scan.
-                prefix = schema.flat_storage_prefix(account_hash)
-                for slot_key, _ in list(self._batch.iterate(prefix)):
-                    self._set(slot_key, None)
-            if change is None:
-                self._set(key, None)
-            elif change.storage:
-                # The committer keeps new storage roots to itself: read the account's new value
-                # from the new trie (the few accounts whose storage a block changes).
-                new_state = new_state or HexaryTrie(NodeStore(self._batch), root)
-                self._set(key, _trie_get(new_state, account_hash) or None)
+                if old is not None and _stored_roots(old)[1:33] != EMPTY_ROOT:
+                    prefix = schema.flat_storage_prefix(account_hash)
+                    for slot_key, _ in list(self._batch.iterate(prefix)):
+                        self._set(slot_key, None)
+            self._set(key, value)
+            if change is not None:
                 for slot, slot_value in change.storage.items():
                     slot_key = schema.flat_storage_key(account_hash, _slot_hash(slot))
                     self._set(slot_key, _int_bytes(slot_value) or None)
-            else:
-                # Most of a block: nonce and balance change, the old roots stay (no decoding).
-                storage_root = _EMPTY_ROOTS[:33] if change.storage_reset else roots[:33]
-                code = roots[33:] if change.code is None else b"\xa0" + keccak256(change.code)
-                payload = _rlp_int(change.nonce) + _rlp_int(change.balance) + storage_root + code
-                self._set(key, fast_rlp.length_prefix(len(payload), 0xC0) + payload)
 
     def finish(self, before: FlatMarker, after: FlatMarker, depth: int) -> None:
         """Stage the change set (none for genesis, which never unwinds, nor with ``depth`` 0),
@@ -637,24 +651,11 @@ def _slot_hash(slot: int) -> Hash32:
     return keccak256(slot.to_bytes(32, "big"))
 
 
-_EMPTY_ROOTS = b"\xa0" + EMPTY_ROOT + b"\xa0" + EMPTY_CODE_HASH
-"""How an account's RLP ends without storage or code: its storage root and code hash, each a
-32-byte string (0xa0 and the bytes)."""
-
-
 def _stored_roots(account: bytes) -> bytes:
     """The RLP of an account's storage root and code hash: the last 66 bytes of its value."""
     if len(account) < 70 or account[-66] != 0xA0 or account[-33] != 0xA0:
         raise Halt("malformed account in the state")
     return account[-66:]
-
-
-def _rlp_int(value: int) -> bytes:
-    """RLP of an integer below 2**256 (a string of at most 32 bytes, so a one-byte prefix)."""
-    if 0 < value < 0x80:
-        return bytes([value])
-    data = _int_bytes(value)
-    return bytes([0x80 + len(data)]) + data
 
 
 def _trie_get(trie: HexaryTrie, key: bytes) -> bytes:

@@ -230,6 +230,7 @@ class TrieOnly:
         self.get_account = view.get_account
         self.get_code = view.get_code
         self.get_storage = view.get_storage
+        self.reads_flat = False
 
     def flat_accounts(self, account_hashes: Sequence[bytes]) -> list[bytes | None] | None:
         return None

@@ -3,6 +3,8 @@ rebuilds the flat tables of a data dir written before them, and proves state (et
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 import rlp
 from trie.exceptions import BadTrieProof
@@ -138,3 +140,30 @@ def test_eth_get_proof_answers_proofs_that_verify_against_the_block_state_root()
     altered[-1] = "0x" + (leaf[:-1] + bytes([leaf[-1] ^ 1])).hex()
     with pytest.raises(BadTrieProof):
         _proven(node.head().state_root, CONTRACT, altered)
+
+
+class CountingKV(MemoryKV):
+    """Counts gets by table: flat accounts, the flat marker, trie nodes, the rest."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets: Counter[str] = Counter()
+
+    def get(self, key: bytes) -> bytes | None:
+        table = ("flat account" if key.startswith(schema.FLAT_ACCOUNT_PREFIX)
+                 else "marker" if key == schema.FLAT_MARKER
+                 else "trie node" if key.startswith(schema.STATE_NODE_PREFIX) else "other")
+        self.gets[table] += 1
+        return super().get(key)
+
+
+def test_admission_reads_each_new_sender_with_one_get() -> None:
+    kv = CountingKV()
+    node = make_node(ManualClock(), kv=kv)
+    node.head()  # the head header is read once
+    kv.gets.clear()
+    for user in range(len(USERS)):
+        node.submit(transfer(user, 0))
+    # One flat row per sender, the head's flat marker once for all of them, no trie node.
+    assert kv.gets["flat account"] == len(USERS)
+    assert kv.gets["marker"] == 1 and kv.gets["trie node"] == 0

@@ -110,6 +110,10 @@ class TwinState:
     def node_store(self) -> Mapping[bytes, bytes]:
         return {}
 
+    @property
+    def reads_flat(self) -> bool:
+        return False
+
     def get_account(self, address: Address) -> Account | None:
         return self.accounts.get(address)
 

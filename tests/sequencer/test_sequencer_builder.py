@@ -56,6 +56,7 @@ class StateTwin:
     nonces: dict[Address, int]
     state_root: Hash32 = ZERO_HASH
     node_store: Mapping[bytes, bytes] = field(default_factory=dict)
+    reads_flat: bool = False
 
     def get_account(self, address: Address) -> Account | None:
         if address not in self.nonces:
