@@ -138,7 +138,8 @@ def build_workload(name: str, keys: Sequence[bytes], txs: int, chain_id: int,
                    recipients: Sequence[bytes] = ()) -> Workload:
     """Sign ``txs`` transactions from accounts 1..len(keys)-1, round by round (a nonce of each
     sender per round), to ``recipients`` in turn (fresh addresses when there are none);
-    account 0 deploys and funds the token for ``erc20``."""
+    account 0 deploys and funds the token for ``erc20``. ``payments``: each sender pays the
+    next one, so every transfer reads a balance the one before it changed."""
     senders = len(keys) - 1
     addresses = [private_key_to_address(key) for key in keys]
     setup: list[SignedTx] = []
@@ -155,12 +156,16 @@ def build_workload(name: str, keys: Sequence[bytes], txs: int, chain_id: int,
             data = token_call(TRANSFER_SELECTOR, addresses[s], TOKENS_PER_SENDER)
             raw = sign_1559(keys[0], chain_id, s, TOKEN_TRANSFER_GAS + 15_000, token, 0, data)
             setup.append(signed(raw, 0))
-    elif name != "transfer":
+    elif name not in ("transfer", "payments"):
         raise ValueError(f"unknown workload {name!r}")
     load: list[SignedTx] = []
     for i in range(txs):
         sender, nonce = 1 + i % senders, i // senders
-        to = recipients[i % len(recipients)] if recipients else fresh_address(i)
+        to: bytes
+        if name == "payments":  # the next sender
+            to = addresses[1 + sender % senders]
+        else:
+            to = recipients[i % len(recipients)] if recipients else fresh_address(i)
         if token is None:
             raw = sign_1559(keys[sender], chain_id, nonce, TRANSFER_GAS, to, 1)
         else:
@@ -766,7 +771,7 @@ def report(results: dict[str, dict[str, Any]]) -> dict[str, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workload", choices=["transfer", "erc20"], default="transfer")
+    parser.add_argument("--workload", choices=["transfer", "erc20", "payments"], default="transfer")
     parser.add_argument("--txs", type=int, default=20_000, help="transactions in the load")
     parser.add_argument("--senders", type=int, default=2_000, help="distinct sending accounts")
     parser.add_argument("--connections", type=int, default=4, help="keep-alive HTTP connections")
