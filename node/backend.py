@@ -165,37 +165,37 @@ class NodeRpcBackend:
         self.node.events = events
 
     def call(self, message: CallMessage, number: int, deadline: Deadline) -> CallResult:
-        return self.node.call(message, number, deadline)
+        return self.node.calls.call(message, number, deadline)
 
     def simulate(
         self, blocks: Sequence[SimulatedBlockSpec], number: int, validation: bool,
         trace_transfers: bool, gas_cap: int, deadline: Deadline,
     ) -> list[SimulatedBlockView]:
-        return self.node.simulate(blocks, number, validation, trace_transfers, gas_cap, deadline)
+        return self.node.calls.simulate(blocks, number, validation, trace_transfers, gas_cap, deadline)
 
     def trace_call(
         self, message: CallMessage, number: int, options: TraceOptions,
         deadline: Deadline | None = None,
     ) -> TxTrace:
-        return self.node.trace_call(message, number, options, deadline)
+        return self.node.calls.trace_call(message, number, options, deadline)
 
     def trace_block(
         self, number: int, options: TraceOptions, only: int | None = None,
         deadline: Deadline | None = None,
     ) -> list[TxTrace]:
-        return self.node.trace_block(number, options, only, deadline)
+        return self.node.calls.trace_block(number, options, only, deadline)
 
     def estimate_gas(self, message: CallMessage, number: int, deadline: Deadline) -> int:
         """Binary search for the least gas that succeeds, like go-ethereum; all of its calls
         share one ``deadline``."""
         cap = message.gas or self.node.params.gas_limit
-        top = self.node.call(_with_gas(message, cap), number, deadline)
+        top = self.node.calls.call(_with_gas(message, cap), number, deadline)
         if not top.succeeded:
             raise ExecutionReverted(top.error or "execution reverted", top.output)
         low, high = top.gas_used - 1, cap
         while low + 1 < high:
             mid = (low + high) // 2
-            if self.node.call(_with_gas(message, mid), number, deadline).succeeded:
+            if self.node.calls.call(_with_gas(message, mid), number, deadline).succeeded:
                 high = mid
             else:
                 low = mid

@@ -11,16 +11,13 @@ from dataclasses import dataclass, field, replace
 from executor_gpu.api import Caller, Executor, Tracer
 from executor_gpu.types import (
     BlockEnv,
-    CallMessage,
-    CallResult,
-    Deadline,
     ExecutedTx,
     StateDiff,
-    TraceOptions,
-    TxTrace,
 )
 from l1.types import L2BlockData
 from node.admit import Admission
+from node.blocks import Block, decode_block, encode_block, proofs_commitment
+from node.calls import Calls
 from node.db import schema
 from node.db.api import KV, WriteBatch
 from node.db.chain import ChainStore
@@ -28,9 +25,7 @@ from node.db.state import GenesisAccount, StateDB, StateOptions
 from node.epochs import MAX_PROOFS_PER_BLOCK, Epochs
 from node.genesis import Genesis
 from node.metrics import BlockReport, Metrics
-from node.simulate import simulate_blocks
 from node.stages import StageTimes, format_stages
-from primitives import rlp
 from primitives.blocks import EMPTY_BLOOM, EMPTY_ROOT, Header, OrderedRoot, ordered_trie_root
 from primitives.clock import Clock
 from primitives.crypto import keccak256, private_key_to_address
@@ -44,7 +39,6 @@ from primitives.errors import (
 from primitives.transactions import BatchDecode, Transaction, decode_transactions
 from primitives.types import ZERO_HASH, Address, Hash32
 from rpc.api import ChainEvents
-from rpc.types import SimulatedBlockSpec, SimulatedBlockView
 from sequencer.builder import execute_block, make_header, next_block_env
 from sequencer.types import BlockBody, PoolConfig
 from sequencer.wire import certificate_round
@@ -86,45 +80,6 @@ MAX_CLOCK_DRIFT = 15
 """Seconds a block's timestamp may be ahead of this node's clock."""
 
 
-@dataclass(frozen=True)
-class Block:
-    """A block as consensus agrees on it and peers exchange it."""
-
-    header: Header
-    """Its header; the hash is the block's id."""
-    transactions: tuple[bytes, ...]
-    """Raw transactions, in order."""
-    proofs: tuple[bytes, ...] = ()
-    """Encoded GPU weight proofs it carries; its header's extra_data commits to them."""
-
-
-def encode_block(header: Header, raw_txs: Sequence[bytes], proofs: Sequence[bytes] = ()) -> bytes:
-    """RLP [header, [raw txs], [proofs]]."""
-    return rlp.encode([header.to_rlp(), list(raw_txs), list(proofs)])
-
-
-def decode_block(value: bytes) -> Block:
-    """Inverse of ``encode_block``; InvalidInput on anything malformed."""
-    try:
-        decoded = rlp.decode(value)
-        if not isinstance(decoded, list) or len(decoded) != 3:
-            raise TypeError("a block is a list of header, transactions and proofs")
-        header_rlp, raws, proofs = decoded
-        header = Header.decode(rlp.encode(header_rlp))
-        if header.encode() != rlp.encode(header_rlp):
-            raise ValueError("header is not canonically encoded")
-        txs, carried = _byte_strings(raws), _byte_strings(proofs)
-    except (ValueError, TypeError, IndexError) as exc:  # rlp.DecodingError is a ValueError
-        raise InvalidInput(f"malformed block: {exc}") from exc
-    return Block(header, txs, carried)
-
-
-def _byte_strings(item: rlp.Decoded) -> tuple[bytes, ...]:
-    if not isinstance(item, list) or not all(isinstance(entry, bytes) for entry in item):
-        raise TypeError("transactions and proofs must be lists of byte strings")
-    return tuple(entry for entry in item if isinstance(entry, bytes))
-
-
 def _round_of(certificate: bytes | None) -> int:
     """The consensus round a commit certificate was cast in, for the block's log line and
     metrics (0 without one). The certificate is opaque to the commit itself, which does not
@@ -135,11 +90,6 @@ def _round_of(certificate: bytes | None) -> int:
         return certificate_round(certificate)
     except InvalidInput:
         return 0
-
-
-def proofs_commitment(proofs: Sequence[bytes]) -> bytes:
-    """The header's extra_data: keccak of the RLP list of proofs, or empty without proofs."""
-    return keccak256(rlp.encode(list(proofs))) if proofs else b""
 
 
 @dataclass
@@ -199,23 +149,23 @@ class Node:
         self.metrics = metrics or Metrics()
         self._ordered_root = ordered_root
         self.params = params
+        self.clock = clock
+        self.validator_key = validator_key
+        self.coinbase = private_key_to_address(validator_key)
         self.chain = ChainStore(kv)
         self.epochs = Epochs(
-            self.chain, params.chain_id, params.epoch_length,
-            genesis_weights or {private_key_to_address(validator_key): 1},
+            self.chain, params.chain_id, params.epoch_length, genesis_weights or {self.coinbase: 1},
         )
         self.state = StateDB(kv, options=state_options)
         self.admission = Admission(kv, self.chain, self.state, pool_config, params.chain_id,
                                    params.gas_limit, clock, decode)
         self.pool = self.admission.pool
         self.executor = executor
-        self.caller = caller
-        self.tracer = tracer
+        self.calls = Calls(self.chain, self.state, caller, tracer, params.chain_id,
+                           params.gas_limit, self._next_env, ordered_root)
+        """Calls, simulations and traces on past states (RPC)."""
         self.events: ChainEvents | None = None
         """Told of new heads and admitted transactions (the RPC server's subscriptions)."""
-        self.clock = clock
-        self.validator_key = validator_key
-        self.coinbase = private_key_to_address(validator_key)
         self._chain_lock = threading.RLock()
         # Executed candidates for the next block, by block hash, until one is committed.
         self._staged: dict[Hash32, _Staged] = {}
@@ -272,22 +222,12 @@ class Node:
         """The nonce a sender's next transaction needs: head state plus its pooled run."""
         return self.admission.pending_nonce(address)
 
-    def _block_hashes(self, parent: Header) -> tuple[Hash32, ...]:
-        hashes = [parent.hash]
-        number = parent.number - 1
-        while number >= 0 and len(hashes) < 256:
-            header = self.chain.header(number)
-            if header is None:
-                break
-            hashes.append(header.hash)
-            number -= 1
-        return tuple(hashes)
-
-    def _next_env(self, parent: Header, block_hashes: tuple[Hash32, ...] = ()) -> BlockEnv:
+    def _next_env(self, parent: Header) -> BlockEnv:
+        """The env of the block this node would build on ``parent`` now."""
         timestamp = max(parent.timestamp + 1, int(self.clock.now()))
         return next_block_env(
             parent, timestamp, self.coinbase, self.params.chain_id, self.params.gas_limit,
-            block_hashes,
+            self.chain.block_hashes(parent),
         )
 
     # -- writes -----------------------------------------------------------------------------
@@ -326,7 +266,7 @@ class Node:
             if height != parent.number + 1:
                 raise RetryLater(f"cannot build block {height} on head {parent.number}")
             carried = self._carriable(height, proofs)
-            env = self._next_env(parent, self._block_hashes(parent))
+            env = self._next_env(parent)
             times, started = StageTimes(), time.monotonic()
             with times.stage("select"):
                 txs = self.admission.select(env.base_fee_per_gas, env.gas_limit,
@@ -512,7 +452,7 @@ class Node:
             txs = self._decoded(raws)
         env = next_block_env(
             parent, timestamp, coinbase, self.params.chain_id,
-            self.params.gas_limit, self._block_hashes(parent),
+            self.params.gas_limit, self.chain.block_hashes(parent),
         )
         with times.stage("execute"):
             body = execute_block(self.executor, self.state.at(parent.state_root), env, txs,
@@ -561,67 +501,6 @@ class Node:
         return staged
 
     # -- calls ------------------------------------------------------------------------------
-
-    def call(
-        self, message: CallMessage, number: int, deadline: Deadline | None = None
-    ) -> CallResult:
-        """Run ``message`` on the state after block ``number`` in the next block's env
-        (ExecutionAborted once ``deadline`` has passed)."""
-        header = self.chain.header(number)
-        if header is None:
-            raise InvalidTransaction(f"unknown block {number}")
-        env = self._next_env(header, self._block_hashes(header))
-        return self.caller.call(self.state.at(header.state_root), env, message, deadline)
-
-    def simulate(
-        self, blocks: Sequence[SimulatedBlockSpec], number: int, validation: bool,
-        trace_transfers: bool, gas_cap: int, deadline: Deadline,
-    ) -> list[SimulatedBlockView]:
-        """eth_simulateV1 on the state after block ``number`` (node/simulate.py)."""
-        header = self.chain.header(number)
-        if header is None:
-            raise InvalidInput(f"unknown block {number}")
-        return simulate_blocks(
-            self.caller, self.state.at(header.state_root), header, self._block_hashes(header),
-            self.params.chain_id, blocks, validation, trace_transfers, gas_cap, deadline,
-            self._ordered_root,
-        )
-
-    def _tracing(self) -> Tracer:
-        if self.tracer is None:
-            raise InvalidInput("tracing is not enabled on this node")
-        return self.tracer
-
-    def trace_call(
-        self, message: CallMessage, number: int, options: TraceOptions,
-        deadline: Deadline | None = None,
-    ) -> TxTrace:
-        """Trace ``message`` as ``call`` runs it."""
-        header = self.chain.header(number)
-        if header is None:
-            raise InvalidInput(f"unknown block {number}")
-        env = self._next_env(header, self._block_hashes(header))
-        return self._tracing().trace_call(
-            self.state.at(header.state_root), env, message, options, deadline
-        )
-
-    def trace_block(
-        self, number: int, options: TraceOptions, only: int | None = None,
-        deadline: Deadline | None = None,
-    ) -> list[TxTrace]:
-        """Re-run block ``number`` (> 0) on its parent's state in its own env, tracing every
-        transaction (or only the one at index ``only``), by ``deadline``."""
-        header, parent = self.chain.header(number), self.chain.header(number - 1)
-        if header is None or parent is None:
-            raise InvalidInput(f"unknown block {number}")
-        env = next_block_env(
-            parent, header.timestamp, header.coinbase, self.params.chain_id,
-            self.params.gas_limit, self._block_hashes(parent),
-        )
-        return self._tracing().trace_transactions(
-            self.state.at(parent.state_root), env, self.chain.transactions(number), options, only,
-            deadline,
-        )
 
     # -- L1 block source --------------------------------------------------------------------
 

@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 import rlp
 
-from node.node import Node, decode_block, encode_block
+from node.blocks import decode_block, encode_block
+from node.node import Node
 from p2p.api import Gossip
 from p2p.topics import SYNC
 from p2p.types import PeerId

@@ -33,8 +33,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from executor_gpu.challenge import fingerprints_of, run_challenge
+from node.blocks import decode_block
 from node.db import schema
-from node.node import Node, decode_block
+from node.node import Node
 from node.sync import catch_up, serve_blocks
 from p2p.api import Gossip
 from p2p.checks import CheckLimits, CheckQueue

@@ -219,6 +219,19 @@ class ChainStore:
             raise Halt(f"head block {number} missing from the database")
         return header
 
+    def block_hashes(self, parent: Header) -> tuple[Hash32, ...]:
+        """Hashes of ``parent`` and the 255 blocks before it, newest first (BLOCKHASH's view
+        from ``parent``'s child)."""
+        hashes = [parent.hash]
+        number = parent.number - 1
+        while number >= 0 and len(hashes) < 256:
+            header = self.header(number)
+            if header is None:
+                break
+            hashes.append(header.hash)
+            number -= 1
+        return tuple(hashes)
+
     def header(self, number: int) -> Header | None:
         """Header at ``number``, or None above the head."""
         return self._header(self._kv, number)

@@ -10,7 +10,8 @@ import pytest
 from executor_gpu.challenge import run_challenge
 from l1.codec import decode_batch_data, encode_batch_data
 from l1.types import L2BlockData
-from node.node import Node, decode_block, encode_block, proofs_commitment
+from node.blocks import decode_block, encode_block, proofs_commitment
+from node.node import Node
 from primitives.clock import ManualClock
 from primitives.crypto import keccak256, private_key_to_address, sign_hash
 from primitives.errors import InvalidInput

@@ -21,8 +21,9 @@ from l1.poster import BatchPoster, MemoryPosterStore, PosterConfig
 from l1.types import ValidatorSet as ValidatorSet_L1
 from l1.watcher import BatchReport, Status, Watcher
 from node.batchsigs import GossipBatchSignatures
+from node.blocks import decode_block, encode_block
 from node.db.memory import MemoryKV
-from node.node import Node, decode_block, encode_block
+from node.node import Node
 from node.validator import ValidatorLoop, ValidatorOptions
 from node.watch import NodeChain
 from p2p.memory import InProcessNetwork, Latency

@@ -7,8 +7,9 @@ import dataclasses
 import pytest
 import rlp
 
+from node.blocks import decode_block, encode_block
 from node.db import schema
-from node.node import Node, decode_block, encode_block
+from node.node import Node
 from primitives.clock import ManualClock
 from primitives.errors import Halt
 from primitives.types import Hash32

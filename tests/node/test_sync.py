@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import rlp
 
-from node.node import Node, decode_block
+from node.blocks import decode_block
+from node.node import Node
 from node.sync import catch_up, decode_answer, decode_request, encode_request, serve_blocks
 from p2p.memory import InProcessNetwork
 from p2p.topics import SYNC
