@@ -21,7 +21,7 @@ from node.calls import Calls
 from node.db import schema
 from node.db.api import KV, WriteBatch
 from node.db.chain import ChainStore
-from node.db.state import GenesisAccount, StateDB, StateOptions
+from node.db.state import GenesisAccount, StateDB, StateOptions, StateView
 from node.epochs import MAX_PROOFS_PER_BLOCK, Epochs
 from node.genesis import Genesis
 from node.metrics import BlockReport, Metrics
@@ -272,10 +272,10 @@ class Node:
                 txs = self.admission.select(env.base_fee_per_gas, env.gas_limit,
                                             self.params.max_txs_per_block)
             with times.stage("execute"):
-                body = execute_block(self.executor, self.state.at(parent.state_root), env, txs,
-                                     self._ordered_root)
+                view = self.state.at(parent.state_root)
+                body = execute_block(self.executor, view, env, txs, self._ordered_root)
             with times.stage("state"):
-                staged = self._stage(parent, env, body, carried)
+                staged = self._stage(parent, env, body, carried, view)
             staged.stages, staged.started = times, started
             # The pool offered these but they failed against the state: forget them on commit.
             staged.dropped = tuple(r.tx.hash for r in body.result.rejected)
@@ -455,14 +455,14 @@ class Node:
             self.params.gas_limit, self.chain.block_hashes(parent),
         )
         with times.stage("execute"):
-            body = execute_block(self.executor, self.state.at(parent.state_root), env, txs,
-                                 self._ordered_root)
+            view = self.state.at(parent.state_root)
+            body = execute_block(self.executor, view, env, txs, self._ordered_root)
         # Rule: every transaction of a block executes; a proposer must not include invalid ones.
         if body.result.rejected:
             first = body.result.rejected[0]
             raise InvalidInput(f"includes an invalid transaction {first.tx.hash.hex()}: {first.reason}")
         with times.stage("state"):
-            staged = self._stage(parent, env, body, proofs)
+            staged = self._stage(parent, env, body, proofs, view)
         staged.stages, staged.started = times, started
         return staged
 
@@ -481,12 +481,14 @@ class Node:
         return [tx for tx in txs if isinstance(tx, Transaction)]
 
     def _stage(
-        self, parent: Header, env: BlockEnv, body: BlockBody, proofs: Sequence[bytes]
+        self, parent: Header, env: BlockEnv, body: BlockBody, proofs: Sequence[bytes],
+        view: StateView,
     ) -> _Staged:
-        """Stage state and block into a write batch, kept until the block is committed."""
+        """Stage state and block into a write batch, kept until the block is committed;
+        ``view``: the parent's state the block executed on (its flat reads are reused)."""
         result = body.result
         batch = self.kv.write_batch()
-        root = self.state.apply(parent.state_root, result.state_diff, batch)
+        root = self.state.apply(parent.state_root, result.state_diff, batch, view.bulk_reads())
         if result.state_root is not None and result.state_root != root:
             raise Halt(
                 f"block {env.number}: executor root {result.state_root.hex()} != "

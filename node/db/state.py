@@ -259,8 +259,12 @@ class _FlatReads:
             self._cache.put(key, value, self._generation)
         return value
 
+    def current(self) -> bool:
+        """True while no commit began since the view opened (its reads still hold)."""
+        return self._cache.generation == self._generation
+
     def _check(self) -> None:
-        if self._cache.generation != self._generation:
+        if not self.current():
             raise _Stale
 
 
@@ -276,6 +280,7 @@ class StateView:
         self._nodes = NodeStore(reader)
         self._trie = HexaryTrie(self._nodes, state_root)
         self._flat = flat
+        self._bulk_read: dict[bytes, bytes | None] = {}
 
     @property
     def state_root(self) -> Hash32:
@@ -332,10 +337,20 @@ class StateView:
     def _flat_values(self, keys: list[bytes]) -> list[bytes | None] | None:
         if self._flat is not None:
             try:
-                return self._flat.values(keys)
+                values = self._flat.values(keys)
             except _Stale:
                 self._flat = None
+                return None
+            self._bulk_read.update(zip(keys, values))
+            return values
         return None
+
+    def bulk_reads(self) -> Mapping[bytes, bytes | None]:
+        """The flat rows bulk reads got (by flat key; None: absent), while they still hold:
+        ``StateDB.apply`` of a diff on this state need not read them again."""
+        if self._flat is None or not self._flat.current():
+            return {}
+        return self._bulk_read
 
     def account_proof(self, address: Address) -> tuple[bytes, ...]:
         """The trie nodes from the root along the account's key (EIP-1186 ``accountProof``)."""
@@ -402,11 +417,16 @@ class StateDB:
             raise InvalidInput(f"unknown state root {state_root.hex()}")
         return StateView(source, state_root)
 
-    def apply(self, parent_root: Hash32, diff: StateDiff, batch: WriteBatch) -> Hash32:
+    def apply(
+        self, parent_root: Hash32, diff: StateDiff, batch: WriteBatch,
+        known: Mapping[bytes, bytes | None] | None = None,
+    ) -> Hash32:
         """Stage the state after ``diff`` into ``batch`` (the caller commits); its root.
 
         The flat tables follow when they hold ``parent_root`` as ``batch`` sees them; their old
-        rows, read first, tell the committer the old values (it then reads no old leaf)."""
+        rows, read first, tell the committer the old values (it then reads no old leaf).
+        ``known``: flat rows of ``parent_root`` already read (``StateView.bulk_reads`` of the
+        view the diff was executed on), not read again."""
         get, prefix = batch.get, schema.STATE_NODE_PREFIX  # state_node_key, inlined: a get per node
 
         def read(keys: list[bytes]) -> list[bytes | None]:
@@ -427,9 +447,16 @@ class StateDB:
         def load(hashes: list[bytes]) -> list[bytes | None]:
             return read_many([prefix + node_hash for node_hash in hashes])
 
+        def read_flat(keys: list[bytes]) -> list[bytes | None]:
+            if not known:
+                return read_many(keys)
+            missing = [key for key in keys if key not in known]
+            found = dict(zip(missing, read_many(missing)))
+            return [known[key] if key in known else found[key] for key in keys]
+
         marker = FlatMarker.read(batch)
         flat = _FlatWriter(batch) if marker.root == parent_root else None
-        old = None if flat is None else flat.read_old(diff, read_many)
+        old = None if flat is None else flat.read_old(diff, read_flat)
         with self._committing:
             commit = self._committer.commit_state(parent_root, diff, load, old)
         batch.put_many(commit.nodes(prefix))

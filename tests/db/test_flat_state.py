@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from trie.hexary import HexaryTrie
 from executor_gpu.types import AccountChange, StateDiff
 from node.db import schema
 from node.db.api import KV
+from node.db.memory import OverlayBatch
 from node.db.state import (
     FlatMarker,
     GenesisAccount,
@@ -293,3 +295,46 @@ def test_views_read_one_state_each_while_blocks_commit_beside_them(kv: KV) -> No
         for reader in readers:
             reader.join()
     assert mixed == []
+
+
+class _CountingReads:
+    """A KV reader that counts the gets of flat rows (and reads through to ``kv``)."""
+
+    def __init__(self, kv: KV) -> None:
+        self.kv = kv
+        self.flat_gets = 0
+
+    def get(self, key: bytes) -> bytes | None:
+        if key.startswith((schema.FLAT_ACCOUNT_PREFIX, schema.FLAT_STORAGE_PREFIX)):
+            self.flat_gets += 1
+        return self.kv.get(key)
+
+    def iterate(self, prefix: bytes = b"", *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        return self.kv.iterate(prefix, reverse=reverse)
+
+
+def test_apply_reuses_the_rows_a_view_read_in_bulk_and_only_while_they_hold(kv: KV) -> None:
+    state = StateDB(kv)
+    root = commit_genesis(kv, state)
+    view = state.at(root)
+    paths = [keccak256(a) for a in (A, B, ADDRESSES[2])]  # the third is absent
+    assert view.flat_accounts(paths) is not None
+    slot_path = keccak256(A) + keccak256((1).to_bytes(32, "big"))
+    assert view.flat_slots([slot_path]) is not None
+    known = view.bulk_reads()
+    assert len(known) == 4 and known[schema.flat_account_key(keccak256(ADDRESSES[2]))] is None
+    diff = StateDiff({A: AccountChange(1, 5, storage={1: 7}), B: AccountChange(0, 9),
+                      ADDRESSES[2]: AccountChange(0, 1)})
+
+    def staged(reuse: bool) -> tuple[Hash32, dict[bytes, bytes | None], int]:
+        counting, written = _CountingReads(kv), dict[bytes, bytes | None]()
+        batch = OverlayBatch(counting, written.update)
+        new_root = state.apply(root, diff, batch, view.bulk_reads() if reuse else None)
+        batch.commit()  # into ``written``, not the store
+        return new_root, written, counting.flat_gets
+
+    reused, fresh = staged(True), staged(False)
+    assert reused[:2] == fresh[:2]  # same root, same writes (change set included)
+    assert fresh[2] >= 4 and reused[2] == fresh[2] - 4
+    commit_diff(kv, state, root, StateDiff({B: AccountChange(0, 2)}))
+    assert view.bulk_reads() == {}  # a commit moved the tables: nothing is taken from the view
