@@ -79,6 +79,7 @@ class Anvil:
     state_file: Path
     log_file: Path
     extra_args: tuple[str, ...] = ()
+    chain_id: int = CHAIN_ID
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -96,7 +97,7 @@ class Anvil:
             str(anvil_binary()),
             "--host", "127.0.0.1",
             "--port", str(self.port),
-            "--chain-id", str(CHAIN_ID),
+            "--chain-id", str(self.chain_id),
             "--silent",
             "--state", str(self.state_file),
             *self.extra_args,
@@ -184,7 +185,9 @@ class Anvil:
 
 
 @contextmanager
-def running_anvil(state_dir: Path, extra_args: tuple[str, ...] = ()) -> Iterator[Anvil]:
+def running_anvil(
+    state_dir: Path, extra_args: tuple[str, ...] = (), chain_id: int = CHAIN_ID
+) -> Iterator[Anvil]:
     """A started anvil on a free port; killed at the end whatever happens."""
     state_dir.mkdir(parents=True, exist_ok=True)
     anvil = Anvil(
@@ -192,6 +195,7 @@ def running_anvil(state_dir: Path, extra_args: tuple[str, ...] = ()) -> Iterator
         state_file=state_dir / "anvil-state.json",
         log_file=state_dir / "anvil.log",
         extra_args=extra_args,
+        chain_id=chain_id,
     )
     try:
         anvil.start()
