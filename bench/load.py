@@ -15,12 +15,16 @@ transaction is included. For each target it prints:
 - CPU cores the target's processes used over that window, and their peak RSS;
 
 and the ratio l2node/anvil, with the machine, GPU, executor and commit. Workloads:
-`transfer` (ETH to fresh addresses) and `erc20` (TestToken transfers to fresh addresses; the
-token is deployed and the senders funded before timing); `--prefill-accounts N` puts N more
-accounts in both genesis states (l2node: a genesis file; anvil: --init) and sends the load to
-them instead of fresh addresses. A benchmark prints: it never fails for being slow.
+`transfer` (ETH to fresh addresses), `erc20` (TestToken transfers to fresh addresses; the
+token is deployed and the senders funded before timing) and `payments` (each sender pays the
+next one); `--prefill-accounts N` puts N more accounts in both genesis states (l2node: a
+genesis file; anvil: --init) and sends the load to them instead of fresh addresses.
+`--validators N` loads node 0 of `l2node devnet --validators N --preset` the same preset
+(genesis weights, no GPU challenges): inclusion is then finalization by >2/3 of the
+validators, and CPU and RSS count every node. A benchmark prints: it never fails for being slow.
 
     python -m bench.load --workload transfer --txs 20000 [--executor native-cuda] [--no-anvil]
+    python -m bench.load --validators 4 --no-anvil --txs 20000
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import platform
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -49,9 +54,10 @@ from typing import Any
 
 import rlp
 
+from node.devnet import ANVIL_PORT_OFFSET, METRICS_PORT_OFFSET, NODE_LINE, P2P_PORT_OFFSET
 from node.genesis import development_keys
 from primitives.crypto import keccak256, private_key_to_address, sign_hash
-from tests.nodeproc import free_port, running_node
+from tests.nodeproc import PORT_RANGE, free_port, l2node_command, l2node_env, running_node
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = ROOT / "configs" / "throughput.toml"
@@ -586,6 +592,66 @@ def l2node_target(work: Path, accounts: int, executor: str,
         yield Target("l2node", node.url, node.process.pid, node.log_path)
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def devnet_base_port(validators: int) -> int:
+    """A base port whose devnet ports (RPC, libp2p, metrics of each node; anvil) are free now."""
+    offsets = [ANVIL_PORT_OFFSET, *(offset + i for offset in (0, P2P_PORT_OFFSET, METRICS_PORT_OFFSET)
+                                    for i in range(validators))]
+    for _ in range(100):
+        base = free_port()
+        if base + max(offsets) < PORT_RANGE[1] and all(_port_free(base + o) for o in offsets):
+            return base
+    raise RuntimeError("no free range of ports for the devnet")
+
+
+@contextmanager
+def devnet_target(work: Path, validators: int, accounts: int, executor: str) -> Iterator[Target]:
+    """`l2node devnet --validators N` with the throughput preset and the genesis weights
+    (epoch length 0: no GPU challenges competing for the cores); the load goes to node 0,
+    whose committed blocks are the finalized chain. CPU and RSS count every node (and the
+    devnet's anvil, when installed). SIGTERM stops them all at the end."""
+    preset = work / "devnet-preset.toml"
+    preset.write_text(node_config(accounts, executor))
+    process = subprocess.Popen(
+        l2node_command("devnet", "--validators", str(validators), "--preset", str(preset),
+                       "--executor", executor, "--data-dir", str(work / "devnet"),
+                       "--base-port", str(devnet_base_port(validators)), "--epoch-length", "0"),
+        stdout=subprocess.PIPE, text=True, env=l2node_env(),
+    )
+    try:
+        assert process.stdout is not None
+        match = None
+        while match is None:
+            line = process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"l2node devnet exited with {process.wait()}")
+            match = NODE_LINE.match(line)
+        url, log_path = match[3], Path(match[5])
+        rpc = Rpc(url)
+        deadline = time.monotonic() + 120
+        while True:  # every validator up and finalizing
+            try:
+                if int(rpc.call("eth_blockNumber"), 16) >= 2:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"the devnet did not finalize blocks; see {log_path}")
+            time.sleep(0.2)
+        rpc.close()
+        yield Target("l2node", url, process.pid, log_path)
+    finally:
+        stop_process(process)
+
+
 def anvil_available() -> bool:
     try:
         from tests.anvil import anvil_binary
@@ -634,7 +700,7 @@ def anvil_target(work: Path, accounts: int, init: Path | None = None) -> Iterato
         stop_process(process)
 
 
-def stop_process(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[Any]) -> None:
     """SIGTERM, then SIGKILL after ``STOP_TIMEOUT``."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -780,6 +846,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         choices=["reference", "native-cpu", "native-cuda", "auto"])
     parser.add_argument("--prefill-accounts", type=int, default=0, metavar="N",
                         help="N more accounts in the genesis state; the load goes to them")
+    parser.add_argument("--validators", type=int, default=1,
+                        help="above 1: load node 0 of `l2node devnet --validators N` instead of "
+                        "`l2node run`")
     parser.add_argument("--no-anvil", action="store_true", help="load l2node only")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds to wait for inclusion after sending (and most to send)")
@@ -794,6 +863,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--txs, --senders, --connections must be >= 1; --batch 1..1000")
     if args.prefill_accounts < 0:
         parser.error("--prefill-accounts must be >= 0")
+    if args.validators < 1 or (args.validators > 1 and args.prefill_accounts):
+        parser.error("--validators must be >= 1, and 1 with --prefill-accounts")
     senders = min(args.senders, args.txs)
 
     info = machine()
@@ -802,7 +873,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"Python {info['python']}; commit {info['commit']}")
     print(f"load: {args.txs} {args.workload} txs from {senders} senders, {args.connections} "
           f"connections, {args.batch} txs per request, {args.prefill_accounts} prefilled "
-          f"accounts; l2node executor {args.executor}; "
+          f"accounts; l2node executor {args.executor}"
+          f"{f', {args.validators} validators' if args.validators > 1 else ''}; "
           f"anvil: {'yes' if with_anvil else 'no (--no-anvil or not installed)'}")
     chain = chain_settings()
     started = time.monotonic()
@@ -818,8 +890,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if prefill:
             addresses = [private_key_to_address(key) for key in keys]
             node_genesis, anvil_genesis = write_genesis_files(Path(tmp), addresses, prefill)
+        l2node = (devnet_target(Path(tmp), args.validators, senders + 1, args.executor)
+                  if args.validators > 1 else
+                  l2node_target(Path(tmp), senders + 1, args.executor, node_genesis))
         targets = [
-            l2node_target(Path(tmp), senders + 1, args.executor, node_genesis),
+            l2node,
             *([anvil_target(Path(tmp), senders + 1, anvil_genesis)] if with_anvil else []),
         ]
         for name, start in zip(["l2node", "anvil"], targets, strict=False):
@@ -845,6 +920,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(json.dumps({
             "machine": info, "workload": args.workload, "txs": args.txs, "senders": senders,
             "connections": args.connections, "batch": args.batch, "executor": args.executor,
+            "validators": args.validators,
             "prefill_accounts": args.prefill_accounts,
             "targets": results, "ratio_l2node_to_anvil": ratios,
         }, indent=2))

@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -96,15 +97,16 @@ class DevnetNode:
                 "--data-dir", str(self.data_dir)]
 
 
-def devnet_genesis(validators: int, epoch_length: int = 0) -> Genesis:
-    """The devnet preset's chain and accounts with ``validators`` validators of weight 1
-    until GPU weights take over (every ``epoch_length`` blocks; 0: never)."""
+def devnet_genesis(validators: int, epoch_length: int = 0, preset: Path | None = None) -> Genesis:
+    """The devnet preset's chain and accounts (overlaid by the ``preset`` file's) with
+    ``validators`` validators of weight 1 until GPU weights take over (every ``epoch_length``
+    blocks; 0: never)."""
     if validators < 1:
         raise InvalidInput("--validators must be at least 1")
-    preset = chain_genesis(load_config())
+    chain = chain_genesis(load_config(preset))
     return Genesis(
-        chain_id=preset.chain_id, timestamp=preset.timestamp, gas_limit=preset.gas_limit,
-        base_fee_per_gas=preset.base_fee_per_gas, alloc=preset.alloc,
+        chain_id=chain.chain_id, timestamp=chain.timestamp, gas_limit=chain.gas_limit,
+        base_fee_per_gas=chain.base_fee_per_gas, alloc=chain.alloc,
         # Sorted by address: the order the L1 contract keeps its signers in.
         validators=tuple(sorted(
             (GenesisValidator(private_key_to_address(devnet_validator_key(i)), 1)
@@ -117,13 +119,15 @@ def devnet_genesis(validators: int, epoch_length: int = 0) -> Genesis:
 
 def write_devnet(
     directory: Path, validators: int, base_port: int, block_time: float, executor: str,
-    hosts: tuple[str, ...] = (), l1: str = "", epoch_length: int = 0,
+    hosts: tuple[str, ...] = (), l1: str = "", epoch_length: int = 0, preset: Path | None = None,
 ) -> list[DevnetNode]:
     """Genesis, keys and per-node configs for ``validators`` nodes (overwritten if present).
 
     ``hosts`` are the nodes' IPv4 addresses (one per node; default all 127.0.0.1): RPC
     then listens on all interfaces, for nodes in containers or on several machines.
     ``l1``: "<rpc url> <contract address>" of the L1 that node 0 posts to (empty: none).
+    ``preset``: a config file (e.g. configs/throughput.toml) whose chain and genesis make the
+    devnet's genesis and whose node sections ([mempool], [state]) every node takes.
     """
     from p2p.host import load_or_create_identity, peer_id_of
 
@@ -133,8 +137,9 @@ def write_devnet(
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     keys = [devnet_validator_key(i) for i in range(validators)]
-    genesis = devnet_genesis(validators, epoch_length)
+    genesis = devnet_genesis(validators, epoch_length, preset)
     genesis_path = directory / "genesis.json"
+    shared = _node_sections(preset)
     genesis_path.write_text(genesis_to_json(genesis))
     nodes = []
     for i in range(validators):
@@ -171,8 +176,32 @@ def write_devnet(
             f"identity_file = {json.dumps(str(node.data_dir / 'p2p.key'))}\n"
             f"bootstrap = {json.dumps(others)}\n"
             + (_poster_section(node, l1) if l1 and node.index == 0 else "")
+            + shared
         )
     return nodes
+
+
+DEVNET_SECTIONS = ("chain", "genesis", "validator", "executor", "rpc", "metrics", "p2p", "l1")
+"""Config sections `l2node devnet` writes itself (a preset's chain and genesis go to the
+genesis file)."""
+
+
+def _node_sections(preset: Path | None) -> str:
+    """The preset's other sections, as TOML for every node's config (empty without one)."""
+    if preset is None:
+        return ""
+    try:
+        raw = tomllib.loads(preset.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidInput(f"cannot read preset {preset}: {exc}") from exc
+    text = ""
+    for section, values in raw.items():
+        if section in DEVNET_SECTIONS or not isinstance(values, dict):
+            continue
+        # JSON's numbers, strings, booleans and lists are TOML's too.
+        text += f"\n[{section}]\n" + "".join(f"{key} = {json.dumps(value)}\n"
+                                            for key, value in values.items())
+    return text
 
 
 def _poster_section(node: DevnetNode, l1: str) -> str:
@@ -249,6 +278,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         choices=["reference", "native-cpu", "native-cuda", "auto"])
     parser.add_argument("--hosts", default="",
                         help="comma-separated IPv4 address of each node (containers, machines)")
+    parser.add_argument("--preset", type=Path,
+                        help="config file whose chain, genesis and node sections the devnet takes "
+                        "(e.g. configs/throughput.toml)")
     parser.add_argument("--write-only", action="store_true",
                         help="write genesis, keys and configs, print the nodes, start nothing")
 
@@ -259,10 +291,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.write_only:
         args.data_dir.mkdir(parents=True, exist_ok=True)
         anvil = start_l1(args.data_dir, args.base_port + ANVIL_PORT_OFFSET,
-                         devnet_genesis(args.validators, args.epoch_length))
+                         devnet_genesis(args.validators, args.epoch_length, args.preset))
     nodes = write_devnet(args.data_dir, args.validators, args.base_port, args.block_time,
                          args.executor, hosts, l1="" if anvil is None else anvil[1],
-                         epoch_length=args.epoch_length)
+                         epoch_length=args.epoch_length, preset=args.preset)
     if args.write_only:
         for node in nodes:
             print(f"node {node.index}: config {node.config} rpc {node.rpc_url} p2p {node.p2p_addr}")
