@@ -161,9 +161,11 @@ class ValidatorLoop:
         except InvalidInput:
             return False
         # Rule: the value is the block it claims to be, at this height, and re-executes here.
-        if not (header.hash == value_id and header.number == height and self.node.verify(value)):
-            return False
-        # Rule: from the cutoff, it carries the proofs this validator held at the cutoff.
+        return header.hash == value_id and header.number == height and self.node.verify(value)
+
+    def endorses(self, height: int, value: bytes, value_id: Hash32) -> bool:
+        # Rule: from the cutoff, it carries the proofs this validator held at the cutoff. What
+        # a validator held is its own view: a block the others decide is still followed.
         return not self._censors(height, value)
 
     def _censors(self, height: int, value: bytes) -> bool:

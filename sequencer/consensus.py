@@ -122,6 +122,7 @@ class Consensus:
         self._votes: dict[_Slot, dict[Address, Vote]] = {}
         self._conflicted: set[tuple[object, ...]] = set()
         self._valid: dict[tuple[Hash32, Hash32], bool] = {}
+        self._endorsements: dict[tuple[Hash32, Hash32], bool] = {}
         self._timers: dict[tuple[Step, int], float] = {}
         self._done: set[tuple[str, int]] = set()
         self._rebroadcast_at: float | None = None
@@ -288,7 +289,8 @@ class Consensus:
         if self.step is Step.PROPOSE and proposal is not None:
             if proposal.pol_round == NIL_ROUND:  # line 22
                 acceptable = self.locked_round == NIL_ROUND or self._same(self.locked_value, proposal)
-                return self._prevote_for(proposal, acceptable)
+                # Not in the paper: a new value also needs this node's own endorsement.
+                return self._prevote_for(proposal, acceptable and self._endorsed(proposal))
             if self._has_quorum(VoteKind.PREVOTE, proposal.pol_round, proposal.value_id):  # line 28
                 acceptable = self.locked_round <= proposal.pol_round or self._same(
                     self.locked_value, proposal
@@ -451,6 +453,14 @@ class Consensus:
         if key not in self._valid:
             self._valid[key] = self.app.validate(self.height, proposal.value, proposal.value_id)
         return self._valid[key]
+
+    def _endorsed(self, proposal: Proposal) -> bool:
+        """The app's endorsement of a valid value, asked once per distinct value."""
+        key = (proposal.value_id, keccak256(proposal.value))
+        if key not in self._endorsements:
+            self._endorsements[key] = self._is_valid(proposal) and self.app.endorses(
+                self.height, proposal.value, proposal.value_id)
+        return self._endorsements[key]
 
     @staticmethod
     def _same(locked: Proposal | None, proposal: Proposal) -> bool:

@@ -102,7 +102,7 @@ def passes(data: bytes, seed: Hash32) -> bool:
 
 class ElectionApp(SimApp):
     """Values are rlp [height, round, proposer, [proofs]]; validation applies the proof
-    rules and, for honest validators, the inclusion rule."""
+    rules, and honest validators endorse only values that keep the inclusion rule."""
 
     def __init__(self, sim: ElectionSim, name: str) -> None:
         super().__init__(name)
@@ -149,11 +149,17 @@ class ElectionApp(SimApp):
                     or proof.validator in seen | carried):
                 return False
             carried.add(proof.validator)
+        return True
+
+    def endorses(self, height: int, value: bytes, value_id: Hash32) -> bool:
         if self.name == CHEATER:
             return True  # the cheater votes for anything valid
+        sim, node = self.sim, self.sim.nodes[self.name]
+        epoch = sim.window.epoch_of(height)
+        carried = {SimProof.decode(data).validator for data in rlp.decode(value)[3]}
         due = sim.due[self.name].get(epoch, frozenset())
-        return not missing(height, sim.window, due, seen, carried, node.consensus.round,
-                           len(sim.validators_at(node, height).validators))
+        return not missing(height, sim.window, due, sim.included(node, epoch, height), carried,
+                           node.consensus.round, len(sim.validators_at(node, height).validators))
 
 
 class ElectionSim(Simulation):

@@ -41,10 +41,12 @@ CONFIG = ConsensusConfig()
 
 
 class App:
-    """Values are accepted unless listed in ``invalid``; counts validations."""
+    """Values are accepted unless listed in ``invalid``, and endorsed unless listed in
+    ``unendorsed``; counts validations."""
 
     def __init__(self) -> None:
         self.invalid: set[bytes] = set()
+        self.unendorsed: set[bytes] = set()
         self.validations = 0
         self.built: list[tuple[int, int]] = []
 
@@ -56,6 +58,9 @@ class App:
     def validate(self, height: int, value: bytes, value_id: Hash32) -> bool:
         self.validations += 1
         return keccak256(value) == value_id and value not in self.invalid
+
+    def endorses(self, height: int, value: bytes, value_id: Hash32) -> bool:
+        return value not in self.unendorsed
 
 
 def proposer_of(round: int, height: int = HEIGHT) -> Address:
@@ -477,3 +482,20 @@ def test_a_quorum_for_a_value_this_node_rejects_is_reported_once_not_decided() -
     ]
     assert consensus.step is not Step.DECIDED
     assert not any(isinstance(a, Disagree) for a in consensus.tick())
+
+
+def test_a_value_this_node_does_not_endorse_gets_its_nil_prevote_but_is_decided_by_the_rest() -> None:
+    # Endorsement rests on this node's own view (the weight proofs it held at the cutoff):
+    # it withholds the prevote, and a value the others decide is still followed, not a halt.
+    me = a_follower()
+    app = App()
+    app.unendorsed.add(b"block")
+    consensus, _, _, _ = machine(me, app)
+    assert own_votes(consensus.on_message(propose(0, b"block")), VoteKind.PREVOTE) == [None]
+    peers = others(me)
+    actions = feed(consensus, [vote(p, VoteKind.PREVOTE, 0, b"block") for p in peers])
+    assert own_votes(actions, VoteKind.PRECOMMIT) == [keccak256(b"block")]  # the polka counts
+    actions = feed(consensus, [vote(p, VoteKind.PRECOMMIT, 0, b"block") for p in peers])
+    assert not any(isinstance(a, Disagree) for a in actions)
+    decisions = [a for a in actions if isinstance(a, Decide)]
+    assert len(decisions) == 1 and decisions[0].value == b"block"
