@@ -2,7 +2,9 @@
 
 Per call: each precompile on one input, on the CPU build (its ``evm_test_precompile`` hook,
 which runs the interpreter's own precompile code) and as the reference executor runs it
-(py-evm's precompile function), in the same process; the outputs must agree. Per block: a block
+(py-evm's precompile function), in the same process; the outputs must agree. Per batch: a block of direct
+calls of each precompile through the native executors (on the GPU: one launch runs them all).
+Per block: a block
 of transactions that each call a pairing verifier (a contract calling the pairing check on 2
 pairs, as a Groth16 verifier does) through the reference and the native executors (native-cuda
 where a GPU works). Prints the machine; never fails for being slow.
@@ -37,7 +39,7 @@ from executor_gpu.native_abi import ABI
 from executor_gpu.native_build import cpu_library, cuda_available
 from executor_gpu.native_precompiles import kzg_verifier
 from executor_gpu.reference import _ReferenceComputation, kzg_settings
-from executor_gpu.types import BlockEnv
+from executor_gpu.types import BatchResult, BlockEnv
 from node.db.state import GenesisAccount
 from primitives.crypto import keccak256
 from primitives.transactions import Transaction
@@ -219,22 +221,30 @@ def verifier_code() -> bytes:
     )
 
 
-def verifier_block(n: int) -> tuple[dict[Address, GenesisAccount], list[Transaction], BlockEnv]:
-    """n transactions from distinct senders, each verifying a different 2-pair pairing."""
+def call_block(n: int, to: Address, inputs: list[bytes], gas: int,
+               code: dict[Address, bytes] | None = None) -> tuple[dict[Address, GenesisAccount], list[Transaction], BlockEnv]:
+    """n transactions from distinct senders to ``to``, the i-th with call data ``inputs[i % len]``
+    and ``gas``; ``code``: contracts in the genesis state."""
     keys = _keys(n)
     alloc = {sender: GenesisAccount(balance=10**24) for _, sender in keys}
-    alloc[VERIFIER] = GenesisAccount(code=verifier_code())
-    data = [pairing_that_holds(i + 2, i + 3) for i in range(min(n, 16))]  # py_ecc is slow to make them
-    txs = [_sign(k, 0, VERIFIER, 0, data[i % len(data)], 200_000) for i, (k, _) in enumerate(keys)]
-    env = BlockEnv(number=1, timestamp=1_700_000_000, coinbase=COINBASE, gas_limit=200_000 * n + 1,
+    alloc.update({address: GenesisAccount(code=body) for address, body in (code or {}).items()})
+    txs = [_sign(k, 0, to, 0, inputs[i % len(inputs)], gas) for i, (k, _) in enumerate(keys)]
+    env = BlockEnv(number=1, timestamp=1_700_000_000, coinbase=COINBASE, gas_limit=gas * n + 1,
                    base_fee_per_gas=10**9, chain_id=CHAIN_ID, prev_randao=Hash32(bytes(32)),
                    block_hashes=(Hash32(keccak256(b"parent")),))
     return alloc, txs, env
 
 
-def _time_block(executor: Executor, n: int, warm: bool) -> tuple[float, int, int]:
-    """Seconds for a block of n verifier transactions, how many succeeded, the fallbacks."""
-    alloc, txs, env = verifier_block(n)
+def verifier_block(n: int) -> tuple[dict[Address, GenesisAccount], list[Transaction], BlockEnv]:
+    """n transactions from distinct senders, each verifying a different 2-pair pairing."""
+    data = [pairing_that_holds(i + 2, i + 3) for i in range(min(n, 16))]  # py_ecc is slow to make them
+    return call_block(n, VERIFIER, data, 200_000, {VERIFIER: verifier_code()})
+
+
+def _time_block(executor: Executor, block: tuple[dict[Address, GenesisAccount], list[Transaction], BlockEnv],
+                warm: bool) -> tuple[float, int, BatchResult]:
+    """Seconds for ``block``, how many of its transactions succeeded, the result."""
+    alloc, txs, env = block
     _, db, root = genesis_state(alloc)
     pre = db.at(root)
     if warm:
@@ -242,15 +252,14 @@ def _time_block(executor: Executor, n: int, warm: bool) -> tuple[float, int, int
     start = time.perf_counter()
     result = executor.execute(pre, env, txs)
     seconds = time.perf_counter() - start
-    ok = sum(1 for e in result.executed if e.receipt.succeeded)
-    verifier = result.state_diff.accounts[VERIFIER]
-    assert verifier is not None and list(verifier.storage.values()) == [1] * n, "every pairing must hold"
-    return seconds, ok, result.fallbacks
+    return seconds, sum(1 for e in result.executed if e.receipt.succeeded), result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20, help="calls per precompile and side (fewer for slow ones)")
+    parser.add_argument("--batch", type=int, default=200,
+                        help="direct calls of each precompile per block (native executors)")
     parser.add_argument("--block", type=int, default=1000, help="verifier transactions per block (native)")
     parser.add_argument("--reference-block", type=int, default=10,
                         help="verifier transactions per block on the reference (about 1 s each)")
@@ -267,19 +276,32 @@ def main() -> None:
     from executor_gpu.native import NativeExecutor
     from executor_gpu.reference import PyEvmExecutor
 
-    print(f"\nblock of pairing verifiers (2 pairs each): {'txs':>6} {'seconds':>9} {'tx/s':>9} {'fallbacks':>9}")
-    runs: list[tuple[str, Callable[[], Executor], int]] = [
-        ("reference", PyEvmExecutor, args.reference_block),
-        ("native-cpu (1 thread)", lambda: NativeExecutor("cpu"), args.block),
-    ]
+    natives: list[tuple[str, Callable[[], Executor]]] = [("native-cpu (1 thread)", lambda: NativeExecutor("cpu"))]
     if cuda_available():
-        runs.append(("native-cuda", lambda: NativeExecutor("cuda"), args.block))
+        natives.append(("native-cuda", lambda: NativeExecutor("cuda")))
     else:
         print("native-cuda: no CUDA device here, skipped")
-    for label, make, n in runs:
-        seconds, _, fallbacks = _time_block(make(), n, warm=label != "reference")
-        print(f"{label:<42} {n:>6} {seconds:>9.3f} {n / seconds:>9.1f} {fallbacks:>9}", flush=True)
 
+    # Per batch: a block of direct calls, one launch on the GPU; per call = block time / calls.
+    print(f"\nper call in a block of {args.batch} direct calls: " + " ".join(f"{label:>22}" for label, _ in natives))
+    executors = [(label, make()) for label, make in natives]
+    for name, precompile, data in call_cases():
+        block = call_block(args.batch, Address(precompile.to_bytes(20, "big")), [data], 30_000_000)
+        cells = []
+        for label, executor in executors:
+            seconds, ok, result = _time_block(executor, block, warm=True)
+            assert ok == args.batch and result.fallbacks == 0, f"{name} on {label}: {ok} succeeded, {result.fallbacks} fallbacks"
+            cells.append(f"{seconds / args.batch * 1e6:>20.1f}us")
+        print(f"{name:<40} " + " ".join(cells), flush=True)
+
+    print(f"\nblock of pairing verifiers (2 pairs each): {'txs':>6} {'seconds':>9} {'tx/s':>9} {'fallbacks':>9}")
+    runs: list[tuple[str, Callable[[], Executor], int]] = [("reference", PyEvmExecutor, args.reference_block)]
+    runs += [(label, make, args.block) for label, make in natives]
+    for label, make, n in runs:
+        seconds, ok, result = _time_block(make(), verifier_block(n), warm=label != "reference")
+        verifier = result.state_diff.accounts[VERIFIER]
+        assert ok == n and verifier is not None and list(verifier.storage.values()) == [1] * n, "every pairing must hold"
+        print(f"{label:<42} {n:>6} {seconds:>9.3f} {n / seconds:>9.1f} {result.fallbacks:>9}", flush=True)
 
 if __name__ == "__main__":
     main()
