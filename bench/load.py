@@ -529,11 +529,15 @@ def toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
-def node_config(accounts: int, executor: str, genesis_file: Path | None = None) -> str:
-    """configs/throughput.toml with this run's accounts, executor and genesis, as TOML text."""
+def node_config(accounts: int, executor: str, genesis_file: Path | None = None,
+                fronts: str | None = None) -> str:
+    """configs/throughput.toml with this run's accounts, executor, genesis and RPC fronts
+    (None: the preset's), as TOML text."""
     preset = tomllib.loads(PRESET.read_text())
     preset["genesis"]["accounts"] = accounts
     preset["executor"]["kind"] = executor
+    if fronts is not None:
+        preset["rpc"]["fronts"] = fronts if fronts == "auto" else int(fronts)
     if genesis_file is not None:
         preset["genesis"]["file"] = str(genesis_file.resolve())
     lines = []
@@ -584,9 +588,9 @@ def write_genesis_files(work: Path, funded: Sequence[bytes], prefill: Sequence[b
 
 @contextmanager
 def l2node_target(work: Path, accounts: int, executor: str,
-                  genesis_file: Path | None = None) -> Iterator[Target]:
+                  genesis_file: Path | None = None, fronts: str | None = None) -> Iterator[Target]:
     """`l2node run` with the throughput preset; SIGTERM (then kill) at the end."""
-    config = node_config(accounts, executor, genesis_file)
+    config = node_config(accounts, executor, genesis_file, fronts)
     # Building a large genesis state takes a while (about 35 s per million accounts).
     with running_node(work / "l2node", free_port(), config, start_timeout=600) as node:
         yield Target("l2node", node.url, node.process.pid, node.log_path)
@@ -849,6 +853,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--validators", type=int, default=1,
                         help="above 1: load node 0 of `l2node devnet --validators N` instead of "
                         "`l2node run`")
+    parser.add_argument("--fronts", help='`l2node run`\'s [rpc] fronts: a number or "auto" '
+                        "(default: the preset's)")
     parser.add_argument("--no-anvil", action="store_true", help="load l2node only")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds to wait for inclusion after sending (and most to send)")
@@ -863,8 +869,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--txs, --senders, --connections must be >= 1; --batch 1..1000")
     if args.prefill_accounts < 0:
         parser.error("--prefill-accounts must be >= 0")
-    if args.validators < 1 or (args.validators > 1 and args.prefill_accounts):
-        parser.error("--validators must be >= 1, and 1 with --prefill-accounts")
+    if args.validators < 1 or (args.validators > 1 and (args.prefill_accounts or args.fronts)):
+        parser.error("--validators must be >= 1, and 1 with --prefill-accounts or --fronts")
+    if args.fronts not in (None, "auto") and not str(args.fronts).isdigit():
+        parser.error('--fronts must be a number or "auto"')
     senders = min(args.senders, args.txs)
 
     info = machine()
@@ -874,6 +882,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"load: {args.txs} {args.workload} txs from {senders} senders, {args.connections} "
           f"connections, {args.batch} txs per request, {args.prefill_accounts} prefilled "
           f"accounts; l2node executor {args.executor}"
+          f"{f', fronts {args.fronts}' if args.fronts else ''}"
           f"{f', {args.validators} validators' if args.validators > 1 else ''}; "
           f"anvil: {'yes' if with_anvil else 'no (--no-anvil or not installed)'}")
     chain = chain_settings()
@@ -892,7 +901,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             node_genesis, anvil_genesis = write_genesis_files(Path(tmp), addresses, prefill)
         l2node = (devnet_target(Path(tmp), args.validators, senders + 1, args.executor)
                   if args.validators > 1 else
-                  l2node_target(Path(tmp), senders + 1, args.executor, node_genesis))
+                  l2node_target(Path(tmp), senders + 1, args.executor, node_genesis, args.fronts))
         targets = [
             l2node,
             *([anvil_target(Path(tmp), senders + 1, anvil_genesis)] if with_anvil else []),
@@ -920,7 +929,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(json.dumps({
             "machine": info, "workload": args.workload, "txs": args.txs, "senders": senders,
             "connections": args.connections, "batch": args.batch, "executor": args.executor,
-            "validators": args.validators,
+            "validators": args.validators, "fronts": args.fronts,
             "prefill_accounts": args.prefill_accounts,
             "targets": results, "ratio_l2node_to_anvil": ratios,
         }, indent=2))

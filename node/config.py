@@ -116,6 +116,10 @@ class RpcConfig(RpcLimits):
     bind_retry: Annotated[float, Ge(0)] = 30.0
     """Seconds a taken port, RPC or libp2p, is retried with backoff before giving up (0: fail
     at once)."""
+    fronts: Annotated[int, Ge(0)] | Literal["auto"] = 0
+    """Front processes serving the port (HTTP, JSON, eth_sendRawTransaction's answers on other
+    cores; everything else they pass to the node): 0 for none, "auto" for one per four cores
+    beyond four (none below eight cores)."""
 
 
 @dataclass(frozen=True)

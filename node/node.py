@@ -341,9 +341,11 @@ class Node:
             with times.stage("write"):
                 for tx_hash in done:
                     batch.delete(schema.pool_key(tx_hash))
+                # Kept decoded before the block shows: a wallet polling for it reads it at
+                # once, and would otherwise decode it from the store.
+                self.chain.remember(staged.header, staged.executed)
                 self.state.commit(batch)
             with times.stage("advance"):
-                self.chain.remember(staged.header, staged.executed)
                 self._staged.clear()  # every other candidate was built on the old head
                 self.admission.advance(staged.header, staged.diff, done)
         self._published(staged.header)
@@ -414,8 +416,8 @@ class Node:
                     f"gas limit {block.gas_limit} and base fee {block.base_fee_per_gas}, "
                     f"the chain has {header.gas_limit} and {header.base_fee_per_gas}"
                 )
-            self.state.commit(staged.batch)
             self.chain.remember(staged.header, staged.executed)
+            self.state.commit(staged.batch)
             self.admission.advance(staged.header, staged.diff, ())
         self._published(header)
         return header

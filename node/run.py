@@ -7,7 +7,6 @@ import contextlib
 import ctypes
 import logging
 import math
-import resource
 import signal
 import socket
 import sys
@@ -31,6 +30,7 @@ from node.backend import NodeRpcBackend
 from node.batchsigs import GossipBatchSignatures
 from node.config import NodeConfig, validator_key
 from node.db.leveldb import LevelDBKV
+from node.front import Fronts, front_count, private_socket
 from node.genesis import Genesis, chain_genesis, genesis_weights
 from node.health import ReadinessCheck, ReadinessRules, quorum_peers
 from node.metrics import Metrics, serve_metrics
@@ -42,7 +42,7 @@ from node.version import version
 from primitives.clock import SystemClock
 from primitives.errors import Halt, InvalidInput, L2NodeError, RetryLater
 from primitives.types import Address
-from rpc.http import server_config
+from rpc.http import rpc_connection_cap, server_config
 from rpc.server import create_app
 from sequencer.types import PoolConfig
 
@@ -61,6 +61,12 @@ MMAP_THRESHOLD = 1024 * 1024
 """Blocks this large and larger get their own mapping (glibc starts at 128 KiB: keeping that
 made every 64-256 KiB chunk of a request body a fresh mapping, and page faults took the
 event loop's time)."""
+PRIVATE_SOCKET = "rpc.sock"
+"""The node's private Unix socket in the data dir, where its RPC fronts reach it."""
+FRONT_CONNECTIONS = 64
+"""Connections the private socket takes per front (each keeps one per busy worker thread)."""
+FRONT_CHECK_S = 1.0
+"""Seconds between checks that every front runs (a dead one is started again)."""
 RPC_BACKLOG = 128
 """Connections the kernel queues for the RPC listener; asyncio also accepts at most this many
 at once, each a file descriptor until the connection cap closes it (uvicorn's 2,048 ran a
@@ -181,15 +187,6 @@ def refuse_raw_poster_key(config: NodeConfig) -> None:
             "[l1] poster_key: raw keys are refused for a real L1; "
             "put it in a keystore (l2node keys import) and set [l1] poster_keystore"
         )
-
-
-def rpc_connection_cap(configured: int) -> int:
-    """``configured``, or when 0 a quarter of the open-file limit: LevelDB takes up to half
-    of it (node/db/leveldb.py), peers and the L1 some more."""
-    if configured:
-        return configured
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return max(16, soft // 4)
 
 
 def _fix_mmap_threshold() -> None:
@@ -416,35 +413,52 @@ async def _serve_rpc(
     rpc_socket: socket.socket, tasks: list[asyncio.Task[None]], stop: asyncio.Event,
 ) -> None:
     """Serve JSON-RPC on ``rpc_socket`` (bound at start) until ``stop`` or until a task ends
-    (a Halt), then stop everything."""
+    (a Halt), then stop everything. With fronts ([rpc] fronts), they serve ``rpc_socket``
+    and the node serves them on its private socket."""
     limits = config.rpc
     stopping = threading.Event()
-    app = create_app(backend, limits, stopping, readiness=readiness, cors=limits.cors,
-                     hosts=limits.hosts)
+    fronts = front_count(limits.fronts)
+    private = config.data_dir / PRIVATE_SOCKET
+    if fronts:
+        # Origins and Host headers are the fronts' to check; the node sees only its fronts.
+        app = create_app(backend, limits, stopping, readiness=readiness, private=True)
+        sockets = [private_socket(private)]
+        connections = max(rpc_connection_cap(limits.max_connections), FRONT_CONNECTIONS * fronts)
+    else:
+        app = create_app(backend, limits, stopping, readiness=readiness, cors=limits.cors,
+                         hosts=limits.hosts)
+        sockets = [rpc_socket]
+        connections = rpc_connection_cap(limits.max_connections)
     server = _Server(server_config(
-        app, config.rpc.host, config.rpc.port, limits,
-        rpc_connection_cap(limits.max_connections), log_level="warning", lifespan="off",
+        app, config.rpc.host, config.rpc.port, limits, connections, log_level="warning",
+        lifespan="off",
         log_config=None,  # uvicorn's lines go through the node's handlers (and throttle)
         backlog=RPC_BACKLOG, ws_max_size=limits.max_body_bytes,
         # Running calls are stopped (``stopping``) and get their answer; a request whose
         # body still trickles in is cut off.
         timeout_graceful_shutdown=math.ceil(limits.evm_timeout + limits.busy_wait + 1),
     ))
-    serving = asyncio.create_task(server.serve(sockets=[rpc_socket]))
+    serving = asyncio.create_task(server.serve(sockets=sockets))
     while not server.started and not serving.done():
         await asyncio.sleep(0.05)
     if serving.done():
         stop.set()
         serving.result()  # re-raise why uvicorn could not start (e.g. port in use)
-    else:
-        log.info("JSON-RPC on http://%s:%d", config.rpc.host, config.rpc.port)
+    front_processes = Fronts(fronts, rpc_socket, private, limits)
+    if fronts:
+        front_processes.start()
+        tasks = [*tasks, asyncio.create_task(_every(FRONT_CHECK_S, front_processes.start, stop, "fronts"))]
+    log.info("JSON-RPC on http://%s:%d%s", config.rpc.host, config.rpc.port,
+             f" ({fronts} front processes)" if fronts else "")
     waiting = asyncio.create_task(stop.wait())
     await asyncio.wait([waiting, *tasks], return_when=asyncio.FIRST_COMPLETED)
     stop.set()
     log.info("shutting down")
+    await asyncio.to_thread(front_processes.stop)  # first: nobody new gets in
     stopping.set()
     server.should_exit = True
     await serving
+    private.unlink(missing_ok=True)
     for task in tasks:
         await task
     for task in tasks:

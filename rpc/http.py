@@ -8,6 +8,7 @@ descriptor. Past the process's limit, accept() fails and nobody is served.
 from __future__ import annotations
 
 import asyncio
+import resource
 from typing import Any
 
 import uvicorn
@@ -133,3 +134,12 @@ def server_config(app: Any, host: str, port: int, limits: RpcLimits, max_connect
         timeout_keep_alive=limits.idle_timeout,  # type: ignore[arg-type]  # a float works
         **options,
     )
+
+
+def rpc_connection_cap(configured: int) -> int:
+    """``configured``, or when 0 a quarter of the open-file limit: LevelDB takes up to half
+    of it (node/db/leveldb.py), peers and the L1 some more."""
+    if configured:
+        return configured
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(16, soft // 4)

@@ -15,7 +15,7 @@ from types import MappingProxyType
 from executor_gpu.types import AccountOverride, CallMessage, CallResult, Deadline
 from primitives.clock import SystemClock
 from primitives.crypto import keccak256
-from primitives.errors import ExecutionAborted, ExecutionReverted
+from primitives.errors import ExecutionAborted, ExecutionReverted, L2NodeError
 from primitives.types import ZERO_ADDRESS, Address, Hash32
 from rpc import render
 from rpc.api import NodeBackend
@@ -66,6 +66,29 @@ MIN_BLOB_BASE_FEE = 1
 MAX_FEE_HISTORY_BLOCKS = 1024
 """Most blocks one eth_feeHistory answer covers; larger counts are cut (as geth)."""
 _ADMITTING = object()
+
+Admit = Callable[[Sequence[bytes]], Sequence[Hash32 | L2NodeError]]
+"""Admits raw transactions together: each one's hash, or why it was refused."""
+
+
+def send_raw_transactions(calls: Sequence[Args | object], admit: Admit) -> list[object | Exception]:
+    """Answers to several eth_sendRawTransaction calls (their Args, or raw params), the
+    well-formed ones admitted together by ``admit``."""
+    answers: list[object | Exception] = []
+    raws: list[bytes] = []
+    for call in calls:
+        try:
+            args = call if isinstance(call, Args) else Args(call, 1)
+            raws.append(args.required(0, parse_data))
+            answers.append(_ADMITTING)
+        except RpcError as exc:
+            answers.append(exc)
+    admitted = iter(admit(raws) if raws else ())
+    for index, answer in enumerate(answers):
+        if answer is _ADMITTING:
+            sent = next(admitted)
+            answers[index] = sent if isinstance(sent, Exception) else data(sent)
+    return answers
 """Placeholder for an answer the backend gives later."""
 NO_PERCENTILES: tuple[float, ...] = ()
 """eth_feeHistory without reward percentiles."""
@@ -303,21 +326,7 @@ class RpcMethods:
     def send_raw_transactions(self, calls: Sequence[Args | object]) -> list[object | Exception]:
         """Answers to several eth_sendRawTransaction calls (their Args, or raw params),
         admitted together: one pass over the pool and one durable write for all of them."""
-        answers: list[object | Exception] = []
-        raws: list[bytes] = []
-        for call in calls:
-            try:
-                args = call if isinstance(call, Args) else Args(call, 1)
-                raws.append(args.required(0, parse_data))
-                answers.append(_ADMITTING)
-            except RpcError as exc:
-                answers.append(exc)
-        admitted = iter(self._backend.send_raw_transactions(raws))
-        for index, answer in enumerate(answers):
-            if answer is _ADMITTING:
-                sent = next(admitted)
-                answers[index] = sent if isinstance(sent, Exception) else data(sent)
-        return answers
+        return send_raw_transactions(calls, self._backend.send_raw_transactions)
 
     # -- state -------------------------------------------------------------------------------
 

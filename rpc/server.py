@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import enum
 import json
 import logging
 import math
 import re
 import threading
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
@@ -28,7 +29,14 @@ from starlette.requests import ClientDisconnect
 
 from executor_gpu.types import Deadline
 from primitives.clock import Clock, SystemClock
-from primitives.errors import InvalidInput, InvalidTransaction, RetryLater, TransactionRejected
+from primitives.errors import (
+    InvalidInput,
+    InvalidTransaction,
+    L2NodeError,
+    RetryLater,
+    TransactionRejected,
+)
+from primitives.types import Hash32
 from rpc.api import NodeBackend
 from rpc.errors import (
     INTERNAL_ERROR,
@@ -42,7 +50,8 @@ from rpc.errors import (
     code_by_phrase,
 )
 from rpc.filters import FilterTable
-from rpc.methods import ExpensiveMethod, RpcMethods
+from rpc.frames import ADMIT_PATH, FRAME_TYPE, decode_raws, encode_outcomes
+from rpc.methods import Admit, ExpensiveMethod, RpcMethods, send_raw_transactions
 from rpc.types import DEFAULT_LIMITS, Readiness, RpcLimits
 from rpc.ws import EventHub, serve_websocket
 
@@ -58,7 +67,7 @@ try:  # glibc: give freed heap memory back to the system
 except (OSError, AttributeError):  # another C library: nothing to call
     _malloc_trim = None
 
-_JSON_MEDIA_TYPE = "application/json"
+JSON_MEDIA_TYPE = "application/json"
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 _BRACKET_STEPS = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")
@@ -73,13 +82,15 @@ def create_app(
     hosts: Sequence[str] = ("*",),
     clock: Clock | None = None,
     readiness: Callable[[], Readiness] = lambda: Readiness(()),
+    private: bool = False,
 ) -> FastAPI:
     """The ASGI app serving ``backend`` (run it with uvicorn; rpc.http.server_config adds
     the connection limits). Setting ``stopping`` stops running eth_calls at once.
 
     ``cors``: origins browsers may call from ("*": any); ``hosts``: Host headers accepted
     ("*": any); ``clock`` times out idle filters (default: the system's); ``readiness``
-    answers /ready.
+    answers /ready. ``private``: also take the front processes' transactions (ADMIT_PATH,
+    rpc/front.py), for an app served only where nobody else can connect.
     """
     filters = FilterTable(clock or SystemClock())
     methods = RpcMethods(backend, limits, stopping, filters)
@@ -91,55 +102,8 @@ def create_app(
     ))
     max_body_bytes = limits.max_body_bytes
     slots = asyncio.Semaphore(limits.expensive_calls)
-    memory = _BodyMemory(limits.body_memory)
-    app = FastAPI(title="l2node JSON-RPC", openapi_url=None, docs_url=None, redoc_url=None)
-    app.add_middleware(
-        CORSMiddleware, allow_origins=list(cors), allow_methods=["GET", "POST", "OPTIONS"],
-        allow_headers=["*"], max_age=600,
-    )
-    if "*" not in hosts:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))
-
-    @app.options("/")
-    async def options() -> Response:
-        # A preflight is answered by CORSMiddleware; a bare OPTIONS learns what is allowed.
-        return Response(status_code=204, headers={"Allow": "GET, POST, OPTIONS"})
-
-    @app.websocket("/")
-    async def websocket(socket: WebSocket) -> None:
-        await serve_websocket(socket, methods, hub, respond, max_body_bytes, cors)
-
-    @app.get("/health")
-    async def health() -> dict[str, bool]:
-        return {"ok": True}
-
-    @app.get("/ready")
-    async def ready() -> Response:
-        state = readiness()
-        body = {"ready": state.ready, "reasons": list(state.reasons), **dict(state.details)}
-        return Response(_encode(body), status_code=200 if state.ready else 503,
-                        media_type=_JSON_MEDIA_TYPE)
-
-    @app.post("/")
-    async def rpc(request: Request) -> Response:
-        held = _Held(memory)
-        try:
-            async with asyncio.timeout(limits.read_timeout):
-                body = await _read_body(request, max_body_bytes, held)
-            return await answer(body)
-        except ClientDisconnect:  # nobody is left to answer; not a server error
-            return Response(status_code=400)
-        except TimeoutError:  # a body trickling in would hold its memory and a task forever
-            message = f"request body not received within {limits.read_timeout:g} s"
-            return _refusal(408, INVALID_REQUEST, message)
-        except _Refused as refused:
-            return _refusal(refused.status, refused.code, str(refused))
-        finally:
-            await held.release()
-
     async def answer(body: bytes) -> Response:
-        reply = await respond(methods, body)
-        return Response(reply or b"", media_type=_JSON_MEDIA_TYPE)
+        return json_response(await respond(methods, body))
 
     async def respond(to: RpcMethods, body: bytes) -> bytes | None:
         # Backend calls block (storage, EVM): keep them off the event loop. A request for an
@@ -154,7 +118,79 @@ def create_app(
             if slot:
                 slots.release()
 
+    app = app_shell(limits, cors, hosts, answer)
+
+    @app.websocket("/")
+    async def websocket(socket: WebSocket) -> None:
+        await serve_websocket(socket, methods, hub, respond, max_body_bytes, cors)
+
+    @app.get("/health")
+    async def health() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/ready")
+    async def ready() -> Response:
+        state = readiness()
+        body = {"ready": state.ready, "reasons": list(state.reasons), **dict(state.details)}
+        return Response(_encode(body), status_code=200 if state.ready else 503,
+                        media_type=JSON_MEDIA_TYPE)
+
+    if private:
+        @app.post(ADMIT_PATH)
+        async def admit(request: Request) -> Response:
+            try:
+                raws = decode_raws(await request.body())
+            except InvalidInput as exc:
+                return Response(str(exc), status_code=400)
+            outcomes = await run_in_threadpool(backend.send_raw_transactions, raws)
+            return Response(encode_outcomes(admission_answers(outcomes)), media_type=FRAME_TYPE)
+
     return app
+
+
+def app_shell(
+    limits: RpcLimits, cors: Sequence[str], hosts: Sequence[str],
+    answer: Callable[[bytes], Awaitable[Response]],
+) -> FastAPI:
+    """An app with the CORS and Host checks, OPTIONS, and POST "/" answered by ``answer``
+    with the request body, read within ``limits``; the caller adds the rest."""
+    memory = _BodyMemory(limits.body_memory)
+    app = FastAPI(title="l2node JSON-RPC", openapi_url=None, docs_url=None, redoc_url=None)
+    app.add_middleware(
+        CORSMiddleware, allow_origins=list(cors), allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["*"], max_age=600,
+    )
+    if "*" not in hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))
+
+    @app.options("/")
+    async def options() -> Response:
+        # A preflight is answered by CORSMiddleware; a bare OPTIONS learns what is allowed.
+        return Response(status_code=204, headers={"Allow": "GET, POST, OPTIONS"})
+
+    @app.post("/")
+    async def rpc(request: Request) -> Response:
+        held = _Held(memory)
+        try:
+            async with asyncio.timeout(limits.read_timeout):
+                body = await _read_body(request, limits.max_body_bytes, held)
+            return await answer(body)
+        except ClientDisconnect:  # nobody is left to answer; not a server error
+            return Response(status_code=400)
+        except TimeoutError:  # a body trickling in would hold its memory and a task forever
+            message = f"request body not received within {limits.read_timeout:g} s"
+            return _refusal(408, INVALID_REQUEST, message)
+        except _Refused as refused:
+            return _refusal(refused.status, refused.code, str(refused))
+        finally:
+            await held.release()
+
+    return app
+
+
+def json_response(reply: bytes | None) -> Response:
+    """An answer's HTTP response (empty for notifications alone)."""
+    return Response(reply or b"", media_type=JSON_MEDIA_TYPE)
 
 
 async def _acquire(slots: asyncio.Semaphore, wait: float) -> bool:
@@ -178,7 +214,7 @@ class _Refused(Exception):
 
 def _refusal(status: int, code: int, message: str) -> Response:
     reply = _encode(_error(None, code, message))
-    return Response(reply, status_code=status, media_type=_JSON_MEDIA_TYPE,
+    return Response(reply, status_code=status, media_type=JSON_MEDIA_TYPE,
                     headers={"connection": "close"})
 
 
@@ -265,6 +301,19 @@ def handle_body(
     ``slot``: the caller holds a slot for expensive methods, which share one deadline
     (a batch of them as much as one); without a slot they are answered "server busy".
     """
+    payload = parse_body(body, max_batch)
+    if isinstance(payload, bytes):
+        return payload
+    deadline = methods.new_deadline() if slot else None
+    if isinstance(payload, list):
+        replies = _handle_batch(methods, payload, deadline)
+        return b"[" + b",".join(replies) + b"]" if replies else None
+    return _handle_request(methods, payload, deadline)
+
+
+def parse_body(body: bytes, max_batch: int) -> object | bytes:
+    """The JSON a request body holds (a batch: a non-empty list of at most ``max_batch``), or
+    the encoded error answer (bytes) when it is not one."""
     try:
         # Only UTF-8 (RFC 8259): json.loads would also take UTF-16 and UTF-32 bytes, whose
         # brackets the nesting check below does not see.
@@ -275,19 +324,50 @@ def handle_body(
         message = f"parse error: nested deeper than {MAX_JSON_DEPTH} levels"
         return _encode(_error(None, PARSE_ERROR, message))
     try:
-        payload = json.loads(text)
+        payload: object = json.loads(text)
     except ValueError:
         return _encode(_error(None, PARSE_ERROR, "parse error"))
-    deadline = methods.new_deadline() if slot else None
+    if isinstance(payload, list):
+        if not payload:
+            return _encode(_error(None, INVALID_REQUEST, "empty batch"))
+        if len(payload) > max_batch:
+            message = f"batch too large: at most {max_batch} requests"
+            return _encode(_error(None, INVALID_REQUEST, message))
+    return payload
+
+
+class NotSends(enum.Enum):
+    """``answer_sends``'s answer to a body that is not only transactions to admit."""
+
+    NOT_SENDS = "not sends"
+
+
+def answer_sends(payload: object, admit: Admit) -> bytes | None | NotSends:
+    """The encoded answer to ``payload`` (parsed by ``parse_body``) when it is one
+    eth_sendRawTransaction call or a batch of nothing else, all well formed, admitted with
+    ``admit``; NotSends otherwise (the caller answers it in full)."""
+    requests = payload if isinstance(payload, list) else [payload]
+    calls = [_parse_call(request) for request in requests]
+    sends = [c for c in calls if isinstance(c, _Call) and c.method == SEND_RAW_TRANSACTION]
+    if len(sends) != len(calls):
+        return NotSends.NOT_SENDS
+    replies = [
+        reply for call, outcome in zip(sends, send_raw_transactions([c.params for c in sends], admit))
+        if (reply := _answer(call, outcome)) is not None
+    ]
     if not isinstance(payload, list):
-        return _handle_request(methods, payload, deadline)
-    if not payload:
-        return _encode(_error(None, INVALID_REQUEST, "empty batch"))
-    if len(payload) > max_batch:
-        message = f"batch too large: at most {max_batch} requests"
-        return _encode(_error(None, INVALID_REQUEST, message))
-    replies = _handle_batch(methods, payload, deadline)
+        return replies[0] if replies else None
     return b"[" + b",".join(replies) + b"]" if replies else None
+
+
+def admission_answers(outcomes: Sequence[Hash32 | L2NodeError]) -> list[Hash32 | RpcError]:
+    """The admission ``outcomes`` with each refusal as the error object it is answered with
+    (what a front relays)."""
+    return [
+        outcome if isinstance(outcome, bytes)
+        else RpcError(*_error_of(outcome, SEND_RAW_TRANSACTION))
+        for outcome in outcomes
+    ]
 
 
 def _nesting_depth(body: bytes) -> int:

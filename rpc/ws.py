@@ -274,16 +274,24 @@ Respond = Callable[[RpcMethods, bytes], Awaitable["bytes | None"]]
 for expensive methods as on HTTP)."""
 
 
+async def accepted(websocket: WebSocket, origins: Sequence[str]) -> bool:
+    """Accept ``websocket`` if its Origin (browsers send one) is one of ``origins``; else
+    refuse it (the handshake gets 403) and return False."""
+    origin = websocket.headers.get("origin")
+    if origin is not None and "*" not in origins and origin not in origins:
+        await websocket.close(code=1008)  # before accept: the handshake gets 403
+        return False
+    await websocket.accept()
+    return True
+
+
 async def serve_websocket(
     websocket: WebSocket, methods: RpcMethods, hub: EventHub, respond: Respond,
     max_message_bytes: int, origins: Sequence[str],
 ) -> None:
     """Answer JSON-RPC messages on ``websocket`` until it closes, with its subscriptions."""
-    origin = websocket.headers.get("origin")
-    if origin is not None and "*" not in origins and origin not in origins:
-        await websocket.close(code=1008)  # before accept: the handshake gets 403
+    if not await accepted(websocket, origins):
         return
-    await websocket.accept()
     hub.attach()
     session = Session(hub)
     connection = methods.extended(session.methods())

@@ -468,8 +468,9 @@ class ChainStore:
         return block
 
     def remember(self, header: Header, executed: Sequence[ExecutedTx]) -> None:
-        """Block ``header``, just committed with ``executed``, joins the decoded blocks kept:
-        the first reads of a new block (wallets polling it) decode nothing."""
+        """Block ``header``, about to be committed with ``executed``, joins the decoded blocks
+        kept: the first reads of a new block (wallets polling it) decode nothing. Kept before
+        the write, it is found only once the write shows the header (by number and hash)."""
         txs = tuple(e.tx for e in executed)
         self._keep((header.number, header.hash), _DecodedBlock.of(txs, executed, txs))
 

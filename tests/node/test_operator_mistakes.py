@@ -55,7 +55,7 @@ def run_with(tmp_path: Path, toml: str, *extra: str) -> str:
      "'native-cuda' or 'auto'")),
     ("[rpc]\nprot = 8546\n", ("[rpc] prot (in {config}): unknown key; [rpc] has evm_timeout, gas_cap, "
       "expensive_calls, busy_wait, max_body_bytes, max_batch, body_memory, header_timeout, "
-      "read_timeout, idle_timeout, max_connections, host, port, cors, hosts, bind_retry")),
+      "read_timeout, idle_timeout, max_connections, host, port, cors, hosts, bind_retry, fronts")),
     ("[rpc]\nexpensive_calls = 0\n",
      "[rpc] expensive_calls = 0 (in {config}): input should be greater than or equal to 1"),
     ("[rpc]\nbind_retry = -1\n",

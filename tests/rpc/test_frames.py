@@ -1,0 +1,52 @@
+"""The binary frames between RPC fronts and the node (rpc/frames.py), and how many fronts
+"auto" runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from node.front import front_count
+from primitives.errors import InvalidInput
+from primitives.types import Hash32
+from rpc.errors import RpcError
+from rpc.frames import decode_outcomes, decode_raws, encode_outcomes, encode_raws
+
+
+def test_raws_round_trip() -> None:
+    raws = [b"", b"\x02" * 300, bytes(range(256)) * 70]
+    assert decode_raws(encode_raws(raws)) == raws
+    assert decode_raws(b"") == []
+
+
+@pytest.mark.parametrize("frame", [b"\x00\x00", b"\x00\x00\x00\x05abc", b"\x00\x00\x00\x01a\x00"])
+def test_truncated_raws_are_refused(frame: bytes) -> None:
+    with pytest.raises(InvalidInput):
+        decode_raws(frame)
+
+
+def test_outcomes_round_trip() -> None:
+    outcomes: list[Hash32 | RpcError] = [
+        Hash32(b"\x11" * 32), RpcError(-32000, "nonce too low: address 0x12, tx: 0 state: 1"),
+        RpcError(3, "execution reverted", "0x08c379a0"), Hash32(b"\x01" * 32),
+    ]
+    decoded = decode_outcomes(encode_outcomes(outcomes), len(outcomes))
+    assert [o if isinstance(o, bytes) else (o.code, o.message, o.data) for o in decoded] == [
+        o if isinstance(o, bytes) else (o.code, o.message, o.data) for o in outcomes
+    ]
+
+
+@pytest.mark.parametrize("frame, count", [
+    (b"\x00" + b"\x11" * 32, 2),  # fewer outcomes than transactions
+    (b"\x00" + b"\x11" * 31, 1),  # a truncated hash
+    (b"\x02" + b"\x11" * 32, 1),  # an unknown tag
+    (b"\x01\x00\x00\x00\x02[]", 1),  # an error without its three fields
+    (b"\x01\x00\x00\x00\x03abc", 1),  # an error that is not JSON
+])
+def test_malformed_outcomes_are_refused(frame: bytes, count: int) -> None:
+    with pytest.raises(InvalidInput):
+        decode_outcomes(frame, count)
+
+
+def test_auto_fronts_leave_small_machines_alone() -> None:
+    assert [front_count("auto", cores) for cores in (1, 2, 4, 7, 8, 16, 64, 128)] == [0, 0, 0, 0, 1, 3, 8, 8]
+    assert front_count(5, 2) == 5
