@@ -52,7 +52,7 @@ def main() -> None:
             ChainParams(CHAIN_ID, max(30_000_000, args.txs * 21_000), 10**9, 1_700_000_000, args.txs),
             PoolConfig(max_per_sender=64, max_total=args.txs * 2),
             executor, caller, keccak256(b"bench validator"), SystemClock(),
-            decode=batch_decode(), ordered_root=ordered_root(),
+            decode=batch_decode(gpu=executor.name == "native-cuda"), ordered_root=ordered_root(),
         )
         node.init_or_resume({s: GenesisAccount(balance=10**24) for s in senders})
         blocks = _BlockLines()

@@ -93,7 +93,7 @@ def cpu_library() -> ctypes.CDLL:
     lib.evm_decode_flat.argtypes = [u64, ptr, ptr, ptr, u64, ptr, u64, ptr]
     lib.evm_decode_flat.restype = u64
     lib.evm_decode_transactions.argtypes = [ptr, ptr, ptr, ptr, u64, ptr, ptr, ptr, ptr, ptr, ptr, ptr,
-                                            ptr, ptr, u64]
+                                            ptr, ptr, u64, u64]
     lib.evm_decode_transactions.restype = None
     lib.mpt_open.argtypes = [u64, u64]
     lib.mpt_open.restype = ptr
@@ -143,11 +143,20 @@ def cuda_available() -> bool:
 
 
 @functools.cache
-def cuda_kernel() -> Any:
-    """The CUDA build's ``evm_kernel``, compiled by NVRTC on first use."""
+def cuda_module() -> Any:
+    """The CUDA build of ``kernels/evm.c``, compiled by NVRTC on first use."""
     if not cuda_available():
-        raise NativeUnavailable("CUDA executor needs CuPy and a CUDA device")
+        raise NativeUnavailable("the CUDA build needs CuPy and a CUDA device")
     import cupy
 
-    module = cupy.RawModule(code=(KERNEL_DIR / "evm.c").read_text(), options=NVRTC_OPTIONS)
-    return module.get_function("evm_kernel")
+    return cupy.RawModule(code=(KERNEL_DIR / "evm.c").read_text(), options=NVRTC_OPTIONS)
+
+
+def cuda_kernel() -> Any:
+    """The CUDA build's ``evm_kernel``: the interpreter, one thread per slot."""
+    return cuda_module().get_function("evm_kernel")
+
+
+def cuda_recover_kernel() -> Any:
+    """The CUDA build's ``evm_recover_kernel``: sender recovery, one thread per signature."""
+    return cuda_module().get_function("evm_recover_kernel")

@@ -1,10 +1,13 @@
-"""Sender recovery in batches on CPU threads: the admission path's ``BatchRecover``, and its
-``BatchDecode`` that also decodes and hashes the transactions in C.
+"""Sender recovery in batches: the admission path's ``BatchRecover``, and its ``BatchDecode``
+that also decodes and hashes the transactions in C.
 
-The curve arithmetic is libsecp256k1's, from the build coincurve ships; the loop, the
-address hashing and the threads are C in the interpreter's library
+On CPU threads the curve arithmetic is libsecp256k1's, from the build coincurve ships; the
+loop, the address hashing and the threads are C in the interpreter's library
 (``kernels/evm_recover.h``, ``kernels/evm_txdecode.h``), so a batch runs without the GIL on
-every core.
+every core. With a GPU, batches of ``GPU_MIN_BATCH`` or more are recovered by the
+interpreter's own secp256k1 code (``tx_recover`` in ``kernels/evm_precompile.h``, which the
+ecrecover precompile shares), one GPU thread per signature; the CPU build of the same code
+(``KernelRecover("cpu")``) is what tests it without a GPU.
 """
 
 from __future__ import annotations
@@ -19,8 +22,20 @@ import coincurve
 import numpy as np
 
 from executor_gpu.native_abi import enum_members
-from executor_gpu.native_build import NativeUnavailable, cpu_library
-from primitives.crypto import BatchRecover, Signature, recover_addresses
+from executor_gpu.native_build import (
+    NativeUnavailable,
+    cpu_library,
+    cuda_available,
+    cuda_recover_kernel,
+)
+from primitives.crypto import (
+    BatchRecover,
+    Signature,
+    keccak256,
+    private_key_to_address,
+    recover_addresses,
+    sign_hash,
+)
 from primitives.errors import InvalidTransaction
 from primitives.transactions import BatchDecode, Transaction, decode_transactions
 from primitives.types import Address, Hash32
@@ -31,11 +46,84 @@ _ROW, _BIGS = _TXD["TXD_WORDS"], 32 * _TXD["TXD_BIGS"]
 _CONTEXT_VERIFY = 0x0101
 """SECP256K1_CONTEXT_VERIFY: what recovery needs of a context."""
 
+GPU_MIN_BATCH = 4096
+"""The smallest batch recovered on the GPU: below it, CPU threads finish first (measured with
+``bench/recover.py``; see ``GPU_MIN_BATCH``'s commit)."""
+
+Recovered = tuple[bytes, bytes]
+"""Addresses (20 bytes each) and flags (1 byte each: 1 where one was recovered) of a batch."""
+
+
+def _word(value: int) -> bytes:
+    # A value no 32-byte word holds is out of range anyway: zero breaks the rules just as well.
+    return value.to_bytes(32, "big") if 0 <= value < 1 << 256 else bytes(32)
+
+
+def _packed(signatures: Sequence[Signature]) -> tuple[bytes, bytes]:
+    """The C layout of signatures: message hashes (32 bytes each), then r, s and y parity (65
+    bytes each); a y parity no byte holds becomes 2, which the rules refuse."""
+    hashes = b"".join(message_hash for message_hash, _, _, _ in signatures)
+    sigs = b"".join(
+        _word(r) + _word(s) + bytes([y_parity if 0 <= y_parity < 256 else 2])
+        for _, y_parity, r, s in signatures
+    )
+    return hashes, sigs
+
+
+def _addresses(recovered: Recovered) -> list[Address | None]:
+    found, flags = recovered
+    return [Address(found[20 * i : 20 * i + 20]) if flag else None for i, flag in enumerate(flags)]
+
+
+class KernelRecover:
+    """A BatchRecover running the interpreter's own secp256k1 recovery (``tx_recover``): on
+    the GPU ("cuda"), one thread per signature, or on the CPU build ("cpu") on ``threads``
+    threads, where it checks the GPU's code without a GPU (libsecp256k1 is faster there)."""
+
+    block = 128
+    """GPU threads per block."""
+
+    def __init__(self, device: str = "cuda", threads: int | None = None) -> None:
+        self.device = device
+        self._threads = threads or os.cpu_count() or 1
+        if device == "cuda":
+            import cupy
+
+            self._cupy = cupy
+            self._kernel = cuda_recover_kernel()
+        elif device == "cpu":
+            self._lib = cpu_library()
+        else:
+            raise NativeUnavailable(f"unknown device {device!r}: use cpu or cuda")
+
+    def __call__(self, signatures: Sequence[Signature]) -> list[Address | None]:
+        return _addresses(self.recover_packed(len(signatures), *_packed(signatures)))
+
+    def recover_packed(self, count: int, hashes: bytes, sigs: bytes) -> Recovered:
+        """Recovers ``count`` signatures laid out as ``_packed`` lays them out."""
+        if count == 0:
+            return b"", b""
+        if self.device == "cpu":
+            addresses = ctypes.create_string_buffer(20 * count)
+            ok = ctypes.create_string_buffer(count)
+            self._lib.evm_recover_batch(None, None, None, None, count, hashes, sigs, addresses, ok,
+                                        self._threads)
+            return addresses.raw, ok.raw
+        cp = self._cupy
+        on_device = [cp.asarray(np.frombuffer(data, dtype=np.uint8)) for data in (hashes, sigs)]
+        addresses, ok = cp.empty(20 * count, dtype=np.uint8), cp.empty(count, dtype=np.uint8)
+        grid = (count + self.block - 1) // self.block
+        self._kernel((grid,), (self.block,), (np.uint64(count), *on_device, addresses, ok))
+        return cp.asnumpy(addresses).tobytes(), cp.asnumpy(ok).tobytes()
+
 
 class NativeRecover:
-    """A BatchRecover running libsecp256k1 on ``threads`` threads (default: every core)."""
+    """A BatchRecover running libsecp256k1 on ``threads`` threads (default: every core), or,
+    given ``gpu``, batches of ``gpu_from`` signatures or more on it."""
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = None, gpu: KernelRecover | None = None,
+                 gpu_from: int = GPU_MIN_BATCH) -> None:
+        self.gpu, self.gpu_from = gpu, gpu_from
         self._lib = cpu_library()
         secp = _libsecp256k1()
         self._threads = threads or os.cpu_count() or 1
@@ -53,30 +141,31 @@ class NativeRecover:
             )
         ]
 
+    def gpu_for(self, count: int) -> KernelRecover | None:
+        """The GPU's recovery when a batch of ``count`` goes there."""
+        return self.gpu if self.gpu is not None and count >= self.gpu_from else None
+
     def __call__(self, signatures: Sequence[Signature]) -> list[Address | None]:
-        count = len(signatures)
-        if count == 0:
-            return []
-        hashes = b"".join(message_hash for message_hash, _, _, _ in signatures)
-        packed = b"".join(
-            r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([y_parity])
-            for _, y_parity, r, s in signatures
-        )
+        return _addresses(self.recover_packed(len(signatures), *_packed(signatures)))
+
+    def recover_packed(self, count: int, hashes: bytes, sigs: bytes) -> Recovered:
+        """Recovers ``count`` signatures laid out as ``_packed`` lays them out."""
+        gpu = self.gpu_for(count)
+        if gpu is not None:
+            return gpu.recover_packed(count, hashes, sigs)
         addresses = ctypes.create_string_buffer(20 * count)
         ok = ctypes.create_string_buffer(count)
         self._lib.evm_recover_batch(
-            self._context, *self._functions, count, hashes, packed, addresses, ok, self._threads
+            self._context, *self._functions, count, hashes, sigs, addresses, ok, self._threads
         )
-        found, flags = addresses.raw, ok.raw
-        return [
-            Address(found[20 * i : 20 * i + 20]) if flags[i] else None for i in range(count)
-        ]
+        return addresses.raw, ok.raw
 
 
 class NativeDecode:
-    """A BatchDecode: wallets' typed transactions decoded, hashed and recovered in C threads;
-    whatever the C decoder does not take (legacy and access-list transactions, anything
-    invalid) goes through ``decode_transactions``, which says what is wrong with it."""
+    """A BatchDecode: wallets' typed transactions decoded, hashed and recovered in C threads
+    (recovered on the GPU where ``recover`` sends a batch this size there); whatever the C
+    decoder does not take (legacy and access-list transactions, anything invalid) goes
+    through ``decode_transactions``, which says what is wrong with it."""
 
     def __init__(self, recover: NativeRecover) -> None:
         self._recover = recover
@@ -94,13 +183,21 @@ class NativeDecode:
         bigs = ctypes.create_string_buffer(_BIGS * count)
         hashes = ctypes.create_string_buffer(32 * count)
         senders = ctypes.create_string_buffer(20 * count)
+        signing_hashes = ctypes.create_string_buffer(32 * count)
+        sigs = ctypes.create_string_buffer(65 * count)
+        gpu = recover.gpu_for(count)
         recover._lib.evm_decode_transactions(
             recover._context, *recover._functions, count, b"".join(raws), offsets.ctypes.data,
-            rows.ctypes.data, bigs, hashes, senders, ctypes.create_string_buffer(32 * count),
-            ctypes.create_string_buffer(65 * count), ctypes.create_string_buffer(count),
-            recover._threads,
+            rows.ctypes.data, bigs, hashes, senders, signing_hashes, sigs,
+            ctypes.create_string_buffer(count), recover._threads, gpu is not None,
         )
-        big, tx_hash, sender, number = bigs.raw, hashes.raw, senders.raw, int.from_bytes
+        sender = senders.raw
+        if gpu is not None:
+            # Rows the C decoder left out have zero signatures, which recover nothing; a row
+            # whose signature recovers nothing goes to the Python decoder, which says so.
+            sender, flags = gpu.recover_packed(count, signing_hashes.raw, sigs.raw)
+            rows[np.frombuffer(flags, dtype=np.uint8) == 0, _TXD["TXD_STATUS"]] = _TXD["TXD_SLOW"]
+        big, tx_hash, number = bigs.raw, hashes.raw, int.from_bytes
         decoded: list[Transaction | InvalidTransaction | None] = []
         for i, (slow, tx_type, chain_id, nonce, gas, y, to_at, to_size, data_at, data_size) in (
             enumerate(rows.tolist())
@@ -136,19 +233,37 @@ def _libsecp256k1() -> ctypes.CDLL:
 
 
 @functools.cache
-def batch_recover() -> BatchRecover:
-    """The native batch where the C library builds and coincurve's libsecp256k1 loads; else
-    one signature at a time."""
+def gpu_recover() -> KernelRecover | None:
+    """The GPU's batch recovery where CuPy and a GPU are present and it recovers a known
+    signer there (a guarded device call: CuPy imports without a working GPU); else None."""
+    if not cuda_available():
+        return None
+    key = keccak256(b"gpu recovery probe")
+    message = keccak256(b"probe message")
     try:
-        return NativeRecover()
+        gpu = KernelRecover("cuda")
+        works = gpu([(message, *sign_hash(message, key))]) == [private_key_to_address(key)]
+    except (NativeUnavailable, RuntimeError, OSError):  # CUDARuntimeError, NVRTC errors
+        return None
+    return gpu if works else None
+
+
+@functools.cache
+def batch_recover(gpu: bool = False) -> BatchRecover:
+    """The native batch where the C library builds and coincurve's libsecp256k1 loads (with
+    ``gpu``, large batches on the GPU when one works); else one signature at a time."""
+    try:
+        return NativeRecover(gpu=gpu_recover() if gpu else None)
     except (NativeUnavailable, OSError, AttributeError):
         return recover_addresses
 
 
 @functools.cache
-def batch_decode() -> BatchDecode:
-    """The native decoder where the native recovery is available; else the Python one."""
-    recover = batch_recover()
+def batch_decode(gpu: bool = False) -> BatchDecode:
+    """The native decoder where the native recovery is available; else the Python one.
+    ``gpu``: recover large batches on the GPU when one works (the node asks when its
+    executor runs there)."""
+    recover = batch_recover(gpu)
     if isinstance(recover, NativeRecover):
         return NativeDecode(recover)
     return functools.partial(decode_transactions, recover=recover)

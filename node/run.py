@@ -267,7 +267,7 @@ async def _serve(
         validator_key(config.validator),
         SystemClock(),
         genesis_weights(genesis),
-        decode=batch_decode(),
+        decode=batch_decode(gpu=executor.name == "native-cuda"),
         state_options=config.state,
         ordered_root=ordered_root(),
         tracer=ReferenceTracer(),

@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
             WATCHER_KEY,
             SystemClock(),
             genesis_weights(genesis),
-            decode=batch_decode(),
+            decode=batch_decode(gpu=executor.name == "native-cuda"),
             ordered_root=ordered_root(),
         )
         node.init_or_resume(dict(genesis.alloc))

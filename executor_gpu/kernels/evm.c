@@ -1,5 +1,6 @@
 /* Entry points of the interpreter. Compiled twice from this one source:
- * - by CuPy/NVRTC as CUDA C++: the kernel evm_kernel, one thread per slot;
+ * - by CuPy/NVRTC as CUDA C++: the kernel evm_kernel, one thread per slot, and the batch
+ *   sender recovery evm_recover_kernel, one thread per signature;
  * - by the system C compiler as a shared library for the CPU, loaded with ctypes.
  */
 #include "evm_tx.h"
@@ -9,6 +10,13 @@
 extern "C" __global__ void evm_kernel(const u64 *desc) {
     u64 slot = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     if (slot < desc[D_N_RUN]) evm_run_slot(desc, slot, slot);
+}
+
+/* Senders of n transaction signatures (tx_recover): hashes 32 bytes each, sigs r s y (65),
+ * addresses (20) and ok (1: recovered) written. */
+extern "C" __global__ void evm_recover_kernel(u64 n, const u8 *hashes, const u8 *sigs, u8 *addresses, u8 *ok) {
+    u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) ok[i] = (u8)tx_recover(hashes + 32 * i, sigs + 65 * i, addresses + 20 * i);
 }
 
 #else
@@ -161,8 +169,9 @@ EVM_EXPORT u64 evm_decode_flat(u64 n, const u8 *values, const u64 *offsets, cons
     return 0;
 }
 
-/* Senders of n signatures (see evm_recover.h): libsecp256k1's context and functions, then
- * the batch; addresses and per-item success flags are written. */
+/* Senders of n signatures (see evm_recover.h): libsecp256k1's context and functions (all 0:
+ * the interpreter's curve code, as the GPU runs it), then the batch; addresses and per-item
+ * success flags are written. */
 EVM_EXPORT void evm_recover_batch(const void *ctx, void *parse, void *recover, void *serialize,
                                   u64 n, const u8 *hashes, const u8 *sigs, u8 *addresses, u8 *ok,
                                   u64 threads) {
@@ -171,16 +180,17 @@ EVM_EXPORT void evm_recover_batch(const void *ctx, void *parse, void *recover, v
     host_recover_batch(&batch, n, threads);
 }
 
-/* Decodes n raw transactions (transaction i at blob[offsets[i]..offsets[i + 1])) and recovers
- * their senders on up to `threads` threads; see evm_txdecode.h for what it takes and what it
- * writes. signing_hashes, sigs and ok are scratch of 32, 65 and 1 bytes a transaction. */
+/* Decodes n raw transactions (transaction i at blob[offsets[i]..offsets[i + 1])) and, unless
+ * `defer`, recovers their senders, on up to `threads` threads; see evm_txdecode.h for what it
+ * takes and what it writes. signing_hashes, sigs and ok are 32, 65 and 1 bytes a transaction:
+ * scratch, or with `defer` what the host recovers from. */
 EVM_EXPORT void evm_decode_transactions(const void *ctx, void *parse, void *recover, void *serialize,
                                         u64 n, const u8 *blob, const u64 *offsets, u64 *rows, u8 *bigs,
                                         u8 *tx_hashes, u8 *senders, u8 *signing_hashes, u8 *sigs, u8 *ok,
-                                        u64 threads) {
+                                        u64 threads, u64 defer) {
     txd_job job = {{ctx, (secp_parse_fn)parse, (secp_recover_fn)recover, (secp_serialize_fn)serialize,
                     signing_hashes, sigs, senders, ok},
-                   signing_hashes, sigs, blob, offsets, rows, bigs, tx_hashes};
+                   signing_hashes, sigs, blob, offsets, rows, bigs, tx_hashes, (int)defer};
     host_parallel(n, threads, 16, txd_range, &job);
 }
 

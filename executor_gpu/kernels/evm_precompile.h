@@ -272,20 +272,19 @@ EVM_FN_BIG u256 fn_inv(u256 a) {
     return r;
 }
 
-/* The ecrecover precompile on its 128-byte input; writes 32 bytes and returns 1, or returns 0
- * (no output) when the signature recovers no key. */
-EVM_FN_BIG int evm_ecrecover(const u8 *in, u8 *out) {
-    u256 z = u256_from_be(in, 32), v = u256_from_be(in + 32, 32);
-    u256 r = u256_from_be(in + 64, 32), s = u256_from_be(in + 96, 32);
+/* The signer of message hash z under (r, s), R's y coordinate of the given parity: returns 1
+ * and writes the address as 32 bytes (12 zero bytes, then 20), or returns 0 when r or s is not
+ * in [1, n) or the signature recovers no key. The rules of the precompile and of transactions
+ * (evm_ecrecover, tx_recover) narrow what reaches it. */
+EVM_FN_BIG int secp_recover(u256 z, u64 parity, u256 r, u256 s, u8 *out) {
     u256 n = secp_n();
-    if (!u256_fits64(v) || (v.w[0] != 27 && v.w[0] != 28)) return 0;
     if (u256_is_zero(r) || u256_is_zero(s) || !u256_lt(r, n) || !u256_lt(s, n)) return 0;
-    /* R = (r, y) with y^2 = r^3 + 7 and y's parity from v. */
+    /* R = (r, y) with y^2 = r^3 + 7 and y's parity given. */
     u256 y2 = fp_add(fp_mul(r, fp_mul(r, r)), u256_of(7));
     u256 exp = u256_shr(u256_add(secp_p(), u256_of(1)), 2); /* p = 3 (mod 4) */
     u256 y = fp_pow(y2, exp);
     if (!u256_eq(fp_mul(y, y), y2)) return 0;
-    if ((y.w[0] & 1) != (v.w[0] - 27)) y = fp_sub(u256_of(0), y);
+    if ((y.w[0] & 1) != parity) y = fp_sub(u256_of(0), y);
     JPoint R = {r, y, u256_of(1)};
     JPoint G;
     G.x.w[3] = 0x79BE667EF9DCBBACULL; G.x.w[2] = 0x55A06295CE870B07ULL;
@@ -308,6 +307,36 @@ EVM_FN_BIG int evm_ecrecover(const u8 *in, u8 *out) {
     h.w[2] &= 0xFFFFFFFFULL; /* the address: low 20 bytes */
     h.w[3] = 0;
     u256_to_be(h, out);
+    return 1;
+}
+
+/* The ecrecover precompile on its 128-byte input (v is 27 or 28, s anywhere below n); writes
+ * 32 bytes and returns 1, or returns 0 (no output) when the signature recovers no key. */
+EVM_FN int evm_ecrecover(const u8 *in, u8 *out) {
+    u256 v = u256_from_be(in + 32, 32);
+    if (!u256_fits64(v) || (v.w[0] != 27 && v.w[0] != 28)) return 0;
+    return secp_recover(u256_from_be(in, 32), v.w[0] - 27, u256_from_be(in + 64, 32),
+                        u256_from_be(in + 96, 32), out);
+}
+
+/* A transaction signature as r (32 bytes) s (32) y parity (1): whether its values pass
+ * Ethereum's rules (primitives/crypto.py check_signature_values): y parity 0 or 1,
+ * 0 < r < n, and EIP-2's 0 < s <= n / 2. */
+EVM_FN int tx_signature_ok(const u8 *sig) {
+    u256 r = u256_from_be(sig, 32), s = u256_from_be(sig + 32, 32), n = secp_n();
+    return sig[64] <= 1 && !u256_is_zero(r) && u256_lt(r, n) && !u256_is_zero(s) &&
+           !u256_lt(u256_shr(n, 1), s);
+}
+
+/* The sender of a transaction signature (r, s, y parity as tx_signature_ok reads it) over its
+ * 32-byte signing hash: writes the 20-byte address and returns 1, or returns 0 when the values
+ * break the rules or recover no key. The batch recovery of the CPU build and of the GPU. */
+EVM_FN_BIG int tx_recover(const u8 *hash, const u8 *sig, u8 *address) {
+    u8 out[32];
+    if (!tx_signature_ok(sig)) return 0;
+    if (!secp_recover(u256_from_be(hash, 32), sig[64], u256_from_be(sig, 32), u256_from_be(sig + 32, 32), out))
+        return 0;
+    for (int b = 0; b < 20; b++) address[b] = out[12 + b];
     return 1;
 }
 

@@ -2,8 +2,10 @@
  *
  * Only the CPU library includes this (evm.c). The elliptic-curve work is libsecp256k1's, the
  * library coincurve ships: the host passes its function pointers and a verify context, so
- * this file needs neither its headers nor a link against it. Each thread takes a contiguous
- * share of the batch; the host releases the GIL for the call (ctypes does).
+ * this file needs neither its headers nor a link against it. Without a context it is the
+ * interpreter's own curve code (tx_recover, the GPU's batch recovery), for tests and figures.
+ * Each thread takes a contiguous share of the batch; the host releases the GIL for the call
+ * (ctypes does).
  */
 #ifndef EVM_RECOVER_H
 #define EVM_RECOVER_H
@@ -11,6 +13,7 @@
 #include <pthread.h>
 
 #include "evm_keccak.h"
+#include "evm_precompile.h"
 
 /* libsecp256k1's opaque recoverable signature (65 bytes) and public key (64 bytes). */
 typedef struct { u8 data[65]; } secp_recsig;
@@ -24,7 +27,7 @@ typedef int (*secp_serialize_fn)(const void *ctx, u8 *out, size_t *outlen, const
 #define SECP_EC_UNCOMPRESSED 2u /* SECP256K1_FLAGS_TYPE_COMPRESSION */
 
 typedef struct {
-    const void *ctx;
+    const void *ctx; /* 0: tx_recover instead of libsecp256k1 */
     secp_parse_fn parse;
     secp_recover_fn recover;
     secp_serialize_fn serialize;
@@ -34,21 +37,26 @@ typedef struct {
     u8 *ok;            /* 1 when recovered, 0 when the signature recovers no key */
 } recover_job;
 
-static void recover_one(const recover_job *job, u64 i) {
-    const u8 *sig = job->sigs + 65 * i;
+/* libsecp256k1's recovery of one signature under the transaction rules. */
+static int secp_lib_recover(const recover_job *job, const u8 *hash, const u8 *sig, u8 *address) {
     secp_recsig parsed;
     secp_pubkey pub;
     u8 out[65];
     size_t outlen = sizeof out;
-    job->ok[i] = 0;
-    if (sig[64] > 1 || !job->parse(job->ctx, &parsed, sig, sig[64])) return;
-    if (!job->recover(job->ctx, &pub, &parsed, job->hashes + 32 * i)) return;
-    if (!job->serialize(job->ctx, out, &outlen, &pub, SECP_EC_UNCOMPRESSED) || outlen != 65) return;
+    if (!tx_signature_ok(sig) || !job->parse(job->ctx, &parsed, sig, sig[64])) return 0;
+    if (!job->recover(job->ctx, &pub, &parsed, hash)) return 0;
+    if (!job->serialize(job->ctx, out, &outlen, &pub, SECP_EC_UNCOMPRESSED) || outlen != 65) return 0;
     /* The address is the last 20 bytes of keccak256 of the key's 64 coordinate bytes. */
     u8 digest[32];
     u256_to_be(evm_keccak(out + 1, 64), digest);
-    for (int b = 0; b < 20; b++) job->addresses[20 * i + b] = digest[12 + b];
-    job->ok[i] = 1;
+    for (int b = 0; b < 20; b++) address[b] = digest[12 + b];
+    return 1;
+}
+
+static void recover_one(const recover_job *job, u64 i) {
+    const u8 *hash = job->hashes + 32 * i, *sig = job->sigs + 65 * i;
+    u8 *address = job->addresses + 20 * i;
+    job->ok[i] = (u8)(job->ctx ? secp_lib_recover(job, hash, sig, address) : tx_recover(hash, sig, address));
 }
 
 #define HOST_MAX_THREADS 64

@@ -7,7 +7,9 @@
  * at most the fee cap, y parity 0 or 1, r and s in range with EIP-2's low s, a recoverable
  * signature. Anything else is marked TXD_SLOW and the Python decoder, the reference, decodes
  * it and says what is wrong. Widths it does not take (a chain id over 8 bytes) are TXD_SLOW
- * too: slow, never wrong.
+ * too: slow, never wrong. With `defer` set it recovers nothing: a row is TXD_OK once its
+ * signature's values pass, and the host recovers the senders of those (on the GPU) and hands
+ * any that recovers no key to the Python decoder.
  */
 #ifndef EVM_TXDECODE_H
 #define EVM_TXDECODE_H
@@ -46,13 +48,6 @@ enum {
     TXD_BIGS = 5,
 };
 
-static const u8 TXD_SECP_N[32] = {
-    0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE,
-    0xBA, 0xAE, 0xDC, 0xE6, 0xAF, 0x48, 0xA0, 0x3B, 0xBF, 0xD2, 0x5E, 0x8C, 0xD0, 0x36, 0x41, 0x41};
-static const u8 TXD_SECP_HALF_N[32] = {
-    0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
-    0x5D, 0x57, 0x6E, 0x73, 0x57, 0xA4, 0x50, 0x1D, 0xDF, 0xE9, 0x2F, 0x46, 0x68, 0x1B, 0x20, 0xA0};
-
 /* rlp_item, -1 also for any header that is not the shortest form (primitives/rlp.py's rules). */
 static int txd_item(const u8 *p, u64 len, u64 *off, u64 *size) {
     int kind = rlp_item(p, len, off, size);
@@ -81,11 +76,6 @@ static int txd_u64(const u8 *p, u64 n, u64 *out) {
 }
 
 static int txd_below(const u8 *a, const u8 *b) { return memcmp(a, b, 32) < 0; }
-static int txd_zero(const u8 *a) {
-    for (int i = 0; i < 32; i++)
-        if (a[i]) return 0;
-    return 1;
-}
 
 typedef struct {
     recover_job recover; /* its hashes and sigs are signing_hashes and sigs */
@@ -96,6 +86,7 @@ typedef struct {
     u64 *rows;           /* TXD_WORDS each */
     u8 *bigs;            /* 32 * TXD_BIGS each */
     u8 *tx_hashes;       /* 32 each */
+    int defer;           /* leave the recovery to the host */
 } txd_job;
 
 /* Decodes transaction i into its row; TXD_OK only when its every field and signature check. */
@@ -142,8 +133,11 @@ static void txd_decode(const txd_job *job, u64 i) {
     if (!txd_u64(TXD_FIELD(rest + 5), &row[TXD_Y]) || row[TXD_Y] > 1) return;
     u8 *r = big + 32 * TXD_R, *s = big + 32 * TXD_S;
     if (!txd_uint(TXD_FIELD(rest + 6), 32, r) || !txd_uint(TXD_FIELD(rest + 7), 32, s)) return;
-    if (txd_zero(r) || !txd_below(r, TXD_SECP_N)) return;
-    if (txd_zero(s) || txd_below(TXD_SECP_HALF_N, s)) return;
+    u8 *sig = job->sigs + 65 * i;
+    memcpy(sig, r, 32);
+    memcpy(sig + 32, s, 32);
+    sig[64] = (u8)row[TXD_Y];
+    if (!tx_signature_ok(sig)) return;
 #undef TXD_FIELD
     row[TXD_TO_OFF] = 1 + at_payload[rest + 1];
     row[TXD_TO_LEN] = n[rest + 1];
@@ -168,14 +162,10 @@ static void txd_decode(const txd_job *job, u64 i) {
         for (u64 b = bytes; b-- > 0;) message[h++] = (u8)(signed_len >> (8 * b));
     }
     memcpy(message + h, p + off, signed_len);
-    u8 *sig = job->sigs + 65 * i;
     u256_to_be(evm_keccak(message, h + signed_len), job->signing_hashes + 32 * i);
     if (message != stack) free(message);
-    memcpy(sig, r, 32);
-    memcpy(sig + 32, s, 32);
-    sig[64] = (u8)row[TXD_Y];
-    recover_one(&job->recover, i);
-    if (job->recover.ok[i]) row[TXD_STATUS] = TXD_OK;
+    if (!job->defer) recover_one(&job->recover, i);
+    if (job->defer || job->recover.ok[i]) row[TXD_STATUS] = TXD_OK;
 }
 
 static void txd_range(void *job, u64 first, u64 count) {

@@ -54,6 +54,7 @@ def test_the_interpreter_compiles_for_the_gpu() -> None:
     code, log, ptx = compile_ptx((KERNEL_DIR / "evm.c").read_bytes(), (*NVRTC_OPTIONS, "-arch=compute_90"))
     assert code == 0, log
     assert b".entry evm_kernel" in ptx
+    assert b".entry evm_recover_kernel" in ptx
 
 
 def test_a_broken_source_is_reported() -> None:
