@@ -59,7 +59,7 @@ def _word(value: int) -> bytes:
     return value.to_bytes(32, "big") if 0 <= value < 1 << 256 else bytes(32)
 
 
-def _packed(signatures: Sequence[Signature]) -> tuple[bytes, bytes]:
+def pack_signatures(signatures: Sequence[Signature]) -> tuple[bytes, bytes]:
     """The C layout of signatures: message hashes (32 bytes each), then r, s and y parity (65
     bytes each); a y parity no byte holds becomes 2, which the rules refuse."""
     hashes = b"".join(message_hash for message_hash, _, _, _ in signatures)
@@ -97,10 +97,10 @@ class KernelRecover:
             raise NativeUnavailable(f"unknown device {device!r}: use cpu or cuda")
 
     def __call__(self, signatures: Sequence[Signature]) -> list[Address | None]:
-        return _addresses(self.recover_packed(len(signatures), *_packed(signatures)))
+        return _addresses(self.recover_packed(len(signatures), *pack_signatures(signatures)))
 
     def recover_packed(self, count: int, hashes: bytes, sigs: bytes) -> Recovered:
-        """Recovers ``count`` signatures laid out as ``_packed`` lays them out."""
+        """Recovers ``count`` signatures laid out as ``pack_signatures`` lays them out."""
         if count == 0:
             return b"", b""
         if self.device == "cpu":
@@ -146,10 +146,10 @@ class NativeRecover:
         return self.gpu if self.gpu is not None and count >= self.gpu_from else None
 
     def __call__(self, signatures: Sequence[Signature]) -> list[Address | None]:
-        return _addresses(self.recover_packed(len(signatures), *_packed(signatures)))
+        return _addresses(self.recover_packed(len(signatures), *pack_signatures(signatures)))
 
     def recover_packed(self, count: int, hashes: bytes, sigs: bytes) -> Recovered:
-        """Recovers ``count`` signatures laid out as ``_packed`` lays them out."""
+        """Recovers ``count`` signatures laid out as ``pack_signatures`` lays them out."""
         gpu = self.gpu_for(count)
         if gpu is not None:
             return gpu.recover_packed(count, hashes, sigs)

@@ -206,34 +206,75 @@ EVM_FN_BIG u256 fp_pow(u256 a, u256 e) {
     return r;
 }
 
-EVM_FN u256 fp_inv(u256 a) { return fp_pow(a, u256_sub(secp_p(), u256_of(2))); }
+/* x / 2 mod m for an odd m and x < m: x + m is even when x is odd (and may carry out). */
+EVM_FN u256 mod_half(u256 x, u256 m) {
+    if (!(x.w[0] & 1)) return u256_shr(x, 1);
+    u256 sum = u256_add(x, m);
+    u256 half = u256_shr(sum, 1);
+    if (u256_lt(sum, x)) half.w[3] |= 1ULL << 63;
+    return half;
+}
+
+/* a^-1 mod m for an odd prime m and 0 < a < m (else 0), by the binary extended Euclid algorithm: a few
+ * hundred shifts and subtractions instead of Fermat's 256 multiplications mod m. Its time
+ * depends on a, which is fine here: recovery works on public values only. */
+EVM_FN_BIG u256 mod_inv(u256 a, u256 m) {
+    u256 u = a, v = m, x1 = u256_of(1), x2 = u256_of(0), one = u256_of(1);
+    if (u256_is_zero(a) || !u256_lt(a, m)) return x2; /* no inverse: never loop forever */
+    while (!u256_eq(u, one) && !u256_eq(v, one)) {
+        while (!(u.w[0] & 1)) {
+            u = u256_shr(u, 1);
+            x1 = mod_half(x1, m);
+        }
+        while (!(v.w[0] & 1)) {
+            v = u256_shr(v, 1);
+            x2 = mod_half(x2, m);
+        }
+        if (u256_lt(u, v)) {
+            v = u256_sub(v, u);
+            x2 = u256_lt(x2, x1) ? u256_sub(u256_add(x2, m), x1) : u256_sub(x2, x1);
+        } else {
+            u = u256_sub(u, v);
+            x1 = u256_lt(x1, x2) ? u256_sub(u256_add(x1, m), x2) : u256_sub(x1, x2);
+        }
+    }
+    return u256_eq(u, one) ? x1 : x2;
+}
+
+EVM_FN u256 fp_inv(u256 a) { return mod_inv(a, secp_p()); }
 
 /* Jacobian point; z == 0 is the point at infinity. */
 typedef struct {
     u256 x, y, z;
 } JPoint;
 
+EVM_FN u256 fp_dbl(u256 a) { return fp_add(a, a); }
+
 EVM_FN_BIG JPoint jp_double(JPoint p) {
     if (u256_is_zero(p.z) || u256_is_zero(p.y)) {
         JPoint inf = {u256_of(0), u256_of(1), u256_of(0)};
         return inf;
     }
+    /* Small multiples by additions: a multiplication costs several times more. */
     u256 yy = fp_mul(p.y, p.y);
-    u256 s = fp_mul(u256_of(4), fp_mul(p.x, yy));
-    u256 m = fp_mul(u256_of(3), fp_mul(p.x, p.x)); /* a = 0 */
+    u256 s = fp_dbl(fp_dbl(fp_mul(p.x, yy)));
+    u256 xx = fp_mul(p.x, p.x);
+    u256 m = fp_add(fp_dbl(xx), xx); /* a = 0 */
     JPoint r;
-    r.x = fp_sub(fp_mul(m, m), fp_add(s, s));
-    r.y = fp_sub(fp_mul(m, fp_sub(s, r.x)), fp_mul(u256_of(8), fp_mul(yy, yy)));
-    r.z = fp_mul(u256_of(2), fp_mul(p.y, p.z));
+    r.x = fp_sub(fp_mul(m, m), fp_dbl(s));
+    r.y = fp_sub(fp_mul(m, fp_sub(s, r.x)), fp_dbl(fp_dbl(fp_dbl(fp_mul(yy, yy)))));
+    r.z = fp_dbl(fp_mul(p.y, p.z));
     return r;
 }
 
 EVM_FN_BIG JPoint jp_add(JPoint p, JPoint q) {
     if (u256_is_zero(p.z)) return q;
     if (u256_is_zero(q.z)) return p;
-    u256 z1z1 = fp_mul(p.z, p.z), z2z2 = fp_mul(q.z, q.z);
-    u256 u1 = fp_mul(p.x, z2z2), u2 = fp_mul(q.x, z1z1);
-    u256 s1 = fp_mul(p.y, fp_mul(q.z, z2z2)), s2 = fp_mul(q.y, fp_mul(p.z, z1z1));
+    /* q with z = 1 (G and R in recovery) saves five multiplications. */
+    int affine = u256_eq(q.z, u256_of(1));
+    u256 z1z1 = fp_mul(p.z, p.z), z2z2 = affine ? q.z : fp_mul(q.z, q.z);
+    u256 u1 = affine ? p.x : fp_mul(p.x, z2z2), u2 = fp_mul(q.x, z1z1);
+    u256 s1 = affine ? p.y : fp_mul(p.y, fp_mul(q.z, z2z2)), s2 = fp_mul(q.y, fp_mul(p.z, z1z1));
     if (u256_eq(u1, u2)) {
         if (u256_eq(s1, s2)) return jp_double(p);
         JPoint inf = {u256_of(0), u256_of(1), u256_of(0)};
@@ -244,7 +285,7 @@ EVM_FN_BIG JPoint jp_add(JPoint p, JPoint q) {
     JPoint o;
     o.x = fp_sub(fp_sub(fp_mul(r, r), hhh), fp_add(v, v));
     o.y = fp_sub(fp_mul(r, fp_sub(v, o.x)), fp_mul(s1, hhh));
-    o.z = fp_mul(h, fp_mul(p.z, q.z));
+    o.z = fp_mul(h, affine ? p.z : fp_mul(p.z, q.z));
     return o;
 }
 
@@ -255,22 +296,14 @@ EVM_FN_BIG JPoint jp_mul2(u256 a, JPoint p, u256 b, JPoint q) {
     for (int i = 255; i >= 0; i--) {
         r = jp_double(r);
         int ba = (a.w[i / 64] >> (i % 64)) & 1, bb = (b.w[i / 64] >> (i % 64)) & 1;
-        if (ba && bb) r = jp_add(r, pq);
-        else if (ba) r = jp_add(r, p);
-        else if (bb) r = jp_add(r, q);
+        /* One call whatever the addend: GPU threads of a warp with different bits run it
+         * together instead of one after another. */
+        if (ba | bb) r = jp_add(r, ba && bb ? pq : ba ? p : q);
     }
     return r;
 }
 
-/* Fermat inverse modulo the group order (n is prime). */
-EVM_FN_BIG u256 fn_inv(u256 a) {
-    u256 n = secp_n(), e = u256_sub(n, u256_of(2)), r = u256_of(1);
-    for (int i = 255; i >= 0; i--) {
-        r = evm_mulmod(r, r, n);
-        if ((e.w[i / 64] >> (i % 64)) & 1) r = evm_mulmod(r, a, n);
-    }
-    return r;
-}
+EVM_FN u256 fn_inv(u256 a) { return mod_inv(a, secp_n()); }
 
 /* The signer of message hash z under (r, s), R's y coordinate of the given parity: returns 1
  * and writes the address as 32 bytes (12 zero bytes, then 20), or returns 0 when r or s is not

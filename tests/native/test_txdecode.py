@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from executor_gpu.recover import NativeDecode, NativeRecover
+from executor_gpu.recover import KernelRecover, NativeDecode, NativeRecover
 from primitives import rlp
 from primitives.crypto import SECP256K1_N, keccak256, sign_hash
 from primitives.errors import InvalidTransaction
@@ -31,7 +31,7 @@ def dynamic_fee(chain_id: int = 7, nonce: int = 3, tip: int = 10**9, fee: int = 
                 gas: int = 21_000, to: bytes = b"\x22" * 20, value: int = 5, data: bytes = b"",
                 access: list[Any] | None = None, **signature: int) -> bytes:
     fields = [chain_id, nonce, tip, fee, gas, to, value, data, access or []]
-    return typed(2, fields, **signature)
+    return typed(2, fields, KEY, **signature)
 
 
 def outcome(tx: Transaction | InvalidTransaction) -> object:
@@ -40,14 +40,16 @@ def outcome(tx: Transaction | InvalidTransaction) -> object:
 
 def same_as_python(raws: list[bytes], threads: int = 2, slow: int | None = None
                    ) -> list[Transaction | InvalidTransaction]:
-    """The native decoder's outcomes, checked against Python's; ``slow``: how many of
-    ``raws`` the C decoder must have left to the Python one."""
-    decode = NativeDecode(NativeRecover(threads))
-    native = decode(raws)
-    python = decode_transactions(raws)
-    assert [outcome(tx) for tx in native] == [outcome(tx) for tx in python]
-    if slow is not None:
-        assert decode.slow == slow
+    """The native decoder's outcomes, checked against Python's, both with libsecp256k1's
+    recovery in the C decoder and with the recovery deferred to the GPU's code (its CPU
+    build); ``slow``: how many of ``raws`` the C decoder must have left to the Python one."""
+    python = [outcome(tx) for tx in decode_transactions(raws)]
+    deferred = NativeRecover(threads, gpu=KernelRecover("cpu", threads), gpu_from=0)
+    for decode in (NativeDecode(NativeRecover(threads)), NativeDecode(deferred)):
+        native = decode(raws)
+        assert [outcome(tx) for tx in native] == python
+        if slow is not None:
+            assert decode.slow == slow
     return native
 
 
