@@ -238,13 +238,15 @@ def gpu_recover() -> KernelRecover | None:
     signer there (a guarded device call: CuPy imports without a working GPU); else None."""
     if not cuda_available():
         return None
+    import cupy
+
     key = keccak256(b"gpu recovery probe")
     message = keccak256(b"probe message")
     try:
         gpu = KernelRecover("cuda")
         works = gpu([(message, *sign_hash(message, key))]) == [private_key_to_address(key)]
-    except (NativeUnavailable, RuntimeError, OSError):  # CUDARuntimeError, NVRTC errors
-        return None
+    except (NativeUnavailable, RuntimeError, OSError, cupy.cuda.compiler.CompileException):
+        return None  # CUDA's errors are RuntimeErrors; NVRTC's are not
     return gpu if works else None
 
 
