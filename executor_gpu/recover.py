@@ -47,8 +47,10 @@ _CONTEXT_VERIFY = 0x0101
 """SECP256K1_CONTEXT_VERIFY: what recovery needs of a context."""
 
 GPU_MIN_BATCH = 4096
-"""The smallest batch recovered on the GPU: below it, CPU threads finish first (measured with
-``bench/recover.py``; see ``GPU_MIN_BATCH``'s commit)."""
+"""The smallest batch recovered on the GPU: below it, CPU threads should finish first. Not yet
+measured on a GPU (an estimate: a launch and two copies cost tens of microseconds, 16 cores
+of libsecp256k1 do a few hundred signatures in that time); ``bench/recover.py`` prints the
+crossover to set it from."""
 
 Recovered = tuple[bytes, bytes]
 """Addresses (20 bytes each) and flags (1 byte each: 1 where one was recovered) of a batch."""
@@ -168,7 +170,8 @@ class NativeDecode:
     through ``decode_transactions``, which says what is wrong with it."""
 
     def __init__(self, recover: NativeRecover) -> None:
-        self._recover = recover
+        self.recover = recover
+        """Where the senders are recovered (and its GPU, if it has one)."""
         self.slow = 0
         """Transactions handed to the Python decoder so far."""
 
@@ -176,7 +179,7 @@ class NativeDecode:
         count = len(raws)
         if count == 0:
             return []
-        recover = self._recover
+        recover = self.recover
         offsets = np.fromiter(accumulate(map(len, raws), initial=0), dtype=np.uint64,
                               count=count + 1)
         rows = np.empty((count, _ROW), dtype=np.uint64)

@@ -11,7 +11,15 @@ import coincurve
 import pytest
 
 from bench.precompiles import native_call, reference_call
-from executor_gpu.recover import KernelRecover, NativeRecover, batch_recover
+from executor_gpu.native_build import cuda_available
+from executor_gpu.recover import (
+    KernelRecover,
+    NativeDecode,
+    NativeRecover,
+    batch_decode,
+    batch_recover,
+    gpu_recover,
+)
 from primitives.crypto import (
     SECP256K1_HALF_N,
     SECP256K1_N,
@@ -151,3 +159,15 @@ def test_the_ecrecover_precompile_keeps_its_own_rules() -> None:
             for s_word in words[2:]:
                 data = message + b"".join(w.to_bytes(32, "big") for w in (*words[:2], s_word))
                 assert native_call(1, data, 5000) == reference_call(1, data, 5000)
+
+
+def test_the_node_asks_for_gpu_recovery_and_gets_it_only_where_a_gpu_works() -> None:
+    """batch_decode(gpu=True) is what node/run.py builds for a native-cuda executor: without
+    CuPy or a GPU (CI) it is the CPU threads' decoder, and it decodes."""
+    decode = batch_decode(gpu=True)
+    assert isinstance(decode, NativeDecode)
+    assert decode.recover.gpu is gpu_recover()
+    if not cuda_available():
+        assert decode.recover.gpu is None
+    raws = [transfer(user, 0) for user in range(3)]
+    assert decode(raws) == [decode_transaction(raw) for raw in raws]

@@ -49,4 +49,4 @@ def test_admission_decodes_in_c_and_recovers_on_the_gpu() -> None:
     assert decode.slow == 4
     # The node's decoder with a native-cuda executor sends large batches to the GPU.
     node_decoder = batch_decode(gpu=True)
-    assert isinstance(node_decoder, NativeDecode) and node_decoder._recover.gpu is not None
+    assert isinstance(node_decoder, NativeDecode) and node_decoder.recover.gpu is not None
