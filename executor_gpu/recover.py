@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from itertools import accumulate
 
@@ -72,12 +73,20 @@ def pack_signatures(signatures: Sequence[Signature]) -> tuple[bytes, bytes]:
     return hashes, sigs
 
 
-def _addresses(recovered: Recovered) -> list[Address | None]:
-    found, flags = recovered
-    return [Address(found[20 * i : 20 * i + 20]) if flag else None for i, flag in enumerate(flags)]
+class PackedRecover(ABC):
+    """A BatchRecover that recovers signatures in the C layout (``pack_signatures``)."""
+
+    def __call__(self, signatures: Sequence[Signature]) -> list[Address | None]:
+        found, flags = self.recover_packed(len(signatures), *pack_signatures(signatures))
+        return [Address(found[20 * i : 20 * i + 20]) if flag else None
+                for i, flag in enumerate(flags)]
+
+    @abstractmethod
+    def recover_packed(self, count: int, hashes: bytes, sigs: bytes) -> Recovered:
+        """Recovers ``count`` signatures laid out as ``pack_signatures`` lays them out."""
 
 
-class KernelRecover:
+class KernelRecover(PackedRecover):
     """A BatchRecover running the interpreter's own secp256k1 recovery (``tx_recover``): on
     the GPU ("cuda"), one thread per signature, or on the CPU build ("cpu") on ``threads``
     threads, where it checks the GPU's code without a GPU (libsecp256k1 is faster there)."""
@@ -98,11 +107,7 @@ class KernelRecover:
         else:
             raise NativeUnavailable(f"unknown device {device!r}: use cpu or cuda")
 
-    def __call__(self, signatures: Sequence[Signature]) -> list[Address | None]:
-        return _addresses(self.recover_packed(len(signatures), *pack_signatures(signatures)))
-
     def recover_packed(self, count: int, hashes: bytes, sigs: bytes) -> Recovered:
-        """Recovers ``count`` signatures laid out as ``pack_signatures`` lays them out."""
         if count == 0:
             return b"", b""
         if self.device == "cpu":
@@ -119,7 +124,7 @@ class KernelRecover:
         return cp.asnumpy(addresses).tobytes(), cp.asnumpy(ok).tobytes()
 
 
-class NativeRecover:
+class NativeRecover(PackedRecover):
     """A BatchRecover running libsecp256k1 on ``threads`` threads (default: every core), or,
     given ``gpu``, batches of ``gpu_from`` signatures or more on it."""
 
@@ -147,11 +152,7 @@ class NativeRecover:
         """The GPU's recovery when a batch of ``count`` goes there."""
         return self.gpu if self.gpu is not None and count >= self.gpu_from else None
 
-    def __call__(self, signatures: Sequence[Signature]) -> list[Address | None]:
-        return _addresses(self.recover_packed(len(signatures), *pack_signatures(signatures)))
-
     def recover_packed(self, count: int, hashes: bytes, sigs: bytes) -> Recovered:
-        """Recovers ``count`` signatures laid out as ``pack_signatures`` lays them out."""
         gpu = self.gpu_for(count)
         if gpu is not None:
             return gpu.recover_packed(count, hashes, sigs)
@@ -196,8 +197,8 @@ class NativeDecode:
         )
         sender = senders.raw
         if gpu is not None:
-            # Rows the C decoder left out have zero signatures, which recover nothing; a row
-            # whose signature recovers nothing goes to the Python decoder, which says so.
+            # The GPU only takes rows out: one whose signature recovers nothing goes to the
+            # Python decoder, which says so; rows the C decoder left out stay out.
             sender, flags = gpu.recover_packed(count, signing_hashes.raw, sigs.raw)
             rows[np.frombuffer(flags, dtype=np.uint8) == 0, _TXD["TXD_STATUS"]] = _TXD["TXD_SLOW"]
         big, tx_hash, number = bigs.raw, hashes.raw, int.from_bytes
