@@ -47,11 +47,11 @@ _ROW, _BIGS = _TXD["TXD_WORDS"], 32 * _TXD["TXD_BIGS"]
 _CONTEXT_VERIFY = 0x0101
 """SECP256K1_CONTEXT_VERIFY: what recovery needs of a context."""
 
-GPU_MIN_BATCH = 4096
-"""The smallest batch recovered on the GPU: below it, CPU threads should finish first. Not yet
-measured on a GPU (an estimate: a launch and two copies cost tens of microseconds, 16 cores
-of libsecp256k1 do a few hundred signatures in that time); ``bench/recover.py`` prints the
-crossover to set it from."""
+GPU_MIN_BATCH = 3072
+"""The smallest batch recovered on the GPU. A GPU thread takes about 13 ms for one recovery,
+so a batch takes 13 ms or more however small; 16 cores of libsecp256k1 recover about 200k/s,
+so they finish first below about 2,600 (H100 host, ``bench/recover.py``: 0.43x at 1,000,
+1.57x at 4,096, 9.9x at 60,000)."""
 
 Recovered = tuple[bytes, bytes]
 """Addresses (20 bytes each) and flags (1 byte each: 1 where one was recovered) of a batch."""
