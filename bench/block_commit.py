@@ -18,8 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from eth_account import Account
-
+from bench.load import fresh_address, sign_1559
 from executor_gpu.ordered import ordered_root
 from executor_gpu.recover import batch_decode
 from node.db.leveldb import LevelDBKV
@@ -39,9 +38,15 @@ def main() -> None:
     parser.add_argument("--txs", type=int, default=2000, help="transfers per block")
     parser.add_argument("--blocks", type=int, default=3, help="blocks to time")
     parser.add_argument("--executor", default="reference")
+    parser.add_argument("--per-sender", type=int, default=1,
+                        help="transfers of each sender per block (a wave each on the native executors)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="pay new addresses (as bench.load does), not the next sender")
     args = parser.parse_args()
+    if args.per_sender < 1 or args.txs % args.per_sender:
+        parser.error("--per-sender must divide --txs")
 
-    keys = [keccak256(b"bench sender %d" % i) for i in range(args.txs)]
+    keys = [keccak256(b"bench sender %d" % i) for i in range(args.txs // args.per_sender)]
     senders = [private_key_to_address(k) for k in keys]
     executor, caller = make_executor(args.executor)
     with tempfile.TemporaryDirectory() as tmp:
@@ -50,7 +55,7 @@ def main() -> None:
             kv,
             # The block must hold every transfer: 2,000 x 21,000 gas exceeds the devnet's 30M.
             ChainParams(CHAIN_ID, max(30_000_000, args.txs * 21_000), 10**9, 1_700_000_000, args.txs),
-            PoolConfig(max_per_sender=64, max_total=args.txs * 2),
+            PoolConfig(max_per_sender=64 * args.per_sender, max_total=args.txs * 2),
             executor, caller, keccak256(b"bench validator"), SystemClock(),
             decode=batch_decode(gpu=executor.name == "native-cuda"), ordered_root=ordered_root(),
         )
@@ -60,13 +65,12 @@ def main() -> None:
         logging.getLogger("l2node").setLevel(logging.INFO)
         timings = []
         for block in range(args.blocks):
-            fee = 2 * node.next_base_fee() + 10**9
+            # The pool orders each sender's transactions by nonce, and senders round-robin.
             raws = [
-                bytes(Account.sign_transaction(
-                    {"chainId": CHAIN_ID, "nonce": block, "to": senders[(i + 1) % len(senders)],
-                     "value": 1, "gas": 21_000, "maxFeePerGas": fee,
-                     "maxPriorityFeePerGas": 10**9}, key).raw_transaction)
-                for i, key in enumerate(keys)
+                sign_1559(key, CHAIN_ID, block * args.per_sender + n, 21_000,
+                          fresh_address(len(keys) * (block * args.per_sender + n) + i) if args.fresh
+                          else senders[(i + 1) % len(senders)], 1)
+                for n in range(args.per_sender) for i, key in enumerate(keys)
             ]
             node.submit_many(raws)
             start = time.perf_counter()
@@ -78,7 +82,8 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}; executor {executor.name}")
     for i, (t, stages) in enumerate(zip(timings, blocks.stages, strict=True)):
-        print(f"block {i + 1}: {args.txs} transfers in {t:.3f} s = {args.txs / t:,.0f} tx/s  "
+        print(f"block {i + 1}: {args.txs} transfers ({args.per_sender} per sender"
+              f"{', to new addresses' if args.fresh else ''}) in {t:.3f} s = {args.txs / t:,.0f} tx/s  "
               f"{format_stages(stages)}")
     print(f"best: {args.txs / best:,.0f} tx/s (execute + state root + atomic LevelDB commit)")
 
