@@ -187,20 +187,20 @@ class FlatCache:
             self.generation += 1
 
     def end_commit(self, staged: _StagedFlat | None) -> None:
-        """After a commit of ``staged`` (None: of unknown effect): update the entries it
-        changed, or start over when it does not continue the cached state."""
+        """After a commit of ``staged`` (None: of unknown effect): drop the entries it
+        changed (their next read reads the tables: a block changes tens of thousands of
+        accounts that are seldom read one by one again, and decoding them all here cost the
+        block path more than that), or start over when it does not continue the cached
+        state."""
         with self._lock:
             self.generation += 1
             if staged is None or staged.writes is None or staged.before != self.root:
                 self._entries.clear()
                 self.root = None
                 return
-            for key, value in staged.writes.items():
-                if key in self._entries:
-                    if value is None:
-                        del self._entries[key]
-                    else:
-                        self._entries[key] = _decode_flat(key, value)
+            entries = self._entries
+            for key in staged.writes.keys() & entries.keys():
+                del entries[key]
             self.root = staged.after
 
 
@@ -733,13 +733,6 @@ def _flat_account(raw: bytes | None) -> Account | None:
 
 def _flat_slot(raw: bytes | None) -> int:
     return 0 if raw is None else int.from_bytes(raw, "big")
-
-
-def _decode_flat(key: bytes, value: bytes) -> Account | int:
-    """The cached form of a flat table's value."""
-    if key.startswith(schema.FLAT_ACCOUNT_PREFIX):
-        return _decode_account(value)
-    return _flat_slot(value)
 
 
 def _decode_changes(data: bytes) -> tuple[Hash32, list[tuple[bytes, bytes | None]]]:
