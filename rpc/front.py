@@ -175,8 +175,9 @@ def create_front_app(upstream: Upstream, limits: RpcLimits, *, cors: Sequence[st
         if not await accepted(client, cors):
             return
         try:
-            async with unix_connect(upstream.path, "ws://l2node/",
-                                    max_size=limits.max_body_bytes) as node:
+            # The client's messages are held to the limit by this front's server; the node's
+            # (a large eth_getLogs answer, say) are not, as when it serves the port itself.
+            async with unix_connect(upstream.path, "ws://l2node/", max_size=None) as node:
                 await _relay(client, node)
         except (OSError, ConnectionClosed, TimeoutError):
             with contextlib.suppress(RuntimeError):  # already closed
