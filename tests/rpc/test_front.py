@@ -148,3 +148,25 @@ def test_a_dead_front_is_started_again_and_fronts_die_with_the_node(fronted: tup
               for pid in fronts):
         assert time.monotonic() < deadline, "a front outlived its node"
         time.sleep(0.1)
+
+
+def test_transactions_a_front_accepted_survive_sigkill_of_the_node(tmp_path: Path) -> None:
+    key = development_keys(MNEMONIC, 5)[4]
+    data_dir = tmp_path / "node"
+    rare_blocks = FRONTS_CONFIG.replace("block_time = 0.25", "block_time = 3600")
+    with running_node(data_dir, config=rare_blocks) as node:
+        sent = post_json(node.url, [
+            {"jsonrpc": "2.0", "id": n, "method": "eth_sendRawTransaction", "params": [_transfer(key, n, 1 + n)]}
+            for n in range(5)
+        ])
+        hashes = [reply["result"] for reply in sent]
+        node.process.send_signal(signal.SIGKILL)  # the fronts answered: the node wrote them
+        node.process.wait(timeout=10)
+
+    with running_node(data_dir) as node:  # no fronts: the node alone, from its database
+        deadline = time.monotonic() + 30
+        for tx_hash in hashes:
+            while (receipt := node.rpc("eth_getTransactionReceipt", [tx_hash])["result"]) is None:
+                assert time.monotonic() < deadline, f"{tx_hash} lost after SIGKILL:\n{node.log_tail()}"
+                time.sleep(0.1)
+            assert receipt["status"] == "0x1"
