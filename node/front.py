@@ -3,7 +3,8 @@ restarted when one dies, stopped with the node.
 
 Each front is ``python -m node.front``: it inherits the listening socket (the kernel hands
 each new connection to one of the processes accepting on it) and reaches the node on its
-private Unix socket in the data dir, which only the node's user may open.
+private Unix socket in the data dir (or, when that path is too long for a socket, in a
+temporary directory), which only the node's user may open.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Literal
@@ -32,6 +34,10 @@ from rpc.http import rpc_connection_cap, server_config
 
 log = logging.getLogger("l2node")
 
+PRIVATE_SOCKET = "rpc.sock"
+"""The node's private Unix socket, in the data dir, where its RPC fronts reach it."""
+MAX_SOCKET_PATH = 104
+"""Longest Unix socket path used (Linux takes 107 bytes, some systems fewer)."""
 MOST_AUTO_FRONTS = 8
 STOP_GRACE_S = 10.0
 """Seconds fronts have to finish their requests when the node stops."""
@@ -48,22 +54,40 @@ def front_count(configured: int | Literal["auto"], cores: int | None = None) -> 
     return min(MOST_AUTO_FRONTS, max(0, ((cores or os.cpu_count() or 1) - 4) // 4))
 
 
-def private_socket(path: Path) -> socket.socket:
-    """A listening Unix socket at ``path`` (a stale one from a killed node replaced) that
-    only this user may connect to: it takes transactions with no further check."""
-    path.unlink(missing_ok=True)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        old_mask = os.umask(0o177)
+class PrivateSocket:
+    """The node's private Unix socket, listening, that only this user may connect to (it
+    takes transactions with no further check): in ``data_dir`` (a stale one from a killed
+    node replaced), or where that path is too long for a Unix socket, in a new directory
+    only this user may enter."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._own_dir: Path | None = None
+        path = data_dir / PRIVATE_SOCKET
+        if len(os.fsencode(path.resolve())) >= MAX_SOCKET_PATH:
+            self._own_dir = Path(tempfile.mkdtemp(prefix="l2node-"))
+            path = self._own_dir / PRIVATE_SOCKET
+        self.path = path
+        """Where it is."""
+        path.unlink(missing_ok=True)
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        """The listening socket."""
         try:
-            listener.bind(str(path))
-        finally:
-            os.umask(old_mask)
-        listener.listen(512)
-    except OSError:
-        listener.close()
-        raise
-    return listener
+            old_mask = os.umask(0o177)
+            try:
+                self.socket.bind(str(path))
+            finally:
+                os.umask(old_mask)
+            self.socket.listen(512)
+        except OSError:
+            self.remove()
+            raise
+
+    def remove(self) -> None:
+        """Close it and remove its file (and directory)."""
+        self.socket.close()
+        self.path.unlink(missing_ok=True)
+        if self._own_dir is not None:
+            self._own_dir.rmdir()
 
 
 class Fronts:
@@ -102,8 +126,6 @@ class Fronts:
                 process.kill()
                 process.wait()
 
-    def pids(self) -> list[int]:
-        return [p.pid for p in self._processes if p is not None and p.poll() is None]
 
 
 def _json_logs() -> bool:

@@ -30,7 +30,7 @@ from node.backend import NodeRpcBackend
 from node.batchsigs import GossipBatchSignatures
 from node.config import NodeConfig, validator_key
 from node.db.leveldb import LevelDBKV
-from node.front import Fronts, front_count, private_socket
+from node.front import Fronts, PrivateSocket, front_count
 from node.genesis import Genesis, chain_genesis, genesis_weights
 from node.health import ReadinessCheck, ReadinessRules, quorum_peers
 from node.metrics import Metrics, serve_metrics
@@ -61,8 +61,6 @@ MMAP_THRESHOLD = 1024 * 1024
 """Blocks this large and larger get their own mapping (glibc starts at 128 KiB: keeping that
 made every 64-256 KiB chunk of a request body a fresh mapping, and page faults took the
 event loop's time)."""
-PRIVATE_SOCKET = "rpc.sock"
-"""The node's private Unix socket in the data dir, where its RPC fronts reach it."""
 FRONT_CONNECTIONS = 64
 """Connections the private socket takes per front (each keeps one per busy worker thread)."""
 FRONT_CHECK_S = 1.0
@@ -418,11 +416,11 @@ async def _serve_rpc(
     limits = config.rpc
     stopping = threading.Event()
     fronts = front_count(limits.fronts)
-    private = config.data_dir / PRIVATE_SOCKET
-    if fronts:
+    private = PrivateSocket(config.data_dir) if fronts else None
+    if private is not None:
         # Origins and Host headers are the fronts' to check; the node sees only its fronts.
         app = create_app(backend, limits, stopping, readiness=readiness, private=True)
-        sockets = [private_socket(private)]
+        sockets = [private.socket]
         connections = max(rpc_connection_cap(limits.max_connections), FRONT_CONNECTIONS * fronts)
     else:
         app = create_app(backend, limits, stopping, readiness=readiness, cors=limits.cors,
@@ -444,8 +442,9 @@ async def _serve_rpc(
     if serving.done():
         stop.set()
         serving.result()  # re-raise why uvicorn could not start (e.g. port in use)
-    front_processes = Fronts(fronts, rpc_socket, private, limits)
-    if fronts:
+    front_processes = None
+    if private is not None:
+        front_processes = Fronts(fronts, rpc_socket, private.path, limits)
         front_processes.start()
         tasks = [*tasks, asyncio.create_task(_every(FRONT_CHECK_S, front_processes.start, stop, "fronts"))]
     log.info("JSON-RPC on http://%s:%d%s", config.rpc.host, config.rpc.port,
@@ -454,11 +453,13 @@ async def _serve_rpc(
     await asyncio.wait([waiting, *tasks], return_when=asyncio.FIRST_COMPLETED)
     stop.set()
     log.info("shutting down")
-    await asyncio.to_thread(front_processes.stop)  # first: nobody new gets in
+    if front_processes is not None:
+        await asyncio.to_thread(front_processes.stop)  # first: nobody new gets in
     stopping.set()
     server.should_exit = True
     await serving
-    private.unlink(missing_ok=True)
+    if private is not None:
+        private.remove()
     for task in tasks:
         await task
     for task in tasks:

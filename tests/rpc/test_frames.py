@@ -1,11 +1,15 @@
-"""The binary frames between RPC fronts and the node (rpc/frames.py), and how many fronts
-"auto" runs."""
+"""The binary frames between RPC fronts and the node (rpc/frames.py), how many fronts "auto"
+runs, and the node's private socket they reach it on."""
 
 from __future__ import annotations
 
+import socket
+import stat
+from pathlib import Path
+
 import pytest
 
-from node.front import front_count
+from node.front import PrivateSocket, front_count
 from primitives.errors import InvalidInput
 from primitives.types import Hash32
 from rpc.errors import RpcError
@@ -50,3 +54,19 @@ def test_malformed_outcomes_are_refused(frame: bytes, count: int) -> None:
 def test_auto_fronts_leave_small_machines_alone() -> None:
     assert [front_count("auto", cores) for cores in (1, 2, 4, 7, 8, 16, 64, 128)] == [0, 0, 0, 0, 1, 3, 8, 8]
     assert front_count(5, 2) == 5
+
+
+def test_the_private_socket_moves_out_of_a_data_dir_too_deep_for_a_unix_socket(tmp_path: Path) -> None:
+    shallow = PrivateSocket(tmp_path)
+    assert shallow.path == tmp_path / "rpc.sock" and stat.S_IMODE(shallow.path.stat().st_mode) == 0o600
+    shallow.remove()
+    assert not shallow.path.exists()
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    moved = PrivateSocket(deep)
+    assert moved.path.parent != deep and stat.S_IMODE(moved.path.parent.stat().st_mode) == 0o700
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(str(moved.path))
+    client.close()
+    moved.remove()
+    assert not moved.path.parent.exists()
