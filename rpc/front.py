@@ -39,6 +39,7 @@ from rpc.server import (
     app_shell,
     json_response,
     parse_body,
+    refusal,
 )
 from rpc.types import RpcLimits
 from rpc.ws import accepted
@@ -151,9 +152,7 @@ def create_front_app(upstream: Upstream, limits: RpcLimits, *, cors: Sequence[st
         try:
             reply = upstream.request(method, target, body)
         except (OSError, http.client.HTTPException):
-            unavailable = b'{"jsonrpc":"2.0","id":null,"error":{"code":%d,"message":"%s"}}' % (
-                SERVER_ERROR, UNAVAILABLE.encode())
-            return Response(unavailable, status_code=503, media_type=JSON_MEDIA_TYPE)
+            return refusal(503, SERVER_ERROR, UNAVAILABLE)
         return Response(reply.body, status_code=reply.status,
                         media_type=reply.content_type or None)
 

@@ -179,9 +179,9 @@ def app_shell(
             return Response(status_code=400)
         except TimeoutError:  # a body trickling in would hold its memory and a task forever
             message = f"request body not received within {limits.read_timeout:g} s"
-            return _refusal(408, INVALID_REQUEST, message)
+            return refusal(408, INVALID_REQUEST, message)
         except _Refused as refused:
-            return _refusal(refused.status, refused.code, str(refused))
+            return refusal(refused.status, refused.code, str(refused))
         finally:
             await held.release()
 
@@ -212,7 +212,8 @@ class _Refused(Exception):
         self.code = code
 
 
-def _refusal(status: int, code: int, message: str) -> Response:
+def refusal(status: int, code: int, message: str) -> Response:
+    """An HTTP ``status`` answer carrying a JSON-RPC error (id null), closing the connection."""
     reply = _encode(_error(None, code, message))
     return Response(reply, status_code=status, media_type=JSON_MEDIA_TYPE,
                     headers={"connection": "close"})

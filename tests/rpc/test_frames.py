@@ -8,12 +8,15 @@ import stat
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from node.front import PrivateSocket, front_count
 from primitives.errors import InvalidInput
 from primitives.types import Hash32
 from rpc.errors import RpcError
 from rpc.frames import decode_outcomes, decode_raws, encode_outcomes, encode_raws
+from rpc.front import UNAVAILABLE, Upstream, create_front_app
+from rpc.types import DEFAULT_LIMITS
 
 
 def test_raws_round_trip() -> None:
@@ -70,3 +73,14 @@ def test_the_private_socket_moves_out_of_a_data_dir_too_deep_for_a_unix_socket(t
     client.close()
     moved.remove()
     assert not moved.path.parent.exists()
+
+
+def test_a_front_whose_node_does_not_answer_says_so_and_still_answers_malformed_input(tmp_path: Path) -> None:
+    client = TestClient(create_front_app(Upstream(str(tmp_path / "gone.sock"), 5, 10), DEFAULT_LIMITS))
+    read = client.post("/", json={"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber"})
+    assert read.status_code == 503 and read.json()["error"] == {"code": -32000, "message": UNAVAILABLE}
+    sent = client.post("/", json=[{"jsonrpc": "2.0", "id": 4, "method": "eth_sendRawTransaction", "params": ["0x02"]}])
+    assert sent.json() == [{"jsonrpc": "2.0", "id": 4, "error": {"code": -32000, "message": UNAVAILABLE}}]
+    garbage = client.post("/", content=b"{")
+    assert garbage.status_code == 200 and garbage.json()["error"]["code"] == -32700
+    assert client.get("/ready").status_code == 503
