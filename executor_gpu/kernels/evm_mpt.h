@@ -68,7 +68,8 @@ struct mnode {
     u8 plen;        /* nibbles of path (leaf, extension) */
     u8 dirty;       /* 1 built by this commit, 2 and encoded; 0 read from the store */
     u8 reflen;      /* 32: ref is the node's hash; less: ref is its (embedded) encoding */
-    u32 vlen;       /* leaf value's size; MK_HASH: 1 once it proved not to be a told old leaf */
+    u32 vlen;       /* leaf value's size; MK_HASH: 1 once it proved not to be a told old leaf;
+                     * branch, extension: 1 when decoded from a cache entry (ref is the entry) */
     const u8 *path; /* one nibble a byte */
     const u8 *ref;
     union {
@@ -206,8 +207,9 @@ typedef struct {
 } mkeyed;
 
 /* One generation of the node cache: encodings by hash, each entry in the arena as the hash,
- * the length (8 bytes) and the encoding. */
+ * the length (8 bytes; MPT_DEAD set once a commit replaced the node) and the encoding. */
 #define MPT_ENTRY 192 /* bytes a cached node takes, about: an account leaf, its entry and slots */
+#define MPT_DEAD ((u64)1 << 63)
 typedef struct {
     marena arena;
     mkeyed *slots;
@@ -308,6 +310,23 @@ static mslot *mpt_slot(msession *s, const u8 *hash, int *added) {
     return &s->map[h];
 }
 
+static u64 mpt_entry_len(const u8 *entry) {
+    u64 len;
+    memcpy(&len, entry + 32, 8);
+    return len & ~MPT_DEAD;
+}
+
+static int mpt_entry_dead(const u8 *entry) {
+    u64 len;
+    memcpy(&len, entry + 32, 8);
+    return (len & MPT_DEAD) != 0;
+}
+
+static void mpt_entry_mark(u8 *entry, int dead) {
+    u64 len = mpt_entry_len(entry) | (dead ? MPT_DEAD : 0);
+    memcpy(entry + 32, &len, 8);
+}
+
 /* The cache entry of hash in generation g, or NULL. */
 static const u8 *mpt_gen_find(const mgen *g, const u8 *hash) {
     if (!g->slots) return NULL;
@@ -320,8 +339,8 @@ static const u8 *mpt_gen_find(const mgen *g, const u8 *hash) {
 
 /* Adds a node to generation g, which holds up to about budget bytes: its table starts at the
  * size that many nodes need (growing it in one block's commit rehashed millions of entries:
- * a 300 ms stall on a 1M-account state). */
-static void mpt_gen_add(mgen *g, u64 budget, const u8 *hash, const u8 *node, u64 len) {
+ * a 300 ms stall on a 1M-account state). Its entry (one there already is current again). */
+static u8 *mpt_gen_add(mgen *g, u64 budget, const u8 *hash, const u8 *node, u64 len) {
     if (2 * (g->used + 1) > (g->slots ? g->mask + 1 : 0)) {
         u64 cap = 4096, old_cap = g->slots ? g->mask + 1 : 0;
         while (cap < 2 * old_cap || cap < 2 * (budget / MPT_ENTRY)) cap *= 2;
@@ -339,7 +358,10 @@ static void mpt_gen_add(mgen *g, u64 budget, const u8 *hash, const u8 *node, u64
     }
     u64 key = mpt_key(hash), h = key & g->mask;
     for (; g->slots[h].entry; h = (h + 1) & g->mask) {
-        if (g->slots[h].key == key && memcmp(g->slots[h].entry, hash, 32) == 0) return;
+        if (g->slots[h].key == key && memcmp(g->slots[h].entry, hash, 32) == 0) {
+            mpt_entry_mark(g->slots[h].entry, 0);
+            return g->slots[h].entry;
+        }
     }
     u8 *entry = (u8 *)mpt_alloc(&g->arena, 40 + len);
     memcpy(entry, hash, 32);
@@ -348,6 +370,7 @@ static void mpt_gen_add(mgen *g, u64 budget, const u8 *hash, const u8 *node, u64
     g->slots[h] = (mkeyed){key, entry};
     g->used++;
     g->bytes += 40 + len + 2 * sizeof(mkeyed);
+    return entry;
 }
 
 static void mpt_gen_free(mgen *g) {
@@ -365,16 +388,35 @@ static int mpt_is_leaf(const u8 *p, u64 len) {
     return p[off + o1] >> 4 >= 2;
 }
 
+/* The young generation is full: it becomes the old one, and the old one's nodes go, but for
+ * those no commit replaced since (so still in the head's tries, unless a block was dropped)
+ * and the young one lacks: up to a quarter of the budget of them start the new young one.
+ * Dropping them too made a node the blocks did not pass for two generations a read again
+ * (on a 1M-account state, most of the lowest branches: 9,000-12,000 reads a block). */
+static void mpt_cache_rotate(msession *s) {
+    mgen young = {0}, *old = &s->cache[1];
+    for (u64 i = 0; old->slots && i <= old->mask && young.bytes < s->cache_budget / 4; i++) {
+        const u8 *entry = old->slots[i].entry;
+        if (!entry || mpt_entry_dead(entry) || mpt_gen_find(&s->cache[0], entry)) continue;
+        mpt_gen_add(&young, s->cache_budget / 2, entry, entry + 40, mpt_entry_len(entry));
+    }
+    mpt_gen_free(old);
+    s->cache[1] = s->cache[0];
+    s->cache[0] = young;
+}
+
 /* Keeps a commit's new node for the next commits, within the budget: branches and extensions
  * (a leaf is read only to insert a key beside it or to delete one near it). */
 static void mpt_cache_add(msession *s, const u8 *hash, const u8 *node, u64 len) {
     if (!s->cache_budget || mpt_is_leaf(node, len)) return;
     mpt_gen_add(&s->cache[0], s->cache_budget / 2, hash, node, len);
-    if (s->cache[0].bytes > s->cache_budget / 2) {
-        mpt_gen_free(&s->cache[1]);
-        s->cache[1] = s->cache[0];
-        memset(&s->cache[0], 0, sizeof(mgen));
-    }
+    if (s->cache[0].bytes > s->cache_budget / 2) mpt_cache_rotate(s);
+}
+
+/* A node a commit replaced: when it came from the cache, its entry is marked, so that no
+ * rotation keeps it (a node of the commit's output with the same hash clears the mark). */
+static void mpt_retire(mnode *m) {
+    if (m->kind != MK_LEAF && m->vlen) mpt_entry_mark((u8 *)m->ref, 1);
 }
 
 static void mpt_list(msession *s, const u8 *hash);
@@ -390,25 +432,23 @@ static mnode *mpt_resolve(msession *s, mnode *n) {
     if (!e->node) {
         const u8 *entry = mpt_gen_find(&s->cache[0], n->ref);
         if (!entry && (entry = mpt_gen_find(&s->cache[1], n->ref)) != NULL) {
-            u64 len;
-            memcpy(&len, entry + 32, 8);
-            mpt_gen_add(&s->cache[0], s->cache_budget / 2, entry, entry + 40, len); /* in use: keep it young */
+            /* in use: keep it young */
+            entry = mpt_gen_add(&s->cache[0], s->cache_budget / 2, entry, entry + 40, mpt_entry_len(entry));
         }
         if (!entry) {
             if (added) mpt_list(s, n->ref); /* first met: the host reads it */
             return MPT_MISSING;
         }
         /* used in place: the cache drops a generation only after the commit's last pass */
-        u64 len;
-        memcpy(&len, entry + 32, 8);
         e->hash = entry;
-        e->node = mpt_decode(s, entry + 40, len);
+        e->node = mpt_decode(s, entry + 40, mpt_entry_len(entry));
         if (!e->node) {
             mpt_fail(s, "malformed state trie node", entry);
             return MPT_MISSING;
         }
         e->node->ref = entry;
         e->node->reflen = 32;
+        if (e->node->kind != MK_LEAF) e->node->vlen = 1;
     }
     n->child = e->node;
     return e->node;
@@ -770,6 +810,7 @@ static mnode *mpt_update(msession *s, mnode *n, u64 depth, const mchange *c, u64
         mpt_fail(s, "malformed state trie node: a path of the wrong length", NULL);
         return MPT_MISSING;
     }
+    if (r != m && r != MPT_MISSING) mpt_retire(m);
     return r == m ? n : r;
 }
 
@@ -991,12 +1032,18 @@ static void mpt_sort(msession *s, mjob *j) {
     }
 }
 
+/* The nibbles of a 32-byte key. */
+static u8 *mpt_nibbles(msession *s, const u8 *key) {
+    u8 *nib = (u8 *)mpt_alloc(&s->work, 64);
+    for (int i = 0; i < 64; i++) nib[i] = key_nibble(key, (u64)i);
+    return nib;
+}
+
 /* The nibbles of the Keccak-256 hash of n bytes at p. */
 static u8 *mpt_hashed_key(msession *s, const u8 *p, u64 n) {
-    u8 hash[32], *nib = (u8 *)mpt_alloc(&s->work, 64);
+    u8 hash[32];
     mpt_keccak(p, n, hash);
-    for (int i = 0; i < 64; i++) nib[i] = key_nibble(hash, (u64)i);
-    return nib;
+    return mpt_nibbles(s, hash);
 }
 
 static void mpt_reset(msession *s) {
@@ -1106,11 +1153,13 @@ static const u8 *mpt_hint(msession *s, const u8 *vals, const i64 *lens, u64 i, u
 
 /* Starts a commit of a state diff: n account records (MA_SIZE bytes each) under root, and
  * for the i-th record with MF_STORAGE, slot_counts[i] slot changes (MS_SIZE bytes each) taken
- * in order from slots. Hints, when old_lens / old_slot_lens are not NULL: the i-th account's
- * old value (its trie value, RLP) is old_lens[i] bytes of old (-1: not told), and the k-th
- * slot change's old value (big-endian, no leading zeros) old_slot_lens[k] bytes of old_slots. */
-EVM_EXPORT void mpt_begin_state(void *h, const u8 *root, u64 n, const u8 *records, const u8 *slots,
-                                const u64 *slot_counts, const u8 *old, const i64 *old_lens,
+ * in order from slots. paths, when not NULL: the records' keys in the account trie (the
+ * Keccak-256 of each address, 32 bytes each), which the host already has. Hints, when
+ * old_lens / old_slot_lens are not NULL: the i-th account's old value (its trie value, RLP)
+ * is old_lens[i] bytes of old (-1: not told), and the k-th slot change's old value
+ * (big-endian, no leading zeros) old_slot_lens[k] bytes of old_slots. */
+EVM_EXPORT void mpt_begin_state(void *h, const u8 *root, u64 n, const u8 *records, const u8 *paths,
+                                const u8 *slots, const u64 *slot_counts, const u8 *old, const i64 *old_lens,
                                 const u8 *old_slots, const i64 *old_slot_lens) {
     msession *s = (msession *)h;
     mpt_reset(s);
@@ -1132,7 +1181,7 @@ EVM_EXPORT void mpt_begin_state(void *h, const u8 *root, u64 n, const u8 *record
     for (u64 i = 0, k = 0; i < n; i++) {
         const u8 *rec = s->accounts + i * MA_SIZE;
         mchange *c = s->main.c + i;
-        c->nib = mpt_hashed_key(s, rec + MA_ADDRESS, 20);
+        c->nib = paths ? mpt_nibbles(s, paths + 32 * i) : mpt_hashed_key(s, rec + MA_ADDRESS, 20);
         c->account = (i64)i;
         c->del = (rec[MA_FLAGS] & MF_DELETE) != 0;
         c->old = mpt_hint(s, old, old_lens, i, &old_at, 0, &c->oldlen);

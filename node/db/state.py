@@ -32,6 +32,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Annotated, TypeVar
 
 import rlp
@@ -458,7 +459,8 @@ class StateDB:
         flat = _FlatWriter(batch) if marker.root == parent_root else None
         old = None if flat is None else flat.read_old(diff, read_flat)
         with self._committing:
-            commit = self._committer.commit_state(parent_root, diff, load, old)
+            commit = self._committer.commit_state(parent_root, diff, load, old,
+                                                  None if flat is None else flat.paths)
         batch.put_many(commit.nodes(prefix))
         if flat is not None:
             flat.stage(diff, commit.values)
@@ -598,7 +600,9 @@ class _FlatWriter:
     def __init__(self, batch: WriteBatch) -> None:
         self._batch = batch
         self._before: dict[bytes, bytes | None] = {}
-        self._hashes: dict[Address, Hash32] = {}
+        self.paths: list[Hash32] = []
+        """The diff's accounts' trie keys (Keccak of the address), in its order."""
+        self._keys: list[bytes] = []  # their flat keys
         self.writes: dict[bytes, bytes | None] = {}
         """Every key written, with its new value (None: deleted)."""
 
@@ -607,24 +611,30 @@ class _FlatWriter:
     ) -> OldValues:
         """The old rows of ``diff``'s accounts and of the slots it sets (``read_many``: one get
         each), kept for the change set and told to the committer."""
-        hashes = self._hashes = dict(zip(diff.accounts, hash_keys(list(diff.accounts))))
-        keys = [schema.flat_account_key(account_hash) for account_hash in hashes.values()]
+        self.paths = hash_keys(list(diff.accounts))
+        hashes = dict(zip(diff.accounts, self.paths))
+        keys = self._keys = list(map(schema.flat_account_key, self.paths))
         slots: list[tuple[Address, int]] = []
         for address, change in diff.accounts.items():
             if change is not None and change.storage and not change.storage_reset:
                 slots += ((address, slot) for slot in change.storage)
-        keys += (schema.flat_storage_key(hashes[address], _slot_hash(slot)) for address, slot in slots)
-        values = read_many(keys)
-        self._before.update(zip(keys, values))
-        count = len(hashes)
-        return OldValues(dict(zip(hashes, values[:count])), dict(zip(slots, values[count:])))
+        slot_keys = [schema.flat_storage_key(hashes[address], _slot_hash(slot)) for address, slot in slots]
+        values = read_many(keys + slot_keys)
+        self._before.update(zip(keys + slot_keys, values))
+        count = len(keys)
+        return OldValues(dict(zip(diff.accounts, values[:count])), dict(zip(slots, values[count:])))
 
     def stage(self, diff: StateDiff, values: Sequence[bytes | None]) -> None:
         """Write ``diff``, whose accounts' new rows (``values``, None: deleted; their trie
         values) the committer made."""
-        for (address, change), value in zip(diff.accounts.items(), values, strict=True):
-            account_hash = self._hashes[address]
-            key = schema.flat_account_key(account_hash)
+        before, rows = self._before, []
+        accounts = zip(diff.accounts.values(), self.paths, self._keys, values, strict=True)
+        for change, account_hash, key, value in accounts:
+            if value is not None and change is not None and not change.storage and not change.storage_reset:
+                # A row and no slots (most of a block): staged together below.
+                if before[key] != value:
+                    rows.append((key, value))
+                continue
             if change is None or change.storage_reset:
                 old = self._previous(key)
                 # Only accounts with a storage root have slots: creations skip the scan.
@@ -637,6 +647,8 @@ class _FlatWriter:
                 for slot, slot_value in change.storage.items():
                     slot_key = schema.flat_storage_key(account_hash, _slot_hash(slot))
                     self._set(slot_key, _int_bytes(slot_value) or None)
+        self.writes.update(rows)
+        self._batch.put_many(rows)
 
     def finish(self, before: FlatMarker, after: FlatMarker, depth: int) -> None:
         """Stage the change set (none for genesis, which never unwinds, nor with ``depth`` 0),
@@ -644,11 +656,10 @@ class _FlatWriter:
         if depth and after.height > depth:
             self._batch.delete(schema.flat_changes_key(after.height - depth))
         if depth and after.height > 0:
-            parts: list[bytes] = [before.root]
-            for key in self.writes:
-                value = self._before[key] or b""
-                parts += (key, len(value).to_bytes(2, "big"), value)
-            self._batch.put(schema.flat_changes_key(after.height), b"".join(parts))
+            olds = [self._before[key] or b"" for key in self.writes]
+            sizes = [len(value).to_bytes(2, "big") for value in olds]
+            parts = chain.from_iterable(zip(self.writes, sizes, olds))
+            self._batch.put(schema.flat_changes_key(after.height), before.root + b"".join(parts))
         self._batch.put(schema.FLAT_MARKER, after.encode())
 
     def _previous(self, key: bytes) -> bytes | None:
