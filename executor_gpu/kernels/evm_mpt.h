@@ -65,12 +65,15 @@ typedef struct mnode mnode;
 /* 32 bytes: a decoded branch makes one for each of its (up to 16) children by hash. */
 struct mnode {
     u8 kind;        /* MK_*; MK_HASH is a child known only by its hash, not yet resolved */
-    u8 plen;        /* nibbles of path (leaf, extension) */
+    u8 plen;        /* nibbles of path (leaf, extension); MK_HASH: 1 once done is set */
     u8 dirty;       /* 1 built by this commit, 2 and encoded; 0 read from the store */
     u8 reflen;      /* 32: ref is the node's hash; less: ref is its (embedded) encoding */
     u32 vlen;       /* leaf value's size; MK_HASH: 1 once it proved not to be a told old leaf;
                      * branch, extension: 1 when decoded from a cache entry (ref is the entry) */
-    const u8 *path; /* one nibble a byte */
+    union {
+        const u8 *path; /* one nibble a byte */
+        mnode *done;    /* MK_HASH in the account trie: what its subtrie became */
+    };
     const u8 *ref;
     union {
         const u8 *val; /* leaf */
@@ -790,6 +793,7 @@ static mnode *mpt_update_ext(msession *s, mnode *n, u64 depth, const mchange *c,
  * it needs is missing (listed) or malformed (s->err). */
 static mnode *mpt_update(msession *s, mnode *n, u64 depth, const mchange *c, u64 count) {
     if (!count) return n;
+    if (n && n->kind == MK_HASH && n->plen) return n->done; /* an earlier pass finished it */
     mnode *m = mpt_resolve_for(s, n, depth, c, count);
     if (m == MPT_MISSING) return m;
     if (!m) {
@@ -810,8 +814,14 @@ static mnode *mpt_update(msession *s, mnode *n, u64 depth, const mchange *c, u64
         mpt_fail(s, "malformed state trie node: a path of the wrong length", NULL);
         return MPT_MISSING;
     }
-    if (r != m && r != MPT_MISSING) mpt_retire(m);
-    return r == m ? n : r;
+    if (r == MPT_MISSING) return r;
+    if (r != m) mpt_retire(m);
+    r = r == m ? n : r;
+    /* Later passes of the account trie skip what is finished (a pass re-runs from the root;
+     * on a restarted node a block took 4-5). The one trie's stub meets the same changes in
+     * every pass; storage tries may share nodes, and with them stubs, so theirs re-run. */
+    if (n && n->kind == MK_HASH && s->phase == MP_ACCOUNTS) n->done = r, n->plen = 1;
+    return r;
 }
 
 /* The value of the key of change c in the trie under n: 1 found, 0 absent, 2 a node is

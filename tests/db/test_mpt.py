@@ -122,6 +122,35 @@ def test_commit_reads_only_touched_paths() -> None:
     assert 1 <= store.reads <= 5 and len(one.lengths) <= 6
 
 
+def test_cache_keeps_current_nodes_across_rotations() -> None:
+    """The cache drops what commits replaced, not what is still current: after blocks that
+    rotate its generations several times, a part of the trie none of them touched still
+    reads only its changed leaves (the cache keeps no leaves), and every root is py-trie's."""
+    rng = random.Random(11)
+    keys = [rng.randbytes(32) for _ in range(1024)]
+    regions = [[key for key in keys if key[0] >> 4 == region] for region in range(16)]
+    reference: Any = HexaryTrie({})  # py-trie is untyped
+    store = _Store()
+
+    def commit(committer: TrieCommitter, root: bytes, changes: dict[bytes, bytes | None]) -> bytes:
+        for key, value in changes.items():
+            reference[key] = value
+        done = committer.commit_trie(root, changes, store.load)
+        store.keep(done)
+        assert done.root == reference.root_hash
+        return done.root
+
+    # A budget of 400 KB: the trie's branches (about 80 KB) fit a quarter of it; each block
+    # adds about 6 KB of new branches, so 90 blocks rotate the generations at least twice.
+    with TrieCommitter(cache_bytes=400_000) as committer:
+        root = commit(committer, EMPTY_ROOT, {key: b"v" * 40 for key in keys})
+        for block in range(90):
+            root = commit(committer, root, {key: b"%d" % block * 20 for key in regions[block % 15]})
+        store.reads = 0
+        commit(committer, root, {key: b"w" * 40 for key in regions[15]})
+        assert store.reads == len(regions[15])
+
+
 def test_empty_commits() -> None:
     """No changes keep the root (even one the store lacks: nothing is read); deletions of
     absent keys keep it too; the empty trie stays empty; an empty diff keeps the state."""
