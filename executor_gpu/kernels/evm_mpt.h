@@ -1392,18 +1392,45 @@ EVM_EXPORT u64 mpt_output_size(void *h, u64 *bytes) {
     return n;
 }
 
-/* Copies out the new nodes: their hashes (32 bytes each), encodings (concatenated), sizes. */
+typedef struct {
+    const u8 *hash, *enc;
+    u64 len;
+} mout;
+
+/* Copies out the new nodes in hash order: their hashes (32 bytes each), encodings
+ * (concatenated), sizes. LevelDB inserted a block's batch into its memtable about twice as
+ * fast in key order, and the host's sort of the batch is quick over runs already in order.
+ * A counting sort on the first two bytes; the hashes are uniform, so the insertion sort
+ * after it only swaps the few neighbours that share them. */
 EVM_EXPORT void mpt_output(void *h, u8 *hashes, u8 *data, u64 *lens) {
     msession *s = (msession *)h;
+    u64 n = 0, *start = (u64 *)mpt_alloc(&s->work, 65537 * sizeof(u64));
+    memset(start, 0, 65537 * sizeof(u64));
     for (u64 t = 0; t < s->threads; t++) {
         mworker *w = s->workers + t;
-        memcpy(hashes, w->hashes, 32 * w->n);
-        hashes += 32 * w->n;
+        n += w->n;
+        for (u64 i = 0; i < w->n; i++) start[((u64)w->hashes[32 * i] << 8 | w->hashes[32 * i + 1]) + 1]++;
+    }
+    for (u64 b = 0; b < 65536; b++) start[b + 1] += start[b];
+    mout *out = (mout *)mpt_alloc(&s->work, (n + 1) * sizeof(mout));
+    for (u64 t = 0; t < s->threads; t++) {
+        mworker *w = s->workers + t;
         for (u64 i = 0; i < w->n; i++) {
-            memcpy(data, w->enc[i], w->len[i]);
-            data += w->len[i];
-            *lens++ = w->len[i];
+            const u8 *hash = w->hashes + 32 * i;
+            out[start[(u64)hash[0] << 8 | hash[1]]++] = (mout){hash, w->enc[i], w->len[i]};
         }
+    }
+    for (u64 i = 1; i < n; i++) {
+        mout x = out[i];
+        u64 j = i;
+        for (; j > 0 && memcmp(out[j - 1].hash, x.hash, 32) > 0; j--) out[j] = out[j - 1];
+        out[j] = x;
+    }
+    for (u64 i = 0; i < n; i++) {
+        memcpy(hashes + 32 * i, out[i].hash, 32);
+        memcpy(data, out[i].enc, out[i].len);
+        data += out[i].len;
+        lens[i] = out[i].len;
     }
 }
 
