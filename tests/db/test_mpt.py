@@ -295,6 +295,33 @@ def test_state_diffs_give_py_trie_roots(diffs: list[StateDiff], cache_bytes: int
             assert view.get_storage(address, slot) == value
 
 
+@pytest.mark.parametrize("cache_bytes", [0, CACHE_BYTES])
+def test_large_diffs_give_py_trie_roots(cache_bytes: int) -> None:
+    """Diffs of thousands of accounts (the account trie's subtries then update in threads):
+    updates, creations, deletions and storage changes, from a state of 12,000 accounts,
+    give py-trie's root, with the committer's cache and without (a restarted node's reads)."""
+    rng = random.Random(5)
+    addresses = [Address(rng.randbytes(20)) for _ in range(12_000)]
+    kv = MemoryKV()
+    state = StateDB(kv, cache_bytes)
+    model: dict[Address, _Account] = {}
+    root = EMPTY_ROOT
+    genesis = StateDiff({address: AccountChange(nonce=1, balance=i) for i, address in enumerate(addresses)})
+    for diff in [genesis] + [
+        StateDiff({
+            address: None if i % 7 == 0 else AccountChange(
+                nonce=block + 2, balance=rng.randrange(2**64), storage={i % 3: block} if i % 5 == 0 else {})
+            for i, address in enumerate(rng.sample(addresses, 5_000) + [Address(rng.randbytes(20)) for _ in range(1_000)])
+        })
+        for block in range(2)
+    ]:
+        _apply_model(model, diff)
+        batch = kv.write_batch()
+        root = state.apply(root, diff, batch)
+        batch.commit()
+        assert root == _model_root(model)
+
+
 def _is_leaf(node: bytes) -> bool:
     items = rlp.decode(node)
     return len(items) == 2 and items[0][0] >> 4 >= 2
