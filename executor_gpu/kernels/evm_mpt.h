@@ -226,7 +226,7 @@ typedef struct {
     u8 *missing;  /* hashes the last step listed */
     u64 nmissing, capmissing;
     int phase;
-    u8 *accounts; /* the host's account records (storage roots are filled in) */
+    u8 *accounts; /* the host's account records (storage roots are filled in); none for a raw trie */
     u64 naccounts;
     const u8 **values; /* each record's new value (its leaf's), NULL while none; and its size */
     u64 *vlens;
@@ -817,10 +817,12 @@ static mnode *mpt_update(msession *s, mnode *n, u64 depth, const mchange *c, u64
     if (r == MPT_MISSING) return r;
     if (r != m) mpt_retire(m);
     r = r == m ? n : r;
-    /* Later passes of the account trie skip what is finished (a pass re-runs from the root;
-     * on a restarted node a block took 4-5). The one trie's stub meets the same changes in
-     * every pass; storage tries may share nodes, and with them stubs, so theirs re-run. */
-    if (n && n->kind == MK_HASH && s->phase == MP_ACCOUNTS) n->done = r, n->plen = 1;
+    /* Later passes of a state's account trie skip what is finished (a pass re-runs from the
+     * root; on a restarted node a block took 4-5). A stub meets the same changes in every pass
+     * unless two places of the trie hold the same node (decoded once, its stubs shared): its
+     * keys are Keccak hashes, so no two of its subtries are alike. Storage tries may be alike
+     * (and share nodes), and a raw trie's keys are anything, so theirs re-run. */
+    if (n && n->kind == MK_HASH && s->phase == MP_ACCOUNTS && s->naccounts) n->done = r, n->plen = 1;
     return r;
 }
 

@@ -122,6 +122,25 @@ def test_commit_reads_only_touched_paths() -> None:
     assert 1 <= store.reads <= 5 and len(one.lengths) <= 6
 
 
+def test_alike_subtries_of_a_raw_trie() -> None:
+    """Two places of a raw trie can hold the same subtrie (keys are anything), decoded once
+    for both: different changes under each still give py-trie's root, read cold in rounds."""
+    suffixes = [bytes([0x30 + i]) * 31 for i in range(2)]
+    keys = [bytes([prefix]) + suffix for prefix in (0x11, 0x22) for suffix in suffixes]
+    reference: Any = HexaryTrie({})  # py-trie is untyped
+    store = _Store()
+    with TrieCommitter() as committer:
+        first = committer.commit_trie(EMPTY_ROOT, {key: b"v" * 40 for key in keys}, store.load)
+    store.keep(first)
+    for key in keys:
+        reference[key] = b"v" * 40
+    changes: dict[bytes, bytes | None] = {keys[0]: b"w" * 40, keys[2]: b"x" * 40}
+    for key, value in changes.items():
+        reference[key] = value
+    with TrieCommitter(cache_bytes=0) as cold:
+        assert cold.commit_trie(first.root, changes, store.load).root == reference.root_hash
+
+
 def test_cache_keeps_current_nodes_across_rotations() -> None:
     """The cache drops what commits replaced, not what is still current: after blocks that
     rotate its generations several times, a part of the trie none of them touched still
