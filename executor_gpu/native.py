@@ -22,12 +22,10 @@ its first point evaluation comes: loading the trusted setup takes seconds).
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from itertools import accumulate
 
 import numpy as np
@@ -54,6 +52,7 @@ from executor_gpu.native_state import NO_CODE, StateTables, int_address, word_by
 from executor_gpu.native_tx import GAS_CAP, PackedTxs, pack_transactions
 from executor_gpu.types import BatchResult, BlockEnv, ExecutedTx, RejectedTx
 from primitives.blocks import Receipt
+from primitives.collector import cycle_collector_paused
 from primitives.errors import Halt
 from primitives.transactions import Transaction
 from primitives.types import Address
@@ -108,21 +107,6 @@ def _last_of_key(keys: npt.NDArray[np.int64], mask: npt.NDArray[np.bool_]) -> np
 def _first(mask: npt.NDArray[np.bool_], owners: npt.NDArray[np.int64], default: int) -> int:
     """Smallest owner where mask holds, else ``default``."""
     return int(owners[mask].min()) if mask.any() else default
-
-
-@contextmanager
-def _cycle_collector_paused() -> Iterator[None]:
-    """Pauses Python's cycle collector for a batch. A batch makes a few objects per transaction
-    (receipts, state changes), none in reference cycles, and each of the collector's passes
-    walks every live object (all the batch's transactions): about a quarter of the host's time
-    at 100k transactions. Reference counting still frees everything as usual."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _previous_of_sender(txs: Sequence[Transaction]) -> npt.NDArray[np.int64]:
@@ -651,7 +635,7 @@ class NativeExecutor:
 
     def execute(self, pre_state: StateReader, block_env: BlockEnv, txs: Sequence[Transaction]) -> BatchResult:
         """Run ``txs`` in order on ``pre_state``; the result equals the reference executor's."""
-        with _cycle_collector_paused():
+        with cycle_collector_paused():
             return _Batch(self, pre_state, block_env, txs).run()
 
     def interpreter_time(self, pre_state: StateReader, block_env: BlockEnv, txs: Sequence[Transaction]) -> DeviceTime:

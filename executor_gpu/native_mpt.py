@@ -155,18 +155,22 @@ class TrieCommitter:
         )
         return self._run(load, {}, 0)
 
-    def commit_state(self, root: bytes, diff: StateDiff, load: Loader, old: OldValues | None = None) -> Commit:
+    def commit_state(
+        self, root: bytes, diff: StateDiff, load: Loader, old: OldValues | None = None,
+        paths: Sequence[bytes] | None = None,
+    ) -> Commit:
         """The state under ``root`` after ``diff``: its storage tries, then its account trie;
-        ``old``: the keys' old values, when known."""
+        ``old``: the keys' old values, when known; ``paths``: the accounts' trie keys in the
+        diff's order (``hash_keys`` of the addresses), when the caller has them."""
         records: list[bytes] = []  # the fields of every record, in order
         slots: list[bytes] = []
         counts = np.zeros(len(diff.accounts), dtype=np.uint64)
         codes: dict[bytes, bytes] = {}
-        known: list[bytes | None] = []  # the old values told, accounts' then slots'
+        known: list[bytes | None] = []  # the old values told, accounts' and slots'
         known_slots: list[bytes | None] = []
+        if old is not None:
+            known = list(map(old.accounts.get, diff.accounts))
         for i, (address, change) in enumerate(diff.accounts.items()):
-            if old is not None:
-                known.append(old.accounts.get(address))
             if change is None:
                 records += (address, _DELETED)
                 continue
@@ -200,10 +204,13 @@ class TrieCommitter:
         packed = b"".join(records)
         if len(packed) != _RECORD * len(diff.accounts):
             raise ValueError("every address must be 20 bytes")
+        keys = None if paths is None else b"".join(paths)
+        if keys is not None and len(keys) != 32 * len(diff.accounts):
+            raise ValueError("an account's trie key is 32 bytes, one for each account")
         hints, hint_lengths = _hints(known)
         slot_hints, slot_hint_lengths = _hints(known_slots)
         self._lib.mpt_begin_state(
-            self._open(root), root, len(diff.accounts), packed, b"".join(slots), counts.ctypes.data,
+            self._open(root), root, len(diff.accounts), packed, keys, b"".join(slots), counts.ctypes.data,
             hints, None if old is None else hint_lengths.ctypes.data,
             slot_hints, None if old is None else slot_hint_lengths.ctypes.data,
         )
@@ -247,8 +254,5 @@ class TrieCommitter:
         packed = ctypes.create_string_buffer(_VALUE_MAX * count)
         lengths = np.empty(count, dtype=np.int64)
         self._lib.mpt_account_values(self._session, packed, lengths.ctypes.data)
-        data, values, at = packed.raw, [], 0
-        for length in lengths.tolist():
-            values.append(None if length < 0 else data[at : at + length])
-            at += max(length, 0)
-        return values
+        data, ends = packed.raw, np.cumsum(np.maximum(lengths, 0)).tolist()
+        return [None if start == end else data[start:end] for start, end in zip([0, *ends], ends)]

@@ -65,11 +65,15 @@ typedef struct mnode mnode;
 /* 32 bytes: a decoded branch makes one for each of its (up to 16) children by hash. */
 struct mnode {
     u8 kind;        /* MK_*; MK_HASH is a child known only by its hash, not yet resolved */
-    u8 plen;        /* nibbles of path (leaf, extension) */
+    u8 plen;        /* nibbles of path (leaf, extension); MK_HASH: 1 once done is set */
     u8 dirty;       /* 1 built by this commit, 2 and encoded; 0 read from the store */
     u8 reflen;      /* 32: ref is the node's hash; less: ref is its (embedded) encoding */
-    u32 vlen;       /* leaf value's size; MK_HASH: 1 once it proved not to be a told old leaf */
-    const u8 *path; /* one nibble a byte */
+    u32 vlen;       /* leaf value's size; MK_HASH: 1 once it proved not to be a told old leaf;
+                     * branch, extension: 1 when decoded from a cache entry (ref is the entry) */
+    union {
+        const u8 *path; /* one nibble a byte */
+        mnode *done;    /* MK_HASH in the account trie: what its subtrie became */
+    };
     const u8 *ref;
     union {
         const u8 *val; /* leaf */
@@ -206,8 +210,9 @@ typedef struct {
 } mkeyed;
 
 /* One generation of the node cache: encodings by hash, each entry in the arena as the hash,
- * the length (8 bytes) and the encoding. */
+ * the length (8 bytes; MPT_DEAD set once a commit replaced the node) and the encoding. */
 #define MPT_ENTRY 192 /* bytes a cached node takes, about: an account leaf, its entry and slots */
+#define MPT_DEAD ((u64)1 << 63)
 typedef struct {
     marena arena;
     mkeyed *slots;
@@ -221,7 +226,7 @@ typedef struct {
     u8 *missing;  /* hashes the last step listed */
     u64 nmissing, capmissing;
     int phase;
-    u8 *accounts; /* the host's account records (storage roots are filled in) */
+    u8 *accounts; /* the host's account records (storage roots are filled in); none for a raw trie */
     u64 naccounts;
     const u8 **values; /* each record's new value (its leaf's), NULL while none; and its size */
     u64 *vlens;
@@ -308,6 +313,23 @@ static mslot *mpt_slot(msession *s, const u8 *hash, int *added) {
     return &s->map[h];
 }
 
+static u64 mpt_entry_len(const u8 *entry) {
+    u64 len;
+    memcpy(&len, entry + 32, 8);
+    return len & ~MPT_DEAD;
+}
+
+static int mpt_entry_dead(const u8 *entry) {
+    u64 len;
+    memcpy(&len, entry + 32, 8);
+    return (len & MPT_DEAD) != 0;
+}
+
+static void mpt_entry_mark(u8 *entry, int dead) {
+    u64 len = mpt_entry_len(entry) | (dead ? MPT_DEAD : 0);
+    memcpy(entry + 32, &len, 8);
+}
+
 /* The cache entry of hash in generation g, or NULL. */
 static const u8 *mpt_gen_find(const mgen *g, const u8 *hash) {
     if (!g->slots) return NULL;
@@ -320,8 +342,8 @@ static const u8 *mpt_gen_find(const mgen *g, const u8 *hash) {
 
 /* Adds a node to generation g, which holds up to about budget bytes: its table starts at the
  * size that many nodes need (growing it in one block's commit rehashed millions of entries:
- * a 300 ms stall on a 1M-account state). */
-static void mpt_gen_add(mgen *g, u64 budget, const u8 *hash, const u8 *node, u64 len) {
+ * a 300 ms stall on a 1M-account state). Its entry (one there already is current again). */
+static u8 *mpt_gen_add(mgen *g, u64 budget, const u8 *hash, const u8 *node, u64 len) {
     if (2 * (g->used + 1) > (g->slots ? g->mask + 1 : 0)) {
         u64 cap = 4096, old_cap = g->slots ? g->mask + 1 : 0;
         while (cap < 2 * old_cap || cap < 2 * (budget / MPT_ENTRY)) cap *= 2;
@@ -339,7 +361,10 @@ static void mpt_gen_add(mgen *g, u64 budget, const u8 *hash, const u8 *node, u64
     }
     u64 key = mpt_key(hash), h = key & g->mask;
     for (; g->slots[h].entry; h = (h + 1) & g->mask) {
-        if (g->slots[h].key == key && memcmp(g->slots[h].entry, hash, 32) == 0) return;
+        if (g->slots[h].key == key && memcmp(g->slots[h].entry, hash, 32) == 0) {
+            mpt_entry_mark(g->slots[h].entry, 0);
+            return g->slots[h].entry;
+        }
     }
     u8 *entry = (u8 *)mpt_alloc(&g->arena, 40 + len);
     memcpy(entry, hash, 32);
@@ -348,6 +373,7 @@ static void mpt_gen_add(mgen *g, u64 budget, const u8 *hash, const u8 *node, u64
     g->slots[h] = (mkeyed){key, entry};
     g->used++;
     g->bytes += 40 + len + 2 * sizeof(mkeyed);
+    return entry;
 }
 
 static void mpt_gen_free(mgen *g) {
@@ -365,16 +391,35 @@ static int mpt_is_leaf(const u8 *p, u64 len) {
     return p[off + o1] >> 4 >= 2;
 }
 
+/* The young generation is full: it becomes the old one, and the old one's nodes go, but for
+ * those no commit replaced since (so still in the head's tries, unless a block was dropped)
+ * and the young one lacks: up to a quarter of the budget of them start the new young one.
+ * Dropping them too made a node the blocks did not pass for two generations a read again
+ * (on a 1M-account state, most of the lowest branches: 9,000-12,000 reads a block). */
+static void mpt_cache_rotate(msession *s) {
+    mgen young = {0}, *old = &s->cache[1];
+    for (u64 i = 0; old->slots && i <= old->mask && young.bytes < s->cache_budget / 4; i++) {
+        const u8 *entry = old->slots[i].entry;
+        if (!entry || mpt_entry_dead(entry) || mpt_gen_find(&s->cache[0], entry)) continue;
+        mpt_gen_add(&young, s->cache_budget / 2, entry, entry + 40, mpt_entry_len(entry));
+    }
+    mpt_gen_free(old);
+    s->cache[1] = s->cache[0];
+    s->cache[0] = young;
+}
+
 /* Keeps a commit's new node for the next commits, within the budget: branches and extensions
  * (a leaf is read only to insert a key beside it or to delete one near it). */
 static void mpt_cache_add(msession *s, const u8 *hash, const u8 *node, u64 len) {
     if (!s->cache_budget || mpt_is_leaf(node, len)) return;
     mpt_gen_add(&s->cache[0], s->cache_budget / 2, hash, node, len);
-    if (s->cache[0].bytes > s->cache_budget / 2) {
-        mpt_gen_free(&s->cache[1]);
-        s->cache[1] = s->cache[0];
-        memset(&s->cache[0], 0, sizeof(mgen));
-    }
+    if (s->cache[0].bytes > s->cache_budget / 2) mpt_cache_rotate(s);
+}
+
+/* A node a commit replaced: when it came from the cache, its entry is marked, so that no
+ * rotation keeps it (a node of the commit's output with the same hash clears the mark). */
+static void mpt_retire(mnode *m) {
+    if (m->kind != MK_LEAF && m->vlen) mpt_entry_mark((u8 *)m->ref, 1);
 }
 
 static void mpt_list(msession *s, const u8 *hash);
@@ -390,25 +435,23 @@ static mnode *mpt_resolve(msession *s, mnode *n) {
     if (!e->node) {
         const u8 *entry = mpt_gen_find(&s->cache[0], n->ref);
         if (!entry && (entry = mpt_gen_find(&s->cache[1], n->ref)) != NULL) {
-            u64 len;
-            memcpy(&len, entry + 32, 8);
-            mpt_gen_add(&s->cache[0], s->cache_budget / 2, entry, entry + 40, len); /* in use: keep it young */
+            /* in use: keep it young */
+            entry = mpt_gen_add(&s->cache[0], s->cache_budget / 2, entry, entry + 40, mpt_entry_len(entry));
         }
         if (!entry) {
             if (added) mpt_list(s, n->ref); /* first met: the host reads it */
             return MPT_MISSING;
         }
         /* used in place: the cache drops a generation only after the commit's last pass */
-        u64 len;
-        memcpy(&len, entry + 32, 8);
         e->hash = entry;
-        e->node = mpt_decode(s, entry + 40, len);
+        e->node = mpt_decode(s, entry + 40, mpt_entry_len(entry));
         if (!e->node) {
             mpt_fail(s, "malformed state trie node", entry);
             return MPT_MISSING;
         }
         e->node->ref = entry;
         e->node->reflen = 32;
+        if (e->node->kind != MK_LEAF) e->node->vlen = 1;
     }
     n->child = e->node;
     return e->node;
@@ -750,6 +793,7 @@ static mnode *mpt_update_ext(msession *s, mnode *n, u64 depth, const mchange *c,
  * it needs is missing (listed) or malformed (s->err). */
 static mnode *mpt_update(msession *s, mnode *n, u64 depth, const mchange *c, u64 count) {
     if (!count) return n;
+    if (n && n->kind == MK_HASH && n->plen) return n->done; /* an earlier pass finished it */
     mnode *m = mpt_resolve_for(s, n, depth, c, count);
     if (m == MPT_MISSING) return m;
     if (!m) {
@@ -770,7 +814,16 @@ static mnode *mpt_update(msession *s, mnode *n, u64 depth, const mchange *c, u64
         mpt_fail(s, "malformed state trie node: a path of the wrong length", NULL);
         return MPT_MISSING;
     }
-    return r == m ? n : r;
+    if (r == MPT_MISSING) return r;
+    if (r != m) mpt_retire(m);
+    r = r == m ? n : r;
+    /* Later passes of a state's account trie skip what is finished (a pass re-runs from the
+     * root; on a restarted node a block took 4-5). A stub meets the same changes in every pass
+     * unless two places of the trie hold the same node (decoded once, its stubs shared): its
+     * keys are Keccak hashes, so no two of its subtries are alike. Storage tries may be alike
+     * (and share nodes), and a raw trie's keys are anything, so theirs re-run. */
+    if (n && n->kind == MK_HASH && s->phase == MP_ACCOUNTS && s->naccounts) n->done = r, n->plen = 1;
+    return r;
 }
 
 /* The value of the key of change c in the trie under n: 1 found, 0 absent, 2 a node is
@@ -991,12 +1044,18 @@ static void mpt_sort(msession *s, mjob *j) {
     }
 }
 
+/* The nibbles of a 32-byte key. */
+static u8 *mpt_nibbles(msession *s, const u8 *key) {
+    u8 *nib = (u8 *)mpt_alloc(&s->work, 64);
+    for (int i = 0; i < 64; i++) nib[i] = key_nibble(key, (u64)i);
+    return nib;
+}
+
 /* The nibbles of the Keccak-256 hash of n bytes at p. */
 static u8 *mpt_hashed_key(msession *s, const u8 *p, u64 n) {
-    u8 hash[32], *nib = (u8 *)mpt_alloc(&s->work, 64);
+    u8 hash[32];
     mpt_keccak(p, n, hash);
-    for (int i = 0; i < 64; i++) nib[i] = key_nibble(hash, (u64)i);
-    return nib;
+    return mpt_nibbles(s, hash);
 }
 
 static void mpt_reset(msession *s) {
@@ -1106,11 +1165,13 @@ static const u8 *mpt_hint(msession *s, const u8 *vals, const i64 *lens, u64 i, u
 
 /* Starts a commit of a state diff: n account records (MA_SIZE bytes each) under root, and
  * for the i-th record with MF_STORAGE, slot_counts[i] slot changes (MS_SIZE bytes each) taken
- * in order from slots. Hints, when old_lens / old_slot_lens are not NULL: the i-th account's
- * old value (its trie value, RLP) is old_lens[i] bytes of old (-1: not told), and the k-th
- * slot change's old value (big-endian, no leading zeros) old_slot_lens[k] bytes of old_slots. */
-EVM_EXPORT void mpt_begin_state(void *h, const u8 *root, u64 n, const u8 *records, const u8 *slots,
-                                const u64 *slot_counts, const u8 *old, const i64 *old_lens,
+ * in order from slots. paths, when not NULL: the records' keys in the account trie (the
+ * Keccak-256 of each address, 32 bytes each), which the host already has. Hints, when
+ * old_lens / old_slot_lens are not NULL: the i-th account's old value (its trie value, RLP)
+ * is old_lens[i] bytes of old (-1: not told), and the k-th slot change's old value
+ * (big-endian, no leading zeros) old_slot_lens[k] bytes of old_slots. */
+EVM_EXPORT void mpt_begin_state(void *h, const u8 *root, u64 n, const u8 *records, const u8 *paths,
+                                const u8 *slots, const u64 *slot_counts, const u8 *old, const i64 *old_lens,
                                 const u8 *old_slots, const i64 *old_slot_lens) {
     msession *s = (msession *)h;
     mpt_reset(s);
@@ -1132,7 +1193,7 @@ EVM_EXPORT void mpt_begin_state(void *h, const u8 *root, u64 n, const u8 *record
     for (u64 i = 0, k = 0; i < n; i++) {
         const u8 *rec = s->accounts + i * MA_SIZE;
         mchange *c = s->main.c + i;
-        c->nib = mpt_hashed_key(s, rec + MA_ADDRESS, 20);
+        c->nib = paths ? mpt_nibbles(s, paths + 32 * i) : mpt_hashed_key(s, rec + MA_ADDRESS, 20);
         c->account = (i64)i;
         c->del = (rec[MA_FLAGS] & MF_DELETE) != 0;
         c->old = mpt_hint(s, old, old_lens, i, &old_at, 0, &c->oldlen);
@@ -1333,18 +1394,45 @@ EVM_EXPORT u64 mpt_output_size(void *h, u64 *bytes) {
     return n;
 }
 
-/* Copies out the new nodes: their hashes (32 bytes each), encodings (concatenated), sizes. */
+typedef struct {
+    const u8 *hash, *enc;
+    u64 len;
+} mout;
+
+/* Copies out the new nodes in hash order: their hashes (32 bytes each), encodings
+ * (concatenated), sizes. LevelDB inserted a block's batch into its memtable about twice as
+ * fast in key order, and the host's sort of the batch is quick over runs already in order.
+ * A counting sort on the first two bytes; the hashes are uniform, so the insertion sort
+ * after it only swaps the few neighbours that share them. */
 EVM_EXPORT void mpt_output(void *h, u8 *hashes, u8 *data, u64 *lens) {
     msession *s = (msession *)h;
+    u64 n = 0, *start = (u64 *)mpt_alloc(&s->work, 65537 * sizeof(u64));
+    memset(start, 0, 65537 * sizeof(u64));
     for (u64 t = 0; t < s->threads; t++) {
         mworker *w = s->workers + t;
-        memcpy(hashes, w->hashes, 32 * w->n);
-        hashes += 32 * w->n;
+        n += w->n;
+        for (u64 i = 0; i < w->n; i++) start[((u64)w->hashes[32 * i] << 8 | w->hashes[32 * i + 1]) + 1]++;
+    }
+    for (u64 b = 0; b < 65536; b++) start[b + 1] += start[b];
+    mout *out = (mout *)mpt_alloc(&s->work, (n + 1) * sizeof(mout));
+    for (u64 t = 0; t < s->threads; t++) {
+        mworker *w = s->workers + t;
         for (u64 i = 0; i < w->n; i++) {
-            memcpy(data, w->enc[i], w->len[i]);
-            data += w->len[i];
-            *lens++ = w->len[i];
+            const u8 *hash = w->hashes + 32 * i;
+            out[start[(u64)hash[0] << 8 | hash[1]]++] = (mout){hash, w->enc[i], w->len[i]};
         }
+    }
+    for (u64 i = 1; i < n; i++) {
+        mout x = out[i];
+        u64 j = i;
+        for (; j > 0 && memcmp(out[j - 1].hash, x.hash, 32) > 0; j--) out[j] = out[j - 1];
+        out[j] = x;
+    }
+    for (u64 i = 0; i < n; i++) {
+        memcpy(hashes + 32 * i, out[i].hash, 32);
+        memcpy(data, out[i].enc, out[i].len);
+        data += out[i].len;
+        lens[i] = out[i].len;
     }
 }
 

@@ -122,6 +122,54 @@ def test_commit_reads_only_touched_paths() -> None:
     assert 1 <= store.reads <= 5 and len(one.lengths) <= 6
 
 
+def test_alike_subtries_of_a_raw_trie() -> None:
+    """Two places of a raw trie can hold the same subtrie (keys are anything), decoded once
+    for both: different changes under each still give py-trie's root, read cold in rounds."""
+    suffixes = [bytes([0x30 + i]) * 31 for i in range(2)]
+    keys = [bytes([prefix]) + suffix for prefix in (0x11, 0x22) for suffix in suffixes]
+    reference: Any = HexaryTrie({})  # py-trie is untyped
+    store = _Store()
+    with TrieCommitter() as committer:
+        first = committer.commit_trie(EMPTY_ROOT, {key: b"v" * 40 for key in keys}, store.load)
+    store.keep(first)
+    for key in keys:
+        reference[key] = b"v" * 40
+    changes: dict[bytes, bytes | None] = {keys[0]: b"w" * 40, keys[2]: b"x" * 40}
+    for key, value in changes.items():
+        reference[key] = value
+    with TrieCommitter(cache_bytes=0) as cold:
+        assert cold.commit_trie(first.root, changes, store.load).root == reference.root_hash
+
+
+def test_cache_keeps_current_nodes_across_rotations() -> None:
+    """The cache drops what commits replaced, not what is still current: after blocks that
+    rotate its generations several times, a part of the trie none of them touched still
+    reads only its changed leaves (the cache keeps no leaves), and every root is py-trie's."""
+    rng = random.Random(11)
+    keys = [rng.randbytes(32) for _ in range(1024)]
+    regions = [[key for key in keys if key[0] >> 4 == region] for region in range(16)]
+    reference: Any = HexaryTrie({})  # py-trie is untyped
+    store = _Store()
+
+    def commit(committer: TrieCommitter, root: bytes, changes: dict[bytes, bytes | None]) -> bytes:
+        for key, value in changes.items():
+            reference[key] = value
+        done = committer.commit_trie(root, changes, store.load)
+        store.keep(done)
+        assert done.root == reference.root_hash
+        return done.root
+
+    # A budget of 400 KB: the trie's branches (about 80 KB) fit a quarter of it; each block
+    # adds about 6 KB of new branches, so 90 blocks rotate the generations at least twice.
+    with TrieCommitter(cache_bytes=400_000) as committer:
+        root = commit(committer, EMPTY_ROOT, {key: b"v" * 40 for key in keys})
+        for block in range(90):
+            root = commit(committer, root, {key: b"%d" % block * 20 for key in regions[block % 15]})
+        store.reads = 0
+        commit(committer, root, {key: b"w" * 40 for key in regions[15]})
+        assert store.reads == len(regions[15])
+
+
 def test_empty_commits() -> None:
     """No changes keep the root (even one the store lacks: nothing is read); deletions of
     absent keys keep it too; the empty trie stays empty; an empty diff keeps the state."""
@@ -264,6 +312,33 @@ def test_state_diffs_give_py_trie_roots(diffs: list[StateDiff], cache_bytes: int
     for address, account in model.items():
         for slot, value in account.storage.items():
             assert view.get_storage(address, slot) == value
+
+
+@pytest.mark.parametrize("cache_bytes", [0, CACHE_BYTES])
+def test_large_diffs_give_py_trie_roots(cache_bytes: int) -> None:
+    """Diffs of thousands of accounts (updates, creations, deletions, storage changes) from a
+    state of 6,000 accounts give py-trie's root, with the committer's cache and without: a
+    restarted node's commit reads in rounds, and its later passes skip the finished subtries."""
+    rng = random.Random(5)
+    addresses = [Address(rng.randbytes(20)) for _ in range(6_000)]
+    kv = MemoryKV()
+    state = StateDB(kv, cache_bytes)
+    model: dict[Address, _Account] = {}
+    root = EMPTY_ROOT
+    genesis = StateDiff({address: AccountChange(nonce=1, balance=i) for i, address in enumerate(addresses)})
+    for diff in [genesis] + [
+        StateDiff({
+            address: None if i % 7 == 0 else AccountChange(
+                nonce=block + 2, balance=rng.randrange(2**64), storage={i % 3: block} if i % 5 == 0 else {})
+            for i, address in enumerate(rng.sample(addresses, 3_000) + [Address(rng.randbytes(20)) for _ in range(500)])
+        })
+        for block in range(2)
+    ]:
+        _apply_model(model, diff)
+        batch = kv.write_batch()
+        root = state.apply(root, diff, batch)
+        batch.commit()
+        assert root == _model_root(model)
 
 
 def _is_leaf(node: bytes) -> bool:
