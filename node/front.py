@@ -51,7 +51,15 @@ def front_count(configured: int | Literal["auto"], cores: int | None = None) -> 
     MOST_AUTO_FRONTS: none on small machines, where they would only take cores."""
     if configured != "auto":
         return configured
-    return min(MOST_AUTO_FRONTS, max(0, ((cores or os.cpu_count() or 1) - 4) // 4))
+    return min(MOST_AUTO_FRONTS, max(0, ((cores or _usable_cores()) - 4) // 4))
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (a container's CPU set, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no sched_getaffinity on this system
+        return os.cpu_count() or 1
 
 
 class PrivateSocket:
