@@ -39,6 +39,8 @@ PRIVATE_SOCKET = "rpc.sock"
 MAX_SOCKET_PATH = 104
 """Longest Unix socket path used (Linux takes 107 bytes, some systems fewer)."""
 MOST_AUTO_FRONTS = 8
+RESTART_EVERY_S = 5.0
+"""Least seconds between two starts of one front."""
 STOP_GRACE_S = 10.0
 """Seconds fronts have to finish their requests when the node stops."""
 PARENT_CHECK_S = 0.5
@@ -109,17 +111,21 @@ class Fronts:
             "--log-format", "json" if _json_logs() else "text", "--node", str(os.getpid()),
         ]
         self._processes: list[subprocess.Popen[bytes] | None] = [None] * count
+        self._started = [0.0] * count
 
     def start(self) -> None:
-        """Start every front not running; a front that died is logged and started again."""
+        """Start every front not running; a front that died is logged and started again, at
+        most once per RESTART_EVERY_S (one that cannot run does not flood the log)."""
+        now = time.monotonic()
         for index, process in enumerate(self._processes):
-            if process is not None and process.poll() is None:
+            if process is not None and (process.poll() is None or now - self._started[index] < RESTART_EVERY_S):
                 continue
             if process is not None:
                 log.warning("RPC front %d exited with %s: starting it again", index, process.returncode)
             self._processes[index] = subprocess.Popen(
                 [*self._command, "--index", str(index)], pass_fds=(self._listener.fileno(),),
             )
+            self._started[index] = now
 
     def stop(self) -> None:
         """SIGTERM every front, then SIGKILL those still running after STOP_GRACE_S."""

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from node.front import PrivateSocket, front_count
+from node.config import RpcConfig
+from node.front import Fronts, PrivateSocket, front_count
 from primitives.errors import InvalidInput
 from primitives.types import Hash32
 from rpc.errors import RpcError
@@ -84,3 +85,22 @@ def test_a_front_whose_node_does_not_answer_says_so_and_still_answers_malformed_
     garbage = client.post("/", content=b"{")
     assert garbage.status_code == 200 and garbage.json()["error"]["code"] == -32700
     assert client.get("/ready").status_code == 503
+
+
+def test_a_front_that_cannot_run_is_restarted_at_most_every_few_seconds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr("node.front.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("node.front.sys.executable", "/bin/false")  # exits at once
+    listener = socket.socket()
+    fronts = Fronts(1, listener, tmp_path / "rpc.sock", RpcConfig())
+    try:
+        for step in range(12):  # the node checks every second
+            fronts.start()
+            fronts._processes[0].wait(5)  # type: ignore[union-attr]
+            clock[0] += 1.0
+        restarts = [r for r in caplog.records if "starting it again" in r.getMessage()]
+        assert len(restarts) == 2  # at seconds 5 and 10 of 12
+    finally:
+        listener.close()
