@@ -26,6 +26,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from executor_gpu.types import Deadline
 from primitives.clock import Clock, SystemClock
@@ -136,16 +137,62 @@ def create_app(
                         media_type=JSON_MEDIA_TYPE)
 
     if private:
-        @app.post(ADMIT_PATH)
-        async def admit(request: Request) -> Response:
-            try:
-                raws = decode_raws(await request.body())
-            except InvalidInput as exc:
-                return Response(str(exc), status_code=400)
-            outcomes = await run_in_threadpool(backend.send_raw_transactions, raws)
-            return Response(encode_outcomes(admission_answers(outcomes)), media_type=FRAME_TYPE)
+        app.add_middleware(_AdmitFrames, admit=backend.send_raw_transactions,
+                           max_bytes=max_body_bytes)
 
     return app
+
+
+class _AdmitFrames:
+    """POST ADMIT_PATH: a front's transactions frame, answered with their outcomes frame.
+
+    Plain ASGI ahead of the app's routing and middleware: a front sends one such request per
+    batch of its callers', and the node's interpreter is the one the block path runs on.
+    Any other request goes on to the app."""
+
+    def __init__(self, app: ASGIApp, admit: Admit, max_bytes: int) -> None:
+        self._app = app
+        self._admit = admit
+        self._max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != ADMIT_PATH:
+            await self._app(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            await _reply(send, 405, b"POST only", b"text/plain")
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._max_bytes:
+                await _reply(send, 413, b"frame too large", b"text/plain")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        try:
+            raws = decode_raws(b"".join(chunks))
+        except InvalidInput as exc:
+            await _reply(send, 400, str(exc).encode(), b"text/plain")
+            return
+        outcomes = await run_in_threadpool(self._admit, raws)
+        await _reply(send, 200, encode_outcomes(admission_answers(outcomes)), _FRAME_TYPE)
+
+
+_FRAME_TYPE = FRAME_TYPE.encode()
+
+
+async def _reply(send: Send, status: int, body: bytes, content_type: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", content_type), (b"content-length", str(len(body)).encode()),
+    ]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def app_shell(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,18 @@ from node.front import Fronts, PrivateSocket, front_count
 from primitives.errors import InvalidInput
 from primitives.types import Hash32
 from rpc.errors import RpcError
-from rpc.frames import decode_outcomes, decode_raws, encode_outcomes, encode_raws
+from rpc.frames import (
+    ADMIT_PATH,
+    FRAME_TYPE,
+    decode_outcomes,
+    decode_raws,
+    encode_outcomes,
+    encode_raws,
+)
 from rpc.front import UNAVAILABLE, Upstream, create_front_app
+from rpc.server import create_app
 from rpc.types import DEFAULT_LIMITS
+from tests.rpc.twin import CHAIN_ID, build_chain
 
 
 def test_raws_round_trip() -> None:
@@ -104,3 +114,23 @@ def test_a_front_that_cannot_run_is_restarted_at_most_every_few_seconds(
         assert len(restarts) == 2  # at seconds 5 and 10 of 12
     finally:
         listener.close()
+
+
+def test_node_admits_a_frame_on_its_private_app() -> None:
+    """ADMIT_PATH takes a transactions frame and answers an outcomes frame; a malformed
+    frame, another method or an oversized body get a plain HTTP error; everything else
+    still reaches the JSON-RPC app."""
+    limits = replace(DEFAULT_LIMITS, max_body_bytes=10_000)
+    client = TestClient(create_app(build_chain(), limits, private=True))
+    answer = client.post(ADMIT_PATH, content=encode_raws([b"\x02\xc0", b"junk"]))
+    assert answer.status_code == 200 and answer.headers["content-type"] == FRAME_TYPE
+    outcomes = decode_outcomes(answer.content, 2)
+    assert all(isinstance(outcome, RpcError) for outcome in outcomes)
+    assert client.post(ADMIT_PATH, content=b"\x00\x00\x00\x09abc").status_code == 400
+    assert client.get(ADMIT_PATH).status_code == 405
+    assert client.post(ADMIT_PATH, content=encode_raws([b"\x00" * 10_000])).status_code == 413
+    rpc = client.post("/", json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"})
+    assert rpc.json()["result"] == hex(CHAIN_ID)
+    # Only the node's private app takes frames.
+    public = TestClient(create_app(build_chain(), limits))
+    assert public.post(ADMIT_PATH, content=encode_raws([b"junk"])).status_code in (404, 405)
