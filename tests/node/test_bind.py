@@ -89,3 +89,30 @@ def test_a_bad_address_is_not_retried() -> None:
         retry_bind("JSON-RPC", lambda: bind_tcp("JSON-RPC", "203.0.113.1", free_port()), 30,
                    sleep=fake.sleep, clock=lambda: fake.now)
     assert fake.pauses == []
+
+
+def test_connections_to_a_bound_port_send_without_delay() -> None:
+    """asyncio (under uvicorn) turns Nagle off on the connections it accepts on our socket:
+    else an answer written in two parts on a keep-alive connection waits out the caller's
+    delayed ACK, 40 ms a request."""
+    import asyncio
+
+    async def accepted_nodelay() -> int:
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        class Accepting(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                sock = transport.get_extra_info("socket")
+                seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        listening = bind_tcp("JSON-RPC", "127.0.0.1", free_port())
+        server = await asyncio.get_running_loop().create_server(Accepting, sock=listening)
+        async with server:
+            _, writer = await asyncio.open_connection(*listening.getsockname())
+            try:
+                return await asyncio.wait_for(seen, 10)
+            finally:
+                writer.close()
+
+    assert asyncio.run(accepted_nodelay()) != 0
