@@ -6,9 +6,12 @@ that key's nonce itself, so it needs no unlocked account on the L1 node.
 
 from __future__ import annotations
 
+import bisect
 import json
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, cast
 
@@ -21,6 +24,7 @@ from eth_utils.exceptions import ValidationError
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import (
+    BlockNotFound,
     ContractLogicError,
     ProviderConnectionError,
     RequestTimedOut,
@@ -91,6 +95,8 @@ class Web3L1Client:
         self._max_part_bytes = max_part_bytes
         self._domain: BatchDomain | None = None
         self._deployed_at: int | None = None  # L1 block of the deployment (batch 0)
+        self._set_history = _SetHistory((), -1, b"")
+        self._set_history_lock = threading.Lock()
 
     @property
     def contract_address(self) -> Address:
@@ -199,24 +205,40 @@ class Web3L1Client:
         """The set in force when ``batch`` was committed: the last ValidatorsUpdated event
         (the constructor emits epoch 0's) before its BatchCommitted event."""
         commit = self._commit_event(batch.batch_number, batch.l1_block_number)
-        with self._sender.l1_errors():
+        changes = self._set_changes(batch.l1_block_number)
+        at = bisect.bisect_left(changes, (commit["blockNumber"], commit["logIndex"]),
+                                key=lambda change: change.position)
+        if at == 0:
+            raise RetryLater(f"batch {batch.batch_number}: no validator set on L1 before it (a reorg?)")
+        return changes[at - 1].validators
+
+    def _set_changes(self, upto: int) -> tuple[_SetChange, ...]:
+        """The contract's ValidatorsUpdated events up to L1 block ``upto`` at least, in order.
+
+        Read once, then only the blocks past the last read (a chain's life of batches is not
+        a quadratic scan); all again when the last block read left the chain (an L1 reorg)."""
+        with self._set_history_lock, self._sender.l1_errors():
+            history = self._set_history
+            if history.last >= 0 and self._block_hash(history.last) != history.last_hash:
+                history = _SetHistory((), -1, b"")
+            if upto <= history.last:
+                return history.changes
             if self._deployed_at is None:
                 self._deployed_at = int(self._contract.functions.getBatch(0).call()[4])
-            logs = self._contract.events.ValidatorsUpdated.get_logs(
-                from_block=self._deployed_at, to_block=batch.l1_block_number
-            )
-        position = (commit["blockNumber"], commit["logIndex"])
-        before = [log for log in logs if (log["blockNumber"], log["logIndex"]) < position]
-        if not before:
-            raise RetryLater(f"batch {batch.batch_number}: no validator set on L1 before it (a reorg?)")
-        args = before[-1]["args"]
-        return ValidatorSet(
-            epoch=int(args["epoch"]),
-            members=tuple(
-                (to_address(bytes.fromhex(s[2:])), int(w))
-                for s, w in zip(args["signers"], args["weights"])
-            ),
-        )
+            start = max(history.last + 1, self._deployed_at)
+            tip = self._block_hash(upto)
+            logs = self._contract.events.ValidatorsUpdated.get_logs(from_block=start, to_block=upto)
+            if tip is None or self._block_hash(upto) != tip:
+                raise RetryLater(f"L1 block {upto} changed while its validator sets were read (a reorg)")
+            self._set_history = _SetHistory(history.changes + tuple(map(_set_change, logs)), upto, tip)
+            return self._set_history.changes
+
+    def _block_hash(self, number: int) -> bytes | None:
+        """The hash of L1 block ``number`` now; None when the chain is shorter."""
+        try:
+            return bytes(self._w3.eth.get_block(number)["hash"])
+        except BlockNotFound:
+            return None
 
     def batch_signatures(self, batch: CommittedBatch) -> tuple[bytes, ...]:
         """The signatures argument of ``batch``'s commitBatch transaction."""
@@ -369,6 +391,40 @@ class Web3L1Client:
             # The L1 block changed between the two reads (a reorg): ask again later.
             raise RetryLater(f"batch {number}: L1 block {l1_block} has {len(logs)} commit events")
         return logs[0]
+
+
+@dataclass(frozen=True)
+class _SetChange:
+    """A validator set the contract installed, and where."""
+
+    position: tuple[int, int]
+    """L1 block number and log index of its ValidatorsUpdated event."""
+    validators: ValidatorSet
+    """The set."""
+
+
+def _set_change(log: Any) -> _SetChange:
+    args = log["args"]
+    return _SetChange(
+        position=(int(log["blockNumber"]), int(log["logIndex"])),
+        validators=ValidatorSet(
+            epoch=int(args["epoch"]),
+            members=tuple((to_address(bytes.fromhex(s[2:])), int(w))
+                          for s, w in zip(args["signers"], args["weights"])),
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class _SetHistory:
+    """The validator sets read from L1 so far."""
+
+    changes: tuple[_SetChange, ...]
+    """Every ValidatorsUpdated event up to ``last``, in order."""
+    last: int
+    """The last L1 block read (-1: none yet)."""
+    last_hash: bytes
+    """Its hash when read: another one there means a reorg."""
 
 
 def _split_for_commit(

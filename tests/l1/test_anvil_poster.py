@@ -13,7 +13,7 @@ from l1.api import L1Client, PosterStore
 from l1.client import Web3L1Client, _gas_bound, deploy_batch_inbox
 from l1.codec import DATA_PIECE_BYTES, decode_batch_data
 from l1.poster import BatchPoster, LocalSignatures, MemoryPosterStore, PosterConfig
-from l1.types import L1Call, L1Fees
+from l1.types import L1Call, L1Fees, ValidatorSet
 from node.db.leveldb import LevelDBKV
 from node.poster_store import KVPosterStore
 from primitives.clock import ManualClock
@@ -231,3 +231,26 @@ def test_bump_that_fails_half_way_keeps_the_hashes_already_sent(anvil: Anvil) ->
     poster.step()
     assert ranges(client) == [(1, 1, 50)]
     assert all(r["status"] == 1 for r in poster_receipts(w3))
+
+
+def test_validator_sets_are_read_again_after_a_reorg(anvil: Anvil) -> None:
+    """validators_at keeps the sets it read; an L1 reorg that moved a set update makes it
+    read them again, so a batch is never checked against a set from a dropped branch."""
+    _, client = setup(anvil)
+    validator = private_key_to_address(KEY)
+    first, second = ValidatorSet.of(0, {validator: 1}), ValidatorSet.of(1, {validator: 2})
+    snapshot = anvil.snapshot()
+    source = ChainSource(head=6, epoch_length=3, epoch_weights={1: {validator: 2}})
+    poster = make_poster(client, source, confirmations=0)
+    for _ in range(4):
+        poster.step()
+    assert ranges(client) == [(1, 1, 3), (2, 4, 6)]
+    batches = [client.batch(n) for n in (1, 2)]
+    assert [client.validators_at(b) for b in batches if b is not None] == [first, second]
+    anvil.revert(snapshot)  # the update and both batches are gone; epoch 1 never came here
+    anvil.mine(10)  # this branch's batch 1 lands after where the dropped update was
+    again = make_poster(client, ChainSource(head=3, epoch_length=3), confirmations=0)
+    again.step()
+    batch = client.batch(1)
+    assert batch is not None and batch.l1_block_number > batches[1].l1_block_number  # type: ignore[union-attr]
+    assert client.validators_at(batch) == first
