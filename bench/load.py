@@ -33,6 +33,7 @@ import argparse
 import http.client
 import json
 import math
+import multiprocessing
 import os
 import platform
 import re
@@ -47,6 +48,7 @@ import time
 import tomllib
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,21 +166,58 @@ def build_workload(name: str, keys: Sequence[bytes], txs: int, chain_id: int,
             setup.append(signed(raw, 0))
     elif name not in ("transfer", "payments"):
         raise ValueError(f"unknown workload {name!r}")
-    load: list[SignedTx] = []
-    for i in range(txs):
-        sender, nonce = 1 + i % senders, i // senders
-        to: bytes
-        if name == "payments":  # the next sender
-            to = addresses[1 + sender % senders]
-        else:
-            to = recipients[i % len(recipients)] if recipients else fresh_address(i)
-        if token is None:
-            raw = sign_1559(keys[sender], chain_id, nonce, TRANSFER_GAS, to, 1)
-        else:
-            data = token_call(TRANSFER_SELECTOR, to, 1)
-            raw = sign_1559(keys[sender], chain_id, nonce, TOKEN_TRANSFER_GAS, token, 0, data)
-        load.append(signed(raw, sender))
+    job = _LoadJob(name, tuple(keys), tuple(addresses), chain_id, tuple(recipients), token)
+    # Signing a large load takes one core a minute; a many-core host's cores, seconds (each
+    # process starts in about a second: not worth it on a few cores).
+    workers = min((os.cpu_count() or 1) // 2, txs // SIGN_SHARE)
+    if workers < SIGN_WORKERS_MIN:
+        load = job.sign(0, txs)
+    else:
+        bounds = [(txs * n // workers, txs * (n + 1) // workers) for n in range(workers)]
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            load = [tx for part in pool.map(job.sign_range, bounds) for tx in part]
     return Workload(name, setup, load, token, addresses[-1] if token else None)
+
+
+SIGN_SHARE = 5_000
+"""Transactions a signing process takes at least."""
+SIGN_WORKERS_MIN = 4
+"""Fewer signing processes than this: the load is signed in this one."""
+
+
+@dataclass(frozen=True)
+class _LoadJob:
+    """What signing part of a load needs (sent to the signing processes)."""
+
+    name: str
+    keys: tuple[bytes, ...]
+    addresses: tuple[bytes, ...]
+    chain_id: int
+    recipients: tuple[bytes, ...]
+    token: bytes | None
+
+    def sign_range(self, bounds: tuple[int, int]) -> list[SignedTx]:
+        return self.sign(*bounds)
+
+    def sign(self, start: int, stop: int) -> list[SignedTx]:
+        """Load transactions ``start`` to ``stop`` (see build_workload)."""
+        senders = len(self.keys) - 1
+        load: list[SignedTx] = []
+        for i in range(start, stop):
+            sender, nonce = 1 + i % senders, i // senders
+            to: bytes
+            if self.name == "payments":  # the next sender
+                to = self.addresses[1 + sender % senders]
+            else:
+                to = self.recipients[i % len(self.recipients)] if self.recipients else fresh_address(i)
+            if self.token is None:
+                raw = sign_1559(self.keys[sender], self.chain_id, nonce, TRANSFER_GAS, to, 1)
+            else:
+                data = token_call(TRANSFER_SELECTOR, to, 1)
+                raw = sign_1559(self.keys[sender], self.chain_id, nonce, TOKEN_TRANSFER_GAS,
+                                self.token, 0, data)
+            load.append(signed(raw, sender))
+        return load
 
 
 @dataclass(frozen=True)
