@@ -13,7 +13,6 @@ from node.db.state import EMPTY_CODE_HASH
 from node.node import Node
 from p2p.api import Gossip
 from primitives.blocks import EMPTY_ROOT
-from primitives.coalesce import Coalescer
 from primitives.errors import ExecutionReverted, InvalidInput, L2NodeError
 from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
@@ -61,7 +60,6 @@ class NodeRpcBackend:
         self.l1_final_depth = l1_final_depth
         self.relay = relay
         self.gossip = peers
-        self._admit = Coalescer(self._admit_together, "admission")
 
     @property
     def chain_id(self) -> int:
@@ -144,9 +142,6 @@ class NodeRpcBackend:
         return self.node.pending_nonce(Address(address))
 
     def send_raw_transactions(self, raws: Sequence[bytes]) -> list[Hash32 | L2NodeError]:
-        return self._admit(raws)
-
-    def _admit_together(self, raws: Sequence[bytes]) -> list[Hash32 | L2NodeError]:
         outcomes = self.node.submit_many(raws)
         if self.relay is not None:
             for tx in outcomes:

@@ -1,10 +1,14 @@
 """Concurrent callers' items handed to one function together, on one thread of its own.
 
-Transactions arrive from many RPC worker threads at once. Each of them running admission's
-Python itself makes them all runnable at the same time, and the interpreter's lock is then
-shared out by thread: the block path, one thread among many, gets a small share of it. Here
-the callers wait (not runnable) while one thread admits everything that queued up in one
-call, which also makes one journal write of it.
+The RPC fronts' transactions reach the node from many worker threads at once. Each of them
+running admission's Python itself makes them all runnable at the same time, and the
+interpreter's lock is then shared out by thread: the block path, one thread among many, gets
+a small share of it. Here the callers wait (not runnable) while a thread admits everything
+that queued up in one call. Two such threads by default: while one waits for its batch to be
+durable (an fsync), the other admits the next.
+
+Each call crosses threads twice, and each crossing waits for the lock: where callers do much
+Python of their own (JSON-RPC bodies parsed in the node), they lose more than they give.
 """
 
 from __future__ import annotations
@@ -18,21 +22,27 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 IDLE_SECONDS = 5.0
-"""How long the thread waits for work before it ends (the next call starts another)."""
+"""How long a thread waits for work before it ends (the next call starts another)."""
+THREADS = 2
+"""Runs at a time."""
 
 
 class Coalescer(Generic[Item, Result]):
-    """Calls ``run`` on one thread with the items of every call queued since its last run;
-    each caller gets the results of its own items, or the exception ``run`` raised."""
+    """Calls ``run`` on at most ``threads`` threads of its own, each time with the items of
+    every call queued until then; each caller gets the results of its own items, or the
+    exception ``run`` raised."""
 
     def __init__(self, run: Callable[[list[Item]], Sequence[Result]], name: str,
-                 idle_seconds: float = IDLE_SECONDS) -> None:
+                 threads: int = THREADS, idle_seconds: float = IDLE_SECONDS) -> None:
         self._run = run
         self._name = name
+        self._threads = threads
         self._idle = idle_seconds
         self._cond = threading.Condition()
         self._queue: list[tuple[Sequence[Item], Future[list[Result]]]] = []
-        self._running = False
+        self._running = 0
+        self._waiting = 0
+        """Threads waiting for work."""
 
     def __call__(self, items: Sequence[Item]) -> list[Result]:
         """The results of ``items``, in order, once ``run`` took them."""
@@ -41,20 +51,23 @@ class Coalescer(Generic[Item, Result]):
         future: Future[list[Result]] = Future()
         with self._cond:
             self._queue.append((items, future))
-            if not self._running:
-                self._running = True
+            if self._waiting:
+                self._cond.notify()
+            elif self._running < self._threads:
+                self._running += 1
                 # Daemon: it holds nothing to finish; its callers are what the node stops.
                 threading.Thread(target=self._serve, name=self._name, daemon=True).start()
-            self._cond.notify()
         return future.result()
 
     def _serve(self) -> None:
         while True:
             with self._cond:
                 if not self._queue:
+                    self._waiting += 1
                     self._cond.wait(self._idle)
+                    self._waiting -= 1
                     if not self._queue:
-                        self._running = False
+                        self._running -= 1
                         return
                 calls, self._queue = self._queue, []
             try:

@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from executor_gpu.types import Deadline
 from primitives.clock import Clock, SystemClock
+from primitives.coalesce import Coalescer
 from primitives.errors import (
     InvalidInput,
     InvalidTransaction,
@@ -137,7 +138,9 @@ def create_app(
                         media_type=JSON_MEDIA_TYPE)
 
     if private:
-        app.add_middleware(_AdmitFrames, admit=backend.send_raw_transactions,
+        # The fronts' callers wait while at most two threads admit what queued up: dozens of
+        # admitting threads took the interpreter's lock from the block path.
+        app.add_middleware(_AdmitFrames, admit=Coalescer(backend.send_raw_transactions, "admission"),
                            max_bytes=max_body_bytes)
 
     return app

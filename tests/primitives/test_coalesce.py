@@ -21,7 +21,7 @@ def test_callers_queued_during_a_run_share_the_next_one() -> None:
             release.wait(10)
         return [item * 10 for item in items]
 
-    coalesce = Coalescer(run, "test")
+    coalesce = Coalescer(run, "test", threads=1)
     with ThreadPoolExecutor(4) as pool:
         first = pool.submit(coalesce, [1])
         assert first_running.wait(10)
@@ -61,3 +61,23 @@ def test_the_thread_ends_when_idle_and_a_later_call_starts_another() -> None:
         threading.Event().wait(0.01)
     assert not alive()
     assert coalesce([2]) == [2]
+
+
+def test_a_second_thread_runs_while_the_first_waits() -> None:
+    """While one run blocks (admission waiting for its fsync), the next call runs."""
+    started, release = threading.Event(), threading.Event()
+
+    def run(items: list[str]) -> list[str]:
+        if items == ["slow"]:
+            started.set()
+            release.wait(10)
+        return items
+
+    coalesce = Coalescer(run, "test", threads=2)
+    with ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(coalesce, ["slow"])
+        assert started.wait(10)
+        assert pool.submit(coalesce, ["quick"]).result(10) == ["quick"]  # not behind "slow"
+        assert not slow.done()
+        release.set()
+        assert slow.result(10) == ["slow"]
