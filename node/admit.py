@@ -45,23 +45,52 @@ HEAD_ACCOUNTS_LIMIT = 1_000_000
 """Most senders whose head-state nonce and balance admission keeps in memory."""
 
 
-def encode_stored_tx(tx: Transaction, arrived: float) -> bytes:
-    """Pool record: raw bytes, the sender recovered at acceptance, and the arrival time in
-    milliseconds (a queued transaction's lifetime counts from it, across restarts too)."""
-    return rlp.encode([tx.raw, tx.sender, int(arrived * 1000)])
+POOL_RECORD_VERSION = b"\x01"
+"""First byte of a pool record in the binary layout; RLP records (before it) start with a
+list prefix (0xc0 or above), so both are told apart and old ones still read."""
+_STAMP_AT = 1 + 20
+_RAW_AT = _STAMP_AT + 8
+
+
+def arrival_stamp(arrived: float) -> bytes:
+    """The arrival time field of a pool record: milliseconds, 8 bytes big-endian (a batch
+    shares one)."""
+    return int(arrived * 1000).to_bytes(8, "big")
+
+
+def encode_stored_tx(tx: Transaction, stamp: bytes) -> bytes:
+    """Pool record: version byte, the sender recovered at acceptance, the arrival ``stamp``
+    (a queued transaction's lifetime counts from it, across restarts too) and the raw bytes.
+    A fixed layout, not RLP: admission writes one per transaction."""
+    return b"".join((POOL_RECORD_VERSION, tx.sender, stamp, tx.raw))
 
 
 def decode_stored_tx(data: bytes) -> tuple[Transaction, float | None]:
-    """Inverse of ``encode_stored_tx``, without signature recovery; the arrival time is None
-    in records written before it was stored."""
-    fields = rlp.decode(data)
+    """Inverse of ``encode_stored_tx`` (also of the RLP records written before it), without
+    signature recovery; the arrival time is None in records written before it was stored."""
+    if data[:1] == POOL_RECORD_VERSION and len(data) > _RAW_AT:
+        raw, sender = data[_RAW_AT:], data[1:_STAMP_AT]
+        arrived: float | None = int.from_bytes(data[_STAMP_AT:_RAW_AT], "big") / 1000
+    else:
+        raw, sender, arrived = _decode_rlp_record(data)
+    try:
+        return decode_transaction(raw, sender=Address(sender)), arrived
+    except InvalidTransaction as exc:
+        raise Halt(f"corrupt pool record in the database: {exc}") from None
+
+
+def _decode_rlp_record(data: bytes) -> tuple[bytes, bytes, float | None]:
+    """Raw bytes, sender and arrival time (None when absent) of an RLP pool record."""
+    try:
+        fields = rlp.decode(data)
+    except rlp.DecodingError:
+        fields = None
     if not isinstance(fields, list) or len(fields) not in (2, 3) or not all(
         isinstance(field, bytes) for field in fields
     ):
         raise Halt("corrupt pool record in the database")
     raw, sender, *arrival = (field for field in fields if isinstance(field, bytes))
-    arrived = int.from_bytes(arrival[0], "big") / 1000 if arrival else None
-    return decode_transaction(raw, sender=Address(sender)), arrived
+    return raw, sender, int.from_bytes(arrival[0], "big") / 1000 if arrival else None
 
 
 def forgotten(txs: Iterable[Transaction]) -> list[Write]:
@@ -187,6 +216,7 @@ class Admission:
         with self._lock:
             base_fee = self.next_base_fee()
             now = self._clock.now()
+            stamp = arrival_stamp(now)
             writes.extend(forgotten(self.pool.expire()))
             for index, tx in enumerate(outcomes):
                 if isinstance(tx, L2NodeError):
@@ -198,7 +228,7 @@ class Admission:
                 except L2NodeError as exc:
                     outcomes[index] = exc
                     continue
-                writes.append((schema.pool_key(tx.hash), encode_stored_tx(tx, now)))
+                writes.append((schema.pool_key(tx.hash), encode_stored_tx(tx, stamp)))
                 writes.extend(forgotten(dropped))
             # Queued under the lock: the journal's order is the pool's.
             ticket = self.journal.append(writes)
