@@ -15,7 +15,10 @@ Rejections raise TransactionRejected with go-ethereum's wording, which wallets m
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
+from itertools import accumulate
+from operator import attrgetter
 
 from primitives.clock import Clock
 from primitives.errors import TransactionRejected
@@ -36,6 +39,8 @@ INTRINSIC_GAS_TOO_LOW = "intrinsic gas too low"
 INITCODE_TOO_LARGE = "max initcode size exceeded"
 POOL_FULL = "txpool is full"
 ACCOUNT_LIMIT = "account limit exceeded"
+
+_gas_limit = attrgetter("gas_limit")
 
 _Entry = tuple[int, int, Transaction]
 """Eviction heap entry: effective tip at the heaps' base fee, minus arrival order, the tail."""
@@ -193,28 +198,56 @@ class Mempool:
         Among equal tips, every sender's first transaction goes before anyone's second
         (then arrival order): consecutive transactions of one sender depend on each other,
         and the executor runs independent neighbours in parallel.
+
+        That is the greedy choice of a heap of each sender's next transaction, keyed by
+        (-tip, depth, arrival); it is computed by one sort instead: a transaction that the
+        heap would take right after its predecessor (it pays more) is keyed as that
+        predecessor, and so follows it.
         """
-        senders, order = self._senders, self._order
-        heads = [
-            (-tx.effective_tip(base_fee), 0, order[tx.hash], tx)
-            for sender in senders.values() if sender.ready > sender.nonce
-            for tx in (sender.txs[sender.nonce],) if tx.max_fee_per_gas >= base_fee
+        order = self._order
+        runs = [sender for sender in self._senders.values() if sender.ready > sender.nonce]
+        # Each sender's first transaction, then (rarer) the rest of its run.
+        keyed = [
+            (-min(tx.max_priority_fee_per_gas, tx.max_fee_per_gas - base_fee), 0,
+             order[tx.hash], 0, tx)
+            for tx in [sender.txs[sender.nonce] for sender in runs]
+            if tx.max_fee_per_gas >= base_fee
         ]
-        heapq.heapify(heads)
-        selected: list[Transaction] = []
-        gas = 0
-        while heads and len(selected) < max_count:
-            _, depth, _, tx = heapq.heappop(heads)
+        for sender in [sender for sender in runs if sender.ready - sender.nonce > 1]:
+            head = sender.txs[sender.nonce]
+            if head.max_fee_per_gas < base_fee:
+                continue
+            key = (-min(head.max_priority_fee_per_gas, head.max_fee_per_gas - base_fee), 0,
+                   order[head.hash])
+            for depth in range(1, sender.ready - sender.nonce):
+                tx = sender.txs[sender.nonce + depth]
+                if tx.max_fee_per_gas < base_fee:
+                    break
+                # Worse than (or as good as) its predecessor's key: its own key, else that one.
+                negative_tip = -min(tx.max_priority_fee_per_gas, tx.max_fee_per_gas - base_fee)
+                if negative_tip >= key[0]:
+                    key = (negative_tip, depth, order[tx.hash])
+                keyed.append((*key, depth, tx))
+        keyed.sort()
+        ordered = [entry[-1] for entry in keyed]
+        # The best ones up to the first that does not fit, at once; then each of the rest.
+        gas_used = list(accumulate(map(_gas_limit, ordered[:max_count])))
+        fit = bisect_right(gas_used, gas_limit)
+        selected = ordered[:fit]
+        if fit == len(ordered) or fit == max_count:
+            return selected
+        gas = gas_used[fit - 1] if fit else 0
+        ended: set[Address] = set()
+        for tx in ordered[fit:]:
+            if tx.sender in ended:
+                continue
             if gas + tx.gas_limit > gas_limit:
+                ended.add(tx.sender)
                 continue
             selected.append(tx)
             gas += tx.gas_limit
-            sender = senders[tx.sender]
-            if tx.nonce + 1 < sender.ready:
-                after = sender.txs[tx.nonce + 1]
-                if after.max_fee_per_gas >= base_fee:
-                    heapq.heappush(heads, (-after.effective_tip(base_fee), depth + 1,
-                                           order[after.hash], after))
+            if len(selected) == max_count:
+                break
         return selected
 
     def remove(self, tx_hashes: Iterable[Hash32]) -> None:
