@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
 
 from executor_gpu.types import StateDiff
 from node.db import schema
@@ -40,6 +41,11 @@ from sequencer.mempool import Mempool
 from sequencer.types import AccountState, PoolConfig
 
 log = logging.getLogger("l2node")
+
+_hash = attrgetter("hash")
+
+NO_ACCOUNT = AccountState(0, 0)
+"""An account the state does not have (or a block deleted)."""
 
 HEAD_ACCOUNTS_LIMIT = 1_000_000
 """Most senders whose head-state nonce and balance admission keeps in memory."""
@@ -181,7 +187,7 @@ class Admission:
         if view is None or view.state_root != self.head.state_root:
             view = self._head_view = self._state.at(self.head.state_root)
         account = view.get_account(address)
-        known = AccountState(0, 0) if account is None else AccountState(account.nonce,
+        known = NO_ACCOUNT if account is None else AccountState(account.nonce,
                                                                          account.balance)
         if len(self._accounts) >= HEAD_ACCOUNTS_LIMIT:
             self._accounts.clear()
@@ -189,7 +195,8 @@ class Admission:
         return known
 
     def _nonce(self, address: Address) -> int:
-        return self._account(address).nonce
+        known = self._accounts.get(address)
+        return (known or self._account(address)).nonce
 
     # -- the step ---------------------------------------------------------------------------
 
@@ -218,18 +225,19 @@ class Admission:
             now = self._clock.now()
             stamp = arrival_stamp(now)
             writes.extend(forgotten(self.pool.expire()))
+            pool, accounts, gas_limit = self.pool, self._accounts, self._gas_limit
             for index, tx in enumerate(outcomes):
                 if isinstance(tx, L2NodeError):
                     continue
-                # An included transaction needs no lookup: its nonce is below the head's.
                 try:
-                    dropped = self.pool.add(tx, self._account(tx.sender), base_fee,
-                                            self._gas_limit, now)
+                    dropped = pool.add(tx, accounts.get(tx.sender) or self._account(tx.sender),
+                                       base_fee, gas_limit, now)
                 except L2NodeError as exc:
                     outcomes[index] = exc
                     continue
                 writes.append((schema.pool_key(tx.hash), encode_stored_tx(tx, stamp)))
-                writes.extend(forgotten(dropped))
+                if dropped:
+                    writes.extend(forgotten(dropped))
             # Queued under the lock: the journal's order is the pool's.
             ticket = self.journal.append(writes)
         self.journal.wait(ticket)
@@ -297,21 +305,25 @@ class Admission:
         with self._lock:
             self._head = head
             self._head_view = None
-            for address, change in diff.accounts.items():
-                if address in self._accounts:
-                    self._accounts[address] = (
-                        AccountState(0, 0) if change is None
+            accounts, changes = self._accounts, diff.accounts
+            for address, change in changes.items():
+                if address in accounts:
+                    accounts[address] = (
+                        NO_ACCOUNT if change is None
                         else AccountState(change.nonce, change.balance)
                     )
             # Only senders the block touched can have pooled transactions below their nonce
             # (the included ones) or queued ones it promotes; then the rejected ones go.
-            stale = self.pool.prune(diff.accounts, self._nonce)
+            stale = self.pool.prune(changes, self._nonce)
             included = set(done)
             self.pool.remove(included)
             # The block's own batch deleted the records of ``done``. A crash before the others'
             # deletes are written is harmless: reloading drops them again.
-            left = [tx for tx in stale if tx.hash not in included]
-            self.journal.append(forgotten((*left, *self.pool.expire())))
+            left = set(map(_hash, stale)) - included
+            self.journal.append([
+                *((schema.pool_key(tx_hash), None) for tx_hash in left),
+                *forgotten(self.pool.expire()),
+            ])
 
     def reset(self) -> None:
         """The head moved back (an unwind): read it and the accounts again, and move every

@@ -164,7 +164,7 @@ class Mempool:
         stale: tuple[Transaction, ...] = ()
         if sender is not None and sender.nonce != account.nonce:
             # A nonce the pool has not seen yet (it follows blocks through prune()): catch up.
-            stale = tuple(self._set_nonce(sender, account.nonce))
+            stale = self.prune((tx.sender,), lambda _: account.nonce)
             sender = self._senders.get(tx.sender)
         replaced = None if sender is None else sender.txs.get(tx.nonce)
         # The sender must afford this transaction together with its other pooled ones.
@@ -185,7 +185,9 @@ class Mempool:
         victim = None
         if len(self._by_hash) >= self._config.max_total or queued:
             victim = self._make_room(tx, queued, base_fee)
-        self._insert(tx, account.nonce, arrived)
+        if victim is not None:
+            sender = self._senders.get(tx.sender)  # the victim may have been its last other one
+        self._insert(tx, sender, account.nonce, arrived)
         return (*stale, victim) if victim is not None else stale
 
     def select(self, base_fee: int, gas_limit: int, max_count: int) -> list[Transaction]:
@@ -253,10 +255,10 @@ class Mempool:
     def remove(self, tx_hashes: Iterable[Hash32]) -> None:
         """Forget these transactions (found invalid); unknown hashes are ignored. Their
         sender's later transactions wait behind the gap (queued) until it is filled."""
-        for tx_hash in tx_hashes:
-            tx = self._by_hash.get(tx_hash)
-            if tx is not None:
-                self._drop(tx)
+        by_hash = self._by_hash
+        # Usually none is pooled (a block's own were pruned): find those in one C pass.
+        for tx_hash in by_hash.keys() & tx_hashes:
+            self._drop(by_hash[tx_hash])
 
     def prune(
         self, senders: Iterable[Address], state_nonce: Callable[[Address], int]
@@ -265,11 +267,22 @@ class Mempool:
         changed) to their new state nonce. Drops their transactions below it (returned);
         promotes queued ones that now follow it without a gap, demotes pending ones that
         no longer do."""
+        pooled, by_hash, order, arrived = self._senders, self._by_hash, self._order, self._arrived
         stale: list[Transaction] = []
         for address in senders:
-            sender = self._senders.get(address)
-            if sender is not None:
-                stale.extend(self._set_nonce(sender, state_nonce(address)))
+            sender = pooled.get(address)
+            if sender is None:
+                continue
+            nonce = state_nonce(address)
+            if nonce <= sender.top:
+                stale.extend(self._set_nonce(sender, nonce))
+                continue
+            # The usual case after a block: it included everything the sender had pooled.
+            del pooled[address]
+            self._queued -= len(sender.txs) - (sender.ready - sender.nonce)
+            for tx in sender.txs.values():
+                del by_hash[tx.hash], order[tx.hash], arrived[tx.hash]
+                stale.append(tx)
         return tuple(stale)
 
     def expire(self) -> tuple[Transaction, ...]:
@@ -294,7 +307,7 @@ class Mempool:
 
     def _check_static(self, tx: Transaction, base_fee: int, block_gas_limit: int) -> None:
         """Checks that need no account state."""
-        if tx.is_create and len(tx.data) > MAX_INITCODE_SIZE:
+        if tx.to is None and len(tx.data) > MAX_INITCODE_SIZE:
             raise TransactionRejected(INITCODE_TOO_LARGE)
         if tx.gas_limit > block_gas_limit:
             raise TransactionRejected(GAS_LIMIT_EXCEEDED)
@@ -406,8 +419,10 @@ class Mempool:
 
     # -- bookkeeping ------------------------------------------------------------------------
 
-    def _insert(self, tx: Transaction, state_nonce: int, arrived: float | None) -> None:
-        sender = self._senders.get(tx.sender)
+    def _insert(
+        self, tx: Transaction, sender: _Sender | None, state_nonce: int, arrived: float | None
+    ) -> None:
+        """Pool ``tx`` of ``sender`` (None: a new one, at ``state_nonce``)."""
         if sender is None:
             sender = self._senders[tx.sender] = _Sender(state_nonce)
         self._remember(sender, tx, arrived)
@@ -452,18 +467,9 @@ class Mempool:
         self._push_tails(sender)
 
     def _set_nonce(self, sender: _Sender, nonce: int) -> list[Transaction]:
-        """Move ``sender`` to state nonce ``nonce``: drop (and return) what lies below it,
-        then find its pending run again."""
+        """Move ``sender`` to state nonce ``nonce``, at most its highest pooled nonce: drop
+        (and return) what lies below it, then find its pending run again."""
         queued_before, ready_before = sender.queued, sender.ready
-        if nonce > sender.top:
-            # The usual case after a block: it included everything the sender had pooled.
-            stale = list(sender.txs.values())
-            by_hash, order, arrived = self._by_hash, self._order, self._arrived
-            for tx in stale:
-                del by_hash[tx.hash], order[tx.hash], arrived[tx.hash]
-            self._queued -= queued_before
-            del self._senders[stale[0].sender]
-            return stale
         stale = [tx for n, tx in sender.txs.items() if n < nonce]
         for tx in stale:
             self._forget(sender, tx)
