@@ -209,8 +209,10 @@ class Admission:
     def check(self, raws: Sequence[bytes]) -> list[Transaction | InvalidTransaction]:
         """What no state can change: each transaction decoded with its sender (one batch)
         and signed for this chain, or why it can never be valid here."""
+        chain_id = self._chain_id
         return [
-            tx if isinstance(tx, InvalidTransaction) else self._replay_protected(tx)
+            tx if isinstance(tx, InvalidTransaction) or tx.chain_id == chain_id
+            else self._replay_protected(tx)
             for tx in self._decode(raws)
         ]
 
