@@ -58,6 +58,17 @@ def test_journal_writes_in_order_and_waits_for_its_ticket() -> None:
     assert [kv.get(k) for k in (b"a", b"b", b"c")] == [None, b"1", b"2"]
 
 
+def test_journal_group_keeps_each_keys_last_write() -> None:
+    kv = CountingKV()
+    kv.put(b"gone", b"0")
+    journal = GroupCommitJournal(kv)
+    journal.append([(b"back", b"1"), (b"gone", None), (b"twice", b"1")])
+    journal.append([(b"back", None), (b"twice", b"2"), (b"back", b"3")])
+    journal.wait(journal.append([]))
+    assert kv.commits == 1
+    assert [kv.get(k) for k in (b"back", b"gone", b"twice")] == [b"3", None, b"2"]
+
+
 def test_journal_groups_writers_that_queue_while_one_is_writing() -> None:
     kv = CountingKV()
     journal = GroupCommitJournal(kv)
