@@ -225,7 +225,8 @@ class Mempool:
                 tx = sender.txs[sender.nonce + depth]
                 if tx.max_fee_per_gas < base_fee:
                     break
-                # Worse than (or as good as) its predecessor's key: its own key, else that one.
+                # Its own key when it pays no more than the key so far (then it sorts after
+                # it anyway: a greater depth); else the key so far, to follow its predecessor.
                 negative_tip = -min(tx.max_priority_fee_per_gas, tx.max_fee_per_gas - base_fee)
                 if negative_tip >= key[0]:
                     key = (negative_tip, depth, order[tx.hash])
