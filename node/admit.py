@@ -187,8 +187,9 @@ class Admission:
         if view is None or view.state_root != self.head.state_root:
             view = self._head_view = self._state.at(self.head.state_root)
         account = view.get_account(address)
-        known = NO_ACCOUNT if account is None else AccountState(account.nonce,
-                                                                         account.balance)
+        known = (
+            NO_ACCOUNT if account is None else AccountState(account.nonce, account.balance)
+        )
         if len(self._accounts) >= HEAD_ACCOUNTS_LIMIT:
             self._accounts.clear()
         self._accounts[address] = known
