@@ -216,21 +216,24 @@ class Mempool:
             if tx.max_fee_per_gas >= base_fee
         ]
         for sender in [sender for sender in runs if sender.ready - sender.nonce > 1]:
-            head = sender.txs[sender.nonce]
+            txs, nonce = sender.txs, sender.nonce
+            head = txs[nonce]
             if head.max_fee_per_gas < base_fee:
                 continue
-            key = (-min(head.max_priority_fee_per_gas, head.max_fee_per_gas - base_fee), 0,
-                   order[head.hash])
-            for depth in range(1, sender.ready - sender.nonce):
-                tx = sender.txs[sender.nonce + depth]
+            key_tip, key_depth, key_order = (
+                -min(head.max_priority_fee_per_gas, head.max_fee_per_gas - base_fee), 0,
+                order[head.hash],
+            )
+            for depth in range(1, sender.ready - nonce):
+                tx = txs[nonce + depth]
                 if tx.max_fee_per_gas < base_fee:
                     break
                 # Its own key when it pays no more than the key so far (then it sorts after
                 # it anyway: a greater depth); else the key so far, to follow its predecessor.
                 negative_tip = -min(tx.max_priority_fee_per_gas, tx.max_fee_per_gas - base_fee)
-                if negative_tip >= key[0]:
-                    key = (negative_tip, depth, order[tx.hash])
-                keyed.append((*key, depth, tx))
+                if negative_tip >= key_tip:
+                    key_tip, key_depth, key_order = negative_tip, depth, order[tx.hash]
+                keyed.append((key_tip, key_depth, key_order, depth, tx))
         keyed.sort()
         ordered = [entry[-1] for entry in keyed]
         # The best ones up to the first that does not fit, at once; then each of the rest.
