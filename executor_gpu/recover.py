@@ -17,7 +17,8 @@ import functools
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from itertools import accumulate
+from itertools import accumulate, repeat
+from typing import Literal
 
 import coincurve
 import numpy as np
@@ -201,23 +202,25 @@ class NativeDecode:
             # Python decoder, which says so; rows the C decoder left out stay out.
             sender, flags = gpu.recover_packed(count, signing_hashes.raw, sigs.raw)
             rows[np.frombuffer(flags, dtype=np.uint8) == 0, _TXD["TXD_STATUS"]] = _TXD["TXD_SLOW"]
-        big, tx_hash, number = bigs.raw, hashes.raw, int.from_bytes
+        # Each column split into Python values at once (C loops), so that the loop over the
+        # rows only builds the transactions: senders, hashes, then the TXD_BIGS integers of
+        # every row grouped by row.
+        addresses: list[Address] = np.frombuffer(sender, dtype="V20").tolist()
+        tx_hashes: list[Hash32] = np.frombuffer(hashes.raw, dtype="V32").tolist()
+        big_endian: repeat[Literal["big"]] = repeat("big")
+        numbers = map(int.from_bytes, np.frombuffer(bigs.raw, dtype="V32").tolist(), big_endian)
+        integers = zip(*[numbers] * _TXD["TXD_BIGS"])
         decoded: list[Transaction | InvalidTransaction | None] = []
-        for i, (slow, tx_type, chain_id, nonce, gas, y, to_at, to_size, data_at, data_size) in (
-            enumerate(rows.tolist())
-        ):
+        for (slow, tx_type, chain_id, nonce, gas, y, to_at, to_size, data_at, data_size), (
+            tip, fee_cap, value, r, s,
+        ), tx_sender, tx_hash, raw in zip(rows.tolist(), integers, addresses, tx_hashes, raws):
             if slow:
                 decoded.append(None)
                 continue
-            raw, at = raws[i], _BIGS * i
             decoded.append(Transaction(
-                tx_type, chain_id, nonce, number(big[at : at + 32]),
-                number(big[at + 32 : at + 64]), gas,
-                Address(raw[to_at : to_at + 20]) if to_size else None,
-                number(big[at + 64 : at + 96]), raw[data_at : data_at + data_size], (), y,
-                number(big[at + 96 : at + 128]), number(big[at + 128 : at + 160]),
-                Address(sender[20 * i : 20 * i + 20]), Hash32(tx_hash[32 * i : 32 * i + 32]),
-                bytes(raw),
+                tx_type, chain_id, nonce, tip, fee_cap, gas,
+                Address(raw[to_at : to_at + 20]) if to_size else None, value,
+                raw[data_at : data_at + data_size], (), y, r, s, tx_sender, tx_hash, bytes(raw),
             ))
         slow_ones = [i for i, tx in enumerate(decoded) if tx is None]
         self.slow += len(slow_ones)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
 
 from executor_gpu.types import StateDiff
 from node.db import schema
@@ -41,27 +42,61 @@ from sequencer.types import AccountState, PoolConfig
 
 log = logging.getLogger("l2node")
 
+_hash = attrgetter("hash")
+
+NO_ACCOUNT = AccountState(0, 0)
+"""An account the state does not have (or a block deleted)."""
+
 HEAD_ACCOUNTS_LIMIT = 1_000_000
 """Most senders whose head-state nonce and balance admission keeps in memory."""
 
 
-def encode_stored_tx(tx: Transaction, arrived: float) -> bytes:
-    """Pool record: raw bytes, the sender recovered at acceptance, and the arrival time in
-    milliseconds (a queued transaction's lifetime counts from it, across restarts too)."""
-    return rlp.encode([tx.raw, tx.sender, int(arrived * 1000)])
+POOL_RECORD_VERSION = b"\x01"
+"""First byte of a pool record in the binary layout; RLP records (before it) start with a
+list prefix (0xc0 or above), so both are told apart and old ones still read."""
+_STAMP_AT = 1 + 20
+_RAW_AT = _STAMP_AT + 8
+
+
+def arrival_stamp(arrived: float) -> bytes:
+    """The arrival time field of a pool record: milliseconds, 8 bytes big-endian (a batch
+    shares one)."""
+    return int(arrived * 1000).to_bytes(8, "big")
+
+
+def encode_stored_tx(tx: Transaction, stamp: bytes) -> bytes:
+    """Pool record: version byte, the sender recovered at acceptance, the arrival ``stamp``
+    (a queued transaction's lifetime counts from it, across restarts too) and the raw bytes.
+    A fixed layout, not RLP: admission writes one per transaction."""
+    return b"".join((POOL_RECORD_VERSION, tx.sender, stamp, tx.raw))
 
 
 def decode_stored_tx(data: bytes) -> tuple[Transaction, float | None]:
-    """Inverse of ``encode_stored_tx``, without signature recovery; the arrival time is None
-    in records written before it was stored."""
-    fields = rlp.decode(data)
+    """Inverse of ``encode_stored_tx`` (also of the RLP records written before it), without
+    signature recovery; the arrival time is None in records written before it was stored."""
+    if data[:1] == POOL_RECORD_VERSION and len(data) > _RAW_AT:
+        raw, sender = data[_RAW_AT:], data[1:_STAMP_AT]
+        arrived: float | None = int.from_bytes(data[_STAMP_AT:_RAW_AT], "big") / 1000
+    else:
+        raw, sender, arrived = _decode_rlp_record(data)
+    try:
+        return decode_transaction(raw, sender=Address(sender)), arrived
+    except InvalidTransaction as exc:
+        raise Halt(f"corrupt pool record in the database: {exc}") from None
+
+
+def _decode_rlp_record(data: bytes) -> tuple[bytes, bytes, float | None]:
+    """Raw bytes, sender and arrival time (None when absent) of an RLP pool record."""
+    try:
+        fields = rlp.decode(data)
+    except rlp.DecodingError:
+        fields = None
     if not isinstance(fields, list) or len(fields) not in (2, 3) or not all(
         isinstance(field, bytes) for field in fields
     ):
         raise Halt("corrupt pool record in the database")
     raw, sender, *arrival = (field for field in fields if isinstance(field, bytes))
-    arrived = int.from_bytes(arrival[0], "big") / 1000 if arrival else None
-    return decode_transaction(raw, sender=Address(sender)), arrived
+    return raw, sender, int.from_bytes(arrival[0], "big") / 1000 if arrival else None
 
 
 def forgotten(txs: Iterable[Transaction]) -> list[Write]:
@@ -152,15 +187,17 @@ class Admission:
         if view is None or view.state_root != self.head.state_root:
             view = self._head_view = self._state.at(self.head.state_root)
         account = view.get_account(address)
-        known = AccountState(0, 0) if account is None else AccountState(account.nonce,
-                                                                         account.balance)
+        known = (
+            NO_ACCOUNT if account is None else AccountState(account.nonce, account.balance)
+        )
         if len(self._accounts) >= HEAD_ACCOUNTS_LIMIT:
             self._accounts.clear()
         self._accounts[address] = known
         return known
 
     def _nonce(self, address: Address) -> int:
-        return self._account(address).nonce
+        known = self._accounts.get(address)
+        return (known or self._account(address)).nonce
 
     # -- the step ---------------------------------------------------------------------------
 
@@ -173,8 +210,10 @@ class Admission:
     def check(self, raws: Sequence[bytes]) -> list[Transaction | InvalidTransaction]:
         """What no state can change: each transaction decoded with its sender (one batch)
         and signed for this chain, or why it can never be valid here."""
+        chain_id = self._chain_id
         return [
-            tx if isinstance(tx, InvalidTransaction) else self._replay_protected(tx)
+            tx if isinstance(tx, InvalidTransaction) or tx.chain_id == chain_id
+            else self._replay_protected(tx)
             for tx in self._decode(raws)
         ]
 
@@ -187,19 +226,21 @@ class Admission:
         with self._lock:
             base_fee = self.next_base_fee()
             now = self._clock.now()
+            stamp = arrival_stamp(now)
             writes.extend(forgotten(self.pool.expire()))
+            pool, accounts, gas_limit = self.pool, self._accounts, self._gas_limit
             for index, tx in enumerate(outcomes):
                 if isinstance(tx, L2NodeError):
                     continue
-                # An included transaction needs no lookup: its nonce is below the head's.
                 try:
-                    dropped = self.pool.add(tx, self._account(tx.sender), base_fee,
-                                            self._gas_limit, now)
+                    dropped = pool.add(tx, accounts.get(tx.sender) or self._account(tx.sender),
+                                       base_fee, gas_limit, now)
                 except L2NodeError as exc:
                     outcomes[index] = exc
                     continue
-                writes.append((schema.pool_key(tx.hash), encode_stored_tx(tx, now)))
-                writes.extend(forgotten(dropped))
+                writes.append((schema.pool_key(tx.hash), encode_stored_tx(tx, stamp)))
+                if dropped:
+                    writes.extend(forgotten(dropped))
             # Queued under the lock: the journal's order is the pool's.
             ticket = self.journal.append(writes)
         self.journal.wait(ticket)
@@ -267,21 +308,25 @@ class Admission:
         with self._lock:
             self._head = head
             self._head_view = None
-            for address, change in diff.accounts.items():
-                if address in self._accounts:
-                    self._accounts[address] = (
-                        AccountState(0, 0) if change is None
+            accounts, changes = self._accounts, diff.accounts
+            for address, change in changes.items():
+                if address in accounts:
+                    accounts[address] = (
+                        NO_ACCOUNT if change is None
                         else AccountState(change.nonce, change.balance)
                     )
             # Only senders the block touched can have pooled transactions below their nonce
             # (the included ones) or queued ones it promotes; then the rejected ones go.
-            stale = self.pool.prune(diff.accounts, self._nonce)
+            stale = self.pool.prune(changes, self._nonce)
             included = set(done)
             self.pool.remove(included)
             # The block's own batch deleted the records of ``done``. A crash before the others'
             # deletes are written is harmless: reloading drops them again.
-            left = [tx for tx in stale if tx.hash not in included]
-            self.journal.append(forgotten((*left, *self.pool.expire())))
+            left = set(map(_hash, stale)) - included
+            self.journal.append([
+                *((schema.pool_key(tx_hash), None) for tx_hash in left),
+                *forgotten(self.pool.expire()),
+            ])
 
     def reset(self) -> None:
         """The head moved back (an unwind): read it and the accounts again, and move every

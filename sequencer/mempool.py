@@ -15,7 +15,10 @@ Rejections raise TransactionRejected with go-ethereum's wording, which wallets m
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
+from itertools import accumulate
+from operator import attrgetter
 
 from primitives.clock import Clock
 from primitives.errors import TransactionRejected
@@ -36,6 +39,8 @@ INTRINSIC_GAS_TOO_LOW = "intrinsic gas too low"
 INITCODE_TOO_LARGE = "max initcode size exceeded"
 POOL_FULL = "txpool is full"
 ACCOUNT_LIMIT = "account limit exceeded"
+
+_gas_limit = attrgetter("gas_limit")
 
 _Entry = tuple[int, int, Transaction]
 """Eviction heap entry: effective tip at the heaps' base fee, minus arrival order, the tail."""
@@ -159,7 +164,7 @@ class Mempool:
         stale: tuple[Transaction, ...] = ()
         if sender is not None and sender.nonce != account.nonce:
             # A nonce the pool has not seen yet (it follows blocks through prune()): catch up.
-            stale = tuple(self._set_nonce(sender, account.nonce))
+            stale = self.prune((tx.sender,), lambda _: account.nonce)
             sender = self._senders.get(tx.sender)
         replaced = None if sender is None else sender.txs.get(tx.nonce)
         # The sender must afford this transaction together with its other pooled ones.
@@ -180,7 +185,9 @@ class Mempool:
         victim = None
         if len(self._by_hash) >= self._config.max_total or queued:
             victim = self._make_room(tx, queued, base_fee)
-        self._insert(tx, account.nonce, arrived)
+        if victim is not None:
+            sender = self._senders.get(tx.sender)  # the victim may have been its last other one
+        self._insert(tx, sender, account.nonce, arrived)
         return (*stale, victim) if victim is not None else stale
 
     def select(self, base_fee: int, gas_limit: int, max_count: int) -> list[Transaction]:
@@ -193,37 +200,69 @@ class Mempool:
         Among equal tips, every sender's first transaction goes before anyone's second
         (then arrival order): consecutive transactions of one sender depend on each other,
         and the executor runs independent neighbours in parallel.
+
+        That is the greedy choice of a heap of each sender's next transaction, keyed by
+        (-tip, depth, arrival); it is computed by one sort instead: a transaction that the
+        heap would take right after its predecessor (it pays more) is keyed as that
+        predecessor, and so follows it.
         """
-        senders, order = self._senders, self._order
-        heads = [
-            (-tx.effective_tip(base_fee), 0, order[tx.hash], tx)
-            for sender in senders.values() if sender.ready > sender.nonce
-            for tx in (sender.txs[sender.nonce],) if tx.max_fee_per_gas >= base_fee
+        order = self._order
+        runs = [sender for sender in self._senders.values() if sender.ready > sender.nonce]
+        # Each sender's first transaction, then (rarer) the rest of its run.
+        keyed = [
+            (-min(tx.max_priority_fee_per_gas, tx.max_fee_per_gas - base_fee), 0,
+             order[tx.hash], 0, tx)
+            for tx in [sender.txs[sender.nonce] for sender in runs]
+            if tx.max_fee_per_gas >= base_fee
         ]
-        heapq.heapify(heads)
-        selected: list[Transaction] = []
-        gas = 0
-        while heads and len(selected) < max_count:
-            _, depth, _, tx = heapq.heappop(heads)
+        for sender in [sender for sender in runs if sender.ready - sender.nonce > 1]:
+            txs, nonce = sender.txs, sender.nonce
+            head = txs[nonce]
+            if head.max_fee_per_gas < base_fee:
+                continue
+            key_tip, key_depth, key_order = (
+                -min(head.max_priority_fee_per_gas, head.max_fee_per_gas - base_fee), 0,
+                order[head.hash],
+            )
+            for depth in range(1, sender.ready - nonce):
+                tx = txs[nonce + depth]
+                if tx.max_fee_per_gas < base_fee:
+                    break
+                # Its own key when it pays no more than the key so far (then it sorts after
+                # it anyway: a greater depth); else the key so far, to follow its predecessor.
+                negative_tip = -min(tx.max_priority_fee_per_gas, tx.max_fee_per_gas - base_fee)
+                if negative_tip >= key_tip:
+                    key_tip, key_depth, key_order = negative_tip, depth, order[tx.hash]
+                keyed.append((key_tip, key_depth, key_order, depth, tx))
+        keyed.sort()
+        ordered = [entry[-1] for entry in keyed]
+        # The best ones up to the first that does not fit, at once; then each of the rest.
+        gas_used = list(accumulate(map(_gas_limit, ordered[:max_count])))
+        fit = bisect_right(gas_used, gas_limit)
+        selected = ordered[:fit]
+        if fit == len(ordered) or fit == max_count:
+            return selected
+        gas = gas_used[fit - 1] if fit else 0
+        ended: set[Address] = set()
+        for tx in ordered[fit:]:
+            if tx.sender in ended:
+                continue
             if gas + tx.gas_limit > gas_limit:
+                ended.add(tx.sender)
                 continue
             selected.append(tx)
             gas += tx.gas_limit
-            sender = senders[tx.sender]
-            if tx.nonce + 1 < sender.ready:
-                after = sender.txs[tx.nonce + 1]
-                if after.max_fee_per_gas >= base_fee:
-                    heapq.heappush(heads, (-after.effective_tip(base_fee), depth + 1,
-                                           order[after.hash], after))
+            if len(selected) == max_count:
+                break
         return selected
 
     def remove(self, tx_hashes: Iterable[Hash32]) -> None:
         """Forget these transactions (found invalid); unknown hashes are ignored. Their
         sender's later transactions wait behind the gap (queued) until it is filled."""
-        for tx_hash in tx_hashes:
-            tx = self._by_hash.get(tx_hash)
-            if tx is not None:
-                self._drop(tx)
+        by_hash = self._by_hash
+        # Usually none is pooled (a block's own were pruned): find those in one C pass.
+        for tx_hash in by_hash.keys() & tx_hashes:
+            self._drop(by_hash[tx_hash])
 
     def prune(
         self, senders: Iterable[Address], state_nonce: Callable[[Address], int]
@@ -232,11 +271,22 @@ class Mempool:
         changed) to their new state nonce. Drops their transactions below it (returned);
         promotes queued ones that now follow it without a gap, demotes pending ones that
         no longer do."""
+        pooled, by_hash, order, arrived = self._senders, self._by_hash, self._order, self._arrived
         stale: list[Transaction] = []
         for address in senders:
-            sender = self._senders.get(address)
-            if sender is not None:
-                stale.extend(self._set_nonce(sender, state_nonce(address)))
+            sender = pooled.get(address)
+            if sender is None:
+                continue
+            nonce = state_nonce(address)
+            if nonce <= sender.top:
+                stale.extend(self._set_nonce(sender, nonce))
+                continue
+            # The usual case after a block: it included everything the sender had pooled.
+            del pooled[address]
+            self._queued -= len(sender.txs) - (sender.ready - sender.nonce)
+            for tx in sender.txs.values():
+                del by_hash[tx.hash], order[tx.hash], arrived[tx.hash]
+                stale.append(tx)
         return tuple(stale)
 
     def expire(self) -> tuple[Transaction, ...]:
@@ -261,7 +311,7 @@ class Mempool:
 
     def _check_static(self, tx: Transaction, base_fee: int, block_gas_limit: int) -> None:
         """Checks that need no account state."""
-        if tx.is_create and len(tx.data) > MAX_INITCODE_SIZE:
+        if tx.to is None and len(tx.data) > MAX_INITCODE_SIZE:
             raise TransactionRejected(INITCODE_TOO_LARGE)
         if tx.gas_limit > block_gas_limit:
             raise TransactionRejected(GAS_LIMIT_EXCEEDED)
@@ -373,8 +423,10 @@ class Mempool:
 
     # -- bookkeeping ------------------------------------------------------------------------
 
-    def _insert(self, tx: Transaction, state_nonce: int, arrived: float | None) -> None:
-        sender = self._senders.get(tx.sender)
+    def _insert(
+        self, tx: Transaction, sender: _Sender | None, state_nonce: int, arrived: float | None
+    ) -> None:
+        """Pool ``tx`` of ``sender`` (None: a new one, at ``state_nonce``)."""
         if sender is None:
             sender = self._senders[tx.sender] = _Sender(state_nonce)
         self._remember(sender, tx, arrived)
@@ -419,18 +471,9 @@ class Mempool:
         self._push_tails(sender)
 
     def _set_nonce(self, sender: _Sender, nonce: int) -> list[Transaction]:
-        """Move ``sender`` to state nonce ``nonce``: drop (and return) what lies below it,
-        then find its pending run again."""
+        """Move ``sender`` to state nonce ``nonce``, at most its highest pooled nonce: drop
+        (and return) what lies below it, then find its pending run again."""
         queued_before, ready_before = sender.queued, sender.ready
-        if nonce > sender.top:
-            # The usual case after a block: it included everything the sender had pooled.
-            stale = list(sender.txs.values())
-            by_hash, order, arrived = self._by_hash, self._order, self._arrived
-            for tx in stale:
-                del by_hash[tx.hash], order[tx.hash], arrived[tx.hash]
-            self._queued -= queued_before
-            del self._senders[stale[0].sender]
-            return stale
         stale = [tx for n, tx in sender.txs.items() if n < nonce]
         for tx in stale:
             self._forget(sender, tx)

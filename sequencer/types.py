@@ -32,9 +32,10 @@ class PoolConfig:
     """Least max priority fee per gas accepted into the pool."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AccountState:
-    """What the pool needs to know of a sender's account in the latest state."""
+    """What the pool needs to know of a sender's account in the latest state (slots: admission
+    keeps up to a million and builds one per sender of every block)."""
 
     nonce: int
     """Nonce of the account in the latest state: the next nonce a block can include."""

@@ -7,13 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from node.admit import decode_stored_tx
+from node.admit import arrival_stamp, decode_stored_tx, encode_stored_tx
 from node.db import schema
 from node.db.memory import MemoryKV, OverlayBatch
 from node.journal import GroupCommitJournal
+from primitives import rlp
 from primitives.clock import ManualClock
 from primitives.errors import Halt, InvalidTransaction, TransactionRejected
-from primitives.transactions import Transaction
+from primitives.transactions import Transaction, decode_transaction
 from sequencer.types import PoolConfig
 from tests.node.helpers import GENESIS_TIME, USERS, make_node, transfer
 
@@ -55,6 +56,17 @@ def test_journal_writes_in_order_and_waits_for_its_ticket() -> None:
     journal.wait(second)
     assert kv.commits == 1
     assert [kv.get(k) for k in (b"a", b"b", b"c")] == [None, b"1", b"2"]
+
+
+def test_journal_group_keeps_each_keys_last_write() -> None:
+    kv = CountingKV()
+    kv.put(b"gone", b"0")
+    journal = GroupCommitJournal(kv)
+    journal.append([(b"back", b"1"), (b"gone", None), (b"twice", b"1")])
+    journal.append([(b"back", None), (b"twice", b"2"), (b"back", b"3")])
+    journal.wait(journal.append([]))
+    assert kv.commits == 1
+    assert [kv.get(k) for k in (b"back", b"gone", b"twice")] == [b"3", None, b"2"]
 
 
 def test_journal_groups_writers_that_queue_while_one_is_writing() -> None:
@@ -213,3 +225,34 @@ def test_a_restart_puts_each_senders_run_back_in_nonce_order(clock: ManualClock)
     restarted = make_node(clock, kv=kv, pool=limits)
     assert len(restarted.pool) == 6 and restarted.pool.queued_count == 0
     assert restarted.pending_nonce(USERS[0]) == 6
+
+
+def test_pool_records_keep_sender_and_arrival_and_old_rlp_records_still_read() -> None:
+    tx = decode_transaction(transfer(0, 0))
+    record = encode_stored_tx(tx, arrival_stamp(1_700_000_123.456))
+    assert record[0] == 1  # the version byte: no RLP list starts below 0xc0
+    assert decode_stored_tx(record) == (tx, 1_700_000_123.456)
+    # Records written before the binary layout: RLP, with and without the arrival time.
+    assert decode_stored_tx(rlp.encode([tx.raw, tx.sender, 1_700_000_123_456])) == (
+        tx, 1_700_000_123.456)
+    assert decode_stored_tx(rlp.encode([tx.raw, tx.sender])) == (tx, None)
+    for corrupt in (record[:29], b"\x01" + bytes(40), b"\x05junk", rlp.encode([b"x"]), b"\xc5"):
+        with pytest.raises(Halt, match="corrupt pool record"):
+            decode_stored_tx(corrupt)
+
+
+def test_a_restart_reloads_pool_records_of_the_old_rlp_layout(clock: ManualClock) -> None:
+    kv = MemoryKV()
+    make_node(clock, kv=kv)
+    lifetime = PoolConfig().queued_lifetime
+    old = [decode_transaction(transfer(0, 0)), decode_transaction(transfer(1, 3))]
+    for tx in old:  # user 1's waits behind a gap, and its lifetime counts from its record
+        kv.put(schema.pool_key(tx.hash), rlp.encode([tx.raw, tx.sender, int(clock.now() * 1000)]))
+    clock.advance(lifetime / 2)
+    restarted = make_node(clock, kv=kv)
+    assert {tx.raw for tx in restarted.pool.all()} == {tx.raw for tx in old}
+    assert restarted.pool.queued_count == 1
+    clock.advance(lifetime / 2)
+    restarted.produce_block()
+    assert set(restarted.chain.raw_transactions(1)) == {old[0].raw}
+    assert len(restarted.pool) == 0  # the queued one expired on its old record's time

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import pickle
 from typing import Any
 
 import pytest
@@ -60,6 +63,18 @@ def test_matches_py_evm() -> None:
         assert ours.max_fee_per_gas == theirs.max_fee_per_gas
         assert ours.max_priority_fee_per_gas == theirs.max_priority_fee_per_gas
         assert ours.to == (theirs.to or None)
+
+
+def test_a_transaction_is_immutable_and_knows_its_upfront_cost() -> None:
+    tx = decode_transaction(sign(**legacy))
+    assert tx.upfront_cost == 21_000 * 10**9 + 5
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tx.nonce = 4  # type: ignore[misc]
+    for same in (copy.copy(tx), copy.deepcopy(tx), pickle.loads(pickle.dumps(tx))):
+        assert same == tx and hash(same) == hash(tx) and same.upfront_cost == tx.upfront_cost
+    dearer = dataclasses.replace(tx, value=6)
+    assert dearer != tx and dearer.upfront_cost == tx.upfront_cost + 1
+    assert "upfront_cost" not in repr(tx)
 
 
 def test_pre_eip155_legacy_has_no_chain_id() -> None:

@@ -259,3 +259,24 @@ def test_select_skips_a_sender_whose_next_transaction_does_not_fit(
         admit(pool, tx)
     assert pool.select(10, 50_000, 10) == [big]
     assert pool.select(10, 39_999, 10) == [small]
+
+
+def test_add_catches_up_with_a_state_nonce_the_pool_has_not_seen(
+    signer: Sign, addresses: Sequence[Address]
+) -> None:
+    pool = Mempool(PoolConfig(), ManualClock())
+    txs = [signer(nonce=n) for n in range(3)]
+    for tx in txs:
+        admit(pool, tx)
+    # A block included nonces 0 and 1, and the pool was not told: the next add finds out.
+    later = signer(nonce=3)
+    assert set(admit(pool, later, nonce=2)) == {txs[0], txs[1]}
+    assert [tx.nonce for tx in pool.select(BASE_FEE, GAS_LIMIT, 10)] == [2, 3]
+    assert len(pool) == 2 and pool.queued_count == 0
+    # Then everything it had: the sender starts afresh at its new nonce.
+    assert set(admit(pool, signer(nonce=5), nonce=4)) == {txs[2], later}
+    assert pool.senders() == [addresses[0]] and len(pool) == 1
+    assert pool.pending_nonce(addresses[0], 4) == 4 and pool.queued_count == 1
+    waiting = tuple(pool.all())
+    assert pool.prune([addresses[0], addresses[1]], lambda address: 6) == waiting
+    assert len(pool) == 0 and pool.queued_count == 0 and pool.senders() == []

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import heapq
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -65,6 +66,38 @@ def fill(
         yield tx, dropped
 
 
+def heap_select(
+    pool: Mempool, state_nonces: Mapping[Address, int], base_fee: int, gas_limit: int,
+    max_count: int,
+) -> list[Transaction]:
+    """What select() must return, the plain way: a heap of each sender's next executable
+    transaction, best (-tip, depth in its run, arrival) first; the taken one's successor
+    joins; one that does not fit ends its sender's run."""
+    arrival = {tx.hash: index for index, tx in enumerate(pool.all())}  # the pool's order
+    runs = pool.by_sender()
+
+    def entry(sender: Address, depth: int) -> tuple[int, int, int, Transaction] | None:
+        tx = runs[sender].get(state_nonces[sender] + depth)
+        if tx is None or tx.max_fee_per_gas < base_fee:
+            return None
+        return -tx.effective_tip(base_fee), depth, arrival[tx.hash], tx
+
+    heap = [e for e in (entry(sender, 0) for sender in runs) if e is not None]
+    heapq.heapify(heap)
+    selected: list[Transaction] = []
+    gas = 0
+    while heap and len(selected) < max_count:
+        _, depth, _, tx = heapq.heappop(heap)
+        if gas + tx.gas_limit > gas_limit:
+            continue
+        selected.append(tx)
+        gas += tx.gas_limit
+        after = entry(tx.sender, depth + 1)
+        if after is not None:
+            heapq.heappush(heap, after)
+    return selected
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     params=chained_params(),
@@ -89,6 +122,7 @@ def test_select_properties(
     nonce_of = {addresses[i]: state_nonces[i] for i in range(SENDERS)}
     selected = pool.select(base_fee, gas_limit, max_count)
 
+    assert selected == heap_select(pool, nonce_of, base_fee, gas_limit, max_count)
     assert len(selected) <= max_count
     assert len({tx.hash for tx in selected}) == len(selected)
     assert all(tx.hash in pool for tx in selected)
