@@ -111,6 +111,9 @@ class _Staged:
     started: float = 0.0
     """time.monotonic() when this node began building or re-executing it (its proposal, as
     seen here): time to finality counts from there."""
+    value: bytes = b""
+    """Its encoding (``encode_block``) as proposed or verified here: committing these bytes
+    needs no decode (empty: not known)."""
 
 
 class Node:
@@ -277,11 +280,13 @@ class Node:
             with times.stage("state"):
                 staged = self._stage(parent, env, body, carried, view)
             staged.stages, staged.started = times, started
+            staged.value = encode_block(staged.header, [e.tx.raw for e in body.result.executed],
+                                        carried)
             # The pool offered these but they failed against the state: forget them on commit.
             staged.dropped = tuple(r.tx.hash for r in body.result.rejected)
             for rejected in body.result.rejected:
                 log.info("dropped tx %s: %s", rejected.tx.hash.hex(), rejected.reason)
-            return encode_block(staged.header, [e.tx.raw for e in body.result.executed], carried)
+            return staged.value
 
     def _carriable(self, height: int, proofs: Sequence[bytes]) -> tuple[bytes, ...]:
         """The proofs block ``height`` may carry: valid for its epoch, one per validator that
@@ -315,24 +320,28 @@ class Node:
             if cached is not None and cached.header.parent_hash == self.head().hash:
                 return True
             try:
-                self._check_and_stage(block)
+                staged = self._check_and_stage(block)
             except InvalidInput as exc:
                 log.info("block %d %s rejected: %s", header.number, header.hash.hex()[:12], exc)
                 return False
+            staged.value = value
             return True
 
     def commit(self, value: bytes, certificate: bytes | None) -> Header:
         """Make ``value`` (a block agreed on) the new head, in one atomic write with its
         ``certificate``; prune the pool. Raises Halt when this node cannot reproduce it."""
-        block = decode_block(value)
-        header = block.header
         with self._chain_lock:
-            staged = self._staged.get(header.hash)
-            if staged is None or staged.header.parent_hash != self.head().hash:
-                try:
-                    staged = self._check_and_stage(block)
-                except InvalidInput as exc:
-                    raise Halt(f"finalized block {header.number} does not verify here: {exc}") from exc
+            staged = self._staged_value(value)
+            if staged is None:
+                block = decode_block(value)
+                staged = self._staged.get(block.header.hash)
+                if staged is None or staged.header.parent_hash != self.head().hash:
+                    try:
+                        staged = self._check_and_stage(block)
+                    except InvalidInput as exc:
+                        raise Halt(f"finalized block {block.header.number} does not verify "
+                                   f"here: {exc}") from exc
+            header = staged.header
             batch = staged.batch
             if certificate is not None:
                 self.chain.stage_certificate(batch, header.number, certificate)
@@ -354,6 +363,15 @@ class Node:
             finality_s=time.monotonic() - staged.started, stages=times.seconds,
         ))
         return header
+
+    def _staged_value(self, value: bytes) -> _Staged | None:
+        """The candidate on the head whose encoding is ``value`` (our own proposal, or one
+        verified here), if any: found without decoding the block again."""
+        head = self.head().hash
+        for staged in self._staged.values():
+            if staged.value == value and staged.header.parent_hash == head:
+                return staged
+        return None
 
     def _report(self, report: BlockReport) -> None:
         """The block's log line (its fields also structured, for JSON logs) and metrics.

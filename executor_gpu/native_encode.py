@@ -1,0 +1,130 @@
+"""A block's receipts and body encoded in C, one call per block (``kernels/evm_encode.h``).
+
+Encoding them in Python cost about 10 us a transaction on the block path (a call per field).
+Here Python only gathers each field of every transaction in one C-level pass (``map`` over
+attribute getters) and C writes the encodings: the stored receipts list and body of
+``node/db/chain.py`` (its module docstring has their format), and each receipt's consensus
+encoding, hashed into the receipts root there, with the block's bloom.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import accumulate, chain
+from operator import attrgetter, methodcaller
+from typing import Protocol
+
+import numpy as np
+
+from executor_gpu.native_build import cpu_library
+from primitives.blocks import EMPTY_ROOT, Log, Receipt
+from primitives.types import Address, Hash32
+
+_RECEIPT = attrgetter("receipt")
+_TYPE, _SUCCEEDED = attrgetter("tx_type"), attrgetter("succeeded")
+_CUMULATIVE, _LOGS = attrgetter("cumulative_gas_used"), attrgetter("logs")
+_GAS_USED, _PRICE = attrgetter("gas_used"), attrgetter("effective_gas_price")
+_CONTRACT = attrgetter("contract_address")
+_ADDRESS, _TOPICS, _DATA = attrgetter("address"), attrgetter("topics"), attrgetter("data")
+_RAW, _SENDER = attrgetter("raw"), attrgetter("sender")
+_WORD = methodcaller("to_bytes", 32, "big")
+_NO_ADDRESS = bytes(20)
+
+
+class ReceiptFields(Protocol):
+    """What a stored receipt holds (an ``ExecutedTx`` has it)."""
+
+    @property
+    def receipt(self) -> Receipt: ...
+    @property
+    def gas_used(self) -> int: ...
+    @property
+    def effective_gas_price(self) -> int: ...
+    @property
+    def contract_address(self) -> Address | None: ...
+
+
+class BodyFields(Protocol):
+    """What a stored body holds of a transaction (a ``Transaction`` has it)."""
+
+    @property
+    def raw(self) -> bytes: ...
+    @property
+    def sender(self) -> Address: ...
+
+
+@dataclass(frozen=True)
+class EncodedReceipts:
+    """A block's receipts, encoded."""
+
+    stored: bytes
+    """The stored receipts list (``node/db/chain.py``)."""
+    root: Hash32 | None
+    """The receipts root (of the receipts' consensus encodings), when asked for."""
+    bloom: bytes | None
+    """The block's logs bloom (256 bytes), with ``root``."""
+
+
+def encode_receipts(executed: Sequence[ReceiptFields], root: bool = False) -> EncodedReceipts:
+    """The stored receipts list of ``executed``, in block order; with ``root``, also the
+    receipts root and the block's bloom."""
+    count = len(executed)
+    receipts = list(map(_RECEIPT, executed))
+    flags = np.zeros((count, 3), dtype=np.uint8)
+    flags[:, 0] = np.fromiter(map(_TYPE, receipts), dtype=np.uint8, count=count)
+    flags[:, 1] = np.fromiter(map(_SUCCEEDED, receipts), dtype=np.uint8, count=count)
+    gas = np.empty((count, 2), dtype=np.uint64)
+    gas[:, 0] = np.fromiter(map(_CUMULATIVE, receipts), dtype=np.uint64, count=count)
+    gas[:, 1] = np.fromiter(map(_GAS_USED, executed), dtype=np.uint64, count=count)
+    prices = b"".join(map(_WORD, map(_PRICE, executed)))
+    created = list(map(_CONTRACT, executed))
+    contracts = _NO_ADDRESS
+    if created.count(None) != count:  # a creation in the block: mark each one
+        flags[:, 2] = [address is not None for address in created]
+        contracts = b"".join([address or _NO_ADDRESS for address in created])
+    per_tx = list(map(_LOGS, receipts))
+    log_counts = np.fromiter(map(len, per_tx), dtype=np.uint64, count=count)
+    logs: list[Log] = list(chain.from_iterable(per_tx))
+    addresses = b"".join(map(_ADDRESS, logs))
+    topic_lists = list(map(_TOPICS, logs))
+    topic_counts = np.fromiter(map(len, topic_lists), dtype=np.uint8, count=len(logs))
+    topics = b"".join(chain.from_iterable(topic_lists))
+    datas = list(map(_DATA, logs))
+    data_offsets = np.fromiter(accumulate(map(len, datas), initial=0), dtype=np.uint64,
+                               count=len(logs) + 1)
+    if len(addresses) != 20 * len(logs) or len(topics) != 32 * int(topic_counts.sum()):
+        raise ValueError("a log's address is 20 bytes and its topics 32 bytes each")
+    if len(prices) != 32 * count:
+        raise ValueError("an effective gas price is below 2**256")
+    # Bounds of the encodings: list headers of at most 9 bytes, every field at its widest.
+    logs_bound = 9 * count + 48 * len(logs) + 33 * len(topics) // 32 + int(data_offsets[-1])
+    stored = ctypes.create_string_buffer(9 + 83 * count + logs_bound)
+    encodings = ctypes.create_string_buffer(279 * count + logs_bound) if root else None
+    offsets = np.empty(count + 1, dtype=np.uint64)
+    bloom, receipts_root = ctypes.create_string_buffer(256), ctypes.create_string_buffer(32)
+    size = cpu_library().evm_encode_receipts(
+        count, flags.ctypes.data, gas.ctypes.data, prices, contracts, log_counts.ctypes.data,
+        addresses, topic_counts.ctypes.data, topics, b"".join(datas), data_offsets.ctypes.data,
+        stored, encodings, offsets.ctypes.data, bloom, receipts_root,
+    )
+    if not size:
+        raise MemoryError("no memory for the receipts trie")
+    if not root:
+        return EncodedReceipts(ctypes.string_at(stored, size), None, None)
+    return EncodedReceipts(ctypes.string_at(stored, size),
+                           Hash32(receipts_root.raw) if count else EMPTY_ROOT, bloom.raw)
+
+
+def encode_body(txs: Sequence[BodyFields]) -> bytes:
+    """The stored body of ``txs``: the RLP list of [raw transaction, sender]."""
+    raws = list(map(_RAW, txs))
+    senders = b"".join(map(_SENDER, txs))
+    if len(senders) != 20 * len(txs):
+        raise ValueError("a sender is 20 bytes")
+    offsets = np.fromiter(accumulate(map(len, raws), initial=0), dtype=np.uint64,
+                          count=len(raws) + 1)
+    out = ctypes.create_string_buffer(9 + 39 * len(txs) + int(offsets[-1]))
+    size = cpu_library().evm_encode_body(len(txs), b"".join(raws), offsets.ctypes.data, senders, out)
+    return ctypes.string_at(out, size)
