@@ -348,8 +348,7 @@ class Node:
             done = [e.tx.hash for e in staged.executed] + list(staged.dropped)
             times = staged.stages
             with times.stage("write"):
-                for tx_hash in done:
-                    batch.delete(schema.pool_key(tx_hash))
+                batch.delete_many(map(schema.pool_key, done))
                 # Kept decoded before the block shows: a wallet polling for it reads it at
                 # once, and would otherwise decode it from the store.
                 self.chain.remember(staged.header, staged.executed)
