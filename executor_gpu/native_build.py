@@ -88,7 +88,7 @@ def cpu_library() -> ctypes.CDLL:
     lib.evm_trie_level.restype = None
     lib.evm_ordered_root.argtypes = [u64, ptr, ptr, ptr]
     lib.evm_ordered_root.restype = ctypes.c_int
-    lib.evm_encode_receipts.argtypes = [u64] + [ptr] * 15
+    lib.evm_encode_receipts.argtypes = [u64] + [ptr] * 11
     lib.evm_encode_receipts.restype = u64
     lib.evm_encode_body.argtypes = [u64, ptr, ptr, ptr, ptr]
     lib.evm_encode_body.restype = u64

@@ -3,15 +3,13 @@
 Encoding them in Python cost about 10 us a transaction on the block path (a call per field).
 Here Python only gathers each field of every transaction in one C-level pass (``map`` over
 attribute getters) and C writes the encodings: the stored receipts list and body of
-``node/db/chain.py`` (its module docstring has their format), and each receipt's consensus
-encoding, hashed into the receipts root there, with the block's bloom.
+``node/db/chain.py`` (its module docstring has their format).
 """
 
 from __future__ import annotations
 
 import ctypes
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import accumulate, chain
 from operator import attrgetter, methodcaller
 from typing import Protocol
@@ -19,8 +17,8 @@ from typing import Protocol
 import numpy as np
 
 from executor_gpu.native_build import cpu_library
-from primitives.blocks import EMPTY_ROOT, Log, Receipt
-from primitives.types import Address, Hash32
+from primitives.blocks import Log, Receipt
+from primitives.types import Address
 
 _RECEIPT = attrgetter("receipt")
 _TYPE, _SUCCEEDED = attrgetter("tx_type"), attrgetter("succeeded")
@@ -55,21 +53,8 @@ class BodyFields(Protocol):
     def sender(self) -> Address: ...
 
 
-@dataclass(frozen=True)
-class EncodedReceipts:
-    """A block's receipts, encoded."""
-
-    stored: bytes
-    """The stored receipts list (``node/db/chain.py``)."""
-    root: Hash32 | None
-    """The receipts root (of the receipts' consensus encodings), when asked for."""
-    bloom: bytes | None
-    """The block's logs bloom (256 bytes), with ``root``."""
-
-
-def encode_receipts(executed: Sequence[ReceiptFields], root: bool = False) -> EncodedReceipts:
-    """The stored receipts list of ``executed``, in block order; with ``root``, also the
-    receipts root and the block's bloom."""
+def encode_receipts(executed: Sequence[ReceiptFields]) -> bytes:
+    """The stored receipts list of ``executed``, in block order."""
     count = len(executed)
     receipts = list(map(_RECEIPT, executed))
     flags = np.zeros((count, 3), dtype=np.uint8)
@@ -84,6 +69,8 @@ def encode_receipts(executed: Sequence[ReceiptFields], root: bool = False) -> En
     if created.count(None) != count:  # a creation in the block: mark each one
         flags[:, 2] = [address is not None for address in created]
         contracts = b"".join([address or _NO_ADDRESS for address in created])
+        if len(contracts) != 20 * count:
+            raise ValueError("a contract address is 20 bytes")
     per_tx = list(map(_LOGS, receipts))
     log_counts = np.fromiter(map(len, per_tx), dtype=np.uint64, count=count)
     logs: list[Log] = list(chain.from_iterable(per_tx))
@@ -96,25 +83,14 @@ def encode_receipts(executed: Sequence[ReceiptFields], root: bool = False) -> En
                                count=len(logs) + 1)
     if len(addresses) != 20 * len(logs) or len(topics) != 32 * int(topic_counts.sum()):
         raise ValueError("a log's address is 20 bytes and its topics 32 bytes each")
-    if len(prices) != 32 * count:
-        raise ValueError("an effective gas price is below 2**256")
     # Bounds of the encodings: list headers of at most 9 bytes, every field at its widest.
     logs_bound = 9 * count + 48 * len(logs) + 33 * len(topics) // 32 + int(data_offsets[-1])
     stored = ctypes.create_string_buffer(9 + 83 * count + logs_bound)
-    encodings = ctypes.create_string_buffer(279 * count + logs_bound) if root else None
-    offsets = np.empty(count + 1, dtype=np.uint64)
-    bloom, receipts_root = ctypes.create_string_buffer(256), ctypes.create_string_buffer(32)
     size = cpu_library().evm_encode_receipts(
         count, flags.ctypes.data, gas.ctypes.data, prices, contracts, log_counts.ctypes.data,
-        addresses, topic_counts.ctypes.data, topics, b"".join(datas), data_offsets.ctypes.data,
-        stored, encodings, offsets.ctypes.data, bloom, receipts_root,
+        addresses, topic_counts.ctypes.data, topics, b"".join(datas), data_offsets.ctypes.data, stored,
     )
-    if not size:
-        raise MemoryError("no memory for the receipts trie")
-    if not root:
-        return EncodedReceipts(ctypes.string_at(stored, size), None, None)
-    return EncodedReceipts(ctypes.string_at(stored, size),
-                           Hash32(receipts_root.raw) if count else EMPTY_ROOT, bloom.raw)
+    return ctypes.string_at(stored, size)
 
 
 def encode_body(txs: Sequence[BodyFields]) -> bytes:

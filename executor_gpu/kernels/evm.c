@@ -204,10 +204,9 @@ EVM_EXPORT int evm_ordered_root(u64 n, const u8 *values, const u64 *offsets, u8 
 /* Test hooks: the interpreter's own arithmetic and hashing, for checks against Python. */
 EVM_EXPORT u64 evm_encode_receipts(u64 n, const u8 *flags, const u64 *gas, const u8 *prices, const u8 *contracts,
                                    const u64 *log_counts, const u8 *addresses, const u8 *topic_counts,
-                                   const u8 *topics, const u8 *data, const u64 *data_offsets, u8 *stored,
-                                   u8 *consensus, u64 *offsets, u8 *bloom, u8 *root) {
+                                   const u8 *topics, const u8 *data, const u64 *data_offsets, u8 *stored) {
     return host_encode_receipts(n, flags, gas, prices, contracts, log_counts, addresses, topic_counts, topics, data,
-                                data_offsets, stored, consensus, offsets, bloom, root);
+                                data_offsets, stored);
 }
 
 EVM_EXPORT u64 evm_encode_body(u64 n, const u8 *raws, const u64 *offsets, const u8 *senders, u8 *out) {

@@ -351,7 +351,7 @@ class ChainStore:
         batch.put(schema.hash_to_number_key(block_hash), schema.encode_number(number))
         txs = list(map(_TX, executed))
         batch.put(schema.body_key(number), encode_body(txs))
-        batch.put(schema.receipts_key(number), encode_receipts(executed).stored)
+        batch.put(schema.receipts_key(number), encode_receipts(executed))
         # Each transaction's index entry: the block's height, then its position.
         positions = map(_POSITION, range(len(txs)))
         batch.put_many(zip(map(schema.tx_index_key, map(_HASH, txs)),
