@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from bench.load import fresh_address, sign_1559
+from executor_gpu.native_encode import receipts_root
 from executor_gpu.ordered import ordered_root
 from executor_gpu.recover import batch_decode
 from node.db.leveldb import LevelDBKV
@@ -59,6 +60,7 @@ def main() -> None:
             PoolConfig(max_per_sender=64 * args.per_sender, max_total=args.txs * 2),
             executor, caller, keccak256(b"bench validator"), SystemClock(),
             decode=batch_decode(gpu=executor.name == "native-cuda"), ordered_root=ordered_root(),
+            receipts_root=receipts_root,
         )
         node.init_or_resume({s: GenesisAccount(balance=10**24) for s in senders})
         blocks = _BlockLines()

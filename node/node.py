@@ -26,7 +26,15 @@ from node.epochs import MAX_PROOFS_PER_BLOCK, Epochs
 from node.genesis import Genesis
 from node.metrics import BlockReport, Metrics
 from node.stages import StageTimes, format_stages
-from primitives.blocks import EMPTY_BLOOM, EMPTY_ROOT, Header, OrderedRoot, ordered_trie_root
+from primitives.blocks import (
+    EMPTY_BLOOM,
+    EMPTY_ROOT,
+    Header,
+    OrderedRoot,
+    ReceiptsRoot,
+    ordered_trie_root,
+)
+from primitives.blocks import receipts_root as python_receipts_root
 from primitives.clock import Clock
 from primitives.crypto import keccak256, private_key_to_address
 from primitives.errors import (
@@ -138,6 +146,7 @@ class Node:
         decode: BatchDecode = decode_transactions,
         state_options: StateOptions | None = None,
         ordered_root: OrderedRoot = ordered_trie_root,
+        receipts_root: ReceiptsRoot = python_receipts_root,
         tracer: Tracer | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -145,12 +154,14 @@ class Node:
         ``decode`` decodes a batch of transactions and finds their senders (native in
         production);
         ``state_options``: flat state cache and unwind depth (default: StateOptions());
-        ``ordered_root`` computes transactions and receipts roots (native in production);
+        ``ordered_root`` computes transactions roots, ``receipts_root`` receipts roots and
+        blooms (native ones in production);
         ``tracer`` re-runs calls and blocks step by step (None: tracing is off);
         ``metrics`` receives blocks and admissions (default: a registry nobody serves)."""
         self.kv = kv
         self.metrics = metrics or Metrics()
         self._ordered_root = ordered_root
+        self._receipts_root = receipts_root
         self.params = params
         self.clock = clock
         self.validator_key = validator_key
@@ -276,7 +287,8 @@ class Node:
                                             self.params.max_txs_per_block)
             with times.stage("execute"):
                 view = self.state.at(parent.state_root)
-                body = execute_block(self.executor, view, env, txs, self._ordered_root)
+                body = execute_block(self.executor, view, env, txs, self._ordered_root,
+                                     self._receipts_root)
             with times.stage("state"):
                 staged = self._stage(parent, env, body, carried, view)
             staged.stages, staged.started = times, started
@@ -475,7 +487,8 @@ class Node:
         )
         with times.stage("execute"):
             view = self.state.at(parent.state_root)
-            body = execute_block(self.executor, view, env, txs, self._ordered_root)
+            body = execute_block(self.executor, view, env, txs, self._ordered_root,
+                                     self._receipts_root)
         # Rule: every transaction of a block executes; a proposer must not include invalid ones.
         if body.result.rejected:
             first = body.result.rejected[0]

@@ -209,6 +209,13 @@ EVM_EXPORT u64 evm_encode_receipts(u64 n, const u8 *flags, const u64 *gas, const
                                 data_offsets, stored);
 }
 
+EVM_EXPORT int evm_receipts_root(u64 n, const u8 *flags, const u64 *gas, const u64 *log_counts, const u8 *addresses,
+                                 const u8 *topic_counts, const u8 *topics, const u8 *data, const u64 *data_offsets,
+                                 u8 *scratch, u64 *offsets, u8 *bloom, u8 *root) {
+    return host_receipts_root(n, flags, gas, log_counts, addresses, topic_counts, topics, data, data_offsets, scratch,
+                              offsets, bloom, root);
+}
+
 EVM_EXPORT u64 evm_encode_body(u64 n, const u8 *raws, const u64 *offsets, const u8 *senders, u8 *out) {
     return host_encode_body(n, raws, offsets, senders, out);
 }

@@ -1,5 +1,5 @@
-/* A block's stored body and receipts in one call each per block (node/db/chain.py's stored
- * formats), for the host.
+/* A block's stored body and receipts (node/db/chain.py's stored formats), and its receipts
+ * root and logs bloom, in one call each per block, for the host.
  * Only the CPU library includes this (evm.c).
  *
  * Every encoder first sizes a list's payload, then writes its header and the payload: the
@@ -9,7 +9,8 @@
 
 #include <string.h>
 
-#include "evm_base.h"
+#include "evm_keccak.h"
+#include "evm_ordered.h"
 
 /* Bytes in the big-endian form of n (0 for 0). */
 static u64 enc_width(u64 n) {
@@ -120,6 +121,25 @@ static u8 *enc_write_logs(u8 *out, const enc_logs *l) {
     return out;
 }
 
+/* Moves l from one receipt's logs (l->count of them) to the next receipt's (count of them). */
+static void enc_logs_next(enc_logs *l, u64 count) {
+    for (u64 k = 0; k < l->count; k++) l->topics += 32 * (u64)l->topic_counts[k];
+    l->addresses += 20 * l->count;
+    l->topic_counts += l->count;
+    l->data_offsets += l->count;
+    l->count = count;
+}
+
+/* Sets the three bloom bits of item (an address or topic) in a 256-byte bloom. */
+static void enc_bloom_add(u8 *bloom, const u8 *item, u64 n) {
+    u8 digest[32];
+    u256_to_be(evm_keccak(item, n), digest);
+    for (int i = 0; i < 6; i += 2) {
+        u64 bit = (((u64)digest[i] << 8) | digest[i + 1]) & 2047;
+        bloom[255 - bit / 8] |= (u8)(1u << (bit % 8));
+    }
+}
+
 /* One transaction's receipt fields. */
 typedef struct {
     u8 type, succeeded, has_contract;
@@ -148,6 +168,31 @@ static u8 *enc_stored_receipt(u8 *out, const enc_receipt *r, const enc_logs *l) 
     return out;
 }
 
+/* The consensus receipt: [status, cumulative gas, bloom, logs], after the type byte of a typed
+ * transaction. Its bloom is ORed into block_bloom. */
+static u8 *enc_consensus_receipt(u8 *out, const enc_receipt *r, const enc_logs *l, u8 *block_bloom) {
+    u8 bloom[256];
+    memset(bloom, 0, sizeof bloom);
+    u64 topics_at = 0;
+    for (u64 i = 0; i < l->count; i++) {
+        enc_bloom_add(bloom, l->addresses + 20 * i, 20);
+        for (u64 t = 0; t < l->topic_counts[i]; t++) enc_bloom_add(bloom, l->topics + 32 * (topics_at + t), 32);
+        topics_at += l->topic_counts[i];
+    }
+    for (int i = 0; i < 256; i++) block_bloom[i] |= bloom[i];
+    if (r->type) *out++ = r->type;
+    u64 payload = 1 + enc_uint_size(r->cumulative) + 259 + enc_logs_size(l);
+    out = enc_header(out, payload, 0xC0);
+    *out++ = r->succeeded ? 0x01 : 0x80;
+    out = enc_uint(out, r->cumulative);
+    *out++ = 0xB9;
+    *out++ = 0x01;
+    *out++ = 0x00;
+    memcpy(out, bloom, 256);
+    out += 256;
+    return enc_write_logs(out, l);
+}
+
 /* Writes the RLP list whose items were written at out + 9 up to end: its header at out, the
  * items moved up to it. Returns the list's size. */
 static u64 enc_close_list(u8 *out, const u8 *end) {
@@ -170,14 +215,29 @@ static u64 host_encode_receipts(u64 n, const u8 *flags, const u64 *gas, const u8
     for (u64 i = 0; i < n; i++) {
         enc_receipt r = {flags[3 * i], flags[3 * i + 1], flags[3 * i + 2], gas[2 * i], gas[2 * i + 1],
                          prices + 32 * i, contracts + 20 * i};
-        l.count = log_counts[i];
+        enc_logs_next(&l, log_counts[i]);
         out = enc_stored_receipt(out, &r, &l);
-        for (u64 k = 0; k < l.count; k++) l.topics += 32 * (u64)l.topic_counts[k];
-        l.addresses += 20 * l.count;
-        l.topic_counts += l.count;
-        l.data_offsets += l.count;
     }
     return enc_close_list(stored, out);
+}
+
+/* The receipts root (to root) and the logs bloom (ORed into bloom) of n receipts (n > 0), their
+ * fields as host_encode_receipts reads them (flags' creation byte and gas used unread); the
+ * consensus encodings are written to scratch, receipt i at scratch[offsets[i]..offsets[i + 1]).
+ * Returns 0 when memory for the trie ran out. */
+static int host_receipts_root(u64 n, const u8 *flags, const u64 *gas, const u64 *log_counts,
+                              const u8 *addresses, const u8 *topic_counts, const u8 *topics, const u8 *data,
+                              const u64 *data_offsets, u8 *scratch, u64 *offsets, u8 *bloom, u8 *root) {
+    u8 *out = scratch;
+    enc_logs l = {0, addresses, topic_counts, topics, data, data_offsets};
+    offsets[0] = 0;
+    for (u64 i = 0; i < n; i++) {
+        enc_receipt r = {flags[3 * i], flags[3 * i + 1], 0, gas[2 * i], 0, 0, 0};
+        enc_logs_next(&l, log_counts[i]);
+        out = enc_consensus_receipt(out, &r, &l, bloom);
+        offsets[i + 1] = (u64)(out - scratch);
+    }
+    return host_ordered_root(n, scratch, offsets, root);
 }
 
 /* The stored body of n transactions, [[raw transaction, sender], ...], written to out; its size

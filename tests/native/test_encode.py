@@ -1,5 +1,6 @@
 """The C block encoders (executor_gpu/native_encode.py) equal pyrlp's encodings of the stored
-formats (node/db/chain.py)."""
+formats (node/db/chain.py) and the Python receipts root and bloom (primitives/blocks.py, checked
+against py-evm in tests/primitives/test_blocks.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import rlp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from executor_gpu import native_encode
 from executor_gpu.native_encode import encode_body, encode_receipts
-from primitives.blocks import Log, Receipt
+from primitives import blocks
+from primitives.blocks import EMPTY_BLOOM, EMPTY_ROOT, Log, Receipt
 from primitives.types import Address, Hash32
 
 
@@ -69,17 +72,22 @@ def stored_receipts(items: list[Outcome]) -> bytes:
 @given(st.lists(outcomes, max_size=40))
 def test_receipts_equal_pyrlp(items: list[Outcome]) -> None:
     assert encode_receipts(items) == stored_receipts(items)
+    receipts = [o.receipt for o in items]
+    assert native_encode.receipts_root(receipts) == blocks.receipts_root(receipts)
 
 
 def test_many_receipts_and_an_empty_block() -> None:
-    # Thousands: the list's header grows to 4 bytes.
+    # Thousands: the list's header grows to 4 bytes, the trie's keys to 3.
     token, topic = Address(b"\x11" * 20), Hash32(b"\x22" * 32)
     items = [Outcome(Receipt(i % 3, i % 5 != 0, 21_000 * (i + 1),
                              (Log(token, (topic,) * (i % 4), bytes(i % 70)),) if i % 2 else ()),
                      21_000, 10**9 + i, Address(bytes(19) + b"\x01") if i % 97 == 0 else None)
              for i in range(3000)]
     assert encode_receipts(items) == stored_receipts(items)
+    receipts = [o.receipt for o in items]
+    assert native_encode.receipts_root(receipts) == blocks.receipts_root(receipts)
     assert encode_receipts([]) == b"\xc0"
+    assert native_encode.receipts_root([]) == blocks.receipts_root([]) == (EMPTY_ROOT, EMPTY_BLOOM)
 
 
 @settings(max_examples=100, deadline=None)
