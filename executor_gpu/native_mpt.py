@@ -16,7 +16,6 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, chain
-from operator import attrgetter, methodcaller
 from types import TracebackType
 from typing import Self
 
@@ -24,7 +23,7 @@ import numpy as np
 
 from executor_gpu.native_abi import enum_members
 from executor_gpu.native_build import cpu_library
-from executor_gpu.types import AccountChange, StateDiff
+from executor_gpu.types import StateDiff
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
 from primitives.errors import Halt
@@ -38,13 +37,9 @@ _RECORD, _VALUE_MAX = _MPT["MA_SIZE"], _MPT["MA_VALUE_MAX"]
 """An account record: address, flags, nonce (8 bytes), balance, code hash, storage root."""
 _DELETE, _KEEP_CODE, _KEEP_STORAGE = _MPT["MF_DELETE"], _MPT["MF_KEEP_CODE"], _MPT["MF_KEEP_STORAGE"]
 _STORAGE, _RESET = _MPT["MF_STORAGE"], _MPT["MF_RESET"]
-_ZERO32 = bytes(32)
-_DELETED_FIELDS = np.frombuffer(bytes([_DELETE]) + bytes(_RECORD - _MPT["MA_NONCE"]), dtype=np.uint8)
-"""A deleted account's record after its address."""
-_NONCE, _BALANCE = attrgetter("nonce"), attrgetter("balance")
-_WORD = methodcaller("to_bytes", 32, "big")
-_GONE = AccountChange(nonce=0, balance=0)
-"""Stands in for a deleted account while the plain records are built."""
+_ZERO32, _ZERO64 = bytes(32), bytes(64)
+_PLAIN = bytes([_KEEP_CODE | _KEEP_STORAGE])
+_DELETED = bytes([_DELETE]) + bytes(_RECORD - _MPT["MA_NONCE"])
 
 _THREADS = min(os.cpu_count() or 1, 8)
 """Worker threads that hash independent subtries."""
@@ -108,30 +103,11 @@ def hash_keys(keys: Sequence[bytes]) -> list[Hash32]:
     return [Hash32(raw[at : at + 32]) for at in range(0, len(raw), 32)]
 
 
-def _plain_records(addresses: list[Address], changes: list[AccountChange | None]) -> np.ndarray:
-    """A record per account (one row each) with its address, nonce and balance, flagged as a
-    plain change (old code and storage kept), built column by column."""
-    count = len(changes)
-    present = changes if None not in changes else [_GONE if c is None else c for c in changes]
-    records = np.zeros((count, _RECORD), dtype=np.uint8)
-    packed = np.frombuffer(b"".join(addresses), dtype=np.uint8)
-    if len(packed) != 20 * count:
-        raise ValueError("every address must be 20 bytes")
-    records[:, :20] = packed.reshape(count, 20)
-    records[:, _MPT["MA_FLAGS"]] = _KEEP_CODE | _KEEP_STORAGE
-    nonces = np.fromiter(map(_NONCE, present), dtype=">u8", count=count)
-    records[:, _MPT["MA_NONCE"] : _MPT["MA_BALANCE"]] = nonces.view(np.uint8).reshape(count, 8)
-    balances = np.frombuffer(b"".join(map(_WORD, map(_BALANCE, present))), dtype=np.uint8)
-    records[:, _MPT["MA_BALANCE"] : _MPT["MA_CODE_HASH"]] = balances.reshape(count, 32)
-    return records
-
-
 def _hints(values: Sequence[bytes | None]) -> tuple[bytes, np.ndarray]:
     """Old values concatenated, and each one's length (-1: not known)."""
-    present = [b"" if value is None else value for value in values]
-    lengths = np.fromiter(map(len, present), dtype=np.int64, count=len(values))
-    lengths[lengths == 0] = -1  # no stored value is empty
-    return b"".join(present), lengths
+    lengths = np.fromiter((-1 if value is None else len(value) for value in values), dtype=np.int64,
+                          count=len(values))
+    return b"".join(value for value in values if value), lengths
 
 
 class TrieCommitter:
@@ -186,23 +162,22 @@ class TrieCommitter:
         """The state under ``root`` after ``diff``: its storage tries, then its account trie;
         ``old``: the keys' old values, when known; ``paths``: the accounts' trie keys in the
         diff's order (``hash_keys`` of the addresses), when the caller has them."""
-        count = len(diff.accounts)
-        addresses, changes = list(diff.accounts), list(diff.accounts.values())
-        records = _plain_records(addresses, changes)
+        records: list[bytes] = []  # the fields of every record, in order
         slots: list[bytes] = []
-        counts = np.zeros(count, dtype=np.uint64)
+        counts = np.zeros(len(diff.accounts), dtype=np.uint64)
         codes: dict[bytes, bytes] = {}
         known: list[bytes | None] = []  # the old values told, accounts' and slots'
         known_slots: list[bytes | None] = []
         if old is not None:
             known = list(map(old.accounts.get, diff.accounts))
-        # Deletions, code and storage changes (few in a block) replace their plain record.
-        special = [i for i, change in enumerate(changes) if change is None or change.code is not None
-                   or change.storage or change.storage_reset]
-        for i in special:
-            change = changes[i]
+        for i, (address, change) in enumerate(diff.accounts.items()):
             if change is None:
-                records[i, _MPT["MA_FLAGS"]:] = _DELETED_FIELDS
+                records += (address, _DELETED)
+                continue
+            if change.code is None and not change.storage and not change.storage_reset:
+                # A balance or nonce change (most of a block): the old code and storage stay.
+                records += (address, _PLAIN, change.nonce.to_bytes(8, "big"),
+                            change.balance.to_bytes(32, "big"), _ZERO64)
                 continue
             flags, code_hash, storage_root = 0, _ZERO32, _ZERO32
             if change.code is None:
@@ -218,16 +193,17 @@ class TrieCommitter:
                 counts[i] = len(change.storage)
                 if old is not None:
                     # a reset storage starts empty: its old slots are no hint
-                    address = addresses[i]
                     known_slots += (None if change.storage_reset else old.slots.get((address, slot))
                                     for slot in change.storage)
             elif change.storage_reset:
                 storage_root = EMPTY_ROOT
             else:
                 flags |= _KEEP_STORAGE
-            records[i, _MPT["MA_FLAGS"]] = flags
-            records[i, _MPT["MA_CODE_HASH"]:] = np.frombuffer(code_hash + storage_root, dtype=np.uint8)
-        packed = records.tobytes()
+            records += (address, bytes([flags]), change.nonce.to_bytes(8, "big"),
+                        change.balance.to_bytes(32, "big"), code_hash, storage_root)
+        packed = b"".join(records)
+        if len(packed) != _RECORD * len(diff.accounts):
+            raise ValueError("every address must be 20 bytes")
         keys = None if paths is None else b"".join(paths)
         if keys is not None and len(keys) != 32 * len(diff.accounts):
             raise ValueError("an account's trie key is 32 bytes, one for each account")

@@ -26,12 +26,7 @@ class Block:
 
 def encode_block(header: Header, raw_txs: Sequence[bytes], proofs: Sequence[bytes] = ()) -> bytes:
     """RLP [header, [raw txs], [proofs]]."""
-    return rlp.encode_list_payload(header.encode() + _string_list(raw_txs) + _string_list(proofs))
-
-
-def _string_list(items: Sequence[bytes]) -> bytes:
-    """RLP of a list of byte strings (a block's thousands of transactions: no call each)."""
-    return rlp.encode_list_payload(b"".join(map(rlp.encode_string, items)))
+    return rlp.encode([header.to_rlp(), list(raw_txs), list(proofs)])
 
 
 def decode_block(value: bytes) -> Block:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import resource
-from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -121,12 +120,9 @@ class LevelDBKV:
             self._db = None
 
     def _apply(self, writes: PendingWrites) -> None:
-        # A block's tens of thousands of writes go in by map, not a Python loop: one C call
-        # each. Keys are unique, so puts and deletes may go in any order.
-        deleted = [key for key, value in writes.items() if value is None]
         with self._open_db().write_batch(sync=True) as batch:
-            if deleted:
-                writes = {**writes}
-                deque(map(writes.pop, deleted), maxlen=0)
-                deque(map(batch.delete, deleted), maxlen=0)
-            deque(map(batch.put, writes.keys(), writes.values()), maxlen=0)
+            for key, value in writes.items():
+                if value is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, value)

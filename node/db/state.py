@@ -33,7 +33,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain
-from operator import methodcaller
 from typing import Annotated, TypeVar
 
 import rlp
@@ -60,9 +59,6 @@ _READ_THREADS = max(2, min(os.cpu_count() or 1, 8))
 """Threads that read a round's trie nodes (the caller's and helpers)."""
 _READ_SHARE = 2_000
 """Fewest nodes a reading thread is given: below that, handing over costs more than it saves."""
-
-_SIZE = methodcaller("to_bytes", 2, "big")
-"""The size of an old value in a change set."""
 
 _Value = TypeVar("_Value", Account, int)
 """What a flat table holds, decoded: an account or a slot's value."""
@@ -642,13 +638,14 @@ class _FlatWriter:
     def stage(self, diff: StateDiff, values: Sequence[bytes | None]) -> None:
         """Write ``diff``, whose accounts' new rows (``values``, None: deleted; their trie
         values) the committer made."""
-        changes = list(diff.accounts.values())
-        # Deletions and accounts with slots or a wiped storage (few in a block), one by one,
-        # in the diff's order.
-        special = [i for i, (change, value) in enumerate(zip(changes, values, strict=True))
-                   if value is None or change is None or change.storage or change.storage_reset]
-        for i in special:
-            change, account_hash, key = changes[i], self.paths[i], self._keys[i]
+        before, rows = self._before, []
+        accounts = zip(diff.accounts.values(), self.paths, self._keys, values, strict=True)
+        for change, account_hash, key, value in accounts:
+            if value is not None and change is not None and not change.storage and not change.storage_reset:
+                # A row and no slots (most of a block): staged together below.
+                if before[key] != value:
+                    rows.append((key, value))
+                continue
             if change is None or change.storage_reset:
                 old = self._previous(key)
                 # Only accounts with a storage root have slots: creations skip the scan.
@@ -656,20 +653,11 @@ class _FlatWriter:
                     prefix = schema.flat_storage_prefix(account_hash)
                     for slot_key, _ in list(self._batch.iterate(prefix)):
                         self._set(slot_key, None)
-            self._set(key, values[i])
+            self._set(key, value)
             if change is not None:
                 for slot, slot_value in change.storage.items():
                     slot_key = schema.flat_storage_key(account_hash, _slot_hash(slot))
                     self._set(slot_key, _int_bytes(slot_value) or None)
-        keys = self._keys
-        if special:
-            skip = set(special)
-            keys = [key for i, key in enumerate(keys) if i not in skip]
-            values = [value for i, value in enumerate(values) if i not in skip]
-        # The others (most of a block): a new row and no slots, staged together.
-        olds = map(self._before.__getitem__, keys)
-        rows = [(key, value) for key, value, old in zip(keys, values, olds)
-                if value is not None and value != old]
         self.writes.update(rows)
         self._batch.put_many(rows)
 
@@ -679,8 +667,9 @@ class _FlatWriter:
         if depth and after.height > depth:
             self._batch.delete(schema.flat_changes_key(after.height - depth))
         if depth and after.height > 0:
-            olds = [old or b"" for old in map(self._before.__getitem__, self.writes)]
-            parts = chain.from_iterable(zip(self.writes, map(_SIZE, map(len, olds)), olds))
+            olds = [self._before[key] or b"" for key in self.writes]
+            sizes = [len(value).to_bytes(2, "big") for value in olds]
+            parts = chain.from_iterable(zip(self.writes, sizes, olds))
             self._batch.put(schema.flat_changes_key(after.height), before.root + b"".join(parts))
         self._batch.put(schema.FLAT_MARKER, after.encode())
 
