@@ -488,7 +488,7 @@ class Node:
         with times.stage("execute"):
             view = self.state.at(parent.state_root)
             body = execute_block(self.executor, view, env, txs, self._ordered_root,
-                                     self._receipts_root)
+                                 self._receipts_root)
         # Rule: every transaction of a block executes; a proposer must not include invalid ones.
         if body.result.rejected:
             first = body.result.rejected[0]
