@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.load import fresh_address, sign_1559
+from executor_gpu.native_encode import receipts_root
 from executor_gpu.ordered import ordered_root
 from executor_gpu.recover import batch_decode
 from node.db.leveldb import LevelDBKV
@@ -66,7 +67,7 @@ def main() -> None:
             ChainParams(CHAIN_ID, max(30_000_000, args.txs * 21_000), 10**9, 1_700_000_000, args.txs),
             PoolConfig(max_per_sender=64 * args.per_sender, max_total=args.txs * 2),
             executor, caller, keccak256(b"bench validator"), SystemClock(),
-            decode=decode, ordered_root=ordered_root(),
+            decode=decode, ordered_root=ordered_root(), receipts_root=receipts_root,
         )
         node.init_or_resume({s: GenesisAccount(balance=10**24) for s in senders})
         blocks = _BlockLines()

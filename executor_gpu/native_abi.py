@@ -17,7 +17,8 @@ KERNEL_DIR = Path(__file__).resolve().parent / "kernels"
 
 KERNEL_SOURCES = ("evm_base.h", "evm_u256.h", "evm_keccak.h", "evm_precompile.h", "evm_blake2f.h",
                   "evm_modexp.h", "evm_bn254.h", "evm_abi.h",
-                  "evm_state.h", "evm_interp.h", "evm_tx.h", "evm_host.h", "evm_ordered.h", "evm_recover.h",
+                  "evm_state.h", "evm_interp.h", "evm_tx.h", "evm_host.h", "evm_ordered.h", "evm_encode.h",
+                  "evm_recover.h",
                   "evm_txdecode.h", "evm_mpt.h", "evm.c")
 """Every file the build depends on, for the cache key."""
 

@@ -88,6 +88,12 @@ def cpu_library() -> ctypes.CDLL:
     lib.evm_trie_level.restype = None
     lib.evm_ordered_root.argtypes = [u64, ptr, ptr, ptr]
     lib.evm_ordered_root.restype = ctypes.c_int
+    lib.evm_encode_receipts.argtypes = [u64] + [ptr] * 11
+    lib.evm_encode_receipts.restype = u64
+    lib.evm_receipts_root.argtypes = [u64] + [ptr] * 12
+    lib.evm_receipts_root.restype = ctypes.c_int
+    lib.evm_encode_body.argtypes = [u64, ptr, ptr, ptr, ptr]
+    lib.evm_encode_body.restype = u64
     lib.evm_recover_batch.argtypes = [ptr, ptr, ptr, ptr, u64, ptr, ptr, ptr, ptr, u64]
     lib.evm_recover_batch.restype = None
     lib.evm_decode_flat.argtypes = [u64, ptr, ptr, ptr, u64, ptr, u64, ptr]

@@ -26,7 +26,15 @@ from node.epochs import MAX_PROOFS_PER_BLOCK, Epochs
 from node.genesis import Genesis
 from node.metrics import BlockReport, Metrics
 from node.stages import StageTimes, format_stages
-from primitives.blocks import EMPTY_BLOOM, EMPTY_ROOT, Header, OrderedRoot, ordered_trie_root
+from primitives.blocks import (
+    EMPTY_BLOOM,
+    EMPTY_ROOT,
+    Header,
+    OrderedRoot,
+    ReceiptsRoot,
+    ordered_trie_root,
+)
+from primitives.blocks import receipts_root as python_receipts_root
 from primitives.clock import Clock
 from primitives.crypto import keccak256, private_key_to_address
 from primitives.errors import (
@@ -111,6 +119,9 @@ class _Staged:
     started: float = 0.0
     """time.monotonic() when this node began building or re-executing it (its proposal, as
     seen here): time to finality counts from there."""
+    value: bytes = b""
+    """Its encoding (``encode_block``) as proposed or verified here: committing these bytes
+    needs no decode (empty: not known)."""
 
 
 class Node:
@@ -135,6 +146,7 @@ class Node:
         decode: BatchDecode = decode_transactions,
         state_options: StateOptions | None = None,
         ordered_root: OrderedRoot = ordered_trie_root,
+        receipts_root: ReceiptsRoot = python_receipts_root,
         tracer: Tracer | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -142,12 +154,14 @@ class Node:
         ``decode`` decodes a batch of transactions and finds their senders (native in
         production);
         ``state_options``: flat state cache and unwind depth (default: StateOptions());
-        ``ordered_root`` computes transactions and receipts roots (native in production);
+        ``ordered_root`` computes transactions roots, ``receipts_root`` receipts roots and
+        blooms (native ones in production);
         ``tracer`` re-runs calls and blocks step by step (None: tracing is off);
         ``metrics`` receives blocks and admissions (default: a registry nobody serves)."""
         self.kv = kv
         self.metrics = metrics or Metrics()
         self._ordered_root = ordered_root
+        self._receipts_root = receipts_root
         self.params = params
         self.clock = clock
         self.validator_key = validator_key
@@ -273,15 +287,18 @@ class Node:
                                             self.params.max_txs_per_block)
             with times.stage("execute"):
                 view = self.state.at(parent.state_root)
-                body = execute_block(self.executor, view, env, txs, self._ordered_root)
+                body = execute_block(self.executor, view, env, txs, self._ordered_root,
+                                     self._receipts_root)
             with times.stage("state"):
                 staged = self._stage(parent, env, body, carried, view)
             staged.stages, staged.started = times, started
+            staged.value = encode_block(staged.header, [e.tx.raw for e in body.result.executed],
+                                        carried)
             # The pool offered these but they failed against the state: forget them on commit.
             staged.dropped = tuple(r.tx.hash for r in body.result.rejected)
             for rejected in body.result.rejected:
                 log.info("dropped tx %s: %s", rejected.tx.hash.hex(), rejected.reason)
-            return encode_block(staged.header, [e.tx.raw for e in body.result.executed], carried)
+            return staged.value
 
     def _carriable(self, height: int, proofs: Sequence[bytes]) -> tuple[bytes, ...]:
         """The proofs block ``height`` may carry: valid for its epoch, one per validator that
@@ -315,32 +332,35 @@ class Node:
             if cached is not None and cached.header.parent_hash == self.head().hash:
                 return True
             try:
-                self._check_and_stage(block)
+                staged = self._check_and_stage(block)
             except InvalidInput as exc:
                 log.info("block %d %s rejected: %s", header.number, header.hash.hex()[:12], exc)
                 return False
+            staged.value = value
             return True
 
     def commit(self, value: bytes, certificate: bytes | None) -> Header:
         """Make ``value`` (a block agreed on) the new head, in one atomic write with its
         ``certificate``; prune the pool. Raises Halt when this node cannot reproduce it."""
-        block = decode_block(value)
-        header = block.header
         with self._chain_lock:
-            staged = self._staged.get(header.hash)
-            if staged is None or staged.header.parent_hash != self.head().hash:
-                try:
-                    staged = self._check_and_stage(block)
-                except InvalidInput as exc:
-                    raise Halt(f"finalized block {header.number} does not verify here: {exc}") from exc
+            staged = self._staged_value(value)
+            if staged is None:
+                block = decode_block(value)
+                staged = self._staged.get(block.header.hash)
+                if staged is None or staged.header.parent_hash != self.head().hash:
+                    try:
+                        staged = self._check_and_stage(block)
+                    except InvalidInput as exc:
+                        raise Halt(f"finalized block {block.header.number} does not verify "
+                                   f"here: {exc}") from exc
+            header = staged.header
             batch = staged.batch
             if certificate is not None:
                 self.chain.stage_certificate(batch, header.number, certificate)
             done = [e.tx.hash for e in staged.executed] + list(staged.dropped)
             times = staged.stages
             with times.stage("write"):
-                for tx_hash in done:
-                    batch.delete(schema.pool_key(tx_hash))
+                batch.delete_many(map(schema.pool_key, done))
                 # Kept decoded before the block shows: a wallet polling for it reads it at
                 # once, and would otherwise decode it from the store.
                 self.chain.remember(staged.header, staged.executed)
@@ -354,6 +374,15 @@ class Node:
             finality_s=time.monotonic() - staged.started, stages=times.seconds,
         ))
         return header
+
+    def _staged_value(self, value: bytes) -> _Staged | None:
+        """The candidate on the head whose encoding is ``value`` (our own proposal, or one
+        verified here), if any: found without decoding the block again."""
+        head = self.head().hash
+        for staged in self._staged.values():
+            if staged.value == value and staged.header.parent_hash == head:
+                return staged
+        return None
 
     def _report(self, report: BlockReport) -> None:
         """The block's log line (its fields also structured, for JSON logs) and metrics.
@@ -458,7 +487,8 @@ class Node:
         )
         with times.stage("execute"):
             view = self.state.at(parent.state_root)
-            body = execute_block(self.executor, view, env, txs, self._ordered_root)
+            body = execute_block(self.executor, view, env, txs, self._ordered_root,
+                                 self._receipts_root)
         # Rule: every transaction of a block executes; a proposer must not include invalid ones.
         if body.result.rejected:
             first = body.result.rejected[0]

@@ -20,6 +20,7 @@ from typing import Any
 import uvicorn
 
 from executor_gpu.api import Caller, Executor
+from executor_gpu.native_encode import receipts_root
 from executor_gpu.ordered import ordered_root
 from executor_gpu.recover import batch_decode
 from executor_gpu.tracing import ReferenceTracer
@@ -268,6 +269,7 @@ async def _serve(
         decode=batch_decode(gpu=executor.name == "native-cuda"),
         state_options=config.state,
         ordered_root=ordered_root(),
+        receipts_root=receipts_root,
         tracer=ReferenceTracer(),
         metrics=metrics,
     )

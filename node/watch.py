@@ -34,6 +34,7 @@ from typing import TextIO, TypeVar
 import rlp
 from rlp.sedes import Binary, big_endian_int
 
+from executor_gpu.native_encode import receipts_root
 from executor_gpu.ordered import ordered_root
 from executor_gpu.recover import batch_decode
 from l1.api import L1Client
@@ -206,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
             genesis_weights(genesis),
             decode=batch_decode(gpu=executor.name == "native-cuda"),
             ordered_root=ordered_root(),
+            receipts_root=receipts_root,
         )
         node.init_or_resume(dict(genesis.alloc))
         stored = kv.get(schema.meta_key(CONTRACT_META))

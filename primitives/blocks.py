@@ -103,6 +103,15 @@ class Receipt:
 OrderedRoot = Callable[[Sequence[bytes]], Hash32]
 """Computes ``ordered_trie_root`` (the node injects a native one)."""
 
+ReceiptsRoot = Callable[[Sequence[Receipt]], tuple[Hash32, bytes]]
+"""Computes ``receipts_root`` (the node injects a native one)."""
+
+
+def receipts_root(receipts: Sequence[Receipt]) -> tuple[Hash32, bytes]:
+    """A block's receipts root and logs bloom (the union of the receipts' blooms)."""
+    return (ordered_trie_root([receipt.encode() for receipt in receipts]),
+            bloom_of(log for receipt in receipts for log in receipt.logs))
+
 
 def ordered_trie_root(items: Sequence[bytes]) -> Hash32:
     """Root of the trie mapping rlp(index) -> item (transactions and receipts roots).

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 from executor_gpu.api import Executor, StateReader
 from executor_gpu.types import BlockEnv
-from primitives.blocks import Header, OrderedRoot, bloom_of, ordered_trie_root
+from primitives.blocks import Header, OrderedRoot, ReceiptsRoot, ordered_trie_root
+from primitives.blocks import receipts_root as python_receipts_root
 from primitives.errors import Halt
 from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
@@ -46,10 +47,10 @@ def next_block_env(
 
 def execute_block(
     executor: Executor, pre_state: StateReader, env: BlockEnv, txs: Sequence[Transaction],
-    ordered_root: OrderedRoot = ordered_trie_root,
+    ordered_root: OrderedRoot = ordered_trie_root, receipts_root: ReceiptsRoot = python_receipts_root,
 ) -> BlockBody:
     """Execute ``txs`` in one call and derive the block's roots (proposer and re-executing peers),
-    with ``ordered_root`` (a native one in the node)."""
+    with ``ordered_root`` and ``receipts_root`` (native ones in the node)."""
     result = executor.execute(pre_state, env, txs)
     receipts = [executed.receipt for executed in result.executed]
     # A disagreement here means the executor is broken; building on it would fork the chain.
@@ -59,11 +60,12 @@ def execute_block(
             f"executor {executor.name} reports gas used {result.gas_used}, receipts say "
             f"{last_cumulative}, block gas limit {env.gas_limit}"
         )
+    root, bloom = receipts_root(receipts)
     return BlockBody(
         result=result,
         transactions_root=ordered_root([executed.tx.raw for executed in result.executed]),
-        receipts_root=ordered_root([receipt.encode() for receipt in receipts]),
-        logs_bloom=bloom_of(log for receipt in receipts for log in receipt.logs),
+        receipts_root=root,
+        logs_bloom=bloom,
         gas_used=result.gas_used,
     )
 

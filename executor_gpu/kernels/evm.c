@@ -25,6 +25,7 @@ extern "C" __global__ void evm_recover_kernel(u64 n, const u8 *hashes, const u8 
 
 #include "evm_host.h"
 #include "evm_ordered.h"
+#include "evm_encode.h"
 #include "evm_recover.h"
 #include "evm_txdecode.h"
 #include "evm_mpt.h"
@@ -201,6 +202,24 @@ EVM_EXPORT int evm_ordered_root(u64 n, const u8 *values, const u64 *offsets, u8 
 }
 
 /* Test hooks: the interpreter's own arithmetic and hashing, for checks against Python. */
+EVM_EXPORT u64 evm_encode_receipts(u64 n, const u8 *flags, const u64 *gas, const u8 *prices, const u8 *contracts,
+                                   const u64 *log_counts, const u8 *addresses, const u8 *topic_counts,
+                                   const u8 *topics, const u8 *data, const u64 *data_offsets, u8 *stored) {
+    return host_encode_receipts(n, flags, gas, prices, contracts, log_counts, addresses, topic_counts, topics, data,
+                                data_offsets, stored);
+}
+
+EVM_EXPORT int evm_receipts_root(u64 n, const u8 *flags, const u64 *gas, const u64 *log_counts, const u8 *addresses,
+                                 const u8 *topic_counts, const u8 *topics, const u8 *data, const u64 *data_offsets,
+                                 u8 *scratch, u64 *offsets, u8 *bloom, u8 *root) {
+    return host_receipts_root(n, flags, gas, log_counts, addresses, topic_counts, topics, data, data_offsets, scratch,
+                              offsets, bloom, root);
+}
+
+EVM_EXPORT u64 evm_encode_body(u64 n, const u8 *raws, const u64 *offsets, const u8 *senders, u8 *out) {
+    return host_encode_body(n, raws, offsets, senders, out);
+}
+
 EVM_EXPORT void evm_test_arith(u64 op, const u64 *args, u64 *out) {
     u256_store(out, evm_arith((u8)op, u256_load(args), u256_load(args + 4), u256_load(args + 8)));
 }

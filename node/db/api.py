@@ -38,6 +38,11 @@ class WriteBatch(KVReader, Protocol):
         """Stage the removal of ``key``."""
         ...
 
+    def delete_many(self, keys: Iterable[bytes]) -> None:
+        """Stage the removal of every key of ``keys`` (bytes): a block's pool entries without a
+        Python call each."""
+        ...
+
     def commit(self) -> None:
         """Apply every staged write atomically (all or nothing, durable on return)."""
         ...

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import accumulate
+from operator import attrgetter, methodcaller
 
+from executor_gpu.native_encode import encode_body, encode_receipts
 from executor_gpu.types import ExecutedTx
 from node.db import schema
 from node.db.api import KV, KVReader, WriteBatch
 from primitives import rlp
-from primitives.blocks import Header, Log, Receipt, bloom_contains, encode_logs
+from primitives.blocks import Header, Log, Receipt, bloom_contains
 from primitives.crypto import keccak256
 from primitives.errors import Halt
 from primitives.transactions import Transaction, decode_transaction
@@ -28,6 +30,8 @@ from rpc.types import BlockView, LogFilter, LogView, ReceiptView, TxLocation
 
 _TX_INDEX_BYTES = 4
 """Width of the position within a block in a tx index entry."""
+_POSITION = methodcaller("to_bytes", _TX_INDEX_BYTES, "big")
+_TX, _HASH = attrgetter("tx"), attrgetter("hash")
 
 
 @contextmanager
@@ -111,28 +115,6 @@ class _StoredReceipt:
             effective_gas_price=_int(price),
             contract_address=Address(contract_address) if contract_address else None,
         )
-
-
-def _encode_receipt(stored: _StoredReceipt | ExecutedTx) -> bytes:
-    """The stored form (see the module docstring), built from its parts: blocks of tens of
-    thousands of receipts are encoded on the block path."""
-    receipt = stored.receipt
-    contract = stored.contract_address
-    return rlp.encode_list_payload(
-        rlp.encode_uint(receipt.tx_type)
-        + (b"\x01" if receipt.succeeded else b"\x80")
-        + rlp.encode_uint(receipt.cumulative_gas_used)
-        + encode_logs(receipt.logs)
-        + rlp.encode_uint(stored.gas_used)
-        + rlp.encode_uint(stored.effective_gas_price)
-        + (b"\x80" if contract is None else b"\x94" + contract)
-    )
-
-
-def _encode_body(txs: Iterable[Transaction]) -> bytes:
-    """A stored body: the list of [raw transaction, sender]."""
-    pair, string = rlp.encode_list_payload, rlp.encode_string
-    return pair(b"".join([pair(string(tx.raw) + b"\x94" + tx.sender) for tx in txs]))
 
 
 def _decode(stored: _StoredTx | Transaction) -> Transaction:
@@ -367,14 +349,13 @@ class ChainStore:
         block_hash = header.hash
         batch.put(schema.header_key(number), header.encode())
         batch.put(schema.hash_to_number_key(block_hash), schema.encode_number(number))
-        batch.put(schema.body_key(number), _encode_body(e.tx for e in executed))
-        batch.put(schema.receipts_key(number), rlp.encode_list_payload(
-            b"".join([_encode_receipt(e) for e in executed])))
-        at_height = schema.encode_number(number)
-        batch.put_many(
-            (schema.tx_index_key(e.tx.hash), at_height + index.to_bytes(_TX_INDEX_BYTES, "big"))
-            for index, e in enumerate(executed)
-        )
+        txs = list(map(_TX, executed))
+        batch.put(schema.body_key(number), encode_body(txs))
+        batch.put(schema.receipts_key(number), encode_receipts(executed))
+        # Each transaction's index entry: the block's height, then its position.
+        positions = map(_POSITION, range(len(txs)))
+        batch.put_many(zip(map(schema.tx_index_key, map(_HASH, txs)),
+                           map(schema.encode_number(number).__add__, positions)))
         batch.put(schema.HEAD, schema.encode_number(number))
 
     def stage_unwind(self, batch: WriteBatch, number: int) -> None:

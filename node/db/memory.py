@@ -92,6 +92,9 @@ class OverlayBatch:
     def delete(self, key: bytes) -> None:
         self._pending[bytes(key)] = None
 
+    def delete_many(self, keys: Iterable[bytes]) -> None:
+        self._pending.update(dict.fromkeys(keys))
+
     def commit(self) -> None:
         self._apply(self._pending)
         self._pending = {}

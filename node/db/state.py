@@ -624,12 +624,11 @@ class _FlatWriter:
         """The old rows of ``diff``'s accounts and of the slots it sets (``read_many``: one get
         each), kept for the change set and told to the committer."""
         self.paths = hash_keys(list(diff.accounts))
-        hashes = dict(zip(diff.accounts, self.paths))
         keys = self._keys = list(map(schema.flat_account_key, self.paths))
-        slots: list[tuple[Address, int]] = []
-        for address, change in diff.accounts.items():
-            if change is not None and change.storage and not change.storage_reset:
-                slots += ((address, slot) for slot in change.storage)
+        slots = [(address, slot) for address, change in diff.accounts.items()
+                 if change is not None and change.storage and not change.storage_reset
+                 for slot in change.storage]
+        hashes = dict(zip(diff.accounts, self.paths)) if slots else {}
         slot_keys = [schema.flat_storage_key(hashes[address], _slot_hash(slot)) for address, slot in slots]
         values = read_many(keys + slot_keys)
         self._before.update(zip(keys + slot_keys, values))

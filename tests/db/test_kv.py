@@ -158,6 +158,19 @@ def test_batch_put_many(kv: KV) -> None:
     assert items(kv) == [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]
 
 
+def test_batch_delete_many(kv: KV) -> None:
+    for key in (b"a", b"b", b"c"):
+        kv.put(key, b"stored")
+    batch = kv.write_batch()
+    batch.put(b"d", b"new")
+    batch.delete_many(iter([b"a", b"c", b"d", b"absent"]))
+    assert batch.get(b"a") is None and batch.get(b"d") is None and batch.get(b"b") == b"stored"
+    assert list(batch.iterate()) == [(b"b", b"stored")]
+    batch.put_many([(b"c", b"again")])
+    batch.commit()
+    assert items(kv) == [(b"b", b"stored"), (b"c", b"again")]
+
+
 def test_batch_put_then_delete_and_delete_then_put(kv: KV) -> None:
     kv.put(b"x", b"stored")
     batch = kv.write_batch()

@@ -21,6 +21,24 @@ def pair() -> tuple[ManualClock, Node, Node]:
     return clock, make_node(clock, VALIDATOR_KEYS[0]), make_node(clock, VALIDATOR_KEYS[1])
 
 
+def test_a_block_proposed_or_verified_here_commits_without_decoding_it_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock, proposer, peer = pair()
+    proposer.submit(transfer(0, 0))
+    clock.advance(2)
+    value = proposer.propose(1)
+    assert peer.verify(value)
+
+    def no_decode(_value: bytes) -> None:
+        raise AssertionError("decoded a block staged here")
+
+    monkeypatch.setattr("node.node.decode_block", no_decode)
+    # An equal value (not the same object) is found too.
+    assert proposer.commit(bytes(bytearray(value)), None) == peer.commit(value, None)
+    assert proposer.head().number == peer.head().number == 1
+
+
 def test_a_peer_reproduces_and_commits_the_proposed_block() -> None:
     clock, proposer, peer = pair()
     for nonce in range(3):
