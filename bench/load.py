@@ -190,11 +190,17 @@ class _LoadJob:
     """What signing part of a load needs (sent to the signing processes)."""
 
     name: str
+    """The workload."""
     keys: tuple[bytes, ...]
+    """Account 0 (the token's deployer) and the senders' keys."""
     addresses: tuple[bytes, ...]
+    """Their addresses."""
     chain_id: int
+    """The chain signed for."""
     recipients: tuple[bytes, ...]
+    """Who is paid, in turn (none: a fresh address each)."""
     token: bytes | None
+    """The ERC-20 contract, for the erc20 workload."""
 
     def sign_range(self, bounds: tuple[int, int]) -> list[SignedTx]:
         return self.sign(*bounds)
