@@ -95,6 +95,8 @@ def cpu_library() -> ctypes.CDLL:
     lib.evm_decode_transactions.argtypes = [ptr, ptr, ptr, ptr, u64, ptr, ptr, ptr, ptr, ptr, ptr, ptr,
                                             ptr, ptr, u64, u64]
     lib.evm_decode_transactions.restype = None
+    lib.evm_pack_transactions.argtypes = [u64, ptr, ptr, ptr, ptr, u64, ptr, ptr, ptr, ptr, ptr]
+    lib.evm_pack_transactions.restype = u64
     lib.mpt_open.argtypes = [u64, u64]
     lib.mpt_open.restype = ptr
     lib.mpt_close.argtypes = [ptr]

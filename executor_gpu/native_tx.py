@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
+from operator import attrgetter
 
 import numpy as np
 import numpy.typing as npt
 import rlp
 from eth._utils.calculations import fake_exponential
 
-from executor_gpu.native_abi import ABI, words
-from executor_gpu.native_state import StateTables, address_int, be_words
+from executor_gpu.native_abi import ABI, enum_members, words
+from executor_gpu.native_build import cpu_library
+from executor_gpu.native_state import StateTables, address_int, be_words, word_bytes, word_ints
 from executor_gpu.types import BlockEnv
 from primitives.crypto import keccak256
 from primitives.transactions import Transaction
@@ -56,7 +59,8 @@ class PackedTxs:
     prices: list[int]
     """Price per gas each transaction pays."""
     tips: list[int]
-    """Priority fee per gas each transaction pays the coinbase."""
+    """Priority fee per gas each transaction pays the coinbase (0 for one under the base fee,
+    which is rejected)."""
     gas_limits: npt.NDArray[np.int64]
     """Gas limits, capped at GAS_CAP (the host checks larger ones one by one)."""
 
@@ -86,11 +90,12 @@ def pack_env(env: BlockEnv) -> npt.NDArray[np.uint64]:
     return record
 
 
-def _intrinsic_gas(txs: Sequence[Transaction], data_sizes: npt.NDArray[np.int64],
-                   creates: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+def _intrinsic_gas(txs: Sequence[Transaction]) -> npt.NDArray[np.int64]:
     """Gas charged before execution, as py-evm counts it (init code words are charged later)."""
+    sizes = np.fromiter((len(tx.data) for tx in txs), dtype=np.int64, count=len(txs))
     zeros = np.fromiter((tx.data.count(0) for tx in txs), dtype=np.int64, count=len(txs))
-    gas: npt.NDArray[np.int64] = 21000 + 4 * zeros + 16 * (data_sizes - zeros) + 32000 * creates.astype(np.int64)
+    creates = np.fromiter((tx.to is None for tx in txs), dtype=np.int64, count=len(txs))
+    gas: npt.NDArray[np.int64] = 21000 + 4 * zeros + 16 * (sizes - zeros) + 32000 * creates
     for i in [i for i, tx in enumerate(txs) if tx.access_list]:
         gas[i] += sum(2400 + 1900 * len(entry.storage_keys) for entry in txs[i].access_list)
     return gas
@@ -121,7 +126,10 @@ def _static_reasons(tx: Transaction, env: BlockEnv, intrinsic: int) -> tuple[str
 
 
 _TX = {name: ABI[name] for name in ABI if name.startswith("TX_")}
+_PACK = enum_members("evm_txdecode.h")
 _NO_ADDRESS = bytes(20)
+_RAW = attrgetter("raw")
+_SENDER = attrgetter("sender")
 
 
 def _words(values: list[int]) -> npt.NDArray[np.uint64]:
@@ -130,14 +138,14 @@ def _words(values: list[int]) -> npt.NDArray[np.uint64]:
     return np.frombuffer(raw, dtype="<u8").reshape(len(values), 4)
 
 
-def _access_records(txs: Sequence[Transaction], records: npt.NDArray[np.uint64]) -> tuple[npt.NDArray[np.uint64], list[bytes], list[bytes]]:
-    """Access list records (and each transaction's range of them in ``records``), with the
-    accounts and slots (address + 32-byte slot) they name."""
+def _access_records(txs: Sequence[Transaction], records: npt.NDArray[np.uint64], rows: list[int]) -> tuple[npt.NDArray[np.uint64], list[bytes], list[bytes]]:
+    """Access list records of transactions ``rows`` (the others have none), each one's range of
+    them set in ``records``, with the accounts and slots (address + 32-byte slot) they name."""
     access: list[list[int]] = []
     addresses: list[bytes] = []
     slots: list[bytes] = []
     counts = np.zeros(len(txs), dtype=np.uint64)
-    for i in [i for i, tx in enumerate(txs) if tx.access_list]:
+    for i in [i for i in rows if txs[i].access_list]:
         start = len(access)
         for entry in txs[i].access_list:
             address = words(address_int(entry.address))
@@ -152,66 +160,100 @@ def _access_records(txs: Sequence[Transaction], records: npt.NDArray[np.uint64])
     return table, addresses, slots
 
 
-def pack_transactions(txs: Sequence[Transaction], env: BlockEnv, tables: StateTables) -> PackedTxs:
-    """Packs ``txs`` and loads the state each one surely reads (sender, recipient, access list)."""
-    n = len(txs)
+def _pack_in_python(txs: Sequence[Transaction], env: BlockEnv, records: npt.NDArray[np.uint64],
+                    prices: npt.NDArray[np.uint64], tips: npt.NDArray[np.uint64], data_at: int) -> bytes:
+    """Packs ``txs`` (those the C packer does not take) as it packs the others: into
+    ``records``, ``prices`` and ``tips`` (rows of the same length as ``txs``), their call data
+    from ``data_at`` on in the batch's data, which it returns."""
     base_fee = env.base_fee_per_gas
-    tos = [tx.to for tx in txs]
     datas = [tx.data for tx in txs]
-    gas = [tx.gas_limit for tx in txs]
-    prices = [tx.effective_gas_price(base_fee) for tx in txs]
-    upfronts = [tx.upfront_cost for tx in txs]
-    creates = np.fromiter((to is None for to in tos), dtype=bool, count=n)
-    sizes = np.fromiter(map(len, datas), dtype=np.int64, count=n)
-    intrinsic = _intrinsic_gas(txs, sizes, creates)
-    records = np.zeros((n, _TX["TX_WORDS"]), dtype=np.uint64)
-    senders = np.frombuffer(b"".join(tx.sender for tx in txs), dtype=np.uint8).reshape(n, 20)
+    sizes = np.fromiter(map(len, datas), dtype=np.int64, count=len(txs))
+    senders = np.frombuffer(b"".join(tx.sender for tx in txs), dtype=np.uint8).reshape(-1, 20)
     records[:, _TX["TX_SENDER"] : _TX["TX_SENDER"] + 4] = be_words(senders)
-    recipients = np.frombuffer(b"".join(to or _NO_ADDRESS for to in tos), dtype=np.uint8).reshape(n, 20)
+    recipients = np.frombuffer(b"".join(tx.to or _NO_ADDRESS for tx in txs), dtype=np.uint8).reshape(-1, 20)
     records[:, _TX["TX_TO"] : _TX["TX_TO"] + 4] = be_words(recipients)
     records[:, _TX["TX_VALUE"] : _TX["TX_VALUE"] + 4] = _words([tx.value for tx in txs])
-    records[:, _TX["TX_PRICE"] : _TX["TX_PRICE"] + 4] = _words(prices)
-    records[:, _TX["TX_UPFRONT"] : _TX["TX_UPFRONT"] + 4] = _words([min(u, UINT256_MAX) for u in upfronts])
+    records[:, _TX["TX_UPFRONT"] : _TX["TX_UPFRONT"] + 4] = _words([min(tx.upfront_cost, UINT256_MAX) for tx in txs])
     records[:, _TX["TX_NONCE"]] = [tx.nonce for tx in txs]
-    gas_limits = np.array(gas, dtype=np.uint64)
+    gas_limits = np.array([tx.gas_limit for tx in txs], dtype=np.uint64)
     records[:, _TX["TX_GAS"]] = gas_limits
-    records[:, _TX["TX_INTRINSIC"]] = np.minimum(intrinsic.astype(np.uint64), gas_limits)
+    records[:, _TX["TX_INTRINSIC"]] = np.minimum(_intrinsic_gas(txs).astype(np.uint64), gas_limits)
+    records[:, _TX["TX_FLAGS"]] = [ABI["TXF_CREATE"] if tx.to is None else 0 for tx in txs]
     records[:, _TX["TX_DATA_LEN"]] = sizes
-    records[:, _TX["TX_DATA_OFF"]] = np.cumsum(sizes) - sizes
+    records[:, _TX["TX_DATA_OFF"]] = data_at + np.cumsum(sizes) - sizes
+    prices[:] = _words([tx.effective_gas_price(base_fee) for tx in txs])
+    # A transaction under the base fee is rejected: it pays no tip.
+    tips[:] = _words([max(tx.effective_tip(base_fee), 0) for tx in txs])
+    return b"".join(datas)
+
+
+def _suspect(tx: Transaction, env: BlockEnv) -> bool:
+    """True when a check that reads no state may fail (as the C packer's PACK_SUSPECT)."""
+    return (
+        (tx.chain_id is not None and tx.chain_id != env.chain_id) or tx.max_fee_per_gas < tx.max_priority_fee_per_gas
+        or tx.max_fee_per_gas < env.base_fee_per_gas or tx.upfront_cost > UINT256_MAX
+        or tx.gas_limit < _intrinsic_gas([tx])[0] or (tx.to is None and len(tx.data) > MAX_INITCODE_SIZE)
+    )
+
+
+def pack_transactions(txs: Sequence[Transaction], env: BlockEnv, tables: StateTables) -> PackedTxs:
+    """Packs ``txs`` and loads the state each one surely reads (sender, recipient, access list).
+
+    The C packer packs the typed transactions without an access list (what wallets send) from
+    their raw bytes, with no Python per transaction; the others are packed here."""
+    n = len(txs)
+    raws = list(map(_RAW, txs))
+    blob = b"".join(raws)
+    offsets = np.fromiter(accumulate(map(len, raws), initial=0), dtype=np.uint64, count=n + 1)
+    senders = b"".join(map(_SENDER, txs))
+    records = np.zeros((n, _TX["TX_WORDS"]), dtype=np.uint64)
+    prices = np.zeros((n, 4), dtype=np.uint64)
+    tips = np.zeros((n, 4), dtype=np.uint64)
+    status = np.full(n, _PACK["PACK_SLOW"], dtype=np.uint8)
+    data = np.zeros(len(blob) + 1, dtype=np.uint8)  # the call data it packs is part of the blob
+    size = 0
+    if env.chain_id < 2**64:  # else no transaction's chain id is the block's: all checked here
+        base_fee = np.array(words(env.base_fee_per_gas), dtype=np.uint64)
+        size = cpu_library().evm_pack_transactions(
+            n, blob, offsets.ctypes.data, senders, base_fee.ctypes.data, env.chain_id,
+            records.ctypes.data, data.ctypes.data, prices.ctypes.data, tips.ctypes.data, status.ctypes.data,
+        )
+    slow = np.flatnonzero(status == _PACK["PACK_SLOW"]).tolist()
+    rest = b""
+    if slow:
+        others = [txs[i] for i in slow]
+        rows, row_prices, row_tips = records[slow], prices[slow], tips[slow]
+        rest = _pack_in_python(others, env, rows, row_prices, row_tips, size)
+        records[slow], prices[slow], tips[slow] = rows, row_prices, row_tips
+        status[[i for i, tx in zip(slow, others) if _suspect(tx, env)]] = _PACK["PACK_SUSPECT"]
+    records[:, _TX["TX_PRICE"] : _TX["TX_PRICE"] + 4] = prices
     # The checks that read no state: only the transactions failing one get their reasons.
     firsts: list[str | None] = [None] * n
     earlies: list[str | None] = [None] * n
     lates: list[str | None] = [None] * n
-    chain_id = env.chain_id
-    suspects = [
-        i for i, (tx, need, upfront) in enumerate(zip(txs, intrinsic.tolist(), upfronts))
-        if (tx.chain_id is not None and tx.chain_id != chain_id) or tx.max_fee_per_gas < tx.max_priority_fee_per_gas
-        or tx.max_fee_per_gas < base_fee or upfront > UINT256_MAX or tx.gas_limit < need
-        or (tx.to is None and len(tx.data) > MAX_INITCODE_SIZE)
-    ]
-    for i in suspects:
-        firsts[i], earlies[i], lates[i] = _static_reasons(txs[i], env, int(intrinsic[i]))
+    for i in np.flatnonzero(status == _PACK["PACK_SUSPECT"]).tolist():
+        firsts[i], earlies[i], lates[i] = _static_reasons(txs[i], env, int(_intrinsic_gas([txs[i]])[0]))
         records[i, _TX["TX_FLAGS"]] |= np.uint64(
             (ABI["TXF_REJECT_EARLY"] if earlies[i] is not None else 0)
             | (ABI["TXF_REJECT_LATE"] if lates[i] is not None else 0)
         )
-    records[creates, _TX["TX_FLAGS"]] |= np.uint64(ABI["TXF_CREATE"])
-    access, access_accounts, access_slots = _access_records(txs, records)
-    needed = [tx.sender for tx in txs]
-    needed += [to for to in tos if to is not None]
+    access, access_accounts, access_slots = _access_records(txs, records, slow)
+    creates = records[:, _TX["TX_FLAGS"]] & np.uint64(ABI["TXF_CREATE"]) != 0
+    recipients = word_bytes(records[~creates, _TX["TX_TO"] : _TX["TX_TO"] + 4])[:, 12:]
+    needed = np.frombuffer(senders, dtype="V20").tolist() + np.ascontiguousarray(recipients).view("V20").ravel().tolist()
     needed += [create_address(txs[i].sender, txs[i].nonce) for i in np.flatnonzero(creates).tolist()]
     tables.load_accounts(needed + access_accounts)
     tables.load_slots(access_slots)
-    data = b"".join(datas)
+    data[size : size + len(rest)] = np.frombuffer(rest, dtype=np.uint8)
     return PackedTxs(
         records=records,
-        data=np.frombuffer(data, dtype=np.uint8).copy() if data else np.zeros(1, dtype=np.uint8),
+        data=data[: max(size + len(rest), 1)].copy(),
         access=access,
         env=pack_env(env),
         reject_first=firsts,
         reject_early=earlies,
         reject_late=lates,
-        prices=prices,
-        tips=[tx.effective_tip(base_fee) for tx in txs],
-        gas_limits=np.minimum(gas_limits, GAS_CAP).astype(np.int64),
+        prices=word_ints(prices),
+        tips=word_ints(tips),
+        gas_limits=np.minimum(records[:, _TX["TX_GAS"]], GAS_CAP).astype(np.int64),
     )

@@ -194,6 +194,13 @@ EVM_EXPORT void evm_decode_transactions(const void *ctx, void *parse, void *reco
     host_parallel(n, threads, 16, txd_range, &job);
 }
 
+/* Packs n transactions for the interpreter; see txd_pack in evm_txdecode.h. */
+EVM_EXPORT u64 evm_pack_transactions(u64 n, const u8 *blob, const u64 *offsets, const u8 *senders,
+                                     const u64 *base_fee, u64 chain_id, u64 *records, u8 *data,
+                                     u64 *prices, u64 *tips, u8 *status) {
+    return txd_pack(n, blob, offsets, senders, base_fee, chain_id, records, data, prices, tips, status);
+}
+
 /* Root of the ordered trie (keys rlp(i)) of n > 0 values, value i at
  * values[offsets[i]..offsets[i + 1]); 0 when memory ran out. See evm_ordered.h. */
 EVM_EXPORT int evm_ordered_root(u64 n, const u8 *values, const u64 *offsets, u8 *root) {
