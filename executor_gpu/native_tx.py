@@ -196,34 +196,62 @@ def _suspect(tx: Transaction, env: BlockEnv) -> bool:
     )
 
 
+@dataclass
+class _Columns:
+    """The C packer's output: records and their 256-bit prices and tips, and call data."""
+
+    records: npt.NDArray[np.uint64]
+    """(n, TX_WORDS) records; those of PACK_SLOW transactions are zero."""
+    prices: npt.NDArray[np.uint64]
+    """(n, 4) price per gas of each transaction."""
+    tips: npt.NDArray[np.uint64]
+    """(n, 4) tip per gas of each transaction (0 for one under the base fee)."""
+    status: npt.NDArray[np.uint8]
+    """PACK_OK, PACK_SLOW or PACK_SUSPECT per transaction."""
+    data: npt.NDArray[np.uint8]
+    """Call data of the packed transactions from offset 0, room for the others' after ``size``."""
+    size: int
+    """Bytes of call data written."""
+
+
+def _pack_in_c(txs: Sequence[Transaction], env: BlockEnv) -> _Columns:
+    """Packs the transactions ``evm_pack_transactions`` takes (from their raw bytes)."""
+    n = len(txs)
+    raws = list(map(_RAW, txs))
+    blob = b"".join(raws)
+    offsets = np.fromiter(accumulate(map(len, raws), initial=0), dtype=np.uint64, count=n + 1)
+    columns = _Columns(
+        records=np.zeros((n, _TX["TX_WORDS"]), dtype=np.uint64),
+        prices=np.zeros((n, 4), dtype=np.uint64),
+        tips=np.zeros((n, 4), dtype=np.uint64),
+        status=np.full(n, _PACK["PACK_SLOW"], dtype=np.uint8),
+        data=np.zeros(len(blob) + 1, dtype=np.uint8),  # all call data is part of the blob
+        size=0,
+    )
+    if env.chain_id < 2**64:  # else no transaction's chain id is the block's: all packed in Python
+        base_fee = np.array(words(env.base_fee_per_gas), dtype=np.uint64)
+        columns.size = cpu_library().evm_pack_transactions(
+            n, blob, offsets.ctypes.data, b"".join(map(_SENDER, txs)), base_fee.ctypes.data, env.chain_id,
+            columns.records.ctypes.data, columns.data.ctypes.data, columns.prices.ctypes.data,
+            columns.tips.ctypes.data, columns.status.ctypes.data,
+        )
+    return columns
+
+
 def pack_transactions(txs: Sequence[Transaction], env: BlockEnv, tables: StateTables) -> PackedTxs:
     """Packs ``txs`` and loads the state each one surely reads (sender, recipient, access list).
 
     The C packer packs the typed transactions without an access list (what wallets send) from
     their raw bytes, with no Python per transaction; the others are packed here."""
     n = len(txs)
-    raws = list(map(_RAW, txs))
-    blob = b"".join(raws)
-    offsets = np.fromiter(accumulate(map(len, raws), initial=0), dtype=np.uint64, count=n + 1)
-    senders = b"".join(map(_SENDER, txs))
-    records = np.zeros((n, _TX["TX_WORDS"]), dtype=np.uint64)
-    prices = np.zeros((n, 4), dtype=np.uint64)
-    tips = np.zeros((n, 4), dtype=np.uint64)
-    status = np.full(n, _PACK["PACK_SLOW"], dtype=np.uint8)
-    data = np.zeros(len(blob) + 1, dtype=np.uint8)  # the call data it packs is part of the blob
-    size = 0
-    if env.chain_id < 2**64:  # else no transaction's chain id is the block's: all checked here
-        base_fee = np.array(words(env.base_fee_per_gas), dtype=np.uint64)
-        size = cpu_library().evm_pack_transactions(
-            n, blob, offsets.ctypes.data, senders, base_fee.ctypes.data, env.chain_id,
-            records.ctypes.data, data.ctypes.data, prices.ctypes.data, tips.ctypes.data, status.ctypes.data,
-        )
+    c = _pack_in_c(txs, env)
+    records, prices, tips, status = c.records, c.prices, c.tips, c.status
     slow = np.flatnonzero(status == _PACK["PACK_SLOW"]).tolist()
     rest = b""
     if slow:
         others = [txs[i] for i in slow]
         rows, row_prices, row_tips = records[slow], prices[slow], tips[slow]
-        rest = _pack_in_python(others, env, rows, row_prices, row_tips, size)
+        rest = _pack_in_python(others, env, rows, row_prices, row_tips, c.size)
         records[slow], prices[slow], tips[slow] = rows, row_prices, row_tips
         status[[i for i, tx in zip(slow, others) if _suspect(tx, env)]] = _PACK["PACK_SUSPECT"]
     records[:, _TX["TX_PRICE"] : _TX["TX_PRICE"] + 4] = prices
@@ -240,14 +268,16 @@ def pack_transactions(txs: Sequence[Transaction], env: BlockEnv, tables: StateTa
     access, access_accounts, access_slots = _access_records(txs, records, slow)
     creates = records[:, _TX["TX_FLAGS"]] & np.uint64(ABI["TXF_CREATE"]) != 0
     recipients = word_bytes(records[~creates, _TX["TX_TO"] : _TX["TX_TO"] + 4])[:, 12:]
-    needed = np.frombuffer(senders, dtype="V20").tolist() + np.ascontiguousarray(recipients).view("V20").ravel().tolist()
+    senders = word_bytes(records[:, _TX["TX_SENDER"] : _TX["TX_SENDER"] + 4])[:, 12:]
+    needed = np.concatenate([senders, recipients]).view("V20").ravel().tolist()
     needed += [create_address(txs[i].sender, txs[i].nonce) for i in np.flatnonzero(creates).tolist()]
     tables.load_accounts(needed + access_accounts)
     tables.load_slots(access_slots)
-    data[size : size + len(rest)] = np.frombuffer(rest, dtype=np.uint8)
+    data = c.data[: max(c.size + len(rest), 1)].copy()
+    data[c.size : c.size + len(rest)] = np.frombuffer(rest, dtype=np.uint8)
     return PackedTxs(
         records=records,
-        data=data[: max(size + len(rest), 1)].copy(),
+        data=data,
         access=access,
         env=pack_env(env),
         reject_first=firsts,
