@@ -27,6 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from itertools import accumulate
+from operator import attrgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -82,6 +83,7 @@ def _refusal(tx: Transaction) -> str:
     assert tx.to is not None  # only a call's frame 0 can be a precompile's
     return precompile_error(int.from_bytes(tx.to, "big"), tx.data)
 
+_TX_TYPE = attrgetter("tx_type")
 _CODE_NEW = ABI["CODE_NEW"]
 _POINT_EVALUATION = 0x0A
 """RS_WHY of a transaction stopped at the point evaluation by a build without the KZG library
@@ -485,17 +487,19 @@ class _Batch:
         gas = res[:, ABI["RS_GAS_USED"]].tolist()
         cumulative = list(accumulate(gas, initial=self.gas_used))
         self.gas_used = cumulative[-1]
-        created = word_bytes(res[:, ABI["RS_CREATED"] : ABI["RS_CREATED"] + 4])[:, 12:].view("V20").ravel().tolist()
-        success, errors, append = ABI["ST_SUCCESS"], _ERRORS, self.executed.append
-        refused = ABI["ST_PRECOMPILE_FAILURE"]
-        for tx, status, logs, used, total, price, address in zip(
-            self.txs[k : k + count], res[:, ABI["RS_STATUS"]].tolist(), launch.receipt_logs(first, count),
-            gas, cumulative[1:], self.packed.prices[k : k + count], created,
-        ):
-            receipt = Receipt(tx_type=tx.tx_type, succeeded=status == success, cumulative_gas_used=total, logs=logs)
-            append(ExecutedTx(tx=tx, receipt=receipt, gas_used=used, effective_gas_price=price,
-                              contract_address=Address(address) if tx.to is None else None,
-                              error=errors.get(status) if status != refused else _refusal(tx)))
+        txs = self.txs[k : k + count]
+        status = res[:, ABI["RS_STATUS"]]
+        # Errors and contract addresses where there are any: most transactions succeed and call.
+        errors: list[str | None] = [None] * count
+        for i in np.flatnonzero(status != ABI["ST_SUCCESS"]).tolist():
+            errors[i] = _refusal(txs[i]) if status[i] == ABI["ST_PRECOMPILE_FAILURE"] else _ERRORS.get(int(status[i]))
+        created: list[Address | None] = [None] * count
+        creates = (self.packed.records[k : k + count, ABI["TX_FLAGS"]] & np.uint64(ABI["TXF_CREATE"])) != 0
+        for i in np.flatnonzero(creates).tolist():
+            created[i] = Address(word_bytes(res[i : i + 1, ABI["RS_CREATED"] : ABI["RS_CREATED"] + 4])[0, 12:].tobytes())
+        receipts = map(Receipt, map(_TX_TYPE, txs), (status == ABI["ST_SUCCESS"]).tolist(), cumulative[1:],
+                       launch.receipt_logs(first, count))
+        self.executed += map(ExecutedTx, txs, receipts, gas, self.packed.prices[k : k + count], created, errors)
 
     def _apply(self, k: int, result: SlotResult) -> None:
         """Commits the final values of the state a transaction touched, entry by entry."""

@@ -110,6 +110,8 @@ def word_ints(words: U64Array) -> list[int]:
     if not words[:, 1:].any():  # all below 2^64: numpy converts them itself
         values: list[int] = words[:, 0].tolist()
         return values
+    if not words[:, 2:].any():  # below 2^128 (balances): two limbs, half the time of bytes
+        return [low | high << 64 for low, high in zip(words[:, 0].tolist(), words[:, 1].tolist())]
     raw = np.ascontiguousarray(words, dtype="<u8").tobytes()
     return [int.from_bytes(raw[i : i + 32], "little") for i in range(0, len(raw), 32)]
 
@@ -544,19 +546,20 @@ class StateTables:
             & (now[:, ABI["ACC_NONCE"]] == pre[:, ABI["ACC_NONCE"]])
             & (now[:, ABI["ACC_BALANCE"] : ABI["ACC_BALANCE"] + 4] == pre[:, ABI["ACC_BALANCE"] : ABI["ACC_BALANCE"] + 4]).all(axis=1)
         )
-        changes: dict[Address, AccountChange | None] = {}
         deleted = np.flatnonzero(written & ~exists & existed).tolist()
         rows = np.flatnonzero(written & exists & ~same)
         record = now[rows]
-        balances = word_ints(record[:, ABI["ACC_BALANCE"] : ABI["ACC_BALANCE"] + 4])
-        addresses = self._addresses
-        for row, nonce, balance, code_index, new_code, wipe in zip(
-            rows.tolist(), record[:, ABI["ACC_NONCE"]].tolist(), balances, record[:, ABI["ACC_CODE"]].tolist(),
-            code_changed[rows].tolist(), reset[rows].tolist(),
-        ):
-            code = None if not new_code else (b"" if code_index == NO_CODE else self.code(code_index))
-            slots = storage.get(row)
-            changes[addresses[row]] = AccountChange(nonce, balance, code, {} if slots is None else slots, wipe)
+        listed = rows.tolist()
+        # New code and storage where there are any: most changed accounts only pay or are paid.
+        codes: list[bytes | None] = [None] * len(listed)
+        for i in np.flatnonzero(code_changed[rows]).tolist():
+            code_index = int(record[i, ABI["ACC_CODE"]])
+            codes[i] = b"" if code_index == NO_CODE else self.code(code_index)
+        slots = [storage.get(row) or {} for row in listed]
+        accounts = map(AccountChange, record[:, ABI["ACC_NONCE"]].tolist(),
+                     word_ints(record[:, ABI["ACC_BALANCE"] : ABI["ACC_BALANCE"] + 4]), codes, slots,
+                     reset[rows].tolist())
+        changes: dict[Address, AccountChange | None] = dict(zip(map(self._addresses.__getitem__, listed), accounts))
         for row in deleted:
-            changes[addresses[row]] = None
+            changes[self._addresses[row]] = None
         return StateDiff(accounts=changes)

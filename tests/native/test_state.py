@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from trie.hexary import HexaryTrie
 
-from executor_gpu.native_abi import ABI
+from executor_gpu.native_abi import ABI, words
 from executor_gpu.native_build import cpu_library
 from executor_gpu.native_state import (
     EMPTY_CODE_HASH,
@@ -237,3 +237,9 @@ class TrieOnly:
 
     def flat_slots(self, slot_paths: Sequence[bytes]) -> list[bytes | None] | None:
         return None
+
+
+def test_word_ints_converts_every_width() -> None:
+    for values in ([0, 5, 2**64 - 1], [1, 2**64, 2**128 - 1], [3, 2**128, 2**256 - 1]):
+        rows = np.array([words(v) for v in values], dtype=np.uint64)
+        assert word_ints(rows) == values
