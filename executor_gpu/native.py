@@ -140,7 +140,10 @@ class _Batch:
         self.packed: PackedTxs = pack_transactions(txs, env, self.tables)
         executor.host_time.pack += time.perf_counter() - start - self.tables.load_seconds
         self.coinbase_row = self.tables.account_row(env.coinbase)
-        self.results: list[SlotResult | None] = [None] * len(txs)
+        # Each transaction's result, as the launch (in ``launches``; -1: none) and slot it ran in.
+        self.launches: list[LaunchResults | None] = []
+        self.result_launch = np.full(len(txs), -1, dtype=np.int64)
+        self.result_slot = np.zeros(len(txs), dtype=np.int64)
         # A transaction runs once the same sender's one before it is committed: it reads the
         # nonce and balance that one writes. Those that fail a static check never run.
         self.after = _previous_of_sender(txs)
@@ -152,6 +155,27 @@ class _Batch:
         self.executed: list[ExecutedTx] = []
         self.rejected: list[RejectedTx] = []
         self.fallbacks = 0
+
+    # -- results ---------------------------------------------------------------
+
+    def _keep(self, launch: LaunchResults, tx_ids: npt.NDArray[np.int64], slots: npt.NDArray[np.int64]) -> None:
+        """Takes slots ``slots`` of ``launch`` as the results of transactions ``tx_ids``."""
+        self.result_launch[tx_ids] = len(self.launches)
+        self.result_slot[tx_ids] = slots
+        self.launches.append(launch)
+
+    def _result(self, k: int) -> SlotResult | None:
+        """The result of transaction k, if it has one."""
+        at = int(self.result_launch[k])
+        launch = self.launches[at] if at >= 0 else None
+        return None if launch is None else SlotResult(launch, int(self.result_slot[k]))
+
+    def _release_launches(self) -> None:
+        """Lets go of the launches no uncommitted transaction's result is in."""
+        used = np.zeros(len(self.launches), dtype=bool)
+        used[self.result_launch[self.committed :][self.result_launch[self.committed :] >= 0]] = True
+        for at in np.flatnonzero(~used).tolist():
+            self.launches[at] = None
 
     # -- running ---------------------------------------------------------------
 
@@ -180,14 +204,15 @@ class _Batch:
             launch = LaunchResults((device or self.executor.device).run(self._inputs(), chunk, caps), self.committed)
             status = launch.result[:, ABI["RS_STATUS"]]
             waiting = status == ABI["ST_NEEDS_KEY"]
-            for slot, (k, wait) in enumerate(zip(chunk, waiting.tolist())):
-                self.results[k] = None if wait else SlotResult(launch, slot)
+            ids = np.asarray(chunk, dtype=np.int64)
+            self.result_launch[ids[waiting]] = -1
+            self._keep(launch, ids[~waiting], np.flatnonzero(~waiting))
             if waiting.any():
                 entries, slots = launch.assumed(waiting)
                 needs.append(entries)
-                owners.append(np.asarray(chunk, dtype=np.int64)[slots])
+                owners.append(ids[slots])
             if caps != LARGE_CAPS:
-                retry += [k for k, s in zip(chunk, status.tolist()) if s == ABI["ST_RESOURCE"]]
+                retry += ids[status == ABI["ST_RESOURCE"]].tolist()
             if device is None:
                 why = launch.result[:, ABI["RS_WHY"]]
                 kzg = (status == ABI["ST_UNSUPPORTED"]) & (why == _POINT_EVALUATION)
@@ -213,10 +238,9 @@ class _Batch:
         launch = LaunchResults(compacted, self.committed, in_order=tx_ids)
         status = launch.result[:, ABI["RS_STATUS"]]
         ran = int(np.count_nonzero(status != ABI["ST_SKIPPED"]))
-        for slot, k in enumerate(tx_ids[:ran]):
-            self.results[k] = SlotResult(launch, slot)
+        self._keep(launch, np.asarray(tx_ids[:ran], dtype=np.int64), np.arange(ran, dtype=np.int64))
         if ran and status[ran - 1] >= ABI["ST_CONTROL_FIRST"]:
-            self.results[tx_ids[ran - 1]] = None
+            self.result_launch[tx_ids[ran - 1]] = -1
             self._run([tx_ids[ran - 1]], self.executor.caps)
 
     def _load_needed(
@@ -257,11 +281,13 @@ class _Batch:
                 self._run_in_order((np.flatnonzero(self.static_ok[committed:end]) + committed).tolist())
             else:
                 runnable = self.static_ok[committed:end] & (self.after[committed:end] < committed)
-                todo = [k for k in (np.flatnonzero(runnable) + committed).tolist() if self.results[k] is None]
+                runnable &= self.result_launch[committed:end] < 0
+                todo = (np.flatnonzero(runnable) + committed).tolist()
                 if todo:
                     self._run(todo, self.executor.caps)
             start = time.perf_counter()
             stale = self._commit_ready()
+            self._release_launches()
             self.executor.host_time.commit += time.perf_counter() - start
             done = self.committed - before
             # A conflict wastes the work run ahead of it: run fewer ahead until commits catch up.
@@ -302,7 +328,7 @@ class _Batch:
 
     def _valid(self, k: int) -> bool:
         """True when transaction k has a result and nothing it read changed since it ran."""
-        result = self.results[k]
+        result = self._result(k)
         if result is None:
             return False
         return result.base == self.committed or not self._stale_reads(result.entries, result.base).any()
@@ -319,34 +345,29 @@ class _Batch:
                 self._reject(k, reason)
                 self.committed += 1
                 continue
-            if self.results[k] is None:
+            result = self._result(k)
+            if result is None:
                 return False
-            if self._commit_run(k):
+            if self._commit_run(k, result):
                 continue
             if not self._valid(k):
-                self.results[k] = None
+                self.result_launch[k] = -1
                 return True
-            result = self.results[k]
-            assert result is not None
             self._commit_one(k, result)
-            self.results[k] = None
+            self.result_launch[k] = -1
             self.committed += 1
         return False
 
-    def _commit_run(self, k: int) -> int:
-        """Commits, with array operations, the longest run of plain results from k that neither
-        read stale state nor conflict with each other (in a sequential launch, each read what
-        the ones before it wrote); returns how many."""
-        head = self.results[k]
-        assert head is not None
+    def _commit_run(self, k: int, head: SlotResult) -> int:
+        """Commits, with array operations, the longest run of plain results from k (``head``
+        its first) that neither read stale state nor conflict with each other (in a sequential
+        launch, each read what the ones before it wrote); returns how many."""
         launch, first = head.launch, head.slot
-        count = 0
-        limit = len(self.txs)
-        while k + count < limit:
-            r = self.results[k + count]
-            if r is None or r.launch is not launch or r.slot != first + count or self.packed.reject_first[k + count]:
-                break
-            count += 1
+        # The run: the transactions whose results are the launch's next slots, none rejected first.
+        end = min(len(self.txs), k + len(launch.result) - first)
+        same = (self.result_launch[k:end] == self.result_launch[k]) & self.static_ok[k:end]
+        same &= self.result_slot[k:end] == np.arange(first, first + end - k)
+        count = _first(~same, np.arange(end - k, dtype=np.int64), end - k)
         res = launch.result[first : first + count]
         status = res[:, ABI["RS_STATUS"]]
         stop = _first(
@@ -408,7 +429,7 @@ class _Batch:
         tips = self.packed.tips[k : k + stop]
         self._credit_coinbase(k + stop - 1, sum(g * t for g, t in zip(gas[:stop].tolist(), tips)))
         self._executed(k, launch, first, stop)
-        self.results[k : k + stop] = [None] * stop
+        self.result_launch[k : k + stop] = -1
         self.committed += stop
         return stop
 
@@ -649,7 +670,7 @@ class NativeExecutor:
         todo = list(range(len(txs)))
         while todo:
             batch._run(todo, self.caps)
-            todo = [k for k in todo if batch.results[k] is None]
+            todo = [k for k in todo if batch.result_launch[k] < 0]
         kept, self.device.time = self.device.time, DeviceTime()
         try:
             inputs = batch._inputs()
