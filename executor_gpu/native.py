@@ -111,12 +111,13 @@ def _first(mask: npt.NDArray[np.bool_], owners: npt.NDArray[np.int64], default: 
     return int(owners[mask].min()) if mask.any() else default
 
 
-def _previous_of_sender(txs: Sequence[Transaction]) -> npt.NDArray[np.int64]:
-    """For each transaction, the index of the same sender's transaction before it, or -1."""
-    n = len(txs)
+def _previous_of_sender(records: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+    """For each transaction (TX_* records), the index of the same sender's transaction before
+    it, or -1."""
+    n = len(records)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    senders = np.frombuffer(b"".join(tx.sender for tx in txs), dtype="V20")
+    senders = np.ascontiguousarray(records[:, ABI["TX_SENDER"] : ABI["TX_SENDER"] + 4]).view("V32").ravel()
     _, group = np.unique(senders, return_inverse=True)
     order = np.argsort(group, kind="stable")
     same = group[order[1:]] == group[order[:-1]]
@@ -146,7 +147,7 @@ class _Batch:
         self.result_slot = np.zeros(len(txs), dtype=np.int64)
         # A transaction runs once the same sender's one before it is committed: it reads the
         # nonce and balance that one writes. Those that fail a static check never run.
-        self.after = _previous_of_sender(txs)
+        self.after = _previous_of_sender(self.packed.records)
         self.static_ok = np.array([reason is None for reason in self.packed.reject_first], dtype=bool)
         self.last_account_write = np.full(0, -1, dtype=np.int64)
         self.last_slot_write = np.full(0, -1, dtype=np.int64)
@@ -191,8 +192,12 @@ class _Batch:
 
     def _run(self, tx_ids: list[int], caps: SlotCaps, device: Device | None = None) -> None:
         """Runs ``tx_ids`` on ``device`` (default: the executor's)."""
-        # The slots their functions are known to read are loaded first: those run once.
-        self.tables.load_slots(self.executor.slot_patterns.slots([self.txs[k] for k in tx_ids]))
+        # The slots their functions are known to read are loaded first: those run once. Only
+        # calls with a function selector can have any.
+        ids = np.asarray(tx_ids, dtype=np.int64)
+        records = self.packed.records
+        calls = (records[ids, ABI["TX_DATA_LEN"]] >= 4) & (records[ids, ABI["TX_FLAGS"]] & np.uint64(ABI["TXF_CREATE"]) == 0)
+        self.tables.load_slots(self.executor.slot_patterns.slots([self.txs[k] for k in ids[calls].tolist()]))
         # The keys transactions stop on are loaded after all launches, in one walk.
         given = (self.tables.accounts.count, self.tables.slots.count)
         needs = []
@@ -204,15 +209,15 @@ class _Batch:
             launch = LaunchResults((device or self.executor.device).run(self._inputs(), chunk, caps), self.committed)
             status = launch.result[:, ABI["RS_STATUS"]]
             waiting = status == ABI["ST_NEEDS_KEY"]
-            ids = np.asarray(chunk, dtype=np.int64)
-            self.result_launch[ids[waiting]] = -1
-            self._keep(launch, ids[~waiting], np.flatnonzero(~waiting))
+            chunk_ids = np.asarray(chunk, dtype=np.int64)
+            self.result_launch[chunk_ids[waiting]] = -1
+            self._keep(launch, chunk_ids[~waiting], np.flatnonzero(~waiting))
             if waiting.any():
                 entries, slots = launch.assumed(waiting)
                 needs.append(entries)
-                owners.append(ids[slots])
+                owners.append(chunk_ids[slots])
             if caps != LARGE_CAPS:
-                retry += ids[status == ABI["ST_RESOURCE"]].tolist()
+                retry += chunk_ids[status == ABI["ST_RESOURCE"]].tolist()
             if device is None:
                 why = launch.result[:, ABI["RS_WHY"]]
                 kzg = (status == ABI["ST_UNSUPPORTED"]) & (why == _POINT_EVALUATION)
