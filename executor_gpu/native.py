@@ -192,12 +192,8 @@ class _Batch:
 
     def _run(self, tx_ids: list[int], caps: SlotCaps, device: Device | None = None) -> None:
         """Runs ``tx_ids`` on ``device`` (default: the executor's)."""
-        # The slots their functions are known to read are loaded first: those run once. Only
-        # calls with a function selector can have any.
-        ids = np.asarray(tx_ids, dtype=np.int64)
-        records = self.packed.records
-        calls = (records[ids, ABI["TX_DATA_LEN"]] >= 4) & (records[ids, ABI["TX_FLAGS"]] & np.uint64(ABI["TXF_CREATE"]) == 0)
-        self.tables.load_slots(self.executor.slot_patterns.slots([self.txs[k] for k in ids[calls].tolist()]))
+        # The slots their functions are known to read are loaded first: those run once.
+        self.tables.load_slots(self.executor.slot_patterns.slots(self.packed.records[tx_ids], self.packed.data))
         # The keys transactions stop on are loaded after all launches, in one walk.
         given = (self.tables.accounts.count, self.tables.slots.count)
         needs = []
