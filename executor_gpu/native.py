@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from itertools import accumulate
-from operator import attrgetter
+from operator import attrgetter, mul
 
 import numpy as np
 import numpy.typing as npt
@@ -427,8 +427,7 @@ class _Batch:
         write = mine & changed & slot
         self.tables.commit_slots(rows[write], entries[write, ABI["E_VALUE"] : ABI["E_VALUE"] + 4])
         self.last_slot_write[rows[write]] = k + owners[write]
-        tips = self.packed.tips[k : k + stop]
-        self._credit_coinbase(k + stop - 1, sum(g * t for g, t in zip(gas[:stop].tolist(), tips)))
+        self._credit_coinbase(k + stop - 1, sum(map(mul, gas[:stop].tolist(), self.packed.tips[k : k + stop])))
         self._executed(k, launch, first, stop)
         self.result_launch[k : k + stop] = -1
         self.committed += stop
