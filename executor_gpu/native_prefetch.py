@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from executor_gpu.native_abi import ABI
+from executor_gpu.native_build import HOST_THREADS
 from executor_gpu.native_state import word_bytes
 from primitives.crypto import keccak256
 from primitives.transactions import Transaction
@@ -108,7 +109,7 @@ class SlotPatterns:
             return []
         keys = np.concatenate(preimages)
         digests = np.empty((len(keys), 32), dtype=np.uint8)
-        self._lib.evm_hash_keys(keys.ctypes.data, 64, len(keys), digests.ctypes.data)
+        self._lib.evm_hash_keys(keys.ctypes.data, 64, len(keys), digests.ctypes.data, HOST_THREADS)
         slots: list[bytes] = np.concatenate([np.concatenate(owners), digests], axis=1).view("V52").ravel().tolist()
         return slots
 

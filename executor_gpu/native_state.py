@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from executor_gpu.api import StateReader
 from executor_gpu.native_abi import ABI, from_words, words
+from executor_gpu.native_build import HOST_THREADS
 from executor_gpu.types import AccountChange, StateDiff
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
@@ -139,7 +140,7 @@ class TrieReader:
         """Trie paths (Keccak-256) of keys, one per row."""
         keys = np.ascontiguousarray(keys)
         digests = np.empty((len(keys), 32), dtype=np.uint8)
-        self._lib.evm_hash_keys(keys.ctypes.data, keys.shape[1], len(keys), digests.ctypes.data)
+        self._lib.evm_hash_keys(keys.ctypes.data, keys.shape[1], len(keys), digests.ctypes.data, HOST_THREADS)
         return digests
 
     def walk(

@@ -135,10 +135,23 @@ EVM_EXPORT i64 evm_trie_step(const u8 *node, u64 len, const u8 *key, u64 pos, u6
     return trie_step(node, len, key, pos, out);
 }
 
+typedef struct {
+    const u8 *keys;
+    u64 klen;
+    u8 *digests;
+} hash_keys_job;
+
+static void hash_keys_range(void *job, u64 first, u64 count) {
+    const hash_keys_job *j = (const hash_keys_job *)job;
+    for (u64 i = first; i < first + count; i++) mpt_keccak(j->keys + i * j->klen, j->klen, j->digests + 32 * i);
+}
+
 /* Keccak-256 digests of n keys of klen bytes: the trie paths of accounts and slots (with
- * the committer's lane-wise Keccak, several times faster than the interpreter's). */
-EVM_EXPORT void evm_hash_keys(const u8 *keys, u64 klen, u64 n, u8 *digests) {
-    for (u64 i = 0; i < n; i++) mpt_keccak(keys + i * klen, klen, digests + 32 * i);
+ * the committer's lane-wise Keccak, several times faster than the interpreter's), on up to
+ * `threads` threads (a block's 20k keys took 7 ms on one). */
+EVM_EXPORT void evm_hash_keys(const u8 *keys, u64 klen, u64 n, u8 *digests, u64 threads) {
+    hash_keys_job job = {keys, klen, digests};
+    host_parallel(n, threads, 2048, hash_keys_range, &job);
 }
 
 /* One level of a batch of trie lookups: see host_trie_level. */
