@@ -295,7 +295,9 @@ class StateTables:
 
     def _load_accounts(self, addresses: Iterable[bytes]) -> None:
         known = self._account_rows
-        new = [a for a in dict.fromkeys(addresses) if a not in known]
+        new = list(dict.fromkeys(addresses))
+        if known:
+            new = [a for a in new if a not in known]
         if not new:
             return
         n = len(new)
