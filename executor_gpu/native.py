@@ -148,7 +148,7 @@ class _Batch:
         # A transaction runs once the same sender's one before it is committed: it reads the
         # nonce and balance that one writes. Those that fail a static check never run.
         self.after = _previous_of_sender(self.packed.records)
-        self.static_ok = np.array([reason is None for reason in self.packed.reject_first], dtype=bool)
+        self.static_ok = self.packed.first_ok
         self.last_account_write = np.full(0, -1, dtype=np.int64)
         self.last_slot_write = np.full(0, -1, dtype=np.int64)
         self.committed = 0

@@ -52,6 +52,8 @@ class PackedTxs:
     """The block environment."""
     reject_first: list[str | None]
     """Reason checked before any state is read (chain id)."""
+    first_ok: npt.NDArray[np.bool_]
+    """Where ``reject_first`` is None."""
     reject_early: list[str | None]
     """Reason checked after the nonce and sender-code checks."""
     reject_late: list[str | None]
@@ -259,8 +261,10 @@ def pack_transactions(txs: Sequence[Transaction], env: BlockEnv, tables: StateTa
     firsts: list[str | None] = [None] * n
     earlies: list[str | None] = [None] * n
     lates: list[str | None] = [None] * n
+    first_ok = np.ones(n, dtype=bool)
     for i in np.flatnonzero(status == _PACK["PACK_SUSPECT"]).tolist():
         firsts[i], earlies[i], lates[i] = _static_reasons(txs[i], env, int(_intrinsic_gas([txs[i]])[0]))
+        first_ok[i] = firsts[i] is None
         records[i, _TX["TX_FLAGS"]] |= np.uint64(
             (ABI["TXF_REJECT_EARLY"] if earlies[i] is not None else 0)
             | (ABI["TXF_REJECT_LATE"] if lates[i] is not None else 0)
@@ -281,6 +285,7 @@ def pack_transactions(txs: Sequence[Transaction], env: BlockEnv, tables: StateTa
         access=access,
         env=pack_env(env),
         reject_first=firsts,
+        first_ok=first_ok,
         reject_early=earlies,
         reject_late=lates,
         prices=word_ints(prices),
