@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import accumulate
-from operator import attrgetter
+from itertools import accumulate, repeat
+from operator import attrgetter, is_
 
 import numpy as np
 import numpy.typing as npt
@@ -94,10 +94,10 @@ def pack_env(env: BlockEnv) -> npt.NDArray[np.uint64]:
 
 def _intrinsic_gas(txs: Sequence[Transaction]) -> npt.NDArray[np.int64]:
     """Gas charged before execution, as py-evm counts it (init code words are charged later)."""
-    sizes = np.fromiter((len(tx.data) for tx in txs), dtype=np.int64, count=len(txs))
-    zeros = np.fromiter((tx.data.count(0) for tx in txs), dtype=np.int64, count=len(txs))
-    creates = np.fromiter((tx.to is None for tx in txs), dtype=np.int64, count=len(txs))
-    gas: npt.NDArray[np.int64] = 21000 + 4 * zeros + 16 * (sizes - zeros) + 32000 * creates
+    datas = list(map(_DATA, txs))
+    sizes = np.fromiter(map(len, datas), dtype=np.int64, count=len(txs))
+    zeros = np.fromiter(map(bytes.count, datas, repeat(b"\0")), dtype=np.int64, count=len(txs))
+    gas: npt.NDArray[np.int64] = 21000 + 4 * zeros + 16 * (sizes - zeros) + 32000 * _creates(txs)
     for i in [i for i, tx in enumerate(txs) if tx.access_list]:
         gas[i] += sum(2400 + 1900 * len(entry.storage_keys) for entry in txs[i].access_list)
     return gas
@@ -132,6 +132,13 @@ _PACK = enum_members("evm_txdecode.h")
 _NO_ADDRESS = bytes(20)
 _RAW = attrgetter("raw")
 _SENDER = attrgetter("sender")
+_DATA = attrgetter("data")
+_TO = attrgetter("to")
+
+
+def _creates(txs: Sequence[Transaction]) -> npt.NDArray[np.int64]:
+    """1 for each contract creation, else 0."""
+    return np.fromiter(map(is_, map(_TO, txs), repeat(None)), dtype=np.int64, count=len(txs))
 
 
 def _words(values: list[int]) -> npt.NDArray[np.uint64]:
@@ -162,42 +169,6 @@ def _access_records(txs: Sequence[Transaction], records: npt.NDArray[np.uint64],
     return table, addresses, slots
 
 
-def _pack_in_python(txs: Sequence[Transaction], env: BlockEnv, records: npt.NDArray[np.uint64],
-                    prices: npt.NDArray[np.uint64], tips: npt.NDArray[np.uint64], data_at: int) -> bytes:
-    """Packs ``txs`` (those the C packer does not take) as it packs the others: into
-    ``records``, ``prices`` and ``tips`` (rows of the same length as ``txs``), their call data
-    from ``data_at`` on in the batch's data, which it returns."""
-    base_fee = env.base_fee_per_gas
-    datas = [tx.data for tx in txs]
-    sizes = np.fromiter(map(len, datas), dtype=np.int64, count=len(txs))
-    senders = np.frombuffer(b"".join(tx.sender for tx in txs), dtype=np.uint8).reshape(-1, 20)
-    records[:, _TX["TX_SENDER"] : _TX["TX_SENDER"] + 4] = be_words(senders)
-    recipients = np.frombuffer(b"".join(tx.to or _NO_ADDRESS for tx in txs), dtype=np.uint8).reshape(-1, 20)
-    records[:, _TX["TX_TO"] : _TX["TX_TO"] + 4] = be_words(recipients)
-    records[:, _TX["TX_VALUE"] : _TX["TX_VALUE"] + 4] = _words([tx.value for tx in txs])
-    records[:, _TX["TX_UPFRONT"] : _TX["TX_UPFRONT"] + 4] = _words([min(tx.upfront_cost, UINT256_MAX) for tx in txs])
-    records[:, _TX["TX_NONCE"]] = [tx.nonce for tx in txs]
-    gas_limits = np.array([tx.gas_limit for tx in txs], dtype=np.uint64)
-    records[:, _TX["TX_GAS"]] = gas_limits
-    records[:, _TX["TX_INTRINSIC"]] = np.minimum(_intrinsic_gas(txs).astype(np.uint64), gas_limits)
-    records[:, _TX["TX_FLAGS"]] = [ABI["TXF_CREATE"] if tx.to is None else 0 for tx in txs]
-    records[:, _TX["TX_DATA_LEN"]] = sizes
-    records[:, _TX["TX_DATA_OFF"]] = data_at + np.cumsum(sizes) - sizes
-    prices[:] = _words([tx.effective_gas_price(base_fee) for tx in txs])
-    # A transaction under the base fee is rejected: it pays no tip.
-    tips[:] = _words([max(tx.effective_tip(base_fee), 0) for tx in txs])
-    return b"".join(datas)
-
-
-def _suspect(tx: Transaction, env: BlockEnv) -> bool:
-    """True when a check that reads no state may fail (as the C packer's PACK_SUSPECT)."""
-    return (
-        (tx.chain_id is not None and tx.chain_id != env.chain_id) or tx.max_fee_per_gas < tx.max_priority_fee_per_gas
-        or tx.max_fee_per_gas < env.base_fee_per_gas or tx.upfront_cost > UINT256_MAX
-        or tx.gas_limit < _intrinsic_gas([tx])[0] or (tx.to is None and len(tx.data) > MAX_INITCODE_SIZE)
-    )
-
-
 @dataclass
 class _Columns:
     """The C packer's output: records and their 256-bit prices and tips, and call data."""
@@ -211,7 +182,7 @@ class _Columns:
     status: npt.NDArray[np.uint8]
     """PACK_OK, PACK_SLOW or PACK_SUSPECT per transaction."""
     data: npt.NDArray[np.uint8]
-    """Call data of the packed transactions from offset 0, room for the others' after ``size``."""
+    """Call data of the packed transactions from offset 0 (room for all of the batch's)."""
     size: int
     """Bytes of call data written."""
 
@@ -240,6 +211,42 @@ def _pack_in_c(txs: Sequence[Transaction], env: BlockEnv) -> _Columns:
     return columns
 
 
+def _pack_in_python(txs: Sequence[Transaction], env: BlockEnv, at: npt.NDArray[np.int64], columns: _Columns) -> list[bool]:
+    """Packs ``txs`` (those the C packer does not take) as it packs the others, into rows
+    ``at`` of ``columns``, their call data after the packed ones' (``columns.size`` grows).
+    Returns which are suspects (as PACK_SUSPECT: a check that reads no state may fail)."""
+    base_fee = env.base_fee_per_gas
+    records = columns.records
+    datas = list(map(_DATA, txs))
+    sizes = np.fromiter(map(len, datas), dtype=np.int64, count=len(txs))
+    senders = np.frombuffer(b"".join(tx.sender for tx in txs), dtype=np.uint8).reshape(-1, 20)
+    records[at, _TX["TX_SENDER"] : _TX["TX_SENDER"] + 4] = be_words(senders)
+    recipients = np.frombuffer(b"".join(tx.to or _NO_ADDRESS for tx in txs), dtype=np.uint8).reshape(-1, 20)
+    records[at, _TX["TX_TO"] : _TX["TX_TO"] + 4] = be_words(recipients)
+    records[at, _TX["TX_VALUE"] : _TX["TX_VALUE"] + 4] = _words([tx.value for tx in txs])
+    records[at, _TX["TX_UPFRONT"] : _TX["TX_UPFRONT"] + 4] = _words([min(tx.upfront_cost, UINT256_MAX) for tx in txs])
+    records[at, _TX["TX_NONCE"]] = [tx.nonce for tx in txs]
+    gas_limits = np.array([tx.gas_limit for tx in txs], dtype=np.uint64)
+    records[at, _TX["TX_GAS"]] = gas_limits
+    intrinsic = _intrinsic_gas(txs)
+    records[at, _TX["TX_INTRINSIC"]] = np.minimum(intrinsic.astype(np.uint64), gas_limits)
+    records[at, _TX["TX_FLAGS"]] = _creates(txs) * ABI["TXF_CREATE"]
+    records[at, _TX["TX_DATA_LEN"]] = sizes
+    records[at, _TX["TX_DATA_OFF"]] = columns.size + np.cumsum(sizes) - sizes
+    columns.prices[at] = _words([tx.effective_gas_price(base_fee) for tx in txs])
+    # A transaction under the base fee is rejected: it pays no tip.
+    columns.tips[at] = _words([max(tx.effective_tip(base_fee), 0) for tx in txs])
+    data = b"".join(datas)
+    columns.data[columns.size : columns.size + len(data)] = np.frombuffer(data, dtype=np.uint8)
+    columns.size += len(data)
+    return [
+        (tx.chain_id is not None and tx.chain_id != env.chain_id) or tx.max_fee_per_gas < tx.max_priority_fee_per_gas
+        or tx.max_fee_per_gas < base_fee or tx.upfront_cost > UINT256_MAX or tx.gas_limit < need
+        or (tx.to is None and len(tx.data) > MAX_INITCODE_SIZE)
+        for tx, need in zip(txs, intrinsic.tolist())
+    ]
+
+
 def pack_transactions(txs: Sequence[Transaction], env: BlockEnv, tables: StateTables) -> PackedTxs:
     """Packs ``txs`` and loads the state each one surely reads (sender, recipient, access list).
 
@@ -247,16 +254,12 @@ def pack_transactions(txs: Sequence[Transaction], env: BlockEnv, tables: StateTa
     their raw bytes, with no Python per transaction; the others are packed here."""
     n = len(txs)
     c = _pack_in_c(txs, env)
-    records, prices, tips, status = c.records, c.prices, c.tips, c.status
-    slow = np.flatnonzero(status == _PACK["PACK_SLOW"]).tolist()
-    rest = b""
-    if slow:
-        others = [txs[i] for i in slow]
-        rows, row_prices, row_tips = records[slow], prices[slow], tips[slow]
-        rest = _pack_in_python(others, env, rows, row_prices, row_tips, c.size)
-        records[slow], prices[slow], tips[slow] = rows, row_prices, row_tips
-        status[[i for i, tx in zip(slow, others) if _suspect(tx, env)]] = _PACK["PACK_SUSPECT"]
-    records[:, _TX["TX_PRICE"] : _TX["TX_PRICE"] + 4] = prices
+    records, status = c.records, c.status
+    slow = np.flatnonzero(status == _PACK["PACK_SLOW"])
+    if len(slow):
+        suspects = _pack_in_python([txs[i] for i in slow.tolist()], env, slow, c)
+        status[slow[np.asarray(suspects, dtype=bool)]] = _PACK["PACK_SUSPECT"]
+    records[:, _TX["TX_PRICE"] : _TX["TX_PRICE"] + 4] = c.prices
     # The checks that read no state: only the transactions failing one get their reasons.
     firsts: list[str | None] = [None] * n
     earlies: list[str | None] = [None] * n
@@ -269,7 +272,7 @@ def pack_transactions(txs: Sequence[Transaction], env: BlockEnv, tables: StateTa
             (ABI["TXF_REJECT_EARLY"] if earlies[i] is not None else 0)
             | (ABI["TXF_REJECT_LATE"] if lates[i] is not None else 0)
         )
-    access, access_accounts, access_slots = _access_records(txs, records, slow)
+    access, access_accounts, access_slots = _access_records(txs, records, slow.tolist())
     creates = records[:, _TX["TX_FLAGS"]] & np.uint64(ABI["TXF_CREATE"]) != 0
     recipients = word_bytes(records[~creates, _TX["TX_TO"] : _TX["TX_TO"] + 4])[:, 12:]
     senders = word_bytes(records[:, _TX["TX_SENDER"] : _TX["TX_SENDER"] + 4])[:, 12:]
@@ -277,18 +280,16 @@ def pack_transactions(txs: Sequence[Transaction], env: BlockEnv, tables: StateTa
     needed += [create_address(txs[i].sender, txs[i].nonce) for i in np.flatnonzero(creates).tolist()]
     tables.load_accounts(needed + access_accounts)
     tables.load_slots(access_slots)
-    data = c.data[: max(c.size + len(rest), 1)].copy()
-    data[c.size : c.size + len(rest)] = np.frombuffer(rest, dtype=np.uint8)
     return PackedTxs(
         records=records,
-        data=data,
+        data=c.data[: max(c.size, 1)].copy(),
         access=access,
         env=pack_env(env),
         reject_first=firsts,
         first_ok=first_ok,
         reject_early=earlies,
         reject_late=lates,
-        prices=word_ints(prices),
-        tips=word_ints(tips),
+        prices=word_ints(c.prices),
+        tips=word_ints(c.tips),
         gas_limits=np.minimum(records[:, _TX["TX_GAS"]], GAS_CAP).astype(np.int64),
     )

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from executor_gpu.native_tx import _PACK, _pack_in_c, _pack_in_python, _suspect
+from executor_gpu.native_tx import _PACK, _Columns, _pack_in_c, _pack_in_python
 from executor_gpu.types import BlockEnv
 from primitives.transactions import AccessListEntry, Transaction
 from primitives.types import UINT256_MAX
@@ -31,13 +31,14 @@ _TYPED = [
 def _both(txs: list[Transaction], env: BlockEnv) -> None:
     c = _pack_in_c(txs, env)
     assert (c.status != _PACK["PACK_SLOW"]).all()
-    records, prices, tips = np.zeros_like(c.records), np.zeros_like(c.prices), np.zeros_like(c.tips)
-    data = _pack_in_python(txs, env, records, prices, tips, 0)
-    assert (c.records == records).all()
-    assert (c.prices == prices).all()
-    assert (c.tips == tips).all()
-    assert c.data[: c.size].tobytes() == data
-    assert ((c.status == _PACK["PACK_SUSPECT"]) == [_suspect(tx, env) for tx in txs]).all()
+    python = _Columns(np.zeros_like(c.records), np.zeros_like(c.prices), np.zeros_like(c.tips),
+                      np.zeros_like(c.status), np.zeros_like(c.data), 0)
+    suspects = _pack_in_python(txs, env, np.arange(len(txs)), python)
+    assert (c.records == python.records).all()
+    assert (c.prices == python.prices).all()
+    assert (c.tips == python.tips).all()
+    assert c.data[: c.size].tobytes() == python.data[: python.size].tobytes()
+    assert ((c.status == _PACK["PACK_SUSPECT"]) == suspects).all()
 
 
 def test_the_c_packer_packs_typed_transactions_as_python_does() -> None:
