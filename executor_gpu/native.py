@@ -27,6 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from itertools import accumulate
+from operator import attrgetter, mul
 
 import numpy as np
 import numpy.typing as npt
@@ -82,6 +83,7 @@ def _refusal(tx: Transaction) -> str:
     assert tx.to is not None  # only a call's frame 0 can be a precompile's
     return precompile_error(int.from_bytes(tx.to, "big"), tx.data)
 
+_TX_TYPE = attrgetter("tx_type")
 _CODE_NEW = ABI["CODE_NEW"]
 _POINT_EVALUATION = 0x0A
 """RS_WHY of a transaction stopped at the point evaluation by a build without the KZG library
@@ -109,12 +111,13 @@ def _first(mask: npt.NDArray[np.bool_], owners: npt.NDArray[np.int64], default: 
     return int(owners[mask].min()) if mask.any() else default
 
 
-def _previous_of_sender(txs: Sequence[Transaction]) -> npt.NDArray[np.int64]:
-    """For each transaction, the index of the same sender's transaction before it, or -1."""
-    n = len(txs)
+def _previous_of_sender(records: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+    """For each transaction (TX_* records), the index of the same sender's transaction before
+    it, or -1."""
+    n = len(records)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    senders = np.frombuffer(b"".join(tx.sender for tx in txs), dtype="V20")
+    senders = np.ascontiguousarray(records[:, ABI["TX_SENDER"] : ABI["TX_SENDER"] + 4]).view("V32").ravel()
     _, group = np.unique(senders, return_inverse=True)
     order = np.argsort(group, kind="stable")
     same = group[order[1:]] == group[order[:-1]]
@@ -138,11 +141,14 @@ class _Batch:
         self.packed: PackedTxs = pack_transactions(txs, env, self.tables)
         executor.host_time.pack += time.perf_counter() - start - self.tables.load_seconds
         self.coinbase_row = self.tables.account_row(env.coinbase)
-        self.results: list[SlotResult | None] = [None] * len(txs)
+        # Each transaction's result, as the launch (in ``launches``; -1: none) and slot it ran in.
+        self.launches: list[LaunchResults | None] = []
+        self.result_launch = np.full(len(txs), -1, dtype=np.int64)
+        self.result_slot = np.zeros(len(txs), dtype=np.int64)
         # A transaction runs once the same sender's one before it is committed: it reads the
         # nonce and balance that one writes. Those that fail a static check never run.
-        self.after = _previous_of_sender(txs)
-        self.static_ok = np.array([reason is None for reason in self.packed.reject_first], dtype=bool)
+        self.after = _previous_of_sender(self.packed.records)
+        self.static_ok = self.packed.first_ok
         self.last_account_write = np.full(0, -1, dtype=np.int64)
         self.last_slot_write = np.full(0, -1, dtype=np.int64)
         self.committed = 0
@@ -150,6 +156,27 @@ class _Batch:
         self.executed: list[ExecutedTx] = []
         self.rejected: list[RejectedTx] = []
         self.fallbacks = 0
+
+    # -- results ---------------------------------------------------------------
+
+    def _keep(self, launch: LaunchResults, tx_ids: npt.NDArray[np.int64], slots: npt.NDArray[np.int64]) -> None:
+        """Takes slots ``slots`` of ``launch`` as the results of transactions ``tx_ids``."""
+        self.result_launch[tx_ids] = len(self.launches)
+        self.result_slot[tx_ids] = slots
+        self.launches.append(launch)
+
+    def _result(self, k: int) -> SlotResult | None:
+        """The result of transaction k, if it has one."""
+        at = int(self.result_launch[k])
+        launch = self.launches[at] if at >= 0 else None
+        return None if launch is None else SlotResult(launch, int(self.result_slot[k]))
+
+    def _release_launches(self) -> None:
+        """Lets go of the launches no uncommitted transaction's result is in."""
+        used = np.zeros(len(self.launches), dtype=bool)
+        used[self.result_launch[self.committed :][self.result_launch[self.committed :] >= 0]] = True
+        for at in np.flatnonzero(~used).tolist():
+            self.launches[at] = None
 
     # -- running ---------------------------------------------------------------
 
@@ -166,7 +193,7 @@ class _Batch:
     def _run(self, tx_ids: list[int], caps: SlotCaps, device: Device | None = None) -> None:
         """Runs ``tx_ids`` on ``device`` (default: the executor's)."""
         # The slots their functions are known to read are loaded first: those run once.
-        self.tables.load_slots(self.executor.slot_patterns.slots([self.txs[k] for k in tx_ids]))
+        self.tables.load_slots(self.executor.slot_patterns.slots(self.packed.records[tx_ids], self.packed.data))
         # The keys transactions stop on are loaded after all launches, in one walk.
         given = (self.tables.accounts.count, self.tables.slots.count)
         needs = []
@@ -178,14 +205,15 @@ class _Batch:
             launch = LaunchResults((device or self.executor.device).run(self._inputs(), chunk, caps), self.committed)
             status = launch.result[:, ABI["RS_STATUS"]]
             waiting = status == ABI["ST_NEEDS_KEY"]
-            for slot, (k, wait) in enumerate(zip(chunk, waiting.tolist())):
-                self.results[k] = None if wait else SlotResult(launch, slot)
+            chunk_ids = np.asarray(chunk, dtype=np.int64)
+            self.result_launch[chunk_ids[waiting]] = -1
+            self._keep(launch, chunk_ids[~waiting], np.flatnonzero(~waiting))
             if waiting.any():
                 entries, slots = launch.assumed(waiting)
                 needs.append(entries)
-                owners.append(np.asarray(chunk, dtype=np.int64)[slots])
+                owners.append(chunk_ids[slots])
             if caps != LARGE_CAPS:
-                retry += [k for k, s in zip(chunk, status.tolist()) if s == ABI["ST_RESOURCE"]]
+                retry += chunk_ids[status == ABI["ST_RESOURCE"]].tolist()
             if device is None:
                 why = launch.result[:, ABI["RS_WHY"]]
                 kzg = (status == ABI["ST_UNSUPPORTED"]) & (why == _POINT_EVALUATION)
@@ -211,10 +239,9 @@ class _Batch:
         launch = LaunchResults(compacted, self.committed, in_order=tx_ids)
         status = launch.result[:, ABI["RS_STATUS"]]
         ran = int(np.count_nonzero(status != ABI["ST_SKIPPED"]))
-        for slot, k in enumerate(tx_ids[:ran]):
-            self.results[k] = SlotResult(launch, slot)
+        self._keep(launch, np.asarray(tx_ids[:ran], dtype=np.int64), np.arange(ran, dtype=np.int64))
         if ran and status[ran - 1] >= ABI["ST_CONTROL_FIRST"]:
-            self.results[tx_ids[ran - 1]] = None
+            self.result_launch[tx_ids[ran - 1]] = -1
             self._run([tx_ids[ran - 1]], self.executor.caps)
 
     def _load_needed(
@@ -255,11 +282,13 @@ class _Batch:
                 self._run_in_order((np.flatnonzero(self.static_ok[committed:end]) + committed).tolist())
             else:
                 runnable = self.static_ok[committed:end] & (self.after[committed:end] < committed)
-                todo = [k for k in (np.flatnonzero(runnable) + committed).tolist() if self.results[k] is None]
+                runnable &= self.result_launch[committed:end] < 0
+                todo = (np.flatnonzero(runnable) + committed).tolist()
                 if todo:
                     self._run(todo, self.executor.caps)
             start = time.perf_counter()
             stale = self._commit_ready()
+            self._release_launches()
             self.executor.host_time.commit += time.perf_counter() - start
             done = self.committed - before
             # A conflict wastes the work run ahead of it: run fewer ahead until commits catch up.
@@ -300,7 +329,7 @@ class _Batch:
 
     def _valid(self, k: int) -> bool:
         """True when transaction k has a result and nothing it read changed since it ran."""
-        result = self.results[k]
+        result = self._result(k)
         if result is None:
             return False
         return result.base == self.committed or not self._stale_reads(result.entries, result.base).any()
@@ -317,34 +346,29 @@ class _Batch:
                 self._reject(k, reason)
                 self.committed += 1
                 continue
-            if self.results[k] is None:
+            result = self._result(k)
+            if result is None:
                 return False
-            if self._commit_run(k):
+            if self._commit_run(k, result):
                 continue
             if not self._valid(k):
-                self.results[k] = None
+                self.result_launch[k] = -1
                 return True
-            result = self.results[k]
-            assert result is not None
             self._commit_one(k, result)
-            self.results[k] = None
+            self.result_launch[k] = -1
             self.committed += 1
         return False
 
-    def _commit_run(self, k: int) -> int:
-        """Commits, with array operations, the longest run of plain results from k that neither
-        read stale state nor conflict with each other (in a sequential launch, each read what
-        the ones before it wrote); returns how many."""
-        head = self.results[k]
-        assert head is not None
+    def _commit_run(self, k: int, head: SlotResult) -> int:
+        """Commits, with array operations, the longest run of plain results from k (``head``
+        its first) that neither read stale state nor conflict with each other (in a sequential
+        launch, each read what the ones before it wrote); returns how many."""
         launch, first = head.launch, head.slot
-        count = 0
-        limit = len(self.txs)
-        while k + count < limit:
-            r = self.results[k + count]
-            if r is None or r.launch is not launch or r.slot != first + count or self.packed.reject_first[k + count]:
-                break
-            count += 1
+        # The run: the transactions whose results are the launch's next slots, none rejected first.
+        end = min(len(self.txs), k + len(launch.result) - first)
+        same = (self.result_launch[k:end] == self.result_launch[k]) & self.static_ok[k:end]
+        same &= self.result_slot[k:end] == np.arange(first, first + end - k)
+        count = _first(~same, np.arange(end - k, dtype=np.int64), end - k)
         res = launch.result[first : first + count]
         status = res[:, ABI["RS_STATUS"]]
         stop = _first(
@@ -403,10 +427,9 @@ class _Batch:
         write = mine & changed & slot
         self.tables.commit_slots(rows[write], entries[write, ABI["E_VALUE"] : ABI["E_VALUE"] + 4])
         self.last_slot_write[rows[write]] = k + owners[write]
-        tips = self.packed.tips[k : k + stop]
-        self._credit_coinbase(k + stop - 1, sum(g * t for g, t in zip(gas[:stop].tolist(), tips)))
+        self._credit_coinbase(k + stop - 1, sum(map(mul, gas[:stop].tolist(), self.packed.tips[k : k + stop])))
         self._executed(k, launch, first, stop)
-        self.results[k : k + stop] = [None] * stop
+        self.result_launch[k : k + stop] = -1
         self.committed += stop
         return stop
 
@@ -485,17 +508,19 @@ class _Batch:
         gas = res[:, ABI["RS_GAS_USED"]].tolist()
         cumulative = list(accumulate(gas, initial=self.gas_used))
         self.gas_used = cumulative[-1]
-        created = word_bytes(res[:, ABI["RS_CREATED"] : ABI["RS_CREATED"] + 4])[:, 12:].view("V20").ravel().tolist()
-        success, errors, append = ABI["ST_SUCCESS"], _ERRORS, self.executed.append
-        refused = ABI["ST_PRECOMPILE_FAILURE"]
-        for tx, status, logs, used, total, price, address in zip(
-            self.txs[k : k + count], res[:, ABI["RS_STATUS"]].tolist(), launch.receipt_logs(first, count),
-            gas, cumulative[1:], self.packed.prices[k : k + count], created,
-        ):
-            receipt = Receipt(tx_type=tx.tx_type, succeeded=status == success, cumulative_gas_used=total, logs=logs)
-            append(ExecutedTx(tx=tx, receipt=receipt, gas_used=used, effective_gas_price=price,
-                              contract_address=Address(address) if tx.to is None else None,
-                              error=errors.get(status) if status != refused else _refusal(tx)))
+        txs = self.txs[k : k + count]
+        status = res[:, ABI["RS_STATUS"]]
+        # Errors and contract addresses where there are any: most transactions succeed and call.
+        errors: list[str | None] = [None] * count
+        for i in np.flatnonzero(status != ABI["ST_SUCCESS"]).tolist():
+            errors[i] = _refusal(txs[i]) if status[i] == ABI["ST_PRECOMPILE_FAILURE"] else _ERRORS.get(int(status[i]))
+        created: list[Address | None] = [None] * count
+        creates = (self.packed.records[k : k + count, ABI["TX_FLAGS"]] & np.uint64(ABI["TXF_CREATE"])) != 0
+        for i in np.flatnonzero(creates).tolist():
+            created[i] = Address(word_bytes(res[i : i + 1, ABI["RS_CREATED"] : ABI["RS_CREATED"] + 4])[0, 12:].tobytes())
+        receipts = map(Receipt, map(_TX_TYPE, txs), (status == ABI["ST_SUCCESS"]).tolist(), cumulative[1:],
+                       launch.receipt_logs(first, count))
+        self.executed += map(ExecutedTx, txs, receipts, gas, self.packed.prices[k : k + count], created, errors)
 
     def _apply(self, k: int, result: SlotResult) -> None:
         """Commits the final values of the state a transaction touched, entry by entry."""
@@ -645,7 +670,7 @@ class NativeExecutor:
         todo = list(range(len(txs)))
         while todo:
             batch._run(todo, self.caps)
-            todo = [k for k in todo if batch.results[k] is None]
+            todo = [k for k in todo if batch.result_launch[k] < 0]
         kept, self.device.time = self.device.time, DeviceTime()
         try:
             inputs = batch._inputs()

@@ -25,6 +25,10 @@ NVRTC_OPTIONS = (f"-I{KERNEL_DIR}", "--std=c++14")
 """How NVRTC compiles ``kernels/evm.c`` for the GPU (CuPy adds the target architecture)."""
 
 
+HOST_THREADS = os.cpu_count() or 1
+"""Threads the CPU build's batch helpers (key hashing) run on."""
+
+
 class NativeUnavailable(L2NodeError):
     """The native interpreter cannot be built or run here (no compiler, no GPU, no CuPy)."""
 
@@ -82,7 +86,7 @@ def cpu_library() -> ctypes.CDLL:
     lib.evm_analyze_codes.restype = None
     lib.evm_trie_step.argtypes = [ctypes.c_char_p, u64, ctypes.c_char_p, u64, ptr]
     lib.evm_trie_step.restype = ctypes.c_int64
-    lib.evm_hash_keys.argtypes = [ptr, u64, u64, ptr]
+    lib.evm_hash_keys.argtypes = [ptr, u64, u64, ptr, u64]
     lib.evm_hash_keys.restype = None
     lib.evm_trie_level.argtypes = [ptr, ptr, ptr, ptr, u64, ptr, ptr, ptr, ptr, u64, ptr, u64, ptr]
     lib.evm_trie_level.restype = None
@@ -101,6 +105,8 @@ def cpu_library() -> ctypes.CDLL:
     lib.evm_decode_transactions.argtypes = [ptr, ptr, ptr, ptr, u64, ptr, ptr, ptr, ptr, ptr, ptr, ptr,
                                             ptr, ptr, u64, u64]
     lib.evm_decode_transactions.restype = None
+    lib.evm_pack_transactions.argtypes = [u64, ptr, ptr, ptr, ptr, u64, ptr, ptr, ptr, ptr, ptr]
+    lib.evm_pack_transactions.restype = u64
     lib.mpt_open.argtypes = [u64, u64]
     lib.mpt_open.restype = ptr
     lib.mpt_close.argtypes = [ptr]

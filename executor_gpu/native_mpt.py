@@ -22,7 +22,7 @@ from typing import Self
 import numpy as np
 
 from executor_gpu.native_abi import enum_members
-from executor_gpu.native_build import cpu_library
+from executor_gpu.native_build import HOST_THREADS, cpu_library
 from executor_gpu.types import StateDiff
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
@@ -98,7 +98,7 @@ def hash_keys(keys: Sequence[bytes]) -> list[Hash32]:
     if len(packed) != width * len(keys):
         raise ValueError("keys to hash must be of one length")
     digests = np.empty(32 * len(keys), dtype=np.uint8)
-    cpu_library().evm_hash_keys(packed.ctypes.data, width, len(keys), digests.ctypes.data)
+    cpu_library().evm_hash_keys(packed.ctypes.data, width, len(keys), digests.ctypes.data, HOST_THREADS)
     raw = digests.tobytes()
     return [Hash32(raw[at : at + 32]) for at in range(0, len(raw), 32)]
 

@@ -17,7 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
+from executor_gpu.native_abi import ABI
+from executor_gpu.native_build import HOST_THREADS
+from executor_gpu.native_state import word_bytes
 from primitives.crypto import keccak256
 from primitives.transactions import Transaction
 
@@ -71,29 +75,43 @@ class SlotPatterns:
                 if _slot(word, i) == slot
             )
 
-    def slots(self, txs: Sequence[Transaction]) -> list[bytes]:
-        """The slots (contract address + 32-byte slot) ``txs`` are expected to read."""
-        owners: list[bytes] = []
-        preimages: list[bytes] = []
-        for tx in txs:
-            to = tx.to
-            if to is None or len(tx.data) < 4:
-                continue
-            function = self._functions.get((to, tx.data[:4]))
+    def slots(self, records: npt.NDArray[np.uint64], data: npt.NDArray[np.uint8]) -> list[bytes]:
+        """The slots (contract address + 32-byte slot) transactions are expected to read, given
+        their TX_* records and the batch's call data; a function's callers together, in arrays."""
+        length = records[:, ABI["TX_DATA_LEN"]].astype(np.int64)
+        calls = (length >= 4) & (records[:, ABI["TX_FLAGS"]] & np.uint64(ABI["TXF_CREATE"]) == 0)
+        if not self._functions or not calls.any():
+            return []
+        records, length = records[calls], length[calls]
+        offset = records[:, ABI["TX_DATA_OFF"]].astype(np.int64)
+        to = word_bytes(records[:, ABI["TX_TO"] : ABI["TX_TO"] + 4])[:, 12:]
+        selector = data[offset[:, None] + np.arange(4)]
+        names, function_of = np.unique(np.concatenate([to, selector], axis=1).view("V24").ravel(), return_inverse=True)
+        owners: list[npt.NDArray[np.uint8]] = []
+        preimages: list[npt.NDArray[np.uint8]] = []
+        for at, name in enumerate(names.tolist()):
+            function = self._functions.get((name[:20], name[20:]))
             if function is None or not function.patterns:
                 continue
-            sources = _sources(tx)
             for s, i in function.patterns:
-                if s < len(sources):
-                    owners.append(to)
-                    preimages.append(sources[s] + i.to_bytes(32, "big"))
+                # Source s: the caller (0), else argument word s - 1 where the call data holds it.
+                chosen = np.flatnonzero((function_of == at) & (length >= 4 + 32 * s))
+                if s == 0:
+                    words = word_bytes(records[chosen, ABI["TX_SENDER"] : ABI["TX_SENDER"] + 4])
+                else:
+                    words = data[offset[chosen, None] + (4 + 32 * (s - 1)) + np.arange(32)]
+                preimage = np.empty((len(chosen), 64), dtype=np.uint8)
+                preimage[:, :32] = words
+                preimage[:, 32:] = np.frombuffer(i.to_bytes(32, "big"), dtype=np.uint8)
+                owners.append(to[chosen])
+                preimages.append(preimage)
         if not preimages:
             return []
-        keys = np.frombuffer(b"".join(preimages), dtype=np.uint8).reshape(len(preimages), 64)
-        digests = np.empty((len(preimages), 32), dtype=np.uint8)
-        self._lib.evm_hash_keys(keys.ctypes.data, 64, len(preimages), digests.ctypes.data)
-        slots = digests.view("V32").ravel().tolist()
-        return [owner + bytes(slot) for owner, slot in zip(owners, slots)]
+        keys = np.concatenate(preimages)
+        digests = np.empty((len(keys), 32), dtype=np.uint8)
+        self._lib.evm_hash_keys(keys.ctypes.data, 64, len(keys), digests.ctypes.data, HOST_THREADS)
+        slots: list[bytes] = np.concatenate([np.concatenate(owners), digests], axis=1).view("V52").ravel().tolist()
+        return slots
 
 
 def _sources(tx: Transaction) -> list[bytes]:

@@ -61,12 +61,9 @@ class LaunchResults:
         begins = data_starts[owners] - data_starts[0] + records[:, ABI["LG_DATA_OFF"]].astype(np.int64)
         ends = begins + records[:, ABI["LG_DATA_LEN"]].astype(np.int64)
         data = self._log_data[data_starts[0] : data_starts[-1]].tobytes()
-        logs = [
-            Log(address=address, topics=tuple(topic[:n]), data=data[begin:end])
-            for address, topic, n, begin, end in zip(
-                addresses, topics, records[:, ABI["LG_N_TOPICS"]].tolist(), begins.tolist(), ends.tolist()
-            )
-        ]
+        kept = [tuple(topic[:n]) for topic, n in zip(topics, records[:, ABI["LG_N_TOPICS"]].tolist())]
+        datas = [data[begin:end] for begin, end in zip(begins.tolist(), ends.tolist())]
+        logs = list(map(Log, addresses, kept, datas))
         bounds = (starts - starts[0]).tolist()
         return [tuple(logs[bounds[i] : bounds[i + 1]]) for i in range(count)]
 

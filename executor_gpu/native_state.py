@@ -13,7 +13,8 @@ import ctypes
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import repeat
+from operator import is_not
 from typing import Any, cast
 
 import numpy as np
@@ -21,6 +22,7 @@ import numpy.typing as npt
 
 from executor_gpu.api import StateReader
 from executor_gpu.native_abi import ABI, from_words, words
+from executor_gpu.native_build import HOST_THREADS
 from executor_gpu.types import AccountChange, StateDiff
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
@@ -110,6 +112,8 @@ def word_ints(words: U64Array) -> list[int]:
     if not words[:, 1:].any():  # all below 2^64: numpy converts them itself
         values: list[int] = words[:, 0].tolist()
         return values
+    if not words[:, 2:].any():  # below 2^128 (balances): two limbs, half the time of bytes
+        return [low | high << 64 for low, high in zip(words[:, 0].tolist(), words[:, 1].tolist())]
     raw = np.ascontiguousarray(words, dtype="<u8").tobytes()
     return [int.from_bytes(raw[i : i + 32], "little") for i in range(0, len(raw), 32)]
 
@@ -136,7 +140,7 @@ class TrieReader:
         """Trie paths (Keccak-256) of keys, one per row."""
         keys = np.ascontiguousarray(keys)
         digests = np.empty((len(keys), 32), dtype=np.uint8)
-        self._lib.evm_hash_keys(keys.ctypes.data, keys.shape[1], len(keys), digests.ctypes.data)
+        self._lib.evm_hash_keys(keys.ctypes.data, keys.shape[1], len(keys), digests.ctypes.data, HOST_THREADS)
         return digests
 
     def walk(
@@ -291,23 +295,29 @@ class StateTables:
 
     def _load_accounts(self, addresses: Iterable[bytes]) -> None:
         known = self._account_rows
-        new = [a for a in dict.fromkeys(addresses) if a not in known]
+        new = list(dict.fromkeys(addresses))
+        if known:
+            new = [a for a in new if a not in known]
         if not new:
             return
         n = len(new)
+        keys = np.frombuffer(b"".join(new), dtype=np.uint8).reshape(n, 20)
+        paths = self._trie.paths(keys)
+        # Rows in the order of their flat keys: the store reads them fastest in that order.
+        order = np.argsort(np.ascontiguousarray(paths).view(">u8")[:, 0], kind="stable")
+        keys, paths = keys[order], paths[order]
+        new = keys.view("V20").ravel().tolist()
         first = self.accounts.extend(n)
         self._storage_roots.extend(n)
         self._account_pre.extend(n)
         known.update(zip(new, range(first, first + n)))
         self._addresses.extend(cast("list[Address]", new))
-        keys = np.frombuffer(b"".join(new), dtype=np.uint8).reshape(n, 20)
         rows = self.accounts.data[first : first + n]
         rows[:, ABI["ACC_ADDR"] : ABI["ACC_ADDR"] + 4] = be_words(keys)
         rows[:, ABI["ACC_CODE"]] = NO_CODE
         rows[:, ABI["ACC_CODE_HASH"] : ABI["ACC_CODE_HASH"] + 4] = _EMPTY_CODE_WORDS
         roots = self._storage_roots.data[first : first + n]
         roots[:] = _EMPTY_ROOT
-        paths = self._trie.paths(keys)
         flat = self._reader.flat_accounts(paths.view("V32").ravel().tolist())
         if flat is None:
             self._trie.walk(np.broadcast_to(self._root, (n, 32)), paths, rows, roots)
@@ -363,12 +373,14 @@ class StateTables:
     def _decode_flat(self, values: list[bytes | None], rows: U64Array, roots: U8Array | None) -> None:
         """Decodes values read from the flat tables into ``rows`` (accounts, with their storage
         roots into ``roots``, when ``roots`` is given; else slots), as a walk would."""
-        present = np.fromiter((value is not None for value in values), dtype=np.uint8, count=len(values))
-        offsets = np.fromiter(accumulate((len(v) if v else 0 for v in values), initial=0), dtype=np.uint64,
-                              count=len(values) + 1)
+        n = len(values)
+        present = np.fromiter(map(is_not, values, repeat(None, n)), dtype=np.uint8, count=n)
+        filled = [value or b"" for value in values]
+        offsets = np.zeros(n + 1, dtype=np.uint64)
+        np.cumsum(np.fromiter(map(len, filled), dtype=np.uint64, count=n), out=offsets[1:])
         data = np.ascontiguousarray(rows)
         bad = self._lib.evm_decode_flat(
-            len(values), b"".join(v for v in values if v), offsets.ctypes.data, present.ctypes.data,
+            n, b"".join(filled), offsets.ctypes.data, present.ctypes.data,
             roots is not None, data.ctypes.data, rows.shape[1], 0 if roots is None else roots.ctypes.data,
         )
         if bad:
@@ -544,19 +556,20 @@ class StateTables:
             & (now[:, ABI["ACC_NONCE"]] == pre[:, ABI["ACC_NONCE"]])
             & (now[:, ABI["ACC_BALANCE"] : ABI["ACC_BALANCE"] + 4] == pre[:, ABI["ACC_BALANCE"] : ABI["ACC_BALANCE"] + 4]).all(axis=1)
         )
-        changes: dict[Address, AccountChange | None] = {}
         deleted = np.flatnonzero(written & ~exists & existed).tolist()
         rows = np.flatnonzero(written & exists & ~same)
         record = now[rows]
-        balances = word_ints(record[:, ABI["ACC_BALANCE"] : ABI["ACC_BALANCE"] + 4])
-        addresses = self._addresses
-        for row, nonce, balance, code_index, new_code, wipe in zip(
-            rows.tolist(), record[:, ABI["ACC_NONCE"]].tolist(), balances, record[:, ABI["ACC_CODE"]].tolist(),
-            code_changed[rows].tolist(), reset[rows].tolist(),
-        ):
-            code = None if not new_code else (b"" if code_index == NO_CODE else self.code(code_index))
-            slots = storage.get(row)
-            changes[addresses[row]] = AccountChange(nonce, balance, code, {} if slots is None else slots, wipe)
+        listed = rows.tolist()
+        # New code and storage where there are any: most changed accounts only pay or are paid.
+        codes: list[bytes | None] = [None] * len(listed)
+        for i in np.flatnonzero(code_changed[rows]).tolist():
+            code_index = int(record[i, ABI["ACC_CODE"]])
+            codes[i] = b"" if code_index == NO_CODE else self.code(code_index)
+        slots = [storage.get(row) or {} for row in listed]
+        accounts = map(AccountChange, record[:, ABI["ACC_NONCE"]].tolist(),
+                     word_ints(record[:, ABI["ACC_BALANCE"] : ABI["ACC_BALANCE"] + 4]), codes, slots,
+                     reset[rows].tolist())
+        changes: dict[Address, AccountChange | None] = dict(zip(map(self._addresses.__getitem__, listed), accounts))
         for row in deleted:
-            changes[addresses[row]] = None
+            changes[self._addresses[row]] = None
         return StateDiff(accounts=changes)

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate, repeat
+from operator import attrgetter, is_
 
 import numpy as np
 import numpy.typing as npt
 import rlp
 from eth._utils.calculations import fake_exponential
 
-from executor_gpu.native_abi import ABI, words
-from executor_gpu.native_state import StateTables, address_int, be_words
+from executor_gpu.native_abi import ABI, enum_members, words
+from executor_gpu.native_build import cpu_library
+from executor_gpu.native_state import StateTables, address_int, be_words, word_bytes, word_ints
 from executor_gpu.types import BlockEnv
 from primitives.crypto import keccak256
 from primitives.transactions import Transaction
@@ -49,6 +52,8 @@ class PackedTxs:
     """The block environment."""
     reject_first: list[str | None]
     """Reason checked before any state is read (chain id)."""
+    first_ok: npt.NDArray[np.bool_]
+    """Where ``reject_first`` is None."""
     reject_early: list[str | None]
     """Reason checked after the nonce and sender-code checks."""
     reject_late: list[str | None]
@@ -56,7 +61,8 @@ class PackedTxs:
     prices: list[int]
     """Price per gas each transaction pays."""
     tips: list[int]
-    """Priority fee per gas each transaction pays the coinbase."""
+    """Priority fee per gas each transaction pays the coinbase (0 for one under the base fee,
+    which is rejected)."""
     gas_limits: npt.NDArray[np.int64]
     """Gas limits, capped at GAS_CAP (the host checks larger ones one by one)."""
 
@@ -86,11 +92,12 @@ def pack_env(env: BlockEnv) -> npt.NDArray[np.uint64]:
     return record
 
 
-def _intrinsic_gas(txs: Sequence[Transaction], data_sizes: npt.NDArray[np.int64],
-                   creates: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+def _intrinsic_gas(txs: Sequence[Transaction]) -> npt.NDArray[np.int64]:
     """Gas charged before execution, as py-evm counts it (init code words are charged later)."""
-    zeros = np.fromiter((tx.data.count(0) for tx in txs), dtype=np.int64, count=len(txs))
-    gas: npt.NDArray[np.int64] = 21000 + 4 * zeros + 16 * (data_sizes - zeros) + 32000 * creates.astype(np.int64)
+    datas = list(map(_DATA, txs))
+    sizes = np.fromiter(map(len, datas), dtype=np.int64, count=len(txs))
+    zeros = np.fromiter(map(bytes.count, datas, repeat(b"\0")), dtype=np.int64, count=len(txs))
+    gas: npt.NDArray[np.int64] = 21000 + 4 * zeros + 16 * (sizes - zeros) + 32000 * _creates(txs)
     for i in [i for i, tx in enumerate(txs) if tx.access_list]:
         gas[i] += sum(2400 + 1900 * len(entry.storage_keys) for entry in txs[i].access_list)
     return gas
@@ -121,7 +128,17 @@ def _static_reasons(tx: Transaction, env: BlockEnv, intrinsic: int) -> tuple[str
 
 
 _TX = {name: ABI[name] for name in ABI if name.startswith("TX_")}
+_PACK = enum_members("evm_txdecode.h")
 _NO_ADDRESS = bytes(20)
+_RAW = attrgetter("raw")
+_SENDER = attrgetter("sender")
+_DATA = attrgetter("data")
+_TO = attrgetter("to")
+
+
+def _creates(txs: Sequence[Transaction]) -> npt.NDArray[np.int64]:
+    """1 for each contract creation, else 0."""
+    return np.fromiter(map(is_, map(_TO, txs), repeat(None)), dtype=np.int64, count=len(txs))
 
 
 def _words(values: list[int]) -> npt.NDArray[np.uint64]:
@@ -130,14 +147,14 @@ def _words(values: list[int]) -> npt.NDArray[np.uint64]:
     return np.frombuffer(raw, dtype="<u8").reshape(len(values), 4)
 
 
-def _access_records(txs: Sequence[Transaction], records: npt.NDArray[np.uint64]) -> tuple[npt.NDArray[np.uint64], list[bytes], list[bytes]]:
-    """Access list records (and each transaction's range of them in ``records``), with the
-    accounts and slots (address + 32-byte slot) they name."""
+def _access_records(txs: Sequence[Transaction], records: npt.NDArray[np.uint64], rows: list[int]) -> tuple[npt.NDArray[np.uint64], list[bytes], list[bytes]]:
+    """Access list records of transactions ``rows`` (the others have none), each one's range of
+    them set in ``records``, with the accounts and slots (address + 32-byte slot) they name."""
     access: list[list[int]] = []
     addresses: list[bytes] = []
     slots: list[bytes] = []
     counts = np.zeros(len(txs), dtype=np.uint64)
-    for i in [i for i, tx in enumerate(txs) if tx.access_list]:
+    for i in [i for i in rows if txs[i].access_list]:
         start = len(access)
         for entry in txs[i].access_list:
             address = words(address_int(entry.address))
@@ -152,66 +169,127 @@ def _access_records(txs: Sequence[Transaction], records: npt.NDArray[np.uint64])
     return table, addresses, slots
 
 
-def pack_transactions(txs: Sequence[Transaction], env: BlockEnv, tables: StateTables) -> PackedTxs:
-    """Packs ``txs`` and loads the state each one surely reads (sender, recipient, access list)."""
+@dataclass
+class _Columns:
+    """The C packer's output: records and their 256-bit prices and tips, and call data."""
+
+    records: npt.NDArray[np.uint64]
+    """(n, TX_WORDS) records; those of PACK_SLOW transactions are zero."""
+    prices: npt.NDArray[np.uint64]
+    """(n, 4) price per gas of each transaction."""
+    tips: npt.NDArray[np.uint64]
+    """(n, 4) tip per gas of each transaction (0 for one under the base fee)."""
+    status: npt.NDArray[np.uint8]
+    """PACK_OK, PACK_SLOW or PACK_SUSPECT per transaction."""
+    data: npt.NDArray[np.uint8]
+    """Call data of the packed transactions from offset 0 (room for all of the batch's)."""
+    size: int
+    """Bytes of call data written."""
+
+
+def _pack_in_c(txs: Sequence[Transaction], env: BlockEnv) -> _Columns:
+    """Packs the transactions ``evm_pack_transactions`` takes (from their raw bytes)."""
     n = len(txs)
+    raws = list(map(_RAW, txs))
+    blob = b"".join(raws)
+    offsets = np.fromiter(accumulate(map(len, raws), initial=0), dtype=np.uint64, count=n + 1)
+    columns = _Columns(
+        records=np.zeros((n, _TX["TX_WORDS"]), dtype=np.uint64),
+        prices=np.zeros((n, 4), dtype=np.uint64),
+        tips=np.zeros((n, 4), dtype=np.uint64),
+        status=np.full(n, _PACK["PACK_SLOW"], dtype=np.uint8),
+        data=np.zeros(len(blob) + 1, dtype=np.uint8),  # all call data is part of the blob
+        size=0,
+    )
+    if env.chain_id < 2**64:  # else no transaction's chain id is the block's: all packed in Python
+        base_fee = np.array(words(env.base_fee_per_gas), dtype=np.uint64)
+        columns.size = cpu_library().evm_pack_transactions(
+            n, blob, offsets.ctypes.data, b"".join(map(_SENDER, txs)), base_fee.ctypes.data, env.chain_id,
+            columns.records.ctypes.data, columns.data.ctypes.data, columns.prices.ctypes.data,
+            columns.tips.ctypes.data, columns.status.ctypes.data,
+        )
+    return columns
+
+
+def _pack_in_python(txs: Sequence[Transaction], env: BlockEnv, at: npt.NDArray[np.int64], columns: _Columns) -> list[bool]:
+    """Packs ``txs`` (those the C packer does not take) as it packs the others, into rows
+    ``at`` of ``columns``, their call data after the packed ones' (``columns.size`` grows).
+    Returns which are suspects (as PACK_SUSPECT: a check that reads no state may fail)."""
     base_fee = env.base_fee_per_gas
-    tos = [tx.to for tx in txs]
-    datas = [tx.data for tx in txs]
-    gas = [tx.gas_limit for tx in txs]
-    prices = [tx.effective_gas_price(base_fee) for tx in txs]
-    upfronts = [tx.upfront_cost for tx in txs]
-    creates = np.fromiter((to is None for to in tos), dtype=bool, count=n)
-    sizes = np.fromiter(map(len, datas), dtype=np.int64, count=n)
-    intrinsic = _intrinsic_gas(txs, sizes, creates)
-    records = np.zeros((n, _TX["TX_WORDS"]), dtype=np.uint64)
-    senders = np.frombuffer(b"".join(tx.sender for tx in txs), dtype=np.uint8).reshape(n, 20)
-    records[:, _TX["TX_SENDER"] : _TX["TX_SENDER"] + 4] = be_words(senders)
-    recipients = np.frombuffer(b"".join(to or _NO_ADDRESS for to in tos), dtype=np.uint8).reshape(n, 20)
-    records[:, _TX["TX_TO"] : _TX["TX_TO"] + 4] = be_words(recipients)
-    records[:, _TX["TX_VALUE"] : _TX["TX_VALUE"] + 4] = _words([tx.value for tx in txs])
-    records[:, _TX["TX_PRICE"] : _TX["TX_PRICE"] + 4] = _words(prices)
-    records[:, _TX["TX_UPFRONT"] : _TX["TX_UPFRONT"] + 4] = _words([min(u, UINT256_MAX) for u in upfronts])
-    records[:, _TX["TX_NONCE"]] = [tx.nonce for tx in txs]
-    gas_limits = np.array(gas, dtype=np.uint64)
-    records[:, _TX["TX_GAS"]] = gas_limits
-    records[:, _TX["TX_INTRINSIC"]] = np.minimum(intrinsic.astype(np.uint64), gas_limits)
-    records[:, _TX["TX_DATA_LEN"]] = sizes
-    records[:, _TX["TX_DATA_OFF"]] = np.cumsum(sizes) - sizes
+    records = columns.records
+    datas = list(map(_DATA, txs))
+    sizes = np.fromiter(map(len, datas), dtype=np.int64, count=len(txs))
+    senders = np.frombuffer(b"".join(tx.sender for tx in txs), dtype=np.uint8).reshape(-1, 20)
+    records[at, _TX["TX_SENDER"] : _TX["TX_SENDER"] + 4] = be_words(senders)
+    recipients = np.frombuffer(b"".join(tx.to or _NO_ADDRESS for tx in txs), dtype=np.uint8).reshape(-1, 20)
+    records[at, _TX["TX_TO"] : _TX["TX_TO"] + 4] = be_words(recipients)
+    records[at, _TX["TX_VALUE"] : _TX["TX_VALUE"] + 4] = _words([tx.value for tx in txs])
+    records[at, _TX["TX_UPFRONT"] : _TX["TX_UPFRONT"] + 4] = _words([min(tx.upfront_cost, UINT256_MAX) for tx in txs])
+    records[at, _TX["TX_NONCE"]] = [tx.nonce for tx in txs]
+    gas_limits = np.array([tx.gas_limit for tx in txs], dtype=np.uint64)
+    records[at, _TX["TX_GAS"]] = gas_limits
+    intrinsic = _intrinsic_gas(txs)
+    records[at, _TX["TX_INTRINSIC"]] = np.minimum(intrinsic.astype(np.uint64), gas_limits)
+    records[at, _TX["TX_FLAGS"]] = _creates(txs) * ABI["TXF_CREATE"]
+    records[at, _TX["TX_DATA_LEN"]] = sizes
+    records[at, _TX["TX_DATA_OFF"]] = columns.size + np.cumsum(sizes) - sizes
+    columns.prices[at] = _words([tx.effective_gas_price(base_fee) for tx in txs])
+    # A transaction under the base fee is rejected: it pays no tip.
+    columns.tips[at] = _words([max(tx.effective_tip(base_fee), 0) for tx in txs])
+    data = b"".join(datas)
+    columns.data[columns.size : columns.size + len(data)] = np.frombuffer(data, dtype=np.uint8)
+    columns.size += len(data)
+    return [
+        (tx.chain_id is not None and tx.chain_id != env.chain_id) or tx.max_fee_per_gas < tx.max_priority_fee_per_gas
+        or tx.max_fee_per_gas < base_fee or tx.upfront_cost > UINT256_MAX or tx.gas_limit < need
+        or (tx.to is None and len(tx.data) > MAX_INITCODE_SIZE)
+        for tx, need in zip(txs, intrinsic.tolist())
+    ]
+
+
+def pack_transactions(txs: Sequence[Transaction], env: BlockEnv, tables: StateTables) -> PackedTxs:
+    """Packs ``txs`` and loads the state each one surely reads (sender, recipient, access list).
+
+    The C packer packs the typed transactions without an access list (what wallets send) from
+    their raw bytes, with no Python per transaction; the others are packed here."""
+    n = len(txs)
+    c = _pack_in_c(txs, env)
+    records, status = c.records, c.status
+    slow = np.flatnonzero(status == _PACK["PACK_SLOW"])
+    if len(slow):
+        suspects = _pack_in_python([txs[i] for i in slow.tolist()], env, slow, c)
+        status[slow[np.asarray(suspects, dtype=bool)]] = _PACK["PACK_SUSPECT"]
+    records[:, _TX["TX_PRICE"] : _TX["TX_PRICE"] + 4] = c.prices
     # The checks that read no state: only the transactions failing one get their reasons.
     firsts: list[str | None] = [None] * n
     earlies: list[str | None] = [None] * n
     lates: list[str | None] = [None] * n
-    chain_id = env.chain_id
-    suspects = [
-        i for i, (tx, need, upfront) in enumerate(zip(txs, intrinsic.tolist(), upfronts))
-        if (tx.chain_id is not None and tx.chain_id != chain_id) or tx.max_fee_per_gas < tx.max_priority_fee_per_gas
-        or tx.max_fee_per_gas < base_fee or upfront > UINT256_MAX or tx.gas_limit < need
-        or (tx.to is None and len(tx.data) > MAX_INITCODE_SIZE)
-    ]
-    for i in suspects:
-        firsts[i], earlies[i], lates[i] = _static_reasons(txs[i], env, int(intrinsic[i]))
+    first_ok = np.ones(n, dtype=bool)
+    for i in np.flatnonzero(status == _PACK["PACK_SUSPECT"]).tolist():
+        firsts[i], earlies[i], lates[i] = _static_reasons(txs[i], env, int(_intrinsic_gas([txs[i]])[0]))
+        first_ok[i] = firsts[i] is None
         records[i, _TX["TX_FLAGS"]] |= np.uint64(
             (ABI["TXF_REJECT_EARLY"] if earlies[i] is not None else 0)
             | (ABI["TXF_REJECT_LATE"] if lates[i] is not None else 0)
         )
-    records[creates, _TX["TX_FLAGS"]] |= np.uint64(ABI["TXF_CREATE"])
-    access, access_accounts, access_slots = _access_records(txs, records)
-    needed = [tx.sender for tx in txs]
-    needed += [to for to in tos if to is not None]
+    access, access_accounts, access_slots = _access_records(txs, records, slow.tolist())
+    creates = records[:, _TX["TX_FLAGS"]] & np.uint64(ABI["TXF_CREATE"]) != 0
+    recipients = word_bytes(records[~creates, _TX["TX_TO"] : _TX["TX_TO"] + 4])[:, 12:]
+    senders = word_bytes(records[:, _TX["TX_SENDER"] : _TX["TX_SENDER"] + 4])[:, 12:]
+    needed = np.concatenate([senders, recipients]).view("V20").ravel().tolist()
     needed += [create_address(txs[i].sender, txs[i].nonce) for i in np.flatnonzero(creates).tolist()]
     tables.load_accounts(needed + access_accounts)
     tables.load_slots(access_slots)
-    data = b"".join(datas)
     return PackedTxs(
         records=records,
-        data=np.frombuffer(data, dtype=np.uint8).copy() if data else np.zeros(1, dtype=np.uint8),
+        data=c.data[: max(c.size, 1)].copy(),
         access=access,
         env=pack_env(env),
         reject_first=firsts,
+        first_ok=first_ok,
         reject_early=earlies,
         reject_late=lates,
-        prices=prices,
-        tips=[tx.effective_tip(base_fee) for tx in txs],
-        gas_limits=np.minimum(gas_limits, GAS_CAP).astype(np.int64),
+        prices=word_ints(c.prices),
+        tips=word_ints(c.tips),
+        gas_limits=np.minimum(records[:, _TX["TX_GAS"]], GAS_CAP).astype(np.int64),
     )

@@ -478,6 +478,8 @@ class StateDB:
         values = read(parts[0]) if parts else []
         for other in others:
             values += other.result()
+        if ordered == keys:  # asked in key order (the native executor's accounts)
+            return values
         found = dict(zip(ordered, values))
         return [found[key] for key in keys]
 

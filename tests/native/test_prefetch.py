@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from executor_gpu.native_build import cpu_library
 from executor_gpu.native_prefetch import LESSONS, SlotPatterns
+from executor_gpu.native_state import StateTables
+from executor_gpu.native_tx import pack_transactions
 from primitives.crypto import keccak256
 from primitives.transactions import Transaction
 from primitives.types import Address
-from tests.native.chain import address, make_tx
+from tests.native.chain import ENV, address, make_state, make_tx
 
 TOKEN = Address(b"\x70" * 20)
 TRANSFER = keccak256(b"transfer(address,uint256)")[:4]
@@ -21,6 +25,12 @@ def transfer(sender: int, to: bytes, to_contract: Address = TOKEN) -> Transactio
     return make_tx(sender, 0, to_contract, data=TRANSFER + to.rjust(32, b"\0") + (5).to_bytes(32, "big"))
 
 
+def expected(patterns: SlotPatterns, txs: Sequence[Transaction]) -> list[bytes]:
+    """The slots ``patterns`` expects ``txs`` to read."""
+    packed = pack_transactions(txs, ENV, StateTables(make_state({}), cpu_library()))
+    return patterns.slots(packed.records, packed.data)
+
+
 def test_caller_and_argument_mappings_are_learned_and_predicted() -> None:
     patterns = SlotPatterns(cpu_library())
     first = transfer(1, b"\x11" * 20)
@@ -30,12 +40,12 @@ def test_caller_and_argument_mappings_are_learned_and_predicted() -> None:
         TOKEN + (2).to_bytes(32, "big"),
     ])
     later = transfer(2, b"\x22" * 20)
-    assert sorted(patterns.slots([later])) == sorted([
+    assert sorted(expected(patterns, [later])) == sorted([
         TOKEN + mapping_slot(later.sender, 0), TOKEN + mapping_slot(b"\x22" * 20, 0),
     ])
     # Another contract, a call without a selector, and a creation expect nothing.
-    assert patterns.slots([transfer(3, b"\x33" * 20, Address(b"\x71" * 20)),
-                           make_tx(3, 0, TOKEN, data=b"\x01"), make_tx(3, 0, None)]) == []
+    assert expected(patterns, [transfer(3, b"\x33" * 20, Address(b"\x71" * 20)),
+                               make_tx(3, 0, TOKEN, data=b"\x01"), make_tx(3, 0, None)]) == []
 
 
 def test_study_stops_after_enough_unexplained_slots() -> None:
@@ -43,7 +53,25 @@ def test_study_stops_after_enough_unexplained_slots() -> None:
     tx = transfer(1, b"\x11" * 20)
     patterns.learn([tx] * LESSONS, [TOKEN + (i + 100).to_bytes(32, "big") for i in range(LESSONS)])
     patterns.learn([tx], [TOKEN + mapping_slot(tx.sender, 3)])  # too late: no longer studied
-    assert patterns.slots([transfer(2, b"\x22" * 20)]) == []
+    assert expected(patterns, [transfer(2, b"\x22" * 20)]) == []
     fresh = SlotPatterns(cpu_library())
     fresh.learn([tx], [TOKEN + mapping_slot(tx.sender, 3)])
-    assert fresh.slots([transfer(2, b"\x22" * 20)]) == [TOKEN + mapping_slot(address(2), 3)]
+    assert expected(fresh, [transfer(2, b"\x22" * 20)]) == [TOKEN + mapping_slot(address(2), 3)]
+
+
+def test_callers_of_several_functions_and_short_call_data() -> None:
+    patterns = SlotPatterns(cpu_library())
+    other = Address(b"\x71" * 20)
+    first, second = transfer(1, b"\x11" * 20), transfer(2, b"\x12" * 20, other)
+    # TOKEN's transfer reads the recipient's (argument 1) at index 1; the other contract's the
+    # caller's at index 2 and argument 2's at index 0.
+    patterns.learn([first, second, second], [
+        TOKEN + mapping_slot(b"\x11" * 20, 1), other + mapping_slot(second.sender, 2),
+        other + mapping_slot((5).to_bytes(32, "big"), 0),
+    ])
+    short = make_tx(5, 0, other, data=TRANSFER + (b"\x15" * 20).rjust(32, b"\0"))  # no argument 2
+    txs = [transfer(3, b"\x13" * 20, other), transfer(4, b"\x14" * 20), short]
+    assert sorted(expected(patterns, txs)) == sorted([
+        other + mapping_slot(address(3), 2), other + mapping_slot((5).to_bytes(32, "big"), 0),
+        TOKEN + mapping_slot(b"\x14" * 20, 1), other + mapping_slot(address(5), 2),
+    ])

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from trie.hexary import HexaryTrie
 
-from executor_gpu.native_abi import ABI
+from executor_gpu.native_abi import ABI, words
 from executor_gpu.native_build import cpu_library
 from executor_gpu.native_state import (
     EMPTY_CODE_HASH,
@@ -208,9 +208,13 @@ def test_lookups_match_the_state_view(
         assert tables.slot_value(tables.slot_row(address, slot)) == view.get_storage(address, slot)
     assert tables.accounts.count == len(set(addresses))
     assert tables.slots.count == len(set(keys))
-    # The flat tables (this view's) and the trie give the same rows, in the same order.
+    # The flat tables (this view's) and the trie give the same rows, in the same order (a
+    # batch's rows are in the order of their trie paths).
     assert view.reads_flat
     walked = StateTables(TrieOnly(view), cpu_library())
+    if batched:
+        walked.load_accounts(addresses)
+        walked.load_slots(a + s.to_bytes(32, "big") for a, s in keys)
     for address in addresses:
         walked.account_row(address)
     for address, slot in keys:
@@ -237,3 +241,9 @@ class TrieOnly:
 
     def flat_slots(self, slot_paths: Sequence[bytes]) -> list[bytes | None] | None:
         return None
+
+
+def test_word_ints_converts_every_width() -> None:
+    for values in ([0, 5, 2**64 - 1], [1, 2**64, 2**128 - 1], [3, 2**128, 2**256 - 1]):
+        rows = np.array([words(v) for v in values], dtype=np.uint64)
+        assert word_ints(rows) == values
