@@ -1,11 +1,13 @@
-"""Concurrent callers' items handed to one function together, on one thread of its own.
+"""Concurrent callers' items handed to one function together, on threads of its own.
 
-The RPC fronts' transactions reach the node from many worker threads at once. Each of them
-running admission's Python itself makes them all runnable at the same time, and the
-interpreter's lock is then shared out by thread: the block path, one thread among many, gets
-a small share of it. Here the callers wait (not runnable) while a thread admits everything
-that queued up in one call. Two such threads by default: while one waits for its batch to be
-durable (an fsync), the other admits the next.
+Used twice on the way of a transaction from a front to the pool. A front's callers (a wallet
+sends one transaction at a time) go to the node in shared frames: each frame costs the node's
+interpreter a request. In the node, the fronts' frames reach admission from many worker
+threads at once; each of them running admission's Python itself would make them all runnable
+at the same time, and the interpreter's lock is shared out by thread: the block path, one
+thread among many, would get a small share of it. Here the callers wait (not runnable) while
+a thread runs everything that queued up in one call. More than one such thread: while one
+waits (for its fsync, or for the node), another runs.
 
 Each call crosses threads twice, and each crossing waits for the lock: where callers do much
 Python of their own (JSON-RPC bodies parsed in the node), they lose more than they give.

@@ -28,6 +28,7 @@ from starlette.websockets import WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, unix_connect
 from websockets.exceptions import ConnectionClosed
 
+from primitives.coalesce import Coalescer
 from primitives.errors import InvalidInput
 from primitives.types import Hash32
 from rpc.errors import SERVER_ERROR, RpcError
@@ -44,6 +45,8 @@ from rpc.server import (
 from rpc.types import RpcLimits
 from rpc.ws import accepted
 
+FRAMES_IN_FLIGHT = 4
+"""Frames a front has the node admitting at once (the node admits two at a time)."""
 UNAVAILABLE = "node unavailable, retry later"
 """What a caller is told while the node does not answer its front."""
 
@@ -139,11 +142,15 @@ def create_front_app(upstream: Upstream, limits: RpcLimits, *, cors: Sequence[st
     """The ASGI app of a front to the node behind ``upstream``, with the node's ``limits``
     on what a caller may send, its CORS origins and its accepted Host headers."""
 
+    # Concurrent callers' transactions go to the node together: a wallet sends one at a time,
+    # and each frame costs the node's interpreter a request.
+    admit = Coalescer(upstream.admit, "front-admit", threads=FRAMES_IN_FLIGHT)
+
     def answer(body: bytes) -> Response:
         payload = parse_body(body, limits.max_batch)
         if isinstance(payload, bytes):
             return json_response(payload)
-        reply = answer_sends(payload, upstream.admit)
+        reply = answer_sends(payload, admit)
         if reply is NotSends.NOT_SENDS:
             return forward("POST", "/", body)
         return json_response(reply)

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import socket
 import stat
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from node.config import RpcConfig
 from node.front import Fronts, PrivateSocket, front_count
+from primitives.crypto import keccak256
 from primitives.errors import InvalidInput
 from primitives.types import Hash32
 from rpc.errors import RpcError
@@ -24,7 +29,7 @@ from rpc.frames import (
     encode_outcomes,
     encode_raws,
 )
-from rpc.front import UNAVAILABLE, Upstream, create_front_app
+from rpc.front import FRAMES_IN_FLIGHT, UNAVAILABLE, Upstream, create_front_app
 from rpc.server import create_app
 from rpc.types import DEFAULT_LIMITS
 from tests.rpc.twin import CHAIN_ID, build_chain
@@ -134,3 +139,43 @@ def test_node_admits_a_frame_on_its_private_app() -> None:
     # Only the node's private app takes frames.
     public = TestClient(create_app(build_chain(), limits))
     assert public.post(ADMIT_PATH, content=encode_raws([b"junk"])).status_code in (404, 405)
+
+
+class _HeldNode(Upstream):
+    """A node behind a front that holds every frame until released; it records them."""
+
+    def __init__(self) -> None:
+        super().__init__("unused.sock", 5, 10)
+        self.frames: list[list[bytes]] = []
+        self.release = threading.Event()
+
+    def admit(self, raws: Sequence[bytes]) -> list[Hash32 | RpcError]:
+        self.frames.append(list(raws))
+        self.release.wait(10)
+        return [Hash32(keccak256(raw)) for raw in raws]
+
+
+def test_a_front_sends_concurrent_callers_transactions_to_its_node_together() -> None:
+    """While frames are in flight, single-transaction calls queue and go in one frame; each
+    caller still gets its own transaction's hash."""
+    node = _HeldNode()
+    client = TestClient(create_front_app(node, DEFAULT_LIMITS))
+    raws = [bytes([2, n]) for n in range(12)]
+
+    def send(raw: bytes) -> object:
+        call = {"jsonrpc": "2.0", "id": raw[1], "method": "eth_sendRawTransaction",
+                "params": ["0x" + raw.hex()]}
+        return client.post("/", json=call).json()
+
+    with ThreadPoolExecutor(len(raws)) as pool:
+        answers = [pool.submit(send, raw) for raw in raws]
+        deadline = time.monotonic() + 10
+        while len(node.frames) < FRAMES_IN_FLIGHT and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)  # the other callers queue behind the frames in flight
+        node.release.set()
+        for raw, answer in zip(raws, answers, strict=True):
+            assert answer.result(10) == {"jsonrpc": "2.0", "id": raw[1],
+                                         "result": "0x" + keccak256(raw).hex()}
+    assert sorted(raw for frame in node.frames for raw in frame) == raws
+    assert len(node.frames) == FRAMES_IN_FLIGHT + 1
