@@ -195,6 +195,28 @@ class Admission:
         self._accounts[address] = known
         return known
 
+    def _read_new_senders(self, txs: Sequence[Transaction | InvalidTransaction]) -> None:
+        """Head accounts of the senders not known yet, read in one batch before the lock is
+        taken (one read each under it held up the block path's selection and every other
+        batch); kept only if no block moved the head meanwhile."""
+        accounts = self._accounts
+        senders = list({tx.sender for tx in txs
+                        if isinstance(tx, Transaction) and tx.sender not in accounts})
+        if not senders:
+            return
+        head = self.head
+        read = self._state.at(head.state_root).get_accounts_flat(senders)
+        if read is None:
+            return
+        with self._lock:
+            if self._head is not head:
+                return  # its block may have changed them: read under the lock, as before
+            if len(accounts) + len(senders) > HEAD_ACCOUNTS_LIMIT:
+                accounts.clear()
+            for address, account in zip(senders, read, strict=True):
+                accounts.setdefault(address, NO_ACCOUNT if account is None
+                                    else AccountState(account.nonce, account.balance))
+
     def _nonce(self, address: Address) -> int:
         known = self._accounts.get(address)
         return (known or self._account(address)).nonce
@@ -223,6 +245,7 @@ class Admission:
         """Pool the ``check``ed transactions against the head and the pool, as ``submit``."""
         outcomes: list[Transaction | L2NodeError] = list(checked)
         writes: list[Write] = []
+        self._read_new_senders(checked)
         with self._lock:
             base_fee = self.next_base_fee()
             now = self._clock.now()

@@ -335,6 +335,12 @@ class StateView:
         encoded = _trie_get(storage, _slot_hash(slot))
         return rlp.decode(encoded, sedes=rlp.sedes.big_endian_int) if encoded else 0
 
+    def get_accounts_flat(self, addresses: Sequence[Address]) -> list[Account | None] | None:
+        """The accounts of ``addresses``, their flat rows read in one batch (over threads when
+        there are thousands); None when this view does not read flat (read them one by one)."""
+        values = self.flat_accounts(hash_keys(addresses))
+        return None if values is None else list(map(_flat_account, values))
+
     def flat_accounts(self, account_hashes: Sequence[bytes]) -> list[bytes | None] | None:
         prefix = schema.FLAT_ACCOUNT_PREFIX
         return self._flat_values([prefix + path for path in account_hashes])

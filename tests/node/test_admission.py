@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 
 from node.admit import arrival_stamp, decode_stored_tx, encode_stored_tx
 from node.db import schema
 from node.db.memory import MemoryKV, OverlayBatch
+from node.db.state import StateView
 from node.journal import GroupCommitJournal
 from primitives import rlp
 from primitives.clock import ManualClock
 from primitives.errors import Halt, InvalidTransaction, TransactionRejected
 from primitives.transactions import Transaction, decode_transaction
+from primitives.types import Address
 from sequencer.types import PoolConfig
 from tests.node.helpers import GENESIS_TIME, USERS, make_node, transfer
 
@@ -256,3 +258,49 @@ def test_a_restart_reloads_pool_records_of_the_old_rlp_layout(clock: ManualClock
     restarted.produce_block()
     assert set(restarted.chain.raw_transactions(1)) == {old[0].raw}
     assert len(restarted.pool) == 0  # the queued one expired on its old record's time
+
+
+def test_new_senders_read_in_a_batch_are_not_kept_when_a_block_moved_the_head(
+    clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Admission reads the accounts of senders it does not know before taking its lock; a
+    block committed in between may have changed them, and those reads are then dropped."""
+    node = make_node(clock)
+    node.submit(transfer(0, 0))
+    node.admission._accounts.clear()  # user 0 is new to admission again (as after eviction)
+    read_flat = StateView.get_accounts_flat
+    reads: list[object] = []
+
+    def block_meanwhile(view: StateView, addresses: Sequence[Address]) -> object:
+        accounts = read_flat(view, addresses)
+        reads.append(accounts)
+        monkeypatch.setattr(StateView, "get_accounts_flat", read_flat)
+        node.produce_block()  # includes nonce 0: the account just read is stale
+        node.admission._accounts.clear()  # and nothing read after the block replaces it
+        return accounts
+
+    monkeypatch.setattr(StateView, "get_accounts_flat", block_meanwhile)
+    node.submit(transfer(0, 1))
+    assert reads and reads[0] is not None  # the batch read ran, from the flat tables
+    assert node.head().number == 1
+    # Nonce 1 is pending on the head's nonce 1, not queued behind a stale nonce 0.
+    assert node.pending_nonce(USERS[0]) == 2
+    assert node.admission.pool_counts() == (1, 0)
+
+
+def test_new_senders_are_read_in_one_batch(clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    node = make_node(clock)
+    batches: list[list[Address]] = []
+    read_flat = StateView.get_accounts_flat
+
+    def counted(view: StateView, addresses: Sequence[Address]) -> object:
+        batches.append(list(addresses))
+        return read_flat(view, addresses)
+
+    monkeypatch.setattr(StateView, "get_accounts_flat", counted)
+    outcomes = node.submit_many([transfer(user, 0) for user in range(3)] + [transfer(0, 1)])
+    assert all(isinstance(o, Transaction) for o in outcomes)
+    assert [sorted(b) for b in batches] == [sorted(USERS[:3])]
+    assert [node.pending_nonce(USERS[user]) for user in range(3)] == [2, 1, 1]
+    node.submit(transfer(1, 1))  # known now: no read
+    assert len(batches) == 1
