@@ -14,7 +14,9 @@ const KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 const EMPTY_KEY = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
 const OTHER = "0x000000000000000000000000000000000000dEaD";
 
-const provider = new JsonRpcProvider(url, undefined, { pollingInterval: 100 });
+// cacheTimeout -1: ethers shares identical requests made within 250 ms, so a send right after
+// a deploy the node answered that fast would reuse the deploy's pending nonce.
+const provider = new JsonRpcProvider(url, undefined, { pollingInterval: 100, cacheTimeout: -1 });
 const wallet = new Wallet(KEY, provider);
 
 async function transfers() {
