@@ -205,7 +205,10 @@ class Admission:
         if not senders:
             return
         head = self.head
-        read = self._state.at(head.state_root).get_accounts_flat(senders)
+        view = self._head_view  # shared with the reads under the lock (its state is immutable)
+        if view is None or view.state_root != head.state_root:
+            view = self._head_view = self._state.at(head.state_root)
+        read = view.get_accounts_flat(senders)
         if read is None:
             return
         with self._lock:
