@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from operator import attrgetter
 
-from executor_gpu.types import StateDiff
+from executor_gpu.types import Account, AccountChange, StateDiff
 from node.db import schema
 from node.db.api import KV
 from node.db.chain import ChainStore
@@ -97,6 +97,11 @@ def _decode_rlp_record(data: bytes) -> tuple[bytes, bytes, float | None]:
         raise Halt("corrupt pool record in the database")
     raw, sender, *arrival = (field for field in fields if isinstance(field, bytes))
     return raw, sender, int.from_bytes(arrival[0], "big") / 1000 if arrival else None
+
+
+def _head_state(account: Account | AccountChange | None) -> AccountState:
+    """What admission keeps of an account at the head (None: the state has none)."""
+    return NO_ACCOUNT if account is None else AccountState(account.nonce, account.balance)
 
 
 def forgotten(txs: Iterable[Transaction]) -> list[Write]:
@@ -186,10 +191,7 @@ class Admission:
         view = self._head_view
         if view is None or view.state_root != self.head.state_root:
             view = self._head_view = self._state.at(self.head.state_root)
-        account = view.get_account(address)
-        known = (
-            NO_ACCOUNT if account is None else AccountState(account.nonce, account.balance)
-        )
+        known = _head_state(view.get_account(address))
         if len(self._accounts) >= HEAD_ACCOUNTS_LIMIT:
             self._accounts.clear()
         self._accounts[address] = known
@@ -217,8 +219,7 @@ class Admission:
             if len(accounts) + len(senders) > HEAD_ACCOUNTS_LIMIT:
                 accounts.clear()
             for address, account in zip(senders, read, strict=True):
-                accounts.setdefault(address, NO_ACCOUNT if account is None
-                                    else AccountState(account.nonce, account.balance))
+                accounts.setdefault(address, _head_state(account))
 
     def _nonce(self, address: Address) -> int:
         known = self._accounts.get(address)
@@ -337,10 +338,7 @@ class Admission:
             accounts, changes = self._accounts, diff.accounts
             for address, change in changes.items():
                 if address in accounts:
-                    accounts[address] = (
-                        NO_ACCOUNT if change is None
-                        else AccountState(change.nonce, change.balance)
-                    )
+                    accounts[address] = _head_state(change)
             # Only senders the block touched can have pooled transactions below their nonce
             # (the included ones) or queued ones it promotes; then the rejected ones go.
             stale = self.pool.prune(changes, self._nonce)

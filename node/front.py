@@ -141,7 +141,6 @@ class Fronts:
                 process.wait()
 
 
-
 def _json_logs() -> bool:
     return any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)
 

@@ -28,19 +28,15 @@ def block_size(view: BlockView) -> int:
     """Length of the block's RLP encoding, from the lengths of its parts (a wallet polling a
     block of 20,000 transactions had it encoded for each request)."""
     # A typed transaction is an RLP string of at least two bytes: its raw bytes and a prefix.
-    txs = sum(len(tx.raw) if tx.tx_type == LEGACY_TX else _string_size(len(tx.raw))
+    txs = sum(len(tx.raw) if tx.tx_type == LEGACY_TX else _prefix_size(len(tx.raw)) + len(tx.raw)
               for tx in view.transactions)
     body = len(view.header.encode()) + _prefix_size(txs) + txs + 2 * len(_EMPTY_RLP_LIST)
     return _prefix_size(body) + body
 
 
 def _prefix_size(length: int) -> int:
-    """Bytes of the RLP prefix of a list (or a string of two bytes or more) of ``length``."""
-    return 1 if length < 56 else 1 + (length.bit_length() + 7) // 8
-
-
-def _string_size(length: int) -> int:
-    return _prefix_size(length) + length
+    """Bytes of the RLP prefix of a list, or of a string of two bytes or more, of ``length``."""
+    return len(rlp.codec.length_prefix(length, _RLP_LIST))
 
 
 def block_rlp(view: BlockView) -> bytes:

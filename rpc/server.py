@@ -165,22 +165,15 @@ class _AdmitFrames:
         if scope["method"] != "POST":
             await _reply(send, 405, b"POST only", b"text/plain")
             return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self._max_bytes:
-                await _reply(send, 413, b"frame too large", b"text/plain")
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
         try:
-            raws = decode_raws(b"".join(chunks))
+            body = await Request(scope, receive).body()
+        except ClientDisconnect:  # the front went away: nobody to answer
+            return
+        if len(body) > self._max_bytes:  # a front holds its callers to the limit already
+            await _reply(send, 413, b"frame too large", b"text/plain")
+            return
+        try:
+            raws = decode_raws(body)
         except InvalidInput as exc:
             await _reply(send, 400, str(exc).encode(), b"text/plain")
             return

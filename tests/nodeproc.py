@@ -77,6 +77,18 @@ class NodeProcess:
         """Raw JSON-RPC call; returns the whole response object."""
         return post_json(self.url, {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []})
 
+    def receipts(self, tx_hashes: list[str], timeout: float = 30) -> list[dict[str, Any]]:
+        """The receipts of ``tx_hashes``, waited for (at most ``timeout`` s for all): a hash
+        with none by then fails the test, with the node's log."""
+        deadline = time.monotonic() + timeout
+        receipts = []
+        for tx_hash in tx_hashes:
+            while (receipt := self.rpc("eth_getTransactionReceipt", [tx_hash])["result"]) is None:
+                assert time.monotonic() < deadline, f"no receipt of {tx_hash}:\n{self.log_tail()}"
+                time.sleep(0.1)
+            receipts.append(receipt)
+        return receipts
+
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 

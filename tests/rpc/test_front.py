@@ -176,9 +176,5 @@ def test_transactions_a_front_accepted_survive_sigkill_of_the_node(tmp_path: Pat
         node.process.wait(timeout=10)
 
     with running_node(data_dir) as node:  # no fronts: the node alone, from its database
-        deadline = time.monotonic() + 30
-        for tx_hash in hashes:
-            while (receipt := node.rpc("eth_getTransactionReceipt", [tx_hash])["result"]) is None:
-                assert time.monotonic() < deadline, f"{tx_hash} lost after SIGKILL:\n{node.log_tail()}"
-                time.sleep(0.1)
-            assert receipt["status"] == "0x1"
+        # Each one kept through SIGKILL, and included.
+        assert all(receipt["status"] == "0x1" for receipt in node.receipts(hashes))
