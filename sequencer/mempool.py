@@ -24,7 +24,7 @@ from primitives.clock import Clock
 from primitives.errors import TransactionRejected
 from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
-from sequencer.fees import MAX_INITCODE_SIZE, intrinsic_gas
+from sequencer.fees import MAX_INITCODE_SIZE, TX_GAS, intrinsic_gas
 from sequencer.types import AccountState, PoolConfig
 
 ALREADY_KNOWN = "already known"
@@ -245,6 +245,8 @@ class Mempool:
         gas = gas_used[fit - 1] if fit else 0
         ended: set[Address] = set()
         for tx in ordered[fit:]:
+            if gas_limit - gas < TX_GAS:  # full: every pooled transaction needs this much
+                break
             if tx.sender in ended:
                 continue
             if gas + tx.gas_limit > gas_limit:
