@@ -83,21 +83,21 @@ EVM_EXPORT void kv_gather(kv_free_fn release, u64 n, char **values, const i64 *l
 }
 
 /* Writes n changes in one atomic batch: key i is keys[key_offsets[i] .. key_offsets[i + 1]),
- * its value vals[val_offsets[i] .. val_offsets[i + 1]), or deleted where deletes[i]. 1 when
- * written; else 0 and LevelDB's message (truncated) in err. */
+ * its value the next sizes[i] bytes of vals (values concatenated in order), or deleted where
+ * sizes[i] < 0. 1 when written; else 0 and LevelDB's message (truncated) in err. */
 EVM_EXPORT int kv_write_many(kv_batch_create_fn create, kv_batch_put_fn put, kv_batch_delete_fn del,
                              kv_write_fn write, kv_batch_destroy_fn destroy, kv_free_fn release, void *db,
                              const void *options, u64 n, const u8 *keys, const u64 *key_offsets,
-                             const u8 *vals, const u64 *val_offsets, const u8 *deletes, char *err,
-                             u64 err_size) {
+                             const u8 *vals, const i64 *sizes, char *err, u64 err_size) {
     void *batch = create();
-    for (u64 i = 0; i < n; i++) {
+    for (u64 i = 0, at = 0; i < n; i++) {
         const char *key = (const char *)keys + key_offsets[i];
         size_t klen = key_offsets[i + 1] - key_offsets[i];
-        if (deletes[i]) {
+        if (sizes[i] < 0) {
             del(batch, key, klen);
         } else {
-            put(batch, key, klen, (const char *)vals + val_offsets[i], val_offsets[i + 1] - val_offsets[i]);
+            put(batch, key, klen, (const char *)vals + at, (size_t)sizes[i]);
+            at += (u64)sizes[i];
         }
     }
     char *failure = NULL;

@@ -88,18 +88,14 @@ class NativeLevelDB:
         """Applies ``writes`` (None deletes a key) in one atomic, synced batch."""
         keys = list(writes)
         values = list(writes.values())
-        deletes = np.fromiter(map(_is_none, values), dtype=np.uint8, count=len(values))
-        if deletes.any():
-            values = [b"" if value is None else value for value in values]
         key_offsets = np.fromiter(accumulate(map(len, keys), initial=0), dtype=np.uint64,
                                   count=len(keys) + 1)
-        value_offsets = np.fromiter(accumulate(map(len, values), initial=0),  # type: ignore[arg-type]
-                                    dtype=np.uint64, count=len(values) + 1)
+        sizes = np.array([-1 if value is None else len(value) for value in values], dtype=np.int64)
         error = ctypes.create_string_buffer(256)
         if not self._lib.kv_write_many(
             *self._batch_functions, self._db, self._write_options, len(keys), b"".join(keys),
-            key_offsets.ctypes.data, b"".join(values), value_offsets.ctypes.data,  # type: ignore[arg-type]
-            deletes.ctypes.data, error, len(error),
+            key_offsets.ctypes.data, b"".join(filter(None, values)), sizes.ctypes.data, error,
+            len(error),
         ):
             raise Halt(f"LevelDB write failed: {error.value.decode(errors='replace')}")
 
@@ -167,7 +163,3 @@ def _address_of(lib: ctypes.CDLL) -> Any:
     def address(name: str) -> int | None:
         return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
     return address
-
-
-def _is_none(value: bytes | None) -> bool:
-    return value is None

@@ -105,7 +105,8 @@ def test_leveldb_reads_and_writes_batches_natively(tmp_path: Path) -> None:
     with kv.write_batch() as batch:
         batch.put_many((b"%d" % i, b"x%d" % i) for i in range(5_000))
         batch.delete(b"7")
-    assert kv.get_many([b"6", b"7", b"4999"]) == [b"x6", None, b"x4999"]
+        batch.put(b"empty", b"")
+    assert kv.get_many([b"6", b"7", b"4999", b"empty"]) == [b"x6", None, b"x4999", b""]
     kv.close()
 
 
