@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable
+from operator import attrgetter
 
 import numpy as np
 
@@ -39,6 +40,7 @@ INITCODE_TOO_LARGE = "max initcode size exceeded"
 POOL_FULL = "txpool is full"
 ACCOUNT_LIMIT = "account limit exceeded"
 
+_hash = attrgetter("hash")
 
 _Entry = tuple[int, int, Transaction]
 """Eviction heap entry: effective tip at the heaps' base fee, minus arrival order, the tail."""
@@ -299,9 +301,9 @@ class Mempool:
             # The usual case after a block: it included everything the sender had pooled.
             del pooled[address]
             self._queued -= len(sender.txs) - (sender.ready - sender.nonce)
-            for tx in sender.txs.values():
-                del by_hash[tx.hash], order[tx.hash], arrived[tx.hash]
-                stale.append(tx)
+            for tx_hash in map(_hash, sender.txs.values()):
+                del by_hash[tx_hash], order[tx_hash], arrived[tx_hash]
+            stale.extend(sender.txs.values())
         return tuple(stale)
 
     def expire(self) -> tuple[Transaction, ...]:
