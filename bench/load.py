@@ -46,6 +46,7 @@ import tempfile
 import threading
 import time
 import tomllib
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -347,6 +348,8 @@ class Target:
     url: str
     pid: int
     log_path: Path
+    metrics_url: str = ""
+    """Its Prometheus endpoint, where it has one (l2node): the executor's time is read there."""
 
 
 @dataclass
@@ -472,6 +475,7 @@ def run_load(target: Target, txs: Sequence[SignedTx], connections: int, batch: i
     watcher = BlockWatcher(rpc, {tx.hash: i for i, tx in enumerate(txs)}, target.pid,
                            head + 1, [None] * len(txs))
     poller = threading.Thread(target=watcher.run, daemon=True)
+    executor_before = executor_seconds(target.metrics_url)
     cpu_before = cpu_seconds(target.pid)
     poller.start()
     sent = send_all(target.url, plans, len(txs), time.monotonic() + timeout)
@@ -482,6 +486,7 @@ def run_load(target: Target, txs: Sequence[SignedTx], connections: int, batch: i
     rpc.close()
     included = watcher.included
     stages = block_stages(target.log_path, head + 1) if target.name == "l2node" else {}
+    executor_after = executor_seconds(target.metrics_url)
     if not measure:
         return {"accepted": watcher.expected, "included": included, "errors": dict(sent.errors)}
     send_seconds = sent.finished - sent.started
@@ -508,11 +513,31 @@ def run_load(target: Target, txs: Sequence[SignedTx], connections: int, batch: i
         "poll_errors": watcher.poll_errors,
         "last_poll_error": watcher.error,
         "block_stages_s": stages,
+        "executor_s": {phase: seconds - executor_before.get(phase, 0.0)
+                       for phase, seconds in executor_after.items()},
     }
 
 
 _BLOCK_LINE = re.compile(r"block (\d+) txs=(\d+) .*?root=\w+ (.*)$")
 _STAGE = re.compile(r"(\w+)=(\d+)ms")
+
+
+_EXECUTOR_SAMPLE = re.compile(
+    r'^l2node_executor_(host|device)_seconds_total\{phase="(\w+)"\} (\S+)$', re.MULTILINE)
+
+
+def executor_seconds(metrics_url: str) -> dict[str, float]:
+    """The native executor's seconds so far by phase, host ("load", ...) and device
+    ("device upload", ...), from the node's metrics; empty without them."""
+    if not metrics_url:
+        return {}
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=10) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    return {(phase if side == "host" else f"device {phase}"): float(value)
+            for side, phase, value in _EXECUTOR_SAMPLE.findall(text)}
 
 
 def block_stages(log_path: Path, first_block: int) -> dict[str, float]:
@@ -637,8 +662,9 @@ def l2node_target(work: Path, accounts: int, executor: str,
     """`l2node run` with the throughput preset; SIGTERM (then kill) at the end."""
     config = node_config(accounts, executor, genesis_file, fronts)
     # Building a large genesis state takes a while (about 35 s per million accounts).
-    with running_node(work / "l2node", free_port(), config, start_timeout=600) as node:
-        yield Target("l2node", node.url, node.process.pid, node.log_path)
+    with running_node(work / "l2node", free_port(), config, start_timeout=600,
+                      metrics_port=free_port()) as node:
+        yield Target("l2node", node.url, node.process.pid, node.log_path, node.metrics_url)
 
 
 def _port_free(port: int) -> bool:
@@ -669,10 +695,11 @@ def devnet_target(work: Path, validators: int, accounts: int, executor: str) -> 
     devnet's anvil, when installed). SIGTERM stops them all at the end."""
     preset = work / "devnet-preset.toml"
     preset.write_text(node_config(accounts, executor))
+    base_port = devnet_base_port(validators)
     process = subprocess.Popen(
         l2node_command("devnet", "--validators", str(validators), "--preset", str(preset),
                        "--executor", executor, "--data-dir", str(work / "devnet"),
-                       "--base-port", str(devnet_base_port(validators)), "--epoch-length", "0"),
+                       "--base-port", str(base_port), "--epoch-length", "0"),
         stdout=subprocess.PIPE, text=True, env=l2node_env(),
     )
     try:
@@ -696,7 +723,8 @@ def devnet_target(work: Path, validators: int, accounts: int, executor: str) -> 
                 raise RuntimeError(f"the devnet did not finalize blocks; see {log_path}")
             time.sleep(0.2)
         rpc.close()
-        yield Target("l2node", url, process.pid, log_path)
+        yield Target("l2node", url, process.pid, log_path,
+                     f"http://127.0.0.1:{base_port + METRICS_PORT_OFFSET}/metrics")
     finally:
         stop_process(process)
 
@@ -876,6 +904,10 @@ def report(results: dict[str, dict[str, Any]]) -> dict[str, float]:
         if stages.pop("blocks", 0):
             print(f"{name} block path, seconds summed over the load's blocks: "
                   + " ".join(f"{stage}={seconds:.2f}" for stage, seconds in stages.items()))
+        if results[name].get("executor_s"):
+            print(f"{name} executor, seconds over the load (host phases, then device): "
+                  + " ".join(f"{phase.replace(' ', '_')}={seconds:.2f}"
+                             for phase, seconds in results[name]["executor_s"].items()))
         for message, count in sorted(results[name]["errors"].items(), key=lambda e: -e[1]):
             print(f"{name} errors: {count} x {message}")
         if results[name].get("poll_errors"):

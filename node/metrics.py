@@ -301,6 +301,16 @@ class _ExecutorCollector(Collector):
             for phase in ("load", "pack", "commit", "diff"):
                 phases.add_metric([phase], float(getattr(host, phase, 0.0)))
             yield phases
+        device = getattr(getattr(self._executor, "device", None), "time", None)
+        if device is not None:
+            spent = CounterMetricFamily(
+                "l2node_executor_device_seconds",
+                "Native executor device time by phase (upload, kernel, download; the CPU "
+                "build's kernel is its interpreter)",
+                labels=["phase"])
+            for phase in ("upload", "kernel", "download"):
+                spent.add_metric([phase], float(getattr(device, phase, 0.0)))
+            yield spent
 
 
 class _CountingGossip:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from prometheus_client import generate_latest
 
+from executor_gpu.native_launch import DeviceTime, HostTime
 from l1.types import CommittedBatch
 from node.config import HealthConfig
 from node.health import ReadinessCheck, ReadinessRules, quorum_peers
@@ -62,6 +65,8 @@ class Executor:
     def __init__(self) -> None:
         self.fallback_reasons = {"deletion of an account with storage": 2}
         self.host_runs = {"precompile 0x0a": 1}
+        self.host_time = HostTime(load=0.5, commit=0.25)
+        self.device = SimpleNamespace(time=DeviceTime(upload=0.125, kernel=2.0))
 
 
 def test_native_fallbacks_and_host_runs_are_read_at_each_scrape() -> None:
@@ -73,6 +78,11 @@ def test_native_fallbacks_and_host_runs_are_read_at_each_scrape() -> None:
     executor.fallback_reasons["deletion of an account with storage"] = 5
     assert value(metrics, "l2node_executor_fallbacks_total", reason) == 5
     assert value(metrics, "l2node_executor_host_runs_total", {"reason": "precompile 0x0a"}) == 1
+    assert value(metrics, "l2node_executor_host_seconds_total", {"phase": "load"}) == 0.5
+    assert value(metrics, "l2node_executor_host_seconds_total", {"phase": "commit"}) == 0.25
+    executor.device.time.kernel += 1.0
+    assert value(metrics, "l2node_executor_device_seconds_total", {"phase": "kernel"}) == 3.0
+    assert value(metrics, "l2node_executor_device_seconds_total", {"phase": "upload"}) == 0.125
 
 
 def batch(number: int, last_block: int) -> CommittedBatch:
