@@ -26,7 +26,13 @@
  * not read: the pass encodes the leaf that value makes at the depth it reached, and when its
  * hash is the one its parent names, that is the leaf (a wrong hint only costs the read). Most
  * of a block's changes update existing keys, so its reads come down to the branches the node
- * cache does not hold; the cache keeps no leaves, which such commits never read.
+ * cache does not hold; commits keep no leaves in the cache, which such commits never read.
+ *
+ * A warm (mpt_begin_warm) reads ahead, while a block executes, the account-trie paths its
+ * commit will walk: in the same rounds, it walks each key down to its leaf (or to where the
+ * key would go) and keeps every node it is handed in the cache, leaves too (a new key's
+ * neighbour leaf is read by its insertion). It changes nothing else: the commit after it
+ * starts afresh and finds those nodes in the cache instead of reading them.
  */
 #ifndef EVM_MPT_H
 #define EVM_MPT_H
@@ -59,7 +65,7 @@ enum {
 #define MS_SIZE 64
 
 enum { MK_LEAF = 1, MK_EXT, MK_BRANCH, MK_HASH };
-enum { MP_LOOKUP, MP_STORAGE, MP_ACCOUNTS, MP_DONE };
+enum { MP_LOOKUP, MP_STORAGE, MP_ACCOUNTS, MP_WARM, MP_DONE };
 
 typedef struct mnode mnode;
 /* 32 bytes: a decoded branch makes one for each of its (up to 16) children by hash. */
@@ -1226,6 +1232,26 @@ EVM_EXPORT void mpt_begin_state(void *h, const u8 *root, u64 n, const u8 *record
     s->phase = MP_LOOKUP;
 }
 
+/* Starts a warm of the node cache along n keys of the account trie under root (32 bytes each,
+ * the paths): steps list the nodes on their paths the session lacks, as a commit's do, and
+ * mpt_supply keeps each node it is handed in the cache. The cache may grow past its budget
+ * meanwhile (it rotates once the warm is done: the warm's nodes may be in either generation
+ * until then). Without a cache, there is nothing to warm: the first step says done. */
+EVM_EXPORT void mpt_begin_warm(void *h, const u8 *root, u64 n, const u8 *paths) {
+    msession *s = (msession *)h;
+    mpt_reset(s);
+    mpt_set_root(&s->main, root);
+    if (!s->cache_budget) n = 0;
+    s->main.c = (mchange *)mpt_alloc(&s->work, (n + 1) * sizeof(mchange));
+    memset(s->main.c, 0, (n + 1) * sizeof(mchange));
+    s->main.n = n;
+    for (u64 i = 0; i < n; i++) {
+        s->main.c[i].nib = mpt_nibbles(s, paths + 32 * i);
+        s->main.c[i].account = -1;
+    }
+    s->phase = MP_WARM;
+}
+
 /* A stub for a trie's root (NULL for the empty trie). */
 static mnode *mpt_root_stub(msession *s, const u8 *root) {
     if (memcmp(root, EMPTY_ROOT_BYTES, 32) == 0) return NULL;
@@ -1301,11 +1327,36 @@ static int mpt_lookup_roots(msession *s) {
     return all;
 }
 
+/* A warm's pass: walks every key still short of its end (kept at the front); 1 when none is
+ * left that a read could take further. */
+static int mpt_warm_pass(msession *s) {
+    mjob *j = &s->main;
+    mnode *root = mpt_root_stub(s, j->root);
+    u64 left = 0;
+    for (u64 i = 0; i < j->n; i++) {
+        const u8 *val;
+        u64 vlen;
+        if (mpt_get(s, root, j->c + i, &val, &vlen) == 2) j->c[left++] = j->c[i];
+    }
+    j->n = left;
+    /* a key may wait on a node listed before and never handed over (a stopped warm) */
+    return !left || !s->nmissing;
+}
+
 /* Goes on with the commit: 0 when it is done (mpt_root, mpt_output), -1 on an error
  * (mpt_error), else the number of nodes it needs (mpt_missing; hand them to mpt_supply). */
 EVM_EXPORT i64 mpt_step(void *h) {
     msession *s = (msession *)h;
     s->nmissing = 0;
+    if (s->phase == MP_WARM) {
+        int all = mpt_warm_pass(s);
+        if (s->err[0]) return -1;
+        if (!all) return (i64)s->nmissing;
+        /* the session's nodes are no longer used: the cache may drop a generation */
+        if (s->cache[0].bytes > s->cache_budget / 2) mpt_cache_rotate(s);
+        s->phase = MP_DONE;
+        return 0;
+    }
     if (s->phase == MP_LOOKUP) {
         int all = mpt_lookup_roots(s);
         if (s->err[0]) return -1;
@@ -1343,10 +1394,14 @@ EVM_EXPORT const u8 *mpt_missing(void *h) { return ((msession *)h)->missing; }
 
 EVM_EXPORT const char *mpt_error(void *h) { return ((msession *)h)->err; }
 
-/* Hands over the nodes the last step listed, in its order: node i is lens[i] bytes of buf. */
+/* Hands over the nodes the last step listed, in its order: node i is lens[i] bytes of buf. A
+ * warm keeps them in the cache, and takes a node of 0 bytes as one not read (its walk stops
+ * short there). */
 EVM_EXPORT void mpt_supply(void *h, const u8 *buf, const u64 *lens) {
     msession *s = (msession *)h;
+    int warm = s->phase == MP_WARM;
     for (u64 i = 0, at = 0; i < s->nmissing; at += lens[i], i++) {
+        if (warm && !lens[i]) continue;
         u8 *copy = (u8 *)mpt_alloc(&s->work, lens[i] + 32);
         memcpy(copy, s->missing + 32 * i, 32);
         memcpy(copy + 32, buf + at, lens[i]);
@@ -1362,6 +1417,7 @@ EVM_EXPORT void mpt_supply(void *h, const u8 *buf, const u64 *lens) {
         mslot *e = mpt_slot(s, copy, &added);
         e->hash = copy;
         e->node = n;
+        if (warm) mpt_gen_add(&s->cache[0], s->cache_budget / 2, copy, copy + 32, lens[i]);
     }
     s->nmissing = 0;
 }
