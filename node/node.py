@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 
 from executor_gpu.api import Caller, Executor, Tracer
 from executor_gpu.types import (
@@ -86,6 +87,16 @@ class ChainParams:
 
 MAX_CLOCK_DRIFT = 15
 """Seconds a block's timestamp may be ahead of this node's clock."""
+
+
+def _touched(txs: Sequence[Transaction], coinbase: Address) -> set[Address]:
+    """The accounts a block's transactions surely touch: senders, recipients, the coinbase
+    (what the state prefetch reads ahead; contracts' own calls are found by executing)."""
+    touched = set(map(attrgetter("sender"), txs))
+    touched.update(map(attrgetter("to"), txs))
+    touched.discard(None)  # creations have no recipient
+    touched.add(coinbase)
+    return touched
 
 
 def _round_of(certificate: bytes | None) -> int:
@@ -285,12 +296,13 @@ class Node:
             with times.stage("select"):
                 txs = self.admission.select(env.base_fee_per_gas, env.gas_limit,
                                             self.params.max_txs_per_block)
-            with times.stage("execute"):
-                view = self.state.at(parent.state_root)
-                body = execute_block(self.executor, view, env, txs, self._ordered_root,
-                                     self._receipts_root)
-            with times.stage("state"):
-                staged = self._stage(parent, env, body, carried, view)
+            with self.state.prefetch(parent.state_root, _touched(txs, env.coinbase)):
+                with times.stage("execute"):
+                    view = self.state.at(parent.state_root)
+                    body = execute_block(self.executor, view, env, txs, self._ordered_root,
+                                         self._receipts_root)
+                with times.stage("state"):
+                    staged = self._stage(parent, env, body, carried, view)
             staged.stages, staged.started = times, started
             staged.value = encode_block(staged.header, [e.tx.raw for e in body.result.executed],
                                         carried)
@@ -485,16 +497,18 @@ class Node:
             parent, timestamp, coinbase, self.params.chain_id,
             self.params.gas_limit, self.chain.block_hashes(parent),
         )
-        with times.stage("execute"):
-            view = self.state.at(parent.state_root)
-            body = execute_block(self.executor, view, env, txs, self._ordered_root,
-                                 self._receipts_root)
-        # Rule: every transaction of a block executes; a proposer must not include invalid ones.
-        if body.result.rejected:
-            first = body.result.rejected[0]
-            raise InvalidInput(f"includes an invalid transaction {first.tx.hash.hex()}: {first.reason}")
-        with times.stage("state"):
-            staged = self._stage(parent, env, body, proofs, view)
+        with self.state.prefetch(parent.state_root, _touched(txs, coinbase)):
+            with times.stage("execute"):
+                view = self.state.at(parent.state_root)
+                body = execute_block(self.executor, view, env, txs, self._ordered_root,
+                                     self._receipts_root)
+            # Rule: every transaction of a block executes; a proposer must not include invalid
+            # ones.
+            if body.result.rejected:
+                first = body.result.rejected[0]
+                raise InvalidInput(f"includes an invalid transaction {first.tx.hash.hex()}: {first.reason}")
+            with times.stage("state"):
+                staged = self._stage(parent, env, body, proofs, view)
         staged.stages, staged.started = times, started
         return staged
 

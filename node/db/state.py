@@ -15,6 +15,10 @@ and walks the trie for any other root. Each height keeps a change set (the value
 replaced), so ``stage_unwind`` takes the flat state back with the blocks (an L1 reorg under the
 watcher's chain).
 
+Prefetch: while a block executes, ``StateDB.prefetch`` reads the account-trie paths of the
+accounts it touches into the committer's node cache in a thread (``TrieCommitter.warm``), so
+that its ``apply`` reads few nodes on the block's path; ``apply`` stops a warm still running.
+
 Cache: a bounded LRU of decoded accounts and slots of the committed flat state. Reads fill it;
 ``StateDB.commit``, which commits every batch carrying state, updates the entries the batch
 changed and bumps a generation count before and after. A view opened before a commit sees the
@@ -25,15 +29,16 @@ the cache never holds a value of a staged, uncommitted batch.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Annotated, TypeVar
+from typing import Annotated, Self, TypeVar
 
 import rlp
 from annotated_types import Ge
@@ -41,7 +46,7 @@ from trie.exceptions import MissingTrieNode
 from trie.hexary import HexaryTrie
 from trie.iter import NodeIterator
 
-from executor_gpu.native_mpt import CACHE_BYTES, OldValues, TrieCommitter, hash_keys
+from executor_gpu.native_mpt import CACHE_BYTES, OldValues, TrieCommitter, Warmed, hash_keys
 from executor_gpu.types import Account, AccountChange, StateDiff
 from node.db import schema
 from node.db.api import KV, KVReader, WriteBatch
@@ -51,6 +56,8 @@ from primitives.collector import cycle_collector_paused
 from primitives.crypto import keccak256
 from primitives.errors import Halt, InvalidInput
 from primitives.types import Address, Hash32
+
+log = logging.getLogger(__name__)
 
 EMPTY_CODE_HASH = keccak256(b"")
 """Code hash of an account without code."""
@@ -389,6 +396,40 @@ class StateView:
         return tuple(node for i, node in enumerate(encoded) if i == 0 or len(node) >= 32)
 
 
+class Prefetch:
+    """A warm of the committer's node cache running in a thread of its own (``StateDB.prefetch``).
+    As a context manager, it is stopped and waited for on exit."""
+
+    def __init__(self, warm: Callable[[Callable[[], bool]], Warmed]) -> None:
+        """``warm``: runs the warm, asking its argument between chunks of reads whether to stop."""
+        self._stop = threading.Event()
+        self.warmed: Warmed | None = None
+        """What the warm did, once it ended (None before, or when it failed)."""
+        self._thread = threading.Thread(target=self._run, args=(warm,), name="state-prefetch")
+        self._thread.start()
+
+    def _run(self, warm: Callable[[Callable[[], bool]], Warmed]) -> None:
+        try:
+            self.warmed = warm(self._stop.is_set)
+        except Exception:  # a prefetch never fails a block: its commit reads what it needs
+            log.exception("state prefetch failed")
+
+    @property
+    def done(self) -> bool:
+        """True once the warm ended (finished, stopped or failed)."""
+        return not self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Ask the warm to end after its current chunk of reads."""
+        self._stop.set()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self._thread.join()
+
 
 class StateDB:
     """The node's state: views at any past root, and diffs applied into a block's batch.
@@ -403,7 +444,9 @@ class StateDB:
         self._kv = kv
         # One committer for the node's life: its cache holds the nodes the next block starts from.
         self._committer = TrieCommitter(cache_bytes=cache_bytes)
+        # Serialises the committer's commits and warms (it is one session, not thread-safe).
         self._committing = threading.Lock()
+        self._prefetch: Prefetch | None = None
         self._readers: tuple[int, ThreadPoolExecutor] | None = None
         self._options = options or StateOptions()
         self._cache = FlatCache(self._options.cache_entries)
@@ -459,6 +502,8 @@ class StateDB:
         # Tens of thousands of tuples and lists a block (no cycles): 30-50 ms of collector passes.
         with cycle_collector_paused():
             old = None if flat is None else flat.read_old(diff, read_flat)
+            if self._prefetch is not None:
+                self._prefetch.stop()
             with self._committing:
                 commit = self._committer.commit_state(parent_root, diff, load, old,
                                                       None if flat is None else flat.paths)
@@ -469,6 +514,29 @@ class StateDB:
                             self._options.unwind_depth)
                 self._record(batch, parent_root, commit.root, flat.writes)
         return commit.root
+
+    def prefetch(self, state_root: Hash32, addresses: Iterable[Address]) -> Prefetch:
+        """Start reading the account-trie paths of ``addresses`` under ``state_root`` (committed)
+        into the committer's node cache, in a thread, while a block touching them executes:
+        its ``apply`` on ``state_root`` then finds them in memory. The next ``apply`` or
+        prefetch stops it after its current chunk of reads; it never waits for a whole warm."""
+        if self._prefetch is not None:
+            self._prefetch.stop()
+        accounts = list(addresses)
+        self._prefetch = Prefetch(functools.partial(self._warm, state_root, accounts))
+        return self._prefetch
+
+    def _warm(self, state_root: Hash32, addresses: list[Address], stop: Callable[[], bool]) -> Warmed:
+        paths = hash_keys(addresses)
+        get, prefix = self._kv.get, schema.STATE_NODE_PREFIX
+
+        def load(hashes: list[bytes]) -> list[bytes | None]:
+            return self._read_many(get, [prefix + node_hash for node_hash in hashes])
+
+        with self._committing:
+            if stop():  # a commit came first
+                return Warmed(0, False)
+            return self._committer.warm(state_root, paths, load, stop)
 
     def _read_many(self, get: Callable[[bytes], bytes | None], keys: list[bytes]) -> list[bytes | None]:
         """The values of ``keys`` by ``get``, read in key order (LevelDB's gets of random keys
