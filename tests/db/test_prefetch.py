@@ -1,0 +1,204 @@
+"""The committer's warm (TrieCommitter.warm) and StateDB.prefetch: a commit after a warm gives
+exactly the root and nodes of a commit alone, and reads fewer nodes; a warm stopped or cut
+short anywhere leaves the next commit right."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from trie.hexary import HexaryTrie
+
+from executor_gpu import native_mpt
+from executor_gpu.native_mpt import CACHE_BYTES, Commit, TrieCommitter, hash_keys
+from executor_gpu.types import AccountChange, StateDiff
+from node.db.memory import MemoryKV
+from node.db.state import StateDB
+from primitives.blocks import EMPTY_ROOT
+from primitives.types import Address
+from tests.db.test_mpt import (
+    _DIFF,
+    _Account,
+    _apply_model,
+    _model_root,
+    _Store,
+    _trie_batches,
+)
+
+
+def _never() -> bool:
+    return False
+
+
+def _same(one: Commit, other: Commit) -> None:
+    assert (one.root, one.hashes, one.data, one.lengths, one.values) == (
+        other.root, other.hashes, other.data, other.lengths, other.values)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_trie_batches(), st.sampled_from([3000, CACHE_BYTES]))
+def test_warm_then_commit_is_the_commit_alone(batches: list[dict[bytes, bytes | None]], cache_bytes: int) -> None:
+    """Batches of sets and deletes of keys sharing long prefixes: a committer that warms each
+    batch's keys first gives the same root and new nodes as one that does not, py-trie's root,
+    and reads no more (none at all for keys that existed or land in an empty branch slot,
+    with the default cache: only a deletion's sibling can be left to read)."""
+    reference: Any = HexaryTrie({})  # py-trie is untyped
+    store = _Store()
+    root = EMPTY_ROOT
+    with TrieCommitter(cache_bytes=cache_bytes) as plain, TrieCommitter(cache_bytes=cache_bytes) as warmed:
+        for changes in batches:
+            for key, value in changes.items():
+                if value is None:
+                    del reference[key]
+                else:
+                    reference[key] = value
+            store.reads = 0
+            alone = plain.commit_trie(root, changes, store.load)
+            cold_reads = store.reads
+            warmed.warm(root, list(changes), store.load, _never)
+            store.reads = 0
+            after = warmed.commit_trie(root, changes, store.load)
+            _same(after, alone)
+            assert after.root == reference.root_hash
+            assert store.reads <= cold_reads
+            if cache_bytes == CACHE_BYTES and all(value for value in changes.values()):
+                assert store.reads == 0
+            store.keep(after)
+            root = after.root
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_DIFF, min_size=1, max_size=5))
+def test_warmed_state_commits_are_the_commits_alone(diffs: list[StateDiff]) -> None:
+    """State diffs (accounts created, changed and deleted, storage tries, addresses sharing
+    prefixes): warming the accounts' paths before each commit changes no root and no node."""
+    store = _Store()
+    root = EMPTY_ROOT
+    with TrieCommitter() as plain, TrieCommitter() as warmed:
+        for diff in diffs:
+            alone = plain.commit_state(root, diff, store.load)
+            warmed.warm(root, hash_keys(list(diff.accounts)), store.load, _never)
+            _same(warmed.commit_state(root, diff, store.load), alone)
+            store.keep(alone)
+            root = alone.root
+
+
+def _state(accounts: int, seed: int) -> tuple[_Store, bytes, list[Address], dict[Address, _Account]]:
+    """A state of ``accounts`` accounts committed to a store: its root, addresses, model."""
+    rng = random.Random(seed)
+    addresses = [Address(rng.randbytes(20)) for _ in range(accounts)]
+    genesis = StateDiff({address: AccountChange(nonce=1, balance=i) for i, address in enumerate(addresses)})
+    model: dict[Address, _Account] = {}
+    _apply_model(model, genesis)
+    store = _Store()
+    with TrieCommitter(cache_bytes=0) as committer:
+        first = committer.commit_state(EMPTY_ROOT, genesis, store.load)
+    store.keep(first)
+    return store, first.root, addresses, model
+
+
+def test_after_a_warm_updates_and_creations_read_nothing() -> None:
+    """On a state the committer has not seen (a restarted node), a block of updates and new
+    accounts reads hundreds of nodes; warmed first, it reads none: the warm read them."""
+    store, root, addresses, model = _state(3000, 1)
+    rng = random.Random(2)
+    diff = StateDiff({address: AccountChange(nonce=2, balance=7) for address in rng.sample(addresses, 400)}
+                     | {Address(rng.randbytes(20)): AccountChange(nonce=0, balance=1) for _ in range(100)})
+    _apply_model(model, diff)
+    with TrieCommitter() as cold:
+        alone = cold.commit_state(root, diff, store.load)
+    cold_reads, store.reads = store.reads, 0
+    with TrieCommitter() as committer:
+        warmed = committer.warm(root, hash_keys(list(diff.accounts)), store.load, _never)
+        assert warmed.complete and warmed.nodes == store.reads >= cold_reads > 400
+        store.reads = 0
+        after = committer.commit_state(root, diff, store.load)
+    assert store.reads == 0
+    _same(after, alone)
+    assert after.root == _model_root(model)
+
+
+@pytest.mark.parametrize("stop_after", [0, 1, 2, 5, 9])
+def test_a_warm_stopped_anywhere_leaves_the_next_commit_right(
+    stop_after: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped before any read, between rounds or within one (chunks of 50 nodes), a warm
+    ends quietly with what it read kept; the commit after it reads the rest and is right,
+    and a later warm on the same session goes on from there."""
+    monkeypatch.setattr(native_mpt, "WARM_CHUNK", 50)
+    store, root, addresses, model = _state(2000, 3)
+    diff = StateDiff({address: AccountChange(nonce=5, balance=9) for address in addresses[::4]})
+    _apply_model(model, diff)
+    asked = 0
+
+    def stop() -> bool:
+        nonlocal asked
+        asked += 1
+        return asked > stop_after
+
+    paths = hash_keys(list(diff.accounts))
+    with TrieCommitter() as committer:
+        warmed = committer.warm(root, paths, store.load, stop)
+        assert not warmed.complete and warmed.nodes == store.reads
+        assert asked == stop_after + 1 and (store.reads > 0) == (stop_after > 0)
+        commit = committer.commit_state(root, diff, store.load)
+        assert commit.root == _model_root(model)
+        store.keep(commit)
+        # the next block's warm on the new root, then its commit
+        again = StateDiff({address: AccountChange(nonce=6, balance=1) for address in addresses[1::4]})
+        _apply_model(model, again)
+        assert committer.warm(commit.root, hash_keys(list(again.accounts)), store.load, _never).complete
+        store.reads = 0
+        assert committer.commit_state(commit.root, again, store.load).root == _model_root(model)
+        assert store.reads == 0
+
+
+def test_a_missing_node_ends_a_warm_quietly() -> None:
+    """A warm that meets a node the store lacks (or the wrong root) stops there, not raising;
+    commits go on."""
+    store, root, addresses, model = _state(500, 4)
+    diff = StateDiff({address: AccountChange(nonce=3, balance=3) for address in addresses[:50]})
+    _apply_model(model, diff)
+    partial = _Store()
+    partial.nodes = {key: value for i, (key, value) in enumerate(store.nodes.items()) if i % 3}
+    with TrieCommitter() as committer:
+        assert not committer.warm(root, hash_keys(list(diff.accounts)), partial.load, _never).complete
+        unknown = committer.warm(bytes(32), hash_keys(list(diff.accounts)), store.load, _never)
+        assert unknown == native_mpt.Warmed(0, False)
+        assert committer.commit_state(root, diff, store.load).root == _model_root(model)
+        with pytest.raises(ValueError, match="32 bytes"):
+            committer.warm(root, [b"short"], store.load, _never)
+
+
+def test_state_prefetch_runs_beside_blocks() -> None:
+    """StateDB.prefetch before each block's apply (the node's order): apply stops a warm still
+    running and every root is right; one left to finish reads what the block then needs."""
+    kv = MemoryKV()
+    state = StateDB(kv)
+    rng = random.Random(6)
+    addresses = [Address(rng.randbytes(20)) for _ in range(3000)]
+    model: dict[Address, _Account] = {}
+    root = EMPTY_ROOT
+    for block in range(6):
+        chosen = addresses if block == 0 else rng.sample(addresses, 500)
+        diff = StateDiff({address: AccountChange(nonce=block, balance=rng.randrange(2**64)) for address in chosen})
+        _apply_model(model, diff)
+        with state.prefetch(root, diff.accounts) as prefetch:
+            if block % 2:  # let it finish
+                deadline = time.monotonic() + 60
+                while not prefetch.done and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                assert prefetch.warmed is not None and prefetch.warmed.complete
+            batch = kv.write_batch()
+            root = state.apply(root, diff, batch)
+            batch.commit()
+        assert prefetch.done
+        assert root == _model_root(model)
+    view = state.at(root)
+    for address, account in model.items():
+        found = view.get_account(address)
+        assert found is not None and found.balance == account.balance
