@@ -180,6 +180,9 @@ def main() -> None:
                         help="time the blocks on a fresh StateDB (a restarted node: empty node cache)")
     parser.add_argument("--no-known", action="store_true",
                         help="apply reads the old flat rows itself (not given the executor's reads)")
+    parser.add_argument("--execute-ms", type=int, default=0,
+                        help="idle this long after the flat reads, as the rest of an execution on"
+                             " other cores would (the prefetch goes on meanwhile)")
     parser.add_argument("--no-prefetch", action="store_true",
                         help="no prefetch of the blocks' trie paths while they 'execute'")
     parser.add_argument("--dir", type=Path,
@@ -218,6 +221,7 @@ def main() -> None:
             view.flat_accounts(hash_keys(list(diff.accounts)))
             known = None if args.no_known else view.bulk_reads()
             executor_reads = time.perf_counter() - start
+            time.sleep(args.execute_ms / 1000)
             finished = prefetch is not None and prefetch.done
             batch = kv.write_batch()
             kv.gets = kv.node_gets = 0
