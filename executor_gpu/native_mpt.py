@@ -232,20 +232,30 @@ class TrieCommitter:
         )
         return self._run(load, codes, len(diff.accounts))
 
-    def warm(self, root: bytes, paths: Sequence[bytes], load: Loader, stop: Callable[[], bool]) -> Warmed:
+    def warm(
+        self, root: bytes, paths: Sequence[bytes], load: Loader, stop: Callable[[], bool],
+        told: Callable[[], Mapping[bytes, bytes]] | None = None,
+    ) -> Warmed:
         """Reads the account-trie nodes along ``paths`` (trie keys, 32 bytes: ``hash_keys`` of
         the addresses) under ``root`` into the node cache, in rounds as a commit reads, so
         that the next commit on ``root`` touching them reads none of them. ``stop`` is asked
-        between reads of ``WARM_CHUNK`` nodes: True ends the warm there. Never raises for the
-        store's content: a missing or malformed node ends it quietly (a commit that needs the
-        node reports it)."""
+        between reads of ``WARM_CHUNK`` nodes: True ends the warm there. ``told``, asked
+        before each round: old values (trie values) of keys learnt since, by path; a key told
+        is not read to its leaf, which a commit told the same does not read either. Never
+        raises for the store's content: a missing or malformed node ends it quietly (a commit
+        that needs the node reports it)."""
         keys = b"".join(paths)
         if len(keys) != 32 * len(paths):
             raise ValueError("an account's trie key is 32 bytes")
         lib, session = self._lib, self._open(root)
         lib.mpt_begin_warm(session, root, len(paths), keys)
+        index = {} if told is None else {path: i for i, path in enumerate(paths)}
         read = 0
-        while (count := lib.mpt_step(session)) > 0:
+        while True:
+            if told is not None:
+                self._tell(index, told())
+            if (count := lib.mpt_step(session)) <= 0:
+                break
             listed = ctypes.string_at(lib.mpt_missing(session), 32 * count)
             hashes = [listed[i : i + 32] for i in range(0, len(listed), 32)]
             nodes: list[bytes | None] = []
@@ -261,6 +271,16 @@ class TrieCommitter:
             if len(nodes) < count or not lengths.all():
                 return Warmed(read, False)
         return Warmed(read, count == 0)
+
+    def _tell(self, index: Mapping[bytes, int], values: Mapping[bytes, bytes]) -> None:
+        """Tells the warm running the old values of those of its keys (by ``index``) told."""
+        picked = [(index[path], value) for path, value in values.items() if path in index and value]
+        if not picked:
+            return
+        keys = np.fromiter((key for key, _ in picked), dtype=np.uint64, count=len(picked))
+        lengths = np.fromiter((len(value) for _, value in picked), dtype=np.int64, count=len(picked))
+        self._lib.mpt_warm_tell(self._session, len(picked), keys.ctypes.data,
+                                b"".join(value for _, value in picked), lengths.ctypes.data)
 
     def _open(self, root: bytes) -> int:
         if not self._session:

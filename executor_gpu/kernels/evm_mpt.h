@@ -31,8 +31,10 @@
  * A warm (mpt_begin_warm) reads ahead, while a block executes, the account-trie paths its
  * commit will walk: in the same rounds, it walks each key down to its leaf (or to where the
  * key would go) and keeps every node it is handed in the cache, leaves too (a new key's
- * neighbour leaf is read by its insertion). It changes nothing else: the commit after it
- * starts afresh and finds those nodes in the cache instead of reading them.
+ * neighbour leaf is read by its insertion). Told a key's old value (mpt_warm_tell), it reads
+ * no leaf of that key, as a commit with hints does not, but keeps the leaf that value makes
+ * when its hash is right (a new key may land beside it). It changes nothing else: the commit
+ * after it starts afresh and finds those nodes in the cache instead of reading them.
  */
 #ifndef EVM_MPT_H
 #define EVM_MPT_H
@@ -179,7 +181,7 @@ typedef struct {
     u64 vlen;
     const u8 *old; /* the old value as the host knows it (a hint), NULL when not told */
     u64 oldlen;
-    i64 account; /* account tries: the record of the change, else -1 */
+    i64 account; /* account tries: the record of the change, else -1; a warm's: the key's index */
     u8 del;
 } mchange;
 
@@ -238,7 +240,8 @@ typedef struct {
     u64 *vlens;
     mjob *storage;
     u64 nstorage;
-    mjob main;    /* the account trie, or the one trie of a raw commit */
+    mjob main;    /* the account trie, or the one trie of a raw commit (or of a warm) */
+    u64 nwarm;    /* a warm's keys */
     u64 threads;
     mworker *workers;
     /* Nodes the last commits created, for the next ones (whose paths start in them): two
@@ -706,6 +709,8 @@ static mnode *mpt_resolve_for(msession *s, mnode *n, u64 depth, const mchange *c
         n->vlen = 1; /* a branch, or another key's leaf: later passes do not try again */
         return mpt_resolve(s, n);
     }
+    /* a warm keeps it: a new key landing beside it in the commit reads it (its changes are two) */
+    if (s->phase == MP_WARM) mpt_gen_add(&s->cache[0], s->cache_budget / 2, n->ref, enc, (u64)(p - enc));
     mnode *leaf = mpt_node(&s->work, MK_LEAF); /* dirty 0: as if read from the store */
     leaf->path = c->nib + depth;
     leaf->plen = (u8)(64 - depth);
@@ -1244,12 +1249,32 @@ EVM_EXPORT void mpt_begin_warm(void *h, const u8 *root, u64 n, const u8 *paths) 
     if (!s->cache_budget) n = 0;
     s->main.c = (mchange *)mpt_alloc(&s->work, (n + 1) * sizeof(mchange));
     memset(s->main.c, 0, (n + 1) * sizeof(mchange));
-    s->main.n = n;
+    s->main.n = s->nwarm = n;
     for (u64 i = 0; i < n; i++) {
         s->main.c[i].nib = mpt_nibbles(s, paths + 32 * i);
-        s->main.c[i].account = -1;
+        s->main.c[i].account = (i64)i;
     }
     s->phase = MP_WARM;
+}
+
+/* Tells a warm the old values (trie values, RLP) of n of its keys, keys[i] the index of one in
+ * mpt_begin_warm's paths, its value lens[i] bytes of vals: the walks still short of the end
+ * take it as a commit takes a hint (a leaf whose hash it gives is not read). */
+EVM_EXPORT void mpt_warm_tell(void *h, u64 n, const u64 *keys, const u8 *vals, const i64 *lens) {
+    msession *s = (msession *)h;
+    if (s->phase != MP_WARM) return;
+    const u8 **told = (const u8 **)mpt_alloc(&s->work, (s->nwarm + 1) * sizeof(u8 *));
+    u64 *told_len = (u64 *)mpt_alloc(&s->work, (s->nwarm + 1) * sizeof(u64));
+    memset(told, 0, (s->nwarm + 1) * sizeof(u8 *));
+    for (u64 i = 0, at = 0; i < n; i++) {
+        u64 len = 0;
+        const u8 *old = mpt_hint(s, vals, lens, i, &at, 0, &len);
+        if (keys[i] < s->nwarm) told[keys[i]] = old, told_len[keys[i]] = len;
+    }
+    for (u64 k = 0; k < s->main.n; k++) {
+        mchange *c = s->main.c + k;
+        if (told[c->account]) c->old = told[c->account], c->oldlen = told_len[c->account];
+    }
 }
 
 /* A stub for a trie's root (NULL for the empty trie). */

@@ -18,6 +18,8 @@ watcher's chain).
 Prefetch: while a block executes, ``StateDB.prefetch`` reads the account-trie paths of the
 accounts it touches into the committer's node cache in a thread (``TrieCommitter.warm``), so
 that its ``apply`` reads few nodes on the block's path; ``apply`` stops a warm still running.
+The flat rows that views of its root read in bulk meanwhile (the executor's) are told to the
+warm: it then skips those accounts' leaves, which ``apply``, told the same rows, never reads.
 
 Cache: a bounded LRU of decoded accounts and slots of the committed flat state. Reads fill it;
 ``StateDB.commit``, which commits every batch carrying state, updates the entries the batch
@@ -31,6 +33,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import queue
 import threading
 import weakref
 from collections import OrderedDict
@@ -238,13 +241,16 @@ class _FlatReads:
     """One view's reads of the flat tables; valid while the cache's generation stays put."""
 
     def __init__(
-        self, reader: KVReader, cache: FlatCache, generation: int, cached: bool, bulk: _BulkRead
+        self, reader: KVReader, cache: FlatCache, generation: int, cached: bool, bulk: _BulkRead,
+        told: Callable[[list[bytes], list[bytes | None]], None],
     ) -> None:
+        """``told``: given every bulk read's keys and values that still hold."""
         self._reader = reader
         self._cache = cache
         self._generation = generation
         self._cached = cached
         self._bulk = bulk
+        self._told = told
 
     def account(self, address: Address) -> Account | None:
         key = schema.flat_account_key(_account_hash(address))
@@ -258,6 +264,7 @@ class _FlatReads:
         """The stored values of flat ``keys``, one get each (bulk reads skip the cache)."""
         values = self._bulk(self._reader.get, keys)
         self._check()
+        self._told(keys, values)
         return values
 
     def _read(
@@ -396,23 +403,43 @@ class StateView:
         return tuple(node for i, node in enumerate(encoded) if i == 0 or len(node) >= 32)
 
 
+_Warm = Callable[[Callable[[], bool], Callable[[], dict[bytes, bytes]]], Warmed]
+"""Runs a warm: asks its first argument whether to stop, its second for accounts' rows told."""
+
+
 class Prefetch:
     """A warm of the committer's node cache running in a thread of its own (``StateDB.prefetch``).
     As a context manager, it is stopped and waited for on exit."""
 
-    def __init__(self, warm: Callable[[Callable[[], bool]], Warmed]) -> None:
-        """``warm``: runs the warm, asking its argument between chunks of reads whether to stop."""
+    def __init__(self, root: Hash32, warm: _Warm) -> None:
+        self.root = root
+        """The state root whose trie it reads."""
         self._stop = threading.Event()
+        self._rows: queue.SimpleQueue[tuple[list[bytes], list[bytes | None]]] = queue.SimpleQueue()
         self.warmed: Warmed | None = None
         """What the warm did, once it ended (None before, or when it failed)."""
         self._thread = threading.Thread(target=self._run, args=(warm,), name="state-prefetch")
         self._thread.start()
 
-    def _run(self, warm: Callable[[Callable[[], bool]], Warmed]) -> None:
+    def _run(self, warm: _Warm) -> None:
         try:
-            self.warmed = warm(self._stop.is_set)
+            self.warmed = warm(self._stop.is_set, self._told)
         except Exception:  # a prefetch never fails a block: its commit reads what it needs
             log.exception("state prefetch failed")
+
+    def tell(self, keys: list[bytes], values: list[bytes | None]) -> None:
+        """Flat rows of its root just read (by flat key; None: absent), for the warm."""
+        self._rows.put((keys, values))
+
+    def _told(self) -> dict[bytes, bytes]:
+        """The accounts' rows told since the last call, by trie key (the warm's thread)."""
+        prefix, size = schema.FLAT_ACCOUNT_PREFIX, len(schema.FLAT_ACCOUNT_PREFIX)
+        rows: dict[bytes, bytes] = {}
+        while not self._rows.empty():
+            keys, values = self._rows.get()
+            rows.update((key[size:], value) for key, value in zip(keys, values)
+                        if value is not None and key.startswith(prefix))
+        return rows
 
     @property
     def done(self) -> bool:
@@ -469,7 +496,8 @@ class StateDB:
             # Only committed reads (no batch) may fill or use the cache.
             adopted = None if reader is not None else self._cache.adopt(state_root, generation)
             flat = _FlatReads(source, self._cache, generation if adopted is None else adopted,
-                              adopted is not None, self._read_many)
+                              adopted is not None, self._read_many,
+                              functools.partial(self._tell_prefetch, state_root))
             return StateView(source, state_root, flat)
         if state_root != EMPTY_ROOT and source.get(schema.state_node_key(state_root)) is None:
             raise InvalidInput(f"unknown state root {state_root.hex()}")
@@ -523,10 +551,19 @@ class StateDB:
         if self._prefetch is not None:
             self._prefetch.stop()
         accounts = list(addresses)
-        self._prefetch = Prefetch(functools.partial(self._warm, state_root, accounts))
+        self._prefetch = Prefetch(state_root, functools.partial(self._warm, state_root, accounts))
         return self._prefetch
 
-    def _warm(self, state_root: Hash32, addresses: list[Address], stop: Callable[[], bool]) -> Warmed:
+    def _tell_prefetch(self, state_root: Hash32, keys: list[bytes], values: list[bytes | None]) -> None:
+        """Flat rows of ``state_root`` read in bulk: the old values a warm of it may skip leaves by."""
+        prefetch = self._prefetch
+        if prefetch is not None and prefetch.root == state_root and not prefetch.done:
+            prefetch.tell(keys, values)
+
+    def _warm(
+        self, state_root: Hash32, addresses: list[Address], stop: Callable[[], bool],
+        told: Callable[[], dict[bytes, bytes]],
+    ) -> Warmed:
         paths = hash_keys(addresses)
         get, prefix = self._kv.get, schema.STATE_NODE_PREFIX
 
@@ -536,7 +573,7 @@ class StateDB:
         with self._committing:
             if stop():  # a commit came first
                 return Warmed(0, False)
-            return self._committer.warm(state_root, paths, load, stop)
+            return self._committer.warm(state_root, paths, load, stop, told)
 
     def _read_many(self, get: Callable[[bytes], bytes | None], keys: list[bytes]) -> list[bytes | None]:
         """The values of ``keys`` by ``get``, read in key order (LevelDB's gets of random keys

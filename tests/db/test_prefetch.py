@@ -4,26 +4,31 @@ short anywhere leaves the next commit right."""
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from typing import Any
 
 import pytest
+import rlp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from trie.hexary import HexaryTrie
 
 from executor_gpu import native_mpt
-from executor_gpu.native_mpt import CACHE_BYTES, Commit, TrieCommitter, hash_keys
+from executor_gpu.native_mpt import CACHE_BYTES, Commit, OldValues, TrieCommitter, hash_keys
 from executor_gpu.types import AccountChange, StateDiff
+from node.db import schema
 from node.db.memory import MemoryKV
 from node.db.state import StateDB
 from primitives.blocks import EMPTY_ROOT
+from primitives.crypto import keccak256
 from primitives.types import Address
 from tests.db.test_mpt import (
     _DIFF,
     _Account,
     _apply_model,
+    _is_leaf,
     _model_root,
     _Store,
     _trie_batches,
@@ -122,6 +127,46 @@ def test_after_a_warm_updates_and_creations_read_nothing() -> None:
     assert after.root == _model_root(model)
 
 
+def test_a_warm_told_old_values_reads_no_leaf_of_theirs() -> None:
+    """Told the old values of the keys it walks (the flat rows the executor read), a warm reads
+    none of their leaves, only branches (and the leaf a new key lands beside); a wrong value
+    costs the leaf's read. The commit after it, told the same, reads nothing."""
+    store, root, addresses, model = _state(3000, 7)
+    rng = random.Random(8)
+    updated = rng.sample(addresses, 300)
+    diff = StateDiff({address: AccountChange(nonce=4, balance=4) for address in updated}
+                     | {Address(rng.randbytes(20)): AccountChange(nonce=0, balance=1) for _ in range(50)})
+    _apply_model(model, diff)
+    trie: Any = HexaryTrie(store.nodes, root)  # py-trie is untyped
+    paths = hash_keys(list(diff.accounts))
+    rows: dict[bytes, bytes] = {path: trie.get(path) for path in paths}
+    old = OldValues(dict(zip(diff.accounts, (rows[path] or None for path in paths))), {})
+    wrong = dict(rows)
+    wrong[paths[0]] = rows[paths[0]][:-1] + b"\x00"
+    for told, leaves in ((rows, 0), (wrong, 1)):
+        read: list[bytes] = []
+
+        def load(hashes: list[bytes], read: list[bytes] = read) -> list[bytes | None]:
+            nodes = store.load(hashes)
+            read.extend(node for node in nodes if node is not None)
+            return nodes
+
+        nothing: dict[bytes, bytes] = {}  # told in the first round, nothing after
+        with TrieCommitter() as committer:
+            warmed = committer.warm(root, paths, load, _never, functools.partial(next, iter([told]), nothing))
+            assert warmed.complete
+            own = sum(1 for node in read if _is_leaf(node) and keccak256(node) in _own_leaves(trie, updated))
+            assert own == leaves
+            store.reads = 0
+            assert committer.commit_state(root, diff, store.load, old).root == _model_root(model)
+            assert store.reads == 0
+
+
+def _own_leaves(trie: Any, addresses: list[Address]) -> set[bytes]:
+    """The hashes of the leaves of ``addresses`` in ``trie`` (the last node of each proof)."""
+    return {keccak256(rlp.encode(trie.get_proof(keccak256(address))[-1])) for address in addresses}
+
+
 @pytest.mark.parametrize("stop_after", [0, 1, 2, 5, 9])
 def test_a_warm_stopped_anywhere_leaves_the_next_commit_right(
     stop_after: int, monkeypatch: pytest.MonkeyPatch
@@ -174,10 +219,22 @@ def test_a_missing_node_ends_a_warm_quietly() -> None:
             committer.warm(root, [b"short"], store.load, _never)
 
 
+class _CountingKV(MemoryKV):
+    """MemoryKV counting the trie nodes read (through it or its batches)."""
+
+    node_reads = 0
+
+    def get(self, key: bytes) -> bytes | None:
+        self.node_reads += key.startswith(schema.STATE_NODE_PREFIX)
+        return super().get(key)
+
+
 def test_state_prefetch_runs_beside_blocks() -> None:
-    """StateDB.prefetch before each block's apply (the node's order): apply stops a warm still
-    running and every root is right; one left to finish reads what the block then needs."""
-    kv = MemoryKV()
+    """StateDB.prefetch before each block's execution (the node's order), on a node restarted
+    every other block (its node cache empty): apply stops a warm still running and every root
+    is right; a warm left to finish, told the rows the executor read, has read every node the
+    block's apply then needs, and no more leaves than it."""
+    kv = _CountingKV()
     state = StateDB(kv)
     rng = random.Random(6)
     addresses = [Address(rng.randbytes(20)) for _ in range(3000)]
@@ -187,17 +244,25 @@ def test_state_prefetch_runs_beside_blocks() -> None:
         chosen = addresses if block == 0 else rng.sample(addresses, 500)
         diff = StateDiff({address: AccountChange(nonce=block, balance=rng.randrange(2**64)) for address in chosen})
         _apply_model(model, diff)
+        if block % 2:
+            state = StateDB(kv)
         with state.prefetch(root, diff.accounts) as prefetch:
+            view = state.at(root)  # the executor's bulk read, told to the warm
+            view.flat_accounts(hash_keys(list(diff.accounts)))
             if block % 2:  # let it finish
                 deadline = time.monotonic() + 60
                 while not prefetch.done and time.monotonic() < deadline:
                     time.sleep(0.001)
                 assert prefetch.warmed is not None and prefetch.warmed.complete
+            kv.node_reads = 0
             batch = kv.write_batch()
-            root = state.apply(root, diff, batch)
+            root = state.apply(root, diff, batch, view.bulk_reads())
             batch.commit()
-        assert prefetch.done
+        assert prefetch.done and prefetch.warmed is not None
         assert root == _model_root(model)
+        if block % 2:
+            # its branches only: told none of the rows, it read the 500 leaves too
+            assert kv.node_reads == 0 and 0 < prefetch.warmed.nodes < len(diff.accounts)
     view = state.at(root)
     for address, account in model.items():
         found = view.get_account(address)
