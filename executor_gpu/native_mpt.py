@@ -239,36 +239,39 @@ class TrieCommitter:
         """Reads the account-trie nodes along ``paths`` (trie keys, 32 bytes: ``hash_keys`` of
         the addresses) under ``root`` into the node cache, in rounds as a commit reads, so
         that the next commit on ``root`` touching them reads none of them. ``stop`` is asked
-        between reads of ``WARM_CHUNK`` nodes: True ends the warm there. ``told``, asked
-        before each round: old values (trie values) of keys learnt since, by path; a key told
-        is not read to its leaf, which a commit told the same does not read either. Never
-        raises for the store's content: a missing or malformed node ends it quietly (a commit
-        that needs the node reports it)."""
+        between reads of ``WARM_CHUNK`` nodes: True ends the warm there. ``told``, asked there
+        too: old values (trie values) of keys learnt since, by path; a key told is not read to
+        its leaf, which a commit told the same does not read either (the round's nodes not
+        read yet are listed again without those leaves). Never raises for the store's
+        content: a missing or malformed node ends it quietly (a commit that needs the node
+        reports it)."""
         keys = b"".join(paths)
         if len(keys) != 32 * len(paths):
             raise ValueError("an account's trie key is 32 bytes")
         lib, session = self._lib, self._open(root)
         lib.mpt_begin_warm(session, root, len(paths), keys)
         index = {} if told is None else {path: i for i, path in enumerate(paths)}
+        news: Mapping[bytes, bytes] = {} if told is None else told()
         read = 0
         while True:
-            if told is not None:
-                self._tell(index, told())
+            self._tell(index, news)
             if (count := lib.mpt_step(session)) <= 0:
                 break
             listed = ctypes.string_at(lib.mpt_missing(session), 32 * count)
             hashes = [listed[i : i + 32] for i in range(0, len(listed), 32)]
             nodes: list[bytes | None] = []
-            for at in range(0, count, WARM_CHUNK):
-                if stop():
+            news, stopped = {}, False
+            while len(nodes) < count and not news:  # new rows: list the rest again without their leaves
+                if stopped := stop():
                     break
-                nodes += load(hashes[at : at + WARM_CHUNK])
-            # a node not read (stopped) or not found goes over as empty: its walk ends there
+                nodes += load(hashes[len(nodes) : len(nodes) + WARM_CHUNK])
+                news = {} if told is None else told()
+            # a node not read goes over as empty: listed again if still needed
             found = [node or b"" for node in nodes] + [b""] * (count - len(nodes))
             lengths = np.fromiter(map(len, found), dtype=np.uint64, count=count)
             lib.mpt_supply(session, b"".join(found), lengths.ctypes.data)
             read += int(np.count_nonzero(lengths))
-            if len(nodes) < count or not lengths.all():
+            if stopped or None in nodes:
                 return Warmed(read, False)
         return Warmed(read, count == 0)
 

@@ -208,6 +208,7 @@ typedef struct {
     u64 key;     /* the hash's first 8 bytes */
     const u8 *hash;
     mnode *node; /* NULL while listed as missing */
+    int again;   /* a warm's node listed and not read: the next pass lists it again */
 } mslot;
 
 /* A slot of a hash table keyed by node hash: the hash's first 8 bytes, kept beside the
@@ -448,7 +449,8 @@ static mnode *mpt_resolve(msession *s, mnode *n) {
             entry = mpt_gen_add(&s->cache[0], s->cache_budget / 2, entry, entry + 40, mpt_entry_len(entry));
         }
         if (!entry) {
-            if (added) mpt_list(s, n->ref); /* first met: the host reads it */
+            if (added || e->again) mpt_list(s, n->ref); /* first met: the host reads it */
+            e->again = 0;
             return MPT_MISSING;
         }
         /* used in place: the cache drops a generation only after the commit's last pass */
@@ -1420,13 +1422,17 @@ EVM_EXPORT const u8 *mpt_missing(void *h) { return ((msession *)h)->missing; }
 EVM_EXPORT const char *mpt_error(void *h) { return ((msession *)h)->err; }
 
 /* Hands over the nodes the last step listed, in its order: node i is lens[i] bytes of buf. A
- * warm keeps them in the cache, and takes a node of 0 bytes as one not read (its walk stops
- * short there). */
+ * warm keeps them in the cache, and takes a node of 0 bytes as one not read yet: its next
+ * step lists it again if a walk still needs it (one told its key's old value may not). */
 EVM_EXPORT void mpt_supply(void *h, const u8 *buf, const u64 *lens) {
     msession *s = (msession *)h;
     int warm = s->phase == MP_WARM;
     for (u64 i = 0, at = 0; i < s->nmissing; at += lens[i], i++) {
-        if (warm && !lens[i]) continue;
+        if (warm && !lens[i]) {
+            int added;
+            mpt_slot(s, s->missing + 32 * i, &added)->again = 1;
+            continue;
+        }
         u8 *copy = (u8 *)mpt_alloc(&s->work, lens[i] + 32);
         memcpy(copy, s->missing + 32 * i, 32);
         memcpy(copy + 32, buf + at, lens[i]);

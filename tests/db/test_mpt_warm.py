@@ -162,6 +162,45 @@ def test_a_warm_told_old_values_reads_no_leaf_of_theirs() -> None:
             assert store.reads == 0
 
 
+def test_rows_told_mid_round_spare_the_leaves_not_read_yet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows told while a round is being read (the executor's reads land mid-warm): the nodes of
+    the round not read yet are listed again, without the leaves the rows make known; the
+    warm still ends complete, and the commit after it reads nothing."""
+    monkeypatch.setattr(native_mpt, "WARM_CHUNK", 20)
+    store, root, addresses, model = _state(3000, 9)
+    updated = random.Random(10).sample(addresses, 300)
+    diff = StateDiff({address: AccountChange(nonce=6, balance=6) for address in updated})
+    _apply_model(model, diff)
+    trie: Any = HexaryTrie(store.nodes, root)  # py-trie is untyped
+    paths = hash_keys(updated)
+    rows: dict[bytes, bytes] = {path: trie.get(path) for path in paths}
+    own = _own_leaves(trie, updated)
+    read: list[bytes] = []
+    asked = 0
+
+    def load(hashes: list[bytes]) -> list[bytes | None]:
+        nodes = store.load(hashes)
+        read.extend(node for node in nodes if node is not None)
+        return nodes
+
+    def told() -> dict[bytes, bytes]:
+        """The rows, once, as soon as the warm has read some of their leaves."""
+        nonlocal asked
+        if asked or not any(keccak256(node) in own for node in read):
+            return {}
+        asked += 1
+        return rows
+
+    with TrieCommitter() as committer:
+        assert committer.warm(root, paths, load, _never, told).complete
+        leaves = sum(keccak256(node) in own for node in read)
+        assert 0 < leaves <= 20 < len(updated)
+        store.reads = 0
+        old = OldValues(dict(zip(updated, (rows[path] for path in paths))), {})
+        assert committer.commit_state(root, diff, store.load, old).root == _model_root(model)
+        assert store.reads == 0
+
+
 def _own_leaves(trie: Any, addresses: list[Address]) -> set[bytes]:
     """The hashes of the leaves of ``addresses`` in ``trie`` (the last node of each proof)."""
     return {keccak256(rlp.encode(trie.get_proof(keccak256(address))[-1])) for address in addresses}
