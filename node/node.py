@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from operator import attrgetter
 
@@ -164,7 +166,8 @@ class Node:
         """``genesis_weights``: the first validator set (default: this node alone);
         ``decode`` decodes a batch of transactions and finds their senders (native in
         production);
-        ``state_options``: flat state cache and unwind depth (default: StateOptions());
+        ``state_options``: flat state cache, unwind depth and prefetch (default:
+        StateOptions());
         ``ordered_root`` computes transactions roots, ``receipts_root`` receipts roots and
         blooms (native ones in production);
         ``tracer`` re-runs calls and blocks step by step (None: tracing is off);
@@ -182,6 +185,7 @@ class Node:
             self.chain, params.chain_id, params.epoch_length, genesis_weights or {self.coinbase: 1},
         )
         self.state = StateDB(kv, options=state_options)
+        self._prefetches = (os.cpu_count() or 1) >= (state_options or StateOptions()).prefetch_min_cores
         self.admission = Admission(kv, self.chain, self.state, pool_config, params.chain_id,
                                    params.gas_limit, clock, decode)
         self.pool = self.admission.pool
@@ -296,7 +300,7 @@ class Node:
             with times.stage("select"):
                 txs = self.admission.select(env.base_fee_per_gas, env.gas_limit,
                                             self.params.max_txs_per_block)
-            with self.state.prefetch(parent.state_root, _touched(txs, env.coinbase)):
+            with self._prefetch(parent, txs, env.coinbase):
                 with times.stage("execute"):
                     view = self.state.at(parent.state_root)
                     body = execute_block(self.executor, view, env, txs, self._ordered_root,
@@ -497,7 +501,7 @@ class Node:
             parent, timestamp, coinbase, self.params.chain_id,
             self.params.gas_limit, self.chain.block_hashes(parent),
         )
-        with self.state.prefetch(parent.state_root, _touched(txs, coinbase)):
+        with self._prefetch(parent, txs, coinbase):
             with times.stage("execute"):
                 view = self.state.at(parent.state_root)
                 body = execute_block(self.executor, view, env, txs, self._ordered_root,
@@ -511,6 +515,15 @@ class Node:
                 staged = self._stage(parent, env, body, proofs, view)
         staged.stages, staged.started = times, started
         return staged
+
+    def _prefetch(
+        self, parent: Header, txs: Sequence[Transaction], coinbase: Address
+    ) -> AbstractContextManager[object]:
+        """While a block on ``parent`` executes: its accounts' trie paths read into the state
+        committer's cache in a thread (when the host has the cores), stopped on exit."""
+        if not self._prefetches:
+            return nullcontext()
+        return self.state.prefetch(parent.state_root, _touched(txs, coinbase))
 
     def _decoded(self, raws: Sequence[bytes]) -> list[Transaction]:
         """A block's transactions: the pool's decoded copies where it has them (their senders

@@ -83,6 +83,10 @@ class StateOptions:
     unwind_depth: Annotated[int, Ge(0)] = 128
     """Heights whose change sets are kept (a block of 10,000 transfers writes about 2 MB);
     unwinding deeper rebuilds the flat tables from the trie (reads the whole state)."""
+    prefetch_min_cores: Annotated[int, Ge(1)] = 3
+    """Cores a host needs for the node to prefetch each block's trie paths while it executes
+    (``StateDB.prefetch``): its thread needs a core to spare (on two cores it slowed execution
+    about as much as it sped the root up). 1: always."""
 
 
 @dataclass(frozen=True)

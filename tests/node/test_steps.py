@@ -10,7 +10,7 @@ import rlp
 
 from node.blocks import decode_block, encode_block
 from node.db import schema
-from node.db.state import Prefetch, StateDB
+from node.db.state import Prefetch, StateDB, StateOptions
 from node.node import Node
 from primitives.clock import ManualClock
 from primitives.errors import Halt
@@ -161,7 +161,9 @@ def test_blocks_prefetch_their_accounts_trie_paths_and_commit(monkeypatch: pytes
         return running
 
     monkeypatch.setattr(StateDB, "prefetch", spy)
-    clock, proposer, peer = pair()
+    clock = ManualClock()
+    always = StateOptions(prefetch_min_cores=1)  # whatever the cores here
+    proposer, peer = (make_node(clock, key, state=always) for key in VALIDATOR_KEYS[:2])
     nodes = (proposer, peer)
     proposer.submit(transfer(0, 0))
     proposer.submit(transfer(1, 0))
@@ -175,3 +177,17 @@ def test_blocks_prefetch_their_accounts_trie_paths_and_commit(monkeypatch: pytes
     assert [(node, root, addresses) for node, root, addresses, _ in started] == [
         (proposer, genesis_root, touched), (peer, genesis_root, touched)]
     assert all(running.done and running.warmed is not None for *_, running in started)
+
+
+def test_no_prefetch_on_a_host_without_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With fewer cores than ``prefetch_min_cores``, blocks are built without a prefetch."""
+
+    def refuse(*_args: object) -> Prefetch:
+        raise AssertionError("prefetched")
+
+    monkeypatch.setattr(StateDB, "prefetch", refuse)
+    clock = ManualClock()
+    node = make_node(clock, state=StateOptions(prefetch_min_cores=10_000))
+    node.submit(transfer(0, 0))
+    clock.advance(1)
+    assert node.produce_block().number == 1
