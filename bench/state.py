@@ -232,7 +232,7 @@ def main() -> None:
             batch.commit()
             persisted = time.perf_counter() - start
             if prefetch is not None:
-                prefetch.__exit__()  # ended by apply: nothing left to wait for
+                prefetch.close()  # ended by apply: nothing left to wait for
             # CPU time of all threads: on a shared box, what the work costs apart from waiting
             cpu = time.process_time() - cpu
             line = (f"block {block + 1}: {args.txs:,} transfers ({len(diff.accounts):,} accounts), "

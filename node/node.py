@@ -185,7 +185,7 @@ class Node:
             self.chain, params.chain_id, params.epoch_length, genesis_weights or {self.coinbase: 1},
         )
         self.state = StateDB(kv, options=state_options)
-        self._prefetches = (os.cpu_count() or 1) >= (state_options or StateOptions()).prefetch_min_cores
+        self._prefetch_on = (os.cpu_count() or 1) >= (state_options or StateOptions()).prefetch_min_cores
         self.admission = Admission(kv, self.chain, self.state, pool_config, params.chain_id,
                                    params.gas_limit, clock, decode)
         self.pool = self.admission.pool
@@ -521,7 +521,7 @@ class Node:
     ) -> AbstractContextManager[object]:
         """While a block on ``parent`` executes: its accounts' trie paths read into the state
         committer's cache in a thread (when the host has the cores), stopped on exit."""
-        if not self._prefetches:
+        if not self._prefetch_on:
             return nullcontext()
         return self.state.prefetch(parent.state_root, _touched(txs, coinbase))
 

@@ -449,7 +449,8 @@ static mnode *mpt_resolve(msession *s, mnode *n) {
             entry = mpt_gen_add(&s->cache[0], s->cache_budget / 2, entry, entry + 40, mpt_entry_len(entry));
         }
         if (!entry) {
-            if (added || e->again) mpt_list(s, n->ref); /* first met: the host reads it */
+            /* first met (or a warm's not read last time): the host reads it */
+            if (added || e->again) mpt_list(s, n->ref);
             e->again = 0;
             return MPT_MISSING;
         }
@@ -1366,8 +1367,7 @@ static int mpt_warm_pass(msession *s) {
         if (mpt_get(s, root, j->c + i, &val, &vlen) == 2) j->c[left++] = j->c[i];
     }
     j->n = left;
-    /* a key may wait on a node listed before and never handed over (a stopped warm) */
-    return !left || !s->nmissing;
+    return !left || !s->nmissing; /* keys left, and nothing to read: none can go on */
 }
 
 /* Goes on with the commit: 0 when it is done (mpt_root, mpt_output), -1 on an error

@@ -85,8 +85,8 @@ class StateOptions:
     unwinding deeper rebuilds the flat tables from the trie (reads the whole state)."""
     prefetch_min_cores: Annotated[int, Ge(1)] = 3
     """Cores a host needs for the node to prefetch each block's trie paths while it executes
-    (``StateDB.prefetch``): its thread needs a core to spare (on two cores it slowed execution
-    about as much as it sped the root up). 1: always."""
+    (``StateDB.prefetch``): its thread needs a core to spare (on two cores it slowed a block's
+    execution more than it sped its root up). 1: always."""
 
 
 @dataclass(frozen=True)
@@ -458,6 +458,10 @@ class Prefetch:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the warm and wait for it to end (a chunk of reads at most)."""
         self.stop()
         self._thread.join()
 
