@@ -33,8 +33,9 @@
  * key would go) and keeps every node it is handed in the cache, leaves too (a new key's
  * neighbour leaf is read by its insertion). Told a key's old value (mpt_warm_tell), it reads
  * no leaf of that key, as a commit with hints does not, but keeps the leaf that value makes
- * when its hash is right (a new key may land beside it). It changes nothing else: the commit
- * after it starts afresh and finds those nodes in the cache instead of reading them.
+ * when its hash is right (a new key may land beside it). It changes nothing else. The commit
+ * of its root after it goes on from the nodes it decoded (a commit of another root finds them
+ * in the cache), so it reads none of them and decodes few.
  */
 #ifndef EVM_MPT_H
 #define EVM_MPT_H
@@ -243,6 +244,8 @@ typedef struct {
     u64 nstorage;
     mjob main;    /* the account trie, or the one trie of a raw commit (or of a warm) */
     u64 nwarm;    /* a warm's keys */
+    int warmed;   /* the map holds the nodes of a warm of the trie under warm_root */
+    u8 warm_root[32];
     u64 threads;
     mworker *workers;
     /* Nodes the last commits created, for the next ones (whose paths start in them): two
@@ -1072,20 +1075,34 @@ static u8 *mpt_hashed_key(msession *s, const u8 *p, u64 n) {
     return mpt_nibbles(s, hash);
 }
 
-static void mpt_reset(msession *s) {
-    mpt_arena_reset(&s->work, MPT_KEEP);
+/* Forgets the last commit, for one of the trie under root (NULL: a warm). The nodes a warm of
+ * that root decoded stay, with what its walks learnt of them (the nodes stubs resolve to, the
+ * old leaves hints proved): a warm reads and changes nothing, so its commit goes on from them
+ * instead of decoding them again. A commit's nodes never stay: it leaves finished subtries in
+ * its stubs. */
+static void mpt_reset(msession *s, const u8 *root) {
+    int keep = s->warmed && root && memcmp(root, s->warm_root, 32) == 0;
+    s->warmed = 0;
     for (u64 t = 0; t < s->threads; t++) {
         mpt_arena_reset(&s->workers[t].arena, MPT_KEEP / s->threads);
         s->workers[t].n = 0;
     }
-    if (s->map && s->mask + 1 > 8 * (s->used + 1024)) { /* far larger than the last commit needed */
-        free(s->map);
-        s->map = NULL;
-        s->mask = 0;
-    } else if (s->map) {
-        memset(s->map, 0, (s->mask + 1) * sizeof(mslot));
+    if (keep) {
+        /* a node the warm listed and was not handed: the commit lists it again */
+        for (u64 i = 0; s->map && i <= s->mask; i++) {
+            if (s->map[i].hash && !s->map[i].node) s->map[i].again = 1;
+        }
+    } else {
+        mpt_arena_reset(&s->work, MPT_KEEP);
+        if (s->map && s->mask + 1 > 8 * (s->used + 1024)) { /* far larger than the last commit needed */
+            free(s->map);
+            s->map = NULL;
+            s->mask = 0;
+        } else if (s->map) {
+            memset(s->map, 0, (s->mask + 1) * sizeof(mslot));
+        }
+        s->used = 0;
     }
-    s->used = 0;
     s->nmissing = 0;
     s->err[0] = 0;
     s->storage = NULL;
@@ -1138,7 +1155,7 @@ EVM_EXPORT void mpt_close(void *h) {
  * lens[i] bytes in vals, in order; lens[i] < 0 deletes the key. */
 EVM_EXPORT void mpt_begin_trie(void *h, const u8 *root, u64 n, const u8 *keys, const u8 *vals, const i64 *lens) {
     msession *s = (msession *)h;
-    mpt_reset(s);
+    mpt_reset(s, root);
     mpt_set_root(&s->main, root);
     s->main.c = (mchange *)mpt_alloc(&s->work, (n + 1) * sizeof(mchange));
     s->main.n = n;
@@ -1188,7 +1205,7 @@ EVM_EXPORT void mpt_begin_state(void *h, const u8 *root, u64 n, const u8 *record
                                 const u8 *slots, const u64 *slot_counts, const u8 *old, const i64 *old_lens,
                                 const u8 *old_slots, const i64 *old_slot_lens) {
     msession *s = (msession *)h;
-    mpt_reset(s);
+    mpt_reset(s, root);
     mpt_set_root(&s->main, root);
     s->accounts = (u8 *)mpt_alloc(&s->work, n * MA_SIZE + 1);
     memcpy(s->accounts, records, n * MA_SIZE);
@@ -1243,12 +1260,15 @@ EVM_EXPORT void mpt_begin_state(void *h, const u8 *root, u64 n, const u8 *record
 /* Starts a warm of the node cache along n keys of the account trie under root (32 bytes each,
  * the paths): steps list the nodes on their paths the session lacks, as a commit's do, and
  * mpt_supply keeps each node it is handed in the cache. The cache may grow past its budget
- * meanwhile (it rotates once the warm is done: the warm's nodes may be in either generation
- * until then). Without a cache, there is nothing to warm: the first step says done. */
+ * meanwhile: the commit after it drops a generation if need be, once it is done with the
+ * nodes (a warm's decoded nodes point into the young generation). Without a cache, there is
+ * nothing to warm: the first step says done. */
 EVM_EXPORT void mpt_begin_warm(void *h, const u8 *root, u64 n, const u8 *paths) {
     msession *s = (msession *)h;
-    mpt_reset(s);
+    mpt_reset(s, NULL);
     mpt_set_root(&s->main, root);
+    s->warmed = 1;
+    memcpy(s->warm_root, root, 32);
     if (!s->cache_budget) n = 0;
     s->main.c = (mchange *)mpt_alloc(&s->work, (n + 1) * sizeof(mchange));
     memset(s->main.c, 0, (n + 1) * sizeof(mchange));
@@ -1379,8 +1399,6 @@ EVM_EXPORT i64 mpt_step(void *h) {
         int all = mpt_warm_pass(s);
         if (s->err[0]) return -1;
         if (!all) return (i64)s->nmissing;
-        /* the session's nodes are no longer used: the cache may drop a generation */
-        if (s->cache[0].bytes > s->cache_budget / 2) mpt_cache_rotate(s);
         s->phase = MP_DONE;
         return 0;
     }
@@ -1428,9 +1446,24 @@ EVM_EXPORT void mpt_supply(void *h, const u8 *buf, const u64 *lens) {
     msession *s = (msession *)h;
     int warm = s->phase == MP_WARM;
     for (u64 i = 0, at = 0; i < s->nmissing; at += lens[i], i++) {
+        int added;
         if (warm && !lens[i]) {
-            int added;
             mpt_slot(s, s->missing + 32 * i, &added)->again = 1;
+            continue;
+        }
+        if (warm) { /* kept in the cache, and used from there as the cache's nodes are */
+            if (!mpt_decode(s, buf + at, lens[i])) {
+                mpt_fail(s, "malformed state trie node", s->missing + 32 * i);
+                continue;
+            }
+            u8 *entry = mpt_gen_add(&s->cache[0], s->cache_budget / 2, s->missing + 32 * i, buf + at, lens[i]);
+            mnode *n = mpt_decode(s, entry + 40, lens[i]);
+            n->ref = entry;
+            n->reflen = 32;
+            if (n->kind != MK_LEAF) n->vlen = 1;
+            mslot *e = mpt_slot(s, entry, &added);
+            e->hash = entry;
+            e->node = n;
             continue;
         }
         u8 *copy = (u8 *)mpt_alloc(&s->work, lens[i] + 32);
@@ -1444,11 +1477,9 @@ EVM_EXPORT void mpt_supply(void *h, const u8 *buf, const u64 *lens) {
         n->ref = copy;
         n->reflen = 32;
         /* the slot's key moves to the copy: the listed hash may live in a root that changes */
-        int added;
         mslot *e = mpt_slot(s, copy, &added);
         e->hash = copy;
         e->node = n;
-        if (warm) mpt_gen_add(&s->cache[0], s->cache_budget / 2, copy, copy + 32, lens[i]);
     }
     s->nmissing = 0;
 }
