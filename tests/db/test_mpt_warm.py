@@ -108,6 +108,33 @@ def test_warmed_state_commits_are_the_commits_alone(diffs: list[StateDiff]) -> N
             root = alone.root
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_DIFF, min_size=1, max_size=5))
+def test_prefetched_blocks_store_what_blocks_alone_store(diffs: list[StateDiff]) -> None:
+    """StateDB.apply after a prefetch told the executor's rows (the node's path: the warm's
+    walks prove old leaves by those rows, its commit goes on from them) writes exactly what
+    apply alone writes: trie nodes, flat rows, change sets."""
+    alone_kv, prefetched_kv = MemoryKV(), MemoryKV()
+    alone, prefetched = StateDB(alone_kv), StateDB(prefetched_kv)
+    model: dict[Address, _Account] = {}
+    root = EMPTY_ROOT
+    for diff in diffs:
+        _apply_model(model, diff)
+        batch = alone_kv.write_batch()
+        expected = alone.apply(root, diff, batch)
+        batch.commit()
+        with prefetched.prefetch(root, diff.accounts) as prefetch:
+            view = prefetched.at(root)
+            view.flat_accounts(hash_keys(list(diff.accounts)))
+            while not prefetch.done:
+                time.sleep(0.001)
+            batch = prefetched_kv.write_batch()
+            assert prefetched.apply(root, diff, batch, view.bulk_reads()) == expected == _model_root(model)
+            batch.commit()
+        assert list(prefetched_kv.iterate(b"")) == list(alone_kv.iterate(b""))
+        root = expected
+
+
 def _state(accounts: int, seed: int) -> tuple[_Store, bytes, list[Address], dict[Address, _Account]]:
     """A state of ``accounts`` accounts committed to a store: its root, addresses, model."""
     rng = random.Random(seed)
