@@ -33,6 +33,9 @@ from primitives.types import Address, Hash32
 
 Loader = Callable[[list[bytes]], list[bytes | None]]
 """Reads trie nodes by hash, one get each; None where the store has none."""
+Told = Callable[[], tuple[bytes, Sequence[bytes | None]]]
+"""Old values of account-trie keys learnt since last asked: the keys (32 bytes each,
+concatenated) and each one's value as the trie holds it (None: not known)."""
 
 _MPT = enum_members("evm_mpt.h")
 _RECORD, _VALUE_MAX = _MPT["MA_SIZE"], _MPT["MA_VALUE_MAX"]
@@ -234,15 +237,15 @@ class TrieCommitter:
 
     def warm(
         self, root: bytes, paths: Sequence[bytes], load: Loader, stop: Callable[[], bool],
-        told: Callable[[], Mapping[bytes, bytes]] | None = None,
+        told: Told | None = None,
     ) -> Warmed:
         """Reads the account-trie nodes along ``paths`` (trie keys, 32 bytes: ``hash_keys`` of
         the addresses) under ``root`` into the node cache, in rounds as a commit reads, so
         that the next commit on ``root`` touching them reads none of them. ``stop`` is asked
         between reads of ``WARM_CHUNK`` nodes: True ends the warm there. ``told``, asked there
-        too: old values (trie values) of keys learnt since, by path; a key told is not read to
-        its leaf, which a commit told the same does not read either (the round's nodes not
-        read yet are listed again without those leaves). Never raises for the store's
+        too: old values of keys learnt since; a key told is not read to its leaf, which a
+        commit told the same does not read either (the round's nodes not read yet are listed
+        again without those leaves). Never raises for the store's
         content: a missing or malformed node ends it quietly (a commit that needs the node
         reports it)."""
         keys = b"".join(paths)
@@ -250,22 +253,22 @@ class TrieCommitter:
             raise ValueError("an account's trie key is 32 bytes")
         lib, session = self._lib, self._open(root)
         lib.mpt_begin_warm(session, root, len(paths), keys)
-        index = {} if told is None else {path: i for i, path in enumerate(paths)}
-        news: Mapping[bytes, bytes] = {} if told is None else told()
+        nothing: tuple[bytes, Sequence[bytes | None]] = (b"", ())
+        news = nothing if told is None else told()
         read = 0
         while True:
-            self._tell(index, news)
+            self._tell(*news)
             if (count := lib.mpt_step(session)) <= 0:
                 break
             listed = ctypes.string_at(lib.mpt_missing(session), 32 * count)
             hashes = [listed[i : i + 32] for i in range(0, len(listed), 32)]
             nodes: list[bytes | None] = []
-            news, stopped = {}, False
-            while len(nodes) < count and not news:  # new rows: list the rest again without their leaves
+            news, stopped = nothing, False
+            while len(nodes) < count and not news[1]:  # new rows: list the rest again without their leaves
                 if stopped := stop():
                     break
                 nodes += load(hashes[len(nodes) : len(nodes) + WARM_CHUNK])
-                news = {} if told is None else told()
+                news = nothing if told is None else told()
             # a node not read goes over as empty: listed again if still needed
             found = [node or b"" for node in nodes] + [b""] * (count - len(nodes))
             lengths = np.fromiter(map(len, found), dtype=np.uint64, count=count)
@@ -275,15 +278,14 @@ class TrieCommitter:
                 return Warmed(read, False)
         return Warmed(read, count == 0)
 
-    def _tell(self, index: Mapping[bytes, int], values: Mapping[bytes, bytes]) -> None:
-        """Tells the warm running the old values of those of its keys (by ``index``) told."""
-        picked = [(index[path], value) for path, value in values.items() if path in index and value]
-        if not picked:
+    def _tell(self, paths: bytes, values: Sequence[bytes | None]) -> None:
+        """Tells the warm running the old values of keys (``Told``)."""
+        if not values:
             return
-        keys = np.fromiter((key for key, _ in picked), dtype=np.uint64, count=len(picked))
-        lengths = np.fromiter((len(value) for _, value in picked), dtype=np.int64, count=len(picked))
-        self._lib.mpt_warm_tell(self._session, len(picked), keys.ctypes.data,
-                                b"".join(value for _, value in picked), lengths.ctypes.data)
+        if len(paths) != 32 * len(values):
+            raise ValueError("an account's trie key is 32 bytes, one for each value")
+        data, lengths = _hints(values)
+        self._lib.mpt_warm_tell(self._session, len(values), paths, data, lengths.ctypes.data)
 
     def _open(self, root: bytes) -> int:
         if not self._session:

@@ -244,6 +244,9 @@ typedef struct {
     u64 nstorage;
     mjob main;    /* the account trie, or the one trie of a raw commit (or of a warm) */
     u64 nwarm;    /* a warm's keys */
+    const u8 *warm_paths; /* their paths, 32 bytes each, and a table of their indexes + 1 by path */
+    u32 *warm_index;
+    u64 warm_mask;
     int warmed;   /* the map holds the nodes of a warm of the trie under warm_root */
     u8 warm_root[32];
     u64 threads;
@@ -1273,26 +1276,45 @@ EVM_EXPORT void mpt_begin_warm(void *h, const u8 *root, u64 n, const u8 *paths) 
     s->main.c = (mchange *)mpt_alloc(&s->work, (n + 1) * sizeof(mchange));
     memset(s->main.c, 0, (n + 1) * sizeof(mchange));
     s->main.n = s->nwarm = n;
+    u8 *copy = (u8 *)mpt_alloc(&s->work, 32 * n + 1);
+    memcpy(copy, paths, 32 * n);
+    s->warm_paths = copy;
+    for (s->warm_mask = 15; s->warm_mask + 1 < 2 * n; s->warm_mask = 2 * s->warm_mask + 1) {}
+    s->warm_index = (u32 *)mpt_alloc(&s->work, (s->warm_mask + 1) * sizeof(u32));
+    memset(s->warm_index, 0, (s->warm_mask + 1) * sizeof(u32));
     for (u64 i = 0; i < n; i++) {
         s->main.c[i].nib = mpt_nibbles(s, paths + 32 * i);
         s->main.c[i].account = (i64)i;
+        u64 h = mpt_key(paths + 32 * i) & s->warm_mask;
+        while (s->warm_index[h]) h = (h + 1) & s->warm_mask;
+        s->warm_index[h] = (u32)(i + 1);
     }
     s->phase = MP_WARM;
 }
 
-/* Tells a warm the old values (trie values, RLP) of n of its keys, keys[i] the index of one in
- * mpt_begin_warm's paths, its value lens[i] bytes of vals: the walks still short of the end
+/* The index of a warm's key by its path; -1 when it has none such. */
+static i64 mpt_warm_key(const msession *s, const u8 *path) {
+    for (u64 h = mpt_key(path) & s->warm_mask; s->warm_index[h]; h = (h + 1) & s->warm_mask) {
+        u64 i = s->warm_index[h] - 1;
+        if (memcmp(s->warm_paths + 32 * i, path, 32) == 0) return (i64)i;
+    }
+    return -1;
+}
+
+/* Tells a warm the old values (trie values, RLP) of n keys (paths[i], 32 bytes), value i
+ * lens[i] bytes of vals (-1: none): the walks of its keys among them still short of the end
  * take it as a commit takes a hint (a leaf whose hash it gives is not read). */
-EVM_EXPORT void mpt_warm_tell(void *h, u64 n, const u64 *keys, const u8 *vals, const i64 *lens) {
+EVM_EXPORT void mpt_warm_tell(void *h, u64 n, const u8 *paths, const u8 *vals, const i64 *lens) {
     msession *s = (msession *)h;
-    if (s->phase != MP_WARM) return;
+    if (s->phase != MP_WARM || !s->nwarm) return;
     const u8 **told = (const u8 **)mpt_alloc(&s->work, (s->nwarm + 1) * sizeof(u8 *));
     u64 *told_len = (u64 *)mpt_alloc(&s->work, (s->nwarm + 1) * sizeof(u64));
     memset(told, 0, (s->nwarm + 1) * sizeof(u8 *));
     for (u64 i = 0, at = 0; i < n; i++) {
         u64 len = 0;
         const u8 *old = mpt_hint(s, vals, lens, i, &at, 0, &len);
-        if (keys[i] < s->nwarm) told[keys[i]] = old, told_len[keys[i]] = len;
+        i64 key = old ? mpt_warm_key(s, paths + 32 * i) : -1;
+        if (key >= 0) told[key] = old, told_len[key] = len;
     }
     for (u64 k = 0; k < s->main.n; k++) {
         mchange *c = s->main.c + k;

@@ -43,13 +43,14 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Annotated, Self, TypeVar
 
+import numpy as np
 import rlp
 from annotated_types import Ge
 from trie.exceptions import MissingTrieNode
 from trie.hexary import HexaryTrie
 from trie.iter import NodeIterator
 
-from executor_gpu.native_mpt import CACHE_BYTES, OldValues, TrieCommitter, Warmed, hash_keys
+from executor_gpu.native_mpt import CACHE_BYTES, OldValues, Told, TrieCommitter, Warmed, hash_keys
 from executor_gpu.types import Account, AccountChange, StateDiff
 from node.db import schema
 from node.db.api import KV, KVReader, WriteBatch
@@ -407,7 +408,7 @@ class StateView:
         return tuple(node for i, node in enumerate(encoded) if i == 0 or len(node) >= 32)
 
 
-_Warm = Callable[[Callable[[], bool], Callable[[], dict[bytes, bytes]]], Warmed]
+_Warm = Callable[[Callable[[], bool], Told], Warmed]
 """Runs a warm: asks its first argument whether to stop, its second for accounts' rows told."""
 
 
@@ -435,15 +436,22 @@ class Prefetch:
         """Flat rows of its root just read (by flat key; None: absent), for the warm."""
         self._rows.put((keys, values))
 
-    def _told(self) -> dict[bytes, bytes]:
-        """The accounts' rows told since the last call, by trie key (the warm's thread)."""
-        prefix, size = schema.FLAT_ACCOUNT_PREFIX, len(schema.FLAT_ACCOUNT_PREFIX)
-        rows: dict[bytes, bytes] = {}
+    def _told(self) -> tuple[bytes, list[bytes | None]]:
+        """The accounts' rows told since the last call (``Told``; the warm's thread): a bulk
+        read of account rows (not of slots), their keys stripped of the prefix at once."""
+        size = len(schema.flat_account_key(EMPTY_ROOT))
+        paths: list[bytes] = []
+        values: list[bytes | None] = []
         while not self._rows.empty():
-            keys, values = self._rows.get()
-            rows.update((key[size:], value) for key, value in zip(keys, values)
-                        if value is not None and key.startswith(prefix))
-        return rows
+            keys, rows = self._rows.get()
+            joined = np.frombuffer(b"".join(keys), dtype=np.uint8)
+            if len(joined) != size * len(keys):  # slots' keys are longer
+                continue
+            table = joined.reshape(-1, size)
+            if (table[:, 0] == schema.FLAT_ACCOUNT_PREFIX[0]).all():
+                paths.append(table[:, 1:].tobytes())
+                values += rows
+        return b"".join(paths), values
 
     @property
     def done(self) -> bool:
@@ -569,8 +577,7 @@ class StateDB:
             prefetch.tell(keys, values)
 
     def _warm(
-        self, state_root: Hash32, addresses: list[Address], stop: Callable[[], bool],
-        told: Callable[[], dict[bytes, bytes]],
+        self, state_root: Hash32, addresses: list[Address], stop: Callable[[], bool], told: Told,
     ) -> Warmed:
         paths = hash_keys(addresses)
         get, prefix = self._kv.get, schema.STATE_NODE_PREFIX

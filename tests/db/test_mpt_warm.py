@@ -186,7 +186,8 @@ def test_a_warm_told_old_values_reads_no_leaf_of_theirs() -> None:
     old = OldValues(dict(zip(diff.accounts, (rows[path] or None for path in paths))), {})
     wrong = dict(rows)
     wrong[paths[0]] = rows[paths[0]][:-1] + b"\x00"
-    for told, leaves in ((rows, 0), (wrong, 1)):
+    for values, leaves in ((rows, 0), (wrong, 1)):
+        told = (b"".join(values), list(values.values()))
         read: list[bytes] = []
 
         def load(hashes: list[bytes], read: list[bytes] = read) -> list[bytes | None]:
@@ -194,7 +195,7 @@ def test_a_warm_told_old_values_reads_no_leaf_of_theirs() -> None:
             read.extend(node for node in nodes if node is not None)
             return nodes
 
-        nothing: dict[bytes, bytes] = {}  # told in the first round, nothing after
+        nothing: tuple[bytes, list[bytes | None]] = (b"", [])  # told in the first round, nothing after
         with TrieCommitter() as committer:
             warmed = committer.warm(root, paths, load, _never, functools.partial(next, iter([told]), nothing))
             assert warmed.complete
@@ -226,13 +227,13 @@ def test_rows_told_mid_round_spare_the_leaves_not_read_yet(monkeypatch: pytest.M
         read.extend(node for node in nodes if node is not None)
         return nodes
 
-    def told() -> dict[bytes, bytes]:
+    def told() -> tuple[bytes, list[bytes | None]]:
         """The rows, once, as soon as the warm has read some of their leaves."""
         nonlocal asked
         if asked or not any(keccak256(node) in own for node in read):
-            return {}
+            return b"", []
         asked += 1
-        return rows
+        return b"".join(rows), list(rows.values())
 
     with TrieCommitter() as committer:
         assert committer.warm(root, paths, load, _never, told).complete
