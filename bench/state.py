@@ -43,6 +43,7 @@ import random
 import resource
 import tempfile
 import time
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,11 @@ class CountingKV(LevelDBKV):
         self.gets += 1
         self.node_gets += key.startswith(STATE_NODE_PREFIX)
         return super().get(key)
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        self.gets += len(keys)
+        self.node_gets += sum(key.startswith(STATE_NODE_PREFIX) for key in keys)
+        return super().get_many(keys)
 
 
 def rss_mib() -> float:

@@ -19,7 +19,7 @@ KERNEL_SOURCES = ("evm_base.h", "evm_u256.h", "evm_keccak.h", "evm_precompile.h"
                   "evm_modexp.h", "evm_bn254.h", "evm_abi.h",
                   "evm_state.h", "evm_interp.h", "evm_tx.h", "evm_host.h", "evm_ordered.h", "evm_encode.h",
                   "evm_recover.h",
-                  "evm_txdecode.h", "evm_mpt.h", "evm.c")
+                  "evm_txdecode.h", "evm_mpt.h", "evm_kv.h", "evm.c")
 """Every file the build depends on, for the cache key."""
 
 _MEMBER = re.compile(r"^\s*([A-Z][A-Z0-9_]*)\s*=\s*(\d+)\s*,", re.MULTILINE)

@@ -107,6 +107,12 @@ def cpu_library() -> ctypes.CDLL:
     lib.evm_decode_transactions.restype = None
     lib.evm_pack_transactions.argtypes = [u64, ptr, ptr, ptr, ptr, u64, ptr, ptr, ptr, ptr, ptr]
     lib.evm_pack_transactions.restype = u64
+    lib.kv_get_many.argtypes = [ptr, ptr, ptr, ptr, u64, ptr, ptr, ptr, ptr, u64]
+    lib.kv_get_many.restype = u64
+    lib.kv_gather.argtypes = [ptr, u64, ptr, ptr, ptr]
+    lib.kv_gather.restype = None
+    lib.kv_write_many.argtypes = [ptr] * 8 + [u64, ptr, ptr, ptr, ptr, ptr, u64]
+    lib.kv_write_many.restype = ctypes.c_int
     lib.mpt_open.argtypes = [u64, u64]
     lib.mpt_open.restype = ptr
     lib.mpt_close.argtypes = [ptr]

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from primitives.blocks import Log, Receipt
+from primitives.frozen import direct_init
 from primitives.transactions import AccessListEntry, Transaction
 from primitives.types import ZERO_HASH, Address, Hash32
 
@@ -52,6 +53,7 @@ class BlockEnv:
     """Hashes of up to 256 previous blocks, most recent first (BLOCKHASH)."""
 
 
+@direct_init
 @dataclass(frozen=True)
 class AccountChange:
     """The new value of an account that a batch changed."""
@@ -76,6 +78,7 @@ class StateDiff:
     """Changed accounts; None means the account no longer exists."""
 
 
+@direct_init
 @dataclass(frozen=True)
 class ExecutedTx:
     """Outcome of one included transaction."""

@@ -125,6 +125,8 @@ class _Staged:
     """State, block and indexes, staged; committing it makes the block the head."""
     diff: StateDiff
     """The accounts it changes (to update the in-memory head view on commit)."""
+    proofs: tuple[bytes, ...] = ()
+    """The GPU weight proofs it carries."""
     dropped: tuple[Hash32, ...] = ()
     """Pool transactions the proposer found invalid: removed from the pool on commit."""
     stages: StageTimes = field(default_factory=StageTimes)
@@ -280,8 +282,8 @@ class Node:
     def produce_block(self) -> Header:
         """Build, execute and commit the next block from the pool (single validator: final)."""
         with self._chain_lock:
-            value = self.propose(self.head().number + 1)
-            return self.commit(value, None)
+            # Final at once: no peer needs its encoding, so it is never made.
+            return self._commit_staged(self._build(self.head().number + 1), None)
 
     def propose(self, height: int, proofs: Sequence[bytes] = ()) -> bytes:
         """Build and execute block ``height`` from the pool, carrying those of ``proofs`` (GPU
@@ -290,6 +292,14 @@ class Node:
         The executed result is kept, so committing this value does not execute it again.
         Only the selection holds the pool: admission goes on while the block executes.
         """
+        with self._chain_lock:
+            staged = self._build(height, proofs)
+            staged.value = encode_block(staged.header, [e.tx.raw for e in staged.executed],
+                                        staged.proofs)
+            return staged.value
+
+    def _build(self, height: int, proofs: Sequence[bytes] = ()) -> _Staged:
+        """Build, execute and stage block ``height`` from the pool (see ``propose``)."""
         with self._chain_lock:
             parent = self.head()
             if height != parent.number + 1:
@@ -308,13 +318,11 @@ class Node:
                 with times.stage("state"):
                     staged = self._stage(parent, env, body, carried, view)
             staged.stages, staged.started = times, started
-            staged.value = encode_block(staged.header, [e.tx.raw for e in body.result.executed],
-                                        carried)
             # The pool offered these but they failed against the state: forget them on commit.
             staged.dropped = tuple(r.tx.hash for r in body.result.rejected)
             for rejected in body.result.rejected:
                 log.info("dropped tx %s: %s", rejected.tx.hash.hex(), rejected.reason)
-            return staged.value
+            return staged
 
     def _carriable(self, height: int, proofs: Sequence[bytes]) -> tuple[bytes, ...]:
         """The proofs block ``height`` may carry: valid for its epoch, one per validator that
@@ -369,6 +377,11 @@ class Node:
                     except InvalidInput as exc:
                         raise Halt(f"finalized block {block.header.number} does not verify "
                                    f"here: {exc}") from exc
+            return self._commit_staged(staged, certificate)
+
+    def _commit_staged(self, staged: _Staged, certificate: bytes | None) -> Header:
+        """Commit ``staged`` (a candidate on the head) with ``certificate``; see ``commit``."""
+        with self._chain_lock:
             header = staged.header
             batch = staged.batch
             if certificate is not None:
@@ -557,7 +570,7 @@ class Node:
                          extra_data=proofs_commitment(proofs))
         self.chain.stage_block(batch, header, result.executed)
         self.chain.stage_proofs(batch, header.number, proofs)
-        staged = _Staged(header, result.executed, batch, result.state_diff)
+        staged = _Staged(header, result.executed, batch, result.state_diff, tuple(proofs))
         self._staged[header.hash] = staged
         return staged
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import rlp
 
 from primitives.crypto import keccak256
+from primitives.frozen import direct_init
 from primitives.rlp import Item, encode_list_payload, encode_string, encode_uint
 from primitives.rlp import encode as rlp_encode
 from primitives.transactions import LEGACY_TX
@@ -23,6 +24,7 @@ _BLOOM_HEADER = b"\xb9\x01\x00"
 _TYPE_BYTE = [bytes([tx_type]) for tx_type in range(0x80)]
 
 
+@direct_init
 @dataclass(frozen=True)
 class Log:
     """One event emitted by a contract."""
@@ -69,6 +71,7 @@ def bloom_contains(bloom: bytes, item: bytes) -> bool:
     )
 
 
+@direct_init
 @dataclass(frozen=True)
 class Receipt:
     """Consensus part of a transaction receipt (what the receipts root commits to)."""

@@ -29,6 +29,7 @@ extern "C" __global__ void evm_recover_kernel(u64 n, const u8 *hashes, const u8 
 #include "evm_recover.h"
 #include "evm_txdecode.h"
 #include "evm_mpt.h"
+#include "evm_kv.h"
 
 /* Runs slots [first, first + count) of a launch with the scratch arenas of worker. */
 EVM_EXPORT void evm_run(const u64 *desc, u64 first, u64 count, u64 worker) {

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import resource
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import plyvel
 
 from node.db.memory import OverlayBatch, PendingWrites, prefix_end
+from node.db.native_kv import NativeLevelDB, attach
 from primitives.errors import Halt, StoreClosed
 
 LRU_CACHE_BYTES = 128 * 1024 * 1024
@@ -53,6 +54,8 @@ class LevelDBKV:
         except plyvel.Error as exc:
             # Missing directory, or another process holds the lock: the node cannot run.
             raise Halt(f"cannot open LevelDB at {self._path}: {exc}") from exc
+        self._native: NativeLevelDB | None = attach(self._db)
+        """Batch reads and writes in one call each, where plyvel's handle can be used."""
 
     def _open_db(self) -> Any:
         if self._db is None:
@@ -62,6 +65,12 @@ class LevelDBKV:
     def get(self, key: bytes) -> bytes | None:
         value: bytes | None = self._open_db().get(key)
         return value
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        db = self._open_db()
+        if self._native is not None:
+            return self._native.get_many(keys)
+        return [db.get(key) for key in keys]
 
     def iterate(
         self, prefix: bytes = b"", *, reverse: bool = False
@@ -116,11 +125,18 @@ class LevelDBKV:
 
     def close(self) -> None:
         if self._db is not None:
+            if self._native is not None:
+                self._native.close()
+                self._native = None
             self._db.close()
             self._db = None
 
     def _apply(self, writes: PendingWrites) -> None:
-        with self._open_db().write_batch(sync=True) as batch:
+        db = self._open_db()
+        if self._native is not None:
+            self._native.write(writes)
+            return
+        with db.write_batch(sync=True) as batch:
             for key, value in writes.items():
                 if value is None:
                     batch.delete(key)

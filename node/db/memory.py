@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -75,6 +75,13 @@ class OverlayBatch:
             return self._pending[key]
         return self._store.get(key)
 
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        pending = self._pending
+        if not pending:
+            return self._store.get_many(keys)
+        stored = iter(self._store.get_many([key for key in keys if key not in pending]))
+        return [pending[key] if key in pending else next(stored) for key in keys]
+
     def iterate(
         self, prefix: bytes = b"", *, reverse: bool = False
     ) -> Iterator[tuple[bytes, bytes]]:
@@ -131,6 +138,9 @@ class MemoryKV:
         with self._lock:
             self._check_open()
             return self._data.get(key)
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        return [self.get(key) for key in keys]  # a get each: what test stores count
 
     def iterate(
         self, prefix: bytes = b"", *, reverse: bool = False

@@ -32,13 +32,11 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import queue
 import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Annotated, Self, TypeVar
@@ -66,10 +64,6 @@ log = logging.getLogger(__name__)
 EMPTY_CODE_HASH = keccak256(b"")
 """Code hash of an account without code."""
 
-_READ_THREADS = max(2, min(os.cpu_count() or 1, 8))
-"""Threads that read a round's trie nodes (the caller's and helpers)."""
-_READ_SHARE = 2_000
-"""Fewest nodes a reading thread is given: below that, handing over costs more than it saves."""
 
 _Value = TypeVar("_Value", Account, int)
 """What a flat table holds, decoded: an account or a slot's value."""
@@ -238,15 +232,22 @@ class _Stale(Exception):
     """A commit moved the flat tables since the view was opened."""
 
 
-_BulkRead = Callable[[Callable[[bytes], bytes | None], list[bytes]], list[bytes | None]]
-"""Reads many keys with a get (``StateDB._read_many``: in key order, over threads)."""
+def _read_many(reader: KVReader, keys: list[bytes]) -> list[bytes | None]:
+    """The values of ``keys``, read in key order (LevelDB's gets of random keys ran about 30%
+    faster sorted) in one ``get_many``."""
+    ordered = sorted(keys)
+    values = reader.get_many(ordered)
+    if ordered == keys:  # asked in key order (the native executor's accounts)
+        return values
+    found = dict(zip(ordered, values))
+    return [found[key] for key in keys]
 
 
 class _FlatReads:
     """One view's reads of the flat tables; valid while the cache's generation stays put."""
 
     def __init__(
-        self, reader: KVReader, cache: FlatCache, generation: int, cached: bool, bulk: _BulkRead,
+        self, reader: KVReader, cache: FlatCache, generation: int, cached: bool,
         told: Callable[[list[bytes], list[bytes | None]], None],
     ) -> None:
         """``told``: given every bulk read's keys and values that still hold."""
@@ -254,7 +255,6 @@ class _FlatReads:
         self._cache = cache
         self._generation = generation
         self._cached = cached
-        self._bulk = bulk
         self._told = told
 
     def account(self, address: Address) -> Account | None:
@@ -267,7 +267,7 @@ class _FlatReads:
 
     def values(self, keys: list[bytes]) -> list[bytes | None]:
         """The stored values of flat ``keys``, one get each (bulk reads skip the cache)."""
-        values = self._bulk(self._reader.get, keys)
+        values = _read_many(self._reader, keys)
         self._check()
         self._told(keys, values)
         return values
@@ -490,7 +490,6 @@ class StateDB:
         # Serialises the committer's commits and warms (it is one session, not thread-safe).
         self._committing = threading.Lock()
         self._prefetch: Prefetch | None = None
-        self._readers: tuple[int, ThreadPoolExecutor] | None = None
         self._options = options or StateOptions()
         self._cache = FlatCache(self._options.cache_entries)
         # One batch commit at a time, so the cache's generation brackets exactly one.
@@ -512,8 +511,7 @@ class StateDB:
             # Only committed reads (no batch) may fill or use the cache.
             adopted = None if reader is not None else self._cache.adopt(state_root, generation)
             flat = _FlatReads(source, self._cache, generation if adopted is None else adopted,
-                              adopted is not None, self._read_many,
-                              functools.partial(self._tell_prefetch, state_root))
+                              adopted is not None, functools.partial(self._tell_prefetch, state_root))
             return StateView(source, state_root, flat)
         if state_root != EMPTY_ROOT and source.get(schema.state_node_key(state_root)) is None:
             raise InvalidInput(f"unknown state root {state_root.hex()}")
@@ -529,16 +527,16 @@ class StateDB:
         rows, read first, tell the committer the old values (it then reads no old leaf).
         ``known``: flat rows of ``parent_root`` already read (``StateView.bulk_reads`` of the
         view the diff was executed on), not read again."""
-        get, prefix = batch.get, schema.STATE_NODE_PREFIX  # state_node_key, inlined: a get per node
+        prefix = schema.STATE_NODE_PREFIX  # state_node_key, inlined: a key per node
 
         def load(hashes: list[bytes]) -> list[bytes | None]:
-            return self._read_many(get, [prefix + node_hash for node_hash in hashes])
+            return _read_many(batch, [prefix + node_hash for node_hash in hashes])
 
         def read_flat(keys: list[bytes]) -> list[bytes | None]:
             if not known:
-                return self._read_many(get, keys)
+                return _read_many(batch, keys)
             missing = [key for key in keys if key not in known]
-            found = dict(zip(missing, self._read_many(get, missing)))
+            found = dict(zip(missing, _read_many(batch, missing)))
             return [known[key] if key in known else found[key] for key in keys]
 
         marker = FlatMarker.read(batch)
@@ -580,42 +578,15 @@ class StateDB:
         self, state_root: Hash32, addresses: list[Address], stop: Callable[[], bool], told: Told,
     ) -> Warmed:
         paths = hash_keys(addresses)
-        get, prefix = self._kv.get, schema.STATE_NODE_PREFIX
+        prefix = schema.STATE_NODE_PREFIX
 
         def load(hashes: list[bytes]) -> list[bytes | None]:
-            return self._read_many(get, [prefix + node_hash for node_hash in hashes])
+            return _read_many(self._kv, [prefix + node_hash for node_hash in hashes])
 
         with self._committing:
             if stop():  # a commit came first
                 return Warmed(0, False)
             return self._committer.warm(state_root, paths, load, stop, told)
-
-    def _read_many(self, get: Callable[[bytes], bytes | None], keys: list[bytes]) -> list[bytes | None]:
-        """The values of ``keys`` by ``get``, read in key order (LevelDB's gets of random keys
-        ran about 30% faster sorted), split over threads when there are thousands."""
-
-        def read(part: list[bytes]) -> list[bytes | None]:
-            return list(map(get, part))
-
-        ordered = sorted(keys)
-        share = max(_READ_SHARE, -(-len(keys) // _READ_THREADS))
-        parts = [ordered[at : at + share] for at in range(0, len(keys), share)]
-        others = [self._reader_pool().submit(read, part) for part in parts[1:]]
-        values = read(parts[0]) if parts else []
-        for other in others:
-            values += other.result()
-        if ordered == keys:  # asked in key order (the native executor's accounts)
-            return values
-        found = dict(zip(ordered, values))
-        return [found[key] for key in keys]
-
-    def _reader_pool(self) -> ThreadPoolExecutor:
-        """Helpers for a round's node reads (LevelDB's get leaves the GIL: 2 threads read 1.3-2x
-        faster), started in this process: a forked child has none of its parent's threads."""
-        if self._readers is None or self._readers[0] != os.getpid():
-            pool = ThreadPoolExecutor(_READ_THREADS - 1, thread_name_prefix="state-read")
-            self._readers = (os.getpid(), pool)
-        return self._readers[1]
 
     def genesis(self, alloc: Mapping[Address, GenesisAccount], batch: WriteBatch) -> Hash32:
         """Stage the genesis state into ``batch``; its root."""

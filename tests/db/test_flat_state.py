@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -309,6 +309,9 @@ class _CountingReads:
         if key.startswith((schema.FLAT_ACCOUNT_PREFIX, schema.FLAT_STORAGE_PREFIX)):
             self.flat_gets += 1
         return self.kv.get(key)
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        return [self.get(key) for key in keys]
 
     def iterate(self, prefix: bytes = b"", *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
         return self.kv.iterate(prefix, reverse=reverse)

@@ -63,6 +63,40 @@ def test_empty_and_large_values(kv: KV) -> None:
     assert items(kv) == [(b"empty", b""), (b"large", large)]
 
 
+def test_get_many(kv: KV) -> None:
+    stored = fill(kv)
+    kv.put(b"empty", b"")
+    large = bytes(range(256)) * 4_000
+    kv.put(b"large", large)
+    keys = [b"ab", b"missing", b"empty", b"", b"large", b"ab", b"\xff\xff\xff", b"a"]
+    assert kv.get_many(keys) == [stored[b"ab"], None, b"", stored[b""], large, stored[b"ab"],
+                                 None, stored[b"a"]]
+    assert kv.get_many([]) == []
+
+
+def test_get_many_of_thousands_in_any_order(kv: KV) -> None:
+    """Enough keys that LevelDB reads them on several threads, each share in any order."""
+    with kv.write_batch() as batch:  # type: ignore[attr-defined]
+        batch.put_many((b"k%05d" % i, b"v" * (i % 7) + b"%d" % i) for i in range(0, 20_000, 2))
+    keys = [b"k%05d" % ((i * 7919) % 20_000) for i in range(20_000)]
+    expected = [None if i % 2 else b"v" * (i % 7) + b"%d" % i
+                for i in ((i * 7919) % 20_000 for i in range(20_000))]
+    assert kv.get_many(keys) == expected
+
+
+def test_leveldb_reads_and_writes_batches_natively(tmp_path: Path) -> None:
+    """On Linux with plyvel's wheel the store finds LevelDB's C API and plyvel's handle: a
+    batch is then one call without the GIL, not a GIL hand-off per key."""
+    kv = LevelDBKV(tmp_path / "db")
+    assert kv._native is not None
+    with kv.write_batch() as batch:
+        batch.put_many((b"%d" % i, b"x%d" % i) for i in range(5_000))
+        batch.delete(b"7")
+        batch.put(b"empty", b"")
+    assert kv.get_many([b"6", b"7", b"4999", b"empty"]) == [b"x6", None, b"x4999", b""]
+    kv.close()
+
+
 def test_stored_value_is_a_copy(kv: KV) -> None:
     value = bytearray(b"abc")
     kv.put(b"k", bytes(value))
@@ -138,6 +172,9 @@ def test_batch_reads_its_own_writes(kv: KV) -> None:
     assert batch.get(b"a3") == b"pending"
     assert batch.get(b"a5") is None
     assert batch.get(b"absent") is None
+    keys = [b"a0", b"a1", b"a5", b"a3", b"absent", b"a1"]
+    assert batch.get_many(keys) == [b"pending", b"stored", None, b"pending", None, b"stored"]
+    assert kv.get_many(keys) == [None, b"stored", b"stored", b"stored", None, b"stored"]
     expected = [(b"a0", b"pending"), (b"a1", b"stored"), (b"a3", b"pending"), (b"a6", b"pending")]
     assert list(batch.iterate(b"a")) == expected
     assert list(batch.iterate(b"a", reverse=True)) == expected[::-1]
@@ -235,11 +272,13 @@ def test_closed_store_raises(kv: KV) -> None:
     kv.close()
     calls: list[Callable[[], object]] = [
         lambda: kv.get(b"a"),
+        lambda: kv.get_many([b"a"]),
         lambda: kv.iterate(),
         lambda: kv.put(b"a", b"2"),
         lambda: kv.delete(b"a"),
         lambda: kv.write_batch(),
         lambda: batch.get(b"a"),
+        lambda: batch.get_many([b"a", b"b"]),
         batch.commit,
     ]
     for call in calls:

@@ -225,3 +225,18 @@ def test_equal_tips_take_every_senders_first_transaction_before_anyones_second(
              for tx in pool.select(0, 10**9, 100)]
     assert order[:3] == [(0, 0), (1, 0), (0, 1)]
     assert order[-1] == (2, 0)
+
+
+def test_select_ranks_fees_beyond_64_bits(signer: Sign, addresses: Sequence[Address]) -> None:
+    """Fees are 256-bit: one that no 64-bit integer holds still sorts by its value."""
+    pool = Mempool(PoolConfig(), ManualClock())
+    huge = 2**200
+    fees = [(3, 10), (huge, huge + 5), (huge + 1, huge + 10), (2**63, 2**64)]
+    for sender, (tip, fee_cap) in enumerate(fees):
+        for nonce in range(2):
+            tx = signer(sender, nonce, tip=tip + nonce, fee_cap=fee_cap + nonce)
+            pool.add(tx, AccountState(nonce=0, balance=2**300), 1, 30_000_000)
+    nonces = {addresses[sender]: 0 for sender in range(len(fees))}
+    selected = pool.select(1, 30_000_000, 100)
+    assert selected == heap_select(pool, nonces, 1, 30_000_000, 100)
+    assert [(addresses.index(tx.sender), tx.nonce) for tx in selected[:3]] == [(2, 0), (2, 1), (1, 0)]
