@@ -92,7 +92,7 @@ class OldValues:
 CACHE_BYTES = 256 << 20
 """Default budget of a committer's node cache."""
 
-WARM_CHUNK = 4096
+WARM_CHUNK = 1024
 """Nodes a warm reads between two looks at its ``stop``: what a commit waiting for a stopped
 warm waits for at most (a few tens of ms on two cores)."""
 
@@ -258,6 +258,8 @@ class TrieCommitter:
         read = 0
         while True:
             self._tell(*news)
+            if stop():
+                return Warmed(read, False)
             if (count := lib.mpt_step(session)) <= 0:
                 break
             listed = ctypes.string_at(lib.mpt_missing(session), 32 * count)
@@ -277,6 +279,12 @@ class TrieCommitter:
             if stopped or None in nodes:
                 return Warmed(read, False)
         return Warmed(read, count == 0)
+
+    def interrupt_warm(self) -> None:
+        """Ends a warm running in another thread within microseconds of its work in C (its
+        reads in flight end first): the one call that may come from another thread."""
+        if self._session:
+            self._lib.mpt_warm_stop(self._session)
 
     def _tell(self, paths: bytes, values: Sequence[bytes | None]) -> None:
         """Tells the warm running the old values of keys (``Told``)."""

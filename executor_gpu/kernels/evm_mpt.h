@@ -248,6 +248,7 @@ typedef struct {
     u32 *warm_index;
     u64 warm_mask;
     int warmed;   /* the map holds the nodes of a warm of the trie under warm_root */
+    int warm_stop; /* set by another thread (mpt_warm_stop): the warm's pass ends early */
     u8 warm_root[32];
     u64 threads;
     mworker *workers;
@@ -1271,6 +1272,7 @@ EVM_EXPORT void mpt_begin_warm(void *h, const u8 *root, u64 n, const u8 *paths) 
     mpt_reset(s, NULL);
     mpt_set_root(&s->main, root);
     s->warmed = 1;
+    __atomic_store_n(&s->warm_stop, 0, __ATOMIC_RELAXED);
     memcpy(s->warm_root, root, 32);
     if (!s->cache_budget) n = 0;
     s->main.c = (mchange *)mpt_alloc(&s->work, (n + 1) * sizeof(mchange));
@@ -1300,6 +1302,10 @@ static i64 mpt_warm_key(const msession *s, const u8 *path) {
     }
     return -1;
 }
+
+/* Ends the warm running in another thread at once (its step returns -1); the one call on a
+ * session that may come from another thread while it works. */
+EVM_EXPORT void mpt_warm_stop(void *h) { __atomic_store_n(&((msession *)h)->warm_stop, 1, __ATOMIC_RELAXED); }
 
 /* Tells a warm the old values (trie values, RLP) of n keys (paths[i], 32 bytes), value i
  * lens[i] bytes of vals (-1: none): the walks of its keys among them still short of the end
@@ -1406,6 +1412,10 @@ static int mpt_warm_pass(msession *s) {
     for (u64 i = 0; i < j->n; i++) {
         const u8 *val;
         u64 vlen;
+        if (i % 256 == 0 && __atomic_load_n(&s->warm_stop, __ATOMIC_RELAXED)) {
+            mpt_fail(s, "the warm was stopped", NULL); /* a commit waits for the session */
+            return 0;
+        }
         if (mpt_get(s, root, j->c + i, &val, &vlen) == 2) j->c[left++] = j->c[i];
     }
     j->n = left;

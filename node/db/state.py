@@ -416,9 +416,11 @@ class Prefetch:
     """A warm of the committer's node cache running in a thread of its own (``StateDB.prefetch``).
     As a context manager, it is stopped and waited for on exit."""
 
-    def __init__(self, root: Hash32, warm: _Warm) -> None:
+    def __init__(self, root: Hash32, warm: _Warm, interrupt: Callable[[], None]) -> None:
+        """``interrupt``: ends the warm's work in C at once."""
         self.root = root
         """The state root whose trie it reads."""
+        self._interrupt = interrupt
         self._stop = threading.Event()
         self._rows: queue.SimpleQueue[tuple[list[bytes], list[bytes | None]]] = queue.SimpleQueue()
         self.warmed: Warmed | None = None
@@ -459,8 +461,10 @@ class Prefetch:
         return not self._thread.is_alive()
 
     def stop(self) -> None:
-        """Ask the warm to end after its current chunk of reads."""
+        """End the warm: at once in C, after the chunk of reads in flight in Python."""
         self._stop.set()
+        if not self.done:
+            self._interrupt()
 
     def __enter__(self) -> Self:
         return self
@@ -561,11 +565,13 @@ class StateDB:
         """Start reading the account-trie paths of ``addresses`` under ``state_root`` (committed)
         into the committer's node cache, in a thread, while a block touching them executes:
         its ``apply`` on ``state_root`` then finds them in memory. The next ``apply`` or
-        prefetch stops it after its current chunk of reads; it never waits for a whole warm."""
+        prefetch stops it (``Prefetch.stop``): it waits for the chunk of reads in flight at
+        most, never for a whole warm."""
         if self._prefetch is not None:
             self._prefetch.stop()
         accounts = list(addresses)
-        self._prefetch = Prefetch(state_root, functools.partial(self._warm, state_root, accounts))
+        self._prefetch = Prefetch(state_root, functools.partial(self._warm, state_root, accounts),
+                                  self._committer.interrupt_warm)
         return self._prefetch
 
     def _tell_prefetch(self, state_root: Hash32, keys: list[bytes], values: list[bytes | None]) -> None:

@@ -272,7 +272,8 @@ def test_a_warm_stopped_anywhere_leaves_the_next_commit_right(
     with TrieCommitter() as committer:
         warmed = committer.warm(root, paths, store.load, stop)
         assert not warmed.complete and warmed.nodes == store.reads
-        assert asked == stop_after + 1 and (store.reads > 0) == (stop_after > 0)
+        # asked before the first round's step (nothing read yet), then between chunks
+        assert asked == stop_after + 1 and (store.reads > 0) == (stop_after > 1)
         commit = committer.commit_state(root, diff, store.load)
         assert commit.root == _model_root(model)
         store.keep(commit)
@@ -283,6 +284,26 @@ def test_a_warm_stopped_anywhere_leaves_the_next_commit_right(
         store.reads = 0
         assert committer.commit_state(commit.root, again, store.load).root == _model_root(model)
         assert store.reads == 0
+
+
+def test_a_warm_interrupted_in_its_walk_leaves_the_commit_right() -> None:
+    """interrupt_warm (from the thread of a commit that wants the session) ends the warm's next
+    walk at once, in C: the warm ends incomplete, and the commit after it is right."""
+    store, root, addresses, model = _state(2000, 12)
+    diff = StateDiff({address: AccountChange(nonce=8, balance=8) for address in addresses[1::3]})
+    _apply_model(model, diff)
+    with TrieCommitter() as committer:
+
+        def load(hashes: list[bytes]) -> list[bytes | None]:
+            if len(hashes) > 1:  # the second round's reads: the commit arrives meanwhile
+                committer.interrupt_warm()
+            return store.load(hashes)
+
+        warmed = committer.warm(root, hash_keys(list(diff.accounts)), load, _never)
+        assert not warmed.complete and warmed.nodes == store.reads > 1
+        assert committer.commit_state(root, diff, store.load).root == _model_root(model)
+        # the next warm is not stopped by the last one's interrupt
+        assert committer.warm(root, hash_keys(list(diff.accounts)), store.load, _never).complete
 
 
 def test_a_warm_cut_short_by_a_failing_read_leaves_the_commit_right() -> None:
