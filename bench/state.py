@@ -8,6 +8,11 @@ random existing senders, recipients half existing and half new), it times
 (persist). As in the node, the block's accounts are first read from the flat tables (the
 native executor's bulk read, timed apart: execution's, not the commit's) and ``apply`` is
 given those rows (``known``), so it reads none again (``--no-known``: it reads them itself).
+Before those reads, as the node does before it executes, the block's accounts are handed to
+``StateDB.prefetch``, which reads their trie paths into the committer's node cache in a
+thread; ``apply`` stops it if it is still running, so the nodes read during the root then
+include its last chunk. The line says how many nodes it read and whether it had finished
+when ``apply`` began (``--no-prefetch``: no prefetch, the blocks' figures before it).
 The diffs are drawn from a generator seeded by the starting root, so a second run on a kept
 state applies new ones. py-trie (``HexaryTrie`` with ``squash_changes``, as py-evm uses it) applies the
 same diffs for ``--py-trie-blocks`` blocks in the same run, from the same parent state, and
@@ -181,6 +186,11 @@ def main() -> None:
                         help="time the blocks on a fresh StateDB (a restarted node: empty node cache)")
     parser.add_argument("--no-known", action="store_true",
                         help="apply reads the old flat rows itself (not given the executor's reads)")
+    parser.add_argument("--execute-ms", type=int, default=0,
+                        help="idle this long after the flat reads, as the rest of an execution on"
+                             " other cores would (the prefetch goes on meanwhile)")
+    parser.add_argument("--no-prefetch", action="store_true",
+                        help="no prefetch of the blocks' trie paths while they 'execute'")
     parser.add_argument("--dir", type=Path,
                         help="keep the state in this folder; a later run on it skips the build and is"
                              " a restarted node (its RSS is that of a node holding the state)")
@@ -212,10 +222,13 @@ def main() -> None:
         for block in range(args.blocks):
             diff = block_diff(rng, args.accounts, args.txs, block)
             start = time.perf_counter()
+            prefetch = None if args.no_prefetch else state.prefetch(root, diff.accounts)
             view = state.at(root)  # the executor's bulk read of the block's accounts
             view.flat_accounts(hash_keys(list(diff.accounts)))
             known = None if args.no_known else view.bulk_reads()
             executor_reads = time.perf_counter() - start
+            time.sleep(args.execute_ms / 1000)
+            finished = prefetch is not None and prefetch.done
             batch = kv.write_batch()
             kv.gets = kv.node_gets = 0
             start, cpu = time.perf_counter(), time.process_time()
@@ -224,12 +237,17 @@ def main() -> None:
             staged = len(batch._pending)  # the nodes staged: a bench's look inside
             batch.commit()
             persisted = time.perf_counter() - start
+            if prefetch is not None:
+                prefetch.close()  # ended by apply: nothing left to wait for
             # CPU time of all threads: on a shared box, what the work costs apart from waiting
             cpu = time.process_time() - cpu
             line = (f"block {block + 1}: {args.txs:,} transfers ({len(diff.accounts):,} accounts), "
                     f"{kv.node_gets:,} nodes and {kv.gets - kv.node_gets:,} flat rows read, {staged:,} written: root {applied * 1000:.0f} ms + persist "
                     f"{(persisted - applied) * 1000:.0f} ms = {persisted * 1000:.0f} ms"
                     f" (CPU {cpu * 1000:.0f} ms; the executor's flat reads before it {executor_reads * 1000:.0f} ms)")
+            if prefetch is not None and prefetch.warmed is not None:
+                line += (f"; prefetch read {prefetch.warmed.nodes:,} nodes,"
+                         f" {'finished' if finished else 'unfinished'} when the root began")
             if block < args.py_trie_blocks:
                 start = time.perf_counter()
                 reference = py_trie_apply(kv, root, diff)

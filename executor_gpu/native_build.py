@@ -124,6 +124,12 @@ def cpu_library() -> ctypes.CDLL:
         ctypes.c_char_p, ptr,
     ]
     lib.mpt_begin_state.restype = None
+    lib.mpt_begin_warm.argtypes = [ptr, ctypes.c_char_p, u64, ctypes.c_char_p]
+    lib.mpt_begin_warm.restype = None
+    lib.mpt_warm_tell.argtypes = [ptr, u64, ctypes.c_char_p, ctypes.c_char_p, ptr]
+    lib.mpt_warm_tell.restype = None
+    lib.mpt_warm_stop.argtypes = [ptr]
+    lib.mpt_warm_stop.restype = None
     lib.mpt_step.argtypes = [ptr]
     lib.mpt_step.restype = ctypes.c_int64
     lib.mpt_missing.argtypes = [ptr]

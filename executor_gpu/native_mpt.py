@@ -6,6 +6,8 @@ nothing itself: it lists the nodes it needs, ``load`` reads each with one get, a
 on, until its pass needs nothing more; then it hashes the new nodes in worker threads. A
 state commit may be told the changed keys' old values (``OldValues``, from the flat tables):
 it then reads no leaf of a key that existed, only the branches above it that its cache lacks.
+A warm (``TrieCommitter.warm``) reads those branches ahead into the cache, while a block
+executes, so that its commit finds them in memory.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from primitives.types import Address, Hash32
 
 Loader = Callable[[list[bytes]], list[bytes | None]]
 """Reads trie nodes by hash, one get each; None where the store has none."""
+Told = Callable[[], tuple[bytes, Sequence[bytes | None]]]
+"""Old values of account-trie keys learnt since last asked: the keys (32 bytes each,
+concatenated) and each one's value as the trie holds it (None: not known)."""
 
 _MPT = enum_members("evm_mpt.h")
 _RECORD, _VALUE_MAX = _MPT["MA_SIZE"], _MPT["MA_VALUE_MAX"]
@@ -86,6 +91,20 @@ class OldValues:
 
 CACHE_BYTES = 256 << 20
 """Default budget of a committer's node cache."""
+
+WARM_CHUNK = 1024
+"""Nodes a warm reads between two looks at its ``stop``: what a commit waiting for a stopped
+warm waits for at most (a few tens of ms on two cores)."""
+
+
+@dataclass(frozen=True)
+class Warmed:
+    """What a warm did."""
+
+    nodes: int
+    """Nodes it read into the cache."""
+    complete: bool
+    """It walked every path to its end (False: stopped, or a node was missing or malformed)."""
 
 
 def hash_keys(keys: Sequence[bytes]) -> list[Hash32]:
@@ -215,6 +234,66 @@ class TrieCommitter:
             slot_hints, None if old is None else slot_hint_lengths.ctypes.data,
         )
         return self._run(load, codes, len(diff.accounts))
+
+    def warm(
+        self, root: bytes, paths: Sequence[bytes], load: Loader, stop: Callable[[], bool],
+        told: Told | None = None,
+    ) -> Warmed:
+        """Reads the account-trie nodes along ``paths`` (trie keys, 32 bytes: ``hash_keys`` of
+        the addresses) under ``root`` into the node cache, in rounds as a commit reads, so
+        that the next commit on ``root`` touching them reads none of them. ``stop`` is asked
+        between reads of ``WARM_CHUNK`` nodes: True ends the warm there. ``told``, asked there
+        too: old values of keys learnt since; a key told is not read to its leaf, which a
+        commit told the same does not read either (the round's nodes not read yet are listed
+        again without those leaves). Never raises for the store's
+        content: a missing or malformed node ends it quietly (a commit that needs the node
+        reports it)."""
+        keys = b"".join(paths)
+        if len(keys) != 32 * len(paths):
+            raise ValueError("an account's trie key is 32 bytes")
+        lib, session = self._lib, self._open(root)
+        lib.mpt_begin_warm(session, root, len(paths), keys)
+        nothing: tuple[bytes, Sequence[bytes | None]] = (b"", ())
+        news = nothing if told is None else told()
+        read = 0
+        while True:
+            self._tell(*news)
+            if stop():
+                return Warmed(read, False)
+            if (count := lib.mpt_step(session)) <= 0:
+                break
+            listed = ctypes.string_at(lib.mpt_missing(session), 32 * count)
+            hashes = [listed[i : i + 32] for i in range(0, len(listed), 32)]
+            nodes: list[bytes | None] = []
+            news, stopped = nothing, False
+            while len(nodes) < count and not news[1]:  # new rows: list the rest again without their leaves
+                if stopped := stop():
+                    break
+                nodes += load(hashes[len(nodes) : len(nodes) + WARM_CHUNK])
+                news = nothing if told is None else told()
+            # a node not read goes over as empty: listed again if still needed
+            found = [node or b"" for node in nodes] + [b""] * (count - len(nodes))
+            lengths = np.fromiter(map(len, found), dtype=np.uint64, count=count)
+            lib.mpt_supply(session, b"".join(found), lengths.ctypes.data)
+            read += int(np.count_nonzero(lengths))
+            if stopped or None in nodes:
+                return Warmed(read, False)
+        return Warmed(read, count == 0)
+
+    def interrupt_warm(self) -> None:
+        """Ends a warm running in another thread within microseconds of its work in C (its
+        reads in flight end first): the one call that may come from another thread."""
+        if self._session:
+            self._lib.mpt_warm_stop(self._session)
+
+    def _tell(self, paths: bytes, values: Sequence[bytes | None]) -> None:
+        """Tells the warm running the old values of keys (``Told``)."""
+        if not values:
+            return
+        if len(paths) != 32 * len(values):
+            raise ValueError("an account's trie key is 32 bytes, one for each value")
+        data, lengths = _hints(values)
+        self._lib.mpt_warm_tell(self._session, len(values), paths, data, lengths.ctypes.data)
 
     def _open(self, root: bytes) -> int:
         if not self._session:

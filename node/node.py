@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 
 from executor_gpu.api import Caller, Executor, Tracer
 from executor_gpu.types import (
@@ -88,6 +91,16 @@ MAX_CLOCK_DRIFT = 15
 """Seconds a block's timestamp may be ahead of this node's clock."""
 
 
+def _touched(txs: Sequence[Transaction], coinbase: Address) -> set[Address]:
+    """The accounts a block's transactions surely touch: senders, recipients, the coinbase
+    (what the state prefetch reads ahead; contracts' own calls are found by executing)."""
+    touched = set(map(attrgetter("sender"), txs))
+    touched.update(map(attrgetter("to"), txs))
+    touched.discard(None)  # creations have no recipient
+    touched.add(coinbase)
+    return touched
+
+
 def _round_of(certificate: bytes | None) -> int:
     """The consensus round a commit certificate was cast in, for the block's log line and
     metrics (0 without one). The certificate is opaque to the commit itself, which does not
@@ -155,7 +168,8 @@ class Node:
         """``genesis_weights``: the first validator set (default: this node alone);
         ``decode`` decodes a batch of transactions and finds their senders (native in
         production);
-        ``state_options``: flat state cache and unwind depth (default: StateOptions());
+        ``state_options``: flat state cache, unwind depth and prefetch (default:
+        StateOptions());
         ``ordered_root`` computes transactions roots, ``receipts_root`` receipts roots and
         blooms (native ones in production);
         ``tracer`` re-runs calls and blocks step by step (None: tracing is off);
@@ -173,6 +187,7 @@ class Node:
             self.chain, params.chain_id, params.epoch_length, genesis_weights or {self.coinbase: 1},
         )
         self.state = StateDB(kv, options=state_options)
+        self._prefetch_on = (os.cpu_count() or 1) >= (state_options or StateOptions()).prefetch_min_cores
         self.admission = Admission(kv, self.chain, self.state, pool_config, params.chain_id,
                                    params.gas_limit, clock, decode)
         self.pool = self.admission.pool
@@ -295,12 +310,13 @@ class Node:
             with times.stage("select"):
                 txs = self.admission.select(env.base_fee_per_gas, env.gas_limit,
                                             self.params.max_txs_per_block)
-            with times.stage("execute"):
-                view = self.state.at(parent.state_root)
-                body = execute_block(self.executor, view, env, txs, self._ordered_root,
-                                     self._receipts_root)
-            with times.stage("state"):
-                staged = self._stage(parent, env, body, carried, view)
+            with self._prefetch(parent, txs, env.coinbase):
+                with times.stage("execute"):
+                    view = self.state.at(parent.state_root)
+                    body = execute_block(self.executor, view, env, txs, self._ordered_root,
+                                         self._receipts_root)
+                with times.stage("state"):
+                    staged = self._stage(parent, env, body, carried, view)
             staged.stages, staged.started = times, started
             # The pool offered these but they failed against the state: forget them on commit.
             staged.dropped = tuple(r.tx.hash for r in body.result.rejected)
@@ -498,18 +514,29 @@ class Node:
             parent, timestamp, coinbase, self.params.chain_id,
             self.params.gas_limit, self.chain.block_hashes(parent),
         )
-        with times.stage("execute"):
-            view = self.state.at(parent.state_root)
-            body = execute_block(self.executor, view, env, txs, self._ordered_root,
-                                 self._receipts_root)
-        # Rule: every transaction of a block executes; a proposer must not include invalid ones.
-        if body.result.rejected:
-            first = body.result.rejected[0]
-            raise InvalidInput(f"includes an invalid transaction {first.tx.hash.hex()}: {first.reason}")
-        with times.stage("state"):
-            staged = self._stage(parent, env, body, proofs, view)
+        with self._prefetch(parent, txs, coinbase):
+            with times.stage("execute"):
+                view = self.state.at(parent.state_root)
+                body = execute_block(self.executor, view, env, txs, self._ordered_root,
+                                     self._receipts_root)
+            # Rule: every transaction of a block executes; a proposer must not include invalid
+            # ones.
+            if body.result.rejected:
+                first = body.result.rejected[0]
+                raise InvalidInput(f"includes an invalid transaction {first.tx.hash.hex()}: {first.reason}")
+            with times.stage("state"):
+                staged = self._stage(parent, env, body, proofs, view)
         staged.stages, staged.started = times, started
         return staged
+
+    def _prefetch(
+        self, parent: Header, txs: Sequence[Transaction], coinbase: Address
+    ) -> AbstractContextManager[object]:
+        """While a block on ``parent`` executes: its accounts' trie paths read into the state
+        committer's cache in a thread (when the host has the cores), stopped on exit."""
+        if not self._prefetch_on:
+            return nullcontext()
+        return self.state.prefetch(parent.state_root, _touched(txs, coinbase))
 
     def _decoded(self, raws: Sequence[bytes]) -> list[Transaction]:
         """A block's transactions: the pool's decoded copies where it has them (their senders

@@ -26,7 +26,16 @@
  * not read: the pass encodes the leaf that value makes at the depth it reached, and when its
  * hash is the one its parent names, that is the leaf (a wrong hint only costs the read). Most
  * of a block's changes update existing keys, so its reads come down to the branches the node
- * cache does not hold; the cache keeps no leaves, which such commits never read.
+ * cache does not hold; commits keep no leaves in the cache, which such commits never read.
+ *
+ * A warm (mpt_begin_warm) reads ahead, while a block executes, the account-trie paths its
+ * commit will walk: in the same rounds, it walks each key down to its leaf (or to where the
+ * key would go) and keeps every node it is handed in the cache, leaves too (a new key's
+ * neighbour leaf is read by its insertion). Told a key's old value (mpt_warm_tell), it reads
+ * no leaf of that key, as a commit with hints does not, but keeps the leaf that value makes
+ * when its hash is right (a new key may land beside it). It changes nothing else. The commit
+ * of its root after it goes on from the nodes it decoded (a commit of another root finds them
+ * in the cache), so it reads none of them and decodes few.
  */
 #ifndef EVM_MPT_H
 #define EVM_MPT_H
@@ -59,7 +68,7 @@ enum {
 #define MS_SIZE 64
 
 enum { MK_LEAF = 1, MK_EXT, MK_BRANCH, MK_HASH };
-enum { MP_LOOKUP, MP_STORAGE, MP_ACCOUNTS, MP_DONE };
+enum { MP_LOOKUP, MP_STORAGE, MP_ACCOUNTS, MP_WARM, MP_DONE };
 
 typedef struct mnode mnode;
 /* 32 bytes: a decoded branch makes one for each of its (up to 16) children by hash. */
@@ -173,7 +182,7 @@ typedef struct {
     u64 vlen;
     const u8 *old; /* the old value as the host knows it (a hint), NULL when not told */
     u64 oldlen;
-    i64 account; /* account tries: the record of the change, else -1 */
+    i64 account; /* account tries: the record of the change, else -1; a warm's: the key's index */
     u8 del;
 } mchange;
 
@@ -200,6 +209,7 @@ typedef struct {
     u64 key;     /* the hash's first 8 bytes */
     const u8 *hash;
     mnode *node; /* NULL while listed as missing */
+    int again;   /* a warm's node listed and not read: the next pass lists it again */
 } mslot;
 
 /* A slot of a hash table keyed by node hash: the hash's first 8 bytes, kept beside the
@@ -232,7 +242,14 @@ typedef struct {
     u64 *vlens;
     mjob *storage;
     u64 nstorage;
-    mjob main;    /* the account trie, or the one trie of a raw commit */
+    mjob main;    /* the account trie, or the one trie of a raw commit (or of a warm) */
+    u64 nwarm;    /* a warm's keys */
+    const u8 *warm_paths; /* their paths, 32 bytes each, and a table of their indexes + 1 by path */
+    u32 *warm_index;
+    u64 warm_mask;
+    int warmed;   /* the map holds the nodes of a warm of the trie under warm_root */
+    int warm_stop; /* set by another thread (mpt_warm_stop): the warm's pass ends early */
+    u8 warm_root[32];
     u64 threads;
     mworker *workers;
     /* Nodes the last commits created, for the next ones (whose paths start in them): two
@@ -439,7 +456,9 @@ static mnode *mpt_resolve(msession *s, mnode *n) {
             entry = mpt_gen_add(&s->cache[0], s->cache_budget / 2, entry, entry + 40, mpt_entry_len(entry));
         }
         if (!entry) {
-            if (added) mpt_list(s, n->ref); /* first met: the host reads it */
+            /* first met (or a warm's not read last time): the host reads it */
+            if (added || e->again) mpt_list(s, n->ref);
+            e->again = 0;
             return MPT_MISSING;
         }
         /* used in place: the cache drops a generation only after the commit's last pass */
@@ -700,6 +719,8 @@ static mnode *mpt_resolve_for(msession *s, mnode *n, u64 depth, const mchange *c
         n->vlen = 1; /* a branch, or another key's leaf: later passes do not try again */
         return mpt_resolve(s, n);
     }
+    /* a warm keeps it: a new key landing beside it in the commit reads it (its changes are two) */
+    if (s->phase == MP_WARM) mpt_gen_add(&s->cache[0], s->cache_budget / 2, n->ref, enc, (u64)(p - enc));
     mnode *leaf = mpt_node(&s->work, MK_LEAF); /* dirty 0: as if read from the store */
     leaf->path = c->nib + depth;
     leaf->plen = (u8)(64 - depth);
@@ -1058,20 +1079,34 @@ static u8 *mpt_hashed_key(msession *s, const u8 *p, u64 n) {
     return mpt_nibbles(s, hash);
 }
 
-static void mpt_reset(msession *s) {
-    mpt_arena_reset(&s->work, MPT_KEEP);
+/* Forgets the last commit, for one of the trie under root (NULL: a warm). The nodes a warm of
+ * that root decoded stay, with what its walks learnt of them (the nodes stubs resolve to, the
+ * old leaves hints proved): a warm reads and changes nothing, so its commit goes on from them
+ * instead of decoding them again. A commit's nodes never stay: it leaves finished subtries in
+ * its stubs. */
+static void mpt_reset(msession *s, const u8 *root) {
+    int keep = s->warmed && root && memcmp(root, s->warm_root, 32) == 0;
+    s->warmed = 0;
     for (u64 t = 0; t < s->threads; t++) {
         mpt_arena_reset(&s->workers[t].arena, MPT_KEEP / s->threads);
         s->workers[t].n = 0;
     }
-    if (s->map && s->mask + 1 > 8 * (s->used + 1024)) { /* far larger than the last commit needed */
-        free(s->map);
-        s->map = NULL;
-        s->mask = 0;
-    } else if (s->map) {
-        memset(s->map, 0, (s->mask + 1) * sizeof(mslot));
+    if (keep) {
+        /* a node the warm listed and was not handed: the commit lists it again */
+        for (u64 i = 0; s->map && i <= s->mask; i++) {
+            if (s->map[i].hash && !s->map[i].node) s->map[i].again = 1;
+        }
+    } else {
+        mpt_arena_reset(&s->work, MPT_KEEP);
+        if (s->map && s->mask + 1 > 8 * (s->used + 1024)) { /* far larger than the last commit needed */
+            free(s->map);
+            s->map = NULL;
+            s->mask = 0;
+        } else if (s->map) {
+            memset(s->map, 0, (s->mask + 1) * sizeof(mslot));
+        }
+        s->used = 0;
     }
-    s->used = 0;
     s->nmissing = 0;
     s->err[0] = 0;
     s->storage = NULL;
@@ -1124,7 +1159,7 @@ EVM_EXPORT void mpt_close(void *h) {
  * lens[i] bytes in vals, in order; lens[i] < 0 deletes the key. */
 EVM_EXPORT void mpt_begin_trie(void *h, const u8 *root, u64 n, const u8 *keys, const u8 *vals, const i64 *lens) {
     msession *s = (msession *)h;
-    mpt_reset(s);
+    mpt_reset(s, root);
     mpt_set_root(&s->main, root);
     s->main.c = (mchange *)mpt_alloc(&s->work, (n + 1) * sizeof(mchange));
     s->main.n = n;
@@ -1174,7 +1209,7 @@ EVM_EXPORT void mpt_begin_state(void *h, const u8 *root, u64 n, const u8 *record
                                 const u8 *slots, const u64 *slot_counts, const u8 *old, const i64 *old_lens,
                                 const u8 *old_slots, const i64 *old_slot_lens) {
     msession *s = (msession *)h;
-    mpt_reset(s);
+    mpt_reset(s, root);
     mpt_set_root(&s->main, root);
     s->accounts = (u8 *)mpt_alloc(&s->work, n * MA_SIZE + 1);
     memcpy(s->accounts, records, n * MA_SIZE);
@@ -1224,6 +1259,73 @@ EVM_EXPORT void mpt_begin_state(void *h, const u8 *root, u64 n, const u8 *record
     }
     mpt_sort(s, &s->main);
     s->phase = MP_LOOKUP;
+}
+
+/* Starts a warm of the node cache along n keys of the account trie under root (32 bytes each,
+ * the paths): steps list the nodes on their paths the session lacks, as a commit's do, and
+ * mpt_supply keeps each node it is handed in the cache. The cache may grow past its budget
+ * meanwhile: the commit after it drops a generation if need be, once it is done with the
+ * nodes (a warm's decoded nodes point into the young generation). Without a cache, there is
+ * nothing to warm: the first step says done. */
+EVM_EXPORT void mpt_begin_warm(void *h, const u8 *root, u64 n, const u8 *paths) {
+    msession *s = (msession *)h;
+    mpt_reset(s, NULL);
+    mpt_set_root(&s->main, root);
+    s->warmed = 1;
+    __atomic_store_n(&s->warm_stop, 0, __ATOMIC_RELAXED);
+    memcpy(s->warm_root, root, 32);
+    if (!s->cache_budget) n = 0;
+    s->main.c = (mchange *)mpt_alloc(&s->work, (n + 1) * sizeof(mchange));
+    memset(s->main.c, 0, (n + 1) * sizeof(mchange));
+    s->main.n = s->nwarm = n;
+    u8 *copy = (u8 *)mpt_alloc(&s->work, 32 * n + 1);
+    memcpy(copy, paths, 32 * n);
+    s->warm_paths = copy;
+    for (s->warm_mask = 15; s->warm_mask + 1 < 2 * n; s->warm_mask = 2 * s->warm_mask + 1) {}
+    s->warm_index = (u32 *)mpt_alloc(&s->work, (s->warm_mask + 1) * sizeof(u32));
+    memset(s->warm_index, 0, (s->warm_mask + 1) * sizeof(u32));
+    for (u64 i = 0; i < n; i++) {
+        s->main.c[i].nib = mpt_nibbles(s, paths + 32 * i);
+        s->main.c[i].account = (i64)i;
+        u64 h = mpt_key(paths + 32 * i) & s->warm_mask;
+        while (s->warm_index[h]) h = (h + 1) & s->warm_mask;
+        s->warm_index[h] = (u32)(i + 1);
+    }
+    s->phase = MP_WARM;
+}
+
+/* The index of a warm's key by its path; -1 when it has none such. */
+static i64 mpt_warm_key(const msession *s, const u8 *path) {
+    for (u64 h = mpt_key(path) & s->warm_mask; s->warm_index[h]; h = (h + 1) & s->warm_mask) {
+        u64 i = s->warm_index[h] - 1;
+        if (memcmp(s->warm_paths + 32 * i, path, 32) == 0) return (i64)i;
+    }
+    return -1;
+}
+
+/* Ends the warm running in another thread at once (its step returns -1); the one call on a
+ * session that may come from another thread while it works. */
+EVM_EXPORT void mpt_warm_stop(void *h) { __atomic_store_n(&((msession *)h)->warm_stop, 1, __ATOMIC_RELAXED); }
+
+/* Tells a warm the old values (trie values, RLP) of n keys (paths[i], 32 bytes), value i
+ * lens[i] bytes of vals (-1: none): the walks of its keys among them still short of the end
+ * take it as a commit takes a hint (a leaf whose hash it gives is not read). */
+EVM_EXPORT void mpt_warm_tell(void *h, u64 n, const u8 *paths, const u8 *vals, const i64 *lens) {
+    msession *s = (msession *)h;
+    if (s->phase != MP_WARM || !s->nwarm) return;
+    const u8 **told = (const u8 **)mpt_alloc(&s->work, (s->nwarm + 1) * sizeof(u8 *));
+    u64 *told_len = (u64 *)mpt_alloc(&s->work, (s->nwarm + 1) * sizeof(u64));
+    memset(told, 0, (s->nwarm + 1) * sizeof(u8 *));
+    for (u64 i = 0, at = 0; i < n; i++) {
+        u64 len = 0;
+        const u8 *old = mpt_hint(s, vals, lens, i, &at, 0, &len);
+        i64 key = old ? mpt_warm_key(s, paths + 32 * i) : -1;
+        if (key >= 0) told[key] = old, told_len[key] = len;
+    }
+    for (u64 k = 0; k < s->main.n; k++) {
+        mchange *c = s->main.c + k;
+        if (told[c->account]) c->old = told[c->account], c->oldlen = told_len[c->account];
+    }
 }
 
 /* A stub for a trie's root (NULL for the empty trie). */
@@ -1301,11 +1403,37 @@ static int mpt_lookup_roots(msession *s) {
     return all;
 }
 
+/* A warm's pass: walks every key still short of its end (kept at the front); 1 when none is
+ * left that a read could take further. */
+static int mpt_warm_pass(msession *s) {
+    mjob *j = &s->main;
+    mnode *root = mpt_root_stub(s, j->root);
+    u64 left = 0;
+    for (u64 i = 0; i < j->n; i++) {
+        const u8 *val;
+        u64 vlen;
+        if (i % 256 == 0 && __atomic_load_n(&s->warm_stop, __ATOMIC_RELAXED)) {
+            mpt_fail(s, "the warm was stopped", NULL); /* a commit waits for the session */
+            return 0;
+        }
+        if (mpt_get(s, root, j->c + i, &val, &vlen) == 2) j->c[left++] = j->c[i];
+    }
+    j->n = left;
+    return !left || !s->nmissing; /* keys left, and nothing to read: none can go on */
+}
+
 /* Goes on with the commit: 0 when it is done (mpt_root, mpt_output), -1 on an error
  * (mpt_error), else the number of nodes it needs (mpt_missing; hand them to mpt_supply). */
 EVM_EXPORT i64 mpt_step(void *h) {
     msession *s = (msession *)h;
     s->nmissing = 0;
+    if (s->phase == MP_WARM) {
+        int all = mpt_warm_pass(s);
+        if (s->err[0]) return -1;
+        if (!all) return (i64)s->nmissing;
+        s->phase = MP_DONE;
+        return 0;
+    }
     if (s->phase == MP_LOOKUP) {
         int all = mpt_lookup_roots(s);
         if (s->err[0]) return -1;
@@ -1343,10 +1471,33 @@ EVM_EXPORT const u8 *mpt_missing(void *h) { return ((msession *)h)->missing; }
 
 EVM_EXPORT const char *mpt_error(void *h) { return ((msession *)h)->err; }
 
-/* Hands over the nodes the last step listed, in its order: node i is lens[i] bytes of buf. */
+/* Hands over the nodes the last step listed, in its order: node i is lens[i] bytes of buf. A
+ * warm keeps them in the cache, and takes a node of 0 bytes as one not read yet: its next
+ * step lists it again if a walk still needs it (one told its key's old value may not). */
 EVM_EXPORT void mpt_supply(void *h, const u8 *buf, const u64 *lens) {
     msession *s = (msession *)h;
+    int warm = s->phase == MP_WARM;
     for (u64 i = 0, at = 0; i < s->nmissing; at += lens[i], i++) {
+        int added;
+        if (warm && !lens[i]) {
+            mpt_slot(s, s->missing + 32 * i, &added)->again = 1;
+            continue;
+        }
+        if (warm) { /* kept in the cache, and used from there as the cache's nodes are */
+            if (!mpt_decode(s, buf + at, lens[i])) {
+                mpt_fail(s, "malformed state trie node", s->missing + 32 * i);
+                continue;
+            }
+            u8 *entry = mpt_gen_add(&s->cache[0], s->cache_budget / 2, s->missing + 32 * i, buf + at, lens[i]);
+            mnode *n = mpt_decode(s, entry + 40, lens[i]);
+            n->ref = entry;
+            n->reflen = 32;
+            if (n->kind != MK_LEAF) n->vlen = 1;
+            mslot *e = mpt_slot(s, entry, &added);
+            e->hash = entry;
+            e->node = n;
+            continue;
+        }
         u8 *copy = (u8 *)mpt_alloc(&s->work, lens[i] + 32);
         memcpy(copy, s->missing + 32 * i, 32);
         memcpy(copy + 32, buf + at, lens[i]);
@@ -1358,7 +1509,6 @@ EVM_EXPORT void mpt_supply(void *h, const u8 *buf, const u64 *lens) {
         n->ref = copy;
         n->reflen = 32;
         /* the slot's key moves to the copy: the listed hash may live in a root that changes */
-        int added;
         mslot *e = mpt_slot(s, copy, &added);
         e->hash = copy;
         e->node = n;

@@ -15,6 +15,12 @@ and walks the trie for any other root. Each height keeps a change set (the value
 replaced), so ``stage_unwind`` takes the flat state back with the blocks (an L1 reorg under the
 watcher's chain).
 
+Prefetch: while a block executes, ``StateDB.prefetch`` reads the account-trie paths of the
+accounts it touches into the committer's node cache in a thread (``TrieCommitter.warm``), so
+that its ``apply`` reads few nodes on the block's path; ``apply`` stops a warm still running.
+The flat rows that views of its root read in bulk meanwhile (the executor's) are told to the
+warm: it then skips those accounts' leaves, which ``apply``, told the same rows, never reads.
+
 Cache: a bounded LRU of decoded accounts and slots of the committed flat state. Reads fill it;
 ``StateDB.commit``, which commits every batch carrying state, updates the entries the batch
 changed and bumps a generation count before and after. A view opened before a commit sees the
@@ -25,21 +31,24 @@ the cache never holds a value of a staged, uncommitted batch.
 from __future__ import annotations
 
 import functools
+import logging
+import queue
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Annotated, TypeVar
+from typing import Annotated, Self, TypeVar
 
+import numpy as np
 import rlp
 from annotated_types import Ge
 from trie.exceptions import MissingTrieNode
 from trie.hexary import HexaryTrie
 from trie.iter import NodeIterator
 
-from executor_gpu.native_mpt import CACHE_BYTES, OldValues, TrieCommitter, hash_keys
+from executor_gpu.native_mpt import CACHE_BYTES, OldValues, Told, TrieCommitter, Warmed, hash_keys
 from executor_gpu.types import Account, AccountChange, StateDiff
 from node.db import schema
 from node.db.api import KV, KVReader, WriteBatch
@@ -49,6 +58,8 @@ from primitives.collector import cycle_collector_paused
 from primitives.crypto import keccak256
 from primitives.errors import Halt, InvalidInput
 from primitives.types import Address, Hash32
+
+log = logging.getLogger(__name__)
 
 EMPTY_CODE_HASH = keccak256(b"")
 """Code hash of an account without code."""
@@ -67,6 +78,10 @@ class StateOptions:
     unwind_depth: Annotated[int, Ge(0)] = 128
     """Heights whose change sets are kept (a block of 10,000 transfers writes about 2 MB);
     unwinding deeper rebuilds the flat tables from the trie (reads the whole state)."""
+    prefetch_min_cores: Annotated[int, Ge(1)] = 3
+    """Cores a host needs for the node to prefetch each block's trie paths while it executes
+    (``StateDB.prefetch``): its thread needs a core to spare (on two cores it slowed a block's
+    execution more than it sped its root up). 1: always."""
 
 
 @dataclass(frozen=True)
@@ -232,12 +247,15 @@ class _FlatReads:
     """One view's reads of the flat tables; valid while the cache's generation stays put."""
 
     def __init__(
-        self, reader: KVReader, cache: FlatCache, generation: int, cached: bool
+        self, reader: KVReader, cache: FlatCache, generation: int, cached: bool,
+        told: Callable[[list[bytes], list[bytes | None]], None],
     ) -> None:
+        """``told``: given every bulk read's keys and values that still hold."""
         self._reader = reader
         self._cache = cache
         self._generation = generation
         self._cached = cached
+        self._told = told
 
     def account(self, address: Address) -> Account | None:
         key = schema.flat_account_key(_account_hash(address))
@@ -251,6 +269,7 @@ class _FlatReads:
         """The stored values of flat ``keys``, one get each (bulk reads skip the cache)."""
         values = _read_many(self._reader, keys)
         self._check()
+        self._told(keys, values)
         return values
 
     def _read(
@@ -389,6 +408,75 @@ class StateView:
         return tuple(node for i, node in enumerate(encoded) if i == 0 or len(node) >= 32)
 
 
+_Warm = Callable[[Callable[[], bool], Told], Warmed]
+"""Runs a warm: asks its first argument whether to stop, its second for accounts' rows told."""
+
+
+class Prefetch:
+    """A warm of the committer's node cache running in a thread of its own (``StateDB.prefetch``).
+    As a context manager, it is stopped and waited for on exit."""
+
+    def __init__(self, root: Hash32, warm: _Warm, interrupt: Callable[[], None]) -> None:
+        """``interrupt``: ends the warm's work in C at once."""
+        self.root = root
+        """The state root whose trie it reads."""
+        self._interrupt = interrupt
+        self._stop = threading.Event()
+        self._rows: queue.SimpleQueue[tuple[list[bytes], list[bytes | None]]] = queue.SimpleQueue()
+        self.warmed: Warmed | None = None
+        """What the warm did, once it ended (None before, or when it failed)."""
+        self._thread = threading.Thread(target=self._run, args=(warm,), name="state-prefetch")
+        self._thread.start()
+
+    def _run(self, warm: _Warm) -> None:
+        try:
+            self.warmed = warm(self._stop.is_set, self._told)
+        except Exception:  # a prefetch never fails a block: its commit reads what it needs
+            log.exception("state prefetch failed")
+
+    def tell(self, keys: list[bytes], values: list[bytes | None]) -> None:
+        """Flat rows of its root just read (by flat key; None: absent), for the warm."""
+        self._rows.put((keys, values))
+
+    def _told(self) -> tuple[bytes, list[bytes | None]]:
+        """The accounts' rows told since the last call (``Told``; the warm's thread): a bulk
+        read of account rows (not of slots), their keys stripped of the prefix at once."""
+        size = len(schema.flat_account_key(EMPTY_ROOT))
+        paths: list[bytes] = []
+        values: list[bytes | None] = []
+        while not self._rows.empty():
+            keys, rows = self._rows.get()
+            joined = np.frombuffer(b"".join(keys), dtype=np.uint8)
+            if len(joined) != size * len(keys):  # slots' keys are longer
+                continue
+            table = joined.reshape(-1, size)
+            if (table[:, 0] == schema.FLAT_ACCOUNT_PREFIX[0]).all():
+                paths.append(table[:, 1:].tobytes())
+                values += rows
+        return b"".join(paths), values
+
+    @property
+    def done(self) -> bool:
+        """True once the warm ended (finished, stopped or failed)."""
+        return not self._thread.is_alive()
+
+    def stop(self) -> None:
+        """End the warm: at once in C, after the chunk of reads in flight in Python."""
+        self._stop.set()
+        if not self.done:
+            self._interrupt()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the warm and wait for it to end (a chunk of reads at most)."""
+        self.stop()
+        self._thread.join()
+
 
 class StateDB:
     """The node's state: views at any past root, and diffs applied into a block's batch.
@@ -403,7 +491,9 @@ class StateDB:
         self._kv = kv
         # One committer for the node's life: its cache holds the nodes the next block starts from.
         self._committer = TrieCommitter(cache_bytes=cache_bytes)
+        # Serialises the committer's commits and warms (it is one session, not thread-safe).
         self._committing = threading.Lock()
+        self._prefetch: Prefetch | None = None
         self._options = options or StateOptions()
         self._cache = FlatCache(self._options.cache_entries)
         # One batch commit at a time, so the cache's generation brackets exactly one.
@@ -425,7 +515,7 @@ class StateDB:
             # Only committed reads (no batch) may fill or use the cache.
             adopted = None if reader is not None else self._cache.adopt(state_root, generation)
             flat = _FlatReads(source, self._cache, generation if adopted is None else adopted,
-                              adopted is not None)
+                              adopted is not None, functools.partial(self._tell_prefetch, state_root))
             return StateView(source, state_root, flat)
         if state_root != EMPTY_ROOT and source.get(schema.state_node_key(state_root)) is None:
             raise InvalidInput(f"unknown state root {state_root.hex()}")
@@ -458,6 +548,8 @@ class StateDB:
         # Tens of thousands of tuples and lists a block (no cycles): 30-50 ms of collector passes.
         with cycle_collector_paused():
             old = None if flat is None else flat.read_old(diff, read_flat)
+            if self._prefetch is not None:
+                self._prefetch.stop()
             with self._committing:
                 commit = self._committer.commit_state(parent_root, diff, load, old,
                                                       None if flat is None else flat.paths)
@@ -468,6 +560,39 @@ class StateDB:
                             self._options.unwind_depth)
                 self._record(batch, parent_root, commit.root, flat.writes)
         return commit.root
+
+    def prefetch(self, state_root: Hash32, addresses: Iterable[Address]) -> Prefetch:
+        """Start reading the account-trie paths of ``addresses`` under ``state_root`` (committed)
+        into the committer's node cache, in a thread, while a block touching them executes:
+        its ``apply`` on ``state_root`` then finds them in memory. The next ``apply`` or
+        prefetch stops it (``Prefetch.stop``): it waits for the chunk of reads in flight at
+        most, never for a whole warm."""
+        if self._prefetch is not None:
+            self._prefetch.stop()
+        accounts = list(addresses)
+        self._prefetch = Prefetch(state_root, functools.partial(self._warm, state_root, accounts),
+                                  self._committer.interrupt_warm)
+        return self._prefetch
+
+    def _tell_prefetch(self, state_root: Hash32, keys: list[bytes], values: list[bytes | None]) -> None:
+        """Flat rows of ``state_root`` read in bulk: the old values a warm of it may skip leaves by."""
+        prefetch = self._prefetch
+        if prefetch is not None and prefetch.root == state_root and not prefetch.done:
+            prefetch.tell(keys, values)
+
+    def _warm(
+        self, state_root: Hash32, addresses: list[Address], stop: Callable[[], bool], told: Told,
+    ) -> Warmed:
+        paths = hash_keys(addresses)
+        prefix = schema.STATE_NODE_PREFIX
+
+        def load(hashes: list[bytes]) -> list[bytes | None]:
+            return _read_many(self._kv, [prefix + node_hash for node_hash in hashes])
+
+        with self._committing:
+            if stop():  # a commit came first
+                return Warmed(0, False)
+            return self._committer.warm(state_root, paths, load, stop, told)
 
     def genesis(self, alloc: Mapping[Address, GenesisAccount], batch: WriteBatch) -> Hash32:
         """Stage the genesis state into ``batch``; its root."""

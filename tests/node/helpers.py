@@ -10,7 +10,7 @@ from eth_account import Account
 
 from executor_gpu.reference import PyEvmExecutor
 from node.db.memory import MemoryKV
-from node.db.state import GenesisAccount
+from node.db.state import GenesisAccount, StateOptions
 from node.node import ChainParams, Node
 from primitives.clock import Clock
 from primitives.crypto import private_key_to_address
@@ -38,13 +38,13 @@ def _reference() -> PyEvmExecutor:
 
 def make_node(
     clock: Clock, key: bytes = VALIDATOR_KEYS[0], kv: MemoryKV | None = None, epoch_length: int = 0,
-    pool: PoolConfig | None = None,
+    pool: PoolConfig | None = None, state: StateOptions | None = None,
 ) -> Node:
     """A validator of the four VALIDATOR_KEYS (weight 1 each) at genesis (or resumed from
     ``kv``), every user funded with 1,000 ETH."""
     reference = _reference()
     node = Node(kv or MemoryKV(), replace(PARAMS, epoch_length=epoch_length), pool or PoolConfig(),
-                reference, reference, key, clock, WEIGHTS)
+                reference, reference, key, clock, WEIGHTS, state_options=state)
     node.init_or_resume({user: GenesisAccount(balance=10**21) for user in USERS})
     return node
 

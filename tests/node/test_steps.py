@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 
 import pytest
 import rlp
 
 from node.blocks import decode_block, encode_block
 from node.db import schema
+from node.db.state import Prefetch, StateDB, StateOptions
 from node.node import Node
 from primitives.clock import ManualClock
 from primitives.errors import Halt
-from primitives.types import Hash32
-from tests.node.helpers import RECIPIENT, VALIDATOR_KEYS, make_node, transfer
+from primitives.types import Address, Hash32
+from tests.node.helpers import RECIPIENT, USERS, VALIDATOR_KEYS, make_node, transfer
 
 
 def pair() -> tuple[ManualClock, Node, Node]:
@@ -143,3 +145,49 @@ def test_blocks_faster_than_one_a_second_stay_valid() -> None:
         proposer.commit(value, None)
         peer.commit(value, None)
     assert peer.head().timestamp > clock.now() + 15
+
+
+def test_blocks_prefetch_their_accounts_trie_paths_and_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proposing and re-executing a block each start a prefetch of its senders', recipients'
+    and coinbase's trie paths under the parent's root; with it running, both commit the same
+    block, and it had ended by then."""
+    started: list[tuple[Node, Hash32, set[Address], Prefetch]] = []
+    prefetch = StateDB.prefetch
+
+    def spy(state: StateDB, root: Hash32, addresses: Iterable[Address]) -> Prefetch:
+        touched = set(addresses)
+        running = prefetch(state, root, touched)
+        started.append((next(node for node in nodes if node.state is state), root, touched, running))
+        return running
+
+    monkeypatch.setattr(StateDB, "prefetch", spy)
+    clock = ManualClock()
+    always = StateOptions(prefetch_min_cores=1)  # whatever the cores here
+    proposer, peer = (make_node(clock, key, state=always) for key in VALIDATOR_KEYS[:2])
+    nodes = (proposer, peer)
+    proposer.submit(transfer(0, 0))
+    proposer.submit(transfer(1, 0))
+    clock.advance(2)
+    genesis_root = proposer.head().state_root
+    value = proposer.propose(1)
+    assert peer.verify(value)
+    head = peer.commit(value, None)
+    assert proposer.commit(value, None) == head
+    touched = {USERS[0], USERS[1], RECIPIENT, head.coinbase}
+    assert [(node, root, addresses) for node, root, addresses, _ in started] == [
+        (proposer, genesis_root, touched), (peer, genesis_root, touched)]
+    assert all(running.done and running.warmed is not None for *_, running in started)
+
+
+def test_no_prefetch_on_a_host_without_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With fewer cores than ``prefetch_min_cores``, blocks are built without a prefetch."""
+
+    def refuse(*_args: object) -> Prefetch:
+        raise AssertionError("prefetched")
+
+    monkeypatch.setattr(StateDB, "prefetch", refuse)
+    clock = ManualClock()
+    node = make_node(clock, state=StateOptions(prefetch_min_cores=10_000))
+    node.submit(transfer(0, 0))
+    clock.advance(1)
+    assert node.produce_block().number == 1
