@@ -41,14 +41,15 @@ POOL_FULL = "txpool is full"
 ACCOUNT_LIMIT = "account limit exceeded"
 
 _hash = attrgetter("hash")
+_upfront_cost = attrgetter("upfront_cost")
 
 _Entry = tuple[int, int, Transaction]
 """Eviction heap entry: effective tip at the heaps' base fee, minus arrival order, the tail."""
 
 
-def _integers(rows: list[tuple[int, int, int, int]]) -> np.ndarray:
-    """Rows of integers as a 64-bit array, or where one does not fit (a fee no one could pay),
-    as Python integers: select() computes alike on both."""
+def _integers(rows: list[tuple[int, int, int, int, float]]) -> np.ndarray:
+    """Pooled transactions' keys as a 64-bit array, or where one does not fit (a fee no one
+    could pay) as Python numbers: select() computes alike on both."""
     try:
         return np.array(rows, dtype=np.int64)
     except OverflowError:
@@ -65,9 +66,10 @@ class _Sender:
         """The sender's state nonce as the pool last learnt it."""
         self.txs: dict[int, Transaction] = {}
         """Pooled transactions by nonce, all at or above ``nonce``."""
-        self.keys: dict[int, tuple[int, int, int, int]] = {}
-        """What select() orders them by, by nonce: tip, fee cap, gas limit, arrival order
-        (kept together: reading a block's worth of transactions' own fields cost 6x more)."""
+        self.keys: dict[int, tuple[int, int, int, int, float]] = {}
+        """Per nonce what select() orders by and expiry and eviction read: tip, fee cap, gas
+        limit, arrival order, arrival time (kept together: reading a block's worth of
+        transactions' own fields cost 6x more, and a pool-wide dict per field a delete each)."""
         self.ready = nonce
         """First nonce missing above ``nonce``: pending ones are ``nonce .. ready - 1``."""
         self.top = -1
@@ -94,9 +96,7 @@ class Mempool:
         self._by_hash: dict[Hash32, Transaction] = {}
         self._senders: dict[Address, _Sender] = {}
         # Arrival order breaks tip ties in select(), so earlier senders go first.
-        self._order: dict[Hash32, int] = {}
         self._next_order = 0
-        self._arrived: dict[Hash32, float] = {}
         self._queued = 0
         # Queued transactions by arrival time, for expiry; entries of transactions promoted
         # or gone meanwhile are skipped when they come up.
@@ -226,7 +226,7 @@ class Mempool:
         count = len(txs)
         fields = _integers([sender.keys[nonce] for sender in runs
                             for nonce in range(sender.nonce, sender.ready)])
-        tips, fee_caps, gas, arrival = fields.T
+        tips, fee_caps, gas, arrival = fields.T[:4]
         lengths = np.fromiter((sender.ready - sender.nonce for sender in runs), dtype=np.int64,
                               count=len(runs))
         run_of = np.repeat(np.arange(len(runs), dtype=np.int64), lengths)
@@ -288,7 +288,7 @@ class Mempool:
         changed) to their new state nonce. Drops their transactions below it (returned);
         promotes queued ones that now follow it without a gap, demotes pending ones that
         no longer do."""
-        pooled, by_hash, order, arrived = self._senders, self._by_hash, self._order, self._arrived
+        pooled, by_hash = self._senders, self._by_hash
         stale: list[Transaction] = []
         for address in senders:
             sender = pooled.get(address)
@@ -302,7 +302,7 @@ class Mempool:
             del pooled[address]
             self._queued -= len(sender.txs) - (sender.ready - sender.nonce)
             for tx_hash in map(_hash, sender.txs.values()):
-                del by_hash[tx_hash], order[tx_hash], arrived[tx_hash]
+                del by_hash[tx_hash]
             stale.extend(sender.txs.values())
         return tuple(stale)
 
@@ -318,7 +318,7 @@ class Mempool:
         # Entries of promoted or dropped transactions pile up: rebuild (O(n)) once they
         # outnumber the pool, so that each costs O(1) over time.
         if len(self._expiry) > 2 * len(self._by_hash) + 64:
-            self._expiry = [(self._arrived[tx.hash], self._order[tx.hash], tx)
+            self._expiry = [(sender.keys[tx.nonce][4], sender.keys[tx.nonce][3], tx)
                             for sender in self._senders.values() if sender.queued
                             for tx in sender.txs.values() if tx.nonce > sender.ready]
             heapq.heapify(self._expiry)
@@ -436,7 +436,7 @@ class Mempool:
     def _eviction_entry(self, tx: Transaction) -> _Entry:
         """Lowest tip first; among equals, the newest goes first."""
         assert self._heap_fee is not None
-        return tx.effective_tip(self._heap_fee), -self._order[tx.hash], tx
+        return tx.effective_tip(self._heap_fee), -self._senders[tx.sender].keys[tx.nonce][3], tx
 
     # -- bookkeeping ------------------------------------------------------------------------
 
@@ -491,9 +491,13 @@ class Mempool:
         """Move ``sender`` to state nonce ``nonce``, at most its highest pooled nonce: drop
         (and return) what lies below it, then find its pending run again."""
         queued_before, ready_before = sender.queued, sender.ready
-        stale = [tx for n, tx in sender.txs.items() if n < nonce]
+        txs, keys, by_hash = sender.txs, sender.keys, self._by_hash
+        stale = [txs.pop(n) for n in range(sender.nonce, nonce) if n in txs]
+        for tx_hash in map(_hash, stale):
+            del by_hash[tx_hash]
         for tx in stale:
-            self._forget(sender, tx)
+            del keys[tx.nonce]
+        sender.cost -= sum(map(_upfront_cost, stale))
         sender.nonce = ready = nonce
         while ready in sender.txs:
             ready += 1
@@ -509,21 +513,18 @@ class Mempool:
 
     def _remember(self, sender: _Sender, tx: Transaction, arrived: float | None) -> None:
         self._by_hash[tx.hash] = tx
-        self._order[tx.hash] = self._next_order
-        self._next_order += 1
-        self._arrived[tx.hash] = self._clock.now() if arrived is None else arrived
         sender.txs[tx.nonce] = tx
         sender.keys[tx.nonce] = (tx.max_priority_fee_per_gas, tx.max_fee_per_gas, tx.gas_limit,
-                                 self._next_order - 1)
+                                 self._next_order, self._clock.now() if arrived is None else arrived)
+        self._next_order += 1
         sender.cost += tx.upfront_cost
 
     def _forget(self, sender: _Sender, tx: Transaction) -> None:
         del self._by_hash[tx.hash]
-        del self._order[tx.hash]
-        del self._arrived[tx.hash]
         del sender.txs[tx.nonce]
         del sender.keys[tx.nonce]
         sender.cost -= tx.upfront_cost
 
     def _expire_later(self, tx: Transaction) -> None:
-        heapq.heappush(self._expiry, (self._arrived[tx.hash], self._order[tx.hash], tx))
+        keys = self._senders[tx.sender].keys[tx.nonce]
+        heapq.heappush(self._expiry, (keys[4], keys[3], tx))
