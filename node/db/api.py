@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 
 class KVReader(Protocol):
     """Point reads and ordered iteration."""
@@ -41,6 +44,15 @@ class WriteBatch(KVReader, Protocol):
 
     def delete(self, key: bytes) -> None:
         """Stage the removal of ``key``."""
+        ...
+
+    def put_packed(
+        self, prefix: bytes, names: bytes, width: int, values: bytes, sizes: npt.NDArray[np.int64]
+    ) -> None:
+        """Stage a put of ``prefix`` + each ``width``-byte name of ``names`` -> its value,
+        ``sizes[i]`` bytes of ``values`` in order: a block's trie nodes as the committer hands
+        them over, never split into Python objects. For content-addressed keys that no other
+        write of the batch touches: a key also put or deleted otherwise keeps that write."""
         ...
 
     def delete_many(self, keys: Iterable[bytes]) -> None:

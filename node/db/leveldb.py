@@ -9,7 +9,7 @@ from typing import Any
 
 import plyvel
 
-from node.db.memory import OverlayBatch, PendingWrites, prefix_end
+from node.db.memory import OverlayBatch, PackedWrites, PendingWrites, prefix_end
 from node.db.native_kv import NativeLevelDB, attach
 from primitives.errors import Halt, StoreClosed
 
@@ -131,12 +131,15 @@ class LevelDBKV:
             self._db.close()
             self._db = None
 
-    def _apply(self, writes: PendingWrites) -> None:
+    def _apply(self, writes: PendingWrites, packed: Sequence[PackedWrites]) -> None:
         db = self._open_db()
         if self._native is not None:
-            self._native.write(writes)
+            self._native.write(writes, packed)
             return
         with db.write_batch(sync=True) as batch:
+            for puts in packed:
+                for key, data in puts.items():
+                    batch.put(key, data)
             for key, value in writes.items():
                 if value is None:
                     batch.delete(key)

@@ -10,14 +10,49 @@ from __future__ import annotations
 import bisect
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import accumulate
 from types import TracebackType
 from typing import Self
+
+import numpy as np
+import numpy.typing as npt
 
 from node.db.api import KVReader
 from primitives.errors import StoreClosed
 
 PendingWrites = Mapping[bytes, bytes | None]
 """Staged writes: key -> new value, or None for a delete."""
+
+
+@dataclass(frozen=True)
+class PackedWrites:
+    """Puts staged as they came, concatenated (``WriteBatch.put_packed``)."""
+
+    prefix: bytes
+    """What every key starts with."""
+    names: bytes
+    """The rest of each key, ``width`` bytes each."""
+    width: int
+    """Bytes of each name."""
+    values: bytes
+    """The values, concatenated in the keys' order."""
+    sizes: npt.NDArray[np.int64]
+    """Each value's size."""
+
+    def holds(self, key: bytes) -> bool:
+        """True when ``key`` has the shape of these keys (it may be one of them)."""
+        return len(key) == len(self.prefix) + self.width and key.startswith(self.prefix)
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        names, values, width, prefix = self.names, self.values, self.width, self.prefix
+        ends = list(accumulate(self.sizes.tolist()))
+        for index, (start, end) in enumerate(zip([0, *ends], ends)):
+            yield prefix + names[index * width : (index + 1) * width], values[start:end]
+
+
+Apply = Callable[[PendingWrites, Sequence[PackedWrites]], None]
+"""A backend's atomic write of a batch: the packed puts, then the pending writes."""
 
 
 def prefix_end(prefix: bytes) -> bytes | None:
@@ -65,17 +100,22 @@ class OverlayBatch:
     normal exit and drops its writes when the block raises.
     """
 
-    def __init__(self, store: KVReader, apply: Callable[[PendingWrites], None]) -> None:
+    def __init__(self, store: KVReader, apply: Apply) -> None:
         self._store = store
         self._apply = apply
         self._pending: dict[bytes, bytes | None] = {}
+        self._packed: list[PackedWrites] = []
 
     def get(self, key: bytes) -> bytes | None:
+        if self._packed and any(packed.holds(key) for packed in self._packed):
+            self._unpack()
         if key in self._pending:
             return self._pending[key]
         return self._store.get(key)
 
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        if self._packed and any(packed.holds(key) for packed in self._packed for key in keys):
+            self._unpack()
         pending = self._pending
         if not pending:
             return self._store.get_many(keys)
@@ -85,6 +125,9 @@ class OverlayBatch:
     def iterate(
         self, prefix: bytes = b"", *, reverse: bool = False
     ) -> Iterator[tuple[bytes, bytes]]:
+        if any(packed.prefix.startswith(prefix) or prefix.startswith(packed.prefix)
+               for packed in self._packed):
+            self._unpack()
         pending = sorted(
             ((k, v) for k, v in self._pending.items() if k.startswith(prefix)), reverse=reverse
         )
@@ -102,9 +145,25 @@ class OverlayBatch:
     def delete_many(self, keys: Iterable[bytes]) -> None:
         self._pending.update(dict.fromkeys(keys))
 
+    def put_packed(
+        self, prefix: bytes, names: bytes, width: int, values: bytes, sizes: npt.NDArray[np.int64]
+    ) -> None:
+        if width <= 0 or len(names) != width * len(sizes) or len(values) != int(sizes.sum()):
+            raise ValueError("packed keys and values do not match")
+        self._packed.append(PackedWrites(prefix, names, width, values, sizes))
+
+    def _unpack(self) -> None:
+        """Moves the packed puts into the pending writes (a read asked for one of their keys):
+        the puts staged after them keep the last word."""
+        unpacked: dict[bytes, bytes | None] = {}
+        for packed in self._packed:
+            unpacked.update(packed.items())
+        unpacked.update(self._pending)
+        self._pending, self._packed = unpacked, []
+
     def commit(self) -> None:
-        self._apply(self._pending)
-        self._pending = {}
+        self._apply(self._pending, self._packed)
+        self._pending, self._packed = {}, []
 
     def __enter__(self) -> Self:
         return self
@@ -118,7 +177,7 @@ class OverlayBatch:
         if exc_type is None:
             self.commit()
         else:
-            self._pending = {}
+            self._pending, self._packed = {}, []
 
 
 class MemoryKV:
@@ -176,9 +235,12 @@ class MemoryKV:
             self._data.clear()
             self._keys.clear()
 
-    def _apply(self, writes: PendingWrites) -> None:
+    def _apply(self, writes: PendingWrites, packed: Sequence[PackedWrites]) -> None:
         with self._lock:
             self._check_open()
+            for puts in packed:
+                for key, data in puts.items():
+                    self._set(key, data)
             for key, value in writes.items():
                 self._set(key, value)
 

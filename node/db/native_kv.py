@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from executor_gpu.native_build import HOST_THREADS, NativeUnavailable, cpu_library
+from node.db.memory import PackedWrites
 from primitives.errors import Halt
 
 _POINTER = ctypes.sizeof(ctypes.c_void_p)
@@ -84,18 +86,34 @@ class NativeLevelDB:
         return [None if size == _ABSENT else data[end - size : end]
                 for size, end in zip(lengths.tolist(), ends)]
 
-    def write(self, writes: Mapping[bytes, bytes | None]) -> None:
-        """Applies ``writes`` (None deletes a key) in one atomic, synced batch."""
-        keys = list(writes)
-        values = list(writes.values())
-        key_offsets = np.fromiter(accumulate(map(len, keys), initial=0), dtype=np.uint64,
-                                  count=len(keys) + 1)
-        sizes = np.array([-1 if value is None else len(value) for value in values], dtype=np.int64)
+    def write(self, writes: Mapping[bytes, bytes | None], packed: Sequence[PackedWrites] = ()) -> None:
+        """Applies ``packed`` then ``writes`` (None deletes a key) in one atomic, synced batch:
+        a key also written in ``writes`` keeps that write."""
+        key_blobs: list[bytes] = []
+        key_sizes: list[npt.NDArray[np.uint64]] = []
+        value_blobs: list[bytes] = []
+        sizes: list[npt.NDArray[np.int64]] = []
+        for puts in packed:  # whole blobs: no Python object per key
+            count = len(puts.sizes)
+            names = np.frombuffer(puts.names, dtype=np.uint8).reshape(count, puts.width)
+            prefixes = np.frombuffer(puts.prefix, dtype=np.uint8)[None, :].repeat(count, axis=0)
+            key_blobs.append(np.hstack([prefixes, names]).tobytes())
+            key_sizes.append(np.full(count, len(puts.prefix) + puts.width, dtype=np.uint64))
+            value_blobs.append(puts.values)
+            sizes.append(puts.sizes.astype(np.int64))
+        keys, values = list(writes), list(writes.values())
+        key_blobs.append(b"".join(keys))
+        key_sizes.append(np.fromiter(map(len, keys), dtype=np.uint64, count=len(keys)))
+        value_blobs.append(b"".join(filter(None, values)))  # b"" adds nothing either
+        sizes.append(np.array([-1 if value is None else len(value) for value in values], dtype=np.int64))
+        key_lengths = np.concatenate(key_sizes)
+        key_offsets = np.zeros(len(key_lengths) + 1, dtype=np.uint64)  # kept: C reads it
+        np.cumsum(key_lengths, out=key_offsets[1:])
+        all_sizes = np.concatenate(sizes)
         error = ctypes.create_string_buffer(256)
         if not self._lib.kv_write_many(
-            *self._batch_functions, self._db, self._write_options, len(keys), b"".join(keys),
-            key_offsets.ctypes.data, b"".join(filter(None, values)), sizes.ctypes.data, error,
-            len(error),
+            *self._batch_functions, self._db, self._write_options, len(all_sizes), b"".join(key_blobs),
+            key_offsets.ctypes.data, b"".join(value_blobs), all_sizes.ctypes.data, error, len(error),
         ):
             raise Halt(f"LevelDB write failed: {error.value.decode(errors='replace')}")
 

@@ -18,7 +18,7 @@ from trie.hexary import HexaryTrie
 from executor_gpu.types import AccountChange, StateDiff
 from node.db import schema
 from node.db.api import KV
-from node.db.memory import OverlayBatch
+from node.db.memory import OverlayBatch, PackedWrites, PendingWrites
 from node.db.state import (
     FlatMarker,
     GenesisAccount,
@@ -332,7 +332,13 @@ def test_apply_reuses_the_rows_a_view_read_in_bulk_and_only_while_they_hold(kv: 
 
     def staged(reuse: bool) -> tuple[Hash32, dict[bytes, bytes | None], int]:
         counting, written = _CountingReads(kv), dict[bytes, bytes | None]()
-        batch = OverlayBatch(counting, written.update)
+
+        def record(pending: PendingWrites, packed: Sequence[PackedWrites]) -> None:
+            for puts in packed:
+                written.update(puts.items())
+            written.update(pending)
+
+        batch = OverlayBatch(counting, record)
         new_root = state.apply(root, diff, batch, view.bulk_reads() if reuse else None)
         batch.commit()  # into ``written``, not the store
         return new_root, written, counting.flat_gets

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from node.db.api import KV
+from node.db.api import KV, WriteBatch
 from node.db.leveldb import LevelDBKV
 from node.db.memory import prefix_end
 from primitives.errors import Halt, StoreClosed
@@ -82,6 +83,57 @@ def test_get_many_of_thousands_in_any_order(kv: KV) -> None:
     expected = [None if i % 2 else b"v" * (i % 7) + b"%d" % i
                 for i in ((i * 7919) % 20_000 for i in range(20_000))]
     assert kv.get_many(keys) == expected
+
+
+def _packed(batch: WriteBatch, prefix: bytes, items: dict[bytes, bytes]) -> None:
+    batch.put_packed(prefix, b"".join(items), 4, b"".join(items.values()),
+                     np.array([len(value) for value in items.values()], dtype=np.int64))
+
+
+def test_batch_put_packed(kv: KV) -> None:
+    nodes = {b"%04d" % i: b"node %d" % i * (i % 3) for i in range(3_000)}  # some empty
+    kv.put(b"n0007", b"old")
+    kv.put(b"other", b"kept")
+    batch = kv.write_batch()
+    batch.put(b"flat", b"row")
+    _packed(batch, b"n", nodes)
+    batch.delete(b"other")
+    assert batch.get(b"flat") == b"row" and kv.get(b"n0001") is None
+    batch.commit()
+    assert kv.get_many([b"n%04d" % i for i in range(3_000)]) == list(nodes.values())
+    assert kv.get(b"flat") == b"row" and kv.get(b"other") is None
+    assert len(items(kv, b"n")) == 3_000
+    batch.put(b"after", b"1")  # the batch is empty again and reusable
+    batch.commit()
+    assert items(kv, b"a") == [(b"after", b"1")]
+
+
+def test_batch_reads_and_iterates_its_packed_puts(kv: KV) -> None:
+    kv.put(b"n0001", b"stored")
+    kv.put(b"m", b"m")
+    batch = kv.write_batch()
+    _packed(batch, b"n", {b"0001": b"new", b"0002": b"two"})
+    batch.put(b"n0003", b"three")  # a key written otherwise keeps that write
+    _packed(batch, b"n", {b"0003": b"packed three", b"0004": b""})
+    assert batch.get(b"m") == b"m"
+    assert batch.get_many([b"n0002", b"m", b"n0004"]) == [b"two", b"m", b""]
+    assert batch.get(b"n0001") == b"new" and batch.get(b"n0003") == b"three"
+    assert list(batch.iterate(b"n")) == [(b"n0001", b"new"), (b"n0002", b"two"),
+                                         (b"n0003", b"three"), (b"n0004", b"")]
+    _packed(batch, b"n", {b"0005": b"five"})
+    assert list(batch.iterate(b"n0005")) == [(b"n0005", b"five")]
+    batch.commit()
+    assert items(kv, b"n") == [(b"n0001", b"new"), (b"n0002", b"two"), (b"n0003", b"three"),
+                               (b"n0004", b""), (b"n0005", b"five")]
+
+
+def test_batch_drops_packed_puts_when_the_block_raises(kv: KV) -> None:
+    with pytest.raises(RuntimeError), kv.write_batch() as batch:  # type: ignore[attr-defined]
+        _packed(batch, b"n", {b"0001": b"x"})
+        raise RuntimeError("block failed")
+    assert kv.get(b"n0001") is None
+    with pytest.raises(ValueError):
+        kv.write_batch().put_packed(b"n", b"abc", 4, b"", np.zeros(1, dtype=np.int64))
 
 
 def test_leveldb_reads_and_writes_batches_natively(tmp_path: Path) -> None:
