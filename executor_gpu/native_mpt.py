@@ -15,9 +15,8 @@ from __future__ import annotations
 import ctypes
 import os
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import accumulate, chain
 from types import TracebackType
 from typing import Self
 
@@ -68,14 +67,6 @@ class Commit:
     values: Sequence[bytes | None] = ()
     """State commits: each changed account's new value (RLP, as its leaf holds it), in the
     diff's order; None for a deleted one."""
-
-    def nodes(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
-        """(``prefix`` + hash, node) of every new trie node, then of every new code."""
-        hashes, data = self.hashes, self.data
-        ends = list(accumulate(self.lengths))
-        keys = [prefix + hashes[at : at + 32] for at in range(0, len(hashes), 32)]
-        nodes = [data[start:end] for start, end in zip([0, *ends], ends)]
-        return chain(zip(keys, nodes), ((prefix + key, code) for key, code in self.codes.items()))
 
 
 @dataclass(frozen=True)

@@ -41,13 +41,22 @@ POOL_FULL = "txpool is full"
 ACCOUNT_LIMIT = "account limit exceeded"
 
 _hash = attrgetter("hash")
+_nonce = attrgetter("nonce")
 _upfront_cost = attrgetter("upfront_cost")
+
+_Keys = tuple[int, int, int, int, float]
+"""A pooled transaction's tip, fee cap, gas limit, arrival order and arrival time."""
+
+
+def _arrival(keys: _Keys) -> tuple[float, int]:
+    """When a transaction arrived, and its arrival order (expiry's order)."""
+    return keys[4], keys[3]
 
 _Entry = tuple[int, int, Transaction]
 """Eviction heap entry: effective tip at the heaps' base fee, minus arrival order, the tail."""
 
 
-def _integers(rows: list[tuple[int, int, int, int, float]]) -> np.ndarray:
+def _integers(rows: list[_Keys]) -> np.ndarray:
     """Pooled transactions' keys as a 64-bit array, or where one does not fit (a fee no one
     could pay) as Python numbers: select() computes alike on both."""
     try:
@@ -66,7 +75,7 @@ class _Sender:
         """The sender's state nonce as the pool last learnt it."""
         self.txs: dict[int, Transaction] = {}
         """Pooled transactions by nonce, all at or above ``nonce``."""
-        self.keys: dict[int, tuple[int, int, int, int, float]] = {}
+        self.keys: dict[int, _Keys] = {}
         """Per nonce what select() orders by and expiry and eviction read: tip, fee cap, gas
         limit, arrival order, arrival time (kept together: reading a block's worth of
         transactions' own fields cost 6x more, and a pool-wide dict per field a delete each)."""
@@ -318,7 +327,7 @@ class Mempool:
         # Entries of promoted or dropped transactions pile up: rebuild (O(n)) once they
         # outnumber the pool, so that each costs O(1) over time.
         if len(self._expiry) > 2 * len(self._by_hash) + 64:
-            self._expiry = [(sender.keys[tx.nonce][4], sender.keys[tx.nonce][3], tx)
+            self._expiry = [(*_arrival(sender.keys[tx.nonce]), tx)
                             for sender in self._senders.values() if sender.queued
                             for tx in sender.txs.values() if tx.nonce > sender.ready]
             heapq.heapify(self._expiry)
@@ -436,7 +445,7 @@ class Mempool:
     def _eviction_entry(self, tx: Transaction) -> _Entry:
         """Lowest tip first; among equals, the newest goes first."""
         assert self._heap_fee is not None
-        return tx.effective_tip(self._heap_fee), -self._senders[tx.sender].keys[tx.nonce][3], tx
+        return tx.effective_tip(self._heap_fee), -_arrival(self._senders[tx.sender].keys[tx.nonce])[1], tx
 
     # -- bookkeeping ------------------------------------------------------------------------
 
@@ -463,7 +472,7 @@ class Mempool:
     def _replace(self, old: Transaction, new: Transaction, arrived: float | None) -> None:
         """Put ``new`` in ``old``'s place (same sender and nonce): pending or queued alike."""
         sender = self._senders[old.sender]
-        self._forget(sender, old)
+        self._forget(sender, [old])
         self._remember(sender, new, arrived)
         if self.is_queued(new):
             self._expire_later(new)
@@ -472,7 +481,7 @@ class Mempool:
     def _drop(self, tx: Transaction) -> None:
         """Forget ``tx``; a pending one's successors become queued."""
         sender = self._senders[tx.sender]
-        self._forget(sender, tx)
+        self._forget(sender, [tx])
         if tx.nonce < sender.ready:
             for nonce in range(tx.nonce + 1, sender.ready):
                 self._expire_later(sender.txs[nonce])
@@ -491,13 +500,8 @@ class Mempool:
         """Move ``sender`` to state nonce ``nonce``, at most its highest pooled nonce: drop
         (and return) what lies below it, then find its pending run again."""
         queued_before, ready_before = sender.queued, sender.ready
-        txs, keys, by_hash = sender.txs, sender.keys, self._by_hash
-        stale = [txs.pop(n) for n in range(sender.nonce, nonce) if n in txs]
-        for tx_hash in map(_hash, stale):
-            del by_hash[tx_hash]
-        for tx in stale:
-            del keys[tx.nonce]
-        sender.cost -= sum(map(_upfront_cost, stale))
+        stale = [sender.txs[n] for n in range(sender.nonce, nonce) if n in sender.txs]
+        self._forget(sender, stale)
         sender.nonce = ready = nonce
         while ready in sender.txs:
             ready += 1
@@ -519,12 +523,14 @@ class Mempool:
         self._next_order += 1
         sender.cost += tx.upfront_cost
 
-    def _forget(self, sender: _Sender, tx: Transaction) -> None:
-        del self._by_hash[tx.hash]
-        del sender.txs[tx.nonce]
-        del sender.keys[tx.nonce]
-        sender.cost -= tx.upfront_cost
+    def _forget(self, sender: _Sender, txs: list[Transaction]) -> None:
+        """Forget ``txs`` of ``sender`` (its whole run below a new nonce, after a block)."""
+        by_hash, pooled, keys = self._by_hash, sender.txs, sender.keys
+        for tx_hash in map(_hash, txs):
+            del by_hash[tx_hash]
+        for nonce in map(_nonce, txs):
+            del pooled[nonce], keys[nonce]
+        sender.cost -= sum(map(_upfront_cost, txs))
 
     def _expire_later(self, tx: Transaction) -> None:
-        keys = self._senders[tx.sender].keys[tx.nonce]
-        heapq.heappush(self._expiry, (keys[4], keys[3], tx))
+        heapq.heappush(self._expiry, (*_arrival(self._senders[tx.sender].keys[tx.nonce]), tx))

@@ -17,6 +17,7 @@ key by key through plyvel.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from itertools import accumulate
@@ -49,9 +50,8 @@ class NativeLevelDB:
         # The C API's leveldb_t is a struct holding the DB*: a pointer to a copy of it.
         self._handle = ctypes.c_void_p(handle)
         self._db = ctypes.addressof(self._handle)
-        address = _address_of(leveldb)
-        self._get, self._free = address("leveldb_get"), address("leveldb_free")
-        self._batch_functions = [address(name) for name in (
+        self._get, self._free = _address(leveldb, "leveldb_get"), _address(leveldb, "leveldb_free")
+        self._batch_functions = [_address(leveldb, name) for name in (
             "leveldb_writebatch_create", "leveldb_writebatch_put", "leveldb_writebatch_delete",
             "leveldb_write", "leveldb_writebatch_destroy", "leveldb_free")]
         self._read_options = leveldb.leveldb_readoptions_create()
@@ -120,6 +120,28 @@ class NativeLevelDB:
 
 def attach(db: Any) -> NativeLevelDB | None:
     """Batch access to the plyvel database ``db`` where it can be had and checked, else None."""
+    api = _leveldb_api()
+    if api is None or type(db).__basicsize__ < _DB_FIELD + _POINTER:
+        return None
+    leveldb, ranges = api
+    handle = ctypes.c_void_p.from_address(id(db) + _DB_FIELD).value
+    if not handle:
+        return None
+    # A leveldb::DB* points at an object whose method table is in that library's memory.
+    table = ctypes.c_void_p.from_address(handle).value or 0
+    if not any(start <= table < end for start, end in ranges):
+        return None
+    native = NativeLevelDB(leveldb, handle)
+    if not _agrees(native, db):
+        native.close()
+        return None
+    return native
+
+
+@functools.cache
+def _leveldb_api() -> tuple[ctypes.CDLL, list[tuple[int, int]]] | None:
+    """LevelDB's C API in the library this process mapped (plyvel's), with its address
+    ranges, once per process; None where there is no single such library or no CPU build."""
     mapped = _leveldb_library()
     if mapped is None:
         return None
@@ -136,20 +158,7 @@ def attach(db: Any) -> NativeLevelDB | None:
     for name in ("leveldb_readoptions_destroy", "leveldb_writeoptions_destroy"):
         getattr(leveldb, name).argtypes = [ctypes.c_void_p]
     leveldb.leveldb_writeoptions_set_sync.argtypes = [ctypes.c_void_p, ctypes.c_ubyte]
-    if type(db).__basicsize__ < _DB_FIELD + _POINTER:
-        return None
-    handle = ctypes.c_void_p.from_address(id(db) + _DB_FIELD).value
-    if not handle:
-        return None
-    # A leveldb::DB* points at an object whose method table is in that library's memory.
-    table = ctypes.c_void_p.from_address(handle).value or 0
-    if not any(start <= table < end for start, end in ranges):
-        return None
-    native = NativeLevelDB(leveldb, handle)
-    if not _agrees(native, db):
-        native.close()
-        return None
-    return native
+    return leveldb, ranges
 
 
 def _agrees(native: NativeLevelDB, db: Any) -> bool:
@@ -177,7 +186,6 @@ def _leveldb_library() -> tuple[str, list[tuple[int, int]]] | None:
     return next(iter(found.items()))
 
 
-def _address_of(lib: ctypes.CDLL) -> Any:
-    def address(name: str) -> int | None:
-        return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
-    return address
+def _address(lib: ctypes.CDLL, name: str) -> int | None:
+    """Where function ``name`` of ``lib`` starts (handed to the C side as a pointer)."""
+    return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value

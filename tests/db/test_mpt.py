@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pytest
 import rlp
 from hypothesis import given, settings
@@ -18,7 +19,7 @@ from executor_gpu.native_fallback import CommittedState
 from executor_gpu.native_mpt import CACHE_BYTES, Commit, OldValues, TrieCommitter
 from executor_gpu.types import AccountChange, StateDiff
 from node.db.api import KV
-from node.db.memory import MemoryKV
+from node.db.memory import MemoryKV, PackedWrites
 from node.db.state import EMPTY_CODE_HASH, StateDB
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
@@ -75,7 +76,10 @@ class _Store:
         return [self.nodes.get(node_hash) for node_hash in hashes]
 
     def keep(self, commit: Commit) -> None:
-        self.nodes.update(commit.nodes())
+        """The commit's new nodes and code, split as the store's batch splits them."""
+        sizes = np.asarray(commit.lengths, dtype=np.int64)
+        self.nodes.update(PackedWrites(b"", commit.hashes, 32, commit.data, sizes).items())
+        self.nodes.update(commit.codes)
 
 
 @settings(max_examples=300, deadline=None)
