@@ -475,7 +475,7 @@ def run_load(target: Target, txs: Sequence[SignedTx], connections: int, batch: i
     watcher = BlockWatcher(rpc, {tx.hash: i for i, tx in enumerate(txs)}, target.pid,
                            head + 1, [None] * len(txs))
     poller = threading.Thread(target=watcher.run, daemon=True)
-    executor_before = executor_seconds(target.metrics_url)
+    seconds_before = node_seconds(target.metrics_url)
     cpu_before = cpu_seconds(target.pid)
     poller.start()
     sent = send_all(target.url, plans, len(txs), time.monotonic() + timeout)
@@ -486,7 +486,7 @@ def run_load(target: Target, txs: Sequence[SignedTx], connections: int, batch: i
     rpc.close()
     included = watcher.included
     stages = block_stages(target.log_path, head + 1) if target.name == "l2node" else {}
-    executor_after = executor_seconds(target.metrics_url)
+    seconds_after = node_seconds(target.metrics_url)
     if not measure:
         return {"accepted": watcher.expected, "included": included, "errors": dict(sent.errors)}
     send_seconds = sent.finished - sent.started
@@ -513,8 +513,10 @@ def run_load(target: Target, txs: Sequence[SignedTx], connections: int, batch: i
         "poll_errors": watcher.poll_errors,
         "last_poll_error": watcher.error,
         "block_stages_s": stages,
-        "executor_s": {phase: seconds - executor_before.get(phase, 0.0)
-                       for phase, seconds in executor_after.items()},
+        "executor_s": {phase: seconds - seconds_before.get(phase, 0.0)
+                       for phase, seconds in seconds_after.items() if not phase.startswith("gc ")},
+        "gc_s": {phase: seconds - seconds_before.get(phase, 0.0)
+                 for phase, seconds in seconds_after.items() if phase.startswith("gc ")},
     }
 
 
@@ -522,13 +524,16 @@ _BLOCK_LINE = re.compile(r"block (\d+) txs=(\d+) .*?root=\w+ (.*)$")
 _STAGE = re.compile(r"(\w+)=(\d+)ms")
 
 
-_EXECUTOR_SAMPLE = re.compile(
-    r'^l2node_executor_(host|device)_seconds_total\{phase="(\w+)"\} (\S+)$', re.MULTILINE)
+_SECONDS_SAMPLE = re.compile(
+    r'^l2node_(executor_host|executor_device|gc)_seconds_total\{(?:phase|generation)="(\w+)"\} (\S+)$',
+    re.MULTILINE)
+_SECONDS_SIDE = {"executor_host": "", "executor_device": "device ", "gc": "gc "}
 
 
-def executor_seconds(metrics_url: str) -> dict[str, float]:
-    """The native executor's seconds so far by phase, host ("load", ...) and device
-    ("device upload", ...), from the node's metrics; empty without them."""
+def node_seconds(metrics_url: str) -> dict[str, float]:
+    """Seconds so far from the node's metrics: the native executor's by phase, host ("load",
+    ...) and device ("device upload", ...), and the cycle collector's by generation ("gc 2");
+    empty without metrics."""
     if not metrics_url:
         return {}
     try:
@@ -536,8 +541,8 @@ def executor_seconds(metrics_url: str) -> dict[str, float]:
             text = response.read().decode()
     except OSError:
         return {}
-    return {(phase if side == "host" else f"device {phase}"): float(value)
-            for side, phase, value in _EXECUTOR_SAMPLE.findall(text)}
+    return {_SECONDS_SIDE[side] + name: float(value)
+            for side, name, value in _SECONDS_SAMPLE.findall(text)}
 
 
 def block_stages(log_path: Path, first_block: int) -> dict[str, float]:
@@ -908,6 +913,10 @@ def report(results: dict[str, dict[str, Any]]) -> dict[str, float]:
             print(f"{name} executor, seconds over the load (host phases, then device): "
                   + " ".join(f"{phase.replace(' ', '_')}={seconds:.2f}"
                              for phase, seconds in results[name]["executor_s"].items()))
+        if results[name].get("gc_s"):
+            print(f"{name} cycle collector, seconds over the load by generation: "
+                  + " ".join(f"{phase.replace(' ', '')}={seconds:.2f}"
+                             for phase, seconds in results[name]["gc_s"].items()))
         for message, count in sorted(results[name]["errors"].items(), key=lambda e: -e[1]):
             print(f"{name} errors: {count} x {message}")
         if results[name].get("poll_errors"):

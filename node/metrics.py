@@ -30,6 +30,7 @@ from l1.types import CommittedBatch
 from p2p.api import GateValidator, Gossip, MessageHandler, RequestHandler
 from p2p.types import PeerId, Validation
 from primitives.blocks import Header
+from primitives.collector import GENERATIONS, CollectorTimes
 from primitives.errors import InvalidTransaction, L2NodeError, TransactionRejected
 from primitives.transactions import Transaction
 from primitives.types import Hash32
@@ -261,6 +262,11 @@ class Metrics:
         scrape."""
         self.registry.register(_ExecutorCollector(executor))
 
+    def watch_collector(self, times: CollectorTimes) -> None:
+        """Python's cycle collector: its seconds and passes by generation (its full passes
+        hold the GIL for the whole heap's walk), as they stand at each scrape."""
+        self.registry.register(_CollectorCollector(times))
+
     def counting(self, gossip: Gossip) -> Gossip:
         """``gossip`` whose gate verdicts are counted per topic."""
         return _CountingGossip(gossip, self.gossip)
@@ -311,6 +317,26 @@ class _ExecutorCollector(Collector):
             for phase in ("upload", "kernel", "download"):
                 spent.add_metric([phase], float(getattr(device, phase, 0.0)))
             yield spent
+
+
+class _CollectorCollector(Collector):
+    """Reads a ``CollectorTimes`` when scraped."""
+
+    def __init__(self, times: CollectorTimes) -> None:
+        self._times = times
+
+    def collect(self) -> Iterable[Metric]:
+        seconds = CounterMetricFamily(
+            "l2node_gc_seconds", "Seconds Python's cycle collector ran, by generation "
+            "(2: full passes, which walk every tracked object)", labels=["generation"])
+        passes = CounterMetricFamily(
+            "l2node_gc_collections", "Passes of Python's cycle collector, by generation",
+            labels=["generation"])
+        for generation in range(GENERATIONS):
+            seconds.add_metric([str(generation)], self._times.seconds[generation])
+            passes.add_metric([str(generation)], self._times.passes[generation])
+        yield seconds
+        yield passes
 
 
 class _CountingGossip:

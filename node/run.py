@@ -41,6 +41,7 @@ from node.startup import DataDir, bind_tcp, check_listen_multiaddr, retry_bind
 from node.validator import ValidatorLoop, ValidatorOptions
 from node.version import version
 from primitives.clock import SystemClock
+from primitives.collector import CollectorTimes, tune_for_serving
 from primitives.errors import Halt, InvalidInput, L2NodeError, RetryLater
 from primitives.types import Address
 from rpc.http import rpc_connection_cap, server_config
@@ -233,6 +234,9 @@ def run_node(config: NodeConfig) -> None:
             retry_bind("p2p", lambda: check_listen_multiaddr("p2p", config.p2p.listen),
                        config.rpc.bind_retry)
         metrics = Metrics()
+        collector_times = CollectorTimes()
+        cleanup.callback(collector_times.close)
+        metrics.watch_collector(collector_times)
         if config.metrics.enabled:
             cleanup.callback(serve_metrics(metrics, config.metrics.host, config.metrics.port))
             log.info("metrics on http://%s:%d/metrics", config.metrics.host, config.metrics.port)
@@ -342,6 +346,8 @@ async def _serve(
             posts_to_l1=l1 is not None,
         )
         readiness = ReadinessCheck(metrics, rules, peers, time.monotonic)
+        # What is alive now lives as long as the node: the collector's full passes skip it.
+        tune_for_serving()
         await _serve_rpc(config, backend, readiness, rpc_socket, tasks, stop)
 
 

@@ -56,6 +56,7 @@ def test_tiny_load_is_accepted_and_included(
         assert 1 <= result["blocks"] and result["max_block_txs"] <= 300
         if name == "l2node":  # the native executor's time, read from the node's metrics
             assert result["executor_s"]["load"] > 0 and result["executor_s"]["device kernel"] > 0
+            assert set(result["gc_s"]) == {"gc 0", "gc 1", "gc 2"}
     for row in ("acceptance tx/s", "inclusion tx/s", "latency p99 s", "CPU cores"):
         assert row in printed
     if "anvil" in figures["targets"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from types import SimpleNamespace
 
 from prometheus_client import generate_latest
@@ -14,6 +15,7 @@ from node.metrics import Metrics, rejection_reason
 from p2p.memory import InProcessNetwork
 from p2p.types import PeerId, Validation
 from primitives.clock import ManualClock
+from primitives.collector import CollectorTimes
 from primitives.errors import InvalidTransaction, RetryLater, TransactionRejected
 from primitives.types import Hash32
 from sequencer import mempool
@@ -83,6 +85,21 @@ def test_native_fallbacks_and_host_runs_are_read_at_each_scrape() -> None:
     executor.device.time.kernel += 1.0
     assert value(metrics, "l2node_executor_device_seconds_total", {"phase": "kernel"}) == 3.0
     assert value(metrics, "l2node_executor_device_seconds_total", {"phase": "upload"}) == 0.125
+
+
+def test_the_cycle_collectors_time_is_read_at_each_scrape() -> None:
+    metrics = Metrics()
+    times = CollectorTimes()
+    try:
+        metrics.watch_collector(times)
+        before = value(metrics, "l2node_gc_collections_total", {"generation": "2"})
+        gc.collect()
+        assert value(metrics, "l2node_gc_collections_total", {"generation": "2"}) == before + 1
+        assert value(metrics, "l2node_gc_seconds_total", {"generation": "2"}) > 0
+    finally:
+        times.close()
+    gc.collect()  # closed: no longer counted
+    assert value(metrics, "l2node_gc_collections_total", {"generation": "2"}) == before + 1
 
 
 def batch(number: int, last_block: int) -> CommittedBatch:
