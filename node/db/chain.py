@@ -14,7 +14,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import accumulate
-from operator import attrgetter, methodcaller
+from operator import attrgetter
+
+import numpy as np
 
 from executor_gpu.native_encode import encode_body, encode_receipts
 from executor_gpu.types import ExecutedTx
@@ -30,7 +32,8 @@ from rpc.types import BlockView, LogFilter, LogView, ReceiptView, TxLocation
 
 _TX_INDEX_BYTES = 4
 """Width of the position within a block in a tx index entry."""
-_POSITION = methodcaller("to_bytes", _TX_INDEX_BYTES, "big")
+_TX_INDEX_ENTRY = 8 + _TX_INDEX_BYTES
+"""A tx index entry: the block's height, then the position."""
 _TX, _HASH = attrgetter("tx"), attrgetter("hash")
 
 
@@ -352,10 +355,14 @@ class ChainStore:
         txs = list(map(_TX, executed))
         batch.put(schema.body_key(number), encode_body(txs))
         batch.put(schema.receipts_key(number), encode_receipts(executed))
-        # Each transaction's index entry: the block's height, then its position.
-        positions = map(_POSITION, range(len(txs)))
-        batch.put_many(zip(map(schema.tx_index_key, map(_HASH, txs)),
-                           map(schema.encode_number(number).__add__, positions)))
+        if txs:
+            # Each transaction's index entry: the block's height, then its position; staged
+            # packed, as the trie nodes are (tens of thousands of keys a block).
+            entries = np.empty((len(txs), _TX_INDEX_ENTRY), dtype=np.uint8)
+            entries[:, :8] = np.frombuffer(schema.encode_number(number), dtype=np.uint8)
+            entries[:, 8:] = np.arange(len(txs), dtype=f">u{_TX_INDEX_BYTES}").view(np.uint8).reshape(-1, _TX_INDEX_BYTES)
+            batch.put_packed(schema.TX_INDEX_PREFIX, b"".join(map(_HASH, txs)), 32,
+                             entries.tobytes(), np.full(len(txs), _TX_INDEX_ENTRY, dtype=np.int64))
         batch.put(schema.HEAD, schema.encode_number(number))
 
     def stage_unwind(self, batch: WriteBatch, number: int) -> None:
@@ -365,7 +372,9 @@ class ChainStore:
 
         For chains derived from L1 data, which an L1 reorg can take back; a validator's
         finalized blocks never unwind. State trie nodes stay (content-addressed, shared); the
-        flat state unwinds with ``StateDB.stage_unwind`` into the same batch.
+        flat state unwinds with ``StateDB.stage_unwind`` into the same batch. Commit it before
+        staging blocks again: their tx index entries are staged packed, and a packed put
+        yields to a delete of its key staged in the same batch.
         """
         head = self._head(batch)
         if head is None or not 0 <= number <= head:
