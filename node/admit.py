@@ -336,17 +336,18 @@ class Admission:
             self._head = head
             self._head_view = None
             accounts, changes = self._accounts, diff.accounts
-            for address, change in changes.items():
-                if address in accounts:
-                    accounts[address] = _head_state(change)
+            for address in accounts.keys() & changes.keys():
+                accounts[address] = _head_state(changes[address])
             # Only senders the block touched can have pooled transactions below their nonce
             # (the included ones) or queued ones it promotes; then the rejected ones go.
-            stale = self.pool.prune(changes, self._nonce)
             included = set(done)
+            pooled = len(self.pool.hashes() & included)
+            stale = self.pool.prune(changes, self._nonce)
             self.pool.remove(included)
             # The block's own batch deleted the records of ``done``. A crash before the others'
-            # deletes are written is harmless: reloading drops them again.
-            left = set(map(_hash, stale)) - included
+            # deletes are written is harmless: reloading drops them again. The pooled ones of
+            # ``done`` are all stale: when nothing else is, no hash of them is read again.
+            left = set(map(_hash, stale)) - included if len(stale) > pooled else set()
             self.journal.append([
                 *((schema.pool_key(tx_hash), None) for tx_hash in left),
                 *forgotten(self.pool.expire()),
