@@ -42,7 +42,7 @@ POOL_FULL = "txpool is full"
 ACCOUNT_LIMIT = "account limit exceeded"
 
 _hash = attrgetter("hash")
-_consume: Callable[[Iterable[object]], None] = deque(maxlen=0).extend
+_consume: Callable[[Iterable[object]], None] = deque[object](maxlen=0).extend
 """Runs an iterator to its end at C speed (a map of deletions)."""
 _nonce = attrgetter("nonce")
 _upfront_cost = attrgetter("upfront_cost")
