@@ -43,7 +43,7 @@ import random
 import resource
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -158,9 +158,9 @@ class CountingKV(LevelDBKV):
         self.node_gets += sum(key.startswith(STATE_NODE_PREFIX) for key in keys)
         return super().get_many(keys)
 
-    def _apply(self, writes: PendingWrites, packed: Sequence[PackedWrites]) -> None:
+    def _prepare(self, writes: PendingWrites, packed: Sequence[PackedWrites]) -> Callable[[], None]:
         self.written = len(writes) + sum(len(puts.sizes) for puts in packed)
-        super()._apply(writes, packed)
+        return super()._prepare(writes, packed)
 
 
 def rss_mib() -> float:

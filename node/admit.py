@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from operator import attrgetter
 
 from executor_gpu.types import Account, AccountChange, StateDiff
@@ -135,7 +135,10 @@ class Admission:
         self._lock = threading.Lock()
         self._head: Header | None = None
         self._head_view: StateView | None = None
-        """The head's state, opened once a head (StateDB.at reads the flat marker)."""
+        """The state checks read, opened once a head (StateDB.at reads the flat marker)."""
+        self._writing: tuple[Header, Callable[[], None]] | None = None
+        """A block being written, which the pool already moved to, and the wait for its write
+        (``advance``); the head moves to it once it is on disk (``written``)."""
         self._accounts: dict[Address, AccountState] = {}
 
     # -- the head ---------------------------------------------------------------------------
@@ -149,9 +152,14 @@ class Admission:
         return head
 
     def next_base_fee(self) -> int:
-        """Base fee of the block after the head (EIP-1559)."""
-        head = self.head
+        """Base fee of the block after the head, or after the block being written (EIP-1559)."""
+        head = self._latest()
         return next_base_fee(head.gas_used, head.gas_limit, head.base_fee_per_gas)
+
+    def _latest(self) -> Header:
+        """The block the pool is at: the one being written, else the head."""
+        writing = self._writing
+        return self.head if writing is None else writing[0]
 
     def pending_nonce(self, address: Address) -> int:
         """The nonce a sender's next transaction needs: head state plus its pooled run."""
@@ -188,14 +196,22 @@ class Admission:
         known = self._accounts.get(address)
         if known is not None:
             return known
-        view = self._head_view
-        if view is None or view.state_root != self.head.state_root:
-            view = self._head_view = self._state.at(self.head.state_root)
-        known = _head_state(view.get_account(address))
+        known = _head_state(self._view().get_account(address))
         if len(self._accounts) >= HEAD_ACCOUNTS_LIMIT:
             self._accounts.clear()
         self._accounts[address] = known
         return known
+
+    def _view(self) -> StateView:
+        """The state the pool's checks read: the block being written's, once it is on disk
+        (waited for here), else the head's."""
+        view, writing = self._head_view, self._writing
+        latest = self.head if writing is None else writing[0]
+        if view is None or view.state_root != latest.state_root:
+            if writing is not None:
+                writing[1]()
+            view = self._head_view = self._state.at(latest.state_root)
+        return view
 
     def _read_new_senders(self, txs: Sequence[Transaction | InvalidTransaction]) -> None:
         """Head accounts of the senders not known yet, read in one batch before the lock is
@@ -208,13 +224,15 @@ class Admission:
             return
         head = self.head
         view = self._head_view  # shared with the reads under the lock (its state is immutable)
+        if self._writing is not None:
+            return  # a block is being written: read under the lock, after it
         if view is None or view.state_root != head.state_root:
             view = self._head_view = self._state.at(head.state_root)
         read = view.get_accounts_flat(senders)
         if read is None:
             return
         with self._lock:
-            if self._head is not head:
+            if self._head is not head or self._writing is not None:
                 return  # its block may have changed them: read under the lock, as before
             if len(accounts) + len(senders) > HEAD_ACCOUNTS_LIMIT:
                 accounts.clear()
@@ -330,10 +348,20 @@ class Admission:
 
     # -- after a commit, and unwind ---------------------------------------------------------
 
-    def advance(self, head: Header, diff: StateDiff, done: Iterable[Hash32]) -> None:
-        """Block ``head`` is on disk: move the head, its accounts and the pool together."""
+    def advance(
+        self, head: Header, diff: StateDiff, done: Iterable[Hash32],
+        writing: Callable[[], None] | None = None,
+    ) -> None:
+        """Move the pool and the accounts it checks to block ``head``, and the head with them;
+        or, while ``head`` is being written (``writing`` waits for that, raising if the write
+        failed), move the pool at once and the head only with ``written``, once it is on disk:
+        the pool's work runs beside the write. Meanwhile admission checks against ``head``'s
+        state, and reads of what the block did not tell wait for its write."""
         with self._lock:
-            self._head = head
+            if writing is None:
+                self._head = head
+            else:
+                self._writing = (head, writing)
             self._head_view = None
             accounts, changes = self._accounts, diff.accounts
             for address in accounts.keys() & changes.keys():
@@ -353,12 +381,20 @@ class Admission:
                 *forgotten(self.pool.expire()),
             ])
 
+    def written(self, head: Header) -> None:
+        """Block ``head``, advanced to while it was being written, is on disk: the head."""
+        with self._lock:
+            if self._writing is None or self._writing[0] is not head:
+                raise Halt(f"block {head.number} was not being written")
+            self._head, self._writing = head, None
+
     def reset(self) -> None:
         """The head moved back (an unwind): read it and the accounts again, and move every
         pooled sender to its nonce there (pending ones above a new gap become queued)."""
         with self._lock:
             self._head = None
             self._head_view = None
+            self._writing = None
             self._accounts.clear()
             stale = self.pool.prune(self.pool.senders(), self._nonce)
             self.journal.append(forgotten(stale))

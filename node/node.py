@@ -6,7 +6,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from operator import attrgetter
@@ -99,6 +100,32 @@ def _touched(txs: Sequence[Transaction], coinbase: Address) -> set[Address]:
     touched.discard(None)  # creations have no recipient
     touched.add(coinbase)
     return touched
+
+
+def _in_thread(work: Callable[[], None], name: str) -> Callable[[], None]:
+    """Starts ``work`` in a thread of its own; the wait returned returns once it is done. A
+    write that failed is a Halt: the pool already moved past the block it could not write."""
+    done: Future[None] = Future()
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001  # the waiter raises it
+            done.set_exception(exc)
+        else:
+            done.set_result(None)
+
+    threading.Thread(target=run, name=name).start()
+
+    def wait() -> None:
+        try:
+            done.result()
+        except Halt:
+            raise
+        except Exception as exc:
+            raise Halt(f"{name} failed: {exc}") from exc
+
+    return wait
 
 
 def _round_of(certificate: bytes | None) -> int:
@@ -393,10 +420,16 @@ class Node:
                 # Kept decoded before the block shows: a wallet polling for it reads it at
                 # once, and would otherwise decode it from the store.
                 self.chain.remember(staged.header, staged.executed)
-                self.state.commit(batch)
-            with times.stage("advance"):
-                self._staged.clear()  # every other candidate was built on the old head
-                self.admission.advance(staged.header, staged.diff, done)
+                # Sealed here, the write (LevelDB's, without the GIL) runs beside the pool's advance.
+                writing = _in_thread(self.state.sealed(batch), "block-write")
+            try:
+                with times.stage("advance"):
+                    self._staged.clear()  # every other candidate was built on the old head
+                    self.admission.advance(staged.header, staged.diff, done, writing)
+            finally:
+                with times.stage("write"):
+                    writing()
+            self.admission.written(staged.header)
         self._published(staged.header)
         self._report(BlockReport(
             header=header, transactions=len(staged.executed), round=_round_of(certificate),

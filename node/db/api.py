@@ -6,7 +6,7 @@ tests/db/test_kv.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -62,6 +62,12 @@ class WriteBatch(KVReader, Protocol):
 
     def commit(self) -> None:
         """Apply every staged write atomically (all or nothing, durable on return)."""
+        ...
+
+    def seal(self) -> Callable[[], None]:
+        """The batch's write, made ready here (its Python work) and done when called, once,
+        by any thread (a native store's write then runs without the GIL); the batch is left
+        empty, as after ``commit``."""
         ...
 
 

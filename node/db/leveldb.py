@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import plyvel
@@ -117,7 +118,7 @@ class LevelDBKV:
 
     def write_batch(self) -> OverlayBatch:
         self._open_db()
-        return OverlayBatch(self, self._apply)
+        return OverlayBatch(self, self._prepare)
 
     def compact(self) -> None:
         """Compacts the whole store now (after a bulk load, so that later writes do not stall)."""
@@ -131,12 +132,14 @@ class LevelDBKV:
             self._db.close()
             self._db = None
 
-    def _apply(self, writes: PendingWrites, packed: Sequence[PackedWrites]) -> None:
-        db = self._open_db()
+    def _prepare(self, writes: PendingWrites, packed: Sequence[PackedWrites]) -> Callable[[], None]:
+        self._open_db()
         if self._native is not None:
-            self._native.write(writes, packed)
-            return
-        with db.write_batch(sync=True) as batch:
+            return self._native.prepare(writes, packed)
+        return functools.partial(self._apply, writes, packed)
+
+    def _apply(self, writes: PendingWrites, packed: Sequence[PackedWrites]) -> None:
+        with self._open_db().write_batch(sync=True) as batch:
             for puts in packed:
                 for key, data in puts.items():
                     batch.put(key, data)

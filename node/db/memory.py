@@ -8,6 +8,7 @@ store, so that the batch reads its own writes; the backend applies them at once.
 from __future__ import annotations
 
 import bisect
+import functools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,8 +52,9 @@ class PackedWrites:
             yield prefix + names[index * width : (index + 1) * width], values[start:end]
 
 
-Apply = Callable[[PendingWrites, Sequence[PackedWrites]], None]
-"""A backend's atomic write of a batch: the packed puts, then the pending writes."""
+Prepare = Callable[[PendingWrites, Sequence[PackedWrites]], Callable[[], None]]
+"""A backend's atomic write of a batch, the packed puts then the pending writes: made ready
+when this is called, done when what it returns is."""
 
 
 def prefix_end(prefix: bytes) -> bytes | None:
@@ -100,9 +102,9 @@ class OverlayBatch:
     normal exit and drops its writes when the block raises.
     """
 
-    def __init__(self, store: KVReader, apply: Apply) -> None:
+    def __init__(self, store: KVReader, prepare: Prepare) -> None:
         self._store = store
-        self._apply = apply
+        self._prepare = prepare
         self._pending: dict[bytes, bytes | None] = {}
         self._packed: list[PackedWrites] = []
 
@@ -162,8 +164,12 @@ class OverlayBatch:
         self._pending, self._packed = unpacked, []
 
     def commit(self) -> None:
-        self._apply(self._pending, self._packed)
+        self.seal()()
+
+    def seal(self) -> Callable[[], None]:
+        write = self._prepare(self._pending, self._packed)
         self._pending, self._packed = {}, []
+        return write
 
     def __enter__(self) -> Self:
         return self
@@ -227,13 +233,16 @@ class MemoryKV:
 
     def write_batch(self) -> OverlayBatch:
         self._check_open()
-        return OverlayBatch(self, self._apply)
+        return OverlayBatch(self, self._prepare)
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
             self._data.clear()
             self._keys.clear()
+
+    def _prepare(self, writes: PendingWrites, packed: Sequence[PackedWrites]) -> Callable[[], None]:
+        return functools.partial(self._apply, writes, packed)
 
     def _apply(self, writes: PendingWrites, packed: Sequence[PackedWrites]) -> None:
         with self._lock:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from executor_gpu.native_build import HOST_THREADS, NativeUnavailable, cpu_library
 from node.db.memory import PackedWrites
-from primitives.errors import Halt
+from primitives.errors import Halt, StoreClosed
 
 _POINTER = ctypes.sizeof(ctypes.c_void_p)
 _DB_FIELD = 3 * _POINTER
@@ -89,6 +89,13 @@ class NativeLevelDB:
     def write(self, writes: Mapping[bytes, bytes | None], packed: Sequence[PackedWrites] = ()) -> None:
         """Applies ``packed`` then ``writes`` (None deletes a key) in one atomic, synced batch:
         a key also written in ``writes`` keeps that write."""
+        self.prepare(writes, packed)()
+
+    def prepare(
+        self, writes: Mapping[bytes, bytes | None], packed: Sequence[PackedWrites] = ()
+    ) -> Callable[[], None]:
+        """``write``'s keys and values laid out for the C write, which the function returned
+        makes (without the GIL: another thread may call it)."""
         key_blobs: list[bytes] = []
         key_sizes: list[npt.NDArray[np.uint64]] = []
         value_blobs: list[bytes] = []
@@ -110,12 +117,19 @@ class NativeLevelDB:
         key_offsets = np.zeros(len(key_lengths) + 1, dtype=np.uint64)  # kept: C reads it
         np.cumsum(key_lengths, out=key_offsets[1:])
         all_sizes = np.concatenate(sizes)
-        error = ctypes.create_string_buffer(256)
-        if not self._lib.kv_write_many(
-            *self._batch_functions, self._db, self._write_options, len(all_sizes), b"".join(key_blobs),
-            key_offsets.ctypes.data, b"".join(value_blobs), all_sizes.ctypes.data, error, len(error),
-        ):
-            raise Halt(f"LevelDB write failed: {error.value.decode(errors='replace')}")
+        key_data, value_data = b"".join(key_blobs), b"".join(value_blobs)
+
+        def write() -> None:
+            if not self._write_options:
+                raise StoreClosed("the LevelDB store was closed before the write")
+            error = ctypes.create_string_buffer(256)
+            if not self._lib.kv_write_many(
+                *self._batch_functions, self._db, self._write_options, len(all_sizes), key_data,
+                key_offsets.ctypes.data, value_data, all_sizes.ctypes.data, error, len(error),
+            ):
+                raise Halt(f"LevelDB write failed: {error.value.decode(errors='replace')}")
+
+        return write
 
 
 def attach(db: Any) -> NativeLevelDB | None:

@@ -659,18 +659,27 @@ class StateDB:
 
     def commit(self, batch: WriteBatch) -> None:
         """Commit ``batch``; the cache takes its flat writes, views opened before notice."""
+        self.sealed(batch)()
+
+    def sealed(self, batch: WriteBatch) -> Callable[[], None]:
+        """``commit`` of ``batch``, sealed here (``WriteBatch.seal``): calling what this returns,
+        in any thread, writes it."""
         staged = self._staged.pop(batch, None)
+        write = batch.seal()
         if staged is None:  # no flat writes of ours: nothing cached or viewed changes
-            batch.commit()
-            return
-        with self._batch_commits:
-            self._cache.begin_commit()
-            committed = False
-            try:
-                batch.commit()
-                committed = True
-            finally:
-                self._cache.end_commit(staged if committed else None)
+            return write
+
+        def commit() -> None:
+            with self._batch_commits:
+                self._cache.begin_commit()
+                committed = False
+                try:
+                    write()
+                    committed = True
+                finally:
+                    self._cache.end_commit(staged if committed else None)
+
+        return commit
 
     def _stage_rebuild(self, batch: WriteBatch, state_root: Hash32, height: int) -> None:
         """Stage flat tables holding the state at ``state_root`` (``height``), read from its

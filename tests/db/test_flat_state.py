@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -333,10 +333,11 @@ def test_apply_reuses_the_rows_a_view_read_in_bulk_and_only_while_they_hold(kv: 
     def staged(reuse: bool) -> tuple[Hash32, dict[bytes, bytes | None], int]:
         counting, written = _CountingReads(kv), dict[bytes, bytes | None]()
 
-        def record(pending: PendingWrites, packed: Sequence[PackedWrites]) -> None:
+        def record(pending: PendingWrites, packed: Sequence[PackedWrites]) -> Callable[[], None]:
             for puts in packed:
                 written.update(puts.items())
             written.update(pending)
+            return lambda: None
 
         batch = OverlayBatch(counting, record)
         new_root = state.apply(root, diff, batch, view.bulk_reads() if reuse else None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -205,6 +206,30 @@ def test_batch_invisible_before_commit(kv: KV) -> None:
     assert items(kv) == [(b"gone", b"old"), (b"keep", b"old")]
     batch.commit()
     assert items(kv) == [(b"keep", b"new"), (b"new", b"1")]
+
+
+def test_a_sealed_batch_is_written_when_its_write_is_called_from_any_thread(kv: KV) -> None:
+    kv.put(b"gone", b"old")
+    batch = kv.write_batch()
+    batch.put(b"new", b"1")
+    batch.delete(b"gone")
+    _packed(batch, b"n", {b"0001": b"node"})
+    write = batch.seal()
+    assert batch.get(b"new") is None  # handed over: the batch is empty again
+    assert items(kv) == [(b"gone", b"old")]
+    writer = threading.Thread(target=write)
+    writer.start()
+    writer.join(10)
+    assert items(kv) == [(b"n0001", b"node"), (b"new", b"1")]
+
+
+def test_a_write_sealed_before_the_store_closed_raises(kv: KV) -> None:
+    batch = kv.write_batch()
+    batch.put(b"a", b"1")
+    write = batch.seal()
+    kv.close()
+    with pytest.raises(StoreClosed):
+        write()
 
 
 def test_batch_reads_its_own_writes(kv: KV) -> None:

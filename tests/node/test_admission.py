@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
@@ -34,17 +35,22 @@ class CountingKV(MemoryKV):
 
     def write_batch(self) -> OverlayBatch:
         batch = super().write_batch()
-        commit = batch.commit
+        seal = batch.seal
 
-        def counted() -> None:
-            if self.fail:
-                raise OSError("disk full")
-            self.in_commit.set()
-            self.release.wait(5)
-            self.commits += 1
-            commit()
+        def sealed() -> Callable[[], None]:
+            write = seal()
 
-        batch.commit = counted  # type: ignore[method-assign]
+            def counted() -> None:
+                if self.fail:
+                    raise OSError("disk full")
+                self.in_commit.set()
+                self.release.wait(5)
+                self.commits += 1
+                write()
+
+            return counted
+
+        batch.seal = sealed  # type: ignore[method-assign]
         return batch
 
 
@@ -138,6 +144,42 @@ def test_pending_nonce_and_admission_follow_the_head_without_trie_reads(
     assert account is not None and account.nonce == 3
     node.submit(transfer(0, 3))
     assert node.pending_nonce(USERS[0]) == 4
+
+
+def test_the_pool_moves_past_a_block_while_it_is_written_and_the_head_once_it_is_durable(
+    clock: ManualClock,
+) -> None:
+    kv = CountingKV()
+    node = make_node(clock, kv=kv)
+    node.submit(transfer(0, 0))
+    node.submit(transfer(1, 0))
+    kv.in_commit.clear()
+    kv.release.clear()  # the block's write waits
+    producer = threading.Thread(target=node.produce_block)
+    producer.start()
+    try:
+        assert kv.in_commit.wait(5)
+        deadline = time.monotonic() + 5
+        while len(node.pool) and time.monotonic() < deadline:  # the advance, beside the write
+            time.sleep(0.01)
+        assert len(node.pool) == 0
+        assert node.pending_nonce(USERS[0]) == 1  # what admission checks: after the block
+        assert node.head().number == 0  # not on disk yet: not the head
+    finally:
+        kv.release.set()
+        producer.join(10)
+    assert node.head().number == 1 == node.chain.head_number()
+    assert node.pending_nonce(USERS[1]) == 1
+
+
+def test_a_block_that_cannot_be_written_halts_before_it_becomes_the_head(clock: ManualClock) -> None:
+    kv = CountingKV()
+    node = make_node(clock, kv=kv)
+    node.submit(transfer(0, 0))
+    kv.fail = True
+    with pytest.raises(Halt, match="block-write failed: disk full"):
+        node.produce_block()
+    assert node.head().number == 0 == node.chain.head_number()
 
 
 def test_admission_goes_on_while_a_block_executes(clock: ManualClock) -> None:
