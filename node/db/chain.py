@@ -8,6 +8,7 @@ Blocks are stored contiguously from height 0: every height up to HEAD exists.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -161,17 +162,14 @@ class _DecodedBlock:
     """Transactions, in order."""
     receipts: Sequence[_StoredReceipt | ExecutedTx]
     """Their receipts."""
-    first_log_index: list[int]
-    """Block-wide index of each transaction's first log."""
     decoded: tuple[Transaction, ...] | None = None
     """The full transactions, once something asked for them (or the committer gave them)."""
 
-    @classmethod
-    def of(cls, body: Sequence[_StoredTx | Transaction],
-           receipts: Sequence[_StoredReceipt | ExecutedTx],
-           decoded: tuple[Transaction, ...] | None = None) -> _DecodedBlock:
-        starts = list(accumulate((len(r.receipt.logs) for r in receipts), initial=0))
-        return cls(body, receipts, starts[:-1], decoded)
+    @functools.cached_property
+    def first_log_index(self) -> list[int]:
+        """Block-wide index of each transaction's first log (counted on first use, by the
+        reader that needs it, not by the block path; racing readers count alike)."""
+        return list(accumulate((len(r.receipt.logs) for r in self.receipts), initial=0))[:-1]
 
     @property
     def transactions(self) -> tuple[Transaction, ...]:
@@ -453,7 +451,7 @@ class ChainStore:
             if block is not None:
                 self._decoded.move_to_end(key)
                 return block
-        block = _DecodedBlock.of(*self._body_and_receipts(number))
+        block = _DecodedBlock(*self._body_and_receipts(number))
         self._keep(key, block)
         return block
 
@@ -462,7 +460,7 @@ class ChainStore:
         kept: the first reads of a new block (wallets polling it) decode nothing. Kept before
         the write, it is found only once the write shows the header (by number and hash)."""
         txs = tuple(e.tx for e in executed)
-        self._keep((header.number, header.hash), _DecodedBlock.of(txs, executed, txs))
+        self._keep((header.number, header.hash), _DecodedBlock(txs, executed, txs))
 
     def _keep(self, key: tuple[int, Hash32], block: _DecodedBlock) -> None:
         with self._decoded_lock:
