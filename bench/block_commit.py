@@ -32,6 +32,7 @@ from node.node import ChainParams, Node
 from node.run import make_executor
 from node.stages import format_stages
 from primitives.clock import SystemClock
+from primitives.collector import tune_for_serving
 from primitives.crypto import keccak256, private_key_to_address
 from primitives.errors import InvalidTransaction
 from primitives.transactions import BatchDecode, Transaction
@@ -70,6 +71,7 @@ def main() -> None:
             decode=decode, ordered_root=ordered_root(), receipts_root=receipts_root,
         )
         node.init_or_resume({s: GenesisAccount(balance=10**24) for s in senders})
+        tune_for_serving()  # as `l2node run` does once it serves
         blocks = _BlockLines()
         logging.getLogger("l2node").addHandler(blocks)
         logging.getLogger("l2node").setLevel(logging.INFO)
