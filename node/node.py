@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -11,9 +12,11 @@ from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from operator import attrgetter
+from typing import TypeVar
 
 from executor_gpu.api import Caller, Executor, Tracer
 from executor_gpu.types import (
+    BatchResult,
     BlockEnv,
     ExecutedTx,
     StateDiff,
@@ -51,11 +54,12 @@ from primitives.errors import (
 from primitives.transactions import BatchDecode, Transaction, decode_transactions
 from primitives.types import ZERO_HASH, Address, Hash32
 from rpc.api import ChainEvents
-from sequencer.builder import execute_block, make_header, next_block_env
+from sequencer.builder import block_body, execute_txs, make_header, next_block_env
 from sequencer.types import BlockBody, PoolConfig
 from sequencer.wire import certificate_round
 
 log = logging.getLogger("l2node")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -102,24 +106,25 @@ def _touched(txs: Sequence[Transaction], coinbase: Address) -> set[Address]:
     return touched
 
 
-def _in_thread(work: Callable[[], None], name: str) -> Callable[[], None]:
-    """Starts ``work`` in a thread of its own; the wait returned returns once it is done. A
-    write that failed is a Halt: the pool already moved past the block it could not write."""
-    done: Future[None] = Future()
+def _in_thread(work: Callable[[], _T], name: str) -> Callable[[], _T]:
+    """Starts ``work`` in a thread of its own (C work, which runs without the GIL, beside the
+    block path's); the wait returned returns its result once it is done. Its failure is a Halt
+    (a block's write: the pool already moved past the block it could not write)."""
+    done: Future[_T] = Future()
 
     def run() -> None:
         try:
-            work()
+            outcome = work()
         except BaseException as exc:  # noqa: BLE001  # the waiter raises it
             done.set_exception(exc)
         else:
-            done.set_result(None)
+            done.set_result(outcome)
 
     threading.Thread(target=run, name=name).start()
 
-    def wait() -> None:
+    def wait() -> _T:
         try:
-            done.result()
+            return done.result()
         except Halt:
             raise
         except Exception as exc:
@@ -340,14 +345,14 @@ class Node:
             with self._prefetch(parent, txs, env.coinbase):
                 with times.stage("execute"):
                     view = self.state.at(parent.state_root)
-                    body = execute_block(self.executor, view, env, txs, self._ordered_root,
-                                         self._receipts_root)
+                    result = execute_txs(self.executor, view, env, txs)
+                    body = self._body(result)
                 with times.stage("state"):
-                    staged = self._stage(parent, env, body, carried, view)
+                    staged = self._stage(parent, env, result, body, carried, view)
             staged.stages, staged.started = times, started
             # The pool offered these but they failed against the state: forget them on commit.
-            staged.dropped = tuple(r.tx.hash for r in body.result.rejected)
-            for rejected in body.result.rejected:
+            staged.dropped = tuple(r.tx.hash for r in result.rejected)
+            for rejected in result.rejected:
                 log.info("dropped tx %s: %s", rejected.tx.hash.hex(), rejected.reason)
             return staged
 
@@ -550,15 +555,15 @@ class Node:
         with self._prefetch(parent, txs, coinbase):
             with times.stage("execute"):
                 view = self.state.at(parent.state_root)
-                body = execute_block(self.executor, view, env, txs, self._ordered_root,
-                                     self._receipts_root)
+                result = execute_txs(self.executor, view, env, txs)
             # Rule: every transaction of a block executes; a proposer must not include invalid
             # ones.
-            if body.result.rejected:
-                first = body.result.rejected[0]
+            if result.rejected:
+                first = result.rejected[0]
                 raise InvalidInput(f"includes an invalid transaction {first.tx.hash.hex()}: {first.reason}")
+            body = self._body(result)
             with times.stage("state"):
-                staged = self._stage(parent, env, body, proofs, view)
+                staged = self._stage(parent, env, result, body, proofs, view)
         staged.stages, staged.started = times, started
         return staged
 
@@ -585,13 +590,19 @@ class Node:
                 raise InvalidTransaction(f"transaction {tx.hash.hex()} is not for this chain")
         return [tx for tx in txs if isinstance(tx, Transaction)]
 
+    def _body(self, result: BatchResult) -> Callable[[], BlockBody]:
+        """The block of ``result``, its roots computed in a thread (C, without the GIL) while
+        the state root is."""
+        return _in_thread(functools.partial(block_body, result, self._ordered_root,
+                                            self._receipts_root), "block-roots")
+
     def _stage(
-        self, parent: Header, env: BlockEnv, body: BlockBody, proofs: Sequence[bytes],
-        view: StateView,
+        self, parent: Header, env: BlockEnv, result: BatchResult, body: Callable[[], BlockBody],
+        proofs: Sequence[bytes], view: StateView,
     ) -> _Staged:
         """Stage state and block into a write batch, kept until the block is committed;
-        ``view``: the parent's state the block executed on (its flat reads are reused)."""
-        result = body.result
+        ``body``: waits for the block's roots (``_body``); ``view``: the parent's state the
+        block executed on (its flat reads are reused)."""
         batch = self.kv.write_batch()
         root = self.state.apply(parent.state_root, result.state_diff, batch, view.bulk_reads())
         if result.state_root is not None and result.state_root != root:
@@ -599,7 +610,7 @@ class Node:
                 f"block {env.number}: executor root {result.state_root.hex()} != "
                 f"state root {root.hex()}"
             )
-        header = replace(make_header(parent, env, body, root),
+        header = replace(make_header(parent, env, body(), root),
                          extra_data=proofs_commitment(proofs))
         self.chain.stage_block(batch, header, result.executed)
         self.chain.stage_proofs(batch, header.number, proofs)

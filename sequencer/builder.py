@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from executor_gpu.api import Executor, StateReader
-from executor_gpu.types import BlockEnv
+from executor_gpu.types import BatchResult, BlockEnv
 from primitives.blocks import Header, OrderedRoot, ReceiptsRoot, ordered_trie_root
 from primitives.blocks import receipts_root as python_receipts_root
 from primitives.errors import Halt
@@ -51,15 +51,30 @@ def execute_block(
 ) -> BlockBody:
     """Execute ``txs`` in one call and derive the block's roots (proposer and re-executing peers),
     with ``ordered_root`` and ``receipts_root`` (native ones in the node)."""
+    return block_body(execute_txs(executor, pre_state, env, txs), ordered_root, receipts_root)
+
+
+def execute_txs(
+    executor: Executor, pre_state: StateReader, env: BlockEnv, txs: Sequence[Transaction]
+) -> BatchResult:
+    """Execute ``txs`` in one call; Halt when the executor's gas accounting is inconsistent."""
     result = executor.execute(pre_state, env, txs)
-    receipts = [executed.receipt for executed in result.executed]
     # A disagreement here means the executor is broken; building on it would fork the chain.
-    last_cumulative = receipts[-1].cumulative_gas_used if receipts else 0
+    last_cumulative = result.executed[-1].receipt.cumulative_gas_used if result.executed else 0
     if result.gas_used != last_cumulative or result.gas_used > env.gas_limit:
         raise Halt(
             f"executor {executor.name} reports gas used {result.gas_used}, receipts say "
             f"{last_cumulative}, block gas limit {env.gas_limit}"
         )
+    return result
+
+
+def block_body(
+    result: BatchResult, ordered_root: OrderedRoot = ordered_trie_root,
+    receipts_root: ReceiptsRoot = python_receipts_root,
+) -> BlockBody:
+    """The block of an executed batch: its transactions and receipts roots and logs bloom."""
+    receipts = [executed.receipt for executed in result.executed]
     root, bloom = receipts_root(receipts)
     return BlockBody(
         result=result,
