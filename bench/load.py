@@ -30,6 +30,7 @@ validators, and CPU and RSS count every node. A benchmark prints: it never fails
 from __future__ import annotations
 
 import argparse
+import copy
 import http.client
 import json
 import math
@@ -604,11 +605,19 @@ def toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
-def node_config(accounts: int, executor: str, genesis_file: Path | None = None,
-                fronts: str | None = None) -> str:
-    """configs/throughput.toml with this run's accounts, executor, genesis and RPC fronts
-    (None: the preset's), as TOML text."""
+def load_preset(gas_limit: int | None = None) -> dict[str, Any]:
+    """configs/throughput.toml, with ``gas_limit`` as its block gas limit when given."""
     preset = tomllib.loads(PRESET.read_text())
+    if gas_limit is not None:
+        preset["chain"]["gas_limit"] = gas_limit
+    return preset
+
+
+def node_config(preset: dict[str, Any], accounts: int, executor: str,
+                genesis_file: Path | None = None, fronts: str | None = None) -> str:
+    """``preset`` (``load_preset``) with this run's accounts, executor, genesis and RPC fronts
+    (None: the preset's), as TOML text."""
+    preset = copy.deepcopy(preset)
     preset["genesis"]["accounts"] = accounts
     preset["executor"]["kind"] = executor
     if fronts is not None:
@@ -622,20 +631,18 @@ def node_config(accounts: int, executor: str, genesis_file: Path | None = None,
     return "\n".join(lines) + "\n"
 
 
-def chain_settings() -> dict[str, Any]:
+def chain_settings(preset: dict[str, Any]) -> dict[str, Any]:
     """The preset's [chain] values, with the genesis mnemonic and balance."""
-    preset = tomllib.loads(PRESET.read_text())
     genesis = preset["genesis"]
     return {**preset["chain"], "mnemonic": genesis["mnemonic"],
             "balance_wei": genesis["balance_wei"]}
 
 
-def write_genesis_files(work: Path, funded: Sequence[bytes], prefill: Sequence[bytes]
-                        ) -> tuple[Path, Path]:
+def write_genesis_files(work: Path, preset: dict[str, Any], funded: Sequence[bytes],
+                        prefill: Sequence[bytes]) -> tuple[Path, Path]:
     """Genesis files holding ``prefill`` (1 wei each): l2node's (node/genesis.py format, with the
     ``funded`` senders and the preset's chain and validator) and anvil's (geth format, for
     --init; anvil funds the senders itself from --mnemonic/--accounts)."""
-    preset = tomllib.loads(PRESET.read_text())
     chain = preset["chain"]
     validator = private_key_to_address(bytes.fromhex(
         preset["validator"]["private_key"].removeprefix("0x")))
@@ -662,10 +669,10 @@ def write_genesis_files(work: Path, funded: Sequence[bytes], prefill: Sequence[b
 
 
 @contextmanager
-def l2node_target(work: Path, accounts: int, executor: str,
+def l2node_target(work: Path, preset: dict[str, Any], accounts: int, executor: str,
                   genesis_file: Path | None = None, fronts: str | None = None) -> Iterator[Target]:
-    """`l2node run` with the throughput preset; SIGTERM (then kill) at the end."""
-    config = node_config(accounts, executor, genesis_file, fronts)
+    """`l2node run` with ``preset``; SIGTERM (then kill) at the end."""
+    config = node_config(preset, accounts, executor, genesis_file, fronts)
     # Building a large genesis state takes a while (about 35 s per million accounts).
     with running_node(work / "l2node", free_port(), config, start_timeout=600,
                       metrics_port=free_port()) as node:
@@ -693,16 +700,17 @@ def devnet_base_port(validators: int) -> int:
 
 
 @contextmanager
-def devnet_target(work: Path, validators: int, accounts: int, executor: str) -> Iterator[Target]:
-    """`l2node devnet --validators N` with the throughput preset and the genesis weights
+def devnet_target(work: Path, preset: dict[str, Any], validators: int, accounts: int,
+                  executor: str) -> Iterator[Target]:
+    """`l2node devnet --validators N` with ``preset`` and the genesis weights
     (epoch length 0: no GPU challenges competing for the cores); the load goes to node 0,
     whose committed blocks are the finalized chain. CPU and RSS count every node (and the
     devnet's anvil, when installed). SIGTERM stops them all at the end."""
-    preset = work / "devnet-preset.toml"
-    preset.write_text(node_config(accounts, executor))
+    preset_file = work / "devnet-preset.toml"
+    preset_file.write_text(node_config(preset, accounts, executor))
     base_port = devnet_base_port(validators)
     process = subprocess.Popen(
-        l2node_command("devnet", "--validators", str(validators), "--preset", str(preset),
+        l2node_command("devnet", "--validators", str(validators), "--preset", str(preset_file),
                        "--executor", executor, "--data-dir", str(work / "devnet"),
                        "--base-port", str(base_port), "--epoch-length", "0"),
         stdout=subprocess.PIPE, text=True, env=l2node_env(),
@@ -745,12 +753,13 @@ def anvil_available() -> bool:
 
 
 @contextmanager
-def anvil_target(work: Path, accounts: int, init: Path | None = None) -> Iterator[Target]:
-    """anvil with the preset's block time, gas limit, chain id and prefunded accounts, and
+def anvil_target(work: Path, preset: dict[str, Any], accounts: int,
+                 init: Path | None = None) -> Iterator[Target]:
+    """anvil with ``preset``'s block time, gas limit, chain id and prefunded accounts, and
     the genesis ``init`` (geth format) when given."""
     from tests.anvil import anvil_binary
 
-    chain = chain_settings()
+    chain = chain_settings(preset)
     port = free_port()
     log_path = work / "anvil.log"
     command = [
@@ -941,6 +950,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "`l2node run`")
     parser.add_argument("--fronts", help='`l2node run`\'s [rpc] fronts: a number or "auto" '
                         "(default: the preset's)")
+    parser.add_argument("--gas-limit", type=int,
+                        help="block gas limit of both chains (default: the preset's)")
     parser.add_argument("--no-anvil", action="store_true", help="load l2node only")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds to wait for inclusion after sending (and most to send)")
@@ -959,6 +970,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--validators must be >= 1, and 1 with --prefill-accounts or --fronts")
     if args.fronts not in (None, "auto") and not str(args.fronts).isdigit():
         parser.error('--fronts must be a number or "auto"')
+    if args.gas_limit is not None and args.gas_limit < 21_000:
+        parser.error("--gas-limit must be at least 21000")
+    preset = load_preset(args.gas_limit)
     senders = min(args.senders, args.txs)
 
     info = machine()
@@ -967,11 +981,11 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"Python {info['python']}; commit {info['commit']}")
     print(f"load: {args.txs} {args.workload} txs from {senders} senders, {args.connections} "
           f"connections, {args.batch} txs per request, {args.prefill_accounts} prefilled "
-          f"accounts; l2node executor {args.executor}"
+          f"accounts, block gas limit {preset['chain']['gas_limit']:,}; l2node executor {args.executor}"
           f"{f', fronts {args.fronts}' if args.fronts else ''}"
           f"{f', {args.validators} validators' if args.validators > 1 else ''}; "
           f"anvil: {'yes' if with_anvil else 'no (--no-anvil or not installed)'}")
-    chain = chain_settings()
+    chain = chain_settings(preset)
     started = time.monotonic()
     keys = development_keys(chain["mnemonic"], senders + 1)
     prefill = prefill_addresses(args.prefill_accounts)
@@ -984,13 +998,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         node_genesis = anvil_genesis = None
         if prefill:
             addresses = [private_key_to_address(key) for key in keys]
-            node_genesis, anvil_genesis = write_genesis_files(Path(tmp), addresses, prefill)
-        l2node = (devnet_target(Path(tmp), args.validators, senders + 1, args.executor)
+            node_genesis, anvil_genesis = write_genesis_files(Path(tmp), preset, addresses, prefill)
+        l2node = (devnet_target(Path(tmp), preset, args.validators, senders + 1, args.executor)
                   if args.validators > 1 else
-                  l2node_target(Path(tmp), senders + 1, args.executor, node_genesis, args.fronts))
+                  l2node_target(Path(tmp), preset, senders + 1, args.executor, node_genesis,
+                                args.fronts))
         targets = [
             l2node,
-            *([anvil_target(Path(tmp), senders + 1, anvil_genesis)] if with_anvil else []),
+            *([anvil_target(Path(tmp), preset, senders + 1, anvil_genesis)] if with_anvil else []),
         ]
         for name, start in zip(["l2node", "anvil"], targets, strict=False):
             print(f"{name}: starting", flush=True)
@@ -1016,6 +1031,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "machine": info, "workload": args.workload, "txs": args.txs, "senders": senders,
             "connections": args.connections, "batch": args.batch, "executor": args.executor,
             "validators": args.validators, "fronts": args.fronts,
+            "gas_limit": preset["chain"]["gas_limit"],
             "prefill_accounts": args.prefill_accounts,
             "targets": results, "ratio_l2node_to_anvil": ratios,
         }, indent=2))

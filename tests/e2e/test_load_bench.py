@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,14 @@ def test_batches_keep_each_sender_on_one_connection_in_nonce_order() -> None:
     assert sorted(i for batches in plans for b in batches for i in b.indexes) == list(range(23))
 
 
+def test_a_gas_limit_given_is_both_chains_block_gas_limit() -> None:
+    preset = load.load_preset(123_456_789)
+    config = tomllib.loads(load.node_config(preset, 5, "native-cpu"))
+    assert config["chain"]["gas_limit"] == load.chain_settings(preset)["gas_limit"] == 123_456_789
+    assert config["genesis"]["accounts"] == 5
+    assert load.load_preset()["chain"]["gas_limit"] == 1_000_000_000  # the preset's own
+
+
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize(("workload", "validators"), [("transfer", 1), ("erc20", 1), ("payments", 4)])
 def test_tiny_load_is_accepted_and_included(
@@ -35,7 +44,8 @@ def test_tiny_load_is_accepted_and_included(
 ) -> None:
     out = tmp_path / "figures.json"
     argv = ["--workload", workload, "--txs", "300", "--senders", "20", "--connections", "3",
-            "--batch", "50", "--timeout", "60", "--json", str(out), "--validators", str(validators)]
+            "--batch", "50", "--timeout", "60", "--json", str(out), "--validators", str(validators),
+            "--gas-limit", "900000000"]
     # A devnet of 4 validators is loaded alone: anvil's run is the same as the others'.
     with_anvil = load.anvil_available() and validators == 1
     assert load.main(argv + ([] if with_anvil else ["--no-anvil"])) == 0
@@ -44,6 +54,7 @@ def test_tiny_load_is_accepted_and_included(
     expected = ["l2node", "anvil"] if with_anvil else ["l2node"]
     assert list(figures["targets"]) == expected
     assert figures["machine"]["cores"] >= 1 and figures["machine"]["commit"]
+    assert figures["gas_limit"] == 900_000_000
     for name, result in figures["targets"].items():
         assert result["errors"] == {}, (name, result["errors"])
         assert result["accepted"] == result["included"] == 300, (name, result)
