@@ -370,7 +370,7 @@ class Admission:
             # (the included ones) or queued ones it promotes; then the rejected ones go.
             included = set(done)
             pooled = len(self.pool.hashes() & included)
-            stale = self.pool.prune(changes, self._nonce)
+            stale = self.pool.prune(changes, self._nonce, included)
             self.pool.remove(included)
             # The block's own batch deleted the records of ``done``. A crash before the others'
             # deletes are written is harmless: reloading drops them again. The pooled ones of

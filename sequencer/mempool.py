@@ -17,6 +17,8 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Callable, Iterable, KeysView
+from collections.abc import Set as AbstractSet
+from itertools import repeat
 from operator import attrgetter
 
 import numpy as np
@@ -298,13 +300,17 @@ class Mempool:
             self._drop(by_hash[tx_hash])
 
     def prune(
-        self, senders: Iterable[Address], state_nonce: Callable[[Address], int]
+        self, senders: Iterable[Address], state_nonce: Callable[[Address], int],
+        included: AbstractSet[Hash32] = frozenset(),
     ) -> tuple[Transaction, ...]:
         """After a block (or an unwind): move ``senders`` (those whose nonce it may have
         changed) to their new state nonce. Drops their transactions below it (returned, in no
         particular order); promotes queued ones that now follow it without a gap, demotes
-        pending ones that no longer do."""
-        pooled, forget = self._senders, self._by_hash.__delitem__
+        pending ones that no longer do. ``included``: the block's transaction hashes (its
+        pooled ones are forgotten by these, without reading a transaction)."""
+        pooled, by_hash = self._senders, self._by_hash
+        known = by_hash.keys() & included
+        _consume(map(by_hash.__delitem__, known))
         stale: list[Transaction] = []
         # A block changes tens of thousands of accounts, mostly not senders here: they are
         # passed over in one C pass.
@@ -317,8 +323,9 @@ class Mempool:
             # The usual case after a block: it included everything the sender had pooled.
             del pooled[address]
             self._queued -= len(sender.txs) - (sender.ready - sender.nonce)
-            _consume(map(forget, map(_hash, sender.txs.values())))
             stale.extend(sender.txs.values())
+        if len(stale) > len(known):  # some went stale without being included (replaced)
+            _consume(map(by_hash.pop, map(_hash, stale), repeat(None)))
         return tuple(stale)
 
     def expire(self) -> tuple[Transaction, ...]:
@@ -531,7 +538,8 @@ class Mempool:
 
     def _forget(self, sender: _Sender, txs: list[Transaction]) -> None:
         """Forget ``txs`` of ``sender`` (its whole run below a new nonce, after a block)."""
-        _consume(map(self._by_hash.__delitem__, map(_hash, txs)))
+        # A block's included ones may be gone already (``prune``).
+        _consume(map(self._by_hash.pop, map(_hash, txs), repeat(None)))
         nonces = list(map(_nonce, txs))
         _consume(map(sender.txs.__delitem__, nonces))
         _consume(map(sender.keys.__delitem__, nonces))

@@ -217,6 +217,24 @@ def test_prune_drops_what_the_new_state_nonce_covers(
     assert pool.all() == [b0]
 
 
+def test_prune_forgets_a_blocks_own_by_its_hashes_and_the_ones_it_replaced(
+    signer: Sign, addresses: Sequence[Address]
+) -> None:
+    pool = Mempool(PoolConfig(), ManualClock())
+    a0, a1, b0, c0 = signer(0, 0), signer(0, 1), signer(1, 0), signer(2, 0)
+    for tx in (a0, a1, b0, c0):
+        admit(pool, tx)
+    # The block included a0 and, for sender 1, another transaction of nonce 0 than b0.
+    other_b0 = signer(1, 0, tip=2)
+    nonces = {addresses[0]: 1, addresses[1]: 1}
+    stale = pool.prune(nonces, lambda address: nonces[address], {a0.hash, other_b0.hash})
+    assert set(stale) == {a0, b0}
+    assert pool.all() == [a1, c0]
+    for gone in (a0, b0):
+        assert gone.hash not in pool and pool.get(gone.hash) is None
+    assert pool.pending_nonce(addresses[0], 1) == 2
+
+
 def test_remove_forgets_transactions(signer: Sign) -> None:
     pool = Mempool(PoolConfig(), ManualClock())
     a0, a1 = signer(0, 0), signer(0, 1)
