@@ -38,7 +38,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, repeat
 from typing import Annotated, Self, TypeVar
 
 import numpy as np
@@ -67,6 +67,10 @@ EMPTY_CODE_HASH = keccak256(b"")
 
 _Value = TypeVar("_Value", Account, int)
 """What a flat table holds, decoded: an account or a slot's value."""
+
+_UNREAD = b"not read yet"
+"""Stands for a flat row that was not read yet: told apart by identity (``is``), so a row of
+these very bytes is still a row."""
 
 
 @dataclass(frozen=True)
@@ -539,9 +543,11 @@ class StateDB:
         def read_flat(keys: list[bytes]) -> list[bytes | None]:
             if not known:
                 return _read_many(batch, keys)
-            missing = [key for key in keys if key not in known]
-            found = dict(zip(missing, _read_many(batch, missing)))
-            return [known[key] if key in known else found[key] for key in keys]
+            values = list(map(known.get, keys, repeat(_UNREAD)))  # usually every one of them
+            if _UNREAD not in values:
+                return values
+            found = iter(_read_many(batch, [key for key, value in zip(keys, values) if value is _UNREAD]))
+            return [next(found) if value is _UNREAD else value for value in values]
 
         marker = FlatMarker.read(batch)
         flat = _FlatWriter(batch) if marker.root == parent_root else None
@@ -741,7 +747,7 @@ class _FlatWriter:
         """The old rows of ``diff``'s accounts and of the slots it sets (``read_many``: one get
         each), kept for the change set and told to the committer."""
         self.paths = hash_keys(list(diff.accounts))
-        keys = self._keys = list(map(schema.flat_account_key, self.paths))
+        keys = self._keys = list(map(schema.FLAT_ACCOUNT_PREFIX.__add__, self.paths))  # flat_account_key
         slots = [(address, slot) for address, change in diff.accounts.items()
                  if change is not None and change.storage and not change.storage_reset
                  for slot in change.storage]
