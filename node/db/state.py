@@ -738,6 +738,7 @@ class _FlatWriter:
         self.paths: list[Hash32] = []
         """The diff's accounts' trie keys (Keccak of the address), in its order."""
         self._keys: list[bytes] = []  # their flat keys
+        self._slot_keys: dict[tuple[Address, int], bytes] = {}  # the slots read_old read
         self.writes: dict[bytes, bytes | None] = {}
         """Every key written, with its new value (None: deleted)."""
 
@@ -752,7 +753,11 @@ class _FlatWriter:
                  if change is not None and change.storage and not change.storage_reset
                  for slot in change.storage]
         hashes = dict(zip(diff.accounts, self.paths)) if slots else {}
-        slot_keys = [schema.flat_storage_key(hashes[address], _slot_hash(slot)) for address, slot in slots]
+        # A token's transfers set tens of thousands of slots a block: their keys hashed in C.
+        slot_hashes = hash_keys([slot.to_bytes(32, "big") for _, slot in slots])
+        slot_keys = [schema.flat_storage_key(hashes[address], slot_hash)
+                     for (address, _), slot_hash in zip(slots, slot_hashes)]
+        self._slot_keys = dict(zip(slots, slot_keys))
         values = read_many(keys + slot_keys)
         self._before.update(zip(keys + slot_keys, values))
         count = len(keys)
@@ -761,9 +766,9 @@ class _FlatWriter:
     def stage(self, diff: StateDiff, values: Sequence[bytes | None]) -> None:
         """Write ``diff``, whose accounts' new rows (``values``, None: deleted; their trie
         values) the committer made."""
-        before, rows = self._before, []
-        accounts = zip(diff.accounts.values(), self.paths, self._keys, values, strict=True)
-        for change, account_hash, key, value in accounts:
+        before, rows, slot_keys = self._before, [], self._slot_keys
+        accounts = zip(diff.accounts.items(), self.paths, self._keys, values, strict=True)
+        for (address, change), account_hash, key, value in accounts:
             if value is not None and change is not None and not change.storage and not change.storage_reset:
                 # A row and no slots (most of a block): staged together below.
                 if before[key] != value:
@@ -779,7 +784,8 @@ class _FlatWriter:
             self._set(key, value)
             if change is not None:
                 for slot, slot_value in change.storage.items():
-                    slot_key = schema.flat_storage_key(account_hash, _slot_hash(slot))
+                    slot_key = (slot_keys.get((address, slot))  # read_old's, but after a reset
+                                or schema.flat_storage_key(account_hash, _slot_hash(slot)))
                     self._set(slot_key, _int_bytes(slot_value) or None)
         self.writes.update(rows)
         self._batch.put_many(rows)
