@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from operator import attrgetter
 
 from executor_gpu.types import Account, AccountChange, StateDiff
 from node.db import schema
@@ -42,7 +41,6 @@ from sequencer.types import AccountState, PoolConfig
 
 log = logging.getLogger("l2node")
 
-_hash = attrgetter("hash")
 
 NO_ACCOUNT = AccountState(0, 0)
 """An account the state does not have (or a block deleted)."""
@@ -349,11 +347,13 @@ class Admission:
     # -- after a commit, and unwind ---------------------------------------------------------
 
     def advance(
-        self, head: Header, diff: StateDiff, done: Iterable[Hash32],
-        writing: Callable[[], None] | None = None,
+        self, head: Header, diff: StateDiff, included: Iterable[Hash32],
+        dropped: Iterable[Hash32] = (), writing: Callable[[], None] | None = None,
     ) -> None:
-        """Move the pool and the accounts it checks to block ``head``, and the head with them;
-        or, while ``head`` is being written (``writing`` waits for that, raising if the write
+        """Move the pool and the accounts it checks to block ``head``, whose transactions are
+        ``included``, and the head with them; ``dropped``: pooled transactions its proposer
+        found invalid. Or,
+        while ``head`` is being written (``writing`` waits for that, raising if the write
         failed), move the pool at once and the head only with ``written``, once it is on disk:
         the pool's work runs beside the write. Meanwhile admission checks against ``head``'s
         state, and reads of what the block did not tell wait for its write."""
@@ -368,18 +368,11 @@ class Admission:
                 accounts[address] = _head_state(changes[address])
             # Only senders the block touched can have pooled transactions below their nonce
             # (the included ones) or queued ones it promotes; then the rejected ones go.
-            included = set(done)
-            pooled = len(self.pool.hashes() & included)
-            stale = self.pool.prune(changes, self._nonce, included)
-            self.pool.remove(included)
-            # The block's own batch deleted the records of ``done``. A crash before the others'
-            # deletes are written is harmless: reloading drops them again. The pooled ones of
-            # ``done`` are all stale: when nothing else is, no hash of them is read again.
-            left = set(map(_hash, stale)) - included if len(stale) > pooled else set()
-            self.journal.append([
-                *((schema.pool_key(tx_hash), None) for tx_hash in left),
-                *forgotten(self.pool.expire()),
-            ])
+            left = self.pool.prune(changes, self._nonce, set(included))
+            self.pool.remove(dropped)
+            # The block's own batch deleted the records of ``included`` and ``dropped``. A
+            # crash before the others' deletes are written is harmless: reloading drops them.
+            self.journal.append([*forgotten(left), *forgotten(self.pool.expire())])
 
     def written(self, head: Header) -> None:
         """Block ``head``, advanced to while it was being written, is on disk: the head."""

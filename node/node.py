@@ -418,10 +418,10 @@ class Node:
             batch = staged.batch
             if certificate is not None:
                 self.chain.stage_certificate(batch, header.number, certificate)
-            done = [e.tx.hash for e in staged.executed] + list(staged.dropped)
+            included = [e.tx.hash for e in staged.executed]
             times = staged.stages
             with times.stage("write"):
-                batch.delete_many(map(schema.pool_key, done))
+                batch.delete_many(map(schema.pool_key, [*included, *staged.dropped]))
                 # Kept decoded before the block shows: a wallet polling for it reads it at
                 # once, and would otherwise decode it from the store.
                 self.chain.remember(staged.header, staged.executed)
@@ -430,7 +430,8 @@ class Node:
             try:
                 with times.stage("advance"):
                     self._staged.clear()  # every other candidate was built on the old head
-                    self.admission.advance(staged.header, staged.diff, done, writing)
+                    self.admission.advance(staged.header, staged.diff, included, staged.dropped,
+                                           writing)
             finally:
                 with times.stage("write"):
                     writing()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Callable, Iterable, KeysView
+from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from itertools import repeat
 from operator import attrgetter
@@ -127,10 +127,6 @@ class Mempool:
 
     def __contains__(self, tx_hash: object) -> bool:
         return tx_hash in self._by_hash
-
-    def hashes(self) -> KeysView[Hash32]:
-        """The pooled transactions' hashes (a live view: set operations run in C)."""
-        return self._by_hash.keys()
 
     @property
     def queued_count(self) -> int:
@@ -304,10 +300,11 @@ class Mempool:
         included: AbstractSet[Hash32] = frozenset(),
     ) -> tuple[Transaction, ...]:
         """After a block (or an unwind): move ``senders`` (those whose nonce it may have
-        changed) to their new state nonce. Drops their transactions below it (returned, in no
-        particular order); promotes queued ones that now follow it without a gap, demotes
-        pending ones that no longer do. ``included``: the block's transaction hashes (its
-        pooled ones are forgotten by these, without reading a transaction)."""
+        changed) to their new state nonce. Drops their transactions below it, and returns
+        those not in ``included`` (in no particular order); promotes queued ones that now
+        follow it without a gap, demotes pending ones that no longer do. ``included``: the
+        hashes of the block's transactions, all of them from ``senders`` (the pooled ones are
+        forgotten by these, without reading a transaction)."""
         pooled, by_hash = self._senders, self._by_hash
         known = by_hash.keys() & included
         _consume(map(by_hash.__delitem__, known))
@@ -324,9 +321,11 @@ class Mempool:
             del pooled[address]
             self._queued -= len(sender.txs) - (sender.ready - sender.nonce)
             stale.extend(sender.txs.values())
-        if len(stale) > len(known):  # some went stale without being included (replaced)
-            _consume(map(by_hash.pop, map(_hash, stale), repeat(None)))
-        return tuple(stale)
+        if len(stale) == len(known):  # the usual case: what went stale is what was included
+            return ()
+        left = [tx for tx in stale if tx.hash not in included]  # replaced by the included
+        _consume(map(by_hash.pop, map(_hash, left), repeat(None)))
+        return tuple(left)
 
     def expire(self) -> tuple[Transaction, ...]:
         """Drop queued transactions older than the queued lifetime; returns them."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 
 import pytest
 
+from executor_gpu.types import BatchResult, RejectedTx
 from node.admit import arrival_stamp, decode_stored_tx, encode_stored_tx
 from node.db import schema
 from node.db.memory import MemoryKV, OverlayBatch
@@ -144,6 +146,25 @@ def test_pending_nonce_and_admission_follow_the_head_without_trie_reads(
     assert account is not None and account.nonce == 3
     node.submit(transfer(0, 3))
     assert node.pending_nonce(USERS[0]) == 4
+
+
+def test_a_transaction_the_executor_rejects_leaves_the_pool_whole(clock: ManualClock) -> None:
+    node = make_node(clock)
+    kept, refused = node.submit(transfer(0, 0)), node.submit(transfer(1, 0))
+    execute = node.executor.execute
+
+    def refusing(pre_state: object, env: object, txs: Sequence[Transaction]) -> BatchResult:
+        # As an executor finds a transaction invalid against the block's state.
+        result = execute(pre_state, env, [tx for tx in txs if tx != refused])  # type: ignore[arg-type]
+        return replace(result, rejected=(RejectedTx(1, refused, "insufficient funds"),))
+
+    node.executor = type("Refusing", (), {"execute": staticmethod(refusing), "name": "refusing"})()
+    header = node.produce_block()
+    assert [tx.hash for tx in node.chain.transactions(header.number)] == [kept.hash]
+    # The refused one is gone from the pool altogether, not half.
+    assert len(node.pool) == 0 and refused.hash not in node.pool
+    assert node.admission.select(node.next_base_fee(), 30_000_000, 100) == []
+    assert node.pending_nonce(USERS[1]) == 0
 
 
 def test_the_pool_moves_past_a_block_while_it_is_written_and_the_head_once_it_is_durable(
