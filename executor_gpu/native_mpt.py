@@ -254,8 +254,7 @@ class TrieCommitter:
                 return Warmed(read, False)
             if (count := lib.mpt_step(session)) <= 0:
                 break
-            listed = ctypes.string_at(lib.mpt_missing(session), 32 * count)
-            hashes = [listed[i : i + 32] for i in range(0, len(listed), 32)]
+            hashes = self._missing(count)
             nodes: list[bytes | None] = []
             news, stopped = nothing, False
             while len(nodes) < count and not news[1]:  # new rows: list the rest again without their leaves
@@ -265,9 +264,8 @@ class TrieCommitter:
                 news = nothing if told is None else told()
             # a node not read goes over as empty: listed again if still needed
             found = [node or b"" for node in nodes] + [b""] * (count - len(nodes))
-            lengths = np.fromiter(map(len, found), dtype=np.uint64, count=count)
-            lib.mpt_supply(session, b"".join(found), lengths.ctypes.data)
-            read += int(np.count_nonzero(lengths))
+            self._supply(b"".join(found), found)
+            read += len(found) - found.count(b"")
             if stopped or None in nodes:
                 return Warmed(read, False)
         return Warmed(read, count == 0)
@@ -294,21 +292,29 @@ class TrieCommitter:
             raise ValueError("a trie root is 32 bytes")
         return self._session
 
+    def _missing(self, count: int) -> list[bytes]:
+        """The hashes of the ``count`` nodes the pass that just stepped needs."""
+        listed = ctypes.string_at(self._lib.mpt_missing(self._session), 32 * count)
+        return [listed[i : i + 32] for i in range(0, len(listed), 32)]
+
+    def _supply(self, data: bytes, nodes: Sequence[bytes]) -> None:
+        """Hands the pass the nodes it listed, ``data`` being them joined (empty: not read)."""
+        lengths = np.fromiter(map(len, nodes), dtype=np.uint64, count=len(nodes))
+        self._lib.mpt_supply(self._session, data, lengths.ctypes.data)
+
     def _run(self, load: Loader, codes: Mapping[bytes, bytes], accounts: int) -> Commit:
         lib, session = self._lib, self._session
         while (count := lib.mpt_step(session)) != 0:
             if count < 0:
                 raise Halt(lib.mpt_error(session).decode())
-            listed = ctypes.string_at(lib.mpt_missing(session), 32 * count)
-            hashes = [listed[i : i + 32] for i in range(0, len(listed), 32)]
+            hashes = self._missing(count)
             nodes = load(hashes)
             try:
                 data = b"".join(nodes)  # type: ignore[arg-type]  # None is caught below
             except TypeError:
                 missing = next(h for h, node in zip(hashes, nodes) if node is None)
                 raise Halt(f"state trie node {missing.hex()} is missing") from None
-            lengths = np.fromiter(map(len, nodes), dtype=np.uint64, count=count)  # type: ignore[arg-type]
-            lib.mpt_supply(session, data, lengths.ctypes.data)
+            self._supply(data, nodes)  # type: ignore[arg-type]
         root = ctypes.create_string_buffer(32)
         lib.mpt_root(session, root)
         total = ctypes.c_uint64()

@@ -203,11 +203,10 @@ class Admission:
     def _view(self) -> StateView:
         """The state the pool's checks read: the block being written's, once it is on disk
         (waited for here), else the head's."""
-        view, writing = self._head_view, self._writing
-        latest = self.head if writing is None else writing[0]
+        view, latest = self._head_view, self._latest()
         if view is None or view.state_root != latest.state_root:
-            if writing is not None:
-                writing[1]()
+            if self._writing is not None:
+                self._writing[1]()
             view = self._head_view = self._state.at(latest.state_root)
         return view
 

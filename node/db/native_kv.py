@@ -86,16 +86,12 @@ class NativeLevelDB:
         return [None if size == _ABSENT else data[end - size : end]
                 for size, end in zip(lengths.tolist(), ends)]
 
-    def write(self, writes: Mapping[bytes, bytes | None], packed: Sequence[PackedWrites] = ()) -> None:
-        """Applies ``packed`` then ``writes`` (None deletes a key) in one atomic, synced batch:
-        a key also written in ``writes`` keeps that write."""
-        self.prepare(writes, packed)()
-
     def prepare(
         self, writes: Mapping[bytes, bytes | None], packed: Sequence[PackedWrites] = ()
     ) -> Callable[[], None]:
-        """``write``'s keys and values laid out for the C write, which the function returned
-        makes (without the GIL: another thread may call it)."""
+        """The write of ``packed`` then ``writes`` (None deletes a key) in one atomic, synced
+        batch, a key also written in ``writes`` keeping that write: laid out here for C, made
+        by the function returned (without the GIL: another thread may call it)."""
         key_blobs: list[bytes] = []
         key_sizes: list[npt.NDArray[np.uint64]] = []
         value_blobs: list[bytes] = []

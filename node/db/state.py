@@ -48,7 +48,15 @@ from trie.exceptions import MissingTrieNode
 from trie.hexary import HexaryTrie
 from trie.iter import NodeIterator
 
-from executor_gpu.native_mpt import CACHE_BYTES, OldValues, Told, TrieCommitter, Warmed, hash_keys
+from executor_gpu.native_mpt import (
+    CACHE_BYTES,
+    Loader,
+    OldValues,
+    Told,
+    TrieCommitter,
+    Warmed,
+    hash_keys,
+)
 from executor_gpu.types import Account, AccountChange, StateDiff
 from node.db import schema
 from node.db.api import KV, KVReader, WriteBatch
@@ -245,6 +253,12 @@ def _read_many(reader: KVReader, keys: list[bytes]) -> list[bytes | None]:
         return values
     found = dict(zip(ordered, values))
     return [found[key] for key in keys]
+
+
+def _node_loader(reader: KVReader) -> Loader:
+    """Reads trie nodes by hash from ``reader``, all in one ``get_many``."""
+    prefix = schema.STATE_NODE_PREFIX  # state_node_key, inlined: a key per node
+    return lambda hashes: _read_many(reader, [prefix + node_hash for node_hash in hashes])
 
 
 class _FlatReads:
@@ -535,10 +549,7 @@ class StateDB:
         rows, read first, tell the committer the old values (it then reads no old leaf).
         ``known``: flat rows of ``parent_root`` already read (``StateView.bulk_reads`` of the
         view the diff was executed on), not read again."""
-        prefix = schema.STATE_NODE_PREFIX  # state_node_key, inlined: a key per node
-
-        def load(hashes: list[bytes]) -> list[bytes | None]:
-            return _read_many(batch, [prefix + node_hash for node_hash in hashes])
+        prefix = schema.STATE_NODE_PREFIX
 
         def read_flat(keys: list[bytes]) -> list[bytes | None]:
             if not known:
@@ -557,7 +568,7 @@ class StateDB:
             if self._prefetch is not None:
                 self._prefetch.stop()
             with self._committing:
-                commit = self._committer.commit_state(parent_root, diff, load, old,
+                commit = self._committer.commit_state(parent_root, diff, _node_loader(batch), old,
                                                       None if flat is None else flat.paths)
             # The nodes as the committer packed them; new code (rare) one by one.
             batch.put_packed(prefix, commit.hashes, 32, commit.data,
@@ -593,15 +604,11 @@ class StateDB:
         self, state_root: Hash32, addresses: list[Address], stop: Callable[[], bool], told: Told,
     ) -> Warmed:
         paths = hash_keys(addresses)
-        prefix = schema.STATE_NODE_PREFIX
-
-        def load(hashes: list[bytes]) -> list[bytes | None]:
-            return _read_many(self._kv, [prefix + node_hash for node_hash in hashes])
 
         with self._committing:
             if stop():  # a commit came first
                 return Warmed(0, False)
-            return self._committer.warm(state_root, paths, load, stop, told)
+            return self._committer.warm(state_root, paths, _node_loader(self._kv), stop, told)
 
     def genesis(self, alloc: Mapping[Address, GenesisAccount], batch: WriteBatch) -> Hash32:
         """Stage the genesis state into ``batch``; its root."""

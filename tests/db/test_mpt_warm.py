@@ -26,6 +26,7 @@ from node.db.state import StateDB
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
 from primitives.types import Address
+from tests.db.test_flat_state import commit_diff
 from tests.db.test_mpt import (
     _DIFF,
     _Account,
@@ -120,9 +121,7 @@ def test_prefetched_blocks_store_what_blocks_alone_store(diffs: list[StateDiff])
     root = EMPTY_ROOT
     for diff in diffs:
         _apply_model(model, diff)
-        batch = alone_kv.write_batch()
-        expected = alone.apply(root, diff, batch)
-        batch.commit()
+        expected = commit_diff(alone_kv, alone, root, diff)
         with prefetched.prefetch(root, diff.accounts) as prefetch:
             view = prefetched.at(root)
             view.flat_accounts(hash_keys(list(diff.accounts)))
