@@ -1,7 +1,8 @@
-"""Block execution + commit throughput: N plain transfers per block through the node's own path.
+"""Block execution + commit throughput: N transfers per block through the node's own path.
 
 Builds a node on LevelDB in a temporary directory, wired as `l2node run` wires it (native batch
-decode and ordered roots), pools N signed transfers from distinct prefunded senders, and times
+decode and ordered roots), pools N signed transfers (plain, or ERC-20 ``transfer`` calls of a
+token the genesis holds, with ``--workload erc20``) from prefunded senders, and times
 `Node.produce_block` (select, execute, state root, one atomic LevelDB write) with the block's
 stage times, and the admission before each block (`Node.submit_many`: batch decode and
 recover, the pool's checks, one group-committed journal write) as admitted tx/s. Prints what it
@@ -22,6 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.executor import TOKEN, balance_slot, token_code
 from bench.load import fresh_address, sign_1559
 from executor_gpu.native_encode import receipts_root
 from executor_gpu.ordered import ordered_root
@@ -32,18 +34,24 @@ from node.node import ChainParams, Node
 from node.run import make_executor
 from node.stages import format_stages
 from primitives.clock import SystemClock
-from primitives.collector import tune_for_serving
+from primitives.collector import CollectorTimes, tune_for_serving
 from primitives.crypto import keccak256, private_key_to_address
 from primitives.errors import InvalidTransaction
 from primitives.transactions import BatchDecode, Transaction
 from sequencer.types import PoolConfig
 
 CHAIN_ID = 7331
+ERC20_GAS = 60_000
+"""Gas limit of a token transfer (it uses about 51,000 to a new holder)."""
+TRANSFER_SELECTOR = bytes.fromhex("a9059cbb")
+""""transfer(address,uint256)"."""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--txs", type=int, default=2000, help="transfers per block")
+    parser.add_argument("--workload", choices=["transfer", "erc20"], default="transfer",
+                        help="plain transfers, or transfer() calls of an ERC-20 token")
     parser.add_argument("--blocks", type=int, default=3, help="blocks to time")
     parser.add_argument("--executor", default="reference")
     parser.add_argument("--per-sender", type=int, default=1,
@@ -58,6 +66,19 @@ def main() -> None:
 
     keys = [keccak256(b"bench sender %d" % i) for i in range(args.txs // args.per_sender)]
     senders = [private_key_to_address(k) for k in keys]
+    erc20 = args.workload == "erc20"
+    gas = ERC20_GAS if erc20 else 21_000
+    alloc = {s: GenesisAccount(balance=10**24) for s in senders}
+    if erc20:
+        alloc[TOKEN] = GenesisAccount(code=token_code(),
+                                      storage={balance_slot(s): 10**30 for s in senders})
+
+    def payment(key: bytes, nonce: int, recipient: bytes) -> bytes:
+        if not erc20:
+            return sign_1559(key, CHAIN_ID, nonce, gas, recipient, 1)
+        call = TRANSFER_SELECTOR + recipient.rjust(32, b"\0") + (1).to_bytes(32, "big")
+        return sign_1559(key, CHAIN_ID, nonce, gas, TOKEN, 0, call)
+
     executor, caller = make_executor(args.executor)
     decode = _TimedDecode(batch_decode(gpu=executor.name == "native-cuda"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,24 +86,24 @@ def main() -> None:
         node = Node(
             kv,
             # The block must hold every transfer: 2,000 x 21,000 gas exceeds the devnet's 30M.
-            ChainParams(CHAIN_ID, max(30_000_000, args.txs * 21_000), 10**9, 1_700_000_000, args.txs),
+            ChainParams(CHAIN_ID, max(30_000_000, args.txs * gas), 10**9, 1_700_000_000, args.txs),
             PoolConfig(max_per_sender=64 * args.per_sender, max_total=args.txs * 2),
             executor, caller, keccak256(b"bench validator"), SystemClock(),
             decode=decode, ordered_root=ordered_root(), receipts_root=receipts_root,
         )
-        node.init_or_resume({s: GenesisAccount(balance=10**24) for s in senders})
+        node.init_or_resume(alloc)
         tune_for_serving()  # as `l2node run` does once it serves
         blocks = _BlockLines()
         logging.getLogger("l2node").addHandler(blocks)
         logging.getLogger("l2node").setLevel(logging.INFO)
-        timings, admissions = [], []
+        timings, admissions, collected = [], [], []
         batch = args.submit_batch or args.txs
         for block in range(args.blocks):
             # The pool orders each sender's transactions by nonce, and senders round-robin.
             raws = [
-                sign_1559(key, CHAIN_ID, block * args.per_sender + n, 21_000,
-                          fresh_address(len(keys) * (block * args.per_sender + n) + i) if args.fresh
-                          else senders[(i + 1) % len(senders)], 1)
+                payment(key, block * args.per_sender + n,
+                        fresh_address(len(keys) * (block * args.per_sender + n) + i) if args.fresh
+                        else senders[(i + 1) % len(senders)])
                 for n in range(args.per_sender) for i, key in enumerate(keys)
             ]
             gc.collect()  # the signing's garbage is the bench's, not admission's to collect
@@ -92,20 +113,24 @@ def main() -> None:
                 assert all(isinstance(tx, Transaction) for tx in outcomes), "a transfer refused"
             admissions.append((time.perf_counter() - start, decode.seconds))
             gc.collect()
+            collector = CollectorTimes()
             start = time.perf_counter()
             header = node.produce_block()
             timings.append(time.perf_counter() - start)
+            collector.close()
+            collected.append(sum(collector.seconds))
             assert len(node.chain.transactions(header.number)) == args.txs, "not all txs included"
         kv.close()
     best = min(timings)
+    label = "ERC-20 transfers" if erc20 else "transfers"
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}; executor {executor.name}")
-    for i, (t, (admit, decoding), stages) in enumerate(
-        zip(timings, admissions, blocks.stages, strict=True)
+    for i, (t, (admit, decoding), stages, gc_seconds) in enumerate(
+        zip(timings, admissions, blocks.stages, collected, strict=True)
     ):
-        print(f"block {i + 1}: {args.txs} transfers ({args.per_sender} per sender"
+        print(f"block {i + 1}: {args.txs} {label} ({args.per_sender} per sender"
               f"{', to new addresses' if args.fresh else ''}) in {t:.3f} s = {args.txs / t:,.0f} tx/s  "
-              f"{format_stages(stages)}  admitted in {admit:.3f} s = {args.txs / admit:,.0f} tx/s "
+              f"{format_stages(stages)} gc={1000 * gc_seconds:.0f}ms  admitted in {admit:.3f} s = {args.txs / admit:,.0f} tx/s "
               f"(decode={1000 * decoding:.0f}ms rest={1000 * (admit - decoding):.0f}ms)")
     print(f"best: {args.txs / best:,.0f} tx/s (execute + state root + atomic LevelDB commit)")
     admit, decoding = min(admissions)

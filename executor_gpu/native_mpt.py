@@ -17,6 +17,7 @@ import os
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from types import TracebackType
 from typing import Self, cast
 
@@ -28,7 +29,7 @@ from executor_gpu.types import StateDiff
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
 from primitives.errors import Halt
-from primitives.types import Address, Hash32
+from primitives.types import Hash32
 
 Loader = Callable[[list[bytes]], list[bytes | None]]
 """Reads trie nodes by hash, one get each; None where the store has none."""
@@ -74,10 +75,13 @@ class OldValues:
     """What a diff's keys held before it, as the flat tables tell: hints a commit checks by
     hash against the trie (a wrong or missing one costs a read, never a wrong root)."""
 
-    accounts: Mapping[Address, bytes | None]
-    """Each changed account's old value as the trie stores it (RLP); None: it did not exist."""
-    slots: Mapping[tuple[Address, int], bytes | None]
-    """Each changed slot's old value (big-endian, no leading zeros); None: unset."""
+    accounts: Sequence[bytes | None]
+    """Each changed account's old value as the trie stores it (RLP), in the diff's order;
+    None: it did not exist."""
+    slots: Sequence[bytes | None]
+    """Each changed slot's old value (big-endian, no leading zeros; None: unset), in the
+    diff's order (its accounts', then each one's storage's). A reset storage starts empty:
+    its slots have no old values and none are listed."""
 
 
 CACHE_BYTES = 256 << 20
@@ -177,10 +181,8 @@ class TrieCommitter:
         slots: list[bytes] = []
         counts = np.zeros(len(diff.accounts), dtype=np.uint64)
         codes: dict[bytes, bytes] = {}
-        known: list[bytes | None] = []  # the old values told, accounts' and slots'
-        known_slots: list[bytes | None] = []
-        if old is not None:
-            known = list(map(old.accounts.get, diff.accounts))
+        known_slots: list[bytes | None] = []  # the old values told of the slots
+        told_slots = 0  # of old.slots
         for i, (address, change) in enumerate(diff.accounts.items()):
             if change is None:
                 records += (address, _DELETED)
@@ -201,24 +203,28 @@ class TrieCommitter:
                 slots.extend(
                     slot.to_bytes(32, "big") + value.to_bytes(32, "big") for slot, value in change.storage.items()
                 )
-                counts[i] = len(change.storage)
+                count = counts[i] = len(change.storage)
                 if old is not None:
-                    # a reset storage starts empty: its old slots are no hint
-                    known_slots += (None if change.storage_reset else old.slots.get((address, slot))
-                                    for slot in change.storage)
+                    if change.storage_reset:  # it starts empty: no old values
+                        known_slots += repeat(None, count)
+                    else:
+                        known_slots += old.slots[told_slots : told_slots + count]
+                        told_slots += count
             elif change.storage_reset:
                 storage_root = EMPTY_ROOT
             else:
                 flags |= _KEEP_STORAGE
             records += (address, bytes([flags]), change.nonce.to_bytes(8, "big"),
                         change.balance.to_bytes(32, "big"), code_hash, storage_root)
+        if old is not None and (len(old.accounts), len(old.slots)) != (len(diff.accounts), told_slots):
+            raise ValueError("old values must follow the diff's accounts and slots")
         packed = b"".join(records)
         if len(packed) != _RECORD * len(diff.accounts):
             raise ValueError("every address must be 20 bytes")
         keys = None if paths is None else b"".join(paths)
         if keys is not None and len(keys) != 32 * len(diff.accounts):
             raise ValueError("an account's trie key is 32 bytes, one for each account")
-        hints, hint_lengths = _hints(known)
+        hints, hint_lengths = _hints(() if old is None else old.accounts)
         slot_hints, slot_hint_lengths = _hints(known_slots)
         self._lib.mpt_begin_state(
             self._open(root), root, len(diff.accounts), packed, keys, b"".join(slots), counts.ctypes.data,

@@ -745,7 +745,7 @@ class _FlatWriter:
         self.paths: list[Hash32] = []
         """The diff's accounts' trie keys (Keccak of the address), in its order."""
         self._keys: list[bytes] = []  # their flat keys
-        self._slot_keys: dict[tuple[Address, int], bytes] = {}  # the slots read_old read
+        self._slot_keys: list[bytes] = []  # flat keys of OldValues.slots's slots
         self.writes: dict[bytes, bytes | None] = {}
         """Every key written, with its new value (None: deleted)."""
 
@@ -756,46 +756,50 @@ class _FlatWriter:
         each), kept for the change set and told to the committer."""
         self.paths = hash_keys(list(diff.accounts))
         keys = self._keys = list(map(schema.FLAT_ACCOUNT_PREFIX.__add__, self.paths))  # flat_account_key
-        slots = [(address, slot) for address, change in diff.accounts.items()
-                 if change is not None and change.storage and not change.storage_reset
-                 for slot in change.storage]
-        hashes = dict(zip(diff.accounts, self.paths)) if slots else {}
+        prefixes: list[bytes] = []
+        slots: list[int] = []
+        for account_hash, change in zip(self.paths, diff.accounts.values()):
+            if change is not None and change.storage and not change.storage_reset:
+                prefixes += repeat(schema.flat_storage_prefix(account_hash), len(change.storage))
+                slots += change.storage
         # A token's transfers set tens of thousands of slots a block: their keys hashed in C.
-        slot_hashes = hash_keys([slot.to_bytes(32, "big") for _, slot in slots])
-        slot_keys = [schema.flat_storage_key(hashes[address], slot_hash)
-                     for (address, _), slot_hash in zip(slots, slot_hashes)]
-        self._slot_keys = dict(zip(slots, slot_keys))
+        slot_hashes = hash_keys([slot.to_bytes(32, "big") for slot in slots])
+        slot_keys = self._slot_keys = list(map(bytes.__add__, prefixes, slot_hashes))
         values = read_many(keys + slot_keys)
         self._before.update(zip(keys + slot_keys, values))
-        count = len(keys)
-        return OldValues(dict(zip(diff.accounts, values[:count])), dict(zip(slots, values[count:])))
+        return OldValues(values[: len(keys)], values[len(keys) :])
 
     def stage(self, diff: StateDiff, values: Sequence[bytes | None]) -> None:
         """Write ``diff``, whose accounts' new rows (``values``, None: deleted; their trie
         values) the committer made."""
-        before, rows, slot_keys = self._before, [], self._slot_keys
-        accounts = zip(diff.accounts.items(), self.paths, self._keys, values, strict=True)
-        for (address, change), account_hash, key, value in accounts:
-            if value is not None and change is not None and not change.storage and not change.storage_reset:
-                # A row and no slots (most of a block): staged together below.
-                if before[key] != value:
-                    rows.append((key, value))
+        rows: list[tuple[bytes, bytes | None]] = []
+        slot_values: list[int] = []  # of read_old's slots, in its order
+        accounts = zip(diff.accounts.values(), self.paths, self._keys, values, strict=True)
+        for change, account_hash, key, value in accounts:
+            if change is not None and not change.storage_reset:
+                # Most of a block: a row and the slots read_old read, staged together below.
+                rows.append((key, value))
+                slot_values += change.storage.values()
                 continue
-            if change is None or change.storage_reset:
-                old = self._previous(key)
-                # Only accounts with a storage root have slots: creations skip the scan.
-                if old is not None and _stored_roots(old)[1:33] != EMPTY_ROOT:
-                    prefix = schema.flat_storage_prefix(account_hash)
-                    for slot_key, _ in list(self._batch.iterate(prefix)):
-                        self._set(slot_key, None)
+            old = self._previous(key)
+            # Only accounts with a storage root have slots: creations skip the scan.
+            if old is not None and _stored_roots(old)[1:33] != EMPTY_ROOT:
+                prefix = schema.flat_storage_prefix(account_hash)
+                for slot_key, _ in list(self._batch.iterate(prefix)):
+                    self._set(slot_key, None)
             self._set(key, value)
             if change is not None:
                 for slot, slot_value in change.storage.items():
-                    slot_key = (slot_keys.get((address, slot))  # read_old's, but after a reset
-                                or schema.flat_storage_key(account_hash, _slot_hash(slot)))
+                    slot_key = schema.flat_storage_key(account_hash, _slot_hash(slot))
                     self._set(slot_key, _int_bytes(slot_value) or None)
-        self.writes.update(rows)
-        self._batch.put_many(rows)
+        # _int_bytes, inlined: a token's block sets tens of thousands of slots.
+        rows += zip(self._slot_keys, [value.to_bytes((value.bit_length() + 7) // 8, "big") or None
+                                      for value in slot_values], strict=True)
+        before = self._before
+        changed = {key: value for key, value in rows if before[key] != value}
+        self.writes.update(changed)
+        self._batch.put_many((key, value) for key, value in changed.items() if value is not None)
+        self._batch.delete_many(key for key, value in changed.items() if value is None)
 
     def finish(self, before: FlatMarker, after: FlatMarker, depth: int) -> None:
         """Stage the change set (none for genesis, which never unwinds, nor with ``depth`` 0),

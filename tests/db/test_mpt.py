@@ -373,15 +373,14 @@ def test_old_values_spare_the_leaf_reads_and_wrong_ones_only_cost_reads() -> Non
     })
     _apply_model(model, diff)
     tries: Any = HexaryTrie(store.nodes, first.root)
-    accounts = {address: tries.get(keccak256(address)) for address in diff.accounts}
-    slots: dict[tuple[Address, int], bytes | None] = {}
-    for address, change in diff.accounts.items():
-        storage: Any = HexaryTrie(store.nodes, rlp.decode(accounts[address])[2])
-        for slot in change.storage:  # type: ignore[union-attr]
-            slots[address, slot] = rlp.decode(storage.get(keccak256(slot.to_bytes(32, "big"))))
+    accounts = [tries.get(keccak256(address)) for address in diff.accounts]
+    slots: list[bytes | None] = []
+    for account, change in zip(accounts, diff.accounts.values()):
+        storage: Any = HexaryTrie(store.nodes, rlp.decode(account)[2])
+        slots += (rlp.decode(storage.get(keccak256(slot.to_bytes(32, "big"))))
+                  for slot in change.storage)  # type: ignore[union-attr]
     right = OldValues(accounts, slots)
-    wrong = OldValues({a: v[:-1] + bytes([v[-1] ^ 1]) for a, v in accounts.items() if v},
-                      {k: b"\xff" * 32 for k in slots})
+    wrong = OldValues([v[:-1] + bytes([v[-1] ^ 1]) for v in accounts], [b"\xff" * 32] * len(slots))
     reads: dict[str, list[bytes]] = {}
     for name, old in (("none", None), ("right", right), ("wrong", wrong)):
         read: list[bytes] = []
@@ -398,6 +397,9 @@ def test_old_values_spare_the_leaf_reads_and_wrong_ones_only_cost_reads() -> Non
     told = len(accounts) + len(slots)
     assert sum(map(_is_leaf, reads["none"])) == told == sum(map(_is_leaf, reads["wrong"]))
     assert len(reads["right"]) == len(reads["none"]) - told
+    # Old values that do not follow the diff (a slot short) are the caller's mistake.
+    with TrieCommitter(cache_bytes=0) as committer, pytest.raises(ValueError, match="follow the diff"):
+        committer.commit_state(first.root, diff, store.load, OldValues(accounts, slots[:-1]))
 
 
 def test_restarted_state_reads_rounds_in_threads(kv: KV) -> None:

@@ -182,7 +182,7 @@ def test_a_warm_told_old_values_reads_no_leaf_of_theirs() -> None:
     trie: Any = HexaryTrie(store.nodes, root)  # py-trie is untyped
     paths = hash_keys(list(diff.accounts))
     rows: dict[bytes, bytes] = {path: trie.get(path) for path in paths}
-    old = OldValues(dict(zip(diff.accounts, (rows[path] or None for path in paths))), {})
+    old = OldValues([rows[path] or None for path in paths], [])
     wrong = dict(rows)
     wrong[paths[0]] = rows[paths[0]][:-1] + b"\x00"
     for values, leaves in ((rows, 0), (wrong, 1)):
@@ -239,7 +239,7 @@ def test_rows_told_mid_round_spare_the_leaves_not_read_yet(monkeypatch: pytest.M
         leaves = sum(keccak256(node) in own for node in read)
         assert 0 < leaves <= 20 < len(updated)
         store.reads = 0
-        old = OldValues(dict(zip(updated, (rows[path] for path in paths))), {})
+        old = OldValues([rows[path] for path in paths], [])
         assert committer.commit_state(root, diff, store.load, old).root == _model_root(model)
         assert store.reads == 0
 
