@@ -119,7 +119,9 @@ def main() -> None:
             timings.append(time.perf_counter() - start)
             collector.close()
             collected.append(sum(collector.seconds))
-            assert len(node.chain.transactions(header.number)) == args.txs, "not all txs included"
+            receipts = node.chain.receipts(header.number)
+            assert len(receipts) == args.txs, "not all txs included"
+            assert all(view.receipt.succeeded for view in receipts), "a transfer failed"
         kv.close()
     best = min(timings)
     label = "ERC-20 transfers" if erc20 else "transfers"
