@@ -329,10 +329,12 @@ class Admission:
 
     # -- for the build stage ----------------------------------------------------------------
 
-    def select(self, base_fee: int, gas_limit: int, max_count: int) -> list[Transaction]:
+    def select(
+        self, base_fee: int, gas_limit: int, max_count: int, max_bytes: int
+    ) -> list[Transaction]:
         """The next block's transactions (see Mempool.select), at the head's nonces."""
         with self._lock:
-            return self.pool.select(base_fee, gas_limit, max_count)
+            return self.pool.select(base_fee, gas_limit, max_count, max_bytes)
 
     def pooled(self, tx_hashes: Sequence[Hash32]) -> list[Transaction | None]:
         """The pool's decoded copies of these transactions, where it has them."""

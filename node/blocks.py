@@ -10,6 +10,12 @@ from primitives import rlp
 from primitives.blocks import Header
 from primitives.crypto import keccak256
 from primitives.errors import InvalidInput
+from primitives.gossip import MAX_MESSAGE
+
+MAX_BLOCK_BYTES = MAX_MESSAGE - 64 * 1024
+"""Most bytes a block's encoding may take: a proposal gossips it with a few fields (height,
+rounds, signature) in one message of at most ``MAX_MESSAGE``, and a larger one could never
+be proposed (about 35,000 transfers fill it)."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,13 @@ class Block:
 def encode_block(header: Header, raw_txs: Sequence[bytes], proofs: Sequence[bytes] = ()) -> bytes:
     """RLP [header, [raw txs], [proofs]]."""
     return rlp.encode([header.to_rlp(), list(raw_txs), list(proofs)])
+
+
+def transactions_room(proofs: Sequence[bytes]) -> int:
+    """Bytes a block carrying ``proofs`` has for its raw transactions (as list items, see
+    ``sequencer.mempool.block_size``) within ``MAX_BLOCK_BYTES``; the header and the lists'
+    headers take less than the margin under ``MAX_MESSAGE``."""
+    return MAX_BLOCK_BYTES - len(rlp.encode(list(proofs)))
 
 
 def decode_block(value: bytes) -> Block:

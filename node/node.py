@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +24,7 @@ from executor_gpu.types import (
 )
 from l1.types import L2BlockData
 from node.admit import Admission
-from node.blocks import Block, decode_block, encode_block, proofs_commitment
+from node.blocks import Block, decode_block, encode_block, proofs_commitment, transactions_room
 from node.calls import Calls
 from node.db import schema
 from node.db.api import KV, WriteBatch
@@ -314,8 +315,8 @@ class Node:
     def produce_block(self) -> Header:
         """Build, execute and commit the next block from the pool (single validator: final)."""
         with self._chain_lock:
-            # Final at once: no peer needs its encoding, so it is never made.
-            return self._commit_staged(self._build(self.head().number + 1), None)
+            # Final at once: no peer needs its encoding, so it is never made (nor bounded).
+            return self._commit_staged(self._build(self.head().number + 1, gossiped=False), None)
 
     def propose(self, height: int, proofs: Sequence[bytes] = ()) -> bytes:
         """Build and execute block ``height`` from the pool, carrying those of ``proofs`` (GPU
@@ -330,8 +331,9 @@ class Node:
                                         staged.proofs)
             return staged.value
 
-    def _build(self, height: int, proofs: Sequence[bytes] = ()) -> _Staged:
-        """Build, execute and stage block ``height`` from the pool (see ``propose``)."""
+    def _build(self, height: int, proofs: Sequence[bytes] = (), gossiped: bool = True) -> _Staged:
+        """Build, execute and stage block ``height`` from the pool (see ``propose``); when
+        ``gossiped``, small enough for a proposal (``MAX_BLOCK_BYTES``)."""
         with self._chain_lock:
             parent = self.head()
             if height != parent.number + 1:
@@ -341,7 +343,8 @@ class Node:
             times, started = StageTimes(), time.monotonic()
             with times.stage("select"):
                 txs = self.admission.select(env.base_fee_per_gas, env.gas_limit,
-                                            self.params.max_txs_per_block)
+                                            self.params.max_txs_per_block,
+                                            transactions_room(carried) if gossiped else sys.maxsize)
             with self._prefetch(parent, txs, env.coinbase):
                 with times.stage("execute"):
                     view = self.state.at(parent.state_root)

@@ -1,7 +1,8 @@
 """`l2/sync/1`: finalized blocks with their commit certificates, by height range.
 
 A request is RLP [first height, count]; the answer is RLP [[block, certificate], ...] for
-the heights from ``first`` that the serving node has, at most ``MAX_BLOCKS_PER_ANSWER``.
+the heights from ``first`` that the serving node has, at most ``MAX_BLOCKS_PER_ANSWER`` and
+``MAX_ANSWER_BYTES`` of them (the asker asks again from where it ends).
 A node that was down asks its peers from its head + 1, checks every certificate against
 the validator set, and commits block after block (each re-executed, as for a proposal).
 """
@@ -16,7 +17,7 @@ import rlp
 from node.blocks import decode_block, encode_block
 from node.node import Node
 from p2p.api import Gossip
-from p2p.topics import SYNC
+from p2p.topics import MAX_RESPONSE, SYNC
 from p2p.types import PeerId
 from primitives.errors import InvalidInput, RetryLater
 from primitives.types import Hash32
@@ -24,7 +25,10 @@ from primitives.types import Hash32
 log = logging.getLogger("l2node.sync")
 
 MAX_BLOCKS_PER_ANSWER = 64
-"""Blocks in one answer: bounds its size and the time a peer spends on it."""
+"""Blocks in one answer: bounds the time a peer spends on it."""
+MAX_ANSWER_BYTES = MAX_RESPONSE - 64 * 1024
+"""Bytes of blocks and certificates in one answer, beside its lists' headers: within what a
+peer takes (``MAX_RESPONSE``). A block of a proposal always fits (``MAX_BLOCK_BYTES``)."""
 REQUEST_TIMEOUT = 10.0
 """Seconds to wait for a peer's answer."""
 
@@ -52,14 +56,19 @@ def serve_blocks(node: Node, data: bytes) -> bytes:
     first, count = decode_request(data)
     head = node.head().number
     last = min(head, first + min(count, MAX_BLOCKS_PER_ANSWER) - 1)
-    items = []
+    items: list[list[bytes]] = []
+    size = 0
     for number in range(max(first, 1), last + 1):
         header = node.chain.header(number)
         certificate = node.chain.certificate(number)
         if header is None or certificate is None:
             break  # a single-validator block has no certificate: nothing to prove it with
         raws = list(node.chain.raw_transactions(number))
-        items.append([encode_block(header, raws, node.chain.proofs(number)), certificate])
+        block = encode_block(header, raws, node.chain.proofs(number))
+        size += len(block) + len(certificate)
+        if items and size > MAX_ANSWER_BYTES:
+            break
+        items.append([block, certificate])
     return bytes(rlp.encode(items))
 
 

@@ -49,8 +49,14 @@ _consume: Callable[[Iterable[object]], None] = deque[object](maxlen=0).extend
 _nonce = attrgetter("nonce")
 _upfront_cost = attrgetter("upfront_cost")
 
-_Keys = tuple[int, int, int, int, float]
-"""A pooled transaction's tip, fee cap, gas limit, arrival order and arrival time."""
+_Keys = tuple[int, int, int, int, float, int]
+"""A pooled transaction's tip, fee cap, gas limit, arrival order, arrival time and size in a
+block (``block_size``)."""
+
+
+def block_size(raw: bytes) -> int:
+    """Bytes a raw transaction takes in a block's list of them: an RLP string."""
+    return len(raw) + (1 if len(raw) < 56 else 1 + (len(raw).bit_length() + 7) // 8)
 
 
 def _arrival(keys: _Keys) -> tuple[float, int]:
@@ -216,13 +222,17 @@ class Mempool:
         self._insert(tx, sender, account.nonce, arrived)
         return (*stale, victim) if victim is not None else stale
 
-    def select(self, base_fee: int, gas_limit: int, max_count: int) -> list[Transaction]:
-        """Executable transactions for the next block, best effective tip first.
+    def select(
+        self, base_fee: int, gas_limit: int, max_count: int, max_bytes: int
+    ) -> list[Transaction]:
+        """Executable transactions for the next block, best effective tip first: at most
+        ``max_count`` of them, using ``gas_limit`` gas and taking ``max_bytes`` bytes in the
+        block (``block_size``) at most.
 
         Each sender's pending transactions come in nonce order from its state nonce; a
         sender whose next transaction's fee cap is below ``base_fee`` stops there. A
-        transaction whose gas limit no longer fits ends its sender's run (its successors
-        cannot go first), and smaller ones of other senders may still fill the block.
+        transaction whose gas limit or size no longer fits ends its sender's run (its
+        successors cannot go first), and smaller ones of other senders may still fill it.
         Among equal tips, every sender's first transaction goes before anyone's second
         (then arrival order): consecutive transactions of one sender depend on each other,
         and the executor runs independent neighbours in parallel.
@@ -240,7 +250,7 @@ class Mempool:
         count = len(txs)
         fields = _integers([sender.keys[nonce] for sender in runs
                             for nonce in range(sender.nonce, sender.ready)])
-        tips, fee_caps, gas, arrival = fields.T[:4]
+        tips, fee_caps, gas, arrival, _, sizes = fields.T
         lengths = np.fromiter((sender.ready - sender.nonce for sender in runs), dtype=np.int64,
                               count=len(runs))
         run_of = np.repeat(np.arange(len(runs), dtype=np.int64), lengths)
@@ -267,22 +277,25 @@ class Mempool:
         ordered = list(map(txs.__getitem__, sequence.tolist()))
         # The best ones up to the first that does not fit, at once; then each of the rest.
         gas_used = np.cumsum(gas[sequence[:max_count]].astype(np.int64))
-        fit = int(np.searchsorted(gas_used, gas_limit, side="right"))
+        bytes_used = np.cumsum(sizes[sequence[:max_count]].astype(np.int64))
+        fit = min(int(np.searchsorted(gas_used, gas_limit, side="right")),
+                  int(np.searchsorted(bytes_used, max_bytes, side="right")))
         selected = ordered[:fit]
         if fit == len(ordered) or fit == max_count:
             return selected
-        used = int(gas_used[fit - 1]) if fit else 0
+        used, size = (int(gas_used[fit - 1]), int(bytes_used[fit - 1])) if fit else (0, 0)
         ended: set[Address] = set()
-        for tx in ordered[fit:]:
+        for tx, tx_size in zip(ordered[fit:], sizes[sequence[fit:]].tolist()):
             if gas_limit - used < TX_GAS:  # full: every pooled transaction needs this much
                 break
             if tx.sender in ended:
                 continue
-            if used + tx.gas_limit > gas_limit:
+            if used + tx.gas_limit > gas_limit or size + tx_size > max_bytes:
                 ended.add(tx.sender)
                 continue
             selected.append(tx)
             used += tx.gas_limit
+            size += tx_size
             if len(selected) == max_count:
                 break
         return selected
@@ -531,7 +544,8 @@ class Mempool:
         self._by_hash[tx.hash] = tx
         sender.txs[tx.nonce] = tx
         sender.keys[tx.nonce] = (tx.max_priority_fee_per_gas, tx.max_fee_per_gas, tx.gas_limit,
-                                 self._next_order, self._clock.now() if arrived is None else arrived)
+                                 self._next_order, self._clock.now() if arrived is None else arrived,
+                                 block_size(tx.raw))
         self._next_order += 1
         sender.cost += tx.upfront_cost
 

@@ -39,11 +39,13 @@ def _reference() -> PyEvmExecutor:
 def make_node(
     clock: Clock, key: bytes = VALIDATOR_KEYS[0], kv: MemoryKV | None = None, epoch_length: int = 0,
     pool: PoolConfig | None = None, state: StateOptions | None = None,
+    gas_limit: int = PARAMS.gas_limit,
 ) -> Node:
     """A validator of the four VALIDATOR_KEYS (weight 1 each) at genesis (or resumed from
     ``kv``), every user funded with 1,000 ETH."""
     reference = _reference()
-    node = Node(kv or MemoryKV(), replace(PARAMS, epoch_length=epoch_length), pool or PoolConfig(),
+    params = replace(PARAMS, epoch_length=epoch_length, gas_limit=gas_limit)
+    node = Node(kv or MemoryKV(), params, pool or PoolConfig(),
                 reference, reference, key, clock, WEIGHTS, state_options=state)
     node.init_or_resume({user: GenesisAccount(balance=10**21) for user in USERS})
     return node
@@ -55,5 +57,16 @@ def transfer(user: int, nonce: int, value: int = 1, chain_id: int = CHAIN_ID) ->
     fields: dict[str, Any] = {
         "chainId": chain_id, "nonce": nonce, "gas": 21_000, "to": "0x" + RECIPIENT.hex(),
         "value": value, "maxFeePerGas": 10 * BASE_FEE, "maxPriorityFeePerGas": 10**9,
+    }
+    return bytes(Account.sign_transaction(fields, USER_KEYS[user]).raw_transaction)
+
+
+@cache
+def large_call(user: int, nonce: int, size: int = 100_000) -> bytes:
+    """A signed EIP-1559 transaction to RECIPIENT carrying ``size`` bytes of call data."""
+    fields: dict[str, Any] = {
+        "chainId": CHAIN_ID, "nonce": nonce, "gas": 21_000 + 17 * size, "to": "0x" + RECIPIENT.hex(),
+        "value": 0, "data": b"\x01" * size, "maxFeePerGas": 10 * BASE_FEE,
+        "maxPriorityFeePerGas": 10**9,
     }
     return bytes(Account.sign_transaction(fields, USER_KEYS[user]).raw_transaction)

@@ -163,7 +163,7 @@ def test_a_transaction_the_executor_rejects_leaves_the_pool_whole(clock: ManualC
     assert [tx.hash for tx in node.chain.transactions(header.number)] == [kept.hash]
     # The refused one is gone from the pool altogether, not half.
     assert len(node.pool) == 0 and refused.hash not in node.pool
-    assert node.admission.select(node.next_base_fee(), 30_000_000, 100) == []
+    assert node.admission.select(node.next_base_fee(), 30_000_000, 100, 10**9) == []
     assert node.pending_nonce(USERS[1]) == 0
 
 

@@ -8,14 +8,18 @@ from collections.abc import Iterable
 import pytest
 import rlp
 
-from node.blocks import decode_block, encode_block
+from node.blocks import MAX_BLOCK_BYTES, decode_block, encode_block
 from node.db import schema
 from node.db.state import Prefetch, StateDB, StateOptions
 from node.node import Node
 from primitives.clock import ManualClock
 from primitives.errors import Halt
+from primitives.gossip import MAX_MESSAGE
+from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
-from tests.node.helpers import RECIPIENT, USERS, VALIDATOR_KEYS, make_node, transfer
+from sequencer import wire
+from sequencer.types import Proposal
+from tests.node.helpers import RECIPIENT, USERS, VALIDATOR_KEYS, large_call, make_node, transfer
 
 
 def pair() -> tuple[ManualClock, Node, Node]:
@@ -57,6 +61,37 @@ def test_a_peer_reproduces_and_commits_the_proposed_block() -> None:
     assert list(proposer.kv.iterate(schema.POOL_PREFIX)) == []
     balance = peer.state.at(head.state_root).get_account(RECIPIENT)
     assert balance is not None and balance.balance == 3
+
+
+def test_a_proposal_fits_one_gossip_message_and_what_does_not_fit_waits() -> None:
+    """A pool holding more bytes of transactions than a block may carry: the proposal takes
+    what fits (MAX_BLOCK_BYTES), so that its consensus message stays within MAX_MESSAGE, and
+    the next block takes the rest. A larger one could never be gossiped: the round would
+    fail, and the next proposer's the same way."""
+    clock = ManualClock()
+    proposer = make_node(clock, VALIDATOR_KEYS[0], gas_limit=200_000_000)
+    peer = make_node(clock, VALIDATOR_KEYS[1], gas_limit=200_000_000)
+    raws = [large_call(user, nonce) for nonce in range(11) for user in range(len(USERS))]
+    assert sum(map(len, raws)) > MAX_BLOCK_BYTES
+    assert all(isinstance(tx, Transaction) for tx in proposer.submit_many(raws))
+    clock.advance(2)
+    value = proposer.propose(1)
+    block = decode_block(value)
+    assert len(value) <= MAX_BLOCK_BYTES and 0 < len(block.transactions) < len(raws)
+    # The proposal as the validator gossips it, its integers and signature at their largest.
+    message = Proposal(2**64 - 1, 2**32, value, block.header.hash, 2**32, USERS[0], b"\xff" * 65)
+    assert len(wire.encode_message(message)) <= MAX_MESSAGE
+    assert peer.verify(value)
+    for node in (proposer, peer):
+        node.commit(value, None)
+    clock.advance(2)
+    rest = decode_block(proposer.propose(2)).transactions
+    assert sorted(block.transactions + rest) == sorted(raws)
+    # A single validator's block is final at once, never gossiped: it takes them all.
+    alone = make_node(clock, VALIDATOR_KEYS[2], gas_limit=200_000_000)
+    alone.submit_many(raws)
+    clock.advance(2)
+    assert len(alone.chain.transactions(alone.produce_block().number)) == len(raws)
 
 
 def test_commit_without_verify_re_executes() -> None:

@@ -13,7 +13,7 @@ from p2p.topics import SYNC
 from primitives.clock import ManualClock
 from primitives.errors import InvalidInput
 from primitives.types import Hash32
-from tests.node.helpers import VALIDATOR_KEYS, make_node, transfer
+from tests.node.helpers import USERS, VALIDATOR_KEYS, large_call, make_node, transfer
 
 
 def chain_of(clock: ManualClock, blocks: int) -> Node:
@@ -52,6 +52,26 @@ def test_request_round_trip_and_ranges() -> None:
     assert len(decode_answer(serve_blocks(node, encode_request(2, 1)))) == 1
     assert decode_answer(serve_blocks(node, encode_request(9, 10))) == []
     assert decode_answer(serve_blocks(node, encode_request(2**64 - 1, 2**64 - 1))) == []
+
+
+def test_an_answer_stays_within_the_bytes_a_peer_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of large transactions: an answer holds as many as fit in MAX_ANSWER_BYTES (at
+    least one), not MAX_BLOCKS_PER_ANSWER of them; the asker goes on from where it ends."""
+    clock = ManualClock()
+    node = make_node(clock, VALIDATOR_KEYS[0], gas_limit=200_000_000)
+    for height in range(1, 4):
+        node.submit_many([large_call(user, height - 1) for user in range(len(USERS))])
+        clock.advance(1)
+        node.commit(node.propose(height), b"cert %d" % height)
+    whole = decode_answer(serve_blocks(node, encode_request(1, 10)))
+    assert len(whole) == 3
+    sizes = [len(block) + len(certificate) for block, certificate in whole]
+    assert min(sizes) > 400_000
+    monkeypatch.setattr("node.sync.MAX_ANSWER_BYTES", sizes[0] + sizes[1])
+    assert decode_answer(serve_blocks(node, encode_request(1, 10))) == whole[:2]
+    assert decode_answer(serve_blocks(node, encode_request(3, 10))) == whole[2:]
+    monkeypatch.setattr("node.sync.MAX_ANSWER_BYTES", 1_000)  # smaller than any block
+    assert decode_answer(serve_blocks(node, encode_request(2, 10))) == whole[1:2]
 
 
 def test_a_node_that_was_down_catches_up_with_certified_blocks() -> None:

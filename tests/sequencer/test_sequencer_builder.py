@@ -45,7 +45,7 @@ def build_block(
 ) -> BlockBody:
     """What a proposer does: select from the pool (at the nonces it was given), execute in one
     call."""
-    txs = pool.select(env.base_fee_per_gas, env.gas_limit, max_txs)
+    txs = pool.select(env.base_fee_per_gas, env.gas_limit, max_txs, 10**9)
     return execute_block(executor, state, env, txs)
 
 

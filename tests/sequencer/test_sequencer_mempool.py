@@ -10,7 +10,7 @@ from primitives.clock import ManualClock
 from primitives.errors import TransactionRejected
 from primitives.transactions import Transaction
 from primitives.types import Address
-from sequencer.mempool import Mempool
+from sequencer.mempool import Mempool, block_size
 from sequencer.types import AccountState, PoolConfig
 
 Sign = Callable[..., Transaction]
@@ -256,15 +256,15 @@ def test_select_orders_by_tip_and_keeps_nonce_order(
     for tx in (a0, a1, b0, c0):
         admit(pool, tx)
     # c0's tip is capped at 12 - 10 = 2; a1 waits for a0.
-    assert pool.select(10, GAS_LIMIT, 10) == [b0, c0, a0, a1]
+    assert pool.select(10, GAS_LIMIT, 10, 10**9) == [b0, c0, a0, a1]
     # At base fee 13, c0 cannot pay and is skipped.
-    assert pool.select(13, GAS_LIMIT, 10) == [b0, a0, a1]
-    assert pool.select(10, GAS_LIMIT, 2) == [b0, c0]
+    assert pool.select(13, GAS_LIMIT, 10, 10**9) == [b0, a0, a1]
+    assert pool.select(10, GAS_LIMIT, 2, 10**9) == [b0, c0]
     # Room for two transactions of 21000 gas only.
-    assert pool.select(10, 63_000 - 1, 10) == [b0, c0]
+    assert pool.select(10, 63_000 - 1, 10, 10**9) == [b0, c0]
     # A block included a0: the pool learns the sender's new nonce, a1 leads.
     assert pool.prune([addresses[0]], lambda address: 1) == (a0,)
-    assert pool.select(10, GAS_LIMIT, 10) == [a1, b0, c0]
+    assert pool.select(10, GAS_LIMIT, 10, 10**9) == [a1, b0, c0]
 
 
 def test_select_skips_a_sender_whose_next_transaction_does_not_fit(
@@ -275,8 +275,23 @@ def test_select_skips_a_sender_whose_next_transaction_does_not_fit(
     small = signer(1, 0, tip=1)
     for tx in (big, after_big, small):
         admit(pool, tx)
-    assert pool.select(10, 50_000, 10) == [big]
-    assert pool.select(10, 39_999, 10) == [small]
+    assert pool.select(10, 50_000, 10, 10**9) == [big]
+    assert pool.select(10, 39_999, 10, 10**9) == [small]
+
+
+def test_select_skips_a_sender_whose_next_transaction_takes_more_bytes_than_are_left(
+    signer: Sign,
+) -> None:
+    pool = Mempool(PoolConfig(), ManualClock())
+    big = signer(0, 0, tip=9, gas=60_000, data=b"\x01" * 2_000)
+    after_big, small = signer(0, 1, tip=9), signer(1, 0, tip=1)
+    for tx in (big, after_big, small):
+        admit(pool, tx)
+    room = block_size(big.raw)
+    assert room == len(big.raw) + 3  # an RLP string header of three bytes (0xb9 and two)
+    assert pool.select(10, GAS_LIMIT, 10, room) == [big]
+    assert pool.select(10, GAS_LIMIT, 10, room - 1) == [small]
+    assert pool.select(10, GAS_LIMIT, 10, room + block_size(after_big.raw)) == [big, after_big]
 
 
 def test_add_catches_up_with_a_state_nonce_the_pool_has_not_seen(
@@ -289,7 +304,7 @@ def test_add_catches_up_with_a_state_nonce_the_pool_has_not_seen(
     # A block included nonces 0 and 1, and the pool was not told: the next add finds out.
     later = signer(nonce=3)
     assert set(admit(pool, later, nonce=2)) == {txs[0], txs[1]}
-    assert [tx.nonce for tx in pool.select(BASE_FEE, GAS_LIMIT, 10)] == [2, 3]
+    assert [tx.nonce for tx in pool.select(BASE_FEE, GAS_LIMIT, 10, 10**9)] == [2, 3]
     assert len(pool) == 2 and pool.queued_count == 0
     # Then everything it had: the sender starts afresh at its new nonce.
     assert set(admit(pool, signer(nonce=5), nonce=4)) == {txs[2], later}

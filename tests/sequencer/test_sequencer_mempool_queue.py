@@ -43,7 +43,7 @@ def queued(pool: Mempool) -> set[Transaction]:
 
 
 def selected(pool: Mempool) -> list[Transaction]:
-    return pool.select(BASE_FEE, GAS_LIMIT, 1_000)
+    return pool.select(BASE_FEE, GAS_LIMIT, 1_000, 10**9)
 
 
 def test_gapped_transactions_are_queued_until_the_gap_fills(signer: Sign) -> None:

@@ -12,7 +12,7 @@ from primitives.clock import ManualClock
 from primitives.errors import TransactionRejected
 from primitives.transactions import Transaction
 from primitives.types import Address
-from sequencer.mempool import Mempool
+from sequencer.mempool import Mempool, block_size
 from sequencer.types import AccountState, PoolConfig
 
 Sign = Callable[..., Transaction]
@@ -57,7 +57,9 @@ def fill(
     """Add what the pool accepts; yield each accepted transaction and what it drops."""
     for sender, offset, tip, extra, gas in params:
         nonce = state_nonces[sender] + offset
-        tx = signer(sender, nonce, tip=tip, fee_cap=tip + extra, gas=gas)
+        # Call data as the gas allows (16 each): sizes in a block from 110 to 1,560 bytes.
+        tx = signer(sender, nonce, tip=tip, fee_cap=tip + extra, gas=gas,
+                    data=b"\x01" * ((gas - 21_000) // 20))
         account = AccountState(nonce=state_nonces[sender], balance=RICH)
         try:
             dropped = pool.add(tx, account, base_fee, 30_000_000)
@@ -68,11 +70,11 @@ def fill(
 
 def heap_select(
     pool: Mempool, state_nonces: Mapping[Address, int], base_fee: int, gas_limit: int,
-    max_count: int,
+    max_count: int, max_bytes: int,
 ) -> list[Transaction]:
     """What select() must return, the plain way: a heap of each sender's next executable
     transaction, best (-tip, depth in its run, arrival) first; the taken one's successor
-    joins; one that does not fit ends its sender's run."""
+    joins; one that does not fit (its gas, or its size) ends its sender's run."""
     arrival = {tx.hash: index for index, tx in enumerate(pool.all())}  # the pool's order
     runs = pool.by_sender()
 
@@ -85,13 +87,14 @@ def heap_select(
     heap = [e for e in (entry(sender, 0) for sender in runs) if e is not None]
     heapq.heapify(heap)
     selected: list[Transaction] = []
-    gas = 0
+    gas = size = 0
     while heap and len(selected) < max_count:
         _, depth, _, tx = heapq.heappop(heap)
-        if gas + tx.gas_limit > gas_limit:
+        if gas + tx.gas_limit > gas_limit or size + block_size(tx.raw) > max_bytes:
             continue
         selected.append(tx)
         gas += tx.gas_limit
+        size += block_size(tx.raw)
         after = entry(tx.sender, depth + 1)
         if after is not None:
             heapq.heappush(heap, after)
@@ -107,6 +110,7 @@ def heap_select(
     base_fee=st.integers(min_value=0, max_value=30),
     gas_limit=st.integers(min_value=21_000, max_value=400_000),
     max_count=st.integers(min_value=1, max_value=25),
+    max_bytes=st.integers(min_value=0, max_value=8_000),
 )
 def test_select_properties(
     signer: Sign,
@@ -116,13 +120,16 @@ def test_select_properties(
     base_fee: int,
     gas_limit: int,
     max_count: int,
+    max_bytes: int,
 ) -> None:
     pool = Mempool(PoolConfig(), ManualClock())
     list(fill(pool, signer, addresses, params, state_nonces))
     nonce_of = {addresses[i]: state_nonces[i] for i in range(SENDERS)}
-    selected = pool.select(base_fee, gas_limit, max_count)
+    selected = pool.select(base_fee, gas_limit, max_count, max_bytes)
 
-    assert selected == heap_select(pool, nonce_of, base_fee, gas_limit, max_count)
+    assert selected == heap_select(pool, nonce_of, base_fee, gas_limit, max_count, max_bytes)
+    size = sum(block_size(tx.raw) for tx in selected)
+    assert size <= max_bytes
     assert len(selected) <= max_count
     assert len({tx.hash for tx in selected}) == len(selected)
     assert all(tx.hash in pool for tx in selected)
@@ -154,7 +161,8 @@ def test_select_properties(
         for sender, nonce in expected_nonce.items():
             waiting = pooled.get((sender, nonce))
             if waiting is not None and waiting.max_fee_per_gas >= base_fee:
-                assert used + waiting.gas_limit > gas_limit
+                assert (used + waiting.gas_limit > gas_limit
+                        or size + block_size(waiting.raw) > max_bytes)
 
 
 def tails(txs: list[Transaction], queued: set[Transaction]) -> list[Transaction]:
@@ -216,13 +224,13 @@ def test_equal_tips_take_every_senders_first_transaction_before_anyones_second(
         for nonce in range(3):
             pool.add(signer(sender, nonce, tip=2, fee_cap=10), AccountState(0, RICH), 0, 10**9)
     order = [(addresses.index(tx.sender), tx.nonce)
-             for tx in pool.select(0, 10**9, 100)]
+             for tx in pool.select(0, 10**9, 100, 10**9)]
     assert order == [(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)]
     # A better tip still goes first, whatever its depth.
     pool.add(signer(1, 3, tip=5, fee_cap=10), AccountState(0, RICH), 0, 10**9)
     pool.add(signer(2, 0, tip=1, fee_cap=10), AccountState(0, RICH), 0, 10**9)
     order = [(addresses.index(tx.sender), tx.nonce)
-             for tx in pool.select(0, 10**9, 100)]
+             for tx in pool.select(0, 10**9, 100, 10**9)]
     assert order[:3] == [(0, 0), (1, 0), (0, 1)]
     assert order[-1] == (2, 0)
 
@@ -237,6 +245,6 @@ def test_select_ranks_fees_beyond_64_bits(signer: Sign, addresses: Sequence[Addr
             tx = signer(sender, nonce, tip=tip + nonce, fee_cap=fee_cap + nonce)
             pool.add(tx, AccountState(nonce=0, balance=2**300), 1, 30_000_000)
     nonces = {addresses[sender]: 0 for sender in range(len(fees))}
-    selected = pool.select(1, 30_000_000, 100)
-    assert selected == heap_select(pool, nonces, 1, 30_000_000, 100)
+    selected = pool.select(1, 30_000_000, 100, 10**9)
+    assert selected == heap_select(pool, nonces, 1, 30_000_000, 100, 10**9)
     assert [(addresses.index(tx.sender), tx.nonce) for tx in selected[:3]] == [(2, 0), (2, 1), (1, 0)]
