@@ -55,7 +55,7 @@ from primitives.errors import (
 from primitives.transactions import BatchDecode, Transaction, decode_transactions
 from primitives.types import ZERO_HASH, Address, Hash32
 from rpc.api import ChainEvents
-from sequencer.builder import block_body, execute_txs, make_header, next_block_env
+from sequencer.builder import BuildPace, block_body, execute_txs, make_header, next_block_env
 from sequencer.types import BlockBody, PoolConfig
 from sequencer.wire import certificate_round
 
@@ -225,6 +225,8 @@ class Node:
                                    params.gas_limit, clock, decode)
         self.pool = self.admission.pool
         self.executor = executor
+        self.pace = BuildPace()
+        """How fast this node builds blocks: what a proposal may take (``propose``)."""
         self.calls = Calls(self.chain, self.state, caller, tracer, params.chain_id,
                            params.gas_limit, self._next_env, ordered_root)
         """Calls, simulations and traces on past states (RPC)."""
@@ -318,20 +320,24 @@ class Node:
             # Final at once: no peer needs its encoding, so it is never made (nor bounded).
             return self._commit_staged(self._build(self.head().number + 1, gossiped=False), None)
 
-    def propose(self, height: int, proofs: Sequence[bytes] = ()) -> bytes:
+    def propose(self, height: int, proofs: Sequence[bytes] = (), within: float | None = None) -> bytes:
         """Build and execute block ``height`` from the pool, carrying those of ``proofs`` (GPU
-        weight proofs) that it may carry; its encoding (see ``encode_block``).
+        weight proofs) that it may carry; its encoding (see ``encode_block``). ``within``:
+        seconds the build may take; it takes the gas ``pace`` says fits in them.
 
         The executed result is kept, so committing this value does not execute it again.
         Only the selection holds the pool: admission goes on while the block executes.
         """
         with self._chain_lock:
-            staged = self._build(height, proofs)
+            staged = self._build(height, proofs, within=within)
             staged.value = encode_block(staged.header, [e.tx.raw for e in staged.executed],
                                         staged.proofs)
             return staged.value
 
-    def _build(self, height: int, proofs: Sequence[bytes] = (), gossiped: bool = True) -> _Staged:
+    def _build(
+        self, height: int, proofs: Sequence[bytes] = (), gossiped: bool = True,
+        within: float | None = None,
+    ) -> _Staged:
         """Build, execute and stage block ``height`` from the pool (see ``propose``); when
         ``gossiped``, small enough for a proposal (``MAX_BLOCK_BYTES``)."""
         with self._chain_lock:
@@ -342,8 +348,9 @@ class Node:
             env = self._next_env(parent)
             times, started = StageTimes(), time.monotonic()
             with times.stage("select"):
-                txs = self.admission.select(env.base_fee_per_gas, env.gas_limit,
-                                            self.params.max_txs_per_block,
+                gas = env.gas_limit if within is None else min(env.gas_limit,
+                                                                 self.pace.gas_within(within))
+                txs = self.admission.select(env.base_fee_per_gas, gas, self.params.max_txs_per_block,
                                             transactions_room(carried) if gossiped else sys.maxsize)
             with self._prefetch(parent, txs, env.coinbase):
                 with times.stage("execute"):
@@ -352,7 +359,7 @@ class Node:
                     body = self._body(result)
                 with times.stage("state"):
                     staged = self._stage(parent, env, result, body, carried, view)
-            staged.stages, staged.started = times, started
+            self._timed(staged, times, started)
             # The pool offered these but they failed against the state: forget them on commit.
             staged.dropped = tuple(r.tx.hash for r in result.rejected)
             for rejected in result.rejected:
@@ -568,7 +575,12 @@ class Node:
             body = self._body(result)
             with times.stage("state"):
                 staged = self._stage(parent, env, result, body, proofs, view)
+        return self._timed(staged, times, started)
+
+    def _timed(self, staged: _Staged, times: StageTimes, started: float) -> _Staged:
+        """``staged`` with the stage times its build or check took: the pace learns from them."""
         staged.stages, staged.started = times, started
+        self.pace.observe(staged.header.gas_used, time.monotonic() - started)
         return staged
 
     def _prefetch(

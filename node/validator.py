@@ -6,8 +6,9 @@ machine, block building and commits never run concurrently:
 
 - consensus messages -> the state machine (sequencer/consensus.py); its actions are
   carried out here: Broadcast -> publish, Decide -> commit with the certificate, then
-  the next height after ``block_time``; Behind -> sync finalized blocks from peers;
-  Disagree -> Halt (the network finalized a block this node's execution rejects);
+  the next height ``block_time`` after this one started; Behind -> sync finalized
+  blocks from peers; Disagree -> Halt (the network finalized a block this node's
+  execution rejects);
 - transactions accepted over RPC -> gossiped in batches every ``tx_batch_interval``;
 - ``l2/sync/1`` requests are answered from the finalized chain;
 - GPU weights (node/epochs.py): at an epoch's first height this validator runs its
@@ -58,6 +59,7 @@ from sequencer.types import (
     Decide,
     Disagree,
     Proposal,
+    Step,
     ValidatorSet,
 )
 from sequencer.weights import Commitment, challenge_key, decode_proof, encode_proof, make_proof
@@ -75,6 +77,9 @@ about 2,500, their proposals were empty while it held them, and 650 tx/s were in
 with sixteen every pool held all of them and 1,570 tx/s were. Sixteen hold 0.8 s of one
 peer's relays; the whole queue holds at most 64 batches of ``MAX_BATCH_BYTES``."""
 
+PROPOSE_BUILD_SHARE = 0.5
+"""Part of a round's propose timeout a proposer's build may take (``Node.pace``)."""
+
 GOSSIP_SAMPLE = 64
 """Transactions of a gossiped batch checked (decoded, recovered, their signers' funds read)
 before the rest: enough for a majority verdict on junk."""
@@ -88,7 +93,8 @@ class ValidatorOptions:
     """Timing of the validator loop and of its GPU challenge."""
 
     block_time: float = 1.0
-    """Seconds from a block's commit to the start of the next height."""
+    """Seconds from the start of a height to the start of the next (at its commit, when the
+    height took longer)."""
     tx_batch_interval: float = 0.05
     """Seconds between gossip messages carrying the transactions accepted over RPC."""
     consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
@@ -157,7 +163,9 @@ class ValidatorLoop:
             held = dict(self._proofs.get(epoch, {}))
         # Every proof held; past the cutoff only those held at it (the rest came too late).
         due = self._due.get(epoch) if self.epochs.window.must_carry(height) else None
-        value = self.node.propose(height, election.carry(held, (), due))
+        # Built in half its round's propose timeout: the rest is for gossip to the others.
+        within = PROPOSE_BUILD_SHARE * self.options.consensus.timeout(Step.PROPOSE, round)
+        value = self.node.propose(height, election.carry(held, (), due), within)
         log.debug("proposing block %d round %d", height, round)
         return value, decode_block(value).header.hash
 
@@ -344,7 +352,9 @@ class ValidatorLoop:
                 now = self.clock.now()
                 log.info("height %d final in round %d, %.0f ms after it started", action.height,
                          action.certificate.round, (now - self._height_started) * 1000)
-                self._next_height_at = now + self.options.block_time
+                # A block every block_time, as a single validator makes them: a height that
+                # took longer (a backlog's large blocks) is followed at once.
+                self._next_height_at = max(now, self._height_started + self.options.block_time)
             elif isinstance(action, Behind):
                 log.info("validators are at height %d: syncing", action.height)
                 if self._sync():

@@ -39,12 +39,13 @@ def _reference() -> PyEvmExecutor:
 def make_node(
     clock: Clock, key: bytes = VALIDATOR_KEYS[0], kv: MemoryKV | None = None, epoch_length: int = 0,
     pool: PoolConfig | None = None, state: StateOptions | None = None,
-    gas_limit: int = PARAMS.gas_limit,
+    gas_limit: int = PARAMS.gas_limit, max_txs: int = PARAMS.max_txs_per_block,
 ) -> Node:
     """A validator of the four VALIDATOR_KEYS (weight 1 each) at genesis (or resumed from
     ``kv``), every user funded with 1,000 ETH."""
     reference = _reference()
-    params = replace(PARAMS, epoch_length=epoch_length, gas_limit=gas_limit)
+    params = replace(PARAMS, epoch_length=epoch_length, gas_limit=gas_limit,
+                     max_txs_per_block=max_txs)
     node = Node(kv or MemoryKV(), params, pool or PoolConfig(),
                 reference, reference, key, clock, WEIGHTS, state_options=state)
     node.init_or_resume({user: GenesisAccount(balance=10**21) for user in USERS})

@@ -18,7 +18,7 @@ from primitives.gossip import MAX_MESSAGE
 from primitives.transactions import Transaction
 from primitives.types import Address, Hash32
 from sequencer import wire
-from sequencer.types import Proposal
+from sequencer.types import PoolConfig, Proposal
 from tests.node.helpers import RECIPIENT, USERS, VALIDATOR_KEYS, large_call, make_node, transfer
 
 
@@ -92,6 +92,20 @@ def test_a_proposal_fits_one_gossip_message_and_what_does_not_fit_waits() -> Non
     alone.submit_many(raws)
     clock.advance(2)
     assert len(alone.chain.transactions(alone.produce_block().number)) == len(raws)
+
+
+def test_a_proposer_takes_what_it_can_build_within_the_time_it_is_given() -> None:
+    """Under a backlog, a proposal's gas is what the node's pace builds in ``within``
+    seconds; without a time, the block gas limit bounds it."""
+    clock = ManualClock()
+    node = make_node(clock, VALIDATOR_KEYS[0], pool=PoolConfig(max_per_sender=100), max_txs=1_000)
+    node.submit_many([transfer(user, nonce) for nonce in range(100) for user in range(len(USERS))])
+    clock.advance(2)
+    # Untimed, the first guess (100M gas a second) takes 50M gas: all 8.4M pooled.
+    assert len(decode_block(node.propose(1, within=0.5)).transactions) == 400
+    node.pace.seconds_per_gas = 1 / 10_500_000  # 10.5M gas a second: 500 transfers
+    assert len(decode_block(node.propose(1, within=0.5)).transactions) == 250
+    assert len(decode_block(node.propose(1)).transactions) == 400
 
 
 def test_commit_without_verify_re_executes() -> None:

@@ -29,7 +29,7 @@ from primitives.crypto import keccak256
 from primitives.errors import Halt
 from primitives.transactions import LEGACY_TX, Transaction
 from primitives.types import ZERO_HASH, Address, Hash32
-from sequencer.builder import execute_block, make_header, next_block_env
+from sequencer.builder import BuildPace, execute_block, make_header, next_block_env
 from sequencer.mempool import Mempool
 from sequencer.types import AccountState, BlockBody, PoolConfig
 
@@ -258,3 +258,17 @@ def test_next_block_env_follows_eip_1559_and_the_clock() -> None:
 
     with pytest.raises(Halt):
         next_block_env(empty_parent, 1_700_000_009, COINBASE, 1337, GAS_LIMIT, [ZERO_HASH])
+
+
+def test_build_pace_learns_seconds_per_gas_from_large_blocks_only() -> None:
+    pace = BuildPace()
+    assert pace.gas_within(1.0) == 100_000_000  # the first guess
+    pace.observe(BuildPace.SMALLEST - 1, 10.0)  # fixed costs: not learnt from
+    pace.observe(10_000_000, 0.0)
+    assert pace.gas_within(1.0) == 100_000_000
+    pace.observe(20_000_000, 1.0)  # the first timed block replaces the guess
+    assert pace.gas_within(0.5) == 10_000_000
+    pace.observe(20_000_000, 3.0)  # then half the newest: (1 + 3) / 2 seconds per 20M gas
+    assert pace.gas_within(2.0) == 20_000_000
+    # However slow, a block of SMALLEST gas may still be built: the chain moves on.
+    assert pace.gas_within(0.0) == BuildPace.SMALLEST
