@@ -126,6 +126,12 @@ def _previous_of_sender(records: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64
     return previous
 
 
+CHAIN_SHARE = 16
+"""A window where fewer than one in this many of the transactions not run yet may run (the
+rest wait for the same sender's one before) runs in order: a sender's chain of 3,000
+transfers took 3,000 launches (1.0-1.2 s on the 2-core box; in order: 21-94 ms)."""
+
+
 class _Batch:
     """One call of ``execute``: the wave loop and the commit of results in block order."""
 
@@ -281,10 +287,14 @@ class _Batch:
                 # on the state the ones before it left.
                 self._run_in_order((np.flatnonzero(self.static_ok[committed:end]) + committed).tolist())
             else:
-                runnable = self.static_ok[committed:end] & (self.after[committed:end] < committed)
-                runnable &= self.result_launch[committed:end] < 0
+                waiting = self.static_ok[committed:end] & (self.result_launch[committed:end] < 0)
+                runnable = waiting & (self.after[committed:end] < committed)
                 todo = (np.flatnonzero(runnable) + committed).tolist()
-                if todo:
+                if len(todo) * CHAIN_SHARE < np.count_nonzero(waiting):
+                    # Mostly links of chains (one sender's transactions, each waiting for the
+                    # one before): in order, in one launch, not one launch per link.
+                    self._run_in_order((np.flatnonzero(self.static_ok[committed:end]) + committed).tolist())
+                elif todo:
                     self._run(todo, self.executor.caps)
             start = time.perf_counter()
             stale = self._commit_ready()

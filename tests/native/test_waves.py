@@ -13,7 +13,7 @@ from bench.executor import TOKEN, balance_slot, token_code
 from node.db.state import GenesisAccount
 from primitives.transactions import Transaction
 from primitives.types import Address
-from tests.native.chain import COINBASE, ENV, address, make_tx, run_both
+from tests.native.chain import COINBASE, ENV, address, make_tx, native, run_both
 from tests.native.programs import push
 
 READ_COINBASE = Address(b"\x00" * 18 + b"\xcb\x01")
@@ -66,6 +66,18 @@ def block(seed: int, holders: int, size: int) -> list[Transaction]:
 def test_conflicting_block_matches_the_reference() -> None:
     mine, _ = run_both(alloc(6), block(1, 6, 120))
     assert mine.fallbacks > 0 and mine.rejected
+
+
+def test_a_long_chain_of_one_sender_runs_in_order_in_few_launches() -> None:
+    """200 payments of one sender to new accounts (each after the one before, none
+    conflicting with another) among a few of others: the chain runs in order (CHAIN_SHARE),
+    not one launch per link, and the result is the reference's."""
+    executor = native()
+    txs = [make_tx(0, nonce, address(100 + nonce), value=nonce + 1) for nonce in range(200)]
+    txs += [make_tx(sender, 0, address(0), value=1) for sender in range(1, 4)]
+    before = executor.device.time.launches
+    run_both(alloc(4), txs)
+    assert executor.device.time.launches - before <= 10
 
 
 def test_block_gas_limit_reached_midway() -> None:
