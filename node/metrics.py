@@ -267,6 +267,12 @@ class Metrics:
         hold the GIL for the whole heap's walk), as they stand at each scrape."""
         self.registry.register(_CollectorCollector(times))
 
+    def watch_dropped(self, dropped: Callable[[], Mapping[str, int]]) -> None:
+        """``dropped()`` gives the gossip messages each topic's gate dropped unchecked for want
+        of room (ValidatorLoop.dropped_checks), read at each scrape: a node that drops its
+        peers' transactions proposes without them."""
+        self.registry.register(_DroppedCollector(dropped))
+
     def counting(self, gossip: Gossip) -> Gossip:
         """``gossip`` whose gate verdicts are counted per topic."""
         return _CountingGossip(gossip, self.gossip)
@@ -337,6 +343,21 @@ class _CollectorCollector(Collector):
             passes.add_metric([str(generation)], self._times.passes[generation])
         yield seconds
         yield passes
+
+
+class _DroppedCollector(Collector):
+    """Reads ``ValidatorLoop.dropped_checks`` when scraped."""
+
+    def __init__(self, dropped: Callable[[], Mapping[str, int]]) -> None:
+        self._dropped = dropped
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "l2node_p2p_gossip_dropped", "Gossip messages dropped unchecked for want of room in "
+            "their topic's check queue (also counted as ignored)", labels=["topic"])
+        for topic, count in self._dropped().items():
+            family.add_metric([topic], count)
+        yield family
 
 
 class _CountingGossip:

@@ -293,6 +293,7 @@ async def _serve(
         if config.p2p.enabled:
             validator = _start_validator(config, node, cleanup)
             metrics.watch_peers(validator.gossip)
+            metrics.watch_dropped(validator.dropped_checks)
             peers = lambda: len(validator.gossip.peers())
             # Every validator answers the poster's requests for batch and validator-set
             # signatures; quorums count each epoch's weights, as the L1 contract does once

@@ -149,9 +149,8 @@ class ValidatorLoop:
         self._proof_checks = CheckQueue("l2node-proofs", PROOF_CHECKS, inline)
         gossip.subscribe(CONSENSUS, self._gate_consensus, self._receive_consensus)
         # The gate's check pools the transactions: nothing is left for the handler.
-        gossip.subscribe(TXS, TxBatchGate(self._check_txs, CheckQueue("l2node-txs", TX_CHECKS,
-                                                                      inline)),
-                         lambda _peer, _data: None)
+        self._tx_checks = CheckQueue("l2node-txs", TX_CHECKS, inline)
+        gossip.subscribe(TXS, TxBatchGate(self._check_txs, self._tx_checks), lambda _peer, _data: None)
         gossip.subscribe(PROOFS, self._gate_proof, lambda _peer, data: self._admit_proof(data))
         gossip.serve(SYNC, lambda _peer, data: serve_blocks(node, data))
 
@@ -196,6 +195,11 @@ class ValidatorLoop:
             log.info("block %d leaves out the proofs of %s: prevoting nil", height,
                      ", ".join(f"0x{v.hex()}" for v in sorted(left_out)))
         return bool(left_out)
+
+    def dropped_checks(self) -> dict[str, int]:
+        """Gossiped messages dropped unchecked for want of room in their topic's check queue
+        (their senders are told IGNORE), by topic, since the start."""
+        return {TXS: self._tx_checks.dropped, PROOFS: self._proof_checks.dropped}
 
     # -- inputs from other threads ---------------------------------------------------------------
 

@@ -140,6 +140,16 @@ def test_gossip_verdicts_are_counted_per_topic() -> None:
     assert receiver.peers() == (PeerId("a"),)
 
 
+def test_gossip_dropped_for_want_of_room_is_read_at_each_scrape() -> None:
+    metrics = Metrics()
+    dropped = {"l2/txs/1": 3, "l2/proofs/2": 0}
+    metrics.watch_dropped(lambda: dropped)
+    assert value(metrics, "l2node_p2p_gossip_dropped_total", {"topic": "l2/txs/1"}) == 3
+    dropped["l2/txs/1"] = 5
+    assert value(metrics, "l2node_p2p_gossip_dropped_total", {"topic": "l2/txs/1"}) == 5
+    assert value(metrics, "l2node_p2p_gossip_dropped_total", {"topic": "l2/proofs/2"}) == 0
+
+
 def test_readiness_rules() -> None:
     assert [quorum_peers(n) for n in (1, 2, 3, 4, 7)] == [0, 1, 2, 2, 4]
     metrics = Metrics()
