@@ -71,7 +71,8 @@ class LevelDBKV:
         db = self._open_db()
         if self._native is not None:
             return self._native.get_many(keys)
-        return [db.get(key) for key in keys]
+        found = {key: db.get(key) for key in sorted(keys)}  # sorted: LevelDB reads them faster
+        return [found[key] for key in keys]
 
     def iterate(
         self, prefix: bytes = b"", *, reverse: bool = False

@@ -35,6 +35,7 @@ _POINTER = ctypes.sizeof(ctypes.c_void_p)
 _DB_FIELD = 3 * _POINTER
 """Offset of plyvel's ``leveldb::DB* _db`` in its ``DB`` object (plyvel 1.x)."""
 _ABSENT, _FAILED = -1, -2
+_NO_MEMORY = 2**64 - 1
 _C_API = ("leveldb_get", "leveldb_free", "leveldb_readoptions_create", "leveldb_writeoptions_create",
           "leveldb_writeoptions_set_sync", "leveldb_writebatch_create", "leveldb_writebatch_put",
           "leveldb_writebatch_delete", "leveldb_write", "leveldb_writebatch_destroy",
@@ -66,7 +67,8 @@ class NativeLevelDB:
             self._read_options = self._write_options = None
 
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        """The value of each key (None: absent), read in one call over threads."""
+        """The value of each key (None: absent), read in one call over threads, in key order
+        (the C side sorts them)."""
         count = len(keys)
         if count == 0:
             return []
@@ -77,6 +79,8 @@ class NativeLevelDB:
             self._get, self._free, self._db, self._read_options, count, b"".join(keys),
             offsets.ctypes.data, values.ctypes.data, lengths.ctypes.data, HOST_THREADS,
         )
+        if total == _NO_MEMORY:
+            raise MemoryError(f"no memory to order {count} keys for reading")
         out = ctypes.create_string_buffer(total)
         self._lib.kv_gather(self._free, count, values.ctypes.data, lengths.ctypes.data, out)
         if (lengths == _FAILED).any():

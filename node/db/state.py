@@ -244,21 +244,10 @@ class _Stale(Exception):
     """A commit moved the flat tables since the view was opened."""
 
 
-def _read_many(reader: KVReader, keys: list[bytes]) -> list[bytes | None]:
-    """The values of ``keys``, read in key order (LevelDB's gets of random keys ran about 30%
-    faster sorted) in one ``get_many``."""
-    ordered = sorted(keys)
-    values = reader.get_many(ordered)
-    if ordered == keys:  # asked in key order (the native executor's accounts)
-        return values
-    found = dict(zip(ordered, values))
-    return [found[key] for key in keys]
-
-
 def _node_loader(reader: KVReader) -> Loader:
     """Reads trie nodes by hash from ``reader``, all in one ``get_many``."""
     prefix = schema.STATE_NODE_PREFIX  # state_node_key, inlined: a key per node
-    return lambda hashes: _read_many(reader, [prefix + node_hash for node_hash in hashes])
+    return lambda hashes: reader.get_many([prefix + node_hash for node_hash in hashes])
 
 
 class _FlatReads:
@@ -285,7 +274,7 @@ class _FlatReads:
 
     def values(self, keys: list[bytes]) -> list[bytes | None]:
         """The stored values of flat ``keys``, one get each (bulk reads skip the cache)."""
-        values = _read_many(self._reader, keys)
+        values = self._reader.get_many(keys)
         self._check()
         self._told(keys, values)
         return values
@@ -553,11 +542,11 @@ class StateDB:
 
         def read_flat(keys: list[bytes]) -> list[bytes | None]:
             if not known:
-                return _read_many(batch, keys)
+                return batch.get_many(keys)
             values = list(map(known.get, keys, repeat(_UNREAD)))  # usually every one of them
             if _UNREAD not in values:
                 return values
-            found = iter(_read_many(batch, [key for key, value in zip(keys, values) if value is _UNREAD]))
+            found = iter(batch.get_many([key for key, value in zip(keys, values) if value is _UNREAD]))
             return [next(found) if value is _UNREAD else value for value in values]
 
         marker = FlatMarker.read(batch)
