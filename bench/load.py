@@ -1,6 +1,6 @@
 """End-to-end throughput of a real `l2node run` process, and of anvil on the same load.
 
-Starts `l2node run` with configs/throughput.toml (1 s blocks, 1G gas) on a free port and, when
+Starts `l2node run` with configs/throughput.toml (1 s blocks, 3G gas) on a free port and, when
 npm installed it, anvil with the same block time, gas limit, chain id and prefunded accounts.
 Senders are the first accounts of the development mnemonic, funded by each chain's genesis.
 The whole load is signed before timing (the same bytes for both targets), then sent as

@@ -34,7 +34,7 @@ def test_a_gas_limit_given_is_both_chains_block_gas_limit() -> None:
     config = tomllib.loads(load.node_config(preset, 5, "native-cpu"))
     assert config["chain"]["gas_limit"] == load.chain_settings(preset)["gas_limit"] == 123_456_789
     assert config["genesis"]["accounts"] == 5
-    assert load.load_preset()["chain"]["gas_limit"] == 1_000_000_000  # the preset's own
+    assert load.load_preset()["chain"]["gas_limit"] == 3_000_000_000  # the preset's own
 
 
 @pytest.mark.timeout(180)
