@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from node.db.state import StateOptions
 from primitives.errors import InvalidInput
 from rpc.types import RpcLimits
+from sequencer.types import ConsensusConfig
 
 # Value ranges, checked when the config is loaded (pydantic reads these annotations).
 Port = Annotated[int, Interval(ge=1, le=65535)]
@@ -208,6 +209,8 @@ class NodeConfig:
     """L1 commitment."""
     p2p: P2PConfig = P2PConfig()
     """Validator network."""
+    consensus: ConsensusConfig = dataclasses.field(default_factory=ConsensusConfig)
+    """Timeouts of the consensus rounds (with [p2p] enabled)."""
     state: StateOptions = dataclasses.field(default_factory=StateOptions)
     """Flat state cache and unwind depth."""
     metrics: MetricsConfig = MetricsConfig()
@@ -227,6 +230,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "rpc": RpcConfig,
     "l1": L1Config,
     "p2p": P2PConfig,
+    "consensus": ConsensusConfig,
     "state": StateOptions,
     "metrics": MetricsConfig,
     "health": HealthConfig,

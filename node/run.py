@@ -400,6 +400,7 @@ def _start_validator(
         ValidatorOptions(
             block_time=config.chain.block_time,
             tx_batch_interval=config.p2p.tx_batch_interval,
+            consensus=config.consensus,
             challenge_seconds=config.validator.challenge_seconds or float("inf"),
             challenge_device=config.validator.challenge_device,
         ),

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Annotated
+
+from annotated_types import Ge, Gt
 
 from executor_gpu.types import BatchResult
 from primitives.transactions import Transaction
@@ -228,23 +231,25 @@ class Evidence:
 
 @dataclass(frozen=True)
 class ConsensusConfig:
-    """Timeouts of the state machine, in seconds; round r waits ``base + r * delta``."""
+    """Timeouts of the state machine, in seconds; round r waits ``base + r * delta``
+    ([consensus] in the config)."""
 
-    propose: float = 1.0
-    """How long to wait for a round's proposal before prevoting nil."""
-    propose_delta: float = 0.5
+    propose: Annotated[float, Gt(0)] = 1.0
+    """How long to wait for a round's proposal before prevoting nil. A proposer builds for
+    half of it at most (its pace permitting): under a backlog, larger blocks need more."""
+    propose_delta: Annotated[float, Ge(0)] = 0.5
     """Added to ``propose`` per round, so that slow proposers eventually get through."""
-    prevote: float = 0.5
+    prevote: Annotated[float, Gt(0)] = 0.5
     """After > 2/3 prevotes of any kind, how long to wait for a quorum on one value."""
-    prevote_delta: float = 0.25
+    prevote_delta: Annotated[float, Ge(0)] = 0.25
     """Added to ``prevote`` per round."""
-    precommit: float = 0.5
+    precommit: Annotated[float, Gt(0)] = 0.5
     """After > 2/3 precommits of any kind, how long to wait for a decision before the next round."""
-    precommit_delta: float = 0.25
+    precommit_delta: Annotated[float, Ge(0)] = 0.25
     """Added to ``precommit`` per round."""
-    rebroadcast: float = 2.0
+    rebroadcast: Annotated[float, Gt(0)] = 2.0
     """When a step makes no progress this long, resend this round's own messages (lost ones)."""
-    max_rounds_ahead: int = 16
+    max_rounds_ahead: Annotated[int, Ge(0)] = 16
     """Messages for rounds beyond the current one plus this many are dropped (memory bound)."""
 
     def timeout(self, step: Step, round: int) -> float:

@@ -60,6 +60,8 @@ def run_with(tmp_path: Path, toml: str, *extra: str) -> str:
      "[rpc] expensive_calls = 0 (in {config}): input should be greater than or equal to 1"),
     ("[rpc]\nbind_retry = -1\n",
      "[rpc] bind_retry = -1 (in {config}): input should be greater than or equal to 0"),
+    ("[consensus]\npropose = 0\n",
+     "[consensus] propose = 0 (in {config}): input should be greater than 0"),
     ('[l1]\nrpc_url = "http://127.0.0.1:1"\nposter_key = "0x01"\n',
      ("[l1] poster_key: raw keys are refused for a real L1; put it in a keystore "
      "(l2node keys import) and set [l1] poster_keystore")),
