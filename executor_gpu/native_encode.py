@@ -109,7 +109,7 @@ def _columns(receipts: list[Receipt]) -> _Columns:
 class _LastColumns:
     """The columns of the last receipts gathered: a block's receipts are gathered twice, for
     their root (in the roots thread) and for their stored form (in the block's batch), 40-48
-    ms each for 30,000 token transfers' on the 2-core box. The same receipt objects in the
+    ms each for 30,000 token transfers' receipts on the 2-core box. The same receipt objects in the
     same order are the same columns; any thread may ask (a race only gathers them again)."""
 
     def __init__(self) -> None:

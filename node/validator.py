@@ -74,7 +74,8 @@ A peer relays a batch every ``tx_batch_interval`` (50 ms) while wallets send to 
 batch dropped for want of room is lost to this node's pool. With two per peer, 6,000
 transfers sent to one of four validators (2-core box) reached the others' pools short of
 about 2,500, their proposals were empty while it held them, and 650 tx/s were included;
-with sixteen every pool held all of them and 1,570 tx/s were. Sixteen hold 0.8 s of one
+with sixteen every pool held all of them and 1,570 tx/s were (one run each; 16,000 in turn
+with two and sixteen: 794-805 against 1,873-2,627 tx/s). Sixteen hold 0.8 s of one
 peer's relays; the whole queue holds at most 64 batches of ``MAX_BATCH_BYTES``."""
 
 PROPOSE_BUILD_SHARE = 0.5
