@@ -23,6 +23,7 @@ from operator import attrgetter
 
 import numpy as np
 
+from primitives import rlp
 from primitives.clock import Clock
 from primitives.errors import TransactionRejected
 from primitives.transactions import Transaction
@@ -56,7 +57,7 @@ block (``block_size``)."""
 
 def block_size(raw: bytes) -> int:
     """Bytes a raw transaction takes in a block's list of them: an RLP string."""
-    return len(raw) + (1 if len(raw) < 56 else 1 + (len(raw).bit_length() + 7) // 8)
+    return len(raw) + len(rlp.length_prefix(len(raw), 0x80))
 
 
 def _arrival(keys: _Keys) -> tuple[float, int]:

@@ -754,8 +754,9 @@ class _FlatWriter:
         # A token's transfers set tens of thousands of slots a block: their keys hashed in C.
         slot_hashes = hash_keys([slot.to_bytes(32, "big") for slot in slots])
         slot_keys = self._slot_keys = list(map(bytes.__add__, prefixes, slot_hashes))
-        values = read_many(keys + slot_keys)
-        self._before.update(zip(keys + slot_keys, values))
+        flat_keys = keys + slot_keys
+        values = read_many(flat_keys)
+        self._before.update(zip(flat_keys, values))
         return OldValues(values[: len(keys)], values[len(keys) :])
 
     def stage(self, diff: StateDiff, values: Sequence[bytes | None]) -> None:
