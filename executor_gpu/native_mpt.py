@@ -17,15 +17,15 @@ import os
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import repeat
 from types import TracebackType
 from typing import Self, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from executor_gpu.native_abi import enum_members
 from executor_gpu.native_build import HOST_THREADS, cpu_library
-from executor_gpu.types import StateDiff
+from executor_gpu.types import AccountChange, PackedState, StateDiff
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
 from primitives.errors import Halt
@@ -42,9 +42,12 @@ _RECORD, _VALUE_MAX = _MPT["MA_SIZE"], _MPT["MA_VALUE_MAX"]
 """An account record: address, flags, nonce (8 bytes), balance, code hash, storage root."""
 _DELETE, _KEEP_CODE, _KEEP_STORAGE = _MPT["MF_DELETE"], _MPT["MF_KEEP_CODE"], _MPT["MF_KEEP_STORAGE"]
 _STORAGE, _RESET = _MPT["MF_STORAGE"], _MPT["MF_RESET"]
-_ZERO32, _ZERO64 = bytes(32), bytes(64)
-_PLAIN = bytes([_KEEP_CODE | _KEEP_STORAGE])
-_DELETED = bytes([_DELETE]) + bytes(_RECORD - _MPT["MA_NONCE"])
+_FLAGS_AT, _NONCE_AT, _BALANCE_AT = _MPT["MA_FLAGS"], _MPT["MA_NONCE"], _MPT["MA_BALANCE"]
+_CODE_HASH_AT, _STORAGE_ROOT_AT = _MPT["MA_CODE_HASH"], _MPT["MA_STORAGE_ROOT"]
+_SLOT = _MPT["MS_SIZE"]
+"""A slot change's bytes: the slot and its value, 32 bytes big-endian each."""
+_GONE = AccountChange(nonce=0, balance=0)
+"""A deleted account's columns (its record holds the flag alone)."""
 
 _THREADS = min(os.cpu_count() or 1, 8)
 """Worker threads that hash independent subtries."""
@@ -111,11 +114,24 @@ def hash_keys(keys: Sequence[bytes]) -> list[Hash32]:
     width = len(keys[0])
     if len(packed) != width * len(keys):
         raise ValueError("keys to hash must be of one length")
-    digests = np.empty(32 * len(keys), dtype=np.uint8)
-    cpu_library().evm_hash_keys(packed.ctypes.data, width, len(keys), digests.ctypes.data, HOST_THREADS)
-    raw = digests.tobytes()
     # Hash32 is a NewType of bytes: calling it per key only cost a call each.
-    return cast(list[Hash32], [raw[at : at + 32] for at in range(0, len(raw), 32)])
+    return cast(list[Hash32], split(hash_rows(packed.reshape(len(keys), width)), 32))
+
+
+def hash_rows(rows: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """Keccak-256 of each row of a 2-D byte array (a row's 32 bytes), in C."""
+    rows = np.ascontiguousarray(rows, dtype=np.uint8)
+    digests = np.empty((len(rows), 32), dtype=np.uint8)
+    if len(rows):
+        cpu_library().evm_hash_keys(rows.ctypes.data, rows.shape[1], len(rows), digests.ctypes.data,
+                                    HOST_THREADS)
+    return digests
+
+
+def split(rows: npt.NDArray[np.uint8], width: int) -> list[bytes]:
+    """The rows of a 2-D byte array (``width`` bytes each) as bytes."""
+    raw = rows.tobytes()
+    return [raw[at : at + width] for at in range(0, len(raw), width)]
 
 
 def _hints(values: Sequence[bytes | None]) -> tuple[bytes, np.ndarray]:
@@ -123,6 +139,97 @@ def _hints(values: Sequence[bytes | None]) -> tuple[bytes, np.ndarray]:
     lengths = np.fromiter((-1 if value is None else len(value) for value in values), dtype=np.int64,
                           count=len(values))
     return b"".join(value for value in values if value), lengths
+
+
+def pack_state(
+    addresses: bytes, deleted: npt.NDArray[np.bool_], nonces: npt.NDArray[np.uint64],
+    balances: npt.NDArray[np.uint8], code_hashes: npt.NDArray[np.uint8],
+    counts: npt.NDArray[np.uint64], reset: npt.NDArray[np.bool_], slots: bytes,
+    codes: Mapping[bytes, bytes],
+) -> PackedState:
+    """A diff's changes in the committer's layout, from its accounts' columns (in its order):
+    ``addresses`` (20 bytes each, joined), ``deleted``, ``nonces``, ``balances`` (32 bytes
+    big-endian a row), ``code_hashes`` (a row per account, all zero unless its code changed),
+    ``counts`` (its slots in ``slots``), ``reset`` (its old storage wiped); ``slots`` and
+    ``codes`` as ``PackedState`` has them."""
+    n = len(deleted)
+    if len(addresses) != 20 * n:
+        raise ValueError("every address must be 20 bytes")
+    records = np.zeros((n, _RECORD), dtype=np.uint8)
+    records[:, :_FLAGS_AT] = np.frombuffer(addresses, dtype=np.uint8).reshape(n, 20)
+    new_code = code_hashes.any(axis=1)
+    storing = counts > 0
+    storage = np.where(storing, _STORAGE | np.where(reset, _RESET, 0), np.where(reset, 0, _KEEP_STORAGE))
+    flags = np.where(new_code, 0, _KEEP_CODE) | storage
+    records[:, _FLAGS_AT] = np.where(deleted, _DELETE, flags)
+    live = ~deleted
+    records[live, _NONCE_AT : _NONCE_AT + 8] = nonces[live].astype(">u8").view(np.uint8).reshape(-1, 8)
+    records[live, _BALANCE_AT : _BALANCE_AT + 32] = balances[live]
+    records[live, _CODE_HASH_AT : _CODE_HASH_AT + 32] = code_hashes[live]
+    records[live & reset & ~storing, _STORAGE_ROOT_AT:] = np.frombuffer(EMPTY_ROOT, dtype=np.uint8)
+    return PackedState(records.tobytes(), slots, np.ascontiguousarray(counts, dtype=np.uint64), codes)
+
+
+def pack_changes(diff: StateDiff) -> PackedState:
+    """``diff``'s changes packed from its AccountChange objects (an executor that made no
+    ``StateDiff.packed``, genesis)."""
+    changes = list(diff.accounts.values())
+    n = len(changes)
+    live = [change or _GONE for change in changes]
+    code_hashes = np.zeros((n, 32), dtype=np.uint8)
+    codes: dict[bytes, bytes] = {}
+    for i, change in enumerate(live):
+        if change.code is not None:
+            code_hash = keccak256(change.code)
+            codes[code_hash] = change.code
+            code_hashes[i] = np.frombuffer(code_hash, dtype=np.uint8)
+    slots = b"".join(
+        slot.to_bytes(32, "big") + value.to_bytes(32, "big")
+        for change in live for slot, value in change.storage.items()
+    )
+    balances = b"".join(change.balance.to_bytes(32, "big") for change in live)
+    return pack_state(
+        b"".join(diff.accounts),
+        np.fromiter((change is None for change in changes), dtype=bool, count=n),
+        np.fromiter((change.nonce for change in live), dtype=np.uint64, count=n),
+        np.frombuffer(balances, dtype=np.uint8).reshape(n, 32),
+        code_hashes,
+        np.fromiter((len(change.storage) for change in live), dtype=np.uint64, count=n),
+        np.fromiter((change.storage_reset for change in live), dtype=bool, count=n),
+        slots, codes,
+    )
+
+
+def kept_storage(packed: PackedState) -> npt.NDArray[np.bool_]:
+    """Which of a packed diff's accounts keep their old storage (their slots set change it):
+    neither deleted nor wiped."""
+    flags = np.frombuffer(packed.records, dtype=np.uint8)[_FLAGS_AT::_RECORD]
+    kept: npt.NDArray[np.bool_] = ((flags & _KEEP_STORAGE) != 0) | (
+        ((flags & _STORAGE) != 0) & ((flags & _RESET) == 0)
+    )
+    return kept
+
+
+def kept_slots(packed: PackedState) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
+    """The slots set in storages that were kept (``kept_storage``), in the diff's order: each
+    one's account (its index) and its ``MS_SIZE`` bytes (slot, value)."""
+    kept = kept_storage(packed)
+    owners = np.repeat(np.arange(len(kept)), packed.counts.astype(np.int64))
+    rows = np.frombuffer(packed.slots, dtype=np.uint8).reshape(-1, _SLOT)
+    mine = kept[owners]
+    return owners[mine], rows[mine]
+
+
+def _slot_hints(packed: PackedState, old: OldValues, accounts: int) -> Sequence[bytes | None]:
+    """The old value told of each slot of ``packed``: ``old.slots`` lists those of the
+    accounts that kept their storage (a wiped one starts empty: none)."""
+    kept = np.repeat(kept_storage(packed), packed.counts.astype(np.int64))
+    if (len(old.accounts), len(old.slots)) != (accounts, int(kept.sum())):
+        raise ValueError("old values must follow the diff's accounts and slots")
+    if kept.all():
+        return old.slots
+    slots = iter(old.slots)
+    return [next(slots) if mine else None for mine in kept.tolist()]
 
 
 class TrieCommitter:
@@ -177,61 +284,24 @@ class TrieCommitter:
         """The state under ``root`` after ``diff``: its storage tries, then its account trie;
         ``old``: the keys' old values, when known; ``paths``: the accounts' trie keys in the
         diff's order (``hash_keys`` of the addresses), when the caller has them."""
-        records: list[bytes] = []  # the fields of every record, in order
-        slots: list[bytes] = []
-        counts = np.zeros(len(diff.accounts), dtype=np.uint64)
-        codes: dict[bytes, bytes] = {}
-        known_slots: list[bytes | None] = []  # the old values told of the slots
-        told_slots = 0  # of old.slots
-        for i, (address, change) in enumerate(diff.accounts.items()):
-            if change is None:
-                records += (address, _DELETED)
-                continue
-            if change.code is None and not change.storage and not change.storage_reset:
-                # A balance or nonce change (most of a block): the old code and storage stay.
-                records += (address, _PLAIN, change.nonce.to_bytes(8, "big"),
-                            change.balance.to_bytes(32, "big"), _ZERO64)
-                continue
-            flags, code_hash, storage_root = 0, _ZERO32, _ZERO32
-            if change.code is None:
-                flags |= _KEEP_CODE
-            else:
-                code_hash = keccak256(change.code)
-                codes[code_hash] = change.code
-            if change.storage:
-                flags |= _STORAGE | (_RESET if change.storage_reset else 0)
-                slots.extend(
-                    slot.to_bytes(32, "big") + value.to_bytes(32, "big") for slot, value in change.storage.items()
-                )
-                count = counts[i] = len(change.storage)
-                if old is not None:
-                    if change.storage_reset:  # it starts empty: no old values
-                        known_slots += repeat(None, count)
-                    else:
-                        known_slots += old.slots[told_slots : told_slots + count]
-                        told_slots += count
-            elif change.storage_reset:
-                storage_root = EMPTY_ROOT
-            else:
-                flags |= _KEEP_STORAGE
-            records += (address, bytes([flags]), change.nonce.to_bytes(8, "big"),
-                        change.balance.to_bytes(32, "big"), code_hash, storage_root)
-        if old is not None and (len(old.accounts), len(old.slots)) != (len(diff.accounts), told_slots):
-            raise ValueError("old values must follow the diff's accounts and slots")
-        packed = b"".join(records)
-        if len(packed) != _RECORD * len(diff.accounts):
-            raise ValueError("every address must be 20 bytes")
+        packed = diff.packed or pack_changes(diff)
+        accounts = len(diff.accounts)
+        if len(packed.records) != _RECORD * accounts or len(packed.counts) != accounts:
+            raise ValueError("a packed diff must hold a record and a slot count for each account")
+        known_slots: Sequence[bytes | None] = ()  # the old values told of the slots
+        if old is not None:
+            known_slots = _slot_hints(packed, old, accounts)
         keys = None if paths is None else b"".join(paths)
-        if keys is not None and len(keys) != 32 * len(diff.accounts):
+        if keys is not None and len(keys) != 32 * accounts:
             raise ValueError("an account's trie key is 32 bytes, one for each account")
         hints, hint_lengths = _hints(() if old is None else old.accounts)
         slot_hints, slot_hint_lengths = _hints(known_slots)
         self._lib.mpt_begin_state(
-            self._open(root), root, len(diff.accounts), packed, keys, b"".join(slots), counts.ctypes.data,
-            hints, None if old is None else hint_lengths.ctypes.data,
+            self._open(root), root, accounts, packed.records, keys, packed.slots,
+            packed.counts.ctypes.data, hints, None if old is None else hint_lengths.ctypes.data,
             slot_hints, None if old is None else slot_hint_lengths.ctypes.data,
         )
-        return self._run(load, codes, len(diff.accounts))
+        return self._run(load, packed.codes, accounts)
 
     def warm(
         self, root: bytes, paths: Sequence[bytes], load: Loader, stop: Callable[[], bool],

@@ -23,6 +23,7 @@ import numpy.typing as npt
 from executor_gpu.api import StateReader
 from executor_gpu.native_abi import ABI, from_words, words
 from executor_gpu.native_build import HOST_THREADS
+from executor_gpu.native_mpt import pack_state
 from executor_gpu.types import AccountChange, StateDiff
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
@@ -540,8 +541,8 @@ class StateTables:
         changed = (values != baseline).any(axis=1)
         slot_rows, owners, values = slot_rows[changed], owners[changed], values[changed]
         storage: dict[int, dict[int, int]] = {}
-        keys = word_ints(self.slots.data[slot_rows, ABI["SL_KEY"] : ABI["SL_KEY"] + 4])
-        for owner, key, value in zip(owners.tolist(), keys, word_ints(values)):
+        key_words = self.slots.data[slot_rows, ABI["SL_KEY"] : ABI["SL_KEY"] + 4]
+        for owner, key, value in zip(owners.tolist(), word_ints(key_words), word_ints(values)):
             storage.setdefault(owner, {})[key] = value
         written = self.accounts.written[: len(now)].copy()
         written[self._slot_account.data[np.flatnonzero(self.slots.written[: self.slots.count]), 0]] = True
@@ -556,20 +557,45 @@ class StateTables:
             & (now[:, ABI["ACC_NONCE"]] == pre[:, ABI["ACC_NONCE"]])
             & (now[:, ABI["ACC_BALANCE"] : ABI["ACC_BALANCE"] + 4] == pre[:, ABI["ACC_BALANCE"] : ABI["ACC_BALANCE"] + 4]).all(axis=1)
         )
-        deleted = np.flatnonzero(written & ~exists & existed).tolist()
+        deleted = np.flatnonzero(written & ~exists & existed)
         rows = np.flatnonzero(written & exists & ~same)
         record = now[rows]
         listed = rows.tolist()
         # New code and storage where there are any: most changed accounts only pay or are paid.
         codes: list[bytes | None] = [None] * len(listed)
+        code_hashes = np.zeros((len(listed) + len(deleted), 32), dtype=np.uint8)
+        new_codes: dict[bytes, bytes] = {}
         for i in np.flatnonzero(code_changed[rows]).tolist():
             code_index = int(record[i, ABI["ACC_CODE"]])
-            codes[i] = b"" if code_index == NO_CODE else self.code(code_index)
+            code = codes[i] = b"" if code_index == NO_CODE else self.code(code_index)
+            code_hash = keccak256(code)
+            new_codes[code_hash] = code
+            code_hashes[i] = np.frombuffer(code_hash, dtype=np.uint8)
         slots = [storage.get(row) or {} for row in listed]
-        accounts = map(AccountChange, record[:, ABI["ACC_NONCE"]].tolist(),
-                     word_ints(record[:, ABI["ACC_BALANCE"] : ABI["ACC_BALANCE"] + 4]), codes, slots,
-                     reset[rows].tolist())
+        nonces = record[:, ABI["ACC_NONCE"]]
+        balances = record[:, ABI["ACC_BALANCE"] : ABI["ACC_BALANCE"] + 4]
+        accounts = map(AccountChange, nonces.tolist(), word_ints(balances), codes, slots,
+                       reset[rows].tolist())
         changes: dict[Address, AccountChange | None] = dict(zip(map(self._addresses.__getitem__, listed), accounts))
-        for row in deleted:
+        for row in deleted.tolist():
             changes[self._addresses[row]] = None
-        return StateDiff(accounts=changes)
+        # The same in the committer's layout. The slots in the storages' order: by account,
+        # then as the loop above met them.
+        position = np.full(len(now), -1, dtype=np.int64)
+        position[rows] = np.arange(len(rows))
+        at = position[owners]
+        kept = np.flatnonzero(at >= 0)
+        kept = kept[np.argsort(at[kept], kind="stable")]
+        packed_slots = np.concatenate([word_bytes(key_words[kept]), word_bytes(values[kept])], axis=1)
+        gone = len(deleted)
+        packed = pack_state(
+            b"".join(changes),
+            np.concatenate([np.zeros(len(rows), dtype=bool), np.ones(gone, dtype=bool)]),
+            np.concatenate([nonces, np.zeros(gone, dtype=np.uint64)]),
+            np.concatenate([word_bytes(balances), np.zeros((gone, 32), dtype=np.uint8)]),
+            code_hashes,
+            np.bincount(at[kept], minlength=len(rows) + gone).astype(np.uint64),
+            np.concatenate([reset[rows], np.zeros(gone, dtype=bool)]),
+            packed_slots.tobytes(), new_codes,
+        )
+        return StateDiff(accounts=changes, packed=packed)

@@ -7,6 +7,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 from primitives.blocks import Log, Receipt
 from primitives.frozen import direct_init
 from primitives.transactions import AccessListEntry, Transaction
@@ -76,6 +79,25 @@ class StateDiff:
 
     accounts: Mapping[Address, AccountChange | None]
     """Changed accounts; None means the account no longer exists."""
+    packed: PackedState | None = field(default=None, compare=False, repr=False)
+    """The same changes as the state committer takes them, when the executor made them in
+    bulk from its arrays (a block's tens of thousands of accounts, packed one by one in Python,
+    cost tens of ms); None: packed from ``accounts`` when committed."""
+
+
+@dataclass(frozen=True)
+class PackedState:
+    """A diff's changes in the state committer's layout (``kernels/evm_mpt.h``)."""
+
+    records: bytes
+    """An account record (``MA_SIZE`` bytes) for each account of the diff, in its order."""
+    slots: bytes
+    """The slots set, ``MS_SIZE`` bytes each (slot, value; 32 bytes big-endian each), grouped
+    by account in the diff's order, each account's in its storage's order."""
+    counts: npt.NDArray[np.uint64]
+    """How many of ``slots`` each account has."""
+    codes: Mapping[bytes, bytes]
+    """New contract code by its Keccak-256 hash."""
 
 
 @direct_init

@@ -64,8 +64,9 @@ enum {
     MF_STORAGE = 8,      /* its storage root is its storage trie's after its slot changes */
     MF_RESET = 16,       /* with MF_STORAGE: the slot changes apply to an empty storage trie */
 };
-/* A slot change: the slot and its new value, 32 bytes big-endian each (0 deletes it). */
-#define MS_SIZE 64
+enum {
+    MS_SIZE = 64, /* a slot change: the slot and its new value, 32 bytes big-endian each (0 deletes it) */
+};
 
 enum { MK_LEAF = 1, MK_EXT, MK_BRANCH, MK_HASH };
 enum { MP_LOOKUP, MP_STORAGE, MP_ACCOUNTS, MP_WARM, MP_DONE };

@@ -37,9 +37,9 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from itertools import chain, repeat
-from typing import Annotated, Self, TypeVar
+from dataclasses import dataclass, field, replace
+from itertools import chain, compress, repeat
+from typing import Annotated, Self, TypeVar, cast
 
 import numpy as np
 import rlp
@@ -56,8 +56,13 @@ from executor_gpu.native_mpt import (
     TrieCommitter,
     Warmed,
     hash_keys,
+    hash_rows,
+    kept_slots,
+    kept_storage,
+    pack_changes,
+    split,
 )
-from executor_gpu.types import Account, AccountChange, StateDiff
+from executor_gpu.types import Account, AccountChange, PackedState, StateDiff
 from node.db import schema
 from node.db.api import KV, KVReader, WriteBatch
 from primitives import rlp as fast_rlp
@@ -549,11 +554,13 @@ class StateDB:
             found = iter(batch.get_many([key for key, value in zip(keys, values) if value is _UNREAD]))
             return [next(found) if value is _UNREAD else value for value in values]
 
+        packed = diff.packed or pack_changes(diff)
+        diff = replace(diff, packed=packed)  # the committer packs nothing again
         marker = FlatMarker.read(batch)
         flat = _FlatWriter(batch) if marker.root == parent_root else None
         # Tens of thousands of tuples and lists a block (no cycles): 30-50 ms of collector passes.
         with cycle_collector_paused():
-            old = None if flat is None else flat.read_old(diff, read_flat)
+            old = None if flat is None else flat.read_old(diff, packed, read_flat)
             if self._prefetch is not None:
                 self._prefetch.stop()
             with self._committing:
@@ -564,7 +571,7 @@ class StateDB:
                              np.asarray(commit.lengths, dtype=np.int64))
             batch.put_many((prefix + code_hash, code) for code_hash, code in commit.codes.items())
             if flat is not None:
-                flat.stage(diff, commit.values)
+                flat.stage(diff, packed, commit.values)
                 flat.finish(marker, FlatMarker(commit.root, marker.height + 1),
                             self._options.unwind_depth)
                 self._record(batch, parent_root, commit.root, flat.writes)
@@ -735,41 +742,46 @@ class _FlatWriter:
         """The diff's accounts' trie keys (Keccak of the address), in its order."""
         self._keys: list[bytes] = []  # their flat keys
         self._slot_keys: list[bytes] = []  # flat keys of OldValues.slots's slots
+        self._slot_values: list[bytes] = []  # their new values, 32 bytes big-endian
         self.writes: dict[bytes, bytes | None] = {}
         """Every key written, with its new value (None: deleted)."""
 
     def read_old(
-        self, diff: StateDiff, read_many: Callable[[list[bytes]], list[bytes | None]]
+        self, diff: StateDiff, packed: PackedState,
+        read_many: Callable[[list[bytes]], list[bytes | None]],
     ) -> OldValues:
-        """The old rows of ``diff``'s accounts and of the slots it sets (``read_many``: one get
-        each), kept for the change set and told to the committer."""
-        self.paths = hash_keys(list(diff.accounts))
+        """The old rows of ``diff``'s accounts and of the slots it sets in storages it keeps
+        (``read_many``: one get each), kept for the change set and told to the committer.
+        ``packed``: ``diff`` packed, whose arrays key a block's tens of thousands of accounts
+        and a token's slots at once, not one by one."""
+        addresses = np.frombuffer(b"".join(diff.accounts), dtype=np.uint8).reshape(-1, 20)
+        account_hashes = hash_rows(addresses)
+        self.paths = cast(list[Hash32], split(account_hashes, 32))
         keys = self._keys = list(map(schema.FLAT_ACCOUNT_PREFIX.__add__, self.paths))  # flat_account_key
-        prefixes: list[bytes] = []
-        slots: list[int] = []
-        for account_hash, change in zip(self.paths, diff.accounts.values()):
-            if change is not None and change.storage and not change.storage_reset:
-                prefixes += repeat(schema.flat_storage_prefix(account_hash), len(change.storage))
-                slots += change.storage
-        # A token's transfers set tens of thousands of slots a block: their keys hashed in C.
-        slot_hashes = hash_keys([slot.to_bytes(32, "big") for slot in slots])
-        slot_keys = self._slot_keys = list(map(bytes.__add__, prefixes, slot_hashes))
-        flat_keys = keys + slot_keys
+        owners, slots = kept_slots(packed)
+        # flat_storage_key of each: prefix, account hash, slot hash.
+        slot_keys = np.empty((len(owners), 65), dtype=np.uint8)
+        slot_keys[:, 0] = schema.FLAT_STORAGE_PREFIX[0]
+        slot_keys[:, 1:33] = account_hashes[owners]
+        slot_keys[:, 33:] = hash_rows(slots[:, :32])
+        self._slot_keys = split(slot_keys, 65)
+        self._slot_values = split(slots[:, 32:], 32)
+        flat_keys = keys + self._slot_keys
         values = read_many(flat_keys)
         self._before.update(zip(flat_keys, values))
         return OldValues(values[: len(keys)], values[len(keys) :])
 
-    def stage(self, diff: StateDiff, values: Sequence[bytes | None]) -> None:
-        """Write ``diff``, whose accounts' new rows (``values``, None: deleted; their trie
-        values) the committer made."""
-        rows: list[tuple[bytes, bytes | None]] = []
-        slot_values: list[int] = []  # of read_old's slots, in its order
-        accounts = zip(diff.accounts.values(), self.paths, self._keys, values, strict=True)
-        for change, account_hash, key, value in accounts:
-            if change is not None and not change.storage_reset:
-                # Most of a block: a row and the slots read_old read, staged together below.
-                rows.append((key, value))
-                slot_values += change.storage.values()
+    def stage(self, diff: StateDiff, packed: PackedState, values: Sequence[bytes | None]) -> None:
+        """Write ``diff`` (``packed``, as read_old had it), whose accounts' new rows
+        (``values``, None: deleted; their trie values) the committer made."""
+        kept = kept_storage(packed).tolist()
+        # Most of a block: a row, and the slots read_old read, staged together below.
+        rows = list(zip(compress(self._keys, kept), compress(values, kept)))
+        rows += zip(self._slot_keys, [value.lstrip(b"\0") or None for value in self._slot_values])
+        # Deleted and wiped accounts (rare): their old slots go.
+        accounts = zip(diff.accounts.values(), self.paths, self._keys, values, kept, strict=True)
+        for change, account_hash, key, value, simple in accounts:
+            if simple:
                 continue
             old = self._previous(key)
             # Only accounts with a storage root have slots: creations skip the scan.
@@ -782,9 +794,6 @@ class _FlatWriter:
                 for slot, slot_value in change.storage.items():
                     slot_key = schema.flat_storage_key(account_hash, _slot_hash(slot))
                     self._set(slot_key, _int_bytes(slot_value) or None)
-        # _int_bytes, inlined: a token's block sets tens of thousands of slots.
-        rows += zip(self._slot_keys, [value.to_bytes((value.bit_length() + 7) // 8, "big") or None
-                                      for value in slot_values], strict=True)
         before = self._before
         changed = {key: value for key, value in rows if before[key] != value}
         self.writes.update(changed)

@@ -10,8 +10,9 @@ from collections.abc import Mapping, Sequence
 import rlp
 
 from executor_gpu.native import NativeExecutor
+from executor_gpu.native_mpt import pack_changes
 from executor_gpu.reference import PyEvmExecutor
-from executor_gpu.types import BatchResult, BlockEnv
+from executor_gpu.types import BatchResult, BlockEnv, StateDiff
 from node.db.memory import MemoryKV
 from node.db.state import GenesisAccount, StateDB, StateView
 from primitives.crypto import keccak256, private_key_to_address, sign_hash
@@ -124,4 +125,15 @@ def run_both(
     got, expected = comparable(mine), comparable(want)
     for name, a, b in zip(("executed", "rejected", "state diff", "gas used"), got, expected):
         assert a == b, f"{name} differs"
+    assert_packed_as_its_accounts(mine.state_diff)
     return mine, want
+
+
+def assert_packed_as_its_accounts(diff: StateDiff) -> None:
+    """The executor's packing of ``diff`` is what the committer packs from its accounts."""
+    assert diff.packed is not None
+    want = pack_changes(diff)
+    assert diff.packed.records == want.records, "account records differ"
+    assert diff.packed.slots == want.slots, "slots differ"
+    assert diff.packed.counts.tolist() == want.counts.tolist(), "slot counts differ"
+    assert dict(diff.packed.codes) == dict(want.codes), "codes differ"
