@@ -25,6 +25,10 @@ the machine and the process's RSS; never fails for being slow.
     python -m bench.state --accounts 1000000 --txs 10000 --py-trie-blocks 1
     python -m bench.state --accounts 1000000 --dir /tmp/state1m   # twice: build, then restarted
 
+A run on a kept state (``--dir``) is a restarted node: as ``l2node run`` does at start, it
+first warms the top of the account trie into the empty node cache (``StateDB.warm_top``, timed
+apart; ``--no-warm-top``: not).
+
 A 10M-account state in two steps (the build writes about 6 GB and commits ``--chunk``
 accounts at a time; its peak RSS was 1.5 GB at 1M accounts and 2.9 GB at 3M, half of it
 LevelDB's mapped tables): ``--blocks 0`` builds and keeps it, the second run is a restarted
@@ -198,6 +202,9 @@ def main() -> None:
                              " other cores would (the prefetch goes on meanwhile)")
     parser.add_argument("--no-prefetch", action="store_true",
                         help="no prefetch of the blocks' trie paths while they 'execute'")
+    parser.add_argument("--no-warm-top", action="store_true",
+                        help="on a kept state (a restarted node), no StateDB.warm_top before the"
+                             " blocks (the node's first blocks before it had one)")
     parser.add_argument("--dir", type=Path,
                         help="keep the state in this folder; a later run on it skips the build and is"
                              " a restarted node (its RSS is that of a node holding the state)")
@@ -225,6 +232,16 @@ def main() -> None:
             print(f"compacted LevelDB in {time.perf_counter() - start:.1f} s")
         if args.cold:
             state = StateDB(kv, args.cache_mib << 20)
+        if saved.exists() and not args.no_warm_top:
+            # As `l2node run` does at start: the trie's top read into the empty node cache.
+            start = time.perf_counter()
+            with state.warm_top(root) as warming:
+                while not warming.done:
+                    time.sleep(0.01)
+            warmed = warming.warmed
+            print(f"warmed the top of the trie (StateDB.warm_top, as a starting node does) in "
+                  f"{time.perf_counter() - start:.1f} s: {warmed.nodes if warmed else 0:,} nodes; "
+                  f"{rss_now()}")
         rng = random.Random(root)  # a kept state's next run draws new diffs
         for block in range(args.blocks):
             diff = block_diff(rng, args.accounts, args.txs, block)

@@ -124,7 +124,7 @@ def cpu_library() -> ctypes.CDLL:
         ctypes.c_char_p, ptr,
     ]
     lib.mpt_begin_state.restype = None
-    lib.mpt_begin_warm.argtypes = [ptr, ctypes.c_char_p, u64, ctypes.c_char_p]
+    lib.mpt_begin_warm.argtypes = [ptr, ctypes.c_char_p, u64, ctypes.c_char_p, u64]
     lib.mpt_begin_warm.restype = None
     lib.mpt_warm_tell.argtypes = [ptr, u64, ctypes.c_char_p, ctypes.c_char_p, ptr]
     lib.mpt_warm_tell.restype = None

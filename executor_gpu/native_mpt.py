@@ -44,6 +44,7 @@ _DELETE, _KEEP_CODE, _KEEP_STORAGE = _MPT["MF_DELETE"], _MPT["MF_KEEP_CODE"], _M
 _STORAGE, _RESET = _MPT["MF_STORAGE"], _MPT["MF_RESET"]
 _FLAGS_AT, _NONCE_AT, _BALANCE_AT = _MPT["MA_FLAGS"], _MPT["MA_NONCE"], _MPT["MA_BALANCE"]
 _CODE_HASH_AT, _STORAGE_ROOT_AT = _MPT["MA_CODE_HASH"], _MPT["MA_STORAGE_ROOT"]
+_TO_END = _MPT["MW_TO_END"]
 _SLOT = _MPT["MS_SIZE"]
 """A slot change's bytes: the slot and its value, 32 bytes big-endian each."""
 _GONE = AccountChange(nonce=0, balance=0)
@@ -305,11 +306,12 @@ class TrieCommitter:
 
     def warm(
         self, root: bytes, paths: Sequence[bytes], load: Loader, stop: Callable[[], bool],
-        told: Told | None = None,
+        told: Told | None = None, depth: int | None = None,
     ) -> Warmed:
         """Reads the account-trie nodes along ``paths`` (trie keys, 32 bytes: ``hash_keys`` of
         the addresses) under ``root`` into the node cache, in rounds as a commit reads, so
-        that the next commit on ``root`` touching them reads none of them. ``stop`` is asked
+        that the next commit on ``root`` touching them reads none of them; ``depth``: only
+        down to it (in nibbles: the nodes at that depth are the last read), not to their ends. ``stop`` is asked
         between reads of ``WARM_CHUNK`` nodes: True ends the warm there. ``told``, asked there
         too: old values of keys learnt since; a key told is not read to its leaf, which a
         commit told the same does not read either (the round's nodes not read yet are listed
@@ -319,8 +321,10 @@ class TrieCommitter:
         keys = b"".join(paths)
         if len(keys) != 32 * len(paths):
             raise ValueError("an account's trie key is 32 bytes")
+        if depth is not None and not 0 <= depth <= 64:
+            raise ValueError("a trie key has 64 nibbles: a warm's depth is 0 to 64")
         lib, session = self._lib, self._open(root)
-        lib.mpt_begin_warm(session, root, len(paths), keys)
+        lib.mpt_begin_warm(session, root, len(paths), keys, _TO_END if depth is None else depth)
         nothing: tuple[bytes, Sequence[bytes | None]] = (b"", ())
         news = nothing if told is None else told()
         read = 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import multiprocessing
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -82,6 +83,8 @@ def _embedded(w3: Web3, keys: list[bytes]) -> EmbeddedL1:
 def _serve_chain(node: Connection) -> None:
     """The child process: a chain answering the node's provider requests until the node
     closes its end (or dies)."""
+    # Ctrl-C reaches the terminal's whole process group: the node stops, and ends this with it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     tester = EthereumTester(PyEVMBackend())
     provider = _NodeLikeTesterProvider(tester)
     node.send([key.to_bytes() for key in tester.backend.account_keys[:2]])

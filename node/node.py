@@ -219,8 +219,9 @@ class Node:
         self.epochs = Epochs(
             self.chain, params.chain_id, params.epoch_length, genesis_weights or {self.coinbase: 1},
         )
-        self.state = StateDB(kv, options=state_options)
-        self._prefetch_on = (os.cpu_count() or 1) >= (state_options or StateOptions()).prefetch_min_cores
+        state_options = state_options or StateOptions()
+        self.state = StateDB(kv, state_options.node_cache_mib << 20, state_options)
+        self._prefetch_on = (os.cpu_count() or 1) >= state_options.prefetch_min_cores
         self.admission = Admission(kv, self.chain, self.state, pool_config, params.chain_id,
                                    params.gas_limit, clock, decode)
         self.pool = self.admission.pool

@@ -65,6 +65,9 @@ enum {
     MF_RESET = 16,       /* with MF_STORAGE: the slot changes apply to an empty storage trie */
 };
 enum {
+    MW_TO_END = 65, /* a warm's depth that walks its paths to their ends (keys are 64 nibbles) */
+};
+enum {
     MS_SIZE = 64, /* a slot change: the slot and its new value, 32 bytes big-endian each (0 deletes it) */
 };
 
@@ -250,6 +253,7 @@ typedef struct {
     u64 warm_mask;
     int warmed;   /* the map holds the nodes of a warm of the trie under warm_root */
     int warm_stop; /* set by another thread (mpt_warm_stop): the warm's pass ends early */
+    u64 warm_depth; /* a warm reads its paths' nodes down to this depth (nibbles) */
     u8 warm_root[32];
     u64 threads;
     mworker *workers;
@@ -848,15 +852,16 @@ static mnode *mpt_update(msession *s, mnode *n, u64 depth, const mchange *c, u64
     return r;
 }
 
-/* The value of the key of change c in the trie under n: 1 found, 0 absent, 2 a node is
- * missing (listed), -1 malformed. */
-static int mpt_get(msession *s, mnode *n, const mchange *c, const u8 **val, u64 *vlen) {
+/* The value of the key of change c in the trie under n: 1 found, 0 absent (or its walk
+ * reached depth `stop`, in nibbles, before its end), 2 a node is missing (listed), -1
+ * malformed. */
+static int mpt_walk(msession *s, mnode *n, const mchange *c, u64 stop, const u8 **val, u64 *vlen) {
     const u8 *nib = c->nib;
     u64 depth = 0;
     for (;;) {
         n = mpt_resolve_for(s, n, depth, c, 1);
         if (n == MPT_MISSING) return 2;
-        if (!n) return 0;
+        if (!n || depth >= stop) return 0;
         if (n->kind == MK_BRANCH) {
             if (depth >= 64) return -1;
             n = n->kids[nib[depth++]];
@@ -872,6 +877,11 @@ static int mpt_get(msession *s, mnode *n, const mchange *c, const u8 **val, u64 
         }
         n = n->child;
     }
+}
+
+/* mpt_walk to the key's end. */
+static int mpt_get(msession *s, mnode *n, const mchange *c, const u8 **val, u64 *vlen) {
+    return mpt_walk(s, n, c, MW_TO_END, val, vlen);
 }
 
 /* ---- encoding and hashing ------------------------------------------------------------------- */
@@ -1263,14 +1273,16 @@ EVM_EXPORT void mpt_begin_state(void *h, const u8 *root, u64 n, const u8 *record
 }
 
 /* Starts a warm of the node cache along n keys of the account trie under root (32 bytes each,
- * the paths): steps list the nodes on their paths the session lacks, as a commit's do, and
+ * the paths), down to depth (in nibbles: the nodes at that depth are the last read; MW_TO_END:
+ * to the paths' ends, the nodes a commit of those keys walks): steps list the nodes on their paths the session lacks, as a commit's do, and
  * mpt_supply keeps each node it is handed in the cache. The cache may grow past its budget
  * meanwhile: the commit after it drops a generation if need be, once it is done with the
  * nodes (a warm's decoded nodes point into the young generation). Without a cache, there is
  * nothing to warm: the first step says done. */
-EVM_EXPORT void mpt_begin_warm(void *h, const u8 *root, u64 n, const u8 *paths) {
+EVM_EXPORT void mpt_begin_warm(void *h, const u8 *root, u64 n, const u8 *paths, u64 depth) {
     msession *s = (msession *)h;
     mpt_reset(s, NULL);
+    s->warm_depth = depth;
     mpt_set_root(&s->main, root);
     s->warmed = 1;
     __atomic_store_n(&s->warm_stop, 0, __ATOMIC_RELAXED);
@@ -1417,7 +1429,7 @@ static int mpt_warm_pass(msession *s) {
             mpt_fail(s, "the warm was stopped", NULL); /* a commit waits for the session */
             return 0;
         }
-        if (mpt_get(s, root, j->c + i, &val, &vlen) == 2) j->c[left++] = j->c[i];
+        if (mpt_walk(s, root, j->c + i, s->warm_depth, &val, &vlen) == 2) j->c[left++] = j->c[i];
     }
     j->n = left;
     return !left || !s->nmissing; /* keys left, and nothing to read: none can go on */

@@ -22,7 +22,7 @@ from executor_gpu.native_mpt import CACHE_BYTES, Commit, OldValues, TrieCommitte
 from executor_gpu.types import AccountChange, StateDiff
 from node.db import schema
 from node.db.memory import MemoryKV
-from node.db.state import StateDB
+from node.db.state import StateDB, top_paths
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
 from primitives.types import Address
@@ -401,3 +401,81 @@ def test_state_prefetch_runs_beside_blocks() -> None:
     for address, account in model.items():
         found = view.get_account(address)
         assert found is not None and found.balance == account.balance
+
+
+def _nodes_by_depth(nodes: dict[bytes, bytes], root: bytes, leaves: bool = True) -> dict[int, int]:
+    """How many stored (hashed) nodes the trie under ``root`` has at each depth, in nibbles
+    (``leaves``: leaves too, else branches and extensions): walked here from the RLP, apart
+    from the committer."""
+    counts: dict[int, int] = {}
+
+    def walk(ref: Any, depth: int) -> None:
+        if ref == b"":
+            return
+        node = rlp.decode(nodes[ref]) if isinstance(ref, bytes) and len(ref) == 32 else ref
+        leaf = len(node) == 2 and node[0][0] >> 4 >= 2
+        if isinstance(ref, bytes) and len(ref) == 32 and (leaves or not leaf):
+            counts[depth] = counts.get(depth, 0) + 1
+        if len(node) == 17:
+            for nibble in range(16):
+                walk(node[nibble], depth + 1)
+        elif node[0][0] >> 4 < 2:  # an extension: its path's nibbles, then its child
+            odd = node[0][0] >> 4 == 1
+            walk(node[1], depth + 2 * len(node[0]) - (1 if odd else 2))
+
+    walk(root, 0)
+    return counts
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2, 3])
+def test_a_warm_to_a_depth_reads_the_nodes_down_to_it(depth: int) -> None:
+    """A warm of every position at a depth (StateDB.warm_top's keys), told to stop there,
+    reads exactly the trie's nodes at that depth and above, and a commit after it, of
+    updates told their old values, reads none of those."""
+    store, root, addresses, model = _state(3000, 3)
+    by_depth = _nodes_by_depth(store.nodes, root)
+    assert by_depth[3] > 0  # 3,000 keys reach depth 3
+    with TrieCommitter() as committer:
+        warmed = committer.warm(root, top_paths(depth), store.load, _never, depth=depth)
+        assert warmed.complete
+        assert warmed.nodes == store.reads == sum(n for d, n in by_depth.items() if d <= depth)
+        trie: Any = HexaryTrie(store.nodes, root)  # py-trie is untyped
+        updated = random.Random(4).sample(addresses, 200)
+        diff = StateDiff({address: AccountChange(nonce=3, balance=3) for address in updated})
+        paths = hash_keys(updated)
+        old = OldValues([trie.get(path) for path in paths], [])
+        _apply_model(model, diff)
+        store.reads = 0
+        assert committer.commit_state(root, diff, store.load, old).root == _model_root(model)
+        assert store.reads <= sum(n for d, n in by_depth.items() if d > depth)
+
+
+def test_state_warm_top_spares_a_restarted_node_its_reads() -> None:
+    """StateDB.warm_top on a restarted node (an empty node cache), left to finish: the next
+    block of updates told their old values reads none of the trie's nodes down to depth 4,
+    where the default cache's warm ends: at most the few branches below it (keys sharing five
+    nibbles and more); without it, the same block reads hundreds."""
+    kv = _CountingKV()
+    rng = random.Random(9)
+    addresses = [Address(rng.randbytes(20)) for _ in range(3000)]
+    genesis = StateDiff({address: AccountChange(nonce=1, balance=1) for address in addresses})
+    root = commit_diff(kv, StateDB(kv), EMPTY_ROOT, genesis)
+    diff = StateDiff({address: AccountChange(nonce=2, balance=2) for address in rng.sample(addresses, 500)})
+    reads = []
+    for warm in (False, True):
+        state = StateDB(kv)
+        if warm:
+            with state.warm_top(root) as warming:
+                deadline = time.monotonic() + 60
+                while not warming.done and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                assert warming.warmed is not None and warming.warmed.complete
+        view = state.at(root)
+        view.flat_accounts(hash_keys(list(diff.accounts)))
+        kv.node_reads = 0
+        batch = kv.write_batch()
+        state.apply(root, diff, batch, view.bulk_reads())
+        reads.append(kv.node_reads)
+    nodes = {key[len(schema.STATE_NODE_PREFIX):]: value for key, value in kv.iterate(schema.STATE_NODE_PREFIX)}
+    deep = sum(n for depth, n in _nodes_by_depth(nodes, root, leaves=False).items() if depth > 4)
+    assert reads[0] > 300 and reads[1] <= deep < 10
