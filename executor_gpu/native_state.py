@@ -68,8 +68,13 @@ class _Rows:
         while self.count + n > size:
             size *= 2
         if size > len(self.data):
-            self.data = np.concatenate([self.data, np.zeros((size - len(self.data), self.data.shape[1]), self.data.dtype)])
-            self.written = np.concatenate([self.written, np.zeros(size - len(self.written), dtype=bool)])
+            # Fresh zeroed memory (the kernel's zero pages until written) and the used rows
+            # copied: concatenating copied every zero too (a block's 36,000 accounts: 20 ms).
+            data = np.zeros((size, self.data.shape[1]), self.data.dtype)
+            data[: self.count] = self.data[: self.count]
+            written = np.zeros(size, dtype=bool)
+            written[: self.count] = self.written[: self.count]
+            self.data, self.written = data, written
         self.count += n
         return self.count - n
 
