@@ -311,13 +311,13 @@ class TrieCommitter:
         """Reads the account-trie nodes along ``paths`` (trie keys, 32 bytes: ``hash_keys`` of
         the addresses) under ``root`` into the node cache, in rounds as a commit reads, so
         that the next commit on ``root`` touching them reads none of them; ``depth``: only
-        down to it (in nibbles: the nodes at that depth are the last read), not to their ends. ``stop`` is asked
-        between reads of ``WARM_CHUNK`` nodes: True ends the warm there. ``told``, asked there
-        too: old values of keys learnt since; a key told is not read to its leaf, which a
-        commit told the same does not read either (the round's nodes not read yet are listed
-        again without those leaves). Never raises for the store's
-        content: a missing or malformed node ends it quietly (a commit that needs the node
-        reports it)."""
+        down to it (in nibbles: the nodes at that depth are the last read), not to their
+        ends. ``stop`` is asked between reads of ``WARM_CHUNK`` nodes: True ends the warm
+        there. ``told``, asked there too: old values of keys learnt since; a key told is not
+        read to its leaf, which a commit told the same does not read either (the round's
+        nodes not read yet are listed again without those leaves). Never raises for the
+        store's content: a missing or malformed node ends it quietly (a commit that needs the
+        node reports it)."""
         keys = b"".join(paths)
         if len(keys) != 32 * len(paths):
             raise ValueError("an account's trie key is 32 bytes")

@@ -798,22 +798,21 @@ class _FlatWriter:
     def stage(self, diff: StateDiff, packed: PackedState, values: Sequence[bytes | None]) -> None:
         """Write ``diff`` (``packed``, as read_old had it), whose accounts' new rows
         (``values``, None: deleted; their trie values) the committer made."""
-        kept = kept_storage(packed).tolist()
+        kept = kept_storage(packed)
         # Most of a block: a row, and the slots read_old read, staged together below.
-        rows = list(zip(compress(self._keys, kept), compress(values, kept)))
+        rows = list(zip(compress(self._keys, kept.tolist()), compress(values, kept.tolist())))
         rows += zip(self._slot_keys, [value.lstrip(b"\0") or None for value in self._slot_values])
         # Deleted and wiped accounts (rare): their old slots go.
-        accounts = zip(diff.accounts.values(), self.paths, self._keys, values, kept, strict=True)
-        for change, account_hash, key, value, simple in accounts:
-            if simple:
-                continue
+        changes = list(diff.accounts.values())
+        for i in np.flatnonzero(~kept).tolist():
+            change, account_hash, key = changes[i], self.paths[i], self._keys[i]
             old = self._previous(key)
             # Only accounts with a storage root have slots: creations skip the scan.
             if old is not None and _stored_roots(old)[1:33] != EMPTY_ROOT:
                 prefix = schema.flat_storage_prefix(account_hash)
                 for slot_key, _ in list(self._batch.iterate(prefix)):
                     self._set(slot_key, None)
-            self._set(key, value)
+            self._set(key, values[i])
             if change is not None:
                 for slot, slot_value in change.storage.items():
                     slot_key = schema.flat_storage_key(account_hash, _slot_hash(slot))
