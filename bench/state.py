@@ -59,7 +59,7 @@ from trie.hexary import HexaryTrie
 
 from executor_gpu.native_abi import ABI
 from executor_gpu.native_build import cpu_library
-from executor_gpu.native_mpt import CACHE_BYTES, hash_keys
+from executor_gpu.native_mpt import CACHE_BYTES, hash_keys, pack_changes
 from executor_gpu.native_state import TrieReader
 from executor_gpu.types import AccountChange, StateDiff
 from node.db.leveldb import LevelDBKV
@@ -105,7 +105,8 @@ def block_diff(rng: random.Random, accounts: int, txs: int, block: int) -> State
         changes[address(i)] = AccountChange(nonce=block + 1, balance=10**18 - 21_000 * 10**9 * (block + 1))
         recipient = address(rng.randrange(accounts) if n % 2 else accounts + rng.randrange(2**40))
         changes[recipient] = AccountChange(nonce=0, balance=10**18 + n)
-    return StateDiff(changes)
+    # Packed, as the native executor hands its diffs over (its packing is execution's time).
+    return StateDiff(changes, packed=pack_changes(StateDiff(changes)))
 
 
 def py_trie_apply(kv: LevelDBKV, root: Hash32, diff: StateDiff) -> bytes:
