@@ -69,7 +69,7 @@ class _Rows:
             size *= 2
         if size > len(self.data):
             # Fresh zeroed memory (the kernel's zero pages until written) and the used rows
-            # copied: concatenating copied every zero too (a block's 36,000 accounts: 20 ms).
+            # copied: concatenating copied every zero too (10-14 ms a block of 30,000 transfers).
             data = np.zeros((size, self.data.shape[1]), self.data.dtype)
             data[: self.count] = self.data[: self.count]
             written = np.zeros(size, dtype=bool)
