@@ -120,8 +120,8 @@ def cpu_library() -> ctypes.CDLL:
     lib.mpt_begin_trie.argtypes = [ptr, ctypes.c_char_p, u64, ctypes.c_char_p, ctypes.c_char_p, ptr]
     lib.mpt_begin_trie.restype = None
     lib.mpt_begin_state.argtypes = [
-        ptr, ctypes.c_char_p, u64, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ptr, ctypes.c_char_p, ptr,
-        ctypes.c_char_p, ptr,
+        ptr, ctypes.c_char_p, u64, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ptr,
+        ctypes.c_char_p, ptr, ctypes.c_char_p, ptr,
     ]
     lib.mpt_begin_state.restype = None
     lib.mpt_begin_warm.argtypes = [ptr, ctypes.c_char_p, u64, ctypes.c_char_p, u64]

@@ -211,14 +211,17 @@ def kept_storage(packed: PackedState) -> npt.NDArray[np.bool_]:
     return kept
 
 
-def kept_slots(packed: PackedState) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
-    """The slots set in storages that were kept (``kept_storage``), in the diff's order: each
-    one's account (its index) and its ``MS_SIZE`` bytes (slot, value)."""
+def slot_rows(packed: PackedState) -> npt.NDArray[np.uint8]:
+    """A packed diff's slot changes, a row each: the slot, then its value (32 bytes each)."""
+    return np.frombuffer(packed.slots, dtype=np.uint8).reshape(-1, _SLOT)
+
+
+def kept_slots(packed: PackedState) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """For each of a packed diff's slot changes (``slot_rows``): its account (an index), and
+    whether that account kept its storage (``kept_storage``)."""
     kept = kept_storage(packed)
     owners = np.repeat(np.arange(len(kept)), packed.counts.astype(np.int64))
-    rows = np.frombuffer(packed.slots, dtype=np.uint8).reshape(-1, _SLOT)
-    mine = kept[owners]
-    return owners[mine], rows[mine]
+    return owners, kept[owners]
 
 
 def _slot_hints(packed: PackedState, old: OldValues, accounts: int) -> Sequence[bytes | None]:
@@ -280,11 +283,12 @@ class TrieCommitter:
 
     def commit_state(
         self, root: bytes, diff: StateDiff, load: Loader, old: OldValues | None = None,
-        paths: Sequence[bytes] | None = None,
+        paths: Sequence[bytes] | None = None, slot_paths: bytes | None = None,
     ) -> Commit:
         """The state under ``root`` after ``diff``: its storage tries, then its account trie;
         ``old``: the keys' old values, when known; ``paths``: the accounts' trie keys in the
-        diff's order (``hash_keys`` of the addresses), when the caller has them."""
+        diff's order (``hash_keys`` of the addresses), when the caller has them; ``slot_paths``:
+        likewise the slots' (32 bytes each, joined), in ``PackedState.slots``'s order."""
         packed = diff.packed or pack_changes(diff)
         accounts = len(diff.accounts)
         if len(packed.records) != _RECORD * accounts or len(packed.counts) != accounts:
@@ -295,10 +299,12 @@ class TrieCommitter:
         keys = None if paths is None else b"".join(paths)
         if keys is not None and len(keys) != 32 * accounts:
             raise ValueError("an account's trie key is 32 bytes, one for each account")
+        if slot_paths is not None and len(slot_paths) * _SLOT != 32 * len(packed.slots):
+            raise ValueError("a slot's trie key is 32 bytes, one for each slot")
         hints, hint_lengths = _hints(() if old is None else old.accounts)
         slot_hints, slot_hint_lengths = _hints(known_slots)
         self._lib.mpt_begin_state(
-            self._open(root), root, accounts, packed.records, keys, packed.slots,
+            self._open(root), root, accounts, packed.records, keys, packed.slots, slot_paths,
             packed.counts.ctypes.data, hints, None if old is None else hint_lengths.ctypes.data,
             slot_hints, None if old is None else slot_hint_lengths.ctypes.data,
         )

@@ -1212,13 +1212,14 @@ static const u8 *mpt_hint(msession *s, const u8 *vals, const i64 *lens, u64 i, u
 /* Starts a commit of a state diff: n account records (MA_SIZE bytes each) under root, and
  * for the i-th record with MF_STORAGE, slot_counts[i] slot changes (MS_SIZE bytes each) taken
  * in order from slots. paths, when not NULL: the records' keys in the account trie (the
- * Keccak-256 of each address, 32 bytes each), which the host already has. Hints, when
+ * Keccak-256 of each address, 32 bytes each), which the host already has; slot_paths, when
+ * not NULL, likewise the slots' keys in their storage tries, one for each slot change. Hints, when
  * old_lens / old_slot_lens are not NULL: the i-th account's old value (its trie value, RLP)
  * is old_lens[i] bytes of old (-1: not told), and the k-th slot change's old value
  * (big-endian, no leading zeros) old_slot_lens[k] bytes of old_slots. */
 EVM_EXPORT void mpt_begin_state(void *h, const u8 *root, u64 n, const u8 *records, const u8 *paths,
-                                const u8 *slots, const u64 *slot_counts, const u8 *old, const i64 *old_lens,
-                                const u8 *old_slots, const i64 *old_slot_lens) {
+                                const u8 *slots, const u8 *slot_paths, const u64 *slot_counts, const u8 *old,
+                                const i64 *old_lens, const u8 *old_slots, const i64 *old_slot_lens) {
     msession *s = (msession *)h;
     mpt_reset(s, root);
     mpt_set_root(&s->main, root);
@@ -1255,7 +1256,8 @@ EVM_EXPORT void mpt_begin_state(void *h, const u8 *root, u64 n, const u8 *record
         j->done = (rec[MA_FLAGS] & MF_RESET) != 0;
         for (u64 m = 0; m < j->n; m++, slot += MS_SIZE) {
             mchange *sc = j->c + m;
-            sc->nib = mpt_hashed_key(s, slot, 32);
+            const u8 *slot_path = slot_paths ? slot_paths + 32 * ((u64)(slot - slots) / MS_SIZE) : NULL;
+            sc->nib = slot_path ? mpt_nibbles(s, slot_path) : mpt_hashed_key(s, slot, 32);
             sc->account = -1;
             sc->old = mpt_hint(s, old_slots, old_slot_lens, slot_index++, &old_slot_at, 1, &sc->oldlen);
             u64 z = 0;
@@ -1274,8 +1276,9 @@ EVM_EXPORT void mpt_begin_state(void *h, const u8 *root, u64 n, const u8 *record
 
 /* Starts a warm of the node cache along n keys of the account trie under root (32 bytes each,
  * the paths), down to depth (in nibbles: the nodes at that depth are the last read; MW_TO_END:
- * to the paths' ends, the nodes a commit of those keys walks): steps list the nodes on their paths the session lacks, as a commit's do, and
- * mpt_supply keeps each node it is handed in the cache. The cache may grow past its budget
+ * to the paths' ends, the nodes a commit of those keys walks): steps list the nodes on their
+ * paths the session lacks, as a commit's do, and mpt_supply keeps each node it is handed in
+ * the cache. The cache may grow past its budget
  * meanwhile: the commit after it drops a generation if need be, once it is done with the
  * nodes (a warm's decoded nodes point into the young generation). Without a cache, there is
  * nothing to warm: the first step says done. */

@@ -61,6 +61,7 @@ from executor_gpu.native_mpt import (
     kept_slots,
     kept_storage,
     pack_changes,
+    slot_rows,
     split,
 )
 from executor_gpu.types import Account, AccountChange, PackedState, StateDiff
@@ -575,8 +576,9 @@ class StateDB:
             if self._prefetch is not None:
                 self._prefetch.stop()
             with self._committing:
-                commit = self._committer.commit_state(parent_root, diff, _node_loader(batch), old,
-                                                      None if flat is None else flat.paths)
+                commit = self._committer.commit_state(
+                    parent_root, diff, _node_loader(batch), old,
+                    None if flat is None else flat.paths, None if flat is None else flat.slot_paths)
             # The nodes as the committer packed them; new code (rare) one by one.
             batch.put_packed(prefix, commit.hashes, 32, commit.data,
                              np.asarray(commit.lengths, dtype=np.int64))
@@ -769,6 +771,9 @@ class _FlatWriter:
         self._keys: list[bytes] = []  # their flat keys
         self._slot_keys: list[bytes] = []  # flat keys of OldValues.slots's slots
         self._slot_values: list[bytes] = []  # their new values, 32 bytes big-endian
+        self.slot_paths = b""
+        """The trie keys of the diff's slots (Keccak of each slot, 32 bytes), joined, in its
+        packed order."""
         self.writes: dict[bytes, bytes | None] = {}
         """Every key written, with its new value (None: deleted)."""
 
@@ -784,14 +789,17 @@ class _FlatWriter:
         account_hashes = hash_rows(addresses)
         self.paths = cast(list[Hash32], split(account_hashes, 32))
         keys = self._keys = list(map(schema.FLAT_ACCOUNT_PREFIX.__add__, self.paths))  # flat_account_key
-        owners, slots = kept_slots(packed)
-        # flat_storage_key of each: prefix, account hash, slot hash.
-        slot_keys = np.empty((len(owners), 65), dtype=np.uint8)
+        slots = slot_rows(packed)
+        slot_hashes = hash_rows(slots[:, :32])
+        self.slot_paths = slot_hashes.tobytes()
+        owners, kept = kept_slots(packed)
+        # flat_storage_key of each slot of a kept storage: prefix, account hash, slot hash.
+        slot_keys = np.empty((int(kept.sum()), 65), dtype=np.uint8)
         slot_keys[:, 0] = schema.FLAT_STORAGE_PREFIX[0]
-        slot_keys[:, 1:33] = account_hashes[owners]
-        slot_keys[:, 33:] = hash_rows(slots[:, :32])
+        slot_keys[:, 1:33] = account_hashes[owners[kept]]
+        slot_keys[:, 33:] = slot_hashes[kept]
         self._slot_keys = split(slot_keys, 65)
-        self._slot_values = split(slots[:, 32:], 32)
+        self._slot_values = split(slots[kept, 32:], 32)
         flat_keys = keys + self._slot_keys
         values = read_many(flat_keys)
         self._before.update(zip(flat_keys, values))
