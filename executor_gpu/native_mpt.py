@@ -146,16 +146,20 @@ def pack_state(
     addresses: bytes, deleted: npt.NDArray[np.bool_], nonces: npt.NDArray[np.uint64],
     balances: npt.NDArray[np.uint8], code_hashes: npt.NDArray[np.uint8],
     counts: npt.NDArray[np.uint64], reset: npt.NDArray[np.bool_], slots: bytes,
-    codes: Mapping[bytes, bytes],
+    codes: Mapping[bytes, bytes], paths: bytes | None = None, slot_paths: bytes | None = None,
 ) -> PackedState:
     """A diff's changes in the committer's layout, from its accounts' columns (in its order):
     ``addresses`` (20 bytes each, joined), ``deleted``, ``nonces``, ``balances`` (32 bytes
     big-endian a row), ``code_hashes`` (a row per account, all zero unless its code changed),
-    ``counts`` (its slots in ``slots``), ``reset`` (its old storage wiped); ``slots`` and
-    ``codes`` as ``PackedState`` has them."""
+    ``counts`` (its slots in ``slots``), ``reset`` (its old storage wiped); ``slots``,
+    ``codes`` and the trie keys as ``PackedState`` has them."""
     n = len(deleted)
     if len(addresses) != 20 * n:
         raise ValueError("every address must be 20 bytes")
+    if (paths is not None and len(paths) != 32 * n) or (
+        slot_paths is not None and len(slot_paths) * _SLOT != 32 * len(slots)
+    ):
+        raise ValueError("a trie key is 32 bytes, one for each account or slot")
     records = np.zeros((n, _RECORD), dtype=np.uint8)
     records[:, :_FLAGS_AT] = np.frombuffer(addresses, dtype=np.uint8).reshape(n, 20)
     new_code = code_hashes.any(axis=1)
@@ -168,7 +172,8 @@ def pack_state(
     records[live, _BALANCE_AT : _BALANCE_AT + 32] = balances[live]
     records[live, _CODE_HASH_AT : _CODE_HASH_AT + 32] = code_hashes[live]
     records[live & reset & ~storing, _STORAGE_ROOT_AT:] = np.frombuffer(EMPTY_ROOT, dtype=np.uint8)
-    return PackedState(records.tobytes(), slots, np.ascontiguousarray(counts, dtype=np.uint64), codes)
+    return PackedState(records.tobytes(), slots, np.ascontiguousarray(counts, dtype=np.uint64), codes,
+                       paths, slot_paths)
 
 
 def pack_changes(diff: StateDiff) -> PackedState:

@@ -263,10 +263,12 @@ class StateTables:
         self._account_pre = _Rows(_ACC_WORDS)
         """Each account row as loaded (flags: AF_EXISTS, AF_HAS_STORAGE of the pre-state)."""
         self._storage_roots = _Rows(32, np.uint8)
+        self._paths = _Rows(32, np.uint8)  # each account's trie key, hashed once at its load
         self.slots = _Rows(_SL_WORDS)
         self._slot_pre = _Rows(4)
         """Each slot's pre-state value."""
         self._slot_account = _Rows(1, np.int64)
+        self._slot_paths = _Rows(32, np.uint8)  # each slot's trie key, likewise
         """Each slot's account row."""
         self.codes = _Rows(_CD_WORDS)
         self.code_bytes = _Bytes()
@@ -316,6 +318,8 @@ class StateTables:
         first = self.accounts.extend(n)
         self._storage_roots.extend(n)
         self._account_pre.extend(n)
+        self._paths.extend(n)
+        self._paths.data[first : first + n] = paths
         known.update(zip(new, range(first, first + n)))
         self._addresses.extend(cast("list[Address]", new))
         rows = self.accounts.data[first : first + n]
@@ -355,6 +359,7 @@ class StateTables:
         first = self.slots.extend(n)
         self._slot_pre.extend(n)
         self._slot_account.extend(n)
+        self._slot_paths.extend(n)
         known.update(zip(new, range(first, first + n)))
         account_rows = np.fromiter(map(self._account_rows.__getitem__, owners), dtype=np.int64, count=n)
         self._slot_account.data[first : first + n, 0] = account_rows
@@ -362,9 +367,9 @@ class StateTables:
         rows = self.slots.data[first : first + n]
         rows[:, ABI["SL_ADDR"] : ABI["SL_ADDR"] + 4] = be_words(raw[:, :20])
         rows[:, ABI["SL_KEY"] : ABI["SL_KEY"] + 4] = be_words(raw[:, 20:])
-        slot_paths = self._trie.paths(raw[:, 20:])
+        slot_paths = self._slot_paths.data[first : first + n] = self._trie.paths(raw[:, 20:])
         flat = self._reader.flat_slots(
-            np.concatenate([self._trie.paths(raw[:, :20]), slot_paths], axis=1).view("V64").ravel().tolist()
+            np.concatenate([self._paths.data[account_rows], slot_paths], axis=1).view("V64").ravel().tolist()
         )
         if flat is None:
             self._trie.walk(self._storage_roots.data[account_rows], slot_paths, rows, None)
@@ -602,5 +607,7 @@ class StateTables:
             np.bincount(at[kept], minlength=len(rows) + gone).astype(np.uint64),
             np.concatenate([reset[rows], np.zeros(gone, dtype=bool)]),
             packed_slots.tobytes(), new_codes,
+            self._paths.data[np.concatenate([rows, deleted])].tobytes(),
+            self._slot_paths.data[slot_rows[kept]].tobytes(),
         )
         return StateDiff(accounts=changes, packed=packed)

@@ -98,6 +98,11 @@ class PackedState:
     """How many of ``slots`` each account has."""
     codes: Mapping[bytes, bytes]
     """New contract code by its Keccak-256 hash."""
+    paths: bytes | None = None
+    """The accounts' trie keys (Keccak-256 of each address, 32 bytes each, joined), when the
+    executor had them; None: hashed where needed."""
+    slot_paths: bytes | None = None
+    """Likewise the slots' trie keys (Keccak-256 of each slot), in ``slots``'s order."""
 
 
 @direct_init

@@ -785,13 +785,18 @@ class _FlatWriter:
         (``read_many``: one get each), kept for the change set and told to the committer.
         ``packed``: ``diff`` packed, whose arrays key a block's tens of thousands of accounts
         and a token's slots at once, not one by one."""
-        addresses = np.frombuffer(b"".join(diff.accounts), dtype=np.uint8).reshape(-1, 20)
-        account_hashes = hash_rows(addresses)
+        if packed.paths is None:
+            account_hashes = hash_rows(np.frombuffer(b"".join(diff.accounts), dtype=np.uint8).reshape(-1, 20))
+        else:  # hashed once, when the executor loaded them
+            account_hashes = np.frombuffer(packed.paths, dtype=np.uint8).reshape(-1, 32)
         self.paths = cast(list[Hash32], split(account_hashes, 32))
         keys = self._keys = list(map(schema.FLAT_ACCOUNT_PREFIX.__add__, self.paths))  # flat_account_key
         slots = slot_rows(packed)
-        slot_hashes = hash_rows(slots[:, :32])
-        self.slot_paths = slot_hashes.tobytes()
+        if packed.slot_paths is None:
+            self.slot_paths = hash_rows(slots[:, :32]).tobytes()
+        else:
+            self.slot_paths = packed.slot_paths
+        slot_hashes = np.frombuffer(self.slot_paths, dtype=np.uint8).reshape(-1, 32)
         owners, kept = kept_slots(packed)
         # flat_storage_key of each slot of a kept storage: prefix, account hash, slot hash.
         slot_keys = np.empty((int(kept.sum()), 65), dtype=np.uint8)

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import rlp
 
 from executor_gpu.native import NativeExecutor
-from executor_gpu.native_mpt import pack_changes
+from executor_gpu.native_mpt import hash_keys, pack_changes
 from executor_gpu.reference import PyEvmExecutor
 from executor_gpu.types import BatchResult, BlockEnv, StateDiff
 from node.db.memory import MemoryKV
@@ -130,10 +130,14 @@ def run_both(
 
 
 def assert_packed_as_its_accounts(diff: StateDiff) -> None:
-    """The executor's packing of ``diff`` is what the committer packs from its accounts."""
+    """The executor's packing of ``diff`` is what the committer packs from its accounts, with
+    the trie keys it hashed when it loaded them."""
     assert diff.packed is not None
     want = pack_changes(diff)
     assert diff.packed.records == want.records, "account records differ"
     assert diff.packed.slots == want.slots, "slots differ"
     assert diff.packed.counts.tolist() == want.counts.tolist(), "slot counts differ"
     assert dict(diff.packed.codes) == dict(want.codes), "codes differ"
+    assert diff.packed.paths == b"".join(hash_keys(list(diff.accounts))), "account trie keys differ"
+    slots = [want.slots[at : at + 32] for at in range(0, len(want.slots), 64)]
+    assert diff.packed.slot_paths == b"".join(hash_keys(slots)), "slot trie keys differ"
