@@ -65,10 +65,8 @@ enum {
     MF_RESET = 16,       /* with MF_STORAGE: the slot changes apply to an empty storage trie */
 };
 enum {
+    MS_SIZE = 64,   /* a slot change: the slot and its new value, 32 bytes big-endian each (0 deletes it) */
     MW_TO_END = 65, /* a warm's depth that walks its paths to their ends (keys are 64 nibbles) */
-};
-enum {
-    MS_SIZE = 64, /* a slot change: the slot and its new value, 32 bytes big-endian each (0 deletes it) */
 };
 
 enum { MK_LEAF = 1, MK_EXT, MK_BRANCH, MK_HASH };
@@ -1213,10 +1211,10 @@ static const u8 *mpt_hint(msession *s, const u8 *vals, const i64 *lens, u64 i, u
  * for the i-th record with MF_STORAGE, slot_counts[i] slot changes (MS_SIZE bytes each) taken
  * in order from slots. paths, when not NULL: the records' keys in the account trie (the
  * Keccak-256 of each address, 32 bytes each), which the host already has; slot_paths, when
- * not NULL, likewise the slots' keys in their storage tries, one for each slot change. Hints, when
- * old_lens / old_slot_lens are not NULL: the i-th account's old value (its trie value, RLP)
- * is old_lens[i] bytes of old (-1: not told), and the k-th slot change's old value
- * (big-endian, no leading zeros) old_slot_lens[k] bytes of old_slots. */
+ * not NULL, likewise the slots' keys in their storage tries, one for each slot change.
+ * Hints, when old_lens / old_slot_lens are not NULL: the i-th account's old value (its trie
+ * value, RLP) is old_lens[i] bytes of old (-1: not told), and the k-th slot change's old
+ * value (big-endian, no leading zeros) old_slot_lens[k] bytes of old_slots. */
 EVM_EXPORT void mpt_begin_state(void *h, const u8 *root, u64 n, const u8 *records, const u8 *paths,
                                 const u8 *slots, const u8 *slot_paths, const u64 *slot_counts, const u8 *old,
                                 const i64 *old_lens, const u8 *old_slots, const i64 *old_slot_lens) {
@@ -1278,10 +1276,9 @@ EVM_EXPORT void mpt_begin_state(void *h, const u8 *root, u64 n, const u8 *record
  * the paths), down to depth (in nibbles: the nodes at that depth are the last read; MW_TO_END:
  * to the paths' ends, the nodes a commit of those keys walks): steps list the nodes on their
  * paths the session lacks, as a commit's do, and mpt_supply keeps each node it is handed in
- * the cache. The cache may grow past its budget
- * meanwhile: the commit after it drops a generation if need be, once it is done with the
- * nodes (a warm's decoded nodes point into the young generation). Without a cache, there is
- * nothing to warm: the first step says done. */
+ * the cache. The cache may grow past its budget meanwhile: the commit after it drops a
+ * generation if need be, once it is done with the nodes (a warm's decoded nodes point into
+ * the young generation). Without a cache, there is nothing to warm: the first step says done. */
 EVM_EXPORT void mpt_begin_warm(void *h, const u8 *root, u64 n, const u8 *paths, u64 depth) {
     msession *s = (msession *)h;
     mpt_reset(s, NULL);
