@@ -271,6 +271,7 @@ EVM_FN EvmFrame *frame_open(EvmCtx *c) {
     f->create_entry = 0;
     f->calldata = 0;
     f->calldata_len = 0;
+    c->ret_len = 0; /* a frame starts with no return data (EIP-211); its end sets the caller's */
     c->depth++;
     return f;
 }

@@ -117,6 +117,25 @@ def test_block_environment_opcodes() -> None:
     run_both(alloc, [make_tx(0, 0, contract(1), gas=1_000_000)], replace(ENV, excess_blob_gas=10**7))
 
 
+def test_a_callee_starts_without_its_callers_return_data() -> None:
+    """EIP-211: RETURNDATASIZE is 0 in a new frame, whatever its caller's last call returned
+    (the native interpreter once let the callee see it: a hypothesis example found it)."""
+    returns_one_byte = push(1) + push(0) + b"\xf3"
+    stores_its_return_data_size = b"\x3d" + push(1) + b"\x01" + push(0) + b"\x55\x00"
+
+    def call(target: Address) -> bytes:
+        return push(0) * 5 + push(int.from_bytes(target, "big")) + b"\x5a\xf1\x50"
+
+    alloc = funded(0) | {
+        contract(1): GenesisAccount(code=returns_one_byte),
+        contract(2): GenesisAccount(code=stores_its_return_data_size),
+        contract(3): GenesisAccount(code=call(contract(1)) + call(contract(2)) + b"\x00"),
+    }
+    mine, _ = run_both(alloc, [make_tx(0, 0, contract(3), gas=300_000)])
+    stored = mine.state_diff.accounts[contract(2)]
+    assert stored is not None and stored.storage == {0: 1}
+
+
 PEERS = [0xC0DE0001, 0xC0DE0002, 0xC0DE0003]
 
 
