@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, KeysView, Mapping
 from dataclasses import dataclass
 from itertools import repeat
 from operator import is_not
@@ -126,6 +126,64 @@ def word_ints(words: U64Array) -> list[int]:
 
 _EMPTY_ROOT = np.frombuffer(EMPTY_ROOT, dtype=np.uint8)
 _EMPTY_CODE_WORDS = np.array(words(int.from_bytes(EMPTY_CODE_HASH, "big")), dtype=np.uint64)
+
+
+class ArrayChanges(Mapping[Address, AccountChange | None]):
+    """A diff's changed accounts as the executor's arrays hold them: each ``AccountChange`` is
+    made when first asked for. The node's block path reads a block's tens of thousands of
+    them only packed (``PackedState``), and looks up just those the pool checks against;
+    making them all, with a dict for each storage, cost 20-50 ms a block."""
+
+    def __init__(
+        self, addresses: list[Address], nonces: U64Array, balances: U64Array,
+        codes: list[bytes | None], resets: npt.NDArray[np.bool_], slot_counts: U64Array,
+        slot_keys: U64Array, slot_values: U64Array,
+    ) -> None:
+        """``addresses``: the changed accounts, then the deleted ones (None); the other
+        arguments follow the changed ones: nonce, balance (four words), new code (None:
+        kept), storage wiped; ``slot_counts[i]`` of ``slot_keys`` / ``slot_values`` (four
+        words each) are account i's slots, in order."""
+        self._index = dict(zip(addresses, range(len(addresses))))
+        if len(self._index) != len(addresses):
+            raise ValueError("an account is changed twice in one diff")
+        self._live = len(nonces)
+        self._arrays = (nonces, balances, resets, slot_counts[: self._live])
+        self._codes, self._slot_keys, self._slot_values = codes, slot_keys, slot_values
+        self._columns: tuple[list[int], list[int], list[bool], list[int]] | None = None
+        self._made: dict[int, AccountChange] = {}
+
+    def __getitem__(self, address: Address) -> AccountChange | None:
+        i = self._index[address]
+        if i >= self._live:
+            return None
+        change = self._made.get(i)
+        if change is None:
+            if self._columns is None:  # all at once: a numpy element costs more than a list's
+                nonces, balances, resets, counts = self._arrays
+                self._columns = (nonces.tolist(), word_ints(balances), resets.tolist(),
+                                 [0, *np.cumsum(counts, dtype=np.int64).tolist()])
+            nonce, balance, reset, slot_starts = self._columns
+            start, end = slot_starts[i], slot_starts[i + 1]
+            storage = {} if start == end else dict(zip(word_ints(self._slot_keys[start:end]),
+                                                       word_ints(self._slot_values[start:end])))
+            change = self._made[i] = AccountChange(nonce[i], balance[i], self._codes[i], storage,
+                                                   reset[i])
+        return change
+
+    def __contains__(self, address: object) -> bool:
+        return address in self._index  # without making its change
+
+    def __iter__(self) -> Iterator[Address]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def keys(self) -> KeysView[Address]:
+        return self._index.keys()  # a dict's: set operations on it run in C
+
+    def __repr__(self) -> str:
+        return f"ArrayChanges({dict(self.items())!r})"
 
 
 class TrieReader:
@@ -550,10 +608,7 @@ class StateTables:
         baseline = np.where(reset[owners][:, None], np.uint64(0), self._slot_pre.data[slot_rows])
         changed = (values != baseline).any(axis=1)
         slot_rows, owners, values = slot_rows[changed], owners[changed], values[changed]
-        storage: dict[int, dict[int, int]] = {}
         key_words = self.slots.data[slot_rows, ABI["SL_KEY"] : ABI["SL_KEY"] + 4]
-        for owner, key, value in zip(owners.tolist(), word_ints(key_words), word_ints(values)):
-            storage.setdefault(owner, {})[key] = value
         written = self.accounts.written[: len(now)].copy()
         written[self._slot_account.data[np.flatnonzero(self.slots.written[: self.slots.count]), 0]] = True
         exists = (now[:, ABI["ACC_FLAGS"]] & np.uint64(_EXISTS)) != 0
@@ -570,10 +625,9 @@ class StateTables:
         deleted = np.flatnonzero(written & ~exists & existed)
         rows = np.flatnonzero(written & exists & ~same)
         record = now[rows]
-        listed = rows.tolist()
-        # New code and storage where there are any: most changed accounts only pay or are paid.
-        codes: list[bytes | None] = [None] * len(listed)
-        code_hashes = np.zeros((len(listed) + len(deleted), 32), dtype=np.uint8)
+        # New code where there is any: most changed accounts only pay or are paid.
+        codes: list[bytes | None] = [None] * len(rows)
+        code_hashes = np.zeros((len(rows) + len(deleted), 32), dtype=np.uint8)
         new_codes: dict[bytes, bytes] = {}
         for i in np.flatnonzero(code_changed[rows]).tolist():
             code_index = int(record[i, ABI["ACC_CODE"]])
@@ -581,32 +635,29 @@ class StateTables:
             code_hash = keccak256(code)
             new_codes[code_hash] = code
             code_hashes[i] = np.frombuffer(code_hash, dtype=np.uint8)
-        slots = [storage.get(row) or {} for row in listed]
         nonces = record[:, ABI["ACC_NONCE"]]
         balances = record[:, ABI["ACC_BALANCE"] : ABI["ACC_BALANCE"] + 4]
-        accounts = map(AccountChange, nonces.tolist(), word_ints(balances), codes, slots,
-                       reset[rows].tolist())
-        changes: dict[Address, AccountChange | None] = dict(zip(map(self._addresses.__getitem__, listed), accounts))
-        for row in deleted.tolist():
-            changes[self._addresses[row]] = None
-        # The same in the committer's layout. The slots in the storages' order: by account,
-        # then as the loop above met them.
+        # The slots in the storages' order: by account, then in their rows' order.
         position = np.full(len(now), -1, dtype=np.int64)
         position[rows] = np.arange(len(rows))
         at = position[owners]
         kept = np.flatnonzero(at >= 0)
         kept = kept[np.argsort(at[kept], kind="stable")]
-        packed_slots = np.concatenate([word_bytes(key_words[kept]), word_bytes(values[kept])], axis=1)
         gone = len(deleted)
+        counts = np.bincount(at[kept], minlength=len(rows) + gone).astype(np.uint64)
+        changes = ArrayChanges(
+            [self._addresses[row] for row in np.concatenate([rows, deleted]).tolist()], nonces,
+            balances, codes, reset[rows], counts, key_words[kept], values[kept],
+        )
         packed = pack_state(
             b"".join(changes),
             np.concatenate([np.zeros(len(rows), dtype=bool), np.ones(gone, dtype=bool)]),
             np.concatenate([nonces, np.zeros(gone, dtype=np.uint64)]),
             np.concatenate([word_bytes(balances), np.zeros((gone, 32), dtype=np.uint8)]),
-            code_hashes,
-            np.bincount(at[kept], minlength=len(rows) + gone).astype(np.uint64),
+            code_hashes, counts,
             np.concatenate([reset[rows], np.zeros(gone, dtype=bool)]),
-            packed_slots.tobytes(), new_codes,
+            np.concatenate([word_bytes(key_words[kept]), word_bytes(values[kept])], axis=1).tobytes(),
+            new_codes,
             self._paths.data[np.concatenate([rows, deleted])].tobytes(),
             self._slot_paths.data[slot_rows[kept]].tobytes(),
         )

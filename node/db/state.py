@@ -818,9 +818,9 @@ class _FlatWriter:
         keys = [*compress(self._keys, kept.tolist()), *self._slot_keys]
         news = [*compress(values, kept.tolist()), *[value.lstrip(b"\0") or None for value in self._slot_values]]
         # Deleted and wiped accounts (rare): their old slots go.
-        changes = list(diff.accounts.values())
+        addresses = list(diff.accounts)  # an executor's diff makes a change when asked
         for i in np.flatnonzero(~kept).tolist():
-            change, account_hash, key = changes[i], self.paths[i], self._keys[i]
+            change, account_hash, key = diff.accounts[addresses[i]], self.paths[i], self._keys[i]
             old = self._previous(key)
             # Only accounts with a storage root have slots: creations skip the scan.
             if old is not None and _stored_roots(old)[1:33] != EMPTY_ROOT:

@@ -19,10 +19,12 @@ from executor_gpu.native_build import cpu_library
 from executor_gpu.native_state import (
     EMPTY_CODE_HASH,
     NO_CODE,
+    ArrayChanges,
     StateTables,
     TrieReader,
     word_ints,
 )
+from executor_gpu.types import AccountChange
 from node.db.state import GenesisAccount, StateView
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
@@ -247,3 +249,32 @@ def test_word_ints_converts_every_width() -> None:
     for values in ([0, 5, 2**64 - 1], [1, 2**64, 2**128 - 1], [3, 2**128, 2**256 - 1]):
         rows = np.array([words(v) for v in values], dtype=np.uint64)
         assert word_ints(rows) == values
+
+
+def test_array_changes_make_each_change_from_its_columns() -> None:
+    live, gone, missing = Address(b"\x01" * 20), Address(b"\x02" * 20), Address(b"\x03" * 20)
+    other = Address(b"\x04" * 20)
+    changes = ArrayChanges(
+        [live, other, gone],
+        nonces=np.array([7, 1], dtype=np.uint64),
+        balances=np.array([words(2**200 + 5), words(9)], dtype=np.uint64),
+        codes=[b"\x60\x00", None],
+        resets=np.array([True, False]),
+        slot_counts=np.array([0, 2, 0], dtype=np.uint64),
+        slot_keys=np.array([words(1), words(2**255)], dtype=np.uint64),
+        slot_values=np.array([words(0), words(3)], dtype=np.uint64),
+    )
+    assert list(changes) == [live, other, gone] and len(changes) == 3
+    assert missing not in changes and gone in changes
+    assert changes.keys() & {live, missing} == {live}
+    assert dict(changes) == {
+        live: AccountChange(7, 2**200 + 5, b"\x60\x00", {}, True),
+        other: AccountChange(1, 9, None, {1: 0, 2**255: 3}, False),
+        gone: None,
+    }
+    assert changes[other] is changes[other]  # made once
+    with pytest.raises(KeyError):
+        changes[missing]
+    with pytest.raises(ValueError, match="twice"):
+        ArrayChanges([live, live], *(np.zeros(0, dtype=np.uint64),) * 2, [], np.zeros(0, dtype=bool),
+                     *(np.zeros(0, dtype=np.uint64),) * 3)
