@@ -447,6 +447,7 @@ class Node:
                 with times.stage("write"):
                     writing()
             self.admission.written(staged.header)
+            self.state.resume_warm(header.state_root)
         self._published(staged.header)
         self._report(BlockReport(
             header=header, transactions=len(staged.executed), round=_round_of(certificate),
@@ -527,6 +528,7 @@ class Node:
             self.chain.remember(staged.header, staged.executed)
             self.state.commit(staged.batch)
             self.admission.advance(staged.header, staged.diff, ())
+            self.state.resume_warm(header.state_root)
         self._published(header)
         return header
 

@@ -288,9 +288,10 @@ async def _serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     with contextlib.ExitStack() as cleanup:
-        # The trie's top into the committer's cache while the node starts: stopped by the
-        # first block's state work if it comes first, and at shutdown.
-        cleanup.enter_context(node.state.warm_top(head.state_root))
+        # The trie's top into the committer's cache while the node starts: a block's state
+        # work stops it, and it goes on after the block's write until it is done.
+        node.state.warm_top(head.state_root)
+        cleanup.callback(node.state.stop_warm)
         signatures: BatchSignatures
         l1: L1Side | None = None
         if config.p2p.enabled:

@@ -513,6 +513,8 @@ class StateDB:
         # Serialises the committer's commits and warms (it is one session, not thread-safe).
         self._committing = threading.Lock()
         self._prefetch: Prefetch | None = None
+        # A top warm (warm_top) is wanted and has not finished: resume_warm starts it again.
+        self._top_wanted = False
         self._options = options or StateOptions()
         self._cache = FlatCache(self._options.cache_entries)
         # One batch commit at a time, so the cache's generation brackets exactly one.
@@ -606,8 +608,26 @@ class StateDB:
         thousands of them, and a node that just started read them block by block: on a
         1M-account state on the 2-core box, the first roots of 10,000 transfers took 304-642
         ms, 253-400 after this warm (1 s)."""
+        self._top_wanted = True
         depth = top_depth(self.node_cache_bytes)
         return self._start_warm(state_root, functools.partial(top_paths, depth), depth)
+
+    def resume_warm(self, state_root: Hash32) -> Prefetch | None:
+        """After a block is written (``state_root``, committed): start the top warm again if a
+        block's state work stopped it before it finished (None: nothing to resume, or a warm
+        runs). It goes on from what it read, on the new root, between blocks: the first
+        blocks of a node restarted under load would stop it for good, and a large state's
+        blocks would then read its lowest top branches one by one, block after block (at
+        10M accounts, the start's warm to depth 5 takes minutes)."""
+        running = self._prefetch
+        if not self._top_wanted or (running is not None and not running.done):
+            return None
+        return self.warm_top(state_root)
+
+    def stop_warm(self) -> None:
+        """Stop the warm or prefetch running, if any, and wait for it (at shutdown)."""
+        if self._prefetch is not None:
+            self._prefetch.close()
 
     def _start_warm(
         self, state_root: Hash32, paths: Callable[[], list[Hash32]], depth: int | None
@@ -632,7 +652,10 @@ class StateDB:
         with self._committing:
             if stop():  # a commit came first
                 return Warmed(0, False)
-            return self._committer.warm(state_root, keys, _node_loader(self._kv), stop, told, depth)
+            warmed = self._committer.warm(state_root, keys, _node_loader(self._kv), stop, told, depth)
+        if warmed.complete and depth is not None:
+            self._top_wanted = False
+        return warmed
 
     def genesis(self, alloc: Mapping[Address, GenesisAccount], batch: WriteBatch) -> Hash32:
         """Stage the genesis state into ``batch``; its root."""

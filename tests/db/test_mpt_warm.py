@@ -22,7 +22,7 @@ from executor_gpu.native_mpt import CACHE_BYTES, Commit, OldValues, TrieCommitte
 from executor_gpu.types import AccountChange, StateDiff
 from node.db import schema
 from node.db.memory import MemoryKV
-from node.db.state import StateDB, top_paths
+from node.db.state import Prefetch, StateDB, top_paths
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
 from primitives.types import Address
@@ -384,9 +384,7 @@ def test_state_prefetch_runs_beside_blocks() -> None:
             view.flat_accounts(hash_keys(list(diff.accounts)))
             kv.nodes_open.set()
             if block % 2:  # let it finish
-                deadline = time.monotonic() + 60
-                while not prefetch.done and time.monotonic() < deadline:
-                    time.sleep(0.001)
+                _wait(prefetch)
                 assert prefetch.warmed is not None and prefetch.warmed.complete
             kv.node_reads = 0
             batch = kv.write_batch()
@@ -466,9 +464,7 @@ def test_state_warm_top_spares_a_restarted_node_its_reads() -> None:
         state = StateDB(kv)
         if warm:
             with state.warm_top(root) as warming:
-                deadline = time.monotonic() + 60
-                while not warming.done and time.monotonic() < deadline:
-                    time.sleep(0.001)
+                _wait(warming)
                 assert warming.warmed is not None and warming.warmed.complete
         view = state.at(root)
         view.flat_accounts(hash_keys(list(diff.accounts)))
@@ -479,3 +475,47 @@ def test_state_warm_top_spares_a_restarted_node_its_reads() -> None:
     nodes = {key[len(schema.STATE_NODE_PREFIX):]: value for key, value in kv.iterate(schema.STATE_NODE_PREFIX)}
     deep = sum(n for depth, n in _nodes_by_depth(nodes, root, leaves=False).items() if depth > 4)
     assert reads[0] > 300 and reads[1] <= deep < 10
+
+
+def test_a_top_warm_a_block_stopped_resumes_after_its_write() -> None:
+    """A restarted node's top warm, stopped by its first block's state work before it was
+    done: ``resume_warm`` after that block's write starts it again on the new root, so the
+    next block reads at most the few branches below depth 4 (without it: over a hundred), and
+    once it finished there is nothing left to resume."""
+    rng = random.Random(11)
+    addresses = [Address(rng.randbytes(20)) for _ in range(3000)]
+    genesis = StateDiff({address: AccountChange(nonce=1, balance=1) for address in addresses})
+    blocks = [StateDiff({address: AccountChange(nonce=n, balance=n) for address in rng.sample(addresses, 500)})
+              for n in (2, 3)]
+    reads = []
+    for resume in (False, True):
+        kv = _CountingKV()  # each its own: the flat tables follow one chain
+        root = commit_diff(kv, StateDB(kv), EMPTY_ROOT, genesis)
+        state = StateDB(kv)
+        kv.nodes_open.clear()  # the warm waits in its first read until the block comes
+        warming = state.warm_top(root)
+        for number, diff in enumerate(blocks):
+            if number == 0:
+                warming.stop()  # the first block's state work stops it
+                kv.nodes_open.set()
+                warming.close()
+                assert warming.warmed is not None and not warming.warmed.complete
+            kv.node_reads = 0
+            root = commit_diff(kv, state, root, diff)
+            if resume and number == 0:
+                resumed = state.resume_warm(root)
+                assert resumed is not None
+                _wait(resumed)
+                assert resumed.warmed is not None and resumed.warmed.complete
+        reads.append(kv.node_reads)
+        assert (state.resume_warm(root) is None) == resume
+        state.stop_warm()
+    nodes = {key[len(schema.STATE_NODE_PREFIX):]: value for key, value in kv.iterate(schema.STATE_NODE_PREFIX)}
+    deep = sum(n for depth, n in _nodes_by_depth(nodes, root, leaves=False).items() if depth > 4)
+    assert reads[0] > 100 and reads[1] <= deep < 10, (reads, deep)
+
+
+def _wait(warming: Prefetch) -> None:
+    deadline = time.monotonic() + 60
+    while not warming.done and time.monotonic() < deadline:
+        time.sleep(0.001)
