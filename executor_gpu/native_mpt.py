@@ -104,6 +104,8 @@ class Warmed:
     """Nodes it read into the cache."""
     complete: bool
     """It walked every path to its end (False: stopped, or a node was missing or malformed)."""
+    size: int = 0
+    """Bytes of the nodes it read."""
 
 
 def hash_keys(keys: Sequence[bytes]) -> list[Hash32]:
@@ -317,7 +319,7 @@ class TrieCommitter:
 
     def warm(
         self, root: bytes, paths: Sequence[bytes], load: Loader, stop: Callable[[], bool],
-        told: Told | None = None, depth: int | None = None,
+        told: Told | None = None, depth: int | None = None, budget: int | None = None,
     ) -> Warmed:
         """Reads the account-trie nodes along ``paths`` (trie keys, 32 bytes: ``hash_keys`` of
         the addresses) under ``root`` into the node cache, in rounds as a commit reads, so
@@ -328,7 +330,8 @@ class TrieCommitter:
         read to its leaf, which a commit told the same does not read either (the round's
         nodes not read yet are listed again without those leaves). Never raises for the
         store's content: a missing or malformed node ends it quietly (a commit that needs the
-        node reports it)."""
+        node reports it). ``budget``: it ends once it read that many bytes; its rounds read the
+        trie level by level, so the levels above the last one read are whole."""
         keys = b"".join(paths)
         if len(keys) != 32 * len(paths):
             raise ValueError("an account's trie key is 32 bytes")
@@ -338,28 +341,34 @@ class TrieCommitter:
         lib.mpt_begin_warm(session, root, len(paths), keys, _TO_END if depth is None else depth)
         nothing: tuple[bytes, Sequence[bytes | None]] = (b"", ())
         news = nothing if told is None else told()
-        read = 0
+        read = size = 0
+
+        def spent() -> bool:
+            return budget is not None and size >= budget
+
         while True:
             self._tell(*news)
-            if stop():
-                return Warmed(read, False)
+            if stop() or spent():
+                return Warmed(read, False, size)
             if (count := lib.mpt_step(session)) <= 0:
                 break
             hashes = self._missing(count)
             nodes: list[bytes | None] = []
             news, stopped = nothing, False
             while len(nodes) < count and not news[1]:  # new rows: list the rest again without their leaves
-                if stopped := stop():
+                if stopped := stop() or spent():
                     break
-                nodes += load(hashes[len(nodes) : len(nodes) + WARM_CHUNK])
+                chunk = load(hashes[len(nodes) : len(nodes) + WARM_CHUNK])
+                nodes += chunk
+                size += sum(map(len, filter(None, chunk)))
                 news = nothing if told is None else told()
             # a node not read goes over as empty: listed again if still needed
             found = [node or b"" for node in nodes] + [b""] * (count - len(nodes))
             self._supply(b"".join(found), found)
             read += len(found) - found.count(b"")
             if stopped or None in nodes:
-                return Warmed(read, False)
-        return Warmed(read, count == 0)
+                return Warmed(read, False, size)
+        return Warmed(read, count == 0, size)
 
     def interrupt_warm(self) -> None:
         """Ends a warm running in another thread within microseconds of its work in C (its

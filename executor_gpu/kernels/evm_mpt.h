@@ -301,6 +301,18 @@ static u64 mpt_key(const u8 *hash) {
     return key;
 }
 
+/* A warm's index slot of a path: paths need not be hashes (StateDB.warm_top's count up in
+ * their first nibbles, the rest zero), so their first bytes are mixed (splitmix64's end):
+ * taken as they are, a million of them fell into a sixteenth of the slots. */
+static u64 mpt_path_key(const u8 *path) {
+    u64 x = mpt_key(path);
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
 static void mpt_map_grow(msession *s) {
     u64 cap = s->map ? 2 * (s->mask + 1) : 1024;
     mslot *old = s->map;
@@ -1300,7 +1312,7 @@ EVM_EXPORT void mpt_begin_warm(void *h, const u8 *root, u64 n, const u8 *paths, 
     for (u64 i = 0; i < n; i++) {
         s->main.c[i].nib = mpt_nibbles(s, paths + 32 * i);
         s->main.c[i].account = (i64)i;
-        u64 h = mpt_key(paths + 32 * i) & s->warm_mask;
+        u64 h = mpt_path_key(paths + 32 * i) & s->warm_mask;
         while (s->warm_index[h]) h = (h + 1) & s->warm_mask;
         s->warm_index[h] = (u32)(i + 1);
     }
@@ -1309,7 +1321,7 @@ EVM_EXPORT void mpt_begin_warm(void *h, const u8 *root, u64 n, const u8 *paths, 
 
 /* The index of a warm's key by its path; -1 when it has none such. */
 static i64 mpt_warm_key(const msession *s, const u8 *path) {
-    for (u64 h = mpt_key(path) & s->warm_mask; s->warm_index[h]; h = (h + 1) & s->warm_mask) {
+    for (u64 h = mpt_path_key(path) & s->warm_mask; s->warm_index[h]; h = (h + 1) & s->warm_mask) {
         u64 i = s->warm_index[h] - 1;
         if (memcmp(s->warm_paths + 32 * i, path, 32) == 0) return (i64)i;
     }

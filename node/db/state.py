@@ -598,19 +598,22 @@ class StateDB:
         its ``apply`` on ``state_root`` then finds them in memory. The next ``apply``, prefetch
         or warm stops it (``Prefetch.stop``): it waits for the chunk of reads in flight at
         most, never for a whole warm."""
-        return self._start_warm(state_root, functools.partial(hash_keys, list(addresses)), None)
+        return self._start_warm(state_root, functools.partial(hash_keys, list(addresses)))
 
     def warm_top(self, state_root: Hash32) -> Prefetch:
         """Start reading the top of the account trie under ``state_root`` (committed) into the
-        committer's node cache, in a thread, stopped as a prefetch is: every node down to
-        the deepest level that, were the trie full, would fill a quarter of the cache at
-        most (depth 4, 69,905 nodes, with the default cache). Every block reads and rewrites
-        thousands of them, and a node that just started read them block by block: on a
-        1M-account state on the 2-core box, the first roots of 10,000 transfers took 304-642
-        ms, 253-400 after this warm (1 s)."""
+        committer's node cache, in a thread, stopped as a prefetch is: level by level, down to
+        ``top_depth`` of the cache, until it read half the cache (its young generation).
+        Every block reads and rewrites thousands of these branches, and a node that just
+        started read them block by block. On a 1M-account state on the 2-core box, blocks of
+        10,000 transfers after a warm to depth 4 (69,905 nodes, 1 s) read 12,000-15,000 nodes
+        each for their root (274-324 ms); with a 1 GiB cache the warm reads depth 5 too
+        (947,000 nodes; 13-59 s in the background) and the same blocks read 1,400-1,950 nodes
+        (root 146-192 ms)."""
         self._top_wanted = True
         depth = top_depth(self.node_cache_bytes)
-        return self._start_warm(state_root, functools.partial(top_paths, depth), depth)
+        return self._start_warm(state_root, functools.partial(top_paths, depth), depth,
+                                self.node_cache_bytes // 2)
 
     def resume_warm(self, state_root: Hash32) -> Prefetch | None:
         """After a block is written (``state_root``, committed): start the top warm again if a
@@ -630,11 +633,12 @@ class StateDB:
             self._prefetch.close()
 
     def _start_warm(
-        self, state_root: Hash32, paths: Callable[[], list[Hash32]], depth: int | None
+        self, state_root: Hash32, paths: Callable[[], list[Hash32]], depth: int | None = None,
+        budget: int | None = None,
     ) -> Prefetch:
         if self._prefetch is not None:
             self._prefetch.stop()
-        self._prefetch = Prefetch(state_root, functools.partial(self._warm, state_root, paths, depth),
+        self._prefetch = Prefetch(state_root, functools.partial(self._warm, state_root, paths, depth, budget),
                                   self._committer.interrupt_warm)
         return self._prefetch
 
@@ -646,15 +650,16 @@ class StateDB:
 
     def _warm(
         self, state_root: Hash32, paths: Callable[[], list[Hash32]], depth: int | None,
-        stop: Callable[[], bool], told: Told,
+        budget: int | None, stop: Callable[[], bool], told: Told,
     ) -> Warmed:
         keys = paths()  # in the warm's thread: a block's thousands of keys are hashed here
         with self._committing:
             if stop():  # a commit came first
                 return Warmed(0, False)
-            warmed = self._committer.warm(state_root, keys, _node_loader(self._kv), stop, told, depth)
-        if warmed.complete and depth is not None:
-            self._top_wanted = False
+            warmed = self._committer.warm(state_root, keys, _node_loader(self._kv), stop, told,
+                                          depth, budget)
+        if depth is not None and (warmed.complete or (budget is not None and warmed.size >= budget)):
+            self._top_wanted = False  # done: to its depth, or as much as the cache is to keep
         return warmed
 
     def genesis(self, alloc: Mapping[Address, GenesisAccount], batch: WriteBatch) -> Hash32:
@@ -889,17 +894,17 @@ class _FlatWriter:
             self._batch.put(key, value)
 
 
-TOP_NODE_BYTES = 600
-"""A full branch's encoding (532 bytes) with its cache entry: what ``top_depth`` budgets."""
+DEEP_WARM_BYTES = 1 << 30
+"""The node cache from which ``StateDB.warm_top`` reads depth 5 too: until the first block
+after it, its session holds about 1 KB of decoded nodes for each node it read (on a
+1M-account state, 940,000 nodes: the node's anonymous memory went from 0.5-0.7 GB to 1.3)."""
 
 
 def top_depth(cache_bytes: int) -> int:
-    """The deepest level (at most 5) whose nodes and all above them, were every one a full
-    branch, a quarter of a node cache of ``cache_bytes`` holds."""
-    depth = 0
-    while depth < 5 and (16 ** (depth + 2) - 1) // 15 * TOP_NODE_BYTES <= cache_bytes // 4:
-        depth += 1
-    return depth
+    """How deep ``StateDB.warm_top`` reads with a node cache of ``cache_bytes`` (in nibbles):
+    5 (a million positions; its keys are 32 MB, the next depth's would be 512) from
+    ``DEEP_WARM_BYTES``, else 4 (69,905 positions, 37 MB were every node a full branch)."""
+    return 5 if cache_bytes >= DEEP_WARM_BYTES else 4
 
 
 def top_paths(depth: int) -> list[Hash32]:

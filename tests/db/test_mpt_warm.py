@@ -519,3 +519,34 @@ def _wait(warming: Prefetch) -> None:
     deadline = time.monotonic() + 60
     while not warming.done and time.monotonic() < deadline:
         time.sleep(0.001)
+
+
+def test_a_warm_with_a_budget_ends_once_it_read_that_much() -> None:
+    """A warm reads the trie level by level: given the bytes of the top two levels as its
+    budget, it reads those and no more, and a warm of them after it reads nothing."""
+    store, root, _, _ = _state(3000, 3)
+    with TrieCommitter() as committer:
+        top = committer.warm(root, top_paths(1), store.load, _never, depth=1)
+    assert top.complete and top.nodes == 17
+    store.reads = 0
+    with TrieCommitter() as committer:
+        warmed = committer.warm(root, top_paths(3), store.load, _never, depth=3, budget=top.size)
+        assert (warmed.nodes, warmed.size, warmed.complete) == (17, top.size, False)
+        assert committer.warm(root, top_paths(1), store.load, _never, depth=1).nodes == 0
+    assert store.reads == 17
+
+
+def test_a_top_warm_that_filled_its_budget_is_done() -> None:
+    """StateDB.warm_top reads half the node cache at most; one that read that much is not
+    resumed (it read what the cache is to keep), and one that finished is not either."""
+    kv = _CountingKV()
+    rng = random.Random(12)
+    genesis = StateDiff({Address(rng.randbytes(20)): AccountChange(nonce=1, balance=1) for _ in range(3000)})
+    root = commit_diff(kv, StateDB(kv), EMPTY_ROOT, genesis)
+    for cache_bytes, complete in ((64 << 10, False), (CACHE_BYTES, True)):
+        state = StateDB(kv, cache_bytes)
+        warming = state.warm_top(root)
+        _wait(warming)
+        assert warming.warmed is not None and warming.warmed.complete == complete
+        assert warming.warmed.size >= cache_bytes // 2 or complete
+        assert state.resume_warm(root) is None
