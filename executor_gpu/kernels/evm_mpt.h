@@ -42,6 +42,9 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <string.h>
 
 #include "evm_host.h"
@@ -252,6 +255,7 @@ typedef struct {
     int warmed;   /* the map holds the nodes of a warm of the trie under warm_root */
     int warm_stop; /* set by another thread (mpt_warm_stop): the warm's pass ends early */
     u64 warm_depth; /* a warm reads its paths' nodes down to this depth (nibbles) */
+    int trim;       /* a top warm's decoded nodes are in the arena: freed, their pages go back */
     u8 warm_root[32];
     u64 threads;
     mworker *workers;
@@ -1119,6 +1123,13 @@ static void mpt_reset(msession *s, const u8 *root) {
         }
     } else {
         mpt_arena_reset(&s->work, MPT_KEEP);
+#ifdef __GLIBC__
+        /* A top warm decodes about 1 KB a node (a GB for a million), in blocks malloc takes
+         * from its heap once it raised its mmap threshold: their pages go back to the system
+         * (once: a block's commit reuses its own memory). */
+        if (s->trim) malloc_trim(0);
+#endif
+        s->trim = 0;
         if (s->map && s->mask + 1 > 8 * (s->used + 1024)) { /* far larger than the last commit needed */
             free(s->map);
             s->map = NULL;
@@ -1295,6 +1306,7 @@ EVM_EXPORT void mpt_begin_warm(void *h, const u8 *root, u64 n, const u8 *paths, 
     msession *s = (msession *)h;
     mpt_reset(s, NULL);
     s->warm_depth = depth;
+    s->trim |= depth != MW_TO_END;
     mpt_set_root(&s->main, root);
     s->warmed = 1;
     __atomic_store_n(&s->warm_stop, 0, __ATOMIC_RELAXED);
