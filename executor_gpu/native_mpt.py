@@ -16,7 +16,7 @@ import ctypes
 import os
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Self, cast
 
@@ -178,6 +178,20 @@ def pack_state(
                        paths, slot_paths)
 
 
+def with_trie_keys(packed: PackedState) -> PackedState:
+    """``packed`` with its accounts' and slots' trie keys, hashed here where it lacks them (a
+    diff packed from ``AccountChange``s; the native executor's has them)."""
+    if packed.paths is not None and packed.slot_paths is not None:
+        return packed
+    records = np.frombuffer(packed.records, dtype=np.uint8).reshape(-1, _RECORD)
+    return replace(
+        packed,
+        paths=hash_rows(records[:, :_FLAGS_AT]).tobytes() if packed.paths is None else packed.paths,
+        slot_paths=hash_rows(slot_rows(packed)[:, :32]).tobytes() if packed.slot_paths is None
+        else packed.slot_paths,
+    )
+
+
 def pack_changes(diff: StateDiff) -> PackedState:
     """``diff``'s changes packed from its AccountChange objects (an executor that made no
     ``StateDiff.packed``, genesis)."""
@@ -290,12 +304,11 @@ class TrieCommitter:
 
     def commit_state(
         self, root: bytes, diff: StateDiff, load: Loader, old: OldValues | None = None,
-        paths: Sequence[bytes] | None = None, slot_paths: bytes | None = None,
     ) -> Commit:
         """The state under ``root`` after ``diff``: its storage tries, then its account trie;
-        ``old``: the keys' old values, when known; ``paths``: the accounts' trie keys in the
-        diff's order (``hash_keys`` of the addresses), when the caller has them; ``slot_paths``:
-        likewise the slots' (32 bytes each, joined), in ``PackedState.slots``'s order."""
+        ``old``: the keys' old values, when known. The trie keys the packed diff carries
+        (``PackedState.paths``, ``slot_paths``) are used as they are; those it lacks are
+        hashed in C."""
         packed = diff.packed or pack_changes(diff)
         accounts = len(diff.accounts)
         if len(packed.records) != _RECORD * accounts or len(packed.counts) != accounts:
@@ -303,7 +316,7 @@ class TrieCommitter:
         known_slots: Sequence[bytes | None] = ()  # the old values told of the slots
         if old is not None:
             known_slots = _slot_hints(packed, old, accounts)
-        keys = None if paths is None else b"".join(paths)
+        keys, slot_paths = packed.paths, packed.slot_paths
         if keys is not None and len(keys) != 32 * accounts:
             raise ValueError("an account's trie key is 32 bytes, one for each account")
         if slot_paths is not None and len(slot_paths) * _SLOT != 32 * len(packed.slots):

@@ -326,8 +326,8 @@ class StateTables:
         self._slot_pre = _Rows(4)
         """Each slot's pre-state value."""
         self._slot_account = _Rows(1, np.int64)
-        self._slot_paths = _Rows(32, np.uint8)  # each slot's trie key, likewise
         """Each slot's account row."""
+        self._slot_paths = _Rows(32, np.uint8)  # each slot's trie key, likewise
         self.codes = _Rows(_CD_WORDS)
         self.code_bytes = _Bytes()
         self.jumpdests = _Bytes()
@@ -646,7 +646,7 @@ class StateTables:
         gone = len(deleted)
         counts = np.bincount(at[kept], minlength=len(rows) + gone).astype(np.uint64)
         changes = ArrayChanges(
-            [self._addresses[row] for row in np.concatenate([rows, deleted]).tolist()], nonces,
+            list(map(self._addresses.__getitem__, np.concatenate([rows, deleted]).tolist())), nonces,
             balances, codes, reset[rows], counts, key_words[kept], values[kept],
         )
         packed = pack_state(

@@ -57,12 +57,12 @@ from executor_gpu.native_mpt import (
     TrieCommitter,
     Warmed,
     hash_keys,
-    hash_rows,
     kept_slots,
     kept_storage,
     pack_changes,
     slot_rows,
     split,
+    with_trie_keys,
 )
 from executor_gpu.types import Account, AccountChange, PackedState, StateDiff
 from node.db import schema
@@ -568,19 +568,17 @@ class StateDB:
             found = iter(batch.get_many([key for key, value in zip(keys, values) if value is _UNREAD]))
             return [next(found) if value is _UNREAD else value for value in values]
 
-        packed = diff.packed or pack_changes(diff)
-        diff = replace(diff, packed=packed)  # the committer packs nothing again
+        packed = with_trie_keys(diff.packed or pack_changes(diff))
+        diff = replace(diff, packed=packed)  # the committer packs and hashes nothing again
         marker = FlatMarker.read(batch)
         flat = _FlatWriter(batch) if marker.root == parent_root else None
         # Tens of thousands of tuples and lists a block (no cycles): 30-50 ms of collector passes.
         with cycle_collector_paused():
-            old = None if flat is None else flat.read_old(diff, packed, read_flat)
+            old = None if flat is None else flat.read_old(packed, read_flat)
             if self._prefetch is not None:
                 self._prefetch.stop()
             with self._committing:
-                commit = self._committer.commit_state(
-                    parent_root, diff, _node_loader(batch), old,
-                    None if flat is None else flat.paths, None if flat is None else flat.slot_paths)
+                commit = self._committer.commit_state(parent_root, diff, _node_loader(batch), old)
             # The nodes as the committer packed them; new code (rare) one by one.
             batch.put_packed(prefix, commit.hashes, 32, commit.data,
                              np.asarray(commit.lengths, dtype=np.int64))
@@ -799,32 +797,23 @@ class _FlatWriter:
         self._keys: list[bytes] = []  # their flat keys
         self._slot_keys: list[bytes] = []  # flat keys of OldValues.slots's slots
         self._slot_values: list[bytes] = []  # their new values, 32 bytes big-endian
-        self.slot_paths = b""
-        """The trie keys of the diff's slots (Keccak of each slot, 32 bytes), joined, in its
-        packed order."""
         self.writes: dict[bytes, bytes | None] = {}
         """Every key written, with its new value (None: deleted)."""
 
     def read_old(
-        self, diff: StateDiff, packed: PackedState,
-        read_many: Callable[[list[bytes]], list[bytes | None]],
+        self, packed: PackedState, read_many: Callable[[list[bytes]], list[bytes | None]],
     ) -> OldValues:
-        """The old rows of ``diff``'s accounts and of the slots it sets in storages it keeps
-        (``read_many``: one get each), kept for the change set and told to the committer.
-        ``packed``: ``diff`` packed, whose arrays key a block's tens of thousands of accounts
-        and a token's slots at once, not one by one."""
-        if packed.paths is None:
-            account_hashes = hash_rows(np.frombuffer(b"".join(diff.accounts), dtype=np.uint8).reshape(-1, 20))
-        else:  # hashed once, when the executor loaded them
-            account_hashes = np.frombuffer(packed.paths, dtype=np.uint8).reshape(-1, 32)
+        """The old rows of a packed diff's accounts and of the slots it sets in storages it
+        keeps (``read_many``: one get each), kept for the change set and told to the
+        committer. ``packed`` carries its trie keys (``with_trie_keys``); its arrays key a
+        block's tens of thousands of accounts and a token's slots at once, not one by one."""
+        if packed.paths is None or packed.slot_paths is None:
+            raise ValueError("the flat writer takes a packed diff with its trie keys")
+        account_hashes = np.frombuffer(packed.paths, dtype=np.uint8).reshape(-1, 32)
         self.paths = cast(list[Hash32], split(account_hashes, 32))
         keys = self._keys = list(map(schema.FLAT_ACCOUNT_PREFIX.__add__, self.paths))  # flat_account_key
         slots = slot_rows(packed)
-        if packed.slot_paths is None:
-            self.slot_paths = hash_rows(slots[:, :32]).tobytes()
-        else:
-            self.slot_paths = packed.slot_paths
-        slot_hashes = np.frombuffer(self.slot_paths, dtype=np.uint8).reshape(-1, 32)
+        slot_hashes = np.frombuffer(packed.slot_paths, dtype=np.uint8).reshape(-1, 32)
         owners, kept = kept_slots(packed)
         # flat_storage_key of each slot of a kept storage: prefix, account hash, slot hash.
         slot_keys = np.empty((int(kept.sum()), 65), dtype=np.uint8)
