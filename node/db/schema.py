@@ -66,7 +66,12 @@ POOL_PREFIX = b"p"
 BATCH_PREFIX = b"c"
 """c + batch number -> RLP batch record (range, roots, data hash, L1 tx)."""
 POSTER_META = b"P"
-"""-> RLP poster state: signed batches not yet confirmed, L1 transactions in flight (node/poster_store.py)."""
+"""-> RLP poster state: the numbers of the signed batches not yet confirmed, and the head of the
+L1 transactions in flight (node/poster_store.py)."""
+POSTER_BATCH_PREFIX = b"q"
+"""q + batch number -> RLP signed batch the poster holds (its data and signatures)."""
+POSTER_TX_PREFIX = b"x"
+"""x + index -> RLP L1 transaction of the poster's attempt in flight, in nonce order."""
 
 # Node metadata
 META_PREFIX = b"m"
@@ -150,6 +155,14 @@ def pool_key(tx_hash: Hash32) -> bytes:
 
 def batch_key(batch_number: int) -> bytes:
     return BATCH_PREFIX + encode_number(batch_number)
+
+
+def poster_batch_key(batch_number: int) -> bytes:
+    return POSTER_BATCH_PREFIX + encode_number(batch_number)
+
+
+def poster_tx_key(index: int) -> bytes:
+    return POSTER_TX_PREFIX + encode_number(index)
 
 
 def meta_key(name: str) -> bytes:
