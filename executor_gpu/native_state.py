@@ -315,7 +315,6 @@ class StateTables:
     def __init__(self, reader: StateReader, lib: ctypes.CDLL) -> None:
         self._reader = reader
         self._trie = TrieReader(reader.node_store, lib)
-        self._root = np.frombuffer(reader.state_root, dtype=np.uint8)
         self._lib = lib
         self.accounts = _Rows(_ACC_WORDS)
         self._account_pre = _Rows(_ACC_WORDS)
@@ -388,7 +387,9 @@ class StateTables:
         roots[:] = _EMPTY_ROOT
         flat = self._reader.flat_accounts(paths.view("V32").ravel().tolist())
         if flat is None:
-            self._trie.walk(np.broadcast_to(self._root, (n, 32)), paths, rows, roots)
+            # The root is asked for only here: a pending block's state has none yet.
+            root = np.frombuffer(self._reader.state_root, dtype=np.uint8)
+            self._trie.walk(np.broadcast_to(root, (n, 32)), paths, rows, roots)
         else:
             self._decode_flat(flat, rows, roots)
         hashes = rows[:, ABI["ACC_CODE_HASH"] : ABI["ACC_CODE_HASH"] + 4]

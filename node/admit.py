@@ -18,6 +18,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 
+from executor_gpu.api import StateReader
 from executor_gpu.types import Account, AccountChange, StateDiff
 from node.db import schema
 from node.db.api import KV
@@ -134,9 +135,11 @@ class Admission:
         self._head: Header | None = None
         self._head_view: StateView | None = None
         """The state checks read, opened once a head (StateDB.at reads the flat marker)."""
-        self._writing: tuple[Header, Callable[[], None]] | None = None
+        self._writing: tuple[Header, Callable[[], object]] | None = None
         """A block being written, which the pool already moved to, and the wait for its write
         (``advance``); the head moves to it once it is on disk (``written``)."""
+        self._pending: StateReader | None = None
+        """The state after the block being written, when its reads need not wait for it."""
         self._accounts: dict[Address, AccountState] = {}
 
     # -- the head ---------------------------------------------------------------------------
@@ -200,9 +203,11 @@ class Admission:
         self._accounts[address] = known
         return known
 
-    def _view(self) -> StateView:
-        """The state the pool's checks read: the block being written's, once it is on disk
-        (waited for here), else the head's."""
+    def _view(self) -> StateReader:
+        """The state the pool's checks read: the block being written's (once it is on disk,
+        waited for here, unless ``advance`` gave a view of it), else the head's."""
+        if self._pending is not None:
+            return self._pending
         view, latest = self._head_view, self._latest()
         if view is None or view.state_root != latest.state_root:
             if self._writing is not None:
@@ -349,7 +354,8 @@ class Admission:
 
     def advance(
         self, head: Header, diff: StateDiff, included: Iterable[Hash32],
-        dropped: Iterable[Hash32] = (), writing: Callable[[], None] | None = None,
+        dropped: Iterable[Hash32] = (), writing: Callable[[], object] | None = None,
+        pending: StateReader | None = None,
     ) -> None:
         """Move the pool and the accounts it checks to block ``head``, whose transactions are
         ``included``, and the head with them; ``dropped``: pooled transactions its proposer
@@ -357,13 +363,15 @@ class Admission:
         while ``head`` is being written (``writing`` waits for that, raising if the write
         failed), move the pool at once and the head only with ``written``, once it is on disk:
         the pool's work runs beside the write. Meanwhile admission checks against ``head``'s
-        state, and reads of what the block did not tell wait for its write."""
+        state: ``pending`` when given (``head`` then only tells the gas and fees of the block,
+        whose state root may not be known yet), else reads of what the block did not tell
+        wait for its write."""
         with self._lock:
             if writing is None:
                 self._head = head
             else:
                 self._writing = (head, writing)
-            self._head_view = None
+            self._head_view, self._pending = None, pending
             accounts, changes = self._accounts, diff.accounts
             for address in accounts.keys() & changes.keys():
                 accounts[address] = _head_state(changes[address])
@@ -378,9 +386,9 @@ class Admission:
     def written(self, head: Header) -> None:
         """Block ``head``, advanced to while it was being written, is on disk: the head."""
         with self._lock:
-            if self._writing is None or self._writing[0] is not head:
+            if self._writing is None or self._writing[0].number != head.number:
                 raise Halt(f"block {head.number} was not being written")
-            self._head, self._writing = head, None
+            self._head, self._writing, self._pending = head, None, None
 
     def reset(self) -> None:
         """The head moved back (an unwind): read it and the accounts again, and move every
@@ -388,7 +396,7 @@ class Admission:
         with self._lock:
             self._head = None
             self._head_view = None
-            self._writing = None
+            self._writing = self._pending = None
             self._accounts.clear()
             stale = self.pool.prune(self.pool.senders(), self._nonce)
             self.journal.append(forgotten(stale))

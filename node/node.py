@@ -16,6 +16,7 @@ from operator import attrgetter
 from typing import TypeVar
 
 from executor_gpu.api import Caller, Executor, Tracer
+from executor_gpu.native_mpt import pack_changes, with_trie_keys
 from executor_gpu.types import (
     BatchResult,
     BlockEnv,
@@ -29,7 +30,8 @@ from node.calls import Calls
 from node.db import schema
 from node.db.api import KV, WriteBatch
 from node.db.chain import ChainStore
-from node.db.state import GenesisAccount, StateDB, StateOptions, StateView
+from node.db.pending import PENDING_ROOT, PendingView
+from node.db.state import GenesisAccount, StateDB, StateOptions
 from node.epochs import MAX_PROOFS_PER_BLOCK, Epochs
 from node.genesis import Genesis
 from node.metrics import BlockReport, Metrics
@@ -172,6 +174,19 @@ class _Staged:
     needs no decode (empty: not known)."""
 
 
+@dataclass(frozen=True)
+class _Flight:
+    """A block executed on the head whose state root, write and publication run in a thread
+    of their own (``Node.produce_pipelined``)."""
+
+    header: Header
+    """Its header with ``PENDING_ROOT`` for the state root: what the next block's env reads."""
+    view: PendingView
+    """The state after it, which the next block executes on."""
+    finish: Callable[[], Header]
+    """Waits for its thread: its final header (raises what failed there)."""
+
+
 class Node:
     """A validator node over a KV store: admission (node/admit.py), block building,
     re-execution and commits.
@@ -236,6 +251,7 @@ class Node:
         self._chain_lock = threading.RLock()
         # Executed candidates for the next block, by block hash, until one is committed.
         self._staged: dict[Hash32, _Staged] = {}
+        self._flight: _Flight | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -318,8 +334,107 @@ class Node:
     def produce_block(self) -> Header:
         """Build, execute and commit the next block from the pool (single validator: final)."""
         with self._chain_lock:
+            self.drain()
             # Final at once: no peer needs its encoding, so it is never made (nor bounded).
             return self._commit_staged(self._build(self.head().number + 1, gossiped=False), None)
+
+    def produce_pipelined(self) -> None:
+        """``produce_block`` with each block's state root and write beside the selection and
+        execution of the next (the single validator's loop; ``drain`` finishes the last).
+
+        The next block executes on the state after the one in flight (``PendingView``), then
+        waits for it; when what it did may depend on what that view cannot tell (see
+        ``PendingView.exact``), it runs again on the final state. A block's transactions
+        leave the pool once it executed, and the head moves once it is written: a crash
+        before that loses none (their pool records go in the block's own write)."""
+        with self._chain_lock:
+            flight, times, started = self._flight, StageTimes(), time.monotonic()
+            if flight is None:
+                parent = self.head()
+                hashes = self.chain.block_hashes(parent)
+            else:
+                # Its hash is not known yet: a block that reads it runs again (``exact``).
+                parent = flight.header
+                hashes = (parent.hash, *self.chain.block_hashes(self.head()))
+            timestamp = max(parent.timestamp + 1, int(self.clock.now()))
+            env = next_block_env(parent, timestamp, self.coinbase, self.params.chain_id,
+                                 self.params.gas_limit, hashes)
+            with times.stage("select"):
+                txs = self.admission.select(env.base_fee_per_gas, env.gas_limit,
+                                            self.params.max_txs_per_block, sys.maxsize)
+            if flight is None:
+                view = self.state.at(parent.state_root)
+                with self._prefetch(parent, txs, env.coinbase), times.stage("execute"):
+                    result = execute_txs(self.executor, view, env, txs)
+                known = view.bulk_reads()
+            else:
+                with times.stage("execute"):
+                    result = execute_txs(self.executor, flight.view, env, txs)
+                self._flight = None
+                parent, known = flight.finish(), {}
+                if not flight.view.exact(txs):
+                    env = next_block_env(parent, timestamp, self.coinbase, self.params.chain_id,
+                                         self.params.gas_limit, self.chain.block_hashes(parent))
+                    view = self.state.at(parent.state_root)
+                    with times.stage("execute"):
+                        result = execute_txs(self.executor, view, env, txs)
+                    known = view.bulk_reads()
+            for rejected in result.rejected:
+                log.info("dropped tx %s: %s", rejected.tx.hash.hex(), rejected.reason)
+            self._launch(parent, env, result, known, times, started)
+
+    def _launch(
+        self, parent: Header, env: BlockEnv, result: BatchResult,
+        known: Mapping[bytes, bytes | None], times: StageTimes, started: float,
+    ) -> None:
+        """Move the pool past an executed block on ``parent`` and start its state root, write
+        and publication in a thread: the block in flight. ``known``: flat rows of ``parent``
+        its execution read."""
+        diff = result.state_diff
+        packed = with_trie_keys(diff.packed or pack_changes(diff))
+        result = replace(result, state_diff=replace(diff, packed=packed))
+        body = self._body(result)
+        header = make_header(parent, env, body(), PENDING_ROOT)
+        on_disk: Future[Header] = Future()
+        included = [e.tx.hash for e in result.executed]
+        dropped = tuple(r.tx.hash for r in result.rejected)
+        base = self.state.at(parent.state_root)
+        pending = PendingView(packed, base,
+                              lambda: self.state.at(on_disk.result().state_root))
+        with times.stage("advance"):
+            self.admission.advance(header, result.state_diff, included, dropped, on_disk.result,
+                                   pending if base.reads_flat else None)
+        finish = _in_thread(functools.partial(self._finish, parent, env, result, body, known,
+                                              dropped, times, started, on_disk), "block-finish")
+        if base.reads_flat:
+            self._flight = _Flight(header, pending, finish)
+        else:
+            finish()  # without flat tables its state can only be read once it is written
+
+    def _finish(
+        self, parent: Header, env: BlockEnv, result: BatchResult, body: Callable[[], BlockBody],
+        known: Mapping[bytes, bytes | None], dropped: tuple[Hash32, ...], times: StageTimes,
+        started: float, on_disk: Future[Header],
+    ) -> Header:
+        """A launched block's state root, write and publication (its own thread)."""
+        try:
+            with times.stage("state"):
+                staged = self._stage(parent, env, result, body, (), known)
+            staged.dropped, staged.stages, staged.started = dropped, times, started
+            with times.stage("write"):
+                self._sealed(staged)()
+        except BaseException as exc:
+            on_disk.set_exception(exc)
+            raise
+        on_disk.set_result(staged.header)
+        self._committed(staged, None)
+        return staged.header
+
+    def drain(self) -> Header | None:
+        """Finish the block in flight (``produce_pipelined``), if any: its header."""
+        with self._chain_lock:
+            flight, self._flight = self._flight, None
+            return None if flight is None else flight.finish()
 
     def propose(self, height: int, proofs: Sequence[bytes] = (), within: float | None = None) -> bytes:
         """Build and execute block ``height`` from the pool, carrying those of ``proofs`` (GPU
@@ -342,6 +457,7 @@ class Node:
         """Build, execute and stage block ``height`` from the pool (see ``propose``); when
         ``gossiped``, small enough for a proposal (``MAX_BLOCK_BYTES``)."""
         with self._chain_lock:
+            self.drain()
             parent = self.head()
             if height != parent.number + 1:
                 raise RetryLater(f"cannot build block {height} on head {parent.number}")
@@ -359,7 +475,8 @@ class Node:
                     result = execute_txs(self.executor, view, env, txs)
                     body = self._body(result)
                 with times.stage("state"):
-                    staged = self._stage(parent, env, result, body, carried, view)
+                    staged = self._stage(parent, env, result, body, carried, view.bulk_reads())
+                    self._staged[staged.header.hash] = staged
             self._timed(staged, times, started)
             # The pool offered these but they failed against the state: forget them on commit.
             staged.dropped = tuple(r.tx.hash for r in result.rejected)
@@ -429,31 +546,42 @@ class Node:
             batch = staged.batch
             if certificate is not None:
                 self.chain.stage_certificate(batch, header.number, certificate)
-            included = [e.tx.hash for e in staged.executed]
             times = staged.stages
             with times.stage("write"):
-                batch.delete_many(map(schema.pool_key, [*included, *staged.dropped]))
-                # Kept decoded before the block shows: a wallet polling for it reads it at
-                # once, and would otherwise decode it from the store.
-                self.chain.remember(staged.header, staged.executed)
                 # Sealed here, the write (LevelDB's, without the GIL) runs beside the pool's advance.
-                writing = _in_thread(self.state.sealed(batch), "block-write")
+                writing = _in_thread(self._sealed(staged), "block-write")
             try:
                 with times.stage("advance"):
                     self._staged.clear()  # every other candidate was built on the old head
-                    self.admission.advance(staged.header, staged.diff, included, staged.dropped,
+                    self.admission.advance(header, staged.diff,
+                                           [e.tx.hash for e in staged.executed], staged.dropped,
                                            writing)
             finally:
                 with times.stage("write"):
                     writing()
-            self.admission.written(staged.header)
-            self.state.resume_warm(header.state_root)
-        self._published(staged.header)
+            self._committed(staged, certificate)
+        return header
+
+    def _sealed(self, staged: _Staged) -> Callable[[], None]:
+        """The write of ``staged``, sealed (``StateDB.sealed``), with its pool records' deletes."""
+        batch = staged.batch
+        batch.delete_many(map(schema.pool_key, [*(e.tx.hash for e in staged.executed),
+                                                *staged.dropped]))
+        # Kept decoded before the block shows: a wallet polling for it reads it at once, and
+        # would otherwise decode it from the store.
+        self.chain.remember(staged.header, staged.executed)
+        return self.state.sealed(batch)
+
+    def _committed(self, staged: _Staged, certificate: bytes | None) -> None:
+        """``staged`` is written: the head, then its subscribers, log line and metrics."""
+        header = staged.header
+        self.admission.written(header)
+        self.state.resume_warm(header.state_root)
+        self._published(header)
         self._report(BlockReport(
             header=header, transactions=len(staged.executed), round=_round_of(certificate),
-            finality_s=time.monotonic() - staged.started, stages=times.seconds,
+            finality_s=time.monotonic() - staged.started, stages=staged.stages.seconds,
         ))
-        return header
 
     def _staged_value(self, value: bytes) -> _Staged | None:
         """The candidate on the head whose encoding is ``value`` (our own proposal, or one
@@ -490,6 +618,7 @@ class Node:
     def _check_and_stage(self, block: Block) -> _Staged:
         """Re-execute a block received from a peer; InvalidInput says why it is not valid."""
         header, raws = block.header, block.transactions
+        self.drain()
         parent = self.head()
         # Rule: a block extends our head.
         if header.number != parent.number + 1 or header.parent_hash != parent.hash:
@@ -511,6 +640,7 @@ class Node:
         Raises InvalidInput, committing nothing, when the block breaks one.
         """
         with self._chain_lock:
+            self.drain()
             parent = self.head()
             if block.number != parent.number + 1:
                 raise InvalidInput(f"block {block.number} does not follow head {parent.number}")
@@ -539,6 +669,7 @@ class Node:
     def forget_head(self) -> None:
         """The database's head changed behind the node's back (an unwind): read it again."""
         with self._chain_lock:
+            self.drain()
             self.admission.reset()
             self._staged.clear()
             self.epochs.forget_above(self.chain.head_number() or 0)
@@ -577,7 +708,8 @@ class Node:
                 raise InvalidInput(f"includes an invalid transaction {first.tx.hash.hex()}: {first.reason}")
             body = self._body(result)
             with times.stage("state"):
-                staged = self._stage(parent, env, result, body, proofs, view)
+                staged = self._stage(parent, env, result, body, proofs, view.bulk_reads())
+                self._staged[staged.header.hash] = staged
         return self._timed(staged, times, started)
 
     def _timed(self, staged: _Staged, times: StageTimes, started: float) -> _Staged:
@@ -617,13 +749,13 @@ class Node:
 
     def _stage(
         self, parent: Header, env: BlockEnv, result: BatchResult, body: Callable[[], BlockBody],
-        proofs: Sequence[bytes], view: StateView,
+        proofs: Sequence[bytes], known: Mapping[bytes, bytes | None],
     ) -> _Staged:
-        """Stage state and block into a write batch, kept until the block is committed;
-        ``body``: waits for the block's roots (``_body``); ``view``: the parent's state the
-        block executed on (its flat reads are reused)."""
+        """Stage state and block into a write batch, to commit once the block is; ``body``:
+        waits for the block's roots (``_body``); ``known``: flat rows of the parent's state
+        its execution read (``StateView.bulk_reads``), not read again."""
         batch = self.kv.write_batch()
-        root = self.state.apply(parent.state_root, result.state_diff, batch, view.bulk_reads())
+        root = self.state.apply(parent.state_root, result.state_diff, batch, known)
         if result.state_root is not None and result.state_root != root:
             raise Halt(
                 f"block {env.number}: executor root {result.state_root.hex()} != "
@@ -633,9 +765,7 @@ class Node:
                          extra_data=proofs_commitment(proofs))
         self.chain.stage_block(batch, header, result.executed)
         self.chain.stage_proofs(batch, header.number, proofs)
-        staged = _Staged(header, result.executed, batch, result.state_diff, tuple(proofs))
-        self._staged[header.hash] = staged
-        return staged
+        return _Staged(header, result.executed, batch, result.state_diff, tuple(proofs))
 
     # -- calls ------------------------------------------------------------------------------
 

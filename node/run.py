@@ -292,6 +292,7 @@ async def _serve(
         # work stops it, and it goes on after the block's write until it is done.
         node.state.warm_top(head.state_root)
         cleanup.callback(node.state.stop_warm)
+        cleanup.callback(node.drain)  # the block in flight, written before the store closes
         signatures: BatchSignatures
         l1: L1Side | None = None
         if config.p2p.enabled:
@@ -318,7 +319,7 @@ async def _serve(
             backend = NodeRpcBackend(node, l1.client, l1_final_depth=config.l1.confirmations)
             tasks = [
                 asyncio.create_task(
-                    _every(config.chain.block_time, node.produce_block, stop, "block")
+                    _every(config.chain.block_time, node.produce_pipelined, stop, "block")
                 ),
             ]
         if l1 is not None:

@@ -348,7 +348,7 @@ class StateView:
             except _Stale:
                 self._flat = None
         encoded = _trie_get(self._trie, _account_hash(address))
-        return _decode_account(encoded) if encoded else None
+        return decode_account(encoded) if encoded else None
 
     def get_code(self, address: Address) -> bytes:
         account = self.get_account(address)
@@ -756,7 +756,7 @@ class StateDB:
         nodes = NodeStore(batch)
         for account_hash, value in NodeIterator(HexaryTrie(nodes, state_root)).items():
             batch.put(schema.flat_account_key(Hash32(account_hash)), value)
-            storage_root = _decode_account(value).storage_root
+            storage_root = decode_account(value).storage_root
             if storage_root == EMPTY_ROOT:
                 continue
             for slot_hash, encoded in NodeIterator(HexaryTrie(nodes, storage_root)).items():
@@ -943,7 +943,7 @@ def _rlp_decode(data: bytes) -> fast_rlp.Decoded:
         raise Halt(f"malformed state value: {exc}") from None
 
 
-def _decode_account(encoded: bytes) -> Account:
+def decode_account(encoded: bytes) -> Account:
     """An account from its trie (and flat) value, RLP [nonce, balance, storage root, code hash]."""
     fields = _rlp_decode(encoded)
     if isinstance(fields, list) and len(fields) == 4:
@@ -969,7 +969,7 @@ _FLAT_KEY_LENGTHS = {
 
 
 def _flat_account(raw: bytes | None) -> Account | None:
-    return None if raw is None else _decode_account(raw)
+    return None if raw is None else decode_account(raw)
 
 
 def _flat_slot(raw: bytes | None) -> int:
