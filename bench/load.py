@@ -546,6 +546,14 @@ def node_seconds(metrics_url: str) -> dict[str, float]:
             for side, name, value in _SECONDS_SAMPLE.findall(text)}
 
 
+def log_tail(log_path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a target's log (empty when it has none)."""
+    try:
+        return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
 def block_stages(log_path: Path, first_block: int) -> dict[str, float]:
     """Seconds per stage of the block path, summed over the blocks from ``first_block`` on
     that carried transactions, from the node's block log lines; "blocks" counts them."""
@@ -579,7 +587,8 @@ def run_setup(target: Target, workload: Workload, timeout: float) -> None:
         return
     result = run_load(target, workload.setup, 1, 500, timeout, measure=False)
     if result["included"] != len(workload.setup):
-        raise RuntimeError(f"{target.name}: setup incomplete: {result}")
+        raise RuntimeError(f"{target.name}: setup incomplete: {result}; its log ends:\n"
+                           + log_tail(target.log_path))
     assert workload.token is not None and workload.check_holder is not None
     rpc = Rpc(target.url)
     data = token_call(BALANCE_OF_SELECTOR, workload.check_holder)
@@ -950,6 +959,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "`l2node run`")
     parser.add_argument("--fronts", help='`l2node run`\'s [rpc] fronts: a number or "auto" '
                         "(default: the preset's)")
+    parser.add_argument("--pipelined", action="store_true",
+                        help="`l2node run` with [executor] pipelined = true (single validator)")
     parser.add_argument("--gas-limit", type=int,
                         help="block gas limit of both chains (default: the preset's)")
     parser.add_argument("--no-anvil", action="store_true", help="load l2node only")
@@ -973,6 +984,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.gas_limit is not None and args.gas_limit < 21_000:
         parser.error("--gas-limit must be at least 21000")
     preset = load_preset(args.gas_limit)
+    preset["executor"]["pipelined"] = args.pipelined
     senders = min(args.senders, args.txs)
 
     info = machine()

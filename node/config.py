@@ -78,6 +78,10 @@ class ExecutorConfig:
 
     kind: ExecutorKind
     """reference | native-cpu | native-cuda | auto."""
+    pipelined: bool = False
+    """Single validator: execute each block while the one before's state root and write run
+    (``Node.produce_pipelined``). Off by default: on the H100 host it made transfers slower
+    and an ERC-20 setup stall (see the README)."""
 
 
 @dataclass(frozen=True)

@@ -319,7 +319,8 @@ async def _serve(
             backend = NodeRpcBackend(node, l1.client, l1_final_depth=config.l1.confirmations)
             tasks = [
                 asyncio.create_task(
-                    _every(config.chain.block_time, node.produce_pipelined, stop, "block")
+                    _every(config.chain.block_time, node.produce_pipelined if config.executor.pipelined
+                           else node.produce_block, stop, "block")
                 ),
             ]
         if l1 is not None:

@@ -44,15 +44,24 @@ _DELETE, _KEEP_CODE, _KEEP_STORAGE = _MPT["MF_DELETE"], _MPT["MF_KEEP_CODE"], _M
 _STORAGE, _RESET = _MPT["MF_STORAGE"], _MPT["MF_RESET"]
 
 
+_ENDS = frozenset({0x00, 0x56, 0xF3, 0xFD, 0xFE, 0xFF})
+"""STOP, JUMP, RETURN, REVERT, INVALID, SELFDESTRUCT: what follows runs only from a JUMPDEST."""
+
+
 @functools.lru_cache(maxsize=4096)
 def reads_block_context(code: bytes) -> bool:
-    """True when ``code`` holds BLOCKHASH, CREATE or CREATE2 as an instruction (PUSH data
-    skipped)."""
-    at, end = 0, len(code)
+    """True when ``code`` may run BLOCKHASH, CREATE or CREATE2: one of them as an instruction
+    (PUSH data skipped) that execution can reach (not after an instruction that ends a run
+    with no JUMPDEST between: the data compilers append, such as solc's metadata)."""
+    at, end, reachable = 0, len(code), True
     while at < end:
         op = code[at]
-        if op in _BLOCK_CONTEXT_OPS:
+        if op == 0x5B:
+            reachable = True
+        elif reachable and op in _BLOCK_CONTEXT_OPS:
             return True
+        elif op in _ENDS:
+            reachable = False
         at += op - 0x5E if 0x60 <= op <= 0x7F else 1
     return False
 

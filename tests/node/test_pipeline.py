@@ -145,6 +145,11 @@ def test_pending_view_exactness() -> None:
     assert not reads_block_context(STORE_CODE)
     assert not reads_block_context(bytes.fromhex("6140f0") + bytes.fromhex("7f") + b"\x40" * 32)
     assert reads_block_context(bytes.fromhex("614040") + b"\xf5")
+    # Nor after an instruction that ends a run (data after the code), unless a JUMPDEST
+    # follows.
+    assert not reads_block_context(bytes.fromhex("00fe40f0f5"))
+    assert reads_block_context(bytes.fromhex("00fe5b40"))
+    assert not reads_block_context(bytes.fromhex("605b56") + b"\x40")  # 5b is PUSH data
     # A view that served CLOCK's code, or a block with a creation, is not exact.
 
     packed = with_trie_keys(pack_changes(StateDiff({})))
