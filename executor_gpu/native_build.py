@@ -140,6 +140,8 @@ def cpu_library() -> ctypes.CDLL:
     lib.mpt_supply.restype = None
     lib.mpt_account_values.argtypes = [ptr, ptr, ptr]
     lib.mpt_account_values.restype = None
+    lib.mpt_account_rows.argtypes = [ctypes.c_char_p, u64, ctypes.c_char_p, ptr, ptr, ptr, ptr]
+    lib.mpt_account_rows.restype = None
     lib.mpt_root.argtypes = [ptr, ptr]
     lib.mpt_root.restype = None
     lib.mpt_output_size.argtypes = [ptr, ptr]

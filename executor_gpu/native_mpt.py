@@ -222,6 +222,28 @@ def pack_changes(diff: StateDiff) -> PackedState:
     )
 
 
+def account_rows(records: npt.NDArray[np.uint8], olds: Sequence[bytes | None]) -> list[bytes | None]:
+    """The new values of accounts (RLP, as trie leaves and flat rows hold them) from their
+    packed records (a row each) and their old values (None: new): a value, or None for a
+    deleted account, each; in C, outside a commit."""
+    n = len(olds)
+    records = np.ascontiguousarray(records, dtype=np.uint8)
+    if records.shape != (n, _RECORD):
+        raise ValueError("an account record is MA_SIZE bytes, one for each old value")
+    joined, lengths = _hints(olds)
+    offsets = np.zeros(n, dtype=np.uint64)
+    np.cumsum(np.maximum(lengths, 0)[:-1], out=offsets[1:])
+    out = ctypes.create_string_buffer(_VALUE_MAX * n)
+    sizes = np.empty(n, dtype=np.int64)
+    cpu_library().mpt_account_rows(records.tobytes(), n, joined, offsets.ctypes.data, lengths.ctypes.data,
+                                   out, sizes.ctypes.data)
+    if (sizes == 0).any():
+        raise Halt("malformed account in the state")
+    data = out.raw
+    return [None if size < 0 else data[at : at + size]
+            for at, size in zip(range(0, _VALUE_MAX * n, _VALUE_MAX), sizes.tolist())]
+
+
 def kept_storage(packed: PackedState) -> npt.NDArray[np.bool_]:
     """Which of a packed diff's accounts keep their old storage (their slots set change it):
     neither deleted nor wiped."""

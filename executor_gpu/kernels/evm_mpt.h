@@ -666,9 +666,10 @@ static int mpt_account_roots(const u8 *p, u64 len, const u8 **root, const u8 **c
     return at == len;
 }
 
-/* An account's new value: the change's record, with the old account's code hash and storage
- * root where the record keeps them (old NULL: the account is new). 0 when old is malformed. */
-static int mpt_account_value(msession *s, const u8 *rec, const u8 *old, u64 oldlen, const u8 **val, u64 *vlen) {
+/* An account's new value, written at out (MA_VALUE_MAX bytes at most): the change's record,
+ * with the old account's code hash and storage root where the record keeps them (old NULL:
+ * the account is new). Its size; 0 when old is malformed. */
+static u64 mpt_account_rlp(const u8 *rec, const u8 *old, u64 oldlen, u8 *out) {
     const u8 *code = rec + MA_CODE_HASH, *root = rec + MA_STORAGE_ROOT;
     u8 flags = rec[MA_FLAGS];
     if (flags & (MF_KEEP_CODE | MF_KEEP_STORAGE)) {
@@ -680,19 +681,44 @@ static int mpt_account_value(msession *s, const u8 *rec, const u8 *old, u64 oldl
     u64 nz = 0, bz = 0;
     while (nz < 8 && rec[MA_NONCE + nz] == 0) nz++;
     while (bz < 32 && rec[MA_BALANCE + bz] == 0) bz++;
-    u8 body[2 + 8 + 1 + 32 + 66], *p = body;
+    u8 *p = out + 2;
     p += mpt_put_string(p, rec + MA_NONCE + nz, 8 - nz);
     p += mpt_put_string(p, rec + MA_BALANCE + bz, 32 - bz);
     p += mpt_put_string(p, root, 32);
     p += mpt_put_string(p, code, 32);
-    u64 size = (u64)(p - body);
-    u8 *out = (u8 *)mpt_alloc(&s->work, size + 2);
+    u64 size = (u64)(p - out) - 2;
     out[0] = 0xF8; /* the body is 68 to 109 bytes: a list with a one-byte length */
     out[1] = (u8)size;
-    memcpy(out + 2, body, size);
+    return size + 2;
+}
+
+/* mpt_account_rlp's value in the session's memory. 0 when old is malformed. */
+static int mpt_account_value(msession *s, const u8 *rec, const u8 *old, u64 oldlen, const u8 **val, u64 *vlen) {
+    u8 buf[MA_VALUE_MAX];
+    u64 size = mpt_account_rlp(rec, old, oldlen, buf);
+    if (!size) return 0;
+    u8 *out = (u8 *)mpt_alloc(&s->work, size);
+    memcpy(out, buf, size);
     *val = out;
-    *vlen = size + 2;
+    *vlen = size;
     return 1;
+}
+
+/* Accounts' values after changes, outside a commit: for record i (MA_SIZE bytes each) and the
+ * account's old value (olds + offsets[i], lens[i] bytes; lens[i] < 0: none), its new value at
+ * out + i * MA_VALUE_MAX and its size into sizes[i]: -1 for a deleted account, 0 when the old
+ * value is malformed. */
+EVM_EXPORT void mpt_account_rows(const u8 *records, u64 n, const u8 *olds, const u64 *offsets,
+                                 const i64 *lens, u8 *out, i64 *sizes) {
+    for (u64 i = 0; i < n; i++) {
+        const u8 *rec = records + i * MA_SIZE;
+        if (rec[MA_FLAGS] & MF_DELETE) {
+            sizes[i] = -1;
+            continue;
+        }
+        const u8 *old = lens[i] < 0 ? NULL : olds + offsets[i];
+        sizes[i] = (i64)mpt_account_rlp(rec, old, lens[i] < 0 ? 0 : (u64)lens[i], out + i * MA_VALUE_MAX);
+    }
 }
 
 /* The item a change sets (old: the value it replaces, NULL when none); 0 when malformed. */

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from itertools import repeat
+from itertools import compress, repeat
 
 import numpy as np
 
 from executor_gpu.native_abi import enum_members
-from executor_gpu.native_mpt import kept_storage, slot_rows, split
+from executor_gpu.native_mpt import account_rows, kept_storage, slot_rows, split
 from executor_gpu.types import Account, PackedState
 from node.db.state import EMPTY_CODE_HASH, StateView, decode_account
-from primitives import rlp
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
 from primitives.errors import Halt
@@ -38,9 +37,9 @@ in the block could read it)."""
 
 _MPT = enum_members("evm_mpt.h")
 """Where a packed account record keeps its fields, and its flags."""
-_FLAGS_AT, _NONCE_AT, _BALANCE_AT = _MPT["MA_FLAGS"], _MPT["MA_NONCE"], _MPT["MA_BALANCE"]
-_CODE_HASH_AT, _RECORD = _MPT["MA_CODE_HASH"], _MPT["MA_SIZE"]
-_DELETE, _KEEP_CODE, _KEEP_STORAGE = _MPT["MF_DELETE"], _MPT["MF_KEEP_CODE"], _MPT["MF_KEEP_STORAGE"]
+_FLAGS_AT = _MPT["MA_FLAGS"]
+_STORAGE_ROOT_AT, _RECORD = _MPT["MA_STORAGE_ROOT"], _MPT["MA_SIZE"]
+_KEEP_STORAGE = _MPT["MF_KEEP_STORAGE"]
 _STORAGE, _RESET = _MPT["MF_STORAGE"], _MPT["MF_RESET"]
 
 
@@ -82,20 +81,28 @@ class PendingView:
         self._served: dict[bytes, bytes] = {}
         """What the node store served, by hash: code, or trie nodes to a reader that walks."""
         records = np.frombuffer(packed.records, dtype=np.uint8).reshape(-1, _RECORD)
-        self._records = split(records, _RECORD)
-        self._accounts = dict(zip(split(np.frombuffer(packed.paths, dtype=np.uint8).reshape(-1, 32), 32),
-                                  range(len(records))))
+        paths = np.frombuffer(packed.paths, dtype=np.uint8).reshape(-1, 32)
+        self._accounts = dict(zip(split(paths, 32), range(len(records))))
         slots = slot_rows(packed)
         owners = np.repeat(np.arange(len(records)), packed.counts.astype(np.int64))
-        paths = np.frombuffer(packed.paths, dtype=np.uint8).reshape(-1, 32)
         keys = np.concatenate([paths[owners], np.frombuffer(packed.slot_paths, dtype=np.uint8).reshape(-1, 32)],
                               axis=1)
         self._slots = dict(zip(split(keys, 64), split(slots[:, 32:], 32)))
         self._wiped = (~kept_storage(packed)).tolist()
         """Per account: its old storage is gone (deleted, or wiped by a creation)."""
-        self._stores_value = (np.bincount(owners, weights=slots[:, 32:].any(axis=1), minlength=len(records)) > 0
-                              ).tolist()
-        """Per account: it set a slot to a value other than zero."""
+        # The records as the rows read: a storage set non-empty gets the placeholder root, one
+        # wiped and left empty the empty root, one only cleared slots of keeps its old root
+        # (which may be empty now: reading such a row makes the view inexact).
+        flags = records[:, _FLAGS_AT]
+        storing, reset = (flags & _STORAGE) != 0, (flags & _RESET) != 0
+        stores = np.bincount(owners, weights=slots[:, 32:].any(axis=1), minlength=len(records)) > 0
+        self._cleared = storing & ~stores & ~reset
+        self._records = records.copy()
+        self._records[storing & stores, _STORAGE_ROOT_AT:] = np.frombuffer(PENDING_ROOT, dtype=np.uint8)
+        self._records[storing & ~stores & reset, _STORAGE_ROOT_AT:] = np.frombuffer(EMPTY_ROOT, dtype=np.uint8)
+        self._records[:, _FLAGS_AT] = np.where(
+            storing, (flags & np.uint8(0xFF ^ _STORAGE ^ _RESET)) | np.where(self._cleared, _KEEP_STORAGE, 0),
+            flags)
         self._pending = True
         """False once reads come from ``settled()``, which holds the block's own rows."""
 
@@ -132,9 +139,17 @@ class PendingView:
     def flat_accounts(self, account_hashes: Sequence[bytes]) -> list[bytes | None]:
         values = self._read(StateView.flat_accounts, account_hashes)
         if self._pending:
-            for i, at in enumerate(map(self._accounts.get, account_hashes)):
-                if at is not None:
-                    values[i] = self._row(at, values[i])
+            found = list(map(self._accounts.get, account_hashes))
+            hits = [i for i, at in enumerate(found) if at is not None]
+            if hits:
+                rows = np.array([found[i] for i in hits], dtype=np.int64)
+                olds = [values[i] for i in hits]
+                cleared = self._cleared[rows]
+                if cleared.any() and any(decode_account(old).storage_root != EMPTY_ROOT
+                                         for old in compress(olds, cleared.tolist()) if old):
+                    self._exact = False  # slots cleared: the storage may be empty now
+                for i, row in zip(hits, account_rows(self._records[rows], olds)):
+                    values[i] = row
         return values
 
     def flat_slots(self, slot_paths: Sequence[bytes]) -> list[bytes | None]:
@@ -180,33 +195,6 @@ class PendingView:
         if self._pending:
             self._base, self._pending = self._settled(), False
         return self._base
-
-    def _row(self, at: int, old: bytes | None) -> bytes | None:
-        """The flat row of account ``at`` of the changes after them (``old``: before)."""
-        record = self._records[at]
-        flags = record[_FLAGS_AT]
-        if flags & _DELETE:
-            return None
-        before = None if old is None else decode_account(old)
-        code_hash = (EMPTY_CODE_HASH if before is None else before.code_hash) if flags & _KEEP_CODE \
-            else record[_CODE_HASH_AT : _CODE_HASH_AT + 32]
-        old_root = EMPTY_ROOT if before is None else before.storage_root
-        if flags & _KEEP_STORAGE:
-            root = old_root
-        elif not flags & _STORAGE:
-            root = EMPTY_ROOT  # wiped, nothing set
-        elif self._stores_value[at]:
-            root = PENDING_ROOT
-        elif flags & _RESET or old_root == EMPTY_ROOT:
-            root = EMPTY_ROOT  # only zeros into an empty storage
-        else:
-            self._exact = False  # zeros into a storage that may or may not empty
-            root = PENDING_ROOT
-        return rlp.encode_list_payload(b"".join((
-            rlp.encode_uint(int.from_bytes(record[_NONCE_AT:_BALANCE_AT], "big")),
-            rlp.encode_uint(int.from_bytes(record[_BALANCE_AT:_CODE_HASH_AT], "big")),
-            rlp.encode_string(root), rlp.encode_string(code_hash),
-        )))
 
 
 class _Codes(Mapping[bytes, bytes]):

@@ -15,8 +15,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from trie.hexary import HexaryTrie
 
+from executor_gpu.native_abi import enum_members
 from executor_gpu.native_fallback import CommittedState
-from executor_gpu.native_mpt import CACHE_BYTES, Commit, OldValues, TrieCommitter
+from executor_gpu.native_mpt import (
+    CACHE_BYTES,
+    Commit,
+    OldValues,
+    TrieCommitter,
+    account_rows,
+    pack_changes,
+    with_trie_keys,
+)
 from executor_gpu.types import AccountChange, StateDiff
 from node.db.api import KV
 from node.db.memory import MemoryKV, PackedWrites
@@ -27,6 +36,11 @@ from primitives.errors import Halt
 from primitives.types import Address
 
 # -- keys that share long prefixes ------------------------------------------------------
+
+
+_MPT = enum_members("evm_mpt.h")
+_FLAGS_AT, _STORAGE_ROOT_AT = _MPT["MA_FLAGS"], _MPT["MA_STORAGE_ROOT"]
+_STORAGE, _RESET = _MPT["MF_STORAGE"], _MPT["MF_RESET"]
 
 
 def _near(base: bytes, nibbles: int, rng: random.Random) -> bytes:
@@ -308,10 +322,23 @@ def test_state_diffs_give_py_trie_roots(diffs: list[StateDiff], cache_bytes: int
     root = EMPTY_ROOT
     for diff in diffs:
         _apply_model(model, diff)
+        packed = with_trie_keys(pack_changes(diff))
+        assert packed.paths is not None
+        paths = [packed.paths[at : at + 32] for at in range(0, len(packed.paths), 32)]
+        olds = state.at(root).flat_accounts(paths)
         batch = kv.write_batch()
         root = state.apply(root, diff, batch)
         batch.commit()
         assert root == _model_root(model)
+        # Outside a commit, the records with the storage roots the commit found give its values.
+        news = state.at(root).flat_accounts(paths)
+        assert olds is not None and news is not None
+        records = np.frombuffer(packed.records, dtype=np.uint8).reshape(len(paths), -1).copy()
+        for i, new in enumerate(news):
+            if new is not None and records[i, _FLAGS_AT] & _STORAGE:
+                records[i, _STORAGE_ROOT_AT:] = np.frombuffer(rlp.decode(new)[2], dtype=np.uint8)
+                records[i, _FLAGS_AT] &= 0xFF ^ _STORAGE ^ _RESET
+        assert account_rows(records, olds) == news
     view = state.at(root)
     for address, account in model.items():
         for slot, value in account.storage.items():

@@ -168,6 +168,9 @@ def test_pending_rows_tell_whether_a_storage_is_empty() -> None:
     node.produce_block()  # STORE now holds a slot
     view = node.state.at(node.head().state_root)
     caller = int.from_bytes(address(0), "big")
+    stored = view.get_account(STORE)
+    assert stored is not None and stored.storage_root != EMPTY_ROOT
+    old_root = stored.storage_root
 
     def pending(change: AccountChange) -> PendingView:
         packed = with_trie_keys(pack_changes(StateDiff({STORE: change})))
@@ -175,7 +178,7 @@ def test_pending_rows_tell_whether_a_storage_is_empty() -> None:
 
     cases = [
         (AccountChange(0, 0, storage={caller: 6}), PENDING_ROOT, True),
-        (AccountChange(0, 0, storage={caller: 0}), PENDING_ROOT, False),  # emptied? not told
+        (AccountChange(0, 0, storage={caller: 0}), old_root, False),  # emptied? not told
         (AccountChange(0, 0, storage={caller: 0}, storage_reset=True), EMPTY_ROOT, True),
         (AccountChange(0, 0, storage={}, storage_reset=True), EMPTY_ROOT, True),
     ]
@@ -188,5 +191,5 @@ def test_pending_rows_tell_whether_a_storage_is_empty() -> None:
     kept = pending(AccountChange(0, 9))
     account = kept.get_account(STORE)
     assert account is not None and account.balance == 9
-    assert account.storage_root == view.get_account(STORE).storage_root  # type: ignore[union-attr]
+    assert account.storage_root == old_root
     assert kept.get_storage(STORE, caller) == 5
