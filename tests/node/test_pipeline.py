@@ -10,6 +10,7 @@ import pytest
 
 from executor_gpu.api import Executor
 from executor_gpu.native_mpt import pack_changes, with_trie_keys
+from executor_gpu.native_tx import create_address
 from executor_gpu.types import AccountChange, StateDiff
 from node.db.memory import MemoryKV
 from node.db.pending import PENDING_ROOT, PendingView, reads_block_context
@@ -53,10 +54,14 @@ def fresh(i: int) -> Address:
     return Address(i.to_bytes(20, "big"))
 
 
+DEPLOY = bytes.fromhex("602a600055" "6006601160003960066000f3") + STORE_CODE
+"""Sets slot 0 to 42, then deploys STORE's code."""
+
+
 def rounds() -> list[list[Transaction]]:
     """Each round's transactions (a block each): transfers, chains of one sender's, slots
     set and then only cleared (a storage that may or may not be empty after it), BLOCKHASH
-    of the block in flight, a creation."""
+    of the block in flight, creations, and calls of a contract the block in flight made."""
     nonces = [0] * 4
 
     def tx(sender: int, to: Address | None, data: bytes = b"", value: int = 0) -> Transaction:
@@ -70,7 +75,9 @@ def rounds() -> list[list[Transaction]]:
         [tx(2, None, b"\x00"), tx(3, CLOCK), tx(0, fresh(4), value=1)],
         [tx(1, fresh(5), value=1), tx(1, fresh(6), value=1), tx(2, STORE, word(1))],
         [],
-        [tx(0, fresh(7), value=1)],
+        [tx(0, fresh(7), value=1), tx(3, None, DEPLOY)],
+        [tx(1, MADE, word(8)), tx(2, MADE, word(0)), tx(0, MADE, word(9))],
+        [tx(1, MADE, word(0)), tx(3, fresh(8), value=1)],
     ]
 
 
@@ -85,6 +92,10 @@ def produce(node: Node, pipelined: bool, blocks: Sequence[Sequence[Transaction]]
     node.drain()
 
 
+MADE = create_address(address(3), 3)
+"""The contract DEPLOY makes (sender 3's fourth transaction)."""
+
+
 def test_a_pipelined_chain_is_the_chain_made_one_block_at_a_time() -> None:
     one_by_one, pipelined = make_node(native()), make_node(native())
     blocks = rounds()
@@ -97,6 +108,11 @@ def test_a_pipelined_chain_is_the_chain_made_one_block_at_a_time() -> None:
     clock = pipelined.state.at(pipelined.head().state_root).get_storage(CLOCK, 0)
     parent = pipelined.chain.header(3)
     assert parent is not None and clock == int.from_bytes(parent.hash, "big")
+    # The contract made while the block after it executed: its constructor's slot and calls.
+    made = pipelined.state.at(pipelined.head().state_root)
+    assert made.get_code(MADE) == STORE_CODE and made.get_storage(MADE, 0) == 42
+    assert made.get_storage(MADE, int.from_bytes(address(0), "big")) == 9
+    assert made.get_storage(MADE, int.from_bytes(address(1), "big")) == 0
 
 
 def test_the_reference_executor_runs_pipelined_on_the_final_state() -> None:
