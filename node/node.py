@@ -394,22 +394,24 @@ class Node:
         packed = with_trie_keys(diff.packed or pack_changes(diff))
         result = replace(result, state_diff=replace(diff, packed=packed))
         body = self._body(result)
-        header = make_header(parent, env, body(), PENDING_ROOT)
-        on_disk: Future[Header] = Future()
-        included = [e.tx.hash for e in result.executed]
         dropped = tuple(r.tx.hash for r in result.rejected)
         base = self.state.at(parent.state_root)
-        pending = PendingView(packed, base,
-                              lambda: self.state.at(on_disk.result().state_root))
+        if not base.reads_flat:
+            # Without flat tables, the state after it can only be read once it is written.
+            with times.stage("state"):
+                staged = self._stage(parent, env, result, body, (), known)
+            staged.dropped, staged.stages, staged.started = dropped, times, started
+            self._commit_staged(staged, None)
+            return
+        header = make_header(parent, env, body(), PENDING_ROOT)
+        on_disk: Future[Header] = Future()
+        pending = PendingView(packed, base, lambda: self.state.at(on_disk.result().state_root))
         with times.stage("advance"):
-            self.admission.advance(header, result.state_diff, included, dropped, on_disk.result,
-                                   pending if base.reads_flat else None)
+            self.admission.advance(header, result.state_diff, [e.tx.hash for e in result.executed],
+                                   dropped, on_disk.result, pending)
         finish = _in_thread(functools.partial(self._finish, parent, env, result, body, known,
                                               dropped, times, started, on_disk), "block-finish")
-        if base.reads_flat:
-            self._flight = _Flight(header, pending, finish)
-        else:
-            finish()  # without flat tables its state can only be read once it is written
+        self._flight = _Flight(header, pending, finish)
 
     def _finish(
         self, parent: Header, env: BlockEnv, result: BatchResult, body: Callable[[], BlockBody],

@@ -12,6 +12,7 @@ from executor_gpu.api import Executor
 from executor_gpu.native_mpt import pack_changes, with_trie_keys
 from executor_gpu.native_tx import create_address
 from executor_gpu.types import AccountChange, StateDiff
+from node.db import schema
 from node.db.memory import MemoryKV
 from node.db.pending import PENDING_ROOT, PendingView, reads_block_context
 from node.db.state import GenesisAccount
@@ -209,3 +210,15 @@ def test_pending_rows_tell_whether_a_storage_is_empty() -> None:
     assert account is not None and account.balance == 9
     assert account.storage_root == old_root
     assert kept.get_storage(STORE, caller) == 5
+
+
+def test_without_flat_tables_each_block_is_written_before_the_next() -> None:
+    node = make_node(native())
+    node.kv.delete(schema.FLAT_MARKER)  # the flat tables no longer hold the head's state
+    for nonce in range(2):
+        node.submit_many([make_tx(0, nonce, fresh(nonce + 1), 1, max_fee=10**9, tip=1).raw])
+        node.produce_pipelined()
+        assert node.head().number == nonce + 1  # written in the step: nothing in flight
+    assert node.drain() is None
+    account = node.state.at(node.head().state_root).get_account(address(0))
+    assert account is not None and account.nonce == 2
