@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from executor_gpu.api import Executor
 from executor_gpu.native_mpt import pack_changes, with_trie_keys
@@ -24,6 +26,7 @@ from primitives.transactions import Transaction
 from primitives.types import Address
 from sequencer.types import PoolConfig
 from tests.native.chain import CHAIN_ID, address, make_tx, native, reference
+from tests.native.programs import program
 
 STORE = Address(b"\x51" * 20)
 """Stores its call data's first word at the slot of its caller."""
@@ -222,3 +225,40 @@ def test_without_flat_tables_each_block_is_written_before_the_next() -> None:
     assert node.drain() is None
     account = node.state.at(node.head().state_root).get_account(address(0))
     assert account is not None and account.nonce == 2
+
+
+PEERS = [0xC0DE0001, 0xC0DE0002, 0xC0DE0003]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    codes=st.lists(program(PEERS), min_size=3, max_size=3),
+    blocks=st.lists(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2), st.binary(max_size=40)),
+                             max_size=4), min_size=2, max_size=4),
+    storage=st.dictionaries(st.integers(0, 4), st.integers(1, 2**256 - 1), max_size=3),
+)
+def test_random_programs_make_the_same_chain_pipelined(
+    codes: list[bytes], blocks: list[list[tuple[int, int, bytes]]], storage: dict[int, int]
+) -> None:
+    """Random contracts (storage set and cleared, calls, creations, BLOCKHASH, self-destructs,
+    logs) called over a few blocks: pipelined, the chain is the one made a block at a time."""
+    alloc = {**ALLOC, **{Address(peer.to_bytes(20, "big")): GenesisAccount(balance=10**9, code=code,
+                                                                         storage=storage)
+                         for peer, code in zip(PEERS, codes)}}
+    nonces = [0] * 4
+    rounds = []
+    for calls in blocks:
+        txs = []
+        for sender, target, data in calls:
+            txs.append(make_tx(sender, nonces[sender], Address(PEERS[target].to_bytes(20, "big")), 0,
+                               data, gas=300_000, max_fee=10**9, tip=1))
+            nonces[sender] += 1
+        rounds.append(txs)
+    made = []
+    for pipelined in (False, True):
+        node = Node(MemoryKV(), PARAMS, PoolConfig(), native(), reference(), b"\x07" * 32,
+                    ManualClock(PARAMS.genesis_timestamp))
+        node.init_or_resume(alloc)
+        produce(node, pipelined, rounds)
+        made.append([node.chain.header(n) for n in range(1, len(rounds) + 1)])
+    assert made[0] == made[1]
