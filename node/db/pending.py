@@ -130,7 +130,10 @@ class PendingView:
         account = self.get_account(address)
         if account is None or account.code_hash == EMPTY_CODE_HASH:
             return b""
-        return self.node_store[account.code_hash]
+        try:
+            return self.node_store[account.code_hash]
+        except KeyError:
+            raise Halt(f"code {account.code_hash.hex()} of {address.hex()} is missing") from None
 
     def get_storage(self, address: Address, slot: int) -> int:
         (raw,) = self.flat_slots([keccak256(address) + keccak256(slot.to_bytes(32, "big"))])
