@@ -530,6 +530,11 @@ class Mempool:
         queued_before, ready_before = sender.queued, sender.ready
         stale = [sender.txs[n] for n in range(sender.nonce, nonce) if n in sender.txs]
         self._forget(sender, stale)
+        if sender.nonce <= nonce <= ready_before:
+            # The usual case after a block: it took the first of the pending run, whose rest
+            # (up to ``ready``), the queued ones and so the tails stay as they are.
+            sender.nonce = nonce
+            return stale
         sender.nonce = ready = nonce
         while ready in sender.txs:
             ready += 1

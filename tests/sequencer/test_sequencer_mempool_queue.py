@@ -3,9 +3,12 @@ demotion, on a fake clock."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from primitives.clock import ManualClock
 from primitives.errors import TransactionRejected
@@ -13,6 +16,7 @@ from primitives.transactions import Transaction
 from primitives.types import Address
 from sequencer.mempool import Mempool
 from sequencer.types import AccountState, PoolConfig
+from tests.sequencer.conftest import ADDRESSES, sign
 
 Sign = Callable[..., Transaction]
 RICH = 10**30
@@ -253,3 +257,38 @@ def test_a_flood_of_gapped_transactions_leaves_room_for_honest_ones(signer: Sign
         admit(pool, tx)
     assert pool.queued_count == 15  # the second honest one took a queued one's place
     assert selected(pool) == [honest[1], honest[0]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(
+    st.tuples(st.just("add"), st.integers(0, 2), st.integers(0, 4)),
+    st.tuples(st.just("block"), st.integers(0, 2), st.integers(-2, 3)),
+), max_size=40))
+# A run pooled, a block taking its first two, then an unwind of one: the rest is queued again.
+@example([("add", 0, 0), ("add", 0, 1), ("add", 0, 2), ("add", 0, 3), ("block", 0, 2), ("block", 0, -1)])
+def test_runs_follow_adds_and_blocks(steps: list[tuple[str, int, int]]) -> None:
+    """Whatever order of adds (any nonce) and blocks moving a sender's state nonce (forward,
+    or back as an unwind does), the pool's pending and queued transactions are what the state
+    nonces and the pooled nonces say."""
+    pool = make_pool()
+    state = [0, 0, 0]
+    for kind, sender, number in steps:
+        if kind == "add":
+            with contextlib.suppress(TransactionRejected):
+                admit(pool, sign(sender, state[sender] + number), nonce=state[sender])
+        else:
+            state[sender] = max(0, state[sender] + number)
+            pool.prune([ADDRESSES[sender]], lambda address: state[ADDRESSES.index(address)])
+        pooled: dict[int, set[int]] = {}
+        for tx in pool.all():
+            pooled.setdefault(ADDRESSES.index(tx.sender), set()).add(tx.nonce)
+        expected_queued = set()
+        for who, nonces in pooled.items():
+            assert min(nonces) >= state[who]  # nothing below the state nonce stays
+            ready = state[who]
+            while ready in nonces:
+                ready += 1
+            assert pool.pending_nonce(ADDRESSES[who], state[who]) == ready
+            expected_queued |= {(who, n) for n in nonces if n > ready}
+        assert {(ADDRESSES.index(tx.sender), tx.nonce) for tx in queued(pool)} == expected_queued
+        assert pool.queued_count == len(expected_queued)
