@@ -19,7 +19,7 @@ import numpy as np
 from executor_gpu.native_abi import enum_members
 from executor_gpu.native_mpt import account_rows, kept_storage, slot_rows, split
 from executor_gpu.types import Account, PackedState
-from node.db.state import EMPTY_CODE_HASH, StateView, decode_account
+from node.db.state import StateView, decode_account, read_code
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
 from primitives.errors import Halt
@@ -127,13 +127,7 @@ class PendingView:
         return None if raw is None else decode_account(raw)
 
     def get_code(self, address: Address) -> bytes:
-        account = self.get_account(address)
-        if account is None or account.code_hash == EMPTY_CODE_HASH:
-            return b""
-        try:
-            return self.node_store[account.code_hash]
-        except KeyError:
-            raise Halt(f"code {account.code_hash.hex()} of {address.hex()} is missing") from None
+        return read_code(self.node_store, self.get_account(address), address)
 
     def get_storage(self, address: Address, slot: int) -> int:
         (raw,) = self.flat_slots([keccak256(address) + keccak256(slot.to_bytes(32, "big"))])

@@ -351,13 +351,7 @@ class StateView:
         return decode_account(encoded) if encoded else None
 
     def get_code(self, address: Address) -> bytes:
-        account = self.get_account(address)
-        if account is None or account.code_hash == EMPTY_CODE_HASH:
-            return b""
-        try:
-            return self._nodes[account.code_hash]
-        except KeyError:
-            raise Halt(f"code {account.code_hash.hex()} of {address.hex()} is missing") from None
+        return read_code(self._nodes, self.get_account(address), address)
 
     def get_storage(self, address: Address, slot: int) -> int:
         if self._flat is not None:
@@ -941,6 +935,17 @@ def _rlp_decode(data: bytes) -> fast_rlp.Decoded:
         return fast_rlp.decode(data)
     except fast_rlp.DecodingError as exc:
         raise Halt(f"malformed state value: {exc}") from None
+
+
+def read_code(store: Mapping[bytes, bytes], account: Account | None, address: Address) -> bytes:
+    """The code of ``address`` (``account``: its account) from a node store; Halt when the
+    store lacks it."""
+    if account is None or account.code_hash == EMPTY_CODE_HASH:
+        return b""
+    try:
+        return store[account.code_hash]
+    except KeyError:
+        raise Halt(f"code {account.code_hash.hex()} of {address.hex()} is missing") from None
 
 
 def decode_account(encoded: bytes) -> Account:
