@@ -23,7 +23,6 @@ from operator import attrgetter
 
 import numpy as np
 
-from primitives import rlp
 from primitives.clock import Clock
 from primitives.errors import TransactionRejected
 from primitives.transactions import Transaction
@@ -56,8 +55,10 @@ _KEYS = 6
 
 
 def block_size(raw: bytes) -> int:
-    """Bytes a raw transaction takes in a block's list of them: an RLP string."""
-    return len(raw) + len(rlp.length_prefix(len(raw), 0x80))
+    """Bytes a raw transaction takes in a block's list of them: an RLP string (its header:
+    one byte under 56 bytes, else one more per byte of the length)."""
+    size = len(raw)
+    return size + 1 if size < 56 else size + 1 + (size.bit_length() + 7) // 8
 
 
 def _arrival(keys: _Keys) -> tuple[float, int]:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from primitives import rlp
 from primitives.clock import ManualClock
 from primitives.errors import TransactionRejected
 from primitives.transactions import Transaction
@@ -248,3 +249,9 @@ def test_select_ranks_fees_beyond_64_bits(signer: Sign, addresses: Sequence[Addr
     selected = pool.select(1, 30_000_000, 100, 10**9)
     assert selected == heap_select(pool, nonces, 1, 30_000_000, 100, 10**9)
     assert [(addresses.index(tx.sender), tx.nonce) for tx in selected[:3]] == [(2, 0), (2, 1), (1, 0)]
+
+
+def test_block_size_is_the_rlp_string_of_the_raw_transaction() -> None:
+    for size in (2, 55, 56, 255, 256, 65_535, 65_536, 1 << 24):
+        raw = b"\x02" * size
+        assert block_size(raw) == len(rlp.encode(raw)), size
