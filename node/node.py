@@ -349,16 +349,10 @@ class Node:
         before that loses none (their pool records go in the block's own write)."""
         with self._chain_lock:
             flight, times, started = self._flight, StageTimes(), time.monotonic()
-            if flight is None:
-                parent = self.head()
-                hashes = self.chain.block_hashes(parent)
-            else:
-                # Its hash is not known yet: a block that reads it runs again (``exact``).
-                parent = flight.header
-                hashes = (parent.hash, *self.chain.block_hashes(self.head()))
-            timestamp = max(parent.timestamp + 1, int(self.clock.now()))
-            env = next_block_env(parent, timestamp, self.coinbase, self.params.chain_id,
-                                 self.params.gas_limit, hashes)
+            # In flight, the parent's hash is not final: a block that reads it runs again
+            # (``exact``).
+            parent = self.head() if flight is None else flight.header
+            env = self._next_env(parent)
             with times.stage("select"):
                 txs = self.admission.select(env.base_fee_per_gas, env.gas_limit,
                                             self.params.max_txs_per_block, sys.maxsize)
@@ -373,8 +367,7 @@ class Node:
                 self._flight = None
                 parent, known = flight.finish(), {}
                 if not flight.view.exact(txs):
-                    env = next_block_env(parent, timestamp, self.coinbase, self.params.chain_id,
-                                         self.params.gas_limit, self.chain.block_hashes(parent))
+                    env = self._next_env(parent)
                     view = self.state.at(parent.state_root)
                     with times.stage("execute"):
                         result = execute_txs(self.executor, view, env, txs)
