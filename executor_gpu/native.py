@@ -22,6 +22,7 @@ its first point evaluation comes: loading the trusted setup takes seconds).
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 from collections import Counter
@@ -149,6 +150,8 @@ class _Batch:
         self.coinbase_row = self.tables.account_row(env.coinbase)
         # Each transaction's result, as the launch (in ``launches``; -1: none) and slot it ran in.
         self.launches: list[LaunchResults | None] = []
+        self._held: list[tuple[int, int]] = []
+        """Launches not let go of yet, as (their last transaction, their place), smallest first."""
         self.result_launch = np.full(len(txs), -1, dtype=np.int64)
         self.result_slot = np.zeros(len(txs), dtype=np.int64)
         # A transaction runs once the same sender's one before it is committed: it reads the
@@ -169,6 +172,7 @@ class _Batch:
         """Takes slots ``slots`` of ``launch`` as the results of transactions ``tx_ids``."""
         self.result_launch[tx_ids] = len(self.launches)
         self.result_slot[tx_ids] = slots
+        heapq.heappush(self._held, (int(tx_ids.max()) if len(tx_ids) else -1, len(self.launches)))
         self.launches.append(launch)
 
     def _result(self, k: int) -> SlotResult | None:
@@ -178,11 +182,11 @@ class _Batch:
         return None if launch is None else SlotResult(launch, int(self.result_slot[k]))
 
     def _release_launches(self) -> None:
-        """Lets go of the launches no uncommitted transaction's result is in."""
-        used = np.zeros(len(self.launches), dtype=bool)
-        used[self.result_launch[self.committed :][self.result_launch[self.committed :] >= 0]] = True
-        for at in np.flatnonzero(~used).tolist():
-            self.launches[at] = None
+        """Lets go of the launches whose transactions are all committed (a heap: a chain of
+        thousands of rounds scanned every launch each round, quadratic)."""
+        held = self._held
+        while held and held[0][0] < self.committed:
+            self.launches[heapq.heappop(held)[1]] = None
 
     # -- running ---------------------------------------------------------------
 
@@ -196,10 +200,15 @@ class _Batch:
             code_bytes=t.code_bytes.data, jumpdests=t.jumpdests.data,
         )
 
+    def _load_expected(self, tx_ids: list[int]) -> None:
+        """Loads the slots the functions ``tx_ids`` call are known to read (``SlotPatterns``):
+        those run once. In a sequential launch each unloaded one would end the launch: one
+        sender's 10,000 token transfers to new holders took 10,000 rounds."""
+        self.tables.load_slots(self.executor.slot_patterns.slots(self.packed.records[tx_ids], self.packed.data))
+
     def _run(self, tx_ids: list[int], caps: SlotCaps, device: Device | None = None) -> None:
         """Runs ``tx_ids`` on ``device`` (default: the executor's)."""
-        # The slots their functions are known to read are loaded first: those run once.
-        self.tables.load_slots(self.executor.slot_patterns.slots(self.packed.records[tx_ids], self.packed.data))
+        self._load_expected(tx_ids)
         # The keys transactions stop on are loaded after all launches, in one walk.
         given = (self.tables.accounts.count, self.tables.slots.count)
         needs = []
@@ -240,6 +249,7 @@ class _Batch:
         before wrote commits in one round, not one round each. The transaction it stopped at
         runs again as ``_run`` runs it (keys, larger buffers, the host); those after it wait."""
         tx_ids = tx_ids[: self.executor.chunk]
+        self._load_expected(tx_ids)
         gas_left = min(self.env.gas_limit - self.gas_used, GAS_CAP - 1)
         compacted = self.executor.cpu().run_sequential(self._inputs(), tx_ids, self.executor.caps, gas_left)
         launch = LaunchResults(compacted, self.committed, in_order=tx_ids)
