@@ -14,6 +14,7 @@ measured and on what machine; never fails for being slow.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import logging
 import os
@@ -25,7 +26,9 @@ from pathlib import Path
 
 from bench.executor import TOKEN, balance_slot, token_code
 from bench.load import fresh_address, sign_1559
+from executor_gpu.native import NativeExecutor
 from executor_gpu.native_encode import receipts_root
+from executor_gpu.native_launch import DeviceTime, HostTime
 from executor_gpu.ordered import ordered_root
 from executor_gpu.recover import batch_decode
 from node.db.leveldb import LevelDBKV
@@ -125,6 +128,8 @@ def main() -> None:
         def produce(times: int) -> None:
             gc.collect()
             collector = CollectorTimes()
+            if isinstance(executor, NativeExecutor):  # the timed blocks' phases only
+                executor.host_time, executor.device.time = HostTime(), DeviceTime()
             start = time.perf_counter()
             for _ in range(times):
                 if args.pipelined:
@@ -166,6 +171,12 @@ def main() -> None:
               f"(gc={1000 * collected[0]:.0f}ms)")
     else:
         print(f"best: {args.txs / min(timings):,.0f} tx/s (execute + state root + atomic LevelDB commit)")
+    if isinstance(executor, NativeExecutor):
+        phases = {**dataclasses.asdict(executor.host_time),
+                  **{f"device_{k}": v for k, v in dataclasses.asdict(executor.device.time).items()
+                     if k in ("upload", "kernel", "download")}}
+        print("executor, seconds over the timed blocks (host phases, then device): "
+              + " ".join(f"{name}={seconds:.3f}" for name, seconds in phases.items()))
     admit, decoding = min(admissions)
     print(f"best admission: {args.txs / admit:,.0f} tx/s (submit_many, {batch} per call: "
           f"decode + recover {1000 * decoding:.0f} ms, pool checks + journal group commit "
