@@ -262,26 +262,34 @@ def test_a_flood_of_gapped_transactions_leaves_room_for_honest_ones(signer: Sign
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(
     st.tuples(st.just("add"), st.integers(0, 2), st.integers(0, 4)),
-    st.tuples(st.just("block"), st.integers(0, 2), st.integers(-2, 3)),
+    st.tuples(st.just("block"), st.integers(0, 2), st.integers(-2, 3), st.booleans()),
 ), max_size=40))
 # A run pooled, a block taking its first two, then an unwind of one: the rest is queued again.
-@example([("add", 0, 0), ("add", 0, 1), ("add", 0, 2), ("add", 0, 3), ("block", 0, 2), ("block", 0, -1)])
-def test_runs_follow_adds_and_blocks(steps: list[tuple[str, int, int]]) -> None:
+@example([("add", 0, 0), ("add", 0, 1), ("add", 0, 2), ("add", 0, 3), ("block", 0, 2, True),
+          ("block", 0, -1, False)])
+def test_runs_follow_adds_and_blocks(steps: list[tuple[str, int, int] | tuple[str, int, int, bool]]) -> None:
     """Whatever order of adds (any nonce) and blocks moving a sender's state nonce (forward,
-    or back as an unwind does), the pool's pending and queued transactions are what the state
-    nonces and the pooled nonces say."""
+    or back as an unwind does; with the hashes of the pooled ones a block included, as the
+    node passes them, or without), the pool's pending and queued transactions are what the
+    state nonces and the pooled nonces say, and its hash index holds exactly those."""
     pool = make_pool()
     state = [0, 0, 0]
-    for kind, sender, number in steps:
+    for kind, sender, number, *told in steps:
         if kind == "add":
             with contextlib.suppress(TransactionRejected):
                 admit(pool, sign(sender, state[sender] + number), nonce=state[sender])
         else:
             state[sender] = max(0, state[sender] + number)
-            pool.prune([ADDRESSES[sender]], lambda address: state[ADDRESSES.index(address)])
+            included = {tx.hash for tx in pool.all()
+                        if tx.sender == ADDRESSES[sender] and tx.nonce < state[sender]} if told[0] else set()
+            pool.prune([ADDRESSES[sender]], lambda address: state[ADDRESSES.index(address)], included)
         pooled: dict[int, set[int]] = {}
         for tx in pool.all():
             pooled.setdefault(ADDRESSES.index(tx.sender), set()).add(tx.nonce)
+        by_sender = pool.by_sender()
+        assert {(ADDRESSES.index(a), n) for a, txs in by_sender.items() for n in txs} == {
+            (who, n) for who, nonces in pooled.items() for n in nonces}
+        assert len(pool) == sum(map(len, by_sender.values()))
         expected_queued = set()
         for who, nonces in pooled.items():
             assert min(nonces) >= state[who]  # nothing below the state nonce stays
