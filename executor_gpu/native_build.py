@@ -111,7 +111,7 @@ def cpu_library() -> ctypes.CDLL:
     lib.kv_get_many.restype = u64
     lib.kv_gather.argtypes = [ptr, u64, ptr, ptr, ptr]
     lib.kv_gather.restype = None
-    lib.kv_write_many.argtypes = [ptr] * 8 + [u64, ptr, ptr, ptr, ptr, ptr, u64]
+    lib.kv_write_many.argtypes = [ptr] * 8 + [u64, ptr, ptr, u64]
     lib.kv_write_many.restype = ctypes.c_int
     lib.mpt_open.argtypes = [u64, u64]
     lib.mpt_open.restype = ptr

@@ -102,24 +102,62 @@ EVM_EXPORT void kv_gather(kv_free_fn release, u64 n, char **values, const i64 *l
     }
 }
 
-/* Writes n changes in one atomic batch: key i is keys[key_offsets[i] .. key_offsets[i + 1]),
- * its value the next sizes[i] bytes of vals (values concatenated in order), or deleted where
- * sizes[i] < 0. 1 when written; else 0 and LevelDB's message (truncated) in err. */
+/* One run of a write batch: its n keys, each prefix + its own bytes (keys[key_offsets[i] ..
+ * key_offsets[i + 1]), or with key_offsets NULL, the width bytes at keys + i * width), and
+ * their values: the next sizes[i] bytes of vals (values concatenated in order), or a delete
+ * where sizes[i] < 0. The host passes the parts it staged as they are, not copied together. */
+typedef struct {
+    const u8 *prefix;
+    u64 prefix_len;
+    u64 n;
+    const u8 *keys;
+    const u64 *key_offsets;
+    u64 width;
+    const u8 *vals;
+    const i64 *sizes;
+} kv_run;
+
+/* Writes `runs` runs, in order, in one atomic batch (a key written twice keeps its last
+ * write). 1 when written; else 0 and LevelDB's message (truncated) in err. */
 EVM_EXPORT int kv_write_many(kv_batch_create_fn create, kv_batch_put_fn put, kv_batch_delete_fn del,
                              kv_write_fn write, kv_batch_destroy_fn destroy, kv_free_fn release, void *db,
-                             const void *options, u64 n, const u8 *keys, const u64 *key_offsets,
-                             const u8 *vals, const i64 *sizes, char *err, u64 err_size) {
+                             const void *options, u64 runs, const kv_run *run, char *err, u64 err_size) {
     void *batch = create();
-    for (u64 i = 0, at = 0; i < n; i++) {
-        const char *key = (const char *)keys + key_offsets[i];
-        size_t klen = key_offsets[i + 1] - key_offsets[i];
-        if (sizes[i] < 0) {
-            del(batch, key, klen);
-        } else {
-            put(batch, key, klen, (const char *)vals + at, (size_t)sizes[i]);
-            at += (u64)sizes[i];
+    u8 *joined = NULL; /* prefix + key, for runs with a prefix */
+    u64 joined_size = 0;
+    for (u64 r = 0; r < runs; r++, run++) {
+        for (u64 i = 0, at = 0; i < run->n; i++) {
+            const u8 *key = run->key_offsets ? run->keys + run->key_offsets[i] : run->keys + i * run->width;
+            size_t klen = run->key_offsets ? run->key_offsets[i + 1] - run->key_offsets[i] : run->width;
+            if (run->prefix_len) {
+                if (run->prefix_len + klen > joined_size) {
+                    u8 *grown = (u8 *)realloc(joined, run->prefix_len + klen);
+                    if (!grown) {
+                        free(joined);
+                        destroy(batch);
+                        const char *message = "no memory for a key";
+                        u64 k = 0;
+                        for (; message[k] && k + 1 < err_size; k++) err[k] = message[k];
+                        if (err_size) err[k] = 0;
+                        return 0;
+                    }
+                    joined = grown;
+                    joined_size = run->prefix_len + klen;
+                }
+                memcpy(joined, run->prefix, run->prefix_len);
+                memcpy(joined + run->prefix_len, key, klen);
+                key = joined;
+                klen += run->prefix_len;
+            }
+            if (run->sizes[i] < 0) {
+                del(batch, (const char *)key, klen);
+            } else {
+                put(batch, (const char *)key, klen, (const char *)run->vals + at, (size_t)run->sizes[i]);
+                at += (u64)run->sizes[i];
+            }
         }
     }
+    free(joined);
     char *failure = NULL;
     write(db, options, batch, &failure);
     destroy(batch);

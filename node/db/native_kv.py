@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from executor_gpu.native_build import HOST_THREADS, NativeUnavailable, cpu_library
 from node.db.memory import PackedWrites
@@ -95,41 +94,52 @@ class NativeLevelDB:
     ) -> Callable[[], None]:
         """The write of ``packed`` then ``writes`` (None deletes a key) in one atomic, synced
         batch, a key also written in ``writes`` keeping that write: laid out here for C, made
-        by the function returned (without the GIL: another thread may call it)."""
-        key_blobs: list[bytes] = []
-        key_sizes: list[npt.NDArray[np.uint64]] = []
-        value_blobs: list[bytes] = []
-        sizes: list[npt.NDArray[np.int64]] = []
-        for puts in packed:  # whole blobs: no Python object per key
-            count = len(puts.sizes)
-            names = np.frombuffer(puts.names, dtype=np.uint8).reshape(count, puts.width)
-            prefixes = np.frombuffer(puts.prefix, dtype=np.uint8)[None, :].repeat(count, axis=0)
-            key_blobs.append(np.hstack([prefixes, names]).tobytes())
-            key_sizes.append(np.full(count, len(puts.prefix) + puts.width, dtype=np.uint64))
-            value_blobs.append(puts.values)
-            sizes.append(puts.sizes.astype(np.int64))
+        by the function returned (without the GIL: another thread may call it). The packed
+        parts go as they are (their keys a prefix and names of one width): joining a block's
+        tens of megabytes of trie nodes into one blob took most of this."""
         keys, values = list(writes), list(writes.values())
-        key_blobs.append(b"".join(keys))
-        key_sizes.append(np.fromiter(map(len, keys), dtype=np.uint64, count=len(keys)))
-        value_blobs.append(b"".join(filter(None, values)))  # b"" adds nothing either
-        sizes.append(np.array([-1 if value is None else len(value) for value in values], dtype=np.int64))
-        key_lengths = np.concatenate(key_sizes)
-        key_offsets = np.zeros(len(key_lengths) + 1, dtype=np.uint64)  # kept: C reads it
-        np.cumsum(key_lengths, out=key_offsets[1:])
-        all_sizes = np.concatenate(sizes)
-        key_data, value_data = b"".join(key_blobs), b"".join(value_blobs)
+        key_data, value_data = b"".join(keys), b"".join(filter(None, values))  # b"" adds nothing
+        key_offsets = np.zeros(len(keys) + 1, dtype=np.uint64)
+        np.cumsum(np.fromiter(map(len, keys), dtype=np.uint64, count=len(keys)), out=key_offsets[1:])
+        sizes = np.array([-1 if value is None else len(value) for value in values], dtype=np.int64)
+        # The buffers the runs point into, kept alive until the write.
+        parts: list[object] = [key_data, value_data, key_offsets, sizes]
+        runs = (_Run * (len(packed) + 1))()
+        for run, puts in zip(runs, packed):
+            put_sizes = np.ascontiguousarray(puts.sizes, dtype=np.int64)
+            parts += [puts.prefix, puts.names, puts.values, put_sizes]
+            run.prefix, run.prefix_len = _address_of(puts.prefix), len(puts.prefix)
+            run.n, run.keys, run.key_offsets = len(put_sizes), _address_of(puts.names), None
+            run.width, run.vals, run.sizes = puts.width, _address_of(puts.values), put_sizes.ctypes.data
+        last = runs[len(packed)]
+        last.prefix, last.prefix_len, last.n = None, 0, len(keys)
+        last.keys, last.key_offsets, last.width = _address_of(key_data), key_offsets.ctypes.data, 0
+        last.vals, last.sizes = _address_of(value_data), sizes.ctypes.data
 
         def write() -> None:
             if not self._write_options:
                 raise StoreClosed("the LevelDB store was closed before the write")
             error = ctypes.create_string_buffer(256)
             if not self._lib.kv_write_many(
-                *self._batch_functions, self._db, self._write_options, len(all_sizes), key_data,
-                key_offsets.ctypes.data, value_data, all_sizes.ctypes.data, error, len(error),
+                *self._batch_functions, self._db, self._write_options, len(runs), runs, error, len(error),
             ):
                 raise Halt(f"LevelDB write failed: {error.value.decode(errors='replace')}")
+            del parts[:]  # written: LevelDB copied them
 
         return write
+
+
+class _Run(ctypes.Structure):
+    """``kv_run`` (kernels/evm_kv.h): one part of a write batch."""
+
+    _fields_ = [("prefix", ctypes.c_void_p), ("prefix_len", ctypes.c_uint64), ("n", ctypes.c_uint64),
+                ("keys", ctypes.c_void_p), ("key_offsets", ctypes.c_void_p), ("width", ctypes.c_uint64),
+                ("vals", ctypes.c_void_p), ("sizes", ctypes.c_void_p)]
+
+
+def _address_of(data: bytes) -> int:
+    """Where the bytes of ``data`` are (valid while it lives; C only reads them)."""
+    return ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value or 0
 
 
 def attach(db: Any) -> NativeLevelDB | None:
