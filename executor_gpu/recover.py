@@ -16,14 +16,12 @@ import ctypes
 import functools
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from itertools import accumulate, repeat
-from operator import getitem
 from typing import Literal
 
 import coincurve
 import numpy as np
-import numpy.typing as npt
 
 from executor_gpu.native_abi import enum_members
 from executor_gpu.native_build import (
@@ -193,9 +191,8 @@ class NativeDecode:
         signing_hashes = ctypes.create_string_buffer(32 * count)
         sigs = ctypes.create_string_buffer(65 * count)
         gpu = recover.gpu_for(count)
-        joined = b"".join(raws)
         recover._lib.evm_decode_transactions(
-            recover._context, *recover._functions, count, joined, offsets.ctypes.data,
+            recover._context, *recover._functions, count, b"".join(raws), offsets.ctypes.data,
             rows.ctypes.data, bigs, hashes, senders, signing_hashes, sigs,
             ctypes.create_string_buffer(count), recover._threads, gpu is not None,
         )
@@ -205,65 +202,32 @@ class NativeDecode:
             # Python decoder, which says so; rows the C decoder left out stay out.
             sender, flags = gpu.recover_packed(count, signing_hashes.raw, sigs.raw)
             rows[np.frombuffer(flags, dtype=np.uint8) == 0, _TXD["TXD_STATUS"]] = _TXD["TXD_SLOW"]
-        fast = rows[:, _TXD["TXD_STATUS"]] == _TXD["TXD_OK"]
-        decoded: list[Transaction | InvalidTransaction | None]
-        if fast.all():
-            decoded = list(_transactions(rows, bigs.raw, sender, hashes.raw, raws, joined, offsets))
-        else:
-            at = np.flatnonzero(fast)
-            decoded = [None] * count
-            built = _transactions(
-                rows[at], _rows_of(bigs.raw, _BIGS, at), _rows_of(sender, 20, at),
-                _rows_of(hashes.raw, 32, at), [raws[i] for i in at.tolist()], joined, offsets[at],
-            )
-            for i, made in zip(at.tolist(), built):
-                decoded[i] = made
+        # Each column split into Python values at once (C loops), so that the loop over the
+        # rows only builds the transactions: senders, hashes, then the TXD_BIGS integers of
+        # every row grouped by row.
+        addresses: list[Address] = np.frombuffer(sender, dtype="V20").tolist()
+        tx_hashes: list[Hash32] = np.frombuffer(hashes.raw, dtype="V32").tolist()
+        big_endian: repeat[Literal["big"]] = repeat("big")
+        numbers = map(int.from_bytes, np.frombuffer(bigs.raw, dtype="V32").tolist(), big_endian)
+        integers = zip(*[numbers] * _TXD["TXD_BIGS"])
+        decoded: list[Transaction | InvalidTransaction | None] = []
+        for (slow, tx_type, chain_id, nonce, gas, y, to_at, to_size, data_at, data_size), (
+            tip, fee_cap, value, r, s,
+        ), tx_sender, tx_hash, raw in zip(rows.tolist(), integers, addresses, tx_hashes, raws):
+            if slow:
+                decoded.append(None)
+                continue
+            decoded.append(Transaction(
+                tx_type, chain_id, nonce, tip, fee_cap, gas,
+                Address(raw[to_at : to_at + 20]) if to_size else None, value,
+                raw[data_at : data_at + data_size], (), y, r, s, tx_sender, tx_hash, bytes(raw),
+            ))
         slow_ones = [i for i, tx in enumerate(decoded) if tx is None]
         self.slow += len(slow_ones)
         if slow_ones:
             for i, tx in zip(slow_ones, decode_transactions([raws[i] for i in slow_ones], recover)):
                 decoded[i] = tx
         return [tx for tx in decoded if tx is not None]
-
-
-def _rows_of(data: bytes, width: int, at: npt.NDArray[np.intp]) -> bytes:
-    """Rows ``at`` of ``data``, a table of ``width``-byte rows, together."""
-    return np.frombuffer(data, dtype=np.uint8).reshape(-1, width)[at].tobytes()
-
-
-def _transactions(
-    rows: npt.NDArray[np.uint64], bigs: bytes, senders: bytes, hashes: bytes, raws: Sequence[bytes],
-    joined: bytes, offsets: npt.NDArray[np.uint64],
-) -> Iterator[Transaction]:
-    """The transactions of rows the C decoder took (TXD_OK): each field a column of Python
-    values made in C loops, then one constructor call per transaction (a Python loop over
-    the rows unpacking them cost twice as much). ``joined``: every raw transaction of the
-    call, at ``offsets``."""
-    count = len(rows)
-    tx_type, chain_id, nonce, gas, y = (rows[:, _TXD[name]].tolist() for name in (
-        "TXD_TYPE", "TXD_CHAIN_ID", "TXD_NONCE", "TXD_GAS", "TXD_Y"))
-    words = np.frombuffer(bigs, dtype=">u8").reshape(count, _TXD["TXD_BIGS"], 4)
-    big_endian: repeat[Literal["big"]] = repeat("big")
-
-    def integers(field: str) -> list[int]:
-        column = words[:, _TXD[field]]
-        if not column[:, :3].any():  # fees and values: one word, almost always
-            return column[:, 3].tolist()  # type: ignore[no-any-return]
-        return list(map(int.from_bytes, np.ascontiguousarray(column).view("V32").ravel().tolist(), big_endian))
-
-    blob = np.frombuffer(joined, dtype=np.uint8)
-    to_size = rows[:, _TXD["TXD_TO_LEN"]]
-    to_at = (offsets[:count] + rows[:, _TXD["TXD_TO_OFF"]]) * (to_size != 0)
-    tos: list[Address | None] = blob[to_at[:, None].astype(np.intp) + np.arange(20)].view("V20").ravel().tolist()
-    for i in np.flatnonzero(to_size == 0).tolist():
-        tos[i] = None  # a creation
-    data_at = rows[:, _TXD["TXD_DATA_OFF"]]
-    datas = map(getitem, raws, map(slice, data_at.tolist(), (data_at + rows[:, _TXD["TXD_DATA_LEN"]]).tolist()))
-    senders_list: list[Address] = np.frombuffer(senders, dtype="V20").tolist()
-    hashes_list: list[Hash32] = np.frombuffer(hashes, dtype="V32").tolist()
-    return map(Transaction, tx_type, chain_id, nonce, integers("TXD_TIP"), integers("TXD_FEE"), gas, tos,
-               integers("TXD_VALUE"), datas, repeat(()), y, integers("TXD_R"), integers("TXD_S"),
-               senders_list, hashes_list, map(bytes, raws))
 
 
 def _libsecp256k1() -> ctypes.CDLL:
