@@ -80,8 +80,8 @@ class ExecutorConfig:
     """reference | native-cpu | native-cuda | auto."""
     pipelined: bool = False
     """Single validator: execute each block while the one before's state root and write run
-    (``Node.produce_pipelined``). Off by default: on the H100 host it made transfers slower
-    and an ERC-20 setup stall (see the README)."""
+    (``Node.produce_pipelined``). Off by default: on the H100 host it gained nothing (the
+    overlap hides only the C part of a block's root and write; see the README)."""
 
 
 @dataclass(frozen=True)

@@ -115,18 +115,17 @@ class NativeLevelDB:
         last.prefix, last.prefix_len, last.n = None, 0, len(keys)
         last.keys, last.key_offsets, last.width = _address_of(key_data), key_offsets.ctypes.data, 0
         last.vals, last.sizes = _address_of(value_data), sizes.ctypes.data
+        return functools.partial(self._write, runs, parts)
 
-        def write() -> None:
-            if not self._write_options:
-                raise StoreClosed("the LevelDB store was closed before the write")
-            error = ctypes.create_string_buffer(256)
-            if not self._lib.kv_write_many(
-                *self._batch_functions, self._db, self._write_options, len(runs), runs, error, len(error),
-            ):
-                raise Halt(f"LevelDB write failed: {error.value.decode(errors='replace')}")
-            del parts[:]  # written: LevelDB copied them
-
-        return write
+    def _write(self, runs: ctypes.Array[_Run], parts: list[object]) -> None:
+        """Write ``runs`` (``parts``: the buffers they point into, alive while this can run)."""
+        if not self._write_options:
+            raise StoreClosed("the LevelDB store was closed before the write")
+        error = ctypes.create_string_buffer(256)
+        if not self._lib.kv_write_many(
+            *self._batch_functions, self._db, self._write_options, len(runs), runs, error, len(error),
+        ):
+            raise Halt(f"LevelDB write failed: {error.value.decode(errors='replace')}")
 
 
 class _Run(ctypes.Structure):
