@@ -59,7 +59,7 @@ from trie.hexary import HexaryTrie
 
 from executor_gpu.native_abi import ABI
 from executor_gpu.native_build import cpu_library
-from executor_gpu.native_mpt import CACHE_BYTES, hash_keys, pack_changes
+from executor_gpu.native_mpt import CACHE_BYTES, COMMIT_THREADS, hash_keys, pack_changes
 from executor_gpu.native_state import TrieReader
 from executor_gpu.types import AccountChange, StateDiff
 from node.db.leveldb import LevelDBKV
@@ -194,6 +194,8 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=200_000, help="accounts per commit while building")
     parser.add_argument("--reads", type=int, default=2_000, help="random account reads to time")
     parser.add_argument("--cache-mib", type=int, default=CACHE_BYTES >> 20, help="committer's node cache")
+    parser.add_argument("--threads", type=int, default=COMMIT_THREADS,
+                        help="committer's worker threads (3 or more: the account pass in parallel)")
     parser.add_argument("--cold", action="store_true",
                         help="time the blocks on a fresh StateDB (a restarted node: empty node cache)")
     parser.add_argument("--no-known", action="store_true",
@@ -211,11 +213,12 @@ def main() -> None:
                              " a restarted node (its RSS is that of a node holding the state)")
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+          f"Python {platform.python_version()}, {platform.system()} {platform.release()}; "
+          f"committer threads {args.threads}")
     with tempfile.TemporaryDirectory() if args.dir is None else nullcontext(args.dir) as folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
         kv = CountingKV(Path(folder) / "state")
-        state = StateDB(kv, args.cache_mib << 20)
+        state = StateDB(kv, args.cache_mib << 20, threads=args.threads)
         saved = Path(folder) / f"root-{args.accounts}"
         if saved.exists():
             root = Hash32(bytes.fromhex(saved.read_text()))
@@ -232,7 +235,7 @@ def main() -> None:
             kv.compact()  # as a node that grew its state over time has it: no compaction debt
             print(f"compacted LevelDB in {time.perf_counter() - start:.1f} s")
         if args.cold:
-            state = StateDB(kv, args.cache_mib << 20)
+            state = StateDB(kv, args.cache_mib << 20, threads=args.threads)
         if saved.exists() and not args.no_warm_top:
             # As `l2node run` does at start: the trie's top read into the empty node cache.
             start = time.perf_counter()

@@ -50,8 +50,9 @@ _SLOT = _MPT["MS_SIZE"]
 _GONE = AccountChange(nonce=0, balance=0)
 """A deleted account's columns (its record holds the flag alone)."""
 
-_THREADS = min(os.cpu_count() or 1, 8)
-"""Worker threads that hash independent subtries."""
+COMMIT_THREADS = min(os.cpu_count() or 1, 8)
+"""Worker threads of a commit: they hash independent subtries and, when 3 or more, update
+the account trie's 16 subtries of a block that changes 1,024 accounts or more."""
 
 
 @dataclass(frozen=True)
@@ -289,7 +290,7 @@ class TrieCommitter:
     batch reaches. Its memory is freed by ``close`` or when it is collected.
     """
 
-    def __init__(self, threads: int = _THREADS, cache_bytes: int = CACHE_BYTES) -> None:
+    def __init__(self, threads: int = COMMIT_THREADS, cache_bytes: int = CACHE_BYTES) -> None:
         self._lib = cpu_library()
         self._session: int | None = self._lib.mpt_open(threads, cache_bytes)
         if not self._session:

@@ -51,6 +51,7 @@ from trie.iter import NodeIterator
 
 from executor_gpu.native_mpt import (
     CACHE_BYTES,
+    COMMIT_THREADS,
     Loader,
     OldValues,
     Told,
@@ -497,12 +498,14 @@ class StateDB:
     ``commit``, which keeps the cache and the views opened before it right."""
 
     def __init__(
-        self, kv: KV, cache_bytes: int = CACHE_BYTES, options: StateOptions | None = None
+        self, kv: KV, cache_bytes: int = CACHE_BYTES, options: StateOptions | None = None,
+        threads: int = COMMIT_THREADS,
     ) -> None:
-        """``cache_bytes``: the committer's node cache; ``options``: the flat state's."""
+        """``cache_bytes``: the committer's node cache; ``options``: the flat state's;
+        ``threads``: the committer's worker threads."""
         self._kv = kv
         # One committer for the node's life: its cache holds the nodes the next block starts from.
-        self._committer = TrieCommitter(cache_bytes=cache_bytes)
+        self._committer = TrieCommitter(threads, cache_bytes)
         self._cache_bytes = cache_bytes
         # Serialises the committer's commits and warms (it is one session, not thread-safe).
         self._committing = threading.Lock()
