@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -83,6 +83,18 @@ class StateDiff:
     """The same changes as the state committer takes them, when the executor made them in
     bulk from its arrays (a block's tens of thousands of accounts, packed one by one in Python,
     cost tens of ms); None: packed from ``accounts`` when committed."""
+
+    def nonces_and_balances(self, addresses: Sequence[Address]) -> tuple[list[int], list[int]]:
+        """The nonce and the balance after the diff of each of ``addresses``, all of which it
+        changed (0 and 0 for a deleted one). The native executor's diffs read them from their
+        arrays (a block's senders, without making each one's ``AccountChange``)."""
+        bulk = getattr(self.accounts, "nonces_and_balances", None)
+        if bulk is not None:
+            columns: tuple[list[int], list[int]] = bulk(addresses)
+            return columns
+        changes = [self.accounts[address] for address in addresses]
+        return ([0 if change is None else change.nonce for change in changes],
+                [0 if change is None else change.balance for change in changes])
 
 
 @dataclass(frozen=True)

@@ -373,8 +373,8 @@ class Admission:
                 self._writing = (head, writing)
             self._head_view, self._pending = None, pending
             accounts, changes = self._accounts, diff.accounts
-            for address in accounts.keys() & changes.keys():
-                accounts[address] = _head_state(changes[address])
+            known = list(accounts.keys() & changes.keys())
+            accounts.update(zip(known, map(AccountState, *diff.nonces_and_balances(known))))
             # Only senders the block touched can have pooled transactions below their nonce
             # (the included ones) or queued ones it promotes; then the rejected ones go.
             left = self.pool.prune(changes, self._nonce, set(included))

@@ -24,7 +24,7 @@ from executor_gpu.native_state import (
     TrieReader,
     word_ints,
 )
-from executor_gpu.types import AccountChange
+from executor_gpu.types import AccountChange, StateDiff
 from node.db.state import GenesisAccount, StateView
 from primitives.blocks import EMPTY_ROOT
 from primitives.crypto import keccak256
@@ -273,6 +273,13 @@ def test_array_changes_make_each_change_from_its_columns() -> None:
         gone: None,
     }
     assert changes[other] is changes[other]  # made once
+    # The nonce and balance of some, from the columns, as a diff of plain changes gives them.
+    for some in ([gone, live], [other], [gone], []):
+        assert StateDiff(changes).nonces_and_balances(some) == StateDiff(dict(changes)).nonces_and_balances(some)
+    assert StateDiff(changes).nonces_and_balances([gone, live, other]) == ([0, 7, 1], [0, 2**200 + 5, 9])
+    only_gone = ArrayChanges([gone], *(np.zeros((0, 4) if i else 0, dtype=np.uint64) for i in range(2)), [],
+                             np.zeros(0, dtype=bool), np.zeros(1, dtype=np.uint64), *(np.zeros((0, 4), dtype=np.uint64),) * 2)
+    assert StateDiff(only_gone).nonces_and_balances([gone]) == ([0], [0])
     with pytest.raises(KeyError):
         changes[missing]
     with pytest.raises(ValueError, match="twice"):
