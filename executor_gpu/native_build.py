@@ -176,7 +176,10 @@ def cuda_module() -> Any:
         raise NativeUnavailable("the CUDA build needs CuPy and a CUDA device")
     import cupy
 
-    return cupy.RawModule(code=(KERNEL_DIR / "evm.c").read_text(), options=NVRTC_OPTIONS)
+    # CuPy's kernel cache is keyed by this code, not by the headers it includes: the digest of
+    # every kernel source in a comment keeps a header change from loading a stale build.
+    code = f"// kernel sources {source_digest()}\n" + (KERNEL_DIR / "evm.c").read_text()
+    return cupy.RawModule(code=code, options=NVRTC_OPTIONS)
 
 
 def cuda_kernel() -> Any:
