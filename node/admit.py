@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from executor_gpu.api import StateReader
 from executor_gpu.types import Account, AccountChange, StateDiff
@@ -353,7 +353,7 @@ class Admission:
     # -- after a commit, and unwind ---------------------------------------------------------
 
     def advance(
-        self, head: Header, diff: StateDiff, included: Iterable[Hash32],
+        self, head: Header, diff: StateDiff, included: Collection[Hash32],
         dropped: Iterable[Hash32] = (), writing: Callable[[], object] | None = None,
         pending: StateReader | None = None,
     ) -> None:
@@ -377,7 +377,7 @@ class Admission:
             accounts.update(zip(known, map(AccountState, *diff.nonces_and_balances(known))))
             # Only senders the block touched can have pooled transactions below their nonce
             # (the included ones) or queued ones it promotes; then the rejected ones go.
-            left = self.pool.prune(changes, self._nonce, set(included))
+            left = self.pool.prune(changes, self._nonce, included)
             self.pool.remove(dropped)
             # The block's own batch deleted the records of ``included`` and ``dropped``. A
             # crash before the others' deletes are written is harmless: reloading drops them.
