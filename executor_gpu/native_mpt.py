@@ -64,9 +64,10 @@ class Commit:
     """Root of the trie (the state root, for state commits) after the changes."""
     hashes: bytes
     """The new nodes' hashes, 32 bytes each."""
-    data: bytes
-    """The new nodes' encodings, concatenated."""
-    lengths: list[int]
+    data: memoryview
+    """The new nodes' encodings, concatenated: a read-only view of the memory the committer
+    wrote them into (a block's tens of megabytes, neither zero-filled first nor copied)."""
+    lengths: npt.NDArray[np.int64]
     """Size of each encoding."""
     codes: Mapping[bytes, bytes]
     """New contract code by hash."""
@@ -455,17 +456,19 @@ class TrieCommitter:
         lib.mpt_root(session, root)
         total = ctypes.c_uint64()
         count = lib.mpt_output_size(session, ctypes.byref(total))
-        hashes_out = ctypes.create_string_buffer(32 * count)
-        data_out = ctypes.create_string_buffer(total.value)
-        sizes = np.empty(count, dtype=np.uint64)
-        lib.mpt_output(session, hashes_out, data_out, sizes.ctypes.data)
-        return Commit(Hash32(root.raw), hashes_out.raw, data_out.raw, sizes.tolist(), codes,
+        hashes_out = np.empty(32 * count, dtype=np.uint8)
+        data_out = np.empty(total.value, dtype=np.uint8)
+        sizes = np.empty(count, dtype=np.int64)
+        lib.mpt_output(session, hashes_out.ctypes.data, data_out.ctypes.data, sizes.ctypes.data)
+        data_out.flags.writeable = False
+        return Commit(Hash32(root.raw), hashes_out.tobytes(), data_out.data, sizes, codes,
                       self._account_values(accounts))
 
     def _account_values(self, count: int) -> list[bytes | None]:
         """The new values of a state commit's ``count`` accounts (None: deleted)."""
-        packed = ctypes.create_string_buffer(_VALUE_MAX * count)
+        packed = np.empty(_VALUE_MAX * count, dtype=np.uint8)
         lengths = np.empty(count, dtype=np.int64)
-        self._lib.mpt_account_values(self._session, packed, lengths.ctypes.data)
-        data, ends = packed.raw, np.cumsum(np.maximum(lengths, 0)).tolist()
+        self._lib.mpt_account_values(self._session, packed.ctypes.data, lengths.ctypes.data)
+        ends = np.cumsum(np.maximum(lengths, 0)).tolist()
+        data = packed[: ends[-1] if ends else 0].tobytes()  # the values, back to back
         return [None if start == end else data[start:end] for start, end in zip([0, *ends], ends)]

@@ -47,7 +47,8 @@ class WriteBatch(KVReader, Protocol):
         ...
 
     def put_packed(
-        self, prefix: bytes, names: bytes, width: int, values: bytes, sizes: npt.NDArray[np.int64]
+        self, prefix: bytes, names: bytes, width: int, values: bytes | memoryview,
+        sizes: npt.NDArray[np.int64],
     ) -> None:
         """Stage a put of ``prefix`` + each ``width``-byte name of ``names`` -> its value,
         ``sizes[i]`` bytes of ``values`` in order: a block's trie nodes as the committer hands

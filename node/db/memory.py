@@ -36,7 +36,7 @@ class PackedWrites:
     """The rest of each key, ``width`` bytes each."""
     width: int
     """Bytes of each name."""
-    values: bytes
+    values: bytes | memoryview
     """The values, concatenated in the keys' order."""
     sizes: npt.NDArray[np.int64]
     """Each value's size."""
@@ -49,7 +49,7 @@ class PackedWrites:
         names, values, width, prefix = self.names, self.values, self.width, self.prefix
         ends = list(accumulate(self.sizes.tolist()))
         for index, (start, end) in enumerate(zip([0, *ends], ends)):
-            yield prefix + names[index * width : (index + 1) * width], values[start:end]
+            yield prefix + names[index * width : (index + 1) * width], bytes(values[start:end])
 
 
 Prepare = Callable[[PendingWrites, Sequence[PackedWrites]], Callable[[], None]]
@@ -148,7 +148,8 @@ class OverlayBatch:
         self._pending.update(dict.fromkeys(keys))
 
     def put_packed(
-        self, prefix: bytes, names: bytes, width: int, values: bytes, sizes: npt.NDArray[np.int64]
+        self, prefix: bytes, names: bytes, width: int, values: bytes | memoryview,
+        sizes: npt.NDArray[np.int64],
     ) -> None:
         if width <= 0 or len(names) != width * len(sizes) or len(values) != int(sizes.sum()):
             raise ValueError("packed keys and values do not match")

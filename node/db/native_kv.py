@@ -80,11 +80,11 @@ class NativeLevelDB:
         )
         if total == _NO_MEMORY:
             raise MemoryError(f"no memory to order {count} keys for reading")
-        out = ctypes.create_string_buffer(total)
-        self._lib.kv_gather(self._free, count, values.ctypes.data, lengths.ctypes.data, out)
+        out = np.empty(total, dtype=np.uint8)  # not zero-filled: the gather writes all of it
+        self._lib.kv_gather(self._free, count, values.ctypes.data, lengths.ctypes.data, out.ctypes.data)
         if (lengths == _FAILED).any():
             raise Halt("LevelDB failed to read a key (see its LOG)")
-        data = out.raw
+        data = out.tobytes()
         ends = np.cumsum(np.maximum(lengths, 0)).tolist()
         return [None if size == _ABSENT else data[end - size : end]
                 for size, end in zip(lengths.tolist(), ends)]
@@ -136,8 +136,10 @@ class _Run(ctypes.Structure):
                 ("vals", ctypes.c_void_p), ("sizes", ctypes.c_void_p)]
 
 
-def _address_of(data: bytes) -> int:
+def _address_of(data: bytes | memoryview) -> int:
     """Where the bytes of ``data`` are (valid while it lives; C only reads them)."""
+    if isinstance(data, memoryview):
+        return int(np.frombuffer(data, dtype=np.uint8).ctypes.data) if len(data) else 0
     return ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value or 0
 
 

@@ -577,8 +577,7 @@ class StateDB:
             with self._committing:
                 commit = self._committer.commit_state(parent_root, diff, _node_loader(batch), old)
             # The nodes as the committer packed them; new code (rare) one by one.
-            batch.put_packed(prefix, commit.hashes, 32, commit.data,
-                             np.asarray(commit.lengths, dtype=np.int64))
+            batch.put_packed(prefix, commit.hashes, 32, commit.data, commit.lengths)
             batch.put_many((prefix + code_hash, code) for code_hash, code in commit.codes.items())
             if flat is not None:
                 flat.stage(diff, packed, commit.values)

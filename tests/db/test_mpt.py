@@ -199,7 +199,7 @@ def test_empty_commits() -> None:
         commit = committer.commit_trie(EMPTY_ROOT, {bytes(32): b"v" * 40}, store.load)
         store.keep(commit)
         again = committer.commit_trie(commit.root, {b"\xff" * 32: None}, store.load)
-        assert again.root == commit.root and not again.lengths
+        assert again.root == commit.root and not len(again.lengths)
     kv = MemoryKV()
     assert StateDB(kv).apply(EMPTY_ROOT, StateDiff({}), kv.write_batch()) == EMPTY_ROOT
 

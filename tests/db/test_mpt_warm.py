@@ -43,8 +43,8 @@ def _never() -> bool:
 
 
 def _same(one: Commit, other: Commit) -> None:
-    assert (one.root, one.hashes, one.data, one.lengths, one.values) == (
-        other.root, other.hashes, other.data, other.lengths, other.values)
+    assert (one.root, one.hashes, one.data, one.lengths.tolist(), one.values) == (
+        other.root, other.hashes, other.data, other.lengths.tolist(), other.values)
 
 
 @settings(max_examples=300, deadline=None)
