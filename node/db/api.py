@@ -56,6 +56,12 @@ class WriteBatch(KVReader, Protocol):
         write of the batch touches: a key also put or deleted otherwise keeps that write."""
         ...
 
+    def delete_packed(self, prefix: bytes, names: bytes, width: int) -> None:
+        """Stage the removal of ``prefix`` + each ``width``-byte name of ``names`` (a block's
+        pool records, keyed by its transactions' hashes joined), like ``put_packed``'s puts:
+        a key also put or deleted otherwise keeps that write."""
+        ...
+
     def delete_many(self, keys: Iterable[bytes]) -> None:
         """Stage the removal of every key of ``keys`` (bytes): a block's pool entries without a
         Python call each."""

@@ -143,7 +143,10 @@ class LevelDBKV:
         with self._open_db().write_batch(sync=True) as batch:
             for puts in packed:
                 for key, data in puts.items():
-                    batch.put(key, data)
+                    if data is None:
+                        batch.delete(key)
+                    else:
+                        batch.put(key, data)
             for key, value in writes.items():
                 if value is None:
                     batch.delete(key)

@@ -28,7 +28,8 @@ PendingWrites = Mapping[bytes, bytes | None]
 
 @dataclass(frozen=True)
 class PackedWrites:
-    """Puts staged as they came, concatenated (``WriteBatch.put_packed``)."""
+    """Puts (or deletes) staged as they came, concatenated (``WriteBatch.put_packed``,
+    ``delete_packed``)."""
 
     prefix: bytes
     """What every key starts with."""
@@ -39,17 +40,20 @@ class PackedWrites:
     values: bytes | memoryview
     """The values, concatenated in the keys' order."""
     sizes: npt.NDArray[np.int64]
-    """Each value's size."""
+    """Each value's size; -1 deletes the key."""
 
     def holds(self, key: bytes) -> bool:
         """True when ``key`` has the shape of these keys (it may be one of them)."""
         return len(key) == len(self.prefix) + self.width and key.startswith(self.prefix)
 
-    def items(self) -> Iterator[tuple[bytes, bytes]]:
+    def items(self) -> Iterator[tuple[bytes, bytes | None]]:
+        """Each key with its value (None: deleted)."""
         names, values, width, prefix = self.names, self.values, self.width, self.prefix
-        ends = list(accumulate(self.sizes.tolist()))
-        for index, (start, end) in enumerate(zip([0, *ends], ends)):
-            yield prefix + names[index * width : (index + 1) * width], bytes(values[start:end])
+        sizes = self.sizes.tolist()
+        ends = list(accumulate(max(size, 0) for size in sizes))
+        for index, (start, end, size) in enumerate(zip([0, *ends], ends, sizes)):
+            key = prefix + names[index * width : (index + 1) * width]
+            yield key, None if size < 0 else bytes(values[start:end])
 
 
 Prepare = Callable[[PendingWrites, Sequence[PackedWrites]], Callable[[], None]]
@@ -154,6 +158,11 @@ class OverlayBatch:
         if width <= 0 or len(names) != width * len(sizes) or len(values) != int(sizes.sum()):
             raise ValueError("packed keys and values do not match")
         self._packed.append(PackedWrites(prefix, names, width, values, sizes))
+
+    def delete_packed(self, prefix: bytes, names: bytes, width: int) -> None:
+        if width <= 0 or len(names) % width:
+            raise ValueError("packed keys are not whole names")
+        self._packed.append(PackedWrites(prefix, names, width, b"", np.full(len(names) // width, -1, dtype=np.int64)))
 
     def _unpack(self) -> None:
         """Moves the packed puts into the pending writes (a read asked for one of their keys):

@@ -128,6 +128,26 @@ def test_batch_reads_and_iterates_its_packed_puts(kv: KV) -> None:
                                (b"n0004", b""), (b"n0005", b"five")]
 
 
+def test_batch_packed_deletes(kv: KV) -> None:
+    """Keys removed as a prefix and names of one width: read as gone from the batch, a key
+    also put otherwise keeps that put, and they are gone once it is committed."""
+    with kv.write_batch() as stored:  # type: ignore[attr-defined]
+        stored.put_many([(b"p" + b"%04d" % i, b"record %d" % i) for i in range(1_000)])
+        stored.put(b"q0001", b"other prefix")
+    batch = kv.write_batch()
+    gone = [b"%04d" % i for i in range(0, 1_000, 2)]
+    batch.delete_packed(b"p", b"".join(gone), 4)
+    batch.put(b"p0002", b"put again")
+    assert batch.get(b"p0000") is None and batch.get(b"p0001") == b"record 1"
+    assert batch.get_many([b"p0004", b"p0002", b"q0001"]) == [None, b"put again", b"other prefix"]
+    batch.commit()
+    assert kv.get_many([b"p%04d" % i for i in range(6)]) == [
+        None, b"record 1", b"put again", b"record 3", None, b"record 5"]
+    assert len(items(kv, b"p")) == 501 and kv.get(b"q0001") == b"other prefix"
+    with pytest.raises(ValueError):
+        kv.write_batch().delete_packed(b"p", b"abc", 4)
+
+
 def test_batch_drops_packed_puts_when_the_block_raises(kv: KV) -> None:
     with pytest.raises(RuntimeError), kv.write_batch() as batch:  # type: ignore[attr-defined]
         _packed(batch, b"n", {b"0001": b"x"})

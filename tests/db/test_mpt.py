@@ -91,8 +91,9 @@ class _Store:
 
     def keep(self, commit: Commit) -> None:
         """The commit's new nodes and code, split as the store's batch splits them."""
-        sizes = np.asarray(commit.lengths, dtype=np.int64)
-        self.nodes.update(PackedWrites(b"", commit.hashes, 32, commit.data, sizes).items())
+        for key, node in PackedWrites(b"", commit.hashes, 32, commit.data, commit.lengths).items():
+            assert node is not None
+            self.nodes[key] = node
         self.nodes.update(commit.codes)
 
 
