@@ -266,6 +266,7 @@ typedef struct {
     u64 cache_budget;
     char err[200];
     pthread_mutex_t lock; /* the map, the cache and the missing list while a pass runs in threads */
+    int parallel;         /* such a pass is running: take the lock */
 } msession;
 
 /* The arena a thread of a parallel account pass allocates from (NULL: the session's work
@@ -273,6 +274,16 @@ typedef struct {
 static __thread marena *mpt_pass_arena;
 
 static marena *mpt_arena(msession *s) { return mpt_pass_arena ? mpt_pass_arena : &s->work; }
+
+/* The session's lock, taken only while a pass runs in threads (a commit's hundred thousand
+ * lookups on one thread pay nothing for it). */
+static void mpt_lock(msession *s) {
+    if (s->parallel) pthread_mutex_lock(&s->lock);
+}
+
+static void mpt_unlock(msession *s) {
+    if (s->parallel) pthread_mutex_unlock(&s->lock);
+}
 
 static void mpt_fail_locked(msession *s, const char *what, const u8 *hash) {
     if (s->err[0]) return;
@@ -290,9 +301,9 @@ static void mpt_fail_locked(msession *s, const char *what, const u8 *hash) {
 }
 
 static void mpt_fail(msession *s, const char *what, const u8 *hash) {
-    pthread_mutex_lock(&s->lock);
+    mpt_lock(s);
     mpt_fail_locked(s, what, hash);
-    pthread_mutex_unlock(&s->lock);
+    mpt_unlock(s);
 }
 
 /* Keccak-256 of n bytes at p, as bytes: the interpreter's permutation, absorbing whole lanes
@@ -469,9 +480,9 @@ static void mpt_cache_add(msession *s, const u8 *hash, const u8 *node, u64 len) 
  * rotation keeps it (a node of the commit's output with the same hash clears the mark). */
 static void mpt_retire(msession *s, mnode *m) {
     if (m->kind == MK_LEAF || !m->vlen) return;
-    pthread_mutex_lock(&s->lock);
+    mpt_lock(s);
     mpt_entry_mark((u8 *)m->ref, 1);
-    pthread_mutex_unlock(&s->lock);
+    mpt_unlock(s);
 }
 
 static void mpt_list(msession *s, const u8 *hash);
@@ -482,7 +493,7 @@ static mnode *mpt_decode(msession *s, const u8 *p, u64 len);
 static mnode *mpt_resolve(msession *s, mnode *n) {
     if (!n || n->kind != MK_HASH) return n;
     if (n->child) return n->child; /* resolved by an earlier pass */
-    pthread_mutex_lock(&s->lock);
+    mpt_lock(s);
     int added;
     mslot *e = mpt_slot(s, n->ref, &added);
     if (!e->node) {
@@ -495,7 +506,7 @@ static mnode *mpt_resolve(msession *s, mnode *n) {
             /* first met (or a warm's not read last time): the host reads it */
             if (added || e->again) mpt_list(s, n->ref);
             e->again = 0;
-            pthread_mutex_unlock(&s->lock);
+            mpt_unlock(s);
             return MPT_MISSING;
         }
         /* used in place: the cache drops a generation only after the commit's last pass */
@@ -503,7 +514,7 @@ static mnode *mpt_resolve(msession *s, mnode *n) {
         e->node = mpt_decode(s, entry + 40, mpt_entry_len(entry));
         if (!e->node) {
             mpt_fail_locked(s, "malformed state trie node", entry);
-            pthread_mutex_unlock(&s->lock);
+            mpt_unlock(s);
             return MPT_MISSING;
         }
         e->node->ref = entry;
@@ -511,7 +522,7 @@ static mnode *mpt_resolve(msession *s, mnode *n) {
         if (e->node->kind != MK_LEAF) e->node->vlen = 1;
     }
     mnode *node = e->node; /* e moves when another thread grows the map */
-    pthread_mutex_unlock(&s->lock);
+    mpt_unlock(s);
     n->child = node;
     return node;
 }
@@ -851,6 +862,7 @@ static void mpt_update_groups(msession *s, mgroup *groups, u64 ngroups, u64 dept
     mpass args[16];
     pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
     u64 next = 0, started = 1;
+    s->parallel = 1; /* before the threads start: they see it */
     for (u64 t = 0; t < threads; t++) {
         args[t] = (mpass){s, t ? &s->workers[t].arena : NULL, groups, ngroups, &next, &lock};
         if (t > 0 && pthread_create(&ids[t], NULL, mpt_pass_thread, &args[t]) != 0) break;
@@ -858,6 +870,7 @@ static void mpt_update_groups(msession *s, mgroup *groups, u64 ngroups, u64 dept
     }
     mpt_pass_thread(&args[0]);
     for (u64 t = 1; t < started; t++) pthread_join(ids[t], NULL);
+    s->parallel = 0;
 }
 
 /* A branch (kids, at depth) after changes; n the branch they belonged to (NULL: a new one). */
