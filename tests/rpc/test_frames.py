@@ -38,10 +38,18 @@ from tests.rpc.twin import CHAIN_ID, build_chain
 def test_raws_round_trip() -> None:
     raws = [b"", b"\x02" * 300, bytes(range(256)) * 70]
     assert decode_raws(encode_raws(raws)) == raws
-    assert decode_raws(b"") == []
+    assert decode_raws(b"") == [] and decode_raws(encode_raws([])) == []
 
 
-@pytest.mark.parametrize("frame", [b"\x00\x00", b"\x00\x00\x00\x05abc", b"\x00\x00\x00\x01a\x00"])
+@pytest.mark.parametrize("frame", [
+    b"\x00\x00",  # a count cut short
+    b"\x00\x00\x00\x05abc",  # fewer lengths than the count
+    b"\x00\x00\x00\x01a\x00",
+    b"\x00\x00\x00\x01\x00\x00\x00\x05abc",  # a transaction cut short
+    b"\x00\x00\x00\x01\x00\x00\x00\x01ab",  # bytes after the last one
+    b"\x00\x00\x00\x00x",
+    b"\xff\xff\xff\xff",  # a count no frame holds
+])
 def test_truncated_raws_are_refused(frame: bytes) -> None:
     with pytest.raises(InvalidInput):
         decode_raws(frame)
@@ -56,6 +64,9 @@ def test_outcomes_round_trip() -> None:
     assert [o if isinstance(o, bytes) else (o.code, o.message, o.data) for o in decoded] == [
         o if isinstance(o, bytes) else (o.code, o.message, o.data) for o in outcomes
     ]
+    admitted = [Hash32(bytes([i]) * 32) for i in range(5)]  # every one a hash: joined at once
+    assert decode_outcomes(encode_outcomes(admitted), 5) == admitted
+    assert encode_outcomes([]) == b"" and decode_outcomes(b"", 0) == []
 
 
 @pytest.mark.parametrize("frame, count", [
