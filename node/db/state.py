@@ -39,7 +39,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import chain, compress, repeat
-from operator import ne
+from operator import is_, ne
 from typing import Annotated, Self, TypeVar, cast
 
 import numpy as np
@@ -827,12 +827,14 @@ class _FlatWriter:
         """Write ``diff`` (``packed``, as read_old had it), whose accounts' new rows
         (``values``, None: deleted; their trie values) the committer made."""
         kept = kept_storage(packed)
+        keeps = kept.tolist()
         # Most of a block: a row, and the slots read_old read, staged together below.
-        keys = [*compress(self._keys, kept.tolist()), *self._slot_keys]
-        news = [*compress(values, kept.tolist()), *[value.lstrip(b"\0") or None for value in self._slot_values]]
+        keys = [*compress(self._keys, keeps), *self._slot_keys]
+        news = [*compress(values, keeps), *[value.lstrip(b"\0") or None for value in self._slot_values]]
         # Deleted and wiped accounts (rare): their old slots go.
-        addresses = list(diff.accounts)  # an executor's diff makes a change when asked
-        for i in np.flatnonzero(~kept).tolist():
+        dropped = np.flatnonzero(~kept).tolist()
+        addresses = list(diff.accounts) if dropped else []  # an executor's diff makes a change when asked
+        for i in dropped:
             change, account_hash, key = diff.accounts[addresses[i]], self.paths[i], self._keys[i]
             old = self._previous(key)
             # Only accounts with a storage root have slots: creations skip the scan.
@@ -849,8 +851,11 @@ class _FlatWriter:
         olds = map(self._before.__getitem__, keys)
         changed = dict(compress(zip(keys, news), map(ne, olds, news)))
         self.writes.update(changed)
-        self._batch.put_many((key, value) for key, value in changed.items() if value is not None)
-        self._batch.delete_many(key for key, value in changed.items() if value is None)
+        if any(map(is_, changed.values(), repeat(None))):  # a slot zeroed or an account gone
+            self._batch.put_many((key, value) for key, value in changed.items() if value is not None)
+            self._batch.delete_many(key for key, value in changed.items() if value is None)
+        else:
+            self._batch.put_many(cast("dict[bytes, bytes]", changed).items())
 
     def finish(self, before: FlatMarker, after: FlatMarker, depth: int) -> None:
         """Stage the change set (none for genesis, which never unwinds, nor with ``depth`` 0),
