@@ -162,7 +162,8 @@ class OverlayBatch:
     def delete_packed(self, prefix: bytes, names: bytes, width: int) -> None:
         if width <= 0 or len(names) % width:
             raise ValueError("packed keys are not whole names")
-        self._packed.append(PackedWrites(prefix, names, width, b"", np.full(len(names) // width, -1, dtype=np.int64)))
+        deletes = np.full(len(names) // width, -1, dtype=np.int64)
+        self._packed.append(PackedWrites(prefix, names, width, b"", deletes))
 
     def _unpack(self) -> None:
         """Moves the packed puts into the pending writes (a read asked for one of their keys):
