@@ -67,12 +67,7 @@ class GroupCommitJournal:
     def _write(self, writes: list[Write]) -> None:
         if not writes:
             return
-        # The batch is atomic: only each key's last write counts (the dict keeps it), and the
-        # puts go in one call.
-        final = dict(writes)
+        # The batch is atomic: only each key's last write counts, and all go in one call.
         batch = self._kv.write_batch()
-        batch.put_many([(key, value) for key, value in final.items() if value is not None])
-        for key, value in final.items():
-            if value is None:
-                batch.delete(key)
+        batch.write_many(writes)
         batch.commit()

@@ -42,6 +42,11 @@ class WriteBatch(KVReader, Protocol):
         thousands of trie nodes without a Python call each."""
         ...
 
+    def write_many(self, items: Iterable[tuple[bytes, bytes | None]]) -> None:
+        """Stage every (key, value) of ``items``, None removing the key, in order (a key given
+        twice keeps its last value): puts and deletes mixed, without a Python call each."""
+        ...
+
     def delete(self, key: bytes) -> None:
         """Stage the removal of ``key``."""
         ...

@@ -145,6 +145,9 @@ class OverlayBatch:
     def put_many(self, items: Iterable[tuple[bytes, bytes]]) -> None:
         self._pending.update(items)
 
+    def write_many(self, items: Iterable[tuple[bytes, bytes | None]]) -> None:
+        self._pending.update(items)
+
     def delete(self, key: bytes) -> None:
         self._pending[bytes(key)] = None
 

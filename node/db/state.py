@@ -39,7 +39,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import chain, compress, repeat
-from operator import is_, ne
+from operator import ne
 from typing import Annotated, Self, TypeVar, cast
 
 import numpy as np
@@ -851,11 +851,7 @@ class _FlatWriter:
         olds = map(self._before.__getitem__, keys)
         changed = dict(compress(zip(keys, news), map(ne, olds, news)))
         self.writes.update(changed)
-        if any(map(is_, changed.values(), repeat(None))):  # a slot zeroed or an account gone
-            self._batch.put_many((key, value) for key, value in changed.items() if value is not None)
-            self._batch.delete_many(key for key, value in changed.items() if value is None)
-        else:
-            self._batch.put_many(cast("dict[bytes, bytes]", changed).items())
+        self._batch.write_many(changed.items())
 
     def finish(self, before: FlatMarker, after: FlatMarker, depth: int) -> None:
         """Stage the change set (none for genesis, which never unwinds, nor with ``depth`` 0),

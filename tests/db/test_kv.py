@@ -128,6 +128,17 @@ def test_batch_reads_and_iterates_its_packed_puts(kv: KV) -> None:
                                (b"n0004", b""), (b"n0005", b"five")]
 
 
+def test_batch_write_many_puts_and_deletes_in_order(kv: KV) -> None:
+    kv.put(b"gone", b"old")
+    kv.put(b"kept", b"old")
+    batch = kv.write_batch()
+    batch.write_many([(b"new", b"1"), (b"gone", None), (b"twice", b"first"), (b"twice", None),
+                      (b"again", None), (b"again", b"last")])
+    assert batch.get(b"gone") is None and batch.get(b"twice") is None and batch.get(b"again") == b"last"
+    batch.commit()
+    assert items(kv, b"") == [(b"again", b"last"), (b"kept", b"old"), (b"new", b"1")]
+
+
 def test_batch_packed_deletes(kv: KV) -> None:
     """Keys removed as a prefix and names of one width: read as gone from the batch, a key
     also put otherwise keeps that put, and they are gone once it is committed."""
