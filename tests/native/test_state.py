@@ -277,8 +277,10 @@ def test_array_changes_make_each_change_from_its_columns() -> None:
     for some in ([gone, live], [other], [gone], []):
         assert StateDiff(changes).nonces_and_balances(some) == StateDiff(dict(changes)).nonces_and_balances(some)
     assert StateDiff(changes).nonces_and_balances([gone, live, other]) == ([0, 7, 1], [0, 2**200 + 5, 9])
-    only_gone = ArrayChanges([gone], *(np.zeros((0, 4) if i else 0, dtype=np.uint64) for i in range(2)), [],
-                             np.zeros(0, dtype=bool), np.zeros(1, dtype=np.uint64), *(np.zeros((0, 4), dtype=np.uint64),) * 2)
+    no_slots = np.zeros((0, 4), dtype=np.uint64)
+    only_gone = ArrayChanges([gone], nonces=np.zeros(0, dtype=np.uint64), balances=no_slots, codes=[],
+                             resets=np.zeros(0, dtype=bool), slot_counts=np.zeros(1, dtype=np.uint64),
+                             slot_keys=no_slots, slot_values=no_slots)
     assert StateDiff(only_gone).nonces_and_balances([gone]) == ([0], [0])
     with pytest.raises(KeyError):
         changes[missing]
