@@ -226,6 +226,9 @@ def test_each_epochs_weights_reach_l1_and_watch_strict_verifies_every_batch(
         _wait("validator set 2 on L1", lambda: l1.validator_set().epoch >= 2, 150, logs)
         on_l1 = l1.validator_set()
         last_of_epoch_1 = 2 * SHORT_EPOCH  # l2_getValidators(n) is the set deciding n + 1
+        # Node 0 posts the set; the others may still be a block or two behind it.
+        _wait(f"every node at block {last_of_epoch_1}",
+              lambda: all(m.head() >= last_of_epoch_1 for m in members), 60, logs)
         deciding = members[1].rpc("l2_getValidators", [hex(last_of_epoch_1)])
         assert int(deciding["epoch"], 16) == 2
         assert all(m.rpc("l2_getValidators", [hex(last_of_epoch_1)]) == deciding for m in members)
