@@ -351,6 +351,8 @@ class Target:
     log_path: Path
     metrics_url: str = ""
     """Its Prometheus endpoint, where it has one (l2node): the executor's time is read there."""
+    validator_logs: tuple[Path, ...] = ()
+    """A devnet's: every validator's log, the loaded node's first (``heights``)."""
 
 
 @dataclass
@@ -487,6 +489,7 @@ def run_load(target: Target, txs: Sequence[SignedTx], connections: int, batch: i
     rpc.close()
     included = watcher.included
     stages = block_stages(target.log_path, head + 1) if target.name == "l2node" else {}
+    heights = devnet_heights(target.validator_logs, head + 1) if target.validator_logs else {}
     seconds_after = node_seconds(target.metrics_url)
     if not measure:
         return {"accepted": watcher.expected, "included": included, "errors": dict(sent.errors)}
@@ -514,6 +517,7 @@ def run_load(target: Target, txs: Sequence[SignedTx], connections: int, batch: i
         "poll_errors": watcher.poll_errors,
         "last_poll_error": watcher.error,
         "block_stages_s": stages,
+        "heights": heights,
         "executor_s": {phase: seconds - seconds_before.get(phase, 0.0)
                        for phase, seconds in seconds_after.items() if not phase.startswith("gc ")},
         "gc_s": {phase: seconds - seconds_before.get(phase, 0.0)
@@ -523,6 +527,7 @@ def run_load(target: Target, txs: Sequence[SignedTx], connections: int, batch: i
 
 _BLOCK_LINE = re.compile(r"block (\d+) txs=(\d+) .*?root=\w+ (.*)$")
 _STAGE = re.compile(r"(\w+)=(\d+)ms")
+_CONSENSUS = re.compile(r" round=(\d+) .*? final=(\d+)ms")
 
 
 _SECONDS_SAMPLE = re.compile(
@@ -566,6 +571,56 @@ def block_stages(log_path: Path, first_block: int) -> dict[str, float]:
         for name, ms in _STAGE.findall(match[3]):
             totals[name] = totals.get(name, 0.0) + int(ms) / 1000
     return totals
+
+
+def devnet_heights(logs: Sequence[Path], first_block: int) -> dict[str, Any]:
+    """Where a devnet's heights went, from ``first_block`` on (those that carried
+    transactions), from its validators' block lines (``logs``: the loaded node's first). The
+    proposer of a height is the node whose line has ``select=`` (it built the block; the
+    others re-executed it: ``decode=``). Its transactions per block tell whether the other
+    proposers' pools kept up with the loaded node's (gossip), the build and re-execution
+    times (select or decode, execute, state) what a height costs, and the loaded node's
+    ``final=`` and rounds how long agreeing took."""
+    lines: dict[int, dict[int, tuple[int, int, int, dict[str, int]]]] = {}
+    for node, log_path in enumerate(logs):
+        for line in log_path.read_text(errors="replace").splitlines():
+            match = _BLOCK_LINE.search(line)
+            if match is None or int(match[1]) < first_block or match[2] == "0":
+                continue
+            stages = {name: int(ms) for name, ms in _STAGE.findall(match[3])}
+            consensus = _CONSENSUS.search(line)
+            round_, final = (int(consensus[1]), int(consensus[2])) if consensus else (0, 0)
+            lines.setdefault(int(match[1]), {})[node] = (int(match[2]), round_, final, stages)
+    by_entry: list[int] = []
+    by_others: list[int] = []
+    builds: list[int] = []
+    checks: list[int] = []
+    finals: list[int] = []
+    later_rounds = 0
+    for nodes in lines.values():
+        proposers = [node for node, seen in nodes.items() if "select" in seen[3]]
+        if not proposers:  # its proposer's log has not got there yet
+            continue
+        txs = next(iter(nodes.values()))[0]
+        (by_entry if proposers == [0] else by_others).append(txs)
+        for node, (_, round_, final, stages) in nodes.items():
+            work = sum(stages.get(name, 0) for name in ("select", "decode", "execute", "state"))
+            (builds if node in proposers else checks).append(work)
+            if node == 0:
+                finals.append(final)
+                later_rounds += round_ > 0
+    return {
+        "heights": len(by_entry) + len(by_others),
+        "entry_proposed": len(by_entry),
+        "entry_txs_mean": sum(by_entry) / len(by_entry) if by_entry else 0.0,
+        "others_proposed": len(by_others),
+        "others_txs_mean": sum(by_others) / len(by_others) if by_others else 0.0,
+        "final_ms_p50": percentile(finals, 50) if finals else None,
+        "final_ms_max": max(finals, default=None),
+        "later_rounds": later_rounds,
+        "build_ms_p50": percentile(builds, 50) if builds else None,
+        "check_ms_p50": percentile(checks, 50) if checks else None,
+    }
 
 
 def check_receipts(target: Target, txs: Sequence[SignedTx], sample: int = 50) -> int:
@@ -745,8 +800,9 @@ def devnet_target(work: Path, preset: dict[str, Any], validators: int, accounts:
                 raise RuntimeError(f"the devnet did not finalize blocks; see {log_path}")
             time.sleep(0.2)
         rpc.close()
+        logs = (log_path, *sorted(set(log_path.parent.glob("node*.log")) - {log_path}))
         yield Target("l2node", url, process.pid, log_path,
-                     f"http://127.0.0.1:{base_port + METRICS_PORT_OFFSET}/metrics")
+                     f"http://127.0.0.1:{base_port + METRICS_PORT_OFFSET}/metrics", logs)
     finally:
         stop_process(process)
 
@@ -927,6 +983,16 @@ def report(results: dict[str, dict[str, Any]]) -> dict[str, float]:
         if stages.pop("blocks", 0):
             print(f"{name} block path, seconds summed over the load's blocks: "
                   + " ".join(f"{stage}={seconds:.2f}" for stage, seconds in stages.items()))
+        heights = results[name].get("heights")
+        if heights and heights["heights"]:
+            print(f"{name} devnet, the load's {heights['heights']} heights: the loaded node "
+                  f"proposed {heights['entry_proposed']} ({heights['entry_txs_mean']:,.0f} txs "
+                  f"each), the others {heights['others_proposed']} "
+                  f"({heights['others_txs_mean']:,.0f} each); final after "
+                  f"{heights['final_ms_p50']:.0f} ms (median; longest {heights['final_ms_max']:,}, "
+                  f"{heights['later_rounds']} in a later round); a block's build "
+                  f"{heights['build_ms_p50']:.0f} ms, its re-execution by the others "
+                  f"{heights['check_ms_p50']:.0f} ms (medians: select or decode, execute, state)")
         if results[name].get("executor_s"):
             print(f"{name} executor, seconds over the load (host phases, then device): "
                   + " ".join(f"{phase.replace(' ', '_')}={seconds:.2f}"

@@ -68,6 +68,13 @@ def test_tiny_load_is_accepted_and_included(
         if name == "l2node":  # the native executor's time, read from the node's metrics
             assert result["executor_s"]["load"] > 0 and result["executor_s"]["device kernel"] > 0
             assert set(result["gc_s"]) == {"gc 0", "gc 1", "gc 2"}
+    heights = figures["targets"]["l2node"]["heights"]
+    if validators > 1:  # where the devnet's heights went, from every validator's log
+        assert heights["heights"] == heights["entry_proposed"] + heights["others_proposed"] >= 1
+        assert 0 < heights["build_ms_p50"] and heights["final_ms_p50"] > 0
+        assert "devnet, the load's" in printed
+    else:
+        assert heights == {}
     for row in ("acceptance tx/s", "inclusion tx/s", "latency p99 s", "CPU cores"):
         assert row in printed
     if "anvil" in figures["targets"]:
