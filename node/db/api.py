@@ -57,14 +57,15 @@ class WriteBatch(KVReader, Protocol):
     ) -> None:
         """Stage a put of ``prefix`` + each ``width``-byte name of ``names`` -> its value,
         ``sizes[i]`` bytes of ``values`` in order: a block's trie nodes as the committer hands
-        them over, never split into Python objects. For content-addressed keys that no other
-        write of the batch touches: a key also put or deleted otherwise keeps that write."""
+        them over, never split into Python objects. The last write of a key wins, packed or
+        not (a backend writes packed puts first: one that a write one by one came before
+        joins those)."""
         ...
 
     def delete_packed(self, prefix: bytes, names: bytes, width: int) -> None:
         """Stage the removal of ``prefix`` + each ``width``-byte name of ``names`` (a block's
         pool records, keyed by its transactions' hashes joined), like ``put_packed``'s puts:
-        a key also put or deleted otherwise keeps that write."""
+        the last write of a key wins."""
         ...
 
     def delete_many(self, keys: Iterable[bytes]) -> None:

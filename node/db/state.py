@@ -52,11 +52,13 @@ from trie.iter import NodeIterator
 from executor_gpu.native_mpt import (
     CACHE_BYTES,
     COMMIT_THREADS,
+    Commit,
     Loader,
     OldValues,
     Told,
     TrieCommitter,
     Warmed,
+    flat_changes,
     hash_keys,
     kept_slots,
     kept_storage,
@@ -234,7 +236,7 @@ class FlatCache:
                 self.root = None
                 return
             entries = self._entries
-            for key in staged.writes.keys() & entries.keys():
+            for key in entries.keys() & staged.writes:
                 del entries[key]
             self.root = staged.after
 
@@ -247,9 +249,9 @@ class _StagedFlat:
     """Root of the flat state the batch starts from."""
     after: Hash32
     """Root it leaves."""
-    writes: dict[bytes, bytes | None] | None
-    """New value of every flat key written (None: deleted); None when the steps staged did
-    not chain (the cache starts over)."""
+    writes: set[bytes] | None
+    """Every flat key written; None when the steps staged did not chain (the cache starts
+    over)."""
 
 
 class _Stale(Exception):
@@ -580,10 +582,10 @@ class StateDB:
             batch.put_packed(prefix, commit.hashes, 32, commit.data, commit.lengths)
             batch.put_many((prefix + code_hash, code) for code_hash, code in commit.codes.items())
             if flat is not None:
-                flat.stage(diff, packed, commit.values)
+                flat.stage(diff, packed, commit)
                 flat.finish(marker, FlatMarker(commit.root, marker.height + 1),
                             self._options.unwind_depth)
-                self._record(batch, parent_root, commit.root, flat.writes)
+                self._record(batch, parent_root, commit.root, flat.written)
         return commit.root
 
     def prefetch(self, state_root: Hash32, addresses: Iterable[Address]) -> Prefetch:
@@ -765,18 +767,16 @@ class StateDB:
         self._record(batch, before, state_root, None)
 
     def _record(
-        self, batch: WriteBatch, before: Hash32, after: Hash32,
-        writes: dict[bytes, bytes | None] | None,
+        self, batch: WriteBatch, before: Hash32, after: Hash32, written: Iterable[bytes] | None,
     ) -> None:
-        """Remember flat writes staged into ``batch`` (several steps chain into one; None:
+        """Remember the flat keys written into ``batch`` (several steps chain into one; None:
         writes the cache cannot follow)."""
         staged = self._staged.get(batch)
         if staged is None:
-            copied = None if writes is None else dict(writes)
-            self._staged[batch] = _StagedFlat(before, after, copied)
+            self._staged[batch] = _StagedFlat(before, after, None if written is None else set(written))
             return
-        if staged.writes is not None and writes is not None and staged.after == before:
-            staged.writes.update(writes)
+        if staged.writes is not None and written is not None and staged.after == before:
+            staged.writes.update(written)
         else:
             staged.writes = None
         staged.after = after
@@ -787,14 +787,19 @@ class _FlatWriter:
 
     def __init__(self, batch: WriteBatch) -> None:
         self._batch = batch
-        self._before: dict[bytes, bytes | None] = {}
+        self._before: dict[bytes, bytes | None] = {}  # old values of the keys written one by one
         self.paths: list[Hash32] = []
         """The diff's accounts' trie keys (Keccak of the address), in its order."""
+        self._hashes = b""  # the same, joined
         self._keys: list[bytes] = []  # their flat keys
+        self._old = OldValues((), ())  # what read_old read
         self._slot_keys: list[bytes] = []  # flat keys of OldValues.slots's slots
         self._slot_values: list[bytes] = []  # their new values, 32 bytes big-endian
+        self._undo = b""  # the change set's records of the rows staged packed
         self.writes: dict[bytes, bytes | None] = {}
-        """Every key written, with its new value (None: deleted)."""
+        """Every key written one by one, with its new value (None: deleted)."""
+        self.written: list[bytes] = []
+        """Every key written, those of ``writes`` included."""
 
     def read_old(
         self, packed: PackedState, read_many: Callable[[list[bytes]], list[bytes | None]],
@@ -805,6 +810,7 @@ class _FlatWriter:
         block's tens of thousands of accounts and a token's slots at once, not one by one."""
         if packed.paths is None or packed.slot_paths is None:
             raise ValueError("the flat writer takes a packed diff with its trie keys")
+        self._hashes = packed.paths
         account_hashes = np.frombuffer(packed.paths, dtype=np.uint8).reshape(-1, 32)
         self.paths = cast(list[Hash32], split(account_hashes, 32))
         keys = self._keys = list(map(schema.FLAT_ACCOUNT_PREFIX.__add__, self.paths))  # flat_account_key
@@ -818,40 +824,45 @@ class _FlatWriter:
         slot_keys[:, 33:] = slot_hashes[kept]
         self._slot_keys = split(slot_keys, 65)
         self._slot_values = split(slots[kept, 32:], 32)
-        flat_keys = keys + self._slot_keys
-        values = read_many(flat_keys)
-        self._before.update(zip(flat_keys, values))
-        return OldValues(values[: len(keys)], values[len(keys) :])
+        values = read_many(keys + self._slot_keys)
+        self._before.update(zip(self._slot_keys, values[len(keys) :]))
+        self._old = OldValues(values[: len(keys)], values[len(keys) :])
+        return self._old
 
-    def stage(self, diff: StateDiff, packed: PackedState, values: Sequence[bytes | None]) -> None:
-        """Write ``diff`` (``packed``, as read_old had it), whose accounts' new rows
-        (``values``, None: deleted; their trie values) the committer made."""
+    def stage(self, diff: StateDiff, packed: PackedState, commit: Commit) -> None:
+        """Write ``diff`` (``packed``, as read_old had it), whose accounts' new rows (their
+        trie values) the committer made (``commit``)."""
         kept = kept_storage(packed)
-        keeps = kept.tolist()
-        # Most of a block: a row, and the slots read_old read, staged together below.
-        keys = [*compress(self._keys, keeps), *self._slot_keys]
-        news = [*compress(values, keeps), *[value.lstrip(b"\0") or None for value in self._slot_values]]
-        # Deleted and wiped accounts (rare): their old slots go.
+        # Deleted and wiped accounts (rare) one by one: their old slots go.
         dropped = np.flatnonzero(~kept).tolist()
         addresses = list(diff.accounts) if dropped else []  # an executor's diff makes a change when asked
+        olds = self._old.accounts
         for i in dropped:
             change, account_hash, key = diff.accounts[addresses[i]], self.paths[i], self._keys[i]
-            old = self._previous(key)
+            old = self._before.setdefault(key, olds[i])
             # Only accounts with a storage root have slots: creations skip the scan.
             if old is not None and _stored_roots(old)[1:33] != EMPTY_ROOT:
                 prefix = schema.flat_storage_prefix(account_hash)
                 for slot_key, _ in list(self._batch.iterate(prefix)):
                     self._set(slot_key, None)
-            self._set(key, values[i])
+            self._set(key, commit.values[i])
             if change is not None:
                 for slot, slot_value in change.storage.items():
                     slot_key = schema.flat_storage_key(account_hash, _slot_hash(slot))
                     self._set(slot_key, _int_bytes(slot_value) or None)
-        # Those that changed, compared in C loops: tens of thousands a block.
-        olds = map(self._before.__getitem__, keys)
-        changed = dict(compress(zip(keys, news), map(ne, olds, news)))
+        # The rest (a block's tens of thousands): the rows that changed and their undo
+        # records, made in C from the old and new values as they lie, staged packed.
+        rows = flat_changes(kept, self._hashes, schema.FLAT_ACCOUNT_PREFIX,
+                            self._old.packed_accounts, (commit.value_data, commit.value_lengths))
+        self._batch.put_packed(schema.FLAT_ACCOUNT_PREFIX, rows.names, 32, rows.values, rows.sizes)
+        self._undo = rows.undo
+        # The slots read_old read, compared in C loops.
+        keys = self._slot_keys
+        news = [value.lstrip(b"\0") or None for value in self._slot_values]
+        changed = dict(compress(zip(keys, news), map(ne, map(self._before.__getitem__, keys), news)))
         self.writes.update(changed)
         self._batch.write_many(changed.items())
+        self.written = [*compress(self._keys, rows.changed.tolist()), *self.writes]
 
     def finish(self, before: FlatMarker, after: FlatMarker, depth: int) -> None:
         """Stage the change set (none for genesis, which never unwinds, nor with ``depth`` 0),
@@ -862,16 +873,14 @@ class _FlatWriter:
             olds = [self._before[key] or b"" for key in self.writes]
             sizes = [len(value).to_bytes(2, "big") for value in olds]
             parts = chain.from_iterable(zip(self.writes, sizes, olds))
-            self._batch.put(schema.flat_changes_key(after.height), before.root + b"".join(parts))
+            self._batch.put(schema.flat_changes_key(after.height),
+                            before.root + self._undo + b"".join(parts))
         self._batch.put(schema.FLAT_MARKER, after.encode())
 
-    def _previous(self, key: bytes) -> bytes | None:
+    def _set(self, key: bytes, value: bytes | None) -> None:
         if key not in self._before:
             self._before[key] = self._batch.get(key)
-        return self._before[key]
-
-    def _set(self, key: bytes, value: bytes | None) -> None:
-        if self._previous(key) == value and key not in self.writes:
+        if self._before[key] == value and key not in self.writes:
             return
         self.writes[key] = value
         if value is None:

@@ -23,6 +23,7 @@ from executor_gpu.native_mpt import (
     OldValues,
     TrieCommitter,
     account_rows,
+    flat_changes,
     pack_changes,
     with_trie_keys,
 )
@@ -477,3 +478,30 @@ def test_state_apply_matches_py_evm(seed: int) -> None:
         batch.commit()
         assert root == expected
 
+
+
+_ROWS = st.lists(st.tuples(st.booleans(), st.one_of(st.none(), st.binary(max_size=90)),
+                           st.one_of(st.none(), st.binary(max_size=90))), max_size=30)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_ROWS)
+def test_flat_changes_stage_what_changed_with_its_undo_records(rows: list[tuple[bool, bytes | None, bytes | None]]) -> None:
+    rng = random.Random(len(rows))
+    keys = [rng.randbytes(32) for _ in rows]
+    # Equal old and new values are common (an account read, not changed): make some.
+    rows = [(stage, new if i % 3 == 0 else old, new) for i, (stage, old, new) in enumerate(rows)]
+
+    def packed(values: list[bytes | None]) -> tuple[bytes, np.ndarray]:
+        lengths = np.array([-1 if v is None else len(v) for v in values], dtype=np.int64)
+        return b"".join(v for v in values if v), lengths
+
+    got = flat_changes(np.array([r[0] for r in rows], dtype=bool), b"".join(keys), b"a",
+                       packed([r[1] for r in rows]), packed([r[2] for r in rows]))
+    written = [i for i, (stage, old, new) in enumerate(rows) if stage and old != new]
+    assert got.changed.tolist() == [i in written for i in range(len(rows))]
+    assert got.names == b"".join(keys[i] for i in written)
+    assert got.values == b"".join(rows[i][2] or b"" for i in written)
+    assert got.sizes.tolist() == [-1 if rows[i][2] is None else len(rows[i][2] or b"") for i in written]
+    assert got.undo == b"".join(b"a" + keys[i] + len(rows[i][1] or b"").to_bytes(2, "big")
+                                + (rows[i][1] or b"") for i in written)
