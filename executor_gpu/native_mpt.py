@@ -164,9 +164,8 @@ _first = itemgetter(0)
 
 def _hints(values: Sequence[bytes | None]) -> tuple[bytes, np.ndarray]:
     """Old values concatenated, and each one's length (-1: not known)."""
-    lengths = np.fromiter((-1 if value is None else len(value) for value in values), dtype=np.int64,
-                          count=len(values))
-    return b"".join(value for value in values if value), lengths
+    lengths = np.array([-1 if value is None else len(value) for value in values], dtype=np.int64)
+    return b"".join(filter(None, values)), lengths
 
 
 def pack_state(

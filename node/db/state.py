@@ -788,9 +788,7 @@ class _FlatWriter:
     def __init__(self, batch: WriteBatch) -> None:
         self._batch = batch
         self._before: dict[bytes, bytes | None] = {}  # old values of the keys written one by one
-        self.paths: list[Hash32] = []
-        """The diff's accounts' trie keys (Keccak of the address), in its order."""
-        self._hashes = b""  # the same, joined
+        self._hashes = b""  # the diff's accounts' trie keys (Keccak of the address), joined
         self._keys: list[bytes] = []  # their flat keys
         self._old = OldValues((), ())  # what read_old read
         self._slot_keys: list[bytes] = []  # flat keys of OldValues.slots's slots
@@ -812,8 +810,10 @@ class _FlatWriter:
             raise ValueError("the flat writer takes a packed diff with its trie keys")
         self._hashes = packed.paths
         account_hashes = np.frombuffer(packed.paths, dtype=np.uint8).reshape(-1, 32)
-        self.paths = cast(list[Hash32], split(account_hashes, 32))
-        keys = self._keys = list(map(schema.FLAT_ACCOUNT_PREFIX.__add__, self.paths))  # flat_account_key
+        flat_keys = np.empty((len(account_hashes), 33), dtype=np.uint8)  # flat_account_key
+        flat_keys[:, 0] = schema.FLAT_ACCOUNT_PREFIX[0]
+        flat_keys[:, 1:] = account_hashes
+        keys = self._keys = split(flat_keys, 33)
         slots = slot_rows(packed)
         slot_hashes = np.frombuffer(packed.slot_paths, dtype=np.uint8).reshape(-1, 32)
         owners, kept = kept_slots(packed)
@@ -838,7 +838,8 @@ class _FlatWriter:
         addresses = list(diff.accounts) if dropped else []  # an executor's diff makes a change when asked
         olds = self._old.accounts
         for i in dropped:
-            change, account_hash, key = diff.accounts[addresses[i]], self.paths[i], self._keys[i]
+            change, key = diff.accounts[addresses[i]], self._keys[i]
+            account_hash = Hash32(key[1:])
             old = self._before.setdefault(key, olds[i])
             # Only accounts with a storage root have slots: creations skip the scan.
             if old is not None and _stored_roots(old)[1:33] != EMPTY_ROOT:
