@@ -142,8 +142,8 @@ def cpu_library() -> ctypes.CDLL:
     lib.mpt_account_values.restype = None
     lib.mpt_account_rows.argtypes = [ctypes.c_char_p, u64, ctypes.c_char_p, ptr, ptr, ptr, ptr]
     lib.mpt_account_rows.restype = None
-    lib.mpt_flat_changes.argtypes = [u64, ptr, ctypes.c_char_p, ctypes.c_uint8, ctypes.c_char_p, ptr,
-                                     ctypes.c_char_p, ptr, ptr, ptr, ptr, ptr, ptr, ptr]
+    lib.mpt_flat_changes.argtypes = [u64, ptr, ctypes.c_char_p, u64, ctypes.c_uint8, ctypes.c_char_p,
+                                     ptr, ctypes.c_char_p, ptr, ptr, ptr, ptr, ptr, ptr, ptr]
     lib.mpt_flat_changes.restype = u64
     lib.mpt_root.argtypes = [ptr, ptr]
     lib.mpt_root.restype = None

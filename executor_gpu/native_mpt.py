@@ -108,6 +108,11 @@ class OldValues:
         committer and the flat writer."""
         return _hints(self.accounts)
 
+    @functools.cached_property
+    def packed_slots(self) -> tuple[bytes, npt.NDArray[np.int64]]:
+        """``slots`` as ``packed_accounts`` has the accounts."""
+        return _hints(self.slots)
+
 
 CACHE_BYTES = 256 << 20
 """Default budget of a committer's node cache."""
@@ -273,9 +278,9 @@ class FlatChanges:
     """Accounts' flat rows to write, as ``flat_changes`` found them."""
 
     changed: npt.NDArray[np.bool_]
-    """Which of the accounts it was given are written."""
+    """Which of the rows it was given are written."""
     names: bytes
-    """Their trie keys (32 bytes each), in order: their flat keys after the prefix."""
+    """Their flat keys after the prefix, in order."""
     values: bytes
     """Their new rows, back to back."""
     sizes: npt.NDArray[np.int64]
@@ -285,36 +290,36 @@ class FlatChanges:
 
 
 def flat_changes(
-    stage: npt.NDArray[np.bool_], keys: bytes, prefix: bytes,
+    stage: npt.NDArray[np.bool_], keys: bytes, width: int, prefix: bytes,
     old: tuple[bytes, npt.NDArray[np.int64]], new: tuple[bytes, npt.NDArray[np.int64]],
 ) -> FlatChanges:
-    """The flat rows of the accounts ``stage`` picks whose new value (``new``: values back
-    to back and sizes, -1 deleted) differs from the old (``old``, -1 none), and their undo
-    records; ``keys``: the accounts' trie keys (32 bytes each), after ``prefix`` in a flat key.
-    In C: one pass instead of a few Python objects an account (a block of 50,000 transfers
-    changes 100,000)."""
+    """The flat rows ``stage`` picks whose new value (``new``: values back to back and sizes,
+    -1 deleted) differs from the old (``old``, -1 none), and their undo records; ``keys``: the
+    rows' flat keys after ``prefix``, ``width`` bytes each (an account's trie key; a slot's
+    account and slot trie keys). In C: one pass instead of a few Python objects a row (a block
+    of 50,000 transfers changes 100,000 accounts)."""
     n = len(stage)
     (olds, old_lengths), (news, new_lengths) = old, new
-    if len(keys) != 32 * n or len(old_lengths) != n or len(new_lengths) != n or len(prefix) != 1:
-        raise ValueError("a trie key, an old and a new value for each account, and a 1-byte prefix")
+    if len(keys) != width * n or len(old_lengths) != n or len(new_lengths) != n or len(prefix) != 1:
+        raise ValueError("a key, an old and a new value for each row, and a 1-byte prefix")
     if n and int(old_lengths.max()) > 0xFFFF:
         raise Halt("malformed account in the flat state")
     changed = np.zeros(n, dtype=np.uint8)
-    names = np.empty(32 * n, dtype=np.uint8)
+    names = np.empty(width * n, dtype=np.uint8)
     values = np.empty(len(news), dtype=np.uint8)
     sizes = np.empty(n, dtype=np.int64)
-    undo = np.empty(35 * n + len(olds), dtype=np.uint8)
+    undo = np.empty((width + 3) * n + len(olds), dtype=np.uint8)
     undo_size = ctypes.c_uint64()
     stage8 = np.ascontiguousarray(stage, dtype=np.uint8)
     old_lengths = np.ascontiguousarray(old_lengths, dtype=np.int64)
     new_lengths = np.ascontiguousarray(new_lengths, dtype=np.int64)
     count = cpu_library().mpt_flat_changes(
-        n, stage8.ctypes.data, keys, prefix[0], olds, old_lengths.ctypes.data, news,
+        n, stage8.ctypes.data, keys, width, prefix[0], olds, old_lengths.ctypes.data, news,
         new_lengths.ctypes.data, changed.ctypes.data, names.ctypes.data, values.ctypes.data,
         sizes.ctypes.data, undo.ctypes.data, ctypes.byref(undo_size),
     )
     sizes = sizes[:count]
-    return FlatChanges(changed.astype(bool), names[: 32 * count].tobytes(),
+    return FlatChanges(changed.astype(bool), names[: width * count].tobytes(),
                        values[: int(np.maximum(sizes, 0).sum())].tobytes(), sizes,
                        undo[: undo_size.value].tobytes())
 
@@ -332,6 +337,15 @@ def kept_storage(packed: PackedState) -> npt.NDArray[np.bool_]:
 def slot_rows(packed: PackedState) -> npt.NDArray[np.uint8]:
     """A packed diff's slot changes, a row each: the slot, then its value (32 bytes each)."""
     return np.frombuffer(packed.slots, dtype=np.uint8).reshape(-1, _SLOT)
+
+
+def slot_values(words: npt.NDArray[np.uint8]) -> tuple[bytes, npt.NDArray[np.int64]]:
+    """Slot values (a row of 32 bytes, big-endian, each) as flat rows hold them: without
+    their leading zeros, back to back, and each one's size (-1 for zero: no row)."""
+    nonzero = words != 0
+    first = np.where(nonzero.any(axis=1), nonzero.argmax(axis=1), 32)
+    data = words[np.arange(32) >= first[:, None]].tobytes()
+    return data, np.where(first == 32, -1, 32 - first).astype(np.int64)
 
 
 def kept_slots(packed: PackedState) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
@@ -419,7 +433,8 @@ class TrieCommitter:
         if slot_paths is not None and len(slot_paths) * _SLOT != 32 * len(packed.slots):
             raise ValueError("a slot's trie key is 32 bytes, one for each slot")
         hints, hint_lengths = _hints(()) if old is None else old.packed_accounts
-        slot_hints, slot_hint_lengths = _hints(known_slots)
+        slot_hints, slot_hint_lengths = (old.packed_slots if old is not None and known_slots is old.slots
+                                         else _hints(known_slots))
         self._lib.mpt_begin_state(
             self._open(root), root, accounts, packed.records, keys, packed.slots, slot_paths,
             packed.counts.ctypes.data, hints, None if old is None else hint_lengths.ctypes.data,

@@ -753,15 +753,15 @@ EVM_EXPORT void mpt_account_rows(const u8 *records, u64 n, const u8 *olds, const
     }
 }
 
-/* A flat writer's staging of n accounts' rows (the flat key: prefix, then the trie key): for
- * each account i it is told to stage (stage[i]) whose new value (news, back to back;
- * new_lens[i] < 0: deleted) differs from its old one (olds, back to back; old_lens[i] < 0:
- * none), changed[i] = 1, its trie key into names, its new value into values and its size into
- * sizes (-1: a delete), and into undo the record that restores it: its flat key, the old
- * value's size (2 bytes, big-endian; 0: none) and the old value. Returns how many it staged;
- * *undo_size gets the bytes of undo. The room needed: names 32 n, values the news' bytes,
- * undo n (35 + 65535) at most, in practice 35 n plus the olds' bytes. */
-EVM_EXPORT u64 mpt_flat_changes(u64 n, const u8 *stage, const u8 *keys, u8 prefix,
+/* A flat writer's staging of n rows (accounts' or slots': a flat key is prefix, then a name
+ * of width bytes): for each row i it is told to stage (stage[i]) whose new value (news, back
+ * to back; new_lens[i] < 0: deleted) differs from its old one (olds, back to back;
+ * old_lens[i] < 0: none), changed[i] = 1, its name into names, its new value into values and
+ * its size into sizes (-1: a delete), and into undo the record that restores it: its flat
+ * key, the old value's size (2 bytes, big-endian; 0: none) and the old value. Returns how many
+ * it staged; *undo_size gets the bytes of undo. The room needed: names width n, values the
+ * news' bytes, undo (width + 3) n plus the olds' bytes. */
+EVM_EXPORT u64 mpt_flat_changes(u64 n, const u8 *stage, const u8 *keys, u64 width, u8 prefix,
                                 const u8 *olds, const i64 *old_lens, const u8 *news,
                                 const i64 *new_lens, u8 *changed, u8 *names, u8 *values,
                                 i64 *sizes, u8 *undo, u64 *undo_size) {
@@ -772,16 +772,16 @@ EVM_EXPORT u64 mpt_flat_changes(u64 n, const u8 *stage, const u8 *keys, u8 prefi
         u64 old_len = old_lens[i] < 0 ? 0 : (u64)old_lens[i], new_len = new_lens[i] < 0 ? 0 : (u64)new_lens[i];
         changed[i] = stage[i] && (old_lens[i] != new_lens[i] || memcmp(old, new_, new_len) != 0);
         if (changed[i]) {
-            memcpy(names + 32 * count, keys + 32 * i, 32);
+            memcpy(names + width * count, keys + width * i, width);
             memcpy(value, new_, new_len);
             value += new_len;
             sizes[count++] = new_lens[i] < 0 ? -1 : (i64)new_len;
             *record++ = prefix;
-            memcpy(record, keys + 32 * i, 32);
-            record[32] = (u8)(old_len >> 8);
-            record[33] = (u8)old_len;
-            memcpy(record + 34, old, old_len);
-            record += 34 + old_len;
+            memcpy(record, keys + width * i, width);
+            record[width] = (u8)(old_len >> 8);
+            record[width + 1] = (u8)old_len;
+            memcpy(record + width + 2, old, old_len);
+            record += width + 2 + old_len;
         }
         old += old_len;
         new_ += new_len;

@@ -39,10 +39,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import chain, compress, repeat
-from operator import ne
 from typing import Annotated, Self, TypeVar, cast
 
 import numpy as np
+import numpy.typing as npt
 import rlp
 from annotated_types import Ge
 from trie.exceptions import MissingTrieNode
@@ -64,6 +64,7 @@ from executor_gpu.native_mpt import (
     kept_storage,
     pack_changes,
     slot_rows,
+    slot_values,
     split,
     with_trie_keys,
 )
@@ -792,7 +793,9 @@ class _FlatWriter:
         self._keys: list[bytes] = []  # their flat keys
         self._old = OldValues((), ())  # what read_old read
         self._slot_keys: list[bytes] = []  # flat keys of OldValues.slots's slots
-        self._slot_values: list[bytes] = []  # their new values, 32 bytes big-endian
+        self._slot_names = b""  # the same after the prefix, joined
+        self._slot_values: tuple[bytes, npt.NDArray[np.int64]] = (b"", np.empty(0, dtype=np.int64))
+        """Their new values as flat rows hold them, back to back, and sizes (-1: none)."""
         self._undo = b""  # the change set's records of the rows staged packed
         self.writes: dict[bytes, bytes | None] = {}
         """Every key written one by one, with its new value (None: deleted)."""
@@ -823,9 +826,9 @@ class _FlatWriter:
         slot_keys[:, 1:33] = account_hashes[owners[kept]]
         slot_keys[:, 33:] = slot_hashes[kept]
         self._slot_keys = split(slot_keys, 65)
-        self._slot_values = split(slots[kept, 32:], 32)
+        self._slot_names = slot_keys[:, 1:].tobytes()
+        self._slot_values = slot_values(slots[kept, 32:])
         values = read_many(keys + self._slot_keys)
-        self._before.update(zip(self._slot_keys, values[len(keys) :]))
         self._old = OldValues(values[: len(keys)], values[len(keys) :])
         return self._old
 
@@ -851,19 +854,19 @@ class _FlatWriter:
                 for slot, slot_value in change.storage.items():
                     slot_key = schema.flat_storage_key(account_hash, _slot_hash(slot))
                     self._set(slot_key, _int_bytes(slot_value) or None)
-        # The rest (a block's tens of thousands): the rows that changed and their undo
-        # records, made in C from the old and new values as they lie, staged packed.
-        rows = flat_changes(kept, self._hashes, schema.FLAT_ACCOUNT_PREFIX,
+        # The rest (a block's tens of thousands of accounts, and the slots of the storages
+        # they keep): the rows that changed and their undo records, made in C from the old
+        # and new values as they lie, staged packed.
+        rows = flat_changes(kept, self._hashes, 32, schema.FLAT_ACCOUNT_PREFIX,
                             self._old.packed_accounts, (commit.value_data, commit.value_lengths))
-        self._batch.put_packed(schema.FLAT_ACCOUNT_PREFIX, rows.names, 32, rows.values, rows.sizes)
-        self._undo = rows.undo
-        # The slots read_old read, compared in C loops.
-        keys = self._slot_keys
-        news = [value.lstrip(b"\0") or None for value in self._slot_values]
-        changed = dict(compress(zip(keys, news), map(ne, map(self._before.__getitem__, keys), news)))
-        self.writes.update(changed)
-        self._batch.write_many(changed.items())
-        self.written = [*compress(self._keys, rows.changed.tolist()), *self.writes]
+        slots = flat_changes(np.ones(len(self._slot_keys), dtype=bool), self._slot_names, 64,
+                             schema.FLAT_STORAGE_PREFIX, self._old.packed_slots, self._slot_values)
+        for prefix, width, staged in ((schema.FLAT_ACCOUNT_PREFIX, 32, rows),
+                                      (schema.FLAT_STORAGE_PREFIX, 64, slots)):
+            self._batch.put_packed(prefix, staged.names, width, staged.values, staged.sizes)
+        self._undo = rows.undo + slots.undo
+        self.written = [*compress(self._keys, rows.changed.tolist()),
+                        *compress(self._slot_keys, slots.changed.tolist()), *self.writes]
 
     def finish(self, before: FlatMarker, after: FlatMarker, depth: int) -> None:
         """Stage the change set (none for genesis, which never unwinds, nor with ``depth`` 0),

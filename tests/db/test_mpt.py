@@ -25,6 +25,7 @@ from executor_gpu.native_mpt import (
     account_rows,
     flat_changes,
     pack_changes,
+    slot_values,
     with_trie_keys,
 )
 from executor_gpu.types import AccountChange, StateDiff
@@ -485,10 +486,12 @@ _ROWS = st.lists(st.tuples(st.booleans(), st.one_of(st.none(), st.binary(max_siz
 
 
 @settings(max_examples=200, deadline=None)
-@given(_ROWS)
-def test_flat_changes_stage_what_changed_with_its_undo_records(rows: list[tuple[bool, bytes | None, bytes | None]]) -> None:
+@given(_ROWS, st.sampled_from([32, 64]))  # an account's flat key after its prefix; a slot's
+def test_flat_changes_stage_what_changed_with_its_undo_records(
+    rows: list[tuple[bool, bytes | None, bytes | None]], width: int,
+) -> None:
     rng = random.Random(len(rows))
-    keys = [rng.randbytes(32) for _ in rows]
+    keys = [rng.randbytes(width) for _ in rows]
     # Equal old and new values are common (an account read, not changed): make some.
     rows = [(stage, new if i % 3 == 0 else old, new) for i, (stage, old, new) in enumerate(rows)]
 
@@ -496,7 +499,7 @@ def test_flat_changes_stage_what_changed_with_its_undo_records(rows: list[tuple[
         lengths = np.array([-1 if v is None else len(v) for v in values], dtype=np.int64)
         return b"".join(v for v in values if v), lengths
 
-    got = flat_changes(np.array([r[0] for r in rows], dtype=bool), b"".join(keys), b"a",
+    got = flat_changes(np.array([r[0] for r in rows], dtype=bool), b"".join(keys), width, b"a",
                        packed([r[1] for r in rows]), packed([r[2] for r in rows]))
     written = [i for i, (stage, old, new) in enumerate(rows) if stage and old != new]
     assert got.changed.tolist() == [i in written for i in range(len(rows))]
@@ -505,3 +508,9 @@ def test_flat_changes_stage_what_changed_with_its_undo_records(rows: list[tuple[
     assert got.sizes.tolist() == [-1 if rows[i][2] is None else len(rows[i][2] or b"") for i in written]
     assert got.undo == b"".join(b"a" + keys[i] + len(rows[i][1] or b"").to_bytes(2, "big")
                                 + (rows[i][1] or b"") for i in written)
+
+
+def test_slot_values_are_rows_without_leading_zeros() -> None:
+    words = [bytes(32), (5).to_bytes(32, "big"), (2**255 + 1).to_bytes(32, "big"), (256).to_bytes(32, "big")]
+    data, sizes = slot_values(np.frombuffer(b"".join(words), dtype=np.uint8).reshape(-1, 32))
+    assert data == b"\x05" + words[2] + b"\x01\x00" and sizes.tolist() == [-1, 1, 32, 2]
