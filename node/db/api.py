@@ -56,16 +56,16 @@ class WriteBatch(KVReader, Protocol):
         sizes: npt.NDArray[np.int64],
     ) -> None:
         """Stage a put of ``prefix`` + each ``width``-byte name of ``names`` -> its value,
-        ``sizes[i]`` bytes of ``values`` in order: a block's trie nodes as the committer hands
-        them over, never split into Python objects. The last write of a key wins, packed or
-        not (a backend writes packed puts first: one that a write one by one came before
-        joins those)."""
+        ``sizes[i]`` bytes of ``values`` in order (-1: a delete): a block's trie nodes and flat
+        rows as the committer hands them over, never split into Python objects. For keys that
+        no other write of the batch touches: a key also put or deleted otherwise keeps that
+        write."""
         ...
 
     def delete_packed(self, prefix: bytes, names: bytes, width: int) -> None:
         """Stage the removal of ``prefix`` + each ``width``-byte name of ``names`` (a block's
         pool records, keyed by its transactions' hashes joined), like ``put_packed``'s puts:
-        the last write of a key wins."""
+        a key also put or deleted otherwise keeps that write."""
         ...
 
     def delete_many(self, keys: Iterable[bytes]) -> None:

@@ -160,26 +160,13 @@ class OverlayBatch:
     ) -> None:
         if width <= 0 or len(names) != width * len(sizes) or len(values) != int(np.maximum(sizes, 0).sum()):
             raise ValueError("packed keys and values do not match")
-        self._add_packed(PackedWrites(prefix, names, width, values, sizes))
+        self._packed.append(PackedWrites(prefix, names, width, values, sizes))
 
     def delete_packed(self, prefix: bytes, names: bytes, width: int) -> None:
         if width <= 0 or len(names) % width:
             raise ValueError("packed keys are not whole names")
         deletes = np.full(len(names) // width, -1, dtype=np.int64)
-        self._add_packed(PackedWrites(prefix, names, width, b"", deletes))
-
-    def _add_packed(self, packed: PackedWrites) -> None:
-        """Stage ``packed``, written before the pending writes: where one of those came first
-        for one of its keys (a flat row a block deleted, then a later block of the same batch
-        wrote), its writes join the pending ones instead, so that the last write wins."""
-        earlier = [key for key in self._pending if packed.holds(key)]
-        if earlier:
-            width = packed.width
-            names = {packed.names[at : at + width] for at in range(0, len(packed.names), width)}
-            if any(key[len(packed.prefix) :] in names for key in earlier):
-                self._pending.update(packed.items())
-                return
-        self._packed.append(packed)
+        self._packed.append(PackedWrites(prefix, names, width, b"", deletes))
 
     def _unpack(self) -> None:
         """Moves the packed puts into the pending writes (a read asked for one of their keys):

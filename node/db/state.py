@@ -71,6 +71,7 @@ from executor_gpu.native_mpt import (
 from executor_gpu.types import Account, AccountChange, PackedState, StateDiff
 from node.db import schema
 from node.db.api import KV, KVReader, WriteBatch
+from node.db.memory import PackedWrites
 from primitives import rlp as fast_rlp
 from primitives.blocks import EMPTY_ROOT
 from primitives.collector import cycle_collector_paused
@@ -571,7 +572,9 @@ class StateDB:
         packed = with_trie_keys(diff.packed or pack_changes(diff))
         diff = replace(diff, packed=packed)  # the committer packs and hashes nothing again
         marker = FlatMarker.read(batch)
-        flat = _FlatWriter(batch) if marker.root == parent_root else None
+        # Rows go into the batch packed, written before its other writes: only where no
+        # earlier step of the batch wrote flat rows one by one (a batch chaining blocks).
+        flat = _FlatWriter(batch, packed=batch not in self._staged) if marker.root == parent_root else None
         # Tens of thousands of tuples and lists a block (no cycles): 30-50 ms of collector passes.
         with cycle_collector_paused():
             old = None if flat is None else flat.read_old(packed, read_flat)
@@ -786,8 +789,9 @@ class StateDB:
 class _FlatWriter:
     """Stages one diff's flat-table writes into a batch, and the change set that undoes them."""
 
-    def __init__(self, batch: WriteBatch) -> None:
+    def __init__(self, batch: WriteBatch, packed: bool) -> None:
         self._batch = batch
+        self._packed = packed  # the rows of a block staged packed (else one by one)
         self._before: dict[bytes, bytes | None] = {}  # old values of the keys written one by one
         self._hashes = b""  # the diff's accounts' trie keys (Keccak of the address), joined
         self._keys: list[bytes] = []  # their flat keys
@@ -863,7 +867,11 @@ class _FlatWriter:
                              schema.FLAT_STORAGE_PREFIX, self._old.packed_slots, self._slot_values)
         for prefix, width, staged in ((schema.FLAT_ACCOUNT_PREFIX, 32, rows),
                                       (schema.FLAT_STORAGE_PREFIX, 64, slots)):
-            self._batch.put_packed(prefix, staged.names, width, staged.values, staged.sizes)
+            if self._packed:
+                self._batch.put_packed(prefix, staged.names, width, staged.values, staged.sizes)
+            else:  # after that step's writes, which a packed put would not override
+                self._batch.write_many(
+                    PackedWrites(prefix, staged.names, width, staged.values, staged.sizes).items())
         self._undo = rows.undo + slots.undo
         self.written = [*compress(self._keys, rows.changed.tolist()),
                         *compress(self._slot_keys, slots.changed.tolist()), *self.writes]

@@ -142,6 +142,28 @@ def test_flat_reads_equal_trie_reads_through_blocks_and_unwinds(
             kv.close()
 
 
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=30, deadline=None)
+@given(blocks=st.lists(diffs, min_size=2, max_size=5))
+def test_blocks_chained_in_one_batch_leave_the_flat_tables_of_their_last_root(
+    name: str, blocks: list[StateDiff]
+) -> None:
+    # The first block's rows go in packed, before the batch's other writes; a later block's
+    # one by one, after them (an account deleted, then made again, keeps its new row).
+    with tempfile.TemporaryDirectory() as folder:
+        kv = Backend(name, Path(folder)).open()
+        try:
+            state = StateDB(kv)
+            root = commit_genesis(kv, state)
+            batch = kv.write_batch()
+            for diff in blocks:
+                root = state.apply(root, diff, batch)
+            state.commit(batch)
+            assert_flat_matches_trie(kv, state, root)
+        finally:
+            kv.close()
+
+
 def test_a_staged_batch_stays_out_of_the_committed_view_and_cache(kv: KV) -> None:
     state = StateDB(kv)
     root = commit_genesis(kv, state)

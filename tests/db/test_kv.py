@@ -114,22 +114,27 @@ def test_batch_reads_and_iterates_its_packed_puts(kv: KV) -> None:
     kv.put(b"m", b"m")
     batch = kv.write_batch()
     _packed(batch, b"n", {b"0001": b"new", b"0002": b"two"})
-    batch.put(b"n0003", b"three")  # the last write of a key wins, packed or not
-    batch.put(b"n0002", b"two again")
+    batch.put(b"n0003", b"three")  # a key written otherwise keeps that write
     _packed(batch, b"n", {b"0003": b"packed three", b"0004": b""})
     assert batch.get(b"m") == b"m"
-    assert batch.get_many([b"n0002", b"m", b"n0004"]) == [b"two again", b"m", b""]
-    assert batch.get(b"n0001") == b"new" and batch.get(b"n0003") == b"packed three"
-    assert list(batch.iterate(b"n")) == [(b"n0001", b"new"), (b"n0002", b"two again"),
-                                         (b"n0003", b"packed three"), (b"n0004", b"")]
+    assert batch.get_many([b"n0002", b"m", b"n0004"]) == [b"two", b"m", b""]
+    assert batch.get(b"n0001") == b"new" and batch.get(b"n0003") == b"three"
+    assert list(batch.iterate(b"n")) == [(b"n0001", b"new"), (b"n0002", b"two"),
+                                         (b"n0003", b"three"), (b"n0004", b"")]
     _packed(batch, b"n", {b"0005": b"five"})
     assert list(batch.iterate(b"n0005")) == [(b"n0005", b"five")]
-    batch.delete(b"n0006")
-    _packed(batch, b"n", {b"0006": b"six"})  # without a read between: staged, not unpacked
     batch.commit()
-    assert items(kv, b"n") == [(b"n0001", b"new"), (b"n0002", b"two again"),
-                               (b"n0003", b"packed three"), (b"n0004", b""), (b"n0005", b"five"),
-                               (b"n0006", b"six")]
+    assert items(kv, b"n") == [(b"n0001", b"new"), (b"n0002", b"two"), (b"n0003", b"three"),
+                               (b"n0004", b""), (b"n0005", b"five")]
+
+
+def test_a_packed_put_of_size_minus_one_deletes(kv: KV) -> None:
+    kv.put(b"r" + b"2" * 4, b"old")
+    batch = kv.write_batch()
+    batch.put_packed(b"r", b"1111" + b"2222", 4, b"new", np.array([3, -1], dtype=np.int64))
+    assert batch.get(b"r2222") is None and batch.get(b"r1111") == b"new"
+    batch.commit()
+    assert items(kv, b"r") == [(b"r1111", b"new")]
 
 
 def test_batch_write_many_puts_and_deletes_in_order(kv: KV) -> None:
