@@ -275,7 +275,7 @@ def account_rows(records: npt.NDArray[np.uint8], olds: Sequence[bytes | None]) -
 
 @dataclass(frozen=True)
 class FlatChanges:
-    """Accounts' flat rows to write, as ``flat_changes`` found them."""
+    """Flat rows to write (accounts' or slots'), as ``flat_changes`` found them."""
 
     changed: npt.NDArray[np.bool_]
     """Which of the rows it was given are written."""
@@ -303,7 +303,7 @@ def flat_changes(
     if len(keys) != width * n or len(old_lengths) != n or len(new_lengths) != n or len(prefix) != 1:
         raise ValueError("a key, an old and a new value for each row, and a 1-byte prefix")
     if n and int(old_lengths.max()) > 0xFFFF:
-        raise Halt("malformed account in the flat state")
+        raise Halt("malformed row in the flat state: over 65,535 bytes")
     changed = np.zeros(n, dtype=np.uint8)
     names = np.empty(width * n, dtype=np.uint8)
     values = np.empty(len(news), dtype=np.uint8)
@@ -319,7 +319,7 @@ def flat_changes(
         sizes.ctypes.data, undo.ctypes.data, ctypes.byref(undo_size),
     )
     sizes = sizes[:count]
-    return FlatChanges(changed.astype(bool), names[: width * count].tobytes(),
+    return FlatChanges(changed.view(bool), names[: width * count].tobytes(),
                        values[: int(np.maximum(sizes, 0).sum())].tobytes(), sizes,
                        undo[: undo_size.value].tobytes())
 
