@@ -21,10 +21,12 @@ next one); `--prefill-accounts N` puts N more accounts in both genesis states (l
 genesis file; anvil: --init) and sends the load to them instead of fresh addresses.
 `--validators N` loads node 0 of `l2node devnet --validators N --preset` the same preset
 (genesis weights, no GPU challenges): inclusion is then finalization by >2/3 of the
-validators, and CPU and RSS count every node. A benchmark prints: it never fails for being slow.
+validators, and CPU and RSS count every node; with `--spread`, connection i goes to validator
+i mod N instead, as wallets using different validators' RPC would (each sender's transactions
+still reach one node, in nonce order). A benchmark prints: it never fails for being slow.
 
     python -m bench.load --workload transfer --txs 20000 [--executor native-cuda] [--no-anvil]
-    python -m bench.load --validators 4 --no-anvil --txs 20000
+    python -m bench.load --validators 4 --no-anvil --txs 20000 [--spread]
 """
 
 from __future__ import annotations
@@ -353,6 +355,8 @@ class Target:
     """Its Prometheus endpoint, where it has one (l2node): the executor's time is read there."""
     validator_logs: tuple[Path, ...] = ()
     """A devnet's: every validator's log, the loaded node's first (``heights``)."""
+    validator_urls: tuple[str, ...] = ()
+    """A devnet's: every validator's RPC, node 0's first (where ``--spread`` sends)."""
 
 
 @dataclass
@@ -420,14 +424,15 @@ class SendResult:
     finished: float
 
 
-def send_all(url: str, plans: list[list[Batch]], total: int, deadline: float) -> SendResult:
-    """Send every batch, one thread per connection; each transaction's send time and answer."""
+def send_all(urls: Sequence[str], plans: list[list[Batch]], total: int, deadline: float) -> SendResult:
+    """Send every batch, one thread per connection (connection i to ``urls[i % len(urls)]``);
+    each transaction's send time and answer."""
     sent_at = [0.0] * total
     accepted = [False] * total
     errors: Counter[str] = Counter()
     lock = threading.Lock()
 
-    def lane(batches: list[Batch]) -> None:
+    def lane(batches: list[Batch], url: str) -> None:
         rpc = Rpc(url)
         for batch in batches:
             now = time.monotonic()
@@ -455,7 +460,8 @@ def send_all(url: str, plans: list[list[Batch]], total: int, deadline: float) ->
                         errors[str(answer.get("error", {}).get("message"))] += 1
         rpc.close()
 
-    threads = [threading.Thread(target=lane, args=(p,), daemon=True) for p in plans if p]
+    threads = [threading.Thread(target=lane, args=(p, urls[i % len(urls)]), daemon=True)
+               for i, p in enumerate(plans) if p]
     started = time.monotonic()
     for thread in threads:
         thread.start()
@@ -470,8 +476,9 @@ def percentile(values: Sequence[float], p: float) -> float:
 
 
 def run_load(target: Target, txs: Sequence[SignedTx], connections: int, batch: int,
-             timeout: float, measure: bool = True) -> dict[str, Any]:
-    """Send ``txs``, wait for their inclusion (at most ``timeout`` s after sending), measure."""
+             timeout: float, measure: bool = True, spread: bool = False) -> dict[str, Any]:
+    """Send ``txs``, wait for their inclusion (at most ``timeout`` s after sending), measure;
+    ``spread``: over every validator's RPC of a devnet."""
     plans = plan_batches(txs, connections, batch)
     rpc = Rpc(target.url)
     head = int(rpc.call("eth_blockNumber"), 16)
@@ -481,7 +488,8 @@ def run_load(target: Target, txs: Sequence[SignedTx], connections: int, batch: i
     seconds_before = node_seconds(target.metrics_url)
     cpu_before = cpu_seconds(target.pid)
     poller.start()
-    sent = send_all(target.url, plans, len(txs), time.monotonic() + timeout)
+    urls = target.validator_urls if spread and target.validator_urls else (target.url,)
+    sent = send_all(urls, plans, len(txs), time.monotonic() + timeout)
     watcher.expected = sum(sent.accepted)
     poller.join(timeout)
     watcher.stop.set()
@@ -501,6 +509,7 @@ def run_load(target: Target, txs: Sequence[SignedTx], connections: int, batch: i
     window = max(end - sent.started, 1e-9)
     return {
         "txs": len(txs),
+        "endpoints": len(urls),
         "accepted": watcher.expected,
         "errors": dict(sent.errors),
         "included": included,
@@ -781,28 +790,31 @@ def devnet_target(work: Path, preset: dict[str, Any], validators: int, accounts:
     )
     try:
         assert process.stdout is not None
-        match = None
-        while match is None:
+        nodes: dict[int, re.Match[str]] = {}  # each validator's line
+        while len(nodes) < validators:
             line = process.stdout.readline()
             if not line:
                 raise RuntimeError(f"l2node devnet exited with {process.wait()}")
-            match = NODE_LINE.match(line)
-        url, log_path = match[3], Path(match[5])
-        rpc = Rpc(url)
+            if match := NODE_LINE.match(line):
+                nodes[int(match[1])] = match
+        urls = tuple(nodes[i][3] for i in sorted(nodes))
+        url, log_path = urls[0], Path(nodes[0][5])
         deadline = time.monotonic() + 120
-        while True:  # every validator up and finalizing
-            try:
-                if int(rpc.call("eth_blockNumber"), 16) >= 2:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"the devnet did not finalize blocks; see {log_path}")
-            time.sleep(0.2)
-        rpc.close()
+        for node_url in urls:  # every validator up and finalizing
+            rpc = Rpc(node_url)
+            while True:
+                try:
+                    if int(rpc.call("eth_blockNumber"), 16) >= 2:
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"the devnet did not finalize blocks; see {log_path}")
+                time.sleep(0.2)
+            rpc.close()
         logs = (log_path, *sorted(set(log_path.parent.glob("node*.log")) - {log_path}))
         yield Target("l2node", url, process.pid, log_path,
-                     f"http://127.0.0.1:{base_port + METRICS_PORT_OFFSET}/metrics", logs)
+                     f"http://127.0.0.1:{base_port + METRICS_PORT_OFFSET}/metrics", logs, urls)
     finally:
         stop_process(process)
 
@@ -985,7 +997,7 @@ def report(results: dict[str, dict[str, Any]]) -> dict[str, float]:
                   + " ".join(f"{stage}={seconds:.2f}" for stage, seconds in stages.items()))
         heights = results[name].get("heights")
         if heights and heights["heights"]:
-            print(f"{name} devnet, the load's {heights['heights']} heights: the loaded node "
+            print(f"{name} devnet, the load's {heights['heights']} heights: node 0 "
                   f"proposed {heights['entry_proposed']} ({heights['entry_txs_mean']:,.0f} txs "
                   f"each), the others {heights['others_proposed']} "
                   f"({heights['others_txs_mean']:,.0f} each); final after "
@@ -1023,6 +1035,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--validators", type=int, default=1,
                         help="above 1: load node 0 of `l2node devnet --validators N` instead of "
                         "`l2node run`")
+    parser.add_argument("--spread", action="store_true",
+                        help="with --validators: connection i sends to validator i mod N, not "
+                        "all to node 0")
     parser.add_argument("--fronts", help='`l2node run`\'s [rpc] fronts: a number or "auto" '
                         "(default: the preset's)")
     parser.add_argument("--pipelined", action="store_true",
@@ -1045,6 +1060,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--prefill-accounts must be >= 0")
     if args.validators < 1 or (args.validators > 1 and (args.prefill_accounts or args.fronts)):
         parser.error("--validators must be >= 1, and 1 with --prefill-accounts or --fronts")
+    if args.spread and args.validators < 2:
+        parser.error("--spread needs --validators 2 or more")
     if args.fronts not in (None, "auto") and not str(args.fronts).isdigit():
         parser.error('--fronts must be a number or "auto"')
     if args.gas_limit is not None and args.gas_limit < 21_000:
@@ -1061,7 +1078,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"connections, {args.batch} txs per request, {args.prefill_accounts} prefilled "
           f"accounts, block gas limit {preset['chain']['gas_limit']:,}; l2node executor {args.executor}"
           f"{f', fronts {args.fronts}' if args.fronts else ''}"
-          f"{f', {args.validators} validators' if args.validators > 1 else ''}; "
+          f"{f', {args.validators} validators' if args.validators > 1 else ''}"
+          f"{' (the load spread over their RPC)' if args.spread else ''}; "
           f"anvil: {'yes' if with_anvil else 'no (--no-anvil or not installed)'}")
     chain = chain_settings(preset)
     started = time.monotonic()
@@ -1093,7 +1111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 profile = args.profile if name == "l2node" else None
                 with py_spy(target.pid, profile, args.profile_gil):
                     figures = run_load(target, workload.load, args.connections, args.batch,
-                                       args.timeout)
+                                       args.timeout, spread=args.spread)
                 figures["failed_receipts_in_sample"] = check_receipts(target, workload.load)
                 results[name] = figures
                 print(f"{name}: {figures['included']} of {len(workload.load)} included, "

@@ -43,9 +43,10 @@ def test_tiny_load_is_accepted_and_included(
     workload: str, validators: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "figures.json"
-    argv = ["--workload", workload, "--txs", "300", "--senders", "20", "--connections", "3",
+    # The devnet's load goes to every validator's RPC (each sender's to one of them).
+    argv = ["--workload", workload, "--txs", "300", "--senders", "20", "--connections", "4",
             "--batch", "50", "--timeout", "60", "--json", str(out), "--validators", str(validators),
-            "--gas-limit", "900000000"]
+            "--gas-limit", "900000000", *(["--spread"] if validators > 1 else [])]
     # A devnet of 4 validators is loaded alone: anvil's run is the same as the others'.
     with_anvil = load.anvil_available() and validators == 1
     assert load.main(argv + ([] if with_anvil else ["--no-anvil"])) == 0
@@ -72,9 +73,10 @@ def test_tiny_load_is_accepted_and_included(
     if validators > 1:  # where the devnet's heights went, from every validator's log
         assert heights["heights"] == heights["entry_proposed"] + heights["others_proposed"] >= 1
         assert 0 < heights["build_ms_p50"] and heights["final_ms_p50"] > 0
-        assert "devnet, the load's" in printed
+        assert "devnet, the load's" in printed and "spread over their RPC" in printed
+        assert figures["targets"]["l2node"]["endpoints"] == validators
     else:
-        assert heights == {}
+        assert heights == {} and figures["targets"]["l2node"]["endpoints"] == 1
     for row in ("acceptance tx/s", "inclusion tx/s", "latency p99 s", "CPU cores"):
         assert row in printed
     if "anvil" in figures["targets"]:
