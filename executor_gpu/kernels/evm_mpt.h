@@ -510,10 +510,10 @@ static mnode *mpt_resolve(msession *s, mnode *n) {
             return MPT_MISSING;
         }
         /* Decoded outside the lock, so that a parallel pass's threads decode their subtries'
-         * nodes at once (under it, eight threads took twice the CPU of two for the same wall
-         * time); the slot is found again after, as another thread may have grown the map or
-         * decoded the same node meanwhile. Used in place: the cache drops a generation only
-         * after the commit's last pass. */
+         * nodes at once (on the 16-core host, a commit's eight threads took twice the CPU time
+         * of the 2-core box's two for about the same wall time); the slot is found again
+         * after, as another thread may have grown the map or decoded the same node meanwhile.
+         * Used in place: the cache drops a generation only after the commit's last pass. */
         mpt_unlock(s);
         mnode *decoded = mpt_decode(s, entry + 40, mpt_entry_len(entry));
         if (decoded) {
