@@ -354,7 +354,7 @@ class Target:
     metrics_url: str = ""
     """Its Prometheus endpoint, where it has one (l2node): the executor's time is read there."""
     validator_logs: tuple[Path, ...] = ()
-    """A devnet's: every validator's log, the loaded node's first (``heights``)."""
+    """A devnet's: every validator's log, node 0's first (``heights``)."""
     validator_urls: tuple[str, ...] = ()
     """A devnet's: every validator's RPC, node 0's first (where ``--spread`` sends)."""
 
@@ -422,6 +422,8 @@ class SendResult:
     errors: Counter[str]
     started: float
     finished: float
+    accepted_by: Counter[str]
+    """Transactions each RPC endpoint accepted."""
 
 
 def send_all(urls: Sequence[str], plans: list[list[Batch]], total: int, deadline: float) -> SendResult:
@@ -430,6 +432,7 @@ def send_all(urls: Sequence[str], plans: list[list[Batch]], total: int, deadline
     sent_at = [0.0] * total
     accepted = [False] * total
     errors: Counter[str] = Counter()
+    accepted_by: Counter[str] = Counter()
     lock = threading.Lock()
 
     def lane(batches: list[Batch], url: str) -> None:
@@ -452,12 +455,16 @@ def send_all(urls: Sequence[str], plans: list[list[Batch]], total: int, deadline
                 with lock:
                     errors[f"request: {answers.get('error')}"] += len(batch.indexes)
                 continue
+            took = 0
             for answer in answers:
                 if "result" in answer:
                     accepted[answer["id"]] = True
+                    took += 1
                 else:
                     with lock:
                         errors[str(answer.get("error", {}).get("message"))] += 1
+            with lock:
+                accepted_by[url] += took
         rpc.close()
 
     threads = [threading.Thread(target=lane, args=(p, urls[i % len(urls)]), daemon=True)
@@ -467,7 +474,7 @@ def send_all(urls: Sequence[str], plans: list[list[Batch]], total: int, deadline
         thread.start()
     for thread in threads:
         thread.join()
-    return SendResult(sent_at, accepted, errors, started, time.monotonic())
+    return SendResult(sent_at, accepted, errors, started, time.monotonic(), accepted_by)
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -509,7 +516,7 @@ def run_load(target: Target, txs: Sequence[SignedTx], connections: int, batch: i
     window = max(end - sent.started, 1e-9)
     return {
         "txs": len(txs),
-        "endpoints": len(urls),
+        "endpoints": len(+sent.accepted_by),  # those that accepted transactions
         "accepted": watcher.expected,
         "errors": dict(sent.errors),
         "included": included,
@@ -584,12 +591,12 @@ def block_stages(log_path: Path, first_block: int) -> dict[str, float]:
 
 def devnet_heights(logs: Sequence[Path], first_block: int) -> dict[str, Any]:
     """Where a devnet's heights went, from ``first_block`` on (those that carried
-    transactions), from its validators' block lines (``logs``: the loaded node's first). The
+    transactions), from its validators' block lines (``logs``: node 0's first). The
     proposer of a height is the node whose line has ``select=`` (it built the block; the
     others re-executed it: ``decode=``). Its transactions per block tell whether the other
-    proposers' pools kept up with the loaded node's (gossip), the build and re-execution
-    times (select or decode, execute, state) what a height costs, and the loaded node's
-    ``final=`` and rounds how long agreeing took."""
+    proposers' pools kept up with node 0's (gossip, when the load goes to node 0 only), the
+    build and re-execution times (select or decode, execute, state) what a height costs, and
+    node 0's ``final=`` and rounds how long agreeing took."""
     lines: dict[int, dict[int, tuple[int, int, int, dict[str, int]]]] = {}
     for node, log_path in enumerate(logs):
         for line in log_path.read_text(errors="replace").splitlines():
@@ -812,7 +819,7 @@ def devnet_target(work: Path, preset: dict[str, Any], validators: int, accounts:
                     raise RuntimeError(f"the devnet did not finalize blocks; see {log_path}")
                 time.sleep(0.2)
             rpc.close()
-        logs = (log_path, *sorted(set(log_path.parent.glob("node*.log")) - {log_path}))
+        logs = tuple(Path(nodes[i][5]) for i in sorted(nodes))
         yield Target("l2node", url, process.pid, log_path,
                      f"http://127.0.0.1:{base_port + METRICS_PORT_OFFSET}/metrics", logs, urls)
     finally:
