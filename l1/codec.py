@@ -37,6 +37,7 @@ from eth_abi.abi import encode as abi_encode
 from rlp.sedes import Binary, CountableList, List, big_endian_int, binary
 
 from l1.types import BatchCommitment, BatchDomain, L2BlockData, ValidatorSet
+from primitives import rlp as rlp_encoding
 from primitives.crypto import InvalidSignature, keccak256, recover_address, sign_hash
 from primitives.errors import InvalidInput
 from primitives.types import Address, Hash32
@@ -71,15 +72,24 @@ _BATCH = CountableList(_BLOCK)
 
 
 def encode_batch_data(blocks: Iterable[L2BlockData]) -> bytes:
-    """Versioned, compressed encoding of ``blocks`` (the calldata of a batch)."""
-    items = [
-        [
-            b.number, b.timestamp, b.coinbase, b.gas_limit, b.base_fee_per_gas,
-            list(b.transactions), list(b.proofs),
-        ]
-        for b in blocks
-    ]
-    return bytes([BATCH_DATA_VERSION]) + bytes(rlp.encode(items, sedes=_BATCH))
+    """Versioned encoding of ``blocks`` (the calldata of a batch). Built with the hot path's
+    encoder, not pyrlp's (about 2 us an item): a poster and every signing validator encode
+    each block's tens of thousands of transactions, in the node's process."""
+    return bytes([BATCH_DATA_VERSION]) + rlp_encoding.encode_list_payload(
+        b"".join(map(_encode_block, blocks))
+    )
+
+
+def _encode_block(block: L2BlockData) -> bytes:
+    if len(block.coinbase) != 20:
+        raise ValueError(f"a block's coinbase is 20 bytes, not {len(block.coinbase)}")
+    string, uint = rlp_encoding.encode_string, rlp_encoding.encode_uint
+    return rlp_encoding.encode_list_payload(b"".join((
+        uint(block.number), uint(block.timestamp), string(block.coinbase), uint(block.gas_limit),
+        uint(block.base_fee_per_gas),
+        rlp_encoding.encode_list_payload(b"".join(map(string, block.transactions))),
+        rlp_encoding.encode_list_payload(b"".join(map(string, block.proofs))),
+    )))
 
 
 def decode_batch_data(data: bytes) -> tuple[L2BlockData, ...]:

@@ -35,7 +35,7 @@ _TX_INDEX_BYTES = 4
 """Width of the position within a block in a tx index entry."""
 _TX_INDEX_ENTRY = 8 + _TX_INDEX_BYTES
 """A tx index entry: the block's height, then the position."""
-_TX, _HASH = attrgetter("tx"), attrgetter("hash")
+_TX, _HASH, _RAW = attrgetter("tx"), attrgetter("hash"), attrgetter("raw")
 
 
 @contextmanager
@@ -238,8 +238,15 @@ class ChainStore:
 
     def raw_transactions(self, number: int) -> tuple[bytes, ...]:
         """The encodings of block ``number``'s transactions (nothing decoded); empty above the
-        head."""
-        return tuple(stored.raw for stored in self._body(number))
+        head. A new block's come from the decoded blocks kept: the poster and the validators
+        signing its batch read each block as it is written, and decoding its body cost them
+        more than encoding the batch."""
+        header = self.header(number)
+        if header is None:
+            return ()
+        with self._decoded_lock:
+            block = self._decoded.get((number, header.hash))
+        return tuple(map(_RAW, block.body if block is not None else self._body(number)))
 
     def transaction(self, location: TxLocation) -> Transaction:
         """The transaction at ``location``."""

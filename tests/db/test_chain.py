@@ -450,3 +450,18 @@ def test_a_remembered_block_is_served_without_decoding(kv: KV) -> None:
     receipt = store.receipt(txs[0].tx.hash)
     assert receipt is not None and receipt.tx is txs[0].tx
     check_every_read(store)
+
+
+def test_raw_transactions_of_a_remembered_block_come_from_memory(kv: KV) -> None:
+    store = ChainStore(kv)
+    for header, txs in chain():
+        batch = kv.write_batch()
+        store.stage_block(batch, header, txs)
+        batch.commit()
+    header, txs = chain()[1]
+    raws = tuple(e.tx.raw for e in txs)
+    assert store.raw_transactions(1) == raws  # from the stored body
+    store.remember(header, txs)
+    kv.delete(schema.body_key(1))
+    assert store.raw_transactions(1) == raws  # the body is not read again
+    assert ChainStore(kv).raw_transactions(1) == ()

@@ -34,6 +34,7 @@ blocks = st.builds(
     gas_limit=st.integers(0, 2**64 - 1),
     base_fee_per_gas=st.integers(0, 2**256 - 1),
     transactions=st.lists(st.binary(max_size=200), max_size=5).map(tuple),
+    proofs=st.lists(st.binary(max_size=80), max_size=2).map(tuple),
 )
 
 
@@ -43,6 +44,10 @@ def test_round_trip(batch: list[L2BlockData]) -> None:
     data = encode_batch_data(batch)
     assert data[0] == BATCH_DATA_VERSION
     assert decode_batch_data(data) == tuple(batch)
+    # The same bytes as pyrlp's encoding of the layout (the node encodes with its own).
+    layout = [[b.number, b.timestamp, b.coinbase, b.gas_limit, b.base_fee_per_gas,
+               list(b.transactions), list(b.proofs)] for b in batch]
+    assert data[1:] == rlp.encode(layout)
 
 
 def test_layout_is_version_byte_then_canonical_rlp() -> None:
