@@ -44,7 +44,6 @@ POOL_FULL = "txpool is full"
 ACCOUNT_LIMIT = "account limit exceeded"
 
 _hash = attrgetter("hash")
-_upfront_cost = attrgetter("upfront_cost")
 _consume: Callable[[Iterable[object]], None] = deque[object](maxlen=0).extend
 """Runs an iterator to its end at C speed (a map of deletions)."""
 
@@ -334,6 +333,20 @@ class Mempool:
         for address in pooled.keys() & senders:
             sender = pooled[address]
             nonce = state_nonce(address)
+            if sender.nonce <= nonce <= sender.ready and nonce <= sender.top:
+                # The usual case after a block: it took the first of the pending run (every
+                # nonce below ``ready`` is pooled), whose rest, the queued ones and so the tails
+                # stay as they are. Inline, in a plain loop: a block moves thousands of
+                # senders by one or two nonces each, and calls and maps cost more than that.
+                txs, keys, cost = sender.txs, sender.keys, 0
+                for below in range(sender.nonce, nonce):
+                    tx = txs.pop(below)
+                    del keys[below]
+                    cost += tx.upfront_cost
+                    stale.append(tx)
+                sender.cost -= cost
+                sender.nonce = nonce
+                continue
             if nonce <= sender.top:
                 stale.extend(self._set_nonce(sender, nonce))
                 continue
@@ -533,17 +546,7 @@ class Mempool:
         """Move ``sender`` to state nonce ``nonce``, at most its highest pooled nonce: drop
         (and return) what lies below it, then find its pending run again."""
         queued_before, ready_before = sender.queued, sender.ready
-        pooled, keys, below = sender.txs, sender.keys, range(sender.nonce, nonce)
-        if sender.nonce <= nonce <= ready_before:
-            # The usual case after a block: it took the first of the pending run (every nonce
-            # below ``ready`` is pooled), whose rest, the queued ones and so the tails stay as
-            # they are. Dropped in C loops: prune forgets their hashes.
-            stale = list(map(pooled.pop, below))
-            _consume(map(keys.__delitem__, below))
-            sender.cost -= sum(map(_upfront_cost, stale))
-            sender.nonce = nonce
-            return stale
-        stale = [pooled[n] for n in below if n in pooled]
+        stale = [sender.txs[n] for n in range(sender.nonce, nonce) if n in sender.txs]
         self._forget(sender, stale)
         sender.nonce = ready = nonce
         while ready in sender.txs:
