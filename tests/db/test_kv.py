@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -175,6 +176,38 @@ def test_batch_drops_packed_puts_when_the_block_raises(kv: KV) -> None:
     assert kv.get(b"n0001") is None
     with pytest.raises(ValueError):
         kv.write_batch().put_packed(b"n", b"abc", 4, b"", np.zeros(1, dtype=np.int64))
+
+
+def test_batches_of_repeated_keys_keep_each_keys_last_write(kv: KV) -> None:
+    """Random batches mixing packed runs and single writes over a few keys that share long
+    prefixes (LevelDB's batch goes in key order: a key's writes must keep their order)."""
+    rng = random.Random(7)
+    model: dict[bytes, bytes] = {}
+    prefixes = [b"k", b"kkkkkkk", b"kkkkkkkk", b"kkkkkkkkk"]
+    for _ in range(60):
+        batch = kv.write_batch()
+        writes: list[tuple[bytes, bytes | None]] = []
+        runs: list[tuple[bytes, list[bytes], list[bytes | None]]] = []
+        for _ in range(rng.randrange(1, 6)):
+            prefix = rng.choice(prefixes)
+            names = [bytes(rng.choices(b"\x00ab", k=2)) for _ in range(rng.randrange(1, 40))]
+            values = [None if rng.random() < 0.3 else b"v%d" % rng.randrange(1000) for _ in names]
+            runs.append((prefix, names, values))
+        for _ in range(rng.randrange(0, 30)):
+            key = rng.choice(prefixes) + bytes(rng.choices(b"\x00ab", k=rng.randrange(0, 3)))
+            writes.append((key, None if rng.random() < 0.3 else b"w%d" % rng.randrange(1000)))
+        for prefix, names, values in runs:
+            sizes = np.array([-1 if v is None else len(v) for v in values], dtype=np.int64)
+            batch.put_packed(prefix, b"".join(names), 2, b"".join(v for v in values if v), sizes)
+        batch.write_many(writes)
+        # Packed runs in order, then the single writes, which keep a key they also write.
+        for prefix, names, values in runs:
+            for name, value in zip(names, values):
+                model.pop(prefix + name, None) if value is None else model.__setitem__(prefix + name, value)
+        for key, value in writes:
+            model.pop(key, None) if value is None else model.__setitem__(key, value)
+        batch.commit()
+        assert items(kv) == sorted(model.items())
 
 
 def test_leveldb_reads_and_writes_batches_natively(tmp_path: Path) -> None:
