@@ -453,11 +453,7 @@ def test_a_remembered_block_is_served_without_decoding(kv: KV) -> None:
 
 
 def test_raw_transactions_of_a_remembered_block_come_from_memory(kv: KV) -> None:
-    store = ChainStore(kv)
-    for header, txs in chain():
-        batch = kv.write_batch()
-        store.stage_block(batch, header, txs)
-        batch.commit()
+    store = store_chain(kv)
     header, txs = chain()[1]
     raws = tuple(e.tx.raw for e in txs)
     assert store.raw_transactions(1) == raws  # from the stored body
