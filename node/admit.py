@@ -162,6 +162,13 @@ class Admission:
         writing = self._writing
         return self.head if writing is None else writing[0]
 
+    def await_write(self) -> None:
+        """Return once the block being written, if any, is on disk (raises as its write
+        failed): its transactions left the pool as the write began."""
+        writing = self._writing
+        if writing is not None:
+            writing[1]()
+
     def pending_nonce(self, address: Address) -> int:
         """The nonce a sender's next transaction needs: head state plus its pooled run."""
         with self._lock:

@@ -96,11 +96,19 @@ class NodeRpcBackend:
         return None if number is None else self.node.chain.block(number)
 
     def transaction(self, tx_hash: Hash32) -> tuple[Transaction, TxLocation | None] | None:
-        location = self.node.chain.tx_location(tx_hash)
-        if location is not None:
-            return self.node.chain.transaction(location), location
-        pooled = self.node.pool.get(tx_hash)
-        return None if pooled is None else (pooled, None)
+        chain = self.node.chain
+        location = chain.tx_location(tx_hash)
+        if location is None:
+            pooled = self.node.pool.get(tx_hash)
+            if pooled is not None:
+                return pooled, None
+            # A block's own transactions leave the pool as its write begins: until the write
+            # lands neither holds them, and a wallet polling one would take it as dropped.
+            self.node.admission.await_write()
+            location = chain.tx_location(tx_hash)
+            if location is None:
+                return None
+        return chain.transaction(location), location
 
     def receipt(self, tx_hash: Hash32) -> ReceiptView | None:
         return self.node.chain.receipt(tx_hash)

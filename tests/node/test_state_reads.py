@@ -3,7 +3,10 @@ rebuilds the flat tables of a data dir written before them, and proves state (et
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 import rlp
@@ -13,13 +16,16 @@ from trie.hexary import HexaryTrie
 from executor_gpu.reference import PyEvmExecutor
 from node.backend import NodeRpcBackend
 from node.db import schema
+from node.db.api import WriteBatch
 from node.db.memory import MemoryKV
 from node.db.state import GenesisAccount, StateView
 from node.node import Node
 from primitives.clock import ManualClock
 from primitives.crypto import keccak256
+from primitives.transactions import Transaction
 from primitives.types import Address
 from rpc.methods import RpcMethods
+from rpc.types import TxLocation
 from sequencer.types import PoolConfig
 from tests.db.test_flat_state import flat_tables
 from tests.node.helpers import (
@@ -167,3 +173,48 @@ def test_admission_reads_each_new_sender_with_one_get() -> None:
     # One flat row per sender, the head's flat marker once for all of them, no trie node.
     assert kv.gets["flat account"] == len(USERS)
     assert kv.gets["marker"] == 1 and kv.gets["trie node"] == 0
+
+
+def test_a_transaction_is_found_while_its_block_is_being_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its block's write runs beside the pool's advance past it: a lookup in between finds it
+    in that block once the write lands, never nowhere."""
+    clock = ManualClock()
+    node = make_node(clock)
+    backend = NodeRpcBackend(node, None)
+    tx = node.submit(transfer(0, 0))
+    clock.advance(1)
+    writing, release = threading.Event(), threading.Event()
+    sealed = node.state.sealed
+
+    def held_write(batch: WriteBatch) -> Callable[[], None]:
+        write = sealed(batch)
+
+        def held() -> None:
+            writing.set()
+            assert release.wait(10)
+            write()
+
+        return held
+
+    monkeypatch.setattr(node.state, "sealed", held_write)
+    producer = threading.Thread(target=node.produce_block)
+    producer.start()
+    assert writing.wait(10)
+    deadline = time.monotonic() + 10
+    while node.pool.get(tx.hash) is not None:  # the advance past the block lets it go
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    assert node.chain.tx_location(tx.hash) is None  # and the block is not on disk yet
+    found: list[tuple[Transaction, TxLocation | None] | None] = []
+    lookup = threading.Thread(target=lambda: found.append(backend.transaction(tx.hash)))
+    lookup.start()
+    time.sleep(0.05)
+    release.set()
+    lookup.join(10)
+    producer.join(10)
+    result = found[0] if found else None
+    assert result is not None
+    location = result[1]
+    assert location is not None and location.block_number == 1
