@@ -173,6 +173,12 @@ class _Staged:
     """Its encoding (``encode_block``) as proposed or verified here: committing these bytes
     needs no decode (empty: not known)."""
 
+    @functools.cached_property
+    def tx_hashes(self) -> list[Hash32]:
+        """Its transactions' hashes, in order (the commit's pool deletes and advance each
+        want them: one pass over a block's tens of thousands of transactions)."""
+        return [e.tx.hash for e in self.executed]
+
 
 @dataclass(frozen=True)
 class _Flight:
@@ -548,8 +554,7 @@ class Node:
             try:
                 with times.stage("advance"):
                     self._staged.clear()  # every other candidate was built on the old head
-                    self.admission.advance(header, staged.diff,
-                                           [e.tx.hash for e in staged.executed], staged.dropped,
+                    self.admission.advance(header, staged.diff, staged.tx_hashes, staged.dropped,
                                            writing)
             finally:
                 with times.stage("write"):
@@ -561,7 +566,7 @@ class Node:
         """The write of ``staged``, sealed (``StateDB.sealed``), with its pool records' deletes."""
         batch = staged.batch
         # A block's tens of thousands of pool records go as one packed delete.
-        batch.delete_packed(schema.POOL_PREFIX, b"".join([e.tx.hash for e in staged.executed]), 32)
+        batch.delete_packed(schema.POOL_PREFIX, b"".join(staged.tx_hashes), 32)
         batch.delete_many(map(schema.pool_key, staged.dropped))
         # Kept decoded before the block shows: a wallet polling for it reads it at once, and
         # would otherwise decode it from the store.
