@@ -136,7 +136,8 @@ static int kv_write_order(const void *a, const void *b) {
 
 /* The writes in key order (ties in write order): a radix sort of each key's first 8 bytes,
  * then a comparison sort of each run sharing them (a block's random keys: runs of one, a
- * contract's storage rows: runs of a contract). qsort over all of them cost 150 ms a block. */
+ * contract's storage rows: runs of a contract). qsort over all 330,000 of a block took about
+ * 100 ms longer (2-core box). */
 static int kv_sort_writes(kv_write *writes, u64 count, kv_write **sorted) {
     typedef struct {
         u64 head;
