@@ -17,6 +17,7 @@ from operator import attrgetter, is_, methodcaller
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from executor_gpu.native_build import cpu_library
 from primitives.blocks import EMPTY_BLOOM, EMPTY_ROOT, Log, Receipt
@@ -144,13 +145,13 @@ def encode_receipts(executed: Sequence[ReceiptFields]) -> bytes:
             raise ValueError("a contract address is 20 bytes")
     # Per receipt at most: its list header, type, status, cumulative gas, gas used, price and
     # contract (9 + 1 + 1 + 9 + 9 + 33 + 21).
-    stored = ctypes.create_string_buffer(9 + 83 * count + columns.logs_bound)
+    stored = _unfilled(9 + 83 * count + columns.logs_bound)
     size = cpu_library().evm_encode_receipts(
         count, flags.ctypes.data, gas.ctypes.data, prices, contracts,
         columns.log_counts.ctypes.data, columns.addresses, columns.topic_counts.ctypes.data,
-        columns.topics, columns.data, columns.data_offsets.ctypes.data, stored,
+        columns.topics, columns.data, columns.data_offsets.ctypes.data, stored.ctypes.data,
     )
-    return ctypes.string_at(stored, size)
+    return stored[:size].tobytes()
 
 
 def receipts_root(receipts: Sequence[Receipt]) -> tuple[Hash32, bytes]:
@@ -161,13 +162,13 @@ def receipts_root(receipts: Sequence[Receipt]) -> tuple[Hash32, bytes]:
     columns = _LAST_COLUMNS.of(list(receipts))
     # Per receipt at most: type byte, list header, status, cumulative gas and the bloom
     # (1 + 9 + 1 + 9 + 259).
-    scratch = ctypes.create_string_buffer(279 * count + columns.logs_bound)
+    scratch = _unfilled(279 * count + columns.logs_bound)
     offsets = np.empty(count + 1, dtype=np.uint64)
     bloom, root = ctypes.create_string_buffer(256), ctypes.create_string_buffer(32)
     if not cpu_library().evm_receipts_root(
         count, columns.flags.ctypes.data, columns.gas.ctypes.data, columns.log_counts.ctypes.data,
         columns.addresses, columns.topic_counts.ctypes.data, columns.topics, columns.data,
-        columns.data_offsets.ctypes.data, scratch, offsets.ctypes.data, bloom, root,
+        columns.data_offsets.ctypes.data, scratch.ctypes.data, offsets.ctypes.data, bloom, root,
     ):
         raise MemoryError("no memory for the receipts trie")
     return Hash32(root.raw), bloom.raw
@@ -181,6 +182,13 @@ def encode_body(txs: Sequence[BodyFields]) -> bytes:
         raise ValueError("a sender is 20 bytes")
     offsets = np.fromiter(accumulate(map(len, raws), initial=0), dtype=np.uint64,
                           count=len(raws) + 1)
-    out = ctypes.create_string_buffer(9 + 39 * len(txs) + int(offsets[-1]))
-    size = cpu_library().evm_encode_body(len(txs), b"".join(raws), offsets.ctypes.data, senders, out)
-    return ctypes.string_at(out, size)
+    out = _unfilled(9 + 39 * len(txs) + int(offsets[-1]))
+    size = cpu_library().evm_encode_body(len(txs), b"".join(raws), offsets.ctypes.data, senders,
+                                         out.ctypes.data)
+    return out[:size].tobytes()
+
+
+def _unfilled(size: int) -> npt.NDArray[np.uint8]:
+    """A buffer the C encoders write before they read it: not zero-filled first (ctypes'
+    buffers are, holding the GIL: a block of 86,000 receipts zeroed 24 MB for its root)."""
+    return np.empty(size, dtype=np.uint8)
