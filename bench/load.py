@@ -32,6 +32,7 @@ still reach one node, in nonce order). A benchmark prints: it never fails for be
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import http.client
 import json
@@ -357,6 +358,8 @@ class Target:
     """A devnet's: every validator's log, node 0's first (``heights``)."""
     validator_urls: tuple[str, ...] = ()
     """A devnet's: every validator's RPC, node 0's first (where ``--spread`` sends)."""
+    data_dir: Path | None = None
+    """Where it stores the chain (a devnet's node 0), whose growth under the load is measured."""
 
 
 @dataclass
@@ -477,6 +480,19 @@ def send_all(urls: Sequence[str], plans: list[list[Batch]], total: int, deadline
     return SendResult(sent_at, accepted, errors, started, time.monotonic(), accepted_by)
 
 
+def folder_bytes(folder: Path | None) -> int | None:
+    """Bytes of the files under ``folder`` (None: no folder); a file LevelDB deletes while
+    they are counted counts nothing."""
+    if folder is None or not folder.is_dir():
+        return None
+    total = 0
+    for path in folder.rglob("*"):
+        with contextlib.suppress(FileNotFoundError):
+            if path.is_file():
+                total += path.stat().st_size
+    return total
+
+
 def percentile(values: Sequence[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1)]
@@ -494,6 +510,7 @@ def run_load(target: Target, txs: Sequence[SignedTx], connections: int, batch: i
     poller = threading.Thread(target=watcher.run, daemon=True)
     seconds_before = node_seconds(target.metrics_url)
     cpu_before = cpu_seconds(target.pid)
+    stored_before = folder_bytes(target.data_dir)
     poller.start()
     urls = target.validator_urls if spread and target.validator_urls else (target.url,)
     sent = send_all(urls, plans, len(txs), time.monotonic() + timeout)
@@ -505,7 +522,12 @@ def run_load(target: Target, txs: Sequence[SignedTx], connections: int, batch: i
     included = watcher.included
     stages = block_stages(target.log_path, head + 1) if target.name == "l2node" else {}
     heights = devnet_heights(target.validator_logs, head + 1) if target.validator_logs else {}
+    deadline = time.monotonic() + HEIGHT_LINES_WAIT
+    while heights.get("unproposed") and time.monotonic() < deadline:
+        time.sleep(0.1)  # a proposer logs its block after node 0 may have committed it
+        heights = devnet_heights(target.validator_logs, head + 1)
     seconds_after = node_seconds(target.metrics_url)
+    stored_after = folder_bytes(target.data_dir)
     if not measure:
         return {"accepted": watcher.expected, "included": included, "errors": dict(sent.errors)}
     send_seconds = sent.finished - sent.started
@@ -530,6 +552,10 @@ def run_load(target: Target, txs: Sequence[SignedTx], connections: int, batch: i
         "max_block_txs": max((b[1] for b in watcher.blocks), default=0),
         "cpu_cores": (cpu_after - cpu_before) / window,
         "peak_rss_mib": peak_rss_bytes(target.pid) / 2**20,
+        # What the load left on disk (LevelDB's log and tables as they stand: compaction may
+        # still shrink or grow them), per included transaction.
+        "stored_bytes_per_tx": (None if stored_before is None or stored_after is None or not included
+                                else (stored_after - stored_before) / included),
         "poll_errors": watcher.poll_errors,
         "last_poll_error": watcher.error,
         "block_stages_s": stages,
@@ -541,6 +567,9 @@ def run_load(target: Target, txs: Sequence[SignedTx], connections: int, batch: i
     }
 
 
+HEIGHT_LINES_WAIT = 10.0
+"""Seconds to wait, after the load, for the block lines of the heights whose proposer had not
+logged them yet."""
 _BLOCK_LINE = re.compile(r"block (\d+) txs=(\d+) .*?root=\w+ (.*)$")
 _STAGE = re.compile(r"(\w+)=(\d+)ms")
 _CONSENSUS = re.compile(r" round=(\d+) .*? final=(\d+)ms")
@@ -612,10 +641,11 @@ def devnet_heights(logs: Sequence[Path], first_block: int) -> dict[str, Any]:
     builds: list[int] = []
     checks: list[int] = []
     finals: list[int] = []
-    later_rounds = 0
+    later_rounds = unproposed = 0
     for nodes in lines.values():
         proposers = [node for node, seen in nodes.items() if "select" in seen[3]]
         if not proposers:  # its proposer's log has not got there yet
+            unproposed += 1
             continue
         txs = next(iter(nodes.values()))[0]
         (by_entry if proposers == [0] else by_others).append(txs)
@@ -636,6 +666,7 @@ def devnet_heights(logs: Sequence[Path], first_block: int) -> dict[str, Any]:
         "later_rounds": later_rounds,
         "build_ms_p50": percentile(builds, 50) if builds else None,
         "check_ms_p50": percentile(checks, 50) if checks else None,
+        "unproposed": unproposed,
     }
 
 
@@ -756,7 +787,8 @@ def l2node_target(work: Path, preset: dict[str, Any], accounts: int, executor: s
     # Building a large genesis state takes a while (about 35 s per million accounts).
     with running_node(work / "l2node", free_port(), config, start_timeout=600,
                       metrics_port=free_port()) as node:
-        yield Target("l2node", node.url, node.process.pid, node.log_path, node.metrics_url)
+        yield Target("l2node", node.url, node.process.pid, node.log_path, node.metrics_url,
+                     data_dir=work / "l2node")
 
 
 def _port_free(port: int) -> bool:
@@ -821,7 +853,8 @@ def devnet_target(work: Path, preset: dict[str, Any], validators: int, accounts:
             rpc.close()
         logs = tuple(Path(nodes[i][5]) for i in sorted(nodes))
         yield Target("l2node", url, process.pid, log_path,
-                     f"http://127.0.0.1:{base_port + METRICS_PORT_OFFSET}/metrics", logs, urls)
+                     f"http://127.0.0.1:{base_port + METRICS_PORT_OFFSET}/metrics", logs, urls,
+                     work / "devnet" / "node0")
     finally:
         stop_process(process)
 
@@ -974,6 +1007,7 @@ ROWS = [
     ("most load txs in a block", "max_block_txs", "{:.0f}"),
     ("CPU cores", "cpu_cores", "{:.2f}"),
     ("peak RSS MiB", "peak_rss_mib", "{:.0f}"),
+    ("data dir growth, bytes a tx", "stored_bytes_per_tx", "{:.0f}"),
     ("failed receipts in sample", "failed_receipts_in_sample", "{:.0f}"),
 ]
 RATIOS = ("acceptance_tps", "inclusion_tps", "latency_p50_s", "latency_p99_s", "cpu_cores")

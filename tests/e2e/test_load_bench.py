@@ -69,6 +69,11 @@ def test_tiny_load_is_accepted_and_included(
         if name == "l2node":  # the native executor's time, read from the node's metrics
             assert result["executor_s"]["load"] > 0 and result["executor_s"]["device kernel"] > 0
             assert set(result["gc_s"]) == {"gc 0", "gc 1", "gc 2"}
+            # Its store was measured (what it holds after a load this small is LevelDB's
+            # log or a table, whichever the store has at that moment: no bound on it).
+            assert isinstance(result["stored_bytes_per_tx"], float)
+        else:
+            assert result["stored_bytes_per_tx"] is None  # anvil's store is not looked at
     heights = figures["targets"]["l2node"]["heights"]
     if validators > 1:  # where the devnet's heights went, from every validator's log
         assert heights["heights"] == heights["entry_proposed"] + heights["others_proposed"] >= 1
@@ -82,3 +87,20 @@ def test_tiny_load_is_accepted_and_included(
     if "anvil" in figures["targets"]:
         assert figures["ratio_l2node_to_anvil"]["inclusion_tps"] > 0
         assert "l2node/anvil" in printed
+
+
+def test_devnet_heights_count_a_height_once_its_proposer_logged_it(tmp_path: Path) -> None:
+    def line(height: int, built: bool) -> str:
+        stages = "select=3ms execute=9ms state=4ms" if built else "decode=2ms execute=8ms state=4ms"
+        return (f"2026-12-07 21:22:51,005 INFO l2node: block {height} txs=300 gas=6300000 hash=0x01"
+                f" round=0 proposer=0x02 final=40ms root=2d4a7bba27f2 {stages} write=3ms\n")
+
+    logs = [tmp_path / "node0.log", tmp_path / "node1.log"]
+    logs[0].write_text(line(5, built=False))
+    logs[1].write_text("")  # node 1 proposed height 5 and has not logged it yet
+    waiting = load.devnet_heights(logs, 5)
+    assert waiting["heights"] == 0 and waiting["unproposed"] == 1
+    logs[1].write_text(line(5, built=True))
+    heights = load.devnet_heights(logs, 5)
+    assert heights["heights"] == heights["others_proposed"] == 1 and heights["unproposed"] == 0
+    assert heights["build_ms_p50"] == 16 and heights["check_ms_p50"] == 14
