@@ -98,6 +98,8 @@ def cpu_library() -> ctypes.CDLL:
     lib.evm_receipts_root.restype = ctypes.c_int
     lib.evm_encode_body.argtypes = [u64, ptr, ptr, ptr, ptr]
     lib.evm_encode_body.restype = u64
+    lib.evm_body_raws.argtypes = [ctypes.c_char_p, u64, u64, ptr, ptr]
+    lib.evm_body_raws.restype = ctypes.c_int64
     lib.evm_recover_batch.argtypes = [ptr, ptr, ptr, ptr, u64, ptr, ptr, ptr, ptr, u64]
     lib.evm_recover_batch.restype = None
     lib.evm_decode_flat.argtypes = [u64, ptr, ptr, ptr, u64, ptr, u64, ptr]

@@ -188,6 +188,17 @@ def encode_body(txs: Sequence[BodyFields]) -> bytes:
     return out[:size].tobytes()
 
 
+def body_raws(body: bytes) -> tuple[bytes, ...]:
+    """The raw transactions of a stored body (``encode_body``'s form), without decoding their
+    senders; ValueError when ``body`` is not of that form."""
+    most = len(body) // 23 + 1  # an item takes 23 bytes at least: headers and the sender
+    starts, ends = np.empty(most, dtype=np.uint64), np.empty(most, dtype=np.uint64)
+    count = cpu_library().evm_body_raws(body, len(body), most, starts.ctypes.data, ends.ctypes.data)
+    if count < 0:
+        raise ValueError("not a stored body: an RLP list of [raw transaction, sender]")
+    return tuple(map(body.__getitem__, map(slice, starts[:count].tolist(), ends[:count].tolist())))
+
+
 def _unfilled(size: int) -> npt.NDArray[np.uint8]:
     """A buffer the C encoders write before they read it: not zero-filled first (ctypes'
     buffers are, holding the GIL: a block of 86,000 receipts zeroed 24 MB for its root)."""

@@ -241,6 +241,30 @@ EVM_EXPORT u64 evm_encode_body(u64 n, const u8 *raws, const u64 *offsets, const 
     return host_encode_body(n, raws, offsets, senders, out);
 }
 
+/* The raw transactions of a stored body (host_encode_body's form, [[raw, sender], ...], in
+ * size bytes): raw i is body[starts[i]..ends[i]). Returns how many (at most max), or -1 when
+ * the body is not of that form. */
+EVM_EXPORT i64 evm_body_raws(const u8 *body, u64 size, u64 max, u64 *starts, u64 *ends) {
+    u64 off, len;
+    if (rlp_item(body, size, &off, &len) != 1 || off + len != size) return -1;
+    u64 at = off, n = 0;
+    while (at < size) {
+        u64 item_off, item_len, raw_off, raw_len, sender_off, sender_len;
+        if (n == max || rlp_item(body + at, size - at, &item_off, &item_len) != 1) return -1;
+        const u8 *item = body + at + item_off;
+        if (rlp_item(item, item_len, &raw_off, &raw_len) != 0) return -1;
+        u64 rest = raw_off + raw_len;
+        if (rlp_item(item + rest, item_len - rest, &sender_off, &sender_len) != 0 || sender_len != 20 ||
+            rest + sender_off + sender_len != item_len)
+            return -1;
+        starts[n] = at + item_off + raw_off;
+        ends[n] = starts[n] + raw_len;
+        n++;
+        at += item_off + item_len;
+    }
+    return (i64)n;
+}
+
 EVM_EXPORT void evm_test_arith(u64 op, const u64 *args, u64 *out) {
     u256_store(out, evm_arith((u8)op, u256_load(args), u256_load(args + 4), u256_load(args + 8)));
 }

@@ -316,6 +316,8 @@ def test_corrupt_data_halts(kv: KV) -> None:
     kv.put(schema.body_key(2), b"\x00\x01")  # not RLP at all
     with pytest.raises(Halt, match="corrupt body 2"):
         store.transactions(2)
+    with pytest.raises(Halt, match="corrupt body 2"):
+        store.raw_transactions(2)
     kv.put(schema.receipts_key(3), b"\xc0")  # decodes, but one transaction has no receipt
     with pytest.raises(Halt, match="1 transactions but 0 receipts"):
         store.receipt(chain()[3][1][0].tx.hash)

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
 import rlp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from executor_gpu import native_encode
-from executor_gpu.native_encode import encode_body, encode_receipts
+from executor_gpu.native_encode import body_raws, encode_body, encode_receipts
 from primitives import blocks
 from primitives.blocks import EMPTY_BLOOM, EMPTY_ROOT, Log, Receipt
 from primitives.types import Address, Hash32
@@ -96,10 +97,28 @@ def test_many_receipts_and_an_empty_block() -> None:
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.builds(Stored, data, addresses), max_size=40))
 def test_body_equals_pyrlp(txs: list[Stored]) -> None:
-    assert encode_body(txs) == rlp.encode([[tx.raw, tx.sender] for tx in txs])
+    body = encode_body(txs)
+    assert body == rlp.encode([[tx.raw, tx.sender] for tx in txs])
+    assert body_raws(body) == tuple(tx.raw for tx in txs)
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"\x00", b"\x80",  # not a list
+    rlp.encode([[b"raw", b"\x11" * 20]]) + b"\x00",  # trailing bytes
+    rlp.encode([[b"raw", b"\x11" * 20]])[:-1],  # truncated
+    rlp.encode([[b"raw", b"\x11" * 19]]),  # a sender of 19 bytes
+    rlp.encode([[b"raw", b"\x11" * 20, b"more"]]),  # a third field
+    rlp.encode([[b"raw"]]),  # no sender
+    rlp.encode([b"raw"]),  # a string, not a pair
+    rlp.encode([[[b"raw"], b"\x11" * 20]]),  # a list, not a raw transaction
+])
+def test_body_raws_refuses_what_is_not_a_stored_body(body: bytes) -> None:
+    with pytest.raises(ValueError, match="not a stored body"):
+        body_raws(body)
 
 
 def test_long_body() -> None:
     txs = [Stored(bytes([i % 256]) * (100 + i % 300), Address(bytes([i % 256]) * 20))
            for i in range(5000)]
     assert encode_body(txs) == rlp.encode([[tx.raw, tx.sender] for tx in txs])
+    assert body_raws(encode_body(txs)) == tuple(tx.raw for tx in txs)
