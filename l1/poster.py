@@ -144,6 +144,10 @@ class BatchPoster:
         self._config = config
         self._state = store.load()
         self._domain: BatchDomain | None = None  # read from L1 at the first signature
+        # The L1 calls of the batch posted last, by its commitment and signatures: a step
+        # asks for them again while it is in flight, and ABI-encoding megabytes of batch data
+        # each time took the node's interpreter for nothing.
+        self._calls: tuple[BatchCommitment, tuple[bytes, ...], tuple[L1Call, ...]] | None = None
         self._retry_at = float("-inf")
 
     @property
@@ -218,7 +222,10 @@ class BatchPoster:
         batch = next((b for b in queue if b.commitment.batch_number == number), None)
         if batch is None:
             return None
-        return _Job(number, 0, self._client.batch_calls(batch.commitment, batch.data, batch.signatures))
+        if self._calls is None or self._calls[:2] != (batch.commitment, batch.signatures):
+            calls = self._client.batch_calls(batch.commitment, batch.data, batch.signatures)
+            self._calls = (batch.commitment, batch.signatures, calls)
+        return _Job(number, 0, self._calls[2])
 
     def _domain_of_l1(self) -> BatchDomain:
         if self._domain is None:

@@ -283,6 +283,29 @@ def test_nonce_taken_by_another_transaction_posts_again_with_higher_fees(inbox: 
     assert committed_ranges(inbox) == [(1, 1, 3)]
 
 
+@dataclass
+class CountedCalls(FlakyL1):
+    """Counts the batches whose L1 calls were encoded."""
+
+    encoded: list[int] = field(default_factory=list)
+
+    def batch_calls(self, commitment: BatchCommitment, data: bytes,
+                    signatures: Sequence[bytes]) -> tuple[L1Call, ...]:
+        self.encoded.append(commitment.batch_number)
+        return self.inner.batch_calls(commitment, data, signatures)
+
+
+def test_a_batch_in_flight_is_encoded_for_l1_once(inbox: Inbox) -> None:
+    client = CountedCalls(inbox.client, swallow_sends=1)
+    poster = make_poster(client, ChainSource(head=3))
+    poster.step()  # sent, and lost by the L1 node
+    assert poster.state.attempt is not None
+    poster.step()  # looked after: sent again
+    poster.step()
+    assert committed_ranges(inbox) == [(1, 1, 3)]
+    assert client.encoded == [1]
+
+
 def test_waits_for_the_quorum(inbox: Inbox) -> None:
     quorum = SlowQuorum()
     source = ChainSource(head=6)
