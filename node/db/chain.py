@@ -252,7 +252,7 @@ class ChainStore:
         if data is None:
             return ()
         with _decoding(f"body {number}"):
-            return body_raws(data)  # in C: a batch of ten blocks goes to L1 at once
+            return body_raws(data)
 
     def transaction(self, location: TxLocation) -> Transaction:
         """The transaction at ``location``."""
