@@ -33,11 +33,16 @@ typedef struct {
     u64 at;
 } kv_key;
 
+/* LevelDB's order of keys: bytewise, a key before the longer keys it begins. */
+static int kv_bytes_order(const u8 *x, u64 x_size, const u8 *y, u64 y_size) {
+    int by_bytes = memcmp(x, y, x_size < y_size ? x_size : y_size);
+    if (by_bytes) return by_bytes;
+    return (x_size > y_size) - (x_size < y_size);
+}
+
 static int kv_key_order(const void *a, const void *b) {
     const kv_key *x = (const kv_key *)a, *y = (const kv_key *)b;
-    int by_bytes = memcmp(x->key, y->key, x->size < y->size ? x->size : y->size);
-    if (by_bytes) return by_bytes;
-    return (x->size > y->size) - (x->size < y->size);
+    return kv_bytes_order(x->key, x->size, y->key, y->size);
 }
 
 typedef struct {
@@ -128,9 +133,8 @@ typedef struct {
 
 static int kv_write_order(const void *a, const void *b) {
     const kv_write *x = *(const kv_write *const *)a, *y = *(const kv_write *const *)b;
-    int by_bytes = memcmp(x->key, y->key, x->size < y->size ? x->size : y->size);
-    if (by_bytes) return by_bytes;
-    if (x->size != y->size) return (x->size > y->size) - (x->size < y->size);
+    int by_key = kv_bytes_order(x->key, x->size, y->key, y->size);
+    if (by_key) return by_key;
     return (x->seq > y->seq) - (x->seq < y->seq);
 }
 
