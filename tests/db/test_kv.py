@@ -210,6 +210,22 @@ def test_batches_of_repeated_keys_keep_each_keys_last_write(kv: KV) -> None:
         assert items(kv) == sorted(model.items())
 
 
+def test_a_large_batch_of_repeated_keys_keeps_each_keys_last_write(kv: KV) -> None:
+    """As above, in one batch large enough for LevelDB's store to sort it by radix first."""
+    rng = random.Random(11)
+    model: dict[bytes, bytes] = {}
+    batch = kv.write_batch()
+    for prefix in (b"k", b"kkkkkkk", b"kkkkkkkk", b"kk"):
+        names = [bytes(rng.choices(b"\x00abc", k=3)) for _ in range(3_000)]
+        values = [None if rng.random() < 0.2 else b"v%d" % rng.randrange(10**6) for _ in names]
+        sizes = np.array([-1 if v is None else len(v) for v in values], dtype=np.int64)
+        batch.put_packed(prefix, b"".join(names), 3, b"".join(v for v in values if v), sizes)
+        for name, value in zip(names, values):
+            model.pop(prefix + name, None) if value is None else model.__setitem__(prefix + name, value)
+    batch.commit()
+    assert items(kv) == sorted(model.items())
+
+
 def test_leveldb_reads_and_writes_batches_natively(tmp_path: Path) -> None:
     """On Linux with plyvel's wheel the store finds LevelDB's C API and plyvel's handle: a
     batch is then one call without the GIL, not a GIL hand-off per key."""
