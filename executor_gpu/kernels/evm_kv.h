@@ -33,16 +33,11 @@ typedef struct {
     u64 at;
 } kv_key;
 
-/* LevelDB's order of keys: bytewise, a key before the longer keys it begins. */
-static int kv_bytes_order(const u8 *x, u64 x_size, const u8 *y, u64 y_size) {
-    int by_bytes = memcmp(x, y, x_size < y_size ? x_size : y_size);
-    if (by_bytes) return by_bytes;
-    return (x_size > y_size) - (x_size < y_size);
-}
-
 static int kv_key_order(const void *a, const void *b) {
     const kv_key *x = (const kv_key *)a, *y = (const kv_key *)b;
-    return kv_bytes_order(x->key, x->size, y->key, y->size);
+    int by_bytes = memcmp(x->key, y->key, x->size < y->size ? x->size : y->size);
+    if (by_bytes) return by_bytes;
+    return (x->size > y->size) - (x->size < y->size);
 }
 
 typedef struct {
@@ -122,145 +117,54 @@ typedef struct {
     const i64 *sizes;
 } kv_run;
 
-/* One put or delete of a write batch, its key whole (prefix and name). */
-typedef struct {
-    const u8 *key;
-    u64 size;
-    u64 seq; /* its place in the runs: of two writes of one key, the later one wins */
-    const u8 *val;
-    i64 vlen; /* < 0: a delete */
-} kv_write;
-
-static int kv_write_order(const void *a, const void *b) {
-    const kv_write *x = *(const kv_write *const *)a, *y = *(const kv_write *const *)b;
-    int by_key = kv_bytes_order(x->key, x->size, y->key, y->size);
-    if (by_key) return by_key;
-    return (x->seq > y->seq) - (x->seq < y->seq);
-}
-
-/* Below this many writes a batch is sorted by comparisons alone: the radix passes clear and
- * sum 65,536 counters each, which costs more than sorting the pool journal's group commits of
- * a few hundred records. */
-#define KV_RADIX_FROM 4096
-
-/* The writes in key order (ties in write order): a radix sort of each key's first 8 bytes,
- * then a comparison sort of each run sharing them (a block's random keys: runs of one, a
- * contract's storage rows: runs of a contract). qsort over all 330,000 of a block took about
- * 100 ms longer (2-core box). */
-static int kv_sort_writes(kv_write *writes, u64 count, kv_write **sorted) {
-    if (count < KV_RADIX_FROM) {
-        for (u64 i = 0; i < count; i++) sorted[i] = &writes[i];
-        qsort(sorted, count, sizeof(kv_write *), kv_write_order);
-        return 1;
-    }
-    typedef struct {
-        u64 head;
-        kv_write *write;
-    } kv_radix;
-    kv_radix *items = (kv_radix *)malloc((count ? count : 1) * sizeof(kv_radix));
-    kv_radix *spare = (kv_radix *)malloc((count ? count : 1) * sizeof(kv_radix));
-    u64 *counts = (u64 *)malloc(65536 * sizeof(u64));
-    if (!items || !spare || !counts) {
-        free(items);
-        free(spare);
-        free(counts);
-        return 0;
-    }
-    for (u64 i = 0; i < count; i++) {
-        u64 head = 0;
-        for (u64 b = 0; b < 8; b++) head = head << 8 | (b < writes[i].size ? writes[i].key[b] : 0);
-        items[i] = (kv_radix){head, &writes[i]};
-    }
-    for (u64 shift = 0; shift < 64; shift += 16) {
-        memset(counts, 0, 65536 * sizeof(u64));
-        for (u64 i = 0; i < count; i++) counts[(items[i].head >> shift) & 0xffff]++;
-        for (u64 d = 0, sum = 0; d < 65536; d++) {
-            u64 here = counts[d];
-            counts[d] = sum;
-            sum += here;
-        }
-        for (u64 i = 0; i < count; i++) spare[counts[(items[i].head >> shift) & 0xffff]++] = items[i];
-        kv_radix *swap = items;
-        items = spare;
-        spare = swap;
-    }
-    for (u64 i = 0; i < count; i++) sorted[i] = items[i].write;
-    for (u64 first = 0; first < count;) {
-        u64 end = first + 1;
-        while (end < count && items[end].head == items[first].head) end++;
-        if (end - first > 1) qsort(sorted + first, end - first, sizeof(kv_write *), kv_write_order);
-        first = end;
-    }
-    free(items);
-    free(spare);
-    free(counts);
-    return 1;
-}
-
-static int kv_fail(char *err, u64 err_size, const char *message) {
-    u64 k = 0;
-    for (; message[k] && k + 1 < err_size; k++) err[k] = message[k];
-    if (err_size) err[k] = 0;
-    return 0;
-}
-
-/* Writes `runs` runs in one atomic batch, a key written twice keeping its last write. The
- * batch goes to LevelDB in key order: its memtable is a skip list, and inserting a block's
- * 330,000 random trie-node keys took 2-3 us each, in order 0.75 us (2-core box). 1 when
- * written; else 0 and LevelDB's message (truncated) in err. */
+/* Writes `runs` runs, in order, in one atomic batch (a key written twice keeps its last
+ * write). 1 when written; else 0 and LevelDB's message (truncated) in err. */
 EVM_EXPORT int kv_write_many(kv_batch_create_fn create, kv_batch_put_fn put, kv_batch_delete_fn del,
                              kv_write_fn write, kv_batch_destroy_fn destroy, kv_free_fn release, void *db,
                              const void *options, u64 runs, const kv_run *run, char *err, u64 err_size) {
-    u64 count = 0, key_bytes = 0;
-    for (u64 r = 0; r < runs; r++) {
-        count += run[r].n;
-        key_bytes += run[r].n * run[r].prefix_len +
-                     (run[r].key_offsets ? run[r].key_offsets[run[r].n] - run[r].key_offsets[0] : run[r].n * run[r].width);
-    }
-    kv_write *order = (kv_write *)malloc((count ? count : 1) * sizeof(kv_write));
-    u8 *keys = (u8 *)malloc(key_bytes ? key_bytes : 1);
-    if (!order || !keys) {
-        free(order);
-        free(keys);
-        return kv_fail(err, err_size, "no memory for a write batch's keys");
-    }
-    u64 seq = 0;
-    u8 *next = keys;
-    for (u64 r = 0; r < runs; r++, run++) {
-        for (u64 i = 0, at = 0; i < run->n; i++, seq++) {
-            const u8 *name = run->key_offsets ? run->keys + run->key_offsets[i] : run->keys + i * run->width;
-            u64 size = run->key_offsets ? run->key_offsets[i + 1] - run->key_offsets[i] : run->width;
-            if (run->prefix_len) memcpy(next, run->prefix, run->prefix_len);
-            memcpy(next + run->prefix_len, name, size);
-            order[seq] = (kv_write){next, run->prefix_len + size, seq, run->vals + at, run->sizes[i]};
-            next += run->prefix_len + size;
-            if (run->sizes[i] >= 0) at += (u64)run->sizes[i];
-        }
-    }
-    kv_write **sorted = (kv_write **)malloc((count ? count : 1) * sizeof(kv_write *));
-    if (!sorted || !kv_sort_writes(order, count, sorted)) {
-        free(sorted);
-        free(order);
-        free(keys);
-        return kv_fail(err, err_size, "no memory to sort a write batch");
-    }
     void *batch = create();
-    for (u64 k = 0; k < count; k++) {
-        const kv_write *w = sorted[k];
-        if (w->vlen < 0) {
-            del(batch, (const char *)w->key, w->size);
-        } else {
-            put(batch, (const char *)w->key, w->size, (const char *)w->val, (size_t)w->vlen);
+    u8 *joined = NULL; /* prefix + key, for runs with a prefix */
+    u64 joined_size = 0;
+    for (u64 r = 0; r < runs; r++, run++) {
+        for (u64 i = 0, at = 0; i < run->n; i++) {
+            const u8 *key = run->key_offsets ? run->keys + run->key_offsets[i] : run->keys + i * run->width;
+            size_t klen = run->key_offsets ? run->key_offsets[i + 1] - run->key_offsets[i] : run->width;
+            if (run->prefix_len) {
+                if (run->prefix_len + klen > joined_size) {
+                    u8 *grown = (u8 *)realloc(joined, run->prefix_len + klen);
+                    if (!grown) {
+                        free(joined);
+                        destroy(batch);
+                        const char *message = "no memory for a key";
+                        u64 k = 0;
+                        for (; message[k] && k + 1 < err_size; k++) err[k] = message[k];
+                        if (err_size) err[k] = 0;
+                        return 0;
+                    }
+                    joined = grown;
+                    joined_size = run->prefix_len + klen;
+                }
+                memcpy(joined, run->prefix, run->prefix_len);
+                memcpy(joined + run->prefix_len, key, klen);
+                key = joined;
+                klen += run->prefix_len;
+            }
+            if (run->sizes[i] < 0) {
+                del(batch, (const char *)key, klen);
+            } else {
+                put(batch, (const char *)key, klen, (const char *)run->vals + at, (size_t)run->sizes[i]);
+                at += (u64)run->sizes[i];
+            }
         }
     }
-    free(sorted);
-    free(order);
-    free(keys);
+    free(joined);
     char *failure = NULL;
     write(db, options, batch, &failure);
     destroy(batch);
     if (!failure) return 1;
-    kv_fail(err, err_size, failure);
+    u64 k = 0;
+    for (; failure[k] && k + 1 < err_size; k++) err[k] = failure[k];
+    if (err_size) err[k] = 0;
     release(failure);
     return 0;
 }
