@@ -7,19 +7,22 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 from fastapi.testclient import TestClient
 
 from node.config import RpcConfig
 from node.front import Fronts, PrivateSocket, front_count
+from primitives.coalesce import Coalescer
 from primitives.crypto import keccak256
 from primitives.errors import InvalidInput
 from primitives.types import Hash32
+from rpc import front
 from rpc.errors import RpcError
 from rpc.frames import (
     ADMIT_PATH,
@@ -166,12 +169,39 @@ class _HeldNode(Upstream):
         return [Hash32(keccak256(raw)) for raw in raws]
 
 
-def test_a_front_sends_concurrent_callers_transactions_to_its_node_together() -> None:
+class _CountedCoalescer(Coalescer[bytes, "Hash32 | RpcError"]):
+    """The front's coalescer, telling how many transactions wait for a frame."""
+
+    made: ClassVar[list[_CountedCoalescer]] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.made.append(self)
+
+    def queued(self) -> int:
+        with self._cond:
+            return sum(len(items) for items, _ in self._queue)
+
+
+def _wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_a_front_sends_concurrent_callers_transactions_to_its_node_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """While frames are in flight, single-transaction calls queue and go in one frame; each
     caller still gets its own transaction's hash."""
+    monkeypatch.setattr(front, "Coalescer", _CountedCoalescer)
+    _CountedCoalescer.made.clear()
     node = _HeldNode()
     client = TestClient(create_front_app(node, DEFAULT_LIMITS))
+    (admit,) = _CountedCoalescer.made
     raws = [bytes([2, n]) for n in range(12)]
+    early, late = raws[:FRAMES_IN_FLIGHT], raws[FRAMES_IN_FLIGHT:]
 
     def send(raw: bytes) -> object:
         call = {"jsonrpc": "2.0", "id": raw[1], "method": "eth_sendRawTransaction",
@@ -179,14 +209,15 @@ def test_a_front_sends_concurrent_callers_transactions_to_its_node_together() ->
         return client.post("/", json=call).json()
 
     with ThreadPoolExecutor(len(raws)) as pool:
-        answers = [pool.submit(send, raw) for raw in raws]
-        deadline = time.monotonic() + 10
-        while len(node.frames) < FRAMES_IN_FLIGHT and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.5)  # the other callers queue behind the frames in flight
+        answers = []
+        for raw in early:  # one frame each, held by the node: every frame slot is taken
+            answers.append(pool.submit(send, raw))
+            _wait_until(lambda: len(node.frames) == len(answers))
+        answers += [pool.submit(send, raw) for raw in late]
+        _wait_until(lambda: admit.queued() == len(late))
         node.release.set()
         for raw, answer in zip(raws, answers, strict=True):
             assert answer.result(10) == {"jsonrpc": "2.0", "id": raw[1],
                                          "result": "0x" + keccak256(raw).hex()}
-    assert sorted(raw for frame in node.frames for raw in frame) == raws
-    assert len(node.frames) == FRAMES_IN_FLIGHT + 1
+    assert node.frames[:FRAMES_IN_FLIGHT] == [[raw] for raw in early]
+    assert len(node.frames) == FRAMES_IN_FLIGHT + 1 and sorted(node.frames[-1]) == late
