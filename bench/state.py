@@ -62,7 +62,7 @@ from executor_gpu.native_build import cpu_library
 from executor_gpu.native_mpt import CACHE_BYTES, COMMIT_THREADS, hash_keys, pack_changes
 from executor_gpu.native_state import TrieReader
 from executor_gpu.types import AccountChange, StateDiff
-from node.db.leveldb import LevelDBKV
+from node.db.leveldb import NODE_SHARDS, LevelDBKV
 from node.db.memory import PackedWrites, PendingWrites
 from node.db.schema import STATE_NODE_PREFIX, flat_account_key, state_node_key
 from node.db.state import StateDB, StateView
@@ -208,6 +208,9 @@ def main() -> None:
     parser.add_argument("--no-warm-top", action="store_true",
                         help="on a kept state (a restarted node), no StateDB.warm_top before the"
                              " blocks (the node's first blocks before it had one)")
+    parser.add_argument("--node-shards", type=int, default=NODE_SHARDS,
+                        help="a new store's node databases (0: the nodes in its one database;"
+                             " a kept state keeps what it was made with)")
     parser.add_argument("--dir", type=Path,
                         help="keep the state in this folder; a later run on it skips the build and is"
                              " a restarted node (its RSS is that of a node holding the state)")
@@ -217,7 +220,9 @@ def main() -> None:
           f"committer threads {args.threads}")
     with tempfile.TemporaryDirectory() if args.dir is None else nullcontext(args.dir) as folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        kv = CountingKV(Path(folder) / "state")
+        kv = CountingKV(Path(folder) / "state", node_shards=args.node_shards)
+        print(f"LevelDB: the trie nodes in {kv.node_shards or 'the main'} database"
+              f"{'s of their own' if kv.node_shards else ''}")
         state = StateDB(kv, args.cache_mib << 20, threads=args.threads)
         saved = Path(folder) / f"root-{args.accounts}"
         if saved.exists():

@@ -105,7 +105,10 @@ EVM_EXPORT void kv_gather(kv_free_fn release, u64 n, char **values, const i64 *l
 /* One run of a write batch: its n keys, each prefix + its own bytes (keys[key_offsets[i] ..
  * key_offsets[i + 1]), or with key_offsets NULL, the width bytes at keys + i * width), and
  * their values: the next sizes[i] bytes of vals (values concatenated in order), or a delete
- * where sizes[i] < 0. The host passes the parts it staged as they are, not copied together. */
+ * where sizes[i] < 0. The host passes the parts it staged as they are, not copied together.
+ * With rows set (and key_offsets NULL), the run is n of a packed run's rows: the i-th is row
+ * rows[i], its key at keys + rows[i] * width, its value sizes[rows[i]] bytes at
+ * vals + starts[rows[i]] (one database's share of a block's trie nodes, not gathered). */
 typedef struct {
     const u8 *prefix;
     u64 prefix_len;
@@ -115,6 +118,8 @@ typedef struct {
     u64 width;
     const u8 *vals;
     const i64 *sizes;
+    const u64 *rows;
+    const u64 *starts;
 } kv_run;
 
 /* Writes `runs` runs, in order, in one atomic batch (a key written twice keeps its last
@@ -126,7 +131,9 @@ EVM_EXPORT int kv_write_many(kv_batch_create_fn create, kv_batch_put_fn put, kv_
     u8 *joined = NULL; /* prefix + key, for runs with a prefix */
     u64 joined_size = 0;
     for (u64 r = 0; r < runs; r++, run++) {
-        for (u64 i = 0, at = 0; i < run->n; i++) {
+        for (u64 j = 0, at = 0; j < run->n; j++) {
+            const u64 i = run->rows ? run->rows[j] : j;
+            if (run->rows) at = run->starts[i];
             const u8 *key = run->key_offsets ? run->keys + run->key_offsets[i] : run->keys + i * run->width;
             size_t klen = run->key_offsets ? run->key_offsets[i + 1] - run->key_offsets[i] : run->width;
             if (run->prefix_len) {

@@ -12,7 +12,6 @@ import functools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import accumulate
 from types import TracebackType
 from typing import Self
 
@@ -41,19 +40,28 @@ class PackedWrites:
     """The values, concatenated in the keys' order."""
     sizes: npt.NDArray[np.int64]
     """Each value's size; -1 deletes the key."""
+    rows: npt.NDArray[np.int64] | None = None
+    """The rows written, in order (None: every one): a store that spreads keys over
+    databases hands each its share of a run without copying it apart."""
 
     def holds(self, key: bytes) -> bool:
         """True when ``key`` has the shape of these keys (it may be one of them)."""
         return len(key) == len(self.prefix) + self.width and key.startswith(self.prefix)
 
+    def starts(self) -> npt.NDArray[np.int64]:
+        """Where each row's value starts in ``values`` (every row, also with ``rows``)."""
+        sizes = np.maximum(self.sizes, 0)
+        return np.cumsum(sizes) - sizes
+
     def items(self) -> Iterator[tuple[bytes, bytes | None]]:
         """Each key with its value (None: deleted)."""
         names, values, width, prefix = self.names, self.values, self.width, self.prefix
-        sizes = self.sizes.tolist()
-        ends = list(accumulate(max(size, 0) for size in sizes))
-        for index, (start, end, size) in enumerate(zip([0, *ends], ends, sizes)):
-            key = prefix + names[index * width : (index + 1) * width]
-            yield key, None if size < 0 else bytes(values[start:end])
+        rows = range(len(self.sizes)) if self.rows is None else self.rows.tolist()
+        sizes, starts = self.sizes.tolist(), self.starts().tolist()
+        for row in rows:
+            key = prefix + names[row * width : (row + 1) * width]
+            size = sizes[row]
+            yield key, None if size < 0 else bytes(values[starts[row] : starts[row] + size])
 
 
 Prepare = Callable[[PendingWrites, Sequence[PackedWrites]], Callable[[], None]]

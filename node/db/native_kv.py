@@ -116,6 +116,11 @@ class NativeLevelDB:
             run.prefix, run.prefix_len = _address_of(puts.prefix), len(puts.prefix)
             run.n, run.keys, run.key_offsets = len(put_sizes), _address_of(puts.names), None
             run.width, run.vals, run.sizes = puts.width, _address_of(puts.values), put_sizes.ctypes.data
+            if puts.rows is not None:
+                rows = np.ascontiguousarray(puts.rows, dtype=np.uint64)
+                starts = np.ascontiguousarray(puts.starts(), dtype=np.uint64)
+                parts += [rows, starts]
+                run.n, run.rows, run.starts = len(rows), rows.ctypes.data, starts.ctypes.data
         last = runs[len(packed)]
         last.prefix, last.prefix_len, last.n = None, 0, len(keys)
         last.keys, last.key_offsets, last.width = _address_of(key_data), key_offsets.ctypes.data, 0
@@ -138,7 +143,8 @@ class _Run(ctypes.Structure):
 
     _fields_ = [("prefix", ctypes.c_void_p), ("prefix_len", ctypes.c_uint64), ("n", ctypes.c_uint64),
                 ("keys", ctypes.c_void_p), ("key_offsets", ctypes.c_void_p), ("width", ctypes.c_uint64),
-                ("vals", ctypes.c_void_p), ("sizes", ctypes.c_void_p)]
+                ("vals", ctypes.c_void_p), ("sizes", ctypes.c_void_p), ("rows", ctypes.c_void_p),
+                ("starts", ctypes.c_void_p)]
 
 
 def _address_of(data: bytes | memoryview) -> int:

@@ -40,7 +40,8 @@ EVIDENCE_PREFIX = b"e"
 
 # State: trie nodes and contract code, content-addressed (never deleted: archive node)
 STATE_NODE_PREFIX = b"s"
-"""s + keccak(node or code) -> node or code."""
+"""s + keccak(node or code) -> node or code. A LevelDB store keeps these in databases of their
+own, written before the rest of a batch (node/db/leveldb.py)."""
 
 # State, flat: the state at one root (FLAT_MARKER) for reads with one get, no trie walk. Keys
 # are the trie's hashed keys, so the tables sort like the trie and can be rebuilt from it.

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from node.db.api import KV
-from node.db.leveldb import LevelDBKV
+from node.db.leveldb import NODE_SHARDS, LevelDBKV
 from node.db.memory import MemoryKV
 
-NAMES = ["memory", "leveldb"]
+NAMES = ["memory", "leveldb", "leveldb-one-database"]
+"""LevelDB with the state's nodes in databases of their own (a new store's layout), and in
+its one database (a store made before them)."""
 
 
 class Backend:
@@ -16,8 +18,10 @@ class Backend:
 
     def __init__(self, name: str, tmp_path: Path) -> None:
         self.name = name
-        self.persistent = name == "leveldb"
+        self.persistent = name.startswith("leveldb")
         self._path = tmp_path / "db"
 
     def open(self) -> KV:
-        return LevelDBKV(self._path) if self.persistent else MemoryKV()
+        if not self.persistent:
+            return MemoryKV()
+        return LevelDBKV(self._path, node_shards=0 if self.name == "leveldb-one-database" else NODE_SHARDS)

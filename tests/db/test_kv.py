@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from node.db.api import KV, WriteBatch
-from node.db.leveldb import LevelDBKV
+from node.db.leveldb import LAYOUT_FILE, NODE_SHARDS, LevelDBKV
 from node.db.memory import prefix_end
 from primitives.errors import Halt, StoreClosed
 from tests.db.backends import Backend
@@ -230,7 +231,8 @@ def test_leveldb_reads_and_writes_batches_natively(tmp_path: Path) -> None:
     """On Linux with plyvel's wheel the store finds LevelDB's C API and plyvel's handle: a
     batch is then one call without the GIL, not a GIL hand-off per key."""
     kv = LevelDBKV(tmp_path / "db")
-    assert kv._native is not None
+    assert kv._main.native is not None and kv.node_shards == NODE_SHARDS
+    assert all(shard.native is not None for shard in kv._shards)
     with kv.write_batch() as batch:
         batch.put_many((b"%d" % i, b"x%d" % i) for i in range(5_000))
         batch.delete(b"7")
@@ -384,6 +386,95 @@ def test_batch_put_then_delete_and_delete_then_put(kv: KV) -> None:
     assert list(batch.iterate()) == [(b"x", b"again")]
     batch.commit()
     assert items(kv) == [(b"x", b"again")]
+
+
+def test_state_nodes_and_other_keys_of_their_shape_in_random_batches(backend: Backend) -> None:
+    """Keys shaped as the state's nodes (s + 32 bytes: LevelDB keeps them in databases of
+    their own), other keys of that size or prefix, packed runs and single writes mixed: reads,
+    ordered iteration and a reopened store agree with a model."""
+    rng = random.Random(5)
+    model: dict[bytes, bytes] = {}
+    kv = backend.open()
+    names = [rng.randbytes(32) for _ in range(400)] + [b"\x00" * 32, b"\xff" * 32]
+    for _ in range(25):
+        batch = kv.write_batch()
+        chosen = rng.sample(names, rng.randrange(1, 120))
+        values = [None if rng.random() < 0.1 else rng.randbytes(rng.randrange(0, 90)) for _ in chosen]
+        sizes = np.array([-1 if v is None else len(v) for v in values], dtype=np.int64)
+        batch.put_packed(b"s", b"".join(chosen), 32, b"".join(v for v in values if v), sizes)
+        for name, value in zip(chosen, values):
+            model.pop(b"s" + name, None) if value is None else model.__setitem__(b"s" + name, value)
+        writes: list[tuple[bytes, bytes | None]] = []
+        for _ in range(rng.randrange(0, 20)):
+            key = rng.choice([b"s" + rng.choice(names), b"a" + rng.choice(names), b"s" + b"x" * 5,
+                              b"s", b"t" + rng.choice(names)[:8]])
+            writes.append((key, None if rng.random() < 0.3 else b"w%d" % rng.randrange(1000)))
+        batch.write_many(writes)
+        for key, value in writes:
+            model.pop(key, None) if value is None else model.__setitem__(key, value)
+        batch.commit()
+    for prefix in (b"", b"s", b"s" + names[0][:1], b"a"):
+        expected = sorted((k, v) for k, v in model.items() if k.startswith(prefix))
+        assert items(kv, prefix) == expected
+        assert items(kv, prefix, reverse=True) == expected[::-1]
+    if backend.persistent:
+        kv.close()
+        kv = backend.open()
+    keys = sorted(model) + [b"s" + bytes(32), b"a" + bytes(32)]
+    rng.shuffle(keys)
+    assert kv.get_many(keys) == [model.get(key) for key in keys]
+    assert [kv.get(key) for key in keys[:50]] == [model.get(key) for key in keys[:50]]
+    assert items(kv) == sorted(model.items())
+    kv.close()
+
+
+def test_leveldb_writes_a_batchs_nodes_before_the_rest(tmp_path: Path) -> None:
+    """A batch's nodes go to their databases first, the rest only once they are written: a
+    failed node write leaves the rest unwritten (a block is never there without its nodes)."""
+    kv = LevelDBKV(tmp_path / "db")
+    node = b"s" + b"\x80" * 32
+    failing = kv._shards[kv._place(node)]
+
+    def refuse(*args: object) -> Callable[[], None]:
+        def write() -> None:
+            raise Halt("disk full")
+        return write
+
+    failing.prepare = refuse  # type: ignore[method-assign, assignment]
+    batch = kv.write_batch()
+    batch.put(b"head", b"block 1")
+    batch.put_packed(b"s", b"\x01" * 32 + b"\x80" * 32, 32, b"ab", np.array([1, 1], dtype=np.int64))
+    with pytest.raises(Halt, match="disk full"):
+        batch.commit()
+    assert kv.get(b"head") is None and kv.get(node) is None
+    kv.close()
+
+
+def test_leveldb_keeps_the_layout_it_was_made_with(tmp_path: Path) -> None:
+    """A store's node databases are fixed when it is made: one made without them (as every
+    store before them) keeps its nodes in its one database; a missing one stops the node."""
+    one = LevelDBKV(tmp_path / "one", node_shards=0)
+    one.put(b"s" + b"\x01" * 32, b"node")
+    one.close()
+    again = LevelDBKV(tmp_path / "one")
+    assert again.node_shards == 0 and again.get(b"s" + b"\x01" * 32) == b"node"
+    again.close()
+    older = LevelDBKV(tmp_path / "older", node_shards=4)
+    older.put(b"h", b"header")
+    older.close()
+    (tmp_path / "older" / LAYOUT_FILE).unlink()  # as a store made before the node databases
+    reopened = LevelDBKV(tmp_path / "older")
+    assert reopened.node_shards == 0 and reopened.get(b"h") == b"header"
+    reopened.close()
+    sharded = LevelDBKV(tmp_path / "sharded", node_shards=4)
+    sharded.put(b"s" + b"\xff" * 32, b"node")
+    sharded.close()
+    reopened = LevelDBKV(tmp_path / "sharded", node_shards=8)
+    assert reopened.node_shards == 4 and reopened.get(b"s" + b"\xff" * 32) == b"node"
+    reopened.close()
+    shutil.rmtree(tmp_path / "sharded" / "nodes" / "3")
+    with pytest.raises(Halt, match="cannot open"):
+        LevelDBKV(tmp_path / "sharded")
 
 
 def test_batch_merge_matches_a_plain_store(kv: KV) -> None:
