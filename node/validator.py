@@ -6,7 +6,8 @@ machine, block building and commits never run concurrently:
 
 - consensus messages -> the state machine (sequencer/consensus.py); its actions are
   carried out here: Broadcast -> publish, Decide -> commit with the certificate, then
-  the next height ``block_time`` after this one started; Behind -> sync finalized
+  the next height ``block_time`` after this one started, or when a proposal of it comes
+  first; Behind -> sync finalized
   blocks from peers; Disagree -> Halt (the network finalized a block this node's
   execution rejects);
 - transactions accepted over RPC -> gossiped in batches every ``tx_batch_interval``;
@@ -338,6 +339,13 @@ class ValidatorLoop:
             message = wire.decode_message(self.chain_id, data)
         except InvalidInput:
             return  # the gate let it through for an older view; it is no longer valid
+        if (isinstance(message, Proposal) and self._next_height_at is not None
+                and message.height == self.node.head().number + 1):
+            # A proposer started the next height: this validator starts it now. Each starts a
+            # height block_time after it started the last, so one that once decided late
+            # (slow messages or commit) would otherwise stay that far behind, and the others
+            # would wait that long for every proposal of its.
+            self._start_next_height()
         if (isinstance(message, Proposal) and message.height == self.consensus.height
                 and message.proposer == self.consensus.proposer(message.round)):
             # Logged before consensus acts on it: a lock taken on it survives a restart.

@@ -181,6 +181,32 @@ def test_heights_start_block_time_apart_and_a_slower_one_is_followed_at_once(
     assert fastest * 10 <= cluster.clock.now() - start <= slowest * 10
 
 
+def test_a_validator_that_fell_behind_the_others_heights_follows_their_next_proposal() -> None:
+    """Each validator starts a height block_time after it started the last; one whose
+    messages came late for a while (v0, 0.8 s a hop: longer than a block time) started its
+    heights that much later. When a proposal of the next height arrives while it waits, it
+    starts that height then: it does not stay behind (and the others do not wait that long
+    for each proposal of its)."""
+    slow_until = [0.0]
+
+    def latency(_sender: PeerId, receiver: PeerId, _topic: str) -> float:
+        return 0.8 if receiver == "v0" and cluster.clock.now() < slow_until[0] else 0.01
+
+    cluster = Cluster(latency=latency)
+    slow_until[0] = cluster.clock.now() + 5
+    starts: dict[int, dict[int, float]] = {}
+
+    def record() -> bool:
+        for index, loop in enumerate(cluster.live()):
+            starts.setdefault(loop.consensus.height, {})[index] = loop._height_started
+        return False
+
+    assert not cluster.run(record, limit=12)
+    late = [max(at.values()) - min(at.values()) for height, at in sorted(starts.items())
+            if len(at) == 4 and min(at.values()) >= slow_until[0] + 1]
+    assert len(late) >= 10 and max(late) < 0.05
+
+
 def test_a_proposer_with_a_wrong_state_root_gets_nil_votes_and_the_next_round_decides() -> None:
     cluster = Cluster()
     first = leader.proposer(ValidatorSet.of(WEIGHTS), cluster.nodes[0].head().hash, 1, 0)
