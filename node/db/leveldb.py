@@ -312,16 +312,19 @@ class LevelDBKV:
         # Each database's writes: packed runs, then single keys (which win over a run's).
         runs: list[list[PackedWrites]] = [[] for _ in range(count + 1)]
         singles: list[dict[bytes, bytes | None]] = [{} for _ in range(count + 1)]
+        if any(_mixes_nodes(puts) for puts in packed):
+            # A run of another shape whose keys may be nodes (none is staged so): every run
+            # key by key, in order, so that a later run's write of a key still wins.
+            for puts in packed:
+                for key, value in puts.items():
+                    singles[self._place(key)][key] = value
+            packed = ()
         for puts in packed:
             if puts.prefix == schema.STATE_NODE_PREFIX and puts.width == 32 and puts.rows is None:
                 # A block's nodes: each database gets its rows of the run, not a copy.
                 places = np.frombuffer(puts.names, dtype=np.uint8)[::32].astype(np.int64) * count >> 8
                 for place in np.unique(places).tolist():
                     runs[place].append(replace(puts, rows=np.flatnonzero(places == place)))
-            elif (len(puts.prefix) + puts.width == NODE_KEY_SIZE
-                  and schema.STATE_NODE_PREFIX.startswith(puts.prefix[:1])):
-                for key, value in puts.items():  # another shape that may hold node keys: none yet
-                    singles[self._place(key)][key] = value
             else:
                 runs[count].append(puts)
         keys = list(writes)
@@ -346,3 +349,10 @@ class LevelDBKV:
                 write()
         last()
 
+
+def _mixes_nodes(puts: PackedWrites) -> bool:
+    """True for a packed run that may hold node keys but is not a run of nodes alone."""
+    if puts.prefix == schema.STATE_NODE_PREFIX and puts.width == 32:
+        return puts.rows is not None
+    return (len(puts.prefix) + puts.width == NODE_KEY_SIZE
+            and schema.STATE_NODE_PREFIX.startswith(puts.prefix[:1]))

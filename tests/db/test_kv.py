@@ -428,6 +428,24 @@ def test_state_nodes_and_other_keys_of_their_shape_in_random_batches(backend: Ba
     kv.close()
 
 
+def test_packed_runs_of_node_sized_keys_in_another_shape_keep_their_order(backend: Backend) -> None:
+    """Runs whose 33-byte keys may be nodes without being a run of nodes alone (no prefix, or
+    another width): each key lands where it belongs, and a later run's write of a key wins."""
+    kv = backend.open()
+    node, other = b"s" + b"\x90" * 32, b"a" + b"\x90" * 32
+    batch = kv.write_batch()
+    batch.put_packed(b"", node + other, 33, b"n1o1", np.array([2, 2], dtype=np.int64))
+    batch.put_packed(b"s", b"\x90" * 32, 32, b"n2", np.array([2], dtype=np.int64))
+    batch.put_packed(b"", other, 33, b"o2", np.array([2], dtype=np.int64))
+    batch.commit()
+    if backend.persistent:
+        kv.close()
+        kv = backend.open()
+    assert kv.get_many([node, other]) == [b"n2", b"o2"]
+    assert items(kv) == [(other, b"o2"), (node, b"n2")]
+    kv.close()
+
+
 def test_leveldb_writes_a_batchs_nodes_before_the_rest(tmp_path: Path) -> None:
     """A batch's nodes go to their databases first, the rest only once they are written: a
     failed node write leaves the rest unwritten (a block is never there without its nodes)."""
