@@ -26,7 +26,7 @@ i mod N instead, as wallets using different validators' RPC would (each sender's
 still reach one node, in nonce order). A benchmark prints: it never fails for being slow.
 
     python -m bench.load --workload transfer --txs 20000 [--executor native-cuda] [--no-anvil]
-    python -m bench.load --validators 4 --no-anvil --txs 20000 [--spread]
+    python -m bench.load --validators 4 --no-anvil --txs 20000 [--spread] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -1089,6 +1089,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds to wait for inclusion after sending (and most to send)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="run in DIR (new or empty) and leave it: the nodes' logs and data "
+                        "for a look afterwards (a devnet's validators log to DIR/devnet/nodeN.log)")
     parser.add_argument("--profile", type=Path,
                         help="record l2node with py-spy during the load (raw format) to this file "
                         "and print its top functions")
@@ -1107,6 +1110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error('--fronts must be a number or "auto"')
     if args.gas_limit is not None and args.gas_limit < 21_000:
         parser.error("--gas-limit must be at least 21000")
+    if args.keep is not None:
+        if args.keep.exists() and (not args.keep.is_dir() or any(args.keep.iterdir())):
+            parser.error(f"--keep {args.keep}: not an empty folder")
+        args.keep.mkdir(parents=True, exist_ok=True)
     preset = load_preset(args.gas_limit)
     preset["executor"]["pipelined"] = args.pipelined
     senders = min(args.senders, args.txs)
@@ -1131,7 +1138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"in {time.monotonic() - started:.1f} s", flush=True)
 
     results: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
+    with (tempfile.TemporaryDirectory(prefix="bench-load-") if args.keep is None
+          else contextlib.nullcontext(str(args.keep))) as tmp:
         node_genesis = anvil_genesis = None
         if prefill:
             addresses = [private_key_to_address(key) for key in keys]

@@ -46,7 +46,8 @@ def test_tiny_load_is_accepted_and_included(
     # The devnet's load goes to every validator's RPC (each sender's to one of them).
     argv = ["--workload", workload, "--txs", "300", "--senders", "20", "--connections", "4",
             "--batch", "50", "--timeout", "60", "--json", str(out), "--validators", str(validators),
-            "--gas-limit", "900000000", *(["--spread"] if validators > 1 else [])]
+            "--gas-limit", "900000000",
+            *(["--spread", "--keep", str(tmp_path / "run")] if validators > 1 else [])]
     # A devnet of 4 validators is loaded alone: anvil's run is the same as the others'.
     with_anvil = load.anvil_available() and validators == 1
     assert load.main(argv + ([] if with_anvil else ["--no-anvil"])) == 0
@@ -80,6 +81,9 @@ def test_tiny_load_is_accepted_and_included(
         assert 0 < heights["build_ms_p50"] and heights["final_ms_p50"] > 0
         assert "devnet, the load's" in printed and "spread over their RPC" in printed
         assert figures["targets"]["l2node"]["endpoints"] == validators
+        # --keep left the run's folder: each validator's log is there to read.
+        assert all((tmp_path / "run" / "devnet" / f"node{i}.log").stat().st_size > 0
+                   for i in range(validators))
     else:
         assert heights == {} and figures["targets"]["l2node"]["endpoints"] == 1
     for row in ("acceptance tx/s", "inclusion tx/s", "latency p99 s", "CPU cores"):
